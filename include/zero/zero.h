@@ -1,0 +1,17 @@
+/*
+ * libzero: ZeRO-sharded data-parallel training for C and C++ trainers.
+ *
+ * The umbrella header: include this one and link -lzero (pkg-config zero).
+ * Each header below is self-contained and documented in full.
+ */
+#ifndef ZERO_ZERO_H
+#define ZERO_ZERO_H
+
+#include <zero/export.h>
+#include <zero/version.h>
+#include <zero/status.h>
+#include <zero/log.h>
+#include <zero/memory.h>
+#include <zero/types.h>
+
+#endif /* ZERO_ZERO_H */

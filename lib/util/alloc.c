@@ -1,0 +1,420 @@
+#define ZERO_LOG_MODULE "alloc"
+#include "zero_build_config.h"
+#include "util/alloc.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#if HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+/* Process-wide counters: accounting must see every allocation wherever it is made. */
+static atomic_uint_fast64_t live_bytes[ZERO_MEM_KIND_COUNT];
+static atomic_uint_fast64_t live_count[ZERO_MEM_KIND_COUNT];
+static atomic_uint_fast64_t peak_bytes[ZERO_MEM_KIND_COUNT];
+
+static void account_add(zero_mem_kind_t kind, size_t bytes)
+{
+    uint64_t now = atomic_fetch_add(&live_bytes[kind], bytes) + bytes;
+    uint64_t peak = atomic_load(&peak_bytes[kind]);
+    atomic_fetch_add(&live_count[kind], 1);
+    while (now > peak && !atomic_compare_exchange_weak(&peak_bytes[kind], &peak, now))
+        ;
+}
+
+static void account_sub(zero_mem_kind_t kind, size_t bytes)
+{
+    atomic_fetch_sub(&live_bytes[kind], bytes);
+    atomic_fetch_sub(&live_count[kind], 1);
+}
+
+void zero_mem_get_stats(zero_mem_stats_t *stats_p)
+{
+    if (stats_p == NULL)
+        return;
+    for (int k = 0; k < ZERO_MEM_KIND_COUNT; k++) {
+        stats_p->live_bytes[k] = atomic_load(&live_bytes[k]);
+        stats_p->live_count[k] = atomic_load(&live_count[k]);
+        stats_p->peak_bytes[k] = atomic_load(&peak_bytes[k]);
+    }
+}
+
+const char *zero_mem_kind_string(zero_mem_kind_t kind)
+{
+    switch (kind) {
+    case ZERO_MEM_HOST:   return "host";
+    case ZERO_MEM_PINNED: return "pinned";
+    case ZERO_MEM_DEVICE: return "device";
+    default:              return "unknown";
+    }
+}
+
+/* ---- small host allocations: a 16-byte header keeps the size ---- */
+
+typedef union small_header {
+    size_t size;
+    max_align_t align;
+} small_header_t;
+
+void *zero_malloc(size_t size)
+{
+    small_header_t *h;
+    if (size > SIZE_MAX - sizeof(*h))
+        return NULL;
+    h = malloc(sizeof(*h) + size);
+    if (h == NULL)
+        return NULL;
+    h->size = size;
+    account_add(ZERO_MEM_HOST, size);
+    return h + 1;
+}
+
+void *zero_calloc(size_t count, size_t size)
+{
+    void *p;
+    if (size != 0 && count > SIZE_MAX / size)
+        return NULL;
+    p = zero_malloc(count * size);
+    if (p != NULL)
+        memset(p, 0, count * size);
+    return p;
+}
+
+void *zero_realloc(void *ptr, size_t size)
+{
+    small_header_t *h, *moved;
+    size_t old;
+    if (ptr == NULL)
+        return zero_malloc(size);
+    if (size > SIZE_MAX - sizeof(*h))
+        return NULL;
+    h = (small_header_t *)ptr - 1;
+    old = h->size;
+    moved = realloc(h, sizeof(*h) + size);
+    if (moved == NULL)
+        return NULL;
+    moved->size = size;
+    /* Count the change as one free and one allocation so peak stays honest. */
+    account_sub(ZERO_MEM_HOST, old);
+    account_add(ZERO_MEM_HOST, size);
+    return moved + 1;
+}
+
+void zero_free(void *ptr)
+{
+    small_header_t *h;
+    if (ptr == NULL)
+        return;
+    h = (small_header_t *)ptr - 1;
+    account_sub(ZERO_MEM_HOST, h->size);
+    free(h);
+}
+
+void zero_string_free(char *string)
+{
+    zero_free(string);
+}
+
+char *zero_strdup(const char *string)
+{
+    return zero_strndup(string, SIZE_MAX);
+}
+
+char *zero_strndup(const char *string, size_t max_length)
+{
+    size_t n;
+    char *copy;
+    if (string == NULL)
+        return NULL;
+    n = strnlen(string, max_length);
+    copy = zero_malloc(n + 1);
+    if (copy != NULL) {
+        memcpy(copy, string, n);
+        copy[n] = '\0';
+    }
+    return copy;
+}
+
+char *zero_asprintf(const char *fmt, ...)
+{
+    va_list ap, ap2;
+    int n;
+    char *s;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        va_end(ap2);
+        return NULL;
+    }
+    s = zero_malloc((size_t)n + 1);
+    if (s != NULL)
+        vsnprintf(s, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    return s;
+}
+
+/* ---- large buffers: a registry keyed by address (device memory has no room
+ * for a header), which also names leaks by tag ---- */
+
+typedef struct mem_record {
+    void *ptr;          /* NULL: empty slot; TOMBSTONE: deleted */
+    size_t bytes;
+    zero_mem_kind_t kind;
+    char tag[40];
+} mem_record_t;
+
+#define TOMBSTONE ((void *)(uintptr_t)1)
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static mem_record_t *registry;
+static size_t registry_capacity;    /* power of two */
+static size_t registry_used;        /* live + tombstones */
+
+static size_t ptr_hash(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static int registry_grow(void)
+{
+    size_t new_capacity = registry_capacity ? registry_capacity * 2 : 64;
+    mem_record_t *old = registry;
+    size_t old_capacity = registry_capacity;
+    mem_record_t *table = calloc(new_capacity, sizeof(*table));
+    if (table == NULL)
+        return -1;
+    registry = table;
+    registry_capacity = new_capacity;
+    registry_used = 0;
+    for (size_t i = 0; i < old_capacity; i++) {
+        if (old[i].ptr != NULL && old[i].ptr != TOMBSTONE) {
+            size_t j = ptr_hash(old[i].ptr) & (new_capacity - 1);
+            while (table[j].ptr != NULL)
+                j = (j + 1) & (new_capacity - 1);
+            table[j] = old[i];
+            registry_used++;
+        }
+    }
+    free(old);
+    return 0;
+}
+
+static int registry_insert(void *ptr, size_t bytes, zero_mem_kind_t kind, const char *tag)
+{
+    size_t j;
+    if ((registry_used + 1) * 4 > registry_capacity * 3 && registry_grow() != 0)
+        return -1;
+    j = ptr_hash(ptr) & (registry_capacity - 1);
+    while (registry[j].ptr != NULL && registry[j].ptr != TOMBSTONE)
+        j = (j + 1) & (registry_capacity - 1);
+    if (registry[j].ptr == NULL)
+        registry_used++;
+    registry[j].ptr = ptr;
+    registry[j].bytes = bytes;
+    registry[j].kind = kind;
+    snprintf(registry[j].tag, sizeof(registry[j].tag), "%s", tag ? tag : "?");
+    return 0;
+}
+
+static mem_record_t *registry_find(const void *ptr)
+{
+    size_t j;
+    if (registry_capacity == 0)
+        return NULL;
+    j = ptr_hash(ptr) & (registry_capacity - 1);
+    while (registry[j].ptr != NULL) {
+        if (registry[j].ptr == ptr)
+            return &registry[j];
+        j = (j + 1) & (registry_capacity - 1);
+    }
+    return NULL;
+}
+
+#if HAVE_CUDA
+/* Pinned memory through CUDA only where a device is usable; on a CPU-only
+ * node of a CUDA build, page-locking with mlock gives the same guarantee. */
+static int cuda_device_present(void)
+{
+    int count = 0;
+    return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+#endif
+
+static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag, void **ptr_p)
+{
+    size_t rounded = (bytes + ZERO_MEM_ALIGNMENT - 1) & ~(size_t)(ZERO_MEM_ALIGNMENT - 1);
+    void *ptr = NULL;
+    int rc;
+
+    if (rounded == 0)
+        rounded = ZERO_MEM_ALIGNMENT;
+    switch (kind) {
+    case ZERO_MEM_HOST:
+        rc = posix_memalign(&ptr, ZERO_MEM_ALIGNMENT, rounded);
+        if (rc != 0) {
+            ZERO_LOG_ERROR("cannot allocate %zu bytes of host memory for %s: %s", bytes, tag, strerror(rc));
+            return ZERO_ERR_NO_MEMORY;
+        }
+        break;
+    case ZERO_MEM_PINNED:
+#if HAVE_CUDA
+        if (cuda_device_present()) {
+            cudaError_t err = cudaHostAlloc(&ptr, rounded, cudaHostAllocPortable);
+            if (err != cudaSuccess) {
+                ZERO_LOG_ERROR("cannot allocate %zu bytes of pinned memory for %s: cudaHostAlloc: %s",
+                               bytes, tag, cudaGetErrorString(err));
+                return ZERO_ERR_NO_MEMORY;
+            }
+            break;
+        }
+#endif
+        rc = posix_memalign(&ptr, 4096, rounded);
+        if (rc != 0) {
+            ZERO_LOG_ERROR("cannot allocate %zu bytes of pinned memory for %s: %s", bytes, tag, strerror(rc));
+            return ZERO_ERR_NO_MEMORY;
+        }
+        if (mlock(ptr, rounded) != 0) {
+            int err = errno;
+            free(ptr);
+            ZERO_LOG_ERROR("cannot page-lock %zu bytes for %s: mlock: %s (raise RLIMIT_MEMLOCK, "
+                           "see ulimit -l, or set pin_memory to false)", bytes, tag, strerror(err));
+            return ZERO_ERR_NO_MEMORY;
+        }
+        break;
+    case ZERO_MEM_DEVICE:
+#if HAVE_CUDA
+    {
+        cudaError_t err = cudaMalloc(&ptr, rounded);
+        if (err != cudaSuccess) {
+            ZERO_LOG_ERROR("cannot allocate %zu bytes of device memory for %s: cudaMalloc: %s",
+                           bytes, tag, cudaGetErrorString(err));
+            return err == cudaErrorMemoryAllocation ? ZERO_ERR_NO_MEMORY : ZERO_ERR_CUDA;
+        }
+        break;
+    }
+#else
+        ZERO_LOG_ERROR("cannot allocate device memory for %s: libzero was built without CUDA "
+                       "(reconfigure with -Dcuda=enabled)", tag);
+        return ZERO_ERR_UNSUPPORTED;
+#endif
+    default:
+        ZERO_LOG_ERROR("cannot allocate %s: unknown memory kind %d", tag, (int)kind);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    *ptr_p = ptr;
+    return ZERO_OK;
+}
+
+static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes)
+{
+    switch (kind) {
+    case ZERO_MEM_HOST:
+        free(ptr);
+        break;
+    case ZERO_MEM_PINNED:
+#if HAVE_CUDA
+        if (cudaFreeHost(ptr) == cudaSuccess)
+            break;
+#endif
+        munlock(ptr, bytes);
+        free(ptr);
+        break;
+    case ZERO_MEM_DEVICE:
+#if HAVE_CUDA
+        cudaFree(ptr);
+#endif
+        break;
+    default:
+        break;
+    }
+}
+
+zero_status_t zero_mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag, void **ptr_p)
+{
+    void *ptr = NULL;
+    zero_status_t status;
+
+    if (ptr_p == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    if (bytes > SIZE_MAX - ZERO_MEM_ALIGNMENT) {
+        ZERO_LOG_ERROR("cannot allocate %zu bytes for %s: size overflows", bytes, tag);
+        return ZERO_ERR_OVERFLOW;
+    }
+    status = raw_alloc(kind, bytes, tag, &ptr);
+    if (status != ZERO_OK)
+        return status;
+
+    pthread_mutex_lock(&registry_lock);
+    if (registry_insert(ptr, bytes, kind, tag) != 0) {
+        pthread_mutex_unlock(&registry_lock);
+        raw_free(kind, ptr, bytes);
+        ZERO_LOG_ERROR("cannot record allocation of %s: out of host memory", tag);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    account_add(kind, bytes);
+    *ptr_p = ptr;
+    return ZERO_OK;
+}
+
+void zero_mem_free(void *ptr)
+{
+    mem_record_t *rec;
+    zero_mem_kind_t kind;
+    size_t bytes;
+
+    if (ptr == NULL)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    rec = registry_find(ptr);
+    if (rec == NULL) {
+        pthread_mutex_unlock(&registry_lock);
+        ZERO_LOG_ERROR("internal: zero_mem_free(%p) of a buffer it did not allocate", ptr);
+        return;
+    }
+    kind = rec->kind;
+    bytes = rec->bytes;
+    rec->ptr = TOMBSTONE;
+    pthread_mutex_unlock(&registry_lock);
+
+    raw_free(kind, ptr, bytes);
+    account_sub(kind, bytes);
+}
+
+int zero_mem_kind_of(const void *ptr)
+{
+    mem_record_t *rec;
+    int kind = -1;
+    pthread_mutex_lock(&registry_lock);
+    rec = registry_find(ptr);
+    if (rec != NULL)
+        kind = (int)rec->kind;
+    pthread_mutex_unlock(&registry_lock);
+    return kind;
+}
+
+void zero_mem_report_live(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (size_t i = 0; i < registry_capacity; i++) {
+        if (registry[i].ptr != NULL && registry[i].ptr != TOMBSTONE)
+            ZERO_LOG_ERROR("live %s buffer %p: %zu bytes, tag %s", zero_mem_kind_string(registry[i].kind),
+                           registry[i].ptr, registry[i].bytes, registry[i].tag);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}

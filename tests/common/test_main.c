@@ -1,0 +1,54 @@
+#include "test_main.h"
+#include "util/alloc.h"
+
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void zero_test_check_no_leak(const zero_mem_stats_t *mark, const char *file, unsigned line)
+{
+    zero_mem_stats_t now;
+    int leaked = 0;
+    zero_mem_get_stats(&now);
+    for (int k = 0; k < ZERO_MEM_KIND_COUNT; k++) {
+        if (now.live_bytes[k] != mark->live_bytes[k] || now.live_count[k] != mark->live_count[k]) {
+            fprintf(stderr, "%s:%u: %s memory: %llu bytes in %llu allocations before, %llu in %llu after\n",
+                    file, line, zero_mem_kind_string((zero_mem_kind_t)k),
+                    (unsigned long long)mark->live_bytes[k], (unsigned long long)mark->live_count[k],
+                    (unsigned long long)now.live_bytes[k], (unsigned long long)now.live_count[k]);
+            leaked = 1;
+        }
+    }
+    if (leaked)
+        zero_mem_report_live();
+    CU_assertImplementation(!leaked, line, "no libzero memory leaked", file, "", CU_FALSE);
+}
+
+const char *zero_test_shared_configs_dir(void)
+{
+    const char *env = getenv("ZERO_SHARED_CONFIGS");
+    return (env && *env) ? env : ZERO_TEST_SHARED_CONFIGS;
+}
+
+int zero_test_main(int argc, char **argv, CU_SuiteInfo *suites)
+{
+    unsigned failures;
+    (void)argc;
+    (void)argv;
+    if (CU_initialize_registry() != CUE_SUCCESS) {
+        fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
+        return 1;
+    }
+    if (CU_register_suites(suites) != CUE_SUCCESS) {
+        fprintf(stderr, "CUnit: %s\n", CU_get_error_msg());
+        CU_cleanup_registry();
+        return 1;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    failures = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +
+               CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    return failures == 0 ? 0 : 1;
+}

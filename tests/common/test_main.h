@@ -1,0 +1,29 @@
+/*
+ * Shared CUnit driver. Every suite binary calls zero_test_main(); it runs the
+ * suites, prints CUnit's report, and exits non-zero when anything failed
+ * (CU_basic_run_tests() alone reports success even when tests fail).
+ *
+ * Leak checks: ZERO_TEST_MEM_MARK() before a test body and
+ * ZERO_TEST_ASSERT_NO_LEAK() after it assert that libzero's counted memory of
+ * every kind returned to where it was.
+ */
+#ifndef ZERO_TEST_MAIN_H
+#define ZERO_TEST_MAIN_H
+
+#include <CUnit/CUnit.h>
+#include <zero/memory.h>
+
+int zero_test_main(int argc, char **argv, CU_SuiteInfo *suites);
+
+/* Asserts that live counters equal those in @p mark (prints the live buffers if not). */
+void zero_test_check_no_leak(const zero_mem_stats_t *mark, const char *file, unsigned line);
+
+#define ZERO_TEST_MEM_MARK() \
+    zero_mem_stats_t zero_test_mark_; \
+    zero_mem_get_stats(&zero_test_mark_)
+#define ZERO_TEST_ASSERT_NO_LEAK() zero_test_check_no_leak(&zero_test_mark_, __FILE__, __LINE__)
+
+/* Path of the shared DeepSpeed configs (../shared/configs or ZERO_SHARED_CONFIGS). */
+const char *zero_test_shared_configs_dir(void);
+
+#endif /* ZERO_TEST_MAIN_H */

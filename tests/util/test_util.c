@@ -1,0 +1,348 @@
+/* lib/util: status strings, counted allocation, logging, thread pool, 16-bit conversions. */
+#include "test_main.h"
+#include "util/alloc.h"
+#include "util/half.h"
+#include "util/log.h"
+#include "util/thread_pool.h"
+#include "util/checks.h"
+
+#include <zero/zero.h>
+
+/* GCC on x86-64 rounds _Float16 conversions to nearest even: the reference. */
+__extension__ typedef _Float16 zero_f16_t;
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_status_strings(void)
+{
+    static const zero_status_t all[] = {
+        ZERO_OK, ZERO_INPROGRESS, ZERO_ERR_INVALID_ARG, ZERO_ERR_NO_MEMORY, ZERO_ERR_IO,
+        ZERO_ERR_CONFIG, ZERO_ERR_UNSUPPORTED, ZERO_ERR_COMM, ZERO_ERR_TIMEOUT, ZERO_ERR_CUDA,
+        ZERO_ERR_NCCL, ZERO_ERR_HDF5, ZERO_ERR_STATE, ZERO_ERR_CHECKPOINT, ZERO_ERR_LOSS_SCALE,
+        ZERO_ERR_NOT_FOUND, ZERO_ERR_PROTOCOL, ZERO_ERR_ABORTED, ZERO_ERR_OVERFLOW, ZERO_ERR_INTERNAL};
+    size_t n = sizeof(all) / sizeof(all[0]);
+    for (size_t i = 0; i < n; i++) {
+        const char *s = zero_status_string(all[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        CU_ASSERT_STRING_NOT_EQUAL(s, "unknown status");
+        for (size_t j = 0; j < i; j++)
+            CU_ASSERT_STRING_NOT_EQUAL(s, zero_status_string(all[j])); /* each one distinct */
+        if (all[i] < 0)
+            CU_ASSERT(all[i] < 0);
+    }
+    CU_ASSERT_STRING_EQUAL(zero_status_string(ZERO_OK), "success");
+    CU_ASSERT_STRING_EQUAL(zero_status_string((zero_status_t)-999), "unknown status");
+    CU_ASSERT_STRING_EQUAL(zero_status_string(ZERO_ERR_UNSUPPORTED), "unsupported feature");
+}
+
+static void test_version(void)
+{
+    char expect[32];
+    snprintf(expect, sizeof(expect), "%d.%d.%d", ZERO_VERSION_MAJOR, ZERO_VERSION_MINOR, ZERO_VERSION_PATCH);
+    CU_ASSERT_STRING_EQUAL(zero_version(), expect);
+    CU_ASSERT_EQUAL(zero_version_code(), ZERO_VERSION_CODE);
+}
+
+static void test_small_alloc_accounting(void)
+{
+    zero_mem_stats_t before, during;
+    char *a, *b, *s;
+    zero_mem_get_stats(&before);
+    a = zero_malloc(1000);
+    b = zero_calloc(10, 30);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    for (int i = 0; i < 300; i++)
+        CU_ASSERT_EQUAL(b[i], 0);
+    zero_mem_get_stats(&during);
+    CU_ASSERT_EQUAL(during.live_bytes[ZERO_MEM_HOST] - before.live_bytes[ZERO_MEM_HOST], 1300);
+    CU_ASSERT_EQUAL(during.live_count[ZERO_MEM_HOST] - before.live_count[ZERO_MEM_HOST], 2);
+    a = zero_realloc(a, 5000);
+    zero_mem_get_stats(&during);
+    CU_ASSERT_EQUAL(during.live_bytes[ZERO_MEM_HOST] - before.live_bytes[ZERO_MEM_HOST], 5300);
+    s = zero_asprintf("%s-%d", "rank", 42);
+    CU_ASSERT_STRING_EQUAL(s, "rank-42");
+    zero_string_free(s);
+    s = zero_strndup("abcdef", 3);
+    CU_ASSERT_STRING_EQUAL(s, "abc");
+    zero_free(s);
+    zero_free(a);
+    zero_free(b);
+    zero_free(NULL);
+    zero_mem_get_stats(&during);
+    CU_ASSERT_EQUAL(during.live_bytes[ZERO_MEM_HOST], before.live_bytes[ZERO_MEM_HOST]);
+    CU_ASSERT_EQUAL(during.live_count[ZERO_MEM_HOST], before.live_count[ZERO_MEM_HOST]);
+    CU_ASSERT(during.peak_bytes[ZERO_MEM_HOST] >= before.live_bytes[ZERO_MEM_HOST] + 5300);
+    /* overflowing requests fail cleanly */
+    CU_ASSERT_PTR_NULL(zero_calloc(SIZE_MAX / 2, 4));
+    CU_ASSERT_PTR_NULL(zero_malloc(SIZE_MAX));
+}
+
+static void test_buffer_alloc_accounting(void)
+{
+    ZERO_TEST_MEM_MARK();
+    void *bufs[100];
+    zero_mem_stats_t during;
+    for (int i = 0; i < 100; i++) {
+        CU_ASSERT_EQUAL_FATAL(zero_mem_alloc(ZERO_MEM_HOST, (size_t)(i + 1) * 100, "test", &bufs[i]), ZERO_OK);
+        CU_ASSERT_EQUAL((uintptr_t)bufs[i] % ZERO_MEM_ALIGNMENT, 0);
+        memset(bufs[i], 0xab, (size_t)(i + 1) * 100);
+        CU_ASSERT_EQUAL(zero_mem_kind_of(bufs[i]), ZERO_MEM_HOST);
+    }
+    zero_mem_get_stats(&during);
+    CU_ASSERT_EQUAL(during.live_bytes[ZERO_MEM_HOST] - zero_test_mark_.live_bytes[ZERO_MEM_HOST], 100 * 101 / 2 * 100);
+    for (int i = 0; i < 100; i += 2)
+        zero_mem_free(bufs[i]);
+    for (int i = 1; i < 100; i += 2)
+        zero_mem_free(bufs[i]);
+    CU_ASSERT_EQUAL(zero_mem_kind_of(bufs[0]), -1);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_pinned_alloc(void)
+{
+    ZERO_TEST_MEM_MARK();
+    void *p = NULL;
+    zero_mem_stats_t during;
+    /* 1 MiB fits under the 8 MiB memlock limit even for non-root users. */
+    CU_ASSERT_EQUAL_FATAL(zero_mem_alloc(ZERO_MEM_PINNED, 1 << 20, "pinned-test", &p), ZERO_OK);
+    memset(p, 1, 1 << 20);
+    zero_mem_get_stats(&during);
+    CU_ASSERT_EQUAL(during.live_bytes[ZERO_MEM_PINNED] - zero_test_mark_.live_bytes[ZERO_MEM_PINNED], 1 << 20);
+    zero_mem_free(p);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_device_alloc_without_gpu(void)
+{
+    ZERO_TEST_MEM_MARK();
+    void *p = (void *)0x1;
+    zero_status_t st;
+    zero_log_level_t old = zero_log_get_level();
+    zero_log_set_level(ZERO_LOG_LEVEL_OFF);
+    st = zero_mem_alloc(ZERO_MEM_DEVICE, 4096, "device-test", &p);
+    zero_log_set_level(old);
+    if (st == ZERO_OK) {            /* a GPU machine: it must be real device memory */
+        zero_mem_free(p);
+    } else {
+        /* No GPU (or no CUDA build): a clear error, output untouched. */
+        CU_ASSERT(st == ZERO_ERR_UNSUPPORTED || st == ZERO_ERR_CUDA || st == ZERO_ERR_NO_MEMORY);
+        CU_ASSERT_PTR_EQUAL(p, (void *)0x1);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+typedef struct captured {
+    int count;
+    zero_log_level_t level;
+    int rank;
+    char module[32];
+    char message[256];
+} captured_t;
+
+static void capture(zero_log_level_t level, int rank, const char *module, const char *message, void *user)
+{
+    captured_t *c = user;
+    c->count++;
+    c->level = level;
+    c->rank = rank;
+    snprintf(c->module, sizeof(c->module), "%s", module);
+    snprintf(c->message, sizeof(c->message), "%s", message);
+}
+
+static void test_log_callback_and_levels(void)
+{
+    captured_t c = {0};
+    zero_log_level_t old = zero_log_get_level(), parsed;
+    zero_log_set_callback(capture, &c);
+    zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+    zero_log_set_rank(3);
+    ZERO_LOG_ERROR("bad %s at %d", "thing", 7);
+    CU_ASSERT_EQUAL(c.count, 1);
+    CU_ASSERT_EQUAL(c.level, ZERO_LOG_LEVEL_ERROR);
+    CU_ASSERT_EQUAL(c.rank, 3);
+    CU_ASSERT_STRING_EQUAL(c.module, "zero");
+    CU_ASSERT_STRING_EQUAL(c.message, "bad thing at 7");
+    ZERO_LOG_INFO("dropped");
+    CU_ASSERT_EQUAL(c.count, 1);
+    zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);
+    ZERO_LOG_DEBUG("kept");
+    CU_ASSERT_EQUAL(c.count, 2);
+    zero_log_set_level(ZERO_LOG_LEVEL_OFF);
+    ZERO_LOG_ERROR("dropped too");
+    CU_ASSERT_EQUAL(c.count, 2);
+    zero_log_set_rank(-1);
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(old);
+
+    CU_ASSERT_EQUAL(zero_log_level_parse("DEBUG", &parsed), 0);
+    CU_ASSERT_EQUAL(parsed, ZERO_LOG_LEVEL_DEBUG);
+    CU_ASSERT_EQUAL(zero_log_level_parse("warning", &parsed), 0);
+    CU_ASSERT_EQUAL(parsed, ZERO_LOG_LEVEL_WARN);
+    CU_ASSERT_EQUAL(zero_log_level_parse("loud", &parsed), -1);
+}
+
+static void test_errno_check_macro(void)
+{
+    zero_status_t status = ZERO_OK;
+    captured_t c = {0};
+    zero_log_level_t old = zero_log_get_level();
+    zero_log_set_callback(capture, &c);
+    zero_log_set_level(ZERO_LOG_LEVEL_ERROR);
+    errno = ENOENT;
+    ZERO_ERRNO_CHECK_GOTO(0, status, out, "open %s", "/nonexistent");
+    CU_FAIL("check macro did not jump");
+out:
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(old);
+    CU_ASSERT_EQUAL(status, ZERO_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(c.count, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.message, "open /nonexistent: "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.message, strerror(ENOENT)));
+}
+
+typedef struct sum_job {
+    atomic_ullong sum;
+    atomic_int per_thread[8];
+} sum_job_t;
+
+static void add_task(void *arg, size_t task, int thread)
+{
+    sum_job_t *job = arg;
+    atomic_fetch_add(&job->sum, task + 1);
+    atomic_fetch_add(&job->per_thread[thread], 1);
+}
+
+static void test_thread_pool(void)
+{
+    ZERO_TEST_MEM_MARK();
+    for (int threads = 1; threads <= 4; threads++) {
+        zero_thread_pool_t *pool = NULL;
+        CU_ASSERT_EQUAL_FATAL(zero_thread_pool_create(threads, &pool), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_thread_pool_size(pool), threads);
+        for (int round = 0; round < 50; round++) {
+            sum_job_t job;
+            size_t n = (size_t)(round * 37 + 1);
+            int total = 0;
+            atomic_init(&job.sum, 0);
+            for (int t = 0; t < 8; t++)
+                atomic_init(&job.per_thread[t], 0);
+            zero_thread_pool_parallel_for(pool, n, add_task, &job);
+            CU_ASSERT_EQUAL(atomic_load(&job.sum), (unsigned long long)(n * (n + 1) / 2));
+            for (int t = 0; t < 8; t++) {
+                total += atomic_load(&job.per_thread[t]);
+                if (t >= threads)
+                    CU_ASSERT_EQUAL(atomic_load(&job.per_thread[t]), 0);
+            }
+            CU_ASSERT_EQUAL(total, (int)n);
+        }
+        zero_thread_pool_destroy(pool);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+    {
+        zero_thread_pool_t *pool = (void *)0x1;
+        zero_log_level_t old = zero_log_get_level();
+        zero_log_set_level(ZERO_LOG_LEVEL_OFF);
+        CU_ASSERT_EQUAL(zero_thread_pool_create(0, &pool), ZERO_ERR_INVALID_ARG);
+        zero_log_set_level(old);
+        CU_ASSERT_PTR_EQUAL(pool, (void *)0x1);
+    }
+}
+
+static void test_split_range(void)
+{
+    size_t counts[] = {0, 1, 7, 64, 1000, 1000003};
+    for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+        for (size_t parts = 1; parts <= 5; parts++) {
+            size_t expect_begin = 0;
+            for (size_t p = 0; p < parts; p++) {
+                size_t b, e;
+                zero_split_range(counts[c], parts, p, 16, &b, &e);
+                CU_ASSERT_EQUAL(b, expect_begin);
+                CU_ASSERT(e >= b);
+                if (e < counts[c])
+                    CU_ASSERT_EQUAL(e % 16, 0);
+                expect_begin = e;
+            }
+            CU_ASSERT_EQUAL(expect_begin, counts[c]);
+        }
+    }
+}
+
+static void test_half_conversions(void)
+{
+    /* Every fp16 and bf16 bit pattern: decode, re-encode, compare with the
+     * compiler's own conversion (GCC's _Float16 on x86-64 rounds to nearest even). */
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = zero_f16_to_f32((uint16_t)h);
+        zero_f16_t ref; memcpy(&ref, &(uint16_t){(uint16_t)h}, 2);
+        if (isnan((float)ref)) {
+            CU_ASSERT(isnan(f));
+            continue;
+        }
+        CU_ASSERT_EQUAL(f, (float)ref);
+        CU_ASSERT_EQUAL(zero_f32_to_f16(f), (uint16_t)h);
+        CU_ASSERT(zero_f32_to_bf16(zero_bf16_to_f32((uint16_t)h)) == (uint16_t)h ||
+                  isnan(zero_bf16_to_f32((uint16_t)h)));
+    }
+    /* Random floats (including subnormal-range and overflow) against _Float16. */
+    srand(1234);
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t bits = ((uint32_t)rand() << 16) ^ (uint32_t)rand();
+        float f = zero_bits_f32(bits);
+        zero_f16_t ref = (zero_f16_t)f;
+        uint16_t ref_bits;
+        memcpy(&ref_bits, &ref, 2);
+        if (isnan(f)) {
+            CU_ASSERT(isnan(zero_f16_to_f32(zero_f32_to_f16(f))));
+            CU_ASSERT(isnan(zero_bf16_to_f32(zero_f32_to_bf16(f))));
+        } else if (zero_f32_to_f16(f) != ref_bits) {
+            CU_FAIL("fp32 -> fp16 differs from _Float16");
+            break;
+        }
+    }
+    CU_ASSERT_EQUAL(zero_f32_to_bf16(1.0f), 0x3f80);
+    CU_ASSERT_EQUAL(zero_f32_to_bf16(zero_bits_f32(0x3f808000u)), 0x3f80); /* tie to even: down */
+    CU_ASSERT_EQUAL(zero_f32_to_bf16(zero_bits_f32(0x3f818000u)), 0x3f82); /* tie to even: up */
+    CU_ASSERT_EQUAL(zero_f32_to_f16(65504.0f), 0x7bff);
+    CU_ASSERT_EQUAL(zero_f32_to_f16(65520.0f), 0x7c00);
+    CU_ASSERT_EQUAL(zero_f32_to_f16(-INFINITY), 0xfc00);
+}
+
+static void test_dtypes(void)
+{
+    CU_ASSERT_EQUAL(zero_dtype_size(ZERO_FP32), 4);
+    CU_ASSERT_EQUAL(zero_dtype_size(ZERO_FP16), 2);
+    CU_ASSERT_EQUAL(zero_dtype_size(ZERO_BF16), 2);
+    CU_ASSERT_EQUAL(zero_dtype_size((zero_dtype_t)9), 0);
+    CU_ASSERT_STRING_EQUAL(zero_dtype_string(ZERO_BF16), "bf16");
+    CU_ASSERT_STRING_EQUAL(zero_mem_kind_string(ZERO_MEM_PINNED), "pinned");
+}
+
+static CU_TestInfo util_tests[] = {
+    {"status strings are distinct and named", test_status_strings},
+    {"version", test_version},
+    {"small allocations are counted", test_small_alloc_accounting},
+    {"buffers are counted and aligned", test_buffer_alloc_accounting},
+    {"pinned buffers", test_pinned_alloc},
+    {"device buffers without a GPU fail cleanly", test_device_alloc_without_gpu},
+    {"log callback, levels and rank", test_log_callback_and_levels},
+    {"errno check macro", test_errno_check_macro},
+    {"thread pool runs every task once", test_thread_pool},
+    {"range splitting", test_split_range},
+    {"fp16/bf16 conversions", test_half_conversions},
+    {"dtypes", test_dtypes},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+    {"util", NULL, NULL, NULL, NULL, util_tests},
+    CU_SUITE_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return zero_test_main(argc, argv, suites);
+}
