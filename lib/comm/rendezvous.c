@@ -321,6 +321,7 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
                                   peer, ZERO_RDV_MAX_PENDING);
                     close(fd);
                 } else {
+                    memset(&pend[slot], 0, sizeof(pend[slot]));
                     pend[slot].fd = fd;
                     pend[slot].rank = -1;
                     describe_peer(&sa, pend[slot].peer, sizeof(pend[slot].peer));
