@@ -235,6 +235,9 @@ static void *progress_main(void *arg)
             continue;
         }
         if (active == NULL) {
+            /* Idle, but peers may still be wiring up or flushing towards us. */
+            if (comm->ucx != NULL && zero_ucx_progress(comm->ucx) > 0)
+                continue;
             wait_events(comm, 1000);
             continue;
         }
