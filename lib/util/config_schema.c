@@ -156,7 +156,7 @@ static bool conv_bool(config_ctx_t *ctx, const node_t *n, bool *out)
 
 static void range_text_u64(uint64_t min, uint64_t max, char *buf, size_t size)
 {
-    if (max >= BATCH_MAX && max != U32_MAX_VALUE)
+    if (max >= U32_MAX_VALUE)
         snprintf(buf, size, "an integer >= %llu", (unsigned long long)min);
     else
         snprintf(buf, size, "an integer %llu..%llu", (unsigned long long)min, (unsigned long long)max);
@@ -758,7 +758,7 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     zero_config_zero_t *z = &ctx->config->zero_optimization;
     node_t *obj, *stage, *overlap, *opt_block, *param_block, *pin, *g16, *gfp16, *mics;
     uint64_t stage_value = 0;
-    bool pin_value = true;
+    bool pin_value = true, stage_bad = false;
     size_t saved;
     char desc_buf_[64];
 
@@ -783,6 +783,8 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     stage = take(obj, "stage");
     if (conv_u64(ctx, stage, 0, 3, &stage_value))
         z->stage = (int)stage_value;
+    else if (stage && !is_auto(stage))
+        stage_bad = true; /* reported; the checks that need a stage would only repeat it */
     conv_bool(ctx, take(obj, "contiguous_gradients"), &z->contiguous_gradients);
     conv_bool(ctx, take(obj, "reduce_scatter"), &z->reduce_scatter);
     conv_u64(ctx, take(obj, "reduce_bucket_size"), 1, UINT64_MAX, &z->reduce_bucket_size);
@@ -865,12 +867,12 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     finish(ctx, obj, known);
 
     /* Options that need a stage. */
-    if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage != 3) {
+    if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage != 3 && !stage_bad) {
         node_t *at = param_block ? param_block : obj;
         ERR(ctx, at, param_block ? "offload_param" : "cpu_offload_param",
             "parameter offload needs stage 3 (zero_optimization.stage is %d)", z->stage);
     }
-    if (z->offload_optimizer.device != ZERO_OFFLOAD_NONE && z->stage == 0) {
+    if (z->offload_optimizer.device != ZERO_OFFLOAD_NONE && z->stage == 0 && !stage_bad) {
         node_t *at = opt_block ? opt_block : obj;
         ERR(ctx, at, opt_block ? "offload_optimizer" : "cpu_offload",
             "optimizer offload needs stage 1, 2 or 3 (zero_optimization.stage is 0)");
