@@ -650,20 +650,22 @@ static void read_offload_device(config_ctx_t *ctx, node_t *obj, zero_offload_dev
         *out = (zero_offload_device_t)v;
 }
 
-static void read_nvme_path(config_ctx_t *ctx, node_t *obj, char **out)
+/* Returns whether a bad nvme_path was reported (so "required" is not said as well). */
+static bool read_nvme_path(config_ctx_t *ctx, node_t *obj, char **out)
 {
     char desc_buf_[64];
     node_t *n = take(obj, "nvme_path");
     if (n == NULL || n->kind == J_NULL || is_auto(n))
-        return;
+        return false;
     if (n->kind != J_STRING || n->text_length == 0) {
         ERR(ctx, n, "nvme_path", "expected a non-empty path string, got %s", DESCRIBE(n));
-        return;
+        return true;
     }
     zero_free(*out);
     *out = zero_strdup(n->text);
     if (*out == NULL)
         ctx->out_of_memory = true;
+    return false;
 }
 
 static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_offload_optimizer_t *o)
@@ -672,6 +674,7 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
                                         "pipeline_write", "fast_init", "ratio", NULL};
     node_t *obj, *r;
     size_t saved;
+    bool bad_path;
     if (n == NULL || n->kind == J_NULL)
         return;
     obj = conv_object(ctx, n);
@@ -679,7 +682,7 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
         return;
     saved = path_push(ctx, "offload_optimizer");
     read_offload_device(ctx, obj, &o->device);
-    read_nvme_path(ctx, obj, &o->nvme_path);
+    bad_path = read_nvme_path(ctx, obj, &o->nvme_path);
     conv_bool(ctx, take(obj, "pin_memory"), &o->pin_memory);
     conv_u32(ctx, take(obj, "buffer_count"), 1, UINT32_MAX, &o->buffer_count);
     conv_bool(ctx, take(obj, "pipeline_read"), &o->pipeline_read);
@@ -689,7 +692,7 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
     if (conv_double(ctx, r, 0.0, 1.0, 0, &o->ratio) && o->ratio < 1.0)
         UNSUP(ctx, r, "ratio", "partial optimizer offload (ratio < 1) is not implemented by libzero");
     finish(ctx, obj, known);
-    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL)
+    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)
         ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
     path_pop(ctx, saved);
 }
@@ -700,6 +703,7 @@ static void walk_offload_param(config_ctx_t *ctx, node_t *n, zero_config_offload
                                         "max_in_cpu", NULL};
     node_t *obj;
     size_t saved;
+    bool bad_path;
     if (n == NULL || n->kind == J_NULL)
         return;
     obj = conv_object(ctx, n);
@@ -707,13 +711,13 @@ static void walk_offload_param(config_ctx_t *ctx, node_t *n, zero_config_offload
         return;
     saved = path_push(ctx, "offload_param");
     read_offload_device(ctx, obj, &o->device);
-    read_nvme_path(ctx, obj, &o->nvme_path);
+    bad_path = read_nvme_path(ctx, obj, &o->nvme_path);
     conv_bool(ctx, take(obj, "pin_memory"), &o->pin_memory);
     conv_u32(ctx, take(obj, "buffer_count"), 1, UINT32_MAX, &o->buffer_count);
     conv_u64(ctx, take(obj, "buffer_size"), 1, UINT64_MAX, &o->buffer_size);
     conv_u64(ctx, take(obj, "max_in_cpu"), 0, UINT64_MAX, &o->max_in_cpu);
     finish(ctx, obj, known);
-    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL)
+    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)
         ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
     path_pop(ctx, saved);
 }
@@ -1635,9 +1639,11 @@ void config_schema_apply(config_ctx_t *ctx, zero_config_json_node_t *root)
     only_disabled_block(ctx, root, "amp", "Apex AMP (amp.enabled)");
     n = take(root, "data_types");
     if (n && conv_object(ctx, n)) {
-        static const char *const dt_known[] = {"grad_accum_dtype", NULL};
+        static const char *const dt_known[] = {"grad_accum_dtype", "param_dtype", "buffer_dtype", NULL};
         size_t s2 = path_push(ctx, "data_types");
         only_null(ctx, n, "grad_accum_dtype", "a separate gradient accumulation dtype");
+        only_null(ctx, n, "param_dtype", "a separate parameter dtype");
+        only_null(ctx, n, "buffer_dtype", "a separate buffer dtype");
         finish(ctx, n, dt_known);
         path_pop(ctx, s2);
     }

@@ -932,7 +932,7 @@ static void test_unsupported_vs_error_status(void)
                                       "\"gradient_predivide_factor\": 1.0, \"communication_data_type\": null, "
                                       "\"zero_optimization\": {\"zero_hpz_partition_size\": 1, \"mics_shard_size\": -1, "
                                       "\"zero_quantized_gradients\": false}, \"amp\": {\"enabled\": false}, "
-                                      "\"data_types\": {\"grad_accum_dtype\": null}}", 2);
+                                      "\"data_types\": {\"grad_accum_dtype\": null, \"param_dtype\": null}}", 2);
         zero_config_destroy(c);
     }
     END;
@@ -1058,6 +1058,13 @@ static void test_api_arguments(void)
     zero_string_free(problems);
     CU_ASSERT_EQUAL(zero_config_parse_file("/", 2, &c, &problems), ZERO_ERR_IO); /* a directory */
     CU_ASSERT_PTR_NOT_NULL(strstr(problems, "/: error: cannot read"));
+    zero_string_free(problems);
+    /* files whose size stat does not know: read in growing steps, bounded */
+    CU_ASSERT_EQUAL(zero_config_parse_file("/proc/self/maps", 2, &c, &problems), ZERO_ERR_CONFIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems, "/proc/self/maps:1:1: error: the config must be a JSON object"));
+    zero_string_free(problems);
+    CU_ASSERT_EQUAL(zero_config_parse_file("/dev/zero", 2, &c, &problems), ZERO_ERR_CONFIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems, "/dev/zero: error: config is 16777217 bytes, more than the limit"));
     zero_string_free(problems);
     CU_ASSERT_PTR_NULL(c);
     zero_config_destroy(NULL);
