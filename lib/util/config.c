@@ -38,10 +38,11 @@ void config_problem_at(config_ctx_t *ctx, config_severity_t severity, uint32_t l
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    /* A key is the user's text: cut a very long one, the message stays readable. */
     if (key && ctx->path_length)
-        text = zero_asprintf("%s.%s: %s", ctx->path, key, message);
+        text = zero_asprintf("%s.%.200s: %s", ctx->path, key, message);
     else if (key || ctx->path_length)
-        text = zero_asprintf("%s: %s", key ? key : ctx->path, message);
+        text = zero_asprintf("%.200s: %s", key ? key : ctx->path, message);
     else
         text = zero_strdup(message);
     if (text == NULL) {

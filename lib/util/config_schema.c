@@ -401,7 +401,11 @@ static const char *nearest(const char *key, const char *const *known)
     size_t best_d = (size_t)-1, len = strlen(key);
     size_t limit = len / 3 < 1 ? 1 : (len / 3 > 3 ? 3 : len / 3);
     for (const char *const *k = known; *k; k++) {
-        size_t d = config_edit_distance(key, *k);
+        size_t klen = strlen(*k), d;
+        /* Lengths further apart than the limit cannot be within it: skip the O(n*m) work. */
+        if ((klen > len ? klen - len : len - klen) > limit)
+            continue;
+        d = config_edit_distance(key, *k);
         if (strcasecmp(key, *k) == 0)
             d = 0;
         if (d < best_d) {
@@ -465,7 +469,8 @@ static void finish(config_ctx_t *ctx, node_t *obj, const char *const *known)
         if (m->used)
             continue;
         m->used = true;
-        near = nearest(m->key, known);
+        /* Past the problem cap nothing more is listed: spare the suggestion work. */
+        near = ctx->problem_count < ZERO_CONFIG_MAX_PROBLEMS ? nearest(m->key, known) : NULL;
         if (near) {
             config_problem_at(ctx, CONFIG_SEV_ERROR, m->key_line, m->key_column, m->key,
                               "unknown key; did you mean \"%s\"?", full_path(ctx, near, suggestion, sizeof(suggestion)));

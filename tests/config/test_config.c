@@ -723,6 +723,21 @@ static void test_limits(void)
     zero_string_free(problems);
     free(text);
 
+    /* many distinct unknown keys: every one counted, suggestions only for the listed ones */
+    {
+        size_t n = 50000, cap = n * 48 + 64, used = 0;
+        char *big = malloc(cap);
+        used += (size_t)snprintf(big, cap, "{\"train_batch_size\": 8");
+        for (size_t i = 0; i < n; i++)
+            used += (size_t)snprintf(big + used, cap - used, ", \"unknown_key_%06zu_padding\": 0", i);
+        snprintf(big + used, cap - used, "}");
+        CU_ASSERT_EQUAL(parse(big, 2, &c, &problems), ZERO_ERR_CONFIG);
+        CU_ASSERT_PTR_NOT_NULL(strstr(problems, "and 49000 more problems not listed"));
+        CU_ASSERT_EQUAL(count_lines_with(problems, "\n"), ZERO_CONFIG_MAX_PROBLEMS + 1);
+        zero_string_free(problems);
+        free(big);
+    }
+
     /* thousands of problems: the list is capped, the count is not lost */
     text = repeat("{\"train_batch_size\": 8", ", \"k\": 1", 3 * ZERO_CONFIG_MAX_PROBLEMS, "}");
     CU_ASSERT_EQUAL(parse(text, 2, &c, &problems), ZERO_ERR_CONFIG);
