@@ -1,6 +1,6 @@
 /*
  * The JSON front end of the config reader: strict JSON plus comments
- * (`//`, `/ * * /`, `#`), with the line and column of every value, so that a
+ * (`//` and `#` lines, block comments), with the line and column of every value, so that a
  * problem can be reported where it is. Input is checked first as a whole:
  * size, NUL bytes, UTF-8. Then one recursive-descent pass builds a tree in an
  * arena (one free releases it), with bounded depth and value count.
