@@ -420,17 +420,23 @@ static int parse_options(int argc, char **argv, options_t *o)
                 goto bad_value;
             o->exclude = v;
         } else if (OPT("num_nodes", 0, 1)) {
-            if (m < 0 || parse_int_option("--num_nodes", v, 1, 1 << 20, &o->num_nodes) != 0)
+            if (m < 0)
+                goto bad_value;
+            if (parse_int_option("--num_nodes", v, 1, 1 << 20, &o->num_nodes) != 0)
                 goto bad;
         } else if (OPT("num_gpus", 0, 1) || OPT("num_accelerators", 0, 1)) {
-            if (m < 0 || parse_int_option("--num_gpus", v, 1, ZERO_LAUNCH_MAX_SLOTS, &o->num_gpus) != 0)
+            if (m < 0)
+                goto bad_value;
+            if (parse_int_option("--num_gpus", v, 1, ZERO_LAUNCH_MAX_SLOTS, &o->num_gpus) != 0)
                 goto bad;
         } else if (OPT("master_addr", 0, 1)) {
             if (m < 0)
                 goto bad_value;
             o->master_addr = v;
         } else if (OPT("master_port", 0, 1)) {
-            if (m < 0 || parse_int_option("--master_port", v, 0, 65535, &o->master_port) != 0)
+            if (m < 0)
+                goto bad_value;
+            if (parse_int_option("--master_port", v, 0, 65535, &o->master_port) != 0)
                 goto bad;
         } else if (OPT("launcher", 0, 1)) {
             if (m < 0)
@@ -441,7 +447,9 @@ static int parse_options(int argc, char **argv, options_t *o)
             }
             o->launcher = v;
         } else if (OPT("ssh_port", 0, 1)) {
-            if (m < 0 || parse_int_option("--ssh_port", v, 1, 65535, &o->ssh_port) != 0)
+            if (m < 0)
+                goto bad_value;
+            if (parse_int_option("--ssh_port", v, 1, 65535, &o->ssh_port) != 0)
                 goto bad;
         } else if (OPT("dry_run", 0, 0)) {
             if (m < 0)
