@@ -278,6 +278,9 @@ static void test_local_pool(void)
     expect_local("", 4, 0, "localhost:0");          /* set but empty: no device */
     expect_local("", 0, 2, "localhost:0,1");
     expect_local("0,-1,2", 4, 0, "localhost:0");    /* a negative index ends the list */
+    expect_local(NULL, 4, 2, "localhost:0,1");      /* --num_gpus: the first N devices */
+    expect_local("6,4,5", 0, 2, "localhost:4,5");
+    expect_local(NULL, 1, 4, "localhost:0,1,2,3");  /* more ranks than GPUs: N slots */
 
     reset_log();
     CU_ASSERT_EQUAL(zero_launch_pool_create_local("localhost", "GPU-abc", 0, 0, &pool), ZERO_ERR_CONFIG);
@@ -290,16 +293,17 @@ static void test_local_pool(void)
     CU_ASSERT_EQUAL(zero_launch_pool_create_local("localhost", "1,,2", 0, 0, &pool), ZERO_ERR_CONFIG);
     CU_ASSERT_STRING_EQUAL(last_error, "CUDA_VISIBLE_DEVICES='1,,2': empty or overlong entry");
 
-    /* --num_gpus picks the first visible devices, and cannot exceed them */
+    /* an explicit CUDA_VISIBLE_DEVICES with too few devices is an error */
+    reset_log();
+    CU_ASSERT_EQUAL(zero_launch_pool_create_local("localhost", "5,2", 0, 3, &pool), ZERO_ERR_CONFIG);
+    CU_ASSERT_STRING_EQUAL(last_error, "--num_gpus 3 but CUDA_VISIBLE_DEVICES='5,2' lists only 2 devices");
+
+    /* selecting --num_gpus again on the local pool keeps it */
     CU_ASSERT_EQUAL_FATAL(zero_launch_pool_create_local("localhost", "5,2", 0, 1, &pool), ZERO_OK);
     CU_ASSERT_EQUAL_FATAL(zero_launch_pool_select(pool, &s, &sel), ZERO_OK);
     pool_str(sel, got, sizeof(got));
     CU_ASSERT_STRING_EQUAL(got, "localhost:2");
     zero_launch_pool_destroy(sel);
-    s.num_gpus = 3;
-    reset_log();
-    CU_ASSERT_EQUAL(zero_launch_pool_select(pool, &s, &sel), ZERO_ERR_CONFIG);
-    CU_ASSERT_STRING_EQUAL(last_error, "--num_gpus 3 but host 'localhost' has only 2 slots");
     zero_launch_pool_destroy(pool);
     ZERO_TEST_ASSERT_NO_LEAK();
 }

@@ -160,15 +160,15 @@ done
 
 # wait until all four ranks of a background launch have written their files
 wait_ranks() {
-    for _ in $(seq 200); do
+    for _ in $(seq 400); do
         [ -f "$1/rank0.env" ] && [ -f "$1/rank1.env" ] && [ -f "$1/rank2.env" ] && [ -f "$1/rank3.env" ] && return 0
         sleep 0.05
     done
     return 1
 }
-# every rank pid gone within ~10 s
+# every rank pid gone within ~15 s
 all_gone() {
-    for _ in $(seq 100); do
+    for _ in $(seq 150); do
         local alive=0
         for r in 0 1 2 3; do
             pid=$(val "$1/rank$r.env" PID)
