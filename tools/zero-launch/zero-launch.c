@@ -701,10 +701,12 @@ static void relay_emit(rank_proc_t *p, relay_t *r, int rank, const char *line, s
     zero_free(msg);
 }
 
-/* Reads what is available; 0 while open, 1 at EOF (fd closed). */
-static int relay_read(rank_proc_t *p, relay_t *r, int rank)
+/* Reads what is available (a bounded amount, so one chatty rank cannot
+ * starve the others); 0 while open, 1 at EOF (fd closed). @p drain reads on
+ * until the pipe is empty (within reason). */
+static int relay_read(rank_proc_t *p, relay_t *r, int rank, int drain)
 {
-    for (;;) {
+    for (int rounds = 0; rounds < (drain ? 4096 : 16); rounds++) {
         ssize_t n;
         char *nl;
         if (r->len == RELAY_LINE_MAX) { /* an overlong line: emit it in pieces */
@@ -732,6 +734,7 @@ static int relay_read(rank_proc_t *p, relay_t *r, int rank)
             r->len -= line + 1;
         }
     }
+    return 0;
 }
 
 static void signal_rank(job_t *job, size_t r, int sig)
@@ -1096,7 +1099,7 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
             if (fds[k].revents & (POLLIN | POLLHUP | POLLERR)) {
                 size_t r = fd_rank[k] / 2;
                 rank_proc_t *p = &job.procs[r];
-                relay_read(p, fd_rank[k] % 2 ? &p->err : &p->out, (int)r);
+                relay_read(p, fd_rank[k] % 2 ? &p->err : &p->out, (int)r, 0);
             }
         }
         if (fds[0].revents & POLLIN) {
@@ -1135,9 +1138,9 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
     for (size_t r = 0; r < plan->world_size; r++) {
         rank_proc_t *p = &job.procs[r];
         if (p->out.fd >= 0)
-            relay_read(p, &p->out, (int)r);
+            relay_read(p, &p->out, (int)r, 1);
         if (p->err.fd >= 0)
-            relay_read(p, &p->err, (int)r);
+            relay_read(p, &p->err, (int)r, 1);
     }
     rc = job.exit_code;
 out:
