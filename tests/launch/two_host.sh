@@ -10,7 +10,8 @@
 # a failing remote rank ends every other rank on both hosts and zero-launch
 # returns its status; SIGINT to zero-launch ends them all; SIGKILL to
 # zero-launch (no clean-up possible in the launcher) still ends the remote
-# ranks, because their wrapper sees the ssh session close.
+# ranks, because their wrapper sees the ssh session close; --launcher pdsh
+# (through a stand-in pdsh script) passes variables and tears down too.
 #
 # Usage: two_host.sh ZERO_LAUNCH PRINT_ENV. Needs root, iproute2 and
 # openssh-server; exits 77 (skipped) when they are missing.
@@ -108,10 +109,11 @@ printf 'FROM_HOME=$HOME is literal\n' > "$tmp/home/.deepspeed_env"
 # execs, so a background subshell's $! is zero-launch itself).
 launch_exec() {
     cd "$tmp/work" || exit 99
-    exec ip netns exec "$ns1" env HOME="$tmp/home" ZERO_LAUNCH_SSH_OPTS="$ssh_opts" UCX_TLS=tcp \
+    exec ip netns exec "$ns1" env PATH="$launch_path" HOME="$tmp/home" ZERO_LAUNCH_SSH_OPTS="$ssh_opts" UCX_TLS=tcp \
         "$zl" -H "$tmp/hosts" --ssh_port 2222 --master_port 0 "$@"
 }
 prep() { rm -rf "$1"; mkdir -p "$1"; }
+launch_path=$PATH
 
 val() { sed -n "s/^$2=//p" "$1" 2>/dev/null; }
 
@@ -189,7 +191,7 @@ if wait_ranks "$out"; then
     # the job token travels on the ssh session's stdin: no command line shows it
     token3=$(val "$out/rank0.env" ZERO_JOB_TOKEN)
     for c in /proc/[0-9]*/cmdline; do
-        if tr '\0' ' ' < "$c" 2>/dev/null | grep -q -- "$token3"; then
+        if { tr '\0' ' ' < "$c"; } 2>/dev/null | grep -q -- "$token3"; then
             fail "launch 3: the job token is visible in $c"
         fi
     done
@@ -218,6 +220,35 @@ if wait_ranks "$out"; then
 else
     fail "launch 4: ranks did not start"; cat "$tmp/stderr4"
 fi
+
+# ---- 5. --launcher pdsh, through a stand-in pdsh (pdsh itself is not installed
+# here) that runs what real pdsh would: ssh with $PDSH_SSH_ARGS_APPEND, no stdin ----
+mkdir -p "$tmp/bin"
+cat > "$tmp/bin/pdsh" <<'EOF'
+#!/usr/bin/env bash
+# stand-in for: pdsh -S -R ssh -w HOST COMMAND
+[ "$1 $2 $3 $4" = "-S -R ssh -w" ] || { echo "pdsh stand-in: unexpected arguments: $*" >&2; exit 99; }
+[ "$PDSH_RCMD_TYPE" = ssh ] || { echo "pdsh stand-in: PDSH_RCMD_TYPE='$PDSH_RCMD_TYPE'" >&2; exit 99; }
+# shellcheck disable=SC2086
+exec ssh $PDSH_SSH_ARGS_APPEND "$5" "$6" < /dev/null
+EOF
+chmod +x "$tmp/bin/pdsh"
+launch_path="$tmp/bin:$PATH"
+out="$tmp/out5"
+prep "$out"
+(launch_exec --launcher pdsh --term_grace 1 "$pe" "$out" --var FROM_CWD --fail 2:5 --sleep 60) \
+    > /dev/null 2> "$tmp/stderr5"
+rc=$?
+[ $rc -eq 5 ] || { fail "launch 5 (pdsh) exited $rc, expected 5"; cat "$tmp/stderr5"; }
+for r in 0 1 2 3; do
+    f="$out/rank$r.env"
+    [ "$(val "$f" RANK)" = "$r" ] || fail "launch 5 (pdsh): rank $r: RANK='$(val "$f" RANK)'"
+    [ "$(val "$f" CROSS_RANK)" = "$((r / 2))" ] || fail "launch 5 (pdsh): rank $r: CROSS_RANK='$(val "$f" CROSS_RANK)'"
+    [ "$(val "$f" FROM_CWD)" = "it's here" ] || fail "launch 5 (pdsh): rank $r: FROM_CWD='$(val "$f" FROM_CWD)'"
+done
+all_gone "$out" || fail "launch 5 (pdsh): ranks survived the failure of rank 2"
+for r in 0 1 3; do [ -f "$out/rank$r.term" ] || fail "launch 5 (pdsh): rank $r got no SIGTERM"; done
+launch_path=$PATH
 
 if [ $failures -ne 0 ]; then
     echo "two_host: $failures check(s) failed"
