@@ -622,7 +622,7 @@ static void test_sigint_teardown(void)
         CU_ASSERT(!pid_alive(rank_pid(c, r))); /* no stray process left */
         CU_ASSERT(file_exists(c, "term", r));
     }
-    assert_stderr_contains(c, "zero-launch: got Interrupt; stopping all ranks");
+    assert_stderr_contains(c, "zero-launch: received SIGINT; stopping all ranks");
 }
 
 static void test_exec_failure(void)

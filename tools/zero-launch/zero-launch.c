@@ -1111,7 +1111,8 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
                     signal_all(&job, SIGKILL); /* asked twice: no more grace */
                     phase = 3;
                 } else {
-                    fprintf(stderr, "zero-launch: got %s; stopping all ranks\n", strsignal(sig));
+                    fprintf(stderr, "zero-launch: received %s; stopping all ranks\n",
+                            sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
                     if (job.first_failure < 0) {
                         job.interrupted = sig;
                         job.exit_code = 128 + sig;
