@@ -15,7 +15,8 @@
  *   count_nonfinite fp32 4, sum_squares fp32 4, scale 8, to_bf16 6, from_bf16 6
  * GB/s = bytes / median time of --reps runs (1 GB = 1e9 bytes).
  *
- * Usage: bench_optim [--n ELEMENTS] [--reps R] [--threads LIST] [--quick]
+ * Usage: bench_optim [--n ELEMENTS] [--reps R] [--threads LIST] [--quick] [--only KERNEL]
+ *   --quick: only triad and adamw_fp32; --only: one kernel (and the baseline).
  */
 #include "optim/optim.h"
 #include "util/alloc.h"
@@ -241,6 +242,7 @@ int main(int argc, char **argv)
 {
     size_t n = (size_t)64 << 20;
     int reps = 7, threads[8] = {1, 2}, nthreads = 2, quick = 0, rc = 1;
+    const char *only = NULL;
     double adamw_ratio[8] = {0};
     bench_t b;
     memset(&b, 0, sizeof(b));
@@ -257,8 +259,10 @@ int main(int argc, char **argv)
                 threads[nthreads++] = atoi(tok);
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--n ELEMENTS] [--reps R] [--threads 1,2] [--quick]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--n ELEMENTS] [--reps R] [--threads 1,2] [--quick] [--only KERNEL]\n", argv[0]);
             return 2;
         }
     }
@@ -298,7 +302,8 @@ int main(int argc, char **argv)
         for (int k = 0; k < K_COUNT; k++) {
             double gbs, base_gbs, ratio;
             int base = BASELINE;
-            if (k == BASELINE || (quick && k != K_TRIAD && k != K_ADAMW))
+            if (k == BASELINE || (quick && k != K_TRIAD && k != K_ADAMW) ||
+                (only != NULL && strcmp(only, kinfo[k].name) != 0))
                 continue;
             if (measure(&b, k, base, reps, &gbs, &base_gbs, &ratio) != 0) {
                 fprintf(stderr, "bench_optim: kernel %s failed\n", kinfo[k].name);
