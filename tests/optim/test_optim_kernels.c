@@ -3,6 +3,7 @@
  * for the elementwise kernels, 1e-12 relative for the double sums), the
  * reference against a double-precision formula over a few steps, threaded
  * against single-threaded (bit for bit), the helpers, and bad calls.
+ * With --bench it times every kernel at every level instead (checkasm style).
  */
 #include "test_main.h"
 #include "optim/optim.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- test utilities ---- */
 
@@ -649,6 +651,11 @@ static void test_nonfinite_and_norms(void)
             CU_ASSERT_EQUAL(count, 3);   /* 0, 5, 16 */
             CU_ASSERT_EQUAL(zero_optim_count_nonfinite(&ctx, (zero_dtype_t)dt, bufs[dt], 16, &count), ZERO_OK);
             CU_ASSERT_EQUAL(count, 2);
+            /* The norm pass sees the overflow too: the sum is not finite. */
+            CU_ASSERT_EQUAL(zero_optim_sum_squares(&ctx, (zero_dtype_t)dt, bufs[dt], N, &sq), ZERO_OK);
+            CU_ASSERT(!isfinite(sq));
+            CU_ASSERT_EQUAL(zero_optim_sum_squares(&ctx, (zero_dtype_t)dt, bufs[dt], 5, &sq), ZERO_OK);
+            CU_ASSERT(isinf(sq));                               /* only the inf at 0 */
         }
         /* fp16 overflow: 65520 and above round to inf and count as overflow. */
         h16[1] = zero_f32_to_f16(65520.0f);
@@ -787,7 +794,69 @@ static CU_SuiteInfo suites[] = {
     CU_SUITE_INFO_NULL,
 };
 
+/* checkasm-style --bench: every kernel at every level on an in-cache slice
+ * (4096 elements, so compute rather than memory is measured), ns per element
+ * and the speed-up over the C reference. Timings are printed, never asserted. */
+static double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int run_bench(void)
+{
+    static const struct {
+        const char *name;
+        run_fn run;
+    } kernels[] = {{"adamw", run_adam}, {"sgd", run_sgd}, {"adagrad", run_adagrad}, {"lion", run_lion},
+                   {"lamb", run_lamb}};
+    const size_t n = 4096;
+    const int iters = 2000;
+    bufs_t b;
+    b.w = malloc(MAXN * sizeof(float));
+    b.g = malloc(MAXN * sizeof(float));
+    b.s1 = malloc(MAXN * sizeof(float));
+    b.s2 = malloc(MAXN * sizeof(float));
+    b.h = malloc(MAXN * sizeof(uint16_t));
+    if (!(b.w && b.g && b.s1 && b.s2 && b.h)) {
+        bufs_free(&b);
+        return 1;
+    }
+    printf("%-8s %-6s %-5s %10s %9s\n", "kernel", "level", "w16", "ns/elt", "vs c");
+    for (size_t k = 0; k < sizeof(kernels) / sizeof(kernels[0]); k++) {
+        for (int t = 0; t < ZERO_OPTIM_W16_COUNT; t++) {
+            double c_ns = 0.0;
+            for (int isa = 0; isa <= (int)zero_optim_isa_detect(); isa++) {
+                zero_optim_ctx_t ctx;
+                zero_optim_slice_t s;
+                double t0, ns;
+                if (zero_optim_ctx_init(&ctx, (zero_optim_isa_t)isa, NULL) != ZERO_OK) {
+                    bufs_free(&b);
+                    return 1;
+                }
+                bufs_random(&b);
+                s = slice_of(&b, 0, n, (zero_optim_w16_t)t);
+                lamb_which = 0;
+                kernels[k].run(&ctx, 1, &s);                       /* warm-up */
+                t0 = bench_now();
+                for (int i = 0; i < iters; i++)
+                    kernels[k].run(&ctx, 1, &s);
+                ns = (bench_now() - t0) * 1e9 / ((double)iters * (double)n);
+                if (isa == 0)
+                    c_ns = ns;
+                printf("%-8s %-6s %-5s %10.3f %9.2f\n", kernels[k].name, zero_optim_isa_name((zero_optim_isa_t)isa),
+                       t == 0 ? "none" : (t == ZERO_OPTIM_W16_BF16 ? "bf16" : "fp16"), ns, c_ns / ns);
+            }
+        }
+    }
+    bufs_free(&b);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0)
+        return run_bench();
     return zero_test_main(argc, argv, suites);
 }
