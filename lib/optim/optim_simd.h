@@ -16,6 +16,12 @@
  * copy on the stack, so they too compute exactly what the main loop would.
  */
 
+/* No multiply-add contraction: the levels must round identically. (GCC's
+ * default for -std=c11 is -ffp-contract=off; clang needs the pragma.) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #define TAIL_COPY_IN(dst, src, r) memcpy((dst), (src), (r) * sizeof(*(src)))
 
 static void FN(adam)(const zero_adam_k_t *k, float *w, const float *g, float *m, float *v,
