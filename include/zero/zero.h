@@ -13,6 +13,7 @@
 #include <zero/log.h>
 #include <zero/memory.h>
 #include <zero/types.h>
+#include <zero/config.h>
 #include <zero/comm.h>
 
 #endif /* ZERO_ZERO_H */
