@@ -1,6 +1,7 @@
 /*
- * Multi-process communicator tests: each case starts a real job through the
- * launcher (every rank runs comm_rank over real UCX) and checks its outcome.
+ * Multi-process communicator tests: each case starts a real job through
+ * zero-launch (`--num_gpus N --master_port 0`: N local ranks, a free port) in
+ * which every rank runs comm_rank over real UCX, and checks its outcome.
  *
  *   test_comm_jobs collectives N [--big]   every collective at world size N
  *   test_comm_jobs nonblocking N           request test/wait, progress during compute
@@ -26,7 +27,7 @@
 #include <unistd.h>
 
 #ifndef ZERO_TEST_LAUNCHER
-#error "ZERO_TEST_LAUNCHER must name the launcher"
+#error "ZERO_TEST_LAUNCHER must name zero-launch"
 #endif
 #ifndef ZERO_TEST_RANK_PROGRAM
 #error "ZERO_TEST_RANK_PROGRAM must name comm_rank"
@@ -73,8 +74,8 @@ static pid_t launch(int nranks, const char *const *args)
     pid_t pid;
     snprintf(n, sizeof(n), "%d", nranks);
     path_in_dir(log, sizeof(log), "job.log");
-    argv[a++] = ZERO_TEST_LAUNCHER;
-    argv[a++] = "-n";
+    argv[a++] = ZERO_TEST_LAUNCHER;      /* zero-launch, one local node */
+    argv[a++] = "--num_gpus";
     argv[a++] = n;
     argv[a++] = "--master_port";
     argv[a++] = "0";
