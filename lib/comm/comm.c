@@ -96,6 +96,14 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
         env_size("ZERO_COMM_CHUNKS_IN_FLIGHT", 1, 16, &inflight) != ZERO_OK)
         return ZERO_ERR_INVALID_ARG;
     cfg->chunks_in_flight = (int)inflight;
+    if ((v = getenv("ZERO_COMM_UCX_ERR_MODE")) != NULL) {
+        if (strcmp(v, "peer") == 0) {
+            cfg->ucx_peer_err_mode = 1;
+        } else if (strcmp(v, "none") != 0) {
+            ZERO_LOG_ERROR("environment: ZERO_COMM_UCX_ERR_MODE='%s' is neither 'none' nor 'peer'", v);
+            return ZERO_ERR_INVALID_ARG;
+        }
+    }
 
     if (mask & ZERO_COMM_PARAM_FIELD_RENDEZVOUS_TIMEOUT) {
         if (!(p->rendezvous_timeout_s > 0 && p->rendezvous_timeout_s <= 1e6)) {
@@ -377,7 +385,8 @@ static zero_status_t join_world(zero_comm_t *comm)
     extra_ctx_t ctx = {comm};
     int n = comm->env.size, r = comm->env.rank;
 
-    ZERO_CHECK_GOTO(zero_ucx_create(r, n, comm->cfg.chunk_bytes, comm->cfg.chunks_in_flight, &comm->ucx),
+    ZERO_CHECK_GOTO(zero_ucx_create(r, n, comm->cfg.chunk_bytes, comm->cfg.chunks_in_flight,
+                                    comm->cfg.ucx_peer_err_mode, &comm->ucx),
                     status, out);
     zero_ucx_address(comm->ucx, &addr, &addr_len);
     ZERO_REQUIRE_GOTO(addr_len + BLOB_HEADER <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED, status, out,

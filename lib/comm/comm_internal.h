@@ -53,6 +53,7 @@ typedef struct zero_comm_config {
     size_t chunk_bytes;
     int chunks_in_flight;
     int cuda_device;
+    int ucx_peer_err_mode;     /* ZERO_COMM_UCX_ERR_MODE=peer */
 } zero_comm_config_t;
 
 struct zero_comm {

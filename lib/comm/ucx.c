@@ -77,6 +77,7 @@ struct zero_ucx {
     ucp_ep_h ep_left, ep_right;      /* the same endpoint when size == 2 */
     struct ep_owner *owner_left, *owner_right;   /* error-handler arguments */
     int efd;
+    int peer_err_mode;               /* UCP_ERR_HANDLING_MODE_PEER on the endpoints */
     int failed_peer;
     ucs_status_t failed_status;
     unsigned char *slots;            /* inflight recv slots, then 2*inflight+1 partial slots */
@@ -111,7 +112,8 @@ static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
     }
 }
 
-zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks_in_flight, zero_ucx_t **ucx_p)
+zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks_in_flight, int peer_err_mode,
+                              zero_ucx_t **ucx_p)
 {
     zero_status_t status = ZERO_OK;
     ucp_params_t params;
@@ -133,6 +135,7 @@ zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks
     ucx->inflight = chunks_in_flight;
     ucx->failed_peer = -1;
     ucx->efd = -1;
+    ucx->peer_err_mode = peer_err_mode;
 
     nslots = chunks_in_flight + SEND_WINDOW_FACTOR * chunks_in_flight + 1;
     ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, (size_t)nslots * chunk_bytes, "comm ring slots",
@@ -186,7 +189,10 @@ static zero_status_t ep_create(zero_ucx_t *ucx, const void *addr, int peer, ucp_
     p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                    UCP_EP_PARAM_FIELD_ERR_HANDLER;
     p.address = addr;
-    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    /* UCX's peer-failure mode costs 4-5x bandwidth on shared memory here (it
+     * rules out transports without failure detection), and the rendezvous
+     * sockets already report a dead rank; it stays available as an option. */
+    p.err_mode = ucx->peer_err_mode ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
     p.err_handler.cb = ep_error_cb;
     p.err_handler.arg = owner;
     ZERO_UCS_CHECK_GOTO(ucp_ep_create(ucx->worker, &p, ep_p), status, fail, "UCX: connecting to rank %d", peer);
@@ -237,7 +243,12 @@ static void ep_close(zero_ucx_t *ucx, ucp_ep_h ep, int force, double deadline)
     ucp_request_param_t rp;
     memset(&rp, 0, sizeof(rp));
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    rp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    /* Forced close exists only in peer-failure mode; otherwise a flush that
+     * cannot finish (dead peer) is abandoned at the deadline and the worker's
+     * destruction releases the endpoint. */
+    rp.flags = force && ucx->peer_err_mode ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    if (force && !ucx->peer_err_mode)
+        deadline = zero_comm_now() + 0.2;
     /* A failed flush (the peer already left) still closes the endpoint. */
     (void)wait_request(ucx, ucp_ep_close_nbx(ep, &rp), deadline);
 }

@@ -6,6 +6,8 @@
  *   comm_rank nonblocking           test()/wait() and progress during compute
  *   comm_rank kill K                rank K dies in a collective; the others
  *                                   must fail naming it (results in $ZERO_TEST_DIR)
+ *   comm_rank stall K               rank K stays alive but silent; the others must
+ *                                   time out naming it
  *   comm_rank rdv-delay             rank 1 joins only once $ZERO_TEST_DIR/go exists
  *
  * Inputs are multiples of 1/16 in [-8, 8): every fp32 partial sum of up to 64
@@ -371,7 +373,7 @@ static int log_names_rank(int k)
 
 static void run_kill(zero_comm_h comm, int victim)
 {
-    size_t count = (size_t)8 << 20;
+    size_t count = (size_t)16 << 20;
     float *send = xalloc(count * 4), *recv = xalloc(count * 4);
     zero_comm_request_h req;
     zero_status_t st, st2;
@@ -383,10 +385,11 @@ static void run_kill(zero_comm_h comm, int victim)
     st = zero_comm_allreduce(comm, send, recv, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
     CHECK(st == ZERO_OK, "warm-up allreduce: %s", zero_status_string(st));
     if (g_rank == victim) {
-        /* Die in the middle of a collective that cannot finish without us. */
+        /* Die a moment into a 64 MiB collective: far too early for it to have
+         * moved our share, so no other rank can finish it. */
         if (zero_comm_allreduce_start(comm, send, recv, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST, &req) ==
             ZERO_OK)
-            usleep(30000);
+            usleep(2000);
         raise(SIGKILL);
     }
     t0 = now_s();
@@ -407,6 +410,39 @@ static void run_kill(zero_comm_h comm, int victim)
     free(recv);
 }
 
+/* Rank @p victim stays alive but stops taking part: the others must time out
+ * naming it (world size 2, so the one waiting rank's peer is the victim). */
+static void run_stall(zero_comm_h comm, int victim)
+{
+    float x[1000], y[1000];
+    zero_status_t st;
+    double t0, elapsed;
+    char line[256], name[64];
+    for (int i = 0; i < 1000; i++)
+        x[i] = val(g_rank, (size_t)i);
+    st = zero_comm_allreduce(comm, x, y, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+    CHECK(st == ZERO_OK, "warm-up allreduce: %s", zero_status_string(st));
+    if (g_rank == victim) {
+        for (int r = 0; r < g_size; r++) {
+            if (r != victim) {
+                snprintf(name, sizeof(name), "result.%d", r);
+                wait_file(name, 120);
+            }
+        }
+        return;
+    }
+    t0 = now_s();
+    st = zero_comm_allreduce(comm, x, y, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+    elapsed = now_s() - t0;
+    CHECK(st == ZERO_ERR_TIMEOUT, "allreduce with a silent rank returned %s", zero_status_string(st));
+    CHECK(log_names_rank(victim), "no error message names rank %d; log:\n%s", victim, log_text);
+    snprintf(line, sizeof(line), "rank %d status %d elapsed %.3f named %d\n", g_rank, (int)st, elapsed,
+             log_names_rank(victim));
+    snprintf(name, sizeof(name), "result.%d", g_rank);
+    file_write(name, line);
+    fputs(line, stderr);
+}
+
 int main(int argc, char **argv)
 {
     zero_mem_stats_t mark, after;
@@ -417,10 +453,10 @@ int main(int argc, char **argv)
 
     g_rank = r ? atoi(r) : 0;
     zero_mem_get_stats(&mark);
-    if (strcmp(mode, "kill") == 0) {
+    if (strcmp(mode, "kill") == 0)
         signal(SIGTERM, SIG_IGN);   /* outlive the launcher's TERM long enough to report */
+    if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0)
         zero_log_set_callback(capture_log, NULL);
-    }
     if (strcmp(mode, "rdv-delay") == 0 && g_rank == 1) {
         char text[128];
         snprintf(text, sizeof(text), "%s %s\n", getenv("MASTER_PORT"), getenv("ZERO_JOB_TOKEN"));
@@ -441,6 +477,8 @@ int main(int argc, char **argv)
         run_nonblocking(comm);
     } else if (strcmp(mode, "kill") == 0 && argc > 2) {
         run_kill(comm, atoi(argv[2]));
+    } else if (strcmp(mode, "stall") == 0 && argc > 2) {
+        run_stall(comm, atoi(argv[2]));
     } else if (strcmp(mode, "rdv-delay") == 0) {
         test_allreduce(comm, ZERO_FP32, 1000, ZERO_COMM_SUM, 0);
     } else {

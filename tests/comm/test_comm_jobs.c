@@ -7,6 +7,7 @@
  *   test_comm_jobs nonblocking N           request test/wait, progress during compute
  *   test_comm_jobs kill N K                rank K dies mid-collective: the others fail
  *                                          naming it, the launcher returns non-zero
+ *   test_comm_jobs stall N K               rank K stays silent: the others time out naming it
  *   test_comm_jobs badtoken                stray rendezvous clients are refused, the job forms
  */
 #include "test_main.h"
@@ -176,17 +177,21 @@ static void test_nonblocking(void)
     remove_dir();
 }
 
-static void test_kill(void)
+/* kill: the victim dies (SIGKILL); stall: it stays alive but silent. */
+static void check_failure_job(int stall)
 {
     int n = atoi(g_argv[2]), victim = atoi(g_argv[3]), ok = 1;
-    const char *args[] = {"kill", g_argv[3], NULL};
-    double bound = 5.0;
+    const char *args[] = {stall ? "stall" : "kill", g_argv[3], NULL};
+    double bound = stall ? 2.0 : 5.0;
     int rc;
 
     make_dir();
-    setenv("ZERO_COMM_TIMEOUT", "5", 1);   /* the configured bound */
+    setenv("ZERO_COMM_TIMEOUT", stall ? "2" : "5", 1);   /* the configured bound */
     rc = run_job(n, args);
-    CU_ASSERT_NOT_EQUAL(rc, 0);            /* the launcher reports the dead rank */
+    if (stall)
+        CU_ASSERT_EQUAL(rc, 0)                /* nobody died */
+    else
+        CU_ASSERT_NOT_EQUAL(rc, 0);           /* the launcher reports the dead rank */
     for (int r = 0; r < n; r++) {
         char path[300], name[32], line[256] = "";
         FILE *f;
@@ -207,7 +212,10 @@ static void test_kill(void)
             ok = 0;
         fclose(f);
         CU_ASSERT_EQUAL(rank, r);
-        CU_ASSERT(status == -6 /* ZERO_ERR_COMM */ || status == -7 /* ZERO_ERR_TIMEOUT */);
+        if (stall)
+            CU_ASSERT(status == -7 /* ZERO_ERR_TIMEOUT */ && elapsed >= bound)
+        else
+            CU_ASSERT(status == -6 /* ZERO_ERR_COMM */ || status == -7 /* ZERO_ERR_TIMEOUT */);
         CU_ASSERT_EQUAL(named, 1);
         /* Failure must be reported within the configured bound (plus start-up slack
          * on a loaded machine), never after a hang. */
@@ -215,10 +223,20 @@ static void test_kill(void)
         if (rank != r || named != 1 || elapsed >= bound + 5.0)
             ok = 0;
     }
-    if (!ok || rc == 0)
+    if (!ok || (rc == 0) != stall)
         print_log();
     unsetenv("ZERO_COMM_TIMEOUT");
     remove_dir();
+}
+
+static void test_kill(void)
+{
+    check_failure_job(0);
+}
+
+static void test_stall(void)
+{
+    check_failure_job(1);
 }
 
 /* A stray client: connects to rank 0's rendezvous, sends @p data, and
@@ -360,6 +378,7 @@ int main(int argc, char **argv)
     CU_TestInfo collectives[] = {{"collectives", test_collectives}, CU_TEST_INFO_NULL};
     CU_TestInfo nonblocking[] = {{"nonblocking", test_nonblocking}, CU_TEST_INFO_NULL};
     CU_TestInfo kill_tests[] = {{"rank killed mid-collective", test_kill}, CU_TEST_INFO_NULL};
+    CU_TestInfo stall_tests[] = {{"silent rank times out", test_stall}, CU_TEST_INFO_NULL};
     CU_TestInfo badtoken[] = {{"stray rendezvous clients refused", test_badtoken}, CU_TEST_INFO_NULL};
     CU_SuiteInfo suites[] = {{"comm jobs", NULL, NULL, NULL, NULL, NULL}, CU_SUITE_INFO_NULL};
     const char *mode = argc > 1 ? argv[1] : "";
@@ -373,10 +392,12 @@ int main(int argc, char **argv)
         suites[0].pTests = nonblocking;
     else if (strcmp(mode, "kill") == 0 && argc > 3)
         suites[0].pTests = kill_tests;
+    else if (strcmp(mode, "stall") == 0 && argc > 3)
+        suites[0].pTests = stall_tests;
     else if (strcmp(mode, "badtoken") == 0)
         suites[0].pTests = badtoken;
     else {
-        fprintf(stderr, "usage: test_comm_jobs collectives N [--big] | nonblocking N | kill N K | badtoken\n");
+        fprintf(stderr, "usage: test_comm_jobs collectives N [--big] | nonblocking N | kill N K | stall N K | badtoken\n");
         return 2;
     }
     return zero_test_main(argc, argv, suites);
