@@ -4,8 +4,9 @@
  *
  * For each size (bytes of the largest buffer, as nccl-tests counts: the
  * allreduce vector, the reduce-scatter input, the allgather output) and each
- * of reduce-scatter, allgather and allreduce (fp32 sum), it times --reps runs
- * after a warm-up; a run's time is the slowest rank's. Rank 0 prints CSV:
+ * of reduce-scatter, allgather and allreduce (fp32 sum, out of place; with
+ * --inplace the allgather is in place), it times --reps runs after a warm-up;
+ * a run's time is the slowest rank's. Rank 0 prints CSV:
  *   op,world_size,bytes,reps,time_us_median,algbw_GBps,busbw_GBps
  * with algbw = bytes / time and busbw = algbw * (n-1)/n (reduce-scatter,
  * allgather) or * 2(n-1)/n (allreduce): the nccl-tests formulas.
@@ -32,7 +33,7 @@
 #define MAX_SIZES 32
 #define MAX_REPS 200
 
-static int g_rank, g_size;
+static int g_rank, g_size, g_inplace;
 
 static double now_s(void)
 {
@@ -86,7 +87,10 @@ static zero_status_t run_op(zero_comm_h comm, op_t op, float *send, float *recv,
     size_t per = elems / (size_t)g_size;
     switch (op) {
     case OP_RS: return zero_comm_reduce_scatter(comm, send, recv, per, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
-    case OP_AG: return zero_comm_allgather(comm, send, recv, per, ZERO_FP32, ZERO_MEM_HOST);
+    case OP_AG:
+        if (g_inplace)   /* this rank's block already sits in the output (ZeRO's parameter gather) */
+            return zero_comm_allgather(comm, recv + (size_t)g_rank * per, recv, per, ZERO_FP32, ZERO_MEM_HOST);
+        return zero_comm_allgather(comm, send, recv, per, ZERO_FP32, ZERO_MEM_HOST);
     default:    return zero_comm_allreduce(comm, send, recv, elems, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
     }
 }
@@ -187,15 +191,34 @@ static double p2p_once(p2p_t *p, void *buf, size_t bytes)
     return now_s() - t0;
 }
 
+/* Both ranks send @p bytes to each other at once (the traffic of a ring at
+ * world size 2); returns the time of the exchange. */
+static double p2p_bidir_once(p2p_t *p, void *sbuf, void *rbuf, size_t bytes)
+{
+    ucp_request_param_t rp;
+    void *rreq, *sreq;
+    double t0 = now_s();
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+    rp.memory_type = UCS_MEMORY_TYPE_HOST;
+    rreq = ucp_tag_recv_nbx(p->worker, rbuf, bytes, 3, UINT64_MAX, &rp);
+    sreq = ucp_tag_send_nbx(p->ep, sbuf, bytes, 3, &rp);
+    wait_req(p, sreq);
+    wait_req(p, rreq);
+    return now_s() - t0;
+}
+
 int main(int argc, char **argv)
 {
     size_t min_bytes = 4096, max_bytes = (size_t)256 << 20, sizes[MAX_SIZES];
     int nsizes = 0, reps_big = 5, do_p2p = 0;
-    double p2p_bw[MAX_SIZES] = {0}, ratio_rs[MAX_SIZES], ratio_ag[MAX_SIZES];
+    double p2p_bw[MAX_SIZES] = {0}, p2p_bidir_bw[MAX_SIZES] = {0}, ratio_rs[MAX_SIZES], ratio_ag[MAX_SIZES];
+    double ratio_rs_bidir[MAX_SIZES], ratio_ag_bidir[MAX_SIZES];
     int nratio = 0;
     zero_comm_h comm;
     zero_status_t st;
     float *send, *recv;
+    p2p_t p2p;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--min") == 0 && i + 1 < argc)
@@ -206,8 +229,10 @@ int main(int argc, char **argv)
             reps_big = atoi(argv[++i]);
         else if (strcmp(argv[i], "--p2p") == 0)
             do_p2p = 1;
+        else if (strcmp(argv[i], "--inplace") == 0)
+            g_inplace = 1;
         else {
-            fprintf(stderr, "usage: bench_comm [--min BYTES] [--max BYTES] [--reps N] [--p2p]\n");
+            fprintf(stderr, "usage: bench_comm [--min BYTES] [--max BYTES] [--reps N] [--p2p] [--inplace]\n");
             return 2;
         }
     }
@@ -232,70 +257,86 @@ int main(int argc, char **argv)
 
     if (g_rank == 0)
         printf("op,world_size,bytes,reps,time_us_median,algbw_GBps,busbw_GBps\n");
-    if (do_p2p && g_size == 2) {
-        p2p_t p;
-        p2p_setup(comm, &p);
-        for (int s = 0; s < nsizes; s++) {
-            double t[MAX_REPS];
-            int reps = reps_for(sizes[s], reps_big);
-            zero_comm_barrier(comm);
-            p2p_once(&p, send, sizes[s]);
-            for (int r = 0; r < reps; r++)
-                t[r] = p2p_once(&p, send, sizes[s]);
-            if (g_rank == 0) {
-                double m = median(t, reps);
-                p2p_bw[s] = (double)sizes[s] / m / 1e9;
-                printf("p2p,2,%zu,%d,%.1f,%.3f,%.3f\n", sizes[s], reps, m * 1e6, p2p_bw[s], p2p_bw[s]);
-                fflush(stdout);
-            }
-        }
-        p2p_close(comm, &p);
-    }
-
-    for (int o = 0; o < 3; o++) {
-        for (int s = 0; s < nsizes; s++) {
-            size_t bytes = sizes[s] - sizes[s] % ((size_t)4 * (size_t)g_size);
-            size_t elems = bytes / 4;
-            int reps = reps_for(bytes, reps_big);
-            double t[MAX_REPS], m, alg, bus;
-            st = run_op(comm, (op_t)o, send, recv, elems);   /* warm-up */
+    do_p2p = do_p2p && g_size == 2;
+    if (do_p2p)
+        p2p_setup(comm, &p2p);
+    /* Per size, the repetitions of every measurement are interleaved (p2p, p2p
+     * both ways, reduce-scatter, allgather, allreduce, again ...), so that a
+     * change in the machine's load hits baseline and collectives alike. */
+    for (int s = 0; s < nsizes; s++) {
+        size_t bytes = sizes[s] - sizes[s] % ((size_t)4 * (size_t)g_size);
+        size_t elems = bytes / 4;
+        int reps = reps_for(bytes, reps_big);
+        double t[5][MAX_REPS], bw[5];
+        for (int o = 0; o < 3; o++) {   /* warm-up */
+            st = run_op(comm, (op_t)o, send, recv, elems);
             if (st != ZERO_OK)
                 die(op_name[o], st);
-            for (int r = 0; r < reps; r++) {
+        }
+        if (do_p2p) {
+            zero_comm_barrier(comm);
+            p2p_once(&p2p, send, sizes[s]);
+            p2p_bidir_once(&p2p, send, recv, sizes[s]);
+        }
+        for (int r = 0; r < reps; r++) {
+            if (do_p2p) {
+                zero_comm_barrier(comm);
+                t[3][r] = p2p_once(&p2p, send, sizes[s]);            /* rank 0's round trip */
+                zero_comm_barrier(comm);
+                t[4][r] = slowest(comm, p2p_bidir_once(&p2p, send, recv, sizes[s]));
+            }
+            for (int o = 0; o < 3; o++) {
                 double t0;
                 zero_comm_barrier(comm);
                 t0 = now_s();
                 st = run_op(comm, (op_t)o, send, recv, elems);
                 if (st != ZERO_OK)
                     die(op_name[o], st);
-                t[r] = slowest(comm, now_s() - t0);
-            }
-            m = median(t, reps);
-            alg = (double)bytes / m / 1e9;
-            bus = alg * (o == OP_AR ? 2.0 : 1.0) * (double)(g_size - 1) / (double)g_size;
-            if (g_rank == 0) {
-                printf("%s,%d,%zu,%d,%.1f,%.3f,%.3f\n", op_name[o], g_size, bytes, reps, m * 1e6, alg, bus);
-                fflush(stdout);
-                if (p2p_bw[s] > 0 && sizes[s] >= ((size_t)16 << 20)) {
-                    if (o == OP_RS)
-                        ratio_rs[s] = bus / p2p_bw[s];
-                    else if (o == OP_AG)
-                        ratio_ag[s] = bus / p2p_bw[s];
-                }
+                t[o][r] = slowest(comm, now_s() - t0);
             }
         }
+        if (g_rank != 0)
+            continue;
+        if (do_p2p) {
+            double m = median(t[3], reps), mb = median(t[4], reps);
+            p2p_bw[s] = (double)sizes[s] / m / 1e9;
+            p2p_bidir_bw[s] = (double)sizes[s] / mb / 1e9;
+            printf("p2p,2,%zu,%d,%.1f,%.3f,%.3f\n", sizes[s], reps, m * 1e6, p2p_bw[s], p2p_bw[s]);
+            printf("p2p_bidir,2,%zu,%d,%.1f,%.3f,%.3f\n", sizes[s], reps, mb * 1e6, p2p_bidir_bw[s],
+                   p2p_bidir_bw[s]);
+        }
+        for (int o = 0; o < 3; o++) {
+            double m = median(t[o], reps), alg = (double)bytes / m / 1e9;
+            bw[o] = alg * (o == OP_AR ? 2.0 : 1.0) * (double)(g_size - 1) / (double)g_size;
+            printf("%s%s,%d,%zu,%d,%.1f,%.3f,%.3f\n", op_name[o], o == OP_AG && g_inplace ? "_inplace" : "", g_size,
+                   bytes, reps, m * 1e6, alg, bw[o]);
+        }
+        fflush(stdout);
+        if (do_p2p && sizes[s] >= ((size_t)16 << 20)) {
+            ratio_rs[s] = bw[OP_RS] / p2p_bw[s];
+            ratio_ag[s] = bw[OP_AG] / p2p_bw[s];
+            ratio_rs_bidir[s] = bw[OP_RS] / p2p_bidir_bw[s];
+            ratio_ag_bidir[s] = bw[OP_AG] / p2p_bidir_bw[s];
+        }
     }
+    if (do_p2p)
+        p2p_close(comm, &p2p);
     if (g_rank == 0) {
-        double rs[MAX_SIZES], ag[MAX_SIZES];
+        double rs[MAX_SIZES], ag[MAX_SIZES], rsb[MAX_SIZES], agb[MAX_SIZES];
         for (int s = 0; s < nsizes; s++) {
             if (p2p_bw[s] > 0 && sizes[s] >= ((size_t)16 << 20)) {
                 rs[nratio] = ratio_rs[s];
-                ag[nratio++] = ratio_ag[s];
+                ag[nratio] = ratio_ag[s];
+                rsb[nratio] = ratio_rs_bidir[s];
+                agb[nratio++] = ratio_ag_bidir[s];
             }
         }
-        if (nratio > 0)
+        if (nratio > 0) {
+            printf("# against p2p_bidir (each direction while both run, as in the ring): "
+                   "reduce_scatter=%.2f allgather=%.2f\n", median(rsb, nratio), median(agb, nratio));
             printf("summary: reduce_scatter_busbw_over_p2p=%.2f allgather_busbw_over_p2p=%.2f\n",
                    median(rs, nratio), median(ag, nratio));
+        }
     }
     free(send);
     free(recv);

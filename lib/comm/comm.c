@@ -634,6 +634,8 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
 {
     zero_status_t status = ZERO_OK;
     zero_comm_request_h req;
+    void *copy_dst = NULL;
+    size_t copy_bytes;
     int failed;
 
     if (request_p == NULL) {
@@ -669,6 +671,23 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
         ZERO_CHECK_GOTO(zero_nccl_start(comm->nccl, d, &req->event), status, fail);
 #endif
     }
+    /* An out-of-place allgather (or broadcast root) also copies this rank's own
+     * block into the output. The caller's thread does it, after queueing, while
+     * the progress thread already moves data: nothing else touches that block
+     * (step 0 sends from sendbuf, and no rank sends this block back). */
+    copy_bytes = 0;
+    if (d->mem_kind != ZERO_MEM_DEVICE) {
+        size_t bytes = d->count * zero_dtype_size(d->dtype);
+        if (d->kind == ZERO_COLL_ALLGATHER &&
+            d->sendbuf != (const char *)d->recvbuf + (size_t)comm->env.rank * bytes) {
+            copy_dst = (char *)d->recvbuf + (size_t)comm->env.rank * bytes;
+            copy_bytes = bytes;
+        } else if (d->kind == ZERO_COLL_BROADCAST && comm->env.rank == d->root && d->sendbuf != d->recvbuf) {
+            copy_dst = d->recvbuf;
+            copy_bytes = bytes;
+        }
+        req->desc.local_copy_by_caller = 1;
+    }
     pthread_mutex_lock(&comm->lock);
     if (comm->queue_tail != NULL)
         comm->queue_tail->next = req;
@@ -681,6 +700,8 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
         uint64_t one = 1;
         (void)!write(comm->wake_fd, &one, sizeof(one));
     }
+    if (copy_bytes > 0)
+        memcpy(copy_dst, d->sendbuf, copy_bytes);
     *request_p = req;
     return ZERO_OK;
 fail:
@@ -692,7 +713,7 @@ zero_status_t zero_comm_allreduce_start(zero_comm_h comm, const void *sendbuf, v
                                         zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
                                         zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0, mem_kind};
+    zero_coll_desc_t d = {ZERO_COLL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0, mem_kind, 0};
     zero_status_t status = check_args(comm, &d, count, count, 1);
     size_t bytes;
     if (status != ZERO_OK)
@@ -709,7 +730,7 @@ zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const void *sendb
                                              zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
                                              zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0, mem_kind};
+    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0, mem_kind, 0};
     zero_status_t status;
     size_t es, n;
     if (comm == NULL)
@@ -730,7 +751,7 @@ zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const void *sendb
 zero_status_t zero_comm_allgather_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
                                         zero_dtype_t dtype, zero_mem_kind_t mem_kind, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind};
+    zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind, 0};
     zero_status_t status;
     size_t es, n;
     if (comm == NULL)
@@ -752,7 +773,7 @@ zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, v
                                         zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind,
                                         zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_BROADCAST, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, root, mem_kind};
+    zero_coll_desc_t d = {ZERO_COLL_BROADCAST, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, root, mem_kind, 0};
     zero_status_t status;
     size_t bytes;
     int is_root;
@@ -777,7 +798,7 @@ zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, v
 
 zero_status_t zero_comm_barrier_start(zero_comm_h comm, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_BARRIER, NULL, NULL, 0, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST};
+    zero_coll_desc_t d = {ZERO_COLL_BARRIER, NULL, NULL, 0, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0};
     zero_status_t status = check_args(comm, &d, 0, 0, 0);
     if (status != ZERO_OK)
         return status;

@@ -26,6 +26,7 @@ typedef struct zero_coll_desc {
     zero_comm_op_t op;
     int root;
     zero_mem_kind_t mem_kind;
+    int local_copy_by_caller;  /* the caller copies its own block into recvbuf (see start()) */
 } zero_coll_desc_t;
 
 const char *zero_coll_name(zero_coll_kind_t kind);

@@ -385,13 +385,15 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
     case ZERO_COLL_ALLGATHER:
         ag_steps = (uint64_t)n - 1;
         c->ce = ucx->chunk_bytes / c->es;
-        c->local_copy_pending = desc->sendbuf != (const unsigned char *)desc->recvbuf + (size_t)ucx->rank *
-                                                    desc->count * c->es;
+        c->local_copy_pending = !desc->local_copy_by_caller &&
+                                desc->sendbuf != (const unsigned char *)desc->recvbuf + (size_t)ucx->rank *
+                                                     desc->count * c->es;
         break;
     case ZERO_COLL_BROADCAST:
         ag_steps = 1;
         c->ce = ucx->chunk_bytes / c->es;
-        c->local_copy_pending = ucx->rank == desc->root && desc->sendbuf != desc->recvbuf;
+        c->local_copy_pending = !desc->local_copy_by_caller && ucx->rank == desc->root &&
+                                desc->sendbuf != desc->recvbuf;
         break;
     case ZERO_COLL_BARRIER:
         ag_steps = (uint64_t)n - 1;

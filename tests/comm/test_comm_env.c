@@ -202,10 +202,10 @@ static float load(zero_dtype_t dt, const void *p, size_t i, int f32)
 
 static void test_reduce_kernels(void)
 {
-    enum { N = 1037 };
+    enum { N = 70001 };   /* above the streaming-store threshold of the fp32 kernels */
     static float recv32[N], ref[N];
     static uint16_t recv16[N], local16[N], out16[N];
-    static float local32[N], out32[N];
+    static float local32[N], out32[N + 1];
     unsigned seed = 7;
     for (int dt = 0; dt < ZERO_DTYPE_COUNT; dt++) {
         for (int op = 0; op < ZERO_COMM_OP_COUNT; op++) {
@@ -235,7 +235,8 @@ static void test_reduce_kernels(void)
                                 r /= 3.0f;
                             ref[i] = r;   /* fp32: rounded once below for 16-bit results */
                         }
-                        out = in_place ? (void *)local : (partial || dt == ZERO_FP32) ? (void *)out32 : out16;
+                        /* out32 + 1: a destination that is not 16-byte aligned */
+                        out = in_place ? (void *)local : (partial || dt == ZERO_FP32) ? (void *)(out32 + 1) : out16;
                         zero_comm_reduce((zero_comm_op_t)op, (zero_dtype_t)dt, recv_f32, recv, local, partial, out,
                                          N, op == ZERO_COMM_AVG ? 3.0f : 1.0f);
                         for (int i = 0; i < N; i++) {
