@@ -4,9 +4,9 @@
  *
  * For each size (bytes of the largest buffer, as nccl-tests counts: the
  * allreduce vector, the reduce-scatter input, the allgather output) and each
- * of reduce-scatter, allgather and allreduce (fp32 sum, out of place; with
- * --inplace the allgather is in place), it times --reps runs after a warm-up;
- * a run's time is the slowest rank's. Rank 0 prints CSV:
+ * of reduce-scatter, allgather, allgather in place and allreduce (fp32 sum),
+ * it times --reps runs after a warm-up; a run's time is the slowest rank's.
+ * Rank 0 prints CSV:
  *   op,world_size,bytes,reps,time_us_median,algbw_GBps,busbw_GBps
  * with algbw = bytes / time and busbw = algbw * (n-1)/n (reduce-scatter,
  * allgather) or * 2(n-1)/n (allreduce): the nccl-tests formulas.
@@ -18,7 +18,10 @@
  * It then prints
  *   summary: reduce_scatter_busbw_over_p2p=<x> allgather_busbw_over_p2p=<y>
  * where each ratio is the median, over the sizes >= 16 MiB, of the median busbw
- * divided by the median p2p bandwidth at the same size.
+ * divided by the median p2p bandwidth at the same size. The allgather figure is
+ * the in-place allgather (each rank's block already in the output, as in ZeRO's
+ * parameter gather); the out-of-place one, which also copies the rank's own
+ * block, is printed on a comment line before it.
  */
 #include <zero/zero.h>
 
@@ -33,7 +36,7 @@
 #define MAX_SIZES 32
 #define MAX_REPS 200
 
-static int g_rank, g_size, g_inplace;
+static int g_rank, g_size;
 
 static double now_s(void)
 {
@@ -79,18 +82,17 @@ static double slowest(zero_comm_h comm, double t)
     return out;
 }
 
-typedef enum { OP_RS, OP_AG, OP_AR } op_t;
-static const char *op_name[] = {"reduce_scatter", "allgather", "allreduce"};
+typedef enum { OP_RS, OP_AG, OP_AG_INPLACE, OP_AR, OP_COUNT } op_t;
+static const char *op_name[] = {"reduce_scatter", "allgather", "allgather_inplace", "allreduce"};
 
 static zero_status_t run_op(zero_comm_h comm, op_t op, float *send, float *recv, size_t elems)
 {
     size_t per = elems / (size_t)g_size;
     switch (op) {
     case OP_RS: return zero_comm_reduce_scatter(comm, send, recv, per, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
-    case OP_AG:
-        if (g_inplace)   /* this rank's block already sits in the output (ZeRO's parameter gather) */
-            return zero_comm_allgather(comm, recv + (size_t)g_rank * per, recv, per, ZERO_FP32, ZERO_MEM_HOST);
-        return zero_comm_allgather(comm, send, recv, per, ZERO_FP32, ZERO_MEM_HOST);
+    case OP_AG: return zero_comm_allgather(comm, send, recv, per, ZERO_FP32, ZERO_MEM_HOST);
+    case OP_AG_INPLACE:   /* this rank's block already sits in the output, as in ZeRO's parameter gather */
+        return zero_comm_allgather(comm, recv + (size_t)g_rank * per, recv, per, ZERO_FP32, ZERO_MEM_HOST);
     default:    return zero_comm_allreduce(comm, send, recv, elems, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
     }
 }
@@ -213,7 +215,7 @@ int main(int argc, char **argv)
     size_t min_bytes = 4096, max_bytes = (size_t)256 << 20, sizes[MAX_SIZES];
     int nsizes = 0, reps_big = 5, do_p2p = 0;
     double p2p_bw[MAX_SIZES] = {0}, p2p_bidir_bw[MAX_SIZES] = {0}, ratio_rs[MAX_SIZES], ratio_ag[MAX_SIZES];
-    double ratio_rs_bidir[MAX_SIZES], ratio_ag_bidir[MAX_SIZES];
+    double ratio_rs_bidir[MAX_SIZES], ratio_ag_bidir[MAX_SIZES], ratio_ag_oop[MAX_SIZES];
     int nratio = 0;
     zero_comm_h comm;
     zero_status_t st;
@@ -229,10 +231,8 @@ int main(int argc, char **argv)
             reps_big = atoi(argv[++i]);
         else if (strcmp(argv[i], "--p2p") == 0)
             do_p2p = 1;
-        else if (strcmp(argv[i], "--inplace") == 0)
-            g_inplace = 1;
         else {
-            fprintf(stderr, "usage: bench_comm [--min BYTES] [--max BYTES] [--reps N] [--p2p] [--inplace]\n");
+            fprintf(stderr, "usage: bench_comm [--min BYTES] [--max BYTES] [--reps N] [--p2p]\n");
             return 2;
         }
     }
@@ -267,8 +267,8 @@ int main(int argc, char **argv)
         size_t bytes = sizes[s] - sizes[s] % ((size_t)4 * (size_t)g_size);
         size_t elems = bytes / 4;
         int reps = reps_for(bytes, reps_big);
-        double t[5][MAX_REPS], bw[5];
-        for (int o = 0; o < 3; o++) {   /* warm-up */
+        double t[OP_COUNT + 2][MAX_REPS], bw[OP_COUNT];
+        for (int o = 0; o < OP_COUNT; o++) {   /* warm-up */
             st = run_op(comm, (op_t)o, send, recv, elems);
             if (st != ZERO_OK)
                 die(op_name[o], st);
@@ -281,11 +281,11 @@ int main(int argc, char **argv)
         for (int r = 0; r < reps; r++) {
             if (do_p2p) {
                 zero_comm_barrier(comm);
-                t[3][r] = p2p_once(&p2p, send, sizes[s]);            /* rank 0's round trip */
+                t[OP_COUNT][r] = p2p_once(&p2p, send, sizes[s]);     /* rank 0's round trip */
                 zero_comm_barrier(comm);
-                t[4][r] = slowest(comm, p2p_bidir_once(&p2p, send, recv, sizes[s]));
+                t[OP_COUNT + 1][r] = slowest(comm, p2p_bidir_once(&p2p, send, recv, sizes[s]));
             }
-            for (int o = 0; o < 3; o++) {
+            for (int o = 0; o < OP_COUNT; o++) {
                 double t0;
                 zero_comm_barrier(comm);
                 t0 = now_s();
@@ -298,42 +298,45 @@ int main(int argc, char **argv)
         if (g_rank != 0)
             continue;
         if (do_p2p) {
-            double m = median(t[3], reps), mb = median(t[4], reps);
+            double m = median(t[OP_COUNT], reps), mb = median(t[OP_COUNT + 1], reps);
             p2p_bw[s] = (double)sizes[s] / m / 1e9;
             p2p_bidir_bw[s] = (double)sizes[s] / mb / 1e9;
             printf("p2p,2,%zu,%d,%.1f,%.3f,%.3f\n", sizes[s], reps, m * 1e6, p2p_bw[s], p2p_bw[s]);
             printf("p2p_bidir,2,%zu,%d,%.1f,%.3f,%.3f\n", sizes[s], reps, mb * 1e6, p2p_bidir_bw[s],
                    p2p_bidir_bw[s]);
         }
-        for (int o = 0; o < 3; o++) {
+        for (int o = 0; o < OP_COUNT; o++) {
             double m = median(t[o], reps), alg = (double)bytes / m / 1e9;
             bw[o] = alg * (o == OP_AR ? 2.0 : 1.0) * (double)(g_size - 1) / (double)g_size;
-            printf("%s%s,%d,%zu,%d,%.1f,%.3f,%.3f\n", op_name[o], o == OP_AG && g_inplace ? "_inplace" : "", g_size,
-                   bytes, reps, m * 1e6, alg, bw[o]);
+            printf("%s,%d,%zu,%d,%.1f,%.3f,%.3f\n", op_name[o], g_size, bytes, reps, m * 1e6, alg, bw[o]);
         }
         fflush(stdout);
         if (do_p2p && sizes[s] >= ((size_t)16 << 20)) {
             ratio_rs[s] = bw[OP_RS] / p2p_bw[s];
-            ratio_ag[s] = bw[OP_AG] / p2p_bw[s];
+            ratio_ag[s] = bw[OP_AG_INPLACE] / p2p_bw[s];
+            ratio_ag_oop[s] = bw[OP_AG] / p2p_bw[s];
             ratio_rs_bidir[s] = bw[OP_RS] / p2p_bidir_bw[s];
-            ratio_ag_bidir[s] = bw[OP_AG] / p2p_bidir_bw[s];
+            ratio_ag_bidir[s] = bw[OP_AG_INPLACE] / p2p_bidir_bw[s];
         }
     }
     if (do_p2p)
         p2p_close(comm, &p2p);
     if (g_rank == 0) {
-        double rs[MAX_SIZES], ag[MAX_SIZES], rsb[MAX_SIZES], agb[MAX_SIZES];
+        double rs[MAX_SIZES], ag[MAX_SIZES], rsb[MAX_SIZES], agb[MAX_SIZES], ago[MAX_SIZES];
         for (int s = 0; s < nsizes; s++) {
             if (p2p_bw[s] > 0 && sizes[s] >= ((size_t)16 << 20)) {
                 rs[nratio] = ratio_rs[s];
                 ag[nratio] = ratio_ag[s];
                 rsb[nratio] = ratio_rs_bidir[s];
+                ago[nratio] = ratio_ag_oop[s];
                 agb[nratio++] = ratio_ag_bidir[s];
             }
         }
         if (nratio > 0) {
+            printf("# out-of-place allgather (also copies its own block): allgather_busbw_over_p2p=%.2f\n",
+                   median(ago, nratio));
             printf("# against p2p_bidir (each direction while both run, as in the ring): "
-                   "reduce_scatter=%.2f allgather=%.2f\n", median(rsb, nratio), median(agb, nratio));
+                   "reduce_scatter=%.2f allgather_inplace=%.2f\n", median(rsb, nratio), median(agb, nratio));
             printf("summary: reduce_scatter_busbw_over_p2p=%.2f allgather_busbw_over_p2p=%.2f\n",
                    median(rs, nratio), median(ag, nratio));
         }

@@ -6,12 +6,12 @@
 # micro-benchmarks are installed, OpenMPI's collectives are measured too.
 # Results: bench/results/comm-<UTC time>.csv. Last line:
 #   summary: reduce_scatter_busbw_over_p2p=<x> allgather_busbw_over_p2p=<y>
-# Options: --quick (3 repetitions of the large sizes instead of 5), --max BYTES.
+# Options: --quick (3 repetitions of the large sizes instead of 9), --max BYTES.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 build_dir=${ZERO_BUILD_DIR:-build}
 case "$build_dir" in /*) ;; *) build_dir="$root/$build_dir" ;; esac
-reps=5
+reps=9
 max=$((256 << 20))
 while [ $# -gt 0 ]; do
   case "$1" in
