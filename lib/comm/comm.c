@@ -192,6 +192,27 @@ static void wait_events(zero_comm_t *comm, int ms)
     }
 }
 
+/* A neighbour's connection failing is often the echo of another rank's death
+ * (the neighbour itself gave up and left). Give the rendezvous sockets a moment
+ * to tell who died first, so every rank names the same, real culprit. */
+static void root_cause(zero_comm_t *comm, zero_status_t *status_p, int *peer_p)
+{
+    double until = zero_comm_now() + 1.0;
+    if (comm->rdv == NULL)
+        return;
+    while (zero_comm_now() < until) {
+        struct pollfd fds[64];
+        int dead, n;
+        if (zero_rdv_check(comm->rdv, &dead) != ZERO_OK) {
+            *status_p = ZERO_ERR_COMM;
+            *peer_p = dead;
+            return;
+        }
+        n = zero_rdv_pollfds(comm->rdv, fds, 64);
+        poll(fds, (nfds_t)n, 10);
+    }
+}
+
 static void *progress_main(void *arg)
 {
     zero_comm_t *comm = arg;
@@ -291,6 +312,8 @@ static void *progress_main(void *arg)
             if (st != ZERO_INPROGRESS) {
                 if (st != ZERO_OK) {
                     zero_ucx_coll_abort(comm->ucx);
+                    if (st != ZERO_ERR_TIMEOUT)
+                        root_cause(comm, &st, &peer);
                     set_failed(comm, st, peer);
                 }
                 complete(comm, active, st);
