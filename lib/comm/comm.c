@@ -203,8 +203,9 @@ static void root_cause(zero_comm_t *comm, zero_status_t *status_p, int *peer_p)
     while (zero_comm_now() < until) {
         struct pollfd fds[64];
         int dead, n;
-        if (zero_rdv_check(comm->rdv, &dead) != ZERO_OK) {
-            *status_p = ZERO_ERR_COMM;
+        zero_status_t st = zero_rdv_check(comm->rdv, &dead);
+        if (st != ZERO_OK) {
+            *status_p = st;
             *peer_p = dead;
             return;
         }
@@ -243,8 +244,9 @@ static void *progress_main(void *arg)
         if (comm->rdv != NULL && (active == NULL || now - last_check > HEALTH_CHECK_INTERVAL)) {
             int dead;
             last_check = now;
-            if (atomic_load(&comm->failed) == 0 && zero_rdv_check(comm->rdv, &dead) != ZERO_OK)
-                set_failed(comm, ZERO_ERR_COMM, dead);
+            zero_status_t st_rdv;
+            if (atomic_load(&comm->failed) == 0 && (st_rdv = zero_rdv_check(comm->rdv, &dead)) != ZERO_OK)
+                set_failed(comm, st_rdv, dead);
         }
         if (atomic_load(&comm->failed) != 0) {
             if (active != NULL) {
@@ -315,6 +317,7 @@ static void *progress_main(void *arg)
                     if (st != ZERO_ERR_TIMEOUT)
                         root_cause(comm, &st, &peer);
                     set_failed(comm, st, peer);
+                    zero_rdv_report(comm->rdv, peer, st);   /* every other rank stops now too */
                 }
                 complete(comm, active, st);
                 active = NULL;

@@ -8,6 +8,8 @@
  *                                   must fail naming it (results in $ZERO_TEST_DIR)
  *   comm_rank stall K               rank K stays alive but silent; the others must
  *                                   time out naming it
+ *   comm_rank mismatch              the two ranks disagree on a count: both must
+ *                                   fail with ZERO_ERR_PROTOCOL naming the other
  *   comm_rank rdv-delay             rank 1 joins only once $ZERO_TEST_DIR/go exists
  *
  * Inputs are multiples of 1/16 in [-8, 8): every fp32 partial sum of up to 64
@@ -443,6 +445,26 @@ static void run_stall(zero_comm_h comm, int victim)
     fputs(line, stderr);
 }
 
+/* World size 2: the ranks disagree on the count (1000 against 1002). Both
+ * must fail with ZERO_ERR_PROTOCOL naming the other, not hang or corrupt. */
+static void run_mismatch(zero_comm_h comm)
+{
+    float x[1002], y[1002];
+    size_t count = g_rank == 0 ? 1000 : 1002;
+    zero_status_t st;
+    char name[64];
+    for (size_t i = 0; i < count; i++)
+        x[i] = val(g_rank, i);
+    st = zero_comm_allreduce(comm, x, y, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+    CHECK(st == ZERO_ERR_PROTOCOL, "mismatched allreduce returned %s", zero_status_string(st));
+    CHECK(log_names_rank(1 - g_rank), "no error message names rank %d; log:\n%s", 1 - g_rank, log_text);
+    st = zero_comm_barrier(comm);
+    CHECK(st == ZERO_ERR_PROTOCOL, "the next call returned %s", zero_status_string(st));
+    snprintf(name, sizeof(name), "result.%d", g_rank);
+    if (failures == 0)
+        file_write(name, "ok\n");
+}
+
 int main(int argc, char **argv)
 {
     zero_mem_stats_t mark, after;
@@ -455,7 +477,7 @@ int main(int argc, char **argv)
     zero_mem_get_stats(&mark);
     if (strcmp(mode, "kill") == 0)
         signal(SIGTERM, SIG_IGN);   /* outlive the launcher's TERM long enough to report */
-    if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0)
+    if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0)
         zero_log_set_callback(capture_log, NULL);
     if (strcmp(mode, "rdv-delay") == 0 && g_rank == 1) {
         char text[128];
@@ -477,6 +499,8 @@ int main(int argc, char **argv)
         run_nonblocking(comm);
     } else if (strcmp(mode, "kill") == 0 && argc > 2) {
         run_kill(comm, atoi(argv[2]));
+    } else if (strcmp(mode, "mismatch") == 0) {
+        run_mismatch(comm);
     } else if (strcmp(mode, "stall") == 0 && argc > 2) {
         run_stall(comm, atoi(argv[2]));
     } else if (strcmp(mode, "rdv-delay") == 0) {

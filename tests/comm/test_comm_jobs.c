@@ -8,6 +8,7 @@
  *   test_comm_jobs kill N K                rank K dies mid-collective: the others fail
  *                                          naming it, the launcher returns non-zero
  *   test_comm_jobs stall N K               rank K stays silent: the others time out naming it
+ *   test_comm_jobs mismatch                two ranks disagree on a count: both fail cleanly
  *   test_comm_jobs badtoken                stray rendezvous clients are refused, the job forms
  */
 #include "test_main.h"
@@ -239,6 +240,24 @@ static void test_stall(void)
     check_failure_job(1);
 }
 
+static void test_mismatch(void)
+{
+    const char *args[] = {"mismatch", NULL};
+    int rc;
+    make_dir();
+    rc = run_job(2, args);
+    CU_ASSERT_EQUAL(rc, 0);      /* both ranks saw the protocol error they expected */
+    for (int r = 0; r < 2; r++) {
+        char path[300], name[32];
+        snprintf(name, sizeof(name), "result.%d", r);
+        path_in_dir(path, sizeof(path), name);
+        CU_ASSERT_EQUAL(access(path, F_OK), 0);
+    }
+    if (rc != 0)
+        print_log();
+    remove_dir();
+}
+
 /* A stray client: connects to rank 0's rendezvous, sends @p data, and
  * returns 1 if the server closed the connection within 20 s. */
 static int stray_client(int port, const void *data, size_t len)
@@ -379,6 +398,7 @@ int main(int argc, char **argv)
     CU_TestInfo nonblocking[] = {{"nonblocking", test_nonblocking}, CU_TEST_INFO_NULL};
     CU_TestInfo kill_tests[] = {{"rank killed mid-collective", test_kill}, CU_TEST_INFO_NULL};
     CU_TestInfo stall_tests[] = {{"silent rank times out", test_stall}, CU_TEST_INFO_NULL};
+    CU_TestInfo mismatch_tests[] = {{"mismatched counts fail on both sides", test_mismatch}, CU_TEST_INFO_NULL};
     CU_TestInfo badtoken[] = {{"stray rendezvous clients refused", test_badtoken}, CU_TEST_INFO_NULL};
     CU_SuiteInfo suites[] = {{"comm jobs", NULL, NULL, NULL, NULL, NULL}, CU_SUITE_INFO_NULL};
     const char *mode = argc > 1 ? argv[1] : "";
@@ -396,8 +416,10 @@ int main(int argc, char **argv)
         suites[0].pTests = stall_tests;
     else if (strcmp(mode, "badtoken") == 0)
         suites[0].pTests = badtoken;
+    else if (strcmp(mode, "mismatch") == 0)
+        suites[0].pTests = mismatch_tests;
     else {
-        fprintf(stderr, "usage: test_comm_jobs collectives N [--big] | nonblocking N | kill N K | stall N K | badtoken\n");
+        fprintf(stderr, "usage: test_comm_jobs collectives N [--big] | nonblocking N | kill N K | stall N K | mismatch | badtoken\n");
         return 2;
     }
     return zero_test_main(argc, argv, suites);
