@@ -82,7 +82,10 @@ static void describe_peer(const struct sockaddr_storage *sa, char *out, size_t n
         port = ntohs(in->sin_port);
     } else if (sa->ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))   /* an IPv4 client of the dual-stack socket */
+            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof(host));
+        else
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
     }
     snprintf(out, n, "%s:%d", host, port);
@@ -136,24 +139,6 @@ static int io_all(int fd, void *buf, size_t n, int writing, double deadline)
         return -1;
     }
     return 0;
-}
-
-static zero_status_t resolve(const zero_comm_env_t *env, struct addrinfo **res_p, int passive)
-{
-    struct addrinfo hints;
-    char port[16];
-    int rc;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = passive ? AI_PASSIVE : 0;
-    snprintf(port, sizeof(port), "%d", env->master_port);
-    rc = getaddrinfo(env->master_addr, port, &hints, res_p);
-    if (rc != 0) {
-        ZERO_LOG_ERROR("rendezvous: cannot resolve MASTER_ADDR=%s: %s", env->master_addr, gai_strerror(rc));
-        return ZERO_ERR_IO;
-    }
-    return ZERO_OK;
 }
 
 /* ---- rank 0: the server ---- */
@@ -263,7 +248,6 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
                            zero_rdv_extra_fn extra_fn, void *extra_arg)
 {
     zero_status_t status = ZERO_OK;
-    struct addrinfo *res = NULL, *ai;
     pending_conn_t pend[ZERO_RDV_MAX_PENDING];
     struct pollfd pfds[ZERO_RDV_MAX_PENDING + 1];
     int lfd = -1, joined = 1, one = 1, npend = 0;
@@ -274,18 +258,42 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
         memset(&pend[i], 0, sizeof(pend[i]));
         pend[i].fd = -1;
     }
-    ZERO_CHECK_GOTO(resolve(env, &res, 1), status, out);
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        lfd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (lfd < 0)
-            continue;
+    /* All interfaces, IPv6 and IPv4 at once where the host has IPv6: MASTER_ADDR
+     * may name this host by an address other ranks reach but that a bind to
+     * the name would miss (a host name mapped to 127.0.1.1, say). Every
+     * connection still has to present the job token. */
+    lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd >= 0) {
+        struct sockaddr_in6 a6;
+        int zero = 0;
+        memset(&a6, 0, sizeof(a6));
+        a6.sin6_family = AF_INET6;
+        a6.sin6_addr = in6addr_any;
+        a6.sin6_port = htons((uint16_t)env->master_port);
         setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(lfd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(lfd, 128) == 0)
-            break;
-        close(lfd);
-        lfd = -1;
+        setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        if (bind(lfd, (struct sockaddr *)&a6, sizeof(a6)) != 0 || listen(lfd, 128) != 0) {
+            close(lfd);
+            lfd = -1;
+        }
     }
-    ZERO_ERRNO_CHECK_GOTO(lfd >= 0, status, out, "rendezvous: cannot listen on %s:%d", env->master_addr,
+    if (lfd < 0) {
+        struct sockaddr_in a4;
+        memset(&a4, 0, sizeof(a4));
+        a4.sin_family = AF_INET;
+        a4.sin_addr.s_addr = htonl(INADDR_ANY);
+        a4.sin_port = htons((uint16_t)env->master_port);
+        lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ZERO_ERRNO_CHECK_GOTO(lfd >= 0, status, out, "rendezvous: %s", "socket");
+        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(lfd, (struct sockaddr *)&a4, sizeof(a4)) != 0 || listen(lfd, 128) != 0) {
+            int err = errno;
+            close(lfd);
+            lfd = -1;
+            errno = err;
+        }
+    }
+    ZERO_ERRNO_CHECK_GOTO(lfd >= 0, status, out, "rendezvous: cannot listen on port %d (MASTER_PORT)",
                           env->master_port);
     set_nonblocking(lfd);
     ZERO_LOG_DEBUG("rendezvous: rank 0 serving on %s:%d for %d ranks", env->master_addr, env->master_port,
@@ -408,8 +416,6 @@ out:
     (void)npend;
     if (lfd >= 0)
         close(lfd);
-    if (res != NULL)
-        freeaddrinfo(res);
     return status;
 }
 
