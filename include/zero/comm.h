@@ -128,7 +128,8 @@ typedef struct zero_comm_params {
 /**
  * Creates a communicator from the environment: parses the rank variables,
  * joins the rendezvous (rank 0 serves it on port MASTER_PORT of all its
- * interfaces; the others connect to MASTER_ADDR:MASTER_PORT, retrying with exponential back-off until rendezvous_timeout_s),
+ * interfaces; the others connect to MASTER_ADDR:MASTER_PORT, retrying with
+ * exponential back-off until rendezvous_timeout_s),
  * exchanges UCX worker addresses (and the NCCL unique id where every rank has a
  * GPU), connects to the ring neighbours and starts the progress thread.
  * Collective: every rank of the job must call it.
