@@ -8,6 +8,7 @@
  *                                   must fail naming it (results in $ZERO_TEST_DIR)
  *   comm_rank stall K               rank K stays alive but silent; the others must
  *                                   time out naming it
+ *   comm_rank device                device memory (nccl backend), CUDA builds only
  *   comm_rank mismatch              the two ranks disagree on a count: both must
  *                                   fail with ZERO_ERR_PROTOCOL naming the other
  *   comm_rank rdv-delay             rank 1 joins only once $ZERO_TEST_DIR/go exists
@@ -20,7 +21,9 @@
  * Exit status: 0 when every check passed.
  */
 #include <zero/zero.h>
+#include "util/alloc.h"
 #include "util/half.h"
+#include "zero_build_config.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -31,6 +34,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 static int failures;
 static int g_rank, g_size;
@@ -465,6 +471,102 @@ static void run_mismatch(zero_comm_h comm)
         file_write(name, "ok\n");
 }
 
+#if HAVE_CUDA
+/* Device memory: every collective through the nccl backend (the self path in a
+ * world of one). NCCL rounds 16-bit partial sums at every step, so 16-bit
+ * results are compared within (world size) units in the last place of the
+ * type; fp32 results exactly (exact partial sums, see the top). */
+static int close_enough(zero_dtype_t dt, const void *got, const void *want, size_t i)
+{
+    float g, w, ulp;
+    if (dt == ZERO_FP32)
+        return memcmp((const float *)got + i, (const float *)want + i, 4) == 0;
+    g = dt == ZERO_FP16 ? zero_f16_to_f32(((const uint16_t *)got)[i]) : zero_bf16_to_f32(((const uint16_t *)got)[i]);
+    w = dt == ZERO_FP16 ? zero_f16_to_f32(((const uint16_t *)want)[i]) : zero_bf16_to_f32(((const uint16_t *)want)[i]);
+    ulp = (w < 0 ? -w : w) * (dt == ZERO_FP16 ? 1.0f / 1024 : 1.0f / 128) + 1.0f / 1024;
+    return (g - w < 0 ? w - g : g - w) <= ulp * (float)g_size;
+}
+
+static void *dev_copy_in(const void *host, size_t bytes)
+{
+    void *d = NULL;
+    if (zero_mem_alloc(ZERO_MEM_DEVICE, bytes, "comm_rank device buffer", &d) != ZERO_OK ||
+        cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
+        fprintf(stderr, "[rank %d] device buffer of %zu bytes failed\n", g_rank, bytes);
+        exit(3);
+    }
+    return d;
+}
+
+static void run_device(zero_comm_h comm)
+{
+    static const size_t counts[] = {0, 1, 7, 1000003};
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_FP16, ZERO_BF16};
+    static const zero_comm_op_t ops[] = {ZERO_COMM_SUM, ZERO_COMM_AVG, ZERO_COMM_MAX};
+    size_t n = (size_t)g_size;
+    for (size_t d = 0; d < 3; d++) {
+        zero_dtype_t dt = dtypes[d];
+        size_t es = zero_dtype_size(dt);
+        for (size_t c = 0; c < 4; c++) {
+            size_t count = counts[c], total = n * count;
+            char *send = xalloc(total * es), *want = xalloc(total * es), *got = xalloc(total * es);
+            void *dsend, *drecv;
+            for (size_t o = 0; o < 3; o++) {
+                size_t bad = 0;
+                zero_status_t st;
+                /* allreduce of count, then reduce-scatter of count per rank */
+                for (size_t i = 0; i < total; i++) {
+                    store(dt, send, i, val(g_rank, i));
+                    store(dt, want, i, reduce_ref(ops[o], i));
+                }
+                dsend = dev_copy_in(send, total * es);
+                drecv = dev_copy_in(send, total * es);
+                st = zero_comm_allreduce(comm, dsend, drecv, count, dt, ops[o], ZERO_MEM_DEVICE);
+                CHECK(st == ZERO_OK, "device allreduce %s %s %zu: %s", zero_comm_op_string(ops[o]),
+                      zero_dtype_string(dt), count, zero_status_string(st));
+                cudaMemcpy(got, drecv, count * es, cudaMemcpyDeviceToHost);
+                for (size_t i = 0; i < count; i++)
+                    bad += !close_enough(dt, got, want, i);
+                CHECK(bad == 0, "device allreduce %s %s %zu: %zu elements off", zero_comm_op_string(ops[o]),
+                      zero_dtype_string(dt), count, bad);
+                st = zero_comm_reduce_scatter(comm, dsend, drecv, count, dt, ops[o], ZERO_MEM_DEVICE);
+                CHECK(st == ZERO_OK, "device reduce-scatter: %s", zero_status_string(st));
+                cudaMemcpy(got, drecv, count * es, cudaMemcpyDeviceToHost);
+                bad = 0;
+                for (size_t i = 0; i < count; i++)
+                    bad += !close_enough(dt, got, want + (size_t)g_rank * count * es, i);
+                CHECK(bad == 0, "device reduce-scatter %s %s %zu: %zu elements off", zero_comm_op_string(ops[o]),
+                      zero_dtype_string(dt), count, bad);
+                zero_mem_free(dsend);
+                zero_mem_free(drecv);
+            }
+            /* allgather and broadcast: exact */
+            for (size_t q = 0; q < n; q++)
+                for (size_t i = 0; i < count; i++)
+                    store(dt, want, q * count + i, val((int)q, i));
+            for (size_t i = 0; i < count; i++)
+                store(dt, send, i, val(g_rank, i));
+            dsend = dev_copy_in(send, count * es);
+            drecv = dev_copy_in(want, total * es);
+            CHECK(cudaMemset(drecv, 0, total * es) == cudaSuccess, "cudaMemset");
+            CHECK(zero_comm_allgather(comm, dsend, drecv, count, dt, ZERO_MEM_DEVICE) == ZERO_OK, "device allgather");
+            cudaMemcpy(got, drecv, total * es, cudaMemcpyDeviceToHost);
+            compare("device allgather", dt, got, want, total);
+            CHECK(zero_comm_broadcast(comm, dsend, drecv, count, dt, 0, ZERO_MEM_DEVICE) == ZERO_OK,
+                  "device broadcast");
+            cudaMemcpy(got, drecv, count * es, cudaMemcpyDeviceToHost);
+            compare("device broadcast", dt, got, want, count);   /* rank 0's block of want */
+            zero_mem_free(dsend);
+            zero_mem_free(drecv);
+            free(send);
+            free(want);
+            free(got);
+        }
+    }
+    CHECK(zero_comm_barrier(comm) == ZERO_OK, "barrier");
+}
+#endif
+
 int main(int argc, char **argv)
 {
     zero_mem_stats_t mark, after;
@@ -499,6 +601,10 @@ int main(int argc, char **argv)
         run_nonblocking(comm);
     } else if (strcmp(mode, "kill") == 0 && argc > 2) {
         run_kill(comm, atoi(argv[2]));
+#if HAVE_CUDA
+    } else if (strcmp(mode, "device") == 0) {
+        run_device(comm);
+#endif
     } else if (strcmp(mode, "mismatch") == 0) {
         run_mismatch(comm);
     } else if (strcmp(mode, "stall") == 0 && argc > 2) {
