@@ -53,6 +53,11 @@ expect "$tmp/out" model_states_per_rank_gb=15.6 nodes=128 deepspeed_estimator=ze
   --offload-param cpu >"$tmp/out" 2>&1 || fail "t5-3b: exit $?"
 expect "$tmp/out" deepspeed_cpu_per_node_gib=71.69 deepspeed_cpu_per_node_no_zero_init_gib=127.45 \
   deepspeed_gpu_per_rank_gib=0.12 offload_optimizer=cpu offload_param=cpu
+# Without a config, DeepSpeed's defaults: buckets of 5e8, two in flight at stage 3 (overlap_comm).
+expect "$tmp/s2" reduce_bucket_bytes=1000000000 allgather_bucket_bytes=1000000000
+"$exe" --params 7.5e9 --world-size 64 --stage 3 --largest-layer 2e8 >"$tmp/out" 2>&1
+expect "$tmp/out" reduce_bucket_bytes=2000000000 stage3_gathered_params_bytes=2000000000 \
+  stage3_layer_grads_bytes=400000000 allgather_bucket_bytes=0 device_total_per_rank_bytes=6275000000
 # The note on an unknown largest layer.
 "$exe" --params 1e9 --world-size 8 --stage 3 >"$tmp/out" 2>&1
 grep -q 'note: --largest-layer not given' "$tmp/out" || fail "no note for an unknown largest layer"

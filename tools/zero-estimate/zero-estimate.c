@@ -405,6 +405,8 @@ int main(int argc, char **argv)
             return bad_flag("--stage", cli.stage, "expected 0, 1, 2 or 3, got");
         in.stage = (int)u;
     }
+    if (!cli.config) /* DeepSpeed's default: overlap_comm true for stage 3 only */
+        in.overlap_comm = in.stage == 3;
     if (cli.offload_optimizer && parse_device(cli.offload_optimizer, &in.offload_optimizer) != 0)
         return bad_flag("--offload-optimizer", cli.offload_optimizer, "expected none, cpu or nvme, got");
     if (cli.offload_param && parse_device(cli.offload_param, &in.offload_param) != 0)
