@@ -159,8 +159,9 @@ static void set_failed(zero_comm_t *comm, zero_status_t status, int rank)
     if (atomic_compare_exchange_strong(&comm->failed, &expected, (int)status))
         comm->failed_rank = rank;
 #if HAVE_CUDA
-    if (comm->nccl != NULL)
-        zero_nccl_abort(comm->nccl);    /* no rank may stay stuck in an NCCL kernel */
+    zero_nccl_t *nccl = atomic_load(&comm->nccl);
+    if (nccl != NULL)
+        zero_nccl_abort(nccl);          /* no rank may stay stuck in an NCCL kernel */
 #endif
 }
 
@@ -279,7 +280,7 @@ static void *progress_main(void *arg)
                 started = 1;
                 device_since = now;
             }
-            st = zero_nccl_test(comm->nccl, active->event);
+            st = zero_nccl_test(atomic_load(&comm->nccl), active->event);
             if (st == ZERO_INPROGRESS && now - device_since > comm->cfg.timeout_s) {
                 ZERO_LOG_ERROR("%s #%u on device memory did not finish within %.1f s: aborting NCCL",
                                zero_coll_name(active->desc.kind), active->seq, comm->cfg.timeout_s);
@@ -525,7 +526,7 @@ void zero_comm_destroy(zero_comm_h comm)
         healthy = 0;
     zero_ucx_destroy(comm->ucx, !healthy, healthy ? comm->cfg.timeout_s : 1.0);
 #if HAVE_CUDA
-    zero_nccl_destroy(comm->nccl, !healthy);
+    zero_nccl_destroy(atomic_load(&comm->nccl), !healthy);
 #endif
     zero_rdv_destroy(comm->rdv);
     if (comm->wake_fd >= 0)
@@ -642,7 +643,7 @@ static zero_status_t self_run(zero_comm_h comm, const zero_coll_desc_t *d)
 static zero_status_t ensure_nccl(zero_comm_h comm)
 {
     int device = comm->cfg.cuda_device, count;
-    if (comm->nccl != NULL)
+    if (atomic_load(&comm->nccl) != NULL)
         return ZERO_OK;
     if (!comm->have_nccl_id) {
         ZERO_LOG_ERROR("device-memory collective: not every rank has a CUDA device, so the job has no NCCL "
@@ -652,7 +653,13 @@ static zero_status_t ensure_nccl(zero_comm_h comm)
     count = zero_nccl_device_count();
     if (device < 0)
         device = count > 0 ? comm->env.local_rank % count : 0;
-    return zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, &comm->nccl);
+    {
+        zero_nccl_t *nccl = NULL;
+        zero_status_t status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, &nccl);
+        if (status == ZERO_OK)
+            atomic_store(&comm->nccl, nccl);
+        return status;
+    }
 }
 #endif
 
@@ -694,7 +701,7 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
 #if HAVE_CUDA
         ZERO_CHECK_GOTO(ensure_nccl(comm), status, fail);
         req->on_device = 1;
-        ZERO_CHECK_GOTO(zero_nccl_start(comm->nccl, d, &req->event), status, fail);
+        ZERO_CHECK_GOTO(zero_nccl_start(atomic_load(&comm->nccl), d, &req->event), status, fail);
 #endif
     }
     /* An out-of-place allgather (or broadcast root) also copies this rank's own

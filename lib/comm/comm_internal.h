@@ -62,7 +62,8 @@ struct zero_comm {
     zero_comm_config_t cfg;
     zero_rdv_t *rdv;
     zero_ucx_t *ucx;
-    zero_nccl_t *nccl;                 /* created on the first device call */
+    _Atomic(zero_nccl_t *) nccl;       /* created on the first device call (API thread), read by the
+                                          progress thread to abort it */
     unsigned char nccl_id[128];
     int have_nccl_id;
 
