@@ -5,8 +5,12 @@
 #include "util/half.h"
 
 #include <zero/zero.h>
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,6 +387,106 @@ static void test_create_errors(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* ---- a fake rank 0 that answers with a bad reply ---- */
+
+typedef struct fake_server {
+    int lfd;
+    int mode;           /* 0: oversized record length, 1: foreign token */
+} fake_server_t;
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static int read_full(int fd, void *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t k = recv(fd, (char *)buf + done, n - done, 0);
+        if (k <= 0)
+            return -1;
+        done += (size_t)k;
+    }
+    return 0;
+}
+
+static void *fake_server_main(void *arg)
+{
+    fake_server_t *f = arg;
+    unsigned char hello[64], reply[64 + 8], blob[65536];
+    uint32_t len;
+    int fd = accept(f->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    if (read_full(fd, hello, 64) == 0) {
+        len = (uint32_t)hello[20] << 24 | (uint32_t)hello[21] << 16 | (uint32_t)hello[22] << 8 | hello[23];
+        if (len <= sizeof(blob) && read_full(fd, blob, len) == 0) {
+            memset(reply, 0, sizeof(reply));
+            memcpy(reply, "ZERO-RPL", 8);
+            put32(reply + 8, 1);
+            put32(reply + 12, 2);
+            memcpy(reply + 24, hello + 24, 16);      /* echo the token ... */
+            if (f->mode == 1)
+                reply[30] ^= 1;                      /* ... or a foreign one */
+            put32(reply + 64, 0x7fffffffu);          /* rank 0's record: 2 GiB */
+            put32(reply + 68, 16);
+            (void)!send(fd, reply, sizeof(reply), MSG_NOSIGNAL);
+        }
+    }
+    usleep(200000);
+    close(fd);
+    return NULL;
+}
+
+static void test_client_bounds(void)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        ZERO_TEST_MEM_MARK();
+        fake_server_t f = {-1, mode};
+        struct sockaddr_in a;
+        socklen_t alen = sizeof(a);
+        pthread_t th;
+        zero_comm_h comm = NULL;
+        char port[16];
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        f.lfd = socket(AF_INET, SOCK_STREAM, 0);
+        CU_ASSERT_FATAL(f.lfd >= 0);
+        CU_ASSERT_FATAL(bind(f.lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(f.lfd, 4) == 0);
+        CU_ASSERT_FATAL(getsockname(f.lfd, (struct sockaddr *)&a, &alen) == 0);
+        snprintf(port, sizeof(port), "%d", ntohs(a.sin_port));
+        CU_ASSERT_FATAL(pthread_create(&th, NULL, fake_server_main, &f) == 0);
+        clear_launch_env();
+        setenv("RANK", "1", 1);
+        setenv("WORLD_SIZE", "2", 1);
+        setenv("LOCAL_RANK", "1", 1);
+        setenv("LOCAL_SIZE", "2", 1);
+        setenv("MASTER_ADDR", "127.0.0.1", 1);
+        setenv("MASTER_PORT", port, 1);
+        setenv("ZERO_JOB_TOKEN", TOKEN, 1);
+        setenv("ZERO_RENDEZVOUS_TIMEOUT", "20", 1);
+        last_error[0] = '\0';
+        zero_log_set_callback(capture, NULL);
+        CU_ASSERT_EQUAL(zero_comm_create(NULL, &comm), ZERO_ERR_PROTOCOL);
+        zero_log_set_callback(NULL, NULL);
+        CU_ASSERT_PTR_NULL(comm);
+        CU_ASSERT_PTR_NOT_NULL(strstr(last_error, mode == 0 ? "blob length 2147483647" : "foreign reply"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(last_error, "127.0.0.1"));
+        pthread_join(th, NULL);
+        close(f.lfd);
+        clear_launch_env();
+        unsetenv("MASTER_ADDR");
+        unsetenv("MASTER_PORT");
+        unsetenv("ZERO_JOB_TOKEN");
+        ZERO_TEST_ASSERT_NO_LEAK();
+    }
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
@@ -393,6 +497,7 @@ int main(int argc, char **argv)
         {"reduction kernels", test_reduce_kernels},
         {"world of one", test_world_of_one},
         {"creation errors", test_create_errors},
+        {"a rank refuses rank 0's malformed reply", test_client_bounds},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"comm", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
