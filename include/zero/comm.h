@@ -276,6 +276,45 @@ ZERO_API zero_status_t zero_comm_broadcast(zero_comm_h comm, const void *sendbuf
 /** Blocking barrier. */
 ZERO_API zero_status_t zero_comm_barrier(zero_comm_h comm);
 
+/**
+ * Allocates @p bytes of host memory that the other ranks on this node can map
+ * (a memfd segment, page-aligned, zero-filled), for use as collective buffers.
+ *
+ * When every rank of the job runs on one node and every rank's send and
+ * receive buffers of an allreduce, reduce-scatter or allgather lie inside
+ * memory from this call (any offset, the whole buffer inside one allocation),
+ * the collective takes the intra-node direct path: each rank reads its peers'
+ * buffers in place and reduces (or copies) straight into its output, with no
+ * UCX transfer. Otherwise the ucx ring runs; the ranks agree on the path for
+ * every collective (one rank's ordinary buffer sends every rank to the ring),
+ * and both give the same results (fp32 accumulation, one rounding for 16-bit
+ * types). Use the memory as ZERO_MEM_HOST. Env ZERO_COMM_DIRECT=0 (on every
+ * rank) turns the direct path off. In a world of one, or across nodes, this is
+ * ordinary host memory.
+ *
+ * @param comm   the communicator; the memory belongs to it.
+ * @param bytes  > 0.
+ * @param ptr_p  receives the address on success; untouched on failure.
+ * @return ZERO_OK; ZERO_ERR_INVALID_ARG (NULL comm or ptr_p, 0 bytes),
+ *         ZERO_ERR_OVERFLOW (size), ZERO_ERR_NO_MEMORY, ZERO_ERR_IO (out of
+ *         file descriptors: each allocation holds one).
+ * Ownership: release with zero_comm_mem_free on the same communicator;
+ * zero_comm_destroy releases whatever is left (and warns). Peers keep a
+ * mapping of a freed buffer's pages (at most 32 per peer, least recently used
+ * first out) until they map others or destroy their communicator, so prefer
+ * few, long-lived allocations. Thread safety: any thread, concurrently with
+ * other calls; a buffer must not be freed while a collective uses it.
+ */
+ZERO_API zero_status_t zero_comm_mem_alloc(zero_comm_h comm, size_t bytes, void **ptr_p);
+
+/**
+ * Releases memory from zero_comm_mem_alloc. NULL is allowed (ZERO_OK).
+ * @return ZERO_OK; ZERO_ERR_INVALID_ARG (NULL comm, or @p ptr is not the start
+ *         of a live allocation of this communicator, e.g. freed twice).
+ * Thread safety: as zero_comm_mem_alloc.
+ */
+ZERO_API zero_status_t zero_comm_mem_free(zero_comm_h comm, void *ptr);
+
 /** A static name of an operator: "sum", "avg", "max" ("unknown" otherwise). */
 ZERO_API const char *zero_comm_op_string(zero_comm_op_t op);
 

@@ -12,6 +12,7 @@
 #define ZERO_LOG_MODULE "comm"
 #include "comm/comm_internal.h"
 #include "comm/nccl.h"
+#include "comm/shm.h"
 #include "comm/timeutil.h"
 #include "comm/ucx.h"
 #include "util/alloc.h"
@@ -86,6 +87,15 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
     cfg->backends = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | (HAVE_CUDA ? ZERO_COMM_BACKEND_NCCL : 0u);
     cfg->chunk_bytes = (size_t)1 << 20;
     cfg->cuda_device = -1;
+    cfg->direct = 1;
+    if ((v = getenv("ZERO_COMM_DIRECT")) != NULL) {
+        if (strcmp(v, "0") == 0) {
+            cfg->direct = 0;
+        } else if (strcmp(v, "1") != 0) {
+            ZERO_LOG_ERROR("environment: ZERO_COMM_DIRECT='%s' is neither 0 nor 1", v);
+            return ZERO_ERR_INVALID_ARG;
+        }
+    }
     if ((v = getenv("ZERO_RENDEZVOUS_TIMEOUT")) != NULL &&
         zero_comm_parse_seconds("ZERO_RENDEZVOUS_TIMEOUT", v, &cfg->rendezvous_timeout_s) != ZERO_OK)
         return ZERO_ERR_INVALID_ARG;
@@ -215,6 +225,18 @@ static void root_cause(zero_comm_t *comm, zero_status_t *status_p, int *peer_p)
     }
 }
 
+/* The direct path's waits: a dead or failed rank, as the rendezvous knows it. */
+static zero_status_t shm_health(void *arg, int *rank_p)
+{
+    zero_comm_t *comm = arg;
+    int failed = atomic_load(&comm->failed);
+    if (failed != 0) {
+        *rank_p = comm->failed_rank;
+        return (zero_status_t)failed;
+    }
+    return zero_rdv_check(comm->rdv, rank_p);
+}
+
 static void *progress_main(void *arg)
 {
     zero_comm_t *comm = arg;
@@ -300,6 +322,21 @@ static void *progress_main(void *arg)
 #endif
             progressed = 0;
         } else {
+            if (!started && zero_shm_enabled(comm->shm)) {
+                int direct = 0;
+                st = zero_shm_coll(comm->shm, &active->desc, active->seq, comm->cfg.timeout_s, shm_health, comm,
+                                   &direct, &peer);
+                if (st != ZERO_OK || direct) {
+                    if (st != ZERO_OK) {
+                        set_failed(comm, st, peer);
+                        zero_rdv_report(comm->rdv, peer, st);   /* every other rank stops now too */
+                    }
+                    complete(comm, active, st);
+                    active = NULL;
+                    idle = 0;
+                    continue;
+                }
+            }
             if (!started) {
                 st = zero_ucx_coll_start(comm->ucx, &active->desc, active->seq);
                 if (st != ZERO_OK) {
@@ -394,7 +431,8 @@ static const void *blob_address(const zero_comm_t *comm, int rank)
 {
     uint32_t len;
     const unsigned char *b = zero_rdv_blob(comm->rdv, rank, &len);
-    if (len < BLOB_HEADER || get_be32(b) != BLOB_MAGIC || get_be32(b + 8) != len - BLOB_HEADER) {
+    if (len < BLOB_HEADER + ZERO_SHM_RECORD_BYTES || get_be32(b) != BLOB_MAGIC ||
+        get_be32(b + 8) != len - BLOB_HEADER - ZERO_SHM_RECORD_BYTES) {
         ZERO_LOG_ERROR("rendezvous: the address record of rank %d is malformed", rank);
         return NULL;
     }
@@ -416,20 +454,21 @@ static zero_status_t join_world(zero_comm_t *comm)
                                     comm->cfg.ucx_peer_err_mode, &comm->ucx),
                     status, out);
     zero_ucx_address(comm->ucx, &addr, &addr_len);
-    ZERO_REQUIRE_GOTO(addr_len + BLOB_HEADER <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED, status, out,
+    ZERO_REQUIRE_GOTO(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED, status, out,
                       "UCX worker address of %zu bytes exceeds the rendezvous bound", addr_len);
 #if HAVE_CUDA
     if ((comm->cfg.backends & ZERO_COMM_BACKEND_NCCL) && zero_nccl_device_count() > 0)
         flags |= BLOB_FLAG_GPU;
 #endif
-    blob = zero_malloc(addr_len + BLOB_HEADER);
+    blob = zero_malloc(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES);
     ZERO_REQUIRE_GOTO(blob != NULL, ZERO_ERR_NO_MEMORY, status, out, "out of memory");
     put_be32(blob, BLOB_MAGIC);
     put_be32(blob + 4, flags);
     put_be32(blob + 8, (uint32_t)addr_len);
     memcpy(blob + BLOB_HEADER, addr, addr_len);
+    zero_shm_record(comm->shm, blob + BLOB_HEADER + addr_len);
     ZERO_CHECK_GOTO(zero_rdv_create(&comm->env, comm->cfg.rendezvous_timeout_s, blob,
-                                    (uint32_t)(addr_len + BLOB_HEADER), make_extra, &ctx, &comm->rdv),
+                                    (uint32_t)(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES), make_extra, &ctx, &comm->rdv),
                     status, out);
     extra = zero_rdv_extra(comm->rdv, &extra_len);
     if (extra_len == 128) {
@@ -441,9 +480,42 @@ static zero_status_t join_world(zero_comm_t *comm)
     ZERO_REQUIRE_GOTO(left != NULL && right != NULL, ZERO_ERR_PROTOCOL, status, out,
                       "rendezvous: cannot connect the ring");
     ZERO_CHECK_GOTO(zero_ucx_connect(comm->ucx, left, right, comm->cfg.rendezvous_timeout_s), status, out);
+    /* The direct path: every rank on this node, and every control page mapped
+     * (the ranks agree on the outcome in zero_comm_create). */
+    if (comm->cfg.direct && comm->env.local_size == n) {
+        const unsigned char **recs = zero_calloc((size_t)n, sizeof(*recs));
+        ZERO_REQUIRE_GOTO(recs != NULL, ZERO_ERR_NO_MEMORY, status, out, "out of memory");
+        for (int q = 0; q < n; q++) {
+            uint32_t len;
+            const unsigned char *b = zero_rdv_blob(comm->rdv, q, &len);
+            if (blob_address(comm, q) == NULL) {
+                zero_free(recs);
+                status = ZERO_ERR_PROTOCOL;
+                goto out;
+            }
+            recs[q] = b + len - ZERO_SHM_RECORD_BYTES;
+        }
+        comm->shm_attached = zero_shm_attach(comm->shm, recs);
+        zero_free(recs);
+    }
 out:
     zero_free(blob);
     return status;
+}
+
+/* Every rank learns whether every rank could map every control page (a ring
+ * allreduce of one flag, before any user collective); all or none turn the
+ * direct path on. */
+static zero_status_t agree_direct(zero_comm_t *comm)
+{
+    float bad = comm->shm_attached ? 0.0f : 1.0f, any = 1.0f;
+    zero_status_t status = zero_comm_allreduce(comm, &bad, &any, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    if (status != ZERO_OK)
+        return status;
+    if (any == 0.0f)
+        zero_shm_enable(comm->shm);
+    ZERO_LOG_DEBUG("communicator: intra-node direct path %s", any == 0.0f ? "on" : "off");
+    return ZERO_OK;
 }
 
 zero_status_t zero_comm_create(const zero_comm_params_t *params, zero_comm_h *comm_p)
@@ -472,6 +544,7 @@ zero_status_t zero_comm_create(const zero_comm_params_t *params, zero_comm_h *co
     ZERO_REQUIRE_GOTO(pthread_cond_init(&comm->cond, NULL) == 0, ZERO_ERR_NO_MEMORY, status, fail,
                       "zero_comm_create: pthread_cond_init failed");
     cond_init = 1;
+    ZERO_CHECK_GOTO(zero_shm_create(comm->env.rank, comm->env.size, &comm->shm), status, fail);
     if (comm->env.size > 1) {
         comm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         ZERO_ERRNO_CHECK_GOTO(comm->wake_fd >= 0, status, fail, "zero_comm_create: %s", "eventfd");
@@ -479,6 +552,11 @@ zero_status_t zero_comm_create(const zero_comm_params_t *params, zero_comm_h *co
         ZERO_REQUIRE_GOTO(pthread_create(&comm->thread, NULL, progress_main, comm) == 0, ZERO_ERR_NO_MEMORY,
                           status, fail, "zero_comm_create: cannot start the progress thread");
         comm->thread_started = 1;
+        status = agree_direct(comm);
+        if (status != ZERO_OK) {
+            zero_comm_destroy(comm);
+            return status;
+        }
     }
     ZERO_LOG_DEBUG("communicator: rank %d of %d (local %d of %d, node %d of %d), environment from %s",
                    comm->env.rank, comm->env.size, comm->env.local_rank, comm->env.local_size, comm->env.cross_rank,
@@ -488,6 +566,7 @@ zero_status_t zero_comm_create(const zero_comm_params_t *params, zero_comm_h *co
 
 fail:
     zero_ucx_destroy(comm->ucx, 1, 0);
+    zero_shm_destroy(comm->shm);
     zero_rdv_destroy(comm->rdv);
     if (comm->wake_fd >= 0)
         close(comm->wake_fd);
@@ -529,6 +608,7 @@ void zero_comm_destroy(zero_comm_h comm)
     zero_nccl_destroy(atomic_load(&comm->nccl), !healthy);
 #endif
     zero_rdv_destroy(comm->rdv);
+    zero_shm_destroy(comm->shm);
     if (comm->wake_fd >= 0)
         close(comm->wake_fd);
     pthread_cond_destroy(&comm->cond);
@@ -914,4 +994,30 @@ zero_status_t zero_comm_barrier(zero_comm_h comm)
 {
     zero_comm_request_h req = NULL;
     return run_blocking(zero_comm_barrier_start(comm, &req), &req);
+}
+
+/* ---- shareable host memory ---- */
+
+zero_status_t zero_comm_mem_alloc(zero_comm_h comm, size_t bytes, void **ptr_p)
+{
+    if (comm == NULL || ptr_p == NULL) {
+        ZERO_LOG_ERROR("zero_comm_mem_alloc: %s is NULL", comm == NULL ? "comm" : "ptr_p");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (bytes == 0) {
+        ZERO_LOG_ERROR("zero_comm_mem_alloc: 0 bytes requested");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return zero_shm_alloc(comm->shm, bytes, ptr_p);
+}
+
+zero_status_t zero_comm_mem_free(zero_comm_h comm, void *ptr)
+{
+    if (comm == NULL) {
+        ZERO_LOG_ERROR("zero_comm_mem_free: comm is NULL");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (ptr == NULL)
+        return ZERO_OK;
+    return zero_shm_free(comm->shm, ptr);
 }

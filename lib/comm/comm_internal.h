@@ -34,6 +34,7 @@ const char *zero_coll_name(zero_coll_kind_t kind);
 typedef struct zero_comm zero_comm_t;
 typedef struct zero_ucx zero_ucx_t;
 typedef struct zero_nccl zero_nccl_t;
+typedef struct zero_shm zero_shm_t;
 
 struct zero_comm_request {
     zero_coll_desc_t desc;
@@ -55,6 +56,7 @@ typedef struct zero_comm_config {
     int chunks_in_flight;
     int cuda_device;
     int ucx_peer_err_mode;     /* ZERO_COMM_UCX_ERR_MODE=peer */
+    int direct;                /* ZERO_COMM_DIRECT (default 1): the intra-node direct path */
 } zero_comm_config_t;
 
 struct zero_comm {
@@ -62,6 +64,8 @@ struct zero_comm {
     zero_comm_config_t cfg;
     zero_rdv_t *rdv;
     zero_ucx_t *ucx;
+    zero_shm_t *shm;                   /* the allocator and the intra-node direct path */
+    int shm_attached;                  /* this rank mapped every peer's control page */
     _Atomic(zero_nccl_t *) nccl;       /* created on the first device call (API thread), read by the
                                           progress thread to abort it */
     unsigned char nccl_id[128];
