@@ -12,6 +12,12 @@
  *   comm_rank mismatch              the two ranks disagree on a count: both must
  *                                   fail with ZERO_ERR_PROTOCOL naming the other
  *   comm_rank rdv-delay             rank 1 joins only once $ZERO_TEST_DIR/go exists
+ *   comm_rank direct [--big]        as collectives, every buffer from
+ *                                   zero_comm_mem_alloc: the direct path must run
+ *   comm_rank mixed                 as collectives, but the last rank's buffers
+ *                                   are ordinary memory: every rank takes the ring
+ *   comm_rank kill-direct K         as kill, in a direct-path allreduce
+ *   comm_rank alloc-misuse          zero_comm_mem_alloc/free argument errors
  *
  * Inputs are multiples of 1/16 in [-8, 8): every fp32 partial sum of up to 64
  * ranks is exact, so results do not depend on summation order, and the
@@ -28,6 +34,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,14 +94,36 @@ static float reduce_ref(zero_comm_op_t op, size_t i)
     return op == ZERO_COMM_AVG ? acc / (float)g_size : acc;
 }
 
+/* Buffers handed to collectives: from zero_comm_mem_alloc when g_shm_comm is
+ * set (direct and mixed modes), else malloc. */
+static zero_comm_h g_shm_comm;
+
 static void *xalloc(size_t bytes)
 {
-    void *p = malloc(bytes ? bytes : 1);
+    void *p = NULL;
+    if (g_shm_comm != NULL) {
+        if (zero_comm_mem_alloc(g_shm_comm, bytes ? bytes : 1, &p) != ZERO_OK)
+            p = NULL;
+    } else {
+        p = malloc(bytes ? bytes : 1);
+    }
     if (p == NULL) {
         fprintf(stderr, "[rank %d] out of memory (%zu bytes)\n", g_rank, bytes);
         exit(3);
     }
     return p;
+}
+
+static void xfree(void *p)
+{
+    if (g_shm_comm != NULL) {
+        if (zero_comm_mem_free(g_shm_comm, p) != ZERO_OK) {
+            fprintf(stderr, "[rank %d] zero_comm_mem_free failed\n", g_rank);
+            exit(3);
+        }
+    } else {
+        free(p);
+    }
 }
 
 /* Compares @p n elements of @p got with the reference @p want (both dtype). */
@@ -125,9 +154,9 @@ static void test_allreduce(zero_comm_h comm, zero_dtype_t dt, size_t count, zero
     CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
     if (st == ZERO_OK)
         compare(what, dt, in_place ? send : recv, want, count);
-    free(send);
-    free(recv);
-    free(want);
+    xfree(send);
+    xfree(recv);
+    xfree(want);
 }
 
 static void test_reduce_scatter(zero_comm_h comm, zero_dtype_t dt, size_t count, zero_comm_op_t op, int in_place)
@@ -147,9 +176,9 @@ static void test_reduce_scatter(zero_comm_h comm, zero_dtype_t dt, size_t count,
     CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
     if (st == ZERO_OK)
         compare(what, dt, out, want, count);
-    free(send);
-    free(recv);
-    free(want);
+    xfree(send);
+    xfree(recv);
+    xfree(want);
 }
 
 static void test_allgather(zero_comm_h comm, zero_dtype_t dt, size_t count, int in_place)
@@ -170,9 +199,9 @@ static void test_allgather(zero_comm_h comm, zero_dtype_t dt, size_t count, int 
     CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
     if (st == ZERO_OK)
         compare(what, dt, recv, want, n * count);
-    free(send);
-    free(recv);
-    free(want);
+    xfree(send);
+    xfree(recv);
+    xfree(want);
 }
 
 static void test_broadcast(zero_comm_h comm, zero_dtype_t dt, size_t count, int root, int in_place)
@@ -193,9 +222,9 @@ static void test_broadcast(zero_comm_h comm, zero_dtype_t dt, size_t count, int 
     CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
     if (st == ZERO_OK)
         compare(what, dt, in_place && g_rank == root ? send : recv, want, count);
-    free(send);
-    free(recv);
-    free(want);
+    xfree(send);
+    xfree(recv);
+    xfree(want);
 }
 
 static void run_collectives(zero_comm_h comm, int big)
@@ -337,9 +366,9 @@ static void run_nonblocking(zero_comm_h comm)
     snprintf(name, sizeof(name), "polls.%d", g_rank);
     (void)polls;
 out:
-    free(send);
-    free(recv);
-    free(want);
+    xfree(send);
+    xfree(recv);
+    xfree(want);
 }
 
 /* ---- failure ---- */
@@ -348,9 +377,18 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_text[16384];
 static size_t log_len;
 
+static atomic_int n_direct, n_ring;   /* collectives that took each path (DEBUG messages) */
+
 static void capture_log(zero_log_level_t level, int rank, const char *module, const char *message, void *arg)
 {
     (void)arg;
+    if (level > ZERO_LOG_LEVEL_WARN) {
+        if (strstr(message, ": direct path (shared memory)") != NULL)
+            atomic_fetch_add(&n_direct, 1);
+        else if (strstr(message, ": ring path (rank ") != NULL)
+            atomic_fetch_add(&n_ring, 1);
+        return;
+    }
     pthread_mutex_lock(&log_lock);
     if (log_len < sizeof(log_text) - 1)
         log_len += (size_t)snprintf(log_text + log_len, sizeof(log_text) - log_len, "%s\n", message);
@@ -379,7 +417,7 @@ static int log_names_rank(int k)
     return found;
 }
 
-static void run_kill(zero_comm_h comm, int victim)
+static void run_kill(zero_comm_h comm, int victim, int direct)
 {
     size_t count = (size_t)16 << 20;
     float *send = xalloc(count * 4), *recv = xalloc(count * 4);
@@ -392,6 +430,10 @@ static void run_kill(zero_comm_h comm, int victim)
         send[i] = val(g_rank, i);
     st = zero_comm_allreduce(comm, send, recv, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
     CHECK(st == ZERO_OK, "warm-up allreduce: %s", zero_status_string(st));
+    if (direct)
+        CHECK(atomic_load(&n_direct) == 1 && atomic_load(&n_ring) == 0,
+              "the warm-up allreduce did not take the direct path (direct %d, ring %d)", atomic_load(&n_direct),
+              atomic_load(&n_ring));
     if (g_rank == victim) {
         /* Die a moment into a 64 MiB collective: far too early for it to have
          * moved our share, so no other rank can finish it. */
@@ -414,8 +456,8 @@ static void run_kill(zero_comm_h comm, int victim)
     if (failures == 0)
         file_write(name, line);
     fputs(line, stderr);
-    free(send);
-    free(recv);
+    xfree(send);
+    xfree(recv);
 }
 
 /* Rank @p victim stays alive but stops taking part: the others must time out
@@ -469,6 +511,61 @@ static void run_mismatch(zero_comm_h comm)
     snprintf(name, sizeof(name), "result.%d", g_rank);
     if (failures == 0)
         file_write(name, "ok\n");
+}
+
+/* Every collective with buffers from zero_comm_mem_alloc (all ranks, or all
+ * but the last in mixed mode): results as the plain reference, and the path
+ * taken as expected: all direct, or (mixed) all ring on every rank. */
+static void run_shm_collectives(zero_comm_h comm, int big, int mixed)
+{
+    int direct, ring;
+    if (!mixed || g_rank != g_size - 1)
+        g_shm_comm = comm;
+    run_collectives(comm, big);
+    g_shm_comm = NULL;
+    direct = atomic_load(&n_direct);
+    ring = atomic_load(&n_ring);
+    fprintf(stderr, "[rank %d] collectives by path: direct %d, ring %d\n", g_rank, direct, ring);
+    if (g_size == 1)
+        CHECK(direct == 0 && ring == 0, "a world of one uses neither path (direct %d, ring %d)", direct, ring);
+    else if (mixed)
+        CHECK(direct == 0 && ring > 0, "mixed buffers must take the ring everywhere (direct %d, ring %d)", direct,
+              ring);
+    else
+        CHECK(direct > 0 && ring == 0, "allocator buffers must take the direct path (direct %d, ring %d)", direct,
+              ring);
+}
+
+/* Argument errors of the allocator; nothing may leak or crash. */
+static void run_alloc_misuse(zero_comm_h comm)
+{
+    void *p = NULL, *q = NULL, *keep = NULL;
+    char plain[64];
+    zero_status_t st;
+    CHECK(zero_comm_mem_alloc(NULL, 64, &p) == ZERO_ERR_INVALID_ARG && p == NULL, "NULL comm");
+    CHECK(zero_comm_mem_alloc(comm, 64, NULL) == ZERO_ERR_INVALID_ARG, "NULL ptr_p");
+    CHECK(zero_comm_mem_alloc(comm, 0, &p) == ZERO_ERR_INVALID_ARG && p == NULL, "0 bytes");
+    CHECK(zero_comm_mem_alloc(comm, SIZE_MAX, &p) == ZERO_ERR_OVERFLOW && p == NULL, "SIZE_MAX bytes");
+    st = zero_comm_mem_alloc(comm, 100000, &p);
+    CHECK(st == ZERO_OK && p != NULL && ((uintptr_t)p & 4095u) == 0, "alloc: %s", zero_status_string(st));
+    if (st == ZERO_OK) {
+        unsigned char *b = p;
+        size_t zeros = 0;
+        for (size_t i = 0; i < 100000; i++)
+            zeros += b[i] == 0;
+        CHECK(zeros == 100000, "fresh memory is zero-filled");
+        memset(p, 0x5a, 100000);
+        CHECK(zero_comm_mem_free(comm, b + 64) == ZERO_ERR_INVALID_ARG, "free of an interior pointer");
+        CHECK(zero_comm_mem_free(comm, plain) == ZERO_ERR_INVALID_ARG, "free of memory not from the allocator");
+        CHECK(zero_comm_mem_free(NULL, p) == ZERO_ERR_INVALID_ARG, "free with a NULL comm");
+        CHECK(zero_comm_mem_free(comm, p) == ZERO_OK, "free");
+        CHECK(zero_comm_mem_free(comm, p) == ZERO_ERR_INVALID_ARG, "double free");
+    }
+    CHECK(zero_comm_mem_free(comm, NULL) == ZERO_OK, "free(NULL)");
+    /* one more, left for zero_comm_destroy to release; one freed normally */
+    CHECK(zero_comm_mem_alloc(comm, 10, &keep) == ZERO_OK, "alloc kept");
+    CHECK(zero_comm_mem_alloc(comm, 10, &q) == ZERO_OK && zero_comm_mem_free(comm, q) == ZERO_OK, "alloc/free");
+    CHECK(zero_comm_barrier(comm) == ZERO_OK, "barrier");
 }
 
 #if HAVE_CUDA
@@ -579,8 +676,13 @@ int main(int argc, char **argv)
     zero_mem_get_stats(&mark);
     if (strcmp(mode, "kill") == 0)
         signal(SIGTERM, SIG_IGN);   /* outlive the launcher's TERM long enough to report */
-    if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0)
+    if (strcmp(mode, "kill") == 0 || strcmp(mode, "kill-direct") == 0)
+        signal(SIGTERM, SIG_IGN);
+    if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0 ||
+        strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0)
         zero_log_set_callback(capture_log, NULL);
+    if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0)
+        zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);   /* counts the path of every collective */
     if (strcmp(mode, "rdv-delay") == 0 && g_rank == 1) {
         char text[128];
         snprintf(text, sizeof(text), "%s %s\n", getenv("MASTER_PORT"), getenv("ZERO_JOB_TOKEN"));
@@ -600,7 +702,18 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "nonblocking") == 0) {
         run_nonblocking(comm);
     } else if (strcmp(mode, "kill") == 0 && argc > 2) {
-        run_kill(comm, atoi(argv[2]));
+        run_kill(comm, atoi(argv[2]), 0);
+    } else if (strcmp(mode, "kill-direct") == 0 && argc > 2) {
+        if (g_size > 1 && zero_comm_local_size(comm) == g_size)
+            g_shm_comm = comm;
+        run_kill(comm, atoi(argv[2]), g_shm_comm != NULL);
+        g_shm_comm = NULL;
+    } else if (strcmp(mode, "direct") == 0) {
+        run_shm_collectives(comm, argc > 2 && strcmp(argv[2], "--big") == 0, 0);
+    } else if (strcmp(mode, "mixed") == 0) {
+        run_shm_collectives(comm, 0, 1);
+    } else if (strcmp(mode, "alloc-misuse") == 0) {
+        run_alloc_misuse(comm);
 #if HAVE_CUDA
     } else if (strcmp(mode, "device") == 0) {
         run_device(comm);

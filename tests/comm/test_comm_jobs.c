@@ -10,6 +10,9 @@
  *   test_comm_jobs stall N K               rank K stays silent: the others time out naming it
  *   test_comm_jobs mismatch                two ranks disagree on a count: both fail cleanly
  *   test_comm_jobs badtoken                stray rendezvous clients are refused, the job forms
+ *   test_comm_jobs run N MODE [ARG]        comm_rank MODE [ARG] at world size N must pass
+ *                                          (direct, mixed, alloc-misuse)
+ *   test_comm_jobs kill-direct N K         as kill, in a direct-path (shared memory) collective
  */
 #include "test_main.h"
 
@@ -165,6 +168,19 @@ static void test_collectives(void)
     remove_dir();
 }
 
+static void test_run(void)
+{
+    int n = atoi(g_argv[2]);
+    const char *args[] = {g_argv[3], g_argc > 4 ? g_argv[4] : NULL, NULL};
+    int rc;
+    make_dir();
+    rc = run_job(n, args);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc != 0)
+        print_log();
+    remove_dir();
+}
+
 static void test_nonblocking(void)
 {
     int n = atoi(g_argv[2]);
@@ -182,7 +198,7 @@ static void test_nonblocking(void)
 static void check_failure_job(int stall)
 {
     int n = atoi(g_argv[2]), victim = atoi(g_argv[3]), ok = 1;
-    const char *args[] = {stall ? "stall" : "kill", g_argv[3], NULL};
+    const char *args[] = {stall ? "stall" : g_argv[1], g_argv[3], NULL};
     double bound = stall ? 2.0 : 5.0;
     int rc;
 
@@ -396,6 +412,7 @@ int main(int argc, char **argv)
 {
     CU_TestInfo collectives[] = {{"collectives", test_collectives}, CU_TEST_INFO_NULL};
     CU_TestInfo nonblocking[] = {{"nonblocking", test_nonblocking}, CU_TEST_INFO_NULL};
+    CU_TestInfo run_tests[] = {{"comm_rank mode", test_run}, CU_TEST_INFO_NULL};
     CU_TestInfo kill_tests[] = {{"rank killed mid-collective", test_kill}, CU_TEST_INFO_NULL};
     CU_TestInfo stall_tests[] = {{"silent rank times out", test_stall}, CU_TEST_INFO_NULL};
     CU_TestInfo mismatch_tests[] = {{"mismatched counts fail on both sides", test_mismatch}, CU_TEST_INFO_NULL};
@@ -410,8 +427,10 @@ int main(int argc, char **argv)
         suites[0].pTests = collectives;
     else if (strcmp(mode, "nonblocking") == 0 && argc > 2)
         suites[0].pTests = nonblocking;
-    else if (strcmp(mode, "kill") == 0 && argc > 3)
+    else if ((strcmp(mode, "kill") == 0 || strcmp(mode, "kill-direct") == 0) && argc > 3)
         suites[0].pTests = kill_tests;
+    else if (strcmp(mode, "run") == 0 && argc > 3)
+        suites[0].pTests = run_tests;
     else if (strcmp(mode, "stall") == 0 && argc > 3)
         suites[0].pTests = stall_tests;
     else if (strcmp(mode, "badtoken") == 0)
@@ -419,7 +438,8 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "mismatch") == 0)
         suites[0].pTests = mismatch_tests;
     else {
-        fprintf(stderr, "usage: test_comm_jobs collectives N [--big] | nonblocking N | kill N K | stall N K | mismatch | badtoken\n");
+        fprintf(stderr, "usage: test_comm_jobs collectives N [--big] | nonblocking N | kill N K | kill-direct N K | stall N K | "
+                        "mismatch | badtoken | run N MODE [ARG]\n");
         return 2;
     }
     return zero_test_main(argc, argv, suites);
