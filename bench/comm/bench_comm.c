@@ -22,6 +22,12 @@
  * the in-place allgather (each rank's block already in the output, as in ZeRO's
  * parameter gather); the out-of-place one, which also copies the rank's own
  * block, is printed on a comment line before it.
+ *
+ * Every collective is measured twice: with buffers from zero_comm_mem_alloc
+ * (ops reduce_scatter, allgather, ...: the intra-node direct path, which the
+ * engine takes with such buffers) and with ordinary malloc'd buffers (ops
+ * reduce_scatter_ring, ...: the ucx ring). The summary line uses the first;
+ * a comment line before it gives the same ratios for the ring.
  */
 #include <zero/zero.h>
 
@@ -82,12 +88,20 @@ static double slowest(zero_comm_h comm, double t)
     return out;
 }
 
-typedef enum { OP_RS, OP_AG, OP_AG_INPLACE, OP_AR, OP_COUNT } op_t;
-static const char *op_name[] = {"reduce_scatter", "allgather", "allgather_inplace", "allreduce"};
+/* OP_RS .. OP_AR on allocator buffers (direct path), then the same on malloc'd ones (ring). */
+typedef enum { OP_RS, OP_AG, OP_AG_INPLACE, OP_AR, OP_RING, OP_COUNT = 2 * OP_RING } op_t;
+static const char *op_name[] = {"reduce_scatter", "allgather", "allgather_inplace", "allreduce",
+                                "reduce_scatter_ring", "allgather_ring", "allgather_inplace_ring", "allreduce_ring"};
+static float *g_ring_send, *g_ring_recv;
 
 static zero_status_t run_op(zero_comm_h comm, op_t op, float *send, float *recv, size_t elems)
 {
     size_t per = elems / (size_t)g_size;
+    if (op >= OP_RING) {
+        op = (op_t)(op - OP_RING);
+        send = g_ring_send;
+        recv = g_ring_recv;
+    }
     switch (op) {
     case OP_RS: return zero_comm_reduce_scatter(comm, send, recv, per, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
     case OP_AG: return zero_comm_allgather(comm, send, recv, per, ZERO_FP32, ZERO_MEM_HOST);
@@ -216,6 +230,7 @@ int main(int argc, char **argv)
     int nsizes = 0, reps_big = 5, do_p2p = 0;
     double p2p_bw[MAX_SIZES] = {0}, p2p_bidir_bw[MAX_SIZES] = {0}, ratio_rs[MAX_SIZES], ratio_ag[MAX_SIZES];
     double ratio_rs_bidir[MAX_SIZES], ratio_ag_bidir[MAX_SIZES], ratio_ag_oop[MAX_SIZES];
+    double ratio_rs_ring[MAX_SIZES], ratio_ag_ring[MAX_SIZES];
     int nratio = 0;
     zero_comm_h comm;
     zero_status_t st;
@@ -246,13 +261,16 @@ int main(int argc, char **argv)
         die("zero_comm_create", st);
     g_rank = zero_comm_rank(comm);
     g_size = zero_comm_size(comm);
-    send = aligned_alloc(64, max_bytes);
-    recv = aligned_alloc(64, max_bytes);
-    if (send == NULL || recv == NULL)
+    if ((st = zero_comm_mem_alloc(comm, max_bytes, (void **)&send)) != ZERO_OK ||
+        (st = zero_comm_mem_alloc(comm, max_bytes, (void **)&recv)) != ZERO_OK)
+        die("zero_comm_mem_alloc", st);
+    g_ring_send = aligned_alloc(64, max_bytes);
+    g_ring_recv = aligned_alloc(64, max_bytes);
+    if (g_ring_send == NULL || g_ring_recv == NULL)
         die("allocating buffers", ZERO_ERR_NO_MEMORY);
     for (size_t i = 0; i < max_bytes / 4; i++) {
-        send[i] = (float)((i + (size_t)g_rank) % 7);
-        recv[i] = 0;
+        send[i] = g_ring_send[i] = (float)((i + (size_t)g_rank) % 7);
+        recv[i] = g_ring_recv[i] = 0;
     }
 
     if (g_rank == 0)
@@ -275,15 +293,15 @@ int main(int argc, char **argv)
         }
         if (do_p2p) {
             zero_comm_barrier(comm);
-            p2p_once(&p2p, send, sizes[s]);
-            p2p_bidir_once(&p2p, send, recv, sizes[s]);
+            p2p_once(&p2p, g_ring_send, sizes[s]);
+            p2p_bidir_once(&p2p, g_ring_send, g_ring_recv, sizes[s]);
         }
         for (int r = 0; r < reps; r++) {
             if (do_p2p) {
                 zero_comm_barrier(comm);
-                t[OP_COUNT][r] = p2p_once(&p2p, send, sizes[s]);     /* rank 0's round trip */
+                t[OP_COUNT][r] = p2p_once(&p2p, g_ring_send, sizes[s]);     /* rank 0's round trip */
                 zero_comm_barrier(comm);
-                t[OP_COUNT + 1][r] = slowest(comm, p2p_bidir_once(&p2p, send, recv, sizes[s]));
+                t[OP_COUNT + 1][r] = slowest(comm, p2p_bidir_once(&p2p, g_ring_send, g_ring_recv, sizes[s]));
             }
             for (int o = 0; o < OP_COUNT; o++) {
                 double t0;
@@ -307,7 +325,7 @@ int main(int argc, char **argv)
         }
         for (int o = 0; o < OP_COUNT; o++) {
             double m = median(t[o], reps), alg = (double)bytes / m / 1e9;
-            bw[o] = alg * (o == OP_AR ? 2.0 : 1.0) * (double)(g_size - 1) / (double)g_size;
+            bw[o] = alg * (o == OP_AR || o == OP_RING + OP_AR ? 2.0 : 1.0) * (double)(g_size - 1) / (double)g_size;
             printf("%s,%d,%zu,%d,%.1f,%.3f,%.3f\n", op_name[o], g_size, bytes, reps, m * 1e6, alg, bw[o]);
         }
         fflush(stdout);
@@ -315,6 +333,8 @@ int main(int argc, char **argv)
             ratio_rs[s] = bw[OP_RS] / p2p_bw[s];
             ratio_ag[s] = bw[OP_AG_INPLACE] / p2p_bw[s];
             ratio_ag_oop[s] = bw[OP_AG] / p2p_bw[s];
+            ratio_rs_ring[s] = bw[OP_RING + OP_RS] / p2p_bw[s];
+            ratio_ag_ring[s] = bw[OP_RING + OP_AG_INPLACE] / p2p_bw[s];
             ratio_rs_bidir[s] = bw[OP_RS] / p2p_bidir_bw[s];
             ratio_ag_bidir[s] = bw[OP_AG_INPLACE] / p2p_bidir_bw[s];
         }
@@ -323,12 +343,15 @@ int main(int argc, char **argv)
         p2p_close(comm, &p2p);
     if (g_rank == 0) {
         double rs[MAX_SIZES], ag[MAX_SIZES], rsb[MAX_SIZES], agb[MAX_SIZES], ago[MAX_SIZES];
+        double rsr[MAX_SIZES], agr[MAX_SIZES];
         for (int s = 0; s < nsizes; s++) {
             if (p2p_bw[s] > 0 && sizes[s] >= ((size_t)16 << 20)) {
                 rs[nratio] = ratio_rs[s];
                 ag[nratio] = ratio_ag[s];
                 rsb[nratio] = ratio_rs_bidir[s];
                 ago[nratio] = ratio_ag_oop[s];
+                rsr[nratio] = ratio_rs_ring[s];
+                agr[nratio] = ratio_ag_ring[s];
                 agb[nratio++] = ratio_ag_bidir[s];
             }
         }
@@ -337,12 +360,18 @@ int main(int argc, char **argv)
                    median(ago, nratio));
             printf("# against p2p_bidir (each direction while both run, as in the ring): "
                    "reduce_scatter=%.2f allgather_inplace=%.2f\n", median(rsb, nratio), median(agb, nratio));
+            printf("# ucx ring (malloc'd buffers): reduce_scatter_busbw_over_p2p=%.2f "
+                   "allgather_busbw_over_p2p=%.2f\n", median(rsr, nratio), median(agr, nratio));
+            printf("# direct path (zero_comm_mem_alloc buffers): reduce_scatter_busbw_over_p2p=%.2f "
+                   "allgather_busbw_over_p2p=%.2f\n", median(rs, nratio), median(ag, nratio));
             printf("summary: reduce_scatter_busbw_over_p2p=%.2f allgather_busbw_over_p2p=%.2f\n",
                    median(rs, nratio), median(ag, nratio));
         }
     }
-    free(send);
-    free(recv);
+    zero_comm_mem_free(comm, send);
+    zero_comm_mem_free(comm, recv);
+    free(g_ring_send);
+    free(g_ring_recv);
     zero_comm_destroy(comm);
     return 0;
 }
