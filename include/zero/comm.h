@@ -15,6 +15,11 @@
  *   - nccl (ZERO_MEM_DEVICE; only in builds with the cuda feature): NCCL
  *          collectives on a communication stream owned by the communicator.
  *   - self (world size 1): plain copies.
+ *   - direct (host memory, every rank on one node, and every rank's buffers
+ *          from zero_comm_mem_alloc): each rank reads its peers' buffers in
+ *          place through shared memory and reduces or copies straight into its
+ *          output, without UCX; otherwise the ucx ring runs (see
+ *          zero_comm_mem_alloc).
  *
  * Environment (read by zero_comm_create; full list and defaults in docs/comm.md):
  *   RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_SIZE, CROSS_RANK, CROSS_SIZE (zero-launch),
@@ -26,7 +31,8 @@
  *   ZERO_JOB_TOKEN: 32 lowercase hex characters, the same on every rank; every
  *      rendezvous connection must present it. Without it a job of more than one
  *      rank refuses to start unless ZERO_ALLOW_NO_TOKEN=1 is set on every rank;
- *   ZERO_RENDEZVOUS_TIMEOUT, ZERO_COMM_TIMEOUT: seconds (see the params below).
+ *   ZERO_RENDEZVOUS_TIMEOUT, ZERO_COMM_TIMEOUT: seconds (see the params below);
+ *   ZERO_COMM_DIRECT: 1 (default) or 0, the intra-node direct path.
  * With none of RANK, OMPI_COMM_WORLD_RANK or SLURM_PROCID set, the process is a
  * world of one.
  *
