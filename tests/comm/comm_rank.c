@@ -16,6 +16,7 @@
  *                                   zero_comm_mem_alloc: the direct path must run
  *   comm_rank mixed                 as collectives, but the last rank's buffers
  *                                   are ordinary memory: every rank takes the ring
+ *   comm_rank direct-off            as direct, run with ZERO_COMM_DIRECT=0: ring only
  *   comm_rank kill-direct K         as kill, in a direct-path allreduce
  *   comm_rank alloc-misuse          zero_comm_mem_alloc/free argument errors
  *
@@ -514,20 +515,22 @@ static void run_mismatch(zero_comm_h comm)
 }
 
 /* Every collective with buffers from zero_comm_mem_alloc (all ranks, or all
- * but the last in mixed mode): results as the plain reference, and the path
- * taken as expected: all direct, or (mixed) all ring on every rank. */
+ * but the last when @p mixed is 1): results as the plain reference, and the
+ * path taken as expected: all direct, or (mixed) all ring on every rank, or
+ * (@p mixed 2: run with ZERO_COMM_DIRECT=0) no announce at all. */
 static void run_shm_collectives(zero_comm_h comm, int big, int mixed)
 {
     int direct, ring;
-    if (!mixed || g_rank != g_size - 1)
+    if (mixed != 1 || g_rank != g_size - 1)
         g_shm_comm = comm;
     run_collectives(comm, big);
     g_shm_comm = NULL;
     direct = atomic_load(&n_direct);
     ring = atomic_load(&n_ring);
     fprintf(stderr, "[rank %d] collectives by path: direct %d, ring %d\n", g_rank, direct, ring);
-    if (g_size == 1)
-        CHECK(direct == 0 && ring == 0, "a world of one uses neither path (direct %d, ring %d)", direct, ring);
+    if (g_size == 1 || mixed == 2)
+        CHECK(direct == 0 && ring == 0, "no announce in a world of one or with ZERO_COMM_DIRECT=0 (direct %d, "
+              "ring %d)", direct, ring);
     else if (mixed)
         CHECK(direct == 0 && ring > 0, "mixed buffers must take the ring everywhere (direct %d, ring %d)", direct,
               ring);
@@ -679,9 +682,11 @@ int main(int argc, char **argv)
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "kill-direct") == 0)
         signal(SIGTERM, SIG_IGN);
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0 ||
-        strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0)
+        strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
+        strcmp(mode, "direct-off") == 0)
         zero_log_set_callback(capture_log, NULL);
-    if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0)
+    if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
+        strcmp(mode, "direct-off") == 0)
         zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);   /* counts the path of every collective */
     if (strcmp(mode, "rdv-delay") == 0 && g_rank == 1) {
         char text[128];
@@ -712,6 +717,8 @@ int main(int argc, char **argv)
         run_shm_collectives(comm, argc > 2 && strcmp(argv[2], "--big") == 0, 0);
     } else if (strcmp(mode, "mixed") == 0) {
         run_shm_collectives(comm, 0, 1);
+    } else if (strcmp(mode, "direct-off") == 0) {
+        run_shm_collectives(comm, 0, 2);
     } else if (strcmp(mode, "alloc-misuse") == 0) {
         run_alloc_misuse(comm);
 #if HAVE_CUDA
