@@ -667,6 +667,30 @@ static void run_device(zero_comm_h comm)
 }
 #endif
 
+/* Mappings and descriptors of the communicator's shared memory left in this
+ * process (memfd names start with "zero-comm"); 0 after zero_comm_destroy. */
+static int shm_left(void)
+{
+    char line[512], path[64], target[256];
+    int left = 0;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f != NULL) {
+        while (fgets(line, sizeof(line), f) != NULL)
+            left += strstr(line, "memfd:zero-comm") != NULL;
+        fclose(f);
+    }
+    for (int fd = 0; fd < 4096; fd++) {
+        ssize_t k;
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        k = readlink(path, target, sizeof(target) - 1);
+        if (k > 0) {
+            target[k] = '\0';
+            left += strstr(target, "memfd:zero-comm") != NULL;
+        }
+    }
+    return left;
+}
+
 int main(int argc, char **argv)
 {
     zero_mem_stats_t mark, after;
@@ -736,6 +760,7 @@ int main(int argc, char **argv)
         failures++;
     }
     zero_comm_destroy(comm);
+    CHECK(shm_left() == 0, "%d shared-memory mappings or descriptors left after zero_comm_destroy", shm_left());
     zero_log_set_callback(NULL, NULL);
     zero_mem_get_stats(&after);
     for (int k = 0; k < ZERO_MEM_KIND_COUNT; k++)
