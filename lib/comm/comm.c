@@ -454,8 +454,8 @@ static zero_status_t join_world(zero_comm_t *comm)
                                     comm->cfg.ucx_peer_err_mode, &comm->ucx),
                     status, out);
     zero_ucx_address(comm->ucx, &addr, &addr_len);
-    ZERO_REQUIRE_GOTO(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED, status, out,
-                      "UCX worker address of %zu bytes exceeds the rendezvous bound", addr_len);
+    ZERO_REQUIRE_GOTO(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED,
+                      status, out, "UCX worker address of %zu bytes exceeds the rendezvous bound", addr_len);
 #if HAVE_CUDA
     if ((comm->cfg.backends & ZERO_COMM_BACKEND_NCCL) && zero_nccl_device_count() > 0)
         flags |= BLOB_FLAG_GPU;
@@ -468,7 +468,8 @@ static zero_status_t join_world(zero_comm_t *comm)
     memcpy(blob + BLOB_HEADER, addr, addr_len);
     zero_shm_record(comm->shm, blob + BLOB_HEADER + addr_len);
     ZERO_CHECK_GOTO(zero_rdv_create(&comm->env, comm->cfg.rendezvous_timeout_s, blob,
-                                    (uint32_t)(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES), make_extra, &ctx, &comm->rdv),
+                                    (uint32_t)(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES), make_extra, &ctx,
+                                    &comm->rdv),
                     status, out);
     extra = zero_rdv_extra(comm->rdv, &extra_len);
     if (extra_len == 128) {
