@@ -158,7 +158,9 @@ ZERO_API zero_status_t zero_comm_create(const zero_comm_params_t *params, zero_c
  * rank shuts down together (so no rank leaves while its data is still in
  * flight), bounded by timeout_s. After a failure it returns at once.
  * Pending requests are waited for first (they end in success or failure);
- * requests not yet freed stay valid for test/wait/free. NULL is allowed.
+ * requests not yet freed stay valid for test/wait/free. Memory from
+ * zero_comm_mem_alloc still allocated is released (a warning is logged), and
+ * every mapping of the peers' memory is unmapped. NULL is allowed.
  * Thread safety: no other call on @p comm may run concurrently or follow.
  */
 ZERO_API void zero_comm_destroy(zero_comm_h comm);
