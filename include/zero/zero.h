@@ -13,5 +13,6 @@
 #include <zero/log.h>
 #include <zero/memory.h>
 #include <zero/types.h>
+#include <zero/config.h>
 
 #endif /* ZERO_ZERO_H */

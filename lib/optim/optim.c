@@ -1,0 +1,814 @@
+#define ZERO_LOG_MODULE "optim"
+#include "optim/optim.h"
+#include "util/alloc.h"
+#include "util/log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+/* ---- instruction set selection ---- */
+
+zero_optim_isa_t zero_optim_isa_detect(void)
+{
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    unsigned eax, ebx, ecx, edx;
+    int f16c = 0;
+    __builtin_cpu_init();
+    /* F16C is not among the names every compiler's __builtin_cpu_supports knows. */
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx))
+        f16c = (ecx >> 29) & 1;
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c))
+        return ZERO_OPTIM_ISA_C;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return ZERO_OPTIM_ISA_AVX512;
+    return ZERO_OPTIM_ISA_AVX2;
+#else
+    return ZERO_OPTIM_ISA_C;
+#endif
+}
+
+const char *zero_optim_isa_name(zero_optim_isa_t isa)
+{
+    switch (isa) {
+    case ZERO_OPTIM_ISA_AUTO: return "auto";
+    case ZERO_OPTIM_ISA_C: return "c";
+    case ZERO_OPTIM_ISA_AVX2: return "avx2";
+    case ZERO_OPTIM_ISA_AVX512: return "avx512";
+    default: return "unknown";
+    }
+}
+
+zero_status_t zero_optim_ctx_init(zero_optim_ctx_t *ctx, zero_optim_isa_t isa, zero_thread_pool_t *pool)
+{
+    zero_optim_isa_t best = zero_optim_isa_detect();
+
+    if (ctx == NULL) {
+        ZERO_LOG_ERROR("optimizer context is NULL");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (isa == ZERO_OPTIM_ISA_AUTO) {
+        const char *env = getenv("ZERO_CPU_ISA");
+        isa = best;
+        if (env != NULL && *env != '\0') {
+            if (strcmp(env, "c") == 0) {
+                isa = ZERO_OPTIM_ISA_C;
+            } else if (strcmp(env, "avx2") == 0) {
+                isa = ZERO_OPTIM_ISA_AVX2;
+            } else if (strcmp(env, "avx512") == 0) {
+                isa = ZERO_OPTIM_ISA_AVX512;
+            } else {
+                ZERO_LOG_ERROR("ZERO_CPU_ISA='%s' is not one of c, avx2, avx512", env);
+                return ZERO_ERR_INVALID_ARG;
+            }
+        }
+    }
+    if ((int)isa < 0 || isa >= ZERO_OPTIM_ISA_COUNT) {
+        ZERO_LOG_ERROR("unknown optimizer instruction set level %d", (int)isa);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (isa > best) {
+        ZERO_LOG_ERROR("optimizer kernels for %s requested, but this CPU supports at most %s",
+                       zero_optim_isa_name(isa), zero_optim_isa_name(best));
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    memset(ctx, 0, sizeof(*ctx));
+    zero_optim_dsp_init_c(&ctx->dsp);
+    if (isa >= ZERO_OPTIM_ISA_AVX2)
+        zero_optim_dsp_init_avx2(&ctx->dsp);
+    if (isa >= ZERO_OPTIM_ISA_AVX512)
+        zero_optim_dsp_init_avx512(&ctx->dsp);
+    ctx->isa = isa;
+    ctx->pool = pool;
+    ctx->chunk = ZERO_OPTIM_DEFAULT_CHUNK;
+    return ZERO_OK;
+}
+
+zero_status_t zero_optim_ctx_set_chunk(zero_optim_ctx_t *ctx, size_t chunk)
+{
+    if (ctx == NULL || chunk < 64 || chunk % 64 != 0) {
+        ZERO_LOG_ERROR("optimizer chunk must be a positive multiple of 64 elements, got %zu", chunk);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    ctx->chunk = chunk;
+    return ZERO_OK;
+}
+
+/* ---- chunked, threaded execution ---- */
+
+typedef void (*chunk_fn_t)(void *arg, size_t task, size_t begin, size_t end);
+
+typedef struct chunk_job {
+    chunk_fn_t fn;
+    void *arg;
+    size_t n, chunk;
+} chunk_job_t;
+
+static void chunk_trampoline(void *raw, size_t task, int thread_index)
+{
+    chunk_job_t *job = raw;
+    size_t begin = task * job->chunk;
+    size_t end = begin + job->chunk < job->n ? begin + job->chunk : job->n;
+    (void)thread_index;
+    job->fn(job->arg, task, begin, end);
+}
+
+static size_t chunk_count(const zero_optim_ctx_t *ctx, size_t n)
+{
+    return (n + ctx->chunk - 1) / ctx->chunk;
+}
+
+static void for_chunks(const zero_optim_ctx_t *ctx, size_t n, chunk_fn_t fn, void *arg)
+{
+    chunk_job_t job = {fn, arg, n, ctx->chunk};
+    zero_thread_pool_parallel_for(ctx->pool, chunk_count(ctx, n), chunk_trampoline, &job);
+}
+
+static zero_status_t check_ctx(const zero_optim_ctx_t *ctx, const void *params)
+{
+    if (ctx == NULL || params == NULL || ctx->chunk < 64 || ctx->chunk % 64 != 0) {
+        ZERO_LOG_ERROR("optimizer call without a valid context or parameters");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return ZERO_OK;
+}
+
+static zero_status_t check_slice(const char *what, const zero_optim_slice_t *s, int need_g, int need_s1,
+                                 int need_s2)
+{
+    if (s == NULL) {
+        ZERO_LOG_ERROR("%s: slice is NULL", what);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (s->n == 0)
+        return ZERO_OK;
+    if (s->w == NULL || (need_g && s->g == NULL) || (need_s1 && s->s1 == NULL) || (need_s2 && s->s2 == NULL)) {
+        ZERO_LOG_ERROR("%s: a weight, gradient or state buffer of a %zu-element slice is NULL", what, s->n);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((int)s->w16_type < 0 || s->w16_type >= ZERO_OPTIM_W16_COUNT ||
+        (s->w16_type != ZERO_OPTIM_W16_NONE && s->w16 == NULL)) {
+        ZERO_LOG_ERROR("%s: 16-bit output type %d without a valid buffer", what, (int)s->w16_type);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return ZERO_OK;
+}
+
+static int beta_ok(float b)
+{
+    return b >= 0.0f && b < 1.0f;
+}
+
+static uint16_t *w16_at(const zero_optim_slice_t *s, size_t i)
+{
+    return s->w16_type != ZERO_OPTIM_W16_NONE ? s->w16 + i : NULL;
+}
+
+/* ---- Adam / AdamW ---- */
+
+void zero_optim_adam_defaults(zero_optim_adam_params_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->lr = 1e-3f;
+    p->beta1 = 0.9f;
+    p->beta2 = 0.999f;
+    p->eps = 1e-8f;
+    p->adam_w_mode = 1;
+    p->bias_correction = 1;
+    p->step = 1;
+    p->grad_scale = 1.0f;
+}
+
+typedef struct adam_job {
+    const zero_optim_ctx_t *ctx;
+    const zero_optim_slice_t *s;
+    zero_adam_k_t k;
+} adam_job_t;
+
+static void adam_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    adam_job_t *j = raw;
+    const zero_optim_slice_t *s = j->s;
+    (void)task;
+    j->ctx->dsp.adam(&j->k, s->w + b, s->g + b, s->s1 + b, s->s2 + b, w16_at(s, b), (int)s->w16_type, e - b);
+}
+
+zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                                   const zero_optim_slice_t *s)
+{
+    adam_job_t job;
+    zero_status_t status;
+
+    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice("adam", s, 1, 1, 1)) != ZERO_OK)
+        return status;
+    if (p->step < 1 || !beta_ok(p->beta1) || !beta_ok(p->beta2) || !(p->lr >= 0.0f) || !(p->eps >= 0.0f) ||
+        !(p->weight_decay >= 0.0f)) {
+        ZERO_LOG_ERROR("adam: invalid hyper-parameters (step %lld, betas %g %g, lr %g, eps %g, weight_decay %g)",
+                       (long long)p->step, p->beta1, p->beta2, p->lr, p->eps, p->weight_decay);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    job.ctx = ctx;
+    job.s = s;
+    job.k.grad_scale = p->grad_scale;
+    job.k.beta1 = p->beta1;
+    job.k.one_minus_beta1 = 1.0f - p->beta1;
+    job.k.beta2 = p->beta2;
+    job.k.one_minus_beta2 = 1.0f - p->beta2;
+    job.k.eps = p->eps;
+    if (p->bias_correction) {
+        double bc1 = 1.0 - pow((double)p->beta1, (double)p->step);
+        double bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
+        job.k.step_size = (float)(p->lr / bc1);
+        job.k.bc2_rsqrt = (float)(1.0 / sqrt(bc2));
+    } else {
+        job.k.step_size = p->lr;
+        job.k.bc2_rsqrt = 1.0f;
+    }
+    job.k.decay_mul = p->adam_w_mode ? 1.0f - p->lr * p->weight_decay : 1.0f;
+    job.k.l2_wd = p->adam_w_mode ? 0.0f : p->weight_decay;
+    for_chunks(ctx, s->n, adam_chunk, &job);
+    return ZERO_OK;
+}
+
+/* ---- SGD ---- */
+
+void zero_optim_sgd_defaults(zero_optim_sgd_params_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->lr = 1e-3f;
+    p->step = 1;
+    p->grad_scale = 1.0f;
+}
+
+typedef struct sgd_job {
+    const zero_optim_ctx_t *ctx;
+    const zero_optim_slice_t *s;
+    zero_sgd_k_t k;
+} sgd_job_t;
+
+static void sgd_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    sgd_job_t *j = raw;
+    const zero_optim_slice_t *s = j->s;
+    (void)task;
+    j->ctx->dsp.sgd(&j->k, s->w + b, s->g + b, j->k.momentum != 0.0f ? s->s1 + b : NULL, w16_at(s, b),
+                    (int)s->w16_type, e - b);
+}
+
+zero_status_t zero_optim_sgd_step(const zero_optim_ctx_t *ctx, const zero_optim_sgd_params_t *p,
+                                  const zero_optim_slice_t *s)
+{
+    sgd_job_t job;
+    zero_status_t status;
+
+    if ((status = check_ctx(ctx, p)) != ZERO_OK ||
+        (status = check_slice("sgd", s, 1, p->momentum != 0.0f, 0)) != ZERO_OK)
+        return status;
+    if (p->step < 1 || !(p->lr >= 0.0f) || !(p->momentum >= 0.0f) || !(p->weight_decay >= 0.0f) ||
+        (p->nesterov && (p->momentum <= 0.0f || p->dampening != 0.0f))) {
+        ZERO_LOG_ERROR("sgd: invalid hyper-parameters (step %lld, lr %g, momentum %g, dampening %g, "
+                       "weight_decay %g, nesterov %d; nesterov needs momentum > 0 and no dampening)",
+                       (long long)p->step, p->lr, p->momentum, p->dampening, p->weight_decay, p->nesterov);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    job.ctx = ctx;
+    job.s = s;
+    job.k.grad_scale = p->grad_scale;
+    job.k.lr = p->lr;
+    job.k.weight_decay = p->weight_decay;
+    job.k.momentum = p->momentum;
+    job.k.one_minus_dampening = 1.0f - p->dampening;
+    job.k.first_step = p->step == 1;
+    job.k.nesterov = p->nesterov != 0;
+    for_chunks(ctx, s->n, sgd_chunk, &job);
+    return ZERO_OK;
+}
+
+/* ---- Adagrad ---- */
+
+void zero_optim_adagrad_defaults(zero_optim_adagrad_params_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->lr = 1e-2f;
+    p->eps = 1e-10f;
+    p->step = 1;
+    p->grad_scale = 1.0f;
+}
+
+typedef struct adagrad_job {
+    const zero_optim_ctx_t *ctx;
+    const zero_optim_slice_t *s;
+    zero_adagrad_k_t k;
+} adagrad_job_t;
+
+static void adagrad_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    adagrad_job_t *j = raw;
+    const zero_optim_slice_t *s = j->s;
+    (void)task;
+    j->ctx->dsp.adagrad(&j->k, s->w + b, s->g + b, s->s1 + b, w16_at(s, b), (int)s->w16_type, e - b);
+}
+
+zero_status_t zero_optim_adagrad_step(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,
+                                      const zero_optim_slice_t *s)
+{
+    adagrad_job_t job;
+    zero_status_t status;
+
+    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice("adagrad", s, 1, 1, 0)) != ZERO_OK)
+        return status;
+    if (p->step < 1 || !(p->lr >= 0.0f) || !(p->lr_decay >= 0.0f) || !(p->eps >= 0.0f) ||
+        !(p->weight_decay >= 0.0f)) {
+        ZERO_LOG_ERROR("adagrad: invalid hyper-parameters (step %lld, lr %g, lr_decay %g, eps %g, weight_decay %g)",
+                       (long long)p->step, p->lr, p->lr_decay, p->eps, p->weight_decay);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    job.ctx = ctx;
+    job.s = s;
+    job.k.grad_scale = p->grad_scale;
+    job.k.clr = (float)((double)p->lr / (1.0 + (double)(p->step - 1) * p->lr_decay));
+    job.k.weight_decay = p->weight_decay;
+    job.k.eps = p->eps;
+    for_chunks(ctx, s->n, adagrad_chunk, &job);
+    return ZERO_OK;
+}
+
+zero_status_t zero_optim_adagrad_init_state(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,
+                                            float *sum, size_t n)
+{
+    zero_status_t status;
+    if ((status = check_ctx(ctx, p)) != ZERO_OK)
+        return status;
+    if (n > 0 && sum == NULL) {
+        ZERO_LOG_ERROR("adagrad: state buffer of %zu elements is NULL", n);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (!(p->initial_accumulator_value >= 0.0f)) {
+        ZERO_LOG_ERROR("adagrad: initial_accumulator_value %g is negative", p->initial_accumulator_value);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < n; i++)
+        sum[i] = p->initial_accumulator_value;
+    return ZERO_OK;
+}
+
+/* ---- Lion ---- */
+
+void zero_optim_lion_defaults(zero_optim_lion_params_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->lr = 1e-4f;
+    p->beta1 = 0.9f;
+    p->beta2 = 0.99f;
+    p->grad_scale = 1.0f;
+}
+
+typedef struct lion_job {
+    const zero_optim_ctx_t *ctx;
+    const zero_optim_slice_t *s;
+    zero_lion_k_t k;
+} lion_job_t;
+
+static void lion_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    lion_job_t *j = raw;
+    const zero_optim_slice_t *s = j->s;
+    (void)task;
+    j->ctx->dsp.lion(&j->k, s->w + b, s->g + b, s->s1 + b, w16_at(s, b), (int)s->w16_type, e - b);
+}
+
+zero_status_t zero_optim_lion_step(const zero_optim_ctx_t *ctx, const zero_optim_lion_params_t *p,
+                                   const zero_optim_slice_t *s)
+{
+    lion_job_t job;
+    zero_status_t status;
+
+    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice("lion", s, 1, 1, 0)) != ZERO_OK)
+        return status;
+    if (!beta_ok(p->beta1) || !beta_ok(p->beta2) || !(p->lr >= 0.0f) || !(p->weight_decay >= 0.0f)) {
+        ZERO_LOG_ERROR("lion: invalid hyper-parameters (betas %g %g, lr %g, weight_decay %g)",
+                       p->beta1, p->beta2, p->lr, p->weight_decay);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    job.ctx = ctx;
+    job.s = s;
+    job.k.grad_scale = p->grad_scale;
+    job.k.lr = p->lr;
+    job.k.beta1 = p->beta1;
+    job.k.one_minus_beta1 = 1.0f - p->beta1;
+    job.k.beta2 = p->beta2;
+    job.k.one_minus_beta2 = 1.0f - p->beta2;
+    job.k.decay_mul = 1.0f - p->lr * p->weight_decay;
+    for_chunks(ctx, s->n, lion_chunk, &job);
+    return ZERO_OK;
+}
+
+/* ---- Lamb ---- */
+
+void zero_optim_lamb_defaults(zero_optim_lamb_params_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->lr = 1e-3f;
+    p->beta1 = 0.9f;
+    p->beta2 = 0.999f;
+    p->eps = 1e-8f;
+    p->max_coeff = 10.0f;
+    p->min_coeff = 0.01f;
+    p->bias_correction = 1;
+    p->step = 1;
+    p->grad_scale = 1.0f;
+}
+
+/* One task: a chunk of one segment. */
+typedef struct lamb_task {
+    size_t seg, begin, end;
+} lamb_task_t;
+
+typedef struct lamb_job {
+    const zero_optim_ctx_t *ctx;
+    const zero_optim_slice_t *s;
+    zero_lamb_k_t k;
+    const lamb_task_t *tasks;
+    double *partial;           /* phase 1: 2 per task */
+    const float *coef;         /* phase 2: per segment */
+} lamb_job_t;
+
+static void lamb_k_from(const zero_optim_lamb_params_t *p, zero_lamb_k_t *k)
+{
+    k->grad_scale = p->grad_scale;
+    k->beta1 = p->beta1;
+    k->one_minus_beta1 = 1.0f - p->beta1;
+    k->beta2 = p->beta2;
+    k->one_minus_beta2 = 1.0f - p->beta2;
+    k->eps = p->eps;
+    k->eps_inside_sqrt = p->eps_inside_sqrt != 0;
+    k->weight_decay = p->weight_decay;
+}
+
+static zero_status_t lamb_check(const char *what, const zero_optim_ctx_t *ctx, const zero_optim_lamb_params_t *p,
+                                const zero_optim_slice_t *s, int need_g, const zero_optim_segment_t *segs,
+                                size_t nseg)
+{
+    zero_status_t status;
+    size_t prev_end = 0;
+    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice(what, s, need_g, 1, 1)) != ZERO_OK)
+        return status;
+    if (p->step < 1 || !beta_ok(p->beta1) || !beta_ok(p->beta2) || !(p->lr >= 0.0f) || !(p->eps >= 0.0f) ||
+        !(p->weight_decay >= 0.0f) || !(p->min_coeff >= 0.0f) || !(p->max_coeff >= p->min_coeff)) {
+        ZERO_LOG_ERROR("%s: invalid hyper-parameters (step %lld, betas %g %g, lr %g, eps %g, weight_decay %g, "
+                       "coeff range [%g, %g])", what, (long long)p->step, p->beta1, p->beta2, p->lr, p->eps,
+                       p->weight_decay, p->min_coeff, p->max_coeff);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (nseg > 0 && segs == NULL) {
+        ZERO_LOG_ERROR("%s: %zu segments but no segment list", what, nseg);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < nseg; i++) {
+        if (segs[i].start < prev_end || segs[i].len > s->n || segs[i].start > s->n - segs[i].len) {
+            ZERO_LOG_ERROR("%s: segment %zu (start %zu, len %zu) overlaps the previous one or leaves the "
+                           "%zu-element slice", what, i, segs[i].start, segs[i].len, s->n);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        prev_end = segs[i].start + segs[i].len;
+    }
+    return ZERO_OK;
+}
+
+/* Cuts every segment into chunks; *tasks_p is zero_malloc'ed (NULL when there are none). */
+static zero_status_t lamb_tasks(const zero_optim_ctx_t *ctx, const zero_optim_segment_t *segs, size_t nseg,
+                                lamb_task_t **tasks_p, size_t *count_p)
+{
+    size_t count = 0, t = 0;
+    lamb_task_t *tasks;
+    for (size_t i = 0; i < nseg; i++)
+        count += chunk_count(ctx, segs[i].len);
+    *tasks_p = NULL;
+    *count_p = 0;
+    if (count == 0)
+        return ZERO_OK;
+    tasks = zero_malloc(count * sizeof(*tasks));
+    if (tasks == NULL) {
+        ZERO_LOG_ERROR("lamb: out of memory for %zu task descriptors", count);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < nseg; i++) {
+        for (size_t off = 0; off < segs[i].len; off += ctx->chunk) {
+            tasks[t].seg = i;
+            tasks[t].begin = segs[i].start + off;
+            tasks[t].end = segs[i].start + (off + ctx->chunk < segs[i].len ? off + ctx->chunk : segs[i].len);
+            t++;
+        }
+    }
+    *tasks_p = tasks;
+    *count_p = count;
+    return ZERO_OK;
+}
+
+static void lamb1_task(void *raw, size_t task, int thread_index)
+{
+    lamb_job_t *j = raw;
+    const lamb_task_t *t = &j->tasks[task];
+    const zero_optim_slice_t *s = j->s;
+    double *out = &j->partial[2 * task];
+    (void)thread_index;
+    out[0] = 0.0;
+    out[1] = 0.0;
+    j->ctx->dsp.lamb1(&j->k, s->w + t->begin, s->g + t->begin, s->s1 + t->begin, s->s2 + t->begin,
+                      t->end - t->begin, &out[0], &out[1]);
+}
+
+zero_status_t zero_optim_lamb_phase1(const zero_optim_ctx_t *ctx, const zero_optim_lamb_params_t *p,
+                                     const zero_optim_slice_t *s, const zero_optim_segment_t *segs,
+                                     size_t nseg, double *w_sq_p, double *u_sq_p)
+{
+    lamb_job_t job;
+    lamb_task_t *tasks = NULL;
+    size_t count = 0;
+    zero_status_t status;
+
+    if ((status = lamb_check("lamb phase 1", ctx, p, s, 1, segs, nseg)) != ZERO_OK)
+        return status;
+    if (nseg > 0 && (w_sq_p == NULL || u_sq_p == NULL)) {
+        ZERO_LOG_ERROR("lamb phase 1: output arrays for %zu segments are NULL", nseg);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((status = lamb_tasks(ctx, segs, nseg, &tasks, &count)) != ZERO_OK)
+        return status;
+    memset(&job, 0, sizeof(job));
+    job.ctx = ctx;
+    job.s = s;
+    job.tasks = tasks;
+    lamb_k_from(p, &job.k);
+    if (count > 0) {
+        job.partial = zero_malloc(2 * count * sizeof(double));
+        if (job.partial == NULL) {
+            ZERO_LOG_ERROR("lamb phase 1: out of memory for %zu partial sums", 2 * count);
+            status = ZERO_ERR_NO_MEMORY;
+            goto out_tasks;
+        }
+        zero_thread_pool_parallel_for(ctx->pool, count, lamb1_task, &job);
+    }
+    /* Outputs written only now, summed in task order: independent of threads. */
+    for (size_t i = 0; i < nseg; i++) {
+        w_sq_p[i] = 0.0;
+        u_sq_p[i] = 0.0;
+    }
+    for (size_t t = 0; t < count; t++) {
+        w_sq_p[tasks[t].seg] += job.partial[2 * t];
+        u_sq_p[tasks[t].seg] += job.partial[2 * t + 1];
+    }
+    zero_free(job.partial);
+out_tasks:
+    zero_free(tasks);
+    return status;
+}
+
+float zero_optim_lamb_ratio(const zero_optim_lamb_params_t *p, double w_sq, double u_sq)
+{
+    double wn = sqrt(w_sq), un = sqrt(u_sq), r;
+    if (wn == 0.0 || un == 0.0)
+        return 1.0f;
+    r = wn / un;
+    if (r > p->max_coeff)
+        r = p->max_coeff;
+    if (r < p->min_coeff)
+        r = p->min_coeff;
+    return (float)r;
+}
+
+static void lamb2_task(void *raw, size_t task, int thread_index)
+{
+    lamb_job_t *j = raw;
+    const lamb_task_t *t = &j->tasks[task];
+    const zero_optim_slice_t *s = j->s;
+    (void)thread_index;
+    j->ctx->dsp.lamb2(&j->k, j->coef[t->seg], s->w + t->begin, s->s1 + t->begin, s->s2 + t->begin,
+                      w16_at(s, t->begin), (int)s->w16_type, t->end - t->begin);
+}
+
+zero_status_t zero_optim_lamb_phase2(const zero_optim_ctx_t *ctx, const zero_optim_lamb_params_t *p,
+                                     const zero_optim_slice_t *s, const zero_optim_segment_t *segs,
+                                     size_t nseg, const double *w_sq, const double *u_sq, float *ratio_p)
+{
+    lamb_job_t job;
+    lamb_task_t *tasks = NULL;
+    float *coef = NULL;
+    size_t count = 0;
+    double step_size = p != NULL ? p->lr : 0.0;
+    zero_status_t status;
+
+    if ((status = lamb_check("lamb phase 2", ctx, p, s, 0, segs, nseg)) != ZERO_OK)
+        return status;
+    if (nseg > 0 && (w_sq == NULL || u_sq == NULL)) {
+        ZERO_LOG_ERROR("lamb phase 2: norm arrays for %zu segments are NULL", nseg);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (nseg == 0)
+        return ZERO_OK;
+    if (p->bias_correction) {
+        double bc1 = 1.0 - pow((double)p->beta1, (double)p->step);
+        double bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
+        step_size = (double)p->lr * sqrt(bc2) / bc1;
+    }
+    coef = zero_malloc(nseg * sizeof(*coef));
+    if (coef == NULL) {
+        ZERO_LOG_ERROR("lamb phase 2: out of memory for %zu coefficients", nseg);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < nseg; i++)
+        coef[i] = (float)step_size * zero_optim_lamb_ratio(p, w_sq[i], u_sq[i]);
+    if ((status = lamb_tasks(ctx, segs, nseg, &tasks, &count)) != ZERO_OK)
+        goto out_coef;
+    memset(&job, 0, sizeof(job));
+    job.ctx = ctx;
+    job.s = s;
+    job.tasks = tasks;
+    job.coef = coef;
+    lamb_k_from(p, &job.k);
+    zero_thread_pool_parallel_for(ctx->pool, count, lamb2_task, &job);
+    if (ratio_p != NULL)
+        for (size_t i = 0; i < nseg; i++)
+            ratio_p[i] = zero_optim_lamb_ratio(p, w_sq[i], u_sq[i]);
+    zero_free(tasks);
+out_coef:
+    zero_free(coef);
+    return status;
+}
+
+/* ---- helpers ---- */
+
+static int dtype_ok(zero_dtype_t dtype)
+{
+    return dtype == ZERO_FP32 || dtype == ZERO_FP16 || dtype == ZERO_BF16;
+}
+
+typedef struct reduce_job {
+    const zero_optim_ctx_t *ctx;
+    zero_dtype_t dtype;
+    const void *x;
+    size_t *counts;
+    double *sums;
+} reduce_job_t;
+
+static void count_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    reduce_job_t *j = raw;
+    const char *x = (const char *)j->x + b * zero_dtype_size(j->dtype);
+    j->counts[task] = j->ctx->dsp.count_nonfinite[j->dtype](x, e - b);
+}
+
+static void sumsq_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    reduce_job_t *j = raw;
+    const char *x = (const char *)j->x + b * zero_dtype_size(j->dtype);
+    j->sums[task] = j->ctx->dsp.sum_squares[j->dtype](x, e - b);
+}
+
+static zero_status_t check_buffer(const char *what, const zero_optim_ctx_t *ctx, zero_dtype_t dtype,
+                                  const void *x, size_t n, const void *out)
+{
+    if (ctx == NULL || out == NULL || !dtype_ok(dtype) || (n > 0 && x == NULL)) {
+        ZERO_LOG_ERROR("%s: invalid argument (dtype %d, %zu elements at %p)", what, (int)dtype, n, x);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return ZERO_OK;
+}
+
+zero_status_t zero_optim_count_nonfinite(const zero_optim_ctx_t *ctx, zero_dtype_t dtype, const void *x,
+                                         size_t n, size_t *count_p)
+{
+    reduce_job_t job = {ctx, dtype, x, NULL, NULL};
+    size_t tasks, total = 0;
+    zero_status_t status;
+    if ((status = check_buffer("count_nonfinite", ctx, dtype, x, n, count_p)) != ZERO_OK)
+        return status;
+    tasks = chunk_count(ctx, n);
+    if (tasks > 0) {
+        job.counts = zero_malloc(tasks * sizeof(size_t));
+        if (job.counts == NULL) {
+            ZERO_LOG_ERROR("count_nonfinite: out of memory for %zu partial counts", tasks);
+            return ZERO_ERR_NO_MEMORY;
+        }
+        for_chunks(ctx, n, count_chunk, &job);
+        for (size_t t = 0; t < tasks; t++)
+            total += job.counts[t];
+        zero_free(job.counts);
+    }
+    *count_p = total;
+    return ZERO_OK;
+}
+
+zero_status_t zero_optim_sum_squares(const zero_optim_ctx_t *ctx, zero_dtype_t dtype, const void *x,
+                                     size_t n, double *sum_p)
+{
+    reduce_job_t job = {ctx, dtype, x, NULL, NULL};
+    size_t tasks;
+    double total = 0.0;
+    zero_status_t status;
+    if ((status = check_buffer("sum_squares", ctx, dtype, x, n, sum_p)) != ZERO_OK)
+        return status;
+    tasks = chunk_count(ctx, n);
+    if (tasks > 0) {
+        job.sums = zero_malloc(tasks * sizeof(double));
+        if (job.sums == NULL) {
+            ZERO_LOG_ERROR("sum_squares: out of memory for %zu partial sums", tasks);
+            return ZERO_ERR_NO_MEMORY;
+        }
+        for_chunks(ctx, n, sumsq_chunk, &job);
+        for (size_t t = 0; t < tasks; t++)
+            total += job.sums[t];
+        zero_free(job.sums);
+    }
+    *sum_p = total;
+    return ZERO_OK;
+}
+
+typedef struct map_job {
+    const zero_optim_ctx_t *ctx;
+    float *f;
+    const float *cf;
+    uint16_t *h;
+    const uint16_t *ch;
+    float s;
+    zero_optim_w16_t type;
+} map_job_t;
+
+static void scale_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    map_job_t *j = raw;
+    (void)task;
+    j->ctx->dsp.scale_f32(j->f + b, j->s, e - b);
+}
+
+static void to16_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    map_job_t *j = raw;
+    (void)task;
+    j->ctx->dsp.to_16[j->type](j->h + b, j->cf + b, e - b);
+}
+
+static void from16_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    map_job_t *j = raw;
+    (void)task;
+    j->ctx->dsp.from_16[j->type](j->f + b, j->ch + b, e - b);
+}
+
+zero_status_t zero_optim_scale(const zero_optim_ctx_t *ctx, float *x, float s, size_t n)
+{
+    map_job_t job = {ctx, x, NULL, NULL, NULL, s, ZERO_OPTIM_W16_NONE};
+    if (ctx == NULL || (n > 0 && x == NULL)) {
+        ZERO_LOG_ERROR("scale: invalid argument (%zu elements at %p)", n, (void *)x);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for_chunks(ctx, n, scale_chunk, &job);
+    return ZERO_OK;
+}
+
+static zero_status_t check_convert(const char *what, const zero_optim_ctx_t *ctx, zero_optim_w16_t type,
+                                   const void *dst, const void *src, size_t n)
+{
+    if (ctx == NULL || (type != ZERO_OPTIM_W16_BF16 && type != ZERO_OPTIM_W16_FP16) ||
+        (n > 0 && (dst == NULL || src == NULL))) {
+        ZERO_LOG_ERROR("%s: invalid argument (type %d, %zu elements)", what, (int)type, n);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return ZERO_OK;
+}
+
+zero_status_t zero_optim_to_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t type, uint16_t *dst,
+                               const float *src, size_t n)
+{
+    map_job_t job = {ctx, NULL, src, dst, NULL, 0.0f, type};
+    zero_status_t status;
+    if ((status = check_convert("to_16", ctx, type, dst, src, n)) != ZERO_OK)
+        return status;
+    for_chunks(ctx, n, to16_chunk, &job);
+    return ZERO_OK;
+}
+
+zero_status_t zero_optim_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t type, float *dst,
+                                 const uint16_t *src, size_t n)
+{
+    map_job_t job = {ctx, dst, NULL, NULL, src, 0.0f, type};
+    zero_status_t status;
+    if ((status = check_convert("from_16", ctx, type, dst, src, n)) != ZERO_OK)
+        return status;
+    for_chunks(ctx, n, from16_chunk, &job);
+    return ZERO_OK;
+}
+
+float zero_optim_clip_coef(double total_norm, double max_norm)
+{
+    double coef;
+    if (!(max_norm > 0.0) || !isfinite(total_norm))
+        return 1.0f;
+    coef = max_norm / (total_norm + 1e-6);
+    return coef < 1.0 ? (float)coef : 1.0f;
+}

@@ -1,0 +1,244 @@
+/*
+ * Plain C reference kernels. The operation order here is the contract every
+ * SIMD version follows (see optim_dsp.h): change one, change all.
+ */
+#include "optim/optim_dsp.h"
+#include "util/half.h"
+
+#include <math.h>
+#include <zero/types.h>
+
+static inline void store16(uint16_t *w16, int w16_type, size_t i, float x)
+{
+    if (w16_type == ZERO_OPTIM_W16_BF16)
+        w16[i] = zero_f32_to_bf16(x);
+    else if (w16_type == ZERO_OPTIM_W16_FP16)
+        w16[i] = zero_f32_to_f16(x);
+}
+
+static void adam_c(const zero_adam_k_t *k, float *w, const float *g, float *m, float *v,
+                   uint16_t *w16, int w16_type, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * k->grad_scale;
+        float wi = w[i];
+        float mi, vi, den;
+        if (k->l2_wd != 0.0f)
+            gi = gi + k->l2_wd * wi;
+        mi = k->beta1 * m[i] + k->one_minus_beta1 * gi;
+        vi = k->beta2 * v[i] + k->one_minus_beta2 * (gi * gi);
+        den = sqrtf(vi) * k->bc2_rsqrt + k->eps;
+        wi = wi * k->decay_mul;
+        wi = wi - k->step_size * (mi / den);
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = wi;
+        store16(w16, w16_type, i, wi);
+    }
+}
+
+static void sgd_c(const zero_sgd_k_t *k, float *w, const float *g, float *buf,
+                  uint16_t *w16, int w16_type, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i] * k->grad_scale;
+        float wi = w[i];
+        if (k->weight_decay != 0.0f)
+            d = d + k->weight_decay * wi;
+        if (k->momentum != 0.0f) {
+            float b = k->first_step ? d : k->momentum * buf[i] + k->one_minus_dampening * d;
+            buf[i] = b;
+            d = k->nesterov ? d + k->momentum * b : b;
+        }
+        wi = wi - k->lr * d;
+        w[i] = wi;
+        store16(w16, w16_type, i, wi);
+    }
+}
+
+static void adagrad_c(const zero_adagrad_k_t *k, float *w, const float *g, float *sum,
+                      uint16_t *w16, int w16_type, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i] * k->grad_scale;
+        float wi = w[i];
+        float s;
+        if (k->weight_decay != 0.0f)
+            d = d + k->weight_decay * wi;
+        s = sum[i] + d * d;
+        wi = wi - k->clr * (d / (sqrtf(s) + k->eps));
+        sum[i] = s;
+        w[i] = wi;
+        store16(w16, w16_type, i, wi);
+    }
+}
+
+/* sign() as torch defines it: -1, +1, and the input itself for zeros and NaN. */
+static inline float sign_of(float x)
+{
+    return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
+}
+
+static void lion_c(const zero_lion_k_t *k, float *w, const float *g, float *m,
+                   uint16_t *w16, int w16_type, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i] * k->grad_scale;
+        float mi = m[i];
+        float c = k->beta1 * mi + k->one_minus_beta1 * d;
+        float wi = w[i] * k->decay_mul;
+        wi = wi - k->lr * sign_of(c);
+        m[i] = k->beta2 * mi + k->one_minus_beta2 * d;
+        w[i] = wi;
+        store16(w16, w16_type, i, wi);
+    }
+}
+
+static inline float lamb_denom(const zero_lamb_k_t *k, float v)
+{
+    return k->eps_inside_sqrt ? sqrtf(v + k->eps) : sqrtf(v) + k->eps;
+}
+
+static void lamb1_c(const zero_lamb_k_t *k, const float *w, const float *g, float *m, float *v,
+                    size_t n, double *w_sq, double *u_sq)
+{
+    double ws = 0.0, us = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i] * k->grad_scale;
+        float wi = w[i];
+        float mi = k->beta1 * m[i] + k->one_minus_beta1 * d;
+        float vi = k->beta2 * v[i] + k->one_minus_beta2 * (d * d);
+        float u = mi / lamb_denom(k, vi) + k->weight_decay * wi;
+        m[i] = mi;
+        v[i] = vi;
+        ws += (double)wi * wi;
+        us += (double)u * u;
+    }
+    *w_sq += ws;
+    *u_sq += us;
+}
+
+static void lamb2_c(const zero_lamb_k_t *k, float coef, float *w, const float *m, const float *v,
+                    uint16_t *w16, int w16_type, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float wi = w[i];
+        float u = m[i] / lamb_denom(k, v[i]) + k->weight_decay * wi;
+        wi = wi - coef * u;
+        w[i] = wi;
+        store16(w16, w16_type, i, wi);
+    }
+}
+
+/* ---- helpers ---- */
+
+static size_t count_nonfinite_f32_c(const void *x, size_t n)
+{
+    const float *p = x;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += (zero_f32_bits(p[i]) & 0x7f800000u) == 0x7f800000u;
+    return count;
+}
+
+static size_t count_nonfinite_f16_c(const void *x, size_t n)
+{
+    const uint16_t *p = x;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += (p[i] & 0x7c00u) == 0x7c00u;
+    return count;
+}
+
+static size_t count_nonfinite_bf16_c(const void *x, size_t n)
+{
+    const uint16_t *p = x;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += (p[i] & 0x7f80u) == 0x7f80u;
+    return count;
+}
+
+static double sum_squares_f32_c(const void *x, size_t n)
+{
+    const float *p = x;
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)p[i] * p[i];
+    return s;
+}
+
+static double sum_squares_f16_c(const void *x, size_t n)
+{
+    const uint16_t *p = x;
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double f = zero_f16_to_f32(p[i]);
+        s += f * f;
+    }
+    return s;
+}
+
+static double sum_squares_bf16_c(const void *x, size_t n)
+{
+    const uint16_t *p = x;
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double f = zero_bf16_to_f32(p[i]);
+        s += f * f;
+    }
+    return s;
+}
+
+static void scale_f32_c(float *x, float s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] * s;
+}
+
+static void to_bf16_c(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = zero_f32_to_bf16(src[i]);
+}
+
+static void to_f16_c(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = zero_f32_to_f16(src[i]);
+}
+
+static void from_bf16_c(float *dst, const uint16_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = zero_bf16_to_f32(src[i]);
+}
+
+static void from_f16_c(float *dst, const uint16_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = zero_f16_to_f32(src[i]);
+}
+
+void zero_optim_dsp_init_c(zero_optim_dsp_t *dsp)
+{
+    dsp->adam = adam_c;
+    dsp->sgd = sgd_c;
+    dsp->adagrad = adagrad_c;
+    dsp->lion = lion_c;
+    dsp->lamb1 = lamb1_c;
+    dsp->lamb2 = lamb2_c;
+    dsp->count_nonfinite[ZERO_FP32] = count_nonfinite_f32_c;
+    dsp->count_nonfinite[ZERO_FP16] = count_nonfinite_f16_c;
+    dsp->count_nonfinite[ZERO_BF16] = count_nonfinite_bf16_c;
+    dsp->sum_squares[ZERO_FP32] = sum_squares_f32_c;
+    dsp->sum_squares[ZERO_FP16] = sum_squares_f16_c;
+    dsp->sum_squares[ZERO_BF16] = sum_squares_bf16_c;
+    dsp->scale_f32 = scale_f32_c;
+    dsp->to_16[ZERO_OPTIM_W16_NONE] = NULL;
+    dsp->to_16[ZERO_OPTIM_W16_BF16] = to_bf16_c;
+    dsp->to_16[ZERO_OPTIM_W16_FP16] = to_f16_c;
+    dsp->from_16[ZERO_OPTIM_W16_NONE] = NULL;
+    dsp->from_16[ZERO_OPTIM_W16_BF16] = from_bf16_c;
+    dsp->from_16[ZERO_OPTIM_W16_FP16] = from_f16_c;
+}

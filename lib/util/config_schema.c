@@ -1,0 +1,1672 @@
+/*
+ * The DeepSpeed config schema: walks the JSON tree, fills zero_config_t and
+ * records every problem with its dotted path.
+ *
+ * How a key is classified (docs/config.md says the same per key):
+ *   - implemented: typed, range-checked, stored;
+ *   - accepted with no effect: knobs of PyTorch-side machinery a C trainer
+ *     does not have, or pure kernel/implementation choices (type-checked only);
+ *   - unsupported unless default: DeepSpeed would change what a step computes
+ *     and libzero does not, so any value but DeepSpeed's default is
+ *     ZERO_ERR_UNSUPPORTED;
+ *   - out of scope: whole DeepSpeed features that act outside the engine's step
+ *     (monitors, profilers, activation checkpointing, ...): accepted, and named
+ *     together in a single warning;
+ *   - anything else: an unknown key, with the nearest known key suggested.
+ */
+#include "util/config_internal.h"
+#include "util/alloc.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef zero_config_json_node_t node_t;
+
+#define J_NULL ZERO_CONFIG_JSON_NULL
+#define J_BOOL ZERO_CONFIG_JSON_BOOL
+#define J_NUMBER ZERO_CONFIG_JSON_NUMBER
+#define J_STRING ZERO_CONFIG_JSON_STRING
+#define J_ARRAY ZERO_CONFIG_JSON_ARRAY
+#define J_OBJECT ZERO_CONFIG_JSON_OBJECT
+
+#define BATCH_MAX ((uint64_t)1 << 40)
+#define U32_MAX_VALUE ((uint64_t)UINT32_MAX)
+
+/* ---- paths ---- */
+
+static size_t path_push(config_ctx_t *ctx, const char *key)
+{
+    size_t saved = ctx->path_length;
+    int n = snprintf(ctx->path + saved, CONFIG_PATH_MAX - saved, "%s%s", saved ? "." : "", key);
+    if (n < 0 || saved + (size_t)n >= CONFIG_PATH_MAX)
+        ctx->path_length = CONFIG_PATH_MAX - 1;
+    else
+        ctx->path_length = saved + (size_t)n;
+    return saved;
+}
+
+static void path_pop(config_ctx_t *ctx, size_t saved)
+{
+    ctx->path_length = saved;
+    ctx->path[saved] = '\0';
+}
+
+/* The full dotted path of @p key under the current path, for messages. */
+static const char *full_path(const config_ctx_t *ctx, const char *key, char *buf, size_t size)
+{
+    int n = ctx->path_length == 0 ? snprintf(buf, size, "%s", key) : snprintf(buf, size, "%s.%s", ctx->path, key);
+    if (n < 0 || (size_t)n >= size)
+        buf[size - 1] = '\0'; /* a cut path still reads well in a message */
+    return buf;
+}
+
+/* ---- problems ---- */
+
+#define ERR(ctx, node, key, ...) \
+    config_problem_at((ctx), CONFIG_SEV_ERROR, (node) ? (node)->line : 0, (node) ? (node)->column : 0, (key), __VA_ARGS__)
+#define UNSUP(ctx, node, key, ...) \
+    config_problem_at((ctx), CONFIG_SEV_UNSUPPORTED, (node) ? (node)->line : 0, (node) ? (node)->column : 0, (key), __VA_ARGS__)
+#define WARN(ctx, node, key, ...) \
+    config_problem_at((ctx), CONFIG_SEV_WARNING, (node) ? (node)->line : 0, (node) ? (node)->column : 0, (key), __VA_ARGS__)
+
+/* A short description of a value for "got ..." in messages. */
+static const char *describe(const node_t *n, char *buf, size_t size)
+{
+    switch (n->kind) {
+    case J_NULL:
+        return "null";
+    case J_BOOL:
+        return n->boolean ? "true" : "false";
+    case J_NUMBER:
+        snprintf(buf, size, "%.40s%s", n->text, n->text_length > 40 ? "..." : "");
+        return buf;
+    case J_STRING: {
+        char shown[48];
+        size_t len = n->text_length > 40 ? 40 : n->text_length;
+        /* Cut on a character boundary so the message stays valid UTF-8. */
+        while (len > 0 && len < n->text_length && ((unsigned char)n->text[len] & 0xC0) == 0x80)
+            len--;
+        memcpy(shown, n->text, len);
+        shown[len] = '\0';
+        zero_config_json_quote(shown, buf, size > 8 ? size - 4 : size);
+        if (len < n->text_length) {
+            size_t l = strlen(buf);
+            if (l > 0 && l + 4 < size) {
+                buf[l - 1] = '\0';
+                strcat(buf, "...\"");
+            }
+        }
+        return buf;
+    }
+    case J_ARRAY:
+        return "an array";
+    case J_OBJECT:
+        return "an object";
+    }
+    return "a value";
+}
+
+#define DESCRIBE(n) describe((n), desc_buf_, sizeof(desc_buf_))
+
+static bool is_auto(const node_t *n)
+{
+    return n->kind == J_STRING && strcmp(n->text, "auto") == 0;
+}
+
+/* ---- taking members ---- */
+
+static node_t *take(node_t *obj, const char *key)
+{
+    node_t *n = zero_config_json_find(obj, key);
+    if (n)
+        n->used = true;
+    return n;
+}
+
+/* A key DeepSpeed also accepts under a second name: both given is an error. */
+static node_t *take_alias(config_ctx_t *ctx, node_t *obj, const char *key, const char *alias)
+{
+    node_t *a = take(obj, key), *b = take(obj, alias);
+    if (a && b) {
+        char other[CONFIG_PATH_MAX];
+        config_problem_at(ctx, CONFIG_SEV_ERROR, b->key_line, b->key_column, alias,
+                          "same setting as %s, which is also given; keep one", full_path(ctx, key, other, sizeof(other)));
+    }
+    return a ? a : b;
+}
+
+/* ---- conversions: on a bad value, record the problem and keep the default ---- */
+
+static bool conv_bool(config_ctx_t *ctx, const node_t *n, bool *out)
+{
+    char desc_buf_[64];
+    if (n == NULL || is_auto(n))
+        return false;
+    if (n->kind == J_BOOL) {
+        *out = n->boolean;
+        return true;
+    }
+    ERR(ctx, n, n->key, "expected true or false, got %s", DESCRIBE(n));
+    return false;
+}
+
+static void range_text_u64(uint64_t min, uint64_t max, char *buf, size_t size)
+{
+    if (max >= BATCH_MAX && max != U32_MAX_VALUE)
+        snprintf(buf, size, "an integer >= %llu", (unsigned long long)min);
+    else
+        snprintf(buf, size, "an integer %llu..%llu", (unsigned long long)min, (unsigned long long)max);
+}
+
+/* Integers: written as integers, or as numbers with an integral value (5e8). */
+static bool conv_u64(config_ctx_t *ctx, const node_t *n, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char desc_buf_[64], range[64];
+    uint64_t v = 0;
+    bool ok = false;
+    if (n == NULL || is_auto(n))
+        return false;
+    range_text_u64(min, max, range, sizeof(range));
+    if (n->kind == J_NUMBER) {
+        if (n->integral && n->text[0] != '-') {
+            char *end;
+            errno = 0;
+            unsigned long long u = strtoull(n->text, &end, 10);
+            ok = errno == 0 && *end == '\0';
+            v = u;
+        } else if (n->number == floor(n->number) && n->number >= 0 && n->number < 18446744073709551616.0) {
+            v = (uint64_t)n->number;
+            ok = true;
+        } else if (n->integral && strcmp(n->text, "-0") == 0) {
+            ok = true;
+        }
+    }
+    if (!ok || v < min || v > max) {
+        ERR(ctx, n, n->key, "expected %s, got %s", range, DESCRIBE(n));
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool conv_u32(config_ctx_t *ctx, const node_t *n, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (!conv_u64(ctx, n, min, max, &v))
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Signed integers (DeepSpeed's -1 sentinels). */
+static bool conv_i64(config_ctx_t *ctx, const node_t *n, int64_t *out)
+{
+    char desc_buf_[64];
+    if (n == NULL || is_auto(n))
+        return false;
+    if (n->kind == J_NUMBER && n->number == floor(n->number) && fabs(n->number) < 9.0e15) {
+        *out = (int64_t)n->number;
+        return true;
+    }
+    ERR(ctx, n, n->key, "expected an integer, got %s", DESCRIBE(n));
+    return false;
+}
+
+enum { RANGE_MIN_OPEN = 1, RANGE_MAX_OPEN = 2, RANGE_NO_MAX = 4, RANGE_NO_MIN = 8 };
+
+static bool conv_double(config_ctx_t *ctx, const node_t *n, double min, double max, int flags, double *out)
+{
+    char desc_buf_[64], range[96], lo[32], hi[32];
+    if (n == NULL || is_auto(n))
+        return false;
+    zero_config_json_format_double(min, lo, sizeof(lo));
+    zero_config_json_format_double(max, hi, sizeof(hi));
+    if ((flags & RANGE_NO_MIN) && (flags & RANGE_NO_MAX))
+        snprintf(range, sizeof(range), "a number");
+    else if (flags & RANGE_NO_MAX)
+        snprintf(range, sizeof(range), "a number %s %s", (flags & RANGE_MIN_OPEN) ? ">" : ">=", lo);
+    else
+        snprintf(range, sizeof(range), "a number in %c%s, %s%c", (flags & RANGE_MIN_OPEN) ? '(' : '[', lo, hi,
+                 (flags & RANGE_MAX_OPEN) ? ')' : ']');
+    if (n->kind == J_NUMBER) {
+        double v = n->number;
+        bool ok = true;
+        if (!(flags & RANGE_NO_MIN))
+            ok = ok && ((flags & RANGE_MIN_OPEN) ? v > min : v >= min);
+        if (!(flags & RANGE_NO_MAX))
+            ok = ok && ((flags & RANGE_MAX_OPEN) ? v < max : v <= max);
+        if (ok) {
+            *out = v;
+            return true;
+        }
+    }
+    ERR(ctx, n, n->key, "expected %s, got %s", range, DESCRIBE(n));
+    return false;
+}
+
+static bool conv_nonneg(config_ctx_t *ctx, const node_t *n, double *out)
+{
+    return conv_double(ctx, n, 0.0, 0.0, RANGE_NO_MAX, out);
+}
+
+typedef struct enum_entry {
+    const char *name;
+    int value;
+} enum_entry_t;
+
+/* Names are matched without regard to case; the message lists the canonical ones. */
+static bool conv_enum(config_ctx_t *ctx, const node_t *n, const enum_entry_t *entries, int *out)
+{
+    char desc_buf_[64], list[256];
+    size_t len = 0;
+    if (n == NULL || is_auto(n))
+        return false;
+    if (n->kind == J_STRING) {
+        for (const enum_entry_t *e = entries; e->name; e++) {
+            if (strcasecmp(e->name, n->text) == 0) {
+                *out = e->value;
+                return true;
+            }
+        }
+    }
+    list[0] = '\0';
+    for (const enum_entry_t *e = entries; e->name && len < sizeof(list); e++) {
+        int w = snprintf(list + len, sizeof(list) - len, "%s\"%s\"", len ? ", " : "", e->name);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    ERR(ctx, n, n->key, "expected one of %s, got %s", list, DESCRIBE(n));
+    return false;
+}
+
+/* A value that must be an object (or absent); NULL when it is not one. */
+static node_t *conv_object(config_ctx_t *ctx, node_t *n)
+{
+    char desc_buf_[64];
+    if (n == NULL)
+        return NULL;
+    if (n->kind == J_OBJECT)
+        return n;
+    ERR(ctx, n, n->key, "expected an object, got %s", DESCRIBE(n));
+    return NULL;
+}
+
+/* ---- accepted-with-no-effect, unsupported-unless-default, out of scope ---- */
+
+/* A boolean that has no meaning for a C trainer (type-checked, then dropped). */
+static void accept_bool(config_ctx_t *ctx, node_t *obj, const char *key)
+{
+    node_t *n = take(obj, key);
+    bool dummy = false;
+    if (n && n->kind != J_NULL)
+        conv_bool(ctx, n, &dummy);
+}
+
+static void only_bool(config_ctx_t *ctx, node_t *obj, const char *key, bool allowed, const char *what)
+{
+    node_t *n = take(obj, key);
+    bool v = allowed;
+    if (n && conv_bool(ctx, n, &v) && v != allowed)
+        UNSUP(ctx, n, key, "%s is not implemented by libzero (only %s is accepted)", what,
+              allowed ? "true" : "false");
+}
+
+static void only_number(config_ctx_t *ctx, node_t *obj, const char *key, double allowed, const char *what)
+{
+    char desc_buf_[64], shown[32];
+    node_t *n = take(obj, key);
+    if (n == NULL || is_auto(n) || n->kind == J_NULL)
+        return;
+    if (n->kind != J_NUMBER) {
+        ERR(ctx, n, key, "expected a number, got %s", DESCRIBE(n));
+        return;
+    }
+    if (n->number != allowed) {
+        zero_config_json_format_double(allowed, shown, sizeof(shown));
+        UNSUP(ctx, n, key, "%s is not implemented by libzero (only %s is accepted)", what, shown);
+    }
+}
+
+static void only_null(config_ctx_t *ctx, node_t *obj, const char *key, const char *what)
+{
+    node_t *n = take(obj, key);
+    if (n && n->kind != J_NULL && !is_auto(n))
+        UNSUP(ctx, n, key, "%s is not implemented by libzero (leave it out or null)", what);
+}
+
+static void ignored_add(config_ctx_t *ctx, const char *name)
+{
+    size_t add = strlen(name) + 2;
+    char *grown;
+    if (ctx->ignored && strstr(ctx->ignored, name))
+        return;
+    grown = zero_realloc(ctx->ignored, ctx->ignored_length + add + 1);
+    if (grown == NULL) {
+        ctx->out_of_memory = true;
+        return;
+    }
+    snprintf(grown + ctx->ignored_length, add + 1, "%s%s", ctx->ignored_length ? ", " : "", name);
+    ctx->ignored = grown;
+    ctx->ignored_length = strlen(grown);
+}
+
+/* ---- unknown keys ---- */
+
+size_t config_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t *base, *row0, *row1, *row2, d;
+    if (la > 128 || lb > 128)
+        return (size_t)-1;
+    base = zero_calloc(3 * (lb + 1), sizeof(size_t));
+    if (base == NULL)
+        return (size_t)-1;
+    row0 = base;
+    row1 = row0 + (lb + 1);
+    row2 = row1 + (lb + 1);
+    /* row2: previous-previous, row0: previous, row1: current (rotated below). */
+    for (size_t j = 0; j <= lb; j++)
+        row0[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        row1[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = row0[j] + 1;
+            if (row1[j - 1] + 1 < best)
+                best = row1[j - 1] + 1;
+            if (row0[j - 1] + cost < best)
+                best = row0[j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && row2[j - 2] + 1 < best)
+                best = row2[j - 2] + 1;
+            row1[j] = best;
+        }
+        size_t *t = row2;
+        row2 = row0;
+        row0 = row1;
+        row1 = t;
+    }
+    d = row0[lb];
+    zero_free(base);
+    return d;
+}
+
+static const char *nearest(const char *key, const char *const *known)
+{
+    const char *best = NULL;
+    size_t best_d = (size_t)-1, len = strlen(key);
+    size_t limit = len / 3 < 1 ? 1 : (len / 3 > 3 ? 3 : len / 3);
+    for (const char *const *k = known; *k; k++) {
+        size_t d = config_edit_distance(key, *k);
+        if (strcasecmp(key, *k) == 0)
+            d = 0;
+        if (d < best_d) {
+            best_d = d;
+            best = *k;
+        }
+    }
+    return best_d <= limit ? best : NULL;
+}
+
+/* Where a key lives when it was written in the wrong block. */
+typedef struct key_home {
+    const char *key;
+    const char *path;
+} key_home_t;
+
+static const key_home_t key_homes[] = {
+    {"stage", "zero_optimization.stage"},
+    {"offload_optimizer", "zero_optimization.offload_optimizer"},
+    {"offload_param", "zero_optimization.offload_param"},
+    {"reduce_bucket_size", "zero_optimization.reduce_bucket_size"},
+    {"allgather_bucket_size", "zero_optimization.allgather_bucket_size"},
+    {"overlap_comm", "zero_optimization.overlap_comm"},
+    {"contiguous_gradients", "zero_optimization.contiguous_gradients"},
+    {"reduce_scatter", "zero_optimization.reduce_scatter"},
+    {"sub_group_size", "zero_optimization.sub_group_size"},
+    {"stage3_prefetch_bucket_size", "zero_optimization.stage3_prefetch_bucket_size"},
+    {"stage3_param_persistence_threshold", "zero_optimization.stage3_param_persistence_threshold"},
+    {"stage3_max_live_parameters", "zero_optimization.stage3_max_live_parameters"},
+    {"stage3_max_reuse_distance", "zero_optimization.stage3_max_reuse_distance"},
+    {"lr", "optimizer.params.lr"},
+    {"betas", "optimizer.params.betas"},
+    {"eps", "optimizer.params.eps"},
+    {"weight_decay", "optimizer.params.weight_decay"},
+    {"loss_scale", "fp16.loss_scale"},
+    {"initial_scale_power", "fp16.initial_scale_power"},
+    {"loss_scale_window", "fp16.loss_scale_window"},
+    {"hysteresis", "fp16.hysteresis"},
+    {"min_loss_scale", "fp16.min_loss_scale"},
+    {"tag_validation", "checkpoint.tag_validation"},
+    {"nvme_path", "zero_optimization.offload_optimizer.nvme_path"},
+    {"block_size", "aio.block_size"},
+    {"queue_depth", "aio.queue_depth"},
+    {"warmup_num_steps", "scheduler.params.warmup_num_steps"},
+    {"warmup_max_lr", "scheduler.params.warmup_max_lr"},
+    {"warmup_min_lr", "scheduler.params.warmup_min_lr"},
+    {"total_num_steps", "scheduler.params.total_num_steps"},
+    {"train_batch_size", "train_batch_size"},
+    {"train_micro_batch_size_per_gpu", "train_micro_batch_size_per_gpu"},
+    {"gradient_accumulation_steps", "gradient_accumulation_steps"},
+    {"gradient_clipping", "gradient_clipping"},
+    {NULL, NULL},
+};
+
+/* Reports every member of @p obj that no handler took, suggesting the nearest known key. */
+static void finish(config_ctx_t *ctx, node_t *obj, const char *const *known)
+{
+    for (node_t *m = obj->first; m; m = m->next) {
+        char suggestion[CONFIG_PATH_MAX];
+        const char *near;
+        if (m->used)
+            continue;
+        m->used = true;
+        near = nearest(m->key, known);
+        if (near) {
+            config_problem_at(ctx, CONFIG_SEV_ERROR, m->key_line, m->key_column, m->key,
+                              "unknown key; did you mean \"%s\"?", full_path(ctx, near, suggestion, sizeof(suggestion)));
+            continue;
+        }
+        for (const key_home_t *h = key_homes; h->key; h++) {
+            if (strcmp(h->key, m->key) == 0 && strcmp(h->path, full_path(ctx, m->key, suggestion, sizeof(suggestion))) != 0) {
+                near = h->path;
+                break;
+            }
+        }
+        if (near)
+            config_problem_at(ctx, CONFIG_SEV_ERROR, m->key_line, m->key_column, m->key,
+                              "unknown key here; it belongs at \"%s\"", near);
+        else
+            config_problem_at(ctx, CONFIG_SEV_ERROR, m->key_line, m->key_column, m->key,
+                              "unknown key (docs/config.md lists the keys of %s)",
+                              ctx->path_length ? ctx->path : "the top level");
+    }
+}
+
+/* ---- duplicate keys (DeepSpeed rejects them too) ---- */
+
+typedef struct member_ref {
+    const node_t *node;
+    size_t index;
+} member_ref_t;
+
+static int member_ref_cmp(const void *a, const void *b)
+{
+    const member_ref_t *x = a, *y = b;
+    int c = strcmp(x->node->key, y->node->key);
+    if (c != 0)
+        return c;
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+static void check_duplicates(config_ctx_t *ctx, node_t *n)
+{
+    if (n->kind == J_OBJECT && n->count > 1) {
+        member_ref_t *refs = zero_malloc(n->count * sizeof(*refs));
+        size_t i = 0;
+        if (refs == NULL) {
+            ctx->out_of_memory = true;
+            return;
+        }
+        for (node_t *m = n->first; m; m = m->next, i++) {
+            refs[i].node = m;
+            refs[i].index = i;
+        }
+        qsort(refs, n->count, sizeof(*refs), member_ref_cmp);
+        for (i = 1; i < n->count; i++) {
+            if (strcmp(refs[i].node->key, refs[i - 1].node->key) == 0) {
+                size_t first = i - 1;
+                while (first > 0 && strcmp(refs[first - 1].node->key, refs[i].node->key) == 0)
+                    first--;
+                node_t *dup = (node_t *)refs[i].node;
+                dup->used = true; /* reported here, not again as unknown */
+                config_problem_at(ctx, CONFIG_SEV_ERROR, dup->key_line, dup->key_column, dup->key,
+                                  "duplicate key (first given at line %u, column %u)",
+                                  refs[first].node->key_line, refs[first].node->key_column);
+            }
+        }
+        zero_free(refs);
+    }
+    if (n->kind == J_OBJECT || n->kind == J_ARRAY) {
+        size_t i = 0;
+        for (node_t *m = n->first; m; m = m->next, i++) {
+            char element[32];
+            size_t saved;
+            if (n->kind == J_OBJECT) {
+                saved = path_push(ctx, m->key);
+            } else {
+                /* "[i]" attaches to the previous component without a dot. */
+                saved = ctx->path_length;
+                snprintf(element, sizeof(element), "[%zu]", i);
+                if (saved + strlen(element) < CONFIG_PATH_MAX) {
+                    memcpy(ctx->path + saved, element, strlen(element) + 1);
+                    ctx->path_length += strlen(element);
+                }
+            }
+            check_duplicates(ctx, m);
+            path_pop(ctx, saved);
+        }
+    }
+}
+
+/* ---- defaults ---- */
+
+static void set_defaults(zero_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->precision = ZERO_FP32;
+    c->fp16.enabled = false;
+    c->fp16.loss_scale = 0.0;
+    c->fp16.initial_scale_power = 16;
+    c->fp16.loss_scale_window = 1000;
+    c->fp16.hysteresis = 2;
+    c->fp16.consecutive_hysteresis = false;
+    c->fp16.min_loss_scale = 1.0;
+    c->bf16.enabled = false;
+    c->bf16.immediate_grad_update = false;
+    c->gradient_clipping = 1.0;
+    c->steps_per_print = 10;
+    c->zero_force_ds_cpu_optimizer = true;
+
+    c->optimizer.type = ZERO_OPTIMIZER_NONE;
+    c->optimizer.lr = 1e-3;
+    c->optimizer.betas[0] = 0.9;
+    c->optimizer.betas[1] = 0.999;
+    c->optimizer.eps = 1e-8;
+    c->optimizer.adam_w_mode = true;
+    c->optimizer.bias_correction = true;
+    c->optimizer.max_coeff = 10.0;
+    c->optimizer.min_coeff = 0.01;
+
+    c->scheduler.type = ZERO_SCHEDULER_NONE;
+    c->scheduler.warmup_max_lr = 1e-3;
+    c->scheduler.warmup_num_steps = 1000;
+    c->scheduler.warmup_type = ZERO_WARMUP_LOG;
+    c->scheduler.cos_min_ratio = 0.0001;
+    c->scheduler.cycle_first_step_size = 2000;
+    c->scheduler.cycle_second_step_size = 2000;
+    c->scheduler.cycle_momentum = true;
+    c->scheduler.cycle_min_mom = 0.8;
+    c->scheduler.cycle_max_mom = 0.9;
+    c->scheduler.lr_range_test_min_lr = 1e-3;
+    c->scheduler.lr_range_test_step_size = 2000;
+    c->scheduler.lr_range_test_step_rate = 1.0;
+
+    zero_config_zero_t *z = &c->zero_optimization;
+    z->stage = 0;
+    z->contiguous_gradients = true;
+    z->overlap_comm = false;
+    z->reduce_scatter = true;
+    z->reduce_bucket_size = 500000000;
+    z->allgather_partitions = true;
+    z->allgather_bucket_size = 500000000;
+    z->use_multi_rank_bucket_allreduce = true;
+    z->load_from_fp32_weights = true;
+    z->ignore_unused_parameters = true;
+    z->sub_group_size = 1000000000;
+    z->stage3_prefetch_bucket_size = 50000000;
+    z->stage3_param_persistence_threshold = 100000;
+    z->stage3_model_persistence_threshold = (uint64_t)INT64_MAX;
+    z->stage3_max_live_parameters = 1000000000;
+    z->stage3_max_reuse_distance = 1000000000;
+    z->offload_optimizer.device = ZERO_OFFLOAD_NONE;
+    z->offload_optimizer.pin_memory = true;
+    z->offload_optimizer.buffer_count = 4;
+    z->offload_optimizer.ratio = 1.0;
+    z->offload_param.device = ZERO_OFFLOAD_NONE;
+    z->offload_param.pin_memory = true;
+    z->offload_param.buffer_count = 5;
+    z->offload_param.buffer_size = 100000000;
+    z->offload_param.max_in_cpu = 1000000000;
+
+    c->aio.io_backend = ZERO_AIO_ASYNC_IO;
+    c->aio.block_size = 1048576;
+    c->aio.queue_depth = 8;
+    c->aio.intra_op_parallelism = 1;
+    c->aio.single_submit = false;
+    c->aio.overlap_events = true;
+
+    c->checkpoint.tag_validation = ZERO_TAG_VALIDATION_WARN;
+}
+
+/* ---- zero_optimization ---- */
+
+static const enum_entry_t offload_devices[] = {
+    {"none", ZERO_OFFLOAD_NONE}, {"cpu", ZERO_OFFLOAD_CPU}, {"nvme", ZERO_OFFLOAD_NVME}, {NULL, 0}};
+
+static void read_offload_device(config_ctx_t *ctx, node_t *obj, zero_offload_device_t *out)
+{
+    node_t *n = take(obj, "device");
+    int v = (int)*out;
+    if (n && n->kind == J_STRING && strcasecmp(n->text, "hpu") == 0) {
+        UNSUP(ctx, n, "device", "offload to \"hpu\" (Gaudi) is not implemented by libzero");
+        return;
+    }
+    if (conv_enum(ctx, n, offload_devices, &v))
+        *out = (zero_offload_device_t)v;
+}
+
+static void read_nvme_path(config_ctx_t *ctx, node_t *obj, char **out)
+{
+    char desc_buf_[64];
+    node_t *n = take(obj, "nvme_path");
+    if (n == NULL || n->kind == J_NULL || is_auto(n))
+        return;
+    if (n->kind != J_STRING || n->text_length == 0) {
+        ERR(ctx, n, "nvme_path", "expected a non-empty path string, got %s", DESCRIBE(n));
+        return;
+    }
+    zero_free(*out);
+    *out = zero_strdup(n->text);
+    if (*out == NULL)
+        ctx->out_of_memory = true;
+}
+
+static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_offload_optimizer_t *o)
+{
+    static const char *const known[] = {"device", "nvme_path", "pin_memory", "buffer_count", "pipeline_read",
+                                        "pipeline_write", "fast_init", "ratio", NULL};
+    node_t *obj, *r;
+    size_t saved;
+    if (n == NULL || n->kind == J_NULL)
+        return;
+    obj = conv_object(ctx, n);
+    if (obj == NULL)
+        return;
+    saved = path_push(ctx, "offload_optimizer");
+    read_offload_device(ctx, obj, &o->device);
+    read_nvme_path(ctx, obj, &o->nvme_path);
+    conv_bool(ctx, take(obj, "pin_memory"), &o->pin_memory);
+    conv_u32(ctx, take(obj, "buffer_count"), 1, UINT32_MAX, &o->buffer_count);
+    conv_bool(ctx, take(obj, "pipeline_read"), &o->pipeline_read);
+    conv_bool(ctx, take(obj, "pipeline_write"), &o->pipeline_write);
+    conv_bool(ctx, take(obj, "fast_init"), &o->fast_init);
+    r = take(obj, "ratio");
+    if (conv_double(ctx, r, 0.0, 1.0, 0, &o->ratio) && o->ratio < 1.0)
+        UNSUP(ctx, r, "ratio", "partial optimizer offload (ratio < 1) is not implemented by libzero");
+    finish(ctx, obj, known);
+    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL)
+        ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
+    path_pop(ctx, saved);
+}
+
+static void walk_offload_param(config_ctx_t *ctx, node_t *n, zero_config_offload_param_t *o)
+{
+    static const char *const known[] = {"device", "nvme_path", "pin_memory", "buffer_count", "buffer_size",
+                                        "max_in_cpu", NULL};
+    node_t *obj;
+    size_t saved;
+    if (n == NULL || n->kind == J_NULL)
+        return;
+    obj = conv_object(ctx, n);
+    if (obj == NULL)
+        return;
+    saved = path_push(ctx, "offload_param");
+    read_offload_device(ctx, obj, &o->device);
+    read_nvme_path(ctx, obj, &o->nvme_path);
+    conv_bool(ctx, take(obj, "pin_memory"), &o->pin_memory);
+    conv_u32(ctx, take(obj, "buffer_count"), 1, UINT32_MAX, &o->buffer_count);
+    conv_u64(ctx, take(obj, "buffer_size"), 1, UINT64_MAX, &o->buffer_size);
+    conv_u64(ctx, take(obj, "max_in_cpu"), 0, UINT64_MAX, &o->max_in_cpu);
+    finish(ctx, obj, known);
+    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL)
+        ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
+    path_pop(ctx, saved);
+}
+
+/* DeepSpeed's cpu_offload / cpu_offload_param: true means an offload block with device "cpu". */
+static void deprecated_cpu_offload(config_ctx_t *ctx, node_t *obj, const char *key, const node_t *block,
+                                   zero_offload_device_t *device, const char *replacement)
+{
+    node_t *n = take(obj, key);
+    bool v = false;
+    if (n == NULL || !conv_bool(ctx, n, &v))
+        return;
+    WARN(ctx, n, key, "deprecated; write \"%s\": {\"device\": \"cpu\"} instead", replacement);
+    if (!v)
+        return;
+    if (block != NULL && block->kind != J_NULL) {
+        char other[CONFIG_PATH_MAX];
+        ERR(ctx, n, key, "conflicts with %s, which is also given; keep only %s",
+            full_path(ctx, replacement, other, sizeof(other)), replacement);
+        return;
+    }
+    *device = ZERO_OFFLOAD_CPU;
+}
+
+static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
+{
+    static const char *const known[] = {
+        "stage", "contiguous_gradients", "reduce_scatter", "reduce_bucket_size", "use_multi_rank_bucket_allreduce",
+        "allgather_partitions", "allgather_bucket_size", "overlap_comm", "load_from_fp32_weights",
+        "elastic_checkpoint", "offload_param", "offload_optimizer", "sub_group_size", "cpu_offload_param",
+        "cpu_offload_use_pin_memory", "cpu_offload", "stage3_prefetch_bucket_size", "prefetch_bucket_size",
+        "stage3_param_persistence_threshold", "param_persistence_threshold", "stage3_model_persistence_threshold",
+        "model_persistence_threshold", "stage3_max_live_parameters", "max_live_parameters",
+        "stage3_max_reuse_distance", "max_reuse_distance", "stage3_gather_16bit_weights_on_model_save",
+        "gather_16bit_weights_on_model_save", "stage3_gather_fp16_weights_on_model_save",
+        "stage3_module_granularity_threshold", "module_granularity_threshold",
+        "stage3_use_all_reduce_for_fetch_params", "use_all_reduce_for_fetch_params", "ignore_unused_parameters",
+        "legacy_stage1", "round_robin_gradients", "zero_hpz_partition_size", "zero_quantized_weights",
+        "zero_quantized_nontrainable_weights", "zero_quantized_gradients", "zeropp_loco_param", "mics_shard_size",
+        "mics_hierarchical_params_gather", "memory_efficient_linear", "pipeline_loading_checkpoint",
+        "override_module_apply", "log_trace_cache_warnings", "zenflow", NULL};
+    zero_config_zero_t *z = &ctx->config->zero_optimization;
+    node_t *obj, *stage, *overlap, *opt_block, *param_block, *pin, *g16, *gfp16, *mics;
+    uint64_t stage_value = 0;
+    bool pin_value = true;
+    size_t saved;
+    char desc_buf_[64];
+
+    if (n == NULL)
+        return;
+    if (n->kind == J_BOOL) {
+        /* DeepSpeed's oldest form: "zero_optimization": true means stage 1. */
+        node_t *ag = take(root, "allgather_size");
+        WARN(ctx, n, "zero_optimization", "a boolean here is DeepSpeed's deprecated form; write {\"stage\": %d}",
+             n->boolean ? 1 : 0);
+        z->stage = n->boolean ? 1 : 0;
+        if (ag)
+            conv_u64(ctx, ag, 0, UINT64_MAX, &z->allgather_bucket_size);
+        return;
+    }
+    if (n->kind != J_OBJECT) {
+        ERR(ctx, n, "zero_optimization", "expected an object, got %s", DESCRIBE(n));
+        return;
+    }
+    obj = n;
+    saved = path_push(ctx, "zero_optimization");
+    stage = take(obj, "stage");
+    if (conv_u64(ctx, stage, 0, 3, &stage_value))
+        z->stage = (int)stage_value;
+    conv_bool(ctx, take(obj, "contiguous_gradients"), &z->contiguous_gradients);
+    conv_bool(ctx, take(obj, "reduce_scatter"), &z->reduce_scatter);
+    conv_u64(ctx, take(obj, "reduce_bucket_size"), 1, UINT64_MAX, &z->reduce_bucket_size);
+    conv_bool(ctx, take(obj, "use_multi_rank_bucket_allreduce"), &z->use_multi_rank_bucket_allreduce);
+    conv_bool(ctx, take(obj, "allgather_partitions"), &z->allgather_partitions);
+    conv_u64(ctx, take(obj, "allgather_bucket_size"), 1, UINT64_MAX, &z->allgather_bucket_size);
+    z->overlap_comm = z->stage == 3;
+    overlap = take(obj, "overlap_comm");
+    if (overlap && overlap->kind != J_NULL)
+        conv_bool(ctx, overlap, &z->overlap_comm);
+    conv_bool(ctx, take(obj, "load_from_fp32_weights"), &z->load_from_fp32_weights);
+    conv_bool(ctx, take(obj, "elastic_checkpoint"), &z->elastic_checkpoint);
+    conv_bool(ctx, take(obj, "ignore_unused_parameters"), &z->ignore_unused_parameters);
+    conv_bool(ctx, take(obj, "round_robin_gradients"), &z->round_robin_gradients);
+    conv_u64(ctx, take(obj, "sub_group_size"), 1, UINT64_MAX, &z->sub_group_size);
+
+    conv_u64(ctx, take_alias(ctx, obj, "stage3_prefetch_bucket_size", "prefetch_bucket_size"), 0, UINT64_MAX,
+             &z->stage3_prefetch_bucket_size);
+    conv_u64(ctx, take_alias(ctx, obj, "stage3_param_persistence_threshold", "param_persistence_threshold"), 0,
+             UINT64_MAX, &z->stage3_param_persistence_threshold);
+    conv_u64(ctx, take_alias(ctx, obj, "stage3_model_persistence_threshold", "model_persistence_threshold"), 0,
+             UINT64_MAX, &z->stage3_model_persistence_threshold);
+    conv_u64(ctx, take_alias(ctx, obj, "stage3_max_live_parameters", "max_live_parameters"), 0, UINT64_MAX,
+             &z->stage3_max_live_parameters);
+    conv_u64(ctx, take_alias(ctx, obj, "stage3_max_reuse_distance", "max_reuse_distance"), 0, UINT64_MAX,
+             &z->stage3_max_reuse_distance);
+    g16 = take_alias(ctx, obj, "stage3_gather_16bit_weights_on_model_save", "gather_16bit_weights_on_model_save");
+    gfp16 = take(obj, "stage3_gather_fp16_weights_on_model_save");
+    if (gfp16) {
+        WARN(ctx, gfp16, gfp16->key, "deprecated; write stage3_gather_16bit_weights_on_model_save instead");
+        if (g16)
+            ERR(ctx, gfp16, gfp16->key, "same setting as %s, which is also given; keep one", g16->key);
+        else
+            g16 = gfp16;
+    }
+    conv_bool(ctx, g16, &z->stage3_gather_16bit_weights_on_model_save);
+    conv_u64(ctx, take_alias(ctx, obj, "stage3_module_granularity_threshold", "module_granularity_threshold"), 0,
+             UINT64_MAX, &z->stage3_module_granularity_threshold);
+    conv_bool(ctx, take_alias(ctx, obj, "stage3_use_all_reduce_for_fetch_params", "use_all_reduce_for_fetch_params"),
+              &z->stage3_use_all_reduce_for_fetch_params);
+
+    opt_block = take(obj, "offload_optimizer");
+    param_block = take(obj, "offload_param");
+    walk_offload_optimizer(ctx, opt_block, &z->offload_optimizer);
+    walk_offload_param(ctx, param_block, &z->offload_param);
+
+    /* Deprecated spellings DeepSpeed still maps. */
+    deprecated_cpu_offload(ctx, obj, "cpu_offload", opt_block, &z->offload_optimizer.device, "offload_optimizer");
+    deprecated_cpu_offload(ctx, obj, "cpu_offload_param", param_block, &z->offload_param.device, "offload_param");
+    pin = take(obj, "cpu_offload_use_pin_memory");
+    if (pin && conv_bool(ctx, pin, &pin_value)) {
+        WARN(ctx, pin, pin->key, "deprecated; write pin_memory inside offload_optimizer / offload_param instead");
+        /* It applies to the offloads the deprecated keys created. */
+        if (opt_block == NULL)
+            z->offload_optimizer.pin_memory = pin_value;
+        if (param_block == NULL)
+            z->offload_param.pin_memory = pin_value;
+    }
+
+    /* DeepSpeed features that change what a step computes: default only. */
+    only_bool(ctx, obj, "legacy_stage1", false, "the legacy stage-1 implementation");
+    only_number(ctx, obj, "zero_hpz_partition_size", 1, "ZeRO++ hierarchical partitioning");
+    only_bool(ctx, obj, "zero_quantized_weights", false, "ZeRO++ quantized weights");
+    only_bool(ctx, obj, "zero_quantized_nontrainable_weights", false, "ZeRO++ quantized non-trainable weights");
+    only_bool(ctx, obj, "zero_quantized_gradients", false, "ZeRO++ quantized gradients");
+    only_null(ctx, obj, "zeropp_loco_param", "LoCo-ZeRO++");
+    only_null(ctx, obj, "zenflow", "ZenFlow");
+    mics = take(obj, "mics_shard_size");
+    if (mics) {
+        int64_t v = -1;
+        if (conv_i64(ctx, mics, &v) && v != -1)
+            UNSUP(ctx, mics, "mics_shard_size", "MiCS sharding is not implemented by libzero (only -1 is accepted)");
+    }
+    only_bool(ctx, obj, "mics_hierarchical_params_gather", false, "MiCS hierarchical gather");
+    /* PyTorch module machinery: no meaning for a C trainer. */
+    accept_bool(ctx, obj, "memory_efficient_linear");
+    accept_bool(ctx, obj, "pipeline_loading_checkpoint");
+    accept_bool(ctx, obj, "override_module_apply");
+    accept_bool(ctx, obj, "log_trace_cache_warnings");
+    finish(ctx, obj, known);
+
+    /* Options that need a stage. */
+    if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage != 3) {
+        node_t *at = param_block ? param_block : obj;
+        ERR(ctx, at, param_block ? "offload_param" : "cpu_offload_param",
+            "parameter offload needs stage 3 (zero_optimization.stage is %d)", z->stage);
+    }
+    if (z->offload_optimizer.device != ZERO_OFFLOAD_NONE && z->stage == 0) {
+        node_t *at = opt_block ? opt_block : obj;
+        ERR(ctx, at, opt_block ? "offload_optimizer" : "cpu_offload",
+            "optimizer offload needs stage 1, 2 or 3 (zero_optimization.stage is 0)");
+    }
+    path_pop(ctx, saved);
+}
+
+/* ---- fp16 / bf16 ---- */
+
+static void walk_fp16(config_ctx_t *ctx, node_t *n)
+{
+    static const char *const known[] = {"enabled", "auto_cast", "loss_scale", "initial_scale_power",
+                                        "loss_scale_window", "hysteresis", "consecutive_hysteresis",
+                                        "min_loss_scale", "fp16_master_weights_and_grads", "fused_mode", NULL};
+    zero_config_fp16_t *f = &ctx->config->fp16;
+    node_t *obj = conv_object(ctx, n);
+    size_t saved;
+    if (obj == NULL)
+        return;
+    saved = path_push(ctx, "fp16");
+    conv_bool(ctx, take(obj, "enabled"), &f->enabled);
+    conv_bool(ctx, take(obj, "auto_cast"), &f->auto_cast);
+    conv_nonneg(ctx, take(obj, "loss_scale"), &f->loss_scale);
+    conv_u32(ctx, take(obj, "initial_scale_power"), 0, 127, &f->initial_scale_power);
+    conv_u64(ctx, take(obj, "loss_scale_window"), 1, UINT64_MAX, &f->loss_scale_window);
+    conv_u32(ctx, take(obj, "hysteresis"), 1, UINT32_MAX, &f->hysteresis);
+    conv_bool(ctx, take(obj, "consecutive_hysteresis"), &f->consecutive_hysteresis);
+    conv_double(ctx, take(obj, "min_loss_scale"), 0.0, 0.0, RANGE_MIN_OPEN | RANGE_NO_MAX, &f->min_loss_scale);
+    only_bool(ctx, obj, "fp16_master_weights_and_grads", false, "fp16 master weights and gradients");
+    accept_bool(ctx, obj, "fused_mode");
+    finish(ctx, obj, known);
+    path_pop(ctx, saved);
+}
+
+static void walk_bf16(config_ctx_t *ctx, node_t *n, const char *name)
+{
+    static const char *const known[] = {"enabled", "immediate_grad_update", "check_grad_overflow",
+                                        "bf16_master_weights_and_grads", "bf16_optimizer_states", NULL};
+    zero_config_bf16_t *b = &ctx->config->bf16;
+    node_t *obj = conv_object(ctx, n);
+    size_t saved;
+    if (obj == NULL)
+        return;
+    saved = path_push(ctx, name);
+    conv_bool(ctx, take(obj, "enabled"), &b->enabled);
+    conv_bool(ctx, take(obj, "immediate_grad_update"), &b->immediate_grad_update);
+    only_bool(ctx, obj, "check_grad_overflow", false, "bf16 overflow checking with skipped steps");
+    only_bool(ctx, obj, "bf16_master_weights_and_grads", false, "bf16 master weights and gradients");
+    only_bool(ctx, obj, "bf16_optimizer_states", false, "bf16 optimizer states");
+    finish(ctx, obj, known);
+    path_pop(ctx, saved);
+}
+
+/* ---- optimizer ---- */
+
+static const enum_entry_t optimizer_types[] = {
+    {"Adam", ZERO_OPTIMIZER_ADAM}, {"AdamW", ZERO_OPTIMIZER_ADAMW}, {"SGD", ZERO_OPTIMIZER_SGD},
+    {"Adagrad", ZERO_OPTIMIZER_ADAGRAD}, {"Lamb", ZERO_OPTIMIZER_LAMB}, {"Lion", ZERO_OPTIMIZER_LION},
+    {NULL, 0}};
+
+/* DeepSpeed (and torch.optim, which DeepSpeed falls back to) optimizers libzero does not implement. */
+static const char *const unsupported_optimizers[] = {
+    "OneBitAdam", "ZeroOneAdam", "OneBitLamb", "MuAdam", "MuAdamW", "MuSGD", "Muon", "RMSprop", "Adadelta",
+    "Adamax", "NAdam", "RAdam", "ASGD", "Rprop", "LBFGS", "SparseAdam", "Adafactor", NULL};
+
+static const char *const optimizer_type_names[] = {"Adam", "AdamW", "SGD", "Adagrad", "Lamb", "Lion",
+                                                   "OneBitAdam", "ZeroOneAdam", "OneBitLamb", NULL};
+
+static void read_betas(config_ctx_t *ctx, node_t *obj, double betas[2])
+{
+    char desc_buf_[64];
+    node_t *n = take(obj, "betas");
+    double v[2] = {betas[0], betas[1]};
+    bool ok = true;
+    size_t i = 0;
+    if (n == NULL || is_auto(n))
+        return;
+    if (n->kind != J_ARRAY || n->count != 2) {
+        ERR(ctx, n, "betas", "expected an array of two numbers in [0, 1), got %s", DESCRIBE(n));
+        return;
+    }
+    for (node_t *e = n->first; e; e = e->next, i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "betas[%zu]", i);
+        if (e->kind != J_NUMBER || !(e->number >= 0.0 && e->number < 1.0)) {
+            ERR(ctx, e, key, "expected a number in [0, 1), got %s", DESCRIBE(e));
+            ok = false;
+        } else {
+            v[i] = e->number;
+        }
+    }
+    if (ok) {
+        betas[0] = v[0];
+        betas[1] = v[1];
+    }
+}
+
+static void walk_optimizer_params(config_ctx_t *ctx, node_t *obj, zero_config_optimizer_t *o)
+{
+    static const char *const adam_keys[] = {"lr", "betas", "eps", "weight_decay", "bias_correction", "adam_w_mode",
+                                            "amsgrad", "torch_adam", "max_grad_norm", NULL};
+    static const char *const lamb_keys[] = {"lr", "betas", "eps", "weight_decay", "bias_correction", "max_coeff",
+                                            "min_coeff", "eps_inside_sqrt", "amsgrad", "max_grad_norm", NULL};
+    static const char *const lion_keys[] = {"lr", "betas", "weight_decay", "max_grad_norm", NULL};
+    static const char *const sgd_keys[] = {"lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
+                                           "foreach", "differentiable", "fused", "max_grad_norm", NULL};
+    static const char *const adagrad_keys[] = {"lr", "eps", "weight_decay", "lr_decay", "initial_accumulator_value",
+                                               "maximize", "foreach", "amsgrad", "max_grad_norm", NULL};
+    const char *const *known = adam_keys;
+    node_t *n, *wmode, *nesterov;
+    bool w_mode = true;
+
+    n = take(obj, "max_grad_norm");
+    if (n)
+        ERR(ctx, n, "max_grad_norm", "not an optimizer parameter in DeepSpeed; use the top-level gradient_clipping");
+    conv_nonneg(ctx, take(obj, "lr"), &o->lr);
+    conv_nonneg(ctx, take(obj, "weight_decay"), &o->weight_decay);
+    switch (o->type) {
+    case ZERO_OPTIMIZER_ADAM:
+    case ZERO_OPTIMIZER_ADAMW:
+        known = adam_keys;
+        read_betas(ctx, obj, o->betas);
+        conv_nonneg(ctx, take(obj, "eps"), &o->eps);
+        conv_bool(ctx, take(obj, "bias_correction"), &o->bias_correction);
+        wmode = take(obj, "adam_w_mode");
+        if (conv_bool(ctx, wmode, &w_mode) && !w_mode && o->type == ZERO_OPTIMIZER_ADAMW)
+            ERR(ctx, wmode, "adam_w_mode", "false contradicts type \"AdamW\"; use type \"Adam\" for L2 weight decay");
+        o->adam_w_mode = o->type == ZERO_OPTIMIZER_ADAMW ? true : w_mode;
+        only_bool(ctx, obj, "amsgrad", false, "AMSGrad");
+        accept_bool(ctx, obj, "torch_adam");
+        break;
+    case ZERO_OPTIMIZER_LAMB:
+        known = lamb_keys;
+        read_betas(ctx, obj, o->betas);
+        conv_nonneg(ctx, take(obj, "eps"), &o->eps);
+        conv_bool(ctx, take(obj, "bias_correction"), &o->bias_correction);
+        conv_nonneg(ctx, take(obj, "max_coeff"), &o->max_coeff);
+        conv_nonneg(ctx, take(obj, "min_coeff"), &o->min_coeff);
+        if (o->min_coeff > o->max_coeff)
+            ERR(ctx, obj, "min_coeff", "must not exceed max_coeff");
+        only_bool(ctx, obj, "eps_inside_sqrt", false, "eps inside the square root");
+        only_bool(ctx, obj, "amsgrad", false, "AMSGrad");
+        break;
+    case ZERO_OPTIMIZER_LION:
+        known = lion_keys;
+        read_betas(ctx, obj, o->betas);
+        break;
+    case ZERO_OPTIMIZER_SGD:
+        known = sgd_keys;
+        conv_nonneg(ctx, take(obj, "momentum"), &o->momentum);
+        conv_nonneg(ctx, take(obj, "dampening"), &o->dampening);
+        nesterov = take(obj, "nesterov");
+        conv_bool(ctx, nesterov, &o->nesterov);
+        if (o->nesterov && (o->momentum <= 0.0 || o->dampening != 0.0))
+            ERR(ctx, nesterov, "nesterov", "needs momentum > 0 and dampening 0");
+        only_bool(ctx, obj, "maximize", false, "maximize");
+        accept_bool(ctx, obj, "foreach");
+        accept_bool(ctx, obj, "differentiable");
+        accept_bool(ctx, obj, "fused");
+        break;
+    case ZERO_OPTIMIZER_ADAGRAD:
+        known = adagrad_keys;
+        conv_nonneg(ctx, take(obj, "eps"), &o->eps);
+        only_number(ctx, obj, "lr_decay", 0, "Adagrad lr_decay");
+        only_number(ctx, obj, "initial_accumulator_value", 0, "Adagrad initial_accumulator_value");
+        only_bool(ctx, obj, "maximize", false, "maximize");
+        only_bool(ctx, obj, "amsgrad", false, "AMSGrad");
+        accept_bool(ctx, obj, "foreach");
+        break;
+    case ZERO_OPTIMIZER_NONE:
+        break;
+    }
+    finish(ctx, obj, known);
+}
+
+static void walk_optimizer(config_ctx_t *ctx, node_t *n)
+{
+    static const char *const known[] = {"type", "params", "legacy_fusion", NULL};
+    zero_config_optimizer_t *o = &ctx->config->optimizer;
+    node_t *obj = conv_object(ctx, n), *type, *params;
+    size_t saved;
+    char desc_buf_[64];
+    int t = 0;
+    if (obj == NULL)
+        return;
+    saved = path_push(ctx, "optimizer");
+    type = take(obj, "type");
+    params = take(obj, "params");
+    conv_bool(ctx, take(obj, "legacy_fusion"), &o->legacy_fusion);
+    finish(ctx, obj, known);
+    if (type == NULL) {
+        ERR(ctx, obj, "type", "required (Adam, AdamW, SGD, Adagrad, Lamb or Lion)");
+    } else if (type->kind != J_STRING || is_auto(type)) {
+        ERR(ctx, type, "type", "expected an optimizer name (Adam, AdamW, SGD, Adagrad, Lamb or Lion), got %s",
+            DESCRIBE(type));
+    } else {
+        const enum_entry_t *e;
+        for (e = optimizer_types; e->name; e++)
+            if (strcasecmp(e->name, type->text) == 0)
+                break;
+        if (e->name) {
+            t = e->value;
+        } else {
+            bool known_elsewhere = false;
+            for (const char *const *u = unsupported_optimizers; *u; u++)
+                known_elsewhere = known_elsewhere || strcasecmp(*u, type->text) == 0;
+            if (known_elsewhere) {
+                UNSUP(ctx, type, "type", "optimizer %s is not implemented by libzero (Adam, AdamW, SGD, Adagrad, "
+                      "Lamb and Lion are)", DESCRIBE(type));
+            } else {
+                const char *near = nearest(type->text, optimizer_type_names);
+                if (near)
+                    ERR(ctx, type, "type", "unknown optimizer %s; did you mean \"%s\"?", DESCRIBE(type), near);
+                else
+                    ERR(ctx, type, "type", "unknown optimizer %s (Adam, AdamW, SGD, Adagrad, Lamb or Lion)",
+                        DESCRIBE(type));
+            }
+        }
+    }
+    if (t != 0) {
+        o->type = (zero_optimizer_type_t)t;
+        /* Per-type defaults before the params override them. */
+        if (o->type == ZERO_OPTIMIZER_ADAGRAD) {
+            o->lr = 1e-2;
+            o->eps = 1e-10;
+        }
+        if (params && params->kind != J_NULL) {
+            node_t *pobj = conv_object(ctx, params);
+            if (pobj) {
+                size_t s2 = path_push(ctx, "params");
+                walk_optimizer_params(ctx, pobj, o);
+                path_pop(ctx, s2);
+            }
+        } else {
+            o->adam_w_mode = true;
+        }
+    }
+    path_pop(ctx, saved);
+}
+
+/* ---- scheduler ---- */
+
+static const enum_entry_t scheduler_types[] = {
+    {"WarmupLR", ZERO_SCHEDULER_WARMUP_LR}, {"WarmupDecayLR", ZERO_SCHEDULER_WARMUP_DECAY_LR},
+    {"WarmupCosineLR", ZERO_SCHEDULER_WARMUP_COSINE_LR}, {"OneCycle", ZERO_SCHEDULER_ONE_CYCLE},
+    {"LRRangeTest", ZERO_SCHEDULER_LR_RANGE_TEST}, {NULL, 0}};
+
+static const char *const scheduler_type_names[] = {"WarmupLR", "WarmupDecayLR", "WarmupCosineLR", "OneCycle",
+                                                   "LRRangeTest", NULL};
+
+/* torch.optim.lr_scheduler classes, which DeepSpeed falls back to. */
+static const char *const unsupported_schedulers[] = {
+    "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "CyclicLR",
+    "OneCycleLR", "LambdaLR", "MultiplicativeLR", "ReduceLROnPlateau", "LinearLR", "ConstantLR", "PolynomialLR",
+    "SequentialLR", "ChainedScheduler", NULL};
+
+static const enum_entry_t warmup_types[] = {{"log", ZERO_WARMUP_LOG}, {"linear", ZERO_WARMUP_LINEAR}, {NULL, 0}};
+
+static void read_warmup_type(config_ctx_t *ctx, node_t *obj, zero_warmup_type_t *out)
+{
+    int v = (int)*out;
+    if (conv_enum(ctx, take(obj, "warmup_type"), warmup_types, &v))
+        *out = (zero_warmup_type_t)v;
+}
+
+static void required_steps(config_ctx_t *ctx, node_t *obj, const char *key, const char *type_name, uint64_t *out)
+{
+    node_t *n = take(obj, key);
+    if (n == NULL || is_auto(n)) {
+        ERR(ctx, n ? n : obj, key, "required for %s%s", type_name,
+            n ? " (\"auto\" has no default here: give the number of steps)" : "");
+        return;
+    }
+    conv_u64(ctx, n, 1, UINT64_MAX, out);
+}
+
+static void required_lr(config_ctx_t *ctx, node_t *obj, const char *key, const char *type_name, double *out)
+{
+    node_t *n = take(obj, key);
+    if (n == NULL || is_auto(n)) {
+        ERR(ctx, n ? n : obj, key, "required for %s%s", type_name,
+            n ? " (\"auto\" has no default here)" : "");
+        return;
+    }
+    conv_nonneg(ctx, n, out);
+}
+
+static void last_batch_iteration(config_ctx_t *ctx, node_t *obj)
+{
+    node_t *n = take(obj, "last_batch_iteration");
+    int64_t v = -1;
+    if (n && conv_i64(ctx, n, &v) && v != -1)
+        UNSUP(ctx, n, "last_batch_iteration", "starting a schedule part-way is not implemented by libzero (only -1 is "
+              "accepted; resume from a checkpoint instead)");
+}
+
+static void walk_scheduler_params(config_ctx_t *ctx, node_t *obj, zero_config_scheduler_t *s)
+{
+    static const char *const warmup_keys[] = {"warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type",
+                                              "last_batch_iteration", NULL};
+    static const char *const decay_keys[] = {"warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type",
+                                             "total_num_steps", "last_batch_iteration", NULL};
+    static const char *const cosine_keys[] = {"total_num_steps", "warmup_min_ratio", "warmup_num_steps",
+                                              "cos_min_ratio", "warmup_type", "last_batch_iteration", NULL};
+    static const char *const cycle_keys[] = {
+        "cycle_min_lr", "cycle_max_lr", "decay_lr_rate", "cycle_first_step_size", "cycle_second_step_size",
+        "cycle_first_stair_count", "cycle_second_stair_count", "decay_step_size", "cycle_momentum", "cycle_min_mom",
+        "cycle_max_mom", "decay_mom_rate", "last_batch_iteration", NULL};
+    static const char *const range_keys[] = {"lr_range_test_min_lr", "lr_range_test_step_size",
+                                             "lr_range_test_step_rate", "lr_range_test_staircase",
+                                             "last_batch_iteration", NULL};
+    const char *const *known = warmup_keys;
+    const char *name = zero_scheduler_type_string(s->type);
+    node_t *steps;
+
+    switch (s->type) {
+    case ZERO_SCHEDULER_WARMUP_LR:
+    case ZERO_SCHEDULER_WARMUP_DECAY_LR:
+        known = s->type == ZERO_SCHEDULER_WARMUP_LR ? warmup_keys : decay_keys;
+        conv_nonneg(ctx, take(obj, "warmup_min_lr"), &s->warmup_min_lr);
+        conv_nonneg(ctx, take(obj, "warmup_max_lr"), &s->warmup_max_lr);
+        steps = take(obj, "warmup_num_steps");
+        conv_u64(ctx, steps, 1, UINT64_MAX, &s->warmup_num_steps);
+        read_warmup_type(ctx, obj, &s->warmup_type);
+        if (s->type == ZERO_SCHEDULER_WARMUP_DECAY_LR) {
+            required_steps(ctx, obj, "total_num_steps", name, &s->total_num_steps);
+            if (s->total_num_steps != 0 && s->total_num_steps < s->warmup_num_steps)
+                WARN(ctx, steps ? steps : obj, "total_num_steps", "is less than warmup_num_steps (%llu < %llu)",
+                     (unsigned long long)s->total_num_steps, (unsigned long long)s->warmup_num_steps);
+        }
+        break;
+    case ZERO_SCHEDULER_WARMUP_COSINE_LR:
+        known = cosine_keys;
+        required_steps(ctx, obj, "total_num_steps", name, &s->total_num_steps);
+        conv_double(ctx, take(obj, "warmup_min_ratio"), 0.0, 1.0, 0, &s->warmup_min_ratio);
+        steps = take(obj, "warmup_num_steps");
+        conv_u64(ctx, steps, 1, UINT64_MAX, &s->warmup_num_steps);
+        conv_double(ctx, take(obj, "cos_min_ratio"), 0.0, 1.0, 0, &s->cos_min_ratio);
+        read_warmup_type(ctx, obj, &s->warmup_type);
+        if (s->total_num_steps != 0 && s->total_num_steps < s->warmup_num_steps)
+            WARN(ctx, steps ? steps : obj, "total_num_steps", "is less than warmup_num_steps (%llu < %llu)",
+                 (unsigned long long)s->total_num_steps, (unsigned long long)s->warmup_num_steps);
+        break;
+    case ZERO_SCHEDULER_ONE_CYCLE: {
+        node_t *second, *second_stairs;
+        known = cycle_keys;
+        required_lr(ctx, obj, "cycle_min_lr", name, &s->cycle_min_lr);
+        required_lr(ctx, obj, "cycle_max_lr", name, &s->cycle_max_lr);
+        conv_nonneg(ctx, take(obj, "decay_lr_rate"), &s->decay_lr_rate);
+        conv_u64(ctx, take(obj, "cycle_first_step_size"), 1, UINT64_MAX, &s->cycle_first_step_size);
+        second = take(obj, "cycle_second_step_size");
+        s->cycle_second_step_size = s->cycle_first_step_size;
+        if (second && second->kind != J_NULL)
+            conv_u64(ctx, second, 1, UINT64_MAX, &s->cycle_second_step_size);
+        conv_u64(ctx, take(obj, "cycle_first_stair_count"), 0, UINT64_MAX, &s->cycle_first_stair_count);
+        second_stairs = take(obj, "cycle_second_stair_count");
+        s->cycle_second_stair_count = s->cycle_first_stair_count;
+        if (second_stairs && second_stairs->kind != J_NULL)
+            conv_u64(ctx, second_stairs, 0, UINT64_MAX, &s->cycle_second_stair_count);
+        conv_u64(ctx, take(obj, "decay_step_size"), 0, UINT64_MAX, &s->decay_step_size);
+        conv_bool(ctx, take(obj, "cycle_momentum"), &s->cycle_momentum);
+        conv_double(ctx, take(obj, "cycle_min_mom"), 0.0, 1.0, RANGE_MAX_OPEN, &s->cycle_min_mom);
+        conv_double(ctx, take(obj, "cycle_max_mom"), 0.0, 1.0, RANGE_MAX_OPEN, &s->cycle_max_mom);
+        conv_double(ctx, take(obj, "decay_mom_rate"), 0.0, 0.0, RANGE_NO_MIN | RANGE_NO_MAX, &s->decay_mom_rate);
+        break;
+    }
+    case ZERO_SCHEDULER_LR_RANGE_TEST:
+        known = range_keys;
+        conv_nonneg(ctx, take(obj, "lr_range_test_min_lr"), &s->lr_range_test_min_lr);
+        conv_u64(ctx, take(obj, "lr_range_test_step_size"), 1, UINT64_MAX, &s->lr_range_test_step_size);
+        conv_nonneg(ctx, take(obj, "lr_range_test_step_rate"), &s->lr_range_test_step_rate);
+        conv_bool(ctx, take(obj, "lr_range_test_staircase"), &s->lr_range_test_staircase);
+        break;
+    case ZERO_SCHEDULER_NONE:
+        break;
+    }
+    last_batch_iteration(ctx, obj);
+    finish(ctx, obj, known);
+}
+
+static void walk_scheduler(config_ctx_t *ctx, node_t *n)
+{
+    static const char *const known[] = {"type", "params", NULL};
+    zero_config_scheduler_t *s = &ctx->config->scheduler;
+    const zero_config_optimizer_t *o = &ctx->config->optimizer;
+    node_t *obj = conv_object(ctx, n), *type, *params;
+    size_t saved;
+    char desc_buf_[64];
+    int t = 0;
+    if (obj == NULL)
+        return;
+    saved = path_push(ctx, "scheduler");
+    type = take(obj, "type");
+    params = take(obj, "params");
+    finish(ctx, obj, known);
+    if (type == NULL) {
+        ERR(ctx, obj, "type", "required (WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle or LRRangeTest)");
+    } else if (type->kind != J_STRING || is_auto(type)) {
+        ERR(ctx, type, "type", "expected a scheduler name (WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle or "
+            "LRRangeTest), got %s", DESCRIBE(type));
+    } else {
+        const enum_entry_t *e;
+        for (e = scheduler_types; e->name; e++)
+            if (strcasecmp(e->name, type->text) == 0)
+                break;
+        if (e->name) {
+            t = e->value;
+        } else {
+            bool torch = false;
+            for (const char *const *u = unsupported_schedulers; *u; u++)
+                torch = torch || strcasecmp(*u, type->text) == 0;
+            if (torch) {
+                UNSUP(ctx, type, "type", "scheduler %s (torch.optim.lr_scheduler) is not implemented by libzero; use "
+                      "one of DeepSpeed's (WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle, LRRangeTest)",
+                      DESCRIBE(type));
+            } else {
+                const char *near = nearest(type->text, scheduler_type_names);
+                if (near)
+                    ERR(ctx, type, "type", "unknown scheduler %s; did you mean \"%s\"?", DESCRIBE(type), near);
+                else
+                    ERR(ctx, type, "type", "unknown scheduler %s (WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle "
+                        "or LRRangeTest)", DESCRIBE(type));
+            }
+        }
+    }
+    if (t != 0) {
+        node_t *pobj = NULL;
+        size_t s2;
+        s->type = (zero_scheduler_type_t)t;
+        /* WarmupLR's peak defaults to the optimizer's learning rate. */
+        s->warmup_max_lr = o->type != ZERO_OPTIMIZER_NONE ? o->lr : 1e-3;
+        if (params && params->kind != J_NULL)
+            pobj = conv_object(ctx, params);
+        s2 = path_push(ctx, "params");
+        if (pobj) {
+            walk_scheduler_params(ctx, pobj, s);
+        } else if (!params || params->kind == J_NULL) {
+            /* No params: the required ones are missing. */
+            if (s->type == ZERO_SCHEDULER_WARMUP_DECAY_LR || s->type == ZERO_SCHEDULER_WARMUP_COSINE_LR)
+                ERR(ctx, obj, "total_num_steps", "required for %s", zero_scheduler_type_string(s->type));
+            if (s->type == ZERO_SCHEDULER_ONE_CYCLE)
+                ERR(ctx, obj, "cycle_min_lr", "required for OneCycle (and cycle_max_lr)");
+        }
+        path_pop(ctx, s2);
+        /* DeepSpeed cycles momentum only for optimizers with betas, and says so. */
+        if (s->type == ZERO_SCHEDULER_ONE_CYCLE && s->cycle_momentum &&
+            (o->type == ZERO_OPTIMIZER_SGD || o->type == ZERO_OPTIMIZER_ADAGRAD)) {
+            s->cycle_momentum = false;
+            WARN(ctx, pobj ? pobj : obj, "params.cycle_momentum", "optimizer %s has no betas, so momentum is not "
+                 "cycled (as in DeepSpeed)", zero_optimizer_type_string(o->type));
+        }
+    }
+    path_pop(ctx, saved);
+}
+
+/* ---- aio, checkpoint ---- */
+
+static const enum_entry_t aio_backends[] = {{"async_io", ZERO_AIO_ASYNC_IO}, {"aio", ZERO_AIO_ASYNC_IO},
+                                            {"async", ZERO_AIO_ASYNC_IO}, {"deepnvme", ZERO_AIO_ASYNC_IO},
+                                            {"posix", ZERO_AIO_POSIX}, {NULL, 0}};
+
+static void walk_aio(config_ctx_t *ctx, node_t *n)
+{
+    static const char *const known[] = {"io_backend", "block_size", "queue_depth", "intra_op_parallelism",
+                                        "thread_count", "single_submit", "overlap_events", "use_gds", NULL};
+    zero_config_aio_t *a = &ctx->config->aio;
+    node_t *obj, *par, *tc;
+    size_t saved;
+    int backend = (int)a->io_backend;
+    if (n == NULL || n->kind == J_NULL)
+        return;
+    obj = conv_object(ctx, n);
+    if (obj == NULL)
+        return;
+    saved = path_push(ctx, "aio");
+    if (conv_enum(ctx, take(obj, "io_backend"), aio_backends, &backend))
+        a->io_backend = (zero_aio_backend_t)backend;
+    conv_u64(ctx, take(obj, "block_size"), 1, UINT64_MAX, &a->block_size);
+    conv_u32(ctx, take(obj, "queue_depth"), 1, UINT32_MAX, &a->queue_depth);
+    par = take(obj, "intra_op_parallelism");
+    tc = take(obj, "thread_count");
+    if (tc) {
+        if (par)
+            ERR(ctx, tc, "thread_count", "same setting as aio.intra_op_parallelism, which is also given; keep one");
+        else
+            WARN(ctx, tc, "thread_count", "deprecated; write intra_op_parallelism instead");
+    }
+    conv_u32(ctx, par ? par : tc, 1, UINT32_MAX, &a->intra_op_parallelism);
+    conv_bool(ctx, take(obj, "single_submit"), &a->single_submit);
+    conv_bool(ctx, take(obj, "overlap_events"), &a->overlap_events);
+    only_bool(ctx, obj, "use_gds", false, "GPUDirect Storage");
+    finish(ctx, obj, known);
+    path_pop(ctx, saved);
+}
+
+static const enum_entry_t tag_validations[] = {{"Ignore", ZERO_TAG_VALIDATION_IGNORE},
+                                               {"Warn", ZERO_TAG_VALIDATION_WARN},
+                                               {"Fail", ZERO_TAG_VALIDATION_FAIL}, {NULL, 0}};
+
+static void walk_checkpoint(config_ctx_t *ctx, node_t *n)
+{
+    static const char *const known[] = {"tag_validation", "load_universal", "use_node_local_storage",
+                                        "parallel_write", "writer", NULL};
+    zero_config_checkpoint_t *c = &ctx->config->checkpoint;
+    node_t *obj = conv_object(ctx, n), *pw, *writer;
+    size_t saved;
+    int tv = (int)c->tag_validation;
+    if (obj == NULL)
+        return;
+    saved = path_push(ctx, "checkpoint");
+    if (conv_enum(ctx, take(obj, "tag_validation"), tag_validations, &tv))
+        c->tag_validation = (zero_tag_validation_t)tv;
+    conv_bool(ctx, take(obj, "load_universal"), &c->load_universal);
+    only_bool(ctx, obj, "use_node_local_storage", false, "node-local checkpoint storage");
+    pw = take(obj, "parallel_write");
+    if (pw && conv_object(ctx, pw)) {
+        static const char *const pw_known[] = {"pipeline_stage", NULL};
+        size_t s2 = path_push(ctx, "parallel_write");
+        accept_bool(ctx, pw, "pipeline_stage"); /* pipeline parallelism only */
+        finish(ctx, pw, pw_known);
+        path_pop(ctx, s2);
+    }
+    writer = take(obj, "writer");
+    if (writer && writer->kind != J_NULL)
+        ignored_add(ctx, "checkpoint.writer");
+    finish(ctx, obj, known);
+    path_pop(ctx, saved);
+}
+
+/* ---- top level ---- */
+
+/* DeepSpeed features acting outside the engine's step: accepted, one warning. */
+static const char *const out_of_scope[] = {
+    "activation_checkpointing", "tensorboard", "wandb", "csv_monitor", "comet", "monitor_config", "comms_logger",
+    "flops_profiler", "autotuning", "compression_training", "data_efficiency", "curriculum_learning",
+    "sparse_attention", "pipeline", "eigenvalue", "progressive_layer_drop", "quantize_training", "hybrid_engine",
+    "weight_quantization", "compile", "timers", "nebula", "datastates", "torch_autocast", "vocabulary_size",
+    "dump_state", "seq_parallel_communication_data_type", "use_data_before_expert_parallelism", "expert_parallel",
+    "graph_harvesting", "log_level", "elasticity", "tensor_parallel", NULL};
+
+static const char *const top_known[] = {
+    "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "optimizer", "scheduler",
+    "fp16", "bf16", "bfloat16", "gradient_clipping", "steps_per_print", "wall_clock_breakdown", "memory_breakdown",
+    "dataloader_drop_last", "zero_optimization", "aio", "checkpoint", "zero_allow_untested_optimizer",
+    "zero_force_ds_cpu_optimizer", "prescale_gradients", "gradient_predivide_factor", "communication_data_type",
+    "sparse_gradients", "disable_allgather", "amp", "data_types", "sequence_parallel_size", "allgather_size",
+    /* out of scope (kept in step with out_of_scope[] for suggestions) */
+    "activation_checkpointing", "tensorboard", "wandb", "csv_monitor", "comet", "monitor_config", "comms_logger",
+    "flops_profiler", "autotuning", "compression_training", "data_efficiency", "curriculum_learning",
+    "sparse_attention", "pipeline", "eigenvalue", "progressive_layer_drop", "quantize_training", "hybrid_engine",
+    "weight_quantization", "compile", "timers", "nebula", "datastates", "torch_autocast", "vocabulary_size",
+    "dump_state", "seq_parallel_communication_data_type", "use_data_before_expert_parallelism", "expert_parallel",
+    "graph_harvesting", "log_level", "elasticity", "tensor_parallel", NULL};
+
+/* A block with an "enabled" switch whose enabled form libzero does not implement. */
+static void only_disabled_block(config_ctx_t *ctx, node_t *root, const char *key, const char *what)
+{
+    node_t *n = take(root, key), *en;
+    bool v = false;
+    if (n == NULL || n->kind == J_NULL)
+        return;
+    if (conv_object(ctx, n) == NULL)
+        return;
+    en = zero_config_json_find(n, "enabled");
+    if (en && conv_bool(ctx, en, &v) && v) {
+        char where[CONFIG_PATH_MAX];
+        snprintf(where, sizeof(where), "%s.enabled", key);
+        UNSUP(ctx, en, where, "%s is not implemented by libzero", what);
+    }
+}
+
+static void resolve_batch(config_ctx_t *ctx, node_t *root, const node_t *tb_node, const node_t *mb_node,
+                          const node_t *gas_node, bool tb_ok, bool mb_ok, bool gas_ok)
+{
+    zero_config_t *c = ctx->config;
+    uint64_t tb = c->train_batch_size, mb = c->train_micro_batch_size_per_gpu, gas = c->gradient_accumulation_steps;
+    uint64_t w = ctx->world_size, prod;
+    bool has_tb = tb_node && tb_ok, has_mb = mb_node && mb_ok, has_gas = gas_node && gas_ok;
+    const node_t *at = tb_node ? tb_node : root;
+
+    if ((tb_node && !tb_ok) || (mb_node && !mb_ok) || (gas_node && !gas_ok)) {
+        /* A bad value was reported already; reset so nothing half-derived is kept. */
+        c->train_batch_size = c->train_micro_batch_size_per_gpu = c->gradient_accumulation_steps = 0;
+        return;
+    }
+    c->train_batch_size = c->train_micro_batch_size_per_gpu = c->gradient_accumulation_steps = 0;
+    c->world_size = ctx->world_size;
+    if (!has_tb && !has_mb) {
+        config_problem_at(ctx, CONFIG_SEV_ERROR, 0, 0, "train_batch_size", "train_batch_size or train_micro_batch_size_per_gpu must be given (with "
+            "gradient_accumulation_steps they determine the third through the world size)");
+        return;
+    }
+    if (has_tb && has_mb && has_gas) {
+        if (__builtin_mul_overflow(mb, gas, &prod) || (w != 0 && __builtin_mul_overflow(prod, w, &prod))) {
+            ERR(ctx, at, "train_batch_size", "train_micro_batch_size_per_gpu * gradient_accumulation_steps * "
+                "world_size overflows");
+            return;
+        }
+        if (w != 0 && tb != prod) {
+            ERR(ctx, at, "train_batch_size", "%llu != train_micro_batch_size_per_gpu %llu * "
+                "gradient_accumulation_steps %llu * world_size %llu (= %llu)", (unsigned long long)tb,
+                (unsigned long long)mb, (unsigned long long)gas, (unsigned long long)w, (unsigned long long)prod);
+            return;
+        }
+        if (w == 0) {
+            if (tb % prod != 0 || tb / prod > UINT32_MAX) {
+                ERR(ctx, at, "train_batch_size", "%llu is not train_micro_batch_size_per_gpu %llu * "
+                    "gradient_accumulation_steps %llu times a world size", (unsigned long long)tb,
+                    (unsigned long long)mb, (unsigned long long)gas);
+                return;
+            }
+            c->world_size = (uint32_t)(tb / prod);
+        }
+        c->train_batch_size = tb;
+        c->train_micro_batch_size_per_gpu = mb;
+        c->gradient_accumulation_steps = gas;
+        return;
+    }
+    if (has_tb && has_mb) {
+        uint64_t div = mb;
+        if (w != 0 && __builtin_mul_overflow(mb, w, &div))
+            div = 0;
+        if (div == 0 || tb % div != 0) {
+            if (w != 0)
+                ERR(ctx, at, "train_batch_size", "%llu is not divisible by train_micro_batch_size_per_gpu %llu * "
+                    "world_size %llu", (unsigned long long)tb, (unsigned long long)mb, (unsigned long long)w);
+            else
+                ERR(ctx, at, "train_batch_size", "%llu is not divisible by train_micro_batch_size_per_gpu %llu",
+                    (unsigned long long)tb, (unsigned long long)mb);
+            return;
+        }
+        c->train_batch_size = tb;
+        c->train_micro_batch_size_per_gpu = mb;
+        if (w != 0)
+            c->gradient_accumulation_steps = tb / div;
+        return;
+    }
+    if (has_tb && has_gas) {
+        uint64_t div = gas;
+        if (w != 0 && __builtin_mul_overflow(gas, w, &div))
+            div = 0;
+        if (div == 0 || tb % div != 0) {
+            if (w != 0)
+                ERR(ctx, at, "train_batch_size", "%llu is not divisible by gradient_accumulation_steps %llu * "
+                    "world_size %llu", (unsigned long long)tb, (unsigned long long)gas, (unsigned long long)w);
+            else
+                ERR(ctx, at, "train_batch_size", "%llu is not divisible by gradient_accumulation_steps %llu",
+                    (unsigned long long)tb, (unsigned long long)gas);
+            return;
+        }
+        c->train_batch_size = tb;
+        c->gradient_accumulation_steps = gas;
+        if (w != 0)
+            c->train_micro_batch_size_per_gpu = tb / div;
+        return;
+    }
+    if (has_mb && has_gas) {
+        c->train_micro_batch_size_per_gpu = mb;
+        c->gradient_accumulation_steps = gas;
+        if (w != 0) {
+            if (__builtin_mul_overflow(mb, gas, &prod) || __builtin_mul_overflow(prod, w, &prod)) {
+                ERR(ctx, mb_node, "train_micro_batch_size_per_gpu", "times gradient_accumulation_steps and "
+                    "world_size overflows");
+                c->train_micro_batch_size_per_gpu = c->gradient_accumulation_steps = 0;
+                return;
+            }
+            c->train_batch_size = prod;
+        }
+        return;
+    }
+    /* One of the two alone: accumulation is 1. */
+    c->gradient_accumulation_steps = 1;
+    if (has_tb) {
+        c->train_batch_size = tb;
+        if (w != 0) {
+            if (tb % w != 0) {
+                ERR(ctx, at, "train_batch_size", "%llu is not divisible by world_size %llu", (unsigned long long)tb,
+                    (unsigned long long)w);
+                c->train_batch_size = c->gradient_accumulation_steps = 0;
+                return;
+            }
+            c->train_micro_batch_size_per_gpu = tb / w;
+        }
+    } else {
+        c->train_micro_batch_size_per_gpu = mb;
+        if (w != 0) {
+            if (__builtin_mul_overflow(mb, w, &prod)) {
+                ERR(ctx, mb_node, "train_micro_batch_size_per_gpu", "times world_size overflows");
+                return;
+            }
+            c->train_batch_size = prod;
+        }
+    }
+}
+
+void config_schema_apply(config_ctx_t *ctx, zero_config_json_node_t *root)
+{
+    zero_config_t *c = ctx->config;
+    node_t *tb, *mb, *gas, *bf, *bf_old, *n, *fp16_node;
+    bool tb_ok = false, mb_ok = false, gas_ok = false;
+
+    set_defaults(c);
+    check_duplicates(ctx, root);
+
+    tb = take(root, "train_batch_size");
+    mb = take(root, "train_micro_batch_size_per_gpu");
+    gas = take(root, "gradient_accumulation_steps");
+    if (tb && is_auto(tb))
+        tb = NULL;
+    if (mb && is_auto(mb))
+        mb = NULL;
+    if (gas && is_auto(gas))
+        gas = NULL;
+    tb_ok = tb && conv_u64(ctx, tb, 1, BATCH_MAX, &c->train_batch_size);
+    mb_ok = mb && conv_u64(ctx, mb, 1, BATCH_MAX, &c->train_micro_batch_size_per_gpu);
+    gas_ok = gas && conv_u64(ctx, gas, 1, BATCH_MAX, &c->gradient_accumulation_steps);
+
+    walk_zero(ctx, root, take(root, "zero_optimization"));
+    take(root, "allgather_size"); /* only meaningful with the boolean zero_optimization form */
+
+    fp16_node = take(root, "fp16");
+    walk_fp16(ctx, fp16_node);
+    bf = take(root, "bf16");
+    bf_old = take(root, "bfloat16");
+    if (bf_old) {
+        if (bf)
+            config_problem_at(ctx, CONFIG_SEV_ERROR, bf_old->key_line, bf_old->key_column, "bfloat16",
+                              "same setting as bf16, which is also given; keep bf16");
+        else
+            config_problem_at(ctx, CONFIG_SEV_WARNING, bf_old->key_line, bf_old->key_column, "bfloat16",
+                              "deprecated spelling; write bf16 instead");
+    }
+    walk_bf16(ctx, bf ? bf : bf_old, bf ? "bf16" : "bfloat16");
+    if (c->fp16.enabled && c->bf16.enabled) {
+        node_t *en = zero_config_json_find(bf ? bf : bf_old, "enabled");
+        ERR(ctx, en, bf ? "bf16.enabled" : "bfloat16.enabled", "fp16 and bf16 cannot both be enabled");
+    }
+    c->precision = c->fp16.enabled ? ZERO_FP16 : (c->bf16.enabled ? ZERO_BF16 : ZERO_FP32);
+
+    walk_optimizer(ctx, take(root, "optimizer"));
+    walk_scheduler(ctx, take(root, "scheduler"));
+
+    conv_nonneg(ctx, take(root, "gradient_clipping"), &c->gradient_clipping);
+    conv_u64(ctx, take(root, "steps_per_print"), 0, UINT64_MAX, &c->steps_per_print);
+    conv_bool(ctx, take(root, "wall_clock_breakdown"), &c->wall_clock_breakdown);
+    conv_bool(ctx, take(root, "memory_breakdown"), &c->memory_breakdown);
+    conv_bool(ctx, take(root, "dataloader_drop_last"), &c->dataloader_drop_last);
+    conv_bool(ctx, take(root, "zero_allow_untested_optimizer"), &c->zero_allow_untested_optimizer);
+    conv_bool(ctx, take(root, "zero_force_ds_cpu_optimizer"), &c->zero_force_ds_cpu_optimizer);
+    walk_aio(ctx, take(root, "aio"));
+    walk_checkpoint(ctx, take(root, "checkpoint"));
+
+    /* DeepSpeed knobs that change the step: accepted at their defaults only. */
+    only_bool(ctx, root, "prescale_gradients", false, "gradient prescaling");
+    only_number(ctx, root, "gradient_predivide_factor", 1.0, "a gradient predivide factor");
+    only_null(ctx, root, "communication_data_type", "a separate gradient communication dtype");
+    only_bool(ctx, root, "sparse_gradients", false, "sparse (CSR) gradients");
+    only_bool(ctx, root, "disable_allgather", false, "disable_allgather");
+    only_number(ctx, root, "sequence_parallel_size", 1, "sequence parallelism");
+    only_disabled_block(ctx, root, "amp", "Apex AMP (amp.enabled)");
+    n = take(root, "data_types");
+    if (n && conv_object(ctx, n)) {
+        static const char *const dt_known[] = {"grad_accum_dtype", NULL};
+        size_t s2 = path_push(ctx, "data_types");
+        only_null(ctx, n, "grad_accum_dtype", "a separate gradient accumulation dtype");
+        finish(ctx, n, dt_known);
+        path_pop(ctx, s2);
+    }
+
+    /* Out-of-scope features, with two that would change the batch or partitioning. */
+    for (const char *const *k = out_of_scope; *k; k++) {
+        n = take(root, *k);
+        if (n == NULL)
+            continue;
+        if (strcmp(*k, "elasticity") == 0 && n->kind == J_OBJECT) {
+            node_t *en = zero_config_json_find(n, "enabled");
+            if (en && en->kind == J_BOOL && en->boolean) {
+                UNSUP(ctx, en, "elasticity.enabled", "elastic training (which chooses the batch sizes) is not "
+                      "implemented by libzero");
+                continue;
+            }
+        }
+        if (strcmp(*k, "tensor_parallel") == 0 && n->kind == J_OBJECT) {
+            node_t *tp = zero_config_json_find(n, "autotp_size");
+            if (tp && tp->kind == J_NUMBER && tp->number > 1) {
+                UNSUP(ctx, tp, "tensor_parallel.autotp_size", "tensor parallelism is not implemented by libzero");
+                continue;
+            }
+        }
+        ignored_add(ctx, *k);
+    }
+    finish(ctx, root, top_known);
+
+    resolve_batch(ctx, root, tb, mb, gas, tb_ok, mb_ok, gas_ok);
+
+    if (ctx->ignored)
+        config_problem_at(ctx, CONFIG_SEV_WARNING, 0, 0, NULL,
+                          "accepted but ignored, outside libzero's scope (see docs/config.md): %s", ctx->ignored);
+}
