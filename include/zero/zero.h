@@ -14,5 +14,7 @@
 #include <zero/memory.h>
 #include <zero/types.h>
 #include <zero/config.h>
+#include <zero/comm.h>
+#include <zero/engine.h>
 
 #endif /* ZERO_ZERO_H */

@@ -36,6 +36,7 @@
 #define ZERO_OPTIM_LR_SCHEDULE_H
 
 #include <stdint.h>
+#include <zero/config.h>
 #include <zero/status.h>
 
 #define ZERO_LR_ONECYCLE_BETA2 0.99
@@ -49,10 +50,7 @@ typedef enum zero_lr_schedule_type {
     ZERO_LR_RANGE_TEST         /* LRRangeTest */
 } zero_lr_schedule_type_t;
 
-typedef enum zero_warmup_type {
-    ZERO_WARMUP_LOG = 0,
-    ZERO_WARMUP_LINEAR = 1
-} zero_warmup_type_t;
+/* zero_warmup_type_t (log, linear) is the config's enum. */
 
 typedef struct zero_lr_schedule_params {
     zero_lr_schedule_type_t type;

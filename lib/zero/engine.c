@@ -95,7 +95,7 @@ static zero_status_t map_schedule(zero_engine_h e)
     p.warmup_min_lr = s->warmup_min_lr;
     p.warmup_max_lr = s->warmup_max_lr;
     p.warmup_num_steps = (int64_t)s->warmup_num_steps;
-    p.warmup_type = s->warmup_type == ZERO_WARMUP_LINEAR ? ZERO_LR_WARMUP_LINEAR : ZERO_LR_WARMUP_LOG;
+    p.warmup_type = s->warmup_type;
     p.total_num_steps = (int64_t)s->total_num_steps;
     p.warmup_min_ratio = s->warmup_min_ratio;
     p.cos_min_ratio = s->cos_min_ratio;
@@ -554,10 +554,6 @@ static void initial_values(zero_engine_h e, struct zero_param *p, size_t off, si
     }
 }
 
-static zero_optim_w16_t w16_of(zero_dtype_t d)
-{
-    return d == ZERO_BF16 ? ZERO_OPTIM_W16_BF16 : d == ZERO_FP16 ? ZERO_OPTIM_W16_FP16 : ZERO_OPTIM_W16_NONE;
-}
 
 static int optimizer_states(const zero_config_t *c)
 {

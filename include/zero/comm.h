@@ -1,0 +1,278 @@
+/*
+ * Communicator: the collectives every ZeRO stage is built from.
+ *
+ * A communicator joins the processes of one job (its "ranks"). It is created
+ * from the environment that zero-launch (or mpirun, or srun) sets, meets the
+ * other ranks through a small TCP rendezvous served by rank 0, and then moves
+ * data with one of three backends, chosen per call from the memory kind of the
+ * buffers:
+ *
+ *   - ucx  (ZERO_MEM_HOST, ZERO_MEM_PINNED, world size > 1): ring
+ *          reduce-scatter / allgather over UCP tagged messages, chunked and
+ *          pipelined; shared memory on one host, TCP or RDMA across hosts, as
+ *          UCX_TLS allows. A progress thread per communicator moves the data,
+ *          so non-blocking calls advance while the caller computes.
+ *   - nccl (ZERO_MEM_DEVICE; only in builds with the cuda feature): NCCL
+ *          collectives on a communication stream owned by the communicator.
+ *   - self (world size 1): plain copies.
+ *
+ * Environment (read by zero_comm_create; full list and defaults in docs/comm.md):
+ *   RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_SIZE, CROSS_RANK, CROSS_SIZE (zero-launch),
+ *   or OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK,LOCAL_SIZE} (mpirun),
+ *   or SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE /
+ *      SLURM_TASKS_PER_NODE, SLURM_NODEID, SLURM_NNODES (srun);
+ *   MASTER_ADDR, MASTER_PORT: where rank 0 serves the rendezvous (always needed
+ *      when the world has more than one rank, whichever launcher started it);
+ *   ZERO_JOB_TOKEN: 32 lowercase hex characters, the same on every rank; every
+ *      rendezvous connection must present it. Without it a job of more than one
+ *      rank refuses to start unless ZERO_ALLOW_NO_TOKEN=1 is set on every rank;
+ *   ZERO_RENDEZVOUS_TIMEOUT, ZERO_COMM_TIMEOUT: seconds (see the params below).
+ * With none of RANK, OMPI_COMM_WORLD_RANK or SLURM_PROCID set, the process is a
+ * world of one.
+ *
+ * Semantics shared by every collective:
+ *   - Collectives are matched by the order in which each rank starts them: every
+ *     rank must start the same collectives, with the same count, dtype, op and
+ *     root, in the same order. Requests complete in the order they were started.
+ *   - Counts are element counts of @p dtype; any count is allowed, including 0.
+ *   - 16-bit data (fp16, bf16) is reduced in fp32: partial sums travel between
+ *     ranks as fp32 and each result element is rounded to 16 bits once.
+ *   - ZERO_COMM_AVG divides the fp32 sum by the world size before rounding.
+ *   - Failure: when a peer dies, leaves, or sends nothing for timeout_s while a
+ *     collective waits on it, the pending collectives and every later call on
+ *     this communicator fail with ZERO_ERR_COMM (peer died or misbehaved) or
+ *     ZERO_ERR_TIMEOUT (peer silent), and the log names the peer rank. A failed
+ *     communicator cannot recover: destroy it.
+ *
+ * Thread safety: every call may be made from any thread, but the collectives of
+ * one communicator must be started in one well-defined order (starting them
+ * concurrently from two threads gives an order the other ranks cannot match).
+ * Request calls (test/wait/free) on different requests may run concurrently.
+ */
+#ifndef ZERO_COMM_H
+#define ZERO_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zero/export.h>
+#include <zero/memory.h>
+#include <zero/status.h>
+#include <zero/types.h>
+
+ZERO_BEGIN_DECLS
+
+/** A communicator (opaque). */
+typedef struct zero_comm *zero_comm_h;
+
+/** A started non-blocking collective (opaque). */
+typedef struct zero_comm_request *zero_comm_request_h;
+
+/** Reduction operators. */
+typedef enum zero_comm_op {
+    ZERO_COMM_SUM = 0, /**< element-wise sum */
+    ZERO_COMM_AVG = 1, /**< element-wise sum divided by the world size */
+    ZERO_COMM_MAX = 2, /**< element-wise maximum */
+    ZERO_COMM_OP_COUNT
+} zero_comm_op_t;
+
+/** Backends, as bits of zero_comm_params_t::backends. */
+typedef enum zero_comm_backend {
+    ZERO_COMM_BACKEND_SELF = 1u << 0, /**< world of one: copies */
+    ZERO_COMM_BACKEND_UCX  = 1u << 1, /**< host and pinned memory */
+    ZERO_COMM_BACKEND_NCCL = 1u << 2  /**< device memory (builds with the cuda feature) */
+} zero_comm_backend_t;
+
+/** Bits of zero_comm_params_t::field_mask (never renumbered). */
+enum zero_comm_params_field {
+    ZERO_COMM_PARAM_FIELD_RENDEZVOUS_TIMEOUT = 1u << 0,
+    ZERO_COMM_PARAM_FIELD_TIMEOUT            = 1u << 1,
+    ZERO_COMM_PARAM_FIELD_BACKENDS           = 1u << 2,
+    ZERO_COMM_PARAM_FIELD_CHUNK_BYTES        = 1u << 3,
+    ZERO_COMM_PARAM_FIELD_CHUNKS_IN_FLIGHT   = 1u << 4,
+    ZERO_COMM_PARAM_FIELD_CUDA_DEVICE        = 1u << 5
+};
+
+/**
+ * Options of zero_comm_create. Set field_mask to the fields you set; a field
+ * left out of the mask takes its environment variable, else its default.
+ * A field in the mask wins over the environment.
+ */
+typedef struct zero_comm_params {
+    uint64_t field_mask;
+    /** Seconds that rank 0 waits for every rank to join, and that other ranks
+     *  keep retrying to reach rank 0. Env ZERO_RENDEZVOUS_TIMEOUT; default 300. */
+    double rendezvous_timeout_s;
+    /** Seconds a collective may wait without any data arriving from the peer it
+     *  waits on before it fails with ZERO_ERR_TIMEOUT naming that peer; also
+     *  bounds the shutdown handshake of zero_comm_destroy. A dead peer is
+     *  detected within about a second regardless of this bound (its connection
+     *  to rank 0 closes). Env ZERO_COMM_TIMEOUT; default 300. */
+    double timeout_s;
+    /** Bit set of zero_comm_backend_t that may be used; a call that needs a
+     *  backend left out fails with ZERO_ERR_UNSUPPORTED. Default: all built. */
+    uint32_t backends;
+    /** Pipeline chunk of the ucx ring, in bytes (4 KiB .. 64 MiB).
+     *  Env ZERO_COMM_CHUNK_BYTES; default 1 MiB. */
+    size_t chunk_bytes;
+    /** Chunks each rank keeps in flight per direction (1 .. 16).
+     *  Env ZERO_COMM_CHUNKS_IN_FLIGHT; default 4. */
+    int chunks_in_flight;
+    /** CUDA device for the nccl backend; default -1: LOCAL_RANK modulo the
+     *  number of visible devices. Ignored without the cuda feature. */
+    int cuda_device;
+} zero_comm_params_t;
+
+/** Defaults for zero_comm_params_t: field_mask 0, every field at its default. */
+#define ZERO_COMM_PARAMS_INIT {0, 300.0, 300.0, 0u, (size_t)1 << 20, 4, -1}
+
+/**
+ * Creates a communicator from the environment: parses the rank variables,
+ * joins the rendezvous (rank 0 serves it on MASTER_ADDR:MASTER_PORT; the others
+ * connect, retrying with exponential back-off until rendezvous_timeout_s),
+ * exchanges UCX worker addresses (and the NCCL unique id where every rank has a
+ * GPU), connects to the ring neighbours and starts the progress thread.
+ * Collective: every rank of the job must call it.
+ *
+ * @param params     options, or NULL for all defaults (the caller keeps it).
+ * @param comm_p     receives the communicator on success; untouched on failure.
+ * @return ZERO_OK; ZERO_ERR_INVALID_ARG (bad environment or params: the log
+ *         names the variable), ZERO_ERR_TIMEOUT (the job did not form in time),
+ *         ZERO_ERR_PROTOCOL (rank 0 answered with a malformed or foreign reply),
+ *         ZERO_ERR_IO (socket errors), ZERO_ERR_COMM (UCX could not connect),
+ *         ZERO_ERR_NO_MEMORY. On failure nothing is left allocated.
+ * Thread safety: may run concurrently with other libzero calls; the returned
+ * handle follows the rules at the top of this header.
+ */
+ZERO_API zero_status_t zero_comm_create(const zero_comm_params_t *params, zero_comm_h *comm_p);
+
+/**
+ * Destroys a communicator. Collective when the communicator is healthy: every
+ * rank shuts down together (so no rank leaves while its data is still in
+ * flight), bounded by timeout_s. After a failure it returns at once.
+ * Pending requests are waited for first (they end in success or failure);
+ * requests not yet freed stay valid for test/wait/free. NULL is allowed.
+ * Thread safety: no other call on @p comm may run concurrently or follow.
+ */
+ZERO_API void zero_comm_destroy(zero_comm_h comm);
+
+/** This process's rank in [0, size). */
+ZERO_API int zero_comm_rank(zero_comm_h comm);
+/** The number of ranks in the job. */
+ZERO_API int zero_comm_size(zero_comm_h comm);
+/** The rank among the ranks on this node, in [0, local size). */
+ZERO_API int zero_comm_local_rank(zero_comm_h comm);
+/** The number of ranks on this node. */
+ZERO_API int zero_comm_local_size(zero_comm_h comm);
+/** The index of this node among the job's nodes (CROSS_RANK). */
+ZERO_API int zero_comm_cross_rank(zero_comm_h comm);
+/** The number of nodes (CROSS_SIZE). */
+ZERO_API int zero_comm_cross_size(zero_comm_h comm);
+
+/**
+ * Starts an allreduce: @p recvbuf[i] = op over ranks of @p sendbuf[i], for
+ * i < @p count. In place when @p sendbuf == @p recvbuf; any other overlap is
+ * ZERO_ERR_INVALID_ARG. Both buffers are of @p mem_kind.
+ *
+ * The buffers must stay valid, and @p sendbuf unchanged, until the request
+ * completes. On success *@p request_p receives a request the caller must
+ * release with zero_comm_request_free. On failure nothing was started and
+ * *@p request_p is untouched.
+ * @return ZERO_OK; ZERO_ERR_INVALID_ARG (NULL buffer with count > 0, bad dtype,
+ *         op or kind, overlap), ZERO_ERR_UNSUPPORTED (the backend for @p mem_kind
+ *         is not built or not allowed), ZERO_ERR_OVERFLOW (count too large),
+ *         the communicator's failure status (ZERO_ERR_COMM, ZERO_ERR_TIMEOUT),
+ *         ZERO_ERR_NO_MEMORY.
+ */
+ZERO_API zero_status_t zero_comm_allreduce_start(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                 size_t count, zero_dtype_t dtype, zero_comm_op_t op,
+                                                 zero_mem_kind_t mem_kind, zero_comm_request_h *request_p);
+
+/**
+ * Starts a reduce-scatter (NCCL's semantics): @p sendbuf holds size * @p recvcount
+ * elements; rank r receives in @p recvbuf the reduction over ranks of elements
+ * [r * recvcount, (r + 1) * recvcount). A caller whose length does not divide
+ * by the world size pads it. In place when @p recvbuf == @p sendbuf + rank *
+ * recvcount elements; other overlaps are ZERO_ERR_INVALID_ARG. Ownership,
+ * lifetime and errors as zero_comm_allreduce_start.
+ */
+ZERO_API zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                      size_t recvcount, zero_dtype_t dtype, zero_comm_op_t op,
+                                                      zero_mem_kind_t mem_kind, zero_comm_request_h *request_p);
+
+/**
+ * Starts an allgather (NCCL's semantics): every rank contributes @p sendcount
+ * elements and receives size * sendcount elements in @p recvbuf, rank r's at
+ * [r * sendcount, (r + 1) * sendcount). In place when @p sendbuf == @p recvbuf +
+ * rank * sendcount elements; other overlaps are ZERO_ERR_INVALID_ARG.
+ * Ownership, lifetime and errors as zero_comm_allreduce_start.
+ */
+ZERO_API zero_status_t zero_comm_allgather_start(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                 size_t sendcount, zero_dtype_t dtype,
+                                                 zero_mem_kind_t mem_kind, zero_comm_request_h *request_p);
+
+/**
+ * Starts a broadcast: @p count elements of @p sendbuf on rank @p root are copied
+ * into @p recvbuf on every rank (root included). @p sendbuf is read on the root
+ * only (may be NULL elsewhere); in place when sendbuf == recvbuf on the root.
+ * @return as zero_comm_allreduce_start, and ZERO_ERR_INVALID_ARG for a root
+ *         outside [0, size).
+ */
+ZERO_API zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                 size_t count, zero_dtype_t dtype, int root,
+                                                 zero_mem_kind_t mem_kind, zero_comm_request_h *request_p);
+
+/**
+ * Starts a barrier: the request completes once every rank has started this
+ * barrier. Errors as zero_comm_allreduce_start.
+ */
+ZERO_API zero_status_t zero_comm_barrier_start(zero_comm_h comm, zero_comm_request_h *request_p);
+
+/**
+ * Checks a request without blocking.
+ * @return ZERO_INPROGRESS while it runs; ZERO_OK once it completed; otherwise
+ *         the error that ended it (ZERO_ERR_COMM, ZERO_ERR_TIMEOUT, ...), logged
+ *         once by the progress thread. ZERO_ERR_INVALID_ARG for NULL.
+ * Thread safety: any thread; it never touches the communicator once the
+ * request has completed.
+ */
+ZERO_API zero_status_t zero_comm_request_test(zero_comm_request_h request);
+
+/**
+ * Blocks until a request completes (successfully or not) and returns its
+ * status as zero_comm_request_test would. Bounded: a request always ends,
+ * at the latest timeout_s after its peer stops answering.
+ */
+ZERO_API zero_status_t zero_comm_request_wait(zero_comm_request_h request);
+
+/**
+ * Releases a request; waits for it first if it is still running (its buffers
+ * are in use until then). NULL is allowed.
+ */
+ZERO_API void zero_comm_request_free(zero_comm_request_h request);
+
+/** Blocking allreduce: start, wait, free. Arguments as zero_comm_allreduce_start. */
+ZERO_API zero_status_t zero_comm_allreduce(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                           zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind);
+
+/** Blocking reduce-scatter. Arguments as zero_comm_reduce_scatter_start. */
+ZERO_API zero_status_t zero_comm_reduce_scatter(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                size_t recvcount, zero_dtype_t dtype, zero_comm_op_t op,
+                                                zero_mem_kind_t mem_kind);
+
+/** Blocking allgather. Arguments as zero_comm_allgather_start. */
+ZERO_API zero_status_t zero_comm_allgather(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                           size_t sendcount, zero_dtype_t dtype, zero_mem_kind_t mem_kind);
+
+/** Blocking broadcast. Arguments as zero_comm_broadcast_start. */
+ZERO_API zero_status_t zero_comm_broadcast(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                           zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind);
+
+/** Blocking barrier. */
+ZERO_API zero_status_t zero_comm_barrier(zero_comm_h comm);
+
+/** A static name of an operator: "sum", "avg", "max" ("unknown" otherwise). */
+ZERO_API const char *zero_comm_op_string(zero_comm_op_t op);
+
+ZERO_END_DECLS
+
+#endif /* ZERO_COMM_H */

@@ -1,0 +1,850 @@
+/*
+ * The communicator front: creation from the environment, argument checks,
+ * the request queue and the progress thread that runs the backends.
+ *
+ * Threads: API calls enqueue requests under comm->lock and wake the progress
+ * thread through an eventfd. The progress thread is the only thread that
+ * touches UCX and the rendezvous sockets while the communicator lives. It runs
+ * one host collective at a time, in start order, and between (and during)
+ * collectives watches the rendezvous sockets so that a dead rank fails every
+ * pending and later call.
+ */
+#define ZERO_LOG_MODULE "comm"
+#include "comm/comm_internal.h"
+#include "comm/nccl.h"
+#include "comm/timeutil.h"
+#include "comm/ucx.h"
+#include "util/alloc.h"
+#include "util/checks.h"
+#include "util/log.h"
+#include "zero_build_config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define BLOB_MAGIC 0x5a434231u     /* "ZCB1" */
+#define BLOB_FLAG_GPU 1u
+#define BLOB_HEADER 12
+#define IDLE_SPINS_BEFORE_SLEEP 200
+#define HEALTH_CHECK_INTERVAL 0.002
+
+const char *zero_coll_name(zero_coll_kind_t kind)
+{
+    switch (kind) {
+    case ZERO_COLL_ALLREDUCE:      return "allreduce";
+    case ZERO_COLL_REDUCE_SCATTER: return "reduce-scatter";
+    case ZERO_COLL_ALLGATHER:      return "allgather";
+    case ZERO_COLL_BROADCAST:      return "broadcast";
+    case ZERO_COLL_BARRIER:        return "barrier";
+    }
+    return "collective";
+}
+
+const char *zero_comm_op_string(zero_comm_op_t op)
+{
+    switch (op) {
+    case ZERO_COMM_SUM: return "sum";
+    case ZERO_COMM_AVG: return "avg";
+    case ZERO_COMM_MAX: return "max";
+    default:            return "unknown";
+    }
+}
+
+/* ---- configuration: params > environment > defaults ---- */
+
+static zero_status_t env_size(const char *name, size_t lo, size_t hi, size_t *value_p)
+{
+    const char *v = getenv(name);
+    char *end;
+    unsigned long long x;
+    if (v == NULL)
+        return ZERO_OK;
+    errno = 0;
+    x = strtoull(v, &end, 10);
+    if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || x < lo || x > hi) {
+        ZERO_LOG_ERROR("environment: %s='%s' is not an integer in [%zu, %zu]", name, v, lo, hi);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    *value_p = (size_t)x;
+    return ZERO_OK;
+}
+
+static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_config_t *cfg)
+{
+    const char *v;
+    size_t inflight = 4;
+    uint64_t mask = p ? p->field_mask : 0;
+
+    cfg->rendezvous_timeout_s = 300.0;
+    cfg->timeout_s = 300.0;
+    cfg->backends = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | (HAVE_CUDA ? ZERO_COMM_BACKEND_NCCL : 0u);
+    cfg->chunk_bytes = (size_t)1 << 20;
+    cfg->cuda_device = -1;
+    if ((v = getenv("ZERO_RENDEZVOUS_TIMEOUT")) != NULL &&
+        zero_comm_parse_seconds("ZERO_RENDEZVOUS_TIMEOUT", v, &cfg->rendezvous_timeout_s) != ZERO_OK)
+        return ZERO_ERR_INVALID_ARG;
+    if ((v = getenv("ZERO_COMM_TIMEOUT")) != NULL &&
+        zero_comm_parse_seconds("ZERO_COMM_TIMEOUT", v, &cfg->timeout_s) != ZERO_OK)
+        return ZERO_ERR_INVALID_ARG;
+    if (env_size("ZERO_COMM_CHUNK_BYTES", 4096, (size_t)64 << 20, &cfg->chunk_bytes) != ZERO_OK ||
+        env_size("ZERO_COMM_CHUNKS_IN_FLIGHT", 1, 16, &inflight) != ZERO_OK)
+        return ZERO_ERR_INVALID_ARG;
+    cfg->chunks_in_flight = (int)inflight;
+
+    if (mask & ZERO_COMM_PARAM_FIELD_RENDEZVOUS_TIMEOUT) {
+        if (!(p->rendezvous_timeout_s > 0 && p->rendezvous_timeout_s <= 1e6)) {
+            ZERO_LOG_ERROR("params: rendezvous_timeout_s=%g is outside (0, 1e6]", p->rendezvous_timeout_s);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        cfg->rendezvous_timeout_s = p->rendezvous_timeout_s;
+    }
+    if (mask & ZERO_COMM_PARAM_FIELD_TIMEOUT) {
+        if (!(p->timeout_s > 0 && p->timeout_s <= 1e6)) {
+            ZERO_LOG_ERROR("params: timeout_s=%g is outside (0, 1e6]", p->timeout_s);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        cfg->timeout_s = p->timeout_s;
+    }
+    if (mask & ZERO_COMM_PARAM_FIELD_BACKENDS) {
+        uint32_t all = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | ZERO_COMM_BACKEND_NCCL;
+        if (p->backends & ~all) {
+            ZERO_LOG_ERROR("params: backends 0x%x has unknown bits", p->backends);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        if ((p->backends & ZERO_COMM_BACKEND_NCCL) && !HAVE_CUDA) {
+            ZERO_LOG_ERROR("params: the nccl backend was requested but libzero was built without CUDA");
+            return ZERO_ERR_UNSUPPORTED;
+        }
+        cfg->backends = p->backends;
+    }
+    if (mask & ZERO_COMM_PARAM_FIELD_CHUNK_BYTES) {
+        if (p->chunk_bytes < 4096 || p->chunk_bytes > ((size_t)64 << 20)) {
+            ZERO_LOG_ERROR("params: chunk_bytes=%zu is outside [4096, 64 MiB]", p->chunk_bytes);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        cfg->chunk_bytes = p->chunk_bytes;
+    }
+    if (mask & ZERO_COMM_PARAM_FIELD_CHUNKS_IN_FLIGHT) {
+        if (p->chunks_in_flight < 1 || p->chunks_in_flight > 16) {
+            ZERO_LOG_ERROR("params: chunks_in_flight=%d is outside [1, 16]", p->chunks_in_flight);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        cfg->chunks_in_flight = p->chunks_in_flight;
+    }
+    if (mask & ZERO_COMM_PARAM_FIELD_CUDA_DEVICE)
+        cfg->cuda_device = p->cuda_device;
+    cfg->chunk_bytes &= ~(size_t)15;    /* whole elements of every type */
+    return ZERO_OK;
+}
+
+/* ---- progress thread ---- */
+
+static void set_failed(zero_comm_t *comm, zero_status_t status, int rank)
+{
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&comm->failed, &expected, (int)status))
+        comm->failed_rank = rank;
+#if HAVE_CUDA
+    if (comm->nccl != NULL)
+        zero_nccl_abort(comm->nccl);    /* no rank may stay stuck in an NCCL kernel */
+#endif
+}
+
+static void complete(zero_comm_t *comm, zero_comm_request_h req, zero_status_t status)
+{
+    pthread_mutex_lock(&comm->lock);
+    atomic_store(&req->status, (int)status);
+    comm->pending--;
+    pthread_cond_broadcast(&comm->cond);
+    pthread_mutex_unlock(&comm->lock);
+}
+
+/* Sleeps until the API side, a rendezvous socket or UCX has something, or @p ms passed. */
+static void wait_events(zero_comm_t *comm, int ms)
+{
+    struct pollfd fds[8];
+    int n = 0;
+    fds[n++] = (struct pollfd){comm->wake_fd, POLLIN, 0};
+    if (comm->ucx != NULL && zero_ucx_efd(comm->ucx) >= 0) {
+        if (!zero_ucx_arm(comm->ucx))
+            return;     /* UCX has events waiting: do not sleep */
+        fds[n++] = (struct pollfd){zero_ucx_efd(comm->ucx), POLLIN, 0};
+    }
+    if (comm->rdv != NULL)
+        n += zero_rdv_pollfds(comm->rdv, fds + n, 8 - n);
+    if (poll(fds, (nfds_t)n, ms) > 0 && (fds[0].revents & POLLIN)) {
+        uint64_t v;
+        (void)!read(comm->wake_fd, &v, sizeof(v));
+    }
+}
+
+static void *progress_main(void *arg)
+{
+    zero_comm_t *comm = arg;
+    zero_comm_request_h active = NULL;
+    int started = 0, idle = 0;
+    double last_check = 0, device_since = 0;
+
+    for (;;) {
+        double now;
+        int stop;
+        zero_status_t st;
+        int peer = -1, progressed = 0;
+
+        pthread_mutex_lock(&comm->lock);
+        if (active == NULL && comm->queue_head != NULL) {
+            active = comm->queue_head;
+            comm->queue_head = active->next;
+            if (comm->queue_head == NULL)
+                comm->queue_tail = NULL;
+            started = 0;
+        }
+        stop = comm->stop && active == NULL;
+        pthread_mutex_unlock(&comm->lock);
+        if (stop)
+            break;
+
+        now = zero_comm_now();
+        if (comm->rdv != NULL && (active == NULL || now - last_check > HEALTH_CHECK_INTERVAL)) {
+            int dead;
+            last_check = now;
+            if (atomic_load(&comm->failed) == 0 && zero_rdv_check(comm->rdv, &dead) != ZERO_OK)
+                set_failed(comm, ZERO_ERR_COMM, dead);
+        }
+        if (atomic_load(&comm->failed) != 0) {
+            if (active != NULL) {
+                if (started && !active->on_device)
+                    zero_ucx_coll_abort(comm->ucx);
+#if HAVE_CUDA
+                if (active->on_device)
+                    zero_nccl_event_free(active->event);
+#endif
+                ZERO_LOG_DEBUG("%s #%u failed: rank %d is gone", zero_coll_name(active->desc.kind), active->seq,
+                               comm->failed_rank);
+                complete(comm, active, (zero_status_t)atomic_load(&comm->failed));
+                active = NULL;
+                continue;
+            }
+            wait_events(comm, 100);
+            continue;
+        }
+        if (active == NULL) {
+            wait_events(comm, 1000);
+            continue;
+        }
+
+        if (active->on_device) {
+#if HAVE_CUDA
+            if (!started) {
+                started = 1;
+                device_since = now;
+            }
+            st = zero_nccl_test(comm->nccl, active->event);
+            if (st == ZERO_INPROGRESS && now - device_since > comm->cfg.timeout_s) {
+                ZERO_LOG_ERROR("%s #%u on device memory did not finish within %.1f s: aborting NCCL",
+                               zero_coll_name(active->desc.kind), active->seq, comm->cfg.timeout_s);
+                st = ZERO_ERR_TIMEOUT;
+            }
+            if (st != ZERO_INPROGRESS) {
+                zero_nccl_event_free(active->event);
+                if (st != ZERO_OK)
+                    set_failed(comm, st, -1);
+                complete(comm, active, st);
+                active = NULL;
+                idle = 0;
+                continue;
+            }
+#else
+            (void)device_since;
+#endif
+            progressed = 0;
+        } else {
+            if (!started) {
+                st = zero_ucx_coll_start(comm->ucx, &active->desc, active->seq);
+                if (st != ZERO_OK) {
+                    set_failed(comm, st, comm->env.rank);   /* the other ranks would wait for us forever */
+                    complete(comm, active, st);
+                    active = NULL;
+                    continue;
+                }
+                started = 1;
+            }
+            progressed = zero_ucx_progress(comm->ucx) > 0;
+            st = zero_ucx_coll_advance(comm->ucx, now, comm->cfg.timeout_s, &progressed, &peer);
+            if (st != ZERO_INPROGRESS) {
+                if (st != ZERO_OK) {
+                    zero_ucx_coll_abort(comm->ucx);
+                    set_failed(comm, st, peer);
+                }
+                complete(comm, active, st);
+                active = NULL;
+                idle = 0;
+                continue;
+            }
+        }
+        if (progressed) {
+            idle = 0;
+        } else if (++idle > IDLE_SPINS_BEFORE_SLEEP) {
+            /* Nothing moved for a while: let the other ranks sharing this core run. */
+            if (comm->ucx != NULL && zero_ucx_efd(comm->ucx) >= 0 && !active->on_device)
+                wait_events(comm, 1);
+            else
+                sched_yield();
+        }
+    }
+    return NULL;
+}
+
+/* ---- creation and destruction ---- */
+
+typedef struct extra_ctx {
+    zero_comm_t *comm;
+} extra_ctx_t;
+
+/* Rank 0, once every blob is in: an NCCL unique id when every rank has a GPU. */
+static zero_status_t make_extra(void *arg, int size, const unsigned char *const *blobs, const uint32_t *lens,
+                                unsigned char *extra, uint32_t *extra_len_p)
+{
+    extra_ctx_t *ctx = arg;
+    int all_gpu = 1;
+    for (int r = 0; r < size; r++) {
+        uint32_t flags;
+        if (lens[r] < BLOB_HEADER)
+            return ZERO_ERR_PROTOCOL;
+        flags = (uint32_t)blobs[r][4] << 24 | (uint32_t)blobs[r][5] << 16 | (uint32_t)blobs[r][6] << 8 |
+                blobs[r][7];
+        if (!(flags & BLOB_FLAG_GPU))
+            all_gpu = 0;
+    }
+    *extra_len_p = 0;
+#if HAVE_CUDA
+    if (all_gpu && (ctx->comm->cfg.backends & ZERO_COMM_BACKEND_NCCL)) {
+        zero_status_t status = zero_nccl_unique_id(extra);
+        if (status != ZERO_OK)
+            return status;
+        *extra_len_p = ZERO_NCCL_ID_BYTES;
+    }
+#else
+    (void)ctx;
+    (void)all_gpu;
+    (void)extra;
+#endif
+    return ZERO_OK;
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static uint32_t get_be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A peer's UCX address from its blob; NULL (logged) when malformed. */
+static const void *blob_address(const zero_comm_t *comm, int rank)
+{
+    uint32_t len;
+    const unsigned char *b = zero_rdv_blob(comm->rdv, rank, &len);
+    if (len < BLOB_HEADER || get_be32(b) != BLOB_MAGIC || get_be32(b + 8) != len - BLOB_HEADER) {
+        ZERO_LOG_ERROR("rendezvous: the address record of rank %d is malformed", rank);
+        return NULL;
+    }
+    return b + BLOB_HEADER;
+}
+
+static zero_status_t join_world(zero_comm_t *comm)
+{
+    zero_status_t status = ZERO_OK;
+    const void *addr, *left, *right;
+    size_t addr_len;
+    unsigned char *blob = NULL;
+    uint32_t flags = 0, extra_len;
+    const unsigned char *extra;
+    extra_ctx_t ctx = {comm};
+    int n = comm->env.size, r = comm->env.rank;
+
+    ZERO_CHECK_GOTO(zero_ucx_create(r, n, comm->cfg.chunk_bytes, comm->cfg.chunks_in_flight, &comm->ucx),
+                    status, out);
+    zero_ucx_address(comm->ucx, &addr, &addr_len);
+    ZERO_REQUIRE_GOTO(addr_len + BLOB_HEADER <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED, status, out,
+                      "UCX worker address of %zu bytes exceeds the rendezvous bound", addr_len);
+#if HAVE_CUDA
+    if ((comm->cfg.backends & ZERO_COMM_BACKEND_NCCL) && zero_nccl_device_count() > 0)
+        flags |= BLOB_FLAG_GPU;
+#endif
+    blob = zero_malloc(addr_len + BLOB_HEADER);
+    ZERO_REQUIRE_GOTO(blob != NULL, ZERO_ERR_NO_MEMORY, status, out, "out of memory");
+    put_be32(blob, BLOB_MAGIC);
+    put_be32(blob + 4, flags);
+    put_be32(blob + 8, (uint32_t)addr_len);
+    memcpy(blob + BLOB_HEADER, addr, addr_len);
+    ZERO_CHECK_GOTO(zero_rdv_create(&comm->env, comm->cfg.rendezvous_timeout_s, blob,
+                                    (uint32_t)(addr_len + BLOB_HEADER), make_extra, &ctx, &comm->rdv),
+                    status, out);
+    extra = zero_rdv_extra(comm->rdv, &extra_len);
+    if (extra_len == 128) {
+        memcpy(comm->nccl_id, extra, 128);
+        comm->have_nccl_id = 1;
+    }
+    left = blob_address(comm, (r + n - 1) % n);
+    right = blob_address(comm, (r + 1) % n);
+    ZERO_REQUIRE_GOTO(left != NULL && right != NULL, ZERO_ERR_PROTOCOL, status, out,
+                      "rendezvous: cannot connect the ring");
+    ZERO_CHECK_GOTO(zero_ucx_connect(comm->ucx, left, right, comm->cfg.rendezvous_timeout_s), status, out);
+out:
+    zero_free(blob);
+    return status;
+}
+
+zero_status_t zero_comm_create(const zero_comm_params_t *params, zero_comm_h *comm_p)
+{
+    zero_status_t status = ZERO_OK;
+    zero_comm_t *comm;
+    int lock_init = 0, cond_init = 0;
+
+    if (comm_p == NULL) {
+        ZERO_LOG_ERROR("zero_comm_create: comm_p is NULL");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    comm = zero_calloc(1, sizeof(*comm));
+    if (comm == NULL) {
+        ZERO_LOG_ERROR("zero_comm_create: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    comm->wake_fd = -1;
+    comm->failed_rank = -1;
+    ZERO_CHECK_GOTO(zero_comm_env_parse(NULL, NULL, &comm->env), status, fail);
+    ZERO_CHECK_GOTO(config_resolve(params, &comm->cfg), status, fail);
+    zero_log_set_rank(comm->env.rank);
+    ZERO_REQUIRE_GOTO(pthread_mutex_init(&comm->lock, NULL) == 0, ZERO_ERR_NO_MEMORY, status, fail,
+                      "zero_comm_create: pthread_mutex_init failed");
+    lock_init = 1;
+    ZERO_REQUIRE_GOTO(pthread_cond_init(&comm->cond, NULL) == 0, ZERO_ERR_NO_MEMORY, status, fail,
+                      "zero_comm_create: pthread_cond_init failed");
+    cond_init = 1;
+    if (comm->env.size > 1) {
+        comm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        ZERO_ERRNO_CHECK_GOTO(comm->wake_fd >= 0, status, fail, "zero_comm_create: %s", "eventfd");
+        ZERO_CHECK_GOTO(join_world(comm), status, fail);
+        ZERO_REQUIRE_GOTO(pthread_create(&comm->thread, NULL, progress_main, comm) == 0, ZERO_ERR_NO_MEMORY,
+                          status, fail, "zero_comm_create: cannot start the progress thread");
+        comm->thread_started = 1;
+    }
+    ZERO_LOG_DEBUG("communicator: rank %d of %d (local %d of %d, node %d of %d), environment from %s",
+                   comm->env.rank, comm->env.size, comm->env.local_rank, comm->env.local_size, comm->env.cross_rank,
+                   comm->env.cross_size, comm->env.source);
+    *comm_p = comm;
+    return ZERO_OK;
+
+fail:
+    zero_ucx_destroy(comm->ucx, 1, 0);
+    zero_rdv_destroy(comm->rdv);
+    if (comm->wake_fd >= 0)
+        close(comm->wake_fd);
+    if (cond_init)
+        pthread_cond_destroy(&comm->cond);
+    if (lock_init)
+        pthread_mutex_destroy(&comm->lock);
+    zero_free(comm);
+    return status;
+}
+
+static void ucx_progress_cb(void *arg)
+{
+    zero_ucx_progress(arg);
+}
+
+void zero_comm_destroy(zero_comm_h comm)
+{
+    int healthy;
+    if (comm == NULL)
+        return;
+    if (comm->thread_started) {
+        uint64_t one = 1;
+        pthread_mutex_lock(&comm->lock);
+        while (comm->pending > 0)
+            pthread_cond_wait(&comm->cond, &comm->lock);
+        comm->stop = 1;
+        pthread_mutex_unlock(&comm->lock);
+        (void)!write(comm->wake_fd, &one, sizeof(one));
+        pthread_join(comm->thread, NULL);
+    }
+    healthy = atomic_load(&comm->failed) == 0;
+    /* Leave together, still moving UCX traffic, so nobody's last data is cut off. */
+    if (comm->rdv != NULL && healthy &&
+        zero_rdv_shutdown(comm->rdv, comm->cfg.timeout_s, ucx_progress_cb, comm->ucx) != ZERO_OK)
+        healthy = 0;
+    zero_ucx_destroy(comm->ucx, !healthy, healthy ? comm->cfg.timeout_s : 1.0);
+#if HAVE_CUDA
+    zero_nccl_destroy(comm->nccl, !healthy);
+#endif
+    zero_rdv_destroy(comm->rdv);
+    if (comm->wake_fd >= 0)
+        close(comm->wake_fd);
+    pthread_cond_destroy(&comm->cond);
+    pthread_mutex_destroy(&comm->lock);
+    zero_free(comm);
+}
+
+int zero_comm_rank(zero_comm_h comm)
+{
+    return comm ? comm->env.rank : -1;
+}
+
+int zero_comm_size(zero_comm_h comm)
+{
+    return comm ? comm->env.size : -1;
+}
+
+int zero_comm_local_rank(zero_comm_h comm)
+{
+    return comm ? comm->env.local_rank : -1;
+}
+
+int zero_comm_local_size(zero_comm_h comm)
+{
+    return comm ? comm->env.local_size : -1;
+}
+
+int zero_comm_cross_rank(zero_comm_h comm)
+{
+    return comm ? comm->env.cross_rank : -1;
+}
+
+int zero_comm_cross_size(zero_comm_h comm)
+{
+    return comm ? comm->env.cross_size : -1;
+}
+
+/* ---- starting collectives ---- */
+
+static int overlaps(const void *a, size_t an, const void *b, size_t bn)
+{
+    const char *x = a, *y = b;
+    return an > 0 && bn > 0 && x < y + bn && y < x + an;
+}
+
+/* Checks arguments common to every collective; @p elems_send/@p elems_recv:
+ * element counts of the two buffers on this rank. */
+static zero_status_t check_args(zero_comm_h comm, const zero_coll_desc_t *d, size_t elems_send, size_t elems_recv,
+                                int send_used)
+{
+    const char *name = zero_coll_name(d->kind);
+    size_t es;
+    if (comm == NULL) {
+        ZERO_LOG_ERROR("%s: comm is NULL", name);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((unsigned)d->dtype >= ZERO_DTYPE_COUNT) {
+        ZERO_LOG_ERROR("%s: unknown dtype %d", name, (int)d->dtype);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((unsigned)d->op >= ZERO_COMM_OP_COUNT) {
+        ZERO_LOG_ERROR("%s: unknown reduction op %d", name, (int)d->op);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((unsigned)d->mem_kind >= ZERO_MEM_KIND_COUNT) {
+        ZERO_LOG_ERROR("%s: unknown memory kind %d", name, (int)d->mem_kind);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    es = zero_dtype_size(d->dtype);
+    if (d->count > SIZE_MAX / es / (size_t)comm->env.size / 4) {
+        ZERO_LOG_ERROR("%s: count %zu overflows the buffer size", name, d->count);
+        return ZERO_ERR_OVERFLOW;
+    }
+    if ((send_used && elems_send > 0 && d->sendbuf == NULL) || (elems_recv > 0 && d->recvbuf == NULL)) {
+        ZERO_LOG_ERROR("%s: NULL buffer with %zu elements", name, d->count);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (d->mem_kind == ZERO_MEM_DEVICE) {
+        if (!HAVE_CUDA) {
+            ZERO_LOG_ERROR("%s: device memory needs the nccl backend, and libzero was built without CUDA", name);
+            return ZERO_ERR_UNSUPPORTED;
+        }
+        if (!(comm->cfg.backends & (comm->env.size > 1 ? ZERO_COMM_BACKEND_NCCL : ZERO_COMM_BACKEND_SELF))) {
+            ZERO_LOG_ERROR("%s: device memory needs the %s backend, which the params leave out", name,
+                           comm->env.size > 1 ? "nccl" : "self");
+            return ZERO_ERR_UNSUPPORTED;
+        }
+    } else if (!(comm->cfg.backends & (comm->env.size > 1 ? ZERO_COMM_BACKEND_UCX : ZERO_COMM_BACKEND_SELF))) {
+        ZERO_LOG_ERROR("%s: host memory needs the %s backend, which the params leave out", name,
+                       comm->env.size > 1 ? "ucx" : "self");
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    (void)elems_send;
+    return ZERO_OK;
+}
+
+static zero_status_t self_run(zero_comm_h comm, const zero_coll_desc_t *d)
+{
+    size_t bytes = d->count * zero_dtype_size(d->dtype);
+    (void)comm;
+    if (d->kind == ZERO_COLL_BARRIER || d->sendbuf == d->recvbuf || bytes == 0)
+        return ZERO_OK;
+#if HAVE_CUDA
+    if (d->mem_kind == ZERO_MEM_DEVICE)
+        return zero_nccl_self_copy(d->recvbuf, d->sendbuf, bytes);
+#endif
+    memcpy(d->recvbuf, d->sendbuf, bytes);
+    return ZERO_OK;
+}
+
+#if HAVE_CUDA
+static zero_status_t ensure_nccl(zero_comm_h comm)
+{
+    int device = comm->cfg.cuda_device, count;
+    if (comm->nccl != NULL)
+        return ZERO_OK;
+    if (!comm->have_nccl_id) {
+        ZERO_LOG_ERROR("device-memory collective: not every rank has a CUDA device, so the job has no NCCL "
+                       "communicator");
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    count = zero_nccl_device_count();
+    if (device < 0)
+        device = count > 0 ? comm->env.local_rank % count : 0;
+    return zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, &comm->nccl);
+}
+#endif
+
+static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_comm_request_h *request_p)
+{
+    zero_status_t status = ZERO_OK;
+    zero_comm_request_h req;
+    int failed;
+
+    if (request_p == NULL) {
+        ZERO_LOG_ERROR("%s: request_p is NULL", zero_coll_name(d->kind));
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((failed = atomic_load(&comm->failed)) != 0)
+        return (zero_status_t)failed;   /* logged once, where the failure was detected */
+    req = zero_calloc(1, sizeof(*req));
+    if (req == NULL) {
+        ZERO_LOG_ERROR("%s: out of memory for a request", zero_coll_name(d->kind));
+        return ZERO_ERR_NO_MEMORY;
+    }
+    req->desc = *d;
+    req->comm = comm;
+    req->lock = &comm->lock;
+    req->cond = &comm->cond;
+    req->seq = comm->next_seq++;
+    atomic_store(&req->status, ZERO_INPROGRESS);
+
+    if (comm->env.size == 1) {
+        status = self_run(comm, d);
+        if (status != ZERO_OK)
+            goto fail;
+        atomic_store(&req->status, ZERO_OK);
+        *request_p = req;
+        return ZERO_OK;
+    }
+    if (d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER) {
+#if HAVE_CUDA
+        ZERO_CHECK_GOTO(ensure_nccl(comm), status, fail);
+        req->on_device = 1;
+        ZERO_CHECK_GOTO(zero_nccl_start(comm->nccl, d, &req->event), status, fail);
+#endif
+    }
+    pthread_mutex_lock(&comm->lock);
+    if (comm->queue_tail != NULL)
+        comm->queue_tail->next = req;
+    else
+        comm->queue_head = req;
+    comm->queue_tail = req;
+    comm->pending++;
+    pthread_mutex_unlock(&comm->lock);
+    {
+        uint64_t one = 1;
+        (void)!write(comm->wake_fd, &one, sizeof(one));
+    }
+    *request_p = req;
+    return ZERO_OK;
+fail:
+    zero_free(req);
+    return status;
+}
+
+zero_status_t zero_comm_allreduce_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                        zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
+                                        zero_comm_request_h *request_p)
+{
+    zero_coll_desc_t d = {ZERO_COLL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0, mem_kind};
+    zero_status_t status = check_args(comm, &d, count, count, 1);
+    size_t bytes;
+    if (status != ZERO_OK)
+        return status;
+    bytes = count * zero_dtype_size(dtype);
+    if (sendbuf != recvbuf && overlaps(sendbuf, bytes, recvbuf, bytes)) {
+        ZERO_LOG_ERROR("allreduce: send and receive buffers overlap without being the same (in place)");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return start(comm, &d, request_p);
+}
+
+zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                             zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
+                                             zero_comm_request_h *request_p)
+{
+    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0, mem_kind};
+    zero_status_t status;
+    size_t es, n;
+    if (comm == NULL)
+        return check_args(comm, &d, 0, 0, 1);
+    n = (size_t)comm->env.size;
+    if ((status = check_args(comm, &d, recvcount * n, recvcount, 1)) != ZERO_OK)
+        return status;
+    es = zero_dtype_size(dtype);
+    if ((const char *)recvbuf != (const char *)sendbuf + (size_t)comm->env.rank * recvcount * es &&
+        overlaps(sendbuf, n * recvcount * es, recvbuf, recvcount * es)) {
+        ZERO_LOG_ERROR("reduce-scatter: buffers overlap without being in place (recvbuf == sendbuf + rank * "
+                       "recvcount)");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return start(comm, &d, request_p);
+}
+
+zero_status_t zero_comm_allgather_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                        zero_dtype_t dtype, zero_mem_kind_t mem_kind, zero_comm_request_h *request_p)
+{
+    zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind};
+    zero_status_t status;
+    size_t es, n;
+    if (comm == NULL)
+        return check_args(comm, &d, 0, 0, 1);
+    n = (size_t)comm->env.size;
+    if ((status = check_args(comm, &d, sendcount, sendcount * n, 1)) != ZERO_OK)
+        return status;
+    es = zero_dtype_size(dtype);
+    if ((const char *)sendbuf != (const char *)recvbuf + (size_t)comm->env.rank * sendcount * es &&
+        overlaps(sendbuf, sendcount * es, recvbuf, n * sendcount * es)) {
+        ZERO_LOG_ERROR("allgather: buffers overlap without being in place (sendbuf == recvbuf + rank * "
+                       "sendcount)");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return start(comm, &d, request_p);
+}
+
+zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                        zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind,
+                                        zero_comm_request_h *request_p)
+{
+    zero_coll_desc_t d = {ZERO_COLL_BROADCAST, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, root, mem_kind};
+    zero_status_t status;
+    size_t bytes;
+    int is_root;
+    if (comm == NULL)
+        return check_args(comm, &d, 0, 0, 1);
+    if (root < 0 || root >= comm->env.size) {
+        ZERO_LOG_ERROR("broadcast: root %d is outside [0, %d)", root, comm->env.size);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    is_root = comm->env.rank == root;
+    if ((status = check_args(comm, &d, count, count, is_root)) != ZERO_OK)
+        return status;
+    bytes = count * zero_dtype_size(dtype);
+    if (!is_root)
+        d.sendbuf = recvbuf;    /* not read: the self path sees an in-place copy */
+    else if (sendbuf != recvbuf && overlaps(sendbuf, bytes, recvbuf, bytes)) {
+        ZERO_LOG_ERROR("broadcast: send and receive buffers overlap without being the same");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return start(comm, &d, request_p);
+}
+
+zero_status_t zero_comm_barrier_start(zero_comm_h comm, zero_comm_request_h *request_p)
+{
+    zero_coll_desc_t d = {ZERO_COLL_BARRIER, NULL, NULL, 0, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST};
+    zero_status_t status = check_args(comm, &d, 0, 0, 0);
+    if (status != ZERO_OK)
+        return status;
+    return start(comm, &d, request_p);
+}
+
+/* ---- requests ---- */
+
+zero_status_t zero_comm_request_test(zero_comm_request_h request)
+{
+    if (request == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    return (zero_status_t)atomic_load(&request->status);
+}
+
+zero_status_t zero_comm_request_wait(zero_comm_request_h request)
+{
+    int st;
+    if (request == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    st = atomic_load(&request->status);
+    if (st != ZERO_INPROGRESS)
+        return (zero_status_t)st;
+    pthread_mutex_lock(request->lock);
+    while ((st = atomic_load(&request->status)) == ZERO_INPROGRESS)
+        pthread_cond_wait(request->cond, request->lock);
+    pthread_mutex_unlock(request->lock);
+    return (zero_status_t)st;
+}
+
+void zero_comm_request_free(zero_comm_request_h request)
+{
+    if (request == NULL)
+        return;
+    zero_comm_request_wait(request);
+    zero_free(request);
+}
+
+static zero_status_t run_blocking(zero_status_t started, zero_comm_request_h req)
+{
+    zero_status_t status;
+    if (started != ZERO_OK)
+        return started;
+    status = zero_comm_request_wait(req);
+    zero_comm_request_free(req);
+    return status;
+}
+
+zero_status_t zero_comm_allreduce(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                  zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind)
+{
+    zero_comm_request_h req = NULL;
+    return run_blocking(zero_comm_allreduce_start(comm, sendbuf, recvbuf, count, dtype, op, mem_kind, &req), req);
+}
+
+zero_status_t zero_comm_reduce_scatter(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                       zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind)
+{
+    zero_comm_request_h req = NULL;
+    return run_blocking(zero_comm_reduce_scatter_start(comm, sendbuf, recvbuf, recvcount, dtype, op, mem_kind, &req),
+                        req);
+}
+
+zero_status_t zero_comm_allgather(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                  zero_dtype_t dtype, zero_mem_kind_t mem_kind)
+{
+    zero_comm_request_h req = NULL;
+    return run_blocking(zero_comm_allgather_start(comm, sendbuf, recvbuf, sendcount, dtype, mem_kind, &req), req);
+}
+
+zero_status_t zero_comm_broadcast(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                  zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind)
+{
+    zero_comm_request_h req = NULL;
+    return run_blocking(zero_comm_broadcast_start(comm, sendbuf, recvbuf, count, dtype, root, mem_kind, &req), req);
+}
+
+zero_status_t zero_comm_barrier(zero_comm_h comm)
+{
+    zero_comm_request_h req = NULL;
+    return run_blocking(zero_comm_barrier_start(comm, &req), req);
+}

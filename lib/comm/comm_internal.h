@@ -1,0 +1,81 @@
+/* The communicator's internal objects, shared by the front (comm.c) and the backends. */
+#ifndef ZERO_COMM_INTERNAL_H
+#define ZERO_COMM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <zero/comm.h>
+#include "comm/bootstrap.h"
+#include "comm/rendezvous.h"
+
+typedef enum zero_coll_kind {
+    ZERO_COLL_ALLREDUCE,
+    ZERO_COLL_REDUCE_SCATTER,
+    ZERO_COLL_ALLGATHER,
+    ZERO_COLL_BROADCAST,
+    ZERO_COLL_BARRIER
+} zero_coll_kind_t;
+
+typedef struct zero_coll_desc {
+    zero_coll_kind_t kind;
+    const void *sendbuf;
+    void *recvbuf;
+    size_t count;             /* allreduce/broadcast: total; reduce-scatter: per rank out; allgather: per rank in */
+    zero_dtype_t dtype;
+    zero_comm_op_t op;
+    int root;
+    zero_mem_kind_t mem_kind;
+} zero_coll_desc_t;
+
+const char *zero_coll_name(zero_coll_kind_t kind);
+
+typedef struct zero_comm zero_comm_t;
+typedef struct zero_ucx zero_ucx_t;
+typedef struct zero_nccl zero_nccl_t;
+
+struct zero_comm_request {
+    zero_coll_desc_t desc;
+    struct zero_comm *comm;          /* used only until completion */
+    atomic_int status;               /* ZERO_INPROGRESS until the progress thread finishes it */
+    uint32_t seq;                    /* the collective's sequence number on this communicator */
+    int on_device;                   /* an NCCL request: completion is an event on the comm stream */
+    void *event;                     /* cudaEvent_t of a device request */
+    struct zero_comm_request *next;  /* the progress queue */
+    pthread_mutex_t *lock;           /* the communicator's lock, for wait */
+    pthread_cond_t *cond;
+};
+
+typedef struct zero_comm_config {
+    double rendezvous_timeout_s;
+    double timeout_s;
+    uint32_t backends;
+    size_t chunk_bytes;
+    int chunks_in_flight;
+    int cuda_device;
+} zero_comm_config_t;
+
+struct zero_comm {
+    zero_comm_env_t env;
+    zero_comm_config_t cfg;
+    zero_rdv_t *rdv;
+    zero_ucx_t *ucx;
+    zero_nccl_t *nccl;                 /* created on the first device call */
+    unsigned char nccl_id[128];
+    int have_nccl_id;
+
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;               /* broadcast on every completion */
+    struct zero_comm_request *queue_head, *queue_tail;
+    int pending;                       /* requests started and not completed */
+    int stop;
+    int wake_fd;                       /* eventfd: the API side wakes the progress thread */
+
+    atomic_int failed;                 /* 0, or the status every call now returns */
+    int failed_rank;
+    uint32_t next_seq;
+};
+
+#endif /* ZERO_COMM_INTERNAL_H */

@@ -1,0 +1,183 @@
+#define ZERO_LOG_MODULE "comm"
+#include "comm/nccl.h"
+
+#if HAVE_CUDA
+/* nccl.h declares a few functions as f() (no prototype): keep -Werror for our code only. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <nccl.h>
+#pragma GCC diagnostic pop
+#include "util/alloc.h"
+#include "util/checks_cuda.h"
+#include "util/log.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+struct zero_nccl {
+    ncclComm_t comm;
+    cudaStream_t stream;
+    int device;
+    int rank, size;
+    atomic_int aborted;     /* ncclCommAbort must run once */
+};
+
+_Static_assert(sizeof(ncclUniqueId) == ZERO_NCCL_ID_BYTES, "NCCL unique id size");
+
+int zero_nccl_device_count(void)
+{
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError();   /* clear the sticky "no driver" error */
+        return 0;
+    }
+    return count;
+}
+
+zero_status_t zero_nccl_unique_id(unsigned char id[ZERO_NCCL_ID_BYTES])
+{
+    zero_status_t status = ZERO_OK;
+    ncclUniqueId uid;
+    ZERO_NCCL_CHECK_GOTO(ncclGetUniqueId(&uid), status, out, "NCCL: %s", "ncclGetUniqueId");
+    memcpy(id, &uid, sizeof(uid));
+out:
+    return status;
+}
+
+zero_status_t zero_nccl_create(const unsigned char id[ZERO_NCCL_ID_BYTES], int rank, int size, int device,
+                               zero_nccl_t **nccl_p)
+{
+    zero_status_t status = ZERO_OK;
+    ncclUniqueId uid;
+    zero_nccl_t *n = zero_calloc(1, sizeof(*n));
+    
+    if (n == NULL)
+        return ZERO_ERR_NO_MEMORY;
+    n->device = device;
+    n->rank = rank;
+    n->size = size;
+    memcpy(&uid, id, sizeof(uid));
+    ZERO_CUDA_CHECK_GOTO(cudaSetDevice(device), status, fail, "NCCL: cudaSetDevice(%d)", device);
+    ZERO_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking), status, fail,
+                         "NCCL: %s", "creating the communication stream");
+    ZERO_NCCL_CHECK_GOTO(ncclCommInitRank(&n->comm, size, uid, rank), status, fail_stream,
+                         "NCCL: ncclCommInitRank (rank %d of %d, device %d)", rank, size, device);
+    *nccl_p = n;
+    return ZERO_OK;
+fail_stream:
+    cudaStreamDestroy(n->stream);
+fail:
+    zero_free(n);
+    return status;
+}
+
+void zero_nccl_destroy(zero_nccl_t *nccl, int abort)
+{
+    if (nccl == NULL)
+        return;
+    if (abort || atomic_load(&nccl->aborted)) {
+        zero_nccl_abort(nccl);
+    } else {
+        cudaStreamSynchronize(nccl->stream);
+        ncclCommDestroy(nccl->comm);
+    }
+    cudaStreamDestroy(nccl->stream);
+    zero_free(nccl);
+}
+
+static ncclDataType_t nccl_type(zero_dtype_t dtype)
+{
+    switch (dtype) {
+    case ZERO_FP16: return ncclFloat16;
+    case ZERO_BF16: return ncclBfloat16;
+    default:        return ncclFloat32;
+    }
+}
+
+static ncclRedOp_t nccl_op(zero_comm_op_t op)
+{
+    switch (op) {
+    case ZERO_COMM_AVG: return ncclAvg;
+    case ZERO_COMM_MAX: return ncclMax;
+    default:            return ncclSum;
+    }
+}
+
+zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void **event_p)
+{
+    zero_status_t status = ZERO_OK;
+    cudaEvent_t ev = NULL;
+    ncclDataType_t t = nccl_type(d->dtype);
+    ZERO_CUDA_CHECK_GOTO(cudaSetDevice(nccl->device), status, fail, "NCCL: cudaSetDevice(%d)", nccl->device);
+    switch (d->kind) {
+    case ZERO_COLL_ALLREDUCE:
+        ZERO_NCCL_CHECK_GOTO(ncclAllReduce(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm,
+                                           nccl->stream), status, fail, "NCCL: ncclAllReduce of %zu", d->count);
+        break;
+    case ZERO_COLL_REDUCE_SCATTER:
+        ZERO_NCCL_CHECK_GOTO(ncclReduceScatter(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm,
+                                               nccl->stream), status, fail, "NCCL: ncclReduceScatter of %zu",
+                             d->count);
+        break;
+    case ZERO_COLL_ALLGATHER:
+        ZERO_NCCL_CHECK_GOTO(ncclAllGather(d->sendbuf, d->recvbuf, d->count, t, nccl->comm, nccl->stream),
+                             status, fail, "NCCL: ncclAllGather of %zu", d->count);
+        break;
+    case ZERO_COLL_BROADCAST:
+        ZERO_NCCL_CHECK_GOTO(ncclBroadcast(d->sendbuf, d->recvbuf, d->count, t, d->root, nccl->comm,
+                                           nccl->stream), status, fail, "NCCL: ncclBroadcast of %zu", d->count);
+        break;
+    case ZERO_COLL_BARRIER:
+        /* Device barriers are host barriers (the front never sends them here). */
+        break;
+    }
+    ZERO_CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), status, fail,
+                         "NCCL: %s", "creating a completion event");
+    ZERO_CUDA_CHECK_GOTO(cudaEventRecord(ev, nccl->stream), status, fail_event, "NCCL: %s", "recording an event");
+    *event_p = ev;
+    return ZERO_OK;
+fail_event:
+    cudaEventDestroy(ev);
+fail:
+    return status;
+}
+
+zero_status_t zero_nccl_test(zero_nccl_t *nccl, void *event)
+{
+    zero_status_t status = ZERO_INPROGRESS;
+    ncclResult_t async = ncclSuccess;
+    cudaError_t err;
+    ZERO_NCCL_CHECK_GOTO(ncclCommGetAsyncError(nccl->comm, &async), status, out, "NCCL: %s", "ncclCommGetAsyncError");
+    ZERO_NCCL_CHECK_GOTO(async, status, out, "NCCL: asynchronous error on rank %d", nccl->rank);
+    err = cudaEventQuery((cudaEvent_t)event);
+    if (err == cudaErrorNotReady)
+        return ZERO_INPROGRESS;
+    ZERO_CUDA_CHECK_GOTO(err, status, out, "NCCL: collective on rank %d", nccl->rank);
+    status = ZERO_OK;
+out:
+    return status;
+}
+
+void zero_nccl_event_free(void *event)
+{
+    if (event != NULL)
+        cudaEventDestroy((cudaEvent_t)event);
+}
+
+void zero_nccl_abort(zero_nccl_t *nccl)
+{
+    if (nccl != NULL && atomic_exchange(&nccl->aborted, 1) == 0)
+        ncclCommAbort(nccl->comm);
+}
+
+zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes)
+{
+    zero_status_t status = ZERO_OK;
+    if (dst == src || bytes == 0)
+        return ZERO_OK;
+    ZERO_CUDA_CHECK_GOTO(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), status, out,
+                         "copying %zu bytes of device memory", bytes);
+out:
+    return status;
+}
+#endif /* HAVE_CUDA */

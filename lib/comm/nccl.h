@@ -1,0 +1,36 @@
+/*
+ * The device-memory backend (builds with the cuda feature only): one NCCL
+ * communicator per zero_comm, created on the first device call with the
+ * unique id that rank 0 put into the rendezvous, and a communication stream.
+ * Collectives are enqueued from the calling thread; the progress thread polls
+ * their completion events and NCCL's asynchronous errors, and aborts the NCCL
+ * communicator on a failure or a timeout so no rank hangs in a kernel.
+ */
+#ifndef ZERO_COMM_NCCL_H
+#define ZERO_COMM_NCCL_H
+
+#include "zero_build_config.h"
+#include "comm/comm_internal.h"
+
+#define ZERO_NCCL_ID_BYTES 128
+
+#if HAVE_CUDA
+/* Visible CUDA devices; 0 when the runtime reports none or fails (no driver). */
+int zero_nccl_device_count(void);
+zero_status_t zero_nccl_unique_id(unsigned char id[ZERO_NCCL_ID_BYTES]);
+zero_status_t zero_nccl_create(const unsigned char id[ZERO_NCCL_ID_BYTES], int rank, int size, int device,
+                               zero_nccl_t **nccl_p);
+/* @p abort: after a failure (ncclCommAbort rather than a collective destroy). */
+void zero_nccl_destroy(zero_nccl_t *nccl, int abort);
+/* Enqueues @p desc; *event_p receives the completion event. */
+zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *desc, void **event_p);
+/* ZERO_INPROGRESS, ZERO_OK, or the error (NCCL async error, CUDA error), logged. */
+zero_status_t zero_nccl_test(zero_nccl_t *nccl, void *event);
+void zero_nccl_event_free(void *event);
+/* Aborts the NCCL communicator (any thread): kernels in flight return. */
+void zero_nccl_abort(zero_nccl_t *nccl);
+/* A world of one: device-to-device copies. */
+zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes);
+#endif
+
+#endif /* ZERO_COMM_NCCL_H */

@@ -1,0 +1,78 @@
+#include "comm/reduce.h"
+#include "util/half.h"
+
+#include <stdint.h>
+
+/* Loads and stores by element type. The fp32 ones compile to plain vector
+ * loads; the 16-bit ones go through the scalar conversions of util/half.h. */
+#define LD_F32(p, i)  (((const float *)(p))[i])
+#define LD_F16(p, i)  zero_f16_to_f32(((const uint16_t *)(p))[i])
+#define LD_BF16(p, i) zero_bf16_to_f32(((const uint16_t *)(p))[i])
+#define ST_F32(p, i, v)  (((float *)(p))[i] = (v))
+#define ST_F16(p, i, v)  (((uint16_t *)(p))[i] = zero_f32_to_f16(v))
+#define ST_BF16(p, i, v) (((uint16_t *)(p))[i] = zero_f32_to_bf16(v))
+
+#define MAXF(a, b) ((a) > (b) ? (a) : (b))
+
+/* One kernel per (received type, local type, result type). The in-place form
+ * (out == local) gets its own loop: a restrict-free pair of distinct pointers
+ * makes the compiler's overlap check fail and fall back to scalar code. */
+#define DEFINE_KERNEL(name, LDR, LDL, ST)                                                          \
+    static void name(zero_comm_op_t op, const void *restrict recv, const void *local, void *out,   \
+                     size_t n, float div)                                                          \
+    {                                                                                              \
+        if (out == local) {                                                                        \
+            void *restrict io = out;                                                               \
+            if (op == ZERO_COMM_MAX)                                                               \
+                for (size_t i = 0; i < n; i++) ST(io, i, MAXF(LDR(recv, i), LDL(io, i)));          \
+            else if (div != 1.0f)                                                                  \
+                for (size_t i = 0; i < n; i++) ST(io, i, (LDR(recv, i) + LDL(io, i)) / div);       \
+            else                                                                                   \
+                for (size_t i = 0; i < n; i++) ST(io, i, LDR(recv, i) + LDL(io, i));               \
+        } else {                                                                                   \
+            const void *restrict in = local;                                                       \
+            void *restrict o = out;                                                                \
+            if (op == ZERO_COMM_MAX)                                                               \
+                for (size_t i = 0; i < n; i++) ST(o, i, MAXF(LDR(recv, i), LDL(in, i)));           \
+            else if (div != 1.0f)                                                                  \
+                for (size_t i = 0; i < n; i++) ST(o, i, (LDR(recv, i) + LDL(in, i)) / div);        \
+            else                                                                                   \
+                for (size_t i = 0; i < n; i++) ST(o, i, LDR(recv, i) + LDL(in, i));                \
+        }                                                                                          \
+    }
+
+DEFINE_KERNEL(k_f32, LD_F32, LD_F32, ST_F32)
+DEFINE_KERNEL(k_f16_f16_to_f32, LD_F16, LD_F16, ST_F32)
+DEFINE_KERNEL(k_f32_f16_to_f32, LD_F32, LD_F16, ST_F32)
+DEFINE_KERNEL(k_f16_f16_to_f16, LD_F16, LD_F16, ST_F16)
+DEFINE_KERNEL(k_f32_f16_to_f16, LD_F32, LD_F16, ST_F16)
+DEFINE_KERNEL(k_bf16_bf16_to_f32, LD_BF16, LD_BF16, ST_F32)
+DEFINE_KERNEL(k_f32_bf16_to_f32, LD_F32, LD_BF16, ST_F32)
+DEFINE_KERNEL(k_bf16_bf16_to_bf16, LD_BF16, LD_BF16, ST_BF16)
+DEFINE_KERNEL(k_f32_bf16_to_bf16, LD_F32, LD_BF16, ST_BF16)
+
+void zero_comm_reduce(zero_comm_op_t op, zero_dtype_t dtype, int recv_is_f32, const void *recv, const void *local,
+                      int out_is_f32, void *out, size_t n, float final_div)
+{
+    if (op == ZERO_COMM_MAX || out_is_f32)
+        final_div = 1.0f;
+    switch (dtype) {
+    case ZERO_FP32:
+        k_f32(op, recv, local, out, n, final_div);
+        break;
+    case ZERO_FP16:
+        if (out_is_f32)
+            (recv_is_f32 ? k_f32_f16_to_f32 : k_f16_f16_to_f32)(op, recv, local, out, n, final_div);
+        else
+            (recv_is_f32 ? k_f32_f16_to_f16 : k_f16_f16_to_f16)(op, recv, local, out, n, final_div);
+        break;
+    case ZERO_BF16:
+        if (out_is_f32)
+            (recv_is_f32 ? k_f32_bf16_to_f32 : k_bf16_bf16_to_f32)(op, recv, local, out, n, final_div);
+        else
+            (recv_is_f32 ? k_f32_bf16_to_bf16 : k_bf16_bf16_to_bf16)(op, recv, local, out, n, final_div);
+        break;
+    default:
+        break;
+    }
+}

@@ -1,0 +1,739 @@
+/*
+ * Ring collectives over UCP tagged messages (host memory).
+ *
+ * A collective is a sequence of "units", each one chunk of one ring step:
+ * rank r receives the unit's chunk from its left neighbour and sends one to
+ * its right neighbour. Units are numbered in (phase, step, chunk) order and
+ * every rank posts receives, processes (reduces) and posts sends in that
+ * order, so that while chunk k is being reduced chunk k+1 is already on the
+ * wire. Reduce-scatter phase: step s sends block (r-1-s) and receives block
+ * (r-2-s), leaving block r fully reduced on rank r; partial sums travel as
+ * fp32. Allgather phase: step s sends block (r-s) and receives block (r-s-1)
+ * straight into the output. Allreduce is both phases; broadcast is a chain
+ * from the root; barrier is an allgather of one byte.
+ */
+#define ZERO_LOG_MODULE "comm"
+#include "comm/ucx.h"
+#include "comm/reduce.h"
+#include "comm/timeutil.h"
+#include "util/alloc.h"
+#include "util/checks_ucx.h"
+#include "util/log.h"
+
+#include <string.h>
+#include <ucp/api/ucp.h>
+
+#define MAX_INFLIGHT 16
+#define SEND_WINDOW_FACTOR 2
+
+enum { PHASE_RS = 0, PHASE_AG = 1, PHASE_BCAST = 2 };
+
+typedef struct recv_entry {
+    void *req;          /* NULL: nothing to receive for this unit */
+    int slot;           /* recv slot (reduce-scatter units), else -1 */
+    size_t expect;      /* bytes expected */
+} recv_entry_t;
+
+typedef struct send_entry {
+    void *req;          /* NULL: free entry */
+    int pslot;          /* partial slot to release on completion, or -1 */
+} send_entry_t;
+
+typedef struct coll_state {
+    int active;
+    zero_coll_desc_t d;
+    uint32_t seq;
+    size_t es;                 /* bytes per element of the user's type */
+    size_t ce;                 /* elements per chunk */
+    uint64_t k;                /* chunks per step */
+    uint64_t units_rs, units_total;
+    uint64_t post_idx, done_idx, send_idx;
+    recv_entry_t recvs[MAX_INFLIGHT];
+    send_entry_t sends[MAX_INFLIGHT * SEND_WINDOW_FACTOR];
+    int nsends;
+    int pfifo[MAX_INFLIGHT * SEND_WINDOW_FACTOR + 1];   /* partials waiting for their send, in order */
+    int pfifo_head, pfifo_count;
+    int local_copy_pending;
+    double last_activity;
+    unsigned char barrier_in, *barrier_out;
+} coll_state_t;
+
+struct zero_ucx {
+    int rank, size, left, right;
+    size_t chunk_bytes;
+    int inflight;
+    ucp_context_h context;
+    ucp_worker_h worker;
+    ucp_address_t *address;
+    size_t address_len;
+    ucp_ep_h ep_left, ep_right;      /* the same endpoint when size == 2 */
+    struct ep_owner *owner_left, *owner_right;   /* error-handler arguments */
+    int efd;
+    int failed_peer;
+    ucs_status_t failed_status;
+    unsigned char *slots;            /* inflight recv slots, then 2*inflight+1 partial slots */
+    int recv_free[MAX_INFLIGHT], nrecv_free;
+    int part_free[MAX_INFLIGHT * SEND_WINDOW_FACTOR + 1], npart_free;
+    coll_state_t c;
+};
+
+typedef struct ep_owner {
+    zero_ucx_t *ucx;
+    int peer;
+} ep_owner_t;
+
+static ep_owner_t *ep_owner_new(zero_ucx_t *ucx, int peer)
+{
+    ep_owner_t *o = zero_malloc(sizeof(*o));
+    if (o != NULL) {
+        o->ucx = ucx;
+        o->peer = peer;
+    }
+    return o;
+}
+
+/* Runs on the progress thread (inside ucp_worker_progress). */
+static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    ep_owner_t *o = arg;
+    (void)ep;
+    if (o->ucx->failed_peer < 0) {
+        o->ucx->failed_peer = o->peer;
+        o->ucx->failed_status = status;
+    }
+}
+
+zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks_in_flight, zero_ucx_t **ucx_p)
+{
+    zero_status_t status = ZERO_OK;
+    ucp_params_t params;
+    ucp_worker_params_t wparams;
+    ucp_config_t *config = NULL;
+    zero_ucx_t *ucx;
+    int nslots;
+
+    if (chunks_in_flight < 1 || chunks_in_flight > MAX_INFLIGHT)
+        return ZERO_ERR_INVALID_ARG;
+    ucx = zero_calloc(1, sizeof(*ucx));
+    if (ucx == NULL)
+        return ZERO_ERR_NO_MEMORY;
+    ucx->rank = rank;
+    ucx->size = size;
+    ucx->left = (rank + size - 1) % size;
+    ucx->right = (rank + 1) % size;
+    ucx->chunk_bytes = chunk_bytes;
+    ucx->inflight = chunks_in_flight;
+    ucx->failed_peer = -1;
+    ucx->efd = -1;
+
+    nslots = chunks_in_flight + SEND_WINDOW_FACTOR * chunks_in_flight + 1;
+    ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, (size_t)nslots * chunk_bytes, "comm ring slots",
+                                   (void **)&ucx->slots), status, fail);
+    for (int i = 0; i < chunks_in_flight; i++)
+        ucx->recv_free[ucx->nrecv_free++] = i;
+    for (int i = chunks_in_flight; i < nslots; i++)
+        ucx->part_free[ucx->npart_free++] = i;
+
+    ZERO_UCS_CHECK_GOTO(ucp_config_read(NULL, NULL, &config), status, fail, "UCX: %s", "reading the configuration");
+    memset(&params, 0, sizeof(params));
+    params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+    params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;
+    params.mt_workers_shared = 0;
+    ZERO_UCS_CHECK_GOTO(ucp_init(&params, config, &ucx->context), status, fail, "UCX: %s", "ucp_init");
+    memset(&wparams, 0, sizeof(wparams));
+    wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wparams.thread_mode = UCS_THREAD_MODE_SINGLE;   /* confined to one thread at a time */
+    ZERO_UCS_CHECK_GOTO(ucp_worker_create(ucx->context, &wparams, &ucx->worker), status, fail,
+                        "UCX: %s", "creating the worker");
+    ZERO_UCS_CHECK_GOTO(ucp_worker_get_address(ucx->worker, &ucx->address, &ucx->address_len), status, fail,
+                        "UCX: %s", "getting the worker address");
+    if (ucp_worker_get_efd(ucx->worker, &ucx->efd) != UCS_OK)
+        ucx->efd = -1;      /* no wake-up support: the progress thread polls with short sleeps */
+    ucp_config_release(config);
+    *ucx_p = ucx;
+    return ZERO_OK;
+
+fail:
+    if (config != NULL)
+        ucp_config_release(config);
+    zero_ucx_destroy(ucx, 1, 0);
+    return status;
+}
+
+void zero_ucx_address(const zero_ucx_t *ucx, const void **addr_p, size_t *len_p)
+{
+    *addr_p = ucx->address;
+    *len_p = ucx->address_len;
+}
+
+static zero_status_t ep_create(zero_ucx_t *ucx, const void *addr, int peer, ucp_ep_h *ep_p,
+                               struct ep_owner **owner_p)
+{
+    zero_status_t status = ZERO_OK;
+    ucp_ep_params_t p;
+    ep_owner_t *owner = ep_owner_new(ucx, peer);
+    if (owner == NULL)
+        return ZERO_ERR_NO_MEMORY;
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    p.address = addr;
+    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    p.err_handler.cb = ep_error_cb;
+    p.err_handler.arg = owner;
+    ZERO_UCS_CHECK_GOTO(ucp_ep_create(ucx->worker, &p, ep_p), status, fail, "UCX: connecting to rank %d", peer);
+    *owner_p = owner;
+    return ZERO_OK;
+fail:
+    zero_free(owner);
+    return status;
+}
+
+static ucs_status_t wait_request(zero_ucx_t *ucx, void *req, double deadline)
+{
+    ucs_status_t st;
+    if (req == NULL)
+        return UCS_OK;
+    if (UCS_PTR_IS_ERR(req))
+        return UCS_PTR_STATUS(req);
+    while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS && zero_comm_now() < deadline)
+        ucp_worker_progress(ucx->worker);
+    if (st == UCS_INPROGRESS) {
+        ucp_request_cancel(ucx->worker, req);
+        st = UCS_ERR_TIMED_OUT;
+    }
+    ucp_request_free(req);
+    return st;
+}
+
+zero_status_t zero_ucx_connect(zero_ucx_t *ucx, const void *left_addr, const void *right_addr, double timeout_s)
+{
+    zero_status_t status = ZERO_OK;
+    ucp_request_param_t rp;
+    ucs_status_t st;
+    ZERO_CHECK_GOTO(ep_create(ucx, right_addr, ucx->right, &ucx->ep_right, &ucx->owner_right), status, out);
+    if (ucx->left == ucx->right)
+        ucx->ep_left = ucx->ep_right;
+    else
+        ZERO_CHECK_GOTO(ep_create(ucx, left_addr, ucx->left, &ucx->ep_left, &ucx->owner_left), status, out);
+    /* Wire up now rather than inside the first collective. */
+    memset(&rp, 0, sizeof(rp));
+    st = wait_request(ucx, ucp_worker_flush_nbx(ucx->worker, &rp), zero_comm_now() + timeout_s);
+    ZERO_UCS_CHECK_GOTO(st, status, out, "UCX: connecting to ranks %d and %d", ucx->left, ucx->right);
+out:
+    return status;
+}
+
+static void ep_close(zero_ucx_t *ucx, ucp_ep_h ep, int force, double deadline)
+{
+    ucp_request_param_t rp;
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    if (wait_request(ucx, ucp_ep_close_nbx(ep, &rp), deadline) != UCS_OK && !force) {
+        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        wait_request(ucx, ucp_ep_close_nbx(ep, &rp), zero_comm_now() + 1.0);
+    }
+}
+
+void zero_ucx_destroy(zero_ucx_t *ucx, int force, double timeout_s)
+{
+    double deadline = zero_comm_now() + timeout_s;
+    if (ucx == NULL)
+        return;
+    if (ucx->c.active)
+        zero_ucx_coll_abort(ucx);
+    if (ucx->ep_right != NULL)
+        ep_close(ucx, ucx->ep_right, force, deadline);
+    if (ucx->ep_left != NULL && ucx->ep_left != ucx->ep_right)
+        ep_close(ucx, ucx->ep_left, force, deadline);
+    zero_free(ucx->owner_right);
+    zero_free(ucx->owner_left);
+    if (ucx->address != NULL)
+        ucp_worker_release_address(ucx->worker, ucx->address);
+    if (ucx->worker != NULL)
+        ucp_worker_destroy(ucx->worker);
+    if (ucx->context != NULL)
+        ucp_cleanup(ucx->context);
+    zero_mem_free(ucx->slots);
+    zero_free(ucx);
+}
+
+int zero_ucx_efd(const zero_ucx_t *ucx)
+{
+    return ucx->efd;
+}
+
+int zero_ucx_arm(zero_ucx_t *ucx)
+{
+    return ucx->efd >= 0 && ucp_worker_arm(ucx->worker) == UCS_OK;
+}
+
+unsigned zero_ucx_progress(zero_ucx_t *ucx)
+{
+    return ucp_worker_progress(ucx->worker);
+}
+
+int zero_ucx_failed_peer(const zero_ucx_t *ucx)
+{
+    return ucx->failed_peer;
+}
+
+/* ---- ring geometry ---- */
+
+static int mod(int64_t a, int n)
+{
+    int64_t m = a % n;
+    return (int)(m < 0 ? m + n : m);
+}
+
+/* Element offset and length of block @p b. */
+static void block_range(const zero_ucx_t *ucx, int b, size_t *off_p, size_t *len_p)
+{
+    const zero_coll_desc_t *d = &ucx->c.d;
+    size_t n = (size_t)ucx->size;
+    if (d->kind == ZERO_COLL_ALLREDUCE) {
+        size_t base = d->count / n, rem = d->count % n, bb = (size_t)b;
+        *off_p = bb * base + (bb < rem ? bb : rem);
+        *len_p = base + (bb < rem ? 1 : 0);
+    } else if (d->kind == ZERO_COLL_BROADCAST) {
+        *off_p = 0;
+        *len_p = d->count;
+    } else {
+        *off_p = (size_t)b * d->count;
+        *len_p = d->count;
+    }
+}
+
+static size_t chunk_len(const coll_state_t *c, size_t block_len, uint64_t k)
+{
+    size_t start = (size_t)k * c->ce;
+    if (start >= block_len)
+        return 0;
+    return block_len - start < c->ce ? block_len - start : c->ce;
+}
+
+static uint64_t make_tag(uint32_t seq, int phase, uint64_t step, uint64_t chunk)
+{
+    return (uint64_t)(seq & 0xffffu) << 48 | (uint64_t)phase << 46 | (step & 0xffffu) << 30 | (chunk & 0x3fffffffu);
+}
+
+typedef struct unit {
+    int phase;
+    uint64_t step, chunk;
+} unit_t;
+
+static unit_t unit_of(const coll_state_t *c, uint64_t u)
+{
+    unit_t x;
+    if (u < c->units_rs) {
+        x.phase = PHASE_RS;
+    } else {
+        u -= c->units_rs;
+        x.phase = c->d.kind == ZERO_COLL_BROADCAST ? PHASE_BCAST : PHASE_AG;
+    }
+    x.step = u / c->k;
+    x.chunk = u % c->k;
+    return x;
+}
+
+static const unsigned char *in_base(const coll_state_t *c)
+{
+    return c->d.kind == ZERO_COLL_BARRIER ? &c->barrier_in : c->d.sendbuf;
+}
+
+static unsigned char *out_base(const coll_state_t *c)
+{
+    return c->d.kind == ZERO_COLL_BARRIER ? c->barrier_out : c->d.recvbuf;
+}
+
+zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc, uint32_t seq)
+{
+    coll_state_t *c = &ucx->c;
+    size_t maxlen, off;
+    uint64_t rs_steps = 0, ag_steps = 0;
+    int n = ucx->size;
+
+    memset(c, 0, sizeof(*c));
+    c->d = *desc;
+    c->seq = seq;
+    c->es = desc->kind == ZERO_COLL_BARRIER ? 1 : zero_dtype_size(desc->dtype);
+    c->pfifo_head = 0;
+    switch (desc->kind) {
+    case ZERO_COLL_ALLREDUCE:
+        rs_steps = ag_steps = (uint64_t)n - 1;
+        c->ce = ucx->chunk_bytes / 4;          /* partials travel as fp32 */
+        break;
+    case ZERO_COLL_REDUCE_SCATTER:
+        rs_steps = (uint64_t)n - 1;
+        c->ce = ucx->chunk_bytes / 4;
+        break;
+    case ZERO_COLL_ALLGATHER:
+        ag_steps = (uint64_t)n - 1;
+        c->ce = ucx->chunk_bytes / c->es;
+        c->local_copy_pending = desc->sendbuf != (const unsigned char *)desc->recvbuf + (size_t)ucx->rank *
+                                                    desc->count * c->es;
+        break;
+    case ZERO_COLL_BROADCAST:
+        ag_steps = 1;
+        c->ce = ucx->chunk_bytes / c->es;
+        c->local_copy_pending = ucx->rank == desc->root && desc->sendbuf != desc->recvbuf;
+        break;
+    case ZERO_COLL_BARRIER:
+        ag_steps = (uint64_t)n - 1;
+        c->ce = ucx->chunk_bytes;
+        c->d.count = 1;
+        c->barrier_in = 1;
+        c->barrier_out = zero_calloc((size_t)n, 1);
+        if (c->barrier_out == NULL) {
+            ZERO_LOG_ERROR("barrier: out of memory");
+            return ZERO_ERR_NO_MEMORY;
+        }
+        break;
+    }
+    block_range(ucx, 0, &off, &maxlen);   /* block 0 is never shorter than another */
+    c->k = maxlen == 0 ? 0 : (maxlen + c->ce - 1) / c->ce;
+    if (c->k >= ((uint64_t)1 << 30)) {
+        ZERO_LOG_ERROR("%s: %zu elements need %llu chunks, more than a tag holds (raise ZERO_COMM_CHUNK_BYTES)",
+                       zero_coll_name(desc->kind), desc->count, (unsigned long long)c->k);
+        zero_free(c->barrier_out);
+        return ZERO_ERR_OVERFLOW;
+    }
+    c->units_rs = rs_steps * c->k;
+    c->units_total = c->units_rs + ag_steps * c->k;
+    c->last_activity = zero_comm_now();
+    c->active = 1;
+    return ZERO_OK;
+}
+
+/* What unit @p u receives: bytes, destination, slot need. Returns bytes (0: nothing). */
+static size_t recv_spec(zero_ucx_t *ucx, uint64_t u, void **dst_p, int *needs_slot_p)
+{
+    coll_state_t *c = &ucx->c;
+    unit_t x = unit_of(c, u);
+    size_t off, len, clen;
+    int b;
+    *needs_slot_p = 0;
+    switch (x.phase) {
+    case PHASE_RS:
+        b = mod((int64_t)ucx->rank - 2 - (int64_t)x.step, ucx->size);
+        block_range(ucx, b, &off, &len);
+        clen = chunk_len(c, len, x.chunk);
+        *needs_slot_p = 1;
+        *dst_p = NULL;
+        return clen * (x.step == 0 ? c->es : 4);
+    case PHASE_AG:
+        b = mod((int64_t)ucx->rank - 1 - (int64_t)x.step, ucx->size);
+        block_range(ucx, b, &off, &len);
+        clen = chunk_len(c, len, x.chunk);
+        *dst_p = out_base(c) + (off + x.chunk * c->ce) * c->es;
+        return clen * c->es;
+    default:  /* broadcast */
+        if (ucx->rank == c->d.root)
+            return 0;
+        clen = chunk_len(c, c->d.count, x.chunk);
+        *dst_p = out_base(c) + x.chunk * c->ce * c->es;
+        return clen * c->es;
+    }
+}
+
+static zero_status_t post_recv(zero_ucx_t *ucx, uint64_t u)
+{
+    coll_state_t *c = &ucx->c;
+    recv_entry_t *e = &c->recvs[u % (uint64_t)ucx->inflight];
+    void *dst;
+    int needs_slot;
+    size_t bytes = recv_spec(ucx, u, &dst, &needs_slot);
+    unit_t x = unit_of(c, u);
+    ucp_request_param_t rp;
+    void *req;
+
+    e->req = NULL;
+    e->slot = -1;
+    e->expect = bytes;
+    if (bytes == 0)
+        return ZERO_OK;
+    if (needs_slot) {
+        e->slot = ucx->recv_free[--ucx->nrecv_free];   /* the window guarantees one is free */
+        dst = ucx->slots + (size_t)e->slot * ucx->chunk_bytes;
+    }
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+    rp.memory_type = UCS_MEMORY_TYPE_HOST;
+    req = ucp_tag_recv_nbx(ucx->worker, dst, bytes, make_tag(c->seq, x.phase, x.step, x.chunk), UINT64_MAX, &rp);
+    if (UCS_PTR_IS_ERR(req)) {
+        ZERO_LOG_ERROR("%s: receiving from rank %d: %s", zero_coll_name(c->d.kind), ucx->left,
+                       ucs_status_string(UCS_PTR_STATUS(req)));
+        if (e->slot >= 0)
+            ucx->recv_free[ucx->nrecv_free++] = e->slot;
+        e->slot = -1;
+        return zero_status_from_ucs(UCS_PTR_STATUS(req));
+    }
+    e->req = req;
+    return ZERO_OK;
+}
+
+/* Reduces a received reduce-scatter chunk. Returns 0, or 1 if it must wait for a partial slot. */
+static int process_unit(zero_ucx_t *ucx, uint64_t u, recv_entry_t *e)
+{
+    coll_state_t *c = &ucx->c;
+    unit_t x = unit_of(c, u);
+    size_t off, len, clen;
+    const unsigned char *local, *recv;
+    int b, last;
+
+    if (x.phase != PHASE_RS || e->expect == 0)
+        return 0;
+    b = mod((int64_t)ucx->rank - 2 - (int64_t)x.step, ucx->size);
+    block_range(ucx, b, &off, &len);
+    clen = chunk_len(c, len, x.chunk);
+    local = in_base(c) + (off + x.chunk * c->ce) * c->es;
+    recv = ucx->slots + (size_t)e->slot * ucx->chunk_bytes;
+    last = x.step == (uint64_t)ucx->size - 2;
+    if (!last) {
+        int p;
+        if (ucx->npart_free == 0)
+            return 1;
+        p = ucx->part_free[--ucx->npart_free];
+        zero_comm_reduce(c->d.op, c->d.dtype, x.step > 0, recv, local, 1,
+                         ucx->slots + (size_t)p * ucx->chunk_bytes, clen, 1.0f);
+        c->pfifo[(c->pfifo_head + c->pfifo_count) % (int)(sizeof(c->pfifo) / sizeof(c->pfifo[0]))] = p;
+        c->pfifo_count++;
+    } else {
+        unsigned char *out = c->d.kind == ZERO_COLL_ALLREDUCE ? out_base(c) + (off + x.chunk * c->ce) * c->es
+                                                              : out_base(c) + x.chunk * c->ce * c->es;
+        zero_comm_reduce(c->d.op, c->d.dtype, x.step > 0, recv, local, 0, out, clen,
+                         c->d.op == ZERO_COMM_AVG ? (float)ucx->size : 1.0f);
+    }
+    ucx->recv_free[ucx->nrecv_free++] = e->slot;
+    e->slot = -1;
+    return 0;
+}
+
+/* What unit @p u sends: source and bytes; *dep_p: the unit that must be
+ * processed first (UINT64_MAX: none); *partial_p: takes the next partial. */
+static size_t send_spec(zero_ucx_t *ucx, uint64_t u, const void **src_p, uint64_t *dep_p, int *partial_p)
+{
+    coll_state_t *c = &ucx->c;
+    unit_t x = unit_of(c, u);
+    size_t off, len, clen;
+    int b;
+    *dep_p = UINT64_MAX;
+    *partial_p = 0;
+    switch (x.phase) {
+    case PHASE_RS:
+        b = mod((int64_t)ucx->rank - 1 - (int64_t)x.step, ucx->size);
+        block_range(ucx, b, &off, &len);
+        clen = chunk_len(c, len, x.chunk);
+        if (x.step == 0) {
+            *src_p = in_base(c) + (off + x.chunk * c->ce) * c->es;
+            return clen * c->es;
+        }
+        *dep_p = u - c->k;
+        *partial_p = clen > 0;
+        *src_p = NULL;
+        return clen * 4;
+    case PHASE_AG:
+        b = mod((int64_t)ucx->rank - (int64_t)x.step, ucx->size);
+        block_range(ucx, b, &off, &len);
+        clen = chunk_len(c, len, x.chunk);
+        if (x.step == 0 && c->d.kind != ZERO_COLL_ALLREDUCE) {
+            *src_p = in_base(c) + x.chunk * c->ce * c->es;     /* our own block, from the input */
+        } else {
+            *src_p = out_base(c) + (off + x.chunk * c->ce) * c->es;
+            if (x.step > 0 || c->units_rs > 0)
+                *dep_p = u - c->k;   /* the previous step's chunk (allreduce: its final reduction) */
+        }
+        return clen * c->es;
+    default:   /* broadcast */
+        if (ucx->right == c->d.root)
+            return 0;
+        clen = chunk_len(c, c->d.count, x.chunk);
+        if (ucx->rank == c->d.root) {
+            *src_p = (const unsigned char *)c->d.sendbuf + x.chunk * c->ce * c->es;
+        } else {
+            *src_p = out_base(c) + x.chunk * c->ce * c->es;
+            *dep_p = u;
+        }
+        return clen * c->es;
+    }
+}
+
+static void release_partial(zero_ucx_t *ucx, int p)
+{
+    if (p >= 0)
+        ucx->part_free[ucx->npart_free++] = p;
+}
+
+static zero_status_t fail_peer(zero_ucx_t *ucx, int peer, ucs_status_t st, const char *what)
+{
+    coll_state_t *c = &ucx->c;
+    zero_status_t status = st == UCS_ERR_MESSAGE_TRUNCATED ? ZERO_ERR_PROTOCOL : ZERO_ERR_COMM;
+    ZERO_LOG_ERROR("%s (%zu x %s): %s rank %d failed: %s", zero_coll_name(c->d.kind), c->d.count,
+                   zero_dtype_string(c->d.dtype), what, peer, ucs_status_string(st));
+    return status;
+}
+
+zero_status_t zero_ucx_coll_advance(zero_ucx_t *ucx, double now, double timeout_s, int *progressed_p, int *peer_p)
+{
+    coll_state_t *c = &ucx->c;
+    int W = ucx->inflight, progressed = 0;
+    zero_status_t status;
+
+    if (ucx->failed_peer >= 0) {
+        *peer_p = ucx->failed_peer;
+        return fail_peer(ucx, ucx->failed_peer, ucx->failed_status, "the connection to");
+    }
+    /* 1. receives, up to W ahead of processing */
+    while (c->post_idx < c->units_total && c->post_idx < c->done_idx + (uint64_t)W) {
+        if ((status = post_recv(ucx, c->post_idx)) != ZERO_OK) {
+            *peer_p = ucx->left;
+            return status;
+        }
+        c->post_idx++;
+        progressed = 1;
+    }
+    /* 2. process completed receives in order */
+    while (c->done_idx < c->post_idx) {
+        recv_entry_t *e = &c->recvs[c->done_idx % (uint64_t)W];
+        if (e->req != NULL) {
+            ucp_tag_recv_info_t info;
+            ucs_status_t st = ucp_tag_recv_request_test(e->req, &info);
+            if (st == UCS_INPROGRESS)
+                break;
+            ucp_request_free(e->req);
+            e->req = NULL;
+            if (st == UCS_OK && info.length != e->expect) {
+                ZERO_LOG_ERROR("%s: rank %d sent %zu bytes where %zu were expected (do all ranks call the "
+                               "same collectives with the same counts?)", zero_coll_name(c->d.kind), ucx->left,
+                               info.length, e->expect);
+                *peer_p = ucx->left;
+                return ZERO_ERR_PROTOCOL;
+            }
+            if (st != UCS_OK) {
+                *peer_p = ucx->left;
+                return fail_peer(ucx, ucx->left, st, "receiving from");
+            }
+        }
+        if (process_unit(ucx, c->done_idx, e) != 0)
+            break;
+        c->done_idx++;
+        progressed = 1;
+    }
+    /* 3. sends whose data is ready, in order */
+    while (c->send_idx < c->units_total && c->nsends < W * SEND_WINDOW_FACTOR) {
+        const void *src = NULL;
+        uint64_t dep;
+        int partial, pslot = -1;
+        size_t bytes = send_spec(ucx, c->send_idx, &src, &dep, &partial);
+        unit_t x = unit_of(c, c->send_idx);
+        ucp_request_param_t rp;
+        void *req;
+        if (dep != UINT64_MAX && dep >= c->done_idx)
+            break;
+        if (partial) {
+            int cap = (int)(sizeof(c->pfifo) / sizeof(c->pfifo[0]));
+            pslot = c->pfifo[c->pfifo_head];
+            c->pfifo_head = (c->pfifo_head + 1) % cap;
+            c->pfifo_count--;
+            src = ucx->slots + (size_t)pslot * ucx->chunk_bytes;
+        }
+        c->send_idx++;
+        progressed = 1;
+        if (bytes == 0)
+            continue;
+        memset(&rp, 0, sizeof(rp));
+        rp.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+        rp.memory_type = UCS_MEMORY_TYPE_HOST;
+        req = ucp_tag_send_nbx(ucx->ep_right, src, bytes, make_tag(c->seq, x.phase, x.step, x.chunk), &rp);
+        if (req == NULL) {
+            release_partial(ucx, pslot);
+        } else if (UCS_PTR_IS_ERR(req)) {
+            release_partial(ucx, pslot);
+            *peer_p = ucx->right;
+            return fail_peer(ucx, ucx->right, UCS_PTR_STATUS(req), "sending to");
+        } else {
+            for (int i = 0; i < W * SEND_WINDOW_FACTOR; i++) {
+                if (c->sends[i].req == NULL) {
+                    c->sends[i].req = req;
+                    c->sends[i].pslot = pslot;
+                    break;
+                }
+            }
+            c->nsends++;
+        }
+    }
+    /* 4. completed sends */
+    for (int i = 0; i < W * SEND_WINDOW_FACTOR && c->nsends > 0; i++) {
+        ucs_status_t st;
+        if (c->sends[i].req == NULL)
+            continue;
+        st = ucp_request_check_status(c->sends[i].req);
+        if (st == UCS_INPROGRESS)
+            continue;
+        ucp_request_free(c->sends[i].req);
+        c->sends[i].req = NULL;
+        release_partial(ucx, c->sends[i].pslot);
+        c->nsends--;
+        progressed = 1;
+        if (st != UCS_OK) {
+            *peer_p = ucx->right;
+            return fail_peer(ucx, ucx->right, st, "sending to");
+        }
+    }
+    /* Our own block into the output, while the first chunks are on the wire. */
+    if (c->local_copy_pending) {
+        size_t bytes = c->d.count * c->es;
+        unsigned char *dst = c->d.kind == ZERO_COLL_BROADCAST ? out_base(c)
+                                                              : out_base(c) + (size_t)ucx->rank * bytes;
+        memcpy(dst, c->d.sendbuf, bytes);
+        c->local_copy_pending = 0;
+    }
+    *progressed_p = progressed;
+    if (progressed)
+        c->last_activity = now;
+    if (c->done_idx == c->units_total && c->send_idx == c->units_total && c->nsends == 0) {
+        zero_free(c->barrier_out);
+        c->barrier_out = NULL;
+        c->active = 0;
+        return ZERO_OK;
+    }
+    if (now - c->last_activity > timeout_s) {
+        int waiting_recv = c->done_idx < c->post_idx;
+        *peer_p = waiting_recv ? ucx->left : ucx->right;
+        ZERO_LOG_ERROR("%s (%zu x %s): no progress for %.1f s waiting for rank %d (stuck or overloaded; "
+                       "ZERO_COMM_TIMEOUT sets this bound)", zero_coll_name(c->d.kind), c->d.count,
+                       zero_dtype_string(c->d.dtype), timeout_s, *peer_p);
+        return ZERO_ERR_TIMEOUT;
+    }
+    return ZERO_INPROGRESS;
+}
+
+void zero_ucx_coll_abort(zero_ucx_t *ucx)
+{
+    coll_state_t *c = &ucx->c;
+    if (!c->active)
+        return;
+    for (uint64_t u = c->done_idx; u < c->post_idx; u++) {
+        recv_entry_t *e = &c->recvs[u % (uint64_t)ucx->inflight];
+        if (e->req != NULL) {
+            ucp_request_cancel(ucx->worker, e->req);
+            ucp_request_free(e->req);      /* released by UCX once the cancel lands */
+            e->req = NULL;
+        }
+        if (e->slot >= 0)
+            ucx->recv_free[ucx->nrecv_free++] = e->slot;
+        e->slot = -1;
+    }
+    for (int i = 0; i < ucx->inflight * SEND_WINDOW_FACTOR; i++) {
+        if (c->sends[i].req != NULL) {
+            /* A send cannot be cancelled; the slot stays allocated until destroy. */
+            ucp_request_free(c->sends[i].req);
+            c->sends[i].req = NULL;
+        }
+    }
+    c->nsends = 0;
+    zero_free(c->barrier_out);
+    c->barrier_out = NULL;
+    c->active = 0;
+}
