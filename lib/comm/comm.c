@@ -804,13 +804,15 @@ void zero_comm_request_free(zero_comm_request_h request)
     zero_free(request);
 }
 
-static zero_status_t run_blocking(zero_status_t started, zero_comm_request_h req)
+/* Takes the request by address: C leaves the order of argument evaluation
+ * open, so the start call must have written it before it is read. */
+static zero_status_t run_blocking(zero_status_t started, zero_comm_request_h *req)
 {
     zero_status_t status;
     if (started != ZERO_OK)
         return started;
-    status = zero_comm_request_wait(req);
-    zero_comm_request_free(req);
+    status = zero_comm_request_wait(*req);
+    zero_comm_request_free(*req);
     return status;
 }
 
@@ -818,7 +820,7 @@ zero_status_t zero_comm_allreduce(zero_comm_h comm, const void *sendbuf, void *r
                                   zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind)
 {
     zero_comm_request_h req = NULL;
-    return run_blocking(zero_comm_allreduce_start(comm, sendbuf, recvbuf, count, dtype, op, mem_kind, &req), req);
+    return run_blocking(zero_comm_allreduce_start(comm, sendbuf, recvbuf, count, dtype, op, mem_kind, &req), &req);
 }
 
 zero_status_t zero_comm_reduce_scatter(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t recvcount,
@@ -826,25 +828,25 @@ zero_status_t zero_comm_reduce_scatter(zero_comm_h comm, const void *sendbuf, vo
 {
     zero_comm_request_h req = NULL;
     return run_blocking(zero_comm_reduce_scatter_start(comm, sendbuf, recvbuf, recvcount, dtype, op, mem_kind, &req),
-                        req);
+                        &req);
 }
 
 zero_status_t zero_comm_allgather(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
                                   zero_dtype_t dtype, zero_mem_kind_t mem_kind)
 {
     zero_comm_request_h req = NULL;
-    return run_blocking(zero_comm_allgather_start(comm, sendbuf, recvbuf, sendcount, dtype, mem_kind, &req), req);
+    return run_blocking(zero_comm_allgather_start(comm, sendbuf, recvbuf, sendcount, dtype, mem_kind, &req), &req);
 }
 
 zero_status_t zero_comm_broadcast(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
                                   zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind)
 {
     zero_comm_request_h req = NULL;
-    return run_blocking(zero_comm_broadcast_start(comm, sendbuf, recvbuf, count, dtype, root, mem_kind, &req), req);
+    return run_blocking(zero_comm_broadcast_start(comm, sendbuf, recvbuf, count, dtype, root, mem_kind, &req), &req);
 }
 
 zero_status_t zero_comm_barrier(zero_comm_h comm)
 {
     zero_comm_request_h req = NULL;
-    return run_blocking(zero_comm_barrier_start(comm, &req), req);
+    return run_blocking(zero_comm_barrier_start(comm, &req), &req);
 }
