@@ -16,5 +16,6 @@
 #include <zero/config.h>
 #include <zero/comm.h>
 #include <zero/engine.h>
+#include <zero/sampler.h>
 
 #endif /* ZERO_ZERO_H */

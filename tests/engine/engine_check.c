@@ -431,6 +431,26 @@ int main(void)
         free(got[p]);
         free(want[p]);
     }
+    /* Every rank but 0 registers a different shape: setup fails on every rank, naming it. */
+    if (world > 1) {
+        zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_COMM,
+                                   .comm = comm};
+        char json[256];
+        zero_engine_h eng = NULL;
+        zero_param_h h;
+        zero_param_desc_t d = {.name = "mismatch", .dtype = ZERO_FP32, .ndim = 1, .shape = {rank == 0 ? 10 : 11}};
+        snprintf(json, sizeof(json), "{\"train_batch_size\": %d, \"optimizer\": {\"type\": \"SGD\"}}", world);
+        ep.config_json = json;
+        combos++;
+        if (zero_engine_create(&ep, &eng) != ZERO_OK || zero_param_register(eng, &d, &h) != ZERO_OK ||
+            zero_engine_setup(eng) != ZERO_ERR_INVALID_ARG ||
+            (rank != 0 && strstr(zero_engine_last_error(eng), "parameter 0 (mismatch) differs from rank 0") == NULL)) {
+            fprintf(stderr, "rank %d: mismatched registration not reported: %s\n", rank,
+                    eng ? zero_engine_last_error(eng) : "no engine");
+            failures++;
+        }
+        zero_engine_destroy(eng);
+    }
     zero_comm_destroy(comm);
     printf("engine_check rank %d of %d: %d of %d combinations passed\n", rank, world, combos - failures, combos);
     return failures > 99 ? 99 : failures;
