@@ -295,7 +295,7 @@ ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
 /** Model-state bytes this rank holds, by kind. */
 typedef struct zero_engine_memory {
     uint64_t params;        /**< weights the trainer sees (full at stages 0-2, shard at 3) */
-    uint64_t grads;         /**< gradients: full buffer (0-1), owned fp32 shard (2-3) */
+    uint64_t grads;         /**< gradients in the parameters' dtype: full (stages 0-1), owned shard (2-3) */
     uint64_t master;        /**< fp32 master weights (owned shard) */
     uint64_t optim_state;   /**< optimizer moments (owned shard) */
     uint64_t buffers;       /**< bucket staging, gather and communication buffers in use now */

@@ -263,7 +263,7 @@ static void free_group(zero_engine_h e, group_state_t *g)
     engine_free(e, &e->mem.params, g->length * esz, g->params_flat);
     engine_free(e, &e->mem.params, g->own_length * esz, g->params_shard);
     engine_free(e, &e->mem.grads, g->length * esz, g->grads_flat);
-    engine_free(e, &e->mem.grads, g->own_length * sizeof(float), g->grad_shard);
+    engine_free(e, &e->mem.grads, g->own_length * esz, g->grad_shard);
     if ((void *)g->master != g->params_flat && (void *)g->master != g->params_shard)
         engine_free(e, &e->mem.master, g->own_length * sizeof(float), g->master);
     engine_free(e, &e->mem.optim_state, g->own_length * sizeof(float), g->state1);
@@ -602,10 +602,10 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
             return status;
         memset(g->grads_flat, 0, g->length * esz);
     } else {
-        status = engine_alloc(e, &e->mem.grads, g->own_length * sizeof(float), "grad shard", (void **)&g->grad_shard);
+        status = engine_alloc(e, &e->mem.grads, g->own_length * esz, "grad shard", &g->grad_shard);
         if (status != ZERO_OK)
             return status;
-        memset(g->grad_shard, 0, g->own_length * sizeof(float));
+        memset(g->grad_shard, 0, g->own_length * esz);
     }
     /* fp32 training: the weights the trainer sees are the master weights where the
      * owned range is contiguous in them (stage 0: everything; stage 3: the shard). */

@@ -70,8 +70,10 @@ typedef struct group_state {
     size_t own_length;      /* elements this rank updates: length at stage 0, else length / W */
     void *params_flat;      /* stages 0-2: [length] of dtype */
     void *params_shard;     /* stage 3: [own_length] of dtype */
+    float *scratch;         /* step: fp32 gradients of one piece (see engine_step.c) */
+    size_t scratch_length;
     void *grads_flat;       /* stages 0-1: [length] of dtype */
-    float *grad_shard;      /* stages 2-3: [own_length] fp32 accumulation */
+    void *grad_shard;       /* stages 2-3: [own_length] of dtype, the owned averaged gradients */
     float *master;          /* [own_length] fp32 */
     float *state1, *state2; /* [own_length] fp32 optimizer state (NULL if unused) */
     /* Runs of the owned range that share one weight-decay setting. */

@@ -35,21 +35,24 @@ static int bucket_param_count(zero_engine_h e, int b)
     return n;
 }
 
-/* Adds @p n elements of @p src (dtype) into the fp32 @p dst. */
-static void accumulate_into_fp32(float *dst, const void *src, zero_dtype_t dtype, size_t n)
+/* dst += src, @p n elements of @p dtype (16-bit sums in fp32, rounded once). */
+static void accumulate(void *dst, const void *src, zero_dtype_t dtype, size_t n)
 {
     if (dtype == ZERO_FP32) {
+        float *d = dst;
         const float *s = src;
         for (size_t i = 0; i < n; i++)
-            dst[i] += s[i];
+            d[i] += s[i];
     } else if (dtype == ZERO_BF16) {
+        uint16_t *d = dst;
         const uint16_t *s = src;
         for (size_t i = 0; i < n; i++)
-            dst[i] += zero_bf16_to_f32(s[i]);
+            d[i] = zero_f32_to_bf16(zero_bf16_to_f32(d[i]) + zero_bf16_to_f32(s[i]));
     } else {
+        uint16_t *d = dst;
         const uint16_t *s = src;
         for (size_t i = 0; i < n; i++)
-            dst[i] += zero_f16_to_f32(s[i]);
+            d[i] = zero_f32_to_f16(zero_f16_to_f32(d[i]) + zero_f16_to_f32(s[i]));
     }
 }
 
@@ -153,7 +156,7 @@ zero_status_t engine_reduce_bucket_start(zero_engine_h e, int b)
     return status;
 }
 
-/* Waits for bucket @p b's reduction, adds the owned slice into the fp32 shard, frees the staging. */
+/* Waits for bucket @p b's reduction, adds the owned slice into the gradient shard, frees the staging. */
 static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
 {
     bucket_state_t *bs = &e->buckets[b];
@@ -164,8 +167,8 @@ static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
     if (status != ZERO_OK)
         return status;
     if (bs->staging != NULL) {
-        accumulate_into_fp32(g->grad_shard + zero_layout_bucket_shard_offset(e->layout, b),
-                             (char *)bs->staging + (size_t)e->own_rank * slice * esz, g->dtype, slice);
+        accumulate((char *)g->grad_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
+                   (char *)bs->staging + (size_t)e->own_rank * slice * esz, g->dtype, slice);
         engine_free(e, &e->mem.buffers, bucket_bytes(e, b), bs->staging);
         bs->staging = NULL;
     }
@@ -232,7 +235,108 @@ zero_status_t zero_backward_end(zero_engine_h e)
     return ZERO_OK;
 }
 
-/* ---- the boundary ---- */
+/* ---- the boundary ----
+ *
+ * The owned range of a group (everything at stage 0, the shard otherwise) is
+ * walked in pieces that never cross a weight-decay run or, at stages 1-2, a
+ * bucket (the owned range is one slice of every bucket there). For each piece
+ * the optimizer kernel reads the averaged gradient (converted to fp32 in a
+ * small scratch when it is 16-bit), updates the fp32 master and moments, and
+ * writes the 16-bit weights straight to where the trainer sees them: the full
+ * weights at stage 0, the owned slice inside the full weights at stages 1-2
+ * (then all-gathered in place), the shard at stage 3. So the model state
+ * stays at the ZeRO formula: no full-size temporary at any stage.
+ */
+
+/* Piece length bound: enough 64 Ki-element kernel chunks for every thread, and
+ * a scratch that stays in the caches. */
+static size_t piece_max(zero_engine_h e)
+{
+    return (size_t)zero_thread_pool_size(e->pool) * 2 * ZERO_OPTIM_DEFAULT_CHUNK;
+}
+
+/* The bucket of group @p gi whose owned slice holds owned offset @p so (stages 1-2). */
+static int owned_bucket(zero_engine_h e, int gi, size_t so)
+{
+    const zero_layout_group_t *lg = &e->layout->groups[gi];
+    int lo = lg->first_bucket, hi = lg->first_bucket + lg->num_buckets - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (zero_layout_bucket_shard_offset(e->layout, mid) <= so)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Where owned offset @p so lives in the group's flat space, and how many owned
+ * elements from there on are contiguous in it. */
+static size_t owned_to_flat(zero_engine_h e, int gi, size_t so, size_t *contiguous_p)
+{
+    group_state_t *g = &e->groups[gi];
+    if (e->stage == 0) {
+        *contiguous_p = g->own_length - so;
+        return so;
+    } else {
+        int b = owned_bucket(e, gi, so);
+        size_t begin, end, base = zero_layout_bucket_shard_offset(e->layout, b);
+        zero_layout_bucket_slice(e->layout, b, e->own_rank, &begin, &end);
+        *contiguous_p = end - begin - (so - base);
+        return begin + (so - base);
+    }
+}
+
+/* The averaged gradients at owned offset @p so (dtype), and how many are contiguous. */
+static void *grad_at(zero_engine_h e, int gi, size_t so, size_t *contiguous_p)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t esz = dtype_bytes(g->dtype);
+    if (e->stage >= 2) {
+        *contiguous_p = g->own_length - so;
+        return (char *)g->grad_shard + so * esz;
+    }
+    return (char *)g->grads_flat + owned_to_flat(e, gi, so, contiguous_p) * esz;
+}
+
+/* Where the updated 16-bit weights of owned offset @p so go (NULL for fp32). */
+static uint16_t *w16_at(zero_engine_h e, int gi, size_t so)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t contiguous;
+    if (g->dtype == ZERO_FP32)
+        return NULL;
+    if (e->stage == 3)
+        return (uint16_t *)g->params_shard + so;
+    return (uint16_t *)g->params_flat + owned_to_flat(e, gi, so, &contiguous);
+}
+
+/* fp32 gradients of [so, so + n): the buffer itself for fp32, else converted into the scratch. */
+static const float *grad32(zero_engine_h e, int gi, size_t so, size_t n)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t contiguous;
+    void *src = grad_at(e, gi, so, &contiguous);
+    if (g->dtype == ZERO_FP32)
+        return src;
+    zero_optim_from_16(&e->optim, w16_of(g->dtype), g->scratch, src, n);
+    return g->scratch;
+}
+
+/* The end of the piece that starts at @p so within run @p r. */
+static size_t piece_end(zero_engine_h e, int gi, size_t so, size_t r)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t contiguous, end = g->run_start[r + 1];
+    if (end > so + piece_max(e))
+        end = so + piece_max(e);
+    if (e->stage == 1 || e->stage == 2) {
+        owned_to_flat(e, gi, so, &contiguous);
+        if (end > so + contiguous)
+            end = so + contiguous;
+    }
+    return end;
+}
 
 /* Stages 0-1: reduce the full gradient buffers (views copied in first). */
 static zero_status_t reduce_full_grads(zero_engine_h e)
@@ -281,40 +385,23 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
     return status;
 }
 
-/* The owned fp32 gradients of group @p gi, contiguous: an alias where possible, else a temporary. */
-static zero_status_t owned_fp32_grads(zero_engine_h e, int gi, float **g32_p, int *temp_p)
+/* Counts inf/nan and sums squares over the owned averaged gradients of every group. */
+static void check_grads(zero_engine_h e, float totals[2])
 {
-    group_state_t *g = &e->groups[gi];
-    const zero_layout_group_t *lg = &e->layout->groups[gi];
-    size_t esz = dtype_bytes(g->dtype);
-    zero_status_t status;
-    float *g32;
-
-    *temp_p = 0;
-    if (e->stage >= 2) {
-        *g32_p = g->grad_shard;
-        return ZERO_OK;
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        size_t so = 0;
+        while (so < g->own_length) {
+            size_t n, bad = 0;
+            double sq = 0.0;
+            const void *src = grad_at(e, gi, so, &n);
+            zero_optim_count_nonfinite(&e->optim, g->dtype, src, n, &bad);
+            zero_optim_sum_squares(&e->optim, g->dtype, src, n, &sq);
+            totals[0] += (float)bad;
+            totals[1] += (float)sq;
+            so += n;
+        }
     }
-    if (e->stage == 0 && g->dtype == ZERO_FP32) {
-        *g32_p = g->grads_flat;
-        return ZERO_OK;
-    }
-    status = engine_alloc(e, &e->mem.buffers, g->own_length * sizeof(float), "fp32 gradient shard", (void **)&g32);
-    if (status != ZERO_OK)
-        return status;
-    for (int b = lg->first_bucket; b < lg->first_bucket + lg->num_buckets; b++) {
-        size_t s, end, off = zero_layout_bucket_shard_offset(e->layout, b);
-        const void *src;
-        zero_layout_bucket_slice(e->layout, b, e->own_rank, &s, &end);
-        src = (const char *)g->grads_flat + s * esz;
-        if (g->dtype == ZERO_FP32)
-            memcpy(g32 + off, src, (end - s) * sizeof(float));
-        else
-            zero_optim_from_16(&e->optim, w16_of(g->dtype), g32 + off, src, end - s);
-    }
-    *g32_p = g32;
-    *temp_p = 1;
-    return ZERO_OK;
 }
 
 static void zero_grads(zero_engine_h e)
@@ -324,37 +411,16 @@ static void zero_grads(zero_engine_h e)
         if (g->grads_flat)
             memset(g->grads_flat, 0, g->length * dtype_bytes(g->dtype));
         if (g->grad_shard)
-            memset(g->grad_shard, 0, g->own_length * sizeof(float));
+            memset(g->grad_shard, 0, g->own_length * dtype_bytes(g->dtype));
     }
     for (int i = 0; i < e->num_params; i++)
         if (e->params[i]->view_grad)
             memset(e->params[i]->view_grad, 0, e->params[i]->numel * dtype_bytes(e->params[i]->dtype));
 }
 
-/* Where the updated 16-bit weights of group @p gi go: the trainer-visible
- * weights themselves when the owned range is contiguous in them (stage 0: all,
- * stage 3: the shard), else a temporary shard that is all-gathered. */
-static zero_status_t w16_target(zero_engine_h e, int gi, uint16_t **w16_p, int *temp_p)
-{
-    group_state_t *g = &e->groups[gi];
-    *temp_p = 0;
-    *w16_p = NULL;
-    if (g->dtype == ZERO_FP32)
-        return ZERO_OK;
-    if (e->stage == 0) {
-        *w16_p = g->params_flat;
-        return ZERO_OK;
-    }
-    if (e->stage == 3) {
-        *w16_p = g->params_shard;
-        return ZERO_OK;
-    }
-    *temp_p = 1;
-    return engine_alloc(e, &e->mem.buffers, g->own_length * 2, "16-bit weight shard", (void **)w16_p);
-}
-
-/* Stages 1-2: all-gather the updated shard (@p w16 for 16-bit, else the fp32 master) into the full weights. */
-static zero_status_t allgather_weights(zero_engine_h e, int gi, const void *shard)
+/* Stages 1-2: all-gather every bucket's updated owned slice into the full weights: in place
+ * for 16-bit weights (the kernel wrote the slice there), from the fp32 master otherwise. */
+static zero_status_t allgather_weights(zero_engine_h e, int gi)
 {
     group_state_t *g = &e->groups[gi];
     const zero_layout_group_t *lg = &e->layout->groups[gi];
@@ -369,9 +435,10 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi, const void *shar
         int b = lg->first_bucket + k;
         const zero_layout_bucket_t *bk = &e->layout->buckets[b];
         size_t slice = bk->length / (size_t)e->world;
-        status = zero_comm_allgather_start(e->comm, (const char *)shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
-                                           (char *)g->params_flat + bk->offset * esz, slice, g->dtype, ZERO_MEM_HOST,
-                                           &reqs[k]);
+        char *full = (char *)g->params_flat + bk->offset * esz;
+        const void *send = g->dtype == ZERO_FP32 ? (const void *)(g->master + zero_layout_bucket_shard_offset(e->layout, b))
+                                                 : (const void *)(full + (size_t)e->rank * slice * esz);
+        status = zero_comm_allgather_start(e->comm, send, full, slice, g->dtype, ZERO_MEM_HOST, &reqs[k]);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
             engine_error(e, status, "allgather of updated weights (bucket %d) failed to start", b);
@@ -395,41 +462,51 @@ static void copy_to_views(zero_engine_h e)
     }
 }
 
-/* Brings the fp32 masters to the weights the trainer sees (used at setup; the
- * step fuses the 16-bit conversion into the optimizer kernel instead). */
-zero_status_t engine_write_back(zero_engine_h e)
+/* After the owned weights changed: all-gather them (stages 1-2) and refresh views. */
+static zero_status_t publish_weights(zero_engine_h e)
 {
     zero_status_t status = ZERO_OK;
-    for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
-        group_state_t *g = &e->groups[gi];
-        uint16_t *w16;
-        int temp;
-        status = w16_target(e, gi, &w16, &temp);
-        if (status != ZERO_OK)
-            break;
-        if (w16 != NULL)
-            zero_optim_to_16(&e->optim, w16_of(g->dtype), w16, g->master, g->own_length);
-        if (e->stage == 1 || e->stage == 2)
-            status = allgather_weights(e, gi, w16 != NULL ? (const void *)w16 : (const void *)g->master);
-        if (temp)
-            engine_free(e, &e->mem.buffers, g->own_length * 2, w16);
-    }
+    if (e->stage == 1 || e->stage == 2)
+        for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++)
+            status = allgather_weights(e, gi);
     if (status == ZERO_OK && e->stage < 3)
         copy_to_views(e);
     return status;
 }
 
-/* The optimizer over one run [lo, hi) of group @p gi's owned range. */
-static zero_status_t run_kernel(zero_engine_h e, group_state_t *g, size_t lo, size_t hi, int decay, const float *g32,
-                                uint16_t *w16, double lr, float grad_scale, int64_t step)
+/* Brings the fp32 masters to the weights the trainer sees (at setup; the step
+ * fuses the 16-bit conversion into the optimizer kernel instead). */
+zero_status_t engine_write_back(zero_engine_h e)
 {
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        size_t so = 0;
+        if (g->dtype == ZERO_FP32)
+            continue;
+        while (so < g->own_length) {
+            size_t n = g->own_length - so;
+            if (e->stage == 1 || e->stage == 2)
+                owned_to_flat(e, gi, so, &n);
+            zero_optim_to_16(&e->optim, w16_of(g->dtype), w16_at(e, gi, so), g->master + so, n);
+            so += n;
+        }
+    }
+    return publish_weights(e);
+}
+
+/* The optimizer over the piece [lo, hi) of group @p gi's owned range. */
+static zero_status_t run_kernel(zero_engine_h e, int gi, size_t lo, size_t hi, int decay, double lr,
+                                float grad_scale, int64_t step)
+{
+    group_state_t *g = &e->groups[gi];
     const zero_config_optimizer_t *o = &e->config->optimizer;
+    uint16_t *w16 = w16_at(e, gi, lo);
     zero_optim_slice_t s = {
         .w = g->master + lo,
-        .g = g32 + lo,
+        .g = grad32(e, gi, lo, hi - lo),
         .s1 = g->state1 ? g->state1 + lo : NULL,
         .s2 = g->state2 ? g->state2 + lo : NULL,
-        .w16 = w16 ? w16 + lo : NULL,
+        .w16 = w16,
         .w16_type = w16 ? w16_of(g->dtype) : ZERO_OPTIM_W16_NONE,
         .n = hi - lo,
     };
@@ -508,8 +585,10 @@ static void lamb_params(zero_engine_h e, zero_optim_lamb_params_t *p, double lr,
     p->grad_scale = grad_scale;
 }
 
-/* Lamb: phase 1 per parameter segment, per-parameter norms summed over ranks, phase 2. */
-static zero_status_t lamb_step(zero_engine_h e, float **g32, uint16_t **w16, double lr, float grad_scale, int64_t step)
+/* Lamb: phase 1 per owned parameter segment, per-parameter norms summed over
+ * ranks, phase 2. A segment never crosses a bucket slice, so its gradients and
+ * 16-bit weights are contiguous; the scratch holds the largest segment. */
+static zero_status_t lamb_step(zero_engine_h e, double lr, float grad_scale, int64_t step)
 {
     zero_status_t status = ZERO_OK;
     size_t n = (size_t)e->num_params;
@@ -526,13 +605,14 @@ static zero_status_t lamb_step(zero_engine_h e, float **g32, uint16_t **w16, dou
                 struct zero_param *prm = e->params[sg->param];
                 zero_optim_lamb_params_t p;
                 zero_optim_segment_t seg = {0, sg->length};
+                uint16_t *w16 = w16_at(e, gi, sg->shard_offset);
                 zero_optim_slice_t sl = {
                     .w = g->master + sg->shard_offset,
-                    .g = g32[gi] + sg->shard_offset,
+                    .g = pass == 1 ? grad32(e, gi, sg->shard_offset, sg->length) : NULL,
                     .s1 = g->state1 + sg->shard_offset,
                     .s2 = g->state2 + sg->shard_offset,
-                    .w16 = w16[gi] ? w16[gi] + sg->shard_offset : NULL,
-                    .w16_type = w16[gi] ? w16_of(g->dtype) : ZERO_OPTIM_W16_NONE,
+                    .w16 = w16,
+                    .w16_type = w16 ? w16_of(g->dtype) : ZERO_OPTIM_W16_NONE,
                     .n = sg->length,
                 };
                 lamb_params(e, &p, lr, prm->weight_decay ? (float)e->config->optimizer.weight_decay : 0.0f,
@@ -560,6 +640,37 @@ static zero_status_t lamb_step(zero_engine_h e, float **g32, uint16_t **w16, dou
     return status;
 }
 
+static zero_status_t alloc_scratch(zero_engine_h e)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        size_t len = g->own_length < piece_max(e) ? g->own_length : piece_max(e);
+        zero_status_t status;
+        if (g->dtype == ZERO_FP32)
+            continue;
+        if (e->config->optimizer.type == ZERO_OPTIMIZER_LAMB)
+            for (size_t s = 0; s < g->num_segments; s++)
+                if (g->segments[s].length > len)
+                    len = g->segments[s].length;
+        status = engine_alloc(e, &e->mem.buffers, (len ? len : 1) * sizeof(float), "fp32 gradient scratch",
+                              (void **)&g->scratch);
+        if (status != ZERO_OK)
+            return status;
+        g->scratch_length = len ? len : 1;
+    }
+    return ZERO_OK;
+}
+
+static void free_scratch(zero_engine_h e)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        engine_free(e, &e->mem.buffers, g->scratch_length * sizeof(float), g->scratch);
+        g->scratch = NULL;
+        g->scratch_length = 0;
+    }
+}
+
 static void print_step(zero_engine_h e, const zero_step_info_t *info)
 {
     uint64_t every = e->config->steps_per_print;
@@ -580,9 +691,6 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
 {
     zero_status_t status = ZERO_OK;
     zero_step_info_t info = {0};
-    float *g32[ZERO_DTYPE_COUNT] = {0};
-    uint16_t *w16[ZERO_DTYPE_COUNT] = {0};
-    int g32_temp[ZERO_DTYPE_COUNT] = {0}, w16_temp[ZERO_DTYPE_COUNT] = {0};
     float totals[2] = {0.0f, 0.0f};
     double scale, lr, t0;
     int overflow;
@@ -628,24 +736,14 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
     if (e->stage == 3)
         engine_gather_drop_all(e);   /* in-flight gathers read the shards the step rewrites */
 
-    /* 2. overflow check and global norm over the owned fp32 gradients */
-    for (int gi = 0; gi < e->layout->num_groups; gi++) {
-        size_t bad = 0;
-        double sq = 0.0;
-        status = owned_fp32_grads(e, gi, &g32[gi], &g32_temp[gi]);
-        if (status != ZERO_OK)
-            goto out;
-        zero_optim_count_nonfinite(&e->optim, ZERO_FP32, g32[gi], e->groups[gi].own_length, &bad);
-        zero_optim_sum_squares(&e->optim, ZERO_FP32, g32[gi], e->groups[gi].own_length, &sq);
-        totals[0] += (float)bad;
-        totals[1] += (float)sq;
-    }
+    /* 2. overflow check and global norm over the owned gradients, summed over ranks */
+    check_grads(e, totals);
     if (e->own_world > 1) {
         status = zero_comm_allreduce(e->comm, totals, totals, 2, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
             engine_error(e, status, "step: summing the overflow flags and gradient norms across ranks failed");
-            goto out;
+            return status;
         }
     }
     e->timers.reduce += engine_now() - t0;
@@ -657,73 +755,60 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
     if (overflow) {
         status = zero_loss_scaler_update(&e->scaler, 1);
         if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
             snprintf(e->last_error, sizeof(e->last_error),
                      "fp16 gradients overflow at the minimum loss scale %g: training cannot continue", scale);
-            goto out;
+            return status;
         }
         e->skipped_steps++;
         info.skipped = 1;
         if (e->precision != ZERO_FP16)
             ZERO_LOG_WARN("step %llu: inf/nan in the gradients; update skipped", (unsigned long long)e->global_steps);
     } else {
-        /* 3. clip, step the optimizer on the owned shard, fused with the 16-bit write */
+        /* 3. clip; the optimizer over the owned range, fused with the 16-bit write */
         float clip = zero_optim_clip_coef(info.grad_norm, e->config->gradient_clipping);
         float grad_scale = (float)(clip / scale);
         int64_t step = (int64_t)(e->global_steps - e->skipped_steps);
         lr = zero_lr_schedule_lr(&e->schedule);
         e->last_grad_norm = info.grad_norm;
         t0 = engine_now();
-        for (int gi = 0; gi < e->layout->num_groups; gi++) {
-            status = w16_target(e, gi, &w16[gi], &w16_temp[gi]);
-            if (status != ZERO_OK)
-                goto out;
-        }
-        if (e->config->optimizer.type == ZERO_OPTIMIZER_LAMB) {
-            status = lamb_step(e, g32, w16, lr, grad_scale, step);
-        } else {
+        status = alloc_scratch(e);
+        if (status == ZERO_OK && e->config->optimizer.type == ZERO_OPTIMIZER_LAMB) {
+            status = lamb_step(e, lr, grad_scale, step);
+        } else if (status == ZERO_OK) {
             for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
                 group_state_t *g = &e->groups[gi];
-                for (size_t r = 0; r < g->num_runs && status == ZERO_OK; r++)
-                    status = run_kernel(e, g, g->run_start[r], g->run_start[r + 1], g->run_decay[r], g32[gi],
-                                        w16[gi], lr, grad_scale, step);
+                size_t so = 0, r = 0;
+                while (so < g->own_length && status == ZERO_OK) {
+                    size_t end;
+                    while (g->run_start[r + 1] <= so)
+                        r++;
+                    end = piece_end(e, gi, so, r);
+                    status = run_kernel(e, gi, so, end, g->run_decay[r], lr, grad_scale, step);
+                    so = end;
+                }
             }
         }
-        if (status != ZERO_OK)
-            goto out;
+        free_scratch(e);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;   /* a half-applied update leaves the state inconsistent */
+            return status;
+        }
         e->timers.step += engine_now() - t0;
 
         /* 4. bring the weights back */
         t0 = engine_now();
-        if (e->stage == 1 || e->stage == 2)
-            for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++)
-                status = allgather_weights(e, gi, w16[gi] ? (const void *)w16[gi] : (const void *)e->groups[gi].master);
+        status = publish_weights(e);
         if (status != ZERO_OK)
-            goto out;
-        if (e->stage < 3)
-            copy_to_views(e);
+            return status;
         e->timers.gather += engine_now() - t0;
         zero_lr_schedule_step(&e->schedule);
-        status = zero_loss_scaler_update(&e->scaler, 0);
-        if (status != ZERO_OK)
-            goto out;
+        zero_loss_scaler_update(&e->scaler, 0);   /* a clean step never fails */
         info.stepped = 1;
         info.lr = lr;
     }
     zero_grads(e);
     print_step(e, &info);
-
-out:
-    for (int gi = 0; gi < ZERO_DTYPE_COUNT; gi++) {
-        if (g32_temp[gi])
-            engine_free(e, &e->mem.buffers, e->groups[gi].own_length * sizeof(float), g32[gi]);
-        if (w16_temp[gi])
-            engine_free(e, &e->mem.buffers, e->groups[gi].own_length * 2, w16[gi]);
-    }
-    if (status != ZERO_OK) {
-        if (e->state != ENGINE_FAILED)
-            e->state = ENGINE_FAILED;   /* half-applied update: the state is no longer consistent */
-        return status;
-    }
     e->state = ENGINE_READY;
     if (info_p)
         *info_p = info;
