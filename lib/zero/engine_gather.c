@@ -113,19 +113,22 @@ static zero_status_t prefetch_after(zero_engine_h e, int last)
         }
     }
     e->trace_pos = (pos + 1) % e->trace_len;
-    for (size_t k = 1; k < e->trace_len && budget > 0; k++) {
+    /* The window ahead is bounded by the budget, counting what is already gathered or in flight. */
+    for (size_t k = 1; k < e->trace_len; k++) {
         int next = e->trace[(pos + k) % e->trace_len];
         int b = e->layout->params[next].bucket;
         uint64_t len = e->layout->buckets[b].length;
         zero_status_t status;
+        if (len > budget)
+            break;
+        budget -= len;
         if (e->buckets[b].gathered != NULL)
             continue;
-        if (len > budget || live + len > z->stage3_max_live_parameters)
+        if (live + len > z->stage3_max_live_parameters)
             break;
         status = engine_gather_bucket_start(e, b);
         if (status != ZERO_OK)
             return status;
-        budget -= len;
         live += len;
     }
     return ZERO_OK;

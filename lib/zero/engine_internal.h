@@ -21,6 +21,10 @@
  * and vector registers for every kernel. */
 #define ZERO_ENGINE_ALIGNMENT 64
 
+/* Gradient buckets whose reduce-scatter may be in flight at once (stages 2-3);
+ * DeepSpeed keeps two such buffers too. */
+#define ZERO_ENGINE_MAX_REDUCTIONS 2
+
 typedef enum engine_state {
     ENGINE_REGISTERING = 0,  /* params may be registered */
     ENGINE_READY,            /* set up; no backward open */

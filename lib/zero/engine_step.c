@@ -175,6 +175,35 @@ static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
     return ZERO_OK;
 }
 
+/* Stages 2-3: finishes the reductions that are complete, and waits for the
+ * oldest while more than ZERO_ENGINE_MAX_REDUCTIONS are in flight, so gradient
+ * staging stays at a few buckets however long the backward is. */
+static zero_status_t reap_reductions(zero_engine_h e)
+{
+    int in_flight = 0;
+    for (int b = 0; b < e->layout->num_buckets; b++) {
+        bucket_state_t *bs = &e->buckets[b];
+        if (bs->reduce_req == NULL)
+            continue;
+        if (zero_comm_request_test(bs->reduce_req) != ZERO_INPROGRESS) {
+            zero_status_t status = reduce_bucket_finish(e, b);
+            if (status != ZERO_OK)
+                return status;
+        } else {
+            in_flight++;
+        }
+    }
+    for (int b = 0; b < e->layout->num_buckets && in_flight > ZERO_ENGINE_MAX_REDUCTIONS; b++) {
+        if (e->buckets[b].reduce_req == NULL)
+            continue;
+        zero_status_t status = reduce_bucket_finish(e, b);
+        if (status != ZERO_OK)
+            return status;
+        in_flight--;
+    }
+    return ZERO_OK;
+}
+
 zero_status_t zero_grad_ready(zero_engine_h e, zero_param_h p)
 {
     int b;
@@ -195,9 +224,12 @@ zero_status_t zero_grad_ready(zero_engine_h e, zero_param_h p)
     if (e->stage < 2)
         return ZERO_OK;
     b = e->layout->params[p->index].bucket;
-    if (++e->buckets[b].params_ready == bucket_param_count(e, b))
-        return engine_reduce_bucket_start(e, b);
-    return ZERO_OK;
+    if (++e->buckets[b].params_ready == bucket_param_count(e, b)) {
+        zero_status_t status = engine_reduce_bucket_start(e, b);
+        if (status != ZERO_OK)
+            return status;
+    }
+    return reap_reductions(e);
 }
 
 zero_status_t zero_backward_end(zero_engine_h e)
