@@ -9,11 +9,12 @@
  * default and meaning, and says where libzero differs from DeepSpeed.
  *
  * Reading rules, in short:
- *   - JSON with comments: `//` and `/ * * /` (and `#` line comments, as hjson,
- *     which DeepSpeed uses, accepts). Otherwise strict: no trailing commas, no
- *     duplicate keys, nothing after the top-level object, UTF-8 only, no NUL
- *     bytes, at most ZERO_CONFIG_MAX_DEPTH levels of nesting, at most
- *     ZERO_CONFIG_MAX_BYTES bytes.
+ *   - JSON with comments: `//` and `#` line comments and block comments
+ *     (DeepSpeed reads configs with hjson, which accepts them). Otherwise
+ *     strict: no trailing commas, no duplicate keys, nothing after the
+ *     top-level object, UTF-8 only, no NUL bytes, at most
+ *     ZERO_CONFIG_MAX_DEPTH levels of nesting, at most ZERO_CONFIG_MAX_BYTES
+ *     bytes.
  *   - A value "auto" (as Hugging Face writes configs) means the default.
  *   - Every problem is collected, not only the first; each names its place as
  *     a dotted JSON path (`zero_optimization.offload_optimizer.device`) and,
@@ -141,7 +142,8 @@ typedef struct zero_config_scheduler {
     uint64_t cycle_first_stair_count;  /**< 0 (no staircase) */
     uint64_t cycle_second_stair_count; /**< cycle_first_stair_count */
     uint64_t decay_step_size;        /**< 0 (no decay after the cycle) */
-    bool cycle_momentum;             /**< effective: requested (default true) and the optimizer has betas */
+    bool cycle_momentum;             /**< effective: requested (default true) and the optimizer has betas
+                                          (without an optimizer block: as requested) */
     double cycle_min_mom;            /**< 0.8 */
     double cycle_max_mom;            /**< 0.9 */
     double decay_mom_rate;           /**< 0 */
@@ -320,7 +322,10 @@ ZERO_API zero_status_t zero_config_parse_file(const char *path, uint32_t world_s
 ZERO_API zero_status_t zero_config_parse_string(const char *text, size_t length, uint32_t world_size,
                                                 zero_config_t **config_p, char **problems_p);
 
-/** Releases a configuration and every string it owns. NULL is allowed. */
+/**
+ * Releases a configuration and every string it owns. NULL is allowed.
+ * Thread safety: not while another thread still reads the configuration.
+ */
 ZERO_API void zero_config_destroy(zero_config_t *config);
 
 /**

@@ -164,6 +164,18 @@ static int beta_ok(float b)
     return b >= 0.0f && b < 1.0f;
 }
 
+/* Scalars derived in double and rounded once, as torch does with its Python
+ * float hyper-parameters. */
+static float one_minus(float x)
+{
+    return (float)(1.0 - (double)x);
+}
+
+static float decay_factor(float lr, float wd)
+{
+    return (float)(1.0 - (double)lr * (double)wd);
+}
+
 static uint16_t *w16_at(const zero_optim_slice_t *s, size_t i)
 {
     return s->w16_type != ZERO_OPTIM_W16_NONE ? s->w16 + i : NULL;
@@ -216,9 +228,9 @@ zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim
     job.s = s;
     job.k.grad_scale = p->grad_scale;
     job.k.beta1 = p->beta1;
-    job.k.one_minus_beta1 = 1.0f - p->beta1;
+    job.k.one_minus_beta1 = one_minus(p->beta1);
     job.k.beta2 = p->beta2;
-    job.k.one_minus_beta2 = 1.0f - p->beta2;
+    job.k.one_minus_beta2 = one_minus(p->beta2);
     job.k.eps = p->eps;
     if (p->bias_correction) {
         double bc1 = 1.0 - pow((double)p->beta1, (double)p->step);
@@ -229,7 +241,7 @@ zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim
         job.k.step_size = p->lr;
         job.k.bc2_rsqrt = 1.0f;
     }
-    job.k.decay_mul = p->adam_w_mode ? 1.0f - p->lr * p->weight_decay : 1.0f;
+    job.k.decay_mul = p->adam_w_mode ? decay_factor(p->lr, p->weight_decay) : 1.0f;
     job.k.l2_wd = p->adam_w_mode ? 0.0f : p->weight_decay;
     for_chunks(ctx, s->n, adam_chunk, &job);
     return ZERO_OK;
@@ -282,7 +294,7 @@ zero_status_t zero_optim_sgd_step(const zero_optim_ctx_t *ctx, const zero_optim_
     job.k.lr = p->lr;
     job.k.weight_decay = p->weight_decay;
     job.k.momentum = p->momentum;
-    job.k.one_minus_dampening = 1.0f - p->dampening;
+    job.k.one_minus_dampening = one_minus(p->dampening);
     job.k.first_step = p->step == 1;
     job.k.nesterov = p->nesterov != 0;
     for_chunks(ctx, s->n, sgd_chunk, &job);
@@ -400,10 +412,10 @@ zero_status_t zero_optim_lion_step(const zero_optim_ctx_t *ctx, const zero_optim
     job.k.grad_scale = p->grad_scale;
     job.k.lr = p->lr;
     job.k.beta1 = p->beta1;
-    job.k.one_minus_beta1 = 1.0f - p->beta1;
+    job.k.one_minus_beta1 = one_minus(p->beta1);
     job.k.beta2 = p->beta2;
-    job.k.one_minus_beta2 = 1.0f - p->beta2;
-    job.k.decay_mul = 1.0f - p->lr * p->weight_decay;
+    job.k.one_minus_beta2 = one_minus(p->beta2);
+    job.k.decay_mul = decay_factor(p->lr, p->weight_decay);
     for_chunks(ctx, s->n, lion_chunk, &job);
     return ZERO_OK;
 }
@@ -442,9 +454,9 @@ static void lamb_k_from(const zero_optim_lamb_params_t *p, zero_lamb_k_t *k)
 {
     k->grad_scale = p->grad_scale;
     k->beta1 = p->beta1;
-    k->one_minus_beta1 = 1.0f - p->beta1;
+    k->one_minus_beta1 = one_minus(p->beta1);
     k->beta2 = p->beta2;
-    k->one_minus_beta2 = 1.0f - p->beta2;
+    k->one_minus_beta2 = one_minus(p->beta2);
     k->eps = p->eps;
     k->eps_inside_sqrt = p->eps_inside_sqrt != 0;
     k->weight_decay = p->weight_decay;

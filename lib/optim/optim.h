@@ -177,7 +177,10 @@ float zero_optim_lamb_ratio(const zero_optim_lamb_params_t *p, double w_sq, doub
 /* Helpers, vectorised and threaded the same way. dtype is FP32, FP16 or BF16. */
 zero_status_t zero_optim_count_nonfinite(const zero_optim_ctx_t *ctx, zero_dtype_t dtype, const void *x,
                                          size_t n, size_t *count_p);
-/* Sum of squares in double (deterministic for a given chunk size, any threads). */
+/* Sum of squares in double (deterministic for a given chunk size, any threads).
+ * It doubles as the overflow check: any inf or NaN makes the sum non-finite,
+ * while finite fp32/fp16/bf16 squares cannot overflow a double sum, so
+ * !isfinite(sum) after the allreduce <=> some rank saw a non-finite gradient. */
 zero_status_t zero_optim_sum_squares(const zero_optim_ctx_t *ctx, zero_dtype_t dtype, const void *x,
                                      size_t n, double *sum_p);
 zero_status_t zero_optim_scale(const zero_optim_ctx_t *ctx, float *x, float s, size_t n);

@@ -3,6 +3,12 @@
  * SIMD version follows (see optim_dsp.h): change one, change all.
  */
 #include "optim/optim_dsp.h"
+
+/* No multiply-add contraction: the levels must round identically. (GCC's
+ * default for -std=c11 is -ffp-contract=off; clang needs the pragma.) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include "util/half.h"
 
 #include <math.h>

@@ -8,12 +8,19 @@
  *   vld_bf16 vld_f16   load VW 16-bit values as floats
  *   vst16(p, x, type)  store VW floats as bf16 or fp16 (round to nearest even)
  *   vacc_zero vacc_sq vacc_sum   sum of squares in double
+ *   VPREFETCH4(i, a, b, c, d)     optional software prefetch of Adam's read streams
  * All under the file's target attribute. The operation order is the one of
  * optim_ref.c, with no FMA, so results match the reference bit for bit.
  *
  * Tails (n not a multiple of VW) run the same vector body on a zero-padded
  * copy on the stack, so they too compute exactly what the main loop would.
  */
+
+/* No multiply-add contraction: the levels must round identically. (GCC's
+ * default for -std=c11 is -ffp-contract=off; clang needs the pragma.) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 #define TAIL_COPY_IN(dst, src, r) memcpy((dst), (src), (r) * sizeof(*(src)))
 
@@ -42,8 +49,10 @@ static void FN(adam)(const zero_adam_k_t *k, float *w, const float *g, float *m,
         if (t)                                                            \
             vst16(W16, wi, t);                                            \
     } while (0)
-    for (; i + VW <= n; i += VW)
+    for (; i + VW <= n; i += VW) {
+        VPREFETCH4(i, g + i, w + i, m + i, v + i);
         ADAM_BODY(w + i, g + i, m + i, v + i, t ? w16 + i : NULL);
+    }
     if (i < n) {
         float tw[VW] = {0}, tg[VW] = {0}, tm[VW] = {0}, tv[VW] = {0};
         uint16_t th[VW];

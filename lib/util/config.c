@@ -38,10 +38,11 @@ void config_problem_at(config_ctx_t *ctx, config_severity_t severity, uint32_t l
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    /* A key is the user's text: cut a very long one, the message stays readable. */
     if (key && ctx->path_length)
-        text = zero_asprintf("%s.%s: %s", ctx->path, key, message);
+        text = zero_asprintf("%s.%.200s: %s", ctx->path, key, message);
     else if (key || ctx->path_length)
-        text = zero_asprintf("%s: %s", key ? key : ctx->path, message);
+        text = zero_asprintf("%.200s: %s", key ? key : ctx->path, message);
     else
         text = zero_strdup(message);
     if (text == NULL) {
@@ -267,7 +268,7 @@ zero_status_t zero_config_parse_file(const char *path, uint32_t world_size, zero
     char *buf = NULL;
     size_t cap, length = 0;
     zero_status_t status;
-    int fd;
+    int fd, err;
 
     if (problems_p)
         *problems_p = NULL;
@@ -278,39 +279,37 @@ zero_status_t zero_config_parse_file(const char *path, uint32_t world_size, zero
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return io_problem(path, problems_p, "cannot open", errno);
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > ZERO_CONFIG_MAX_BYTES) {
-        close(fd);
-        if (problems_p) {
+    if (fstat(fd, &st) != 0) {
+        err = errno;
+        status = io_problem(path, problems_p, "cannot stat", err);
+        goto out_close;
+    }
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > ZERO_CONFIG_MAX_BYTES) {
+        if (problems_p)
             *problems_p = zero_asprintf("%s: error: file is %lld bytes, more than the limit of %u bytes\n", path,
                                         (long long)st.st_size, (unsigned)ZERO_CONFIG_MAX_BYTES);
-        } else {
+        else
             ZERO_LOG_ERROR("%s: file is %lld bytes, more than the limit of %u bytes", path, (long long)st.st_size,
                            (unsigned)ZERO_CONFIG_MAX_BYTES);
-        }
-        return ZERO_ERR_CONFIG;
+        status = ZERO_ERR_CONFIG;
+        goto out_close;
     }
     /* Read at most one byte past the limit: a pipe or a growing file cannot make us read forever. */
     cap = (S_ISREG(st.st_mode) && st.st_size > 0) ? (size_t)st.st_size + 1 : 4096;
     buf = zero_malloc(cap);
-    if (buf == NULL) {
-        close(fd);
-        ZERO_LOG_ERROR("%s: out of memory reading the config", path);
-        return ZERO_ERR_NO_MEMORY;
-    }
+    if (buf == NULL)
+        goto out_no_memory;
     for (;;) {
         ssize_t got;
         if (length == cap) {
-            size_t grown_cap = cap * 2 > (size_t)ZERO_CONFIG_MAX_BYTES + 1 ? (size_t)ZERO_CONFIG_MAX_BYTES + 1 : cap * 2;
+            size_t limit = (size_t)ZERO_CONFIG_MAX_BYTES + 1;
+            size_t grown_cap = cap * 2 > limit ? limit : cap * 2;
             char *grown;
             if (grown_cap <= cap)
                 break; /* limit + 1 bytes read: the JSON layer reports the size */
             grown = zero_realloc(buf, grown_cap);
-            if (grown == NULL) {
-                zero_free(buf);
-                close(fd);
-                ZERO_LOG_ERROR("%s: out of memory reading the config", path);
-                return ZERO_ERR_NO_MEMORY;
-            }
+            if (grown == NULL)
+                goto out_no_memory;
             buf = grown;
             cap = grown_cap;
         }
@@ -318,18 +317,27 @@ zero_status_t zero_config_parse_file(const char *path, uint32_t world_size, zero
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
-            int err = errno;
-            zero_free(buf);
-            close(fd);
-            return io_problem(path, problems_p, "cannot read", err);
+            err = errno;
+            status = io_problem(path, problems_p, "cannot read", err);
+            goto out_free;
         }
         if (got == 0)
             break;
         length += (size_t)got;
     }
     close(fd);
+    fd = -1;
     status = parse_text(path, buf, length, world_size, config_p, problems_p);
+    goto out_free;
+
+out_no_memory:
+    ZERO_LOG_ERROR("%s: out of memory reading the config", path);
+    status = ZERO_ERR_NO_MEMORY;
+out_free:
     zero_free(buf);
+out_close:
+    if (fd >= 0)
+        close(fd);
     return status;
 }
 

@@ -1,6 +1,6 @@
 /*
  * The JSON front end of the config reader: strict JSON plus comments
- * (`//`, `/ * * /`, `#`), with the line and column of every value, so that a
+ * (`//` and `#` lines, block comments), with the line and column of every value, so that a
  * problem can be reported where it is. Input is checked first as a whole:
  * size, NUL bytes, UTF-8. Then one recursive-descent pass builds a tree in an
  * arena (one free releases it), with bounded depth and value count.
@@ -16,8 +16,9 @@
 #include <stdint.h>
 #include <zero/status.h>
 
-/* Most values (of any kind) one document may hold: bounds memory on hostile input. */
-#define ZERO_CONFIG_JSON_MAX_VALUES (1u << 20)
+/* Most values (of any kind) one document may hold: bounds memory (about 100 bytes a value)
+ * on hostile input; a real config has a few hundred. */
+#define ZERO_CONFIG_JSON_MAX_VALUES (1u << 18)
 
 typedef enum zero_config_json_kind {
     ZERO_CONFIG_JSON_NULL,

@@ -156,7 +156,7 @@ static bool conv_bool(config_ctx_t *ctx, const node_t *n, bool *out)
 
 static void range_text_u64(uint64_t min, uint64_t max, char *buf, size_t size)
 {
-    if (max >= BATCH_MAX && max != U32_MAX_VALUE)
+    if (max >= U32_MAX_VALUE)
         snprintf(buf, size, "an integer >= %llu", (unsigned long long)min);
     else
         snprintf(buf, size, "an integer %llu..%llu", (unsigned long long)min, (unsigned long long)max);
@@ -401,7 +401,11 @@ static const char *nearest(const char *key, const char *const *known)
     size_t best_d = (size_t)-1, len = strlen(key);
     size_t limit = len / 3 < 1 ? 1 : (len / 3 > 3 ? 3 : len / 3);
     for (const char *const *k = known; *k; k++) {
-        size_t d = config_edit_distance(key, *k);
+        size_t klen = strlen(*k), d;
+        /* Lengths further apart than the limit cannot be within it: skip the O(n*m) work. */
+        if ((klen > len ? klen - len : len - klen) > limit)
+            continue;
+        d = config_edit_distance(key, *k);
         if (strcasecmp(key, *k) == 0)
             d = 0;
         if (d < best_d) {
@@ -465,7 +469,8 @@ static void finish(config_ctx_t *ctx, node_t *obj, const char *const *known)
         if (m->used)
             continue;
         m->used = true;
-        near = nearest(m->key, known);
+        /* Past the problem cap nothing more is listed: spare the suggestion work. */
+        near = ctx->problem_count < ZERO_CONFIG_MAX_PROBLEMS ? nearest(m->key, known) : NULL;
         if (near) {
             config_problem_at(ctx, CONFIG_SEV_ERROR, m->key_line, m->key_column, m->key,
                               "unknown key; did you mean \"%s\"?", full_path(ctx, near, suggestion, sizeof(suggestion)));
@@ -650,20 +655,22 @@ static void read_offload_device(config_ctx_t *ctx, node_t *obj, zero_offload_dev
         *out = (zero_offload_device_t)v;
 }
 
-static void read_nvme_path(config_ctx_t *ctx, node_t *obj, char **out)
+/* Returns whether a bad nvme_path was reported (so "required" is not said as well). */
+static bool read_nvme_path(config_ctx_t *ctx, node_t *obj, char **out)
 {
     char desc_buf_[64];
     node_t *n = take(obj, "nvme_path");
     if (n == NULL || n->kind == J_NULL || is_auto(n))
-        return;
+        return false;
     if (n->kind != J_STRING || n->text_length == 0) {
         ERR(ctx, n, "nvme_path", "expected a non-empty path string, got %s", DESCRIBE(n));
-        return;
+        return true;
     }
     zero_free(*out);
     *out = zero_strdup(n->text);
     if (*out == NULL)
         ctx->out_of_memory = true;
+    return false;
 }
 
 static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_offload_optimizer_t *o)
@@ -672,6 +679,7 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
                                         "pipeline_write", "fast_init", "ratio", NULL};
     node_t *obj, *r;
     size_t saved;
+    bool bad_path;
     if (n == NULL || n->kind == J_NULL)
         return;
     obj = conv_object(ctx, n);
@@ -679,7 +687,7 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
         return;
     saved = path_push(ctx, "offload_optimizer");
     read_offload_device(ctx, obj, &o->device);
-    read_nvme_path(ctx, obj, &o->nvme_path);
+    bad_path = read_nvme_path(ctx, obj, &o->nvme_path);
     conv_bool(ctx, take(obj, "pin_memory"), &o->pin_memory);
     conv_u32(ctx, take(obj, "buffer_count"), 1, UINT32_MAX, &o->buffer_count);
     conv_bool(ctx, take(obj, "pipeline_read"), &o->pipeline_read);
@@ -689,7 +697,7 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
     if (conv_double(ctx, r, 0.0, 1.0, 0, &o->ratio) && o->ratio < 1.0)
         UNSUP(ctx, r, "ratio", "partial optimizer offload (ratio < 1) is not implemented by libzero");
     finish(ctx, obj, known);
-    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL)
+    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)
         ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
     path_pop(ctx, saved);
 }
@@ -700,6 +708,7 @@ static void walk_offload_param(config_ctx_t *ctx, node_t *n, zero_config_offload
                                         "max_in_cpu", NULL};
     node_t *obj;
     size_t saved;
+    bool bad_path;
     if (n == NULL || n->kind == J_NULL)
         return;
     obj = conv_object(ctx, n);
@@ -707,13 +716,13 @@ static void walk_offload_param(config_ctx_t *ctx, node_t *n, zero_config_offload
         return;
     saved = path_push(ctx, "offload_param");
     read_offload_device(ctx, obj, &o->device);
-    read_nvme_path(ctx, obj, &o->nvme_path);
+    bad_path = read_nvme_path(ctx, obj, &o->nvme_path);
     conv_bool(ctx, take(obj, "pin_memory"), &o->pin_memory);
     conv_u32(ctx, take(obj, "buffer_count"), 1, UINT32_MAX, &o->buffer_count);
     conv_u64(ctx, take(obj, "buffer_size"), 1, UINT64_MAX, &o->buffer_size);
     conv_u64(ctx, take(obj, "max_in_cpu"), 0, UINT64_MAX, &o->max_in_cpu);
     finish(ctx, obj, known);
-    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL)
+    if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)
         ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
     path_pop(ctx, saved);
 }
@@ -758,7 +767,7 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     zero_config_zero_t *z = &ctx->config->zero_optimization;
     node_t *obj, *stage, *overlap, *opt_block, *param_block, *pin, *g16, *gfp16, *mics;
     uint64_t stage_value = 0;
-    bool pin_value = true;
+    bool pin_value = true, stage_bad = false;
     size_t saved;
     char desc_buf_[64];
 
@@ -783,6 +792,8 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     stage = take(obj, "stage");
     if (conv_u64(ctx, stage, 0, 3, &stage_value))
         z->stage = (int)stage_value;
+    else if (stage && !is_auto(stage))
+        stage_bad = true; /* reported; the checks that need a stage would only repeat it */
     conv_bool(ctx, take(obj, "contiguous_gradients"), &z->contiguous_gradients);
     conv_bool(ctx, take(obj, "reduce_scatter"), &z->reduce_scatter);
     conv_u64(ctx, take(obj, "reduce_bucket_size"), 1, UINT64_MAX, &z->reduce_bucket_size);
@@ -865,12 +876,12 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     finish(ctx, obj, known);
 
     /* Options that need a stage. */
-    if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage != 3) {
+    if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage != 3 && !stage_bad) {
         node_t *at = param_block ? param_block : obj;
         ERR(ctx, at, param_block ? "offload_param" : "cpu_offload_param",
             "parameter offload needs stage 3 (zero_optimization.stage is %d)", z->stage);
     }
-    if (z->offload_optimizer.device != ZERO_OFFLOAD_NONE && z->stage == 0) {
+    if (z->offload_optimizer.device != ZERO_OFFLOAD_NONE && z->stage == 0 && !stage_bad) {
         node_t *at = opt_block ? opt_block : obj;
         ERR(ctx, at, opt_block ? "offload_optimizer" : "cpu_offload",
             "optimizer offload needs stage 1, 2 or 3 (zero_optimization.stage is 0)");
@@ -1633,9 +1644,11 @@ void config_schema_apply(config_ctx_t *ctx, zero_config_json_node_t *root)
     only_disabled_block(ctx, root, "amp", "Apex AMP (amp.enabled)");
     n = take(root, "data_types");
     if (n && conv_object(ctx, n)) {
-        static const char *const dt_known[] = {"grad_accum_dtype", NULL};
+        static const char *const dt_known[] = {"grad_accum_dtype", "param_dtype", "buffer_dtype", NULL};
         size_t s2 = path_push(ctx, "data_types");
         only_null(ctx, n, "grad_accum_dtype", "a separate gradient accumulation dtype");
+        only_null(ctx, n, "param_dtype", "a separate parameter dtype");
+        only_null(ctx, n, "buffer_dtype", "a separate buffer dtype");
         finish(ctx, n, dt_known);
         path_pop(ctx, s2);
     }

@@ -113,6 +113,13 @@ int main(int argc, char **argv)
         const char *v = getenv(vars[k]);
         fprintf(f, "%s=%s\n", vars[k], v ? v : "<unset>");
     }
+    {
+        /* which network namespace ran us: the two-host test's "host" */
+        char netns[256];
+        ssize_t n = readlink("/proc/self/ns/net", netns, sizeof(netns) - 1);
+        netns[n > 0 ? n : 0] = '\0';
+        fprintf(f, "NETNS=%s\n", netns);
+    }
     fprintf(f, "PID=%d\nHOST=%s\nCWD=%s\nARGS=", (int)getpid(), host, cwd);
     for (int k = i; k < argc; k++)
         fprintf(f, "%s[%s]", k > i ? " " : "", argv[k]);

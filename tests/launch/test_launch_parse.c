@@ -278,6 +278,9 @@ static void test_local_pool(void)
     expect_local("", 4, 0, "localhost:0");          /* set but empty: no device */
     expect_local("", 0, 2, "localhost:0,1");
     expect_local("0,-1,2", 4, 0, "localhost:0");    /* a negative index ends the list */
+    expect_local(NULL, 4, 2, "localhost:0,1");      /* --num_gpus: the first N devices */
+    expect_local("6,4,5", 0, 2, "localhost:4,5");
+    expect_local(NULL, 1, 4, "localhost:0,1,2,3");  /* more ranks than GPUs: N slots */
 
     reset_log();
     CU_ASSERT_EQUAL(zero_launch_pool_create_local("localhost", "GPU-abc", 0, 0, &pool), ZERO_ERR_CONFIG);
@@ -290,16 +293,17 @@ static void test_local_pool(void)
     CU_ASSERT_EQUAL(zero_launch_pool_create_local("localhost", "1,,2", 0, 0, &pool), ZERO_ERR_CONFIG);
     CU_ASSERT_STRING_EQUAL(last_error, "CUDA_VISIBLE_DEVICES='1,,2': empty or overlong entry");
 
-    /* --num_gpus picks the first visible devices, and cannot exceed them */
+    /* an explicit CUDA_VISIBLE_DEVICES with too few devices is an error */
+    reset_log();
+    CU_ASSERT_EQUAL(zero_launch_pool_create_local("localhost", "5,2", 0, 3, &pool), ZERO_ERR_CONFIG);
+    CU_ASSERT_STRING_EQUAL(last_error, "--num_gpus 3 but CUDA_VISIBLE_DEVICES='5,2' lists only 2 devices");
+
+    /* selecting --num_gpus again on the local pool keeps it */
     CU_ASSERT_EQUAL_FATAL(zero_launch_pool_create_local("localhost", "5,2", 0, 1, &pool), ZERO_OK);
     CU_ASSERT_EQUAL_FATAL(zero_launch_pool_select(pool, &s, &sel), ZERO_OK);
     pool_str(sel, got, sizeof(got));
     CU_ASSERT_STRING_EQUAL(got, "localhost:2");
     zero_launch_pool_destroy(sel);
-    s.num_gpus = 3;
-    reset_log();
-    CU_ASSERT_EQUAL(zero_launch_pool_select(pool, &s, &sel), ZERO_ERR_CONFIG);
-    CU_ASSERT_STRING_EQUAL(last_error, "--num_gpus 3 but host 'localhost' has only 2 slots");
     zero_launch_pool_destroy(pool);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
@@ -521,9 +525,16 @@ static void test_remote_command(void)
 
     CU_ASSERT_EQUAL_FATAL(zero_launch_env_set(&env, "RANK", "1"), ZERO_OK);
     CU_ASSERT_EQUAL_FATAL(zero_launch_env_set(&env, "X", "a b'c"), ZERO_OK);
+    /* ssh: the variables travel on stdin, never on a command line */
     CU_ASSERT_EQUAL_FATAL(zero_launch_remote_command(&rp, &command), ZERO_OK);
     CU_ASSERT_STRING_EQUAL(command, "exec '/opt/zero/bin/zero-launch' --remote_exec --cwd '/home/u/my run' "
-                                    "--term_grace '3' --watch_stdin 'RANK=1' 'X=a b'\\''c' -- './train' '--lr' "
+                                    "--term_grace '3' --env_stdin -- './train' '--lr' 'it'\\''s 1'");
+    zero_free(command);
+    /* pdsh: they are quoted words of the command */
+    rp.env_stdin = 0;
+    CU_ASSERT_EQUAL_FATAL(zero_launch_remote_command(&rp, &command), ZERO_OK);
+    CU_ASSERT_STRING_EQUAL(command, "exec '/opt/zero/bin/zero-launch' --remote_exec --cwd '/home/u/my run' "
+                                    "--term_grace '3' 'RANK=1' 'X=a b'\\''c' -- './train' '--lr' "
                                     "'it'\\''s 1'");
     zero_free(command);
 
@@ -547,6 +558,35 @@ static void test_remote_command(void)
     CU_ASSERT_STRING_EQUAL(pdsh_args, "-o BatchMode=yes");
     zero_launch_argv_free(ssh);
     zero_free(pdsh_args);
+    zero_launch_env_clear(&env);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_env_serialize(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_launch_env_t env = {0}, back = {0};
+    char *data = NULL;
+    size_t len = 0;
+    CU_ASSERT_EQUAL_FATAL(zero_launch_env_set(&env, "A", "1"), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_launch_env_set(&env, "B", "x=y z\n'q'"), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_launch_env_set(&env, "EMPTY", ""), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_launch_env_serialize(&env, &data, &len), ZERO_OK);
+    CU_ASSERT_EQUAL(len, strlen("A=1") + 1 + strlen("B=x=y z\n'q'") + 1 + strlen("EMPTY=") + 1 + 1);
+    /* incomplete prefixes are "not yet", the whole block parses back */
+    for (size_t cut = 0; cut < len; cut++) {
+        CU_ASSERT_EQUAL(zero_launch_env_deserialize(data, cut, &back), 0);
+        zero_launch_env_clear(&back);
+    }
+    CU_ASSERT_EQUAL(zero_launch_env_deserialize(data, len, &back), (long)len);
+    CU_ASSERT_EQUAL_FATAL(back.count, 3);
+    CU_ASSERT_STRING_EQUAL(zero_launch_env_get(&back, "B"), "x=y z\n'q'");
+    CU_ASSERT_STRING_EQUAL(zero_launch_env_get(&back, "EMPTY"), "");
+    zero_launch_env_clear(&back);
+    CU_ASSERT_EQUAL(zero_launch_env_deserialize("1A=2\0\0", 6, &back), -1);
+    CU_ASSERT_EQUAL(zero_launch_env_deserialize("NOEQUALS\0\0", 10, &back), -1);
+    zero_launch_env_clear(&back);
+    zero_free(data);
     zero_launch_env_clear(&env);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
@@ -577,6 +617,7 @@ int main(int argc, char **argv)
         {"token", test_token},
         {"shell_quote", test_shell_quote},
         {"remote_command", test_remote_command},
+        {"env_serialize", test_env_serialize},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {

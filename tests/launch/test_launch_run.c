@@ -322,6 +322,9 @@ static void test_dry_run_errors(void)
     if (access("/job/hostfile", F_OK) != 0)
         expect_usage_error(c, (const char *[]){"--num_nodes", "2", "--dry-run", "p", NULL}, NULL,
                            "--num_nodes 2 but there is no hostfile (/job/hostfile does not exist)");
+    expect_usage_error(c, (const char *[]){"--dry-run", "--num_gpus", "3", "p", NULL},
+                       (const char *[]){"CUDA_VISIBLE_DEVICES=3,1", NULL},
+                       "--num_gpus 3 but CUDA_VISIBLE_DEVICES='3,1' lists only 2 devices");
     expect_usage_error(c, (const char *[]){"--dry-run", "p", NULL},
                        (const char *[]){"CUDA_VISIBLE_DEVICES=GPU-1234", NULL},
                        "CUDA_VISIBLE_DEVICES entry 'GPU-1234' is not a device index");
@@ -619,7 +622,7 @@ static void test_sigint_teardown(void)
         CU_ASSERT(!pid_alive(rank_pid(c, r))); /* no stray process left */
         CU_ASSERT(file_exists(c, "term", r));
     }
-    assert_stderr_contains(c, "zero-launch: got Interrupt; stopping all ranks");
+    assert_stderr_contains(c, "zero-launch: received SIGINT; stopping all ranks");
 }
 
 static void test_exec_failure(void)

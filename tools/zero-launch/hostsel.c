@@ -132,10 +132,18 @@ zero_status_t zero_launch_pool_create_local(const char *host, const char *cuda_v
         for (int d = 0; d < device_count && d < ZERO_LAUNCH_MAX_SLOTS; d++)
             slots[n++] = d;
     }
-    if (n == 0) {
+    if (num_gpus > 0 && (size_t)num_gpus <= n) {
+        n = (size_t)num_gpus; /* the first N visible devices */
+    } else if (num_gpus > 0 || n == 0) {
         int count = num_gpus > 0 ? num_gpus : 1;
+        /* more ranks than devices (or none): slots 0..N-1, unless the user
+         * restricted the devices explicitly */
+        ZERO_REQUIRE_GOTO(cuda_visible_devices == NULL || n == 0, ZERO_ERR_CONFIG, status, out,
+                          "--num_gpus %d but CUDA_VISIBLE_DEVICES='%s' lists only %zu device%s", num_gpus,
+                          cuda_visible_devices, n, n == 1 ? "" : "s");
         ZERO_REQUIRE_GOTO(count <= ZERO_LAUNCH_MAX_SLOTS, ZERO_ERR_CONFIG, status, out,
                           "--num_gpus %d: at most %d slots per host", count, ZERO_LAUNCH_MAX_SLOTS);
+        n = 0;
         for (int s = 0; s < count; s++)
             slots[n++] = s;
     }

@@ -36,14 +36,18 @@ zero_status_t zero_launch_pool_from_hostfile(const zero_launch_hostfile_t *hostf
                                              zero_launch_pool_t **pool_p);
 
 /*
- * Pool of a job without a hostfile: one node named @p host. Its slots are
- *  - the device indices in @p cuda_visible_devices when that is non-NULL
- *    (the variable is set): comma-separated non-negative integers, sorted
+ * Pool of a job without a hostfile: one node named @p host. The visible
+ * devices are
+ *  - the indices in @p cuda_visible_devices when that is non-NULL (the
+ *    variable is set): comma-separated non-negative integers, sorted
  *    ascending; an empty string lists none; a negative entry ends the list
  *    (as in CUDA); anything else (a GPU UUID) or a duplicate is an error;
- *  - else 0..device_count-1;
- *  - and if that lists no device (a CPU-only host): 0..num_gpus-1 when
- *    num_gpus > 0, else the single slot 0.
+ *  - else 0..device_count-1.
+ * Slots: with num_gpus > 0, the first num_gpus visible devices if there are
+ * that many, else 0..num_gpus-1 (a CPU-only host, or more ranks than GPUs)
+ * -- except that fewer devices than num_gpus listed in a set
+ * CUDA_VISIBLE_DEVICES is an error. Without num_gpus: the visible devices,
+ * or the single slot 0 when there are none.
  */
 zero_status_t zero_launch_pool_create_local(const char *host, const char *cuda_visible_devices,
                                             int device_count, int num_gpus, zero_launch_pool_t **pool_p);

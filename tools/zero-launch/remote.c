@@ -71,9 +71,9 @@ zero_status_t zero_launch_remote_command(const zero_launch_remote_params_t *para
     rc = rc || sb_append_word(&sb, params->launcher_path) || sb_append(&sb, " --remote_exec --cwd") ||
          sb_append_word(&sb, params->cwd) || sb_append(&sb, " --term_grace") ||
          sb_append_word(&sb, params->term_grace);
-    if (!rc && params->watch_stdin)
-        rc = sb_append(&sb, " --watch_stdin");
-    for (size_t i = 0; !rc && i < params->env->count; i++) {
+    if (!rc && params->env_stdin)
+        rc = sb_append(&sb, " --env_stdin");
+    for (size_t i = 0; !rc && !params->env_stdin && i < params->env->count; i++) {
         char *kv = zero_asprintf("%s=%s", params->env->keys[i], params->env->values[i]);
         rc = kv == NULL || sb_append_word(&sb, kv);
         zero_free(kv);
@@ -157,4 +157,47 @@ zero_status_t zero_launch_remote_argv(const char *launcher, const char *host, in
     *argv_p = argv;
     *pdsh_ssh_args_p = sb.data;
     return ZERO_OK;
+}
+
+zero_status_t zero_launch_env_serialize(const zero_launch_env_t *env, char **data_p, size_t *len_p)
+{
+    size_t len = 1, used = 0;
+    char *data;
+    for (size_t i = 0; i < env->count; i++)
+        len += strlen(env->keys[i]) + strlen(env->values[i]) + 2;
+    data = zero_malloc(len);
+    if (data == NULL) {
+        ZERO_LOG_ERROR("out of memory serialising %zu variables", env->count);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < env->count; i++)
+        used += (size_t)sprintf(data + used, "%s=%s", env->keys[i], env->values[i]) + 1;
+    data[used++] = '\0';
+    *data_p = data;
+    *len_p = used;
+    return ZERO_OK;
+}
+
+long zero_launch_env_deserialize(const char *data, size_t len, zero_launch_env_t *env)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        const char *entry = data + pos, *nul = memchr(entry, '\0', len - pos), *eq;
+        char *key;
+        int ok;
+        if (nul == NULL)
+            return 0;
+        if (nul == entry)
+            return (long)(pos + 1); /* the empty entry ends the block */
+        eq = memchr(entry, '=', (size_t)(nul - entry));
+        if (eq == NULL || !zero_launch_env_key_valid(entry, (size_t)(eq - entry)))
+            return -1;
+        key = zero_strndup(entry, (size_t)(eq - entry));
+        ok = key != NULL && zero_launch_env_set(env, key, eq + 1) == ZERO_OK;
+        zero_free(key);
+        if (!ok)
+            return -1;
+        pos = (size_t)(nul - data) + 1;
+    }
+    return 0;
 }

@@ -148,6 +148,49 @@ static int parse_seconds(const char *text, double *value_p)
 /* ------------------------------------------------------------------ */
 /* --remote_exec: the wrapper a remote rank runs under                  */
 
+/* --env_stdin: the variables arrive first on stdin (see remote.h). */
+static int read_env_block(const char *host)
+{
+    zero_launch_env_t env = {0};
+    size_t cap = 4096, len = 0;
+    char *buf = zero_malloc(cap);
+    long used = 0;
+    int rc = -1;
+    while (buf != NULL && used == 0) {
+        ssize_t n;
+        if (len == cap) {
+            char *grown = cap < ZERO_LAUNCH_MAX_FILE_BYTES ? zero_realloc(buf, cap * 2) : NULL;
+            if (grown == NULL) {
+                fprintf(stderr, "zero-launch on %s: environment block too large\n", host);
+                goto out;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        n = read(0, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "zero-launch on %s: stdin closed before the environment arrived\n", host);
+            goto out;
+        }
+        len += (size_t)n;
+        used = zero_launch_env_deserialize(buf, len, &env);
+        zero_launch_env_clear(&env); /* parsed again once complete, below */
+    }
+    if (buf == NULL || used < 0 || zero_launch_env_deserialize(buf, len, &env) <= 0) {
+        fprintf(stderr, "zero-launch on %s: malformed environment block on stdin\n", host);
+        goto out;
+    }
+    for (size_t k = 0; k < env.count; k++)
+        setenv(env.keys[k], env.values[k], 1);
+    rc = 0;
+out:
+    zero_launch_env_clear(&env);
+    zero_free(buf);
+    return rc;
+}
+
 static int remote_exec_main(int argc, char **argv)
 {
     const char *cwd = NULL, *grace_text = "3";
@@ -162,7 +205,7 @@ static int remote_exec_main(int argc, char **argv)
             cwd = argv[++i];
         } else if (strcmp(argv[i], "--term_grace") == 0 && i + 1 < argc) {
             grace_text = argv[++i];
-        } else if (strcmp(argv[i], "--watch_stdin") == 0) {
+        } else if (strcmp(argv[i], "--env_stdin") == 0) {
             watch_stdin = 1;
         } else if (strcmp(argv[i], "--") == 0) {
             i++;
@@ -176,7 +219,7 @@ static int remote_exec_main(int argc, char **argv)
         }
     }
     if (i >= argc || parse_seconds(grace_text, &grace) != 0) {
-        fprintf(stderr, "zero-launch --remote_exec on %s: usage: --cwd DIR --term_grace S [--watch_stdin] "
+        fprintf(stderr, "zero-launch --remote_exec on %s: usage: --cwd DIR --term_grace S [--env_stdin] "
                         "[KEY=VALUE...] -- PROGRAM [ARGS...]\n", host);
         return 127;
     }
@@ -184,6 +227,8 @@ static int remote_exec_main(int argc, char **argv)
         fprintf(stderr, "zero-launch on %s: cannot change to directory '%s': %s\n", host, cwd, strerror(errno));
         return 127;
     }
+    if (watch_stdin && read_env_block(host) != 0)
+        return 127;
     for (int k = 2; k < i - 1; k++) {
         char *eq;
         if (argv[k][0] == '-') {
@@ -656,10 +701,12 @@ static void relay_emit(rank_proc_t *p, relay_t *r, int rank, const char *line, s
     zero_free(msg);
 }
 
-/* Reads what is available; 0 while open, 1 at EOF (fd closed). */
-static int relay_read(rank_proc_t *p, relay_t *r, int rank)
+/* Reads what is available (a bounded amount, so one chatty rank cannot
+ * starve the others); 0 while open, 1 at EOF (fd closed). @p drain reads on
+ * until the pipe is empty (within reason). */
+static int relay_read(rank_proc_t *p, relay_t *r, int rank, int drain)
 {
-    for (;;) {
+    for (int rounds = 0; rounds < (drain ? 4096 : 16); rounds++) {
         ssize_t n;
         char *nl;
         if (r->len == RELAY_LINE_MAX) { /* an overlong line: emit it in pieces */
@@ -687,6 +734,7 @@ static int relay_read(rank_proc_t *p, relay_t *r, int rank)
             r->len -= line + 1;
         }
     }
+    return 0;
 }
 
 static void signal_rank(job_t *job, size_t r, int sig)
@@ -915,7 +963,7 @@ static int start_rank(job_t *job, size_t r, const zero_launch_env_t *file_env, c
             goto out;
         rp = (zero_launch_remote_params_t){
             .launcher_path = self_exe, .cwd = cwd, .term_grace = o->term_grace_text,
-            .watch_stdin = strcmp(o->launcher, "ssh") == 0, .env = &rank_env, .argv = o->program};
+            .env_stdin = strcmp(o->launcher, "ssh") == 0, .env = &rank_env, .argv = o->program};
         if (zero_launch_remote_command(&rp, &command) != ZERO_OK ||
             zero_launch_remote_argv(o->launcher, host, o->ssh_port, ssh_opts, command, &argv, &pdsh_args) !=
                 ZERO_OK)
@@ -949,9 +997,18 @@ static int start_rank(job_t *job, size_t r, const zero_launch_env_t *file_env, c
     p->running = 1;
     job->running++;
     if (in_pipe[1] >= 0) {
+        /* the variables go down the ssh session (small: fits the pipe), and
+         * the pipe stays open for as long as the rank should live */
+        char *block = NULL;
+        size_t block_len = 0;
+        if (zero_launch_env_serialize(&rank_env, &block, &block_len) != ZERO_OK)
+            goto out_started;
+        write_all(in_pipe[1], block, block_len);
+        zero_free(block);
         p->stdin_fd = in_pipe[1];
         in_pipe[1] = -1;
     }
+out_started:
     rc = 0;
 out:
     if (in_pipe[0] >= 0)
@@ -1042,7 +1099,7 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
             if (fds[k].revents & (POLLIN | POLLHUP | POLLERR)) {
                 size_t r = fd_rank[k] / 2;
                 rank_proc_t *p = &job.procs[r];
-                relay_read(p, fd_rank[k] % 2 ? &p->err : &p->out, (int)r);
+                relay_read(p, fd_rank[k] % 2 ? &p->err : &p->out, (int)r, 0);
             }
         }
         if (fds[0].revents & POLLIN) {
@@ -1054,7 +1111,8 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
                     signal_all(&job, SIGKILL); /* asked twice: no more grace */
                     phase = 3;
                 } else {
-                    fprintf(stderr, "zero-launch: got %s; stopping all ranks\n", strsignal(sig));
+                    fprintf(stderr, "zero-launch: received %s; stopping all ranks\n",
+                            sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
                     if (job.first_failure < 0) {
                         job.interrupted = sig;
                         job.exit_code = 128 + sig;
@@ -1081,9 +1139,9 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
     for (size_t r = 0; r < plan->world_size; r++) {
         rank_proc_t *p = &job.procs[r];
         if (p->out.fd >= 0)
-            relay_read(p, &p->out, (int)r);
+            relay_read(p, &p->out, (int)r, 1);
         if (p->err.fd >= 0)
-            relay_read(p, &p->err, (int)r);
+            relay_read(p, &p->err, (int)r, 1);
     }
     rc = job.exit_code;
 out:
