@@ -50,7 +50,6 @@ typedef enum zero_lr_schedule_type {
     ZERO_LR_RANGE_TEST         /* LRRangeTest */
 } zero_lr_schedule_type_t;
 
-/* zero_warmup_type_t (log, linear) is the config's enum. */
 /* zero_warmup_type_t (ZERO_WARMUP_LOG, ZERO_WARMUP_LINEAR) is the config's enum (zero/config.h). */
 
 typedef struct zero_lr_schedule_params {
