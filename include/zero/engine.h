@@ -307,6 +307,60 @@ typedef struct zero_engine_memory {
 /** Fills *memory_p with the engine's current accounting. */
 ZERO_API zero_status_t zero_engine_memory(zero_engine_h engine, zero_engine_memory_t *memory_p);
 
+/* ---- checkpoints (collective: every rank calls them) ---- */
+
+/** Bits of zero_checkpoint_load_options_t::field_mask (never renumbered). */
+enum zero_checkpoint_load_field {
+    ZERO_CHECKPOINT_LOAD_FIELD_OPTIMIZER_STATES = 1u << 0,
+    ZERO_CHECKPOINT_LOAD_FIELD_LR_SCHEDULER     = 1u << 1,
+    ZERO_CHECKPOINT_LOAD_FIELD_MODULE_ONLY      = 1u << 2
+};
+
+/** What zero_load_checkpoint() restores (DeepSpeed's load_checkpoint options). */
+typedef struct zero_checkpoint_load_options {
+    uint64_t field_mask;
+    /** 1 (default): the optimizer moments; 0: they restart at zero. */
+    int load_optimizer_states;
+    /** 1 (default): the LR schedule's position; 0: the schedule keeps its current state. */
+    int load_lr_scheduler_states;
+    /** 0 (default); 1: only the weights (no moments, schedule, loss scaler or counters). */
+    int load_module_only;
+} zero_checkpoint_load_options_t;
+
+/**
+ * Saves the engine's whole state (fp32 master weights, optimizer moments,
+ * counters, loss scaler, LR schedule, the config and the partition map) as one
+ * HDF5 file per rank under <save_dir>/<tag>/, plus the trainer's own state
+ * @p client_sd_json (a JSON text, may be NULL) as <tag>/client_sd.json, and
+ * points <save_dir>/latest at it. The commit is atomic: a crash at any moment
+ * leaves the previous checkpoint loadable and latest naming a complete one.
+ * Collective; call it at an accumulation boundary (after zero_step()).
+ * @p tag NULL means "global_step<N>"; any other tag must be a safe single path
+ * component (no '/', not "." or "..", no control characters) and the same on
+ * every rank (checkpoint.tag_validation decides what a mismatch does).
+ * Errors: ZERO_ERR_INVALID_ARG (bad tag), ZERO_ERR_STATE (mid-accumulation or
+ * in a backward), ZERO_ERR_IO / ZERO_ERR_HDF5 (the file and cause are logged;
+ * nothing already on disk is lost), the communicator's errors.
+ */
+ZERO_API zero_status_t zero_save_checkpoint(zero_engine_h engine, const char *save_dir, const char *tag,
+                                            const char *client_sd_json);
+
+/**
+ * Loads a checkpoint saved by zero_save_checkpoint(), at this or any other
+ * world size and stage (resharded from the saved partition map, no conversion
+ * step). @p tag NULL reads <load_dir>/latest. @p options NULL restores
+ * everything. On success *client_sd_json_p (if not NULL) receives the saved
+ * client_sd text (NULL if none was saved); release it with zero_string_free().
+ * Collective. A load that fails leaves the engine exactly as it was.
+ * Errors: ZERO_ERR_NOT_FOUND (no such tag, empty or dangling latest),
+ * ZERO_ERR_CHECKPOINT (missing shard, corrupt or truncated file, flipped bit,
+ * format version, a different model: the file, dataset or parameter is
+ * named), ZERO_ERR_STATE (before setup or in a backward), ZERO_ERR_IO,
+ * ZERO_ERR_HDF5, the communicator's errors.
+ */
+ZERO_API zero_status_t zero_load_checkpoint(zero_engine_h engine, const char *load_dir, const char *tag,
+                                            const zero_checkpoint_load_options_t *options, char **client_sd_json_p);
+
 ZERO_END_DECLS
 
 #endif /* ZERO_ENGINE_H */
