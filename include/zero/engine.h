@@ -79,7 +79,8 @@ enum zero_engine_params_field {
     ZERO_ENGINE_PARAM_FIELD_NUM_THREADS = 1u << 3,
     ZERO_ENGINE_PARAM_FIELD_SEED        = 1u << 4,
     ZERO_ENGINE_PARAM_FIELD_MEM_KIND    = 1u << 5,
-    ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE = 1u << 6
+    ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE = 1u << 6,
+    ZERO_ENGINE_PARAM_FIELD_CHECKPOINT_KEEP_LAST = 1u << 7
 };
 
 /**
@@ -108,6 +109,9 @@ typedef struct zero_engine_params {
      *  calls zero_engine_lr_schedule_step() itself (e.g. once per epoch).
      *  Default 0: the schedule advances with every applied update, as DeepSpeed. */
     int manual_lr_schedule;
+    /** > 0: zero_save_checkpoint() keeps only the newest N checkpoints in its
+     *  directory (removing older tags after a successful save). Default 0: keep all. */
+    int checkpoint_keep_last;
 } zero_engine_params_t;
 
 /**

@@ -206,6 +206,8 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     e->seed = (mask & ZERO_ENGINE_PARAM_FIELD_SEED) ? params->seed : 0;
     e->kind = (mask & ZERO_ENGINE_PARAM_FIELD_MEM_KIND) ? params->mem_kind : ZERO_MEM_HOST;
     e->manual_lr_schedule = (mask & ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE) ? params->manual_lr_schedule != 0 : 0;
+    if ((mask & ZERO_ENGINE_PARAM_FIELD_CHECKPOINT_KEEP_LAST) && params->checkpoint_keep_last > 0)
+        e->checkpoint_keep_last = params->checkpoint_keep_last;
     if (e->kind == ZERO_MEM_PINNED)
         e->kind = ZERO_MEM_HOST;   /* the engine's own buffers: pinning buys nothing without a device */
     if (e->kind != ZERO_MEM_HOST) {

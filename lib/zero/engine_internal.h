@@ -102,6 +102,7 @@ struct zero_engine {
     int stage;
     zero_mem_kind_t kind;            /* where weights, gradients and optimizer state live */
     int manual_lr_schedule;          /* the trainer steps the schedule (zero_engine_lr_schedule_step) */
+    int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;
     char last_error[512];
