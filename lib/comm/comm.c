@@ -870,17 +870,12 @@ void zero_comm_request_free(zero_comm_request_h request)
     zero_free(request);
 }
 
-/* Takes the request by address: C leaves the order of argument evaluation
- * open, so the start call must have written it before it is read. */
-static zero_status_t run_blocking(zero_status_t started, zero_comm_request_h *req)
 /* @p req_p is read only after the start call ran (argument order is unspecified). */
 static zero_status_t run_blocking(zero_status_t started, zero_comm_request_h *req_p)
 {
     zero_status_t status;
     if (started != ZERO_OK)
         return started;
-    status = zero_comm_request_wait(*req);
-    zero_comm_request_free(*req);
     status = zero_comm_request_wait(*req_p);
     zero_comm_request_free(*req_p);
     return status;
