@@ -124,6 +124,7 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     char why[128], tag[ZERO_CKPT_TAG_MAX + 1], tmp_name[ZERO_CKPT_TAG_MAX + 64], fname[64];
     char *tmp_path = NULL, *file_path = NULL;
     int rank, world, shard = -1, have_tmp = 0;
+    float need;
     zero_status_t status;
 
     if (comm == NULL) {
@@ -158,9 +159,15 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     shard = layout->world_size == world ? own_rank : (rank == 0 ? 0 : -1);
 
     /* 2. rank 0 creates the temporary directory; everyone learns its name */
+    need = (float)((double)ckpt_file_size_estimate(layout, shard, meta) / 1024.0) + 1.0f;
+    if (world > 1 && (status = zero_comm_allreduce(comm, &need, &need, 1, ZERO_FP32, ZERO_COMM_SUM,
+                                                   ZERO_MEM_HOST)) != ZERO_OK) {
+        ckpt_fail(&err, status, "checkpoint save: cannot sum the ranks' file sizes");
+        return status;
+    }
     memset(tmp_name, 0, sizeof(tmp_name));
     if (rank == 0)
-        ckpt_make_tmp(dir, tag, tmp_name, sizeof(tmp_name), &err);
+        ckpt_make_tmp(dir, tag, (uint64_t)need * 1024, tmp_name, sizeof(tmp_name), &err);
     if ((status = ckpt_agree(comm, &err, "checkpoint save")) != ZERO_OK)
         return status;
     have_tmp = 1;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -298,9 +299,13 @@ void ckpt_remove_stale_tmp(const char *dir)
         if (strncmp(de->d_name, CKPT_TMP_PREFIX, strlen(CKPT_TMP_PREFIX)) == 0) {
             char *p = ckpt_path_join(dir, de->d_name);
             ckpt_err_t ignore = {0};
-            if (p != NULL) {
+            struct stat st;
+            if (p != NULL && lstat(p, &st) == 0) {
                 ZERO_LOG_INFO("removing %s left by an interrupted save", p);
-                ckpt_remove_tree(p, &ignore);
+                if (S_ISDIR(st.st_mode))
+                    ckpt_remove_tree(p, &ignore);
+                else
+                    unlink(p);
             }
             zero_free(p);
         }
@@ -308,15 +313,25 @@ void ckpt_remove_stale_tmp(const char *dir)
     closedir(d);
 }
 
-zero_status_t ckpt_make_tmp(const char *dir, const char *tag, char *tmp_name, size_t tmp_name_size, ckpt_err_t *err)
+zero_status_t ckpt_make_tmp(const char *dir, const char *tag, uint64_t need_bytes, char *tmp_name,
+                            size_t tmp_name_size, ckpt_err_t *err)
 {
     struct timespec ts;
+    struct statvfs vfs;
     char *path;
     zero_status_t status;
 
     if ((status = ckpt_mkdir_p(dir, err)) != ZERO_OK)
         return status;
     ckpt_remove_stale_tmp(dir);
+    /* Refuse up front rather than run out of space inside HDF5 (whose clean-up
+     * after a failed flush is fragile): the estimate covers every rank's file. */
+    if (need_bytes > 0 && statvfs(dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < need_bytes) {
+        ckpt_fail(err, ZERO_ERR_IO, "cannot save a checkpoint in %s: No space left on device (the checkpoint needs "
+                  "about %llu bytes, %llu are free)", dir, (unsigned long long)need_bytes,
+                  (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+        return ZERO_ERR_IO;
+    }
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(tmp_name, tmp_name_size, CKPT_TMP_PREFIX "%s-%lx%lx", tag, (unsigned long)getpid(),
              (unsigned long)ts.tv_nsec ^ ((unsigned long)ts.tv_sec << 20));
@@ -335,7 +350,7 @@ zero_status_t ckpt_make_tmp(const char *dir, const char *tag, char *tmp_name, si
 
 zero_status_t ckpt_write_latest(const char *dir, const char *tag, ckpt_err_t *err)
 {
-    char *tmp = zero_asprintf("%s/.latest.tmp-%lx", dir, (unsigned long)getpid());
+    char *tmp = zero_asprintf("%s/" CKPT_TMP_PREFIX "latest-%lx", dir, (unsigned long)getpid());
     char *dst = ckpt_path_join(dir, CKPT_LATEST);
     char *line = zero_asprintf("%s\n", tag);
     zero_status_t status = ZERO_OK;

@@ -288,6 +288,18 @@ static int write_shard(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
     return rc;
 }
 
+uint64_t ckpt_file_size_estimate(const zero_layout_t *l, int shard, const zero_ckpt_meta_t *m)
+{
+    uint64_t bytes = 64 * 1024 + (m->config_json ? strlen(m->config_json) : 0) +
+                     (uint64_t)l->num_params * (sizeof(zero_layout_param_t) + 8) +
+                     (uint64_t)l->num_buckets * (sizeof(zero_layout_bucket_t) + 8);
+    if (shard >= 0)
+        for (int g = 0; g < l->num_groups; g++)
+            bytes += (uint64_t)l->groups[g].shard_length * sizeof(float) * (uint64_t)(1 + m->num_states) +
+                     (l->groups[g].shard_length / CKPT_CHUNK_ELEMS + 1) * 64 * (uint64_t)(1 + m->num_states);
+    return bytes + bytes / 64;
+}
+
 zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, ckpt_err_t *err)
 {
     writer_t w = {path, err};

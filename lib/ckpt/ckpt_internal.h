@@ -53,8 +53,12 @@ zero_status_t ckpt_write_file(const char *path, const char *data, size_t len, ck
 zero_status_t ckpt_read_file(const char *path, char **data_p, size_t *len_p, ckpt_err_t *err);
 /* Removes stale <dir>/.tmp-* directories of earlier, interrupted saves. */
 void ckpt_remove_stale_tmp(const char *dir);
-/* Creates <dir> (and parents) and <dir>/.tmp-<tag>-<token>; writes its name (no dir) into tmp_name. */
-zero_status_t ckpt_make_tmp(const char *dir, const char *tag, char *tmp_name, size_t tmp_name_size, ckpt_err_t *err);
+/* Creates <dir> (and parents) and <dir>/.tmp-<tag>-<token>; writes its name (no dir) into tmp_name.
+ * Fails with "No space left on device" when <dir>'s filesystem has less than @p need_bytes free. */
+zero_status_t ckpt_make_tmp(const char *dir, const char *tag, uint64_t need_bytes, char *tmp_name,
+                            size_t tmp_name_size, ckpt_err_t *err);
+/* An upper estimate of a rank file's size. */
+uint64_t ckpt_file_size_estimate(const zero_layout_t *layout, int shard, const zero_ckpt_meta_t *meta);
 /* Rank 0's part of the commit: moves <dir>/<tmp_name> to <dir>/<tag>, replaces latest, keep-last clean-up. */
 zero_status_t ckpt_commit(const char *dir, const char *tmp_name, const char *tag, int keep_last, ckpt_err_t *err);
 /* Writes <dir>/latest atomically. */
