@@ -810,9 +810,10 @@ static hid_t reader_dataset(zero_ckpt_reader_t *rd, int shard, int group, int st
     if (*slot < 0) {
         char name[128];
         hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-        /* Room for a few chunks, so that the segments of one chunk, read one
-         * after another, fetch and verify it once. */
-        H5Pset_chunk_cache(dapl, 521, 8 * CKPT_CHUNK_ELEMS * sizeof(float), 1.0);
+        /* Room for a couple of chunks, so that the segments of one chunk, read
+         * one after another, fetch and verify it once; small, because every
+         * open dataset of every shard keeps its own cache. */
+        H5Pset_chunk_cache(dapl, 521, CKPT_CHUNK_CACHE_CHUNKS * CKPT_CHUNK_ELEMS * sizeof(float) + 4096, 1.0);
         snprintf(name, sizeof(name), "/shard/group%d/%s", group, state < 0 ? "master" : rd->meta.state_names[state]);
         *slot = H5Dopen2(rd->files[shard], name, dapl);
         H5Pclose(dapl);

@@ -17,9 +17,11 @@
 #define CKPT_CLIENT_SD "client_sd.json"
 #define CKPT_LATEST "latest"
 #define CKPT_FORMAT_NAME "libzero-checkpoint"
-/* Elements per HDF5 chunk of a shard dataset (4 MiB of fp32): large enough that
- * per-chunk overhead and the fletcher32 pass stay in the noise. */
-#define CKPT_CHUNK_ELEMS ((size_t)1 << 20)
+/* Elements per HDF5 chunk of a shard dataset (1 MiB of fp32): large enough that
+ * per-chunk overhead stays in the noise, small enough that the chunk cache a
+ * reader keeps per open dataset (CKPT_CHUNK_CACHE_CHUNKS chunks) stays small. */
+#define CKPT_CHUNK_ELEMS ((size_t)1 << 18)
+#define CKPT_CHUNK_CACHE_CHUNKS 2
 
 /* Test hook: ZERO_CKPT_TEST_CRASH_AT=<phase> makes the process _exit(86) when the
  * save reaches that phase (see docs/checkpoint-format.md). */

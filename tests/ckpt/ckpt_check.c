@@ -12,8 +12,8 @@
  *
  * Comparisons are bit-exact. Exit status 0 = passed.
  */
-#include "ckpt_fixture.h"
 #include "ckpt/ckpt_internal.h"
+#include "ckpt_fixture.h"
 #include "util/alloc.h"
 
 #include <stdio.h>

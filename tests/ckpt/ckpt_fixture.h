@@ -12,6 +12,7 @@
 #include "partition/layout.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,5 +156,43 @@ static inline void fix_meta(zero_ckpt_meta_t *m, int stage, uint64_t step)
     m->lr = 1.25e-4;
     m->momentum = 0.9;
 }
+
+#ifdef ZERO_CKPT_CKPT_INTERNAL_H
+/* Writes a checkpoint of layout @p L saved by @p proc_world processes, exactly
+ * as the collective save would (same files, same commit), one rank after the
+ * other, with @p num_states optimizer states. */
+static inline zero_status_t fix_sim_save(const char *dir, const char *tag, const zero_layout_t *L, int proc_world,
+                                         int stage, uint64_t step, int num_states)
+{
+    ckpt_err_t err = {0};
+    char tmp[512], path[1024];
+    zero_ckpt_meta_t meta;
+    zero_status_t st;
+    fix_meta(&meta, stage, step);
+    meta.world_size = proc_world;
+    meta.num_states = num_states;
+    if ((st = ckpt_make_tmp(dir, tag, 0, tmp, sizeof(tmp), &err)) != ZERO_OK)
+        return st;
+    for (int r = 0; r < proc_world; r++) {
+        zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
+        int shard = L->world_size == proc_world ? r : (r == 0 ? 0 : -1);
+        char fname[64];
+        ckpt_file_desc_t d = {proc_world, r, shard, tag, L, &meta, g};
+        memset(g, 0, sizeof(g));
+        if (shard >= 0)
+            fix_fill(L, shard, num_states, g);
+        ckpt_rank_file_name(r, fname, sizeof(fname));
+        snprintf(path, sizeof(path), "%s/%s/%s", dir, tmp, fname);
+        st = ckpt_write_rank_file(path, &d, &err);
+        fix_free(L, g);
+        if (st != ZERO_OK)
+            return st;
+    }
+    snprintf(path, sizeof(path), "%s/%s/client_sd.json", dir, tmp);
+    if ((st = ckpt_write_file(path, "{\"step\": 7}", 11, &err)) != ZERO_OK)
+        return st;
+    return ckpt_commit(dir, tmp, tag, 0, &err);
+}
+#endif
 
 #endif /* ZERO_TESTS_CKPT_FIXTURE_H */

@@ -11,8 +11,8 @@
  * All data comparisons are bit-exact (the fixture's values are exact in fp32).
  */
 #include "test_main.h"
-#include "ckpt_fixture.h"
 #include "ckpt/ckpt_internal.h"
+#include "ckpt_fixture.h"
 #include "util/alloc.h"
 
 #include <hdf5.h>
@@ -64,32 +64,9 @@ static zero_layout_t *build(int world, size_t align, size_t bucket)
     return L;
 }
 
-/* Writes a checkpoint of layout @p L saved by @p proc_world processes, as the
- * collective save would (same files, same commit), one rank after the other. */
 static void sim_save(const char *dir, const char *tag, const zero_layout_t *L, int proc_world, int stage, uint64_t step)
 {
-    ckpt_err_t err = {0};
-    char tmp[512], path[1024];
-    zero_ckpt_meta_t meta;
-    fix_meta(&meta, stage, step);
-    meta.world_size = proc_world;
-    CU_ASSERT_EQUAL_FATAL(ckpt_make_tmp(dir, tag, 0, tmp, sizeof(tmp), &err), ZERO_OK);
-    for (int r = 0; r < proc_world; r++) {
-        zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-        int shard = L->world_size == proc_world ? r : (r == 0 ? 0 : -1);
-        char fname[64];
-        ckpt_file_desc_t d = {proc_world, r, shard, tag, L, &meta, g};
-        memset(g, 0, sizeof(g));
-        if (shard >= 0)
-            fix_fill(L, shard, 2, g);
-        ckpt_rank_file_name(r, fname, sizeof(fname));
-        snprintf(path, sizeof(path), "%s/%s/%s", dir, tmp, fname);
-        CU_ASSERT_EQUAL_FATAL(ckpt_write_rank_file(path, &d, &err), ZERO_OK);
-        fix_free(L, g);
-    }
-    snprintf(path, sizeof(path), "%s/%s/client_sd.json", dir, tmp);
-    CU_ASSERT_EQUAL_FATAL(ckpt_write_file(path, "{\"step\": 7}", 11, &err), ZERO_OK);
-    CU_ASSERT_EQUAL_FATAL(ckpt_commit(dir, tmp, tag, 0, &err), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(fix_sim_save(dir, tag, L, proc_world, stage, step, 2), ZERO_OK);
 }
 
 static const char *const adam_states[2] = {"exp_avg", "exp_avg_sq"};
