@@ -165,7 +165,7 @@ static inline zero_status_t fix_sim_save(const char *dir, const char *tag, const
                                          int stage, uint64_t step, int num_states)
 {
     ckpt_err_t err = {0};
-    char tmp[512], path[1024];
+    char tmp[512], path[2048];
     zero_ckpt_meta_t meta;
     zero_status_t st;
     fix_meta(&meta, stage, step);
