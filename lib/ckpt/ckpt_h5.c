@@ -24,12 +24,24 @@ _Static_assert(sizeof(size_t) == 8, "size_t fields are stored as 64-bit");
 
 #define CKPT_MAX_FILES 65536
 
+typedef struct reader_dset {
+    hid_t id;
+    int checksum;        /* fletcher32 in the pipeline */
+    size_t chunk;        /* elements per chunk, 0 = not chunked (read through H5Dread) */
+    size_t length;
+} reader_dset_t;
+
 struct zero_ckpt_reader {
     char *path;                  /* <dir>/<tag> */
     char *tag;
     int num_files;               /* process ranks of the saving job */
     hid_t *files;                /* [layout.world_size] shard files (others are checked and closed) */
-    hid_t *dsets;                /* [world][num_groups][1 + MAX_STATES], opened on first use, or -1 */
+    reader_dset_t *dsets;        /* [world][num_groups][1 + MAX_STATES], opened on first use (id -1 before) */
+    /* the last chunk read and verified (segments of one chunk come one after another) */
+    float *chunk_buf;
+    size_t chunk_buf_elems;
+    reader_dset_t *chunk_owner;
+    size_t chunk_index;
     zero_layout_t layout;
     zero_ckpt_meta_t meta;
 };
@@ -167,6 +179,66 @@ out:
     return 0;
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "shard chunks are written as little-endian fp32 straight from memory"
+#endif
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/*
+ * A shard dataset: 1-D fp32, chunked, with the fletcher32 filter in its
+ * pipeline; the chunks are written with H5Dwrite_chunk, carrying the checksum
+ * the filter would have appended (little-endian, after the chunk's bytes), so
+ * any HDF5 reader verifies them as usual. @p staging holds a chunk + 4 bytes.
+ */
+static int w_shard_dataset(writer_t *w, hid_t loc, const char *name, size_t n, const float *data, float *staging)
+{
+    size_t chunk = n < CKPT_CHUNK_ELEMS ? n : CKPT_CHUNK_ELEMS, bytes = chunk * sizeof(float);
+    hsize_t dims[1] = {n}, cdims[1] = {chunk};
+    hid_t space = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), d = -1;
+    /* ZERO_CKPT_BENCH_NO_CHECKSUM=1 (benchmark hook, bench/ckpt): leave the
+     * checksums out, to measure what they cost. Readers need no hint. */
+    int checksum = getenv("ZERO_CKPT_BENCH_NO_CHECKSUM") == NULL;
+    herr_t rc = -1;
+
+    if (n == 0)
+        return w_dataset(w, loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 0, 1, data);
+    if (space < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, cdims) < 0 || (checksum && H5Pset_fletcher32(dcpl) < 0) ||
+        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0)
+        goto out;
+    if ((d = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0)
+        goto out;
+    rc = 0;
+    for (size_t off = 0; off < n && rc >= 0; off += chunk) {
+        size_t m = n - off < chunk ? n - off : chunk;
+        hsize_t coord[1] = {off};
+        memcpy(staging, data + off, m * sizeof(float));
+        if (m < chunk)
+            memset(staging + m, 0, (chunk - m) * sizeof(float));   /* an edge chunk is stored whole */
+        if (checksum)
+            put_le32((uint8_t *)staging + bytes, ckpt_fletcher32(staging, bytes));
+        rc = H5Dwrite_chunk(d, H5P_DEFAULT, 0, coord, bytes + (checksum ? 4 : 0), staging);
+    }
+out:
+    if (d >= 0)
+        H5Dclose(d);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (space >= 0)
+        H5Sclose(space);
+    if (rc < 0) {
+        ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot write dataset %s", w->path, name);
+        return -1;
+    }
+    return 0;
+}
+
 static int w_compound(writer_t *w, hid_t loc, const char *name, hid_t mem_type, size_t n, const void *data)
 {
     hid_t file_type = H5Tcopy(mem_type);
@@ -259,10 +331,17 @@ static int write_map(writer_t *w, hid_t f, const zero_layout_t *l)
 static int write_shard(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
 {
     const zero_layout_t *l = d->layout;
-    hid_t top = H5Gcreate2(f, "shard", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t top;
+    float *staging = NULL;
     int rc = 0;
-    if (top < 0) {
+    if (zero_mem_alloc(ZERO_MEM_HOST, CKPT_CHUNK_ELEMS * sizeof(float) + 64, "ckpt chunk staging",
+                       (void **)&staging) != ZERO_OK) {
+        ckpt_fail(w->err, ZERO_ERR_NO_MEMORY, "%s: out of memory for a chunk buffer", w->path);
+        return -1;
+    }
+    if ((top = H5Gcreate2(f, "shard", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
         ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot create group /shard", w->path);
+        zero_mem_free(staging);
         return -1;
     }
     for (int gi = 0; gi < l->num_groups && rc == 0; gi++) {
@@ -278,13 +357,13 @@ static int write_shard(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
         }
         rc = w_str(w, g, "dtype", zero_dtype_string(l->groups[gi].dtype)) ||
              w_u64(w, g, "shard_length", n) ||
-             w_dataset(w, g, "master", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n, CKPT_CHUNK_ELEMS, gd->master);
+             w_shard_dataset(w, g, "master", n, gd->master, staging);
         for (int k = 0; k < d->meta->num_states && rc == 0; k++)
-            rc = w_dataset(w, g, d->meta->state_names[k], H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n, CKPT_CHUNK_ELEMS,
-                           gd->state[k]);
+            rc = w_shard_dataset(w, g, d->meta->state_names[k], n, gd->state[k], staging);
         H5Gclose(g);
     }
     H5Gclose(top);
+    zero_mem_free(staging);
     return rc;
 }
 
@@ -707,8 +786,8 @@ zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, zero_ckpt_r
         goto fail;
     }
     rd->files = zero_malloc((size_t)rd->layout.world_size * sizeof(hid_t));
-    rd->dsets = zero_malloc((size_t)rd->layout.world_size * ZERO_DTYPE_COUNT * (1 + ZERO_CKPT_MAX_STATES) *
-                            sizeof(hid_t));
+    rd->dsets = zero_calloc((size_t)rd->layout.world_size * ZERO_DTYPE_COUNT * (1 + ZERO_CKPT_MAX_STATES),
+                            sizeof(*rd->dsets));
     if (rd->files == NULL || rd->dsets == NULL) {
         ckpt_fail(err, ZERO_ERR_NO_MEMORY, "out of memory opening checkpoint %s", rd->path);
         status = ZERO_ERR_NO_MEMORY;
@@ -717,7 +796,7 @@ zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, zero_ckpt_r
     for (int i = 0; i < rd->layout.world_size; i++)
         rd->files[i] = -1;
     for (int i = 0; i < rd->layout.world_size * ZERO_DTYPE_COUNT * (1 + ZERO_CKPT_MAX_STATES); i++)
-        rd->dsets[i] = -1;
+        rd->dsets[i].id = -1;
     rd->files[0] = f0;
     f0 = -1;
     if (check_shard(&r, rd->files[0], &rd->layout, &rd->meta)) {
@@ -775,8 +854,9 @@ void zero_ckpt_reader_close(zero_ckpt_reader_t *rd)
         return;
     if (rd->dsets != NULL)
         for (int i = 0; i < rd->layout.world_size * ZERO_DTYPE_COUNT * (1 + ZERO_CKPT_MAX_STATES); i++)
-            if (rd->dsets[i] >= 0)
-                H5Dclose(rd->dsets[i]);
+            if (rd->dsets[i].id >= 0)
+                H5Dclose(rd->dsets[i].id);
+    zero_mem_free(rd->chunk_buf);
     if (rd->files != NULL)
         for (int i = 0; i < rd->layout.world_size; i++)
             if (rd->files[i] >= 0)
@@ -803,27 +883,139 @@ void zero_ckpt_meta_clear(zero_ckpt_meta_t *meta)
     meta->config_json = NULL;
 }
 
-static hid_t reader_dataset(zero_ckpt_reader_t *rd, int shard, int group, int state, ckpt_err_t *err)
+static reader_dset_t *reader_dataset(zero_ckpt_reader_t *rd, int shard, int group, int state, ckpt_err_t *err)
 {
-    hid_t *slot = &rd->dsets[((size_t)shard * ZERO_DTYPE_COUNT + (size_t)group) * (1 + ZERO_CKPT_MAX_STATES) +
-                             (size_t)(state + 1)];
-    if (*slot < 0) {
+    reader_dset_t *slot = &rd->dsets[((size_t)shard * ZERO_DTYPE_COUNT + (size_t)group) * (1 + ZERO_CKPT_MAX_STATES) +
+                                     (size_t)(state + 1)];
+    if (slot->id < 0) {
         char name[128];
-        hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-        /* Room for a couple of chunks, so that the segments of one chunk, read
-         * one after another, fetch and verify it once; small, because every
-         * open dataset of every shard keeps its own cache. */
-        H5Pset_chunk_cache(dapl, 521, CKPT_CHUNK_CACHE_CHUNKS * CKPT_CHUNK_ELEMS * sizeof(float) + 4096, 1.0);
+        hid_t dcpl;
         snprintf(name, sizeof(name), "/shard/group%d/%s", group, state < 0 ? "master" : rd->meta.state_names[state]);
-        *slot = H5Dopen2(rd->files[shard], name, dapl);
-        H5Pclose(dapl);
-        if (*slot < 0) {
+        slot->id = H5Dopen2(rd->files[shard], name, H5P_DEFAULT);
+        if (slot->id < 0) {
             char fname[64];
             ckpt_rank_file_name(shard, fname, sizeof(fname));
             ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s/%s: cannot open dataset %s", rd->path, fname, name);
+            return NULL;
+        }
+        slot->length = rd->layout.groups[group].shard_length;
+        slot->chunk = 0;
+        slot->checksum = 0;
+        if ((dcpl = H5Dget_create_plist(slot->id)) >= 0) {
+            hsize_t cdims[1] = {0};
+            if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 1, cdims) == 1)
+                slot->chunk = (size_t)cdims[0];
+            for (int i = 0, nf = H5Pget_nfilters(dcpl); i < nf; i++) {
+                unsigned flags = 0;
+                size_t nelmts = 0;
+                H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nelmts, NULL, 0, NULL, NULL);
+                if (id == H5Z_FILTER_FLETCHER32)
+                    slot->checksum = 1;
+                else
+                    slot->chunk = 0;   /* another filter: leave decoding to HDF5 */
+            }
+            H5Pclose(dcpl);
         }
     }
-    return *slot;
+    return slot;
+}
+
+/* Reads and verifies chunk @p index of a chunked dataset into rd->chunk_buf. */
+static zero_status_t read_chunk(zero_ckpt_reader_t *rd, reader_dset_t *ds, size_t index, const char *what,
+                                ckpt_err_t *err)
+{
+    size_t bytes = ds->chunk * sizeof(float), want = bytes + (ds->checksum ? 4 : 0);
+    hsize_t coord[1] = {index * ds->chunk}, stored = 0;
+    uint32_t mask = 0;
+
+    if (rd->chunk_owner == ds && rd->chunk_index == index)
+        return ZERO_OK;
+    rd->chunk_owner = NULL;
+    if (rd->chunk_buf_elems < ds->chunk + 1) {
+        zero_mem_free(rd->chunk_buf);
+        rd->chunk_buf = NULL;
+        rd->chunk_buf_elems = 0;
+        if (zero_mem_alloc(ZERO_MEM_HOST, (ds->chunk + 1) * sizeof(float), "ckpt chunk", (void **)&rd->chunk_buf) !=
+            ZERO_OK) {
+            ckpt_fail(err, ZERO_ERR_NO_MEMORY, "%s: out of memory for a chunk of %zu elements", what, ds->chunk);
+            return ZERO_ERR_NO_MEMORY;
+        }
+        rd->chunk_buf_elems = ds->chunk + 1;
+    }
+    if (H5Dget_chunk_storage_size(ds->id, coord, &stored) < 0 || stored != want) {
+        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu is missing or has %llu bytes instead of %zu (corrupt "
+                     "or truncated file)", what, index, (unsigned long long)stored, want);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (H5Dread_chunk(ds->id, H5P_DEFAULT, coord, &mask, rd->chunk_buf) < 0) {
+        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: cannot read chunk %zu (corrupt or truncated file)", what, index);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (ds->checksum && mask == 0) {
+        const uint8_t *t = (const uint8_t *)rd->chunk_buf + bytes;
+        uint32_t stored_sum = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+        uint32_t sum = ckpt_fletcher32(rd->chunk_buf, bytes);
+        /* HDF5 also accepts the byte-pair-swapped sum of files from before 1.6.3 */
+        uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
+        if (stored_sum != sum && stored_sum != swapped) {
+            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: checksum mismatch in chunk %zu (elements %zu..%zu): the file is "
+                      "corrupt", what, index, index * ds->chunk, (index + 1) * ds->chunk - 1);
+            return ZERO_ERR_CHECKPOINT;
+        }
+    } else if (mask != 0) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu was stored unfiltered (filter mask %u)", what, index,
+                  (unsigned)mask);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    rd->chunk_owner = ds;
+    rd->chunk_index = index;
+    return ZERO_OK;
+}
+
+/* Elements [start, start + n) of one shard dataset into @p out. */
+static zero_status_t read_range(zero_ckpt_reader_t *rd, int shard, int group, int state, size_t start, size_t n,
+                                float *out, ckpt_err_t *err)
+{
+    reader_dset_t *ds = reader_dataset(rd, shard, group, state, err);
+    char what[512], fname[64];
+    zero_status_t status = ZERO_OK;
+
+    if (ds == NULL)
+        return err->status;
+    ckpt_rank_file_name(shard, fname, sizeof(fname));
+    snprintf(what, sizeof(what), "%s/%s: dataset /shard/group%d/%s", rd->path, fname, group,
+             state < 0 ? "master" : rd->meta.state_names[state]);
+    if (start > ds->length || n > ds->length - start) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: elements [%zu, +%zu) are out of its range", what, start, n);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (ds->chunk > 0) {
+        size_t done = 0;
+        while (done < n && status == ZERO_OK) {
+            size_t at = start + done, index = at / ds->chunk, within = at % ds->chunk;
+            size_t m = ds->chunk - within < n - done ? ds->chunk - within : n - done;
+            if ((status = read_chunk(rd, ds, index, what, err)) == ZERO_OK)
+                memcpy(out + done, rd->chunk_buf + within, m * sizeof(float));
+            done += m;
+        }
+        return status;
+    } else {
+        hsize_t s[1] = {start}, c[1] = {n};
+        hid_t fs = H5Dget_space(ds->id), ms = H5Screate_simple(1, c, NULL);
+        herr_t rc = -1;
+        if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, s, NULL, c, NULL) >= 0)
+            rc = H5Dread(ds->id, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out);
+        if (ms >= 0)
+            H5Sclose(ms);
+        if (fs >= 0)
+            H5Sclose(fs);
+        if (rc < 0) {
+            ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: read failed (corrupt data: checksum mismatch or truncated "
+                         "file)", what);
+            return ZERO_ERR_CHECKPOINT;
+        }
+    }
+    return ZERO_OK;
 }
 
 zero_status_t ckpt_reader_read_err(zero_ckpt_reader_t *rd, int param, int state, size_t begin, size_t count,
@@ -847,26 +1039,10 @@ zero_status_t ckpt_reader_read_err(zero_ckpt_reader_t *rd, int param, int state,
     while (done < count) {
         size_t owner = (flat + done) / slice, within = (flat + done) % slice;
         size_t n = slice - within < count - done ? slice - within : count - done;
-        hsize_t start[1] = {b->offset / (size_t)l->world_size + within}, cnt[1] = {n};
-        hid_t d = reader_dataset(rd, (int)owner, p->group, state, err), fs = -1, ms = -1;
-        herr_t rc = -1;
-        if (d < 0)
-            return err->status;
-        if ((fs = H5Dget_space(d)) >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0 &&
-            (ms = H5Screate_simple(1, cnt, NULL)) >= 0)
-            rc = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out + done);
-        if (ms >= 0)
-            H5Sclose(ms);
-        if (fs >= 0)
-            H5Sclose(fs);
-        if (rc < 0) {
-            char fname[64];
-            ckpt_rank_file_name((int)owner, fname, sizeof(fname));
-            ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s/%s: reading dataset /shard/group%d/%s failed (corrupt data: "
-                         "checksum mismatch or truncated file)", rd->path, fname, p->group,
-                         state < 0 ? "master" : rd->meta.state_names[state]);
-            return ZERO_ERR_CHECKPOINT;
-        }
+        zero_status_t st = read_range(rd, (int)owner, p->group, state, b->offset / (size_t)l->world_size + within, n,
+                                      out + done, err);
+        if (st != ZERO_OK)
+            return st;
         done += n;
     }
     return ZERO_OK;

@@ -44,6 +44,10 @@ void ckpt_fail_errno(ckpt_err_t *err, const char *fmt, ...) ZERO_PRINTF(2, 3);
 /* Turns off HDF5's own error printing (errors reach the user through our log). */
 void ckpt_h5_quiet(void);
 
+/* ---- ckpt_fletcher.c ---- */
+/* HDF5's Fletcher-32 checksum of @p len bytes (what the fletcher32 filter stores). */
+uint32_t ckpt_fletcher32(const void *data, size_t len);
+
 /* ---- ckpt_fs.c ---- */
 char *ckpt_path_join(const char *a, const char *b);            /* zero_malloc'd, NULL on OOM */
 zero_status_t ckpt_mkdir_p(const char *path, ckpt_err_t *err);
