@@ -57,7 +57,7 @@ typedef struct zero_ckpt_group_data {
  * with zero_ckpt_meta_clear). */
 typedef struct zero_ckpt_meta {
     int stage;                                         /* ZeRO stage 0-3 */
-    int world_size;                                    /* process ranks (load: of the checkpoint) */
+    int world_size;                                    /* load: process ranks that saved it; ignored on save */
     char *config_json;                                 /* effective config as JSON, or NULL */
     char optimizer[ZERO_CKPT_NAME_MAX];                /* "AdamW", "SGD", ... */
     int num_states;                                    /* 0 .. ZERO_CKPT_MAX_STATES */
