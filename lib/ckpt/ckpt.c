@@ -361,11 +361,13 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
             break;
         }
         zero_layout_rank_segments(layout, g, own_rank, segs, count, &count);
-        for (size_t s = 0; s < count && err.status == ZERO_OK; s++) {
-            const zero_layout_segment_t *sg = &segs[s];
-            for (int k = -1; k < nstates && err.status == ZERO_OK; k++)
+        /* one array at a time, so that each dataset is read front to back (sequential I/O) */
+        for (int k = -1; k < nstates && err.status == ZERO_OK; k++) {
+            for (size_t s = 0; s < count && err.status == ZERO_OK; s++) {
+                const zero_layout_segment_t *sg = &segs[s];
                 ckpt_reader_read_err(rd, map[sg->param], k < 0 ? -1 : state_src[k], sg->param_offset, sg->length,
                                      scratch[g] + (size_t)(k + 1) * n + sg->shard_offset, &err);
+            }
         }
     }
     if (err.status == ZERO_OK) {
