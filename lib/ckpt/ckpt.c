@@ -321,7 +321,8 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
 
     /* 2. open every shard, check format, model and optimizer */
     nstates = params->load_optimizer_states ? params->num_states : 0;
-    if (ckpt_reader_open_err(dir, tag, &rd, &err) == ZERO_OK) {
+    /* rank 0 checks every rank file; the others open the files they read */
+    if (ckpt_reader_open_err(dir, tag, rank == 0, &rd, &err) == ZERO_OK) {
         old = zero_ckpt_reader_layout(rd);
         map = zero_malloc(sizeof(int) * (size_t)(layout->num_params > 0 ? layout->num_params : 1));
         if (map == NULL)

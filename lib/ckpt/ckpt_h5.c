@@ -44,6 +44,7 @@ struct zero_ckpt_reader {
     size_t chunk_index;
     zero_layout_t layout;
     zero_ckpt_meta_t meta;
+    uint64_t fingerprint;        /* of rank 0's map: every file must carry it */
 };
 
 /* ---------------------------------------------------------------- types */
@@ -734,7 +735,28 @@ static int check_shard(rctx_t *r, hid_t f, const zero_layout_t *l, const zero_ck
     return 0;
 }
 
-zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, zero_ckpt_reader_t **reader_p, ckpt_err_t *err)
+/* Opens and checks rank file @p rank (identity; data sets when it holds a shard). */
+static hid_t reader_open_file(zero_ckpt_reader_t *rd, int rank, ckpt_err_t *err)
+{
+    char fname[64];
+    rctx_t r = {NULL, err};
+    hid_t f;
+    ckpt_rank_file_name(rank, fname, sizeof(fname));
+    if ((r.path = zero_asprintf("%s/%s", rd->path, fname)) == NULL) {
+        ckpt_fail(err, ZERO_ERR_NO_MEMORY, "out of memory opening checkpoint %s", rd->path);
+        return -1;
+    }
+    f = open_rank_file(&r, rank, rd->num_files, rd->fingerprint);
+    if (f >= 0 && rank < rd->layout.world_size && check_shard(&r, f, &rd->layout, &rd->meta)) {
+        H5Fclose(f);
+        f = -1;
+    }
+    zero_free(r.path);
+    return f;
+}
+
+zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, int check_all, zero_ckpt_reader_t **reader_p,
+                                   ckpt_err_t *err)
 {
     zero_ckpt_reader_t *rd;
     char *latest = NULL, fname[64];
@@ -803,28 +825,17 @@ zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, zero_ckpt_r
         status = err->status;
         goto fail;
     }
-    for (int rank = 1; rank < rd->num_files; rank++) {
-        hid_t f;
-        zero_free(r.path);
-        ckpt_rank_file_name(rank, fname, sizeof(fname));
-        if ((r.path = zero_asprintf("%s/%s", rd->path, fname)) == NULL) {
-            ckpt_fail(err, ZERO_ERR_NO_MEMORY, "out of memory opening checkpoint %s", rd->path);
-            status = ZERO_ERR_NO_MEMORY;
-            goto fail;
-        }
-        if ((f = open_rank_file(&r, rank, rd->num_files, fingerprint)) < 0) {
+    rd->fingerprint = fingerprint;
+    for (int rank = 1; rank < rd->num_files && check_all; rank++) {
+        hid_t f = reader_open_file(rd, rank, err);
+        if (f < 0) {
             status = err->status;
             goto fail;
         }
-        if (rank < rd->layout.world_size) {
+        if (rank < rd->layout.world_size)
             rd->files[rank] = f;
-            if (check_shard(&r, f, &rd->layout, &rd->meta)) {
-                status = err->status;
-                goto fail;
-            }
-        } else {
+        else
             H5Fclose(f);
-        }
     }
     zero_free(r.path);
     *reader_p = rd;
@@ -845,7 +856,7 @@ zero_status_t zero_ckpt_reader_open(const char *dir, const char *tag, zero_ckpt_
         ZERO_LOG_ERROR("zero_ckpt_reader_open: NULL argument");
         return ZERO_ERR_INVALID_ARG;
     }
-    return ckpt_reader_open_err(dir, tag, reader_p, &err);
+    return ckpt_reader_open_err(dir, tag, 1, reader_p, &err);
 }
 
 void zero_ckpt_reader_close(zero_ckpt_reader_t *rd)
@@ -891,6 +902,8 @@ static reader_dset_t *reader_dataset(zero_ckpt_reader_t *rd, int shard, int grou
         char name[128];
         hid_t dcpl;
         snprintf(name, sizeof(name), "/shard/group%d/%s", group, state < 0 ? "master" : rd->meta.state_names[state]);
+        if (rd->files[shard] < 0 && (rd->files[shard] = reader_open_file(rd, shard, err)) < 0)
+            return NULL;
         slot->id = H5Dopen2(rd->files[shard], name, H5P_DEFAULT);
         if (slot->id < 0) {
             char fname[64];

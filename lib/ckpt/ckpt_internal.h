@@ -89,8 +89,10 @@ typedef struct ckpt_file_desc {
 /* Writes one rank file (exclusive create) and fsyncs it. */
 zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *desc, ckpt_err_t *err);
 
-/* zero_ckpt_reader_open with error capture. */
-zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, zero_ckpt_reader_t **reader_p,
+/* zero_ckpt_reader_open with error capture. With @p check_all 0, only rank 0's
+ * file is opened now and the others when first read (the collective load lets
+ * rank 0 check every file, so that W ranks do not open W files each). */
+zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, int check_all, zero_ckpt_reader_t **reader_p,
                                    ckpt_err_t *err);
 zero_status_t ckpt_reader_read_err(zero_ckpt_reader_t *reader, int param, int state, size_t begin,
                                    size_t count, float *out, ckpt_err_t *err);
