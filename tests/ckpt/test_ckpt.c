@@ -513,6 +513,37 @@ static void test_fletcher32(void)
     rm_dir(dir);
 }
 
+/* An unusable directory (a path through a regular file: root ignores permission
+ * bits, so this is how a test gets a directory that cannot be created). */
+static void test_unwritable(void)
+{
+    ZERO_TEST_MEM_MARK();
+    char *dir = make_dir(), file[600], bad[700];
+    zero_layout_t *L = build(1, 64, 500);
+    zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
+    zero_ckpt_meta_t m;
+    zero_ckpt_save_params_t sp = {"t", ZERO_TAG_VALIDATION_FAIL, 0, NULL};
+    ckpt_err_t err = {0};
+    fix_meta(&m, 3, 1);
+    fix_fill(L, 0, 2, g);
+    snprintf(file, sizeof(file), "%s/plainfile", dir);
+    CU_ASSERT_EQUAL(ckpt_write_file(file, "x", 1, &err), ZERO_OK);
+    snprintf(bad, sizeof(bad), "%s/ckpt", file);
+    log_capture();
+    CU_ASSERT_EQUAL(zero_ckpt_save(comm, bad, &sp, L, 0, &m, g), ZERO_ERR_IO);
+    /* and a bad tag fails before anything is touched */
+    sp.tag = "../escape";
+    CU_ASSERT_EQUAL(zero_ckpt_save(comm, dir, &sp, L, 0, &m, g), ZERO_ERR_INVALID_ARG);
+    log_restore();
+    CU_ASSERT_PTR_NOT_NULL(strstr(logbuf, "cannot create directory"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(logbuf, "Not a directory"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(logbuf, "invalid checkpoint tag '../escape'"));
+    fix_free(L, g);
+    zero_layout_destroy(L);
+    ZERO_TEST_ASSERT_NO_LEAK();
+    rm_dir(dir);
+}
+
 static void test_keep_last(void)
 {
     ZERO_TEST_MEM_MARK();
@@ -624,6 +655,7 @@ int main(int argc, char **argv)
         {"bad_input", test_bad_input},
         {"crash_atomicity", test_crash_atomicity},
         {"keep_last", test_keep_last},
+        {"unwritable", test_unwritable},
         {"fletcher32", test_fletcher32},
         CU_TEST_INFO_NULL,
     };
