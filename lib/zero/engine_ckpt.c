@@ -41,7 +41,7 @@ static int state_names(const zero_engine_h e, const char *names[ZERO_CKPT_MAX_ST
 
 static zero_status_t check_state(zero_engine_h e, const char *call)
 {
-    if (e->state == ENGINE_READY && e->micro_steps % (uint64_t)e->gas == 0)
+    if (e->state == ENGINE_READY && e->window_micro == 0)
         return ZERO_OK;
     engine_error(e, ZERO_ERR_STATE, "%s: %s", call,
                  e->state == ENGINE_REGISTERING ? "call zero_engine_setup first"
