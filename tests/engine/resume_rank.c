@@ -105,8 +105,8 @@ int main(int argc, char **argv)
              " \"stage3_param_persistence_threshold\": 70}}",
              MICRO_BATCH,
              dtype == ZERO_BF16   ? "\"bf16\": {\"enabled\": true},"
-             : dtype == ZERO_FP16 ? "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 24,"
-                                    " \"loss_scale_window\": 4, \"hysteresis\": 2},"
+             : dtype == ZERO_FP16 ? "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 20,"
+                                    " \"loss_scale_window\": 3, \"hysteresis\": 2},"
                                   : "",
              stage);
     if (zero_engine_create(&ep, &eng) != ZERO_OK)
