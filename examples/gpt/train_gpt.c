@@ -21,7 +21,7 @@
  *   train_gpt --config ds_config.json [--steps N] [--save-dir DIR]
  *             [--save-interval N] [--no-resume] [--eval-interval N]
  *             [--eval-windows N] [--print-interval N] [--seed S]
- *             [--channels C] [--layers L] [--heads H] [--context T]
+ *             [--channels C (96)] [--layers L (4)] [--heads H (4)] [--context T (64)]
  *             [--data DIR_OR_FILE] [--stop-after N]
  * Rank 0 prints machine-readable lines:
  *   data: ... unigram_entropy=<nats/char>
