@@ -675,7 +675,18 @@ static zero_status_t run(trainer_t *tr)
     double win_loss = 0, last_train = NAN, last_val = NAN, t_win = now();
     long win_steps = 0, stop = o->stop_after > 0 && o->stop_after < o->steps ? o->stop_after : o->steps;
     zero_step_info_t info = {0};
+    /* Timing excludes the first two steps of a launch (warm-up: first touches, prefetch order). */
+    zero_engine_timers_t et0 = {0};
+    double f0 = 0, b0 = 0, wall0 = now();
+    long timed_from = start;
     for (long step = start + 1; step <= stop; step++) {
+        if (step == start + 3) {
+            CHECK(zero_engine_timers(tr->eng, &et0));
+            f0 = tr->t_fwd;
+            b0 = tr->t_bwd;
+            wall0 = now();
+            timed_from = start + 2;
+        }
         float step_loss = 0, loss;
         for (int m = 0; m < gas; m++) {
             size_t cnt;
@@ -733,13 +744,29 @@ static zero_status_t run(trainer_t *tr)
             t_win = now();
         }
     }
+    double wall_end = now();
     s = evaluate(tr, tokens + ntrain, nval, B, x, y, &last_val);
     if (s != ZERO_OK)
         goto out;
+    zero_engine_timers_t et;
+    zero_engine_memory_t mem;
+    CHECK(zero_engine_timers(tr->eng, &et));
+    CHECK(zero_engine_memory(tr->eng, &mem));
     if (tr->rank == 0) {
-        long done = stop - start;
-        printf("timing: steps=%ld forward_ms=%.2f backward_ms=%.2f\n", done,
-               done > 0 ? 1e3 * tr->t_fwd / (double)done : 0.0, done > 0 ? 1e3 * tr->t_bwd / (double)done : 0.0);
+        /* Per step, rank 0, after warm-up. forward/backward are this trainer's own timers (at stage 3
+         * they include waiting in zero_gather); the rest are the engine's. */
+        double n = (double)(stop - timed_from > 0 ? stop - timed_from : 1), wall = wall_end - wall0;
+        printf("timing: steps=%ld step_ms=%.2f samples_per_s=%.1f forward_ms=%.2f backward_ms=%.2f "
+               "backward_wait_ms=%.2f reduce_ms=%.2f optimizer_ms=%.2f gather_ms=%.2f\n",
+               stop - timed_from, 1e3 * wall / n, n * (double)zc->train_batch_size / wall,
+               1e3 * (tr->t_fwd - f0) / n, 1e3 * (tr->t_bwd - b0) / n,
+               1e3 * (et.backward_wait - et0.backward_wait) / n, 1e3 * (et.reduce - et0.reduce) / n,
+               1e3 * (et.step - et0.step) / n, 1e3 * (et.gather - et0.gather) / n);
+        printf("memory: num_params=%llu params=%llu grads=%llu master=%llu optim_state=%llu buffers_peak=%llu "
+               "total=%llu\n",
+               (unsigned long long)mem.num_params, (unsigned long long)mem.params, (unsigned long long)mem.grads,
+               (unsigned long long)mem.master, (unsigned long long)mem.optim_state,
+               (unsigned long long)mem.buffers_peak, (unsigned long long)mem.total);
         printf("val_loss=%.6f step=%ld\n", last_val, stop);
         printf("final_train_loss=%.6f final_val_loss=%.6f unigram_entropy=%.6f steps=%ld\n", last_train, last_val,
                entropy, stop);
