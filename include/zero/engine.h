@@ -37,10 +37,11 @@
  * a multiple of world size x 64 elements, and each rank owns the same 1/W slice
  * of every bucket.
  *
- * Memory kind: each engine keeps its weights, gradients and optimizer state in
- * host memory (ZERO_MEM_HOST) and communicates over UCX. Device memory is the
- * GPU path (NCCL), not available in this version: asking for it is
- * ZERO_ERR_UNSUPPORTED.
+ * Memory kind: an engine keeps its weights, gradients and optimizer state in
+ * one kind of memory (zero_engine_params_t::mem_kind), which decides the
+ * communication backend: host memory goes over UCX, device memory over NCCL.
+ * This version has the host path; the device path (its optimizer kernels) is
+ * not available yet and asking for it is ZERO_ERR_UNSUPPORTED.
  *
  * Threads: an engine is used from one thread at a time (the trainer's). It owns
  * a kernel thread pool and its communicator owns a progress thread.
@@ -76,7 +77,10 @@ enum zero_engine_params_field {
     ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON = 1u << 1,
     ZERO_ENGINE_PARAM_FIELD_COMM        = 1u << 2,
     ZERO_ENGINE_PARAM_FIELD_NUM_THREADS = 1u << 3,
-    ZERO_ENGINE_PARAM_FIELD_SEED        = 1u << 4
+    ZERO_ENGINE_PARAM_FIELD_SEED        = 1u << 4,
+    ZERO_ENGINE_PARAM_FIELD_MEM_KIND    = 1u << 5,
+    ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE = 1u << 6,
+    ZERO_ENGINE_PARAM_FIELD_CHECKPOINT_KEEP_LAST = 1u << 7
 };
 
 /**
@@ -98,6 +102,16 @@ typedef struct zero_engine_params {
     int num_threads;
     /** Seed handed to init callbacks. Default 0. */
     uint64_t seed;
+    /** Where weights, gradients and optimizer state live: ZERO_MEM_HOST (default)
+     *  or ZERO_MEM_DEVICE (the GPU path; not in this version: ZERO_ERR_UNSUPPORTED). */
+    zero_mem_kind_t mem_kind;
+    /** 1: zero_step() does not advance the config's LR schedule; the trainer
+     *  calls zero_engine_lr_schedule_step() itself (e.g. once per epoch).
+     *  Default 0: the schedule advances with every applied update, as DeepSpeed. */
+    int manual_lr_schedule;
+    /** > 0: zero_save_checkpoint() keeps only the newest N checkpoints in its
+     *  directory (removing older tags after a successful save). Default 0: keep all. */
+    int checkpoint_keep_last;
 } zero_engine_params_t;
 
 /**
@@ -275,6 +289,12 @@ ZERO_API zero_status_t zero_step(zero_engine_h engine, zero_step_info_t *info_p)
 ZERO_API double zero_engine_lr(zero_engine_h engine);
 /** Sets the learning rate (for trainers whose schedule is per epoch and whose config has no scheduler). */
 ZERO_API zero_status_t zero_engine_set_lr(zero_engine_h engine, double lr);
+/**
+ * Advances the config's LR schedule by one (for trainers that created the
+ * engine with manual_lr_schedule, e.g. stepping once per epoch).
+ * ZERO_ERR_STATE without manual_lr_schedule.
+ */
+ZERO_API zero_status_t zero_engine_lr_schedule_step(zero_engine_h engine);
 /** The current loss scale (1 without fp16). */
 ZERO_API double zero_engine_loss_scale(zero_engine_h engine);
 /** Updates attempted so far (skipped ones included). */

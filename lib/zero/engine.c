@@ -32,9 +32,24 @@ void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...)
     ZERO_LOG_ERROR("%s (%s)", e->last_error, zero_status_string(status));
 }
 
+void engine_zero(zero_engine_h e, void *ptr, size_t bytes)
+{
+    zero_mem_set_zero(e->kind, ptr, bytes);   /* host: cannot fail */
+}
+
+void engine_copy(zero_engine_h e, void *dst, const void *src, size_t bytes)
+{
+    zero_mem_copy(e->kind, dst, e->kind, src, bytes);
+}
+
+void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes)
+{
+    zero_mem_copy(e->kind, dst, ZERO_MEM_HOST, host_src, bytes);
+}
+
 zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p)
 {
-    zero_status_t status = zero_mem_alloc(ZERO_MEM_HOST, bytes, tag, ptr_p);
+    zero_status_t status = zero_mem_alloc(e->kind, bytes, tag, ptr_p);
     if (status != ZERO_OK) {
         snprintf(e->last_error, sizeof(e->last_error), "cannot allocate %zu bytes for %s", bytes, tag);
         return status;
@@ -189,6 +204,19 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
         return ZERO_ERR_NO_MEMORY;
     }
     e->seed = (mask & ZERO_ENGINE_PARAM_FIELD_SEED) ? params->seed : 0;
+    e->kind = (mask & ZERO_ENGINE_PARAM_FIELD_MEM_KIND) ? params->mem_kind : ZERO_MEM_HOST;
+    e->manual_lr_schedule = (mask & ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE) ? params->manual_lr_schedule != 0 : 0;
+    if ((mask & ZERO_ENGINE_PARAM_FIELD_CHECKPOINT_KEEP_LAST) && params->checkpoint_keep_last > 0)
+        e->checkpoint_keep_last = params->checkpoint_keep_last;
+    if (e->kind == ZERO_MEM_PINNED)
+        e->kind = ZERO_MEM_HOST;   /* the engine's own buffers: pinning buys nothing without a device */
+    if (e->kind != ZERO_MEM_HOST) {
+        ZERO_LOG_ERROR("zero_engine_create: mem_kind %s: this version trains in host memory only; the device "
+                       "path (CUDA optimizer kernels with NCCL) is not implemented yet",
+                       zero_mem_kind_string(params->mem_kind));
+        zero_free(e);
+        return ZERO_ERR_UNSUPPORTED;
+    }
 
     if ((mask & ZERO_ENGINE_PARAM_FIELD_COMM) && params->comm != NULL) {
         e->comm = params->comm;
@@ -535,7 +563,7 @@ static zero_status_t build_runs(zero_engine_h e, int gi)
     return ZERO_OK;
 }
 
-/* The fp32 initial values of elements [off, off + n) of parameter @p p into @p out. */
+/* The fp32 initial values of elements [off, off + n) of parameter @p p into the host array @p out. */
 static void initial_values(zero_engine_h e, struct zero_param *p, size_t off, size_t n, float *out)
 {
     if (p->init_values != NULL) {
@@ -544,16 +572,22 @@ static void initial_values(zero_engine_h e, struct zero_param *p, size_t off, si
         p->init_fn(p->name, off, n, out, p->init_user_data);
     } else if (p->view_data != NULL) {
         /* rank 0's view content was broadcast into every rank's view before this */
-        if (p->dtype == ZERO_FP32)
-            memcpy(out, (const float *)p->view_data + off, n * sizeof(float));
-        else
-            zero_optim_from_16(&e->optim, p->dtype == ZERO_BF16 ? ZERO_OPTIM_W16_BF16 : ZERO_OPTIM_W16_FP16, out,
-                               (const uint16_t *)p->view_data + off, n);
+        size_t esz = dtype_bytes(p->dtype);
+        if (p->dtype == ZERO_FP32) {
+            zero_mem_copy(ZERO_MEM_HOST, out, e->kind, (const char *)p->view_data + off * esz, n * esz);
+        } else {
+            uint16_t h[256];
+            for (size_t done = 0; done < n; done += 256) {
+                size_t m = n - done < 256 ? n - done : 256;
+                zero_mem_copy(ZERO_MEM_HOST, h, e->kind, (const uint16_t *)p->view_data + off + done, m * esz);
+                for (size_t k = 0; k < m; k++)
+                    out[done + k] = p->dtype == ZERO_BF16 ? zero_bf16_to_f32(h[k]) : zero_f16_to_f32(h[k]);
+            }
+        }
     } else {
         memset(out, 0, n * sizeof(float));
     }
 }
-
 
 static int optimizer_states(const zero_config_t *c)
 {
@@ -589,23 +623,23 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
         status = engine_alloc(e, &e->mem.params, g->length * esz, "params", &g->params_flat);
         if (status != ZERO_OK)
             return status;
-        memset(g->params_flat, 0, g->length * esz);
+        engine_zero(e, g->params_flat, g->length * esz);
     } else {
         status = engine_alloc(e, &e->mem.params, g->own_length * esz, "params shard", &g->params_shard);
         if (status != ZERO_OK)
             return status;
-        memset(g->params_shard, 0, g->own_length * esz);
+        engine_zero(e, g->params_shard, g->own_length * esz);
     }
     if (e->stage < 2) {
         status = engine_alloc(e, &e->mem.grads, g->length * esz, "grads", &g->grads_flat);
         if (status != ZERO_OK)
             return status;
-        memset(g->grads_flat, 0, g->length * esz);
+        engine_zero(e, g->grads_flat, g->length * esz);
     } else {
         status = engine_alloc(e, &e->mem.grads, g->own_length * esz, "grad shard", &g->grad_shard);
         if (status != ZERO_OK)
             return status;
-        memset(g->grad_shard, 0, g->own_length * esz);
+        engine_zero(e, g->grad_shard, g->own_length * esz);
     }
     /* fp32 training: the weights the trainer sees are the master weights where the
      * owned range is contiguous in them (stage 0: everything; stage 3: the shard). */
@@ -623,14 +657,14 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
                               (void **)&g->state1);
         if (status != ZERO_OK)
             return status;
-        memset(g->state1, 0, g->own_length * sizeof(float));
+        engine_zero(e, g->state1, g->own_length * sizeof(float));
     }
     if (nstates >= 2) {
         status = engine_alloc(e, &e->mem.optim_state, g->own_length * sizeof(float), "optimizer state 2",
                               (void **)&g->state2);
         if (status != ZERO_OK)
             return status;
-        memset(g->state2, 0, g->own_length * sizeof(float));
+        engine_zero(e, g->state2, g->own_length * sizeof(float));
     }
     if (e->config->optimizer.type == ZERO_OPTIMIZER_ADAGRAD) {
         zero_optim_adagrad_params_t ap;
@@ -642,11 +676,25 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
     if (status != ZERO_OK)
         return status;
 
-    /* Initial master values of the owned segments (padding stays 0). */
-    memset(g->master, 0, g->own_length * sizeof(float));
-    for (size_t s = 0; s < g->num_segments; s++) {
-        const zero_layout_segment_t *sg = &g->segments[s];
-        initial_values(e, e->params[sg->param], sg->param_offset, sg->length, g->master + sg->shard_offset);
+    /* Initial master values of the owned segments (padding stays 0), built in a
+     * host buffer a block at a time and copied to the engine's memory. */
+    engine_zero(e, g->master, g->own_length * sizeof(float));
+    {
+        enum { INIT_BLOCK = 1 << 16 };
+        float *host = zero_malloc(INIT_BLOCK * sizeof(float));
+        if (host == NULL) {
+            engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+            return ZERO_ERR_NO_MEMORY;
+        }
+        for (size_t s = 0; s < g->num_segments; s++) {
+            const zero_layout_segment_t *sg = &g->segments[s];
+            for (size_t done = 0; done < sg->length; done += INIT_BLOCK) {
+                size_t n = sg->length - done < INIT_BLOCK ? sg->length - done : INIT_BLOCK;
+                initial_values(e, e->params[sg->param], sg->param_offset + done, n, host);
+                engine_upload(e, g->master + sg->shard_offset + done, host, n * sizeof(float));
+            }
+        }
+        zero_free(host);
     }
     return ZERO_OK;
 }
@@ -659,7 +707,7 @@ static zero_status_t broadcast_view_inits(zero_engine_h e)
         zero_status_t status;
         if (p->view_data == NULL || p->init_values != NULL || p->init_fn != NULL || p->numel == 0)
             continue;
-        status = zero_comm_broadcast(e->comm, p->view_data, p->view_data, p->numel, p->dtype, 0, ZERO_MEM_HOST);
+        status = zero_comm_broadcast(e->comm, p->view_data, p->view_data, p->numel, p->dtype, 0, e->kind);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
             engine_error(e, status, "setup: broadcasting the initial value of %s failed", p->name);
@@ -812,6 +860,19 @@ zero_status_t zero_engine_set_lr(zero_engine_h e, double lr)
 }
 
 double zero_engine_loss_scale(zero_engine_h e) { return zero_loss_scaler_scale(&e->scaler); }
+zero_status_t zero_engine_lr_schedule_step(zero_engine_h e)
+{
+    if (e == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    if (!e->manual_lr_schedule) {
+        engine_error(e, ZERO_ERR_STATE, "zero_engine_lr_schedule_step: the engine steps the schedule itself; create it "
+                     "with manual_lr_schedule to step it by hand");
+        return ZERO_ERR_STATE;
+    }
+    zero_lr_schedule_step(&e->schedule);
+    return ZERO_OK;
+}
+
 uint64_t zero_engine_global_steps(zero_engine_h e) { return e->global_steps; }
 uint64_t zero_engine_micro_steps(zero_engine_h e) { return e->micro_steps; }
 uint64_t zero_engine_skipped_steps(zero_engine_h e) { return e->skipped_steps; }

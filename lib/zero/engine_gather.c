@@ -45,7 +45,7 @@ zero_status_t engine_gather_bucket_start(zero_engine_h e, int b)
     if (status != ZERO_OK)
         return status;
     status = zero_comm_allgather_start(e->comm, (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
-                                       bs->gathered, slice, g->dtype, ZERO_MEM_HOST, &bs->gather_req);
+                                       bs->gathered, slice, g->dtype, e->kind, &bs->gather_req);
     if (status != ZERO_OK) {
         engine_free(e, &e->mem.buffers, bucket_bytes(e, b), bs->gathered);
         bs->gathered = NULL;

@@ -100,6 +100,9 @@ struct zero_engine {
     int owns_comm;
     int rank, world;
     int stage;
+    zero_mem_kind_t kind;            /* where weights, gradients and optimizer state live */
+    int manual_lr_schedule;          /* the trainer steps the schedule (zero_engine_lr_schedule_step) */
+    int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;
     char last_error[512];
@@ -140,6 +143,11 @@ void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...) Z
 /* Buffer allocation with the engine's accounting (category: a field of zero_engine_memory_t). */
 zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p);
 void engine_free(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr);
+
+/* Memory operations on the engine's buffers (of e->kind); host-to-engine for initial values. */
+void engine_zero(zero_engine_h e, void *ptr, size_t bytes);
+void engine_copy(zero_engine_h e, void *dst, const void *src, size_t bytes);
+void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes);
 
 /* Waits for a request, frees it, and turns a failure into the engine's FAILED state. */
 zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what);

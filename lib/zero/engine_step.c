@@ -101,7 +101,7 @@ static zero_status_t bucket_staging(zero_engine_h e, int b)
     status = engine_alloc(e, &e->mem.buffers, bucket_bytes(e, b), "gradient bucket", &bs->staging);
     if (status != ZERO_OK)
         return status;
-    memset(bs->staging, 0, bucket_bytes(e, b));
+    engine_zero(e, bs->staging, bucket_bytes(e, b));
     for (int i = bk->first_param; i < bk->first_param + bk->num_params; i++) {
         const zero_layout_param_t *lp = &e->layout->params[i];
         struct zero_param *p = e->params[i];
@@ -140,15 +140,15 @@ zero_status_t engine_reduce_bucket_start(zero_engine_h e, int b)
         if (lp->bucket != b)
             continue;
         if (p->view_grad != NULL) {
-            memcpy((char *)bs->staging + (lp->offset - bk->offset) * esz, p->view_grad, p->numel * esz);
-            memset(p->view_grad, 0, p->numel * esz);
+            engine_copy(e, (char *)bs->staging + (lp->offset - bk->offset) * esz, p->view_grad, p->numel * esz);
+            engine_zero(e, p->view_grad, p->numel * esz);
         } else {
             p->grad = NULL;   /* the trainer's window on this gradient is over */
         }
     }
     bs->reduced = 1;
     status = zero_comm_reduce_scatter_start(e->comm, bs->staging, (char *)bs->staging + (size_t)e->own_rank * slice * esz,
-                                            slice, dtype, ZERO_COMM_AVG, ZERO_MEM_HOST, &bs->reduce_req);
+                                            slice, dtype, ZERO_COMM_AVG, e->kind, &bs->reduce_req);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
         engine_error(e, status, "reduce-scatter of gradient bucket %d failed to start", b);
@@ -382,7 +382,7 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
         const zero_layout_param_t *lp = &e->layout->params[i];
         if (p->view_grad != NULL) {
             size_t esz = dtype_bytes(p->dtype);
-            memcpy((char *)e->groups[lp->group].grads_flat + lp->offset * esz, p->view_grad, p->numel * esz);
+            engine_copy(e, (char *)e->groups[lp->group].grads_flat + lp->offset * esz, p->view_grad, p->numel * esz);
         }
     }
     reqs = zero_calloc((size_t)(nb ? nb : 1), sizeof(*reqs));
@@ -396,12 +396,12 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
         size_t esz = dtype_bytes(g->dtype);
         char *base = (char *)g->grads_flat + bk->offset * esz;
         if (e->stage == 0) {
-            status = zero_comm_allreduce_start(e->comm, base, base, bk->length, g->dtype, ZERO_COMM_AVG,
-                                               ZERO_MEM_HOST, &reqs[b]);
+            status = zero_comm_allreduce_start(e->comm, base, base, bk->length, g->dtype, ZERO_COMM_AVG, e->kind,
+                                               &reqs[b]);
         } else {
             size_t slice = bk->length / (size_t)e->world;
             status = zero_comm_reduce_scatter_start(e->comm, base, base + (size_t)e->rank * slice * esz, slice,
-                                                    g->dtype, ZERO_COMM_AVG, ZERO_MEM_HOST, &reqs[b]);
+                                                    g->dtype, ZERO_COMM_AVG, e->kind, &reqs[b]);
         }
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
@@ -441,13 +441,13 @@ static void zero_grads(zero_engine_h e)
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
         group_state_t *g = &e->groups[gi];
         if (g->grads_flat)
-            memset(g->grads_flat, 0, g->length * dtype_bytes(g->dtype));
+            engine_zero(e, g->grads_flat, g->length * dtype_bytes(g->dtype));
         if (g->grad_shard)
-            memset(g->grad_shard, 0, g->own_length * dtype_bytes(g->dtype));
+            engine_zero(e, g->grad_shard, g->own_length * dtype_bytes(g->dtype));
     }
     for (int i = 0; i < e->num_params; i++)
         if (e->params[i]->view_grad)
-            memset(e->params[i]->view_grad, 0, e->params[i]->numel * dtype_bytes(e->params[i]->dtype));
+            engine_zero(e, e->params[i]->view_grad, e->params[i]->numel * dtype_bytes(e->params[i]->dtype));
 }
 
 /* Stages 1-2: all-gather every bucket's updated owned slice into the full weights: in place
@@ -470,7 +470,7 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi)
         char *full = (char *)g->params_flat + bk->offset * esz;
         const void *send = g->dtype == ZERO_FP32 ? (const void *)(g->master + zero_layout_bucket_shard_offset(e->layout, b))
                                                  : (const void *)(full + (size_t)e->rank * slice * esz);
-        status = zero_comm_allgather_start(e->comm, send, full, slice, g->dtype, ZERO_MEM_HOST, &reqs[k]);
+        status = zero_comm_allgather_start(e->comm, send, full, slice, g->dtype, e->kind, &reqs[k]);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
             engine_error(e, status, "allgather of updated weights (bucket %d) failed to start", b);
@@ -490,7 +490,7 @@ static void copy_to_views(zero_engine_h e)
     for (int i = 0; i < e->num_params; i++) {
         struct zero_param *p = e->params[i];
         if (p->view_data != NULL)
-            memcpy(p->view_data, p->data, p->numel * dtype_bytes(p->dtype));
+            engine_copy(e, p->view_data, p->data, p->numel * dtype_bytes(p->dtype));
     }
 }
 
@@ -834,7 +834,8 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         if (status != ZERO_OK)
             return status;
         e->timers.gather += engine_now() - t0;
-        zero_lr_schedule_step(&e->schedule);
+        if (!e->manual_lr_schedule)
+            zero_lr_schedule_step(&e->schedule);
         zero_loss_scaler_update(&e->scaler, 0);   /* a clean step never fails */
         info.stepped = 1;
         info.lr = lr;

@@ -86,6 +86,7 @@ static void test_misuse_is_an_error(void)
     CU_ASSERT_EQUAL(zero_step(e, &info), ZERO_OK);
     CU_ASSERT_EQUAL(info.stepped, 1);
     CU_ASSERT_EQUAL(zero_engine_set_lr(e, 0.5), ZERO_OK);                      /* no scheduler: allowed */
+    CU_ASSERT_EQUAL(zero_engine_lr_schedule_step(e), ZERO_ERR_STATE);          /* the engine steps it */
     CU_ASSERT_DOUBLE_EQUAL(zero_engine_lr(e), 0.5, 0.0);
     loud();
     zero_engine_destroy(e);
@@ -416,7 +417,46 @@ static void test_sampler_seek_matches_iteration(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+static void test_manual_schedule_and_memory_kind(void)
+{
+    ZERO_TEST_MEM_MARK();
+    const char *json = "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"SGD\", \"params\": {\"lr\": 0.1}},"
+                       " \"scheduler\": {\"type\": \"LRRangeTest\", \"params\": {\"lr_range_test_min_lr\": 0.1,"
+                       " \"lr_range_test_step_size\": 1, \"lr_range_test_step_rate\": 1.0}}}";
+    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON |
+                                             ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE,
+                               .config_json = json, .manual_lr_schedule = 1};
+    zero_engine_h e = NULL, d = (zero_engine_h)0x1;
+    zero_param_h p;
+    zero_param_desc_t pd = desc("w", ZERO_FP32, 4);
+    double lr0;
+    CU_ASSERT_EQUAL_FATAL(zero_engine_create(&ep, &e), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_param_register(e, &pd, &p), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+    lr0 = zero_engine_lr(e);
+    for (int k = 0; k < 3; k++) {   /* updates do not move a manual schedule */
+        float seed;
+        CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_step(e, NULL), ZERO_OK);
+    }
+    CU_ASSERT_DOUBLE_EQUAL(zero_engine_lr(e), lr0, 0.0);
+    CU_ASSERT_EQUAL(zero_engine_lr_schedule_step(e), ZERO_OK);   /* e.g. once per epoch */
+    CU_ASSERT(zero_engine_lr(e) > lr0);
+    zero_engine_destroy(e);
+
+    /* the device path is not in this version: refused, not downgraded */
+    ep.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_MEM_KIND;
+    ep.mem_kind = ZERO_MEM_DEVICE;
+    quiet();
+    CU_ASSERT_EQUAL(zero_engine_create(&ep, &d), ZERO_ERR_UNSUPPORTED);
+    loud();
+    CU_ASSERT_PTR_EQUAL(d, (zero_engine_h)0x1);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 static CU_TestInfo engine_tests[] = {
+    {"manual LR schedule; memory kinds", test_manual_schedule_and_memory_kind},
     {"misuse is an error that changes nothing", test_misuse_is_an_error},
     {"bad configs; stage-3 rules", test_bad_configs_and_stage3_rules},
     {"fp16 overflow skips as DeepSpeed", test_fp16_overflow_skips},
