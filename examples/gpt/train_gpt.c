@@ -316,6 +316,17 @@ typedef struct trainer {
         }                                                                                           \
     } while (0)
 
+/* As CHECK, for run(): keeps the status and jumps to its clean-up. */
+#define TRY(call)                                                                                   \
+    do {                                                                                            \
+        s = (call);                                                                                 \
+        if (s != ZERO_OK) {                                                                         \
+            fprintf(stderr, "train_gpt: %s failed: %s (%s)\n", #call, zero_status_string(s),        \
+                    tr->eng ? zero_engine_last_error(tr->eng) : "");                                \
+            goto out;                                                                               \
+        }                                                                                           \
+    } while (0)
+
 static double now(void)
 {
     struct timespec ts;
@@ -564,7 +575,7 @@ static zero_status_t run(trainer_t *tr)
     zero_status_t s;
 
     /* 1. Initialise: the engine from the config (communicator from the launcher's environment). */
-    CHECK(zero_engine_create(&ep, &tr->eng));
+    TRY(zero_engine_create(&ep, &tr->eng));
     const zero_config_t *zc = zero_engine_config(tr->eng);
     zero_comm_h comm = zero_engine_comm(tr->eng);
     tr->rank = zero_comm_rank(comm);
@@ -619,7 +630,7 @@ static zero_status_t run(trainer_t *tr)
     s = register_params(tr);
     if (s != ZERO_OK)
         goto out;
-    CHECK(zero_engine_setup(tr->eng));
+    TRY(zero_engine_setup(tr->eng));
     tr->model = gpt_create(&tr->cfg, B, T);
     x = malloc((size_t)B * (size_t)T * sizeof(int));
     y = malloc((size_t)B * (size_t)T * sizeof(int));
@@ -632,7 +643,7 @@ static zero_status_t run(trainer_t *tr)
     /* The distributed sampler: this rank's share of the training windows. */
     zero_sampler_params_t sp = {.num_samples = nsamples, .batch_size = (uint64_t)B, .world_size = tr->world,
                                 .rank = tr->rank, .seed = o->seed, .shuffle = 1, .drop_last = 1};
-    CHECK(zero_sampler_create(&sp, &sampler));
+    TRY(zero_sampler_create(&sp, &sampler));
 
     if (tr->rank == 0) {
         printf("data: path=%s files=%d bytes=%zu vocab=%d train_tokens=%zu val_tokens=%zu windows=%llu "
@@ -654,7 +665,7 @@ static zero_status_t run(trainer_t *tr)
         if (access(latest, F_OK) == 0) {
             char *csd = NULL;
             uint64_t step = 0, micro = 0;
-            CHECK(zero_load_checkpoint(tr->eng, o->save_dir, NULL, NULL, &csd));
+            TRY(zero_load_checkpoint(tr->eng, o->save_dir, NULL, NULL, &csd));
             if (csd == NULL || json_u64(csd, "step", &step) != 0 || json_u64(csd, "micro_steps", &micro) != 0) {
                 fprintf(stderr, "train_gpt: %s: client_sd lacks step/micro_steps\n", latest);
                 zero_string_free(csd);
@@ -663,7 +674,7 @@ static zero_status_t run(trainer_t *tr)
             }
             zero_string_free(csd);
             /* dataloader_to_step(): the sampler resumes at the next micro-batch. */
-            CHECK(zero_sampler_seek(sampler, micro));
+            TRY(zero_sampler_seek(sampler, micro));
             start = (long)step;
             if (tr->rank == 0)
                 printf("resume: from=%s step=%ld micro_steps=%llu\n", o->save_dir, start,
@@ -681,7 +692,7 @@ static zero_status_t run(trainer_t *tr)
     long timed_from = start;
     for (long step = start + 1; step <= stop; step++) {
         if (step == start + 3) {
-            CHECK(zero_engine_timers(tr->eng, &et0));
+            TRY(zero_engine_timers(tr->eng, &et0));
             f0 = tr->t_fwd;
             b0 = tr->t_bwd;
             wall0 = now();
@@ -690,7 +701,7 @@ static zero_status_t run(trainer_t *tr)
         float step_loss = 0, loss;
         for (int m = 0; m < gas; m++) {
             size_t cnt;
-            CHECK(zero_sampler_next(sampler, idx, &cnt, NULL, NULL));
+            TRY(zero_sampler_next(sampler, idx, &cnt, NULL, NULL));
             for (size_t b = 0; b < cnt; b++)
                 for (int t = 0; t < T; t++) {
                     size_t at = (size_t)idx[b] * (size_t)T + (size_t)t;
@@ -704,7 +715,7 @@ static zero_status_t run(trainer_t *tr)
         }
         /* The step's loss over the global batch: every rank's micro-batches. */
         float global_loss;
-        CHECK(zero_comm_allreduce(comm, &step_loss, &global_loss, 1, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST));
+        TRY(zero_comm_allreduce(comm, &step_loss, &global_loss, 1, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST));
         global_loss /= (float)(gas * tr->world);
         win_loss += global_loss;
         win_steps++;
@@ -738,7 +749,7 @@ static zero_status_t run(trainer_t *tr)
                      "{\"step\":%ld,\"micro_steps\":%llu,\"epoch\":%llu,\"batch\":%llu,\"seed\":%llu}", step,
                      (unsigned long long)((uint64_t)step * (uint64_t)gas), (unsigned long long)epoch,
                      (unsigned long long)batch, o->seed);
-            CHECK(zero_save_checkpoint(tr->eng, o->save_dir, NULL, csd));
+            TRY(zero_save_checkpoint(tr->eng, o->save_dir, NULL, csd));
             if (tr->rank == 0)
                 printf("checkpoint: dir=%s step=%ld\n", o->save_dir, step);
             t_win = now();
@@ -750,8 +761,8 @@ static zero_status_t run(trainer_t *tr)
         goto out;
     zero_engine_timers_t et;
     zero_engine_memory_t mem;
-    CHECK(zero_engine_timers(tr->eng, &et));
-    CHECK(zero_engine_memory(tr->eng, &mem));
+    TRY(zero_engine_timers(tr->eng, &et));
+    TRY(zero_engine_memory(tr->eng, &mem));
     if (tr->rank == 0) {
         /* Per step, rank 0, after warm-up. forward/backward are this trainer's own timers (at stage 3
          * they include waiting in zero_gather); the rest are the engine's. */
