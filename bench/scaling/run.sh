@@ -18,7 +18,7 @@
 # scaling_*.png (gnuplot), scaling.md (markdown summary). A failed
 # configuration is a row with status=failed (the run goes on). Last line:
 #   summary: example_bf16_w2_s2_samples_per_s=<x> stage3_state_over_formula_w4=<y> failed=<n>
-# Env: ZERO_SCALING_STEPS (12; timing skips the first 2), ZERO_SCALING_PARAMS (2e7), ZERO_SCALING_WORLDS ("1 2 3 4").
+# Env: ZERO_SCALING_TIMEOUT (120 s per run), ZERO_SCALING_STEPS (12; timing skips the first 2), ZERO_SCALING_PARAMS (2e7), ZERO_SCALING_WORLDS ("1 2 3 4").
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 build_dir=${ZERO_BUILD_DIR:-build}
@@ -38,7 +38,9 @@ res="$root/bench/results"
 mkdir -p "$res"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-launch="$build_dir/tools/zero-launch/zero-launch --launcher local --master_port 0 --num_gpus"
+# A configuration that hangs (e.g. a rendezvous that never completes) is ended
+# after ZERO_SCALING_TIMEOUT seconds and recorded as failed.
+launch="timeout ${ZERO_SCALING_TIMEOUT:-120} $build_dir/tools/zero-launch/zero-launch --launcher local --master_port 0 --num_gpus"
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 
 ex_csv="$res/scaling_example.csv"

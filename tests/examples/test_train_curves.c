@@ -10,7 +10,8 @@
  *   bf16: |loss - ref_bf16| <= 0.1 nats (16-bit weights round differently
  *         once the reduction order differs: measured 0.033 at world size 2,
  *         largest in the first steps), and within 0.15 of the fp32 curve
- *         (measured 0.084).
+ *         (measured 0.084);
+ *   fp16 (dynamic loss scale from 2^12): within 0.1 of the fp32 curve.
  * Every curve must also fall by at least 0.5 nats over the 20 steps.
  *
  * Flat (argv[1] = "flat"): train_flat (one contiguous weight buffer, view
@@ -46,7 +47,11 @@ static void write_config(const char *path, int stage, const char *precision, int
             " \"weight_decay\": 0.1}},\n"
             " %s \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 3000,"
             " \"stage3_param_persistence_threshold\": 0}}\n",
-            GLOBAL_BATCH, MICRO, strcmp(precision, "bf16") == 0 ? "\"bf16\": {\"enabled\": true}," : "", stage);
+            GLOBAL_BATCH, MICRO,
+            strcmp(precision, "bf16") == 0   ? "\"bf16\": {\"enabled\": true},"
+            : strcmp(precision, "fp16") == 0 ? "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 12},"
+                                             : "",
+            stage);
     (void)world;
     fclose(f);
 }
@@ -108,7 +113,8 @@ static void check_curve(int world, int stage, const char *precision)
     need_refs();
     CU_ASSERT_FATAL(run_gpt(world, stage, precision, l) == STEPS);
     for (int i = 0; i < STEPS; i++) {
-        double d = fabs((double)l[i] - (double)(is16 ? ref_bf16[i] : ref_fp32[i]));
+        int bf = strcmp(precision, "bf16") == 0;
+        double d = fabs((double)l[i] - (double)(bf ? ref_bf16[i] : ref_fp32[i]));
         double d32 = fabs((double)l[i] - (double)ref_fp32[i]);
         worst = d > worst ? d : worst;
         worst32 = d32 > worst32 ? d32 : worst32;
@@ -131,6 +137,7 @@ static void test_world12_bf16(void)
 {
     check_curve(2, 2, "bf16");
     check_curve(2, 3, "bf16");
+    check_curve(2, 3, "fp16");
 }
 
 static void test_world34(void)
@@ -224,7 +231,7 @@ static int cleanup(void)
 
 static CU_TestInfo curves12[] = {
     {"fp32: stages 0-3 at world 2 and stage 3 at world 1 match stage 0 at world 1", test_world12_fp32},
-    {"bf16: stages 2-3 at world 2 match stage 0 at world 1", test_world12_bf16},
+    {"bf16 (stages 2-3) and fp16 (stage 3) at world 2 match world 1", test_world12_bf16},
     CU_TEST_INFO_NULL,
 };
 static CU_TestInfo curves34[] = {
