@@ -41,7 +41,7 @@ trap 'rm -rf "$tmp"' EXIT
 # A configuration that hangs (e.g. a rendezvous that never completes) is ended
 # after ZERO_SCALING_TIMEOUT seconds and recorded as failed.
 launch="timeout ${ZERO_SCALING_TIMEOUT:-120} $build_dir/tools/zero-launch/zero-launch --launcher local --master_port 0 --num_gpus"
-machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+machine="$(getconf _NPROCESSORS_ONLN) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 
 ex_csv="$res/scaling_example.csv"
 syn_csv="$res/scaling_synthetic.csv"
@@ -128,7 +128,7 @@ plot for [s=0:3] "$tmp/syn_bf16_s".s.".dat" using 1:3 with linespoints title "me
 unset logscale y
 set output "$res/scaling_breakdown.png"
 set title "train_gpt step time at world size 2, bf16 (ms per step)"
-set ylabel "ms"; set key top right
+set ylabel "ms"; set xlabel "ZeRO stage (stage 3: forward and backward include waiting in zero_gather)"; set key outside right
 set style data histograms; set style histogram rowstacked; set style fill solid 0.8 border -1; set boxwidth 0.6
 plot "$tmp/breakdown.dat" using 2:xtic(1) title "forward", '' using 3 title "backward", \
      '' using 4 title "reduction", '' using 5 title "optimizer", '' using 6 title "gather"
@@ -139,7 +139,7 @@ md="$res/scaling.md"
 {
   echo "# Scaling study ($(date -u +%Y-%m-%d), \`bench/run scaling\`)"
   echo
-  echo "Machine: $machine. One OpenMP thread per rank; ranks share the cores: beyond $(nproc) ranks they are oversubscribed."
+  echo "Machine: $machine. One OpenMP thread per rank; ranks share the cores: beyond $(getconf _NPROCESSORS_ONLN) ranks they are oversubscribed."
   echo
   echo "## train_gpt (example), micro-batch 4 per rank"
   echo
