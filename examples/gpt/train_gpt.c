@@ -659,6 +659,7 @@ static zero_status_t run(trainer_t *tr)
 
     /* 3. Resume from <save_dir>/latest if there is one. */
     long start = 0;
+    uint64_t micro_done = 0; /* micro-batches this rank has consumed since the start of training */
     char latest[4096];
     if (o->save_dir != NULL && o->resume) {
         snprintf(latest, sizeof(latest), "%s/latest", o->save_dir);
@@ -672,10 +673,16 @@ static zero_status_t run(trainer_t *tr)
                 s = ZERO_ERR_INVALID_ARG;
                 goto out;
             }
+            /* At another world size or micro-batch (a resharded resume) the same data position is a
+             * different micro-batch count: convert through the global sample count. */
+            uint64_t seen = 0;
+            if (json_u64(csd, "samples", &seen) == 0)
+                micro = seen / ((uint64_t)B * (uint64_t)tr->world);
             zero_string_free(csd);
             /* dataloader_to_step(): the sampler resumes at the next micro-batch. */
             TRY(zero_sampler_seek(sampler, micro));
             start = (long)step;
+            micro_done = micro;
             if (tr->rank == 0)
                 printf("resume: from=%s step=%ld micro_steps=%llu\n", o->save_dir, start,
                        (unsigned long long)micro);
@@ -711,6 +718,7 @@ static zero_status_t run(trainer_t *tr)
             s = train_micro(tr, x, y, (int)cnt, &loss, &info);
             if (s != ZERO_OK)
                 goto out;
+            micro_done++;
             step_loss += loss;
         }
         /* The step's loss over the global batch: every rank's micro-batches. */
@@ -746,8 +754,10 @@ static zero_status_t run(trainer_t *tr)
             uint64_t epoch, batch;
             zero_sampler_position(sampler, &epoch, &batch);
             snprintf(csd, sizeof(csd),
-                     "{\"step\":%ld,\"micro_steps\":%llu,\"epoch\":%llu,\"batch\":%llu,\"seed\":%llu}", step,
-                     (unsigned long long)((uint64_t)step * (uint64_t)gas), (unsigned long long)epoch,
+                     "{\"step\":%ld,\"micro_steps\":%llu,\"samples\":%llu,\"epoch\":%llu,\"batch\":%llu,"
+                     "\"seed\":%llu}",
+                     step, (unsigned long long)micro_done,
+                     (unsigned long long)(micro_done * (uint64_t)B * (uint64_t)tr->world), (unsigned long long)epoch,
                      (unsigned long long)batch, o->seed);
             TRY(zero_save_checkpoint(tr->eng, o->save_dir, NULL, csd));
             if (tr->rank == 0)
