@@ -107,24 +107,32 @@ static float f32_from_fp16(uint16_t h)
 static void to_f32(zero_dtype_t dt, const void *src, float *dst, size_t n)
 {
     const uint16_t *s = src;
-    if (dt == ZERO_BF16)
-        for (size_t i = 0; i < n; i++)
+    long len = (long)n;
+    if (dt == ZERO_BF16) {
+#pragma omp parallel for schedule(static) if (len > 65536)
+        for (long i = 0; i < len; i++)
             dst[i] = f32_from_bf16(s[i]);
-    else
-        for (size_t i = 0; i < n; i++)
+    } else {
+#pragma omp parallel for schedule(static) if (len > 65536)
+        for (long i = 0; i < len; i++)
             dst[i] = f32_from_fp16(s[i]);
+    }
 }
 
 /* dst (16-bit) += src (fp32), rounded once. */
 static void add_to_16(zero_dtype_t dt, void *dst, const float *src, size_t n)
 {
     uint16_t *d = dst;
-    if (dt == ZERO_BF16)
-        for (size_t i = 0; i < n; i++)
+    long len = (long)n;
+    if (dt == ZERO_BF16) {
+#pragma omp parallel for schedule(static) if (len > 65536)
+        for (long i = 0; i < len; i++)
             d[i] = bf16_from_f32(f32_from_bf16(d[i]) + src[i]);
-    else
-        for (size_t i = 0; i < n; i++)
+    } else {
+#pragma omp parallel for schedule(static) if (len > 65536)
+        for (long i = 0; i < len; i++)
             d[i] = fp16_from_f32(f32_from_fp16(d[i]) + src[i]);
+    }
 }
 
 /* ---- options ---- */
@@ -299,7 +307,6 @@ typedef struct trainer {
     init_ctx_t *init;                 /* one per tensor */
     /* What the model reads and writes: engine buffers (fp32) or fp32 scratch (16-bit). */
     gpt_weights_t w, g;
-    float *w_block_ptrs[1], *g_block_ptrs[1];
     /* 16-bit only: scratch for the global tensors and for one block. */
     float *w_glob[GPT_NUM_GLOBAL], *g_glob[GPT_NUM_GLOBAL];
     float *w_blk[GPT_NUM_BLOCK], *g_blk[GPT_NUM_BLOCK];
