@@ -327,6 +327,18 @@ typedef struct zero_engine_memory {
 /** Fills *memory_p with the engine's current accounting. */
 ZERO_API zero_status_t zero_engine_memory(zero_engine_h engine, zero_engine_memory_t *memory_p);
 
+/** Seconds this rank has spent in the engine's phases since it was created
+ *  (the totals wall_clock_breakdown prints). */
+typedef struct zero_engine_timers {
+    double backward_wait; /**< zero_backward_end(): waiting for and finishing the micro-batch's reductions */
+    double reduce;        /**< zero_step() at the boundary: reducing the gradients (stages 0-1 mostly) */
+    double step;          /**< zero_step(): unscale, overflow check, clipping and the optimizer on the shard */
+    double gather;        /**< allgather of updated weights (stages 0-2) and zero_gather() waits (stage 3) */
+} zero_engine_timers_t;
+
+/** Fills *timers_p with the engine's accumulated phase times. Thread safety as the engine's other calls. */
+ZERO_API zero_status_t zero_engine_timers(zero_engine_h engine, zero_engine_timers_t *timers_p);
+
 /* ---- checkpoints (collective: every rank calls them) ---- */
 
 /** Bits of zero_checkpoint_load_options_t::field_mask (never renumbered). */

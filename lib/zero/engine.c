@@ -877,6 +877,15 @@ uint64_t zero_engine_global_steps(zero_engine_h e) { return e->global_steps; }
 uint64_t zero_engine_micro_steps(zero_engine_h e) { return e->micro_steps; }
 uint64_t zero_engine_skipped_steps(zero_engine_h e) { return e->skipped_steps; }
 double zero_engine_grad_norm(zero_engine_h e) { return e->last_grad_norm; }
+
+zero_status_t zero_engine_timers(zero_engine_h e, zero_engine_timers_t *timers_p)
+{
+    if (e == NULL || timers_p == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    *timers_p = (zero_engine_timers_t){.backward_wait = e->timers.backward_wait, .reduce = e->timers.reduce,
+                                       .step = e->timers.step, .gather = e->timers.gather};
+    return ZERO_OK;
+}
 const zero_config_t *zero_engine_config(zero_engine_h e) { return e->config; }
 zero_comm_h zero_engine_comm(zero_engine_h e) { return e->comm; }
 const char *zero_engine_last_error(zero_engine_h e) { return e ? e->last_error : ""; }
