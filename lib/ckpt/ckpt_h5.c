@@ -12,6 +12,7 @@
 #include "util/alloc.h"
 #include "util/checks_hdf5.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,9 +408,17 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
         return ZERO_ERR_IO;
     }
     rc = write_meta(&w, f, d) || write_map(&w, f, d->layout) || (d->shard >= 0 && write_shard(&w, f, d));
-    if (H5Fclose(f) < 0 && rc == 0) {
-        ckpt_fail_h5(err, ZERO_ERR_IO, "cannot finish checkpoint file %s (disk full?)", path);
+    /* A failed file is discarded: empty it first, so that HDF5 has room to flush
+     * its metadata and really close it (a close that fails on a full disk leaves
+     * HDF5 1.10 with a half-closed file that crashes it at exit). */
+    if (rc != 0 && truncate(path, 0) != 0)
+        ZERO_LOG_WARN("cannot empty the failed checkpoint file %s: %s", path, strerror(errno));
+    if (H5Fclose(f) < 0) {
+        if (rc == 0)
+            ckpt_fail_h5(err, ZERO_ERR_IO, "cannot finish checkpoint file %s", path);
         rc = -1;
+        if (truncate(path, 0) != 0 || H5Fclose(f) < 0)
+            ZERO_LOG_WARN("HDF5 could not close the failed checkpoint file %s", path);
     }
     if (rc != 0)
         return err->status;

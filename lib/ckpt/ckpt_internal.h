@@ -41,7 +41,8 @@ void ckpt_fail_h5(ckpt_err_t *err, zero_status_t status, const char *fmt, ...) Z
 /* As ckpt_fail, appending strerror(errno). */
 void ckpt_fail_errno(ckpt_err_t *err, const char *fmt, ...) ZERO_PRINTF(2, 3);
 
-/* Turns off HDF5's own error printing (errors reach the user through our log). */
+/* Turns off HDF5's own error printing (errors reach the user through our log,
+ * with the innermost HDF5 message captured when a call fails). */
 void ckpt_h5_quiet(void);
 
 /* ---- ckpt_fletcher.c ---- */
