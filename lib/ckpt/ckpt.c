@@ -353,7 +353,6 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
             break;
         }
         scratch[g] = mem;
-        memset(scratch[g], 0, (size_t)(1 + nstates) * n * sizeof(float));
         zero_layout_rank_segments(layout, g, own_rank, NULL, 0, &count);
         zero_free(segs);
         segs = zero_malloc((count > 0 ? count : 1) * sizeof(*segs));
@@ -362,6 +361,18 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
             break;
         }
         zero_layout_rank_segments(layout, g, own_rank, segs, count, &count);
+        /* zero the padding: what no segment covers (segments come in flat order) */
+        for (int k = 0; k <= nstates; k++) {
+            float *a = scratch[g] + (size_t)k * n;
+            size_t at = 0;
+            for (size_t s = 0; s <= count; s++) {
+                size_t next = s < count ? segs[s].shard_offset : n;
+                if (next > at)
+                    memset(a + at, 0, (next - at) * sizeof(float));
+                if (s < count && segs[s].shard_offset + segs[s].length > at)
+                    at = segs[s].shard_offset + segs[s].length;
+            }
+        }
         /* one array at a time, so that each dataset is read front to back (sequential I/O) */
         for (int k = -1; k < nstates && err.status == ZERO_OK; k++) {
             for (size_t s = 0; s < count && err.status == ZERO_OK; s++) {

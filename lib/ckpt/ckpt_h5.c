@@ -942,14 +942,48 @@ static reader_dset_t *reader_dataset(zero_ckpt_reader_t *rd, int shard, int grou
     return slot;
 }
 
-/* Reads and verifies chunk @p index of a chunked dataset into rd->chunk_buf. */
-static zero_status_t read_chunk(zero_ckpt_reader_t *rd, reader_dset_t *ds, size_t index, const char *what,
-                                ckpt_err_t *err)
+/* Reads chunk @p index of a chunked dataset into @p dst (room for the chunk and
+ * its 4-byte checksum) and verifies the checksum. */
+static zero_status_t read_chunk_into(reader_dset_t *ds, size_t index, const char *what, float *dst, ckpt_err_t *err)
 {
     size_t bytes = ds->chunk * sizeof(float), want = bytes + (ds->checksum ? 4 : 0);
     hsize_t coord[1] = {index * ds->chunk}, stored = 0;
     uint32_t mask = 0;
 
+    if (H5Dget_chunk_storage_size(ds->id, coord, &stored) < 0 || stored != want) {
+        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu is missing or has %llu bytes instead of %zu (corrupt "
+                     "or truncated file)", what, index, (unsigned long long)stored, want);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (H5Dread_chunk(ds->id, H5P_DEFAULT, coord, &mask, dst) < 0) {
+        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: cannot read chunk %zu (corrupt or truncated file)", what, index);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (mask != 0) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu was stored unfiltered (filter mask %u)", what, index,
+                  (unsigned)mask);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (ds->checksum) {
+        const uint8_t *t = (const uint8_t *)dst + bytes;
+        uint32_t stored_sum = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+        uint32_t sum = ckpt_fletcher32(dst, bytes);
+        /* HDF5 also accepts the byte-pair-swapped sum of files from before 1.6.3 */
+        uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
+        if (stored_sum != sum && stored_sum != swapped) {
+            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: checksum mismatch in chunk %zu (elements %zu..%zu): the file is "
+                      "corrupt", what, index, index * ds->chunk, (index + 1) * ds->chunk - 1);
+            return ZERO_ERR_CHECKPOINT;
+        }
+    }
+    return ZERO_OK;
+}
+
+/* Chunk @p index into rd->chunk_buf (kept: the next segment often needs it too). */
+static zero_status_t read_chunk(zero_ckpt_reader_t *rd, reader_dset_t *ds, size_t index, const char *what,
+                                ckpt_err_t *err)
+{
+    zero_status_t status;
     if (rd->chunk_owner == ds && rd->chunk_index == index)
         return ZERO_OK;
     rd->chunk_owner = NULL;
@@ -964,31 +998,8 @@ static zero_status_t read_chunk(zero_ckpt_reader_t *rd, reader_dset_t *ds, size_
         }
         rd->chunk_buf_elems = ds->chunk + 1;
     }
-    if (H5Dget_chunk_storage_size(ds->id, coord, &stored) < 0 || stored != want) {
-        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu is missing or has %llu bytes instead of %zu (corrupt "
-                     "or truncated file)", what, index, (unsigned long long)stored, want);
-        return ZERO_ERR_CHECKPOINT;
-    }
-    if (H5Dread_chunk(ds->id, H5P_DEFAULT, coord, &mask, rd->chunk_buf) < 0) {
-        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: cannot read chunk %zu (corrupt or truncated file)", what, index);
-        return ZERO_ERR_CHECKPOINT;
-    }
-    if (ds->checksum && mask == 0) {
-        const uint8_t *t = (const uint8_t *)rd->chunk_buf + bytes;
-        uint32_t stored_sum = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
-        uint32_t sum = ckpt_fletcher32(rd->chunk_buf, bytes);
-        /* HDF5 also accepts the byte-pair-swapped sum of files from before 1.6.3 */
-        uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
-        if (stored_sum != sum && stored_sum != swapped) {
-            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: checksum mismatch in chunk %zu (elements %zu..%zu): the file is "
-                      "corrupt", what, index, index * ds->chunk, (index + 1) * ds->chunk - 1);
-            return ZERO_ERR_CHECKPOINT;
-        }
-    } else if (mask != 0) {
-        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu was stored unfiltered (filter mask %u)", what, index,
-                  (unsigned)mask);
-        return ZERO_ERR_CHECKPOINT;
-    }
+    if ((status = read_chunk_into(ds, index, what, rd->chunk_buf, err)) != ZERO_OK)
+        return status;
     rd->chunk_owner = ds;
     rd->chunk_index = index;
     return ZERO_OK;
@@ -1016,8 +1027,14 @@ static zero_status_t read_range(zero_ckpt_reader_t *rd, int shard, int group, in
         while (done < n && status == ZERO_OK) {
             size_t at = start + done, index = at / ds->chunk, within = at % ds->chunk;
             size_t m = ds->chunk - within < n - done ? ds->chunk - within : n - done;
-            if ((status = read_chunk(rd, ds, index, what, err)) == ZERO_OK)
+            if (within == 0 && m == ds->chunk && done + m + 1 <= n) {
+                /* a whole chunk with more of the range after it: straight into
+                 * place (its checksum lands on the next element, which the next
+                 * chunk overwrites) */
+                status = read_chunk_into(ds, index, what, out + done, err);
+            } else if ((status = read_chunk(rd, ds, index, what, err)) == ZERO_OK) {
                 memcpy(out + done, rd->chunk_buf + within, m * sizeof(float));
+            }
             done += m;
         }
         return status;

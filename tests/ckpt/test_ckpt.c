@@ -230,6 +230,28 @@ static void test_reshard(void)
     rm_dir(dir);
 }
 
+/* Parameters spanning several 1 MiB chunks: whole chunks are read straight
+ * into place, partial ones through the chunk buffer; all must land right. */
+static void test_multi_chunk(void)
+{
+    ZERO_TEST_MEM_MARK();
+    static const zero_layout_param_desc_t big[3] = {
+        {"big.a", ZERO_FP32, 2, {1000, 700}}, {"small", ZERO_FP32, 1, {7}}, {"big.b", ZERO_BF16, 1, {600001}}};
+    char *dir = make_dir();
+    zero_layout_t *old = NULL;
+    CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, 2, 64, 1 << 20, &old), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(fix_sim_save(dir, "t", old, 2, 3, 1, 2), ZERO_OK);
+    for (int w = 1; w <= 3; w++) {
+        zero_layout_t *cur = NULL;
+        CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, w, 32, 100000, &cur), ZERO_OK);
+        CU_ASSERT_EQUAL(load_all(dir, "t", cur, 1), 0);
+        zero_layout_destroy(cur);
+    }
+    zero_layout_destroy(old);
+    ZERO_TEST_ASSERT_NO_LEAK();
+    rm_dir(dir);
+}
+
 static void flip_byte(const char *path, long offset)
 {
     FILE *f = fopen(path, "r+b");
@@ -667,6 +689,7 @@ int main(int argc, char **argv)
         {"latest", test_latest},
         {"round_trip", test_round_trip},
         {"reshard_all_pairs", test_reshard},
+        {"multi_chunk", test_multi_chunk},
         {"bad_input", test_bad_input},
         {"crash_atomicity", test_crash_atomicity},
         {"keep_last", test_keep_last},
