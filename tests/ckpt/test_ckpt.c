@@ -70,6 +70,7 @@ static void sim_save(const char *dir, const char *tag, const zero_layout_t *L, i
 }
 
 static const char *const adam_states[2] = {"exp_avg", "exp_avg_sq"};
+static zero_ckpt_load_mode_t load_mode = ZERO_CKPT_LOAD_SCRATCH;   /* what load_all uses */
 
 /* Loads @p tag onto every rank of @p L and returns the total of wrong elements
  * (or -status on a failed load). */
@@ -78,7 +79,7 @@ static long load_all(const char *dir, const char *tag, const zero_layout_t *L, i
     long bad = 0;
     for (int r = 0; r < L->world_size; r++) {
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-        zero_ckpt_load_params_t p = {tag, with_states, 2, {adam_states[0], adam_states[1]}};
+        zero_ckpt_load_params_t p = {tag, with_states, 2, {adam_states[0], adam_states[1]}, load_mode};
         zero_status_t st;
         fix_alloc(L, 2, -1.0f, g);
         st = zero_ckpt_load(comm, dir, &p, L, r, g, NULL, NULL, NULL);
@@ -156,7 +157,7 @@ static void test_round_trip(void)
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT], out[ZERO_DTYPE_COUNT];
     zero_ckpt_meta_t meta, got;
     zero_ckpt_save_params_t sp = {"2.3141", ZERO_TAG_VALIDATION_FAIL, 0, "{\"step\": 12, \"pos\": [1, 2]}"};
-    zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}};
+    zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
     fix_meta(&meta, 3, 12);
     fix_fill(L, 0, 2, g);
     CU_ASSERT_EQUAL_FATAL(zero_ckpt_save(comm, dir, &sp, L, 0, &meta, g), ZERO_OK);
@@ -241,12 +242,17 @@ static void test_multi_chunk(void)
     zero_layout_t *old = NULL;
     CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, 2, 64, 1 << 20, &old), ZERO_OK);
     CU_ASSERT_EQUAL_FATAL(fix_sim_save(dir, "t", old, 2, 3, 1, 2), ZERO_OK);
-    for (int w = 1; w <= 3; w++) {
-        zero_layout_t *cur = NULL;
-        CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, w, 32, 100000, &cur), ZERO_OK);
-        CU_ASSERT_EQUAL(load_all(dir, "t", cur, 1), 0);
-        zero_layout_destroy(cur);
+    for (int mode = 0; mode < 3; mode++) {
+        load_mode = (zero_ckpt_load_mode_t)mode;
+        for (int w = 1; w <= 3; w++) {
+            zero_layout_t *cur = NULL;
+            CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, w, 32, 100000, &cur), ZERO_OK);
+            CU_ASSERT_EQUAL(load_all(dir, "t", cur, 1), 0);
+            CU_ASSERT_EQUAL(load_all(dir, "t", cur, 0), 0);
+            zero_layout_destroy(cur);
+        }
     }
+    load_mode = ZERO_CKPT_LOAD_SCRATCH;
     zero_layout_destroy(old);
     ZERO_TEST_ASSERT_NO_LEAK();
     rm_dir(dir);
@@ -293,7 +299,7 @@ static void expect_load_error(const char *dir, const char *tag, const zero_layou
                               const char *needle, int states)
 {
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-    zero_ckpt_load_params_t p = {tag, states, 2, {adam_states[0], adam_states[1]}};
+    zero_ckpt_load_params_t p = {tag, states, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_SCRATCH};
     char *sd = (char *)"untouched";
     log_capture();
     fix_alloc(L, 2, -1.0f, g);
@@ -346,6 +352,27 @@ static void test_bad_input(void)
     /* ... which a weights-only load never reads */
     CU_ASSERT_EQUAL(load_all(work, "t", L1, 0), 0);
 
+    /* the other load modes: verify-first also leaves the buffers untouched; direct reports the error */
+    copy_tree(good, work);
+    flip_byte(path, chunk_offset(path, "/shard/group0/master") + 40);
+    {
+        zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
+        zero_ckpt_load_params_t p = {"t", 1, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_VERIFY_FIRST};
+        int touched = 0;
+        fix_alloc(L1, 2, -1.0f, g);
+        log_capture();
+        CU_ASSERT_EQUAL(zero_ckpt_load(comm, work, &p, L1, 0, g, NULL, NULL, NULL), ZERO_ERR_CHECKPOINT);
+        for (int gi = 0; gi < L1->num_groups; gi++)
+            for (size_t j = 0; j < L1->groups[gi].shard_length; j++)
+                touched |= g[gi].master[j] != -1.0f || g[gi].state[1][j] != -1.0f;
+        CU_ASSERT_FALSE(touched);
+        p.mode = ZERO_CKPT_LOAD_DIRECT;
+        CU_ASSERT_EQUAL(zero_ckpt_load(comm, work, &p, L1, 0, g, NULL, NULL, NULL), ZERO_ERR_CHECKPOINT);
+        log_restore();
+        CU_ASSERT_PTR_NOT_NULL(strstr(logbuf, "checksum mismatch"));
+        fix_free(L1, g);
+    }
+
     /* a flipped byte in the partition map */
     copy_tree(good, work);
     flip_byte(path, chunk_offset(path, "/partition/params") + 3);
@@ -384,7 +411,7 @@ static void test_bad_input(void)
     /* another optimizer's states */
     {
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-        zero_ckpt_load_params_t p = {"t", 1, 1, {"momentum_buffer", NULL}};
+        zero_ckpt_load_params_t p = {"t", 1, 1, {"momentum_buffer", NULL}, ZERO_CKPT_LOAD_SCRATCH};
         fix_alloc(L1, 2, -1.0f, g);
         log_capture();
         CU_ASSERT_EQUAL(zero_ckpt_load(comm, good, &p, L1, 0, g, NULL, NULL, NULL), ZERO_ERR_CHECKPOINT);
@@ -436,7 +463,7 @@ static int crashing_save(const char *dir, const char *tag, const char *phase, co
 static uint64_t loaded_steps(const char *dir, const char *tag, const zero_layout_t *L)
 {
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-    zero_ckpt_load_params_t p = {tag, 1, 2, {adam_states[0], adam_states[1]}};
+    zero_ckpt_load_params_t p = {tag, 1, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_SCRATCH};
     zero_ckpt_meta_t m;
     uint64_t steps = 0;
     fix_alloc(L, 2, -1.0f, g);
@@ -640,7 +667,7 @@ static int full_disk_check(void)
     }
     zero_free(tag);
     {
-        zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}};
+        zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
         zero_ckpt_meta_t got;
         if (zero_ckpt_load(comm, dir, &lp, L, 0, g, &got, NULL, NULL) != ZERO_OK || got.global_steps != 1) {
             fprintf(stderr, "FAIL: the previous checkpoint does not load after the full-disk save\n");
