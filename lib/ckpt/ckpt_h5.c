@@ -153,12 +153,24 @@ static int w_str(writer_t *w, hid_t loc, const char *name, const char *v)
     return rc;
 }
 
+/* Object creation property lists without modification times, so that the
+ * same state saved twice gives byte-identical files (reproducible checkpoints). */
+static hid_t untimed(hid_t cls)
+{
+    hid_t p = H5Pcreate(cls);
+    if (p >= 0 && H5Pset_obj_track_times(p, 0) < 0) {
+        H5Pclose(p);
+        return -1;
+    }
+    return p;
+}
+
 /* A 1-D chunked, checksummed dataset of @p n elements. */
 static int w_dataset(writer_t *w, hid_t loc, const char *name, hid_t file_type, hid_t mem_type, size_t n,
                      size_t chunk, const void *data)
 {
     hsize_t dims[1] = {n}, cdims[1] = {chunk < n ? chunk : n};
-    hid_t space = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), d = -1;
+    hid_t space = H5Screate_simple(1, dims, NULL), dcpl = untimed(H5P_DATASET_CREATE), d = -1;
     herr_t rc = -1;
     if (space < 0 || dcpl < 0)
         goto out;
@@ -203,7 +215,7 @@ static int w_shard_dataset(writer_t *w, hid_t loc, const char *name, size_t n, c
 {
     size_t chunk = n < CKPT_CHUNK_ELEMS ? n : CKPT_CHUNK_ELEMS, bytes = chunk * sizeof(float);
     hsize_t dims[1] = {n}, cdims[1] = {chunk};
-    hid_t space = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), d = -1;
+    hid_t space = H5Screate_simple(1, dims, NULL), dcpl = untimed(H5P_DATASET_CREATE), d = -1;
     /* ZERO_CKPT_BENCH_NO_CHECKSUM=1 (benchmark hook, bench/ckpt): leave the
      * checksums out, to measure what they cost. Readers need no hint. */
     int checksum = getenv("ZERO_CKPT_BENCH_NO_CHECKSUM") == NULL;
@@ -253,12 +265,14 @@ static int w_compound(writer_t *w, hid_t loc, const char *name, hid_t mem_type, 
 
 static int w_string_dataset(writer_t *w, hid_t loc, const char *name, const char *v)
 {
-    hid_t t = str_type(strlen(v)), space = H5Screate(H5S_SCALAR), d = -1;
+    hid_t t = str_type(strlen(v)), space = H5Screate(H5S_SCALAR), dcpl = untimed(H5P_DATASET_CREATE), d = -1;
     herr_t rc = -1;
-    if ((d = H5Dcreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) >= 0)
+    if (dcpl >= 0 && (d = H5Dcreate2(loc, name, t, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) >= 0)
         rc = H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
     if (d >= 0)
         H5Dclose(d);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
     H5Sclose(space);
     H5Tclose(t);
     if (rc < 0) {
@@ -308,7 +322,10 @@ static int write_meta(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
 
 static int write_map(writer_t *w, hid_t f, const zero_layout_t *l)
 {
-    hid_t g = H5Gcreate2(f, "partition", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), pt, bt, gt;
+    hid_t gcpl = untimed(H5P_GROUP_CREATE);
+    hid_t g = H5Gcreate2(f, "partition", H5P_DEFAULT, gcpl, H5P_DEFAULT), pt, bt, gt;
+    if (gcpl >= 0)
+        H5Pclose(gcpl);
     int rc;
     if (g < 0) {
         ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot create group /partition", w->path);
@@ -341,7 +358,11 @@ static int write_shard(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
         ckpt_fail(w->err, ZERO_ERR_NO_MEMORY, "%s: out of memory for a chunk buffer", w->path);
         return -1;
     }
-    if ((top = H5Gcreate2(f, "shard", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+    hid_t gcpl = untimed(H5P_GROUP_CREATE);
+    top = H5Gcreate2(f, "shard", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (top < 0) {
+        if (gcpl >= 0)
+            H5Pclose(gcpl);
         ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot create group /shard", w->path);
         zero_mem_free(staging);
         return -1;
@@ -352,7 +373,7 @@ static int write_shard(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
         const zero_ckpt_group_data_t *gd = &d->groups[gi];
         hid_t g;
         snprintf(name, sizeof(name), "group%d", gi);
-        if ((g = H5Gcreate2(top, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        if ((g = H5Gcreate2(top, name, H5P_DEFAULT, gcpl, H5P_DEFAULT)) < 0) {
             ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot create group /shard/%s", w->path, name);
             rc = -1;
             break;
@@ -365,6 +386,8 @@ static int write_shard(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
         H5Gclose(g);
     }
     H5Gclose(top);
+    if (gcpl >= 0)
+        H5Pclose(gcpl);
     zero_mem_free(staging);
     return rc;
 }
