@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +36,16 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds (user + system) of the calling thread: less sensitive than wall
+ * time to other load on a shared machine. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -128,7 +139,8 @@ int main(int argc, char **argv)
     zero_ckpt_meta_t meta;
     int rank, world, repeats = argc > 3 ? atoi(argv[3]) : 3, cold;
     double t_save[MAX_REPEATS], t_save_nock[MAX_REPEATS], t_raw_w[MAX_REPEATS], t_load[MAX_REPEATS],
-        t_raw_r[MAX_REPEATS];
+        t_raw_r[MAX_REPEATS], c_raw_r[MAX_REPEATS], c_load[MAX_REPEATS], t_load_ip[MAX_REPEATS],
+        t_load_vf[MAX_REPEATS];
     size_t bytes = 0;
 
     if (argc < 3) {
@@ -178,8 +190,8 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/raw_rank%d.bin", argv[1], rank);
     for (int r = 0; r < repeats; r++) {
         zero_ckpt_save_params_t sp = {"bench", ZERO_TAG_VALIDATION_FAIL, 0, "{}"};
-        zero_ckpt_load_params_t lp = {"bench", 1, 2, {"exp_avg", "exp_avg_sq"}};
-        double t0;
+        zero_ckpt_load_params_t lp = {"bench", 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
+        double t0, c0;
 
         /* each timed write starts with no dirty pages (sync) and, when allowed, a cold cache */
         drop_caches(comm);
@@ -200,15 +212,33 @@ int main(int argc, char **argv)
         t_save[r] = slowest(comm, now_s() - t0);
 
         drop_caches(comm);
+        c0 = cpu_s();
         t_raw_r[r] = slowest(comm, raw_read(path, g, L));
+        c_raw_r[r] = cpu_s() - c0;
         drop_caches(comm);
+        t0 = now_s();
+        c0 = cpu_s();
+        if (zero_ckpt_load(comm, argv[1], &lp, L, rank, g, NULL, NULL, NULL) != ZERO_OK)
+            return 1;
+        c_load[r] = cpu_s() - c0;
+        t_load[r] = slowest(comm, now_s() - t0);
+        drop_caches(comm);
+        lp.mode = ZERO_CKPT_LOAD_VERIFY_FIRST;
         t0 = now_s();
         if (zero_ckpt_load(comm, argv[1], &lp, L, rank, g, NULL, NULL, NULL) != ZERO_OK)
             return 1;
-        t_load[r] = slowest(comm, now_s() - t0);
+        t_load_vf[r] = slowest(comm, now_s() - t0);
+        drop_caches(comm);
+        lp.mode = ZERO_CKPT_LOAD_DIRECT;
+        t0 = now_s();
+        if (zero_ckpt_load(comm, argv[1], &lp, L, rank, g, NULL, NULL, NULL) != ZERO_OK)
+            return 1;
+        t_load_ip[r] = slowest(comm, now_s() - t0);
+        lp.mode = ZERO_CKPT_LOAD_SCRATCH;
         if (rank == 0)
-            printf("repeat %d: raw_write %.3f s, save %.3f s (no checksum %.3f s), raw_read %.3f s, load %.3f s\n", r,
-                   t_raw_w[r], t_save[r], t_save_nock[r], t_raw_r[r], t_load[r]);
+            printf("repeat %d: raw_write %.3f s, save %.3f s (no checksum %.3f s), raw_read %.3f s (cpu %.3f s), "
+                   "load %.3f s (cpu %.3f s), verify-first %.3f s, direct %.3f s\n", r, t_raw_w[r], t_save[r],
+                   t_save_nock[r], t_raw_r[r], c_raw_r[r], t_load[r], c_load[r], t_load_vf[r], t_load_ip[r]);
     }
     unlink(path);
     {
@@ -242,6 +272,12 @@ int main(int argc, char **argv)
                    100.0 * (sv - sn) / sn);
             printf("raw read:        %8.3f s  %8.1f MB/s per rank\n", rr, mb / rr);
             printf("load:            %8.3f s  %8.1f MB/s per rank  (%.2fx raw)\n", ld, mb / ld, rr / ld);
+            printf("load, verify-first: %5.3f s  %8.1f MB/s per rank  (%.2fx raw; two passes, no scratch)\n",
+                   median(t_load_vf, repeats), mb / median(t_load_vf, repeats), rr / median(t_load_vf, repeats));
+            printf("load, direct:    %8.3f s  %8.1f MB/s per rank  (%.2fx raw; one pass, no scratch)\n",
+                   median(t_load_ip, repeats), mb / median(t_load_ip, repeats), rr / median(t_load_ip, repeats));
+            printf("cpu of rank 0's thread: raw read %.3f s, load %.3f s (medians)\n", median(c_raw_r, repeats),
+                   median(c_load, repeats));
             printf("merge (safetensors fp32, %.1f MB model): %.3f s, peak RSS %.1f MB, largest tensor %.1f MB\n",
                    40.0 * 1048576 * 4 / 1e6, mt, peak / 1e6, largest / 1e6);
             printf("summary: save_over_raw=%.2f load_over_raw=%.2f merge_peak_rss_over_largest_tensor=%.2f\n", rw / sv,

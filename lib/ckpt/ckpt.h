@@ -108,11 +108,30 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
                              const zero_layout_t *layout, int own_rank, const zero_ckpt_meta_t *meta,
                              const zero_ckpt_group_data_t *groups);
 
+/* How zero_ckpt_load puts the data into the caller's arrays. */
+typedef enum zero_ckpt_load_mode {
+    /* Read into library scratch (about the size of the outputs), copy out after
+     * every rank succeeded: a failed load leaves the outputs untouched. */
+    ZERO_CKPT_LOAD_SCRATCH = 0,
+    /* Two passes, no scratch: first read and verify every needed chunk (nothing
+     * written), agree, then read them again (normally from the page cache)
+     * straight into the outputs. A failure in the first pass -- a missing,
+     * truncated or corrupt file -- leaves the outputs untouched; only an I/O
+     * error between the passes can leave them partly written (reported as
+     * such). Re-reads from disk when the shard does not fit the page cache. */
+    ZERO_CKPT_LOAD_VERIFY_FIRST = 1,
+    /* One pass straight into the outputs, after every check that needs no data
+     * passed on every rank: least memory and CPU; a corrupt chunk leaves the
+     * outputs partly overwritten. */
+    ZERO_CKPT_LOAD_DIRECT = 2
+} zero_ckpt_load_mode_t;
+
 typedef struct zero_ckpt_load_params {
     const char *tag;                 /* NULL: the tag named by <dir>/latest */
     int load_optimizer_states;       /* 0: states are returned as zeros (not read) */
     int num_states;                  /* the caller's optimizer: state arrays wanted in out_groups */
     const char *state_names[ZERO_CKPT_MAX_STATES];   /* their names; must match the checkpoint's when loading states */
+    zero_ckpt_load_mode_t mode;      /* how the data reaches out_groups (see the enum) */
 } zero_ckpt_load_params_t;
 
 /*
@@ -123,10 +142,11 @@ typedef struct zero_ckpt_load_params {
  * are read (checksums verified).
  *
  * @p out_groups: layout->num_groups caller-allocated descriptors whose arrays
- * hold [shard_length] floats (state[k] for k < params->num_states). They are
- * written only on success: the data is read into library scratch (allocated
- * here, about the size of the outputs) and copied out only after every rank
- * has succeeded. Padding elements are set to zero. @p meta_p, @p
+ * hold [shard_length] floats (state[k] for k < params->num_states). With
+ * the default mode (ZERO_CKPT_LOAD_SCRATCH) they are written only on success:
+ * the data is read into library scratch and copied out only after every rank
+ * has succeeded; the other modes trade that for memory and speed (see
+ * zero_ckpt_load_mode_t). Padding elements are set to zero. @p meta_p, @p
  * client_sd_json_p (the sidecar verbatim, NUL-terminated; release with
  * zero_free) and @p tag_p (the tag loaded; zero_free) are likewise written only
  * on success; each may be NULL.

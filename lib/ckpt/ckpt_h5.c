@@ -12,6 +12,7 @@
 #include "util/alloc.h"
 #include "util/checks_hdf5.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,9 +431,17 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
         return ZERO_ERR_IO;
     }
     rc = write_meta(&w, f, d) || write_map(&w, f, d->layout) || (d->shard >= 0 && write_shard(&w, f, d));
-    if (H5Fclose(f) < 0 && rc == 0) {
-        ckpt_fail_h5(err, ZERO_ERR_IO, "cannot finish checkpoint file %s (disk full?)", path);
+    /* A failed file is discarded: empty it first, so that HDF5 has room to flush
+     * its metadata and really close it (a close that fails on a full disk leaves
+     * HDF5 1.10 with a half-closed file that crashes it at exit). */
+    if (rc != 0 && truncate(path, 0) != 0)
+        ZERO_LOG_WARN("cannot empty the failed checkpoint file %s: %s", path, strerror(errno));
+    if (H5Fclose(f) < 0) {
+        if (rc == 0)
+            ckpt_fail_h5(err, ZERO_ERR_IO, "cannot finish checkpoint file %s", path);
         rc = -1;
+        if (truncate(path, 0) != 0 || H5Fclose(f) < 0)
+            ZERO_LOG_WARN("HDF5 could not close the failed checkpoint file %s", path);
     }
     if (rc != 0)
         return err->status;
@@ -956,14 +965,48 @@ static reader_dset_t *reader_dataset(zero_ckpt_reader_t *rd, int shard, int grou
     return slot;
 }
 
-/* Reads and verifies chunk @p index of a chunked dataset into rd->chunk_buf. */
-static zero_status_t read_chunk(zero_ckpt_reader_t *rd, reader_dset_t *ds, size_t index, const char *what,
-                                ckpt_err_t *err)
+/* Reads chunk @p index of a chunked dataset into @p dst (room for the chunk and
+ * its 4-byte checksum) and verifies the checksum. */
+static zero_status_t read_chunk_into(reader_dset_t *ds, size_t index, const char *what, float *dst, ckpt_err_t *err)
 {
     size_t bytes = ds->chunk * sizeof(float), want = bytes + (ds->checksum ? 4 : 0);
     hsize_t coord[1] = {index * ds->chunk}, stored = 0;
     uint32_t mask = 0;
 
+    if (H5Dget_chunk_storage_size(ds->id, coord, &stored) < 0 || stored != want) {
+        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu is missing or has %llu bytes instead of %zu (corrupt "
+                     "or truncated file)", what, index, (unsigned long long)stored, want);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (H5Dread_chunk(ds->id, H5P_DEFAULT, coord, &mask, dst) < 0) {
+        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: cannot read chunk %zu (corrupt or truncated file)", what, index);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (mask != 0) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu was stored unfiltered (filter mask %u)", what, index,
+                  (unsigned)mask);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (ds->checksum) {
+        const uint8_t *t = (const uint8_t *)dst + bytes;
+        uint32_t stored_sum = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+        uint32_t sum = ckpt_fletcher32(dst, bytes);
+        /* HDF5 also accepts the byte-pair-swapped sum of files from before 1.6.3 */
+        uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
+        if (stored_sum != sum && stored_sum != swapped) {
+            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: checksum mismatch in chunk %zu (elements %zu..%zu): the file is "
+                      "corrupt", what, index, index * ds->chunk, (index + 1) * ds->chunk - 1);
+            return ZERO_ERR_CHECKPOINT;
+        }
+    }
+    return ZERO_OK;
+}
+
+/* Chunk @p index into rd->chunk_buf (kept: the next segment often needs it too). */
+static zero_status_t read_chunk(zero_ckpt_reader_t *rd, reader_dset_t *ds, size_t index, const char *what,
+                                ckpt_err_t *err)
+{
+    zero_status_t status;
     if (rd->chunk_owner == ds && rd->chunk_index == index)
         return ZERO_OK;
     rd->chunk_owner = NULL;
@@ -978,34 +1021,42 @@ static zero_status_t read_chunk(zero_ckpt_reader_t *rd, reader_dset_t *ds, size_
         }
         rd->chunk_buf_elems = ds->chunk + 1;
     }
-    if (H5Dget_chunk_storage_size(ds->id, coord, &stored) < 0 || stored != want) {
-        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu is missing or has %llu bytes instead of %zu (corrupt "
-                     "or truncated file)", what, index, (unsigned long long)stored, want);
-        return ZERO_ERR_CHECKPOINT;
-    }
-    if (H5Dread_chunk(ds->id, H5P_DEFAULT, coord, &mask, rd->chunk_buf) < 0) {
-        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: cannot read chunk %zu (corrupt or truncated file)", what, index);
-        return ZERO_ERR_CHECKPOINT;
-    }
-    if (ds->checksum && mask == 0) {
-        const uint8_t *t = (const uint8_t *)rd->chunk_buf + bytes;
-        uint32_t stored_sum = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
-        uint32_t sum = ckpt_fletcher32(rd->chunk_buf, bytes);
-        /* HDF5 also accepts the byte-pair-swapped sum of files from before 1.6.3 */
-        uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
-        if (stored_sum != sum && stored_sum != swapped) {
-            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: checksum mismatch in chunk %zu (elements %zu..%zu): the file is "
-                      "corrupt", what, index, index * ds->chunk, (index + 1) * ds->chunk - 1);
-            return ZERO_ERR_CHECKPOINT;
-        }
-    } else if (mask != 0) {
-        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu was stored unfiltered (filter mask %u)", what, index,
-                  (unsigned)mask);
-        return ZERO_ERR_CHECKPOINT;
-    }
+    if ((status = read_chunk_into(ds, index, what, rd->chunk_buf, err)) != ZERO_OK)
+        return status;
     rd->chunk_owner = ds;
     rd->chunk_index = index;
     return ZERO_OK;
+}
+
+/*
+ * Asks the kernel to start reading chunks [first, last] of a dataset now
+ * (POSIX_FADV_WILLNEED on their byte range: the chunks of one dataset lie one
+ * after another in the file). The reads that follow then find them in flight
+ * or cached, instead of waiting for one 1 MiB read at a time. Best effort:
+ * nothing is reported when a hint cannot be given.
+ */
+static void prefetch(zero_ckpt_reader_t *rd, int shard, reader_dset_t *ds, size_t first, size_t last)
+{
+    hsize_t c0[1] = {first * ds->chunk}, c1[1] = {last * ds->chunk}, s0 = 0, s1 = 0;
+    haddr_t a0 = 0, a1 = 0;
+    unsigned m0 = 0, m1 = 0;
+    void *handle = NULL;
+    hid_t fapl;
+    int sec2 = 0;
+
+    if (last <= first)
+        return;   /* one chunk: no look-ahead to gain */
+    if ((fapl = H5Fget_access_plist(rd->files[shard])) >= 0) {
+        sec2 = H5Pget_driver(fapl) == H5FD_SEC2;
+        H5Pclose(fapl);
+    }
+    if (!sec2 || H5Fget_vfd_handle(rd->files[shard], H5P_DEFAULT, &handle) < 0 || handle == NULL)
+        return;
+    if (H5Dget_chunk_info_by_coord(ds->id, c0, &m0, &a0, &s0) < 0 ||
+        H5Dget_chunk_info_by_coord(ds->id, c1, &m1, &a1, &s1) < 0 || a0 == HADDR_UNDEF || a1 == HADDR_UNDEF)
+        return;
+    if (a1 >= a0)
+        (void)posix_fadvise(*(int *)handle, (off_t)a0, (off_t)(a1 + s1 - a0), POSIX_FADV_WILLNEED);
 }
 
 /* Elements [start, start + n) of one shard dataset into @p out. */
@@ -1027,14 +1078,25 @@ static zero_status_t read_range(zero_ckpt_reader_t *rd, int shard, int group, in
     }
     if (ds->chunk > 0) {
         size_t done = 0;
+        prefetch(rd, shard, ds, start / ds->chunk, (start + n - 1) / ds->chunk);
         while (done < n && status == ZERO_OK) {
             size_t at = start + done, index = at / ds->chunk, within = at % ds->chunk;
             size_t m = ds->chunk - within < n - done ? ds->chunk - within : n - done;
-            if ((status = read_chunk(rd, ds, index, what, err)) == ZERO_OK)
+            if (out == NULL) {
+                status = read_chunk(rd, ds, index, what, err);   /* verify only */
+            } else if (within == 0 && m == ds->chunk && done + m + 1 <= n) {
+                /* a whole chunk with more of the range after it: straight into
+                 * place (its checksum lands on the next element, which the next
+                 * chunk overwrites) */
+                status = read_chunk_into(ds, index, what, out + done, err);
+            } else if ((status = read_chunk(rd, ds, index, what, err)) == ZERO_OK) {
                 memcpy(out + done, rd->chunk_buf + within, m * sizeof(float));
+            }
             done += m;
         }
         return status;
+    } else if (out == NULL) {
+        return ZERO_OK;   /* not chunked: nothing to verify ahead (no checksums) */
     } else {
         hsize_t s[1] = {start}, c[1] = {n};
         hid_t fs = H5Dget_space(ds->id), ms = H5Screate_simple(1, c, NULL);
@@ -1076,7 +1138,7 @@ zero_status_t ckpt_reader_read_err(zero_ckpt_reader_t *rd, int param, int state,
         size_t owner = (flat + done) / slice, within = (flat + done) % slice;
         size_t n = slice - within < count - done ? slice - within : count - done;
         zero_status_t st = read_range(rd, (int)owner, p->group, state, b->offset / (size_t)l->world_size + within, n,
-                                      out + done, err);
+                                      out != NULL ? out + done : NULL, err);
         if (st != ZERO_OK)
             return st;
         done += n;

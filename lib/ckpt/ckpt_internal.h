@@ -41,7 +41,8 @@ void ckpt_fail_h5(ckpt_err_t *err, zero_status_t status, const char *fmt, ...) Z
 /* As ckpt_fail, appending strerror(errno). */
 void ckpt_fail_errno(ckpt_err_t *err, const char *fmt, ...) ZERO_PRINTF(2, 3);
 
-/* Turns off HDF5's own error printing (errors reach the user through our log). */
+/* Turns off HDF5's own error printing (errors reach the user through our log,
+ * with the innermost HDF5 message captured when a call fails). */
 void ckpt_h5_quiet(void);
 
 /* ---- ckpt_fletcher.c ---- */
@@ -94,6 +95,7 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *des
  * rank 0 check every file, so that W ranks do not open W files each). */
 zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, int check_all, zero_ckpt_reader_t **reader_p,
                                    ckpt_err_t *err);
+/* As zero_ckpt_reader_read; @p out NULL reads and verifies the chunks only. */
 zero_status_t ckpt_reader_read_err(zero_ckpt_reader_t *reader, int param, int state, size_t begin,
                                    size_t count, float *out, ckpt_err_t *err);
 /* The reader's <dir>/<tag> path. */

@@ -70,6 +70,7 @@ static void sim_save(const char *dir, const char *tag, const zero_layout_t *L, i
 }
 
 static const char *const adam_states[2] = {"exp_avg", "exp_avg_sq"};
+static zero_ckpt_load_mode_t load_mode = ZERO_CKPT_LOAD_SCRATCH;   /* what load_all uses */
 
 /* Loads @p tag onto every rank of @p L and returns the total of wrong elements
  * (or -status on a failed load). */
@@ -78,7 +79,7 @@ static long load_all(const char *dir, const char *tag, const zero_layout_t *L, i
     long bad = 0;
     for (int r = 0; r < L->world_size; r++) {
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-        zero_ckpt_load_params_t p = {tag, with_states, 2, {adam_states[0], adam_states[1]}};
+        zero_ckpt_load_params_t p = {tag, with_states, 2, {adam_states[0], adam_states[1]}, load_mode};
         zero_status_t st;
         fix_alloc(L, 2, -1.0f, g);
         st = zero_ckpt_load(comm, dir, &p, L, r, g, NULL, NULL, NULL);
@@ -156,7 +157,7 @@ static void test_round_trip(void)
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT], out[ZERO_DTYPE_COUNT];
     zero_ckpt_meta_t meta, got;
     zero_ckpt_save_params_t sp = {"2.3141", ZERO_TAG_VALIDATION_FAIL, 0, "{\"step\": 12, \"pos\": [1, 2]}"};
-    zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}};
+    zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
     fix_meta(&meta, 3, 12);
     fix_fill(L, 0, 2, g);
     CU_ASSERT_EQUAL_FATAL(zero_ckpt_save(comm, dir, &sp, L, 0, &meta, g), ZERO_OK);
@@ -230,6 +231,33 @@ static void test_reshard(void)
     rm_dir(dir);
 }
 
+/* Parameters spanning several 1 MiB chunks: whole chunks are read straight
+ * into place, partial ones through the chunk buffer; all must land right. */
+static void test_multi_chunk(void)
+{
+    ZERO_TEST_MEM_MARK();
+    static const zero_layout_param_desc_t big[3] = {
+        {"big.a", ZERO_FP32, 2, {1000, 700}}, {"small", ZERO_FP32, 1, {7}}, {"big.b", ZERO_BF16, 1, {600001}}};
+    char *dir = make_dir();
+    zero_layout_t *old = NULL;
+    CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, 2, 64, 1 << 20, &old), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(fix_sim_save(dir, "t", old, 2, 3, 1, 2), ZERO_OK);
+    for (int mode = 0; mode < 3; mode++) {
+        load_mode = (zero_ckpt_load_mode_t)mode;
+        for (int w = 1; w <= 3; w++) {
+            zero_layout_t *cur = NULL;
+            CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, w, 32, 100000, &cur), ZERO_OK);
+            CU_ASSERT_EQUAL(load_all(dir, "t", cur, 1), 0);
+            CU_ASSERT_EQUAL(load_all(dir, "t", cur, 0), 0);
+            zero_layout_destroy(cur);
+        }
+    }
+    load_mode = ZERO_CKPT_LOAD_SCRATCH;
+    zero_layout_destroy(old);
+    ZERO_TEST_ASSERT_NO_LEAK();
+    rm_dir(dir);
+}
+
 static void flip_byte(const char *path, long offset)
 {
     FILE *f = fopen(path, "r+b");
@@ -271,7 +299,7 @@ static void expect_load_error(const char *dir, const char *tag, const zero_layou
                               const char *needle, int states)
 {
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-    zero_ckpt_load_params_t p = {tag, states, 2, {adam_states[0], adam_states[1]}};
+    zero_ckpt_load_params_t p = {tag, states, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_SCRATCH};
     char *sd = (char *)"untouched";
     log_capture();
     fix_alloc(L, 2, -1.0f, g);
@@ -324,6 +352,27 @@ static void test_bad_input(void)
     /* ... which a weights-only load never reads */
     CU_ASSERT_EQUAL(load_all(work, "t", L1, 0), 0);
 
+    /* the other load modes: verify-first also leaves the buffers untouched; direct reports the error */
+    copy_tree(good, work);
+    flip_byte(path, chunk_offset(path, "/shard/group0/master") + 40);
+    {
+        zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
+        zero_ckpt_load_params_t p = {"t", 1, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_VERIFY_FIRST};
+        int touched = 0;
+        fix_alloc(L1, 2, -1.0f, g);
+        log_capture();
+        CU_ASSERT_EQUAL(zero_ckpt_load(comm, work, &p, L1, 0, g, NULL, NULL, NULL), ZERO_ERR_CHECKPOINT);
+        for (int gi = 0; gi < L1->num_groups; gi++)
+            for (size_t j = 0; j < L1->groups[gi].shard_length; j++)
+                touched |= g[gi].master[j] != -1.0f || g[gi].state[1][j] != -1.0f;
+        CU_ASSERT_FALSE(touched);
+        p.mode = ZERO_CKPT_LOAD_DIRECT;
+        CU_ASSERT_EQUAL(zero_ckpt_load(comm, work, &p, L1, 0, g, NULL, NULL, NULL), ZERO_ERR_CHECKPOINT);
+        log_restore();
+        CU_ASSERT_PTR_NOT_NULL(strstr(logbuf, "checksum mismatch"));
+        fix_free(L1, g);
+    }
+
     /* a flipped byte in the partition map */
     copy_tree(good, work);
     flip_byte(path, chunk_offset(path, "/partition/params") + 3);
@@ -362,7 +411,7 @@ static void test_bad_input(void)
     /* another optimizer's states */
     {
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-        zero_ckpt_load_params_t p = {"t", 1, 1, {"momentum_buffer", NULL}};
+        zero_ckpt_load_params_t p = {"t", 1, 1, {"momentum_buffer", NULL}, ZERO_CKPT_LOAD_SCRATCH};
         fix_alloc(L1, 2, -1.0f, g);
         log_capture();
         CU_ASSERT_EQUAL(zero_ckpt_load(comm, good, &p, L1, 0, g, NULL, NULL, NULL), ZERO_ERR_CHECKPOINT);
@@ -414,7 +463,7 @@ static int crashing_save(const char *dir, const char *tag, const char *phase, co
 static uint64_t loaded_steps(const char *dir, const char *tag, const zero_layout_t *L)
 {
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-    zero_ckpt_load_params_t p = {tag, 1, 2, {adam_states[0], adam_states[1]}};
+    zero_ckpt_load_params_t p = {tag, 1, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_SCRATCH};
     zero_ckpt_meta_t m;
     uint64_t steps = 0;
     fix_alloc(L, 2, -1.0f, g);
@@ -618,7 +667,7 @@ static int full_disk_check(void)
     }
     zero_free(tag);
     {
-        zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}};
+        zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
         zero_ckpt_meta_t got;
         if (zero_ckpt_load(comm, dir, &lp, L, 0, g, &got, NULL, NULL) != ZERO_OK || got.global_steps != 1) {
             fprintf(stderr, "FAIL: the previous checkpoint does not load after the full-disk save\n");
@@ -626,6 +675,21 @@ static int full_disk_check(void)
         } else {
             zero_ckpt_meta_clear(&got);
         }
+    }
+    /* The disk filling up inside HDF5 (past the up-front check, e.g. another
+     * writer): a clear error, the file discarded, and no crash at exit. */
+    {
+        ckpt_err_t err = {0};
+        ckpt_file_desc_t d = {1, 0, 0, "x", L, &m, g};
+        char path[256];
+        snprintf(path, sizeof(path), "%s/direct.h5", dir);
+        log_capture();
+        if (ckpt_write_rank_file(path, &d, &err) == ZERO_OK || strstr(err.msg, "No space left") == NULL) {
+            fprintf(stderr, "FAIL: a write onto a full disk inside HDF5 gave '%s'\n", err.msg);
+            fails++;
+        }
+        log_restore();
+        unlink(path);
     }
     free(g[0].master);
     free(g[0].state[0]);
@@ -652,6 +716,7 @@ int main(int argc, char **argv)
         {"latest", test_latest},
         {"round_trip", test_round_trip},
         {"reshard_all_pairs", test_reshard},
+        {"multi_chunk", test_multi_chunk},
         {"bad_input", test_bad_input},
         {"crash_atomicity", test_crash_atomicity},
         {"keep_last", test_keep_last},

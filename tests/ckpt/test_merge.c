@@ -208,6 +208,8 @@ static void test_dtypes(void)
 static void test_h5_output(void)
 {
     const char *tags[] = {"w1", "w4"};
+    char *bytes[2] = {NULL, NULL};
+    size_t lens[2] = {0, 0};
     for (int t = 0; t < 2; t++) {
         char args[512], path[256];
         hid_t f;
@@ -242,7 +244,12 @@ static void test_h5_output(void)
             H5Dclose(ds);
         }
         H5Fclose(f);
+        bytes[t] = slurp(path, &lens[t]);
     }
+    /* byte-identical across world sizes too */
+    CU_ASSERT(bytes[0] != NULL && bytes[1] != NULL && lens[0] == lens[1] && memcmp(bytes[0], bytes[1], lens[0]) == 0);
+    free(bytes[0]);
+    free(bytes[1]);
 }
 
 static void test_list(void)

@@ -233,7 +233,7 @@ static int do_merge(const char *dir, const char *tag, const char *out_path, out_
     float *buf = NULL;
     size_t largest = 0, total = 0, header_len = 0;
     FILE *f = NULL;
-    hid_t h5 = -1, t = -1, lcpl = -1;
+    hid_t h5 = -1, t = -1, lcpl = -1, dcpl = -1;
     int rc = 1, tty = isatty(2);
     double t0 = now_s();
 
@@ -276,6 +276,9 @@ static int do_merge(const char *dir, const char *tag, const char *out_path, out_
         t = h5_type(out);
         lcpl = H5Pcreate(H5P_LINK_CREATE);
         H5Pset_create_intermediate_group(lcpl, 1);
+        /* no modification times: the same weights give byte-identical files */
+        dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_obj_track_times(dcpl, 0);
     }
     for (int i = 0; i < l->num_params; i++) {
         const zero_layout_param_t *p = &l->params[i];
@@ -294,7 +297,7 @@ static int do_merge(const char *dir, const char *tag, const char *out_path, out_
             for (int k = 0; k < p->ndim; k++)
                 dims[k] = (hsize_t)p->shape[k];
             space = p->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(p->ndim, dims, NULL);
-            d = H5Dcreate2(h5, p->name, t, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+            d = H5Dcreate2(h5, p->name, t, space, lcpl, dcpl, H5P_DEFAULT);
             if (d >= 0)
                 w = H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
             if (d >= 0)
@@ -344,6 +347,8 @@ out:
         H5Tclose(t);
     if (lcpl >= 0)
         H5Pclose(lcpl);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
     if (rc != 0 && tmp_path != NULL)
         unlink(tmp_path);
     free(tmp_path);
