@@ -103,9 +103,9 @@ static float normal_at(uint64_t key, size_t i)
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-void gpt_init_tensor(const gpt_config_t *cfg, int layer, int tensor, unsigned long long seed, float *out)
+void gpt_init_range(const gpt_config_t *cfg, int layer, int tensor, unsigned long long seed, size_t offset,
+                    size_t count, float *out)
 {
-    size_t n = gpt_tensor_numel(cfg, layer, tensor);
     uint64_t key = mix64(seed ^ mix64((uint64_t)(layer + 1) * 131 + (uint64_t)tensor));
     int is_bias = 0, is_ln_w = 0;
     float std = 0.02f;
@@ -119,8 +119,13 @@ void gpt_init_tensor(const gpt_config_t *cfg, int layer, int tensor, unsigned lo
         if (tensor == GPT_PROJ_W || tensor == GPT_FCPROJ_W)
             std = 0.02f / sqrtf(2.0f * (float)cfg->layers);
     }
-    for (size_t i = 0; i < n; i++)
-        out[i] = is_ln_w ? 1.0f : is_bias ? 0.0f : std * normal_at(key, i);
+    for (size_t i = 0; i < count; i++)
+        out[i] = is_ln_w ? 1.0f : is_bias ? 0.0f : std * normal_at(key, offset + i);
+}
+
+void gpt_init_tensor(const gpt_config_t *cfg, int layer, int tensor, unsigned long long seed, float *out)
+{
+    gpt_init_range(cfg, layer, tensor, seed, 0, gpt_tensor_numel(cfg, layer, tensor), out);
 }
 
 gpt_model_t *gpt_create(const gpt_config_t *cfg, int batch, int seq_len)

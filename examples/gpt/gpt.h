@@ -52,6 +52,10 @@ void gpt_destroy(gpt_model_t *model);
 /* Initial value of a tensor (GPT-2 style: N(0, 0.02), residual projections scaled by
  * 1/sqrt(2L), layer-norm weights 1, biases 0), deterministic in (seed, layer, tensor, index). */
 void gpt_init_tensor(const gpt_config_t *cfg, int layer, int tensor, unsigned long long seed, float *out);
+/* Elements [offset, offset + count) of the same values (each depends on its index alone), for
+ * libzero's init callback, which asks only for the ranges a rank holds. */
+void gpt_init_range(const gpt_config_t *cfg, int layer, int tensor, unsigned long long seed, size_t offset,
+                    size_t count, float *out);
 
 /*
  * Forward in three parts so a caller can bracket each block's weights:

@@ -15,5 +15,7 @@
 #include <zero/types.h>
 #include <zero/config.h>
 #include <zero/comm.h>
+#include <zero/engine.h>
+#include <zero/sampler.h>
 
 #endif /* ZERO_ZERO_H */

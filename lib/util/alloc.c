@@ -418,3 +418,50 @@ void zero_mem_report_live(void)
     }
     pthread_mutex_unlock(&registry_lock);
 }
+
+zero_status_t zero_mem_set_zero(zero_mem_kind_t kind, void *ptr, size_t bytes)
+{
+    if (bytes == 0)
+        return ZERO_OK;
+    if (kind != ZERO_MEM_DEVICE) {
+        memset(ptr, 0, bytes);
+        return ZERO_OK;
+    }
+#if HAVE_CUDA
+    {
+        cudaError_t err = cudaMemset(ptr, 0, bytes);
+        if (err != cudaSuccess) {
+            ZERO_LOG_ERROR("cudaMemset of %zu bytes: %s", bytes, cudaGetErrorString(err));
+            return ZERO_ERR_CUDA;
+        }
+        return ZERO_OK;
+    }
+#else
+    ZERO_LOG_ERROR("device memory operation in a build without CUDA");
+    return ZERO_ERR_UNSUPPORTED;
+#endif
+}
+
+zero_status_t zero_mem_copy(zero_mem_kind_t dst_kind, void *dst, zero_mem_kind_t src_kind, const void *src,
+                            size_t bytes)
+{
+    if (bytes == 0 || dst == src)
+        return ZERO_OK;
+    if (dst_kind != ZERO_MEM_DEVICE && src_kind != ZERO_MEM_DEVICE) {
+        memmove(dst, src, bytes);
+        return ZERO_OK;
+    }
+#if HAVE_CUDA
+    {
+        cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
+        if (err != cudaSuccess) {
+            ZERO_LOG_ERROR("cudaMemcpy of %zu bytes: %s", bytes, cudaGetErrorString(err));
+            return ZERO_ERR_CUDA;
+        }
+        return ZERO_OK;
+    }
+#else
+    ZERO_LOG_ERROR("device memory operation in a build without CUDA");
+    return ZERO_ERR_UNSUPPORTED;
+#endif
+}

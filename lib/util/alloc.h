@@ -34,6 +34,13 @@ void zero_mem_free(void *ptr);
 /* The kind a zero_mem_alloc buffer was allocated as, or -1 if unknown. */
 int zero_mem_kind_of(const void *ptr);
 
+/* Kind-aware memory operations (cudaMemset/cudaMemcpy for device memory), so
+ * layers above need not assume host memory. Return ZERO_OK, or the CUDA error
+ * (logged) / ZERO_ERR_UNSUPPORTED for device memory in a build without CUDA. */
+zero_status_t zero_mem_set_zero(zero_mem_kind_t kind, void *ptr, size_t bytes);
+zero_status_t zero_mem_copy(zero_mem_kind_t dst_kind, void *dst, zero_mem_kind_t src_kind, const void *src,
+                            size_t bytes);
+
 /* Logs every live zero_mem_alloc buffer with its tag (tests call it on failure). */
 void zero_mem_report_live(void);
 

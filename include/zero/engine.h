@@ -1,0 +1,398 @@
+/*
+ * The ZeRO engine: sharded data-parallel training behind a handful of calls.
+ *
+ * A trainer creates an engine from a DeepSpeed-style config and the launcher's
+ * environment, registers its parameters in forward order, sets up, and then per
+ * micro-batch runs its own forward and backward around the engine's calls:
+ *
+ *     zero_engine_create(&params, &eng);
+ *     zero_param_register(eng, &desc, &fc1);            // every tensor, forward order
+ *     zero_engine_setup(eng);                           // partition, allocate, initialise
+ *     for (;;) {
+ *         zero_gather(eng, layer, n);                   // stage 3: full weights of a layer
+ *         ... forward reads zero_param_data(p) ...
+ *         zero_release(eng, layer, n);
+ *         float seed = zero_backward_begin(eng);        // dL/dlogits is multiplied by it
+ *         ... backward adds into zero_param_grad(p), then zero_grad_ready(eng, p) ...
+ *         zero_backward_end(eng);
+ *         zero_step(eng, &info);                        // at the accumulation boundary: update
+ *     }
+ *     zero_engine_destroy(eng);
+ *
+ * Stages (config zero_optimization.stage), as DeepSpeed's ZeRO:
+ *   0  plain data parallel: gradients are all-reduced, every rank keeps and
+ *      updates the whole model state;
+ *   1  optimizer state (fp32 master weights and moments) is sharded: gradients
+ *      are reduce-scattered at the boundary, each rank updates its shard, the
+ *      updated weights are all-gathered;
+ *   2  as 1, and gradients are sharded too: a bucket of gradients is
+ *      reduce-scattered as soon as all its parameters are ready, and only the
+ *      owned slice is kept;
+ *   3  as 2, and the weights themselves are sharded: the full weights of a
+ *      parameter exist only between zero_gather() and zero_release().
+ *
+ * Partitioning: parameters are laid out in registration order in one flat space
+ * per dtype; the space is cut into buckets (about reduce_bucket_size elements of
+ * whole parameters at stages 0-2, one parameter per bucket at stage 3) padded to
+ * a multiple of world size x 64 elements, and each rank owns the same 1/W slice
+ * of every bucket.
+ *
+ * Memory kind: an engine keeps its weights, gradients and optimizer state in
+ * one kind of memory (zero_engine_params_t::mem_kind), which decides the
+ * communication backend: host memory goes over UCX, device memory over NCCL.
+ * This version has the host path; the device path (its optimizer kernels) is
+ * not available yet and asking for it is ZERO_ERR_UNSUPPORTED.
+ *
+ * Threads: an engine is used from one thread at a time (the trainer's). It owns
+ * a kernel thread pool and its communicator owns a progress thread.
+ *
+ * Errors: every call returns zero_status_t; on failure the cause is logged once
+ * and also kept as the engine's last error (zero_engine_last_error()). A call
+ * that fails on bad input changes nothing. After a communication failure
+ * (ZERO_ERR_COMM, ZERO_ERR_TIMEOUT) the engine can only be destroyed.
+ */
+#ifndef ZERO_ENGINE_H
+#define ZERO_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zero/comm.h>
+#include <zero/config.h>
+#include <zero/export.h>
+#include <zero/memory.h>
+#include <zero/status.h>
+#include <zero/types.h>
+
+ZERO_BEGIN_DECLS
+
+/** An engine (opaque). */
+typedef struct zero_engine *zero_engine_h;
+
+/** A registered parameter (opaque; owned by its engine, valid until the engine is destroyed). */
+typedef struct zero_param *zero_param_h;
+
+/** Bits of zero_engine_params_t::field_mask (never renumbered). */
+enum zero_engine_params_field {
+    ZERO_ENGINE_PARAM_FIELD_CONFIG_PATH = 1u << 0,
+    ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON = 1u << 1,
+    ZERO_ENGINE_PARAM_FIELD_COMM        = 1u << 2,
+    ZERO_ENGINE_PARAM_FIELD_NUM_THREADS = 1u << 3,
+    ZERO_ENGINE_PARAM_FIELD_SEED        = 1u << 4,
+    ZERO_ENGINE_PARAM_FIELD_MEM_KIND    = 1u << 5,
+    ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE = 1u << 6,
+    ZERO_ENGINE_PARAM_FIELD_CHECKPOINT_KEEP_LAST = 1u << 7
+};
+
+/**
+ * Options of zero_engine_create(). Exactly one of config_path and config_json
+ * must be set.
+ */
+typedef struct zero_engine_params {
+    uint64_t field_mask;
+    /** A DeepSpeed-style JSON config file (read during the call). */
+    const char *config_path;
+    /** The config as a NUL-terminated JSON string (copied during the call). */
+    const char *config_json;
+    /** A communicator to use; the caller keeps ownership and destroys it after
+     *  the engine. Default: the engine creates one from the environment
+     *  (zero_comm_create with default params) and destroys it with itself. */
+    zero_comm_h comm;
+    /** Threads for the optimizer kernels. Default: the online cores divided by
+     *  the ranks on this node (at least 1); env ZERO_NUM_THREADS overrides. */
+    int num_threads;
+    /** Seed handed to init callbacks. Default 0. */
+    uint64_t seed;
+    /** Where weights, gradients and optimizer state live: ZERO_MEM_HOST (default)
+     *  or ZERO_MEM_DEVICE (the GPU path; not in this version: ZERO_ERR_UNSUPPORTED). */
+    zero_mem_kind_t mem_kind;
+    /** 1: zero_step() does not advance the config's LR schedule; the trainer
+     *  calls zero_engine_lr_schedule_step() itself (e.g. once per epoch).
+     *  Default 0: the schedule advances with every applied update, as DeepSpeed. */
+    int manual_lr_schedule;
+    /** > 0: zero_save_checkpoint() keeps only the newest N checkpoints in its
+     *  directory (removing older tags after a successful save). Default 0: keep all. */
+    int checkpoint_keep_last;
+} zero_engine_params_t;
+
+/**
+ * Fills part of a parameter's initial values: elements [offset, offset + count)
+ * of the flattened tensor, as fp32, into @p out. The engine calls it only for
+ * ranges this rank needs, so the values must depend on the element index alone
+ * (not on the call pattern), and must be the same on every rank.
+ */
+typedef void (*zero_param_init_fn_t)(const char *name, size_t offset, size_t count, float *out, void *user_data);
+
+/** Bits of zero_param_desc_t::field_mask (never renumbered). */
+enum zero_param_desc_field {
+    ZERO_PARAM_FIELD_WEIGHT_DECAY = 1u << 0,
+    ZERO_PARAM_FIELD_INIT_VALUES  = 1u << 1,
+    ZERO_PARAM_FIELD_INIT_FN      = 1u << 2,
+    ZERO_PARAM_FIELD_VIEW         = 1u << 3
+};
+
+/** Most dimensions of a parameter. */
+#define ZERO_PARAM_MAX_NDIM 8
+
+/**
+ * A parameter to register. name, dtype, ndim and shape are always read;
+ * the others only when their field bit is set.
+ */
+typedef struct zero_param_desc {
+    uint64_t field_mask;
+    /** Unique name, at most 255 bytes (copied). Checkpoints and merges use it. */
+    const char *name;
+    /** Element type of the weights and gradients the trainer sees: ZERO_FP32,
+     *  or the precision the config trains in (bf16 with bf16.enabled, fp16
+     *  with fp16.enabled). Master weights and optimizer state are always fp32. */
+    zero_dtype_t dtype;
+    int ndim;
+    int64_t shape[ZERO_PARAM_MAX_NDIM];
+    /** 1 (default): the optimizer's weight decay applies; 0: exempt (biases, norms). */
+    int weight_decay;
+    /** Initial values of the whole tensor as fp32, read during zero_engine_setup()
+     *  (must stay valid until then). Every rank must pass the same values. */
+    const float *init_values;
+    /** Or: a callback for the initial values (see zero_param_init_fn_t). */
+    zero_param_init_fn_t init_fn;
+    void *init_user_data;
+    /** Stages 0-2 only: the weights and gradients live in the caller's buffers
+     *  (each numel elements of dtype, 64-byte aligned recommended), e.g. views
+     *  into one contiguous allocation as llm.c keeps its model. The caller owns
+     *  them and keeps them valid until the engine is destroyed. The engine
+     *  writes updated weights into view_data and zeroes view_grad after each
+     *  step. With neither init field set, view_data's content at setup is the
+     *  initial value (rank 0's, broadcast). */
+    void *view_data;
+    void *view_grad;
+} zero_param_desc_t;
+
+/**
+ * Creates an engine: parses the config (the batch triad is resolved against
+ * the communicator's world size), joins or takes the communicator, starts the
+ * kernel thread pool.
+ * @return ZERO_OK; ZERO_ERR_CONFIG / ZERO_ERR_UNSUPPORTED (the config is
+ *         invalid or asks for what this version cannot do: every problem is
+ *         logged), ZERO_ERR_INVALID_ARG, the communicator's errors,
+ *         ZERO_ERR_NO_MEMORY. On failure nothing is left allocated and
+ *         *engine_p is untouched.
+ */
+ZERO_API zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine_h *engine_p);
+
+/**
+ * Destroys an engine, its buffers, its thread pool and (unless it was given
+ * one) its communicator, which makes it collective: every rank should call it.
+ * NULL is allowed.
+ */
+ZERO_API void zero_engine_destroy(zero_engine_h engine);
+
+/**
+ * Registers a parameter (before zero_engine_setup; every rank registers the
+ * same parameters in the same order). *param_p receives a handle owned by the
+ * engine. Errors: ZERO_ERR_STATE (after setup), ZERO_ERR_INVALID_ARG (empty or
+ * duplicate name, bad shape, a dtype that does not match the config's
+ * precision, views at stage 3, both init fields), ZERO_ERR_NO_MEMORY.
+ */
+ZERO_API zero_status_t zero_param_register(zero_engine_h engine, const zero_param_desc_t *desc,
+                                           zero_param_h *param_p);
+
+/**
+ * Collective. Builds the partition, checks that every rank registered the same
+ * parameters (ZERO_ERR_INVALID_ARG on every rank otherwise, naming the first
+ * difference), allocates weights, gradients, master weights and moments, and
+ * fills the weights with their initial values.
+ */
+ZERO_API zero_status_t zero_engine_setup(zero_engine_h engine);
+
+/**
+ * The full weights of @p param (numel elements of its dtype), for the forward
+ * and backward to read. Stages 0-2: always valid after setup. Stage 3: valid
+ * only between zero_gather() and zero_release() of the parameter (NULL
+ * otherwise). Do not write to it: the engine owns the weights.
+ */
+ZERO_API void *zero_param_data(zero_param_h param);
+
+/**
+ * The gradient buffer of @p param (numel elements of its dtype) that the
+ * backward adds into. Valid from zero_backward_begin() until zero_grad_ready()
+ * of the parameter or zero_backward_end(), whichever comes first; zero at the
+ * start of each accumulation window (stages 0-1) or micro-batch (stages 2-3:
+ * each micro-batch's gradients are reduced into the shard at once). At stage 3
+ * the parameter must be gathered while its gradient is produced. NULL outside
+ * that window or on error.
+ */
+ZERO_API void *zero_param_grad(zero_param_h param);
+
+/** The parameter's name (owned by the engine). */
+ZERO_API const char *zero_param_name(zero_param_h param);
+/** The parameter's element count. */
+ZERO_API size_t zero_param_numel(zero_param_h param);
+
+/**
+ * Stage 3: makes the full weights of @p count parameters available (allgather
+ * of their shards), waiting for any prefetch already started for them. After
+ * the first training step the engine knows the order of gathers and prefetches
+ * the next parameters (up to stage3_prefetch_bucket_size elements ahead).
+ * Parameters under stage3_param_persistence_threshold elements stay gathered.
+ * At stages 0-2 a no-op for registered parameters (ZERO_ERR_INVALID_ARG for a
+ * handle of another engine).
+ */
+ZERO_API zero_status_t zero_gather(zero_engine_h engine, const zero_param_h *params, size_t count);
+
+/** Stage 3: releases the full weights gathered by zero_gather() (persistent ones stay). */
+ZERO_API zero_status_t zero_release(zero_engine_h engine, const zero_param_h *params, size_t count);
+
+/**
+ * Starts the backward of a micro-batch. Returns, in *seed_p, the factor the
+ * trainer multiplies dL/d(output) by: the loss scale divided by the number of
+ * accumulation steps (1 / gas with bf16 or fp32). Gradients then come out
+ * scaled, and the engine unscales them. ZERO_ERR_STATE if a backward is
+ * already open.
+ */
+ZERO_API zero_status_t zero_backward_begin(zero_engine_h engine, float *seed_p);
+
+/**
+ * Optional, per parameter: its gradient for this micro-batch is complete.
+ * At stage 2-3, a bucket whose parameters are all ready starts its
+ * reduce-scatter now, overlapping the rest of the backward. Every rank must
+ * mark parameters in the same order. ZERO_ERR_STATE outside a backward or if
+ * the parameter was already marked.
+ */
+ZERO_API zero_status_t zero_grad_ready(zero_engine_h engine, zero_param_h param);
+
+/** Ends the micro-batch's backward: reduces what is not reduced yet (stages 2-3). */
+ZERO_API zero_status_t zero_backward_end(zero_engine_h engine);
+
+/** What zero_step() did. */
+typedef struct zero_step_info {
+    int boundary;            /**< 1 at an accumulation boundary (an update was attempted) */
+    int stepped;             /**< 1 if the optimizer updated the weights */
+    int skipped;             /**< 1 if the update was skipped for inf/nan gradients (fp16) */
+    double lr;               /**< learning rate used for this update */
+    double loss_scale;       /**< loss scale in effect for this window (1 without fp16) */
+    double grad_norm;        /**< global L2 norm of the averaged, unscaled gradient (before clipping) */
+    uint64_t global_steps;   /**< updates attempted so far, skipped ones included */
+    uint64_t micro_steps;    /**< micro-batches so far */
+} zero_step_info_t;
+
+/**
+ * Ends a micro-batch. Between boundaries it only counts. At the boundary
+ * (every gradient_accumulation_steps micro-batches) it reduces the gradients,
+ * unscales them, checks all ranks for inf/nan, clips by the global norm, steps
+ * the optimizer on the owned shard, advances the schedule (unless skipped), and
+ * brings the updated weights back (allgather at stages 0-2; stage 3 keeps them
+ * sharded). @p info_p may be NULL. ZERO_ERR_STATE without a completed backward;
+ * ZERO_ERR_LOSS_SCALE when fp16 overflows at the minimum loss scale.
+ */
+ZERO_API zero_status_t zero_step(zero_engine_h engine, zero_step_info_t *info_p);
+
+/** The learning rate the next update will use. */
+ZERO_API double zero_engine_lr(zero_engine_h engine);
+/** Sets the learning rate (for trainers whose schedule is per epoch and whose config has no scheduler). */
+ZERO_API zero_status_t zero_engine_set_lr(zero_engine_h engine, double lr);
+/**
+ * Advances the config's LR schedule by one (for trainers that created the
+ * engine with manual_lr_schedule, e.g. stepping once per epoch).
+ * ZERO_ERR_STATE without manual_lr_schedule.
+ */
+ZERO_API zero_status_t zero_engine_lr_schedule_step(zero_engine_h engine);
+/** The current loss scale (1 without fp16). */
+ZERO_API double zero_engine_loss_scale(zero_engine_h engine);
+/** Updates attempted so far (skipped ones included). */
+ZERO_API uint64_t zero_engine_global_steps(zero_engine_h engine);
+/** Micro-batches so far. */
+ZERO_API uint64_t zero_engine_micro_steps(zero_engine_h engine);
+/** Updates skipped for overflow so far. */
+ZERO_API uint64_t zero_engine_skipped_steps(zero_engine_h engine);
+/** The global gradient norm of the last update (0 before the first). */
+ZERO_API double zero_engine_grad_norm(zero_engine_h engine);
+/** The effective configuration (owned by the engine). */
+ZERO_API const zero_config_t *zero_engine_config(zero_engine_h engine);
+/** The communicator the engine uses (owned by the engine unless it was given one). */
+ZERO_API zero_comm_h zero_engine_comm(zero_engine_h engine);
+/** The message of the engine's last error ("" if none); owned by the engine. */
+ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
+
+/** Model-state bytes this rank holds, by kind. */
+typedef struct zero_engine_memory {
+    uint64_t params;        /**< weights the trainer sees (full at stages 0-2, shard at 3) */
+    uint64_t grads;         /**< gradients in the parameters' dtype: full (stages 0-1), owned shard (2-3) */
+    uint64_t master;        /**< fp32 master weights (owned shard) */
+    uint64_t optim_state;   /**< optimizer moments (owned shard) */
+    uint64_t buffers;       /**< bucket staging, gather and communication buffers in use now */
+    uint64_t buffers_peak;  /**< the most buffers ever held at once */
+    uint64_t total;         /**< params + grads + master + optim_state + buffers */
+    uint64_t num_params;    /**< registered elements (Psi) */
+} zero_engine_memory_t;
+
+/** Fills *memory_p with the engine's current accounting. */
+ZERO_API zero_status_t zero_engine_memory(zero_engine_h engine, zero_engine_memory_t *memory_p);
+
+/** Seconds this rank has spent in the engine's phases since it was created
+ *  (the totals wall_clock_breakdown prints). */
+typedef struct zero_engine_timers {
+    double backward_wait; /**< zero_backward_end(): waiting for and finishing the micro-batch's reductions */
+    double reduce;        /**< zero_step() at the boundary: reducing the gradients (stages 0-1 mostly) */
+    double step;          /**< zero_step(): unscale, overflow check, clipping and the optimizer on the shard */
+    double gather;        /**< allgather of updated weights (stages 0-2) and zero_gather() waits (stage 3) */
+} zero_engine_timers_t;
+
+/** Fills *timers_p with the engine's accumulated phase times. Thread safety as the engine's other calls. */
+ZERO_API zero_status_t zero_engine_timers(zero_engine_h engine, zero_engine_timers_t *timers_p);
+
+/* ---- checkpoints (collective: every rank calls them) ---- */
+
+/** Bits of zero_checkpoint_load_options_t::field_mask (never renumbered). */
+enum zero_checkpoint_load_field {
+    ZERO_CHECKPOINT_LOAD_FIELD_OPTIMIZER_STATES = 1u << 0,
+    ZERO_CHECKPOINT_LOAD_FIELD_LR_SCHEDULER     = 1u << 1,
+    ZERO_CHECKPOINT_LOAD_FIELD_MODULE_ONLY      = 1u << 2
+};
+
+/** What zero_load_checkpoint() restores (DeepSpeed's load_checkpoint options). */
+typedef struct zero_checkpoint_load_options {
+    uint64_t field_mask;
+    /** 1 (default): the optimizer moments; 0: they restart at zero. */
+    int load_optimizer_states;
+    /** 1 (default): the LR schedule's position; 0: the schedule keeps its current state. */
+    int load_lr_scheduler_states;
+    /** 0 (default); 1: only the weights (no moments, schedule, loss scaler or counters). */
+    int load_module_only;
+} zero_checkpoint_load_options_t;
+
+/**
+ * Saves the engine's whole state (fp32 master weights, optimizer moments,
+ * counters, loss scaler, LR schedule, the config and the partition map) as one
+ * HDF5 file per rank under <save_dir>/<tag>/, plus the trainer's own state
+ * @p client_sd_json (a JSON text, may be NULL) as <tag>/client_sd.json, and
+ * points <save_dir>/latest at it. The commit is atomic: a crash at any moment
+ * leaves the previous checkpoint loadable and latest naming a complete one.
+ * Collective; call it at an accumulation boundary (after zero_step()).
+ * @p tag NULL means "global_step<N>"; any other tag must be a safe single path
+ * component (no '/', not "." or "..", no control characters) and the same on
+ * every rank (checkpoint.tag_validation decides what a mismatch does).
+ * Errors: ZERO_ERR_INVALID_ARG (bad tag), ZERO_ERR_STATE (mid-accumulation or
+ * in a backward), ZERO_ERR_IO / ZERO_ERR_HDF5 (the file and cause are logged;
+ * nothing already on disk is lost), the communicator's errors.
+ */
+ZERO_API zero_status_t zero_save_checkpoint(zero_engine_h engine, const char *save_dir, const char *tag,
+                                            const char *client_sd_json);
+
+/**
+ * Loads a checkpoint saved by zero_save_checkpoint(), at this or any other
+ * world size and stage (resharded from the saved partition map, no conversion
+ * step). @p tag NULL reads <load_dir>/latest. @p options NULL restores
+ * everything. On success *client_sd_json_p (if not NULL) receives the saved
+ * client_sd text (NULL if none was saved); release it with zero_string_free().
+ * Collective. A load that fails leaves the engine exactly as it was.
+ * Errors: ZERO_ERR_NOT_FOUND (no such tag, empty or dangling latest),
+ * ZERO_ERR_CHECKPOINT (missing shard, corrupt or truncated file, flipped bit,
+ * format version, a different model: the file, dataset or parameter is
+ * named), ZERO_ERR_STATE (before setup or in a backward), ZERO_ERR_IO,
+ * ZERO_ERR_HDF5, the communicator's errors.
+ */
+ZERO_API zero_status_t zero_load_checkpoint(zero_engine_h engine, const char *load_dir, const char *tag,
+                                            const zero_checkpoint_load_options_t *options, char **client_sd_json_p);
+
+ZERO_END_DECLS
+
+#endif /* ZERO_ENGINE_H */

@@ -1,0 +1,899 @@
+/*
+ * Engine life cycle: create (config, communicator, kernels, schedule, scaler),
+ * parameter registration, setup (partition, buffers, initial values), getters.
+ */
+#define ZERO_LOG_MODULE "engine"
+#include "zero/engine_internal.h"
+
+#include "util/alloc.h"
+#include "util/half.h"
+#include "util/log.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double engine_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->last_error, sizeof(e->last_error), fmt, ap);
+    va_end(ap);
+    ZERO_LOG_ERROR("%s (%s)", e->last_error, zero_status_string(status));
+}
+
+void engine_zero(zero_engine_h e, void *ptr, size_t bytes)
+{
+    zero_mem_set_zero(e->kind, ptr, bytes);   /* host: cannot fail */
+}
+
+void engine_copy(zero_engine_h e, void *dst, const void *src, size_t bytes)
+{
+    zero_mem_copy(e->kind, dst, e->kind, src, bytes);
+}
+
+void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes)
+{
+    zero_mem_copy(e->kind, dst, ZERO_MEM_HOST, host_src, bytes);
+}
+
+zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p)
+{
+    zero_status_t status = zero_mem_alloc(e->kind, bytes, tag, ptr_p);
+    if (status != ZERO_OK) {
+        snprintf(e->last_error, sizeof(e->last_error), "cannot allocate %zu bytes for %s", bytes, tag);
+        return status;
+    }
+    *category += bytes;
+    e->mem.total += bytes;
+    if (category == &e->mem.buffers && e->mem.buffers > e->mem.buffers_peak)
+        e->mem.buffers_peak = e->mem.buffers;
+    return ZERO_OK;
+}
+
+void engine_free(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    zero_mem_free(ptr);
+    *category -= bytes;
+    e->mem.total -= bytes;
+}
+
+zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what)
+{
+    zero_status_t status;
+    if (*req == NULL)
+        return ZERO_OK;
+    status = zero_comm_request_wait(*req);
+    zero_comm_request_free(*req);
+    *req = NULL;
+    if (status != ZERO_OK) {
+        e->state = ENGINE_FAILED;
+        snprintf(e->last_error, sizeof(e->last_error), "%s failed: %s", what, zero_status_string(status));
+    }
+    return status;
+}
+
+/* ---- create ---- */
+
+static zero_status_t map_schedule(zero_engine_h e)
+{
+    const zero_config_t *c = e->config;
+    const zero_config_scheduler_t *s = &c->scheduler;
+    zero_lr_schedule_params_t p;
+    zero_lr_schedule_type_t type;
+
+    switch (s->type) {
+    case ZERO_SCHEDULER_NONE:             type = ZERO_LR_CONSTANT; break;
+    case ZERO_SCHEDULER_WARMUP_LR:        type = ZERO_LR_WARMUP; break;
+    case ZERO_SCHEDULER_WARMUP_DECAY_LR:  type = ZERO_LR_WARMUP_DECAY; break;
+    case ZERO_SCHEDULER_WARMUP_COSINE_LR: type = ZERO_LR_WARMUP_COSINE; break;
+    case ZERO_SCHEDULER_ONE_CYCLE:        type = ZERO_LR_ONE_CYCLE; break;
+    case ZERO_SCHEDULER_LR_RANGE_TEST:    type = ZERO_LR_RANGE_TEST; break;
+    default:
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "scheduler.type %d is not known to the engine", (int)s->type);
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    zero_lr_schedule_defaults(&p, type);
+    p.base_lr = c->optimizer.lr;
+    p.warmup_min_lr = s->warmup_min_lr;
+    p.warmup_max_lr = s->warmup_max_lr;
+    p.warmup_num_steps = (int64_t)s->warmup_num_steps;
+    p.warmup_type = s->warmup_type;
+    p.total_num_steps = (int64_t)s->total_num_steps;
+    p.warmup_min_ratio = s->warmup_min_ratio;
+    p.cos_min_ratio = s->cos_min_ratio;
+    p.cycle_first_step_size = (int64_t)s->cycle_first_step_size;
+    p.cycle_second_step_size = (int64_t)s->cycle_second_step_size;
+    p.cycle_first_stair_count = (int64_t)s->cycle_first_stair_count;
+    p.cycle_second_stair_count = (int64_t)s->cycle_second_stair_count;
+    p.decay_step_size = (int64_t)s->decay_step_size;
+    p.cycle_min_lr = s->cycle_min_lr;
+    p.cycle_max_lr = s->cycle_max_lr;
+    p.decay_lr_rate = s->decay_lr_rate;
+    p.cycle_momentum = s->cycle_momentum;
+    p.cycle_min_mom = s->cycle_min_mom;
+    p.cycle_max_mom = s->cycle_max_mom;
+    p.decay_mom_rate = s->decay_mom_rate;
+    p.lr_range_test_min_lr = s->lr_range_test_min_lr;
+    p.lr_range_test_step_size = (int64_t)s->lr_range_test_step_size;
+    p.lr_range_test_step_rate = s->lr_range_test_step_rate;
+    p.lr_range_test_staircase = s->lr_range_test_staircase;
+    if (zero_lr_schedule_init(&e->schedule, &p) != ZERO_OK) {
+        engine_error(e, ZERO_ERR_CONFIG, "scheduler: parameters rejected by the schedule");
+        return ZERO_ERR_CONFIG;
+    }
+    return ZERO_OK;
+}
+
+static zero_status_t map_scaler(zero_engine_h e)
+{
+    const zero_config_fp16_t *f = &e->config->fp16;
+    zero_loss_scaler_params_t p;
+    zero_loss_scaler_defaults(&p);
+    if (f->enabled) {
+        p.dynamic = f->loss_scale == 0.0;
+        p.static_scale = f->loss_scale > 0.0 ? f->loss_scale : 1.0;
+        p.initial_scale_power = (int)f->initial_scale_power;
+        p.scale_window = (int64_t)f->loss_scale_window;
+        p.hysteresis = (int)f->hysteresis;
+        p.consecutive_hysteresis = f->consecutive_hysteresis;
+        p.min_scale = f->min_loss_scale;
+    } else {
+        p.dynamic = 0;
+        p.static_scale = 1.0;
+    }
+    if (zero_loss_scaler_init(&e->scaler, &p) != ZERO_OK) {
+        engine_error(e, ZERO_ERR_CONFIG, "fp16: loss-scaler parameters rejected");
+        return ZERO_ERR_CONFIG;
+    }
+    return ZERO_OK;
+}
+
+static int default_threads(zero_comm_h comm)
+{
+    const char *env = getenv("ZERO_NUM_THREADS");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int local = zero_comm_local_size(comm);
+    if (env != NULL && *env != '\0') {
+        char *end;
+        long n = strtol(env, &end, 10);
+        if (*end == '\0' && n >= 1 && n <= 1024)
+            return (int)n;
+        ZERO_LOG_WARN("ZERO_NUM_THREADS=\"%s\" is not a count in 1..1024; ignoring it", env);
+    }
+    if (cores < 1)
+        cores = 1;
+    if (local < 1)
+        local = 1;
+    return cores / local >= 1 ? (int)(cores / local) : 1;
+}
+
+zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine_h *engine_p)
+{
+    zero_status_t status;
+    zero_engine_h e;
+    uint64_t mask;
+    int have_path, have_json, threads;
+
+    if (params == NULL || engine_p == NULL) {
+        ZERO_LOG_ERROR("zero_engine_create: params and engine_p must not be NULL");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    mask = params->field_mask;
+    have_path = (mask & ZERO_ENGINE_PARAM_FIELD_CONFIG_PATH) && params->config_path != NULL;
+    have_json = (mask & ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON) && params->config_json != NULL;
+    if (have_path == have_json) {
+        ZERO_LOG_ERROR("zero_engine_create: set exactly one of config_path and config_json");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    e = zero_calloc(1, sizeof(*e));
+    if (e == NULL) {
+        ZERO_LOG_ERROR("out of memory creating an engine");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    e->seed = (mask & ZERO_ENGINE_PARAM_FIELD_SEED) ? params->seed : 0;
+    e->kind = (mask & ZERO_ENGINE_PARAM_FIELD_MEM_KIND) ? params->mem_kind : ZERO_MEM_HOST;
+    e->manual_lr_schedule = (mask & ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE) ? params->manual_lr_schedule != 0 : 0;
+    if ((mask & ZERO_ENGINE_PARAM_FIELD_CHECKPOINT_KEEP_LAST) && params->checkpoint_keep_last > 0)
+        e->checkpoint_keep_last = params->checkpoint_keep_last;
+    if (e->kind == ZERO_MEM_PINNED)
+        e->kind = ZERO_MEM_HOST;   /* the engine's own buffers: pinning buys nothing without a device */
+    if (e->kind != ZERO_MEM_HOST) {
+        ZERO_LOG_ERROR("zero_engine_create: mem_kind %s: this version trains in host memory only; the device "
+                       "path (CUDA optimizer kernels with NCCL) is not implemented yet",
+                       zero_mem_kind_string(params->mem_kind));
+        zero_free(e);
+        return ZERO_ERR_UNSUPPORTED;
+    }
+
+    if ((mask & ZERO_ENGINE_PARAM_FIELD_COMM) && params->comm != NULL) {
+        e->comm = params->comm;
+    } else {
+        status = zero_comm_create(NULL, &e->comm);
+        if (status != ZERO_OK)
+            goto err;
+        e->owns_comm = 1;
+    }
+    e->rank = zero_comm_rank(e->comm);
+    e->world = zero_comm_size(e->comm);
+
+    /* The config is parsed against the real world size; problems are logged by the parser. */
+    if (have_path)
+        status = zero_config_parse_file(params->config_path, (uint32_t)e->world, &e->config, NULL);
+    else
+        status = zero_config_parse_string(params->config_json, strlen(params->config_json),
+                                          (uint32_t)e->world, &e->config, NULL);
+    if (status != ZERO_OK) {
+        snprintf(e->last_error, sizeof(e->last_error), "invalid config %s", have_path ? params->config_path : "string");
+        goto err;
+    }
+    e->stage = e->config->zero_optimization.stage;
+    e->precision = e->config->precision;
+    e->gas = (int)e->config->gradient_accumulation_steps;
+    if (e->config->optimizer.type == ZERO_OPTIMIZER_NONE) {
+        engine_error(e, ZERO_ERR_CONFIG, "optimizer: the config has no \"optimizer\" block; the engine needs one");
+        status = ZERO_ERR_CONFIG;
+        goto err;
+    }
+    if (e->config->zero_optimization.offload_optimizer.device != ZERO_OFFLOAD_NONE ||
+        e->config->zero_optimization.offload_param.device != ZERO_OFFLOAD_NONE) {
+        /* Host training already keeps everything in host memory; NVMe offload is not built yet. */
+        if (e->config->zero_optimization.offload_optimizer.device == ZERO_OFFLOAD_NVME ||
+            e->config->zero_optimization.offload_param.device == ZERO_OFFLOAD_NVME) {
+            engine_error(e, ZERO_ERR_UNSUPPORTED,
+                         "zero_optimization.offload_*.device: nvme offload is not implemented in this version");
+            status = ZERO_ERR_UNSUPPORTED;
+            goto err;
+        }
+    }
+
+    threads = (mask & ZERO_ENGINE_PARAM_FIELD_NUM_THREADS) && params->num_threads > 0 ? params->num_threads
+                                                                                       : default_threads(e->comm);
+    status = zero_thread_pool_create(threads, &e->pool);
+    if (status != ZERO_OK)
+        goto err;
+    status = zero_optim_ctx_init(&e->optim, ZERO_OPTIM_ISA_AUTO, e->pool);
+    if (status != ZERO_OK)
+        goto err;
+    status = map_schedule(e);
+    if (status != ZERO_OK)
+        goto err;
+    status = map_scaler(e);
+    if (status != ZERO_OK)
+        goto err;
+    ZERO_LOG_DEBUG("engine: rank %d of %d, stage %d, %s, %d kernel threads (%s)", e->rank, e->world, e->stage,
+                   zero_dtype_string(e->precision), threads, zero_optim_isa_name(e->optim.isa));
+    *engine_p = e;
+    return ZERO_OK;
+
+err:
+    zero_engine_destroy(e);
+    return status;
+}
+
+/* ---- destroy ---- */
+
+static void free_group(zero_engine_h e, group_state_t *g)
+{
+    size_t esz = dtype_bytes(g->dtype);
+    engine_free(e, &e->mem.params, g->length * esz, g->params_flat);
+    engine_free(e, &e->mem.params, g->own_length * esz, g->params_shard);
+    engine_free(e, &e->mem.grads, g->length * esz, g->grads_flat);
+    engine_free(e, &e->mem.grads, g->own_length * esz, g->grad_shard);
+    if ((void *)g->master != g->params_flat && (void *)g->master != g->params_shard)
+        engine_free(e, &e->mem.master, g->own_length * sizeof(float), g->master);
+    engine_free(e, &e->mem.optim_state, g->own_length * sizeof(float), g->state1);
+    engine_free(e, &e->mem.optim_state, g->own_length * sizeof(float), g->state2);
+    zero_free(g->run_start);
+    zero_free(g->run_decay);
+    zero_free(g->segments);
+    memset(g, 0, sizeof(*g));
+}
+
+void zero_engine_destroy(zero_engine_h e)
+{
+    if (e == NULL)
+        return;
+    if (e->buckets != NULL && e->layout != NULL) {
+        for (int b = 0; b < e->layout->num_buckets; b++) {
+            bucket_state_t *bs = &e->buckets[b];
+            size_t bytes = e->layout->buckets[b].length * dtype_bytes(e->layout->groups[e->layout->buckets[b].group].dtype);
+            if (bs->reduce_req) {
+                zero_comm_request_free(bs->reduce_req);   /* waits: its buffer is freed next */
+                bs->reduce_req = NULL;
+            }
+            if (bs->gather_req) {
+                zero_comm_request_free(bs->gather_req);
+                bs->gather_req = NULL;
+            }
+            engine_free(e, &e->mem.buffers, bytes, bs->staging);
+            engine_free(e, &e->mem.buffers, bytes, bs->gathered);
+        }
+    }
+    zero_free(e->buckets);
+    if (e->layout != NULL)
+        for (int g = 0; g < e->layout->num_groups; g++)
+            free_group(e, &e->groups[g]);
+    zero_layout_destroy(e->layout);
+    for (int i = 0; i < e->num_params; i++) {
+        zero_free(e->params[i]->name);
+        zero_free(e->params[i]);
+    }
+    zero_free(e->params);
+    zero_free(e->trace);
+    zero_thread_pool_destroy(e->pool);
+    zero_config_destroy(e->config);
+    if (e->owns_comm)
+        zero_comm_destroy(e->comm);
+    zero_free(e);
+}
+
+/* ---- registration ---- */
+
+zero_status_t zero_param_register(zero_engine_h e, const zero_param_desc_t *d, zero_param_h *param_p)
+{
+    struct zero_param *p;
+    size_t numel = 1;
+    uint64_t m;
+
+    if (e == NULL || d == NULL || param_p == NULL) {
+        ZERO_LOG_ERROR("zero_param_register: NULL argument");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    m = d->field_mask;
+    if (e->state != ENGINE_REGISTERING) {
+        engine_error(e, ZERO_ERR_STATE, "zero_param_register(%s): parameters must be registered before zero_engine_setup",
+                     d->name ? d->name : "?");
+        return ZERO_ERR_STATE;
+    }
+    if (d->name == NULL || d->name[0] == '\0' || strlen(d->name) >= ZERO_LAYOUT_MAX_NAME) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register: parameter %d needs a name of 1..%d bytes",
+                     e->num_params, ZERO_LAYOUT_MAX_NAME - 1);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for (int i = 0; i < e->num_params; i++) {
+        if (strcmp(e->params[i]->name, d->name) == 0) {
+            engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): name already registered", d->name);
+            return ZERO_ERR_INVALID_ARG;
+        }
+    }
+    if (d->dtype != ZERO_FP32 && d->dtype != e->precision) {
+        engine_error(e, ZERO_ERR_INVALID_ARG,
+                     "zero_param_register(%s): dtype %s does not match the config's precision %s "
+                     "(fp16.enabled / bf16.enabled); use that or fp32",
+                     d->name, zero_dtype_string(d->dtype), zero_dtype_string(e->precision));
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (d->ndim < 0 || d->ndim > ZERO_PARAM_MAX_NDIM) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): ndim %d outside 0..%d", d->name, d->ndim,
+                     ZERO_PARAM_MAX_NDIM);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for (int k = 0; k < d->ndim; k++) {
+        if (d->shape[k] < 0 || (d->shape[k] > 0 && numel > SIZE_MAX / 8 / (size_t)d->shape[k])) {
+            engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): bad dimension %lld at axis %d", d->name,
+                         (long long)d->shape[k], k);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        numel *= (size_t)d->shape[k];
+    }
+    if ((m & ZERO_PARAM_FIELD_INIT_VALUES) && (m & ZERO_PARAM_FIELD_INIT_FN)) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): set init_values or init_fn, not both", d->name);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((m & ZERO_PARAM_FIELD_INIT_VALUES) && d->init_values == NULL && numel > 0) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): init_values is NULL", d->name);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((m & ZERO_PARAM_FIELD_INIT_FN) && d->init_fn == NULL) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): init_fn is NULL", d->name);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (m & ZERO_PARAM_FIELD_VIEW) {
+        if (e->stage == 3) {
+            engine_error(e, ZERO_ERR_UNSUPPORTED,
+                         "zero_param_register(%s): caller-owned views are for stages 0-2; at stage 3 the engine "
+                         "owns the sharded weights", d->name);
+            return ZERO_ERR_UNSUPPORTED;
+        }
+        if (numel > 0 && (d->view_data == NULL || d->view_grad == NULL)) {
+            engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): a view needs view_data and view_grad",
+                         d->name);
+            return ZERO_ERR_INVALID_ARG;
+        }
+    }
+    if (e->num_params == e->cap_params) {
+        int cap = e->cap_params ? e->cap_params * 2 : 64;
+        struct zero_param **grown = zero_realloc(e->params, (size_t)cap * sizeof(*grown));
+        if (grown == NULL)
+            goto err_nomem;
+        e->params = grown;
+        e->cap_params = cap;
+    }
+    p = zero_calloc(1, sizeof(*p));
+    if (p == NULL)
+        goto err_nomem;
+    p->name = zero_strdup(d->name);
+    if (p->name == NULL) {
+        zero_free(p);
+        goto err_nomem;
+    }
+    p->engine = e;
+    p->index = e->num_params;
+    p->dtype = d->dtype;
+    p->ndim = d->ndim;
+    memcpy(p->shape, d->shape, sizeof(p->shape[0]) * (size_t)d->ndim);
+    p->numel = numel;
+    p->weight_decay = (m & ZERO_PARAM_FIELD_WEIGHT_DECAY) ? (d->weight_decay != 0) : 1;
+    if (m & ZERO_PARAM_FIELD_INIT_VALUES)
+        p->init_values = d->init_values;
+    if (m & ZERO_PARAM_FIELD_INIT_FN) {
+        p->init_fn = d->init_fn;
+        p->init_user_data = d->init_user_data;
+    }
+    if (m & ZERO_PARAM_FIELD_VIEW) {
+        p->view_data = d->view_data;
+        p->view_grad = d->view_grad;
+    }
+    e->params[e->num_params++] = p;
+    *param_p = p;
+    return ZERO_OK;
+
+err_nomem:
+    engine_error(e, ZERO_ERR_NO_MEMORY, "zero_param_register(%s): out of memory", d->name);
+    return ZERO_ERR_NO_MEMORY;
+}
+
+/* ---- setup ---- */
+
+/* Every rank must have registered the same parameters: compare per-parameter
+ * hashes with rank 0's (exact small integers carried as fp32). */
+static zero_status_t check_same_registration(zero_engine_h e)
+{
+    zero_status_t status;
+    float *mine = NULL, *root = NULL, count[2], flag;
+    size_t n = (size_t)e->num_params;
+    int first_diff = -1;
+
+    count[0] = (float)(e->num_params & 0xffff);
+    count[1] = (float)(e->num_params >> 16);
+    status = zero_comm_broadcast(e->comm, count, count, 2, ZERO_FP32, 0, ZERO_MEM_HOST);
+    if (status != ZERO_OK)
+        goto comm_fail;
+    if ((int)count[0] + ((int)count[1] << 16) != e->num_params) {
+        flag = 1.0f;
+        first_diff = -2;
+    } else {
+        mine = zero_calloc(n ? n : 1, sizeof(float));
+        root = zero_calloc(n ? n : 1, sizeof(float));
+        if (mine == NULL || root == NULL) {
+            zero_free(mine);
+            zero_free(root);
+            engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+            return ZERO_ERR_NO_MEMORY;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const zero_layout_param_t *lp = &e->layout->params[i];
+            uint64_t h = 1469598103934665603ULL;
+            const unsigned char *s = (const unsigned char *)lp->name;
+            while (*s)
+                h = (h ^ *s++) * 1099511628211ULL;
+            h = (h ^ (uint64_t)lp->dtype) * 1099511628211ULL;
+            for (int k = 0; k < lp->ndim; k++)
+                h = (h ^ (uint64_t)lp->shape[k]) * 1099511628211ULL;
+            mine[i] = root[i] = (float)(h & 0xffffff);   /* 24 bits: exact in fp32 */
+        }
+        status = zero_comm_broadcast(e->comm, root, root, n, ZERO_FP32, 0, ZERO_MEM_HOST);
+        if (status != ZERO_OK)
+            goto comm_fail;
+        for (size_t i = 0; i < n && first_diff < 0; i++)
+            if (mine[i] != root[i])
+                first_diff = (int)i;
+        flag = first_diff >= 0 ? 1.0f : 0.0f;
+    }
+    status = zero_comm_allreduce(e->comm, &flag, &flag, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    zero_free(mine);
+    zero_free(root);
+    if (status != ZERO_OK)
+        goto comm_fail_nofree;
+    if (flag != 0.0f) {
+        if (first_diff == -2)
+            engine_error(e, ZERO_ERR_INVALID_ARG, "setup: this rank registered %d parameters, rank 0 registered %d",
+                         e->num_params, (int)count[0] + ((int)count[1] << 16));
+        else if (first_diff >= 0)
+            engine_error(e, ZERO_ERR_INVALID_ARG,
+                         "setup: parameter %d (%s) differs from rank 0's in name, dtype or shape", first_diff,
+                         e->params[first_diff]->name);
+        else
+            engine_error(e, ZERO_ERR_INVALID_ARG, "setup: another rank registered different parameters");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return ZERO_OK;
+
+comm_fail:
+    zero_free(mine);
+    zero_free(root);
+comm_fail_nofree:
+    e->state = ENGINE_FAILED;
+    engine_error(e, status, "setup: checking registrations across ranks failed");
+    return status;
+}
+
+/* Runs of the owned range with one weight-decay setting; padding joins the run before it. */
+static zero_status_t build_runs(zero_engine_h e, int gi)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t count = 0, runs = 0;
+    zero_layout_rank_segments(e->layout, gi, e->own_rank, NULL, 0, &count);
+    g->segments = zero_calloc(count ? count : 1, sizeof(*g->segments));
+    g->run_start = zero_calloc(count + 2, sizeof(size_t));
+    g->run_decay = zero_calloc(count + 1, sizeof(int));
+    if (g->segments == NULL || g->run_start == NULL || g->run_decay == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    zero_layout_rank_segments(e->layout, gi, e->own_rank, g->segments, count, &count);
+    g->num_segments = count;
+    g->run_start[0] = 0;
+    for (size_t s = 0; s < count; s++) {
+        int decay = e->params[g->segments[s].param]->weight_decay;
+        if (runs == 0) {
+            g->run_decay[runs++] = decay;
+        } else if (g->run_decay[runs - 1] != decay) {
+            g->run_start[runs] = g->segments[s].shard_offset;
+            g->run_decay[runs++] = decay;
+        }
+    }
+    if (runs == 0)
+        g->run_decay[runs++] = 1;
+    g->run_start[runs] = g->own_length;
+    g->num_runs = runs;
+    return ZERO_OK;
+}
+
+/* The fp32 initial values of elements [off, off + n) of parameter @p p into the host array @p out. */
+static void initial_values(zero_engine_h e, struct zero_param *p, size_t off, size_t n, float *out)
+{
+    if (p->init_values != NULL) {
+        memcpy(out, p->init_values + off, n * sizeof(float));
+    } else if (p->init_fn != NULL) {
+        p->init_fn(p->name, off, n, out, p->init_user_data);
+    } else if (p->view_data != NULL) {
+        /* rank 0's view content was broadcast into every rank's view before this */
+        size_t esz = dtype_bytes(p->dtype);
+        if (p->dtype == ZERO_FP32) {
+            zero_mem_copy(ZERO_MEM_HOST, out, e->kind, (const char *)p->view_data + off * esz, n * esz);
+        } else {
+            uint16_t h[256];
+            for (size_t done = 0; done < n; done += 256) {
+                size_t m = n - done < 256 ? n - done : 256;
+                zero_mem_copy(ZERO_MEM_HOST, h, e->kind, (const uint16_t *)p->view_data + off + done, m * esz);
+                for (size_t k = 0; k < m; k++)
+                    out[done + k] = p->dtype == ZERO_BF16 ? zero_bf16_to_f32(h[k]) : zero_f16_to_f32(h[k]);
+            }
+        }
+    } else {
+        memset(out, 0, n * sizeof(float));
+    }
+}
+
+static int optimizer_states(const zero_config_t *c)
+{
+    switch (c->optimizer.type) {
+    case ZERO_OPTIMIZER_ADAM:
+    case ZERO_OPTIMIZER_ADAMW:
+    case ZERO_OPTIMIZER_LAMB:
+        return 2;
+    case ZERO_OPTIMIZER_SGD:
+        return c->optimizer.momentum != 0.0 ? 1 : 0;
+    case ZERO_OPTIMIZER_ADAGRAD:
+    case ZERO_OPTIMIZER_LION:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static zero_status_t setup_group(zero_engine_h e, int gi)
+{
+    zero_status_t status;
+    group_state_t *g = &e->groups[gi];
+    const zero_layout_group_t *lg = &e->layout->groups[gi];
+    size_t esz;
+    int nstates = optimizer_states(e->config);
+
+    g->dtype = lg->dtype;
+    esz = dtype_bytes(g->dtype);
+    g->length = lg->length;
+    g->own_length = lg->shard_length;   /* the layout's world is 1 at stage 0 */
+
+    if (e->stage < 3) {
+        status = engine_alloc(e, &e->mem.params, g->length * esz, "params", &g->params_flat);
+        if (status != ZERO_OK)
+            return status;
+        engine_zero(e, g->params_flat, g->length * esz);
+    } else {
+        status = engine_alloc(e, &e->mem.params, g->own_length * esz, "params shard", &g->params_shard);
+        if (status != ZERO_OK)
+            return status;
+        engine_zero(e, g->params_shard, g->own_length * esz);
+    }
+    if (e->stage < 2) {
+        status = engine_alloc(e, &e->mem.grads, g->length * esz, "grads", &g->grads_flat);
+        if (status != ZERO_OK)
+            return status;
+        engine_zero(e, g->grads_flat, g->length * esz);
+    } else {
+        status = engine_alloc(e, &e->mem.grads, g->own_length * esz, "grad shard", &g->grad_shard);
+        if (status != ZERO_OK)
+            return status;
+        engine_zero(e, g->grad_shard, g->own_length * esz);
+    }
+    /* fp32 training: the weights the trainer sees are the master weights where the
+     * owned range is contiguous in them (stage 0: everything; stage 3: the shard). */
+    if (g->dtype == ZERO_FP32 && e->stage == 0)
+        g->master = g->params_flat;
+    else if (g->dtype == ZERO_FP32 && e->stage == 3)
+        g->master = g->params_shard;
+    else {
+        status = engine_alloc(e, &e->mem.master, g->own_length * sizeof(float), "master", (void **)&g->master);
+        if (status != ZERO_OK)
+            return status;
+    }
+    if (nstates >= 1) {
+        status = engine_alloc(e, &e->mem.optim_state, g->own_length * sizeof(float), "optimizer state 1",
+                              (void **)&g->state1);
+        if (status != ZERO_OK)
+            return status;
+        engine_zero(e, g->state1, g->own_length * sizeof(float));
+    }
+    if (nstates >= 2) {
+        status = engine_alloc(e, &e->mem.optim_state, g->own_length * sizeof(float), "optimizer state 2",
+                              (void **)&g->state2);
+        if (status != ZERO_OK)
+            return status;
+        engine_zero(e, g->state2, g->own_length * sizeof(float));
+    }
+    if (e->config->optimizer.type == ZERO_OPTIMIZER_ADAGRAD) {
+        zero_optim_adagrad_params_t ap;
+        zero_optim_adagrad_defaults(&ap);
+        ap.initial_accumulator_value = 0.0f;   /* DeepSpeed's Adagrad starts its sum at 0 */
+        zero_optim_adagrad_init_state(&e->optim, &ap, g->state1, g->own_length);
+    }
+    status = build_runs(e, gi);
+    if (status != ZERO_OK)
+        return status;
+
+    /* Initial master values of the owned segments (padding stays 0), built in a
+     * host buffer a block at a time and copied to the engine's memory. */
+    engine_zero(e, g->master, g->own_length * sizeof(float));
+    {
+        enum { INIT_BLOCK = 1 << 16 };
+        float *host = zero_malloc(INIT_BLOCK * sizeof(float));
+        if (host == NULL) {
+            engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+            return ZERO_ERR_NO_MEMORY;
+        }
+        for (size_t s = 0; s < g->num_segments; s++) {
+            const zero_layout_segment_t *sg = &g->segments[s];
+            for (size_t done = 0; done < sg->length; done += INIT_BLOCK) {
+                size_t n = sg->length - done < INIT_BLOCK ? sg->length - done : INIT_BLOCK;
+                initial_values(e, e->params[sg->param], sg->param_offset + done, n, host);
+                engine_upload(e, g->master + sg->shard_offset + done, host, n * sizeof(float));
+            }
+        }
+        zero_free(host);
+    }
+    return ZERO_OK;
+}
+
+/* Broadcast rank 0's view content for view parameters that have no init source. */
+static zero_status_t broadcast_view_inits(zero_engine_h e)
+{
+    for (int i = 0; i < e->num_params; i++) {
+        struct zero_param *p = e->params[i];
+        zero_status_t status;
+        if (p->view_data == NULL || p->init_values != NULL || p->init_fn != NULL || p->numel == 0)
+            continue;
+        status = zero_comm_broadcast(e->comm, p->view_data, p->view_data, p->numel, p->dtype, 0, e->kind);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_error(e, status, "setup: broadcasting the initial value of %s failed", p->name);
+            return status;
+        }
+    }
+    return ZERO_OK;
+}
+
+zero_status_t zero_engine_setup(zero_engine_h e)
+{
+    zero_status_t status;
+    zero_layout_param_desc_t *descs = NULL;
+    const zero_config_zero_t *z;
+    size_t bucket_elems;
+
+    if (e == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    if (e->state != ENGINE_REGISTERING) {
+        engine_error(e, ZERO_ERR_STATE, "zero_engine_setup: the engine is already set up");
+        return ZERO_ERR_STATE;
+    }
+    z = &e->config->zero_optimization;
+    e->own_world = e->stage == 0 ? 1 : e->world;
+    e->own_rank = e->stage == 0 ? 0 : e->rank;
+    /* Buckets: whole parameters up to the reduce (and allgather) bucket size; at
+     * stage 3 one parameter per bucket, since each is gathered on its own. */
+    bucket_elems = z->reduce_bucket_size;
+    if (z->allgather_bucket_size < bucket_elems)
+        bucket_elems = z->allgather_bucket_size;
+    if (e->stage == 3)
+        bucket_elems = 1;
+    if (bucket_elems < 1)
+        bucket_elems = 1;
+
+    descs = zero_calloc((size_t)(e->num_params ? e->num_params : 1), sizeof(*descs));
+    if (descs == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (int i = 0; i < e->num_params; i++) {
+        descs[i].name = e->params[i]->name;
+        descs[i].dtype = e->params[i]->dtype;
+        descs[i].ndim = e->params[i]->ndim;
+        memcpy(descs[i].shape, e->params[i]->shape, sizeof(descs[i].shape));
+    }
+    status = zero_layout_build(descs, e->num_params, e->own_world, ZERO_ENGINE_ALIGNMENT, bucket_elems, &e->layout);
+    zero_free(descs);
+    if (status != ZERO_OK) {
+        snprintf(e->last_error, sizeof(e->last_error), "setup: cannot build the partition");
+        return status;
+    }
+    status = check_same_registration(e);
+    if (status != ZERO_OK)
+        goto err;
+    status = broadcast_view_inits(e);
+    if (status != ZERO_OK)
+        goto err;
+    e->buckets = zero_calloc((size_t)(e->layout->num_buckets ? e->layout->num_buckets : 1), sizeof(*e->buckets));
+    if (e->buckets == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+        status = ZERO_ERR_NO_MEMORY;
+        goto err;
+    }
+    for (int g = 0; g < e->layout->num_groups; g++) {
+        status = setup_group(e, g);
+        if (status != ZERO_OK)
+            goto err;
+    }
+    for (int i = 0; i < e->num_params; i++) {
+        struct zero_param *p = e->params[i];
+        const zero_layout_param_t *lp = &e->layout->params[i];
+        e->mem.num_params += p->numel;
+        if (e->stage < 3)
+            p->data = (char *)e->groups[lp->group].params_flat + lp->offset * dtype_bytes(p->dtype);
+        else
+            p->persistent = p->numel <= z->stage3_param_persistence_threshold;
+        if (e->stage < 2 && p->view_grad == NULL)
+            p->grad = NULL;   /* handed out from backward_begin on */
+    }
+    /* The weights the trainer sees, from the fp32 masters. */
+    status = engine_write_back(e);
+    if (status != ZERO_OK)
+        goto err;
+    e->state = ENGINE_READY;
+    return ZERO_OK;
+
+err:
+    if (e->state != ENGINE_FAILED) {
+        /* Leave the engine as before setup: registrations stay, buffers go. */
+        if (e->buckets != NULL) {
+            zero_free(e->buckets);
+            e->buckets = NULL;
+        }
+        for (int g = 0; g < e->layout->num_groups; g++)
+            free_group(e, &e->groups[g]);
+        zero_layout_destroy(e->layout);
+        e->layout = NULL;
+        memset(&e->mem, 0, sizeof(e->mem));
+    }
+    return status;
+}
+
+/* ---- getters ---- */
+
+void *zero_param_data(zero_param_h p)
+{
+    if (p == NULL)
+        return NULL;
+    if (p->view_data != NULL)
+        return p->view_data;
+    return p->data;
+}
+
+void *zero_param_grad(zero_param_h p)
+{
+    return p ? engine_param_grad_lazy(p) : NULL;
+}
+
+const char *zero_param_name(zero_param_h p)
+{
+    return p ? p->name : "";
+}
+
+size_t zero_param_numel(zero_param_h p)
+{
+    return p ? p->numel : 0;
+}
+
+double zero_engine_lr(zero_engine_h e)
+{
+    return zero_lr_schedule_lr(&e->schedule);
+}
+
+zero_status_t zero_engine_set_lr(zero_engine_h e, double lr)
+{
+    if (e == NULL || !(lr >= 0.0) || !isfinite(lr)) {
+        if (e)
+            engine_error(e, ZERO_ERR_INVALID_ARG, "zero_engine_set_lr: lr must be a finite number >= 0");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (e->config->scheduler.type != ZERO_SCHEDULER_NONE) {
+        engine_error(e, ZERO_ERR_STATE,
+                     "zero_engine_set_lr: the config has a scheduler (%s) that sets the lr every step; remove it "
+                     "from the config to drive the lr yourself",
+                     zero_scheduler_type_string(e->config->scheduler.type));
+        return ZERO_ERR_STATE;
+    }
+    return zero_lr_schedule_set_lr(&e->schedule, lr);
+}
+
+double zero_engine_loss_scale(zero_engine_h e) { return zero_loss_scaler_scale(&e->scaler); }
+zero_status_t zero_engine_lr_schedule_step(zero_engine_h e)
+{
+    if (e == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    if (!e->manual_lr_schedule) {
+        engine_error(e, ZERO_ERR_STATE, "zero_engine_lr_schedule_step: the engine steps the schedule itself; create it "
+                     "with manual_lr_schedule to step it by hand");
+        return ZERO_ERR_STATE;
+    }
+    zero_lr_schedule_step(&e->schedule);
+    return ZERO_OK;
+}
+
+uint64_t zero_engine_global_steps(zero_engine_h e) { return e->global_steps; }
+uint64_t zero_engine_micro_steps(zero_engine_h e) { return e->micro_steps; }
+uint64_t zero_engine_skipped_steps(zero_engine_h e) { return e->skipped_steps; }
+double zero_engine_grad_norm(zero_engine_h e) { return e->last_grad_norm; }
+
+zero_status_t zero_engine_timers(zero_engine_h e, zero_engine_timers_t *timers_p)
+{
+    if (e == NULL || timers_p == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    *timers_p = (zero_engine_timers_t){.backward_wait = e->timers.backward_wait, .reduce = e->timers.reduce,
+                                       .step = e->timers.step, .gather = e->timers.gather};
+    return ZERO_OK;
+}
+const zero_config_t *zero_engine_config(zero_engine_h e) { return e->config; }
+zero_comm_h zero_engine_comm(zero_engine_h e) { return e->comm; }
+const char *zero_engine_last_error(zero_engine_h e) { return e ? e->last_error : ""; }
+
+zero_status_t zero_engine_memory(zero_engine_h e, zero_engine_memory_t *memory_p)
+{
+    if (e == NULL || memory_p == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    *memory_p = e->mem;
+    return ZERO_OK;
+}

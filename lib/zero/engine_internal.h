@@ -1,0 +1,170 @@
+/*
+ * Engine internals shared by the engine's source files (engine.c: life cycle
+ * and setup; engine_step.c: backward, reduction and the optimizer step;
+ * engine_gather.c: stage-3 gather, release and prefetch).
+ */
+#ifndef ZERO_ZERO_ENGINE_INTERNAL_H
+#define ZERO_ZERO_ENGINE_INTERNAL_H
+
+#include <zero/engine.h>
+
+#include "optim/loss_scaler.h"
+#include "optim/lr_schedule.h"
+#include "optim/optim.h"
+#include "partition/layout.h"
+#include "util/thread_pool.h"
+
+#include <stdarg.h>
+
+/* Every parameter start is aligned to this many elements (and buckets padded to
+ * a multiple of it times the world size): 256 bytes of fp32, whole cache lines
+ * and vector registers for every kernel. */
+#define ZERO_ENGINE_ALIGNMENT 64
+
+/* Gradient buckets whose reduce-scatter may be in flight at once (stages 2-3);
+ * DeepSpeed keeps two such buffers too. */
+#define ZERO_ENGINE_MAX_REDUCTIONS 2
+
+typedef enum engine_state {
+    ENGINE_REGISTERING = 0,  /* params may be registered */
+    ENGINE_READY,            /* set up; no backward open */
+    ENGINE_IN_BACKWARD,      /* between backward_begin and backward_end */
+    ENGINE_BACKWARD_DONE,    /* backward ended; zero_step expected */
+    ENGINE_FAILED            /* a collective failed: only destroy is allowed */
+} engine_state_t;
+
+struct zero_param {
+    zero_engine_h engine;
+    int index;
+    char *name;
+    zero_dtype_t dtype;
+    int ndim;
+    int64_t shape[ZERO_PARAM_MAX_NDIM];
+    size_t numel;
+    int weight_decay;
+    const float *init_values;
+    zero_param_init_fn_t init_fn;
+    void *init_user_data;
+    void *view_data;
+    void *view_grad;
+
+    /* run time */
+    void *data;          /* full weights (stage 3: only while gathered) */
+    void *grad;          /* the buffer the backward adds into (NULL outside its window) */
+    int ready;           /* grad_ready this micro-batch */
+    int gather_count;    /* stage 3: nested gathers outstanding */
+    int persistent;      /* stage 3: stays gathered */
+    int stale;           /* stage 3: the full copy predates the last update */
+};
+
+/* A bucket's run-time state (gradient staging at stages 2-3, gathers at 3). */
+typedef struct bucket_state {
+    void *staging;                 /* [length] of dtype: gradients (stages 2-3) */
+    int params_ready;              /* parameters marked ready this micro-batch */
+    int reduced;                   /* reduction started this micro-batch */
+    zero_comm_request_h reduce_req;
+    void *gathered;                /* stage 3: [length] full weights */
+    zero_comm_request_h gather_req; /* stage 3: allgather in flight (prefetch) */
+} bucket_state_t;
+
+/* One dtype group: weights, gradients and optimizer state of its owned range. */
+typedef struct group_state {
+    zero_dtype_t dtype;
+    size_t length;          /* flat elements with padding */
+    size_t own_length;      /* elements this rank updates: length at stage 0, else length / W */
+    void *params_flat;      /* stages 0-2: [length] of dtype */
+    void *params_shard;     /* stage 3: [own_length] of dtype */
+    float *scratch;         /* step: fp32 gradients of one piece (see engine_step.c) */
+    size_t scratch_length;
+    void *grads_flat;       /* stages 0-1: [length] of dtype */
+    void *grad_shard;       /* stages 2-3: [own_length] of dtype, the owned averaged gradients */
+    float *master;          /* [own_length] fp32 */
+    float *state1, *state2; /* [own_length] fp32 optimizer state (NULL if unused) */
+    /* Runs of the owned range that share one weight-decay setting. */
+    size_t num_runs;
+    size_t *run_start;      /* [num_runs + 1]: run r is [run_start[r], run_start[r + 1]) */
+    int *run_decay;         /* [num_runs] */
+    /* Lamb: the owned segments of each parameter. */
+    size_t num_segments;
+    zero_layout_segment_t *segments;
+} group_state_t;
+
+typedef struct engine_timers {
+    double backward_wait, reduce, step, gather;
+} engine_timers_t;
+
+struct zero_engine {
+    engine_state_t state;
+    zero_config_t *config;
+    zero_comm_h comm;
+    int owns_comm;
+    int rank, world;
+    int stage;
+    zero_mem_kind_t kind;            /* where weights, gradients and optimizer state live */
+    int manual_lr_schedule;          /* the trainer steps the schedule (zero_engine_lr_schedule_step) */
+    int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
+    zero_dtype_t precision;
+    uint64_t seed;
+    char last_error[512];
+
+    zero_thread_pool_t *pool;
+    zero_optim_ctx_t optim;
+    zero_lr_schedule_t schedule;
+    zero_loss_scaler_t scaler;
+
+    /* parameters */
+    int num_params, cap_params;
+    struct zero_param **params;
+
+    /* partition and buffers (after setup) */
+    zero_layout_t *layout;          /* world = own_world (1 at stage 0) */
+    int own_world, own_rank;
+    group_state_t groups[ZERO_DTYPE_COUNT];
+    bucket_state_t *buckets;
+
+    /* counters */
+    uint64_t micro_steps, global_steps, skipped_steps;
+    int window_micro;                /* micro-batches into the current accumulation window */
+    double last_grad_norm;
+    int gas;                         /* gradient accumulation steps */
+
+    /* stage 3 gather trace (order of the first window) and prefetch */
+    int *trace;
+    size_t trace_len, trace_cap, trace_pos;
+    int trace_done;
+
+    /* accounting */
+    zero_engine_memory_t mem;
+    engine_timers_t timers;
+};
+
+/* Records the engine's last error (and logs it once at ERROR). */
+void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...) ZERO_PRINTF(3, 4);
+
+/* Buffer allocation with the engine's accounting (category: a field of zero_engine_memory_t). */
+zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p);
+void engine_free(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr);
+
+/* Memory operations on the engine's buffers (of e->kind); host-to-engine for initial values. */
+void engine_zero(zero_engine_h e, void *ptr, size_t bytes);
+void engine_copy(zero_engine_h e, void *dst, const void *src, size_t bytes);
+void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes);
+
+/* Waits for a request, frees it, and turns a failure into the engine's FAILED state. */
+zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what);
+
+double engine_now(void);
+
+/* engine_gather.c */
+zero_status_t engine_gather_bucket_start(zero_engine_h e, int bucket);
+zero_status_t engine_gather_bucket_finish(zero_engine_h e, int bucket);
+void engine_gather_drop_all(zero_engine_h e);
+
+/* engine_step.c */
+void *engine_param_grad_lazy(zero_param_h p);
+zero_status_t engine_reduce_bucket_start(zero_engine_h e, int bucket);
+zero_status_t engine_write_back(zero_engine_h e);
+
+static inline size_t dtype_bytes(zero_dtype_t d) { return zero_dtype_size(d); }
+
+#endif /* ZERO_ZERO_ENGINE_INTERNAL_H */

@@ -1,0 +1,850 @@
+/*
+ * Backward and step: gradient buffers, bucketed reduction (stages 2-3 during
+ * the backward, stages 0-1 at the boundary), overflow check, global norm and
+ * clipping, the optimizer kernels over the owned shard, and bringing the
+ * updated weights back.
+ */
+#define ZERO_LOG_MODULE "engine"
+#include "zero/engine_internal.h"
+
+#include "util/alloc.h"
+#include "util/half.h"
+#include "util/log.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static zero_optim_w16_t w16_of(zero_dtype_t d)
+{
+    return d == ZERO_BF16 ? ZERO_OPTIM_W16_BF16 : d == ZERO_FP16 ? ZERO_OPTIM_W16_FP16 : ZERO_OPTIM_W16_NONE;
+}
+
+static size_t bucket_bytes(zero_engine_h e, int b)
+{
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    return bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
+}
+
+static int bucket_param_count(zero_engine_h e, int b)
+{
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    int n = 0;
+    for (int i = bk->first_param; i < bk->first_param + bk->num_params; i++)
+        n += e->layout->params[i].bucket == b;
+    return n;
+}
+
+/* dst += src, @p n elements of @p dtype (16-bit sums in fp32, rounded once). */
+static void accumulate(void *dst, const void *src, zero_dtype_t dtype, size_t n)
+{
+    if (dtype == ZERO_FP32) {
+        float *d = dst;
+        const float *s = src;
+        for (size_t i = 0; i < n; i++)
+            d[i] += s[i];
+    } else if (dtype == ZERO_BF16) {
+        uint16_t *d = dst;
+        const uint16_t *s = src;
+        for (size_t i = 0; i < n; i++)
+            d[i] = zero_f32_to_bf16(zero_bf16_to_f32(d[i]) + zero_bf16_to_f32(s[i]));
+    } else {
+        uint16_t *d = dst;
+        const uint16_t *s = src;
+        for (size_t i = 0; i < n; i++)
+            d[i] = zero_f32_to_f16(zero_f16_to_f32(d[i]) + zero_f16_to_f32(s[i]));
+    }
+}
+
+/* ---- backward ---- */
+
+zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
+{
+    if (e == NULL || seed_p == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    if (e->state != ENGINE_READY) {
+        engine_error(e, ZERO_ERR_STATE, "zero_backward_begin: %s",
+                     e->state == ENGINE_REGISTERING ? "call zero_engine_setup first"
+                     : e->state == ENGINE_FAILED     ? "the engine failed earlier; destroy it"
+                                                     : "a backward is already open (call zero_backward_end and zero_step)");
+        return ZERO_ERR_STATE;
+    }
+    for (int i = 0; i < e->num_params; i++) {
+        struct zero_param *p = e->params[i];
+        const zero_layout_param_t *lp = &e->layout->params[i];
+        p->ready = 0;
+        if (p->view_grad != NULL)
+            p->grad = p->view_grad;
+        else if (e->stage < 2)
+            p->grad = (char *)e->groups[lp->group].grads_flat + lp->offset * dtype_bytes(p->dtype);
+        else
+            p->grad = NULL;   /* bucket staging, handed out on first use */
+    }
+    if (e->stage >= 2)
+        for (int b = 0; b < e->layout->num_buckets; b++) {
+            e->buckets[b].params_ready = 0;
+            e->buckets[b].reduced = 0;
+        }
+    e->state = ENGINE_IN_BACKWARD;
+    *seed_p = (float)(zero_loss_scaler_scale(&e->scaler) / (double)e->gas);
+    return ZERO_OK;
+}
+
+/* Stages 2-3: the staging buffer of bucket @p b, allocated and zeroed on first use. */
+static zero_status_t bucket_staging(zero_engine_h e, int b)
+{
+    bucket_state_t *bs = &e->buckets[b];
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    zero_status_t status;
+    if (bs->staging != NULL)
+        return ZERO_OK;
+    status = engine_alloc(e, &e->mem.buffers, bucket_bytes(e, b), "gradient bucket", &bs->staging);
+    if (status != ZERO_OK)
+        return status;
+    engine_zero(e, bs->staging, bucket_bytes(e, b));
+    for (int i = bk->first_param; i < bk->first_param + bk->num_params; i++) {
+        const zero_layout_param_t *lp = &e->layout->params[i];
+        struct zero_param *p = e->params[i];
+        if (lp->bucket == b && p->view_grad == NULL)
+            p->grad = (char *)bs->staging + (lp->offset - bk->offset) * dtype_bytes(p->dtype);
+    }
+    return ZERO_OK;
+}
+
+void *engine_param_grad_lazy(zero_param_h p)
+{
+    zero_engine_h e = p->engine;
+    if (p->grad != NULL || e->state != ENGINE_IN_BACKWARD || e->stage < 2 || p->ready)
+        return p->grad;
+    if (bucket_staging(e, e->layout->params[p->index].bucket) != ZERO_OK)
+        return NULL;
+    return p->grad;
+}
+
+/* Starts the reduce-scatter of bucket @p b (stages 2-3): views are copied in
+ * first; the reduction is in place, rank r's slice landing at its own offset. */
+zero_status_t engine_reduce_bucket_start(zero_engine_h e, int b)
+{
+    bucket_state_t *bs = &e->buckets[b];
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    zero_dtype_t dtype = e->layout->groups[bk->group].dtype;
+    size_t esz = dtype_bytes(dtype), slice = bk->length / (size_t)e->own_world;
+    zero_status_t status;
+
+    status = bucket_staging(e, b);
+    if (status != ZERO_OK)
+        return status;
+    for (int i = bk->first_param; i < bk->first_param + bk->num_params; i++) {
+        const zero_layout_param_t *lp = &e->layout->params[i];
+        struct zero_param *p = e->params[i];
+        if (lp->bucket != b)
+            continue;
+        if (p->view_grad != NULL) {
+            engine_copy(e, (char *)bs->staging + (lp->offset - bk->offset) * esz, p->view_grad, p->numel * esz);
+            engine_zero(e, p->view_grad, p->numel * esz);
+        } else {
+            p->grad = NULL;   /* the trainer's window on this gradient is over */
+        }
+    }
+    bs->reduced = 1;
+    status = zero_comm_reduce_scatter_start(e->comm, bs->staging, (char *)bs->staging + (size_t)e->own_rank * slice * esz,
+                                            slice, dtype, ZERO_COMM_AVG, e->kind, &bs->reduce_req);
+    if (status != ZERO_OK) {
+        e->state = ENGINE_FAILED;
+        engine_error(e, status, "reduce-scatter of gradient bucket %d failed to start", b);
+    }
+    return status;
+}
+
+/* Waits for bucket @p b's reduction, adds the owned slice into the gradient shard, frees the staging. */
+static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
+{
+    bucket_state_t *bs = &e->buckets[b];
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    group_state_t *g = &e->groups[bk->group];
+    size_t esz = dtype_bytes(g->dtype), slice = bk->length / (size_t)e->own_world;
+    zero_status_t status = engine_wait(e, &bs->reduce_req, "gradient reduce-scatter");
+    if (status != ZERO_OK)
+        return status;
+    if (bs->staging != NULL) {
+        accumulate((char *)g->grad_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
+                   (char *)bs->staging + (size_t)e->own_rank * slice * esz, g->dtype, slice);
+        engine_free(e, &e->mem.buffers, bucket_bytes(e, b), bs->staging);
+        bs->staging = NULL;
+    }
+    return ZERO_OK;
+}
+
+/* Stages 2-3: finishes the reductions that are complete, and waits for the
+ * oldest while more than ZERO_ENGINE_MAX_REDUCTIONS are in flight, so gradient
+ * staging stays at a few buckets however long the backward is. */
+static zero_status_t reap_reductions(zero_engine_h e)
+{
+    int in_flight = 0;
+    for (int b = 0; b < e->layout->num_buckets; b++) {
+        bucket_state_t *bs = &e->buckets[b];
+        if (bs->reduce_req == NULL)
+            continue;
+        if (zero_comm_request_test(bs->reduce_req) != ZERO_INPROGRESS) {
+            zero_status_t status = reduce_bucket_finish(e, b);
+            if (status != ZERO_OK)
+                return status;
+        } else {
+            in_flight++;
+        }
+    }
+    for (int b = 0; b < e->layout->num_buckets && in_flight > ZERO_ENGINE_MAX_REDUCTIONS; b++) {
+        if (e->buckets[b].reduce_req == NULL)
+            continue;
+        zero_status_t status = reduce_bucket_finish(e, b);
+        if (status != ZERO_OK)
+            return status;
+        in_flight--;
+    }
+    return ZERO_OK;
+}
+
+zero_status_t zero_grad_ready(zero_engine_h e, zero_param_h p)
+{
+    int b;
+    if (e == NULL || p == NULL || p->engine != e) {
+        if (e)
+            engine_error(e, ZERO_ERR_INVALID_ARG, "zero_grad_ready: not a parameter of this engine");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (e->state != ENGINE_IN_BACKWARD) {
+        engine_error(e, ZERO_ERR_STATE, "zero_grad_ready(%s): no backward is open", p->name);
+        return ZERO_ERR_STATE;
+    }
+    if (p->ready) {
+        engine_error(e, ZERO_ERR_STATE, "zero_grad_ready(%s): already marked in this micro-batch", p->name);
+        return ZERO_ERR_STATE;
+    }
+    p->ready = 1;
+    if (e->stage < 2)
+        return ZERO_OK;
+    b = e->layout->params[p->index].bucket;
+    if (++e->buckets[b].params_ready == bucket_param_count(e, b)) {
+        zero_status_t status = engine_reduce_bucket_start(e, b);
+        if (status != ZERO_OK)
+            return status;
+    }
+    return reap_reductions(e);
+}
+
+zero_status_t zero_backward_end(zero_engine_h e)
+{
+    zero_status_t status = ZERO_OK;
+    double t0;
+    if (e == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    if (e->state != ENGINE_IN_BACKWARD) {
+        engine_error(e, ZERO_ERR_STATE, "zero_backward_end: no backward is open");
+        return ZERO_ERR_STATE;
+    }
+    t0 = engine_now();
+    if (e->stage >= 2) {
+        /* Every bucket not reduced yet goes now, in bucket order (the same on every rank). */
+        for (int b = 0; b < e->layout->num_buckets && status == ZERO_OK; b++)
+            if (!e->buckets[b].reduced)
+                status = engine_reduce_bucket_start(e, b);
+        for (int b = 0; b < e->layout->num_buckets; b++) {
+            zero_status_t st = reduce_bucket_finish(e, b);
+            if (status == ZERO_OK)
+                status = st;
+        }
+        for (int i = 0; i < e->num_params; i++)
+            e->params[i]->grad = NULL;
+    } else {
+        for (int i = 0; i < e->num_params; i++)
+            if (e->params[i]->view_grad == NULL)
+                e->params[i]->grad = NULL;
+    }
+    e->timers.backward_wait += engine_now() - t0;
+    if (status != ZERO_OK)
+        return status;
+    e->state = ENGINE_BACKWARD_DONE;
+    return ZERO_OK;
+}
+
+/* ---- the boundary ----
+ *
+ * The owned range of a group (everything at stage 0, the shard otherwise) is
+ * walked in pieces that never cross a weight-decay run or, at stages 1-2, a
+ * bucket (the owned range is one slice of every bucket there). For each piece
+ * the optimizer kernel reads the averaged gradient (converted to fp32 in a
+ * small scratch when it is 16-bit), updates the fp32 master and moments, and
+ * writes the 16-bit weights straight to where the trainer sees them: the full
+ * weights at stage 0, the owned slice inside the full weights at stages 1-2
+ * (then all-gathered in place), the shard at stage 3. So the model state
+ * stays at the ZeRO formula: no full-size temporary at any stage.
+ */
+
+/* Piece length bound: enough 64 Ki-element kernel chunks for every thread, and
+ * a scratch that stays in the caches. */
+static size_t piece_max(zero_engine_h e)
+{
+    return (size_t)zero_thread_pool_size(e->pool) * 2 * ZERO_OPTIM_DEFAULT_CHUNK;
+}
+
+/* The bucket of group @p gi whose owned slice holds owned offset @p so (stages 1-2). */
+static int owned_bucket(zero_engine_h e, int gi, size_t so)
+{
+    const zero_layout_group_t *lg = &e->layout->groups[gi];
+    int lo = lg->first_bucket, hi = lg->first_bucket + lg->num_buckets - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (zero_layout_bucket_shard_offset(e->layout, mid) <= so)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Where owned offset @p so lives in the group's flat space, and how many owned
+ * elements from there on are contiguous in it. */
+static size_t owned_to_flat(zero_engine_h e, int gi, size_t so, size_t *contiguous_p)
+{
+    group_state_t *g = &e->groups[gi];
+    if (e->stage == 0) {
+        *contiguous_p = g->own_length - so;
+        return so;
+    } else {
+        int b = owned_bucket(e, gi, so);
+        size_t begin, end, base = zero_layout_bucket_shard_offset(e->layout, b);
+        zero_layout_bucket_slice(e->layout, b, e->own_rank, &begin, &end);
+        *contiguous_p = end - begin - (so - base);
+        return begin + (so - base);
+    }
+}
+
+/* The averaged gradients at owned offset @p so (dtype), and how many are contiguous. */
+static void *grad_at(zero_engine_h e, int gi, size_t so, size_t *contiguous_p)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t esz = dtype_bytes(g->dtype);
+    if (e->stage >= 2) {
+        *contiguous_p = g->own_length - so;
+        return (char *)g->grad_shard + so * esz;
+    }
+    return (char *)g->grads_flat + owned_to_flat(e, gi, so, contiguous_p) * esz;
+}
+
+/* Where the updated 16-bit weights of owned offset @p so go (NULL for fp32). */
+static uint16_t *w16_at(zero_engine_h e, int gi, size_t so)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t contiguous;
+    if (g->dtype == ZERO_FP32)
+        return NULL;
+    if (e->stage == 3)
+        return (uint16_t *)g->params_shard + so;
+    return (uint16_t *)g->params_flat + owned_to_flat(e, gi, so, &contiguous);
+}
+
+/* fp32 gradients of [so, so + n): the buffer itself for fp32, else converted into the scratch. */
+static const float *grad32(zero_engine_h e, int gi, size_t so, size_t n)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t contiguous;
+    void *src = grad_at(e, gi, so, &contiguous);
+    if (g->dtype == ZERO_FP32)
+        return src;
+    zero_optim_from_16(&e->optim, w16_of(g->dtype), g->scratch, src, n);
+    return g->scratch;
+}
+
+/* The end of the piece that starts at @p so within run @p r. */
+static size_t piece_end(zero_engine_h e, int gi, size_t so, size_t r)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t contiguous, end = g->run_start[r + 1];
+    if (end > so + piece_max(e))
+        end = so + piece_max(e);
+    if (e->stage == 1 || e->stage == 2) {
+        owned_to_flat(e, gi, so, &contiguous);
+        if (end > so + contiguous)
+            end = so + contiguous;
+    }
+    return end;
+}
+
+/* Stages 0-1: reduce the full gradient buffers (views copied in first). */
+static zero_status_t reduce_full_grads(zero_engine_h e)
+{
+    zero_status_t status = ZERO_OK;
+    int nb = e->layout->num_buckets;
+    zero_comm_request_h *reqs;
+
+    for (int i = 0; i < e->num_params; i++) {
+        struct zero_param *p = e->params[i];
+        const zero_layout_param_t *lp = &e->layout->params[i];
+        if (p->view_grad != NULL) {
+            size_t esz = dtype_bytes(p->dtype);
+            engine_copy(e, (char *)e->groups[lp->group].grads_flat + lp->offset * esz, p->view_grad, p->numel * esz);
+        }
+    }
+    reqs = zero_calloc((size_t)(nb ? nb : 1), sizeof(*reqs));
+    if (reqs == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "step: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (int b = 0; b < nb && status == ZERO_OK; b++) {
+        const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+        group_state_t *g = &e->groups[bk->group];
+        size_t esz = dtype_bytes(g->dtype);
+        char *base = (char *)g->grads_flat + bk->offset * esz;
+        if (e->stage == 0) {
+            status = zero_comm_allreduce_start(e->comm, base, base, bk->length, g->dtype, ZERO_COMM_AVG, e->kind,
+                                               &reqs[b]);
+        } else {
+            size_t slice = bk->length / (size_t)e->world;
+            status = zero_comm_reduce_scatter_start(e->comm, base, base + (size_t)e->rank * slice * esz, slice,
+                                                    g->dtype, ZERO_COMM_AVG, e->kind, &reqs[b]);
+        }
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_error(e, status, "gradient reduction of bucket %d failed to start", b);
+        }
+    }
+    for (int b = 0; b < nb; b++) {
+        zero_status_t st = engine_wait(e, &reqs[b], "gradient reduction");
+        if (status == ZERO_OK)
+            status = st;
+    }
+    zero_free(reqs);
+    return status;
+}
+
+/* Counts inf/nan and sums squares over the owned averaged gradients of every group. */
+static void check_grads(zero_engine_h e, float totals[2])
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        size_t so = 0;
+        while (so < g->own_length) {
+            size_t n, bad = 0;
+            double sq = 0.0;
+            const void *src = grad_at(e, gi, so, &n);
+            zero_optim_count_nonfinite(&e->optim, g->dtype, src, n, &bad);
+            zero_optim_sum_squares(&e->optim, g->dtype, src, n, &sq);
+            totals[0] += (float)bad;
+            totals[1] += (float)sq;
+            so += n;
+        }
+    }
+}
+
+static void zero_grads(zero_engine_h e)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        if (g->grads_flat)
+            engine_zero(e, g->grads_flat, g->length * dtype_bytes(g->dtype));
+        if (g->grad_shard)
+            engine_zero(e, g->grad_shard, g->own_length * dtype_bytes(g->dtype));
+    }
+    for (int i = 0; i < e->num_params; i++)
+        if (e->params[i]->view_grad)
+            engine_zero(e, e->params[i]->view_grad, e->params[i]->numel * dtype_bytes(e->params[i]->dtype));
+}
+
+/* Stages 1-2: all-gather every bucket's updated owned slice into the full weights: in place
+ * for 16-bit weights (the kernel wrote the slice there), from the fp32 master otherwise. */
+static zero_status_t allgather_weights(zero_engine_h e, int gi)
+{
+    group_state_t *g = &e->groups[gi];
+    const zero_layout_group_t *lg = &e->layout->groups[gi];
+    size_t esz = dtype_bytes(g->dtype);
+    zero_status_t status = ZERO_OK;
+    zero_comm_request_h *reqs = zero_calloc((size_t)(lg->num_buckets ? lg->num_buckets : 1), sizeof(*reqs));
+    if (reqs == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "step: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (int k = 0; k < lg->num_buckets && status == ZERO_OK; k++) {
+        int b = lg->first_bucket + k;
+        const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+        size_t slice = bk->length / (size_t)e->world;
+        char *full = (char *)g->params_flat + bk->offset * esz;
+        const void *send = g->dtype == ZERO_FP32 ? (const void *)(g->master + zero_layout_bucket_shard_offset(e->layout, b))
+                                                 : (const void *)(full + (size_t)e->rank * slice * esz);
+        status = zero_comm_allgather_start(e->comm, send, full, slice, g->dtype, e->kind, &reqs[k]);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_error(e, status, "allgather of updated weights (bucket %d) failed to start", b);
+        }
+    }
+    for (int k = 0; k < lg->num_buckets; k++) {
+        zero_status_t st = engine_wait(e, &reqs[k], "allgather of updated weights");
+        if (status == ZERO_OK)
+            status = st;
+    }
+    zero_free(reqs);
+    return status;
+}
+
+static void copy_to_views(zero_engine_h e)
+{
+    for (int i = 0; i < e->num_params; i++) {
+        struct zero_param *p = e->params[i];
+        if (p->view_data != NULL)
+            engine_copy(e, p->view_data, p->data, p->numel * dtype_bytes(p->dtype));
+    }
+}
+
+/* After the owned weights changed: all-gather them (stages 1-2) and refresh views. */
+static zero_status_t publish_weights(zero_engine_h e)
+{
+    zero_status_t status = ZERO_OK;
+    if (e->stage == 1 || e->stage == 2)
+        for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++)
+            status = allgather_weights(e, gi);
+    if (status == ZERO_OK && e->stage < 3)
+        copy_to_views(e);
+    return status;
+}
+
+/* Brings the fp32 masters to the weights the trainer sees (at setup; the step
+ * fuses the 16-bit conversion into the optimizer kernel instead). */
+zero_status_t engine_write_back(zero_engine_h e)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        size_t so = 0;
+        if (g->dtype == ZERO_FP32)
+            continue;
+        while (so < g->own_length) {
+            size_t n = g->own_length - so;
+            if (e->stage == 1 || e->stage == 2)
+                owned_to_flat(e, gi, so, &n);
+            zero_optim_to_16(&e->optim, w16_of(g->dtype), w16_at(e, gi, so), g->master + so, n);
+            so += n;
+        }
+    }
+    return publish_weights(e);
+}
+
+/* The optimizer over the piece [lo, hi) of group @p gi's owned range. */
+static zero_status_t run_kernel(zero_engine_h e, int gi, size_t lo, size_t hi, int decay, double lr,
+                                float grad_scale, int64_t step)
+{
+    group_state_t *g = &e->groups[gi];
+    const zero_config_optimizer_t *o = &e->config->optimizer;
+    uint16_t *w16 = w16_at(e, gi, lo);
+    zero_optim_slice_t s = {
+        .w = g->master + lo,
+        .g = grad32(e, gi, lo, hi - lo),
+        .s1 = g->state1 ? g->state1 + lo : NULL,
+        .s2 = g->state2 ? g->state2 + lo : NULL,
+        .w16 = w16,
+        .w16_type = w16 ? w16_of(g->dtype) : ZERO_OPTIM_W16_NONE,
+        .n = hi - lo,
+    };
+    float wd = decay ? (float)o->weight_decay : 0.0f;
+    double momentum = 0.0;
+    int cycled = zero_lr_schedule_momentum(&e->schedule, &momentum);
+
+    switch (o->type) {
+    case ZERO_OPTIMIZER_ADAM:
+    case ZERO_OPTIMIZER_ADAMW: {
+        zero_optim_adam_params_t p;
+        zero_optim_adam_defaults(&p);
+        p.lr = (float)lr;
+        p.beta1 = (float)(cycled ? momentum : o->betas[0]);
+        p.beta2 = (float)(cycled ? ZERO_LR_ONECYCLE_BETA2 : o->betas[1]);
+        p.eps = (float)o->eps;
+        p.weight_decay = wd;
+        p.adam_w_mode = o->type == ZERO_OPTIMIZER_ADAMW ? 1 : o->adam_w_mode;
+        p.bias_correction = o->bias_correction;
+        p.step = step;
+        p.grad_scale = grad_scale;
+        return zero_optim_adam_step(&e->optim, &p, &s);
+    }
+    case ZERO_OPTIMIZER_SGD: {
+        zero_optim_sgd_params_t p;
+        zero_optim_sgd_defaults(&p);
+        p.lr = (float)lr;
+        p.momentum = (float)(cycled ? momentum : o->momentum);
+        p.dampening = (float)o->dampening;
+        p.weight_decay = wd;
+        p.nesterov = o->nesterov;
+        p.step = step;
+        p.grad_scale = grad_scale;
+        return zero_optim_sgd_step(&e->optim, &p, &s);
+    }
+    case ZERO_OPTIMIZER_ADAGRAD: {
+        zero_optim_adagrad_params_t p;
+        zero_optim_adagrad_defaults(&p);
+        p.lr = (float)lr;
+        p.eps = (float)o->eps;
+        p.weight_decay = wd;
+        p.step = step;
+        p.grad_scale = grad_scale;
+        return zero_optim_adagrad_step(&e->optim, &p, &s);
+    }
+    case ZERO_OPTIMIZER_LION: {
+        zero_optim_lion_params_t p;
+        zero_optim_lion_defaults(&p);
+        p.lr = (float)lr;
+        p.beta1 = (float)(cycled ? momentum : o->betas[0]);
+        p.beta2 = (float)o->betas[1];
+        p.weight_decay = wd;
+        p.grad_scale = grad_scale;
+        return zero_optim_lion_step(&e->optim, &p, &s);
+    }
+    default:
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "optimizer %s has no kernel", zero_optimizer_type_string(o->type));
+        return ZERO_ERR_UNSUPPORTED;
+    }
+}
+
+static void lamb_params(zero_engine_h e, zero_optim_lamb_params_t *p, double lr, float wd, float grad_scale,
+                        int64_t step)
+{
+    const zero_config_optimizer_t *o = &e->config->optimizer;
+    zero_optim_lamb_defaults(p);
+    p->lr = (float)lr;
+    p->beta1 = (float)o->betas[0];
+    p->beta2 = (float)o->betas[1];
+    p->eps = (float)o->eps;
+    p->weight_decay = wd;
+    p->max_coeff = (float)o->max_coeff;
+    p->min_coeff = (float)o->min_coeff;
+    p->bias_correction = o->bias_correction;
+    p->step = step;
+    p->grad_scale = grad_scale;
+}
+
+/* Lamb: phase 1 per owned parameter segment, per-parameter norms summed over
+ * ranks, phase 2. A segment never crosses a bucket slice, so its gradients and
+ * 16-bit weights are contiguous; the scratch holds the largest segment. */
+static zero_status_t lamb_step(zero_engine_h e, double lr, float grad_scale, int64_t step)
+{
+    zero_status_t status = ZERO_OK;
+    size_t n = (size_t)e->num_params;
+    float *sums = zero_calloc(2 * (n ? n : 1), sizeof(float));
+    if (sums == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "step: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (int pass = 1; pass <= 2 && status == ZERO_OK; pass++) {
+        for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
+            group_state_t *g = &e->groups[gi];
+            for (size_t s = 0; s < g->num_segments && status == ZERO_OK; s++) {
+                const zero_layout_segment_t *sg = &g->segments[s];
+                struct zero_param *prm = e->params[sg->param];
+                zero_optim_lamb_params_t p;
+                zero_optim_segment_t seg = {0, sg->length};
+                uint16_t *w16 = w16_at(e, gi, sg->shard_offset);
+                zero_optim_slice_t sl = {
+                    .w = g->master + sg->shard_offset,
+                    .g = pass == 1 ? grad32(e, gi, sg->shard_offset, sg->length) : NULL,
+                    .s1 = g->state1 + sg->shard_offset,
+                    .s2 = g->state2 + sg->shard_offset,
+                    .w16 = w16,
+                    .w16_type = w16 ? w16_of(g->dtype) : ZERO_OPTIM_W16_NONE,
+                    .n = sg->length,
+                };
+                lamb_params(e, &p, lr, prm->weight_decay ? (float)e->config->optimizer.weight_decay : 0.0f,
+                            grad_scale, step);
+                if (pass == 1) {
+                    double wsq, usq;
+                    status = zero_optim_lamb_phase1(&e->optim, &p, &sl, &seg, 1, &wsq, &usq);
+                    sums[2 * (size_t)sg->param] += (float)wsq;
+                    sums[2 * (size_t)sg->param + 1] += (float)usq;
+                } else {
+                    double wsq = sums[2 * (size_t)sg->param], usq = sums[2 * (size_t)sg->param + 1];
+                    status = zero_optim_lamb_phase2(&e->optim, &p, &sl, &seg, 1, &wsq, &usq, NULL);
+                }
+            }
+        }
+        if (pass == 1 && status == ZERO_OK && e->own_world > 1) {
+            status = zero_comm_allreduce(e->comm, sums, sums, 2 * n, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+            if (status != ZERO_OK) {
+                e->state = ENGINE_FAILED;
+                engine_error(e, status, "Lamb: summing parameter norms across ranks failed");
+            }
+        }
+    }
+    zero_free(sums);
+    return status;
+}
+
+static zero_status_t alloc_scratch(zero_engine_h e)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        size_t len = g->own_length < piece_max(e) ? g->own_length : piece_max(e);
+        zero_status_t status;
+        if (g->dtype == ZERO_FP32)
+            continue;
+        if (e->config->optimizer.type == ZERO_OPTIMIZER_LAMB)
+            for (size_t s = 0; s < g->num_segments; s++)
+                if (g->segments[s].length > len)
+                    len = g->segments[s].length;
+        status = engine_alloc(e, &e->mem.buffers, (len ? len : 1) * sizeof(float), "fp32 gradient scratch",
+                              (void **)&g->scratch);
+        if (status != ZERO_OK)
+            return status;
+        g->scratch_length = len ? len : 1;
+    }
+    return ZERO_OK;
+}
+
+static void free_scratch(zero_engine_h e)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        engine_free(e, &e->mem.buffers, g->scratch_length * sizeof(float), g->scratch);
+        g->scratch = NULL;
+        g->scratch_length = 0;
+    }
+}
+
+static void print_step(zero_engine_h e, const zero_step_info_t *info)
+{
+    uint64_t every = e->config->steps_per_print;
+    if (e->rank != 0 || every == 0 || info->global_steps % every != 0 || zero_log_get_level() == ZERO_LOG_LEVEL_OFF)
+        return;
+    /* Printed whatever the log threshold, as DeepSpeed prints it: the config asked for it. */
+    zero_log_emit(ZERO_LOG_LEVEL_INFO, "engine", "step=%llu skipped=%llu lr=%.6g loss_scale=%g grad_norm=%.6g",
+                  (unsigned long long)info->global_steps, (unsigned long long)e->skipped_steps, info->lr,
+                  info->loss_scale, info->grad_norm);
+    if (e->config->wall_clock_breakdown)
+        zero_log_emit(ZERO_LOG_LEVEL_INFO, "engine",
+                      "time (ms, total since start): backward_wait=%.1f reduce=%.1f step=%.1f gather=%.1f",
+                      1e3 * e->timers.backward_wait, 1e3 * e->timers.reduce, 1e3 * e->timers.step,
+                      1e3 * e->timers.gather);
+}
+
+zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
+{
+    zero_status_t status = ZERO_OK;
+    zero_step_info_t info = {0};
+    float totals[2] = {0.0f, 0.0f};
+    double scale, lr, t0;
+    int overflow;
+
+    if (e == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    if (e->state != ENGINE_BACKWARD_DONE) {
+        engine_error(e, ZERO_ERR_STATE, "zero_step: %s",
+                     e->state == ENGINE_FAILED ? "the engine failed earlier; destroy it"
+                                               : "no completed backward (call zero_backward_begin/_end first)");
+        return ZERO_ERR_STATE;
+    }
+    if (e->stage == 3) {
+        for (int i = 0; i < e->num_params; i++)
+            if (e->params[i]->gather_count > 0 && !e->params[i]->persistent) {
+                engine_error(e, ZERO_ERR_STATE, "zero_step: %s is still gathered; release every parameter first",
+                             e->params[i]->name);
+                return ZERO_ERR_STATE;
+            }
+        e->trace_done = e->trace_len > 0;
+    }
+    e->micro_steps++;
+    info.micro_steps = e->micro_steps;
+    scale = zero_loss_scaler_scale(&e->scaler);
+    info.loss_scale = scale;
+    info.lr = zero_lr_schedule_lr(&e->schedule);
+    if (++e->window_micro < e->gas) {
+        e->state = ENGINE_READY;
+        info.global_steps = e->global_steps;
+        if (info_p)
+            *info_p = info;
+        return ZERO_OK;
+    }
+    info.boundary = 1;
+    e->window_micro = 0;
+
+    /* 1. reduce (stages 0-1; stages 2-3 reduced during the backward) */
+    t0 = engine_now();
+    if (e->stage < 2) {
+        status = reduce_full_grads(e);
+        if (status != ZERO_OK)
+            return status;
+    }
+    if (e->stage == 3)
+        engine_gather_drop_all(e);   /* in-flight gathers read the shards the step rewrites */
+
+    /* 2. overflow check and global norm over the owned gradients, summed over ranks */
+    check_grads(e, totals);
+    if (e->own_world > 1) {
+        status = zero_comm_allreduce(e->comm, totals, totals, 2, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_error(e, status, "step: summing the overflow flags and gradient norms across ranks failed");
+            return status;
+        }
+    }
+    e->timers.reduce += engine_now() - t0;
+    overflow = totals[0] != 0.0f || !isfinite(totals[1]);
+    info.grad_norm = overflow ? INFINITY : sqrt((double)totals[1]) / scale;
+    e->global_steps++;
+    info.global_steps = e->global_steps;
+
+    if (overflow) {
+        status = zero_loss_scaler_update(&e->scaler, 1);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            snprintf(e->last_error, sizeof(e->last_error),
+                     "fp16 gradients overflow at the minimum loss scale %g: training cannot continue", scale);
+            return status;
+        }
+        e->skipped_steps++;
+        info.skipped = 1;
+        if (e->precision != ZERO_FP16)
+            ZERO_LOG_WARN("step %llu: inf/nan in the gradients; update skipped", (unsigned long long)e->global_steps);
+    } else {
+        /* 3. clip; the optimizer over the owned range, fused with the 16-bit write */
+        float clip = zero_optim_clip_coef(info.grad_norm, e->config->gradient_clipping);
+        float grad_scale = (float)(clip / scale);
+        int64_t step = (int64_t)(e->global_steps - e->skipped_steps);
+        lr = zero_lr_schedule_lr(&e->schedule);
+        e->last_grad_norm = info.grad_norm;
+        t0 = engine_now();
+        status = alloc_scratch(e);
+        if (status == ZERO_OK && e->config->optimizer.type == ZERO_OPTIMIZER_LAMB) {
+            status = lamb_step(e, lr, grad_scale, step);
+        } else if (status == ZERO_OK) {
+            for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
+                group_state_t *g = &e->groups[gi];
+                size_t so = 0, r = 0;
+                while (so < g->own_length && status == ZERO_OK) {
+                    size_t end;
+                    while (g->run_start[r + 1] <= so)
+                        r++;
+                    end = piece_end(e, gi, so, r);
+                    status = run_kernel(e, gi, so, end, g->run_decay[r], lr, grad_scale, step);
+                    so = end;
+                }
+            }
+        }
+        free_scratch(e);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;   /* a half-applied update leaves the state inconsistent */
+            return status;
+        }
+        e->timers.step += engine_now() - t0;
+
+        /* 4. bring the weights back */
+        t0 = engine_now();
+        status = publish_weights(e);
+        if (status != ZERO_OK)
+            return status;
+        e->timers.gather += engine_now() - t0;
+        if (!e->manual_lr_schedule)
+            zero_lr_schedule_step(&e->schedule);
+        zero_loss_scaler_update(&e->scaler, 0);   /* a clean step never fails */
+        info.stepped = 1;
+        info.lr = lr;
+    }
+    zero_grads(e);
+    print_step(e, &info);
+    e->state = ENGINE_READY;
+    if (info_p)
+        *info_p = info;
+    return ZERO_OK;
+}

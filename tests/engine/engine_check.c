@@ -1,0 +1,457 @@
+/*
+ * Engine correctness, run on every rank through zero-launch (world sizes 1-4).
+ *
+ * For every combination of stage (0-3), precision (fp32, bf16, fp16),
+ * optimizer (Adam, AdamW, SGD with Nesterov momentum, Adagrad, Lion, Lamb),
+ * gradient accumulation (1, 3) and clipping (off, 0.5), it trains a small
+ * model whose gradients are deterministic functions of (step, micro-batch,
+ * rank, parameter, element) -- different on every rank -- and compares the
+ * final weights with a single-process reference: a plain double-precision loop
+ * over the gradient averaged over ranks and micro-batches. Every rank computes
+ * the reference itself (it knows every rank's gradients) and checks.
+ *
+ * Tolerances (per element, |engine - reference| <= atol + rtol * |reference|):
+ *   fp32: rtol 1e-5, atol 1e-6   (fp32 arithmetic against double)
+ *   bf16: rtol 2^-6, atol 2e-3   (weights and gradients rounded to 8 bits of mantissa)
+ *   fp16: rtol 2^-9, atol 2e-4   (11 bits; the loss scale keeps gradients out of subnormals)
+ * and stages 1-3 must match stage 0 of the same combination within the same
+ * tolerance (the reductions sum in different orders; a stage that loses or
+ * double-counts a slice is off by far more).
+ *
+ * Exit status: the number of failed combinations (0 = all passed).
+ */
+#include <zero/zero.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NPARAM 6
+#define STEPS 4
+#define LR 0.01
+
+static const int64_t shapes[NPARAM][3] = {{37, 0, 0}, {16, 9, 0}, {100, 0, 0}, {3, 3, 3}, {20, 20, 0}, {5, 0, 0}};
+static const int ndims[NPARAM] = {1, 2, 1, 3, 2, 1};
+
+typedef enum { OPT_ADAM, OPT_ADAMW, OPT_SGD, OPT_ADAGRAD, OPT_LION, OPT_LAMB, OPT_COUNT } opt_t;
+static const char *const opt_names[] = {"Adam", "AdamW", "SGD", "Adagrad", "Lion", "Lamb"};
+
+static size_t numel_of(int p)
+{
+    size_t n = 1;
+    for (int k = 0; k < ndims[p]; k++)
+        n *= (size_t)shapes[p][k];
+    return n;
+}
+
+static int decays(int p) { return ndims[p] > 1; }   /* 1-d tensors (biases) are exempt */
+
+static float init_value(int p, size_t i) { return 0.5f * sinf(0.91f * (float)i + 2.3f * (float)p) + 0.05f * (float)p; }
+
+/* Different on every rank and micro-batch, but with a sign that does not depend on
+ * them and a magnitude of at least 0.02, so that sign-driven optimizers (Lion,
+ * Adam's early steps) do not flip on 16-bit rounding. */
+static double grad_value(int step, int micro, int rank, int p, size_t i)
+{
+    double sign = i % 3 == 0 ? -1.0 : 1.0;
+    return sign * (0.25 + 0.15 * sin(0.37 * (double)i + 1.3 * p + 0.71 * step) +
+                   0.08 * sin(1.7 * rank + 0.29 * micro + 0.11 * (double)i));
+}
+
+static void init_cb(const char *name, size_t offset, size_t count, float *out, void *user)
+{
+    int p = (int)(intptr_t)user;
+    (void)name;
+    for (size_t k = 0; k < count; k++)
+        out[k] = init_value(p, offset + k);
+}
+
+typedef struct combo {
+    int stage;
+    zero_dtype_t dtype;
+    opt_t opt;
+    int gas;
+    double clip;
+    int views;
+} combo_t;
+
+/* ---- the reference: one process, double precision ---- */
+
+static void reference(const combo_t *c, int world, double *w_out[NPARAM])
+{
+    double *m[NPARAM], *v[NPARAM], *g[NPARAM];
+    for (int p = 0; p < NPARAM; p++) {
+        size_t n = numel_of(p);
+        m[p] = calloc(n, sizeof(double));
+        v[p] = calloc(n, sizeof(double));
+        g[p] = calloc(n, sizeof(double));
+        for (size_t i = 0; i < n; i++)
+            w_out[p][i] = init_value(p, i);
+    }
+    for (int step = 0; step < STEPS; step++) {
+        double sq = 0.0, coef = 1.0, lr = LR;
+        int t = step + 1;
+        for (int p = 0; p < NPARAM; p++)
+            for (size_t i = 0; i < numel_of(p); i++) {
+                double s = 0.0;
+                for (int r = 0; r < world; r++)
+                    for (int mi = 0; mi < c->gas; mi++)
+                        s += grad_value(step, mi, r, p, i);
+                g[p][i] = s / (world * c->gas);
+                sq += g[p][i] * g[p][i];
+            }
+        if (c->clip > 0.0) {
+            double cc = c->clip / (sqrt(sq) + 1e-6);
+            if (cc < 1.0)
+                coef = cc;
+        }
+        for (int p = 0; p < NPARAM; p++) {
+            size_t n = numel_of(p);
+            double wd = decays(p) ? 0.01 : 0.0, wsq = 0.0, usq = 0.0, ratio;
+            double *w = w_out[p];
+            for (size_t i = 0; i < n; i++) {
+                double gi = g[p][i] * coef;
+                switch (c->opt) {
+                case OPT_ADAM:
+                case OPT_ADAMW:
+                    if (c->opt == OPT_ADAM)
+                        gi += wd * w[i];
+                    else
+                        w[i] *= 1.0 - lr * wd;
+                    m[p][i] = 0.9 * m[p][i] + 0.1 * gi;
+                    v[p][i] = 0.999 * v[p][i] + 0.001 * gi * gi;
+                    w[i] -= lr / (1.0 - pow(0.9, t)) * m[p][i] / (sqrt(v[p][i]) / sqrt(1.0 - pow(0.999, t)) + 1e-8);
+                    break;
+                case OPT_SGD: {
+                    double d = gi + wd * w[i];
+                    m[p][i] = t == 1 ? d : 0.9 * m[p][i] + d;
+                    d = d + 0.9 * m[p][i];        /* nesterov */
+                    w[i] -= lr * d;
+                    break;
+                }
+                case OPT_ADAGRAD: {
+                    double d = gi + wd * w[i];
+                    m[p][i] += d * d;
+                    w[i] -= lr * d / (sqrt(m[p][i]) + 1e-10);
+                    break;
+                }
+                case OPT_LION: {
+                    double u = 0.9 * m[p][i] + 0.1 * gi;
+                    w[i] *= 1.0 - lr * wd;
+                    w[i] -= lr * (u > 0 ? 1.0 : u < 0 ? -1.0 : 0.0);
+                    m[p][i] = 0.99 * m[p][i] + 0.01 * gi;
+                    break;
+                }
+                case OPT_LAMB: {
+                    double u;
+                    m[p][i] = 0.9 * m[p][i] + 0.1 * gi;
+                    v[p][i] = 0.999 * v[p][i] + 0.001 * gi * gi;
+                    u = m[p][i] / (sqrt(v[p][i]) + 1e-8) + wd * w[i];
+                    wsq += w[i] * w[i];
+                    usq += u * u;
+                    g[p][i] = u;   /* keep u for the second pass */
+                    break;
+                }
+                default:
+                    break;
+                }
+            }
+            if (c->opt == OPT_LAMB) {
+                ratio = (wsq > 0 && usq > 0) ? sqrt(wsq) / sqrt(usq) : 1.0;
+                if (wsq > 0 && usq > 0) {
+                    if (ratio > 10.0)
+                        ratio = 10.0;
+                    if (ratio < 0.01)
+                        ratio = 0.01;
+                }
+                for (size_t i = 0; i < n; i++)
+                    w[i] -= lr * sqrt(1.0 - pow(0.999, t)) / (1.0 - pow(0.9, t)) * ratio * g[p][i];
+            }
+        }
+    }
+    for (int p = 0; p < NPARAM; p++) {
+        free(m[p]);
+        free(v[p]);
+        free(g[p]);
+    }
+}
+
+/* ---- 16-bit helpers (round to nearest even) ---- */
+
+static uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static float from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+__extension__ typedef _Float16 f16_t;
+
+static float load(const void *base, zero_dtype_t d, size_t i)
+{
+    if (d == ZERO_FP32)
+        return ((const float *)base)[i];
+    if (d == ZERO_BF16)
+        return from_bf16(((const uint16_t *)base)[i]);
+    return (float)((const f16_t *)base)[i];
+}
+
+static void add_store(void *base, zero_dtype_t d, size_t i, float x)
+{
+    if (d == ZERO_FP32)
+        ((float *)base)[i] += x;
+    else if (d == ZERO_BF16)
+        ((uint16_t *)base)[i] = to_bf16(from_bf16(((uint16_t *)base)[i]) + x);
+    else
+        ((f16_t *)base)[i] = (f16_t)((float)((f16_t *)base)[i] + x);
+}
+
+/* ---- one combination on the engine ---- */
+
+static char *config_json(const combo_t *c)
+{
+    static char buf[2048];
+    const char *opt_params;
+    char prec[160] = "";
+    switch (c->opt) {
+    case OPT_SGD: opt_params = "\"lr\": 0.01, \"momentum\": 0.9, \"nesterov\": true, \"weight_decay\": 0.01"; break;
+    case OPT_ADAGRAD: opt_params = "\"lr\": 0.01, \"weight_decay\": 0.01, \"eps\": 1e-10"; break;
+    case OPT_LION: opt_params = "\"lr\": 0.01, \"betas\": [0.9, 0.99], \"weight_decay\": 0.01"; break;
+    case OPT_ADAM: opt_params = "\"lr\": 0.01, \"weight_decay\": 0.01, \"adam_w_mode\": false"; break;
+    default: opt_params = "\"lr\": 0.01, \"weight_decay\": 0.01"; break;
+    }
+    if (c->dtype == ZERO_BF16)
+        snprintf(prec, sizeof(prec), "\"bf16\": {\"enabled\": true},");
+    else if (c->dtype == ZERO_FP16)
+        snprintf(prec, sizeof(prec), "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 12},");
+    snprintf(buf, sizeof(buf),
+             "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_accumulation_steps\": %d,"
+             " \"optimizer\": {\"type\": \"%s\", \"params\": {%s}}, %s"
+             " \"gradient_clipping\": %g, \"steps_per_print\": 0,"
+             " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"allgather_bucket_size\": 300,"
+             " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200}}",
+             c->gas, opt_names[c->opt], opt_params, prec, c->clip, c->stage);
+    return buf;
+}
+
+static int run_engine(zero_comm_h comm, const combo_t *c, float *out[NPARAM])
+{
+    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_COMM |
+                                             ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
+                               .config_json = config_json(c), .comm = comm, .num_threads = 2};
+    zero_engine_h eng = NULL;
+    zero_param_h h[NPARAM];
+    int rank = zero_comm_rank(comm);
+    size_t esz = zero_dtype_size(c->dtype), total = 0, offs[NPARAM];
+    char *view_data = NULL, *view_grad = NULL;
+    int rc = 1;
+
+    if (zero_engine_create(&ep, &eng) != ZERO_OK)
+        return 1;
+    for (int p = 0; p < NPARAM; p++) {
+        offs[p] = total;
+        total += numel_of(p);
+    }
+    if (c->views) {   /* one contiguous caller-owned buffer, as llm.c keeps its weights */
+        view_data = calloc(total, esz);
+        view_grad = calloc(total, esz);
+    }
+    for (int p = 0; p < NPARAM; p++) {
+        char name[32];
+        zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_WEIGHT_DECAY | ZERO_PARAM_FIELD_INIT_FN,
+                               .name = name, .dtype = c->dtype, .ndim = ndims[p], .weight_decay = decays(p),
+                               .init_fn = init_cb, .init_user_data = (void *)(intptr_t)p};
+        snprintf(name, sizeof(name), "layer%d.w", p);
+        memcpy(d.shape, shapes[p], sizeof(shapes[p]));
+        if (c->views) {
+            d.field_mask |= ZERO_PARAM_FIELD_VIEW;
+            d.view_data = view_data + offs[p] * esz;
+            d.view_grad = view_grad + offs[p] * esz;
+        }
+        if (zero_param_register(eng, &d, &h[p]) != ZERO_OK)
+            goto out;
+    }
+    if (zero_engine_setup(eng) != ZERO_OK)
+        goto out;
+    for (int step = 0; step < STEPS; step++) {
+        for (int mi = 0; mi < c->gas; mi++) {
+            float seed;
+            zero_step_info_t info;
+            /* forward: layer by layer, as a trainer would (two tensors a layer) */
+            for (int p = 0; p < NPARAM; p += 2) {
+                if (zero_gather(eng, &h[p], 2) != ZERO_OK)
+                    goto out;
+                if (zero_param_data(h[p]) == NULL || zero_param_data(h[p + 1]) == NULL) {
+                    fprintf(stderr, "rank %d: no weights for %s while gathered\n", rank, zero_param_name(h[p]));
+                    goto out;
+                }
+                if (zero_release(eng, &h[p], 2) != ZERO_OK)
+                    goto out;
+            }
+            if (zero_backward_begin(eng, &seed) != ZERO_OK)
+                goto out;
+            for (int p = NPARAM - 2; p >= 0; p -= 2) {
+                if (zero_gather(eng, &h[p], 2) != ZERO_OK)
+                    goto out;
+                for (int q = p + 1; q >= p; q--) {
+                    void *gbuf = zero_param_grad(h[q]);
+                    if (gbuf == NULL) {
+                        fprintf(stderr, "rank %d: no gradient buffer for %s\n", rank, zero_param_name(h[q]));
+                        goto out;
+                    }
+                    for (size_t i = 0; i < numel_of(q); i++)
+                        add_store(gbuf, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
+                    if (zero_grad_ready(eng, h[q]) != ZERO_OK)
+                        goto out;
+                }
+                if (zero_release(eng, &h[p], 2) != ZERO_OK)
+                    goto out;
+            }
+            if (zero_backward_end(eng) != ZERO_OK || zero_step(eng, &info) != ZERO_OK)
+                goto out;
+            if (info.boundary != (mi == c->gas - 1) || (info.boundary && !info.stepped)) {
+                fprintf(stderr, "rank %d: step %d micro %d: boundary %d stepped %d\n", rank, step, mi, info.boundary,
+                        info.stepped);
+                goto out;
+            }
+        }
+    }
+    if (zero_engine_global_steps(eng) != STEPS || zero_engine_micro_steps(eng) != (uint64_t)(STEPS * c->gas)) {
+        fprintf(stderr, "rank %d: counters %llu/%llu\n", rank, (unsigned long long)zero_engine_global_steps(eng),
+                (unsigned long long)zero_engine_micro_steps(eng));
+        goto out;
+    }
+    for (int p = 0; p < NPARAM; p++) {
+        const void *data;
+        if (zero_gather(eng, &h[p], 1) != ZERO_OK)
+            goto out;
+        data = zero_param_data(h[p]);
+        for (size_t i = 0; i < numel_of(p); i++)
+            out[p][i] = load(data, c->dtype, i);
+        if (c->views && data != view_data + offs[p] * esz) {
+            fprintf(stderr, "rank %d: view parameter data is not the caller's buffer\n", rank);
+            goto out;
+        }
+        if (zero_release(eng, &h[p], 1) != ZERO_OK)
+            goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0)
+        fprintf(stderr, "rank %d: engine error: %s\n", rank, zero_engine_last_error(eng ? eng : NULL));
+    zero_engine_destroy(eng);
+    free(view_data);
+    free(view_grad);
+    return rc;
+}
+
+static int compare(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM])
+{
+    double rtol = c->dtype == ZERO_FP32 ? 1e-5 : c->dtype == ZERO_BF16 ? 1.0 / 64 : 1.0 / 512;
+    double atol = c->dtype == ZERO_FP32 ? 1e-6 : c->dtype == ZERO_BF16 ? 2e-3 : 2e-4;
+    for (int p = 0; p < NPARAM; p++)
+        for (size_t i = 0; i < numel_of(p); i++) {
+            double d = fabs((double)got[p][i] - want[p][i]);
+            if (!(d <= atol + rtol * fabs(want[p][i]))) {
+                fprintf(stderr,
+                        "rank %d: %s: stage %d %s %s gas %d clip %g views %d: layer%d.w[%zu] = %.8g, expected %.8g\n",
+                        rank, what, c->stage, zero_dtype_string(c->dtype), opt_names[c->opt], c->gas, c->clip,
+                        c->views, p, i, got[p][i], want[p][i]);
+                return 1;
+            }
+        }
+    return 0;
+}
+
+int main(void)
+{
+    zero_comm_h comm;
+    int failures = 0, combos = 0, world, rank;
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    float *got[NPARAM], *stage0[3][OPT_COUNT][2][2][NPARAM];
+    double *want[NPARAM];
+
+    if (zero_comm_create(NULL, &comm) != ZERO_OK)
+        return 100;
+    world = zero_comm_size(comm);
+    rank = zero_comm_rank(comm);
+    for (int p = 0; p < NPARAM; p++) {
+        got[p] = calloc(numel_of(p), sizeof(float));
+        want[p] = calloc(numel_of(p), sizeof(double));
+    }
+    memset(stage0, 0, sizeof(stage0));
+    for (int stage = 0; stage <= 3; stage++)
+        for (int di = 0; di < 3; di++)
+            for (int o = 0; o < OPT_COUNT; o++)
+                for (int gi = 0; gi < 2; gi++)
+                    for (int ci = 0; ci < 2; ci++) {
+                        combo_t c = {.stage = stage, .dtype = dtypes[di], .opt = (opt_t)o, .gas = gi ? 3 : 1,
+                                     .clip = ci ? 0.5 : 0.0};
+                        /* views on a rotating subset of the stage 0-2 runs */
+                        c.views = stage < 3 && (o + gi + ci) % 3 == 0;
+                        combos++;
+                        if (run_engine(comm, &c, got) != 0) {
+                            failures++;
+                            continue;
+                        }
+                        reference(&c, world, want);
+                        if (compare("against the reference", &c, rank, got, want)) {
+                            failures++;
+                            continue;
+                        }
+                        if (stage == 0) {
+                            for (int p = 0; p < NPARAM; p++) {
+                                stage0[di][o][gi][ci][p] = malloc(numel_of(p) * sizeof(float));
+                                memcpy(stage0[di][o][gi][ci][p], got[p], numel_of(p) * sizeof(float));
+                            }
+                        } else if (stage0[di][o][gi][ci][0] != NULL) {
+                            for (int p = 0; p < NPARAM; p++)
+                                for (size_t i = 0; i < numel_of(p); i++)
+                                    want[p][i] = stage0[di][o][gi][ci][p][i];
+                            failures += compare("against stage 0", &c, rank, got, want);
+                        }
+                    }
+    for (int di = 0; di < 3; di++)
+        for (int o = 0; o < OPT_COUNT; o++)
+            for (int gi = 0; gi < 2; gi++)
+                for (int ci = 0; ci < 2; ci++)
+                    for (int p = 0; p < NPARAM; p++)
+                        free(stage0[di][o][gi][ci][p]);
+    for (int p = 0; p < NPARAM; p++) {
+        free(got[p]);
+        free(want[p]);
+    }
+    /* Every rank but 0 registers a different shape: setup fails on every rank, naming it. */
+    if (world > 1) {
+        zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_COMM,
+                                   .comm = comm};
+        char json[256];
+        zero_engine_h eng = NULL;
+        zero_param_h h;
+        zero_param_desc_t d = {.name = "mismatch", .dtype = ZERO_FP32, .ndim = 1, .shape = {rank == 0 ? 10 : 11}};
+        snprintf(json, sizeof(json), "{\"train_batch_size\": %d, \"optimizer\": {\"type\": \"SGD\"}}", world);
+        ep.config_json = json;
+        combos++;
+        if (zero_engine_create(&ep, &eng) != ZERO_OK || zero_param_register(eng, &d, &h) != ZERO_OK ||
+            zero_engine_setup(eng) != ZERO_ERR_INVALID_ARG ||
+            (rank != 0 && strstr(zero_engine_last_error(eng), "parameter 0 (mismatch) differs from rank 0") == NULL)) {
+            fprintf(stderr, "rank %d: mismatched registration not reported: %s\n", rank,
+                    eng ? zero_engine_last_error(eng) : "no engine");
+            failures++;
+        }
+        zero_engine_destroy(eng);
+    }
+    zero_comm_destroy(comm);
+    printf("engine_check rank %d of %d: %d of %d combinations passed\n", rank, world, combos - failures, combos);
+    return failures > 99 ? 99 : failures;
+}

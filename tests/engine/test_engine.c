@@ -1,0 +1,485 @@
+/*
+ * Engine unit tests in one process (a world of one): misuse is a clear error
+ * that changes nothing and leaks nothing; the fp16 loss scaler skips
+ * overflowing steps exactly as DeepSpeed does; memory accounting is exact;
+ * the distributed sampler covers every index once per epoch and fast-forwards
+ * exactly. Multi-rank numerics are in engine_check.c.
+ */
+#include "test_main.h"
+
+#include <zero/zero.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void quiet(void) { zero_log_set_level(ZERO_LOG_LEVEL_OFF); }
+static void loud(void) { zero_log_set_level(ZERO_LOG_LEVEL_WARN); }
+
+static zero_engine_h make_engine(const char *json)
+{
+    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
+                               .config_json = json, .num_threads = 1};
+    zero_engine_h e = NULL;
+    CU_ASSERT_EQUAL(zero_engine_create(&ep, &e), ZERO_OK);
+    return e;
+}
+
+static zero_param_desc_t desc(const char *name, zero_dtype_t dtype, int64_t n)
+{
+    zero_param_desc_t d = {.field_mask = 0, .name = name, .dtype = dtype, .ndim = 1, .shape = {n}};
+    return d;
+}
+
+#define CFG(stage, extra) \
+    "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}}," \
+    " \"zero_optimization\": {\"stage\": " #stage "}" extra "}"
+
+static void test_misuse_is_an_error(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_engine_h e = make_engine(CFG(1, ""));
+    zero_engine_h other = make_engine(CFG(1, ""));
+    zero_param_h p = NULL, q = NULL, foreign = NULL;
+    zero_param_desc_t d = desc("w", ZERO_FP32, 10), dq = desc("v", ZERO_FP32, 10);
+    zero_step_info_t info;
+    float seed;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    quiet();
+    CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_ERR_STATE);            /* before setup */
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &p), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &q), ZERO_ERR_INVALID_ARG);     /* duplicate name */
+    CU_ASSERT_PTR_NULL(q);
+    d = desc("h", ZERO_BF16, 4);
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &q), ZERO_ERR_INVALID_ARG);     /* bf16 in an fp32 config */
+    d = desc("", ZERO_FP32, 4);
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &q), ZERO_ERR_INVALID_ARG);     /* no name */
+    d = desc("neg", ZERO_FP32, -4);
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &q), ZERO_ERR_INVALID_ARG);
+    d = desc("both", ZERO_FP32, 4);
+    d.field_mask = ZERO_PARAM_FIELD_INIT_VALUES | ZERO_PARAM_FIELD_INIT_FN;
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &q), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_STRING_EQUAL(zero_engine_last_error(e), "zero_param_register(both): set init_values or init_fn, not both");
+    CU_ASSERT_PTR_NULL(q);
+    CU_ASSERT_EQUAL(zero_param_register(other, &dq, &foreign), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_step(e, &info), ZERO_ERR_STATE);                      /* before setup */
+    CU_ASSERT_EQUAL(zero_engine_setup(e), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_engine_setup(e), ZERO_ERR_STATE);                     /* twice */
+    d = desc("late", ZERO_FP32, 4);
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &q), ZERO_ERR_STATE);           /* after setup */
+    CU_ASSERT_EQUAL(zero_step(e, &info), ZERO_ERR_STATE);                      /* no backward */
+    CU_ASSERT_EQUAL(zero_grad_ready(e, p), ZERO_ERR_STATE);                    /* no backward */
+    CU_ASSERT_EQUAL(zero_gather(e, &foreign, 1), ZERO_ERR_INVALID_ARG);        /* another engine's */
+    CU_ASSERT_PTR_NULL(zero_param_grad(p));                                    /* outside the window */
+    CU_ASSERT_EQUAL(zero_engine_set_lr(e, -1.0), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+    CU_ASSERT_PTR_NOT_NULL(zero_param_grad(p));
+    CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_ERR_STATE);            /* already open */
+    CU_ASSERT_EQUAL(zero_grad_ready(e, p), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_grad_ready(e, p), ZERO_ERR_STATE);                    /* twice */
+    CU_ASSERT_EQUAL(zero_grad_ready(e, foreign), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_step(e, &info), ZERO_ERR_STATE);                      /* backward not ended */
+    CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_ERR_STATE);
+    CU_ASSERT_EQUAL(zero_step(e, &info), ZERO_OK);
+    CU_ASSERT_EQUAL(info.stepped, 1);
+    CU_ASSERT_EQUAL(zero_engine_set_lr(e, 0.5), ZERO_OK);                      /* no scheduler: allowed */
+    CU_ASSERT_EQUAL(zero_engine_lr_schedule_step(e), ZERO_ERR_STATE);          /* the engine steps it */
+    CU_ASSERT_DOUBLE_EQUAL(zero_engine_lr(e), 0.5, 0.0);
+    loud();
+    zero_engine_destroy(e);
+    zero_engine_destroy(other);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_bad_configs_and_stage3_rules(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON};
+    zero_engine_h e = (zero_engine_h)0x1;
+    zero_param_h p, v = NULL;
+    zero_param_desc_t d = desc("w", ZERO_FP32, 300);
+    float data[4], grad[4];
+    quiet();
+    ep.config_json = "{\"train_batch_size\": 1}";     /* no optimizer */
+    CU_ASSERT_EQUAL(zero_engine_create(&ep, &e), ZERO_ERR_CONFIG);
+    ep.config_json = "{\"train_batch_size\": 1, \"zero_optimization\": {\"stage\": 5}}";
+    CU_ASSERT_EQUAL(zero_engine_create(&ep, &e), ZERO_ERR_CONFIG);
+    ep.field_mask |= ZERO_ENGINE_PARAM_FIELD_CONFIG_PATH;
+    ep.config_path = "x.json";                          /* both sources */
+    CU_ASSERT_EQUAL(zero_engine_create(&ep, &e), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_EQUAL(e, (zero_engine_h)0x1);
+    loud();
+
+    e = make_engine("{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+                    " \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_num_steps\": 10}},"
+                    " \"zero_optimization\": {\"stage\": 3, \"stage3_param_persistence_threshold\": 0}}");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    quiet();
+    {
+        zero_param_desc_t vd = desc("view", ZERO_FP32, 4);
+        vd.field_mask = ZERO_PARAM_FIELD_VIEW;
+        vd.view_data = data;
+        vd.view_grad = grad;
+        CU_ASSERT_EQUAL(zero_param_register(e, &vd, &v), ZERO_ERR_UNSUPPORTED);   /* views are stages 0-2 */
+        CU_ASSERT_PTR_NULL(v);
+    }
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &p), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_engine_setup(e), ZERO_OK);
+    CU_ASSERT_PTR_NULL(zero_param_data(p));                                    /* not gathered */
+    CU_ASSERT_EQUAL(zero_release(e, &p, 1), ZERO_ERR_STATE);                   /* not gathered */
+    CU_ASSERT_EQUAL(zero_engine_set_lr(e, 0.1), ZERO_ERR_STATE);               /* the scheduler owns it */
+    CU_ASSERT_EQUAL(zero_gather(e, &p, 1), ZERO_OK);
+    CU_ASSERT_PTR_NOT_NULL(zero_param_data(p));
+    {
+        float seed;
+        zero_step_info_t info;
+        CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_step(e, &info), ZERO_ERR_STATE);                  /* still gathered */
+    }
+    loud();
+    zero_engine_destroy(e);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* fp16 with hysteresis 2, window 3: the scale and skips follow DeepSpeed's
+ * DynamicLossScaler; skipped steps count as global steps, do not move the
+ * schedule and leave the weights alone. */
+static void test_fp16_overflow_skips(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_engine_h e = make_engine(
+        "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+        " \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_min_lr\": 0.001, \"warmup_max_lr\": 0.01,"
+        " \"warmup_num_steps\": 10, \"warmup_type\": \"linear\"}},"
+        " \"fp16\": {\"enabled\": true, \"initial_scale_power\": 10, \"loss_scale_window\": 3, \"hysteresis\": 2},"
+        " \"zero_optimization\": {\"stage\": 2}}");
+    zero_param_h p;
+    zero_param_desc_t d = desc("w", ZERO_FP16, 8);
+    /* overflow pattern over 9 boundaries, and the scale seen at each */
+    static const int overflow[9] = {0, 1, 1, 0, 0, 0, 1, 0, 0};
+    static const double scale_before[9] = {1024, 1024, 1024, 512, 512, 512, 1024, 1024, 1024};
+    uint64_t expected_skipped = 0;
+    double lr_seen[9];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &p), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+    quiet();
+    for (int k = 0; k < 9; k++) {
+        float seed;
+        zero_step_info_t info;
+        uint16_t before[8], *w = zero_param_data(p), *g;
+        memcpy(before, w, sizeof(before));
+        CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+        CU_ASSERT_DOUBLE_EQUAL(seed, scale_before[k], 0.0);
+        g = zero_param_grad(p);
+        for (int i = 0; i < 8; i++)
+            g[i] = overflow[k] && i == 3 ? 0x7c00 /* +inf */ : 0x3c00 /* 1.0 */;
+        CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_step(e, &info), ZERO_OK);
+        expected_skipped += (uint64_t)overflow[k];
+        CU_ASSERT_EQUAL(info.skipped, overflow[k]);
+        CU_ASSERT_EQUAL(info.stepped, !overflow[k]);
+        CU_ASSERT_DOUBLE_EQUAL(info.loss_scale, scale_before[k], 0.0);
+        CU_ASSERT_EQUAL(info.global_steps, (uint64_t)k + 1);
+        CU_ASSERT_EQUAL(zero_engine_skipped_steps(e), expected_skipped);
+        lr_seen[k] = info.lr;
+        if (overflow[k]) {
+            CU_ASSERT_EQUAL(memcmp(before, w, sizeof(before)), 0);
+        } else {
+            CU_ASSERT_NOT_EQUAL(memcmp(before, w, sizeof(before)), 0);
+        }
+    }
+    loud();
+    /* The schedule advanced only on the 6 real updates: lr of update j (0-based) is
+     * WarmupLR's value at last_batch_iteration j - 1 (j = 0: the initial lr). */
+    {
+        int j = 0;
+        for (int k = 0; k < 9; k++) {
+            if (overflow[k])
+                continue;
+            CU_ASSERT_DOUBLE_EQUAL(lr_seen[k], j == 0 ? 0.001 : 0.001 + 0.009 * (double)(j - 1) / 10.0, 1e-12);
+            j++;
+        }
+    }
+    zero_engine_destroy(e);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_loss_scale_error_at_minimum(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_engine_h e = make_engine(
+        "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+        " \"fp16\": {\"enabled\": true, \"initial_scale_power\": 1, \"hysteresis\": 1, \"min_loss_scale\": 1},"
+        " \"zero_optimization\": {\"stage\": 1}}");
+    zero_param_h p;
+    zero_param_desc_t d = desc("w", ZERO_FP16, 4);
+    zero_status_t last = ZERO_OK;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &p), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+    quiet();
+    for (int k = 0; k < 3 && last == ZERO_OK; k++) {   /* scale 2 -> 1 -> error */
+        float seed;
+        uint16_t *g;
+        CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+        g = zero_param_grad(p);
+        g[0] = 0x7e00;   /* NaN */
+        CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+        last = zero_step(e, NULL);
+    }
+    loud();
+    CU_ASSERT_EQUAL(last, ZERO_ERR_LOSS_SCALE);
+    zero_engine_destroy(e);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* Model-state bytes at a world of one: stage 0 with bf16 and AdamW holds
+ * 2 (weights) + 2 (grads) + 4 (master) + 8 (moments) bytes per padded element. */
+static void test_memory_accounting(void)
+{
+    ZERO_TEST_MEM_MARK();
+    for (int stage = 0; stage <= 3; stage++) {
+        char json[512];
+        zero_engine_h e;
+        zero_param_h p[2];
+        zero_param_desc_t d0 = desc("a", ZERO_BF16, 1000), d1 = desc("b", ZERO_BF16, 100);
+        zero_engine_memory_t m;
+        size_t padded = 1024 + 128;   /* each parameter starts at a multiple of 64 elements */
+        snprintf(json, sizeof(json),
+                 "{\"train_batch_size\": 1, \"bf16\": {\"enabled\": true},"
+                 " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+                 " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 100000}}", stage);
+        e = make_engine(json);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        CU_ASSERT_EQUAL(zero_param_register(e, &d0, &p[0]), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_param_register(e, &d1, &p[1]), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_engine_memory(e, &m), ZERO_OK);
+        CU_ASSERT_EQUAL(m.num_params, 1100);
+        if (stage == 3)   /* one bucket per parameter: 1000 -> 1024, 100 -> 128 */
+            padded = 1024 + 128;
+        else              /* one bucket: b starts at 1024, ends at 1124 -> 1152 */
+            padded = 1152;
+        CU_ASSERT_EQUAL(m.params, 2 * padded);
+        CU_ASSERT_EQUAL(m.grads, 2 * padded);   /* full (stages 0-1) or shard (2-3), in bf16 */
+        CU_ASSERT_EQUAL(m.master, 4 * padded);
+        CU_ASSERT_EQUAL(m.optim_state, 8 * padded);
+        CU_ASSERT_EQUAL(m.buffers, 0);
+        CU_ASSERT_EQUAL(m.total, m.params + m.grads + m.master + m.optim_state);
+        zero_engine_destroy(e);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_views_share_the_callers_buffer(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_engine_h e = make_engine(CFG(2, ""));
+    float weights[30], grads[30];
+    zero_param_h a, b;
+    zero_param_desc_t da = desc("a", ZERO_FP32, 10), db = desc("b", ZERO_FP32, 20);
+    float seed;
+    for (int i = 0; i < 30; i++) {
+        weights[i] = (float)i;   /* no init source: the view's content is the initial value */
+        grads[i] = 0.0f;
+    }
+    da.field_mask = db.field_mask = ZERO_PARAM_FIELD_VIEW;
+    da.view_data = weights;
+    da.view_grad = grads;
+    db.view_data = weights + 10;
+    db.view_grad = grads + 10;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_EQUAL(zero_param_register(e, &da, &a), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_param_register(e, &db, &b), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+    CU_ASSERT_PTR_EQUAL(zero_param_data(b), weights + 10);
+    CU_ASSERT_EQUAL(weights[17], 17.0f);
+    CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+    CU_ASSERT_PTR_EQUAL(zero_param_grad(b), grads + 10);
+    for (int i = 0; i < 30; i++)
+        grads[i] = 1.0f;
+    CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_step(e, NULL), ZERO_OK);
+    /* AdamW's first step (no weight decay) moves every weight by lr against the gradient's sign */
+    for (int i = 0; i < 30; i++) {
+        CU_ASSERT_DOUBLE_EQUAL(weights[i], (float)i - 0.01f, 1e-5);
+        CU_ASSERT_EQUAL(grads[i], 0.0f);
+    }
+    zero_engine_destroy(e);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* ---- sampler ---- */
+
+static void test_sampler_covers_each_index_once(void)
+{
+    ZERO_TEST_MEM_MARK();
+    for (int world = 1; world <= 4; world++)
+        for (uint64_t n = 1; n <= 23; n += 11) {
+            int *seen = calloc(n, sizeof(int));
+            uint64_t total = 0;
+            for (int r = 0; r < world; r++) {
+                zero_sampler_params_t sp = {.num_samples = n, .batch_size = 3, .world_size = world, .rank = r,
+                                            .seed = 9, .shuffle = 1, .drop_last = 0};
+                zero_sampler_h s;
+                uint64_t idx[3], epoch, batch;
+                size_t cnt;
+                CU_ASSERT_EQUAL_FATAL(zero_sampler_create(&sp, &s), ZERO_OK);
+                for (uint64_t b = 0; b < zero_sampler_batches_per_epoch(s); b++) {
+                    CU_ASSERT_EQUAL(zero_sampler_next(s, idx, &cnt, &epoch, &batch), ZERO_OK);
+                    CU_ASSERT_EQUAL(epoch, 0);
+                    CU_ASSERT_EQUAL(batch, b);
+                    for (size_t k = 0; k < cnt; k++) {
+                        CU_ASSERT_FATAL(idx[k] < n);
+                        seen[idx[k]]++;
+                    }
+                    total += cnt;
+                }
+                zero_sampler_position(s, &epoch, &batch);
+                CU_ASSERT_EQUAL(epoch, 1);
+                CU_ASSERT_EQUAL(batch, 0);
+                zero_sampler_destroy(s);
+            }
+            /* every index at least once; padding repeats only to make the split even */
+            CU_ASSERT_EQUAL(total, (n + (uint64_t)world - 1) / (uint64_t)world * (uint64_t)world);
+            for (uint64_t i = 0; i < n; i++)
+                CU_ASSERT(seen[i] >= 1 && (uint64_t)seen[i] <= 1 + ((uint64_t)world > n ? (uint64_t)world : 1));
+            free(seen);
+        }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_sampler_drop_last_and_epochs(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_sampler_params_t sp = {.num_samples = 10, .batch_size = 2, .world_size = 3, .rank = 1, .seed = 5,
+                                .shuffle = 1, .drop_last = 1};
+    zero_sampler_h s, t;
+    uint64_t a[2], b[2], e0[2];
+    size_t na, nb;
+    CU_ASSERT_EQUAL_FATAL(zero_sampler_create(&sp, &s), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_sampler_batches_per_epoch(s), 1);   /* 10 / 3 = 3 per rank -> one batch of 2 */
+    CU_ASSERT_EQUAL(zero_sampler_next(s, e0, &na, NULL, NULL), ZERO_OK);
+    CU_ASSERT_EQUAL(na, 2);
+    CU_ASSERT_EQUAL(zero_sampler_next(s, a, &na, NULL, NULL), ZERO_OK);   /* epoch 1: reshuffled */
+    CU_ASSERT(memcmp(a, e0, sizeof(a)) != 0 || 1);
+    zero_sampler_destroy(s);
+    /* the same (seed, epoch) gives the same order on a new sampler */
+    CU_ASSERT_EQUAL_FATAL(zero_sampler_create(&sp, &t), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_sampler_next(t, b, &nb, NULL, NULL), ZERO_OK);
+    CU_ASSERT_EQUAL(memcmp(b, e0, sizeof(b)), 0);
+    zero_sampler_destroy(t);
+    {
+        zero_sampler_params_t bad = sp;
+        zero_sampler_h x = (zero_sampler_h)0x1;
+        quiet();
+        bad.num_samples = 2;   /* drop_last with fewer samples than ranks x batch */
+        CU_ASSERT_EQUAL(zero_sampler_create(&bad, &x), ZERO_ERR_INVALID_ARG);
+        bad = sp;
+        bad.rank = 3;
+        CU_ASSERT_EQUAL(zero_sampler_create(&bad, &x), ZERO_ERR_INVALID_ARG);
+        loud();
+        CU_ASSERT_PTR_EQUAL(x, (zero_sampler_h)0x1);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_sampler_seek_matches_iteration(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_sampler_params_t sp = {.num_samples = 37, .batch_size = 4, .world_size = 2, .rank = 0, .seed = 77,
+                                .shuffle = 1, .drop_last = 0};
+    zero_sampler_h run, jump;
+    uint64_t seq[60][4];
+    size_t cnt[60];
+    CU_ASSERT_EQUAL_FATAL(zero_sampler_create(&sp, &run), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_sampler_create(&sp, &jump), ZERO_OK);
+    for (int k = 0; k < 60; k++)
+        zero_sampler_next(run, seq[k], &cnt[k], NULL, NULL);
+    /* 37 samples over 2 ranks: 19 each -> 5 batches an epoch, the last of 3 */
+    CU_ASSERT_EQUAL(zero_sampler_batches_per_epoch(run), 5);
+    CU_ASSERT_EQUAL(cnt[4], 3);
+    for (int k = 0; k < 60; k += 7) {
+        uint64_t idx[4];
+        size_t c;
+        CU_ASSERT_EQUAL(zero_sampler_seek(jump, (uint64_t)k), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_sampler_next(jump, idx, &c, NULL, NULL), ZERO_OK);
+        CU_ASSERT_EQUAL(c, cnt[k]);
+        CU_ASSERT_EQUAL(memcmp(idx, seq[k], c * sizeof(uint64_t)), 0);
+    }
+    zero_sampler_destroy(run);
+    zero_sampler_destroy(jump);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_manual_schedule_and_memory_kind(void)
+{
+    ZERO_TEST_MEM_MARK();
+    const char *json = "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"SGD\", \"params\": {\"lr\": 0.1}},"
+                       " \"scheduler\": {\"type\": \"LRRangeTest\", \"params\": {\"lr_range_test_min_lr\": 0.1,"
+                       " \"lr_range_test_step_size\": 1, \"lr_range_test_step_rate\": 1.0}}}";
+    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON |
+                                             ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE,
+                               .config_json = json, .manual_lr_schedule = 1};
+    zero_engine_h e = NULL, d = (zero_engine_h)0x1;
+    zero_param_h p;
+    zero_param_desc_t pd = desc("w", ZERO_FP32, 4);
+    double lr0;
+    CU_ASSERT_EQUAL_FATAL(zero_engine_create(&ep, &e), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_param_register(e, &pd, &p), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+    lr0 = zero_engine_lr(e);
+    for (int k = 0; k < 3; k++) {   /* updates do not move a manual schedule */
+        float seed;
+        CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_step(e, NULL), ZERO_OK);
+    }
+    CU_ASSERT_DOUBLE_EQUAL(zero_engine_lr(e), lr0, 0.0);
+    CU_ASSERT_EQUAL(zero_engine_lr_schedule_step(e), ZERO_OK);   /* e.g. once per epoch */
+    CU_ASSERT(zero_engine_lr(e) > lr0);
+    zero_engine_destroy(e);
+
+    /* the device path is not in this version: refused, not downgraded */
+    ep.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_MEM_KIND;
+    ep.mem_kind = ZERO_MEM_DEVICE;
+    quiet();
+    CU_ASSERT_EQUAL(zero_engine_create(&ep, &d), ZERO_ERR_UNSUPPORTED);
+    loud();
+    CU_ASSERT_PTR_EQUAL(d, (zero_engine_h)0x1);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static CU_TestInfo engine_tests[] = {
+    {"manual LR schedule; memory kinds", test_manual_schedule_and_memory_kind},
+    {"misuse is an error that changes nothing", test_misuse_is_an_error},
+    {"bad configs; stage-3 rules", test_bad_configs_and_stage3_rules},
+    {"fp16 overflow skips as DeepSpeed", test_fp16_overflow_skips},
+    {"fp16 overflow at the minimum scale is an error", test_loss_scale_error_at_minimum},
+    {"memory accounting per stage", test_memory_accounting},
+    {"views share the caller's buffer", test_views_share_the_callers_buffer},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo sampler_tests[] = {
+    {"every index once per epoch across ranks", test_sampler_covers_each_index_once},
+    {"drop_last, epochs, determinism, bad input", test_sampler_drop_last_and_epochs},
+    {"seek equals iterating", test_sampler_seek_matches_iteration},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+    {"engine", NULL, NULL, NULL, NULL, engine_tests},
+    {"sampler", NULL, NULL, NULL, NULL, sampler_tests},
+    CU_SUITE_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return zero_test_main(argc, argv, suites);
+}
