@@ -61,6 +61,45 @@ zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, co
     return ZERO_OK;
 }
 
+/* Buffers that collectives read or write (the full weights and gradients, the
+ * stage-3 shard, stage-2 staging) come from the communicator's allocator when
+ * the job has peers in host memory: then the intra-node direct path can read
+ * them in place instead of copying through UCX. */
+static int shared_alloc(zero_engine_h e)
+{
+    return e->kind == ZERO_MEM_HOST && e->world > 1;
+}
+
+zero_status_t engine_alloc_shared(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p)
+{
+    zero_status_t status;
+    if (!shared_alloc(e))
+        return engine_alloc(e, category, bytes, tag, ptr_p);
+    status = zero_comm_mem_alloc(e->comm, bytes ? bytes : 1, ptr_p);
+    if (status != ZERO_OK) {
+        snprintf(e->last_error, sizeof(e->last_error), "cannot allocate %zu bytes of shared memory for %s", bytes, tag);
+        return status;
+    }
+    *category += bytes;
+    e->mem.total += bytes;
+    if (category == &e->mem.buffers && e->mem.buffers > e->mem.buffers_peak)
+        e->mem.buffers_peak = e->mem.buffers;
+    return ZERO_OK;
+}
+
+void engine_free_shared(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr)
+{
+    if (!shared_alloc(e)) {
+        engine_free(e, category, bytes, ptr);
+        return;
+    }
+    if (ptr == NULL)
+        return;
+    zero_comm_mem_free(e->comm, ptr);
+    *category -= bytes;
+    e->mem.total -= bytes;
+}
+
 void engine_free(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr)
 {
     if (ptr == NULL)
@@ -288,9 +327,9 @@ err:
 static void free_group(zero_engine_h e, group_state_t *g)
 {
     size_t esz = dtype_bytes(g->dtype);
-    engine_free(e, &e->mem.params, g->length * esz, g->params_flat);
-    engine_free(e, &e->mem.params, g->own_length * esz, g->params_shard);
-    engine_free(e, &e->mem.grads, g->length * esz, g->grads_flat);
+    engine_free_shared(e, &e->mem.params, g->length * esz, g->params_flat);
+    engine_free_shared(e, &e->mem.params, g->own_length * esz, g->params_shard);
+    engine_free_shared(e, &e->mem.grads, g->length * esz, g->grads_flat);
     engine_free(e, &e->mem.grads, g->own_length * esz, g->grad_shard);
     if ((void *)g->master != g->params_flat && (void *)g->master != g->params_shard)
         engine_free(e, &e->mem.master, g->own_length * sizeof(float), g->master);
@@ -318,11 +357,12 @@ void zero_engine_destroy(zero_engine_h e)
                 zero_comm_request_free(bs->gather_req);
                 bs->gather_req = NULL;
             }
-            engine_free(e, &e->mem.buffers, bytes, bs->staging);
+            engine_staging_put(e, b, bs->staging);
             engine_free(e, &e->mem.buffers, bytes, bs->gathered);
         }
     }
     zero_free(e->buckets);
+    engine_staging_pool_clear(e);
     if (e->layout != NULL)
         for (int g = 0; g < e->layout->num_groups; g++)
             free_group(e, &e->groups[g]);
@@ -620,18 +660,18 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
     g->own_length = lg->shard_length;   /* the layout's world is 1 at stage 0 */
 
     if (e->stage < 3) {
-        status = engine_alloc(e, &e->mem.params, g->length * esz, "params", &g->params_flat);
+        status = engine_alloc_shared(e, &e->mem.params, g->length * esz, "params", &g->params_flat);
         if (status != ZERO_OK)
             return status;
         engine_zero(e, g->params_flat, g->length * esz);
     } else {
-        status = engine_alloc(e, &e->mem.params, g->own_length * esz, "params shard", &g->params_shard);
+        status = engine_alloc_shared(e, &e->mem.params, g->own_length * esz, "params shard", &g->params_shard);
         if (status != ZERO_OK)
             return status;
         engine_zero(e, g->params_shard, g->own_length * esz);
     }
     if (e->stage < 2) {
-        status = engine_alloc(e, &e->mem.grads, g->length * esz, "grads", &g->grads_flat);
+        status = engine_alloc_shared(e, &e->mem.grads, g->length * esz, "grads", &g->grads_flat);
         if (status != ZERO_OK)
             return status;
         engine_zero(e, g->grads_flat, g->length * esz);

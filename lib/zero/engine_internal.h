@@ -133,6 +133,11 @@ struct zero_engine {
     size_t trace_len, trace_cap, trace_pos;
     int trace_done;
 
+    /* stage-2 gradient staging pool */
+    void **staging_pool;
+    int staging_pool_count, staging_pool_cap;
+    size_t staging_bytes;            /* the largest bucket, in bytes */
+
     /* accounting */
     zero_engine_memory_t mem;
     engine_timers_t timers;
@@ -144,6 +149,15 @@ void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...) Z
 /* Buffer allocation with the engine's accounting (category: a field of zero_engine_memory_t). */
 zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p);
 void engine_free(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr);
+/* The same for buffers collectives use: from zero_comm_mem_alloc in a multi-rank host job. */
+zero_status_t engine_alloc_shared(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p);
+void engine_free_shared(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr);
+/* Gradient staging of bucket @p b: at stage 2 from a pool of shared buffers of the
+ * largest bucket's size (reused, so peers keep their mappings), at stage 3 sized
+ * to the bucket. Put returns it; pool_clear frees the pool (destroy). */
+zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p);
+void engine_staging_put(zero_engine_h e, int b, void *ptr);
+void engine_staging_pool_clear(zero_engine_h e);
 
 /* Memory operations on the engine's buffers (of e->kind); host-to-engine for initial values. */
 void engine_zero(zero_engine_h e, void *ptr, size_t bytes);

@@ -90,7 +90,52 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
     return ZERO_OK;
 }
 
-/* Stages 2-3: the staging buffer of bucket @p b, allocated and zeroed on first use. */
+zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p)
+{
+    if (e->stage == 3)
+        return engine_alloc(e, &e->mem.buffers, bucket_bytes(e, b), "gradient bucket", ptr_p);
+    if (e->staging_bytes == 0)
+        for (int k = 0; k < e->layout->num_buckets; k++)
+            if (bucket_bytes(e, k) > e->staging_bytes)
+                e->staging_bytes = bucket_bytes(e, k);
+    if (e->staging_pool_count > 0) {
+        *ptr_p = e->staging_pool[--e->staging_pool_count];
+        return ZERO_OK;
+    }
+    return engine_alloc_shared(e, &e->mem.buffers, e->staging_bytes, "gradient bucket", ptr_p);
+}
+
+void engine_staging_put(zero_engine_h e, int b, void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    if (e->stage == 3) {
+        engine_free(e, &e->mem.buffers, bucket_bytes(e, b), ptr);
+        return;
+    }
+    if (e->staging_pool_count == e->staging_pool_cap) {
+        int cap = e->staging_pool_cap ? 2 * e->staging_pool_cap : 8;
+        void **grown = zero_realloc(e->staging_pool, (size_t)cap * sizeof(void *));
+        if (grown == NULL) {   /* keeping it is only an optimisation */
+            engine_free_shared(e, &e->mem.buffers, e->staging_bytes, ptr);
+            return;
+        }
+        e->staging_pool = grown;
+        e->staging_pool_cap = cap;
+    }
+    e->staging_pool[e->staging_pool_count++] = ptr;
+}
+
+void engine_staging_pool_clear(zero_engine_h e)
+{
+    for (int k = 0; k < e->staging_pool_count; k++)
+        engine_free_shared(e, &e->mem.buffers, e->staging_bytes, e->staging_pool[k]);
+    zero_free(e->staging_pool);
+    e->staging_pool = NULL;
+    e->staging_pool_count = e->staging_pool_cap = 0;
+}
+
+/* Stages 2-3: the staging buffer of bucket @p b, taken and zeroed on first use. */
 static zero_status_t bucket_staging(zero_engine_h e, int b)
 {
     bucket_state_t *bs = &e->buckets[b];
@@ -98,7 +143,7 @@ static zero_status_t bucket_staging(zero_engine_h e, int b)
     zero_status_t status;
     if (bs->staging != NULL)
         return ZERO_OK;
-    status = engine_alloc(e, &e->mem.buffers, bucket_bytes(e, b), "gradient bucket", &bs->staging);
+    status = engine_staging_get(e, b, &bs->staging);
     if (status != ZERO_OK)
         return status;
     engine_zero(e, bs->staging, bucket_bytes(e, b));
@@ -169,7 +214,7 @@ static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
     if (bs->staging != NULL) {
         accumulate((char *)g->grad_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
                    (char *)bs->staging + (size_t)e->own_rank * slice * esz, g->dtype, slice);
-        engine_free(e, &e->mem.buffers, bucket_bytes(e, b), bs->staging);
+        engine_staging_put(e, b, bs->staging);
         bs->staging = NULL;
     }
     return ZERO_OK;
