@@ -64,7 +64,9 @@ static int run_collect(const char *cmd, float *losses, int max_steps)
 {
     char line[1024], full[4096];
     int found = 0;
-    snprintf(full, sizeof(full), "%s 2>&1", cmd);
+    /* A launch that hangs (a rendezvous that never completes) fails this run, not the whole suite's
+     * time budget: zero-launch passes the TERM on to its ranks. */
+    snprintf(full, sizeof(full), "timeout 120 %s 2>&1", cmd);
     FILE *p = popen(full, "r");
     if (p == NULL)
         return -1;
