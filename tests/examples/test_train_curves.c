@@ -14,7 +14,9 @@
  *   fp16 (dynamic loss scale from 2^12): within 0.15 of the fp32 curve
  *         (measured up to 0.085).
  * (fp32 differences measured: below 5e-5 at this batch shape.)
- * Every curve must also fall by at least 0.5 nats over the 20 steps.
+ * Every curve must also fall by at least 0.5 nats over the 20 steps, and the
+ * engine's gather timer (zero_engine_timers) must be positive at stage 3 and
+ * zero at stage 0.
  *
  * Flat (argv[1] = "flat"): train_flat (one contiguous weight buffer, view
  * registration) at world size 2, stages 0-2: its loss falls by half, and the
@@ -38,6 +40,7 @@
 enum { STEPS = 20, GLOBAL_BATCH = 12, MICRO = 1 };
 
 static char tmpdir[256];
+static double last_gather_ms = -1; /* from train_gpt's "timing:" line (zero_engine_timers) */
 static int cleanup(void);
 static int unsupported_seen;
 
@@ -74,8 +77,11 @@ static int run_collect(const char *cmd, float *losses, int max_steps)
     while (fgets(line, sizeof(line), p) != NULL) {
         int step;
         float loss;
+        const char *g = strstr(line, " gather_ms=");
         if (strstr(line, "unsupported") != NULL)
             unsupported_seen = 1;
+        if (strncmp(line, "timing:", 7) == 0 && g != NULL)
+            last_gather_ms = atof(g + 11);
         if (sscanf(line, "step=%d train_loss=%f", &step, &loss) == 2 && step >= 1 && step <= max_steps) {
             losses[step - 1] = loss;
             found++;
@@ -114,6 +120,7 @@ static void need_refs(void)
 static void check_curve(int world, int stage, const char *precision)
 {
     float l[STEPS];
+    last_gather_ms = -1;
     int is16 = strcmp(precision, "fp32") != 0;
     double worst = 0, worst32 = 0;
     need_refs();
@@ -130,6 +137,11 @@ static void check_curve(int world, int stage, const char *precision)
     CU_ASSERT(worst <= (is16 ? 0.15 : 2e-3));
     CU_ASSERT(worst32 <= (is16 ? 0.15 : 2e-3));
     CU_ASSERT(l[STEPS - 1] < l[0] - 0.5f);
+    /* The engine's timers: stage 3 waits in zero_gather every layer; stage 0 never gathers. */
+    if (stage == 3)
+        CU_ASSERT(last_gather_ms > 0);
+    if (stage == 0)
+        CU_ASSERT(last_gather_ms == 0);
 }
 
 static void test_world12_fp32(void)
