@@ -127,11 +127,13 @@ typedef struct zero_comm_params {
 
 /**
  * Creates a communicator from the environment: parses the rank variables,
- * joins the rendezvous (rank 0 serves it on MASTER_ADDR:MASTER_PORT; the others
- * connect, retrying with exponential back-off until rendezvous_timeout_s),
+ * joins the rendezvous (rank 0 serves it on port MASTER_PORT of all its
+ * interfaces; the others connect to MASTER_ADDR:MASTER_PORT, retrying with
+ * exponential back-off until rendezvous_timeout_s),
  * exchanges UCX worker addresses (and the NCCL unique id where every rank has a
  * GPU), connects to the ring neighbours and starts the progress thread.
- * Collective: every rank of the job must call it.
+ * Collective: every rank of the job must call it. One communicator per job at
+ * a time: its rendezvous owns MASTER_PORT until zero_comm_destroy returns.
  *
  * @param params     options, or NULL for all defaults (the caller keeps it).
  * @param comm_p     receives the communicator on success; untouched on failure.
@@ -174,7 +176,9 @@ ZERO_API int zero_comm_cross_size(zero_comm_h comm);
  * ZERO_ERR_INVALID_ARG. Both buffers are of @p mem_kind.
  *
  * The buffers must stay valid, and @p sendbuf unchanged, until the request
- * completes. On success *@p request_p receives a request the caller must
+ * completes. Device buffers must hold their data when the call is made: the
+ * communicator's CUDA stream does not wait on the caller's streams (synchronise
+ * the kernels that write them first). On success *@p request_p receives a request the caller must
  * release with zero_comm_request_free. On failure nothing was started and
  * *@p request_p is untouched.
  * @return ZERO_OK; ZERO_ERR_INVALID_ARG (NULL buffer with count > 0, bad dtype,
@@ -203,8 +207,10 @@ ZERO_API zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const vo
  * Starts an allgather (NCCL's semantics): every rank contributes @p sendcount
  * elements and receives size * sendcount elements in @p recvbuf, rank r's at
  * [r * sendcount, (r + 1) * sendcount). In place when @p sendbuf == @p recvbuf +
- * rank * sendcount elements; other overlaps are ZERO_ERR_INVALID_ARG.
- * Ownership, lifetime and errors as zero_comm_allreduce_start.
+ * rank * sendcount elements; other overlaps are ZERO_ERR_INVALID_ARG. Out of
+ * place on host memory, the calling thread copies its own block into
+ * @p recvbuf before this returns (the transfers run meanwhile); in place saves
+ * that copy. Ownership, lifetime and errors as zero_comm_allreduce_start.
  */
 ZERO_API zero_status_t zero_comm_allgather_start(zero_comm_h comm, const void *sendbuf, void *recvbuf,
                                                  size_t sendcount, zero_dtype_t dtype,

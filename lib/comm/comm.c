@@ -96,6 +96,14 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
         env_size("ZERO_COMM_CHUNKS_IN_FLIGHT", 1, 16, &inflight) != ZERO_OK)
         return ZERO_ERR_INVALID_ARG;
     cfg->chunks_in_flight = (int)inflight;
+    if ((v = getenv("ZERO_COMM_UCX_ERR_MODE")) != NULL) {
+        if (strcmp(v, "peer") == 0) {
+            cfg->ucx_peer_err_mode = 1;
+        } else if (strcmp(v, "none") != 0) {
+            ZERO_LOG_ERROR("environment: ZERO_COMM_UCX_ERR_MODE='%s' is neither 'none' nor 'peer'", v);
+            return ZERO_ERR_INVALID_ARG;
+        }
+    }
 
     if (mask & ZERO_COMM_PARAM_FIELD_RENDEZVOUS_TIMEOUT) {
         if (!(p->rendezvous_timeout_s > 0 && p->rendezvous_timeout_s <= 1e6)) {
@@ -151,8 +159,9 @@ static void set_failed(zero_comm_t *comm, zero_status_t status, int rank)
     if (atomic_compare_exchange_strong(&comm->failed, &expected, (int)status))
         comm->failed_rank = rank;
 #if HAVE_CUDA
-    if (comm->nccl != NULL)
-        zero_nccl_abort(comm->nccl);    /* no rank may stay stuck in an NCCL kernel */
+    zero_nccl_t *nccl = atomic_load(&comm->nccl);
+    if (nccl != NULL)
+        zero_nccl_abort(nccl);          /* no rank may stay stuck in an NCCL kernel */
 #endif
 }
 
@@ -181,6 +190,28 @@ static void wait_events(zero_comm_t *comm, int ms)
     if (poll(fds, (nfds_t)n, ms) > 0 && (fds[0].revents & POLLIN)) {
         uint64_t v;
         (void)!read(comm->wake_fd, &v, sizeof(v));
+    }
+}
+
+/* A neighbour's connection failing is often the echo of another rank's death
+ * (the neighbour itself gave up and left). Give the rendezvous sockets a moment
+ * to tell who died first, so every rank names the same, real culprit. */
+static void root_cause(zero_comm_t *comm, zero_status_t *status_p, int *peer_p)
+{
+    double until = zero_comm_now() + 1.0;
+    if (comm->rdv == NULL)
+        return;
+    while (zero_comm_now() < until) {
+        struct pollfd fds[64];
+        int dead, n;
+        zero_status_t st = zero_rdv_check(comm->rdv, &dead);
+        if (st != ZERO_OK) {
+            *status_p = st;
+            *peer_p = dead;
+            return;
+        }
+        n = zero_rdv_pollfds(comm->rdv, fds, 64);
+        poll(fds, (nfds_t)n, 10);
     }
 }
 
@@ -214,8 +245,9 @@ static void *progress_main(void *arg)
         if (comm->rdv != NULL && (active == NULL || now - last_check > HEALTH_CHECK_INTERVAL)) {
             int dead;
             last_check = now;
-            if (atomic_load(&comm->failed) == 0 && zero_rdv_check(comm->rdv, &dead) != ZERO_OK)
-                set_failed(comm, ZERO_ERR_COMM, dead);
+            zero_status_t st_rdv;
+            if (atomic_load(&comm->failed) == 0 && (st_rdv = zero_rdv_check(comm->rdv, &dead)) != ZERO_OK)
+                set_failed(comm, st_rdv, dead);
         }
         if (atomic_load(&comm->failed) != 0) {
             if (active != NULL) {
@@ -235,6 +267,9 @@ static void *progress_main(void *arg)
             continue;
         }
         if (active == NULL) {
+            /* Idle, but peers may still be wiring up or flushing towards us. */
+            if (comm->ucx != NULL && zero_ucx_progress(comm->ucx) > 0)
+                continue;
             wait_events(comm, 1000);
             continue;
         }
@@ -245,7 +280,7 @@ static void *progress_main(void *arg)
                 started = 1;
                 device_since = now;
             }
-            st = zero_nccl_test(comm->nccl, active->event);
+            st = zero_nccl_test(atomic_load(&comm->nccl), active->event);
             if (st == ZERO_INPROGRESS && now - device_since > comm->cfg.timeout_s) {
                 ZERO_LOG_ERROR("%s #%u on device memory did not finish within %.1f s: aborting NCCL",
                                zero_coll_name(active->desc.kind), active->seq, comm->cfg.timeout_s);
@@ -280,7 +315,10 @@ static void *progress_main(void *arg)
             if (st != ZERO_INPROGRESS) {
                 if (st != ZERO_OK) {
                     zero_ucx_coll_abort(comm->ucx);
+                    if (st != ZERO_ERR_TIMEOUT)
+                        root_cause(comm, &st, &peer);
                     set_failed(comm, st, peer);
+                    zero_rdv_report(comm->rdv, peer, st);   /* every other rank stops now too */
                 }
                 complete(comm, active, st);
                 active = NULL;
@@ -374,7 +412,8 @@ static zero_status_t join_world(zero_comm_t *comm)
     extra_ctx_t ctx = {comm};
     int n = comm->env.size, r = comm->env.rank;
 
-    ZERO_CHECK_GOTO(zero_ucx_create(r, n, comm->cfg.chunk_bytes, comm->cfg.chunks_in_flight, &comm->ucx),
+    ZERO_CHECK_GOTO(zero_ucx_create(r, n, comm->cfg.chunk_bytes, comm->cfg.chunks_in_flight,
+                                    comm->cfg.ucx_peer_err_mode, &comm->ucx),
                     status, out);
     zero_ucx_address(comm->ucx, &addr, &addr_len);
     ZERO_REQUIRE_GOTO(addr_len + BLOB_HEADER <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED, status, out,
@@ -487,7 +526,7 @@ void zero_comm_destroy(zero_comm_h comm)
         healthy = 0;
     zero_ucx_destroy(comm->ucx, !healthy, healthy ? comm->cfg.timeout_s : 1.0);
 #if HAVE_CUDA
-    zero_nccl_destroy(comm->nccl, !healthy);
+    zero_nccl_destroy(atomic_load(&comm->nccl), !healthy);
 #endif
     zero_rdv_destroy(comm->rdv);
     if (comm->wake_fd >= 0)
@@ -604,7 +643,7 @@ static zero_status_t self_run(zero_comm_h comm, const zero_coll_desc_t *d)
 static zero_status_t ensure_nccl(zero_comm_h comm)
 {
     int device = comm->cfg.cuda_device, count;
-    if (comm->nccl != NULL)
+    if (atomic_load(&comm->nccl) != NULL)
         return ZERO_OK;
     if (!comm->have_nccl_id) {
         ZERO_LOG_ERROR("device-memory collective: not every rank has a CUDA device, so the job has no NCCL "
@@ -614,7 +653,13 @@ static zero_status_t ensure_nccl(zero_comm_h comm)
     count = zero_nccl_device_count();
     if (device < 0)
         device = count > 0 ? comm->env.local_rank % count : 0;
-    return zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, &comm->nccl);
+    {
+        zero_nccl_t *nccl = NULL;
+        zero_status_t status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, &nccl);
+        if (status == ZERO_OK)
+            atomic_store(&comm->nccl, nccl);
+        return status;
+    }
 }
 #endif
 
@@ -622,6 +667,8 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
 {
     zero_status_t status = ZERO_OK;
     zero_comm_request_h req;
+    void *copy_dst = NULL;
+    size_t copy_bytes;
     int failed;
 
     if (request_p == NULL) {
@@ -654,8 +701,25 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
 #if HAVE_CUDA
         ZERO_CHECK_GOTO(ensure_nccl(comm), status, fail);
         req->on_device = 1;
-        ZERO_CHECK_GOTO(zero_nccl_start(comm->nccl, d, &req->event), status, fail);
+        ZERO_CHECK_GOTO(zero_nccl_start(atomic_load(&comm->nccl), d, &req->event), status, fail);
 #endif
+    }
+    /* An out-of-place allgather (or broadcast root) also copies this rank's own
+     * block into the output. The caller's thread does it, after queueing, while
+     * the progress thread already moves data: nothing else touches that block
+     * (step 0 sends from sendbuf, and no rank sends this block back). */
+    copy_bytes = 0;
+    if (d->mem_kind != ZERO_MEM_DEVICE) {
+        size_t bytes = d->count * zero_dtype_size(d->dtype);
+        if (d->kind == ZERO_COLL_ALLGATHER &&
+            d->sendbuf != (const char *)d->recvbuf + (size_t)comm->env.rank * bytes) {
+            copy_dst = (char *)d->recvbuf + (size_t)comm->env.rank * bytes;
+            copy_bytes = bytes;
+        } else if (d->kind == ZERO_COLL_BROADCAST && comm->env.rank == d->root && d->sendbuf != d->recvbuf) {
+            copy_dst = d->recvbuf;
+            copy_bytes = bytes;
+        }
+        req->desc.local_copy_by_caller = 1;
     }
     pthread_mutex_lock(&comm->lock);
     if (comm->queue_tail != NULL)
@@ -669,6 +733,8 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
         uint64_t one = 1;
         (void)!write(comm->wake_fd, &one, sizeof(one));
     }
+    if (copy_bytes > 0)
+        memcpy(copy_dst, d->sendbuf, copy_bytes);
     *request_p = req;
     return ZERO_OK;
 fail:
@@ -680,7 +746,7 @@ zero_status_t zero_comm_allreduce_start(zero_comm_h comm, const void *sendbuf, v
                                         zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
                                         zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0, mem_kind};
+    zero_coll_desc_t d = {ZERO_COLL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0, mem_kind, 0};
     zero_status_t status = check_args(comm, &d, count, count, 1);
     size_t bytes;
     if (status != ZERO_OK)
@@ -697,7 +763,7 @@ zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const void *sendb
                                              zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
                                              zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0, mem_kind};
+    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0, mem_kind, 0};
     zero_status_t status;
     size_t es, n;
     if (comm == NULL)
@@ -718,7 +784,7 @@ zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const void *sendb
 zero_status_t zero_comm_allgather_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
                                         zero_dtype_t dtype, zero_mem_kind_t mem_kind, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind};
+    zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind, 0};
     zero_status_t status;
     size_t es, n;
     if (comm == NULL)
@@ -740,7 +806,7 @@ zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, v
                                         zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind,
                                         zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_BROADCAST, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, root, mem_kind};
+    zero_coll_desc_t d = {ZERO_COLL_BROADCAST, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, root, mem_kind, 0};
     zero_status_t status;
     size_t bytes;
     int is_root;
@@ -765,7 +831,7 @@ zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, v
 
 zero_status_t zero_comm_barrier_start(zero_comm_h comm, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_BARRIER, NULL, NULL, 0, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST};
+    zero_coll_desc_t d = {ZERO_COLL_BARRIER, NULL, NULL, 0, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0};
     zero_status_t status = check_args(comm, &d, 0, 0, 0);
     if (status != ZERO_OK)
         return status;
@@ -804,15 +870,14 @@ void zero_comm_request_free(zero_comm_request_h request)
     zero_free(request);
 }
 
-/* Takes the request by address: C leaves the order of argument evaluation
- * open, so the start call must have written it before it is read. */
-static zero_status_t run_blocking(zero_status_t started, zero_comm_request_h *req)
+/* @p req_p is read only after the start call ran (argument order is unspecified). */
+static zero_status_t run_blocking(zero_status_t started, zero_comm_request_h *req_p)
 {
     zero_status_t status;
     if (started != ZERO_OK)
         return started;
-    status = zero_comm_request_wait(*req);
-    zero_comm_request_free(*req);
+    status = zero_comm_request_wait(*req_p);
+    zero_comm_request_free(*req_p);
     return status;
 }
 

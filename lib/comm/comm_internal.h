@@ -26,6 +26,7 @@ typedef struct zero_coll_desc {
     zero_comm_op_t op;
     int root;
     zero_mem_kind_t mem_kind;
+    int local_copy_by_caller;  /* the caller copies its own block into recvbuf (see start()) */
 } zero_coll_desc_t;
 
 const char *zero_coll_name(zero_coll_kind_t kind);
@@ -53,6 +54,7 @@ typedef struct zero_comm_config {
     size_t chunk_bytes;
     int chunks_in_flight;
     int cuda_device;
+    int ucx_peer_err_mode;     /* ZERO_COMM_UCX_ERR_MODE=peer */
 } zero_comm_config_t;
 
 struct zero_comm {
@@ -60,7 +62,8 @@ struct zero_comm {
     zero_comm_config_t cfg;
     zero_rdv_t *rdv;
     zero_ucx_t *ucx;
-    zero_nccl_t *nccl;                 /* created on the first device call */
+    _Atomic(zero_nccl_t *) nccl;       /* created on the first device call (API thread), read by the
+                                          progress thread to abort it */
     unsigned char nccl_id[128];
     int have_nccl_id;
 

@@ -147,6 +147,8 @@ zero_status_t zero_nccl_test(zero_nccl_t *nccl, void *event)
     zero_status_t status = ZERO_INPROGRESS;
     ncclResult_t async = ncclSuccess;
     cudaError_t err;
+    /* The progress thread polls: make the communicator's device current there too. */
+    ZERO_CUDA_CHECK_GOTO(cudaSetDevice(nccl->device), status, out, "NCCL: cudaSetDevice(%d)", nccl->device);
     ZERO_NCCL_CHECK_GOTO(ncclCommGetAsyncError(nccl->comm, &async), status, out, "NCCL: %s", "ncclCommGetAsyncError");
     ZERO_NCCL_CHECK_GOTO(async, status, out, "NCCL: asynchronous error on rank %d", nccl->rank);
     err = cudaEventQuery((cudaEvent_t)event);

@@ -21,9 +21,14 @@
 #define REPLY_MAGIC "ZERO-RPL"
 #define RDV_VERSION 1u
 #define FRAME_MAGIC 0x5a46524du    /* "ZFRM" */
-#define FRAME_BYTES 16
+#define FRAME_BYTES 20
 
-enum frame_type { FRAME_BYE = 1, FRAME_BYE_ACK = 2, FRAME_ABORT = 3 };
+/* Control frames: magic, type, arg, arg2, arg3 (big-endian u32 each).
+ * BYE: a rank is done; BYE_ACK: rank 0 saw every goodbye; ABORT: rank 0 tells
+ * everyone that rank <arg> failed with status <arg2>, as seen by rank <arg3>;
+ * FAILED: a rank tells rank 0 that its collective failed because of rank
+ * <arg>, status <arg2>. */
+enum frame_type { FRAME_BYE = 1, FRAME_BYE_ACK = 2, FRAME_ABORT = 3, FRAME_FAILED = 4 };
 
 typedef struct peer_link {
     int fd;                         /* -1 once closed */
@@ -41,6 +46,7 @@ struct zero_rdv {
     peer_link_t *links;             /* rank 0: one per rank (links[0] unused); others: links[0] = rank 0 */
     int nlinks;
     int failed_rank;                /* -1 while healthy */
+    zero_status_t failed_status;    /* what the failure means for the collectives */
     int acked;                      /* others: rank 0 acknowledged our goodbye */
 };
 
@@ -76,7 +82,10 @@ static void describe_peer(const struct sockaddr_storage *sa, char *out, size_t n
         port = ntohs(in->sin_port);
     } else if (sa->ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))   /* an IPv4 client of the dual-stack socket */
+            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof(host));
+        else
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
     }
     snprintf(out, n, "%s:%d", host, port);
@@ -130,24 +139,6 @@ static int io_all(int fd, void *buf, size_t n, int writing, double deadline)
         return -1;
     }
     return 0;
-}
-
-static zero_status_t resolve(const zero_comm_env_t *env, struct addrinfo **res_p, int passive)
-{
-    struct addrinfo hints;
-    char port[16];
-    int rc;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = passive ? AI_PASSIVE : 0;
-    snprintf(port, sizeof(port), "%d", env->master_port);
-    rc = getaddrinfo(env->master_addr, port, &hints, res_p);
-    if (rc != 0) {
-        ZERO_LOG_ERROR("rendezvous: cannot resolve MASTER_ADDR=%s: %s", env->master_addr, gai_strerror(rc));
-        return ZERO_ERR_IO;
-    }
-    return ZERO_OK;
 }
 
 /* ---- rank 0: the server ---- */
@@ -257,7 +248,6 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
                            zero_rdv_extra_fn extra_fn, void *extra_arg)
 {
     zero_status_t status = ZERO_OK;
-    struct addrinfo *res = NULL, *ai;
     pending_conn_t pend[ZERO_RDV_MAX_PENDING];
     struct pollfd pfds[ZERO_RDV_MAX_PENDING + 1];
     int lfd = -1, joined = 1, one = 1, npend = 0;
@@ -268,18 +258,42 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
         memset(&pend[i], 0, sizeof(pend[i]));
         pend[i].fd = -1;
     }
-    ZERO_CHECK_GOTO(resolve(env, &res, 1), status, out);
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        lfd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (lfd < 0)
-            continue;
+    /* All interfaces, IPv6 and IPv4 at once where the host has IPv6: MASTER_ADDR
+     * may name this host by an address other ranks reach but that a bind to
+     * the name would miss (a host name mapped to 127.0.1.1, say). Every
+     * connection still has to present the job token. */
+    lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd >= 0) {
+        struct sockaddr_in6 a6;
+        int zero = 0;
+        memset(&a6, 0, sizeof(a6));
+        a6.sin6_family = AF_INET6;
+        a6.sin6_addr = in6addr_any;
+        a6.sin6_port = htons((uint16_t)env->master_port);
         setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(lfd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(lfd, 128) == 0)
-            break;
-        close(lfd);
-        lfd = -1;
+        setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        if (bind(lfd, (struct sockaddr *)&a6, sizeof(a6)) != 0 || listen(lfd, 128) != 0) {
+            close(lfd);
+            lfd = -1;
+        }
     }
-    ZERO_ERRNO_CHECK_GOTO(lfd >= 0, status, out, "rendezvous: cannot listen on %s:%d", env->master_addr,
+    if (lfd < 0) {
+        struct sockaddr_in a4;
+        memset(&a4, 0, sizeof(a4));
+        a4.sin_family = AF_INET;
+        a4.sin_addr.s_addr = htonl(INADDR_ANY);
+        a4.sin_port = htons((uint16_t)env->master_port);
+        lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ZERO_ERRNO_CHECK_GOTO(lfd >= 0, status, out, "rendezvous: %s", "socket");
+        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(lfd, (struct sockaddr *)&a4, sizeof(a4)) != 0 || listen(lfd, 128) != 0) {
+            int err = errno;
+            close(lfd);
+            lfd = -1;
+            errno = err;
+        }
+    }
+    ZERO_ERRNO_CHECK_GOTO(lfd >= 0, status, out, "rendezvous: cannot listen on port %d (MASTER_PORT)",
                           env->master_port);
     set_nonblocking(lfd);
     ZERO_LOG_DEBUG("rendezvous: rank 0 serving on %s:%d for %d ranks", env->master_addr, env->master_port,
@@ -321,6 +335,7 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
                                   peer, ZERO_RDV_MAX_PENDING);
                     close(fd);
                 } else {
+                    memset(&pend[slot], 0, sizeof(pend[slot]));
                     pend[slot].fd = fd;
                     pend[slot].rank = -1;
                     describe_peer(&sa, pend[slot].peer, sizeof(pend[slot].peer));
@@ -401,8 +416,6 @@ out:
     (void)npend;
     if (lfd >= 0)
         close(lfd);
-    if (res != NULL)
-        freeaddrinfo(res);
     return status;
 }
 
@@ -542,6 +555,7 @@ zero_status_t zero_rdv_create(const zero_comm_env_t *env, double timeout_s, cons
     rdv->rank = env->rank;
     rdv->size = env->size;
     rdv->failed_rank = -1;
+    rdv->failed_status = ZERO_ERR_COMM;
     rdv->nlinks = env->rank == 0 ? env->size : 1;
     rdv->blobs = zero_calloc((size_t)env->size, sizeof(*rdv->blobs));
     rdv->blob_lens = zero_calloc((size_t)env->size, sizeof(*rdv->blob_lens));
@@ -604,12 +618,14 @@ int zero_rdv_pollfds(const zero_rdv_t *rdv, struct pollfd *fds, int max)
     return n;
 }
 
-static void send_frame(int fd, uint32_t type, uint32_t arg)
+static void send_frame(int fd, uint32_t type, uint32_t arg, uint32_t arg2, uint32_t arg3)
 {
     unsigned char f[FRAME_BYTES] = {0};
     put_u32(f, FRAME_MAGIC);
     put_u32(f + 4, type);
     put_u32(f + 8, arg);
+    put_u32(f + 12, arg2);
+    put_u32(f + 16, arg3);
     /* Small and rare: the socket buffer takes it; a dead peer's EPIPE is ignored. */
     (void)!send(fd, f, sizeof(f), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
@@ -620,16 +636,28 @@ static int link_rank(const zero_rdv_t *rdv, int i)
     return rdv->rank == 0 ? i : 0;
 }
 
-static void mark_failed(zero_rdv_t *rdv, int failed, const char *why)
+static zero_status_t status_of_wire(uint32_t v)
+{
+    int32_t s = (int32_t)v;
+    return s < 0 && s >= ZERO_ERR_INTERNAL ? (zero_status_t)s : ZERO_ERR_COMM;
+}
+
+/* Records the first failure, seen by rank @p reporter; rank 0 relays it to
+ * every other rank (the failed one too: it may be alive, e.g. after a
+ * protocol error). @p why NULL: already logged by whoever detected it. */
+static void mark_failed(zero_rdv_t *rdv, int failed, zero_status_t status, int reporter, const char *why)
 {
     if (rdv->failed_rank >= 0)
         return;
     rdv->failed_rank = failed;
-    ZERO_LOG_ERROR("rank %d %s", failed, why);
+    rdv->failed_status = status;
+    if (why != NULL)
+        ZERO_LOG_ERROR("rank %d %s", failed, why);
     if (rdv->rank == 0) {
         for (int r = 1; r < rdv->nlinks; r++)
-            if (rdv->links[r].fd >= 0 && r != failed)
-                send_frame(rdv->links[r].fd, FRAME_ABORT, (uint32_t)failed);
+            if (rdv->links[r].fd >= 0 && r != reporter)
+                send_frame(rdv->links[r].fd, FRAME_ABORT, (uint32_t)failed, (uint32_t)(int32_t)status,
+                           (uint32_t)reporter);
     }
 }
 
@@ -640,12 +668,14 @@ static int link_read(zero_rdv_t *rdv, int i)
     int peer = link_rank(rdv, i);
     for (;;) {
         ssize_t k = recv(l->fd, l->frame + l->have, FRAME_BYTES - l->have, MSG_DONTWAIT);
+        uint32_t arg, arg2, arg3;
         if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             close(l->fd);
             l->fd = -1;
             if (!l->said_bye && !rdv->acked)
-                mark_failed(rdv, peer, rdv->rank == 0 ? "died or closed its connection to rank 0"
-                                                      : "(the rendezvous server) died or closed its connection");
+                mark_failed(rdv, peer, ZERO_ERR_COMM, rdv->rank,
+                            rdv->rank == 0 ? "died or closed its connection to rank 0"
+                                           : "(the rendezvous server) died or closed its connection");
             return -1;
         }
         if (k < 0)
@@ -657,9 +687,12 @@ static int link_read(zero_rdv_t *rdv, int i)
         if (get_u32(l->frame) != FRAME_MAGIC) {
             close(l->fd);
             l->fd = -1;
-            mark_failed(rdv, peer, "sent a malformed control frame");
+            mark_failed(rdv, peer, ZERO_ERR_PROTOCOL, rdv->rank, "sent a malformed control frame");
             return -1;
         }
+        arg = get_u32(l->frame + 8);
+        arg2 = get_u32(l->frame + 12);
+        arg3 = get_u32(l->frame + 16);
         switch (get_u32(l->frame + 4)) {
         case FRAME_BYE:
             l->said_bye = 1;
@@ -667,18 +700,37 @@ static int link_read(zero_rdv_t *rdv, int i)
         case FRAME_BYE_ACK:
             rdv->acked = 1;
             break;
-        case FRAME_ABORT: {
-            uint32_t failed = get_u32(l->frame + 8);
-            if (rdv->rank != 0 && failed < (uint32_t)rdv->size && rdv->failed_rank < 0) {
-                rdv->failed_rank = (int)failed;
-                ZERO_LOG_ERROR("rank %u died or failed (reported by rank 0)", failed);
+        case FRAME_ABORT:
+            if (rdv->rank != 0 && arg < (uint32_t)rdv->size && rdv->failed_rank < 0) {
+                rdv->failed_status = status_of_wire(arg2);
+                if (arg == (uint32_t)rdv->rank) {
+                    /* we are alive: name the rank that had trouble with us */
+                    rdv->failed_rank = arg3 < (uint32_t)rdv->size ? (int)arg3 : 0;
+                    ZERO_LOG_ERROR("rank %d reported a failed collective with this rank: %s", rdv->failed_rank,
+                                   zero_status_string(rdv->failed_status));
+                } else {
+                    rdv->failed_rank = (int)arg;
+                    if (arg3 == 0)
+                        ZERO_LOG_ERROR("rank %u died or failed: %s (reported by rank 0)", arg,
+                                       zero_status_string(rdv->failed_status));
+                    else
+                        ZERO_LOG_ERROR("rank %u failed: %s (reported by rank %u, relayed by rank 0)", arg,
+                                       zero_status_string(rdv->failed_status), arg3);
+                }
             }
             break;
-        }
+        case FRAME_FAILED:
+            if (rdv->rank == 0 && arg < (uint32_t)rdv->size && rdv->failed_rank < 0) {
+                char why[160];
+                snprintf(why, sizeof(why), "failed: %s (reported by rank %d)", zero_status_string(status_of_wire(arg2)),
+                         peer);
+                mark_failed(rdv, (int)arg, status_of_wire(arg2), peer, why);
+            }
+            break;
         default:
             close(l->fd);
             l->fd = -1;
-            mark_failed(rdv, peer, "sent an unknown control frame");
+            mark_failed(rdv, peer, ZERO_ERR_PROTOCOL, rdv->rank, "sent an unknown control frame");
             return -1;
         }
     }
@@ -691,9 +743,24 @@ zero_status_t zero_rdv_check(zero_rdv_t *rdv, int *failed_rank_p)
             link_read(rdv, i);
     if (rdv->failed_rank >= 0) {
         *failed_rank_p = rdv->failed_rank;
-        return ZERO_ERR_COMM;
+        return rdv->failed_status;
     }
     return ZERO_OK;
+}
+
+void zero_rdv_report(zero_rdv_t *rdv, int failed_rank, zero_status_t status)
+{
+    if (rdv->failed_rank >= 0)
+        return;
+    if (rdv->rank == 0) {
+        mark_failed(rdv, failed_rank, status, 0, NULL);
+    } else {
+        rdv->failed_rank = failed_rank;
+        rdv->failed_status = status;
+        if (rdv->links[0].fd >= 0)
+            send_frame(rdv->links[0].fd, FRAME_FAILED, (uint32_t)failed_rank, (uint32_t)(int32_t)status,
+                       (uint32_t)rdv->rank);
+    }
 }
 
 zero_status_t zero_rdv_shutdown(zero_rdv_t *rdv, double timeout_s, void (*progress)(void *), void *progress_arg)
@@ -701,7 +768,7 @@ zero_status_t zero_rdv_shutdown(zero_rdv_t *rdv, double timeout_s, void (*progre
     double deadline = zero_comm_now() + timeout_s;
     int failed;
     if (rdv->rank != 0 && rdv->links[0].fd >= 0)
-        send_frame(rdv->links[0].fd, FRAME_BYE, 0);
+        send_frame(rdv->links[0].fd, FRAME_BYE, 0, 0, 0);
     for (;;) {
         struct pollfd fds[64];
         int done = 1, n;
@@ -728,6 +795,6 @@ zero_status_t zero_rdv_shutdown(zero_rdv_t *rdv, double timeout_s, void (*progre
     if (rdv->rank == 0)
         for (int r = 1; r < rdv->nlinks; r++)
             if (rdv->links[r].fd >= 0)
-                send_frame(rdv->links[r].fd, FRAME_BYE_ACK, 0);
+                send_frame(rdv->links[r].fd, FRAME_BYE_ACK, 0, 0, 0);
     return ZERO_OK;
 }

@@ -46,9 +46,14 @@ const unsigned char *zero_rdv_extra(const zero_rdv_t *rdv, uint32_t *len_p);
 int zero_rdv_pollfds(const zero_rdv_t *rdv, struct pollfd *fds, int max);
 
 /* Non-blocking health check: reads whatever arrived. ZERO_OK while healthy;
- * ZERO_ERR_COMM with *failed_rank_p set once a rank died or was reported dead
- * (rank 0 then relays the abort to every other rank). Logs the first failure. */
+ * once a rank died (ZERO_ERR_COMM) or another rank reported a failure (its
+ * status), that status with *failed_rank_p set (rank 0 relays every failure to
+ * every other rank). Logs the first failure it learns of. */
 zero_status_t zero_rdv_check(zero_rdv_t *rdv, int *failed_rank_p);
+
+/* This rank's collective failed because of @p failed_rank (already logged
+ * here): tell rank 0, which relays it, so every rank stops at once. */
+void zero_rdv_report(zero_rdv_t *rdv, int failed_rank, zero_status_t status);
 
 /* Collective goodbye, bounded by @p timeout_s: returns once every rank said
  * goodbye (rank 0) or rank 0 acknowledged ours (others). @p progress (may be

@@ -3,10 +3,13 @@
  *
  * A collective is a sequence of "units", each one chunk of one ring step:
  * rank r receives the unit's chunk from its left neighbour and sends one to
- * its right neighbour. Units are numbered in (phase, step, chunk) order and
- * every rank posts receives, processes (reduces) and posts sends in that
- * order, so that while chunk k is being reduced chunk k+1 is already on the
- * wire. Reduce-scatter phase: step s sends block (r-1-s) and receives block
+ * its right neighbour. Each block is cut into chunks; chunk group k (chunk k
+ * of every block) runs through all steps of all phases before group k+1, so a
+ * partial sum is forwarded by the very next unit and needs one scratch slot,
+ * not a block. Every rank posts receives (up to chunks_in_flight ahead) and
+ * processes them in unit order, and posts each send as soon as its data is
+ * ready; the first send of the next groups (no dependency) goes out ahead, so
+ * while group k is being reduced, group k+1 is already on the wire. Reduce-scatter phase: step s sends block (r-1-s) and receives block
  * (r-2-s), leaving block r fully reduced on rank r; partial sums travel as
  * fp32. Allgather phase: step s sends block (r-s) and receives block (r-s-1)
  * straight into the output. Allreduce is both phases; broadcast is a chain
@@ -25,6 +28,7 @@
 
 #define MAX_INFLIGHT 16
 #define SEND_WINDOW_FACTOR 2
+#define SEND_MAX (MAX_INFLIGHT * SEND_WINDOW_FACTOR + MAX_INFLIGHT)
 
 enum { PHASE_RS = 0, PHASE_AG = 1, PHASE_BCAST = 2 };
 
@@ -37,6 +41,7 @@ typedef struct recv_entry {
 typedef struct send_entry {
     void *req;          /* NULL: free entry */
     int pslot;          /* partial slot to release on completion, or -1 */
+    int head;           /* posted ahead (counts against nheads) */
 } send_entry_t;
 
 typedef struct coll_state {
@@ -46,10 +51,13 @@ typedef struct coll_state {
     size_t es;                 /* bytes per element of the user's type */
     size_t ce;                 /* elements per chunk */
     uint64_t k;                /* chunks per step */
-    uint64_t units_rs, units_total;
+    uint64_t rs_steps, group;  /* units per chunk group: rs_steps + allgather/broadcast steps */
+    uint64_t units_total;
     uint64_t post_idx, done_idx, send_idx;
+    uint64_t head_k;           /* chunk groups whose first send was posted ahead */
+    int nheads;                /* such sends still running */
     recv_entry_t recvs[MAX_INFLIGHT];
-    send_entry_t sends[MAX_INFLIGHT * SEND_WINDOW_FACTOR];
+    send_entry_t sends[SEND_MAX];
     int nsends;
     int pfifo[MAX_INFLIGHT * SEND_WINDOW_FACTOR + 1];   /* partials waiting for their send, in order */
     int pfifo_head, pfifo_count;
@@ -69,6 +77,7 @@ struct zero_ucx {
     ucp_ep_h ep_left, ep_right;      /* the same endpoint when size == 2 */
     struct ep_owner *owner_left, *owner_right;   /* error-handler arguments */
     int efd;
+    int peer_err_mode;               /* UCP_ERR_HANDLING_MODE_PEER on the endpoints */
     int failed_peer;
     ucs_status_t failed_status;
     unsigned char *slots;            /* inflight recv slots, then 2*inflight+1 partial slots */
@@ -103,7 +112,8 @@ static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
     }
 }
 
-zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks_in_flight, zero_ucx_t **ucx_p)
+zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks_in_flight, int peer_err_mode,
+                              zero_ucx_t **ucx_p)
 {
     zero_status_t status = ZERO_OK;
     ucp_params_t params;
@@ -125,6 +135,7 @@ zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks
     ucx->inflight = chunks_in_flight;
     ucx->failed_peer = -1;
     ucx->efd = -1;
+    ucx->peer_err_mode = peer_err_mode;
 
     nslots = chunks_in_flight + SEND_WINDOW_FACTOR * chunks_in_flight + 1;
     ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, (size_t)nslots * chunk_bytes, "comm ring slots",
@@ -178,7 +189,10 @@ static zero_status_t ep_create(zero_ucx_t *ucx, const void *addr, int peer, ucp_
     p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                    UCP_EP_PARAM_FIELD_ERR_HANDLER;
     p.address = addr;
-    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    /* UCX's peer-failure mode costs 4-5x bandwidth on shared memory here (it
+     * rules out transports without failure detection), and the rendezvous
+     * sockets already report a dead rank; it stays available as an option. */
+    p.err_mode = ucx->peer_err_mode ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
     p.err_handler.cb = ep_error_cb;
     p.err_handler.arg = owner;
     ZERO_UCS_CHECK_GOTO(ucp_ep_create(ucx->worker, &p, ep_p), status, fail, "UCX: connecting to rank %d", peer);
@@ -229,11 +243,14 @@ static void ep_close(zero_ucx_t *ucx, ucp_ep_h ep, int force, double deadline)
     ucp_request_param_t rp;
     memset(&rp, 0, sizeof(rp));
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    rp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-    if (wait_request(ucx, ucp_ep_close_nbx(ep, &rp), deadline) != UCS_OK && !force) {
-        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-        wait_request(ucx, ucp_ep_close_nbx(ep, &rp), zero_comm_now() + 1.0);
-    }
+    /* Forced close exists only in peer-failure mode; otherwise a flush that
+     * cannot finish (dead peer) is abandoned at the deadline and the worker's
+     * destruction releases the endpoint. */
+    rp.flags = force && ucx->peer_err_mode ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    if (force && !ucx->peer_err_mode)
+        deadline = zero_comm_now() + 0.2;
+    /* A failed flush (the peer already left) still closes the endpoint. */
+    (void)wait_request(ucx, ucp_ep_close_nbx(ep, &rp), deadline);
 }
 
 void zero_ucx_destroy(zero_ucx_t *ucx, int force, double timeout_s)
@@ -326,14 +343,11 @@ typedef struct unit {
 static unit_t unit_of(const coll_state_t *c, uint64_t u)
 {
     unit_t x;
-    if (u < c->units_rs) {
-        x.phase = PHASE_RS;
-    } else {
-        u -= c->units_rs;
-        x.phase = c->d.kind == ZERO_COLL_BROADCAST ? PHASE_BCAST : PHASE_AG;
-    }
-    x.step = u / c->k;
-    x.chunk = u % c->k;
+    uint64_t j;
+    x.chunk = u / c->group;
+    j = u % c->group;
+    x.phase = j < c->rs_steps ? PHASE_RS : c->d.kind == ZERO_COLL_BROADCAST ? PHASE_BCAST : PHASE_AG;
+    x.step = j < c->rs_steps ? j : j - c->rs_steps;
     return x;
 }
 
@@ -371,13 +385,15 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
     case ZERO_COLL_ALLGATHER:
         ag_steps = (uint64_t)n - 1;
         c->ce = ucx->chunk_bytes / c->es;
-        c->local_copy_pending = desc->sendbuf != (const unsigned char *)desc->recvbuf + (size_t)ucx->rank *
-                                                    desc->count * c->es;
+        c->local_copy_pending = !desc->local_copy_by_caller &&
+                                desc->sendbuf != (const unsigned char *)desc->recvbuf + (size_t)ucx->rank *
+                                                     desc->count * c->es;
         break;
     case ZERO_COLL_BROADCAST:
         ag_steps = 1;
         c->ce = ucx->chunk_bytes / c->es;
-        c->local_copy_pending = ucx->rank == desc->root && desc->sendbuf != desc->recvbuf;
+        c->local_copy_pending = !desc->local_copy_by_caller && ucx->rank == desc->root &&
+                                desc->sendbuf != desc->recvbuf;
         break;
     case ZERO_COLL_BARRIER:
         ag_steps = (uint64_t)n - 1;
@@ -399,8 +415,9 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
         zero_free(c->barrier_out);
         return ZERO_ERR_OVERFLOW;
     }
-    c->units_rs = rs_steps * c->k;
-    c->units_total = c->units_rs + ag_steps * c->k;
+    c->rs_steps = rs_steps;
+    c->group = rs_steps + ag_steps;
+    c->units_total = c->group * c->k;
     c->last_activity = zero_comm_now();
     c->active = 1;
     return ZERO_OK;
@@ -529,7 +546,7 @@ static size_t send_spec(zero_ucx_t *ucx, uint64_t u, const void **src_p, uint64_
             *src_p = in_base(c) + (off + x.chunk * c->ce) * c->es;
             return clen * c->es;
         }
-        *dep_p = u - c->k;
+        *dep_p = u - 1;
         *partial_p = clen > 0;
         *src_p = NULL;
         return clen * 4;
@@ -541,8 +558,7 @@ static size_t send_spec(zero_ucx_t *ucx, uint64_t u, const void **src_p, uint64_
             *src_p = in_base(c) + x.chunk * c->ce * c->es;     /* our own block, from the input */
         } else {
             *src_p = out_base(c) + (off + x.chunk * c->ce) * c->es;
-            if (x.step > 0 || c->units_rs > 0)
-                *dep_p = u - c->k;   /* the previous step's chunk (allreduce: its final reduction) */
+            *dep_p = u - 1;   /* the previous step's chunk (allreduce: its final reduction) */
         }
         return clen * c->es;
     default:   /* broadcast */
@@ -572,6 +588,56 @@ static zero_status_t fail_peer(zero_ucx_t *ucx, int peer, ucs_status_t st, const
     ZERO_LOG_ERROR("%s (%zu x %s): %s rank %d failed: %s", zero_coll_name(c->d.kind), c->d.count,
                    zero_dtype_string(c->d.dtype), what, peer, ucs_status_string(st));
     return status;
+}
+
+/* Posts the send of unit @p u if its data is ready: ZERO_OK (posted or
+ * nothing to send), ZERO_INPROGRESS (not ready), or an error. */
+static zero_status_t post_send(zero_ucx_t *ucx, uint64_t u, int head, int *progressed_p, int *peer_p)
+{
+    coll_state_t *c = &ucx->c;
+    const void *src = NULL;
+    uint64_t dep;
+    int partial, pslot = -1;
+    size_t bytes = send_spec(ucx, u, &src, &dep, &partial);
+    unit_t x = unit_of(c, u);
+    ucp_request_param_t rp;
+    void *req;
+
+    if (dep != UINT64_MAX && (head || dep >= c->done_idx))
+        return ZERO_INPROGRESS;
+    if (partial) {
+        int cap = (int)(sizeof(c->pfifo) / sizeof(c->pfifo[0]));
+        pslot = c->pfifo[c->pfifo_head];
+        c->pfifo_head = (c->pfifo_head + 1) % cap;
+        c->pfifo_count--;
+        src = ucx->slots + (size_t)pslot * ucx->chunk_bytes;
+    }
+    *progressed_p = 1;
+    if (bytes == 0)
+        return ZERO_OK;
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+    rp.memory_type = UCS_MEMORY_TYPE_HOST;
+    req = ucp_tag_send_nbx(ucx->ep_right, src, bytes, make_tag(c->seq, x.phase, x.step, x.chunk), &rp);
+    if (req == NULL) {
+        release_partial(ucx, pslot);
+    } else if (UCS_PTR_IS_ERR(req)) {
+        release_partial(ucx, pslot);
+        *peer_p = ucx->right;
+        return fail_peer(ucx, ucx->right, UCS_PTR_STATUS(req), "sending to");
+    } else {
+        for (int i = 0; i < SEND_MAX; i++) {
+            if (c->sends[i].req == NULL) {
+                c->sends[i].req = req;
+                c->sends[i].pslot = pslot;
+                c->sends[i].head = head;
+                break;
+            }
+        }
+        c->nsends++;
+        c->nheads += head;
+    }
+    return ZERO_OK;
 }
 
 zero_status_t zero_ucx_coll_advance(zero_ucx_t *ucx, double now, double timeout_s, int *progressed_p, int *peer_p)
@@ -620,51 +686,36 @@ zero_status_t zero_ucx_coll_advance(zero_ucx_t *ucx, double now, double timeout_
         c->done_idx++;
         progressed = 1;
     }
-    /* 3. sends whose data is ready, in order */
-    while (c->send_idx < c->units_total && c->nsends < W * SEND_WINDOW_FACTOR) {
-        const void *src = NULL;
-        uint64_t dep;
-        int partial, pslot = -1;
-        size_t bytes = send_spec(ucx, c->send_idx, &src, &dep, &partial);
-        unit_t x = unit_of(c, c->send_idx);
-        ucp_request_param_t rp;
-        void *req;
-        if (dep != UINT64_MAX && dep >= c->done_idx)
-            break;
-        if (partial) {
-            int cap = (int)(sizeof(c->pfifo) / sizeof(c->pfifo[0]));
-            pslot = c->pfifo[c->pfifo_head];
-            c->pfifo_head = (c->pfifo_head + 1) % cap;
-            c->pfifo_count--;
-            src = ucx->slots + (size_t)pslot * ucx->chunk_bytes;
-        }
-        c->send_idx++;
-        progressed = 1;
-        if (bytes == 0)
+    /* 3. sends whose data is ready, in unit order */
+    while (c->send_idx < c->units_total && c->nsends < SEND_MAX - W) {
+        uint64_t u = c->send_idx;
+        if (u % c->group == 0 && u / c->group < c->head_k) {
+            c->send_idx++;      /* posted ahead */
             continue;
-        memset(&rp, 0, sizeof(rp));
-        rp.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
-        rp.memory_type = UCS_MEMORY_TYPE_HOST;
-        req = ucp_tag_send_nbx(ucx->ep_right, src, bytes, make_tag(c->seq, x.phase, x.step, x.chunk), &rp);
-        if (req == NULL) {
-            release_partial(ucx, pslot);
-        } else if (UCS_PTR_IS_ERR(req)) {
-            release_partial(ucx, pslot);
-            *peer_p = ucx->right;
-            return fail_peer(ucx, ucx->right, UCS_PTR_STATUS(req), "sending to");
-        } else {
-            for (int i = 0; i < W * SEND_WINDOW_FACTOR; i++) {
-                if (c->sends[i].req == NULL) {
-                    c->sends[i].req = req;
-                    c->sends[i].pslot = pslot;
-                    break;
-                }
-            }
-            c->nsends++;
         }
+        status = post_send(ucx, u, 0, &progressed, peer_p);
+        if (status == ZERO_INPROGRESS)
+            break;
+        if (status != ZERO_OK)
+            return status;
+        if (u % c->group == 0)
+            c->head_k = u / c->group + 1;
+        c->send_idx++;
+    }
+    /* 3b. the first send of the next chunk groups, ahead of order */
+    if (c->head_k * c->group < c->send_idx)
+        c->head_k = (c->send_idx + c->group - 1) / c->group;
+    while (c->head_k < c->k && c->head_k < c->done_idx / c->group + (uint64_t)W && c->nheads < W &&
+           c->nsends < SEND_MAX) {
+        status = post_send(ucx, c->head_k * c->group, 1, &progressed, peer_p);
+        if (status == ZERO_INPROGRESS)
+            break;      /* this collective's heads depend on a receive (broadcast off the root) */
+        if (status != ZERO_OK)
+            return status;
+        c->head_k++;
     }
     /* 4. completed sends */
-    for (int i = 0; i < W * SEND_WINDOW_FACTOR && c->nsends > 0; i++) {
+    for (int i = 0; i < SEND_MAX && c->nsends > 0; i++) {
         ucs_status_t st;
         if (c->sends[i].req == NULL)
             continue;
@@ -674,6 +725,8 @@ zero_status_t zero_ucx_coll_advance(zero_ucx_t *ucx, double now, double timeout_
         ucp_request_free(c->sends[i].req);
         c->sends[i].req = NULL;
         release_partial(ucx, c->sends[i].pslot);
+        if (c->sends[i].head)
+            c->nheads--;
         c->nsends--;
         progressed = 1;
         if (st != UCS_OK) {
@@ -725,7 +778,7 @@ void zero_ucx_coll_abort(zero_ucx_t *ucx)
             ucx->recv_free[ucx->nrecv_free++] = e->slot;
         e->slot = -1;
     }
-    for (int i = 0; i < ucx->inflight * SEND_WINDOW_FACTOR; i++) {
+    for (int i = 0; i < SEND_MAX; i++) {
         if (c->sends[i].req != NULL) {
             /* A send cannot be cancelled; the slot stays allocated until destroy. */
             ucp_request_free(c->sends[i].req);
@@ -733,6 +786,7 @@ void zero_ucx_coll_abort(zero_ucx_t *ucx)
         }
     }
     c->nsends = 0;
+    c->nheads = 0;
     zero_free(c->barrier_out);
     c->barrier_out = NULL;
     c->active = 0;

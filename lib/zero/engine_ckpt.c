@@ -1,30 +1,211 @@
 /*
- * Checkpoints: the engine's side of lib/ckpt. (Being wired up: until lib/ckpt
- * lands on this branch both calls report ZERO_ERR_UNSUPPORTED.)
+ * Checkpoints: the engine's side of lib/ckpt. The engine hands lib/ckpt its
+ * layout, its owned fp32 masters and optimizer states, and its counters,
+ * loss-scaler and schedule state; lib/ckpt does the files, the atomic commit
+ * and the resharding. The 16-bit weights the trainer sees are not saved: they
+ * are the masters rounded, so loading rebuilds them bit for bit.
  */
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_internal.h"
 
+#include "ckpt/ckpt.h"
+#include "util/alloc.h"
+#include "util/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The optimizer's state arrays, by the names torch gives them. */
+static int state_names(const zero_engine_h e, const char *names[ZERO_CKPT_MAX_STATES])
+{
+    switch (e->config->optimizer.type) {
+    case ZERO_OPTIMIZER_ADAM:
+    case ZERO_OPTIMIZER_ADAMW:
+    case ZERO_OPTIMIZER_LAMB:
+        names[0] = "exp_avg";
+        names[1] = "exp_avg_sq";
+        return 2;
+    case ZERO_OPTIMIZER_SGD:
+        names[0] = "momentum_buffer";
+        return e->groups[0].state1 != NULL ? 1 : 0;
+    case ZERO_OPTIMIZER_ADAGRAD:
+        names[0] = "sum";
+        return 1;
+    case ZERO_OPTIMIZER_LION:
+        names[0] = "exp_avg";
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static zero_status_t check_state(zero_engine_h e, const char *call)
+{
+    if (e->state == ENGINE_READY && e->window_micro == 0)
+        return ZERO_OK;
+    engine_error(e, ZERO_ERR_STATE, "%s: %s", call,
+                 e->state == ENGINE_REGISTERING ? "call zero_engine_setup first"
+                 : e->state == ENGINE_FAILED    ? "the engine failed earlier; destroy it"
+                 : e->state != ENGINE_READY     ? "a backward is open; finish the micro-batch with zero_step first"
+                                                : "in the middle of a gradient accumulation window; call it after the "
+                                                  "zero_step that ends the window");
+    return ZERO_ERR_STATE;
+}
+
+static void fill_groups(zero_engine_h e, zero_ckpt_group_data_t *groups, int num_states)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        groups[gi].master = e->groups[gi].master;
+        groups[gi].state[0] = num_states > 0 ? e->groups[gi].state1 : NULL;
+        groups[gi].state[1] = num_states > 1 ? e->groups[gi].state2 : NULL;
+    }
+}
+
 zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const char *tag, const char *client_sd_json)
 {
-    (void)save_dir;
-    (void)tag;
-    (void)client_sd_json;
-    if (e == NULL)
+    zero_status_t status;
+    zero_ckpt_meta_t meta;
+    zero_ckpt_save_params_t sp = {0};
+    zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
+    zero_loss_scaler_state_t ls;
+    zero_lr_schedule_state_t lrs;
+    const char *names[ZERO_CKPT_MAX_STATES] = {0};
+    char default_tag[64];
+
+    if (e == NULL || save_dir == NULL) {
+        if (e)
+            engine_error(e, ZERO_ERR_INVALID_ARG, "zero_save_checkpoint: save_dir is NULL");
         return ZERO_ERR_INVALID_ARG;
-    engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_save_checkpoint: not wired to lib/ckpt yet");
-    return ZERO_ERR_UNSUPPORTED;
+    }
+    status = check_state(e, "zero_save_checkpoint");
+    if (status != ZERO_OK)
+        return status;
+    memset(&meta, 0, sizeof(meta));
+    status = zero_config_to_json(e->config, &meta.config_json);
+    if (status != ZERO_OK) {
+        engine_error(e, status, "zero_save_checkpoint: cannot render the config");
+        return status;
+    }
+    meta.stage = e->stage;
+    meta.world_size = e->world;
+    snprintf(meta.optimizer, sizeof(meta.optimizer), "%s", zero_optimizer_type_string(e->config->optimizer.type));
+    meta.num_states = state_names(e, names);
+    for (int k = 0; k < meta.num_states; k++)
+        snprintf(meta.state_names[k], sizeof(meta.state_names[k]), "%s", names[k]);
+    meta.global_steps = e->global_steps;
+    meta.micro_steps = e->micro_steps;
+    meta.skipped_steps = e->skipped_steps;
+    zero_loss_scaler_get_state(&e->scaler, &ls);
+    meta.loss_scale = ls.cur_scale;
+    meta.scaler_cur_iter = ls.cur_iter;
+    meta.scaler_last_overflow_iter = ls.last_overflow_iter;
+    meta.scaler_cur_hysteresis = ls.cur_hysteresis;
+    zero_lr_schedule_get_state(&e->schedule, &lrs);
+    meta.lr_last_batch_iteration = lrs.last_batch_iteration;
+    meta.lr = lrs.lr;
+    meta.momentum = lrs.momentum;
+    fill_groups(e, groups, meta.num_states);
+
+    if (tag == NULL) {
+        snprintf(default_tag, sizeof(default_tag), "global_step%llu", (unsigned long long)e->global_steps);
+        tag = default_tag;
+    }
+    sp.tag = tag;
+    sp.tag_validation = e->config->checkpoint.tag_validation;
+    sp.keep_last = e->checkpoint_keep_last;
+    sp.client_sd_json = client_sd_json;
+    status = zero_ckpt_save(e->comm, save_dir, &sp, e->layout, e->own_rank, &meta, groups);
+    zero_string_free(meta.config_json);
+    if (status != ZERO_OK) {
+        snprintf(e->last_error, sizeof(e->last_error), "zero_save_checkpoint(%s/%s) failed: %s", save_dir, tag,
+                 zero_status_string(status));
+        if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)
+            e->state = ENGINE_FAILED;
+    }
+    return status;
 }
 
 zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const char *tag,
                                    const zero_checkpoint_load_options_t *options, char **client_sd_json_p)
 {
-    (void)load_dir;
-    (void)tag;
-    (void)options;
-    (void)client_sd_json_p;
-    if (e == NULL)
+    zero_status_t status;
+    zero_ckpt_load_params_t lp = {0};
+    zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
+    zero_ckpt_meta_t meta;
+    const char *names[ZERO_CKPT_MAX_STATES] = {0};
+    char *client_sd = NULL, *loaded_tag = NULL;
+    int load_states = 1, load_schedule = 1, module_only = 0, num_states;
+
+    if (e == NULL || load_dir == NULL) {
+        if (e)
+            engine_error(e, ZERO_ERR_INVALID_ARG, "zero_load_checkpoint: load_dir is NULL");
         return ZERO_ERR_INVALID_ARG;
-    engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_load_checkpoint: not wired to lib/ckpt yet");
-    return ZERO_ERR_UNSUPPORTED;
+    }
+    if (e->state != ENGINE_READY) {
+        status = check_state(e, "zero_load_checkpoint");
+        if (status != ZERO_OK)
+            return status;
+    }
+    if (options != NULL) {
+        if (options->field_mask & ZERO_CHECKPOINT_LOAD_FIELD_OPTIMIZER_STATES)
+            load_states = options->load_optimizer_states != 0;
+        if (options->field_mask & ZERO_CHECKPOINT_LOAD_FIELD_LR_SCHEDULER)
+            load_schedule = options->load_lr_scheduler_states != 0;
+        if (options->field_mask & ZERO_CHECKPOINT_LOAD_FIELD_MODULE_ONLY)
+            module_only = options->load_module_only != 0;
+    }
+    if (module_only)
+        load_states = load_schedule = 0;
+    num_states = state_names(e, names);
+    /* Without the states, none are asked for: the engine's own stay as they are. */
+    lp.tag = tag;
+    lp.load_optimizer_states = load_states;
+    lp.num_states = load_states ? num_states : 0;
+    for (int k = 0; k < lp.num_states; k++)
+        lp.state_names[k] = names[k];
+    fill_groups(e, groups, lp.num_states);
+    memset(&meta, 0, sizeof(meta));
+    if (e->stage == 3)
+        engine_gather_drop_all(e);   /* gathered copies would predate the loaded weights */
+    status = zero_ckpt_load(e->comm, load_dir, &lp, e->layout, e->own_rank, groups, &meta, &client_sd, &loaded_tag);
+    if (status != ZERO_OK) {
+        snprintf(e->last_error, sizeof(e->last_error), "zero_load_checkpoint(%s, %s) failed: %s", load_dir,
+                 tag ? tag : "latest", zero_status_string(status));
+        if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)
+            e->state = ENGINE_FAILED;
+        return status;
+    }
+    if (!module_only) {
+        zero_loss_scaler_state_t ls = {meta.loss_scale, meta.scaler_cur_iter, meta.scaler_last_overflow_iter,
+                                       meta.scaler_cur_hysteresis};
+        e->global_steps = meta.global_steps;
+        e->micro_steps = meta.micro_steps;
+        e->skipped_steps = meta.skipped_steps;
+        if (e->config->fp16.enabled && meta.loss_scale > 0.0 && zero_loss_scaler_set_state(&e->scaler, &ls) != ZERO_OK)
+            ZERO_LOG_WARN("checkpoint %s: its loss-scaler state does not fit this config; keeping the current one",
+                          loaded_tag);
+        if (load_schedule) {
+            zero_lr_schedule_state_t lrs = {meta.lr_last_batch_iteration, meta.lr, meta.momentum};
+            if (zero_lr_schedule_set_state(&e->schedule, &lrs) != ZERO_OK)
+                ZERO_LOG_WARN("checkpoint %s: its LR-schedule state does not fit this config; keeping the current one",
+                              loaded_tag);
+        }
+    }
+    zero_ckpt_meta_clear(&meta);
+    /* The weights the trainer sees, from the loaded masters. */
+    status = engine_write_back(e);
+    if (status != ZERO_OK) {
+        zero_free(client_sd);
+        zero_free(loaded_tag);
+        e->state = ENGINE_FAILED;
+        return status;
+    }
+    ZERO_LOG_DEBUG("loaded checkpoint %s/%s at global step %llu", load_dir, loaded_tag,
+                   (unsigned long long)e->global_steps);
+    zero_free(loaded_tag);
+    if (client_sd_json_p != NULL)
+        *client_sd_json_p = client_sd;
+    else
+        zero_free(client_sd);
+    return ZERO_OK;
 }

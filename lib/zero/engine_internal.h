@@ -124,6 +124,7 @@ struct zero_engine {
 
     /* counters */
     uint64_t micro_steps, global_steps, skipped_steps;
+    int window_micro;                /* micro-batches into the current accumulation window */
     double last_grad_norm;
     int gas;                         /* gradient accumulation steps */
 

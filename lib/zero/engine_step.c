@@ -749,7 +749,7 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
     scale = zero_loss_scaler_scale(&e->scaler);
     info.loss_scale = scale;
     info.lr = zero_lr_schedule_lr(&e->schedule);
-    if (e->micro_steps % (uint64_t)e->gas != 0) {
+    if (++e->window_micro < e->gas) {
         e->state = ENGINE_READY;
         info.global_steps = e->global_steps;
         if (info_p)
@@ -757,6 +757,7 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         return ZERO_OK;
     }
     info.boundary = 1;
+    e->window_micro = 0;
 
     /* 1. reduce (stages 0-1; stages 2-3 reduced during the backward) */
     t0 = engine_now();

@@ -1,0 +1,427 @@
+/*
+ * Collective save and load (ckpt.h). Each step that can fail on some rank is
+ * followed by an agreement (ckpt_agree): an allreduce finds the lowest failing
+ * rank, which broadcasts its status and message, so every rank returns the
+ * same status and logs the cause.
+ */
+#define ZERO_LOG_MODULE "ckpt"
+#include "ckpt/ckpt_internal.h"
+
+#include "util/alloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The communicator moves fp32/fp16/bf16 only: bytes travel as exact small
+ * integers in fp32. */
+static zero_status_t bcast_bytes(zero_comm_h comm, int root, char *buf, size_t n)
+{
+    float *f = zero_malloc(n * sizeof(float));
+    zero_status_t status;
+    if (f == NULL) {
+        ZERO_LOG_ERROR("out of memory broadcasting %zu bytes", n);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)(unsigned char)buf[i];
+    status = zero_comm_broadcast(comm, f, f, n, ZERO_FP32, root, ZERO_MEM_HOST);
+    if (status == ZERO_OK)
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (char)(unsigned char)f[i];
+    zero_free(f);
+    return status;
+}
+
+/*
+ * Agreement: returns ZERO_OK only if every rank's @p err is clear; otherwise
+ * the status of the lowest failing rank, whose message every other rank logs
+ * (and records in its own @p err).
+ */
+static zero_status_t ckpt_agree(zero_comm_h comm, ckpt_err_t *err, const char *what)
+{
+    int world = zero_comm_size(comm), rank = zero_comm_rank(comm), root;
+    float mine = err->status != ZERO_OK ? (float)(world - rank) : 0.0f, max = 0.0f;
+    char buf[16 + CKPT_ERR_MSG];
+    zero_status_t status;
+
+    if (world == 1)
+        return err->status;
+    status = zero_comm_allreduce(comm, &mine, &max, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    if (status != ZERO_OK) {
+        ckpt_fail(err, status, "%s: ranks could not agree (communication failed)", what);
+        return status;
+    }
+    if (max == 0.0f)
+        return ZERO_OK;
+    root = world - (int)max;
+    memset(buf, 0, sizeof(buf));
+    if (rank == root)
+        snprintf(buf, sizeof(buf), "%d %s", (int)err->status, err->msg);
+    status = bcast_bytes(comm, root, buf, sizeof(buf));
+    if (status != ZERO_OK) {
+        ckpt_fail(err, status, "%s: rank %d failed and its error could not be received", what, root);
+        return status;
+    }
+    buf[sizeof(buf) - 1] = '\0';
+    if (rank != root) {
+        char *msg = NULL;
+        long code = strtol(buf, &msg, 10);
+        if (code >= 0 || msg == NULL)
+            code = ZERO_ERR_INTERNAL;
+        while (msg != NULL && *msg == ' ')
+            msg++;
+        if (err->status == ZERO_OK) {
+            ZERO_LOG_ERROR("%s failed on rank %d: %s", what, root, msg ? msg : "");
+            err->status = (zero_status_t)code;
+            snprintf(err->msg, sizeof(err->msg), "rank %d: %s", root, msg ? msg : "");
+        }
+        return (zero_status_t)code;
+    }
+    return err->status;
+}
+
+static zero_status_t agree_tag(zero_comm_h comm, const char *tag, zero_tag_validation_t mode, char *tag0,
+                               ckpt_err_t *err)
+{
+    int rank = zero_comm_rank(comm);
+    float mismatch, any = 0.0f;
+    zero_status_t status;
+
+    memset(tag0, 0, ZERO_CKPT_TAG_MAX + 1);
+    if (rank == 0)
+        memcpy(tag0, tag, strlen(tag));
+    if (zero_comm_size(comm) == 1)
+        return ZERO_OK;
+    if ((status = bcast_bytes(comm, 0, tag0, ZERO_CKPT_TAG_MAX + 1)) != ZERO_OK) {
+        ckpt_fail(err, status, "checkpoint save: cannot broadcast rank 0's tag");
+        return status;
+    }
+    mismatch = strcmp(tag0, tag) != 0 ? 1.0f : 0.0f;
+    if ((status = zero_comm_allreduce(comm, &mismatch, &any, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST)) != ZERO_OK) {
+        ckpt_fail(err, status, "checkpoint save: cannot compare tags across ranks");
+        return status;
+    }
+    if (any == 0.0f)
+        return ZERO_OK;
+    if (mode == ZERO_TAG_VALIDATION_FAIL) {
+        if (mismatch != 0.0f)
+            ckpt_fail(err, ZERO_ERR_INVALID_ARG, "checkpoint tag differs across ranks: rank %d has '%s', rank 0 has "
+                      "'%s' (checkpoint.tag_validation is Fail)", rank, tag, tag0);
+        return ckpt_agree(comm, err, "checkpoint tag validation");
+    }
+    if (mode == ZERO_TAG_VALIDATION_WARN && mismatch != 0.0f)
+        ZERO_LOG_WARN("checkpoint tag differs across ranks: this rank has '%s', rank 0 has '%s'; saving under "
+                      "rank 0's tag", tag, tag0);
+    return ZERO_OK;
+}
+
+zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_save_params_t *params,
+                             const zero_layout_t *layout, int own_rank, const zero_ckpt_meta_t *meta,
+                             const zero_ckpt_group_data_t *groups)
+{
+    ckpt_err_t err = {0};
+    char why[128], tag[ZERO_CKPT_TAG_MAX + 1], tmp_name[ZERO_CKPT_TAG_MAX + 64], fname[64];
+    char *tmp_path = NULL, *file_path = NULL;
+    int rank, world, shard = -1, have_tmp = 0;
+    float need;
+    zero_status_t status;
+
+    if (comm == NULL) {
+        ZERO_LOG_ERROR("zero_ckpt_save: NULL communicator");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    rank = zero_comm_rank(comm);
+    world = zero_comm_size(comm);
+    ckpt_h5_quiet();
+
+    /* 1. arguments and tag, checked everywhere */
+    if (dir == NULL || params == NULL || layout == NULL || meta == NULL || dir[0] == '\0')
+        ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint save: NULL or empty argument");
+    else if (zero_ckpt_tag_check(params->tag, why, sizeof(why)) != ZERO_OK)
+        ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "invalid checkpoint tag '%s': %s",
+                  params->tag ? params->tag : "(null)", why);
+    else if (layout->world_size != world && layout->world_size != 1)
+        ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint save: layout of %d ranks in a job of %d",
+                  layout->world_size, world);
+    else if (own_rank < 0 || own_rank >= layout->world_size)
+        ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint save: own_rank %d outside the layout's %d ranks",
+                  own_rank, layout->world_size);
+    else if (meta->num_states < 0 || meta->num_states > ZERO_CKPT_MAX_STATES)
+        ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint save: num_states %d out of range", meta->num_states);
+    if ((status = ckpt_agree(comm, &err, "checkpoint save")) != ZERO_OK)
+        return status;
+    if ((status = agree_tag(comm, params->tag, params->tag_validation, tag, &err)) != ZERO_OK)
+        return status;
+    if (world == 1)
+        snprintf(tag, sizeof(tag), "%s", params->tag);
+    /* Stage 0 (layout of one rank): process rank 0 writes the data. */
+    shard = layout->world_size == world ? own_rank : (rank == 0 ? 0 : -1);
+
+    /* 2. rank 0 creates the temporary directory; everyone learns its name */
+    need = (float)((double)ckpt_file_size_estimate(layout, shard, meta) / 1024.0) + 1.0f;
+    if (world > 1 && (status = zero_comm_allreduce(comm, &need, &need, 1, ZERO_FP32, ZERO_COMM_SUM,
+                                                   ZERO_MEM_HOST)) != ZERO_OK) {
+        ckpt_fail(&err, status, "checkpoint save: cannot sum the ranks' file sizes");
+        return status;
+    }
+    memset(tmp_name, 0, sizeof(tmp_name));
+    if (rank == 0)
+        ckpt_make_tmp(dir, tag, (uint64_t)need * 1024, tmp_name, sizeof(tmp_name), &err);
+    if ((status = ckpt_agree(comm, &err, "checkpoint save")) != ZERO_OK)
+        return status;
+    have_tmp = 1;
+    if (world > 1 && (status = bcast_bytes(comm, 0, tmp_name, sizeof(tmp_name))) != ZERO_OK) {
+        ckpt_fail(&err, status, "checkpoint save: cannot broadcast the temporary directory name");
+        goto cleanup;
+    }
+    tmp_name[sizeof(tmp_name) - 1] = '\0';
+
+    /* 3. every rank writes and syncs its file; rank 0 the sidecar */
+    ckpt_rank_file_name(rank, fname, sizeof(fname));
+    tmp_path = ckpt_path_join(dir, tmp_name);
+    file_path = tmp_path ? ckpt_path_join(tmp_path, fname) : NULL;
+    if (file_path == NULL) {
+        ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint save: out of memory");
+    } else {
+        ckpt_file_desc_t desc = {world, rank, shard, tag, layout, meta, groups};
+        if (ckpt_write_rank_file(file_path, &desc, &err) == ZERO_OK && rank == 0) {
+            char *sd = ckpt_path_join(tmp_path, CKPT_CLIENT_SD);
+            const char *json = params->client_sd_json ? params->client_sd_json : "null";
+            if (sd == NULL)
+                ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint save: out of memory");
+            else
+                ckpt_write_file(sd, json, strlen(json), &err);
+            zero_free(sd);
+        }
+    }
+    ckpt_crash_point("files_written");
+    if ((status = ckpt_agree(comm, &err, "checkpoint save")) != ZERO_OK)
+        goto cleanup;
+
+    /* 4. rank 0 commits; everyone learns the outcome */
+    if (rank == 0) {
+        have_tmp = 0;   /* the commit owns it now (a failed commit leaves nothing half-renamed) */
+        if (ckpt_commit(dir, tmp_name, tag, params->keep_last, &err) != ZERO_OK) {
+            ckpt_err_t ignore = {0};
+            ckpt_remove_tree(tmp_path, &ignore);
+        }
+    }
+    have_tmp = 0;
+    status = ckpt_agree(comm, &err, "checkpoint commit");
+    if (status == ZERO_OK)
+        ZERO_LOG_DEBUG("saved checkpoint %s/%s", dir, tag);
+cleanup:
+    if (have_tmp && rank == 0 && tmp_path != NULL) {
+        ckpt_err_t ignore = {0};
+        ckpt_remove_tree(tmp_path, &ignore);
+    }
+    zero_free(file_path);
+    zero_free(tmp_path);
+    return status;
+}
+
+static int state_index(const zero_ckpt_meta_t *m, const char *name)
+{
+    for (int k = 0; k < m->num_states; k++)
+        if (strcmp(m->state_names[k], name) == 0)
+            return k;
+    return -1;
+}
+
+/* Same model: every parameter of @p cur exists in @p old with the same dtype and shape, and vice versa. */
+static int check_model(const char *path, const zero_layout_t *old, const zero_layout_t *cur, int *map, ckpt_err_t *err)
+{
+    for (int i = 0; i < cur->num_params; i++) {
+        const zero_layout_param_t *p = &cur->params[i];
+        int j = zero_layout_find(old, p->name);
+        const zero_layout_param_t *q;
+        if (j < 0) {
+            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "checkpoint %s does not match the model: parameter '%s' is not in it",
+                      path, p->name);
+            return -1;
+        }
+        q = &old->params[j];
+        if (q->dtype != p->dtype || q->ndim != p->ndim ||
+            memcmp(q->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim) != 0) {
+            char a[128] = "", b[128] = "";
+            size_t ua = 0, ub = 0;
+            for (int k = 0; k < q->ndim && ua < sizeof(a); k++)
+                ua += (size_t)snprintf(a + ua, sizeof(a) - ua, "%s%lld", k ? "x" : "", (long long)q->shape[k]);
+            for (int k = 0; k < p->ndim && ub < sizeof(b); k++)
+                ub += (size_t)snprintf(b + ub, sizeof(b) - ub, "%s%lld", k ? "x" : "", (long long)p->shape[k]);
+            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "checkpoint %s does not match the model: parameter '%s' is %s [%s] "
+                      "there but %s [%s] here", path, p->name, zero_dtype_string(q->dtype), a,
+                      zero_dtype_string(p->dtype), b);
+            return -1;
+        }
+        map[i] = j;
+    }
+    if (old->num_params != cur->num_params) {
+        for (int j = 0; j < old->num_params; j++) {
+            if (zero_layout_find(cur, old->params[j].name) < 0) {
+                ckpt_fail(err, ZERO_ERR_CHECKPOINT, "checkpoint %s does not match the model: it has parameter '%s' "
+                          "that the model lacks", path, old->params[j].name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_load_params_t *params,
+                             const zero_layout_t *layout, int own_rank, zero_ckpt_group_data_t *out_groups,
+                             zero_ckpt_meta_t *meta_p, char **client_sd_json_p, char **tag_p)
+{
+    ckpt_err_t err = {0};
+    char tag[ZERO_CKPT_TAG_MAX + 1];
+    zero_ckpt_reader_t *rd = NULL;
+    const zero_layout_t *old;
+    int *map = NULL, rank, nstates = 0, state_src[ZERO_CKPT_MAX_STATES];
+    float *scratch[ZERO_DTYPE_COUNT] = {0};
+    zero_layout_segment_t *segs = NULL;
+    char *client_sd = NULL, *tag_out = NULL, *sd_path = NULL, *cfg_copy = NULL;
+    zero_status_t status;
+
+    if (comm == NULL) {
+        ZERO_LOG_ERROR("zero_ckpt_load: NULL communicator");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    rank = zero_comm_rank(comm);
+    ckpt_h5_quiet();
+
+    /* 1. arguments; rank 0 resolves the tag and every rank uses it */
+    memset(tag, 0, sizeof(tag));
+    if (dir == NULL || params == NULL || layout == NULL || out_groups == NULL)
+        ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint load: NULL argument");
+    else if (own_rank < 0 || own_rank >= layout->world_size)
+        ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint load: own_rank %d outside the layout's %d ranks", own_rank,
+                  layout->world_size);
+    else if (params->num_states < 0 || params->num_states > ZERO_CKPT_MAX_STATES)
+        ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint load: num_states %d out of range", params->num_states);
+    else if (rank == 0 && params->tag == NULL) {
+        char *latest = NULL;
+        if (ckpt_read_latest_err(dir, &latest, &err) == ZERO_OK)
+            snprintf(tag, sizeof(tag), "%s", latest);
+        zero_free(latest);
+    } else if (rank == 0) {
+        char why[128];
+        if (zero_ckpt_tag_check(params->tag, why, sizeof(why)) != ZERO_OK)
+            ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "invalid checkpoint tag '%s': %s", params->tag, why);
+        else
+            snprintf(tag, sizeof(tag), "%s", params->tag);
+    }
+    if ((status = ckpt_agree(comm, &err, "checkpoint load")) != ZERO_OK)
+        return status;
+    if (zero_comm_size(comm) > 1 && (status = bcast_bytes(comm, 0, tag, sizeof(tag))) != ZERO_OK) {
+        ZERO_LOG_ERROR("checkpoint load: cannot broadcast the tag");
+        return status;
+    }
+    tag[ZERO_CKPT_TAG_MAX] = '\0';
+
+    /* 2. open every shard, check format, model and optimizer */
+    nstates = params->load_optimizer_states ? params->num_states : 0;
+    /* rank 0 checks every rank file; the others open the files they read */
+    if (ckpt_reader_open_err(dir, tag, rank == 0, &rd, &err) == ZERO_OK) {
+        old = zero_ckpt_reader_layout(rd);
+        map = zero_malloc(sizeof(int) * (size_t)(layout->num_params > 0 ? layout->num_params : 1));
+        if (map == NULL)
+            ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
+        else if (check_model(ckpt_reader_path(rd), old, layout, map, &err) == 0) {
+            const zero_ckpt_meta_t *m = zero_ckpt_reader_meta(rd);
+            for (int k = 0; k < nstates; k++) {
+                if (params->state_names[k] == NULL || (state_src[k] = state_index(m, params->state_names[k])) < 0) {
+                    ckpt_fail(&err, ZERO_ERR_CHECKPOINT, "checkpoint %s has no optimizer state '%s' (saved with %s; "
+                              "load without optimizer states to use its weights)", ckpt_reader_path(rd),
+                              params->state_names[k] ? params->state_names[k] : "(null)", m->optimizer);
+                    break;
+                }
+            }
+        }
+    }
+    if ((status = ckpt_agree(comm, &err, "checkpoint load")) != ZERO_OK)
+        goto out;
+
+    /* 3. read this rank's segments into scratch, and the sidecar */
+    for (int g = 0; g < layout->num_groups && err.status == ZERO_OK; g++) {
+        size_t n = layout->groups[g].shard_length, count = 0;
+        void *mem = NULL;
+        if (zero_mem_alloc(ZERO_MEM_HOST, (size_t)(1 + nstates) * n * sizeof(float) + 64, "ckpt load scratch",
+                           &mem) != ZERO_OK) {
+            ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory for %zu elements of scratch",
+                      (size_t)(1 + nstates) * n);
+            break;
+        }
+        scratch[g] = mem;
+        memset(scratch[g], 0, (size_t)(1 + nstates) * n * sizeof(float));
+        zero_layout_rank_segments(layout, g, own_rank, NULL, 0, &count);
+        zero_free(segs);
+        segs = zero_malloc((count > 0 ? count : 1) * sizeof(*segs));
+        if (segs == NULL) {
+            ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
+            break;
+        }
+        zero_layout_rank_segments(layout, g, own_rank, segs, count, &count);
+        /* one array at a time, so that each dataset is read front to back (sequential I/O) */
+        for (int k = -1; k < nstates && err.status == ZERO_OK; k++) {
+            for (size_t s = 0; s < count && err.status == ZERO_OK; s++) {
+                const zero_layout_segment_t *sg = &segs[s];
+                ckpt_reader_read_err(rd, map[sg->param], k < 0 ? -1 : state_src[k], sg->param_offset, sg->length,
+                                     scratch[g] + (size_t)(k + 1) * n + sg->shard_offset, &err);
+            }
+        }
+    }
+    if (err.status == ZERO_OK) {
+        sd_path = zero_asprintf("%s/%s", ckpt_reader_path(rd), CKPT_CLIENT_SD);
+        if (sd_path == NULL)
+            ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
+        else if (ckpt_read_file(sd_path, &client_sd, NULL, &err) == ZERO_OK && (tag_out = zero_strdup(tag)) == NULL)
+            ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
+    }
+    if (meta_p != NULL && err.status == ZERO_OK) {
+        const char *cfg = zero_ckpt_reader_meta(rd)->config_json;
+        if (cfg != NULL && (cfg_copy = zero_strdup(cfg)) == NULL)
+            ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
+    }
+    if ((status = ckpt_agree(comm, &err, "checkpoint load")) != ZERO_OK)
+        goto out;
+
+    /* 4. everyone succeeded: commit to the caller's buffers */
+    if (meta_p != NULL) {
+        zero_ckpt_meta_t m = *zero_ckpt_reader_meta(rd);
+        m.config_json = cfg_copy;
+        cfg_copy = NULL;
+        *meta_p = m;
+    }
+    for (int g = 0; g < layout->num_groups; g++) {
+        size_t n = layout->groups[g].shard_length;
+        memcpy(out_groups[g].master, scratch[g], n * sizeof(float));
+        for (int k = 0; k < params->num_states; k++) {
+            if (out_groups[g].state[k] == NULL)
+                continue;
+            if (k < nstates)
+                memcpy(out_groups[g].state[k], scratch[g] + (size_t)(k + 1) * n, n * sizeof(float));
+            else
+                memset(out_groups[g].state[k], 0, n * sizeof(float));
+        }
+    }
+    if (client_sd_json_p != NULL) {
+        *client_sd_json_p = client_sd;
+        client_sd = NULL;
+    }
+    if (tag_p != NULL) {
+        *tag_p = tag_out;
+        tag_out = NULL;
+    }
+out:
+    for (int g = 0; g < ZERO_DTYPE_COUNT; g++)
+        zero_mem_free(scratch[g]);
+    zero_free(segs);
+    zero_free(map);
+    zero_free(sd_path);
+    zero_free(client_sd);
+    zero_free(tag_out);
+    zero_free(cfg_copy);
+    zero_ckpt_reader_close(rd);
+    return status;
+}

@@ -1,0 +1,188 @@
+/*
+ * Sharded HDF5 checkpoints (DESIGN.md section 6, docs/checkpoint-format.md).
+ *
+ * Engine-agnostic: the caller (lib/zero) describes what to save with plain
+ * descriptors -- the partition layout it trains with, which of the layout's
+ * ranks it is, and per dtype group the fp32 master weights and optimizer state
+ * arrays of its owned range -- plus a metadata struct of scalars and strings.
+ * Nothing here knows the engine.
+ *
+ *   <dir>/latest                      text: the tag of the last complete checkpoint
+ *   <dir>/<tag>/zero_rank_<RRRRR>.h5  one file per process rank
+ *   <dir>/<tag>/client_sd.json        the trainer's client_sd, verbatim
+ *
+ * Process ranks and layout ranks: the file of process rank r is
+ * zero_rank_<r>.h5. When the layout's world size equals the job's (stages 1-3)
+ * process rank r owns layout rank r and writes its shard. At stage 0 the
+ * layout has world size 1: every process holds the same full copy, process
+ * rank 0 writes it as shard 0 and the other ranks write metadata-only files.
+ * So shard s of a checkpoint always lives in zero_rank_<s>.h5.
+ *
+ * Both calls are collective over @p comm (every rank calls them, with the same
+ * directory); every failure is agreed on, so all ranks return the same status,
+ * and every rank logs the failing rank's message (naming file and dataset).
+ * The directory must be on a filesystem every rank sees (a shared filesystem
+ * for multi-node jobs), with POSIX rename semantics.
+ *
+ * Thread safety: calls on different communicators may run concurrently; HDF5
+ * (serial build) is not thread-safe, so no other thread of the process may use
+ * HDF5 during a call.
+ */
+#ifndef ZERO_CKPT_CKPT_H
+#define ZERO_CKPT_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zero/comm.h>
+#include <zero/config.h>
+#include <zero/status.h>
+
+#include "partition/layout.h"
+
+#define ZERO_CKPT_FORMAT_VERSION 1
+#define ZERO_CKPT_TAG_MAX 200         /* bytes, without the terminating NUL */
+#define ZERO_CKPT_MAX_STATES 2        /* optimizer state arrays per element (Adam: 2) */
+#define ZERO_CKPT_NAME_MAX 64         /* optimizer and state names, with the NUL */
+
+/* One per dtype group of the layout (index = group index). Arrays are fp32,
+ * [shard_length] of the group in the layout (the rank's owned range, padding
+ * included; padding is saved as given and loaded as zero). */
+typedef struct zero_ckpt_group_data {
+    float *master;                           /* fp32 master weights */
+    float *state[ZERO_CKPT_MAX_STATES];      /* optimizer states, NULL past num_states */
+} zero_ckpt_group_data_t;
+
+/* Everything besides tensors. On save the caller fills it (strings are read
+ * only); on load zero_ckpt_load fills it and config_json is allocated (free it
+ * with zero_ckpt_meta_clear). */
+typedef struct zero_ckpt_meta {
+    int stage;                                         /* ZeRO stage 0-3 */
+    int world_size;                                    /* load: process ranks that saved it; ignored on save */
+    char *config_json;                                 /* effective config as JSON, or NULL */
+    char optimizer[ZERO_CKPT_NAME_MAX];                /* "AdamW", "SGD", ... */
+    int num_states;                                    /* 0 .. ZERO_CKPT_MAX_STATES */
+    char state_names[ZERO_CKPT_MAX_STATES][ZERO_CKPT_NAME_MAX]; /* "exp_avg", "exp_avg_sq" */
+    uint64_t global_steps, micro_steps, skipped_steps;
+    /* loss scaler (DeepSpeed's DynamicLossScaler state) */
+    double loss_scale;
+    int64_t scaler_cur_iter, scaler_last_overflow_iter;
+    int32_t scaler_cur_hysteresis;
+    /* LR schedule */
+    int64_t lr_last_batch_iteration;
+    double lr, momentum;
+} zero_ckpt_meta_t;
+
+/* Frees what zero_ckpt_load allocated in @p meta (config_json); NULL-safe. */
+void zero_ckpt_meta_clear(zero_ckpt_meta_t *meta);
+
+typedef struct zero_ckpt_save_params {
+    const char *tag;                          /* required; the engine passes "global_step<N>" by default */
+    zero_tag_validation_t tag_validation;     /* what differing tags across ranks do */
+    int keep_last;                            /* > 0: keep only the newest N tags (never the latest); 0: keep all */
+    const char *client_sd_json;               /* written verbatim as client_sd.json; NULL writes "null" */
+} zero_ckpt_save_params_t;
+
+/*
+ * Saves a checkpoint (collective). @p layout is the caller's layout, @p
+ * own_rank its index in it (at stage 0: layout of world 1, own_rank 0 on every
+ * process; only process rank 0 writes data). @p groups has layout->num_groups
+ * entries (ignored on ranks that write no data).
+ *
+ * Tags: validated by zero_ckpt_tag_check on every rank; rank 0's tag is
+ * compared with every rank's: a difference fails everywhere with
+ * ZERO_TAG_VALIDATION_FAIL, is logged (WARN) or silently accepted (IGNORE);
+ * rank 0's tag is used in every case.
+ *
+ * Commit protocol: files go into <dir>/.tmp-<tag>-<token>/ and are fsynced;
+ * all ranks agree that every write succeeded; rank 0 then renames the
+ * directory into place (an existing <dir>/<tag> is swapped out atomically
+ * with renameat2(RENAME_EXCHANGE) and removed only afterwards), fsyncs <dir>,
+ * and replaces <dir>/latest atomically (temp file, fsync, rename, fsync dir).
+ * On failure the temporary directory is removed and nothing else changes.
+ *
+ * Errors: ZERO_ERR_INVALID_ARG (bad tag, tag mismatch under FAIL, bad args),
+ * ZERO_ERR_IO (filesystem: errno text and path logged), ZERO_ERR_HDF5,
+ * ZERO_ERR_COMM / ZERO_ERR_TIMEOUT (agreement failed), ZERO_ERR_NO_MEMORY.
+ */
+zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_save_params_t *params,
+                             const zero_layout_t *layout, int own_rank, const zero_ckpt_meta_t *meta,
+                             const zero_ckpt_group_data_t *groups);
+
+typedef struct zero_ckpt_load_params {
+    const char *tag;                 /* NULL: the tag named by <dir>/latest */
+    int load_optimizer_states;       /* 0: states are returned as zeros (not read) */
+    int num_states;                  /* the caller's optimizer: state arrays wanted in out_groups */
+    const char *state_names[ZERO_CKPT_MAX_STATES];   /* their names; must match the checkpoint's when loading states */
+} zero_ckpt_load_params_t;
+
+/*
+ * Loads a checkpoint (collective), resharding it onto @p layout (any world
+ * size, stage, bucket size or alignment; the model -- names, dtypes, shapes --
+ * must match: a difference fails naming the parameter). For each segment this
+ * rank owns in @p layout, exactly the needed hyperslabs of the old shard files
+ * are read (checksums verified).
+ *
+ * @p out_groups: layout->num_groups caller-allocated descriptors whose arrays
+ * hold [shard_length] floats (state[k] for k < params->num_states). They are
+ * written only on success: the data is read into library scratch (allocated
+ * here, about the size of the outputs) and copied out only after every rank
+ * has succeeded. Padding elements are set to zero. @p meta_p, @p
+ * client_sd_json_p (the sidecar verbatim, NUL-terminated; release with
+ * zero_free) and @p tag_p (the tag loaded; zero_free) are likewise written only
+ * on success; each may be NULL.
+ *
+ * Errors (logged on every rank, naming file and dataset): ZERO_ERR_NOT_FOUND
+ * (no latest, dangling latest, missing tag or shard file), ZERO_ERR_CHECKPOINT
+ * (truncated or corrupt file, checksum mismatch, wrong format version,
+ * different model, optimizer state mismatch), ZERO_ERR_INVALID_ARG,
+ * ZERO_ERR_HDF5, ZERO_ERR_IO, ZERO_ERR_NO_MEMORY, ZERO_ERR_COMM.
+ */
+zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_load_params_t *params,
+                             const zero_layout_t *layout, int own_rank, zero_ckpt_group_data_t *out_groups,
+                             zero_ckpt_meta_t *meta_p, char **client_sd_json_p, char **tag_p);
+
+/*
+ * Checks that @p tag is a safe single path component: 1..ZERO_CKPT_TAG_MAX
+ * bytes, not "." or "..", no '/', no control characters (bytes < 0x20, 0x7f),
+ * not starting with ".tmp-" (reserved for commits in progress). On failure
+ * writes the reason into @p why (may be NULL) and returns ZERO_ERR_INVALID_ARG
+ * without logging. Thread-safe.
+ */
+zero_status_t zero_ckpt_tag_check(const char *tag, char *why, size_t why_size);
+
+/*
+ * Reads <dir>/latest into a new string (zero_free): trailing whitespace is
+ * dropped, the tag must pass zero_ckpt_tag_check and <dir>/<tag> must exist.
+ * Errors (logged): ZERO_ERR_NOT_FOUND (no latest, or dangling),
+ * ZERO_ERR_CHECKPOINT (empty or invalid), ZERO_ERR_IO, ZERO_ERR_NO_MEMORY.
+ * Not collective.
+ */
+zero_status_t zero_ckpt_read_latest(const char *dir, char **tag_p);
+
+/* ---- read-only access for tools (zero-ckpt-merge): not collective ---- */
+
+typedef struct zero_ckpt_reader zero_ckpt_reader_t;
+
+/*
+ * Opens checkpoint <dir>/<tag> (tag NULL: latest) for reading: checks that
+ * every shard file exists, has this format version and the same map, and
+ * reads the map and metadata. Errors as zero_ckpt_load, logged.
+ */
+zero_status_t zero_ckpt_reader_open(const char *dir, const char *tag, zero_ckpt_reader_t **reader_p);
+void zero_ckpt_reader_close(zero_ckpt_reader_t *reader);
+/* The checkpoint's partition map (owned by the reader). */
+const zero_layout_t *zero_ckpt_reader_layout(const zero_ckpt_reader_t *reader);
+/* Its metadata (owned by the reader). */
+const zero_ckpt_meta_t *zero_ckpt_reader_meta(const zero_ckpt_reader_t *reader);
+/* The tag (owned by the reader). */
+const char *zero_ckpt_reader_tag(const zero_ckpt_reader_t *reader);
+/*
+ * Reads elements [begin, begin + count) of parameter @p param's fp32 master
+ * weights (state < 0) or of optimizer state @p state into @p out, from the
+ * shard files that hold them. Errors: ZERO_ERR_CHECKPOINT (checksum, short
+ * file; logged naming file and dataset), ZERO_ERR_INVALID_ARG.
+ */
+zero_status_t zero_ckpt_reader_read(zero_ckpt_reader_t *reader, int param, int state, size_t begin,
+                                    size_t count, float *out);
+
+#endif /* ZERO_CKPT_CKPT_H */

@@ -1,0 +1,102 @@
+/*
+ * lib/ckpt internals shared by ckpt.c (collective save/load), ckpt_fs.c
+ * (tags, latest, the commit protocol) and ckpt_h5.c (the HDF5 file format),
+ * and by tests/ckpt (which drive the steps one at a time).
+ */
+#ifndef ZERO_CKPT_CKPT_INTERNAL_H
+#define ZERO_CKPT_CKPT_INTERNAL_H
+
+#include "ckpt/ckpt.h"
+#include "util/log.h"
+
+#define ZERO_CKPT_STR_(x) #x
+#define ZERO_CKPT_STRINGIFY(x) ZERO_CKPT_STR_(x)
+
+#define CKPT_ERR_MSG 512
+#define CKPT_TMP_PREFIX ".tmp-"
+#define CKPT_CLIENT_SD "client_sd.json"
+#define CKPT_LATEST "latest"
+#define CKPT_FORMAT_NAME "libzero-checkpoint"
+/* Elements per HDF5 chunk of a shard dataset (1 MiB of fp32): large enough that
+ * per-chunk overhead stays in the noise, small enough that the chunk cache a
+ * reader keeps per open dataset (CKPT_CHUNK_CACHE_CHUNKS chunks) stays small. */
+#define CKPT_CHUNK_ELEMS ((size_t)1 << 18)
+#define CKPT_CHUNK_CACHE_CHUNKS 2
+
+/* Test hook: ZERO_CKPT_TEST_CRASH_AT=<phase> makes the process _exit(86) when the
+ * save reaches that phase (see docs/checkpoint-format.md). */
+#define CKPT_CRASH_EXIT_CODE 86
+void ckpt_crash_point(const char *phase);
+
+/* The first error a rank hit: status and message (already logged). */
+typedef struct ckpt_err {
+    zero_status_t status;
+    char msg[CKPT_ERR_MSG];
+} ckpt_err_t;
+
+/* Records (first one wins) and logs an error. */
+void ckpt_fail(ckpt_err_t *err, zero_status_t status, const char *fmt, ...) ZERO_PRINTF(3, 4);
+/* As ckpt_fail, appending the innermost HDF5 error message. */
+void ckpt_fail_h5(ckpt_err_t *err, zero_status_t status, const char *fmt, ...) ZERO_PRINTF(3, 4);
+/* As ckpt_fail, appending strerror(errno). */
+void ckpt_fail_errno(ckpt_err_t *err, const char *fmt, ...) ZERO_PRINTF(2, 3);
+
+/* Turns off HDF5's own error printing (errors reach the user through our log). */
+void ckpt_h5_quiet(void);
+
+/* ---- ckpt_fletcher.c ---- */
+/* HDF5's Fletcher-32 checksum of @p len bytes (what the fletcher32 filter stores). */
+uint32_t ckpt_fletcher32(const void *data, size_t len);
+
+/* ---- ckpt_fs.c ---- */
+char *ckpt_path_join(const char *a, const char *b);            /* zero_malloc'd, NULL on OOM */
+zero_status_t ckpt_mkdir_p(const char *path, ckpt_err_t *err);
+zero_status_t ckpt_fsync_path(const char *path, int is_dir, ckpt_err_t *err);
+zero_status_t ckpt_remove_tree(const char *path, ckpt_err_t *err);
+/* Writes a whole file and fsyncs it (not the directory). */
+zero_status_t ckpt_write_file(const char *path, const char *data, size_t len, ckpt_err_t *err);
+/* Reads a whole file into a NUL-terminated zero_malloc'd buffer. */
+zero_status_t ckpt_read_file(const char *path, char **data_p, size_t *len_p, ckpt_err_t *err);
+/* Removes stale <dir>/.tmp-* directories of earlier, interrupted saves. */
+void ckpt_remove_stale_tmp(const char *dir);
+/* Creates <dir> (and parents) and <dir>/.tmp-<tag>-<token>; writes its name (no dir) into tmp_name.
+ * Fails with "No space left on device" when <dir>'s filesystem has less than @p need_bytes free. */
+zero_status_t ckpt_make_tmp(const char *dir, const char *tag, uint64_t need_bytes, char *tmp_name,
+                            size_t tmp_name_size, ckpt_err_t *err);
+/* An upper estimate of a rank file's size. */
+uint64_t ckpt_file_size_estimate(const zero_layout_t *layout, int shard, const zero_ckpt_meta_t *meta);
+/* Rank 0's part of the commit: moves <dir>/<tmp_name> to <dir>/<tag>, replaces latest, keep-last clean-up. */
+zero_status_t ckpt_commit(const char *dir, const char *tmp_name, const char *tag, int keep_last, ckpt_err_t *err);
+/* Writes <dir>/latest atomically. */
+zero_status_t ckpt_write_latest(const char *dir, const char *tag, ckpt_err_t *err);
+zero_status_t ckpt_read_latest_err(const char *dir, char **tag_p, ckpt_err_t *err);
+/* Removes all but the newest @p keep tags (never @p current). */
+void ckpt_keep_last(const char *dir, const char *current, int keep);
+/* The file name of process rank @p rank: "zero_rank_00003.h5". */
+void ckpt_rank_file_name(int rank, char *buf, size_t size);
+
+/* ---- ckpt_h5.c ---- */
+typedef struct ckpt_file_desc {
+    int world_size;          /* process ranks of the job that saves */
+    int rank;                /* this process rank */
+    int shard;               /* layout rank whose data this file holds, or -1 (metadata only) */
+    const char *tag;
+    const zero_layout_t *layout;
+    const zero_ckpt_meta_t *meta;
+    const zero_ckpt_group_data_t *groups;   /* layout->num_groups entries when shard >= 0 */
+} ckpt_file_desc_t;
+
+/* Writes one rank file (exclusive create) and fsyncs it. */
+zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *desc, ckpt_err_t *err);
+
+/* zero_ckpt_reader_open with error capture. With @p check_all 0, only rank 0's
+ * file is opened now and the others when first read (the collective load lets
+ * rank 0 check every file, so that W ranks do not open W files each). */
+zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, int check_all, zero_ckpt_reader_t **reader_p,
+                                   ckpt_err_t *err);
+zero_status_t ckpt_reader_read_err(zero_ckpt_reader_t *reader, int param, int state, size_t begin,
+                                   size_t count, float *out, ckpt_err_t *err);
+/* The reader's <dir>/<tag> path. */
+const char *ckpt_reader_path(const zero_ckpt_reader_t *reader);
+
+#endif /* ZERO_CKPT_CKPT_INTERNAL_H */

@@ -1,0 +1,630 @@
+/*
+ * comm_rank: the program every rank of the multi-process communicator tests
+ * runs (started by the launcher; see test_comm_jobs.c).
+ *
+ *   comm_rank collectives [--big]   every operation, dtype and count, checked
+ *   comm_rank nonblocking           test()/wait() and progress during compute
+ *   comm_rank kill K                rank K dies in a collective; the others
+ *                                   must fail naming it (results in $ZERO_TEST_DIR)
+ *   comm_rank stall K               rank K stays alive but silent; the others must
+ *                                   time out naming it
+ *   comm_rank device                device memory (nccl backend), CUDA builds only
+ *   comm_rank mismatch              the two ranks disagree on a count: both must
+ *                                   fail with ZERO_ERR_PROTOCOL naming the other
+ *   comm_rank rdv-delay             rank 1 joins only once $ZERO_TEST_DIR/go exists
+ *
+ * Inputs are multiples of 1/16 in [-8, 8): every fp32 partial sum of up to 64
+ * ranks is exact, so results do not depend on summation order, and the
+ * reference (exact sum, divided for AVG, rounded once to 16 bits) must match
+ * bit for bit. That tolerance (exact) also proves 16-bit data is accumulated
+ * in fp32 and rounded once: rounding partials would change some elements.
+ * Exit status: 0 when every check passed.
+ */
+#include <zero/zero.h>
+#include "util/alloc.h"
+#include "util/half.h"
+#include "zero_build_config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#if HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+static int failures;
+static int g_rank, g_size;
+
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            failures++;                                                       \
+            fprintf(stderr, "[rank %d] FAIL %s:%d: ", g_rank, __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fputc('\n', stderr);                                              \
+        }                                                                     \
+    } while (0)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static float val(int rank, size_t i)
+{
+    uint32_t h = (uint32_t)i * 2654435761u + (uint32_t)rank * 40503u + 12345u;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    return (float)((int)(h & 255u) - 128) / 16.0f;
+}
+
+static void store(zero_dtype_t dt, void *buf, size_t i, float v)
+{
+    switch (dt) {
+    case ZERO_FP32: ((float *)buf)[i] = v; break;
+    case ZERO_FP16: ((uint16_t *)buf)[i] = zero_f32_to_f16(v); break;
+    default:        ((uint16_t *)buf)[i] = zero_f32_to_bf16(v); break;
+    }
+}
+
+/* The reference result of reducing element @p i (of the full vector) over all ranks. */
+static float reduce_ref(zero_comm_op_t op, size_t i)
+{
+    float acc = val(0, i);
+    for (int q = 1; q < g_size; q++) {
+        float x = val(q, i);
+        acc = op == ZERO_COMM_MAX ? (x > acc ? x : acc) : acc + x;
+    }
+    return op == ZERO_COMM_AVG ? acc / (float)g_size : acc;
+}
+
+static void *xalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (p == NULL) {
+        fprintf(stderr, "[rank %d] out of memory (%zu bytes)\n", g_rank, bytes);
+        exit(3);
+    }
+    return p;
+}
+
+/* Compares @p n elements of @p got with the reference @p want (both dtype). */
+static void compare(const char *what, zero_dtype_t dt, const void *got, const void *want, size_t n)
+{
+    size_t es = zero_dtype_size(dt);
+    if (memcmp(got, want, n * es) != 0) {
+        size_t i = 0;
+        while (memcmp((const char *)got + i * es, (const char *)want + i * es, es) == 0)
+            i++;
+        CHECK(0, "%s: first mismatch at element %zu of %zu", what, i, n);
+    }
+}
+
+static void test_allreduce(zero_comm_h comm, zero_dtype_t dt, size_t count, zero_comm_op_t op, int in_place)
+{
+    size_t es = zero_dtype_size(dt);
+    char *send = xalloc(count * es), *recv = xalloc(count * es), *want = xalloc(count * es);
+    char what[128];
+    zero_status_t st;
+    for (size_t i = 0; i < count; i++) {
+        store(dt, send, i, val(g_rank, i));
+        store(dt, want, i, reduce_ref(op, i));
+    }
+    snprintf(what, sizeof(what), "allreduce %s %s count %zu%s", zero_comm_op_string(op), zero_dtype_string(dt),
+             count, in_place ? " in place" : "");
+    st = zero_comm_allreduce(comm, send, in_place ? send : recv, count, dt, op, ZERO_MEM_HOST);
+    CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+    if (st == ZERO_OK)
+        compare(what, dt, in_place ? send : recv, want, count);
+    free(send);
+    free(recv);
+    free(want);
+}
+
+static void test_reduce_scatter(zero_comm_h comm, zero_dtype_t dt, size_t count, zero_comm_op_t op, int in_place)
+{
+    size_t es = zero_dtype_size(dt), n = (size_t)g_size, base = (size_t)g_rank * count;
+    char *send = xalloc(n * count * es), *recv = xalloc(count * es), *want = xalloc(count * es);
+    char what[128];
+    void *out = in_place ? send + base * es : recv;
+    zero_status_t st;
+    for (size_t i = 0; i < n * count; i++)
+        store(dt, send, i, val(g_rank, i));
+    for (size_t i = 0; i < count; i++)
+        store(dt, want, i, reduce_ref(op, base + i));
+    snprintf(what, sizeof(what), "reduce-scatter %s %s recvcount %zu%s", zero_comm_op_string(op),
+             zero_dtype_string(dt), count, in_place ? " in place" : "");
+    st = zero_comm_reduce_scatter(comm, send, out, count, dt, op, ZERO_MEM_HOST);
+    CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+    if (st == ZERO_OK)
+        compare(what, dt, out, want, count);
+    free(send);
+    free(recv);
+    free(want);
+}
+
+static void test_allgather(zero_comm_h comm, zero_dtype_t dt, size_t count, int in_place)
+{
+    size_t es = zero_dtype_size(dt), n = (size_t)g_size;
+    char *send = xalloc(count * es), *recv = xalloc(n * count * es), *want = xalloc(n * count * es);
+    char what[128];
+    const void *src = in_place ? recv + (size_t)g_rank * count * es : send;
+    zero_status_t st;
+    for (size_t q = 0; q < n; q++)
+        for (size_t i = 0; i < count; i++)
+            store(dt, want, q * count + i, val((int)q, i));
+    for (size_t i = 0; i < count; i++)
+        store(dt, in_place ? recv + (size_t)g_rank * count * es : send, i, val(g_rank, i));
+    snprintf(what, sizeof(what), "allgather %s sendcount %zu%s", zero_dtype_string(dt), count,
+             in_place ? " in place" : "");
+    st = zero_comm_allgather(comm, src, recv, count, dt, ZERO_MEM_HOST);
+    CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+    if (st == ZERO_OK)
+        compare(what, dt, recv, want, n * count);
+    free(send);
+    free(recv);
+    free(want);
+}
+
+static void test_broadcast(zero_comm_h comm, zero_dtype_t dt, size_t count, int root, int in_place)
+{
+    size_t es = zero_dtype_size(dt);
+    char *send = xalloc(count * es), *recv = xalloc(count * es), *want = xalloc(count * es);
+    char what[128];
+    zero_status_t st;
+    for (size_t i = 0; i < count; i++) {
+        store(dt, want, i, val(root, i));
+        store(dt, send, i, val(g_rank, i));
+        store(dt, recv, i, -1.0f);
+    }
+    snprintf(what, sizeof(what), "broadcast %s count %zu root %d%s", zero_dtype_string(dt), count, root,
+             in_place ? " in place" : "");
+    st = zero_comm_broadcast(comm, g_rank == root ? send : NULL, in_place && g_rank == root ? send : recv, count,
+                             dt, root, ZERO_MEM_HOST);
+    CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+    if (st == ZERO_OK)
+        compare(what, dt, in_place && g_rank == root ? send : recv, want, count);
+    free(send);
+    free(recv);
+    free(want);
+}
+
+static void run_collectives(zero_comm_h comm, int big)
+{
+    static const size_t counts[] = {0, 1, 7, 1000003};
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_FP16, ZERO_BF16};
+    static const zero_comm_op_t ops[] = {ZERO_COMM_SUM, ZERO_COMM_AVG, ZERO_COMM_MAX};
+    zero_status_t st;
+
+    for (size_t d = 0; d < 3; d++) {
+        for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+            size_t count = counts[c];
+            for (size_t o = 0; o < 3; o++) {
+                test_allreduce(comm, dtypes[d], count, ops[o], 0);
+                test_reduce_scatter(comm, dtypes[d], count, ops[o], 0);
+            }
+            test_allreduce(comm, dtypes[d], count, ZERO_COMM_SUM, 1);
+            test_reduce_scatter(comm, dtypes[d], count, ZERO_COMM_AVG, 1);
+            test_allgather(comm, dtypes[d], count, 0);
+            test_allgather(comm, dtypes[d], count, 1);
+            test_broadcast(comm, dtypes[d], count, 0, 0);
+            test_broadcast(comm, dtypes[d], count, g_size - 1, 1);
+        }
+    }
+    st = zero_comm_barrier(comm);
+    CHECK(st == ZERO_OK, "barrier: %s", zero_status_string(st));
+    if (big) {
+        /* 64 MiB of fp32: the whole vector of allreduce, the send buffer of
+         * reduce-scatter and the receive buffer of allgather. */
+        size_t total = (size_t)16 << 20;
+        test_allreduce(comm, ZERO_FP32, total, ZERO_COMM_SUM, 0);
+        test_reduce_scatter(comm, ZERO_FP32, total / (size_t)g_size, ZERO_COMM_SUM, 0);
+        test_allgather(comm, ZERO_FP32, total / (size_t)g_size, 0);
+    }
+}
+
+/* ---- non-blocking ---- */
+
+static char *test_dir(void)
+{
+    char *d = getenv("ZERO_TEST_DIR");
+    if (d == NULL) {
+        fprintf(stderr, "ZERO_TEST_DIR is not set\n");
+        exit(3);
+    }
+    return d;
+}
+
+static int file_exists(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", test_dir(), name);
+    return access(path, F_OK) == 0;
+}
+
+static void file_write(const char *name, const char *text)
+{
+    char path[512], tmp[520];
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/%s", test_dir(), name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "[rank %d] cannot write %s: %s\n", g_rank, path, strerror(errno));
+        exit(3);
+    }
+}
+
+static void wait_file(const char *name, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    while (!file_exists(name) && now_s() < end)
+        usleep(10000);
+}
+
+static volatile double sink;
+
+static void compute_a_bit(void)
+{
+    double acc = 0;
+    for (int i = 0; i < 200000; i++)
+        acc += (double)i * 1e-9;
+    sink += acc;
+}
+
+static void run_nonblocking(zero_comm_h comm)
+{
+    size_t count = (size_t)4 << 20;
+    float *send = xalloc(count * 4), *recv = xalloc(count * 4), *want = xalloc(count * 4);
+    zero_comm_request_h req = NULL, req2 = NULL;
+    zero_status_t st;
+    int polls = 0;
+    char name[64];
+
+    for (size_t i = 0; i < count; i++) {
+        send[i] = val(g_rank, i);
+        want[i] = reduce_ref(ZERO_COMM_SUM, i);
+    }
+    /* 1. No collective can finish before every rank started it: rank 0 checks
+     *    test() while rank 1 is held back, then lets it go. */
+    if (g_rank == 1)
+        wait_file("started.0", 60);
+    st = zero_comm_allreduce_start(comm, send, recv, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST, &req);
+    CHECK(st == ZERO_OK, "allreduce_start: %s", zero_status_string(st));
+    if (st != ZERO_OK)
+        goto out;
+    if (g_rank == 0) {
+        st = zero_comm_request_test(req);
+        CHECK(st == ZERO_INPROGRESS, "test() before rank 1 started: %s", zero_status_string(st));
+        file_write("started.0", "1\n");
+    }
+    /* 2. Progress while the caller computes: only test() from here on; the
+     *    request can only finish if the progress thread moves the data. */
+    while ((st = zero_comm_request_test(req)) == ZERO_INPROGRESS) {
+        compute_a_bit();
+        polls++;
+    }
+    CHECK(st == ZERO_OK, "allreduce finished with %s", zero_status_string(st));
+    compare("non-blocking allreduce", ZERO_FP32, recv, want, count);
+    CHECK(zero_comm_request_wait(req) == ZERO_OK, "wait() after completion");
+    zero_comm_request_free(req);
+    req = NULL;
+
+    /* 3. Two requests in flight, completed in start order. */
+    st = zero_comm_allreduce_start(comm, send, recv, count, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST, &req);
+    CHECK(st == ZERO_OK, "allreduce_start: %s", zero_status_string(st));
+    st = zero_comm_barrier_start(comm, &req2);
+    CHECK(st == ZERO_OK, "barrier_start: %s", zero_status_string(st));
+    if (req2 != NULL) {
+        CHECK(zero_comm_request_wait(req2) == ZERO_OK, "barrier wait");
+        CHECK(zero_comm_request_test(req) == ZERO_OK, "an earlier request completes first");
+    }
+    zero_comm_request_free(req2);
+    zero_comm_request_free(req);   /* waits */
+    req = NULL;
+    for (size_t i = 0; i < count; i++)
+        want[i] = reduce_ref(ZERO_COMM_MAX, i);
+    compare("second allreduce (max)", ZERO_FP32, recv, want, count);
+    snprintf(name, sizeof(name), "polls.%d", g_rank);
+    (void)polls;
+out:
+    free(send);
+    free(recv);
+    free(want);
+}
+
+/* ---- failure ---- */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[16384];
+static size_t log_len;
+
+static void capture_log(zero_log_level_t level, int rank, const char *module, const char *message, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&log_lock);
+    if (log_len < sizeof(log_text) - 1)
+        log_len += (size_t)snprintf(log_text + log_len, sizeof(log_text) - log_len, "%s\n", message);
+    if (log_len > sizeof(log_text) - 1)
+        log_len = sizeof(log_text) - 1;
+    pthread_mutex_unlock(&log_lock);
+    fprintf(stderr, "[zero rank %d] %s %s: %s\n", rank, level == ZERO_LOG_LEVEL_ERROR ? "ERROR" : "WARN", module,
+            message);
+}
+
+static int log_names_rank(int k)
+{
+    char needle[32];
+    const char *p;
+    int found = 0;
+    snprintf(needle, sizeof(needle), "rank %d", k);
+    pthread_mutex_lock(&log_lock);
+    for (p = log_text; (p = strstr(p, needle)) != NULL; p++) {
+        char next = p[strlen(needle)];
+        if (next < '0' || next > '9') {
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&log_lock);
+    return found;
+}
+
+static void run_kill(zero_comm_h comm, int victim)
+{
+    size_t count = (size_t)16 << 20;
+    float *send = xalloc(count * 4), *recv = xalloc(count * 4);
+    zero_comm_request_h req;
+    zero_status_t st, st2;
+    double t0, elapsed;
+    char line[256], name[64];
+
+    for (size_t i = 0; i < count; i++)
+        send[i] = val(g_rank, i);
+    st = zero_comm_allreduce(comm, send, recv, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+    CHECK(st == ZERO_OK, "warm-up allreduce: %s", zero_status_string(st));
+    if (g_rank == victim) {
+        /* Die a moment into a 64 MiB collective: far too early for it to have
+         * moved our share, so no other rank can finish it. */
+        if (zero_comm_allreduce_start(comm, send, recv, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST, &req) ==
+            ZERO_OK)
+            usleep(2000);
+        raise(SIGKILL);
+    }
+    t0 = now_s();
+    st = zero_comm_allreduce(comm, send, recv, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+    elapsed = now_s() - t0;
+    st2 = zero_comm_barrier(comm);    /* the next call fails at once */
+    CHECK(st == ZERO_ERR_COMM || st == ZERO_ERR_TIMEOUT, "allreduce with a dead rank returned %s",
+          zero_status_string(st));
+    CHECK(st2 == st, "the next call returned %s, expected %s", zero_status_string(st2), zero_status_string(st));
+    CHECK(log_names_rank(victim), "no error message names rank %d; log:\n%s", victim, log_text);
+    snprintf(line, sizeof(line), "rank %d status %d elapsed %.3f named %d\n", g_rank, (int)st, elapsed,
+             log_names_rank(victim));
+    snprintf(name, sizeof(name), "result.%d", g_rank);
+    if (failures == 0)
+        file_write(name, line);
+    fputs(line, stderr);
+    free(send);
+    free(recv);
+}
+
+/* Rank @p victim stays alive but stops taking part: the others must time out
+ * naming it (world size 2, so the one waiting rank's peer is the victim). */
+static void run_stall(zero_comm_h comm, int victim)
+{
+    float x[1000], y[1000];
+    zero_status_t st;
+    double t0, elapsed;
+    char line[256], name[64];
+    for (int i = 0; i < 1000; i++)
+        x[i] = val(g_rank, (size_t)i);
+    st = zero_comm_allreduce(comm, x, y, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+    CHECK(st == ZERO_OK, "warm-up allreduce: %s", zero_status_string(st));
+    if (g_rank == victim) {
+        for (int r = 0; r < g_size; r++) {
+            if (r != victim) {
+                snprintf(name, sizeof(name), "result.%d", r);
+                wait_file(name, 120);
+            }
+        }
+        return;
+    }
+    t0 = now_s();
+    st = zero_comm_allreduce(comm, x, y, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+    elapsed = now_s() - t0;
+    CHECK(st == ZERO_ERR_TIMEOUT, "allreduce with a silent rank returned %s", zero_status_string(st));
+    CHECK(log_names_rank(victim), "no error message names rank %d; log:\n%s", victim, log_text);
+    snprintf(line, sizeof(line), "rank %d status %d elapsed %.3f named %d\n", g_rank, (int)st, elapsed,
+             log_names_rank(victim));
+    snprintf(name, sizeof(name), "result.%d", g_rank);
+    file_write(name, line);
+    fputs(line, stderr);
+}
+
+/* World size 2: the ranks disagree on the count (1000 against 1002). Both
+ * must fail with ZERO_ERR_PROTOCOL naming the other, not hang or corrupt. */
+static void run_mismatch(zero_comm_h comm)
+{
+    float x[1002], y[1002];
+    size_t count = g_rank == 0 ? 1000 : 1002;
+    zero_status_t st;
+    char name[64];
+    for (size_t i = 0; i < count; i++)
+        x[i] = val(g_rank, i);
+    st = zero_comm_allreduce(comm, x, y, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+    CHECK(st == ZERO_ERR_PROTOCOL, "mismatched allreduce returned %s", zero_status_string(st));
+    CHECK(log_names_rank(1 - g_rank), "no error message names rank %d; log:\n%s", 1 - g_rank, log_text);
+    st = zero_comm_barrier(comm);
+    CHECK(st == ZERO_ERR_PROTOCOL, "the next call returned %s", zero_status_string(st));
+    snprintf(name, sizeof(name), "result.%d", g_rank);
+    if (failures == 0)
+        file_write(name, "ok\n");
+}
+
+#if HAVE_CUDA
+/* Device memory: every collective through the nccl backend (the self path in a
+ * world of one). NCCL rounds 16-bit partial sums at every step, so 16-bit
+ * results are compared within (world size) units in the last place of the
+ * type; fp32 results exactly (exact partial sums, see the top). */
+static int close_enough(zero_dtype_t dt, const void *got, const void *want, size_t i)
+{
+    float g, w, ulp;
+    if (dt == ZERO_FP32)
+        return memcmp((const float *)got + i, (const float *)want + i, 4) == 0;
+    g = dt == ZERO_FP16 ? zero_f16_to_f32(((const uint16_t *)got)[i]) : zero_bf16_to_f32(((const uint16_t *)got)[i]);
+    w = dt == ZERO_FP16 ? zero_f16_to_f32(((const uint16_t *)want)[i]) : zero_bf16_to_f32(((const uint16_t *)want)[i]);
+    ulp = (w < 0 ? -w : w) * (dt == ZERO_FP16 ? 1.0f / 1024 : 1.0f / 128) + 1.0f / 1024;
+    return (g - w < 0 ? w - g : g - w) <= ulp * (float)g_size;
+}
+
+static void *dev_copy_in(const void *host, size_t bytes)
+{
+    void *d = NULL;
+    if (zero_mem_alloc(ZERO_MEM_DEVICE, bytes, "comm_rank device buffer", &d) != ZERO_OK ||
+        cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
+        fprintf(stderr, "[rank %d] device buffer of %zu bytes failed\n", g_rank, bytes);
+        exit(3);
+    }
+    return d;
+}
+
+static void run_device(zero_comm_h comm)
+{
+    static const size_t counts[] = {0, 1, 7, 1000003};
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_FP16, ZERO_BF16};
+    static const zero_comm_op_t ops[] = {ZERO_COMM_SUM, ZERO_COMM_AVG, ZERO_COMM_MAX};
+    size_t n = (size_t)g_size;
+    for (size_t d = 0; d < 3; d++) {
+        zero_dtype_t dt = dtypes[d];
+        size_t es = zero_dtype_size(dt);
+        for (size_t c = 0; c < 4; c++) {
+            size_t count = counts[c], total = n * count;
+            char *send = xalloc(total * es), *want = xalloc(total * es), *got = xalloc(total * es);
+            void *dsend, *drecv;
+            for (size_t o = 0; o < 3; o++) {
+                size_t bad = 0;
+                zero_status_t st;
+                /* allreduce of count, then reduce-scatter of count per rank */
+                for (size_t i = 0; i < total; i++) {
+                    store(dt, send, i, val(g_rank, i));
+                    store(dt, want, i, reduce_ref(ops[o], i));
+                }
+                dsend = dev_copy_in(send, total * es);
+                drecv = dev_copy_in(send, total * es);
+                st = zero_comm_allreduce(comm, dsend, drecv, count, dt, ops[o], ZERO_MEM_DEVICE);
+                CHECK(st == ZERO_OK, "device allreduce %s %s %zu: %s", zero_comm_op_string(ops[o]),
+                      zero_dtype_string(dt), count, zero_status_string(st));
+                cudaMemcpy(got, drecv, count * es, cudaMemcpyDeviceToHost);
+                for (size_t i = 0; i < count; i++)
+                    bad += !close_enough(dt, got, want, i);
+                CHECK(bad == 0, "device allreduce %s %s %zu: %zu elements off", zero_comm_op_string(ops[o]),
+                      zero_dtype_string(dt), count, bad);
+                st = zero_comm_reduce_scatter(comm, dsend, drecv, count, dt, ops[o], ZERO_MEM_DEVICE);
+                CHECK(st == ZERO_OK, "device reduce-scatter: %s", zero_status_string(st));
+                cudaMemcpy(got, drecv, count * es, cudaMemcpyDeviceToHost);
+                bad = 0;
+                for (size_t i = 0; i < count; i++)
+                    bad += !close_enough(dt, got, want + (size_t)g_rank * count * es, i);
+                CHECK(bad == 0, "device reduce-scatter %s %s %zu: %zu elements off", zero_comm_op_string(ops[o]),
+                      zero_dtype_string(dt), count, bad);
+                zero_mem_free(dsend);
+                zero_mem_free(drecv);
+            }
+            /* allgather and broadcast: exact */
+            for (size_t q = 0; q < n; q++)
+                for (size_t i = 0; i < count; i++)
+                    store(dt, want, q * count + i, val((int)q, i));
+            for (size_t i = 0; i < count; i++)
+                store(dt, send, i, val(g_rank, i));
+            dsend = dev_copy_in(send, count * es);
+            drecv = dev_copy_in(want, total * es);
+            CHECK(cudaMemset(drecv, 0, total * es) == cudaSuccess, "cudaMemset");
+            CHECK(zero_comm_allgather(comm, dsend, drecv, count, dt, ZERO_MEM_DEVICE) == ZERO_OK, "device allgather");
+            cudaMemcpy(got, drecv, total * es, cudaMemcpyDeviceToHost);
+            compare("device allgather", dt, got, want, total);
+            CHECK(zero_comm_broadcast(comm, dsend, drecv, count, dt, 0, ZERO_MEM_DEVICE) == ZERO_OK,
+                  "device broadcast");
+            cudaMemcpy(got, drecv, count * es, cudaMemcpyDeviceToHost);
+            compare("device broadcast", dt, got, want, count);   /* rank 0's block of want */
+            zero_mem_free(dsend);
+            zero_mem_free(drecv);
+            free(send);
+            free(want);
+            free(got);
+        }
+    }
+    CHECK(zero_comm_barrier(comm) == ZERO_OK, "barrier");
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    zero_mem_stats_t mark, after;
+    zero_comm_h comm = NULL;
+    zero_status_t st;
+    const char *mode = argc > 1 ? argv[1] : "collectives";
+    const char *r = getenv("RANK");
+
+    g_rank = r ? atoi(r) : 0;
+    zero_mem_get_stats(&mark);
+    if (strcmp(mode, "kill") == 0)
+        signal(SIGTERM, SIG_IGN);   /* outlive the launcher's TERM long enough to report */
+    if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0)
+        zero_log_set_callback(capture_log, NULL);
+    if (strcmp(mode, "rdv-delay") == 0 && g_rank == 1) {
+        char text[128];
+        snprintf(text, sizeof(text), "%s %s\n", getenv("MASTER_PORT"), getenv("ZERO_JOB_TOKEN"));
+        file_write("rdv_env", text);
+        wait_file("go", 60);
+    }
+    st = zero_comm_create(NULL, &comm);
+    if (st != ZERO_OK) {
+        fprintf(stderr, "[rank %d] zero_comm_create: %s\n", g_rank, zero_status_string(st));
+        return 1;
+    }
+    g_rank = zero_comm_rank(comm);
+    g_size = zero_comm_size(comm);
+    CHECK(zero_comm_local_rank(comm) == g_rank && zero_comm_local_size(comm) == g_size, "local rank/size");
+    if (strcmp(mode, "collectives") == 0) {
+        run_collectives(comm, argc > 2 && strcmp(argv[2], "--big") == 0);
+    } else if (strcmp(mode, "nonblocking") == 0) {
+        run_nonblocking(comm);
+    } else if (strcmp(mode, "kill") == 0 && argc > 2) {
+        run_kill(comm, atoi(argv[2]));
+#if HAVE_CUDA
+    } else if (strcmp(mode, "device") == 0) {
+        run_device(comm);
+#endif
+    } else if (strcmp(mode, "mismatch") == 0) {
+        run_mismatch(comm);
+    } else if (strcmp(mode, "stall") == 0 && argc > 2) {
+        run_stall(comm, atoi(argv[2]));
+    } else if (strcmp(mode, "rdv-delay") == 0) {
+        test_allreduce(comm, ZERO_FP32, 1000, ZERO_COMM_SUM, 0);
+    } else {
+        fprintf(stderr, "comm_rank: unknown mode %s\n", mode);
+        failures++;
+    }
+    zero_comm_destroy(comm);
+    zero_log_set_callback(NULL, NULL);
+    zero_mem_get_stats(&after);
+    for (int k = 0; k < ZERO_MEM_KIND_COUNT; k++)
+        CHECK(after.live_bytes[k] == mark.live_bytes[k] && after.live_count[k] == mark.live_count[k],
+              "%s memory leaked: %llu bytes in %llu allocations before, %llu in %llu after",
+              zero_mem_kind_string((zero_mem_kind_t)k), (unsigned long long)mark.live_bytes[k],
+              (unsigned long long)mark.live_count[k], (unsigned long long)after.live_bytes[k],
+              (unsigned long long)after.live_count[k]);
+    if (failures == 0)
+        fprintf(stderr, "[rank %d] %s: all checks passed\n", g_rank, mode);
+    return failures == 0 ? 0 : 1;
+}

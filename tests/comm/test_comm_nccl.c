@@ -1,0 +1,36 @@
+/*
+ * Device-memory collectives (nccl backend), through zero-launch. Exits 77
+ * (meson: skipped) where the CUDA runtime reports no device (no driver, no GPU).
+ * One GPU: a world of one (device copies). Two or more: a world of
+ * min(devices, 4) ranks over NCCL, one GPU each.
+ */
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(void)
+{
+    int count = 0, n, st;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    char ranks[16];
+    pid_t pid;
+    if (err != cudaSuccess || count == 0) {
+        printf("no CUDA device (%s): skipped\n", err != cudaSuccess ? cudaGetErrorString(err) : "count 0");
+        return 77;
+    }
+    n = count >= 4 ? 4 : count;
+    snprintf(ranks, sizeof(ranks), "%d", n);
+    pid = fork();
+    if (pid == 0) {
+        execl(ZERO_TEST_LAUNCHER, ZERO_TEST_LAUNCHER, "--num_gpus", ranks, "--master_port", "0",
+              ZERO_TEST_RANK_PROGRAM, "device", (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0 || waitpid(pid, &st, 0) < 0)
+        return 1;
+    printf("device collectives at world size %d: %s\n", n, WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "ok" : "FAILED");
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
