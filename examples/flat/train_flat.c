@@ -35,6 +35,7 @@ typedef struct params {
 } params_t;
 static const size_t sizes[NUM_TENSORS] = {H * D, H, K * H, K};
 static const char *const names[NUM_TENSORS] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"};
+static const int64_t shapes[NUM_TENSORS][2] = {{H, D}, {H, 0}, {K, H}, {K, 0}};
 
 static float *point_tensors(params_t *p, float *memory)
 {
@@ -165,7 +166,8 @@ int main(int argc, char **argv)
     size_t off = 0;
     for (int i = 0; i < NUM_TENSORS; i++) {
         zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_VIEW | ZERO_PARAM_FIELD_WEIGHT_DECAY,
-                               .name = names[i], .dtype = ZERO_FP32, .ndim = 1, .shape = {(int64_t)sizes[i]},
+                               .name = names[i], .dtype = ZERO_FP32, .ndim = shapes[i][1] ? 2 : 1,
+                               .shape = {shapes[i][0], shapes[i][1]},
                                .weight_decay = i % 2 == 0, /* weights yes, biases no */
                                .view_data = params_memory + off, .view_grad = grads_memory + off};
         zero_param_h h;

@@ -2,18 +2,21 @@
  * The example trainers through zero-launch, as a user runs them.
  *
  * Curves (argv[1] = "12": world sizes 1-2; "34": world sizes 3-4): a small GPT
- * (C=32, L=2, T=32) trains 20 steps at a global batch of 24 windows (micro-batch
- * 2; gradient accumulation 12 / world size); the per-step global training loss
+ * (C=32, L=2, T=32) trains 20 steps at a global batch of 12 windows (micro-batch
+ * 1; gradient accumulation 12 / world size); the per-step global training loss
  * of every stage and world size must match stage 0 at world size 1:
  *   fp32: |loss - ref| <= 2e-3 nats at every step (only the reduction order
  *         differs; measured differences are below 5e-4 at step 20);
  *   bf16: |loss - ref_bf16| <= 0.15 nats (16-bit weights round differently
- *         once the reduction order differs: measured 0.033 at world size 2,
- *         0.101 at world size 4 stage 3), and within 0.15 of the fp32 curve
- *         (measured 0.084 and 0.039);
+ *         once the reduction order differs: measured up to 0.10 over the
+ *         configurations and batch shapes tried), and within 0.15 of the fp32
+ *         curve (measured up to 0.094);
  *   fp16 (dynamic loss scale from 2^12): within 0.15 of the fp32 curve
- *         (measured 0.046).
- * Every curve must also fall by at least 0.5 nats over the 20 steps.
+ *         (measured up to 0.085).
+ * (fp32 differences measured: below 5e-5 at this batch shape.)
+ * Every curve must also fall by at least 0.5 nats over the 20 steps, and the
+ * engine's gather timer (zero_engine_timers) must be positive at stage 3 and
+ * zero at stage 0.
  *
  * Flat (argv[1] = "flat"): train_flat (one contiguous weight buffer, view
  * registration) at world size 2, stages 0-2: its loss falls by half, and the
@@ -34,9 +37,10 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { STEPS = 20, GLOBAL_BATCH = 24, MICRO = 2 };
+enum { STEPS = 20, GLOBAL_BATCH = 12, MICRO = 1 };
 
 static char tmpdir[256];
+static double last_gather_ms = -1; /* from train_gpt's "timing:" line (zero_engine_timers) */
 static int cleanup(void);
 static int unsupported_seen;
 
@@ -64,15 +68,20 @@ static int run_collect(const char *cmd, float *losses, int max_steps)
 {
     char line[1024], full[4096];
     int found = 0;
-    snprintf(full, sizeof(full), "%s 2>&1", cmd);
+    /* A launch that hangs (a rendezvous that never completes) fails this run, not the whole suite's
+     * time budget: zero-launch passes the TERM on to its ranks. */
+    snprintf(full, sizeof(full), "timeout 120 %s 2>&1", cmd);
     FILE *p = popen(full, "r");
     if (p == NULL)
         return -1;
     while (fgets(line, sizeof(line), p) != NULL) {
         int step;
         float loss;
+        const char *g = strstr(line, " gather_ms=");
         if (strstr(line, "unsupported") != NULL)
             unsupported_seen = 1;
+        if (strncmp(line, "timing:", 7) == 0 && g != NULL)
+            last_gather_ms = atof(g + 11);
         if (sscanf(line, "step=%d train_loss=%f", &step, &loss) == 2 && step >= 1 && step <= max_steps) {
             losses[step - 1] = loss;
             found++;
@@ -111,6 +120,7 @@ static void need_refs(void)
 static void check_curve(int world, int stage, const char *precision)
 {
     float l[STEPS];
+    last_gather_ms = -1;
     int is16 = strcmp(precision, "fp32") != 0;
     double worst = 0, worst32 = 0;
     need_refs();
@@ -127,6 +137,11 @@ static void check_curve(int world, int stage, const char *precision)
     CU_ASSERT(worst <= (is16 ? 0.15 : 2e-3));
     CU_ASSERT(worst32 <= (is16 ? 0.15 : 2e-3));
     CU_ASSERT(l[STEPS - 1] < l[0] - 0.5f);
+    /* The engine's timers: stage 3 waits in zero_gather every layer; stage 0 never gathers. */
+    if (stage == 3)
+        CU_ASSERT(last_gather_ms > 0);
+    if (stage == 0)
+        CU_ASSERT(last_gather_ms == 0);
 }
 
 static void test_world12_fp32(void)
