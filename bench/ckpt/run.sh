@@ -10,13 +10,8 @@
 # directory under ${TMPDIR:-/tmp}, removed afterwards; put it on the
 # filesystem you checkpoint to).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-build_dir=${ZERO_BUILD_DIR:-build}
-case "$build_dir" in /*) ;; *) build_dir="$root/$build_dir" ;; esac
-if [ ! -f "$build_dir/build.ninja" ]; then
-  meson setup "$build_dir" "$root" --native-file "$root/native/cuda.ini" ${ZERO_MESON_ARGS:-}
-fi
-ninja -C "$build_dir" bench/ckpt/bench_ckpt tools/zero-ckpt-merge/zero-ckpt-merge tools/zero-launch/zero-launch >/dev/null
+. "$(dirname "$0")/../lib.sh"
+bench_build bench/ckpt/bench_ckpt tools/zero-ckpt-merge/zero-ckpt-merge tools/zero-launch/zero-launch
 export UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo}
 if [ -n "${ZERO_BENCH_CKPT_DIR:-}" ]; then
   dir=$ZERO_BENCH_CKPT_DIR; mkdir -p "$dir"

@@ -8,9 +8,7 @@
 #   summary: reduce_scatter_busbw_over_p2p=<x> allgather_busbw_over_p2p=<y>
 # Options: --quick (3 repetitions of the large sizes instead of 9), --max BYTES.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-build_dir=${ZERO_BUILD_DIR:-build}
-case "$build_dir" in /*) ;; *) build_dir="$root/$build_dir" ;; esac
+. "$(dirname "$0")/../lib.sh"
 reps=9
 max=$((256 << 20))
 while [ $# -gt 0 ]; do
@@ -20,10 +18,7 @@ while [ $# -gt 0 ]; do
     *) echo "bench/run comm: unknown option $1" >&2; exit 2 ;;
   esac
 done
-if [ ! -f "$build_dir/build.ninja" ]; then
-  (cd "$root" && ZERO_BUILD_DIR="$build_dir" scripts/build)
-fi
-ninja -C "$build_dir" bench/comm/bench_comm tools/zero-launch/zero-launch >/dev/null
+bench_build bench/comm/bench_comm tools/zero-launch/zero-launch
 
 # Loopback for UCX's network transports (as the tests); shared memory is
 # chosen by UCX itself for ranks on one host. Nothing else is forced.

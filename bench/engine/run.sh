@@ -7,13 +7,8 @@
 #   summary: stage1_bytes_over_formula=<a> stage2_bytes_over_formula=<b> stage3_bytes_over_formula=<c>
 # (world size 4, bf16). Options via env: ZERO_BENCH_PARAMS (default 1e8), ZERO_BENCH_STEPS (4).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-build_dir=${ZERO_BUILD_DIR:-build}
-case "$build_dir" in /*) ;; *) build_dir="$root/$build_dir" ;; esac
-if [ ! -f "$build_dir/build.ninja" ]; then
-  meson setup "$build_dir" "$root" --native-file "$root/native/cuda.ini" ${ZERO_MESON_ARGS:-}
-fi
-ninja -C "$build_dir" bench/engine/bench_engine tools/zero-launch/zero-launch >/dev/null
+. "$(dirname "$0")/../lib.sh"
+bench_build bench/engine/bench_engine tools/zero-launch/zero-launch
 params=${ZERO_BENCH_PARAMS:-1e8}
 steps=${ZERO_BENCH_STEPS:-4}
 export UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo}

@@ -20,13 +20,8 @@
 #   summary: example_bf16_w2_s2_samples_per_s=<x> stage3_state_over_formula_w4=<y> failed=<n>
 # Env: ZERO_SCALING_TIMEOUT (120 s per run), ZERO_SCALING_STEPS (12; timing skips the first 2), ZERO_SCALING_PARAMS (2e7), ZERO_SCALING_WORLDS ("1 2 3 4").
 set -uo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-build_dir=${ZERO_BUILD_DIR:-build}
-case "$build_dir" in /*) ;; *) build_dir="$root/$build_dir" ;; esac
-if [ ! -f "$build_dir/build.ninja" ]; then
-  meson setup "$build_dir" "$root" --native-file "$root/native/cuda.ini" ${ZERO_MESON_ARGS:-} || exit 1
-fi
-ninja -C "$build_dir" examples/train_gpt bench/engine/bench_engine tools/zero-launch/zero-launch >/dev/null || exit 1
+. "$(dirname "$0")/../lib.sh"
+bench_build examples/train_gpt bench/engine/bench_engine tools/zero-launch/zero-launch || exit 1
 steps=${ZERO_SCALING_STEPS:-12}
 params=${ZERO_SCALING_PARAMS:-2e7}
 worlds=${ZERO_SCALING_WORLDS:-1 2 3 4}
