@@ -21,6 +21,8 @@
  * per-chunk overhead stays in the noise, small enough that the chunk cache a
  * reader keeps per open dataset (CKPT_CHUNK_CACHE_CHUNKS chunks) stays small. */
 #define CKPT_CHUNK_ELEMS ((size_t)1 << 18)
+/* Read-ahead threads one reader may start (one per multi-chunk range read). */
+#define CKPT_MAX_PREFETCHERS 64
 #define CKPT_CHUNK_CACHE_CHUNKS 2
 
 /* Test hook: ZERO_CKPT_TEST_CRASH_AT=<phase> makes the process _exit(86) when the
