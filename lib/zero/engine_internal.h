@@ -54,7 +54,6 @@ struct zero_param {
     int ready;           /* grad_ready this micro-batch */
     int gather_count;    /* stage 3: nested gathers outstanding */
     int persistent;      /* stage 3: stays gathered */
-    int stale;           /* stage 3: the full copy predates the last update */
 };
 
 /* A bucket's run-time state (gradient staging at stages 2-3, gathers at 3). */
