@@ -1500,42 +1500,31 @@ static void resolve_batch(config_ctx_t *ctx, node_t *root, const node_t *tb_node
         c->gradient_accumulation_steps = gas;
         return;
     }
-    if (has_tb && has_mb) {
-        uint64_t div = mb;
-        if (w != 0 && __builtin_mul_overflow(mb, w, &div))
+    if (has_tb && (has_mb || has_gas)) {
+        /* train_batch_size and one of the others: the third is tb / (known * w) */
+        uint64_t known = has_mb ? mb : gas, div = known;
+        const char *known_key = has_mb ? "train_micro_batch_size_per_gpu" : "gradient_accumulation_steps";
+        if (w != 0 && __builtin_mul_overflow(known, w, &div))
             div = 0;
         if (div == 0 || tb % div != 0) {
             if (w != 0)
-                ERR(ctx, at, "train_batch_size", "%llu is not divisible by train_micro_batch_size_per_gpu %llu * "
-                    "world_size %llu", (unsigned long long)tb, (unsigned long long)mb, (unsigned long long)w);
+                ERR(ctx, at, "train_batch_size", "%llu is not divisible by %s %llu * world_size %llu",
+                    (unsigned long long)tb, known_key, (unsigned long long)known, (unsigned long long)w);
             else
-                ERR(ctx, at, "train_batch_size", "%llu is not divisible by train_micro_batch_size_per_gpu %llu",
-                    (unsigned long long)tb, (unsigned long long)mb);
+                ERR(ctx, at, "train_batch_size", "%llu is not divisible by %s %llu", (unsigned long long)tb, known_key,
+                    (unsigned long long)known);
             return;
         }
         c->train_batch_size = tb;
-        c->train_micro_batch_size_per_gpu = mb;
-        if (w != 0)
-            c->gradient_accumulation_steps = tb / div;
-        return;
-    }
-    if (has_tb && has_gas) {
-        uint64_t div = gas;
-        if (w != 0 && __builtin_mul_overflow(gas, w, &div))
-            div = 0;
-        if (div == 0 || tb % div != 0) {
+        if (has_mb) {
+            c->train_micro_batch_size_per_gpu = mb;
             if (w != 0)
-                ERR(ctx, at, "train_batch_size", "%llu is not divisible by gradient_accumulation_steps %llu * "
-                    "world_size %llu", (unsigned long long)tb, (unsigned long long)gas, (unsigned long long)w);
-            else
-                ERR(ctx, at, "train_batch_size", "%llu is not divisible by gradient_accumulation_steps %llu",
-                    (unsigned long long)tb, (unsigned long long)gas);
-            return;
+                c->gradient_accumulation_steps = tb / div;
+        } else {
+            c->gradient_accumulation_steps = gas;
+            if (w != 0)
+                c->train_micro_batch_size_per_gpu = tb / div;
         }
-        c->train_batch_size = tb;
-        c->gradient_accumulation_steps = gas;
-        if (w != 0)
-            c->train_micro_batch_size_per_gpu = tb / div;
         return;
     }
     if (has_mb && has_gas) {
