@@ -537,41 +537,69 @@ bad:
 /* ------------------------------------------------------------------ */
 /* Plan                                                                 */
 
-/* --master_port 0: bind port 0 on the master address, read it, close. */
-static int pick_free_port(const char *addr, int *port_p)
+/* Binds @p port (0: any) on @p addr; returns the bound port, or -1 with errno set. */
+static int try_bind(const char *addr, int port, int *err_p)
 {
     struct addrinfo hints, *res = NULL, *ai;
-    int rc, err = 0;
+    char service[16];
+    int rc, bound = -1;
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    rc = getaddrinfo(addr, "0", &hints, &res);
+    snprintf(service, sizeof(service), "%d", port);
+    rc = getaddrinfo(addr, service, &hints, &res);
     if (rc != 0) {
         ZERO_LOG_ERROR("--master_port 0: cannot resolve master address '%s': %s", addr, gai_strerror(rc));
+        *err_p = -1;
         return -1;
     }
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
+    for (ai = res; ai != NULL && bound < 0; ai = ai->ai_next) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
-            err = errno;
+            *err_p = errno;
             continue;
         }
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-            int port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                                : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-            close(fd);
-            freeaddrinfo(res);
-            *port_p = port;
-            return 0;
-        }
-        err = errno;
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+            bound = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else
+            *err_p = errno;
         close(fd);
     }
     freeaddrinfo(res);
-    ZERO_LOG_ERROR("--master_port 0: cannot bind a port on master address '%s': %s (the master address "
-                   "must belong to this machine to pick its port here)", addr, strerror(err));
+    return bound;
+}
+
+/*
+ * --master_port 0: a free port, tried at random in 20000-32767 first: below
+ * Linux's ephemeral range (32768-60999), where the kernel hands out ports for
+ * outgoing connections, so that between this check and rank 0's bind no
+ * connection of another process is likely to take it. Falls back to a port
+ * the kernel picks.
+ */
+static int pick_free_port(const char *addr, int *port_p)
+{
+    unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL) * 2654435761u;
+    int err = 0, port;
+    for (int attempt = 0; attempt < 32; attempt++) {
+        seed = seed * 1103515245u + 12345u;
+        port = 20000 + (int)((seed >> 8) % 12768u);
+        if ((port = try_bind(addr, port, &err)) > 0) {
+            *port_p = port;
+            return 0;
+        }
+        if (err == -1)
+            return -1;
+    }
+    if ((port = try_bind(addr, 0, &err)) > 0) {
+        *port_p = port;
+        return 0;
+    }
+    if (err != -1)
+        ZERO_LOG_ERROR("--master_port 0: cannot bind a port on master address '%s': %s (the master address "
+                       "must belong to this machine to pick its port here)", addr, strerror(err));
     return -1;
 }
 
