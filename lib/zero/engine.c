@@ -362,6 +362,7 @@ void zero_engine_destroy(zero_engine_h e)
         }
     }
     zero_free(e->buckets);
+    zero_free(e->reduce_order);
     engine_staging_pool_clear(e);
     if (e->layout != NULL)
         for (int g = 0; g < e->layout->num_groups; g++)
@@ -807,11 +808,14 @@ zero_status_t zero_engine_setup(zero_engine_h e)
     if (status != ZERO_OK)
         goto err;
     e->buckets = zero_calloc((size_t)(e->layout->num_buckets ? e->layout->num_buckets : 1), sizeof(*e->buckets));
-    if (e->buckets == NULL) {
+    e->reduce_order = zero_calloc((size_t)(e->layout->num_buckets ? e->layout->num_buckets : 1), sizeof(int));
+    if (e->buckets == NULL || e->reduce_order == NULL) {
         engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
         status = ZERO_ERR_NO_MEMORY;
         goto err;
     }
+    for (int i = 0; i < e->num_params; i++)
+        e->buckets[e->layout->params[i].bucket].num_params++;
     for (int g = 0; g < e->layout->num_groups; g++) {
         status = setup_group(e, g);
         if (status != ZERO_OK)
@@ -838,10 +842,10 @@ zero_status_t zero_engine_setup(zero_engine_h e)
 err:
     if (e->state != ENGINE_FAILED) {
         /* Leave the engine as before setup: registrations stay, buffers go. */
-        if (e->buckets != NULL) {
-            zero_free(e->buckets);
-            e->buckets = NULL;
-        }
+        zero_free(e->buckets);
+        e->buckets = NULL;
+        zero_free(e->reduce_order);
+        e->reduce_order = NULL;
         for (int g = 0; g < e->layout->num_groups; g++)
             free_group(e, &e->groups[g]);
         zero_layout_destroy(e->layout);

@@ -22,15 +22,6 @@ static size_t bucket_bytes(zero_engine_h e, int b)
     return bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
 }
 
-static uint64_t live_elements(zero_engine_h e)
-{
-    uint64_t n = 0;
-    for (int b = 0; b < e->layout->num_buckets; b++)
-        if (e->buckets[b].gathered != NULL)
-            n += e->layout->buckets[b].length;
-    return n;
-}
-
 zero_status_t engine_gather_bucket_start(zero_engine_h e, int b)
 {
     bucket_state_t *bs = &e->buckets[b];
@@ -51,8 +42,10 @@ zero_status_t engine_gather_bucket_start(zero_engine_h e, int b)
         bs->gathered = NULL;
         e->state = ENGINE_FAILED;
         engine_error(e, status, "allgather of %s failed to start", e->params[bk->first_param]->name);
+        return status;
     }
-    return status;
+    e->live_elements += bk->length;
+    return ZERO_OK;
 }
 
 zero_status_t engine_gather_bucket_finish(zero_engine_h e, int b)
@@ -65,6 +58,8 @@ static void free_bucket(zero_engine_h e, int b)
     bucket_state_t *bs = &e->buckets[b];
     if (bs->gather_req != NULL)
         engine_gather_bucket_finish(e, b);
+    if (bs->gathered != NULL)
+        e->live_elements -= e->layout->buckets[b].length;
     engine_free(e, &e->mem.buffers, bucket_bytes(e, b), bs->gathered);
     bs->gathered = NULL;
 }
@@ -100,7 +95,7 @@ static void trace_record(zero_engine_h e, int index)
 static zero_status_t prefetch_after(zero_engine_h e, int last)
 {
     const zero_config_zero_t *z = &e->config->zero_optimization;
-    uint64_t budget = z->stage3_prefetch_bucket_size, live = live_elements(e);
+    uint64_t budget = z->stage3_prefetch_bucket_size, live = e->live_elements;
     size_t pos = e->trace_pos;
     if (!e->trace_done || e->trace_len == 0 || budget == 0)
         return ZERO_OK;
@@ -165,7 +160,7 @@ zero_status_t zero_gather(zero_engine_h e, const zero_param_h *params, size_t co
         trace_record(e, p->index);
         if (p->gather_count > 0 || e->buckets[b].gathered != NULL)
             continue;
-        if (live_elements(e) + e->layout->buckets[b].length > e->config->zero_optimization.stage3_max_live_parameters)
+        if (e->live_elements + e->layout->buckets[b].length > e->config->zero_optimization.stage3_max_live_parameters)
             ZERO_LOG_DEBUG("gathering %s exceeds stage3_max_live_parameters; gathered on demand", p->name);
         status = engine_gather_bucket_start(e, b);
     }

@@ -59,6 +59,7 @@ struct zero_param {
 /* A bucket's run-time state (gradient staging at stages 2-3, gathers at 3). */
 typedef struct bucket_state {
     void *staging;                 /* [length] of dtype: gradients (stages 2-3) */
+    int num_params;                /* parameters in the bucket (fixed at setup) */
     int params_ready;              /* parameters marked ready this micro-batch */
     int reduced;                   /* reduction started this micro-batch */
     zero_comm_request_h reduce_req;
@@ -120,6 +121,11 @@ struct zero_engine {
     int own_world, own_rank;
     group_state_t groups[ZERO_DTYPE_COUNT];
     bucket_state_t *buckets;
+    /* stages 2-3: buckets whose reduce-scatter started this micro-batch, in start
+     * order (they complete in that order): [reduce_head, reduce_tail) still running */
+    int *reduce_order;
+    int reduce_head, reduce_tail;
+    uint64_t live_elements;          /* stage 3: elements gathered or being gathered */
 
     /* counters */
     uint64_t micro_steps, global_steps, skipped_steps;

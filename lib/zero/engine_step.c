@@ -26,15 +26,6 @@ static size_t bucket_bytes(zero_engine_h e, int b)
     return bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
 }
 
-static int bucket_param_count(zero_engine_h e, int b)
-{
-    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
-    int n = 0;
-    for (int i = bk->first_param; i < bk->first_param + bk->num_params; i++)
-        n += e->layout->params[i].bucket == b;
-    return n;
-}
-
 /* dst += src, @p n elements of @p dtype (16-bit sums in fp32, rounded once). */
 static void accumulate(void *dst, const void *src, zero_dtype_t dtype, size_t n)
 {
@@ -80,11 +71,13 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
         else
             p->grad = NULL;   /* bucket staging, handed out on first use */
     }
-    if (e->stage >= 2)
+    if (e->stage >= 2) {
         for (int b = 0; b < e->layout->num_buckets; b++) {
             e->buckets[b].params_ready = 0;
             e->buckets[b].reduced = 0;
         }
+        e->reduce_head = e->reduce_tail = 0;
+    }
     e->state = ENGINE_IN_BACKWARD;
     *seed_p = (float)(zero_loss_scaler_scale(&e->scaler) / (double)e->gas);
     return ZERO_OK;
@@ -197,8 +190,10 @@ zero_status_t engine_reduce_bucket_start(zero_engine_h e, int b)
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
         engine_error(e, status, "reduce-scatter of gradient bucket %d failed to start", b);
+        return status;
     }
-    return status;
+    e->reduce_order[e->reduce_tail++] = b;
+    return ZERO_OK;
 }
 
 /* Waits for bucket @p b's reduction, adds the owned slice into the gradient shard, frees the staging. */
@@ -220,31 +215,22 @@ static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
     return ZERO_OK;
 }
 
-/* Stages 2-3: finishes the reductions that are complete, and waits for the
- * oldest while more than ZERO_ENGINE_MAX_REDUCTIONS are in flight, so gradient
- * staging stays at a few buckets however long the backward is. */
-static zero_status_t reap_reductions(zero_engine_h e)
+/* Stages 2-3: finishes the reductions that are complete (the oldest first: they
+ * complete in start order), and waits for the oldest while more than
+ * ZERO_ENGINE_MAX_REDUCTIONS are in flight, so gradient staging stays at a few
+ * buckets however long the backward is. @p all: finish every one. */
+static zero_status_t reap_reductions(zero_engine_h e, int all)
 {
-    int in_flight = 0;
-    for (int b = 0; b < e->layout->num_buckets; b++) {
-        bucket_state_t *bs = &e->buckets[b];
-        if (bs->reduce_req == NULL)
-            continue;
-        if (zero_comm_request_test(bs->reduce_req) != ZERO_INPROGRESS) {
-            zero_status_t status = reduce_bucket_finish(e, b);
-            if (status != ZERO_OK)
-                return status;
-        } else {
-            in_flight++;
-        }
-    }
-    for (int b = 0; b < e->layout->num_buckets && in_flight > ZERO_ENGINE_MAX_REDUCTIONS; b++) {
-        if (e->buckets[b].reduce_req == NULL)
-            continue;
-        zero_status_t status = reduce_bucket_finish(e, b);
+    while (e->reduce_head < e->reduce_tail) {
+        int b = e->reduce_order[e->reduce_head];
+        zero_status_t status;
+        if (!all && e->reduce_tail - e->reduce_head <= ZERO_ENGINE_MAX_REDUCTIONS &&
+            zero_comm_request_test(e->buckets[b].reduce_req) == ZERO_INPROGRESS)
+            break;
+        status = reduce_bucket_finish(e, b);
         if (status != ZERO_OK)
             return status;
-        in_flight--;
+        e->reduce_head++;
     }
     return ZERO_OK;
 }
@@ -269,12 +255,12 @@ zero_status_t zero_grad_ready(zero_engine_h e, zero_param_h p)
     if (e->stage < 2)
         return ZERO_OK;
     b = e->layout->params[p->index].bucket;
-    if (++e->buckets[b].params_ready == bucket_param_count(e, b)) {
+    if (++e->buckets[b].params_ready == e->buckets[b].num_params) {
         zero_status_t status = engine_reduce_bucket_start(e, b);
         if (status != ZERO_OK)
             return status;
     }
-    return reap_reductions(e);
+    return reap_reductions(e, 0);
 }
 
 zero_status_t zero_backward_end(zero_engine_h e)
@@ -293,8 +279,8 @@ zero_status_t zero_backward_end(zero_engine_h e)
         for (int b = 0; b < e->layout->num_buckets && status == ZERO_OK; b++)
             if (!e->buckets[b].reduced)
                 status = engine_reduce_bucket_start(e, b);
-        for (int b = 0; b < e->layout->num_buckets; b++) {
-            zero_status_t st = reduce_bucket_finish(e, b);
+        {
+            zero_status_t st = reap_reductions(e, 1);
             if (status == ZERO_OK)
                 status = st;
         }
