@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 /* The communicator moves fp32/fp16/bf16 only: bytes travel as exact small
  * integers in fp32. */
@@ -225,17 +224,6 @@ cleanup:
 /* Scratch is large and written once: populating it in one call saves the
  * page-fault round trips of touching it page by page (Linux 5.14+; elsewhere
  * a no-op). */
-static void populate(void *ptr, size_t bytes)
-{
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-    const uintptr_t page = 4096;
-    uintptr_t begin = ((uintptr_t)ptr + page - 1) & ~(page - 1), end = ((uintptr_t)ptr + bytes) & ~(page - 1);
-    if (end > begin)
-        (void)madvise((void *)begin, end - begin, MADV_POPULATE_WRITE);
-}
-
 static int state_index(const zero_ckpt_meta_t *m, const char *name)
 {
     for (int k = 0; k < m->num_states; k++)
@@ -295,6 +283,7 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     int *map = NULL, rank, nstates = 0, state_src[ZERO_CKPT_MAX_STATES];
     float *scratch[ZERO_DTYPE_COUNT] = {0};
     zero_layout_segment_t *segs = NULL;
+    ckpt_plan_t *plan = NULL;
     char *client_sd = NULL, *tag_out = NULL, *sd_path = NULL, *cfg_copy = NULL;
     zero_status_t status;
 
@@ -354,6 +343,13 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
             }
         }
     }
+    if (err.status == ZERO_OK) {
+        /* the shard data is read in one batch per pass, on several threads (ckpt_plan.c) */
+        if ((plan = ckpt_plan_create()) == NULL)
+            ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
+        else
+            ckpt_reader_set_plan(rd, plan);
+    }
     if ((status = ckpt_agree(comm, &err, "checkpoint load")) != ZERO_OK)
         goto out;
 
@@ -373,6 +369,9 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
                     ckpt_reader_read_err(rd, map[segs[s].param], k < 0 ? -1 : state_src[k], segs[s].param_offset,
                                          segs[s].length, NULL, &err);
         }
+        if (err.status == ZERO_OK)
+            ckpt_plan_run(plan, CKPT_LOAD_READ_THREADS, &err);
+        ckpt_plan_clear(plan);
         if ((status = ckpt_agree(comm, &err, "checkpoint load")) != ZERO_OK)
             goto out;
     }
@@ -393,8 +392,7 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
                           (size_t)(1 + nstates) * n);
                 break;
             }
-            scratch[g] = mem;
-            populate(mem, (size_t)(1 + nstates) * n * sizeof(float));
+            scratch[g] = mem;   /* its pages are faulted in by the reading threads' copies */
             for (int k = 0; k <= nstates; k++)
                 arr[k] = scratch[g] + (size_t)k * n;
         }
@@ -426,6 +424,8 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
             }
         }
     }
+    if (err.status == ZERO_OK)
+        ckpt_plan_run(plan, CKPT_LOAD_READ_THREADS, &err);
     if (err.status == ZERO_OK) {
         sd_path = zero_asprintf("%s/%s", ckpt_reader_path(rd), CKPT_CLIENT_SD);
         if (sd_path == NULL)
@@ -479,5 +479,6 @@ out:
     zero_free(tag_out);
     zero_free(cfg_copy);
     zero_ckpt_reader_close(rd);
+    ckpt_plan_destroy(plan);
     return status;
 }

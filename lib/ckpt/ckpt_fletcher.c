@@ -31,8 +31,10 @@ static void block_sums(const uint8_t *d, uint32_t t, uint32_t *a_p, uint32_t *b_
     *b_p = b;
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("O3")))
+/* Most of the time goes here: an AVX2 clone (picked at load time where the CPU
+ * has it) runs about twice as fast as the SSE2 baseline. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((optimize("O3"), target_clones("avx2", "default")))
 #endif
 static void block_sums_360(const uint8_t *d, uint32_t *a_p, uint32_t *b_p)
 {

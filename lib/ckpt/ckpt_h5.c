@@ -31,6 +31,7 @@ typedef struct reader_dset {
     int checksum;        /* fletcher32 in the pipeline */
     size_t chunk;        /* elements per chunk, 0 = not chunked (read through H5Dread) */
     size_t length;
+    uint64_t base;       /* file offset of HDF5 address 0 (the user block's size) */
 } reader_dset_t;
 
 struct zero_ckpt_reader {
@@ -50,6 +51,7 @@ struct zero_ckpt_reader {
     /* read-ahead threads (see prefetch()); joined by zero_ckpt_reader_close */
     pthread_t prefetchers[CKPT_MAX_PREFETCHERS];
     int num_prefetchers;
+    ckpt_plan_t *plan;           /* chunked reads are planned here, not read (ckpt_reader_set_plan) */
 };
 
 typedef struct prefetch_job {
@@ -957,6 +959,15 @@ static reader_dset_t *reader_dataset(zero_ckpt_reader_t *rd, int shard, int grou
         slot->length = rd->layout.groups[group].shard_length;
         slot->chunk = 0;
         slot->checksum = 0;
+        slot->base = 0;
+        {
+            hid_t fcpl = H5Fget_create_plist(rd->files[shard]);
+            hsize_t ub = 0;
+            if (fcpl >= 0 && H5Pget_userblock(fcpl, &ub) >= 0)
+                slot->base = (uint64_t)ub;
+            if (fcpl >= 0)
+                H5Pclose(fcpl);
+        }
         if ((dcpl = H5Dget_create_plist(slot->id)) >= 0) {
             hsize_t cdims[1] = {0};
             if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 1, cdims) == 1)
@@ -975,6 +986,56 @@ static reader_dset_t *reader_dataset(zero_ckpt_reader_t *rd, int shard, int grou
     }
     return slot;
 }
+
+/* File offset of chunk @p index's data, after checking its stored size and filters. */
+static zero_status_t chunk_location(reader_dset_t *ds, size_t index, const char *what, uint64_t *offset_p,
+                                    ckpt_err_t *err)
+{
+    size_t want = ds->chunk * sizeof(float) + (ds->checksum ? 4 : 0);
+    hsize_t coord[1] = {index * ds->chunk}, stored = 0;
+    haddr_t addr = HADDR_UNDEF;
+    unsigned mask = 0;
+
+    if (H5Dget_chunk_info_by_coord(ds->id, coord, &mask, &addr, &stored) < 0 || addr == HADDR_UNDEF ||
+        stored != want) {
+        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu is missing or has %llu bytes instead of %zu (corrupt "
+                     "or truncated file)", what, index, addr == HADDR_UNDEF ? 0ULL : (unsigned long long)stored, want);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (mask != 0) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu was stored unfiltered (filter mask %u)", what, index, mask);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    *offset_p = ds->base + (uint64_t)addr;
+    return ZERO_OK;
+}
+
+/* Plans elements [start, start + n) of a chunked dataset (see ckpt_plan.c). */
+static zero_status_t plan_range(zero_ckpt_reader_t *rd, reader_dset_t *ds, const char *path, const char *what,
+                                size_t start, size_t n, float *out, ckpt_err_t *err)
+{
+    ckpt_plan_chunk_desc_t cd;
+    size_t done = 0;
+    zero_status_t status = ZERO_OK;
+
+    if ((cd.file = ckpt_plan_file(rd->plan, path, err)) < 0 || (cd.dataset = ckpt_plan_dataset(rd->plan, what, err)) < 0)
+        return err->status;
+    cd.bytes = ds->chunk * sizeof(float);
+    cd.checksum = ds->checksum;
+    while (done < n && status == ZERO_OK) {
+        size_t at = start + done, within = at % ds->chunk;
+        size_t m = ds->chunk - within < n - done ? ds->chunk - within : n - done;
+        cd.index = at / ds->chunk;
+        cd.elem_begin = cd.index * ds->chunk;
+        if ((status = chunk_location(ds, cd.index, what, &cd.offset, err)) == ZERO_OK)
+            status = ckpt_plan_add(rd->plan, &cd, out != NULL ? out + done : NULL, within * sizeof(float),
+                                   m * sizeof(float), err);
+        done += m;
+    }
+    return status;
+}
+
+void ckpt_reader_set_plan(zero_ckpt_reader_t *rd, ckpt_plan_t *plan) { rd->plan = plan; }
 
 /* Reads chunk @p index of a chunked dataset into @p dst (room for the chunk and
  * its 4-byte checksum) and verifies the checksum. */
@@ -1120,7 +1181,11 @@ static zero_status_t read_range(zero_ckpt_reader_t *rd, int shard, int group, in
         ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: elements [%zu, +%zu) are out of its range", what, start, n);
         return ZERO_ERR_CHECKPOINT;
     }
-    if (ds->chunk > 0) {
+    if (ds->chunk > 0 && rd->plan != NULL) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", rd->path, fname);
+        return plan_range(rd, ds, path, what, start, n, out, err);
+    } else if (ds->chunk > 0) {
         size_t done = 0;
         prefetch(rd, shard, ds, start / ds->chunk, (start + n - 1) / ds->chunk);
         while (done < n && status == ZERO_OK) {

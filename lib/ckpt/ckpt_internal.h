@@ -103,4 +103,40 @@ zero_status_t ckpt_reader_read_err(zero_ckpt_reader_t *reader, int param, int st
 /* The reader's <dir>/<tag> path. */
 const char *ckpt_reader_path(const zero_ckpt_reader_t *reader);
 
+/* ---- ckpt_plan.c: batched, threaded chunk reads for zero_ckpt_load ---- */
+#define CKPT_PLAN_MAX_THREADS 8
+/* Threads zero_ckpt_load reads with (the calling thread included). */
+#define CKPT_LOAD_READ_THREADS 3
+typedef struct ckpt_plan ckpt_plan_t;
+/* One chunk as stored: file and dataset as registered with the plan. */
+typedef struct ckpt_plan_chunk_desc {
+    int file, dataset;
+    size_t index;          /* chunk number in the dataset */
+    size_t elem_begin;     /* its first element */
+    uint64_t offset;       /* file offset of its data */
+    size_t bytes;          /* data bytes */
+    int checksum;          /* a little-endian fletcher32 follows the data */
+} ckpt_plan_chunk_desc_t;
+
+ckpt_plan_t *ckpt_plan_create(void);                 /* NULL on OOM */
+void ckpt_plan_destroy(ckpt_plan_t *plan);
+/* Forgets the chunks (files and dataset names stay registered). */
+void ckpt_plan_clear(ckpt_plan_t *plan);
+/* Registers (opens) a file; its index, or -1 with @p err set. */
+int ckpt_plan_file(ckpt_plan_t *plan, const char *path, ckpt_err_t *err);
+/* Registers a dataset's message prefix; its index, or -1 with @p err set. */
+int ckpt_plan_dataset(ckpt_plan_t *plan, const char *what, ckpt_err_t *err);
+/* Plans bytes [within, within + bytes) of a chunk into @p dst (NULL: verify only).
+ * Fails at once when the chunk lies beyond the end of its file. */
+zero_status_t ckpt_plan_add(ckpt_plan_t *plan, const ckpt_plan_chunk_desc_t *chunk, void *dst, size_t within,
+                            size_t bytes, ckpt_err_t *err);
+/* Reads and verifies every planned chunk on @p threads threads (the caller's
+ * included); reports the first failure in plan order. On failure some
+ * destinations may hold new data. */
+zero_status_t ckpt_plan_run(ckpt_plan_t *plan, int threads, ckpt_err_t *err);
+
+/* Makes the reader's chunked reads only plan into @p plan (NULL: read at once
+ * again); datasets that are not chunked are still read at once. */
+void ckpt_reader_set_plan(zero_ckpt_reader_t *reader, ckpt_plan_t *plan);
+
 #endif /* ZERO_CKPT_CKPT_INTERNAL_H */

@@ -270,8 +270,8 @@ static void flip_byte(const char *path, long offset)
     fclose(f);
 }
 
-/* File offset of the first chunk of a dataset. */
-static long chunk_offset(const char *path, const char *dataset)
+/* File offset of chunk @p index of a dataset. */
+static long chunk_offset_n(const char *path, const char *dataset, int index)
 {
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, dataset, H5P_DEFAULT);
     hid_t s = H5Dget_space(d);
@@ -279,7 +279,7 @@ static long chunk_offset(const char *path, const char *dataset)
     haddr_t addr = 0;
     unsigned mask = 0;
     CU_ASSERT_TRUE(d >= 0);
-    CU_ASSERT_TRUE(H5Dget_chunk_info(d, s, 0, coord, &mask, &addr, &size) >= 0);
+    CU_ASSERT_TRUE(H5Dget_chunk_info(d, s, (hsize_t)index, coord, &mask, &addr, &size) >= 0);
     CU_ASSERT_TRUE(addr > 0 && size > 16);
     H5Sclose(s);
     H5Dclose(d);
@@ -287,11 +287,54 @@ static long chunk_offset(const char *path, const char *dataset)
     return (long)addr;
 }
 
+static long chunk_offset(const char *path, const char *dataset) { return chunk_offset_n(path, dataset, 0); }
+
 static void copy_tree(const char *from, const char *to)
 {
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", to, from, to);
     CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+}
+
+/* A flipped bit is found however its chunk is read: whole and in place (chunk
+ * 0 of a shard) or in part through staging (chunk 1, the shard's last), in
+ * every load mode, at the saving world size and resharded. */
+static void test_multi_chunk_corrupt(void)
+{
+    ZERO_TEST_MEM_MARK();
+    static const zero_layout_param_desc_t big[2] = {{"big.a", ZERO_FP32, 2, {1000, 700}},
+                                                    {"big.b", ZERO_BF16, 1, {600001}}};
+    char *dir = make_dir(), good[600], work[600], path[700], needle[64];
+    zero_layout_t *old = NULL;
+    snprintf(good, sizeof(good), "%s/good", dir);
+    snprintf(work, sizeof(work), "%s/work", dir);
+    snprintf(path, sizeof(path), "%s/t/zero_rank_00000.h5", work);
+    CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 2, 2, 64, 1 << 20, &old), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(fix_sim_save(good, "t", old, 2, 3, 1, 2), ZERO_OK);
+    for (int chunk = 0; chunk < 2; chunk++) {
+        copy_tree(good, work);
+        flip_byte(path, chunk_offset_n(path, "/shard/group0/master", chunk) + 5000);
+        snprintf(needle, sizeof(needle), "master: checksum mismatch in chunk %d", chunk);
+        for (int mode = 0; mode < 3; mode++) {
+            load_mode = (zero_ckpt_load_mode_t)mode;
+            for (int w = 1; w <= 2; w++) {
+                zero_layout_t *cur = NULL;
+                CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 2, w, 64, w == 2 ? 1 << 20 : 100000, &cur), ZERO_OK);
+                log_capture();
+                CU_ASSERT_EQUAL(load_all(work, "t", cur, 1), (long)ZERO_ERR_CHECKPOINT);
+                log_restore();
+                if (strstr(logbuf, needle) == NULL) {
+                    fprintf(stderr, "mode %d, world %d: expected '%s', got: %s\n", mode, w, needle, logbuf);
+                    CU_FAIL("the corrupt chunk is not named");
+                }
+                zero_layout_destroy(cur);
+            }
+        }
+    }
+    load_mode = ZERO_CKPT_LOAD_SCRATCH;
+    zero_layout_destroy(old);
+    ZERO_TEST_ASSERT_NO_LEAK();
+    rm_dir(dir);
 }
 
 /* A failing load must leave the caller's buffers exactly as they were. */
@@ -717,6 +760,7 @@ int main(int argc, char **argv)
         {"round_trip", test_round_trip},
         {"reshard_all_pairs", test_reshard},
         {"multi_chunk", test_multi_chunk},
+        {"multi_chunk_corrupt", test_multi_chunk_corrupt},
         {"bad_input", test_bad_input},
         {"crash_atomicity", test_crash_atomicity},
         {"keep_last", test_keep_last},
