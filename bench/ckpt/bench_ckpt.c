@@ -38,12 +38,12 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* CPU seconds (user + system) of the calling thread: less sensitive than wall
- * time to other load on a shared machine. */
+/* CPU seconds (user + system) of this process, all threads (the load reads on
+ * several): less sensitive than wall time to other load on a shared machine. */
 static double cpu_s(void)
 {
     struct rusage ru;
-    getrusage(RUSAGE_THREAD, &ru);
+    getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
            1e-6 * (double)ru.ru_stime.tv_usec;
 }
@@ -276,7 +276,7 @@ int main(int argc, char **argv)
                    median(t_load_vf, repeats), mb / median(t_load_vf, repeats), rr / median(t_load_vf, repeats));
             printf("load, direct:    %8.3f s  %8.1f MB/s per rank  (%.2fx raw; one pass, no scratch)\n",
                    median(t_load_ip, repeats), mb / median(t_load_ip, repeats), rr / median(t_load_ip, repeats));
-            printf("cpu of rank 0's thread: raw read %.3f s, load %.3f s (medians)\n", median(c_raw_r, repeats),
+            printf("cpu of rank 0 (all threads): raw read %.3f s, load %.3f s (medians)\n", median(c_raw_r, repeats),
                    median(c_load, repeats));
             printf("merge (safetensors fp32, %.1f MB model): %.3f s, peak RSS %.1f MB, largest tensor %.1f MB\n",
                    40.0 * 1048576 * 4 / 1e6, mt, peak / 1e6, largest / 1e6);
