@@ -21,6 +21,18 @@ int main(void)
         printf("no CUDA device (%s): skipped\n", err != cudaSuccess ? cudaGetErrorString(err) : "count 0");
         return 77;
     }
+    {
+        struct cudaDeviceProp prop;
+        int driver = 0, runtime = 0;
+        cudaDriverGetVersion(&driver);
+        cudaRuntimeGetVersion(&runtime);
+        for (int i = 0; i < count; i++)
+            if (cudaGetDeviceProperties(&prop, i) == cudaSuccess)
+                printf("device %d of %d: %s (sm_%d%d, %.1f GiB, PCI %04x:%02x:%02x)\n", i, count, prop.name,
+                       prop.major, prop.minor, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0),
+                       prop.pciDomainID, prop.pciBusID, prop.pciDeviceID);
+        printf("CUDA driver %d, runtime %d\n", driver, runtime);
+    }
     n = count >= 4 ? 4 : count;
     snprintf(ranks, sizeof(ranks), "%d", n);
     pid = fork();
