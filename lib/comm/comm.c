@@ -726,6 +726,11 @@ static zero_status_t ensure_nccl(zero_comm_h comm)
     int device = comm->cfg.cuda_device, count;
     if (atomic_load(&comm->nccl) != NULL)
         return ZERO_OK;
+    if (comm->nccl_create_status != ZERO_OK) {
+        ZERO_LOG_ERROR("device-memory collective: the NCCL communicator could not be created on an earlier call "
+                       "(%s; logged then), and is not tried again", zero_status_string(comm->nccl_create_status));
+        return comm->nccl_create_status;
+    }
     if (!comm->have_nccl_id) {
         ZERO_LOG_ERROR("device-memory collective: not every rank has a CUDA device, so the job has no NCCL "
                        "communicator");
@@ -739,6 +744,8 @@ static zero_status_t ensure_nccl(zero_comm_h comm)
         zero_status_t status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, &nccl);
         if (status == ZERO_OK)
             atomic_store(&comm->nccl, nccl);
+        else
+            comm->nccl_create_status = status;
         return status;
     }
 }

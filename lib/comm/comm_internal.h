@@ -70,6 +70,10 @@ struct zero_comm {
                                           progress thread to abort it */
     unsigned char nccl_id[128];
     int have_nccl_id;
+    /* Why the NCCL communicator could not be created (ZERO_OK: not tried, or
+     * created). Sticky: the unique id is spent once ncclCommInitRank has run,
+     * and a second init with it would wait forever for peers that gave up. */
+    zero_status_t nccl_create_status;
 
     pthread_t thread;
     int thread_started;

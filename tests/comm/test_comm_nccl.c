@@ -3,20 +3,60 @@
  * (meson: skipped) where the CUDA runtime reports no device (no driver, no GPU).
  * One GPU: a world of one (device copies). Two or more: a world of
  * min(devices, 4) ranks over NCCL, one GPU each.
+ *
+ * With exactly one GPU it also starts two ranks on it: NCCL refuses two ranks
+ * on one device ("invalid usage" on every rank), and the job must end with a
+ * non-zero status well before the timeout, not hang on a second attempt to
+ * create the communicator.
  */
 #include <cuda_runtime_api.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#define SHARED_GPU_TIMEOUT_S 60
+
+/* Runs the device mode of the rank program on @p ranks ranks; its wait status,
+ * or -1 when it ran past @p timeout_s seconds (then it is stopped). */
+static int launch(int ranks, int timeout_s)
+{
+    char arg[16];
+    int st = 0;
+    time_t start = time(NULL);
+    pid_t pid;
+
+    snprintf(arg, sizeof(arg), "%d", ranks);
+    pid = fork();
+    if (pid == 0) {
+        execl(ZERO_TEST_LAUNCHER, ZERO_TEST_LAUNCHER, "--num_gpus", arg, "--master_port", "0",
+              ZERO_TEST_RANK_PROGRAM, "device", (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0)
+        return -2;
+    for (;;) {
+        pid_t got = waitpid(pid, &st, WNOHANG);
+        if (got == pid)
+            return st;
+        if (got < 0)
+            return -2;
+        if (timeout_s > 0 && time(NULL) - start > timeout_s) {
+            kill(pid, SIGTERM);   /* zero-launch stops its ranks */
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        usleep(100 * 1000);
+    }
+}
 
 int main(void)
 {
-    int count = 0, n, st;
+    int count = 0, n, st, ok;
     cudaError_t err = cudaGetDeviceCount(&count);
-    char ranks[16];
-    pid_t pid;
     if (err != cudaSuccess || count == 0) {
         printf("no CUDA device (%s): skipped\n", err != cudaSuccess ? cudaGetErrorString(err) : "count 0");
         return 77;
@@ -34,15 +74,20 @@ int main(void)
         printf("CUDA driver %d, runtime %d\n", driver, runtime);
     }
     n = count >= 4 ? 4 : count;
-    snprintf(ranks, sizeof(ranks), "%d", n);
-    pid = fork();
-    if (pid == 0) {
-        execl(ZERO_TEST_LAUNCHER, ZERO_TEST_LAUNCHER, "--num_gpus", ranks, "--master_port", "0",
-              ZERO_TEST_RANK_PROGRAM, "device", (char *)NULL);
-        _exit(127);
+    st = launch(n, 0);
+    ok = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    printf("device collectives at world size %d: %s\n", n, ok ? "ok" : "FAILED");
+    if (count == 1) {
+        int clean;
+        fflush(stdout);
+        st = launch(2, SHARED_GPU_TIMEOUT_S);
+        clean = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0;
+        if (st == -1)
+            printf("two ranks on one GPU: FAILED (still running after %d s: a hang)\n", SHARED_GPU_TIMEOUT_S);
+        else
+            printf("two ranks on one GPU: %s (%s %d)\n", clean ? "failed cleanly, as it must" : "FAILED",
+                   st >= 0 && WIFEXITED(st) ? "exit status" : "wait status", st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : st);
+        ok = ok && clean;
     }
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return 1;
-    printf("device collectives at world size %d: %s\n", n, WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "ok" : "FAILED");
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+    return ok ? 0 : 1;
 }
