@@ -110,8 +110,9 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
 
 /* How zero_ckpt_load puts the data into the caller's arrays. */
 typedef enum zero_ckpt_load_mode {
-    /* Read into library scratch (about the size of the outputs), copy out after
-     * every rank succeeded: a failed load leaves the outputs untouched. */
+    /* Read into library scratch (about the size of the outputs, held for the
+     * call), copy out after every rank succeeded: a failed load leaves the
+     * outputs untouched. */
     ZERO_CKPT_LOAD_SCRATCH = 0,
     /* Two passes, no scratch: first read and verify every needed chunk (nothing
      * written), agree, then read them again (normally from the page cache)
@@ -138,8 +139,8 @@ typedef struct zero_ckpt_load_params {
  * Loads a checkpoint (collective), resharding it onto @p layout (any world
  * size, stage, bucket size or alignment; the model -- names, dtypes, shapes --
  * must match: a difference fails naming the parameter). For each segment this
- * rank owns in @p layout, exactly the needed hyperslabs of the old shard files
- * are read (checksums verified).
+ * rank owns in @p layout, exactly the chunks of the old shard files that hold
+ * it are read, by a few threads of this call, each chunk's checksum verified.
  *
  * @p out_groups: layout->num_groups caller-allocated descriptors whose arrays
  * hold [shard_length] floats (state[k] for k < params->num_states). With
