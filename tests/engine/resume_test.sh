@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Exact resume and resharding through real launches (zero-launch, UCX).
 #   resume_test.sh ZERO_LAUNCH RESUME_RANK RESUME_COMPARE
-# For each stage 0-3 at each world size 1-4 (precision rotating fp32, bf16, fp16):
+# For each stage 0-3 at each world size 1-4 in each precision (fp32, bf16, fp16):
 #   A: one job trains 8 optimizer steps and saves;
 #   B: one job trains 4 steps and saves, a new job loads latest and trains to 8;
 # the final checkpoints of A and B must agree bit for bit (weights, moments,
@@ -18,12 +18,10 @@ run() {   # run WORLD DIR STAGE DTYPE STOP
   "$launch" --launcher local --num_gpus "$1" --master_port 0 "$rank_prog" "$2" "$3" "$4" "$5" >/dev/null || {
     echo "FAIL: launch world $1 stage $3 $4 to step $5 in $2"; fails=$((fails + 1)); return 1; }
 }
-dtypes=(fp32 bf16 fp16)
-i=0
 for stage in 0 1 2 3; do
   for world in 1 2 3 4; do
-    dt=${dtypes[$((i % 3))]}; i=$((i + 1))
-    a=$work/a-$stage-$world b=$work/b-$stage-$world
+   for dt in fp32 bf16 fp16; do
+    a=$work/a-$stage-$world-$dt b=$work/b-$stage-$world-$dt
     run "$world" "$a" "$stage" "$dt" 8 || continue
     run "$world" "$b" "$stage" "$dt" 4 || continue
     run "$world" "$b" "$stage" "$dt" 8 || continue
@@ -32,6 +30,7 @@ for stage in 0 1 2 3; do
     else
       "$compare" "$a" "$b"; echo "FAIL: exact resume, stage $stage, world $world, $dt"; fails=$((fails + 1))
     fi
+   done
   done
 done
 # resharding: save at (world, stage), continue at (world', stage'), compare with an uninterrupted run at world'
