@@ -33,8 +33,18 @@ for stage in 0 1 2 3; do
    done
   done
 done
-# resharding: save at (world, stage), continue at (world', stage'), compare with an uninterrupted run at world'
-for pair in "2 1 3 2" "4 3 1 0" "1 0 4 3" "3 2 2 1" "4 2 2 3"; do
+# resharding: save at (world, stage), continue at (world', stage'), compare with an
+# uninterrupted run at world': every pair of different world sizes 1-4, each with
+# a change of stage as well
+pairs=()
+for w1 in 1 2 3 4; do
+  for w2 in 1 2 3 4; do
+    [ "$w1" -eq "$w2" ] && continue
+    s1=$(((w1 + w2) % 4)); s2=$(((s1 + 1 + w1 % 3) % 4))
+    pairs+=("$w1 $s1 $w2 $s2")
+  done
+done
+for pair in "${pairs[@]}"; do
   set -- $pair
   w1=$1 s1=$2 w2=$3 s2=$4
   ref=$work/ref-$w2-$s2 r=$work/reshard-$w1-$s1-$w2-$s2
