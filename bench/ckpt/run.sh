@@ -6,7 +6,7 @@
 # cost, and zero-ckpt-merge time and peak RSS. Output also goes to
 # bench/results/ckpt.txt. The last line is
 #   summary: save_over_raw=<x> load_over_raw=<y> merge_peak_rss_over_largest_tensor=<z>
-# Env: ZERO_BENCH_REPEATS (default 3), ZERO_BENCH_CKPT_DIR (default a fresh
+# Env: ZERO_BENCH_REPEATS (default 5), ZERO_BENCH_CKPT_DIR (default a fresh
 # directory under ${TMPDIR:-/tmp}, removed afterwards; put it on the
 # filesystem you checkpoint to).
 set -euo pipefail
@@ -23,4 +23,4 @@ mkdir -p "$root/bench/results"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), filesystem of $dir: $(df -T "$dir" | awk 'NR==2 {print $2}')" | tee "$root/bench/results/ckpt.txt"
 "$build_dir/tools/zero-launch/zero-launch" --launcher local --num_gpus 2 --master_port 0 \
   "$build_dir/bench/ckpt/bench_ckpt" "$dir" "$build_dir/tools/zero-ckpt-merge/zero-ckpt-merge" \
-  "${ZERO_BENCH_REPEATS:-3}" | tee -a "$root/bench/results/ckpt.txt"
+  "${ZERO_BENCH_REPEATS:-5}" | tee -a "$root/bench/results/ckpt.txt"
