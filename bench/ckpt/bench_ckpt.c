@@ -1,7 +1,10 @@
 /*
  * bench/run ckpt: checkpoint save and load throughput per rank against a raw
  * write+fsync and read of the same bytes in the same run, the cost of the
- * fletcher32 checksums, and zero-ckpt-merge time and peak RSS.
+ * fletcher32 checksums, and zero-ckpt-merge time and peak RSS; on rank 0 also
+ * the Fletcher-32 kernels' throughput on 1 MiB buffers (portable C and the one
+ * ckpt_fletcher32 dispatches to), in cache and from DRAM, next to a plain
+ * 64-bit sum over the same bytes (the memory-read speed it should approach).
  *
  * Run on every rank through zero-launch (bench/ckpt/run.sh: 2 ranks). The
  * model: one 8M-element embedding and 32 layers of 1M elements (bf16, 40M
@@ -127,6 +130,85 @@ static double raw_read(const char *path, zero_ckpt_group_data_t *g, const zero_l
     }
     close(fd);
     return now_s() - t0;
+}
+
+/* A plain read of the buffer (four 64-bit sums): the memory-read baseline. */
+static uint64_t plain_sum(const void *data, size_t len)
+{
+    const uint64_t *p = data;
+    uint64_t a = 0, b = 0, c = 0, e = 0;
+    for (size_t i = 0; i + 4 <= len / 8; i += 4) {
+        a += p[i];
+        b += p[i + 1];
+        c += p[i + 2];
+        e += p[i + 3];
+    }
+    return a + b + c + e;
+}
+
+/* Median GB/s of @p f (or of plain_sum when @p f is NULL) over 1 MiB pieces of
+ * @p buf (@p len bytes, a multiple of 1 MiB), walked front to back @p passes times. */
+static double checksum_gbps(ckpt_fletcher32_fn f, const unsigned char *buf, size_t len, int passes)
+{
+    double t[MAX_REPEATS];
+    volatile uint64_t sink = 0;
+    for (int r = 0; r < passes; r++) {
+        double t0 = now_s();
+        for (size_t off = 0; off < len; off += (size_t)1 << 20)
+            sink += f != NULL ? f(buf + off, (size_t)1 << 20) : plain_sum(buf + off, (size_t)1 << 20);
+        t[r] = now_s() - t0;
+    }
+    (void)sink;
+    return (double)len / median(t, passes) / 1e9;
+}
+
+/* Prints the Fletcher-32 throughput lines (rank 0). */
+static void bench_checksum(void)
+{
+    size_t big = (size_t)64 << 20, one = (size_t)1 << 20;
+    unsigned char *buf = malloc(big);
+    ckpt_fletcher32_fn port = ckpt_fletcher32_kernel("portable"), best = ckpt_fletcher32_kernel("auto");
+    const char *best_name = best == ckpt_fletcher32_kernel("avx2") ? "avx2" : "portable";
+    if (buf == NULL)
+        return;
+    for (size_t i = 0; i < big; i++)
+        buf[i] = (unsigned char)(i * 2654435761u >> 13);
+    for (int where = 0; where < 2; where++) {
+        /* in cache: the same 1 MiB 64 times; DRAM: 64 different MiB */
+        double gp = 0, gb = 0, gs = 0;
+        int passes = 9;
+        if (where == 0) {
+            double tp[MAX_REPEATS], tb[MAX_REPEATS], ts[MAX_REPEATS];
+            volatile uint64_t sink = 0;
+            for (int r = 0; r < passes; r++) {
+                double t0 = now_s();
+                for (int k = 0; k < 64; k++)
+                    sink += port(buf, one);
+                tp[r] = now_s() - t0;
+                t0 = now_s();
+                for (int k = 0; k < 64; k++)
+                    sink += best(buf, one);
+                tb[r] = now_s() - t0;
+                t0 = now_s();
+                for (int k = 0; k < 64; k++)
+                    sink += plain_sum(buf, one);
+                ts[r] = now_s() - t0;
+            }
+            (void)sink;
+            gp = 64.0 * (double)one / median(tp, passes) / 1e9;
+            gb = 64.0 * (double)one / median(tb, passes) / 1e9;
+            gs = 64.0 * (double)one / median(ts, passes) / 1e9;
+        } else {
+            gp = checksum_gbps(port, buf, big, passes);
+            gb = checksum_gbps(best, buf, big, passes);
+            gs = checksum_gbps(NULL, buf, big, passes);
+        }
+        printf("fletcher32, 1 MiB buffers %s: portable %5.1f GB/s, dispatched (%s) %5.1f GB/s (%.2fx portable); "
+               "plain 64-bit sum %5.1f GB/s (checksum at %.2fx of it)\n",
+               where == 0 ? "in cache (one buffer, 64 times)" : "from DRAM (64 MiB)", gp, best_name, gb, gb / gp, gs,
+               gb / gs);
+    }
+    free(buf);
 }
 
 int main(int argc, char **argv)
@@ -280,6 +362,7 @@ int main(int argc, char **argv)
                    median(c_load, repeats));
             printf("merge (safetensors fp32, %.1f MB model): %.3f s, peak RSS %.1f MB, largest tensor %.1f MB\n",
                    40.0 * 1048576 * 4 / 1e6, mt, peak / 1e6, largest / 1e6);
+            bench_checksum();
             printf("summary: save_over_raw=%.2f load_over_raw=%.2f merge_peak_rss_over_largest_tensor=%.2f\n", rw / sv,
                    rr / ld, largest > 0 ? peak / largest : -1.0);
         }
