@@ -90,15 +90,13 @@ uint32_t ckpt_fletcher32_portable(const void *data, size_t len)
 static ckpt_fletcher32_fn chosen = ckpt_fletcher32_portable;
 static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__) && defined(__GNUC__)
 static int cpu_has_avx2(void)
 {
-#if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
 }
+#endif
 
 static void choose(void)
 {
