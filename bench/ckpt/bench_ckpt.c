@@ -2,9 +2,10 @@
  * bench/run ckpt: checkpoint save and load throughput per rank against a raw
  * write+fsync and read of the same bytes in the same run, the cost of the
  * fletcher32 checksums, and zero-ckpt-merge time and peak RSS; on rank 0 also
- * the Fletcher-32 kernels' throughput on 1 MiB buffers (portable C and the one
- * ckpt_fletcher32 dispatches to), in cache and from DRAM, next to a plain
- * 64-bit sum over the same bytes (the memory-read speed it should approach).
+ * the Fletcher-32 kernels' throughput on 1 MiB buffers (portable C, AVX2 and
+ * AVX-512 where the CPU has them, and which one ckpt_fletcher32 uses), in
+ * cache and from DRAM, next to a plain 64-bit sum over the same bytes (the
+ * memory-read speed they should approach).
  *
  * Run on every rank through zero-launch (bench/ckpt/run.sh: 2 ranks). The
  * model: one 8M-element embedding and 32 layers of 1M elements (bf16, 40M
@@ -146,67 +147,58 @@ static uint64_t plain_sum(const void *data, size_t len)
     return a + b + c + e;
 }
 
-/* Median GB/s of @p f (or of plain_sum when @p f is NULL) over 1 MiB pieces of
- * @p buf (@p len bytes, a multiple of 1 MiB), walked front to back @p passes times. */
-static double checksum_gbps(ckpt_fletcher32_fn f, const unsigned char *buf, size_t len, int passes)
+/* GB/s of @p f (plain_sum when NULL) over @p len bytes of @p buf in 1 MiB
+ * pieces, walked front to back; the whole walk @p reps times (@p len = 1 MiB:
+ * the same buffer, in cache). */
+static double walk_s(ckpt_fletcher32_fn f, const unsigned char *buf, size_t len, int reps)
 {
-    double t[MAX_REPEATS];
     volatile uint64_t sink = 0;
-    for (int r = 0; r < passes; r++) {
-        double t0 = now_s();
+    double t0 = now_s();
+    for (int r = 0; r < reps; r++)
         for (size_t off = 0; off < len; off += (size_t)1 << 20)
             sink += f != NULL ? f(buf + off, (size_t)1 << 20) : plain_sum(buf + off, (size_t)1 << 20);
-        t[r] = now_s() - t0;
-    }
     (void)sink;
-    return (double)len / median(t, passes) / 1e9;
+    return (double)len * reps / (now_s() - t0) / 1e9;
 }
 
-/* Prints the Fletcher-32 throughput lines (rank 0). */
+/* Prints the Fletcher-32 throughput lines (rank 0): every kernel this CPU
+ * runs and a plain read, interleaved, median of 9 passes; in cache (one 1 MiB
+ * buffer 64 times) and from DRAM (64 MiB). */
 static void bench_checksum(void)
 {
+    static const char *names[] = {"portable", "avx2", "avx512"};
+    enum { NK = 3, PASSES = 9 };
     size_t big = (size_t)64 << 20, one = (size_t)1 << 20;
     unsigned char *buf = malloc(big);
-    ckpt_fletcher32_fn port = ckpt_fletcher32_kernel("portable"), best = ckpt_fletcher32_kernel("auto");
-    const char *best_name = best == ckpt_fletcher32_kernel("avx2") ? "avx2" : "portable";
     if (buf == NULL)
         return;
     for (size_t i = 0; i < big; i++)
         buf[i] = (unsigned char)(i * 2654435761u >> 13);
     for (int where = 0; where < 2; where++) {
-        /* in cache: the same 1 MiB 64 times; DRAM: 64 different MiB */
-        double gp = 0, gb = 0, gs = 0;
-        int passes = 9;
-        if (where == 0) {
-            double tp[MAX_REPEATS], tb[MAX_REPEATS], ts[MAX_REPEATS];
-            volatile uint64_t sink = 0;
-            for (int r = 0; r < passes; r++) {
-                double t0 = now_s();
-                for (int k = 0; k < 64; k++)
-                    sink += port(buf, one);
-                tp[r] = now_s() - t0;
-                t0 = now_s();
-                for (int k = 0; k < 64; k++)
-                    sink += best(buf, one);
-                tb[r] = now_s() - t0;
-                t0 = now_s();
-                for (int k = 0; k < 64; k++)
-                    sink += plain_sum(buf, one);
-                ts[r] = now_s() - t0;
+        double g[NK + 1][PASSES], med[NK + 1] = {0}, best;
+        char line[512];
+        int n = 0;
+        for (int r = 0; r < PASSES; r++)
+            for (int k = 0; k <= NK; k++) {
+                ckpt_fletcher32_fn f = k < NK ? ckpt_fletcher32_kernel(names[k]) : NULL;
+                if (k < NK && f == NULL)
+                    continue;
+                g[k][r] = where == 0 ? walk_s(f, buf, one, 64) : walk_s(f, buf, big, 1);
             }
-            (void)sink;
-            gp = 64.0 * (double)one / median(tp, passes) / 1e9;
-            gb = 64.0 * (double)one / median(tb, passes) / 1e9;
-            gs = 64.0 * (double)one / median(ts, passes) / 1e9;
-        } else {
-            gp = checksum_gbps(port, buf, big, passes);
-            gb = checksum_gbps(best, buf, big, passes);
-            gs = checksum_gbps(NULL, buf, big, passes);
+        for (int k = 0; k <= NK; k++)
+            if (k == NK || ckpt_fletcher32_kernel(names[k]) != NULL)
+                med[k] = median(g[k], PASSES);
+        best = med[0];
+        n = snprintf(line, sizeof(line), "fletcher32, 1 MiB buffers %s:", where == 0 ? "in cache" : "from DRAM");
+        for (int k = 0; k < NK; k++) {
+            if (med[k] == 0)
+                continue;
+            n += snprintf(line + n, sizeof(line) - (size_t)n, " %s %.1f GB/s,", names[k], med[k]);
+            if (strcmp(names[k], ckpt_fletcher32_kernel_name()) == 0)
+                best = med[k];
         }
-        printf("fletcher32, 1 MiB buffers %s: portable %5.1f GB/s, dispatched (%s) %5.1f GB/s (%.2fx portable); "
-               "plain 64-bit sum %5.1f GB/s (checksum at %.2fx of it)\n",
-               where == 0 ? "in cache (one buffer, 64 times)" : "from DRAM (64 MiB)", gp, best_name, gb, gb / gp, gs,
-               gb / gs);
+        printf("%s dispatched %s = %.2fx portable; plain 64-bit sum %.1f GB/s (dispatched at %.2fx of it)\n", line,
+               ckpt_fletcher32_kernel_name(), best / med[0], med[NK], best / med[NK]);
     }
     free(buf);
 }

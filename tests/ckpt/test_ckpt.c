@@ -605,13 +605,13 @@ static void test_fletcher32(void)
     rm_dir(dir);
 }
 
-/* Every Fletcher-32 kernel this CPU runs ("portable" always; "avx2" on x86-64
- * with AVX2; "auto", the one ckpt_fletcher32 picks) equals libhdf5's on random
+/* Every Fletcher-32 kernel this CPU runs ("portable" always; "avx2" and
+ * "avx512" on x86-64 CPUs with them; "auto", the one ckpt_fletcher32 picks) equals libhdf5's on random
  * data of every length 0..5000 and 1 MiB at start addresses 0..63, and on the
  * edge cases of the mod-65535 arithmetic: all-zero data (sums 0), all 0xff and
  * a lone 0xffff word (sums multiples of 65535), 0x8000 words (0 after the
  * SIMD kernels' sign flip), odd lengths, lengths around HDF5's 360-word blocks
- * and the kernels' 64-word iterations and 4096-word reductions. */
+ * and the kernels' 64- and 128-word iterations and 4096-word reductions. */
 static int fl_differs(ckpt_fletcher32_fn f, const char *name, const unsigned char *p, size_t len, const char *what)
 {
     uint32_t want = H5_checksum_fletcher32(p, len), got = f(p, len);
@@ -625,8 +625,8 @@ static int fl_differs(ckpt_fletcher32_fn f, const char *name, const unsigned cha
 static void test_fletcher32_kernels(void)
 {
     ZERO_TEST_MEM_MARK();
-    static const char *names[] = {"portable", "avx2", "auto"};
-    static const size_t edge_len[] = {0, 1, 2, 3, 4, 5, 31, 32, 33, 63, 64, 65, 127, 128, 129, 130, 255, 256, 257,
+    static const char *names[] = {"portable", "avx2", "avx512", "auto"};
+    static const size_t edge_len[] = {0, 1, 2, 3, 4, 5, 31, 32, 33, 63, 64, 65, 127, 128, 129, 130, 255, 256, 257, 511, 512, 513,
                                       718, 719, 720, 721, 722, 723, 1440, 1441, 8190, 8191, 8192, 8193, 8194,
                                       16384, 16385, 100001, (size_t)1 << 20, ((size_t)1 << 20) + 1};
     size_t big = (size_t)1 << 20, cap = big + 128;
