@@ -135,8 +135,14 @@ const char *ckpt_fletcher32_kernel_name(void)
     return chosen_name;
 }
 
+/* Below this many bytes the portable version is as fast (the SIMD kernels'
+ * fixed cost: reductions, padding a partial iteration). */
+#define SIMD_MIN_BYTES 128
+
 uint32_t ckpt_fletcher32(const void *data, size_t len)
 {
+    if (len < SIMD_MIN_BYTES)
+        return ckpt_fletcher32_portable(data, len);
     pthread_once(&chosen_once, choose);
     return chosen(data, len);
 }

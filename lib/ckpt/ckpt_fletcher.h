@@ -44,7 +44,12 @@ static inline uint32_t ckpt_fl_final(const ckpt_fl_state_t *s)
     return s2 << 16 | s1;
 }
 
-/* The words after the last whole vector (fewer than 64) and an odd byte. */
+/* Tails shorter than this many words are summed here, one word at a time
+ * (faster than a padded vector iteration). */
+#define CKPT_FL_SCALAR_WORDS 8
+
+/* The last few words (fewer than CKPT_FL_SCALAR_WORDS, or any number) and an
+ * odd byte; returns HDF5's checksum. */
 static inline uint32_t ckpt_fl_finish(ckpt_fl_state_t *s, const uint8_t *d, uint64_t words, int odd_byte)
 {
     uint64_t a = 0, b = 0;
