@@ -1,7 +1,11 @@
 /*
  * bench/run ckpt: checkpoint save and load throughput per rank against a raw
  * write+fsync and read of the same bytes in the same run, the cost of the
- * fletcher32 checksums, and zero-ckpt-merge time and peak RSS.
+ * fletcher32 checksums, and zero-ckpt-merge time and peak RSS; on rank 0 also
+ * the Fletcher-32 kernels' throughput on 1 MiB buffers (portable C, AVX2 and
+ * AVX-512 where the CPU has them, and which one ckpt_fletcher32 uses), in
+ * cache and from DRAM, next to a plain 64-bit sum over the same bytes (the
+ * memory-read speed they should approach).
  *
  * Run on every rank through zero-launch (bench/ckpt/run.sh: 2 ranks). The
  * model: one 8M-element embedding and 32 layers of 1M elements (bf16, 40M
@@ -127,6 +131,76 @@ static double raw_read(const char *path, zero_ckpt_group_data_t *g, const zero_l
     }
     close(fd);
     return now_s() - t0;
+}
+
+/* A plain read of the buffer (four 64-bit sums): the memory-read baseline. */
+static uint64_t plain_sum(const void *data, size_t len)
+{
+    const uint64_t *p = data;
+    uint64_t a = 0, b = 0, c = 0, e = 0;
+    for (size_t i = 0; i + 4 <= len / 8; i += 4) {
+        a += p[i];
+        b += p[i + 1];
+        c += p[i + 2];
+        e += p[i + 3];
+    }
+    return a + b + c + e;
+}
+
+/* GB/s of @p f (plain_sum when NULL) over @p len bytes of @p buf in 1 MiB
+ * pieces, walked front to back; the whole walk @p reps times (@p len = 1 MiB:
+ * the same buffer, in cache). */
+static double walk_s(ckpt_fletcher32_fn f, const unsigned char *buf, size_t len, int reps)
+{
+    volatile uint64_t sink = 0;
+    double t0 = now_s();
+    for (int r = 0; r < reps; r++)
+        for (size_t off = 0; off < len; off += (size_t)1 << 20)
+            sink += f != NULL ? f(buf + off, (size_t)1 << 20) : plain_sum(buf + off, (size_t)1 << 20);
+    (void)sink;
+    return (double)len * reps / (now_s() - t0) / 1e9;
+}
+
+/* Prints the Fletcher-32 throughput lines (rank 0): every kernel this CPU
+ * runs and a plain read, interleaved, median of 9 passes; in cache (one 1 MiB
+ * buffer 64 times) and from DRAM (64 MiB). */
+static void bench_checksum(void)
+{
+    static const char *names[] = {"portable", "avx2", "avx512"};
+    enum { NK = 3, PASSES = 9 };
+    size_t big = (size_t)64 << 20, one = (size_t)1 << 20;
+    unsigned char *buf = malloc(big);
+    if (buf == NULL)
+        return;
+    for (size_t i = 0; i < big; i++)
+        buf[i] = (unsigned char)(i * 2654435761u >> 13);
+    for (int where = 0; where < 2; where++) {
+        double g[NK + 1][PASSES], med[NK + 1] = {0}, best;
+        char line[512];
+        int n = 0;
+        for (int r = 0; r < PASSES; r++)
+            for (int k = 0; k <= NK; k++) {
+                ckpt_fletcher32_fn f = k < NK ? ckpt_fletcher32_kernel(names[k]) : NULL;
+                if (k < NK && f == NULL)
+                    continue;
+                g[k][r] = where == 0 ? walk_s(f, buf, one, 64) : walk_s(f, buf, big, 1);
+            }
+        for (int k = 0; k <= NK; k++)
+            if (k == NK || ckpt_fletcher32_kernel(names[k]) != NULL)
+                med[k] = median(g[k], PASSES);
+        best = med[0];
+        n = snprintf(line, sizeof(line), "fletcher32, 1 MiB buffers %s:", where == 0 ? "in cache" : "from DRAM");
+        for (int k = 0; k < NK; k++) {
+            if (med[k] == 0)
+                continue;
+            n += snprintf(line + n, sizeof(line) - (size_t)n, " %s %.1f GB/s,", names[k], med[k]);
+            if (strcmp(names[k], ckpt_fletcher32_kernel_name()) == 0)
+                best = med[k];
+        }
+        printf("%s dispatched %s = %.2fx portable; plain 64-bit sum %.1f GB/s (dispatched at %.2fx of it)\n", line,
+               ckpt_fletcher32_kernel_name(), best / med[0], med[NK], best / med[NK]);
+    }
+    free(buf);
 }
 
 int main(int argc, char **argv)
@@ -280,6 +354,7 @@ int main(int argc, char **argv)
                    median(c_load, repeats));
             printf("merge (safetensors fp32, %.1f MB model): %.3f s, peak RSS %.1f MB, largest tensor %.1f MB\n",
                    40.0 * 1048576 * 4 / 1e6, mt, peak / 1e6, largest / 1e6);
+            bench_checksum();
             printf("summary: save_over_raw=%.2f load_over_raw=%.2f merge_peak_rss_over_largest_tensor=%.2f\n", rw / sv,
                    rr / ld, largest > 0 ? peak / largest : -1.0);
         }

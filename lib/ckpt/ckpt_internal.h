@@ -48,8 +48,23 @@ void ckpt_fail_errno(ckpt_err_t *err, const char *fmt, ...) ZERO_PRINTF(2, 3);
 void ckpt_h5_quiet(void);
 
 /* ---- ckpt_fletcher.c ---- */
-/* HDF5's Fletcher-32 checksum of @p len bytes (what the fletcher32 filter stores). */
+/* HDF5's Fletcher-32 checksum of @p len bytes (what the fletcher32 filter
+ * stores), bit-identical to libhdf5's H5_checksum_fletcher32, with the fastest
+ * kernel this CPU runs (chosen once, thread-safe). */
 uint32_t ckpt_fletcher32(const void *data, size_t len);
+typedef uint32_t (*ckpt_fletcher32_fn)(const void *data, size_t len);
+/* One kernel by name, for tests and benchmarks: "portable" (plain C, any CPU),
+ * "avx2" (NULL unless this is x86-64 and the CPU has AVX2), "avx512" (NULL
+ * unless x86-64 with AVX-512F and BW), "auto" (the one ckpt_fletcher32 uses);
+ * NULL for other names. Thread-safe. */
+ckpt_fletcher32_fn ckpt_fletcher32_kernel(const char *name);
+/* The name of the kernel ckpt_fletcher32 uses ("portable", "avx2", "avx512"). */
+const char *ckpt_fletcher32_kernel_name(void);
+uint32_t ckpt_fletcher32_portable(const void *data, size_t len);
+#if defined(__x86_64__) && defined(__GNUC__)
+uint32_t ckpt_fletcher32_avx2(const void *data, size_t len);   /* only where the CPU has AVX2 */
+uint32_t ckpt_fletcher32_avx512(const void *data, size_t len); /* only with AVX-512F and BW */
+#endif
 
 /* ---- ckpt_fs.c ---- */
 char *ckpt_path_join(const char *a, const char *b);            /* zero_malloc'd, NULL on OOM */

@@ -605,6 +605,98 @@ static void test_fletcher32(void)
     rm_dir(dir);
 }
 
+/* Every Fletcher-32 kernel this CPU runs ("portable" always; "avx2" and
+ * "avx512" on x86-64 CPUs with them; "auto", the one ckpt_fletcher32 picks;
+ * and ckpt_fletcher32 itself, which takes the portable one for short data)
+ * equals libhdf5's on random data of every length 0..5000 and 1 MiB at start addresses 0..63, and on the
+ * edge cases of the mod-65535 arithmetic: all-zero data (sums 0), all 0xff and
+ * a lone 0xffff word (sums multiples of 65535), 0x8000 words (0 after the
+ * SIMD kernels' sign flip), odd lengths, lengths around HDF5's 360-word blocks
+ * and the kernels' 64- and 128-word iterations and 4096-word reductions. */
+static int fl_differs(ckpt_fletcher32_fn f, const char *name, const unsigned char *p, size_t len, const char *what)
+{
+    uint32_t want = H5_checksum_fletcher32(p, len), got = f(p, len);
+    if (got == want)
+        return 0;
+    fprintf(stderr, "fletcher32 kernel %s: %s, length %zu, address %% 64 = %u: 0x%08x, libhdf5 0x%08x\n", name, what,
+            len, (unsigned)((uintptr_t)p % 64), got, want);
+    return 1;
+}
+
+static void test_fletcher32_kernels(void)
+{
+    ZERO_TEST_MEM_MARK();
+    static const char *names[] = {"portable", "avx2", "avx512", "auto", "ckpt_fletcher32"};
+    static const size_t edge_len[] = {0,    1,    2,    3,     4,     5,     31,    32,    33,     63,
+                                      64,   65,   127,  128,   129,   130,   255,   256,   257,    511,
+                                      512,  513,  718,  719,   720,   721,   722,   723,   1440,   1441,
+                                      8190, 8191, 8192, 8193,  8194,  16384, 16385, 100001, 1 << 20, (1 << 20) + 1};
+    size_t big = (size_t)1 << 20, cap = big + 128;
+    unsigned char *buf = malloc(cap), *rnd = malloc(cap);
+    int tested = 0;
+    CU_ASSERT_FATAL(buf != NULL && rnd != NULL);
+    srand(11);
+    for (size_t i = 0; i < cap; i++)
+        rnd[i] = (unsigned char)rand();
+    CU_ASSERT_PTR_NULL(ckpt_fletcher32_kernel("no-such-kernel"));
+    CU_ASSERT_PTR_NOT_NULL(ckpt_fletcher32_kernel("portable"));
+    CU_ASSERT_PTR_NOT_NULL(ckpt_fletcher32_kernel("auto"));
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        ckpt_fletcher32_fn f =
+            strcmp(names[k], "ckpt_fletcher32") == 0 ? ckpt_fletcher32 : ckpt_fletcher32_kernel(names[k]);
+        int bad = 0;
+        if (f == NULL) {
+            fprintf(stderr, "fletcher32 kernel %s: not on this CPU, not tested\n", names[k]);
+            continue;
+        }
+        tested++;
+        /* random data, every length up to 5000, start addresses cycling 0..63 */
+        for (size_t len = 0; len <= 5000 && !bad; len++)
+            bad |= fl_differs(f, names[k], rnd + len % 64, len, "random");
+        /* 1 MiB (and 1 MiB + 1) at every start address 0..63 */
+        for (size_t off = 0; off < 64 && !bad; off++) {
+            bad |= fl_differs(f, names[k], rnd + off, big, "random 1 MiB");
+            bad |= fl_differs(f, names[k], rnd + off, big + 1, "random 1 MiB + 1");
+        }
+        /* edge cases, at two start addresses (37 bytes apart) */
+        for (size_t e = 0; e < sizeof(edge_len) / sizeof(edge_len[0]) && !bad; e++) {
+            size_t len = edge_len[e];
+            for (size_t off = 0; off < 64 && !bad; off += 37) {
+                unsigned char *p = buf + off;
+                memset(p, 0, len);
+                bad |= fl_differs(f, names[k], p, len, "all zero");
+                memset(p, 0xff, len);
+                bad |= fl_differs(f, names[k], p, len, "all 0xff");
+                memset(p, 0, len);
+                if (len >= 2) {
+                    p[0] = p[1] = 0xff;
+                    bad |= fl_differs(f, names[k], p, len, "0xffff then zeros");
+                    p[0] = p[1] = 0;
+                    p[len - 2 - (len % 2)] = p[len - 1 - (len % 2)] = 0xff;
+                    bad |= fl_differs(f, names[k], p, len, "zeros then 0xffff");
+                }
+                if (len % 2) {
+                    memset(p, 0, len);
+                    p[len - 1] = 0xff;
+                    bad |= fl_differs(f, names[k], p, len, "zeros then an odd 0xff byte");
+                }
+                for (size_t i = 0; i < len; i++)
+                    p[i] = i % 2 ? 0x00 : 0x80;
+                bad |= fl_differs(f, names[k], p, len, "0x8000 words");
+                for (size_t i = 0; i < len; i++)
+                    p[i] = (i / 2) % 2 ? 0xff : 0x00;
+                bad |= fl_differs(f, names[k], p, len, "alternating 0xffff, 0x0000");
+            }
+        }
+        if (bad)
+            CU_FAIL("a fletcher32 kernel differs from libhdf5's");
+    }
+    CU_ASSERT(tested >= 3);
+    free(buf);
+    free(rnd);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* An unusable directory (a path through a regular file: root ignores permission
  * bits, so this is how a test gets a directory that cannot be created). */
 static void test_unwritable(void)
@@ -766,6 +858,7 @@ int main(int argc, char **argv)
         {"keep_last", test_keep_last},
         {"unwritable", test_unwritable},
         {"fletcher32", test_fletcher32},
+        {"fletcher32-kernels", test_fletcher32_kernels},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {
