@@ -721,6 +721,28 @@ static zero_status_t self_run(zero_comm_h comm, const zero_coll_desc_t *d)
 }
 
 #if HAVE_CUDA
+/* Every rank's device set-up succeeded? A host allreduce (MAX) of "rank + 1
+ * where it failed", so that all ranks fail together, naming one that failed,
+ * instead of the others waiting in ncclCommInitRank for it. */
+static zero_status_t agree_nccl_setup(void *ctx, zero_status_t local)
+{
+    zero_comm_h comm = ctx;
+    float mine = local != ZERO_OK ? (float)(comm->env.rank + 1) : 0.0f, worst = 0.0f;
+    zero_status_t status;
+    if (!(comm->cfg.backends & ZERO_COMM_BACKEND_UCX))
+        return local;   /* no host path to agree over: NCCL's own set-up decides */
+    status = zero_comm_allreduce(comm, &mine, &worst, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    if (status != ZERO_OK) {
+        ZERO_LOG_ERROR("NCCL: the ranks could not agree that their CUDA devices are set up: %s",
+                       zero_status_string(status));
+        return status;
+    }
+    if (worst > 0.0f && local == ZERO_OK)
+        ZERO_LOG_ERROR("NCCL: rank %d could not set up its CUDA device (see its log): no rank creates the NCCL "
+                       "communicator", (int)worst - 1);
+    return worst > 0.0f ? ZERO_ERR_CUDA : ZERO_OK;
+}
+
 static zero_status_t ensure_nccl(zero_comm_h comm)
 {
     int device = comm->cfg.cuda_device, count;
@@ -741,7 +763,8 @@ static zero_status_t ensure_nccl(zero_comm_h comm)
         device = count > 0 ? comm->env.local_rank % count : 0;
     {
         zero_nccl_t *nccl = NULL;
-        zero_status_t status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, &nccl);
+        zero_status_t status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device,
+                                                agree_nccl_setup, comm, &nccl);
         if (status == ZERO_OK)
             atomic_store(&comm->nccl, nccl);
         else
@@ -765,6 +788,13 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
     }
     if ((failed = atomic_load(&comm->failed)) != 0)
         return (zero_status_t)failed;   /* logged once, where the failure was detected */
+#if HAVE_CUDA
+    /* Before this call takes its sequence number: the first device call's
+     * set-up agrees over a host collective of its own. */
+    if (comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
+        (status = ensure_nccl(comm)) != ZERO_OK)
+        return status;
+#endif
     req = zero_calloc(1, sizeof(*req));
     if (req == NULL) {
         ZERO_LOG_ERROR("%s: out of memory for a request", zero_coll_name(d->kind));
@@ -787,7 +817,6 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
     }
     if (d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER) {
 #if HAVE_CUDA
-        ZERO_CHECK_GOTO(ensure_nccl(comm), status, fail);
         req->on_device = 1;
         ZERO_CHECK_GOTO(zero_nccl_start(atomic_load(&comm->nccl), d, &req->event), status, fail);
 #endif

@@ -45,28 +45,39 @@ out:
 }
 
 zero_status_t zero_nccl_create(const unsigned char id[ZERO_NCCL_ID_BYTES], int rank, int size, int device,
-                               zero_nccl_t **nccl_p)
+                               zero_nccl_agree_fn agree, void *agree_ctx, zero_nccl_t **nccl_p)
 {
-    zero_status_t status = ZERO_OK;
+    zero_status_t status = ZERO_OK, everyone;
     ncclUniqueId uid;
+    int have_stream = 0;
     zero_nccl_t *n = zero_calloc(1, sizeof(*n));
-    
-    if (n == NULL)
-        return ZERO_ERR_NO_MEMORY;
+
+    if (n == NULL) {
+        ZERO_LOG_ERROR("NCCL: out of memory");
+        status = ZERO_ERR_NO_MEMORY;
+        goto agree;
+    }
     n->device = device;
     n->rank = rank;
     n->size = size;
     memcpy(&uid, id, sizeof(uid));
-    ZERO_CUDA_CHECK_GOTO(cudaSetDevice(device), status, fail, "NCCL: cudaSetDevice(%d)", device);
-    ZERO_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking), status, fail,
+    ZERO_CUDA_CHECK_GOTO(cudaSetDevice(device), status, agree, "NCCL: cudaSetDevice(%d)", device);
+    ZERO_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking), status, agree,
                          "NCCL: %s", "creating the communication stream");
-    ZERO_NCCL_CHECK_GOTO(ncclCommInitRank(&n->comm, size, uid, rank), status, fail_stream,
+    have_stream = 1;
+agree:
+    everyone = agree != NULL ? agree(agree_ctx, status) : status;
+    if (status == ZERO_OK && everyone != ZERO_OK)
+        status = everyone;   /* another rank failed (the agreement logged which) */
+    if (status != ZERO_OK)
+        goto fail;
+    ZERO_NCCL_CHECK_GOTO(ncclCommInitRank(&n->comm, size, uid, rank), status, fail,
                          "NCCL: ncclCommInitRank (rank %d of %d, device %d)", rank, size, device);
     *nccl_p = n;
     return ZERO_OK;
-fail_stream:
-    cudaStreamDestroy(n->stream);
 fail:
+    if (have_stream)
+        cudaStreamDestroy(n->stream);
     zero_free(n);
     return status;
 }

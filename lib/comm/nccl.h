@@ -18,8 +18,15 @@
 /* Visible CUDA devices; 0 when the runtime reports none or fails (no driver). */
 int zero_nccl_device_count(void);
 zero_status_t zero_nccl_unique_id(unsigned char id[ZERO_NCCL_ID_BYTES]);
+/* Agreement between the local set-up (device, stream) and ncclCommInitRank:
+ * given this rank's set-up status, returns ZERO_OK only if every rank's set-up
+ * succeeded (a rank that failed before joining would leave the others waiting
+ * in ncclCommInitRank forever). */
+typedef zero_status_t (*zero_nccl_agree_fn)(void *ctx, zero_status_t local);
+/* Sets up @p device and a stream, then (if @p agree is not NULL) agrees, then
+ * creates the NCCL communicator. */
 zero_status_t zero_nccl_create(const unsigned char id[ZERO_NCCL_ID_BYTES], int rank, int size, int device,
-                               zero_nccl_t **nccl_p);
+                               zero_nccl_agree_fn agree, void *agree_ctx, zero_nccl_t **nccl_p);
 /* @p abort: after a failure (ncclCommAbort rather than a collective destroy). */
 void zero_nccl_destroy(zero_nccl_t *nccl, int abort);
 /* Enqueues @p desc; *event_p receives the completion event. */

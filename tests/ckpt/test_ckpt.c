@@ -291,7 +291,7 @@ static long chunk_offset(const char *path, const char *dataset) { return chunk_o
 
 static void copy_tree(const char *from, const char *to)
 {
-    char cmd[1024];
+    char cmd[2048];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", to, from, to);
     CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
 }

@@ -718,7 +718,17 @@ int main(int argc, char **argv)
         file_write("rdv_env", text);
         wait_file("go", 60);
     }
-    st = zero_comm_create(NULL, &comm);
+    {
+        /* COMM_RANK_BAD_DEVICE_RANK=R: rank R asks for a CUDA device that does
+         * not exist (its NCCL set-up fails; the others must not wait for it) */
+        zero_comm_params_t params = ZERO_COMM_PARAMS_INIT;
+        const char *bad = getenv("COMM_RANK_BAD_DEVICE_RANK");
+        if (bad != NULL && atoi(bad) == g_rank) {
+            params.field_mask |= ZERO_COMM_PARAM_FIELD_CUDA_DEVICE;
+            params.cuda_device = 1000;
+        }
+        st = zero_comm_create(&params, &comm);
+    }
     if (st != ZERO_OK) {
         fprintf(stderr, "[rank %d] zero_comm_create: %s\n", g_rank, zero_status_string(st));
         return 1;

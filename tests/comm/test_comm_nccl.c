@@ -6,8 +6,11 @@
  *
  * With exactly one GPU it also starts two ranks on it: NCCL refuses two ranks
  * on one device ("invalid usage" on every rank), and the job must end with a
- * non-zero status well before the timeout, not hang on a second attempt to
- * create the communicator.
+ * non-zero status within 40 s, not hang on a second attempt to
+ * create the communicator. And on any number of GPUs, a world of two where
+ * rank 1 names a device that does not exist: rank 0's set-up works, rank 1's
+ * fails before NCCL, and rank 0 must fail too rather than wait in
+ * ncclCommInitRank for a peer that never comes.
  */
 #include <cuda_runtime_api.h>
 #include <signal.h>
@@ -18,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SHARED_GPU_TIMEOUT_S 60
+#define SHARED_GPU_TIMEOUT_S 40   /* well under ZERO_COMM_TIMEOUT (gpu-check: 60 s): failing by a timeout is not clean */
 
 /* Runs the device mode of the rank program on @p ranks ranks; its wait status,
  * or -1 when it ran past @p timeout_s seconds (then it is stopped). */
@@ -87,6 +90,23 @@ int main(void)
         else
             printf("two ranks on one GPU: %s (%s %d)\n", clean ? "failed cleanly, as it must" : "FAILED",
                    st >= 0 && WIFEXITED(st) ? "exit status" : "wait status", st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : st);
+        ok = ok && clean;
+    }
+    {
+        int clean;
+        fflush(stdout);
+        setenv("COMM_RANK_BAD_DEVICE_RANK", "1", 1);
+        st = launch(2, SHARED_GPU_TIMEOUT_S);
+        unsetenv("COMM_RANK_BAD_DEVICE_RANK");
+        clean = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0;
+        if (st == -1)
+            printf("rank 1 on a device that does not exist: FAILED (still running after %d s: a hang)\n",
+                   SHARED_GPU_TIMEOUT_S);
+        else
+            printf("rank 1 on a device that does not exist: %s (%s %d)\n",
+                   clean ? "every rank failed cleanly, as it must" : "FAILED",
+                   st >= 0 && WIFEXITED(st) ? "exit status" : "wait status",
+                   st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : st);
         ok = ok && clean;
     }
     return ok ? 0 : 1;
