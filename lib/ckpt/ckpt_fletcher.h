@@ -19,6 +19,7 @@
 #define ZERO_CKPT_FLETCHER_H
 
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
     uint64_t r1, r2; /* S1, S2 mod 65535 */
@@ -65,6 +66,43 @@ static inline uint32_t ckpt_fl_finish(ckpt_fl_state_t *s, const uint8_t *d, uint
         ckpt_fl_add(s, 1, w, w);
     }
     return ckpt_fl_final(s);
+}
+
+/* Exact sums (a = sum of words, b = sum of (count - i) * word) of @p iters
+ * iterations of a kernel's words at @p d. */
+typedef void (*ckpt_fl_iterations_fn)(const uint8_t *d, uint64_t iters, uint64_t *a_p, uint64_t *b_p);
+
+/* The SIMD kernels' common driver: whole iterations of @p iter_words words,
+ * at most @p max_iters between reductions, then the rest padded in front to
+ * one more iteration (zeros in front change neither sum: a word's weight is
+ * its distance to the end), then the scalar tail. Inlined into each kernel's
+ * file, so that @p iterations is compiled for that file's instruction set.
+ * @p pad: room for one iteration (2 * iter_words bytes). */
+static inline uint32_t ckpt_fl_drive(const void *data, size_t len, uint64_t iter_words, uint64_t max_iters,
+                                     ckpt_fl_iterations_fn iterations, uint8_t *pad)
+{
+    const uint8_t *d = data;
+    uint64_t words = len / 2, a, b;
+    ckpt_fl_state_t st = {0, 0, 0};
+
+    while (words >= iter_words) {
+        uint64_t m = words / iter_words;
+        if (m > max_iters)
+            m = max_iters;
+        iterations(d, m, &a, &b);
+        ckpt_fl_add(&st, iter_words * m, a, b);
+        d += 2 * iter_words * m;
+        words -= iter_words * m;
+    }
+    if (words >= CKPT_FL_SCALAR_WORDS) {
+        memset(pad, 0, 2 * iter_words);
+        memcpy(pad + 2 * (iter_words - words), d, 2 * words);
+        iterations(pad, 1, &a, &b);
+        ckpt_fl_add(&st, words, a, b);
+        d += 2 * words;
+        words = 0;
+    }
+    return ckpt_fl_finish(&st, d, words, (int)(len & 1));
 }
 
 #endif

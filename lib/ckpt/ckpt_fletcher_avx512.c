@@ -75,30 +75,8 @@ static inline void iterations(const uint8_t *d, uint64_t m, uint64_t *a_p, uint6
 
 uint32_t ckpt_fletcher32_avx512(const void *data, size_t len)
 {
-    const uint8_t *d = data;
-    uint64_t words = len / 2, a, b;
-    ckpt_fl_state_t st = {0, 0, 0};
-
-    while (words >= 128) {
-        uint64_t m = words / 128;
-        if (m > CHUNK_ITERS)
-            m = CHUNK_ITERS;
-        iterations(d, m, &a, &b);
-        ckpt_fl_add(&st, 128 * m, a, b);
-        d += 256 * m;
-        words -= 128 * m;
-    }
-    if (words >= CKPT_FL_SCALAR_WORDS) {
-        /* Zeros in front change neither sum (a word's weight is its distance
-         * to the end), so the last words padded in front make one iteration. */
-        uint8_t pad[256] = {0};
-        memcpy(pad + 256 - 2 * words, d, 2 * words);
-        iterations(pad, 1, &a, &b);
-        ckpt_fl_add(&st, words, a, b);
-        d += 2 * words;
-        words = 0;
-    }
-    return ckpt_fl_finish(&st, d, words, (int)(len & 1));
+    uint8_t pad[2 * 128];
+    return ckpt_fl_drive(data, len, 128, CHUNK_ITERS, iterations, pad);
 }
 
 #if defined(__clang__)
