@@ -18,6 +18,7 @@
  * optimizer kernels) caps the choice.
  */
 #include "ckpt/ckpt_internal.h"
+#include "util/byteorder.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -145,4 +146,11 @@ uint32_t ckpt_fletcher32(const void *data, size_t len)
         return ckpt_fletcher32_portable(data, len);
     pthread_once(&chosen_once, choose);
     return chosen(data, len);
+}
+
+int ckpt_chunk_checksum_ok(const void *data, size_t bytes, const unsigned char tail[4])
+{
+    uint32_t stored = zero_get_le32(tail), sum = ckpt_fletcher32(data, bytes);
+    uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
+    return stored == sum || stored == swapped;
 }

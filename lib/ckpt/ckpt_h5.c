@@ -10,6 +10,7 @@
 #include "ckpt/ckpt_internal.h"
 
 #include "util/alloc.h"
+#include "util/byteorder.h"
 #include "util/checks_hdf5.h"
 
 #include <errno.h>
@@ -208,14 +209,6 @@ out:
 #error "shard chunks are written as little-endian fp32 straight from memory"
 #endif
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
 /*
  * A shard dataset: 1-D fp32, chunked, with the fletcher32 filter in its
  * pipeline; the chunks are written with H5Dwrite_chunk, carrying the checksum
@@ -247,7 +240,7 @@ static int w_shard_dataset(writer_t *w, hid_t loc, const char *name, size_t n, c
         if (m < chunk)
             memset(staging + m, 0, (chunk - m) * sizeof(float));   /* an edge chunk is stored whole */
         if (checksum)
-            put_le32((uint8_t *)staging + bytes, ckpt_fletcher32(staging, bytes));
+            zero_put_le32((unsigned char *)staging + bytes, ckpt_fletcher32(staging, bytes));
         rc = H5Dwrite_chunk(d, H5P_DEFAULT, 0, coord, bytes + (checksum ? 4 : 0), staging);
     }
 out:
@@ -1026,7 +1019,6 @@ static zero_status_t plan_range(zero_ckpt_reader_t *rd, reader_dset_t *ds, const
         size_t at = start + done, within = at % ds->chunk;
         size_t m = ds->chunk - within < n - done ? ds->chunk - within : n - done;
         cd.index = at / ds->chunk;
-        cd.elem_begin = cd.index * ds->chunk;
         if ((status = chunk_location(ds, cd.index, what, &cd.offset, err)) == ZERO_OK)
             status = ckpt_plan_add(rd->plan, &cd, out != NULL ? out + done : NULL, within * sizeof(float),
                                    m * sizeof(float), err);
@@ -1041,35 +1033,22 @@ void ckpt_reader_set_plan(zero_ckpt_reader_t *rd, ckpt_plan_t *plan) { rd->plan 
  * its 4-byte checksum) and verifies the checksum. */
 static zero_status_t read_chunk_into(reader_dset_t *ds, size_t index, const char *what, float *dst, ckpt_err_t *err)
 {
-    size_t bytes = ds->chunk * sizeof(float), want = bytes + (ds->checksum ? 4 : 0);
-    hsize_t coord[1] = {index * ds->chunk}, stored = 0;
+    size_t bytes = ds->chunk * sizeof(float);
+    hsize_t coord[1] = {index * ds->chunk};
+    uint64_t offset;
     uint32_t mask = 0;
+    zero_status_t status;
 
-    if (H5Dget_chunk_storage_size(ds->id, coord, &stored) < 0 || stored != want) {
-        ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu is missing or has %llu bytes instead of %zu (corrupt "
-                     "or truncated file)", what, index, (unsigned long long)stored, want);
-        return ZERO_ERR_CHECKPOINT;
-    }
+    if ((status = chunk_location(ds, index, what, &offset, err)) != ZERO_OK)   /* stored size and filters */
+        return status;
     if (H5Dread_chunk(ds->id, H5P_DEFAULT, coord, &mask, dst) < 0) {
         ckpt_fail_h5(err, ZERO_ERR_CHECKPOINT, "%s: cannot read chunk %zu (corrupt or truncated file)", what, index);
         return ZERO_ERR_CHECKPOINT;
     }
-    if (mask != 0) {
-        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: chunk %zu was stored unfiltered (filter mask %u)", what, index,
-                  (unsigned)mask);
+    if (ds->checksum && !ckpt_chunk_checksum_ok(dst, bytes, (const unsigned char *)dst + bytes)) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: checksum mismatch in chunk %zu (elements %zu..%zu): the file is "
+                  "corrupt", what, index, index * ds->chunk, (index + 1) * ds->chunk - 1);
         return ZERO_ERR_CHECKPOINT;
-    }
-    if (ds->checksum) {
-        const uint8_t *t = (const uint8_t *)dst + bytes;
-        uint32_t stored_sum = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
-        uint32_t sum = ckpt_fletcher32(dst, bytes);
-        /* HDF5 also accepts the byte-pair-swapped sum of files from before 1.6.3 */
-        uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
-        if (stored_sum != sum && stored_sum != swapped) {
-            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: checksum mismatch in chunk %zu (elements %zu..%zu): the file is "
-                      "corrupt", what, index, index * ds->chunk, (index + 1) * ds->chunk - 1);
-            return ZERO_ERR_CHECKPOINT;
-        }
     }
     return ZERO_OK;
 }

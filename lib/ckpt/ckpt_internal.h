@@ -52,6 +52,10 @@ void ckpt_h5_quiet(void);
  * stores), bit-identical to libhdf5's H5_checksum_fletcher32, with the fastest
  * kernel this CPU runs (chosen once, thread-safe). */
 uint32_t ckpt_fletcher32(const void *data, size_t len);
+/* Whether @p tail (the 4 bytes stored after a chunk, little-endian) is the
+ * Fletcher-32 of the chunk's @p bytes, as HDF5's filter decides: it also
+ * accepts the byte-pair-swapped sum of files written before HDF5 1.6.3. */
+int ckpt_chunk_checksum_ok(const void *data, size_t bytes, const unsigned char tail[4]);
 typedef uint32_t (*ckpt_fletcher32_fn)(const void *data, size_t len);
 /* One kernel by name, for tests and benchmarks: "portable" (plain C, any CPU),
  * "avx2" (NULL unless this is x86-64 and the CPU has AVX2), "avx512" (NULL
@@ -127,7 +131,6 @@ typedef struct ckpt_plan ckpt_plan_t;
 typedef struct ckpt_plan_chunk_desc {
     int file, dataset;
     size_t index;          /* chunk number in the dataset */
-    size_t elem_begin;     /* its first element */
     uint64_t offset;       /* file offset of its data */
     size_t bytes;          /* data bytes */
     int checksum;          /* a little-endian fletcher32 follows the data */

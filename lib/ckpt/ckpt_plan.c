@@ -53,7 +53,6 @@ typedef struct plan_chunk {
     size_t index;             /* chunk number within its dataset */
     uint64_t offset;          /* in the file */
     size_t bytes;             /* data bytes (the checksum follows when checksum) */
-    size_t elem_begin;        /* first element of the chunk, for messages */
     int checksum;
     void *direct;             /* the whole chunk goes here; NULL: staged */
     size_t first_copy, num_copies;   /* staged: parts copied out (none: verify only) */
@@ -224,7 +223,6 @@ zero_status_t ckpt_plan_add(ckpt_plan_t *p, const ckpt_plan_chunk_desc_t *d, voi
     c->index = d->index;
     c->offset = d->offset;
     c->bytes = d->bytes;
-    c->elem_begin = d->elem_begin;
     c->checksum = d->checksum;
     if (dst != NULL && within == 0 && bytes == d->bytes)
         c->direct = dst;
@@ -291,15 +289,6 @@ static int preadv_all(int fd, struct iovec *iov, int n, uint64_t offset)
     return 0;
 }
 
-static int checksum_ok(const void *data, size_t bytes, const uint8_t *t)
-{
-    uint32_t stored = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
-    uint32_t sum = ckpt_fletcher32(data, bytes);
-    /* HDF5 also accepts the byte-pair-swapped sum of files from before 1.6.3 */
-    uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
-    return stored == sum || stored == swapped;
-}
-
 static void run_op(ckpt_plan_t *p, plan_op_t *op, uint8_t *staging)
 {
     struct iovec iov[2 * PLAN_OP_CHUNKS];
@@ -331,7 +320,7 @@ static void run_op(ckpt_plan_t *p, plan_op_t *op, uint8_t *staging)
     for (size_t i = 0; i < op->count; i++) {
         plan_chunk_t *c = &p->chunks[op->first + i];
         const uint8_t *data = c->direct != NULL ? c->direct : staging + at;
-        if (c->checksum && !checksum_ok(data, c->bytes, c->direct != NULL ? c->tail : data + c->bytes)) {
+        if (c->checksum && !ckpt_chunk_checksum_ok(data, c->bytes, c->direct != NULL ? c->tail : data + c->bytes)) {
             op->result = OP_CHECKSUM;
             op->bad_chunk = op->first + i;
             return;
@@ -405,7 +394,8 @@ zero_status_t ckpt_plan_run(ckpt_plan_t *p, int threads, ckpt_err_t *err)
             return ZERO_ERR_CHECKPOINT;
         case OP_CHECKSUM:
             ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: checksum mismatch in chunk %zu (elements %zu..%zu): the file is "
-                      "corrupt", what, c->index, c->elem_begin, c->elem_begin + c->bytes / sizeof(float) - 1);
+                      "corrupt", what, c->index, c->index * (c->bytes / sizeof(float)),
+                      (c->index + 1) * (c->bytes / sizeof(float)) - 1);
             return ZERO_ERR_CHECKPOINT;
         case OP_NO_MEMORY:
             ckpt_fail(err, ZERO_ERR_NO_MEMORY, "%s: out of memory for %zu bytes of read staging", what,

@@ -16,6 +16,7 @@
 #include "comm/timeutil.h"
 #include "comm/ucx.h"
 #include "util/alloc.h"
+#include "util/byteorder.h"
 #include "util/checks.h"
 #include "util/log.h"
 #include "zero_build_config.h"
@@ -413,26 +414,13 @@ static zero_status_t make_extra(void *arg, int size, const unsigned char *const 
     return ZERO_OK;
 }
 
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-static uint32_t get_be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* A peer's UCX address from its blob; NULL (logged) when malformed. */
 static const void *blob_address(const zero_comm_t *comm, int rank)
 {
     uint32_t len;
     const unsigned char *b = zero_rdv_blob(comm->rdv, rank, &len);
-    if (len < BLOB_HEADER + ZERO_SHM_RECORD_BYTES || get_be32(b) != BLOB_MAGIC ||
-        get_be32(b + 8) != len - BLOB_HEADER - ZERO_SHM_RECORD_BYTES) {
+    if (len < BLOB_HEADER + ZERO_SHM_RECORD_BYTES || zero_get_be32(b) != BLOB_MAGIC ||
+        zero_get_be32(b + 8) != len - BLOB_HEADER - ZERO_SHM_RECORD_BYTES) {
         ZERO_LOG_ERROR("rendezvous: the address record of rank %d is malformed", rank);
         return NULL;
     }
@@ -462,9 +450,9 @@ static zero_status_t join_world(zero_comm_t *comm)
 #endif
     blob = zero_malloc(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES);
     ZERO_REQUIRE_GOTO(blob != NULL, ZERO_ERR_NO_MEMORY, status, out, "out of memory");
-    put_be32(blob, BLOB_MAGIC);
-    put_be32(blob + 4, flags);
-    put_be32(blob + 8, (uint32_t)addr_len);
+    zero_put_be32(blob, BLOB_MAGIC);
+    zero_put_be32(blob + 4, flags);
+    zero_put_be32(blob + 8, (uint32_t)addr_len);
     memcpy(blob + BLOB_HEADER, addr, addr_len);
     zero_shm_record(comm->shm, blob + BLOB_HEADER + addr_len);
     ZERO_CHECK_GOTO(zero_rdv_create(&comm->env, comm->cfg.rendezvous_timeout_s, blob,

@@ -6,6 +6,7 @@
 #include "comm/reduce.h"
 #include "comm/timeutil.h"
 #include "util/alloc.h"
+#include "util/byteorder.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -87,19 +88,6 @@ struct zero_shm {
     uint64_t clock;
     float *scratch;           /* 2 * CHUNK_ELEMS */
 };
-
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-static uint32_t get_be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static void futex_wake(_Atomic uint32_t *w)
 {
@@ -199,8 +187,8 @@ void zero_shm_destroy(zero_shm_t *shm)
 
 void zero_shm_record(const zero_shm_t *shm, unsigned char rec[ZERO_SHM_RECORD_BYTES])
 {
-    put_be32(rec, (uint32_t)getpid());
-    put_be32(rec + 4, shm->ctrl != NULL ? (uint32_t)shm->ctrl_fd : UINT32_MAX);
+    zero_put_be32(rec, (uint32_t)getpid());
+    zero_put_be32(rec + 4, shm->ctrl != NULL ? (uint32_t)shm->ctrl_fd : UINT32_MAX);
 }
 
 /* Opens another process's file descriptor (same user, one node) read-only. */
@@ -234,7 +222,7 @@ int zero_shm_attach(zero_shm_t *shm, const unsigned char *const *recs)
     if (shm->peers == NULL || shm->pids == NULL || shm->pmaps == NULL || shm->scratch == NULL)
         goto off;
     for (int r = 0; r < n; r++) {
-        uint32_t pid = get_be32(recs[r]), fd = get_be32(recs[r] + 4);
+        uint32_t pid = zero_get_be32(recs[r]), fd = zero_get_be32(recs[r] + 4);
         const ctrl_t *c;
         shm->pids[r] = (pid_t)pid;
         if (r == shm->rank) {
