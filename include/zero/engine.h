@@ -12,7 +12,8 @@
  *         zero_gather(eng, layer, n);                   // stage 3: full weights of a layer
  *         ... forward reads zero_param_data(p) ...
  *         zero_release(eng, layer, n);
- *         float seed = zero_backward_begin(eng);        // dL/dlogits is multiplied by it
+ *         float seed;
+ *         zero_backward_begin(eng, &seed);              // dL/dlogits is multiplied by seed
  *         ... backward adds into zero_param_grad(p), then zero_grad_ready(eng, p) ...
  *         zero_backward_end(eng);
  *         zero_step(eng, &info);                        // at the accumulation boundary: update

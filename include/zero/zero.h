@@ -2,7 +2,9 @@
  * libzero: ZeRO-sharded data-parallel training for C and C++ trainers.
  *
  * The umbrella header: include this one and link -lzero (pkg-config zero).
- * Each header below is self-contained and documented in full.
+ * Each header below is self-contained and documented in full. Every header
+ * compiles as C11 and as C++17/C++20; C++ programs may also include
+ * <zero/zero.hpp>, an optional RAII wrapper with exceptions (docs/cpp.md).
  */
 #ifndef ZERO_ZERO_H
 #define ZERO_ZERO_H
