@@ -12,7 +12,9 @@ The convention (docs/cpp.md, "Code blocks in these docs"):
   * ```cpp        is compiled as C++17 only.
   * Any other language (text, sh, json, python, ...) is not compiled.
   * By default a block is a fragment: it is compiled as the body of a
-    function returning int, after <zero/zero.h> and the usual C headers. The word `file` in
+    function returning int, after <zero/zero.h> (and, as C++, <zero/zero.hpp>)
+    and the usual C headers; an #include of these in a fragment is allowed
+    (their include guards make it empty). The word `file` in
     the info string (```c file) makes it a whole translation unit instead.
   * The names a fragment uses without declaring them are declared in an HTML
     comment (invisible when rendered) just before the fence:
@@ -120,6 +122,8 @@ def source_for(block, as_cxx):
     if "file" in block.attrs:
         return body
     src = PRELUDE
+    if as_cxx:
+        src += "#include <zero/zero.hpp>\n"   # the C++ wrapper, for ```cpp fragments
     if block.context is not None:
         src += f'#line {block.context_line} "{path}"\n{block.context}\n'
     # int, so that a fragment may end its function early with `return status;`.
