@@ -45,6 +45,13 @@
  * Parameter handles (zero_param_h) are owned by their engine, as in C, and
  * are used with the C accessors (zero_param_data, zero_param_grad, ...).
  *
+ * Empty objects: a default-constructed or moved-from object holds no handle.
+ * Its methods pass NULL to the C functions: the calls that return a status
+ * then throw zero::error (ZERO_ERR_INVALID_ARG), but the plain accessors
+ * (engine::lr(), engine::config(), engine::global_steps(), ...) have no
+ * status to report and must not be called; test the object with
+ * `if (obj)` first where it may be empty.
+ *
  * Destruction order: an engine created with a zero::comm of the caller's
  * (zero_engine_params_t::comm = my_comm.get()) must be destroyed before that
  * communicator, so declare the zero::comm first (C++ destroys in reverse

@@ -8,8 +8,9 @@
  *   - zero.hpp: RAII releases everything (libzero's memory counters return to
  *     where they were), move-only handles hand over ownership once, failures
  *     become zero::error carrying the status and the message (a bad config
- *     path, a bad parameter, a call out of order, a missing checkpoint), and a
- *     checkpoint's client_sd comes back through save/load.
+ *     path, a bad parameter, a call out of order, a missing checkpoint), a
+ *     checkpoint's client_sd comes back through save/load, and zero::comm and
+ *     zero::config wrap a world-of-one communicator and a parsed config.
  * Exits non-zero on any failed check.
  */
 #include "quickstart_c.h"
@@ -374,6 +375,50 @@ void test_checkpoint_round_trip()
     std::filesystem::remove_all(dir);
 }
 
+/* zero::comm and zero::config, in a world of one. */
+void test_comm_and_config()
+{
+    const live_memory before = live_memory::now();
+    zero_log_set_level(ZERO_LOG_LEVEL_OFF);   /* the bad dtype below is expected to fail */
+    try {
+        zero::comm comm(static_cast<const zero_comm_params_t *>(nullptr));
+        CHECK(comm.size() == 1 && comm.rank() == 0);
+        const float in[3] = {1.0f, -2.0f, 0.5f};
+        float out[3] = {0, 0, 0};
+        comm.allreduce(in, out, 3, ZERO_FP32, ZERO_COMM_SUM);
+        CHECK(std::memcmp(in, out, sizeof in) == 0);
+        comm.barrier();
+        bool thrown = false;
+        try {
+            comm.allreduce(in, out, 3, static_cast<zero_dtype_t>(99), ZERO_COMM_SUM);
+        } catch (const zero::error &e) {
+            thrown = e.status() == ZERO_ERR_INVALID_ARG &&
+                     std::string(e.what()).find("zero_comm_allreduce") != std::string::npos;
+        }
+        CHECK(thrown);
+
+        const char *path = "cxx-config.json";
+        FILE *f = std::fopen(path, "w");
+        CHECK(f != nullptr);
+        if (f != nullptr) {
+            std::fputs(QS_CONFIG_JSON, f);
+            std::fclose(f);
+            zero::config cfg(path, 1);
+            CHECK(cfg && cfg->zero_optimization.stage == 2);
+            CHECK(cfg->gradient_accumulation_steps == 2 && cfg->train_batch_size == 8);
+            zero::config moved(std::move(cfg));
+            CHECK(!cfg && moved);
+            CHECK(moved.to_json().find("\"stage\": 2") != std::string::npos);
+            std::remove(path);
+        }
+    } catch (const zero::error &e) {
+        std::fprintf(stderr, "comm and config: %s\n", e.what());
+        failures++;
+    }
+    zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+    CHECK(live_memory::now() == before);
+}
+
 } // namespace
 
 int main()
@@ -383,6 +428,7 @@ int main()
     test_errors_become_exceptions();
     test_move_only_ownership();
     test_checkpoint_round_trip();
+    test_comm_and_config();
     if (failures != 0) {
         std::fprintf(stderr, "test_cxx: %d check(s) failed\n", failures);
         return 1;
