@@ -160,7 +160,9 @@ def main():
 
     problems = []
     counts = {"c": 0, "c-only": 0, "cpp": 0, "other": 0}
-    with tempfile.TemporaryDirectory(prefix="zero-doc-blocks-") as tmpdir:
+    # Scratch sources in the working directory (the build directory under meson
+    # test), so that the check reads nothing outside the tree but headers.
+    with tempfile.TemporaryDirectory(prefix="zero-doc-blocks-", dir=os.getcwd()) as tmpdir:
         for path in files:
             for block in read_blocks(path, problems):
                 if not block.lang:
