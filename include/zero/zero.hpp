@@ -163,14 +163,19 @@ class comm {
 public:
     /** Holds nothing. */
     comm() noexcept = default;
-    /** zero_comm_create(params, ...): joins the job from the environment. @p params NULL: all defaults. */
+    /** zero_comm_create(params, ...): joins the job from the environment. @p params nullptr: all defaults. */
     explicit comm(const zero_comm_params_t *params)
     {
         check(zero_comm_create(params, &handle_), "zero_comm_create",
               "rank variables, rendezvous or UCX set-up (the cause is in libzero's log)");
     }
     /** Takes ownership of a handle created through the C API. */
-    explicit comm(zero_comm_h adopted) noexcept : handle_(adopted) {}
+    static comm adopt(zero_comm_h handle) noexcept
+    {
+        comm c;
+        c.handle_ = handle;
+        return c;
+    }
     ~comm() { zero_comm_destroy(handle_); }
 
     comm(comm &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
@@ -356,7 +361,12 @@ public:
         }
     }
     /** Takes ownership of a handle created through the C API. */
-    explicit engine(zero_engine_h adopted) noexcept : handle_(adopted) {}
+    static engine adopt(zero_engine_h handle) noexcept
+    {
+        engine e;
+        e.handle_ = handle;
+        return e;
+    }
     ~engine() { zero_engine_destroy(handle_); }
 
     engine(engine &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}

@@ -325,7 +325,7 @@ void test_move_only_ownership()
         CHECK(c && c.get() != nullptr);
         zero_engine_h adopted = c.release();
         CHECK(!c);
-        zero::engine again(adopted);        /* ownership back to RAII */
+        zero::engine again = zero::engine::adopt(adopted);   /* ownership back to RAII */
         CHECK(again.get() == adopted);
     }                                       /* one destroy per engine */
     CHECK(live_memory::now() == before);
@@ -381,7 +381,7 @@ void test_comm_and_config()
     const live_memory before = live_memory::now();
     zero_log_set_level(ZERO_LOG_LEVEL_OFF);   /* the bad dtype below is expected to fail */
     try {
-        zero::comm comm(static_cast<const zero_comm_params_t *>(nullptr));
+        zero::comm comm(nullptr);           /* all defaults: a world of one here */
         CHECK(comm.size() == 1 && comm.rank() == 0);
         const float in[3] = {1.0f, -2.0f, 0.5f};
         float out[3] = {0, 0, 0};
