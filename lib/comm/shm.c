@@ -3,6 +3,7 @@
  */
 #define ZERO_LOG_MODULE "comm"
 #include "comm/shm.h"
+#include "comm/backend.h"
 #include "comm/reduce.h"
 #include "comm/timeutil.h"
 #include "util/alloc.h"
@@ -617,3 +618,48 @@ out:
         zero_free(rsrc);
     return status;
 }
+
+/* ---- the direct path as a communicator backend (comm/backend.h) ---- */
+
+static int direct_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
+{
+    return comm->env.size > 1 && d->mem_kind != ZERO_MEM_DEVICE && zero_shm_enabled(comm->shm);
+}
+
+/* Runs the whole collective at start: the handshake decides, the same way on
+ * every rank, whether every buffer is shareable; if not, the ring takes it. */
+static zero_status_t direct_start(zero_comm_t *comm, zero_comm_request_h req, int *declined_p, int *peer_p)
+{
+    int direct = 0;
+    zero_status_t status = zero_shm_coll(comm->shm, &req->desc, req->seq, comm->cfg.timeout_s, zero_comm_health,
+                                         comm, &direct, peer_p);
+    *declined_p = status == ZERO_OK && !direct;
+    return status;
+}
+
+/* start did all the work. */
+static zero_status_t direct_advance(zero_comm_t *comm, zero_comm_request_h req, double now, int *progressed_p,
+                                    int *peer_p)
+{
+    (void)comm;
+    (void)req;
+    (void)now;
+    (void)progressed_p;
+    (void)peer_p;
+    return ZERO_OK;
+}
+
+static void direct_abort(zero_comm_t *comm, zero_comm_request_h req)
+{
+    (void)comm;
+    (void)req;
+}
+
+const zero_comm_backend_ops_t zero_comm_backend_direct = {
+    .name = "direct",
+    .enable_bit = ZERO_COMM_BACKEND_UCX,   /* part of the host backend; ZERO_COMM_DIRECT=0 turns it off */
+    .accepts = direct_accepts,
+    .start = direct_start,
+    .advance = direct_advance,
+    .abort = direct_abort,
+};
