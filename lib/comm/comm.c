@@ -485,13 +485,13 @@ out:
  * direct path on. */
 static zero_status_t agree_direct(zero_comm_t *comm)
 {
-    float bad = comm->shm_attached ? 0.0f : 1.0f, any = 1.0f;
-    zero_status_t status = zero_comm_allreduce(comm, &bad, &any, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    uint8_t bad = !comm->shm_attached, any = 1;
+    zero_status_t status = zero_comm_allreduce(comm, &bad, &any, 1, ZERO_U8, ZERO_COMM_MAX, ZERO_MEM_HOST);
     if (status != ZERO_OK)
         return status;
-    if (any == 0.0f)
+    if (any == 0)
         zero_shm_enable(comm->shm);
-    ZERO_LOG_DEBUG("communicator: intra-node direct path %s", any == 0.0f ? "on" : "off");
+    ZERO_LOG_DEBUG("communicator: intra-node direct path %s", any == 0 ? "on" : "off");
     return ZERO_OK;
 }
 
@@ -642,12 +642,18 @@ static zero_status_t check_args(zero_comm_h comm, const zero_coll_desc_t *d, siz
         ZERO_LOG_ERROR("%s: comm is NULL", name);
         return ZERO_ERR_INVALID_ARG;
     }
-    if ((unsigned)d->dtype >= ZERO_DTYPE_COUNT) {
+    if (zero_dtype_size(d->dtype) == 0) {
         ZERO_LOG_ERROR("%s: unknown dtype %d", name, (int)d->dtype);
         return ZERO_ERR_INVALID_ARG;
     }
     if ((unsigned)d->op >= ZERO_COMM_OP_COUNT) {
         ZERO_LOG_ERROR("%s: unknown reduction op %d", name, (int)d->op);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (d->op == ZERO_COMM_AVG && (d->dtype == ZERO_U8 || d->dtype == ZERO_I32 || d->dtype == ZERO_I64) &&
+        (d->kind == ZERO_COLL_ALLREDUCE || d->kind == ZERO_COLL_REDUCE_SCATTER)) {
+        ZERO_LOG_ERROR("%s: ZERO_COMM_AVG of integers (%s) is not defined; sum them and divide", name,
+                       zero_dtype_string(d->dtype));
         return ZERO_ERR_INVALID_ARG;
     }
     if ((unsigned)d->mem_kind >= ZERO_MEM_KIND_COUNT) {

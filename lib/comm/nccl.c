@@ -102,6 +102,10 @@ static ncclDataType_t nccl_type(zero_dtype_t dtype)
     switch (dtype) {
     case ZERO_FP16: return ncclFloat16;
     case ZERO_BF16: return ncclBfloat16;
+    case ZERO_U8:   return ncclUint8;
+    case ZERO_I32:  return ncclInt32;
+    case ZERO_I64:  return ncclInt64;
+    case ZERO_F64:  return ncclFloat64;
     default:        return ncclFloat32;
     }
 }
@@ -203,20 +207,20 @@ out:
 static zero_status_t agree_nccl_setup(void *ctx, zero_status_t local)
 {
     zero_comm_h comm = ctx;
-    float mine = local != ZERO_OK ? (float)(comm->env.rank + 1) : 0.0f, worst = 0.0f;
+    int64_t mine = local != ZERO_OK ? comm->env.rank + 1 : 0, worst = 0;
     zero_status_t status;
     if (!(comm->cfg.backends & ZERO_COMM_BACKEND_UCX))
         return local;   /* no host path to agree over: NCCL's own set-up decides */
-    status = zero_comm_allreduce(comm, &mine, &worst, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    status = zero_comm_allreduce(comm, &mine, &worst, 1, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST);
     if (status != ZERO_OK) {
         ZERO_LOG_ERROR("NCCL: the ranks could not agree that their CUDA devices are set up: %s",
                        zero_status_string(status));
         return status;
     }
-    if (worst > 0.0f && local == ZERO_OK)
+    if (worst > 0 && local == ZERO_OK)
         ZERO_LOG_ERROR("NCCL: rank %d could not set up its CUDA device (see its log): no rank creates the NCCL "
                        "communicator", (int)worst - 1);
-    return worst > 0.0f ? ZERO_ERR_CUDA : ZERO_OK;
+    return worst > 0 ? ZERO_ERR_CUDA : ZERO_OK;
 }
 
 static int nccl_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)

@@ -29,7 +29,8 @@
 #define CTRL_MAGIC 0x5a45524f53484d31ull    /* "ZEROSHM1" */
 #define CTRL_BYTES 4096
 #define PMAP_MAX 32            /* cached mappings of one peer's segments */
-#define CHUNK_ELEMS ((size_t)1 << 16)   /* fp32 scratch per partial, world size > 2 */
+#define CHUNK_ELEMS ((size_t)1 << 16)   /* elements of scratch per partial, world size > 2 */
+#define PARTIAL_MAX_BYTES 8             /* the largest partial element (f64, i64) */
 #define SPINS 2000
 #define SLEEP_NS 1000000L      /* futex slice between health checks */
 
@@ -87,7 +88,7 @@ struct zero_shm {
     uint64_t next_id;
     pmap_t *pmaps;            /* size * PMAP_MAX */
     uint64_t clock;
-    float *scratch;           /* 2 * CHUNK_ELEMS */
+    unsigned char *scratch;   /* 2 * CHUNK_ELEMS partials of up to PARTIAL_MAX_BYTES */
 };
 
 static void futex_wake(_Atomic uint32_t *w)
@@ -219,7 +220,7 @@ int zero_shm_attach(zero_shm_t *shm, const unsigned char *const *recs)
     shm->peers = zero_calloc((size_t)n, sizeof(*shm->peers));
     shm->pids = zero_calloc((size_t)n, sizeof(*shm->pids));
     shm->pmaps = zero_calloc((size_t)n * PMAP_MAX, sizeof(*shm->pmaps));
-    shm->scratch = zero_malloc(2 * CHUNK_ELEMS * sizeof(float));
+    shm->scratch = zero_malloc(2 * CHUNK_ELEMS * PARTIAL_MAX_BYTES);
     if (shm->peers == NULL || shm->pids == NULL || shm->pmaps == NULL || shm->scratch == NULL)
         goto off;
     for (int r = 0; r < n; r++) {
@@ -452,14 +453,14 @@ static void publish(_Atomic uint32_t *word, uint32_t v)
     futex_wake(word);
 }
 
-/* out[i] = op over ranks of ins[k][i], i < n; accumulated in fp32 and rounded
- * once. This rank's own input comes last, as the kernels' "local" operand, so
+/* out[i] = op over ranks of ins[k][i], i < n; accumulated in partials (fp32
+ * for 16-bit data) and rounded once. This rank's own input comes last, as the kernels' "local" operand, so
  * @p out may be it (in place). */
 static void reduce_direct(zero_shm_t *shm, const zero_coll_desc_t *d, const unsigned char *const *ins,
                           unsigned char *out, size_t n)
 {
     int W = shm->size, r = shm->rank;
-    size_t es = zero_dtype_size(d->dtype);
+    size_t es = zero_dtype_size(d->dtype), ps = zero_comm_partial_size(d->dtype);
     float div = d->op == ZERO_COMM_AVG ? (float)W : 1.0f;
     if (W == 2) {
         zero_comm_reduce(d->op, d->dtype, 0, ins[1 - r], ins[r], 0, out, n, div);
@@ -467,7 +468,7 @@ static void reduce_direct(zero_shm_t *shm, const zero_coll_desc_t *d, const unsi
     }
     for (size_t c = 0; c < n; c += CHUNK_ELEMS) {
         size_t m = n - c < CHUNK_ELEMS ? n - c : CHUNK_ELEMS;
-        float *a = shm->scratch, *b = shm->scratch + CHUNK_ELEMS, *t;
+        unsigned char *a = shm->scratch, *b = shm->scratch + CHUNK_ELEMS * ps, *t;
         int k0 = (r + 1) % W, k1 = (r + 2) % W;
         zero_comm_reduce(d->op, d->dtype, 0, ins[k0] + c * es, ins[k1] + c * es, 1, a, m, 1.0f);
         for (int j = 3; j < W; j++) {
@@ -532,7 +533,7 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
                            "collectives with the same counts?)", zero_coll_name(d->kind), d->count,
                            zero_dtype_string(d->dtype), k, zero_coll_name((zero_coll_kind_t)c->kind),
                            (unsigned long long)c->count,
-                           c->dtype < ZERO_DTYPE_COUNT ? zero_dtype_string((zero_dtype_t)c->dtype) : "?");
+                           zero_dtype_string((zero_dtype_t)c->dtype));
             *peer_p = k;
             return ZERO_ERR_PROTOCOL;
         }

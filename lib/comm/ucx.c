@@ -377,11 +377,11 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
     switch (desc->kind) {
     case ZERO_COLL_ALLREDUCE:
         rs_steps = ag_steps = (uint64_t)n - 1;
-        c->ce = ucx->chunk_bytes / 4;          /* partials travel as fp32 */
+        c->ce = ucx->chunk_bytes / zero_comm_partial_size(desc->dtype);   /* partials of 16-bit data are fp32 */
         break;
     case ZERO_COLL_REDUCE_SCATTER:
         rs_steps = (uint64_t)n - 1;
-        c->ce = ucx->chunk_bytes / 4;
+        c->ce = ucx->chunk_bytes / zero_comm_partial_size(desc->dtype);
         break;
     case ZERO_COLL_ALLGATHER:
         ag_steps = (uint64_t)n - 1;
@@ -439,7 +439,7 @@ static size_t recv_spec(zero_ucx_t *ucx, uint64_t u, void **dst_p, int *needs_sl
         clen = chunk_len(c, len, x.chunk);
         *needs_slot_p = 1;
         *dst_p = NULL;
-        return clen * (x.step == 0 ? c->es : 4);
+        return clen * (x.step == 0 ? c->es : zero_comm_partial_size(c->d.dtype));
     case PHASE_AG:
         b = mod((int64_t)ucx->rank - 1 - (int64_t)x.step, ucx->size);
         block_range(ucx, b, &off, &len);
@@ -550,7 +550,7 @@ static size_t send_spec(zero_ucx_t *ucx, uint64_t u, const void **src_p, uint64_
         *dep_p = u - 1;
         *partial_p = clen > 0;
         *src_p = NULL;
-        return clen * 4;
+        return clen * zero_comm_partial_size(c->d.dtype);
     case PHASE_AG:
         b = mod((int64_t)ucx->rank - (int64_t)x.step, ucx->size);
         block_range(ucx, b, &off, &len);

@@ -318,8 +318,12 @@ static void test_world_of_one(void)
     zero_log_set_callback(capture, NULL);
     CU_ASSERT_EQUAL(zero_comm_allreduce(comm, NULL, b, 5, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST),
                     ZERO_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, (zero_dtype_t)9, ZERO_COMM_SUM, ZERO_MEM_HOST),
+    CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, (zero_dtype_t)99, ZERO_COMM_SUM, ZERO_MEM_HOST),
                     ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, ZERO_DTYPE_COUNT, ZERO_COMM_SUM, ZERO_MEM_HOST),
+                    ZERO_ERR_INVALID_ARG);   /* a count, not a type */
+    CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 1, ZERO_I64, ZERO_COMM_AVG, ZERO_MEM_HOST),
+                    ZERO_ERR_INVALID_ARG);   /* integers are not averaged */
     CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, ZERO_FP32, (zero_comm_op_t)9, ZERO_MEM_HOST),
                     ZERO_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, ZERO_FP32, ZERO_COMM_SUM, (zero_mem_kind_t)9),
