@@ -41,9 +41,13 @@
  *     rank must start the same collectives, with the same count, dtype, op and
  *     root, in the same order. Requests complete in the order they were started.
  *   - Counts are element counts of @p dtype; any count is allowed, including 0.
+ *   - Every zero_dtype_t is accepted: the training types and the
+ *     collective-only u8, i32, i64 and f64 (flags, byte counts, norms).
  *   - 16-bit data (fp16, bf16) is reduced in fp32: partial sums travel between
- *     ranks as fp32 and each result element is rounded to 16 bits once.
- *   - ZERO_COMM_AVG divides the fp32 sum by the world size before rounding.
+ *     ranks as fp32 and each result element is rounded to 16 bits once. Every
+ *     other type is reduced in its own type (u8 sums wrap modulo 256).
+ *   - ZERO_COMM_AVG divides the sum by the world size before rounding; it is
+ *     refused for integer types.
  *   - Failure: when a peer dies, leaves, or sends nothing for timeout_s while a
  *     collective waits on it, the pending collectives and every later call on
  *     this communicator fail with ZERO_ERR_COMM (peer died or misbehaved) or

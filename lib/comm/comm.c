@@ -11,6 +11,7 @@
  */
 #define ZERO_LOG_MODULE "comm"
 #include "comm/comm_internal.h"
+#include "comm/backend.h"
 #include "comm/nccl.h"
 #include "comm/shm.h"
 #include "comm/timeutil.h"
@@ -169,11 +170,9 @@ static void set_failed(zero_comm_t *comm, zero_status_t status, int rank)
     int expected = 0;
     if (atomic_compare_exchange_strong(&comm->failed, &expected, (int)status))
         comm->failed_rank = rank;
-#if HAVE_CUDA
-    zero_nccl_t *nccl = atomic_load(&comm->nccl);
-    if (nccl != NULL)
-        zero_nccl_abort(nccl);          /* no rank may stay stuck in an NCCL kernel */
-#endif
+    for (const zero_comm_backend_ops_t *const *b = zero_comm_backends; *b != NULL; b++)
+        if ((*b)->fail != NULL)
+            (*b)->fail(comm);
 }
 
 static void complete(zero_comm_t *comm, zero_comm_request_h req, zero_status_t status)
@@ -185,16 +184,20 @@ static void complete(zero_comm_t *comm, zero_comm_request_h req, zero_status_t s
     pthread_mutex_unlock(&comm->lock);
 }
 
-/* Sleeps until the API side, a rendezvous socket or UCX has something, or @p ms passed. */
+/* Sleeps until the API side, a rendezvous socket or a backend has something,
+ * or @p ms passed. */
 static void wait_events(zero_comm_t *comm, int ms)
 {
     struct pollfd fds[8];
     int n = 0;
     fds[n++] = (struct pollfd){comm->wake_fd, POLLIN, 0};
-    if (comm->ucx != NULL && zero_ucx_efd(comm->ucx) >= 0) {
-        if (!zero_ucx_arm(comm->ucx))
-            return;     /* UCX has events waiting: do not sleep */
-        fds[n++] = (struct pollfd){zero_ucx_efd(comm->ucx), POLLIN, 0};
+    for (const zero_comm_backend_ops_t *const *b = zero_comm_backends; *b != NULL; b++) {
+        int added;
+        if ((*b)->pollfds == NULL)
+            continue;
+        if ((added = (*b)->pollfds(comm, fds + n, 4 - n)) < 0)
+            return;     /* the backend has events waiting: do not sleep */
+        n += added;
     }
     if (comm->rdv != NULL)
         n += zero_rdv_pollfds(comm->rdv, fds + n, 8 - n);
@@ -226,8 +229,7 @@ static void root_cause(zero_comm_t *comm, zero_status_t *status_p, int *peer_p)
     }
 }
 
-/* The direct path's waits: a dead or failed rank, as the rendezvous knows it. */
-static zero_status_t shm_health(void *arg, int *rank_p)
+zero_status_t zero_comm_health(void *arg, int *rank_p)
 {
     zero_comm_t *comm = arg;
     int failed = atomic_load(&comm->failed);
@@ -238,12 +240,53 @@ static zero_status_t shm_health(void *arg, int *rank_p)
     return zero_rdv_check(comm->rdv, rank_p);
 }
 
+/* A backend failed @p req (@p in_flight: while moving data, not at its
+ * start): fail the communicator, tell the other ranks (when the culprit is
+ * known), and complete the request. */
+static void backend_failed(zero_comm_t *comm, zero_comm_request_h req, zero_status_t st, int peer, int in_flight)
+{
+    req->backend->abort(comm, req);
+    if (in_flight && st != ZERO_ERR_TIMEOUT && req->backend->failures_may_echo)
+        root_cause(comm, &st, &peer);
+    set_failed(comm, st, peer);
+    if (peer >= 0 && comm->rdv != NULL)
+        zero_rdv_report(comm->rdv, peer, st);   /* every other rank stops now too */
+    complete(comm, req, st);
+}
+
+/* Starts @p req on its backend, passing it down the list while backends
+ * decline. Returns ZERO_INPROGRESS when it runs, else its final status
+ * (failures already handled). */
+static zero_status_t start_on_backend(zero_comm_t *comm, zero_comm_request_h req, double now)
+{
+    for (;;) {
+        int declined = 0, peer = -1;
+        zero_status_t st = req->backend->start(comm, req, &declined, &peer);
+        if (st != ZERO_OK) {
+            backend_failed(comm, req, st, peer, 0);
+            return st;
+        }
+        if (!declined) {
+            req->backend_started = 1;
+            req->started_at = now;
+            return ZERO_INPROGRESS;
+        }
+        req->backend = zero_comm_backend_select(comm, &req->desc, req->backend);
+        if (req->backend == NULL) {   /* checked at start: some backend always takes a host collective */
+            ZERO_LOG_ERROR("%s #%u: every backend declined it", zero_coll_name(req->desc.kind), req->seq);
+            set_failed(comm, ZERO_ERR_INTERNAL, comm->env.rank);
+            complete(comm, req, ZERO_ERR_INTERNAL);
+            return ZERO_ERR_INTERNAL;
+        }
+    }
+}
+
 static void *progress_main(void *arg)
 {
     zero_comm_t *comm = arg;
     zero_comm_request_h active = NULL;
-    int started = 0, idle = 0;
-    double last_check = 0, device_since = 0;
+    int idle = 0;
+    double last_check = 0;
 
     for (;;) {
         double now;
@@ -257,7 +300,6 @@ static void *progress_main(void *arg)
             comm->queue_head = active->next;
             if (comm->queue_head == NULL)
                 comm->queue_tail = NULL;
-            started = 0;
         }
         stop = comm->stop && active == NULL;
         pthread_mutex_unlock(&comm->lock);
@@ -274,12 +316,7 @@ static void *progress_main(void *arg)
         }
         if (atomic_load(&comm->failed) != 0) {
             if (active != NULL) {
-                if (started && !active->on_device)
-                    zero_ucx_coll_abort(comm->ucx);
-#if HAVE_CUDA
-                if (active->on_device)
-                    zero_nccl_event_free(active->event);
-#endif
+                active->backend->abort(comm, active);
                 ZERO_LOG_DEBUG("%s #%u failed: rank %d is gone", zero_coll_name(active->desc.kind), active->seq,
                                comm->failed_rank);
                 complete(comm, active, (zero_status_t)atomic_load(&comm->failed));
@@ -291,84 +328,35 @@ static void *progress_main(void *arg)
         }
         if (active == NULL) {
             /* Idle, but peers may still be wiring up or flushing towards us. */
-            if (comm->ucx != NULL && zero_ucx_progress(comm->ucx) > 0)
-                continue;
-            wait_events(comm, 1000);
+            unsigned moved = 0;
+            for (const zero_comm_backend_ops_t *const *b = zero_comm_backends; *b != NULL; b++)
+                if ((*b)->idle != NULL)
+                    moved += (*b)->idle(comm);
+            if (moved == 0)
+                wait_events(comm, 1000);
             continue;
         }
 
-        if (active->on_device) {
-#if HAVE_CUDA
-            if (!started) {
-                started = 1;
-                device_since = now;
-            }
-            st = zero_nccl_test(atomic_load(&comm->nccl), active->event);
-            if (st == ZERO_INPROGRESS && now - device_since > comm->cfg.timeout_s) {
-                ZERO_LOG_ERROR("%s #%u on device memory did not finish within %.1f s: aborting NCCL",
-                               zero_coll_name(active->desc.kind), active->seq, comm->cfg.timeout_s);
-                st = ZERO_ERR_TIMEOUT;
-            }
-            if (st != ZERO_INPROGRESS) {
-                zero_nccl_event_free(active->event);
-                if (st != ZERO_OK)
-                    set_failed(comm, st, -1);
+        if (!active->backend_started && start_on_backend(comm, active, now) != ZERO_INPROGRESS) {
+            active = NULL;
+            idle = 0;
+            continue;
+        }
+        st = active->backend->advance(comm, active, now, &progressed, &peer);
+        if (st != ZERO_INPROGRESS) {
+            if (st != ZERO_OK)
+                backend_failed(comm, active, st, peer, 1);
+            else
                 complete(comm, active, st);
-                active = NULL;
-                idle = 0;
-                continue;
-            }
-#else
-            (void)device_since;
-#endif
-            progressed = 0;
-        } else {
-            if (!started && zero_shm_enabled(comm->shm)) {
-                int direct = 0;
-                st = zero_shm_coll(comm->shm, &active->desc, active->seq, comm->cfg.timeout_s, shm_health, comm,
-                                   &direct, &peer);
-                if (st != ZERO_OK || direct) {
-                    if (st != ZERO_OK) {
-                        set_failed(comm, st, peer);
-                        zero_rdv_report(comm->rdv, peer, st);   /* every other rank stops now too */
-                    }
-                    complete(comm, active, st);
-                    active = NULL;
-                    idle = 0;
-                    continue;
-                }
-            }
-            if (!started) {
-                st = zero_ucx_coll_start(comm->ucx, &active->desc, active->seq);
-                if (st != ZERO_OK) {
-                    set_failed(comm, st, comm->env.rank);   /* the other ranks would wait for us forever */
-                    complete(comm, active, st);
-                    active = NULL;
-                    continue;
-                }
-                started = 1;
-            }
-            progressed = zero_ucx_progress(comm->ucx) > 0;
-            st = zero_ucx_coll_advance(comm->ucx, now, comm->cfg.timeout_s, &progressed, &peer);
-            if (st != ZERO_INPROGRESS) {
-                if (st != ZERO_OK) {
-                    zero_ucx_coll_abort(comm->ucx);
-                    if (st != ZERO_ERR_TIMEOUT)
-                        root_cause(comm, &st, &peer);
-                    set_failed(comm, st, peer);
-                    zero_rdv_report(comm->rdv, peer, st);   /* every other rank stops now too */
-                }
-                complete(comm, active, st);
-                active = NULL;
-                idle = 0;
-                continue;
-            }
+            active = NULL;
+            idle = 0;
+            continue;
         }
         if (progressed) {
             idle = 0;
         } else if (++idle > IDLE_SPINS_BEFORE_SLEEP) {
             /* Nothing moved for a while: let the other ranks sharing this core run. */
-            if (comm->ucx != NULL && zero_ucx_efd(comm->ucx) >= 0 && !active->on_device)
+            if (active->backend->wakes_through_fds)
                 wait_events(comm, 1);
             else
                 sched_yield();
@@ -497,13 +485,13 @@ out:
  * direct path on. */
 static zero_status_t agree_direct(zero_comm_t *comm)
 {
-    float bad = comm->shm_attached ? 0.0f : 1.0f, any = 1.0f;
-    zero_status_t status = zero_comm_allreduce(comm, &bad, &any, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    uint8_t bad = !comm->shm_attached, any = 1;
+    zero_status_t status = zero_comm_allreduce(comm, &bad, &any, 1, ZERO_U8, ZERO_COMM_MAX, ZERO_MEM_HOST);
     if (status != ZERO_OK)
         return status;
-    if (any == 0.0f)
+    if (any == 0)
         zero_shm_enable(comm->shm);
-    ZERO_LOG_DEBUG("communicator: intra-node direct path %s", any == 0.0f ? "on" : "off");
+    ZERO_LOG_DEBUG("communicator: intra-node direct path %s", any == 0 ? "on" : "off");
     return ZERO_OK;
 }
 
@@ -654,12 +642,18 @@ static zero_status_t check_args(zero_comm_h comm, const zero_coll_desc_t *d, siz
         ZERO_LOG_ERROR("%s: comm is NULL", name);
         return ZERO_ERR_INVALID_ARG;
     }
-    if ((unsigned)d->dtype >= ZERO_DTYPE_COUNT) {
+    if (zero_dtype_size(d->dtype) == 0) {
         ZERO_LOG_ERROR("%s: unknown dtype %d", name, (int)d->dtype);
         return ZERO_ERR_INVALID_ARG;
     }
     if ((unsigned)d->op >= ZERO_COMM_OP_COUNT) {
         ZERO_LOG_ERROR("%s: unknown reduction op %d", name, (int)d->op);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (d->op == ZERO_COMM_AVG && (d->dtype == ZERO_U8 || d->dtype == ZERO_I32 || d->dtype == ZERO_I64) &&
+        (d->kind == ZERO_COLL_ALLREDUCE || d->kind == ZERO_COLL_REDUCE_SCATTER)) {
+        ZERO_LOG_ERROR("%s: ZERO_COMM_AVG of integers (%s) is not defined; sum them and divide", name,
+                       zero_dtype_string(d->dtype));
         return ZERO_ERR_INVALID_ARG;
     }
     if ((unsigned)d->mem_kind >= ZERO_MEM_KIND_COUNT) {
@@ -675,100 +669,26 @@ static zero_status_t check_args(zero_comm_h comm, const zero_coll_desc_t *d, siz
         ZERO_LOG_ERROR("%s: NULL buffer with %zu elements", name, d->count);
         return ZERO_ERR_INVALID_ARG;
     }
-    if (d->mem_kind == ZERO_MEM_DEVICE) {
-        if (!HAVE_CUDA) {
+    if (zero_comm_backend_select(comm, d, NULL) == NULL) {
+        if (d->mem_kind == ZERO_MEM_DEVICE && !HAVE_CUDA)
             ZERO_LOG_ERROR("%s: device memory needs the nccl backend, and libzero was built without CUDA", name);
-            return ZERO_ERR_UNSUPPORTED;
-        }
-        if (!(comm->cfg.backends & (comm->env.size > 1 ? ZERO_COMM_BACKEND_NCCL : ZERO_COMM_BACKEND_SELF))) {
-            ZERO_LOG_ERROR("%s: device memory needs the %s backend, which the params leave out", name,
-                           comm->env.size > 1 ? "nccl" : "self");
-            return ZERO_ERR_UNSUPPORTED;
-        }
-    } else if (!(comm->cfg.backends & (comm->env.size > 1 ? ZERO_COMM_BACKEND_UCX : ZERO_COMM_BACKEND_SELF))) {
-        ZERO_LOG_ERROR("%s: host memory needs the %s backend, which the params leave out", name,
-                       comm->env.size > 1 ? "ucx" : "self");
+        else
+            ZERO_LOG_ERROR("%s: no backend allowed by the params (backends 0x%x) carries %s memory at world size %d",
+                           name, comm->cfg.backends, zero_mem_kind_string(d->mem_kind), comm->env.size);
         return ZERO_ERR_UNSUPPORTED;
     }
     (void)elems_send;
     return ZERO_OK;
 }
 
-static zero_status_t self_run(zero_comm_h comm, const zero_coll_desc_t *d)
-{
-    size_t bytes = d->count * zero_dtype_size(d->dtype);
-    (void)comm;
-    if (d->kind == ZERO_COLL_BARRIER || d->sendbuf == d->recvbuf || bytes == 0)
-        return ZERO_OK;
-#if HAVE_CUDA
-    if (d->mem_kind == ZERO_MEM_DEVICE)
-        return zero_nccl_self_copy(d->recvbuf, d->sendbuf, bytes);
-#endif
-    memcpy(d->recvbuf, d->sendbuf, bytes);
-    return ZERO_OK;
-}
-
-#if HAVE_CUDA
-/* Every rank's device set-up succeeded? A host allreduce (MAX) of "rank + 1
- * where it failed", so that all ranks fail together, naming one that failed,
- * instead of the others waiting in ncclCommInitRank for it. */
-static zero_status_t agree_nccl_setup(void *ctx, zero_status_t local)
-{
-    zero_comm_h comm = ctx;
-    float mine = local != ZERO_OK ? (float)(comm->env.rank + 1) : 0.0f, worst = 0.0f;
-    zero_status_t status;
-    if (!(comm->cfg.backends & ZERO_COMM_BACKEND_UCX))
-        return local;   /* no host path to agree over: NCCL's own set-up decides */
-    status = zero_comm_allreduce(comm, &mine, &worst, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
-    if (status != ZERO_OK) {
-        ZERO_LOG_ERROR("NCCL: the ranks could not agree that their CUDA devices are set up: %s",
-                       zero_status_string(status));
-        return status;
-    }
-    if (worst > 0.0f && local == ZERO_OK)
-        ZERO_LOG_ERROR("NCCL: rank %d could not set up its CUDA device (see its log): no rank creates the NCCL "
-                       "communicator", (int)worst - 1);
-    return worst > 0.0f ? ZERO_ERR_CUDA : ZERO_OK;
-}
-
-static zero_status_t ensure_nccl(zero_comm_h comm)
-{
-    int device = comm->cfg.cuda_device, count;
-    if (atomic_load(&comm->nccl) != NULL)
-        return ZERO_OK;
-    if (comm->nccl_create_status != ZERO_OK) {
-        ZERO_LOG_ERROR("device-memory collective: the NCCL communicator could not be created on an earlier call "
-                       "(%s; logged then), and is not tried again", zero_status_string(comm->nccl_create_status));
-        return comm->nccl_create_status;
-    }
-    if (!comm->have_nccl_id) {
-        ZERO_LOG_ERROR("device-memory collective: not every rank has a CUDA device, so the job has no NCCL "
-                       "communicator");
-        return ZERO_ERR_UNSUPPORTED;
-    }
-    count = zero_nccl_device_count();
-    if (device < 0)
-        device = count > 0 ? comm->env.local_rank % count : 0;
-    {
-        zero_nccl_t *nccl = NULL;
-        zero_status_t status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device,
-                                                agree_nccl_setup, comm, &nccl);
-        if (status == ZERO_OK)
-            atomic_store(&comm->nccl, nccl);
-        else
-            comm->nccl_create_status = status;
-        return status;
-    }
-}
-#endif
-
 static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_comm_request_h *request_p)
 {
     zero_status_t status = ZERO_OK;
+    const zero_comm_backend_ops_t *backend;
     zero_comm_request_h req;
     void *copy_dst = NULL;
     size_t copy_bytes;
-    int failed;
+    int failed, done = 0;
 
     if (request_p == NULL) {
         ZERO_LOG_ERROR("%s: request_p is NULL", zero_coll_name(d->kind));
@@ -776,13 +696,11 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
     }
     if ((failed = atomic_load(&comm->failed)) != 0)
         return (zero_status_t)failed;   /* logged once, where the failure was detected */
-#if HAVE_CUDA
-    /* Before this call takes its sequence number: the first device call's
-     * set-up agrees over a host collective of its own. */
-    if (comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
-        (status = ensure_nccl(comm)) != ZERO_OK)
+    backend = zero_comm_backend_select(comm, d, NULL);   /* check_args made sure there is one */
+    /* Before this call takes its sequence number: a backend's first-use set-up
+     * may run collectives of its own. */
+    if (backend->prepare != NULL && (status = backend->prepare(comm, d)) != ZERO_OK)
         return status;
-#endif
     req = zero_calloc(1, sizeof(*req));
     if (req == NULL) {
         ZERO_LOG_ERROR("%s: out of memory for a request", zero_coll_name(d->kind));
@@ -790,29 +708,29 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
     }
     req->desc = *d;
     req->comm = comm;
+    req->backend = backend;
     req->lock = &comm->lock;
     req->cond = &comm->cond;
     req->seq = comm->next_seq++;
     atomic_store(&req->status, ZERO_INPROGRESS);
 
-    if (comm->env.size == 1) {
-        status = self_run(comm, d);
-        if (status != ZERO_OK)
-            goto fail;
-        atomic_store(&req->status, ZERO_OK);
-        *request_p = req;
-        return ZERO_OK;
+    if (backend->submit != NULL) {
+        status = backend->submit(comm, req, &done);
+        if (status != ZERO_OK) {
+            zero_free(req);
+            return status;
+        }
+        if (done) {
+            atomic_store(&req->status, ZERO_OK);
+            *request_p = req;
+            return ZERO_OK;
+        }
     }
-    if (d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER) {
-#if HAVE_CUDA
-        req->on_device = 1;
-        ZERO_CHECK_GOTO(zero_nccl_start(atomic_load(&comm->nccl), d, &req->event), status, fail);
-#endif
-    }
-    /* An out-of-place allgather (or broadcast root) also copies this rank's own
-     * block into the output. The caller's thread does it, after queueing, while
-     * the progress thread already moves data: nothing else touches that block
-     * (step 0 sends from sendbuf, and no rank sends this block back). */
+    /* An out-of-place host allgather (or broadcast root) also copies this
+     * rank's own block into the output. The caller's thread does it, after
+     * queueing, while the progress thread already moves data: nothing else
+     * touches that block (step 0 sends from sendbuf, and no rank sends this
+     * block back). */
     copy_bytes = 0;
     if (d->mem_kind != ZERO_MEM_DEVICE) {
         size_t bytes = d->count * zero_dtype_size(d->dtype);
@@ -842,9 +760,6 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
         memcpy(copy_dst, d->sendbuf, copy_bytes);
     *request_p = req;
     return ZERO_OK;
-fail:
-    zero_free(req);
-    return status;
 }
 
 zero_status_t zero_comm_allreduce_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,

@@ -35,14 +35,17 @@ typedef struct zero_comm zero_comm_t;
 typedef struct zero_ucx zero_ucx_t;
 typedef struct zero_nccl zero_nccl_t;
 typedef struct zero_shm zero_shm_t;
+typedef struct zero_comm_backend_ops zero_comm_backend_ops_t;   /* comm/backend.h */
 
 struct zero_comm_request {
     zero_coll_desc_t desc;
     struct zero_comm *comm;          /* used only until completion */
     atomic_int status;               /* ZERO_INPROGRESS until the progress thread finishes it */
     uint32_t seq;                    /* the collective's sequence number on this communicator */
-    int on_device;                   /* an NCCL request: completion is an event on the comm stream */
-    void *event;                     /* cudaEvent_t of a device request */
+    const zero_comm_backend_ops_t *backend;   /* the backend carrying it (comm/backend.h) */
+    int backend_started;             /* the backend's start ran and took it */
+    double started_at;               /* when the progress thread started it (zero_comm_now) */
+    void *backend_data;              /* the backend's own (NCCL: the completion event) */
     struct zero_comm_request *next;  /* the progress queue */
     pthread_mutex_t *lock;           /* the communicator's lock, for wait */
     pthread_cond_t *cond;

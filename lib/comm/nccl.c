@@ -1,5 +1,6 @@
 #define ZERO_LOG_MODULE "comm"
 #include "comm/nccl.h"
+#include "comm/backend.h"
 
 #if HAVE_CUDA
 /* nccl.h declares a few functions as f() (no prototype): keep -Werror for our code only. */
@@ -101,6 +102,10 @@ static ncclDataType_t nccl_type(zero_dtype_t dtype)
     switch (dtype) {
     case ZERO_FP16: return ncclFloat16;
     case ZERO_BF16: return ncclBfloat16;
+    case ZERO_U8:   return ncclUint8;
+    case ZERO_I32:  return ncclInt32;
+    case ZERO_I64:  return ncclInt64;
+    case ZERO_F64:  return ncclFloat64;
     default:        return ncclFloat32;
     }
 }
@@ -193,4 +198,123 @@ zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes)
 out:
     return status;
 }
+
+/* ---- NCCL as a communicator backend (comm/backend.h) ---- */
+
+/* Every rank's device set-up succeeded? A host allreduce (MAX) of "rank + 1
+ * where it failed", so that all ranks fail together, naming one that failed,
+ * instead of the others waiting in ncclCommInitRank for it. */
+static zero_status_t agree_nccl_setup(void *ctx, zero_status_t local)
+{
+    zero_comm_h comm = ctx;
+    int64_t mine = local != ZERO_OK ? comm->env.rank + 1 : 0, worst = 0;
+    zero_status_t status;
+    if (!(comm->cfg.backends & ZERO_COMM_BACKEND_UCX))
+        return local;   /* no host path to agree over: NCCL's own set-up decides */
+    status = zero_comm_allreduce(comm, &mine, &worst, 1, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    if (status != ZERO_OK) {
+        ZERO_LOG_ERROR("NCCL: the ranks could not agree that their CUDA devices are set up: %s",
+                       zero_status_string(status));
+        return status;
+    }
+    if (worst > 0 && local == ZERO_OK)
+        ZERO_LOG_ERROR("NCCL: rank %d could not set up its CUDA device (see its log): no rank creates the NCCL "
+                       "communicator", (int)worst - 1);
+    return worst > 0 ? ZERO_ERR_CUDA : ZERO_OK;
+}
+
+static int nccl_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
+{
+    return comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER;
+}
+
+/* The NCCL communicator, created on the first device call. */
+static zero_status_t nccl_prepare(zero_comm_t *comm, const zero_coll_desc_t *d)
+{
+    int device = comm->cfg.cuda_device, count;
+    zero_nccl_t *nccl = NULL;
+    zero_status_t status;
+    (void)d;
+    if (atomic_load(&comm->nccl) != NULL)
+        return ZERO_OK;
+    if (comm->nccl_create_status != ZERO_OK) {
+        ZERO_LOG_ERROR("device-memory collective: the NCCL communicator could not be created on an earlier call "
+                       "(%s; logged then), and is not tried again", zero_status_string(comm->nccl_create_status));
+        return comm->nccl_create_status;
+    }
+    if (!comm->have_nccl_id) {
+        ZERO_LOG_ERROR("device-memory collective: not every rank has a CUDA device, so the job has no NCCL "
+                       "communicator");
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    count = zero_nccl_device_count();
+    if (device < 0)
+        device = count > 0 ? comm->env.local_rank % count : 0;
+    status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, agree_nccl_setup, comm, &nccl);
+    if (status == ZERO_OK)
+        atomic_store(&comm->nccl, nccl);
+    else
+        comm->nccl_create_status = status;
+    return status;
+}
+
+/* Enqueues the collective on the communication stream, in the caller's order. */
+static zero_status_t nccl_submit(zero_comm_t *comm, zero_comm_request_h req, int *done_p)
+{
+    *done_p = 0;
+    return zero_nccl_start(atomic_load(&comm->nccl), &req->desc, &req->backend_data);
+}
+
+static zero_status_t nccl_backend_start(zero_comm_t *comm, zero_comm_request_h req, int *declined_p, int *peer_p)
+{
+    (void)comm;
+    (void)req;
+    (void)peer_p;
+    *declined_p = 0;
+    return ZERO_OK;
+}
+
+/* Completion is the event recorded after the collective. */
+static zero_status_t nccl_advance(zero_comm_t *comm, zero_comm_request_h req, double now, int *progressed_p,
+                                  int *peer_p)
+{
+    zero_status_t status = zero_nccl_test(atomic_load(&comm->nccl), req->backend_data);
+    (void)progressed_p;
+    (void)peer_p;
+    if (status == ZERO_INPROGRESS && now - req->started_at > comm->cfg.timeout_s) {
+        ZERO_LOG_ERROR("%s #%u on device memory did not finish within %.1f s: aborting NCCL",
+                       zero_coll_name(req->desc.kind), req->seq, comm->cfg.timeout_s);
+        status = ZERO_ERR_TIMEOUT;
+    }
+    if (status != ZERO_INPROGRESS) {
+        zero_nccl_event_free(req->backend_data);
+        req->backend_data = NULL;
+    }
+    return status;
+}
+
+static void nccl_backend_abort(zero_comm_t *comm, zero_comm_request_h req)
+{
+    (void)comm;
+    zero_nccl_event_free(req->backend_data);
+    req->backend_data = NULL;
+}
+
+/* No rank may stay stuck in an NCCL kernel. */
+static void nccl_fail(zero_comm_t *comm)
+{
+    zero_nccl_abort(atomic_load(&comm->nccl));
+}
+
+const zero_comm_backend_ops_t zero_comm_backend_nccl = {
+    .name = "nccl",
+    .enable_bit = ZERO_COMM_BACKEND_NCCL,
+    .accepts = nccl_accepts,
+    .prepare = nccl_prepare,
+    .submit = nccl_submit,
+    .start = nccl_backend_start,
+    .advance = nccl_advance,
+    .abort = nccl_backend_abort,
+    .fail = nccl_fail,
+};
 #endif /* HAVE_CUDA */

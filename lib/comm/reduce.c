@@ -44,7 +44,21 @@
         }                                                                                          \
     }
 
+#define LD_U8(p, i)  (((const uint8_t *)(p))[i])
+#define LD_I32(p, i) (((const int32_t *)(p))[i])
+#define LD_I64(p, i) (((const int64_t *)(p))[i])
+#define LD_F64(p, i) (((const double *)(p))[i])
+#define ST_U8(p, i, v)  (((uint8_t *)(p))[i] = (uint8_t)(v))
+#define ST_I32(p, i, v) (((int32_t *)(p))[i] = (int32_t)(v))
+#define ST_I64(p, i, v) (((int64_t *)(p))[i] = (int64_t)(v))
+#define ST_F64(p, i, v) (((double *)(p))[i] = (v))
+
 DEFINE_KERNEL(k_f32, LD_F32, LD_F32, ST_F32)
+/* Collective-only types: their own partials; integers are never averaged (refused at the start). */
+DEFINE_KERNEL(k_u8, LD_U8, LD_U8, ST_U8)
+DEFINE_KERNEL(k_i32, LD_I32, LD_I32, ST_I32)
+DEFINE_KERNEL(k_i64, LD_I64, LD_I64, ST_I64)
+DEFINE_KERNEL(k_f64, LD_F64, LD_F64, ST_F64)
 DEFINE_KERNEL(k_f16_f16_to_f32, LD_F16, LD_F16, ST_F32)
 DEFINE_KERNEL(k_f32_f16_to_f32, LD_F32, LD_F16, ST_F32)
 DEFINE_KERNEL(k_f16_f16_to_f16, LD_F16, LD_F16, ST_F16)
@@ -92,6 +106,11 @@ static void k_f32_stream(zero_comm_op_t op, const float *recv, const float *loca
 }
 #endif
 
+size_t zero_comm_partial_size(zero_dtype_t dtype)
+{
+    return dtype == ZERO_FP16 || dtype == ZERO_BF16 ? sizeof(float) : zero_dtype_size(dtype);
+}
+
 void zero_comm_reduce(zero_comm_op_t op, zero_dtype_t dtype, int recv_is_f32, const void *recv, const void *local,
                       int out_is_f32, void *out, size_t n, float final_div)
 {
@@ -118,6 +137,18 @@ void zero_comm_reduce(zero_comm_op_t op, zero_dtype_t dtype, int recv_is_f32, co
             (recv_is_f32 ? k_f32_bf16_to_f32 : k_bf16_bf16_to_f32)(op, recv, local, out, n, final_div);
         else
             (recv_is_f32 ? k_f32_bf16_to_bf16 : k_bf16_bf16_to_bf16)(op, recv, local, out, n, final_div);
+        break;
+    case ZERO_U8:
+        k_u8(op, recv, local, out, n, 1.0f);
+        break;
+    case ZERO_I32:
+        k_i32(op, recv, local, out, n, 1.0f);
+        break;
+    case ZERO_I64:
+        k_i64(op, recv, local, out, n, 1.0f);
+        break;
+    case ZERO_F64:
+        k_f64(op, recv, local, out, n, final_div);
         break;
     default:
         break;

@@ -3,6 +3,7 @@
  */
 #define ZERO_LOG_MODULE "comm"
 #include "comm/shm.h"
+#include "comm/backend.h"
 #include "comm/reduce.h"
 #include "comm/timeutil.h"
 #include "util/alloc.h"
@@ -28,7 +29,8 @@
 #define CTRL_MAGIC 0x5a45524f53484d31ull    /* "ZEROSHM1" */
 #define CTRL_BYTES 4096
 #define PMAP_MAX 32            /* cached mappings of one peer's segments */
-#define CHUNK_ELEMS ((size_t)1 << 16)   /* fp32 scratch per partial, world size > 2 */
+#define CHUNK_ELEMS ((size_t)1 << 16)   /* elements of scratch per partial, world size > 2 */
+#define PARTIAL_MAX_BYTES 8             /* the largest partial element (f64, i64) */
 #define SPINS 2000
 #define SLEEP_NS 1000000L      /* futex slice between health checks */
 
@@ -86,7 +88,7 @@ struct zero_shm {
     uint64_t next_id;
     pmap_t *pmaps;            /* size * PMAP_MAX */
     uint64_t clock;
-    float *scratch;           /* 2 * CHUNK_ELEMS */
+    unsigned char *scratch;   /* 2 * CHUNK_ELEMS partials of up to PARTIAL_MAX_BYTES */
 };
 
 static void futex_wake(_Atomic uint32_t *w)
@@ -218,7 +220,7 @@ int zero_shm_attach(zero_shm_t *shm, const unsigned char *const *recs)
     shm->peers = zero_calloc((size_t)n, sizeof(*shm->peers));
     shm->pids = zero_calloc((size_t)n, sizeof(*shm->pids));
     shm->pmaps = zero_calloc((size_t)n * PMAP_MAX, sizeof(*shm->pmaps));
-    shm->scratch = zero_malloc(2 * CHUNK_ELEMS * sizeof(float));
+    shm->scratch = zero_malloc(2 * CHUNK_ELEMS * PARTIAL_MAX_BYTES);
     if (shm->peers == NULL || shm->pids == NULL || shm->pmaps == NULL || shm->scratch == NULL)
         goto off;
     for (int r = 0; r < n; r++) {
@@ -451,14 +453,14 @@ static void publish(_Atomic uint32_t *word, uint32_t v)
     futex_wake(word);
 }
 
-/* out[i] = op over ranks of ins[k][i], i < n; accumulated in fp32 and rounded
- * once. This rank's own input comes last, as the kernels' "local" operand, so
+/* out[i] = op over ranks of ins[k][i], i < n; accumulated in partials (fp32
+ * for 16-bit data) and rounded once. This rank's own input comes last, as the kernels' "local" operand, so
  * @p out may be it (in place). */
 static void reduce_direct(zero_shm_t *shm, const zero_coll_desc_t *d, const unsigned char *const *ins,
                           unsigned char *out, size_t n)
 {
     int W = shm->size, r = shm->rank;
-    size_t es = zero_dtype_size(d->dtype);
+    size_t es = zero_dtype_size(d->dtype), ps = zero_comm_partial_size(d->dtype);
     float div = d->op == ZERO_COMM_AVG ? (float)W : 1.0f;
     if (W == 2) {
         zero_comm_reduce(d->op, d->dtype, 0, ins[1 - r], ins[r], 0, out, n, div);
@@ -466,7 +468,7 @@ static void reduce_direct(zero_shm_t *shm, const zero_coll_desc_t *d, const unsi
     }
     for (size_t c = 0; c < n; c += CHUNK_ELEMS) {
         size_t m = n - c < CHUNK_ELEMS ? n - c : CHUNK_ELEMS;
-        float *a = shm->scratch, *b = shm->scratch + CHUNK_ELEMS, *t;
+        unsigned char *a = shm->scratch, *b = shm->scratch + CHUNK_ELEMS * ps, *t;
         int k0 = (r + 1) % W, k1 = (r + 2) % W;
         zero_comm_reduce(d->op, d->dtype, 0, ins[k0] + c * es, ins[k1] + c * es, 1, a, m, 1.0f);
         for (int j = 3; j < W; j++) {
@@ -531,7 +533,7 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
                            "collectives with the same counts?)", zero_coll_name(d->kind), d->count,
                            zero_dtype_string(d->dtype), k, zero_coll_name((zero_coll_kind_t)c->kind),
                            (unsigned long long)c->count,
-                           c->dtype < ZERO_DTYPE_COUNT ? zero_dtype_string((zero_dtype_t)c->dtype) : "?");
+                           zero_dtype_string((zero_dtype_t)c->dtype));
             *peer_p = k;
             return ZERO_ERR_PROTOCOL;
         }
@@ -617,3 +619,48 @@ out:
         zero_free(rsrc);
     return status;
 }
+
+/* ---- the direct path as a communicator backend (comm/backend.h) ---- */
+
+static int direct_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
+{
+    return comm->env.size > 1 && d->mem_kind != ZERO_MEM_DEVICE && zero_shm_enabled(comm->shm);
+}
+
+/* Runs the whole collective at start: the handshake decides, the same way on
+ * every rank, whether every buffer is shareable; if not, the ring takes it. */
+static zero_status_t direct_start(zero_comm_t *comm, zero_comm_request_h req, int *declined_p, int *peer_p)
+{
+    int direct = 0;
+    zero_status_t status = zero_shm_coll(comm->shm, &req->desc, req->seq, comm->cfg.timeout_s, zero_comm_health,
+                                         comm, &direct, peer_p);
+    *declined_p = status == ZERO_OK && !direct;
+    return status;
+}
+
+/* start did all the work. */
+static zero_status_t direct_advance(zero_comm_t *comm, zero_comm_request_h req, double now, int *progressed_p,
+                                    int *peer_p)
+{
+    (void)comm;
+    (void)req;
+    (void)now;
+    (void)progressed_p;
+    (void)peer_p;
+    return ZERO_OK;
+}
+
+static void direct_abort(zero_comm_t *comm, zero_comm_request_h req)
+{
+    (void)comm;
+    (void)req;
+}
+
+const zero_comm_backend_ops_t zero_comm_backend_direct = {
+    .name = "direct",
+    .enable_bit = ZERO_COMM_BACKEND_UCX,   /* part of the host backend; ZERO_COMM_DIRECT=0 turns it off */
+    .accepts = direct_accepts,
+    .start = direct_start,
+    .advance = direct_advance,
+    .abort = direct_abort,
+};

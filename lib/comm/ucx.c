@@ -17,6 +17,7 @@
  */
 #define ZERO_LOG_MODULE "comm"
 #include "comm/ucx.h"
+#include "comm/backend.h"
 #include "comm/reduce.h"
 #include "comm/timeutil.h"
 #include "util/alloc.h"
@@ -376,11 +377,11 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
     switch (desc->kind) {
     case ZERO_COLL_ALLREDUCE:
         rs_steps = ag_steps = (uint64_t)n - 1;
-        c->ce = ucx->chunk_bytes / 4;          /* partials travel as fp32 */
+        c->ce = ucx->chunk_bytes / zero_comm_partial_size(desc->dtype);   /* partials of 16-bit data are fp32 */
         break;
     case ZERO_COLL_REDUCE_SCATTER:
         rs_steps = (uint64_t)n - 1;
-        c->ce = ucx->chunk_bytes / 4;
+        c->ce = ucx->chunk_bytes / zero_comm_partial_size(desc->dtype);
         break;
     case ZERO_COLL_ALLGATHER:
         ag_steps = (uint64_t)n - 1;
@@ -438,7 +439,7 @@ static size_t recv_spec(zero_ucx_t *ucx, uint64_t u, void **dst_p, int *needs_sl
         clen = chunk_len(c, len, x.chunk);
         *needs_slot_p = 1;
         *dst_p = NULL;
-        return clen * (x.step == 0 ? c->es : 4);
+        return clen * (x.step == 0 ? c->es : zero_comm_partial_size(c->d.dtype));
     case PHASE_AG:
         b = mod((int64_t)ucx->rank - 1 - (int64_t)x.step, ucx->size);
         block_range(ucx, b, &off, &len);
@@ -549,7 +550,7 @@ static size_t send_spec(zero_ucx_t *ucx, uint64_t u, const void **src_p, uint64_
         *dep_p = u - 1;
         *partial_p = clen > 0;
         *src_p = NULL;
-        return clen * 4;
+        return clen * zero_comm_partial_size(c->d.dtype);
     case PHASE_AG:
         b = mod((int64_t)ucx->rank - (int64_t)x.step, ucx->size);
         block_range(ucx, b, &off, &len);
@@ -791,3 +792,61 @@ void zero_ucx_coll_abort(zero_ucx_t *ucx)
     c->barrier_out = NULL;
     c->active = 0;
 }
+
+/* ---- the ring as a communicator backend (comm/backend.h) ---- */
+
+static int ring_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
+{
+    return comm->env.size > 1 && d->mem_kind != ZERO_MEM_DEVICE;
+}
+
+static zero_status_t ring_start(zero_comm_t *comm, zero_comm_request_h req, int *declined_p, int *peer_p)
+{
+    zero_status_t status = zero_ucx_coll_start(comm->ucx, &req->desc, req->seq);
+    *declined_p = 0;
+    if (status != ZERO_OK)
+        *peer_p = comm->env.rank;   /* this rank cannot take part: the others would wait for it forever */
+    return status;
+}
+
+static zero_status_t ring_advance(zero_comm_t *comm, zero_comm_request_h req, double now, int *progressed_p,
+                                  int *peer_p)
+{
+    (void)req;
+    *progressed_p = zero_ucx_progress(comm->ucx) > 0;
+    return zero_ucx_coll_advance(comm->ucx, now, comm->cfg.timeout_s, progressed_p, peer_p);
+}
+
+static void ring_abort(zero_comm_t *comm, zero_comm_request_h req)
+{
+    if (req->backend_started)
+        zero_ucx_coll_abort(comm->ucx);
+}
+
+static unsigned ring_idle(zero_comm_t *comm)
+{
+    return comm->ucx != NULL ? zero_ucx_progress(comm->ucx) : 0;
+}
+
+static int ring_pollfds(zero_comm_t *comm, struct pollfd *fds, int max)
+{
+    if (comm->ucx == NULL || zero_ucx_efd(comm->ucx) < 0 || max < 1)
+        return 0;
+    if (!zero_ucx_arm(comm->ucx))
+        return -1;   /* events are waiting */
+    fds[0] = (struct pollfd){zero_ucx_efd(comm->ucx), POLLIN, 0};
+    return 1;
+}
+
+const zero_comm_backend_ops_t zero_comm_backend_ucx = {
+    .name = "ucx",
+    .enable_bit = ZERO_COMM_BACKEND_UCX,
+    .accepts = ring_accepts,
+    .start = ring_start,
+    .advance = ring_advance,
+    .abort = ring_abort,
+    .idle = ring_idle,
+    .pollfds = ring_pollfds,
+    .wakes_through_fds = 1,
+    .failures_may_echo = 1,
+};

@@ -36,8 +36,9 @@ static zero_status_t check_desc(const zero_layout_param_desc_t *d, int index, si
         ZERO_LOG_ERROR("parameter %d: name longer than %d bytes", index, ZERO_LAYOUT_MAX_NAME - 1);
         return ZERO_ERR_INVALID_ARG;
     }
-    if (zero_dtype_size(d->dtype) == 0) {
-        ZERO_LOG_ERROR("parameter %s: unknown dtype %d", d->name, (int)d->dtype);
+    if ((unsigned)d->dtype >= ZERO_DTYPE_COUNT) {   /* the collective-only types (u8, i64, ...) included */
+        ZERO_LOG_ERROR("parameter %s: dtype %d (%s) is not a training type (fp32, fp16, bf16)", d->name,
+                       (int)d->dtype, zero_dtype_string(d->dtype));
         return ZERO_ERR_INVALID_ARG;
     }
     if (d->ndim < 0 || d->ndim > ZERO_LAYOUT_MAX_NDIM) {

@@ -465,3 +465,15 @@ zero_status_t zero_mem_copy(zero_mem_kind_t dst_kind, void *dst, zero_mem_kind_t
     return ZERO_ERR_UNSUPPORTED;
 #endif
 }
+
+int zero_mem_populate(void *ptr, size_t bytes)
+{
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+    const uintptr_t page = 4096;
+    uintptr_t begin = (uintptr_t)ptr & ~(page - 1), end = ((uintptr_t)ptr + bytes + page - 1) & ~(page - 1);
+    if (bytes == 0)
+        return 1;
+    return madvise((void *)begin, end - begin, MADV_POPULATE_WRITE) == 0;
+}

@@ -31,6 +31,11 @@ zero_status_t zero_mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag
 /* Frees a buffer from zero_mem_alloc. NULL is allowed. A pointer the registry
  * does not know is an internal error: it is logged and left alone. */
 void zero_mem_free(void *ptr);
+/* Maps every page of host memory [ptr, ptr + bytes) now (MADV_POPULATE_WRITE,
+ * no data written), so that first touches later cost no page faults (about
+ * 15 us per 4 KiB page on some machines). Returns 1 when the kernel did it, 0
+ * when it cannot (before Linux 5.14: the pages fault in on first use). */
+int zero_mem_populate(void *ptr, size_t bytes);
 /* The kind a zero_mem_alloc buffer was allocated as, or -1 if unknown. */
 int zero_mem_kind_of(const void *ptr);
 

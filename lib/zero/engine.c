@@ -499,26 +499,25 @@ err_nomem:
 
 /* ---- setup ---- */
 
-/* Every rank must have registered the same parameters: compare per-parameter
- * hashes with rank 0's (exact small integers carried as fp32). */
+/* Every rank must have registered the same parameters: compare the count and
+ * per-parameter 64-bit hashes (name, dtype, shape) with rank 0's. */
 static zero_status_t check_same_registration(zero_engine_h e)
 {
     zero_status_t status;
-    float *mine = NULL, *root = NULL, count[2], flag;
+    int64_t *mine = NULL, *root = NULL, count = e->num_params;
+    uint8_t flag = 0;
     size_t n = (size_t)e->num_params;
     int first_diff = -1;
 
-    count[0] = (float)(e->num_params & 0xffff);
-    count[1] = (float)(e->num_params >> 16);
-    status = zero_comm_broadcast(e->comm, count, count, 2, ZERO_FP32, 0, ZERO_MEM_HOST);
+    status = zero_comm_broadcast(e->comm, &count, &count, 1, ZERO_I64, 0, ZERO_MEM_HOST);
     if (status != ZERO_OK)
         goto comm_fail;
-    if ((int)count[0] + ((int)count[1] << 16) != e->num_params) {
-        flag = 1.0f;
+    if (count != e->num_params) {
+        flag = 1;
         first_diff = -2;
     } else {
-        mine = zero_calloc(n ? n : 1, sizeof(float));
-        root = zero_calloc(n ? n : 1, sizeof(float));
+        mine = zero_calloc(n ? n : 1, sizeof(*mine));
+        root = zero_calloc(n ? n : 1, sizeof(*root));
         if (mine == NULL || root == NULL) {
             zero_free(mine);
             zero_free(root);
@@ -534,25 +533,25 @@ static zero_status_t check_same_registration(zero_engine_h e)
             h = (h ^ (uint64_t)lp->dtype) * 1099511628211ULL;
             for (int k = 0; k < lp->ndim; k++)
                 h = (h ^ (uint64_t)lp->shape[k]) * 1099511628211ULL;
-            mine[i] = root[i] = (float)(h & 0xffffff);   /* 24 bits: exact in fp32 */
+            mine[i] = root[i] = (int64_t)h;
         }
-        status = zero_comm_broadcast(e->comm, root, root, n, ZERO_FP32, 0, ZERO_MEM_HOST);
+        status = zero_comm_broadcast(e->comm, root, root, n, ZERO_I64, 0, ZERO_MEM_HOST);
         if (status != ZERO_OK)
             goto comm_fail;
         for (size_t i = 0; i < n && first_diff < 0; i++)
             if (mine[i] != root[i])
                 first_diff = (int)i;
-        flag = first_diff >= 0 ? 1.0f : 0.0f;
+        flag = first_diff >= 0;
     }
-    status = zero_comm_allreduce(e->comm, &flag, &flag, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    status = zero_comm_allreduce(e->comm, &flag, &flag, 1, ZERO_U8, ZERO_COMM_MAX, ZERO_MEM_HOST);
     zero_free(mine);
     zero_free(root);
     if (status != ZERO_OK)
         goto comm_fail_nofree;
-    if (flag != 0.0f) {
+    if (flag != 0) {
         if (first_diff == -2)
-            engine_error(e, ZERO_ERR_INVALID_ARG, "setup: this rank registered %d parameters, rank 0 registered %d",
-                         e->num_params, (int)count[0] + ((int)count[1] << 16));
+            engine_error(e, ZERO_ERR_INVALID_ARG, "setup: this rank registered %d parameters, rank 0 registered %lld",
+                         e->num_params, (long long)count);
         else if (first_diff >= 0)
             engine_error(e, ZERO_ERR_INVALID_ARG,
                          "setup: parameter %d (%s) differs from rank 0's in name, dtype or shape", first_diff,

@@ -37,6 +37,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,107 @@ static void test_broadcast(zero_comm_h comm, zero_dtype_t dt, size_t count, int 
     xfree(want);
 }
 
+/* ---- the collective-only element types (u8, i32, i64, f64) ---- */
+
+/* Element i of rank q as an integer in [-128, 127] (the float pattern times 16). */
+static int64_t ival(int q, size_t i)
+{
+    return (int64_t)(val(q, i) * 16.0f);
+}
+
+static void store_exact(zero_dtype_t dt, void *buf, size_t i, int64_t v)
+{
+    switch (dt) {
+    case ZERO_U8:  ((uint8_t *)buf)[i] = (uint8_t)(v + 128); break;
+    case ZERO_I32: ((int32_t *)buf)[i] = (int32_t)(v * 1000003); break;
+    case ZERO_I64: ((int64_t *)buf)[i] = v * ((int64_t)1 << 52); break;   /* beyond 32 bits */
+    default:       ((double *)buf)[i] = ldexp((double)v, 100); break;     /* beyond fp32's range, exact sums */
+    }
+}
+
+/* Stores at @p pos the reduction over ranks of element @p gi, in the type's
+ * own arithmetic (u8 wraps). */
+static void store_ref(zero_dtype_t dt, void *buf, size_t pos, size_t gi, zero_comm_op_t op)
+{
+    int64_t acc = ival(0, gi);
+    uint8_t acc8 = (uint8_t)(acc + 128);
+    for (int q = 1; q < g_size; q++) {
+        int64_t x = ival(q, gi);
+        uint8_t x8 = (uint8_t)(x + 128);
+        acc = op == ZERO_COMM_MAX ? (x > acc ? x : acc) : acc + x;
+        acc8 = op == ZERO_COMM_MAX ? (x8 > acc8 ? x8 : acc8) : (uint8_t)(acc8 + x8);
+    }
+    if (dt == ZERO_U8)
+        ((uint8_t *)buf)[pos] = acc8;
+    else if (dt == ZERO_F64 && op == ZERO_COMM_AVG)
+        ((double *)buf)[pos] = ldexp((double)acc, 100) / (double)g_size;   /* one rounding, as the kernels do */
+    else
+        store_exact(dt, buf, pos, acc);
+}
+
+/* Allreduce, reduce-scatter, allgather and broadcast of u8, i32, i64 and f64:
+ * bit-exact against the reference (the values make every sum exact); AVG of
+ * integers is refused. */
+static void run_exact_types(zero_comm_h comm)
+{
+    static const zero_dtype_t dtypes[] = {ZERO_U8, ZERO_I32, ZERO_I64, ZERO_F64};
+    static const size_t counts[] = {0, 1, 7, 300007};
+    size_t n = (size_t)g_size;
+    for (size_t d = 0; d < 4; d++) {
+        zero_dtype_t dt = dtypes[d];
+        size_t es = zero_dtype_size(dt);
+        for (size_t c = 0; c < 4; c++) {
+            size_t count = counts[c];
+            char *send = xalloc(n * count * es), *recv = xalloc(n * count * es), *want = xalloc(n * count * es);
+            char what[128];
+            zero_status_t st;
+            for (size_t i = 0; i < n * count; i++)
+                store_exact(dt, send, i, ival(g_rank, i));
+            for (int o = 0; o < ZERO_COMM_OP_COUNT; o++) {
+                zero_comm_op_t op = (zero_comm_op_t)o;
+                if (op == ZERO_COMM_AVG && dt != ZERO_F64) {
+                    st = zero_comm_allreduce(comm, send, recv, count, dt, op, ZERO_MEM_HOST);
+                    CHECK(st == ZERO_ERR_INVALID_ARG, "allreduce avg %s: %s, want invalid-arg",
+                          zero_dtype_string(dt), zero_status_string(st));
+                    continue;
+                }
+                for (size_t i = 0; i < count; i++)
+                    store_ref(dt, want, i, i, op);
+                snprintf(what, sizeof(what), "allreduce %s %s count %zu", zero_comm_op_string(op),
+                         zero_dtype_string(dt), count);
+                st = zero_comm_allreduce(comm, send, recv, count, dt, op, ZERO_MEM_HOST);
+                CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+                if (st == ZERO_OK)
+                    compare(what, dt, recv, want, count);
+                for (size_t i = 0; i < count; i++)
+                    store_ref(dt, want, i, (size_t)g_rank * count + i, op);
+                snprintf(what, sizeof(what), "reduce-scatter %s %s recvcount %zu", zero_comm_op_string(op),
+                         zero_dtype_string(dt), count);
+                st = zero_comm_reduce_scatter(comm, send, recv, count, dt, op, ZERO_MEM_HOST);
+                CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+                if (st == ZERO_OK)
+                    compare(what, dt, recv, want, count);
+            }
+            for (size_t q = 0; q < n; q++)
+                for (size_t i = 0; i < count; i++)
+                    store_exact(dt, want, q * count + i, ival((int)q, i));
+            snprintf(what, sizeof(what), "allgather %s sendcount %zu", zero_dtype_string(dt), count);
+            st = zero_comm_allgather(comm, send, recv, count, dt, ZERO_MEM_HOST);
+            CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+            if (st == ZERO_OK)
+                compare(what, dt, recv, want, n * count);
+            snprintf(what, sizeof(what), "broadcast %s count %zu", zero_dtype_string(dt), count);
+            st = zero_comm_broadcast(comm, send, recv, count, dt, (int)n - 1, ZERO_MEM_HOST);
+            CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+            if (st == ZERO_OK)
+                compare(what, dt, recv, want + (n - 1) * count * es, count);
+            xfree(send);
+            xfree(recv);
+            xfree(want);
+        }
+    }
+}
+
 static void run_collectives(zero_comm_h comm, int big)
 {
     static const size_t counts[] = {0, 1, 7, 1000003};
@@ -250,6 +352,7 @@ static void run_collectives(zero_comm_h comm, int big)
             test_broadcast(comm, dtypes[d], count, g_size - 1, 1);
         }
     }
+    run_exact_types(comm);
     st = zero_comm_barrier(comm);
     CHECK(st == ZERO_OK, "barrier: %s", zero_status_string(st));
     if (big) {

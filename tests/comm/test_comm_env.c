@@ -1,6 +1,9 @@
 /* lib/comm unit tests: environment parsing, configuration, reduction kernels, a world of one. */
 #include "test_main.h"
+#include "comm/backend.h"
 #include "comm/bootstrap.h"
+#include "comm/shm.h"
+#include "zero_build_config.h"
 #include "comm/reduce.h"
 #include "util/half.h"
 
@@ -315,8 +318,12 @@ static void test_world_of_one(void)
     zero_log_set_callback(capture, NULL);
     CU_ASSERT_EQUAL(zero_comm_allreduce(comm, NULL, b, 5, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST),
                     ZERO_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, (zero_dtype_t)9, ZERO_COMM_SUM, ZERO_MEM_HOST),
+    CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, (zero_dtype_t)99, ZERO_COMM_SUM, ZERO_MEM_HOST),
                     ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, ZERO_DTYPE_COUNT, ZERO_COMM_SUM, ZERO_MEM_HOST),
+                    ZERO_ERR_INVALID_ARG);   /* a count, not a type */
+    CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 1, ZERO_I64, ZERO_COMM_AVG, ZERO_MEM_HOST),
+                    ZERO_ERR_INVALID_ARG);   /* integers are not averaged */
     CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, ZERO_FP32, (zero_comm_op_t)9, ZERO_MEM_HOST),
                     ZERO_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(zero_comm_allreduce(comm, a, b, 5, ZERO_FP32, ZERO_COMM_SUM, (zero_mem_kind_t)9),
@@ -487,6 +494,66 @@ static void test_client_bounds(void)
     }
 }
 
+/* The front picks backends from the list by memory kind, world size and the
+ * params' backend bits; a backend that declines hands over to the next. */
+static void test_backend_selection(void)
+{
+    zero_comm_t *comm = calloc(1, sizeof(*comm));
+    zero_coll_desc_t host = {ZERO_COLL_ALLREDUCE, NULL, NULL, 8, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0};
+    zero_coll_desc_t device = host;
+    zero_shm_t *peer = NULL;
+    const uint32_t all = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | ZERO_COMM_BACKEND_NCCL;
+    ZERO_TEST_MEM_MARK();
+    device.mem_kind = ZERO_MEM_DEVICE;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(comm);
+
+    comm->env.size = 1;
+    comm->cfg.backends = all;
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &host, NULL), &zero_comm_backend_self);
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &device, NULL), &zero_comm_backend_self);
+    comm->cfg.backends = ZERO_COMM_BACKEND_UCX;
+    CU_ASSERT_PTR_NULL(zero_comm_backend_select(comm, &host, NULL));
+
+    /* two ranks, no direct path: the ring; nothing after it */
+    comm->env.size = 2;
+    comm->cfg.backends = all;
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &host, NULL), &zero_comm_backend_ucx);
+    CU_ASSERT_PTR_NULL(zero_comm_backend_select(comm, &host, &zero_comm_backend_ucx));
+#if HAVE_CUDA
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &device, NULL), &zero_comm_backend_nccl);
+    comm->cfg.backends = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX;
+    CU_ASSERT_PTR_NULL(zero_comm_backend_select(comm, &device, NULL));
+#else
+    CU_ASSERT_PTR_NULL(zero_comm_backend_select(comm, &device, NULL));
+#endif
+    comm->cfg.backends = ZERO_COMM_BACKEND_SELF;
+    CU_ASSERT_PTR_NULL(zero_comm_backend_select(comm, &host, NULL));
+
+    /* with the direct path on: direct first, the ring when it declines */
+    comm->cfg.backends = all;
+    CU_ASSERT_EQUAL_FATAL(zero_shm_create(0, 2, &comm->shm), ZERO_OK);
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &host, NULL), &zero_comm_backend_ucx);
+    {
+        /* "rank 1" lives in this process too: its control page maps like a peer's */
+        unsigned char rec0[ZERO_SHM_RECORD_BYTES], rec1[ZERO_SHM_RECORD_BYTES];
+        const unsigned char *recs[2] = {rec0, rec1};
+        CU_ASSERT_EQUAL_FATAL(zero_shm_create(1, 2, &peer), ZERO_OK);
+        zero_shm_record(comm->shm, rec0);
+        zero_shm_record(peer, rec1);
+        CU_ASSERT_EQUAL_FATAL(zero_shm_attach(comm->shm, recs), 1);
+    }
+    zero_shm_enable(comm->shm);
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &host, NULL), &zero_comm_backend_direct);
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &host, &zero_comm_backend_direct), &zero_comm_backend_ucx);
+#if HAVE_CUDA
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &device, NULL), &zero_comm_backend_nccl);
+#endif
+    zero_shm_destroy(comm->shm);
+    zero_shm_destroy(peer);
+    free(comm);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
@@ -496,6 +563,7 @@ int main(int argc, char **argv)
         {"durations", test_parse_seconds},
         {"reduction kernels", test_reduce_kernels},
         {"world of one", test_world_of_one},
+        {"backend selection", test_backend_selection},
         {"creation errors", test_create_errors},
         {"a rank refuses rank 0's malformed reply", test_client_bounds},
         CU_TEST_INFO_NULL,

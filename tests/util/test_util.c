@@ -316,8 +316,16 @@ static void test_dtypes(void)
     CU_ASSERT_EQUAL(zero_dtype_size(ZERO_FP32), 4);
     CU_ASSERT_EQUAL(zero_dtype_size(ZERO_FP16), 2);
     CU_ASSERT_EQUAL(zero_dtype_size(ZERO_BF16), 2);
-    CU_ASSERT_EQUAL(zero_dtype_size((zero_dtype_t)9), 0);
+    CU_ASSERT_EQUAL(zero_dtype_size(ZERO_U8), 1);
+    CU_ASSERT_EQUAL(zero_dtype_size(ZERO_I32), 4);
+    CU_ASSERT_EQUAL(zero_dtype_size(ZERO_I64), 8);
+    CU_ASSERT_EQUAL(zero_dtype_size(ZERO_F64), 8);
+    CU_ASSERT_EQUAL(zero_dtype_size(ZERO_DTYPE_COUNT), 0);   /* a count, not a type */
+    CU_ASSERT_EQUAL(zero_dtype_size(ZERO_DTYPE_END), 0);
+    CU_ASSERT_EQUAL(zero_dtype_size((zero_dtype_t)99), 0);
     CU_ASSERT_STRING_EQUAL(zero_dtype_string(ZERO_BF16), "bf16");
+    CU_ASSERT_STRING_EQUAL(zero_dtype_string(ZERO_I64), "i64");
+    CU_ASSERT_STRING_EQUAL(zero_dtype_string(ZERO_DTYPE_COUNT), "unknown");
     CU_ASSERT_STRING_EQUAL(zero_mem_kind_string(ZERO_MEM_PINNED), "pinned");
 }
 

@@ -1,0 +1,72 @@
+/* The store front: argument checks shared by every implementation. */
+#define ZERO_LOG_MODULE "offload"
+#include "offload/store.h"
+#include "util/log.h"
+
+#include <string.h>
+
+unsigned zero_store_fields(const zero_store_t *store)
+{
+    unsigned fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER);
+    for (int k = 0; k < store->desc.num_states; k++)
+        fields |= ZERO_STORE_FIELD_BIT(ZERO_STORE_STATE1 + k);
+    return fields;
+}
+
+static zero_status_t check_range(const zero_store_t *store, const char *what, int group, size_t begin, size_t count,
+                                 unsigned fields)
+{
+    if (group < 0 || group >= store->desc.num_groups) {
+        ZERO_LOG_ERROR("%s store: %s of group %d, which does not exist (%d groups)", store->ops->name, what, group,
+                       store->desc.num_groups);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (begin > store->desc.length[group] || count > store->desc.length[group] - begin) {
+        ZERO_LOG_ERROR("%s store: %s of [%zu, +%zu) outside group %d's %zu elements", store->ops->name, what, begin,
+                       count, group, store->desc.length[group]);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (fields == 0 || (fields & ~zero_store_fields(store)) != 0) {
+        ZERO_LOG_ERROR("%s store: %s asks for fields 0x%x, the store has 0x%x", store->ops->name, what, fields,
+                       zero_store_fields(store));
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return ZERO_OK;
+}
+
+zero_status_t zero_store_acquire(zero_store_t *store, zero_store_range_t *range)
+{
+    zero_status_t status = check_range(store, "acquire", range->group, range->begin, range->count, range->fields);
+    if (status != ZERO_OK)
+        return status;
+    memset(range->data, 0, sizeof(range->data));
+    range->impl = NULL;
+    return store->ops->acquire(store, range);
+}
+
+zero_status_t zero_store_release(zero_store_t *store, zero_store_range_t *range, int dirty)
+{
+    zero_status_t status = store->ops->release(store, range, dirty);
+    memset(range->data, 0, sizeof(range->data));
+    return status;
+}
+
+zero_status_t zero_store_prefetch(zero_store_t *store, int group, size_t begin, size_t count, unsigned fields)
+{
+    zero_status_t status = check_range(store, "prefetch", group, begin, count, fields);
+    if (status != ZERO_OK || store->ops->prefetch == NULL)
+        return status;
+    return store->ops->prefetch(store, group, begin, count, fields);
+}
+
+void zero_store_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
+{
+    memset(bytes_p, 0, sizeof(*bytes_p));
+    store->ops->bytes(store, bytes_p);
+}
+
+void zero_store_destroy(zero_store_t *store)
+{
+    if (store != NULL)
+        store->ops->destroy(store);
+}

@@ -1,0 +1,135 @@
+/* lib/offload unit tests: the optimizer state store's front and the host store. */
+#include "test_main.h"
+#include "offload/store.h"
+#include "util/alloc.h"
+
+#include <zero/zero.h>
+#include <string.h>
+
+static void test_host_store_roundtrip(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_store_desc_t d;
+    zero_store_t *s = NULL;
+    zero_store_range_t r;
+    zero_store_bytes_t b;
+    memset(&d, 0, sizeof(d));
+    d.kind = ZERO_MEM_HOST;
+    d.num_groups = 2;
+    d.length[0] = 1000;
+    d.length[1] = 37;
+    d.num_states = 2;
+    CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&d, &s), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_fields(s), ZERO_STORE_ALL_FIELDS);
+    zero_store_bytes(s, &b);
+    CU_ASSERT_EQUAL(b.resident, (1000 + 37) * 3 * sizeof(float));
+    CU_ASSERT_EQUAL(b.elsewhere, 0);
+
+    /* starts zeroed; a dirty write is seen by a later acquire of an overlapping range */
+    memset(&r, 0, sizeof(r));
+    r.group = 0;
+    r.begin = 10;
+    r.count = 100;
+    r.fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER) | ZERO_STORE_FIELD_BIT(ZERO_STORE_STATE2);
+    CU_ASSERT_EQUAL_FATAL(zero_store_acquire(s, &r), ZERO_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r.data[ZERO_STORE_MASTER]);
+    CU_ASSERT_PTR_NULL(r.data[ZERO_STORE_STATE1]);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r.data[ZERO_STORE_STATE2]);
+    for (size_t i = 0; i < r.count; i++) {
+        CU_ASSERT_EQUAL(r.data[ZERO_STORE_MASTER][i], 0.0f);
+        r.data[ZERO_STORE_MASTER][i] = (float)i;
+        r.data[ZERO_STORE_STATE2][i] = -(float)i;
+    }
+    CU_ASSERT_EQUAL(zero_store_release(s, &r, 1), ZERO_OK);
+    CU_ASSERT_PTR_NULL(r.data[ZERO_STORE_MASTER]);
+    r.begin = 50;
+    r.count = 60;
+    CU_ASSERT_EQUAL_FATAL(zero_store_acquire(s, &r), ZERO_OK);
+    CU_ASSERT_EQUAL(r.data[ZERO_STORE_MASTER][0], 40.0f);
+    CU_ASSERT_EQUAL(r.data[ZERO_STORE_STATE2][59], -99.0f);
+    CU_ASSERT_EQUAL(r.data[ZERO_STORE_MASTER][59], 99.0f);
+    CU_ASSERT_EQUAL(zero_store_release(s, &r, 0), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_prefetch(s, 1, 0, 37, ZERO_STORE_ALL_FIELDS), ZERO_OK);
+    zero_store_destroy(s);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_host_store_errors(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_store_desc_t d;
+    zero_store_t *s = NULL;
+    zero_store_range_t r;
+    memset(&d, 0, sizeof(d));
+    d.kind = ZERO_MEM_HOST;
+    d.num_groups = 1;
+    d.length[0] = 64;
+    d.num_states = 1;
+    CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&d, &s), ZERO_OK);
+    memset(&r, 0, sizeof(r));
+    r.fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER);
+    r.group = 1;   /* no such group */
+    r.count = 1;
+    CU_ASSERT_EQUAL(zero_store_acquire(s, &r), ZERO_ERR_INVALID_ARG);
+    r.group = 0;
+    r.begin = 60;
+    r.count = 5;   /* past the end */
+    CU_ASSERT_EQUAL(zero_store_acquire(s, &r), ZERO_ERR_INVALID_ARG);
+    r.begin = 0;
+    r.count = 64;
+    r.fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_STATE2);   /* one state only */
+    CU_ASSERT_EQUAL(zero_store_acquire(s, &r), ZERO_ERR_INVALID_ARG);
+    r.fields = 0;
+    CU_ASSERT_EQUAL(zero_store_acquire(s, &r), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_store_prefetch(s, 0, 65, 0, ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)), ZERO_ERR_INVALID_ARG);
+    zero_store_destroy(s);
+    d.num_states = 3;
+    CU_ASSERT_EQUAL(zero_store_host_create(&d, &s), ZERO_ERR_INVALID_ARG);
+    d.num_states = 0;
+    d.num_groups = 0;
+    CU_ASSERT_EQUAL(zero_store_host_create(&d, &s), ZERO_ERR_INVALID_ARG);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* fp32 training: the master is the caller's array, used in place and never freed by the store. */
+static void test_host_store_adopts_master(void)
+{
+    ZERO_TEST_MEM_MARK();
+    float mine[16];
+    zero_store_desc_t d;
+    zero_store_t *s = NULL;
+    zero_store_range_t r;
+    zero_store_bytes_t b;
+    for (int i = 0; i < 16; i++)
+        mine[i] = (float)i + 0.5f;
+    memset(&d, 0, sizeof(d));
+    d.kind = ZERO_MEM_HOST;
+    d.num_groups = 1;
+    d.length[0] = 16;
+    d.num_states = 1;
+    d.adopt_master[0] = mine;
+    CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&d, &s), ZERO_OK);
+    zero_store_bytes(s, &b);
+    CU_ASSERT_EQUAL(b.resident, 16 * sizeof(float));   /* the state only */
+    memset(&r, 0, sizeof(r));
+    r.count = 16;
+    r.fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER);
+    CU_ASSERT_EQUAL_FATAL(zero_store_acquire(s, &r), ZERO_OK);
+    CU_ASSERT_PTR_EQUAL(r.data[ZERO_STORE_MASTER], mine);
+    CU_ASSERT_EQUAL(r.data[ZERO_STORE_MASTER][3], 3.5f);   /* not zeroed */
+    zero_store_release(s, &r, 1);
+    zero_store_destroy(s);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+int main(int argc, char **argv)
+{
+    CU_TestInfo tests[] = {
+        {"host store: acquire, write, release, read back", test_host_store_roundtrip},
+        {"host store: bad ranges and descriptors", test_host_store_errors},
+        {"host store: an adopted master", test_host_store_adopts_master},
+        CU_TEST_INFO_NULL,
+    };
+    CU_SuiteInfo suites[] = {{"offload", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
+    return zero_test_main(argc, argv, suites);
+}
