@@ -454,11 +454,17 @@ static void test_env_file_variants(void)
                                                "env H=1", "env ZERO_JOB_TOKEN=fromfile", NULL};
         static const char *const plan_default[] = {"rank=0 local_rank=0 host=localhost slot=0 ",
                                                    "env A=default-home", NULL};
-        CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){"--dry-run", "--num_gpus", "2", pe_bin, NULL},
+        char hf[700];
+        /* an explicit hostfile: the plan must not depend on the machine's default one */
+        write_file(c, "hosts", "localhost slots=2\n");
+        snprintf(hf, sizeof(hf), "%s/hosts", c);
+        CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){"-H", hf, "--dry-run", "--num_gpus", "2", pe_bin, NULL},
                                      (const char *[]){"DS_ENV_FILE=custom.env", NULL}),
                         0);
         assert_plan_lines(c, plan_env);
-        CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){"--dry-run", pe_bin, NULL}, NULL), 0);
+        CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){"-H", hf, "--dry-run", "--num_gpus", "1", pe_bin, NULL},
+                                     NULL),
+                        0);
         assert_plan_lines(c, plan_default);
     }
     /* an absolute DS_ENV_FILE is read once, from where it is */
@@ -486,7 +492,11 @@ static void test_env_file_variants(void)
     assert_stderr_contains(c, "zero-launch: error: .deepspeed_env:2: malformed line 'this is not an assignment' "
                               "(expected KEY=VALUE)");
     /* ... in a dry run too */
-    CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){"--dry-run", pe_bin, NULL}, NULL), 2);
+    {
+        char hf[700];
+        snprintf(hf, sizeof(hf), "%s/hosts", c);
+        CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){"-H", hf, "--dry-run", pe_bin, NULL}, NULL), 2);
+    }
     assert_stderr_contains(c, "zero-launch: error: .deepspeed_env:2: malformed line 'this is not an assignment' "
                               "(expected KEY=VALUE)");
 }
