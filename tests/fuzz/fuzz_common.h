@@ -67,11 +67,13 @@ static void fuzz_tmp_cleanup(void)
         nftw(fuzz_tmp_root, fuzz_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* A fresh directory (in /dev/shm when it is writable, else $TMPDIR or /tmp),
- * removed with everything in it when the process exits. */
+/* A fresh directory in $TMPDIR when set (run_fuzz.sh points it into the
+ * build dir's scratch, emptied before each run, so a crash, which skips the
+ * clean-up, leaves nothing behind elsewhere), else /dev/shm, else /tmp;
+ * removed with everything in it when the process exits normally. */
 static inline const char *fuzz_tmp_dir(const char *name)
 {
-    const char *bases[] = {"/dev/shm", getenv("TMPDIR"), "/tmp"};
+    const char *bases[] = {getenv("TMPDIR"), "/dev/shm", "/tmp"};
     for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
         if (bases[i] == NULL || bases[i][0] == '\0' || access(bases[i], W_OK) != 0)
             continue;

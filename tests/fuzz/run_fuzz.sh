@@ -24,7 +24,7 @@ export UCX_ERROR_SIGNALS=    # UCX would otherwise catch the crash signals befor
 # LSan takes one suppressions file: the CI one plus the fuzz one (libhdf5's own leaks)
 cat "$here/../../.ci/lsan.supp" "$here/lsan.supp" >"$work/lsan.supp"
 export LSAN_OPTIONS=suppressions=$work/lsan.supp:print_suppressions=0
-export TMPDIR=$work/tmp      # the targets' own temp dirs (ckpt, client_sd) go here unless /dev/shm serves
+export TMPDIR=$work/tmp      # the targets' own temp dirs (ckpt, client_sd): emptied with $work
 
 # shellcheck disable=SC2086
 "$exe" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
