@@ -316,6 +316,7 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     pthread_t populate_tid;
     int populating = 0;
     char *client_sd = NULL, *tag_out = NULL, *sd_path = NULL, *cfg_copy = NULL;
+    size_t sd_len = 0;
     zero_status_t status;
 
     if (comm == NULL) {
@@ -467,8 +468,13 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
         sd_path = zero_asprintf("%s/%s", ckpt_reader_path(rd), CKPT_CLIENT_SD);
         if (sd_path == NULL)
             ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
-        else if (ckpt_read_file(sd_path, &client_sd, NULL, &err) == ZERO_OK && (tag_out = zero_strdup(tag)) == NULL)
-            ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
+        else if (ckpt_read_file(sd_path, &client_sd, &sd_len, &err) == ZERO_OK) {
+            if (strlen(client_sd) != sd_len)   /* returned as a C string: a NUL would silently cut it short */
+                ckpt_fail(&err, ZERO_ERR_CHECKPOINT, "%s holds a NUL byte at offset %zu (a client_sd is JSON "
+                          "text; the file is corrupt)", sd_path, strlen(client_sd));
+            else if ((tag_out = zero_strdup(tag)) == NULL)
+                ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
+        }
     }
     if (meta_p != NULL && err.status == ZERO_OK) {
         const char *cfg = zero_ckpt_reader_meta(rd)->config_json;

@@ -32,6 +32,7 @@ void ckpt_crash_point(const char *phase)
         _exit(CKPT_CRASH_EXIT_CODE);
 }
 
+__attribute__((format(printf, 4, 0)))
 static void ckpt_vfail(ckpt_err_t *err, zero_status_t status, const char *suffix, const char *fmt, va_list ap)
 {
     char buf[CKPT_ERR_MSG];

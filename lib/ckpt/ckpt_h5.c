@@ -459,6 +459,27 @@ typedef struct rctx {
     ckpt_err_t *err;
 } rctx_t;
 
+/*
+ * Whether dataset @p d stores at least as many bytes as its dataspace holds
+ * elements of its file type. Checked before every H5Dread: libhdf5 1.10.8
+ * trusts a damaged layout message (a compact dataset whose stored data is
+ * shorter than its dataspace) and reads past its own buffer into the caller's
+ * (found by tests/fuzz/fuzz_ckpt; docs/testing.md, "Fuzzing"). Every dataset
+ * libzero writes passes: chunks and contiguous data are stored in full.
+ */
+static int dataset_storage_complete(hid_t d)
+{
+    hid_t space = H5Dget_space(d), type = H5Dget_type(d);
+    hssize_t points = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    size_t type_size = type >= 0 ? H5Tget_size(type) : 0;
+    hsize_t stored = H5Dget_storage_size(d);
+    if (space >= 0)
+        H5Sclose(space);
+    if (type >= 0)
+        H5Tclose(type);
+    return points >= 0 && type_size > 0 && stored / type_size >= (hsize_t)points;
+}
+
 static int r_attr(rctx_t *r, hid_t loc, const char *name, hid_t mem_type, void *value)
 {
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
@@ -490,6 +511,8 @@ static int r_str(rctx_t *r, hid_t loc, const char *name, int dataset, char **out
     ft = dataset ? H5Dget_type(obj) : H5Aget_type(obj);
     if (ft < 0 || H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) || (size = H5Tget_size(ft)) == 0 ||
         size > ((size_t)1 << 30))
+        goto out;
+    if (dataset && !dataset_storage_complete(obj))
         goto out;
     if ((buf = zero_malloc(size + 1)) == NULL)
         goto out;
@@ -532,7 +555,7 @@ static int r_compound(rctx_t *r, hid_t loc, const char *name, hid_t mem_type, si
     if (d < 0 || (s = H5Dget_space(d)) < 0 || H5Sget_simple_extent_ndims(s) != 1)
         goto out;
     H5Sget_simple_extent_dims(s, dims, NULL);
-    if (dims[0] != n)
+    if (dims[0] != n || !dataset_storage_complete(d))
         goto out;
     rc = n > 0 ? H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) : 0;
 out:
@@ -1189,7 +1212,8 @@ static zero_status_t read_range(zero_ckpt_reader_t *rd, int shard, int group, in
         hsize_t s[1] = {start}, c[1] = {n};
         hid_t fs = H5Dget_space(ds->id), ms = H5Screate_simple(1, c, NULL);
         herr_t rc = -1;
-        if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, s, NULL, c, NULL) >= 0)
+        if (fs >= 0 && ms >= 0 && dataset_storage_complete(ds->id) &&
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, s, NULL, c, NULL) >= 0)
             rc = H5Dread(ds->id, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out);
         if (ms >= 0)
             H5Sclose(ms);

@@ -156,7 +156,8 @@ static bool conv_bool(config_ctx_t *ctx, const node_t *n, bool *out)
 
 static void range_text_u64(uint64_t min, uint64_t max, char *buf, size_t size)
 {
-    if (max >= U32_MAX_VALUE)
+    /* the type's own maximum goes unsaid; a tighter one (BATCH_MAX) is named */
+    if (max == UINT64_MAX || max == U32_MAX_VALUE)
         snprintf(buf, size, "an integer >= %llu", (unsigned long long)min);
     else
         snprintf(buf, size, "an integer %llu..%llu", (unsigned long long)min, (unsigned long long)max);
@@ -1453,6 +1454,39 @@ static void only_disabled_block(config_ctx_t *ctx, node_t *root, const char *key
     }
 }
 
+/*
+ * The derived train_batch_size = mb * gas * world_size (world_size 0, not
+ * known yet, counts as 1: the product is then a lower bound). Products above
+ * BATCH_MAX, the bound on the given values, are refused like given values
+ * above it; the multiplication is checked so a wrapped product cannot pass.
+ */
+static bool derive_batch(config_ctx_t *ctx, const node_t *at, const char *key, uint64_t mb, uint64_t gas,
+                         bool has_gas, uint64_t w, uint64_t *tb_p)
+{
+    uint64_t prod;
+    bool overflow = __builtin_mul_overflow(mb, gas, &prod) || __builtin_mul_overflow(prod, w ? w : 1, &prod);
+    char factors[160];
+    if (has_gas)
+        snprintf(factors, sizeof(factors), "train_micro_batch_size_per_gpu %llu * gradient_accumulation_steps %llu",
+                 (unsigned long long)mb, (unsigned long long)gas);
+    else
+        snprintf(factors, sizeof(factors), "train_micro_batch_size_per_gpu %llu", (unsigned long long)mb);
+    if (overflow || prod > BATCH_MAX) {
+        char product[48] = "overflows 64 bits";
+        if (!overflow)
+            snprintf(product, sizeof(product), "= %llu", (unsigned long long)prod);
+        if (w != 0)
+            ERR(ctx, at, key, "the derived train_batch_size %s * world_size %llu %s, above the limit 2^40 "
+                "(1099511627776)", factors, (unsigned long long)w, product);
+        else
+            ERR(ctx, at, key, "the derived train_batch_size %s %s, above the limit 2^40 (1099511627776)", factors,
+                product);
+        return false;
+    }
+    *tb_p = prod;
+    return true;
+}
+
 static void resolve_batch(config_ctx_t *ctx, node_t *root, const node_t *tb_node, const node_t *mb_node,
                           const node_t *gas_node, bool tb_ok, bool mb_ok, bool gas_ok)
 {
@@ -1528,17 +1562,12 @@ static void resolve_batch(config_ctx_t *ctx, node_t *root, const node_t *tb_node
         return;
     }
     if (has_mb && has_gas) {
+        if (!derive_batch(ctx, mb_node, "train_micro_batch_size_per_gpu", mb, gas, true, w, &prod))
+            return;
         c->train_micro_batch_size_per_gpu = mb;
         c->gradient_accumulation_steps = gas;
-        if (w != 0) {
-            if (__builtin_mul_overflow(mb, gas, &prod) || __builtin_mul_overflow(prod, w, &prod)) {
-                ERR(ctx, mb_node, "train_micro_batch_size_per_gpu", "times gradient_accumulation_steps and "
-                    "world_size overflows");
-                c->train_micro_batch_size_per_gpu = c->gradient_accumulation_steps = 0;
-                return;
-            }
+        if (w != 0)
             c->train_batch_size = prod;
-        }
         return;
     }
     /* One of the two alone: accumulation is 1. */
@@ -1555,14 +1584,13 @@ static void resolve_batch(config_ctx_t *ctx, node_t *root, const node_t *tb_node
             c->train_micro_batch_size_per_gpu = tb / w;
         }
     } else {
-        c->train_micro_batch_size_per_gpu = mb;
-        if (w != 0) {
-            if (__builtin_mul_overflow(mb, w, &prod)) {
-                ERR(ctx, mb_node, "train_micro_batch_size_per_gpu", "times world_size overflows");
-                return;
-            }
-            c->train_batch_size = prod;
+        if (!derive_batch(ctx, mb_node, "train_micro_batch_size_per_gpu", mb, 1, false, w, &prod)) {
+            c->gradient_accumulation_steps = 0;
+            return;
         }
+        c->train_micro_batch_size_per_gpu = mb;
+        if (w != 0)
+            c->train_batch_size = prod;
     }
 }
 

@@ -432,6 +432,20 @@ static void test_bad_input(void)
     }
     expect_load_error(work, "t", L1, ZERO_ERR_CHECKPOINT, "format version 99", 1);
 
+    /* a client_sd.json holding a NUL byte (found by tests/fuzz/fuzz_client_sd):
+     * refused, not returned cut short at the NUL */
+    copy_tree(good, work);
+    {
+        char sd_path[700];
+        FILE *f;
+        snprintf(sd_path, sizeof(sd_path), "%s/t/client_sd.json", work);
+        f = fopen(sd_path, "wb");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        fwrite("{\"a\": 1}\0{}", 1, 11, f);
+        fclose(f);
+    }
+    expect_load_error(work, "t", L1, ZERO_ERR_CHECKPOINT, "client_sd.json holds a NUL byte at offset 8", 1);
+
     /* different model: a shape, a name, an extra parameter */
     {
         zero_layout_param_desc_t d[FIX_NPARAM];

@@ -397,12 +397,41 @@ static void test_batch_triad(void)
          "\"auto\"}", 4, ZERO_OK, 64, 16, 1, 4, NULL},
         /* bad values */
         {"{\"train_batch_size\": 0}", 2, ZERO_ERR_CONFIG, 0, 0, 0, 0,
-         "error: train_batch_size: expected an integer >= 1, got 0"},
+         "error: train_batch_size: expected an integer 1..1099511627776, got 0"},
         {"{\"train_batch_size\": -8}", 2, ZERO_ERR_CONFIG, 0, 0, 0, 0,
-         "error: train_batch_size: expected an integer >= 1, got -8"},
+         "error: train_batch_size: expected an integer 1..1099511627776, got -8"},
         {"{\"train_batch_size\": 8, \"gradient_accumulation_steps\": 2.5}", 2, ZERO_ERR_CONFIG, 0, 0, 0, 0,
-         "error: gradient_accumulation_steps: expected an integer >= 1, got 2.5"},
+         "error: gradient_accumulation_steps: expected an integer 1..1099511627776, got 2.5"},
         {"{\"train_batch_size\": 6.4e1}", 2, ZERO_OK, 64, 32, 1, 2, NULL}, /* an integral number is an integer */
+        /* the derived train_batch_size is bounded like a given one (2^40), overflow included */
+        {"{\"train_micro_batch_size_per_gpu\": 1099511627776, \"gradient_accumulation_steps\": 2}", 1,
+         ZERO_ERR_CONFIG, 0, 0, 0, 0,
+         "error: train_micro_batch_size_per_gpu: the derived train_batch_size train_micro_batch_size_per_gpu "
+         "1099511627776 * gradient_accumulation_steps 2 * world_size 1 = 2199023255552, above the limit 2^40"},
+        {"{\"train_micro_batch_size_per_gpu\": 1048576, \"gradient_accumulation_steps\": 1048576}", 2,
+         ZERO_ERR_CONFIG, 0, 0, 0, 0,
+         "train_micro_batch_size_per_gpu 1048576 * gradient_accumulation_steps 1048576 * world_size 2 = "
+         "2199023255552, above the limit 2^40 (1099511627776)"},
+        {"{\"train_micro_batch_size_per_gpu\": 1048576, \"gradient_accumulation_steps\": 1048576}", 1, ZERO_OK,
+         1099511627776ull, 1048576, 1048576, 1, NULL}, /* exactly 2^40 is allowed */
+        {"{\"train_micro_batch_size_per_gpu\": 1099511627776, \"gradient_accumulation_steps\": 1099511627776}", 4,
+         ZERO_ERR_CONFIG, 0, 0, 0, 0,
+         "train_micro_batch_size_per_gpu 1099511627776 * gradient_accumulation_steps 1099511627776 * world_size 4 "
+         "overflows 64 bits, above the limit 2^40"},
+        {"{\"train_micro_batch_size_per_gpu\": 1099511627776, \"gradient_accumulation_steps\": 2}", 0,
+         ZERO_ERR_CONFIG, 0, 0, 0, 0,
+         "the derived train_batch_size train_micro_batch_size_per_gpu 1099511627776 * gradient_accumulation_steps 2 "
+         "= 2199023255552, above the limit 2^40"}, /* world size not known: the product is a lower bound */
+        {"{\"train_micro_batch_size_per_gpu\": 1099511627776}", 2, ZERO_ERR_CONFIG, 0, 0, 0, 0,
+         "error: train_micro_batch_size_per_gpu: the derived train_batch_size train_micro_batch_size_per_gpu "
+         "1099511627776 * world_size 2 = 2199023255552, above the limit 2^40"},
+        {"{\"train_micro_batch_size_per_gpu\": 1099511627776}", 1, ZERO_OK, 1099511627776ull, 1099511627776ull, 1, 1,
+         NULL},
+        /* given values are bounded too */
+        {"{\"train_batch_size\": 1099511627777}", 1, ZERO_ERR_CONFIG, 0, 0, 0, 0,
+         "error: train_batch_size: expected an integer 1..1099511627776, got 1099511627777"},
+        {"{\"train_batch_size\": 8, \"gradient_accumulation_steps\": 1099511627777}", 1, ZERO_ERR_CONFIG, 0, 0, 0,
+         0, "error: gradient_accumulation_steps: expected an integer 1..1099511627776, got 1099511627777"},
     };
     BEGIN;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -206,7 +206,6 @@ static void test_select(void)
 {
     ZERO_TEST_MEM_MARK();
     expect_select(NULL, NULL, 0, 0, "w0:0,1,2,3 w1:0,1,2,3 w2:0,1");
-    expect_select("", "", 0, 0, "w0:0,1,2,3 w1:0,1,2,3 w2:0,1");
     /* include keeps hostfile order whatever the spec's order, slots ascending */
     expect_select("w1:2,0@w0", NULL, 0, 0, "w0:0,1,2,3 w1:0,2");
     expect_select("w2@w1:3,1,3", NULL, 0, 0, "w1:1,3 w2:0,1");
@@ -246,6 +245,10 @@ static void test_select_errors(void)
                         "--include: malformed node spec 'w0:1:2' in 'w1@w0:1:2' (expected NODE[:SLOT[,SLOT...]][@NODE...])");
     expect_select_error(":1", NULL, 0, 0,
                         "--include: malformed node spec ':1' in ':1' (expected NODE[:SLOT[,SLOT...]][@NODE...])");
+    /* an empty spec is an error, not "every host" */
+    expect_select_error("", NULL, 0, 0, "--include: empty host spec (expected NODE[:SLOT[,SLOT...]][@NODE...])");
+    expect_select_error(NULL, "", 0, 0, "--exclude: empty host spec (expected NODE[:SLOT[,SLOT...]][@NODE...])");
+    expect_select_error("", "", 0, 0, "--include and --exclude are mutually exclusive");
     expect_select_error(NULL, "w0@w1@w2", 0, 0, "--exclude 'w0@w1@w2' leaves no slot to run on");
     expect_select_error(NULL, NULL, 4, 0, "--num_nodes 4 but only 3 hosts are available");
     expect_select_error(NULL, NULL, 0, 3, "--num_gpus 3 but host 'w2' has only 2 slots");

@@ -303,6 +303,10 @@ static void test_dry_run_errors(void)
                        "--num_nodes/--num_gpus cannot be combined with --include/--exclude");
     expect_usage_error(c, (const char *[]){"-H", hf, "--exclude=n1:2", "--dry-run", "p", NULL}, NULL,
                        "zero-launch: error: --exclude: unknown slot n1:2");
+    expect_usage_error(c, (const char *[]){"-H", hf, "-i", "", "--dry-run", "p", NULL}, NULL,
+                       "zero-launch: error: --include: empty host spec");
+    expect_usage_error(c, (const char *[]){"-H", hf, "--exclude=", "--dry-run", "p", NULL}, NULL,
+                       "zero-launch: error: --exclude: empty host spec");
     expect_usage_error(c, (const char *[]){"-H", hf, "-in7", "--dry-run", "p", NULL}, NULL,
                        "zero-launch: error: --include: unknown host 'n7'");
     expect_usage_error(c, (const char *[]){"-H", hf, "--num_nodes", "3", "--dry-run", "p", NULL}, NULL,
@@ -441,6 +445,28 @@ static void test_env_file_variants(void)
         assert_var(&env, "MASTER_PORT", "29500");        /* the default port */
         zero_launch_env_clear(&env);
     }
+    /* --dry-run reads the same files and shows what every rank gets: the
+     * entries in file order (a later file's value replacing an earlier one),
+     * without those the launcher's per-rank variables override (RANK) */
+    {
+        static const char *const plan_env[] = {"rank=0 local_rank=0 host=localhost slot=0 ",
+                                               "rank=1 local_rank=1 host=localhost slot=1 ", "env A=custom-cwd",
+                                               "env H=1", "env ZERO_JOB_TOKEN=fromfile", NULL};
+        static const char *const plan_default[] = {"rank=0 local_rank=0 host=localhost slot=0 ",
+                                                   "env A=default-home", NULL};
+        char hf[700];
+        /* an explicit hostfile: the plan must not depend on the machine's default one */
+        write_file(c, "hosts", "localhost slots=2\n");
+        snprintf(hf, sizeof(hf), "%s/hosts", c);
+        CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){"-H", hf, "--dry-run", "--num_gpus", "2", pe_bin, NULL},
+                                     (const char *[]){"DS_ENV_FILE=custom.env", NULL}),
+                        0);
+        assert_plan_lines(c, plan_env);
+        CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){"-H", hf, "--dry-run", "--num_gpus", "1", pe_bin, NULL},
+                                     NULL),
+                        0);
+        assert_plan_lines(c, plan_default);
+    }
     /* an absolute DS_ENV_FILE is read once, from where it is */
     CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){pe_bin, out, "--var", "A", NULL},
                                  (const char *[]){"DS_ENV_FILE=x", NULL}),
@@ -463,6 +489,14 @@ static void test_env_file_variants(void)
     /* a bad line is an error naming file:line, and nothing starts */
     write_file(work, ".deepspeed_env", "OK=1\nthis is not an assignment\n");
     CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){pe_bin, out, NULL}, NULL), 2);
+    assert_stderr_contains(c, "zero-launch: error: .deepspeed_env:2: malformed line 'this is not an assignment' "
+                              "(expected KEY=VALUE)");
+    /* ... in a dry run too */
+    {
+        char hf[700];
+        snprintf(hf, sizeof(hf), "%s/hosts", c);
+        CU_ASSERT_EQUAL(run_launcher(c, work, (const char *[]){"-H", hf, "--dry-run", pe_bin, NULL}, NULL), 2);
+    }
     assert_stderr_contains(c, "zero-launch: error: .deepspeed_env:2: malformed line 'this is not an assignment' "
                               "(expected KEY=VALUE)");
 }

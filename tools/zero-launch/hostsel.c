@@ -234,8 +234,10 @@ zero_status_t zero_launch_pool_select(const zero_launch_pool_t *pool, const zero
                                       zero_launch_pool_t **selected_p)
 {
     zero_status_t status = ZERO_OK;
-    int have_include = sel->include != NULL && sel->include[0] != '\0';
-    int have_exclude = sel->exclude != NULL && sel->exclude[0] != '\0';
+    /* Given at all, even as "": an empty spec names no host and is refused
+     * below rather than read as "not given" (which would select every host). */
+    int have_include = sel->include != NULL;
+    int have_exclude = sel->exclude != NULL;
     size_t total = zero_launch_pool_slots(pool);
     size_t *first_slot = zero_calloc(pool->count, sizeof(size_t));
     unsigned char *mark = zero_calloc(total ? total : 1, 1);
@@ -250,6 +252,10 @@ zero_status_t zero_launch_pool_select(const zero_launch_pool_t *pool, const zero
     ZERO_REQUIRE_GOTO(!((have_include || have_exclude) && (sel->num_nodes > 0 || sel->num_gpus > 0)),
                       ZERO_ERR_CONFIG, status, fail,
                       "--num_nodes/--num_gpus cannot be combined with --include/--exclude");
+    ZERO_REQUIRE_GOTO(!have_include || sel->include[0] != '\0', ZERO_ERR_CONFIG, status, fail,
+                      "--include: empty host spec (expected NODE[:SLOT[,SLOT...]][@NODE...])");
+    ZERO_REQUIRE_GOTO(!have_exclude || sel->exclude[0] != '\0', ZERO_ERR_CONFIG, status, fail,
+                      "--exclude: empty host spec (expected NODE[:SLOT[,SLOT...]][@NODE...])");
     for (size_t i = 1; i < pool->count; i++)
         first_slot[i] = first_slot[i - 1] + pool->nodes[i - 1].n_slots;
 

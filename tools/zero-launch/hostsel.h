@@ -53,8 +53,8 @@ zero_status_t zero_launch_pool_create_local(const char *host, const char *cuda_v
                                             int device_count, int num_gpus, zero_launch_pool_t **pool_p);
 
 typedef struct zero_launch_select {
-    const char *include;   /* NULL or "" when not given */
-    const char *exclude;   /* NULL or "" when not given */
+    const char *include;   /* NULL when not given; "" is an error */
+    const char *exclude;   /* NULL when not given; "" is an error */
     int num_nodes;         /* 0 when not given, else >= 1 */
     int num_gpus;          /* 0 when not given, else >= 1 */
 } zero_launch_select_t;
@@ -63,7 +63,7 @@ typedef struct zero_launch_select {
  * Applies @p sel to @p pool and writes the selected pool (a new object) to
  * *selected_p. Errors (ZERO_ERR_CONFIG, logged once with the option and the
  * host or host:slot at fault): include with exclude; either with num_nodes or
- * num_gpus; a malformed spec; an unknown host or slot; num_nodes above the
+ * num_gpus; an empty or malformed spec; an unknown host or slot; num_nodes above the
  * host count; num_gpus above a host's slot count; nothing left to run.
  */
 zero_status_t zero_launch_pool_select(const zero_launch_pool_t *pool, const zero_launch_select_t *sel,

@@ -670,6 +670,29 @@ static int load_env_files(zero_launch_env_t *env)
     return zero_launch_envfile_load(name, env, &found) == ZERO_OK ? 0 : -1;
 }
 
+/*
+ * The --dry-run lines of the env file(s): "env KEY=VALUE" for each entry every
+ * rank gets, in file order. Entries for a per-rank variable (RANK, ...) are left
+ * out, since the launcher's value wins over them -- except ZERO_JOB_TOKEN,
+ * which is passed through as the job token.
+ */
+static int print_dry_run_env(const zero_launch_plan_t *plan, const zero_launch_env_t *file_env)
+{
+    zero_launch_env_t launcher_vars = {0};
+    if (zero_launch_plan_rank_env(plan, 0, "", &launcher_vars) != ZERO_OK) {
+        zero_launch_env_clear(&launcher_vars);
+        return -1;
+    }
+    for (size_t i = 0; i < file_env->count; i++) {
+        const char *key = file_env->keys[i];
+        if (zero_launch_env_get(&launcher_vars, key) != NULL && strcmp(key, "ZERO_JOB_TOKEN") != 0)
+            continue;
+        printf("env %s=%s\n", key, file_env->values[i]);
+    }
+    zero_launch_env_clear(&launcher_vars);
+    return 0;
+}
+
 /* Variables a remote rank inherits from zero-launch's own environment:
  * DeepSpeed's list plus libzero's own (ZERO_*, not ZERO_LAUNCH_*). */
 static int exported_to_remote(const char *kv)
@@ -1211,6 +1234,12 @@ int main(int argc, char **argv)
     rc = build_plan(&o, &plan);
     if (rc != 0)
         goto out;
+    /* Read before the dry run too, so that it shows (and checks) the
+     * environment the real run would apply. */
+    if (load_env_files(&file_env) != 0) {
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if (o.dry_run) {
         for (size_t r = 0; r < plan->world_size; r++) {
             char hostname[256] = "";
@@ -1228,11 +1257,9 @@ int main(int argc, char **argv)
             printf("%s\n", line);
             zero_free(line);
         }
+        if (print_dry_run_env(plan, &file_env) != 0)
+            rc = EXIT_LAUNCH;
         fflush(stdout);
-        goto out;
-    }
-    if (load_env_files(&file_env) != 0) {
-        rc = EXIT_USAGE;
         goto out;
     }
     /* The job token: the user's (environment, then env file), else a fresh one. */
