@@ -242,10 +242,16 @@ static void conn_refuse(server_t *s, pending_conn_t *c, zero_rdv_refusal_t code,
     c->deadline = zero_comm_now() + REFUSAL_LINGER_S;
 }
 
+static void joined_link_event(server_t *s, int r);
+
 /* The hello is complete and valid: the token was right. */
 static void conn_hello_done(server_t *s, pending_conn_t *c)
 {
     char why[160];
+    /* A rank that joined and lost its connection comes back before the loop
+     * saw the close: look at its old link first. */
+    if (s->rdv->blobs[c->h.rank] != NULL)
+        joined_link_event(s, (int)c->h.rank);
     if (s->rdv->blobs[c->h.rank] != NULL) {
         snprintf(why, sizeof(why), "rank %u has already joined", c->h.rank);
         conn_refuse(s, c, ZERO_RDV_REFUSED_RANK_TAKEN, why);
