@@ -12,6 +12,8 @@
  *   test_comm_jobs badtoken                stray rendezvous clients are refused, the job forms
  *   test_comm_jobs rdv-idle                64 idle connections to the rendezvous port do not
  *                                          stop a job from forming, nor make it blame the token
+ *   test_comm_jobs rdv-deadline            idle and slow connections are dropped at the
+ *                                          per-connection deadline
  *   test_comm_jobs rdv-wrong-token         a rank with a wrong token is told "token mismatch"
  *   test_comm_jobs rdv-client-errors       a rank that cannot join says why (refused, closed,
  *                                          no answer) and never blames the token
@@ -556,6 +558,64 @@ static void test_rdv_idle(void)
     remove_dir();
 }
 
+/* Per-connection deadline: an idle client and one that sends its hello a byte
+ * every 0.25 s are both closed by rank 0 once ZERO_RENDEZVOUS_CONN_TIMEOUT
+ * (1 s here) has passed since they connected, not before, not much later. */
+static void test_rdv_deadline(void)
+{
+    const char *args[] = {"rdv-hold", NULL};
+    const char *hello_prefix = "ZERO-RDV";
+    int fds[2], rc;
+    double opened[2], closed_at[2] = {-1, -1}, next_byte = 0;
+    size_t sent = 0;
+    pid_t pid;
+
+    make_dir();
+    setenv("ZERO_RENDEZVOUS_CONN_TIMEOUT", "1", 1);
+    g_master_port = pick_free_port();
+    CU_ASSERT_FATAL(g_master_port > 0);
+    pid = launch(2, args);
+    CU_ASSERT_FATAL(pid > 0);
+    for (int i = 0; i < 2; i++) {
+        fds[i] = connect_loopback(g_master_port, 60);
+        opened[i] = now_s();
+        CU_ASSERT_FATAL(fds[i] >= 0);
+    }
+    while (now_s() < opened[0] + 6 && (closed_at[0] < 0 || closed_at[1] < 0)) {
+        struct pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+        if (closed_at[1] < 0 && now_s() >= next_byte && sent < strlen(hello_prefix)) {
+            if (send(fds[1], hello_prefix + sent, 1, MSG_NOSIGNAL) == 1)   /* the slow one */
+                sent++;
+            next_byte = now_s() + 0.25;
+        }
+        if (poll(p, 2, 20) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            char buf[64];
+            if (closed_at[i] < 0 && p[i].revents != 0 && recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+                closed_at[i] = now_s();
+        }
+    }
+    touch("go");
+    rc = wait_rc(pid);
+    for (int i = 0; i < 2; i++) {
+        close(fds[i]);
+        fprintf(stderr, "rdv-deadline: %s connection closed by rank 0 after %.2f s\n", i == 0 ? "idle" : "slow",
+                closed_at[i] - opened[i]);
+        CU_ASSERT(closed_at[i] > 0);
+        CU_ASSERT(closed_at[i] - opened[i] >= 0.9);
+        CU_ASSERT(closed_at[i] - opened[i] < 4.0);
+    }
+    CU_ASSERT(sent >= 3);     /* it was still sending when it was dropped */
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(log_contains("no complete hello within 1.0 s"));
+    if (rc != 0 || !log_contains("no complete hello within 1.0 s"))
+        print_log();
+    g_master_port = 0;
+    unsetenv("ZERO_RENDEZVOUS_CONN_TIMEOUT");
+    remove_dir();
+}
+
 /* Rank 1 presents a wrong token: rank 0 answers why, rank 1 says so. */
 static void test_rdv_wrong_token(void)
 {
@@ -780,6 +840,8 @@ int main(int argc, char **argv)
     CU_TestInfo mismatch_tests[] = {{"mismatched counts fail on both sides", test_mismatch}, CU_TEST_INFO_NULL};
     CU_TestInfo badtoken[] = {{"stray rendezvous clients refused", test_badtoken}, CU_TEST_INFO_NULL};
     CU_TestInfo rdv_idle[] = {{"64 idle connections do not stop the job", test_rdv_idle}, CU_TEST_INFO_NULL};
+    CU_TestInfo rdv_deadline[] = {{"idle and slow connections dropped at the deadline", test_rdv_deadline},
+                                  CU_TEST_INFO_NULL};
     CU_TestInfo rdv_wrong_token[] = {{"a wrong token is told token mismatch", test_rdv_wrong_token},
                                      CU_TEST_INFO_NULL};
     CU_TestInfo rdv_client_errors[] = {{"a rank that cannot join says why", test_rdv_client_errors},
@@ -805,6 +867,8 @@ int main(int argc, char **argv)
         suites[0].pTests = badtoken;
     else if (strcmp(mode, "rdv-idle") == 0)
         suites[0].pTests = rdv_idle;
+    else if (strcmp(mode, "rdv-deadline") == 0)
+        suites[0].pTests = rdv_deadline;
     else if (strcmp(mode, "rdv-wrong-token") == 0)
         suites[0].pTests = rdv_wrong_token;
     else if (strcmp(mode, "rdv-client-errors") == 0)
@@ -815,7 +879,7 @@ int main(int argc, char **argv)
         suites[0].pTests = mismatch_tests;
     else {
         fprintf(stderr, "usage: test_comm_jobs collectives N [--big] | nonblocking N | kill N K | kill-direct N K | stall N K | "
-                        "mismatch | badtoken | rdv-idle | rdv-wrong-token | rdv-client-errors | rdv-hostile | "
+                        "mismatch | badtoken | rdv-idle | rdv-deadline | rdv-wrong-token | rdv-client-errors | rdv-hostile | "
                         "run N MODE [ARG]\n");
         return 2;
     }
