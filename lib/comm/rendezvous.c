@@ -841,7 +841,7 @@ static join_outcome_t join_once(zero_rdv_t *rdv, const zero_comm_env_t *env, dou
         return JOIN_RETRY;
     if (io_all(fd, (void *)message, message_len, 1, send_deadline < deadline ? send_deadline : deadline) != 0) {
         snprintf(a->why, sizeof(a->why), "%s while sending this rank's hello",
-                 errno == ETIMEDOUT ? "rank 0 took nothing for ZERO_RENDEZVOUS_CONN_TIMEOUT"
+                 errno == ETIMEDOUT ? "timed out (ZERO_RENDEZVOUS_CONN_TIMEOUT)"
                  : errno == EPIPE || errno == ECONNRESET ? "connection closed by rank 0" : strerror(errno));
         goto out;
     }
