@@ -138,8 +138,11 @@ typedef struct zero_comm_params {
 /**
  * Creates a communicator from the environment: parses the rank variables,
  * joins the rendezvous (rank 0 serves it on port MASTER_PORT of all its
- * interfaces; the others connect to MASTER_ADDR:MASTER_PORT, retrying with
- * exponential back-off until rendezvous_timeout_s),
+ * interfaces and drops any connection that does not finish its hello, or its
+ * address record, within ZERO_RENDEZVOUS_CONN_TIMEOUT seconds (default 5);
+ * the others connect to MASTER_ADDR:MASTER_PORT, retrying a refused, closed,
+ * reset or timed-out attempt with exponential back-off and jitter until
+ * rendezvous_timeout_s; see docs/comm.md, "Rendezvous"),
  * exchanges UCX worker addresses (and the NCCL unique id where every rank has a
  * GPU), connects to the ring neighbours and starts the progress thread.
  * Collective: every rank of the job must call it. One communicator per job at
@@ -149,7 +152,8 @@ typedef struct zero_comm_params {
  * @param comm_p     receives the communicator on success; untouched on failure.
  * @return ZERO_OK; ZERO_ERR_INVALID_ARG (bad environment or params: the log
  *         names the variable), ZERO_ERR_TIMEOUT (the job did not form in time),
- *         ZERO_ERR_PROTOCOL (rank 0 answered with a malformed or foreign reply),
+ *         ZERO_ERR_PROTOCOL (rank 0 refused this rank, e.g. "token mismatch",
+ *         or answered with a malformed or foreign reply),
  *         ZERO_ERR_IO (socket errors), ZERO_ERR_COMM (UCX could not connect),
  *         ZERO_ERR_NO_MEMORY. On failure nothing is left allocated.
  * Thread safety: may run concurrently with other libzero calls; the returned

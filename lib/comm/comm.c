@@ -85,6 +85,7 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
     uint64_t mask = p ? p->field_mask : 0;
 
     cfg->rendezvous_timeout_s = 300.0;
+    cfg->rendezvous_conn_timeout_s = ZERO_RDV_CONN_TIMEOUT_S;
     cfg->timeout_s = 300.0;
     cfg->backends = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | (HAVE_CUDA ? ZERO_COMM_BACKEND_NCCL : 0u);
     cfg->chunk_bytes = (size_t)1 << 20;
@@ -100,6 +101,9 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
     }
     if ((v = getenv("ZERO_RENDEZVOUS_TIMEOUT")) != NULL &&
         zero_comm_parse_seconds("ZERO_RENDEZVOUS_TIMEOUT", v, &cfg->rendezvous_timeout_s) != ZERO_OK)
+        return ZERO_ERR_INVALID_ARG;
+    if ((v = getenv("ZERO_RENDEZVOUS_CONN_TIMEOUT")) != NULL &&
+        zero_comm_parse_seconds("ZERO_RENDEZVOUS_CONN_TIMEOUT", v, &cfg->rendezvous_conn_timeout_s) != ZERO_OK)
         return ZERO_ERR_INVALID_ARG;
     if ((v = getenv("ZERO_COMM_TIMEOUT")) != NULL &&
         zero_comm_parse_seconds("ZERO_COMM_TIMEOUT", v, &cfg->timeout_s) != ZERO_OK)
@@ -443,8 +447,8 @@ static zero_status_t join_world(zero_comm_t *comm)
     zero_put_be32(blob + 8, (uint32_t)addr_len);
     memcpy(blob + BLOB_HEADER, addr, addr_len);
     zero_shm_record(comm->shm, blob + BLOB_HEADER + addr_len);
-    ZERO_CHECK_GOTO(zero_rdv_create(&comm->env, comm->cfg.rendezvous_timeout_s, blob,
-                                    (uint32_t)(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES), make_extra, &ctx,
+    ZERO_CHECK_GOTO(zero_rdv_create(&comm->env, comm->cfg.rendezvous_timeout_s, comm->cfg.rendezvous_conn_timeout_s,
+                                    blob, (uint32_t)(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES), make_extra, &ctx,
                                     &comm->rdv),
                     status, out);
     extra = zero_rdv_extra(comm->rdv, &extra_len);

@@ -53,6 +53,7 @@ struct zero_comm_request {
 
 typedef struct zero_comm_config {
     double rendezvous_timeout_s;
+    double rendezvous_conn_timeout_s;  /* ZERO_RENDEZVOUS_CONN_TIMEOUT: each phase of one rendezvous connection */
     double timeout_s;
     uint32_t backends;
     size_t chunk_bytes;

@@ -2,6 +2,7 @@
 #include "comm/rendezvous.h"
 #include "comm/timeutil.h"
 #include "util/alloc.h"
+#include "util/byteorder.h"
 #include "util/checks.h"
 #include "util/log.h"
 
@@ -11,29 +12,29 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#define HELLO_MAGIC "ZERO-RDV"
-#define REPLY_MAGIC "ZERO-RPL"
-#define RDV_VERSION 1u
-#define FRAME_MAGIC 0x5a46524du    /* "ZFRM" */
-#define FRAME_BYTES 20
-
-/* Control frames: magic, type, arg, arg2, arg3 (big-endian u32 each).
- * BYE: a rank is done; BYE_ACK: rank 0 saw every goodbye; ABORT: rank 0 tells
- * everyone that rank <arg> failed with status <arg2>, as seen by rank <arg3>;
- * FAILED: a rank tells rank 0 that its collective failed because of rank
- * <arg>, status <arg2>. */
-enum frame_type { FRAME_BYE = 1, FRAME_BYE_ACK = 2, FRAME_ABORT = 3, FRAME_FAILED = 4 };
+/* Refused and dropped connections logged one by one; after that they are
+ * counted and summed up every DROP_SUMMARY_S, so a flood cannot flood the log. */
+#define DROPS_LOGGED 16
+#define DROP_SUMMARY_S 10.0
+/* Connections accepted per turn of the server loop, so that a storm of new
+ * connections cannot starve the ones already open. */
+#define ACCEPT_BURST 256
+/* How long a refused client is given to read its refusal before the close. */
+#define REFUSAL_LINGER_S 1.0
+/* A client's connect() attempt, at most (the SYN of a full backlog is retried by the kernel at 1 s, 3 s). */
+#define CONNECT_ATTEMPT_S 5.0
 
 typedef struct peer_link {
     int fd;                         /* -1 once closed */
     int said_bye;
-    unsigned char frame[FRAME_BYTES];
+    unsigned char frame[ZERO_RDV_FRAME_BYTES];
     size_t have;
 } peer_link_t;
 
@@ -49,28 +50,6 @@ struct zero_rdv {
     zero_status_t failed_status;    /* what the failure means for the collectives */
     int acked;                      /* others: rank 0 acknowledged our goodbye */
 };
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-/* Constant-time comparison: the time taken does not depend on where a guess differs. */
-static int token_equal(const unsigned char *a, const unsigned char *b)
-{
-    unsigned char diff = 0;
-    for (int i = 0; i < ZERO_COMM_TOKEN_BYTES; i++)
-        diff |= (unsigned char)(a[i] ^ b[i]);
-    return diff == 0;
-}
 
 static void describe_peer(const struct sockaddr_storage *sa, char *out, size_t n)
 {
@@ -108,8 +87,19 @@ static int set_nonblocking(int fd)
     return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
+/* Milliseconds for poll() until @p deadline, at most @p cap_s, at least 0. */
+static int poll_ms(double deadline, double cap_s)
+{
+    double left = deadline - zero_comm_now();
+    if (left <= 0)
+        return 0;
+    if (left > cap_s)
+        left = cap_s;
+    return (int)(left * 1000) + 1;
+}
+
 /* Moves exactly @p n bytes (fd non-blocking) before @p deadline. Returns 0, or
- * -1 with errno (ETIMEDOUT on deadline, EPIPE on a closed peer). */
+ * -1 with errno (ETIMEDOUT on deadline, EPIPE on a peer that closed). */
 static int io_all(int fd, void *buf, size_t n, int writing, double deadline)
 {
     size_t done = 0;
@@ -128,12 +118,11 @@ static int io_all(int fd, void *buf, size_t n, int writing, double deadline)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             struct pollfd p = {fd, (short)(writing ? POLLOUT : POLLIN), 0};
-            double left = deadline - zero_comm_now();
-            if (left <= 0) {
+            if (deadline - zero_comm_now() <= 0) {
                 errno = ETIMEDOUT;
                 return -1;
             }
-            poll(&p, 1, left > 1.0 ? 1000 : (int)(left * 1000) + 1);
+            poll(&p, 1, poll_ms(deadline, 1.0));
             continue;
         }
         return -1;
@@ -141,127 +130,358 @@ static int io_all(int fd, void *buf, size_t n, int writing, double deadline)
     return 0;
 }
 
-/* ---- rank 0: the server ---- */
+/* ---- rank 0: the server ----
+ *
+ * One poll loop, every socket non-blocking. Each connection not yet joined is
+ * a small state machine in a table of ZERO_RDV_MAX_PENDING slots, with a
+ * deadline per phase: HELLO (the 64-byte hello, with the token) and RECORD
+ * (the rank's address record, once the token was right) each get
+ * conn_timeout_s; a refused client gets REFUSAL_LINGER_S to read its refusal.
+ * When the table is full, a new connection evicts the oldest connection that
+ * has not shown the token, so silent or slow clients can delay an honest rank
+ * by at most one reconnect. */
+
+typedef enum conn_phase { PHASE_FREE = 0, PHASE_HELLO, PHASE_RECORD, PHASE_REFUSING } conn_phase_t;
 
 typedef struct pending_conn {
     int fd;
+    conn_phase_t phase;
     char peer[64];
+    double accepted_at;             /* eviction order: the oldest goes first */
+    double deadline;                /* of the current phase */
     unsigned char hello[ZERO_RDV_HELLO_BYTES];
-    size_t have;            /* bytes of hello, then of blob */
-    int rank;               /* -1 until the hello is accepted */
-    uint32_t blob_len;
-    unsigned char *blob;
+    size_t have;                    /* bytes of the hello, then of the record */
+    zero_rdv_hello_t h;
+    unsigned char *record;
 } pending_conn_t;
 
-static void pending_drop(pending_conn_t *c)
+/* Why a connection was dropped, for the summary of those not logged one by one. */
+typedef enum drop_reason {
+    DROP_EVICTED, DROP_DEADLINE, DROP_CLOSED, DROP_NOT_RDV, DROP_TOKEN, DROP_OTHER, DROP_REASONS
+} drop_reason_t;
+
+static const char *const drop_reason_names[DROP_REASONS] = {
+    "evicted by newer connections", "past their deadline", "closed by the client early",
+    "not a rendezvous hello", "wrong job token", "other",
+};
+
+typedef struct server {
+    zero_rdv_t *rdv;
+    const zero_comm_env_t *env;
+    zero_rdv_job_t job;
+    double conn_timeout;
+    int joined;                     /* ranks whose record is in, rank 0 included */
+    pending_conn_t pend[ZERO_RDV_MAX_PENDING];
+    long drops_logged, drops_unlogged, drops_total;
+    long unlogged_by_reason[DROP_REASONS];
+    double next_summary;
+} server_t;
+
+/* Logs one dropped or refused connection, or only counts it once DROPS_LOGGED were logged. */
+static void ZERO_PRINTF(3, 4) drop_log(server_t *s, drop_reason_t reason, const char *fmt, ...)
+{
+    s->drops_total++;
+    if (s->drops_logged >= DROPS_LOGGED) {
+        s->drops_unlogged++;
+        s->unlogged_by_reason[reason]++;
+        return;
+    }
+    s->drops_logged++;
+    if (zero_log_enabled(ZERO_LOG_LEVEL_WARN)) {
+        char msg[384];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        ZERO_LOG_WARN("rendezvous: %s%s", msg,
+                      s->drops_logged == DROPS_LOGGED ? " (further ones are counted, not logged one by one)" : "");
+    }
+}
+
+static void drop_summary(server_t *s, double now)
+{
+    if (s->drops_unlogged > 0) {
+        char parts[512];
+        size_t len = 0;
+        for (int r = 0; r < DROP_REASONS; r++)
+            if (s->unlogged_by_reason[r] > 0 && len < sizeof(parts))
+                len += (size_t)snprintf(parts + len, sizeof(parts) - len, "%s%ld %s", len > 0 ? ", " : "",
+                                        s->unlogged_by_reason[r], drop_reason_names[r]);
+        ZERO_LOG_WARN("rendezvous: %ld more connections dropped or refused since the last report: %s (%ld in all "
+                      "so far)", s->drops_unlogged, parts, s->drops_total);
+    }
+    memset(s->unlogged_by_reason, 0, sizeof(s->unlogged_by_reason));
+    s->drops_unlogged = 0;
+    s->next_summary = now + DROP_SUMMARY_S;
+}
+
+static void conn_close(pending_conn_t *c)
 {
     if (c->fd >= 0)
         close(c->fd);
-    zero_free(c->blob);
+    zero_free(c->record);
     memset(c, 0, sizeof(*c));
     c->fd = -1;
+    c->phase = PHASE_FREE;
 }
 
-/* Validates a complete hello. Returns 0 or -1 (refused: logged with the peer). */
-static int hello_check(zero_rdv_t *rdv, const zero_comm_env_t *env, pending_conn_t *c)
+/* Answers a client that spoke the protocol but cannot join, so it can say why,
+ * then gives it REFUSAL_LINGER_S to read that before the close. */
+static void conn_refuse(server_t *s, pending_conn_t *c, zero_rdv_refusal_t code, const char *why)
 {
-    const unsigned char *h = c->hello;
-    uint32_t version = get_u32(h + 8), rank = get_u32(h + 12), world = get_u32(h + 16), len = get_u32(h + 20);
-    if (memcmp(h, HELLO_MAGIC, 8) != 0) {
-        ZERO_LOG_WARN("rendezvous: refused connection from %s: not a libzero rendezvous hello", c->peer);
-        return -1;
+    unsigned char answer[ZERO_RDV_REPLY_HEAD_BYTES];
+    drop_log(s, code == ZERO_RDV_REFUSED_TOKEN ? DROP_TOKEN : DROP_OTHER, "refused connection from %s: %s", c->peer,
+             why);
+    zero_rdv_refusal_write(answer, code);
+    /* 64 bytes into a fresh socket's empty buffer: never short */
+    (void)!send(c->fd, answer, sizeof(answer), MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(c->fd, SHUT_WR);
+    zero_free(c->record);
+    c->record = NULL;
+    c->phase = PHASE_REFUSING;
+    c->deadline = zero_comm_now() + REFUSAL_LINGER_S;
+}
+
+static void joined_link_event(server_t *s, int r);
+
+/* The hello is complete and valid: the token was right. */
+static void conn_hello_done(server_t *s, pending_conn_t *c)
+{
+    char why[160];
+    /* A rank that joined and lost its connection comes back before the loop
+     * saw the close: look at its old link first. */
+    if (s->rdv->blobs[c->h.rank] != NULL)
+        joined_link_event(s, (int)c->h.rank);
+    if (s->rdv->blobs[c->h.rank] != NULL) {
+        snprintf(why, sizeof(why), "rank %u has already joined", c->h.rank);
+        conn_refuse(s, c, ZERO_RDV_REFUSED_RANK_TAKEN, why);
+        return;
     }
-    if (!token_equal(h + 24, env->token)) {
-        ZERO_LOG_WARN("rendezvous: refused connection from %s: wrong job token", c->peer);
-        return -1;
+    c->record = zero_malloc(c->h.record_len);
+    if (c->record == NULL) {
+        drop_log(s, DROP_OTHER, "dropped connection from %s (rank %u): out of memory for its %u-byte record", c->peer,
+                 c->h.rank, c->h.record_len);
+        conn_close(c);
+        return;
     }
-    if (version != RDV_VERSION) {
-        ZERO_LOG_WARN("rendezvous: refused connection from %s: protocol version %u, expected %u", c->peer,
-                      version, RDV_VERSION);
-        return -1;
-    }
-    if (world != (uint32_t)rdv->size || rank == 0 || rank >= (uint32_t)rdv->size) {
-        ZERO_LOG_WARN("rendezvous: refused connection from %s: rank %u of world %u does not fit this job "
-                      "(world %d)", c->peer, rank, world, rdv->size);
-        return -1;
-    }
-    if (rdv->blobs[rank] != NULL) {
-        ZERO_LOG_WARN("rendezvous: refused connection from %s: rank %u has already joined", c->peer, rank);
-        return -1;
-    }
-    if (len == 0 || len > ZERO_RDV_MAX_BLOB) {
-        ZERO_LOG_WARN("rendezvous: refused connection from %s (rank %u): blob length %u outside [1, %u]",
-                      c->peer, rank, len, ZERO_RDV_MAX_BLOB);
-        return -1;
-    }
-    c->blob = zero_malloc(len);
-    if (c->blob == NULL) {
-        ZERO_LOG_WARN("rendezvous: dropped connection from %s: out of memory", c->peer);
-        return -1;
-    }
-    c->rank = (int)rank;
-    c->blob_len = len;
+    c->phase = PHASE_RECORD;
     c->have = 0;
+    c->deadline = zero_comm_now() + s->conn_timeout;
+}
+
+static void conn_hello_refused(server_t *s, pending_conn_t *c, zero_rdv_parse_t verdict)
+{
+    char why[200];
+    switch (verdict) {
+    case ZERO_RDV_PARSE_NOT_RDV:
+        drop_log(s, DROP_NOT_RDV, "refused connection from %s: not a libzero rendezvous hello", c->peer);
+        conn_close(c);     /* not our protocol: not answered */
+        return;
+    case ZERO_RDV_PARSE_WORLD:
+        snprintf(why, sizeof(why), "rank %u of world %u does not fit this job (world %d)", c->h.rank, c->h.world,
+                 s->rdv->size);
+        break;
+    case ZERO_RDV_PARSE_VERSION:
+        snprintf(why, sizeof(why), "protocol version %u, expected %u", c->h.version, ZERO_RDV_VERSION);
+        break;
+    case ZERO_RDV_PARSE_LENGTH:
+        snprintf(why, sizeof(why), "(rank %u) blob length %u outside [1, %u]", c->h.rank, c->h.record_len,
+                 ZERO_RDV_MAX_BLOB);
+        break;
+    default:
+        snprintf(why, sizeof(why), "%s", zero_rdv_parse_string(verdict));
+        break;
+    }
+    conn_refuse(s, c, zero_rdv_refusal_of(verdict), why);
+}
+
+/* The record is in: the connection becomes rank h.rank's link. */
+static void conn_join(server_t *s, pending_conn_t *c)
+{
+    zero_rdv_t *rdv = s->rdv;
+    int r = (int)c->h.rank;
+    if (rdv->blobs[r] != NULL) {   /* two connections claimed one rank at once */
+        char why[96];
+        snprintf(why, sizeof(why), "rank %d has already joined", r);
+        conn_refuse(s, c, ZERO_RDV_REFUSED_RANK_TAKEN, why);
+        return;
+    }
+    rdv->blobs[r] = c->record;
+    rdv->blob_lens[r] = c->h.record_len;
+    rdv->links[r].fd = c->fd;
+    ZERO_LOG_DEBUG("rendezvous: rank %d joined from %s", r, c->peer);
+    c->record = NULL;
+    c->fd = -1;
+    conn_close(c);
+    s->joined++;
+}
+
+/* Reads what has arrived on a pending connection and moves its state machine on. */
+static void conn_progress(server_t *s, pending_conn_t *c)
+{
+    while (c->phase != PHASE_FREE) {
+        unsigned char sink[512], *dst;
+        size_t want;
+        ssize_t k;
+        switch (c->phase) {
+        case PHASE_HELLO:
+            dst = c->hello + c->have;
+            want = ZERO_RDV_HELLO_BYTES - c->have;
+            break;
+        case PHASE_RECORD:
+            dst = c->record + c->have;
+            want = c->h.record_len - c->have;
+            break;
+        default:            /* refusing: whatever comes is discarded */
+            dst = sink;
+            want = sizeof(sink);
+            break;
+        }
+        k = recv(c->fd, dst, want, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (k <= 0) {
+            if (c->phase == PHASE_HELLO)
+                drop_log(s, DROP_CLOSED, "connection from %s %s before its hello was complete (%zu of %d bytes)", c->peer,
+                         k == 0 ? "closed" : strerror(errno), c->have, ZERO_RDV_HELLO_BYTES);
+            else if (c->phase == PHASE_RECORD)
+                drop_log(s, DROP_CLOSED, "connection from %s (rank %u) %s before its address record was complete (%zu of %u bytes)",
+                         c->peer, c->h.rank, k == 0 ? "closed" : strerror(errno), c->have, c->h.record_len);
+            conn_close(c);
+            return;
+        }
+        if (c->phase == PHASE_REFUSING)
+            continue;
+        c->have += (size_t)k;
+        if (c->phase == PHASE_HELLO) {
+            size_t need;
+            zero_rdv_parse_t v = zero_rdv_hello_parse(c->hello, c->have, &s->job, &c->h, &need);
+            if (v == ZERO_RDV_PARSE_OK)
+                conn_hello_done(s, c);
+            else if (v != ZERO_RDV_PARSE_MORE)
+                conn_hello_refused(s, c, v);
+        } else if (c->have == c->h.record_len) {
+            conn_join(s, c);
+        }
+    }
+}
+
+/* Frees a slot for a new connection: the oldest refused one, else the oldest
+ * that has not shown the token. Returns the slot, or -1 when every slot holds
+ * a client that showed the token. */
+static int evict_one(server_t *s)
+{
+    int victim = -1;
+    for (int pass = 0; pass < 2 && victim < 0; pass++) {
+        conn_phase_t phase = pass == 0 ? PHASE_REFUSING : PHASE_HELLO;
+        for (int i = 0; i < ZERO_RDV_MAX_PENDING; i++)
+            if (s->pend[i].phase == phase &&
+                (victim < 0 || s->pend[i].accepted_at < s->pend[victim].accepted_at))
+                victim = i;
+    }
+    if (victim < 0)
+        return -1;
+    if (s->pend[victim].phase == PHASE_HELLO)
+        drop_log(s, DROP_EVICTED, "dropped connection from %s: evicted by a newer one (%d connections pending, %zu of %d hello "
+                 "bytes after %.1f s)", s->pend[victim].peer, ZERO_RDV_MAX_PENDING, s->pend[victim].have,
+                 ZERO_RDV_HELLO_BYTES, zero_comm_now() - s->pend[victim].accepted_at);
+    conn_close(&s->pend[victim]);
+    return victim;
+}
+
+/* Accepts what the listening socket has, up to ACCEPT_BURST. Returns 0, or -1
+ * when no descriptor could be freed for a waiting connection (the caller
+ * stops watching the socket for a moment instead of spinning). */
+static int accept_burst(server_t *s, int lfd)
+{
+    for (int n = 0; n < ACCEPT_BURST; n++) {
+        struct sockaddr_storage sa;
+        socklen_t slen = sizeof(sa);
+        int slot = -1, fd = accept4(lfd, (struct sockaddr *)&sa, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        pending_conn_t *c;
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if ((errno == EMFILE || errno == ENFILE) && evict_one(s) >= 0)
+                continue;   /* a descriptor is free again */
+            if (errno == EMFILE || errno == ENFILE) {
+                drop_log(s, DROP_OTHER, "cannot accept a connection: %s (every pending connection showed the token)",
+                         strerror(errno));
+                return -1;
+            }
+            return 0;       /* EAGAIN: nothing more waiting */
+        }
+        for (int i = 0; i < ZERO_RDV_MAX_PENDING && slot < 0; i++)
+            if (s->pend[i].phase == PHASE_FREE)
+                slot = i;
+        if (slot < 0 && (slot = evict_one(s)) < 0) {
+            char peer[64];
+            describe_peer(&sa, peer, sizeof(peer));
+            drop_log(s, DROP_OTHER, "refused connection from %s: %d connections that showed the token are pending", peer,
+                     ZERO_RDV_MAX_PENDING);
+            close(fd);
+            continue;
+        }
+        c = &s->pend[slot];
+        memset(c, 0, sizeof(*c));
+        c->fd = fd;
+        c->phase = PHASE_HELLO;
+        c->accepted_at = zero_comm_now();
+        c->deadline = c->accepted_at + s->conn_timeout;
+        describe_peer(&sa, c->peer, sizeof(c->peer));
+        conn_progress(s, c);     /* an honest client's hello is usually here already */
+    }
     return 0;
 }
 
-/* Reads what is available on a pending connection. Returns 1 when it is
- * complete (hello and blob), 0 to wait, -1 when it must be dropped. */
-static int pending_read(zero_rdv_t *rdv, const zero_comm_env_t *env, pending_conn_t *c)
+static void expire_pending(server_t *s, double now)
 {
-    for (;;) {
-        unsigned char *dst;
-        size_t want;
-        ssize_t k;
-        if (c->rank < 0) {
-            dst = c->hello + c->have;
-            want = ZERO_RDV_HELLO_BYTES - c->have;
-        } else {
-            dst = c->blob + c->have;
-            want = c->blob_len - c->have;
-        }
-        k = recv(c->fd, dst, want, 0);
-        if (k == 0) {
-            ZERO_LOG_WARN("rendezvous: connection from %s closed before its %s was complete", c->peer,
-                          c->rank < 0 ? "hello" : "address");
-            return -1;
-        }
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            ZERO_LOG_WARN("rendezvous: connection from %s failed: %s", c->peer, strerror(errno));
-            return -1;
-        }
-        c->have += (size_t)k;
-        if (c->rank < 0 && c->have == ZERO_RDV_HELLO_BYTES) {
-            if (hello_check(rdv, env, c) != 0)
-                return -1;
-        } else if (c->rank >= 0 && c->have == c->blob_len) {
-            return 1;
-        }
+    for (int i = 0; i < ZERO_RDV_MAX_PENDING; i++) {
+        pending_conn_t *c = &s->pend[i];
+        if (c->phase == PHASE_FREE || now < c->deadline)
+            continue;
+        if (c->phase == PHASE_HELLO)
+            drop_log(s, DROP_DEADLINE, "dropped connection from %s: no complete hello within %.1f s (%zu of %d bytes; "
+                     "ZERO_RENDEZVOUS_CONN_TIMEOUT)", c->peer, s->conn_timeout, c->have, ZERO_RDV_HELLO_BYTES);
+        else if (c->phase == PHASE_RECORD)
+            drop_log(s, DROP_DEADLINE, "dropped connection from %s (rank %u): its address record was not complete within %.1f s "
+                     "(%zu of %u bytes; ZERO_RENDEZVOUS_CONN_TIMEOUT)", c->peer, c->h.rank, s->conn_timeout,
+                     c->have, c->h.record_len);
+        conn_close(c);
     }
 }
 
-static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double deadline,
-                           zero_rdv_extra_fn extra_fn, void *extra_arg)
+/* A rank that joined sends nothing until the answer: anything readable means
+ * it closed (it gave up, or died) or broke the protocol. Its place opens
+ * again, so the rank can join anew when it retries. */
+static void joined_link_event(server_t *s, int r)
 {
-    zero_status_t status = ZERO_OK;
-    pending_conn_t pend[ZERO_RDV_MAX_PENDING];
-    struct pollfd pfds[ZERO_RDV_MAX_PENDING + 1];
-    int lfd = -1, joined = 1, one = 1, npend = 0;
-    unsigned char *reply = NULL;
-    size_t reply_len;
+    zero_rdv_t *rdv = s->rdv;
+    char byte;
+    ssize_t k = recv(rdv->links[r].fd, &byte, 1, MSG_DONTWAIT);
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    ZERO_LOG_WARN("rendezvous: rank %d %s before the job formed; waiting for it to join again", r,
+                  k == 0 ? "closed its connection" : k > 0 ? "sent unexpected bytes" : strerror(errno));
+    close(rdv->links[r].fd);
+    rdv->links[r].fd = -1;
+    zero_free(rdv->blobs[r]);
+    rdv->blobs[r] = NULL;
+    rdv->blob_lens[r] = 0;
+    s->joined--;
+}
 
-    for (int i = 0; i < ZERO_RDV_MAX_PENDING; i++) {
-        memset(&pend[i], 0, sizeof(pend[i]));
-        pend[i].fd = -1;
-    }
+static int listen_on(const zero_comm_env_t *env)
+{
+    int lfd, one = 1;
     /* All interfaces, IPv6 and IPv4 at once where the host has IPv6: MASTER_ADDR
      * may name this host by an address other ranks reach but that a bind to
      * the name would miss (a host name mapped to 127.0.1.1, say). Every
-     * connection still has to present the job token. */
+     * connection still has to present the job token. The backlog is the
+     * system's maximum: the loop drains it, and an honest SYN that finds it
+     * full would wait a second for the kernel's retransmission. */
     lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (lfd >= 0) {
         struct sockaddr_in6 a6;
@@ -272,282 +492,489 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
         a6.sin6_port = htons((uint16_t)env->master_port);
         setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-        if (bind(lfd, (struct sockaddr *)&a6, sizeof(a6)) != 0 || listen(lfd, 128) != 0) {
-            close(lfd);
-            lfd = -1;
-        }
+        if (bind(lfd, (struct sockaddr *)&a6, sizeof(a6)) == 0 && listen(lfd, SOMAXCONN) == 0)
+            return lfd;
+        close(lfd);
     }
-    if (lfd < 0) {
+    {
         struct sockaddr_in a4;
+        int err;
         memset(&a4, 0, sizeof(a4));
         a4.sin_family = AF_INET;
         a4.sin_addr.s_addr = htonl(INADDR_ANY);
         a4.sin_port = htons((uint16_t)env->master_port);
         lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ZERO_ERRNO_CHECK_GOTO(lfd >= 0, status, out, "rendezvous: %s", "socket");
+        if (lfd < 0)
+            return -1;
         setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(lfd, (struct sockaddr *)&a4, sizeof(a4)) != 0 || listen(lfd, 128) != 0) {
-            int err = errno;
-            close(lfd);
-            lfd = -1;
-            errno = err;
+        if (bind(lfd, (struct sockaddr *)&a4, sizeof(a4)) == 0 && listen(lfd, SOMAXCONN) == 0)
+            return lfd;
+        err = errno;
+        close(lfd);
+        errno = err;
+        return -1;
+    }
+}
+
+/* Sends @p reply to every rank at once, without blocking on any one; a rank
+ * that takes nothing for conn_timeout fails the rendezvous. */
+static zero_status_t send_reply_all(server_t *s, const unsigned char *reply, size_t reply_len)
+{
+    zero_rdv_t *rdv = s->rdv;
+    zero_status_t status = ZERO_OK;
+    size_t *sent = zero_calloc((size_t)rdv->size, sizeof(*sent));
+    double *progress_at = zero_calloc((size_t)rdv->size, sizeof(*progress_at));
+    struct pollfd *pfds = zero_calloc((size_t)rdv->size, sizeof(*pfds));
+    int *who = zero_calloc((size_t)rdv->size, sizeof(*who));
+    ZERO_REQUIRE_GOTO(sent && progress_at && pfds && who, ZERO_ERR_NO_MEMORY, status, out,
+                      "rendezvous: out of memory for %d ranks' answers", rdv->size);
+    for (int r = 1; r < rdv->size; r++)
+        progress_at[r] = zero_comm_now();
+    for (;;) {
+        int n = 0;
+        double now = zero_comm_now();
+        for (int r = 1; r < rdv->size; r++) {
+            if (sent[r] == reply_len)
+                continue;
+            if (now - progress_at[r] > s->conn_timeout) {
+                ZERO_LOG_ERROR("rendezvous: rank %d took none of the job's addresses for %.1f s (%zu of %zu bytes "
+                               "sent)", r, now - progress_at[r], sent[r], reply_len);
+                status = ZERO_ERR_TIMEOUT;
+                goto out;
+            }
+            who[n] = r;
+            pfds[n++] = (struct pollfd){rdv->links[r].fd, POLLOUT, 0};
+        }
+        if (n == 0)
+            break;
+        if (poll(pfds, (nfds_t)n, 100) < 0 && errno != EINTR)
+            ZERO_ERRNO_CHECK_GOTO(0, status, out, "rendezvous: %s", "poll");
+        for (int i = 0; i < n; i++) {
+            int r = who[i];
+            ssize_t k;
+            if (pfds[i].revents == 0)
+                continue;
+            k = send(rdv->links[r].fd, reply + sent[r], reply_len - sent[r], MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                continue;
+            if (k <= 0) {
+                ZERO_LOG_ERROR("rendezvous: cannot send the job's addresses to rank %d: %s", r,
+                               k == 0 ? "connection closed" : strerror(errno));
+                status = ZERO_ERR_COMM;
+                goto out;
+            }
+            sent[r] += (size_t)k;
+            progress_at[r] = zero_comm_now();
         }
     }
+    for (int r = 1; r < rdv->size; r++)
+        tune_socket(rdv->links[r].fd);
+out:
+    zero_free(sent);
+    zero_free(progress_at);
+    zero_free(pfds);
+    zero_free(who);
+    return status;
+}
+
+static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double deadline, double conn_timeout,
+                           zero_rdv_extra_fn extra_fn, void *extra_arg)
+{
+    zero_status_t status = ZERO_OK;
+    server_t *s = NULL;
+    struct pollfd *pfds = NULL;
+    int *who = NULL;                /* pfds[i] is: -1 the listener, 0..MAX_PENDING-1 a slot, MAX_PENDING + r rank r */
+    int lfd = -1;
+    double listen_paused_until = 0;
+    unsigned char *reply = NULL;
+    size_t reply_len, nfds_max = 1 + ZERO_RDV_MAX_PENDING + (size_t)rdv->size;
+
+    s = zero_calloc(1, sizeof(*s));
+    pfds = zero_calloc(nfds_max, sizeof(*pfds));
+    who = zero_calloc(nfds_max, sizeof(*who));
+    ZERO_REQUIRE_GOTO(s && pfds && who, ZERO_ERR_NO_MEMORY, status, out,
+                      "rendezvous: out of memory for a job of %d ranks", rdv->size);
+    s->rdv = rdv;
+    s->env = env;
+    s->job.size = (uint32_t)rdv->size;
+    s->job.token = env->token;
+    s->conn_timeout = conn_timeout;
+    s->joined = 1;
+    s->next_summary = zero_comm_now() + DROP_SUMMARY_S;
+    for (int i = 0; i < ZERO_RDV_MAX_PENDING; i++)
+        s->pend[i].fd = -1;
+
+    lfd = listen_on(env);
     ZERO_ERRNO_CHECK_GOTO(lfd >= 0, status, out, "rendezvous: cannot listen on port %d (MASTER_PORT)",
                           env->master_port);
     set_nonblocking(lfd);
     ZERO_LOG_DEBUG("rendezvous: rank 0 serving on %s:%d for %d ranks", env->master_addr, env->master_port,
                    rdv->size);
 
-    while (joined < rdv->size) {
-        double left = deadline - zero_comm_now();
+    while (s->joined < rdv->size) {
+        double now = zero_comm_now(), wake = deadline;
         int n = 0;
-        if (left <= 0) {
+        if (now >= deadline) {
             int missing = -1;
             for (int r = 1; r < rdv->size && missing < 0; r++)
                 if (rdv->blobs[r] == NULL)
                     missing = r;
+            drop_summary(s, now);
             ZERO_LOG_ERROR("rendezvous: %d of %d ranks joined within the rendezvous timeout (rank %d missing; "
-                           "raise ZERO_RENDEZVOUS_TIMEOUT?)", joined, rdv->size, missing);
+                           "%ld other connections dropped or refused; raise ZERO_RENDEZVOUS_TIMEOUT?)", s->joined,
+                           rdv->size, missing, s->drops_total);
             status = ZERO_ERR_TIMEOUT;
             goto out;
         }
-        pfds[n++] = (struct pollfd){lfd, POLLIN, 0};
-        for (int i = 0; i < ZERO_RDV_MAX_PENDING; i++)
-            if (pend[i].fd >= 0)
-                pfds[n++] = (struct pollfd){pend[i].fd, POLLIN, 0};
-        if (poll(pfds, (nfds_t)n, left > 1.0 ? 1000 : (int)(left * 1000) + 1) < 0 && errno != EINTR) {
-            ZERO_ERRNO_CHECK_GOTO(0, status, out, "rendezvous: %s", "poll");
-        }
-        if (pfds[0].revents & POLLIN) {
-            struct sockaddr_storage sa;
-            socklen_t slen = sizeof(sa);
-            int fd = accept4(lfd, (struct sockaddr *)&sa, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd >= 0) {
-                int slot = -1;
-                for (int i = 0; i < ZERO_RDV_MAX_PENDING && slot < 0; i++)
-                    if (pend[i].fd < 0)
-                        slot = i;
-                if (slot < 0) {
-                    char peer[64];
-                    describe_peer(&sa, peer, sizeof(peer));
-                    ZERO_LOG_WARN("rendezvous: refused connection from %s: %d connections already pending",
-                                  peer, ZERO_RDV_MAX_PENDING);
-                    close(fd);
-                } else {
-                    memset(&pend[slot], 0, sizeof(pend[slot]));
-                    pend[slot].fd = fd;
-                    pend[slot].rank = -1;
-                    describe_peer(&sa, pend[slot].peer, sizeof(pend[slot].peer));
-                    npend++;
-                }
-            }
+        expire_pending(s, now);
+        if (now >= s->next_summary)
+            drop_summary(s, now);
+        if (now >= listen_paused_until) {
+            who[n] = -1;
+            pfds[n++] = (struct pollfd){lfd, POLLIN, 0};
+        } else if (listen_paused_until < wake) {
+            wake = listen_paused_until;
         }
         for (int i = 0; i < ZERO_RDV_MAX_PENDING; i++) {
-            int rc;
-            if (pend[i].fd < 0)
+            if (s->pend[i].phase == PHASE_FREE)
                 continue;
-            rc = pending_read(rdv, env, &pend[i]);
-            if (rc < 0) {
-                pending_drop(&pend[i]);
-                npend--;
-            } else if (rc == 1) {
-                int r = pend[i].rank;
-                if (rdv->blobs[r] != NULL) {   /* raced with another claim of the same rank */
-                    ZERO_LOG_WARN("rendezvous: refused connection from %s: rank %d has already joined",
-                                  pend[i].peer, r);
-                    pending_drop(&pend[i]);
-                    npend--;
-                    continue;
-                }
-                rdv->blobs[r] = pend[i].blob;
-                rdv->blob_lens[r] = pend[i].blob_len;
-                rdv->links[r].fd = pend[i].fd;
-                ZERO_LOG_DEBUG("rendezvous: rank %d joined from %s", r, pend[i].peer);
-                pend[i].blob = NULL;
-                pend[i].fd = -1;
-                npend--;
-                joined++;
+            if (s->pend[i].deadline < wake)
+                wake = s->pend[i].deadline;
+            who[n] = i;
+            pfds[n++] = (struct pollfd){s->pend[i].fd, POLLIN, 0};
+        }
+        for (int r = 1; r < rdv->size; r++) {
+            if (rdv->links[r].fd < 0)
+                continue;
+            who[n] = ZERO_RDV_MAX_PENDING + r;
+            pfds[n++] = (struct pollfd){rdv->links[r].fd, POLLIN, 0};
+        }
+        if (s->next_summary < wake)
+            wake = s->next_summary;
+        if (poll(pfds, (nfds_t)n, poll_ms(wake, 1.0)) < 0 && errno != EINTR)
+            ZERO_ERRNO_CHECK_GOTO(0, status, out, "rendezvous: %s", "poll");
+        for (int i = 0; i < n; i++) {
+            if (pfds[i].revents == 0)
+                continue;
+            if (who[i] < 0) {
+                if (accept_burst(s, lfd) != 0)
+                    listen_paused_until = zero_comm_now() + 0.1;
+            } else if (who[i] < ZERO_RDV_MAX_PENDING) {
+                /* the slot may have been evicted and reused by the accept burst */
+                if (s->pend[who[i]].fd == pfds[i].fd)
+                    conn_progress(s, &s->pend[who[i]]);
+            } else if (rdv->links[who[i] - ZERO_RDV_MAX_PENDING].fd == pfds[i].fd) {
+                joined_link_event(s, who[i] - ZERO_RDV_MAX_PENDING);
             }
         }
     }
+    close(lfd);        /* the job is complete: nobody else gets in */
+    lfd = -1;
+    drop_summary(s, zero_comm_now());
 
     if (extra_fn != NULL)
         ZERO_CHECK_GOTO(extra_fn(extra_arg, rdv->size, (const unsigned char *const *)rdv->blobs, rdv->blob_lens,
                                  rdv->extra, &rdv->extra_len), status, out);
 
-    /* Reply: header, lengths, blobs, extra bytes. */
-    reply_len = ZERO_RDV_HELLO_BYTES + 4 * (size_t)rdv->size + rdv->extra_len;
+    /* Answer: header, lengths, records, extra bytes. */
+    reply_len = ZERO_RDV_REPLY_HEAD_BYTES + 4 * (size_t)rdv->size + rdv->extra_len;
     for (int r = 0; r < rdv->size; r++)
         reply_len += rdv->blob_lens[r];
     reply = zero_malloc(reply_len);
     ZERO_REQUIRE_GOTO(reply != NULL, ZERO_ERR_NO_MEMORY, status, out, "rendezvous: out of memory for the reply");
     {
         unsigned char *p = reply;
-        memset(p, 0, ZERO_RDV_HELLO_BYTES);
-        memcpy(p, REPLY_MAGIC, 8);
-        put_u32(p + 8, RDV_VERSION);
-        put_u32(p + 12, (uint32_t)rdv->size);
-        put_u32(p + 16, rdv->extra_len);
-        memcpy(p + 24, env->token, ZERO_COMM_TOKEN_BYTES);
-        p += ZERO_RDV_HELLO_BYTES;
+        zero_rdv_reply_head_write(p, &s->job, rdv->extra_len);
+        p += ZERO_RDV_REPLY_HEAD_BYTES;
         for (int r = 0; r < rdv->size; r++, p += 4)
-            put_u32(p, rdv->blob_lens[r]);
+            zero_put_be32(p, rdv->blob_lens[r]);
         for (int r = 0; r < rdv->size; r++) {
             memcpy(p, rdv->blobs[r], rdv->blob_lens[r]);
             p += rdv->blob_lens[r];
         }
         memcpy(p, rdv->extra, rdv->extra_len);
     }
-    for (int r = 1; r < rdv->size; r++) {
-        if (io_all(rdv->links[r].fd, reply, reply_len, 1, deadline) != 0) {
-            ZERO_LOG_ERROR("rendezvous: cannot send the job's addresses to rank %d: %s", r, strerror(errno));
-            status = errno == ETIMEDOUT ? ZERO_ERR_TIMEOUT : ZERO_ERR_COMM;
-            goto out;
-        }
-        tune_socket(rdv->links[r].fd);
-    }
+    status = send_reply_all(s, reply, reply_len);
 
 out:
     zero_free(reply);
-    for (int i = 0; i < ZERO_RDV_MAX_PENDING; i++)
-        if (pend[i].fd >= 0)
-            pending_drop(&pend[i]);
-    (void)npend;
+    if (s != NULL)
+        for (int i = 0; i < ZERO_RDV_MAX_PENDING; i++)
+            if (s->pend[i].phase != PHASE_FREE)
+                conn_close(&s->pend[i]);
     if (lfd >= 0)
         close(lfd);
+    zero_free(s);
+    zero_free(pfds);
+    zero_free(who);
     return status;
 }
 
-/* ---- other ranks: the client ---- */
+/* ---- other ranks: the client ----
+ *
+ * Connect, send hello and record, read the answer. A failure that can be
+ * transient (rank 0 not listening yet, the connection closed or reset because
+ * rank 0 dropped it while flooded, a connect that timed out) is retried with
+ * exponential back-off and jitter until the rendezvous timeout; a refusal
+ * (rank 0 answered why) or a malformed answer is final. */
 
-static int try_connect(const zero_comm_env_t *env, double deadline)
+typedef enum join_outcome { JOIN_DONE, JOIN_RETRY, JOIN_FAILED } join_outcome_t;
+
+typedef struct join_attempt {
+    char why[400];                  /* the last transient failure, for the final message */
+    zero_status_t status;           /* JOIN_FAILED: the error (already logged) */
+} join_attempt_t;
+
+/* One connect() to MASTER_ADDR:MASTER_PORT. Returns the fd, or -1 with the reason in @p a. */
+static int connect_once(const zero_comm_env_t *env, double deadline, join_attempt_t *a)
 {
-    struct addrinfo *res = NULL;
-    int fd = -1;
-    struct addrinfo hints;
+    struct addrinfo *res = NULL, hints;
     char port[16];
+    int fd = -1, rc;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     snprintf(port, sizeof(port), "%d", env->master_port);
-    if (getaddrinfo(env->master_addr, port, &hints, &res) != 0)
-        return -1;      /* the name may not resolve yet: retried */
+    if ((rc = getaddrinfo(env->master_addr, port, &hints, &res)) != 0) {
+        /* the name may not resolve yet: retried */
+        snprintf(a->why, sizeof(a->why), "cannot resolve MASTER_ADDR '%s': %s", env->master_addr, gai_strerror(rc));
+        return -1;
+    }
+    snprintf(a->why, sizeof(a->why), "no usable address");
     for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        int err = 0;
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0)
+        if (fd < 0) {
+            snprintf(a->why, sizeof(a->why), "socket: %s", strerror(errno));
             continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            int err = errno, soerr = 0;
-            socklen_t sl = sizeof(soerr);
-            if (err == EINPROGRESS) {
-                struct pollfd p = {fd, POLLOUT, 0};
-                double left = deadline - zero_comm_now();
-                int ms = left > 5.0 ? 5000 : (left > 0 ? (int)(left * 1000) + 1 : 0);
-                if (poll(&p, 1, ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
-                    soerr == 0)
-                    continue;   /* connected */
-            }
-            close(fd);
-            fd = -1;
         }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        err = errno;
+        if (err == EINPROGRESS) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            double until = zero_comm_now() + CONNECT_ATTEMPT_S;
+            socklen_t sl = sizeof(err);
+            int k = poll(&p, 1, poll_ms(until < deadline ? until : deadline, CONNECT_ATTEMPT_S));
+            if (k == 0)
+                err = ETIMEDOUT;
+            else if (k < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) != 0)
+                err = errno;
+            if (err == 0)
+                break;      /* connected */
+        }
+        if (err == ECONNREFUSED)
+            snprintf(a->why, sizeof(a->why), "connection refused (nothing listens there yet: is rank 0 running? "
+                     "MASTER_ADDR/MASTER_PORT right?)");
+        else if (err == ETIMEDOUT)
+            snprintf(a->why, sizeof(a->why), "connection attempt timed out (host reachable? port filtered?)");
+        else
+            snprintf(a->why, sizeof(a->why), "connect: %s", strerror(err));
+        close(fd);
+        fd = -1;
     }
     freeaddrinfo(res);
     return fd;
 }
 
-static zero_status_t join(zero_rdv_t *rdv, const zero_comm_env_t *env, double deadline, const void *blob,
-                          uint32_t blob_len)
+/* Copies the records and extra bytes of a parsed answer into @p rdv. */
+static zero_status_t take_reply(zero_rdv_t *rdv, const zero_rdv_reply_t *reply)
 {
-    zero_status_t status = ZERO_OK;
-    unsigned char hello[ZERO_RDV_HELLO_BYTES], head[ZERO_RDV_HELLO_BYTES];
-    double backoff = 0.01;
-    int fd = -1, tries = 0;
-    uint32_t *lens = NULL;
-
-    while ((fd = try_connect(env, deadline)) < 0) {
-        double left = deadline - zero_comm_now();
-        tries++;
-        if (left <= 0) {
-            ZERO_LOG_ERROR("rendezvous: cannot reach rank 0 at %s:%d after %d attempts within the rendezvous "
-                           "timeout (is rank 0 running? MASTER_ADDR/MASTER_PORT right?)", env->master_addr,
-                           env->master_port, tries);
-            return ZERO_ERR_TIMEOUT;
-        }
-        zero_comm_sleep(backoff < left ? backoff : left);
-        backoff = backoff * 2 > 1.0 ? 1.0 : backoff * 2;
-    }
-    rdv->links[0].fd = fd;
-
-    memset(hello, 0, sizeof(hello));
-    memcpy(hello, HELLO_MAGIC, 8);
-    put_u32(hello + 8, RDV_VERSION);
-    put_u32(hello + 12, (uint32_t)rdv->rank);
-    put_u32(hello + 16, (uint32_t)rdv->size);
-    put_u32(hello + 20, blob_len);
-    memcpy(hello + 24, env->token, ZERO_COMM_TOKEN_BYTES);
-    if (io_all(fd, hello, sizeof(hello), 1, deadline) != 0 || io_all(fd, (void *)blob, blob_len, 1, deadline) != 0)
-        goto io_error;
-    if (io_all(fd, head, sizeof(head), 0, deadline) != 0)
-        goto io_error;
-    if (memcmp(head, REPLY_MAGIC, 8) != 0 || get_u32(head + 8) != RDV_VERSION ||
-        !token_equal(head + 24, env->token) || get_u32(head + 12) != (uint32_t)rdv->size ||
-        get_u32(head + 16) > ZERO_RDV_MAX_EXTRA) {
-        ZERO_LOG_ERROR("rendezvous: rank 0 at %s:%d sent a malformed or foreign reply (other job? other world "
-                       "size?)", env->master_addr, env->master_port);
-        return ZERO_ERR_PROTOCOL;
-    }
-    rdv->extra_len = get_u32(head + 16);
-    lens = zero_malloc(4 * (size_t)rdv->size);
-    ZERO_REQUIRE_GOTO(lens != NULL, ZERO_ERR_NO_MEMORY, status, out, "rendezvous: out of memory");
-    if (io_all(fd, lens, 4 * (size_t)rdv->size, 0, deadline) != 0)
-        goto io_error;
+    const unsigned char *p = reply->records;
     for (int r = 0; r < rdv->size; r++) {
-        uint32_t len = get_u32((unsigned char *)&lens[r]);
-        if (len == 0 || len > ZERO_RDV_MAX_BLOB) {
-            ZERO_LOG_ERROR("rendezvous: rank 0 at %s:%d sent a blob length %u for rank %d outside [1, %u]",
-                           env->master_addr, env->master_port, len, r, ZERO_RDV_MAX_BLOB);
-            status = ZERO_ERR_PROTOCOL;
-            goto out;
+        uint32_t len = zero_rdv_reply_record_len(reply, (uint32_t)r);
+        rdv->blobs[r] = zero_malloc(len);
+        if (rdv->blobs[r] == NULL) {
+            ZERO_LOG_ERROR("rendezvous: out of memory for rank %d's %u-byte address record", r, len);
+            return ZERO_ERR_NO_MEMORY;
         }
+        memcpy(rdv->blobs[r], p, len);
         rdv->blob_lens[r] = len;
+        p += len;
     }
-    for (int r = 0; r < rdv->size; r++) {
-        rdv->blobs[r] = zero_malloc(rdv->blob_lens[r]);
-        ZERO_REQUIRE_GOTO(rdv->blobs[r] != NULL, ZERO_ERR_NO_MEMORY, status, out, "rendezvous: out of memory");
-        if (io_all(fd, rdv->blobs[r], rdv->blob_lens[r], 0, deadline) != 0)
-            goto io_error;
-    }
-    if (io_all(fd, rdv->extra, rdv->extra_len, 0, deadline) != 0)
-        goto io_error;
-    tune_socket(fd);
-    goto out;
-
-io_error:
-    if (errno == ETIMEDOUT) {
-        ZERO_LOG_ERROR("rendezvous: rank 0 at %s:%d did not complete the rendezvous within its timeout",
-                       env->master_addr, env->master_port);
-        status = ZERO_ERR_TIMEOUT;
-    } else {
-        ZERO_LOG_ERROR("rendezvous: connection to rank 0 at %s:%d failed: %s (rank 0 refuses a wrong "
-                       "ZERO_JOB_TOKEN or world size)", env->master_addr, env->master_port,
-                       errno == EPIPE ? "closed by rank 0" : strerror(errno));
-        status = ZERO_ERR_COMM;
-    }
-out:
-    zero_free(lens);
-    return status;
+    memcpy(rdv->extra, reply->extra, reply->extra_len);
+    rdv->extra_len = reply->extra_len;
+    return ZERO_OK;
 }
 
-zero_status_t zero_rdv_create(const zero_comm_env_t *env, double timeout_s, const void *blob, uint32_t blob_len,
-                              zero_rdv_extra_fn extra_fn, void *extra_arg, zero_rdv_t **rdv_p)
+/* Says what was wrong with rank 0's answer. */
+static void log_bad_reply(const zero_rdv_t *rdv, const zero_comm_env_t *env, zero_rdv_parse_t v,
+                          const zero_rdv_reply_t *reply)
+{
+    char what[160];
+    switch (v) {
+    case ZERO_RDV_PARSE_LENGTH:
+        if (reply->bad_rank >= reply->world)
+            snprintf(what, sizeof(what), "an extra length %u above %u", reply->extra_len, ZERO_RDV_MAX_EXTRA);
+        else
+            snprintf(what, sizeof(what), "a blob length %u for rank %u outside [1, %u]", reply->bad_len,
+                     reply->bad_rank, ZERO_RDV_MAX_BLOB);
+        ZERO_LOG_ERROR("rendezvous: rank 0 at %s:%d sent %s", env->master_addr, env->master_port, what);
+        return;
+    case ZERO_RDV_PARSE_TOKEN:
+        snprintf(what, sizeof(what), "another job's token (two jobs on one port?)");
+        break;
+    case ZERO_RDV_PARSE_VERSION:
+        snprintf(what, sizeof(what), "protocol version %u, this rank speaks %u", reply->version, ZERO_RDV_VERSION);
+        break;
+    case ZERO_RDV_PARSE_WORLD:
+        snprintf(what, sizeof(what), "world size %u, this rank's is %d", reply->world, rdv->size);
+        break;
+    default:
+        snprintf(what, sizeof(what), "%s (another program on this port?)", zero_rdv_parse_string(v));
+        break;
+    }
+    ZERO_LOG_ERROR("rendezvous: rank 0 at %s:%d sent a foreign reply: %s", env->master_addr, env->master_port, what);
+}
+
+/* One attempt to join: connect, hello and record, answer. */
+static join_outcome_t join_once(zero_rdv_t *rdv, const zero_comm_env_t *env, double deadline, double conn_timeout,
+                                const unsigned char *message, size_t message_len, join_attempt_t *a)
+{
+    zero_rdv_job_t job = {(uint32_t)rdv->size, env->token};
+    unsigned char *buf = NULL;
+    size_t have = 0, need = ZERO_RDV_REPLY_HEAD_BYTES, cap = 0;
+    double send_deadline = zero_comm_now() + conn_timeout;
+    join_outcome_t outcome = JOIN_RETRY;
+    int fd = connect_once(env, deadline, a);
+    if (fd < 0)
+        return JOIN_RETRY;
+    if (io_all(fd, (void *)message, message_len, 1, send_deadline < deadline ? send_deadline : deadline) != 0) {
+        snprintf(a->why, sizeof(a->why), "%s while sending this rank's hello",
+                 errno == ETIMEDOUT ? "timed out (ZERO_RENDEZVOUS_CONN_TIMEOUT)"
+                 : errno == EPIPE || errno == ECONNRESET ? "connection closed by rank 0" : strerror(errno));
+        goto out;
+    }
+    /* Now the answer: it comes once every rank has joined, so the wait is the
+     * rendezvous timeout. If rank 0 dropped this connection instead, the
+     * close shows it. */
+    for (;;) {
+        zero_rdv_reply_t reply;
+        zero_rdv_parse_t v;
+        if (need > cap) {
+            unsigned char *bigger = zero_realloc(buf, need);
+            if (bigger == NULL) {
+                ZERO_LOG_ERROR("rendezvous: out of memory for rank 0's %zu-byte answer", need);
+                a->status = ZERO_ERR_NO_MEMORY;
+                outcome = JOIN_FAILED;
+                goto out;
+            }
+            buf = bigger;
+            cap = need;
+        }
+        /* exactly what the answer still lacks: control frames may follow it */
+        if (io_all(fd, buf + have, need - have, 0, deadline) != 0) {
+            if (errno == ETIMEDOUT) {
+                ZERO_LOG_ERROR("rendezvous: rank 0 at %s:%d took this rank's hello but did not answer within the "
+                               "rendezvous timeout (%zu bytes of its answer came; other ranks missing?)",
+                               env->master_addr, env->master_port, have);
+                a->status = ZERO_ERR_TIMEOUT;
+                outcome = JOIN_FAILED;
+            } else {
+                snprintf(a->why, sizeof(a->why), "connection closed by rank 0 before it answered (%s after %zu bytes of "
+                         "the answer; rank 0 drops connections it cannot serve in time)",
+                         errno == EPIPE ? "orderly close" : strerror(errno), have);
+            }
+            goto out;
+        }
+        have = need;
+        v = zero_rdv_reply_parse(buf, have, &job, &reply, &need);
+        if (v == ZERO_RDV_PARSE_MORE)
+            continue;
+        if (v == ZERO_RDV_PARSE_OK) {
+            a->status = take_reply(rdv, &reply);
+            if (a->status != ZERO_OK) {
+                outcome = JOIN_FAILED;
+                goto out;
+            }
+            rdv->links[0].fd = fd;
+            fd = -1;
+            tune_socket(rdv->links[0].fd);
+            outcome = JOIN_DONE;
+        } else if (v == ZERO_RDV_PARSE_REFUSED) {
+            ZERO_LOG_ERROR("rendezvous: rank 0 at %s:%d refused rank %d: %s", env->master_addr, env->master_port,
+                           rdv->rank, zero_rdv_refusal_string(reply.code));
+            a->status = ZERO_ERR_PROTOCOL;
+            outcome = JOIN_FAILED;
+        } else {
+            log_bad_reply(rdv, env, v, &reply);
+            a->status = ZERO_ERR_PROTOCOL;
+            outcome = JOIN_FAILED;
+        }
+        goto out;
+    }
+out:
+    zero_free(buf);
+    if (fd >= 0)
+        close(fd);
+    return outcome;
+}
+
+/* A small generator for the back-off jitter; the state lives with the caller. */
+static double jitter01(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (double)(*state >> 11) / 9007199254740992.0;
+}
+
+static zero_status_t join(zero_rdv_t *rdv, const zero_comm_env_t *env, double deadline, double conn_timeout,
+                          const void *blob, uint32_t blob_len)
+{
+    zero_rdv_job_t job = {(uint32_t)rdv->size, env->token};
+    join_attempt_t a;
+    unsigned char *message;
+    double backoff = 0.01, start = zero_comm_now();
+    uint64_t seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(start * 1e9) ^ (uint64_t)rdv->rank;
+    int attempts = 0;
+    join_outcome_t outcome;
+
+    message = zero_malloc(ZERO_RDV_HELLO_BYTES + (size_t)blob_len);
+    if (message == NULL) {
+        ZERO_LOG_ERROR("rendezvous: out of memory for this rank's hello");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    zero_rdv_hello_write(message, &job, (uint32_t)rdv->rank, blob_len);
+    memcpy(message + ZERO_RDV_HELLO_BYTES, blob, blob_len);
+    memset(&a, 0, sizeof(a));
+    seed |= 1;
+    for (;;) {
+        double left, pause;
+        attempts++;
+        outcome = join_once(rdv, env, deadline, conn_timeout, message, ZERO_RDV_HELLO_BYTES + (size_t)blob_len, &a);
+        if (outcome != JOIN_RETRY)
+            break;
+        left = deadline - zero_comm_now();
+        /* full jitter on [backoff/2, backoff): ranks dropped together do not come back together */
+        pause = backoff * (0.5 + 0.5 * jitter01(&seed));
+        if (pause >= left) {
+            /* no time for another attempt: the rendezvous timeout ends in the pause */
+            zero_comm_sleep(left);
+            ZERO_LOG_ERROR("rendezvous: rank %d could not join rank 0 at %s:%d within the rendezvous timeout "
+                           "(%.1f s, %d attempts); last attempt: %s", rdv->rank, env->master_addr, env->master_port,
+                           zero_comm_now() - start, attempts, a.why);
+            a.status = ZERO_ERR_TIMEOUT;
+            outcome = JOIN_FAILED;
+            break;
+        }
+        ZERO_LOG_DEBUG("rendezvous: attempt %d to join rank 0 failed (%s); retrying", attempts, a.why);
+        zero_comm_sleep(pause);
+        backoff = backoff * 2 > 1.0 ? 1.0 : backoff * 2;
+    }
+    zero_free(message);
+    return outcome == JOIN_DONE ? ZERO_OK : a.status;
+}
+
+zero_status_t zero_rdv_create(const zero_comm_env_t *env, double timeout_s, double conn_timeout_s, const void *blob,
+                              uint32_t blob_len, zero_rdv_extra_fn extra_fn, void *extra_arg, zero_rdv_t **rdv_p)
 {
     zero_status_t status = ZERO_OK;
     double deadline = zero_comm_now() + timeout_s;
     zero_rdv_t *rdv;
 
     if (env == NULL || blob == NULL || rdv_p == NULL || blob_len == 0 || blob_len > ZERO_RDV_MAX_BLOB ||
-        env->size < 2)
+        env->size < 2 || env->size > ZERO_RDV_MAX_WORLD || !(conn_timeout_s > 0))
         return ZERO_ERR_INVALID_ARG;
     rdv = zero_calloc(1, sizeof(*rdv));
     if (rdv == NULL)
@@ -570,9 +997,9 @@ zero_status_t zero_rdv_create(const zero_comm_env_t *env, double timeout_s, cons
         ZERO_REQUIRE_GOTO(rdv->blobs[0] != NULL, ZERO_ERR_NO_MEMORY, status, fail, "rendezvous: out of memory");
         memcpy(rdv->blobs[0], blob, blob_len);
         rdv->blob_lens[0] = blob_len;
-        ZERO_CHECK_GOTO(serve(rdv, env, deadline, extra_fn, extra_arg), status, fail);
+        ZERO_CHECK_GOTO(serve(rdv, env, deadline, conn_timeout_s, extra_fn, extra_arg), status, fail);
     } else {
-        ZERO_CHECK_GOTO(join(rdv, env, deadline, blob, blob_len), status, fail);
+        ZERO_CHECK_GOTO(join(rdv, env, deadline, conn_timeout_s, blob, blob_len), status, fail);
     }
     *rdv_p = rdv;
     return ZERO_OK;
@@ -618,14 +1045,10 @@ int zero_rdv_pollfds(const zero_rdv_t *rdv, struct pollfd *fds, int max)
     return n;
 }
 
-static void send_frame(int fd, uint32_t type, uint32_t arg, uint32_t arg2, uint32_t arg3)
+static void send_frame(int fd, zero_rdv_frame_type_t type, uint32_t arg, uint32_t arg2, uint32_t arg3)
 {
-    unsigned char f[FRAME_BYTES] = {0};
-    put_u32(f, FRAME_MAGIC);
-    put_u32(f + 4, type);
-    put_u32(f + 8, arg);
-    put_u32(f + 12, arg2);
-    put_u32(f + 16, arg3);
+    unsigned char f[ZERO_RDV_FRAME_BYTES];
+    zero_rdv_frame_write(f, type, arg, arg2, arg3);
     /* Small and rare: the socket buffer takes it; a dead peer's EPIPE is ignored. */
     (void)!send(fd, f, sizeof(f), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
@@ -656,7 +1079,7 @@ static void mark_failed(zero_rdv_t *rdv, int failed, zero_status_t status, int r
     if (rdv->rank == 0) {
         for (int r = 1; r < rdv->nlinks; r++)
             if (rdv->links[r].fd >= 0 && r != reporter)
-                send_frame(rdv->links[r].fd, FRAME_ABORT, (uint32_t)failed, (uint32_t)(int32_t)status,
+                send_frame(rdv->links[r].fd, ZERO_RDV_FRAME_ABORT, (uint32_t)failed, (uint32_t)(int32_t)status,
                            (uint32_t)reporter);
     }
 }
@@ -667,7 +1090,10 @@ static int link_read(zero_rdv_t *rdv, int i)
     peer_link_t *l = &rdv->links[i];
     int peer = link_rank(rdv, i);
     for (;;) {
-        ssize_t k = recv(l->fd, l->frame + l->have, FRAME_BYTES - l->have, MSG_DONTWAIT);
+        ssize_t k = recv(l->fd, l->frame + l->have, ZERO_RDV_FRAME_BYTES - l->have, MSG_DONTWAIT);
+        zero_rdv_frame_t f;
+        zero_rdv_parse_t v;
+        size_t need;
         uint32_t arg, arg2, arg3;
         if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             close(l->fd);
@@ -681,26 +1107,28 @@ static int link_read(zero_rdv_t *rdv, int i)
         if (k < 0)
             return 0;
         l->have += (size_t)k;
-        if (l->have < FRAME_BYTES)
+        v = zero_rdv_frame_parse(l->frame, l->have, &f, &need);
+        if (v == ZERO_RDV_PARSE_MORE)
             continue;
         l->have = 0;
-        if (get_u32(l->frame) != FRAME_MAGIC) {
+        if (v != ZERO_RDV_PARSE_OK) {
             close(l->fd);
             l->fd = -1;
-            mark_failed(rdv, peer, ZERO_ERR_PROTOCOL, rdv->rank, "sent a malformed control frame");
+            mark_failed(rdv, peer, ZERO_ERR_PROTOCOL, rdv->rank,
+                        v == ZERO_RDV_PARSE_TYPE ? "sent an unknown control frame" : "sent a malformed control frame");
             return -1;
         }
-        arg = get_u32(l->frame + 8);
-        arg2 = get_u32(l->frame + 12);
-        arg3 = get_u32(l->frame + 16);
-        switch (get_u32(l->frame + 4)) {
-        case FRAME_BYE:
+        arg = f.arg;
+        arg2 = f.arg2;
+        arg3 = f.arg3;
+        switch (f.type) {
+        case ZERO_RDV_FRAME_BYE:
             l->said_bye = 1;
             break;
-        case FRAME_BYE_ACK:
+        case ZERO_RDV_FRAME_BYE_ACK:
             rdv->acked = 1;
             break;
-        case FRAME_ABORT:
+        case ZERO_RDV_FRAME_ABORT:
             if (rdv->rank != 0 && arg < (uint32_t)rdv->size && rdv->failed_rank < 0) {
                 rdv->failed_status = status_of_wire(arg2);
                 if (arg == (uint32_t)rdv->rank) {
@@ -719,7 +1147,7 @@ static int link_read(zero_rdv_t *rdv, int i)
                 }
             }
             break;
-        case FRAME_FAILED:
+        case ZERO_RDV_FRAME_FAILED:
             if (rdv->rank == 0 && arg < (uint32_t)rdv->size && rdv->failed_rank < 0) {
                 char why[160];
                 snprintf(why, sizeof(why), "failed: %s (reported by rank %d)", zero_status_string(status_of_wire(arg2)),
@@ -728,10 +1156,7 @@ static int link_read(zero_rdv_t *rdv, int i)
             }
             break;
         default:
-            close(l->fd);
-            l->fd = -1;
-            mark_failed(rdv, peer, ZERO_ERR_PROTOCOL, rdv->rank, "sent an unknown control frame");
-            return -1;
+            break;      /* zero_rdv_frame_parse admits only the types above */
         }
     }
 }
@@ -758,7 +1183,7 @@ void zero_rdv_report(zero_rdv_t *rdv, int failed_rank, zero_status_t status)
         rdv->failed_rank = failed_rank;
         rdv->failed_status = status;
         if (rdv->links[0].fd >= 0)
-            send_frame(rdv->links[0].fd, FRAME_FAILED, (uint32_t)failed_rank, (uint32_t)(int32_t)status,
+            send_frame(rdv->links[0].fd, ZERO_RDV_FRAME_FAILED, (uint32_t)failed_rank, (uint32_t)(int32_t)status,
                        (uint32_t)rdv->rank);
     }
 }
@@ -768,7 +1193,7 @@ zero_status_t zero_rdv_shutdown(zero_rdv_t *rdv, double timeout_s, void (*progre
     double deadline = zero_comm_now() + timeout_s;
     int failed;
     if (rdv->rank != 0 && rdv->links[0].fd >= 0)
-        send_frame(rdv->links[0].fd, FRAME_BYE, 0, 0, 0);
+        send_frame(rdv->links[0].fd, ZERO_RDV_FRAME_BYE, 0, 0, 0);
     for (;;) {
         struct pollfd fds[64];
         int done = 1, n;
@@ -795,6 +1220,6 @@ zero_status_t zero_rdv_shutdown(zero_rdv_t *rdv, double timeout_s, void (*progre
     if (rdv->rank == 0)
         for (int r = 1; r < rdv->nlinks; r++)
             if (rdv->links[r].fd >= 0)
-                send_frame(rdv->links[r].fd, FRAME_BYE_ACK, 0, 0, 0);
+                send_frame(rdv->links[r].fd, ZERO_RDV_FRAME_BYE_ACK, 0, 0, 0);
     return ZERO_OK;
 }

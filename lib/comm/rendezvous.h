@@ -5,8 +5,17 @@
  * collects all of them, may append "extra" bytes (the NCCL unique id), and
  * sends everything back to every rank. Each connection starts with a fixed
  * 64-byte hello carrying the job token, compared in constant time; a client
- * with a wrong token, a malformed hello or an oversized length is refused and
- * logged by its address, and the job forms without it.
+ * with a wrong token, a malformed hello or an oversized length is refused (told
+ * why when it speaks the protocol) and logged by its address, and the job forms
+ * without it. The message formats and their parsers are in rdv_wire.h.
+ *
+ * Hostile traffic: rank 0 serves every connection from one poll loop without
+ * blocking on any; a connection not yet joined holds one of
+ * ZERO_RDV_MAX_PENDING slots and must finish each phase (hello, record) within
+ * the per-connection timeout; when the slots are full, the oldest connection
+ * that has not shown the token is evicted. A rank whose connection fails for a
+ * reason that may pass (refused, closed, reset, timed out) retries with
+ * back-off and jitter until the rendezvous timeout.
  *
  * The connections stay open for the life of the communicator: a rank that
  * dies closes its socket, rank 0 sees it and relays an abort naming it to the
@@ -20,11 +29,10 @@
 #include <stdint.h>
 #include <zero/status.h>
 #include "comm/bootstrap.h"
+#include "comm/rdv_wire.h"
 
-#define ZERO_RDV_HELLO_BYTES 64
-#define ZERO_RDV_MAX_BLOB (64u * 1024u)   /* one rank's contribution */
-#define ZERO_RDV_MAX_EXTRA 4096u          /* rank 0's extra bytes */
-#define ZERO_RDV_MAX_PENDING 64           /* unauthenticated connections held at once */
+#define ZERO_RDV_MAX_PENDING 64           /* connections not yet joined, held at once */
+#define ZERO_RDV_CONN_TIMEOUT_S 5.0       /* default per-connection phase deadline */
 
 typedef struct zero_rdv zero_rdv_t;
 
@@ -34,8 +42,13 @@ typedef zero_status_t (*zero_rdv_extra_fn)(void *arg, int size, const unsigned c
                                            const uint32_t *blob_lens, unsigned char *extra,
                                            uint32_t *extra_len_p);
 
-zero_status_t zero_rdv_create(const zero_comm_env_t *env, double timeout_s, const void *blob, uint32_t blob_len,
-                              zero_rdv_extra_fn extra_fn, void *extra_arg, zero_rdv_t **rdv_p);
+/* Forms the job: rank 0 serves, the others join. @p timeout_s bounds the
+ * whole rendezvous (ZERO_RENDEZVOUS_TIMEOUT); @p conn_timeout_s bounds each
+ * phase of one connection (ZERO_RENDEZVOUS_CONN_TIMEOUT): rank 0 drops a
+ * connection whose hello or record is not complete in time, a rank gives up
+ * one attempt whose hello rank 0 does not take in time. */
+zero_status_t zero_rdv_create(const zero_comm_env_t *env, double timeout_s, double conn_timeout_s, const void *blob,
+                              uint32_t blob_len, zero_rdv_extra_fn extra_fn, void *extra_arg, zero_rdv_t **rdv_p);
 void zero_rdv_destroy(zero_rdv_t *rdv);
 
 /* The blob of @p rank and the extra bytes, valid until zero_rdv_destroy. */

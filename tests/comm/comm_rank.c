@@ -12,6 +12,12 @@
  *   comm_rank mismatch              the two ranks disagree on a count: both must
  *                                   fail with ZERO_ERR_PROTOCOL naming the other
  *   comm_rank rdv-delay             rank 1 joins only once $ZERO_TEST_DIR/go exists
+ *   comm_rank rdv-hold              every rank but 0 joins only once $ZERO_TEST_DIR/go
+ *                                   exists; each rank writes formed.R (CLOCK_MONOTONIC
+ *                                   seconds when its communicator was created), then
+ *                                   all run an allreduce
+ *   comm_rank rdv-wrong-token       rank 1 presents a wrong ZERO_JOB_TOKEN: it must fail
+ *                                   with ZERO_ERR_PROTOCOL, rank 0 with ZERO_ERR_TIMEOUT
  *   comm_rank direct [--big]        as collectives, every buffer from
  *                                   zero_comm_mem_alloc: the direct path must run
  *   comm_rank mixed                 as collectives, but the last rank's buffers
@@ -815,6 +821,16 @@ int main(int argc, char **argv)
     if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0)
         zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);   /* counts the path of every collective */
+    if (strcmp(mode, "rdv-hold") == 0 && g_rank != 0)
+        wait_file("go", 60);
+    if (strcmp(mode, "rdv-wrong-token") == 0 && g_rank == 1) {
+        /* one hex digit of the job's token changed */
+        const char *t = getenv("ZERO_JOB_TOKEN");
+        char bad[64];
+        snprintf(bad, sizeof(bad), "%s", t != NULL ? t : "");
+        bad[5] = bad[5] == 'a' ? 'b' : 'a';
+        setenv("ZERO_JOB_TOKEN", bad, 1);
+    }
     if (strcmp(mode, "rdv-delay") == 0 && g_rank == 1) {
         char text[128];
         snprintf(text, sizeof(text), "%s %s\n", getenv("MASTER_PORT"), getenv("ZERO_JOB_TOKEN"));
@@ -832,9 +848,22 @@ int main(int argc, char **argv)
         }
         st = zero_comm_create(&params, &comm);
     }
+    if (strcmp(mode, "rdv-wrong-token") == 0) {
+        zero_status_t expected = g_rank == 1 ? ZERO_ERR_PROTOCOL : ZERO_ERR_TIMEOUT;
+        zero_comm_destroy(comm);
+        fprintf(stderr, "[rank %d] rdv-wrong-token: zero_comm_create: %s (expected %s)\n", g_rank,
+                zero_status_string(st), zero_status_string(expected));
+        return st == expected ? 0 : 1;
+    }
     if (st != ZERO_OK) {
         fprintf(stderr, "[rank %d] zero_comm_create: %s\n", g_rank, zero_status_string(st));
         return 1;
+    }
+    if (strcmp(mode, "rdv-hold") == 0) {
+        char name[32], text[64];
+        snprintf(name, sizeof(name), "formed.%d", g_rank);
+        snprintf(text, sizeof(text), "%.6f\n", now_s());
+        file_write(name, text);
     }
     g_rank = zero_comm_rank(comm);
     g_size = zero_comm_size(comm);
@@ -866,7 +895,7 @@ int main(int argc, char **argv)
         run_mismatch(comm);
     } else if (strcmp(mode, "stall") == 0 && argc > 2) {
         run_stall(comm, atoi(argv[2]));
-    } else if (strcmp(mode, "rdv-delay") == 0) {
+    } else if (strcmp(mode, "rdv-delay") == 0 || strcmp(mode, "rdv-hold") == 0) {
         test_allreduce(comm, ZERO_FP32, 1000, ZERO_COMM_SUM, 0);
     } else {
         fprintf(stderr, "comm_rank: unknown mode %s\n", mode);

@@ -10,21 +10,36 @@
  *   test_comm_jobs stall N K               rank K stays silent: the others time out naming it
  *   test_comm_jobs mismatch                two ranks disagree on a count: both fail cleanly
  *   test_comm_jobs badtoken                stray rendezvous clients are refused, the job forms
+ *   test_comm_jobs rdv-idle                64 idle connections to the rendezvous port do not
+ *                                          stop a job from forming, nor make it blame the token
+ *   test_comm_jobs rdv-deadline            idle and slow connections are dropped at the
+ *                                          per-connection deadline
+ *   test_comm_jobs rdv-wrong-token         a rank with a wrong token is told "token mismatch"
+ *   test_comm_jobs rdv-client-errors       a rank that cannot join says why (refused, closed,
+ *                                          no answer) and never blames the token
+ *   test_comm_jobs rdv-hostile             a 3-rank job forms and communicates under 350
+ *                                          hostile connections (tests/comm/rdv_attacker.c)
+ *                                          in at most twice its unloaded formation time plus
+ *                                          the per-connection deadline
  *   test_comm_jobs run N MODE [ARG]        comm_rank MODE [ARG] at world size N must pass
  *                                          (direct, mixed, alloc-misuse)
  *   test_comm_jobs kill-direct N K         as kill, in a direct-path (shared memory) collective
  */
 #include "test_main.h"
+#include "rdv_attacker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -41,6 +56,7 @@
 static int g_argc;
 static char **g_argv;
 static char g_dir[256];
+static int g_master_port;       /* --master_port of the next launch; 0: the launcher picks one */
 
 static double now_s(void)
 {
@@ -73,17 +89,18 @@ static void path_in_dir(char *out, size_t n, const char *name)
 /* Starts the launcher with @p nranks ranks of comm_rank @p args; output to job.log. */
 static pid_t launch(int nranks, const char *const *args)
 {
-    char log[300], n[16];
+    char log[300], n[16], port[16];
     const char *argv[32];
     int a = 0;
     pid_t pid;
     snprintf(n, sizeof(n), "%d", nranks);
+    snprintf(port, sizeof(port), "%d", g_master_port);
     path_in_dir(log, sizeof(log), "job.log");
     argv[a++] = ZERO_TEST_LAUNCHER;      /* zero-launch, one local node */
     argv[a++] = "--num_gpus";
     argv[a++] = n;
     argv[a++] = "--master_port";
-    argv[a++] = "0";
+    argv[a++] = port;
     argv[a++] = ZERO_TEST_RANK_PROGRAM;
     for (int i = 0; args[i] != NULL && a < 31; i++)
         argv[a++] = args[i];
@@ -274,12 +291,17 @@ static void test_mismatch(void)
     remove_dir();
 }
 
-/* A stray client: connects to rank 0's rendezvous, sends @p data, and
- * returns 1 if the server closed the connection within 20 s. */
+/* A stray client: connects to rank 0's rendezvous, sends @p data, and reads
+ * what the server answers until it closes the connection (within 20 s).
+ * Returns the refusal code of the answer (ZERO-RPL header, bytes 20-23), -1
+ * when it closed without answering, -2 when it did not close or answered
+ * something else (wrong either way). */
 static int stray_client(int port, const void *data, size_t len)
 {
     struct sockaddr_in a;
     double end = now_s() + 30;
+    unsigned char answer[128];
+    size_t have = 0;
     int fd = -1, closed = 0;
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
@@ -295,25 +317,33 @@ static int stray_client(int port, const void *data, size_t len)
         usleep(20000);
     }
     if (fd < 0)
-        return 0;
+        return -2;
     if (len > 0 && send(fd, data, len, MSG_NOSIGNAL) != (ssize_t)len) {
         close(fd);
-        return 1;   /* already refused */
+        return -1;   /* already refused */
     }
     end = now_s() + 20;
-    while (!closed && now_s() < end) {
+    while (!closed && now_s() < end && have < sizeof(answer)) {
         struct pollfd p = {fd, POLLIN, 0};
-        char buf[256];
         if (poll(&p, 1, 200) > 0) {
-            ssize_t k = recv(fd, buf, sizeof(buf), 0);
+            ssize_t k = recv(fd, answer + have, sizeof(answer) - have, 0);
             if (k == 0 || (k < 0 && errno == ECONNRESET))
                 closed = 1;
             else if (k > 0)
-                break;      /* the server answered a stray client: wrong */
+                have += (size_t)k;
         }
     }
     close(fd);
-    return closed;
+    if (!closed)
+        return -2;
+    if (have == 0)
+        return -1;
+    if (have != 64 || memcmp(answer, "ZERO-RPL", 8) != 0)
+        return -2;
+    for (int i = 24; i < 64; i++)
+        if (answer[i] != 0)
+            return -2;      /* a refusal must not carry the job's token */
+    return (int)((uint32_t)answer[20] << 24 | (uint32_t)answer[21] << 16 | (uint32_t)answer[22] << 8 | answer[23]);
 }
 
 static void put_u32(unsigned char *p, uint32_t v)
@@ -380,14 +410,15 @@ static void test_badtoken(void)
     }
     CU_ASSERT(silent >= 0);
 
+    /* Refusal codes: 1 token mismatch, 3 rank/world, 5 length (lib/comm/rdv_wire.h). */
     make_hello(hello, bad, 1, 2, 100);                 /* wrong token (one bit) */
-    CU_ASSERT(stray_client(port, hello, sizeof(hello)));
-    memset(garbage, 'x', sizeof(garbage));             /* not a hello at all */
-    CU_ASSERT(stray_client(port, garbage, sizeof(garbage)));
+    CU_ASSERT_EQUAL(stray_client(port, hello, sizeof(hello)), 1);
+    memset(garbage, 'x', sizeof(garbage));             /* not a hello at all: closed, not answered */
+    CU_ASSERT_EQUAL(stray_client(port, garbage, sizeof(garbage)), -1);
     make_hello(hello, token, 1, 2, 0x7fffffffu);       /* right token, oversized length */
-    CU_ASSERT(stray_client(port, hello, sizeof(hello)));
+    CU_ASSERT_EQUAL(stray_client(port, hello, sizeof(hello)), 5);
     make_hello(hello, token, 7, 2, 100);               /* right token, rank outside the world */
-    CU_ASSERT(stray_client(port, hello, sizeof(hello)));
+    CU_ASSERT_EQUAL(stray_client(port, hello, sizeof(hello)), 3);
 
     /* Now rank 1 joins: the job must form and run an allreduce. */
     path_in_dir(path, sizeof(path), "go");
@@ -403,8 +434,402 @@ static void test_badtoken(void)
     CU_ASSERT(log_contains("not a libzero rendezvous hello"));
     CU_ASSERT(log_contains("blob length 2147483647"));
     CU_ASSERT(log_contains("rank 7 of world 2"));
-    if (rc != 0 || !log_contains("wrong job token"))
+    if (rc != 0 || !log_contains("wrong job token") || !log_contains("rank 7 of world 2"))
         print_log();
+    remove_dir();
+}
+
+/* ---- rendezvous under hostile traffic ---- */
+
+#define RDV_CONN_TIMEOUT "2"       /* ZERO_RENDEZVOUS_CONN_TIMEOUT of these jobs, seconds */
+
+/* A port free on this host right now, for --master_port. */
+static int pick_free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int port = 0, fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* A connection to 127.0.0.1:@p port, retried until something listens (at most
+ * @p timeout_s). Returns the fd or -1. */
+static int connect_loopback(int port, double timeout_s)
+{
+    struct sockaddr_in a;
+    double end = now_s() + timeout_s;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    do {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+            return fd;
+        if (fd >= 0)
+            close(fd);
+        usleep(5000);
+    } while (now_s() < end);
+    return -1;
+}
+
+static void touch(const char *name)
+{
+    char path[300];
+    FILE *f;
+    path_in_dir(path, sizeof(path), name);
+    f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fclose(f);
+}
+
+/* The latest formed.R time of a rdv-hold job (CLOCK_MONOTONIC), or -1 if a rank did not write it. */
+static double formed_at(int nranks)
+{
+    double latest = 0;
+    for (int r = 0; r < nranks; r++) {
+        char path[300], name[32];
+        double t = -1;
+        FILE *f;
+        snprintf(name, sizeof(name), "formed.%d", r);
+        path_in_dir(path, sizeof(path), name);
+        if ((f = fopen(path, "r")) == NULL)
+            return -1;
+        if (fscanf(f, "%lf", &t) != 1)
+            t = -1;
+        fclose(f);
+        if (t < 0)
+            return -1;
+        if (t > latest)
+            latest = t;
+    }
+    return latest;
+}
+
+/* The finding of issue 11: 64 connections that send nothing held rank 0's
+ * whole pending table; rank 1 was refused, did not retry, and blamed the
+ * token. Now they are evicted and the job forms at once. */
+static void test_rdv_idle(void)
+{
+    const char *args[] = {"rdv-hold", NULL};
+    int idle[64], rc, opened = 0;
+    double t_go, formed;
+    pid_t pid;
+
+    make_dir();
+    setenv("ZERO_RENDEZVOUS_CONN_TIMEOUT", "30", 1);   /* eviction, not the deadline, must let rank 1 in */
+    g_master_port = pick_free_port();
+    CU_ASSERT_FATAL(g_master_port > 0);
+    pid = launch(3, args);
+    CU_ASSERT_FATAL(pid > 0);
+    for (int i = 0; i < 64; i++) {
+        idle[i] = connect_loopback(g_master_port, i == 0 ? 60 : 5);
+        opened += idle[i] >= 0;
+    }
+    CU_ASSERT_EQUAL(opened, 64);
+    usleep(200000);           /* let rank 0 accept them all */
+    t_go = now_s();
+    touch("go");
+    rc = wait_rc(pid);
+    formed = formed_at(3);
+    for (int i = 0; i < 64; i++)
+        if (idle[i] >= 0)
+            close(idle[i]);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(formed > 0);
+    /* well within the 30 s deadline: the idle connections were evicted, not waited out */
+    CU_ASSERT(formed - t_go < 15.0);
+    CU_ASSERT(!log_contains("token"));
+    if (formed > 0)
+        fprintf(stderr, "rdv-idle: formed %.2f s after the ranks were let go, 64 idle connections open\n",
+                formed - t_go);
+    if (rc != 0 || formed < 0 || formed - t_go >= 15.0 || log_contains("token"))
+        print_log();
+    g_master_port = 0;
+    unsetenv("ZERO_RENDEZVOUS_CONN_TIMEOUT");
+    remove_dir();
+}
+
+/* Per-connection deadline: an idle client and one that sends its hello a byte
+ * every 0.25 s are both closed by rank 0 once ZERO_RENDEZVOUS_CONN_TIMEOUT
+ * (1 s here) has passed since they connected, not before, not much later. */
+static void test_rdv_deadline(void)
+{
+    const char *args[] = {"rdv-hold", NULL};
+    const char *hello_prefix = "ZERO-RDV";
+    int fds[2], rc;
+    double opened[2], closed_at[2] = {-1, -1}, next_byte = 0;
+    size_t sent = 0;
+    pid_t pid;
+
+    make_dir();
+    setenv("ZERO_RENDEZVOUS_CONN_TIMEOUT", "1", 1);
+    g_master_port = pick_free_port();
+    CU_ASSERT_FATAL(g_master_port > 0);
+    pid = launch(2, args);
+    CU_ASSERT_FATAL(pid > 0);
+    for (int i = 0; i < 2; i++) {
+        fds[i] = connect_loopback(g_master_port, 60);
+        opened[i] = now_s();
+        CU_ASSERT_FATAL(fds[i] >= 0);
+    }
+    while (now_s() < opened[0] + 6 && (closed_at[0] < 0 || closed_at[1] < 0)) {
+        struct pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+        if (closed_at[1] < 0 && now_s() >= next_byte && sent < strlen(hello_prefix)) {
+            if (send(fds[1], hello_prefix + sent, 1, MSG_NOSIGNAL) == 1)   /* the slow one */
+                sent++;
+            next_byte = now_s() + 0.25;
+        }
+        if (poll(p, 2, 20) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            char buf[64];
+            if (closed_at[i] < 0 && p[i].revents != 0 && recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+                closed_at[i] = now_s();
+        }
+    }
+    touch("go");
+    rc = wait_rc(pid);
+    for (int i = 0; i < 2; i++) {
+        close(fds[i]);
+        if (closed_at[i] > 0)
+            fprintf(stderr, "rdv-deadline: %s connection closed by rank 0 after %.2f s\n",
+                    i == 0 ? "idle" : "slow", closed_at[i] - opened[i]);
+        else
+            fprintf(stderr, "rdv-deadline: %s connection still open after 6 s\n", i == 0 ? "idle" : "slow");
+        CU_ASSERT(closed_at[i] > 0);
+        CU_ASSERT(closed_at[i] - opened[i] >= 0.9);
+        CU_ASSERT(closed_at[i] - opened[i] < 4.0);
+    }
+    CU_ASSERT(sent >= 3);     /* it was still sending when it was dropped */
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(log_contains("no complete hello within 1.0 s"));
+    if (rc != 0 || !log_contains("no complete hello within 1.0 s"))
+        print_log();
+    g_master_port = 0;
+    unsetenv("ZERO_RENDEZVOUS_CONN_TIMEOUT");
+    remove_dir();
+}
+
+/* Rank 1 presents a wrong token: rank 0 answers why, rank 1 says so. */
+static void test_rdv_wrong_token(void)
+{
+    const char *args[] = {"rdv-wrong-token", NULL};
+    int rc;
+    make_dir();
+    setenv("ZERO_RENDEZVOUS_TIMEOUT", "4", 1);
+    rc = run_job(2, args);
+    CU_ASSERT_EQUAL(rc, 0);     /* rank 1 failed with ZERO_ERR_PROTOCOL, rank 0 timed out */
+    CU_ASSERT(log_contains("refused rank 1: token mismatch"));
+    CU_ASSERT(log_contains("wrong job token"));       /* rank 0's side */
+    if (rc != 0 || !log_contains("refused rank 1: token mismatch"))
+        print_log();
+    setenv("ZERO_RENDEZVOUS_TIMEOUT", "60", 1);
+    remove_dir();
+}
+
+/* Runs comm_rank as rank 1 of 2 against 127.0.0.1:@p port (no launcher),
+ * output to job.log, and returns its exit status. */
+static int run_lone_rank1(int port)
+{
+    char log[300], port_text[16];
+    pid_t pid;
+    path_in_dir(log, sizeof(log), "job.log");
+    snprintf(port_text, sizeof(port_text), "%d", port);
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        setenv("RANK", "1", 1);
+        setenv("WORLD_SIZE", "2", 1);
+        setenv("LOCAL_RANK", "1", 1);
+        setenv("LOCAL_SIZE", "2", 1);
+        setenv("MASTER_ADDR", "127.0.0.1", 1);
+        setenv("MASTER_PORT", port_text, 1);
+        setenv("ZERO_JOB_TOKEN", "00112233445566778899aabbccddeeff", 1);
+        setenv("ZERO_RENDEZVOUS_TIMEOUT", "3", 1);
+        setenv("ZERO_RENDEZVOUS_CONN_TIMEOUT", "1", 1);
+        execl(ZERO_TEST_RANK_PROGRAM, ZERO_TEST_RANK_PROGRAM, "collectives", (char *)NULL);
+        _exit(127);
+    }
+    CU_ASSERT_FATAL(pid > 0);
+    return wait_rc(pid);
+}
+
+typedef struct fake_rank0 {
+    int lfd;
+    int answer;                 /* 0: close each connection at once; 1: read the hello, never answer */
+    atomic_int stop;
+    int held[256];
+    int nheld;
+} fake_rank0_t;
+
+static void *fake_rank0_main(void *arg)
+{
+    fake_rank0_t *f = arg;
+    while (!atomic_load(&f->stop)) {
+        struct pollfd p = {f->lfd, POLLIN, 0};
+        int fd;
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        if ((fd = accept(f->lfd, NULL, NULL)) < 0)
+            continue;
+        if (f->answer == 0 || f->nheld == 256)
+            close(fd);
+        else
+            f->held[f->nheld++] = fd;
+    }
+    for (int i = 0; i < f->nheld; i++)
+        close(f->held[i]);
+    return NULL;
+}
+
+/* A rank that cannot join reports what happened, never the token. */
+static void test_rdv_client_errors(void)
+{
+    static const char *const cases[] = {"refused", "closed", "silent"};
+    static const char *const expect[] = {
+        "connection refused",
+        "closed by rank 0 before it answered",
+        "did not answer within the rendezvous timeout",
+    };
+    make_dir();
+    for (int k = 0; k < 3; k++) {
+        fake_rank0_t f;
+        pthread_t thread;
+        struct sockaddr_in a;
+        int port = pick_free_port(), rc, one = 1;
+        CU_ASSERT_FATAL(port > 0);
+        memset(&f, 0, sizeof(f));
+        f.lfd = -1;
+        if (k > 0) {   /* a listener that drops every connection, or takes it and stays silent */
+            memset(&a, 0, sizeof(a));
+            a.sin_family = AF_INET;
+            a.sin_port = htons((uint16_t)port);
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            f.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            setsockopt(f.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            CU_ASSERT_FATAL(bind(f.lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(f.lfd, 64) == 0);
+            f.answer = k == 2;
+            CU_ASSERT_FATAL(pthread_create(&thread, NULL, fake_rank0_main, &f) == 0);
+        }
+        rc = run_lone_rank1(port);
+        if (k > 0) {
+            atomic_store(&f.stop, 1);
+            pthread_join(thread, NULL);
+            close(f.lfd);
+        }
+        CU_ASSERT_NOT_EQUAL(rc, 0);
+        CU_ASSERT(log_contains(expect[k]));
+        CU_ASSERT(!log_contains("token"));
+        if (rc == 0 || !log_contains(expect[k]) || log_contains("token")) {
+            fprintf(stderr, "case %s:\n", cases[k]);
+            print_log();
+        }
+    }
+    remove_dir();
+}
+
+/* Raises the soft descriptor limit to what the attacker needs. Returns 0, or
+ * -1 when the hard limit is too low (the test is then skipped, with a note). */
+static int raise_fd_limit(rlim_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur >= want)
+        return 0;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+        return -1;
+    rl.rlim_cur = want;
+    return setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* One 3-rank rdv-hold job; @p a: the attacker to aim at it (NULL: unloaded).
+ * Returns the formation time (go to the last rank formed) or -1. */
+static double hostile_run(attacker_t *a, long *opened_during_p)
+{
+    const char *args[] = {"rdv-hold", NULL};
+    double t_go, formed;
+    int rc;
+    pid_t pid;
+
+    g_master_port = pick_free_port();
+    CU_ASSERT_FATAL(g_master_port > 0);
+    if (a != NULL)
+        CU_ASSERT_FATAL(attacker_start(a, g_master_port) == 0);
+    pid = launch(3, args);
+    CU_ASSERT_FATAL(pid > 0);
+    if (a != NULL) {
+        /* every hostile connection is open once before the ranks 1 and 2 start to join */
+        double end = now_s() + 60;
+        while (atomic_load(&a->connected_once) < ATK_TOTAL && now_s() < end)
+            usleep(5000);
+        CU_ASSERT_EQUAL(atomic_load(&a->connected_once), ATK_TOTAL);
+    } else {
+        int probe = connect_loopback(g_master_port, 60);   /* rank 0 listens */
+        CU_ASSERT(probe >= 0);
+        if (probe >= 0)
+            close(probe);
+    }
+    t_go = now_s();
+    touch("go");
+    rc = wait_rc(pid);
+    formed = formed_at(3);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(formed > t_go);
+    if (a != NULL) {
+        *opened_during_p = attacker_opened_between(a, t_go, formed);
+        fprintf(stderr, "rdv-hostile: attacker: %ld connects (%ld while the job formed), %ld closed by rank 0, "
+                "%ld token-mismatch answers\n", atomic_load(&a->opened), *opened_during_p,
+                atomic_load(&a->closed_by_server), atomic_load(&a->refusals));
+        attacker_stop(a);
+    }
+    if (rc != 0 || formed <= t_go)
+        print_log();
+    g_master_port = 0;
+    return rc == 0 && formed > t_go ? formed - t_go : -1;
+}
+
+static void test_rdv_hostile(void)
+{
+    static attacker_t attacker;    /* 350 connections' state: not on the stack */
+    double conn_timeout = atof(RDV_CONN_TIMEOUT), unloaded, loaded;
+    long opened_during = 0;
+
+    if (raise_fd_limit(ATK_TOTAL + 256) != 0) {
+        fprintf(stderr, "rdv-hostile: skipped: the descriptor limit (ulimit -Hn) is below %d\n", ATK_TOTAL + 256);
+        exit(77);
+    }
+    setenv("ZERO_RENDEZVOUS_CONN_TIMEOUT", RDV_CONN_TIMEOUT, 1);
+    make_dir();
+    unloaded = hostile_run(NULL, NULL);
+    remove_dir();
+    make_dir();
+    loaded = hostile_run(&attacker, &opened_during);
+    fprintf(stderr, "rdv-hostile: formation %.3f s unloaded, %.3f s under attack (bound 2 x %.3f + %.1f = %.3f s)\n",
+            unloaded, loaded, unloaded, conn_timeout, 2 * unloaded + conn_timeout);
+    CU_ASSERT(unloaded > 0);
+    CU_ASSERT(loaded > 0);
+    CU_ASSERT(loaded <= 2 * unloaded + conn_timeout);
+    CU_ASSERT(opened_during > 0);           /* the attack went on while the job formed */
+    CU_ASSERT(atomic_load(&attacker.refusals) > 0);   /* wrong tokens were told so */
+    CU_ASSERT(log_contains("wrong job token"));
+    if (loaded <= 0 || loaded > 2 * unloaded + conn_timeout)
+        print_log();
+    unsetenv("ZERO_RENDEZVOUS_CONN_TIMEOUT");
     remove_dir();
 }
 
@@ -417,6 +842,14 @@ int main(int argc, char **argv)
     CU_TestInfo stall_tests[] = {{"silent rank times out", test_stall}, CU_TEST_INFO_NULL};
     CU_TestInfo mismatch_tests[] = {{"mismatched counts fail on both sides", test_mismatch}, CU_TEST_INFO_NULL};
     CU_TestInfo badtoken[] = {{"stray rendezvous clients refused", test_badtoken}, CU_TEST_INFO_NULL};
+    CU_TestInfo rdv_idle[] = {{"64 idle connections do not stop the job", test_rdv_idle}, CU_TEST_INFO_NULL};
+    CU_TestInfo rdv_deadline[] = {{"idle and slow connections dropped at the deadline", test_rdv_deadline},
+                                  CU_TEST_INFO_NULL};
+    CU_TestInfo rdv_wrong_token[] = {{"a wrong token is told token mismatch", test_rdv_wrong_token},
+                                     CU_TEST_INFO_NULL};
+    CU_TestInfo rdv_client_errors[] = {{"a rank that cannot join says why", test_rdv_client_errors},
+                                       CU_TEST_INFO_NULL};
+    CU_TestInfo rdv_hostile[] = {{"the job forms under hostile traffic", test_rdv_hostile}, CU_TEST_INFO_NULL};
     CU_SuiteInfo suites[] = {{"comm jobs", NULL, NULL, NULL, NULL, NULL}, CU_SUITE_INFO_NULL};
     const char *mode = argc > 1 ? argv[1] : "";
 
@@ -435,11 +868,22 @@ int main(int argc, char **argv)
         suites[0].pTests = stall_tests;
     else if (strcmp(mode, "badtoken") == 0)
         suites[0].pTests = badtoken;
+    else if (strcmp(mode, "rdv-idle") == 0)
+        suites[0].pTests = rdv_idle;
+    else if (strcmp(mode, "rdv-deadline") == 0)
+        suites[0].pTests = rdv_deadline;
+    else if (strcmp(mode, "rdv-wrong-token") == 0)
+        suites[0].pTests = rdv_wrong_token;
+    else if (strcmp(mode, "rdv-client-errors") == 0)
+        suites[0].pTests = rdv_client_errors;
+    else if (strcmp(mode, "rdv-hostile") == 0)
+        suites[0].pTests = rdv_hostile;
     else if (strcmp(mode, "mismatch") == 0)
         suites[0].pTests = mismatch_tests;
     else {
         fprintf(stderr, "usage: test_comm_jobs collectives N [--big] | nonblocking N | kill N K | kill-direct N K | stall N K | "
-                        "mismatch | badtoken | run N MODE [ARG]\n");
+                        "mismatch | badtoken | rdv-idle | rdv-deadline | rdv-wrong-token | rdv-client-errors | rdv-hostile | "
+                        "run N MODE [ARG]\n");
         return 2;
     }
     return zero_test_main(argc, argv, suites);
