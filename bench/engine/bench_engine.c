@@ -290,6 +290,12 @@ int main(int argc, char **argv)
         times[s] = iters[s] - fill;
     }
     zero_engine_memory(eng, &mem);
+    if (rank == 0 && getenv("ZERO_BENCH_TIMERS") != NULL) {
+        zero_engine_timers_t t;
+        zero_engine_timers(eng, &t);
+        fprintf(stderr, "timers (s, all steps): backward_wait=%.3f reduce=%.3f step=%.3f gather=%.3f\n",
+                t.backward_wait, t.reduce, t.step, t.gather);
+    }
     if (rank == 0) {
         double psi = (double)mem.num_params, n = (double)world, w = dtype == ZERO_FP32 ? 4.0 : 2.0, k = 12.0;
         double formula = stage == 0 ? (w + w + k) * psi
