@@ -3,7 +3,8 @@
  * bytes per rank of a synthetic model, next to the ZeRO paper's formula.
  *
  * Usage (under zero-launch): bench_engine --stage S [--dtype bf16|fp32]
- *        [--params N] [--layers L] [--steps K] [--mode whole|layerwise]
+ *        [--params N] [--layers L] [--steps K] [--mode whole|layerwise] [--bucket E]
+ * (--bucket: reduce and allgather bucket size in elements, default N / 50)
  * The model: an embedding of N/50 elements and L layers of two square-ish
  * tensors sharing the rest. Each step, as a trainer runs it:
  *   - stage 3, --mode layerwise (default): the forward gathers and releases
@@ -163,7 +164,7 @@ static double backward_one(zero_engine_h eng, zero_param_h h, zero_dtype_t dtype
 int main(int argc, char **argv)
 {
     int stage = 0, layers = 48, steps = 4, layerwise = 1;
-    double params = 1e8;
+    double params = 1e8, bucket = 0.0;
     const char *dtype_name = "bf16";
     zero_dtype_t dtype;
     char json[1024];
@@ -186,6 +187,8 @@ int main(int argc, char **argv)
             layers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
             steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--bucket") && i + 1 < argc)
+            bucket = atof(argv[++i]);
         else if (!strcmp(argv[i], "--mode") && i + 1 < argc) {
             i++;
             layerwise = strcmp(argv[i], "whole") != 0;
@@ -195,10 +198,12 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_engine --stage S [--dtype bf16|fp32] [--params N] [--layers L] [--steps K] "
-                            "[--mode whole|layerwise]\n");
+                            "[--mode whole|layerwise] [--bucket ELEMS]\n");
             return 2;
         }
     }
+    if (bucket < 1.0)
+        bucket = params / 50;
     dtype = !strcmp(dtype_name, "fp32") ? ZERO_FP32 : ZERO_BF16;
     if (steps < 3 || layers < 1 || params < 1e3 || stage < 0 || stage > 3) {
         fprintf(stderr, "bench_engine: need --steps >= 3, --layers >= 1, --params >= 1000, --stage 0..3\n");
@@ -211,8 +216,7 @@ int main(int argc, char **argv)
              " \"steps_per_print\": 0, \"gradient_clipping\": 1.0,"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": %.0f, \"allgather_bucket_size\": %.0f,"
              " \"stage3_prefetch_bucket_size\": %.0f, \"stage3_param_persistence_threshold\": 0}}",
-             dtype == ZERO_BF16 ? "\"bf16\": {\"enabled\": true}," : "", stage, params / 50, params / 50,
-             params / layers);
+             dtype == ZERO_BF16 ? "\"bf16\": {\"enabled\": true}," : "", stage, bucket, bucket, params / layers);
     ep.config_json = json;
     if (zero_engine_create(&ep, &eng) != ZERO_OK)
         return 1;
