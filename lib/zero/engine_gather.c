@@ -28,6 +28,24 @@ static size_t bucket_bytes(zero_engine_h e, int b)
     return bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
 }
 
+static void free_bucket(zero_engine_h e, int b);
+
+/* Drops released weights kept for reuse (zero_release) until @p len more
+ * elements fit within stage3_max_live_parameters and the gather pool has a
+ * block of @p bytes, or nothing kept is left. */
+static void make_room(zero_engine_h e, uint64_t len, size_t bytes)
+{
+    uint64_t max_live = e->config->zero_optimization.stage3_max_live_parameters;
+    for (int b = 0; b < e->layout->num_buckets; b++) {
+        int fits = e->live_elements + len <= max_live;
+        for (int k = 0; fits && k < e->gather_pool.num_free; k++)
+            if (e->gather_pool.free[k].length >= bytes)
+                return;
+        if (e->buckets[b].cached)
+            free_bucket(e, b);
+    }
+}
+
 /* A home for bucket @p b's full weights: its persistent slot, a pool block,
  * or (on demand only) a one-off buffer when the pool has no room; NULL with
  * ZERO_OK when a prefetch finds the pool full. */
@@ -40,6 +58,7 @@ static zero_status_t gathered_buffer(zero_engine_h e, int b, int prefetch)
         bs->gathered_source = GATHERED_PERSISTENT;
         return ZERO_OK;
     }
+    make_room(e, e->layout->buckets[b].length, bucket_bytes(e, b));
     bs->gathered = engine_pool_get(e, &e->gather_pool, bucket_bytes(e, b));
     if (bs->gathered != NULL) {
         bs->gathered_source = GATHERED_POOL;
@@ -70,6 +89,7 @@ static void drop_buffer(zero_engine_h e, int b)
         engine_free(e, &e->mem.buffers, bucket_bytes(e, b), bs->gathered);
     bs->gathered = NULL;
     bs->gathered_source = GATHERED_NONE;
+    bs->cached = 0;
 }
 
 /* Starts the allgather of bucket @p b; a prefetch (@p prefetch) that finds no
@@ -179,8 +199,12 @@ static zero_status_t prefetch_after(zero_engine_h e, int last)
         budget -= len;
         if (e->buckets[b].gathered != NULL)
             continue;
-        if (live + len > z->stage3_max_live_parameters)
-            break;
+        if (live + len > z->stage3_max_live_parameters) {
+            make_room(e, len, bucket_bytes(e, b));
+            live = e->live_elements;
+            if (live + len > z->stage3_max_live_parameters)
+                break;
+        }
         status = gather_bucket_start(e, b, 1);
         if (status != ZERO_OK)
             return status;
@@ -233,12 +257,43 @@ zero_status_t zero_gather(zero_engine_h e, const zero_param_h *params, size_t co
         if (status == ZERO_OK) {
             p->data = e->buckets[b].gathered;
             p->gather_count++;
+            e->buckets[b].cached = 0;
         }
     }
     if (status == ZERO_OK && count > 0)
         status = prefetch_after(e, params[count - 1]->index);
     e->timers.gather += engine_now() - t0;
     return status;
+}
+
+/* Whether parameter @p index is gathered again, by the recorded order, before
+ * stage3_max_reuse_distance elements of other gathers (DeepSpeed's rule), in
+ * this accumulation window (the update drops every gather), while the live
+ * elements are within stage3_max_live_parameters: then release keeps its
+ * weights (layer by layer, the backward finds the forward's layers still
+ * there when memory allows). */
+static int reused_soon(zero_engine_h e, int index)
+{
+    const zero_config_zero_t *z = &e->config->zero_optimization;
+    uint64_t distance = 0;
+    if (!e->trace_done || e->trace_len == 0 || e->live_elements > z->stage3_max_live_parameters)
+        return 0;
+    for (size_t k = 0; k < e->trace_len; k++) {
+        size_t at = e->trace_pos + k;
+        int next;
+        if (at >= e->trace_len) {
+            if (e->window_micro == e->gas - 1)
+                return 0;
+            at -= e->trace_len;
+        }
+        next = e->trace[at];
+        if (next == index)
+            return 1;
+        distance += e->layout->buckets[e->layout->params[next].bucket].length;
+        if (distance > z->stage3_max_reuse_distance)
+            return 0;
+    }
+    return 0;
 }
 
 zero_status_t zero_release(zero_engine_h e, const zero_param_h *params, size_t count)
@@ -255,10 +310,14 @@ zero_status_t zero_release(zero_engine_h e, const zero_param_h *params, size_t c
     }
     for (size_t i = 0; i < count; i++) {
         struct zero_param *p = params[i];
+        int b = e->layout->params[p->index].bucket;
         if (--p->gather_count > 0 || p->persistent)
             continue;
-        free_bucket(e, e->layout->params[p->index].bucket);
         p->data = NULL;
+        if (reused_soon(e, p->index))
+            e->buckets[b].cached = 1;   /* dropped by make_room when its room is needed */
+        else
+            free_bucket(e, b);
     }
     return ZERO_OK;
 }

@@ -94,6 +94,7 @@ typedef struct bucket_state {
     zero_comm_request_h reduce_req;
     void *gathered;                /* stage 3: [length] full weights (NULL: not gathered) */
     gathered_source_t gathered_source;
+    int cached;                    /* stage 3: released, kept because the trace uses it again soon */
     void *persistent_slot;         /* stage 3, persistent parameters: their full weights' home */
     zero_comm_request_h gather_req; /* stage 3: allgather in flight (prefetch) */
 } bucket_state_t;
