@@ -10,7 +10,8 @@
 #    1e7) fp32 parameters at world size 2, glibc as shipped (no allocator
 #    tunables: GLIBC_TUNABLES and MALLOC_* are cleared), the step at stages
 #    0, 1, 2, 3 gathering the whole model before the forward, and 3 gathering
-#    layer by layer with prefetch; ZERO_BENCH_ROUNDS rounds (default 3), the
+#    layer by layer with prefetch (DeepSpeed's default stage3_max_live_parameters,
+#    and also 4 layers' worth: mode layerwise4 in the CSV); ZERO_BENCH_ROUNDS rounds (default 3), the
 #    configurations interleaved within each round, ZERO_BENCH_STEP_STEPS steps
 #    a launch (default 12; each launch reports the median of its steps after
 #    the first two), and the median over rounds. In the same launches: the
@@ -41,9 +42,11 @@ mkdir -p "$root/bench/results"
 csv="$root/bench/results/engine.csv"
 steps_csv="$root/bench/results/engine_steps.csv"
 header="world,stage,dtype,params,step_ms,state_bytes,peak_bytes,formula_bytes,peak_over_formula,mode,iter_ms,moved_bytes,triad_gbps,setup_s,populate_s,populate_touch_s"
-launch() {   # world stage dtype params steps mode
-  "$build_dir/tools/zero-launch/zero-launch" --launcher local --num_gpus "$1" --master_port 0 \
-    "$build_dir/bench/engine/bench_engine" --stage "$2" --dtype "$3" --params "$4" --steps "$5" --mode "$6"
+launch() {   # world stage dtype params steps mode [more bench_engine options]
+  local world=$1 stage=$2 dtype=$3 n=$4 k=$5 mode=$6
+  shift 6
+  "$build_dir/tools/zero-launch/zero-launch" --launcher local --num_gpus "$world" --master_port 0 \
+    "$build_dir/bench/engine/bench_engine" --stage "$stage" --dtype "$dtype" --params "$n" --steps "$k" --mode "$mode" "$@"
 }
 
 echo "$header" > "$csv"
@@ -67,6 +70,9 @@ for round in $(seq 1 "$rounds"); do
     set -- $cfg
     launch 2 "$1" fp32 "$step_params" "$step_steps" "$2" | sed "s/^/$round,/" | tee -a "$steps_csv"
   done
+  # layer by layer with live weights bounded to 4 layers (the backward gathers again): mode "layerwise4"
+  launch 2 3 fp32 "$step_params" "$step_steps" layerwise --max-live "$(awk -v n="$step_params" 'BEGIN { printf "%.0f", 4 * n / 48 }')" |
+    sed "s/^/$round,/; s/,layerwise,/,layerwise4,/" | tee -a "$steps_csv"
 done
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -78,6 +84,7 @@ median() {
 s2=$(median 6 2 -)
 s3=$(median 6 3 whole)
 s3l=$(median 6 3 layerwise)
+s3l4=$(median 6 3 layerwise4)
 moved=$(median 13 2 -)
 triad=$(median 14 2 -)
 setup=$(median 15 2 -)
@@ -85,7 +92,7 @@ pop=$(median 16 2 -)
 touch=$(median 17 2 -)
 state=$(median 7 2 -)
 for st in 0 1; do echo "stage $st step (median of rounds): $(median 6 $st -) ms"; done
-echo "stage 2 step $s2 ms, stage 3 whole $s3 ms, stage 3 layerwise $s3l ms (median of $rounds rounds)"
+echo "stage 2 step $s2 ms, stage 3 whole $s3 ms, stage 3 layerwise $s3l ms, layerwise within 4 layers live $s3l4 ms (median of $rounds rounds)"
 sweep=$(awk -F, '$1 == 4 && $3 == "bf16" { r[$2] = $9 }
          END { printf "stage1_bytes_over_formula=%s stage2_bytes_over_formula=%s stage3_bytes_over_formula=%s", r[1], r[2], r[3] }' "$csv")
 awk -v sweep="$sweep" -v s2="$s2" -v s3="$s3" -v s3l="$s3l" -v moved="$moved" -v triad="$triad" \
