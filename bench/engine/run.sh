@@ -10,8 +10,10 @@
 #    1e7) fp32 parameters at world size 2, glibc as shipped (no allocator
 #    tunables: GLIBC_TUNABLES and MALLOC_* are cleared), the step at stages
 #    0, 1, 2, 3 gathering the whole model before the forward, and 3 gathering
-#    layer by layer with prefetch (DeepSpeed's default stage3_max_live_parameters,
-#    and also 4 layers' worth: mode layerwise4 in the CSV); ZERO_BENCH_ROUNDS rounds (default 3), the
+#    layer by layer with prefetch, stage3_max_live_parameters set to 4 layers'
+#    worth so the backward gathers every layer again (and, as mode
+#    layerwise_default in the CSV, with DeepSpeed's default 1e9, where release
+#    keeps the forward's layers for the backward); ZERO_BENCH_ROUNDS rounds (default 3), the
 #    configurations interleaved within each round, ZERO_BENCH_STEP_STEPS steps
 #    a launch (default 12; each launch reports the median of its steps after
 #    the first two), and the median over rounds. In the same launches: the
@@ -53,26 +55,33 @@ echo "$header" > "$csv"
 if [ "${ZERO_BENCH_SWEEP:-1}" != 0 ]; then
   echo "# memory sweep: $params parameters, world sizes 1-4"
   echo "$header"
+  # stage 3 goes layer by layer within 4 layers' live weights, so its peak is the
+  # ZeRO memory a layer-by-layer trainer gets (DeepSpeed's default
+  # stage3_max_live_parameters would keep the forward's layers for the backward)
+  live4=$(awk -v n="$params" 'BEGIN { printf "%.0f", 4 * n / 48 }')
   for world in 1 2 3 4; do
     for stage in 0 1 2 3; do
-      launch "$world" "$stage" bf16 "$params" "$steps" layerwise | tee -a "$csv"
+      launch "$world" "$stage" bf16 "$params" "$steps" layerwise --max-live "$live4" | tee -a "$csv"
     done
   done
   for stage in 0 1 2 3; do
-    launch 4 "$stage" fp32 "$params" "$steps" layerwise | tee -a "$csv"
+    launch 4 "$stage" fp32 "$params" "$steps" layerwise --max-live "$live4" | tee -a "$csv"
   done
 fi
 
 echo "# step comparison: $step_params fp32 parameters, world size 2, $rounds rounds"
+step_live4=$(awk -v n="$step_params" 'BEGIN { printf "%.0f", 4 * n / 48 }')
 echo "round,$header" | tee "$steps_csv"
 for round in $(seq 1 "$rounds"); do
-  for cfg in "0 layerwise" "1 layerwise" "2 layerwise" "3 whole" "3 layerwise"; do
+  # stage3_max_live_parameters: DeepSpeed's 1e9, except 4 layers' worth for layer by layer
+  for cfg in "0 layerwise 1e9" "1 layerwise 1e9" "2 layerwise 1e9" "3 whole 1e9" "3 layerwise $step_live4"; do
     set -- $cfg
-    launch 2 "$1" fp32 "$step_params" "$step_steps" "$2" | sed "s/^/$round,/" | tee -a "$steps_csv"
+    launch 2 "$1" fp32 "$step_params" "$step_steps" "$2" --max-live "$3" | sed "s/^/$round,/" | tee -a "$steps_csv"
   done
-  # layer by layer with live weights bounded to 4 layers (the backward gathers again): mode "layerwise4"
-  launch 2 3 fp32 "$step_params" "$step_steps" layerwise --max-live "$(awk -v n="$step_params" 'BEGIN { printf "%.0f", 4 * n / 48 }')" |
-    sed "s/^/$round,/; s/,layerwise,/,layerwise4,/" | tee -a "$steps_csv"
+  # layer by layer with DeepSpeed's default stage3_max_live_parameters: the
+  # forward's layers stay for the backward (mode "layerwise_default")
+  launch 2 3 fp32 "$step_params" "$step_steps" layerwise --max-live 1e9 |
+    sed "s/^/$round,/; s/,layerwise,/,layerwise_default,/" | tee -a "$steps_csv"
 done
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -84,7 +93,7 @@ median() {
 s2=$(median 6 2 -)
 s3=$(median 6 3 whole)
 s3l=$(median 6 3 layerwise)
-s3l4=$(median 6 3 layerwise4)
+s3ld=$(median 6 3 layerwise_default)
 moved=$(median 13 2 -)
 triad=$(median 14 2 -)
 setup=$(median 15 2 -)
@@ -92,7 +101,7 @@ pop=$(median 16 2 -)
 touch=$(median 17 2 -)
 state=$(median 7 2 -)
 for st in 0 1; do echo "stage $st step (median of rounds): $(median 6 $st -) ms"; done
-echo "stage 2 step $s2 ms, stage 3 whole $s3 ms, stage 3 layerwise $s3l ms, layerwise within 4 layers live $s3l4 ms (median of $rounds rounds)"
+echo "stage 2 step $s2 ms, stage 3 whole $s3 ms, stage 3 layerwise $s3l ms, layerwise with the default max live $s3ld ms (median of $rounds rounds)"
 sweep=$(awk -F, '$1 == 4 && $3 == "bf16" { r[$2] = $9 }
          END { printf "stage1_bytes_over_formula=%s stage2_bytes_over_formula=%s stage3_bytes_over_formula=%s", r[1], r[2], r[3] }' "$csv")
 awk -v sweep="$sweep" -v s2="$s2" -v s3="$s3" -v s3l="$s3l" -v moved="$moved" -v triad="$triad" \
