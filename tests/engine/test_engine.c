@@ -455,6 +455,54 @@ static void test_steady_state_allocates_nothing(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* A trainer that gathers more at once than stage3_max_live_parameters allows
+ * still gets correct weights: what does not fit in the gather pool gets a
+ * one-off buffer, freed again at release (memory back to state + pools). */
+static void test_gather_beyond_the_pool(void)
+{
+    ZERO_TEST_MEM_MARK();
+    char json[512];
+    zero_engine_h e;
+    zero_param_h h[4];
+    static float init[4][SS_BIG];
+    zero_engine_memory_t m;
+    snprintf(json, sizeof(json),
+             "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+             " \"zero_optimization\": {\"stage\": 3, \"stage3_param_persistence_threshold\": 0,"
+             " \"stage3_max_live_parameters\": %d}}", SS_BIG);
+    e = make_engine(json);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        zero_param_desc_t d = desc(name, ZERO_FP32, SS_BIG);
+        snprintf(name, sizeof(name), "w%d", i);
+        for (int k = 0; k < SS_BIG; k++)
+            init[i][k] = (float)(i * SS_BIG + k);
+        d.field_mask = ZERO_PARAM_FIELD_INIT_VALUES;
+        d.init_values = init[i];
+        CU_ASSERT_EQUAL(zero_param_register(e, &d, &h[i]), ZERO_OK);
+    }
+    CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+    quiet();   /* the engine warns once about the one-off buffers */
+    CU_ASSERT_EQUAL(zero_gather(e, h, 4), ZERO_OK);
+    loud();
+    CU_ASSERT_EQUAL(zero_engine_memory(e, &m), ZERO_OK);
+    CU_ASSERT_EQUAL(m.pools, (uint64_t)SS_BIG * 4);    /* one parameter's worth: the pool's whole capacity */
+    CU_ASSERT_EQUAL(m.buffers, (uint64_t)SS_BIG * 4 * 4);
+    for (int i = 0; i < 4; i++) {
+        const float *w = zero_param_data(h[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+        CU_ASSERT_EQUAL(w[0], init[i][0]);
+        CU_ASSERT_EQUAL(w[SS_BIG - 1], init[i][SS_BIG - 1]);
+    }
+    CU_ASSERT_EQUAL(zero_release(e, h, 4), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_engine_memory(e, &m), ZERO_OK);
+    CU_ASSERT_EQUAL(m.buffers, 0);
+    CU_ASSERT_EQUAL(m.total, m.params + m.grads + m.master + m.optim_state + m.persistent + m.pools);
+    zero_engine_destroy(e);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* ---- sampler ---- */
 
 static void test_sampler_covers_each_index_once(void)
@@ -605,6 +653,7 @@ static CU_TestInfo engine_tests[] = {
     {"memory accounting per stage", test_memory_accounting},
     {"views share the caller's buffer", test_views_share_the_callers_buffer},
     {"steady-state steps allocate nothing; pools bounded", test_steady_state_allocates_nothing},
+    {"a gather beyond the pool gets one-off buffers", test_gather_beyond_the_pool},
     CU_TEST_INFO_NULL,
 };
 
