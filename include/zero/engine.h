@@ -238,7 +238,15 @@ ZERO_API size_t zero_param_numel(zero_param_h param);
  */
 ZERO_API zero_status_t zero_gather(zero_engine_h engine, const zero_param_h *params, size_t count);
 
-/** Stage 3: releases the full weights gathered by zero_gather() (persistent ones stay). */
+/**
+ * Stage 3: releases the full weights gathered by zero_gather() (persistent ones
+ * stay); zero_param_data() is NULL afterwards. When the recorded order gathers
+ * a parameter again within stage3_max_reuse_distance elements in the same
+ * accumulation window, and the live elements are within
+ * stage3_max_live_parameters, the engine keeps its weights in the gather pool
+ * (DeepSpeed's rule), so that gather costs nothing; they are dropped when a
+ * gather needs the room. Nothing is allocated or freed (see zero_engine_memory_t).
+ */
 ZERO_API zero_status_t zero_release(zero_engine_h engine, const zero_param_h *params, size_t count);
 
 /**
