@@ -239,7 +239,15 @@ ZERO_API size_t zero_param_numel(zero_param_h param);
  */
 ZERO_API zero_status_t zero_gather(zero_engine_h engine, const zero_param_h *params, size_t count);
 
-/** Stage 3: releases the full weights gathered by zero_gather() (persistent ones stay). */
+/**
+ * Stage 3: releases the full weights gathered by zero_gather() (persistent ones
+ * stay); zero_param_data() is NULL afterwards. When the recorded order gathers
+ * a parameter again within stage3_max_reuse_distance elements in the same
+ * accumulation window, and the live elements are within
+ * stage3_max_live_parameters, the engine keeps its weights in the gather pool
+ * (DeepSpeed's rule), so that gather costs nothing; they are dropped when a
+ * gather needs the room. Nothing is allocated or freed (see zero_engine_memory_t).
+ */
 ZERO_API zero_status_t zero_release(zero_engine_h engine, const zero_param_h *params, size_t count);
 
 /**
@@ -313,16 +321,47 @@ ZERO_API zero_comm_h zero_engine_comm(zero_engine_h engine);
 /** The message of the engine's last error ("" if none); owned by the engine. */
 ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
 
-/** Model-state bytes this rank holds, by kind. */
+/**
+ * Bytes this rank holds, by kind.
+ *
+ * Model state (params, grads, master, optim_state) is allocated and backed
+ * with pages at zero_engine_setup(). Working memory comes from pools whose
+ * pages are backed the first time they are used and then kept and reused, so
+ * that steady-state steps neither allocate nor take page faults:
+ *  - stage 3, gathered weights and prefetch: at most
+ *    min(non-persistent model, stage3_max_live_parameters elements);
+ *  - stage 3, gradient staging: at most min(whole model,
+ *    max(reduce_bucket_size elements, 3 x the largest parameter));
+ *  - stage 2, gradient staging: buffers of the largest bucket's size, as many
+ *    as were ever in use at once (3 when gradients are marked ready as the
+ *    backward produces them: 2 reducing, 1 being filled);
+ *  - 16-bit training, every stage: the step's fp32 scratch (a few hundred
+ *    thousand elements per dtype group).
+ * Element counts are taken in bytes of the widest parameter dtype. A stage-3
+ * gather or gradient that finds its pool without room gets a one-off buffer
+ * (allocated and freed around its use, warned once); those count in buffers
+ * and total, not pools.
+ */
 typedef struct zero_engine_memory {
     uint64_t params;        /**< weights the trainer sees (full at stages 0-2, shard at 3) */
     uint64_t grads;         /**< gradients in the parameters' dtype: full (stages 0-1), owned shard (2-3) */
     uint64_t master;        /**< fp32 master weights (owned shard) */
     uint64_t optim_state;   /**< optimizer moments (owned shard) */
-    uint64_t buffers;       /**< bucket staging, gather and communication buffers in use now */
-    uint64_t buffers_peak;  /**< the most buffers ever held at once */
-    uint64_t total;         /**< params + grads + master + optim_state + buffers */
+    uint64_t buffers;       /**< working buffers in use now: gradient staging, gathered weights (from the
+                                 pools, or one-off when a pool is full) */
+    uint64_t buffers_peak;  /**< the most buffers ever in use at once */
+    uint64_t total;         /**< everything held: params + grads + master + optim_state + persistent +
+                                 pools + one-off buffers in use */
     uint64_t num_params;    /**< registered elements (Psi) */
+    /* appended later: the fields above keep their offsets */
+    uint64_t persistent;    /**< stage 3: full weights of the parameters under
+                                 stage3_param_persistence_threshold, held from setup */
+    uint64_t pools;         /**< pages the working-memory pools hold now (backed, kept, reused);
+                                 after zero_release() of everything, stage 3 holds model state +
+                                 persistent + pools and nothing more */
+    uint64_t pools_bound;   /**< what the pools may grow to at most, from the sizes above (stage 2:
+                                 one largest-bucket buffer per bucket, the case of a trainer that
+                                 marks no gradient ready before zero_backward_end) */
 } zero_engine_memory_t;
 
 /** Fills *memory_p with the engine's current accounting. */

@@ -94,8 +94,7 @@ zero_status_t zero_store_host_create(const zero_store_desc_t *desc, zero_store_t
             if (status != ZERO_OK)
                 goto fail;
             h->owned[g][f] = 1;
-            if (desc->kind != ZERO_MEM_DEVICE)
-                zero_mem_populate(h->field[g][f], bytes);   /* at setup, not in the first step */
+            zero_mem_populate(desc->kind, h->field[g][f], bytes);   /* at setup, not in the first step */
             if ((status = zero_mem_set_zero(desc->kind, h->field[g][f], bytes)) != ZERO_OK)
                 goto fail;
         }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #if HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -21,6 +22,7 @@
 static atomic_uint_fast64_t live_bytes[ZERO_MEM_KIND_COUNT];
 static atomic_uint_fast64_t live_count[ZERO_MEM_KIND_COUNT];
 static atomic_uint_fast64_t peak_bytes[ZERO_MEM_KIND_COUNT];
+static atomic_uint_fast64_t alloc_calls;   /* zero_mem_alloc successes, for tests */
 
 static void account_add(zero_mem_kind_t kind, size_t bytes)
 {
@@ -368,8 +370,39 @@ zero_status_t zero_mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag
     }
     pthread_mutex_unlock(&registry_lock);
     account_add(kind, bytes);
+    atomic_fetch_add(&alloc_calls, 1);
     *ptr_p = ptr;
     return ZERO_OK;
+}
+
+uint64_t zero_mem_alloc_count(void)
+{
+    return atomic_load(&alloc_calls);
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14; older kernels answer EINVAL and we touch instead */
+#endif
+
+void zero_mem_populate(zero_mem_kind_t kind, void *ptr, size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin, end;
+    if (kind == ZERO_MEM_DEVICE || ptr == NULL || bytes == 0 || page == 0)
+        return;
+    /* Whole pages inside the buffer only: the partial pages at its ends may be
+     * shared with other heap blocks, and touching writes. */
+    begin = ((uintptr_t)ptr + page - 1) & ~(uintptr_t)(page - 1);
+    end = ((uintptr_t)ptr + bytes) & ~(uintptr_t)(page - 1);
+    if (end <= begin)
+        return;
+    if (madvise((void *)begin, end - begin, MADV_POPULATE_WRITE) == 0)
+        return;
+    /* Writing back the value read keeps the content; volatile so it is not elided. */
+    for (uintptr_t a = begin; a < end; a += page) {
+        volatile unsigned char *q = (volatile unsigned char *)a;
+        *q = *q;
+    }
 }
 
 void zero_mem_free(void *ptr)
@@ -464,16 +497,4 @@ zero_status_t zero_mem_copy(zero_mem_kind_t dst_kind, void *dst, zero_mem_kind_t
     ZERO_LOG_ERROR("device memory operation in a build without CUDA");
     return ZERO_ERR_UNSUPPORTED;
 #endif
-}
-
-int zero_mem_populate(void *ptr, size_t bytes)
-{
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-    const uintptr_t page = 4096;
-    uintptr_t begin = (uintptr_t)ptr & ~(page - 1), end = ((uintptr_t)ptr + bytes + page - 1) & ~(page - 1);
-    if (bytes == 0)
-        return 1;
-    return madvise((void *)begin, end - begin, MADV_POPULATE_WRITE) == 0;
 }

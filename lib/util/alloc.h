@@ -12,6 +12,7 @@
 #define ZERO_UTIL_ALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <zero/memory.h>
 #include <zero/status.h>
 #include <zero/export.h>
@@ -31,13 +32,19 @@ zero_status_t zero_mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag
 /* Frees a buffer from zero_mem_alloc. NULL is allowed. A pointer the registry
  * does not know is an internal error: it is logged and left alone. */
 void zero_mem_free(void *ptr);
-/* Maps every page of host memory [ptr, ptr + bytes) now (MADV_POPULATE_WRITE,
- * no data written), so that first touches later cost no page faults (about
- * 15 us per 4 KiB page on some machines). Returns 1 when the kernel did it, 0
- * when it cannot (before Linux 5.14: the pages fault in on first use). */
-int zero_mem_populate(void *ptr, size_t bytes);
 /* The kind a zero_mem_alloc buffer was allocated as, or -1 if unknown. */
 int zero_mem_kind_of(const void *ptr);
+/* zero_mem_alloc calls made by this process so far (successful ones): a test
+ * counts them across a stretch of code to assert that it allocates no buffers. */
+uint64_t zero_mem_alloc_count(void);
+
+/* Backs [ptr, ptr + bytes) of host memory with pages now (MADV_POPULATE_WRITE on
+ * the whole pages inside it; where the kernel lacks it, one write per page), so
+ * that no later access takes a page fault. Cheaper than faulting the same pages
+ * one at a time (first touch costs ~15 us a page on some virtual machines), and
+ * it moves that cost out of hot paths. Device memory: nothing to do. The content
+ * is unchanged. Cannot fail: without the madvise it falls back to touching. */
+void zero_mem_populate(zero_mem_kind_t kind, void *ptr, size_t bytes);
 
 /* Kind-aware memory operations (cudaMemset/cudaMemcpy for device memory), so
  * layers above need not assume host memory. Return ZERO_OK, or the CUDA error

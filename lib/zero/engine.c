@@ -47,6 +47,15 @@ void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t byte
     zero_mem_copy(e->kind, dst, ZERO_MEM_HOST, host_src, bytes);
 }
 
+void engine_buffers_add(zero_engine_h e, size_t bytes)
+{
+    e->mem.buffers += bytes;
+    if (e->mem.buffers > e->mem.buffers_peak)
+        e->mem.buffers_peak = e->mem.buffers;
+}
+
+/* Every engine buffer is backed with pages when it is allocated (setup, pool
+ * growth), not by faults on first touch in a step: see zero_mem_populate. */
 zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p)
 {
     zero_status_t status = zero_mem_alloc(e->kind, bytes, tag, ptr_p);
@@ -54,6 +63,7 @@ zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, co
         snprintf(e->last_error, sizeof(e->last_error), "cannot allocate %zu bytes for %s", bytes, tag);
         return status;
     }
+    zero_mem_populate(e->kind, *ptr_p, bytes);
     *category += bytes;
     e->mem.total += bytes;
     if (category == &e->mem.buffers && e->mem.buffers > e->mem.buffers_peak)
@@ -80,6 +90,7 @@ zero_status_t engine_alloc_shared(zero_engine_h e, uint64_t *category, size_t by
         snprintf(e->last_error, sizeof(e->last_error), "cannot allocate %zu bytes of shared memory for %s", bytes, tag);
         return status;
     }
+    zero_mem_populate(e->kind, *ptr_p, bytes);
     *category += bytes;
     e->mem.total += bytes;
     if (category == &e->mem.buffers && e->mem.buffers > e->mem.buffers_peak)
@@ -98,6 +109,26 @@ void engine_free_shared(zero_engine_h e, uint64_t *category, size_t bytes, void 
     zero_comm_mem_free(e->comm, ptr);
     *category -= bytes;
     e->mem.total -= bytes;
+}
+
+zero_status_t engine_reserve(zero_engine_h e, size_t bytes, const char *tag, int *shared_p, void **ptr_p)
+{
+    zero_status_t status;
+    *shared_p = shared_alloc(e);
+    /* Large blocks come straight from mmap in both cases (glibc's threshold is
+     * far below a pool), so nothing is backed until used. */
+    status = *shared_p ? zero_comm_mem_alloc(e->comm, bytes, ptr_p) : zero_mem_alloc(e->kind, bytes, tag, ptr_p);
+    if (status != ZERO_OK)
+        snprintf(e->last_error, sizeof(e->last_error), "cannot reserve %zu bytes for the %s pool", bytes, tag);
+    return status;
+}
+
+void engine_unreserve(zero_engine_h e, int shared, void *ptr)
+{
+    if (shared)
+        zero_comm_mem_free(e->comm, ptr);
+    else
+        zero_mem_free(ptr);
 }
 
 void engine_free(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr)
@@ -341,6 +372,27 @@ static void free_group(zero_engine_h e, group_state_t *g)
     memset(g, 0, sizeof(*g));
 }
 
+/* The pools, the step scratch and the persistent region (not the buckets' state). */
+static void free_working_memory(zero_engine_h e)
+{
+    engine_staging_pool_clear(e);
+    engine_pool_destroy(e, &e->gather_pool);
+    engine_pool_destroy(e, &e->grad_pool);
+    if (e->layout != NULL) {
+        for (int gi = 0; gi < e->layout->num_groups; gi++) {
+            group_state_t *g = &e->groups[gi];
+            engine_free(e, &e->mem.pools, g->scratch_length * sizeof(float), g->scratch);
+            g->scratch = NULL;
+            g->scratch_length = 0;
+        }
+    }
+    if (e->persistent_region_shared)
+        engine_free_shared(e, &e->mem.persistent, e->mem.persistent, e->persistent_region);
+    else
+        engine_free(e, &e->mem.persistent, e->mem.persistent, e->persistent_region);
+    e->persistent_region = NULL;
+}
+
 void zero_engine_destroy(zero_engine_h e)
 {
     if (e == NULL)
@@ -358,12 +410,15 @@ void zero_engine_destroy(zero_engine_h e)
                 bs->gather_req = NULL;
             }
             engine_staging_put(e, b, bs->staging);
-            engine_free(e, &e->mem.buffers, bytes, bs->gathered);
+            bs->staging = NULL;
+            if (bs->gathered_source == GATHERED_ONE_OFF)
+                engine_free(e, &e->mem.buffers, bytes, bs->gathered);
+            bs->gathered = NULL;
         }
     }
     zero_free(e->buckets);
     zero_free(e->reduce_order);
-    engine_staging_pool_clear(e);
+    free_working_memory(e);
     if (e->layout != NULL)
         for (int g = 0; g < e->layout->num_groups; g++)
             free_group(e, &e->groups[g]);
@@ -757,6 +812,81 @@ static zero_status_t broadcast_view_inits(zero_engine_h e)
     return ZERO_OK;
 }
 
+/* Stage 3: the persistent parameters' region (held from setup) and the
+ * gather and gradient pools, sized as docs/engine.md states:
+ *   gather pool   min(non-persistent model, stage3_max_live_parameters elements)
+ *   gradient pool min(whole model, max(reduce_bucket_size elements,
+ *                     (ZERO_ENGINE_MAX_REDUCTIONS + 1) x the largest parameter))
+ * in bytes of the widest dtype. Only the reservation is made here; pages are
+ * backed when first used. Every stage: the step's fp32 scratch. */
+static zero_status_t setup_working_memory(zero_engine_h e)
+{
+    const zero_config_zero_t *z = &e->config->zero_optimization;
+    size_t esz_max = 1, model = 0, nonpersistent = 0, persistent = 0, largest = 0;
+    size_t gather_cap, grad_cap;
+    zero_status_t status;
+
+    status = engine_scratch_alloc(e);
+    if (status != ZERO_OK)
+        return status;
+    e->mem.pools_bound = e->mem.pools;
+    if (e->stage == 2) {
+        /* Staging buffers of the largest bucket's size, one per bucket being filled or reduced. */
+        for (int b = 0; b < e->layout->num_buckets; b++) {
+            const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+            size_t bytes = bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
+            if (bytes > e->staging_bytes)
+                e->staging_bytes = bytes;
+        }
+        e->mem.pools_bound += (uint64_t)e->staging_bytes * (uint64_t)e->layout->num_buckets;
+    }
+    if (e->stage < 3)
+        return ZERO_OK;
+    for (int gi = 0; gi < e->layout->num_groups; gi++)
+        if (dtype_bytes(e->groups[gi].dtype) > esz_max)
+            esz_max = dtype_bytes(e->groups[gi].dtype);
+    for (int b = 0; b < e->layout->num_buckets; b++) {
+        const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+        size_t bytes = bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
+        model += bytes;
+        if (bytes > largest)
+            largest = bytes;
+        if (e->params[bk->first_param]->persistent)
+            persistent += bytes;
+        else
+            nonpersistent += bytes;
+    }
+    if (persistent > 0) {
+        size_t at = 0;
+        e->persistent_region_shared = e->kind == ZERO_MEM_HOST && e->world > 1;
+        status = engine_alloc_shared(e, &e->mem.persistent, persistent, "stage-3 persistent parameters",
+                                     &e->persistent_region);
+        if (status != ZERO_OK)
+            return status;
+        for (int b = 0; b < e->layout->num_buckets; b++) {
+            const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+            if (!e->params[bk->first_param]->persistent)
+                continue;
+            e->buckets[b].persistent_slot = (char *)e->persistent_region + at;
+            at += bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
+        }
+    }
+    gather_cap = z->stage3_max_live_parameters < nonpersistent / esz_max ? (size_t)z->stage3_max_live_parameters * esz_max
+                                                                          : nonpersistent;
+    grad_cap = (size_t)z->reduce_bucket_size * esz_max;
+    if (grad_cap < (ZERO_ENGINE_MAX_REDUCTIONS + 1) * largest)
+        grad_cap = (ZERO_ENGINE_MAX_REDUCTIONS + 1) * largest;
+    if (grad_cap > model)
+        grad_cap = model;
+    status = engine_pool_create(e, &e->gather_pool, "stage-3 gathered weights", gather_cap, e->layout->num_buckets);
+    if (status == ZERO_OK)
+        status = engine_pool_create(e, &e->grad_pool, "stage-3 gradient staging", grad_cap, e->layout->num_buckets);
+    if (status != ZERO_OK)
+        return status;
+    e->mem.pools_bound += e->gather_pool.capacity + e->grad_pool.capacity;
+    return ZERO_OK;
+}
+
 zero_status_t zero_engine_setup(zero_engine_h e)
 {
     zero_status_t status;
@@ -831,6 +961,9 @@ zero_status_t zero_engine_setup(zero_engine_h e)
         if (e->stage < 2 && p->view_grad == NULL)
             p->grad = NULL;   /* handed out from backward_begin on */
     }
+    status = setup_working_memory(e);
+    if (status != ZERO_OK)
+        goto err;
     /* The weights the trainer sees, from the fp32 masters. */
     status = engine_write_back(e);
     if (status != ZERO_OK)
@@ -841,6 +974,7 @@ zero_status_t zero_engine_setup(zero_engine_h e)
 err:
     if (e->state != ENGINE_FAILED) {
         /* Leave the engine as before setup: registrations stay, buffers go. */
+        free_working_memory(e);
         zero_free(e->buckets);
         e->buckets = NULL;
         zero_free(e->reduce_order);

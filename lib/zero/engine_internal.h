@@ -56,14 +56,46 @@ struct zero_param {
     int persistent;      /* stage 3: stays gathered */
 };
 
+/* A free extent of a pool: bytes [offset, offset + length). */
+typedef struct engine_extent {
+    size_t offset, length;
+} engine_extent_t;
+
+/* A pool of working memory (engine_pool.c): its capacity is reserved once,
+ * its pages are backed the first time an allocation reaches them and kept
+ * until the engine is destroyed, so steady-state steps neither allocate nor
+ * fault. First fit over sorted free extents. */
+typedef struct engine_pool {
+    const char *name;
+    char *base;               /* the reservation (NULL: capacity 0) */
+    size_t capacity;          /* bytes reserved */
+    size_t populated;         /* [0, populated) is backed and stays so */
+    size_t in_use;            /* bytes handed out now */
+    int shared;               /* base came from zero_comm_mem_alloc */
+    engine_extent_t *free;    /* sorted by offset, never adjacent */
+    int num_free, free_cap;   /* free_cap = blocks outstanding at most + 1 */
+} engine_pool_t;
+
+/* Where a stage-3 bucket's gathered weights are. */
+typedef enum gathered_source {
+    GATHERED_NONE = 0,
+    GATHERED_POOL,            /* a block of the gather pool */
+    GATHERED_PERSISTENT,      /* the bucket's own slot in the persistent region (held from setup) */
+    GATHERED_ONE_OFF          /* the pool had no room: allocated for this gather, freed at release */
+} gathered_source_t;
+
 /* A bucket's run-time state (gradient staging at stages 2-3, gathers at 3). */
 typedef struct bucket_state {
     void *staging;                 /* [length] of dtype: gradients (stages 2-3) */
+    int staging_one_off;           /* stage 3: staging allocated outside the pool */
     int num_params;                /* parameters in the bucket (fixed at setup) */
     int params_ready;              /* parameters marked ready this micro-batch */
     int reduced;                   /* reduction started this micro-batch */
     zero_comm_request_h reduce_req;
-    void *gathered;                /* stage 3: [length] full weights */
+    void *gathered;                /* stage 3: [length] full weights (NULL: not gathered) */
+    gathered_source_t gathered_source;
+    int cached;                    /* stage 3: released, kept because the trace uses it again soon */
+    void *persistent_slot;         /* stage 3, persistent parameters: their full weights' home */
     zero_comm_request_h gather_req; /* stage 3: allgather in flight (prefetch) */
 } bucket_state_t;
 
@@ -138,10 +170,19 @@ struct zero_engine {
     size_t trace_len, trace_cap, trace_pos;
     int trace_done;
 
-    /* stage-2 gradient staging pool */
+    /* stage-2 gradient staging pool: buffers of the largest bucket's size,
+     * kept once allocated (the most ever in use at once) */
     void **staging_pool;
     int staging_pool_count, staging_pool_cap;
+    int staging_pool_total;          /* allocated: in the pool or in use */
     size_t staging_bytes;            /* the largest bucket, in bytes */
+
+    /* stage 3: the pools its gathers and gradient staging come from, and the
+     * region holding the persistent parameters' full weights */
+    engine_pool_t gather_pool, grad_pool;
+    void *persistent_region;
+    int persistent_region_shared;
+    int pool_overflow_warned;        /* a one-off buffer was needed (logged once) */
 
     /* accounting */
     zero_engine_memory_t mem;
@@ -164,6 +205,23 @@ zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p);
 void engine_staging_put(zero_engine_h e, int b, void *ptr);
 void engine_staging_pool_clear(zero_engine_h e);
 
+/* Address space for a pool: @p bytes, not backed yet and not counted (shared
+ * memory in a multi-rank host job; *shared_p says which, for unreserve). */
+zero_status_t engine_reserve(zero_engine_h e, size_t bytes, const char *tag, int *shared_p, void **ptr_p);
+void engine_unreserve(zero_engine_h e, int shared, void *ptr);
+/* Counts @p bytes more working buffers in use (buffers, buffers_peak). */
+void engine_buffers_add(zero_engine_h e, size_t bytes);
+
+/* engine_pool.c: create (reserve @p capacity bytes for at most @p max_blocks
+ * blocks out at once), destroy, get (NULL when no free extent is large
+ * enough: the caller decides), put, and whether a pointer is the pool's. */
+zero_status_t engine_pool_create(zero_engine_h e, engine_pool_t *pool, const char *name, size_t capacity,
+                                 int max_blocks);
+void engine_pool_destroy(zero_engine_h e, engine_pool_t *pool);
+void *engine_pool_get(zero_engine_h e, engine_pool_t *pool, size_t bytes);
+void engine_pool_put(zero_engine_h e, engine_pool_t *pool, void *ptr, size_t bytes);
+int engine_pool_owns(const engine_pool_t *pool, const void *ptr);
+
 /* Memory operations on the engine's buffers (of e->kind); host-to-engine for initial values. */
 void engine_zero(zero_engine_h e, void *ptr, size_t bytes);
 void engine_copy(zero_engine_h e, void *dst, const void *src, size_t bytes);
@@ -183,6 +241,7 @@ void engine_gather_drop_all(zero_engine_h e);
 void *engine_param_grad_lazy(zero_param_h p);
 zero_status_t engine_reduce_bucket_start(zero_engine_h e, int bucket);
 zero_status_t engine_write_back(zero_engine_h e);
+zero_status_t engine_scratch_alloc(zero_engine_h e);
 
 static inline size_t dtype_bytes(zero_dtype_t d) { return zero_dtype_size(d); }
 

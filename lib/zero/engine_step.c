@@ -83,19 +83,50 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
     return ZERO_OK;
 }
 
+/* Stage 3: gradient staging sized to the bucket (one parameter), from the
+ * gradient pool; a one-off buffer when the trainer holds more gradients at
+ * once than the pool has room for. Stage 2: a pool of shared buffers of the
+ * largest bucket's size, kept once allocated, so peers keep their mappings. */
 zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p)
 {
-    if (e->stage == 3)
+    zero_status_t status;
+    if (e->stage == 3) {
+        *ptr_p = engine_pool_get(e, &e->grad_pool, bucket_bytes(e, b));
+        if (*ptr_p != NULL)
+            return ZERO_OK;
+        if (!e->pool_overflow_warned) {
+            e->pool_overflow_warned = 1;
+            ZERO_LOG_WARN("gradient of %s: the gradient pool (%zu bytes) has no room for %zu bytes more; such "
+                          "gradients allocate and free their own buffer (slow: mark gradients ready as the backward "
+                          "produces them, or raise reduce_bucket_size)",
+                          e->params[e->layout->buckets[b].first_param]->name, e->grad_pool.capacity,
+                          bucket_bytes(e, b));
+        }
+        e->buckets[b].staging_one_off = 1;
         return engine_alloc(e, &e->mem.buffers, bucket_bytes(e, b), "gradient bucket", ptr_p);
-    if (e->staging_bytes == 0)
-        for (int k = 0; k < e->layout->num_buckets; k++)
-            if (bucket_bytes(e, k) > e->staging_bytes)
-                e->staging_bytes = bucket_bytes(e, k);
+    }
     if (e->staging_pool_count > 0) {
         *ptr_p = e->staging_pool[--e->staging_pool_count];
+        engine_buffers_add(e, e->staging_bytes);
         return ZERO_OK;
     }
-    return engine_alloc_shared(e, &e->mem.buffers, e->staging_bytes, "gradient bucket", ptr_p);
+    if (e->staging_pool_total == e->staging_pool_cap) {
+        /* Room to keep it when it comes back, made now so put cannot fail. */
+        int cap = e->staging_pool_cap ? 2 * e->staging_pool_cap : 8;
+        void **grown = zero_realloc(e->staging_pool, (size_t)cap * sizeof(void *));
+        if (grown == NULL) {
+            engine_error(e, ZERO_ERR_NO_MEMORY, "gradient staging: out of memory");
+            return ZERO_ERR_NO_MEMORY;
+        }
+        e->staging_pool = grown;
+        e->staging_pool_cap = cap;
+    }
+    status = engine_alloc_shared(e, &e->mem.pools, e->staging_bytes, "gradient bucket", ptr_p);
+    if (status != ZERO_OK)
+        return status;
+    e->staging_pool_total++;
+    engine_buffers_add(e, e->staging_bytes);
+    return ZERO_OK;
 }
 
 void engine_staging_put(zero_engine_h e, int b, void *ptr)
@@ -103,29 +134,24 @@ void engine_staging_put(zero_engine_h e, int b, void *ptr)
     if (ptr == NULL)
         return;
     if (e->stage == 3) {
-        engine_free(e, &e->mem.buffers, bucket_bytes(e, b), ptr);
+        if (e->buckets[b].staging_one_off)
+            engine_free(e, &e->mem.buffers, bucket_bytes(e, b), ptr);
+        else
+            engine_pool_put(e, &e->grad_pool, ptr, bucket_bytes(e, b));
+        e->buckets[b].staging_one_off = 0;
         return;
     }
-    if (e->staging_pool_count == e->staging_pool_cap) {
-        int cap = e->staging_pool_cap ? 2 * e->staging_pool_cap : 8;
-        void **grown = zero_realloc(e->staging_pool, (size_t)cap * sizeof(void *));
-        if (grown == NULL) {   /* keeping it is only an optimisation */
-            engine_free_shared(e, &e->mem.buffers, e->staging_bytes, ptr);
-            return;
-        }
-        e->staging_pool = grown;
-        e->staging_pool_cap = cap;
-    }
+    e->mem.buffers -= e->staging_bytes;
     e->staging_pool[e->staging_pool_count++] = ptr;
 }
 
 void engine_staging_pool_clear(zero_engine_h e)
 {
     for (int k = 0; k < e->staging_pool_count; k++)
-        engine_free_shared(e, &e->mem.buffers, e->staging_bytes, e->staging_pool[k]);
+        engine_free_shared(e, &e->mem.pools, e->staging_bytes, e->staging_pool[k]);
     zero_free(e->staging_pool);
     e->staging_pool = NULL;
-    e->staging_pool_count = e->staging_pool_cap = 0;
+    e->staging_pool_count = e->staging_pool_cap = e->staging_pool_total = 0;
 }
 
 /* Stages 2-3: the staging buffer of bucket @p b, taken and zeroed on first use. */
@@ -703,7 +729,9 @@ static zero_status_t lamb_step(zero_engine_h e, double lr, float grad_scale, int
     return status;
 }
 
-static zero_status_t alloc_scratch(zero_engine_h e)
+/* The fp32 scratch 16-bit groups convert gradients into, held from setup
+ * (counted in pools) so the step allocates nothing. */
+zero_status_t engine_scratch_alloc(zero_engine_h e)
 {
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
         group_state_t *g = &e->groups[gi];
@@ -715,23 +743,13 @@ static zero_status_t alloc_scratch(zero_engine_h e)
             for (size_t s = 0; s < g->num_segments; s++)
                 if (g->segments[s].length > len)
                     len = g->segments[s].length;
-        status = engine_alloc(e, &e->mem.buffers, (len ? len : 1) * sizeof(float), "fp32 gradient scratch",
+        status = engine_alloc(e, &e->mem.pools, (len ? len : 1) * sizeof(float), "fp32 gradient scratch",
                               (void **)&g->scratch);
         if (status != ZERO_OK)
             return status;
         g->scratch_length = len ? len : 1;
     }
     return ZERO_OK;
-}
-
-static void free_scratch(zero_engine_h e)
-{
-    for (int gi = 0; gi < e->layout->num_groups; gi++) {
-        group_state_t *g = &e->groups[gi];
-        engine_free(e, &e->mem.buffers, g->scratch_length * sizeof(float), g->scratch);
-        g->scratch = NULL;
-        g->scratch_length = 0;
-    }
 }
 
 static void print_step(zero_engine_h e, const zero_step_info_t *info)
@@ -836,10 +854,9 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         lr = zero_lr_schedule_lr(&e->schedule);
         e->last_grad_norm = info.grad_norm;
         t0 = engine_now();
-        status = alloc_scratch(e);
-        if (status == ZERO_OK && e->config->optimizer.type == ZERO_OPTIMIZER_LAMB) {
+        if (e->config->optimizer.type == ZERO_OPTIMIZER_LAMB) {
             status = lamb_step(e, lr, grad_scale, step);
-        } else if (status == ZERO_OK) {
+        } else {
             for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
                 group_state_t *g = &e->groups[gi];
                 size_t so = 0, r = 0;
@@ -853,7 +870,6 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
                 }
             }
         }
-        free_scratch(e);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;   /* a half-applied update leaves the state inconsistent */
             return status;

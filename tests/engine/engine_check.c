@@ -331,6 +331,19 @@ static int run_engine(zero_comm_h comm, const combo_t *c, float *out[NPARAM])
                 (unsigned long long)zero_engine_micro_steps(eng));
         goto out;
     }
+    {
+        /* Working memory over shared memory (world > 1): everything released and
+         * reduced, the engine holds model state, persistent parameters and pools. */
+        zero_engine_memory_t m;
+        zero_engine_memory(eng, &m);
+        if (m.buffers != 0 || m.pools > m.pools_bound ||
+            m.total != m.params + m.grads + m.master + m.optim_state + m.persistent + m.pools) {
+            fprintf(stderr, "rank %d: memory after the last step: buffers %llu pools %llu (bound %llu) total %llu\n",
+                    rank, (unsigned long long)m.buffers, (unsigned long long)m.pools,
+                    (unsigned long long)m.pools_bound, (unsigned long long)m.total);
+            goto out;
+        }
+    }
     for (int p = 0; p < NPARAM; p++) {
         const void *data;
         if (zero_gather(eng, &h[p], 1) != ZERO_OK)

@@ -6,6 +6,7 @@
  * exactly. Multi-rank numerics are in engine_check.c.
  */
 #include "test_main.h"
+#include "util/alloc.h"
 
 #include <zero/zero.h>
 
@@ -270,7 +271,12 @@ static void test_memory_accounting(void)
         CU_ASSERT_EQUAL(m.master, 4 * padded);
         CU_ASSERT_EQUAL(m.optim_state, 8 * padded);
         CU_ASSERT_EQUAL(m.buffers, 0);
-        CU_ASSERT_EQUAL(m.total, m.params + m.grads + m.master + m.optim_state);
+        /* stage 3: both are under the default persistence threshold (1e5): their full weights are held */
+        CU_ASSERT_EQUAL(m.persistent, stage == 3 ? 2 * padded : 0);
+        /* bf16: the step's fp32 scratch (the owned range here is smaller than a piece), held from setup */
+        CU_ASSERT_EQUAL(m.pools, 4 * padded);
+        CU_ASSERT_TRUE(m.pools <= m.pools_bound);
+        CU_ASSERT_EQUAL(m.total, m.params + m.grads + m.master + m.optim_state + m.persistent + m.pools);
         zero_engine_destroy(e);
     }
     ZERO_TEST_ASSERT_NO_LEAK();
@@ -310,6 +316,189 @@ static void test_views_share_the_callers_buffer(void)
         CU_ASSERT_DOUBLE_EQUAL(weights[i], (float)i - 0.01f, 1e-5);
         CU_ASSERT_EQUAL(grads[i], 0.0f);
     }
+    zero_engine_destroy(e);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* ---- steady state: no allocation, bounded pools (issue 19) ---- */
+
+#define SS_LAYERS 6
+#define SS_BIG 4096    /* elements of a layer's weight: a multiple of 64, so no padding */
+#define SS_SMALL 100   /* a layer's bias: under the persistence threshold at stage 3 (padded to 128) */
+
+typedef enum { SS_WHOLE, SS_LAYERWISE } ss_mode_t;
+
+/* One training step as a trainer does it: stage 3 gathers either the whole
+ * model before the forward (and keeps it through the backward) or one layer
+ * at a time (forward in order, backward in reverse); the backward fills each
+ * gradient and marks it ready. Returns the number of failed calls. */
+static int ss_step(zero_engine_h e, zero_param_h *h, ss_mode_t mode, zero_dtype_t dtype, zero_engine_memory_t *m)
+{
+    int bad = 0, n = 2 * SS_LAYERS;
+    float seed;
+    if (mode == SS_WHOLE) {
+        bad += zero_gather(e, h, (size_t)n) != ZERO_OK;
+        for (int i = 0; i < n; i++)
+            bad += zero_param_data(h[i]) == NULL;
+    } else {
+        for (int l = 0; l < SS_LAYERS; l++) {
+            bad += zero_gather(e, &h[2 * l], 2) != ZERO_OK;
+            bad += zero_param_data(h[2 * l]) == NULL;
+            bad += zero_release(e, &h[2 * l], 2) != ZERO_OK;
+        }
+    }
+    bad += zero_backward_begin(e, &seed) != ZERO_OK;
+    for (int l = SS_LAYERS - 1; l >= 0; l--) {
+        if (mode == SS_LAYERWISE)
+            bad += zero_gather(e, &h[2 * l], 2) != ZERO_OK;
+        for (int q = 2 * l + 1; q >= 2 * l; q--) {
+            void *g = zero_param_grad(h[q]);
+            size_t numel = zero_param_numel(h[q]);
+            if (g == NULL) {
+                bad++;
+                continue;
+            }
+            for (size_t k = 0; k < numel; k++) {
+                if (dtype == ZERO_FP32)
+                    ((float *)g)[k] = 1e-3f * seed;
+                else
+                    ((uint16_t *)g)[k] = 0x3a83;   /* bf16 1e-3 */
+            }
+            bad += zero_grad_ready(e, h[q]) != ZERO_OK;
+        }
+        if (mode == SS_LAYERWISE)
+            bad += zero_release(e, &h[2 * l], 2) != ZERO_OK;
+    }
+    if (mode == SS_WHOLE)
+        bad += zero_release(e, h, (size_t)n) != ZERO_OK;
+    bad += zero_backward_end(e) != ZERO_OK;
+    bad += zero_step(e, NULL) != ZERO_OK;
+    bad += zero_engine_memory(e, m) != ZERO_OK;
+    return bad;
+}
+
+/* After the first step, a step allocates no buffer (zero_mem_alloc is not
+ * called: nothing is allocated and returned to the system per step) at any
+ * stage, in both ways of using stage 3; the pools stay within the bound the
+ * header documents, computed here from the config; and after zero_release of
+ * everything, stage 3 holds the model state, the persistent parameters and
+ * the pools, nothing more. */
+static void test_steady_state_allocates_nothing(void)
+{
+    ZERO_TEST_MEM_MARK();
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16};
+    for (int stage = 0; stage <= 3; stage++)
+        for (int di = 0; di < 2; di++)
+            for (int mode = SS_WHOLE; mode <= (stage == 3 ? SS_LAYERWISE : SS_WHOLE); mode++) {
+                zero_dtype_t dtype = dtypes[di];
+                size_t esz = zero_dtype_size(dtype);
+                /* layerwise: room for three layers' weights live (one in use, two prefetched) */
+                uint64_t max_live = mode == SS_LAYERWISE ? 3 * SS_BIG : 1000000000;
+                char json[768];
+                zero_engine_h e;
+                zero_param_h h[2 * SS_LAYERS];
+                zero_engine_memory_t m, first;
+                uint64_t before, state, nonpersistent = (uint64_t)SS_LAYERS * SS_BIG * esz;
+                uint64_t model = nonpersistent + (uint64_t)SS_LAYERS * 128 * esz, gather_cap, grad_cap;
+                snprintf(json, sizeof(json),
+                         "{\"train_batch_size\": 1, %s \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+                         " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": %d,"
+                         " \"allgather_bucket_size\": %d, \"stage3_param_persistence_threshold\": 1000,"
+                         " \"stage3_prefetch_bucket_size\": %d, \"stage3_max_live_parameters\": %llu}}",
+                         dtype == ZERO_BF16 ? "\"bf16\": {\"enabled\": true}," : "", stage, 2 * SS_BIG, 2 * SS_BIG,
+                         2 * SS_BIG, (unsigned long long)max_live);
+                e = make_engine(json);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+                for (int i = 0; i < 2 * SS_LAYERS; i++) {
+                    char name[32];
+                    zero_param_desc_t d = desc(name, dtype, i % 2 ? SS_SMALL : SS_BIG);
+                    snprintf(name, sizeof(name), "layer%d.%s", i / 2, i % 2 ? "bias" : "weight");
+                    CU_ASSERT_EQUAL(zero_param_register(e, &d, &h[i]), ZERO_OK);
+                }
+                CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+                /* step 1 records the order of gathers, prefetch starts in step 2 */
+                CU_ASSERT_EQUAL(ss_step(e, h, (ss_mode_t)mode, dtype, &first), 0);
+                CU_ASSERT_EQUAL(ss_step(e, h, (ss_mode_t)mode, dtype, &first), 0);
+                for (int step = 2; step < 5; step++) {
+                    before = zero_mem_alloc_count();
+                    CU_ASSERT_EQUAL(ss_step(e, h, (ss_mode_t)mode, dtype, &m), 0);
+                    if (zero_mem_alloc_count() != before)
+                        fprintf(stderr, "stage %d %s mode %d step %d: %llu buffer allocations\n", stage,
+                                zero_dtype_string(dtype), mode, step,
+                                (unsigned long long)(zero_mem_alloc_count() - before));
+                    CU_ASSERT_EQUAL(zero_mem_alloc_count(), before);
+                    CU_ASSERT_EQUAL(m.pools, first.pools);   /* grown once, then reused */
+                }
+                state = m.params + m.grads + m.master + m.optim_state;
+                CU_ASSERT_EQUAL(m.buffers, 0);   /* everything released, every reduction done */
+                CU_ASSERT_EQUAL(m.total, state + m.persistent + m.pools);
+                CU_ASSERT_TRUE(m.pools <= m.pools_bound);
+                CU_ASSERT_TRUE(m.buffers_peak <= m.pools_bound);
+                if (stage == 3) {
+                    gather_cap = max_live * esz < nonpersistent ? max_live * esz : nonpersistent;
+                    grad_cap = 3 * SS_BIG * esz > 2 * SS_BIG * esz ? 3 * SS_BIG * esz : 2 * SS_BIG * esz;
+                    if (grad_cap > model)
+                        grad_cap = model;
+                    CU_ASSERT_EQUAL(m.persistent, (uint64_t)SS_LAYERS * 128 * esz);
+                    /* the bound: the two pools plus the bf16 step scratch (all of the shard here) */
+                    CU_ASSERT_EQUAL(m.pools_bound, gather_cap + grad_cap + (dtype == ZERO_BF16 ? 4 * model / esz : 0));
+                    if (mode == SS_LAYERWISE)   /* three layers live at most, so the pool never took more */
+                        CU_ASSERT_TRUE(m.pools - (dtype == ZERO_BF16 ? 4 * model / esz : 0) <=
+                                       3 * SS_BIG * esz + grad_cap);
+                    /* the weights the trainer sees after release: none outside persistent and pools */
+                    for (int i = 0; i < 2 * SS_LAYERS; i++)
+                        if (i % 2 == 0)
+                            CU_ASSERT_PTR_NULL(zero_param_data(h[i]));
+                }
+                zero_engine_destroy(e);
+            }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* A trainer that gathers more at once than stage3_max_live_parameters allows
+ * still gets correct weights: what does not fit in the gather pool gets a
+ * one-off buffer, freed again at release (memory back to state + pools). */
+static void test_gather_beyond_the_pool(void)
+{
+    ZERO_TEST_MEM_MARK();
+    char json[512];
+    zero_engine_h e;
+    zero_param_h h[4];
+    static float init[4][SS_BIG];
+    zero_engine_memory_t m;
+    snprintf(json, sizeof(json),
+             "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+             " \"zero_optimization\": {\"stage\": 3, \"stage3_param_persistence_threshold\": 0,"
+             " \"stage3_max_live_parameters\": %d}}", SS_BIG);
+    e = make_engine(json);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        zero_param_desc_t d = desc(name, ZERO_FP32, SS_BIG);
+        snprintf(name, sizeof(name), "w%d", i);
+        for (int k = 0; k < SS_BIG; k++)
+            init[i][k] = (float)(i * SS_BIG + k);
+        d.field_mask = ZERO_PARAM_FIELD_INIT_VALUES;
+        d.init_values = init[i];
+        CU_ASSERT_EQUAL(zero_param_register(e, &d, &h[i]), ZERO_OK);
+    }
+    CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+    quiet();   /* the engine warns once about the one-off buffers */
+    CU_ASSERT_EQUAL(zero_gather(e, h, 4), ZERO_OK);
+    loud();
+    CU_ASSERT_EQUAL(zero_engine_memory(e, &m), ZERO_OK);
+    CU_ASSERT_EQUAL(m.pools, (uint64_t)SS_BIG * 4);    /* one parameter's worth: the pool's whole capacity */
+    CU_ASSERT_EQUAL(m.buffers, (uint64_t)SS_BIG * 4 * 4);
+    for (int i = 0; i < 4; i++) {
+        const float *w = zero_param_data(h[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+        CU_ASSERT_EQUAL(w[0], init[i][0]);
+        CU_ASSERT_EQUAL(w[SS_BIG - 1], init[i][SS_BIG - 1]);
+    }
+    CU_ASSERT_EQUAL(zero_release(e, h, 4), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_engine_memory(e, &m), ZERO_OK);
+    CU_ASSERT_EQUAL(m.buffers, 0);
+    CU_ASSERT_EQUAL(m.total, m.params + m.grads + m.master + m.optim_state + m.persistent + m.pools);
     zero_engine_destroy(e);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
@@ -463,6 +652,8 @@ static CU_TestInfo engine_tests[] = {
     {"fp16 overflow at the minimum scale is an error", test_loss_scale_error_at_minimum},
     {"memory accounting per stage", test_memory_accounting},
     {"views share the caller's buffer", test_views_share_the_callers_buffer},
+    {"steady-state steps allocate nothing; pools bounded", test_steady_state_allocates_nothing},
+    {"a gather beyond the pool gets one-off buffers", test_gather_beyond_the_pool},
     CU_TEST_INFO_NULL,
 };
 
