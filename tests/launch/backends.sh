@@ -8,7 +8,7 @@
 #      and a .deepspeed_env variable whose value holds a comma and a blank; an
 #      outer RANK=7 must not reach them (the rendezvous would prefer it);
 #   3. comm_rank collectives: the rendezvous and every collective over the
-#      environment the foreign launcher gives.
+#      environment the foreign launcher gives (ranks 0 and 1 of one world of 2).
 # Open MPI runs as mpirun.openmpi, MPICH as mpiexec.hydra (both provide
 # `mpirun` through alternatives). Slurm: a one-node slurmctld + slurmd started
 # here from a minimal slurm.conf in a scratch directory (root only), stopped on
@@ -153,8 +153,12 @@ fi
 
 # 3. The rendezvous and collectives over the foreign launcher's environment.
 if timeout 90 "$zl" --launcher "$launcher" --num_gpus 2 --master_port 0 "$comm_rank" collectives >comm.log 2>&1; then
-  [ "$(grep -c 'collectives: all checks passed' comm.log)" -eq 2 ] ||
-    fail "comm_rank: expected 2 'all checks passed' lines: $(tail -20 comm.log)"
+  # Both ranks of ONE world of 2: ranks that each took themselves for a world of one would
+  # both print "[rank 0]".
+  for r in 0 1; do
+    grep -q "^\[rank $r\] collectives: all checks passed" comm.log ||
+      fail "comm_rank: no '[rank $r] collectives: all checks passed': $(tail -20 comm.log)"
+  done
 else
   fail "comm_rank collectives exits $?: $(tail -20 comm.log)"
 fi
