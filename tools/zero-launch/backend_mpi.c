@@ -126,22 +126,30 @@ static char *name_list(const zero_launch_env_t *env, const char *prefix)
     return list;
 }
 
-/* One CUDA_VISIBLE_DEVICES and (for srun) one slot count must serve every host. */
-static zero_status_t check_uniform(const zero_launch_backend_job_t *job, const char *launcher)
+/* One CUDA_VISIBLE_DEVICES must serve every host: each host's selected slots must be the
+ * first entries of the longest host's list (a host with fewer slots uses the first
+ * LOCAL_SIZE of them). Returns the index of the node whose list is that list, or -1. */
+static long common_devices(const zero_launch_backend_job_t *job, const char *launcher)
 {
     const zero_launch_plan_t *plan = job->plan;
     const zero_launch_pool_t *pool = plan->pool;
-    for (size_t i = 1; i < pool->count; i++) {
-        if (strcmp(plan->node_devices[i], plan->node_devices[0]) != 0) {
+    size_t longest = 0;
+    for (size_t i = 1; i < pool->count; i++)
+        if (pool->nodes[i].n_slots > pool->nodes[longest].n_slots)
+            longest = i;
+    for (size_t i = 0; i < pool->count; i++) {
+        const char *all = plan->node_devices[longest], *mine = plan->node_devices[i];
+        size_t n = strlen(mine);
+        if (strncmp(all, mine, n) != 0 || (all[n] != '\0' && all[n] != ',')) {
             ZERO_LOG_ERROR("--launcher %s: host '%s' would use slots %s but host '%s' slots %s; %s gives every "
-                           "rank the same CUDA_VISIBLE_DEVICES, so the selected slots must be the same on "
-                           "every host (use --num_gpus, or --launcher ssh)",
-                           launcher, pool->nodes[i].host, plan->node_devices[i], pool->nodes[0].host,
-                           plan->node_devices[0], job->exe ? job->exe : zero_launch_backend_default_exe(job->backend));
-            return ZERO_ERR_UNSUPPORTED;
+                           "rank the same CUDA_VISIBLE_DEVICES, so every host's selected slots must be the "
+                           "first ones of one list (use --num_gpus, or --launcher ssh)",
+                           launcher, pool->nodes[i].host, mine, pool->nodes[longest].host, all,
+                           job->exe ? job->exe : zero_launch_backend_default_exe(job->backend));
+            return -1;
         }
     }
-    return ZERO_OK;
+    return (long)longest;
 }
 
 zero_status_t zero_launch_backend_command(const zero_launch_backend_job_t *job, char ***argv_p,
@@ -155,11 +163,13 @@ zero_status_t zero_launch_backend_command(const zero_launch_backend_job_t *job, 
     argv_builder_t b = {0};
     char number[32];
     zero_status_t st;
+    long devices_node;
 
     if (job->backend == ZERO_LAUNCH_BACKEND_NONE)
         return ZERO_ERR_INVALID_ARG;
-    if ((st = check_uniform(job, launcher)) != ZERO_OK)
-        return st;
+    devices_node = common_devices(job, launcher);
+    if (devices_node < 0)
+        return ZERO_ERR_UNSUPPORTED;
 
     /* The variables, in the order they are set: the env file's, then the four that always win. */
     st = ZERO_OK;
@@ -171,7 +181,7 @@ zero_status_t zero_launch_backend_command(const zero_launch_backend_job_t *job, 
     if (st == ZERO_OK)
         st = zero_launch_env_set(&env, "MASTER_PORT", number);
     if (st == ZERO_OK)
-        st = zero_launch_env_set(&env, "CUDA_VISIBLE_DEVICES", plan->node_devices[0]);
+        st = zero_launch_env_set(&env, "CUDA_VISIBLE_DEVICES", plan->node_devices[devices_node]);
     if (st == ZERO_OK)
         st = zero_launch_env_set(&env, "ZERO_JOB_TOKEN", job->token);
     if (st != ZERO_OK)

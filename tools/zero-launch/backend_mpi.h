@@ -54,9 +54,10 @@ typedef struct zero_launch_backend_job {
  * MASTER_PORT, CUDA_VISIBLE_DEVICES, ZERO_JOB_TOKEN, which win).
  *
  * Layouts the foreign launcher cannot express are ZERO_ERR_UNSUPPORTED,
- * logged with the host at fault: hosts whose selected slots differ (one
- * CUDA_VISIBLE_DEVICES serves all ranks), and for srun hosts with different
- * slot counts (--ntasks-per-node).
+ * logged with the host at fault: a host whose selected slots are not the
+ * first ones of the longest host's list (one CUDA_VISIBLE_DEVICES, the
+ * longest list, serves all ranks, each using entry LOCAL_RANK), and for srun
+ * hosts with different slot counts (--ntasks-per-node).
  */
 zero_status_t zero_launch_backend_command(const zero_launch_backend_job_t *job, char ***argv_p,
                                           zero_launch_env_t *env_p);
