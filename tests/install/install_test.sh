@@ -15,13 +15,18 @@
 #     pkg-config's libdir, CMake its imported location), not LD_LIBRARY_PATH;
 #   - find_package(zero 99) is refused (the version file is consulted).
 #
-# Usage: install_test.sh BUILD_DIR PREFIX LIBDIR DATADIR INCLUDEDIR
-# (the last four as configured; relative ones are relative to PREFIX).
+# Usage: install_test.sh BUILD_DIR PREFIX LIBDIR DATADIR INCLUDEDIR [SANITIZE]
+# (as configured; relative dirs are relative to PREFIX). SANITIZE is meson's
+# b_sanitize: a sanitized libzero.so can only be loaded by programs built with
+# the same sanitizers (the ASan runtime must come first), so the out-of-tree
+# trainers are then built with -fsanitize=SANITIZE too.
 # Scratch lives under BUILD_DIR and is removed on exit. Exits 77 (skipped)
 # when pkg-config, cmake, make or a C compiler is missing.
 set -u
-build=$(realpath "${1:?usage: install_test.sh BUILD_DIR PREFIX LIBDIR DATADIR INCLUDEDIR}")
-prefix=${2:?} libdir=${3:?} datadir=${4:?} includedir=${5:?}
+build=$(realpath "${1:?usage: install_test.sh BUILD_DIR PREFIX LIBDIR DATADIR INCLUDEDIR [SANITIZE]}")
+prefix=${2:?} libdir=${3:?} datadir=${4:?} includedir=${5:?} sanitize=${6:-none}
+san_flags=""
+[ "$sanitize" = none ] || san_flags="-fsanitize=$sanitize"
 unset LD_LIBRARY_PATH PKG_CONFIG_PATH CMAKE_PREFIX_PATH
 
 skip() { echo "install_test: SKIP: $*"; exit 77; }
@@ -89,7 +94,7 @@ for flag in $(pkg-config --cflags zero); do
                        fail "pkg-config --cflags zero has '$flag' (only the relocated include dir expected)" ;; esac
 done
 cp -r "$examples/flat" "$tmp/pc" && chmod -R u+w "$tmp/pc"
-if make -C "$tmp/pc" >"$tmp/make.log" 2>&1; then
+if make -C "$tmp/pc" CFLAGS="-O2 -g $san_flags" LDFLAGS="$san_flags" >"$tmp/make.log" 2>&1; then
   train pc "$tmp/pc/train_flat"
 else
   fail "make (pkg-config) of the installed flat example: $(tail -20 "$tmp/make.log")"
@@ -98,7 +103,8 @@ unset PKG_CONFIG_PATH
 
 # 4. CMake: find_package(zero) through CMAKE_PREFIX_PATH.
 cp -r "$examples/flat" "$tmp/cm" && chmod -R u+w "$tmp/cm"
-if cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$root" >"$tmp/cmake.log" 2>&1 &&
+if cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$root" \
+     -DCMAKE_C_FLAGS="$san_flags" -DCMAKE_EXE_LINKER_FLAGS="$san_flags" >"$tmp/cmake.log" 2>&1 &&
    cmake --build "$tmp/cm/build" >>"$tmp/cmake.log" 2>&1; then
   train cm "$tmp/cm/build/train_flat"
 else
