@@ -56,15 +56,14 @@ mpich)
   ;;
 slurm)
   exe=srun; rank_var=SLURM_PROCID
-  for b in srun slurmctld slurmd; do
+  for b in srun sinfo slurmctld slurmd; do
     command -v "$b" >/dev/null 2>&1 || skip "$b not installed (Debian package slurm-wlm)"
   done
   [ "$(id -u)" -eq 0 ] || skip "starting slurmctld and slurmd needs root"
   host=$(hostname -s)
   cpus=$(nproc)
   mkdir -p "$tmp/slurm/spool" "$tmp/slurm/state"
-  # A one-node cluster: no munge (auth/none would need it too on some builds; try jwt-free defaults),
-  # everything under the scratch directory.
+  # A one-node cluster without munge (auth/none, cred/none), every file under the scratch directory.
   cat >"$tmp/slurm/slurm.conf" <<CONF
 ClusterName=zerotest
 SlurmctldHost=$host

@@ -376,7 +376,9 @@ static void usage(FILE *out)
         "Each rank gets RANK LOCAL_RANK WORLD_SIZE LOCAL_SIZE CROSS_RANK CROSS_SIZE MASTER_ADDR\n"
         "MASTER_PORT CUDA_VISIBLE_DEVICES ZERO_JOB_TOKEN, plus the variables of .deepspeed_env\n"
         "(or $DS_ENV_FILE) from the home and the current directory. Extra ssh options come from\n"
-        "$ZERO_LAUNCH_SSH_OPTS. See docs/launcher.md.\n");
+        "$ZERO_LAUNCH_SSH_OPTS. openmpi/mpich/slurm run $ZERO_LAUNCH_MPIRUN or $ZERO_LAUNCH_SRUN\n"
+        "(default mpirun, mpiexec, srun) with the words of $ZERO_LAUNCH_LAUNCHER_ARGS added.\n"
+        "See docs/launcher.md.\n");
 }
 
 /* Matches "--name" / "--name=value" / "-x" / "-xvalue" (option names may use - or _). */
