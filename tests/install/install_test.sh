@@ -88,7 +88,7 @@ train() { # NAME BINARY
 export PKG_CONFIG_PATH="$root/$libdir/pkgconfig"
 pc_libdir=$(pkg-config --variable=libdir zero 2>"$tmp/pc.err") || fail "pkg-config zero: $(cat "$tmp/pc.err")"
 [ "$(realpath "$pc_libdir" 2>/dev/null)" = "$(realpath "$root/$libdir")" ] ||
-  fail "zero.pc's libdir is '$pc_libdir', not the relocated $root/$libdir"
+  fail "zero.pc's libdir is '$pc_libdir', not the relocated $root/$libdir (a build directory configured before pkgconfig.relocatable=true became the project default keeps the old value: meson configure $build -Dpkgconfig.relocatable=true)"
 for flag in $(pkg-config --cflags zero); do
   case $flag in -I*) [ "$(realpath "${flag#-I}")" = "$(realpath "$root/$includedir")" ] ||
                        fail "pkg-config --cflags zero has '$flag' (only the relocated include dir expected)" ;; esac
