@@ -184,6 +184,15 @@ zero_status_t zero_comm_env_parse(zero_comm_getenv_fn getenv_fn, void *arg, zero
             read_int(&r, "OMPI_COMM_WORLD_LOCAL_SIZE", 1, &env.local_size) < 0)
             return ZERO_ERR_INVALID_ARG;
         have_local_rank = have_local_size = 1;
+    } else if (env_get(&r, "PMI_RANK") != NULL) {
+        /* MPICH's Hydra (mpiexec.hydra, mpirun.mpich). Checked before SLURM_PROCID: an mpiexec
+         * inside an sbatch script inherits the batch step's SLURM_PROCID=0 in every rank. */
+        env.source = "mpiexec";
+        if (read_int(&r, "PMI_RANK", 1, &env.rank) < 0 || read_int(&r, "PMI_SIZE", 1, &env.size) < 0 ||
+            read_int(&r, "MPI_LOCALRANKID", 1, &env.local_rank) < 0 ||
+            read_int(&r, "MPI_LOCALNRANKS", 1, &env.local_size) < 0)
+            return ZERO_ERR_INVALID_ARG;
+        have_local_rank = have_local_size = 1;
     } else if (env_get(&r, "SLURM_PROCID") != NULL) {
         int node = 0, nodes;
         env.source = "srun";

@@ -20,7 +20,7 @@ typedef struct zero_comm_env {
     int master_port;                            /* 0 for a world of one */
     unsigned char token[ZERO_COMM_TOKEN_BYTES]; /* all zero when has_token is 0 */
     int has_token;
-    const char *source;                         /* "zero-launch", "mpirun", "srun", "none" */
+    const char *source;                         /* "zero-launch", "mpirun", "mpiexec", "srun", "none" */
 } zero_comm_env_t;
 
 /* Returns the value of @p name or NULL. */

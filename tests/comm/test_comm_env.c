@@ -139,6 +139,10 @@ static void test_env_errors(void)
            {"MASTER_PORT", "1"}, {"ZERO_JOB_TOKEN", "0123456789ABCDEF0123456789abcdef"}}}, "position 10"},
         {{{{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "0"}}},
          "OMPI_COMM_WORLD_LOCAL_SIZE"},
+        {{{{"PMI_RANK", "0"}, {"PMI_SIZE", "2"}, {"MPI_LOCALRANKID", "0"}}}, "MPI_LOCALNRANKS"},
+        {{{{"PMI_RANK", "2"}, {"PMI_SIZE", "2"}, {"MPI_LOCALRANKID", "0"}, {"MPI_LOCALNRANKS", "1"}}}, "rank 2"},
+        {{{{"PMI_RANK", "x"}, {"PMI_SIZE", "2"}, {"MPI_LOCALRANKID", "0"}, {"MPI_LOCALNRANKS", "1"}}},
+         "PMI_RANK='x'"},
         {{{{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"}}}, "SLURM_TASKS_PER_NODE"},
         {{{{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", "1"}, {"SLURM_TASKS_PER_NODE", "2(x"}}},
          "SLURM_TASKS_PER_NODE='2(x'"},
@@ -160,6 +164,11 @@ static void test_env_mpirun_srun(void)
     fake_env_t slurm = {{{"SLURM_PROCID", "4"}, {"SLURM_NTASKS", "5"}, {"SLURM_LOCALID", "0"},
                          {"SLURM_NODEID", "2"}, {"SLURM_NNODES", "3"}, {"SLURM_TASKS_PER_NODE", "2(x2),1"},
                          {"MASTER_ADDR", "node0"}, {"MASTER_PORT", "1234"}, {"ZERO_ALLOW_NO_TOKEN", "1"}}};
+    /* mpiexec.hydra inside an sbatch script: the batch step's SLURM_PROCID=0 must not win. */
+    fake_env_t hydra = {{{"PMI_RANK", "3"}, {"PMI_SIZE", "4"}, {"MPI_LOCALRANKID", "1"}, {"MPI_LOCALNRANKS", "2"},
+                         {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}, {"SLURM_LOCALID", "0"},
+                         {"SLURM_TASKS_PER_NODE", "1"}, {"MASTER_ADDR", "node0"}, {"MASTER_PORT", "1234"},
+                         {"ZERO_JOB_TOKEN", TOKEN}}};
     fake_env_t both = {{LAUNCH_ENV("1", "2", "1", "2"), {"OMPI_COMM_WORLD_RANK", "1"},
                         {"OMPI_COMM_WORLD_SIZE", "2"}}};
 
@@ -179,6 +188,16 @@ static void test_env_mpirun_srun(void)
     CU_ASSERT_EQUAL(env.cross_size, 3);
     CU_ASSERT_EQUAL(env.has_token, 0);
     CU_ASSERT_STRING_EQUAL(env.source, "srun");
+
+    CU_ASSERT_EQUAL_FATAL(parse(&hydra, &env, NULL), ZERO_OK);
+    CU_ASSERT_EQUAL(env.rank, 3);
+    CU_ASSERT_EQUAL(env.size, 4);
+    CU_ASSERT_EQUAL(env.local_rank, 1);
+    CU_ASSERT_EQUAL(env.local_size, 2);
+    CU_ASSERT_EQUAL(env.cross_rank, 1);
+    CU_ASSERT_EQUAL(env.cross_size, 2);
+    CU_ASSERT_EQUAL(env.has_token, 1);
+    CU_ASSERT_STRING_EQUAL(env.source, "mpiexec");
 
     CU_ASSERT_EQUAL(parse(&both, &env, NULL), ZERO_OK);   /* consistent values may coexist */
 }
@@ -273,7 +292,7 @@ static void test_reduce_kernels(void)
 static void clear_launch_env(void)
 {
     static const char *names[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE", "OMPI_COMM_WORLD_RANK",
-                                  "SLURM_PROCID", "ZERO_COMM_TIMEOUT", "ZERO_RENDEZVOUS_TIMEOUT",
+                                  "PMI_RANK", "SLURM_PROCID", "ZERO_COMM_TIMEOUT", "ZERO_RENDEZVOUS_TIMEOUT",
                                   "ZERO_COMM_CHUNK_BYTES", "ZERO_COMM_CHUNKS_IN_FLIGHT"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         unsetenv(names[i]);
@@ -559,7 +578,7 @@ int main(int argc, char **argv)
     CU_TestInfo tests[] = {
         {"environment from zero-launch", test_env_launcher},
         {"environment errors name the variable", test_env_errors},
-        {"environment from mpirun and srun", test_env_mpirun_srun},
+        {"environment from mpirun, mpiexec (hydra) and srun", test_env_mpirun_srun},
         {"durations", test_parse_seconds},
         {"reduction kernels", test_reduce_kernels},
         {"world of one", test_world_of_one},

@@ -16,6 +16,7 @@
  */
 #define ZERO_LOG_MODULE "launch"
 
+#include "backend_mpi.h"
 #include "envfile.h"
 #include "hostfile.h"
 #include "hostsel.h"
@@ -363,7 +364,8 @@ static void usage(FILE *out)
         "      --master_addr ADDR rendezvous address (default 127.0.0.1 without a hostfile,\n"
         "                         else the first selected host)\n"
         "      --master_port PORT rendezvous port (default 29500; 0 picks a free port)\n"
-        "      --launcher NAME    ssh (default), pdsh, or local (run every rank on this machine)\n"
+        "      --launcher NAME    ssh (default), pdsh, local (run every rank on this machine),\n"
+        "                         or openmpi, mpich, slurm (one mpirun/mpiexec/srun starts all)\n"
         "      --ssh_port PORT    ssh port of the remote hosts\n"
         "      --tag_output       prefix every output line with '[rank R] '\n"
         "      --term_grace S     seconds the other ranks get to exit on their own after one\n"
@@ -374,7 +376,9 @@ static void usage(FILE *out)
         "Each rank gets RANK LOCAL_RANK WORLD_SIZE LOCAL_SIZE CROSS_RANK CROSS_SIZE MASTER_ADDR\n"
         "MASTER_PORT CUDA_VISIBLE_DEVICES ZERO_JOB_TOKEN, plus the variables of .deepspeed_env\n"
         "(or $DS_ENV_FILE) from the home and the current directory. Extra ssh options come from\n"
-        "$ZERO_LAUNCH_SSH_OPTS. See docs/launcher.md.\n");
+        "$ZERO_LAUNCH_SSH_OPTS. openmpi/mpich/slurm run $ZERO_LAUNCH_MPIRUN or $ZERO_LAUNCH_SRUN\n"
+        "(default mpirun, mpiexec, srun) with the words of $ZERO_LAUNCH_LAUNCHER_ARGS added.\n"
+        "See docs/launcher.md.\n");
 }
 
 /* Matches "--name" / "--name=value" / "-x" / "-xvalue" (option names may use - or _). */
@@ -486,8 +490,9 @@ static int parse_options(int argc, char **argv, options_t *o)
         } else if (OPT("launcher", 0, 1)) {
             if (m < 0)
                 goto bad_value;
-            if (strcmp(v, "ssh") != 0 && strcmp(v, "pdsh") != 0 && strcmp(v, "local") != 0) {
-                ZERO_LOG_ERROR("--launcher: '%s' is not one of ssh, pdsh, local", v);
+            if (strcmp(v, "ssh") != 0 && strcmp(v, "pdsh") != 0 && strcmp(v, "local") != 0 &&
+                zero_launch_backend_from_name(v) == ZERO_LAUNCH_BACKEND_NONE) {
+                ZERO_LOG_ERROR("--launcher: '%s' is not one of ssh, pdsh, local, openmpi, mpich, slurm", v);
                 goto bad;
             }
             o->launcher = v;
@@ -1215,6 +1220,56 @@ out:
     return rc;
 }
 
+/* --launcher openmpi|mpich|slurm (backend_mpi.h): the env files and the job token as for
+ * the other launchers, then print (--dry-run) or become the foreign launcher's command. */
+static int run_backend(const options_t *o, const zero_launch_plan_t *plan)
+{
+    zero_launch_env_t file_env = {0}, launcher_env = {0};
+    char token[ZERO_LAUNCH_TOKEN_CHARS + 1] = "";
+    const char *user_token = getenv("ZERO_JOB_TOKEN");
+    char **argv = NULL;
+    int rc = EXIT_USAGE;
+
+    if (load_env_files(&file_env) != 0)
+        goto out;
+    if (user_token == NULL || user_token[0] == '\0')
+        user_token = zero_launch_env_get(&file_env, "ZERO_JOB_TOKEN");
+    if ((user_token == NULL || user_token[0] == '\0') && !o->dry_run) {
+        if (zero_launch_token_generate(token) != ZERO_OK) {
+            rc = EXIT_LAUNCH;
+            goto out;
+        }
+        user_token = token;
+    }
+    zero_launch_backend_job_t job = {
+        .backend = zero_launch_backend_from_name(o->launcher),
+        .plan = plan,
+        .exe = getenv(strcmp(o->launcher, "slurm") == 0 ? "ZERO_LAUNCH_SRUN" : "ZERO_LAUNCH_MPIRUN"),
+        .extra_args = getenv("ZERO_LAUNCH_LAUNCHER_ARGS"),
+        .tag_output = o->tag_output,
+        .file_env = &file_env,
+        .token = user_token != NULL ? user_token : "",
+        .program = o->program,
+    };
+    if (zero_launch_backend_command(&job, &argv, &launcher_env) != ZERO_OK)
+        goto out;
+    if (o->dry_run) {
+        char *line = zero_launch_backend_format(argv, &launcher_env);
+        rc = line != NULL ? 0 : EXIT_LAUNCH;
+        if (line != NULL)
+            printf("%s\n", line);
+        fflush(stdout);
+        zero_free(line);
+        goto out;
+    }
+    rc = zero_launch_backend_exec(argv, &launcher_env);
+out:
+    zero_launch_argv_free(argv);
+    zero_launch_env_clear(&launcher_env);
+    zero_launch_env_clear(&file_env);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     options_t o;
@@ -1234,6 +1289,10 @@ int main(int argc, char **argv)
     rc = build_plan(&o, &plan);
     if (rc != 0)
         goto out;
+    if (zero_launch_backend_from_name(o.launcher) != ZERO_LAUNCH_BACKEND_NONE) {
+        rc = run_backend(&o, plan);   /* mpirun / mpiexec / srun: returns only on failure or --dry-run */
+        goto out;
+    }
     /* Read before the dry run too, so that it shows (and checks) the
      * environment the real run would apply. */
     if (load_env_files(&file_env) != 0) {
