@@ -17,13 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#ifndef RENAME_EXCHANGE
-#define RENAME_EXCHANGE (1 << 1)
-#endif
 
 void ckpt_crash_point(const char *phase)
 {
@@ -556,7 +552,7 @@ zero_status_t ckpt_commit(const char *dir, const char *tmp_name, const char *tag
         /* Overwrite: swap atomically so that <tag> is at every instant either the
          * complete old checkpoint or the complete new one; the old one ends up
          * under the temporary name and is removed once the swap is durable. */
-        if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0) {
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0) {
             ckpt_fail_errno(err, "cannot swap %s into place of %s (renameat2 RENAME_EXCHANGE)", tmp, dst);
             status = err->status;
             goto out;
