@@ -29,7 +29,8 @@
  * then fail each of them in turn. ZERO_FAULT_COUNTS=FILE appends
  * "rank=R open=N write=N ..." to FILE when the process exits.
  *
- * Thread-safe (one mutex); fds are tracked up to FAULT_MAX_FD.
+ * Thread-safe (one mutex); fds are tracked up to FAULT_MAX_FD, through
+ * dup/dup2/dup3 too.
  */
 /* The shim defines both open and open64 (etc.) itself: no LFS renaming. */
 #undef _FILE_OFFSET_BITS
@@ -97,6 +98,9 @@ DECLARE_REAL(int, rename, const char *, const char *);
 DECLARE_REAL(int, renameat, int, const char *, int, const char *);
 DECLARE_REAL(int, renameat2, int, const char *, int, const char *, unsigned int);
 DECLARE_REAL(int, close, int);
+DECLARE_REAL(int, dup, int);
+DECLARE_REAL(int, dup2, int, int);
+DECLARE_REAL(int, dup3, int, int, int);
 
 #define RESOLVE(name) \
     do { \
@@ -519,6 +523,47 @@ int close(int fd)
         FAIL_WITH(e, -1);
     }
     return REAL(close)(fd);
+}
+
+/* A duplicated descriptor refers to what the old one did (tracked or not). */
+static void track_dup(int oldfd, int newfd)
+{
+    if (newfd < 0 || newfd >= FAULT_MAX_FD || oldfd < 0 || oldfd >= FAULT_MAX_FD || oldfd == newfd)
+        return;
+    pthread_mutex_lock(&lock);
+    free(fd_path[newfd]);
+    fd_path[newfd] = NULL;
+    tracked[newfd] = tracked[oldfd];
+    if (tracked[oldfd] && fd_path[oldfd] != NULL)
+        fd_path[newfd] = strdup(fd_path[oldfd]);
+    pthread_mutex_unlock(&lock);
+}
+
+int dup(int oldfd)
+{
+    int fd;
+    RESOLVE(dup);
+    fd = REAL(dup)(oldfd);
+    track_dup(oldfd, fd);
+    return fd;
+}
+
+int dup2(int oldfd, int newfd)
+{
+    int fd;
+    RESOLVE(dup2);
+    fd = REAL(dup2)(oldfd, newfd);
+    track_dup(oldfd, fd);
+    return fd;
+}
+
+int dup3(int oldfd, int newfd, int flags)
+{
+    int fd;
+    RESOLVE(dup3);
+    fd = REAL(dup3)(oldfd, newfd, flags);
+    track_dup(oldfd, fd);
+    return fd;
 }
 
 __attribute__((constructor)) static void fault_init(void)

@@ -13,7 +13,8 @@
  * on every rank:
  *   - the status is an error, and zero_engine_last_error names the failing
  *     rank, a file under DIR and the errno text;
- *   - the engine's weights and counters are what they were before the save;
+ *   - the engine's weights and counters are what they were before the save,
+ *     and no HDF5 object is left open;
  *   - (rank 0) latest still says "first", DIR holds only first/ and latest
  *     (no .tmp-* left), and every file of first/ is byte-identical to what
  *     the good save wrote;
@@ -24,6 +25,8 @@
  * Exit status 0 = every check passed.
  */
 #include <zero/zero.h>
+
+#include <hdf5.h>
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -389,6 +392,10 @@ int main(int argc, char **argv)
                                       fired_path, msg);
                             }
                         }
+                        /* a file HDF5 could not close crashes it at exit */
+                        CHECK(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0,
+                              "%s: %ld HDF5 objects left open", what,
+                              (long)H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL));
                         CHECK(weights_equal(w_now) && zero_engine_global_steps(eng) == steps,
                               "%s: the failed save changed the engine's state", what);
                         zero_comm_barrier(zero_engine_comm(eng));
