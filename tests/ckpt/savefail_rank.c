@@ -2,14 +2,15 @@
  * Failed saves, one rank of a job started by zero-launch with the fault shim
  * (tests/ckpt/fault_shim.c) in LD_PRELOAD; driven by savefail.sh.
  *
- *   savefail_rank DIR [STRIDE]
+ *   savefail_rank DIR [STRIDE [CLASS]]
  *
  * Trains a small ZeRO-2 model on every rank, saves DIR/first twice (a new tag,
  * then an overwrite) while the shim counts every filesystem call of the save
  * on each rank, then fails the save at every one of those calls: for each
  * target rank, each call class (open, write, truncate, fsync, rename, close),
  * each errno (ENOSPC, EIO, EDQUOT, a short write that fills the disk) and each
- * call number k (every STRIDE-th, default 1 = all). After each failed save,
+ * call number k (every STRIDE-th, default 1 = all; CLASS: that class only, for
+ * debugging). After each failed save,
  * on every rank:
  *   - the status is an error, and zero_engine_last_error names the failing
  *     rank, a file under DIR and the errno text;
@@ -236,6 +237,7 @@ int main(int argc, char **argv)
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
                                .config_json = json, .num_threads = 1};
     int world, stride, cases = 0, benign = 0;
+    const char *only_class;
     float counts[2][8][NCLASS];   /* [overwrite][rank][class] */
     snapshot_t first_snap;
     float *w_first = NULL, *w_now = NULL;
@@ -246,6 +248,7 @@ int main(int argc, char **argv)
     }
     dir = argv[1];
     stride = argc > 2 ? atoi(argv[2]) : 1;
+    only_class = argc > 3 ? argv[3] : NULL;
     if (stride < 1)
         stride = 1;
     fault_config = (fault_config_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "zero_fault_config");
@@ -305,6 +308,7 @@ int main(int argc, char **argv)
                     printf(" %s=%d", classes[c], (int)counts[over][r][c]);
                 printf("\n");
             }
+        fflush(stdout);
     }
     w_first = weights_copy();
 
@@ -324,6 +328,8 @@ int main(int argc, char **argv)
                 int ncalls = (int)counts[over][target][c];
                 /* an overwrite differs from a new tag only in rank 0's commit */
                 if (over && (target != 0 || c == 1 || c == 2))
+                    continue;
+                if (only_class != NULL && strcmp(only_class, classes[c]) != 0)
                     continue;
                 for (int e = 0; e < nerrs; e++) {
                     for (int k = 1; k <= ncalls; k += (k == ncalls - 1 || stride == 1 ? 1 : stride)) {
@@ -436,6 +442,7 @@ done:
         snapshot_free(&first_snap);
         printf("savefail_rank: %d faults injected on %d ranks (%d of them harmless: the save succeeded and was "
                "checked), %d failure(s)\n", cases, world, benign, fails);
+        fflush(stdout);   /* LeakSanitizer ends the process without flushing stdio */
     }
     free(w_first);
     free(w_now);
