@@ -427,20 +427,20 @@ uint64_t ckpt_file_size_estimate(const zero_layout_t *l, int shard, const zero_c
  * Callers do this after a successful H5Fflush (the file on disk is then
  * complete) or on a file they discard (the caller removes it).
  */
-static void discard_file_io(hid_t f, const char *path)
+static void divert_writes_to_memory(hid_t f, const char *path)
 {
     void *handle = NULL;
     int mem;
     if (H5Fget_vfd_handle(f, H5P_DEFAULT, &handle) < 0 || handle == NULL) {
-        ZERO_LOG_WARN("cannot reach the descriptor of the failed checkpoint file %s; HDF5 closes it as it is", path);
+        ZERO_LOG_WARN("cannot reach the descriptor of checkpoint file %s; HDF5 closes it as it is", path);
         return;
     }
-    if ((mem = memfd_create("zero-ckpt-discarded", MFD_CLOEXEC)) < 0) {
-        ZERO_LOG_WARN("cannot discard the failed checkpoint file %s: memfd_create: %s", path, strerror(errno));
+    if ((mem = memfd_create("zero-ckpt-close", MFD_CLOEXEC)) < 0) {
+        ZERO_LOG_WARN("cannot divert the closing writes of checkpoint file %s: memfd_create: %s", path, strerror(errno));
         return;
     }
     if (dup2(mem, *(int *)handle) < 0)
-        ZERO_LOG_WARN("cannot discard the failed checkpoint file %s: dup2: %s", path, strerror(errno));
+        ZERO_LOG_WARN("cannot divert the closing writes of checkpoint file %s: dup2: %s", path, strerror(errno));
     close(mem);
 }
 
@@ -466,8 +466,8 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
             }
         }
     }
-    /* Strong close degree: H5Fclose also closes whatever an earlier failure
-     * left open (an H5Dclose that failed to flush keeps its dataset open). */
+    /* Strong close degree: H5Fclose also closes any object an earlier failure
+     * left open, so that the file itself is really closed. */
     if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
         ckpt_fail_h5(err, ZERO_ERR_HDF5, "cannot set up the file access of %s", path);
         if (fapl >= 0)
@@ -489,9 +489,9 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
     }
     /* Flushed, the file on disk is complete; what H5Fclose still writes only
      * gives back space HDF5 had reserved (and shrinks the file). It goes to
-     * memory instead (see discard_file_io): so the close cannot fail on a full
+     * memory instead (see divert_writes_to_memory): so the close cannot fail on a full
      * disk or an I/O error, which would leave HDF5 in a state that crashes. */
-    discard_file_io(f, path);
+    divert_writes_to_memory(f, path);
     /* After a failed write HDF5 still holds dirty metadata: one more flush,
      * into memory now, lets the close that follows succeed (without it the
      * close fails and leaves the torn-down file behind its id; the flush's own
