@@ -263,7 +263,7 @@ int main(int argc, char **argv)
     cold = drop_caches(comm);
     snprintf(path, sizeof(path), "%s/raw_rank%d.bin", argv[1], rank);
     for (int r = 0; r < repeats; r++) {
-        zero_ckpt_save_params_t sp = {"bench", ZERO_TAG_VALIDATION_FAIL, 0, "{}"};
+        zero_ckpt_save_params_t sp = {"bench", ZERO_TAG_VALIDATION_FAIL, 0, "{}", NULL, 0};
         zero_ckpt_load_params_t lp = {"bench", 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
         double t0, c0;
 

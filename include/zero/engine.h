@@ -411,8 +411,14 @@ typedef struct zero_checkpoint_load_options {
  * component (no '/', not "." or "..", no control characters) and the same on
  * every rank (checkpoint.tag_validation decides what a mismatch does).
  * Errors: ZERO_ERR_INVALID_ARG (bad tag), ZERO_ERR_STATE (mid-accumulation or
- * in a backward), ZERO_ERR_IO / ZERO_ERR_HDF5 (the file and cause are logged;
- * nothing already on disk is lost), the communicator's errors.
+ * in a backward), ZERO_ERR_IO / ZERO_ERR_HDF5, the communicator's errors.
+ * A filesystem failure at any point (full disk or quota, I/O error, short
+ * write, failed fsync or rename) returns the same error on every rank, and
+ * zero_engine_last_error() names the failing rank, the file and the errno
+ * text; latest and every checkpoint already on disk stay as they were, the
+ * temporary directory is removed, and the engine's state is untouched, so
+ * training can go on and a later save can succeed. Only ZERO_ERR_COMM and
+ * ZERO_ERR_TIMEOUT (a rank died during the save) leave the engine failed.
  */
 ZERO_API zero_status_t zero_save_checkpoint(zero_engine_h engine, const char *save_dir, const char *tag,
                                             const char *client_sd_json);

@@ -35,6 +35,17 @@ static zero_status_t bcast_bytes(zero_comm_h comm, int root, char *buf, size_t n
     return status;
 }
 
+/* The failing rank's own message in the form every other rank records: "rank R: ...". */
+static void agreed_message(ckpt_err_t *err, int rank)
+{
+    char own[CKPT_ERR_MSG];
+    if (err->status == ZERO_OK || err->agreed)
+        return;
+    snprintf(own, sizeof(own), "%s", err->msg);
+    snprintf(err->msg, sizeof(err->msg), "rank %d: %.*s", rank, (int)sizeof(err->msg) - 16, own);
+    err->agreed = 1;
+}
+
 /*
  * Agreement: returns ZERO_OK only if every rank's @p err is clear; otherwise
  * the status of the lowest failing rank, whose message every other rank logs
@@ -47,8 +58,10 @@ static zero_status_t ckpt_agree(zero_comm_h comm, ckpt_err_t *err, const char *w
     char buf[16 + CKPT_ERR_MSG];
     zero_status_t status;
 
-    if (world == 1)
+    if (world == 1) {
+        agreed_message(err, rank);
         return err->status;
+    }
     status = zero_comm_allreduce(comm, &mine, &max, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
     if (status != ZERO_OK) {
         ckpt_fail(err, status, "%s: ranks could not agree (communication failed)", what);
@@ -77,9 +90,11 @@ static zero_status_t ckpt_agree(zero_comm_h comm, ckpt_err_t *err, const char *w
             ZERO_LOG_ERROR("%s failed on rank %d: %s", what, root, msg ? msg : "");
             err->status = (zero_status_t)code;
             snprintf(err->msg, sizeof(err->msg), "rank %d: %s", root, msg ? msg : "");
+            err->agreed = 1;
         }
         return (zero_status_t)code;
     }
+    agreed_message(err, rank);
     return err->status;
 }
 
@@ -152,9 +167,9 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     else if (meta->num_states < 0 || meta->num_states > ZERO_CKPT_MAX_STATES)
         ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint save: num_states %d out of range", meta->num_states);
     if ((status = ckpt_agree(comm, &err, "checkpoint save")) != ZERO_OK)
-        return status;
+        goto cleanup;
     if ((status = agree_tag(comm, params->tag, params->tag_validation, tag, &err)) != ZERO_OK)
-        return status;
+        goto cleanup;
     if (world == 1)
         snprintf(tag, sizeof(tag), "%s", params->tag);
     /* Stage 0 (layout of one rank): process rank 0 writes the data. */
@@ -165,13 +180,13 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     if (world > 1 && (status = zero_comm_allreduce(comm, &need, &need, 1, ZERO_FP32, ZERO_COMM_SUM,
                                                    ZERO_MEM_HOST)) != ZERO_OK) {
         ckpt_fail(&err, status, "checkpoint save: cannot sum the ranks' file sizes");
-        return status;
+        goto cleanup;
     }
     memset(tmp_name, 0, sizeof(tmp_name));
     if (rank == 0)
         ckpt_make_tmp(dir, tag, (uint64_t)need * 1024, tmp_name, sizeof(tmp_name), &err);
     if ((status = ckpt_agree(comm, &err, "checkpoint save")) != ZERO_OK)
-        return status;
+        goto cleanup;
     have_tmp = 1;
     if (world > 1 && (status = bcast_bytes(comm, 0, tmp_name, sizeof(tmp_name))) != ZERO_OK) {
         ckpt_fail(&err, status, "checkpoint save: cannot broadcast the temporary directory name");
@@ -203,17 +218,16 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
 
     /* 4. rank 0 commits; everyone learns the outcome */
     if (rank == 0) {
-        have_tmp = 0;   /* the commit owns it now (a failed commit leaves nothing half-renamed) */
-        if (ckpt_commit(dir, tmp_name, tag, params->keep_last, &err) != ZERO_OK) {
-            ckpt_err_t ignore = {0};
-            ckpt_remove_tree(tmp_path, &ignore);
-        }
+        have_tmp = 0;   /* the commit owns it now: a failed commit undoes itself and removes it */
+        ckpt_commit(dir, tmp_name, tag, params->keep_last, &err);
     }
     have_tmp = 0;
     status = ckpt_agree(comm, &err, "checkpoint commit");
     if (status == ZERO_OK)
         ZERO_LOG_DEBUG("saved checkpoint %s/%s", dir, tag);
 cleanup:
+    if (status != ZERO_OK && params != NULL && params->error_msg != NULL && params->error_msg_size > 0)
+        snprintf(params->error_msg, params->error_msg_size, "%s", err.msg);
     if (have_tmp && rank == 0 && tmp_path != NULL) {
         ckpt_err_t ignore = {0};
         ckpt_remove_tree(tmp_path, &ignore);

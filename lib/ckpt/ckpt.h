@@ -43,6 +43,7 @@
 #define ZERO_CKPT_TAG_MAX 200         /* bytes, without the terminating NUL */
 #define ZERO_CKPT_MAX_STATES 2        /* optimizer state arrays per element (Adam: 2) */
 #define ZERO_CKPT_NAME_MAX 64         /* optimizer and state names, with the NUL */
+#define ZERO_CKPT_ERROR_MSG_MAX 512   /* the longest message zero_ckpt_save reports, with the NUL */
 
 /* One per dtype group of the layout (index = group index). Arrays are fp32,
  * [shard_length] of the group in the layout (the rank's owned range, padding
@@ -80,6 +81,11 @@ typedef struct zero_ckpt_save_params {
     zero_tag_validation_t tag_validation;     /* what differing tags across ranks do */
     int keep_last;                            /* > 0: keep only the newest N tags (never the latest); 0: keep all */
     const char *client_sd_json;               /* written verbatim as client_sd.json; NULL writes "null" */
+    /* Optional (NULL: none): on failure after the arguments were agreed on,
+     * receives the failing rank's message, the same on every rank:
+     * "rank R: <file>: <what>: <errno text>" (truncated to error_msg_size). */
+    char *error_msg;
+    size_t error_msg_size;
 } zero_ckpt_save_params_t;
 
 /*

@@ -17,13 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#ifndef RENAME_EXCHANGE
-#define RENAME_EXCHANGE (1 << 1)
-#endif
 
 void ckpt_crash_point(const char *phase)
 {
@@ -59,12 +55,19 @@ void ckpt_fail(ckpt_err_t *err, zero_status_t status, const char *fmt, ...)
  * H5Dclose, so it must be taken at once). HDF5 (serial) is process-global
  * and not thread-safe; the buffer is per thread all the same. */
 static _Thread_local char h5_last_error[256];
+/* The errno of the system call that failed under HDF5 (its file drivers write
+ * "errno = N" into their messages), 0 if none: the cause a user needs first
+ * (e.g. "No space left on device"), which the long driver message can bury. */
+static _Thread_local int h5_last_errno;
 
 static herr_t keep_innermost(unsigned n, const H5E_error2_t *e, void *data)
 {
+    const char *at;
     (void)data;
     if (n == 0 && e->desc != NULL && e->desc[0] != '\0')
         snprintf(h5_last_error, sizeof(h5_last_error), "%s", e->desc);
+    if (h5_last_errno == 0 && e->desc != NULL && (at = strstr(e->desc, "errno = ")) != NULL)
+        h5_last_errno = atoi(at + strlen("errno = "));
     return 0;
 }
 
@@ -72,15 +75,20 @@ static herr_t on_h5_error(hid_t stack, void *data)
 {
     (void)data;
     h5_last_error[0] = '\0';
+    h5_last_errno = 0;
     H5Ewalk2(stack, H5E_WALK_UPWARD, keep_innermost, NULL);   /* upward: the most specific first */
     return 0;
 }
 
 void ckpt_fail_h5(ckpt_err_t *err, zero_status_t status, const char *fmt, ...)
 {
-    char h5[sizeof(h5_last_error)];
+    char h5[sizeof(h5_last_error) + 128];
     va_list ap;
-    snprintf(h5, sizeof(h5), "%s", h5_last_error[0] ? h5_last_error : "HDF5 error");
+    if (h5_last_errno > 0)
+        snprintf(h5, sizeof(h5), "%s (HDF5: %s)", strerror(h5_last_errno),
+                 h5_last_error[0] ? h5_last_error : "error");
+    else
+        snprintf(h5, sizeof(h5), "%s", h5_last_error[0] ? h5_last_error : "HDF5 error");
     /* HDF5 puts newlines inside some messages */
     for (char *c = h5; *c; c++)
         if (*c == '\n')
@@ -375,7 +383,9 @@ zero_status_t ckpt_make_tmp(const char *dir, const char *tag, uint64_t need_byte
     return status;
 }
 
-zero_status_t ckpt_write_latest(const char *dir, const char *tag, ckpt_err_t *err)
+/* As ckpt_write_latest; *@p replaced_p says whether latest was replaced (a
+ * failure can come after the rename, at the directory's fsync). */
+static zero_status_t ckpt_write_latest_ex(const char *dir, const char *tag, int *replaced_p, ckpt_err_t *err)
 {
     char *tmp = zero_asprintf("%s/" CKPT_TMP_PREFIX "latest-%lx", dir, (unsigned long)getpid());
     char *dst = ckpt_path_join(dir, CKPT_LATEST);
@@ -398,6 +408,7 @@ zero_status_t ckpt_write_latest(const char *dir, const char *tag, ckpt_err_t *er
         unlink(tmp);
         goto out;
     }
+    *replaced_p = 1;
     ckpt_crash_point("latest_renamed");
     status = ckpt_fsync_path(dir, 1, err);
 out:
@@ -405,6 +416,12 @@ out:
     zero_free(dst);
     zero_free(line);
     return status;
+}
+
+zero_status_t ckpt_write_latest(const char *dir, const char *tag, ckpt_err_t *err)
+{
+    int replaced = 0;
+    return ckpt_write_latest_ex(dir, tag, &replaced, err);
 }
 
 zero_status_t ckpt_read_latest_err(const char *dir, char **tag_p, ckpt_err_t *err)
@@ -538,12 +555,70 @@ void ckpt_keep_last(const char *dir, const char *current, int keep)
     zero_free(list);
 }
 
+/* The tag <dir>/latest names now into *@p tag_p (NULL when there is no latest,
+ * or it holds no valid tag): what a failed commit puts back. A latest that
+ * exists but cannot be read fails (the commit then must not touch it). */
+static zero_status_t latest_before(const char *dir, char **tag_p, ckpt_err_t *err)
+{
+    char *path = ckpt_path_join(dir, CKPT_LATEST), *data = NULL;
+    size_t len = 0;
+    zero_status_t status = ZERO_OK;
+    *tag_p = NULL;
+    if (path == NULL) {
+        ckpt_fail(err, ZERO_ERR_NO_MEMORY, "out of memory for %s/latest", dir);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    if (access(path, F_OK) == 0 && (status = ckpt_read_file(path, &data, &len, err)) == ZERO_OK) {
+        while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+            data[--len] = '\0';
+        if (zero_ckpt_tag_check(data, NULL, 0) != ZERO_OK) {
+            zero_free(data);
+            data = NULL;
+        }
+        *tag_p = data;
+    }
+    zero_free(path);
+    return status;
+}
+
+/*
+ * Undoes a commit that failed after <tmp> was moved into place: the new
+ * checkpoint goes back to <tmp> (returns 1: <tmp> holds only new data) and an overwritten
+ * one back to <dst>; latest is restored if it was already replaced. Each undo
+ * step is logged when it fails itself; nothing is deleted that may be the only
+ * copy of a checkpoint.
+ */
+static int commit_undo(const char *dir, const char *tmp, const char *dst, int exchanged, const char *old_latest,
+                       int latest_replaced)
+{
+    ckpt_err_t ignore = {0};
+    int moved_back = exchanged ? renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) == 0
+                               : rename(dst, tmp) == 0;
+    if (!moved_back)
+        ZERO_LOG_WARN("after a failed commit, %s could not be moved back to %s (%s): %s", dst, tmp, strerror(errno),
+                      exchanged ? "the new checkpoint stays under the tag, the replaced one under the temporary "
+                                  "name" : "the new checkpoint stays, latest does not name it");
+    if (latest_replaced && moved_back) {
+        if (old_latest != NULL) {
+            if (ckpt_write_latest(dir, old_latest, &ignore) != ZERO_OK)
+                ZERO_LOG_WARN("after a failed commit, %s/latest could not be put back to '%s'", dir, old_latest);
+        } else {
+            char *latest = ckpt_path_join(dir, CKPT_LATEST);
+            if (latest == NULL || unlink(latest) != 0)
+                ZERO_LOG_WARN("after a failed commit, %s/latest could not be removed", dir);
+            zero_free(latest);
+        }
+    }
+    (void)ckpt_fsync_path(dir, 1, &ignore);
+    return moved_back;
+}
+
 zero_status_t ckpt_commit(const char *dir, const char *tmp_name, const char *tag, int keep_last, ckpt_err_t *err)
 {
-    char *tmp = ckpt_path_join(dir, tmp_name), *dst = ckpt_path_join(dir, tag);
+    char *tmp = ckpt_path_join(dir, tmp_name), *dst = ckpt_path_join(dir, tag), *old_latest = NULL;
     zero_status_t status = ZERO_OK;
     struct stat st;
-    int exchanged = 0;
+    int exchanged = 0, latest_replaced = 0;
 
     if (tmp == NULL || dst == NULL) {
         ckpt_fail(err, ZERO_ERR_NO_MEMORY, "out of memory committing %s", dir);
@@ -551,35 +626,49 @@ zero_status_t ckpt_commit(const char *dir, const char *tmp_name, const char *tag
         goto out;
     }
     if ((status = ckpt_fsync_path(tmp, 1, err)) != ZERO_OK)
-        goto out;
+        goto discard;
+    if ((status = latest_before(dir, &old_latest, err)) != ZERO_OK)
+        goto discard;
     ckpt_crash_point("before_rename");
     if (lstat(dst, &st) == 0) {
         /* Overwrite: swap atomically so that <tag> is at every instant either the
          * complete old checkpoint or the complete new one; the old one ends up
-         * under the temporary name and is removed once the swap is durable. */
-        if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0) {
+         * under the temporary name and is removed once latest is durable. */
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0) {
             ckpt_fail_errno(err, "cannot swap %s into place of %s (renameat2 RENAME_EXCHANGE)", tmp, dst);
             status = err->status;
-            goto out;
+            goto discard;
         }
         exchanged = 1;
     } else if (rename(tmp, dst) != 0) {
         ckpt_fail_errno(err, "cannot rename %s to %s", tmp, dst);
         status = err->status;
-        goto out;
+        goto discard;
     }
     if ((status = ckpt_fsync_path(dir, 1, err)) != ZERO_OK)
-        goto out;
+        goto undo;
     ckpt_crash_point("after_rename");
+    if ((status = ckpt_write_latest_ex(dir, tag, &latest_replaced, err)) != ZERO_OK)
+        goto undo;
     if (exchanged) {
         ckpt_err_t ignore = {0};
         if (ckpt_remove_tree(tmp, &ignore) != ZERO_OK)
             ZERO_LOG_WARN("the replaced checkpoint could not be removed fully from %s", tmp);
     }
-    if ((status = ckpt_write_latest(dir, tag, err)) != ZERO_OK)
-        goto out;
     ckpt_keep_last(dir, tag, keep_last);
+    goto out;
+undo:
+    if (!commit_undo(dir, tmp, dst, exchanged, old_latest, latest_replaced))
+        goto out;   /* <tmp> may hold the replaced checkpoint: keep it */
+    /* fall through: <tmp> holds the new checkpoint only */
+discard:
+    {
+        ckpt_err_t ignore = {0};
+        if (ckpt_remove_tree(tmp, &ignore) != ZERO_OK)
+            ZERO_LOG_WARN("the failed checkpoint could not be removed fully from %s", tmp);
+    }
 out:
+    zero_free(old_latest);
     zero_free(tmp);
     zero_free(dst);
     return status;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -192,8 +193,8 @@ static int w_dataset(writer_t *w, hid_t loc, const char *name, hid_t file_type, 
         goto out;
     rc = n > 0 ? H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0;
 out:
-    if (d >= 0)
-        H5Dclose(d);
+    if (d >= 0 && H5Dclose(d) < 0)   /* closing flushes the dataset: it can fail on a full disk */
+        rc = -1;
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (space >= 0)
@@ -244,8 +245,8 @@ static int w_shard_dataset(writer_t *w, hid_t loc, const char *name, size_t n, c
         rc = H5Dwrite_chunk(d, H5P_DEFAULT, 0, coord, bytes + (checksum ? 4 : 0), staging);
     }
 out:
-    if (d >= 0)
-        H5Dclose(d);
+    if (d >= 0 && H5Dclose(d) < 0)
+        rc = -1;
     if (dcpl >= 0)
         H5Pclose(dcpl);
     if (space >= 0)
@@ -273,8 +274,8 @@ static int w_string_dataset(writer_t *w, hid_t loc, const char *name, const char
     herr_t rc = -1;
     if (dcpl >= 0 && (d = H5Dcreate2(loc, name, t, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) >= 0)
         rc = H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
-    if (d >= 0)
-        H5Dclose(d);
+    if (d >= 0 && H5Dclose(d) < 0)
+        rc = -1;
     if (dcpl >= 0)
         H5Pclose(dcpl);
     H5Sclose(space);
@@ -347,7 +348,10 @@ static int write_map(writer_t *w, hid_t f, const zero_layout_t *l)
     H5Tclose(pt);
     H5Tclose(bt);
     H5Tclose(gt);
-    H5Gclose(g);
+    if (H5Gclose(g) < 0 && rc == 0) {
+        ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot close group /partition", w->path);
+        rc = -1;
+    }
     return rc ? -1 : 0;
 }
 
@@ -387,9 +391,15 @@ static int write_shard(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
              w_shard_dataset(w, g, "master", n, gd->master, staging);
         for (int k = 0; k < d->meta->num_states && rc == 0; k++)
             rc = w_shard_dataset(w, g, d->meta->state_names[k], n, gd->state[k], staging);
-        H5Gclose(g);
+        if (H5Gclose(g) < 0 && rc == 0) {
+            ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot close group /shard/%s", w->path, name);
+            rc = -1;
+        }
     }
-    H5Gclose(top);
+    if (H5Gclose(top) < 0 && rc == 0) {
+        ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot close group /shard", w->path);
+        rc = -1;
+    }
     if (gcpl >= 0)
         H5Pclose(gcpl);
     zero_mem_free(staging);
@@ -408,10 +418,36 @@ uint64_t ckpt_file_size_estimate(const zero_layout_t *l, int shard, const zero_c
     return bytes + bytes / 64;
 }
 
+/*
+ * HDF5 writes when it closes a file. When that fails (a full disk, a failing
+ * device), HDF5 1.10 keeps a half-destroyed file behind its id, which crashes
+ * the next H5Fclose or HDF5's own clean-up at exit. So before closing, the
+ * file's descriptor is swapped for an anonymous memory file (dup2 over the sec2
+ * driver's fd): the closing writes go to memory, which the close releases.
+ * Callers do this after a successful H5Fflush (the file on disk is then
+ * complete) or on a file they discard (the caller removes it).
+ */
+static void divert_writes_to_memory(hid_t f, const char *path)
+{
+    void *handle = NULL;
+    int mem;
+    if (H5Fget_vfd_handle(f, H5P_DEFAULT, &handle) < 0 || handle == NULL) {
+        ZERO_LOG_WARN("cannot reach the descriptor of checkpoint file %s; HDF5 closes it as it is", path);
+        return;
+    }
+    if ((mem = memfd_create("zero-ckpt-close", MFD_CLOEXEC)) < 0) {
+        ZERO_LOG_WARN("cannot divert the closing writes of checkpoint file %s: memfd_create: %s", path, strerror(errno));
+        return;
+    }
+    if (dup2(mem, *(int *)handle) < 0)
+        ZERO_LOG_WARN("cannot divert the closing writes of checkpoint file %s: dup2: %s", path, strerror(errno));
+    close(mem);
+}
+
 zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, ckpt_err_t *err)
 {
     writer_t w = {path, err};
-    hid_t f;
+    hid_t f, fapl;
     int rc;
 
     ckpt_h5_quiet();
@@ -430,22 +466,44 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
             }
         }
     }
-    if ((f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+    /* Strong close degree: H5Fclose also closes any object an earlier failure
+     * left open, so that the file itself is really closed. */
+    if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        ckpt_fail_h5(err, ZERO_ERR_HDF5, "cannot set up the file access of %s", path);
+        if (fapl >= 0)
+            H5Pclose(fapl);
+        return ZERO_ERR_HDF5;
+    }
+    f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) {
         ckpt_fail_h5(err, ZERO_ERR_IO, "cannot create checkpoint file %s", path);
         return ZERO_ERR_IO;
     }
     rc = write_meta(&w, f, d) || write_map(&w, f, d->layout) || (d->shard >= 0 && write_shard(&w, f, d));
-    /* A failed file is discarded: empty it first, so that HDF5 has room to flush
-     * its metadata and really close it (a close that fails on a full disk leaves
-     * HDF5 1.10 with a half-closed file that crashes it at exit). */
-    if (rc != 0 && truncate(path, 0) != 0)
-        ZERO_LOG_WARN("cannot empty the failed checkpoint file %s: %s", path, strerror(errno));
+    /* Flush before closing, so that an I/O error of the last metadata writes is
+     * caught while the file can still be discarded cleanly (below). */
+    if (rc == 0 && H5Fflush(f, H5F_SCOPE_LOCAL) < 0) {
+        ckpt_fail_h5(err, ZERO_ERR_IO, "cannot write checkpoint file %s", path);
+        rc = -1;
+    }
+    /* Flushed, the file on disk is complete; what H5Fclose still writes only
+     * gives back space HDF5 had reserved (and shrinks the file). It goes to
+     * memory instead (see divert_writes_to_memory): so the close cannot fail on a full
+     * disk or an I/O error, which would leave HDF5 in a state that crashes. */
+    divert_writes_to_memory(f, path);
+    /* After a failed write HDF5 still holds dirty metadata: one more flush,
+     * into memory now, lets the close that follows succeed (without it the
+     * close fails and leaves the torn-down file behind its id; the flush's own
+     * result does not matter, the file is discarded). */
+    if (rc != 0)
+        (void)H5Fflush(f, H5F_SCOPE_LOCAL);
     if (H5Fclose(f) < 0) {
+        /* Never close twice: a failed H5Fclose has already torn the file down
+         * in part, and a second call (or HDF5's clean-up at exit) crashes. */
         if (rc == 0)
             ckpt_fail_h5(err, ZERO_ERR_IO, "cannot finish checkpoint file %s", path);
         rc = -1;
-        if (truncate(path, 0) != 0 || H5Fclose(f) < 0)
-            ZERO_LOG_WARN("HDF5 could not close the failed checkpoint file %s", path);
     }
     if (rc != 0)
         return err->status;

@@ -12,7 +12,7 @@
 #define ZERO_CKPT_STR_(x) #x
 #define ZERO_CKPT_STRINGIFY(x) ZERO_CKPT_STR_(x)
 
-#define CKPT_ERR_MSG 512
+#define CKPT_ERR_MSG ZERO_CKPT_ERROR_MSG_MAX
 #define CKPT_TMP_PREFIX ".tmp-"
 #define CKPT_CLIENT_SD "client_sd.json"
 #define CKPT_LATEST "latest"
@@ -34,11 +34,13 @@ void ckpt_crash_point(const char *phase);
 typedef struct ckpt_err {
     zero_status_t status;
     char msg[CKPT_ERR_MSG];
+    int agreed;          /* msg has been agreed on and starts with "rank R: " (the rank that failed) */
 } ckpt_err_t;
 
 /* Records (first one wins) and logs an error. */
 void ckpt_fail(ckpt_err_t *err, zero_status_t status, const char *fmt, ...) ZERO_PRINTF(3, 4);
-/* As ckpt_fail, appending the innermost HDF5 error message. */
+/* As ckpt_fail, appending the errno text of the failed system call under the
+ * HDF5 call when there was one, then the innermost HDF5 error message. */
 void ckpt_fail_h5(ckpt_err_t *err, zero_status_t status, const char *fmt, ...) ZERO_PRINTF(3, 4);
 /* As ckpt_fail, appending strerror(errno). */
 void ckpt_fail_errno(ckpt_err_t *err, const char *fmt, ...) ZERO_PRINTF(2, 3);
@@ -87,7 +89,8 @@ zero_status_t ckpt_make_tmp(const char *dir, const char *tag, uint64_t need_byte
                             size_t tmp_name_size, ckpt_err_t *err);
 /* An upper estimate of a rank file's size. */
 uint64_t ckpt_file_size_estimate(const zero_layout_t *layout, int shard, const zero_ckpt_meta_t *meta);
-/* Rank 0's part of the commit: moves <dir>/<tmp_name> to <dir>/<tag>, replaces latest, keep-last clean-up. */
+/* Rank 0's part of the commit: moves <dir>/<tmp_name> to <dir>/<tag>, replaces latest, keep-last clean-up.
+ * On failure it undoes what it did (the tag and latest as before) and removes <dir>/<tmp_name>. */
 zero_status_t ckpt_commit(const char *dir, const char *tmp_name, const char *tag, int keep_last, ckpt_err_t *err);
 /* Writes <dir>/latest atomically. */
 zero_status_t ckpt_write_latest(const char *dir, const char *tag, ckpt_err_t *err);

@@ -66,6 +66,7 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     zero_status_t status;
     zero_ckpt_meta_t meta;
     zero_ckpt_save_params_t sp = {0};
+    char why[ZERO_CKPT_ERROR_MSG_MAX] = "";
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
     zero_loss_scaler_state_t ls;
     zero_lr_schedule_state_t lrs;
@@ -114,11 +115,15 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     sp.tag_validation = e->config->checkpoint.tag_validation;
     sp.keep_last = e->checkpoint_keep_last;
     sp.client_sd_json = client_sd_json;
+    sp.error_msg = why;
+    sp.error_msg_size = sizeof(why);
     status = zero_ckpt_save(e->comm, save_dir, &sp, e->layout, e->own_rank, &meta, groups);
     zero_string_free(meta.config_json);
     if (status != ZERO_OK) {
-        snprintf(e->last_error, sizeof(e->last_error), "zero_save_checkpoint(%s/%s) failed: %s", save_dir, tag,
-                 zero_status_string(status));
+        /* The cause first (which rank, which file, errno text): it is what the
+         * user acts on; the engine's state is untouched by a failed save. */
+        snprintf(e->last_error, sizeof(e->last_error), "zero_save_checkpoint(%s) failed (%s): %s", tag,
+                 zero_status_string(status), why[0] ? why : "see the log");
         if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)
             e->state = ENGINE_FAILED;
     }

@@ -93,7 +93,7 @@ int main(int argc, char **argv)
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
         zero_ckpt_meta_t meta;
         char tag[64], mine[96];
-        zero_ckpt_save_params_t sp = {tag, ZERO_TAG_VALIDATION_FAIL, 0, "{\"client\": 42}"};
+        zero_ckpt_save_params_t sp = {tag, ZERO_TAG_VALIDATION_FAIL, 0, "{\"client\": 42}", NULL, 0};
         zero_status_t st;
 
         snprintf(tag, sizeof(tag), "w%ds%d", world, stage);

@@ -156,7 +156,7 @@ static void test_round_trip(void)
     zero_layout_t *L = build(1, 64, 500);
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT], out[ZERO_DTYPE_COUNT];
     zero_ckpt_meta_t meta, got;
-    zero_ckpt_save_params_t sp = {"2.3141", ZERO_TAG_VALIDATION_FAIL, 0, "{\"step\": 12, \"pos\": [1, 2]}"};
+    zero_ckpt_save_params_t sp = {"2.3141", ZERO_TAG_VALIDATION_FAIL, 0, "{\"step\": 12, \"pos\": [1, 2]}", NULL, 0};
     zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
     fix_meta(&meta, 3, 12);
     fix_fill(L, 0, 2, g);
@@ -506,7 +506,7 @@ static int crashing_save(const char *dir, const char *tag, const char *phase, co
     if (pid == 0) {
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
         zero_ckpt_meta_t m;
-        zero_ckpt_save_params_t sp = {tag, ZERO_TAG_VALIDATION_WARN, 0, "{}"};
+        zero_ckpt_save_params_t sp = {tag, ZERO_TAG_VALIDATION_WARN, 0, "{}", NULL, 0};
         zero_log_set_level(ZERO_LOG_LEVEL_OFF);
         setenv("ZERO_CKPT_TEST_CRASH_AT", phase, 1);
         fix_meta(&m, 3, step);
@@ -720,7 +720,7 @@ static void test_unwritable(void)
     zero_layout_t *L = build(1, 64, 500);
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
     zero_ckpt_meta_t m;
-    zero_ckpt_save_params_t sp = {"t", ZERO_TAG_VALIDATION_FAIL, 0, NULL};
+    zero_ckpt_save_params_t sp = {"t", ZERO_TAG_VALIDATION_FAIL, 0, NULL, NULL, 0};
     ckpt_err_t err = {0};
     fix_meta(&m, 3, 1);
     fix_fill(L, 0, 2, g);
@@ -753,7 +753,7 @@ static void test_keep_last(void)
     fix_meta(&m, 3, 1);
     fix_fill(L, 0, 2, g);
     for (int s = 1; s <= 4; s++) {
-        zero_ckpt_save_params_t sp = {tag, ZERO_TAG_VALIDATION_WARN, 2, NULL};
+        zero_ckpt_save_params_t sp = {tag, ZERO_TAG_VALIDATION_WARN, 2, NULL, NULL, 0};
         snprintf(tag, sizeof(tag), "global_step%d", s);
         CU_ASSERT_EQUAL_FATAL(zero_ckpt_save(comm, dir, &sp, L, 0, &m, g), ZERO_OK);
     }
@@ -774,7 +774,7 @@ static int full_disk_check(void)
     zero_layout_t *L = NULL;
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
     zero_ckpt_meta_t m;
-    zero_ckpt_save_params_t sp = {"first", ZERO_TAG_VALIDATION_WARN, 0, "{}"};
+    zero_ckpt_save_params_t sp = {"first", ZERO_TAG_VALIDATION_WARN, 0, "{}", NULL, 0};
     char *tag = NULL;
     int fails = 0;
 
