@@ -1,5 +1,6 @@
 /* lib/util: status strings, counted allocation, logging, thread pool, 16-bit conversions. */
 #include "test_main.h"
+#include "zero_build_config.h"
 #include "util/alloc.h"
 #include "util/half.h"
 #include "util/log.h"
@@ -124,12 +125,36 @@ static void test_device_alloc_without_gpu(void)
     zero_log_set_level(ZERO_LOG_LEVEL_OFF);
     st = zero_mem_alloc(ZERO_MEM_DEVICE, 4096, "device-test", &p);
     zero_log_set_level(old);
-    if (st == ZERO_OK) {            /* a GPU machine: it must be real device memory */
+#if !HAVE_CUDA
+    CU_ASSERT_EQUAL(st, ZERO_ERR_UNSUPPORTED);   /* a build without CUDA says so, never "no memory" */
+#endif
+    if (st == ZERO_OK) {
+        /* A GPU machine: it must be real, counted device memory that holds data. */
+        unsigned char in[4096], out[4096];
+        zero_mem_stats_t during;
+        CU_ASSERT_PTR_NOT_EQUAL(p, (void *)0x1);
+        CU_ASSERT_EQUAL(zero_mem_kind_of(p), ZERO_MEM_DEVICE);
+        zero_mem_get_stats(&during);
+        CU_ASSERT_EQUAL(during.live_bytes[ZERO_MEM_DEVICE] - zero_test_mark_.live_bytes[ZERO_MEM_DEVICE], 4096);
+        for (size_t i = 0; i < sizeof(in); i++)
+            in[i] = (unsigned char)(i * 7 + 3);
+        memset(out, 0, sizeof(out));
+        CU_ASSERT_EQUAL(zero_mem_copy(ZERO_MEM_DEVICE, p, ZERO_MEM_HOST, in, sizeof(in)), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_mem_copy(ZERO_MEM_HOST, out, ZERO_MEM_DEVICE, p, sizeof(out)), ZERO_OK);
+        CU_ASSERT_EQUAL(memcmp(in, out, sizeof(in)), 0);
+        CU_ASSERT_EQUAL(zero_mem_set_zero(ZERO_MEM_DEVICE, p, 1024), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_mem_copy(ZERO_MEM_HOST, out, ZERO_MEM_DEVICE, p, sizeof(out)), ZERO_OK);
+        for (size_t i = 0; i < sizeof(out); i++)
+            if (out[i] != (i < 1024 ? 0 : in[i])) {
+                CU_FAIL("device memory after zero_mem_set_zero of its first 1 KiB");
+                break;
+            }
         zero_mem_free(p);
     } else {
         /* No GPU (or no CUDA build): a clear error, output untouched. */
         CU_ASSERT(st == ZERO_ERR_UNSUPPORTED || st == ZERO_ERR_CUDA || st == ZERO_ERR_NO_MEMORY);
         CU_ASSERT_PTR_EQUAL(p, (void *)0x1);
+        CU_ASSERT_EQUAL(zero_mem_kind_of(p), -1);
     }
     ZERO_TEST_ASSERT_NO_LEAK();
 }

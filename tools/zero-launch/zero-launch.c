@@ -353,8 +353,8 @@ static void usage(FILE *out)
         "\n"
         "Starts PROGRAM once per slot of the selected hosts (DeepSpeed launcher syntax).\n"
         "\n"
-        "  -H, --hostfile FILE    hosts as 'HOST slots=N' lines (default /job/hostfile if it\n"
-        "                         exists, else one local node)\n"
+        "  -H, --hostfile FILE    hosts as 'HOST slots=N' lines (default $ZERO_LAUNCH_HOSTFILE\n"
+        "                         or /job/hostfile, if it exists; else one local node)\n"
         "  -i, --include SPEC     use only NODE[:SLOT[,SLOT...]][@NODE...]\n"
         "  -e, --exclude SPEC     use all but NODE[:SLOT[,SLOT...]][@NODE...]\n"
         "      --num_nodes N      use the first N hosts\n"
@@ -431,7 +431,11 @@ static int parse_options(int argc, char **argv, options_t *o)
 {
     int i;
     memset(o, 0, sizeof(*o));
-    o->hostfile = default_hostfile;
+    /* DeepSpeed's default path; ZERO_LAUNCH_HOSTFILE names another (a site's
+     * scheduler, or a test that must not depend on the machine's /job). */
+    o->hostfile = getenv("ZERO_LAUNCH_HOSTFILE");
+    if (o->hostfile == NULL || *o->hostfile == '\0')
+        o->hostfile = default_hostfile;
     o->master_port = ZERO_LAUNCH_DEFAULT_PORT;
     o->launcher = "ssh";
     o->term_grace_text = "3";
