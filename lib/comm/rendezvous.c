@@ -1,8 +1,8 @@
 #define ZERO_LOG_MODULE "comm"
 #include "comm/rendezvous.h"
-#include "comm/timeutil.h"
 #include "util/alloc.h"
 #include "util/checks.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #include <arpa/inet.h>
@@ -128,7 +128,7 @@ static int io_all(int fd, void *buf, size_t n, int writing, double deadline)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             struct pollfd p = {fd, (short)(writing ? POLLOUT : POLLIN), 0};
-            double left = deadline - zero_comm_now();
+            double left = deadline - zero_clock_now();
             if (left <= 0) {
                 errno = ETIMEDOUT;
                 return -1;
@@ -300,7 +300,7 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
                    rdv->size);
 
     while (joined < rdv->size) {
-        double left = deadline - zero_comm_now();
+        double left = deadline - zero_clock_now();
         int n = 0;
         if (left <= 0) {
             int missing = -1;
@@ -442,7 +442,7 @@ static int try_connect(const zero_comm_env_t *env, double deadline)
             socklen_t sl = sizeof(soerr);
             if (err == EINPROGRESS) {
                 struct pollfd p = {fd, POLLOUT, 0};
-                double left = deadline - zero_comm_now();
+                double left = deadline - zero_clock_now();
                 int ms = left > 5.0 ? 5000 : (left > 0 ? (int)(left * 1000) + 1 : 0);
                 if (poll(&p, 1, ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
                     soerr == 0)
@@ -466,7 +466,7 @@ static zero_status_t join(zero_rdv_t *rdv, const zero_comm_env_t *env, double de
     uint32_t *lens = NULL;
 
     while ((fd = try_connect(env, deadline)) < 0) {
-        double left = deadline - zero_comm_now();
+        double left = deadline - zero_clock_now();
         tries++;
         if (left <= 0) {
             ZERO_LOG_ERROR("rendezvous: cannot reach rank 0 at %s:%d after %d attempts within the rendezvous "
@@ -474,7 +474,7 @@ static zero_status_t join(zero_rdv_t *rdv, const zero_comm_env_t *env, double de
                            env->master_port, tries);
             return ZERO_ERR_TIMEOUT;
         }
-        zero_comm_sleep(backoff < left ? backoff : left);
+        zero_clock_sleep(backoff < left ? backoff : left);
         backoff = backoff * 2 > 1.0 ? 1.0 : backoff * 2;
     }
     rdv->links[0].fd = fd;
@@ -543,7 +543,7 @@ zero_status_t zero_rdv_create(const zero_comm_env_t *env, double timeout_s, cons
                               zero_rdv_extra_fn extra_fn, void *extra_arg, zero_rdv_t **rdv_p)
 {
     zero_status_t status = ZERO_OK;
-    double deadline = zero_comm_now() + timeout_s;
+    double deadline = zero_clock_now() + timeout_s;
     zero_rdv_t *rdv;
 
     if (env == NULL || blob == NULL || rdv_p == NULL || blob_len == 0 || blob_len > ZERO_RDV_MAX_BLOB ||
@@ -765,7 +765,7 @@ void zero_rdv_report(zero_rdv_t *rdv, int failed_rank, zero_status_t status)
 
 zero_status_t zero_rdv_shutdown(zero_rdv_t *rdv, double timeout_s, void (*progress)(void *), void *progress_arg)
 {
-    double deadline = zero_comm_now() + timeout_s;
+    double deadline = zero_clock_now() + timeout_s;
     int failed;
     if (rdv->rank != 0 && rdv->links[0].fd >= 0)
         send_frame(rdv->links[0].fd, FRAME_BYE, 0, 0, 0);
@@ -783,7 +783,7 @@ zero_status_t zero_rdv_shutdown(zero_rdv_t *rdv, double timeout_s, void (*progre
         }
         if (done)
             break;
-        if (zero_comm_now() > deadline) {
+        if (zero_clock_now() > deadline) {
             ZERO_LOG_WARN("shutdown: not every rank said goodbye within %.1f s", timeout_s);
             return ZERO_ERR_TIMEOUT;
         }

@@ -64,6 +64,7 @@ static void fill_groups(zero_engine_h e, zero_ckpt_group_data_t *groups, int num
 zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const char *tag, const char *client_sd_json)
 {
     zero_status_t status;
+    uint64_t mark;
     zero_ckpt_meta_t meta;
     zero_ckpt_save_params_t sp = {0};
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
@@ -114,11 +115,12 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     sp.tag_validation = e->config->checkpoint.tag_validation;
     sp.keep_last = e->checkpoint_keep_last;
     sp.client_sd_json = client_sd_json;
+    mark = zero_log_error_mark();
     status = zero_ckpt_save(e->comm, save_dir, &sp, e->layout, e->own_rank, &meta, groups);
     zero_string_free(meta.config_json);
     if (status != ZERO_OK) {
-        snprintf(e->last_error, sizeof(e->last_error), "zero_save_checkpoint(%s/%s) failed: %s", save_dir, tag,
-                 zero_status_string(status));
+        engine_keep_error(e, mark, "zero_save_checkpoint(%s/%s) failed: %s", save_dir, tag,
+                          zero_status_string(status));
         if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)
             e->state = ENGINE_FAILED;
     }
@@ -129,6 +131,7 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
                                    const zero_checkpoint_load_options_t *options, char **client_sd_json_p)
 {
     zero_status_t status;
+    uint64_t mark;
     zero_ckpt_load_params_t lp = {0};
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
     zero_ckpt_meta_t meta;
@@ -167,10 +170,11 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     memset(&meta, 0, sizeof(meta));
     if (e->stage == 3)
         engine_gather_drop_all(e);   /* gathered copies would predate the loaded weights */
+    mark = zero_log_error_mark();
     status = zero_ckpt_load(e->comm, load_dir, &lp, e->layout, e->own_rank, groups, &meta, &client_sd, &loaded_tag);
     if (status != ZERO_OK) {
-        snprintf(e->last_error, sizeof(e->last_error), "zero_load_checkpoint(%s, %s) failed: %s", load_dir,
-                 tag ? tag : "latest", zero_status_string(status));
+        engine_keep_error(e, mark, "zero_load_checkpoint(%s, %s) failed: %s", load_dir, tag ? tag : "latest",
+                          zero_status_string(status));
         if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)
             e->state = ENGINE_FAILED;
         return status;

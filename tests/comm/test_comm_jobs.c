@@ -15,6 +15,7 @@
  *   test_comm_jobs kill-direct N K         as kill, in a direct-path (shared memory) collective
  */
 #include "test_main.h"
+#include "util/clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,13 +42,6 @@
 static int g_argc;
 static char **g_argv;
 static char g_dir[256];
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void make_dir(void)
 {
@@ -279,13 +273,13 @@ static void test_mismatch(void)
 static int stray_client(int port, const void *data, size_t len)
 {
     struct sockaddr_in a;
-    double end = now_s() + 30;
+    double end = zero_clock_now() + 30;
     int fd = -1, closed = 0;
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    while (now_s() < end) {         /* rank 0 may not listen yet */
+    while (zero_clock_now() < end) {         /* rank 0 may not listen yet */
         fd = socket(AF_INET, SOCK_STREAM, 0);
         if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
             break;
@@ -300,8 +294,8 @@ static int stray_client(int port, const void *data, size_t len)
         close(fd);
         return 1;   /* already refused */
     }
-    end = now_s() + 20;
-    while (!closed && now_s() < end) {
+    end = zero_clock_now() + 20;
+    while (!closed && zero_clock_now() < end) {
         struct pollfd p = {fd, POLLIN, 0};
         char buf[256];
         if (poll(&p, 1, 200) > 0) {
@@ -351,7 +345,7 @@ static void test_badtoken(void)
     CU_ASSERT_FATAL(pid > 0);
     /* Rank 1 publishes the job's port and token, then holds back its own join. */
     path_in_dir(path, sizeof(path), "rdv_env");
-    for (end = now_s() + 60; now_s() < end && (f = fopen(path, "r")) == NULL;)
+    for (end = zero_clock_now() + 60; zero_clock_now() < end && (f = fopen(path, "r")) == NULL;)
         usleep(20000);
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     CU_ASSERT_EQUAL(fscanf(f, "%d %63s", &port, hex), 2);
@@ -369,7 +363,7 @@ static void test_badtoken(void)
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    for (end = now_s() + 30; now_s() < end;) {
+    for (end = zero_clock_now() + 30; zero_clock_now() < end;) {
         silent = socket(AF_INET, SOCK_STREAM, 0);
         if (silent >= 0 && connect(silent, (struct sockaddr *)&a, sizeof(a)) == 0)
             break;

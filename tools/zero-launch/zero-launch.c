@@ -24,6 +24,7 @@
 #include "remote.h"
 
 #include "util/alloc.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -54,13 +55,6 @@ static const char *const default_hostfile = "/job/hostfile";
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void write_all(int fd, const char *data, size_t len)
 {
@@ -131,18 +125,10 @@ static int status_code(int wstatus)
     return 1;
 }
 
+/* --term_grace: 0 to 3600 seconds (util/clock.h's parser; the caller words the error). */
 static int parse_seconds(const char *text, double *value_p)
 {
-    char *end = NULL;
-    double v;
-    if (text == NULL || *text == '\0')
-        return -1;
-    errno = 0;
-    v = strtod(text, &end);
-    if (errno != 0 || *end != '\0' || !(v >= 0.0) || v > 3600.0)
-        return -1;
-    *value_p = v;
-    return 0;
+    return zero_seconds_from_text(text, 0.0, 0, 3600.0, value_p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -276,7 +262,7 @@ static int remote_exec_main(int argc, char **argv)
         if (err_open)
             fds[nfds++] = (struct pollfd){.fd = 2, .events = 0};
         if (terminating && kill_at > 0.0) {
-            double left = kill_at - now_s();
+            double left = kill_at - zero_clock_now();
             timeout = left <= 0 ? 0 : (int)ceil(left * 1000.0);
         }
         if (poll(fds, (nfds_t)nfds, timeout) < 0 && errno != EINTR)
@@ -313,9 +299,9 @@ static int remote_exec_main(int argc, char **argv)
              * process group, politely first. */
             terminating = 1;
             kill(-child, SIGTERM);
-            kill_at = now_s() + grace;
+            kill_at = zero_clock_now() + grace;
         }
-        if (terminating && kill_at > 0.0 && now_s() >= kill_at) {
+        if (terminating && kill_at > 0.0 && zero_clock_now() >= kill_at) {
             kill(-child, SIGKILL);
             kill_at = 0.0;
         }
@@ -833,7 +819,7 @@ static void reap(job_t *job, int *phase, double *deadline)
             report_failure(job, r, wstatus);
             if (*phase == 0) {
                 *phase = 1; /* grace: let the others notice and exit on their own */
-                *deadline = now_s() + job->opts->term_grace;
+                *deadline = zero_clock_now() + job->opts->term_grace;
             }
         }
     }
@@ -1099,7 +1085,7 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
             job.exit_code = EXIT_LAUNCH;
             signal_all(&job, SIGTERM);
             phase = 2;
-            deadline = now_s() + o->term_grace;
+            deadline = zero_clock_now() + o->term_grace;
             break;
         }
     }
@@ -1119,7 +1105,7 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
             }
         }
         if (phase == 1 || phase == 2) {
-            double left = deadline - now_s();
+            double left = deadline - zero_clock_now();
             timeout = left <= 0 ? 0 : (int)ceil(left * 1000.0);
         }
         if (poll(fds, nfds, timeout) < 0 && errno != EINTR) {
@@ -1151,18 +1137,18 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
                     }
                     signal_all(&job, SIGTERM);
                     phase = 2;
-                    deadline = now_s() + o->term_grace;
+                    deadline = zero_clock_now() + o->term_grace;
                 }
             }
         }
         reap(&job, &phase, &deadline);
         if (job.running == 0)
             break;
-        if (phase == 1 && now_s() >= deadline) {
+        if (phase == 1 && zero_clock_now() >= deadline) {
             signal_all(&job, SIGTERM);
             phase = 2;
-            deadline = now_s() + o->term_grace;
-        } else if (phase == 2 && now_s() >= deadline) {
+            deadline = zero_clock_now() + o->term_grace;
+        } else if (phase == 2 && zero_clock_now() >= deadline) {
             signal_all(&job, SIGKILL);
             phase = 3;
         }
