@@ -21,6 +21,7 @@
  * (save_over_raw = raw write+fsync time / save time, so >= 1 is as fast as raw).
  */
 #include "ckpt/ckpt_internal.h"
+#include "util/clock.h"
 #include "util/alloc.h"
 
 #include <fcntl.h>
@@ -34,13 +35,6 @@
 
 #define NLAYERS 32
 #define MAX_REPEATS 15
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* CPU seconds (user + system) of this process, all threads (the load reads on
  * several): less sensitive than wall time to other load on a shared machine. */
@@ -90,7 +84,7 @@ static int drop_caches(zero_comm_h comm)
 
 static double raw_write(const char *path, zero_ckpt_group_data_t *g, const zero_layout_t *L)
 {
-    double t0 = now_s();
+    double t0 = zero_clock_now();
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     for (int gi = 0; gi < L->num_groups; gi++) {
         float *arrays[3] = {g[gi].master, g[gi].state[0], g[gi].state[1]};
@@ -108,12 +102,12 @@ static double raw_write(const char *path, zero_ckpt_group_data_t *g, const zero_
     }
     fsync(fd);
     close(fd);
-    return now_s() - t0;
+    return zero_clock_now() - t0;
 }
 
 static double raw_read(const char *path, zero_ckpt_group_data_t *g, const zero_layout_t *L)
 {
-    double t0 = now_s();
+    double t0 = zero_clock_now();
     int fd = open(path, O_RDONLY);
     for (int gi = 0; gi < L->num_groups; gi++) {
         float *arrays[3] = {g[gi].master, g[gi].state[0], g[gi].state[1]};
@@ -130,7 +124,7 @@ static double raw_read(const char *path, zero_ckpt_group_data_t *g, const zero_l
         }
     }
     close(fd);
-    return now_s() - t0;
+    return zero_clock_now() - t0;
 }
 
 /* A plain read of the buffer (four 64-bit sums): the memory-read baseline. */
@@ -153,12 +147,12 @@ static uint64_t plain_sum(const void *data, size_t len)
 static double walk_s(ckpt_fletcher32_fn f, const unsigned char *buf, size_t len, int reps)
 {
     volatile uint64_t sink = 0;
-    double t0 = now_s();
+    double t0 = zero_clock_now();
     for (int r = 0; r < reps; r++)
         for (size_t off = 0; off < len; off += (size_t)1 << 20)
             sink += f != NULL ? f(buf + off, (size_t)1 << 20) : plain_sum(buf + off, (size_t)1 << 20);
     (void)sink;
-    return (double)len * reps / (now_s() - t0) / 1e9;
+    return (double)len * reps / (zero_clock_now() - t0) / 1e9;
 }
 
 /* Prints the Fletcher-32 throughput lines (rank 0): every kernel this CPU
@@ -273,41 +267,41 @@ int main(int argc, char **argv)
 
         setenv("ZERO_CKPT_BENCH_NO_CHECKSUM", "1", 1);
         drop_caches(comm);
-        t0 = now_s();
+        t0 = zero_clock_now();
         if (zero_ckpt_save(comm, argv[1], &sp, L, rank, &meta, g) != ZERO_OK)
             return 1;
-        t_save_nock[r] = slowest(comm, now_s() - t0);
+        t_save_nock[r] = slowest(comm, zero_clock_now() - t0);
         unsetenv("ZERO_CKPT_BENCH_NO_CHECKSUM");
 
         drop_caches(comm);
-        t0 = now_s();
+        t0 = zero_clock_now();
         if (zero_ckpt_save(comm, argv[1], &sp, L, rank, &meta, g) != ZERO_OK)
             return 1;
-        t_save[r] = slowest(comm, now_s() - t0);
+        t_save[r] = slowest(comm, zero_clock_now() - t0);
 
         drop_caches(comm);
         c0 = cpu_s();
         t_raw_r[r] = slowest(comm, raw_read(path, g, L));
         c_raw_r[r] = cpu_s() - c0;
         drop_caches(comm);
-        t0 = now_s();
+        t0 = zero_clock_now();
         c0 = cpu_s();
         if (zero_ckpt_load(comm, argv[1], &lp, L, rank, g, NULL, NULL, NULL) != ZERO_OK)
             return 1;
         c_load[r] = cpu_s() - c0;
-        t_load[r] = slowest(comm, now_s() - t0);
+        t_load[r] = slowest(comm, zero_clock_now() - t0);
         drop_caches(comm);
         lp.mode = ZERO_CKPT_LOAD_VERIFY_FIRST;
-        t0 = now_s();
+        t0 = zero_clock_now();
         if (zero_ckpt_load(comm, argv[1], &lp, L, rank, g, NULL, NULL, NULL) != ZERO_OK)
             return 1;
-        t_load_vf[r] = slowest(comm, now_s() - t0);
+        t_load_vf[r] = slowest(comm, zero_clock_now() - t0);
         drop_caches(comm);
         lp.mode = ZERO_CKPT_LOAD_DIRECT;
-        t0 = now_s();
+        t0 = zero_clock_now();
         if (zero_ckpt_load(comm, argv[1], &lp, L, rank, g, NULL, NULL, NULL) != ZERO_OK)
             return 1;
-        t_load_ip[r] = slowest(comm, now_s() - t0);
+        t_load_ip[r] = slowest(comm, zero_clock_now() - t0);
         lp.mode = ZERO_CKPT_LOAD_SCRATCH;
         if (rank == 0)
             printf("repeat %d: raw_write %.3f s, save %.3f s (no checksum %.3f s), raw_read %.3f s (cpu %.3f s), "

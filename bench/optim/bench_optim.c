@@ -22,6 +22,7 @@
  *   --chunk: elements per task (multiple of 64; default 65536).
  */
 #include "optim/optim.h"
+#include "util/clock.h"
 #include "util/alloc.h"
 #include "util/thread_pool.h"
 
@@ -36,13 +37,6 @@
 #else
 #define HAVE_X86 0
 #endif
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -215,11 +209,11 @@ static int measure(bench_t *b, int k, int base, int reps, double *gbs_p, double 
     if (run_kernel(b, k) != 0 || run_kernel(b, base) != 0)          /* warm-up */
         return -1;
     for (int r = 0; r < reps; r++) {
-        double t0 = now(), t1, t2;
+        double t0 = zero_clock_now(), t1, t2;
         run_kernel(b, base);
-        t1 = now();
+        t1 = zero_clock_now();
         run_kernel(b, k);
-        t2 = now();
+        t2 = zero_clock_now();
         tb[r] = t1 - t0;
         tk[r] = t2 - t1;
         ratio[r] = (kinfo[k].bytes / tk[r]) / (kinfo[base].bytes / tb[r]);

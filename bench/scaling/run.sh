@@ -2,7 +2,7 @@
 # bench/run scaling: the scaling study. Two workloads at world sizes 1-4,
 # ZeRO stages 0-3, bf16 and fp32, each a short run through zero-launch:
 #   example:   examples/gpt/train_gpt (C=96, L=4, T=64, ~0.46M parameters) on the
-#              license texts, micro-batch 4 per rank (weak scaling), AdamW;
+#              license texts in tests/data, micro-batch 4 per rank (weak scaling), AdamW;
 #              samples per second, step time broken into forward and backward
 #              (the trainer's timers; at stage 3 they include waiting in
 #              zero_gather), backward_wait + reduce (gradient reduction),
@@ -57,7 +57,7 @@ for dtype in bf16 fp32; do
  $bf "zero_optimization": {"stage": $stage}}
 JSON
       out="$tmp/ex.log"
-      if $launch "$world" "$build_dir/examples/train_gpt" --config "$cfg" --steps "$steps" --eval-windows 0 \
+      if $launch "$world" "$build_dir/examples/train_gpt" --config "$cfg" --steps "$steps" --eval-windows 0 --data "$root/tests/data/license-texts" \
            --no-resume > "$out" 2>&1 && grep -q '^timing:' "$out"; then
         row=$(awk -v w="$world" -v s="$stage" -v d="$dtype" '
           function val(line, key,   i, n, kv) { n = split(line, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); if (kv[1] == key) return kv[2] } return "" }

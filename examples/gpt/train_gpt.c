@@ -13,8 +13,9 @@
  * parameters are registered in that dtype and this file converts one layer at
  * a time between the engine's 16-bit buffers and fp32 scratch.
  *
- * Text: the files under /usr/share/common-licenses (regular files, sorted by
- * name, concatenated), a byte-level vocabulary of the distinct bytes, the last
+ * Text: the files under --data (default /usr/share/common-licenses, as on
+ * Debian; the repository's tests/data/license-texts holds the same files;
+ * regular files, sorted by name, concatenated), a byte-level vocabulary of the distinct bytes, the last
  * 10% held out for validation, windows of --context tokens.
  *
  * Usage (under zero-launch, or alone as one rank):

@@ -4,8 +4,8 @@
  * A communicator joins the processes of one job (its "ranks"). It is created
  * from the environment that zero-launch (or mpirun, or srun) sets, meets the
  * other ranks through a small TCP rendezvous served by rank 0, and then moves
- * data with one of three backends, chosen per call from the memory kind of the
- * buffers:
+ * data along one of four paths, chosen per call from the world size, the
+ * memory kind of the buffers and where they were allocated:
  *
  *   - ucx  (ZERO_MEM_HOST, ZERO_MEM_PINNED, world size > 1): ring
  *          reduce-scatter / allgather over UCP tagged messages, chunked and

@@ -104,7 +104,9 @@ typedef struct zero_engine_params {
     /** Seed handed to init callbacks. Default 0. */
     uint64_t seed;
     /** Where weights, gradients and optimizer state live: ZERO_MEM_HOST (default)
-     *  or ZERO_MEM_DEVICE (the GPU path; not in this version: ZERO_ERR_UNSUPPORTED). */
+     *  or ZERO_MEM_DEVICE (the GPU path; not in this version: ZERO_ERR_UNSUPPORTED).
+     *  ZERO_MEM_PINNED is ZERO_ERR_UNSUPPORTED too, never quietly taken as host
+     *  memory: page-locking model state only helps transfers to a device. */
     zero_mem_kind_t mem_kind;
     /** 1: zero_step() does not advance the config's LR schedule; the trainer
      *  calls zero_engine_lr_schedule_step() itself (e.g. once per epoch).

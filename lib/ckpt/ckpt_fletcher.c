@@ -19,6 +19,7 @@
  */
 #include "ckpt/ckpt_internal.h"
 #include "util/byteorder.h"
+#include "util/cpu.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -93,20 +94,20 @@ static ckpt_fletcher32_fn chosen = ckpt_fletcher32_portable;
 static const char *chosen_name = "portable";
 static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
 
-/* The fastest kernel the CPU runs, capped by ZERO_CPU_ISA (c|avx2|avx512, as
- * for the optimizer kernels; other values are ignored here). */
+/* The kernel for the level zero_cpu_isa_choose picks (ZERO_CPU_ISA, as for the
+ * optimizer kernels, else the CPU's best). A ZERO_CPU_ISA that is no level, or
+ * one above the CPU's, is logged there as an error and leaves the portable
+ * kernel: every kernel computes the same checksum, and the engine refuses to
+ * start on such a value anyway (its optimizer context makes the same check). */
 static void choose(void)
 {
-    const char *isa = getenv("ZERO_CPU_ISA");
-    int cap = 2; /* 0 portable, 1 avx2, 2 avx512 */
-    if (isa != NULL && strcmp(isa, "c") == 0)
-        cap = 0;
-    else if (isa != NULL && strcmp(isa, "avx2") == 0)
-        cap = 1;
-    if (cap >= 2 && ckpt_fletcher32_kernel("avx512") != NULL) {
+    zero_cpu_isa_t cap = ZERO_CPU_ISA_C;
+    if (zero_cpu_isa_choose("checkpoint checksums", &cap) != ZERO_OK)
+        cap = ZERO_CPU_ISA_C;
+    if (cap >= ZERO_CPU_ISA_AVX512 && ckpt_fletcher32_kernel("avx512") != NULL) {
         chosen = ckpt_fletcher32_kernel("avx512");
         chosen_name = "avx512";
-    } else if (cap >= 1 && ckpt_fletcher32_kernel("avx2") != NULL) {
+    } else if (cap >= ZERO_CPU_ISA_AVX2 && ckpt_fletcher32_kernel("avx2") != NULL) {
         chosen = ckpt_fletcher32_kernel("avx2");
         chosen_name = "avx2";
     }

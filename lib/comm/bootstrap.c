@@ -109,20 +109,6 @@ static int hex_value(char c)
     return -1;
 }
 
-zero_status_t zero_comm_parse_seconds(const char *what, const char *text, double *seconds_p)
-{
-    char *end;
-    double v;
-    errno = 0;
-    v = strtod(text, &end);
-    if (text[0] == '\0' || *end != '\0' || errno != 0 || !(v > 0.0) || v > 1e6 || isnan(v)) {
-        ZERO_LOG_ERROR("%s='%s' is not a number of seconds in (0, 1e6]", what, text);
-        return ZERO_ERR_INVALID_ARG;
-    }
-    *seconds_p = v;
-    return ZERO_OK;
-}
-
 zero_status_t zero_comm_env_parse(zero_comm_getenv_fn getenv_fn, void *arg, zero_comm_env_t *env_p)
 {
     env_reader_t r = {getenv_fn ? getenv_fn : process_getenv, arg};

@@ -31,7 +31,4 @@ typedef const char *(*zero_comm_getenv_fn)(const char *name, void *arg);
  * ZERO_ERR_INVALID_ARG. */
 zero_status_t zero_comm_env_parse(zero_comm_getenv_fn getenv_fn, void *arg, zero_comm_env_t *env_p);
 
-/* Parses a duration in seconds ("2.5"; > 0 and <= 1e6) for messages naming @p what. */
-zero_status_t zero_comm_parse_seconds(const char *what, const char *text, double *seconds_p);
-
 #endif /* ZERO_COMM_BOOTSTRAP_H */

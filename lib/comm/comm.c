@@ -14,11 +14,11 @@
 #include "comm/backend.h"
 #include "comm/nccl.h"
 #include "comm/shm.h"
-#include "comm/timeutil.h"
 #include "comm/ucx.h"
 #include "util/alloc.h"
 #include "util/byteorder.h"
 #include "util/checks.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "zero_build_config.h"
 
@@ -100,13 +100,13 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
         }
     }
     if ((v = getenv("ZERO_RENDEZVOUS_TIMEOUT")) != NULL &&
-        zero_comm_parse_seconds("ZERO_RENDEZVOUS_TIMEOUT", v, &cfg->rendezvous_timeout_s) != ZERO_OK)
+        zero_seconds_parse("ZERO_RENDEZVOUS_TIMEOUT", v, 0.0, 1, 1e6, &cfg->rendezvous_timeout_s) != ZERO_OK)
         return ZERO_ERR_INVALID_ARG;
     if ((v = getenv("ZERO_RENDEZVOUS_CONN_TIMEOUT")) != NULL &&
-        zero_comm_parse_seconds("ZERO_RENDEZVOUS_CONN_TIMEOUT", v, &cfg->rendezvous_conn_timeout_s) != ZERO_OK)
+        zero_seconds_parse("ZERO_RENDEZVOUS_CONN_TIMEOUT", v, 0.0, 1, 1e6, &cfg->rendezvous_conn_timeout_s) != ZERO_OK)
         return ZERO_ERR_INVALID_ARG;
     if ((v = getenv("ZERO_COMM_TIMEOUT")) != NULL &&
-        zero_comm_parse_seconds("ZERO_COMM_TIMEOUT", v, &cfg->timeout_s) != ZERO_OK)
+        zero_seconds_parse("ZERO_COMM_TIMEOUT", v, 0.0, 1, 1e6, &cfg->timeout_s) != ZERO_OK)
         return ZERO_ERR_INVALID_ARG;
     if (env_size("ZERO_COMM_CHUNK_BYTES", 4096, (size_t)64 << 20, &cfg->chunk_bytes) != ZERO_OK ||
         env_size("ZERO_COMM_CHUNKS_IN_FLIGHT", 1, 16, &inflight) != ZERO_OK)
@@ -216,10 +216,10 @@ static void wait_events(zero_comm_t *comm, int ms)
  * to tell who died first, so every rank names the same, real culprit. */
 static void root_cause(zero_comm_t *comm, zero_status_t *status_p, int *peer_p)
 {
-    double until = zero_comm_now() + 1.0;
+    double until = zero_clock_now() + 1.0;
     if (comm->rdv == NULL)
         return;
-    while (zero_comm_now() < until) {
+    while (zero_clock_now() < until) {
         struct pollfd fds[64];
         int dead, n;
         zero_status_t st = zero_rdv_check(comm->rdv, &dead);
@@ -310,7 +310,7 @@ static void *progress_main(void *arg)
         if (stop)
             break;
 
-        now = zero_comm_now();
+        now = zero_clock_now();
         if (comm->rdv != NULL && (active == NULL || now - last_check > HEALTH_CHECK_INTERVAL)) {
             int dead;
             last_check = now;

@@ -44,7 +44,7 @@ struct zero_comm_request {
     uint32_t seq;                    /* the collective's sequence number on this communicator */
     const zero_comm_backend_ops_t *backend;   /* the backend carrying it (comm/backend.h) */
     int backend_started;             /* the backend's start ran and took it */
-    double started_at;               /* when the progress thread started it (zero_comm_now) */
+    double started_at;               /* when the progress thread started it (zero_clock_now) */
     void *backend_data;              /* the backend's own (NCCL: the completion event) */
     struct zero_comm_request *next;  /* the progress queue */
     pthread_mutex_t *lock;           /* the communicator's lock, for wait */

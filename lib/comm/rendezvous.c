@@ -1,6 +1,6 @@
 #define ZERO_LOG_MODULE "comm"
 #include "comm/rendezvous.h"
-#include "comm/timeutil.h"
+#include "util/clock.h"
 #include "util/alloc.h"
 #include "util/byteorder.h"
 #include "util/checks.h"
@@ -90,7 +90,7 @@ static int set_nonblocking(int fd)
 /* Milliseconds for poll() until @p deadline, at most @p cap_s, at least 0. */
 static int poll_ms(double deadline, double cap_s)
 {
-    double left = deadline - zero_comm_now();
+    double left = deadline - zero_clock_now();
     if (left <= 0)
         return 0;
     if (left > cap_s)
@@ -118,7 +118,7 @@ static int io_all(int fd, void *buf, size_t n, int writing, double deadline)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             struct pollfd p = {fd, (short)(writing ? POLLOUT : POLLIN), 0};
-            if (deadline - zero_comm_now() <= 0) {
+            if (deadline - zero_clock_now() <= 0) {
                 errno = ETIMEDOUT;
                 return -1;
             }
@@ -239,7 +239,7 @@ static void conn_refuse(server_t *s, pending_conn_t *c, zero_rdv_refusal_t code,
     zero_free(c->record);
     c->record = NULL;
     c->phase = PHASE_REFUSING;
-    c->deadline = zero_comm_now() + REFUSAL_LINGER_S;
+    c->deadline = zero_clock_now() + REFUSAL_LINGER_S;
 }
 
 static void joined_link_event(server_t *s, int r);
@@ -266,7 +266,7 @@ static void conn_hello_done(server_t *s, pending_conn_t *c)
     }
     c->phase = PHASE_RECORD;
     c->have = 0;
-    c->deadline = zero_comm_now() + s->conn_timeout;
+    c->deadline = zero_clock_now() + s->conn_timeout;
 }
 
 static void conn_hello_refused(server_t *s, pending_conn_t *c, zero_rdv_parse_t verdict)
@@ -386,7 +386,7 @@ static int evict_one(server_t *s)
     if (s->pend[victim].phase == PHASE_HELLO)
         drop_log(s, DROP_EVICTED, "dropped connection from %s: evicted by a newer one (%d connections pending, %zu of %d hello "
                  "bytes after %.1f s)", s->pend[victim].peer, ZERO_RDV_MAX_PENDING, s->pend[victim].have,
-                 ZERO_RDV_HELLO_BYTES, zero_comm_now() - s->pend[victim].accepted_at);
+                 ZERO_RDV_HELLO_BYTES, zero_clock_now() - s->pend[victim].accepted_at);
     conn_close(&s->pend[victim]);
     return victim;
 }
@@ -428,7 +428,7 @@ static int accept_burst(server_t *s, int lfd)
         memset(c, 0, sizeof(*c));
         c->fd = fd;
         c->phase = PHASE_HELLO;
-        c->accepted_at = zero_comm_now();
+        c->accepted_at = zero_clock_now();
         c->deadline = c->accepted_at + s->conn_timeout;
         describe_peer(&sa, c->peer, sizeof(c->peer));
         conn_progress(s, c);     /* an honest client's hello is usually here already */
@@ -529,10 +529,10 @@ static zero_status_t send_reply_all(server_t *s, const unsigned char *reply, siz
     ZERO_REQUIRE_GOTO(sent && progress_at && pfds && who, ZERO_ERR_NO_MEMORY, status, out,
                       "rendezvous: out of memory for %d ranks' answers", rdv->size);
     for (int r = 1; r < rdv->size; r++)
-        progress_at[r] = zero_comm_now();
+        progress_at[r] = zero_clock_now();
     for (;;) {
         int n = 0;
-        double now = zero_comm_now();
+        double now = zero_clock_now();
         for (int r = 1; r < rdv->size; r++) {
             if (sent[r] == reply_len)
                 continue;
@@ -564,7 +564,7 @@ static zero_status_t send_reply_all(server_t *s, const unsigned char *reply, siz
                 goto out;
             }
             sent[r] += (size_t)k;
-            progress_at[r] = zero_comm_now();
+            progress_at[r] = zero_clock_now();
         }
     }
     for (int r = 1; r < rdv->size; r++)
@@ -600,7 +600,7 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
     s->job.token = env->token;
     s->conn_timeout = conn_timeout;
     s->joined = 1;
-    s->next_summary = zero_comm_now() + DROP_SUMMARY_S;
+    s->next_summary = zero_clock_now() + DROP_SUMMARY_S;
     for (int i = 0; i < ZERO_RDV_MAX_PENDING; i++)
         s->pend[i].fd = -1;
 
@@ -612,7 +612,7 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
                    rdv->size);
 
     while (s->joined < rdv->size) {
-        double now = zero_comm_now(), wake = deadline;
+        double now = zero_clock_now(), wake = deadline;
         int n = 0;
         if (now >= deadline) {
             int missing = -1;
@@ -658,7 +658,7 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
                 continue;
             if (who[i] < 0) {
                 if (accept_burst(s, lfd) != 0)
-                    listen_paused_until = zero_comm_now() + 0.1;
+                    listen_paused_until = zero_clock_now() + 0.1;
             } else if (who[i] < ZERO_RDV_MAX_PENDING) {
                 /* the slot may have been evicted and reused by the accept burst */
                 if (s->pend[who[i]].fd == pfds[i].fd)
@@ -670,7 +670,7 @@ static zero_status_t serve(zero_rdv_t *rdv, const zero_comm_env_t *env, double d
     }
     close(lfd);        /* the job is complete: nobody else gets in */
     lfd = -1;
-    drop_summary(s, zero_comm_now());
+    drop_summary(s, zero_clock_now());
 
     if (extra_fn != NULL)
         ZERO_CHECK_GOTO(extra_fn(extra_arg, rdv->size, (const unsigned char *const *)rdv->blobs, rdv->blob_lens,
@@ -753,7 +753,7 @@ static int connect_once(const zero_comm_env_t *env, double deadline, join_attemp
         err = errno;
         if (err == EINPROGRESS) {
             struct pollfd p = {fd, POLLOUT, 0};
-            double until = zero_comm_now() + CONNECT_ATTEMPT_S;
+            double until = zero_clock_now() + CONNECT_ATTEMPT_S;
             socklen_t sl = sizeof(err);
             int k = poll(&p, 1, poll_ms(until < deadline ? until : deadline, CONNECT_ATTEMPT_S));
             if (k == 0)
@@ -834,7 +834,7 @@ static join_outcome_t join_once(zero_rdv_t *rdv, const zero_comm_env_t *env, dou
     zero_rdv_job_t job = {(uint32_t)rdv->size, env->token};
     unsigned char *buf = NULL;
     size_t have = 0, need = ZERO_RDV_REPLY_HEAD_BYTES, cap = 0;
-    double send_deadline = zero_comm_now() + conn_timeout;
+    double send_deadline = zero_clock_now() + conn_timeout;
     join_outcome_t outcome = JOIN_RETRY;
     int fd = connect_once(env, deadline, a);
     if (fd < 0)
@@ -925,7 +925,7 @@ static zero_status_t join(zero_rdv_t *rdv, const zero_comm_env_t *env, double de
     zero_rdv_job_t job = {(uint32_t)rdv->size, env->token};
     join_attempt_t a;
     unsigned char *message;
-    double backoff = 0.01, start = zero_comm_now();
+    double backoff = 0.01, start = zero_clock_now();
     uint64_t seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(start * 1e9) ^ (uint64_t)rdv->rank;
     int attempts = 0;
     join_outcome_t outcome;
@@ -945,21 +945,21 @@ static zero_status_t join(zero_rdv_t *rdv, const zero_comm_env_t *env, double de
         outcome = join_once(rdv, env, deadline, conn_timeout, message, ZERO_RDV_HELLO_BYTES + (size_t)blob_len, &a);
         if (outcome != JOIN_RETRY)
             break;
-        left = deadline - zero_comm_now();
+        left = deadline - zero_clock_now();
         /* full jitter on [backoff/2, backoff): ranks dropped together do not come back together */
         pause = backoff * (0.5 + 0.5 * jitter01(&seed));
         if (pause >= left) {
             /* no time for another attempt: the rendezvous timeout ends in the pause */
-            zero_comm_sleep(left);
+            zero_clock_sleep(left);
             ZERO_LOG_ERROR("rendezvous: rank %d could not join rank 0 at %s:%d within the rendezvous timeout "
                            "(%.1f s, %d attempts); last attempt: %s", rdv->rank, env->master_addr, env->master_port,
-                           zero_comm_now() - start, attempts, a.why);
+                           zero_clock_now() - start, attempts, a.why);
             a.status = ZERO_ERR_TIMEOUT;
             outcome = JOIN_FAILED;
             break;
         }
         ZERO_LOG_DEBUG("rendezvous: attempt %d to join rank 0 failed (%s); retrying", attempts, a.why);
-        zero_comm_sleep(pause);
+        zero_clock_sleep(pause);
         backoff = backoff * 2 > 1.0 ? 1.0 : backoff * 2;
     }
     zero_free(message);
@@ -970,7 +970,7 @@ zero_status_t zero_rdv_create(const zero_comm_env_t *env, double timeout_s, doub
                               uint32_t blob_len, zero_rdv_extra_fn extra_fn, void *extra_arg, zero_rdv_t **rdv_p)
 {
     zero_status_t status = ZERO_OK;
-    double deadline = zero_comm_now() + timeout_s;
+    double deadline = zero_clock_now() + timeout_s;
     zero_rdv_t *rdv;
 
     if (env == NULL || blob == NULL || rdv_p == NULL || blob_len == 0 || blob_len > ZERO_RDV_MAX_BLOB ||
@@ -1190,7 +1190,7 @@ void zero_rdv_report(zero_rdv_t *rdv, int failed_rank, zero_status_t status)
 
 zero_status_t zero_rdv_shutdown(zero_rdv_t *rdv, double timeout_s, void (*progress)(void *), void *progress_arg)
 {
-    double deadline = zero_comm_now() + timeout_s;
+    double deadline = zero_clock_now() + timeout_s;
     int failed;
     if (rdv->rank != 0 && rdv->links[0].fd >= 0)
         send_frame(rdv->links[0].fd, ZERO_RDV_FRAME_BYE, 0, 0, 0);
@@ -1208,7 +1208,7 @@ zero_status_t zero_rdv_shutdown(zero_rdv_t *rdv, double timeout_s, void (*progre
         }
         if (done)
             break;
-        if (zero_comm_now() > deadline) {
+        if (zero_clock_now() > deadline) {
             ZERO_LOG_WARN("shutdown: not every rank said goodbye within %.1f s", timeout_s);
             return ZERO_ERR_TIMEOUT;
         }

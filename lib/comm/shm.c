@@ -5,9 +5,9 @@
 #include "comm/shm.h"
 #include "comm/backend.h"
 #include "comm/reduce.h"
-#include "comm/timeutil.h"
 #include "util/alloc.h"
 #include "util/byteorder.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -426,7 +426,7 @@ static zero_status_t wait_peers(wait_ctx_t *w, size_t off, uint32_t want, const 
                 continue;
             }
             if (t0 == 0)
-                t0 = zero_comm_now();
+                t0 = zero_clock_now();
             futex_wait(word, v);
             if ((st = w->health(w->health_arg, &dead)) != ZERO_OK) {
                 ZERO_LOG_DEBUG("%s: stopped waiting for rank %d (%s): rank %d failed", zero_coll_name(w->d->kind),
@@ -434,7 +434,7 @@ static zero_status_t wait_peers(wait_ctx_t *w, size_t off, uint32_t want, const 
                 *w->peer_p = dead;
                 return st;
             }
-            now = zero_comm_now();
+            now = zero_clock_now();
             if (now - t0 > w->timeout_s) {
                 ZERO_LOG_ERROR("%s (%zu x %s, shared memory): no progress for %.1f s waiting for rank %d (%s; "
                                "ZERO_COMM_TIMEOUT sets this bound)", zero_coll_name(w->d->kind), w->d->count,

@@ -19,9 +19,9 @@
 #include "comm/ucx.h"
 #include "comm/backend.h"
 #include "comm/reduce.h"
-#include "comm/timeutil.h"
 #include "util/alloc.h"
 #include "util/checks_ucx.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #include <string.h>
@@ -211,7 +211,7 @@ static ucs_status_t wait_request(zero_ucx_t *ucx, void *req, double deadline)
         return UCS_OK;
     if (UCS_PTR_IS_ERR(req))
         return UCS_PTR_STATUS(req);
-    while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS && zero_comm_now() < deadline)
+    while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS && zero_clock_now() < deadline)
         ucp_worker_progress(ucx->worker);
     if (st == UCS_INPROGRESS) {
         ucp_request_cancel(ucx->worker, req);
@@ -233,7 +233,7 @@ zero_status_t zero_ucx_connect(zero_ucx_t *ucx, const void *left_addr, const voi
         ZERO_CHECK_GOTO(ep_create(ucx, left_addr, ucx->left, &ucx->ep_left, &ucx->owner_left), status, out);
     /* Wire up now rather than inside the first collective. */
     memset(&rp, 0, sizeof(rp));
-    st = wait_request(ucx, ucp_worker_flush_nbx(ucx->worker, &rp), zero_comm_now() + timeout_s);
+    st = wait_request(ucx, ucp_worker_flush_nbx(ucx->worker, &rp), zero_clock_now() + timeout_s);
     ZERO_UCS_CHECK_GOTO(st, status, out, "UCX: connecting to ranks %d and %d", ucx->left, ucx->right);
 out:
     return status;
@@ -249,14 +249,14 @@ static void ep_close(zero_ucx_t *ucx, ucp_ep_h ep, int force, double deadline)
      * destruction releases the endpoint. */
     rp.flags = force && ucx->peer_err_mode ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     if (force && !ucx->peer_err_mode)
-        deadline = zero_comm_now() + 0.2;
+        deadline = zero_clock_now() + 0.2;
     /* A failed flush (the peer already left) still closes the endpoint. */
     (void)wait_request(ucx, ucp_ep_close_nbx(ep, &rp), deadline);
 }
 
 void zero_ucx_destroy(zero_ucx_t *ucx, int force, double timeout_s)
 {
-    double deadline = zero_comm_now() + timeout_s;
+    double deadline = zero_clock_now() + timeout_s;
     if (ucx == NULL)
         return;
     if (ucx->c.active)
@@ -419,7 +419,7 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
     c->rs_steps = rs_steps;
     c->group = rs_steps + ag_steps;
     c->units_total = c->group * c->k;
-    c->last_activity = zero_comm_now();
+    c->last_activity = zero_clock_now();
     c->active = 1;
     return ZERO_OK;
 }

@@ -3,34 +3,21 @@
 #include "util/alloc.h"
 #include "util/log.h"
 
+#include "util/cpu.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
+_Static_assert((int)ZERO_OPTIM_ISA_C == (int)ZERO_CPU_ISA_C && (int)ZERO_OPTIM_ISA_AVX2 == (int)ZERO_CPU_ISA_AVX2 &&
+                   (int)ZERO_OPTIM_ISA_AVX512 == (int)ZERO_CPU_ISA_AVX512,
+               "zero_optim_isa_t mirrors zero_cpu_isa_t");
 
 /* ---- instruction set selection ---- */
 
 zero_optim_isa_t zero_optim_isa_detect(void)
 {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    unsigned eax, ebx, ecx, edx;
-    int f16c = 0;
-    __builtin_cpu_init();
-    /* F16C is not among the names every compiler's __builtin_cpu_supports knows. */
-    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx))
-        f16c = (ecx >> 29) & 1;
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c))
-        return ZERO_OPTIM_ISA_C;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        return ZERO_OPTIM_ISA_AVX512;
-    return ZERO_OPTIM_ISA_AVX2;
-#else
-    return ZERO_OPTIM_ISA_C;
-#endif
+    return (zero_optim_isa_t)zero_cpu_isa_detect();   /* the levels are the same (util/cpu.h) */
 }
 
 const char *zero_optim_isa_name(zero_optim_isa_t isa)
@@ -46,36 +33,20 @@ const char *zero_optim_isa_name(zero_optim_isa_t isa)
 
 zero_status_t zero_optim_ctx_init(zero_optim_ctx_t *ctx, zero_optim_isa_t isa, zero_thread_pool_t *pool)
 {
-    zero_optim_isa_t best = zero_optim_isa_detect();
-
     if (ctx == NULL) {
         ZERO_LOG_ERROR("optimizer context is NULL");
         return ZERO_ERR_INVALID_ARG;
     }
     if (isa == ZERO_OPTIM_ISA_AUTO) {
-        const char *env = getenv("ZERO_CPU_ISA");
-        isa = best;
-        if (env != NULL && *env != '\0') {
-            if (strcmp(env, "c") == 0) {
-                isa = ZERO_OPTIM_ISA_C;
-            } else if (strcmp(env, "avx2") == 0) {
-                isa = ZERO_OPTIM_ISA_AVX2;
-            } else if (strcmp(env, "avx512") == 0) {
-                isa = ZERO_OPTIM_ISA_AVX512;
-            } else {
-                ZERO_LOG_ERROR("ZERO_CPU_ISA='%s' is not one of c, avx2, avx512", env);
-                return ZERO_ERR_INVALID_ARG;
-            }
-        }
-    }
-    if ((int)isa < 0 || isa >= ZERO_OPTIM_ISA_COUNT) {
-        ZERO_LOG_ERROR("unknown optimizer instruction set level %d", (int)isa);
-        return ZERO_ERR_INVALID_ARG;
-    }
-    if (isa > best) {
-        ZERO_LOG_ERROR("optimizer kernels for %s requested, but this CPU supports at most %s",
-                       zero_optim_isa_name(isa), zero_optim_isa_name(best));
-        return ZERO_ERR_UNSUPPORTED;
+        zero_cpu_isa_t chosen;
+        zero_status_t status = zero_cpu_isa_choose("optimizer kernels", &chosen);
+        if (status != ZERO_OK)
+            return status;
+        isa = (zero_optim_isa_t)chosen;
+    } else {
+        zero_status_t status = zero_cpu_isa_check((zero_cpu_isa_t)isa, "optimizer kernels");
+        if (status != ZERO_OK)
+            return status;
     }
     memset(ctx, 0, sizeof(*ctx));
     zero_optim_dsp_init_c(&ctx->dsp);

@@ -45,7 +45,7 @@
 #include <zero/types.h>
 
 typedef enum zero_optim_isa {
-    ZERO_OPTIM_ISA_AUTO = -1,  /* best the CPU has, capped by ZERO_CPU_ISA if set */
+    ZERO_OPTIM_ISA_AUTO = -1,  /* best the CPU has, or ZERO_CPU_ISA's level if set (util/cpu.h) */
     ZERO_OPTIM_ISA_C = 0,      /* the plain C reference */
     ZERO_OPTIM_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
     ZERO_OPTIM_ISA_AVX512 = 2, /* AVX-512 F, BW, VL, DQ */
@@ -61,16 +61,17 @@ typedef struct zero_optim_ctx {
     size_t chunk;               /* elements per task (multiple of 64) */
 } zero_optim_ctx_t;
 
-/* The best level this CPU (and OS) supports. */
+/* The best level this CPU (and OS) supports (zero_cpu_isa_detect, util/cpu.h). */
 zero_optim_isa_t zero_optim_isa_detect(void);
 /* "c", "avx2", "avx512" ("auto" for AUTO, "unknown" otherwise). */
 const char *zero_optim_isa_name(zero_optim_isa_t isa);
 
 /*
- * Fills the kernel table for @p isa. AUTO picks the best supported level, or
- * the level named by the environment variable ZERO_CPU_ISA (c|avx2|avx512).
- * A level the CPU lacks, asked for either way, is ZERO_ERR_UNSUPPORTED (never
- * silently lowered); an unknown ZERO_CPU_ISA value is ZERO_ERR_INVALID_ARG.
+ * Fills the kernel table for @p isa. AUTO picks the level as zero_cpu_isa_choose
+ * does: the one named by the environment variable ZERO_CPU_ISA (c|avx2|avx512),
+ * else the best supported. A level the CPU lacks, asked for either way, is
+ * ZERO_ERR_UNSUPPORTED (never silently lowered); an unknown ZERO_CPU_ISA value
+ * is ZERO_ERR_INVALID_ARG.
  * @p pool is borrowed (may be NULL) and must outlive the context's use.
  */
 zero_status_t zero_optim_ctx_init(zero_optim_ctx_t *ctx, zero_optim_isa_t isa, zero_thread_pool_t *pool);
@@ -179,8 +180,10 @@ zero_status_t zero_optim_count_nonfinite(const zero_optim_ctx_t *ctx, zero_dtype
                                          size_t n, size_t *count_p);
 /* Sum of squares in double (deterministic for a given chunk size, any threads).
  * It doubles as the overflow check: any inf or NaN makes the sum non-finite,
- * while finite fp32/fp16/bf16 squares cannot overflow a double sum, so
- * !isfinite(sum) after the allreduce <=> some rank saw a non-finite gradient. */
+ * while finite fp32/fp16/bf16 squares cannot overflow a double sum (each is
+ * below 1.2e77), so !isfinite(total) <=> some rank saw a non-finite gradient,
+ * provided the total over ranks stays in double too. Rounded to fp32 it would
+ * not: a finite sum above FLT_MAX (a norm above ~1.8e19) becomes inf. */
 zero_status_t zero_optim_sum_squares(const zero_optim_ctx_t *ctx, zero_dtype_t dtype, const void *x,
                                      size_t n, double *sum_p);
 zero_status_t zero_optim_scale(const zero_optim_ctx_t *ctx, float *x, float s, size_t n);

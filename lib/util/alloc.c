@@ -236,7 +236,8 @@ static int registry_insert(void *ptr, size_t bytes, zero_mem_kind_t kind, const 
 static mem_record_t *registry_find(const void *ptr)
 {
     size_t j;
-    if (registry_capacity == 0)
+    /* The tombstone value marks deleted slots: it is never a live buffer. */
+    if (registry_capacity == 0 || ptr == NULL || ptr == TOMBSTONE)
         return NULL;
     j = ptr_hash(ptr) & (registry_capacity - 1);
     while (registry[j].ptr != NULL) {

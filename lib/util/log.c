@@ -16,6 +16,15 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static zero_log_callback_t log_callback;
 static void *log_user_data;
 
+/* Per thread: ERROR messages logged so far, the count at the last mark, and
+ * the first ERROR message after that mark (plus the latest, for a caller whose
+ * mark was overtaken by a nested one). */
+#define LOG_MESSAGE_MAX 2048
+static _Thread_local uint64_t thread_errors;
+static _Thread_local uint64_t thread_mark;
+static _Thread_local char thread_first_error[LOG_MESSAGE_MAX];
+static _Thread_local char thread_latest_error[LOG_MESSAGE_MAX];
+
 static const char *const level_names[] = {"off", "error", "warn", "info", "debug", "trace"};
 
 int zero_log_level_parse(const char *name, zero_log_level_t *level_p)
@@ -82,15 +91,51 @@ int zero_log_enabled(zero_log_level_t level)
     return level != ZERO_LOG_LEVEL_OFF && (int)level <= (int)zero_log_get_level();
 }
 
-void zero_log_emit(zero_log_level_t level, const char *module, const char *fmt, ...)
+uint64_t zero_log_error_mark(void)
 {
-    char message[2048];
+    thread_mark = thread_errors;
+    thread_first_error[0] = '\0';
+    return thread_mark;
+}
+
+const char *zero_log_error_since(uint64_t mark)
+{
+    if (thread_errors <= mark)
+        return NULL;
+    return thread_mark == mark ? thread_first_error : thread_latest_error;
+}
+
+/* "../lib/zero/engine.c" (meson's path from the build directory) -> "lib/zero/engine.c". */
+static const char *source_path(const char *file)
+{
+    while (file[0] == '.' && (file[1] == '/' || (file[1] == '.' && file[2] == '/')))
+        file += file[1] == '/' ? 2 : 3;
+    return file;
+}
+
+void zero_log_emit(zero_log_level_t level, const char *module, const char *file, int line, const char *fmt, ...)
+{
+    char message[LOG_MESSAGE_MAX];
+    size_t at = 0;
     va_list ap;
     int rank = atomic_load(&log_rank);
 
+    if (file != NULL && level >= ZERO_LOG_LEVEL_DEBUG) {
+        int n = snprintf(message, sizeof(message), "%s:%d: ", source_path(file), line);
+        at = n > 0 && (size_t)n < sizeof(message) ? (size_t)n : 0;
+    }
     va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
+    vsnprintf(message + at, sizeof(message) - at, fmt, ap);
     va_end(ap);
+
+    if (level == ZERO_LOG_LEVEL_ERROR) {
+        if (thread_errors == thread_mark)
+            snprintf(thread_first_error, sizeof(thread_first_error), "%s", message);
+        snprintf(thread_latest_error, sizeof(thread_latest_error), "%s", message);
+        thread_errors++;
+        if (!zero_log_enabled(level))
+            return;   /* kept for the caller, not printed */
+    }
 
     pthread_mutex_lock(&log_lock);
     if (log_callback != NULL) {

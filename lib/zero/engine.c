@@ -16,13 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-double engine_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...)
 {
     va_list ap;
@@ -30,6 +23,19 @@ void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...)
     vsnprintf(e->last_error, sizeof(e->last_error), fmt, ap);
     va_end(ap);
     ZERO_LOG_ERROR("%s (%s)", e->last_error, zero_status_string(status));
+}
+
+void engine_keep_error(zero_engine_h e, uint64_t mark, const char *fmt, ...)
+{
+    const char *detected = zero_log_error_since(mark);
+    va_list ap;
+    if (detected != NULL) {
+        snprintf(e->last_error, sizeof(e->last_error), "%s", detected);
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(e->last_error, sizeof(e->last_error), fmt, ap);
+    va_end(ap);
 }
 
 void engine_zero(zero_engine_h e, void *ptr, size_t bytes)
@@ -58,9 +64,10 @@ void engine_buffers_add(zero_engine_h e, size_t bytes)
  * growth), not by faults on first touch in a step: see zero_mem_populate. */
 zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p)
 {
+    uint64_t mark = zero_log_error_mark();
     zero_status_t status = zero_mem_alloc(e->kind, bytes, tag, ptr_p);
     if (status != ZERO_OK) {
-        snprintf(e->last_error, sizeof(e->last_error), "cannot allocate %zu bytes for %s", bytes, tag);
+        engine_keep_error(e, mark, "cannot allocate %zu bytes for %s", bytes, tag);
         return status;
     }
     zero_mem_populate(e->kind, *ptr_p, bytes);
@@ -83,11 +90,13 @@ static int shared_alloc(zero_engine_h e)
 zero_status_t engine_alloc_shared(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p)
 {
     zero_status_t status;
+    uint64_t mark;
     if (!shared_alloc(e))
         return engine_alloc(e, category, bytes, tag, ptr_p);
+    mark = zero_log_error_mark();
     status = zero_comm_mem_alloc(e->comm, bytes ? bytes : 1, ptr_p);
     if (status != ZERO_OK) {
-        snprintf(e->last_error, sizeof(e->last_error), "cannot allocate %zu bytes of shared memory for %s", bytes, tag);
+        engine_keep_error(e, mark, "cannot allocate %zu bytes of shared memory for %s", bytes, tag);
         return status;
     }
     zero_mem_populate(e->kind, *ptr_p, bytes);
@@ -143,14 +152,17 @@ void engine_free(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr)
 zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what)
 {
     zero_status_t status;
+    uint64_t mark;
     if (*req == NULL)
         return ZERO_OK;
+    mark = zero_log_error_mark();
     status = zero_comm_request_wait(*req);
     zero_comm_request_free(*req);
     *req = NULL;
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
-        snprintf(e->last_error, sizeof(e->last_error), "%s failed: %s", what, zero_status_string(status));
+        /* Usually detected on the progress thread, which logged it there. */
+        engine_keep_error(e, mark, "%s failed: %s", what, zero_status_string(status));
     }
     return status;
 }
@@ -278,8 +290,17 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     e->manual_lr_schedule = (mask & ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE) ? params->manual_lr_schedule != 0 : 0;
     if ((mask & ZERO_ENGINE_PARAM_FIELD_CHECKPOINT_KEEP_LAST) && params->checkpoint_keep_last > 0)
         e->checkpoint_keep_last = params->checkpoint_keep_last;
-    if (e->kind == ZERO_MEM_PINNED)
-        e->kind = ZERO_MEM_HOST;   /* the engine's own buffers: pinning buys nothing without a device */
+    if (e->kind == ZERO_MEM_PINNED) {
+        /* Not silently turned into host memory: page-locking the model state buys
+         * nothing while the engine trains in host memory (pinning serves DMA to a
+         * device), and without CUDA it would mean mlock'ing every buffer, which
+         * RLIMIT_MEMLOCK (often 8 MiB) forbids for any real model. */
+        ZERO_LOG_ERROR("zero_engine_create: mem_kind pinned is not supported: the engine keeps its model state "
+                       "in host memory (ZERO_MEM_HOST); page-locked memory only speeds up transfers to a device, "
+                       "and this version does not train on one");
+        zero_free(e);
+        return ZERO_ERR_UNSUPPORTED;
+    }
     if (e->kind != ZERO_MEM_HOST) {
         ZERO_LOG_ERROR("zero_engine_create: mem_kind %s: this version trains in host memory only; the device "
                        "path (CUDA optimizer kernels with NCCL) is not implemented yet",
@@ -890,6 +911,7 @@ static zero_status_t setup_working_memory(zero_engine_h e)
 zero_status_t zero_engine_setup(zero_engine_h e)
 {
     zero_status_t status;
+    uint64_t mark;
     zero_layout_param_desc_t *descs = NULL;
     const zero_config_zero_t *z;
     size_t bucket_elems;
@@ -924,10 +946,11 @@ zero_status_t zero_engine_setup(zero_engine_h e)
         descs[i].ndim = e->params[i]->ndim;
         memcpy(descs[i].shape, e->params[i]->shape, sizeof(descs[i].shape));
     }
+    mark = zero_log_error_mark();
     status = zero_layout_build(descs, e->num_params, e->own_world, ZERO_ENGINE_ALIGNMENT, bucket_elems, &e->layout);
     zero_free(descs);
     if (status != ZERO_OK) {
-        snprintf(e->last_error, sizeof(e->last_error), "setup: cannot build the partition");
+        engine_keep_error(e, mark, "setup: cannot build the partition");
         return status;
     }
     status = check_same_registration(e);

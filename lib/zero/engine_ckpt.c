@@ -134,6 +134,7 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
                                    const zero_checkpoint_load_options_t *options, char **client_sd_json_p)
 {
     zero_status_t status;
+    uint64_t mark;
     zero_ckpt_load_params_t lp = {0};
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
     zero_ckpt_meta_t meta;
@@ -172,10 +173,11 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     memset(&meta, 0, sizeof(meta));
     if (e->stage == 3)
         engine_gather_drop_all(e);   /* gathered copies would predate the loaded weights */
+    mark = zero_log_error_mark();
     status = zero_ckpt_load(e->comm, load_dir, &lp, e->layout, e->own_rank, groups, &meta, &client_sd, &loaded_tag);
     if (status != ZERO_OK) {
-        snprintf(e->last_error, sizeof(e->last_error), "zero_load_checkpoint(%s, %s) failed: %s", load_dir,
-                 tag ? tag : "latest", zero_status_string(status));
+        engine_keep_error(e, mark, "zero_load_checkpoint(%s, %s) failed: %s", load_dir, tag ? tag : "latest",
+                          zero_status_string(status));
         if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)
             e->state = ENGINE_FAILED;
         return status;

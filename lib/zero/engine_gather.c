@@ -239,7 +239,7 @@ zero_status_t zero_gather(zero_engine_h e, const zero_param_h *params, size_t co
     double t0;
     if (status != ZERO_OK || e->stage < 3)
         return status;
-    t0 = engine_now();
+    t0 = zero_clock_now();
     for (size_t i = 0; i < count && status == ZERO_OK; i++) {
         struct zero_param *p = params[i];
         int b = e->layout->params[p->index].bucket;
@@ -262,7 +262,7 @@ zero_status_t zero_gather(zero_engine_h e, const zero_param_h *params, size_t co
     }
     if (status == ZERO_OK && count > 0)
         status = prefetch_after(e, params[count - 1]->index);
-    e->timers.gather += engine_now() - t0;
+    e->timers.gather += zero_clock_now() - t0;
     return status;
 }
 

@@ -12,6 +12,7 @@
 #include "optim/lr_schedule.h"
 #include "optim/optim.h"
 #include "partition/layout.h"
+#include "util/clock.h"
 #include "util/thread_pool.h"
 
 #include <stdarg.h>
@@ -189,8 +190,15 @@ struct zero_engine {
     engine_timers_t timers;
 };
 
-/* Records the engine's last error (and logs it once at ERROR). */
+/* Records the engine's last error (and logs it once at ERROR): for errors the
+ * engine itself detects. */
 void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...) ZERO_PRINTF(3, 4);
+/* For errors a callee detected and logged: the engine's last error becomes that
+ * callee's own message, the first ERROR this thread logged since @p mark (from
+ * zero_log_error_mark() before the call). Only when the thread logged none
+ * (the error came from another thread, e.g. the communicator's progress
+ * thread) is @p fmt used instead; it is not logged again. */
+void engine_keep_error(zero_engine_h e, uint64_t mark, const char *fmt, ...) ZERO_PRINTF(3, 4);
 
 /* Buffer allocation with the engine's accounting (category: a field of zero_engine_memory_t). */
 zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p);
@@ -230,7 +238,6 @@ void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t byte
 /* Waits for a request, frees it, and turns a failure into the engine's FAILED state. */
 zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what);
 
-double engine_now(void);
 
 /* engine_gather.c */
 zero_status_t engine_gather_bucket_start(zero_engine_h e, int bucket);

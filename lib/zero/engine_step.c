@@ -299,7 +299,7 @@ zero_status_t zero_backward_end(zero_engine_h e)
         engine_error(e, ZERO_ERR_STATE, "zero_backward_end: no backward is open");
         return ZERO_ERR_STATE;
     }
-    t0 = engine_now();
+    t0 = zero_clock_now();
     if (e->stage >= 2) {
         /* Every bucket not reduced yet goes now, in bucket order (the same on every rank). */
         for (int b = 0; b < e->layout->num_buckets && status == ZERO_OK; b++)
@@ -317,7 +317,7 @@ zero_status_t zero_backward_end(zero_engine_h e)
             if (e->params[i]->view_grad == NULL)
                 e->params[i]->grad = NULL;
     }
-    e->timers.backward_wait += engine_now() - t0;
+    e->timers.backward_wait += zero_clock_now() - t0;
     if (status != ZERO_OK)
         return status;
     e->state = ENGINE_BACKWARD_DONE;
@@ -474,9 +474,48 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
     return status;
 }
 
-/* Counts inf/nan and sums squares over the owned averaged gradients of every group. */
-static void check_grads(zero_engine_h e, float totals[2])
+/*
+ * Sums @p n doubles over the ranks that own slices, in double precision: every
+ * rank's values are allgathered (moved as raw bytes, two fp32 words per double;
+ * the collectives reduce only fp32 and 16-bit types) and added in rank order,
+ * so every rank gets the same bits. Rounding these sums to fp32 would turn a
+ * finite sum of squares above FLT_MAX (a gradient norm above ~1.8e19) into inf,
+ * which the overflow check would take for a non-finite gradient.
+ */
+static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t n, const char *what)
 {
+    int world = zero_comm_size(e->comm);
+    zero_status_t status;
+    double *all;
+    if (e->own_world <= 1 || n == 0)
+        return ZERO_OK;
+    all = zero_calloc((size_t)world * n, sizeof(*all));
+    if (all == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "%s: out of memory for %d x %zu values", what, world, n);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    status = zero_comm_allgather(e->comm, values, all, 2 * n, ZERO_FP32, ZERO_MEM_HOST);
+    if (status != ZERO_OK) {
+        e->state = ENGINE_FAILED;
+        engine_error(e, status, "%s: gathering them from every rank failed", what);
+        zero_free(all);
+        return status;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double sum = 0.0;
+        for (int r = 0; r < world; r++)
+            sum += all[(size_t)r * n + i];
+        values[i] = sum;
+    }
+    zero_free(all);
+    return ZERO_OK;
+}
+
+/* Counts inf/nan and sums squares over the owned averaged gradients of every
+ * group, both in double (totals[0]: non-finite count, totals[1]: sum of squares). */
+static zero_status_t check_grads(zero_engine_h e, double totals[2])
+{
+    uint64_t mark = zero_log_error_mark();
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
         group_state_t *g = &e->groups[gi];
         size_t so = 0;
@@ -484,13 +523,22 @@ static void check_grads(zero_engine_h e, float totals[2])
             size_t n, bad = 0;
             double sq = 0.0;
             const void *src = grad_at(e, gi, so, &n);
-            zero_optim_count_nonfinite(&e->optim, g->dtype, src, n, &bad);
-            zero_optim_sum_squares(&e->optim, g->dtype, src, n, &sq);
-            totals[0] += (float)bad;
-            totals[1] += (float)sq;
+            zero_status_t status = zero_optim_count_nonfinite(&e->optim, g->dtype, src, n, &bad);
+            if (status == ZERO_OK)
+                status = zero_optim_sum_squares(&e->optim, g->dtype, src, n, &sq);
+            if (status != ZERO_OK) {
+                /* The kernel logged its cause; a step on an unchecked gradient would be wrong. */
+                e->state = ENGINE_FAILED;
+                engine_keep_error(e, mark, "step: checking the %s gradients at owned offset %zu failed",
+                                  zero_dtype_string(g->dtype), so);
+                return status;
+            }
+            totals[0] += (double)bad;
+            totals[1] += sq;
             so += n;
         }
     }
+    return ZERO_OK;
 }
 
 static void zero_grads(zero_engine_h e)
@@ -681,7 +729,7 @@ static zero_status_t lamb_step(zero_engine_h e, double lr, float grad_scale, int
 {
     zero_status_t status = ZERO_OK;
     size_t n = (size_t)e->num_params;
-    float *sums = zero_calloc(2 * (n ? n : 1), sizeof(float));
+    double *sums = zero_calloc(2 * (n ? n : 1), sizeof(double));
     if (sums == NULL) {
         engine_error(e, ZERO_ERR_NO_MEMORY, "step: out of memory");
         return ZERO_ERR_NO_MEMORY;
@@ -709,21 +757,16 @@ static zero_status_t lamb_step(zero_engine_h e, double lr, float grad_scale, int
                 if (pass == 1) {
                     double wsq, usq;
                     status = zero_optim_lamb_phase1(&e->optim, &p, &sl, &seg, 1, &wsq, &usq);
-                    sums[2 * (size_t)sg->param] += (float)wsq;
-                    sums[2 * (size_t)sg->param + 1] += (float)usq;
+                    sums[2 * (size_t)sg->param] += wsq;
+                    sums[2 * (size_t)sg->param + 1] += usq;
                 } else {
                     double wsq = sums[2 * (size_t)sg->param], usq = sums[2 * (size_t)sg->param + 1];
                     status = zero_optim_lamb_phase2(&e->optim, &p, &sl, &seg, 1, &wsq, &usq, NULL);
                 }
             }
         }
-        if (pass == 1 && status == ZERO_OK && e->own_world > 1) {
-            status = zero_comm_allreduce(e->comm, sums, sums, 2 * n, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
-            if (status != ZERO_OK) {
-                e->state = ENGINE_FAILED;
-                engine_error(e, status, "Lamb: summing parameter norms across ranks failed");
-            }
-        }
+        if (pass == 1 && status == ZERO_OK)
+            status = sum_over_ranks_f64(e, sums, 2 * n, "Lamb: summing the parameter norms");
     }
     zero_free(sums);
     return status;
@@ -758,11 +801,11 @@ static void print_step(zero_engine_h e, const zero_step_info_t *info)
     if (e->rank != 0 || every == 0 || info->global_steps % every != 0 || zero_log_get_level() == ZERO_LOG_LEVEL_OFF)
         return;
     /* Printed whatever the log threshold, as DeepSpeed prints it: the config asked for it. */
-    zero_log_emit(ZERO_LOG_LEVEL_INFO, "engine", "step=%llu skipped=%llu lr=%.6g loss_scale=%g grad_norm=%.6g",
+    zero_log_emit(ZERO_LOG_LEVEL_INFO, "engine", NULL, 0, "step=%llu skipped=%llu lr=%.6g loss_scale=%g grad_norm=%.6g",
                   (unsigned long long)info->global_steps, (unsigned long long)e->skipped_steps, info->lr,
                   info->loss_scale, info->grad_norm);
     if (e->config->wall_clock_breakdown)
-        zero_log_emit(ZERO_LOG_LEVEL_INFO, "engine",
+        zero_log_emit(ZERO_LOG_LEVEL_INFO, "engine", NULL, 0,
                       "time (ms, total since start): backward_wait=%.1f reduce=%.1f step=%.1f gather=%.1f",
                       1e3 * e->timers.backward_wait, 1e3 * e->timers.reduce, 1e3 * e->timers.step,
                       1e3 * e->timers.gather);
@@ -772,7 +815,7 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
 {
     zero_status_t status = ZERO_OK;
     zero_step_info_t info = {0};
-    float totals[2] = {0.0f, 0.0f};
+    double totals[2] = {0.0, 0.0};
     double scale, lr, t0;
     int overflow;
 
@@ -809,7 +852,7 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
     e->window_micro = 0;
 
     /* 1. reduce (stages 0-1; stages 2-3 reduced during the backward) */
-    t0 = engine_now();
+    t0 = zero_clock_now();
     if (e->stage < 2) {
         status = reduce_full_grads(e);
         if (status != ZERO_OK)
@@ -819,27 +862,25 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         engine_gather_drop_all(e);   /* in-flight gathers read the shards the step rewrites */
 
     /* 2. overflow check and global norm over the owned gradients, summed over ranks */
-    check_grads(e, totals);
-    if (e->own_world > 1) {
-        status = zero_comm_allreduce(e->comm, totals, totals, 2, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_error(e, status, "step: summing the overflow flags and gradient norms across ranks failed");
-            return status;
-        }
-    }
-    e->timers.reduce += engine_now() - t0;
-    overflow = totals[0] != 0.0f || !isfinite(totals[1]);
-    info.grad_norm = overflow ? INFINITY : sqrt((double)totals[1]) / scale;
+    status = check_grads(e, totals);
+    if (status != ZERO_OK)
+        return status;
+    status = sum_over_ranks_f64(e, totals, 2, "step: summing the overflow counts and gradient norms");
+    if (status != ZERO_OK)
+        return status;
+    e->timers.reduce += zero_clock_now() - t0;
+    overflow = totals[0] != 0.0 || !isfinite(totals[1]);
+    info.grad_norm = overflow ? INFINITY : sqrt(totals[1]) / scale;
     e->global_steps++;
     info.global_steps = e->global_steps;
 
     if (overflow) {
+        uint64_t mark = zero_log_error_mark();
         status = zero_loss_scaler_update(&e->scaler, 1);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
-            snprintf(e->last_error, sizeof(e->last_error),
-                     "fp16 gradients overflow at the minimum loss scale %g: training cannot continue", scale);
+            engine_keep_error(e, mark, "fp16 gradients overflow at the minimum loss scale %g: training cannot "
+                              "continue", scale);
             return status;
         }
         e->skipped_steps++;
@@ -853,7 +894,7 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         int64_t step = (int64_t)(e->global_steps - e->skipped_steps);
         lr = zero_lr_schedule_lr(&e->schedule);
         e->last_grad_norm = info.grad_norm;
-        t0 = engine_now();
+        t0 = zero_clock_now();
         if (e->config->optimizer.type == ZERO_OPTIMIZER_LAMB) {
             status = lamb_step(e, lr, grad_scale, step);
         } else {
@@ -874,14 +915,14 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
             e->state = ENGINE_FAILED;   /* a half-applied update leaves the state inconsistent */
             return status;
         }
-        e->timers.step += engine_now() - t0;
+        e->timers.step += zero_clock_now() - t0;
 
         /* 4. bring the weights back */
-        t0 = engine_now();
+        t0 = zero_clock_now();
         status = publish_weights(e);
         if (status != ZERO_OK)
             return status;
-        e->timers.gather += engine_now() - t0;
+        e->timers.gather += zero_clock_now() - t0;
         if (!e->manual_lr_schedule)
             zero_lr_schedule_step(&e->schedule);
         zero_loss_scaler_update(&e->scaler, 0);   /* a clean step never fails */

@@ -35,6 +35,7 @@
  */
 #include <zero/zero.h>
 #include "util/alloc.h"
+#include "util/clock.h"
 #include "util/half.h"
 #include "zero_build_config.h"
 
@@ -65,13 +66,6 @@ static int g_rank, g_size;
             fputc('\n', stderr);                                              \
         }                                                                     \
     } while (0)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static float val(int rank, size_t i)
 {
@@ -405,8 +399,8 @@ static void file_write(const char *name, const char *text)
 
 static void wait_file(const char *name, double timeout_s)
 {
-    double end = now_s() + timeout_s;
-    while (!file_exists(name) && now_s() < end)
+    double end = zero_clock_now() + timeout_s;
+    while (!file_exists(name) && zero_clock_now() < end)
         usleep(10000);
 }
 
@@ -552,9 +546,9 @@ static void run_kill(zero_comm_h comm, int victim, int direct)
             usleep(2000);
         raise(SIGKILL);
     }
-    t0 = now_s();
+    t0 = zero_clock_now();
     st = zero_comm_allreduce(comm, send, recv, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
-    elapsed = now_s() - t0;
+    elapsed = zero_clock_now() - t0;
     st2 = zero_comm_barrier(comm);    /* the next call fails at once */
     CHECK(st == ZERO_ERR_COMM || st == ZERO_ERR_TIMEOUT, "allreduce with a dead rank returned %s",
           zero_status_string(st));
@@ -591,9 +585,9 @@ static void run_stall(zero_comm_h comm, int victim)
         }
         return;
     }
-    t0 = now_s();
+    t0 = zero_clock_now();
     st = zero_comm_allreduce(comm, x, y, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
-    elapsed = now_s() - t0;
+    elapsed = zero_clock_now() - t0;
     CHECK(st == ZERO_ERR_TIMEOUT, "allreduce with a silent rank returned %s", zero_status_string(st));
     CHECK(log_names_rank(victim), "no error message names rank %d; log:\n%s", victim, log_text);
     snprintf(line, sizeof(line), "rank %d status %d elapsed %.3f named %d\n", g_rank, (int)st, elapsed,

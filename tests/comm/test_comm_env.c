@@ -5,6 +5,7 @@
 #include "comm/shm.h"
 #include "zero_build_config.h"
 #include "comm/reduce.h"
+#include "util/clock.h"
 #include "util/half.h"
 
 #include <zero/zero.h>
@@ -206,13 +207,13 @@ static void test_parse_seconds(void)
 {
     double s = 0;
     zero_log_set_callback(capture, NULL);
-    CU_ASSERT_EQUAL(zero_comm_parse_seconds("T", "2.5", &s), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_seconds_parse("T", "2.5", 0.0, 1, 1e6, &s), ZERO_OK);
     CU_ASSERT_DOUBLE_EQUAL(s, 2.5, 1e-12);
-    CU_ASSERT_EQUAL(zero_comm_parse_seconds("T", "0", &s), ZERO_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(zero_comm_parse_seconds("T", "-3", &s), ZERO_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(zero_comm_parse_seconds("T", "5s", &s), ZERO_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(zero_comm_parse_seconds("T", "nan", &s), ZERO_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(zero_comm_parse_seconds("T", "", &s), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_seconds_parse("T", "0", 0.0, 1, 1e6, &s), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_seconds_parse("T", "-3", 0.0, 1, 1e6, &s), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_seconds_parse("T", "5s", 0.0, 1, 1e6, &s), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_seconds_parse("T", "nan", 0.0, 1, 1e6, &s), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_seconds_parse("T", "", 0.0, 1, 1e6, &s), ZERO_ERR_INVALID_ARG);
     zero_log_set_callback(NULL, NULL);
     CU_ASSERT_DOUBLE_EQUAL(s, 2.5, 1e-12);   /* untouched on failure */
 }

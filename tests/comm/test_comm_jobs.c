@@ -27,6 +27,7 @@
  */
 #include "test_main.h"
 #include "rdv_attacker.h"
+#include "util/clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,13 +58,6 @@ static int g_argc;
 static char **g_argv;
 static char g_dir[256];
 static int g_master_port;       /* --master_port of the next launch; 0: the launcher picks one */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void make_dir(void)
 {
@@ -299,7 +293,7 @@ static void test_mismatch(void)
 static int stray_client(int port, const void *data, size_t len)
 {
     struct sockaddr_in a;
-    double end = now_s() + 30;
+    double end = zero_clock_now() + 30;
     unsigned char answer[128];
     size_t have = 0;
     int fd = -1, closed = 0;
@@ -307,7 +301,7 @@ static int stray_client(int port, const void *data, size_t len)
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    while (now_s() < end) {         /* rank 0 may not listen yet */
+    while (zero_clock_now() < end) {         /* rank 0 may not listen yet */
         fd = socket(AF_INET, SOCK_STREAM, 0);
         if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
             break;
@@ -322,8 +316,8 @@ static int stray_client(int port, const void *data, size_t len)
         close(fd);
         return -1;   /* already refused */
     }
-    end = now_s() + 20;
-    while (!closed && now_s() < end && have < sizeof(answer)) {
+    end = zero_clock_now() + 20;
+    while (!closed && zero_clock_now() < end && have < sizeof(answer)) {
         struct pollfd p = {fd, POLLIN, 0};
         if (poll(&p, 1, 200) > 0) {
             ssize_t k = recv(fd, answer + have, sizeof(answer) - have, 0);
@@ -381,7 +375,7 @@ static void test_badtoken(void)
     CU_ASSERT_FATAL(pid > 0);
     /* Rank 1 publishes the job's port and token, then holds back its own join. */
     path_in_dir(path, sizeof(path), "rdv_env");
-    for (end = now_s() + 60; now_s() < end && (f = fopen(path, "r")) == NULL;)
+    for (end = zero_clock_now() + 60; zero_clock_now() < end && (f = fopen(path, "r")) == NULL;)
         usleep(20000);
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     CU_ASSERT_EQUAL(fscanf(f, "%d %63s", &port, hex), 2);
@@ -399,7 +393,7 @@ static void test_badtoken(void)
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    for (end = now_s() + 30; now_s() < end;) {
+    for (end = zero_clock_now() + 30; zero_clock_now() < end;) {
         silent = socket(AF_INET, SOCK_STREAM, 0);
         if (silent >= 0 && connect(silent, (struct sockaddr *)&a, sizeof(a)) == 0)
             break;
@@ -465,7 +459,7 @@ static int pick_free_port(void)
 static int connect_loopback(int port, double timeout_s)
 {
     struct sockaddr_in a;
-    double end = now_s() + timeout_s;
+    double end = zero_clock_now() + timeout_s;
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
@@ -477,7 +471,7 @@ static int connect_loopback(int port, double timeout_s)
         if (fd >= 0)
             close(fd);
         usleep(5000);
-    } while (now_s() < end);
+    } while (zero_clock_now() < end);
     return -1;
 }
 
@@ -536,7 +530,7 @@ static void test_rdv_idle(void)
     }
     CU_ASSERT_EQUAL(opened, 64);
     usleep(200000);           /* let rank 0 accept them all */
-    t_go = now_s();
+    t_go = zero_clock_now();
     touch("go");
     rc = wait_rc(pid);
     formed = formed_at(3);
@@ -578,22 +572,22 @@ static void test_rdv_deadline(void)
     CU_ASSERT_FATAL(pid > 0);
     for (int i = 0; i < 2; i++) {
         fds[i] = connect_loopback(g_master_port, 60);
-        opened[i] = now_s();
+        opened[i] = zero_clock_now();
         CU_ASSERT_FATAL(fds[i] >= 0);
     }
-    while (now_s() < opened[0] + 6 && (closed_at[0] < 0 || closed_at[1] < 0)) {
+    while (zero_clock_now() < opened[0] + 6 && (closed_at[0] < 0 || closed_at[1] < 0)) {
         struct pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
-        if (closed_at[1] < 0 && now_s() >= next_byte && sent < strlen(hello_prefix)) {
+        if (closed_at[1] < 0 && zero_clock_now() >= next_byte && sent < strlen(hello_prefix)) {
             if (send(fds[1], hello_prefix + sent, 1, MSG_NOSIGNAL) == 1)   /* the slow one */
                 sent++;
-            next_byte = now_s() + 0.25;
+            next_byte = zero_clock_now() + 0.25;
         }
         if (poll(p, 2, 20) <= 0)
             continue;
         for (int i = 0; i < 2; i++) {
             char buf[64];
             if (closed_at[i] < 0 && p[i].revents != 0 && recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT) <= 0)
-                closed_at[i] = now_s();
+                closed_at[i] = zero_clock_now();
         }
     }
     touch("go");
@@ -774,8 +768,8 @@ static double hostile_run(attacker_t *a, long *opened_during_p)
     CU_ASSERT_FATAL(pid > 0);
     if (a != NULL) {
         /* every hostile connection is open once before the ranks 1 and 2 start to join */
-        double end = now_s() + 60;
-        while (atomic_load(&a->connected_once) < ATK_TOTAL && now_s() < end)
+        double end = zero_clock_now() + 60;
+        while (atomic_load(&a->connected_once) < ATK_TOTAL && zero_clock_now() < end)
             usleep(5000);
         CU_ASSERT_EQUAL(atomic_load(&a->connected_once), ATK_TOTAL);
     } else {
@@ -784,7 +778,7 @@ static double hostile_run(attacker_t *a, long *opened_during_p)
         if (probe >= 0)
             close(probe);
     }
-    t_go = now_s();
+    t_go = zero_clock_now();
     touch("go");
     rc = wait_rc(pid);
     formed = formed_at(3);

@@ -14,6 +14,7 @@
  * leave the receive buffer untouched.
  */
 #include "test_main.h"
+#include "util/clock.h"
 #include "comm/nccl.h"
 #include "util/alloc.h"
 #include "util/device_check.h"
@@ -40,13 +41,6 @@ static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_FP16, ZERO_BF16};
 #define N_COUNTS (sizeof(counts) / sizeof(counts[0]))
 #define N_DTYPES (sizeof(dtypes) / sizeof(dtypes[0]))
 #define SENTINEL_BYTE 0xA5
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* @p n elements of @p dtype: finite, mixed signs, distinct neighbours, plus
  * the extremes (largest finite, smallest subnormal, negative zero) early on. */
@@ -85,10 +79,10 @@ static void *make_data(zero_dtype_t dtype, size_t n, unsigned salt)
 /* Polls zero_nccl_test until it leaves ZERO_INPROGRESS (30 s at most). */
 static zero_status_t wait_event(zero_nccl_t *nccl, void *event)
 {
-    double deadline = now_s() + 30.0;
+    double deadline = zero_clock_now() + 30.0;
     zero_status_t st;
     while ((st = zero_nccl_test(nccl, event)) == ZERO_INPROGRESS) {
-        if (now_s() > deadline)
+        if (zero_clock_now() > deadline)
             return ZERO_ERR_TIMEOUT;
     }
     return st;

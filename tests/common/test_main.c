@@ -25,10 +25,9 @@ void zero_test_check_no_leak(const zero_mem_stats_t *mark, const char *file, uns
     CU_assertImplementation(!leaked, line, "no libzero memory leaked", file, "", CU_FALSE);
 }
 
-const char *zero_test_shared_configs_dir(void)
+const char *zero_test_configs_dir(void)
 {
-    const char *env = getenv("ZERO_SHARED_CONFIGS");
-    return (env && *env) ? env : ZERO_TEST_SHARED_CONFIGS;
+    return ZERO_TEST_CONFIGS_DIR;
 }
 
 int zero_test_main(int argc, char **argv, CU_SuiteInfo *suites)

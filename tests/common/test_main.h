@@ -23,7 +23,7 @@ void zero_test_check_no_leak(const zero_mem_stats_t *mark, const char *file, uns
     zero_mem_get_stats(&zero_test_mark_)
 #define ZERO_TEST_ASSERT_NO_LEAK() zero_test_check_no_leak(&zero_test_mark_, __FILE__, __LINE__)
 
-/* Path of the shared DeepSpeed configs (../shared/configs or ZERO_SHARED_CONFIGS). */
-const char *zero_test_shared_configs_dir(void);
+/* Path of the DeepSpeed-style config fixtures in this repository (tests/configs). */
+const char *zero_test_configs_dir(void);
 
 #endif /* ZERO_TEST_MAIN_H */

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs the zero-config binary itself: exit codes, stdout JSON, stderr paths, --help.
-# usage: cli_test.sh ZERO_CONFIG_BINARY SHARED_CONFIGS_DIR
+# usage: cli_test.sh ZERO_CONFIG_BINARY CONFIGS_DIR (tests/configs)
 set -u
 exe=$1
 configs=$2
@@ -10,7 +10,7 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # A good file: exit 0, the effective config as JSON on stdout.
-"$exe" check "$configs/zero2_fp16_adam.json" --world-size 2 >"$tmp/out" 2>"$tmp/err"
+"$exe" check "$configs/zero2_fp16_adam_warmup.json" --world-size 2 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" -eq 0 ] || fail "good config: exit $rc (stderr: $(cat "$tmp/err"))"
 grep -q '"train_batch_size": 32,' "$tmp/out" || fail "good config: train_batch_size missing from the JSON"
@@ -22,7 +22,7 @@ if command -v python3 >/dev/null 2>&1; then
 fi
 [ ! -s "$tmp/err" ] || fail "good config: unexpected stderr: $(cat "$tmp/err")"
 
-# Every shared config, with world size 2 and with none.
+# Every config fixture, with world size 2 and with none.
 for f in "$configs"/*.json; do
   "$exe" check "$f" --world-size=2 >/dev/null 2>"$tmp/err" || fail "$f --world-size=2 refused: $(cat "$tmp/err")"
   "$exe" check "$f" >/dev/null 2>"$tmp/err" || fail "$f without --world-size refused: $(cat "$tmp/err")"

@@ -65,7 +65,7 @@ static size_t count_lines_with(const char *text, const char *needle)
     return n;
 }
 
-/* ---- the shared DeepSpeed configs ---- */
+/* ---- the config fixtures (tests/configs) ---- */
 
 static char *read_text(const char *path)
 {
@@ -88,13 +88,13 @@ static char *read_text(const char *path)
     return buf;
 }
 
-static zero_config_t *parse_shared(const char *name, uint32_t world_size)
+static zero_config_t *parse_fixture(const char *name, uint32_t world_size)
 {
     char path[4096];
     zero_config_t *c = NULL;
     char *problems = NULL;
     zero_status_t s;
-    snprintf(path, sizeof(path), "%s/%s", zero_test_shared_configs_dir(), name);
+    snprintf(path, sizeof(path), "%s/%s", zero_test_configs_dir(), name);
     s = zero_config_parse_file(path, world_size, &c, &problems);
     if (s != ZERO_OK)
         fprintf(stderr, "%s: %s\n%s", path, zero_status_string(s), problems ? problems : "");
@@ -104,10 +104,10 @@ static zero_config_t *parse_shared(const char *name, uint32_t world_size)
     return c;
 }
 
-static void test_every_shared_config(void)
+static void test_every_fixture_config(void)
 {
     BEGIN;
-    DIR *dir = opendir(zero_test_shared_configs_dir());
+    DIR *dir = opendir(zero_test_configs_dir());
     struct dirent *de;
     int seen = 0;
     CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
@@ -116,7 +116,7 @@ static void test_every_shared_config(void)
         if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
             continue;
         for (uint32_t w = 0; w <= 2; w += 2) { /* world size 2, and the one the file implies */
-            zero_config_t *c = parse_shared(de->d_name, w);
+            zero_config_t *c = parse_fixture(de->d_name, w);
             if (w == 2) {
                 CU_ASSERT_EQUAL(c->world_size, 2);
                 CU_ASSERT_EQUAL(c->train_batch_size,
@@ -127,16 +127,16 @@ static void test_every_shared_config(void)
         seen++;
     }
     closedir(dir);
-    CU_ASSERT(seen >= 8);
+    CU_ASSERT(seen >= 10);
     END;
 }
 
-static void test_shared_values(void)
+static void test_fixture_values(void)
 {
     BEGIN;
     zero_config_t *c;
 
-    c = parse_shared("zero2_fp16_adam.json", 2);
+    c = parse_fixture("zero2_fp16_adam_warmup.json", 2);
     CU_ASSERT_EQUAL(c->train_batch_size, 32);
     CU_ASSERT_EQUAL(c->train_micro_batch_size_per_gpu, 4);
     CU_ASSERT_EQUAL(c->gradient_accumulation_steps, 4);
@@ -157,7 +157,7 @@ static void test_shared_values(void)
     CU_ASSERT_EQUAL(c->fp16.initial_scale_power, 16);
     zero_config_destroy(c);
 
-    c = parse_shared("hf_auto.json", 2); /* "auto" everywhere */
+    c = parse_fixture("hf_trainer_auto.json", 2); /* "auto" everywhere */
     CU_ASSERT_EQUAL(c->train_micro_batch_size_per_gpu, 16);
     CU_ASSERT_EQUAL(c->gradient_accumulation_steps, 1);
     CU_ASSERT_EQUAL(c->train_batch_size, 32);
@@ -174,10 +174,14 @@ static void test_shared_values(void)
     CU_ASSERT_EQUAL(c->scheduler.warmup_num_steps, 1000);
     CU_ASSERT_DOUBLE_EQUAL(c->gradient_clipping, 1.0, 0);
     CU_ASSERT_EQUAL(c->zero_optimization.allgather_bucket_size, 200000000);
+    CU_ASSERT_EQUAL(c->zero_optimization.stage, 0);                       /* "auto": the default */
+    CU_ASSERT_EQUAL(c->zero_optimization.reduce_bucket_size, 500000000);  /* "auto": the default */
+    CU_ASSERT_FALSE(c->zero_optimization.overlap_comm);                   /* "auto": false below stage 3 */
+    CU_ASSERT_FALSE(c->bf16.enabled);
     CU_ASSERT_EQUAL(c->steps_per_print, 2000);
     zero_config_destroy(c);
 
-    c = parse_shared("lion_static_scale.json", 2);
+    c = parse_fixture("zero3_lion_fp16_static.json", 2);
     CU_ASSERT_EQUAL(c->train_batch_size, 8);
     CU_ASSERT_EQUAL(c->train_micro_batch_size_per_gpu, 4);
     CU_ASSERT_EQUAL(c->gradient_accumulation_steps, 1);
@@ -190,7 +194,7 @@ static void test_shared_values(void)
     CU_ASSERT_EQUAL(c->checkpoint.tag_validation, ZERO_TAG_VALIDATION_FAIL);
     zero_config_destroy(c);
 
-    c = parse_shared("onecycle_sgd_commented.json", 2);
+    c = parse_fixture("zero1_sgd_onecycle.json", 2);
     CU_ASSERT_EQUAL(c->train_micro_batch_size_per_gpu, 8);
     CU_ASSERT_EQUAL(c->optimizer.type, ZERO_OPTIMIZER_SGD);
     CU_ASSERT_DOUBLE_EQUAL(c->optimizer.momentum, 0.9, 0);
@@ -203,7 +207,7 @@ static void test_shared_values(void)
     CU_ASSERT_FALSE(c->scheduler.cycle_momentum); /* SGD has no betas: DeepSpeed does not cycle */
     zero_config_destroy(c);
 
-    c = parse_shared("zero3_nvme.json", 2);
+    c = parse_fixture("zero3_nvme_bf16.json", 2);
     CU_ASSERT_EQUAL(c->train_batch_size, 2);
     CU_ASSERT_EQUAL(c->optimizer.type, ZERO_OPTIMIZER_ADAM);
     CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.device, ZERO_OFFLOAD_NVME);
@@ -217,7 +221,7 @@ static void test_shared_values(void)
     CU_ASSERT(c->aio.overlap_events);
     zero_config_destroy(c);
 
-    c = parse_shared("lamb_cosine.json", 2);
+    c = parse_fixture("zero2_lamb_cosine_bf16.json", 2);
     CU_ASSERT_EQUAL(c->train_batch_size, 32);
     CU_ASSERT_EQUAL(c->optimizer.type, ZERO_OPTIMIZER_LAMB);
     CU_ASSERT_DOUBLE_EQUAL(c->optimizer.max_coeff, 10.0, 0);
@@ -228,17 +232,52 @@ static void test_shared_values(void)
     CU_ASSERT_EQUAL(c->precision, ZERO_BF16);
     zero_config_destroy(c);
 
-    c = parse_shared("zero1_fp32_accum.json", 2);
+    c = parse_fixture("zero1_fp32_adamw_accum.json", 2);
     CU_ASSERT_EQUAL(c->train_micro_batch_size_per_gpu, 8);
     CU_ASSERT_DOUBLE_EQUAL(c->gradient_clipping, 0, 0);
     CU_ASSERT_EQUAL(c->precision, ZERO_FP32);
     zero_config_destroy(c);
 
-    c = parse_shared("zero3_bf16_offload.json", 2);
+    c = parse_fixture("zero3_bf16_cpu_offload.json", 2);
     CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.device, ZERO_OFFLOAD_CPU);
     CU_ASSERT_EQUAL(c->zero_optimization.offload_param.device, ZERO_OFFLOAD_CPU);
     CU_ASSERT(c->zero_optimization.stage3_gather_16bit_weights_on_model_save);
     CU_ASSERT_EQUAL(c->scheduler.warmup_type, ZERO_WARMUP_LINEAR);
+    CU_ASSERT_EQUAL(c->scheduler.type, ZERO_SCHEDULER_WARMUP_DECAY_LR);
+    CU_ASSERT_EQUAL(c->scheduler.total_num_steps, 10000);
+    CU_ASSERT_EQUAL(c->train_batch_size, 32); /* 2 x 8 x 2 */
+    CU_ASSERT_EQUAL(c->precision, ZERO_BF16);
+    zero_config_destroy(c);
+
+    c = parse_fixture("adagrad_lr_range_test.json", 2);
+    CU_ASSERT_EQUAL(c->zero_optimization.stage, 0);
+    CU_ASSERT_EQUAL(c->gradient_accumulation_steps, 2); /* 24 / (6 x 2) */
+    CU_ASSERT_EQUAL(c->optimizer.type, ZERO_OPTIMIZER_ADAGRAD);
+    CU_ASSERT_DOUBLE_EQUAL(c->optimizer.lr, 0.01, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->optimizer.eps, 1e-10, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->optimizer.weight_decay, 1e-4, 0);
+    CU_ASSERT_EQUAL(c->scheduler.type, ZERO_SCHEDULER_LR_RANGE_TEST);
+    CU_ASSERT_DOUBLE_EQUAL(c->scheduler.lr_range_test_min_lr, 1e-5, 0);
+    CU_ASSERT_EQUAL(c->scheduler.lr_range_test_step_size, 200);
+    CU_ASSERT_DOUBLE_EQUAL(c->scheduler.lr_range_test_step_rate, 5.0, 0);
+    CU_ASSERT(c->scheduler.lr_range_test_staircase);
+    zero_config_destroy(c);
+
+    /* DeepSpeed's older spellings mean what their current forms mean. */
+    c = parse_fixture("legacy_spellings.json", 2);
+    CU_ASSERT_EQUAL(c->precision, ZERO_BF16);                       /* "bfloat16" */
+    CU_ASSERT_EQUAL(c->optimizer.type, ZERO_OPTIMIZER_ADAMW);        /* "adamw" */
+    CU_ASSERT_EQUAL(c->scheduler.type, ZERO_SCHEDULER_WARMUP_LR);    /* "warmuplr" */
+    CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.device, ZERO_OFFLOAD_CPU); /* cpu_offload */
+    CU_ASSERT_EQUAL(c->zero_optimization.offload_param.device, ZERO_OFFLOAD_CPU);     /* cpu_offload_param */
+    CU_ASSERT_FALSE(c->zero_optimization.offload_optimizer.pin_memory); /* cpu_offload_use_pin_memory */
+    CU_ASSERT_FALSE(c->zero_optimization.offload_param.pin_memory);
+    CU_ASSERT_EQUAL(c->zero_optimization.stage3_prefetch_bucket_size, 30000000);
+    CU_ASSERT_EQUAL(c->zero_optimization.stage3_param_persistence_threshold, 20000);
+    CU_ASSERT_EQUAL(c->zero_optimization.stage3_max_live_parameters, 500000000);
+    CU_ASSERT_EQUAL(c->zero_optimization.stage3_max_reuse_distance, 500000000);
+    CU_ASSERT(c->zero_optimization.stage3_gather_16bit_weights_on_model_save);
+    CU_ASSERT_EQUAL(c->aio.intra_op_parallelism, 2);                 /* aio.thread_count */
     zero_config_destroy(c);
     END;
 }
@@ -783,7 +822,7 @@ static void test_junk_never_crashes(void)
     char path[4096], *base;
     size_t base_len;
     uint64_t state = 0x9E3779B97F4A7C15ull;
-    snprintf(path, sizeof(path), "%s/zero3_nvme.json", zero_test_shared_configs_dir());
+    snprintf(path, sizeof(path), "%s/zero3_nvme_bf16.json", zero_test_configs_dir());
     base = read_text(path);
     CU_ASSERT_PTR_NOT_NULL_FATAL(base);
     base_len = strlen(base);
@@ -1039,7 +1078,7 @@ static void test_round_trip(void)
         "\"warmup_type\": \"linear\"}}}",
     };
     BEGIN;
-    DIR *dir = opendir(zero_test_shared_configs_dir());
+    DIR *dir = opendir(zero_test_configs_dir());
     struct dirent *de;
     CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
     while ((de = readdir(dir)) != NULL) {
@@ -1047,7 +1086,7 @@ static void test_round_trip(void)
         if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
             continue;
         for (uint32_t w = 0; w <= 2; w += 2) {
-            zero_config_t *c = parse_shared(de->d_name, w);
+            zero_config_t *c = parse_fixture(de->d_name, w);
             round_trip(de->d_name, c);
             zero_config_destroy(c);
         }
@@ -1166,8 +1205,8 @@ static void test_logging(void)
 int main(int argc, char **argv)
 {
     static CU_TestInfo tests[] = {
-        {"every shared config accepted (world size 2 and implied)", test_every_shared_config},
-        {"values read from the shared configs", test_shared_values},
+        {"every config fixture accepted (world size 2 and implied)", test_every_fixture_config},
+        {"values read from the config fixtures", test_fixture_values},
         {"defaults", test_defaults},
         {"batch triad derivation", test_batch_triad},
         {"invalid configs name their path", test_invalid_configs},

@@ -1,10 +1,9 @@
 #!/bin/sh
 # Runs the zero-estimate binary: output format, figures, --config, bad flags.
-# usage: cli_test.sh ZERO_ESTIMATE_BINARY SHARED_CONFIGS_DIR
-# (ZERO_SHARED_CONFIGS, set by the test environment, wins over the argument.)
+# usage: cli_test.sh ZERO_ESTIMATE_BINARY CONFIGS_DIR (tests/configs)
 set -u
 exe=$1
-configs=${ZERO_SHARED_CONFIGS:-$2}
+configs=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
@@ -70,39 +69,39 @@ expect "$tmp/out" optimizer_bytes_per_param=8 dtype=bf16 optimizer=SGD-momentum
 "$exe" --params 1e9 --optimizer ADAM --dtype fp32 >"$tmp/out" 2>&1
 expect "$tmp/out" optimizer_bytes_per_param=8 dtype=fp32
 
-# --config: a shared ZeRO-3 bf16 CPU-offload config.
-"$exe" --config "$configs/zero3_bf16_offload.json" --params 7.5e9 --world-size 64 --largest-layer 2e8 \
+# --config: a ZeRO-3 bf16 CPU-offload config.
+"$exe" --config "$configs/zero3_bf16_cpu_offload.json" --params 7.5e9 --world-size 64 --largest-layer 2e8 \
   >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" -eq 0 ] || fail "zero3 config: exit $rc ($(cat "$tmp/err"))"
 expect "$tmp/out" stage=3 dtype=bf16 optimizer=AdamW offload_optimizer=cpu offload_param=cpu grad_accum=8 \
   reduce_bucket_bytes=200000000 stage3_prefetch_bucket_bytes=100000000 stage3_gathered_params_bytes=2000000000 \
   model_states_per_rank_gb=1.9 comm_elements_per_step=180000000000
-grep -q "config $configs/zero3_bf16_offload.json" "$tmp/out" || fail "zero3 config: the table does not name the config"
+grep -q "config $configs/zero3_bf16_cpu_offload.json" "$tmp/out" || fail "zero3 config: the table does not name the config"
 # Flags override the config.
-"$exe" --config "$configs/zero3_bf16_offload.json" --params 7.5e9 --world-size 64 --offload-param none \
+"$exe" --config "$configs/zero3_bf16_cpu_offload.json" --params 7.5e9 --world-size 64 --offload-param none \
   --offload-optimizer none --dtype fp16 --grad-accum 1 >"$tmp/out" 2>&1 || fail "override: exit $?"
 expect "$tmp/out" stage=3 dtype=fp16 offload_optimizer=none offload_param=none grad_accum=1
 # Stage 2 below a config that offloads parameters: refused, naming both.
-"$exe" --config "$configs/zero3_bf16_offload.json" --params 7.5e9 --world-size 64 --stage 2 \
+"$exe" --config "$configs/zero3_bf16_cpu_offload.json" --params 7.5e9 --world-size 64 --stage 2 \
   >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" -eq 2 ] || fail "stage 2 under an offload_param config: exit $rc, expected 2"
 grep -q -- '--offload-param: cpu needs stage 3' "$tmp/err" && grep -q 'from --config' "$tmp/err" \
   || fail "stage 2 under an offload_param config: message: $(cat "$tmp/err")"
 # A stage-2 fp16 config with its buckets; an fp32 stage-1 config; NVMe.
-"$exe" --config "$configs/zero2_fp16_adam.json" --params 1e9 --world-size 4 >"$tmp/out" 2>&1 || fail "zero2 config: exit $?"
+"$exe" --config "$configs/zero2_fp16_adam_warmup.json" --params 1e9 --world-size 4 >"$tmp/out" 2>&1 || fail "zero2 config: exit $?"
 expect "$tmp/out" stage=2 dtype=fp16 reduce_bucket_bytes=200000000 allgather_bucket_bytes=100000000
-"$exe" --config "$configs/zero1_fp32_accum.json" --params 7.5e9 --world-size 64 >"$tmp/out" 2>&1 || fail "zero1 config: exit $?"
+"$exe" --config "$configs/zero1_fp32_adamw_accum.json" --params 7.5e9 --world-size 64 >"$tmp/out" 2>&1 || fail "zero1 config: exit $?"
 expect "$tmp/out" stage=1 dtype=fp32 optimizer_bytes_per_param=8 model_states_per_rank_gb=60.9
-"$exe" --config "$configs/zero3_nvme.json" --params 1e10 --world-size 16 >"$tmp/out" 2>&1 || fail "nvme config: exit $?"
+"$exe" --config "$configs/zero3_nvme_bf16.json" --params 1e10 --world-size 16 >"$tmp/out" 2>&1 || fail "nvme config: exit $?"
 expect "$tmp/out" offload_optimizer=nvme offload_param=nvme host_model_states_per_rank_bytes=0 \
   nvme_model_states_per_rank_bytes=8750000000
 # The world size a config's batch keys imply, when --world-size is not given.
 printf '{"train_batch_size": 64, "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 4,\n "zero_optimization": {"stage": 1}}\n' >"$tmp/ws.json"
 "$exe" --config "$tmp/ws.json" --params 1e9 >"$tmp/out" 2>&1 || fail "implied world size: exit $?"
 expect "$tmp/out" world_size=8 grad_accum=4 stage=1
-# Every shared config is accepted.
+# Every config fixture is accepted.
 for f in "$configs"/*.json; do
   "$exe" --config "$f" --params 1e9 --world-size 8 >/dev/null 2>"$tmp/err" || fail "$f refused: $(cat "$tmp/err")"
 done

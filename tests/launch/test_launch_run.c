@@ -116,6 +116,10 @@ static pid_t start_launcher(const char *case_dir, const char *cwd, const char *c
         unsetenv("DS_ENV_FILE");
         unsetenv("ZERO_JOB_TOKEN");
         setenv("CUDA_VISIBLE_DEVICES", "", 1); /* CPU-only: same plan on any test machine */
+        /* The default hostfile is one the case controls (absent unless it writes
+         * one), so the machine's /job/hostfile cannot change what is checked. */
+        snprintf(path, sizeof(path), "%s/default_hostfile", case_dir);
+        setenv("ZERO_LAUNCH_HOSTFILE", path, 1);
         for (size_t i = 0; envmods != NULL && envmods[i] != NULL; i++) {
             const char *eq = strchr(envmods[i], '=');
             if (eq == NULL) {
@@ -263,10 +267,7 @@ static void test_dry_run_plans(void)
     CU_ASSERT_EQUAL(run_launcher(c, NULL, (const char *[]){"-H", hf, "--dry_run", "-e", "n0@n2:2@n1:1", "prog",
                                                            "arg", NULL}, NULL), 0);
     assert_plan_lines(c, p3);
-    if (access("/job/hostfile", F_OK) == 0) {
-        fprintf(stderr, "\n  /job/hostfile exists: skipping the default (local) plan checks\n");
-        return;
-    }
+    /* No -H and no default hostfile: one local node. */
     CU_ASSERT_EQUAL(run_launcher(c, NULL, (const char *[]){"--dry-run", "prog", NULL}, NULL), 0);
     assert_plan_lines(c, p4);
     CU_ASSERT_EQUAL(run_launcher(c, NULL, (const char *[]){"--dry-run", "prog", NULL},
@@ -274,6 +275,11 @@ static void test_dry_run_plans(void)
     assert_plan_lines(c, p5);
     CU_ASSERT_EQUAL(run_launcher(c, NULL, (const char *[]){"--dry-run", "--num_gpus", "3", "prog", NULL}, NULL), 0);
     assert_plan_lines(c, p6);
+    /* No -H but the default hostfile exists: it is used. */
+    write_file(c, "default_hostfile", "n0 slots=2\nn1 slots=2\n");
+    CU_ASSERT_EQUAL(run_launcher(c, NULL, (const char *[]){"--dry-run", "--num_nodes", "2", "--num_gpus", "2",
+                                                           "prog", NULL}, NULL), 0);
+    assert_plan_lines(c, p2);
 }
 
 static void expect_usage_error(const char *c, const char *const *args, const char *const *envmods,
@@ -323,9 +329,8 @@ static void test_dry_run_errors(void)
                        "--term_grace: '-1' is not a number of seconds from 0 to 3600");
     expect_usage_error(c, (const char *[]){"--master_port", NULL}, NULL, "option '--master_port' needs a value");
     expect_usage_error(c, (const char *[]){"--dry-run=1", "p", NULL}, NULL, "option '--dry-run=1' takes no value");
-    if (access("/job/hostfile", F_OK) != 0)
-        expect_usage_error(c, (const char *[]){"--num_nodes", "2", "--dry-run", "p", NULL}, NULL,
-                           "--num_nodes 2 but there is no hostfile (/job/hostfile does not exist)");
+    snprintf(msg, sizeof(msg), "--num_nodes 2 but there is no hostfile (%s/default_hostfile does not exist)", c);
+    expect_usage_error(c, (const char *[]){"--num_nodes", "2", "--dry-run", "p", NULL}, NULL, msg);
     expect_usage_error(c, (const char *[]){"--dry-run", "--num_gpus", "3", "p", NULL},
                        (const char *[]){"CUDA_VISIBLE_DEVICES=3,1", NULL},
                        "--num_gpus 3 but CUDA_VISIBLE_DEVICES='3,1' lists only 2 devices");

@@ -6,6 +6,7 @@
  * With --bench it times every kernel at every level instead (checkasm style).
  */
 #include "test_main.h"
+#include "util/clock.h"
 #include "optim/optim.h"
 #include "util/half.h"
 
@@ -797,13 +798,6 @@ static CU_SuiteInfo suites[] = {
 /* checkasm-style --bench: every kernel at every level on an in-cache slice
  * (4096 elements, so compute rather than memory is measured), ns per element
  * and the speed-up over the C reference. Timings are printed, never asserted. */
-static double bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int run_bench(void)
 {
     static const struct {
@@ -839,10 +833,10 @@ static int run_bench(void)
                 s = slice_of(&b, 0, n, (zero_optim_w16_t)t);
                 lamb_which = 0;
                 kernels[k].run(&ctx, 1, &s);                       /* warm-up */
-                t0 = bench_now();
+                t0 = zero_clock_now();
                 for (int i = 0; i < iters; i++)
                     kernels[k].run(&ctx, 1, &s);
-                ns = (bench_now() - t0) * 1e9 / ((double)iters * (double)n);
+                ns = (zero_clock_now() - t0) * 1e9 / ((double)iters * (double)n);
                 if (isa == 0)
                     c_ns = ns;
                 printf("%-8s %-6s %-5s %10.3f %9.2f\n", kernels[k].name, zero_optim_isa_name((zero_optim_isa_t)isa),

@@ -1,16 +1,20 @@
 /* lib/util: status strings, counted allocation, logging, thread pool, 16-bit conversions. */
 #include "test_main.h"
+#include "zero_build_config.h"
 #include "util/alloc.h"
 #include "util/half.h"
 #include "util/log.h"
 #include "util/thread_pool.h"
 #include "util/checks.h"
+#include "util/clock.h"
+#include "util/cpu.h"
 
 #include <zero/zero.h>
 
 /* GCC on x86-64 rounds _Float16 conversions to nearest even: the reference. */
 __extension__ typedef _Float16 zero_f16_t;
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,12 +128,36 @@ static void test_device_alloc_without_gpu(void)
     zero_log_set_level(ZERO_LOG_LEVEL_OFF);
     st = zero_mem_alloc(ZERO_MEM_DEVICE, 4096, "device-test", &p);
     zero_log_set_level(old);
-    if (st == ZERO_OK) {            /* a GPU machine: it must be real device memory */
+#if !HAVE_CUDA
+    CU_ASSERT_EQUAL(st, ZERO_ERR_UNSUPPORTED);   /* a build without CUDA says so, never "no memory" */
+#endif
+    if (st == ZERO_OK) {
+        /* A GPU machine: it must be real, counted device memory that holds data. */
+        unsigned char in[4096], out[4096];
+        zero_mem_stats_t during;
+        CU_ASSERT_PTR_NOT_EQUAL(p, (void *)0x1);
+        CU_ASSERT_EQUAL(zero_mem_kind_of(p), ZERO_MEM_DEVICE);
+        zero_mem_get_stats(&during);
+        CU_ASSERT_EQUAL(during.live_bytes[ZERO_MEM_DEVICE] - zero_test_mark_.live_bytes[ZERO_MEM_DEVICE], 4096);
+        for (size_t i = 0; i < sizeof(in); i++)
+            in[i] = (unsigned char)(i * 7 + 3);
+        memset(out, 0, sizeof(out));
+        CU_ASSERT_EQUAL(zero_mem_copy(ZERO_MEM_DEVICE, p, ZERO_MEM_HOST, in, sizeof(in)), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_mem_copy(ZERO_MEM_HOST, out, ZERO_MEM_DEVICE, p, sizeof(out)), ZERO_OK);
+        CU_ASSERT_EQUAL(memcmp(in, out, sizeof(in)), 0);
+        CU_ASSERT_EQUAL(zero_mem_set_zero(ZERO_MEM_DEVICE, p, 1024), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_mem_copy(ZERO_MEM_HOST, out, ZERO_MEM_DEVICE, p, sizeof(out)), ZERO_OK);
+        for (size_t i = 0; i < sizeof(out); i++)
+            if (out[i] != (i < 1024 ? 0 : in[i])) {
+                CU_FAIL("device memory after zero_mem_set_zero of its first 1 KiB");
+                break;
+            }
         zero_mem_free(p);
     } else {
         /* No GPU (or no CUDA build): a clear error, output untouched. */
         CU_ASSERT(st == ZERO_ERR_UNSUPPORTED || st == ZERO_ERR_CUDA || st == ZERO_ERR_NO_MEMORY);
         CU_ASSERT_PTR_EQUAL(p, (void *)0x1);
+        CU_ASSERT_EQUAL(zero_mem_kind_of(p), -1);
     }
     ZERO_TEST_ASSERT_NO_LEAK();
 }
@@ -168,7 +196,14 @@ static void test_log_callback_and_levels(void)
     ZERO_LOG_INFO("dropped");
     CU_ASSERT_EQUAL(c.count, 1);
     zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);
-    ZERO_LOG_DEBUG("kept");
+    {
+        /* DEBUG lines say where they come from (path from the source root). */
+        char expect[128];
+        int line = __LINE__ + 1;
+        ZERO_LOG_DEBUG("kept");
+        snprintf(expect, sizeof(expect), "tests/util/test_util.c:%d: kept", line);
+        CU_ASSERT_STRING_EQUAL(c.message, expect);
+    }
     CU_ASSERT_EQUAL(c.count, 2);
     zero_log_set_level(ZERO_LOG_LEVEL_OFF);
     ZERO_LOG_ERROR("dropped too");
@@ -182,6 +217,122 @@ static void test_log_callback_and_levels(void)
     CU_ASSERT_EQUAL(zero_log_level_parse("warning", &parsed), 0);
     CU_ASSERT_EQUAL(parsed, ZERO_LOG_LEVEL_WARN);
     CU_ASSERT_EQUAL(zero_log_level_parse("loud", &parsed), -1);
+}
+
+/* Each thread keeps the first ERROR after its mark, printed or not. */
+static void *log_other_thread(void *arg)
+{
+    (void)arg;
+    ZERO_LOG_ERROR("from another thread");
+    return NULL;
+}
+
+static void test_log_error_since_mark(void)
+{
+    zero_log_level_t old = zero_log_get_level();
+    uint64_t mark;
+    pthread_t t;
+    zero_log_set_level(ZERO_LOG_LEVEL_OFF);   /* below the threshold: kept all the same */
+    mark = zero_log_error_mark();
+    CU_ASSERT_PTR_NULL(zero_log_error_since(mark));
+    ZERO_LOG_WARN("not an error");
+    CU_ASSERT_PTR_NULL(zero_log_error_since(mark));
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, log_other_thread, NULL), 0);
+    pthread_join(t, NULL);
+    CU_ASSERT_PTR_NULL(zero_log_error_since(mark));   /* another thread's error is not this one's */
+    ZERO_LOG_ERROR("detected: %s", "the cause");
+    ZERO_LOG_ERROR("a caller repeating it");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(zero_log_error_since(mark));
+    CU_ASSERT_STRING_EQUAL(zero_log_error_since(mark), "detected: the cause");
+    mark = zero_log_error_mark();
+    CU_ASSERT_PTR_NULL(zero_log_error_since(mark));
+    ZERO_LOG_ERROR("next");
+    CU_ASSERT_STRING_EQUAL(zero_log_error_since(mark), "next");
+    zero_log_set_level(old);
+}
+
+/* The one monotonic clock and the one seconds parser. */
+static void test_clock_and_seconds(void)
+{
+    double t0 = zero_clock_now(), t1, s = -1.0;
+    zero_log_level_t old = zero_log_get_level();
+    zero_clock_sleep(0.02);
+    t1 = zero_clock_now();
+    CU_ASSERT(t1 - t0 >= 0.019);
+    CU_ASSERT(t1 - t0 < 5.0);
+    zero_clock_sleep(-1.0);   /* nothing */
+
+    CU_ASSERT_EQUAL(zero_seconds_from_text("2.5", 0.0, 1, 1e6, &s), 0);
+    CU_ASSERT_DOUBLE_EQUAL(s, 2.5, 0);
+    CU_ASSERT_EQUAL(zero_seconds_from_text("1e3", 0.0, 1, 1e6, &s), 0);
+    CU_ASSERT_DOUBLE_EQUAL(s, 1000.0, 0);
+    CU_ASSERT_EQUAL(zero_seconds_from_text("0", 0.0, 0, 3600, &s), 0);    /* [0, ...] takes 0 */
+    CU_ASSERT_DOUBLE_EQUAL(s, 0.0, 0);
+    s = 7.0;
+    {
+        static const char *const bad[] = {"0", "-1", "", " 5", "5 ", "5s", "nan", "inf", "infinity", "0x10",
+                                          "1e400", "3600.5", "abc", NULL};
+        for (int i = 0; bad[i] != NULL; i++) {
+            int rc = zero_seconds_from_text(bad[i], 0.0, 1, 3600.0, &s);
+            CU_ASSERT_EQUAL(rc, -1);
+            if (rc != -1)
+                fprintf(stderr, "\n  '%s' was accepted as %g seconds\n", bad[i], s);
+        }
+    }
+    CU_ASSERT_DOUBLE_EQUAL(s, 7.0, 0);   /* untouched on failure */
+    CU_ASSERT_EQUAL(zero_seconds_from_text(NULL, 0.0, 1, 1.0, &s), -1);
+
+    {
+        captured_t c = {0};
+        zero_log_set_callback(capture, &c);
+        zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+        CU_ASSERT_EQUAL(zero_seconds_parse("ZERO_COMM_TIMEOUT", "soon", 0.0, 1, 1e6, &s), ZERO_ERR_INVALID_ARG);
+        CU_ASSERT_EQUAL(c.count, 1);
+        CU_ASSERT_STRING_EQUAL(c.message, "ZERO_COMM_TIMEOUT='soon' is not a number of seconds in (0, 1e+06]");
+        CU_ASSERT_EQUAL(zero_seconds_parse("X", "4", 0.0, 1, 1e6, &s), ZERO_OK);
+        CU_ASSERT_EQUAL(c.count, 1);
+        CU_ASSERT_DOUBLE_EQUAL(s, 4.0, 0);
+        zero_log_set_callback(NULL, NULL);
+        zero_log_set_level(old);
+    }
+}
+
+/* One CPU-feature decision: ZERO_CPU_ISA picks a level, a bad name is an error. */
+static void test_cpu_isa(void)
+{
+    const char *saved = getenv("ZERO_CPU_ISA");
+    char keep[32] = "";
+    zero_cpu_isa_t best = zero_cpu_isa_detect(), isa;
+    zero_log_level_t old = zero_log_get_level();
+    if (saved)
+        snprintf(keep, sizeof(keep), "%s", saved);
+    CU_ASSERT((int)best >= 0 && best < ZERO_CPU_ISA_COUNT);
+    CU_ASSERT_STRING_EQUAL(zero_cpu_isa_name(ZERO_CPU_ISA_AVX2), "avx2");
+    CU_ASSERT_EQUAL(zero_cpu_isa_from_name("avx512", &isa), 0);
+    CU_ASSERT_EQUAL(isa, ZERO_CPU_ISA_AVX512);
+    CU_ASSERT_EQUAL(zero_cpu_isa_from_name("AVX2", &isa), -1);
+
+    unsetenv("ZERO_CPU_ISA");
+    CU_ASSERT_EQUAL(zero_cpu_isa_choose("test", &isa), ZERO_OK);
+    CU_ASSERT_EQUAL(isa, best);
+    setenv("ZERO_CPU_ISA", "c", 1);
+    CU_ASSERT_EQUAL(zero_cpu_isa_choose("test", &isa), ZERO_OK);
+    CU_ASSERT_EQUAL(isa, ZERO_CPU_ISA_C);
+    zero_log_set_level(ZERO_LOG_LEVEL_OFF);
+    isa = ZERO_CPU_ISA_AVX2;
+    setenv("ZERO_CPU_ISA", "sse9", 1);
+    CU_ASSERT_EQUAL(zero_cpu_isa_choose("test", &isa), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(isa, ZERO_CPU_ISA_AVX2);   /* untouched */
+    if (best < ZERO_CPU_ISA_AVX512) {
+        setenv("ZERO_CPU_ISA", "avx512", 1);   /* above this CPU: refused, not lowered */
+        CU_ASSERT_EQUAL(zero_cpu_isa_choose("test", &isa), ZERO_ERR_UNSUPPORTED);
+    }
+    CU_ASSERT_EQUAL(zero_cpu_isa_check(ZERO_CPU_ISA_COUNT, "test"), ZERO_ERR_INVALID_ARG);
+    zero_log_set_level(old);
+    if (saved)
+        setenv("ZERO_CPU_ISA", keep, 1);
+    else
+        unsetenv("ZERO_CPU_ISA");
 }
 
 static void test_errno_check_macro(void)
@@ -337,6 +488,9 @@ static CU_TestInfo util_tests[] = {
     {"pinned buffers", test_pinned_alloc},
     {"device buffers without a GPU fail cleanly", test_device_alloc_without_gpu},
     {"log callback, levels and rank", test_log_callback_and_levels},
+    {"first error since a mark, per thread", test_log_error_since_mark},
+    {"monotonic clock and the seconds parser", test_clock_and_seconds},
+    {"CPU level from ZERO_CPU_ISA or the CPU", test_cpu_isa},
     {"errno check macro", test_errno_check_macro},
     {"thread pool runs every task once", test_thread_pool},
     {"range splitting", test_split_range},

@@ -16,6 +16,7 @@
 #define ZERO_LOG_MODULE "ckpt-merge"
 #include "ckpt/ckpt.h"
 #include "util/alloc.h"
+#include "util/clock.h"
 #include "util/half.h"
 #include "util/log.h"
 
@@ -72,13 +73,6 @@ static long peak_rss_bytes(void)
         kb = ru.ru_maxrss;
     }
     return kb * 1024;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void progress(int done, int total, double bytes)
@@ -235,7 +229,7 @@ static int do_merge(const char *dir, const char *tag, const char *out_path, out_
     FILE *f = NULL;
     hid_t h5 = -1, t = -1, lcpl = -1, dcpl = -1;
     int rc = 1, tty = isatty(2);
-    double t0 = now_s();
+    double t0 = zero_clock_now();
 
     if (zero_ckpt_reader_open(dir, tag, &rd) != ZERO_OK)
         return 2;
@@ -333,7 +327,7 @@ static int do_merge(const char *dir, const char *tag, const char *out_path, out_
     }
     if (stats)
         fprintf(stderr, "peak_rss_bytes=%ld largest_tensor_bytes=%zu total_bytes=%zu seconds=%.3f\n",
-                peak_rss_bytes(), largest * sizeof(float), total, now_s() - t0);
+                peak_rss_bytes(), largest * sizeof(float), total, zero_clock_now() - t0);
     rc = 0;
     goto out;
 write_failed:

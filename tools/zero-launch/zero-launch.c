@@ -25,6 +25,7 @@
 #include "remote.h"
 
 #include "util/alloc.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -55,13 +56,6 @@ static const char *const default_hostfile = "/job/hostfile";
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void write_all(int fd, const char *data, size_t len)
 {
@@ -132,18 +126,10 @@ static int status_code(int wstatus)
     return 1;
 }
 
+/* --term_grace: 0 to 3600 seconds (util/clock.h's parser; the caller words the error). */
 static int parse_seconds(const char *text, double *value_p)
 {
-    char *end = NULL;
-    double v;
-    if (text == NULL || *text == '\0')
-        return -1;
-    errno = 0;
-    v = strtod(text, &end);
-    if (errno != 0 || *end != '\0' || !(v >= 0.0) || v > 3600.0)
-        return -1;
-    *value_p = v;
-    return 0;
+    return zero_seconds_from_text(text, 0.0, 0, 3600.0, value_p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -277,7 +263,7 @@ static int remote_exec_main(int argc, char **argv)
         if (err_open)
             fds[nfds++] = (struct pollfd){.fd = 2, .events = 0};
         if (terminating && kill_at > 0.0) {
-            double left = kill_at - now_s();
+            double left = kill_at - zero_clock_now();
             timeout = left <= 0 ? 0 : (int)ceil(left * 1000.0);
         }
         if (poll(fds, (nfds_t)nfds, timeout) < 0 && errno != EINTR)
@@ -314,9 +300,9 @@ static int remote_exec_main(int argc, char **argv)
              * process group, politely first. */
             terminating = 1;
             kill(-child, SIGTERM);
-            kill_at = now_s() + grace;
+            kill_at = zero_clock_now() + grace;
         }
-        if (terminating && kill_at > 0.0 && now_s() >= kill_at) {
+        if (terminating && kill_at > 0.0 && zero_clock_now() >= kill_at) {
             kill(-child, SIGKILL);
             kill_at = 0.0;
         }
@@ -354,8 +340,8 @@ static void usage(FILE *out)
         "\n"
         "Starts PROGRAM once per slot of the selected hosts (DeepSpeed launcher syntax).\n"
         "\n"
-        "  -H, --hostfile FILE    hosts as 'HOST slots=N' lines (default /job/hostfile if it\n"
-        "                         exists, else one local node)\n"
+        "  -H, --hostfile FILE    hosts as 'HOST slots=N' lines (default $ZERO_LAUNCH_HOSTFILE\n"
+        "                         or /job/hostfile, if it exists; else one local node)\n"
         "  -i, --include SPEC     use only NODE[:SLOT[,SLOT...]][@NODE...]\n"
         "  -e, --exclude SPEC     use all but NODE[:SLOT[,SLOT...]][@NODE...]\n"
         "      --num_nodes N      use the first N hosts\n"
@@ -435,7 +421,11 @@ static int parse_options(int argc, char **argv, options_t *o)
 {
     int i;
     memset(o, 0, sizeof(*o));
-    o->hostfile = default_hostfile;
+    /* DeepSpeed's default path; ZERO_LAUNCH_HOSTFILE names another (a site's
+     * scheduler, or a test that must not depend on the machine's /job). */
+    o->hostfile = getenv("ZERO_LAUNCH_HOSTFILE");
+    if (o->hostfile == NULL || *o->hostfile == '\0')
+        o->hostfile = default_hostfile;
     o->master_port = ZERO_LAUNCH_DEFAULT_PORT;
     o->launcher = "ssh";
     o->term_grace_text = "3";
@@ -857,7 +847,7 @@ static void reap(job_t *job, int *phase, double *deadline)
             report_failure(job, r, wstatus);
             if (*phase == 0) {
                 *phase = 1; /* grace: let the others notice and exit on their own */
-                *deadline = now_s() + job->opts->term_grace;
+                *deadline = zero_clock_now() + job->opts->term_grace;
             }
         }
     }
@@ -1123,7 +1113,7 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
             job.exit_code = EXIT_LAUNCH;
             signal_all(&job, SIGTERM);
             phase = 2;
-            deadline = now_s() + o->term_grace;
+            deadline = zero_clock_now() + o->term_grace;
             break;
         }
     }
@@ -1143,7 +1133,7 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
             }
         }
         if (phase == 1 || phase == 2) {
-            double left = deadline - now_s();
+            double left = deadline - zero_clock_now();
             timeout = left <= 0 ? 0 : (int)ceil(left * 1000.0);
         }
         if (poll(fds, nfds, timeout) < 0 && errno != EINTR) {
@@ -1175,18 +1165,18 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
                     }
                     signal_all(&job, SIGTERM);
                     phase = 2;
-                    deadline = now_s() + o->term_grace;
+                    deadline = zero_clock_now() + o->term_grace;
                 }
             }
         }
         reap(&job, &phase, &deadline);
         if (job.running == 0)
             break;
-        if (phase == 1 && now_s() >= deadline) {
+        if (phase == 1 && zero_clock_now() >= deadline) {
             signal_all(&job, SIGTERM);
             phase = 2;
-            deadline = now_s() + o->term_grace;
-        } else if (phase == 2 && now_s() >= deadline) {
+            deadline = zero_clock_now() + o->term_grace;
+        } else if (phase == 2 && zero_clock_now() >= deadline) {
             signal_all(&job, SIGKILL);
             phase = 3;
         }
