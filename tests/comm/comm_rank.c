@@ -856,7 +856,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "rdv-hold") == 0) {
         char name[32], text[64];
         snprintf(name, sizeof(name), "formed.%d", g_rank);
-        snprintf(text, sizeof(text), "%.6f\n", now_s());
+        snprintf(text, sizeof(text), "%.6f\n", zero_clock_now());
         file_write(name, text);
     }
     g_rank = zero_comm_rank(comm);
