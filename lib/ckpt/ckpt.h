@@ -39,7 +39,10 @@
 
 #include "partition/layout.h"
 
-#define ZERO_CKPT_FORMAT_VERSION 1
+/* Version 2 adds the metadata digest (attribute meta_digest) and the sidecar's
+ * digest; version 1 checkpoints still load, their metadata unchecked. */
+#define ZERO_CKPT_FORMAT_VERSION 2
+#define ZERO_CKPT_FORMAT_VERSION_MIN 1   /* the oldest version this libzero loads */
 #define ZERO_CKPT_TAG_MAX 200         /* bytes, without the terminating NUL */
 #define ZERO_CKPT_MAX_STATES 2        /* optimizer state arrays per element (Adam: 2) */
 #define ZERO_CKPT_NAME_MAX 64         /* optimizer and state names, with the NUL */

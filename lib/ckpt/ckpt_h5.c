@@ -7,7 +7,7 @@
  * in-memory layout is the partition module's own structs.
  */
 #define ZERO_LOG_MODULE "ckpt"
-#include "ckpt/ckpt_internal.h"
+#include "ckpt/ckpt_digest.h"
 
 #include "util/alloc.h"
 #include "util/byteorder.h"
@@ -49,6 +49,9 @@ struct zero_ckpt_reader {
     zero_layout_t layout;
     zero_ckpt_meta_t meta;
     uint64_t fingerprint;        /* of rank 0's map: every file must carry it */
+    int unchecked;               /* format version 1: no metadata digest, no sidecar digest */
+    char client_sd_sha256[CKPT_SHA256_HEX + 1];   /* version 2: the sidecar's digest and length */
+    uint64_t client_sd_bytes;
     /* read-ahead threads (see prefetch()); joined by zero_ckpt_reader_close */
     pthread_t prefetchers[CKPT_MAX_PREFETCHERS];
     int num_prefetchers;
@@ -294,6 +297,16 @@ static void join_names(char *buf, size_t size, int n, const char *const *names)
         used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? "," : "", names[i]);
 }
 
+/* Rank 0's file records the sidecar's length and SHA-256 (covered by the
+ * metadata digest like every attribute), so a damaged client_sd.json is refused. */
+static int write_client_sd_digest(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
+{
+    const char *json = d->client_sd != NULL ? d->client_sd : "null";
+    char hex[CKPT_SHA256_HEX + 1];
+    ckpt_sha256_hex(json, strlen(json), hex);
+    return w_str(w, f, "client_sd_sha256", hex) || w_u64(w, f, "client_sd_bytes", strlen(json));
+}
+
 static int write_meta(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
 {
     const zero_ckpt_meta_t *m = d->meta;
@@ -319,7 +332,8 @@ static int write_meta(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
         w_i64(w, f, "loss_scaler_last_overflow_iter", m->scaler_last_overflow_iter) ||
         w_i32(w, f, "loss_scaler_cur_hysteresis", m->scaler_cur_hysteresis) ||
         w_i64(w, f, "lr_last_batch_iteration", m->lr_last_batch_iteration) || w_f64(w, f, "lr", m->lr) ||
-        w_f64(w, f, "momentum", m->momentum) || w_u64(w, f, "layout_fingerprint", zero_layout_fingerprint(l)))
+        w_f64(w, f, "momentum", m->momentum) || w_u64(w, f, "layout_fingerprint", zero_layout_fingerprint(l)) ||
+        (d->rank == 0 && write_client_sd_digest(w, f, d)))
         return -1;
     return w_string_dataset(w, f, "config_json", m->config_json != NULL ? m->config_json : "");
 }
@@ -434,7 +448,8 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
         ckpt_fail_h5(err, ZERO_ERR_IO, "cannot create checkpoint file %s", path);
         return ZERO_ERR_IO;
     }
-    rc = write_meta(&w, f, d) || write_map(&w, f, d->layout) || (d->shard >= 0 && write_shard(&w, f, d));
+    rc = write_meta(&w, f, d) || write_map(&w, f, d->layout) || (d->shard >= 0 && write_shard(&w, f, d)) ||
+         ckpt_meta_digest_write(f, path, err);
     /* A failed file is discarded: empty it first, so that HDF5 has room to flush
      * its metadata and really close it (a close that fails on a full disk leaves
      * HDF5 1.10 with a half-closed file that crashes it at exit). */
@@ -457,6 +472,7 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
 typedef struct rctx {
     char *path;
     ckpt_err_t *err;
+    int unchecked;           /* set by open_rank_file: a version-1 file, no metadata digest */
 } rctx_t;
 
 static int r_attr(rctx_t *r, hid_t loc, const char *name, hid_t mem_type, void *value)
@@ -699,9 +715,29 @@ out:
     return rc;
 }
 
-/* Opens a rank file and checks its identity (format, version, rank, world). */
+/*
+ * Checks the metadata digest of a just-opened rank file before anything in it
+ * is read: 1 = it has one and it matches, 0 = it has none (a version-1 file,
+ * or a damaged name: the caller decides by the format version), -1 = damaged
+ * (every damaged object logged, naming the file).
+ */
+static int check_meta_digest(rctx_t *r, hid_t f)
+{
+    htri_t has = H5Aexists(f, CKPT_META_DIGEST_ATTR);
+    if (has < 0) {
+        ckpt_fail_h5(r->err, ZERO_ERR_CHECKPOINT, "%s: cannot list the root attributes (corrupt file)", r->path);
+        return -1;
+    }
+    if (has == 0)
+        return 0;
+    return ckpt_meta_digest_check(f, r->path, r->err) == 0 ? 1 : -1;
+}
+
+/* Opens a rank file, checks its metadata digest (version 2) and its identity
+ * (format, version, rank, world). */
 static hid_t open_rank_file(rctx_t *r, int rank, int world, uint64_t fingerprint)
 {
+    int has_digest;
     hid_t f;
     char *format = NULL;
     int32_t version, frank, fworld;
@@ -715,6 +751,8 @@ static hid_t open_rank_file(rctx_t *r, int rank, int world, uint64_t fingerprint
         ckpt_fail_h5(r->err, ZERO_ERR_CHECKPOINT, "cannot open checkpoint file %s (truncated or not HDF5)", r->path);
         return -1;
     }
+    if ((has_digest = check_meta_digest(r, f)) < 0)
+        goto fail;
     if (r_str(r, f, "format", 0, &format))
         goto fail;
     if (strcmp(format, CKPT_FORMAT_NAME) != 0) {
@@ -723,17 +761,24 @@ static hid_t open_rank_file(rctx_t *r, int rank, int world, uint64_t fingerprint
     }
     if (r_i32(r, f, "format_version", &version))
         goto fail;
-    if (version != ZERO_CKPT_FORMAT_VERSION) {
-        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: format version %d, but this libzero reads version %d", r->path,
-                  (int)version, ZERO_CKPT_FORMAT_VERSION);
+    if (version < ZERO_CKPT_FORMAT_VERSION_MIN || version > ZERO_CKPT_FORMAT_VERSION) {
+        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: format version %d, but this libzero reads versions %d to %d",
+                  r->path, (int)version, ZERO_CKPT_FORMAT_VERSION_MIN, ZERO_CKPT_FORMAT_VERSION);
         goto fail;
     }
+    if (version >= 2 && !has_digest) {
+        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: attribute " CKPT_META_DIGEST_ATTR " is missing, but format "
+                  "version %d requires it (corrupt file)", r->path, (int)version);
+        goto fail;
+    }
+    r->unchecked = !has_digest;
     if (r_i32(r, f, "rank", &frank) || r_i32(r, f, "world_size", &fworld) || r_u64(r, f, "layout_fingerprint", &fp))
         goto fail;
     if (rank >= 0 && (frank != rank || fworld != world || fp != fingerprint)) {
-        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: rank %d of %d (map %016llx) does not belong with rank 0's file "
-                  "(expected rank %d of %d, map %016llx)", r->path, (int)frank, (int)fworld,
-                  (unsigned long long)fp, rank, world, (unsigned long long)fingerprint);
+        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: attributes rank, world_size, layout_fingerprint say rank %d of %d "
+                  "(map %016llx), which does not belong with zero_rank_00000.h5 beside it (expected rank %d of %d, "
+                  "map %016llx): one of the two files is damaged or from another checkpoint", r->path, (int)frank,
+                  (int)fworld, (unsigned long long)fp, rank, world, (unsigned long long)fingerprint);
         goto fail;
     }
     zero_free(format);
@@ -775,7 +820,7 @@ static int check_shard(rctx_t *r, hid_t f, const zero_layout_t *l, const zero_ck
 static hid_t reader_open_file(zero_ckpt_reader_t *rd, int rank, ckpt_err_t *err)
 {
     char fname[64];
-    rctx_t r = {NULL, err};
+    rctx_t r = {NULL, err, 0};
     hid_t f;
     ckpt_rank_file_name(rank, fname, sizeof(fname));
     if ((r.path = zero_asprintf("%s/%s", rd->path, fname)) == NULL) {
@@ -791,12 +836,61 @@ static hid_t reader_open_file(zero_ckpt_reader_t *rd, int rank, ckpt_err_t *err)
     return f;
 }
 
+/* Version 2: the sidecar's digest and length from rank 0's (already verified) file. */
+static int read_client_sd_digest(rctx_t *r, hid_t f0, zero_ckpt_reader_t *rd)
+{
+    size_t n;
+    rd->unchecked = r->unchecked;
+    if (r->unchecked)
+        return 0;
+    if (r_str_fixed(r, f0, "client_sd_sha256", rd->client_sd_sha256, sizeof(rd->client_sd_sha256)) ||
+        r_u64(r, f0, "client_sd_bytes", &rd->client_sd_bytes))
+        return -1;
+    n = strlen(rd->client_sd_sha256);
+    if (n != CKPT_SHA256_HEX || strspn(rd->client_sd_sha256, "0123456789abcdef") != n) {
+        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: attribute client_sd_sha256 is not a SHA-256 digest", r->path);
+        return -1;
+    }
+    return 0;
+}
+
+int ckpt_reader_unchecked(const zero_ckpt_reader_t *rd) { return rd->unchecked; }
+
+void ckpt_reader_warn_unchecked(const zero_ckpt_reader_t *rd)
+{
+    if (rd->unchecked)
+        ZERO_LOG_WARN("checkpoint %s has format version 1 (written before libzero checked metadata): its "
+                      "attributes, partition map and " CKPT_CLIENT_SD " carry no digest and are used unchecked "
+                      "(tensor data is still checksummed); save it again to upgrade it", rd->path);
+}
+
+zero_status_t ckpt_reader_check_sidecar(const zero_ckpt_reader_t *rd, const char *path, const char *data, size_t len,
+                                        ckpt_err_t *err)
+{
+    char hex[CKPT_SHA256_HEX + 1];
+    if (rd->unchecked)
+        return ZERO_OK;
+    if ((uint64_t)len != rd->client_sd_bytes) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s has %zu bytes, but zero_rank_00000.h5 (attribute client_sd_bytes) "
+                  "records %llu: the sidecar is truncated or damaged", path, len,
+                  (unsigned long long)rd->client_sd_bytes);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    ckpt_sha256_hex(data, len, hex);
+    if (strcmp(hex, rd->client_sd_sha256) != 0) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s does not match the SHA-256 recorded in zero_rank_00000.h5 (attribute "
+                  "client_sd_sha256): the sidecar is damaged", path);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    return ZERO_OK;
+}
+
 zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, int check_all, zero_ckpt_reader_t **reader_p,
                                    ckpt_err_t *err)
 {
     zero_ckpt_reader_t *rd;
     char *latest = NULL, fname[64];
-    rctx_t r = {NULL, err};
+    rctx_t r = {NULL, err, 0};
     hid_t f0 = -1;
     uint64_t fingerprint;
     zero_status_t status;
@@ -832,7 +926,7 @@ zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, int check_a
         goto fail;
     }
     if ((f0 = open_rank_file(&r, -1, 0, 0)) < 0 || read_meta(&r, f0, &rd->meta) || read_map(&r, f0, &rd->layout) ||
-        r_u64(&r, f0, "layout_fingerprint", &fingerprint)) {
+        r_u64(&r, f0, "layout_fingerprint", &fingerprint) || read_client_sd_digest(&r, f0, rd)) {
         status = err->status;
         goto fail;
     }
@@ -892,7 +986,10 @@ zero_status_t zero_ckpt_reader_open(const char *dir, const char *tag, zero_ckpt_
         ZERO_LOG_ERROR("zero_ckpt_reader_open: NULL argument");
         return ZERO_ERR_INVALID_ARG;
     }
-    return ckpt_reader_open_err(dir, tag, 1, reader_p, &err);
+    if (ckpt_reader_open_err(dir, tag, 1, reader_p, &err) != ZERO_OK)
+        return err.status;
+    ckpt_reader_warn_unchecked(*reader_p);
+    return ZERO_OK;
 }
 
 void zero_ckpt_reader_close(zero_ckpt_reader_t *rd)
