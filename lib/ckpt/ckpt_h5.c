@@ -422,6 +422,24 @@ uint64_t ckpt_file_size_estimate(const zero_layout_t *l, int shard, const zero_c
     return bytes + bytes / 64;
 }
 
+/*
+ * File access for writing a rank file: the HDF5 1.8 file format (superblock
+ * version 2, object header version 2), whose metadata blocks carry checksums
+ * of their own, so that HDF5 refuses a damaged object header before decoding
+ * it. Version-0 headers have none, and HDF5 1.10 can read out of bounds while
+ * decoding a damaged one (seen under AddressSanitizer in tests/ckpt
+ * raw_bytes). Readable by HDF5 1.8 and later (h5py, h5dump). -1: defaults.
+ */
+static hid_t rank_file_access(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0) {
+        H5Pclose(fapl);
+        return -1;
+    }
+    return fapl;
+}
+
 zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, ckpt_err_t *err)
 {
     writer_t w = {path, err};
@@ -444,7 +462,11 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
             }
         }
     }
-    if ((f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+    hid_t fapl = rank_file_access();
+    f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl >= 0 ? fapl : H5P_DEFAULT);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (f < 0) {
         ckpt_fail_h5(err, ZERO_ERR_IO, "cannot create checkpoint file %s", path);
         return ZERO_ERR_IO;
     }

@@ -50,7 +50,7 @@
 /* Under AddressSanitizer, a malloc too large to serve returns NULL as it does
  * without it, instead of aborting: a damaged size field makes HDF5 ask for
  * exabytes (raw_bytes), and what is tested is that the load then fails cleanly. */
-const char *__asan_default_options(void);
+const char *__asan_default_options(void) __attribute__((visibility("default"), used));
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
 static zero_comm_h comm;
