@@ -462,10 +462,13 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
             }
         }
     }
-    hid_t fapl = rank_file_access();
-    f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl >= 0 ? fapl : H5P_DEFAULT);
+    /* untimed root group: version-2 object headers would store its times */
+    hid_t fapl = rank_file_access(), fcpl = untimed(H5P_FILE_CREATE);
+    f = H5Fcreate(path, H5F_ACC_EXCL, fcpl >= 0 ? fcpl : H5P_DEFAULT, fapl >= 0 ? fapl : H5P_DEFAULT);
     if (fapl >= 0)
         H5Pclose(fapl);
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
     if (f < 0) {
         ckpt_fail_h5(err, ZERO_ERR_IO, "cannot create checkpoint file %s", path);
         return ZERO_ERR_IO;
