@@ -201,7 +201,8 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     if (file_path == NULL) {
         ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint save: out of memory");
     } else {
-        ckpt_file_desc_t desc = {world, rank, shard, tag, layout, meta, groups};
+        ckpt_file_desc_t desc = {world, rank, shard, tag, layout, meta, groups,
+                                 rank == 0 ? params->client_sd_json : NULL};
         if (ckpt_write_rank_file(file_path, &desc, &err) == ZERO_OK && rank == 0) {
             char *sd = ckpt_path_join(tmp_path, CKPT_CLIENT_SD);
             const char *json = params->client_sd_json ? params->client_sd_json : "null";
@@ -373,6 +374,8 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     nstates = params->load_optimizer_states ? params->num_states : 0;
     /* rank 0 checks every rank file; the others open the files they read */
     if (ckpt_reader_open_err(dir, tag, rank == 0, &rd, &err) == ZERO_OK) {
+        if (rank == 0)
+            ckpt_reader_warn_unchecked(rd);   /* once per load, not once per rank */
         old = zero_ckpt_reader_layout(rd);
         map = zero_malloc(sizeof(int) * (size_t)(layout->num_params > 0 ? layout->num_params : 1));
         if (map == NULL)
@@ -479,10 +482,12 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     if (populating)
         pthread_join(populate_tid, NULL);
     if (err.status == ZERO_OK) {
+        size_t sd_len = 0;
         sd_path = zero_asprintf("%s/%s", ckpt_reader_path(rd), CKPT_CLIENT_SD);
         if (sd_path == NULL)
             ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
-        else if (ckpt_read_file(sd_path, &client_sd, &sd_len, &err) == ZERO_OK) {
+        else if (ckpt_read_file(sd_path, &client_sd, &sd_len, &err) == ZERO_OK &&
+                 ckpt_reader_check_sidecar(rd, sd_path, client_sd, sd_len, &err) == ZERO_OK) {
             if (strlen(client_sd) != sd_len)   /* returned as a C string: a NUL would silently cut it short */
                 ckpt_fail(&err, ZERO_ERR_CHECKPOINT, "%s holds a NUL byte at offset %zu (a client_sd is JSON "
                           "text; the file is corrupt)", sd_path, strlen(client_sd));

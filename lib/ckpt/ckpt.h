@@ -39,7 +39,10 @@
 
 #include "partition/layout.h"
 
-#define ZERO_CKPT_FORMAT_VERSION 1
+/* Version 2 adds the metadata digest (attribute meta_digest) and the sidecar's
+ * digest; version 1 checkpoints still load, their metadata unchecked. */
+#define ZERO_CKPT_FORMAT_VERSION 2
+#define ZERO_CKPT_FORMAT_VERSION_MIN 1   /* the oldest version this libzero loads */
 #define ZERO_CKPT_TAG_MAX 200         /* bytes, without the terminating NUL */
 #define ZERO_CKPT_MAX_STATES 2        /* optimizer state arrays per element (Adam: 2) */
 #define ZERO_CKPT_NAME_MAX 64         /* optimizer and state names, with the NUL */
@@ -158,10 +161,17 @@ typedef struct zero_ckpt_load_params {
  * zero_free) and @p tag_p (the tag loaded; zero_free) are likewise written only
  * on success; each may be NULL.
  *
- * Errors (logged on every rank, naming file and dataset): ZERO_ERR_NOT_FOUND
- * (no latest, dangling latest, missing tag or shard file), ZERO_ERR_CHECKPOINT
- * (truncated or corrupt file, checksum mismatch, wrong format version,
- * different model, optimizer state mismatch), ZERO_ERR_INVALID_ARG,
+ * Integrity (docs/checkpoint-format.md "Integrity"): every rank file's
+ * metadata is checked against its digest (meta_digest) as the file is opened,
+ * and the sidecar against the digest in rank 0's file, before anything is
+ * returned or written; version-1 checkpoints, which have no digests, load with
+ * one warning (rank 0).
+ *
+ * Errors (logged on every rank, naming file and dataset or attribute):
+ * ZERO_ERR_NOT_FOUND (no latest, dangling latest, missing tag or shard file),
+ * ZERO_ERR_CHECKPOINT (truncated or corrupt file, checksum or metadata digest
+ * mismatch, damaged client_sd.json or latest, latest not a regular file, wrong
+ * format version, different model, optimizer state mismatch), ZERO_ERR_INVALID_ARG,
  * ZERO_ERR_HDF5, ZERO_ERR_IO, ZERO_ERR_NO_MEMORY, ZERO_ERR_COMM.
  */
 zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_load_params_t *params,
@@ -178,10 +188,14 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
 zero_status_t zero_ckpt_tag_check(const char *tag, char *why, size_t why_size);
 
 /*
- * Reads <dir>/latest into a new string (zero_free): trailing whitespace is
- * dropped, the tag must pass zero_ckpt_tag_check and <dir>/<tag> must exist.
- * Errors (logged): ZERO_ERR_NOT_FOUND (no latest, or dangling),
- * ZERO_ERR_CHECKPOINT (empty or invalid), ZERO_ERR_IO, ZERO_ERR_NO_MEMORY.
+ * Reads <dir>/latest into a new string (zero_free). latest must be a regular
+ * file of at most 4 KiB (a FIFO is refused without opening it); its first line
+ * is the tag, its second, when present, "sha256:<hex>" of the tag, which must
+ * match (a latest with the tag alone is accepted, trailing whitespace
+ * dropped). The tag must pass zero_ckpt_tag_check and <dir>/<tag> must exist.
+ * Errors (logged, naming <dir>/latest): ZERO_ERR_NOT_FOUND (no latest, or
+ * dangling), ZERO_ERR_CHECKPOINT (empty, invalid, damaged, not a regular
+ * file), ZERO_ERR_IO, ZERO_ERR_NO_MEMORY.
  * Not collective.
  */
 zero_status_t zero_ckpt_read_latest(const char *dir, char **tag_p);
@@ -192,8 +206,9 @@ typedef struct zero_ckpt_reader zero_ckpt_reader_t;
 
 /*
  * Opens checkpoint <dir>/<tag> (tag NULL: latest) for reading: checks that
- * every shard file exists, has this format version and the same map, and
- * reads the map and metadata. Errors as zero_ckpt_load, logged.
+ * every shard file exists, has intact metadata (its digest), a format version
+ * this libzero reads and the same map, and reads the map and metadata; warns
+ * once for a version-1 checkpoint. Errors as zero_ckpt_load, logged.
  */
 zero_status_t zero_ckpt_reader_open(const char *dir, const char *tag, zero_ckpt_reader_t **reader_p);
 void zero_ckpt_reader_close(zero_ckpt_reader_t *reader);

@@ -280,9 +280,17 @@ fail:
     return err->status;
 }
 
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO" : S_ISSOCK(mode) ? "a socket" :
+           S_ISCHR(mode) ? "a character device" : S_ISBLK(mode) ? "a block device" : "not a plain file";
+}
+
 zero_status_t ckpt_read_file(const char *path, char **data_p, size_t *len_p, ckpt_err_t *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO or device put in a file's place must not hang the
+     * load in open(); the type check below refuses it (no effect on files) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     char *buf = NULL;
     size_t done = 0;
@@ -293,6 +301,10 @@ zero_status_t ckpt_read_file(const char *path, char **data_p, size_t *len_p, ckp
     }
     if (fstat(fd, &st) != 0) {
         ckpt_fail_errno(err, "stat %s", path);
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s is not a regular file (%s)", path, file_kind(st.st_mode));
         goto fail;
     }
     buf = zero_malloc((size_t)st.st_size + 1);
@@ -389,8 +401,11 @@ static zero_status_t ckpt_write_latest_ex(const char *dir, const char *tag, int 
 {
     char *tmp = zero_asprintf("%s/" CKPT_TMP_PREFIX "latest-%lx", dir, (unsigned long)getpid());
     char *dst = ckpt_path_join(dir, CKPT_LATEST);
-    char *line = zero_asprintf("%s\n", tag);
+    char hex[CKPT_SHA256_HEX + 1], *line;
     zero_status_t status = ZERO_OK;
+
+    ckpt_sha256_hex(tag, strlen(tag), hex);
+    line = zero_asprintf("%s\n" CKPT_LATEST_DIGEST_PREFIX "%s\n", tag, hex);   /* see ckpt_parse_latest */
 
     if (tmp == NULL || dst == NULL || line == NULL) {
         ckpt_fail(err, ZERO_ERR_NO_MEMORY, "out of memory writing %s/latest", dir);
@@ -424,10 +439,64 @@ zero_status_t ckpt_write_latest(const char *dir, const char *tag, ckpt_err_t *er
     return ckpt_write_latest_ex(dir, tag, &replaced, err);
 }
 
+/* Whether @p s is nothing but whitespace. */
+static int blank(const char *s)
+{
+    return s[strspn(s, " \t\r\n")] == '\0';
+}
+
+/*
+ * <dir>/latest holds the tag on its first line and, since format version 2,
+ * "sha256:<hex of the tag>" on its second, so that a damaged byte that turns
+ * the tag into another existing tag is refused, not loaded. A file with the
+ * tag alone (older libzero, or written by hand) is accepted: trailing
+ * whitespace is dropped. @p data is modified (the tag is cut out in place).
+ */
+static zero_status_t parse_latest(const char *path, char *data, size_t len, char **tag_p, ckpt_err_t *err)
+{
+    char why[128], *nl = strchr(data, '\n');
+
+    if (strlen(data) != len) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s does not hold a valid tag (contains a NUL byte)", path);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (nl != NULL && !blank(nl + 1)) {
+        const char *line2 = nl + 1;
+        size_t plen = strlen(CKPT_LATEST_DIGEST_PREFIX);
+        char hex[CKPT_SHA256_HEX + 1];
+        *nl = '\0';
+        if (strncmp(line2, CKPT_LATEST_DIGEST_PREFIX, plen) != 0 ||
+            strspn(line2 + plen, "0123456789abcdef") != CKPT_SHA256_HEX ||
+            strcmp(line2 + plen + CKPT_SHA256_HEX, "\n") != 0) {
+            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s is damaged: its second line is not '" CKPT_LATEST_DIGEST_PREFIX
+                      "<SHA-256 of the tag>'", path);
+            return ZERO_ERR_CHECKPOINT;
+        }
+        ckpt_sha256_hex(data, strlen(data), hex);
+        if (memcmp(hex, line2 + plen, CKPT_SHA256_HEX) != 0) {
+            ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s is damaged: its tag does not match the SHA-256 on its second line",
+                      path);
+            return ZERO_ERR_CHECKPOINT;
+        }
+    } else {
+        while (len > 0 && strchr(" \t\r\n", data[len - 1]) != NULL)
+            data[--len] = '\0';
+    }
+    if (data[0] == '\0') {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s is empty: it names no checkpoint", path);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    if (zero_ckpt_tag_check(data, why, sizeof(why)) != ZERO_OK) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s does not hold a valid tag (%s)", path, why);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    *tag_p = data;
+    return ZERO_OK;
+}
+
 zero_status_t ckpt_read_latest_err(const char *dir, char **tag_p, ckpt_err_t *err)
 {
-    char *path = ckpt_path_join(dir, CKPT_LATEST), *data = NULL, *target = NULL;
-    char why[128];
+    char *path = ckpt_path_join(dir, CKPT_LATEST), *data = NULL, *target = NULL, *tag = NULL;
     size_t len = 0;
     struct stat st;
     zero_status_t status;
@@ -436,29 +505,27 @@ zero_status_t ckpt_read_latest_err(const char *dir, char **tag_p, ckpt_err_t *er
         ckpt_fail(err, ZERO_ERR_NO_MEMORY, "out of memory for %s/latest", dir);
         return ZERO_ERR_NO_MEMORY;
     }
-    if (access(path, F_OK) != 0 && errno == ENOENT) {
-        ckpt_fail(err, ZERO_ERR_NOT_FOUND, "no checkpoint in %s: %s does not exist (pass a tag, or save first)",
-                  dir, path);
-        status = ZERO_ERR_NOT_FOUND;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT)
+            ckpt_fail(err, ZERO_ERR_NOT_FOUND, "no checkpoint in %s: %s does not exist (pass a tag, or save first)",
+                      dir, path);
+        else
+            ckpt_fail_errno(err, "cannot stat %s", path);
+        status = err->status;
+        goto out;
+    }
+    /* checked before opening: opening a FIFO would wait for a writer forever */
+    if (!S_ISREG(st.st_mode) || st.st_size > CKPT_LATEST_MAX_BYTES) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s is %s, not the small text file that names the latest checkpoint",
+                  path, S_ISREG(st.st_mode) ? "too large" : file_kind(st.st_mode));
+        status = ZERO_ERR_CHECKPOINT;
         goto out;
     }
     if ((status = ckpt_read_file(path, &data, &len, err)) != ZERO_OK)
         goto out;
-    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' ' ||
-                       data[len - 1] == '\t'))
-        data[--len] = '\0';
-    if (len == 0) {
-        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s is empty: it names no checkpoint", path);
-        status = ZERO_ERR_CHECKPOINT;
+    if ((status = parse_latest(path, data, len, &tag, err)) != ZERO_OK)
         goto out;
-    }
-    if (strlen(data) != len || zero_ckpt_tag_check(data, why, sizeof(why)) != ZERO_OK) {
-        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s does not hold a valid tag (%s)", path,
-                  strlen(data) != len ? "contains a NUL byte" : why);
-        status = ZERO_ERR_CHECKPOINT;
-        goto out;
-    }
-    target = ckpt_path_join(dir, data);
+    target = ckpt_path_join(dir, tag);
     if (target == NULL) {
         ckpt_fail(err, ZERO_ERR_NO_MEMORY, "out of memory for a path in %s", dir);
         status = ZERO_ERR_NO_MEMORY;
@@ -466,11 +533,11 @@ zero_status_t ckpt_read_latest_err(const char *dir, char **tag_p, ckpt_err_t *er
     }
     if (stat(target, &st) != 0 || !S_ISDIR(st.st_mode)) {
         ckpt_fail(err, ZERO_ERR_NOT_FOUND, "%s names tag '%s' but %s does not exist (dangling latest)", path,
-                  data, target);
+                  tag, target);
         status = ZERO_ERR_NOT_FOUND;
         goto out;
     }
-    *tag_p = data;
+    *tag_p = data;   /* parse_latest cut the tag out at its start */
     data = NULL;
 out:
     zero_free(target);

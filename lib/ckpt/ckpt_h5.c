@@ -7,7 +7,7 @@
  * in-memory layout is the partition module's own structs.
  */
 #define ZERO_LOG_MODULE "ckpt"
-#include "ckpt/ckpt_internal.h"
+#include "ckpt/ckpt_digest.h"
 
 #include "util/alloc.h"
 #include "util/byteorder.h"
@@ -50,6 +50,9 @@ struct zero_ckpt_reader {
     zero_layout_t layout;
     zero_ckpt_meta_t meta;
     uint64_t fingerprint;        /* of rank 0's map: every file must carry it */
+    int unchecked;               /* format version 1: no metadata digest, no sidecar digest */
+    char client_sd_sha256[CKPT_SHA256_HEX + 1];   /* version 2: the sidecar's digest and length */
+    uint64_t client_sd_bytes;
     /* read-ahead threads (see prefetch()); joined by zero_ckpt_reader_close */
     pthread_t prefetchers[CKPT_MAX_PREFETCHERS];
     int num_prefetchers;
@@ -295,6 +298,16 @@ static void join_names(char *buf, size_t size, int n, const char *const *names)
         used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? "," : "", names[i]);
 }
 
+/* Rank 0's file records the sidecar's length and SHA-256 (covered by the
+ * metadata digest like every attribute), so a damaged client_sd.json is refused. */
+static int write_client_sd_digest(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
+{
+    const char *json = d->client_sd != NULL ? d->client_sd : "null";
+    char hex[CKPT_SHA256_HEX + 1];
+    ckpt_sha256_hex(json, strlen(json), hex);
+    return w_str(w, f, "client_sd_sha256", hex) || w_u64(w, f, "client_sd_bytes", strlen(json));
+}
+
 static int write_meta(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
 {
     const zero_ckpt_meta_t *m = d->meta;
@@ -320,7 +333,8 @@ static int write_meta(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
         w_i64(w, f, "loss_scaler_last_overflow_iter", m->scaler_last_overflow_iter) ||
         w_i32(w, f, "loss_scaler_cur_hysteresis", m->scaler_cur_hysteresis) ||
         w_i64(w, f, "lr_last_batch_iteration", m->lr_last_batch_iteration) || w_f64(w, f, "lr", m->lr) ||
-        w_f64(w, f, "momentum", m->momentum) || w_u64(w, f, "layout_fingerprint", zero_layout_fingerprint(l)))
+        w_f64(w, f, "momentum", m->momentum) || w_u64(w, f, "layout_fingerprint", zero_layout_fingerprint(l)) ||
+        (d->rank == 0 && write_client_sd_digest(w, f, d)))
         return -1;
     return w_string_dataset(w, f, "config_json", m->config_json != NULL ? m->config_json : "");
 }
@@ -444,6 +458,24 @@ static void divert_writes_to_memory(hid_t f, const char *path)
     close(mem);
 }
 
+/*
+ * File access for writing a rank file: the HDF5 1.8 file format (superblock
+ * version 2, object header version 2), whose metadata blocks carry checksums
+ * of their own, so that HDF5 refuses a damaged object header before decoding
+ * it. Version-0 headers have none, and HDF5 1.10 can read out of bounds while
+ * decoding a damaged one (seen under AddressSanitizer in tests/ckpt
+ * raw_bytes). Readable by HDF5 1.8 and later (h5py, h5dump). -1: defaults.
+ */
+static hid_t rank_file_access(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0) {
+        H5Pclose(fapl);
+        return -1;
+    }
+    return fapl;
+}
+
 zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, ckpt_err_t *err)
 {
     writer_t w = {path, err};
@@ -466,21 +498,29 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
             }
         }
     }
-    /* Strong close degree: H5Fclose also closes any object an earlier failure
-     * left open, so that the file itself is really closed. */
-    if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+    /* The HDF5 1.8 file format with an untimed root group (rank_file_access,
+     * untimed), and strong close degree: H5Fclose also closes any object an
+     * earlier failure left open, so that the file itself is really closed. */
+    hid_t fcpl = untimed(H5P_FILE_CREATE);
+    fapl = rank_file_access();
+    if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
         ckpt_fail_h5(err, ZERO_ERR_HDF5, "cannot set up the file access of %s", path);
         if (fapl >= 0)
             H5Pclose(fapl);
+        if (fcpl >= 0)
+            H5Pclose(fcpl);
         return ZERO_ERR_HDF5;
     }
-    f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    f = H5Fcreate(path, H5F_ACC_EXCL, fcpl >= 0 ? fcpl : H5P_DEFAULT, fapl);
     H5Pclose(fapl);
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
     if (f < 0) {
         ckpt_fail_h5(err, ZERO_ERR_IO, "cannot create checkpoint file %s", path);
         return ZERO_ERR_IO;
     }
-    rc = write_meta(&w, f, d) || write_map(&w, f, d->layout) || (d->shard >= 0 && write_shard(&w, f, d));
+    rc = write_meta(&w, f, d) || write_map(&w, f, d->layout) || (d->shard >= 0 && write_shard(&w, f, d)) ||
+         ckpt_meta_digest_write(f, path, err);
     /* Flush before closing, so that an I/O error of the last metadata writes is
      * caught while the file can still be discarded cleanly (below). */
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_LOCAL) < 0) {
@@ -515,6 +555,7 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
 typedef struct rctx {
     char *path;
     ckpt_err_t *err;
+    int unchecked;           /* set by open_rank_file: a version-1 file, no metadata digest */
 } rctx_t;
 
 /*
@@ -780,9 +821,29 @@ out:
     return rc;
 }
 
-/* Opens a rank file and checks its identity (format, version, rank, world). */
+/*
+ * Checks the metadata digest of a just-opened rank file before anything in it
+ * is read: 1 = it has one and it matches, 0 = it has none (a version-1 file,
+ * or a damaged name: the caller decides by the format version), -1 = damaged
+ * (every damaged object logged, naming the file).
+ */
+static int check_meta_digest(rctx_t *r, hid_t f)
+{
+    htri_t has = H5Aexists(f, CKPT_META_DIGEST_ATTR);
+    if (has < 0) {
+        ckpt_fail_h5(r->err, ZERO_ERR_CHECKPOINT, "%s: cannot list the root attributes (corrupt file)", r->path);
+        return -1;
+    }
+    if (has == 0)
+        return 0;
+    return ckpt_meta_digest_check(f, r->path, r->err) == 0 ? 1 : -1;
+}
+
+/* Opens a rank file, checks its metadata digest (version 2) and its identity
+ * (format, version, rank, world). */
 static hid_t open_rank_file(rctx_t *r, int rank, int world, uint64_t fingerprint)
 {
+    int has_digest;
     hid_t f;
     char *format = NULL;
     int32_t version, frank, fworld;
@@ -796,6 +857,8 @@ static hid_t open_rank_file(rctx_t *r, int rank, int world, uint64_t fingerprint
         ckpt_fail_h5(r->err, ZERO_ERR_CHECKPOINT, "cannot open checkpoint file %s (truncated or not HDF5)", r->path);
         return -1;
     }
+    if ((has_digest = check_meta_digest(r, f)) < 0)
+        goto fail;
     if (r_str(r, f, "format", 0, &format))
         goto fail;
     if (strcmp(format, CKPT_FORMAT_NAME) != 0) {
@@ -804,17 +867,24 @@ static hid_t open_rank_file(rctx_t *r, int rank, int world, uint64_t fingerprint
     }
     if (r_i32(r, f, "format_version", &version))
         goto fail;
-    if (version != ZERO_CKPT_FORMAT_VERSION) {
-        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: format version %d, but this libzero reads version %d", r->path,
-                  (int)version, ZERO_CKPT_FORMAT_VERSION);
+    if (version < ZERO_CKPT_FORMAT_VERSION_MIN || version > ZERO_CKPT_FORMAT_VERSION) {
+        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: format version %d, but this libzero reads versions %d to %d",
+                  r->path, (int)version, ZERO_CKPT_FORMAT_VERSION_MIN, ZERO_CKPT_FORMAT_VERSION);
         goto fail;
     }
+    if (version >= 2 && !has_digest) {
+        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: attribute " CKPT_META_DIGEST_ATTR " is missing, but format "
+                  "version %d requires it (corrupt file)", r->path, (int)version);
+        goto fail;
+    }
+    r->unchecked = !has_digest;
     if (r_i32(r, f, "rank", &frank) || r_i32(r, f, "world_size", &fworld) || r_u64(r, f, "layout_fingerprint", &fp))
         goto fail;
     if (rank >= 0 && (frank != rank || fworld != world || fp != fingerprint)) {
-        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: rank %d of %d (map %016llx) does not belong with rank 0's file "
-                  "(expected rank %d of %d, map %016llx)", r->path, (int)frank, (int)fworld,
-                  (unsigned long long)fp, rank, world, (unsigned long long)fingerprint);
+        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: attributes rank, world_size, layout_fingerprint say rank %d of %d "
+                  "(map %016llx), which does not belong with zero_rank_00000.h5 beside it (expected rank %d of %d, "
+                  "map %016llx): one of the two files is damaged or from another checkpoint", r->path, (int)frank,
+                  (int)fworld, (unsigned long long)fp, rank, world, (unsigned long long)fingerprint);
         goto fail;
     }
     zero_free(format);
@@ -856,7 +926,7 @@ static int check_shard(rctx_t *r, hid_t f, const zero_layout_t *l, const zero_ck
 static hid_t reader_open_file(zero_ckpt_reader_t *rd, int rank, ckpt_err_t *err)
 {
     char fname[64];
-    rctx_t r = {NULL, err};
+    rctx_t r = {NULL, err, 0};
     hid_t f;
     ckpt_rank_file_name(rank, fname, sizeof(fname));
     if ((r.path = zero_asprintf("%s/%s", rd->path, fname)) == NULL) {
@@ -872,12 +942,61 @@ static hid_t reader_open_file(zero_ckpt_reader_t *rd, int rank, ckpt_err_t *err)
     return f;
 }
 
+/* Version 2: the sidecar's digest and length from rank 0's (already verified) file. */
+static int read_client_sd_digest(rctx_t *r, hid_t f0, zero_ckpt_reader_t *rd)
+{
+    size_t n;
+    rd->unchecked = r->unchecked;
+    if (r->unchecked)
+        return 0;
+    if (r_str_fixed(r, f0, "client_sd_sha256", rd->client_sd_sha256, sizeof(rd->client_sd_sha256)) ||
+        r_u64(r, f0, "client_sd_bytes", &rd->client_sd_bytes))
+        return -1;
+    n = strlen(rd->client_sd_sha256);
+    if (n != CKPT_SHA256_HEX || strspn(rd->client_sd_sha256, "0123456789abcdef") != n) {
+        ckpt_fail(r->err, ZERO_ERR_CHECKPOINT, "%s: attribute client_sd_sha256 is not a SHA-256 digest", r->path);
+        return -1;
+    }
+    return 0;
+}
+
+int ckpt_reader_unchecked(const zero_ckpt_reader_t *rd) { return rd->unchecked; }
+
+void ckpt_reader_warn_unchecked(const zero_ckpt_reader_t *rd)
+{
+    if (rd->unchecked)
+        ZERO_LOG_WARN("checkpoint %s has format version 1 (written before libzero checked metadata): its "
+                      "attributes, partition map and " CKPT_CLIENT_SD " carry no digest and are used unchecked "
+                      "(tensor data is still checksummed); save it again to upgrade it", rd->path);
+}
+
+zero_status_t ckpt_reader_check_sidecar(const zero_ckpt_reader_t *rd, const char *path, const char *data, size_t len,
+                                        ckpt_err_t *err)
+{
+    char hex[CKPT_SHA256_HEX + 1];
+    if (rd->unchecked)
+        return ZERO_OK;
+    if ((uint64_t)len != rd->client_sd_bytes) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s has %zu bytes, but zero_rank_00000.h5 (attribute client_sd_bytes) "
+                  "records %llu: the sidecar is truncated or damaged", path, len,
+                  (unsigned long long)rd->client_sd_bytes);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    ckpt_sha256_hex(data, len, hex);
+    if (strcmp(hex, rd->client_sd_sha256) != 0) {
+        ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s does not match the SHA-256 recorded in zero_rank_00000.h5 (attribute "
+                  "client_sd_sha256): the sidecar is damaged", path);
+        return ZERO_ERR_CHECKPOINT;
+    }
+    return ZERO_OK;
+}
+
 zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, int check_all, zero_ckpt_reader_t **reader_p,
                                    ckpt_err_t *err)
 {
     zero_ckpt_reader_t *rd;
     char *latest = NULL, fname[64];
-    rctx_t r = {NULL, err};
+    rctx_t r = {NULL, err, 0};
     hid_t f0 = -1;
     uint64_t fingerprint;
     zero_status_t status;
@@ -913,7 +1032,7 @@ zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, int check_a
         goto fail;
     }
     if ((f0 = open_rank_file(&r, -1, 0, 0)) < 0 || read_meta(&r, f0, &rd->meta) || read_map(&r, f0, &rd->layout) ||
-        r_u64(&r, f0, "layout_fingerprint", &fingerprint)) {
+        r_u64(&r, f0, "layout_fingerprint", &fingerprint) || read_client_sd_digest(&r, f0, rd)) {
         status = err->status;
         goto fail;
     }
@@ -973,7 +1092,10 @@ zero_status_t zero_ckpt_reader_open(const char *dir, const char *tag, zero_ckpt_
         ZERO_LOG_ERROR("zero_ckpt_reader_open: NULL argument");
         return ZERO_ERR_INVALID_ARG;
     }
-    return ckpt_reader_open_err(dir, tag, 1, reader_p, &err);
+    if (ckpt_reader_open_err(dir, tag, 1, reader_p, &err) != ZERO_OK)
+        return err.status;
+    ckpt_reader_warn_unchecked(*reader_p);
+    return ZERO_OK;
 }
 
 void zero_ckpt_reader_close(zero_ckpt_reader_t *rd)

@@ -16,6 +16,8 @@
 #define CKPT_TMP_PREFIX ".tmp-"
 #define CKPT_CLIENT_SD "client_sd.json"
 #define CKPT_LATEST "latest"
+#define CKPT_LATEST_DIGEST_PREFIX "sha256:"   /* latest's second line: the tag's SHA-256 */
+#define CKPT_LATEST_MAX_BYTES 4096             /* a longer latest is refused unread */
 #define CKPT_FORMAT_NAME "libzero-checkpoint"
 /* Elements per HDF5 chunk of a shard dataset (1 MiB of fp32): large enough that
  * per-chunk overhead stays in the noise, small enough that the chunk cache a
@@ -109,6 +111,7 @@ typedef struct ckpt_file_desc {
     const zero_layout_t *layout;
     const zero_ckpt_meta_t *meta;
     const zero_ckpt_group_data_t *groups;   /* layout->num_groups entries when shard >= 0 */
+    const char *client_sd;   /* rank 0: the sidecar's text, whose digest and length the file records (NULL: "null") */
 } ckpt_file_desc_t;
 
 /* Writes one rank file (exclusive create) and fsyncs it. */
@@ -124,6 +127,30 @@ zero_status_t ckpt_reader_read_err(zero_ckpt_reader_t *reader, int param, int st
                                    size_t count, float *out, ckpt_err_t *err);
 /* The reader's <dir>/<tag> path. */
 const char *ckpt_reader_path(const zero_ckpt_reader_t *reader);
+/* Whether the checkpoint is of format version 1 (metadata and sidecar carry no digest). */
+int ckpt_reader_unchecked(const zero_ckpt_reader_t *reader);
+/* Logs (WARN) that a version-1 checkpoint's metadata and sidecar are not checked. */
+void ckpt_reader_warn_unchecked(const zero_ckpt_reader_t *reader);
+/* Checks @p len bytes read from the sidecar @p path against the length and
+ * SHA-256 recorded in rank 0's file (version 2; version 1: nothing to check). */
+zero_status_t ckpt_reader_check_sidecar(const zero_ckpt_reader_t *reader, const char *path, const char *data,
+                                        size_t len, ckpt_err_t *err);
+
+/* ---- ckpt_verify.c: offline verification (zero-ckpt-merge --verify) ---- */
+typedef struct ckpt_verify_report {
+    char tag[ZERO_CKPT_TAG_MAX + 1];   /* the tag verified ("" when latest named none) */
+    int problems;                      /* damaged or missing objects, each logged (ERROR) */
+    int files;                         /* rank files opened */
+    int unchecked_files;               /* of them, format version 1 (no metadata digest) */
+    size_t chunks;                     /* shard chunks whose checksum was verified */
+    int sidecar_checked;               /* client_sd.json matched rank 0's recorded digest */
+    int latest_checked;                /* <dir>/latest was read and matched its digest line */
+} ckpt_verify_report_t;
+/* Checks <dir>/<tag> (tag NULL: the one latest names) without loading it:
+ * latest, every rank file's metadata digest and identity, every shard chunk's
+ * checksum, the sidecar, then the load's own checks. Logs every damaged
+ * object naming file and object; returns the count (0: intact). Not collective. */
+int ckpt_verify(const char *dir, const char *tag, ckpt_verify_report_t *report);
 
 /* ---- ckpt_plan.c: batched, threaded chunk reads for zero_ckpt_load ---- */
 #define CKPT_PLAN_MAX_THREADS 8
@@ -159,5 +186,20 @@ zero_status_t ckpt_plan_run(ckpt_plan_t *plan, int threads, ckpt_err_t *err);
 /* Makes the reader's chunked reads only plan into @p plan (NULL: read at once
  * again); datasets that are not chunked are still read at once. */
 void ckpt_reader_set_plan(zero_ckpt_reader_t *reader, ckpt_plan_t *plan);
+
+/* ---- ckpt_sha256.c: SHA-256 (FIPS 180-4) for the metadata, sidecar and latest digests ---- */
+#define CKPT_SHA256_BYTES 32
+#define CKPT_SHA256_HEX 64                 /* hex digits, without the NUL */
+typedef struct ckpt_sha256 {
+    uint32_t h[8];
+    uint64_t bytes;                        /* hashed so far */
+    unsigned char buf[64];
+} ckpt_sha256_t;
+void ckpt_sha256_init(ckpt_sha256_t *s);
+void ckpt_sha256_update(ckpt_sha256_t *s, const void *data, size_t len);
+void ckpt_sha256_final(ckpt_sha256_t *s, unsigned char out[CKPT_SHA256_BYTES]);
+void ckpt_sha256_to_hex(const unsigned char digest[CKPT_SHA256_BYTES], char hex[CKPT_SHA256_HEX + 1]);
+/* The lowercase hex SHA-256 of @p len bytes (what sha256sum prints). */
+void ckpt_sha256_hex(const void *data, size_t len, char hex[CKPT_SHA256_HEX + 1]);
 
 #endif /* ZERO_CKPT_CKPT_INTERNAL_H */

@@ -6,7 +6,9 @@
  *                               stage (0: every rank holds all; 3: sharded) as
  *                               tag w<W>s<STAGE>, load it back and compare;
  *                               also checks tag agreement (Fail / Warn) and
- *                               that a missing shard fails on every rank
+ *                               that a missing shard, a damaged attribute in
+ *                               the last rank's file and a damaged sidecar
+ *                               fail on every rank, naming the file
  *   ckpt_check load DIR TAG STAGE   load TAG (saved at any world size) at this
  *                               world size and stage and compare
  *
@@ -16,6 +18,7 @@
 #include "ckpt_fixture.h"
 #include "util/alloc.h"
 
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +131,54 @@ int main(int argc, char **argv)
                 CHECK(access(path, F_OK) != 0, "%s exists after a failed save", path);
             }
 
+            /* damaged metadata that only rank 0 reads (the last rank's lr; the
+             * sidecar): every rank fails, naming the file, buffers untouched */
+            if (stage == 3) {
+                for (int damage = 0; damage < 2; damage++) {
+                    char path[1024], want[128];
+                    zero_ckpt_load_params_t lp = {mine, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
+                    zero_ckpt_group_data_t out[ZERO_DTYPE_COUNT];
+                    double lr = 0.0;
+                    if (damage == 0)
+                        snprintf(path, sizeof(path), "%s/%s/zero_rank_%05d.h5", dir, mine, world - 1);
+                    else
+                        snprintf(path, sizeof(path), "%s/%s/client_sd.json", dir, mine);
+                    zero_comm_barrier(comm);
+                    if (rank == 0 && damage == 0) {
+                        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), a = H5Aopen(f, "lr", H5P_DEFAULT);
+                        H5Aread(a, H5T_NATIVE_DOUBLE, &lr);
+                        lr = -lr;   /* the sign bit */
+                        CHECK(H5Awrite(a, H5T_NATIVE_DOUBLE, &lr) >= 0, "cannot damage %s", path);
+                        H5Aclose(a);
+                        H5Fclose(f);
+                    } else if (rank == 0) {
+                        FILE *f = fopen(path, "r+b");
+                        CHECK(f != NULL && fputc('[', f) != EOF && fclose(f) == 0, "cannot damage %s", path);
+                    }
+                    zero_comm_barrier(comm);
+                    fix_alloc(L, 2, -1.0f, out);
+                    logbuf[0] = '\0';
+                    zero_log_set_callback(capture, NULL);
+                    st = zero_ckpt_load(comm, dir, &lp, L, own, out, NULL, NULL, NULL);
+                    zero_log_set_callback(NULL, NULL);
+                    CHECK(st == ZERO_ERR_CHECKPOINT, "damage %d gave %s", damage, zero_status_string(st));
+                    if (damage == 0)
+                        snprintf(want, sizeof(want), "zero_rank_%05d.h5: attribute 'lr' of /", world - 1);
+                    else
+                        snprintf(want, sizeof(want), "client_sd.json does not match the SHA-256");
+                    CHECK(strstr(logbuf, want) != NULL, "damage %d message: %s", damage, logbuf);
+                    CHECK(out[0].master[0] == -1.0f, "a failed load wrote into the buffers");
+                    fix_free(L, out);
+                    zero_comm_barrier(comm);
+                    if (rank == 0 && damage == 0) {   /* undo */
+                        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), a = H5Aopen(f, "lr", H5P_DEFAULT);
+                        lr = -lr;
+                        H5Awrite(a, H5T_NATIVE_DOUBLE, &lr);
+                        H5Aclose(a);
+                        H5Fclose(f);
+                    }
+                }
+            }
             /* a missing shard: every rank fails, naming the file */
             if (stage == 3) {
                 char path[1024];

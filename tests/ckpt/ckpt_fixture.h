@@ -158,6 +158,9 @@ static inline void fix_meta(zero_ckpt_meta_t *m, int stage, uint64_t step)
 }
 
 #ifdef ZERO_CKPT_CKPT_INTERNAL_H
+/* The client_sd every fix_sim_save checkpoint carries. */
+#define FIX_CLIENT_SD "{\"step\": 7}"
+
 /* Writes a checkpoint of layout @p L saved by @p proc_world processes, exactly
  * as the collective save would (same files, same commit), one rank after the
  * other, with @p num_states optimizer states. */
@@ -177,7 +180,7 @@ static inline zero_status_t fix_sim_save(const char *dir, const char *tag, const
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
         int shard = L->world_size == proc_world ? r : (r == 0 ? 0 : -1);
         char fname[64];
-        ckpt_file_desc_t d = {proc_world, r, shard, tag, L, &meta, g};
+        ckpt_file_desc_t d = {proc_world, r, shard, tag, L, &meta, g, r == 0 ? FIX_CLIENT_SD : NULL};
         memset(g, 0, sizeof(g));
         if (shard >= 0)
             fix_fill(L, shard, num_states, g);
@@ -189,7 +192,7 @@ static inline zero_status_t fix_sim_save(const char *dir, const char *tag, const
             return st;
     }
     snprintf(path, sizeof(path), "%s/%s/client_sd.json", dir, tmp);
-    if ((st = ckpt_write_file(path, "{\"step\": 7}", 11, &err)) != ZERO_OK)
+    if ((st = ckpt_write_file(path, FIX_CLIENT_SD, strlen(FIX_CLIENT_SD), &err)) != ZERO_OK)
         return st;
     return ckpt_commit(dir, tmp, tag, 0, &err);
 }
