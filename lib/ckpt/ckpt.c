@@ -331,7 +331,6 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     pthread_t populate_tid;
     int populating = 0;
     char *client_sd = NULL, *tag_out = NULL, *sd_path = NULL, *cfg_copy = NULL;
-    size_t sd_len = 0;
     zero_status_t status;
 
     if (comm == NULL) {

@@ -26,7 +26,7 @@
 #define ATK_GARBAGE 50
 #define ATK_WRONG_TOKEN 50
 #define ATK_TOTAL (ATK_IDLE + ATK_SLOW + ATK_GARBAGE + ATK_WRONG_TOKEN)
-#define ATK_REOPEN_S 0.2
+#define ATK_REOPEN_S 0.05   /* short enough that refused slots reconnect while even a fast job forms */
 #define ATK_MAX_OPENS 200000          /* connection times recorded */
 
 typedef struct atk_conn {

@@ -753,10 +753,14 @@ static int raise_fd_limit(rlim_t want)
 
 /* One 3-rank rdv-hold job; @p a: the attacker to aim at it (NULL: unloaded).
  * Returns the formation time (go to the last rank formed) or -1. */
+#define ATK_BURST 20
+
 static double hostile_run(attacker_t *a, long *opened_during_p)
 {
     const char *args[] = {"rdv-hold", NULL};
-    double t_go, formed;
+    int burst_fd[ATK_BURST];
+    double t_go, formed, burst_first = 1e300;
+    long burst_opened_during = 0;
     int rc;
     pid_t pid;
 
@@ -780,12 +784,27 @@ static double hostile_run(attacker_t *a, long *opened_during_p)
     }
     t_go = zero_clock_now();
     touch("go");
+    if (a != NULL) {
+        /* A fresh burst of idle connections as the ranks start to join, so that
+         * the attack also opens connections while the job forms, however fast
+         * it forms (the attacker's own reopens may all fall outside the window). */
+        for (int k = 0; k < ATK_BURST; k++) {
+            burst_fd[k] = connect_loopback(g_master_port, 5);
+            if (burst_fd[k] >= 0 && burst_opened_during == 0)
+                burst_first = zero_clock_now();
+            burst_opened_during += burst_fd[k] >= 0;
+        }
+    }
     rc = wait_rc(pid);
     formed = formed_at(3);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT(formed > t_go);
     if (a != NULL) {
-        *opened_during_p = attacker_opened_between(a, t_go, formed);
+        for (int k = 0; k < ATK_BURST; k++)
+            if (burst_fd[k] >= 0)
+                close(burst_fd[k]);
+        /* the burst counts when its first connection was open before the job had formed */
+        *opened_during_p = attacker_opened_between(a, t_go, formed) + (burst_first < formed ? burst_opened_during : 0);
         fprintf(stderr, "rdv-hostile: attacker: %ld connects (%ld while the job formed), %ld closed by rank 0, "
                 "%ld token-mismatch answers\n", atomic_load(&a->opened), *opened_during_p,
                 atomic_load(&a->closed_by_server), atomic_load(&a->refusals));
