@@ -120,10 +120,14 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     status = zero_ckpt_save(e->comm, save_dir, &sp, e->layout, e->own_rank, &meta, groups);
     zero_string_free(meta.config_json);
     if (status != ZERO_OK) {
-        /* The cause first (which rank, which file, errno text): it is what the
-         * user acts on; the engine's state is untouched by a failed save. */
-        snprintf(e->last_error, sizeof(e->last_error), "zero_save_checkpoint(%s) failed (%s): %s", tag,
-                 zero_status_string(status), why[0] ? why : "see the log");
+        /* The message of the place that detected it, on whichever rank that
+         * was, as every rank agreed on it: "rank R: <file>: ...: <errno text>".
+         * The engine's state is untouched by a failed save. */
+        if (why[0] != '\0')
+            snprintf(e->last_error, sizeof(e->last_error), "%s", why);
+        else
+            snprintf(e->last_error, sizeof(e->last_error), "zero_save_checkpoint(%s) failed (%s); see the log", tag,
+                     zero_status_string(status));
         if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)
             e->state = ENGINE_FAILED;
     }
