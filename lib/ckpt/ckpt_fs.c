@@ -636,13 +636,15 @@ static zero_status_t latest_before(const char *dir, char **tag_p, ckpt_err_t *er
         return ZERO_ERR_NO_MEMORY;
     }
     if (access(path, F_OK) == 0 && (status = ckpt_read_file(path, &data, &len, err)) == ZERO_OK) {
-        while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
-            data[--len] = '\0';
-        if (zero_ckpt_tag_check(data, NULL, 0) != ZERO_OK) {
+        /* the same reading as a load's (a tag, then its digest line); a latest
+         * that is not valid is not put back by an undo */
+        ckpt_err_t ignore = {0};
+        char *tag = NULL;
+        if (parse_latest(path, data, len, &tag, &ignore) != ZERO_OK) {
             zero_free(data);
             data = NULL;
         }
-        *tag_p = data;
+        *tag_p = data;   /* parse_latest cut the tag out in place: tag == data */
     }
     zero_free(path);
     return status;
