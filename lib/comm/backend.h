@@ -41,16 +41,18 @@ struct zero_comm_backend_ops {
      * stream here). *done_p = 1 when the collective is complete already (the
      * return value is then its status and the request is not queued). */
     zero_status_t (*submit)(zero_comm_t *comm, zero_comm_request_h req, int *done_p);
-    /* Progress thread: begins the request. *declined_p = 1 passes it on to the
+    /* Optional (NULL: submit already began it), progress thread: begins the
+     * request (never called for requests submit completed). *declined_p = 1 passes it on to the
      * next backend that accepts it (nothing was moved). On failure *peer_p
      * names the rank at fault (-1: unknown). */
     zero_status_t (*start)(zero_comm_t *comm, zero_comm_request_h req, int *declined_p, int *peer_p);
-    /* Progress thread: moves it on; ZERO_INPROGRESS until it is done.
+    /* Optional (NULL: start did all the work), progress thread: moves it on;
+     * ZERO_INPROGRESS until it is done.
      * *progressed_p is set when anything moved; on failure *peer_p names the
      * rank at fault (-1: unknown). */
     zero_status_t (*advance)(zero_comm_t *comm, zero_comm_request_h req, double now, int *progressed_p, int *peer_p);
-    /* Progress thread: the request ends without completing (it failed, or the
-     * communicator failed): release what the backend holds for it. */
+    /* Optional, progress thread: the request ends without completing (it
+     * failed, or the communicator failed): release what the backend holds. */
     void (*abort)(zero_comm_t *comm, zero_comm_request_h req);
     /* Optional, progress thread: the communicator failed; stop anything that
      * could block a rank for good (NCCL aborts its communicator). */

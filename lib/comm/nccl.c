@@ -265,15 +265,6 @@ static zero_status_t nccl_submit(zero_comm_t *comm, zero_comm_request_h req, int
     return zero_nccl_start(atomic_load(&comm->nccl), &req->desc, &req->backend_data);
 }
 
-static zero_status_t nccl_backend_start(zero_comm_t *comm, zero_comm_request_h req, int *declined_p, int *peer_p)
-{
-    (void)comm;
-    (void)req;
-    (void)peer_p;
-    *declined_p = 0;
-    return ZERO_OK;
-}
-
 /* Completion is the event recorded after the collective. */
 static zero_status_t nccl_advance(zero_comm_t *comm, zero_comm_request_h req, double now, int *progressed_p,
                                   int *peer_p)
@@ -311,8 +302,7 @@ const zero_comm_backend_ops_t zero_comm_backend_nccl = {
     .enable_bit = ZERO_COMM_BACKEND_NCCL,
     .accepts = nccl_accepts,
     .prepare = nccl_prepare,
-    .submit = nccl_submit,
-    .start = nccl_backend_start,
+    .submit = nccl_submit,   /* enqueued on the stream: no start on the progress thread */
     .advance = nccl_advance,
     .abort = nccl_backend_abort,
     .fail = nccl_fail,
