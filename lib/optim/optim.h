@@ -78,6 +78,12 @@ zero_status_t zero_optim_ctx_init(zero_optim_ctx_t *ctx, zero_optim_isa_t isa, z
 /* Elements per task: a multiple of 64, at least 64 (tests use small chunks). */
 zero_status_t zero_optim_ctx_set_chunk(zero_optim_ctx_t *ctx, size_t chunk);
 
+/* The 16-bit weight type of @p dtype (NONE for fp32 and anything else). */
+static inline zero_optim_w16_t zero_optim_w16_of(zero_dtype_t dtype)
+{
+    return dtype == ZERO_BF16 ? ZERO_OPTIM_W16_BF16 : dtype == ZERO_FP16 ? ZERO_OPTIM_W16_FP16 : ZERO_OPTIM_W16_NONE;
+}
+
 /* The slice one call updates. s1/s2 are the optimizer's state arrays:
  *   Adam, Lamb: s1 = exp_avg, s2 = exp_avg_sq;  SGD: s1 = momentum buffer
  *   (unused, may be NULL, when momentum is 0);  Adagrad: s1 = sum;

@@ -355,9 +355,22 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     status = zero_thread_pool_create(threads, &e->pool);
     if (status != ZERO_OK)
         goto err;
-    status = zero_optim_ctx_init(&e->optim, ZERO_OPTIM_ISA_AUTO, e->pool);
+    e->ops = engine_ops_for_kind(e->kind);
+    if (e->ops == NULL) {
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_engine_create: no operations for mem_kind %s in this build",
+                     zero_mem_kind_string(e->kind));
+        status = ZERO_ERR_UNSUPPORTED;
+        goto err;
+    }
+    status = e->ops->create(e->pool, &e->ops_ctx);
     if (status != ZERO_OK)
         goto err;
+    status = zero_optim_hparams_from_config(&e->config->optimizer, &e->hparams);
+    if (status != ZERO_OK) {
+        snprintf(e->last_error, sizeof(e->last_error), "optimizer %s has no kernel",
+                 zero_optimizer_type_string(e->config->optimizer.type));
+        goto err;
+    }
     status = map_schedule(e);
     if (status != ZERO_OK)
         goto err;
@@ -365,7 +378,7 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     if (status != ZERO_OK)
         goto err;
     ZERO_LOG_DEBUG("engine: rank %d of %d, stage %d, %s, %d kernel threads (%s)", e->rank, e->world, e->stage,
-                   zero_dtype_string(e->precision), threads, zero_optim_isa_name(e->optim.isa));
+                   zero_dtype_string(e->precision), threads, e->ops->describe(e->ops_ctx));
     *engine_p = e;
     return ZERO_OK;
 
@@ -397,6 +410,9 @@ static void free_group(zero_engine_h e, group_state_t *g)
 static void free_working_memory(zero_engine_h e)
 {
     engine_staging_pool_clear(e);
+    if (e->result != NULL)
+        e->ops->result_destroy(e->ops_ctx, e->result);
+    e->result = NULL;
     engine_pool_destroy(e, &e->gather_pool);
     engine_pool_destroy(e, &e->grad_pool);
     if (e->layout != NULL) {
@@ -450,6 +466,8 @@ void zero_engine_destroy(zero_engine_h e)
     }
     zero_free(e->params);
     zero_free(e->trace);
+    if (e->ops != NULL && e->ops_ctx != NULL)
+        e->ops->destroy(e->ops_ctx);
     zero_thread_pool_destroy(e->pool);
     zero_config_destroy(e->config);
     if (e->owns_comm)
@@ -705,30 +723,13 @@ static void initial_values(zero_engine_h e, struct zero_param *p, size_t off, si
     }
 }
 
-static int optimizer_states(const zero_config_t *c)
-{
-    switch (c->optimizer.type) {
-    case ZERO_OPTIMIZER_ADAM:
-    case ZERO_OPTIMIZER_ADAMW:
-    case ZERO_OPTIMIZER_LAMB:
-        return 2;
-    case ZERO_OPTIMIZER_SGD:
-        return c->optimizer.momentum != 0.0 ? 1 : 0;
-    case ZERO_OPTIMIZER_ADAGRAD:
-    case ZERO_OPTIMIZER_LION:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 static zero_status_t setup_group(zero_engine_h e, int gi)
 {
     zero_status_t status;
     group_state_t *g = &e->groups[gi];
     const zero_layout_group_t *lg = &e->layout->groups[gi];
     size_t esz;
-    int nstates = optimizer_states(e->config);
+    int nstates = zero_optim_hparams_num_states(&e->hparams);
 
     g->dtype = lg->dtype;
     esz = dtype_bytes(g->dtype);
@@ -782,11 +783,11 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
             return status;
         engine_zero(e, g->state2, g->own_length * sizeof(float));
     }
-    if (e->config->optimizer.type == ZERO_OPTIMIZER_ADAGRAD) {
-        zero_optim_adagrad_params_t ap;
-        zero_optim_adagrad_defaults(&ap);
-        ap.initial_accumulator_value = 0.0f;   /* DeepSpeed's Adagrad starts its sum at 0 */
-        zero_optim_adagrad_init_state(&e->optim, &ap, g->state1, g->own_length);
+    status = e->ops->init_state(e->ops_ctx, &e->hparams, g->state1, g->own_length);
+    if (status != ZERO_OK) {
+        engine_error(e, status, "setup: initialising the optimizer state of the %s group failed",
+                     zero_dtype_string(g->dtype));
+        return status;
     }
     status = build_runs(e, gi);
     if (status != ZERO_OK)
@@ -846,10 +847,18 @@ static zero_status_t setup_working_memory(zero_engine_h e)
     size_t esz_max = 1, model = 0, nonpersistent = 0, persistent = 0, largest = 0;
     size_t gather_cap, grad_cap;
     zero_status_t status;
+    uint64_t mark;
 
     status = engine_scratch_alloc(e);
     if (status != ZERO_OK)
         return status;
+    e->result_slots = engine_result_slots(e->hparams.kind == ZERO_OPTIM_KIND_LAMB ? (size_t)e->num_params : 0);
+    mark = zero_log_error_mark();
+    status = e->ops->result_create(e->ops_ctx, e->result_slots, &e->result);
+    if (status != ZERO_OK) {
+        engine_keep_error(e, mark, "setup: cannot allocate the step's result record");
+        return status;
+    }
     e->mem.pools_bound = e->mem.pools;
     if (e->stage == 2) {
         /* Staging buffers of the largest bucket's size, one per bucket being filled or reduced. */

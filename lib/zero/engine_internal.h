@@ -11,6 +11,8 @@
 #include "optim/loss_scaler.h"
 #include "optim/lr_schedule.h"
 #include "optim/optim.h"
+#include "optim/optim_hparams.h"
+#include "zero/engine_ops.h"
 #include "partition/layout.h"
 #include "util/clock.h"
 #include "util/thread_pool.h"
@@ -141,7 +143,13 @@ struct zero_engine {
     char last_error[512];
 
     zero_thread_pool_t *pool;
-    zero_optim_ctx_t optim;
+    /* The arithmetic on the engine's buffers, chosen by kind (engine_ops.h),
+     * its context, and the step's result record of ops memory. */
+    const engine_ops_t *ops;
+    void *ops_ctx;
+    double *result;
+    size_t result_slots;
+    zero_optim_hparams_t hparams;    /* the config's optimizer, mapped once (lib/optim) */
     zero_lr_schedule_t schedule;
     zero_loss_scaler_t scaler;
 

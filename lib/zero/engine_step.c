@@ -15,36 +15,10 @@
 #include <stdio.h>
 #include <string.h>
 
-static zero_optim_w16_t w16_of(zero_dtype_t d)
-{
-    return d == ZERO_BF16 ? ZERO_OPTIM_W16_BF16 : d == ZERO_FP16 ? ZERO_OPTIM_W16_FP16 : ZERO_OPTIM_W16_NONE;
-}
-
 static size_t bucket_bytes(zero_engine_h e, int b)
 {
     const zero_layout_bucket_t *bk = &e->layout->buckets[b];
     return bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
-}
-
-/* dst += src, @p n elements of @p dtype (16-bit sums in fp32, rounded once). */
-static void accumulate(void *dst, const void *src, zero_dtype_t dtype, size_t n)
-{
-    if (dtype == ZERO_FP32) {
-        float *d = dst;
-        const float *s = src;
-        for (size_t i = 0; i < n; i++)
-            d[i] += s[i];
-    } else if (dtype == ZERO_BF16) {
-        uint16_t *d = dst;
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++)
-            d[i] = zero_f32_to_bf16(zero_bf16_to_f32(d[i]) + zero_bf16_to_f32(s[i]));
-    } else {
-        uint16_t *d = dst;
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++)
-            d[i] = zero_f32_to_f16(zero_f16_to_f32(d[i]) + zero_f16_to_f32(s[i]));
-    }
 }
 
 /* ---- backward ---- */
@@ -233,10 +207,17 @@ static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
     if (status != ZERO_OK)
         return status;
     if (bs->staging != NULL) {
-        accumulate((char *)g->grad_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
-                   (char *)bs->staging + (size_t)e->own_rank * slice * esz, g->dtype, slice);
+        uint64_t mark = zero_log_error_mark();
+        status = e->ops->accumulate(e->ops_ctx, g->dtype,
+                                    (char *)g->grad_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
+                                    (char *)bs->staging + (size_t)e->own_rank * slice * esz, slice);
         engine_staging_put(e, b, bs->staging);
         bs->staging = NULL;
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_keep_error(e, mark, "adding the reduced gradients of bucket %d failed", b);
+            return status;
+        }
     }
     return ZERO_OK;
 }
@@ -401,15 +382,17 @@ static uint16_t *w16_at(zero_engine_h e, int gi, size_t so)
 }
 
 /* fp32 gradients of [so, so + n): the buffer itself for fp32, else converted into the scratch. */
-static const float *grad32(zero_engine_h e, int gi, size_t so, size_t n)
+static zero_status_t grad32(zero_engine_h e, int gi, size_t so, size_t n, const float **grads_p)
 {
     group_state_t *g = &e->groups[gi];
     size_t contiguous;
     void *src = grad_at(e, gi, so, &contiguous);
-    if (g->dtype == ZERO_FP32)
-        return src;
-    zero_optim_from_16(&e->optim, w16_of(g->dtype), g->scratch, src, n);
-    return g->scratch;
+    if (g->dtype == ZERO_FP32) {
+        *grads_p = src;
+        return ZERO_OK;
+    }
+    *grads_p = g->scratch;
+    return e->ops->from_16(e->ops_ctx, g->dtype, g->scratch, src, n);
 }
 
 /* The end of the piece that starts at @p so within run @p r. */
@@ -511,21 +494,19 @@ static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t 
     return ZERO_OK;
 }
 
-/* Counts inf/nan and sums squares over the owned averaged gradients of every
- * group, both in double (totals[0]: non-finite count, totals[1]: sum of squares). */
-static zero_status_t check_grads(zero_engine_h e, double totals[2])
+/* Queues the overflow check and the sum of squares over the owned averaged
+ * gradients of every group into the step's result record (its NONFINITE and
+ * SUM_SQUARES slots, in double). */
+static zero_status_t check_grads(zero_engine_h e)
 {
     uint64_t mark = zero_log_error_mark();
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
         group_state_t *g = &e->groups[gi];
         size_t so = 0;
         while (so < g->own_length) {
-            size_t n, bad = 0;
-            double sq = 0.0;
+            size_t n;
             const void *src = grad_at(e, gi, so, &n);
-            zero_status_t status = zero_optim_count_nonfinite(&e->optim, g->dtype, src, n, &bad);
-            if (status == ZERO_OK)
-                status = zero_optim_sum_squares(&e->optim, g->dtype, src, n, &sq);
+            zero_status_t status = e->ops->check_grads(e->ops_ctx, g->dtype, src, n, e->result);
             if (status != ZERO_OK) {
                 /* The kernel logged its cause; a step on an unchecked gradient would be wrong. */
                 e->state = ENGINE_FAILED;
@@ -533,8 +514,6 @@ static zero_status_t check_grads(zero_engine_h e, double totals[2])
                                   zero_dtype_string(g->dtype), so);
                 return status;
             }
-            totals[0] += (double)bad;
-            totals[1] += sq;
             so += n;
         }
     }
@@ -624,108 +603,44 @@ zero_status_t engine_write_back(zero_engine_h e)
             size_t n = g->own_length - so;
             if (e->stage == 1 || e->stage == 2)
                 owned_to_flat(e, gi, so, &n);
-            zero_optim_to_16(&e->optim, w16_of(g->dtype), w16_at(e, gi, so), g->master + so, n);
+            zero_status_t status = e->ops->to_16(e->ops_ctx, g->dtype, w16_at(e, gi, so), g->master + so, n);
+            if (status != ZERO_OK) {
+                engine_error(e, status, "writing the %s weights at owned offset %zu failed",
+                             zero_dtype_string(g->dtype), so);
+                return status;
+            }
             so += n;
         }
     }
     return publish_weights(e);
 }
 
-/* The optimizer over the piece [lo, hi) of group @p gi's owned range. */
-static zero_status_t run_kernel(zero_engine_h e, int gi, size_t lo, size_t hi, int decay, double lr,
-                                float grad_scale, int64_t step)
+/* The optimizer over the piece [lo, hi) of group @p gi's owned range, with
+ * this step's values @p v (decay set per run). */
+static zero_status_t run_kernel(zero_engine_h e, int gi, size_t lo, size_t hi, const zero_optim_step_values_t *v)
 {
     group_state_t *g = &e->groups[gi];
-    const zero_config_optimizer_t *o = &e->config->optimizer;
+    zero_optim_hparams_t hp = zero_optim_hparams_for_step(&e->hparams, v);
     uint16_t *w16 = w16_at(e, gi, lo);
     zero_optim_slice_t s = {
         .w = g->master + lo,
-        .g = grad32(e, gi, lo, hi - lo),
         .s1 = g->state1 ? g->state1 + lo : NULL,
         .s2 = g->state2 ? g->state2 + lo : NULL,
         .w16 = w16,
-        .w16_type = w16 ? w16_of(g->dtype) : ZERO_OPTIM_W16_NONE,
+        .w16_type = zero_optim_w16_of(g->dtype),
         .n = hi - lo,
     };
-    float wd = decay ? (float)o->weight_decay : 0.0f;
-    double momentum = 0.0;
-    int cycled = zero_lr_schedule_momentum(&e->schedule, &momentum);
-
-    switch (o->type) {
-    case ZERO_OPTIMIZER_ADAM:
-    case ZERO_OPTIMIZER_ADAMW: {
-        zero_optim_adam_params_t p;
-        zero_optim_adam_defaults(&p);
-        p.lr = (float)lr;
-        p.beta1 = (float)(cycled ? momentum : o->betas[0]);
-        p.beta2 = (float)(cycled ? ZERO_LR_ONECYCLE_BETA2 : o->betas[1]);
-        p.eps = (float)o->eps;
-        p.weight_decay = wd;
-        p.adam_w_mode = o->type == ZERO_OPTIMIZER_ADAMW ? 1 : o->adam_w_mode;
-        p.bias_correction = o->bias_correction;
-        p.step = step;
-        p.grad_scale = grad_scale;
-        return zero_optim_adam_step(&e->optim, &p, &s);
-    }
-    case ZERO_OPTIMIZER_SGD: {
-        zero_optim_sgd_params_t p;
-        zero_optim_sgd_defaults(&p);
-        p.lr = (float)lr;
-        p.momentum = (float)(cycled ? momentum : o->momentum);
-        p.dampening = (float)o->dampening;
-        p.weight_decay = wd;
-        p.nesterov = o->nesterov;
-        p.step = step;
-        p.grad_scale = grad_scale;
-        return zero_optim_sgd_step(&e->optim, &p, &s);
-    }
-    case ZERO_OPTIMIZER_ADAGRAD: {
-        zero_optim_adagrad_params_t p;
-        zero_optim_adagrad_defaults(&p);
-        p.lr = (float)lr;
-        p.eps = (float)o->eps;
-        p.weight_decay = wd;
-        p.step = step;
-        p.grad_scale = grad_scale;
-        return zero_optim_adagrad_step(&e->optim, &p, &s);
-    }
-    case ZERO_OPTIMIZER_LION: {
-        zero_optim_lion_params_t p;
-        zero_optim_lion_defaults(&p);
-        p.lr = (float)lr;
-        p.beta1 = (float)(cycled ? momentum : o->betas[0]);
-        p.beta2 = (float)o->betas[1];
-        p.weight_decay = wd;
-        p.grad_scale = grad_scale;
-        return zero_optim_lion_step(&e->optim, &p, &s);
-    }
-    default:
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "optimizer %s has no kernel", zero_optimizer_type_string(o->type));
-        return ZERO_ERR_UNSUPPORTED;
-    }
+    zero_status_t status = grad32(e, gi, lo, hi - lo, &s.g);
+    if (status == ZERO_OK)
+        status = e->ops->optimizer_step(e->ops_ctx, &hp, &s);
+    return status;
 }
 
-static void lamb_params(zero_engine_h e, zero_optim_lamb_params_t *p, double lr, float wd, float grad_scale,
-                        int64_t step)
-{
-    const zero_config_optimizer_t *o = &e->config->optimizer;
-    zero_optim_lamb_defaults(p);
-    p->lr = (float)lr;
-    p->beta1 = (float)o->betas[0];
-    p->beta2 = (float)o->betas[1];
-    p->eps = (float)o->eps;
-    p->weight_decay = wd;
-    p->max_coeff = (float)o->max_coeff;
-    p->min_coeff = (float)o->min_coeff;
-    p->bias_correction = o->bias_correction;
-    p->step = step;
-    p->grad_scale = grad_scale;
-}
-
-/* Lamb: phase 1 per owned parameter segment, per-parameter norms summed over
- * ranks, phase 2. A segment never crosses a bucket slice, so its gradients and
+/* Lamb: phase 1 per owned parameter segment, its per-parameter sums of w^2
+ * and u^2 gathered in the result record, read once, summed over ranks, then
+ * phase 2. A segment never crosses a bucket slice, so its gradients and
  * 16-bit weights are contiguous; the scratch holds the largest segment. */
-static zero_status_t lamb_step(zero_engine_h e, double lr, float grad_scale, int64_t step)
+static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *values)
 {
     zero_status_t status = ZERO_OK;
     size_t n = (size_t)e->num_params;
@@ -739,32 +654,32 @@ static zero_status_t lamb_step(zero_engine_h e, double lr, float grad_scale, int
             group_state_t *g = &e->groups[gi];
             for (size_t s = 0; s < g->num_segments && status == ZERO_OK; s++) {
                 const zero_layout_segment_t *sg = &g->segments[s];
-                struct zero_param *prm = e->params[sg->param];
-                zero_optim_lamb_params_t p;
-                zero_optim_segment_t seg = {0, sg->length};
+                zero_optim_step_values_t v = *values;
+                zero_optim_hparams_t hp;
                 uint16_t *w16 = w16_at(e, gi, sg->shard_offset);
                 zero_optim_slice_t sl = {
                     .w = g->master + sg->shard_offset,
-                    .g = pass == 1 ? grad32(e, gi, sg->shard_offset, sg->length) : NULL,
                     .s1 = g->state1 + sg->shard_offset,
                     .s2 = g->state2 + sg->shard_offset,
                     .w16 = w16,
-                    .w16_type = w16 ? w16_of(g->dtype) : ZERO_OPTIM_W16_NONE,
+                    .w16_type = zero_optim_w16_of(g->dtype),
                     .n = sg->length,
                 };
-                lamb_params(e, &p, lr, prm->weight_decay ? (float)e->config->optimizer.weight_decay : 0.0f,
-                            grad_scale, step);
+                v.decay = e->params[sg->param]->weight_decay;
+                hp = zero_optim_hparams_for_step(&e->hparams, &v);
                 if (pass == 1) {
-                    double wsq, usq;
-                    status = zero_optim_lamb_phase1(&e->optim, &p, &sl, &seg, 1, &wsq, &usq);
-                    sums[2 * (size_t)sg->param] += wsq;
-                    sums[2 * (size_t)sg->param + 1] += usq;
+                    status = grad32(e, gi, sg->shard_offset, sg->length, &sl.g);
+                    if (status == ZERO_OK)
+                        status = e->ops->lamb_phase1(e->ops_ctx, &hp, &sl, e->result,
+                                                     ENGINE_RESULT_LAMB + 2 * (size_t)sg->param);
                 } else {
-                    double wsq = sums[2 * (size_t)sg->param], usq = sums[2 * (size_t)sg->param + 1];
-                    status = zero_optim_lamb_phase2(&e->optim, &p, &sl, &seg, 1, &wsq, &usq, NULL);
+                    status = e->ops->lamb_phase2(e->ops_ctx, &hp, &sl, sums[2 * (size_t)sg->param],
+                                                 sums[2 * (size_t)sg->param + 1]);
                 }
             }
         }
+        if (pass == 1 && status == ZERO_OK)
+            status = e->ops->result_read(e->ops_ctx, e->result, ENGINE_RESULT_LAMB, 2 * n, sums);
         if (pass == 1 && status == ZERO_OK)
             status = sum_over_ranks_f64(e, sums, 2 * n, "Lamb: summing the parameter norms");
     }
@@ -815,8 +730,10 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
 {
     zero_status_t status = ZERO_OK;
     zero_step_info_t info = {0};
+    zero_optim_step_values_t values = {0};
     double totals[2] = {0.0, 0.0};
     double scale, lr, t0;
+    uint64_t check_mark;
     int overflow;
 
     if (e == NULL)
@@ -861,16 +778,29 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
     if (e->stage == 3)
         engine_gather_drop_all(e);   /* in-flight gathers read the shards the step rewrites */
 
-    /* 2. overflow check and global norm over the owned gradients, summed over ranks */
-    status = check_grads(e, totals);
-    if (status != ZERO_OK)
+    /* 2. overflow check and global norm over the owned gradients into the
+     * result record, read once, summed over ranks */
+    check_mark = zero_log_error_mark();
+    status = e->ops->result_clear(e->ops_ctx, e->result, e->result_slots);
+    if (status == ZERO_OK)
+        status = check_grads(e);
+    if (status == ZERO_OK)
+        status = e->ops->result_read(e->ops_ctx, e->result, ENGINE_RESULT_NONFINITE, 2, totals);
+    if (status != ZERO_OK) {
+        e->state = ENGINE_FAILED;
+        engine_keep_error(e, check_mark, "step: the gradient check failed");
         return status;
+    }
     status = sum_over_ranks_f64(e, totals, 2, "step: summing the overflow counts and gradient norms");
     if (status != ZERO_OK)
         return status;
     e->timers.reduce += zero_clock_now() - t0;
-    overflow = totals[0] != 0.0 || !isfinite(totals[1]);
-    info.grad_norm = overflow ? INFINITY : sqrt(totals[1]) / scale;
+    overflow = totals[ENGINE_RESULT_NONFINITE] != 0.0 || !isfinite(totals[ENGINE_RESULT_SUM_SQUARES]);
+    if (overflow)
+        info.grad_norm = INFINITY;
+    else
+        e->ops->unscale_clip(e->ops_ctx, totals[ENGINE_RESULT_SUM_SQUARES], scale, e->config->gradient_clipping,
+                             &info.grad_norm, &values.grad_scale);
     e->global_steps++;
     info.global_steps = e->global_steps;
 
@@ -888,15 +818,16 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         if (e->precision != ZERO_FP16)
             ZERO_LOG_WARN("step %llu: inf/nan in the gradients; update skipped", (unsigned long long)e->global_steps);
     } else {
-        /* 3. clip; the optimizer over the owned range, fused with the 16-bit write */
-        float clip = zero_optim_clip_coef(info.grad_norm, e->config->gradient_clipping);
-        float grad_scale = (float)(clip / scale);
-        int64_t step = (int64_t)(e->global_steps - e->skipped_steps);
+        /* 3. the optimizer over the owned range (unscale and clip folded into
+         * grad_scale), fused with the 16-bit write */
         lr = zero_lr_schedule_lr(&e->schedule);
+        values.lr = lr;
+        values.step = (int64_t)(e->global_steps - e->skipped_steps);
+        values.momentum_cycled = zero_lr_schedule_momentum(&e->schedule, &values.momentum);
         e->last_grad_norm = info.grad_norm;
         t0 = zero_clock_now();
-        if (e->config->optimizer.type == ZERO_OPTIMIZER_LAMB) {
-            status = lamb_step(e, lr, grad_scale, step);
+        if (e->hparams.kind == ZERO_OPTIM_KIND_LAMB) {
+            status = lamb_step(e, &values);
         } else {
             for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
                 group_state_t *g = &e->groups[gi];
@@ -906,7 +837,8 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
                     while (g->run_start[r + 1] <= so)
                         r++;
                     end = piece_end(e, gi, so, r);
-                    status = run_kernel(e, gi, so, end, g->run_decay[r], lr, grad_scale, step);
+                    values.decay = g->run_decay[r];
+                    status = run_kernel(e, gi, so, end, &values);
                     so = end;
                 }
             }

@@ -1,0 +1,106 @@
+/*
+ * The engine's arithmetic, one table per memory kind.
+ *
+ * Every operation the engine runs on gradients, weights and optimizer state
+ * goes through an engine_ops_t: accumulating reduced gradients, the casts
+ * between fp32 and bf16/fp16, the overflow check with the sum of squares,
+ * unscaling with clipping, and each optimizer's update (Lamb in its two
+ * phases). The engine picks the table once, by the memory kind its buffers
+ * live in (engine_ops_for_kind), and never branches on the kind itself. The
+ * host table (engine_ops_host.c) wraps lib/optim's SIMD kernels and thread
+ * pool; a device table would launch kernels on a stream.
+ *
+ * Results. What the engine must know on the host (the non-finite count, the
+ * sum of squares, Lamb's per-parameter norms) is accumulated by the kernels
+ * into a result record: an array of doubles in the kind's memory, cleared at
+ * the start of a step. The engine copies the slots it needs to the host with
+ * result_read after all the kernels of that phase were queued, not per
+ * bucket: for the host kind the copy is a memcpy; for a device kind it is
+ * the step's one device-to-host copy (Lamb reads its norms a second time,
+ * after phase 1, since they are summed over ranks before phase 2). Counts and
+ * norms stay double from the kernel to the caller.
+ *
+ * Pointers passed to an operation are in the kind's memory, except where a
+ * parameter says host. Errors are logged by the operation that detects them.
+ */
+#ifndef ZERO_ZERO_ENGINE_OPS_H
+#define ZERO_ZERO_ENGINE_OPS_H
+
+#include "optim/optim_hparams.h"
+#include "util/thread_pool.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zero/memory.h>
+#include <zero/status.h>
+#include <zero/types.h>
+
+/* Slots of the per-step result record. */
+enum {
+    ENGINE_RESULT_NONFINITE = 0,     /* inf/nan gradients counted (as a double) */
+    ENGINE_RESULT_SUM_SQUARES = 1,   /* sum of the squared (loss-scaled) gradients */
+    ENGINE_RESULT_LAMB = 2,          /* Lamb: 2 per parameter p at LAMB + 2p: sum of w^2, sum of u^2 */
+};
+
+/* The number of slots a step needs for @p num_lamb_params parameters (0 without Lamb). */
+static inline size_t engine_result_slots(size_t num_lamb_params)
+{
+    return ENGINE_RESULT_LAMB + 2 * num_lamb_params;
+}
+
+typedef struct engine_ops {
+    const char *name;           /* "host" */
+    zero_mem_kind_t kind;       /* the memory its operations work on */
+
+    /* Context: @p pool (borrowed, may be NULL) runs host work. */
+    zero_status_t (*create)(zero_thread_pool_t *pool, void **ctx_p);
+    void (*destroy)(void *ctx);
+    /* What the table runs on, for logs ("avx512", a device name). */
+    const char *(*describe)(const void *ctx);
+
+    /* The result record: [slots] doubles of the kind's memory. */
+    zero_status_t (*result_create)(void *ctx, size_t slots, double **record_p);
+    void (*result_destroy)(void *ctx, double *record);
+    /* Sets every slot to 0. */
+    zero_status_t (*result_clear)(void *ctx, double *record, size_t slots);
+    /* Copies slots [first, first + count) into @p host. */
+    zero_status_t (*result_read)(void *ctx, const double *record, size_t first, size_t count, double *host);
+
+    /* dst += src over @p n elements of @p dtype (16-bit sums in fp32, rounded once). */
+    zero_status_t (*accumulate)(void *ctx, zero_dtype_t dtype, void *dst, const void *src, size_t n);
+    /* fp32 <-> @p dtype (BF16 or FP16; round to nearest even). */
+    zero_status_t (*to_16)(void *ctx, zero_dtype_t dtype, uint16_t *dst, const float *src, size_t n);
+    zero_status_t (*from_16)(void *ctx, zero_dtype_t dtype, float *dst, const uint16_t *src, size_t n);
+    /* Adds the non-finite count and the sum of squares of @p grads to the
+     * record's NONFINITE and SUM_SQUARES slots. */
+    zero_status_t (*check_grads)(void *ctx, zero_dtype_t dtype, const void *grads, size_t n, double *record);
+    /* Unscale and clip: from the global sum of squares (host, summed over
+     * ranks) and the loss scale, the gradient norm (*grad_norm_p, unscaled)
+     * and the multiplier every gradient gets in the update (*grad_scale_p:
+     * clip coefficient / loss scale; @p max_norm <= 0: no clipping). */
+    void (*unscale_clip)(void *ctx, double sum_squares, double loss_scale, double max_norm, double *grad_norm_p,
+                         float *grad_scale_p);
+
+    /* The elementwise update of @p hp (Adam/AdamW, SGD, Adagrad, Lion) over @p s. */
+    zero_status_t (*optimizer_step)(void *ctx, const zero_optim_hparams_t *hp, const zero_optim_slice_t *s);
+    /* Fills a zeroed state array as the optimizer starts it (Adagrad's accumulator). */
+    zero_status_t (*init_state)(void *ctx, const zero_optim_hparams_t *hp, float *s1, size_t n);
+    /* Lamb phase 1 over one parameter's piece @p s: updates the moments and
+     * adds the piece's sums of w^2 and u^2 to record slots @p slot, @p slot + 1. */
+    zero_status_t (*lamb_phase1)(void *ctx, const zero_optim_hparams_t *hp, const zero_optim_slice_t *s,
+                                 double *record, size_t slot);
+    /* Lamb phase 2 over the piece, with the parameter's global sums (host). */
+    zero_status_t (*lamb_phase2)(void *ctx, const zero_optim_hparams_t *hp, const zero_optim_slice_t *s,
+                                 double w_sq, double u_sq);
+} engine_ops_t;
+
+/* The host table (engine_ops_host.c). */
+extern const engine_ops_t engine_ops_host;
+
+/* The table for buffers of @p kind; NULL when this build has none for it. */
+const engine_ops_t *engine_ops_for_kind(zero_mem_kind_t kind);
+
+/* The lib/optim kernel context behind a host table's @p ctx (tests compare against it). */
+const zero_optim_ctx_t *engine_ops_host_optim(const void *ctx);
+
+#endif /* ZERO_ZERO_ENGINE_OPS_H */
