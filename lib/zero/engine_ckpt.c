@@ -6,7 +6,8 @@
  * are the masters rounded, so loading rebuilds them bit for bit.
  */
 #define ZERO_LOG_MODULE "engine"
-#include "zero/engine_internal.h"
+#include "zero/engine_gather.h"
+#include "zero/engine_step.h"
 
 #include "ckpt/ckpt.h"
 #include "util/alloc.h"

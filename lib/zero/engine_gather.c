@@ -15,7 +15,7 @@
  * (warned once); a prefetch that finds it full just stops.
  */
 #define ZERO_LOG_MODULE "engine"
-#include "zero/engine_internal.h"
+#include "zero/engine_gather.h"
 
 #include "util/alloc.h"
 #include "util/log.h"

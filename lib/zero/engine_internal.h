@@ -1,7 +1,12 @@
 /*
- * Engine internals shared by the engine's source files (engine.c: life cycle
- * and setup; engine_step.c: backward, reduction and the optimizer step;
- * engine_gather.c: stage-3 gather, release and prefetch).
+ * Engine internals: the engine's state, and the lower layer every engine file
+ * may call: engine_base.c (errors, waits), engine_mem.c (allocation, copies),
+ * engine_pool.c (working-memory pools), engine_staging.c (gradient staging).
+ * The upper files declare what they offer in their own headers, and calls go
+ * one way only (docs/architecture.md, "Layers inside lib/zero"):
+ *   engine_base <- engine_mem <- engine_pool <- engine_staging
+ *     <- engine_gather.h <- engine_step.h <- engine_ckpt.c, engine.c
+ * with the arithmetic behind engine_ops.h, chosen per memory kind.
  */
 #ifndef ZERO_ZERO_ENGINE_INTERNAL_H
 #define ZERO_ZERO_ENGINE_INTERNAL_H
@@ -214,19 +219,20 @@ void engine_free(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr);
 /* The same for buffers collectives use: from zero_comm_mem_alloc in a multi-rank host job. */
 zero_status_t engine_alloc_shared(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p);
 void engine_free_shared(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr);
-/* Gradient staging of bucket @p b: at stage 2 from a pool of shared buffers of the
- * largest bucket's size (reused, so peers keep their mappings), at stage 3 sized
- * to the bucket. Put returns it; pool_clear frees the pool (destroy). */
-zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p);
-void engine_staging_put(zero_engine_h e, int b, void *ptr);
-void engine_staging_pool_clear(zero_engine_h e);
-
 /* Address space for a pool: @p bytes, not backed yet and not counted (shared
  * memory in a multi-rank host job; *shared_p says which, for unreserve). */
 zero_status_t engine_reserve(zero_engine_h e, size_t bytes, const char *tag, int *shared_p, void **ptr_p);
 void engine_unreserve(zero_engine_h e, int shared, void *ptr);
 /* Counts @p bytes more working buffers in use (buffers, buffers_peak). */
 void engine_buffers_add(zero_engine_h e, size_t bytes);
+
+/* Memory operations on the engine's buffers (of e->kind); host-to-engine for initial values. */
+void engine_zero(zero_engine_h e, void *ptr, size_t bytes);
+void engine_copy(zero_engine_h e, void *dst, const void *src, size_t bytes);
+void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes);
+
+/* Waits for a request, frees it, and turns a failure into the engine's FAILED state. */
+zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what);
 
 /* engine_pool.c: create (reserve @p capacity bytes for at most @p max_blocks
  * blocks out at once), destroy, get (NULL when no free extent is large
@@ -238,25 +244,12 @@ void *engine_pool_get(zero_engine_h e, engine_pool_t *pool, size_t bytes);
 void engine_pool_put(zero_engine_h e, engine_pool_t *pool, void *ptr, size_t bytes);
 int engine_pool_owns(const engine_pool_t *pool, const void *ptr);
 
-/* Memory operations on the engine's buffers (of e->kind); host-to-engine for initial values. */
-void engine_zero(zero_engine_h e, void *ptr, size_t bytes);
-void engine_copy(zero_engine_h e, void *dst, const void *src, size_t bytes);
-void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes);
-
-/* Waits for a request, frees it, and turns a failure into the engine's FAILED state. */
-zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what);
-
-
-/* engine_gather.c */
-zero_status_t engine_gather_bucket_start(zero_engine_h e, int bucket);
-zero_status_t engine_gather_bucket_finish(zero_engine_h e, int bucket);
-void engine_gather_drop_all(zero_engine_h e);
-
-/* engine_step.c */
-void *engine_param_grad_lazy(zero_param_h p);
-zero_status_t engine_reduce_bucket_start(zero_engine_h e, int bucket);
-zero_status_t engine_write_back(zero_engine_h e);
-zero_status_t engine_scratch_alloc(zero_engine_h e);
+/* engine_staging.c: gradient staging of bucket @p b: at stage 2 from a pool of
+ * shared buffers of the largest bucket's size (reused, so peers keep their mappings), at stage 3 sized
+ * to the bucket. Put returns it; pool_clear frees the pool (destroy). */
+zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p);
+void engine_staging_put(zero_engine_h e, int b, void *ptr);
+void engine_staging_pool_clear(zero_engine_h e);
 
 static inline size_t dtype_bytes(zero_dtype_t d) { return zero_dtype_size(d); }
 
