@@ -70,3 +70,70 @@ void zero_store_destroy(zero_store_t *store)
     if (store != NULL)
         store->ops->destroy(store);
 }
+
+int zero_store_has_step(const zero_store_t *store)
+{
+    return store->ops->step != NULL;
+}
+
+zero_status_t zero_store_step(zero_store_t *store, const zero_store_step_args_t *args)
+{
+    zero_status_t status;
+    if (store->ops->step == NULL) {
+        ZERO_LOG_ERROR("%s store: asked to run an optimizer step, which it does not do", store->ops->name);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (args->hparams == NULL || args->hparams->kind == ZERO_OPTIM_KIND_LAMB ||
+        (args->count > 0 && args->grads == NULL)) {
+        ZERO_LOG_ERROR("%s store: step of group %d at [%zu, +%zu): %s", store->ops->name, args->group, args->begin,
+                       args->count,
+                       args->hparams == NULL ? "no hyper-parameters"
+                       : args->count > 0 && args->grads == NULL ? "no gradients"
+                                                                 : "Lamb runs through acquire and release");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    status = check_range(store, "step", args->group, args->begin, args->count, zero_store_fields(store));
+    if (status != ZERO_OK)
+        return status;
+    return store->ops->step(store, args);
+}
+
+zero_store_device_t zero_store_device_from_config(zero_offload_device_t device)
+{
+    switch (device) {
+    case ZERO_OFFLOAD_CPU:
+        return ZERO_STORE_DEVICE_CPU;
+    case ZERO_OFFLOAD_NVME:
+        return ZERO_STORE_DEVICE_NVME;
+    default:
+        return ZERO_STORE_DEVICE_NONE;
+    }
+}
+
+zero_status_t zero_store_create_for(const zero_store_options_t *opts, const zero_store_desc_t *desc,
+                                    zero_store_t **store_p)
+{
+    switch (opts->device) {
+    case ZERO_STORE_DEVICE_NONE:
+        return zero_store_host_create(desc, store_p);
+    case ZERO_STORE_DEVICE_CPU: {
+        /* The state in host memory whatever the engine's kind. */
+        zero_store_desc_t host = *desc;
+        if (host.kind != ZERO_MEM_HOST)   /* another kind's master cannot be adopted into host memory */
+            memset(host.adopt_master, 0, sizeof(host.adopt_master));
+        host.kind = ZERO_MEM_HOST;
+        return zero_store_host_create(&host, store_p);
+    }
+    case ZERO_STORE_DEVICE_NVME:
+        ZERO_LOG_ERROR("rank %d: optimizer state on NVMe (%s) is not implemented in this version", opts->rank,
+                       opts->nvme_path ? opts->nvme_path : "no nvme_path");
+        return ZERO_ERR_UNSUPPORTED;
+    case ZERO_STORE_DEVICE_REMOTE:
+        ZERO_LOG_ERROR("rank %d: optimizer state on remote servers (%s) is not implemented in this version",
+                       opts->rank, opts->servers ? opts->servers : "none given");
+        return ZERO_ERR_UNSUPPORTED;
+    default:
+        ZERO_LOG_ERROR("rank %d: optimizer state device %d is not known", opts->rank, (int)opts->device);
+        return ZERO_ERR_UNSUPPORTED;
+    }
+}

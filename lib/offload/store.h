@@ -13,7 +13,9 @@
  * Implementations: the host store (store_host.c) is an identity mapping, its
  * arrays in this process's memory of the descriptor's kind, acquire returns
  * pointers into them and release does nothing; further stores (NVMe files,
- * zero-optd servers) implement the same operations.
+ * zero-optd servers) implement the same operations, and are created through
+ * zero_store_create_for (one branch per device). A store may also run the
+ * optimizer update itself (the optional step op).
  *
  * Ranges: group g holds length[g] elements per field; a range [begin, begin +
  * count) of it must lie inside. Ranges acquired at the same time must not
@@ -22,6 +24,8 @@
  */
 #ifndef ZERO_OFFLOAD_STORE_H
 #define ZERO_OFFLOAD_STORE_H
+
+#include "optim/optim_hparams.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -70,6 +74,34 @@ typedef struct zero_store_bytes {
     uint64_t elsewhere;  /* in files or other processes */
 } zero_store_bytes_t;
 
+/*
+ * One optimizer update that a store runs itself (the optional step op).
+ *
+ * The caller hands over the reduced, averaged gradients of the owned range
+ * [begin, begin + count) of @p group, in fp32 and still multiplied by the
+ * loss scale (hparams' grad_scale = clip coefficient / loss scale undoes
+ * it), and this step's hyper-parameters with the per-step values already in
+ * (zero_optim_hparams_for_step: lr, step number, grad_scale, the weight
+ * decay of this range). The store updates the master weights and optimizer
+ * states of the range as the kernel of hparams->kind would (the same bits as
+ * lib/optim's kernel), keeps them (as a dirty release would), and writes the
+ * updated weights in the training dtype to @p weights.
+ *
+ * A struct so it can grow; callers zero it before filling it.
+ */
+typedef struct zero_store_step_args {
+    int group;
+    size_t begin, count;
+    const float *grads;                      /* [count] fp32, memory of the descriptor's kind */
+    const zero_optim_hparams_t *hparams;     /* an elementwise optimizer: never ZERO_OPTIM_KIND_LAMB */
+    /* [count] of weights_dtype (BF16 or FP16): where the updated weights go.
+     * NULL for an fp32 group: its weights are the master, which callers read
+     * through acquire (or, when adopted, the store keeps the adopted array
+     * current before the op returns). */
+    uint16_t *weights;
+    zero_dtype_t weights_dtype;
+} zero_store_step_args_t;
+
 typedef struct zero_store_ops {
     const char *name;
     zero_status_t (*acquire)(zero_store_t *store, zero_store_range_t *range);
@@ -77,6 +109,13 @@ typedef struct zero_store_ops {
     zero_status_t (*prefetch)(zero_store_t *store, int group, size_t begin, size_t count, unsigned fields);
     void (*bytes)(const zero_store_t *store, zero_store_bytes_t *bytes_p);
     void (*destroy)(zero_store_t *store);
+    /* Optional (NULL: the caller acquires the range, runs the kernel and
+     * releases it dirty). A store whose state lives elsewhere (a zero-optd
+     * server) runs the update where the state is instead, so only gradients
+     * and weights travel. Called by zero_store_step, which has checked the
+     * range; Lamb never comes here (its trust ratio needs norms summed over
+     * ranks between its two phases), nor does a range with an acquire open. */
+    zero_status_t (*step)(zero_store_t *store, const zero_store_step_args_t *args);
 } zero_store_ops_t;
 
 /* The part every store shares; implementations embed it first. */
@@ -84,6 +123,34 @@ struct zero_store {
     const zero_store_ops_t *ops;
     zero_store_desc_t desc;
 };
+
+/* Where the optimizer state is kept: "zero_optimization.offload_optimizer.device". */
+typedef enum zero_store_device {
+    ZERO_STORE_DEVICE_NONE = 0,   /* no offload: the host store, arrays of the descriptor's kind */
+    ZERO_STORE_DEVICE_CPU,        /* "cpu": the host store in host memory */
+    ZERO_STORE_DEVICE_NVME,       /* "nvme": files under nvme_path (not in this version) */
+    ZERO_STORE_DEVICE_REMOTE,     /* zero-optd servers (not in this version) */
+} zero_store_device_t;
+
+/* How the engine wants its store: the offload config and who asks. Zero it
+ * before filling it, so fields added later start at their defaults. */
+typedef struct zero_store_options {
+    zero_store_device_t device;
+    const char *nvme_path;        /* NVME: the directory for this rank's files */
+    const char *servers;          /* REMOTE: the servers' addresses */
+    int rank;                     /* the asking rank (file names, server choice, error messages) */
+} zero_store_options_t;
+
+/* The device named by a config's offload_optimizer.device. */
+zero_store_device_t zero_store_device_from_config(zero_offload_device_t device);
+
+/*
+ * The one way to create the store an engine uses: the implementation for
+ * @p opts->device over @p desc. Errors: ZERO_ERR_UNSUPPORTED (logged) for a
+ * device this version has no store for; the chosen store's own.
+ */
+zero_status_t zero_store_create_for(const zero_store_options_t *opts, const zero_store_desc_t *desc,
+                                    zero_store_t **store_p);
 
 /* The host store: arrays of desc->kind, populated (no page faults later) and
  * zeroed. Errors: ZERO_ERR_INVALID_ARG (bad descriptor, logged),
@@ -95,6 +162,12 @@ zero_status_t zero_store_host_create(const zero_store_desc_t *desc, zero_store_t
 zero_status_t zero_store_acquire(zero_store_t *store, zero_store_range_t *range);
 /* Releases @p range (@p dirty: its data was written); clears data[]. */
 zero_status_t zero_store_release(zero_store_t *store, zero_store_range_t *range, int dirty);
+/* Whether the store runs optimizer updates itself (has the step op). */
+int zero_store_has_step(const zero_store_t *store);
+/* Checks @p args' range and optimizer against the store, then runs its step
+ * op. Errors: ZERO_ERR_INVALID_ARG (logged; also for a store without the op),
+ * or the store's. */
+zero_status_t zero_store_step(zero_store_t *store, const zero_store_step_args_t *args);
 /* A hint: [begin, begin + count) of @p group will be acquired soon. */
 zero_status_t zero_store_prefetch(zero_store_t *store, int group, size_t begin, size_t count, unsigned fields);
 /* The fields the store has: master, and one per optimizer state. */

@@ -245,10 +245,6 @@ static void free_group(zero_engine_h e, group_state_t *g)
     engine_free_shared(e, &e->mem.params, g->own_length * esz, g->params_shard);
     engine_free_shared(e, &e->mem.grads, g->length * esz, g->grads_flat);
     engine_free(e, &e->mem.grads, g->own_length * esz, g->grad_shard);
-    if ((void *)g->master != g->params_flat && (void *)g->master != g->params_shard)
-        engine_free(e, &e->mem.master, g->own_length * sizeof(float), g->master);
-    engine_free(e, &e->mem.optim_state, g->own_length * sizeof(float), g->state1);
-    engine_free(e, &e->mem.optim_state, g->own_length * sizeof(float), g->state2);
     zero_free(g->run_start);
     zero_free(g->run_decay);
     zero_free(g->segments);
@@ -305,6 +301,8 @@ void zero_engine_destroy(zero_engine_h e)
     zero_free(e->buckets);
     zero_free(e->reduce_order);
     free_working_memory(e);
+    zero_store_destroy(e->store);   /* before the weights it may have adopted */
+    e->store = NULL;
     if (e->layout != NULL)
         for (int g = 0; g < e->layout->num_groups; g++)
             free_group(e, &e->groups[g]);
@@ -578,7 +576,6 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
     group_state_t *g = &e->groups[gi];
     const zero_layout_group_t *lg = &e->layout->groups[gi];
     size_t esz;
-    int nstates = zero_optim_hparams_num_states(&e->hparams);
 
     g->dtype = lg->dtype;
     esz = dtype_bytes(g->dtype);
@@ -607,62 +604,110 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
             return status;
         engine_zero(e, g->grad_shard, g->own_length * esz);
     }
-    /* fp32 training: the weights the trainer sees are the master weights where the
-     * owned range is contiguous in them (stage 0: everything; stage 3: the shard). */
-    if (g->dtype == ZERO_FP32 && e->stage == 0)
-        g->master = g->params_flat;
-    else if (g->dtype == ZERO_FP32 && e->stage == 3)
-        g->master = g->params_shard;
-    else {
-        status = engine_alloc(e, &e->mem.master, g->own_length * sizeof(float), "master", (void **)&g->master);
-        if (status != ZERO_OK)
-            return status;
-    }
-    if (nstates >= 1) {
-        status = engine_alloc(e, &e->mem.optim_state, g->own_length * sizeof(float), "optimizer state 1",
-                              (void **)&g->state1);
-        if (status != ZERO_OK)
-            return status;
-        engine_zero(e, g->state1, g->own_length * sizeof(float));
-    }
-    if (nstates >= 2) {
-        status = engine_alloc(e, &e->mem.optim_state, g->own_length * sizeof(float), "optimizer state 2",
-                              (void **)&g->state2);
-        if (status != ZERO_OK)
-            return status;
-        engine_zero(e, g->state2, g->own_length * sizeof(float));
-    }
-    status = e->ops->init_state(e->ops_ctx, &e->hparams, g->state1, g->own_length);
-    if (status != ZERO_OK) {
-        engine_error(e, status, "setup: initialising the optimizer state of the %s group failed",
-                     zero_dtype_string(g->dtype));
-        return status;
-    }
-    status = build_runs(e, gi);
-    if (status != ZERO_OK)
-        return status;
+    return build_runs(e, gi);
+}
 
-    /* Initial master values of the owned segments (padding stays 0), built in a
-     * host buffer a block at a time and copied to the engine's memory. */
-    engine_zero(e, g->master, g->own_length * sizeof(float));
-    {
-        enum { INIT_BLOCK = 1 << 16 };
-        float *host = zero_malloc(INIT_BLOCK * sizeof(float));
-        if (host == NULL) {
-            engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
-            return ZERO_ERR_NO_MEMORY;
+/* The store of the master weights and optimizer states of every group's owned
+ * range, made by lib/offload's factory from the offload config. In fp32
+ * training the weights the trainer sees are the master weights where the
+ * owned range is contiguous in them (stage 0: everything; stage 3: the
+ * shard): the store adopts those arrays. */
+static zero_status_t setup_store(zero_engine_h e)
+{
+    const zero_config_offload_optimizer_t *off = &e->config->zero_optimization.offload_optimizer;
+    zero_store_options_t opts;
+    zero_store_desc_t desc;
+    zero_store_bytes_t bytes;
+    uint64_t master_bytes = 0, mark = zero_log_error_mark();
+    zero_status_t status;
+
+    memset(&opts, 0, sizeof(opts));
+    opts.device = zero_store_device_from_config(off->device);
+    opts.nvme_path = off->nvme_path;
+    opts.rank = e->rank;
+    memset(&desc, 0, sizeof(desc));
+    desc.kind = e->kind;
+    desc.num_groups = e->layout->num_groups;
+    desc.num_states = zero_optim_hparams_num_states(&e->hparams);
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        desc.length[gi] = g->own_length;
+        if (g->dtype == ZERO_FP32 && e->stage == 0)
+            desc.adopt_master[gi] = g->params_flat;
+        else if (g->dtype == ZERO_FP32 && e->stage == 3)
+            desc.adopt_master[gi] = g->params_shard;
+        else
+            master_bytes += (uint64_t)g->own_length * sizeof(float);
+    }
+    status = zero_store_create_for(&opts, &desc, &e->store);
+    if (status != ZERO_OK) {
+        engine_keep_error(e, mark, "setup: cannot create the optimizer state store");
+        return status;
+    }
+    /* Accounting as before the store: what it holds in this process's memory,
+     * the master part and the rest (the optimizer states). */
+    zero_store_bytes(e->store, &bytes);
+    if (master_bytes > bytes.resident)
+        master_bytes = bytes.resident;
+    e->mem.master += master_bytes;
+    e->mem.optim_state += bytes.resident - master_bytes;
+    e->mem.total += bytes.resident;
+    return ZERO_OK;
+}
+
+/* Initial values of group @p gi's owned range, a block at a time through the
+ * store: master weights of the owned segments from their parameters' init
+ * source (padding 0), optimizer states as the optimizer starts them. */
+static zero_status_t init_group_state(zero_engine_h e, int gi)
+{
+    enum { INIT_BLOCK = 1 << 16 };
+    group_state_t *g = &e->groups[gi];
+    zero_status_t status = ZERO_OK;
+    size_t s = 0;
+    float *host = zero_malloc(INIT_BLOCK * sizeof(float));
+    if (host == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (size_t lo = 0; lo < g->own_length && status == ZERO_OK; lo += INIT_BLOCK) {
+        size_t hi = g->own_length - lo < INIT_BLOCK ? g->own_length : lo + INIT_BLOCK;
+        uint64_t mark = zero_log_error_mark();
+        zero_store_range_t r = {.group = gi, .begin = lo, .count = hi - lo, .fields = zero_store_fields(e->store)};
+        status = zero_store_acquire(e->store, &r);
+        if (status != ZERO_OK) {
+            engine_keep_error(e, mark, "setup: cannot reach the optimizer state of the %s group at %zu",
+                              zero_dtype_string(g->dtype), lo);
+            break;
         }
-        for (size_t s = 0; s < g->num_segments; s++) {
-            const zero_layout_segment_t *sg = &g->segments[s];
-            for (size_t done = 0; done < sg->length; done += INIT_BLOCK) {
-                size_t n = sg->length - done < INIT_BLOCK ? sg->length - done : INIT_BLOCK;
-                initial_values(e, e->params[sg->param], sg->param_offset + done, n, host);
-                engine_upload(e, g->master + sg->shard_offset + done, host, n * sizeof(float));
+        engine_zero(e, r.data[ZERO_STORE_MASTER], r.count * sizeof(float));
+        for (int k = 1; k < ZERO_STORE_NUM_FIELDS; k++)
+            if (r.data[k] != NULL)
+                engine_zero(e, r.data[k], r.count * sizeof(float));
+        status = e->ops->init_state(e->ops_ctx, &e->hparams, r.data[ZERO_STORE_STATE1], r.count);
+        if (status != ZERO_OK)
+            engine_keep_error(e, mark, "setup: initialising the optimizer state of the %s group failed",
+                              zero_dtype_string(g->dtype));
+        /* the owned segments overlapping [lo, hi), in shard order */
+        while (s < g->num_segments && g->segments[s].shard_offset + g->segments[s].length <= lo)
+            s++;
+        for (size_t t = s; status == ZERO_OK && t < g->num_segments && g->segments[t].shard_offset < hi; t++) {
+            const zero_layout_segment_t *sg = &g->segments[t];
+            size_t from = sg->shard_offset > lo ? sg->shard_offset : lo;
+            size_t to = sg->shard_offset + sg->length < hi ? sg->shard_offset + sg->length : hi;
+            initial_values(e, e->params[sg->param], sg->param_offset + (from - sg->shard_offset), to - from, host);
+            engine_upload(e, r.data[ZERO_STORE_MASTER] + (from - lo), host, (to - from) * sizeof(float));
+        }
+        {
+            zero_status_t st = zero_store_release(e->store, &r, 1);
+            if (status == ZERO_OK && st != ZERO_OK) {
+                engine_keep_error(e, mark, "setup: cannot keep the initial optimizer state of the %s group",
+                                  zero_dtype_string(g->dtype));
+                status = st;
             }
         }
-        zero_free(host);
     }
-    return ZERO_OK;
+    zero_free(host);
+    return status;
 }
 
 /* Broadcast rank 0's view content for view parameters that have no init source. */
@@ -831,6 +876,11 @@ zero_status_t zero_engine_setup(zero_engine_h e)
         if (status != ZERO_OK)
             goto err;
     }
+    status = setup_store(e);
+    for (int g = 0; g < e->layout->num_groups && status == ZERO_OK; g++)
+        status = init_group_state(e, g);
+    if (status != ZERO_OK)
+        goto err;
     for (int i = 0; i < e->num_params; i++) {
         struct zero_param *p = e->params[i];
         const zero_layout_param_t *lp = &e->layout->params[i];
@@ -860,6 +910,8 @@ err:
         e->buckets = NULL;
         zero_free(e->reduce_order);
         e->reduce_order = NULL;
+        zero_store_destroy(e->store);
+        e->store = NULL;
         for (int g = 0; g < e->layout->num_groups; g++)
             free_group(e, &e->groups[g]);
         zero_layout_destroy(e->layout);

@@ -28,7 +28,7 @@ static int state_names(const zero_engine_h e, const char *names[ZERO_CKPT_MAX_ST
         return 2;
     case ZERO_OPTIMIZER_SGD:
         names[0] = "momentum_buffer";
-        return e->groups[0].state1 != NULL ? 1 : 0;
+        return zero_optim_hparams_num_states(&e->hparams);   /* none without momentum */
     case ZERO_OPTIMIZER_ADAGRAD:
         names[0] = "sum";
         return 1;
@@ -53,13 +53,48 @@ static zero_status_t check_state(zero_engine_h e, const char *call)
     return ZERO_ERR_STATE;
 }
 
-static void fill_groups(zero_engine_h e, zero_ckpt_group_data_t *groups, int num_states)
+/* The owned masters (and @p num_states optimizer states) of every group,
+ * acquired from the store for lib/ckpt: held over the whole save or load. */
+static zero_status_t acquire_groups(zero_engine_h e, zero_store_range_t *ranges, zero_ckpt_group_data_t *groups,
+                                    int num_states, const char *call)
 {
+    uint64_t mark = zero_log_error_mark();
+    memset(groups, 0, sizeof(*groups) * (size_t)e->layout->num_groups);
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
-        groups[gi].master = e->groups[gi].master;
-        groups[gi].state[0] = num_states > 0 ? e->groups[gi].state1 : NULL;
-        groups[gi].state[1] = num_states > 1 ? e->groups[gi].state2 : NULL;
+        zero_status_t status;
+        ranges[gi] = (zero_store_range_t){.group = gi, .begin = 0, .count = e->groups[gi].own_length,
+                                          .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
+        for (int k = 0; k < num_states; k++)
+            ranges[gi].fields |= ZERO_STORE_FIELD_BIT(ZERO_STORE_STATE1 + k);
+        status = zero_store_acquire(e->store, &ranges[gi]);
+        if (status != ZERO_OK) {
+            for (int g = 0; g < gi; g++)
+                zero_store_release(e->store, &ranges[g], 0);
+            engine_keep_error(e, mark, "%s: cannot reach the optimizer state of the %s group", call,
+                              zero_dtype_string(e->groups[gi].dtype));
+            return status;
+        }
+        groups[gi].master = ranges[gi].data[ZERO_STORE_MASTER];
+        for (int k = 0; k < num_states; k++)
+            groups[gi].state[k] = ranges[gi].data[ZERO_STORE_STATE1 + k];
     }
+    return ZERO_OK;
+}
+
+/* Releases what acquire_groups acquired (@p dirty: a load wrote it). */
+static zero_status_t release_groups(zero_engine_h e, zero_store_range_t *ranges, int dirty, const char *call)
+{
+    zero_status_t status = ZERO_OK;
+    uint64_t mark = zero_log_error_mark();
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        zero_status_t st = zero_store_release(e->store, &ranges[gi], dirty);
+        if (status == ZERO_OK && st != ZERO_OK) {
+            engine_keep_error(e, mark, "%s: cannot keep the optimizer state of the %s group", call,
+                              zero_dtype_string(e->groups[gi].dtype));
+            status = st;
+        }
+    }
+    return status;
 }
 
 zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const char *tag, const char *client_sd_json)
@@ -69,6 +104,7 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     zero_ckpt_save_params_t sp = {0};
     char why[ZERO_CKPT_ERROR_MSG_MAX] = "";
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
+    zero_store_range_t ranges[ZERO_DTYPE_COUNT];
     zero_loss_scaler_state_t ls;
     zero_lr_schedule_state_t lrs;
     const char *names[ZERO_CKPT_MAX_STATES] = {0};
@@ -106,7 +142,11 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     meta.lr_last_batch_iteration = lrs.last_batch_iteration;
     meta.lr = lrs.lr;
     meta.momentum = lrs.momentum;
-    fill_groups(e, groups, meta.num_states);
+    status = acquire_groups(e, ranges, groups, meta.num_states, "zero_save_checkpoint");
+    if (status != ZERO_OK) {
+        zero_string_free(meta.config_json);
+        return status;
+    }
 
     if (tag == NULL) {
         snprintf(default_tag, sizeof(default_tag), "global_step%llu", (unsigned long long)e->global_steps);
@@ -120,6 +160,11 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     sp.error_msg_size = sizeof(why);
     status = zero_ckpt_save(e->comm, save_dir, &sp, e->layout, e->own_rank, &meta, groups);
     zero_string_free(meta.config_json);
+    {
+        zero_status_t st = release_groups(e, ranges, 0, "zero_save_checkpoint");
+        if (status == ZERO_OK && st != ZERO_OK)
+            return st;
+    }
     if (status != ZERO_OK) {
         /* The message of the place that detected it, on whichever rank that
          * was, as every rank agreed on it: "rank R: <file>: ...: <errno text>".
@@ -142,6 +187,7 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     uint64_t mark;
     zero_ckpt_load_params_t lp = {0};
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
+    zero_store_range_t ranges[ZERO_DTYPE_COUNT];
     zero_ckpt_meta_t meta;
     const char *names[ZERO_CKPT_MAX_STATES] = {0};
     char *client_sd = NULL, *loaded_tag = NULL;
@@ -174,12 +220,25 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     lp.num_states = load_states ? num_states : 0;
     for (int k = 0; k < lp.num_states; k++)
         lp.state_names[k] = names[k];
-    fill_groups(e, groups, lp.num_states);
     memset(&meta, 0, sizeof(meta));
     if (e->stage == 3)
         engine_gather_drop_all(e);   /* gathered copies would predate the loaded weights */
+    status = acquire_groups(e, ranges, groups, lp.num_states, "zero_load_checkpoint");
+    if (status != ZERO_OK)
+        return status;
     mark = zero_log_error_mark();
     status = zero_ckpt_load(e->comm, load_dir, &lp, e->layout, e->own_rank, groups, &meta, &client_sd, &loaded_tag);
+    {
+        /* Dirty either way: a load that failed late may have written part of it. */
+        zero_status_t st = release_groups(e, ranges, 1, "zero_load_checkpoint");
+        if (status == ZERO_OK && st != ZERO_OK) {
+            zero_ckpt_meta_clear(&meta);
+            zero_free(client_sd);
+            zero_free(loaded_tag);
+            e->state = ENGINE_FAILED;
+            return st;
+        }
+    }
     if (status != ZERO_OK) {
         engine_keep_error(e, mark, "zero_load_checkpoint(%s, %s) failed: %s", load_dir, tag ? tag : "latest",
                           zero_status_string(status));

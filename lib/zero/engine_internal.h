@@ -16,6 +16,7 @@
 #include "optim/loss_scaler.h"
 #include "optim/lr_schedule.h"
 #include "optim/optim.h"
+#include "offload/store.h"
 #include "optim/optim_hparams.h"
 #include "zero/engine_ops.h"
 #include "partition/layout.h"
@@ -118,8 +119,9 @@ typedef struct group_state {
     size_t scratch_length;
     void *grads_flat;       /* stages 0-1: [length] of dtype */
     void *grad_shard;       /* stages 2-3: [own_length] of dtype, the owned averaged gradients */
-    float *master;          /* [own_length] fp32 */
-    float *state1, *state2; /* [own_length] fp32 optimizer state (NULL if unused) */
+    /* The fp32 master weights and optimizer states of the owned range are in
+     * the engine's store (e->store, group index = this group's): reached only
+     * through acquire and release. */
     /* Runs of the owned range that share one weight-decay setting. */
     size_t num_runs;
     size_t *run_start;      /* [num_runs + 1]: run r is [run_start[r], run_start[r + 1]) */
@@ -155,6 +157,7 @@ struct zero_engine {
     double *result;
     size_t result_slots;
     zero_optim_hparams_t hparams;    /* the config's optimizer, mapped once (lib/optim) */
+    zero_store_t *store;             /* master weights and optimizer states (lib/offload/store.h) */
     zero_lr_schedule_t schedule;
     zero_loss_scaler_t scaler;
 

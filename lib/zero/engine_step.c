@@ -472,18 +472,32 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi)
     const zero_layout_group_t *lg = &e->layout->groups[gi];
     size_t esz = dtype_bytes(g->dtype);
     zero_status_t status = ZERO_OK;
+    zero_store_range_t master = {.group = gi, .begin = 0, .count = g->own_length,
+                                 .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
     zero_comm_request_h *reqs = zero_calloc((size_t)(lg->num_buckets ? lg->num_buckets : 1), sizeof(*reqs));
     if (reqs == NULL) {
         engine_error(e, ZERO_ERR_NO_MEMORY, "step: out of memory");
         return ZERO_ERR_NO_MEMORY;
+    }
+    if (g->dtype == ZERO_FP32) {
+        /* the fp32 masters are sent as they are: held until every allgather is done */
+        uint64_t mark = zero_log_error_mark();
+        status = zero_store_acquire(e->store, &master);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_keep_error(e, mark, "step: cannot reach the fp32 master weights to publish them");
+            zero_free(reqs);
+            return status;
+        }
     }
     for (int k = 0; k < lg->num_buckets && status == ZERO_OK; k++) {
         int b = lg->first_bucket + k;
         const zero_layout_bucket_t *bk = &e->layout->buckets[b];
         size_t slice = bk->length / (size_t)e->world;
         char *full = (char *)g->params_flat + bk->offset * esz;
-        const void *send = g->dtype == ZERO_FP32 ? (const void *)(g->master + zero_layout_bucket_shard_offset(e->layout, b))
-                                                 : (const void *)(full + (size_t)e->rank * slice * esz);
+        const void *send = g->dtype == ZERO_FP32
+                               ? (const void *)(master.data[ZERO_STORE_MASTER] + zero_layout_bucket_shard_offset(e->layout, b))
+                               : (const void *)(full + (size_t)e->rank * slice * esz);
         status = zero_comm_allgather_start(e->comm, send, full, slice, g->dtype, e->kind, &reqs[k]);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
@@ -494,6 +508,14 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi)
         zero_status_t st = engine_wait(e, &reqs[k], "allgather of updated weights");
         if (status == ZERO_OK)
             status = st;
+    }
+    if (g->dtype == ZERO_FP32) {
+        zero_status_t st = zero_store_release(e->store, &master, 0);
+        if (status == ZERO_OK && st != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_error(e, st, "step: releasing the fp32 master weights failed");
+            status = st;
+        }
     }
     zero_free(reqs);
     return status;
@@ -533,10 +555,19 @@ zero_status_t engine_write_back(zero_engine_h e)
             size_t n = g->own_length - so;
             if (e->stage == 1 || e->stage == 2)
                 owned_to_flat(e, gi, so, &n);
-            zero_status_t status = e->ops->to_16(e->ops_ctx, g->dtype, w16_at(e, gi, so), g->master + so, n);
+            uint64_t mark = zero_log_error_mark();
+            zero_store_range_t r = {.group = gi, .begin = so, .count = n,
+                                    .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
+            zero_status_t status = zero_store_acquire(e->store, &r);
+            if (status == ZERO_OK) {
+                status = e->ops->to_16(e->ops_ctx, g->dtype, w16_at(e, gi, so), r.data[ZERO_STORE_MASTER], n);
+                zero_status_t st = zero_store_release(e->store, &r, 0);
+                if (status == ZERO_OK)
+                    status = st;
+            }
             if (status != ZERO_OK) {
-                engine_error(e, status, "writing the %s weights at owned offset %zu failed",
-                             zero_dtype_string(g->dtype), so);
+                engine_keep_error(e, mark, "writing the %s weights at owned offset %zu failed",
+                                  zero_dtype_string(g->dtype), so);
                 return status;
             }
             so += n;
@@ -546,23 +577,83 @@ zero_status_t engine_write_back(zero_engine_h e)
 }
 
 /* The optimizer over the piece [lo, hi) of group @p gi's owned range, with
- * this step's values @p v (decay set per run). */
-static zero_status_t run_kernel(zero_engine_h e, int gi, size_t lo, size_t hi, const zero_optim_step_values_t *v)
+ * this step's values @p v (decay set per run): the one place the step
+ * updates master weights and states. A store that runs the update itself
+ * (zero-optd) gets the gradients and the hyper-parameters; otherwise the
+ * range is acquired, the kernel of the engine's kind runs on it, and it is
+ * released dirty. */
+static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, const zero_optim_step_values_t *v)
 {
     group_state_t *g = &e->groups[gi];
     zero_optim_hparams_t hp = zero_optim_hparams_for_step(&e->hparams, v);
     uint16_t *w16 = w16_at(e, gi, lo);
-    zero_optim_slice_t s = {
-        .w = g->master + lo,
-        .s1 = g->state1 ? g->state1 + lo : NULL,
-        .s2 = g->state2 ? g->state2 + lo : NULL,
+    const float *grads;
+    zero_store_range_t r = {.group = gi, .begin = lo, .count = hi - lo, .fields = zero_store_fields(e->store)};
+    zero_optim_slice_t s;
+    zero_status_t status = grad32(e, gi, lo, hi - lo, &grads), st;
+
+    if (status != ZERO_OK)
+        return status;
+    if (zero_store_has_step(e->store)) {
+        zero_store_step_args_t args;
+        memset(&args, 0, sizeof(args));
+        args.group = gi;
+        args.begin = lo;
+        args.count = hi - lo;
+        args.grads = grads;
+        args.hparams = &hp;
+        args.weights = w16;
+        args.weights_dtype = g->dtype;
+        return zero_store_step(e->store, &args);
+    }
+    status = zero_store_acquire(e->store, &r);
+    if (status != ZERO_OK)
+        return status;
+    s = (zero_optim_slice_t){
+        .w = r.data[ZERO_STORE_MASTER],
+        .g = grads,
+        .s1 = r.data[ZERO_STORE_STATE1],
+        .s2 = r.data[ZERO_STORE_STATE2],
         .w16 = w16,
         .w16_type = zero_optim_w16_of(g->dtype),
         .n = hi - lo,
     };
-    zero_status_t status = grad32(e, gi, lo, hi - lo, &s.g);
-    if (status == ZERO_OK)
-        status = e->ops->optimizer_step(e->ops_ctx, &hp, &s);
+    status = e->ops->optimizer_step(e->ops_ctx, &hp, &s);
+    st = zero_store_release(e->store, &r, 1);
+    return status != ZERO_OK ? status : st;
+}
+
+/* The elementwise optimizers: every owned piece of every group through
+ * step_range, telling the store about the next piece first, so a store whose
+ * state lives elsewhere fetches it while this one is updated. */
+static zero_status_t elementwise_step(zero_engine_h e, zero_optim_step_values_t *values)
+{
+    zero_status_t status = ZERO_OK;
+    unsigned fields = zero_store_fields(e->store);
+    for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
+        group_state_t *g = &e->groups[gi];
+        size_t so = 0, r = 0, end;
+        if (g->own_length == 0)
+            continue;
+        while (g->run_start[r + 1] <= so)
+            r++;
+        end = piece_end(e, gi, so, r);
+        while (so < g->own_length && status == ZERO_OK) {
+            size_t next = end, next_r = r, next_end = end;
+            if (next < g->own_length) {
+                while (g->run_start[next_r + 1] <= next)
+                    next_r++;
+                next_end = piece_end(e, gi, next, next_r);
+                status = zero_store_prefetch(e->store, gi, next, next_end - next, fields);
+            }
+            values->decay = g->run_decay[r];
+            if (status == ZERO_OK)
+                status = step_range(e, gi, so, end, values);
+            so = next;
+            r = next_r;
+            end = next_end;
+        }
+    }
     return status;
 }
 
@@ -586,26 +677,34 @@ static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *
                 const zero_layout_segment_t *sg = &g->segments[s];
                 zero_optim_step_values_t v = *values;
                 zero_optim_hparams_t hp;
-                uint16_t *w16 = w16_at(e, gi, sg->shard_offset);
+                zero_store_range_t r = {.group = gi, .begin = sg->shard_offset, .count = sg->length,
+                                        .fields = zero_store_fields(e->store)};
                 zero_optim_slice_t sl = {
-                    .w = g->master + sg->shard_offset,
-                    .s1 = g->state1 + sg->shard_offset,
-                    .s2 = g->state2 + sg->shard_offset,
-                    .w16 = w16,
+                    .w16 = w16_at(e, gi, sg->shard_offset),
                     .w16_type = zero_optim_w16_of(g->dtype),
                     .n = sg->length,
                 };
+                zero_status_t st;
                 v.decay = e->params[sg->param]->weight_decay;
                 hp = zero_optim_hparams_for_step(&e->hparams, &v);
-                if (pass == 1) {
+                if (pass == 1)
                     status = grad32(e, gi, sg->shard_offset, sg->length, &sl.g);
-                    if (status == ZERO_OK)
-                        status = e->ops->lamb_phase1(e->ops_ctx, &hp, &sl, e->result,
-                                                     ENGINE_RESULT_LAMB + 2 * (size_t)sg->param);
-                } else {
+                if (status == ZERO_OK)
+                    status = zero_store_acquire(e->store, &r);
+                if (status != ZERO_OK)
+                    break;
+                sl.w = r.data[ZERO_STORE_MASTER];
+                sl.s1 = r.data[ZERO_STORE_STATE1];
+                sl.s2 = r.data[ZERO_STORE_STATE2];
+                if (pass == 1)
+                    status = e->ops->lamb_phase1(e->ops_ctx, &hp, &sl, e->result,
+                                                 ENGINE_RESULT_LAMB + 2 * (size_t)sg->param);
+                else
                     status = e->ops->lamb_phase2(e->ops_ctx, &hp, &sl, sums[2 * (size_t)sg->param],
                                                  sums[2 * (size_t)sg->param + 1]);
-                }
+                st = zero_store_release(e->store, &r, 1);   /* both phases write (moments, then weights) */
+                if (status == ZERO_OK)
+                    status = st;
             }
         }
         if (pass == 1 && status == ZERO_OK)
@@ -756,25 +855,15 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         values.momentum_cycled = zero_lr_schedule_momentum(&e->schedule, &values.momentum);
         e->last_grad_norm = info.grad_norm;
         t0 = zero_clock_now();
-        if (e->hparams.kind == ZERO_OPTIM_KIND_LAMB) {
+        check_mark = zero_log_error_mark();
+        if (e->hparams.kind == ZERO_OPTIM_KIND_LAMB)
             status = lamb_step(e, &values);
-        } else {
-            for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
-                group_state_t *g = &e->groups[gi];
-                size_t so = 0, r = 0;
-                while (so < g->own_length && status == ZERO_OK) {
-                    size_t end;
-                    while (g->run_start[r + 1] <= so)
-                        r++;
-                    end = piece_end(e, gi, so, r);
-                    values.decay = g->run_decay[r];
-                    status = run_kernel(e, gi, so, end, &values);
-                    so = end;
-                }
-            }
-        }
+        else
+            status = elementwise_step(e, &values);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;   /* a half-applied update leaves the state inconsistent */
+            engine_keep_error(e, check_mark, "step %llu: the optimizer update failed (%s)",
+                              (unsigned long long)e->global_steps, zero_status_string(status));
             return status;
         }
         e->timers.step += zero_clock_now() - t0;
