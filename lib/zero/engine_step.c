@@ -2,7 +2,9 @@
  * Backward and step: gradient buffers, bucketed reduction (stages 2-3 during
  * the backward, stages 0-1 at the boundary), overflow check, global norm and
  * clipping, the optimizer kernels over the owned shard, and bringing the
- * updated weights back.
+ * updated weights back. The arithmetic goes through the operations table of
+ * the engine's memory kind (e->ops, engine_ops.h); master weights and
+ * optimizer states are reached only through the store (e->store, store.h).
  */
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_gather.h"
@@ -241,7 +243,8 @@ zero_status_t zero_backward_end(zero_engine_h e)
  * walked in pieces that never cross a weight-decay run or, at stages 1-2, a
  * bucket (the owned range is one slice of every bucket there). For each piece
  * the optimizer kernel reads the averaged gradient (converted to fp32 in a
- * small scratch when it is 16-bit), updates the fp32 master and moments, and
+ * small scratch when it is 16-bit), updates the fp32 master and moments (a
+ * range acquired from the store and released dirty), and
  * writes the 16-bit weights straight to where the trainer sees them: the full
  * weights at stage 0, the owned slice inside the full weights at stages 1-2
  * (then all-gathered in place), the shard at stage 3. So the model state
@@ -726,7 +729,7 @@ zero_status_t engine_scratch_alloc(zero_engine_h e)
         zero_status_t status;
         if (g->dtype == ZERO_FP32)
             continue;
-        if (e->config->optimizer.type == ZERO_OPTIMIZER_LAMB)
+        if (e->hparams.kind == ZERO_OPTIM_KIND_LAMB)
             for (size_t s = 0; s < g->num_segments; s++)
                 if (g->segments[s].length > len)
                     len = g->segments[s].length;
