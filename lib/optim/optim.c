@@ -122,6 +122,11 @@ static zero_status_t check_slice(const char *what, const zero_optim_slice_t *s, 
         ZERO_LOG_ERROR("%s: a weight, gradient or state buffer of a %zu-element slice is NULL", what, s->n);
         return ZERO_ERR_INVALID_ARG;
     }
+    if (s->g_add != NULL && strcmp(what, "adam") != 0) {
+        /* Only Adam has the fused kernel so far; the caller sums first. */
+        ZERO_LOG_ERROR("%s: a second gradient addend (g_add) is supported by Adam only", what);
+        return ZERO_ERR_UNSUPPORTED;
+    }
     if ((int)s->w16_type < 0 || s->w16_type >= ZERO_OPTIM_W16_COUNT ||
         (s->w16_type != ZERO_OPTIM_W16_NONE && s->w16 == NULL)) {
         ZERO_LOG_ERROR("%s: 16-bit output type %d without a valid buffer", what, (int)s->w16_type);
@@ -178,7 +183,11 @@ static void adam_chunk(void *raw, size_t task, size_t b, size_t e)
     adam_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
     (void)task;
-    j->ctx->dsp.adam(&j->k, s->w + b, s->g + b, s->s1 + b, s->s2 + b, w16_at(s, b), (int)s->w16_type, e - b);
+    if (s->g_add)
+        j->ctx->dsp.adam_add(&j->k, s->w + b, s->g + b, s->g_add + b, s->s1 + b, s->s2 + b, w16_at(s, b),
+                             (int)s->w16_type, e - b);
+    else
+        j->ctx->dsp.adam(&j->k, s->w + b, s->g + b, s->s1 + b, s->s2 + b, w16_at(s, b), (int)s->w16_type, e - b);
 }
 
 zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,

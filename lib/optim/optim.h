@@ -81,7 +81,13 @@ zero_status_t zero_optim_ctx_set_chunk(zero_optim_ctx_t *ctx, size_t chunk);
 /* The slice one call updates. s1/s2 are the optimizer's state arrays:
  *   Adam, Lamb: s1 = exp_avg, s2 = exp_avg_sq;  SGD: s1 = momentum buffer
  *   (unused, may be NULL, when momentum is 0);  Adagrad: s1 = sum;
- *   Lion: s1 = exp_avg.  w16 is written when w16_type is BF16 or FP16. */
+ *   Lion: s1 = exp_avg.  w16 is written when w16_type is BF16 or FP16.
+ * g_add (optional, Adam only so far): the gradient is g + g_add, added in
+ * registers and never stored. A reduce-scatter's last hop hands its received
+ * partial here instead of writing the sum and reading it back: AdamW with
+ * fp32 state then moves 32 bytes per element instead of 40. The sum is the
+ * same IEEE addition, so the result equals summing first, bit for bit.
+ * Other optimizers refuse a non-NULL g_add (ZERO_ERR_UNSUPPORTED). */
 typedef struct zero_optim_slice {
     float *w;
     const float *g;
@@ -90,6 +96,7 @@ typedef struct zero_optim_slice {
     uint16_t *w16;
     zero_optim_w16_t w16_type;
     size_t n;
+    const float *g_add;
 } zero_optim_slice_t;
 
 typedef struct zero_optim_adam_params {

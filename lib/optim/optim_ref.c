@@ -22,11 +22,12 @@ static inline void store16(uint16_t *w16, int w16_type, size_t i, float x)
         w16[i] = zero_f32_to_f16(x);
 }
 
-static void adam_c(const zero_adam_k_t *k, float *w, const float *g, float *m, float *v,
-                   uint16_t *w16, int w16_type, size_t n)
+/* ga: NULL, or the second addend of the gradient (fused reduction). */
+static void adam_c_body(const zero_adam_k_t *k, float *w, const float *g, const float *ga, float *m, float *v,
+                        uint16_t *w16, int w16_type, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * k->grad_scale;
+        float gi = (ga ? g[i] + ga[i] : g[i]) * k->grad_scale;
         float wi = w[i];
         float mi, vi, den;
         if (k->l2_wd != 0.0f)
@@ -41,6 +42,18 @@ static void adam_c(const zero_adam_k_t *k, float *w, const float *g, float *m, f
         w[i] = wi;
         store16(w16, w16_type, i, wi);
     }
+}
+
+static void adam_c(const zero_adam_k_t *k, float *w, const float *g, float *m, float *v,
+                   uint16_t *w16, int w16_type, size_t n)
+{
+    adam_c_body(k, w, g, NULL, m, v, w16, w16_type, n);
+}
+
+static void adam_add_c(const zero_adam_k_t *k, float *w, const float *g, const float *ga, float *m, float *v,
+                       uint16_t *w16, int w16_type, size_t n)
+{
+    adam_c_body(k, w, g, ga, m, v, w16, w16_type, n);
 }
 
 static void sgd_c(const zero_sgd_k_t *k, float *w, const float *g, float *buf,
@@ -229,6 +242,7 @@ static void from_f16_c(float *dst, const uint16_t *src, size_t n)
 void zero_optim_dsp_init_c(zero_optim_dsp_t *dsp)
 {
     dsp->adam = adam_c;
+    dsp->adam_add = adam_add_c;
     dsp->sgd = sgd_c;
     dsp->adagrad = adagrad_c;
     dsp->lion = lion_c;

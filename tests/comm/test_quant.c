@@ -1,12 +1,12 @@
 /*
- * lib/optim/quant.c: block-wise int8/int4 quantization against a plain
+ * lib/comm/quant.c: block-wise int8/int4 quantization against a plain
  * reference written here in double (bit for bit), its error bound, the
  * special blocks (zeros, constants, subnormal scales, inf/NaN), every
  * length around the block size, 16-bit inputs and outputs, the fp32
  * accumulation of qgZ, and bad arguments.
  */
 #include "test_main.h"
-#include "optim/quant.h"
+#include "comm/quant.h"
 #include "util/half.h"
 
 #include <float.h>

@@ -4,7 +4,7 @@
  * loops; the per-block scale is computed in double so a block whose largest
  * value is subnormal neither overflows the reciprocal nor loses the scale.
  */
-#include "optim/quant.h"
+#include "comm/quant.h"
 #include "util/half.h"
 
 #include <math.h>

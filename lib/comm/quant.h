@@ -33,8 +33,8 @@
  *                              2i+1 in the high nibble, two's complement)
  * The scales come first so they stay 4-byte aligned whatever n is.
  */
-#ifndef ZERO_OPTIM_QUANT_H
-#define ZERO_OPTIM_QUANT_H
+#ifndef ZERO_COMM_QUANT_H
+#define ZERO_COMM_QUANT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -66,4 +66,4 @@ int zero_quant_decode(zero_quant_bits_t bits, const void *in, size_t n, zero_dty
  * running sum. Returns 0 or -1. */
 int zero_quant_decode_add_f32(zero_quant_bits_t bits, const void *in, size_t n, float *acc);
 
-#endif /* ZERO_OPTIM_QUANT_H */
+#endif /* ZERO_COMM_QUANT_H */
