@@ -12,7 +12,7 @@
 #include <string.h>
 
 #if defined(__CUDACC__)
-#define ZERO_HALF_FN ZERO_HALF_FN __host__ __device__
+#define ZERO_HALF_FN static inline __host__ __device__
 #else
 #define ZERO_HALF_FN static inline
 #endif
