@@ -124,7 +124,7 @@ static const struct {
 
 static int run_kernel(bench_t *b, int k)
 {
-    zero_optim_slice_t s = {b->w, b->g, b->m, b->v, b->h, ZERO_OPTIM_W16_NONE, b->n, NULL};
+    zero_optim_slice_t s = {b->w, b->g, b->m, b->v, b->h, ZERO_OPTIM_W16_NONE, b->n};
     zero_status_t st = ZERO_OK;
     switch (k) {
     case K_TRIAD:
@@ -144,8 +144,6 @@ static int run_kernel(bench_t *b, int k)
         /* ...and read again by the step. */
         /* fall through */
     case K_ADAMW_FUSED:
-        if (k == K_ADAMW_FUSED)
-            s.g_add = b->peer;
         /* fall through */
     case K_ADAMW:
     case K_ADAMW_BF16:
@@ -155,7 +153,7 @@ static int run_kernel(bench_t *b, int k)
         p.weight_decay = 0.01f;
         p.step = 10;
         s.w16_type = k == K_ADAMW_BF16 ? ZERO_OPTIM_W16_BF16 : k == K_ADAMW_FP16 ? ZERO_OPTIM_W16_FP16 : ZERO_OPTIM_W16_NONE;
-        st = zero_optim_adam_step(&b->ctx, &p, &s);
+        st = zero_optim_adam_step_fused(&b->ctx, &p, &s, k == K_ADAMW_FUSED ? b->peer : NULL);
         break;
     }
     case K_SGD: {

@@ -123,11 +123,6 @@ static zero_status_t check_slice(const char *what, const zero_optim_slice_t *s, 
         ZERO_LOG_ERROR("%s: a weight, gradient or state buffer of a %zu-element slice is NULL", what, s->n);
         return ZERO_ERR_INVALID_ARG;
     }
-    if (s->g_add != NULL && strcmp(what, "adam") != 0) {
-        /* Only Adam has the fused kernel so far; the caller sums first. */
-        ZERO_LOG_ERROR("%s: a second gradient addend (g_add) is supported by Adam only", what);
-        return ZERO_ERR_UNSUPPORTED;
-    }
     if ((int)s->w16_type < 0 || s->w16_type >= ZERO_OPTIM_W16_COUNT ||
         (s->w16_type != ZERO_OPTIM_W16_NONE && s->w16 == NULL)) {
         ZERO_LOG_ERROR("%s: 16-bit output type %d without a valid buffer", what, (int)s->w16_type);
@@ -176,6 +171,7 @@ void zero_optim_adam_defaults(zero_optim_adam_params_t *p)
 typedef struct adam_job {
     const zero_optim_ctx_t *ctx;
     const zero_optim_slice_t *s;
+    const float *g_add;        /* NULL, or the fused second addend of the gradient */
     zero_adam_k_t k;
 } adam_job_t;
 
@@ -184,8 +180,8 @@ static void adam_chunk(void *raw, size_t task, size_t b, size_t e)
     adam_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
     (void)task;
-    if (s->g_add)
-        j->ctx->dsp.adam_add(&j->k, s->w + b, s->g + b, s->g_add + b, s->s1 + b, s->s2 + b, w16_at(s, b),
+    if (j->g_add)
+        j->ctx->dsp.adam_add(&j->k, s->w + b, s->g + b, j->g_add + b, s->s1 + b, s->s2 + b, w16_at(s, b),
                              (int)s->w16_type, e - b);
     else
         j->ctx->dsp.adam(&j->k, s->w + b, s->g + b, s->s1 + b, s->s2 + b, w16_at(s, b), (int)s->w16_type, e - b);
@@ -215,6 +211,12 @@ void zero_optim_adam_k(const zero_optim_adam_params_t *p, zero_adam_k_t *k)
 zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
                                    const zero_optim_slice_t *s)
 {
+    return zero_optim_adam_step_fused(ctx, p, s, NULL);
+}
+
+zero_status_t zero_optim_adam_step_fused(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                                         const zero_optim_slice_t *s, const float *g_add)
+{
     adam_job_t job;
     zero_status_t status;
 
@@ -228,6 +230,7 @@ zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim
     }
     job.ctx = ctx;
     job.s = s;
+    job.g_add = s->n > 0 ? g_add : NULL;
     zero_optim_adam_k(p, &job.k);
     for_chunks(ctx, s->n, adam_chunk, &job);
     return ZERO_OK;

@@ -81,13 +81,7 @@ zero_status_t zero_optim_ctx_set_chunk(zero_optim_ctx_t *ctx, size_t chunk);
 /* The slice one call updates. s1/s2 are the optimizer's state arrays:
  *   Adam, Lamb: s1 = exp_avg, s2 = exp_avg_sq;  SGD: s1 = momentum buffer
  *   (unused, may be NULL, when momentum is 0);  Adagrad: s1 = sum;
- *   Lion: s1 = exp_avg.  w16 is written when w16_type is BF16 or FP16.
- * g_add (optional, Adam only so far): the gradient is g + g_add, added in
- * registers and never stored. A reduce-scatter's last hop hands its received
- * partial here instead of writing the sum and reading it back: AdamW with
- * fp32 state then moves 32 bytes per element instead of 40. The sum is the
- * same IEEE addition, so the result equals summing first, bit for bit.
- * Other optimizers refuse a non-NULL g_add (ZERO_ERR_UNSUPPORTED). */
+ *   Lion: s1 = exp_avg.  w16 is written when w16_type is BF16 or FP16. */
 typedef struct zero_optim_slice {
     float *w;
     const float *g;
@@ -96,7 +90,6 @@ typedef struct zero_optim_slice {
     uint16_t *w16;
     zero_optim_w16_t w16_type;
     size_t n;
-    const float *g_add;
 } zero_optim_slice_t;
 
 typedef struct zero_optim_adam_params {
@@ -159,6 +152,14 @@ double zero_optim_lamb_step_size(const zero_optim_lamb_params_t *p);
  * missing w16 buffer, a step < 1, or hyper-parameters out of range. */
 zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
                                    const zero_optim_slice_t *s);
+/* Adam over the gradient s->g + g_add ([s->n] fp32; NULL: plain Adam), the
+ * sum formed in registers and never stored. A reduce-scatter's last hop hands
+ * its received partial here instead of writing the sum and reading it back:
+ * AdamW with fp32 state then moves 32 bytes per element instead of 40. The
+ * sum is the same IEEE addition, so the result equals summing first, bit for
+ * bit. Errors as zero_optim_adam_step. */
+zero_status_t zero_optim_adam_step_fused(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                                         const zero_optim_slice_t *s, const float *g_add);
 zero_status_t zero_optim_sgd_step(const zero_optim_ctx_t *ctx, const zero_optim_sgd_params_t *p,
                                   const zero_optim_slice_t *s);
 zero_status_t zero_optim_adagrad_step(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,

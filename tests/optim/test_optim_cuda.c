@@ -167,8 +167,8 @@ static void test_adam(void)
         zero_optim_adam_k(&p, &k);
         CU_ASSERT_EQUAL(zero_cuda_adam(&k, a.gate, a.dw, a.dg, fused ? a.dga : NULL, a.ds1, a.ds2, a.dh, t, N,
                                        NULL), 0);
-        zero_optim_slice_t s = {a.w, a.g, a.s1, a.s2, a.h, t, N, fused ? a.ga : NULL};
-        CU_ASSERT_EQUAL(zero_optim_adam_step(&ctx, &p, &s), ZERO_OK);
+        zero_optim_slice_t s = {a.w, a.g, a.s1, a.s2, a.h, t, N};
+        CU_ASSERT_EQUAL(zero_optim_adam_step_fused(&ctx, &p, &s, fused ? a.ga : NULL), ZERO_OK);
         CU_ASSERT_EQUAL(cudaDeviceSynchronize(), cudaSuccess);
         CU_ASSERT_TRUE(same(a.w, a.dw, N * sizeof(float)));
         CU_ASSERT_TRUE(same(a.s1, a.ds1, N * sizeof(float)));
@@ -188,7 +188,7 @@ static void test_sgd_adagrad_lion(void)
         arrays_init(&a);
         gs = run_gate(&a, 1.0, 0.0);
         CU_ASSERT_EQUAL(gs, 1.0f);
-        zero_optim_slice_t s = {a.w, a.g, a.s1, NULL, a.h, ZERO_OPTIM_W16_BF16, N, NULL};
+        zero_optim_slice_t s = {a.w, a.g, a.s1, NULL, a.h, ZERO_OPTIM_W16_BF16, N};
         if (which == 0) {
             zero_optim_sgd_params_t p;
             zero_sgd_k_t k;
@@ -241,7 +241,7 @@ static void test_lamb(void)
     zero_optim_lamb_k(&p, &k);
     CU_ASSERT_FATAL(cudaMemset(a.sums, 0, 2 * sizeof(double)) == cudaSuccess);
     CU_ASSERT_EQUAL(zero_cuda_lamb1(&k, a.gate, a.dw, a.dg, a.ds1, a.ds2, N, a.sums, a.scratch, NULL), 0);
-    zero_optim_slice_t s = {a.w, a.g, a.s1, a.s2, a.h, ZERO_OPTIM_W16_FP16, N, NULL};
+    zero_optim_slice_t s = {a.w, a.g, a.s1, a.s2, a.h, ZERO_OPTIM_W16_FP16, N};
     CU_ASSERT_EQUAL(zero_optim_lamb_phase1(&ctx, &p, &s, &seg, 1, &host_w, &host_u), ZERO_OK);
     down(dev_sums, a.sums, sizeof(dev_sums));
     CU_ASSERT_TRUE(same(a.s1, a.ds1, N * sizeof(float)));
