@@ -2,7 +2,7 @@
  * bench_optim: memory bandwidth of every fused optimizer kernel and helper,
  * next to a triad measured in the same run on the same buffers, threads and
  * chunking. Prints one line per kernel and thread count, then
- *   summary: adamw_fp32_over_triad_1t=<x> adamw_fp32_over_triad_2t=<y>
+ *   summary: adamw_fp32_over_triad_1t=<x> adamw_fp32_over_triad_2t=<y> fused_adamw_speedup_1t=.. _2t=..
  *
  * Bytes counted per element are the bytes the kernel must read and write:
  *   triad   a[i] = b[i] + s * c[i]          12 (read b, c; write a), STREAM's count
@@ -13,6 +13,12 @@
  *   lion         read g, w, m; write w, m             20
  *   lamb (both phases) phase 1: read g, w, m, v, write m, v (24); phase 2: read w, m, v, write w (16)
  *   count_nonfinite fp32 4, sum_squares fp32 4, scale 8, to_bf16 6, from_bf16 6
+ *   adamw_fused_add  AdamW over g + peer, summed in registers (a reduction's
+ *                    last hop fused into the step): read g, peer, w, m, v;
+ *                    write w, m, v                     32
+ *   adamw_sum_first  the same work unfused: g += peer (12), then AdamW (28)  40
+ * The fused pair is also timed against each other, and the summary adds
+ * fused_adamw_speedup_<T>t = time(sum first) / time(fused).
  * GB/s = bytes / median time of --reps runs (1 GB = 1e9 bytes; adamw_fp32, the
  * headline, 3 x --reps). Each kernel run alternates with a baseline run; the
  * ratio column is the median of the per-pair ratios.
@@ -93,14 +99,14 @@ typedef struct bench {
     zero_optim_ctx_t ctx;
     zero_thread_pool_t *pool;
     size_t n;
-    float *w, *g, *m, *v;
+    float *w, *g, *m, *v, *peer;
     uint16_t *h;
     int simd_triad;
 } bench_t;
 
 enum {
     K_TRIAD, K_TRIAD_INPLACE, K_ADAMW, K_ADAMW_BF16, K_ADAMW_FP16, K_SGD, K_ADAGRAD, K_LION, K_LAMB,
-    K_NONFINITE, K_SUMSQ, K_SCALE, K_TO_BF16, K_FROM_BF16, K_COUNT
+    K_NONFINITE, K_SUMSQ, K_SCALE, K_TO_BF16, K_FROM_BF16, K_ADAMW_FUSED, K_ADAMW_SUM_FIRST, K_COUNT
 };
 
 static const struct {
@@ -110,6 +116,7 @@ static const struct {
     {"triad", 12}, {"triad_inplace", 12}, {"adamw_fp32", 28}, {"adamw_fp32+bf16", 30},
     {"adamw_fp32+fp16", 30}, {"sgd_momentum", 20}, {"adagrad", 20}, {"lion", 20}, {"lamb", 40},
     {"count_nonfinite_fp32", 4}, {"sum_squares_fp32", 4}, {"scale_fp32", 8}, {"to_bf16", 6}, {"from_bf16", 6},
+    {"adamw_fused_add", 32}, {"adamw_sum_first", 40},
 };
 
 /* The baseline every kernel is compared with (see the header comment). */
@@ -129,6 +136,15 @@ static int run_kernel(bench_t *b, int k)
         zero_thread_pool_parallel_for(b->pool, (b->n + j.chunk - 1) / j.chunk, triad_task, &j);
         break;
     }
+    case K_ADAMW_SUM_FIRST: {
+        /* The reduction's last hop as it is today: the sum is written back... */
+        triad_job_t j = {b->g, b->g, b->peer, 1.0f, b->n, b->ctx.chunk, b->simd_triad};
+        zero_thread_pool_parallel_for(b->pool, (b->n + j.chunk - 1) / j.chunk, triad_task, &j);
+    }
+        /* ...and read again by the step. */
+        /* fall through */
+    case K_ADAMW_FUSED:
+        /* fall through */
     case K_ADAMW:
     case K_ADAMW_BF16:
     case K_ADAMW_FP16: {
@@ -136,8 +152,8 @@ static int run_kernel(bench_t *b, int k)
         zero_optim_adam_defaults(&p);
         p.weight_decay = 0.01f;
         p.step = 10;
-        s.w16_type = k == K_ADAMW ? ZERO_OPTIM_W16_NONE : (k == K_ADAMW_BF16 ? ZERO_OPTIM_W16_BF16 : ZERO_OPTIM_W16_FP16);
-        st = zero_optim_adam_step(&b->ctx, &p, &s);
+        s.w16_type = k == K_ADAMW_BF16 ? ZERO_OPTIM_W16_BF16 : k == K_ADAMW_FP16 ? ZERO_OPTIM_W16_FP16 : ZERO_OPTIM_W16_NONE;
+        st = zero_optim_adam_step_fused(&b->ctx, &p, &s, k == K_ADAMW_FUSED ? b->peer : NULL);
         break;
     }
     case K_SGD: {
@@ -241,7 +257,7 @@ int main(int argc, char **argv)
     int reps = 7, threads[8] = {1, 2}, nthreads = 2, quick = 0, rc = 1;
     const char *only = NULL;
     size_t chunk = ZERO_OPTIM_DEFAULT_CHUNK;
-    double adamw_ratio[8] = {0};
+    double adamw_ratio[8] = {0}, fused_speedup[8] = {0};
     bench_t b;
     memset(&b, 0, sizeof(b));
 
@@ -274,6 +290,7 @@ int main(int argc, char **argv)
         zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "bench g", (void **)&b.g) != ZERO_OK ||
         zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "bench m", (void **)&b.m) != ZERO_OK ||
         zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "bench v", (void **)&b.v) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "bench peer", (void **)&b.peer) != ZERO_OK ||
         zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(uint16_t), "bench h", (void **)&b.h) != ZERO_OK)
         goto out;
     b.n = n;
@@ -281,6 +298,7 @@ int main(int argc, char **argv)
     fill(b.g, n, -1.0f, 1.0f, 2);
     fill(b.m, n, -0.1f, 0.1f, 3);
     fill(b.v, n, 0.0f, 0.01f, 4);
+    fill(b.peer, n, -1e-3f, 1e-3f, 5); /* small: g drifts slowly under repeated sums */
     memset(b.h, 0, n * sizeof(uint16_t));
 #if HAVE_X86
     b.simd_triad = __builtin_cpu_supports("avx512f");
@@ -303,7 +321,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < K_COUNT; k++) {
             double gbs, base_gbs, ratio;
             int base = BASELINE;
-            if (k == BASELINE || (quick && k != K_TRIAD && k != K_ADAMW) ||
+            if (k == BASELINE || (quick && k != K_TRIAD && k != K_ADAMW && k != K_ADAMW_FUSED) ||
                 (only != NULL && strcmp(only, kinfo[k].name) != 0))
                 continue;
             /* The headline pair gets three times the reps: a steadier median. */
@@ -316,6 +334,18 @@ int main(int argc, char **argv)
                    kinfo[base].name, base_gbs, ratio);
             if (k == K_ADAMW)
                 adamw_ratio[ti] = ratio;
+            if (k == K_ADAMW_FUSED) {
+                /* And against the unfused pair directly: the ratio of times. */
+                double unfused_gbs;
+                if (measure(&b, K_ADAMW_FUSED, K_ADAMW_SUM_FIRST, 3 * reps, &gbs, &unfused_gbs, &ratio) != 0) {
+                    zero_thread_pool_destroy(b.pool);
+                    goto out;
+                }
+                fused_speedup[ti] = ratio * kinfo[K_ADAMW_SUM_FIRST].bytes / kinfo[K_ADAMW_FUSED].bytes;
+                printf("%-22s %7d %9.0f %8.2f %13s %8.2f %8.3f  (time: sum first / fused = %.3f)\n",
+                       kinfo[k].name, threads[ti], kinfo[k].bytes, gbs, kinfo[K_ADAMW_SUM_FIRST].name, unfused_gbs,
+                       ratio, fused_speedup[ti]);
+            }
             fflush(stdout);
         }
         zero_thread_pool_destroy(b.pool);
@@ -324,10 +354,13 @@ int main(int argc, char **argv)
     printf("summary:");
     for (int ti = 0; ti < nthreads; ti++)
         printf(" adamw_fp32_over_triad_%dt=%.3f", threads[ti], adamw_ratio[ti]);
+    for (int ti = 0; ti < nthreads; ti++)
+        printf(" fused_adamw_speedup_%dt=%.3f", threads[ti], fused_speedup[ti]);
     printf("\n");
     rc = 0;
 out:
     zero_mem_free(b.w);
+    zero_mem_free(b.peer);
     zero_mem_free(b.g);
     zero_mem_free(b.m);
     zero_mem_free(b.v);

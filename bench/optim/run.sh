@@ -2,6 +2,7 @@
 # bench/run optim: builds bench_optim in $ZERO_BUILD_DIR (default build) and
 # runs it. Extra arguments go to bench_optim (--n, --reps, --threads, --quick).
 # The last line is: summary: adamw_fp32_over_triad_1t=<x> adamw_fp32_over_triad_2t=<y>
+# fused_adamw_speedup_1t=<a> fused_adamw_speedup_2t=<b>
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 bench_build bench/optim/bench_optim

@@ -1,5 +1,6 @@
 #define ZERO_LOG_MODULE "optim"
 #include "optim/optim.h"
+#include "optim/optim_elem.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -170,6 +171,7 @@ void zero_optim_adam_defaults(zero_optim_adam_params_t *p)
 typedef struct adam_job {
     const zero_optim_ctx_t *ctx;
     const zero_optim_slice_t *s;
+    const float *g_add;        /* NULL, or the fused second addend of the gradient */
     zero_adam_k_t k;
 } adam_job_t;
 
@@ -178,11 +180,42 @@ static void adam_chunk(void *raw, size_t task, size_t b, size_t e)
     adam_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
     (void)task;
-    j->ctx->dsp.adam(&j->k, s->w + b, s->g + b, s->s1 + b, s->s2 + b, w16_at(s, b), (int)s->w16_type, e - b);
+    if (j->g_add)
+        j->ctx->dsp.adam_add(&j->k, s->w + b, s->g + b, j->g_add + b, s->s1 + b, s->s2 + b, w16_at(s, b),
+                             (int)s->w16_type, e - b);
+    else
+        j->ctx->dsp.adam(&j->k, s->w + b, s->g + b, s->s1 + b, s->s2 + b, w16_at(s, b), (int)s->w16_type, e - b);
+}
+
+void zero_optim_adam_k(const zero_optim_adam_params_t *p, zero_adam_k_t *k)
+{
+    k->grad_scale = p->grad_scale;
+    k->beta1 = p->beta1;
+    k->one_minus_beta1 = one_minus(p->beta1);
+    k->beta2 = p->beta2;
+    k->one_minus_beta2 = one_minus(p->beta2);
+    k->eps = p->eps;
+    if (p->bias_correction) {
+        double bc1 = 1.0 - pow((double)p->beta1, (double)p->step);
+        double bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
+        k->step_size = (float)(p->lr / bc1);
+        k->bc2_rsqrt = (float)(1.0 / sqrt(bc2));
+    } else {
+        k->step_size = p->lr;
+        k->bc2_rsqrt = 1.0f;
+    }
+    k->decay_mul = p->adam_w_mode ? decay_factor(p->lr, p->weight_decay) : 1.0f;
+    k->l2_wd = p->adam_w_mode ? 0.0f : p->weight_decay;
 }
 
 zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
                                    const zero_optim_slice_t *s)
+{
+    return zero_optim_adam_step_fused(ctx, p, s, NULL);
+}
+
+zero_status_t zero_optim_adam_step_fused(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                                         const zero_optim_slice_t *s, const float *g_add)
 {
     adam_job_t job;
     zero_status_t status;
@@ -197,23 +230,8 @@ zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim
     }
     job.ctx = ctx;
     job.s = s;
-    job.k.grad_scale = p->grad_scale;
-    job.k.beta1 = p->beta1;
-    job.k.one_minus_beta1 = one_minus(p->beta1);
-    job.k.beta2 = p->beta2;
-    job.k.one_minus_beta2 = one_minus(p->beta2);
-    job.k.eps = p->eps;
-    if (p->bias_correction) {
-        double bc1 = 1.0 - pow((double)p->beta1, (double)p->step);
-        double bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
-        job.k.step_size = (float)(p->lr / bc1);
-        job.k.bc2_rsqrt = (float)(1.0 / sqrt(bc2));
-    } else {
-        job.k.step_size = p->lr;
-        job.k.bc2_rsqrt = 1.0f;
-    }
-    job.k.decay_mul = p->adam_w_mode ? decay_factor(p->lr, p->weight_decay) : 1.0f;
-    job.k.l2_wd = p->adam_w_mode ? 0.0f : p->weight_decay;
+    job.g_add = s->n > 0 ? g_add : NULL;
+    zero_optim_adam_k(p, &job.k);
     for_chunks(ctx, s->n, adam_chunk, &job);
     return ZERO_OK;
 }
@@ -243,6 +261,17 @@ static void sgd_chunk(void *raw, size_t task, size_t b, size_t e)
                     (int)s->w16_type, e - b);
 }
 
+void zero_optim_sgd_k(const zero_optim_sgd_params_t *p, zero_sgd_k_t *k)
+{
+    k->grad_scale = p->grad_scale;
+    k->lr = p->lr;
+    k->weight_decay = p->weight_decay;
+    k->momentum = p->momentum;
+    k->one_minus_dampening = one_minus(p->dampening);
+    k->first_step = p->step == 1;
+    k->nesterov = p->nesterov != 0;
+}
+
 zero_status_t zero_optim_sgd_step(const zero_optim_ctx_t *ctx, const zero_optim_sgd_params_t *p,
                                   const zero_optim_slice_t *s)
 {
@@ -261,13 +290,7 @@ zero_status_t zero_optim_sgd_step(const zero_optim_ctx_t *ctx, const zero_optim_
     }
     job.ctx = ctx;
     job.s = s;
-    job.k.grad_scale = p->grad_scale;
-    job.k.lr = p->lr;
-    job.k.weight_decay = p->weight_decay;
-    job.k.momentum = p->momentum;
-    job.k.one_minus_dampening = one_minus(p->dampening);
-    job.k.first_step = p->step == 1;
-    job.k.nesterov = p->nesterov != 0;
+    zero_optim_sgd_k(p, &job.k);
     for_chunks(ctx, s->n, sgd_chunk, &job);
     return ZERO_OK;
 }
@@ -297,6 +320,14 @@ static void adagrad_chunk(void *raw, size_t task, size_t b, size_t e)
     j->ctx->dsp.adagrad(&j->k, s->w + b, s->g + b, s->s1 + b, w16_at(s, b), (int)s->w16_type, e - b);
 }
 
+void zero_optim_adagrad_k(const zero_optim_adagrad_params_t *p, zero_adagrad_k_t *k)
+{
+    k->grad_scale = p->grad_scale;
+    k->clr = (float)((double)p->lr / (1.0 + (double)(p->step - 1) * p->lr_decay));
+    k->weight_decay = p->weight_decay;
+    k->eps = p->eps;
+}
+
 zero_status_t zero_optim_adagrad_step(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,
                                       const zero_optim_slice_t *s)
 {
@@ -313,10 +344,7 @@ zero_status_t zero_optim_adagrad_step(const zero_optim_ctx_t *ctx, const zero_op
     }
     job.ctx = ctx;
     job.s = s;
-    job.k.grad_scale = p->grad_scale;
-    job.k.clr = (float)((double)p->lr / (1.0 + (double)(p->step - 1) * p->lr_decay));
-    job.k.weight_decay = p->weight_decay;
-    job.k.eps = p->eps;
+    zero_optim_adagrad_k(p, &job.k);
     for_chunks(ctx, s->n, adagrad_chunk, &job);
     return ZERO_OK;
 }
@@ -365,6 +393,17 @@ static void lion_chunk(void *raw, size_t task, size_t b, size_t e)
     j->ctx->dsp.lion(&j->k, s->w + b, s->g + b, s->s1 + b, w16_at(s, b), (int)s->w16_type, e - b);
 }
 
+void zero_optim_lion_k(const zero_optim_lion_params_t *p, zero_lion_k_t *k)
+{
+    k->grad_scale = p->grad_scale;
+    k->lr = p->lr;
+    k->beta1 = p->beta1;
+    k->one_minus_beta1 = one_minus(p->beta1);
+    k->beta2 = p->beta2;
+    k->one_minus_beta2 = one_minus(p->beta2);
+    k->decay_mul = decay_factor(p->lr, p->weight_decay);
+}
+
 zero_status_t zero_optim_lion_step(const zero_optim_ctx_t *ctx, const zero_optim_lion_params_t *p,
                                    const zero_optim_slice_t *s)
 {
@@ -380,13 +419,7 @@ zero_status_t zero_optim_lion_step(const zero_optim_ctx_t *ctx, const zero_optim
     }
     job.ctx = ctx;
     job.s = s;
-    job.k.grad_scale = p->grad_scale;
-    job.k.lr = p->lr;
-    job.k.beta1 = p->beta1;
-    job.k.one_minus_beta1 = one_minus(p->beta1);
-    job.k.beta2 = p->beta2;
-    job.k.one_minus_beta2 = one_minus(p->beta2);
-    job.k.decay_mul = decay_factor(p->lr, p->weight_decay);
+    zero_optim_lion_k(p, &job.k);
     for_chunks(ctx, s->n, lion_chunk, &job);
     return ZERO_OK;
 }
@@ -421,7 +454,7 @@ typedef struct lamb_job {
     const float *coef;         /* phase 2: per segment */
 } lamb_job_t;
 
-static void lamb_k_from(const zero_optim_lamb_params_t *p, zero_lamb_k_t *k)
+void zero_optim_lamb_k(const zero_optim_lamb_params_t *p, zero_lamb_k_t *k)
 {
     k->grad_scale = p->grad_scale;
     k->beta1 = p->beta1;
@@ -527,7 +560,7 @@ zero_status_t zero_optim_lamb_phase1(const zero_optim_ctx_t *ctx, const zero_opt
     job.ctx = ctx;
     job.s = s;
     job.tasks = tasks;
-    lamb_k_from(p, &job.k);
+    zero_optim_lamb_k(p, &job.k);
     if (count > 0) {
         job.partial = zero_malloc(2 * count * sizeof(double));
         if (job.partial == NULL) {
@@ -554,15 +587,17 @@ out_tasks:
 
 float zero_optim_lamb_ratio(const zero_optim_lamb_params_t *p, double w_sq, double u_sq)
 {
-    double wn = sqrt(w_sq), un = sqrt(u_sq), r;
-    if (wn == 0.0 || un == 0.0)
-        return 1.0f;
-    r = wn / un;
-    if (r > p->max_coeff)
-        r = p->max_coeff;
-    if (r < p->min_coeff)
-        r = p->min_coeff;
-    return (float)r;
+    return zero_elem_lamb_ratio(w_sq, u_sq, p->max_coeff, p->min_coeff);
+}
+
+double zero_optim_lamb_step_size(const zero_optim_lamb_params_t *p)
+{
+    if (p->bias_correction) {
+        double bc1 = 1.0 - pow((double)p->beta1, (double)p->step);
+        double bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
+        return (double)p->lr * sqrt(bc2) / bc1;
+    }
+    return p->lr;
 }
 
 static void lamb2_task(void *raw, size_t task, int thread_index)
@@ -594,11 +629,7 @@ zero_status_t zero_optim_lamb_phase2(const zero_optim_ctx_t *ctx, const zero_opt
     }
     if (nseg == 0)
         return ZERO_OK;
-    if (p->bias_correction) {
-        double bc1 = 1.0 - pow((double)p->beta1, (double)p->step);
-        double bc2 = 1.0 - pow((double)p->beta2, (double)p->step);
-        step_size = (double)p->lr * sqrt(bc2) / bc1;
-    }
+    step_size = zero_optim_lamb_step_size(p);
     coef = zero_malloc(nseg * sizeof(*coef));
     if (coef == NULL) {
         ZERO_LOG_ERROR("lamb phase 2: out of memory for %zu coefficients", nseg);
@@ -613,7 +644,7 @@ zero_status_t zero_optim_lamb_phase2(const zero_optim_ctx_t *ctx, const zero_opt
     job.s = s;
     job.tasks = tasks;
     job.coef = coef;
-    lamb_k_from(p, &job.k);
+    zero_optim_lamb_k(p, &job.k);
     zero_thread_pool_parallel_for(ctx->pool, count, lamb2_task, &job);
     if (ratio_p != NULL)
         for (size_t i = 0; i < nseg; i++)
@@ -789,9 +820,5 @@ zero_status_t zero_optim_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t t
 
 float zero_optim_clip_coef(double total_norm, double max_norm)
 {
-    double coef;
-    if (!(max_norm > 0.0) || !isfinite(total_norm))
-        return 1.0f;
-    coef = max_norm / (total_norm + 1e-6);
-    return coef < 1.0 ? (float)coef : 1.0f;
+    return zero_elem_clip_coef(total_norm, max_norm);
 }

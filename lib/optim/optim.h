@@ -141,10 +141,31 @@ void zero_optim_adagrad_defaults(zero_optim_adagrad_params_t *p); /* lr 1e-2, ep
 void zero_optim_lion_defaults(zero_optim_lion_params_t *p);     /* lr 1e-4, betas .9/.99 */
 void zero_optim_lamb_defaults(zero_optim_lamb_params_t *p);     /* eps 1e-8, max 10, min .01 */
 
+/* The per-call scalars each kernel takes (optim_dsp.h), derived from the
+ * parameters exactly as the step functions below derive them; the CUDA
+ * kernels (optim_cuda.h) take the same, so both paths round alike. No
+ * validation: that is the step functions' (or the caller's) job. */
+void zero_optim_adam_k(const zero_optim_adam_params_t *p, zero_adam_k_t *k);
+void zero_optim_sgd_k(const zero_optim_sgd_params_t *p, zero_sgd_k_t *k);
+void zero_optim_adagrad_k(const zero_optim_adagrad_params_t *p, zero_adagrad_k_t *k);
+void zero_optim_lion_k(const zero_optim_lion_params_t *p, zero_lion_k_t *k);
+void zero_optim_lamb_k(const zero_optim_lamb_params_t *p, zero_lamb_k_t *k);
+/* Lamb's phase-2 step size: lr, times sqrt(1 - beta2^t) / (1 - beta1^t) with
+ * bias correction. */
+double zero_optim_lamb_step_size(const zero_optim_lamb_params_t *p);
+
 /* Each returns ZERO_ERR_INVALID_ARG (logged) for NULL buffers with n > 0, a
  * missing w16 buffer, a step < 1, or hyper-parameters out of range. */
 zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
                                    const zero_optim_slice_t *s);
+/* Adam over the gradient s->g + g_add ([s->n] fp32; NULL: plain Adam), the
+ * sum formed in registers and never stored. A reduce-scatter's last hop hands
+ * its received partial here instead of writing the sum and reading it back:
+ * AdamW with fp32 state then moves 32 bytes per element instead of 40. The
+ * sum is the same IEEE addition, so the result equals summing first, bit for
+ * bit. Errors as zero_optim_adam_step. */
+zero_status_t zero_optim_adam_step_fused(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                                         const zero_optim_slice_t *s, const float *g_add);
 zero_status_t zero_optim_sgd_step(const zero_optim_ctx_t *ctx, const zero_optim_sgd_params_t *p,
                                   const zero_optim_slice_t *s);
 zero_status_t zero_optim_adagrad_step(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,

@@ -74,6 +74,9 @@ typedef struct zero_lamb_k {
 /* w16 may be NULL when w16_type is ZERO_OPTIM_W16_NONE. */
 typedef void (*zero_adam_fn)(const zero_adam_k_t *k, float *w, const float *g, float *m, float *v,
                              uint16_t *w16, int w16_type, size_t n);
+/* Adam over the gradient g + ga, summed in registers and never stored. */
+typedef void (*zero_adam_add_fn)(const zero_adam_k_t *k, float *w, const float *g, const float *ga, float *m,
+                                 float *v, uint16_t *w16, int w16_type, size_t n);
 typedef void (*zero_sgd_fn)(const zero_sgd_k_t *k, float *w, const float *g, float *buf,
                             uint16_t *w16, int w16_type, size_t n);
 typedef void (*zero_adagrad_fn)(const zero_adagrad_k_t *k, float *w, const float *g, float *sum,
@@ -89,6 +92,7 @@ typedef void (*zero_lamb2_fn)(const zero_lamb_k_t *k, float coef, float *w, cons
 
 typedef struct zero_optim_dsp {
     zero_adam_fn adam;
+    zero_adam_add_fn adam_add;
     zero_sgd_fn sgd;
     zero_adagrad_fn adagrad;
     zero_lion_fn lion;

@@ -2,7 +2,7 @@
  * Plain C reference kernels. The operation order here is the contract every
  * SIMD version follows (see optim_dsp.h): change one, change all.
  */
-#include "optim/optim_dsp.h"
+#include "optim/optim_elem.h"
 
 /* No multiply-add contraction: the levels must round identically. (GCC's
  * default for -std=c11 is -ffp-contract=off; clang needs the pragma.) */
@@ -22,43 +22,34 @@ static inline void store16(uint16_t *w16, int w16_type, size_t i, float x)
         w16[i] = zero_f32_to_f16(x);
 }
 
+/* ga: NULL, or the second addend of the gradient (fused reduction). */
+static void adam_c_body(const zero_adam_k_t *k, float *w, const float *g, const float *ga, float *m, float *v,
+                        uint16_t *w16, int w16_type, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        zero_elem_adam(k, ga ? g[i] + ga[i] : g[i], &w[i], &m[i], &v[i]);
+        store16(w16, w16_type, i, w[i]);
+    }
+}
+
 static void adam_c(const zero_adam_k_t *k, float *w, const float *g, float *m, float *v,
                    uint16_t *w16, int w16_type, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * k->grad_scale;
-        float wi = w[i];
-        float mi, vi, den;
-        if (k->l2_wd != 0.0f)
-            gi = gi + k->l2_wd * wi;
-        mi = k->beta1 * m[i] + k->one_minus_beta1 * gi;
-        vi = k->beta2 * v[i] + k->one_minus_beta2 * (gi * gi);
-        den = sqrtf(vi) * k->bc2_rsqrt + k->eps;
-        wi = wi * k->decay_mul;
-        wi = wi - k->step_size * (mi / den);
-        m[i] = mi;
-        v[i] = vi;
-        w[i] = wi;
-        store16(w16, w16_type, i, wi);
-    }
+    adam_c_body(k, w, g, NULL, m, v, w16, w16_type, n);
+}
+
+static void adam_add_c(const zero_adam_k_t *k, float *w, const float *g, const float *ga, float *m, float *v,
+                       uint16_t *w16, int w16_type, size_t n)
+{
+    adam_c_body(k, w, g, ga, m, v, w16, w16_type, n);
 }
 
 static void sgd_c(const zero_sgd_k_t *k, float *w, const float *g, float *buf,
                   uint16_t *w16, int w16_type, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float d = g[i] * k->grad_scale;
-        float wi = w[i];
-        if (k->weight_decay != 0.0f)
-            d = d + k->weight_decay * wi;
-        if (k->momentum != 0.0f) {
-            float b = k->first_step ? d : k->momentum * buf[i] + k->one_minus_dampening * d;
-            buf[i] = b;
-            d = k->nesterov ? d + k->momentum * b : b;
-        }
-        wi = wi - k->lr * d;
-        w[i] = wi;
-        store16(w16, w16_type, i, wi);
+        zero_elem_sgd(k, g[i], &w[i], buf ? &buf[i] : NULL);
+        store16(w16, w16_type, i, w[i]);
     }
 }
 
@@ -66,43 +57,18 @@ static void adagrad_c(const zero_adagrad_k_t *k, float *w, const float *g, float
                       uint16_t *w16, int w16_type, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float d = g[i] * k->grad_scale;
-        float wi = w[i];
-        float s;
-        if (k->weight_decay != 0.0f)
-            d = d + k->weight_decay * wi;
-        s = sum[i] + d * d;
-        wi = wi - k->clr * (d / (sqrtf(s) + k->eps));
-        sum[i] = s;
-        w[i] = wi;
-        store16(w16, w16_type, i, wi);
+        zero_elem_adagrad(k, g[i], &w[i], &sum[i]);
+        store16(w16, w16_type, i, w[i]);
     }
-}
-
-/* sign() as torch defines it: -1, +1, and the input itself for zeros and NaN. */
-static inline float sign_of(float x)
-{
-    return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
 }
 
 static void lion_c(const zero_lion_k_t *k, float *w, const float *g, float *m,
                    uint16_t *w16, int w16_type, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float d = g[i] * k->grad_scale;
-        float mi = m[i];
-        float c = k->beta1 * mi + k->one_minus_beta1 * d;
-        float wi = w[i] * k->decay_mul;
-        wi = wi - k->lr * sign_of(c);
-        m[i] = k->beta2 * mi + k->one_minus_beta2 * d;
-        w[i] = wi;
-        store16(w16, w16_type, i, wi);
+        zero_elem_lion(k, g[i], &w[i], &m[i]);
+        store16(w16, w16_type, i, w[i]);
     }
-}
-
-static inline float lamb_denom(const zero_lamb_k_t *k, float v)
-{
-    return k->eps_inside_sqrt ? sqrtf(v + k->eps) : sqrtf(v) + k->eps;
 }
 
 static void lamb1_c(const zero_lamb_k_t *k, const float *w, const float *g, float *m, float *v,
@@ -110,13 +76,8 @@ static void lamb1_c(const zero_lamb_k_t *k, const float *w, const float *g, floa
 {
     double ws = 0.0, us = 0.0;
     for (size_t i = 0; i < n; i++) {
-        float d = g[i] * k->grad_scale;
         float wi = w[i];
-        float mi = k->beta1 * m[i] + k->one_minus_beta1 * d;
-        float vi = k->beta2 * v[i] + k->one_minus_beta2 * (d * d);
-        float u = mi / lamb_denom(k, vi) + k->weight_decay * wi;
-        m[i] = mi;
-        v[i] = vi;
+        float u = zero_elem_lamb1(k, g[i], wi, &m[i], &v[i]);
         ws += (double)wi * wi;
         us += (double)u * u;
     }
@@ -128,11 +89,8 @@ static void lamb2_c(const zero_lamb_k_t *k, float coef, float *w, const float *m
                     uint16_t *w16, int w16_type, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        float wi = w[i];
-        float u = m[i] / lamb_denom(k, v[i]) + k->weight_decay * wi;
-        wi = wi - coef * u;
-        w[i] = wi;
-        store16(w16, w16_type, i, wi);
+        zero_elem_lamb2(k, coef, &w[i], m[i], v[i]);
+        store16(w16, w16_type, i, w[i]);
     }
 }
 
@@ -229,6 +187,7 @@ static void from_f16_c(float *dst, const uint16_t *src, size_t n)
 void zero_optim_dsp_init_c(zero_optim_dsp_t *dsp)
 {
     dsp->adam = adam_c;
+    dsp->adam_add = adam_add_c;
     dsp->sgd = sgd_c;
     dsp->adagrad = adagrad_c;
     dsp->lion = lion_c;

@@ -24,8 +24,11 @@
 
 #define TAIL_COPY_IN(dst, src, r) memcpy((dst), (src), (r) * sizeof(*(src)))
 
-static void FN(adam)(const zero_adam_k_t *k, float *w, const float *g, float *m, float *v,
-                     uint16_t *w16, int t, size_t n)
+/* Adam over g, or over g + ga when ga is given (the last hop of a reduction
+ * fused into the step: the sum lives only in registers). The two wrappers
+ * below call it with ga constant, so each gets its own specialised loop. */
+static inline void FN(adam_body)(const zero_adam_k_t *k, float *w, const float *g, const float *ga,
+                                 float *m, float *v, uint16_t *w16, int t, size_t n)
 {
     const vf gs = vset(k->grad_scale), b1 = vset(k->beta1), omb1 = vset(k->one_minus_beta1);
     const vf b2 = vset(k->beta2), omb2 = vset(k->one_minus_beta2), eps = vset(k->eps);
@@ -33,9 +36,10 @@ static void FN(adam)(const zero_adam_k_t *k, float *w, const float *g, float *m,
     const vf l2wd = vset(k->l2_wd);
     const int l2 = k->l2_wd != 0.0f;
     size_t i = 0;
-#define ADAM_BODY(W, G, M, V, W16)                                        \
+#define ADAM_BODY(W, G, GA, M, V, W16)                                    \
     do {                                                                  \
-        vf gi = vmul(vld(G), gs), wi = vld(W), mi, vi, den;               \
+        vf gi = vmul(ga ? vadd(vld(G), vld(GA)) : vld(G), gs);            \
+        vf wi = vld(W), mi, vi, den;                                      \
         if (l2)                                                           \
             gi = vadd(gi, vmul(l2wd, wi));                                \
         mi = vadd(vmul(b1, vld(M)), vmul(omb1, gi));                      \
@@ -51,17 +55,19 @@ static void FN(adam)(const zero_adam_k_t *k, float *w, const float *g, float *m,
     } while (0)
     for (; i + VW <= n; i += VW) {
         VPREFETCH4(i, g + i, w + i, m + i, v + i);
-        ADAM_BODY(w + i, g + i, m + i, v + i, t ? w16 + i : NULL);
+        ADAM_BODY(w + i, g + i, ga ? ga + i : NULL, m + i, v + i, t ? w16 + i : NULL);
     }
     if (i < n) {
-        float tw[VW] = {0}, tg[VW] = {0}, tm[VW] = {0}, tv[VW] = {0};
+        float tw[VW] = {0}, tg[VW] = {0}, tga[VW] = {0}, tm[VW] = {0}, tv[VW] = {0};
         uint16_t th[VW];
         size_t r = n - i;
         TAIL_COPY_IN(tw, w + i, r);
         TAIL_COPY_IN(tg, g + i, r);
+        if (ga)
+            TAIL_COPY_IN(tga, ga + i, r);
         TAIL_COPY_IN(tm, m + i, r);
         TAIL_COPY_IN(tv, v + i, r);
-        ADAM_BODY(tw, tg, tm, tv, th);
+        ADAM_BODY(tw, tg, tga, tm, tv, th);
         memcpy(w + i, tw, r * sizeof(float));
         memcpy(m + i, tm, r * sizeof(float));
         memcpy(v + i, tv, r * sizeof(float));
@@ -69,6 +75,18 @@ static void FN(adam)(const zero_adam_k_t *k, float *w, const float *g, float *m,
             memcpy(w16 + i, th, r * sizeof(uint16_t));
     }
 #undef ADAM_BODY
+}
+
+static void FN(adam)(const zero_adam_k_t *k, float *w, const float *g, float *m, float *v,
+                     uint16_t *w16, int t, size_t n)
+{
+    FN(adam_body)(k, w, g, NULL, m, v, w16, t, n);
+}
+
+static void FN(adam_add)(const zero_adam_k_t *k, float *w, const float *g, const float *ga, float *m,
+                         float *v, uint16_t *w16, int t, size_t n)
+{
+    FN(adam_body)(k, w, g, ga, m, v, w16, t, n);
 }
 
 static void FN(sgd)(const zero_sgd_k_t *k, float *w, const float *g, float *buf,
@@ -385,6 +403,7 @@ static void FN(from_f16)(float *dst, const uint16_t *src, size_t n)
 static void FN(init_common)(zero_optim_dsp_t *dsp)
 {
     dsp->adam = FN(adam);
+    dsp->adam_add = FN(adam_add);
     dsp->sgd = FN(sgd);
     dsp->adagrad = FN(adagrad);
     dsp->lion = FN(lion);

@@ -2,7 +2,8 @@
  * Scalar conversions between fp32 and the 16-bit types, rounding to nearest
  * even (as CUDA's __float2half_rn and __float2bfloat16_rn do). NaN stays NaN,
  * overflow gives infinity. SIMD kernels have their own vector versions and are
- * tested against these.
+ * tested against these. Under nvcc the same functions are compiled for the
+ * device too, so CUDA kernels round exactly as the host does.
  */
 #ifndef ZERO_UTIL_HALF_H
 #define ZERO_UTIL_HALF_H
@@ -10,26 +11,32 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline uint32_t zero_f32_bits(float f)
+#if defined(__CUDACC__)
+#define ZERO_HALF_FN static inline __host__ __device__
+#else
+#define ZERO_HALF_FN static inline
+#endif
+
+ZERO_HALF_FN uint32_t zero_f32_bits(float f)
 {
     uint32_t u;
     memcpy(&u, &f, sizeof(u));
     return u;
 }
 
-static inline float zero_bits_f32(uint32_t u)
+ZERO_HALF_FN float zero_bits_f32(uint32_t u)
 {
     float f;
     memcpy(&f, &u, sizeof(f));
     return f;
 }
 
-static inline float zero_bf16_to_f32(uint16_t h)
+ZERO_HALF_FN float zero_bf16_to_f32(uint16_t h)
 {
     return zero_bits_f32((uint32_t)h << 16);
 }
 
-static inline uint16_t zero_f32_to_bf16(float f)
+ZERO_HALF_FN uint16_t zero_f32_to_bf16(float f)
 {
     uint32_t u = zero_f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u)       /* NaN: keep it quiet and NaN */
@@ -38,7 +45,7 @@ static inline uint16_t zero_f32_to_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
-static inline float zero_f16_to_f32(uint16_t h)
+ZERO_HALF_FN float zero_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
@@ -64,7 +71,7 @@ static inline float zero_f16_to_f32(uint16_t h)
     return zero_bits_f32(u);
 }
 
-static inline uint16_t zero_f32_to_f16(float f)
+ZERO_HALF_FN uint16_t zero_f32_to_f16(float f)
 {
     uint32_t u = zero_f32_bits(f);
     uint32_t sign = (u >> 16) & 0x8000u;

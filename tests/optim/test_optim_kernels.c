@@ -132,6 +132,21 @@ static zero_status_t run_adam(const zero_optim_ctx_t *ctx, int variant, const ze
     return zero_optim_adam_step(ctx, &p, s);
 }
 
+/* run_adam's step with a fused second gradient addend. */
+static zero_status_t run_adam_fused(const zero_optim_ctx_t *ctx, int variant, const zero_optim_slice_t *s,
+                                    const float *g_add)
+{
+    zero_optim_adam_params_t p;
+    zero_optim_adam_defaults(&p);
+    p.lr = 1e-2f;
+    p.adam_w_mode = variant & 1;
+    p.bias_correction = (variant >> 1) & 1;
+    p.weight_decay = (variant & 4) ? 0.01f : 0.0f;
+    p.step = 3;
+    p.grad_scale = 0.5f;
+    return zero_optim_adam_step_fused(ctx, &p, s, g_add);
+}
+
 static zero_status_t run_sgd(const zero_optim_ctx_t *ctx, int variant, const zero_optim_slice_t *s)
 {
     zero_optim_sgd_params_t p;
@@ -771,8 +786,49 @@ static void test_bad_calls(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+
+/* The fused reduction: Adam over (g, g_add) at every level, threaded, equals
+ * Adam over the stored sum g + g_add, bit for bit (the gradient buffers are
+ * left untouched). */
+static void test_adam_fused_add(void)
+{
+    zero_optim_isa_t levels[4];
+    int nlev = simd_levels(levels);
+    bufs_t fused, summed;
+    float *addend = malloc(MAXN * sizeof(float)), *g_saved = malloc(MAXN * sizeof(float));
+    CU_ASSERT_FATAL(addend && g_saved);
+    bufs_alloc(&fused);
+    bufs_alloc(&summed);
+    for (int lev = -1; lev < nlev; lev++) {
+        zero_optim_ctx_t ctx;
+        CU_ASSERT_FATAL(zero_optim_ctx_init(&ctx, lev < 0 ? ZERO_OPTIM_ISA_C : levels[lev], NULL) == ZERO_OK);
+        for (size_t l = 0; l < NLENGTHS; l++) {
+            for (int variant = 0; variant < 8; variant++) {
+                zero_optim_w16_t t = (zero_optim_w16_t)(variant % ZERO_OPTIM_W16_COUNT);
+                size_t off = offsets[(size_t)variant % 3], n = lengths[l];
+                bufs_random(&fused);
+                fill(addend, MAXN, -1.0f, 1.0f);
+                bufs_copy(&summed, &fused);
+                memcpy(g_saved, fused.g, MAXN * sizeof(float));
+                for (size_t i = 0; i < MAXN; i++)
+                    summed.g[i] = fused.g[i] + addend[i];
+                zero_optim_slice_t sf = slice_of(&fused, off, n, t), ss = slice_of(&summed, off, n, t);
+                CU_ASSERT_EQUAL(run_adam_fused(&ctx, variant, &sf, addend + off), ZERO_OK);
+                CU_ASSERT_EQUAL(run_adam(&ctx, variant, &ss), ZERO_OK);
+                memcpy(summed.g, g_saved, MAXN * sizeof(float)); /* compare all but g, then g itself */
+                CU_ASSERT_TRUE(bufs_equal(&fused, &summed));
+            }
+        }
+    }
+    bufs_free(&fused);
+    bufs_free(&summed);
+    free(addend);
+    free(g_saved);
+}
+
 static CU_TestInfo kernel_tests[] = {
     {"adam: every SIMD level == C reference", test_adam_simd},
+    {"adam with a fused gradient addend == adam over the sum", test_adam_fused_add},
     {"sgd: every SIMD level == C reference", test_sgd_simd},
     {"adagrad: every SIMD level == C reference", test_adagrad_simd},
     {"lion: every SIMD level == C reference", test_lion_simd},

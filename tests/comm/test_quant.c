@@ -1,0 +1,277 @@
+/*
+ * lib/comm/quant.c: block-wise int8/int4 quantization against a plain
+ * reference written here in double (bit for bit), its error bound, the
+ * special blocks (zeros, constants, subnormal scales, inf/NaN), every
+ * length around the block size, 16-bit inputs and outputs, the fp32
+ * accumulation of qgZ, and bad arguments.
+ */
+#include "test_main.h"
+#include "comm/quant.h"
+#include "util/half.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static double rnd01(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+
+static const zero_quant_bits_t all_bits[] = {ZERO_QUANT_INT8, ZERO_QUANT_INT4};
+static const size_t lengths[] = {0, 1, 2, 3, 255, 256, 257, 511, 513, 1000, 4099};
+#define NLEN (sizeof(lengths) / sizeof(lengths[0]))
+
+static int qmax(zero_quant_bits_t bits) { return bits == ZERO_QUANT_INT8 ? 127 : 7; }
+
+/* Values whose magnitude differs block to block by orders of magnitude. */
+static void fill_blocks(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double mag = pow(10.0, (double)((i / ZERO_QUANT_BLOCK) % 9) - 4.0);
+        x[i] = (float)((rnd01() * 2.0 - 1.0) * mag);
+    }
+}
+
+/* The reference decode of element i: its block's amax, the rounded integer,
+ * and the value, all in double as the format defines them. */
+static float reference_value(const float *x, size_t n, size_t i, int q_max)
+{
+    size_t first = i / ZERO_QUANT_BLOCK * ZERO_QUANT_BLOCK;
+    size_t end = first + ZERO_QUANT_BLOCK < n ? first + ZERO_QUANT_BLOCK : n;
+    double amax = 0.0;
+    for (size_t j = first; j < end; j++) {
+        if (!isfinite(x[j]))
+            return NAN;
+        amax = fabs((double)x[j]) > amax ? fabs((double)x[j]) : amax;
+    }
+    if (amax == 0.0)
+        return 0.0f;
+    double q = rint((double)x[i] * ((double)q_max / amax));
+    q = q > q_max ? q_max : q < -q_max ? -q_max : q;
+    /* Through an integer, as the wire carries it: -0 arrives as +0. */
+    return (float)((double)(int)q * (amax / (double)q_max));
+}
+
+static void *encode_new(zero_quant_bits_t bits, zero_dtype_t dtype, const void *x, size_t n)
+{
+    size_t bytes = zero_quant_bytes(bits, n);
+    void *buf = malloc(bytes ? bytes : 1);
+    CU_ASSERT_FATAL(buf != NULL);
+    CU_ASSERT_EQUAL(zero_quant_encode(bits, dtype, x, n, buf), 0);
+    return buf;
+}
+
+static void test_sizes(void)
+{
+    CU_ASSERT_EQUAL(zero_quant_blocks(0), 0);
+    CU_ASSERT_EQUAL(zero_quant_blocks(1), 1);
+    CU_ASSERT_EQUAL(zero_quant_blocks(256), 1);
+    CU_ASSERT_EQUAL(zero_quant_blocks(257), 2);
+    CU_ASSERT_EQUAL(zero_quant_bytes(ZERO_QUANT_INT8, 257), 2 * 4 + 257);
+    CU_ASSERT_EQUAL(zero_quant_bytes(ZERO_QUANT_INT4, 257), 2 * 4 + 129);
+    CU_ASSERT_EQUAL(zero_quant_bytes(ZERO_QUANT_INT4, 256), 4 + 128);
+    CU_ASSERT_EQUAL(zero_quant_bytes((zero_quant_bits_t)5, 10), 0);
+}
+
+/* Every length, both widths: decode equals the reference bit for bit and
+ * stays within amax / (2 qmax) of the input. */
+static void test_round_trip_fp32(void)
+{
+    for (size_t b = 0; b < 2; b++) {
+        zero_quant_bits_t bits = all_bits[b];
+        for (size_t l = 0; l < NLEN; l++) {
+            size_t n = lengths[l];
+            float *x = malloc((n + 1) * sizeof(float)), *y = malloc((n + 1) * sizeof(float));
+            CU_ASSERT_FATAL(x && y);
+            fill_blocks(x, n);
+            void *enc = encode_new(bits, ZERO_FP32, x, n);
+            CU_ASSERT_EQUAL(zero_quant_decode(bits, enc, n, ZERO_FP32, y), 0);
+            size_t mismatches = 0, over_bound = 0;
+            for (size_t i = 0; i < n; i++) {
+                float ref = reference_value(x, n, i, qmax(bits));
+                mismatches += memcmp(&ref, &y[i], sizeof(float)) != 0;
+                size_t first = i / ZERO_QUANT_BLOCK * ZERO_QUANT_BLOCK;
+                float amax = ((const float *)enc)[first / ZERO_QUANT_BLOCK];
+                double bound = (double)amax / (2.0 * qmax(bits)) * (1.0 + 1e-6);
+                over_bound += fabs((double)y[i] - (double)x[i]) > bound;
+            }
+            CU_ASSERT_EQUAL(mismatches, 0);
+            CU_ASSERT_EQUAL(over_bound, 0);
+            free(enc);
+            free(x);
+            free(y);
+        }
+    }
+}
+
+/* Zeros decode to zeros, a constant block and each block's largest element
+ * are exact, and a block whose amax is subnormal keeps its scale. */
+static void test_special_blocks(void)
+{
+    enum { N = 4 * ZERO_QUANT_BLOCK };
+    static float x[N], y[N];
+    for (size_t i = 0; i < ZERO_QUANT_BLOCK; i++) {
+        x[i] = 0.0f;                                   /* block 0: zeros */
+        x[ZERO_QUANT_BLOCK + i] = -3.25f;              /* block 1: a constant */
+        x[2 * ZERO_QUANT_BLOCK + i] = (float)(rnd01() - 0.5) * 1e-3f;
+        x[3 * ZERO_QUANT_BLOCK + i] = (float)(rnd01() - 0.5) * 4.0f * FLT_MIN / 1024.0f; /* subnormals */
+    }
+    x[2 * ZERO_QUANT_BLOCK + 17] = 7e-3f; /* block 2's largest */
+    for (size_t b = 0; b < 2; b++) {
+        zero_quant_bits_t bits = all_bits[b];
+        void *enc = encode_new(bits, ZERO_FP32, x, N);
+        CU_ASSERT_EQUAL(zero_quant_decode(bits, enc, N, ZERO_FP32, y), 0);
+        size_t bad_zero = 0, bad_const = 0, bad_sub = 0;
+        for (size_t i = 0; i < ZERO_QUANT_BLOCK; i++) {
+            bad_zero += y[i] != 0.0f || signbit(y[i]);
+            bad_const += y[ZERO_QUANT_BLOCK + i] != -3.25f;
+            float s = y[3 * ZERO_QUANT_BLOCK + i], r = reference_value(x, N, 3 * ZERO_QUANT_BLOCK + i, qmax(bits));
+            bad_sub += !isfinite(s) || memcmp(&s, &r, sizeof s) != 0;
+        }
+        CU_ASSERT_EQUAL(bad_zero, 0);
+        CU_ASSERT_EQUAL(bad_const, 0);
+        CU_ASSERT_EQUAL(bad_sub, 0);
+        CU_ASSERT_EQUAL(y[2 * ZERO_QUANT_BLOCK + 17], 7e-3f);
+        free(enc);
+    }
+}
+
+/* An inf or NaN anywhere in a block makes that block NaN on arrival and
+ * leaves its neighbours alone: a non-finite gradient is still detected after
+ * a quantized hop, for every source dtype. */
+static void test_nonfinite(void)
+{
+    enum { N = 3 * ZERO_QUANT_BLOCK + 5 };
+    static float x[N], y[N];
+    static uint16_t h[N];
+    const float specials[] = {INFINITY, -INFINITY, NAN};
+    const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    for (size_t s = 0; s < 3; s++) {
+        for (size_t d = 0; d < 3; d++) {
+            for (size_t b = 0; b < 2; b++) {
+                fill_blocks(x, N);
+                x[ZERO_QUANT_BLOCK + 40] = specials[s];
+                x[N - 1] = specials[s]; /* the short last block too */
+                const void *src = x;
+                if (dtypes[d] != ZERO_FP32) {
+                    for (size_t i = 0; i < N; i++)
+                        h[i] = dtypes[d] == ZERO_BF16 ? zero_f32_to_bf16(x[i]) : zero_f32_to_f16(x[i]);
+                    src = h;
+                }
+                void *enc = encode_new(all_bits[b], dtypes[d], src, N);
+                CU_ASSERT_EQUAL(zero_quant_decode(all_bits[b], enc, N, ZERO_FP32, y), 0);
+                size_t nan_block1 = 0, nan_last = 0, nan_elsewhere = 0;
+                for (size_t i = 0; i < N; i++) {
+                    size_t blk = i / ZERO_QUANT_BLOCK;
+                    if (blk == 1)
+                        nan_block1 += isnan(y[i]) != 0;
+                    else if (blk == 3)
+                        nan_last += isnan(y[i]) != 0;
+                    else
+                        nan_elsewhere += !isfinite(y[i]);
+                }
+                CU_ASSERT_EQUAL(nan_block1, ZERO_QUANT_BLOCK);
+                CU_ASSERT_EQUAL(nan_last, 5);
+                CU_ASSERT_EQUAL(nan_elsewhere, 0);
+                free(enc);
+            }
+        }
+    }
+}
+
+/* 16-bit inputs quantize their fp32 values; 16-bit outputs are the fp32
+ * decode rounded to nearest even. */
+static void test_16bit(void)
+{
+    enum { N = 1000 };
+    static float x[N], y32[N];
+    static uint16_t h[N], y16[N];
+    const zero_dtype_t dtypes[] = {ZERO_BF16, ZERO_FP16};
+    for (size_t d = 0; d < 2; d++) {
+        int bf = dtypes[d] == ZERO_BF16;
+        fill_blocks(x, N);
+        for (size_t i = 0; i < N; i++) {
+            h[i] = bf ? zero_f32_to_bf16(x[i]) : zero_f32_to_f16(x[i]);
+            x[i] = bf ? zero_bf16_to_f32(h[i]) : zero_f16_to_f32(h[i]);
+        }
+        for (size_t b = 0; b < 2; b++) {
+            void *from16 = encode_new(all_bits[b], dtypes[d], h, N);
+            void *from32 = encode_new(all_bits[b], ZERO_FP32, x, N);
+            CU_ASSERT_EQUAL(memcmp(from16, from32, zero_quant_bytes(all_bits[b], N)), 0);
+            CU_ASSERT_EQUAL(zero_quant_decode(all_bits[b], from16, N, ZERO_FP32, y32), 0);
+            CU_ASSERT_EQUAL(zero_quant_decode(all_bits[b], from16, N, dtypes[d], y16), 0);
+            size_t bad = 0;
+            for (size_t i = 0; i < N; i++)
+                bad += y16[i] != (bf ? zero_f32_to_bf16(y32[i]) : zero_f32_to_f16(y32[i]));
+            CU_ASSERT_EQUAL(bad, 0);
+            free(from16);
+            free(from32);
+        }
+    }
+}
+
+/* qgZ's sum over W ranks accumulated in fp32: the error of the sum is at
+ * most the sum of the parts' bounds, so it grows no faster than W. */
+static void test_decode_add(void)
+{
+    enum { N = 2 * ZERO_QUANT_BLOCK + 77, W = 8 };
+    static float part[W][N], acc[N];
+    static double exact[N], bound[N];
+    memset(acc, 0, sizeof acc);
+    memset(exact, 0, sizeof exact);
+    memset(bound, 0, sizeof bound);
+    for (int r = 0; r < W; r++) {
+        fill_blocks(part[r], N);
+        void *enc = encode_new(ZERO_QUANT_INT8, ZERO_FP32, part[r], N);
+        CU_ASSERT_EQUAL(zero_quant_decode_add_f32(ZERO_QUANT_INT8, enc, N, acc), 0);
+        for (size_t i = 0; i < N; i++) {
+            exact[i] += part[r][i];
+            bound[i] += ((const float *)enc)[i / ZERO_QUANT_BLOCK] / 254.0 + fabs(exact[i]) * 2 * FLT_EPSILON;
+        }
+        free(enc);
+    }
+    size_t over = 0;
+    for (size_t i = 0; i < N; i++)
+        over += fabs((double)acc[i] - exact[i]) > bound[i];
+    CU_ASSERT_EQUAL(over, 0);
+}
+
+static void test_bad_arguments(void)
+{
+    float x[4] = {1, 2, 3, 4}, y[4];
+    unsigned char buf[64];
+    CU_ASSERT_EQUAL(zero_quant_encode((zero_quant_bits_t)3, ZERO_FP32, x, 4, buf), -1);
+    CU_ASSERT_EQUAL(zero_quant_encode(ZERO_QUANT_INT8, ZERO_U8, x, 4, buf), -1);
+    CU_ASSERT_EQUAL(zero_quant_encode(ZERO_QUANT_INT8, ZERO_FP32, x, 4, buf), 0);
+    CU_ASSERT_EQUAL(zero_quant_decode((zero_quant_bits_t)16, buf, 4, ZERO_FP32, y), -1);
+    CU_ASSERT_EQUAL(zero_quant_decode(ZERO_QUANT_INT8, buf, 4, ZERO_I32, y), -1);
+    CU_ASSERT_EQUAL(zero_quant_decode_add_f32((zero_quant_bits_t)0, buf, 4, y), -1);
+}
+
+static CU_TestInfo quant_tests[] = {
+    {"sizes", test_sizes},
+    {"round trip fp32 against the reference", test_round_trip_fp32},
+    {"zeros, constants, largest element, subnormal scales", test_special_blocks},
+    {"inf and NaN poison exactly their block", test_nonfinite},
+    {"16-bit inputs and outputs", test_16bit},
+    {"fp32 accumulation over ranks", test_decode_add},
+    {"bad arguments", test_bad_arguments},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+    {"quant", NULL, NULL, NULL, NULL, quant_tests},
+    CU_SUITE_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return zero_test_main(argc, argv, suites);
+}
