@@ -476,11 +476,16 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
 
 /*
  * Sums @p n doubles over the ranks that own slices, in double precision: every
- * rank's values are allgathered (moved as raw bytes, two fp32 words per double;
- * the collectives reduce only fp32 and 16-bit types) and added in rank order,
- * so every rank gets the same bits. Rounding these sums to fp32 would turn a
- * finite sum of squares above FLT_MAX (a gradient norm above ~1.8e19) into inf,
- * which the overflow check would take for a non-finite gradient.
+ * rank's values are allgathered as f64 and added in rank order. Not an f64
+ * allreduce: its order of addition follows the backend (the ring starts each
+ * block at a different rank, the direct path reduces in its own order, chunk
+ * sizes move the seams), so the last bits of a norm, and with them the clip
+ * coefficient and the weights, would depend on ZERO_COMM_DIRECT and
+ * ZERO_COMM_CHUNK_BYTES. Summed in rank order they depend only on the values,
+ * and every rank gets the same bits; n is a handful of values per step.
+ * Rounding these sums to fp32 would turn a finite sum of squares above FLT_MAX
+ * (a gradient norm above ~1.8e19) into inf, which the overflow check would
+ * take for a non-finite gradient.
  */
 static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t n, const char *what)
 {
@@ -494,7 +499,7 @@ static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t 
         engine_error(e, ZERO_ERR_NO_MEMORY, "%s: out of memory for %d x %zu values", what, world, n);
         return ZERO_ERR_NO_MEMORY;
     }
-    status = zero_comm_allgather(e->comm, values, all, 2 * n, ZERO_FP32, ZERO_MEM_HOST);
+    status = zero_comm_allgather(e->comm, values, all, n, ZERO_F64, ZERO_MEM_HOST);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
         engine_error(e, status, "%s: gathering them from every rank failed", what);
