@@ -6,6 +6,7 @@
  */
 #define ZERO_LOG_MODULE "ckpt"
 #include "ckpt/ckpt_internal.h"
+#include "util/checks_hdf5.h"
 
 #include "util/alloc.h"
 
@@ -136,7 +137,7 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     }
     rank = zero_comm_rank(comm);
     world = zero_comm_size(comm);
-    ckpt_h5_quiet();
+    zero_hdf5_quiet();
 
     /* 1. arguments and tag, checked everywhere */
     if (dir == NULL || params == NULL || layout == NULL || meta == NULL || dir[0] == '\0')
@@ -326,7 +327,7 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
         return ZERO_ERR_INVALID_ARG;
     }
     rank = zero_comm_rank(comm);
-    ckpt_h5_quiet();
+    zero_hdf5_quiet();
 
     /* 1. arguments; rank 0 resolves the tag and every rank uses it */
     memset(tag, 0, sizeof(tag));
