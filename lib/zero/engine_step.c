@@ -194,6 +194,7 @@ zero_status_t engine_reduce_bucket_start(zero_engine_h e, int b)
     zero_dtype_t dtype = e->layout->groups[bk->group].dtype;
     size_t esz = dtype_bytes(dtype), slice = bk->length / (size_t)e->own_world;
     zero_status_t status;
+    uint64_t mark;
 
     status = bucket_staging(e, b);
     if (status != ZERO_OK)
@@ -211,11 +212,13 @@ zero_status_t engine_reduce_bucket_start(zero_engine_h e, int b)
         }
     }
     bs->reduced = 1;
+    mark = zero_log_error_mark();
     status = zero_comm_reduce_scatter_start(e->comm, bs->staging, (char *)bs->staging + (size_t)e->own_rank * slice * esz,
                                             slice, dtype, ZERO_COMM_AVG, e->kind, &bs->reduce_req);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
-        engine_error(e, status, "reduce-scatter of gradient bucket %d failed to start", b);
+        engine_keep_error(e, mark, "reduce-scatter of gradient bucket %d failed to start: %s", b,
+                          zero_status_string(status));
         return status;
     }
     e->reduce_order[e->reduce_tail++] = b;
@@ -452,6 +455,7 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
         group_state_t *g = &e->groups[bk->group];
         size_t esz = dtype_bytes(g->dtype);
         char *base = (char *)g->grads_flat + bk->offset * esz;
+        uint64_t mark = zero_log_error_mark();
         if (e->stage == 0) {
             status = zero_comm_allreduce_start(e->comm, base, base, bk->length, g->dtype, ZERO_COMM_AVG, e->kind,
                                                &reqs[b]);
@@ -462,7 +466,8 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
         }
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
-            engine_error(e, status, "gradient reduction of bucket %d failed to start", b);
+            engine_keep_error(e, mark, "gradient reduction of bucket %d failed to start: %s", b,
+                              zero_status_string(status));
         }
     }
     for (int b = 0; b < nb; b++) {
@@ -491,6 +496,7 @@ static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t 
 {
     int world = zero_comm_size(e->comm);
     zero_status_t status;
+    uint64_t mark;
     double *all;
     if (e->own_world <= 1 || n == 0)
         return ZERO_OK;
@@ -499,10 +505,11 @@ static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t 
         engine_error(e, ZERO_ERR_NO_MEMORY, "%s: out of memory for %d x %zu values", what, world, n);
         return ZERO_ERR_NO_MEMORY;
     }
+    mark = zero_log_error_mark();
     status = zero_comm_allgather(e->comm, values, all, n, ZERO_F64, ZERO_MEM_HOST);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
-        engine_error(e, status, "%s: gathering them from every rank failed", what);
+        engine_keep_error(e, mark, "%s: gathering them from every rank failed: %s", what, zero_status_string(status));
         zero_free(all);
         return status;
     }
@@ -580,10 +587,12 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi)
         char *full = (char *)g->params_flat + bk->offset * esz;
         const void *send = g->dtype == ZERO_FP32 ? (const void *)(g->master + zero_layout_bucket_shard_offset(e->layout, b))
                                                  : (const void *)(full + (size_t)e->rank * slice * esz);
+        uint64_t mark = zero_log_error_mark();
         status = zero_comm_allgather_start(e->comm, send, full, slice, g->dtype, e->kind, &reqs[k]);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
-            engine_error(e, status, "allgather of updated weights (bucket %d) failed to start", b);
+            engine_keep_error(e, mark, "allgather of updated weights (bucket %d) failed to start: %s", b,
+                              zero_status_string(status));
         }
     }
     for (int k = 0; k < lg->num_buckets; k++) {
