@@ -294,8 +294,9 @@ ZERO_API zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *s
  *         collectives cannot wait on CUDA work: make the data ready first and
  *         pass NULL); ZERO_ERR_CUDA (the log names the call) when the stream
  *         cannot wait on or record an event (e.g. an event of another device).
- * Thread safety: as the plain calls. The events may be reused once this call
- * returns (CUDA captures an event's state when it is waited on or recorded).
+ * Thread safety: as the plain calls. wait_event may be recorded again once
+ * this call returns (the wait takes the event as it stands at the call);
+ * done_event marks this collective until the caller records it again.
  */
 ZERO_API zero_status_t zero_comm_allreduce_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf,
                                                          size_t count, zero_dtype_t dtype, zero_comm_op_t op,
