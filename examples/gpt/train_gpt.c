@@ -534,9 +534,10 @@ static zero_status_t evaluate(trainer_t *tr, const int *val, size_t nval, int B,
             acc[1] += T;
         }
     }
-    float a32[2] = {(float)acc[0], (float)acc[1]}, s32[2];
-    CHECK(zero_comm_allreduce(zero_engine_comm(tr->eng), a32, s32, 2, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST));
-    *loss_p = s32[1] > 0 ? (double)s32[0] / (double)s32[1] : 0.0;
+    /* in double: the token count stays exact and the loss sum keeps its digits */
+    double total[2];
+    CHECK(zero_comm_allreduce(zero_engine_comm(tr->eng), acc, total, 2, ZERO_F64, ZERO_COMM_SUM, ZERO_MEM_HOST));
+    *loss_p = total[1] > 0 ? total[0] / total[1] : 0.0;
     return ZERO_OK;
 }
 

@@ -92,6 +92,40 @@ typedef enum zero_comm_backend {
     ZERO_COMM_BACKEND_NCCL = 1u << 2  /**< device memory (builds with the cuda feature) */
 } zero_comm_backend_t;
 
+/** Bits of zero_comm_order_t::field_mask (never renumbered). */
+enum zero_comm_order_field {
+    ZERO_COMM_ORDER_FIELD_WAIT_EVENT = 1u << 0,
+    ZERO_COMM_ORDER_FIELD_DONE_EVENT = 1u << 1
+};
+
+/**
+ * How a collective on device memory is ordered against the caller's CUDA work,
+ * so that neither side needs a host synchronisation (the *_start_ordered
+ * calls). The events are cudaEvent_t handles, passed as void * so that this
+ * header needs no CUDA headers; the caller creates and destroys them (any
+ * flags; cudaEventDisableTiming is cheapest) on the communicator's device.
+ *
+ * Host memory (ZERO_MEM_HOST, ZERO_MEM_PINNED) is not ordered by CUDA events:
+ * its data must be in place when the call is made, and an order that sets an
+ * event for it is refused (ZERO_ERR_INVALID_ARG). Pass NULL there.
+ */
+typedef struct zero_comm_order {
+    uint64_t field_mask;  /**< the fields set, zero_comm_order_field bits */
+    /** Recorded by the caller on its stream after the kernels that write the
+     *  send buffer (or read the receive buffer): the communication stream waits
+     *  for it (cudaStreamWaitEvent) before the collective, so the call may be
+     *  made before that work has run. NULL: no wait (the data is in place). */
+    void *wait_event;
+    /** Recorded by the communicator (cudaEventRecord) on its communication
+     *  stream after the collective, when the call returns ZERO_OK: the caller's
+     *  stream may wait for it (cudaStreamWaitEvent) before kernels that read
+     *  the result, without waiting on the host. NULL: not recorded. */
+    void *done_event;
+} zero_comm_order_t;
+
+/** Defaults for zero_comm_order_t: no field set (no ordering). */
+#define ZERO_COMM_ORDER_INIT {0, NULL, NULL}
+
 /** Bits of zero_comm_params_t::field_mask (never renumbered). */
 enum zero_comm_params_field {
     ZERO_COMM_PARAM_FIELD_RENDEZVOUS_TIMEOUT = 1u << 0,
@@ -194,7 +228,8 @@ ZERO_API int zero_comm_cross_size(zero_comm_h comm);
  * The buffers must stay valid, and @p sendbuf unchanged, until the request
  * completes. Device buffers must hold their data when the call is made: the
  * communicator's CUDA stream does not wait on the caller's streams (synchronise
- * the kernels that write them first). On success *@p request_p receives a request the caller must
+ * the kernels that write them first, or use zero_comm_allreduce_start_ordered).
+ * On success *@p request_p receives a request the caller must
  * release with zero_comm_request_free. On failure nothing was started and
  * *@p request_p is untouched.
  * @return ZERO_OK; ZERO_ERR_INVALID_ARG (NULL buffer with count > 0, bad dtype,
@@ -242,6 +277,47 @@ ZERO_API zero_status_t zero_comm_allgather_start(zero_comm_h comm, const void *s
 ZERO_API zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, void *recvbuf,
                                                  size_t count, zero_dtype_t dtype, int root,
                                                  zero_mem_kind_t mem_kind, zero_comm_request_h *request_p);
+
+/**
+ * The collectives above, ordered against the caller's CUDA work by @p order
+ * (see zero_comm_order_t): on device memory the communication stream waits
+ * for order->wait_event before the collective and records order->done_event
+ * after it, so a trainer can start a gradient reduction right after the
+ * backward kernels that write it, and make its next kernels wait for the
+ * result, without blocking the host. The request still completes (test/wait)
+ * when the collective has finished on the device.
+ *
+ * @p order NULL, or with no field set, is the plain *_start call. Every other
+ * argument, the ownership and the errors are those of the plain call, and:
+ * @return ZERO_ERR_INVALID_ARG when @p order sets a field this version does
+ *         not know, or sets an event for host or pinned memory (host
+ *         collectives cannot wait on CUDA work: make the data ready first and
+ *         pass NULL); ZERO_ERR_CUDA (the log names the call) when the stream
+ *         cannot wait on or record an event (e.g. an event of another device).
+ * Thread safety: as the plain calls. wait_event may be recorded again once
+ * this call returns (the wait takes the event as it stands at the call);
+ * done_event marks this collective until the caller records it again.
+ */
+ZERO_API zero_status_t zero_comm_allreduce_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                         size_t count, zero_dtype_t dtype, zero_comm_op_t op,
+                                                         zero_mem_kind_t mem_kind, const zero_comm_order_t *order,
+                                                         zero_comm_request_h *request_p);
+/** zero_comm_reduce_scatter_start ordered by @p order (see zero_comm_allreduce_start_ordered). */
+ZERO_API zero_status_t zero_comm_reduce_scatter_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                              size_t recvcount, zero_dtype_t dtype,
+                                                              zero_comm_op_t op, zero_mem_kind_t mem_kind,
+                                                              const zero_comm_order_t *order,
+                                                              zero_comm_request_h *request_p);
+/** zero_comm_allgather_start ordered by @p order (see zero_comm_allreduce_start_ordered). */
+ZERO_API zero_status_t zero_comm_allgather_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                         size_t sendcount, zero_dtype_t dtype,
+                                                         zero_mem_kind_t mem_kind, const zero_comm_order_t *order,
+                                                         zero_comm_request_h *request_p);
+/** zero_comm_broadcast_start ordered by @p order (see zero_comm_allreduce_start_ordered). */
+ZERO_API zero_status_t zero_comm_broadcast_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                         size_t count, zero_dtype_t dtype, int root,
+                                                         zero_mem_kind_t mem_kind, const zero_comm_order_t *order,
+                                                         zero_comm_request_h *request_p);
 
 /**
  * Starts a barrier: the request completes once every rank has started this

@@ -6,6 +6,7 @@
  */
 #define ZERO_LOG_MODULE "ckpt"
 #include "ckpt/ckpt_internal.h"
+#include "util/checks_hdf5.h"
 
 #include "util/alloc.h"
 
@@ -15,24 +16,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* The communicator moves fp32/fp16/bf16 only: bytes travel as exact small
- * integers in fp32. */
 static zero_status_t bcast_bytes(zero_comm_h comm, int root, char *buf, size_t n)
 {
-    float *f = zero_malloc(n * sizeof(float));
-    zero_status_t status;
-    if (f == NULL) {
-        ZERO_LOG_ERROR("out of memory broadcasting %zu bytes", n);
-        return ZERO_ERR_NO_MEMORY;
-    }
-    for (size_t i = 0; i < n; i++)
-        f[i] = (float)(unsigned char)buf[i];
-    status = zero_comm_broadcast(comm, f, f, n, ZERO_FP32, root, ZERO_MEM_HOST);
-    if (status == ZERO_OK)
-        for (size_t i = 0; i < n; i++)
-            buf[i] = (char)(unsigned char)f[i];
-    zero_free(f);
-    return status;
+    return zero_comm_broadcast(comm, buf, buf, n, ZERO_U8, root, ZERO_MEM_HOST);
 }
 
 /* The failing rank's own message in the form every other rank records: "rank R: ...". */
@@ -54,7 +40,8 @@ static void agreed_message(ckpt_err_t *err, int rank)
 static zero_status_t ckpt_agree(zero_comm_h comm, ckpt_err_t *err, const char *what)
 {
     int world = zero_comm_size(comm), rank = zero_comm_rank(comm), root;
-    float mine = err->status != ZERO_OK ? (float)(world - rank) : 0.0f, max = 0.0f;
+    /* world - rank: the maximum over ranks names the lowest failing rank */
+    int64_t mine = err->status != ZERO_OK ? (int64_t)(world - rank) : 0, max = 0;
     char buf[16 + CKPT_ERR_MSG];
     zero_status_t status;
 
@@ -62,12 +49,12 @@ static zero_status_t ckpt_agree(zero_comm_h comm, ckpt_err_t *err, const char *w
         agreed_message(err, rank);
         return err->status;
     }
-    status = zero_comm_allreduce(comm, &mine, &max, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    status = zero_comm_allreduce(comm, &mine, &max, 1, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST);
     if (status != ZERO_OK) {
         ckpt_fail(err, status, "%s: ranks could not agree (communication failed)", what);
         return status;
     }
-    if (max == 0.0f)
+    if (max == 0)
         return ZERO_OK;
     root = world - (int)max;
     memset(buf, 0, sizeof(buf));
@@ -102,7 +89,7 @@ static zero_status_t agree_tag(zero_comm_h comm, const char *tag, zero_tag_valid
                                ckpt_err_t *err)
 {
     int rank = zero_comm_rank(comm);
-    float mismatch, any = 0.0f;
+    uint8_t mismatch, any = 0;
     zero_status_t status;
 
     memset(tag0, 0, ZERO_CKPT_TAG_MAX + 1);
@@ -114,20 +101,20 @@ static zero_status_t agree_tag(zero_comm_h comm, const char *tag, zero_tag_valid
         ckpt_fail(err, status, "checkpoint save: cannot broadcast rank 0's tag");
         return status;
     }
-    mismatch = strcmp(tag0, tag) != 0 ? 1.0f : 0.0f;
-    if ((status = zero_comm_allreduce(comm, &mismatch, &any, 1, ZERO_FP32, ZERO_COMM_MAX, ZERO_MEM_HOST)) != ZERO_OK) {
+    mismatch = strcmp(tag0, tag) != 0;
+    if ((status = zero_comm_allreduce(comm, &mismatch, &any, 1, ZERO_U8, ZERO_COMM_MAX, ZERO_MEM_HOST)) != ZERO_OK) {
         ckpt_fail(err, status, "checkpoint save: cannot compare tags across ranks");
         return status;
     }
-    if (any == 0.0f)
+    if (any == 0)
         return ZERO_OK;
     if (mode == ZERO_TAG_VALIDATION_FAIL) {
-        if (mismatch != 0.0f)
+        if (mismatch != 0)
             ckpt_fail(err, ZERO_ERR_INVALID_ARG, "checkpoint tag differs across ranks: rank %d has '%s', rank 0 has "
                       "'%s' (checkpoint.tag_validation is Fail)", rank, tag, tag0);
         return ckpt_agree(comm, err, "checkpoint tag validation");
     }
-    if (mode == ZERO_TAG_VALIDATION_WARN && mismatch != 0.0f)
+    if (mode == ZERO_TAG_VALIDATION_WARN && mismatch != 0)
         ZERO_LOG_WARN("checkpoint tag differs across ranks: this rank has '%s', rank 0 has '%s'; saving under "
                       "rank 0's tag", tag, tag0);
     return ZERO_OK;
@@ -141,7 +128,7 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     char why[128], tag[ZERO_CKPT_TAG_MAX + 1], tmp_name[ZERO_CKPT_TAG_MAX + 64], fname[64];
     char *tmp_path = NULL, *file_path = NULL;
     int rank, world, shard = -1, have_tmp = 0;
-    float need;
+    int64_t need;   /* bytes the rank files of every rank need together */
     zero_status_t status;
 
     if (comm == NULL) {
@@ -150,7 +137,7 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     }
     rank = zero_comm_rank(comm);
     world = zero_comm_size(comm);
-    ckpt_h5_quiet();
+    zero_hdf5_quiet();
 
     /* 1. arguments and tag, checked everywhere */
     if (dir == NULL || params == NULL || layout == NULL || meta == NULL || dir[0] == '\0')
@@ -176,15 +163,17 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     shard = layout->world_size == world ? own_rank : (rank == 0 ? 0 : -1);
 
     /* 2. rank 0 creates the temporary directory; everyone learns its name */
-    need = (float)((double)ckpt_file_size_estimate(layout, shard, meta) / 1024.0) + 1.0f;
-    if (world > 1 && (status = zero_comm_allreduce(comm, &need, &need, 1, ZERO_FP32, ZERO_COMM_SUM,
+    need = (int64_t)ckpt_file_size_estimate(layout, shard, meta);
+    if ((uint64_t)need > (uint64_t)INT64_MAX / (uint64_t)world)   /* an estimate no disk holds: keep the sum exact */
+        need = INT64_MAX / world;
+    if (world > 1 && (status = zero_comm_allreduce(comm, &need, &need, 1, ZERO_I64, ZERO_COMM_SUM,
                                                    ZERO_MEM_HOST)) != ZERO_OK) {
         ckpt_fail(&err, status, "checkpoint save: cannot sum the ranks' file sizes");
         goto cleanup;
     }
     memset(tmp_name, 0, sizeof(tmp_name));
     if (rank == 0)
-        ckpt_make_tmp(dir, tag, (uint64_t)need * 1024, tmp_name, sizeof(tmp_name), &err);
+        ckpt_make_tmp(dir, tag, (uint64_t)need, tmp_name, sizeof(tmp_name), &err);
     if ((status = ckpt_agree(comm, &err, "checkpoint save")) != ZERO_OK)
         goto cleanup;
     have_tmp = 1;
@@ -338,7 +327,7 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
         return ZERO_ERR_INVALID_ARG;
     }
     rank = zero_comm_rank(comm);
-    ckpt_h5_quiet();
+    zero_hdf5_quiet();
 
     /* 1. arguments; rank 0 resolves the tag and every rank uses it */
     memset(tag, 0, sizeof(tag));

@@ -50,49 +50,11 @@ void ckpt_fail(ckpt_err_t *err, zero_status_t status, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The innermost message of the last failed HDF5 call, captured when it fails
- * (HDF5 clears its error stack at the next API call, e.g. the clean-up's
- * H5Dclose, so it must be taken at once). HDF5 (serial) is process-global
- * and not thread-safe; the buffer is per thread all the same. */
-static _Thread_local char h5_last_error[256];
-/* The errno of the system call that failed under HDF5 (its file drivers write
- * "errno = N" into their messages), 0 if none: the cause a user needs first
- * (e.g. "No space left on device"), which the long driver message can bury. */
-static _Thread_local int h5_last_errno;
-
-static herr_t keep_innermost(unsigned n, const H5E_error2_t *e, void *data)
-{
-    const char *at;
-    (void)data;
-    if (n == 0 && e->desc != NULL && e->desc[0] != '\0')
-        snprintf(h5_last_error, sizeof(h5_last_error), "%s", e->desc);
-    if (h5_last_errno == 0 && e->desc != NULL && (at = strstr(e->desc, "errno = ")) != NULL)
-        h5_last_errno = atoi(at + strlen("errno = "));
-    return 0;
-}
-
-static herr_t on_h5_error(hid_t stack, void *data)
-{
-    (void)data;
-    h5_last_error[0] = '\0';
-    h5_last_errno = 0;
-    H5Ewalk2(stack, H5E_WALK_UPWARD, keep_innermost, NULL);   /* upward: the most specific first */
-    return 0;
-}
-
 void ckpt_fail_h5(ckpt_err_t *err, zero_status_t status, const char *fmt, ...)
 {
-    char h5[sizeof(h5_last_error) + 128];
+    char h5[384];
     va_list ap;
-    if (h5_last_errno > 0)
-        snprintf(h5, sizeof(h5), "%s (HDF5: %s)", strerror(h5_last_errno),
-                 h5_last_error[0] ? h5_last_error : "error");
-    else
-        snprintf(h5, sizeof(h5), "%s", h5_last_error[0] ? h5_last_error : "HDF5 error");
-    /* HDF5 puts newlines inside some messages */
-    for (char *c = h5; *c; c++)
-        if (*c == '\n')
-            *c = ' ';
+    zero_hdf5_last_error(h5, sizeof(h5));
     va_start(ap, fmt);
     ckpt_vfail(err, status, h5, fmt, ap);
     va_end(ap);
@@ -103,13 +65,8 @@ void ckpt_fail_errno(ckpt_err_t *err, const char *fmt, ...)
     int e = errno;
     va_list ap;
     va_start(ap, fmt);
-    ckpt_vfail(err, e == ENOENT ? ZERO_ERR_NOT_FOUND : ZERO_ERR_IO, strerror(e), fmt, ap);
+    ckpt_vfail(err, zero_status_from_errno(e), strerror(e), fmt, ap);
     va_end(ap);
-}
-
-void ckpt_h5_quiet(void)
-{
-    H5Eset_auto2(H5E_DEFAULT, on_h5_error, NULL);
 }
 
 zero_status_t zero_ckpt_tag_check(const char *tag, char *why, size_t why_size)

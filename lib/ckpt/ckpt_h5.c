@@ -482,7 +482,7 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
     hid_t f, fapl;
     int rc;
 
-    ckpt_h5_quiet();
+    zero_hdf5_quiet();
     if (d->shard >= 0) {
         for (int g = 0; g < d->layout->num_groups; g++) {
             if (d->groups == NULL || d->groups[g].master == NULL) {
@@ -1002,7 +1002,7 @@ zero_status_t ckpt_reader_open_err(const char *dir, const char *tag, int check_a
     zero_status_t status;
     struct stat st;
 
-    ckpt_h5_quiet();
+    zero_hdf5_quiet();
     if (tag == NULL) {
         if ((status = ckpt_read_latest_err(dir, &latest, err)) != ZERO_OK)
             return status;

@@ -41,15 +41,13 @@ typedef struct ckpt_err {
 
 /* Records (first one wins) and logs an error. */
 void ckpt_fail(ckpt_err_t *err, zero_status_t status, const char *fmt, ...) ZERO_PRINTF(3, 4);
-/* As ckpt_fail, appending the errno text of the failed system call under the
- * HDF5 call when there was one, then the innermost HDF5 error message. */
+/* As ckpt_fail, appending the cause of the last failed HDF5 call as
+ * util/checks_hdf5.h captures it (zero_hdf5_last_error: the errno text of a
+ * failed system call under HDF5, then the innermost HDF5 message). The
+ * checkpoint code calls zero_hdf5_quiet() at each entry point. */
 void ckpt_fail_h5(ckpt_err_t *err, zero_status_t status, const char *fmt, ...) ZERO_PRINTF(3, 4);
-/* As ckpt_fail, appending strerror(errno). */
+/* As ckpt_fail, appending strerror(errno), with errno's status (zero_status_from_errno). */
 void ckpt_fail_errno(ckpt_err_t *err, const char *fmt, ...) ZERO_PRINTF(2, 3);
-
-/* Turns off HDF5's own error printing (errors reach the user through our log,
- * with the innermost HDF5 message captured when a call fails). */
-void ckpt_h5_quiet(void);
 
 /* ---- ckpt_fletcher.c ---- */
 /* HDF5's Fletcher-32 checksum of @p len bytes (what the fletcher32 filter

@@ -19,6 +19,7 @@
 #include "ckpt/ckpt_internal.h"
 
 #include "util/alloc.h"
+#include "util/checks.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -385,9 +386,11 @@ zero_status_t ckpt_plan_run(ckpt_plan_t *p, int threads, ckpt_err_t *err)
         case OP_OK:
             continue;
         case OP_READ:
-            ckpt_fail(err, ZERO_ERR_IO, "%s: cannot read chunk %zu from %s: %s", what, c->index,
-                      p->files[c->file].path, strerror(op->err_no));
-            return ZERO_ERR_IO;
+            /* a read error that is no errno (0) is still an I/O error, never ZERO_OK */
+            status = op->err_no != 0 ? zero_status_from_errno(op->err_no) : ZERO_ERR_IO;
+            ckpt_fail(err, status, "%s: cannot read chunk %zu from %s: %s", what, c->index, p->files[c->file].path,
+                      strerror(op->err_no));
+            return status;
         case OP_SHORT:
             ckpt_fail(err, ZERO_ERR_CHECKPOINT, "%s: cannot read chunk %zu (the file ended early: corrupt or "
                       "truncated file)", what, c->index);

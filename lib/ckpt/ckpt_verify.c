@@ -8,6 +8,7 @@
 #include "ckpt/ckpt_digest.h"
 
 #include "util/alloc.h"
+#include "util/checks_hdf5.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -253,7 +254,7 @@ int ckpt_verify(const char *dir, const char *tag, ckpt_verify_report_t *rep)
     memset(&v, 0, sizeof(v));
     v.rep = rep;
     v.world = -1;
-    ckpt_h5_quiet();
+    zero_hdf5_quiet();
 
     /* latest: checked whenever it exists; it names the tag when none is given */
     if ((lpath = ckpt_path_join(dir, CKPT_LATEST)) == NULL) {

@@ -45,12 +45,12 @@ static zero_status_t self_submit(zero_comm_t *comm, zero_comm_request_h req, int
     size_t bytes = d->count * zero_dtype_size(d->dtype);
     (void)comm;
     *done_p = 1;
+#if HAVE_CUDA
+    if (d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER)
+        return zero_nccl_self_copy(d->recvbuf, d->sendbuf, bytes, d->wait_event, d->done_event);
+#endif
     if (d->kind == ZERO_COLL_BARRIER || d->sendbuf == d->recvbuf || bytes == 0)
         return ZERO_OK;
-#if HAVE_CUDA
-    if (d->mem_kind == ZERO_MEM_DEVICE)
-        return zero_nccl_self_copy(d->recvbuf, d->sendbuf, bytes);
-#endif
     memcpy(d->recvbuf, d->sendbuf, bytes);
     return ZERO_OK;
 }
@@ -60,4 +60,5 @@ const zero_comm_backend_ops_t zero_comm_backend_self = {
     .enable_bit = ZERO_COMM_BACKEND_SELF,
     .accepts = self_accepts,
     .submit = self_submit,   /* completes every request: nothing is ever queued */
+    .orders_on_streams = HAVE_CUDA,   /* device copies wait on and record the caller's events */
 };

@@ -70,6 +70,10 @@ struct zero_comm_backend_ops {
     /* Whether a failure it reports may be the echo of another rank's death, so
      * the front gives the rendezvous a moment to name the first culprit. */
     int failures_may_echo;
+    /* Whether it honours zero_coll_desc_t's wait_event and done_event (orders
+     * device work on CUDA streams); the front refuses an ordered collective
+     * that would go to a backend without it, so none drops an event. */
+    int orders_on_streams;
 };
 
 /* Every backend built, in order of preference, NULL-terminated. */

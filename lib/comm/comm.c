@@ -689,6 +689,44 @@ static zero_status_t check_args(zero_comm_h comm, const zero_coll_desc_t *d, siz
     return ZERO_OK;
 }
 
+/* Validates @p order (zero_comm_order_t, NULL: none) and copies its events
+ * into @p d. Runs after check_args (a backend exists for @p d). */
+static zero_status_t check_order(zero_comm_h comm, zero_coll_desc_t *d, const zero_comm_order_t *order)
+{
+    const uint64_t known = ZERO_COMM_ORDER_FIELD_WAIT_EVENT | ZERO_COMM_ORDER_FIELD_DONE_EVENT;
+    const char *name = zero_coll_name(d->kind);
+    const zero_comm_backend_ops_t *backend;
+    if (order == NULL)
+        return ZERO_OK;
+    if (order->field_mask & ~known) {
+        ZERO_LOG_ERROR("%s: order->field_mask 0x%llx has bits this libzero does not know (0x%llx)", name,
+                       (unsigned long long)order->field_mask, (unsigned long long)(order->field_mask & ~known));
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (order->field_mask & ZERO_COMM_ORDER_FIELD_WAIT_EVENT)
+        d->wait_event = order->wait_event;
+    if (order->field_mask & ZERO_COMM_ORDER_FIELD_DONE_EVENT)
+        d->done_event = order->done_event;
+    if (d->wait_event == NULL && d->done_event == NULL)
+        return ZERO_OK;
+    if (d->mem_kind != ZERO_MEM_DEVICE) {
+        /* Host data is read by the CPU (or UCX) as soon as the progress thread
+         * starts the request: no CUDA event can hold that back. */
+        ZERO_LOG_ERROR("%s: an order with a CUDA event (%s%s%s) on %s memory: host collectives cannot wait on "
+                       "CUDA work; make the data ready first and pass order NULL", name,
+                       d->wait_event != NULL ? "wait_event" : "", d->wait_event && d->done_event ? ", " : "",
+                       d->done_event != NULL ? "done_event" : "", zero_mem_kind_string(d->mem_kind));
+        return ZERO_ERR_INVALID_ARG;
+    }
+    backend = zero_comm_backend_select(comm, d, NULL);
+    if (backend == NULL || !backend->orders_on_streams) {
+        ZERO_LOG_ERROR("%s: the %s backend that carries this collective cannot order it on CUDA streams", name,
+                       backend != NULL ? backend->name : "(none)");
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    return ZERO_OK;
+}
+
 static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_comm_request_h *request_p)
 {
     zero_status_t status = ZERO_OK;
@@ -770,13 +808,15 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
     return ZERO_OK;
 }
 
-zero_status_t zero_comm_allreduce_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
-                                        zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
-                                        zero_comm_request_h *request_p)
+zero_status_t zero_comm_allreduce_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                                zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
+                                                const zero_comm_order_t *order, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0, mem_kind, 0};
+    zero_coll_desc_t d = {ZERO_COLL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0, mem_kind, 0, NULL, NULL};
     zero_status_t status = check_args(comm, &d, count, count, 1);
     size_t bytes;
+    if (status == ZERO_OK)
+        status = check_order(comm, &d, order);
     if (status != ZERO_OK)
         return status;
     bytes = count * zero_dtype_size(dtype);
@@ -787,17 +827,19 @@ zero_status_t zero_comm_allreduce_start(zero_comm_h comm, const void *sendbuf, v
     return start(comm, &d, request_p);
 }
 
-zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t recvcount,
-                                             zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
-                                             zero_comm_request_h *request_p)
+zero_status_t zero_comm_reduce_scatter_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                                     size_t recvcount, zero_dtype_t dtype, zero_comm_op_t op,
+                                                     zero_mem_kind_t mem_kind, const zero_comm_order_t *order,
+                                                     zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0, mem_kind, 0};
+    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0, mem_kind, 0, NULL, NULL};
     zero_status_t status;
     size_t es, n;
     if (comm == NULL)
         return check_args(comm, &d, 0, 0, 1);
     n = (size_t)comm->env.size;
-    if ((status = check_args(comm, &d, recvcount * n, recvcount, 1)) != ZERO_OK)
+    if ((status = check_args(comm, &d, recvcount * n, recvcount, 1)) != ZERO_OK ||
+        (status = check_order(comm, &d, order)) != ZERO_OK)
         return status;
     es = zero_dtype_size(dtype);
     if ((const char *)recvbuf != (const char *)sendbuf + (size_t)comm->env.rank * recvcount * es &&
@@ -809,16 +851,18 @@ zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const void *sendb
     return start(comm, &d, request_p);
 }
 
-zero_status_t zero_comm_allgather_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
-                                        zero_dtype_t dtype, zero_mem_kind_t mem_kind, zero_comm_request_h *request_p)
+zero_status_t zero_comm_allgather_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                                zero_dtype_t dtype, zero_mem_kind_t mem_kind,
+                                                const zero_comm_order_t *order, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind, 0};
+    zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind, 0, NULL, NULL};
     zero_status_t status;
     size_t es, n;
     if (comm == NULL)
         return check_args(comm, &d, 0, 0, 1);
     n = (size_t)comm->env.size;
-    if ((status = check_args(comm, &d, sendcount, sendcount * n, 1)) != ZERO_OK)
+    if ((status = check_args(comm, &d, sendcount, sendcount * n, 1)) != ZERO_OK ||
+        (status = check_order(comm, &d, order)) != ZERO_OK)
         return status;
     es = zero_dtype_size(dtype);
     if ((const char *)sendbuf != (const char *)recvbuf + (size_t)comm->env.rank * sendcount * es &&
@@ -830,11 +874,11 @@ zero_status_t zero_comm_allgather_start(zero_comm_h comm, const void *sendbuf, v
     return start(comm, &d, request_p);
 }
 
-zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
-                                        zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind,
-                                        zero_comm_request_h *request_p)
+zero_status_t zero_comm_broadcast_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                                zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind,
+                                                const zero_comm_order_t *order, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_BROADCAST, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, root, mem_kind, 0};
+    zero_coll_desc_t d = {ZERO_COLL_BROADCAST, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, root, mem_kind, 0, NULL, NULL};
     zero_status_t status;
     size_t bytes;
     int is_root;
@@ -845,7 +889,8 @@ zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, v
         return ZERO_ERR_INVALID_ARG;
     }
     is_root = comm->env.rank == root;
-    if ((status = check_args(comm, &d, count, count, is_root)) != ZERO_OK)
+    if ((status = check_args(comm, &d, count, count, is_root)) != ZERO_OK ||
+        (status = check_order(comm, &d, order)) != ZERO_OK)
         return status;
     bytes = count * zero_dtype_size(dtype);
     if (!is_root)
@@ -857,9 +902,37 @@ zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, v
     return start(comm, &d, request_p);
 }
 
+zero_status_t zero_comm_allreduce_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                        zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
+                                        zero_comm_request_h *request_p)
+{
+    return zero_comm_allreduce_start_ordered(comm, sendbuf, recvbuf, count, dtype, op, mem_kind, NULL, request_p);
+}
+
+zero_status_t zero_comm_reduce_scatter_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                             zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
+                                             zero_comm_request_h *request_p)
+{
+    return zero_comm_reduce_scatter_start_ordered(comm, sendbuf, recvbuf, recvcount, dtype, op, mem_kind, NULL,
+                                                  request_p);
+}
+
+zero_status_t zero_comm_allgather_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                        zero_dtype_t dtype, zero_mem_kind_t mem_kind, zero_comm_request_h *request_p)
+{
+    return zero_comm_allgather_start_ordered(comm, sendbuf, recvbuf, sendcount, dtype, mem_kind, NULL, request_p);
+}
+
+zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                        zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind,
+                                        zero_comm_request_h *request_p)
+{
+    return zero_comm_broadcast_start_ordered(comm, sendbuf, recvbuf, count, dtype, root, mem_kind, NULL, request_p);
+}
+
 zero_status_t zero_comm_barrier_start(zero_comm_h comm, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_BARRIER, NULL, NULL, 0, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0};
+    zero_coll_desc_t d = {ZERO_COLL_BARRIER, NULL, NULL, 0, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL};
     zero_status_t status = check_args(comm, &d, 0, 0, 0);
     if (status != ZERO_OK)
         return status;

@@ -27,6 +27,10 @@ typedef struct zero_coll_desc {
     int root;
     zero_mem_kind_t mem_kind;
     int local_copy_by_caller;  /* the caller copies its own block into recvbuf (see start()) */
+    /* Device memory only (zero_comm_order_t; NULL: none): cudaEvent_t the
+     * collective's stream waits on first, and records once it is enqueued. */
+    void *wait_event;
+    void *done_event;
 } zero_coll_desc_t;
 
 const char *zero_coll_name(zero_coll_kind_t kind);

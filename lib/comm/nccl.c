@@ -125,6 +125,12 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
     cudaEvent_t ev = NULL;
     ncclDataType_t t = nccl_type(d->dtype);
     ZERO_CUDA_CHECK_GOTO(cudaSetDevice(nccl->device), status, fail, "NCCL: cudaSetDevice(%d)", nccl->device);
+    /* Ordered after the caller's work (zero_comm_order_t): the stream waits on
+     * the device, the host does not. */
+    if (d->wait_event != NULL)
+        ZERO_CUDA_CHECK_GOTO(cudaStreamWaitEvent(nccl->stream, (cudaEvent_t)d->wait_event, 0), status, fail,
+                             "NCCL: %s #%zu elements: the communication stream cannot wait on the caller's "
+                             "wait_event", zero_coll_name(d->kind), d->count);
     switch (d->kind) {
     case ZERO_COLL_ALLREDUCE:
         ZERO_NCCL_CHECK_GOTO(ncclAllReduce(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm,
@@ -150,6 +156,10 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
     ZERO_CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), status, fail,
                          "NCCL: %s", "creating a completion event");
     ZERO_CUDA_CHECK_GOTO(cudaEventRecord(ev, nccl->stream), status, fail_event, "NCCL: %s", "recording an event");
+    if (d->done_event != NULL)
+        ZERO_CUDA_CHECK_GOTO(cudaEventRecord((cudaEvent_t)d->done_event, nccl->stream), status, fail_event,
+                             "NCCL: %s of %zu elements: cannot record the caller's done_event on the communication "
+                             "stream", zero_coll_name(d->kind), d->count);
     *event_p = ev;
     return ZERO_OK;
 fail_event:
@@ -188,14 +198,36 @@ void zero_nccl_abort(zero_nccl_t *nccl)
         ncclCommAbort(nccl->comm);
 }
 
-zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes)
+zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes, void *wait_event, void *done_event)
 {
     zero_status_t status = ZERO_OK;
-    if (dst == src || bytes == 0)
+    cudaStream_t stream = NULL;
+    if (wait_event == NULL && done_event == NULL) {
+        if (dst == src || bytes == 0)
+            return ZERO_OK;
+        ZERO_CUDA_CHECK_GOTO(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), status, out,
+                             "copying %zu bytes of device memory", bytes);
         return ZERO_OK;
-    ZERO_CUDA_CHECK_GOTO(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), status, out,
-                         "copying %zu bytes of device memory", bytes);
+    }
+    /* Ordered: on a stream of its own that waits for the caller's event, and
+     * complete on the host when this returns (a world of one has no progress
+     * to overlap), so done_event is already reached when it is recorded. */
+    ZERO_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), status, out,
+                         "world of one: %s", "creating a stream for an ordered device copy");
+    if (wait_event != NULL)
+        ZERO_CUDA_CHECK_GOTO(cudaStreamWaitEvent(stream, (cudaEvent_t)wait_event, 0), status, out,
+                             "world of one: the copy of %zu bytes cannot wait on the caller's wait_event", bytes);
+    if (dst != src && bytes > 0)
+        ZERO_CUDA_CHECK_GOTO(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), status, out,
+                             "copying %zu bytes of device memory", bytes);
+    if (done_event != NULL)
+        ZERO_CUDA_CHECK_GOTO(cudaEventRecord((cudaEvent_t)done_event, stream), status, out,
+                             "world of one: %s", "cannot record the caller's done_event");
+    ZERO_CUDA_CHECK_GOTO(cudaStreamSynchronize(stream), status, out, "world of one: ordered copy of %zu bytes",
+                         bytes);
 out:
+    if (stream != NULL)
+        cudaStreamDestroy(stream);
     return status;
 }
 
@@ -306,5 +338,6 @@ const zero_comm_backend_ops_t zero_comm_backend_nccl = {
     .advance = nccl_advance,
     .abort = nccl_backend_abort,
     .fail = nccl_fail,
+    .orders_on_streams = 1,   /* zero_nccl_start waits on and records the caller's events */
 };
 #endif /* HAVE_CUDA */

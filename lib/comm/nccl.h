@@ -29,15 +29,19 @@ zero_status_t zero_nccl_create(const unsigned char id[ZERO_NCCL_ID_BYTES], int r
                                zero_nccl_agree_fn agree, void *agree_ctx, zero_nccl_t **nccl_p);
 /* @p abort: after a failure (ncclCommAbort rather than a collective destroy). */
 void zero_nccl_destroy(zero_nccl_t *nccl, int abort);
-/* Enqueues @p desc; *event_p receives the completion event. */
+/* Enqueues @p desc on the communication stream, after desc->wait_event (if
+ * set) and before recording desc->done_event (if set); *event_p receives the
+ * communicator's own completion event (polled by zero_nccl_test). */
 zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *desc, void **event_p);
 /* ZERO_INPROGRESS, ZERO_OK, or the error (NCCL async error, CUDA error), logged. */
 zero_status_t zero_nccl_test(zero_nccl_t *nccl, void *event);
 void zero_nccl_event_free(void *event);
 /* Aborts the NCCL communicator (any thread): kernels in flight return. */
 void zero_nccl_abort(zero_nccl_t *nccl);
-/* A world of one: device-to-device copies. */
-zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes);
+/* A world of one: device-to-device copies. With @p wait_event or @p done_event
+ * (cudaEvent_t, NULL: none) the copy waits for the first on the device and
+ * records the second after it (zero_comm_order_t); it is complete on return. */
+zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes, void *wait_event, void *done_event);
 #endif
 
 #endif /* ZERO_COMM_NCCL_H */

@@ -6,6 +6,7 @@
 #include "comm/backend.h"
 #include "comm/reduce.h"
 #include "util/alloc.h"
+#include "util/checks.h"
 #include "util/byteorder.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -285,9 +286,10 @@ zero_status_t zero_shm_alloc(zero_shm_t *shm, size_t bytes, void **ptr_p)
     }
     fd = memfd_create("zero-comm-buffer", MFD_CLOEXEC);
     if (fd < 0) {
-        ZERO_LOG_ERROR("zero_comm_mem_alloc: memfd_create: %s", strerror(errno));
+        int err = errno;   /* before the log and the free can change it */
+        ZERO_LOG_ERROR("zero_comm_mem_alloc: memfd_create: %s", strerror(err));
         zero_free(s);
-        return errno == EMFILE || errno == ENFILE ? ZERO_ERR_IO : ZERO_ERR_NO_MEMORY;
+        return zero_status_from_errno(err);   /* out of descriptors: ZERO_ERR_IO; ENOMEM: ZERO_ERR_NO_MEMORY */
     }
     if (ftruncate(fd, (off_t)size) != 0) {
         ZERO_LOG_ERROR("zero_comm_mem_alloc: sizing a shared segment of %zu bytes: %s", size, strerror(errno));

@@ -61,8 +61,9 @@ static zero_status_t map_schedule(zero_engine_h e)
     p.lr_range_test_step_size = (int64_t)s->lr_range_test_step_size;
     p.lr_range_test_step_rate = s->lr_range_test_step_rate;
     p.lr_range_test_staircase = s->lr_range_test_staircase;
+    uint64_t mark = zero_log_error_mark();
     if (zero_lr_schedule_init(&e->schedule, &p) != ZERO_OK) {
-        engine_error(e, ZERO_ERR_CONFIG, "scheduler: parameters rejected by the schedule");
+        engine_keep_error(e, mark, "scheduler: parameters rejected by the schedule");
         return ZERO_ERR_CONFIG;
     }
     return ZERO_OK;
@@ -85,8 +86,9 @@ static zero_status_t map_scaler(zero_engine_h e)
         p.dynamic = 0;
         p.static_scale = 1.0;
     }
+    uint64_t mark = zero_log_error_mark();
     if (zero_loss_scaler_init(&e->scaler, &p) != ZERO_OK) {
-        engine_error(e, ZERO_ERR_CONFIG, "fp16: loss-scaler parameters rejected");
+        engine_keep_error(e, mark, "fp16: loss-scaler parameters rejected");
         return ZERO_ERR_CONFIG;
     }
     return ZERO_OK;
@@ -449,6 +451,7 @@ static zero_status_t check_same_registration(zero_engine_h e)
     uint8_t flag = 0;
     size_t n = (size_t)e->num_params;
     int first_diff = -1;
+    uint64_t mark = zero_log_error_mark();
 
     status = zero_comm_broadcast(e->comm, &count, &count, 1, ZERO_I64, 0, ZERO_MEM_HOST);
     if (status != ZERO_OK)
@@ -508,7 +511,8 @@ comm_fail:
     zero_free(root);
 comm_fail_nofree:
     e->state = ENGINE_FAILED;
-    engine_error(e, status, "setup: checking registrations across ranks failed");
+    /* the communicator logged the cause (here or on its progress thread) */
+    engine_keep_error(e, mark, "setup: checking registrations across ranks failed: %s", zero_status_string(status));
     return status;
 }
 
@@ -716,12 +720,15 @@ static zero_status_t broadcast_view_inits(zero_engine_h e)
     for (int i = 0; i < e->num_params; i++) {
         struct zero_param *p = e->params[i];
         zero_status_t status;
+        uint64_t mark;
         if (p->view_data == NULL || p->init_values != NULL || p->init_fn != NULL || p->numel == 0)
             continue;
+        mark = zero_log_error_mark();
         status = zero_comm_broadcast(e->comm, p->view_data, p->view_data, p->numel, p->dtype, 0, e->kind);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
-            engine_error(e, status, "setup: broadcasting the initial value of %s failed", p->name);
+            engine_keep_error(e, mark, "setup: broadcasting the initial value of %s failed: %s", p->name,
+                              zero_status_string(status));
             return status;
         }
     }

@@ -100,6 +100,7 @@ static zero_status_t release_groups(zero_engine_h e, zero_store_range_t *ranges,
 zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const char *tag, const char *client_sd_json)
 {
     zero_status_t status;
+    uint64_t mark;
     zero_ckpt_meta_t meta;
     zero_ckpt_save_params_t sp = {0};
     char why[ZERO_CKPT_ERROR_MSG_MAX] = "";
@@ -119,9 +120,10 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     if (status != ZERO_OK)
         return status;
     memset(&meta, 0, sizeof(meta));
+    mark = zero_log_error_mark();
     status = zero_config_to_json(e->config, &meta.config_json);
     if (status != ZERO_OK) {
-        engine_error(e, status, "zero_save_checkpoint: cannot render the config");
+        engine_keep_error(e, mark, "zero_save_checkpoint: cannot render the config: %s", zero_status_string(status));
         return status;
     }
     meta.stage = e->stage;

@@ -101,18 +101,21 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     group_state_t *g = &e->groups[bk->group];
     size_t esz = dtype_bytes(g->dtype), slice = bk->length / (size_t)e->world;
     zero_status_t status;
+    uint64_t mark;
 
     if (bs->gathered != NULL)
         return ZERO_OK;   /* present or in flight */
     status = gathered_buffer(e, b, prefetch);
     if (status != ZERO_OK || bs->gathered == NULL)
         return status;
+    mark = zero_log_error_mark();
     status = zero_comm_allgather_start(e->comm, (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
                                        bs->gathered, slice, g->dtype, e->kind, &bs->gather_req);
     if (status != ZERO_OK) {
         drop_buffer(e, b);
         e->state = ENGINE_FAILED;
-        engine_error(e, status, "allgather of %s failed to start", e->params[bk->first_param]->name);
+        engine_keep_error(e, mark, "allgather of %s failed to start: %s", e->params[bk->first_param]->name,
+                          zero_status_string(status));
         return status;
     }
     e->live_elements += bk->length;

@@ -100,6 +100,7 @@ static zero_status_t reduce_bucket_start(zero_engine_h e, int b)
     zero_dtype_t dtype = e->layout->groups[bk->group].dtype;
     size_t esz = dtype_bytes(dtype), slice = bk->length / (size_t)e->own_world;
     zero_status_t status;
+    uint64_t mark;
 
     status = bucket_staging(e, b);
     if (status != ZERO_OK)
@@ -117,11 +118,13 @@ static zero_status_t reduce_bucket_start(zero_engine_h e, int b)
         }
     }
     bs->reduced = 1;
+    mark = zero_log_error_mark();
     status = zero_comm_reduce_scatter_start(e->comm, bs->staging, (char *)bs->staging + (size_t)e->own_rank * slice * esz,
                                             slice, dtype, ZERO_COMM_AVG, e->kind, &bs->reduce_req);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
-        engine_error(e, status, "reduce-scatter of gradient bucket %d failed to start", b);
+        engine_keep_error(e, mark, "reduce-scatter of gradient bucket %d failed to start: %s", b,
+                          zero_status_string(status));
         return status;
     }
     e->reduce_order[e->reduce_tail++] = b;
@@ -368,6 +371,7 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
         group_state_t *g = &e->groups[bk->group];
         size_t esz = dtype_bytes(g->dtype);
         char *base = (char *)g->grads_flat + bk->offset * esz;
+        uint64_t mark = zero_log_error_mark();
         if (e->stage == 0) {
             status = zero_comm_allreduce_start(e->comm, base, base, bk->length, g->dtype, ZERO_COMM_AVG, e->kind,
                                                &reqs[b]);
@@ -378,7 +382,8 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
         }
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
-            engine_error(e, status, "gradient reduction of bucket %d failed to start", b);
+            engine_keep_error(e, mark, "gradient reduction of bucket %d failed to start: %s", b,
+                              zero_status_string(status));
         }
     }
     for (int b = 0; b < nb; b++) {
@@ -392,16 +397,22 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
 
 /*
  * Sums @p n doubles over the ranks that own slices, in double precision: every
- * rank's values are allgathered (moved as raw bytes, two fp32 words per double;
- * the collectives reduce only fp32 and 16-bit types) and added in rank order,
- * so every rank gets the same bits. Rounding these sums to fp32 would turn a
- * finite sum of squares above FLT_MAX (a gradient norm above ~1.8e19) into inf,
- * which the overflow check would take for a non-finite gradient.
+ * rank's values are allgathered as f64 and added in rank order. Not an f64
+ * allreduce: its order of addition follows the backend (the ring starts each
+ * block at a different rank, the direct path reduces in its own order, chunk
+ * sizes move the seams), so the last bits of a norm, and with them the clip
+ * coefficient and the weights, would depend on ZERO_COMM_DIRECT and
+ * ZERO_COMM_CHUNK_BYTES. Summed in rank order they depend only on the values,
+ * and every rank gets the same bits; n is a handful of values per step.
+ * Rounding these sums to fp32 would turn a finite sum of squares above FLT_MAX
+ * (a gradient norm above ~1.8e19) into inf, which the overflow check would
+ * take for a non-finite gradient.
  */
 static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t n, const char *what)
 {
     int world = zero_comm_size(e->comm);
     zero_status_t status;
+    uint64_t mark;
     double *all;
     if (e->own_world <= 1 || n == 0)
         return ZERO_OK;
@@ -410,10 +421,11 @@ static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t 
         engine_error(e, ZERO_ERR_NO_MEMORY, "%s: out of memory for %d x %zu values", what, world, n);
         return ZERO_ERR_NO_MEMORY;
     }
-    status = zero_comm_allgather(e->comm, values, all, 2 * n, ZERO_FP32, ZERO_MEM_HOST);
+    mark = zero_log_error_mark();
+    status = zero_comm_allgather(e->comm, values, all, n, ZERO_F64, ZERO_MEM_HOST);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
-        engine_error(e, status, "%s: gathering them from every rank failed", what);
+        engine_keep_error(e, mark, "%s: gathering them from every rank failed: %s", what, zero_status_string(status));
         zero_free(all);
         return status;
     }
@@ -501,10 +513,12 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi)
         const void *send = g->dtype == ZERO_FP32
                                ? (const void *)(master.data[ZERO_STORE_MASTER] + zero_layout_bucket_shard_offset(e->layout, b))
                                : (const void *)(full + (size_t)e->rank * slice * esz);
+        uint64_t mark = zero_log_error_mark();
         status = zero_comm_allgather_start(e->comm, send, full, slice, g->dtype, e->kind, &reqs[k]);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
-            engine_error(e, status, "allgather of updated weights (bucket %d) failed to start", b);
+            engine_keep_error(e, mark, "allgather of updated weights (bucket %d) failed to start: %s", b,
+                              zero_status_string(status));
         }
     }
     for (int k = 0; k < lg->num_buckets; k++) {

@@ -14,6 +14,7 @@
 #include "ckpt/ckpt_digest.h"
 #include "ckpt_fixture.h"
 #include "util/alloc.h"
+#include "util/checks_hdf5.h"
 
 #include <hdf5.h>
 #include <stdio.h>
@@ -748,6 +749,35 @@ static void test_unwritable(void)
     rm_dir(dir);
 }
 
+/* util/checks_hdf5.h, the one reader of HDF5's error stack: the cause is the
+ * innermost (most specific) message, captured as the call fails, so calls
+ * that succeed afterwards (a clean-up) do not erase it; a failed system call
+ * under HDF5 leads with its errno text. */
+static void test_hdf5_cause(void)
+{
+    char *dir = make_dir(), path[600], why[384];
+    hid_t f;
+    snprintf(path, sizeof(path), "%s/not-hdf5", dir);
+    FILE *text = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    fputs("plain text, no HDF5 signature\n", text);
+    fclose(text);
+    zero_hdf5_quiet();
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    CU_ASSERT(f < 0);
+    H5Pclose(H5Pcreate(H5P_FILE_ACCESS));   /* a later call that succeeds */
+    zero_hdf5_last_error(why, sizeof(why));
+    /* the innermost message names the cause; the outermost would say "unable to open file" */
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "signature"));
+    CU_ASSERT_PTR_NULL(strchr(why, '\n'));
+    snprintf(path, sizeof(path), "%s/missing/none.h5", dir);
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    CU_ASSERT(f < 0);
+    zero_hdf5_last_error(why, sizeof(why));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "No such file or directory"));
+    rm_dir(dir);
+}
+
 static void test_keep_last(void)
 {
     ZERO_TEST_MEM_MARK();
@@ -877,6 +907,7 @@ int main(int argc, char **argv)
         {"crash_atomicity", test_crash_atomicity},
         {"keep_last", test_keep_last},
         {"unwritable", test_unwritable},
+        {"hdf5_cause", test_hdf5_cause},
         {"fletcher32", test_fletcher32},
         {"fletcher32-kernels", test_fletcher32_kernels},
         CU_TEST_INFO_NULL,

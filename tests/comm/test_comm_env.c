@@ -519,7 +519,7 @@ static void test_client_bounds(void)
 static void test_backend_selection(void)
 {
     zero_comm_t *comm = calloc(1, sizeof(*comm));
-    zero_coll_desc_t host = {ZERO_COLL_ALLREDUCE, NULL, NULL, 8, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0};
+    zero_coll_desc_t host = {ZERO_COLL_ALLREDUCE, NULL, NULL, 8, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL};
     zero_coll_desc_t device = host;
     zero_shm_t *peer = NULL;
     const uint32_t all = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | ZERO_COMM_BACKEND_NCCL;
@@ -574,6 +574,99 @@ static void test_backend_selection(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* Clears the captured error before a call that must fail, and checks after it
+ * that the message mentions @p needle. */
+static void expect_error_start(void)
+{
+    last_error[0] = '\0';
+    zero_log_set_callback(capture, NULL);
+}
+
+static void expect_error_end(const char *needle)
+{
+    zero_log_set_callback(NULL, NULL);
+    if (strstr(last_error, needle) == NULL)
+        fprintf(stderr, "error message '%s' does not mention '%s'\n", last_error, needle);
+    CU_ASSERT_PTR_NOT_NULL(strstr(last_error, needle));
+}
+
+/* The ordering argument of the *_start_ordered calls (zero_comm_order_t) on
+ * host memory: NULL or an order without events is the plain call; a CUDA
+ * event for host or pinned memory, or a field this version does not know, is
+ * refused with a message that says why, and nothing is started. */
+static void test_ordering_argument(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_comm_h comm = NULL;
+    zero_comm_request_h req = NULL, untouched = (zero_comm_request_h)&req;
+    float a[4] = {1, 2, 3, 4}, b[4] = {0};
+    int fake_event;   /* host collectives must refuse any event before touching it */
+    zero_comm_order_t none = ZERO_COMM_ORDER_INIT, wait = ZERO_COMM_ORDER_INIT, done = ZERO_COMM_ORDER_INIT;
+    zero_comm_order_t unset = ZERO_COMM_ORDER_INIT, unknown = ZERO_COMM_ORDER_INIT;
+
+    wait.field_mask = ZERO_COMM_ORDER_FIELD_WAIT_EVENT;
+    wait.wait_event = &fake_event;
+    done.field_mask = ZERO_COMM_ORDER_FIELD_DONE_EVENT;
+    done.done_event = &fake_event;
+    unset.wait_event = &fake_event;   /* not in field_mask: not read */
+    unknown.field_mask = 1u << 7;
+    clear_launch_env();
+    CU_ASSERT_EQUAL_FATAL(zero_comm_create(NULL, &comm), ZERO_OK);
+
+    /* no order, an empty one, and an event left out of field_mask: the plain call */
+    CU_ASSERT_EQUAL(zero_comm_allreduce_start_ordered(comm, a, b, 4, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST, NULL,
+                                                      &req), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_comm_request_wait(req), ZERO_OK);
+    zero_comm_request_free(req);
+    CU_ASSERT_EQUAL(memcmp(a, b, sizeof(a)), 0);
+    memset(b, 0, sizeof(b));
+    CU_ASSERT_EQUAL(zero_comm_allgather_start_ordered(comm, a, b, 4, ZERO_FP32, ZERO_MEM_HOST, &none, &req), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_comm_request_wait(req), ZERO_OK);
+    zero_comm_request_free(req);
+    CU_ASSERT_EQUAL(memcmp(a, b, sizeof(a)), 0);
+    CU_ASSERT_EQUAL(zero_comm_broadcast_start_ordered(comm, a, b, 4, ZERO_FP32, 0, ZERO_MEM_PINNED, &unset, &req),
+                    ZERO_OK);
+    CU_ASSERT_EQUAL(zero_comm_request_wait(req), ZERO_OK);
+    zero_comm_request_free(req);
+
+    /* events for host memory, and unknown fields, are refused */
+    req = untouched;
+    expect_error_start();
+    CU_ASSERT_EQUAL(zero_comm_allreduce_start_ordered(comm, a, b, 4, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST, &wait,
+                                                      &req), ZERO_ERR_INVALID_ARG);
+    expect_error_end("cannot wait on CUDA work");
+    CU_ASSERT_PTR_NOT_NULL(strstr(last_error, "wait_event"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(last_error, "host memory"));
+    expect_error_start();
+    CU_ASSERT_EQUAL(zero_comm_reduce_scatter_start_ordered(comm, a, b, 4, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_PINNED,
+                                                           &done, &req), ZERO_ERR_INVALID_ARG);
+    expect_error_end("done_event");
+    CU_ASSERT_PTR_NOT_NULL(strstr(last_error, "pinned"));
+    expect_error_start();
+    CU_ASSERT_EQUAL(zero_comm_allgather_start_ordered(comm, a, b, 4, ZERO_FP32, ZERO_MEM_HOST, &done, &req),
+                    ZERO_ERR_INVALID_ARG);
+    expect_error_end("allgather");
+    expect_error_start();
+    CU_ASSERT_EQUAL(zero_comm_broadcast_start_ordered(comm, a, b, 4, ZERO_FP32, 0, ZERO_MEM_HOST, &wait, &req),
+                    ZERO_ERR_INVALID_ARG);
+    expect_error_end("broadcast");
+    expect_error_start();
+    CU_ASSERT_EQUAL(zero_comm_allreduce_start_ordered(comm, a, b, 4, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST,
+                                                      &unknown, &req), ZERO_ERR_INVALID_ARG);
+    expect_error_end("0x80");
+    CU_ASSERT_PTR_EQUAL(req, untouched);   /* nothing was started */
+
+    /* which backends order device work on CUDA streams */
+    CU_ASSERT_EQUAL(zero_comm_backend_ucx.orders_on_streams, 0);
+    CU_ASSERT_EQUAL(zero_comm_backend_direct.orders_on_streams, 0);
+    CU_ASSERT_EQUAL(zero_comm_backend_self.orders_on_streams, HAVE_CUDA);
+#if HAVE_CUDA
+    CU_ASSERT_EQUAL(zero_comm_backend_nccl.orders_on_streams, 1);
+#endif
+    zero_comm_destroy(comm);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
@@ -584,6 +677,7 @@ int main(int argc, char **argv)
         {"reduction kernels", test_reduce_kernels},
         {"world of one", test_world_of_one},
         {"backend selection", test_backend_selection},
+        {"the ordering argument on host memory", test_ordering_argument},
         {"creation errors", test_create_errors},
         {"a rank refuses rank 0's malformed reply", test_client_bounds},
         CU_TEST_INFO_NULL,

@@ -19,6 +19,7 @@
 #include "util/alloc.h"
 #include "util/device_check.h"
 #include "util/half.h"
+#include "late_fill.h"
 
 #include <cuda_runtime_api.h>
 /* nccl.h declares a few functions as f() (no prototype). */
@@ -223,7 +224,7 @@ static void test_self_copy(void)
     CUDA_OK(cudaMemcpy(a, in, bytes, cudaMemcpyHostToDevice));
     CUDA_OK(cudaMemset(b, SENTINEL_BYTE, bytes));
     /* all but the last element: the last keeps the sentinel */
-    CU_ASSERT_EQUAL(zero_nccl_self_copy(b, a, bytes - sizeof(float)), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_nccl_self_copy(b, a, bytes - sizeof(float), NULL, NULL), ZERO_OK);
     CUDA_OK(cudaMemcpy(out, b, bytes, cudaMemcpyDeviceToHost));
     CU_ASSERT_EQUAL(memcmp(out, in, bytes - sizeof(float)), 0);
     {
@@ -233,8 +234,8 @@ static void test_self_copy(void)
     }
     /* zero bytes and dst == src change nothing */
     CUDA_OK(cudaMemset(b, 0, bytes));
-    CU_ASSERT_EQUAL(zero_nccl_self_copy(b, a, 0), ZERO_OK);
-    CU_ASSERT_EQUAL(zero_nccl_self_copy(a, a, bytes), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_nccl_self_copy(b, a, 0, NULL, NULL), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_nccl_self_copy(a, a, bytes, NULL, NULL), ZERO_OK);
     CUDA_OK(cudaMemcpy(out, b, sizeof(float), cudaMemcpyDeviceToHost));
     CU_ASSERT_EQUAL(out[0], 0.0f);
     CUDA_OK(cudaMemcpy(out, a, bytes, cudaMemcpyDeviceToHost));
@@ -401,10 +402,108 @@ static void test_flag_nonfinite(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/*
+ * Collectives ordered after a kernel on the caller's stream (zero_comm_order_t):
+ * a kernel that spins for a while and then writes the send buffer runs on a
+ * user stream; the collective is started at once with wait_event recorded
+ * after that kernel, and the user stream waits on done_event before copying
+ * the result back. Without the ordering the collective would read the send
+ * buffer's old contents (zeros). Both paths: the NCCL backend (a 1-rank NCCL
+ * communicator, called directly) and the public API in a world of one (the
+ * self backend's ordered device copy).
+ */
+#define ORDER_N ((size_t)1 << 20)
+#define ORDER_SPIN_CYCLES 200000000LL   /* about 0.1 s at 2 GHz */
+
+static int order_result_ok(const float *h, size_t n, float want)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h[i] != want) {
+            fprintf(stderr, "  element %zu is %g, want %g (the collective ran before the kernel)\n", i,
+                    (double)h[i], (double)want);
+            return 0;
+        }
+    return 1;
+}
+
+static void test_ordered_after_kernel(void)
+{
+    ZERO_TEST_MEM_MARK();
+    size_t bytes = ORDER_N * sizeof(float);
+    float *h = malloc(bytes);
+    void *dsend = NULL, *drecv = NULL, *event = NULL;
+    cudaStream_t stream;
+    cudaEvent_t ready, done;
+    zero_nccl_t *nccl = create_single();
+    zero_coll_desc_t d;
+    zero_comm_h comm = NULL;
+    zero_comm_request_h req = NULL;
+    zero_comm_order_t order = ZERO_COMM_ORDER_INIT;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    CU_ASSERT_EQUAL_FATAL(zero_mem_alloc(ZERO_MEM_DEVICE, bytes, "order send", &dsend), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_mem_alloc(ZERO_MEM_DEVICE, bytes, "order recv", &drecv), ZERO_OK);
+    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CUDA_OK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    CUDA_OK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+
+    /* 1. the NCCL backend */
+    CUDA_OK(cudaMemset(dsend, 0, bytes));
+    CUDA_OK(cudaMemset(drecv, 0, bytes));
+    CUDA_OK(zero_test_late_fill(dsend, ORDER_N, 3.0f, ORDER_SPIN_CYCLES, stream));
+    CUDA_OK(cudaEventRecord(ready, stream));
+    memset(&d, 0, sizeof(d));
+    d.kind = ZERO_COLL_ALLREDUCE;
+    d.sendbuf = dsend;
+    d.recvbuf = drecv;
+    d.count = ORDER_N;
+    d.dtype = ZERO_FP32;
+    d.op = ZERO_COMM_SUM;
+    d.mem_kind = ZERO_MEM_DEVICE;
+    d.wait_event = ready;
+    d.done_event = done;
+    CU_ASSERT_EQUAL_FATAL(zero_nccl_start(nccl, &d, &event), ZERO_OK);
+    CUDA_OK(cudaStreamWaitEvent(stream, done, 0));
+    CUDA_OK(cudaMemcpyAsync(h, drecv, bytes, cudaMemcpyDeviceToHost, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    CU_ASSERT(order_result_ok(h, ORDER_N, 3.0f));
+    CU_ASSERT_EQUAL(wait_event(nccl, event), ZERO_OK);
+    zero_nccl_event_free(event);
+
+    /* 2. the public API, world of one (self backend) */
+    CU_ASSERT_EQUAL_FATAL(zero_comm_create(NULL, &comm), ZERO_OK);
+    CUDA_OK(cudaMemset(dsend, 0, bytes));
+    CUDA_OK(cudaMemset(drecv, 0, bytes));
+    CUDA_OK(zero_test_late_fill(dsend, ORDER_N, 5.0f, ORDER_SPIN_CYCLES, stream));
+    CUDA_OK(cudaEventRecord(ready, stream));
+    order.field_mask = ZERO_COMM_ORDER_FIELD_WAIT_EVENT | ZERO_COMM_ORDER_FIELD_DONE_EVENT;
+    order.wait_event = ready;
+    order.done_event = done;
+    CU_ASSERT_EQUAL(zero_comm_allreduce_start_ordered(comm, dsend, drecv, ORDER_N, ZERO_FP32, ZERO_COMM_SUM,
+                                                      ZERO_MEM_DEVICE, &order, &req), ZERO_OK);
+    CUDA_OK(cudaStreamWaitEvent(stream, done, 0));
+    CUDA_OK(cudaMemcpyAsync(h, drecv, bytes, cudaMemcpyDeviceToHost, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    CU_ASSERT(order_result_ok(h, ORDER_N, 5.0f));
+    CU_ASSERT_EQUAL(zero_comm_request_wait(req), ZERO_OK);
+    zero_comm_request_free(req);
+    zero_comm_destroy(comm);
+
+    cudaEventDestroy(ready);
+    cudaEventDestroy(done);
+    cudaStreamDestroy(stream);
+    zero_nccl_destroy(nccl, 0);
+    zero_mem_free(dsend);
+    zero_mem_free(drecv);
+    free(h);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 static CU_TestInfo nccl_tests[] = {
     {"every collective, dtype and count on a 1-rank NCCL communicator", test_collectives},
     {"the same in place", test_collectives_in_place},
     {"self copy", test_self_copy},
+    {"collectives ordered after a kernel on a user stream", test_ordered_after_kernel},
     {"abort, abort-mode destroy and create errors leave no leak", test_abort_and_create_errors},
     {"device non-finite flag", test_flag_nonfinite},
     CU_TEST_INFO_NULL,

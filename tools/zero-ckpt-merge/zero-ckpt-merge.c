@@ -17,6 +17,7 @@
 #include "ckpt/ckpt.h"
 #include "ckpt/ckpt_internal.h"
 #include "util/alloc.h"
+#include "util/checks_hdf5.h"
 #include "util/clock.h"
 #include "util/half.h"
 #include "util/log.h"
@@ -268,9 +269,11 @@ static int do_merge(const char *dir, const char *tag, const char *out_path, out_
         if (write_all(f, le, 8) || write_all(f, header, header_len))
             goto write_failed;
     } else {
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        char why[384];
+        zero_hdf5_quiet();
         if ((h5 = H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
-            fprintf(stderr, "zero-ckpt-merge: cannot create %s\n", tmp_path);
+            zero_hdf5_last_error(why, sizeof(why));
+            fprintf(stderr, "zero-ckpt-merge: cannot create %s: %s\n", tmp_path, why);
             goto out;
         }
         t = h5_type(out);
@@ -304,7 +307,9 @@ static int do_merge(const char *dir, const char *tag, const char *out_path, out_
                 H5Dclose(d);
             H5Sclose(space);
             if (w < 0) {
-                fprintf(stderr, "zero-ckpt-merge: cannot write dataset '%s' to %s\n", p->name, tmp_path);
+                char why[384];
+                zero_hdf5_last_error(why, sizeof(why));
+                fprintf(stderr, "zero-ckpt-merge: cannot write dataset '%s' to %s: %s\n", p->name, tmp_path, why);
                 goto out;
             }
         }
@@ -323,7 +328,9 @@ static int do_merge(const char *dir, const char *tag, const char *out_path, out_
         herr_t c = H5Fclose(h5);
         h5 = -1;
         if (c < 0) {
-            fprintf(stderr, "zero-ckpt-merge: cannot finish %s\n", tmp_path);
+            char why[384];
+            zero_hdf5_last_error(why, sizeof(why));
+            fprintf(stderr, "zero-ckpt-merge: cannot finish %s: %s\n", tmp_path, why);
             goto out;
         }
     }
