@@ -1,7 +1,7 @@
 /* zero_config: DeepSpeed-format config parsing, validation, defaults, batch triad, rendering. */
 #include "test_main.h"
 #include "util/alloc.h"
-#include "util/config_internal.h"
+#include "config/config_internal.h"
 
 #include <zero/zero.h>
 

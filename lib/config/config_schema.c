@@ -14,7 +14,7 @@
  *     together in a single warning;
  *   - anything else: an unknown key, with the nearest known key suggested.
  */
-#include "util/config_internal.h"
+#include "config/config_internal.h"
 #include "util/alloc.h"
 
 #include <errno.h>

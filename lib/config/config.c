@@ -4,7 +4,7 @@
  * them, and rendering the effective configuration back to JSON.
  */
 #define ZERO_LOG_MODULE "config"
-#include "util/config_internal.h"
+#include "config/config_internal.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
