@@ -32,6 +32,7 @@
 #define T_INT .type = CONFIG_INT
 #define T_NUM(lo, hi, range) .type = CONFIG_NUMBER, .dmin = (lo), .dmax = (hi), .flags = (range)
 #define T_NONNEG T_NUM(0.0, 0.0, CONFIG_NO_MAX)
+#define T_ANY_NUMBER T_NUM(0.0, 0.0, CONFIG_NO_MIN | CONFIG_NO_MAX)
 #define T_ENUM(table) .type = CONFIG_ENUM, .names = (table)
 #define T_NULL .type = CONFIG_NULL
 #define T_OBJECT .type = CONFIG_OBJECT
@@ -92,14 +93,14 @@ const config_key_t config_top_keys[] = {
     {KEY("zero_force_ds_cpu_optimizer"), T_BOOL, AT(zero_force_ds_cpu_optimizer), DEF("true"),
      DOC("stored; libzero's CPU optimizer is its own")},
     {KEY("prescale_gradients"), T_BOOL, DEFAULT_ONLY("gradient prescaling"), DEF("false")},
-    {KEY("gradient_predivide_factor"), T_NONNEG, DEFAULT_ONLY("a gradient predivide factor"), DEF("1.0")},
+    {KEY("gradient_predivide_factor"), T_ANY_NUMBER, DEFAULT_ONLY("a gradient predivide factor"), DEF("1.0")},
     {KEY("communication_data_type"), T_NULL, DEFAULT_ONLY("a separate gradient communication dtype"), DEF("null")},
     {KEY("sparse_gradients"), T_BOOL, DEFAULT_ONLY("sparse (CSR) gradients"), DEF("false")},
     {KEY("disable_allgather"), T_BOOL, DEFAULT_ONLY("disable_allgather"), DEF("false")},
     {KEY("amp"), T_CUSTOM("object"), .cls = CONFIG_DEFAULT_ONLY, DEF("{\"enabled\": false}"),
      DOC("Apex AMP (amp.enabled)")},
     {KEY("data_types"), T_OBJECT},
-    {KEY("sequence_parallel_size"), T_NONNEG, DEFAULT_ONLY("sequence parallelism"), DEF("1")},
+    {KEY("sequence_parallel_size"), T_ANY_NUMBER, DEFAULT_ONLY("sequence parallelism"), DEF("1")},
     {KEY("allgather_size"), DEPRECATED},
     /* DeepSpeed features acting outside the engine's step: accepted, named in one warning. */
     {KEY("activation_checkpointing"), OUT_OF_SCOPE},
@@ -230,7 +231,7 @@ const config_key_t config_zero_keys[] = {
     {KEY("legacy_stage1"), T_BOOL, DEFAULT_ONLY("the legacy stage-1 implementation"), DEF("false")},
     {KEY("round_robin_gradients"), T_BOOL, AT(zero_optimization.round_robin_gradients), DEF("false"),
      DOC("stored (offload copy scheduling)")},
-    {KEY("zero_hpz_partition_size"), T_NONNEG, DEFAULT_ONLY("ZeRO++ hierarchical partitioning"), DEF("1")},
+    {KEY("zero_hpz_partition_size"), T_ANY_NUMBER, DEFAULT_ONLY("ZeRO++ hierarchical partitioning"), DEF("1")},
     {KEY("zero_quantized_weights"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized weights"), DEF("false")},
     {KEY("zero_quantized_nontrainable_weights"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized non-trainable weights"),
      DEF("false")},
@@ -299,8 +300,7 @@ const config_key_t config_checkpoint_keys[] = {
     {KEY("load_universal"), T_BOOL, AT(checkpoint.load_universal), DEF("false"),
      DOC("stored; libzero loads any checkpoint at any world size without a universal conversion")},
     {KEY("use_node_local_storage"), T_BOOL, DEFAULT_ONLY("node-local checkpoint storage"), DEF("false")},
-    {KEY("parallel_write"), T_OBJECT, .type_doc = "object", DOC("`pipeline_stage` (bool) accepted, no effect "
-                                                               "(pipeline parallelism)")},
+    {KEY("parallel_write"), T_OBJECT}, /* its own table, config_parallel_write_keys */
     {KEY("writer"), OUT_OF_SCOPE, .flags = CONFIG_NULL_IS_ABSENT},
     END_OF_ROWS};
 
@@ -372,8 +372,8 @@ const config_key_t config_adagrad_keys[] = {
     LR("1e-2", "learning rate"),
     {KEY("eps"), T_NONNEG, AT(optimizer.eps), DEF("1e-10"), DOC("added to the denominator")},
     WEIGHT_DECAY("L2, added to the gradient"),
-    {KEY("lr_decay"), T_NONNEG, DEFAULT_ONLY("Adagrad lr_decay"), DEF("0")},
-    {KEY("initial_accumulator_value"), T_NONNEG, DEFAULT_ONLY("Adagrad initial_accumulator_value"), DEF("0")},
+    {KEY("lr_decay"), T_ANY_NUMBER, DEFAULT_ONLY("Adagrad lr_decay"), DEF("0")},
+    {KEY("initial_accumulator_value"), T_ANY_NUMBER, DEFAULT_ONLY("Adagrad initial_accumulator_value"), DEF("0")},
     MAXIMIZE,
     AMSGRAD,
     {KEY("foreach"), T_BOOL, NO_EFFECT("kernel choice")},
@@ -646,7 +646,8 @@ char *config_block_markdown(const config_block_t *block)
         switch (r->cls) {
         case CONFIG_NO_EFFECT: line = zero_asprintf("| %s | %s | %s | accepted, no effect (%s) |\n", key, type, def, r->doc); break;
         case CONFIG_DEFAULT_ONLY:
-            line = zero_asprintf("| %s | %s | %s | unsupported unless %s: %s |\n", key, type, def, def, r->doc);
+            line = zero_asprintf("| %s | %s | %s | unsupported unless %s: %s%s%s%s |\n", key, type, def, def, r->doc,
+                                 r->hint ? " (" : "", r->hint ? r->hint : "", r->hint ? ")" : "");
             break;
         default: line = zero_asprintf("| %s | %s | %s | %s |\n", key, type, def, r->doc); break;
         }
