@@ -13,11 +13,14 @@
  *   test_config_docs --update FILE   rewrites the marked tables of FILE from the key tables
  *
  * The rows themselves are checked too: a stored row's field has the size its
- * type needs, and its default lies in its own range.
+ * type needs, its default lies in its own range, and zero_config_to_json
+ * renders it.
  */
 #include "test_main.h"
 #include "util/alloc.h"
 #include "config/config_keys.h"
+
+#include <zero/zero.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +202,69 @@ static void test_rows_consistent(void)
     }
 }
 
+/* Whether every stored row of @p rows appears as a member in @p json (the rendering). */
+static void check_rendered(const char *json, const config_key_t *rows, const char *what)
+{
+    for (const config_key_t *r = rows; r->key; r++) {
+        char member[160];
+        if (!r->stored || r->cls != CONFIG_IMPLEMENTED)
+            continue;
+        snprintf(member, sizeof(member), "\"%s\": ", r->key);
+        if (strstr(json, member) == NULL) {
+            fprintf(stderr, "zero_config_to_json leaves out %s (%s): add it to config.c\n", r->key, what);
+            CU_FAIL("a stored key is missing from the rendering");
+        }
+    }
+}
+
+static void render_and_check(const char *json_in, const config_key_t *rows, const char *what)
+{
+    zero_config_t *c = NULL;
+    char *problems = NULL, *json = NULL;
+    zero_status_t s = zero_config_parse_string(json_in, strlen(json_in), 2, &c, &problems);
+    if (s != ZERO_OK)
+        fprintf(stderr, "%s: %s", json_in, problems ? problems : "");
+    CU_ASSERT_EQUAL_FATAL(s, ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_config_to_json(c, &json), ZERO_OK);
+    check_rendered(json, rows, what);
+    zero_string_free(json);
+    zero_string_free(problems);
+    zero_config_destroy(c);
+}
+
+/* Every stored key is rendered by zero_config_to_json (so a new row cannot be forgotten there). */
+static void test_rows_rendered(void)
+{
+    static const char *const optimizers[] = {"Adam", "Lamb", "Lion", "SGD", "Adagrad", NULL};
+    static const char *const schedulers[][2] = {
+        {"WarmupLR", ""}, {"WarmupDecayLR", "\"total_num_steps\": 10"},
+        {"WarmupCosineLR", "\"total_num_steps\": 10"}, {"OneCycle", "\"cycle_min_lr\": 0, \"cycle_max_lr\": 1"},
+        {"LRRangeTest", ""}, {NULL, NULL}};
+    char json[512];
+    ZERO_TEST_MEM_MARK();
+    render_and_check("{\"train_batch_size\": 8, \"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": "
+                     "{\"device\": \"cpu\"}, \"offload_param\": {\"device\": \"cpu\"}}}",
+                     config_top_keys, "top level");
+    for (const config_block_t *b = config_blocks; b->rows; b++)
+        if (strncmp(b->path, "optimizer.", 10) != 0 && strncmp(b->path, "scheduler.", 10) != 0)
+            render_and_check("{\"train_batch_size\": 8, \"optimizer\": {\"type\": \"Adam\"}, \"zero_optimization\": "
+                             "{\"stage\": 3}}", b->rows, b->doc_id);
+    for (const char *const *o = optimizers; *o; o++) {
+        snprintf(json, sizeof(json), "{\"train_batch_size\": 8, \"optimizer\": {\"type\": \"%s\"}}", *o);
+        for (const config_block_t *b = config_blocks; b->rows; b++)
+            if (strcmp(b->doc_id, *o) == 0)
+                render_and_check(json, b->rows, b->doc_id);
+    }
+    for (size_t i = 0; schedulers[i][0]; i++) {
+        snprintf(json, sizeof(json), "{\"train_batch_size\": 8, \"scheduler\": {\"type\": \"%s\", \"params\": {%s}}}",
+                 schedulers[i][0], schedulers[i][1]);
+        for (const config_block_t *b = config_blocks; b->rows; b++)
+            if (strcmp(b->doc_id, schedulers[i][0]) == 0)
+                render_and_check(json, b->rows, b->doc_id);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* Rewrites every marked table of @p path from the key tables. */
 static int update(const char *path)
 {
@@ -250,6 +316,7 @@ int main(int argc, char **argv)
         {"the page's key tables are the key tables", test_tables_match_page},
         {"keys outside the tables are named in the page", test_other_keys_named},
         {"rows are consistent", test_rows_consistent},
+        {"stored rows are rendered", test_rows_rendered},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {{"config-docs", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
