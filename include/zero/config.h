@@ -124,7 +124,8 @@ typedef struct zero_config_scheduler {
     zero_scheduler_type_t type;
     /* WarmupLR, WarmupDecayLR */
     double warmup_min_lr;            /**< 0 */
-    double warmup_max_lr;            /**< 0.001 (DeepSpeed's default); "auto": optimizer.params.lr */
+    double warmup_max_lr;            /**< WarmupLR: optimizer.params.lr (1e-3 without an optimizer block);
+                                          WarmupDecayLR: 0.001 (DeepSpeed's defaults); "auto": optimizer.params.lr */
     /* WarmupLR, WarmupDecayLR, WarmupCosineLR */
     uint64_t warmup_num_steps;       /**< 1000 (DeepSpeed uses max(2, this)) */
     zero_warmup_type_t warmup_type;  /**< log */

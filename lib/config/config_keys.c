@@ -392,8 +392,11 @@ const config_key_t config_scheduler_keys[] = {
                               DEF("-1"), HINT("resume from a checkpoint instead")}
 #define WARMUP_MIN_LR {KEY("warmup_min_lr"), T_NONNEG, AT(scheduler.warmup_min_lr), DEF("0"), \
                        DOC("learning rate at step 0")}
-#define WARMUP_MAX_LR {KEY("warmup_max_lr"), T_NONNEG, AT(scheduler.warmup_max_lr), DEF("0.001"), \
-                       DOC("learning rate at the end of warmup; `\"auto\"` means the optimizer's `lr`")}
+/* DeepSpeed's WarmupLR peaks at the optimizer's lr by default, WarmupDecayLR at 0.001. */
+#define WARMUP_MAX_LR {KEY("warmup_max_lr"), T_NONNEG, AT(scheduler.warmup_max_lr), DEF("the optimizer's `lr`"), \
+                       BY_CODE, DOC("learning rate at the end of warmup (1e-3 without an optimizer block)")}
+#define DECAY_WARMUP_MAX_LR {KEY("warmup_max_lr"), T_NONNEG, AT(scheduler.warmup_max_lr), DEF("0.001"), \
+                             DOC("learning rate at the end of warmup; `\"auto\"` means the optimizer's `lr`")}
 #define WARMUP_NUM_STEPS {KEY("warmup_num_steps"), T_UINT(1, NO_MAX), AT(scheduler.warmup_num_steps), DEF("1000"), \
                           DOC("steps of warmup (DeepSpeed's formulas use max(2, this))")}
 #define WARMUP_TYPE {KEY("warmup_type"), T_ENUM(config_warmup_type_names), AT(scheduler.warmup_type), DEF("\"log\""), \
@@ -405,7 +408,7 @@ const config_key_t config_warmup_lr_keys[] = {
     WARMUP_MIN_LR, WARMUP_MAX_LR, WARMUP_NUM_STEPS, WARMUP_TYPE, LAST_BATCH_ITERATION, END_OF_ROWS};
 
 const config_key_t config_warmup_decay_lr_keys[] = {
-    WARMUP_MIN_LR, WARMUP_MAX_LR, WARMUP_NUM_STEPS, WARMUP_TYPE, TOTAL_NUM_STEPS, LAST_BATCH_ITERATION, END_OF_ROWS};
+    WARMUP_MIN_LR, DECAY_WARMUP_MAX_LR, WARMUP_NUM_STEPS, WARMUP_TYPE, TOTAL_NUM_STEPS, LAST_BATCH_ITERATION, END_OF_ROWS};
 
 const config_key_t config_warmup_cosine_lr_keys[] = {
     TOTAL_NUM_STEPS,

@@ -1087,8 +1087,8 @@ static void walk_scheduler_params(config_ctx_t *ctx, node_t *obj, zero_config_sc
     switch (s->type) {
     case ZERO_SCHEDULER_WARMUP_LR:
     case ZERO_SCHEDULER_WARMUP_DECAY_LR:
-        /* DeepSpeed's default peak is 0.001; "auto" is the Hugging Face trainer's
-         * word for "the optimizer's learning rate", which is what it writes there. */
+        /* "auto" is the Hugging Face trainer's word for "the optimizer's learning
+         * rate", which is what it writes there (WarmupLR's default too). */
         max_lr = zero_config_json_find(obj, "warmup_max_lr");
         if (max_lr && is_auto(max_lr) && o->type != ZERO_OPTIMIZER_NONE)
             s->warmup_max_lr = o->lr;
@@ -1174,6 +1174,10 @@ static void walk_scheduler(config_ctx_t *ctx, node_t *n)
         node_t *pobj = NULL;
         size_t s2;
         s->type = (zero_scheduler_type_t)t;
+        /* DeepSpeed's WarmupLR peaks at the optimizer's learning rate unless told
+         * otherwise; WarmupDecayLR keeps its table default, 0.001. */
+        if (s->type == ZERO_SCHEDULER_WARMUP_LR)
+            s->warmup_max_lr = o->type != ZERO_OPTIMIZER_NONE ? o->lr : 1e-3;
         if (params && params->kind != J_NULL)
             pobj = conv_object(ctx, params);
         s2 = path_push(ctx, "params");

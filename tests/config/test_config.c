@@ -268,7 +268,7 @@ static void test_fixture_values(void)
     CU_ASSERT_EQUAL(c->precision, ZERO_BF16);                       /* "bfloat16" */
     CU_ASSERT_EQUAL(c->optimizer.type, ZERO_OPTIMIZER_ADAMW);        /* "adamw" */
     CU_ASSERT_EQUAL(c->scheduler.type, ZERO_SCHEDULER_WARMUP_LR);    /* "warmuplr" */
-    CU_ASSERT_DOUBLE_EQUAL(c->scheduler.warmup_max_lr, 1e-3, 0);     /* DeepSpeed's default, not lr 5e-5 */
+    CU_ASSERT_DOUBLE_EQUAL(c->scheduler.warmup_max_lr, 5e-5, 0);    /* WarmupLR: the optimizer's lr */
     CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.device, ZERO_OFFLOAD_CPU); /* cpu_offload */
     CU_ASSERT_EQUAL(c->zero_optimization.offload_param.device, ZERO_OFFLOAD_CPU);     /* cpu_offload_param */
     CU_ASSERT(c->zero_optimization.offload_optimizer.pin_memory); /* cpu_offload_use_pin_memory (default false) */
@@ -916,8 +916,8 @@ static void test_auto_everywhere(void)
     CU_ASSERT(c->zero_optimization.overlap_comm);
     zero_config_destroy(c);
 
-    /* WarmupLR's peak: absent is DeepSpeed's 0.001; "auto" is the optimizer's lr (what the Hugging Face
-     * trainer writes there). */
+    /* The warmup peak: "auto" is the optimizer's lr (what the Hugging Face trainer writes there); absent,
+     * DeepSpeed's defaults: WarmupLR the optimizer's lr, WarmupDecayLR 0.001. */
     c = parse_ok("{\"train_batch_size\": 8, \"optimizer\": {\"type\": \"Adam\", \"params\": {\"lr\": 5e-4}},"
                  " \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_max_lr\": \"auto\"}}}", 2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
