@@ -14,8 +14,10 @@
  *     row in its block's table in config_keys.c, e.g.
  *         {KEY("sub_group_size"), U64(1, NO_MAX), AT(zero_optimization.sub_group_size), DEF("1e9"),
  *          DOC("tile size for the optimizer step over partitions")},
- *     then `test_config_docs --update docs/config.md` rewrites the page's table
- *     (and zero_config_to_json in config.c renders the new field, when stored);
+ *     then `build/tests/config/test_config_docs --update docs/config.md`
+ *     rewrites the page's table; a stored key also needs its field in
+ *     include/zero/config.h and its line in zero_config_to_json (config.c),
+ *     which the config-docs test checks;
  *   - a key with a rule of its own (a required key, a default that depends on
  *     another key, an array, a nested block) gets a row of type CONFIG_CUSTOM or
  *     CONFIG_OBJECT, which documents it and makes it a known key, and its code in
