@@ -26,6 +26,8 @@
 #define DOC(text) .doc = (text)
 #define HINT(text) .hint = (text)
 #define BY_CODE .def_by_code = true
+#define READ_BY_CODE .flags = CONFIG_READ_BY_CODE
+#define T_OBJECT_OF(table) .type = CONFIG_OBJECT, .sub = (table)
 
 #define T_BOOL .type = CONFIG_BOOL
 #define T_UINT(lo, hi) .type = CONFIG_UINT, .imin = (lo), .imax = (hi)
@@ -45,6 +47,9 @@
 #define DEPRECATED .cls = CONFIG_DEPRECATED, .type = CONFIG_CUSTOM
 
 #define NO_MAX UINT64_MAX
+/* The batch triad: read and resolved by code (resolve_batch), rendered once known. */
+#define BATCH_KEY .type = CONFIG_UINT, .imin = 1, .imax = (uint64_t)1 << 40, .type_doc = "integer ≥ 1", \
+                  .flags = CONFIG_READ_BY_CODE | CONFIG_OMIT_ZERO, DEF("derived"), BY_CODE
 #define U32_MAX ((uint64_t)UINT32_MAX)
 #define END_OF_ROWS {.key = NULL}
 
@@ -67,15 +72,18 @@ const config_enum_name_t config_tag_validation_names[] = {
 
 /* ---- top level ---- */
 
+/* (the nested blocks' tables are defined below) */
+
 const config_key_t config_top_keys[] = {
-    {KEY("train_batch_size"), T_CUSTOM("integer ≥ 1"), DEF("derived"), DOC("samples per optimizer step, over all ranks")},
-    {KEY("train_micro_batch_size_per_gpu"), T_CUSTOM("integer ≥ 1"), DEF("derived"),
+    {KEY("train_batch_size"), BATCH_KEY, AT(train_batch_size), DOC("samples per optimizer step, over all ranks")},
+    {KEY("train_micro_batch_size_per_gpu"), BATCH_KEY, AT(train_micro_batch_size_per_gpu),
      DOC("samples per rank per forward/backward")},
-    {KEY("gradient_accumulation_steps"), T_CUSTOM("integer ≥ 1"), DEF("derived"), DOC("micro-batches per optimizer step")},
-    {KEY("optimizer"), T_OBJECT},
-    {KEY("scheduler"), T_OBJECT},
-    {KEY("fp16"), T_OBJECT},
-    {KEY("bf16"), T_OBJECT},
+    {KEY("gradient_accumulation_steps"), BATCH_KEY, AT(gradient_accumulation_steps),
+     DOC("micro-batches per optimizer step")},
+    {KEY("optimizer"), T_OBJECT_OF(config_optimizer_keys)},
+    {KEY("scheduler"), T_OBJECT_OF(config_scheduler_keys)},
+    {KEY("fp16"), T_OBJECT_OF(config_fp16_keys)},
+    {KEY("bf16"), T_OBJECT_OF(config_bf16_keys)},
     {KEY("bfloat16"), DEPRECATED},
     {KEY("gradient_clipping"), T_NONNEG, AT(gradient_clipping), DEF("0.0"),
      DOC("bound on the global L2 norm of the averaged, unscaled gradient; 0 = off")},
@@ -85,9 +93,9 @@ const config_key_t config_top_keys[] = {
     {KEY("memory_breakdown"), T_BOOL, AT(memory_breakdown), DEF("false"), DOC("memory use in the progress lines")},
     {KEY("dataloader_drop_last"), T_BOOL, AT(dataloader_drop_last), DEF("false"),
      DOC("the distributed sampler drops the last partial batch")},
-    {KEY("zero_optimization"), T_OBJECT},
-    {KEY("aio"), T_OBJECT},
-    {KEY("checkpoint"), T_OBJECT},
+    {KEY("zero_optimization"), T_OBJECT_OF(config_zero_keys)},
+    {KEY("aio"), T_OBJECT_OF(config_aio_keys)},
+    {KEY("checkpoint"), T_OBJECT_OF(config_checkpoint_keys)},
     {KEY("zero_allow_untested_optimizer"), T_BOOL, AT(zero_allow_untested_optimizer), DEF("false"),
      DOC("stored; every libzero optimizer is tested")},
     {KEY("zero_force_ds_cpu_optimizer"), T_BOOL, AT(zero_force_ds_cpu_optimizer), DEF("true"),
@@ -99,7 +107,7 @@ const config_key_t config_top_keys[] = {
     {KEY("disable_allgather"), T_BOOL, DEFAULT_ONLY("disable_allgather"), DEF("false")},
     {KEY("amp"), T_CUSTOM("object"), .cls = CONFIG_DEFAULT_ONLY, DEF("{\"enabled\": false}"),
      DOC("Apex AMP (amp.enabled)")},
-    {KEY("data_types"), T_OBJECT},
+    {KEY("data_types"), T_OBJECT_OF(config_data_types_keys)},
     {KEY("sequence_parallel_size"), T_ANY_NUMBER, DEFAULT_ONLY("sequence parallelism"), DEF("1")},
     {KEY("allgather_size"), DEPRECATED},
     /* DeepSpeed features acting outside the engine's step: accepted, named in one warning. */
@@ -178,7 +186,7 @@ const config_key_t config_bf16_keys[] = {
 /* ---- zero_optimization ---- */
 
 const config_key_t config_zero_keys[] = {
-    {KEY("stage"), T_CUSTOM("integer 0..3"), DEF("0"),
+    {KEY("stage"), T_UINT(0, 3), AT(zero_optimization.stage), READ_BY_CODE, DEF("0"),
      DOC("0 plain data parallel, 1 optimizer states, 2 + gradients, 3 + parameters partitioned")},
     {KEY("contiguous_gradients"), T_BOOL, AT(zero_optimization.contiguous_gradients), DEF("true"),
      DOC("gradients copied into one contiguous buffer as they are produced")},
@@ -192,14 +200,15 @@ const config_key_t config_zero_keys[] = {
      DOC("allgather (not broadcasts) to collect updated partitions")},
     {KEY("allgather_bucket_size"), T_UINT(1, NO_MAX), AT(zero_optimization.allgather_bucket_size), DEF("5e8"),
      DOC("elements allgathered at a time")},
-    {KEY("overlap_comm"), T_CUSTOM("bool or null"), DEF("true for stage 3, else false"),
+    {KEY("overlap_comm"), T_BOOL, .type_doc = "bool or null", AT(zero_optimization.overlap_comm), READ_BY_CODE,
+     DEF("true for stage 3, else false"), BY_CODE,
      DOC("overlap gradient reduction with backward")},
     {KEY("load_from_fp32_weights"), T_BOOL, AT(zero_optimization.load_from_fp32_weights), DEF("true"),
      DOC("initialize fp32 master weights from the checkpoint's fp32 copy")},
     {KEY("elastic_checkpoint"), T_BOOL, AT(zero_optimization.elastic_checkpoint), DEF("false"),
      DOC("stored; libzero reshards any checkpoint to any world size anyway")},
-    {KEY("offload_param"), T_OBJECT, .type_doc = "object or null", DEF("none"), DOC("see below; stage 3 only")},
-    {KEY("offload_optimizer"), T_OBJECT, .type_doc = "object or null", DEF("none"), DOC("see below; stages 1, 2, 3")},
+    {KEY("offload_param"), T_OBJECT_OF(config_offload_param_keys), .type_doc = "object or null", DEF("none"), DOC("see below; stage 3 only")},
+    {KEY("offload_optimizer"), T_OBJECT_OF(config_offload_optimizer_keys), .type_doc = "object or null", DEF("none"), DOC("see below; stages 1, 2, 3")},
     {KEY("sub_group_size"), T_UINT(1, NO_MAX), AT(zero_optimization.sub_group_size), DEF("1e9"),
      DOC("tile size for the optimizer step over partitions")},
     {KEY("cpu_offload_param"), DEPRECATED},
@@ -247,10 +256,10 @@ const config_key_t config_zero_keys[] = {
     END_OF_ROWS};
 
 const config_key_t config_offload_optimizer_keys[] = {
-    {KEY("device"), T_CUSTOM(NULL), .names = config_offload_device_names, DEF("\"none\""),
-     DOC("where optimizer states live; the step runs on the CPU (`\"hpu\"` is unsupported)")},
-    {KEY("nvme_path"), T_CUSTOM("non-empty string"),
-     DOC("directory for state files; required for `nvme` (need not exist when only checked)")},
+    {KEY("device"), T_ENUM(config_offload_device_names), AT(zero_optimization.offload_optimizer.device), READ_BY_CODE,
+     DEF("\"none\""), DOC("where optimizer states live; the step runs on the CPU (`\"hpu\"` is unsupported)")},
+    {KEY("nvme_path"), .type = CONFIG_STRING, .type_doc = "non-empty string",
+     AT(zero_optimization.offload_optimizer.nvme_path), READ_BY_CODE, DOC("directory for state files; required for `nvme` (need not exist when only checked)")},
     {KEY("pin_memory"), T_BOOL, AT(zero_optimization.offload_optimizer.pin_memory), DEF("false"),
      DOC("page-locked staging memory")},
     {KEY("buffer_count"), T_UINT(1, U32_MAX), AT(zero_optimization.offload_optimizer.buffer_count), DEF("4"),
@@ -266,9 +275,10 @@ const config_key_t config_offload_optimizer_keys[] = {
     END_OF_ROWS};
 
 const config_key_t config_offload_param_keys[] = {
-    {KEY("device"), T_CUSTOM(NULL), .names = config_offload_device_names, DEF("\"none\""),
-     DOC("where partitioned parameters live (`\"hpu\"` is unsupported)")},
-    {KEY("nvme_path"), T_CUSTOM("non-empty string"), DOC("required for `nvme`")},
+    {KEY("device"), T_ENUM(config_offload_device_names), AT(zero_optimization.offload_param.device), READ_BY_CODE,
+     DEF("\"none\""), DOC("where partitioned parameters live (`\"hpu\"` is unsupported)")},
+    {KEY("nvme_path"), .type = CONFIG_STRING, .type_doc = "non-empty string",
+     AT(zero_optimization.offload_param.nvme_path), READ_BY_CODE, DOC("required for `nvme`")},
     {KEY("pin_memory"), T_BOOL, AT(zero_optimization.offload_param.pin_memory), DEF("false"),
      DOC("page-locked staging memory")},
     {KEY("buffer_count"), T_UINT(1, U32_MAX), AT(zero_optimization.offload_param.buffer_count), DEF("5"),
@@ -286,7 +296,7 @@ const config_key_t config_aio_keys[] = {
      DOC("`aio`, `async`, `deepnvme` are aliases of `async_io`")},
     {KEY("block_size"), T_UINT(1, NO_MAX), AT(aio.block_size), DEF("1048576"), DOC("bytes per I/O request")},
     {KEY("queue_depth"), T_UINT(1, U32_MAX), AT(aio.queue_depth), DEF("8"), DOC("requests in flight")},
-    {KEY("intra_op_parallelism"), T_CUSTOM("integer ≥ 1"), DEF("1"),
+    {KEY("intra_op_parallelism"), T_UINT(1, U32_MAX), AT(aio.intra_op_parallelism), READ_BY_CODE, DEF("1"),
      DOC("I/O threads per operation (`thread_count` is the deprecated name)")},
     {KEY("thread_count"), DEPRECATED},
     {KEY("single_submit"), T_BOOL, AT(aio.single_submit), DEF("false"), DOC("submit requests one at a time")},
@@ -300,7 +310,7 @@ const config_key_t config_checkpoint_keys[] = {
     {KEY("load_universal"), T_BOOL, AT(checkpoint.load_universal), DEF("false"),
      DOC("stored; libzero loads any checkpoint at any world size without a universal conversion")},
     {KEY("use_node_local_storage"), T_BOOL, DEFAULT_ONLY("node-local checkpoint storage"), DEF("false")},
-    {KEY("parallel_write"), T_OBJECT}, /* its own table, config_parallel_write_keys */
+    {KEY("parallel_write"), T_OBJECT_OF(config_parallel_write_keys)},
     {KEY("writer"), OUT_OF_SCOPE, .flags = CONFIG_NULL_IS_ABSENT},
     END_OF_ROWS};
 
@@ -315,7 +325,8 @@ const config_key_t config_optimizer_keys[] = {
 /* max_grad_norm is refused by code in every optimizer (DeepSpeed's gradient_clipping is the one clip). */
 #define MAX_GRAD_NORM {KEY("max_grad_norm"), T_CUSTOM(NULL)}
 #define LR(def, doc) {KEY("lr"), T_NONNEG, AT(optimizer.lr), DEF(def), DOC(doc)}
-#define BETAS {KEY("betas"), T_CUSTOM("two numbers in [0, 1)"), DEF("[0.9, 0.999]"), DOC("moment decay rates")}
+#define BETAS {KEY("betas"), .type = CONFIG_PAIR, .type_doc = "two numbers in [0, 1)", AT(optimizer.betas), READ_BY_CODE, \
+               DEF("[0.9, 0.999]"), DOC("moment decay rates")}
 #define WEIGHT_DECAY(doc) {KEY("weight_decay"), T_NONNEG, AT(optimizer.weight_decay), DEF("0"), DOC(doc)}
 #define AMSGRAD {KEY("amsgrad"), T_BOOL, DEFAULT_ONLY("AMSGrad"), DEF("false")}
 #define MAXIMIZE {KEY("maximize"), T_BOOL, DEFAULT_ONLY("maximize"), DEF("false")}
@@ -326,7 +337,7 @@ const config_key_t config_adam_keys[] = {
     {KEY("eps"), T_NONNEG, AT(optimizer.eps), DEF("1e-8"), DOC("added to the denominator")},
     WEIGHT_DECAY("decoupled (AdamW) unless `adam_w_mode` is false: then L2, added to the gradient"),
     {KEY("bias_correction"), T_BOOL, AT(optimizer.bias_correction), DEF("true"), DOC("bias-corrected moments")},
-    {KEY("adam_w_mode"), T_CUSTOM("bool"), DEF("true"),
+    {KEY("adam_w_mode"), T_BOOL, AT(optimizer.adam_w_mode), READ_BY_CODE, DEF("true"),
      DOC("decoupled weight decay; false is an error with type `AdamW`")},
     AMSGRAD,
     {KEY("torch_adam"), T_BOOL, NO_EFFECT("kernel choice")},
@@ -401,7 +412,8 @@ const config_key_t config_scheduler_keys[] = {
                           DOC("steps of warmup (DeepSpeed's formulas use max(2, this))")}
 #define WARMUP_TYPE {KEY("warmup_type"), T_ENUM(config_warmup_type_names), AT(scheduler.warmup_type), DEF("\"log\""), \
                      DOC("shape of the warmup")}
-#define TOTAL_NUM_STEPS {KEY("total_num_steps"), T_CUSTOM("integer ≥ 1"), DEF("required"), \
+#define TOTAL_NUM_STEPS {KEY("total_num_steps"), T_UINT(1, NO_MAX), AT(scheduler.total_num_steps), READ_BY_CODE, \
+                         DEF("required"), BY_CODE, \
                          DOC("length of the schedule; less than `warmup_num_steps` is a warning")}
 
 const config_key_t config_warmup_lr_keys[] = {
@@ -422,16 +434,18 @@ const config_key_t config_warmup_cosine_lr_keys[] = {
     END_OF_ROWS};
 
 const config_key_t config_one_cycle_keys[] = {
-    {KEY("cycle_min_lr"), T_CUSTOM("number ≥ 0"), DEF("required"), DOC("learning rate at the cycle's ends")},
-    {KEY("cycle_max_lr"), T_CUSTOM("number ≥ 0"), DEF("required"), DOC("learning rate at the cycle's peak")},
+    {KEY("cycle_min_lr"), .type = CONFIG_NUMBER, .flags = CONFIG_NO_MAX | CONFIG_READ_BY_CODE, AT(scheduler.cycle_min_lr), DEF("required"), BY_CODE, DOC("learning rate at the cycle's ends")},
+    {KEY("cycle_max_lr"), .type = CONFIG_NUMBER, .flags = CONFIG_NO_MAX | CONFIG_READ_BY_CODE, AT(scheduler.cycle_max_lr), DEF("required"), BY_CODE, DOC("learning rate at the cycle's peak")},
     {KEY("decay_lr_rate"), T_NONNEG, AT(scheduler.decay_lr_rate), DEF("0"), DOC("decay rate after the cycle")},
     {KEY("cycle_first_step_size"), T_UINT(1, NO_MAX), AT(scheduler.cycle_first_step_size), DEF("2000"),
      DOC("steps of the rising half")},
-    {KEY("cycle_second_step_size"), T_CUSTOM("integer ≥ 1 or null"), DEF("= cycle_first_step_size"),
+    {KEY("cycle_second_step_size"), T_UINT(1, NO_MAX), .type_doc = "integer ≥ 1 or null",
+     AT(scheduler.cycle_second_step_size), READ_BY_CODE, DEF("= cycle_first_step_size"), BY_CODE,
      DOC("steps of the falling half")},
     {KEY("cycle_first_stair_count"), T_UINT(0, NO_MAX), AT(scheduler.cycle_first_stair_count), DEF("0"),
      DOC("stairs in the rising half (0: no staircase)")},
-    {KEY("cycle_second_stair_count"), T_CUSTOM("integer ≥ 0 or null"), DEF("= cycle_first_stair_count"),
+    {KEY("cycle_second_stair_count"), T_UINT(0, NO_MAX), .type_doc = "integer ≥ 0 or null",
+     AT(scheduler.cycle_second_stair_count), READ_BY_CODE, DEF("= cycle_first_stair_count"), BY_CODE,
      DOC("stairs in the falling half")},
     {KEY("decay_step_size"), T_UINT(0, NO_MAX), AT(scheduler.decay_step_size), DEF("0"),
      DOC("steps between decays after the cycle (0: no decay)")},
@@ -550,6 +564,12 @@ void config_keys_apply_defaults(zero_config_t *config, const config_key_t *rows)
             memcpy(field, &v, sizeof(v));
             break;
         }
+        case CONFIG_PAIR: {
+            double v[2];
+            if (sscanf(r->def, "[%lf, %lf]", &v[0], &v[1]) == 2)
+                memcpy(field, v, sizeof(v));
+            break;
+        }
         case CONFIG_ENUM: {
             size_t len = strlen(r->def);
             /* the table writes "\"name\"" */
@@ -621,6 +641,8 @@ static void type_text(const config_key_t *r, char *buf, size_t size)
         break;
     case CONFIG_NULL: snprintf(buf, size, "null"); break;
     case CONFIG_ENUM: snprintf(buf, size, "string"); break; /* not reached: enum rows have names */
+    case CONFIG_STRING: snprintf(buf, size, "string"); break;
+    case CONFIG_PAIR: snprintf(buf, size, "two numbers"); break;
     case CONFIG_OBJECT: snprintf(buf, size, "object"); break;
     case CONFIG_ANY:
     case CONFIG_CUSTOM: snprintf(buf, size, "—"); break;

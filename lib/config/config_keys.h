@@ -7,7 +7,8 @@
  * it is stored in zero_config_t, how libzero treats it (the class) and one
  * line of documentation. config_schema.c reads every such row in one generic
  * pass; docs/config.md's key tables are generated from these rows and a test
- * (tests/config/test_config_docs.c) fails when the page and the rows disagree.
+ * (tests/config/test_config_docs.c) fails when the page and the rows disagree;
+ * zero_config_to_json (config.c) renders the stored rows in table order.
  *
  * Adding a key:
  *   - a plain key (bool, integer, number, enum, path; stored or not) is one
@@ -16,12 +17,14 @@
  *          DOC("tile size for the optimizer step over partitions")},
  *     then `build/tests/config/test_config_docs --update docs/config.md`
  *     rewrites the page's table; a stored key also needs its field in
- *     include/zero/config.h and its line in zero_config_to_json (config.c),
- *     which the config-docs test checks;
+ *     include/zero/config.h (zero_config_to_json renders every stored row);
  *   - a key with a rule of its own (a required key, a default that depends on
- *     another key, an array, a nested block) gets a row of type CONFIG_CUSTOM or
- *     CONFIG_OBJECT, which documents it and makes it a known key, and its code in
- *     config_schema.c after the table pass of its block.
+ *     another key, a cross-key check) keeps its typed, stored row with the flag
+ *     CONFIG_READ_BY_CODE (so the defaults, the docs and the rendering still
+ *     come from the row) and gets its reading code in config_schema.c after the
+ *     table pass of its block; a key that is not stored at all is a
+ *     CONFIG_CUSTOM row; a nested block is a CONFIG_OBJECT row naming its
+ *     table in .sub.
  */
 #ifndef ZERO_CONFIG_CONFIG_KEYS_H
 #define ZERO_CONFIG_CONFIG_KEYS_H
@@ -44,6 +47,8 @@ typedef enum config_type {
     CONFIG_INT,    /* signed integer (DeepSpeed's -1 sentinels); never stored */
     CONFIG_NUMBER, /* number in the range of dmin, dmax and flags -> double */
     CONFIG_ENUM,   /* one of names[] (any case) -> enum field */
+    CONFIG_STRING, /* a string -> char * owned by the config (rendered when not NULL) */
+    CONFIG_PAIR,   /* two numbers -> double[2] */
     CONFIG_NULL,   /* any JSON value; only null is accepted (class DEFAULT_ONLY) */
     CONFIG_ANY,    /* any JSON value (class OUT_OF_SCOPE) */
     CONFIG_OBJECT, /* a nested block, walked by its own code */
@@ -64,7 +69,9 @@ enum {
     CONFIG_MAX_OPEN = 2, /* ..., dmax) */
     CONFIG_NO_MAX = 4,
     CONFIG_NO_MIN = 8,
-    CONFIG_NULL_IS_ABSENT = 16 /* null means "not given" (instead of a type error) */
+    CONFIG_NULL_IS_ABSENT = 16, /* null means "not given" (instead of a type error) */
+    CONFIG_READ_BY_CODE = 32,   /* stored and rendered from the row, but read by the block's code */
+    CONFIG_OMIT_ZERO = 64       /* rendered only when not 0 (the batch triad while the world size is unknown) */
 };
 
 typedef struct config_key {
@@ -76,6 +83,7 @@ typedef struct config_key {
     uint64_t imin, imax; /* CONFIG_UINT */
     double dmin, dmax;   /* CONFIG_NUMBER */
     const config_enum_name_t *names; /* CONFIG_ENUM */
+    const struct config_key *sub;    /* CONFIG_OBJECT: the nested block's table, or NULL */
     bool stored;         /* offset and size name a field of zero_config_t */
     size_t offset, size;
     /*

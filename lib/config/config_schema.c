@@ -405,7 +405,8 @@ static void read_default_only(config_ctx_t *ctx, const config_key_t *r, const no
 /* Rows whose key has a rule of its own: their block's code reads them after this pass. */
 static bool read_by_code(const config_key_t *r)
 {
-    return r->type == CONFIG_CUSTOM || r->type == CONFIG_OBJECT || r->cls == CONFIG_DEPRECATED;
+    return r->type == CONFIG_CUSTOM || r->type == CONFIG_OBJECT || r->cls == CONFIG_DEPRECATED ||
+           (r->flags & CONFIG_READ_BY_CODE);
 }
 
 /*
@@ -703,16 +704,12 @@ static void set_defaults(zero_config_t *c)
      * tables of the other types, applied above too, differ only for Adagrad). */
     config_keys_apply_defaults(c, config_adam_keys);
 
-    /* What the custom rows hold by default (zero from the memset otherwise: stage 0,
-     * no offload, no optimizer or scheduler, overlap_comm false). */
+    /* The defaults that depend on other keys (rows marked def_by_code; zero from
+     * the memset otherwise: no optimizer or scheduler, overlap_comm false below
+     * stage 3, batch triad unknown). */
     c->precision = ZERO_FP32;
-    c->optimizer.betas[0] = 0.9;
-    c->optimizer.betas[1] = 0.999;
-    c->optimizer.adam_w_mode = true;
     c->scheduler.cycle_second_step_size = c->scheduler.cycle_first_step_size;
     c->scheduler.cycle_second_stair_count = c->scheduler.cycle_first_stair_count;
-    c->zero_optimization.stage3_model_persistence_threshold = (uint64_t)INT64_MAX;
-    c->aio.intra_op_parallelism = 1;
 }
 
 /* ---- zero_optimization ---- */
