@@ -488,24 +488,30 @@ size_t config_edit_distance(const char *a, const char *b)
     return d;
 }
 
+static void consider(const char *key, const char *candidate, size_t len, size_t limit, const char **best,
+                     size_t *best_d)
+{
+    size_t klen = strlen(candidate), d;
+    /* Lengths further apart than the limit cannot be within it: skip the O(n*m) work. */
+    if ((klen > len ? klen - len : len - klen) > limit)
+        return;
+    d = config_edit_distance(key, candidate);
+    if (strcasecmp(key, candidate) == 0)
+        d = 0;
+    if (d < *best_d) {
+        *best_d = d;
+        *best = candidate;
+    }
+}
+
+/* The nearest of @p known (NULL-terminated) within a third of the key's length (1 to 3 edits). */
 static const char *nearest(const char *key, const char *const *known)
 {
     const char *best = NULL;
     size_t best_d = (size_t)-1, len = strlen(key);
     size_t limit = len / 3 < 1 ? 1 : (len / 3 > 3 ? 3 : len / 3);
-    for (const char *const *k = known; *k; k++) {
-        size_t klen = strlen(*k), d;
-        /* Lengths further apart than the limit cannot be within it: skip the O(n*m) work. */
-        if ((klen > len ? klen - len : len - klen) > limit)
-            continue;
-        d = config_edit_distance(key, *k);
-        if (strcasecmp(key, *k) == 0)
-            d = 0;
-        if (d < best_d) {
-            best_d = d;
-            best = *k;
-        }
-    }
+    for (const char *const *k = known; *k; k++)
+        consider(key, *k, len, limit, &best, &best_d);
     return best_d <= limit ? best : NULL;
 }
 
@@ -554,22 +560,6 @@ static const key_home_t key_homes[] = {
 };
 
 /* Reports every member of @p obj that no handler took, suggesting the nearest known key. */
-static void consider(const char *key, const char *candidate, size_t len, size_t limit, const char **best,
-                     size_t *best_d)
-{
-    size_t klen = strlen(candidate), d;
-    /* Lengths further apart than the limit cannot be within it: skip the O(n*m) work. */
-    if ((klen > len ? klen - len : len - klen) > limit)
-        return;
-    d = config_edit_distance(key, candidate);
-    if (strcasecmp(key, candidate) == 0)
-        d = 0;
-    if (d < *best_d) {
-        *best_d = d;
-        *best = candidate;
-    }
-}
-
 /* The nearest key or alias of @p rows, in row order (ties go to the earlier one). */
 static const char *nearest_row(const char *key, const config_key_t *rows)
 {
