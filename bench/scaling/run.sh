@@ -53,6 +53,7 @@ for dtype in bf16 fp32; do
       [ "$dtype" = bf16 ] && bf='"bf16": {"enabled": true},'
       cat > "$cfg" <<JSON
 {"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 1, "steps_per_print": 0,
+ "gradient_clipping": 1.0,
  "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "weight_decay": 0.1}},
  $bf "zero_optimization": {"stage": $stage}}
 JSON

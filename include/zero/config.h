@@ -124,7 +124,8 @@ typedef struct zero_config_scheduler {
     zero_scheduler_type_t type;
     /* WarmupLR, WarmupDecayLR */
     double warmup_min_lr;            /**< 0 */
-    double warmup_max_lr;            /**< optimizer.params.lr (1e-3 when there is no optimizer block) */
+    double warmup_max_lr;            /**< WarmupLR: optimizer.params.lr (1e-3 without an optimizer block);
+                                          WarmupDecayLR: 0.001 (DeepSpeed's defaults); "auto": optimizer.params.lr */
     /* WarmupLR, WarmupDecayLR, WarmupCosineLR */
     uint64_t warmup_num_steps;       /**< 1000 (DeepSpeed uses max(2, this)) */
     zero_warmup_type_t warmup_type;  /**< log */
@@ -176,7 +177,7 @@ typedef struct zero_config_bf16 {
 typedef struct zero_config_offload_optimizer {
     zero_offload_device_t device; /**< none */
     char *nvme_path;              /**< required for nvme; NULL when not given */
-    bool pin_memory;              /**< true (DeepSpeed: false) */
+    bool pin_memory;              /**< false (DeepSpeed's default) */
     uint32_t buffer_count;        /**< 4 */
     bool pipeline_read;           /**< false */
     bool pipeline_write;          /**< false */
@@ -188,7 +189,7 @@ typedef struct zero_config_offload_optimizer {
 typedef struct zero_config_offload_param {
     zero_offload_device_t device; /**< none */
     char *nvme_path;              /**< required for nvme; NULL when not given */
-    bool pin_memory;              /**< true (DeepSpeed: false) */
+    bool pin_memory;              /**< false (DeepSpeed's default) */
     uint32_t buffer_count;        /**< 5 */
     uint64_t buffer_size;         /**< 1e8 elements */
     uint64_t max_in_cpu;          /**< 1e9 elements */
@@ -260,7 +261,7 @@ typedef struct zero_config {
     zero_config_fp16_t fp16;
     zero_config_bf16_t bf16;
 
-    double gradient_clipping;    /**< global L2-norm bound; 0 = off; default 1.0 */
+    double gradient_clipping;    /**< global L2-norm bound; 0 = off (the default, as in DeepSpeed) */
     uint64_t steps_per_print;    /**< 10; 0 = never */
     bool wall_clock_breakdown;   /**< false */
     bool memory_breakdown;       /**< false */

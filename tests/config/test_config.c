@@ -1,7 +1,7 @@
 /* zero_config: DeepSpeed-format config parsing, validation, defaults, batch triad, rendering. */
 #include "test_main.h"
 #include "util/alloc.h"
-#include "util/config_internal.h"
+#include "config/config_internal.h"
 
 #include <zero/zero.h>
 
@@ -172,7 +172,7 @@ static void test_fixture_values(void)
     CU_ASSERT_DOUBLE_EQUAL(c->scheduler.warmup_min_lr, 0, 0);
     CU_ASSERT_DOUBLE_EQUAL(c->scheduler.warmup_max_lr, 1e-3, 0);
     CU_ASSERT_EQUAL(c->scheduler.warmup_num_steps, 1000);
-    CU_ASSERT_DOUBLE_EQUAL(c->gradient_clipping, 1.0, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->gradient_clipping, 0.0, 0);                 /* "auto": the default, off */
     CU_ASSERT_EQUAL(c->zero_optimization.allgather_bucket_size, 200000000);
     CU_ASSERT_EQUAL(c->zero_optimization.stage, 0);                       /* "auto": the default */
     CU_ASSERT_EQUAL(c->zero_optimization.reduce_bucket_size, 500000000);  /* "auto": the default */
@@ -268,10 +268,11 @@ static void test_fixture_values(void)
     CU_ASSERT_EQUAL(c->precision, ZERO_BF16);                       /* "bfloat16" */
     CU_ASSERT_EQUAL(c->optimizer.type, ZERO_OPTIMIZER_ADAMW);        /* "adamw" */
     CU_ASSERT_EQUAL(c->scheduler.type, ZERO_SCHEDULER_WARMUP_LR);    /* "warmuplr" */
+    CU_ASSERT_DOUBLE_EQUAL(c->scheduler.warmup_max_lr, 5e-5, 0);    /* WarmupLR: the optimizer's lr */
     CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.device, ZERO_OFFLOAD_CPU); /* cpu_offload */
     CU_ASSERT_EQUAL(c->zero_optimization.offload_param.device, ZERO_OFFLOAD_CPU);     /* cpu_offload_param */
-    CU_ASSERT_FALSE(c->zero_optimization.offload_optimizer.pin_memory); /* cpu_offload_use_pin_memory */
-    CU_ASSERT_FALSE(c->zero_optimization.offload_param.pin_memory);
+    CU_ASSERT(c->zero_optimization.offload_optimizer.pin_memory); /* cpu_offload_use_pin_memory (default false) */
+    CU_ASSERT(c->zero_optimization.offload_param.pin_memory);
     CU_ASSERT_EQUAL(c->zero_optimization.stage3_prefetch_bucket_size, 30000000);
     CU_ASSERT_EQUAL(c->zero_optimization.stage3_param_persistence_threshold, 20000);
     CU_ASSERT_EQUAL(c->zero_optimization.stage3_max_live_parameters, 500000000);
@@ -301,7 +302,7 @@ static void test_defaults(void)
     CU_ASSERT_FALSE(c->fp16.consecutive_hysteresis);
     CU_ASSERT_DOUBLE_EQUAL(c->fp16.min_loss_scale, 1, 0);
     CU_ASSERT_FALSE(c->bf16.enabled);
-    CU_ASSERT_DOUBLE_EQUAL(c->gradient_clipping, 1.0, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->gradient_clipping, 0.0, 0);   /* DeepSpeed's GRADIENT_CLIPPING_DEFAULT: off */
     CU_ASSERT_EQUAL(c->steps_per_print, 10);
     CU_ASSERT_FALSE(c->wall_clock_breakdown);
     CU_ASSERT_EQUAL(c->optimizer.type, ZERO_OPTIMIZER_NONE);
@@ -318,11 +319,11 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c->zero_optimization.stage3_max_reuse_distance, 1000000000);
     CU_ASSERT_EQUAL(c->zero_optimization.sub_group_size, 1000000000);
     CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.device, ZERO_OFFLOAD_NONE);
-    CU_ASSERT(c->zero_optimization.offload_optimizer.pin_memory);
+    CU_ASSERT_FALSE(c->zero_optimization.offload_optimizer.pin_memory); /* DeepSpeed's default */
     CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.buffer_count, 4);
     CU_ASSERT_DOUBLE_EQUAL(c->zero_optimization.offload_optimizer.ratio, 1.0, 0);
     CU_ASSERT_PTR_NULL(c->zero_optimization.offload_optimizer.nvme_path);
-    CU_ASSERT(c->zero_optimization.offload_param.pin_memory);
+    CU_ASSERT_FALSE(c->zero_optimization.offload_param.pin_memory);
     CU_ASSERT_EQUAL(c->zero_optimization.offload_param.buffer_count, 5);
     CU_ASSERT_EQUAL(c->zero_optimization.offload_param.buffer_size, 100000000);
     CU_ASSERT_EQUAL(c->zero_optimization.offload_param.max_in_cpu, 1000000000);
@@ -901,7 +902,7 @@ static void test_auto_everywhere(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(c->train_batch_size, 8);
     CU_ASSERT_EQUAL(c->gradient_accumulation_steps, 1);
-    CU_ASSERT_DOUBLE_EQUAL(c->gradient_clipping, 1.0, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->gradient_clipping, 0.0, 0);
     CU_ASSERT_EQUAL(c->steps_per_print, 10);
     CU_ASSERT_EQUAL(c->precision, ZERO_FP32);
     CU_ASSERT_EQUAL(c->fp16.initial_scale_power, 16);
@@ -914,6 +915,19 @@ static void test_auto_everywhere(void)
     CU_ASSERT_EQUAL(c->zero_optimization.stage3_param_persistence_threshold, 100000);
     CU_ASSERT(c->zero_optimization.overlap_comm);
     zero_config_destroy(c);
+
+    /* The warmup peak: "auto" is the optimizer's lr (what the Hugging Face trainer writes there); absent,
+     * DeepSpeed's defaults: WarmupLR the optimizer's lr, WarmupDecayLR 0.001. */
+    c = parse_ok("{\"train_batch_size\": 8, \"optimizer\": {\"type\": \"Adam\", \"params\": {\"lr\": 5e-4}},"
+                 " \"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_max_lr\": \"auto\"}}}", 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_DOUBLE_EQUAL(c->scheduler.warmup_max_lr, 5e-4, 0);
+    zero_config_destroy(c);
+    c = parse_ok("{\"train_batch_size\": 8, \"optimizer\": {\"type\": \"Adam\", \"params\": {\"lr\": 5e-4}},"
+                 " \"scheduler\": {\"type\": \"WarmupDecayLR\", \"params\": {\"total_num_steps\": 2000}}}", 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_DOUBLE_EQUAL(c->scheduler.warmup_max_lr, 1e-3, 0);
+    zero_config_destroy(c);
     END;
 }
 
@@ -925,13 +939,13 @@ static void test_deprecated_spellings(void)
 
     /* cpu_offload / cpu_offload_param / cpu_offload_use_pin_memory */
     CU_ASSERT_EQUAL(parse("{\"train_batch_size\": 8, \"zero_optimization\": {\"stage\": 3, \"cpu_offload\": true, "
-                          "\"cpu_offload_param\": true, \"cpu_offload_use_pin_memory\": false}}", 2, &c, &problems),
+                          "\"cpu_offload_param\": true, \"cpu_offload_use_pin_memory\": true}}", 2, &c, &problems),
                     ZERO_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.device, ZERO_OFFLOAD_CPU);
     CU_ASSERT_EQUAL(c->zero_optimization.offload_param.device, ZERO_OFFLOAD_CPU);
-    CU_ASSERT_FALSE(c->zero_optimization.offload_optimizer.pin_memory);
-    CU_ASSERT_FALSE(c->zero_optimization.offload_param.pin_memory);
+    CU_ASSERT(c->zero_optimization.offload_optimizer.pin_memory); /* the default is false */
+    CU_ASSERT(c->zero_optimization.offload_param.pin_memory);
     CU_ASSERT_PTR_NOT_NULL(strstr(problems, "warning: zero_optimization.cpu_offload: deprecated; write "
                                             "\"offload_optimizer\": {\"device\": \"cpu\"} instead"));
     CU_ASSERT_PTR_NOT_NULL(strstr(problems, "warning: zero_optimization.cpu_offload_param: deprecated"));

@@ -1,6 +1,6 @@
 /*
  * Fuzzes the DeepSpeed-style config: JSON text -> zero_config_parse_string
- * (lib/util/config_json.c tokenizer and tree, config_schema.c validation,
+ * (lib/config/config_json.c tokenizer and tree, config_schema.c validation,
  * the batch triad) and, for a config it accepts, zero_config_to_json
  * (config.c), whose output must parse again to the same rendering.
  *

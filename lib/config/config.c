@@ -1,10 +1,12 @@
 /*
  * zero_config: the public calls. Reading the file, collecting problems into
  * one text (sorted by position), logging them when the caller did not take
- * them, and rendering the effective configuration back to JSON.
+ * them, and rendering the effective configuration back to JSON (from the key
+ * tables, config_keys.c).
  */
 #define ZERO_LOG_MODULE "config"
-#include "util/config_internal.h"
+#include "config/config_internal.h"
+#include "config/config_keys.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -389,16 +391,6 @@ const char *zero_offload_device_string(zero_offload_device_t device)
     return "unknown";
 }
 
-static const char *tag_validation_string(zero_tag_validation_t v)
-{
-    switch (v) {
-    case ZERO_TAG_VALIDATION_IGNORE: return "Ignore";
-    case ZERO_TAG_VALIDATION_WARN: return "Warn";
-    case ZERO_TAG_VALIDATION_FAIL: return "Fail";
-    }
-    return "Warn";
-}
-
 /* ---- rendering ---- */
 
 #define EMIT_MAX_DEPTH 8
@@ -508,12 +500,12 @@ static void emit_string(emitter_t *e, const char *key, const char *v)
     zero_free(quoted);
 }
 
-static void emit_betas(emitter_t *e, const double betas[2])
+static void emit_pair(emitter_t *e, const char *key, const double pair[2])
 {
     char a[40], b[40];
-    member(e, "betas");
-    zero_config_json_format_double(betas[0], a, sizeof(a));
-    zero_config_json_format_double(betas[1], b, sizeof(b));
+    member(e, key);
+    zero_config_json_format_double(pair[0], a, sizeof(a));
+    zero_config_json_format_double(pair[1], b, sizeof(b));
     puts_(e, "[");
     puts_(e, a);
     puts_(e, ", ");
@@ -521,148 +513,113 @@ static void emit_betas(emitter_t *e, const double betas[2])
     puts_(e, "]");
 }
 
-static void emit_optimizer(emitter_t *e, const zero_config_optimizer_t *o)
+/* The canonical (first non-alias) name of an enum value. */
+static const char *enum_name(const config_enum_name_t *names, int value)
 {
-    open_object(e, "optimizer");
-    emit_string(e, "type", zero_optimizer_type_string(o->type));
+    for (const config_enum_name_t *n = names; n->name; n++)
+        if (!n->alias && n->value == value)
+            return n->name;
+    return "unknown";
+}
+
+/* Whether rendering @p rows writes at least one member (empty blocks are left out). */
+static bool block_renders(const config_key_t *rows)
+{
+    for (const config_key_t *r = rows; r->key; r++)
+        if ((r->stored && r->cls == CONFIG_IMPLEMENTED) || (r->type == CONFIG_OBJECT && r->sub && block_renders(r->sub)))
+            return true;
+    return false;
+}
+
+static void emit_rows(emitter_t *e, const zero_config_t *c, const config_key_t *rows);
+
+/* "optimizer" / "scheduler": the type, its own params table, then the block's other rows. */
+static void emit_typed_block(emitter_t *e, const zero_config_t *c, const char *key, const char *type_name,
+                             const config_key_t *params, const config_key_t *rows)
+{
+    open_object(e, key);
+    emit_string(e, "type", type_name);
     open_object(e, "params");
-    emit_double(e, "lr", o->lr);
-    switch (o->type) {
-    case ZERO_OPTIMIZER_ADAM:
-    case ZERO_OPTIMIZER_ADAMW:
-        emit_betas(e, o->betas);
-        emit_double(e, "eps", o->eps);
-        emit_double(e, "weight_decay", o->weight_decay);
-        emit_bool(e, "bias_correction", o->bias_correction);
-        emit_bool(e, "adam_w_mode", o->adam_w_mode);
-        break;
-    case ZERO_OPTIMIZER_LAMB:
-        emit_betas(e, o->betas);
-        emit_double(e, "eps", o->eps);
-        emit_double(e, "weight_decay", o->weight_decay);
-        emit_bool(e, "bias_correction", o->bias_correction);
-        emit_double(e, "max_coeff", o->max_coeff);
-        emit_double(e, "min_coeff", o->min_coeff);
-        break;
-    case ZERO_OPTIMIZER_LION:
-        emit_betas(e, o->betas);
-        emit_double(e, "weight_decay", o->weight_decay);
-        break;
-    case ZERO_OPTIMIZER_SGD:
-        emit_double(e, "momentum", o->momentum);
-        emit_double(e, "dampening", o->dampening);
-        emit_double(e, "weight_decay", o->weight_decay);
-        emit_bool(e, "nesterov", o->nesterov);
-        break;
-    case ZERO_OPTIMIZER_ADAGRAD:
-        emit_double(e, "eps", o->eps);
-        emit_double(e, "weight_decay", o->weight_decay);
-        break;
-    case ZERO_OPTIMIZER_NONE:
-        break;
-    }
+    if (params)
+        emit_rows(e, c, params);
     close_object(e);
-    emit_bool(e, "legacy_fusion", o->legacy_fusion);
+    emit_rows(e, c, rows);
     close_object(e);
 }
 
-static void emit_scheduler(emitter_t *e, const zero_config_scheduler_t *s)
+/* Every stored row of @p rows with its effective value, nested blocks as objects, in table order. */
+static void emit_rows(emitter_t *e, const zero_config_t *c, const config_key_t *rows)
 {
-    const char *warmup_type = s->warmup_type == ZERO_WARMUP_LINEAR ? "linear" : "log";
-    open_object(e, "scheduler");
-    emit_string(e, "type", zero_scheduler_type_string(s->type));
-    open_object(e, "params");
-    switch (s->type) {
-    case ZERO_SCHEDULER_WARMUP_LR:
-    case ZERO_SCHEDULER_WARMUP_DECAY_LR:
-        emit_double(e, "warmup_min_lr", s->warmup_min_lr);
-        emit_double(e, "warmup_max_lr", s->warmup_max_lr);
-        emit_u64(e, "warmup_num_steps", s->warmup_num_steps);
-        emit_string(e, "warmup_type", warmup_type);
-        if (s->type == ZERO_SCHEDULER_WARMUP_DECAY_LR)
-            emit_u64(e, "total_num_steps", s->total_num_steps);
-        break;
-    case ZERO_SCHEDULER_WARMUP_COSINE_LR:
-        emit_u64(e, "total_num_steps", s->total_num_steps);
-        emit_double(e, "warmup_min_ratio", s->warmup_min_ratio);
-        emit_u64(e, "warmup_num_steps", s->warmup_num_steps);
-        emit_double(e, "cos_min_ratio", s->cos_min_ratio);
-        emit_string(e, "warmup_type", warmup_type);
-        break;
-    case ZERO_SCHEDULER_ONE_CYCLE:
-        emit_double(e, "cycle_min_lr", s->cycle_min_lr);
-        emit_double(e, "cycle_max_lr", s->cycle_max_lr);
-        emit_double(e, "decay_lr_rate", s->decay_lr_rate);
-        emit_u64(e, "cycle_first_step_size", s->cycle_first_step_size);
-        emit_u64(e, "cycle_second_step_size", s->cycle_second_step_size);
-        emit_u64(e, "cycle_first_stair_count", s->cycle_first_stair_count);
-        emit_u64(e, "cycle_second_stair_count", s->cycle_second_stair_count);
-        emit_u64(e, "decay_step_size", s->decay_step_size);
-        emit_bool(e, "cycle_momentum", s->cycle_momentum);
-        emit_double(e, "cycle_min_mom", s->cycle_min_mom);
-        emit_double(e, "cycle_max_mom", s->cycle_max_mom);
-        emit_double(e, "decay_mom_rate", s->decay_mom_rate);
-        break;
-    case ZERO_SCHEDULER_LR_RANGE_TEST:
-        emit_double(e, "lr_range_test_min_lr", s->lr_range_test_min_lr);
-        emit_u64(e, "lr_range_test_step_size", s->lr_range_test_step_size);
-        emit_double(e, "lr_range_test_step_rate", s->lr_range_test_step_rate);
-        emit_bool(e, "lr_range_test_staircase", s->lr_range_test_staircase);
-        break;
-    case ZERO_SCHEDULER_NONE:
-        break;
+    for (const config_key_t *r = rows; r->key; r++) {
+        const char *field = (const char *)c + r->offset;
+        if (r->type == CONFIG_OBJECT && r->sub == config_optimizer_keys) {
+            if (c->optimizer.type != ZERO_OPTIMIZER_NONE)
+                emit_typed_block(e, c, r->key, zero_optimizer_type_string(c->optimizer.type),
+                                 config_optimizer_params_keys(c->optimizer.type), r->sub);
+            continue;
+        }
+        if (r->type == CONFIG_OBJECT && r->sub == config_scheduler_keys) {
+            if (c->scheduler.type != ZERO_SCHEDULER_NONE)
+                emit_typed_block(e, c, r->key, zero_scheduler_type_string(c->scheduler.type),
+                                 config_scheduler_params_keys(c->scheduler.type), r->sub);
+            continue;
+        }
+        if (r->type == CONFIG_OBJECT && r->sub && block_renders(r->sub)) {
+            open_object(e, r->key);
+            emit_rows(e, c, r->sub);
+            close_object(e);
+            continue;
+        }
+        if (!r->stored || r->cls != CONFIG_IMPLEMENTED)
+            continue;
+        switch (r->type) {
+        case CONFIG_BOOL: {
+            bool v;
+            memcpy(&v, field, sizeof(v));
+            emit_bool(e, r->key, v);
+            break;
+        }
+        case CONFIG_UINT: {
+            uint64_t v = 0;
+            uint32_t v32;
+            if (r->size == sizeof(uint64_t)) {
+                memcpy(&v, field, sizeof(v));
+            } else {
+                memcpy(&v32, field, sizeof(v32));
+                v = v32;
+            }
+            if (v != 0 || !(r->flags & CONFIG_OMIT_ZERO))
+                emit_u64(e, r->key, v);
+            break;
+        }
+        case CONFIG_NUMBER: {
+            double v;
+            memcpy(&v, field, sizeof(v));
+            emit_double(e, r->key, v);
+            break;
+        }
+        case CONFIG_ENUM: {
+            int v;
+            memcpy(&v, field, sizeof(v));
+            emit_string(e, r->key, enum_name(r->names, v));
+            break;
+        }
+        case CONFIG_STRING: {
+            const char *v;
+            memcpy(&v, field, sizeof(v));
+            if (v)
+                emit_string(e, r->key, v);
+            break;
+        }
+        case CONFIG_PAIR: {
+            double v[2];
+            memcpy(v, field, sizeof(v));
+            emit_pair(e, r->key, v);
+            break;
+        }
+        default: break;
+        }
     }
-    close_object(e);
-    close_object(e);
-}
-
-static void emit_zero(emitter_t *e, const zero_config_zero_t *z)
-{
-    const zero_config_offload_optimizer_t *oo = &z->offload_optimizer;
-    const zero_config_offload_param_t *op = &z->offload_param;
-    open_object(e, "zero_optimization");
-    emit_u64(e, "stage", (uint64_t)z->stage);
-    emit_bool(e, "contiguous_gradients", z->contiguous_gradients);
-    emit_bool(e, "overlap_comm", z->overlap_comm);
-    emit_bool(e, "reduce_scatter", z->reduce_scatter);
-    emit_u64(e, "reduce_bucket_size", z->reduce_bucket_size);
-    emit_bool(e, "allgather_partitions", z->allgather_partitions);
-    emit_u64(e, "allgather_bucket_size", z->allgather_bucket_size);
-    emit_bool(e, "use_multi_rank_bucket_allreduce", z->use_multi_rank_bucket_allreduce);
-    emit_bool(e, "load_from_fp32_weights", z->load_from_fp32_weights);
-    emit_bool(e, "elastic_checkpoint", z->elastic_checkpoint);
-    emit_bool(e, "ignore_unused_parameters", z->ignore_unused_parameters);
-    emit_bool(e, "round_robin_gradients", z->round_robin_gradients);
-    emit_u64(e, "sub_group_size", z->sub_group_size);
-    emit_u64(e, "stage3_prefetch_bucket_size", z->stage3_prefetch_bucket_size);
-    emit_u64(e, "stage3_param_persistence_threshold", z->stage3_param_persistence_threshold);
-    emit_u64(e, "stage3_model_persistence_threshold", z->stage3_model_persistence_threshold);
-    emit_u64(e, "stage3_max_live_parameters", z->stage3_max_live_parameters);
-    emit_u64(e, "stage3_max_reuse_distance", z->stage3_max_reuse_distance);
-    emit_bool(e, "stage3_gather_16bit_weights_on_model_save", z->stage3_gather_16bit_weights_on_model_save);
-    emit_u64(e, "stage3_module_granularity_threshold", z->stage3_module_granularity_threshold);
-    emit_bool(e, "stage3_use_all_reduce_for_fetch_params", z->stage3_use_all_reduce_for_fetch_params);
-    open_object(e, "offload_optimizer");
-    emit_string(e, "device", zero_offload_device_string(oo->device));
-    if (oo->nvme_path)
-        emit_string(e, "nvme_path", oo->nvme_path);
-    emit_bool(e, "pin_memory", oo->pin_memory);
-    emit_u64(e, "buffer_count", oo->buffer_count);
-    emit_bool(e, "pipeline_read", oo->pipeline_read);
-    emit_bool(e, "pipeline_write", oo->pipeline_write);
-    emit_bool(e, "fast_init", oo->fast_init);
-    emit_double(e, "ratio", oo->ratio);
-    close_object(e);
-    open_object(e, "offload_param");
-    emit_string(e, "device", zero_offload_device_string(op->device));
-    if (op->nvme_path)
-        emit_string(e, "nvme_path", op->nvme_path);
-    emit_bool(e, "pin_memory", op->pin_memory);
-    emit_u64(e, "buffer_count", op->buffer_count);
-    emit_u64(e, "buffer_size", op->buffer_size);
-    emit_u64(e, "max_in_cpu", op->max_in_cpu);
-    close_object(e);
-    close_object(e);
 }
 
 zero_status_t zero_config_to_json(const zero_config_t *c, char **json_p)
@@ -674,53 +631,7 @@ zero_status_t zero_config_to_json(const zero_config_t *c, char **json_p)
     }
     memset(&e, 0, sizeof(e));
     open_object(&e, NULL);
-    if (c->train_batch_size)
-        emit_u64(&e, "train_batch_size", c->train_batch_size);
-    if (c->train_micro_batch_size_per_gpu)
-        emit_u64(&e, "train_micro_batch_size_per_gpu", c->train_micro_batch_size_per_gpu);
-    if (c->gradient_accumulation_steps)
-        emit_u64(&e, "gradient_accumulation_steps", c->gradient_accumulation_steps);
-    emit_double(&e, "gradient_clipping", c->gradient_clipping);
-    emit_u64(&e, "steps_per_print", c->steps_per_print);
-    emit_bool(&e, "wall_clock_breakdown", c->wall_clock_breakdown);
-    emit_bool(&e, "memory_breakdown", c->memory_breakdown);
-    emit_bool(&e, "dataloader_drop_last", c->dataloader_drop_last);
-    emit_bool(&e, "zero_allow_untested_optimizer", c->zero_allow_untested_optimizer);
-    emit_bool(&e, "zero_force_ds_cpu_optimizer", c->zero_force_ds_cpu_optimizer);
-
-    open_object(&e, "fp16");
-    emit_bool(&e, "enabled", c->fp16.enabled);
-    emit_bool(&e, "auto_cast", c->fp16.auto_cast);
-    emit_double(&e, "loss_scale", c->fp16.loss_scale);
-    emit_u64(&e, "initial_scale_power", c->fp16.initial_scale_power);
-    emit_u64(&e, "loss_scale_window", c->fp16.loss_scale_window);
-    emit_u64(&e, "hysteresis", c->fp16.hysteresis);
-    emit_bool(&e, "consecutive_hysteresis", c->fp16.consecutive_hysteresis);
-    emit_double(&e, "min_loss_scale", c->fp16.min_loss_scale);
-    close_object(&e);
-    open_object(&e, "bf16");
-    emit_bool(&e, "enabled", c->bf16.enabled);
-    emit_bool(&e, "immediate_grad_update", c->bf16.immediate_grad_update);
-    close_object(&e);
-
-    if (c->optimizer.type != ZERO_OPTIMIZER_NONE)
-        emit_optimizer(&e, &c->optimizer);
-    if (c->scheduler.type != ZERO_SCHEDULER_NONE)
-        emit_scheduler(&e, &c->scheduler);
-    emit_zero(&e, &c->zero_optimization);
-
-    open_object(&e, "aio");
-    emit_string(&e, "io_backend", c->aio.io_backend == ZERO_AIO_POSIX ? "posix" : "async_io");
-    emit_u64(&e, "block_size", c->aio.block_size);
-    emit_u64(&e, "queue_depth", c->aio.queue_depth);
-    emit_u64(&e, "intra_op_parallelism", c->aio.intra_op_parallelism);
-    emit_bool(&e, "single_submit", c->aio.single_submit);
-    emit_bool(&e, "overlap_events", c->aio.overlap_events);
-    close_object(&e);
-    open_object(&e, "checkpoint");
-    emit_string(&e, "tag_validation", tag_validation_string(c->checkpoint.tag_validation));
-    emit_bool(&e, "load_universal", c->checkpoint.load_universal);
-    close_object(&e);
+    emit_rows(&e, c, config_top_keys);
     close_object(&e);
     puts_(&e, "\n");
     if (e.out_of_memory) {

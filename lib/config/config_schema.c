@@ -14,7 +14,8 @@
  *     together in a single warning;
  *   - anything else: an unknown key, with the nearest known key suggested.
  */
-#include "util/config_internal.h"
+#include "config/config_internal.h"
+#include "config/config_keys.h"
 #include "util/alloc.h"
 
 #include <errno.h>
@@ -217,7 +218,6 @@ static bool conv_i64(config_ctx_t *ctx, const node_t *n, int64_t *out)
     return false;
 }
 
-enum { RANGE_MIN_OPEN = 1, RANGE_MAX_OPEN = 2, RANGE_NO_MAX = 4, RANGE_NO_MIN = 8 };
 
 static bool conv_double(config_ctx_t *ctx, const node_t *n, double min, double max, int flags, double *out)
 {
@@ -226,20 +226,20 @@ static bool conv_double(config_ctx_t *ctx, const node_t *n, double min, double m
         return false;
     zero_config_json_format_double(min, lo, sizeof(lo));
     zero_config_json_format_double(max, hi, sizeof(hi));
-    if ((flags & RANGE_NO_MIN) && (flags & RANGE_NO_MAX))
+    if ((flags & CONFIG_NO_MIN) && (flags & CONFIG_NO_MAX))
         snprintf(range, sizeof(range), "a number");
-    else if (flags & RANGE_NO_MAX)
-        snprintf(range, sizeof(range), "a number %s %s", (flags & RANGE_MIN_OPEN) ? ">" : ">=", lo);
+    else if (flags & CONFIG_NO_MAX)
+        snprintf(range, sizeof(range), "a number %s %s", (flags & CONFIG_MIN_OPEN) ? ">" : ">=", lo);
     else
-        snprintf(range, sizeof(range), "a number in %c%s, %s%c", (flags & RANGE_MIN_OPEN) ? '(' : '[', lo, hi,
-                 (flags & RANGE_MAX_OPEN) ? ')' : ']');
+        snprintf(range, sizeof(range), "a number in %c%s, %s%c", (flags & CONFIG_MIN_OPEN) ? '(' : '[', lo, hi,
+                 (flags & CONFIG_MAX_OPEN) ? ')' : ']');
     if (n->kind == J_NUMBER) {
         double v = n->number;
         bool ok = true;
-        if (!(flags & RANGE_NO_MIN))
-            ok = ok && ((flags & RANGE_MIN_OPEN) ? v > min : v >= min);
-        if (!(flags & RANGE_NO_MAX))
-            ok = ok && ((flags & RANGE_MAX_OPEN) ? v < max : v <= max);
+        if (!(flags & CONFIG_NO_MIN))
+            ok = ok && ((flags & CONFIG_MIN_OPEN) ? v > min : v >= min);
+        if (!(flags & CONFIG_NO_MAX))
+            ok = ok && ((flags & CONFIG_MAX_OPEN) ? v < max : v <= max);
         if (ok) {
             *out = v;
             return true;
@@ -251,23 +251,18 @@ static bool conv_double(config_ctx_t *ctx, const node_t *n, double min, double m
 
 static bool conv_nonneg(config_ctx_t *ctx, const node_t *n, double *out)
 {
-    return conv_double(ctx, n, 0.0, 0.0, RANGE_NO_MAX, out);
+    return conv_double(ctx, n, 0.0, 0.0, CONFIG_NO_MAX, out);
 }
 
-typedef struct enum_entry {
-    const char *name;
-    int value;
-} enum_entry_t;
-
 /* Names are matched without regard to case; the message lists the canonical ones. */
-static bool conv_enum(config_ctx_t *ctx, const node_t *n, const enum_entry_t *entries, int *out)
+static bool conv_enum(config_ctx_t *ctx, const node_t *n, const config_enum_name_t *entries, int *out)
 {
     char desc_buf_[64], list[256];
     size_t len = 0;
     if (n == NULL || is_auto(n))
         return false;
     if (n->kind == J_STRING) {
-        for (const enum_entry_t *e = entries; e->name; e++) {
+        for (const config_enum_name_t *e = entries; e->name; e++) {
             if (strcasecmp(e->name, n->text) == 0) {
                 *out = e->value;
                 return true;
@@ -275,7 +270,7 @@ static bool conv_enum(config_ctx_t *ctx, const node_t *n, const enum_entry_t *en
         }
     }
     list[0] = '\0';
-    for (const enum_entry_t *e = entries; e->name && len < sizeof(list); e++) {
+    for (const config_enum_name_t *e = entries; e->name && len < sizeof(list); e++) {
         int w = snprintf(list + len, sizeof(list) - len, "%s\"%s\"", len ? ", " : "", e->name);
         if (w < 0)
             break;
@@ -297,49 +292,6 @@ static node_t *conv_object(config_ctx_t *ctx, node_t *n)
     return NULL;
 }
 
-/* ---- accepted-with-no-effect, unsupported-unless-default, out of scope ---- */
-
-/* A boolean that has no meaning for a C trainer (type-checked, then dropped). */
-static void accept_bool(config_ctx_t *ctx, node_t *obj, const char *key)
-{
-    node_t *n = take(obj, key);
-    bool dummy = false;
-    if (n && n->kind != J_NULL)
-        conv_bool(ctx, n, &dummy);
-}
-
-static void only_bool(config_ctx_t *ctx, node_t *obj, const char *key, bool allowed, const char *what)
-{
-    node_t *n = take(obj, key);
-    bool v = allowed;
-    if (n && conv_bool(ctx, n, &v) && v != allowed)
-        UNSUP(ctx, n, key, "%s is not implemented by libzero (only %s is accepted)", what,
-              allowed ? "true" : "false");
-}
-
-static void only_number(config_ctx_t *ctx, node_t *obj, const char *key, double allowed, const char *what)
-{
-    char desc_buf_[64], shown[32];
-    node_t *n = take(obj, key);
-    if (n == NULL || is_auto(n) || n->kind == J_NULL)
-        return;
-    if (n->kind != J_NUMBER) {
-        ERR(ctx, n, key, "expected a number, got %s", DESCRIBE(n));
-        return;
-    }
-    if (n->number != allowed) {
-        zero_config_json_format_double(allowed, shown, sizeof(shown));
-        UNSUP(ctx, n, key, "%s is not implemented by libzero (only %s is accepted)", what, shown);
-    }
-}
-
-static void only_null(config_ctx_t *ctx, node_t *obj, const char *key, const char *what)
-{
-    node_t *n = take(obj, key);
-    if (n && n->kind != J_NULL && !is_auto(n))
-        UNSUP(ctx, n, key, "%s is not implemented by libzero (leave it out or null)", what);
-}
-
 static void ignored_add(config_ctx_t *ctx, const char *name)
 {
     size_t add = strlen(name) + 2;
@@ -354,6 +306,146 @@ static void ignored_add(config_ctx_t *ctx, const char *name)
     snprintf(grown + ctx->ignored_length, add + 1, "%s%s", ctx->ignored_length ? ", " : "", name);
     ctx->ignored = grown;
     ctx->ignored_length = strlen(grown);
+}
+
+/* ---- the table pass: every row whose key follows the common pattern ---- */
+
+static void store(zero_config_t *c, const config_key_t *r, const void *value, size_t size)
+{
+    if (r->stored && r->size == size)
+        memcpy((char *)c + r->offset, value, size);
+}
+
+/* An implemented key (or a no-effect one, into a scratch value): convert, range-check, store. */
+static void read_value(config_ctx_t *ctx, const config_key_t *r, const node_t *n)
+{
+    switch (r->type) {
+    case CONFIG_BOOL: {
+        bool v;
+        if (conv_bool(ctx, n, &v))
+            store(ctx->config, r, &v, sizeof(v));
+        break;
+    }
+    case CONFIG_UINT: {
+        uint64_t v;
+        uint32_t v32;
+        if (!conv_u64(ctx, n, r->imin, r->imax, &v))
+            break;
+        v32 = (uint32_t)v;
+        if (r->size == sizeof(uint64_t))
+            store(ctx->config, r, &v, sizeof(v));
+        else
+            store(ctx->config, r, &v32, sizeof(v32));
+        break;
+    }
+    case CONFIG_INT: {
+        int64_t v;
+        conv_i64(ctx, n, &v); /* never stored: type-checked only */
+        break;
+    }
+    case CONFIG_NUMBER: {
+        double v;
+        if (conv_double(ctx, n, r->dmin, r->dmax, (int)(r->flags & ~(unsigned)CONFIG_NULL_IS_ABSENT), &v))
+            store(ctx->config, r, &v, sizeof(v));
+        break;
+    }
+    case CONFIG_ENUM: {
+        int v;
+        if (conv_enum(ctx, n, r->names, &v))
+            store(ctx->config, r, &v, sizeof(v));
+        break;
+    }
+    default: break;
+    }
+}
+
+/* A key DeepSpeed honours and libzero does not: only DeepSpeed's default (r->def) passes. */
+static void read_default_only(config_ctx_t *ctx, const config_key_t *r, const node_t *n)
+{
+    char desc_buf_[64], shown[32];
+    const char *hint_sep = r->hint ? "; " : "", *hint = r->hint ? r->hint : "";
+    switch (r->type) {
+    case CONFIG_BOOL: {
+        bool allowed = strcmp(r->def, "true") == 0, v = allowed;
+        if (conv_bool(ctx, n, &v) && v != allowed)
+            UNSUP(ctx, n, r->key, "%s is not implemented by libzero (only %s is accepted%s%s)", r->doc, r->def,
+                  hint_sep, hint);
+        break;
+    }
+    case CONFIG_INT: {
+        int64_t allowed = strtoll(r->def, NULL, 10), v = allowed;
+        if (conv_i64(ctx, n, &v) && v != allowed)
+            UNSUP(ctx, n, r->key, "%s is not implemented by libzero (only %s is accepted%s%s)", r->doc, r->def,
+                  hint_sep, hint);
+        break;
+    }
+    case CONFIG_NUMBER: {
+        double allowed = strtod(r->def, NULL);
+        if (is_auto(n) || n->kind == J_NULL)
+            break;
+        if (n->kind != J_NUMBER) {
+            ERR(ctx, n, r->key, "expected a number, got %s", DESCRIBE(n));
+            break;
+        }
+        if (n->number != allowed) {
+            zero_config_json_format_double(allowed, shown, sizeof(shown));
+            UNSUP(ctx, n, r->key, "%s is not implemented by libzero (only %s is accepted%s%s)", r->doc, shown,
+                  hint_sep, hint);
+        }
+        break;
+    }
+    case CONFIG_NULL:
+        if (n->kind != J_NULL && !is_auto(n))
+            UNSUP(ctx, n, r->key, "%s is not implemented by libzero (leave it out or null)", r->doc);
+        break;
+    default: break;
+    }
+}
+
+/* Rows whose key has a rule of its own: their block's code reads them after this pass. */
+static bool read_by_code(const config_key_t *r)
+{
+    return r->type == CONFIG_CUSTOM || r->type == CONFIG_OBJECT || r->cls == CONFIG_DEPRECATED ||
+           (r->flags & CONFIG_READ_BY_CODE);
+}
+
+/*
+ * The table pass over one block: takes every row's key (and its alias) from
+ * @p obj and handles it by its class. Rows read by code are left to the block's
+ * code; finish_rows() then reports what no row took.
+ */
+static void read_rows(config_ctx_t *ctx, node_t *obj, const config_key_t *rows)
+{
+    for (const config_key_t *r = rows; r->key; r++) {
+        node_t *n;
+        if (read_by_code(r))
+            continue;
+        n = r->alias ? take_alias(ctx, obj, r->key, r->alias) : take(obj, r->key);
+        if (n == NULL || (n->kind == J_NULL && (r->flags & CONFIG_NULL_IS_ABSENT)))
+            continue;
+        switch (r->cls) {
+        case CONFIG_IMPLEMENTED:
+            read_value(ctx, r, n);
+            break;
+        case CONFIG_NO_EFFECT:
+            /* type-checked, then dropped: read into a scratch config so nothing is stored */
+            if (n->kind != J_NULL) {
+                config_key_t scratch = *r;
+                scratch.stored = false;
+                read_value(ctx, &scratch, n);
+            }
+            break;
+        case CONFIG_DEFAULT_ONLY:
+            read_default_only(ctx, r, n);
+            break;
+        case CONFIG_OUT_OF_SCOPE: {
+            char where[CONFIG_PATH_MAX];
+            ignored_add(ctx, full_path(ctx, r->key, where, sizeof(where)));
+            break;
+        }
+        case CONFIG_DEPRECATED: break;
+        }
+    }
 }
 
 /* ---- unknown keys ---- */
@@ -396,24 +488,30 @@ size_t config_edit_distance(const char *a, const char *b)
     return d;
 }
 
+static void consider(const char *key, const char *candidate, size_t len, size_t limit, const char **best,
+                     size_t *best_d)
+{
+    size_t klen = strlen(candidate), d;
+    /* Lengths further apart than the limit cannot be within it: skip the O(n*m) work. */
+    if ((klen > len ? klen - len : len - klen) > limit)
+        return;
+    d = config_edit_distance(key, candidate);
+    if (strcasecmp(key, candidate) == 0)
+        d = 0;
+    if (d < *best_d) {
+        *best_d = d;
+        *best = candidate;
+    }
+}
+
+/* The nearest of @p known (NULL-terminated) within a third of the key's length (1 to 3 edits). */
 static const char *nearest(const char *key, const char *const *known)
 {
     const char *best = NULL;
     size_t best_d = (size_t)-1, len = strlen(key);
     size_t limit = len / 3 < 1 ? 1 : (len / 3 > 3 ? 3 : len / 3);
-    for (const char *const *k = known; *k; k++) {
-        size_t klen = strlen(*k), d;
-        /* Lengths further apart than the limit cannot be within it: skip the O(n*m) work. */
-        if ((klen > len ? klen - len : len - klen) > limit)
-            continue;
-        d = config_edit_distance(key, *k);
-        if (strcasecmp(key, *k) == 0)
-            d = 0;
-        if (d < best_d) {
-            best_d = d;
-            best = *k;
-        }
-    }
+    for (const char *const *k = known; *k; k++)
+        consider(key, *k, len, limit, &best, &best_d);
     return best_d <= limit ? best : NULL;
 }
 
@@ -462,7 +560,21 @@ static const key_home_t key_homes[] = {
 };
 
 /* Reports every member of @p obj that no handler took, suggesting the nearest known key. */
-static void finish(config_ctx_t *ctx, node_t *obj, const char *const *known)
+/* The nearest key or alias of @p rows, in row order (ties go to the earlier one). */
+static const char *nearest_row(const char *key, const config_key_t *rows)
+{
+    const char *best = NULL;
+    size_t best_d = (size_t)-1, len = strlen(key);
+    size_t limit = len / 3 < 1 ? 1 : (len / 3 > 3 ? 3 : len / 3);
+    for (const config_key_t *r = rows; r->key; r++) {
+        consider(key, r->key, len, limit, &best, &best_d);
+        if (r->alias)
+            consider(key, r->alias, len, limit, &best, &best_d);
+    }
+    return best_d <= limit ? best : NULL;
+}
+
+static void finish_rows(config_ctx_t *ctx, node_t *obj, const config_key_t *rows)
 {
     for (node_t *m = obj->first; m; m = m->next) {
         char suggestion[CONFIG_PATH_MAX];
@@ -471,7 +583,7 @@ static void finish(config_ctx_t *ctx, node_t *obj, const char *const *known)
             continue;
         m->used = true;
         /* Past the problem cap nothing more is listed: spare the suggestion work. */
-        near = ctx->problem_count < ZERO_CONFIG_MAX_PROBLEMS ? nearest(m->key, known) : NULL;
+        near = ctx->problem_count < ZERO_CONFIG_MAX_PROBLEMS ? nearest_row(m->key, rows) : NULL;
         if (near) {
             config_problem_at(ctx, CONFIG_SEV_ERROR, m->key_line, m->key_column, m->key,
                               "unknown key; did you mean \"%s\"?", full_path(ctx, near, suggestion, sizeof(suggestion)));
@@ -491,6 +603,18 @@ static void finish(config_ctx_t *ctx, node_t *obj, const char *const *known)
                               "unknown key (docs/config.md lists the keys of %s)",
                               ctx->path_length ? ctx->path : "the top level");
     }
+}
+
+/* A block whose keys are all plain rows: the table pass, then the unknown keys. */
+static void walk_rows_block(config_ctx_t *ctx, node_t *n, const char *name, const config_key_t *rows)
+{
+    size_t saved;
+    if (n == NULL || conv_object(ctx, n) == NULL)
+        return;
+    saved = path_push(ctx, name);
+    read_rows(ctx, n, rows);
+    finish_rows(ctx, n, rows);
+    path_pop(ctx, saved);
 }
 
 /* ---- duplicate keys (DeepSpeed rejects them too) ---- */
@@ -564,85 +688,21 @@ static void check_duplicates(config_ctx_t *ctx, node_t *n)
 static void set_defaults(zero_config_t *c)
 {
     memset(c, 0, sizeof(*c));
+    for (const config_block_t *b = config_blocks; b->rows; b++)
+        config_keys_apply_defaults(c, b->rows);
+    /* Without an optimizer block the optimizer fields hold Adam's defaults (the
+     * tables of the other types, applied above too, differ only for Adagrad). */
+    config_keys_apply_defaults(c, config_adam_keys);
+
+    /* The defaults that depend on other keys (rows marked def_by_code; zero from
+     * the memset otherwise: no optimizer or scheduler, overlap_comm false below
+     * stage 3, batch triad unknown). */
     c->precision = ZERO_FP32;
-    c->fp16.enabled = false;
-    c->fp16.loss_scale = 0.0;
-    c->fp16.initial_scale_power = 16;
-    c->fp16.loss_scale_window = 1000;
-    c->fp16.hysteresis = 2;
-    c->fp16.consecutive_hysteresis = false;
-    c->fp16.min_loss_scale = 1.0;
-    c->bf16.enabled = false;
-    c->bf16.immediate_grad_update = false;
-    c->gradient_clipping = 1.0;
-    c->steps_per_print = 10;
-    c->zero_force_ds_cpu_optimizer = true;
-
-    c->optimizer.type = ZERO_OPTIMIZER_NONE;
-    c->optimizer.lr = 1e-3;
-    c->optimizer.betas[0] = 0.9;
-    c->optimizer.betas[1] = 0.999;
-    c->optimizer.eps = 1e-8;
-    c->optimizer.adam_w_mode = true;
-    c->optimizer.bias_correction = true;
-    c->optimizer.max_coeff = 10.0;
-    c->optimizer.min_coeff = 0.01;
-
-    c->scheduler.type = ZERO_SCHEDULER_NONE;
-    c->scheduler.warmup_max_lr = 1e-3;
-    c->scheduler.warmup_num_steps = 1000;
-    c->scheduler.warmup_type = ZERO_WARMUP_LOG;
-    c->scheduler.cos_min_ratio = 0.0001;
-    c->scheduler.cycle_first_step_size = 2000;
-    c->scheduler.cycle_second_step_size = 2000;
-    c->scheduler.cycle_momentum = true;
-    c->scheduler.cycle_min_mom = 0.8;
-    c->scheduler.cycle_max_mom = 0.9;
-    c->scheduler.lr_range_test_min_lr = 1e-3;
-    c->scheduler.lr_range_test_step_size = 2000;
-    c->scheduler.lr_range_test_step_rate = 1.0;
-
-    zero_config_zero_t *z = &c->zero_optimization;
-    z->stage = 0;
-    z->contiguous_gradients = true;
-    z->overlap_comm = false;
-    z->reduce_scatter = true;
-    z->reduce_bucket_size = 500000000;
-    z->allgather_partitions = true;
-    z->allgather_bucket_size = 500000000;
-    z->use_multi_rank_bucket_allreduce = true;
-    z->load_from_fp32_weights = true;
-    z->ignore_unused_parameters = true;
-    z->sub_group_size = 1000000000;
-    z->stage3_prefetch_bucket_size = 50000000;
-    z->stage3_param_persistence_threshold = 100000;
-    z->stage3_model_persistence_threshold = (uint64_t)INT64_MAX;
-    z->stage3_max_live_parameters = 1000000000;
-    z->stage3_max_reuse_distance = 1000000000;
-    z->offload_optimizer.device = ZERO_OFFLOAD_NONE;
-    z->offload_optimizer.pin_memory = true;
-    z->offload_optimizer.buffer_count = 4;
-    z->offload_optimizer.ratio = 1.0;
-    z->offload_param.device = ZERO_OFFLOAD_NONE;
-    z->offload_param.pin_memory = true;
-    z->offload_param.buffer_count = 5;
-    z->offload_param.buffer_size = 100000000;
-    z->offload_param.max_in_cpu = 1000000000;
-
-    c->aio.io_backend = ZERO_AIO_ASYNC_IO;
-    c->aio.block_size = 1048576;
-    c->aio.queue_depth = 8;
-    c->aio.intra_op_parallelism = 1;
-    c->aio.single_submit = false;
-    c->aio.overlap_events = true;
-
-    c->checkpoint.tag_validation = ZERO_TAG_VALIDATION_WARN;
+    c->scheduler.cycle_second_step_size = c->scheduler.cycle_first_step_size;
+    c->scheduler.cycle_second_stair_count = c->scheduler.cycle_first_stair_count;
 }
 
 /* ---- zero_optimization ---- */
-
-static const enum_entry_t offload_devices[] = {
-    {"none", ZERO_OFFLOAD_NONE}, {"cpu", ZERO_OFFLOAD_CPU}, {"nvme", ZERO_OFFLOAD_NVME}, {NULL, 0}};
 
 static void read_offload_device(config_ctx_t *ctx, node_t *obj, zero_offload_device_t *out)
 {
@@ -652,7 +712,7 @@ static void read_offload_device(config_ctx_t *ctx, node_t *obj, zero_offload_dev
         UNSUP(ctx, n, "device", "offload to \"hpu\" (Gaudi) is not implemented by libzero");
         return;
     }
-    if (conv_enum(ctx, n, offload_devices, &v))
+    if (conv_enum(ctx, n, config_offload_device_names, &v))
         *out = (zero_offload_device_t)v;
 }
 
@@ -676,8 +736,6 @@ static bool read_nvme_path(config_ctx_t *ctx, node_t *obj, char **out)
 
 static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_offload_optimizer_t *o)
 {
-    static const char *const known[] = {"device", "nvme_path", "pin_memory", "buffer_count", "pipeline_read",
-                                        "pipeline_write", "fast_init", "ratio", NULL};
     node_t *obj, *r;
     size_t saved;
     bool bad_path;
@@ -687,17 +745,13 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
     if (obj == NULL)
         return;
     saved = path_push(ctx, "offload_optimizer");
+    read_rows(ctx, obj, config_offload_optimizer_keys);
     read_offload_device(ctx, obj, &o->device);
     bad_path = read_nvme_path(ctx, obj, &o->nvme_path);
-    conv_bool(ctx, take(obj, "pin_memory"), &o->pin_memory);
-    conv_u32(ctx, take(obj, "buffer_count"), 1, UINT32_MAX, &o->buffer_count);
-    conv_bool(ctx, take(obj, "pipeline_read"), &o->pipeline_read);
-    conv_bool(ctx, take(obj, "pipeline_write"), &o->pipeline_write);
-    conv_bool(ctx, take(obj, "fast_init"), &o->fast_init);
-    r = take(obj, "ratio");
-    if (conv_double(ctx, r, 0.0, 1.0, 0, &o->ratio) && o->ratio < 1.0)
+    r = zero_config_json_find(obj, "ratio");
+    if (r && o->ratio < 1.0)
         UNSUP(ctx, r, "ratio", "partial optimizer offload (ratio < 1) is not implemented by libzero");
-    finish(ctx, obj, known);
+    finish_rows(ctx, obj, config_offload_optimizer_keys);
     if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)
         ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
     path_pop(ctx, saved);
@@ -705,8 +759,6 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
 
 static void walk_offload_param(config_ctx_t *ctx, node_t *n, zero_config_offload_param_t *o)
 {
-    static const char *const known[] = {"device", "nvme_path", "pin_memory", "buffer_count", "buffer_size",
-                                        "max_in_cpu", NULL};
     node_t *obj;
     size_t saved;
     bool bad_path;
@@ -716,13 +768,10 @@ static void walk_offload_param(config_ctx_t *ctx, node_t *n, zero_config_offload
     if (obj == NULL)
         return;
     saved = path_push(ctx, "offload_param");
+    read_rows(ctx, obj, config_offload_param_keys);
     read_offload_device(ctx, obj, &o->device);
     bad_path = read_nvme_path(ctx, obj, &o->nvme_path);
-    conv_bool(ctx, take(obj, "pin_memory"), &o->pin_memory);
-    conv_u32(ctx, take(obj, "buffer_count"), 1, UINT32_MAX, &o->buffer_count);
-    conv_u64(ctx, take(obj, "buffer_size"), 1, UINT64_MAX, &o->buffer_size);
-    conv_u64(ctx, take(obj, "max_in_cpu"), 0, UINT64_MAX, &o->max_in_cpu);
-    finish(ctx, obj, known);
+    finish_rows(ctx, obj, config_offload_param_keys);
     if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)
         ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
     path_pop(ctx, saved);
@@ -750,23 +799,8 @@ static void deprecated_cpu_offload(config_ctx_t *ctx, node_t *obj, const char *k
 
 static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
 {
-    static const char *const known[] = {
-        "stage", "contiguous_gradients", "reduce_scatter", "reduce_bucket_size", "use_multi_rank_bucket_allreduce",
-        "allgather_partitions", "allgather_bucket_size", "overlap_comm", "load_from_fp32_weights",
-        "elastic_checkpoint", "offload_param", "offload_optimizer", "sub_group_size", "cpu_offload_param",
-        "cpu_offload_use_pin_memory", "cpu_offload", "stage3_prefetch_bucket_size", "prefetch_bucket_size",
-        "stage3_param_persistence_threshold", "param_persistence_threshold", "stage3_model_persistence_threshold",
-        "model_persistence_threshold", "stage3_max_live_parameters", "max_live_parameters",
-        "stage3_max_reuse_distance", "max_reuse_distance", "stage3_gather_16bit_weights_on_model_save",
-        "gather_16bit_weights_on_model_save", "stage3_gather_fp16_weights_on_model_save",
-        "stage3_module_granularity_threshold", "module_granularity_threshold",
-        "stage3_use_all_reduce_for_fetch_params", "use_all_reduce_for_fetch_params", "ignore_unused_parameters",
-        "legacy_stage1", "round_robin_gradients", "zero_hpz_partition_size", "zero_quantized_weights",
-        "zero_quantized_nontrainable_weights", "zero_quantized_gradients", "zeropp_loco_param", "mics_shard_size",
-        "mics_hierarchical_params_gather", "memory_efficient_linear", "pipeline_loading_checkpoint",
-        "override_module_apply", "log_trace_cache_warnings", "zenflow", NULL};
     zero_config_zero_t *z = &ctx->config->zero_optimization;
-    node_t *obj, *stage, *overlap, *opt_block, *param_block, *pin, *g16, *gfp16, *mics;
+    node_t *obj, *stage, *overlap, *opt_block, *param_block, *pin, *gfp16;
     uint64_t stage_value = 0;
     bool pin_value = true, stage_bad = false;
     size_t saved;
@@ -790,51 +824,29 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     }
     obj = n;
     saved = path_push(ctx, "zero_optimization");
+    read_rows(ctx, obj, config_zero_keys);
+
     stage = take(obj, "stage");
     if (conv_u64(ctx, stage, 0, 3, &stage_value))
         z->stage = (int)stage_value;
     else if (stage && !is_auto(stage))
         stage_bad = true; /* reported; the checks that need a stage would only repeat it */
-    conv_bool(ctx, take(obj, "contiguous_gradients"), &z->contiguous_gradients);
-    conv_bool(ctx, take(obj, "reduce_scatter"), &z->reduce_scatter);
-    conv_u64(ctx, take(obj, "reduce_bucket_size"), 1, UINT64_MAX, &z->reduce_bucket_size);
-    conv_bool(ctx, take(obj, "use_multi_rank_bucket_allreduce"), &z->use_multi_rank_bucket_allreduce);
-    conv_bool(ctx, take(obj, "allgather_partitions"), &z->allgather_partitions);
-    conv_u64(ctx, take(obj, "allgather_bucket_size"), 1, UINT64_MAX, &z->allgather_bucket_size);
+    /* DeepSpeed: null (or absent) means "overlap at stage 3". */
     z->overlap_comm = z->stage == 3;
     overlap = take(obj, "overlap_comm");
     if (overlap && overlap->kind != J_NULL)
         conv_bool(ctx, overlap, &z->overlap_comm);
-    conv_bool(ctx, take(obj, "load_from_fp32_weights"), &z->load_from_fp32_weights);
-    conv_bool(ctx, take(obj, "elastic_checkpoint"), &z->elastic_checkpoint);
-    conv_bool(ctx, take(obj, "ignore_unused_parameters"), &z->ignore_unused_parameters);
-    conv_bool(ctx, take(obj, "round_robin_gradients"), &z->round_robin_gradients);
-    conv_u64(ctx, take(obj, "sub_group_size"), 1, UINT64_MAX, &z->sub_group_size);
-
-    conv_u64(ctx, take_alias(ctx, obj, "stage3_prefetch_bucket_size", "prefetch_bucket_size"), 0, UINT64_MAX,
-             &z->stage3_prefetch_bucket_size);
-    conv_u64(ctx, take_alias(ctx, obj, "stage3_param_persistence_threshold", "param_persistence_threshold"), 0,
-             UINT64_MAX, &z->stage3_param_persistence_threshold);
-    conv_u64(ctx, take_alias(ctx, obj, "stage3_model_persistence_threshold", "model_persistence_threshold"), 0,
-             UINT64_MAX, &z->stage3_model_persistence_threshold);
-    conv_u64(ctx, take_alias(ctx, obj, "stage3_max_live_parameters", "max_live_parameters"), 0, UINT64_MAX,
-             &z->stage3_max_live_parameters);
-    conv_u64(ctx, take_alias(ctx, obj, "stage3_max_reuse_distance", "max_reuse_distance"), 0, UINT64_MAX,
-             &z->stage3_max_reuse_distance);
-    g16 = take_alias(ctx, obj, "stage3_gather_16bit_weights_on_model_save", "gather_16bit_weights_on_model_save");
     gfp16 = take(obj, "stage3_gather_fp16_weights_on_model_save");
     if (gfp16) {
+        node_t *g16 = zero_config_json_find(obj, "stage3_gather_16bit_weights_on_model_save");
+        if (g16 == NULL)
+            g16 = zero_config_json_find(obj, "gather_16bit_weights_on_model_save");
         WARN(ctx, gfp16, gfp16->key, "deprecated; write stage3_gather_16bit_weights_on_model_save instead");
         if (g16)
             ERR(ctx, gfp16, gfp16->key, "same setting as %s, which is also given; keep one", g16->key);
         else
-            g16 = gfp16;
+            conv_bool(ctx, gfp16, &z->stage3_gather_16bit_weights_on_model_save);
     }
-    conv_bool(ctx, g16, &z->stage3_gather_16bit_weights_on_model_save);
-    conv_u64(ctx, take_alias(ctx, obj, "stage3_module_granularity_threshold", "module_granularity_threshold"), 0,
-             UINT64_MAX, &z->stage3_module_granularity_threshold);
-    conv_bool(ctx, take_alias(ctx, obj, "stage3_use_all_reduce_for_fetch_params", "use_all_reduce_for_fetch_params"),
-              &z->stage3_use_all_reduce_for_fetch_params);
 
     opt_block = take(obj, "offload_optimizer");
     param_block = take(obj, "offload_param");
@@ -853,28 +865,7 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
         if (param_block == NULL)
             z->offload_param.pin_memory = pin_value;
     }
-
-    /* DeepSpeed features that change what a step computes: default only. */
-    only_bool(ctx, obj, "legacy_stage1", false, "the legacy stage-1 implementation");
-    only_number(ctx, obj, "zero_hpz_partition_size", 1, "ZeRO++ hierarchical partitioning");
-    only_bool(ctx, obj, "zero_quantized_weights", false, "ZeRO++ quantized weights");
-    only_bool(ctx, obj, "zero_quantized_nontrainable_weights", false, "ZeRO++ quantized non-trainable weights");
-    only_bool(ctx, obj, "zero_quantized_gradients", false, "ZeRO++ quantized gradients");
-    only_null(ctx, obj, "zeropp_loco_param", "LoCo-ZeRO++");
-    only_null(ctx, obj, "zenflow", "ZenFlow");
-    mics = take(obj, "mics_shard_size");
-    if (mics) {
-        int64_t v = -1;
-        if (conv_i64(ctx, mics, &v) && v != -1)
-            UNSUP(ctx, mics, "mics_shard_size", "MiCS sharding is not implemented by libzero (only -1 is accepted)");
-    }
-    only_bool(ctx, obj, "mics_hierarchical_params_gather", false, "MiCS hierarchical gather");
-    /* PyTorch module machinery: no meaning for a C trainer. */
-    accept_bool(ctx, obj, "memory_efficient_linear");
-    accept_bool(ctx, obj, "pipeline_loading_checkpoint");
-    accept_bool(ctx, obj, "override_module_apply");
-    accept_bool(ctx, obj, "log_trace_cache_warnings");
-    finish(ctx, obj, known);
+    finish_rows(ctx, obj, config_zero_keys);
 
     /* Options that need a stage. */
     if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage != 3 && !stage_bad) {
@@ -890,58 +881,12 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     path_pop(ctx, saved);
 }
 
-/* ---- fp16 / bf16 ---- */
-
-static void walk_fp16(config_ctx_t *ctx, node_t *n)
-{
-    static const char *const known[] = {"enabled", "auto_cast", "loss_scale", "initial_scale_power",
-                                        "loss_scale_window", "hysteresis", "consecutive_hysteresis",
-                                        "min_loss_scale", "fp16_master_weights_and_grads", "fused_mode", NULL};
-    zero_config_fp16_t *f = &ctx->config->fp16;
-    node_t *obj = conv_object(ctx, n);
-    size_t saved;
-    if (obj == NULL)
-        return;
-    saved = path_push(ctx, "fp16");
-    conv_bool(ctx, take(obj, "enabled"), &f->enabled);
-    conv_bool(ctx, take(obj, "auto_cast"), &f->auto_cast);
-    conv_nonneg(ctx, take(obj, "loss_scale"), &f->loss_scale);
-    conv_u32(ctx, take(obj, "initial_scale_power"), 0, 127, &f->initial_scale_power);
-    conv_u64(ctx, take(obj, "loss_scale_window"), 1, UINT64_MAX, &f->loss_scale_window);
-    conv_u32(ctx, take(obj, "hysteresis"), 1, UINT32_MAX, &f->hysteresis);
-    conv_bool(ctx, take(obj, "consecutive_hysteresis"), &f->consecutive_hysteresis);
-    conv_double(ctx, take(obj, "min_loss_scale"), 0.0, 0.0, RANGE_MIN_OPEN | RANGE_NO_MAX, &f->min_loss_scale);
-    only_bool(ctx, obj, "fp16_master_weights_and_grads", false, "fp16 master weights and gradients");
-    accept_bool(ctx, obj, "fused_mode");
-    finish(ctx, obj, known);
-    path_pop(ctx, saved);
-}
-
-static void walk_bf16(config_ctx_t *ctx, node_t *n, const char *name)
-{
-    static const char *const known[] = {"enabled", "immediate_grad_update", "check_grad_overflow",
-                                        "bf16_master_weights_and_grads", "bf16_optimizer_states", NULL};
-    zero_config_bf16_t *b = &ctx->config->bf16;
-    node_t *obj = conv_object(ctx, n);
-    size_t saved;
-    if (obj == NULL)
-        return;
-    saved = path_push(ctx, name);
-    conv_bool(ctx, take(obj, "enabled"), &b->enabled);
-    conv_bool(ctx, take(obj, "immediate_grad_update"), &b->immediate_grad_update);
-    only_bool(ctx, obj, "check_grad_overflow", false, "bf16 overflow checking with skipped steps");
-    only_bool(ctx, obj, "bf16_master_weights_and_grads", false, "bf16 master weights and gradients");
-    only_bool(ctx, obj, "bf16_optimizer_states", false, "bf16 optimizer states");
-    finish(ctx, obj, known);
-    path_pop(ctx, saved);
-}
-
 /* ---- optimizer ---- */
 
-static const enum_entry_t optimizer_types[] = {
-    {"Adam", ZERO_OPTIMIZER_ADAM}, {"AdamW", ZERO_OPTIMIZER_ADAMW}, {"SGD", ZERO_OPTIMIZER_SGD},
-    {"Adagrad", ZERO_OPTIMIZER_ADAGRAD}, {"Lamb", ZERO_OPTIMIZER_LAMB}, {"Lion", ZERO_OPTIMIZER_LION},
-    {NULL, 0}};
+static const config_enum_name_t optimizer_types[] = {
+    {"Adam", ZERO_OPTIMIZER_ADAM, false}, {"AdamW", ZERO_OPTIMIZER_ADAMW, false}, {"SGD", ZERO_OPTIMIZER_SGD, false},
+    {"Adagrad", ZERO_OPTIMIZER_ADAGRAD, false}, {"Lamb", ZERO_OPTIMIZER_LAMB, false},
+    {"Lion", ZERO_OPTIMIZER_LION, false}, {NULL, 0, false}};
 
 /* DeepSpeed (and torch.optim, which DeepSpeed falls back to) optimizers libzero does not implement. */
 static const char *const unsupported_optimizers[] = {
@@ -982,85 +927,45 @@ static void read_betas(config_ctx_t *ctx, node_t *obj, double betas[2])
 
 static void walk_optimizer_params(config_ctx_t *ctx, node_t *obj, zero_config_optimizer_t *o)
 {
-    static const char *const adam_keys[] = {"lr", "betas", "eps", "weight_decay", "bias_correction", "adam_w_mode",
-                                            "amsgrad", "torch_adam", "max_grad_norm", NULL};
-    static const char *const lamb_keys[] = {"lr", "betas", "eps", "weight_decay", "bias_correction", "max_coeff",
-                                            "min_coeff", "eps_inside_sqrt", "amsgrad", "max_grad_norm", NULL};
-    static const char *const lion_keys[] = {"lr", "betas", "weight_decay", "max_grad_norm", NULL};
-    static const char *const sgd_keys[] = {"lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
-                                           "foreach", "differentiable", "fused", "max_grad_norm", NULL};
-    static const char *const adagrad_keys[] = {"lr", "eps", "weight_decay", "lr_decay", "initial_accumulator_value",
-                                               "maximize", "foreach", "amsgrad", "max_grad_norm", NULL};
-    const char *const *known = adam_keys;
+    const config_key_t *rows = config_optimizer_params_keys(o->type);
     node_t *n, *wmode, *nesterov;
     bool w_mode = true;
 
+    read_rows(ctx, obj, rows);
     n = take(obj, "max_grad_norm");
     if (n)
         ERR(ctx, n, "max_grad_norm", "not an optimizer parameter in DeepSpeed; use the top-level gradient_clipping");
-    conv_nonneg(ctx, take(obj, "lr"), &o->lr);
-    conv_nonneg(ctx, take(obj, "weight_decay"), &o->weight_decay);
     switch (o->type) {
     case ZERO_OPTIMIZER_ADAM:
     case ZERO_OPTIMIZER_ADAMW:
-        known = adam_keys;
         read_betas(ctx, obj, o->betas);
-        conv_nonneg(ctx, take(obj, "eps"), &o->eps);
-        conv_bool(ctx, take(obj, "bias_correction"), &o->bias_correction);
         wmode = take(obj, "adam_w_mode");
         if (conv_bool(ctx, wmode, &w_mode) && !w_mode && o->type == ZERO_OPTIMIZER_ADAMW)
             ERR(ctx, wmode, "adam_w_mode", "false contradicts type \"AdamW\"; use type \"Adam\" for L2 weight decay");
         o->adam_w_mode = o->type == ZERO_OPTIMIZER_ADAMW ? true : w_mode;
-        only_bool(ctx, obj, "amsgrad", false, "AMSGrad");
-        accept_bool(ctx, obj, "torch_adam");
         break;
     case ZERO_OPTIMIZER_LAMB:
-        known = lamb_keys;
         read_betas(ctx, obj, o->betas);
-        conv_nonneg(ctx, take(obj, "eps"), &o->eps);
-        conv_bool(ctx, take(obj, "bias_correction"), &o->bias_correction);
-        conv_nonneg(ctx, take(obj, "max_coeff"), &o->max_coeff);
-        conv_nonneg(ctx, take(obj, "min_coeff"), &o->min_coeff);
         if (o->min_coeff > o->max_coeff)
             ERR(ctx, obj, "min_coeff", "must not exceed max_coeff");
-        only_bool(ctx, obj, "eps_inside_sqrt", false, "eps inside the square root");
-        only_bool(ctx, obj, "amsgrad", false, "AMSGrad");
         break;
     case ZERO_OPTIMIZER_LION:
-        known = lion_keys;
         read_betas(ctx, obj, o->betas);
         break;
     case ZERO_OPTIMIZER_SGD:
-        known = sgd_keys;
-        conv_nonneg(ctx, take(obj, "momentum"), &o->momentum);
-        conv_nonneg(ctx, take(obj, "dampening"), &o->dampening);
-        nesterov = take(obj, "nesterov");
-        conv_bool(ctx, nesterov, &o->nesterov);
+        nesterov = zero_config_json_find(obj, "nesterov");
         if (o->nesterov && (o->momentum <= 0.0 || o->dampening != 0.0))
             ERR(ctx, nesterov, "nesterov", "needs momentum > 0 and dampening 0");
-        only_bool(ctx, obj, "maximize", false, "maximize");
-        accept_bool(ctx, obj, "foreach");
-        accept_bool(ctx, obj, "differentiable");
-        accept_bool(ctx, obj, "fused");
         break;
     case ZERO_OPTIMIZER_ADAGRAD:
-        known = adagrad_keys;
-        conv_nonneg(ctx, take(obj, "eps"), &o->eps);
-        only_number(ctx, obj, "lr_decay", 0, "Adagrad lr_decay");
-        only_number(ctx, obj, "initial_accumulator_value", 0, "Adagrad initial_accumulator_value");
-        only_bool(ctx, obj, "maximize", false, "maximize");
-        only_bool(ctx, obj, "amsgrad", false, "AMSGrad");
-        accept_bool(ctx, obj, "foreach");
-        break;
     case ZERO_OPTIMIZER_NONE:
         break;
     }
-    finish(ctx, obj, known);
+    finish_rows(ctx, obj, rows);
 }
 
 static void walk_optimizer(config_ctx_t *ctx, node_t *n)
 {
-    static const char *const known[] = {"type", "params", "legacy_fusion", NULL};
     zero_config_optimizer_t *o = &ctx->config->optimizer;
     node_t *obj = conv_object(ctx, n), *type, *params;
     size_t saved;
@@ -1071,15 +976,15 @@ static void walk_optimizer(config_ctx_t *ctx, node_t *n)
     saved = path_push(ctx, "optimizer");
     type = take(obj, "type");
     params = take(obj, "params");
-    conv_bool(ctx, take(obj, "legacy_fusion"), &o->legacy_fusion);
-    finish(ctx, obj, known);
+    read_rows(ctx, obj, config_optimizer_keys);
+    finish_rows(ctx, obj, config_optimizer_keys);
     if (type == NULL) {
         ERR(ctx, obj, "type", "required (Adam, AdamW, SGD, Adagrad, Lamb or Lion)");
     } else if (type->kind != J_STRING || is_auto(type)) {
         ERR(ctx, type, "type", "expected an optimizer name (Adam, AdamW, SGD, Adagrad, Lamb or Lion), got %s",
             DESCRIBE(type));
     } else {
-        const enum_entry_t *e;
+        const config_enum_name_t *e;
         for (e = optimizer_types; e->name; e++)
             if (strcasecmp(e->name, type->text) == 0)
                 break;
@@ -1104,11 +1009,8 @@ static void walk_optimizer(config_ctx_t *ctx, node_t *n)
     }
     if (t != 0) {
         o->type = (zero_optimizer_type_t)t;
-        /* Per-type defaults before the params override them. */
-        if (o->type == ZERO_OPTIMIZER_ADAGRAD) {
-            o->lr = 1e-2;
-            o->eps = 1e-10;
-        }
+        /* The type's own defaults (Adagrad's lr and eps differ) before the params override them. */
+        config_keys_apply_defaults(ctx->config, config_optimizer_params_keys(o->type));
         if (params && params->kind != J_NULL) {
             node_t *pobj = conv_object(ctx, params);
             if (pobj) {
@@ -1125,10 +1027,10 @@ static void walk_optimizer(config_ctx_t *ctx, node_t *n)
 
 /* ---- scheduler ---- */
 
-static const enum_entry_t scheduler_types[] = {
-    {"WarmupLR", ZERO_SCHEDULER_WARMUP_LR}, {"WarmupDecayLR", ZERO_SCHEDULER_WARMUP_DECAY_LR},
-    {"WarmupCosineLR", ZERO_SCHEDULER_WARMUP_COSINE_LR}, {"OneCycle", ZERO_SCHEDULER_ONE_CYCLE},
-    {"LRRangeTest", ZERO_SCHEDULER_LR_RANGE_TEST}, {NULL, 0}};
+static const config_enum_name_t scheduler_types[] = {
+    {"WarmupLR", ZERO_SCHEDULER_WARMUP_LR, false}, {"WarmupDecayLR", ZERO_SCHEDULER_WARMUP_DECAY_LR, false},
+    {"WarmupCosineLR", ZERO_SCHEDULER_WARMUP_COSINE_LR, false}, {"OneCycle", ZERO_SCHEDULER_ONE_CYCLE, false},
+    {"LRRangeTest", ZERO_SCHEDULER_LR_RANGE_TEST, false}, {NULL, 0, false}};
 
 static const char *const scheduler_type_names[] = {"WarmupLR", "WarmupDecayLR", "WarmupCosineLR", "OneCycle",
                                                    "LRRangeTest", NULL};
@@ -1138,15 +1040,6 @@ static const char *const unsupported_schedulers[] = {
     "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "CyclicLR",
     "OneCycleLR", "LambdaLR", "MultiplicativeLR", "ReduceLROnPlateau", "LinearLR", "ConstantLR", "PolynomialLR",
     "SequentialLR", "ChainedScheduler", NULL};
-
-static const enum_entry_t warmup_types[] = {{"log", ZERO_WARMUP_LOG}, {"linear", ZERO_WARMUP_LINEAR}, {NULL, 0}};
-
-static void read_warmup_type(config_ctx_t *ctx, node_t *obj, zero_warmup_type_t *out)
-{
-    int v = (int)*out;
-    if (conv_enum(ctx, take(obj, "warmup_type"), warmup_types, &v))
-        *out = (zero_warmup_type_t)v;
-}
 
 static void required_steps(config_ctx_t *ctx, node_t *obj, const char *key, const char *type_name, uint64_t *out)
 {
@@ -1170,43 +1063,22 @@ static void required_lr(config_ctx_t *ctx, node_t *obj, const char *key, const c
     conv_nonneg(ctx, n, out);
 }
 
-static void last_batch_iteration(config_ctx_t *ctx, node_t *obj)
-{
-    node_t *n = take(obj, "last_batch_iteration");
-    int64_t v = -1;
-    if (n && conv_i64(ctx, n, &v) && v != -1)
-        UNSUP(ctx, n, "last_batch_iteration", "starting a schedule part-way is not implemented by libzero (only -1 is "
-              "accepted; resume from a checkpoint instead)");
-}
-
 static void walk_scheduler_params(config_ctx_t *ctx, node_t *obj, zero_config_scheduler_t *s)
 {
-    static const char *const warmup_keys[] = {"warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type",
-                                              "last_batch_iteration", NULL};
-    static const char *const decay_keys[] = {"warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type",
-                                             "total_num_steps", "last_batch_iteration", NULL};
-    static const char *const cosine_keys[] = {"total_num_steps", "warmup_min_ratio", "warmup_num_steps",
-                                              "cos_min_ratio", "warmup_type", "last_batch_iteration", NULL};
-    static const char *const cycle_keys[] = {
-        "cycle_min_lr", "cycle_max_lr", "decay_lr_rate", "cycle_first_step_size", "cycle_second_step_size",
-        "cycle_first_stair_count", "cycle_second_stair_count", "decay_step_size", "cycle_momentum", "cycle_min_mom",
-        "cycle_max_mom", "decay_mom_rate", "last_batch_iteration", NULL};
-    static const char *const range_keys[] = {"lr_range_test_min_lr", "lr_range_test_step_size",
-                                             "lr_range_test_step_rate", "lr_range_test_staircase",
-                                             "last_batch_iteration", NULL};
-    const char *const *known = warmup_keys;
+    const config_key_t *rows = config_scheduler_params_keys(s->type);
+    const zero_config_optimizer_t *o = &ctx->config->optimizer;
     const char *name = zero_scheduler_type_string(s->type);
-    node_t *steps;
+    node_t *steps = zero_config_json_find(obj, "warmup_num_steps"), *max_lr;
 
+    read_rows(ctx, obj, rows);
     switch (s->type) {
     case ZERO_SCHEDULER_WARMUP_LR:
     case ZERO_SCHEDULER_WARMUP_DECAY_LR:
-        known = s->type == ZERO_SCHEDULER_WARMUP_LR ? warmup_keys : decay_keys;
-        conv_nonneg(ctx, take(obj, "warmup_min_lr"), &s->warmup_min_lr);
-        conv_nonneg(ctx, take(obj, "warmup_max_lr"), &s->warmup_max_lr);
-        steps = take(obj, "warmup_num_steps");
-        conv_u64(ctx, steps, 1, UINT64_MAX, &s->warmup_num_steps);
-        read_warmup_type(ctx, obj, &s->warmup_type);
+        /* "auto" is the Hugging Face trainer's word for "the optimizer's learning
+         * rate", which is what it writes there (WarmupLR's default too). */
+        max_lr = zero_config_json_find(obj, "warmup_max_lr");
+        if (max_lr && is_auto(max_lr) && o->type != ZERO_OPTIMIZER_NONE)
+            s->warmup_max_lr = o->lr;
         if (s->type == ZERO_SCHEDULER_WARMUP_DECAY_LR) {
             required_steps(ctx, obj, "total_num_steps", name, &s->total_num_steps);
             if (s->total_num_steps != 0 && s->total_num_steps < s->warmup_num_steps)
@@ -1215,57 +1087,34 @@ static void walk_scheduler_params(config_ctx_t *ctx, node_t *obj, zero_config_sc
         }
         break;
     case ZERO_SCHEDULER_WARMUP_COSINE_LR:
-        known = cosine_keys;
         required_steps(ctx, obj, "total_num_steps", name, &s->total_num_steps);
-        conv_double(ctx, take(obj, "warmup_min_ratio"), 0.0, 1.0, 0, &s->warmup_min_ratio);
-        steps = take(obj, "warmup_num_steps");
-        conv_u64(ctx, steps, 1, UINT64_MAX, &s->warmup_num_steps);
-        conv_double(ctx, take(obj, "cos_min_ratio"), 0.0, 1.0, 0, &s->cos_min_ratio);
-        read_warmup_type(ctx, obj, &s->warmup_type);
         if (s->total_num_steps != 0 && s->total_num_steps < s->warmup_num_steps)
             WARN(ctx, steps ? steps : obj, "total_num_steps", "is less than warmup_num_steps (%llu < %llu)",
                  (unsigned long long)s->total_num_steps, (unsigned long long)s->warmup_num_steps);
         break;
     case ZERO_SCHEDULER_ONE_CYCLE: {
         node_t *second, *second_stairs;
-        known = cycle_keys;
         required_lr(ctx, obj, "cycle_min_lr", name, &s->cycle_min_lr);
         required_lr(ctx, obj, "cycle_max_lr", name, &s->cycle_max_lr);
-        conv_nonneg(ctx, take(obj, "decay_lr_rate"), &s->decay_lr_rate);
-        conv_u64(ctx, take(obj, "cycle_first_step_size"), 1, UINT64_MAX, &s->cycle_first_step_size);
         second = take(obj, "cycle_second_step_size");
         s->cycle_second_step_size = s->cycle_first_step_size;
         if (second && second->kind != J_NULL)
             conv_u64(ctx, second, 1, UINT64_MAX, &s->cycle_second_step_size);
-        conv_u64(ctx, take(obj, "cycle_first_stair_count"), 0, UINT64_MAX, &s->cycle_first_stair_count);
         second_stairs = take(obj, "cycle_second_stair_count");
         s->cycle_second_stair_count = s->cycle_first_stair_count;
         if (second_stairs && second_stairs->kind != J_NULL)
             conv_u64(ctx, second_stairs, 0, UINT64_MAX, &s->cycle_second_stair_count);
-        conv_u64(ctx, take(obj, "decay_step_size"), 0, UINT64_MAX, &s->decay_step_size);
-        conv_bool(ctx, take(obj, "cycle_momentum"), &s->cycle_momentum);
-        conv_double(ctx, take(obj, "cycle_min_mom"), 0.0, 1.0, RANGE_MAX_OPEN, &s->cycle_min_mom);
-        conv_double(ctx, take(obj, "cycle_max_mom"), 0.0, 1.0, RANGE_MAX_OPEN, &s->cycle_max_mom);
-        conv_double(ctx, take(obj, "decay_mom_rate"), 0.0, 0.0, RANGE_NO_MIN | RANGE_NO_MAX, &s->decay_mom_rate);
         break;
     }
     case ZERO_SCHEDULER_LR_RANGE_TEST:
-        known = range_keys;
-        conv_nonneg(ctx, take(obj, "lr_range_test_min_lr"), &s->lr_range_test_min_lr);
-        conv_u64(ctx, take(obj, "lr_range_test_step_size"), 1, UINT64_MAX, &s->lr_range_test_step_size);
-        conv_nonneg(ctx, take(obj, "lr_range_test_step_rate"), &s->lr_range_test_step_rate);
-        conv_bool(ctx, take(obj, "lr_range_test_staircase"), &s->lr_range_test_staircase);
-        break;
     case ZERO_SCHEDULER_NONE:
         break;
     }
-    last_batch_iteration(ctx, obj);
-    finish(ctx, obj, known);
+    finish_rows(ctx, obj, rows);
 }
 
 static void walk_scheduler(config_ctx_t *ctx, node_t *n)
 {
-    static const char *const known[] = {"type", "params", NULL};
     zero_config_scheduler_t *s = &ctx->config->scheduler;
     const zero_config_optimizer_t *o = &ctx->config->optimizer;
     node_t *obj = conv_object(ctx, n), *type, *params;
@@ -1277,14 +1126,14 @@ static void walk_scheduler(config_ctx_t *ctx, node_t *n)
     saved = path_push(ctx, "scheduler");
     type = take(obj, "type");
     params = take(obj, "params");
-    finish(ctx, obj, known);
+    finish_rows(ctx, obj, config_scheduler_keys);
     if (type == NULL) {
         ERR(ctx, obj, "type", "required (WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle or LRRangeTest)");
     } else if (type->kind != J_STRING || is_auto(type)) {
         ERR(ctx, type, "type", "expected a scheduler name (WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle or "
             "LRRangeTest), got %s", DESCRIBE(type));
     } else {
-        const enum_entry_t *e;
+        const config_enum_name_t *e;
         for (e = scheduler_types; e->name; e++)
             if (strcasecmp(e->name, type->text) == 0)
                 break;
@@ -1312,8 +1161,10 @@ static void walk_scheduler(config_ctx_t *ctx, node_t *n)
         node_t *pobj = NULL;
         size_t s2;
         s->type = (zero_scheduler_type_t)t;
-        /* WarmupLR's peak defaults to the optimizer's learning rate. */
-        s->warmup_max_lr = o->type != ZERO_OPTIMIZER_NONE ? o->lr : 1e-3;
+        /* DeepSpeed's WarmupLR peaks at the optimizer's learning rate unless told
+         * otherwise; WarmupDecayLR keeps its table default, 0.001. */
+        if (s->type == ZERO_SCHEDULER_WARMUP_LR)
+            s->warmup_max_lr = o->type != ZERO_OPTIMIZER_NONE ? o->lr : 1e-3;
         if (params && params->kind != J_NULL)
             pobj = conv_object(ctx, params);
         s2 = path_push(ctx, "params");
@@ -1340,28 +1191,18 @@ static void walk_scheduler(config_ctx_t *ctx, node_t *n)
 
 /* ---- aio, checkpoint ---- */
 
-static const enum_entry_t aio_backends[] = {{"async_io", ZERO_AIO_ASYNC_IO}, {"aio", ZERO_AIO_ASYNC_IO},
-                                            {"async", ZERO_AIO_ASYNC_IO}, {"deepnvme", ZERO_AIO_ASYNC_IO},
-                                            {"posix", ZERO_AIO_POSIX}, {NULL, 0}};
-
 static void walk_aio(config_ctx_t *ctx, node_t *n)
 {
-    static const char *const known[] = {"io_backend", "block_size", "queue_depth", "intra_op_parallelism",
-                                        "thread_count", "single_submit", "overlap_events", "use_gds", NULL};
     zero_config_aio_t *a = &ctx->config->aio;
     node_t *obj, *par, *tc;
     size_t saved;
-    int backend = (int)a->io_backend;
     if (n == NULL || n->kind == J_NULL)
         return;
     obj = conv_object(ctx, n);
     if (obj == NULL)
         return;
     saved = path_push(ctx, "aio");
-    if (conv_enum(ctx, take(obj, "io_backend"), aio_backends, &backend))
-        a->io_backend = (zero_aio_backend_t)backend;
-    conv_u64(ctx, take(obj, "block_size"), 1, UINT64_MAX, &a->block_size);
-    conv_u32(ctx, take(obj, "queue_depth"), 1, UINT32_MAX, &a->queue_depth);
+    read_rows(ctx, obj, config_aio_keys);
     par = take(obj, "intra_op_parallelism");
     tc = take(obj, "thread_count");
     if (tc) {
@@ -1371,73 +1212,25 @@ static void walk_aio(config_ctx_t *ctx, node_t *n)
             WARN(ctx, tc, "thread_count", "deprecated; write intra_op_parallelism instead");
     }
     conv_u32(ctx, par ? par : tc, 1, UINT32_MAX, &a->intra_op_parallelism);
-    conv_bool(ctx, take(obj, "single_submit"), &a->single_submit);
-    conv_bool(ctx, take(obj, "overlap_events"), &a->overlap_events);
-    only_bool(ctx, obj, "use_gds", false, "GPUDirect Storage");
-    finish(ctx, obj, known);
+    finish_rows(ctx, obj, config_aio_keys);
     path_pop(ctx, saved);
 }
 
-static const enum_entry_t tag_validations[] = {{"Ignore", ZERO_TAG_VALIDATION_IGNORE},
-                                               {"Warn", ZERO_TAG_VALIDATION_WARN},
-                                               {"Fail", ZERO_TAG_VALIDATION_FAIL}, {NULL, 0}};
-
 static void walk_checkpoint(config_ctx_t *ctx, node_t *n)
 {
-    static const char *const known[] = {"tag_validation", "load_universal", "use_node_local_storage",
-                                        "parallel_write", "writer", NULL};
-    zero_config_checkpoint_t *c = &ctx->config->checkpoint;
-    node_t *obj = conv_object(ctx, n), *pw, *writer;
+    node_t *obj = conv_object(ctx, n);
     size_t saved;
-    int tv = (int)c->tag_validation;
     if (obj == NULL)
         return;
     saved = path_push(ctx, "checkpoint");
-    if (conv_enum(ctx, take(obj, "tag_validation"), tag_validations, &tv))
-        c->tag_validation = (zero_tag_validation_t)tv;
-    conv_bool(ctx, take(obj, "load_universal"), &c->load_universal);
-    only_bool(ctx, obj, "use_node_local_storage", false, "node-local checkpoint storage");
-    pw = take(obj, "parallel_write");
-    if (pw && conv_object(ctx, pw)) {
-        static const char *const pw_known[] = {"pipeline_stage", NULL};
-        size_t s2 = path_push(ctx, "parallel_write");
-        accept_bool(ctx, pw, "pipeline_stage"); /* pipeline parallelism only */
-        finish(ctx, pw, pw_known);
-        path_pop(ctx, s2);
-    }
-    writer = take(obj, "writer");
-    if (writer && writer->kind != J_NULL)
-        ignored_add(ctx, "checkpoint.writer");
-    finish(ctx, obj, known);
+    read_rows(ctx, obj, config_checkpoint_keys);
+    walk_rows_block(ctx, take(obj, "parallel_write"), "parallel_write", config_parallel_write_keys);
+    finish_rows(ctx, obj, config_checkpoint_keys);
     path_pop(ctx, saved);
 }
 
 /* ---- top level ---- */
 
-/* DeepSpeed features acting outside the engine's step: accepted, one warning. */
-static const char *const out_of_scope[] = {
-    "activation_checkpointing", "tensorboard", "wandb", "csv_monitor", "comet", "monitor_config", "comms_logger",
-    "flops_profiler", "autotuning", "compression_training", "data_efficiency", "curriculum_learning",
-    "sparse_attention", "pipeline", "eigenvalue", "progressive_layer_drop", "quantize_training", "hybrid_engine",
-    "weight_quantization", "compile", "timers", "nebula", "datastates", "torch_autocast", "vocabulary_size",
-    "dump_state", "seq_parallel_communication_data_type", "use_data_before_expert_parallelism", "expert_parallel",
-    "graph_harvesting", "log_level", "elasticity", "tensor_parallel", NULL};
-
-static const char *const top_known[] = {
-    "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "optimizer", "scheduler",
-    "fp16", "bf16", "bfloat16", "gradient_clipping", "steps_per_print", "wall_clock_breakdown", "memory_breakdown",
-    "dataloader_drop_last", "zero_optimization", "aio", "checkpoint", "zero_allow_untested_optimizer",
-    "zero_force_ds_cpu_optimizer", "prescale_gradients", "gradient_predivide_factor", "communication_data_type",
-    "sparse_gradients", "disable_allgather", "amp", "data_types", "sequence_parallel_size", "allgather_size",
-    /* out of scope (kept in step with out_of_scope[] for suggestions) */
-    "activation_checkpointing", "tensorboard", "wandb", "csv_monitor", "comet", "monitor_config", "comms_logger",
-    "flops_profiler", "autotuning", "compression_training", "data_efficiency", "curriculum_learning",
-    "sparse_attention", "pipeline", "eigenvalue", "progressive_layer_drop", "quantize_training", "hybrid_engine",
-    "weight_quantization", "compile", "timers", "nebula", "datastates", "torch_autocast", "vocabulary_size",
-    "dump_state", "seq_parallel_communication_data_type", "use_data_before_expert_parallelism", "expert_parallel",
-    "graph_harvesting", "log_level", "elasticity", "tensor_parallel", NULL};
-
-/* A block with an "enabled" switch whose enabled form libzero does not implement. */
 static void only_disabled_block(config_ctx_t *ctx, node_t *root, const char *key, const char *what)
 {
     node_t *n = take(root, key), *en;
@@ -1597,7 +1390,7 @@ static void resolve_batch(config_ctx_t *ctx, node_t *root, const node_t *tb_node
 void config_schema_apply(config_ctx_t *ctx, zero_config_json_node_t *root)
 {
     zero_config_t *c = ctx->config;
-    node_t *tb, *mb, *gas, *bf, *bf_old, *n, *fp16_node;
+    node_t *tb, *mb, *gas, *bf, *bf_old, *n;
     bool tb_ok = false, mb_ok = false, gas_ok = false;
 
     set_defaults(c);
@@ -1619,8 +1412,7 @@ void config_schema_apply(config_ctx_t *ctx, zero_config_json_node_t *root)
     walk_zero(ctx, root, take(root, "zero_optimization"));
     take(root, "allgather_size"); /* only meaningful with the boolean zero_optimization form */
 
-    fp16_node = take(root, "fp16");
-    walk_fp16(ctx, fp16_node);
+    walk_rows_block(ctx, take(root, "fp16"), "fp16", config_fp16_keys);
     bf = take(root, "bf16");
     bf_old = take(root, "bfloat16");
     if (bf_old) {
@@ -1631,7 +1423,7 @@ void config_schema_apply(config_ctx_t *ctx, zero_config_json_node_t *root)
             config_problem_at(ctx, CONFIG_SEV_WARNING, bf_old->key_line, bf_old->key_column, "bfloat16",
                               "deprecated spelling; write bf16 instead");
     }
-    walk_bf16(ctx, bf ? bf : bf_old, bf ? "bf16" : "bfloat16");
+    walk_rows_block(ctx, bf ? bf : bf_old, bf ? "bf16" : "bfloat16", config_bf16_keys);
     if (c->fp16.enabled && c->bf16.enabled) {
         node_t *en = zero_config_json_find(bf ? bf : bf_old, "enabled");
         ERR(ctx, en, bf ? "bf16.enabled" : "bfloat16.enabled", "fp16 and bf16 cannot both be enabled");
@@ -1640,59 +1432,34 @@ void config_schema_apply(config_ctx_t *ctx, zero_config_json_node_t *root)
 
     walk_optimizer(ctx, take(root, "optimizer"));
     walk_scheduler(ctx, take(root, "scheduler"));
-
-    conv_nonneg(ctx, take(root, "gradient_clipping"), &c->gradient_clipping);
-    conv_u64(ctx, take(root, "steps_per_print"), 0, UINT64_MAX, &c->steps_per_print);
-    conv_bool(ctx, take(root, "wall_clock_breakdown"), &c->wall_clock_breakdown);
-    conv_bool(ctx, take(root, "memory_breakdown"), &c->memory_breakdown);
-    conv_bool(ctx, take(root, "dataloader_drop_last"), &c->dataloader_drop_last);
-    conv_bool(ctx, take(root, "zero_allow_untested_optimizer"), &c->zero_allow_untested_optimizer);
-    conv_bool(ctx, take(root, "zero_force_ds_cpu_optimizer"), &c->zero_force_ds_cpu_optimizer);
     walk_aio(ctx, take(root, "aio"));
     walk_checkpoint(ctx, take(root, "checkpoint"));
 
-    /* DeepSpeed knobs that change the step: accepted at their defaults only. */
-    only_bool(ctx, root, "prescale_gradients", false, "gradient prescaling");
-    only_number(ctx, root, "gradient_predivide_factor", 1.0, "a gradient predivide factor");
-    only_null(ctx, root, "communication_data_type", "a separate gradient communication dtype");
-    only_bool(ctx, root, "sparse_gradients", false, "sparse (CSR) gradients");
-    only_bool(ctx, root, "disable_allgather", false, "disable_allgather");
-    only_number(ctx, root, "sequence_parallel_size", 1, "sequence parallelism");
+    /* The top level's own rows: implemented keys, keys accepted at DeepSpeed's
+     * default only, and out-of-scope features (named in one warning). */
+    read_rows(ctx, root, config_top_keys);
     only_disabled_block(ctx, root, "amp", "Apex AMP (amp.enabled)");
-    n = take(root, "data_types");
-    if (n && conv_object(ctx, n)) {
-        static const char *const dt_known[] = {"grad_accum_dtype", "param_dtype", "buffer_dtype", NULL};
-        size_t s2 = path_push(ctx, "data_types");
-        only_null(ctx, n, "grad_accum_dtype", "a separate gradient accumulation dtype");
-        only_null(ctx, n, "param_dtype", "a separate parameter dtype");
-        only_null(ctx, n, "buffer_dtype", "a separate buffer dtype");
-        finish(ctx, n, dt_known);
-        path_pop(ctx, s2);
-    }
+    walk_rows_block(ctx, take(root, "data_types"), "data_types", config_data_types_keys);
 
-    /* Out-of-scope features, with two that would change the batch or partitioning. */
-    for (const char *const *k = out_of_scope; *k; k++) {
-        n = take(root, *k);
-        if (n == NULL)
-            continue;
-        if (strcmp(*k, "elasticity") == 0 && n->kind == J_OBJECT) {
-            node_t *en = zero_config_json_find(n, "enabled");
-            if (en && en->kind == J_BOOL && en->boolean) {
-                UNSUP(ctx, en, "elasticity.enabled", "elastic training (which chooses the batch sizes) is not "
-                      "implemented by libzero");
-                continue;
-            }
-        }
-        if (strcmp(*k, "tensor_parallel") == 0 && n->kind == J_OBJECT) {
-            node_t *tp = zero_config_json_find(n, "autotp_size");
-            if (tp && tp->kind == J_NUMBER && tp->number > 1) {
-                UNSUP(ctx, tp, "tensor_parallel.autotp_size", "tensor parallelism is not implemented by libzero");
-                continue;
-            }
-        }
-        ignored_add(ctx, *k);
+    /* Two out-of-scope features would change the batch or the partitioning when switched on. */
+    n = take(root, "elasticity");
+    if (n) {
+        node_t *en = n->kind == J_OBJECT ? zero_config_json_find(n, "enabled") : NULL;
+        if (en && en->kind == J_BOOL && en->boolean)
+            UNSUP(ctx, en, "elasticity.enabled", "elastic training (which chooses the batch sizes) is not "
+                  "implemented by libzero");
+        else
+            ignored_add(ctx, "elasticity");
     }
-    finish(ctx, root, top_known);
+    n = take(root, "tensor_parallel");
+    if (n) {
+        node_t *tp = n->kind == J_OBJECT ? zero_config_json_find(n, "autotp_size") : NULL;
+        if (tp && tp->kind == J_NUMBER && tp->number > 1)
+            UNSUP(ctx, tp, "tensor_parallel.autotp_size", "tensor parallelism is not implemented by libzero");
+        else
+            ignored_add(ctx, "tensor_parallel");
+    }
+    finish_rows(ctx, root, config_top_keys);
 
     resolve_batch(ctx, root, tb, mb, gas, tb_ok, mb_ok, gas_ok);
 

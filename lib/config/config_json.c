@@ -6,7 +6,7 @@
  * caller can name. A config reader's value is in its error messages, so it
  * owns its front end; cJSON stays the library's general JSON tool.
  */
-#include "util/config_json.h"
+#include "config/config_json.h"
 #include "util/alloc.h"
 #include "zero/config.h"
 

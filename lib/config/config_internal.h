@@ -2,15 +2,15 @@
  * Shared between config.c (public calls, problem list, rendering) and
  * config_schema.c (the walk from the JSON tree to zero_config_t).
  */
-#ifndef ZERO_UTIL_CONFIG_INTERNAL_H
-#define ZERO_UTIL_CONFIG_INTERNAL_H
+#ifndef ZERO_CONFIG_CONFIG_INTERNAL_H
+#define ZERO_CONFIG_CONFIG_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <zero/config.h>
 #include <zero/export.h>
-#include "util/config_json.h"
+#include "config/config_json.h"
 
 typedef enum config_severity {
     CONFIG_SEV_ERROR = 0,
@@ -55,4 +55,4 @@ void config_schema_apply(config_ctx_t *ctx, zero_config_json_node_t *root);
 /* Optimal-string-alignment distance (edits: insert, delete, substitute, swap neighbours). */
 size_t config_edit_distance(const char *a, const char *b);
 
-#endif /* ZERO_UTIL_CONFIG_INTERNAL_H */
+#endif /* ZERO_CONFIG_CONFIG_INTERNAL_H */

@@ -8,8 +8,8 @@
  * Duplicate keys are kept in the tree; zero_config_json_find() returns the
  * first, and the config layer reports duplicates with their JSON path.
  */
-#ifndef ZERO_UTIL_CONFIG_JSON_H
-#define ZERO_UTIL_CONFIG_JSON_H
+#ifndef ZERO_CONFIG_CONFIG_JSON_H
+#define ZERO_CONFIG_CONFIG_JSON_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -74,4 +74,4 @@ size_t zero_config_json_quote(const char *value, char *out, size_t out_size);
 /* Shortest "%.Ng" text of @p value that reads back to the same double ("C" locale). */
 void zero_config_json_format_double(double value, char *out, size_t out_size);
 
-#endif /* ZERO_UTIL_CONFIG_JSON_H */
+#endif /* ZERO_CONFIG_CONFIG_JSON_H */
