@@ -41,7 +41,7 @@ namespace {
 
 constexpr int kVocab = 32, kContext = 4, kEmbed = 16, kHidden = 64;
 constexpr int kGlobalBatch = 12;   // divisible by every world size 1-3 and by gas 1-2 with them
-constexpr double kLr = 3e-3, kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8, kWeightDecay = 0.01;
+constexpr double kLr = 1e-2, kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8, kWeightDecay = 0.01;
 
 std::vector<int64_t> make_stream(size_t n)
 {
@@ -51,7 +51,7 @@ std::vector<int64_t> make_stream(size_t n)
     s[1] = 2;
     for (size_t i = 2; i < n; i++) {
         state = state * 1664525u + 1013904223u;
-        int64_t next = (3 * s[i - 1] + s[i - 2] + 1) % kVocab;          // a rule the model can learn
+        int64_t next = (7 * s[i - 1] + s[i - 2] % 2) % kVocab;          // a rule the model can learn
         s[i] = (state >> 28) == 0 ? (int64_t)((state >> 8) % kVocab) : next;   // and 1/16 noise
     }
     return s;
@@ -113,9 +113,15 @@ private:
 // at stage 3 it gathers the module's own parameters and points the tensors at
 // the full weights (kept until the trainer releases them after the backward,
 // since autograd saved them for it).
+struct ZeroParam {
+    torch::Tensor tensor;
+    zero_param_h handle;
+    std::vector<int64_t> shape;   // the tensor's own shape (it is empty between gathers at stage 3)
+};
+
 struct ZeroModule {
     ZeroState *zs = nullptr;
-    std::vector<std::pair<torch::Tensor, zero_param_h>> params;
+    std::vector<ZeroParam> params;
 
     void gather()
     {
@@ -123,11 +129,11 @@ struct ZeroModule {
             return;
         std::vector<zero_param_h> handles;
         for (auto &p : params)
-            handles.push_back(p.second);
+            handles.push_back(p.handle);
         zs->eng->gather(handles.data(), handles.size());
         torch::NoGradGuard no_grad;
         for (auto &p : params)
-            p.first.set_data(torch::from_blob(zero_param_data(p.second), p.first.sizes(), torch::kFloat));
+            p.tensor.set_data(torch::from_blob(zero_param_data(p.handle), p.shape, torch::kFloat));
     }
 };
 
@@ -251,7 +257,7 @@ int train_zero(const Options &o, MlpLm &model, const std::vector<int64_t> &strea
 
     // Register in forward order; keep each AccumulateGrad node alive (the hook lives on it).
     std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
-    std::vector<std::pair<torch::Tensor, zero_param_h>> all;
+    std::vector<ZeroParam> all;
     struct Owned {
         ZeroModule *z;
         torch::nn::Module *m;
@@ -282,8 +288,9 @@ int train_zero(const Options &o, MlpLm &model, const std::vector<int64_t> &strea
                 d.init_values = p.data_ptr<float>();
             }
             zero_param_h h = eng.param_register(d);
-            om.z->params.emplace_back(p, h);
-            all.emplace_back(p, h);
+            ZeroParam zp{p, h, p.sizes().vec()};
+            om.z->params.push_back(zp);
+            all.push_back(zp);
             auto acc = torch::autograd::impl::grad_accumulator(p);
             acc->add_post_hook(std::make_unique<GradReadyHook>(&zs, h, p));
             accumulators.push_back(acc);
@@ -294,7 +301,7 @@ int train_zero(const Options &o, MlpLm &model, const std::vector<int64_t> &strea
         // The engine owns the (sharded) weights now: drop torch's full copies.
         torch::NoGradGuard no_grad;
         for (auto &p : all)
-            p.first.set_data(torch::empty({0}));
+            p.tensor.set_data(torch::empty({0}));
     }
 
     for (int step = 0; step < o.steps; step++) {
@@ -309,11 +316,11 @@ int train_zero(const Options &o, MlpLm &model, const std::vector<int64_t> &strea
             if (o.stage == 3) {
                 std::vector<zero_param_h> handles;
                 for (auto &p : all)
-                    handles.push_back(p.second);
+                    handles.push_back(p.handle);
                 eng.release_params(handles.data(), handles.size());
                 torch::NoGradGuard no_grad;
                 for (auto &p : all)
-                    p.first.set_data(torch::empty({0}));
+                    p.tensor.set_data(torch::empty({0}));
             }
             eng.step();
             loss_sum += loss.item<double>();
