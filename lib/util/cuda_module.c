@@ -57,25 +57,33 @@ static const zero_cuda_api_t *try_module(const char *path)
 static void load_module(void)
 {
     const char *env = getenv("ZERO_CUDA_MODULE");
+    const char *from = ZERO_CUDA_MODULE_NAME;
     Dl_info self;
     char path[4096];
 
     if (env != NULL && env[0] != '\0') {
         /* An explicit choice is the only place looked at. */
+        from = env;
         loaded_api = try_module(env);
-        return;
-    }
-    /* any object of libzero names the file it was loaded from */
-    if (dladdr(&load_once, &self) != 0 && self.dli_fname != NULL) {
-        const char *slash = strrchr(self.dli_fname, '/');
-        if (slash != NULL && (size_t)(slash - self.dli_fname) + sizeof("/" ZERO_CUDA_MODULE_NAME) <= sizeof(path)) {
-            snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - self.dli_fname), self.dli_fname,
-                     ZERO_CUDA_MODULE_NAME);
-            if ((loaded_api = try_module(path)) != NULL)
-                return;
+    } else {
+        /* any object of libzero names the file it was loaded from */
+        if (dladdr(&load_once, &self) != 0 && self.dli_fname != NULL) {
+            const char *slash = strrchr(self.dli_fname, '/');
+            if (slash != NULL &&
+                (size_t)(slash - self.dli_fname) + sizeof("/" ZERO_CUDA_MODULE_NAME) <= sizeof(path)) {
+                snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - self.dli_fname), self.dli_fname,
+                         ZERO_CUDA_MODULE_NAME);
+                from = path;
+                loaded_api = try_module(path);
+            }
+        }
+        if (loaded_api == NULL) {
+            from = ZERO_CUDA_MODULE_NAME;
+            loaded_api = try_module(ZERO_CUDA_MODULE_NAME);
         }
     }
-    loaded_api = try_module(ZERO_CUDA_MODULE_NAME);
+    if (loaded_api != NULL)
+        ZERO_LOG_DEBUG("CUDA module loaded from %s", from);
 }
 
 const zero_cuda_api_t *zero_cuda_loaded(void)
