@@ -15,6 +15,7 @@
 #include <zero/log.h>
 #include <zero/memory.h>
 #include <zero/types.h>
+#include <zero/convert.h>
 #include <zero/config.h>
 #include <zero/comm.h>
 #include <zero/engine.h>

@@ -3,13 +3,11 @@
 #include "comm/backend.h"
 
 #if HAVE_CUDA
-/* nccl.h declares a few functions as f() (no prototype): keep -Werror for our code only. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wstrict-prototypes"
-#include <nccl.h>
-#pragma GCC diagnostic pop
+/* Every CUDA and NCCL call goes through the CUDA module's table
+ * (util/cuda_module.h): libzero.so links neither library. */
 #include "util/alloc.h"
 #include "util/checks_cuda.h"
+#include "util/cuda_module.h"
 #include "util/log.h"
 
 #include <stdatomic.h>
@@ -28,8 +26,10 @@ _Static_assert(sizeof(ncclUniqueId) == ZERO_NCCL_ID_BYTES, "NCCL unique id size"
 int zero_nccl_device_count(void)
 {
     int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess) {
-        (void)cudaGetLastError();   /* clear the sticky "no driver" error */
+    if (zero_cuda_probe() == NULL)
+        return 0;   /* no module, no CUDA here: a host-only rank (its absence is an error only on device use) */
+    if (ZERO_CUDA(cudaGetDeviceCount)(&count) != cudaSuccess) {
+        (void)ZERO_CUDA(cudaGetLastError)();   /* clear the sticky "no driver" error */
         return 0;
     }
     return count;
@@ -39,7 +39,7 @@ zero_status_t zero_nccl_unique_id(unsigned char id[ZERO_NCCL_ID_BYTES])
 {
     zero_status_t status = ZERO_OK;
     ncclUniqueId uid;
-    ZERO_NCCL_CHECK_GOTO(ncclGetUniqueId(&uid), status, out, "NCCL: %s", "ncclGetUniqueId");
+    ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclGetUniqueId)(&uid), status, out, "NCCL: %s", "ncclGetUniqueId");
     memcpy(id, &uid, sizeof(uid));
 out:
     return status;
@@ -62,8 +62,8 @@ zero_status_t zero_nccl_create(const unsigned char id[ZERO_NCCL_ID_BYTES], int r
     n->rank = rank;
     n->size = size;
     memcpy(&uid, id, sizeof(uid));
-    ZERO_CUDA_CHECK_GOTO(cudaSetDevice(device), status, agree, "NCCL: cudaSetDevice(%d)", device);
-    ZERO_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking), status, agree,
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(device), status, agree, "NCCL: ZERO_CUDA(cudaSetDevice)(%d)", device);
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamCreateWithFlags)(&n->stream, cudaStreamNonBlocking), status, agree,
                          "NCCL: %s", "creating the communication stream");
     have_stream = 1;
 agree:
@@ -72,13 +72,13 @@ agree:
         status = everyone;   /* another rank failed (the agreement logged which) */
     if (status != ZERO_OK)
         goto fail;
-    ZERO_NCCL_CHECK_GOTO(ncclCommInitRank(&n->comm, size, uid, rank), status, fail,
+    ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclCommInitRank)(&n->comm, size, uid, rank), status, fail,
                          "NCCL: ncclCommInitRank (rank %d of %d, device %d)", rank, size, device);
     *nccl_p = n;
     return ZERO_OK;
 fail:
     if (have_stream)
-        cudaStreamDestroy(n->stream);
+        ZERO_CUDA(cudaStreamDestroy)(n->stream);
     zero_free(n);
     return status;
 }
@@ -90,10 +90,10 @@ void zero_nccl_destroy(zero_nccl_t *nccl, int abort)
     if (abort || atomic_load(&nccl->aborted)) {
         zero_nccl_abort(nccl);
     } else {
-        cudaStreamSynchronize(nccl->stream);
-        ncclCommDestroy(nccl->comm);
+        ZERO_CUDA(cudaStreamSynchronize)(nccl->stream);
+        ZERO_CUDA(ncclCommDestroy)(nccl->comm);
     }
-    cudaStreamDestroy(nccl->stream);
+    ZERO_CUDA(cudaStreamDestroy)(nccl->stream);
     zero_free(nccl);
 }
 
@@ -124,46 +124,46 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
     zero_status_t status = ZERO_OK;
     cudaEvent_t ev = NULL;
     ncclDataType_t t = nccl_type(d->dtype);
-    ZERO_CUDA_CHECK_GOTO(cudaSetDevice(nccl->device), status, fail, "NCCL: cudaSetDevice(%d)", nccl->device);
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(nccl->device), status, fail, "NCCL: ZERO_CUDA(cudaSetDevice)(%d)", nccl->device);
     /* Ordered after the caller's work (zero_comm_order_t): the stream waits on
      * the device, the host does not. */
     if (d->wait_event != NULL)
-        ZERO_CUDA_CHECK_GOTO(cudaStreamWaitEvent(nccl->stream, (cudaEvent_t)d->wait_event, 0), status, fail,
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamWaitEvent)(nccl->stream, (cudaEvent_t)d->wait_event, 0), status, fail,
                              "NCCL: %s #%zu elements: the communication stream cannot wait on the caller's "
                              "wait_event", zero_coll_name(d->kind), d->count);
     switch (d->kind) {
     case ZERO_COLL_ALLREDUCE:
-        ZERO_NCCL_CHECK_GOTO(ncclAllReduce(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm,
+        ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclAllReduce)(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm,
                                            nccl->stream), status, fail, "NCCL: ncclAllReduce of %zu", d->count);
         break;
     case ZERO_COLL_REDUCE_SCATTER:
-        ZERO_NCCL_CHECK_GOTO(ncclReduceScatter(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm,
+        ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclReduceScatter)(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm,
                                                nccl->stream), status, fail, "NCCL: ncclReduceScatter of %zu",
                              d->count);
         break;
     case ZERO_COLL_ALLGATHER:
-        ZERO_NCCL_CHECK_GOTO(ncclAllGather(d->sendbuf, d->recvbuf, d->count, t, nccl->comm, nccl->stream),
+        ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclAllGather)(d->sendbuf, d->recvbuf, d->count, t, nccl->comm, nccl->stream),
                              status, fail, "NCCL: ncclAllGather of %zu", d->count);
         break;
     case ZERO_COLL_BROADCAST:
-        ZERO_NCCL_CHECK_GOTO(ncclBroadcast(d->sendbuf, d->recvbuf, d->count, t, d->root, nccl->comm,
+        ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclBroadcast)(d->sendbuf, d->recvbuf, d->count, t, d->root, nccl->comm,
                                            nccl->stream), status, fail, "NCCL: ncclBroadcast of %zu", d->count);
         break;
     case ZERO_COLL_BARRIER:
         /* Device barriers are host barriers (the front never sends them here). */
         break;
     }
-    ZERO_CUDA_CHECK_GOTO(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), status, fail,
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&ev, cudaEventDisableTiming), status, fail,
                          "NCCL: %s", "creating a completion event");
-    ZERO_CUDA_CHECK_GOTO(cudaEventRecord(ev, nccl->stream), status, fail_event, "NCCL: %s", "recording an event");
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)(ev, nccl->stream), status, fail_event, "NCCL: %s", "recording an event");
     if (d->done_event != NULL)
-        ZERO_CUDA_CHECK_GOTO(cudaEventRecord((cudaEvent_t)d->done_event, nccl->stream), status, fail_event,
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)((cudaEvent_t)d->done_event, nccl->stream), status, fail_event,
                              "NCCL: %s of %zu elements: cannot record the caller's done_event on the communication "
                              "stream", zero_coll_name(d->kind), d->count);
     *event_p = ev;
     return ZERO_OK;
 fail_event:
-    cudaEventDestroy(ev);
+    ZERO_CUDA(cudaEventDestroy)(ev);
 fail:
     return status;
 }
@@ -174,10 +174,10 @@ zero_status_t zero_nccl_test(zero_nccl_t *nccl, void *event)
     ncclResult_t async = ncclSuccess;
     cudaError_t err;
     /* The progress thread polls: make the communicator's device current there too. */
-    ZERO_CUDA_CHECK_GOTO(cudaSetDevice(nccl->device), status, out, "NCCL: cudaSetDevice(%d)", nccl->device);
-    ZERO_NCCL_CHECK_GOTO(ncclCommGetAsyncError(nccl->comm, &async), status, out, "NCCL: %s", "ncclCommGetAsyncError");
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(nccl->device), status, out, "NCCL: ZERO_CUDA(cudaSetDevice)(%d)", nccl->device);
+    ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclCommGetAsyncError)(nccl->comm, &async), status, out, "NCCL: %s", "ncclCommGetAsyncError");
     ZERO_NCCL_CHECK_GOTO(async, status, out, "NCCL: asynchronous error on rank %d", nccl->rank);
-    err = cudaEventQuery((cudaEvent_t)event);
+    err = ZERO_CUDA(cudaEventQuery)((cudaEvent_t)event);
     if (err == cudaErrorNotReady)
         return ZERO_INPROGRESS;
     ZERO_CUDA_CHECK_GOTO(err, status, out, "NCCL: collective on rank %d", nccl->rank);
@@ -189,45 +189,48 @@ out:
 void zero_nccl_event_free(void *event)
 {
     if (event != NULL)
-        cudaEventDestroy((cudaEvent_t)event);
+        ZERO_CUDA(cudaEventDestroy)((cudaEvent_t)event);
 }
 
 void zero_nccl_abort(zero_nccl_t *nccl)
 {
     if (nccl != NULL && atomic_exchange(&nccl->aborted, 1) == 0)
-        ncclCommAbort(nccl->comm);
+        ZERO_CUDA(ncclCommAbort)(nccl->comm);
 }
 
 zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes, void *wait_event, void *done_event)
 {
     zero_status_t status = ZERO_OK;
     cudaStream_t stream = NULL;
+
+    /* A world of one reaches here without the device check that loads the module. */
+    ZERO_CHECK_GOTO(zero_cuda_require("copying device memory (a collective at world size 1)"), status, out);
     if (wait_event == NULL && done_event == NULL) {
         if (dst == src || bytes == 0)
             return ZERO_OK;
-        ZERO_CUDA_CHECK_GOTO(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), status, out,
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpy)(dst, src, bytes, cudaMemcpyDeviceToDevice), status, out,
                              "copying %zu bytes of device memory", bytes);
         return ZERO_OK;
     }
     /* Ordered: on a stream of its own that waits for the caller's event, and
      * complete on the host when this returns (a world of one has no progress
      * to overlap), so done_event is already reached when it is recorded. */
-    ZERO_CUDA_CHECK_GOTO(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), status, out,
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamCreateWithFlags)(&stream, cudaStreamNonBlocking), status, out,
                          "world of one: %s", "creating a stream for an ordered device copy");
     if (wait_event != NULL)
-        ZERO_CUDA_CHECK_GOTO(cudaStreamWaitEvent(stream, (cudaEvent_t)wait_event, 0), status, out,
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamWaitEvent)(stream, (cudaEvent_t)wait_event, 0), status, out,
                              "world of one: the copy of %zu bytes cannot wait on the caller's wait_event", bytes);
     if (dst != src && bytes > 0)
-        ZERO_CUDA_CHECK_GOTO(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), status, out,
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpyAsync)(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), status, out,
                              "copying %zu bytes of device memory", bytes);
     if (done_event != NULL)
-        ZERO_CUDA_CHECK_GOTO(cudaEventRecord((cudaEvent_t)done_event, stream), status, out,
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)((cudaEvent_t)done_event, stream), status, out,
                              "world of one: %s", "cannot record the caller's done_event");
-    ZERO_CUDA_CHECK_GOTO(cudaStreamSynchronize(stream), status, out, "world of one: ordered copy of %zu bytes",
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamSynchronize)(stream), status, out, "world of one: ordered copy of %zu bytes",
                          bytes);
 out:
     if (stream != NULL)
-        cudaStreamDestroy(stream);
+        ZERO_CUDA(cudaStreamDestroy)(stream);
     return status;
 }
 

@@ -14,9 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#if HAVE_CUDA
-#include <cuda_runtime_api.h>
-#endif
+#include "util/cuda_module.h"   /* CUDA calls go through the CUDA module's table */
 
 /* Process-wide counters: accounting must see every allocation wherever it is made. */
 static atomic_uint_fast64_t live_bytes[ZERO_MEM_KIND_COUNT];
@@ -250,11 +248,12 @@ static mem_record_t *registry_find(const void *ptr)
 
 #if HAVE_CUDA
 /* Pinned memory through CUDA only where a device is usable; on a CPU-only
- * node of a CUDA build, page-locking with mlock gives the same guarantee. */
+ * node, or where the CUDA module cannot be loaded, page-locking with mlock
+ * gives the same guarantee. */
 static int cuda_device_present(void)
 {
     int count = 0;
-    return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+    return zero_cuda_probe() != NULL && ZERO_CUDA(cudaGetDeviceCount)(&count) == cudaSuccess && count > 0;
 }
 #endif
 
@@ -277,10 +276,10 @@ static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *t
     case ZERO_MEM_PINNED:
 #if HAVE_CUDA
         if (cuda_device_present()) {
-            cudaError_t err = cudaHostAlloc(&ptr, rounded, cudaHostAllocPortable);
+            cudaError_t err = ZERO_CUDA(cudaHostAlloc)(&ptr, rounded, cudaHostAllocPortable);
             if (err != cudaSuccess) {
                 ZERO_LOG_ERROR("cannot allocate %zu bytes of pinned memory for %s: cudaHostAlloc: %s",
-                               bytes, tag, cudaGetErrorString(err));
+                               bytes, tag, ZERO_CUDA(cudaGetErrorString)(err));
                 return ZERO_ERR_NO_MEMORY;
             }
             break;
@@ -300,21 +299,22 @@ static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *t
         }
         break;
     case ZERO_MEM_DEVICE:
-#if HAVE_CUDA
     {
-        cudaError_t err = cudaMalloc(&ptr, rounded);
+        char what[256];
+        snprintf(what, sizeof(what), "allocating %zu bytes of device memory for %s", bytes, tag);
+        zero_status_t loaded = zero_cuda_require(what);   /* no module: an error naming it */
+        if (loaded != ZERO_OK)
+            return loaded;
+#if HAVE_CUDA
+        cudaError_t err = ZERO_CUDA(cudaMalloc)(&ptr, rounded);
         if (err != cudaSuccess) {
             ZERO_LOG_ERROR("cannot allocate %zu bytes of device memory for %s: cudaMalloc: %s",
-                           bytes, tag, cudaGetErrorString(err));
+                           bytes, tag, ZERO_CUDA(cudaGetErrorString)(err));
             return err == cudaErrorMemoryAllocation ? ZERO_ERR_NO_MEMORY : ZERO_ERR_CUDA;
         }
+#endif
         break;
     }
-#else
-        ZERO_LOG_ERROR("cannot allocate device memory for %s: libzero was built without CUDA "
-                       "(reconfigure with -Dcuda=enabled)", tag);
-        return ZERO_ERR_UNSUPPORTED;
-#endif
     default:
         ZERO_LOG_ERROR("cannot allocate %s: unknown memory kind %d", tag, (int)kind);
         return ZERO_ERR_INVALID_ARG;
@@ -331,7 +331,8 @@ static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes)
         break;
     case ZERO_MEM_PINNED:
 #if HAVE_CUDA
-        if (cudaFreeHost(ptr) == cudaSuccess)
+        /* cudaHostAlloc'd only where a device was present, which loaded the module */
+        if (zero_cuda_loaded() != NULL && ZERO_CUDA(cudaFreeHost)(ptr) == cudaSuccess)
             break;
 #endif
         munlock(ptr, bytes);
@@ -339,7 +340,7 @@ static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes)
         break;
     case ZERO_MEM_DEVICE:
 #if HAVE_CUDA
-        cudaFree(ptr);
+        ZERO_CUDA(cudaFree)(ptr);   /* allocated, so the module is loaded */
 #endif
         break;
     default:
@@ -461,19 +462,21 @@ zero_status_t zero_mem_set_zero(zero_mem_kind_t kind, void *ptr, size_t bytes)
         memset(ptr, 0, bytes);
         return ZERO_OK;
     }
+    {
+        zero_status_t status = zero_cuda_require("zeroing device memory");
+        if (status != ZERO_OK)
+            return status;
+    }
 #if HAVE_CUDA
     {
-        cudaError_t err = cudaMemset(ptr, 0, bytes);
+        cudaError_t err = ZERO_CUDA(cudaMemset)(ptr, 0, bytes);
         if (err != cudaSuccess) {
-            ZERO_LOG_ERROR("cudaMemset of %zu bytes: %s", bytes, cudaGetErrorString(err));
+            ZERO_LOG_ERROR("cudaMemset of %zu bytes: %s", bytes, ZERO_CUDA(cudaGetErrorString)(err));
             return ZERO_ERR_CUDA;
         }
-        return ZERO_OK;
     }
-#else
-    ZERO_LOG_ERROR("device memory operation in a build without CUDA");
-    return ZERO_ERR_UNSUPPORTED;
 #endif
+    return ZERO_OK;
 }
 
 zero_status_t zero_mem_copy(zero_mem_kind_t dst_kind, void *dst, zero_mem_kind_t src_kind, const void *src,
@@ -485,17 +488,19 @@ zero_status_t zero_mem_copy(zero_mem_kind_t dst_kind, void *dst, zero_mem_kind_t
         memmove(dst, src, bytes);
         return ZERO_OK;
     }
+    {
+        zero_status_t status = zero_cuda_require("copying device memory");
+        if (status != ZERO_OK)
+            return status;
+    }
 #if HAVE_CUDA
     {
-        cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
+        cudaError_t err = ZERO_CUDA(cudaMemcpy)(dst, src, bytes, cudaMemcpyDefault);
         if (err != cudaSuccess) {
-            ZERO_LOG_ERROR("cudaMemcpy of %zu bytes: %s", bytes, cudaGetErrorString(err));
+            ZERO_LOG_ERROR("cudaMemcpy of %zu bytes: %s", bytes, ZERO_CUDA(cudaGetErrorString)(err));
             return ZERO_ERR_CUDA;
         }
-        return ZERO_OK;
     }
-#else
-    ZERO_LOG_ERROR("device memory operation in a build without CUDA");
-    return ZERO_ERR_UNSUPPORTED;
 #endif
+    return ZERO_OK;
 }

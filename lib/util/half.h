@@ -1,9 +1,9 @@
 /*
  * Scalar conversions between fp32 and the 16-bit types, rounding to nearest
- * even (as CUDA's __float2half_rn and __float2bfloat16_rn do). NaN stays NaN,
- * overflow gives infinity. SIMD kernels have their own vector versions and are
- * tested against these. Under nvcc the same functions are compiled for the
- * device too, so CUDA kernels round exactly as the host does.
+ * even (as CUDA's __float2half_rn and __float2bfloat16_rn do). NaN stays NaN
+ * (made quiet), overflow gives infinity. SIMD kernels have their own vector
+ * versions and are tested against these. Under nvcc the same functions are
+ * compiled for the device too, so CUDA kernels round exactly as the host does.
  */
 #ifndef ZERO_UTIL_HALF_H
 #define ZERO_UTIL_HALF_H
@@ -64,7 +64,9 @@ ZERO_HALF_FN float zero_f16_to_f32(uint16_t h)
             u = sign | ((uint32_t)(127 - 15 + 1 - shift) << 23) | (mant << 13);
         }
     } else if (exp == 0x1fu) {
-        u = sign | 0x7f800000u | (mant << 13);    /* inf / NaN */
+        /* inf, or NaN made quiet (payload kept): what F16C's vcvtph2ps gives,
+         * so the vector kernels and this reference agree on signalling NaNs */
+        u = sign | 0x7f800000u | (mant << 13) | (mant != 0 ? 0x00400000u : 0u);
     } else {
         u = sign | ((exp + 127 - 15) << 23) | (mant << 13);
     }

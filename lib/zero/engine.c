@@ -818,6 +818,40 @@ static zero_status_t setup_working_memory(zero_engine_h e)
     return ZERO_OK;
 }
 
+/*
+ * Set-up warnings for what trains without error but not as the trainer meant
+ * (issue 13). Rank 0 only: every rank registered the same parameters
+ * (check_same_registration), so the others would say the same.
+ */
+static void warn_silent_mismatches(zero_engine_h e)
+{
+    int num_fp32 = 0, num_bare_views = 0;
+    const char *first_bare_view = NULL;
+    if (e->rank != 0)
+        return;
+    for (int i = 0; i < e->num_params; i++) {
+        const struct zero_param *p = e->params[i];
+        if (p->dtype == ZERO_FP32)
+            num_fp32++;
+        else if (p->view_data != NULL && p->init_values == NULL && p->init_fn == NULL) {
+            if (first_bare_view == NULL)
+                first_bare_view = p->name;
+            num_bare_views++;
+        }
+    }
+    if (e->precision != ZERO_FP32 && e->num_params > 0 && num_fp32 == e->num_params)
+        ZERO_LOG_WARN("setup: the config enables %s (%s.enabled) but all %d registered parameters are fp32: training "
+                      "runs in fp32 (no 16-bit weights, gradients or communication); register the parameters as %s "
+                      "to train in 16 bits, or disable %s in the config",
+                      zero_dtype_string(e->precision), e->precision == ZERO_FP16 ? "fp16" : "bf16", e->num_params,
+                      zero_dtype_string(e->precision), zero_dtype_string(e->precision));
+    if (num_bare_views > 0)
+        ZERO_LOG_WARN("setup: %d view%s with 16-bit weights and no fp32 initial values (first: %s): the fp32 master "
+                      "weights start from the rounded 16-bit values; pass the fp32 values as init_values (or an "
+                      "init_fn) to start from them",
+                      num_bare_views, num_bare_views == 1 ? "" : "s", first_bare_view);
+}
+
 zero_status_t zero_engine_setup(zero_engine_h e)
 {
     zero_status_t status;
@@ -902,6 +936,7 @@ zero_status_t zero_engine_setup(zero_engine_h e)
     status = setup_working_memory(e);
     if (status != ZERO_OK)
         goto err;
+    warn_silent_mismatches(e);
     /* The weights the trainer sees, from the fp32 masters. */
     status = engine_write_back(e);
     if (status != ZERO_OK)

@@ -63,6 +63,7 @@ struct zero_param {
     int ready;           /* grad_ready this micro-batch */
     int gather_count;    /* stage 3: nested gathers outstanding */
     int persistent;      /* stage 3: stays gathered */
+    int grad_held;       /* stages 0-1: its gradient was non-zero after the last non-boundary zero_step */
 };
 
 /* A free extent of a pool: bytes [offset, offset + length). */
@@ -200,6 +201,7 @@ struct zero_engine {
     void *persistent_region;
     int persistent_region_shared;
     int pool_overflow_warned;        /* a one-off buffer was needed (logged once) */
+    int grad_zeroing_warned;         /* stages 0-1: the trainer zeroed accumulated gradients (logged once) */
 
     /* accounting */
     zero_engine_memory_t mem;

@@ -17,6 +17,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 static size_t bucket_bytes(zero_engine_h e, int b)
 {
@@ -25,6 +27,83 @@ static size_t bucket_bytes(zero_engine_h e, int b)
 }
 
 /* ---- backward ---- */
+
+/*
+ * Stages 0-1 accumulate gradients in the buffers the trainer writes (its views
+ * or the engine's flat gradients) over gradient_accumulation_steps
+ * micro-batches, and reduce them once at the boundary. A trainer that zeroes
+ * them between micro-batches (a zero_grad() at the top of every iteration, as
+ * in a PyTorch loop without accumulation) silently trains on the last
+ * micro-batch only. Detected from values: after a non-boundary zero_step each
+ * parameter records whether its gradient holds anything; at the next
+ * zero_backward_begin a gradient that held something and is now all zeros was
+ * zeroed in between. Always on: both scans stop at the first non-zero element,
+ * so an accumulated gradient costs one read. Zeroing after zero_backward_begin
+ * (inside the backward) cannot be told from values and is not detected.
+ */
+static void *accumulated_grad(zero_engine_h e, const struct zero_param *p)
+{
+    const zero_layout_param_t *lp = &e->layout->params[p->index];
+    if (p->view_grad != NULL)
+        return p->view_grad;
+    return (char *)e->groups[lp->group].grads_flat + lp->offset * dtype_bytes(p->dtype);
+}
+
+static int grad_any_nonzero(const void *grad, zero_dtype_t dtype, size_t n)
+{
+    if (dtype == ZERO_FP32) {
+        const uint32_t *u = grad;
+        for (size_t i = 0; i < n; i++)
+            if (u[i] & 0x7fffffffu)   /* -0.0 is zero too */
+                return 1;
+    } else {
+        const uint16_t *h = grad;
+        for (size_t i = 0; i < n; i++)
+            if (h[i] & 0x7fffu)
+                return 1;
+    }
+    return 0;
+}
+
+static int accumulation_checked(zero_engine_h e)
+{
+    return e->stage < 2 && e->gas > 1 && e->kind != ZERO_MEM_DEVICE && !e->grad_zeroing_warned;
+}
+
+/* After a non-boundary zero_step: which gradients hold something now. */
+static void note_held_grads(zero_engine_h e)
+{
+    if (!accumulation_checked(e))
+        return;
+    for (int i = 0; i < e->num_params; i++) {
+        struct zero_param *p = e->params[i];
+        p->grad_held = grad_any_nonzero(accumulated_grad(e, p), p->dtype, p->numel);
+    }
+}
+
+/* At zero_backward_begin inside a window: warn (once) when held gradients are all zeros. */
+static void check_held_grads(zero_engine_h e)
+{
+    const char *first = NULL;
+    int zeroed = 0;
+    if (e->window_micro == 0 || !accumulation_checked(e))
+        return;
+    for (int i = 0; i < e->num_params; i++) {
+        struct zero_param *p = e->params[i];
+        if (p->grad_held && !grad_any_nonzero(accumulated_grad(e, p), p->dtype, p->numel)) {
+            if (first == NULL)
+                first = p->name;
+            zeroed++;
+        }
+    }
+    if (zeroed == 0)
+        return;
+    e->grad_zeroing_warned = 1;
+    ZERO_LOG_WARN("micro-batch %d of %d: the accumulated gradients of %d parameter%s (first: %s) were zeroed since "
+                  "the last zero_step, so only the window's last micro-batch counts; at stage %d the trainer must "
+                  "not zero gradients between micro-batches (the engine zeroes them after each boundary step)",
+                  e->window_micro + 1, e->gas, zeroed, zeroed == 1 ? "" : "s", first, e->stage);
+}
 
 zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
 {
@@ -37,6 +116,7 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
                                                      : "a backward is already open (call zero_backward_end and zero_step)");
         return ZERO_ERR_STATE;
     }
+    check_held_grads(e);
     for (int i = 0; i < e->num_params; i++) {
         struct zero_param *p = e->params[i];
         const zero_layout_param_t *lp = &e->layout->params[i];
@@ -756,6 +836,49 @@ zero_status_t engine_scratch_alloc(zero_engine_h e)
     return ZERO_OK;
 }
 
+/* Resident set of this process now and at its peak, in bytes (0 where unknown). */
+static void process_rss(uint64_t *now_p, uint64_t *peak_p)
+{
+    struct rusage usage;
+    unsigned long long size_pages, resident_pages;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    *now_p = 0;
+    *peak_p = 0;
+    if (statm != NULL) {
+        if (fscanf(statm, "%llu %llu", &size_pages, &resident_pages) == 2)
+            *now_p = (uint64_t)resident_pages * (uint64_t)sysconf(_SC_PAGESIZE);
+        fclose(statm);
+    }
+    if (getrusage(RUSAGE_SELF, &usage) == 0)
+        *peak_p = (uint64_t)usage.ru_maxrss * 1024u;   /* Linux reports KiB */
+}
+
+/* memory_breakdown: the engine's own accounting (zero_engine_memory), what
+ * libzero holds per memory kind (zero_mem_get_stats) and the process's
+ * resident set, in MiB, after the progress line (DeepSpeed's see_memory_usage). */
+static void print_memory(zero_engine_h e)
+{
+    const double mib = 1.0 / (1024.0 * 1024.0);
+    const zero_engine_memory_t *m = &e->mem;
+    zero_mem_stats_t stats;
+    uint64_t rss, rss_peak;
+    zero_mem_get_stats(&stats);
+    process_rss(&rss, &rss_peak);
+    zero_log_emit(ZERO_LOG_LEVEL_INFO, "engine", NULL, 0,
+                  "memory (MiB): engine params=%.2f grads=%.2f master=%.2f optim_state=%.2f persistent=%.2f "
+                  "buffers=%.2f buffers_peak=%.2f pools=%.2f total=%.2f",
+                  (double)m->params * mib, (double)m->grads * mib, (double)m->master * mib,
+                  (double)m->optim_state * mib, (double)m->persistent * mib, (double)m->buffers * mib,
+                  (double)m->buffers_peak * mib, (double)m->pools * mib, (double)m->total * mib);
+    zero_log_emit(ZERO_LOG_LEVEL_INFO, "engine", NULL, 0,
+                  "memory (MiB): libzero host=%.2f (peak %.2f) pinned=%.2f (peak %.2f) device=%.2f (peak %.2f); "
+                  "process rss=%.2f (peak %.2f)",
+                  (double)stats.live_bytes[ZERO_MEM_HOST] * mib, (double)stats.peak_bytes[ZERO_MEM_HOST] * mib,
+                  (double)stats.live_bytes[ZERO_MEM_PINNED] * mib, (double)stats.peak_bytes[ZERO_MEM_PINNED] * mib,
+                  (double)stats.live_bytes[ZERO_MEM_DEVICE] * mib, (double)stats.peak_bytes[ZERO_MEM_DEVICE] * mib,
+                  (double)rss * mib, (double)rss_peak * mib);
+}
+
 static void print_step(zero_engine_h e, const zero_step_info_t *info)
 {
     uint64_t every = e->config->steps_per_print;
@@ -770,6 +893,8 @@ static void print_step(zero_engine_h e, const zero_step_info_t *info)
                       "time (ms, total since start): backward_wait=%.1f reduce=%.1f step=%.1f gather=%.1f",
                       1e3 * e->timers.backward_wait, 1e3 * e->timers.reduce, 1e3 * e->timers.step,
                       1e3 * e->timers.gather);
+    if (e->config->memory_breakdown)
+        print_memory(e);
 }
 
 zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
@@ -805,6 +930,7 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
     info.loss_scale = scale;
     info.lr = zero_lr_schedule_lr(&e->schedule);
     if (++e->window_micro < e->gas) {
+        note_held_grads(e);
         e->state = ENGINE_READY;
         info.global_steps = e->global_steps;
         if (info_p)

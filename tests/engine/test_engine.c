@@ -738,7 +738,186 @@ static void test_last_error_is_the_detectors_message(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* ---- porting aids (issue 13): set-up warnings, accumulation check, memory_breakdown ---- */
+
+typedef struct {
+    int warnings, infos;
+    char warning[8][1024];
+    char info[16][1024];
+} log_capture_t;
+
+static void capture(zero_log_level_t level, int rank, const char *module, const char *message, void *user_data)
+{
+    log_capture_t *c = user_data;
+    (void)rank;
+    (void)module;
+    if (level == ZERO_LOG_LEVEL_WARN && c->warnings < 8)
+        snprintf(c->warning[c->warnings++], sizeof(c->warning[0]), "%s", message);
+    else if (level == ZERO_LOG_LEVEL_INFO && c->infos < 16)
+        snprintf(c->info[c->infos++], sizeof(c->info[0]), "%s", message);
+}
+
+/* Registers @p n parameters and sets up, capturing what the set-up logs. */
+static void setup_captured(const char *json, zero_param_desc_t *descs, int n, log_capture_t *c)
+{
+    zero_engine_h e = make_engine(json);
+    zero_param_h p;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    memset(c, 0, sizeof(*c));
+    zero_log_set_callback(capture, c);
+    for (int i = 0; i < n; i++)
+        CU_ASSERT_EQUAL(zero_param_register(e, &descs[i], &p), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_engine_setup(e), ZERO_OK);
+    zero_log_set_callback(NULL, NULL);
+    zero_engine_destroy(e);
+}
+
+static void test_setup_warnings(void)
+{
+    ZERO_TEST_MEM_MARK();
+    log_capture_t c;
+    uint16_t w16[64] = {0}, g16[64] = {0};
+    float init[64] = {0};
+    zero_param_desc_t two32[2] = {desc("a", ZERO_FP32, 64), desc("b", ZERO_FP32, 64)};
+    zero_param_desc_t mixed[2] = {desc("a", ZERO_FP32, 64), desc("b", ZERO_BF16, 64)};
+    zero_param_desc_t view[1] = {desc("embed", ZERO_BF16, 64)};
+
+    loud();
+    /* bf16 in the config, every parameter fp32: one warning naming both */
+    setup_captured(CFG(1, ", \"bf16\": {\"enabled\": true}"), two32, 2, &c);
+    CU_ASSERT_EQUAL(c.warnings, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.warning[0], "enables bf16 (bf16.enabled) but all 2 registered parameters are fp32"));
+    /* one bf16 parameter among them: it trains in bf16, nothing to say */
+    setup_captured(CFG(1, ", \"bf16\": {\"enabled\": true}"), mixed, 2, &c);
+    CU_ASSERT_EQUAL(c.warnings, 0);
+    /* fp32 config, fp32 parameters: nothing */
+    setup_captured(CFG(1, ""), two32, 2, &c);
+    CU_ASSERT_EQUAL(c.warnings, 0);
+
+    /* a bf16 view without fp32 initial values: the master starts rounded */
+    view[0].field_mask = ZERO_PARAM_FIELD_VIEW;
+    view[0].view_data = w16;
+    view[0].view_grad = g16;
+    setup_captured(CFG(1, ", \"bf16\": {\"enabled\": true}"), view, 1, &c);
+    CU_ASSERT_EQUAL(c.warnings, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.warning[0], "1 view with 16-bit weights and no fp32 initial values (first: embed)"));
+    /* with them: nothing */
+    view[0].field_mask |= ZERO_PARAM_FIELD_INIT_VALUES;
+    view[0].init_values = init;
+    setup_captured(CFG(1, ", \"bf16\": {\"enabled\": true}"), view, 1, &c);
+    CU_ASSERT_EQUAL(c.warnings, 0);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* Stages 0-1 with accumulation: three windows of two micro-batches through
+ * views; with @p zero_between the trainer zeroes its gradient buffer at the top
+ * of every iteration. Returns the warnings logged (captured into *c). */
+static void run_accumulation(int stage, int zero_between, log_capture_t *c)
+{
+    char json[512];
+    float weights[256], grads[256];
+    zero_param_desc_t d = desc("w", ZERO_FP32, 256);
+    zero_param_h p;
+    zero_engine_h e;
+    snprintf(json, sizeof(json),
+             "{\"train_batch_size\": 2, \"gradient_accumulation_steps\": 2,"
+             " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+             " \"zero_optimization\": {\"stage\": %d}}", stage);
+    e = make_engine(json);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    for (int i = 0; i < 256; i++)
+        weights[i] = grads[i] = 0.0f;
+    d.field_mask = ZERO_PARAM_FIELD_VIEW;
+    d.view_data = weights;
+    d.view_grad = grads;
+    CU_ASSERT_EQUAL(zero_param_register(e, &d, &p), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+    memset(c, 0, sizeof(*c));
+    zero_log_set_callback(capture, c);
+    for (int micro = 0; micro < 6; micro++) {
+        float seed;
+        if (zero_between)
+            memset(grads, 0, sizeof(grads));   /* the mistake: a zero_grad() per micro-batch */
+        CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+        for (int i = 0; i < 256; i++)
+            grads[i] += 1.0f;
+        CU_ASSERT_EQUAL(zero_grad_ready(e, p), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_step(e, NULL), ZERO_OK);
+    }
+    zero_log_set_callback(NULL, NULL);
+    zero_engine_destroy(e);
+}
+
+static void test_accumulation_zeroing_warning(void)
+{
+    ZERO_TEST_MEM_MARK();
+    log_capture_t c;
+    loud();
+    for (int stage = 0; stage <= 1; stage++) {
+        run_accumulation(stage, 1, &c);
+        CU_ASSERT_EQUAL(c.warnings, 1);   /* once, though it happened three times */
+        CU_ASSERT_PTR_NOT_NULL(strstr(c.warning[0], "micro-batch 2 of 2: the accumulated gradients of 1 parameter "
+                                                    "(first: w) were zeroed since the last zero_step"));
+        run_accumulation(stage, 0, &c);
+        CU_ASSERT_EQUAL(c.warnings, 0);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* memory_breakdown: true adds the memory lines to every progress line. */
+static void test_memory_breakdown(void)
+{
+    ZERO_TEST_MEM_MARK();
+    log_capture_t c;
+    for (int on = 0; on <= 1; on++) {
+        char json[512];
+        zero_param_desc_t d = desc("w", ZERO_FP32, 262144);   /* 1 MiB of fp32 */
+        zero_param_h p;
+        zero_engine_h e;
+        float seed;
+        int memory_lines = 0, progress_lines = 0;
+        snprintf(json, sizeof(json),
+                 "{\"train_batch_size\": 1, \"steps_per_print\": 1, \"memory_breakdown\": %s,"
+                 " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+                 " \"zero_optimization\": {\"stage\": 1}}", on ? "true" : "false");
+        e = make_engine(json);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        CU_ASSERT_EQUAL(zero_param_register(e, &d, &p), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+        memset(&c, 0, sizeof(c));
+        loud();
+        zero_log_set_callback(capture, &c);
+        for (int k = 0; k < 2; k++) {
+            CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+            CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+            CU_ASSERT_EQUAL(zero_step(e, NULL), ZERO_OK);
+        }
+        zero_log_set_callback(NULL, NULL);
+        for (int i = 0; i < c.infos; i++) {
+            if (strncmp(c.info[i], "step=", 5) == 0)
+                progress_lines++;
+            if (strncmp(c.info[i], "memory (MiB): engine params=1.00 grads=1.00 master=", 51) == 0) {
+                memory_lines++;
+                CU_ASSERT_PTR_NOT_NULL(strstr(c.info[i], "optim_state=2.00"));   /* AdamW's two moments */
+                CU_ASSERT(i + 1 < c.infos && strncmp(c.info[i + 1], "memory (MiB): libzero host=", 27) == 0 &&
+                          strstr(c.info[i + 1], "process rss=") != NULL);
+            }
+        }
+        CU_ASSERT_EQUAL(progress_lines, 2);
+        CU_ASSERT_EQUAL(memory_lines, on ? 2 : 0);
+        if (memory_lines == 0 && on)
+            for (int i = 0; i < c.infos; i++)
+                printf("\n    logged: %s", c.info[i]);
+        zero_engine_destroy(e);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 static CU_TestInfo engine_tests[] = {
+    {"set-up warnings: 16-bit config with fp32 parameters, bare 16-bit views", test_setup_warnings},
+    {"stages 0-1: gradients zeroed between micro-batches are warned of", test_accumulation_zeroing_warning},
+    {"memory_breakdown prints memory with each progress line", test_memory_breakdown},
     {"manual LR schedule; memory kinds", test_manual_schedule_and_memory_kind},
     {"misuse is an error that changes nothing", test_misuse_is_an_error},
     {"bad configs; stage-3 rules", test_bad_configs_and_stage3_rules},

@@ -63,6 +63,15 @@ for tool in zero-config zero-estimate; do # the two that link libzero.so
     [ "$(realpath "$resolved" 2>/dev/null)" = "$(realpath "$root/$libdir/libzero.so.0" 2>/dev/null)" ] ||
     fail "$tool loads libzero from '$resolved', not from the relocated $root/$libdir"
 done
+# CUDA builds: the CUDA module is installed beside libzero.so, which links neither
+# the CUDA runtime nor NCCL (lib/util/cuda_module.h; libzero finds it through its own path).
+if [ -e "$build/libzero-cuda.so" ]; then
+  [ -e "$root/$libdir/libzero-cuda.so" ] || fail "libzero-cuda.so is not installed beside libzero.so in $root/$libdir"
+  if readelf -d "$root/$libdir/libzero.so.0" | grep NEEDED | grep -Eq 'libcudart|libnccl'; then
+    fail "the installed libzero.so needs the CUDA runtime or NCCL to load"
+  fi
+fi
+
 examples="$root/$datadir/doc/libzero/examples"
 [ -f "$examples/flat/ds_config.json" ] || fail "examples not installed under $examples"
 if "$root/bin/zero-config" check "$examples/flat/ds_config.json" --world-size 1 >"$tmp/check.log" 2>&1; then
