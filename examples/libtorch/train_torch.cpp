@@ -90,7 +90,7 @@ public:
         : zs_(zs), handle_(handle), param_(std::move(param)) {}
 
     torch::autograd::variable_list operator()(const torch::autograd::variable_list &outputs,
-                                              const torch::autograd::variable_list &inputs) override
+                                              const torch::autograd::variable_list &/* inputs */) override
     {
         if (zs_->eng != nullptr) {
             if (zs_->stage == 3) {
