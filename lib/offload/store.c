@@ -1,6 +1,8 @@
-/* The store front: argument checks shared by every implementation. */
+/* The store front: argument checks shared by every implementation, and the
+ * one place a config becomes a store. */
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store.h"
+#include "offload/store_nvme.h"
 #include "util/log.h"
 
 #include <string.h>
@@ -69,4 +71,48 @@ void zero_store_destroy(zero_store_t *store)
 {
     if (store != NULL)
         store->ops->destroy(store);
+}
+
+zero_status_t zero_store_flush(zero_store_t *store)
+{
+    return store->ops->flush != NULL ? store->ops->flush(store) : ZERO_OK;
+}
+
+size_t zero_store_max_range(const zero_store_t *store) { return store->max_range; }
+
+zero_status_t zero_store_create_for(const zero_config_t *config, int rank, const zero_store_desc_t *desc,
+                                    zero_store_t **store_p)
+{
+    const zero_config_offload_optimizer_t *oo = &config->zero_optimization.offload_optimizer;
+    zero_store_nvme_params_t params;
+    size_t longest = 1;
+
+    switch (oo->device) {
+    case ZERO_OFFLOAD_NONE:
+        return zero_store_host_create(desc, store_p);
+    case ZERO_OFFLOAD_CPU:
+        if (desc->kind == ZERO_MEM_HOST)
+            ZERO_LOG_INFO("offload_optimizer.device \"cpu\": this rank's optimizer state is in host memory already");
+        return zero_store_host_create(desc, store_p);
+    case ZERO_OFFLOAD_NVME:
+        break;
+    default:
+        ZERO_LOG_ERROR("offload_optimizer.device %d is not a device libzero knows", (int)oo->device);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for (int g = 0; g < desc->num_groups; g++)
+        if (desc->length[g] > longest)
+            longest = desc->length[g];
+    zero_store_nvme_params_default(&params);
+    params.dir = oo->nvme_path;
+    params.rank = rank;
+    params.buffer_count = oo->buffer_count > (uint32_t)INT32_MAX ? INT32_MAX : (int)oo->buffer_count;
+    /* DeepSpeed streams the state sub-group by sub-group: its buffers hold one sub-group. */
+    params.max_range = config->zero_optimization.sub_group_size < longest ? (size_t)config->zero_optimization.sub_group_size
+                                                                           : longest;
+    params.block_size = (size_t)config->aio.block_size;
+    params.queue_depth = config->aio.queue_depth > (uint32_t)INT32_MAX ? INT32_MAX : (int)config->aio.queue_depth;
+    params.io_threads = config->aio.intra_op_parallelism > 64 ? 64 : (int)config->aio.intra_op_parallelism;
+    params.io = config->aio.io_backend == ZERO_AIO_POSIX ? ZERO_STORE_NVME_IO_THREADS : ZERO_STORE_NVME_IO_URING;
+    return zero_store_nvme_create(desc, &params, store_p);
 }

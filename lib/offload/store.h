@@ -12,12 +12,15 @@
  *
  * Implementations: the host store (store_host.c) is an identity mapping, its
  * arrays in this process's memory of the descriptor's kind, acquire returns
- * pointers into them and release does nothing; further stores (NVMe files,
- * zero-optd servers) implement the same operations.
+ * pointers into them and release does nothing; the NVMe store (store_nvme.h)
+ * keeps them in a file and stages ranges through a few buffers; further
+ * stores (zero-optd servers) implement the same operations.
+ * zero_store_create_for() picks the store a config asks for.
  *
  * Ranges: group g holds length[g] elements per field; a range [begin, begin +
  * count) of it must lie inside. Ranges acquired at the same time must not
- * overlap where one of them is dirty. Thread safety: one caller at a time per
+ * overlap where one of them is dirty. A store with bounded buffers takes at
+ * most zero_store_max_range() elements per range. Thread safety: one caller at a time per
  * store, unless an implementation states more.
  */
 #ifndef ZERO_OFFLOAD_STORE_H
@@ -25,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <zero/config.h>
 #include <zero/memory.h>
 #include <zero/status.h>
 #include <zero/types.h>
@@ -75,6 +79,7 @@ typedef struct zero_store_ops {
     zero_status_t (*acquire)(zero_store_t *store, zero_store_range_t *range);
     zero_status_t (*release)(zero_store_t *store, zero_store_range_t *range, int dirty);
     zero_status_t (*prefetch)(zero_store_t *store, int group, size_t begin, size_t count, unsigned fields);
+    zero_status_t (*flush)(zero_store_t *store);   /* NULL: nothing is ever in flight */
     void (*bytes)(const zero_store_t *store, zero_store_bytes_t *bytes_p);
     void (*destroy)(zero_store_t *store);
 } zero_store_ops_t;
@@ -83,6 +88,7 @@ typedef struct zero_store_ops {
 struct zero_store {
     const zero_store_ops_t *ops;
     zero_store_desc_t desc;
+    size_t max_range;   /* elements per range at most; 0: no bound */
 };
 
 /* The host store: arrays of desc->kind, populated (no page faults later) and
@@ -97,10 +103,28 @@ zero_status_t zero_store_acquire(zero_store_t *store, zero_store_range_t *range)
 zero_status_t zero_store_release(zero_store_t *store, zero_store_range_t *range, int dirty);
 /* A hint: [begin, begin + count) of @p group will be acquired soon. */
 zero_status_t zero_store_prefetch(zero_store_t *store, int group, size_t begin, size_t count, unsigned fields);
+/* Waits until every dirty release so far is where the store keeps its data
+ * (the file, the server), and returns an error from that not yet returned by
+ * another call (stores with asynchronous writes report their errors at the
+ * next call; this is the call that leaves none unreported). */
+zero_status_t zero_store_flush(zero_store_t *store);
+/* The largest range (elements) one acquire or prefetch may name; 0: no bound. */
+size_t zero_store_max_range(const zero_store_t *store);
 /* The fields the store has: master, and one per optimizer state. */
 unsigned zero_store_fields(const zero_store_t *store);
 void zero_store_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p);
 /* NULL allowed. */
 void zero_store_destroy(zero_store_t *store);
+
+/* The store @p config asks for, for rank @p rank:
+ * zero_optimization.offload_optimizer.device "none" or "cpu": the host store
+ * (on a host rank the state is in host memory already: "cpu" says so with an
+ * info line); "nvme": the NVMe store under nvme_path, with buffer_count
+ * buffers of min(sub_group_size, the longest group) elements per field and
+ * the "aio" block's block_size, queue_depth, intra_op_parallelism and
+ * io_backend. @p desc as for the stores' own create calls.
+ * Errors: the chosen store's (logged). */
+zero_status_t zero_store_create_for(const zero_config_t *config, int rank, const zero_store_desc_t *desc,
+                                    zero_store_t **store_p);
 
 #endif /* ZERO_OFFLOAD_STORE_H */
