@@ -594,8 +594,8 @@ static zero_status_t nvme_release(zero_store_t *store, zero_store_range_t *range
     if (slot == NULL)
         return ZERO_OK;   /* only adopted fields: nothing staged */
     pthread_mutex_lock(&s->mutex);
-    if (!dirty && !slot->write_failed) {
-        slot->state = SLOT_READY;
+    if (!dirty) {
+        slot->state = SLOT_READY;   /* a failed write's data stays here (write_failed) until a dirty release */
         goto out;
     }
     /* Every other buffered copy of these elements is now stale. */

@@ -106,6 +106,17 @@ static int random_round_trips(zero_store_t *s, const zero_store_desc_t *d, float
                 if (r[k].count > span)
                     r[k].count = span;
                 r[k].begin = lo + (size_t)(rng() % (uint64_t)(span - r[k].count + 1));
+            } else if (rng() % 2 == 0) {
+                /* from a few overlapping ranges, so that buffered copies are found again
+                 * after an overlapping range was written */
+                static const size_t begins[] = {0, 500, 1000, 1024, 1333};
+                static const size_t counts[] = {1000, 1024, 2048, 3000};
+                r[k].begin = begins[rng() % 5] % len;
+                r[k].count = counts[rng() % 4];
+                if (r[k].count > max_range)
+                    r[k].count = max_range;
+                if (r[k].count > len - r[k].begin)
+                    r[k].count = len - r[k].begin;
             } else {
                 r[k].count = (size_t)(rng() % (uint64_t)(len < max_range ? len : max_range) + 1);
                 r[k].begin = (size_t)(rng() % (uint64_t)(len - r[k].count + 1));
@@ -216,6 +227,16 @@ static void test_nvme_prefetch_and_neighbours(void)
     CU_ASSERT_EQUAL(st.acquire_hits, 1);
     CU_ASSERT_EQUAL(st.bytes_read, 2048 * sizeof(float));   /* exactly the range's blocks, once */
     CU_ASSERT_EQUAL(zero_store_release(s, &a, 0), ZERO_OK);
+
+    /* a copy kept in a buffer is dropped when an overlapping range is written */
+    zero_store_range_t mid = {.group = 0, .begin = 1000, .count = 100, .fields = ZERO_STORE_FIELD_BIT(0)};
+    CU_ASSERT_EQUAL_FATAL(zero_store_acquire(s, &mid), ZERO_OK);
+    mid.data[0][99] = 7.0f;
+    CU_ASSERT_EQUAL(zero_store_release(s, &mid, 1), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_store_acquire(s, &a), ZERO_OK);
+    CU_ASSERT_EQUAL(a.data[0][1099], 7.0f);
+    a.data[0][1099] = 0.0f;
+    CU_ASSERT_EQUAL(zero_store_release(s, &a, 1), ZERO_OK);
 
     /* both held at once, in one 4 KiB block, each released dirty */
     CU_ASSERT_EQUAL_FATAL(zero_store_acquire(s, &left), ZERO_OK);
