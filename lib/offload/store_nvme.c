@@ -253,9 +253,9 @@ static void *uring_main(void *arg)
         if (rc == -EINTR)
             continue;
         if (rc < 0) {
-            /* The ring itself failed (not one request): fail what is in flight
-             * cannot be done per request here; report and keep serving with
-             * pread/pwrite from this thread so that waits end. */
+            /* Waiting on the ring itself failed (not one request): report it
+             * to the caller and wait again; the requests in flight still
+             * complete through the ring. */
             pthread_mutex_lock(&s->mutex);
             if (s->async_status == ZERO_OK) {
                 snprintf(s->async_message, sizeof(s->async_message), "nvme store: io_uring wait on %s failed: %s",
