@@ -87,7 +87,7 @@ static zero_status_t step(zero_store_t *store, const zero_optim_ctx_t *ctx, cons
 }
 
 static int run_steps(const char *what, zero_store_t *store, const zero_optim_ctx_t *ctx, const float *grad, size_t n,
-                     size_t range, int reps, double *median_p)
+                     size_t range, int reps, double *median_p, zero_store_nvme_stats_t *after_warmup)
 {
     double *t = calloc((size_t)reps, sizeof(double));
     if (t == NULL)
@@ -97,6 +97,8 @@ static int run_steps(const char *what, zero_store_t *store, const zero_optim_ctx
         free(t);
         return -1;
     }
+    if (after_warmup != NULL)
+        zero_store_nvme_stats(store, after_warmup);
     for (int i = 0; i < reps; i++) {
         double t0 = zero_clock_now();
         if (step(store, ctx, grad, n, range, 2 + i) != ZERO_OK) {
@@ -240,22 +242,21 @@ int main(int argc, char **argv)
     printf("bench_offload: %zu elements (%.1f MB of master + moments), sub-groups of %zu elements, %d buffers, "
            "block %zu B, queue depth %d, %d threads, dir %s\n", n, 12.0 * (double)n / 1e6, range, buffers, block, qd,
            zero_thread_pool_size(pool), dir);
-    if (run_steps("host", host, &ctx, grad, n, range, reps, &t_host) != 0)
+    if (run_steps("host", host, &ctx, grad, n, range, reps, &t_host, NULL) != 0)
         goto out;
-    zero_store_nvme_stats(nvme, &s0);
-    if (run_steps("nvme", nvme, &ctx, grad, n, range, reps, &t_nvme) != 0)
+    if (run_steps("nvme", nvme, &ctx, grad, n, range, reps, &t_nvme, &s0) != 0)
         goto out;
     zero_store_nvme_stats(nvme, &s1);
-    double moved = (double)((s1.bytes_read - s0.bytes_read) + (s1.bytes_written - s0.bytes_written)) / (reps + 1);
-    double read_step = (double)(s1.bytes_read - s0.bytes_read) / (reps + 1);
-    double written_step = (double)(s1.bytes_written - s0.bytes_written) / (reps + 1);
+    double moved = (double)((s1.bytes_read - s0.bytes_read) + (s1.bytes_written - s0.bytes_written)) / reps;
+    double read_step = (double)(s1.bytes_read - s0.bytes_read) / reps;
+    double written_step = (double)(s1.bytes_written - s0.bytes_written) / reps;
     if (raw_io(dir, (uint64_t)(written_step > 0 ? written_step : moved / 2), range * sizeof(float), reps, &t_raw,
                &t_raw_w, &t_raw_r) != 0)
         goto out;
     printf("host store   step %.4f s  (%.2f GB/s of optimizer state touched)\n", t_host, 28.0 * (double)n / t_host / 1e9);
     printf("nvme store   step %.4f s  read %.1f MB + written %.1f MB per step = %.2f GB/s (%s, %s), caller waited "
            "%.3f s per step\n", t_nvme, read_step / 1e6, written_step / 1e6, moved / t_nvme / 1e9, s1.io,
-           s1.direct ? "O_DIRECT" : "page cache", (s1.wait_seconds - s0.wait_seconds) / (reps + 1));
+           s1.direct ? "O_DIRECT" : "page cache", (s1.wait_seconds - s0.wait_seconds) / reps);
     printf("raw O_DIRECT write+read of %.1f MB in %zu B requests: %.4f s (write %.2f GB/s, read %.2f GB/s, both "
            "%.2f GB/s)\n", written_step / 1e6, range * sizeof(float), t_raw, written_step / t_raw_w / 1e9,
            written_step / t_raw_r / 1e9, 2 * written_step / t_raw / 1e9);
