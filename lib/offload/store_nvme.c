@@ -82,6 +82,7 @@ typedef struct nvme_slot {
     char *buf[ZERO_STORE_NUM_FIELDS];/* [max_range + one block] each, aligned */
     int pending;                     /* requests in flight (under the mutex) */
     int write_failed;                /* the last write failed: the buffer is the only copy */
+    int read_failed;                 /* the read in flight failed: the buffer holds nothing */
     uint64_t last_use;
     nvme_op_t *ops;                  /* [ops_per_slot] */
 } nvme_slot_t;
@@ -163,8 +164,12 @@ static void op_complete_locked(nvme_store_t *s, nvme_op_t *op, long result)
         if (s->async_status != ZERO_ERR_NO_MEMORY)
             s->async_status = ZERO_ERR_IO;
     }
-    if (result != (long)op->length && op->write)
-        op->slot->write_failed = 1;
+    if (result != (long)op->length) {
+        if (op->write)
+            op->slot->write_failed = 1;
+        else
+            op->slot->read_failed = 1;
+    }
     if (result > 0)
         atomic_fetch_add(op->write ? &s->bytes_written : &s->bytes_read, (uint64_t)result);
     op->slot->pending--;
@@ -334,12 +339,28 @@ static void wait_slot_locked(nvme_store_t *s, nvme_slot_t *slot)
     }
 }
 
-/* A slot whose I/O finished moves on: READING -> READY, WRITING -> READY
- * (a failed write keeps write_failed set and the data). */
+/* A slot whose I/O finished moves on: READING -> READY (FREE if the read
+ * failed), WRITING -> READY (a failed write keeps write_failed and the data). */
 static void settle_locked(nvme_slot_t *slot)
 {
-    if (slot->pending == 0 && (slot->state == SLOT_READING || slot->state == SLOT_WRITING))
-        slot->state = SLOT_READY;
+    if (slot->pending == 0 && (slot->state == SLOT_READING || slot->state == SLOT_WRITING)) {
+        slot->state = slot->read_failed ? SLOT_FREE : SLOT_READY;
+        slot->read_failed = 0;
+    }
+}
+
+/* Copies the elements @p src and @p dst share, in the fields both hold, from
+ * src's buffer into dst's. */
+static void copy_overlap(nvme_slot_t *dst, const nvme_slot_t *src)
+{
+    size_t lo = dst->begin > src->begin ? dst->begin : src->begin;
+    size_t hi = dst->begin + dst->count < src->begin + src->count ? dst->begin + dst->count : src->begin + src->count;
+    if (dst->group != src->group || lo >= hi)
+        return;
+    for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+        if (dst->fields & src->fields & ZERO_STORE_FIELD_BIT(f))
+            memcpy((float *)(void *)dst->buf[f] + (lo - dst->ext_begin),
+                   (const float *)(const void *)src->buf[f] + (lo - src->ext_begin), (hi - lo) * sizeof(float));
 }
 
 static int blocks_overlap(const nvme_slot_t *a, int group, size_t ext_begin, size_t ext_end)
@@ -433,6 +454,7 @@ static void slot_assign(nvme_slot_t *slot, int group, size_t begin, size_t count
     slot->ext_end = round_up(begin + count, NVME_ALIGN_ELEMS);   /* count > 0: at least one block */
     slot->fields = fields;
     slot->write_failed = 0;
+    slot->read_failed = 0;
     slot->last_use = use;
 }
 
@@ -515,11 +537,22 @@ static zero_status_t nvme_acquire(zero_store_t *store, zero_store_range_t *range
         }
         wait_slot_locked(s, slot);
         settle_locked(slot);
-        if ((status = take_async_error_locked(s)) != ZERO_OK) {
+        status = take_async_error_locked(s);
+        if (status == ZERO_OK && slot->state == SLOT_FREE) {
+            /* its read failed, and another error was reported first */
+            ZERO_LOG_ERROR("nvme store: reading group %d [%zu, +%zu) from %s failed (see the earlier error)",
+                           range->group, range->begin, range->count, s->path);
+            status = ZERO_ERR_IO;
+        }
+        if (status != ZERO_OK) {
             if (!slot->write_failed)
                 slot->state = SLOT_FREE;   /* a failed read: its buffer holds nothing */
             goto out;
         }
+        /* A failed write's buffer is the newest copy of its elements: the file is not. */
+        for (int i = 0; i < s->num_slots; i++)
+            if (&s->slots[i] != slot && s->slots[i].write_failed && s->slots[i].state != SLOT_FREE)
+                copy_overlap(slot, &s->slots[i]);
         slot->state = SLOT_HELD;
         slot->last_use = ++s->use_clock;
         for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
@@ -606,7 +639,9 @@ static zero_status_t nvme_release(zero_store_t *store, zero_store_range_t *range
             continue;
         wait_slot_locked(s, o);
         settle_locked(o);
-        if (!o->write_failed)
+        if (o->write_failed)
+            copy_overlap(o, slot);   /* the only copy of its range: kept, and kept current */
+        else
             o->state = SLOT_FREE;
     }
     if ((status = merge_edges_locked(s, slot)) != ZERO_OK) {

@@ -202,12 +202,38 @@ static void test_read_eio(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* A prefetch whose read fails leaves nothing behind: the range's acquire
+ * reads it again instead of handing out what the buffer held before. */
+static void test_prefetch_read_eio(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_store_t *s;
+    strcpy(test_dir, "/tmp/zero-nvme-fault-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(test_dir));
+    s = create_store();
+    for (int k = 0; k < 4; k++)
+        CU_ASSERT_EQUAL(write_range(s, k, 100.0f * (float)(k + 1)), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_flush(s), ZERO_OK);
+    for (int k = 4; k < RANGES; k++)   /* range 1 out of every buffer; the buffers hold other ranges' values */
+        CU_ASSERT_EQUAL(check_range(s, k), 0);
+    CU_ASSERT_EQUAL(check_range(s, 0), 0);
+    configure("op=read,at=1,err=EIO");
+    CU_ASSERT_EQUAL(zero_store_prefetch(s, 0, 1 * RANGE, RANGE, ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_flush(s), ZERO_ERR_IO);   /* waits for the read too, and reports it */
+    CU_ASSERT_EQUAL(check_range(s, 1), 0);
+    CU_ASSERT_EQUAL(check_all_from_file(s), 0);
+    zero_store_destroy(s);
+    rmdir(test_dir);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     static CU_TestInfo tests[] = {
         {"nvme_write_eio", test_write_eio},
         {"nvme_write_short_then_full", test_write_short_then_full},
         {"nvme_read_eio", test_read_eio},
+        {"nvme_prefetch_read_eio", test_prefetch_read_eio},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {{"offload-nvme-fault", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
