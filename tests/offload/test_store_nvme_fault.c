@@ -227,6 +227,46 @@ static void test_prefetch_read_eio(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* Acquires [begin, begin + RANGE), compares with ref, optionally writes new values; returns mismatches or -1. */
+static int visit(zero_store_t *s, size_t begin, int dirty, float base)
+{
+    zero_store_range_t r = {.group = 0, .begin = begin, .count = RANGE,
+                            .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
+    int bad = 0;
+    if (zero_store_acquire(s, &r) != ZERO_OK)
+        return -1;
+    for (int i = 0; i < RANGE; i++) {
+        bad += r.data[0][i] != ref[begin + (size_t)i];
+        if (dirty)
+            ref[begin + (size_t)i] = r.data[0][i] = base + (float)i;
+    }
+    if (zero_store_release(s, &r, dirty) != ZERO_OK)
+        bad++;
+    return bad;
+}
+
+/* A failed write's buffer is the newest copy of its elements: a range
+ * overlapping it reads them from it, and writing such a range updates it. */
+static void test_failed_write_overlaps(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_store_t *s;
+    strcpy(test_dir, "/tmp/zero-nvme-fault-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(test_dir));
+    s = create_store();
+    configure("op=write,at=1,err=EIO");
+    CU_ASSERT_EQUAL(visit(s, 0, 1, 10.0f), 0);                 /* A = [0, 2048): its write fails */
+    CU_ASSERT_EQUAL(zero_store_flush(s), ZERO_ERR_IO);
+    CU_ASSERT_EQUAL(visit(s, RANGE / 2, 1, 5000.0f), 0);       /* B = [1024, 3072): A's half from A's buffer */
+    CU_ASSERT_EQUAL(zero_store_flush(s), ZERO_OK);
+    CU_ASSERT_EQUAL(visit(s, 0, 1, 20.0f), 0);                 /* A again: B's half updated in it; rewritten */
+    CU_ASSERT_EQUAL(zero_store_flush(s), ZERO_OK);
+    CU_ASSERT_EQUAL(check_all_from_file(s), 0);
+    zero_store_destroy(s);
+    rmdir(test_dir);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     static CU_TestInfo tests[] = {
@@ -234,6 +274,7 @@ int main(int argc, char **argv)
         {"nvme_write_short_then_full", test_write_short_then_full},
         {"nvme_read_eio", test_read_eio},
         {"nvme_prefetch_read_eio", test_prefetch_read_eio},
+        {"nvme_failed_write_overlaps", test_failed_write_overlaps},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {{"offload-nvme-fault", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
