@@ -111,7 +111,8 @@ zero_status_t zero_store_create_for(const zero_config_t *config, int rank, const
     params.max_range = config->zero_optimization.sub_group_size < longest ? (size_t)config->zero_optimization.sub_group_size
                                                                            : longest;
     params.block_size = (size_t)config->aio.block_size;
-    params.queue_depth = config->aio.queue_depth > (uint32_t)INT32_MAX ? INT32_MAX : (int)config->aio.queue_depth;
+    /* io_uring refuses rings over 32768 entries; far fewer requests in flight already saturate a device */
+    params.queue_depth = config->aio.queue_depth > 4096 ? 4096 : (int)config->aio.queue_depth;
     params.io_threads = config->aio.intra_op_parallelism > 64 ? 64 : (int)config->aio.intra_op_parallelism;
     params.io = config->aio.io_backend == ZERO_AIO_POSIX ? ZERO_STORE_NVME_IO_THREADS : ZERO_STORE_NVME_IO_URING;
     return zero_store_nvme_create(desc, &params, store_p);
