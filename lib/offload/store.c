@@ -1,6 +1,8 @@
-/* The store front: argument checks shared by every implementation. */
+/* The store front: argument checks shared by every implementation, and the
+ * one place a config becomes a store. */
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store.h"
+#include "offload/store_nvme.h"
 #include "util/log.h"
 
 #include <string.h>
@@ -71,6 +73,45 @@ void zero_store_destroy(zero_store_t *store)
         store->ops->destroy(store);
 }
 
+zero_status_t zero_store_flush(zero_store_t *store)
+{
+    return store->ops->flush != NULL ? store->ops->flush(store) : ZERO_OK;
+}
+
+size_t zero_store_max_range(const zero_store_t *store) { return store->max_range; }
+
+/* The NVMe store from the config's offload_optimizer and aio blocks. */
+static zero_status_t create_nvme(const zero_store_options_t *opts, const zero_store_desc_t *desc,
+                                 zero_store_t **store_p)
+{
+    const zero_config_t *config = opts->config;
+    const zero_config_offload_optimizer_t *oo;
+    zero_store_nvme_params_t params;
+    size_t longest = 1;
+
+    if (config == NULL) {
+        ZERO_LOG_ERROR("rank %d: an NVMe optimizer state store needs the config (its aio block)", opts->rank);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    oo = &config->zero_optimization.offload_optimizer;
+    for (int g = 0; g < desc->num_groups; g++)
+        if (desc->length[g] > longest)
+            longest = desc->length[g];
+    zero_store_nvme_params_default(&params);
+    params.dir = opts->nvme_path != NULL ? opts->nvme_path : oo->nvme_path;
+    params.rank = opts->rank;
+    params.buffer_count = oo->buffer_count > (uint32_t)INT32_MAX ? INT32_MAX : (int)oo->buffer_count;
+    /* DeepSpeed streams the state sub-group by sub-group: its buffers hold one sub-group. */
+    params.max_range = config->zero_optimization.sub_group_size < longest ? (size_t)config->zero_optimization.sub_group_size
+                                                                           : longest;
+    params.block_size = (size_t)config->aio.block_size;
+    /* io_uring refuses rings over 32768 entries; far fewer requests in flight already saturate a device */
+    params.queue_depth = config->aio.queue_depth > 4096 ? 4096 : (int)config->aio.queue_depth;
+    params.io_threads = config->aio.intra_op_parallelism > 64 ? 64 : (int)config->aio.intra_op_parallelism;
+    params.io = config->aio.io_backend == ZERO_AIO_POSIX ? ZERO_STORE_NVME_IO_THREADS : ZERO_STORE_NVME_IO_URING;
+    return zero_store_nvme_create(desc, &params, store_p);
+}
+
 int zero_store_has_step(const zero_store_t *store)
 {
     return store->ops->step != NULL;
@@ -125,9 +166,7 @@ zero_status_t zero_store_create_for(const zero_store_options_t *opts, const zero
         return zero_store_host_create(&host, store_p);
     }
     case ZERO_STORE_DEVICE_NVME:
-        ZERO_LOG_ERROR("rank %d: optimizer state on NVMe (%s) is not implemented in this version", opts->rank,
-                       opts->nvme_path ? opts->nvme_path : "no nvme_path");
-        return ZERO_ERR_UNSUPPORTED;
+        return create_nvme(opts, desc, store_p);
     case ZERO_STORE_DEVICE_REMOTE:
         ZERO_LOG_ERROR("rank %d: optimizer state on remote servers (%s) is not implemented in this version",
                        opts->rank, opts->servers ? opts->servers : "none given");

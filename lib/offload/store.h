@@ -12,14 +12,16 @@
  *
  * Implementations: the host store (store_host.c) is an identity mapping, its
  * arrays in this process's memory of the descriptor's kind, acquire returns
- * pointers into them and release does nothing; further stores (NVMe files,
- * zero-optd servers) implement the same operations, and are created through
- * zero_store_create_for (one branch per device). A store may also run the
- * optimizer update itself (the optional step op).
+ * pointers into them and release does nothing; the NVMe store (store_nvme.h)
+ * keeps them in a file and stages ranges through a few buffers; further
+ * stores (zero-optd servers) implement the same operations. All are created
+ * through zero_store_create_for (one branch per device). A store may also
+ * run the optimizer update itself (the optional step op).
  *
  * Ranges: group g holds length[g] elements per field; a range [begin, begin +
  * count) of it must lie inside. Ranges acquired at the same time must not
- * overlap where one of them is dirty. Thread safety: one caller at a time per
+ * overlap where one of them is dirty. A store with bounded buffers takes at
+ * most zero_store_max_range() elements per range. Thread safety: one caller at a time per
  * store, unless an implementation states more.
  */
 #ifndef ZERO_OFFLOAD_STORE_H
@@ -29,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <zero/config.h>
 #include <zero/memory.h>
 #include <zero/status.h>
 #include <zero/types.h>
@@ -107,6 +110,7 @@ typedef struct zero_store_ops {
     zero_status_t (*acquire)(zero_store_t *store, zero_store_range_t *range);
     zero_status_t (*release)(zero_store_t *store, zero_store_range_t *range, int dirty);
     zero_status_t (*prefetch)(zero_store_t *store, int group, size_t begin, size_t count, unsigned fields);
+    zero_status_t (*flush)(zero_store_t *store);   /* NULL: nothing is ever in flight */
     void (*bytes)(const zero_store_t *store, zero_store_bytes_t *bytes_p);
     void (*destroy)(zero_store_t *store);
     /* Optional (NULL: the caller acquires the range, runs the kernel and
@@ -122,13 +126,14 @@ typedef struct zero_store_ops {
 struct zero_store {
     const zero_store_ops_t *ops;
     zero_store_desc_t desc;
+    size_t max_range;   /* elements per range at most; 0: no bound */
 };
 
 /* Where the optimizer state is kept: "zero_optimization.offload_optimizer.device". */
 typedef enum zero_store_device {
     ZERO_STORE_DEVICE_NONE = 0,   /* no offload: the host store, arrays of the descriptor's kind */
     ZERO_STORE_DEVICE_CPU,        /* "cpu": the host store in host memory */
-    ZERO_STORE_DEVICE_NVME,       /* "nvme": files under nvme_path (not in this version) */
+    ZERO_STORE_DEVICE_NVME,       /* "nvme": files under nvme_path (store_nvme.h) */
     ZERO_STORE_DEVICE_REMOTE,     /* zero-optd servers (not in this version) */
 } zero_store_device_t;
 
@@ -139,6 +144,7 @@ typedef struct zero_store_options {
     const char *nvme_path;        /* NVME: the directory for this rank's files */
     const char *servers;          /* REMOTE: the servers' addresses */
     int rank;                     /* the asking rank (file names, server choice, error messages) */
+    const zero_config_t *config;  /* NVME: buffer_count, sub_group_size and the aio block (borrowed) */
 } zero_store_options_t;
 
 /* The device named by a config's offload_optimizer.device. */
@@ -170,10 +176,18 @@ int zero_store_has_step(const zero_store_t *store);
 zero_status_t zero_store_step(zero_store_t *store, const zero_store_step_args_t *args);
 /* A hint: [begin, begin + count) of @p group will be acquired soon. */
 zero_status_t zero_store_prefetch(zero_store_t *store, int group, size_t begin, size_t count, unsigned fields);
+/* Waits until every dirty release so far is where the store keeps its data
+ * (the file, the server), and returns an error from that not yet returned by
+ * another call (stores with asynchronous writes report their errors at the
+ * next call; this is the call that leaves none unreported). */
+zero_status_t zero_store_flush(zero_store_t *store);
+/* The largest range (elements) one acquire or prefetch may name; 0: no bound. */
+size_t zero_store_max_range(const zero_store_t *store);
 /* The fields the store has: master, and one per optimizer state. */
 unsigned zero_store_fields(const zero_store_t *store);
 void zero_store_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p);
 /* NULL allowed. */
 void zero_store_destroy(zero_store_t *store);
+
 
 #endif /* ZERO_OFFLOAD_STORE_H */

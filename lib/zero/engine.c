@@ -191,14 +191,18 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     }
     if (e->config->zero_optimization.offload_optimizer.device != ZERO_OFFLOAD_NONE ||
         e->config->zero_optimization.offload_param.device != ZERO_OFFLOAD_NONE) {
-        /* Host training already keeps everything in host memory; NVMe offload is not built yet. */
+        /* The NVMe store exists (lib/offload/store_nvme.c, zero_store_create_for), but the
+         * step does not reach the optimizer state through the store yet: refused, not ignored. */
         if (e->config->zero_optimization.offload_optimizer.device == ZERO_OFFLOAD_NVME ||
             e->config->zero_optimization.offload_param.device == ZERO_OFFLOAD_NVME) {
             engine_error(e, ZERO_ERR_UNSUPPORTED,
-                         "zero_optimization.offload_*.device: nvme offload is not implemented in this version");
+                         "zero_optimization.offload_*.device: nvme offload is not implemented in this version "
+                         "(the engine's step does not stream its optimizer state through the NVMe store yet)");
             status = ZERO_ERR_UNSUPPORTED;
             goto err;
         }
+        ZERO_LOG_INFO("zero_optimization.offload_*.device \"cpu\": this rank trains in host memory, where its "
+                      "optimizer state and parameters already are");
     }
 
     threads = (mask & ZERO_ENGINE_PARAM_FIELD_NUM_THREADS) && params->num_threads > 0 ? params->num_threads
@@ -629,6 +633,7 @@ static zero_status_t setup_store(zero_engine_h e)
     opts.device = zero_store_device_from_config(off->device);
     opts.nvme_path = off->nvme_path;
     opts.rank = e->rank;
+    opts.config = e->config;
     memset(&desc, 0, sizeof(desc));
     desc.kind = e->kind;
     desc.num_groups = e->layout->num_groups;

@@ -16,6 +16,7 @@
  *                  fsync:    fsync fdatasync
  *                  rename:   rename renameat renameat2 (either path under dir)
  *                  close:    close
+ *                  read:     pread pread64 (positioned reads: the NVMe store's fallback I/O)
  *   at=K         fail the K-th call of that class (1-based); 0: never (count only)
  *   err=NAME     ENOSPC | EIO | EDQUOT | SHORT (default ENOSPC). SHORT (write
  *                class only): call K writes half of its bytes and every later
@@ -61,8 +62,8 @@ __attribute__((visibility("default"))) int zero_fault_fired(char *path, size_t s
 int __open_2(const char *path, int flags);
 int __open64_2(const char *path, int flags);
 
-enum { OP_OPEN, OP_WRITE, OP_TRUNCATE, OP_FSYNC, OP_RENAME, OP_CLOSE, OP_COUNT };
-static const char *const op_names[OP_COUNT] = {"open", "write", "truncate", "fsync", "rename", "close"};
+enum { OP_OPEN, OP_WRITE, OP_TRUNCATE, OP_FSYNC, OP_RENAME, OP_CLOSE, OP_READ, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"open", "write", "truncate", "fsync", "rename", "close", "read"};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char fault_dir[PATH_MAX];
@@ -90,6 +91,8 @@ DECLARE_REAL(ssize_t, pwrite, int, const void *, size_t, off_t);
 DECLARE_REAL(ssize_t, pwrite64, int, const void *, size_t, off_t);
 DECLARE_REAL(ssize_t, writev, int, const struct iovec *, int);
 DECLARE_REAL(ssize_t, pwritev, int, const struct iovec *, int, off_t);
+DECLARE_REAL(ssize_t, pread, int, void *, size_t, off_t);
+DECLARE_REAL(ssize_t, pread64, int, void *, size_t, off_t);
 DECLARE_REAL(int, ftruncate, int, off_t);
 DECLARE_REAL(int, truncate, const char *, off_t);
 DECLARE_REAL(int, fsync, int);
@@ -437,6 +440,24 @@ ssize_t pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset)
     if (e < 0)
         return REAL(pwrite)(fd, iov[0].iov_base, iov[0].iov_len / 2 > 0 ? iov[0].iov_len / 2 : allowed, offset);
     return REAL(pwritev)(fd, iov, iovcnt, offset);
+}
+
+ssize_t pread(int fd, void *buf, size_t count, off_t offset)
+{
+    int e;
+    RESOLVE(pread);
+    if ((e = decide_fd(OP_READ, fd)) != 0)
+        FAIL_WITH(e, -1);
+    return REAL(pread)(fd, buf, count, offset);
+}
+
+ssize_t pread64(int fd, void *buf, size_t count, off_t offset)
+{
+    int e;
+    RESOLVE(pread64);
+    if ((e = decide_fd(OP_READ, fd)) != 0)
+        FAIL_WITH(e, -1);
+    return REAL(pread64)(fd, buf, count, offset);
 }
 
 int ftruncate(int fd, off_t length)

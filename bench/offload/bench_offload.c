@@ -1,0 +1,275 @@
+/*
+ * bench_offload: an AdamW step over one rank's owned state streamed through
+ * the optimizer state store, with the state in the NVMe store against the
+ * host store (same sizes, same kernel, same run), and the NVMe store's disk
+ * traffic against a raw O_DIRECT write plus read of the same bytes with the
+ * same request sizes, in the same directory, in the same run.
+ *
+ * The step: for each sub-group (a range of --range elements) in order,
+ * prefetch the next, acquire this one (master, exp_avg, exp_avg_sq), run
+ * zero_optim_adam_step on it with gradients held in memory, release it dirty;
+ * then flush (every write on disk). The engine's step will drive the store
+ * the same way once it reaches its state through the store.
+ *
+ * Figures per store: median step time over --reps steps (after one warm-up
+ * step); for NVMe the bytes read and written per step and their rate.
+ * Raw I/O: the bytes the step wrote, written then read back, O_DIRECT, one
+ * request of a sub-group's field (--range elements) at a time, sequentially:
+ * what one thread gets from the disk with large aligned requests.
+ * Last line:
+ *   summary: nvme_step_over_raw_io=<x> offload_added_over_slowest_part=na pcie_bytes_over_deepspeed=na
+ * where nvme_step_over_raw_io = (bytes the step moved / step time) /
+ * (the same bytes / raw write+read time). The GPU figures need a GPU path
+ * (issue 14): na here.
+ *
+ * Usage: bench_offload --dir DIR [--n ELEMENTS] [--range ELEMENTS] [--reps R]
+ *                      [--buffers N] [--block BYTES] [--qd N] [--threads T] [--ahead K] [--posix]
+ */
+#include "offload/store.h"
+#include "offload/store_nvme.h"
+#include "optim/optim.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/thread_pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* One AdamW step over the whole group through @p store. */
+static int ahead = 1;   /* sub-groups prefetched ahead (--ahead; at most buffer_count - 2 keep their reads) */
+
+static zero_status_t step(zero_store_t *store, const zero_optim_ctx_t *ctx, const float *grad, size_t n, size_t range,
+                          int64_t t)
+{
+    zero_optim_adam_params_t p;
+    zero_status_t status;
+    zero_optim_adam_defaults(&p);
+    p.step = t;
+    for (size_t begin = 0; begin < n; begin += range) {
+        size_t count = n - begin < range ? n - begin : range;
+        zero_store_range_t r = {.group = 0, .begin = begin, .count = count, .fields = ZERO_STORE_ALL_FIELDS};
+        /* the next `ahead` sub-groups: one buffer is held, one writing, the rest reading */
+        for (int k = 1; k <= ahead; k++) {
+            size_t at = begin + (size_t)k * range;
+            if (at >= n)
+                break;
+            size_t next = n - at < range ? n - at : range;
+            if ((status = zero_store_prefetch(store, 0, at, next, ZERO_STORE_ALL_FIELDS)) != ZERO_OK)
+                return status;
+        }
+        if ((status = zero_store_acquire(store, &r)) != ZERO_OK)
+            return status;
+        zero_optim_slice_t s = {.w = r.data[0], .g = grad + begin, .s1 = r.data[1], .s2 = r.data[2], .n = count};
+        status = zero_optim_adam_step(ctx, &p, &s);
+        zero_status_t rs = zero_store_release(store, &r, 1);
+        if (status != ZERO_OK)
+            return status;
+        if (rs != ZERO_OK)
+            return rs;
+    }
+    return zero_store_flush(store);
+}
+
+static int run_steps(const char *what, zero_store_t *store, const zero_optim_ctx_t *ctx, const float *grad, size_t n,
+                     size_t range, int reps, double *median_p, zero_store_nvme_stats_t *after_warmup)
+{
+    double *t = calloc((size_t)reps, sizeof(double));
+    if (t == NULL)
+        return -1;
+    if (step(store, ctx, grad, n, range, 1) != ZERO_OK) {   /* warm-up */
+        fprintf(stderr, "bench_offload: %s step failed\n", what);
+        free(t);
+        return -1;
+    }
+    if (after_warmup != NULL)
+        zero_store_nvme_stats(store, after_warmup);
+    for (int i = 0; i < reps; i++) {
+        double t0 = zero_clock_now();
+        if (step(store, ctx, grad, n, range, 2 + i) != ZERO_OK) {
+            fprintf(stderr, "bench_offload: %s step failed\n", what);
+            free(t);
+            return -1;
+        }
+        t[i] = zero_clock_now() - t0;
+    }
+    *median_p = median(t, reps);
+    free(t);
+    return 0;
+}
+
+/* Writes then reads @p bytes in requests of @p request bytes, O_DIRECT, in a
+ * fresh file under @p dir; returns the median seconds of write+read. */
+static int raw_io(const char *dir, uint64_t bytes, size_t request, int reps, double *median_p, double *write_p,
+                  double *read_p)
+{
+    char path[4096];
+    char *raw = NULL, *buf;
+    int fd, rc = -1;
+    double *t = calloc((size_t)reps, sizeof(double)), *tw = calloc((size_t)reps, sizeof(double)),
+           *tr = calloc((size_t)reps, sizeof(double));
+    snprintf(path, sizeof(path), "%s/bench-offload-raw-%ld.bin", dir, (long)getpid());
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_DIRECT, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "bench_offload: O_DIRECT open of %s: %s\n", path, strerror(errno));
+        goto out;
+    }
+    unlink(path);
+    if (posix_fallocate(fd, 0, (off_t)bytes) != 0 ||
+        zero_mem_alloc(ZERO_MEM_HOST, request + 4096, "bench raw buffer", (void **)&raw) != ZERO_OK)
+        goto out_close;
+    zero_mem_populate(ZERO_MEM_HOST, raw, request + 4096);
+    buf = (char *)(((uintptr_t)raw + 4095) & ~(uintptr_t)4095);
+    memset(buf, 1, request);
+    for (int i = 0; i < reps; i++) {
+        double t0 = zero_clock_now(), t1;
+        for (uint64_t off = 0; off < bytes; off += request) {
+            size_t len = bytes - off < request ? (size_t)(bytes - off) : request;
+            if (pwrite(fd, buf, len, (off_t)off) != (ssize_t)len)
+                goto out_free;
+        }
+        t1 = zero_clock_now();
+        for (uint64_t off = 0; off < bytes; off += request) {
+            size_t len = bytes - off < request ? (size_t)(bytes - off) : request;
+            if (pread(fd, buf, len, (off_t)off) != (ssize_t)len)
+                goto out_free;
+        }
+        t[i] = zero_clock_now() - t0;
+        tw[i] = t1 - t0;
+        tr[i] = t[i] - tw[i];
+    }
+    *median_p = median(t, reps);
+    *write_p = median(tw, reps);
+    *read_p = median(tr, reps);
+    rc = 0;
+out_free:
+    if (rc != 0)
+        fprintf(stderr, "bench_offload: raw I/O on %s failed: %s\n", path, strerror(errno));
+    zero_mem_free(raw);
+out_close:
+    close(fd);
+out:
+    free(t);
+    free(tw);
+    free(tr);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = NULL;
+    size_t n = (size_t)16 << 20, range = (size_t)1 << 20, block = 1048576;
+    int reps = 5, buffers = 4, qd = 8, posix = 0, rc = 1, threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    zero_store_desc_t desc;
+    zero_store_nvme_params_t np;
+    zero_store_t *host = NULL, *nvme = NULL;
+    zero_thread_pool_t *pool = NULL;
+    zero_optim_ctx_t ctx;
+    float *grad = NULL;
+    double t_host, t_nvme, t_raw, t_raw_w, t_raw_r;
+    zero_store_nvme_stats_t s0, s1;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
+            dir = argv[++i];
+        else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc)
+            n = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--range") == 0 && i + 1 < argc)
+            range = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--buffers") == 0 && i + 1 < argc)
+            buffers = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--block") == 0 && i + 1 < argc)
+            block = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--qd") == 0 && i + 1 < argc)
+            qd = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--ahead") == 0 && i + 1 < argc)
+            ahead = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--posix") == 0)
+            posix = 1;
+        else {
+            fprintf(stderr, "usage: bench_offload --dir DIR [--n N] [--range N] [--reps R] [--buffers N] "
+                            "[--block BYTES] [--qd N] [--posix]\n");
+            return 2;
+        }
+    }
+    if (threads < 1)
+        threads = 1;
+    if (dir == NULL || n == 0 || range == 0 || reps < 1) {
+        fprintf(stderr, "bench_offload: --dir is required; --n, --range, --reps must be positive\n");
+        return 2;
+    }
+    memset(&desc, 0, sizeof(desc));
+    desc.kind = ZERO_MEM_HOST;
+    desc.num_groups = 1;
+    desc.length[0] = n;
+    desc.num_states = 2;
+    zero_store_nvme_params_default(&np);
+    np.dir = dir;
+    np.buffer_count = buffers;
+    np.max_range = range;
+    np.block_size = block;
+    np.queue_depth = qd;
+    np.io = posix ? ZERO_STORE_NVME_IO_THREADS : ZERO_STORE_NVME_IO_URING;
+
+    if (zero_thread_pool_create(threads, &pool) != ZERO_OK || zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, pool) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "bench gradients", (void **)&grad) != ZERO_OK)
+        goto out;
+    zero_mem_populate(ZERO_MEM_HOST, grad, n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        grad[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    if (zero_store_host_create(&desc, &host) != ZERO_OK || zero_store_nvme_create(&desc, &np, &nvme) != ZERO_OK)
+        goto out;
+
+    printf("bench_offload: %zu elements (%.1f MB of master + moments), sub-groups of %zu elements, %d buffers, "
+           "block %zu B, queue depth %d, %d threads, dir %s\n", n, 12.0 * (double)n / 1e6, range, buffers, block, qd,
+           zero_thread_pool_size(pool), dir);
+    if (run_steps("host", host, &ctx, grad, n, range, reps, &t_host, NULL) != 0)
+        goto out;
+    if (run_steps("nvme", nvme, &ctx, grad, n, range, reps, &t_nvme, &s0) != 0)
+        goto out;
+    zero_store_nvme_stats(nvme, &s1);
+    double moved = (double)((s1.bytes_read - s0.bytes_read) + (s1.bytes_written - s0.bytes_written)) / reps;
+    double read_step = (double)(s1.bytes_read - s0.bytes_read) / reps;
+    double written_step = (double)(s1.bytes_written - s0.bytes_written) / reps;
+    if (raw_io(dir, (uint64_t)(written_step > 0 ? written_step : moved / 2), range * sizeof(float), reps, &t_raw,
+               &t_raw_w, &t_raw_r) != 0)
+        goto out;
+    printf("host store   step %.4f s  (%.2f GB/s of optimizer state touched)\n", t_host, 28.0 * (double)n / t_host / 1e9);
+    printf("nvme store   step %.4f s  read %.1f MB + written %.1f MB per step = %.2f GB/s (%s, %s), caller waited "
+           "%.3f s per step\n", t_nvme, read_step / 1e6, written_step / 1e6, moved / t_nvme / 1e9, s1.io,
+           s1.direct ? "O_DIRECT" : "page cache", (s1.wait_seconds - s0.wait_seconds) / reps);
+    printf("raw O_DIRECT write+read of %.1f MB in %zu B requests: %.4f s (write %.2f GB/s, read %.2f GB/s, both "
+           "%.2f GB/s)\n", written_step / 1e6, range * sizeof(float), t_raw, written_step / t_raw_w / 1e9,
+           written_step / t_raw_r / 1e9, 2 * written_step / t_raw / 1e9);
+    printf("nvme step over host step: %.2fx the time\n", t_nvme / t_host);
+    printf("summary: nvme_step_over_raw_io=%.2f offload_added_over_slowest_part=na pcie_bytes_over_deepspeed=na\n",
+           (moved / t_nvme) / (2 * written_step / t_raw));
+    rc = 0;
+out:
+    if (rc != 0)
+        fprintf(stderr, "bench_offload: failed\n");
+    zero_store_destroy(nvme);
+    zero_store_destroy(host);
+    zero_mem_free(grad);
+    zero_thread_pool_destroy(pool);
+    return rc;
+}
