@@ -346,6 +346,9 @@ void zero_config_destroy(zero_config_t *config)
     if (config == NULL)
         return;
     zero_free(config->zero_optimization.offload_optimizer.nvme_path);
+    for (uint32_t i = 0; i < config->zero_optimization.offload_optimizer.num_servers; i++)
+        zero_free(config->zero_optimization.offload_optimizer.servers[i]);
+    zero_free(config->zero_optimization.offload_optimizer.servers);
     zero_free(config->zero_optimization.offload_param.nvme_path);
     zero_free(config);
 }
@@ -385,6 +388,7 @@ const char *zero_offload_device_string(zero_offload_device_t device)
     case ZERO_OFFLOAD_NONE: return "none";
     case ZERO_OFFLOAD_CPU: return "cpu";
     case ZERO_OFFLOAD_NVME: return "nvme";
+    case ZERO_OFFLOAD_REMOTE: return "remote";
     }
     return "unknown";
 }
@@ -652,6 +656,23 @@ static void emit_zero(emitter_t *e, const zero_config_zero_t *z)
     emit_bool(e, "pipeline_write", oo->pipeline_write);
     emit_bool(e, "fast_init", oo->fast_init);
     emit_double(e, "ratio", oo->ratio);
+    if (oo->num_servers > 0) {
+        member(e, "servers");
+        puts_(e, "[");
+        for (uint32_t i = 0; i < oo->num_servers; i++) {
+            size_t need = zero_config_json_quote(oo->servers[i], NULL, 0) + 1;
+            char *quoted = zero_malloc(need);
+            if (quoted == NULL) {
+                e->out_of_memory = true;
+                break;
+            }
+            zero_config_json_quote(oo->servers[i], quoted, need);
+            puts_(e, i ? ", " : "");
+            puts_(e, quoted);
+            zero_free(quoted);
+        }
+        puts_(e, "]");
+    }
     close_object(e);
     open_object(e, "offload_param");
     emit_string(e, "device", zero_offload_device_string(op->device));

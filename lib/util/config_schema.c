@@ -642,7 +642,41 @@ static void set_defaults(zero_config_t *c)
 /* ---- zero_optimization ---- */
 
 static const enum_entry_t offload_devices[] = {
-    {"none", ZERO_OFFLOAD_NONE}, {"cpu", ZERO_OFFLOAD_CPU}, {"nvme", ZERO_OFFLOAD_NVME}, {NULL, 0}};
+    {"none", ZERO_OFFLOAD_NONE}, {"cpu", ZERO_OFFLOAD_CPU}, {"nvme", ZERO_OFFLOAD_NVME},
+    {"remote", ZERO_OFFLOAD_REMOTE}, {NULL, 0}};
+
+/* offload_optimizer.servers (libzero extension): a non-empty array of "host:port" strings. */
+static void read_servers(config_ctx_t *ctx, node_t *obj, zero_config_offload_optimizer_t *o)
+{
+    char desc_buf_[64];
+    node_t *n = take(obj, "servers");
+    size_t i = 0;
+    if (n == NULL || n->kind == J_NULL || is_auto(n))
+        return;
+    if (n->kind != J_ARRAY || n->count == 0 || n->count > 4096) {
+        ERR(ctx, n, "servers", "expected an array of 1 to 4096 \"host:port\" strings, got %s", DESCRIBE(n));
+        return;
+    }
+    o->servers = zero_calloc(n->count, sizeof(char *));
+    if (o->servers == NULL) {
+        ctx->out_of_memory = true;
+        return;
+    }
+    for (node_t *e = n->first; e; e = e->next, i++) {
+        const char *colon = e->kind == J_STRING ? strrchr(e->text, ':') : NULL;
+        char key[32];
+        snprintf(key, sizeof(key), "servers[%zu]", i);
+        if (colon == NULL || colon == e->text || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+            ERR(ctx, e, key, "expected \"host:port\", got %s", DESCRIBE(e));
+            continue;
+        }
+        o->servers[o->num_servers] = zero_strdup(e->text);
+        if (o->servers[o->num_servers] == NULL)
+            ctx->out_of_memory = true;
+        else
+            o->num_servers++;
+    }
+}
 
 static void read_offload_device(config_ctx_t *ctx, node_t *obj, zero_offload_device_t *out)
 {
@@ -677,7 +711,7 @@ static bool read_nvme_path(config_ctx_t *ctx, node_t *obj, char **out)
 static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_offload_optimizer_t *o)
 {
     static const char *const known[] = {"device", "nvme_path", "pin_memory", "buffer_count", "pipeline_read",
-                                        "pipeline_write", "fast_init", "ratio", NULL};
+                                        "pipeline_write", "fast_init", "ratio", "servers", NULL};
     node_t *obj, *r;
     size_t saved;
     bool bad_path;
@@ -697,9 +731,12 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
     r = take(obj, "ratio");
     if (conv_double(ctx, r, 0.0, 1.0, 0, &o->ratio) && o->ratio < 1.0)
         UNSUP(ctx, r, "ratio", "partial optimizer offload (ratio < 1) is not implemented by libzero");
+    read_servers(ctx, obj, o);
     finish(ctx, obj, known);
     if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)
         ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
+    if (o->device == ZERO_OFFLOAD_REMOTE && o->num_servers == 0)
+        ERR(ctx, obj, "servers", "required when device is \"remote\" (a libzero extension: the zero-optd servers)");
     path_pop(ctx, saved);
 }
 
@@ -717,6 +754,10 @@ static void walk_offload_param(config_ctx_t *ctx, node_t *n, zero_config_offload
         return;
     saved = path_push(ctx, "offload_param");
     read_offload_device(ctx, obj, &o->device);
+    if (o->device == ZERO_OFFLOAD_REMOTE) {
+        ERR(ctx, obj, "device", "\"remote\" is for offload_optimizer only (parameters stay with the ranks)");
+        o->device = ZERO_OFFLOAD_NONE;
+    }
     bad_path = read_nvme_path(ctx, obj, &o->nvme_path);
     conv_bool(ctx, take(obj, "pin_memory"), &o->pin_memory);
     conv_u32(ctx, take(obj, "buffer_count"), 1, UINT32_MAX, &o->buffer_count);

@@ -348,6 +348,14 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
             status = ZERO_ERR_UNSUPPORTED;
             goto err;
         }
+        /* The remote store (lib/offload/store_remote.c) is built and tested; the engine's step reaches its
+         * state through the store in a parallel change, and until then a remote config is refused, not ignored. */
+        if (e->config->zero_optimization.offload_optimizer.device == ZERO_OFFLOAD_REMOTE) {
+            engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.device: \"remote\" (zero-optd) "
+                         "is not wired into the engine in this version (docs/optd.md)");
+            status = ZERO_ERR_UNSUPPORTED;
+            goto err;
+        }
     }
 
     threads = (mask & ZERO_ENGINE_PARAM_FIELD_NUM_THREADS) && params->num_threads > 0 ? params->num_threads
