@@ -547,9 +547,14 @@ static void reap(zero_optd_server_t *s)
     }
 }
 
+/* After a message, the loop spins this long before it sleeps: the wake-up
+ * descriptor does not fire for every transport (shared memory), and a rank
+ * mid-step sends its next piece within microseconds. */
+#define SPIN_AFTER_ACTIVITY_S 0.2
+
 zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t *stop)
 {
-    double last_reap = 0.0;
+    double last_reap = 0.0, last_activity = 0.0;
     while (!*stop) {
         ucp_tag_recv_info_t info;
         ucp_tag_message_h msg;
@@ -569,11 +574,16 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
         msg = ucp_tag_probe_nb(s->worker, 0, 0, 1, &info);
         if (msg != NULL) {
             serve_message(s, msg, &info);
+            last_activity = zero_clock_now();
             continue;
         }
+        if (zero_clock_now() - last_activity < SPIN_AFTER_ACTIVITY_S)
+            continue;
         if (s->efd >= 0 && ucp_worker_arm(s->worker) == UCS_OK) {
             struct pollfd pfd = {.fd = s->efd, .events = POLLIN};
-            (void)poll(&pfd, 1, 50);
+            (void)poll(&pfd, 1, 5);
+        } else {
+            zero_clock_sleep(0.001);
         }
     }
     return ZERO_OK;
