@@ -265,7 +265,7 @@ static void check_bitwise(int num_servers)
             zero_store_remote_opts_t o;
             zero_store_t *host = NULL, *remote = NULL;
             /* group 0 spans two messages per server (CHUNK is 256 Ki elements) */
-            desc_init(&desc, 600000 + 17, 1001, optimizer_cases[k].states);
+            desc_init(&desc, 300000 + 17, 1001, optimizer_cases[k].states);
             remote_opts(&o, addrs, num_servers);
             CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
             CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
@@ -274,7 +274,7 @@ static void check_bitwise(int num_servers)
                 fill_store(remote, g, 77u + (uint32_t)g);
             }
             CU_ASSERT(stores_equal(host, remote));
-            run_and_compare(host, remote, &optimizer_cases[k], dtypes[d][0], dtypes[d][1], 350000, &ctx);
+            run_and_compare(host, remote, &optimizer_cases[k], dtypes[d][0], dtypes[d][1], 200000, &ctx);
             zero_store_destroy(remote);
             zero_store_destroy(host);
         }
