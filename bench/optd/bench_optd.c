@@ -43,7 +43,7 @@ static zero_status_t one_step(zero_store_t *s, const zero_optim_ctx_t *ctx, size
 {
     zero_status_t status = ZERO_OK;
     for (size_t at = 0; at < n && status == ZERO_OK; at += piece) {
-        zero_store_step_t st;
+        zero_store_async_step_t st;
         memset(&st, 0, sizeof(st));
         st.group = 0;
         st.begin = at;
@@ -62,7 +62,7 @@ static zero_status_t one_step(zero_store_t *s, const zero_optim_ctx_t *ctx, size
         st.weight_dtype = ZERO_BF16;
         st.weights = weights + at;
         st.optim = ctx;
-        status = zero_store_step(s, &st);
+        status = zero_store_step_async(s, &st);
     }
     return status == ZERO_OK ? zero_store_step_wait(s) : status;
 }

@@ -353,7 +353,7 @@ static int range_ok(zero_optd_server_t *s, optd_conn_t *c, uint32_t type, uint64
 static void handle_step(zero_optd_server_t *s, optd_conn_t *c, const zero_optd_header_t *h, const unsigned char *body)
 {
     zero_optd_step_t w;
-    zero_store_step_t st;
+    zero_store_async_step_t st;
     zero_optd_parse_t v = zero_optd_decode_step(body, h->body_len, &w);
     zero_optim_w16_t w16_type;
     const float *g32;

@@ -65,9 +65,9 @@ void zero_store_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
     store->ops->bytes(store, bytes_p);
 }
 
-int zero_store_has_step(const zero_store_t *store)
+int zero_store_has_step_async(const zero_store_t *store)
 {
-    return store->ops->step != NULL;
+    return store->ops->step_async != NULL;
 }
 
 zero_optim_w16_t zero_store_w16_of(zero_dtype_t dtype)
@@ -80,10 +80,10 @@ static int is_training_dtype(zero_dtype_t dtype)
     return dtype == ZERO_FP32 || dtype == ZERO_FP16 || dtype == ZERO_BF16;
 }
 
-zero_status_t zero_store_step(zero_store_t *store, const zero_store_step_t *step)
+zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_step_t *step)
 {
     zero_status_t status;
-    if (store->ops->step == NULL) {
+    if (store->ops->step_async == NULL) {
         ZERO_LOG_ERROR("%s store: runs no optimizer steps itself", store->ops->name);
         return ZERO_ERR_UNSUPPORTED;
     }
@@ -110,7 +110,7 @@ zero_status_t zero_store_step(zero_store_t *store, const zero_store_step_t *step
                        zero_dtype_string(step->weight_dtype));
         return ZERO_ERR_INVALID_ARG;
     }
-    return store->ops->step(store, step);
+    return store->ops->step_async(store, step);
 }
 
 zero_status_t zero_store_step_wait(zero_store_t *store)
@@ -118,7 +118,7 @@ zero_status_t zero_store_step_wait(zero_store_t *store)
     return store->ops->step_wait != NULL ? store->ops->step_wait(store) : ZERO_OK;
 }
 
-zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_step_t *step, float *w,
+zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
                                     const float *g32, float *s1, float *s2, uint16_t *w16,
                                     zero_optim_w16_t w16_type, size_t n)
 {

@@ -80,7 +80,7 @@ typedef struct zero_store_bytes {
  * The hyper-parameters are this step's (schedule-derived lr, step number,
  * grad_scale = unscale * clip coefficient), as lib/optim defines them.
  */
-typedef struct zero_store_step {
+typedef struct zero_store_async_step {
     int group;
     size_t begin, count;
     zero_optimizer_type_t optimizer;   /* ADAM, ADAMW, SGD, ADAGRAD or LION (LAMB needs norms over ranks: unsupported) */
@@ -96,7 +96,7 @@ typedef struct zero_store_step {
     zero_dtype_t weight_dtype;         /* FP32 (a copy of the master) or the 16-bit training dtype */
     void *weights;                     /* [count] of weight_dtype, written by zero_store_step_wait */
     const zero_optim_ctx_t *optim;     /* kernels for stores that run the step in this process */
-} zero_store_step_t;
+} zero_store_async_step_t;
 
 typedef struct zero_store_ops {
     const char *name;
@@ -105,10 +105,14 @@ typedef struct zero_store_ops {
     zero_status_t (*prefetch)(zero_store_t *store, int group, size_t begin, size_t count, unsigned fields);
     void (*bytes)(const zero_store_t *store, zero_store_bytes_t *bytes_p);
     void (*destroy)(zero_store_t *store);
-    /* Optional (NULL: the caller runs the kernels on acquired ranges).
-     * step may return before the update is done; step_wait finishes every
-     * step submitted and returns the first error among them. */
-    zero_status_t (*step)(zero_store_t *store, const zero_store_step_t *step);
+    /* Optional, the pipelined step (NULL: the caller runs the kernels on
+     * acquired ranges): step_async may return before the update is done, so
+     * the transfers of one range overlap the server's work on the previous;
+     * step_wait finishes every step submitted and returns the first error.
+     * Gradients travel in their own dtype (16-bit where training is). The
+     * remote store (zero-optd) and, for comparisons, the host store have it;
+     * the engine's synchronous step op is separate until the two are one. */
+    zero_status_t (*step_async)(zero_store_t *store, const zero_store_async_step_t *step);
     zero_status_t (*step_wait)(zero_store_t *store);
 } zero_store_ops_t;
 
@@ -134,13 +138,13 @@ zero_status_t zero_store_prefetch(zero_store_t *store, int group, size_t begin, 
 unsigned zero_store_fields(const zero_store_t *store);
 void zero_store_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p);
 /* Whether the store runs steps itself (ops->step). */
-int zero_store_has_step(const zero_store_t *store);
+int zero_store_has_step_async(const zero_store_t *store);
 /* Checks @p step (range, dtypes, optimizer, buffers) and submits it.
  * Pipelining: a store may overlap the transfers of one step call with the
  * update of the previous; @p step->grad must stay valid and @p step->weights
  * is written only by zero_store_step_wait. Errors: ZERO_ERR_INVALID_ARG
  * (logged), ZERO_ERR_UNSUPPORTED (no step op, or Lamb), or the store's. */
-zero_status_t zero_store_step(zero_store_t *store, const zero_store_step_t *step);
+zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_step_t *step);
 /* Waits for every step submitted since the last wait; the first error. */
 zero_status_t zero_store_step_wait(zero_store_t *store);
 /*
@@ -150,7 +154,7 @@ zero_status_t zero_store_step_wait(zero_store_t *store);
  * @p w16 (w16_type) when the training dtype is 16-bit. The host store and
  * zero-optd share it, so a remote step is bitwise the local one.
  */
-zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_step_t *step, float *w,
+zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
                                     const float *g32, float *s1, float *s2, uint16_t *w16,
                                     zero_optim_w16_t w16_type, size_t n);
 /* ZERO_OPTIM_W16_BF16 / FP16 for those dtypes, NONE otherwise. */

@@ -46,7 +46,7 @@ static void host_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
 }
 
 /* The step in place: the same shared kernel zero-optd runs (store.c). */
-static zero_status_t host_step(zero_store_t *store, const zero_store_step_t *st)
+static zero_status_t host_step(zero_store_t *store, const zero_store_async_step_t *st)
 {
     host_store_t *h = (host_store_t *)store;
     int g = st->group;
@@ -102,7 +102,7 @@ static const zero_store_ops_t host_ops = {
     .prefetch = NULL,   /* everything is here already */
     .bytes = host_bytes,
     .destroy = host_destroy,
-    .step = host_step,
+    .step_async = host_step,
     .step_wait = NULL,   /* host_step finishes before it returns */
 };
 

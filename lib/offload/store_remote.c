@@ -377,7 +377,7 @@ static zero_status_t remote_release(zero_store_t *store, zero_store_range_t *ran
 }
 
 typedef struct step_arg {
-    const zero_store_step_t *step;
+    const zero_store_async_step_t *step;
     zero_optd_step_t wire;
     size_t grad_es, weight_es;
 } step_arg_t;
@@ -398,7 +398,7 @@ static zero_status_t step_piece(remote_store_t *r, int server, size_t local, siz
                   (unsigned char *)a->step->weights + offset * a->weight_es, n * a->weight_es);
 }
 
-static zero_status_t remote_step(zero_store_t *store, const zero_store_step_t *st)
+static zero_status_t remote_step(zero_store_t *store, const zero_store_async_step_t *st)
 {
     remote_store_t *r = (remote_store_t *)store;
     zero_status_t status = check_usable(r, "step");
@@ -507,7 +507,7 @@ static const zero_store_ops_t remote_ops = {
     .prefetch = NULL,   /* acquire fetches with the whole window in flight already */
     .bytes = remote_bytes,
     .destroy = remote_destroy,
-    .step = remote_step,
+    .step_async = remote_step,
     .step_wait = remote_step_wait,
 };
 

@@ -166,7 +166,7 @@ static const optimizer_case_t optimizer_cases[] = {
     {ZERO_OPTIMIZER_LION, 1, "Lion"},
 };
 
-static void step_params(zero_store_step_t *st, zero_optimizer_type_t type, int step, const zero_optim_ctx_t *ctx)
+static void step_params(zero_store_async_step_t *st, zero_optimizer_type_t type, int step, const zero_optim_ctx_t *ctx)
 {
     memset(st, 0, sizeof(*st));
     st->optimizer = type;
@@ -217,7 +217,7 @@ static void run_and_compare(zero_store_t *host, zero_store_t *remote, const opti
             memset(wa, 0xa5, len * wes);
             memset(wb, 0x5a, len * wes);
             for (size_t at = 0; at < len; at += piece) {
-                zero_store_step_t st;
+                zero_store_async_step_t st;
                 size_t n = len - at < piece ? len - at : piece;
                 step_params(&st, oc->type, step, ctx);
                 st.group = g;
@@ -227,9 +227,9 @@ static void run_and_compare(zero_store_t *host, zero_store_t *remote, const opti
                 st.grad = grad + at * ges;
                 st.weight_dtype = weight_dtype;
                 st.weights = wa + at * wes;
-                CU_ASSERT_EQUAL_FATAL(zero_store_step(host, &st), ZERO_OK);
+                CU_ASSERT_EQUAL_FATAL(zero_store_step_async(host, &st), ZERO_OK);
                 st.weights = wb + at * wes;
-                CU_ASSERT_EQUAL_FATAL(zero_store_step(remote, &st), ZERO_OK);
+                CU_ASSERT_EQUAL_FATAL(zero_store_step_async(remote, &st), ZERO_OK);
             }
             CU_ASSERT_EQUAL_FATAL(zero_store_step_wait(host), ZERO_OK);
             CU_ASSERT_EQUAL_FATAL(zero_store_step_wait(remote), ZERO_OK);
@@ -757,7 +757,7 @@ static void check_server_failure(int sig)
     zero_store_remote_opts_t o;
     zero_store_t *remote = NULL;
     zero_optim_ctx_t ctx;
-    zero_store_step_t st;
+    zero_store_async_step_t st;
     static float grad[5000], w[5000];
     uint64_t mark;
     zero_status_t status;
@@ -776,7 +776,7 @@ static void check_server_failure(int sig)
     st.grad = grad;
     st.weight_dtype = ZERO_FP32;
     st.weights = w;
-    CU_ASSERT_EQUAL(zero_store_step(remote, &st), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
     CU_ASSERT_EQUAL(zero_store_step_wait(remote), ZERO_OK);
 
     kill(pid, sig);
@@ -784,7 +784,7 @@ static void check_server_failure(int sig)
         waitpid(pid, NULL, 0);
     mark = zero_log_error_mark();
     t0 = zero_clock_now();
-    status = zero_store_step(remote, &st);
+    status = zero_store_step_async(remote, &st);
     if (status == ZERO_OK)
         status = zero_store_step_wait(remote);
     took = zero_clock_now() - t0;
@@ -794,7 +794,7 @@ static void check_server_failure(int sig)
     if (sig == SIGSTOP)
         CU_ASSERT(last_error_has(mark, "did not answer"));
     /* the store stays failed, saying so */
-    CU_ASSERT_NOT_EQUAL(zero_store_step(remote, &st), ZERO_OK);
+    CU_ASSERT_NOT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
     zero_store_destroy(remote);
     if (sig != SIGKILL) {
         kill(pid, SIGKILL);
