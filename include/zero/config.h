@@ -83,7 +83,8 @@ typedef enum zero_warmup_type {
 typedef enum zero_offload_device {
     ZERO_OFFLOAD_NONE = 0, /**< "none" (the default): no offload */
     ZERO_OFFLOAD_CPU  = 1, /**< "cpu": host memory */
-    ZERO_OFFLOAD_NVME = 2  /**< "nvme": files under nvme_path, staged through host memory */
+    ZERO_OFFLOAD_NVME = 2, /**< "nvme": files under nvme_path, staged through host memory */
+    ZERO_OFFLOAD_REMOTE = 3 /**< "remote" (libzero extension, offload_optimizer only): zero-optd servers (docs/optd.md) */
 } zero_offload_device_t;
 
 /** "checkpoint.tag_validation" (matched without regard to case). */
@@ -183,6 +184,8 @@ typedef struct zero_config_offload_optimizer {
     bool pipeline_write;          /**< false */
     bool fast_init;               /**< false */
     double ratio;                 /**< 1.0 (only 1.0 is supported) */
+    char **servers;               /**< libzero extension: "host:port" of each zero-optd; required for remote */
+    uint32_t num_servers;         /**< entries of servers (0 when not given) */
 } zero_config_offload_optimizer_t;
 
 /** "zero_optimization.offload_param" (stage 3 only). */

@@ -348,6 +348,9 @@ void zero_config_destroy(zero_config_t *config)
     if (config == NULL)
         return;
     zero_free(config->zero_optimization.offload_optimizer.nvme_path);
+    for (uint32_t i = 0; i < config->zero_optimization.offload_optimizer.num_servers; i++)
+        zero_free(config->zero_optimization.offload_optimizer.servers[i]);
+    zero_free(config->zero_optimization.offload_optimizer.servers);
     zero_free(config->zero_optimization.offload_param.nvme_path);
     zero_free(config);
 }
@@ -387,6 +390,7 @@ const char *zero_offload_device_string(zero_offload_device_t device)
     case ZERO_OFFLOAD_NONE: return "none";
     case ZERO_OFFLOAD_CPU: return "cpu";
     case ZERO_OFFLOAD_NVME: return "nvme";
+    case ZERO_OFFLOAD_REMOTE: return "remote";
     }
     return "unknown";
 }
@@ -547,6 +551,28 @@ static void emit_typed_block(emitter_t *e, const zero_config_t *c, const char *k
     close_object(e);
 }
 
+/* offload_optimizer.servers (a custom row: an array of strings). */
+static void emit_servers(emitter_t *e, const zero_config_offload_optimizer_t *oo)
+{
+    if (oo->num_servers == 0)
+        return;
+    member(e, "servers");
+    puts_(e, "[");
+    for (uint32_t i = 0; i < oo->num_servers; i++) {
+        size_t need = zero_config_json_quote(oo->servers[i], NULL, 0) + 1;
+        char *quoted = zero_malloc(need);
+        if (quoted == NULL) {
+            e->out_of_memory = true;
+            break;
+        }
+        zero_config_json_quote(oo->servers[i], quoted, need);
+        puts_(e, i ? ", " : "");
+        puts_(e, quoted);
+        zero_free(quoted);
+    }
+    puts_(e, "]");
+}
+
 /* Every stored row of @p rows with its effective value, nested blocks as objects, in table order. */
 static void emit_rows(emitter_t *e, const zero_config_t *c, const config_key_t *rows)
 {
@@ -620,6 +646,8 @@ static void emit_rows(emitter_t *e, const zero_config_t *c, const config_key_t *
         default: break;
         }
     }
+    if (rows == config_offload_optimizer_keys)
+        emit_servers(e, &c->zero_optimization.offload_optimizer);
 }
 
 zero_status_t zero_config_to_json(const zero_config_t *c, char **json_p)

@@ -57,7 +57,7 @@
 
 const config_enum_name_t config_offload_device_names[] = {
     {"none", ZERO_OFFLOAD_NONE, false}, {"cpu", ZERO_OFFLOAD_CPU, false}, {"nvme", ZERO_OFFLOAD_NVME, false},
-    {NULL, 0, false}};
+    {"remote", ZERO_OFFLOAD_REMOTE, false}, {NULL, 0, false}};
 
 const config_enum_name_t config_warmup_type_names[] = {
     {"log", ZERO_WARMUP_LOG, false}, {"linear", ZERO_WARMUP_LINEAR, false}, {NULL, 0, false}};
@@ -272,6 +272,8 @@ const config_key_t config_offload_optimizer_keys[] = {
      DOC("fast NVMe initialization")},
     {KEY("ratio"), T_NUM(0.0, 1.0, 0), AT(zero_optimization.offload_optimizer.ratio), DEF("1.0"),
      DOC("only 1.0: partial offload is unsupported")},
+    {KEY("servers"), T_CUSTOM("array of \"host:port\" strings"),
+     DOC("libzero extension: the zero-optd servers of `\"remote\"` ([optd.md](optd.md)); required for `remote`")},
     END_OF_ROWS};
 
 const config_key_t config_offload_param_keys[] = {

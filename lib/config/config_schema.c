@@ -704,6 +704,39 @@ static void set_defaults(zero_config_t *c)
 
 /* ---- zero_optimization ---- */
 
+/* offload_optimizer.servers (libzero extension): a non-empty array of "host:port" strings. */
+static void read_servers(config_ctx_t *ctx, node_t *obj, zero_config_offload_optimizer_t *o)
+{
+    char desc_buf_[64];
+    node_t *n = take(obj, "servers");
+    size_t i = 0;
+    if (n == NULL || n->kind == J_NULL || is_auto(n))
+        return;
+    if (n->kind != J_ARRAY || n->count == 0 || n->count > 4096) {
+        ERR(ctx, n, "servers", "expected an array of 1 to 4096 \"host:port\" strings, got %s", DESCRIBE(n));
+        return;
+    }
+    o->servers = zero_calloc(n->count, sizeof(char *));
+    if (o->servers == NULL) {
+        ctx->out_of_memory = true;
+        return;
+    }
+    for (node_t *e = n->first; e; e = e->next, i++) {
+        const char *colon = e->kind == J_STRING ? strrchr(e->text, ':') : NULL;
+        char key[32];
+        snprintf(key, sizeof(key), "servers[%zu]", i);
+        if (colon == NULL || colon == e->text || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+            ERR(ctx, e, key, "expected \"host:port\", got %s", DESCRIBE(e));
+            continue;
+        }
+        o->servers[o->num_servers] = zero_strdup(e->text);
+        if (o->servers[o->num_servers] == NULL)
+            ctx->out_of_memory = true;
+        else
+            o->num_servers++;
+    }
+}
+
 static void read_offload_device(config_ctx_t *ctx, node_t *obj, zero_offload_device_t *out)
 {
     node_t *n = take(obj, "device");
@@ -751,9 +784,12 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
     r = zero_config_json_find(obj, "ratio");
     if (r && o->ratio < 1.0)
         UNSUP(ctx, r, "ratio", "partial optimizer offload (ratio < 1) is not implemented by libzero");
+    read_servers(ctx, obj, o);
     finish_rows(ctx, obj, config_offload_optimizer_keys);
     if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)
         ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
+    if (o->device == ZERO_OFFLOAD_REMOTE && o->num_servers == 0)
+        ERR(ctx, obj, "servers", "required when device is \"remote\" (a libzero extension: the zero-optd servers)");
     path_pop(ctx, saved);
 }
 
@@ -770,6 +806,10 @@ static void walk_offload_param(config_ctx_t *ctx, node_t *n, zero_config_offload
     saved = path_push(ctx, "offload_param");
     read_rows(ctx, obj, config_offload_param_keys);
     read_offload_device(ctx, obj, &o->device);
+    if (o->device == ZERO_OFFLOAD_REMOTE) {
+        ERR(ctx, obj, "device", "\"remote\" is for offload_optimizer only (parameters stay with the ranks)");
+        o->device = ZERO_OFFLOAD_NONE;
+    }
     bad_path = read_nvme_path(ctx, obj, &o->nvme_path);
     finish_rows(ctx, obj, config_offload_param_keys);
     if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)

@@ -31,6 +31,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "optim/optim.h"
+
 #include <zero/config.h>
 #include <zero/memory.h>
 #include <zero/status.h>
@@ -105,6 +107,32 @@ typedef struct zero_store_step_args {
     zero_dtype_t weights_dtype;
 } zero_store_step_args_t;
 
+/*
+ * One pipelined optimizer step over a range (the optional step_async op),
+ * run where the state lives: the reduced
+ * gradient of [begin, begin + count) of group @c group goes in, the state is
+ * updated there, and the updated weights come back in the training dtype.
+ * The hyper-parameters are this step's (schedule-derived lr, step number,
+ * grad_scale = unscale * clip coefficient), as lib/optim defines them.
+ */
+typedef struct zero_store_async_step {
+    int group;
+    size_t begin, count;
+    zero_optimizer_type_t optimizer;   /* ADAM, ADAMW, SGD, ADAGRAD or LION (LAMB needs norms over ranks: unsupported) */
+    float lr, beta1, beta2, eps, weight_decay;
+    float momentum, dampening;         /* SGD */
+    float lr_decay;                    /* Adagrad */
+    int adam_w_mode, bias_correction;  /* Adam (AdamW forces adam_w_mode) */
+    int nesterov;                      /* SGD */
+    int64_t step;                      /* from 1 (not used by Lion) */
+    float grad_scale;
+    zero_dtype_t grad_dtype;           /* FP32, FP16 or BF16 */
+    const void *grad;                  /* [count] of grad_dtype; the caller's until zero_store_step_wait */
+    zero_dtype_t weight_dtype;         /* FP32 (a copy of the master) or the 16-bit training dtype */
+    void *weights;                     /* [count] of weight_dtype, written by zero_store_step_wait */
+    const zero_optim_ctx_t *optim;     /* kernels for stores that run the step in this process */
+} zero_store_async_step_t;
+
 typedef struct zero_store_ops {
     const char *name;
     zero_status_t (*acquire)(zero_store_t *store, zero_store_range_t *range);
@@ -120,6 +148,15 @@ typedef struct zero_store_ops {
      * range; Lamb never comes here (its trust ratio needs norms summed over
      * ranks between its two phases), nor does a range with an acquire open. */
     zero_status_t (*step)(zero_store_t *store, const zero_store_step_args_t *args);
+    /* Optional, the pipelined step (NULL: the caller runs the kernels on
+     * acquired ranges): step_async may return before the update is done, so
+     * the transfers of one range overlap the server's work on the previous;
+     * step_wait finishes every step submitted and returns the first error.
+     * Gradients travel in their own dtype (16-bit where training is). The
+     * remote store (zero-optd) and, for comparisons, the host store have it;
+     * the engine's synchronous step op is separate until the two are one. */
+    zero_status_t (*step_async)(zero_store_t *store, const zero_store_async_step_t *step);
+    zero_status_t (*step_wait)(zero_store_t *store);
 } zero_store_ops_t;
 
 /* The part every store shares; implementations embed it first. */
@@ -186,6 +223,28 @@ size_t zero_store_max_range(const zero_store_t *store);
 /* The fields the store has: master, and one per optimizer state. */
 unsigned zero_store_fields(const zero_store_t *store);
 void zero_store_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p);
+/* Whether the store runs steps itself (ops->step). */
+int zero_store_has_step_async(const zero_store_t *store);
+/* Checks @p step (range, dtypes, optimizer, buffers) and submits it.
+ * Pipelining: a store may overlap the transfers of one step call with the
+ * update of the previous; @p step->grad must stay valid and @p step->weights
+ * is written only by zero_store_step_wait. Errors: ZERO_ERR_INVALID_ARG
+ * (logged), ZERO_ERR_UNSUPPORTED (no step op, or Lamb), or the store's. */
+zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_step_t *step);
+/* Waits for every step submitted since the last wait; the first error. */
+zero_status_t zero_store_step_wait(zero_store_t *store);
+/*
+ * The kernel of @p step over one slice in this process: the elementwise
+ * lib/optim kernel with @p step's hyper-parameters, on fp32 master @p w,
+ * fp32 gradient @p g32 (already converted), states @p s1, @p s2, writing
+ * @p w16 (w16_type) when the training dtype is 16-bit. The host store and
+ * zero-optd share it, so a remote step is bitwise the local one.
+ */
+zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
+                                    const float *g32, float *s1, float *s2, uint16_t *w16,
+                                    zero_optim_w16_t w16_type, size_t n);
+/* ZERO_OPTIM_W16_BF16 / FP16 for those dtypes, NONE otherwise. */
+zero_optim_w16_t zero_store_w16_of(zero_dtype_t dtype);
 /* NULL allowed. */
 void zero_store_destroy(zero_store_t *store);
 

@@ -13,6 +13,8 @@
 
 typedef struct host_store {
     zero_store_t base;
+    float *grad32;          /* fp32 copy of a 16-bit gradient (host kind only), grown on demand */
+    size_t grad32_len;
     float *field[ZERO_DTYPE_COUNT][ZERO_STORE_NUM_FIELDS];   /* NULL where absent */
     int owned[ZERO_DTYPE_COUNT][ZERO_STORE_NUM_FIELDS];      /* allocated here (not adopted) */
 } host_store_t;
@@ -43,9 +45,49 @@ static void host_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
                 bytes_p->resident += (uint64_t)store->desc.length[g] * sizeof(float);
 }
 
+/* The step in place: the same shared kernel zero-optd runs (store.c). */
+static zero_status_t host_step(zero_store_t *store, const zero_store_async_step_t *st)
+{
+    host_store_t *h = (host_store_t *)store;
+    int g = st->group;
+    size_t b = st->begin, n = st->count;
+    float *w = h->field[g][ZERO_STORE_MASTER] + b;
+    const float *g32 = st->grad;
+    zero_optim_w16_t w16_type = zero_store_w16_of(st->weight_dtype);
+    zero_status_t status;
+
+    if (store->desc.kind != ZERO_MEM_HOST || st->optim == NULL) {
+        ZERO_LOG_ERROR("host store: a step in this process needs host memory and the optimizer kernels");
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    if (st->grad_dtype != ZERO_FP32) {
+        if (n > h->grad32_len) {
+            float *grown = zero_realloc(h->grad32, n * sizeof(float));
+            if (grown == NULL) {
+                ZERO_LOG_ERROR("host store: out of memory for a %zu-element fp32 gradient", n);
+                return ZERO_ERR_NO_MEMORY;
+            }
+            h->grad32 = grown;
+            h->grad32_len = n;
+        }
+        status = zero_optim_from_16(st->optim, zero_store_w16_of(st->grad_dtype), h->grad32, st->grad, n);
+        if (status != ZERO_OK)
+            return status;
+        g32 = h->grad32;
+    }
+    status = zero_store_run_kernel(st->optim, st, w, g32,
+                                   h->field[g][ZERO_STORE_STATE1] ? h->field[g][ZERO_STORE_STATE1] + b : NULL,
+                                   h->field[g][ZERO_STORE_STATE2] ? h->field[g][ZERO_STORE_STATE2] + b : NULL,
+                                   w16_type != ZERO_OPTIM_W16_NONE ? st->weights : NULL, w16_type, n);
+    if (status == ZERO_OK && w16_type == ZERO_OPTIM_W16_NONE && st->weights != w)
+        memcpy(st->weights, w, n * sizeof(float));
+    return status;
+}
+
 static void host_destroy(zero_store_t *store)
 {
     host_store_t *h = (host_store_t *)store;
+    zero_free(h->grad32);
     for (int g = 0; g < ZERO_DTYPE_COUNT; g++)
         for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
             if (h->owned[g][f])
@@ -60,6 +102,8 @@ static const zero_store_ops_t host_ops = {
     .prefetch = NULL,   /* everything is here already */
     .bytes = host_bytes,
     .destroy = host_destroy,
+    .step_async = host_step,
+    .step_wait = NULL,   /* host_step finishes before it returns */
 };
 
 static const char *const field_tag[ZERO_STORE_NUM_FIELDS] = {"master", "optimizer state 1", "optimizer state 2"};

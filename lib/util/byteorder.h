@@ -1,6 +1,6 @@
 /*
- * Fixed-order 32-bit integers in byte buffers (wire records, file trailers),
- * whatever the host's byte order.
+ * Fixed-order 16-, 32- and 64-bit integers in byte buffers (wire records,
+ * file trailers), whatever the host's byte order.
  */
 #ifndef ZERO_UTIL_BYTEORDER_H
 #define ZERO_UTIL_BYTEORDER_H
@@ -31,6 +31,28 @@ static inline void zero_put_le32(unsigned char *p, uint32_t v)
 static inline uint32_t zero_get_le32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void zero_put_le16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static inline uint16_t zero_get_le16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline void zero_put_le64(unsigned char *p, uint64_t v)
+{
+    zero_put_le32(p, (uint32_t)v);
+    zero_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint64_t zero_get_le64(const unsigned char *p)
+{
+    return (uint64_t)zero_get_le32(p) | (uint64_t)zero_get_le32(p + 4) << 32;
 }
 
 #endif /* ZERO_UTIL_BYTEORDER_H */

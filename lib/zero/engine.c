@@ -201,6 +201,15 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
             status = ZERO_ERR_UNSUPPORTED;
             goto err;
         }
+        /* The remote store (lib/offload/store_remote.c) is built and tested, but it runs the pipelined
+         * step_async (16-bit gradients) and the engine calls the synchronous step op: until the two
+         * are one, a remote config is refused, not ignored. */
+        if (e->config->zero_optimization.offload_optimizer.device == ZERO_OFFLOAD_REMOTE) {
+            engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.device: \"remote\" (zero-optd) "
+                         "is not wired into the engine in this version (docs/optd.md)");
+            status = ZERO_ERR_UNSUPPORTED;
+            goto err;
+        }
         ZERO_LOG_INFO("zero_optimization.offload_*.device \"cpu\": this rank trains in host memory, where its "
                       "optimizer state and parameters already are");
     }

@@ -524,7 +524,7 @@ static void test_invalid_configs(void)
          "error: zero_optimization.offload_optimizer.pin_memroy: unknown key; did you mean "
          "\"zero_optimization.offload_optimizer.pin_memory\"?"},
         {B "\"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": {\"device\": \"gpu\"}}}", ZERO_ERR_CONFIG,
-         "error: zero_optimization.offload_optimizer.device: expected one of \"none\", \"cpu\", \"nvme\", got \"gpu\""},
+         "error: zero_optimization.offload_optimizer.device: expected one of \"none\", \"cpu\", \"nvme\", \"remote\", got \"gpu\""},
         {B "\"zero_optimization\": {\"stage\": 2, \"offload_param\": {\"device\": \"cpu\"}}}", ZERO_ERR_CONFIG,
          "error: zero_optimization.offload_param: parameter offload needs stage 3 (zero_optimization.stage is 2)"},
         {B "\"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": {\"device\": \"nvme\"}}}", ZERO_ERR_CONFIG,
@@ -1216,12 +1216,38 @@ static void test_logging(void)
     END;
 }
 
+/* offload_optimizer.device "remote" with servers (libzero extension, docs/optd.md). */
+static void test_remote_offload(void)
+{
+    BEGIN;
+    zero_config_t *c = parse_ok("{\"train_batch_size\": 2, \"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": "
+                                "{\"device\": \"remote\", \"servers\": [\"10.0.0.1:7000\", \"[::1]:7001\"]}}}", 2);
+    if (c != NULL) {
+        char *json = NULL;
+        CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.device, ZERO_OFFLOAD_REMOTE);
+        CU_ASSERT_EQUAL_FATAL(c->zero_optimization.offload_optimizer.num_servers, 2);
+        CU_ASSERT_STRING_EQUAL(c->zero_optimization.offload_optimizer.servers[1], "[::1]:7001");
+        CU_ASSERT_EQUAL(zero_config_to_json(c, &json), ZERO_OK);
+        CU_ASSERT_PTR_NOT_NULL(json ? strstr(json, "\"servers\": [\"10.0.0.1:7000\", \"[::1]:7001\"]") : NULL);
+        zero_string_free(json);
+        zero_config_destroy(c);
+    }
+    expect_refused("{\"train_batch_size\": 2, \"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": {\"device\": \"remote\"}}}",
+                   2, ZERO_ERR_CONFIG, "zero_optimization.offload_optimizer.servers", "required");
+    expect_refused("{\"train_batch_size\": 2, \"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": {\"device\": \"remote\", "
+                   "\"servers\": [\"a:1\", \"nocolon\"]}}}", 2, ZERO_ERR_CONFIG, "servers[1]", "host:port");
+    expect_refused("{\"train_batch_size\": 2, \"zero_optimization\": {\"stage\": 3, \"offload_param\": "
+                   "{\"device\": \"remote\"}}}", 2, ZERO_ERR_CONFIG, "offload_param.device", "offload_optimizer only");
+    END;
+}
+
 int main(int argc, char **argv)
 {
     static CU_TestInfo tests[] = {
         {"every config fixture accepted (world size 2 and implied)", test_every_fixture_config},
         {"values read from the config fixtures", test_fixture_values},
         {"defaults", test_defaults},
+        {"offload_optimizer device remote and servers", test_remote_offload},
         {"batch triad derivation", test_batch_triad},
         {"invalid configs name their path", test_invalid_configs},
         {"every problem collected, sorted by position", test_every_problem_collected},

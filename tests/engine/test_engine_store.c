@@ -430,8 +430,8 @@ static void test_store_factory(void)
         s = NULL;
     }
     zero_log_set_level(ZERO_LOG_LEVEL_OFF);
-    opts.device = ZERO_STORE_DEVICE_NVME;
-    CU_ASSERT_EQUAL(zero_store_create_for(&opts, &desc, &s), ZERO_ERR_UNSUPPORTED);
+    opts.device = ZERO_STORE_DEVICE_NVME;   /* without the config its aio block comes from */
+    CU_ASSERT_EQUAL(zero_store_create_for(&opts, &desc, &s), ZERO_ERR_INVALID_ARG);
     opts.device = ZERO_STORE_DEVICE_REMOTE;
     CU_ASSERT_EQUAL(zero_store_create_for(&opts, &desc, &s), ZERO_ERR_UNSUPPORTED);
     CU_ASSERT_PTR_NULL(s);

@@ -1,0 +1,51 @@
+/*
+ * zero-optd's server (docs/optd.md): a UCX listener whose clients (ranks'
+ * remote stores, store_remote.c) keep the fp32 master weights and optimizer
+ * states of their slices here and send one STEP per gradient piece.
+ *
+ * One thread serves every connection, one message at a time, in arrival
+ * order; the optimizer kernels run on a pool of --threads threads. Per
+ * connection: it must show the job token in its first message (HELLO) within
+ * hello_timeout_s or it is closed; a message that is malformed, oversized or
+ * out of its connection's bounds gets an error reply naming the problem and
+ * the connection is closed; a client that disconnects (even mid-message) has
+ * its state freed. Nothing a client sends stops the server or harms another
+ * client's state.
+ */
+#ifndef ZERO_OFFLOAD_OPTD_SERVER_H
+#define ZERO_OFFLOAD_OPTD_SERVER_H
+
+#include "offload/optd_wire.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <zero/status.h>
+
+#define ZERO_OPTD_MAX_CONNS 1024
+
+typedef struct zero_optd_server zero_optd_server_t;
+
+typedef struct zero_optd_server_opts {
+    const char *host;          /* address to listen on ("0.0.0.0", "127.0.0.1", a name) */
+    int port;                  /* 0: any free port (zero_optd_server_port tells which) */
+    int threads;               /* optimizer threads, >= 1 */
+    uint64_t memory_limit;     /* bytes of state and buffers over all clients; 0: no limit */
+    int have_token;            /* 0: any token is accepted (ZERO_ALLOW_NO_TOKEN) */
+    unsigned char token[ZERO_OPTD_TOKEN_BYTES];
+    double hello_timeout_s;    /* a connection that has not said HELLO by then is closed (0: 10 s) */
+    double io_timeout_s;       /* one message's receive or reply, at most (0: 30 s) */
+} zero_optd_server_opts_t;
+
+/* Listens. Errors: ZERO_ERR_INVALID_ARG (bad options, logged), ZERO_ERR_COMM
+ * (UCX could not listen there, logged), ZERO_ERR_NO_MEMORY. */
+zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_optd_server_t **server_p);
+/* The port listened on. */
+int zero_optd_server_port(const zero_optd_server_t *server);
+/* Serves until *stop becomes non-zero (a signal handler may set it). */
+zero_status_t zero_optd_server_run(zero_optd_server_t *server, volatile sig_atomic_t *stop);
+/* Bytes of client state and buffers held now. */
+uint64_t zero_optd_server_bytes(const zero_optd_server_t *server);
+/* Closes every connection and the listener. NULL allowed. */
+void zero_optd_server_destroy(zero_optd_server_t *server);
+
+#endif /* ZERO_OFFLOAD_OPTD_SERVER_H */

@@ -1,0 +1,232 @@
+/* The zero-optd wire format: pure encoders and decoders (optd_wire.h). */
+#include "offload/optd_wire.h"
+#include "util/byteorder.h"
+
+#include <string.h>
+
+/* Bulk arrays (gradients, weights, state) travel as the host stores them. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "zero-optd sends fp32 and 16-bit arrays as stored: little-endian hosts only"
+#endif
+
+const char *zero_optd_parse_string(zero_optd_parse_t verdict)
+{
+    switch (verdict) {
+    case ZERO_OPTD_PARSE_OK: return "ok";
+    case ZERO_OPTD_PARSE_SHORT: return "message shorter than its header says";
+    case ZERO_OPTD_PARSE_MAGIC: return "not a zero-optd message (bad magic)";
+    case ZERO_OPTD_PARSE_VERSION: return "another protocol version";
+    case ZERO_OPTD_PARSE_TYPE: return "unknown or unexpected message type";
+    case ZERO_OPTD_PARSE_LENGTH: return "a length or count outside its bound";
+    case ZERO_OPTD_PARSE_FIELD: return "a field value outside its range";
+    }
+    return "unknown verdict";
+}
+
+size_t zero_optd_dtype_size(uint32_t dtype)
+{
+    switch (dtype) {
+    case 0: return 4;          /* fp32 */
+    case 1: case 2: return 2;  /* fp16, bf16 */
+    default: return 0;
+    }
+}
+
+static float get_f32(const unsigned char *p)
+{
+    uint32_t bits = zero_get_le32(p);
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+static void put_f32(unsigned char *p, float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof(bits));
+    zero_put_le32(p, bits);
+}
+
+zero_optd_parse_t zero_optd_decode_header(const unsigned char *buf, size_t len, int want_reply,
+                                          zero_optd_header_t *h)
+{
+    uint32_t type;
+    if (len < ZERO_OPTD_HEADER_BYTES)
+        return ZERO_OPTD_PARSE_SHORT;
+    if (zero_get_le32(buf) != ZERO_OPTD_MAGIC)
+        return ZERO_OPTD_PARSE_MAGIC;
+    h->version = zero_get_le16(buf + 4);
+    if (h->version != ZERO_OPTD_VERSION)
+        return ZERO_OPTD_PARSE_VERSION;
+    h->type = type = zero_get_le16(buf + 6);
+    if ((want_reply != 0) != ((type & ZERO_OPTD_REPLY) != 0))
+        return ZERO_OPTD_PARSE_TYPE;
+    type &= ~ZERO_OPTD_REPLY;
+    if ((type < ZERO_OPTD_HELLO && !(want_reply && type == ZERO_OPTD_ERROR)) || type >= ZERO_OPTD_TYPE_END)
+        return ZERO_OPTD_PARSE_TYPE;
+    h->status = (int32_t)zero_get_le32(buf + 8);
+    h->body_len = zero_get_le32(buf + 12);
+    h->conn_key = zero_get_le64(buf + 16);
+    h->seq = zero_get_le64(buf + 24);
+    if (h->body_len > ZERO_OPTD_MAX_BODY)
+        return ZERO_OPTD_PARSE_LENGTH;
+    if (len < ZERO_OPTD_HEADER_BYTES + (size_t)h->body_len)
+        return ZERO_OPTD_PARSE_SHORT;
+    if (len > ZERO_OPTD_HEADER_BYTES + (size_t)h->body_len)
+        return ZERO_OPTD_PARSE_LENGTH;
+    return ZERO_OPTD_PARSE_OK;
+}
+
+void zero_optd_encode_header(unsigned char *buf, const zero_optd_header_t *h)
+{
+    zero_put_le32(buf, ZERO_OPTD_MAGIC);
+    zero_put_le16(buf + 4, (uint16_t)ZERO_OPTD_VERSION);
+    zero_put_le16(buf + 6, (uint16_t)h->type);
+    zero_put_le32(buf + 8, (uint32_t)h->status);
+    zero_put_le32(buf + 12, h->body_len);
+    zero_put_le64(buf + 16, h->conn_key);
+    zero_put_le64(buf + 24, h->seq);
+}
+
+/* HELLO body: token[16], rank u32, num_groups u32, num_states u32, pad u32,
+ * length u64 x 3, pad to 64. */
+zero_optd_parse_t zero_optd_decode_hello(const unsigned char *body, size_t len, zero_optd_hello_t *hello)
+{
+    if (len != ZERO_OPTD_HELLO_BODY)
+        return ZERO_OPTD_PARSE_LENGTH;
+    memcpy(hello->token, body, ZERO_OPTD_TOKEN_BYTES);
+    hello->rank = zero_get_le32(body + 16);
+    hello->num_groups = zero_get_le32(body + 20);
+    hello->num_states = zero_get_le32(body + 24);
+    if (hello->num_groups < 1 || hello->num_groups > ZERO_OPTD_MAX_GROUPS ||
+        hello->num_states > ZERO_OPTD_MAX_FIELDS - 1)
+        return ZERO_OPTD_PARSE_FIELD;
+    for (int g = 0; g < ZERO_OPTD_MAX_GROUPS; g++) {
+        hello->length[g] = zero_get_le64(body + 32 + 8 * g);
+        if (hello->length[g] > ZERO_OPTD_MAX_LENGTH)
+            return ZERO_OPTD_PARSE_LENGTH;
+        if ((uint32_t)g >= hello->num_groups && hello->length[g] != 0)
+            return ZERO_OPTD_PARSE_FIELD;
+    }
+    return ZERO_OPTD_PARSE_OK;
+}
+
+void zero_optd_encode_hello(unsigned char *body, const zero_optd_hello_t *hello)
+{
+    memset(body, 0, ZERO_OPTD_HELLO_BODY);
+    memcpy(body, hello->token, ZERO_OPTD_TOKEN_BYTES);
+    zero_put_le32(body + 16, hello->rank);
+    zero_put_le32(body + 20, hello->num_groups);
+    zero_put_le32(body + 24, hello->num_states);
+    for (int g = 0; g < ZERO_OPTD_MAX_GROUPS; g++)
+        zero_put_le64(body + 32 + 8 * g, hello->length[g]);
+}
+
+/* STEP head: group, optimizer, grad_dtype, weight_dtype (u32 each), begin,
+ * count, step (u64 each), nine f32, flags u32 = 80 bytes; the gradient follows. */
+zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, zero_optd_step_t *s)
+{
+    size_t es;
+    if (len < ZERO_OPTD_STEP_HEAD)
+        return ZERO_OPTD_PARSE_LENGTH;
+    s->group = zero_get_le32(body);
+    s->optimizer = zero_get_le32(body + 4);
+    s->grad_dtype = zero_get_le32(body + 8);
+    s->weight_dtype = zero_get_le32(body + 12);
+    s->begin = zero_get_le64(body + 16);
+    s->count = zero_get_le64(body + 24);
+    s->step = (int64_t)zero_get_le64(body + 32);
+    s->lr = get_f32(body + 40);
+    s->beta1 = get_f32(body + 44);
+    s->beta2 = get_f32(body + 48);
+    s->eps = get_f32(body + 52);
+    s->weight_decay = get_f32(body + 56);
+    s->momentum = get_f32(body + 60);
+    s->dampening = get_f32(body + 64);
+    s->lr_decay = get_f32(body + 68);
+    s->grad_scale = get_f32(body + 72);
+    s->flags = zero_get_le32(body + 76);
+    s->grad = body + ZERO_OPTD_STEP_HEAD;
+    es = zero_optd_dtype_size(s->grad_dtype);
+    if (s->group >= ZERO_OPTD_MAX_GROUPS || s->optimizer < ZERO_OPTD_ADAM || s->optimizer >= ZERO_OPTD_OPTIMIZER_END ||
+        es == 0 || zero_optd_dtype_size(s->weight_dtype) == 0 || (s->flags & ~ZERO_OPTD_FLAGS_ALL) != 0)
+        return ZERO_OPTD_PARSE_FIELD;
+    if (s->count < 1 || s->count > ZERO_OPTD_MAX_ELEMS || s->begin > ZERO_OPTD_MAX_LENGTH)
+        return ZERO_OPTD_PARSE_LENGTH;
+    if (len - ZERO_OPTD_STEP_HEAD != s->count * es)
+        return ZERO_OPTD_PARSE_LENGTH;
+    return ZERO_OPTD_PARSE_OK;
+}
+
+void zero_optd_encode_step_head(unsigned char *body, const zero_optd_step_t *s)
+{
+    zero_put_le32(body, s->group);
+    zero_put_le32(body + 4, s->optimizer);
+    zero_put_le32(body + 8, s->grad_dtype);
+    zero_put_le32(body + 12, s->weight_dtype);
+    zero_put_le64(body + 16, s->begin);
+    zero_put_le64(body + 24, s->count);
+    zero_put_le64(body + 32, (uint64_t)s->step);
+    put_f32(body + 40, s->lr);
+    put_f32(body + 44, s->beta1);
+    put_f32(body + 48, s->beta2);
+    put_f32(body + 52, s->eps);
+    put_f32(body + 56, s->weight_decay);
+    put_f32(body + 60, s->momentum);
+    put_f32(body + 64, s->dampening);
+    put_f32(body + 68, s->lr_decay);
+    put_f32(body + 72, s->grad_scale);
+    zero_put_le32(body + 76, s->flags);
+}
+
+/* READ / WRITE head: group u32, field u32, begin u64, count u64; WRITE's fp32 data follows. */
+zero_optd_parse_t zero_optd_decode_range(const unsigned char *body, size_t len, int with_data,
+                                         zero_optd_range_t *r)
+{
+    if (len < ZERO_OPTD_RANGE_HEAD)
+        return ZERO_OPTD_PARSE_LENGTH;
+    r->group = zero_get_le32(body);
+    r->field = zero_get_le32(body + 4);
+    r->begin = zero_get_le64(body + 8);
+    r->count = zero_get_le64(body + 16);
+    r->data = with_data ? body + ZERO_OPTD_RANGE_HEAD : NULL;
+    if (r->group >= ZERO_OPTD_MAX_GROUPS || r->field >= ZERO_OPTD_MAX_FIELDS)
+        return ZERO_OPTD_PARSE_FIELD;
+    if (r->count < 1 || r->count > ZERO_OPTD_MAX_ELEMS || r->begin > ZERO_OPTD_MAX_LENGTH)
+        return ZERO_OPTD_PARSE_LENGTH;
+    if (len - ZERO_OPTD_RANGE_HEAD != (with_data ? r->count * 4 : 0))
+        return ZERO_OPTD_PARSE_LENGTH;
+    return ZERO_OPTD_PARSE_OK;
+}
+
+void zero_optd_encode_range_head(unsigned char *body, const zero_optd_range_t *r)
+{
+    zero_put_le32(body, r->group);
+    zero_put_le32(body + 4, r->field);
+    zero_put_le64(body + 8, r->begin);
+    zero_put_le64(body + 16, r->count);
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int zero_optd_token_parse(const char *text, size_t len, unsigned char token[ZERO_OPTD_TOKEN_BYTES])
+{
+    if (len == 2 * ZERO_OPTD_TOKEN_BYTES + 1 && text[len - 1] == '\n')
+        len--;
+    if (len != 2 * ZERO_OPTD_TOKEN_BYTES)
+        return -1;
+    for (size_t i = 0; i < ZERO_OPTD_TOKEN_BYTES; i++) {
+        int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        token[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}

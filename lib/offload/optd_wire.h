@@ -1,0 +1,151 @@
+/*
+ * The zero-optd wire format (docs/optd.md, "Protocol"), as pure functions over
+ * byte buffers: no UCX, no allocation, no logging, no global state.
+ * optd_server.c and store_remote.c move the bytes as UCX tagged messages (one
+ * request or reply per message) and call these on each complete message;
+ * tests/fuzz/fuzz_optd.c feeds them arbitrary bytes.
+ *
+ * A message is a 32-byte header and a body of body_len bytes. Integers and
+ * floats are little-endian (fp32 IEEE bit patterns, 16-bit values as stored).
+ *   0  u32 magic "ZOPD"      4  u16 version     6  u16 type
+ *   8  i32 status (replies)  12 u32 body_len
+ *   16 u64 conn_key (the key the server gave this connection, both ways)
+ *   24 u64 seq (the client's request number, echoed in the reply)
+ * UCX tags: a request travels on its connection's key, its reply on the key
+ * with ZERO_OPTD_TAG_REPLY set (UCX keeps messages of one endpoint and tag in
+ * order, so replies come back in request order); the server's first message
+ * on a new endpoint, WELCOME (8 bytes: the key), on ZERO_OPTD_TAG_WELCOME.
+ * Every decoder checks the message's size against the header and the body's
+ * size against what its fields imply, and every count against its bound, so
+ * a decoded message can be used without further length checks. What a
+ * decoder cannot know (whether a group or range exists on this server) the
+ * server checks.
+ */
+#ifndef ZERO_OFFLOAD_OPTD_WIRE_H
+#define ZERO_OFFLOAD_OPTD_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ZERO_OPTD_MAGIC 0x44504f5au         /* "ZOPD" as little-endian bytes */
+#define ZERO_OPTD_VERSION 1u
+#define ZERO_OPTD_HEADER_BYTES 32u
+#define ZERO_OPTD_TOKEN_BYTES 16u           /* = ZERO_COMM_TOKEN_BYTES */
+#define ZERO_OPTD_MAX_GROUPS 3              /* = ZERO_DTYPE_COUNT */
+#define ZERO_OPTD_MAX_FIELDS 3              /* = ZERO_STORE_NUM_FIELDS */
+/* Elements one STEP, READ or WRITE message carries at most: the client cuts
+ * ranges into pieces of this size (4 MiB of fp32), which bounds every buffer. */
+#define ZERO_OPTD_MAX_ELEMS ((uint64_t)1 << 20)
+#define ZERO_OPTD_HELLO_BODY 64u
+#define ZERO_OPTD_STEP_HEAD 80u             /* STEP body before the gradient */
+#define ZERO_OPTD_RANGE_HEAD 24u            /* READ / WRITE body before the data */
+#define ZERO_OPTD_MAX_TEXT 512u             /* an error reply's message */
+#define ZERO_OPTD_MAX_BODY (ZERO_OPTD_STEP_HEAD + 4u * (uint32_t)ZERO_OPTD_MAX_ELEMS)
+#define ZERO_OPTD_MAX_MESSAGE (ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_MAX_BODY)
+/* Slice elements per group one connection may declare (bounded so the bytes
+ * implied by a hello cannot overflow; the memory limit is the real bound). */
+#define ZERO_OPTD_MAX_LENGTH ((uint64_t)1 << 40)
+
+typedef enum zero_optd_type {
+    ZERO_OPTD_ERROR = 0,   /* reply only: the refusal of a message the server could not read */
+    ZERO_OPTD_HELLO = 1,   /* token, rank, the slices this connection will hold */
+    ZERO_OPTD_STEP = 2,    /* a gradient piece and the step's hyper-parameters -> updated weights */
+    ZERO_OPTD_READ = 3,    /* a piece of one field -> its fp32 values */
+    ZERO_OPTD_WRITE = 4,   /* fp32 values of a piece of one field */
+    ZERO_OPTD_BYE = 5,     /* the client is done; its state is freed */
+    ZERO_OPTD_TYPE_END
+} zero_optd_type_t;
+
+#define ZERO_OPTD_TAG_REPLY ((uint64_t)1 << 63)
+#define ZERO_OPTD_TAG_WELCOME (ZERO_OPTD_TAG_REPLY - 1)
+#define ZERO_OPTD_WELCOME_BYTES 8u
+
+/* A reply has its request's type with this bit set. */
+#define ZERO_OPTD_REPLY 0x8000u
+
+typedef enum zero_optd_parse {
+    ZERO_OPTD_PARSE_OK = 0,
+    ZERO_OPTD_PARSE_SHORT,     /* fewer bytes than a header, or than the header says */
+    ZERO_OPTD_PARSE_MAGIC,     /* not a zero-optd message */
+    ZERO_OPTD_PARSE_VERSION,   /* another protocol version */
+    ZERO_OPTD_PARSE_TYPE,      /* unknown type, or a reply where a request is expected (or back) */
+    ZERO_OPTD_PARSE_LENGTH,    /* a length or count outside its bound, or not matching the body */
+    ZERO_OPTD_PARSE_FIELD      /* a field value outside its range (dtype, optimizer, group, field) */
+} zero_optd_parse_t;
+
+/* A static phrase for a verdict ("ok", "bad magic", ...). */
+const char *zero_optd_parse_string(zero_optd_parse_t verdict);
+
+typedef struct zero_optd_header {
+    uint32_t version;
+    uint32_t type;            /* zero_optd_type_t, | ZERO_OPTD_REPLY for replies */
+    int32_t status;           /* replies: a zero_status_t; 0 = done */
+    uint32_t body_len;
+    uint64_t conn_key, seq;
+} zero_optd_header_t;
+
+typedef struct zero_optd_hello {
+    unsigned char token[ZERO_OPTD_TOKEN_BYTES];
+    uint32_t rank;
+    uint32_t num_groups;      /* 1 .. ZERO_OPTD_MAX_GROUPS */
+    uint32_t num_states;      /* 0 .. ZERO_OPTD_MAX_FIELDS - 1 */
+    uint64_t length[ZERO_OPTD_MAX_GROUPS];   /* elements per field of each group on this server (0 beyond num_groups) */
+} zero_optd_hello_t;
+
+/* The optimizers a server runs (lib/optim's elementwise kernels). */
+typedef enum zero_optd_optimizer {
+    ZERO_OPTD_ADAM = 1,       /* Adam or AdamW (flags) */
+    ZERO_OPTD_SGD = 2,
+    ZERO_OPTD_ADAGRAD = 3,
+    ZERO_OPTD_LION = 4,
+    ZERO_OPTD_OPTIMIZER_END
+} zero_optd_optimizer_t;
+
+#define ZERO_OPTD_FLAG_ADAM_W_MODE 1u
+#define ZERO_OPTD_FLAG_BIAS_CORRECTION 2u
+#define ZERO_OPTD_FLAG_NESTEROV 4u
+#define ZERO_OPTD_FLAGS_ALL 7u
+
+/* Element types on the wire: gradients and weights are 0 = fp32, 1 = fp16,
+ * 2 = bf16 (zero_dtype_t's numbering). */
+typedef struct zero_optd_step {
+    uint32_t group, optimizer, grad_dtype, weight_dtype;
+    uint64_t begin, count;    /* elements of the server's slice of the group */
+    int64_t step;             /* from 1 */
+    float lr, beta1, beta2, eps, weight_decay, momentum, dampening, lr_decay, grad_scale;
+    uint32_t flags;           /* ZERO_OPTD_FLAG_* */
+    const void *grad;         /* [count] of grad_dtype, inside the decoded buffer (little-endian) */
+} zero_optd_step_t;
+
+typedef struct zero_optd_range {
+    uint32_t group, field;
+    uint64_t begin, count;    /* 1 .. ZERO_OPTD_MAX_ELEMS */
+    const void *data;         /* WRITE: [count] fp32 inside the decoded buffer; READ: NULL */
+} zero_optd_range_t;
+
+/* Bytes per element of a wire dtype (0 when unknown). */
+size_t zero_optd_dtype_size(uint32_t dtype);
+
+/* Checks the header of the message @p buf of @p len bytes: magic, version,
+ * type (a request when @p want_reply is 0, a reply otherwise), body_len <=
+ * ZERO_OPTD_MAX_BODY and len == header + body_len. */
+zero_optd_parse_t zero_optd_decode_header(const unsigned char *buf, size_t len, int want_reply,
+                                          zero_optd_header_t *h);
+/* Body decoders: @p body, @p len as the header says. */
+zero_optd_parse_t zero_optd_decode_hello(const unsigned char *body, size_t len, zero_optd_hello_t *hello);
+zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, zero_optd_step_t *step);
+/* READ (@p with_data 0: no data follows) and WRITE (@p with_data 1). */
+zero_optd_parse_t zero_optd_decode_range(const unsigned char *body, size_t len, int with_data,
+                                         zero_optd_range_t *range);
+
+/* Encoders write exactly the sizes named (header: ZERO_OPTD_HEADER_BYTES). */
+void zero_optd_encode_header(unsigned char *buf, const zero_optd_header_t *h);
+void zero_optd_encode_hello(unsigned char *body, const zero_optd_hello_t *hello);    /* HELLO_BODY */
+void zero_optd_encode_step_head(unsigned char *body, const zero_optd_step_t *step);  /* STEP_HEAD; grad follows */
+void zero_optd_encode_range_head(unsigned char *body, const zero_optd_range_t *range);  /* RANGE_HEAD */
+
+/* The 32-hex-digit form of a job token (ZERO_JOB_TOKEN, --token-file; one
+ * trailing newline allowed) -> 16 bytes. Returns 0 on success, -1 otherwise. */
+int zero_optd_token_parse(const char *text, size_t len, unsigned char token[ZERO_OPTD_TOKEN_BYTES]);
+
+#endif /* ZERO_OFFLOAD_OPTD_WIRE_H */

@@ -1,0 +1,676 @@
+/*
+ * The remote store: a rank's optimizer state on zero-optd servers
+ * (optd_server.c), reached over UCX tagged messages (docs/optd.md).
+ *
+ * Each group's elements are split over the servers in contiguous pieces
+ * (zero_split_range), so server s holds [lo, hi) of every group and never
+ * sees the rest. A step or a transfer is cut per server piece and into
+ * messages of at most CHUNK elements; up to `window` messages are in flight
+ * (ring of request slots, completed in submission order), so the transfer of
+ * one message overlaps the server's step of the one before, and pieces on
+ * different servers proceed at once. Every wait is bounded by timeout_s and
+ * watches the endpoints' failure flags: a server that dies or stalls is an
+ * error naming it, after which the store refuses further use.
+ */
+#define ZERO_LOG_MODULE "offload"
+#include "offload/store_remote.h"
+#include "offload/optd_wire.h"
+#include "util/alloc.h"
+#include "util/byteorder.h"
+#include "util/checks_ucx.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/thread_pool.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <ucp/api/ucp.h>
+
+/* Elements per message: small enough that the request slots stay a few MiB. */
+#define CHUNK ((size_t)1 << 18)
+#define SLOT_TX_BYTES (ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD + CHUNK * sizeof(float))
+#define SLOT_RX_BYTES (ZERO_OPTD_HEADER_BYTES + CHUNK * sizeof(float))
+#define MAX_WINDOW 32
+
+typedef struct server_link {
+    struct remote_store *store;
+    char *addr;                       /* "host:port" as configured */
+    int index;
+    ucp_ep_h ep;
+    uint64_t key;                     /* from WELCOME */
+    int failed;                       /* set by the endpoint's error handler */
+    ucs_status_t failed_status;
+    size_t lo[ZERO_DTYPE_COUNT], hi[ZERO_DTYPE_COUNT];   /* its piece of each group */
+} server_link_t;
+
+typedef struct request_slot {
+    int busy;
+    int server;
+    uint32_t type;
+    uint64_t seq;
+    unsigned char *tx, *rx;
+    size_t tx_len;
+    void *send_req, *recv_req;
+    ucp_tag_recv_info_t info;         /* the reply's size, once received */
+    void *out;                        /* where the reply body goes; NULL: none expected */
+    size_t out_bytes;
+} request_slot_t;
+
+typedef struct remote_store {
+    zero_store_t base;
+    zero_store_remote_opts_t opts;
+    ucp_context_h context;
+    ucp_worker_h worker;
+    server_link_t *links;
+    int num_links;
+    request_slot_t slots[MAX_WINDOW];
+    int window, head, inflight;       /* slots[head] is the oldest in flight */
+    uint64_t next_seq;
+    zero_status_t failed;             /* not ZERO_OK: a server failed; the store is unusable */
+    zero_store_remote_stats_t stats;
+} remote_store_t;
+
+static void link_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    server_link_t *l = arg;
+    (void)ep;
+    if (!l->failed) {
+        l->failed = 1;
+        l->failed_status = status;
+    }
+}
+
+static void request_done(remote_store_t *r, void **req)
+{
+    if (*req != NULL && !UCS_PTR_IS_ERR(*req)) {
+        if (ucp_request_check_status(*req) == UCS_INPROGRESS) {
+            ucp_request_cancel(r->worker, *req);
+            while (ucp_request_check_status(*req) == UCS_INPROGRESS)
+                ucp_worker_progress(r->worker);
+        }
+        ucp_request_free(*req);
+    }
+    *req = NULL;
+}
+
+static zero_status_t fail_store(remote_store_t *r, zero_status_t status)
+{
+    if (r->failed == ZERO_OK)
+        r->failed = status;
+    return status;
+}
+
+static const char *link_failure(const server_link_t *l)
+{
+    return ucs_status_string(l->failed_status);
+}
+
+/* Waits until @p req completes (NULL: already done), the link fails or the
+ * deadline passes. Logs what went wrong, naming the server. */
+static zero_status_t wait_on(remote_store_t *r, server_link_t *l, void *req, double deadline, const char *what)
+{
+    ucs_status_t st = UCS_OK;
+    if (req != NULL && UCS_PTR_IS_ERR(req))
+        st = UCS_PTR_STATUS(req);
+    else
+        while (req != NULL && (st = ucp_request_check_status(req)) == UCS_INPROGRESS) {
+            if (l->failed) {
+                st = l->failed_status;
+                break;
+            }
+            if (zero_clock_now() >= deadline) {
+                ZERO_LOG_ERROR("remote store: optimizer server %s (server %d of %d) did not answer %s within %.1f s",
+                               l->addr, l->index, r->num_links, what, r->opts.timeout_s);
+                return fail_store(r, ZERO_ERR_TIMEOUT);
+            }
+            ucp_worker_progress(r->worker);
+        }
+    if (st != UCS_OK) {
+        ZERO_LOG_ERROR("remote store: optimizer server %s (server %d of %d) failed %s: %s", l->addr, l->index,
+                       r->num_links, what, l->failed ? link_failure(l) : ucs_status_string(st));
+        return fail_store(r, ZERO_ERR_COMM);
+    }
+    return ZERO_OK;
+}
+
+static const char *type_name(uint32_t type)
+{
+    switch (type) {
+    case ZERO_OPTD_HELLO: return "HELLO";
+    case ZERO_OPTD_STEP: return "STEP";
+    case ZERO_OPTD_READ: return "READ";
+    case ZERO_OPTD_WRITE: return "WRITE";
+    case ZERO_OPTD_BYE: return "BYE";
+    default: return "?";
+    }
+}
+
+/* Finishes the oldest request in flight: its reply checked and its body delivered. */
+static zero_status_t complete_oldest(remote_store_t *r)
+{
+    request_slot_t *q = &r->slots[r->head];
+    server_link_t *l = &r->links[q->server];
+    double deadline = zero_clock_now() + r->opts.timeout_s;
+    zero_status_t status;
+    zero_optd_header_t h;
+    zero_optd_parse_t v;
+    char what[64];
+
+    snprintf(what, sizeof(what), "a %s request", type_name(q->type));
+    status = wait_on(r, l, q->send_req, deadline, what);
+    if (status == ZERO_OK)
+        status = wait_on(r, l, q->recv_req, deadline, what);
+    if (status != ZERO_OK)
+        goto out;
+    if (q->recv_req != NULL && ucp_tag_recv_request_test(q->recv_req, &q->info) != UCS_OK)
+        q->info.length = 0;   /* NULL: completed at once, q->info filled by UCX */
+    v = zero_optd_decode_header(q->rx, q->info.length, 1, &h);
+    if (v != ZERO_OPTD_PARSE_OK || (h.type & ~ZERO_OPTD_REPLY) != q->type || h.seq != q->seq || h.conn_key != l->key) {
+        if (v == ZERO_OPTD_PARSE_OK && h.status != 0 && h.body_len <= ZERO_OPTD_MAX_TEXT)
+            goto refused;   /* an error reply to a message the server could not read */
+        ZERO_LOG_ERROR("remote store: optimizer server %s sent a bad reply to %s: %s", l->addr, what,
+                       v != ZERO_OPTD_PARSE_OK ? zero_optd_parse_string(v) : "another request's reply");
+        status = fail_store(r, ZERO_ERR_PROTOCOL);
+        goto out;
+    }
+    if (h.status != 0)
+        goto refused;
+    if (h.body_len != q->out_bytes) {
+        ZERO_LOG_ERROR("remote store: optimizer server %s answered %s with %u bytes, %zu expected", l->addr, what,
+                       h.body_len, q->out_bytes);
+        status = fail_store(r, ZERO_ERR_PROTOCOL);
+        goto out;
+    }
+    if (q->out != NULL)
+        memcpy(q->out, q->rx + ZERO_OPTD_HEADER_BYTES, q->out_bytes);
+    r->stats.bytes_received += ZERO_OPTD_HEADER_BYTES + h.body_len;
+    goto out;
+refused:
+    ZERO_LOG_ERROR("remote store: optimizer server %s refused %s: %.*s", l->addr, what, (int)h.body_len,
+                   (const char *)q->rx + ZERO_OPTD_HEADER_BYTES);
+    status = fail_store(r, h.status < 0 && h.status >= ZERO_ERR_INTERNAL ? (zero_status_t)h.status : ZERO_ERR_COMM);
+out:
+    request_done(r, &q->send_req);
+    request_done(r, &q->recv_req);
+    q->busy = 0;
+    r->head = (r->head + 1) % r->window;
+    r->inflight--;
+    return status;
+}
+
+static zero_status_t complete_all(remote_store_t *r)
+{
+    zero_status_t first = ZERO_OK;
+    while (r->inflight > 0) {
+        zero_status_t status = complete_oldest(r);
+        if (first == ZERO_OK)
+            first = status;
+    }
+    return first;
+}
+
+/* A free slot for a request to @p server (completing the oldest when full). */
+static zero_status_t take_slot(remote_store_t *r, int server, request_slot_t **slot_p)
+{
+    zero_status_t status = ZERO_OK;
+    if (r->inflight == r->window)
+        status = complete_oldest(r);
+    if (status != ZERO_OK)
+        return status;
+    *slot_p = &r->slots[(r->head + r->inflight) % r->window];
+    (*slot_p)->server = server;
+    return ZERO_OK;
+}
+
+/* Sends the message in @p q->tx (body of @p body_len already written after
+ * the header) with its reply receive posted first. */
+static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type, uint32_t body_len, void *out,
+                            size_t out_bytes)
+{
+    server_link_t *l = &r->links[q->server];
+    zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = type, .status = 0, .body_len = body_len,
+                            .conn_key = l->key, .seq = r->next_seq++};
+    ucp_request_param_t rp;
+
+    if (l->failed) {
+        ZERO_LOG_ERROR("remote store: optimizer server %s (server %d of %d) failed: %s", l->addr, l->index,
+                       r->num_links, link_failure(l));
+        return fail_store(r, ZERO_ERR_COMM);
+    }
+    zero_optd_encode_header(q->tx, &h);
+    q->type = type;
+    q->seq = h.seq;
+    q->out = out;
+    q->out_bytes = out_bytes;
+    q->tx_len = ZERO_OPTD_HEADER_BYTES + body_len;
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
+    rp.recv_info.tag_info = &q->info;
+    q->info.length = 0;
+    q->recv_req = ucp_tag_recv_nbx(r->worker, q->rx, SLOT_RX_BYTES, l->key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    memset(&rp, 0, sizeof(rp));
+    q->send_req = ucp_tag_send_nbx(l->ep, q->tx, q->tx_len, l->key, &rp);
+    q->busy = 1;
+    r->inflight++;
+    r->stats.bytes_sent += q->tx_len;
+    r->stats.messages++;
+    return ZERO_OK;
+}
+
+static zero_status_t check_usable(remote_store_t *r, const char *what)
+{
+    if (r->failed != ZERO_OK) {
+        ZERO_LOG_ERROR("remote store: %s refused: an optimizer server failed earlier (%s); resume from the last "
+                       "checkpoint", what, zero_status_string(r->failed));
+        return r->failed;
+    }
+    return ZERO_OK;
+}
+
+/* For each message-sized piece of [begin, begin + count) of @p group: the
+ * server, its local offset, the offset within the range, the size. */
+typedef zero_status_t (*piece_fn)(remote_store_t *r, int server, size_t local, size_t offset, size_t n, void *arg);
+
+static zero_status_t for_each_piece(remote_store_t *r, int group, size_t begin, size_t count, piece_fn fn, void *arg)
+{
+    size_t end = begin + count;
+    for (int s = 0; s < r->num_links; s++) {
+        const server_link_t *l = &r->links[s];
+        size_t lo = begin > l->lo[group] ? begin : l->lo[group];
+        size_t hi = end < l->hi[group] ? end : l->hi[group];
+        for (size_t at = lo; at < hi; at += CHUNK) {
+            size_t n = hi - at < CHUNK ? hi - at : CHUNK;
+            zero_status_t status = fn(r, s, at - l->lo[group], at - begin, n, arg);
+            if (status != ZERO_OK)
+                return status;
+        }
+    }
+    return ZERO_OK;
+}
+
+typedef struct transfer_arg {
+    int group, field;
+    float *data;    /* the range's values of the field */
+} transfer_arg_t;
+
+static zero_status_t read_piece(remote_store_t *r, int server, size_t local, size_t offset, size_t n, void *arg)
+{
+    const transfer_arg_t *t = arg;
+    zero_optd_range_t rr = {.group = (uint32_t)t->group, .field = (uint32_t)t->field, .begin = local, .count = n};
+    request_slot_t *q;
+    zero_status_t status = take_slot(r, server, &q);
+    if (status != ZERO_OK)
+        return status;
+    zero_optd_encode_range_head(q->tx + ZERO_OPTD_HEADER_BYTES, &rr);
+    return submit(r, q, ZERO_OPTD_READ, ZERO_OPTD_RANGE_HEAD, t->data + offset, n * sizeof(float));
+}
+
+static zero_status_t write_piece(remote_store_t *r, int server, size_t local, size_t offset, size_t n, void *arg)
+{
+    const transfer_arg_t *t = arg;
+    zero_optd_range_t rr = {.group = (uint32_t)t->group, .field = (uint32_t)t->field, .begin = local, .count = n};
+    request_slot_t *q;
+    zero_status_t status = take_slot(r, server, &q);
+    if (status != ZERO_OK)
+        return status;
+    zero_optd_encode_range_head(q->tx + ZERO_OPTD_HEADER_BYTES, &rr);
+    memcpy(q->tx + ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_RANGE_HEAD, t->data + offset, n * sizeof(float));
+    return submit(r, q, ZERO_OPTD_WRITE, (uint32_t)(ZERO_OPTD_RANGE_HEAD + n * sizeof(float)), NULL, 0);
+}
+
+static zero_status_t remote_acquire(zero_store_t *store, zero_store_range_t *range)
+{
+    remote_store_t *r = (remote_store_t *)store;
+    zero_status_t status = check_usable(r, "acquire");
+    float *block;
+    int nfields = 0;
+    if (status != ZERO_OK)
+        return status;
+    for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+        nfields += (range->fields & ZERO_STORE_FIELD_BIT(f)) != 0;
+    block = zero_malloc((range->count ? range->count : 1) * (size_t)nfields * sizeof(float));
+    if (block == NULL) {
+        ZERO_LOG_ERROR("remote store: out of memory for a %zu-element range of %d fields", range->count, nfields);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    range->impl = block;
+    for (int f = 0, k = 0; f < ZERO_STORE_NUM_FIELDS && status == ZERO_OK; f++) {
+        transfer_arg_t t = {.group = range->group, .field = f, .data = block + (size_t)k * range->count};
+        if (!(range->fields & ZERO_STORE_FIELD_BIT(f)))
+            continue;
+        range->data[f] = t.data;
+        k++;
+        status = for_each_piece(r, range->group, range->begin, range->count, read_piece, &t);
+    }
+    if (status == ZERO_OK)
+        status = complete_all(r);
+    else
+        (void)complete_all(r);
+    if (status != ZERO_OK) {
+        zero_free(block);
+        range->impl = NULL;
+    }
+    return status;
+}
+
+static zero_status_t remote_release(zero_store_t *store, zero_store_range_t *range, int dirty)
+{
+    remote_store_t *r = (remote_store_t *)store;
+    zero_status_t status = ZERO_OK;
+    if (dirty) {
+        status = check_usable(r, "a dirty release");
+        for (int f = 0; f < ZERO_STORE_NUM_FIELDS && status == ZERO_OK; f++) {
+            transfer_arg_t t = {.group = range->group, .field = f, .data = range->data[f]};
+            if (range->data[f] != NULL)
+                status = for_each_piece(r, range->group, range->begin, range->count, write_piece, &t);
+        }
+        if (status == ZERO_OK)
+            status = complete_all(r);
+        else
+            (void)complete_all(r);
+    }
+    zero_free(range->impl);
+    range->impl = NULL;
+    return status;
+}
+
+typedef struct step_arg {
+    const zero_store_async_step_t *step;
+    zero_optd_step_t wire;
+    size_t grad_es, weight_es;
+} step_arg_t;
+
+static zero_status_t step_piece(remote_store_t *r, int server, size_t local, size_t offset, size_t n, void *arg)
+{
+    step_arg_t *a = arg;
+    request_slot_t *q;
+    zero_status_t status = take_slot(r, server, &q);
+    if (status != ZERO_OK)
+        return status;
+    a->wire.begin = local;
+    a->wire.count = n;
+    zero_optd_encode_step_head(q->tx + ZERO_OPTD_HEADER_BYTES, &a->wire);
+    memcpy(q->tx + ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD,
+           (const unsigned char *)a->step->grad + offset * a->grad_es, n * a->grad_es);
+    return submit(r, q, ZERO_OPTD_STEP, (uint32_t)(ZERO_OPTD_STEP_HEAD + n * a->grad_es),
+                  (unsigned char *)a->step->weights + offset * a->weight_es, n * a->weight_es);
+}
+
+static zero_status_t remote_step(zero_store_t *store, const zero_store_async_step_t *st)
+{
+    remote_store_t *r = (remote_store_t *)store;
+    zero_status_t status = check_usable(r, "step");
+    step_arg_t a;
+    if (status != ZERO_OK)
+        return status;
+    memset(&a, 0, sizeof(a));
+    a.step = st;
+    a.wire.group = (uint32_t)st->group;
+    a.wire.optimizer = st->optimizer == ZERO_OPTIMIZER_SGD ? ZERO_OPTD_SGD
+                       : st->optimizer == ZERO_OPTIMIZER_ADAGRAD ? ZERO_OPTD_ADAGRAD
+                       : st->optimizer == ZERO_OPTIMIZER_LION ? ZERO_OPTD_LION : ZERO_OPTD_ADAM;
+    a.wire.grad_dtype = (uint32_t)st->grad_dtype;      /* the wire numbers dtypes as zero_dtype_t */
+    a.wire.weight_dtype = (uint32_t)st->weight_dtype;
+    a.wire.step = st->step;
+    a.wire.lr = st->lr;
+    a.wire.beta1 = st->beta1;
+    a.wire.beta2 = st->beta2;
+    a.wire.eps = st->eps;
+    a.wire.weight_decay = st->weight_decay;
+    a.wire.momentum = st->momentum;
+    a.wire.dampening = st->dampening;
+    a.wire.lr_decay = st->lr_decay;
+    a.wire.grad_scale = st->grad_scale;
+    a.wire.flags = (st->adam_w_mode || st->optimizer == ZERO_OPTIMIZER_ADAMW ? ZERO_OPTD_FLAG_ADAM_W_MODE : 0u) |
+                   (st->bias_correction ? ZERO_OPTD_FLAG_BIAS_CORRECTION : 0u) |
+                   (st->nesterov ? ZERO_OPTD_FLAG_NESTEROV : 0u);
+    a.grad_es = zero_dtype_size(st->grad_dtype);
+    a.weight_es = zero_dtype_size(st->weight_dtype);
+    r->stats.steps++;
+    return for_each_piece(r, st->group, st->begin, st->count, step_piece, &a);
+}
+
+static zero_status_t remote_step_wait(zero_store_t *store)
+{
+    return complete_all((remote_store_t *)store);
+}
+
+static void remote_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
+{
+    const remote_store_t *r = (const remote_store_t *)store;
+    for (int g = 0; g < store->desc.num_groups; g++)
+        bytes_p->elsewhere += (uint64_t)store->desc.length[g] * (uint64_t)(1 + store->desc.num_states) * sizeof(float);
+    bytes_p->resident += (uint64_t)r->window * (SLOT_TX_BYTES + SLOT_RX_BYTES);
+}
+
+static void close_link(remote_store_t *r, server_link_t *l)
+{
+    ucp_request_param_t rp;
+    void *req;
+    double deadline = zero_clock_now() + 1.0;
+    if (l->ep == NULL)
+        return;
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    req = ucp_ep_close_nbx(l->ep, &rp);
+    if (req != NULL && !UCS_PTR_IS_ERR(req)) {
+        while (ucp_request_check_status(req) == UCS_INPROGRESS && zero_clock_now() < deadline)
+            ucp_worker_progress(r->worker);
+        ucp_request_free(req);
+    }
+    l->ep = NULL;
+}
+
+static void remote_destroy(zero_store_t *store)
+{
+    remote_store_t *r = (remote_store_t *)store;
+    if (r->worker != NULL && r->failed == ZERO_OK) {
+        (void)complete_all(r);
+        /* BYE frees the state on the servers at once (they would also see the close) */
+        for (int s = 0; s < r->num_links && r->failed == ZERO_OK; s++) {
+            request_slot_t *q;
+            if (r->links[s].ep != NULL && r->links[s].key != 0 && take_slot(r, s, &q) == ZERO_OK)
+                (void)submit(r, q, ZERO_OPTD_BYE, 0, NULL, 0);
+        }
+        (void)complete_all(r);
+    }
+    while (r->inflight > 0) {   /* after a failure: abandon what is left */
+        request_slot_t *q = &r->slots[r->head];
+        request_done(r, &q->send_req);
+        request_done(r, &q->recv_req);
+        r->head = (r->head + 1) % r->window;
+        r->inflight--;
+    }
+    for (int s = 0; s < r->num_links; s++) {
+        close_link(r, &r->links[s]);
+        zero_free(r->links[s].addr);
+    }
+    zero_free(r->links);
+    for (int i = 0; i < MAX_WINDOW; i++) {
+        zero_mem_free(r->slots[i].tx);
+        zero_mem_free(r->slots[i].rx);
+    }
+    if (r->worker != NULL)
+        ucp_worker_destroy(r->worker);
+    if (r->context != NULL)
+        ucp_cleanup(r->context);
+    zero_free(r);
+}
+
+static const zero_store_ops_t remote_ops = {
+    .name = "remote",
+    .acquire = remote_acquire,
+    .release = remote_release,
+    .prefetch = NULL,   /* acquire fetches with the whole window in flight already */
+    .bytes = remote_bytes,
+    .destroy = remote_destroy,
+    .step_async = remote_step,
+    .step_wait = remote_step_wait,
+};
+
+/* Splits "host:port" (the last colon; "[v6]:port" too) into its parts. */
+static int split_address(const char *addr, char *host, size_t host_len, char *port, size_t port_len)
+{
+    const char *colon = strrchr(addr, ':');
+    size_t n;
+    if (colon == NULL || colon == addr || colon[1] == '\0' || strlen(colon + 1) >= port_len)
+        return -1;
+    n = (size_t)(colon - addr);
+    if (addr[0] == '[' && n >= 2 && addr[n - 1] == ']') {
+        addr++;
+        n -= 2;
+    }
+    if (n >= host_len)
+        return -1;
+    memcpy(host, addr, n);
+    host[n] = '\0';
+    snprintf(port, port_len, "%s", colon + 1);
+    return 0;
+}
+
+/* Endpoint, WELCOME (the key), HELLO (token and the slices it will hold). */
+static zero_status_t connect_link(remote_store_t *r, server_link_t *l)
+{
+    zero_status_t status = ZERO_OK;
+    char host[256], port[16];
+    struct addrinfo hints, *ai = NULL;
+    ucp_ep_params_t p;
+    ucp_request_param_t rp;
+    unsigned char welcome[ZERO_OPTD_WELCOME_BYTES];
+    zero_optd_hello_t hello;
+    request_slot_t *q;
+    void *req;
+    int rc;
+
+    if (split_address(l->addr, host, sizeof(host), port, sizeof(port)) != 0) {
+        ZERO_LOG_ERROR("remote store: optimizer server address \"%s\" is not HOST:PORT", l->addr);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc != 0 || ai == NULL) {
+        ZERO_LOG_ERROR("remote store: optimizer server %s: cannot resolve it: %s", l->addr, gai_strerror(rc));
+        return ZERO_ERR_INVALID_ARG;
+    }
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+    p.sockaddr.addr = ai->ai_addr;
+    p.sockaddr.addrlen = ai->ai_addrlen;
+    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;   /* a dead server must be seen, not waited on */
+    p.err_handler.cb = link_error_cb;
+    p.err_handler.arg = l;
+    ZERO_UCS_CHECK_GOTO(ucp_ep_create(r->worker, &p, &l->ep), status, out,
+                        "remote store: connecting to optimizer server %s", l->addr);
+    /* Servers are connected one after another, so the one WELCOME in flight is this server's. */
+    memset(&rp, 0, sizeof(rp));
+    req = ucp_tag_recv_nbx(r->worker, welcome, sizeof(welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    status = wait_on(r, l, req, zero_clock_now() + r->opts.timeout_s, "the connection (WELCOME)");
+    request_done(r, &req);
+    if (status != ZERO_OK)
+        goto out;
+    l->key = zero_get_le64(welcome);
+
+    memset(&hello, 0, sizeof(hello));
+    memcpy(hello.token, r->opts.token, ZERO_OPTD_TOKEN_BYTES);
+    hello.rank = (uint32_t)r->opts.rank;
+    hello.num_groups = (uint32_t)r->base.desc.num_groups;
+    hello.num_states = (uint32_t)r->base.desc.num_states;
+    for (int g = 0; g < r->base.desc.num_groups; g++)
+        hello.length[g] = l->hi[g] - l->lo[g];
+    ZERO_CHECK_GOTO(take_slot(r, l->index, &q), status, out);
+    zero_optd_encode_hello(q->tx + ZERO_OPTD_HEADER_BYTES, &hello);
+    ZERO_CHECK_GOTO(submit(r, q, ZERO_OPTD_HELLO, ZERO_OPTD_HELLO_BODY, NULL, 0), status, out);
+    status = complete_all(r);
+out:
+    freeaddrinfo(ai);
+    return status;
+}
+
+zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero_store_remote_opts_t *opts,
+                                       zero_store_t **store_p)
+{
+    zero_status_t status = ZERO_OK;
+    remote_store_t *r;
+    ucp_params_t params;
+    ucp_worker_params_t wparams;
+
+    if (desc->num_groups < 1 || desc->num_groups > ZERO_DTYPE_COUNT || desc->num_states < 0 ||
+        desc->num_states > ZERO_STORE_NUM_FIELDS - 1 || desc->kind != ZERO_MEM_HOST || opts->num_servers < 1 ||
+        opts->servers == NULL || opts->timeout_s <= 0 || opts->window < 0 || opts->window > MAX_WINDOW) {
+        ZERO_LOG_ERROR("remote store: bad descriptor or options (%d groups, %d states, %d servers, timeout %g s, "
+                       "window %d; host memory only)", desc->num_groups, desc->num_states, opts->num_servers,
+                       opts->timeout_s, opts->window);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for (int g = 0; g < desc->num_groups; g++)
+        if (desc->adopt_master[g] != NULL) {
+            ZERO_LOG_ERROR("remote store: the master weights live on the optimizer servers; group %d cannot adopt "
+                           "the caller's array (the step writes the weights back instead)", g);
+            return ZERO_ERR_UNSUPPORTED;
+        }
+    r = zero_calloc(1, sizeof(*r));
+    if (r == NULL) {
+        ZERO_LOG_ERROR("remote store: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    r->base.ops = &remote_ops;
+    r->base.desc = *desc;
+    r->opts = *opts;
+    r->opts.servers = NULL;   /* the caller's; copied into the links */
+    r->window = opts->window ? opts->window : 4;
+    r->links = zero_calloc((size_t)opts->num_servers, sizeof(*r->links));
+    if (r->links == NULL) {
+        ZERO_LOG_ERROR("remote store: out of memory");
+        zero_free(r);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    r->num_links = opts->num_servers;
+    for (int s = 0; s < r->num_links; s++) {
+        server_link_t *l = &r->links[s];
+        l->store = r;
+        l->index = s;
+        l->addr = zero_strdup(opts->servers[s]);
+        if (l->addr == NULL) {
+            ZERO_LOG_ERROR("remote store: out of memory");
+            status = ZERO_ERR_NO_MEMORY;
+            goto fail;
+        }
+        for (int g = 0; g < desc->num_groups; g++)
+            zero_split_range(desc->length[g], (size_t)r->num_links, (size_t)s, 1, &l->lo[g], &l->hi[g]);
+    }
+    for (int i = 0; i < r->window; i++) {
+        ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, SLOT_TX_BYTES, "remote store send slot",
+                                       (void **)&r->slots[i].tx), status, fail);
+        ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, SLOT_RX_BYTES, "remote store reply slot",
+                                       (void **)&r->slots[i].rx), status, fail);
+    }
+
+    memset(&params, 0, sizeof(params));
+    params.field_mask = UCP_PARAM_FIELD_FEATURES;
+    params.features = UCP_FEATURE_TAG;
+    ZERO_UCS_CHECK_GOTO(ucp_init(&params, NULL, &r->context), status, fail, "remote store: UCX: %s", "ucp_init");
+    memset(&wparams, 0, sizeof(wparams));
+    wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wparams.thread_mode = UCS_THREAD_MODE_SINGLE;
+    ZERO_UCS_CHECK_GOTO(ucp_worker_create(r->context, &wparams, &r->worker), status, fail,
+                        "remote store: UCX: %s", "creating the worker");
+    for (int s = 0; s < r->num_links; s++)
+        ZERO_CHECK_GOTO(connect_link(r, &r->links[s]), status, fail);
+    *store_p = &r->base;
+    return ZERO_OK;
+fail:
+    remote_destroy(&r->base);
+    return status;
+}
+
+void zero_store_remote_stats(const zero_store_t *store, zero_store_remote_stats_t *stats_p)
+{
+    *stats_p = ((const remote_store_t *)store)->stats;
+}

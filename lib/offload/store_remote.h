@@ -1,0 +1,44 @@
+/*
+ * The remote store (store_remote.c): the optimizer state store of
+ * offload/store.h on zero-optd servers (docs/optd.md). Each group's elements
+ * are spread over the servers in contiguous pieces; the store implements the
+ * optional step op (the servers run the update and send the weights back),
+ * and acquire / release stream ranges from / to the servers (checkpoints).
+ * Host memory only (desc->kind ZERO_MEM_HOST); adopt_master is refused (the
+ * master lives on the servers). One caller at a time.
+ */
+#ifndef ZERO_OFFLOAD_STORE_REMOTE_H
+#define ZERO_OFFLOAD_STORE_REMOTE_H
+
+#include "offload/store.h"
+
+typedef struct zero_store_remote_opts {
+    const char *const *servers;   /* "host:port" of each zero-optd; borrowed for the call */
+    int num_servers;
+    unsigned char token[16];      /* the job token (ZERO_JOB_TOKEN); zeros when the job has none */
+    int rank;                     /* this rank, told to the servers for their messages */
+    double timeout_s;             /* a server silent this long on one request is an error naming it */
+    int window;                   /* messages in flight (1..32; 0: 4) */
+} zero_store_remote_opts_t;
+
+/* What the store moved since it was created. */
+typedef struct zero_store_remote_stats {
+    uint64_t bytes_sent, bytes_received;   /* message bytes, headers included */
+    uint64_t messages, steps;
+} zero_store_remote_stats_t;
+
+/*
+ * Connects to every server (one after another, each within timeout_s), shows
+ * the token and declares the slices it will hold there (zeroed).
+ * Errors: ZERO_ERR_INVALID_ARG (bad descriptor, options or address, logged),
+ * ZERO_ERR_UNSUPPORTED (adopt_master), ZERO_ERR_COMM / ZERO_ERR_TIMEOUT (a
+ * server unreachable or silent, logged naming it), ZERO_ERR_PROTOCOL (a
+ * server refused the token), ZERO_ERR_NO_MEMORY (a server's memory limit, its
+ * message logged).
+ */
+zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero_store_remote_opts_t *opts,
+                                       zero_store_t **store_p);
+/* @p store must be a remote store. */
+void zero_store_remote_stats(const zero_store_t *store, zero_store_remote_stats_t *stats_p);
+
+#endif /* ZERO_OFFLOAD_STORE_REMOTE_H */

@@ -1,0 +1,96 @@
+/*
+ * libFuzzer target for the zero-optd wire decoders (lib/offload/optd_wire.c):
+ * every message a hostile client can send a server and a hostile "server" can
+ * send a rank's remote store.
+ *
+ * Every input goes to the header decoder as a request and as a reply, and its
+ * body to every body decoder; the contract is checked, not only memory
+ * safety (a violation traps):
+ *   - an accepted header's message is exactly header + body_len bytes, and
+ *     body_len is within ZERO_OPTD_MAX_BODY;
+ *   - an accepted STEP has 1..MAX_ELEMS elements of a known dtype and a body
+ *     of exactly head + count * element size; an accepted READ has no data and
+ *     an accepted WRITE exactly count fp32 values;
+ *   - an accepted HELLO declares 1..3 groups, at most 2 states, no length
+ *     beyond its groups;
+ *   - what an accepted message decodes to, encoded again, decodes the same.
+ * Seed corpus: tests/fuzz/corpus/optd/ (docs/testing.md).
+ */
+#include "offload/optd_wire.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CHECK(cond) \
+    do { \
+        if (!(cond)) \
+            __builtin_trap(); \
+    } while (0)
+
+static unsigned char again[ZERO_OPTD_MAX_MESSAGE];
+
+static void check_body(const unsigned char *body, size_t len)
+{
+    zero_optd_hello_t hello, hello2;
+    zero_optd_step_t step, step2;
+    zero_optd_range_t range, range2;
+
+    if (zero_optd_decode_hello(body, len, &hello) == ZERO_OPTD_PARSE_OK) {
+        CHECK(len == ZERO_OPTD_HELLO_BODY);
+        CHECK(hello.num_groups >= 1 && hello.num_groups <= ZERO_OPTD_MAX_GROUPS);
+        CHECK(hello.num_states <= ZERO_OPTD_MAX_FIELDS - 1);
+        for (uint32_t g = hello.num_groups; g < ZERO_OPTD_MAX_GROUPS; g++)
+            CHECK(hello.length[g] == 0);
+        zero_optd_encode_hello(again, &hello);
+        CHECK(zero_optd_decode_hello(again, ZERO_OPTD_HELLO_BODY, &hello2) == ZERO_OPTD_PARSE_OK);
+        CHECK(memcmp(hello.token, hello2.token, sizeof(hello.token)) == 0 && hello.rank == hello2.rank &&
+              hello.num_groups == hello2.num_groups && hello.num_states == hello2.num_states &&
+              memcmp(hello.length, hello2.length, sizeof(hello.length)) == 0);
+    }
+    if (zero_optd_decode_step(body, len, &step) == ZERO_OPTD_PARSE_OK) {
+        size_t es = zero_optd_dtype_size(step.grad_dtype);
+        CHECK(es != 0 && zero_optd_dtype_size(step.weight_dtype) != 0);
+        CHECK(step.count >= 1 && step.count <= ZERO_OPTD_MAX_ELEMS);
+        CHECK(len == ZERO_OPTD_STEP_HEAD + step.count * es);
+        CHECK((const unsigned char *)step.grad == body + ZERO_OPTD_STEP_HEAD);
+        zero_optd_encode_step_head(again, &step);
+        CHECK(memcmp(again, body, ZERO_OPTD_STEP_HEAD) == 0);   /* every head byte is a field */
+        memcpy(again + ZERO_OPTD_STEP_HEAD, body + ZERO_OPTD_STEP_HEAD, len - ZERO_OPTD_STEP_HEAD);
+        CHECK(zero_optd_decode_step(again, len, &step2) == ZERO_OPTD_PARSE_OK);
+        CHECK(step2.count == step.count && step2.begin == step.begin && step2.flags == step.flags);
+    }
+    for (int with_data = 0; with_data < 2; with_data++)
+        if (zero_optd_decode_range(body, len, with_data, &range) == ZERO_OPTD_PARSE_OK) {
+            CHECK(range.group < ZERO_OPTD_MAX_GROUPS && range.field < ZERO_OPTD_MAX_FIELDS);
+            CHECK(range.count >= 1 && range.count <= ZERO_OPTD_MAX_ELEMS);
+            CHECK(len == ZERO_OPTD_RANGE_HEAD + (with_data ? range.count * 4 : 0));
+            CHECK(with_data ? range.data == body + ZERO_OPTD_RANGE_HEAD : range.data == NULL);
+            zero_optd_encode_range_head(again, &range);
+            CHECK(memcmp(again, body, ZERO_OPTD_RANGE_HEAD) == 0);
+            CHECK(zero_optd_decode_range(body, len, with_data, &range2) == ZERO_OPTD_PARSE_OK);
+        }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > ZERO_OPTD_MAX_MESSAGE)
+        return 0;
+    for (int want_reply = 0; want_reply < 2; want_reply++) {
+        zero_optd_header_t h, h2;
+        zero_optd_parse_t v = zero_optd_decode_header(data, size, want_reply, &h);
+        if (v != ZERO_OPTD_PARSE_OK)
+            continue;
+        CHECK(h.body_len <= ZERO_OPTD_MAX_BODY);
+        CHECK(size == ZERO_OPTD_HEADER_BYTES + (size_t)h.body_len);
+        CHECK(((h.type & ZERO_OPTD_REPLY) != 0) == (want_reply != 0));
+        zero_optd_encode_header(again, &h);
+        CHECK(memcmp(again, data, ZERO_OPTD_HEADER_BYTES) == 0);
+        CHECK(zero_optd_decode_header(data, size, want_reply, &h2) == ZERO_OPTD_PARSE_OK);
+    }
+    /* bodies are decoded whatever the header says: the server calls the decoder its header type names */
+    if (size >= ZERO_OPTD_HEADER_BYTES)
+        check_body(data + ZERO_OPTD_HEADER_BYTES, size - ZERO_OPTD_HEADER_BYTES);
+    check_body(data, size);
+    return 0;
+}

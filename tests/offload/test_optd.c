@@ -1,0 +1,840 @@
+/*
+ * zero-optd and the remote store (lib/offload/optd_*.c, store_remote.c):
+ *   - numerics: the remote step equals the host store's (the lib/optim
+ *     kernel in this process) bit for bit, for every elementwise optimizer,
+ *     fp32 / bf16 / fp16 weights and gradients, one and two servers, ranges
+ *     cut into several messages;
+ *   - safety: wrong token, memory limit, garbage and oversized messages,
+ *     unknown keys, a message before HELLO, a client that vanishes in the
+ *     middle of a message, 200 idle connections: each refused with a clear
+ *     error while the server keeps serving its real client;
+ *   - failure: a zero-optd process killed (SIGKILL) or stalled (SIGSTOP) is
+ *     an error naming it within the store's bound.
+ * Servers run on a thread of this process (numerics, safety) or as the
+ * zero-optd tool (failure; $ZERO_BUILD_DIR/tools/zero-optd/zero-optd).
+ */
+#include "test_main.h"
+#include "offload/optd_server.h"
+#include "offload/store_remote.h"
+#include "optim/optim.h"
+#include "util/alloc.h"
+#include "util/byteorder.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#include <zero/zero.h>
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+
+static const unsigned char job_token[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+/* ---------- a server on a thread of this process ---------- */
+
+typedef struct test_server {
+    zero_optd_server_t *server;
+    pthread_t thread;
+    volatile sig_atomic_t stop;
+    char addr[64];
+} test_server_t;
+
+static void *serve(void *arg)
+{
+    test_server_t *t = arg;
+    (void)zero_optd_server_run(t->server, &t->stop);
+    return NULL;
+}
+
+static int server_start(test_server_t *t, uint64_t memory_limit)
+{
+    zero_optd_server_opts_t o;
+    memset(t, 0, sizeof(*t));
+    memset(&o, 0, sizeof(o));
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.threads = 2;
+    o.memory_limit = memory_limit;
+    o.have_token = 1;
+    memcpy(o.token, job_token, sizeof(job_token));
+    o.hello_timeout_s = 2.0;
+    o.io_timeout_s = 5.0;
+    if (zero_optd_server_create(&o, &t->server) != ZERO_OK)
+        return -1;
+    snprintf(t->addr, sizeof(t->addr), "127.0.0.1:%d", zero_optd_server_port(t->server));
+    if (pthread_create(&t->thread, NULL, serve, t) != 0) {
+        zero_optd_server_destroy(t->server);
+        return -1;
+    }
+    return 0;
+}
+
+static void server_stop(test_server_t *t)
+{
+    t->stop = 1;
+    pthread_join(t->thread, NULL);
+    zero_optd_server_destroy(t->server);
+}
+
+static void remote_opts(zero_store_remote_opts_t *o, const char *const *servers, int n)
+{
+    memset(o, 0, sizeof(*o));
+    o->servers = servers;
+    o->num_servers = n;
+    memcpy(o->token, job_token, sizeof(job_token));
+    o->rank = 0;
+    o->timeout_s = 5.0;
+    o->window = 4;
+}
+
+static void desc_init(zero_store_desc_t *d, size_t len0, size_t len1, int states)
+{
+    memset(d, 0, sizeof(*d));
+    d->kind = ZERO_MEM_HOST;
+    d->num_groups = 2;
+    d->length[0] = len0;
+    d->length[1] = len1;
+    d->num_states = states;
+}
+
+/* ---------- numerics ---------- */
+
+static uint32_t rng_state = 12345;
+static float rnd(void)
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return ((float)(rng_state >> 8) / 16777216.0f) * 2.0f - 1.0f;
+}
+
+/* Writes the same pseudo-random master and states into @p s (states non-negative where they must be). */
+static void fill_store(zero_store_t *s, int group, uint32_t seed)
+{
+    zero_store_range_t r;
+    memset(&r, 0, sizeof(r));
+    r.group = group;
+    r.count = s->desc.length[group];
+    r.fields = zero_store_fields(s);
+    CU_ASSERT_EQUAL_FATAL(zero_store_acquire(s, &r), ZERO_OK);
+    rng_state = seed;
+    for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+        if (r.data[f] != NULL)
+            for (size_t i = 0; i < r.count; i++)
+                r.data[f][i] = f == ZERO_STORE_STATE2 ? fabsf(rnd()) * 1e-3f : rnd();
+    CU_ASSERT_EQUAL(zero_store_release(s, &r, 1), ZERO_OK);
+}
+
+/* Compares every field of every group of two stores, bitwise. */
+static int stores_equal(zero_store_t *a, zero_store_t *b)
+{
+    int same = 1;
+    for (int g = 0; g < a->desc.num_groups; g++) {
+        zero_store_range_t ra, rb;
+        memset(&ra, 0, sizeof(ra));
+        ra.group = g;
+        ra.count = a->desc.length[g];
+        ra.fields = zero_store_fields(a);
+        rb = ra;
+        CU_ASSERT_EQUAL_FATAL(zero_store_acquire(a, &ra), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(zero_store_acquire(b, &rb), ZERO_OK);
+        for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+            if (ra.data[f] != NULL && memcmp(ra.data[f], rb.data[f], ra.count * sizeof(float)) != 0)
+                same = 0;
+        zero_store_release(a, &ra, 0);
+        zero_store_release(b, &rb, 0);
+    }
+    return same;
+}
+
+typedef struct optimizer_case {
+    zero_optimizer_type_t type;
+    int states;
+    const char *name;
+} optimizer_case_t;
+
+static const optimizer_case_t optimizer_cases[] = {
+    {ZERO_OPTIMIZER_ADAM, 2, "Adam"},
+    {ZERO_OPTIMIZER_ADAMW, 2, "AdamW"},
+    {ZERO_OPTIMIZER_SGD, 1, "SGD"},
+    {ZERO_OPTIMIZER_ADAGRAD, 1, "Adagrad"},
+    {ZERO_OPTIMIZER_LION, 1, "Lion"},
+};
+
+static void step_params(zero_store_async_step_t *st, zero_optimizer_type_t type, int step, const zero_optim_ctx_t *ctx)
+{
+    memset(st, 0, sizeof(*st));
+    st->optimizer = type;
+    st->lr = 1e-3f * (float)step;   /* a schedule's lr differs per step */
+    st->beta1 = 0.9f;
+    st->beta2 = type == ZERO_OPTIMIZER_LION ? 0.99f : 0.999f;
+    st->eps = 1e-8f;
+    st->weight_decay = 0.01f;
+    st->momentum = 0.9f;
+    st->dampening = 0.0f;
+    st->nesterov = 1;
+    st->lr_decay = 0.01f;
+    st->adam_w_mode = 0;
+    st->bias_correction = 1;
+    st->step = step;
+    st->grad_scale = 0.5f;   /* unscale * clip */
+    st->optim = ctx;
+}
+
+/* Runs @p steps steps on both stores over each group in pieces of @p piece
+ * elements (as the engine's per-bucket calls), comparing the weights each
+ * returns and, at the end, all state. */
+static void run_and_compare(zero_store_t *host, zero_store_t *remote, const optimizer_case_t *oc,
+                            zero_dtype_t weight_dtype, zero_dtype_t grad_dtype, size_t piece,
+                            const zero_optim_ctx_t *ctx)
+{
+    size_t max_len = host->desc.length[0] > host->desc.length[1] ? host->desc.length[0] : host->desc.length[1];
+    size_t ges = zero_dtype_size(grad_dtype), wes = zero_dtype_size(weight_dtype);
+    unsigned char *grad = zero_malloc(max_len * ges);
+    unsigned char *wa = zero_malloc(max_len * wes), *wb = zero_malloc(max_len * wes);
+    int weights_same = 1;
+    CU_ASSERT_FATAL(grad != NULL && wa != NULL && wb != NULL);
+    for (int step = 1; step <= 3; step++)
+        for (int g = 0; g < host->desc.num_groups; g++) {
+            size_t len = host->desc.length[g];
+            rng_state = (uint32_t)(1000 * step + g);
+            for (size_t i = 0; i < len; i++) {
+                float v = rnd();
+                if (grad_dtype == ZERO_FP32)
+                    memcpy(grad + 4 * i, &v, 4);
+                else {
+                    uint16_t h;
+                    zero_optim_to_16(ctx, grad_dtype == ZERO_BF16 ? ZERO_OPTIM_W16_BF16 : ZERO_OPTIM_W16_FP16, &h,
+                                     &v, 1);
+                    memcpy(grad + 2 * i, &h, 2);
+                }
+            }
+            memset(wa, 0xa5, len * wes);
+            memset(wb, 0x5a, len * wes);
+            for (size_t at = 0; at < len; at += piece) {
+                zero_store_async_step_t st;
+                size_t n = len - at < piece ? len - at : piece;
+                step_params(&st, oc->type, step, ctx);
+                st.group = g;
+                st.begin = at;
+                st.count = n;
+                st.grad_dtype = grad_dtype;
+                st.grad = grad + at * ges;
+                st.weight_dtype = weight_dtype;
+                st.weights = wa + at * wes;
+                CU_ASSERT_EQUAL_FATAL(zero_store_step_async(host, &st), ZERO_OK);
+                st.weights = wb + at * wes;
+                CU_ASSERT_EQUAL_FATAL(zero_store_step_async(remote, &st), ZERO_OK);
+            }
+            CU_ASSERT_EQUAL_FATAL(zero_store_step_wait(host), ZERO_OK);
+            CU_ASSERT_EQUAL_FATAL(zero_store_step_wait(remote), ZERO_OK);
+            if (memcmp(wa, wb, len * wes) != 0)
+                weights_same = 0;
+        }
+    CU_ASSERT(weights_same);
+    CU_ASSERT(stores_equal(host, remote));
+    if (!weights_same)
+        fprintf(stderr, "%s, weights %s, gradients %s: the remote weights differ\n", oc->name,
+                zero_dtype_string(weight_dtype), zero_dtype_string(grad_dtype));
+    zero_free(grad);
+    zero_free(wa);
+    zero_free(wb);
+}
+
+static void check_bitwise(int num_servers)
+{
+    ZERO_TEST_MEM_MARK();
+    test_server_t srv[2];
+    const char *addrs[2];
+    zero_optim_ctx_t ctx;
+    static const zero_dtype_t dtypes[][2] = {{ZERO_FP32, ZERO_FP32}, {ZERO_BF16, ZERO_BF16}, {ZERO_FP16, ZERO_FP32}};
+
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+    for (int s = 0; s < num_servers; s++) {
+        CU_ASSERT_EQUAL_FATAL(server_start(&srv[s], 0), 0);
+        addrs[s] = srv[s].addr;
+    }
+    for (size_t k = 0; k < sizeof(optimizer_cases) / sizeof(optimizer_cases[0]); k++)
+        for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
+            zero_store_desc_t desc;
+            zero_store_remote_opts_t o;
+            zero_store_t *host = NULL, *remote = NULL;
+            /* group 0 spans two messages per server (CHUNK is 256 Ki elements) */
+            desc_init(&desc, 300000 + 17, 1001, optimizer_cases[k].states);
+            remote_opts(&o, addrs, num_servers);
+            CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
+            CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+            for (int g = 0; g < 2; g++) {
+                fill_store(host, g, 77u + (uint32_t)g);
+                fill_store(remote, g, 77u + (uint32_t)g);
+            }
+            CU_ASSERT(stores_equal(host, remote));
+            run_and_compare(host, remote, &optimizer_cases[k], dtypes[d][0], dtypes[d][1], 200000, &ctx);
+            zero_store_destroy(remote);
+            zero_store_destroy(host);
+        }
+    for (int s = 0; s < num_servers; s++) {
+        /* every client's state is freed on its BYE (the server thread closes the connection after the reply) */
+        uint64_t idle = 2 * (uint64_t)ZERO_OPTD_MAX_MESSAGE + ZERO_OPTD_MAX_ELEMS * sizeof(float);
+        for (double t0 = zero_clock_now(); zero_optd_server_bytes(srv[s].server) != idle && zero_clock_now() - t0 < 10;)
+            zero_clock_sleep(0.01);
+        CU_ASSERT_EQUAL(zero_optd_server_bytes(srv[s].server), idle);
+        server_stop(&srv[s]);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_bitwise_one_server(void)
+{
+    check_bitwise(1);
+}
+
+static void test_bitwise_two_servers(void)
+{
+    check_bitwise(2);
+}
+
+/* ---------- refusals through the store ---------- */
+
+static int last_error_has(uint64_t mark, const char *needle)
+{
+    const char *msg = zero_log_error_since(mark);
+    if (msg == NULL || strstr(msg, needle) == NULL) {
+        fprintf(stderr, "expected an error with \"%s\", got: %s\n", needle, msg ? msg : "(none)");
+        return 0;
+    }
+    return 1;
+}
+
+static void test_wrong_token(void)
+{
+    ZERO_TEST_MEM_MARK();
+    test_server_t srv;
+    const char *addr[1];
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *remote = NULL;
+    uint64_t mark;
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    addr[0] = srv.addr;
+    desc_init(&desc, 1000, 10, 2);
+    remote_opts(&o, addr, 1);
+    o.token[5] ^= 1;   /* another job's token */
+    mark = zero_log_error_mark();
+    CU_ASSERT_EQUAL(zero_store_remote_create(&desc, &o, &remote), ZERO_ERR_PROTOCOL);
+    CU_ASSERT(last_error_has(mark, "job token differs"));
+    CU_ASSERT(last_error_has(mark, srv.addr));
+    /* the server still serves its own job */
+    o.token[5] ^= 1;
+    CU_ASSERT_EQUAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+    zero_store_destroy(remote);
+    server_stop(&srv);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_memory_limit(void)
+{
+    ZERO_TEST_MEM_MARK();
+    test_server_t srv;
+    const char *addr[1];
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *a = NULL, *b = NULL;
+    uint64_t mark, buffers = 2 * (uint64_t)ZERO_OPTD_MAX_MESSAGE + ZERO_OPTD_MAX_ELEMS * sizeof(float);
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, buffers + (1u << 20)), 0);   /* 1 MiB for clients */
+    addr[0] = srv.addr;
+    remote_opts(&o, addr, 1);
+    desc_init(&desc, 40000, 0, 2);   /* 480 000 bytes: fits */
+    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &a), ZERO_OK);
+    mark = zero_log_error_mark();
+    CU_ASSERT_EQUAL(zero_store_remote_create(&desc, &o, &b), ZERO_OK);   /* 960 000 in all: fits */
+    zero_store_destroy(b);
+    desc.length[0] = 60000;   /* 720 000 more: does not */
+    CU_ASSERT_EQUAL(zero_store_remote_create(&desc, &o, &b), ZERO_ERR_NO_MEMORY);
+    CU_ASSERT(last_error_has(mark, "memory limit"));
+    CU_ASSERT(last_error_has(mark, "720000 bytes"));
+    zero_store_destroy(a);
+    server_stop(&srv);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* ---------- raw clients: bytes the store would never send ---------- */
+
+typedef struct raw_client {
+    ucp_context_h context;
+    ucp_worker_h worker;
+    ucp_ep_h ep;
+    uint64_t key;
+    int failed;
+} raw_client_t;
+
+static void raw_err(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    (void)ep;
+    (void)status;
+    ((raw_client_t *)arg)->failed = 1;
+}
+
+static ucs_status_t raw_wait(raw_client_t *c, void *req, double timeout_s)
+{
+    double deadline = zero_clock_now() + timeout_s;
+    ucs_status_t st = UCS_OK;
+    if (req == NULL)
+        return UCS_OK;
+    if (UCS_PTR_IS_ERR(req))
+        return UCS_PTR_STATUS(req);
+    while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS && zero_clock_now() < deadline)
+        ucp_worker_progress(c->worker);
+    if (st == UCS_INPROGRESS) {
+        ucp_request_cancel(c->worker, req);
+        while (ucp_request_check_status(req) == UCS_INPROGRESS)
+            ucp_worker_progress(c->worker);
+        st = UCS_ERR_TIMED_OUT;
+    }
+    ucp_request_free(req);
+    return st;
+}
+
+static int raw_init(raw_client_t *c)
+{
+    ucp_params_t p;
+    ucp_worker_params_t wp;
+    memset(c, 0, sizeof(*c));
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_PARAM_FIELD_FEATURES;
+    p.features = UCP_FEATURE_TAG;
+    if (ucp_init(&p, NULL, &c->context) != UCS_OK)
+        return -1;
+    memset(&wp, 0, sizeof(wp));
+    return ucp_worker_create(c->context, &wp, &c->worker) == UCS_OK ? 0 : -1;
+}
+
+/* Connects an endpoint; with @p welcome, waits for the key. */
+static int raw_connect(raw_client_t *c, int port, ucp_ep_h *ep_p, int welcome)
+{
+    struct sockaddr_in sa;
+    ucp_ep_params_t p;
+    ucp_request_param_t rp;
+    unsigned char buf[8];
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+    p.sockaddr.addr = (struct sockaddr *)&sa;
+    p.sockaddr.addrlen = sizeof(sa);
+    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    p.err_handler.cb = raw_err;
+    p.err_handler.arg = c;
+    if (ucp_ep_create(c->worker, &p, ep_p) != UCS_OK)
+        return -1;
+    if (!welcome)
+        return 0;
+    memset(&rp, 0, sizeof(rp));
+    if (raw_wait(c, ucp_tag_recv_nbx(c->worker, buf, sizeof(buf), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp), 5.0) !=
+        UCS_OK)
+        return -1;
+    c->key = zero_get_le64(buf);
+    return 0;
+}
+
+/* Sends @p len bytes on @p tag and returns the reply's header (-1: none within 5 s). */
+static int raw_exchange(raw_client_t *c, const void *msg, size_t len, uint64_t tag, zero_optd_header_t *h,
+                        char *text, size_t text_len)
+{
+    static unsigned char reply[ZERO_OPTD_HEADER_BYTES + 4096];
+    ucp_request_param_t rp;
+    ucp_tag_recv_info_t info;
+    void *rreq;
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
+    rp.recv_info.tag_info = &info;
+    info.length = 0;
+    rreq = ucp_tag_recv_nbx(c->worker, reply, sizeof(reply), c->key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    memset(&rp, 0, sizeof(rp));
+    (void)raw_wait(c, ucp_tag_send_nbx(c->ep, msg, len, tag, &rp), 5.0);
+    if (rreq != NULL && !UCS_PTR_IS_ERR(rreq)) {
+        double deadline = zero_clock_now() + 5.0;
+        while (ucp_request_check_status(rreq) == UCS_INPROGRESS && zero_clock_now() < deadline)
+            ucp_worker_progress(c->worker);
+        if (ucp_request_check_status(rreq) != UCS_OK) {
+            (void)raw_wait(c, rreq, 0.0);
+            return -1;
+        }
+        ucp_tag_recv_request_test(rreq, &info);
+        ucp_request_free(rreq);
+    }
+    if (zero_optd_decode_header(reply, info.length, 1, h) != ZERO_OPTD_PARSE_OK)
+        return -1;
+    snprintf(text, text_len, "%.*s", (int)h->body_len, (const char *)reply + ZERO_OPTD_HEADER_BYTES);
+    return 0;
+}
+
+static void raw_close(raw_client_t *c)
+{
+    ucp_request_param_t rp;
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    if (c->ep != NULL)
+        (void)raw_wait(c, ucp_ep_close_nbx(c->ep, &rp), 1.0);
+    ucp_worker_destroy(c->worker);
+    ucp_cleanup(c->context);
+}
+
+static void make_hello(unsigned char *msg, uint64_t key)
+{
+    zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_HELLO, .body_len = ZERO_OPTD_HELLO_BODY,
+                            .conn_key = key, .seq = 1};
+    zero_optd_hello_t hello;
+    memset(&hello, 0, sizeof(hello));
+    memcpy(hello.token, job_token, sizeof(job_token));
+    hello.num_groups = 1;
+    hello.num_states = 2;
+    hello.length[0] = 1000;
+    zero_optd_encode_header(msg, &h);
+    zero_optd_encode_hello(msg + ZERO_OPTD_HEADER_BYTES, &hello);
+}
+
+/* A real client still gets bitwise-correct service. */
+static void check_still_serving(const char *addr)
+{
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *remote = NULL;
+    zero_store_range_t r;
+    const char *addrs[1] = {addr};
+    desc_init(&desc, 1000, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 1);
+    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+    fill_store(remote, 0, 5);
+    memset(&r, 0, sizeof(r));
+    r.count = 1000;
+    r.fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER);
+    CU_ASSERT_EQUAL(zero_store_acquire(remote, &r), ZERO_OK);
+    rng_state = 5;
+    CU_ASSERT_EQUAL(r.data[0][0], rnd());
+    zero_store_release(remote, &r, 0);
+    zero_store_destroy(remote);
+}
+
+static void test_garbage(void)
+{
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_header_t h;
+    char text[600];
+    static unsigned char msg[ZERO_OPTD_MAX_MESSAGE + 64];
+    int port;
+
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    port = zero_optd_server_port(srv.server);
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+
+    /* garbage bytes */
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    memset(msg, 0x41, 200);
+    CU_ASSERT_EQUAL(raw_exchange(&c, msg, 200, c.key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_EQUAL(h.status, ZERO_ERR_PROTOCOL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "bad magic"));
+    raw_close(&c);
+
+    /* a header claiming a body above the bound */
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    make_hello(msg, c.key);
+    zero_put_le32(msg + 12, 0xfffffff0u);
+    CU_ASSERT_EQUAL(raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, &h, text,
+                                 sizeof(text)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "outside its bound"));
+    raw_close(&c);
+
+    /* a message above the bound (never received in full) */
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    make_hello(msg, c.key);
+    CU_ASSERT_EQUAL(raw_exchange(&c, msg, ZERO_OPTD_MAX_MESSAGE + 1, c.key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "byte message is outside"));
+    raw_close(&c);
+
+    /* a STEP before HELLO; a truncated HELLO */
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    make_hello(msg, c.key);
+    zero_put_le16(msg + 6, ZERO_OPTD_STEP);
+    CU_ASSERT_EQUAL(raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, &h, text,
+                                 sizeof(text)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "must be HELLO"));
+    raw_close(&c);
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    make_hello(msg, c.key);
+    CU_ASSERT_EQUAL(raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + 20, c.key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "shorter"));
+    raw_close(&c);
+
+    /* a tag no connection has: dropped unread, no reply */
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    make_hello(msg, c.key);
+    {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        CU_ASSERT_EQUAL(raw_wait(&c, ucp_tag_send_nbx(c.ep, msg, 4096, c.key ^ 0x10000, &rp), 5.0), UCS_OK);
+    }
+    /* ... and the right HELLO on the same connection is still accepted */
+    CU_ASSERT_EQUAL(raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, &h, text,
+                                 sizeof(text)), 0);
+    CU_ASSERT_EQUAL(h.status, 0);
+    raw_close(&c);
+
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/* The client process of test_disconnect_mid_message (this binary run with
+ * --mid-message-client PORT; UCX does not survive fork): HELLO, then a 4 MiB
+ * STEP of which it leaves at once, no close, no BYE. */
+static int mid_message_client(int port)
+{
+    raw_client_t c;
+    static unsigned char msg[ZERO_OPTD_MAX_MESSAGE];
+    zero_optd_header_t h;
+    zero_optd_step_t st;
+    ucp_request_param_t rp;
+    char text[600];
+    if (raw_init(&c) != 0 || raw_connect(&c, port, &c.ep, 1) != 0)
+        return 2;
+    make_hello(msg, c.key);
+    if (raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, &h, text, sizeof(text)) != 0 ||
+        h.status != 0)
+        return 3;
+    memset(&st, 0, sizeof(st));
+    st.optimizer = ZERO_OPTD_ADAM;
+    st.count = ZERO_OPTD_MAX_ELEMS;
+    h.type = ZERO_OPTD_STEP;
+    h.body_len = ZERO_OPTD_MAX_BODY;
+    h.seq = 2;
+    zero_optd_encode_header(msg, &h);
+    zero_optd_encode_step_head(msg + ZERO_OPTD_HEADER_BYTES, &st);
+    memset(&rp, 0, sizeof(rp));
+    (void)ucp_tag_send_nbx(c.ep, msg, ZERO_OPTD_MAX_MESSAGE, c.key, &rp);
+    for (int i = 0; i < 20; i++)
+        ucp_worker_progress(c.worker);
+    _exit(0);
+}
+
+static void test_disconnect_mid_message(void)
+{
+    test_server_t srv;
+    int status;
+    pid_t pid;
+    uint64_t idle_bytes;
+    char port_text[16];
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    snprintf(port_text, sizeof(port_text), "%d", zero_optd_server_port(srv.server));
+    idle_bytes = zero_optd_server_bytes(srv.server);
+    pid = fork();
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_optd", "--mid-message-client", port_text, (char *)NULL);
+        _exit(127);
+    }
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "the client process ended with status 0x%x\n", (unsigned)status);
+    /* the server frees the dead client's state (within its io / failure-detection bound) */
+    for (double t0 = zero_clock_now(); zero_optd_server_bytes(srv.server) != idle_bytes && zero_clock_now() - t0 < 30;)
+        zero_clock_sleep(0.05);
+    CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/* 200 connections that never say HELLO: a real client is served meanwhile, and they are closed at the deadline. */
+static void test_idle_connections(void)
+{
+    test_server_t srv;
+    raw_client_t c;
+    static ucp_ep_h eps[200];
+    int port;
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    port = zero_optd_server_port(srv.server);
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    static unsigned char welcomes[200][8];
+    static void *welcome_reqs[200];
+    for (int i = 0; i < 200; i++) {
+        ucp_request_param_t rp;
+        CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &eps[i], 0), 0);
+        memset(&rp, 0, sizeof(rp));
+        welcome_reqs[i] = ucp_tag_recv_nbx(c.worker, welcomes[i], 8, ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    }
+    for (int i = 0; i < 2000; i++)
+        ucp_worker_progress(c.worker);
+    check_still_serving(srv.addr);
+    /* the server's hello deadline (2 s here) closes them: our endpoints fail */
+    for (double t0 = zero_clock_now(); !c.failed && zero_clock_now() - t0 < 20;)
+        ucp_worker_progress(c.worker);
+    CU_ASSERT(c.failed);
+    for (int i = 0; i < 200; i++) {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        (void)raw_wait(&c, ucp_ep_close_nbx(eps[i], &rp), 1.0);
+    }
+    for (int i = 0; i < 200; i++)
+        (void)raw_wait(&c, welcome_reqs[i], 1.0);
+    c.ep = NULL;
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/* ---------- a zero-optd process that dies or stalls ---------- */
+
+static pid_t spawn_optd(char *addr, size_t addr_len)
+{
+    const char *build = getenv("ZERO_BUILD_DIR");
+    char exe[4096], port_file[4096], token_file[4096];
+    FILE *f;
+    pid_t pid;
+    int port = 0;
+    if (build == NULL)
+        return -1;
+    snprintf(exe, sizeof(exe), "%s/tools/zero-optd/zero-optd", build);
+    snprintf(port_file, sizeof(port_file), "%s/tests/offload/optd-port-%d", build, (int)getpid());
+    snprintf(token_file, sizeof(token_file), "%s/tests/offload/optd-token-%d", build, (int)getpid());
+    unlink(port_file);
+    f = fopen(token_file, "w");
+    if (f == NULL)
+        return -1;
+    for (int i = 0; i < 16; i++)
+        fprintf(f, "%02x", job_token[i]);
+    fclose(f);
+    pid = fork();
+    if (pid == 0) {
+        execl(exe, exe, "--listen", "127.0.0.1:0", "--token-file", token_file, "--port-file", port_file,
+              (char *)NULL);
+        _exit(127);
+    }
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 20; zero_clock_sleep(0.05)) {
+        f = fopen(port_file, "r");
+        if (f != NULL) {
+            int ok = fscanf(f, "%d", &port) == 1;
+            fclose(f);
+            if (ok)
+                break;
+        }
+    }
+    unlink(port_file);
+    unlink(token_file);
+    if (port <= 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    snprintf(addr, addr_len, "127.0.0.1:%d", port);
+    return pid;
+}
+
+static void check_server_failure(int sig)
+{
+    ZERO_TEST_MEM_MARK();
+    char addr[64];
+    const char *addrs[1] = {addr};
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    static float grad[5000], w[5000];
+    uint64_t mark;
+    zero_status_t status;
+    double t0, took;
+    pid_t pid = spawn_optd(addr, sizeof(addr));
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+    desc_init(&desc, 5000, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 1);
+    o.timeout_s = 3.0;
+    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+    step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
+    st.count = 5000;
+    st.grad_dtype = ZERO_FP32;
+    st.grad = grad;
+    st.weight_dtype = ZERO_FP32;
+    st.weights = w;
+    CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_step_wait(remote), ZERO_OK);
+
+    kill(pid, sig);
+    if (sig == SIGKILL)
+        waitpid(pid, NULL, 0);
+    mark = zero_log_error_mark();
+    t0 = zero_clock_now();
+    status = zero_store_step_async(remote, &st);
+    if (status == ZERO_OK)
+        status = zero_store_step_wait(remote);
+    took = zero_clock_now() - t0;
+    CU_ASSERT(status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT);
+    CU_ASSERT(last_error_has(mark, addr));
+    CU_ASSERT(took < o.timeout_s + 2.0);
+    if (sig == SIGSTOP)
+        CU_ASSERT(last_error_has(mark, "did not answer"));
+    /* the store stays failed, saying so */
+    CU_ASSERT_NOT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
+    zero_store_destroy(remote);
+    if (sig != SIGKILL) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_server_killed(void)
+{
+    check_server_failure(SIGKILL);
+}
+
+static void test_server_stalled(void)
+{
+    check_server_failure(SIGSTOP);
+}
+
+int main(int argc, char **argv)
+{
+    CU_TestInfo numerics[] = {
+        {"remote step == host step, bitwise, one server", test_bitwise_one_server},
+        {"remote step == host step, bitwise, two servers", test_bitwise_two_servers},
+        CU_TEST_INFO_NULL,
+    };
+    CU_TestInfo safety[] = {
+        {"wrong job token refused", test_wrong_token},
+        {"memory limit: clear error", test_memory_limit},
+        {"garbage, oversized, truncated, out-of-order messages", test_garbage},
+        {"client dies mid-message", test_disconnect_mid_message},
+        {"200 idle connections", test_idle_connections},
+        {"server killed: error naming it", test_server_killed},
+        {"server stalled: error naming it within the bound", test_server_stalled},
+        CU_TEST_INFO_NULL,
+    };
+    CU_SuiteInfo suites[] = {{"optd-numerics", NULL, NULL, NULL, NULL, numerics},
+                             {"optd-safety", NULL, NULL, NULL, NULL, safety},
+                             CU_SUITE_INFO_NULL};
+    signal(SIGPIPE, SIG_IGN);
+    if (argc == 3 && strcmp(argv[1], "--mid-message-client") == 0)
+        return mid_message_client(atoi(argv[2]));
+    return zero_test_main(argc, argv, suites);
+}
