@@ -26,6 +26,11 @@
  * DeepSpeed keeps two such buffers too. */
 #define ZERO_ENGINE_MAX_REDUCTIONS 2
 
+/* Stage 2's gradient staging slots (each the largest bucket's size): the
+ * reductions in flight and the bucket being filled. When all are taken, the
+ * oldest reduction is finished to free one. */
+#define ZERO_ENGINE_STAGE2_STAGING_SLOTS (ZERO_ENGINE_MAX_REDUCTIONS + 1)
+
 typedef enum engine_state {
     ENGINE_REGISTERING = 0,  /* params may be registered */
     ENGINE_READY,            /* set up; no backward open */
@@ -88,7 +93,7 @@ typedef enum gathered_source {
 /* A bucket's run-time state (gradient staging at stages 2-3, gathers at 3). */
 typedef struct bucket_state {
     void *staging;                 /* [length] of dtype: gradients (stages 2-3) */
-    int staging_one_off;           /* stage 3: staging allocated outside the pool */
+    int staging_one_off;           /* staging allocated outside the gradient pool */
     int num_params;                /* parameters in the bucket (fixed at setup) */
     int params_ready;              /* parameters marked ready this micro-batch */
     int reduced;                   /* reduction started this micro-batch */
@@ -171,15 +176,11 @@ struct zero_engine {
     size_t trace_len, trace_cap, trace_pos;
     int trace_done;
 
-    /* stage-2 gradient staging pool: buffers of the largest bucket's size,
-     * kept once allocated (the most ever in use at once) */
-    void **staging_pool;
-    int staging_pool_count, staging_pool_cap;
-    int staging_pool_total;          /* allocated: in the pool or in use */
-    size_t staging_bytes;            /* the largest bucket, in bytes */
+    /* stage 2: the bytes of one gradient staging slot (the largest bucket) */
+    size_t staging_bytes;
 
-    /* stage 3: the pools its gathers and gradient staging come from, and the
-     * region holding the persistent parameters' full weights */
+    /* the pools stage 3's gathers and stages 2-3's gradient staging come from,
+     * and stage 3's region holding the persistent parameters' full weights */
     engine_pool_t gather_pool, grad_pool;
     void *persistent_region;
     int persistent_region_shared;
@@ -206,12 +207,10 @@ void engine_free(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr);
 /* The same for buffers collectives use: from zero_comm_mem_alloc in a multi-rank host job. */
 zero_status_t engine_alloc_shared(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p);
 void engine_free_shared(zero_engine_h e, uint64_t *category, size_t bytes, void *ptr);
-/* Gradient staging of bucket @p b: at stage 2 from a pool of shared buffers of the
- * largest bucket's size (reused, so peers keep their mappings), at stage 3 sized
- * to the bucket. Put returns it; pool_clear frees the pool (destroy). */
+/* Gradient staging of bucket @p b (stages 2-3), from the gradient pool or, when
+ * it is full, a one-off buffer; put returns it. */
 zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p);
 void engine_staging_put(zero_engine_h e, int b, void *ptr);
-void engine_staging_pool_clear(zero_engine_h e);
 
 /* Address space for a pool: @p bytes, not backed yet and not counted (shared
  * memory in a multi-rank host job; *shared_p says which, for unreserve). */
@@ -229,6 +228,8 @@ void engine_pool_destroy(zero_engine_h e, engine_pool_t *pool);
 void *engine_pool_get(zero_engine_h e, engine_pool_t *pool, size_t bytes);
 void engine_pool_put(zero_engine_h e, engine_pool_t *pool, void *ptr, size_t bytes);
 int engine_pool_owns(const engine_pool_t *pool, const void *ptr);
+/* Backs the pool's whole capacity now (setup), so that no step faults pages in. */
+void engine_pool_populate(zero_engine_h e, engine_pool_t *pool);
 
 /* Memory operations on the engine's buffers (of e->kind); host-to-engine for initial values. */
 void engine_zero(zero_engine_h e, void *ptr, size_t bytes);

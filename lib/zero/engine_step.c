@@ -83,75 +83,55 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
     return ZERO_OK;
 }
 
-/* Stage 3: gradient staging sized to the bucket (one parameter), from the
- * gradient pool; a one-off buffer when the trainer holds more gradients at
- * once than the pool has room for. Stage 2: a pool of shared buffers of the
- * largest bucket's size, kept once allocated, so peers keep their mappings. */
+static zero_status_t reduce_bucket_finish(zero_engine_h e, int b);
+
+/* The bytes bucket @p b's gradient staging takes: its own length at stage 3;
+ * at stage 2 every block is the largest bucket's size, so the pool's blocks are
+ * interchangeable slots and any free one fits (no fragmentation). */
+static size_t staging_block_bytes(zero_engine_h e, int b)
+{
+    return e->stage == 2 ? e->staging_bytes : bucket_bytes(e, b);
+}
+
+/* Gradient staging of a bucket, from the gradient pool (reserved and, at stage
+ * 2, backed at setup); a one-off buffer when the trainer holds more gradients at
+ * once than the pool has room for (warned once: that is slow and unbounded). */
 zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p)
 {
-    zero_status_t status;
-    if (e->stage == 3) {
-        *ptr_p = engine_pool_get(e, &e->grad_pool, bucket_bytes(e, b));
-        if (*ptr_p != NULL)
-            return ZERO_OK;
-        if (!e->pool_overflow_warned) {
-            e->pool_overflow_warned = 1;
-            ZERO_LOG_WARN("gradient of %s: the gradient pool (%zu bytes) has no room for %zu bytes more; such "
-                          "gradients allocate and free their own buffer (slow: mark gradients ready as the backward "
-                          "produces them, or raise reduce_bucket_size)",
-                          e->params[e->layout->buckets[b].first_param]->name, e->grad_pool.capacity,
-                          bucket_bytes(e, b));
-        }
-        e->buckets[b].staging_one_off = 1;
-        return engine_alloc(e, &e->mem.buffers, bucket_bytes(e, b), "gradient bucket", ptr_p);
+    size_t bytes = staging_block_bytes(e, b);
+    *ptr_p = engine_pool_get(e, &e->grad_pool, bytes);
+    /* Stage 2: every slot taken; the oldest reduction in flight gives one back. */
+    while (*ptr_p == NULL && e->stage == 2 && e->reduce_head < e->reduce_tail) {
+        zero_status_t status = reduce_bucket_finish(e, e->reduce_order[e->reduce_head]);
+        if (status != ZERO_OK)
+            return status;
+        e->reduce_head++;
+        *ptr_p = engine_pool_get(e, &e->grad_pool, bytes);
     }
-    if (e->staging_pool_count > 0) {
-        *ptr_p = e->staging_pool[--e->staging_pool_count];
-        engine_buffers_add(e, e->staging_bytes);
+    if (*ptr_p != NULL)
         return ZERO_OK;
+    if (!e->pool_overflow_warned) {
+        e->pool_overflow_warned = 1;
+        ZERO_LOG_WARN("gradient of %s: the gradient pool (%zu bytes) has no room for %zu bytes more; such "
+                      "gradients allocate and free their own buffer (slow, and more memory: mark gradients ready "
+                      "as the backward produces them%s)",
+                      e->params[e->layout->buckets[b].first_param]->name, e->grad_pool.capacity, bytes,
+                      e->stage == 3 ? ", or raise reduce_bucket_size" : "");
     }
-    if (e->staging_pool_total == e->staging_pool_cap) {
-        /* Room to keep it when it comes back, made now so put cannot fail. */
-        int cap = e->staging_pool_cap ? 2 * e->staging_pool_cap : 8;
-        void **grown = zero_realloc(e->staging_pool, (size_t)cap * sizeof(void *));
-        if (grown == NULL) {
-            engine_error(e, ZERO_ERR_NO_MEMORY, "gradient staging: out of memory");
-            return ZERO_ERR_NO_MEMORY;
-        }
-        e->staging_pool = grown;
-        e->staging_pool_cap = cap;
-    }
-    status = engine_alloc_shared(e, &e->mem.pools, e->staging_bytes, "gradient bucket", ptr_p);
-    if (status != ZERO_OK)
-        return status;
-    e->staging_pool_total++;
-    engine_buffers_add(e, e->staging_bytes);
-    return ZERO_OK;
+    e->buckets[b].staging_one_off = 1;
+    return engine_alloc(e, &e->mem.buffers, bytes, "gradient bucket", ptr_p);
 }
 
 void engine_staging_put(zero_engine_h e, int b, void *ptr)
 {
+    size_t bytes = staging_block_bytes(e, b);
     if (ptr == NULL)
         return;
-    if (e->stage == 3) {
-        if (e->buckets[b].staging_one_off)
-            engine_free(e, &e->mem.buffers, bucket_bytes(e, b), ptr);
-        else
-            engine_pool_put(e, &e->grad_pool, ptr, bucket_bytes(e, b));
-        e->buckets[b].staging_one_off = 0;
-        return;
-    }
-    e->mem.buffers -= e->staging_bytes;
-    e->staging_pool[e->staging_pool_count++] = ptr;
-}
-
-void engine_staging_pool_clear(zero_engine_h e)
-{
-    for (int k = 0; k < e->staging_pool_count; k++)
-        engine_free_shared(e, &e->mem.pools, e->staging_bytes, e->staging_pool[k]);
-    zero_free(e->staging_pool);
-    e->staging_pool = NULL;
-    e->staging_pool_count = e->staging_pool_cap = e->staging_pool_total = 0;
+    if (e->buckets[b].staging_one_off)
+        engine_free(e, &e->mem.buffers, bytes, ptr);
+    else
+        engine_pool_put(e, &e->grad_pool, ptr, bytes);
+    e->buckets[b].staging_one_off = 0;
 }
 
 /* Stages 2-3: the staging buffer of bucket @p b, taken and zeroed on first use. */
@@ -301,10 +281,15 @@ zero_status_t zero_backward_end(zero_engine_h e)
     }
     t0 = zero_clock_now();
     if (e->stage >= 2) {
-        /* Every bucket not reduced yet goes now, in bucket order (the same on every rank). */
+        /* Every bucket not reduced yet goes now, in bucket order (the same on every
+         * rank), finishing older reductions as it goes so that staging stays within
+         * the pool's few slots. */
         for (int b = 0; b < e->layout->num_buckets && status == ZERO_OK; b++)
-            if (!e->buckets[b].reduced)
+            if (!e->buckets[b].reduced) {
                 status = engine_reduce_bucket_start(e, b);
+                if (status == ZERO_OK)
+                    status = reap_reductions(e, 0);
+            }
         {
             zero_status_t st = reap_reductions(e, 1);
             if (status == ZERO_OK)
