@@ -334,9 +334,14 @@ ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
  *    min(non-persistent model, stage3_max_live_parameters elements);
  *  - stage 3, gradient staging: at most min(whole model,
  *    max(reduce_bucket_size elements, 3 x the largest parameter));
- *  - stage 2, gradient staging: buffers of the largest bucket's size, as many
- *    as were ever in use at once (3 when gradients are marked ready as the
- *    backward produces them: 2 reducing, 1 being filled);
+ *  - stage 2, gradient staging: at most 3 slots of the largest bucket's size
+ *    (2 reducing, 1 being filled; fewer where 3 would take more than 3/4 of
+ *    what stage 1's full gradients hold beyond stage 2's shard), backed at
+ *    setup; when every slot is taken the next bucket waits for the oldest
+ *    reduction. With W > 1, stage-2 buckets hold at most (W - 1) / (4 W) of
+ *    the model (or one larger parameter), so stage 2 never holds more than
+ *    stage 1 for a trainer that marks gradients ready as the backward
+ *    produces them;
  *  - 16-bit training, every stage: the step's fp32 scratch (a few hundred
  *    thousand elements per dtype group).
  * Element counts are taken in bytes of the widest parameter dtype. A stage-3
@@ -362,8 +367,9 @@ typedef struct zero_engine_memory {
                                  after zero_release() of everything, stage 3 holds model state +
                                  persistent + pools and nothing more */
     uint64_t pools_bound;   /**< what the pools may grow to at most, from the sizes above (stage 2:
-                                 one largest-bucket buffer per bucket, the case of a trainer that
-                                 marks no gradient ready before zero_backward_end) */
+                                 the staging slots, which pools holds from setup on; a trainer that
+                                 marks no gradient ready before zero_backward_end holds every bucket
+                                 at once and gets one-off buffers beyond them) */
 } zero_engine_memory_t;
 
 /** Fills *memory_p with the engine's current accounting. */
