@@ -633,6 +633,7 @@ static void emit_zero(emitter_t *e, const zero_config_zero_t *z)
     emit_bool(e, "elastic_checkpoint", z->elastic_checkpoint);
     emit_bool(e, "ignore_unused_parameters", z->ignore_unused_parameters);
     emit_bool(e, "round_robin_gradients", z->round_robin_gradients);
+    emit_bool(e, "check_grad_writes", z->check_grad_writes);
     emit_u64(e, "sub_group_size", z->sub_group_size);
     emit_u64(e, "stage3_prefetch_bucket_size", z->stage3_prefetch_bucket_size);
     emit_u64(e, "stage3_param_persistence_threshold", z->stage3_param_persistence_threshold);

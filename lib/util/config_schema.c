@@ -764,7 +764,7 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
         "legacy_stage1", "round_robin_gradients", "zero_hpz_partition_size", "zero_quantized_weights",
         "zero_quantized_nontrainable_weights", "zero_quantized_gradients", "zeropp_loco_param", "mics_shard_size",
         "mics_hierarchical_params_gather", "memory_efficient_linear", "pipeline_loading_checkpoint",
-        "override_module_apply", "log_trace_cache_warnings", "zenflow", NULL};
+        "override_module_apply", "log_trace_cache_warnings", "zenflow", "check_grad_writes", NULL};
     zero_config_zero_t *z = &ctx->config->zero_optimization;
     node_t *obj, *stage, *overlap, *opt_block, *param_block, *pin, *g16, *gfp16, *mics;
     uint64_t stage_value = 0;
@@ -809,6 +809,7 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     conv_bool(ctx, take(obj, "elastic_checkpoint"), &z->elastic_checkpoint);
     conv_bool(ctx, take(obj, "ignore_unused_parameters"), &z->ignore_unused_parameters);
     conv_bool(ctx, take(obj, "round_robin_gradients"), &z->round_robin_gradients);
+    conv_bool(ctx, take(obj, "check_grad_writes"), &z->check_grad_writes);   /* libzero extension */
     conv_u64(ctx, take(obj, "sub_group_size"), 1, UINT64_MAX, &z->sub_group_size);
 
     conv_u64(ctx, take_alias(ctx, obj, "stage3_prefetch_bucket_size", "prefetch_bucket_size"), 0, UINT64_MAX,

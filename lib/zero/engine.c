@@ -331,6 +331,12 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
         goto err;
     }
     e->stage = e->config->zero_optimization.stage;
+#ifdef ZERO_BUILD_DEBUG
+    e->check_grad_writes = 1;
+#else
+    e->check_grad_writes = e->config->zero_optimization.check_grad_writes;
+#endif
+    e->pending_reduce = -1;
     e->precision = e->config->precision;
     e->gas = (int)e->config->gradient_accumulation_steps;
     if (e->config->optimizer.type == ZERO_OPTIMIZER_NONE) {

@@ -58,6 +58,8 @@ struct zero_param {
     void *data;          /* full weights (stage 3: only while gathered) */
     void *grad;          /* the buffer the backward adds into (NULL outside its window) */
     int ready;           /* grad_ready this micro-batch */
+    int digest_valid;    /* late-write guard: grad_digest was taken at grad_ready */
+    uint64_t grad_digest;
     int gather_count;    /* stage 3: nested gathers outstanding */
     int persistent;      /* stage 3: stays gathered */
 };
@@ -140,6 +142,14 @@ struct zero_engine {
     int stage;
     zero_mem_kind_t kind;            /* where weights, gradients and optimizer state live */
     int manual_lr_schedule;          /* the trainer steps the schedule (zero_engine_lr_schedule_step) */
+    /* Late-write guard (zero_optimization.check_grad_writes, or a debug build):
+     * gradients are digested at zero_grad_ready and checked before their bucket
+     * is reduced and at zero_backward_end. A bucket completed by a
+     * zero_grad_ready starts reducing at the engine's next call rather than at
+     * once (pending_reduce), so a write right after the ready call, before the
+     * trainer calls the engine again, is caught too. */
+    int check_grad_writes;
+    int pending_reduce;              /* that bucket, or -1 */
     int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;
