@@ -93,11 +93,10 @@ static zero_status_t guard_check(zero_engine_h e, struct zero_param *p, const ch
     e->state = ENGINE_FAILED;
     engine_error(e, ZERO_ERR_STATE,
                  "rank %d: the gradient of %s changed after zero_grad_ready declared it complete (found %s); at "
-                 "stages 2-3 such a write is lost. The usual cause is an autograd hook that runs before the gradient "
-                 "is written, such as LibTorch's Tensor::register_hook: add the hook's incoming gradient into "
-                 "zero_param_grad() before calling zero_grad_ready, or use a hook that runs after accumulation "
-                 "(register_post_accumulate_grad_hook / a hook on the AccumulateGrad node), or mark gradients "
-                 "ready after backward() returns (zero_optimization.check_grad_writes; docs/cxx.md)",
+                 "stages 2-3 such a write is lost. Usual cause: an autograd hook that runs before the gradient is "
+                 "written (LibTorch's Tensor::register_hook). Fix: add the hook's incoming gradient into "
+                 "zero_param_grad() before zero_grad_ready, hook after accumulation instead, or mark gradients "
+                 "ready after backward() returns (docs/cpp.md)",
                  e->rank, p->name, when);
     return ZERO_ERR_STATE;
 }
