@@ -241,6 +241,10 @@ void *engine_param_grad_lazy(zero_param_h p)
     zero_engine_h e = p->engine;
     if (p->grad != NULL || e->state != ENGINE_IN_BACKWARD || e->stage < 2 || p->ready)
         return p->grad;
+    /* A new bucket's staging is wanted: this is the trainer's next call after the
+     * guard deferred a reduction, so start it (checked) and free its slot sooner. */
+    if (start_pending_reduce(e) != ZERO_OK)
+        return NULL;
     if (bucket_staging(e, e->layout->params[p->index].bucket) != ZERO_OK)
         return NULL;
     return p->grad;

@@ -17,7 +17,9 @@
  *    it; one that marks none before zero_backward_end holds every bucket's
  *    gradients at once (stage 2 then stages them all, in one-off buffers
  *    beyond the pool), so for it only the buffers between steps and the
- *    weights are checked;
+ *    weights are checked; mark_ready 2 is 1 with the late-write guard on
+ *    (zero_optimization.check_grad_writes), which defers each bucket's
+ *    reduction to the trainer's next call and must stay within the same memory;
  *  - stage 2's weights equal stage 1's within rounding after the steps (a
  *    lost or double-counted bucket would be far off).
  *
@@ -113,8 +115,9 @@ static int run(zero_comm_h comm, int stage, zero_dtype_t dtype, uint64_t bucket,
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_accumulation_steps\": %d,%s"
              " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01, \"weight_decay\": 0.1}},"
-             " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": %llu}}",
-             GAS, dtype == ZERO_BF16 ? " \"bf16\": {\"enabled\": true}," : "", stage, (unsigned long long)bucket);
+             " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": %llu, \"check_grad_writes\": %s}}",
+             GAS, dtype == ZERO_BF16 ? " \"bf16\": {\"enabled\": true}," : "", stage, (unsigned long long)bucket,
+             mark_ready == 2 ? "true" : "false");
     ep.config_json = json;
     if (zero_engine_create(&ep, &eng) != ZERO_OK)
         return -1;
@@ -200,7 +203,7 @@ int main(void)
         zero_dtype_t dtype = dt == 0 ? ZERO_FP32 : ZERO_BF16;
         uint64_t buckets[2] = {model / 5, 500000000ull};   /* several buckets; one bucket */
         for (int bi = 0; bi < 2; bi++) {
-            for (int mark = 0; mark <= 1; mark++) {
+            for (int mark = 0; mark <= 2; mark++) {
                 run_result_t s1 = {0}, s2 = {0};
                 const char *what = bi == 0 ? "several buckets" : "one bucket";
                 if (run(comm, 1, dtype, buckets[bi], mark, &s1) != 0 || run(comm, 2, dtype, buckets[bi], mark, &s2) != 0) {
