@@ -221,7 +221,9 @@ ZERO_API void *zero_param_data(zero_param_h param);
  * start of each accumulation window (stages 0-1) or micro-batch (stages 2-3:
  * each micro-batch's gradients are reduced into the shard at once). At stage 3
  * the parameter must be gathered while its gradient is produced. NULL outside
- * that window or on error.
+ * that window or on error. At stage 2, when every gradient staging slot is
+ * taken, this first waits for the oldest reduction in flight (see
+ * zero_engine_memory_t).
  */
 ZERO_API void *zero_param_grad(zero_param_h param);
 
@@ -267,10 +269,20 @@ ZERO_API zero_status_t zero_backward_begin(zero_engine_h engine, float *seed_p);
  * reduce-scatter now, overlapping the rest of the backward. Every rank must
  * mark parameters in the same order. ZERO_ERR_STATE outside a backward or if
  * the parameter was already marked.
+ *
+ * The gradient must be complete when this is called: at stages 2-3 a later
+ * write to it is lost. With zero_optimization.check_grad_writes (and in a
+ * buildtype=debug build of libzero) the engine digests the gradient here and
+ * checks it before the bucket is reduced and at zero_backward_end; a bucket
+ * this call completes then starts reducing at the trainer's next engine call.
+ * A changed gradient makes that check's call return ZERO_ERR_STATE, naming
+ * the parameter in zero_engine_last_error(); the engine is then failed
+ * (destroy it). See docs/cpp.md for the autograd hooks that get this right.
  */
 ZERO_API zero_status_t zero_grad_ready(zero_engine_h engine, zero_param_h param);
 
-/** Ends the micro-batch's backward: reduces what is not reduced yet (stages 2-3). */
+/** Ends the micro-batch's backward: reduces what is not reduced yet (stages 2-3).
+ *  ZERO_ERR_STATE from the late-write guard as zero_grad_ready() says. */
 ZERO_API zero_status_t zero_backward_end(zero_engine_h engine);
 
 /** What zero_step() did. */
