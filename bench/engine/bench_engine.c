@@ -5,6 +5,7 @@
  * Usage (under zero-launch): bench_engine --stage S [--dtype bf16|fp32]
  *        [--params N] [--layers L] [--steps K] [--mode whole|layerwise] [--bucket E]
  * (--bucket: reduce and allgather bucket size in elements, default N / 50;
+ * --check-grad-writes: zero_optimization.check_grad_writes, the late-write guard;
  * --max-live: stage3_max_live_parameters, default DeepSpeed's 1e9, with which
  * release keeps the forward's layers for the backward, stage3_max_reuse_distance
  * allowing; a few layers' worth makes the backward gather them again)
@@ -166,7 +167,7 @@ static double backward_one(zero_engine_h eng, zero_param_h h, zero_dtype_t dtype
 
 int main(int argc, char **argv)
 {
-    int stage = 0, layers = 48, steps = 4, layerwise = 1;
+    int stage = 0, layers = 48, steps = 4, layerwise = 1, check_grad_writes = 0;
     double params = 1e8, bucket = 0.0, max_live = 1e9;
     const char *dtype_name = "bf16";
     zero_dtype_t dtype;
@@ -194,6 +195,8 @@ int main(int argc, char **argv)
             bucket = atof(argv[++i]);
         else if (!strcmp(argv[i], "--max-live") && i + 1 < argc)
             max_live = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--check-grad-writes"))
+            check_grad_writes = 1;
         else if (!strcmp(argv[i], "--mode") && i + 1 < argc) {
             i++;
             layerwise = strcmp(argv[i], "whole") != 0;
@@ -203,7 +206,7 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_engine --stage S [--dtype bf16|fp32] [--params N] [--layers L] [--steps K] "
-                            "[--mode whole|layerwise] [--bucket ELEMS] [--max-live ELEMS]\n");
+                            "[--mode whole|layerwise] [--bucket ELEMS] [--max-live ELEMS] [--check-grad-writes]\n");
             return 2;
         }
     }
@@ -221,9 +224,9 @@ int main(int argc, char **argv)
              " \"steps_per_print\": 0, \"gradient_clipping\": 1.0,"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": %.0f, \"allgather_bucket_size\": %.0f,"
              " \"stage3_prefetch_bucket_size\": %.0f, \"stage3_param_persistence_threshold\": 0,"
-             " \"stage3_max_live_parameters\": %.0f}}",
+             " \"stage3_max_live_parameters\": %.0f, \"check_grad_writes\": %s}}",
              dtype == ZERO_BF16 ? "\"bf16\": {\"enabled\": true}," : "", stage, bucket, bucket, params / layers,
-             max_live);
+             max_live, check_grad_writes ? "true" : "false");
     ep.config_json = json;
     if (zero_engine_create(&ep, &eng) != ZERO_OK)
         return 1;

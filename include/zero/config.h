@@ -223,6 +223,10 @@ typedef struct zero_config_zero {
     bool stage3_use_all_reduce_for_fetch_params;  /**< false */
     zero_config_offload_optimizer_t offload_optimizer;
     zero_config_offload_param_t offload_param;
+    /** false; libzero extension: digest each gradient at zero_grad_ready and
+     *  check it is unchanged when its bucket is reduced and at
+     *  zero_backward_end (always on in a buildtype=debug build of libzero) */
+    bool check_grad_writes;
 } zero_config_zero_t;
 
 /** "aio": asynchronous I/O for NVMe offload. */

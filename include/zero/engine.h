@@ -221,7 +221,9 @@ ZERO_API void *zero_param_data(zero_param_h param);
  * start of each accumulation window (stages 0-1) or micro-batch (stages 2-3:
  * each micro-batch's gradients are reduced into the shard at once). At stage 3
  * the parameter must be gathered while its gradient is produced. NULL outside
- * that window or on error.
+ * that window or on error. At stage 2, when every gradient staging slot is
+ * taken, this first waits for the oldest reduction in flight (see
+ * zero_engine_memory_t).
  */
 ZERO_API void *zero_param_grad(zero_param_h param);
 
@@ -267,10 +269,20 @@ ZERO_API zero_status_t zero_backward_begin(zero_engine_h engine, float *seed_p);
  * reduce-scatter now, overlapping the rest of the backward. Every rank must
  * mark parameters in the same order. ZERO_ERR_STATE outside a backward or if
  * the parameter was already marked.
+ *
+ * The gradient must be complete when this is called: at stages 2-3 a later
+ * write to it is lost. With zero_optimization.check_grad_writes (and in a
+ * buildtype=debug build of libzero) the engine digests the gradient here and
+ * checks it before the bucket is reduced and at zero_backward_end; a bucket
+ * this call completes then starts reducing at the trainer's next engine call.
+ * A changed gradient makes that check's call return ZERO_ERR_STATE, naming
+ * the parameter in zero_engine_last_error(); the engine is then failed
+ * (destroy it). See docs/cpp.md for the autograd hooks that get this right.
  */
 ZERO_API zero_status_t zero_grad_ready(zero_engine_h engine, zero_param_h param);
 
-/** Ends the micro-batch's backward: reduces what is not reduced yet (stages 2-3). */
+/** Ends the micro-batch's backward: reduces what is not reduced yet (stages 2-3).
+ *  ZERO_ERR_STATE from the late-write guard as zero_grad_ready() says. */
 ZERO_API zero_status_t zero_backward_end(zero_engine_h engine);
 
 /** What zero_step() did. */
@@ -334,9 +346,14 @@ ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
  *    min(non-persistent model, stage3_max_live_parameters elements);
  *  - stage 3, gradient staging: at most min(whole model,
  *    max(reduce_bucket_size elements, 3 x the largest parameter));
- *  - stage 2, gradient staging: buffers of the largest bucket's size, as many
- *    as were ever in use at once (3 when gradients are marked ready as the
- *    backward produces them: 2 reducing, 1 being filled);
+ *  - stage 2, gradient staging: at most 3 slots of the largest bucket's size
+ *    (2 reducing, 1 being filled; fewer where 3 would take more than 3/4 of
+ *    what stage 1's full gradients hold beyond stage 2's shard), backed at
+ *    setup; when every slot is taken the next bucket waits for the oldest
+ *    reduction. With W > 1, stage-2 buckets hold at most (W - 1) / (4 W) of
+ *    the model (or one larger parameter), so stage 2 never holds more than
+ *    stage 1 for a trainer that marks gradients ready as the backward
+ *    produces them;
  *  - 16-bit training, every stage: the step's fp32 scratch (a few hundred
  *    thousand elements per dtype group).
  * Element counts are taken in bytes of the widest parameter dtype. A stage-3
@@ -362,8 +379,9 @@ typedef struct zero_engine_memory {
                                  after zero_release() of everything, stage 3 holds model state +
                                  persistent + pools and nothing more */
     uint64_t pools_bound;   /**< what the pools may grow to at most, from the sizes above (stage 2:
-                                 one largest-bucket buffer per bucket, the case of a trainer that
-                                 marks no gradient ready before zero_backward_end) */
+                                 the staging slots, which pools holds from setup on; a trainer that
+                                 marks no gradient ready before zero_backward_end holds every bucket
+                                 at once and gets one-off buffers beyond them) */
 } zero_engine_memory_t;
 
 /** Fills *memory_p with the engine's current accounting. */

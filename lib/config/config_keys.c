@@ -240,6 +240,9 @@ const config_key_t config_zero_keys[] = {
     {KEY("legacy_stage1"), T_BOOL, DEFAULT_ONLY("the legacy stage-1 implementation"), DEF("false")},
     {KEY("round_robin_gradients"), T_BOOL, AT(zero_optimization.round_robin_gradients), DEF("false"),
      DOC("stored (offload copy scheduling)")},
+    {KEY("check_grad_writes"), T_BOOL, AT(zero_optimization.check_grad_writes), DEF("false"),
+     DOC("libzero extension: the late-write guard, always on in a `buildtype=debug` build "
+         "([engine.md](engine.md#late-write-guard))")},
     {KEY("zero_hpz_partition_size"), T_ANY_NUMBER, DEFAULT_ONLY("ZeRO++ hierarchical partitioning"), DEF("1")},
     {KEY("zero_quantized_weights"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized weights"), DEF("false")},
     {KEY("zero_quantized_nontrainable_weights"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized non-trainable weights"),

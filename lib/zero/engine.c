@@ -182,6 +182,12 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
         goto err;
     }
     e->stage = e->config->zero_optimization.stage;
+#ifdef ZERO_BUILD_DEBUG
+    e->check_grad_writes = 1;
+#else
+    e->check_grad_writes = e->config->zero_optimization.check_grad_writes;
+#endif
+    e->pending_reduce = -1;
     e->precision = e->config->precision;
     e->gas = (int)e->config->gradient_accumulation_steps;
     if (e->config->optimizer.type == ZERO_OPTIMIZER_NONE) {
@@ -269,7 +275,6 @@ static void free_group(zero_engine_h e, group_state_t *g)
 /* The pools, the step scratch and the persistent region (not the buckets' state). */
 static void free_working_memory(zero_engine_h e)
 {
-    engine_staging_pool_clear(e);
     if (e->result != NULL)
         e->ops->result_destroy(e->ops_ctx, e->result);
     e->result = NULL;
@@ -776,14 +781,34 @@ static zero_status_t setup_working_memory(zero_engine_h e)
     }
     e->mem.pools_bound = e->mem.pools;
     if (e->stage == 2) {
-        /* Staging buffers of the largest bucket's size, one per bucket being filled or reduced. */
+        /* Gradient staging: slots of the largest bucket's size, backed now so no
+         * step faults. ZERO_ENGINE_STAGE2_STAGING_SLOTS of them (fewer with fewer
+         * buckets), and fewer still, down to one, where that many would take more
+         * than 3/4 of what stage 1's full gradients hold beyond stage 2's shard:
+         * a parameter larger than the bucket bound makes a large bucket, and stage
+         * 2 then gives up overlap (a bucket waits for the previous reduction)
+         * rather than need more memory than stage 1. */
+        uint64_t budget = 0;
+        int slots = e->layout->num_buckets < ZERO_ENGINE_STAGE2_STAGING_SLOTS ? e->layout->num_buckets
+                                                                               : ZERO_ENGINE_STAGE2_STAGING_SLOTS;
         for (int b = 0; b < e->layout->num_buckets; b++) {
             const zero_layout_bucket_t *bk = &e->layout->buckets[b];
             size_t bytes = bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
             if (bytes > e->staging_bytes)
                 e->staging_bytes = bytes;
         }
-        e->mem.pools_bound += (uint64_t)e->staging_bytes * (uint64_t)e->layout->num_buckets;
+        e->staging_bytes = (e->staging_bytes + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
+        for (int i = 0; i < e->num_params; i++)
+            budget += (uint64_t)e->params[i]->numel * dtype_bytes(e->params[i]->dtype);
+        budget = budget / 4 * 3 / (uint64_t)e->world * (uint64_t)(e->world - 1);
+        while (slots > 1 && (uint64_t)slots * e->staging_bytes > budget)
+            slots--;
+        status = engine_pool_create(e, &e->grad_pool, "stage-2 gradient staging", (size_t)slots * e->staging_bytes,
+                                    slots);
+        if (status != ZERO_OK)
+            return status;
+        engine_pool_populate(e, &e->grad_pool);
+        e->mem.pools_bound += e->grad_pool.capacity;
     }
     if (e->stage < 3)
         return ZERO_OK;
@@ -890,6 +915,19 @@ zero_status_t zero_engine_setup(zero_engine_h e)
         bucket_elems = z->allgather_bucket_size;
     if (e->stage == 3)
         bucket_elems = 1;
+    if (e->stage == 2 && e->world > 1) {
+        /* Stage 2 keeps at most ZERO_ENGINE_STAGE2_STAGING_SLOTS buckets of
+         * gradient staging besides its 1/W gradient shard. Buckets of at most
+         * (W - 1) / W of the model over (slots + 1) keep the two below the full
+         * gradient buffer stage 1 holds, with room to spare for the padding that
+         * more buckets bring: stage 2 never needs more memory than stage 1. */
+        uint64_t model = 0, cap;
+        for (int i = 0; i < e->num_params; i++)
+            model += e->params[i]->numel;
+        cap = model * (uint64_t)(e->world - 1) / ((uint64_t)e->world * (ZERO_ENGINE_STAGE2_STAGING_SLOTS + 1));
+        if (cap < bucket_elems)
+            bucket_elems = cap;
+    }
     if (bucket_elems < 1)
         bucket_elems = 1;
 

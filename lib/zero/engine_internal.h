@@ -1,10 +1,10 @@
 /*
  * Engine internals: the engine's state, and the lower layer every engine file
  * may call: engine_base.c (errors, waits), engine_mem.c (allocation, copies),
- * engine_pool.c (working-memory pools), engine_staging.c (gradient staging).
+ * engine_pool.c (working-memory pools, gradient staging slots among them).
  * The upper files declare what they offer in their own headers, and calls go
  * one way only (docs/architecture.md, "Layers inside lib/zero"):
- *   engine_base <- engine_mem <- engine_pool <- engine_staging
+ *   engine_base <- engine_mem <- engine_pool
  *     <- engine_gather.h <- engine_step.h <- engine_ckpt.c, engine.c
  * with the arithmetic behind engine_ops.h, chosen per memory kind.
  */
@@ -34,6 +34,11 @@
  * DeepSpeed keeps two such buffers too. */
 #define ZERO_ENGINE_MAX_REDUCTIONS 2
 
+/* Stage 2's gradient staging slots (each the largest bucket's size): the
+ * reductions in flight and the bucket being filled. When all are taken, the
+ * oldest reduction is finished to free one. */
+#define ZERO_ENGINE_STAGE2_STAGING_SLOTS (ZERO_ENGINE_MAX_REDUCTIONS + 1)
+
 typedef enum engine_state {
     ENGINE_REGISTERING = 0,  /* params may be registered */
     ENGINE_READY,            /* set up; no backward open */
@@ -61,6 +66,8 @@ struct zero_param {
     void *data;          /* full weights (stage 3: only while gathered) */
     void *grad;          /* the buffer the backward adds into (NULL outside its window) */
     int ready;           /* grad_ready this micro-batch */
+    int digest_valid;    /* late-write guard: grad_digest was taken at grad_ready */
+    uint64_t grad_digest;
     int gather_count;    /* stage 3: nested gathers outstanding */
     int persistent;      /* stage 3: stays gathered */
     int grad_held;       /* stages 0-1: its gradient was non-zero after the last non-boundary zero_step */
@@ -97,7 +104,7 @@ typedef enum gathered_source {
 /* A bucket's run-time state (gradient staging at stages 2-3, gathers at 3). */
 typedef struct bucket_state {
     void *staging;                 /* [length] of dtype: gradients (stages 2-3) */
-    int staging_one_off;           /* stage 3: staging allocated outside the pool */
+    int staging_one_off;           /* staging allocated outside the gradient pool */
     int num_params;                /* parameters in the bucket (fixed at setup) */
     int params_ready;              /* parameters marked ready this micro-batch */
     int reduced;                   /* reduction started this micro-batch */
@@ -145,6 +152,14 @@ struct zero_engine {
     int stage;
     zero_mem_kind_t kind;            /* where weights, gradients and optimizer state live */
     int manual_lr_schedule;          /* the trainer steps the schedule (zero_engine_lr_schedule_step) */
+    /* Late-write guard (zero_optimization.check_grad_writes, or a debug build):
+     * gradients are digested at zero_grad_ready and checked before their bucket
+     * is reduced and at zero_backward_end. A bucket completed by a
+     * zero_grad_ready starts reducing at the engine's next call rather than at
+     * once (pending_reduce), so a write right after the ready call, before the
+     * trainer calls the engine again, is caught too. */
+    int check_grad_writes;
+    int pending_reduce;              /* that bucket, or -1 */
     int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;
@@ -188,15 +203,11 @@ struct zero_engine {
     size_t trace_len, trace_cap, trace_pos;
     int trace_done;
 
-    /* stage-2 gradient staging pool: buffers of the largest bucket's size,
-     * kept once allocated (the most ever in use at once) */
-    void **staging_pool;
-    int staging_pool_count, staging_pool_cap;
-    int staging_pool_total;          /* allocated: in the pool or in use */
-    size_t staging_bytes;            /* the largest bucket, in bytes */
+    /* stage 2: the bytes of one gradient staging slot (the largest bucket) */
+    size_t staging_bytes;
 
-    /* stage 3: the pools its gathers and gradient staging come from, and the
-     * region holding the persistent parameters' full weights */
+    /* the pools stage 3's gathers and stages 2-3's gradient staging come from,
+     * and stage 3's region holding the persistent parameters' full weights */
     engine_pool_t gather_pool, grad_pool;
     void *persistent_region;
     int persistent_region_shared;
@@ -248,13 +259,9 @@ void engine_pool_destroy(zero_engine_h e, engine_pool_t *pool);
 void *engine_pool_get(zero_engine_h e, engine_pool_t *pool, size_t bytes);
 void engine_pool_put(zero_engine_h e, engine_pool_t *pool, void *ptr, size_t bytes);
 int engine_pool_owns(const engine_pool_t *pool, const void *ptr);
+/* Backs the pool's whole capacity now (setup), so that no step faults pages in. */
+void engine_pool_populate(zero_engine_h e, engine_pool_t *pool);
 
-/* engine_staging.c: gradient staging of bucket @p b: at stage 2 from a pool of
- * shared buffers of the largest bucket's size (reused, so peers keep their mappings), at stage 3 sized
- * to the bucket. Put returns it; pool_clear frees the pool (destroy). */
-zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p);
-void engine_staging_put(zero_engine_h e, int b, void *ptr);
-void engine_staging_pool_clear(zero_engine_h e);
 
 static inline size_t dtype_bytes(zero_dtype_t d) { return zero_dtype_size(d); }
 

@@ -101,6 +101,16 @@ void *engine_pool_get(zero_engine_h e, engine_pool_t *pool, size_t bytes)
     return pool->base + off;
 }
 
+void engine_pool_populate(zero_engine_h e, engine_pool_t *pool)
+{
+    if (pool->populated >= pool->capacity)
+        return;
+    zero_mem_populate(e->kind, pool->base + pool->populated, pool->capacity - pool->populated);
+    e->mem.pools += pool->capacity - pool->populated;
+    e->mem.total += pool->capacity - pool->populated;
+    pool->populated = pool->capacity;
+}
+
 int engine_pool_owns(const engine_pool_t *pool, const void *ptr)
 {
     const char *p = ptr;

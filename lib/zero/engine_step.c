@@ -105,6 +105,89 @@ static void check_held_grads(zero_engine_h e)
                   e->window_micro + 1, e->gas, zeroed, zeroed == 1 ? "" : "s", first, e->stage);
 }
 
+/* ---- the late-write guard ----
+ *
+ * A digest of each gradient at zero_grad_ready, compared before the gradient is
+ * reduced: four interleaved Fletcher sums over 64-bit words (mod 2^64). Any
+ * change of a single word changes the first sums; a change that leaves all
+ * eight sums equal needs cancelling edits at chosen positions, which a late
+ * write of real gradients does not make. It reads the gradient once at a few
+ * GB/s, next to a reduction that reads and writes it too. */
+static uint64_t grad_digest(const void *data, size_t bytes)
+{
+    const unsigned char *p = data;
+    uint64_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0}, tail = 0;
+    size_t i = 0;
+    for (; i + 32 <= bytes; i += 32)
+        for (int k = 0; k < 4; k++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * (size_t)k, 8);
+            a[k] += w;
+            b[k] += a[k];
+        }
+    for (; i < bytes; i++)
+        tail = tail * 131 + p[i] + 1;
+    return (a[0] ^ (b[0] * 3)) + (a[1] ^ (b[1] * 5)) * 7 + (a[2] ^ (b[2] * 11)) * 13 + (a[3] ^ (b[3] * 17)) * 19 +
+           tail * 23 + (uint64_t)bytes;
+}
+
+/* Records @p p's gradient digest (at zero_grad_ready). */
+static void guard_record(zero_engine_h e, struct zero_param *p)
+{
+    p->digest_valid = e->check_grad_writes && p->grad != NULL;
+    if (p->digest_valid)
+        p->grad_digest = grad_digest(p->grad, p->numel * dtype_bytes(p->dtype));
+}
+
+/* ZERO_ERR_STATE, naming the parameter, when @p p's gradient changed since its
+ * zero_grad_ready. The micro-batch's gradients are then wrong on this rank and
+ * its collectives may no longer match its peers', so the engine fails. */
+static zero_status_t guard_check(zero_engine_h e, struct zero_param *p, const char *when)
+{
+    if (!p->digest_valid || p->grad == NULL)
+        return ZERO_OK;
+    if (grad_digest(p->grad, p->numel * dtype_bytes(p->dtype)) == p->grad_digest)
+        return ZERO_OK;
+    e->state = ENGINE_FAILED;
+    engine_error(e, ZERO_ERR_STATE,
+                 "rank %d: the gradient of %s changed after zero_grad_ready declared it complete (found %s); at "
+                 "stages 2-3 such a write is lost. Usual cause: an autograd hook that runs before the gradient is "
+                 "written (LibTorch's Tensor::register_hook). Fix: add the hook's incoming gradient into "
+                 "zero_param_grad() before zero_grad_ready, hook after accumulation instead, or mark gradients "
+                 "ready after backward() returns (docs/cpp.md)",
+                 e->rank, p->name, when);
+    return ZERO_ERR_STATE;
+}
+
+/* Checks every ready parameter of bucket @p b (before its reduction starts). */
+static zero_status_t guard_check_bucket(zero_engine_h e, int b, const char *when)
+{
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    if (!e->check_grad_writes)
+        return ZERO_OK;
+    for (int i = bk->first_param; i < bk->first_param + bk->num_params; i++)
+        if (e->layout->params[i].bucket == b && e->params[i]->ready) {
+            zero_status_t status = guard_check(e, e->params[i], when);
+            if (status != ZERO_OK)
+                return status;
+        }
+    return ZERO_OK;
+}
+
+static zero_status_t reduce_bucket_start(zero_engine_h e, int b);
+
+/* Starts the reduction a zero_grad_ready completed, deferred to this call. */
+static zero_status_t start_pending_reduce(zero_engine_h e)
+{
+    int b = e->pending_reduce;
+    if (b < 0)
+        return ZERO_OK;
+    e->pending_reduce = -1;
+    return reduce_bucket_start(e, b);
+}
+
+/* ---- backward ---- */
+
 zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
 {
     if (e == NULL || seed_p == NULL)
@@ -121,6 +204,7 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
         struct zero_param *p = e->params[i];
         const zero_layout_param_t *lp = &e->layout->params[i];
         p->ready = 0;
+        p->digest_valid = 0;
         if (p->view_grad != NULL)
             p->grad = p->view_grad;
         else if (e->stage < 2)
@@ -135,9 +219,61 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
         }
         e->reduce_head = e->reduce_tail = 0;
     }
+    e->pending_reduce = -1;
     e->state = ENGINE_IN_BACKWARD;
     *seed_p = (float)(zero_loss_scaler_scale(&e->scaler) / (double)e->gas);
     return ZERO_OK;
+}
+
+static zero_status_t reduce_bucket_finish(zero_engine_h e, int b);
+
+/* The bytes bucket @p b's gradient staging takes: its own length at stage 3;
+ * at stage 2 every block is the largest bucket's size, so the pool's blocks are
+ * interchangeable slots and any free one fits (no fragmentation). */
+static size_t staging_block_bytes(zero_engine_h e, int b)
+{
+    return e->stage == 2 ? e->staging_bytes : bucket_bytes(e, b);
+}
+
+/* Gradient staging of a bucket, from the gradient pool (reserved and, at stage
+ * 2, backed at setup); a one-off buffer when the trainer holds more gradients at
+ * once than the pool has room for (warned once: that is slow and unbounded). */
+zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p)
+{
+    size_t bytes = staging_block_bytes(e, b);
+    *ptr_p = engine_pool_get(e, &e->grad_pool, bytes);
+    /* Stage 2: every slot taken; the oldest reduction in flight gives one back. */
+    while (*ptr_p == NULL && e->stage == 2 && e->reduce_head < e->reduce_tail) {
+        zero_status_t status = reduce_bucket_finish(e, e->reduce_order[e->reduce_head]);
+        if (status != ZERO_OK)
+            return status;
+        e->reduce_head++;
+        *ptr_p = engine_pool_get(e, &e->grad_pool, bytes);
+    }
+    if (*ptr_p != NULL)
+        return ZERO_OK;
+    if (!e->pool_overflow_warned) {
+        e->pool_overflow_warned = 1;
+        ZERO_LOG_WARN("gradient of %s: the gradient pool (%zu bytes) has no room for %zu bytes more; such "
+                      "gradients allocate and free their own buffer (slow, and more memory: mark gradients ready "
+                      "as the backward produces them%s)",
+                      e->params[e->layout->buckets[b].first_param]->name, e->grad_pool.capacity, bytes,
+                      e->stage == 3 ? ", or raise reduce_bucket_size" : "");
+    }
+    e->buckets[b].staging_one_off = 1;
+    return engine_alloc(e, &e->mem.buffers, bytes, "gradient bucket", ptr_p);
+}
+
+void engine_staging_put(zero_engine_h e, int b, void *ptr)
+{
+    size_t bytes = staging_block_bytes(e, b);
+    if (ptr == NULL)
+        return;
+    if (e->buckets[b].staging_one_off)
+        engine_free(e, &e->mem.buffers, bytes, ptr);
+    else
+        engine_pool_put(e, &e->grad_pool, ptr, bytes);
+    e->buckets[b].staging_one_off = 0;
 }
 
 /* Stages 2-3: the staging buffer of bucket @p b, taken and zeroed on first use. */
@@ -166,6 +302,10 @@ void *engine_param_grad_lazy(zero_param_h p)
     zero_engine_h e = p->engine;
     if (p->grad != NULL || e->state != ENGINE_IN_BACKWARD || e->stage < 2 || p->ready)
         return p->grad;
+    /* A new bucket's staging is wanted: this is the trainer's next call after the
+     * guard deferred a reduction, so start it (checked) and free its slot sooner. */
+    if (start_pending_reduce(e) != ZERO_OK)
+        return NULL;
     if (bucket_staging(e, e->layout->params[p->index].bucket) != ZERO_OK)
         return NULL;
     return p->grad;
@@ -182,6 +322,9 @@ static zero_status_t reduce_bucket_start(zero_engine_h e, int b)
     zero_status_t status;
     uint64_t mark;
 
+    status = guard_check_bucket(e, b, "when its gradient bucket was reduced");
+    if (status != ZERO_OK)
+        return status;
     status = bucket_staging(e, b);
     if (status != ZERO_OK)
         return status;
@@ -273,12 +416,24 @@ zero_status_t zero_grad_ready(zero_engine_h e, zero_param_h p)
         engine_error(e, ZERO_ERR_STATE, "zero_grad_ready(%s): already marked in this micro-batch", p->name);
         return ZERO_ERR_STATE;
     }
+    if (e->stage >= 2) {
+        /* The guard's deferred bucket first: the trainer has called back since. */
+        zero_status_t status = start_pending_reduce(e);
+        if (status != ZERO_OK)
+            return status;
+    }
     p->ready = 1;
+    guard_record(e, p);
     if (e->stage < 2)
         return ZERO_OK;
     b = e->layout->params[p->index].bucket;
     if (++e->buckets[b].params_ready == e->buckets[b].num_params) {
-        zero_status_t status = reduce_bucket_start(e, b);
+        zero_status_t status;
+        if (e->check_grad_writes) {
+            e->pending_reduce = b;
+            return reap_reductions(e, 0);
+        }
+        status = reduce_bucket_start(e, b);
         if (status != ZERO_OK)
             return status;
     }
@@ -296,11 +451,18 @@ zero_status_t zero_backward_end(zero_engine_h e)
         return ZERO_ERR_STATE;
     }
     t0 = zero_clock_now();
-    if (e->stage >= 2) {
-        /* Every bucket not reduced yet goes now, in bucket order (the same on every rank). */
+    if (e->stage >= 2)
+        status = start_pending_reduce(e);
+    if (e->stage >= 2 && status == ZERO_OK) {
+        /* Every bucket not reduced yet goes now, in bucket order (the same on every
+         * rank), finishing older reductions as it goes so that staging stays within
+         * the pool's few slots. */
         for (int b = 0; b < e->layout->num_buckets && status == ZERO_OK; b++)
-            if (!e->buckets[b].reduced)
+            if (!e->buckets[b].reduced) {
                 status = reduce_bucket_start(e, b);
+                if (status == ZERO_OK)
+                    status = reap_reductions(e, 0);
+            }
         {
             zero_status_t st = reap_reductions(e, 1);
             if (status == ZERO_OK)
@@ -308,7 +470,10 @@ zero_status_t zero_backward_end(zero_engine_h e)
         }
         for (int i = 0; i < e->num_params; i++)
             e->params[i]->grad = NULL;
-    } else {
+    } else if (e->stage < 2) {
+        for (int i = 0; i < e->num_params && status == ZERO_OK; i++)
+            if (e->params[i]->ready)
+                status = guard_check(e, e->params[i], "at zero_backward_end");
         for (int i = 0; i < e->num_params; i++)
             if (e->params[i]->view_grad == NULL)
                 e->params[i]->grad = NULL;

@@ -12,6 +12,12 @@
 void *engine_param_grad_lazy(zero_param_h p);
 /* Brings the fp32 masters to the weights the trainer sees (setup, checkpoint load). */
 zero_status_t engine_write_back(zero_engine_h e);
+/* Gradient staging of bucket @p b (stages 2-3), from the gradient pool; at
+ * stage 2, when every slot is taken, the oldest reduction in flight is
+ * finished to free one (so staging lives here, beside the reductions); a
+ * one-off buffer only when nothing is in flight. Put returns it. */
+zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p);
+void engine_staging_put(zero_engine_h e, int b, void *ptr);
 /* The step's fp32 gradient scratch of every 16-bit group (setup). */
 zero_status_t engine_scratch_alloc(zero_engine_h e);
 

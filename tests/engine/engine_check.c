@@ -18,6 +18,11 @@
  * tolerance (the reductions sum in different orders; a stage that loses or
  * double-counts a slice is off by far more).
  *
+ * The combinations with gradient accumulation 3 run with the late-write guard
+ * (zero_optimization.check_grad_writes), which defers each bucket's reduction
+ * to the trainer's next call: the right pattern (write, then zero_grad_ready)
+ * must be silent and give the same weights.
+ *
  * Exit status: the number of failed combinations (0 = all passed).
  */
 #include <zero/zero.h>
@@ -239,8 +244,9 @@ static char *config_json(const combo_t *c)
              " \"optimizer\": {\"type\": \"%s\", \"params\": {%s}}, %s"
              " \"gradient_clipping\": %g, \"steps_per_print\": 0,"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"allgather_bucket_size\": 300,"
-             " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200}}",
-             c->gas, opt_names[c->opt], opt_params, prec, c->clip, c->stage);
+             " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200,"
+             " \"check_grad_writes\": %s}}",
+             c->gas, opt_names[c->opt], opt_params, prec, c->clip, c->stage, c->gas == 3 ? "true" : "false");
     return buf;
 }
 

@@ -274,12 +274,99 @@ static void test_memory_accounting(void)
         CU_ASSERT_EQUAL(m.buffers, 0);
         /* stage 3: both are under the default persistence threshold (1e5): their full weights are held */
         CU_ASSERT_EQUAL(m.persistent, stage == 3 ? 2 * padded : 0);
-        /* bf16: the step's fp32 scratch (the owned range here is smaller than a piece), held from setup */
-        CU_ASSERT_EQUAL(m.pools, 4 * padded);
+        /* bf16: the step's fp32 scratch (the owned range here is smaller than a piece), held from setup;
+         * stage 2 also its gradient staging, backed at setup: one slot of the one bucket (bf16) */
+        CU_ASSERT_EQUAL(m.pools, 4 * padded + (stage == 2 ? 2 * padded : 0));
         CU_ASSERT_TRUE(m.pools <= m.pools_bound);
         CU_ASSERT_EQUAL(m.total, m.params + m.grads + m.master + m.optim_state + m.persistent + m.pools);
         zero_engine_destroy(e);
     }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* One micro-batch of three parameters in backward order, each gradient written
+ * either before zero_grad_ready (right) or after it (the naive autograd
+ * pre-hook). Returns the first error status (ZERO_OK if none), the step
+ * included. */
+static zero_status_t one_step_writes(zero_engine_h e, zero_param_h *p, int write_after_ready)
+{
+    float seed;
+    zero_status_t status = zero_backward_begin(e, &seed);
+    for (int i = 2; i >= 0 && status == ZERO_OK; i--) {
+        float *g = zero_param_grad(p[i]);
+        if (g == NULL)
+            return ZERO_ERR_STATE;
+        if (!write_after_ready)
+            for (size_t k = 0; k < zero_param_numel(p[i]); k++)
+                g[k] += seed * (0.01f * (float)(k % 7) + 0.001f * (float)i);
+        status = zero_grad_ready(e, p[i]);
+        if (write_after_ready && status == ZERO_OK)
+            for (size_t k = 0; k < zero_param_numel(p[i]); k++)
+                g[k] += seed * (0.01f * (float)(k % 7) + 0.001f * (float)i);
+    }
+    if (status == ZERO_OK)
+        status = zero_backward_end(e);
+    if (status == ZERO_OK)
+        status = zero_step(e, NULL);
+    return status;
+}
+
+static void test_late_gradient_writes_are_caught(void)
+{
+    ZERO_TEST_MEM_MARK();
+    char json[512];
+    for (int stage = 0; stage <= 3; stage++) {
+        for (int naive = 0; naive <= 1; naive++) {
+            /* stages 0-2: one bucket of three; stage 3: one per parameter, so a
+             * late write to the last gradient of each bucket is what is caught */
+            zero_engine_h e;
+            zero_param_h p[3];
+            zero_param_desc_t d[3] = {desc("w0", ZERO_FP32, 100), desc("w1", ZERO_FP32, 37),
+                                      desc("w2", ZERO_FP32, 64)};
+            zero_status_t status = ZERO_OK;
+            snprintf(json, sizeof(json),
+                     "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+                     " \"zero_optimization\": {\"stage\": %d, \"check_grad_writes\": true}}", stage);
+            e = make_engine(json);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+            for (int i = 0; i < 3; i++)
+                CU_ASSERT_EQUAL(zero_param_register(e, &d[i], &p[i]), ZERO_OK);
+            CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+            if (naive)
+                quiet();
+            for (int step = 0; step < 3 && status == ZERO_OK; step++)
+                status = one_step_writes(e, p, naive);
+            loud();
+            if (naive) {
+                const char *msg = zero_engine_last_error(e);
+                CU_ASSERT_EQUAL(status, ZERO_ERR_STATE);
+                CU_ASSERT_PTR_NOT_NULL(strstr(msg, "changed after zero_grad_ready"));
+                CU_ASSERT_PTR_NOT_NULL(strstr(msg, "register_hook"));
+                /* stage 3 catches w2's write at w1's zero_grad_ready; stages 0-2 name the first changed in order */
+                CU_ASSERT_PTR_NOT_NULL(strstr(msg, stage == 3 ? "gradient of w2 " : "gradient of w0 "));
+                if (status != ZERO_ERR_STATE || strstr(msg, "changed after") == NULL)
+                    fprintf(stderr, "stage %d: naive hook not caught: status %d, \"%s\"\n", stage, (int)status, msg);
+            } else {
+                CU_ASSERT_EQUAL(status, ZERO_OK);
+                CU_ASSERT_EQUAL(zero_engine_global_steps(e), 3);
+            }
+            zero_engine_destroy(e);
+        }
+    }
+#ifndef ZERO_BUILD_DEBUG
+    {
+        /* Off by default (outside debug builds): the naive pattern then goes unnoticed at stage 0. */
+        zero_engine_h e = make_engine(CFG(0, ""));
+        zero_param_h p[3];
+        zero_param_desc_t d[3] = {desc("w0", ZERO_FP32, 10), desc("w1", ZERO_FP32, 10), desc("w2", ZERO_FP32, 10)};
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        for (int i = 0; i < 3; i++)
+            CU_ASSERT_EQUAL(zero_param_register(e, &d[i], &p[i]), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+        CU_ASSERT_EQUAL(one_step_writes(e, p, 1), ZERO_OK);
+        zero_engine_destroy(e);
+    }
+#endif
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
@@ -925,6 +1012,7 @@ static CU_TestInfo engine_tests[] = {
     {"fp16 overflow at the minimum scale is an error", test_loss_scale_error_at_minimum},
     {"memory accounting per stage", test_memory_accounting},
     {"views share the caller's buffer", test_views_share_the_callers_buffer},
+    {"late-write guard: a gradient written after zero_grad_ready", test_late_gradient_writes_are_caught},
     {"steady-state steps allocate nothing; pools bounded", test_steady_state_allocates_nothing},
     {"a gather beyond the pool gets one-off buffers", test_gather_beyond_the_pool},
     {"a finite gradient norm above 1.8e19 is not an overflow", test_huge_finite_grad_norm},
