@@ -72,11 +72,6 @@ int zero_store_has_step_async(const zero_store_t *store)
     return store->ops->step_async != NULL;
 }
 
-zero_optim_w16_t zero_store_w16_of(zero_dtype_t dtype)
-{
-    return dtype == ZERO_BF16 ? ZERO_OPTIM_W16_BF16 : dtype == ZERO_FP16 ? ZERO_OPTIM_W16_FP16 : ZERO_OPTIM_W16_NONE;
-}
-
 static int is_training_dtype(zero_dtype_t dtype)
 {
     return dtype == ZERO_FP32 || dtype == ZERO_FP16 || dtype == ZERO_BF16;

@@ -243,8 +243,7 @@ zero_status_t zero_store_step_wait(zero_store_t *store);
 zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
                                     const float *g32, float *s1, float *s2, uint16_t *w16,
                                     zero_optim_w16_t w16_type, size_t n);
-/* ZERO_OPTIM_W16_BF16 / FP16 for those dtypes, NONE otherwise. */
-zero_optim_w16_t zero_store_w16_of(zero_dtype_t dtype);
+
 /* NULL allowed. */
 void zero_store_destroy(zero_store_t *store);
 

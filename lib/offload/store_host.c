@@ -53,7 +53,7 @@ static zero_status_t host_step(zero_store_t *store, const zero_store_async_step_
     size_t b = st->begin, n = st->count;
     float *w = h->field[g][ZERO_STORE_MASTER] + b;
     const float *g32 = st->grad;
-    zero_optim_w16_t w16_type = zero_store_w16_of(st->weight_dtype);
+    zero_optim_w16_t w16_type = zero_optim_w16_of(st->weight_dtype);
     zero_status_t status;
 
     if (store->desc.kind != ZERO_MEM_HOST || st->optim == NULL) {
@@ -70,7 +70,7 @@ static zero_status_t host_step(zero_store_t *store, const zero_store_async_step_
             h->grad32 = grown;
             h->grad32_len = n;
         }
-        status = zero_optim_from_16(st->optim, zero_store_w16_of(st->grad_dtype), h->grad32, st->grad, n);
+        status = zero_optim_from_16(st->optim, zero_optim_w16_of(st->grad_dtype), h->grad32, st->grad, n);
         if (status != ZERO_OK)
             return status;
         g32 = h->grad32;
