@@ -228,10 +228,13 @@ cleanup:
 }
 
 /*
- * Fresh scratch costs a page fault per 4 KiB when the reading threads first
- * copy into it: about as much CPU as the copy itself. A thread of its own
- * maps the pages ahead of them (MADV_POPULATE_WRITE: no data is written, so it
- * can race the readers safely) while they wait on the disk.
+ * Fresh scratch costs a page fault per page when the reading threads first
+ * copy into it. zero_mem_alloc backs it with 2 MiB pages where the kernel
+ * offers them (one fault, not 512: on virtual machines with shadow paging a
+ * 4 KiB fault costs ~15 us, and MADV_POPULATE_WRITE alone does not spare the
+ * first access that cost), and a thread of its own maps the pages ahead of
+ * the readers (MADV_POPULATE_WRITE: no data is written, so it can race them
+ * safely) while they wait on the disk.
  */
 typedef struct populate_job {
     void *ptr[ZERO_DTYPE_COUNT];

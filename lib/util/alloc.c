@@ -257,6 +257,57 @@ static int cuda_device_present(void)
 }
 #endif
 
+/*
+ * Large host buffers are mapped on their own, aligned to 2 MiB and advised
+ * MADV_HUGEPAGE, so that the kernel backs them with transparent huge pages
+ * (where it offers them: "enabled" set to always or madvise). On some virtual
+ * machines (shadow paging) the first access to every 4 KiB page traps into
+ * the hypervisor, about 15 us a page, even after MADV_POPULATE_WRITE mapped it
+ * in the guest; a 2 MiB page pays that once for 512 pages. Measured here on a
+ * 240 MB buffer: 4 KiB pages 1.6-3.4 s to populate and write, huge pages 0.1 s.
+ * The tail after the last whole huge page is mapped with small pages (no
+ * memory beyond the request is used). Where huge pages are off, this is an
+ * ordinary anonymous mapping.
+ */
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
+static int host_is_mapped(size_t bytes)
+{
+    return bytes >= HUGE_PAGE_BYTES;
+}
+
+static size_t host_map_length(size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (bytes + page - 1) & ~(page - 1);
+}
+
+static void *host_map(size_t bytes)
+{
+    size_t len = host_map_length(bytes);
+    uintptr_t base, start;
+    void *map;
+
+    if (len > SIZE_MAX - HUGE_PAGE_BYTES) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* over-map by one huge page and trim both ends to a 2 MiB-aligned start */
+    map = mmap(NULL, len + HUGE_PAGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    base = (uintptr_t)map;
+    start = (base + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1);
+    if (start > base)
+        munmap(map, start - base);
+    if (base + len + HUGE_PAGE_BYTES > start + len)
+        munmap((void *)(start + len), base + len + HUGE_PAGE_BYTES - (start + len));
+#ifdef MADV_HUGEPAGE
+    (void)madvise((void *)start, len, MADV_HUGEPAGE);   /* a hint: EINVAL without THP changes nothing */
+#endif
+    return (void *)start;
+}
+
 static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag, void **ptr_p)
 {
     size_t rounded = (bytes + ZERO_MEM_ALIGNMENT - 1) & ~(size_t)(ZERO_MEM_ALIGNMENT - 1);
@@ -267,6 +318,14 @@ static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *t
         rounded = ZERO_MEM_ALIGNMENT;
     switch (kind) {
     case ZERO_MEM_HOST:
+        if (host_is_mapped(bytes)) {
+            if ((ptr = host_map(bytes)) == NULL) {
+                ZERO_LOG_ERROR("cannot allocate %zu bytes of host memory for %s: mmap: %s", bytes, tag,
+                               strerror(errno));
+                return ZERO_ERR_NO_MEMORY;
+            }
+            break;
+        }
         rc = posix_memalign(&ptr, ZERO_MEM_ALIGNMENT, rounded);
         if (rc != 0) {
             ZERO_LOG_ERROR("cannot allocate %zu bytes of host memory for %s: %s", bytes, tag, strerror(rc));
@@ -327,7 +386,10 @@ static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes)
 {
     switch (kind) {
     case ZERO_MEM_HOST:
-        free(ptr);
+        if (host_is_mapped(bytes))
+            munmap(ptr, host_map_length(bytes));
+        else
+            free(ptr);
         break;
     case ZERO_MEM_PINNED:
 #if HAVE_CUDA

@@ -16,6 +16,7 @@ __extension__ typedef _Float16 zero_f16_t;
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +103,72 @@ static void test_buffer_alloc_accounting(void)
     for (int i = 1; i < 100; i += 2)
         zero_mem_free(bufs[i]);
     CU_ASSERT_EQUAL(zero_mem_kind_of(bufs[0]), -1);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* kB of transparent huge pages in the mapping that holds @p ptr (/proc/self/smaps), or -1. */
+static long anon_huge_kb_at(const void *ptr)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    int inside = 0;
+    long kb = -1;
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {   /* a mapping's first line; its fields follow */
+            if (inside)
+                break;
+            inside = (uintptr_t)ptr >= lo && (uintptr_t)ptr < hi;
+        } else if (inside && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+/* Whether this kernel gives huge pages to a region advised MADV_HUGEPAGE. */
+static int thp_offered(void)
+{
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char mode[128] = "";
+    if (f == NULL)
+        return 0;
+    if (fgets(mode, sizeof(mode), f) == NULL)
+        mode[0] = '\0';
+    fclose(f);
+    return strstr(mode, "[always]") != NULL || strstr(mode, "[madvise]") != NULL;
+}
+
+static void test_large_alloc_huge_pages(void)
+{
+    ZERO_TEST_MEM_MARK();
+    /* not a whole number of huge pages: the tail is mapped and usable too */
+    size_t big = ((size_t)8 << 20) + 100, small = ((size_t)2 << 20) - 64;
+    unsigned char *p = NULL, *q = NULL;
+    long kb;
+    CU_ASSERT_EQUAL_FATAL(zero_mem_alloc(ZERO_MEM_HOST, big, "huge-test", (void **)&p), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_mem_alloc(ZERO_MEM_HOST, small, "small-test", (void **)&q), ZERO_OK);
+    CU_ASSERT_EQUAL((uintptr_t)p % ((uintptr_t)2 << 20), 0);
+    CU_ASSERT_EQUAL((uintptr_t)q % ZERO_MEM_ALIGNMENT, 0);
+    zero_mem_populate(ZERO_MEM_HOST, p, big);
+    memset(p, 0x5a, big);
+    memset(q, 0xa5, small);
+    CU_ASSERT_EQUAL(p[big - 1], 0x5a);
+    CU_ASSERT_EQUAL(zero_mem_kind_of(p), ZERO_MEM_HOST);
+    kb = anon_huge_kb_at(p);
+    if (thp_offered()) {
+        /* four whole 2 MiB pages lie inside: at least one must be huge (more
+         * where the kernel finds free 2 MiB blocks, normally all four) */
+        CU_ASSERT(kb >= 2048);
+        if (kb < 2048)
+            fprintf(stderr, "huge-test: AnonHugePages %ld kB in the buffer's mapping\n", kb);
+    }
+    zero_mem_free(p);
+    zero_mem_free(q);
+    CU_ASSERT_EQUAL(zero_mem_kind_of(p), -1);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
@@ -485,6 +552,7 @@ static CU_TestInfo util_tests[] = {
     {"version", test_version},
     {"small allocations are counted", test_small_alloc_accounting},
     {"buffers are counted and aligned", test_buffer_alloc_accounting},
+    {"large host buffers on huge pages", test_large_alloc_huge_pages},
     {"pinned buffers", test_pinned_alloc},
     {"device buffers without a GPU fail cleanly", test_device_alloc_without_gpu},
     {"log callback, levels and rank", test_log_callback_and_levels},
