@@ -3,6 +3,7 @@
  * next to a triad measured in the same run on the same buffers, threads and
  * chunking. Prints one line per kernel and thread count, then
  *   summary: adamw_fp32_over_triad_1t=<x> adamw_fp32_over_triad_2t=<y> fused_adamw_speedup_1t=.. _2t=..
+ *            fused_over_unfused=<z>
  *
  * Bytes counted per element are the bytes the kernel must read and write:
  *   triad   a[i] = b[i] + s * c[i]          12 (read b, c; write a), STREAM's count
@@ -19,23 +20,41 @@
  *   adamw_sum_first  the same work unfused: g += peer (12), then AdamW (28)  40
  * The fused pair is also timed against each other, and the summary adds
  * fused_adamw_speedup_<T>t = time(sum first) / time(fused).
+ *
+ * Two ranks of one machine (issue 17's figure, fused_over_unfused): two
+ * processes, as two ranks of a job on one host, each owning half of a gradient
+ * of --n elements whose two copies (one per rank) lie in one shared mapping,
+ * as the direct path's collective buffers do. Unfused: the reduce-scatter's
+ * last hop as the direct path runs it (zero_comm_reduce: the peer's partial of
+ * the owned half added into the local one and written back), then AdamW over
+ * the sum. Fused: AdamW over the local partial with the peer's added in
+ * registers (zero_optim_adam_step_fused), the sum never written. Same
+ * buffers, both ranks at once (a barrier starts every run), the order
+ * alternating; per run the slower rank's time; fused_over_unfused is the
+ * median over --reps (x3) runs of time(unfused) / time(fused). One thread per
+ * rank (--rank-threads).
  * GB/s = bytes / median time of --reps runs (1 GB = 1e9 bytes; adamw_fp32, the
  * headline, 3 x --reps). Each kernel run alternates with a baseline run; the
  * ratio column is the median of the per-pair ratios.
  *
- * Usage: bench_optim [--n ELEMENTS] [--reps R] [--threads LIST] [--quick] [--only KERNEL]
- *   --quick: only triad and adamw_fp32; --only: one kernel (and the baseline);
+ * Usage: bench_optim [--n ELEMENTS] [--reps R] [--threads LIST] [--quick] [--only KERNEL] [--rank-threads T]
+ *   --quick: only triad, adamw_fp32 and the fused pair; --only: one kernel (and the baseline);
  *   --chunk: elements per task (multiple of 64; default 65536).
  */
+#include "comm/reduce.h"
 #include "optim/optim.h"
 #include "util/clock.h"
 #include "util/alloc.h"
 #include "util/thread_pool.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -251,10 +270,129 @@ static void fill(float *x, size_t n, float lo, float hi, uint32_t seed)
     }
 }
 
+/* ---- two ranks of one machine: the reduction's last hop fused into the step ---- */
+
+#define RANK_RUNS 64
+
+typedef struct ranks_shared {
+    pthread_barrier_t barrier;
+    double t[2][2][RANK_RUNS];   /* [rank][0 unfused, 1 fused][run] */
+    int failed[2];
+} ranks_shared_t;
+
+/* One rank: owns elements [r n, (r + 1) n) of the 2n-element gradient; its
+ * own copy of the gradient is grads + r 2n, the peer's grads + (1 - r) 2n. */
+static int rank_main(int r, float *grads, size_t n, int runs, int threads, ranks_shared_t *sh)
+{
+    float *own = grads + (size_t)r * 2 * n + (size_t)r * n;
+    const float *peer = grads + (size_t)(1 - r) * 2 * n + (size_t)r * n;
+    float *w = NULL, *m = NULL, *v = NULL;
+    zero_thread_pool_t *pool = NULL;
+    zero_optim_ctx_t ctx;
+    zero_optim_adam_params_t p;
+    int rc = -1;
+
+    if (zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "rank w", (void **)&w) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "rank m", (void **)&m) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "rank v", (void **)&v) != ZERO_OK ||
+        zero_thread_pool_create(threads, &pool) != ZERO_OK || zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, pool) != ZERO_OK)
+        goto out;
+    fill(w, n, -1.0f, 1.0f, 11u + (uint32_t)r);
+    fill(m, n, -0.1f, 0.1f, 13u + (uint32_t)r);
+    fill(v, n, 0.0f, 0.01f, 17u + (uint32_t)r);
+    zero_optim_adam_defaults(&p);
+    p.weight_decay = 0.01f;
+    p.step = 10;
+    rc = 0;
+out:
+    sh->failed[r] = rc;
+    pthread_barrier_wait(&sh->barrier);
+    if (sh->failed[0] == 0 && sh->failed[1] == 0) {
+        zero_optim_slice_t s = {w, own, m, v, NULL, ZERO_OPTIM_W16_NONE, n};
+        /* run -1 warms both up; then each run times one of each, the order alternating */
+        for (int run = -1; run < runs; run++) {
+            for (int i = 0; i < 2; i++) {
+                int fused = (run & 1) ^ i;
+                double t0;
+                pthread_barrier_wait(&sh->barrier);
+                t0 = zero_clock_now();
+                if (!fused) {
+                    zero_comm_reduce(ZERO_COMM_SUM, ZERO_FP32, 0, peer, own, 0, own, n, 1.0f);
+                    if (zero_optim_adam_step_fused(&ctx, &p, &s, NULL) != ZERO_OK)
+                        rc = -1;
+                } else if (zero_optim_adam_step_fused(&ctx, &p, &s, peer) != ZERO_OK) {
+                    rc = -1;
+                }
+                if (run >= 0)
+                    sh->t[r][fused][run] = zero_clock_now() - t0;
+            }
+        }
+    }
+    if (pool != NULL)
+        zero_thread_pool_destroy(pool);
+    zero_mem_free(w);
+    zero_mem_free(m);
+    zero_mem_free(v);
+    return rc;
+}
+
+/* Runs the two ranks; *ratio_p: median of time(unfused) / time(fused), each
+ * the slower rank's; *unfused_p, *fused_p: median seconds. 0 or -1. */
+static int two_ranks_fused(size_t n, int runs, int threads, double *ratio_p, double *unfused_p, double *fused_p)
+{
+    /* the shared record, then the two ranks' copies of a 2n-element gradient */
+    size_t head = (sizeof(ranks_shared_t) + 63) & ~(size_t)63, bytes = head + 4 * n * sizeof(float);
+    void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ranks_shared_t *sh = map;
+    float *grads;
+    pthread_barrierattr_t attr;
+    pid_t pid;
+    int status = 0, rc = -1;
+    double ratio[RANK_RUNS], tu[RANK_RUNS], tf[RANK_RUNS];
+
+    if (map == MAP_FAILED)
+        return -1;
+    if (runs > RANK_RUNS)
+        runs = RANK_RUNS;
+    grads = (float *)((char *)map + head);
+    fill(grads, 4 * n, -1e-3f, 1e-3f, 5);   /* small: the sums drift slowly over the runs */
+    pthread_barrierattr_init(&attr);
+    pthread_barrierattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_barrier_init(&sh->barrier, &attr, 2);
+    pthread_barrierattr_destroy(&attr);
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        goto out;
+    if (pid == 0)
+        _exit(rank_main(1, grads, n, runs, threads, sh) == 0 ? 0 : 1);
+    rc = rank_main(0, grads, n, runs, threads, sh);
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        rc = -1;
+    if (rc == 0) {
+        for (int i = 0; i < runs; i++) {
+            tu[i] = sh->t[0][0][i] > sh->t[1][0][i] ? sh->t[0][0][i] : sh->t[1][0][i];
+            tf[i] = sh->t[0][1][i] > sh->t[1][1][i] ? sh->t[0][1][i] : sh->t[1][1][i];
+            ratio[i] = tu[i] / tf[i];
+        }
+        qsort(ratio, (size_t)runs, sizeof(double), cmp_double);
+        qsort(tu, (size_t)runs, sizeof(double), cmp_double);
+        qsort(tf, (size_t)runs, sizeof(double), cmp_double);
+        *ratio_p = ratio[runs / 2];
+        *unfused_p = tu[runs / 2];
+        *fused_p = tf[runs / 2];
+    }
+out:
+    pthread_barrier_destroy(&sh->barrier);
+    munmap(map, bytes);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     size_t n = (size_t)64 << 20;
-    int reps = 7, threads[8] = {1, 2}, nthreads = 2, quick = 0, rc = 1;
+    int reps = 7, threads[8] = {1, 2}, nthreads = 2, quick = 0, rc = 1, rank_threads = 1;
+    double fused_over_unfused = 0, unfused_s = 0, fused_s = 0;
     const char *only = NULL;
     size_t chunk = ZERO_OPTIM_DEFAULT_CHUNK;
     double adamw_ratio[8] = {0}, fused_speedup[8] = {0};
@@ -275,16 +413,34 @@ int main(int argc, char **argv)
             quick = 1;
         } else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc) {
             chunk = strtoull(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--rank-threads") == 0 && i + 1 < argc) {
+            rank_threads = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--n ELEMENTS] [--reps R] [--threads 1,2] [--quick] [--only KERNEL] [--chunk ELEMENTS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--n ELEMENTS] [--reps R] [--threads 1,2] [--quick] [--only KERNEL] [--chunk ELEMENTS] [--rank-threads T]\n", argv[0]);
             return 2;
         }
     }
-    if (n == 0 || reps < 1 || nthreads < 1) {
-        fprintf(stderr, "bench_optim: --n and --reps must be positive, --threads non-empty\n");
+    if (n < 2 || reps < 1 || nthreads < 1 || rank_threads < 1) {
+        fprintf(stderr, "bench_optim: --n (at least 2), --reps and --rank-threads must be positive, --threads "
+                "non-empty\n");
         return 2;
+    }
+    /* First, before the single-process buffers exist: two ranks, half of --n each. */
+    if (only == NULL || strcmp(only, "fused_over_unfused") == 0) {
+        if (two_ranks_fused(n / 2, 3 * reps, rank_threads, &fused_over_unfused, &unfused_s, &fused_s) != 0) {
+            fprintf(stderr, "bench_optim: the two-rank fused/unfused runs failed\n");
+            return 1;
+        }
+        printf("two ranks of one machine, %zu elements each, %d thread(s) per rank, median of %d runs: "
+               "unfused (last hop zero_comm_reduce, then AdamW) %.2f ms (%.2f GB/s per rank at 40 B/elt), "
+               "fused %.2f ms (%.2f GB/s per rank at 32 B/elt); time unfused / fused = %.3f\n", n / 2,
+               rank_threads, 3 * reps, unfused_s * 1e3, 40.0 * (double)(n / 2) / unfused_s / 1e9, fused_s * 1e3,
+               32.0 * (double)(n / 2) / fused_s / 1e9, fused_over_unfused);
+        fflush(stdout);
+        if (only != NULL)
+            return 0;
     }
     if (zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "bench w", (void **)&b.w) != ZERO_OK ||
         zero_mem_alloc(ZERO_MEM_HOST, n * sizeof(float), "bench g", (void **)&b.g) != ZERO_OK ||
@@ -356,7 +512,7 @@ int main(int argc, char **argv)
         printf(" adamw_fp32_over_triad_%dt=%.3f", threads[ti], adamw_ratio[ti]);
     for (int ti = 0; ti < nthreads; ti++)
         printf(" fused_adamw_speedup_%dt=%.3f", threads[ti], fused_speedup[ti]);
-    printf("\n");
+    printf(" fused_over_unfused=%.3f\n", fused_over_unfused);
     rc = 0;
 out:
     zero_mem_free(b.w);
