@@ -107,19 +107,20 @@ static int parse_saved_groups(const char *text, saved_groups_t *sg)
     return 0;
 }
 
-/* The parameter group index of the saved parameter @p j, or -1. */
-static int saved_param_group(const saved_groups_t *sg, int j)
+/* The "params" line into @p member ([n]: each saved parameter's group
+ * index); -1 when it lists fewer than @p n valid indices. */
+static int parse_saved_members(const saved_groups_t *sg, int n, int *member)
 {
     const char *p = sg->params;
-    long v = -1;
-    for (int k = 0; k <= j; k++) {
+    for (int j = 0; j < n; j++) {
         char *end;
-        v = strtol(p, &end, 10);
+        long v = strtol(p, &end, 10);
         if (end == p || v < 0 || v >= sg->count)
             return -1;
+        member[j] = (int)v;
         p = end;
     }
-    return (int)v;
+    return 0;
 }
 
 static int saved_param_index(const zero_layout_t *saved, const zero_layout_t *now, int i)
@@ -140,6 +141,7 @@ static zero_status_t check_param_groups(const zero_ckpt_meta_t *meta, const zero
     const char *fix = "set allow_param_group_change in zero_checkpoint_load_options_t to load the optimizer state "
                       "anyway";
     saved_groups_t *sg;
+    int *member = NULL;
     zero_status_t status = ZERO_ERR_CHECKPOINT;
 
     if (meta->param_groups == NULL) {
@@ -154,11 +156,14 @@ static zero_status_t check_param_groups(const zero_ckpt_meta_t *meta, const zero
         return ZERO_OK;
     }
     sg = zero_malloc(sizeof(*sg));
-    if (sg == NULL) {
+    member = zero_malloc(sizeof(int) * (size_t)(saved->num_params > 0 ? saved->num_params : 1));
+    if (sg == NULL || member == NULL) {
+        zero_free(sg);
+        zero_free(member);
         snprintf(why, why_size, "out of memory comparing parameter groups");
         return ZERO_ERR_NO_MEMORY;
     }
-    if (parse_saved_groups(meta->param_groups, sg) != 0) {
+    if (parse_saved_groups(meta->param_groups, sg) != 0 || parse_saved_members(sg, saved->num_params, member) != 0) {
         snprintf(why, why_size, "its param_groups dataset is malformed");
         goto out;
     }
@@ -186,7 +191,7 @@ static zero_status_t check_param_groups(const zero_ckpt_meta_t *meta, const zero
         }
     for (int i = 0; i < e->num_params; i++) {
         int j = saved_param_index(saved, e->layout, i);
-        int k = j >= 0 ? saved_param_group(sg, j) : -1;
+        int k = j >= 0 ? member[j] : -1;
         if (k < 0) {
             snprintf(why, why_size, "its param_groups dataset has no group for %s", e->params[i]->name);
             goto out;
@@ -200,6 +205,7 @@ static zero_status_t check_param_groups(const zero_ckpt_meta_t *meta, const zero
     status = ZERO_OK;
 out:
     zero_free(sg);
+    zero_free(member);
     return status;
 }
 
