@@ -258,7 +258,7 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/raw_rank%d.bin", argv[1], rank);
     for (int r = 0; r < repeats; r++) {
         zero_ckpt_save_params_t sp = {"bench", ZERO_TAG_VALIDATION_FAIL, 0, "{}", NULL, 0};
-        zero_ckpt_load_params_t lp = {"bench", 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
+        zero_ckpt_load_params_t lp = {"bench", 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
         double t0, c0;
 
         /* each timed write starts with no dirty pages (sync) and, when allowed, a cold cache */

@@ -2,11 +2,12 @@
 // model defined with torch::nn, trained with libzero's ZeRO engine instead of
 // a torch::optim optimizer (docs/libtorch.md).
 //
-//   train_torch --reference [--steps N] [--out FILE]
-//       one process, torch::optim::AdamW: the curve the engine must match;
-//   zero-launch --num_gpus W train_torch --stage S [--gas G] [--steps N] [--out FILE]
-//       W ranks, ZeRO stage S, the same model, data, initial values and AdamW
-//       hyper-parameters through libzero.
+//   train_torch --reference [--optimizer adamw|sgd] [--steps N] [--out FILE]
+//       one process, torch::optim::AdamW (or SGD with momentum): the curve the
+//       engine must match;
+//   zero-launch --num_gpus W train_torch --stage S [--optimizer adamw|sgd] [--gas G] [--steps N] [--out FILE]
+//       W ranks, ZeRO stage S, the same model, data, initial values and
+//       optimizer hyper-parameters through libzero.
 //
 // What maps to what:
 //   - parameters: registered in forward order. Stages 0-2 adopt the tensors'
@@ -21,6 +22,12 @@
 //     hook API: ZeroModule::gather() is called first in each forward).
 //   - the optimizer: zero_step() at the accumulation boundary; the loss is
 //     multiplied by zero_backward_begin's seed before backward().
+//   - parameter groups, as torch's param_groups: the weight matrices decay
+//     ("default"), biases do not ("no_decay"), and the embedding trains at
+//     half the rate without decay and, for SGD, with less momentum ("embed").
+//     The config's optimizer.param_groups names the groups;
+//     zero_engine_param_group_index turns a name into the index given at
+//     registration.
 #include <torch/torch.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -32,6 +39,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -42,6 +50,21 @@ namespace {
 constexpr int kVocab = 32, kContext = 4, kEmbed = 16, kHidden = 64;
 constexpr int kGlobalBatch = 12;   // divisible by every world size 1-3 and by gas 1-2 with them
 constexpr double kLr = 1e-2, kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8, kWeightDecay = 0.01;
+constexpr double kSgdLr = 0.1, kSgdMomentum = 0.9;
+// The embedding group: a fraction of the rate, no decay; SGD: less momentum.
+constexpr double kEmbedLrScale = 0.5, kEmbedSgdMomentum = 0.5;
+
+enum class Group { Default, NoDecay, Embed };
+
+// Which group a parameter belongs to, by its name ("tok.weight", "fc1.bias", ...).
+Group group_of(const std::string &name)
+{
+    if (name.rfind("tok.", 0) == 0)
+        return Group::Embed;
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0)
+        return Group::NoDecay;
+    return Group::Default;
+}
 
 std::vector<int64_t> make_stream(size_t n)
 {
@@ -165,6 +188,7 @@ TORCH_MODULE(MlpLm);
 
 struct Options {
     bool reference = false;
+    bool sgd = false;
     int stage = 0, gas = 1, steps = 30;
     std::string out;
 };
@@ -187,12 +211,21 @@ Options parse(int argc, char **argv)
             o.stage = std::atoi(value());
         else if (a == "--gas")
             o.gas = std::atoi(value());
+        else if (a == "--optimizer") {
+            std::string v = value();
+            if (v != "adamw" && v != "sgd") {
+                std::fprintf(stderr, "train_torch: --optimizer adamw or sgd\n");
+                std::exit(2);
+            }
+            o.sgd = v == "sgd";
+        }
         else if (a == "--steps")
             o.steps = std::atoi(value());
         else if (a == "--out")
             o.out = value();
         else {
-            std::fprintf(stderr, "usage: train_torch [--reference] [--stage 0-3] [--gas G] [--steps N] [--out FILE]\n");
+            std::fprintf(stderr, "usage: train_torch [--reference] [--optimizer adamw|sgd] [--stage 0-3] [--gas G] "
+                                 "[--steps N] [--out FILE]\n");
             std::exit(2);
         }
     }
@@ -210,12 +243,36 @@ void report(FILE *out, int step, double loss)
         std::fprintf(out, "%d %.9g\n", step, loss);
 }
 
+// torch's own optimizer over the same three groups, each with its options.
+std::unique_ptr<torch::optim::Optimizer> reference_optimizer(const Options &o, MlpLm &model)
+{
+    std::vector<torch::Tensor> members[3];
+    for (auto &named : model->named_parameters())
+        members[(int)group_of(named.key())].push_back(named.value());
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    for (int g = 0; g < 3; g++) {
+        double lr_scale = g == (int)Group::Embed ? kEmbedLrScale : 1.0;
+        double decay = g == (int)Group::Default ? kWeightDecay : 0.0;
+        if (o.sgd) {
+            double momentum = g == (int)Group::Embed ? kEmbedSgdMomentum : kSgdMomentum;
+            groups.emplace_back(members[g], std::make_unique<torch::optim::SGDOptions>(
+                                                torch::optim::SGDOptions(kSgdLr * lr_scale).momentum(momentum)
+                                                    .weight_decay(decay)));
+        } else {
+            groups.emplace_back(members[g], std::make_unique<torch::optim::AdamWOptions>(
+                                                torch::optim::AdamWOptions(kLr * lr_scale).betas({kBeta1, kBeta2})
+                                                    .eps(kEps).weight_decay(decay)));
+        }
+    }
+    if (o.sgd)
+        return std::make_unique<torch::optim::SGD>(std::move(groups), torch::optim::SGDOptions(kSgdLr));
+    return std::make_unique<torch::optim::AdamW>(std::move(groups), torch::optim::AdamWOptions(kLr));
+}
+
 int train_reference(const Options &o, MlpLm &model, const std::vector<int64_t> &stream, FILE *out)
 {
-    torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(kLr)
-                                                     .betas({kBeta1, kBeta2})
-                                                     .eps(kEps)
-                                                     .weight_decay(kWeightDecay));
+    std::unique_ptr<torch::optim::Optimizer> optimizer = reference_optimizer(o, model);
+    torch::optim::Optimizer &opt = *optimizer;
     for (int step = 0; step < o.steps; step++) {
         torch::Tensor x, y;
         batch(stream, step, 0, kGlobalBatch, x, y);
@@ -238,12 +295,25 @@ int train_zero(const Options &o, MlpLm &model, const std::vector<int64_t> &strea
         return 1;
     }
     int micro = kGlobalBatch / (world * o.gas);
-    char json[1024];
+    // The groups as a libzero extension of the optimizer block: each entry
+    // overrides keys of "params" for the parameters registered into it.
+    char optimizer[640], json[1024];
+    if (o.sgd)
+        std::snprintf(optimizer, sizeof(optimizer),
+                      "{\"type\": \"SGD\", \"params\": {\"lr\": %.17g, \"momentum\": %.17g, \"weight_decay\": %.17g},"
+                      " \"param_groups\": {\"no_decay\": {\"weight_decay\": 0},"
+                      " \"embed\": {\"lr\": %.17g, \"momentum\": %.17g, \"weight_decay\": 0}}}",
+                      kSgdLr, kSgdMomentum, kWeightDecay, kSgdLr * kEmbedLrScale, kEmbedSgdMomentum);
+    else
+        std::snprintf(optimizer, sizeof(optimizer),
+                      "{\"type\": \"AdamW\", \"params\": {\"lr\": %.17g, \"betas\": [%.17g, %.17g], \"eps\": %.17g,"
+                      " \"weight_decay\": %.17g}, \"param_groups\": {\"no_decay\": {\"weight_decay\": 0},"
+                      " \"embed\": {\"lr\": %.17g, \"weight_decay\": 0}}}",
+                      kLr, kBeta1, kBeta2, kEps, kWeightDecay, kLr * kEmbedLrScale);
     std::snprintf(json, sizeof(json),
                   "{\"train_batch_size\": %d, \"gradient_accumulation_steps\": %d, \"gradient_clipping\": 0.0,"
-                  " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": %g, \"betas\": [%g, %g], \"eps\": %g,"
-                  " \"weight_decay\": %g}}, \"zero_optimization\": {\"stage\": %d}}",
-                  kGlobalBatch, o.gas, kLr, kBeta1, kBeta2, kEps, kWeightDecay, o.stage);
+                  " \"optimizer\": %s, \"zero_optimization\": {\"stage\": %d}}",
+                  kGlobalBatch, o.gas, optimizer, o.stage);
     zero_engine_params_t ep{};
     ep.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_COMM |
                     ZERO_ENGINE_PARAM_FIELD_NUM_THREADS;
@@ -254,6 +324,11 @@ int train_zero(const Options &o, MlpLm &model, const std::vector<int64_t> &strea
     ZeroState zs;
     zs.eng = &eng;
     zs.stage = o.stage;
+    int group_index[3];
+    const char *group_names[3] = {"default", "no_decay", "embed"};
+    for (int g = 0; g < 3; g++)
+        if (zero_engine_param_group_index(eng.get(), group_names[g], &group_index[g]) != ZERO_OK)
+            throw std::runtime_error(zero_engine_last_error(eng.get()));
 
     // Register in forward order; keep each AccumulateGrad node alive (the hook lives on it).
     std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
@@ -271,6 +346,8 @@ int train_zero(const Options &o, MlpLm &model, const std::vector<int64_t> &strea
             torch::Tensor p = named.value();
             std::string name = std::string(om.prefix) + "." + named.key();
             zero_param_desc_t d{};
+            d.field_mask = ZERO_PARAM_FIELD_PARAM_GROUP;
+            d.param_group = group_index[(int)group_of(name)];
             d.name = name.c_str();
             d.dtype = ZERO_FP32;
             d.ndim = (int)p.dim();
@@ -280,11 +357,11 @@ int train_zero(const Options &o, MlpLm &model, const std::vector<int64_t> &strea
                 // Adopt the tensors' storage: the engine updates the weights in
                 // place and reads the gradients autograd accumulates into .grad.
                 p.mutable_grad() = torch::zeros_like(p);
-                d.field_mask = ZERO_PARAM_FIELD_VIEW;
+                d.field_mask |= ZERO_PARAM_FIELD_VIEW;
                 d.view_data = p.data_ptr<float>();
                 d.view_grad = p.mutable_grad().data_ptr<float>();
             } else {
-                d.field_mask = ZERO_PARAM_FIELD_INIT_VALUES;   // read during setup
+                d.field_mask |= ZERO_PARAM_FIELD_INIT_VALUES;   // read during setup
                 d.init_values = p.data_ptr<float>();
             }
             zero_param_h h = eng.param_register(d);

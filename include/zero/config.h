@@ -117,6 +117,25 @@ typedef struct zero_config_optimizer {
     bool legacy_fusion;     /**< "optimizer.legacy_fusion": accepted, no effect (kernel choice) */
 } zero_config_optimizer_t;
 
+/** Most parameter groups of "optimizer.param_groups", group 0 ("default") included. */
+#define ZERO_CONFIG_MAX_PARAM_GROUPS 64
+
+/** Longest parameter-group name, in bytes. */
+#define ZERO_CONFIG_PARAM_GROUP_NAME_MAX 63
+
+/**
+ * One entry of "optimizer.param_groups" (a libzero extension): the optimizer's
+ * hyper-parameters for the parameters registered into this group, i.e.
+ * "optimizer.params" with the entry's keys overriding it. The entry takes the
+ * keys of "optimizer.params" for the configured type (lr, betas, eps,
+ * weight_decay, momentum, dampening, nesterov, max_coeff, min_coeff,
+ * bias_correction, adam_w_mode; the same checks apply).
+ */
+typedef struct zero_config_param_group {
+    char *name;                        /**< the entry's key: 1-63 of [A-Za-z0-9_.-], not "default" */
+    zero_config_optimizer_t optimizer; /**< type and legacy_fusion as "optimizer"; params overridden */
+} zero_config_param_group_t;
+
 /**
  * "scheduler": the type and its "params" with DeepSpeed's defaults. Only the
  * fields of the chosen family are meaningful; the others hold their defaults.
@@ -281,6 +300,14 @@ typedef struct zero_config {
     zero_config_zero_t zero_optimization;
     zero_config_aio_t aio;
     zero_config_checkpoint_t checkpoint;
+    /* appended later: the fields above keep their offsets */
+    /**
+     * "optimizer.param_groups" (libzero extension), in the order the config
+     * lists them: entry i is parameter group i + 1 of an engine (group 0,
+     * "default", is "optimizer.params" itself). NULL and 0 without the key.
+     */
+    zero_config_param_group_t *param_groups;
+    uint32_t num_param_groups;
 } zero_config_t;
 
 /**

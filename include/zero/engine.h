@@ -130,7 +130,8 @@ enum zero_param_desc_field {
     ZERO_PARAM_FIELD_WEIGHT_DECAY = 1u << 0,
     ZERO_PARAM_FIELD_INIT_VALUES  = 1u << 1,
     ZERO_PARAM_FIELD_INIT_FN      = 1u << 2,
-    ZERO_PARAM_FIELD_VIEW         = 1u << 3
+    ZERO_PARAM_FIELD_VIEW         = 1u << 3,
+    ZERO_PARAM_FIELD_PARAM_GROUP  = 1u << 4
 };
 
 /** Most dimensions of a parameter. */
@@ -167,6 +168,13 @@ typedef struct zero_param_desc {
      *  initial value (rank 0's, broadcast). */
     void *view_data;
     void *view_grad;
+    /* appended later: the fields above keep their offsets */
+    /** The parameter group whose optimizer hyper-parameters update this
+     *  parameter (torch's param_groups): an index from
+     *  zero_engine_param_group_index(). Default 0, the group "default"
+     *  (optimizer.params). weight_decay = 0 still exempts the parameter from
+     *  its group's decay. Every rank must give each parameter the same group. */
+    int param_group;
 } zero_param_desc_t;
 
 /**
@@ -290,7 +298,8 @@ typedef struct zero_step_info {
     int boundary;            /**< 1 at an accumulation boundary (an update was attempted) */
     int stepped;             /**< 1 if the optimizer updated the weights */
     int skipped;             /**< 1 if the update was skipped for inf/nan gradients (fp16) */
-    double lr;               /**< learning rate used for this update */
+    double lr;               /**< learning rate used for this update (parameter group 0's; the others:
+                                  zero_engine_param_group_lr() before the call) */
     double loss_scale;       /**< loss scale in effect for this window (1 without fp16) */
     double grad_norm;        /**< global L2 norm of the averaged, unscaled gradient (before clipping) */
     uint64_t global_steps;   /**< updates attempted so far, skipped ones included */
@@ -308,7 +317,60 @@ typedef struct zero_step_info {
  */
 ZERO_API zero_status_t zero_step(zero_engine_h engine, zero_step_info_t *info_p);
 
-/** The learning rate the next update will use. */
+/* ---- parameter groups ----
+ *
+ * As torch's optimizer param_groups: each parameter belongs to one group, and
+ * each group has its own optimizer hyper-parameters (lr, weight_decay, betas,
+ * eps, momentum, dampening, nesterov, bias_correction, adam_w_mode, Lamb's
+ * max_coeff and min_coeff; whatever optimizer.params of the configured type
+ * takes). Group 0 is "default": optimizer.params itself. The other groups come
+ * from the config's optimizer.param_groups (a libzero extension: an object of
+ * named objects, each overriding keys of optimizer.params), numbered from 1 in
+ * the order the config lists them:
+ *
+ *     "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "weight_decay": 0.1},
+ *                   "param_groups": {"no_decay": {"weight_decay": 0.0},
+ *                                    "embeddings": {"lr": 1e-4}}}
+ *
+ * A trainer looks a group's index up by name after zero_engine_create() and
+ * puts it in zero_param_desc_t::param_group (field ZERO_PARAM_FIELD_PARAM_GROUP)
+ * at registration. A group no parameter joins is allowed (it updates nothing).
+ *
+ * Schedules: the config's LR schedule computes the default group's rate;
+ * every group follows it in proportion to its own rate, lr_g(t) =
+ * lr_g * schedule(t) / optimizer.params.lr (torch's LambdaLR-style scaling
+ * from each group's base rate; DeepSpeed's WarmupLR, WarmupDecayLR, OneCycle
+ * and LRRangeTest would instead give every group the same absolute rate
+ * unless their limits are lists; docs/engine.md). zero_engine_set_lr() sets
+ * the default group's rate, and the others follow in the same proportion.
+ * A cycled momentum (OneCycle) is the same for every group, as in DeepSpeed.
+ *
+ * Checkpoints store every group's name and settings and which parameters it
+ * holds; loading the optimizer state into different groups is an error naming
+ * the group (see zero_checkpoint_load_options_t::allow_param_group_change).
+ */
+
+/** How many parameter groups the engine has (1 + entries of optimizer.param_groups). */
+ZERO_API int zero_engine_num_param_groups(zero_engine_h engine);
+
+/**
+ * The index of the parameter group named @p name ("default" is 0) into
+ * *index_p, for zero_param_desc_t::param_group. Valid from
+ * zero_engine_create() on. Errors: ZERO_ERR_NOT_FOUND (no such group; the
+ * message lists the groups), ZERO_ERR_INVALID_ARG (NULL argument); *index_p
+ * is untouched on error.
+ */
+ZERO_API zero_status_t zero_engine_param_group_index(zero_engine_h engine, const char *name, int *index_p);
+
+/** The name of parameter group @p index (owned by the engine), or NULL for an index out of range. */
+ZERO_API const char *zero_engine_param_group_name(zero_engine_h engine, int index);
+
+/** The learning rate parameter group @p index's next update will use (the
+ *  schedule's rate scaled as above); NAN for an index out of range. */
+ZERO_API double zero_engine_param_group_lr(zero_engine_h engine, int index);
+
+/** The learning rate the next update will use (parameter group 0's; see
+ *  zero_engine_param_group_lr() for the others). */
 ZERO_API double zero_engine_lr(zero_engine_h engine);
 /** Sets the learning rate (for trainers whose schedule is per epoch and whose config has no scheduler). */
 ZERO_API zero_status_t zero_engine_set_lr(zero_engine_h engine, double lr);
@@ -405,7 +467,8 @@ ZERO_API zero_status_t zero_engine_timers(zero_engine_h engine, zero_engine_time
 enum zero_checkpoint_load_field {
     ZERO_CHECKPOINT_LOAD_FIELD_OPTIMIZER_STATES = 1u << 0,
     ZERO_CHECKPOINT_LOAD_FIELD_LR_SCHEDULER     = 1u << 1,
-    ZERO_CHECKPOINT_LOAD_FIELD_MODULE_ONLY      = 1u << 2
+    ZERO_CHECKPOINT_LOAD_FIELD_MODULE_ONLY      = 1u << 2,
+    ZERO_CHECKPOINT_LOAD_FIELD_ALLOW_PARAM_GROUP_CHANGE = 1u << 3
 };
 
 /** What zero_load_checkpoint() restores (DeepSpeed's load_checkpoint options). */
@@ -417,6 +480,16 @@ typedef struct zero_checkpoint_load_options {
     int load_lr_scheduler_states;
     /** 0 (default); 1: only the weights (no moments, schedule, loss scaler or counters). */
     int load_module_only;
+    /* appended later: the fields above keep their offsets */
+    /** 0 (default): loading the optimizer state fails with ZERO_ERR_CHECKPOINT,
+     *  naming the group, when the engine's parameter groups differ from the
+     *  checkpoint's (a group missing, other settings, other parameters in it;
+     *  a checkpoint from before parameter groups holds every parameter in
+     *  "default", whose settings it did not record). 1: load anyway; the
+     *  engine's own groups and settings apply from the next step on, and each
+     *  parameter's moments are loaded as saved. Without the optimizer state
+     *  (load_optimizer_states 0, load_module_only 1) groups are not compared. */
+    int allow_param_group_change;
 } zero_checkpoint_load_options_t;
 
 /**

@@ -381,6 +381,12 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
                     break;
                 }
             }
+            if (err.status == ZERO_OK && params->check_meta != NULL) {
+                char why[ZERO_CKPT_ERROR_MSG_MAX] = "";
+                zero_status_t st = params->check_meta(m, old, params->check_meta_user, why, sizeof(why));
+                if (st != ZERO_OK)
+                    ckpt_fail(&err, st, "checkpoint %s: %s", ckpt_reader_path(rd), why);
+            }
         }
     }
     if (err.status == ZERO_OK) {
@@ -497,6 +503,7 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     /* 4. everyone succeeded: commit to the caller's buffers */
     if (meta_p != NULL) {
         zero_ckpt_meta_t m = *zero_ckpt_reader_meta(rd);
+        m.param_groups = NULL;   /* the reader's; check_meta has seen it */
         m.config_json = cfg_copy;
         cfg_copy = NULL;
         *meta_p = m;

@@ -74,6 +74,12 @@ typedef struct zero_ckpt_meta {
     /* LR schedule */
     int64_t lr_last_batch_iteration;
     double lr, momentum;
+    /* The caller's optimizer parameter groups as text (the engine's format:
+     * docs/checkpoint.md), stored as the dataset "param_groups"; NULL on save
+     * writes none, and on load means the checkpoint has none (saved before
+     * parameter groups existed). The reader owns it; zero_ckpt_load does not
+     * hand it out (see check_meta). */
+    char *param_groups;
 } zero_ckpt_meta_t;
 
 /* Frees what zero_ckpt_load allocated in @p meta (config_json); NULL-safe. */
@@ -142,6 +148,13 @@ typedef struct zero_ckpt_load_params {
     int num_states;                  /* the caller's optimizer: state arrays wanted in out_groups */
     const char *state_names[ZERO_CKPT_MAX_STATES];   /* their names; must match the checkpoint's when loading states */
     zero_ckpt_load_mode_t mode;      /* how the data reaches out_groups (see the enum) */
+    /* Optional: called on every rank with the checkpoint's metadata once the
+     * model and state names are checked, before any data is read or written;
+     * a status other than ZERO_OK fails the load (agreed on by every rank, the
+     * outputs untouched) with the message it wrote into @p why. */
+    zero_status_t (*check_meta)(const zero_ckpt_meta_t *meta, const zero_layout_t *saved_layout, void *user,
+                                char *why, size_t why_size);
+    void *check_meta_user;
 } zero_ckpt_load_params_t;
 
 /*

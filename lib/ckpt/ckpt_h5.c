@@ -336,6 +336,8 @@ static int write_meta(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
         w_f64(w, f, "momentum", m->momentum) || w_u64(w, f, "layout_fingerprint", zero_layout_fingerprint(l)) ||
         (d->rank == 0 && write_client_sd_digest(w, f, d)))
         return -1;
+    if (m->param_groups != NULL && w_string_dataset(w, f, "param_groups", m->param_groups))
+        return -1;
     return w_string_dataset(w, f, "config_json", m->config_json != NULL ? m->config_json : "");
 }
 
@@ -423,6 +425,7 @@ static int write_shard(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
 uint64_t ckpt_file_size_estimate(const zero_layout_t *l, int shard, const zero_ckpt_meta_t *m)
 {
     uint64_t bytes = 64 * 1024 + (m->config_json ? strlen(m->config_json) : 0) +
+                     (m->param_groups ? strlen(m->param_groups) : 0) +
                      (uint64_t)l->num_params * (sizeof(zero_layout_param_t) + 8) +
                      (uint64_t)l->num_buckets * (sizeof(zero_layout_bucket_t) + 8);
     if (shard >= 0)
@@ -720,6 +723,9 @@ static int read_meta(rctx_t *r, hid_t f, zero_ckpt_meta_t *m)
         r_i32(r, f, "loss_scaler_cur_hysteresis", &m->scaler_cur_hysteresis) ||
         r_i64(r, f, "lr_last_batch_iteration", &m->lr_last_batch_iteration) || r_f64(r, f, "lr", &m->lr) ||
         r_f64(r, f, "momentum", &m->momentum))
+        return -1;
+    /* absent in checkpoints saved before parameter groups */
+    if (H5Lexists(f, "param_groups", H5P_DEFAULT) > 0 && r_str(r, f, "param_groups", 1, &m->param_groups))
         return -1;
     return r_str(r, f, "config_json", 1, &m->config_json);
 }
@@ -1133,6 +1139,8 @@ void zero_ckpt_meta_clear(zero_ckpt_meta_t *meta)
         return;
     zero_free(meta->config_json);
     meta->config_json = NULL;
+    zero_free(meta->param_groups);
+    meta->param_groups = NULL;
 }
 
 static reader_dset_t *reader_dataset(zero_ckpt_reader_t *rd, int shard, int group, int state, ckpt_err_t *err)

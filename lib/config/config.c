@@ -351,6 +351,9 @@ void zero_config_destroy(zero_config_t *config)
     for (uint32_t i = 0; i < config->zero_optimization.offload_optimizer.num_servers; i++)
         zero_free(config->zero_optimization.offload_optimizer.servers[i]);
     zero_free(config->zero_optimization.offload_optimizer.servers);
+    for (uint32_t i = 0; i < config->num_param_groups; i++)
+        zero_free(config->param_groups[i].name);
+    zero_free(config->param_groups);
     zero_free(config->zero_optimization.offload_param.nvme_path);
     zero_free(config);
 }
@@ -548,6 +551,18 @@ static void emit_typed_block(emitter_t *e, const zero_config_t *c, const char *k
         emit_rows(e, c, params);
     close_object(e);
     emit_rows(e, c, rows);
+    if (rows == config_optimizer_keys && c->num_param_groups > 0) {
+        /* each group in full: optimizer.params with its overrides, by the same rows */
+        open_object(e, "param_groups");
+        for (uint32_t i = 0; i < c->num_param_groups; i++) {
+            zero_config_t scratch = *c;
+            scratch.optimizer = c->param_groups[i].optimizer;
+            open_object(e, c->param_groups[i].name);
+            emit_rows(e, &scratch, params);
+            close_object(e);
+        }
+        close_object(e);
+    }
     close_object(e);
 }
 

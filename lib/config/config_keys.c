@@ -325,6 +325,9 @@ const config_key_t config_optimizer_keys[] = {
     {KEY("type"), T_CUSTOM("string"), DEF("none"), DOC("required in the block: Adam, AdamW, SGD, Adagrad, Lamb or Lion")},
     {KEY("params"), T_OBJECT, .type_doc = "object", DOC("the optimizer's parameters (tables below)")},
     {KEY("legacy_fusion"), T_BOOL, AT(optimizer.legacy_fusion), DEF("false"), DOC("stored; no effect (kernel choice)")},
+    {KEY("param_groups"), T_CUSTOM("object of objects"),
+     DOC("libzero extension: parameter groups by name, each overriding keys of `params` ([engine.md](engine.md#parameter-groups)); "
+         "group 0 is `\"default\"`, the others follow in the order given")},
     END_OF_ROWS};
 
 /* max_grad_norm is refused by code in every optimizer (DeepSpeed's gradient_clipping is the one clip). */

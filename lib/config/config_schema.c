@@ -18,6 +18,7 @@
 #include "config/config_keys.h"
 #include "util/alloc.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -1004,10 +1005,90 @@ static void walk_optimizer_params(config_ctx_t *ctx, node_t *obj, zero_config_op
     finish_rows(ctx, obj, rows);
 }
 
+/* A parameter group's name: it is written into checkpoints and log lines, so a plain token. */
+static bool param_group_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > ZERO_CONFIG_PARAM_GROUP_NAME_MAX || strcmp(name, "default") == 0)
+        return false;
+    for (const char *c = name; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '_' && *c != '.' && *c != '-')
+            return false;
+    return true;
+}
+
+/*
+ * optimizer.param_groups (libzero extension): an object of named groups, each
+ * an object of optimizer.params keys that override optimizer.params for the
+ * parameters registered into it. Each entry is walked by the same rows and
+ * checks as optimizer.params, on a scratch copy of the config that starts
+ * from the parsed optimizer, so a group holds optimizer.params with its own
+ * keys applied and an unknown or misspelt key is reported at its path.
+ */
+static void walk_param_groups(config_ctx_t *ctx, node_t *n)
+{
+    zero_config_t *c = ctx->config;
+    node_t *obj = conv_object(ctx, n);
+    size_t saved, count = 0;
+    char desc_buf_[64];
+    if (obj == NULL)
+        return;
+    for (node_t *g = obj->first; g; g = g->next)
+        count++;
+    if (count == 0)
+        return;
+    if (count + 1 > ZERO_CONFIG_MAX_PARAM_GROUPS) {
+        ERR(ctx, obj, "param_groups", "%zu groups; at most %d besides \"default\"", count,
+            ZERO_CONFIG_MAX_PARAM_GROUPS - 1);
+        return;
+    }
+    c->param_groups = zero_calloc(count, sizeof(*c->param_groups));
+    if (c->param_groups == NULL) {
+        ctx->out_of_memory = true;
+        return;
+    }
+    saved = path_push(ctx, "param_groups");
+    for (node_t *g = obj->first; g; g = g->next) {
+        zero_config_param_group_t *pg = &c->param_groups[c->num_param_groups];
+        zero_config_t scratch = *c;
+        node_t *gobj;
+        size_t s2;
+        bool duplicate = false;
+        for (uint32_t k = 0; k < c->num_param_groups; k++)
+            duplicate = duplicate || strcmp(c->param_groups[k].name, g->key) == 0;
+        if (!param_group_name_ok(g->key) || duplicate) {
+            ERR(ctx, g, g->key, "%s: a group name is 1-%d characters of A-Z a-z 0-9 _ . -, unique, and not "
+                "\"default\" (group 0, optimizer.params itself)", duplicate ? "a second group of this name" :
+                "not a group name", ZERO_CONFIG_PARAM_GROUP_NAME_MAX);
+            continue;
+        }
+        gobj = conv_object(ctx, g);
+        if (gobj == NULL)
+            continue;
+        s2 = path_push(ctx, g->key);
+        ctx->config = &scratch;
+        walk_optimizer_params(ctx, gobj, &scratch.optimizer);
+        ctx->config = c;
+        /* adam_w_mode is read by code whose default is true: a group without it keeps optimizer.params' */
+        if (zero_config_json_find(gobj, "adam_w_mode") == NULL)
+            scratch.optimizer.adam_w_mode = c->optimizer.adam_w_mode;
+        path_pop(ctx, s2);
+        pg->name = zero_strdup(g->key);
+        if (pg->name == NULL) {
+            ctx->out_of_memory = true;
+            break;
+        }
+        pg->optimizer = scratch.optimizer;
+        c->num_param_groups++;
+    }
+    path_pop(ctx, saved);
+    (void)desc_buf_;
+}
+
 static void walk_optimizer(config_ctx_t *ctx, node_t *n)
 {
     zero_config_optimizer_t *o = &ctx->config->optimizer;
-    node_t *obj = conv_object(ctx, n), *type, *params;
+    node_t *obj = conv_object(ctx, n), *type, *params, *groups;
     size_t saved;
     char desc_buf_[64];
     int t = 0;
@@ -1016,6 +1097,7 @@ static void walk_optimizer(config_ctx_t *ctx, node_t *n)
     saved = path_push(ctx, "optimizer");
     type = take(obj, "type");
     params = take(obj, "params");
+    groups = take(obj, "param_groups");
     read_rows(ctx, obj, config_optimizer_keys);
     finish_rows(ctx, obj, config_optimizer_keys);
     if (type == NULL) {
@@ -1061,6 +1143,8 @@ static void walk_optimizer(config_ctx_t *ctx, node_t *n)
         } else {
             o->adam_w_mode = true;
         }
+        if (groups && groups->kind != J_NULL)
+            walk_param_groups(ctx, groups);
     }
     path_pop(ctx, saved);
 }

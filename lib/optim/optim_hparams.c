@@ -3,7 +3,10 @@
 #include "optim/optim_hparams.h"
 
 #include "optim/lr_schedule.h"
+#include "util/alloc.h"
 #include "util/log.h"
+
+#include <stdio.h>
 
 #include <string.h>
 
@@ -166,4 +169,90 @@ zero_status_t zero_optim_hparams_init_state(const zero_optim_ctx_t *ctx, const z
     if (hp->kind != ZERO_OPTIM_KIND_ADAGRAD || s1 == NULL)
         return ZERO_OK;
     return zero_optim_adagrad_init_state(ctx, &hp->adagrad, s1, n);
+}
+
+zero_status_t zero_optim_groups_from_config(const zero_config_t *c, zero_optim_group_t **groups_p, int *count_p)
+{
+    int count = 1 + (int)c->num_param_groups;
+    zero_optim_group_t *groups = zero_calloc((size_t)count, sizeof(*groups));
+    zero_status_t status;
+    if (groups == NULL) {
+        ZERO_LOG_ERROR("optimizer: out of memory for %d parameter groups", count);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    snprintf(groups[0].name, sizeof(groups[0].name), "default");
+    groups[0].lr = c->optimizer.lr;
+    status = zero_optim_hparams_from_config(&c->optimizer, &groups[0].hparams);
+    for (int i = 1; i < count && status == ZERO_OK; i++) {
+        const zero_config_param_group_t *pg = &c->param_groups[i - 1];
+        snprintf(groups[i].name, sizeof(groups[i].name), "%s", pg->name);
+        groups[i].lr = pg->optimizer.lr;
+        if (groups[i].lr != groups[0].lr && groups[0].lr == 0.0) {
+            ZERO_LOG_ERROR("optimizer.param_groups.%s.lr: a group's rate follows the schedule in proportion to "
+                           "optimizer.params.lr, which is 0; give optimizer.params.lr a rate",
+                           pg->name);
+            status = ZERO_ERR_CONFIG;
+            break;
+        }
+        status = zero_optim_hparams_from_config(&pg->optimizer, &groups[i].hparams);
+    }
+    if (status != ZERO_OK) {
+        zero_free(groups);
+        return status;
+    }
+    *groups_p = groups;
+    *count_p = count;
+    return ZERO_OK;
+}
+
+double zero_optim_group_lr(const zero_optim_group_t *groups, int gi, double schedule_lr)
+{
+    if (gi == 0 || groups[gi].lr == groups[0].lr)
+        return schedule_lr;
+    /* the schedule's factor first: 1.0 exactly while it sits at the base rate */
+    return groups[gi].lr * (schedule_lr / groups[0].lr);
+}
+
+int zero_optim_groups_num_states(const zero_optim_group_t *groups, int count)
+{
+    int most = 0;
+    for (int i = 0; i < count; i++) {
+        int n = zero_optim_hparams_num_states(&groups[i].hparams);
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
+int zero_optim_groups_find(const zero_optim_group_t *groups, int count, const char *name)
+{
+    for (int i = 0; i < count && name != NULL; i++)
+        if (strcmp(groups[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int zero_optim_group_describe(const zero_optim_group_t *group, char *buf, size_t size)
+{
+    const zero_optim_hparams_t *hp = &group->hparams;
+    switch (hp->kind) {
+    case ZERO_OPTIM_KIND_ADAM:
+        return snprintf(buf, size, "adam lr=%.17g betas=%.9g,%.9g eps=%.9g weight_decay=%.9g adam_w_mode=%d "
+                        "bias_correction=%d", group->lr, hp->adam.beta1, hp->adam.beta2, hp->adam.eps,
+                        hp->adam.weight_decay, hp->adam.adam_w_mode, hp->adam.bias_correction);
+    case ZERO_OPTIM_KIND_SGD:
+        return snprintf(buf, size, "sgd lr=%.17g momentum=%.9g dampening=%.9g weight_decay=%.9g nesterov=%d",
+                        group->lr, hp->sgd.momentum, hp->sgd.dampening, hp->sgd.weight_decay, hp->sgd.nesterov);
+    case ZERO_OPTIM_KIND_ADAGRAD:
+        return snprintf(buf, size, "adagrad lr=%.17g eps=%.9g weight_decay=%.9g", group->lr, hp->adagrad.eps,
+                        hp->adagrad.weight_decay);
+    case ZERO_OPTIM_KIND_LION:
+        return snprintf(buf, size, "lion lr=%.17g betas=%.9g,%.9g weight_decay=%.9g", group->lr, hp->lion.beta1,
+                        hp->lion.beta2, hp->lion.weight_decay);
+    case ZERO_OPTIM_KIND_LAMB:
+        return snprintf(buf, size, "lamb lr=%.17g betas=%.9g,%.9g eps=%.9g weight_decay=%.9g max_coeff=%.9g "
+                        "min_coeff=%.9g bias_correction=%d", group->lr, hp->lamb.beta1, hp->lamb.beta2, hp->lamb.eps,
+                        hp->lamb.weight_decay, hp->lamb.max_coeff, hp->lamb.min_coeff, hp->lamb.bias_correction);
+    default:
+        return snprintf(buf, size, "unknown");
+    }
 }

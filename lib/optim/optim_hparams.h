@@ -77,4 +77,44 @@ zero_status_t zero_optim_hparams_step(const zero_optim_ctx_t *ctx, const zero_op
 zero_status_t zero_optim_hparams_init_state(const zero_optim_ctx_t *ctx, const zero_optim_hparams_t *hp, float *s1,
                                             size_t n);
 
+/*
+ * Parameter groups (optimizer.param_groups, a libzero extension): group 0,
+ * "default", is optimizer.params; group i >= 1 is config->param_groups[i - 1],
+ * optimizer.params with that entry's keys applied. Each group keeps its own
+ * mapped hyper-parameters; the engine picks a parameter's group at
+ * registration and steps each run of its owned range with its group's set.
+ *
+ * Learning rates under a schedule: the schedule computes one rate (the
+ * default group's); group i follows it in proportion to its own configured
+ * rate, lr_i(t) = lr_i * schedule(t) / optimizer.params.lr, as torch's
+ * LambdaLR scales each group from its own base rate. A group whose rate is
+ * optimizer.params.lr gets the schedule's rate exactly.
+ */
+typedef struct zero_optim_group {
+    char name[ZERO_CONFIG_PARAM_GROUP_NAME_MAX + 1];
+    double lr;                    /* the configured rate (the schedule scales it) */
+    zero_optim_hparams_t hparams; /* mapped once, as zero_optim_hparams_from_config */
+} zero_optim_group_t;
+
+/* The groups of @p c into a new array of *count_p >= 1 entries (free with
+ * zero_free). Errors (logged): ZERO_ERR_UNSUPPORTED as
+ * zero_optim_hparams_from_config; ZERO_ERR_CONFIG for a group whose lr differs
+ * from an optimizer.params.lr of 0 (it has no proportion to follow);
+ * ZERO_ERR_NO_MEMORY. */
+zero_status_t zero_optim_groups_from_config(const zero_config_t *c, zero_optim_group_t **groups_p, int *count_p);
+
+/* Group @p gi's rate when the schedule's (the default group's) rate is @p schedule_lr. */
+double zero_optim_group_lr(const zero_optim_group_t *groups, int gi, double schedule_lr);
+
+/* The state arrays per element the groups need together (the most any one needs). */
+int zero_optim_groups_num_states(const zero_optim_group_t *groups, int count);
+
+/* The index of the group named @p name, or -1. */
+int zero_optim_groups_find(const zero_optim_group_t *groups, int count, const char *name);
+
+/* A group's settings as one canonical line of text ("lr=... weight_decay=..."
+ * with every hyper-parameter its optimizer has, %.17g), for checkpoints to
+ * store and compare; truncated to @p size. Returns the length it needed. */
+int zero_optim_group_describe(const zero_optim_group_t *group, char *buf, size_t size);
+
 #endif /* ZERO_OPTIM_OPTIM_HPARAMS_H */

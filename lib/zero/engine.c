@@ -119,6 +119,7 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     zero_engine_h e;
     uint64_t mask;
     int have_path, have_json, threads;
+    uint64_t mark;
 
     if (params == NULL || engine_p == NULL) {
         ZERO_LOG_ERROR("zero_engine_create: params and engine_p must not be NULL");
@@ -235,12 +236,13 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     status = e->ops->create(e->pool, &e->ops_ctx);
     if (status != ZERO_OK)
         goto err;
-    status = zero_optim_hparams_from_config(&e->config->optimizer, &e->hparams);
+    mark = zero_log_error_mark();
+    status = zero_optim_groups_from_config(e->config, &e->param_groups, &e->num_param_groups);
     if (status != ZERO_OK) {
-        snprintf(e->last_error, sizeof(e->last_error), "optimizer %s has no kernel",
-                 zero_optimizer_type_string(e->config->optimizer.type));
+        engine_keep_error(e, mark, "optimizer: cannot map the optimizer (%s)", zero_status_string(status));
         goto err;
     }
+    e->hparams = e->param_groups[0].hparams;
     status = map_schedule(e);
     if (status != ZERO_OK)
         goto err;
@@ -268,6 +270,7 @@ static void free_group(zero_engine_h e, group_state_t *g)
     engine_free(e, &e->mem.grads, g->own_length * esz, g->grad_shard);
     zero_free(g->run_start);
     zero_free(g->run_decay);
+    zero_free(g->run_param_group);
     zero_free(g->segments);
     memset(g, 0, sizeof(*g));
 }
@@ -333,6 +336,7 @@ void zero_engine_destroy(zero_engine_h e)
     }
     zero_free(e->params);
     zero_free(e->trace);
+    zero_free(e->param_groups);
     if (e->ops != NULL && e->ops_ctx != NULL)
         e->ops->destroy(e->ops_ctx);
     zero_thread_pool_destroy(e->pool);
@@ -403,6 +407,13 @@ zero_status_t zero_param_register(zero_engine_h e, const zero_param_desc_t *d, z
         engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): init_fn is NULL", d->name);
         return ZERO_ERR_INVALID_ARG;
     }
+    if ((m & ZERO_PARAM_FIELD_PARAM_GROUP) && (d->param_group < 0 || d->param_group >= e->num_param_groups)) {
+        engine_error(e, ZERO_ERR_INVALID_ARG,
+                     "zero_param_register(%s): param_group %d is not a group of this engine (0..%d: \"default\" and "
+                     "optimizer.param_groups; see zero_engine_param_group_index)",
+                     d->name, d->param_group, e->num_param_groups - 1);
+        return ZERO_ERR_INVALID_ARG;
+    }
     if (m & ZERO_PARAM_FIELD_VIEW) {
         if (e->stage == 3) {
             engine_error(e, ZERO_ERR_UNSUPPORTED,
@@ -439,6 +450,7 @@ zero_status_t zero_param_register(zero_engine_h e, const zero_param_desc_t *d, z
     memcpy(p->shape, d->shape, sizeof(p->shape[0]) * (size_t)d->ndim);
     p->numel = numel;
     p->weight_decay = (m & ZERO_PARAM_FIELD_WEIGHT_DECAY) ? (d->weight_decay != 0) : 1;
+    p->param_group = (m & ZERO_PARAM_FIELD_PARAM_GROUP) ? d->param_group : 0;
     if (m & ZERO_PARAM_FIELD_INIT_VALUES)
         p->init_values = d->init_values;
     if (m & ZERO_PARAM_FIELD_INIT_FN) {
@@ -493,6 +505,7 @@ static zero_status_t check_same_registration(zero_engine_h e)
             while (*s)
                 h = (h ^ *s++) * 1099511628211ULL;
             h = (h ^ (uint64_t)lp->dtype) * 1099511628211ULL;
+            h = (h ^ (uint64_t)e->params[i]->param_group) * 1099511628211ULL;
             for (int k = 0; k < lp->ndim; k++)
                 h = (h ^ (uint64_t)lp->shape[k]) * 1099511628211ULL;
             mine[i] = root[i] = (int64_t)h;
@@ -516,7 +529,8 @@ static zero_status_t check_same_registration(zero_engine_h e)
                          e->num_params, (long long)count);
         else if (first_diff >= 0)
             engine_error(e, ZERO_ERR_INVALID_ARG,
-                         "setup: parameter %d (%s) differs from rank 0's in name, dtype or shape", first_diff,
+                         "setup: parameter %d (%s) differs from rank 0's in name, dtype, shape or "
+                         "parameter group", first_diff,
                          e->params[first_diff]->name);
         else
             engine_error(e, ZERO_ERR_INVALID_ARG, "setup: another rank registered different parameters");
@@ -534,7 +548,8 @@ comm_fail_nofree:
     return status;
 }
 
-/* Runs of the owned range with one weight-decay setting; padding joins the run before it. */
+/* Runs of the owned range with one parameter group and one weight-decay
+ * setting; padding joins the run before it. */
 static zero_status_t build_runs(zero_engine_h e, int gi)
 {
     group_state_t *g = &e->groups[gi];
@@ -543,7 +558,8 @@ static zero_status_t build_runs(zero_engine_h e, int gi)
     g->segments = zero_calloc(count ? count : 1, sizeof(*g->segments));
     g->run_start = zero_calloc(count + 2, sizeof(size_t));
     g->run_decay = zero_calloc(count + 1, sizeof(int));
-    if (g->segments == NULL || g->run_start == NULL || g->run_decay == NULL) {
+    g->run_param_group = zero_calloc(count + 1, sizeof(int));
+    if (g->segments == NULL || g->run_start == NULL || g->run_decay == NULL || g->run_param_group == NULL) {
         engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
         return ZERO_ERR_NO_MEMORY;
     }
@@ -551,13 +567,13 @@ static zero_status_t build_runs(zero_engine_h e, int gi)
     g->num_segments = count;
     g->run_start[0] = 0;
     for (size_t s = 0; s < count; s++) {
-        int decay = e->params[g->segments[s].param]->weight_decay;
-        if (runs == 0) {
-            g->run_decay[runs++] = decay;
-        } else if (g->run_decay[runs - 1] != decay) {
+        const struct zero_param *p = e->params[g->segments[s].param];
+        if (runs > 0 && g->run_decay[runs - 1] == p->weight_decay && g->run_param_group[runs - 1] == p->param_group)
+            continue;
+        if (runs > 0)
             g->run_start[runs] = g->segments[s].shard_offset;
-            g->run_decay[runs++] = decay;
-        }
+        g->run_decay[runs] = p->weight_decay;
+        g->run_param_group[runs++] = p->param_group;
     }
     if (runs == 0)
         g->run_decay[runs++] = 1;
@@ -651,7 +667,7 @@ static zero_status_t setup_store(zero_engine_h e)
     memset(&desc, 0, sizeof(desc));
     desc.kind = e->kind;
     desc.num_groups = e->layout->num_groups;
-    desc.num_states = zero_optim_hparams_num_states(&e->hparams);
+    desc.num_states = zero_optim_groups_num_states(e->param_groups, e->num_param_groups);
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
         group_state_t *g = &e->groups[gi];
         desc.length[gi] = g->own_length;
@@ -1044,6 +1060,50 @@ size_t zero_param_numel(zero_param_h p)
 double zero_engine_lr(zero_engine_h e)
 {
     return zero_lr_schedule_lr(&e->schedule);
+}
+
+int zero_engine_num_param_groups(zero_engine_h e)
+{
+    return e ? e->num_param_groups : 0;
+}
+
+zero_status_t zero_engine_param_group_index(zero_engine_h e, const char *name, int *index_p)
+{
+    int gi;
+    char known[256] = "";
+    size_t used = 0;
+    if (e == NULL || name == NULL || index_p == NULL) {
+        if (e)
+            engine_error(e, ZERO_ERR_INVALID_ARG, "zero_engine_param_group_index: name and index_p must not be NULL");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    gi = zero_optim_groups_find(e->param_groups, e->num_param_groups, name);
+    if (gi >= 0) {
+        *index_p = gi;
+        return ZERO_OK;
+    }
+    for (int i = 0; i < e->num_param_groups && used < sizeof(known); i++) {
+        int n = snprintf(known + used, sizeof(known) - used, "%s\"%s\"", i ? ", " : "", e->param_groups[i].name);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    engine_error(e, ZERO_ERR_NOT_FOUND,
+                 "zero_engine_param_group_index: no parameter group \"%s\" (the groups are %s; others are added "
+                 "under optimizer.param_groups in the config)", name, known);
+    return ZERO_ERR_NOT_FOUND;
+}
+
+const char *zero_engine_param_group_name(zero_engine_h e, int index)
+{
+    if (e == NULL || index < 0 || index >= e->num_param_groups)
+        return NULL;
+    return e->param_groups[index].name;
+}
+
+double zero_engine_param_group_lr(zero_engine_h e, int index)
+{
+    if (e == NULL || index < 0 || index >= e->num_param_groups)
+        return NAN;
+    return zero_optim_group_lr(e->param_groups, index, zero_lr_schedule_lr(&e->schedule));
 }
 
 zero_status_t zero_engine_set_lr(zero_engine_h e, double lr)

@@ -14,6 +14,7 @@
 #include "util/log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The optimizer's state arrays, by the names torch gives them. */
@@ -28,7 +29,7 @@ static int state_names(const zero_engine_h e, const char *names[ZERO_CKPT_MAX_ST
         return 2;
     case ZERO_OPTIMIZER_SGD:
         names[0] = "momentum_buffer";
-        return zero_optim_hparams_num_states(&e->hparams);   /* none without momentum */
+        return zero_optim_groups_num_states(e->param_groups, e->num_param_groups);   /* none without momentum */
     case ZERO_OPTIMIZER_ADAGRAD:
         names[0] = "sum";
         return 1;
@@ -38,6 +39,174 @@ static int state_names(const zero_engine_h e, const char *names[ZERO_CKPT_MAX_ST
     default:
         return 0;
     }
+}
+
+/* ---- parameter groups in checkpoints ----
+ *
+ * The dataset "param_groups" holds the engine's groups as text: a header
+ * line, one line per group ("group <index> <name> <settings>", the settings
+ * as zero_optim_group_describe writes them), and one line with each
+ * parameter's group index in registration order ("params 0 0 1 2 ..."). A
+ * load of the optimizer state compares it with the engine's own: the moments
+ * were made under those settings, so loading them into other groups is most
+ * likely a mistake, reported naming the group (allow_param_group_change
+ * overrides it). */
+#define PARAM_GROUPS_HEADER "libzero-param-groups 1"
+
+static char *param_groups_text(zero_engine_h e)
+{
+    size_t cap = 64 + (size_t)e->num_param_groups * 512 + (size_t)e->num_params * 12, used = 0;
+    char *text = zero_malloc(cap);
+    if (text == NULL)
+        return NULL;
+    used += (size_t)snprintf(text + used, cap - used, "%s\n", PARAM_GROUPS_HEADER);
+    for (int g = 0; g < e->num_param_groups; g++) {
+        char desc[400];
+        zero_optim_group_describe(&e->param_groups[g], desc, sizeof(desc));
+        used += (size_t)snprintf(text + used, cap - used, "group %d %s %s\n", g, e->param_groups[g].name, desc);
+    }
+    used += (size_t)snprintf(text + used, cap - used, "params");
+    for (int i = 0; i < e->num_params; i++)
+        used += (size_t)snprintf(text + used, cap - used, " %d", e->params[i]->param_group);
+    snprintf(text + used, cap - used, "\n");
+    return text;
+}
+
+typedef struct saved_groups {
+    int count;
+    char names[ZERO_CONFIG_MAX_PARAM_GROUPS][ZERO_CONFIG_PARAM_GROUP_NAME_MAX + 1];
+    const char *settings[ZERO_CONFIG_MAX_PARAM_GROUPS];   /* into the text; up to the newline */
+    size_t settings_length[ZERO_CONFIG_MAX_PARAM_GROUPS];
+    const char *params;                                    /* after "params" */
+} saved_groups_t;
+
+/* Reads the "param_groups" text (the checkpoint's digest has vouched for it; a
+ * malformed one still fails cleanly). */
+static int parse_saved_groups(const char *text, saved_groups_t *sg)
+{
+    const char *line = text;
+    memset(sg, 0, sizeof(*sg));
+    if (strncmp(line, PARAM_GROUPS_HEADER "\n", strlen(PARAM_GROUPS_HEADER) + 1) != 0)
+        return -1;
+    line += strlen(PARAM_GROUPS_HEADER) + 1;
+    while (strncmp(line, "group ", 6) == 0) {
+        int index, name_end = 0;
+        const char *end = strchr(line, '\n');
+        if (end == NULL || sg->count == ZERO_CONFIG_MAX_PARAM_GROUPS ||
+            sscanf(line, "group %d %63[A-Za-z0-9_.-] %n", &index, sg->names[sg->count], &name_end) != 2 ||
+            index != sg->count || name_end == 0 || line + name_end > end)
+            return -1;
+        sg->settings[sg->count] = line + name_end;
+        sg->settings_length[sg->count] = (size_t)(end - (line + name_end));
+        sg->count++;
+        line = end + 1;
+    }
+    if (sg->count == 0 || strncmp(line, "params", 6) != 0)
+        return -1;
+    sg->params = line + 6;
+    return 0;
+}
+
+/* The "params" line into @p member ([n]: each saved parameter's group
+ * index); -1 when it lists fewer than @p n valid indices. */
+static int parse_saved_members(const saved_groups_t *sg, int n, int *member)
+{
+    const char *p = sg->params;
+    for (int j = 0; j < n; j++) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v >= sg->count)
+            return -1;
+        member[j] = (int)v;
+        p = end;
+    }
+    return 0;
+}
+
+static int saved_param_index(const zero_layout_t *saved, const zero_layout_t *now, int i)
+{
+    if (i < saved->num_params && strcmp(saved->params[i].name, now->params[i].name) == 0)
+        return i;
+    for (int j = 0; j < saved->num_params; j++)
+        if (strcmp(saved->params[j].name, now->params[i].name) == 0)
+            return j;
+    return -1;
+}
+
+/* lib/ckpt's check_meta: the checkpoint's groups against the engine's (every rank, before anything is read). */
+static zero_status_t check_param_groups(const zero_ckpt_meta_t *meta, const zero_layout_t *saved, void *user,
+                                        char *why, size_t why_size)
+{
+    zero_engine_h e = user;
+    const char *fix = "set allow_param_group_change in zero_checkpoint_load_options_t to load the optimizer state "
+                      "anyway";
+    saved_groups_t *sg;
+    int *member = NULL;
+    zero_status_t status = ZERO_ERR_CHECKPOINT;
+
+    if (meta->param_groups == NULL) {
+        /* saved before parameter groups: every parameter was in "default" */
+        for (int i = 0; i < e->num_params; i++)
+            if (e->params[i]->param_group != 0) {
+                snprintf(why, why_size, "it was saved before parameter groups (every parameter in \"default\"), "
+                         "but %s is in parameter group \"%s\" here; %s", e->params[i]->name,
+                         e->param_groups[e->params[i]->param_group].name, fix);
+                return ZERO_ERR_CHECKPOINT;
+            }
+        return ZERO_OK;
+    }
+    sg = zero_malloc(sizeof(*sg));
+    member = zero_malloc(sizeof(int) * (size_t)(saved->num_params > 0 ? saved->num_params : 1));
+    if (sg == NULL || member == NULL) {
+        zero_free(sg);
+        zero_free(member);
+        snprintf(why, why_size, "out of memory comparing parameter groups");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    if (parse_saved_groups(meta->param_groups, sg) != 0 || parse_saved_members(sg, saved->num_params, member) != 0) {
+        snprintf(why, why_size, "its param_groups dataset is malformed");
+        goto out;
+    }
+    for (int g = 0; g < e->num_param_groups; g++) {
+        char desc[400];
+        int k = 0;
+        while (k < sg->count && strcmp(sg->names[k], e->param_groups[g].name) != 0)
+            k++;
+        if (k == sg->count) {
+            snprintf(why, why_size, "parameter group \"%s\" is not in the checkpoint; %s", e->param_groups[g].name,
+                     fix);
+            goto out;
+        }
+        zero_optim_group_describe(&e->param_groups[g], desc, sizeof(desc));
+        if (strlen(desc) != sg->settings_length[k] || strncmp(desc, sg->settings[k], sg->settings_length[k]) != 0) {
+            snprintf(why, why_size, "parameter group \"%s\" was saved with \"%.*s\", this engine has \"%s\"; %s",
+                     e->param_groups[g].name, (int)sg->settings_length[k], sg->settings[k], desc, fix);
+            goto out;
+        }
+    }
+    for (int k = 0; k < sg->count; k++)
+        if (zero_optim_groups_find(e->param_groups, e->num_param_groups, sg->names[k]) < 0) {
+            snprintf(why, why_size, "its parameter group \"%s\" is not a group of this engine; %s", sg->names[k], fix);
+            goto out;
+        }
+    for (int i = 0; i < e->num_params; i++) {
+        int j = saved_param_index(saved, e->layout, i);
+        int k = j >= 0 ? member[j] : -1;
+        if (k < 0) {
+            snprintf(why, why_size, "its param_groups dataset has no group for %s", e->params[i]->name);
+            goto out;
+        }
+        if (strcmp(sg->names[k], e->param_groups[e->params[i]->param_group].name) != 0) {
+            snprintf(why, why_size, "%s was in parameter group \"%s\" and is in \"%s\" here; %s", e->params[i]->name,
+                     sg->names[k], e->param_groups[e->params[i]->param_group].name, fix);
+            goto out;
+        }
+    }
+    status = ZERO_OK;
+out:
+    zero_free(sg);
+    zero_free(member);
+    return status;
 }
 
 static zero_status_t check_state(zero_engine_h e, const char *call)
@@ -144,9 +313,16 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     meta.lr_last_batch_iteration = lrs.last_batch_iteration;
     meta.lr = lrs.lr;
     meta.momentum = lrs.momentum;
+    meta.param_groups = param_groups_text(e);
+    if (meta.param_groups == NULL) {
+        zero_string_free(meta.config_json);
+        engine_error(e, ZERO_ERR_NO_MEMORY, "zero_save_checkpoint: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
     status = acquire_groups(e, ranges, groups, meta.num_states, "zero_save_checkpoint");
     if (status != ZERO_OK) {
         zero_string_free(meta.config_json);
+        zero_free(meta.param_groups);
         return status;
     }
 
@@ -162,6 +338,7 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     sp.error_msg_size = sizeof(why);
     status = zero_ckpt_save(e->comm, save_dir, &sp, e->layout, e->own_rank, &meta, groups);
     zero_string_free(meta.config_json);
+    zero_free(meta.param_groups);
     {
         zero_status_t st = release_groups(e, ranges, 0, "zero_save_checkpoint");
         if (status == ZERO_OK && st != ZERO_OK)
@@ -193,7 +370,7 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     zero_ckpt_meta_t meta;
     const char *names[ZERO_CKPT_MAX_STATES] = {0};
     char *client_sd = NULL, *loaded_tag = NULL;
-    int load_states = 1, load_schedule = 1, module_only = 0, num_states;
+    int load_states = 1, load_schedule = 1, module_only = 0, allow_group_change = 0, num_states;
 
     if (e == NULL || load_dir == NULL) {
         if (e)
@@ -212,6 +389,8 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
             load_schedule = options->load_lr_scheduler_states != 0;
         if (options->field_mask & ZERO_CHECKPOINT_LOAD_FIELD_MODULE_ONLY)
             module_only = options->load_module_only != 0;
+        if (options->field_mask & ZERO_CHECKPOINT_LOAD_FIELD_ALLOW_PARAM_GROUP_CHANGE)
+            allow_group_change = options->allow_param_group_change != 0;
     }
     if (module_only)
         load_states = load_schedule = 0;
@@ -219,6 +398,10 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     /* Without the states, none are asked for: the engine's own stay as they are. */
     lp.tag = tag;
     lp.load_optimizer_states = load_states;
+    if (load_states && !allow_group_change) {
+        lp.check_meta = check_param_groups;
+        lp.check_meta_user = e;
+    }
     lp.num_states = load_states ? num_states : 0;
     for (int k = 0; k < lp.num_states; k++)
         lp.state_names[k] = names[k];

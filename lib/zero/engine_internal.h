@@ -56,6 +56,7 @@ struct zero_param {
     int64_t shape[ZERO_PARAM_MAX_NDIM];
     size_t numel;
     int weight_decay;
+    int param_group;     /* index into e->param_groups */
     const float *init_values;
     zero_param_init_fn_t init_fn;
     void *init_user_data;
@@ -130,10 +131,14 @@ typedef struct group_state {
     /* The fp32 master weights and optimizer states of the owned range are in
      * the engine's store (e->store, group index = this group's): reached only
      * through acquire and release. */
-    /* Runs of the owned range that share one weight-decay setting. */
+    /* Runs of the owned range that share one parameter group and one
+     * weight-decay setting: the step splits its pieces at their bounds, so a
+     * bucket may mix groups and every element still gets its own group's
+     * hyper-parameters. */
     size_t num_runs;
     size_t *run_start;      /* [num_runs + 1]: run r is [run_start[r], run_start[r + 1]) */
     int *run_decay;         /* [num_runs] */
+    int *run_param_group;   /* [num_runs] */
     /* Lamb: the owned segments of each parameter. */
     size_t num_segments;
     zero_layout_segment_t *segments;
@@ -172,7 +177,9 @@ struct zero_engine {
     void *ops_ctx;
     double *result;
     size_t result_slots;
-    zero_optim_hparams_t hparams;    /* the config's optimizer, mapped once (lib/optim) */
+    zero_optim_hparams_t hparams;    /* the config's optimizer, mapped once (lib/optim): group 0's */
+    zero_optim_group_t *param_groups; /* [num_param_groups]: each group's name, rate and mapped set (lib/optim) */
+    int num_param_groups;
     zero_store_t *store;             /* master weights and optimizer states (lib/offload/store.h) */
     zero_lr_schedule_t schedule;
     zero_loss_scaler_t scaler;

@@ -839,15 +839,17 @@ zero_status_t engine_write_back(zero_engine_h e)
 }
 
 /* The optimizer over the piece [lo, hi) of group @p gi's owned range, with
- * this step's values @p v (decay set per run): the one place the step
- * updates master weights and states. A store that runs the update itself
+ * parameter group @p pg's hyper-parameters and this step's values @p v (lr
+ * and decay set per run): the one place the step updates master weights and
+ * states. A store that runs the update itself
  * (zero-optd) gets the gradients and the hyper-parameters; otherwise the
  * range is acquired, the kernel of the engine's kind runs on it, and it is
  * released dirty. */
-static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, const zero_optim_step_values_t *v)
+static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, int pg,
+                                const zero_optim_step_values_t *v)
 {
     group_state_t *g = &e->groups[gi];
-    zero_optim_hparams_t hp = zero_optim_hparams_for_step(&e->hparams, v);
+    zero_optim_hparams_t hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, v);
     uint16_t *w16 = w16_at(e, gi, lo);
     const float *grads;
     zero_store_range_t r = {.group = gi, .begin = lo, .count = hi - lo, .fields = zero_store_fields(e->store)};
@@ -887,8 +889,10 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, c
 
 /* The elementwise optimizers: every owned piece of every group through
  * step_range, telling the store about the next piece first, so a store whose
- * state lives elsewhere fetches it while this one is updated. */
-static zero_status_t elementwise_step(zero_engine_h e, zero_optim_step_values_t *values)
+ * state lives elsewhere fetches it while this one is updated. Pieces end at
+ * run bounds, so each runs with its parameter group's settings and rate
+ * (@p values holds the schedule's rate, the default group's). */
+static zero_status_t elementwise_step(zero_engine_h e, const zero_optim_step_values_t *values)
 {
     zero_status_t status = ZERO_OK;
     unsigned fields = zero_store_fields(e->store);
@@ -908,9 +912,13 @@ static zero_status_t elementwise_step(zero_engine_h e, zero_optim_step_values_t 
                 next_end = piece_end(e, gi, next, next_r);
                 status = zero_store_prefetch(e->store, gi, next, next_end - next, fields);
             }
-            values->decay = g->run_decay[r];
-            if (status == ZERO_OK)
-                status = step_range(e, gi, so, end, values);
+            if (status == ZERO_OK) {
+                zero_optim_step_values_t v = *values;
+                int pg = g->run_param_group[r];
+                v.decay = g->run_decay[r];
+                v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
+                status = step_range(e, gi, so, end, pg, &v);
+            }
             so = next;
             r = next_r;
             end = next_end;
@@ -921,7 +929,8 @@ static zero_status_t elementwise_step(zero_engine_h e, zero_optim_step_values_t 
 
 /* Lamb: phase 1 per owned parameter segment, its per-parameter sums of w^2
  * and u^2 gathered in the result record, read once, summed over ranks, then
- * phase 2. A segment never crosses a bucket slice, so its gradients and
+ * phase 2 (the trust ratio stays per parameter; each segment runs with its
+ * parameter's group settings and rate). A segment never crosses a bucket slice, so its gradients and
  * 16-bit weights are contiguous; the scratch holds the largest segment. */
 static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *values)
 {
@@ -947,8 +956,10 @@ static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *
                     .n = sg->length,
                 };
                 zero_status_t st;
+                int pg = e->params[sg->param]->param_group;
                 v.decay = e->params[sg->param]->weight_decay;
-                hp = zero_optim_hparams_for_step(&e->hparams, &v);
+                v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
+                hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, &v);
                 if (pass == 1)
                     status = grad32(e, gi, sg->shard_offset, sg->length, &sl.g);
                 if (status == ZERO_OK)

@@ -48,7 +48,7 @@ static int load_and_check(zero_comm_h comm, const char *dir, const char *tag, in
 {
     zero_layout_t *L = NULL;
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-    zero_ckpt_load_params_t lp = {tag, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
+    zero_ckpt_load_params_t lp = {tag, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
     zero_ckpt_meta_t m;
     char *sd = NULL, *got_tag = NULL;
     int lw = stage == 0 ? 1 : world, own = stage == 0 ? 0 : rank;
@@ -136,7 +136,7 @@ int main(int argc, char **argv)
             if (stage == 3) {
                 for (int damage = 0; damage < 2; damage++) {
                     char path[1024], want[128];
-                    zero_ckpt_load_params_t lp = {mine, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
+                    zero_ckpt_load_params_t lp = {mine, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
                     zero_ckpt_group_data_t out[ZERO_DTYPE_COUNT];
                     double lr = 0.0;
                     if (damage == 0)
@@ -182,7 +182,7 @@ int main(int argc, char **argv)
             /* a missing shard: every rank fails, naming the file */
             if (stage == 3) {
                 char path[1024];
-                zero_ckpt_load_params_t lp = {mine, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
+                zero_ckpt_load_params_t lp = {mine, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
                 zero_ckpt_group_data_t out[ZERO_DTYPE_COUNT];
                 zero_comm_barrier(comm);
                 if (rank == 0) {

@@ -80,7 +80,7 @@ static long load_all(const char *dir, const char *tag, const zero_layout_t *L, i
     long bad = 0;
     for (int r = 0; r < L->world_size; r++) {
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-        zero_ckpt_load_params_t p = {tag, with_states, 2, {adam_states[0], adam_states[1]}, load_mode};
+        zero_ckpt_load_params_t p = {tag, with_states, 2, {adam_states[0], adam_states[1]}, load_mode, NULL, NULL};
         zero_status_t st;
         fix_alloc(L, 2, -1.0f, g);
         st = zero_ckpt_load(comm, dir, &p, L, r, g, NULL, NULL, NULL);
@@ -158,7 +158,7 @@ static void test_round_trip(void)
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT], out[ZERO_DTYPE_COUNT];
     zero_ckpt_meta_t meta, got;
     zero_ckpt_save_params_t sp = {"2.3141", ZERO_TAG_VALIDATION_FAIL, 0, "{\"step\": 12, \"pos\": [1, 2]}", NULL, 0};
-    zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
+    zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
     fix_meta(&meta, 3, 12);
     fix_fill(L, 0, 2, g);
     CU_ASSERT_EQUAL_FATAL(zero_ckpt_save(comm, dir, &sp, L, 0, &meta, g), ZERO_OK);
@@ -343,7 +343,7 @@ static void expect_load_error(const char *dir, const char *tag, const zero_layou
                               const char *needle, int states)
 {
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-    zero_ckpt_load_params_t p = {tag, states, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_SCRATCH};
+    zero_ckpt_load_params_t p = {tag, states, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
     char *sd = (char *)"untouched";
     log_capture();
     fix_alloc(L, 2, -1.0f, g);
@@ -401,7 +401,7 @@ static void test_bad_input(void)
     flip_byte(path, chunk_offset(path, "/shard/group0/master") + 40);
     {
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-        zero_ckpt_load_params_t p = {"t", 1, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_VERIFY_FIRST};
+        zero_ckpt_load_params_t p = {"t", 1, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_VERIFY_FIRST, NULL, NULL};
         int touched = 0;
         fix_alloc(L1, 2, -1.0f, g);
         log_capture();
@@ -475,7 +475,7 @@ static void test_bad_input(void)
     /* another optimizer's states */
     {
         zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-        zero_ckpt_load_params_t p = {"t", 1, 1, {"momentum_buffer", NULL}, ZERO_CKPT_LOAD_SCRATCH};
+        zero_ckpt_load_params_t p = {"t", 1, 1, {"momentum_buffer", NULL}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
         fix_alloc(L1, 2, -1.0f, g);
         log_capture();
         CU_ASSERT_EQUAL(zero_ckpt_load(comm, good, &p, L1, 0, g, NULL, NULL, NULL), ZERO_ERR_CHECKPOINT);
@@ -527,7 +527,7 @@ static int crashing_save(const char *dir, const char *tag, const char *phase, co
 static uint64_t loaded_steps(const char *dir, const char *tag, const zero_layout_t *L)
 {
     zero_ckpt_group_data_t g[ZERO_DTYPE_COUNT];
-    zero_ckpt_load_params_t p = {tag, 1, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_SCRATCH};
+    zero_ckpt_load_params_t p = {tag, 1, 2, {adam_states[0], adam_states[1]}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
     zero_ckpt_meta_t m;
     uint64_t steps = 0;
     fix_alloc(L, 2, -1.0f, g);
@@ -852,7 +852,7 @@ static int full_disk_check(void)
     }
     zero_free(tag);
     {
-        zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
+        zero_ckpt_load_params_t lp = {NULL, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
         zero_ckpt_meta_t got;
         if (zero_ckpt_load(comm, dir, &lp, L, 0, g, &got, NULL, NULL) != ZERO_OK || got.global_steps != 1) {
             fprintf(stderr, "FAIL: the previous checkpoint does not load after the full-disk save\n");

@@ -114,7 +114,7 @@ static const zero_layout_t *load_layout;   /* world 1: the load reads every shar
 
 static zero_status_t load_snapshot(const char *dir, const char *tag, snapshot_t *s)
 {
-    zero_ckpt_load_params_t p = {tag, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH};
+    zero_ckpt_load_params_t p = {tag, 1, 2, {"exp_avg", "exp_avg_sq"}, ZERO_CKPT_LOAD_SCRATCH, NULL, NULL};
     zero_status_t st;
     memset(s, 0, sizeof(*s));
     fix_alloc(load_layout, 2, -1.0f, s->g);
