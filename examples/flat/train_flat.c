@@ -1,24 +1,52 @@
 /*
- * train_flat: porting a single-process C trainer that keeps its weights in ONE
- * contiguous buffer (the shape of llm.c's CPU trainer: params_memory and
- * grads_memory, each tensor a pointer at an offset) to libzero. The model is a
- * small MLP classifier (D -> H -> K) learning a fixed random "teacher" rule on
- * synthetic points; what matters is the handful of calls marked LIBZERO.
+ * train_flat: llm.c's CPU trainer layout ported to libzero with no extra copy
+ * of the model.
+ *
+ * The model is a small GPT-2 kept exactly as llm.c's train_gpt2.c keeps it:
+ * ONE contiguous fp32 buffer for all weights (params_memory) and one for all
+ * gradients (grads_memory), each of the 16 kinds of tensor stacked across the
+ * layers (qkvw is (L, 3C, C), fcw is (L, 4C, C), ...) and reached through a
+ * struct of pointers into the buffer. Forward and backward are llm.c's
+ * kernels (encoder, layernorm, matmul, attention, GELU, residual, softmax,
+ * cross-entropy), written out below. The data is a synthetic token stream
+ * with a learnable rule.
  *
  * The plain trainer did:
  *     params_memory = malloc(...); point tensors into it; init;
  *     grads_memory = calloc(...);
- *     for step: forward; zero grads; backward (writes grads_memory); adamw_update();
- * The port keeps its buffers, forward and backward, and replaces the optimizer
- * and the gradient zeroing with the engine:
- *     zero_engine_create (config) -> zero_param_register with views -> setup
- *     for step: forward; zero_backward_begin; backward * seed; zero_backward_end; zero_step
- * Views (ZERO_PARAM_FIELD_VIEW) work at stages 0-2: the engine reads and writes
- * the trainer's own buffers. fp32 configs only (the buffers are float).
+ *     for step: forward; zero grads (weights' and activations'); backward; adamw_update();
+ * The port (every change marked LIBZERO):
+ *     zero_engine_create (config) -> zero_engine_flat_capacity -> allocate the
+ *     two buffers with that much room -> zero_engine_adopt_flat (the buffers
+ *     become the engine's flat spaces) -> zero_param_register of the 16 tensors
+ *     at their offsets -> zero_engine_setup
+ *     for step: forward; zero_backward_begin; zero the activation gradients
+ *     (the engine zeroes the weights' gradients); backward * seed;
+ *     zero_backward_end; zero_step (replaces adamw_update)
+ * At stages 1-2 with fp32 the owned 1/W of params_memory is the optimizer's
+ * fp32 master: the engine adds only the Adam moments of that 1/W (8/W bytes
+ * per parameter) to the trainer's own 8.
  *
- * Usage (under zero-launch): train_flat --config ds_config.json [--steps N]
- * Rank 0 prints "step=N train_loss=x" per step (the global batch's mean loss).
+ * Modes (--buffers):
+ *   adopt   (default; stages 0-2) the engine adopts params_memory and grads_memory;
+ *   views   each tensor registered as a view into the buffers (the engine keeps
+ *           its own flat copies besides: the cost adoption removes);
+ *   engine  the engine's own buffers; the trainer points its tensors at
+ *           zero_param_data / zero_param_grad (stage 3 always runs this way here:
+ *           it gathers every tensor around the forward and backward).
+ * --reference runs no engine: plain llm.c AdamW on one process over the same
+ * global batches (every rank's micro-batches of each step, read through the
+ * same samplers), the yardstick the test compares the engine's losses with.
+ *
+ * Usage: train_flat --config ds_config.json [--steps N] [--buffers adopt|views|engine]
+ *        train_flat --config ds_config.json --reference --world W [--steps N]
+ * (the engine modes under zero-launch). Rank 0 prints "step=N train_loss=x" per
+ * step (the global batch's mean loss), then "memory: ..." (zero_engine_memory)
+ * and "timing: step_ms=..." (mean over the steps after the first).
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
+#endif
 #include <zero/zero.h>
 
 #include <math.h>
@@ -26,197 +54,756 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-enum { D = 16, H = 64, K = 4, NUM_SAMPLES = 4096, NUM_TENSORS = 4 };
+/* ---- the model, as llm.c lays it out ---- */
 
-/* The model's tensors, as llm.c lays them out: sizes, then pointers into one block. */
-typedef struct params {
-    float *w1, *b1, *w2, *b2; /* [H,D] [H] [K,H] [K] */
-} params_t;
-static const size_t sizes[NUM_TENSORS] = {H * D, H, K * H, K};
-static const char *const names[NUM_TENSORS] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"};
-static const int64_t shapes[NUM_TENSORS][2] = {{H, D}, {H, 0}, {K, H}, {K, 0}};
+enum { V = 64, MAX_T = 16, L = 2, NH = 2, C = 32, T = 16, NUM_SEQUENCES = 2048 };
+#define NUM_PARAMETER_TENSORS 16
 
-static float *point_tensors(params_t *p, float *memory)
+typedef struct {
+    float *wte;      /* (V, C) */
+    float *wpe;      /* (maxT, C) */
+    float *ln1w;     /* (L, C) */
+    float *ln1b;     /* (L, C) */
+    float *qkvw;     /* (L, 3C, C) */
+    float *qkvb;     /* (L, 3C) */
+    float *attprojw; /* (L, C, C) */
+    float *attprojb; /* (L, C) */
+    float *ln2w;     /* (L, C) */
+    float *ln2b;     /* (L, C) */
+    float *fcw;      /* (L, 4C, C) */
+    float *fcb;      /* (L, 4C) */
+    float *fcprojw;  /* (L, C, 4C) */
+    float *fcprojb;  /* (L, C) */
+    float *lnfw;     /* (C) */
+    float *lnfb;     /* (C) */
+} ParameterTensors;
+
+static const char *const tensor_names[NUM_PARAMETER_TENSORS] = {
+    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+static const int64_t tensor_shapes[NUM_PARAMETER_TENSORS][3] = {
+    {V, C, 0}, {MAX_T, C, 0}, {L, C, 0}, {L, C, 0}, {L, 3 * C, C}, {L, 3 * C, 0}, {L, C, C}, {L, C, 0},
+    {L, C, 0}, {L, C, 0}, {L, 4 * C, C}, {L, 4 * C, 0}, {L, C, 4 * C}, {L, C, 0}, {C, 0, 0}, {C, 0, 0}};
+
+static size_t tensor_numel(int i)
 {
-    float **ptrs[NUM_TENSORS] = {&p->w1, &p->b1, &p->w2, &p->b2};
-    for (int i = 0; i < NUM_TENSORS; i++) {
-        *ptrs[i] = memory;
-        memory += sizes[i];
-    }
-    return memory;
+    size_t n = 1;
+    for (int k = 0; k < 3 && tensor_shapes[i][k] > 0; k++)
+        n *= (size_t)tensor_shapes[i][k];
+    return n;
 }
 
-/* A counter-based uniform in [-1, 1): the data and the init need no stored state. */
-static float uniform(uint64_t key)
+static int tensor_ndim(int i)
+{
+    int k = 0;
+    while (k < 3 && tensor_shapes[i][k] > 0)
+        k++;
+    return k;
+}
+
+/* llm.c's point_parameters: consecutive tensors in one block. */
+static void point_parameters(ParameterTensors *p, float *memory)
+{
+    float **ptrs[NUM_PARAMETER_TENSORS] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
+                                           &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb,
+                                           &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        *ptrs[i] = memory;
+        memory += tensor_numel(i);
+    }
+}
+
+static void point_tensors_at(ParameterTensors *p, float *const *at)
+{
+    float **ptrs[NUM_PARAMETER_TENSORS] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
+                                           &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb,
+                                           &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
+        *ptrs[i] = at[i];
+}
+
+/* Activations (and, with the same layout, their gradients), as llm.c's ActivationTensors. */
+typedef struct {
+    float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *preatt, *att, *attproj, *residual2, *ln2, *ln2_mean,
+        *ln2_rstd, *fch, *fch_gelu, *fcproj, *residual3, *lnf, *lnf_mean, *lnf_rstd, *logits, *probs, *losses;
+} ActivationTensors;
+
+/* Points @p a into @p m (NULL: only counts); returns the floats they take. */
+static size_t point_activations(ActivationTensors *a, float *m, int B)
+{
+    size_t bt = (size_t)B * T, total = 0;
+    float **ptrs[] = {&a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->preatt, &a->att,
+                      &a->attproj, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
+                      &a->fcproj, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->probs,
+                      &a->losses};
+    size_t sizes[] = {bt * C, L * bt * C, L * bt, L * bt, L * bt * 3 * C, L * bt * C, (size_t)L * B * NH * T * T,
+                      (size_t)L * B * NH * T * T, L * bt * C, L * bt * C, L * bt * C, L * bt, L * bt,
+                      L * bt * 4 * C, L * bt * 4 * C, L * bt * C, L * bt * C, bt * C, bt, bt, bt * V, bt * V, bt};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        if (m != NULL)
+            *ptrs[i] = m + total;
+        total += sizes[i];
+    }
+    return total;
+}
+
+/* ---- llm.c's CPU kernels ---- */
+
+static void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *o = out + ((size_t)b * T + t) * C;
+            const float *we = wte + (size_t)inp[b * T + t] * C, *pe = wpe + (size_t)t * C;
+            for (int i = 0; i < C; i++)
+                o[i] = we[i] + pe[i];
+        }
+}
+
+static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *d = dout + ((size_t)b * T + t) * C;
+            float *dwe = dwte + (size_t)inp[b * T + t] * C, *dpe = dwpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) {
+                dwe[i] += d[i];
+                dpe[i] += d[i];
+            }
+        }
+}
+
+static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                              const float *bias, int BT)
+{
+    for (int r = 0; r < BT; r++) {
+        const float *x = inp + (size_t)r * C;
+        float m = 0, v = 0, s;
+        for (int i = 0; i < C; i++)
+            m += x[i];
+        m /= C;
+        for (int i = 0; i < C; i++)
+            v += (x[i] - m) * (x[i] - m);
+        v /= C;
+        s = 1.0f / sqrtf(v + 1e-5f);
+        for (int i = 0; i < C; i++)
+            out[(size_t)r * C + i] = s * (x[i] - m) * weight[i] + bias[i];
+        mean[r] = m;
+        rstd[r] = s;
+    }
+}
+
+static void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight, const float *mean, const float *rstd, int BT)
+{
+    for (int r = 0; r < BT; r++) {
+        const float *d = dout + (size_t)r * C, *x = inp + (size_t)r * C;
+        float *dx = dinp + (size_t)r * C, dnorm_mean = 0, dnorm_norm_mean = 0;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - mean[r]) * rstd[r], dnorm = weight[i] * d[i];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - mean[r]) * rstd[r], dnorm = weight[i] * d[i];
+            dbias[i] += d[i];
+            dweight[i] += norm * d[i];
+            dx[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * rstd[r];
+        }
+    }
+}
+
+/* out (BT, OC) = inp (BT, IC) x weight (OC, IC)^T + bias (OC) */
+static void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int BT, int IC,
+                           int OC)
+{
+    for (int r = 0; r < BT; r++)
+        for (int o = 0; o < OC; o++) {
+            const float *x = inp + (size_t)r * IC, *w = weight + (size_t)o * IC;
+            float s = bias != NULL ? bias[o] : 0.0f;
+            for (int i = 0; i < IC; i++)
+                s += x[i] * w[i];
+            out[(size_t)r * OC + o] = s;
+        }
+}
+
+static void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int BT, int IC, int OC)
+{
+    for (int r = 0; r < BT; r++)
+        for (int o = 0; o < OC; o++) {
+            const float *w = weight + (size_t)o * IC;
+            float d = dout[(size_t)r * OC + o];
+            for (int i = 0; i < IC; i++)
+                dinp[(size_t)r * IC + i] += w[i] * d;
+        }
+    for (int o = 0; o < OC; o++)
+        for (int r = 0; r < BT; r++) {
+            const float *x = inp + (size_t)r * IC;
+            float d = dout[(size_t)r * OC + o], *dw = dweight + (size_t)o * IC;
+            if (dbias != NULL)
+                dbias[o] += d;
+            for (int i = 0; i < IC; i++)
+                dw[i] += x[i] * d;
+        }
+}
+
+/* inp (B, T, 3C) holds q, k, v; causal softmax attention per head into out (B, T, C). */
+static void attention_forward(float *out, float *preatt, float *att, const float *inp, int B)
+{
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++) {
+                const float *q = inp + ((size_t)b * T + t) * 3 * C + h * hs;
+                float *pre = preatt + (((size_t)b * NH + h) * T + t) * T, *a = att + (((size_t)b * NH + h) * T + t) * T;
+                float *o = out + ((size_t)b * T + t) * C + h * hs, max = -INFINITY, sum = 0;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = inp + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    float v = 0;
+                    for (int i = 0; i < hs; i++)
+                        v += q[i] * k[i];
+                    v *= scale;
+                    pre[t2] = v;
+                    max = v > max ? v : max;
+                }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    a[t2] = expf(pre[t2] - max);
+                    sum += a[t2];
+                }
+                for (int t2 = 0; t2 < T; t2++)
+                    a[t2] = t2 <= t ? a[t2] / sum : 0.0f;
+                for (int i = 0; i < hs; i++)
+                    o[i] = 0;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = inp + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    for (int i = 0; i < hs; i++)
+                        o[i] += a[t2] * v[i];
+                }
+            }
+}
+
+static void attention_backward(float *dinp, float *dpreatt, float *datt, const float *dout, const float *inp,
+                               const float *att, int B)
+{
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++) {
+                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                float *da = datt + (((size_t)b * NH + h) * T + t) * T;
+                float *dpre = dpreatt + (((size_t)b * NH + h) * T + t) * T;
+                const float *q = inp + ((size_t)b * T + t) * 3 * C + h * hs;
+                float *dq = dinp + ((size_t)b * T + t) * 3 * C + h * hs;
+                const float *d = dout + ((size_t)b * T + t) * C + h * hs;
+                for (int t2 = 0; t2 <= t; t2++) {   /* through out = att . v */
+                    const float *v = inp + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    float *dv = dinp + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    for (int i = 0; i < hs; i++) {
+                        da[t2] += v[i] * d[i];
+                        dv[i] += a[t2] * d[i];
+                    }
+                }
+                for (int t2 = 0; t2 <= t; t2++)    /* through the softmax */
+                    for (int t3 = 0; t3 <= t; t3++)
+                        dpre[t3] += a[t2] * ((t2 == t3 ? 1.0f : 0.0f) - a[t3]) * da[t2];
+                for (int t2 = 0; t2 <= t; t2++) {  /* through q . k */
+                    const float *k = inp + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    float *dk = dinp + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    for (int i = 0; i < hs; i++) {
+                        dq[i] += k[i] * dpre[t2] * scale;
+                        dk[i] += q[i] * dpre[t2] * scale;
+                    }
+                }
+            }
+}
+
+#define GELU_SCALING_FACTOR 0.7978845608f /* sqrt(2 / pi) */
+
+static void gelu_forward(float *out, const float *inp, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x)));
+    }
+}
+
+static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i], u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
+        float th = tanhf(u), sech2 = 1.0f - th * th;
+        float local = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALING_FACTOR * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += local * dout[i];
+    }
+}
+
+static void residual_forward(float *out, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+static void residual_backward(float *da, float *db, const float *dout, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        da[i] += dout[i];
+        db[i] += dout[i];
+    }
+}
+
+static void softmax_forward(float *probs, const float *logits, int BT)
+{
+    for (int r = 0; r < BT; r++) {
+        const float *x = logits + (size_t)r * V;
+        float *p = probs + (size_t)r * V, max = -INFINITY, sum = 0;
+        for (int i = 0; i < V; i++)
+            max = x[i] > max ? x[i] : max;
+        for (int i = 0; i < V; i++) {
+            p[i] = expf(x[i] - max);
+            sum += p[i];
+        }
+        for (int i = 0; i < V; i++)
+            p[i] /= sum;
+    }
+}
+
+/* ---- forward and backward of a micro-batch (llm.c's gpt2_forward / gpt2_backward) ---- */
+
+/* Mean loss over the B x T tokens. */
+static float forward(const ParameterTensors *p, ActivationTensors *a, const int *inputs, const int *targets, int B)
+{
+    int BT = B * T;
+    size_t btc = (size_t)BT * C;
+    float loss = 0;
+    encoder_forward(a->encoded, inputs, p->wte, p->wpe, B);
+    for (int l = 0; l < L; l++) {
+        const float *residual = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * btc;
+        float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * btc * 3, *atty = a->atty + l * btc;
+        float *preatt = a->preatt + (size_t)l * B * NH * T * T, *att = a->att + (size_t)l * B * NH * T * T;
+        float *attproj = a->attproj + l * btc, *residual2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
+        float *fch = a->fch + l * btc * 4, *fch_gelu = a->fch_gelu + l * btc * 4, *fcproj = a->fcproj + l * btc;
+        layernorm_forward(ln1, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, residual, p->ln1w + l * C,
+                          p->ln1b + l * C, BT);
+        matmul_forward(qkv, ln1, p->qkvw + (size_t)l * 3 * C * C, p->qkvb + l * 3 * C, BT, C, 3 * C);
+        attention_forward(atty, preatt, att, qkv, B);
+        matmul_forward(attproj, atty, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, BT, C, C);
+        residual_forward(residual2, residual, attproj, btc);
+        layernorm_forward(ln2, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, residual2, p->ln2w + l * C,
+                          p->ln2b + l * C, BT);
+        matmul_forward(fch, ln2, p->fcw + (size_t)l * 4 * C * C, p->fcb + l * 4 * C, BT, C, 4 * C);
+        gelu_forward(fch_gelu, fch, btc * 4);
+        matmul_forward(fcproj, fch_gelu, p->fcprojw + (size_t)l * C * 4 * C, p->fcprojb + l * C, BT, 4 * C, C);
+        residual_forward(a->residual3 + l * btc, residual2, fcproj, btc);
+    }
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (size_t)(L - 1) * btc, p->lnfw, p->lnfb, BT);
+    matmul_forward(a->logits, a->lnf, p->wte, NULL, BT, C, V);   /* the output layer shares wte */
+    softmax_forward(a->probs, a->logits, BT);
+    for (int r = 0; r < BT; r++) {
+        a->losses[r] = -logf(a->probs[(size_t)r * V + targets[r]]);
+        loss += a->losses[r];
+    }
+    return loss / (float)BT;
+}
+
+/* Gradients of (dloss x the sum of the token losses) are ADDED into g; da must be zero. */
+static void backward(const ParameterTensors *p, const ParameterTensors *g, const ActivationTensors *a,
+                     ActivationTensors *da, const int *inputs, const int *targets, int B, float dloss)
+{
+    int BT = B * T;
+    size_t btc = (size_t)BT * C;
+    for (int r = 0; r < BT; r++)   /* cross-entropy through the softmax */
+        for (int i = 0; i < V; i++)
+            da->logits[(size_t)r * V + i] += (a->probs[(size_t)r * V + i] - (i == targets[r] ? 1.0f : 0.0f)) * dloss;
+    matmul_backward(da->lnf, g->wte, NULL, da->logits, a->lnf, p->wte, BT, C, V);
+    layernorm_backward(da->residual3 + (size_t)(L - 1) * btc, g->lnfw, g->lnfb, da->lnf,
+                       a->residual3 + (size_t)(L - 1) * btc, p->lnfw, a->lnf_mean, a->lnf_rstd, BT);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *residual = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * btc;
+        float *dresidual = l == 0 ? da->encoded : da->residual3 + (size_t)(l - 1) * btc;
+        size_t att_off = (size_t)l * B * NH * T * T;
+        residual_backward(da->residual2 + l * btc, da->fcproj + l * btc, da->residual3 + l * btc, btc);
+        matmul_backward(da->fch_gelu + l * btc * 4, g->fcprojw + (size_t)l * C * 4 * C, g->fcprojb + l * C,
+                        da->fcproj + l * btc, a->fch_gelu + l * btc * 4, p->fcprojw + (size_t)l * C * 4 * C, BT,
+                        4 * C, C);
+        gelu_backward(da->fch + l * btc * 4, a->fch + l * btc * 4, da->fch_gelu + l * btc * 4, btc * 4);
+        matmul_backward(da->ln2 + l * btc, g->fcw + (size_t)l * 4 * C * C, g->fcb + l * 4 * C, da->fch + l * btc * 4,
+                        a->ln2 + l * btc, p->fcw + (size_t)l * 4 * C * C, BT, C, 4 * C);
+        layernorm_backward(da->residual2 + l * btc, g->ln2w + l * C, g->ln2b + l * C, da->ln2 + l * btc,
+                           a->residual2 + l * btc, p->ln2w + l * C, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, BT);
+        residual_backward(dresidual, da->attproj + l * btc, da->residual2 + l * btc, btc);
+        matmul_backward(da->atty + l * btc, g->attprojw + (size_t)l * C * C, g->attprojb + l * C,
+                        da->attproj + l * btc, a->atty + l * btc, p->attprojw + (size_t)l * C * C, BT, C, C);
+        attention_backward(da->qkv + l * btc * 3, da->preatt + att_off, da->att + att_off, da->atty + l * btc,
+                           a->qkv + l * btc * 3, a->att + att_off, B);
+        matmul_backward(da->ln1 + l * btc, g->qkvw + (size_t)l * 3 * C * C, g->qkvb + l * 3 * C,
+                        da->qkv + l * btc * 3, a->ln1 + l * btc, p->qkvw + (size_t)l * 3 * C * C, BT, C, 3 * C);
+        layernorm_backward(dresidual, g->ln1w + l * C, g->ln1b + l * C, da->ln1 + l * btc, residual,
+                           p->ln1w + l * C, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, BT);
+    }
+    encoder_backward(g->wte, g->wpe, da->encoded, inputs, B);
+}
+
+/* ---- data and initial values ---- */
+
+static uint64_t mix(uint64_t key)
 {
     key += 0x9e3779b97f4a7c15ULL;
     key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ULL;
     key = (key ^ (key >> 27)) * 0x94d049bb133111ebULL;
-    key ^= key >> 31;
-    return (float)((double)(key >> 11) / 4503599627370496.0 - 1.0);
+    return key ^ (key >> 31);
 }
 
-static void sample(uint64_t i, float *x, int *label)
+/* Sequence @p i: T + 1 tokens where each follows the one before by a fixed
+ * rule three times in four (learnable), else is random. */
+static void sequence(uint64_t i, int *tokens)
 {
-    float best = -INFINITY;
-    for (int d = 0; d < D; d++)
-        x[d] = uniform(1000003ULL * i + (uint64_t)d);
-    for (int k = 0; k < K; k++) { /* the teacher: argmax of a fixed linear map */
-        float s = 0;
-        for (int d = 0; d < D; d++)
-            s += uniform(7777777ULL + (uint64_t)(k * D + d)) * x[d];
-        if (s > best) {
-            best = s;
-            *label = k;
-        }
+    tokens[0] = (int)(mix(i) % V);
+    for (int t = 1; t <= T; t++) {
+        uint64_t r = mix(i * 1000003ULL + (uint64_t)t);
+        tokens[t] = r % 4 != 0 ? (tokens[t - 1] * 5 + 3) % V : (int)((r >> 8) % V);
     }
 }
 
-/* Forward and backward of one example; gradients are ADDED into g, scaled by @p seed. */
-static float forward_backward(const params_t *p, const params_t *g, const float *x, int label, float seed)
+/* GPT-2's initial values (N(0, 0.02)-like, layer norms 1, biases 0), a function of the element alone. */
+static void init_params(float *memory)
 {
-    float h[H], logits[K], probs[K], dlogits[K], dh[H], max = -INFINITY, sum = 0;
-    for (int j = 0; j < H; j++) {
-        float s = p->b1[j];
-        for (int d = 0; d < D; d++)
-            s += p->w1[j * D + d] * x[d];
-        h[j] = s > 0 ? s : 0; /* ReLU */
+    size_t at = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        int is_ln_weight = i == 2 || i == 8 || i == 14, is_bias = i == 3 || i == 5 || i == 7 || i == 9 ||
+                                                                 i == 11 || i == 13 || i == 15;
+        for (size_t k = 0; k < tensor_numel(i); k++, at++)
+            memory[at] = is_ln_weight ? 1.0f
+                         : is_bias    ? 0.0f
+                                      : 0.02f * 1.7320508f * (float)((double)(mix(42 + at) >> 11) / 4503599627370496.0 - 1.0);
     }
-    for (int k = 0; k < K; k++) {
-        float s = p->b2[k];
-        for (int j = 0; j < H; j++)
-            s += p->w2[k * H + j] * h[j];
-        logits[k] = s;
-        max = s > max ? s : max;
-    }
-    for (int k = 0; k < K; k++)
-        sum += probs[k] = expf(logits[k] - max);
-    for (int k = 0; k < K; k++) {
-        probs[k] /= sum;
-        dlogits[k] = seed * (probs[k] - (k == label));
-    }
-    for (int j = 0; j < H; j++)
-        dh[j] = 0;
-    for (int k = 0; k < K; k++) {
-        g->b2[k] += dlogits[k];
-        for (int j = 0; j < H; j++) {
-            g->w2[k * H + j] += dlogits[k] * h[j];
-            dh[j] += dlogits[k] * p->w2[k * H + j];
-        }
-    }
-    for (int j = 0; j < H; j++) {
-        if (h[j] <= 0)
-            continue;
-        g->b1[j] += dh[j];
-        for (int d = 0; d < D; d++)
-            g->w1[j * D + d] += dh[j] * x[d];
-    }
-    return -logf(probs[label]);
 }
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The micro-batch @p n indices' inputs and targets. */
+static void load_batch(const uint64_t *idx, size_t n, int *inputs, int *targets)
+{
+    for (size_t b = 0; b < n; b++) {
+        int tok[T + 1];
+        sequence(idx[b], tok);
+        memcpy(inputs + b * T, tok, T * sizeof(int));
+        memcpy(targets + b * T, tok + 1, T * sizeof(int));
+    }
+}
+
+/* ---- the reference: llm.c's AdamW on one process over the same global batches ---- */
+
+static int run_reference(const char *config, int world, long steps)
+{
+    zero_config_t *cfg = NULL;
+    zero_sampler_h *samplers = NULL;
+    size_t num_parameters = 0, act_size;
+    float *params = NULL, *grads = NULL, *m = NULL, *v = NULL, *acts_memory = NULL, *dacts_memory = NULL;
+    int *inputs = NULL, *targets = NULL, rc = 1;
+    uint64_t *idx = NULL, B, gas;
+    ParameterTensors p, g;
+    ActivationTensors a, da;
+
+    if (zero_config_parse_file(config, (uint32_t)world, &cfg, NULL) != ZERO_OK)
+        return 1;
+    B = cfg->train_micro_batch_size_per_gpu;
+    gas = cfg->gradient_accumulation_steps;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
+        num_parameters += tensor_numel(i);
+    act_size = point_activations(&a, NULL, (int)B);
+    params = calloc(num_parameters, sizeof(float));
+    grads = calloc(num_parameters, sizeof(float));
+    m = calloc(num_parameters, sizeof(float));
+    v = calloc(num_parameters, sizeof(float));
+    acts_memory = calloc(act_size, sizeof(float));
+    dacts_memory = calloc(act_size, sizeof(float));
+    inputs = malloc(B * T * sizeof(int));
+    targets = malloc(B * T * sizeof(int));
+    idx = malloc(B * sizeof(*idx));
+    samplers = calloc((size_t)world, sizeof(*samplers));
+    if (!params || !grads || !m || !v || !acts_memory || !dacts_memory || !inputs || !targets || !idx || !samplers)
+        goto out;
+    point_parameters(&p, params);
+    point_parameters(&g, grads);
+    point_activations(&a, acts_memory, (int)B);
+    point_activations(&da, dacts_memory, (int)B);
+    init_params(params);
+    for (int r = 0; r < world; r++) {
+        zero_sampler_params_t sp = {.num_samples = NUM_SEQUENCES, .batch_size = B, .world_size = world, .rank = r,
+                                    .seed = 1, .shuffle = 1, .drop_last = 1};
+        if (zero_sampler_create(&sp, &samplers[r]) != ZERO_OK)
+            goto out;
+    }
+    for (long step = 1; step <= steps; step++) {
+        const zero_config_optimizer_t *o = &cfg->optimizer;
+        float loss = 0, beta1 = (float)o->betas[0], beta2 = (float)o->betas[1], lr = (float)o->lr;
+        memset(grads, 0, num_parameters * sizeof(float));
+        for (uint64_t mi = 0; mi < gas; mi++)
+            for (int r = 0; r < world; r++) {
+                size_t n;
+                if (zero_sampler_next(samplers[r], idx, &n, NULL, NULL) != ZERO_OK)
+                    goto out;
+                load_batch(idx, n, inputs, targets);
+                loss += forward(&p, &a, inputs, targets, (int)n);
+                memset(dacts_memory, 0, act_size * sizeof(float));
+                backward(&p, &g, &a, &da, inputs, targets, (int)n, 1.0f / ((float)(n * T) * (float)(gas * world)));
+            }
+        for (size_t i = 0; i < num_parameters; i++) {   /* llm.c's gpt2_update */
+            float gi = grads[i];
+            float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+            float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+            float m_hat = mi / (1.0f - powf(beta1, (float)step));
+            float v_hat = vi / (1.0f - powf(beta2, (float)step));
+            m[i] = mi;
+            v[i] = vi;
+            params[i] -= lr * (m_hat / (sqrtf(v_hat) + (float)o->eps) + (float)o->weight_decay * params[i]);
+        }
+        printf("step=%ld train_loss=%.8f\n", step, loss / (float)(gas * (uint64_t)world));
+    }
+    rc = 0;
+out:
+    for (int r = 0; samplers != NULL && r < world; r++)
+        zero_sampler_destroy(samplers[r]);
+    free(samplers);
+    free(idx);
+    free(inputs);
+    free(targets);
+    free(acts_memory);
+    free(dacts_memory);
+    free(params);
+    free(grads);
+    free(m);
+    free(v);
+    zero_config_destroy(cfg);
+    return rc;
+}
+
+/* ---- the port ---- */
 
 #define CHECK(call)                                                                                  \
     do {                                                                                             \
         zero_status_t s_ = (call);                                                                   \
         if (s_ != ZERO_OK) {                                                                         \
-            fprintf(stderr, "train_flat: %s: %s\n", #call, zero_status_string(s_));                  \
+            fprintf(stderr, "train_flat: %s: %s (%s)\n", #call, zero_status_string(s_),              \
+                    eng ? zero_engine_last_error(eng) : "");                                         \
             goto out;                                                                                \
         }                                                                                            \
     } while (0)
 
+enum buffers_mode { BUFFERS_ADOPT, BUFFERS_VIEWS, BUFFERS_ENGINE };
+
 int main(int argc, char **argv)
 {
-    const char *config = NULL;
+    const char *config = NULL, *mode_name = "adopt";
     long steps = 100;
-    int rc = 1;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--config") == 0)
-            config = argv[i + 1];
-        else if (strcmp(argv[i], "--steps") == 0)
-            steps = atol(argv[i + 1]);
+    int rc = 1, reference = 0, ref_world = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reference") == 0)
+            reference = 1;
+        else if (i + 1 < argc && strcmp(argv[i], "--config") == 0)
+            config = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--steps") == 0)
+            steps = atol(argv[++i]);
+        else if (i + 1 < argc && strcmp(argv[i], "--buffers") == 0)
+            mode_name = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--world") == 0)
+            ref_world = atoi(argv[++i]);
     }
-    if (config == NULL) {
-        fprintf(stderr, "usage: train_flat --config ds_config.json [--steps N]\n");
+    enum buffers_mode mode = strcmp(mode_name, "views") == 0    ? BUFFERS_VIEWS
+                             : strcmp(mode_name, "engine") == 0 ? BUFFERS_ENGINE
+                                                                : BUFFERS_ADOPT;
+    if (config == NULL || steps < 1 || ref_world < 1 ||
+        (strcmp(mode_name, "adopt") != 0 && mode != BUFFERS_VIEWS && mode != BUFFERS_ENGINE)) {
+        fprintf(stderr, "usage: train_flat --config ds_config.json [--steps N] [--buffers adopt|views|engine]\n"
+                        "       train_flat --config ds_config.json --reference --world W [--steps N]\n");
         return 2;
     }
+    if (reference)
+        return run_reference(config, ref_world, steps);
 
-    /* The trainer's own memory, unchanged from the single-process version. */
-    size_t total = 0;
-    for (int i = 0; i < NUM_TENSORS; i++)
-        total += sizes[i];
-    float *params_memory = aligned_alloc(64, (total * sizeof(float) + 63) / 64 * 64);
-    float *grads_memory = aligned_alloc(64, (total * sizeof(float) + 63) / 64 * 64);
-    params_t p, g;
+    zero_comm_h comm = NULL;
     zero_engine_h eng = NULL;
     zero_sampler_h sampler = NULL;
+    zero_param_h handles[NUM_PARAMETER_TENSORS];
+    size_t num_parameters = 0, capacity = 0, act_size, offsets[NUM_PARAMETER_TENSORS];
+    float *params_memory = NULL, *grads_memory = NULL, *acts_memory = NULL, *dacts_memory = NULL;
+    int *inputs = NULL, *targets = NULL, shared = 0;
     uint64_t *idx = NULL;
-    if (params_memory == NULL || grads_memory == NULL)
-        goto out;
-    point_tensors(&p, params_memory);
-    point_tensors(&g, grads_memory);
-    memset(grads_memory, 0, total * sizeof(float));
-    for (size_t i = 0; i < total; i++) /* every rank computes the same init; rank 0's is used */
-        params_memory[i] = 0.25f * uniform(42 + i);
-
-    /* LIBZERO 1: the engine, from the DeepSpeed-style config (optimizer, stage, batch sizes). */
-    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_PATH, .config_path = config};
-    CHECK(zero_engine_create(&ep, &eng));
-
-    /* LIBZERO 2: register each tensor as a view into the two blocks (forward order). */
-    size_t off = 0;
-    for (int i = 0; i < NUM_TENSORS; i++) {
-        zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_VIEW | ZERO_PARAM_FIELD_WEIGHT_DECAY,
-                               .name = names[i], .dtype = ZERO_FP32, .ndim = shapes[i][1] ? 2 : 1,
-                               .shape = {shapes[i][0], shapes[i][1]},
-                               .weight_decay = i % 2 == 0, /* weights yes, biases no */
-                               .view_data = params_memory + off, .view_grad = grads_memory + off};
-        zero_param_h h;
-        CHECK(zero_param_register(eng, &d, &h));
-        off += sizes[i];
+    double t_steps = 0;
+    ParameterTensors p, g;
+    ActivationTensors a, da;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        offsets[i] = num_parameters;
+        num_parameters += tensor_numel(i);
     }
-    /* LIBZERO 3: partition and allocate optimizer state; rank 0's weights are broadcast. */
-    CHECK(zero_engine_setup(eng));
 
+    /* LIBZERO 1: a communicator (its memory lets collectives read peers' buffers in
+     * place on one node) and the engine, from the DeepSpeed-style config. */
+    CHECK(zero_comm_create(NULL, &comm));
+    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_PATH | ZERO_ENGINE_PARAM_FIELD_COMM,
+                               .config_path = config, .comm = comm};
+    CHECK(zero_engine_create(&ep, &eng));
     const zero_config_t *zc = zero_engine_config(eng);
-    zero_comm_h comm = zero_engine_comm(eng);
-    int rank = zero_comm_rank(comm), world = zero_comm_size(comm);
+    int rank = zero_comm_rank(comm), world = zero_comm_size(comm), stage = (int)zc->zero_optimization.stage;
     uint64_t B = zc->train_micro_batch_size_per_gpu, gas = zc->gradient_accumulation_steps;
+    if (stage == 3 && mode != BUFFERS_ENGINE) {
+        /* stage 3 shards the weights themselves: the engine holds them, gathered around their use */
+        mode = BUFFERS_ENGINE;
+        mode_name = "engine";
+    }
+
+    /* The trainer's memory. LIBZERO 2: room for the partition's padding (at most 64 x W - 1
+     * elements) and, with several ranks, from the communicator. */
+    if (mode != BUFFERS_ENGINE) {
+        CHECK(zero_engine_flat_capacity(eng, num_parameters, &capacity));
+        shared = world > 1;
+        if (shared) {
+            CHECK(zero_comm_mem_alloc(comm, capacity * sizeof(float), (void **)&params_memory));
+            CHECK(zero_comm_mem_alloc(comm, capacity * sizeof(float), (void **)&grads_memory));
+        } else {
+            params_memory = aligned_alloc(64, (capacity * sizeof(float) + 63) / 64 * 64);
+            grads_memory = aligned_alloc(64, (capacity * sizeof(float) + 63) / 64 * 64);
+        }
+        if (params_memory == NULL || grads_memory == NULL)
+            goto out;
+        point_parameters(&p, params_memory);
+        point_parameters(&g, grads_memory);
+        memset(grads_memory, 0, capacity * sizeof(float));
+        init_params(params_memory); /* every rank computes the same; rank 0's is used */
+    } else {
+        params_memory = malloc(num_parameters * sizeof(float));   /* the initial values, until setup */
+        if (params_memory == NULL)
+            goto out;
+        init_params(params_memory);
+    }
+
+    /* LIBZERO 3: the engine takes the two buffers as its own flat spaces (no copy) ... */
+    if (mode == BUFFERS_ADOPT) {
+        zero_flat_buffers_t fb = {.field_mask = ZERO_FLAT_BUFFERS_FIELD_CAPACITY, .dtype = ZERO_FP32,
+                                  .weights = params_memory, .grads = grads_memory, .numel = num_parameters,
+                                  .capacity = capacity};
+        CHECK(zero_engine_adopt_flat(eng, &fb));
+    }
+    /* ... and each stacked tensor is registered at its offset (views and engine buffers: its own way) */
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        zero_param_desc_t d = {.field_mask = 0, .name = tensor_names[i], .dtype = ZERO_FP32, .ndim = tensor_ndim(i),
+                               .shape = {tensor_shapes[i][0], tensor_shapes[i][1], tensor_shapes[i][2]}};
+        if (mode == BUFFERS_ADOPT) {
+            d.field_mask = ZERO_PARAM_FIELD_FLAT_OFFSET;
+            d.flat_offset = offsets[i];
+        } else if (mode == BUFFERS_VIEWS) {
+            d.field_mask = ZERO_PARAM_FIELD_VIEW;
+            d.view_data = params_memory + offsets[i];
+            d.view_grad = grads_memory + offsets[i];
+        } else {
+            d.field_mask = ZERO_PARAM_FIELD_INIT_VALUES;
+            d.init_values = params_memory + offsets[i];
+        }
+        CHECK(zero_param_register(eng, &d, &handles[i]));
+    }
+    /* LIBZERO 4: partition, optimizer state; rank 0's weights are broadcast. */
+    CHECK(zero_engine_setup(eng));
+    if (mode == BUFFERS_ENGINE) {
+        free(params_memory);   /* the engine holds the weights now */
+        params_memory = NULL;
+    }
+
+    act_size = point_activations(&a, NULL, (int)B);
+    acts_memory = calloc(act_size, sizeof(float));
+    dacts_memory = calloc(act_size, sizeof(float));
+    inputs = malloc(B * T * sizeof(int));
+    targets = malloc(B * T * sizeof(int));
+    idx = malloc(B * sizeof(*idx));
+    if (acts_memory == NULL || dacts_memory == NULL || inputs == NULL || targets == NULL || idx == NULL)
+        goto out;
+    point_activations(&a, acts_memory, (int)B);
+    point_activations(&da, dacts_memory, (int)B);
     /* The distributed sampler hands each rank its share of every global batch. */
-    zero_sampler_params_t sp = {.num_samples = NUM_SAMPLES, .batch_size = B, .world_size = world, .rank = rank,
+    zero_sampler_params_t sp = {.num_samples = NUM_SEQUENCES, .batch_size = B, .world_size = world, .rank = rank,
                                 .seed = 1, .shuffle = 1, .drop_last = 1};
     CHECK(zero_sampler_create(&sp, &sampler));
-    idx = malloc(B * sizeof(*idx));
-    if (idx == NULL)
-        goto out;
 
     for (long step = 1; step <= steps; step++) {
         float loss = 0, global;
-        for (uint64_t m = 0; m < gas; m++) {
+        double t0 = now_s();
+        for (uint64_t mi = 0; mi < gas; mi++) {
             size_t n;
             float seed;
             CHECK(zero_sampler_next(sampler, idx, &n, NULL, NULL));
-            /* LIBZERO 4: the backward is bracketed; seed = 1 / (micro-batches per step) x loss scale. */
-            CHECK(zero_backward_begin(eng, &seed));
-            for (size_t b = 0; b < n; b++) {
-                float x[D];
-                int label = 0;
-                sample(idx[b], x, &label);
-                loss += forward_backward(&p, &g, x, label, seed / (float)n) / (float)n;
+            load_batch(idx, n, inputs, targets);
+            if (mode == BUFFERS_ENGINE) {   /* stage 3: every tensor gathered (a no-op at stages 0-2) */
+                float *at[NUM_PARAMETER_TENSORS];
+                CHECK(zero_gather(eng, handles, NUM_PARAMETER_TENSORS));
+                for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
+                    at[i] = zero_param_data(handles[i]);
+                point_tensors_at(&p, at);
             }
+            loss += forward(&p, &a, inputs, targets, (int)n);
+            /* LIBZERO 5: the backward is bracketed; seed = 1 / (micro-batches per step)
+             * x loss scale. The engine zeroes the weights' gradients after each step;
+             * the activations' gradients are the trainer's to clear. */
+            CHECK(zero_backward_begin(eng, &seed));
+            if (mode == BUFFERS_ENGINE) {
+                float *at[NUM_PARAMETER_TENSORS];
+                for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
+                    at[i] = zero_param_grad(handles[i]);
+                point_tensors_at(&g, at);
+            }
+            memset(dacts_memory, 0, act_size * sizeof(float));
+            backward(&p, &g, &a, &da, inputs, targets, (int)n, seed / (float)(n * T));
             CHECK(zero_backward_end(eng));
-            /* LIBZERO 5: replaces adamw_update() and zeroing the gradients. */
+            if (mode == BUFFERS_ENGINE)
+                CHECK(zero_release(eng, handles, NUM_PARAMETER_TENSORS));
+            /* LIBZERO 6: replaces gpt2_update() and gpt2_zero_grad(). */
             CHECK(zero_step(eng, NULL));
         }
+        if (step > 1)
+            t_steps += now_s() - t0;
         CHECK(zero_comm_allreduce(comm, &loss, &global, 1, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST));
         if (rank == 0)
-            printf("step=%ld train_loss=%.6f\n", step, global / (float)(gas * (uint64_t)world));
+            printf("step=%ld train_loss=%.8f\n", step, global / (float)(gas * (uint64_t)world));
+    }
+    {
+        zero_engine_memory_t mem;
+        double trainer = mode == BUFFERS_ENGINE ? 0.0 : 2.0 * (double)capacity * sizeof(float);
+        CHECK(zero_engine_memory(eng, &mem));
+        if (rank == 0) {
+            printf("memory: buffers=%s stage=%d world=%d parameters=%zu engine_bytes=%llu "
+                   "engine_bytes_per_param=%.3f trainer_bytes_per_param=%.3f\n",
+                   mode_name, stage, world, num_parameters, (unsigned long long)mem.total,
+                   (double)mem.total / (double)num_parameters, trainer / (double)num_parameters);
+            if (steps > 1)
+                printf("timing: buffers=%s step_ms=%.3f\n", mode_name, 1e3 * t_steps / (double)(steps - 1));
+        }
     }
     rc = 0;
 out:
     zero_sampler_destroy(sampler);
-    zero_engine_destroy(eng); /* LIBZERO 6: collective; the views stay the trainer's */
+    zero_engine_destroy(eng); /* LIBZERO 7: collective; the buffers stay the trainer's */
+    if (shared) {
+        zero_comm_mem_free(comm, params_memory);
+        zero_comm_mem_free(comm, grads_memory);
+    } else {
+        free(params_memory);
+        free(grads_memory);
+    }
+    zero_comm_destroy(comm);
     free(idx);
-    free(params_memory);
-    free(grads_memory);
+    free(inputs);
+    free(targets);
+    free(acts_memory);
+    free(dacts_memory);
     return rc;
 }

@@ -131,7 +131,8 @@ enum zero_param_desc_field {
     ZERO_PARAM_FIELD_INIT_VALUES  = 1u << 1,
     ZERO_PARAM_FIELD_INIT_FN      = 1u << 2,
     ZERO_PARAM_FIELD_VIEW         = 1u << 3,
-    ZERO_PARAM_FIELD_PARAM_GROUP  = 1u << 4
+    ZERO_PARAM_FIELD_PARAM_GROUP  = 1u << 4,
+    ZERO_PARAM_FIELD_FLAT_OFFSET  = 1u << 5
 };
 
 /** Most dimensions of a parameter. */
@@ -175,7 +176,41 @@ typedef struct zero_param_desc {
      *  (optimizer.params). weight_decay = 0 still exempts the parameter from
      *  its group's decay. Every rank must give each parameter the same group. */
     int param_group;
+    /** With zero_engine_adopt_flat() (required then, refused otherwise): the
+     *  parameter's first element in the adopted buffers of its dtype. Offsets
+     *  must increase in registration order and tensors must not overlap;
+     *  they need not be packed or aligned. The weights and gradient are then
+     *  the buffers' elements [flat_offset, flat_offset + numel), and
+     *  zero_param_data() / zero_param_grad() return pointers into them.
+     *  With neither init field set, the weights' content at setup is the
+     *  initial value (rank 0's, broadcast); with one, setup writes it there. */
+    size_t flat_offset;
 } zero_param_desc_t;
+
+/** Bits of zero_flat_buffers_t::field_mask (never renumbered). */
+enum zero_flat_buffers_field {
+    ZERO_FLAT_BUFFERS_FIELD_CAPACITY = 1u << 0
+};
+
+/**
+ * A trainer's own contiguous weight and gradient buffers of one dtype, for
+ * zero_engine_adopt_flat(). dtype, weights, grads and numel are always read.
+ */
+typedef struct zero_flat_buffers {
+    uint64_t field_mask;
+    /** The element type of both buffers: ZERO_FP32, or the config's 16-bit precision. */
+    zero_dtype_t dtype;
+    /** All weights of this dtype, each tensor at its flat_offset (llm.c's params_memory). */
+    void *weights;
+    /** All gradients of this dtype, at the same offsets (llm.c's grads_memory). */
+    void *grads;
+    /** Elements the tensors occupy: every registered tensor of this dtype lies in [0, numel). */
+    size_t numel;
+    /** Elements each buffer really holds (>= numel), so the partition may pad
+     *  into [numel, capacity). Default (bit unset): numel. Must be at least
+     *  what zero_engine_flat_capacity() returns for numel. */
+    size_t capacity;
+} zero_flat_buffers_t;
 
 /**
  * Creates an engine: parses the config (the batch triad is resolved against
@@ -201,10 +236,74 @@ ZERO_API void zero_engine_destroy(zero_engine_h engine);
  * same parameters in the same order). *param_p receives a handle owned by the
  * engine. Errors: ZERO_ERR_STATE (after setup), ZERO_ERR_INVALID_ARG (empty or
  * duplicate name, bad shape, a dtype that does not match the config's
- * precision, views at stage 3, both init fields), ZERO_ERR_NO_MEMORY.
+ * precision, both init fields; with adopted buffers a missing, overlapping,
+ * decreasing or out-of-range flat_offset, or a view; a flat_offset without
+ * them), ZERO_ERR_UNSUPPORTED (views at stage 3), ZERO_ERR_NO_MEMORY.
  */
 ZERO_API zero_status_t zero_param_register(zero_engine_h engine, const zero_param_desc_t *desc,
                                            zero_param_h *param_p);
+
+/**
+ * Zero-copy adoption of a trainer's flat buffers (stages 0-2, before any
+ * zero_param_register()). The engine uses @p buffers->weights and
+ * @p buffers->grads in place as its flat weight and gradient spaces of
+ * @p buffers->dtype: reductions run on the trainer's gradients, the optimizer
+ * writes the trainer's weights, and updated weights are all-gathered into
+ * them; the engine keeps no second copy of either. Every parameter registered
+ * afterwards must then name its place with ZERO_PARAM_FIELD_FLAT_OFFSET in
+ * the adopted buffers of its dtype (call this once per dtype the model has;
+ * a model is adopted whole or not at all).
+ *
+ * Partition: the buffers of one dtype are one bucket. Rank r of W owns the
+ * contiguous elements [r L / W, (r + 1) L / W) of it, where L is numel
+ * rounded up to zero_engine_flat_capacity(): the rounding is the only
+ * padding, taken from the slack [numel, capacity) the trainer provides
+ * (elements between tensors are padding too). Setup zeroes the padding of
+ * both buffers, and it stays zero.
+ *
+ * With fp32 buffers the owned range of the weights is the fp32 master itself
+ * (stages 0-2): the engine's model state is then only the optimizer moments
+ * of the owned range (Adam: 8 / W bytes per parameter at stages 1-2), plus the
+ * bounded buffers zero_engine_memory_t lists. With 16-bit buffers the fp32
+ * master of the owned range is the engine's, as without adoption. Optimizer
+ * state offloaded to a store that cannot keep its master in the trainer's
+ * memory (remote servers) fails zero_engine_setup() with ZERO_ERR_UNSUPPORTED.
+ *
+ * Gradients: at every stage they accumulate in the trainer's buffer over the
+ * accumulation window, the engine reduces them at the boundary (in place: the
+ * buffer's content after zero_step() is not the trainer's any more) and then
+ * zeroes the whole buffer. So stage 2 behaves as stage 1 here: the trainer
+ * holds the full gradient buffer, which is what stage 2 would shard, and a
+ * reduction once per window costs less than once per micro-batch.
+ * zero_grad_ready() is optional and only feeds the late-write guard.
+ *
+ * Communication: buffers from zero_comm_mem_alloc() of the engine's
+ * communicator take the intra-node direct path, others the UCX ring.
+ *
+ * Ownership: the trainer owns both buffers and keeps them valid and in
+ * place until zero_engine_destroy(); the engine never frees them. The trainer
+ * must not write the weights (except through setup's initial values) nor
+ * read the gradients after zero_backward_end() of a window's last micro-batch
+ * until zero_step() returns.
+ *
+ * @return ZERO_OK; ZERO_ERR_STATE (after a registration or setup, or this
+ *         dtype already adopted), ZERO_ERR_UNSUPPORTED (stage 3, or an engine
+ *         whose memory kind is not the host), ZERO_ERR_INVALID_ARG (NULL
+ *         buffers, the same buffer for weights and gradients, a dtype the
+ *         config does not train in, capacity below numel). Nothing is kept
+ *         on failure.
+ */
+ZERO_API zero_status_t zero_engine_adopt_flat(zero_engine_h engine, const zero_flat_buffers_t *buffers);
+
+/**
+ * The elements adopted flat buffers holding @p numel elements of tensors must
+ * have room for (zero_flat_buffers_t::capacity) on this engine: numel rounded
+ * up to a multiple of 64 x W at stages 1-2 (W the world size) and of 64 at
+ * stage 0, so every rank owns an equal, 256-byte aligned (for fp32, from an
+ * aligned base) range. At most 64 x W - 1 elements of slack.
+ * @return ZERO_OK; ZERO_ERR_INVALID_ARG (NULL argument), ZERO_ERR_OVERFLOW.
+ */
+ZERO_API zero_status_t zero_engine_flat_capacity(zero_engine_h engine, size_t numel, size_t *capacity_p);
 
 /**
  * Collective. Builds the partition, checks that every rank registered the same
@@ -231,7 +330,10 @@ ZERO_API void *zero_param_data(zero_param_h param);
  * the parameter must be gathered while its gradient is produced. NULL outside
  * that window or on error. At stage 2, when every gradient staging slot is
  * taken, this first waits for the oldest reduction in flight (see
- * zero_engine_memory_t).
+ * zero_engine_memory_t). With adopted buffers (zero_engine_adopt_flat) it is
+ * the parameter's place in the trainer's gradient buffer, handed out from
+ * zero_backward_begin() to zero_backward_end() at every stage, and gradients
+ * accumulate there over the whole window as at stages 0-1.
  */
 ZERO_API void *zero_param_grad(zero_param_h param);
 
@@ -424,9 +526,12 @@ ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
  * and total, not pools.
  */
 typedef struct zero_engine_memory {
-    uint64_t params;        /**< weights the trainer sees (full at stages 0-2, shard at 3) */
-    uint64_t grads;         /**< gradients in the parameters' dtype: full (stages 0-1), owned shard (2-3) */
-    uint64_t master;        /**< fp32 master weights (owned shard) */
+    uint64_t params;        /**< weights the trainer sees (full at stages 0-2, shard at 3); 0 with adopted
+                                 buffers (the trainer's memory, never counted here) */
+    uint64_t grads;         /**< gradients in the parameters' dtype: full (stages 0-1), owned shard (2-3);
+                                 0 with adopted buffers */
+    uint64_t master;        /**< fp32 master weights (owned shard); 0 where they are the weights themselves
+                                 (fp32 at stages 0 and 3, and adopted fp32 buffers at stages 1-2) */
     uint64_t optim_state;   /**< optimizer moments (owned shard) */
     uint64_t buffers;       /**< working buffers in use now: gradient staging, gathered weights (from the
                                  pools, or one-off when a pool is full) */

@@ -387,6 +387,20 @@ public:
     zero_engine_h release() noexcept { return std::exchange(handle_, nullptr); }
     explicit operator bool() const noexcept { return handle_ != nullptr; }
 
+    /** zero_engine_adopt_flat: the trainer's weight and gradient buffers of one dtype become the
+     *  engine's flat spaces (before any param_register; the buffers stay the caller's). */
+    void adopt_flat(const zero_flat_buffers_t &buffers)
+    {
+        checked(zero_engine_adopt_flat(handle_, &buffers), "zero_engine_adopt_flat");
+    }
+    /** zero_engine_flat_capacity: elements adopted buffers holding @p numel must have room for. */
+    size_t flat_capacity(size_t numel) const
+    {
+        size_t capacity = 0;
+        checked(zero_engine_flat_capacity(handle_, numel, &capacity), "zero_engine_flat_capacity");
+        return capacity;
+    }
+
     /** zero_param_register: returns the parameter's handle (owned by the engine). */
     zero_param_h param_register(const zero_param_desc_t &desc)
     {

@@ -61,9 +61,60 @@ static zero_status_t check_desc(const zero_layout_param_desc_t *d, int index, si
     return ZERO_OK;
 }
 
+/* A group of caller-placed parameters: their offsets as given (increasing in
+ * registration order, not overlapping), one bucket over all of them, padded
+ * at its end to a multiple of @p granule. */
+static zero_status_t build_fixed_group(zero_layout_t *layout, int g, size_t granule)
+{
+    zero_layout_group_t *grp = &layout->groups[g];
+    zero_layout_bucket_t *bk = &layout->buckets[layout->num_buckets];
+    size_t end = 0;
+    int prev = -1;
+    bk->group = g;
+    bk->offset = 0;
+    bk->first_param = -1;
+    for (int i = 0; i < layout->num_params; i++) {
+        zero_layout_param_t *p = &layout->params[i];
+        if (p->group != g)
+            continue;
+        if (p->offset < end) {
+            ZERO_LOG_ERROR("parameter %s: offset %zu overlaps %s, which ends at %zu (fixed offsets must increase in "
+                           "registration order)", p->name, p->offset, layout->params[prev].name, end);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        if (p->numel > SIZE_MAX - p->offset) {
+            ZERO_LOG_ERROR("parameter %s: offset %zu plus %zu elements overflows", p->name, p->offset, p->numel);
+            return ZERO_ERR_OVERFLOW;
+        }
+        if (bk->first_param < 0)
+            bk->first_param = i;
+        bk->num_params = i - bk->first_param + 1;
+        p->bucket = layout->num_buckets;
+        end = p->offset + p->numel;
+        prev = i;
+    }
+    bk->used = end;
+    if (round_up(end, granule, &bk->length)) {
+        ZERO_LOG_ERROR("flat layout size overflows");
+        return ZERO_ERR_OVERFLOW;
+    }
+    layout->num_buckets++;
+    grp->num_buckets = 1;
+    grp->length = bk->length;   /* an all-empty group gets its granule in the pass below */
+    grp->shard_length = grp->length / (size_t)layout->world_size;
+    return ZERO_OK;
+}
+
 zero_status_t zero_layout_build(const zero_layout_param_desc_t *params, int num_params,
                                 int world_size, size_t alignment, size_t bucket_elems,
                                 zero_layout_t **layout_p)
+{
+    return zero_layout_build_at(params, NULL, num_params, world_size, alignment, bucket_elems, layout_p);
+}
+
+zero_status_t zero_layout_build_at(const zero_layout_param_desc_t *params, const size_t *offsets, int num_params,
+                                   int world_size, size_t alignment, size_t bucket_elems,
+                                   zero_layout_t **layout_p)
 {
     zero_status_t status = ZERO_OK;
     zero_layout_t *layout;
@@ -103,6 +154,7 @@ zero_status_t zero_layout_build(const zero_layout_param_desc_t *params, int num_
     for (int i = 0; i < num_params; i++) {
         zero_layout_param_t *p = &layout->params[i];
         const zero_layout_param_desc_t *d = &params[i];
+        int fixed = offsets != NULL && offsets[i] != ZERO_LAYOUT_NO_OFFSET;
         status = check_desc(d, i, &p->numel);
         if (status != ZERO_OK)
             goto err;
@@ -120,9 +172,20 @@ zero_status_t zero_layout_build(const zero_layout_param_desc_t *params, int num_
         if (group_of_dtype[d->dtype] < 0) {
             group_of_dtype[d->dtype] = layout->num_groups;
             layout->groups[layout->num_groups].dtype = d->dtype;
+            layout->groups[layout->num_groups].fixed = fixed ? 1 : -1;   /* as its first parameter */
             layout->num_groups++;
         }
         p->group = group_of_dtype[d->dtype];
+        if ((layout->groups[p->group].fixed == 1) != fixed) {
+            ZERO_LOG_ERROR("parameter %s: %s offset, but the %s parameters before it %s", d->name,
+                           fixed ? "a fixed" : "no fixed", zero_dtype_string(d->dtype),
+                           fixed ? "have none (fix the offsets of every parameter of a dtype or of none)"
+                                    : "have fixed offsets");
+            status = ZERO_ERR_INVALID_ARG;
+            goto err;
+        }
+        if (fixed)
+            p->offset = offsets[i];
     }
 
     /* Groups one after another; within a group, parameters in registration order. */
@@ -131,6 +194,12 @@ zero_status_t zero_layout_build(const zero_layout_param_desc_t *params, int num_
         zero_layout_bucket_t *cur = NULL;
         size_t next_bucket_offset = 0;
         grp->first_bucket = layout->num_buckets;
+        if (grp->fixed == 1) {
+            status = build_fixed_group(layout, g, granule);
+            if (status != ZERO_OK)
+                goto err;
+            continue;
+        }
         for (int i = 0; i < num_params; i++) {
             zero_layout_param_t *p = &layout->params[i];
             size_t start, end;
@@ -198,6 +267,8 @@ zero_status_t zero_layout_build(const zero_layout_param_desc_t *params, int num_
         grp->shard_length = offset / (size_t)world_size;
     }
 
+    for (int g = 0; g < layout->num_groups; g++)
+        layout->groups[g].fixed = layout->groups[g].fixed == 1;
     *layout_p = layout;
     return ZERO_OK;
 
@@ -296,6 +367,10 @@ uint64_t zero_layout_fingerprint(const zero_layout_t *layout)
         memcpy(dims + 2, p->shape, sizeof(p->shape[0]) * (size_t)p->ndim);
         h = fnv1a(h, p->name, strlen(p->name) + 1);
         h = fnv1a(h, dims, sizeof(dims[0]) * (size_t)(p->ndim + 2));
+        if (layout->groups[p->group].fixed) {   /* placed by the caller: the offsets decide too */
+            uint64_t offset = p->offset;
+            h = fnv1a(h, &offset, sizeof(offset));
+        }
     }
     return h;
 }

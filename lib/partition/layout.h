@@ -11,6 +11,14 @@
  * r-th of world_size equal slices of every bucket. Padding is zero and owned
  * like any other element, so every rank's slice of a bucket has the same length.
  *
+ * A group whose parameters have fixed offsets (the caller's own buffer, used
+ * in place) keeps those offsets, unaligned and packed as the caller has them,
+ * and is ONE bucket: [0, end of its last parameter rounded up to a multiple
+ * of world_size * alignment). Every rank then owns one contiguous range of the
+ * caller's buffer, which is what lets an owned range of fp32 weights be the
+ * master in place; the rounding is the only padding, at the end (the caller
+ * provides it as slack). Elements between fixed parameters are padding too.
+ *
  * A layout is immutable after zero_layout_build(); queries are thread-safe.
  */
 #ifndef ZERO_PARTITION_LAYOUT_H
@@ -57,6 +65,7 @@ typedef struct zero_layout_group {
     size_t shard_length;    /* elements each rank owns in this group: length / world_size */
     int first_bucket;
     int num_buckets;
+    int fixed;              /* the parameters' offsets came from the caller (one bucket; not saved in checkpoints) */
 } zero_layout_group_t;
 
 /* A run of elements a rank owns that belongs to one parameter. */
@@ -90,6 +99,20 @@ typedef struct zero_layout {
 zero_status_t zero_layout_build(const zero_layout_param_desc_t *params, int num_params,
                                 int world_size, size_t alignment, size_t bucket_elems,
                                 zero_layout_t **layout_p);
+
+/* No fixed offset (zero_layout_build_at). */
+#define ZERO_LAYOUT_NO_OFFSET SIZE_MAX
+
+/*
+ * As zero_layout_build, with parameter i placed at element @p offsets[i] of
+ * its group's flat space where that is not ZERO_LAYOUT_NO_OFFSET (the
+ * caller's own buffer, used in place: see the group rule above). Either every
+ * parameter of a dtype has a fixed offset or none (ZERO_ERR_INVALID_ARG, as
+ * are overlapping or decreasing offsets). @p offsets NULL: none fixed.
+ */
+zero_status_t zero_layout_build_at(const zero_layout_param_desc_t *params, const size_t *offsets, int num_params,
+                                   int world_size, size_t alignment, size_t bucket_elems,
+                                   zero_layout_t **layout_p);
 void zero_layout_destroy(zero_layout_t *layout);
 
 /* The parameter with this name, or -1. */

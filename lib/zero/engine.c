@@ -264,6 +264,8 @@ err:
 static void free_group(zero_engine_h e, group_state_t *g)
 {
     size_t esz = dtype_bytes(g->dtype);
+    if (g->adopted)   /* the trainer's */
+        g->params_flat = g->grads_flat = NULL;
     engine_free_shared(e, &e->mem.params, g->length * esz, g->params_flat);
     engine_free_shared(e, &e->mem.params, g->own_length * esz, g->params_shard);
     engine_free_shared(e, &e->mem.grads, g->length * esz, g->grads_flat);
@@ -344,6 +346,113 @@ void zero_engine_destroy(zero_engine_h e)
     if (e->owns_comm)
         zero_comm_destroy(e->comm);
     zero_free(e);
+}
+
+/* ---- adoption of the trainer's flat buffers ---- */
+
+zero_status_t zero_engine_flat_capacity(zero_engine_h e, size_t numel, size_t *capacity_p)
+{
+    size_t granule;
+    if (e == NULL || capacity_p == NULL) {
+        ZERO_LOG_ERROR("zero_engine_flat_capacity: NULL argument");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    /* zero_layout_build's granule for a group of fixed offsets: one bucket,
+     * padded to a multiple of the owning ranks times the alignment */
+    granule = (size_t)ZERO_ENGINE_ALIGNMENT * (size_t)(e->stage == 0 ? 1 : e->world);
+    if (numel > SIZE_MAX - (granule - 1)) {
+        engine_error(e, ZERO_ERR_OVERFLOW, "zero_engine_flat_capacity: %zu elements overflow when padded", numel);
+        return ZERO_ERR_OVERFLOW;
+    }
+    *capacity_p = (numel + granule - 1) / granule * granule;
+    return ZERO_OK;
+}
+
+zero_status_t zero_engine_adopt_flat(zero_engine_h e, const zero_flat_buffers_t *b)
+{
+    size_t capacity;
+    if (e == NULL || b == NULL) {
+        ZERO_LOG_ERROR("zero_engine_adopt_flat: NULL argument");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (e->state != ENGINE_REGISTERING || e->num_params > 0) {
+        engine_error(e, ZERO_ERR_STATE, "zero_engine_adopt_flat: adopt the buffers before registering parameters "
+                     "(and before zero_engine_setup)");
+        return ZERO_ERR_STATE;
+    }
+    if (e->stage == 3) {
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_engine_adopt_flat: stage 3 shards the weights themselves, so "
+                     "the engine cannot use a trainer's full buffers as its flat spaces (stages 0-2 only)");
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    if (e->kind != ZERO_MEM_HOST) {
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_engine_adopt_flat: only host-memory engines adopt buffers");
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    if (b->dtype != ZERO_FP32 && b->dtype != e->precision) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_engine_adopt_flat: dtype %s does not match the config's precision "
+                     "%s; use that or fp32", zero_dtype_string(b->dtype), zero_dtype_string(e->precision));
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (e->adopted[b->dtype].weights != NULL) {
+        engine_error(e, ZERO_ERR_STATE, "zero_engine_adopt_flat: %s buffers are adopted already (one pair per dtype)",
+                     zero_dtype_string(b->dtype));
+        return ZERO_ERR_STATE;
+    }
+    if (b->weights == NULL || b->grads == NULL || b->weights == b->grads) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_engine_adopt_flat: %s weights and grads must be two buffers "
+                     "(weights %p, grads %p)", zero_dtype_string(b->dtype), b->weights, b->grads);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    capacity = (b->field_mask & ZERO_FLAT_BUFFERS_FIELD_CAPACITY) ? b->capacity : b->numel;
+    if (capacity < b->numel || capacity > SIZE_MAX / 8) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_engine_adopt_flat: %s capacity %zu is below numel %zu or too large",
+                     zero_dtype_string(b->dtype), capacity, b->numel);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    e->adopted[b->dtype] = *b;
+    e->adopted[b->dtype].capacity = capacity;
+    e->num_adopted++;
+    return ZERO_OK;
+}
+
+/* A parameter's place in the adopted buffers (at registration): required
+ * once anything is adopted, in range, after the dtype's previous parameter. */
+static zero_status_t check_flat_offset(zero_engine_h e, const zero_param_desc_t *d, size_t numel)
+{
+    const zero_flat_buffers_t *b = &e->adopted[d->dtype];
+    if (!(d->field_mask & ZERO_PARAM_FIELD_FLAT_OFFSET) || b->weights == NULL) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): %s", d->name,
+                     b->weights == NULL && e->num_adopted == 0
+                         ? "a flat_offset needs the dtype's buffers adopted first (zero_engine_adopt_flat)"
+                     : b->weights == NULL ? "its dtype has no adopted buffers, but others do: adopt a buffer pair for "
+                                            "every dtype the model has (a model is adopted whole or not at all)"
+                                          : "with adopted buffers every parameter needs ZERO_PARAM_FIELD_FLAT_OFFSET");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (d->field_mask & ZERO_PARAM_FIELD_VIEW) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): a view and a flat_offset exclude each other",
+                     d->name);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (d->flat_offset > b->numel || numel > b->numel - d->flat_offset) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): elements [%zu, +%zu) outside the adopted %s "
+                     "buffers' %zu", d->name, d->flat_offset, numel, zero_dtype_string(d->dtype), b->numel);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for (int i = e->num_params - 1; i >= 0; i--) {
+        const struct zero_param *q = e->params[i];
+        if (q->dtype != d->dtype)
+            continue;
+        if (d->flat_offset < q->flat_offset + q->numel) {
+            engine_error(e, ZERO_ERR_INVALID_ARG, "zero_param_register(%s): offset %zu overlaps %s [%zu, +%zu) or comes "
+                         "before it (offsets must increase in registration order)", d->name, d->flat_offset, q->name,
+                         q->flat_offset, q->numel);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        break;
+    }
+    return ZERO_OK;
 }
 
 /* ---- registration ---- */
@@ -427,6 +536,11 @@ zero_status_t zero_param_register(zero_engine_h e, const zero_param_desc_t *d, z
             return ZERO_ERR_INVALID_ARG;
         }
     }
+    if (e->num_adopted > 0 || (m & ZERO_PARAM_FIELD_FLAT_OFFSET)) {
+        zero_status_t status = check_flat_offset(e, d, numel);
+        if (status != ZERO_OK)
+            return status;
+    }
     if (e->num_params == e->cap_params) {
         int cap = e->cap_params ? e->cap_params * 2 : 64;
         struct zero_param **grown = zero_realloc(e->params, (size_t)cap * sizeof(*grown));
@@ -460,6 +574,10 @@ zero_status_t zero_param_register(zero_engine_h e, const zero_param_desc_t *d, z
     if (m & ZERO_PARAM_FIELD_VIEW) {
         p->view_data = d->view_data;
         p->view_grad = d->view_grad;
+    }
+    if (m & ZERO_PARAM_FIELD_FLAT_OFFSET) {
+        p->has_flat_offset = 1;
+        p->flat_offset = d->flat_offset;
     }
     e->params[e->num_params++] = p;
     *param_p = p;
@@ -582,23 +700,37 @@ static zero_status_t build_runs(zero_engine_h e, int gi)
     return ZERO_OK;
 }
 
+/* The trainer's own weights of @p p whose content at setup is its initial
+ * value (a view or a place in adopted buffers, with no init field), or NULL. */
+static void *content_init(zero_engine_h e, const struct zero_param *p)
+{
+    if (p->init_values != NULL || p->init_fn != NULL)
+        return NULL;
+    if (p->view_data != NULL)
+        return p->view_data;
+    if (p->has_flat_offset)
+        return (char *)e->adopted[p->dtype].weights + p->flat_offset * dtype_bytes(p->dtype);
+    return NULL;
+}
+
 /* The fp32 initial values of elements [off, off + n) of parameter @p p into the host array @p out. */
 static void initial_values(zero_engine_h e, struct zero_param *p, size_t off, size_t n, float *out)
 {
+    const void *content = content_init(e, p);
     if (p->init_values != NULL) {
         memcpy(out, p->init_values + off, n * sizeof(float));
     } else if (p->init_fn != NULL) {
         p->init_fn(p->name, off, n, out, p->init_user_data);
-    } else if (p->view_data != NULL) {
-        /* rank 0's view content was broadcast into every rank's view before this */
+    } else if (content != NULL) {
+        /* rank 0's content was broadcast into every rank's buffer before this */
         size_t esz = dtype_bytes(p->dtype);
         if (p->dtype == ZERO_FP32) {
-            zero_mem_copy(ZERO_MEM_HOST, out, e->kind, (const char *)p->view_data + off * esz, n * esz);
+            zero_mem_copy(ZERO_MEM_HOST, out, e->kind, (const char *)content + off * esz, n * esz);
         } else {
             uint16_t h[256];
             for (size_t done = 0; done < n; done += 256) {
                 size_t m = n - done < 256 ? n - done : 256;
-                zero_mem_copy(ZERO_MEM_HOST, h, e->kind, (const uint16_t *)p->view_data + off + done, m * esz);
+                zero_mem_copy(ZERO_MEM_HOST, h, e->kind, (const uint16_t *)content + off + done, m * esz);
                 for (size_t k = 0; k < m; k++)
                     out[done + k] = p->dtype == ZERO_BF16 ? zero_bf16_to_f32(h[k]) : zero_f16_to_f32(h[k]);
             }
@@ -606,6 +738,51 @@ static void initial_values(zero_engine_h e, struct zero_param *p, size_t off, si
     } else {
         memset(out, 0, n * sizeof(float));
     }
+}
+
+/* Whether every adopted buffer pair holds its group's padded length (before
+ * anything touches the trainer's buffers, so a refused setup leaves them as
+ * they were). */
+static zero_status_t check_adopted_capacity(zero_engine_h e)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        const zero_layout_group_t *lg = &e->layout->groups[gi];
+        const zero_flat_buffers_t *b = &e->adopted[lg->dtype];
+        if (b->weights == NULL || b->capacity >= lg->length)
+            continue;
+        engine_error(e, ZERO_ERR_INVALID_ARG,
+                     "setup: the adopted %s buffers hold %zu elements; the partition over %d rank%s needs %zu "
+                     "(numel %zu padded: pass capacity = zero_engine_flat_capacity(), and the slack with it)",
+                     zero_dtype_string(lg->dtype), b->capacity, e->own_world, e->own_world == 1 ? "" : "s",
+                     lg->length, b->numel);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return ZERO_OK;
+}
+
+/* Group @p gi's flat spaces are the trainer's adopted buffers (one bucket, the
+ * trainer's offsets; capacity checked by check_adopted_capacity), their
+ * padding zeroed (between tensors and after the last one). Not counted in
+ * zero_engine_memory: the trainer's memory. */
+static zero_status_t adopt_group(zero_engine_h e, int gi)
+{
+    group_state_t *g = &e->groups[gi];
+    const zero_flat_buffers_t *b = &e->adopted[g->dtype];
+    size_t esz = dtype_bytes(g->dtype), end = 0;
+    g->adopted = 1;
+    g->params_flat = b->weights;
+    g->grads_flat = b->grads;
+    for (int i = 0; i < e->num_params; i++) {
+        const zero_layout_param_t *lp = &e->layout->params[i];
+        if (lp->group != gi)
+            continue;
+        engine_zero(e, (char *)g->params_flat + end * esz, (lp->offset - end) * esz);
+        engine_zero(e, (char *)g->grads_flat + end * esz, (lp->offset - end) * esz);
+        end = lp->offset + lp->numel;
+    }
+    engine_zero(e, (char *)g->params_flat + end * esz, (g->length - end) * esz);
+    engine_zero(e, (char *)g->grads_flat + end * esz, (g->length - end) * esz);
+    return build_runs(e, gi);
 }
 
 static zero_status_t setup_group(zero_engine_h e, int gi)
@@ -620,6 +797,8 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
     g->length = lg->length;
     g->own_length = lg->shard_length;   /* the layout's world is 1 at stage 0 */
 
+    if (e->adopted[g->dtype].weights != NULL)
+        return adopt_group(e, gi);
     if (e->stage < 3) {
         status = engine_alloc_shared(e, &e->mem.params, g->length * esz, "params", &g->params_flat);
         if (status != ZERO_OK)
@@ -649,7 +828,8 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
  * range, made by lib/offload's factory from the offload config. In fp32
  * training the weights the trainer sees are the master weights where the
  * owned range is contiguous in them (stage 0: everything; stage 3: the
- * shard): the store adopts those arrays. */
+ * shard; stages 1-2: the trainer's adopted buffer, one bucket): the store
+ * adopts those arrays (a store that cannot refuses, and setup fails). */
 static zero_status_t setup_store(zero_engine_h e)
 {
     const zero_config_offload_optimizer_t *off = &e->config->zero_optimization.offload_optimizer;
@@ -673,6 +853,10 @@ static zero_status_t setup_store(zero_engine_h e)
         desc.length[gi] = g->own_length;
         if (g->dtype == ZERO_FP32 && e->stage == 0)
             desc.adopt_master[gi] = g->params_flat;
+        else if (g->dtype == ZERO_FP32 && g->adopted)
+            /* the trainer's buffer is one bucket, so the owned range is one
+             * contiguous run of its weights: the master in place */
+            desc.adopt_master[gi] = (float *)g->params_flat + (size_t)e->own_rank * g->own_length;
         else if (g->dtype == ZERO_FP32 && e->stage == 3)
             desc.adopt_master[gi] = g->params_shard;
         else
@@ -703,6 +887,8 @@ static zero_status_t init_group_state(zero_engine_h e, int gi)
     group_state_t *g = &e->groups[gi];
     zero_status_t status = ZERO_OK;
     size_t s = 0;
+    /* fp32 adopted buffers: the master is the trainer's weights (padding zeroed by adopt_group) */
+    int in_place = g->adopted && g->dtype == ZERO_FP32;
     float *host = zero_malloc(INIT_BLOCK * sizeof(float));
     if (host == NULL) {
         engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
@@ -718,7 +904,8 @@ static zero_status_t init_group_state(zero_engine_h e, int gi)
                               zero_dtype_string(g->dtype), lo);
             break;
         }
-        engine_zero(e, r.data[ZERO_STORE_MASTER], r.count * sizeof(float));
+        if (!in_place)
+            engine_zero(e, r.data[ZERO_STORE_MASTER], r.count * sizeof(float));
         for (int k = 1; k < ZERO_STORE_NUM_FIELDS; k++)
             if (r.data[k] != NULL)
                 engine_zero(e, r.data[k], r.count * sizeof(float));
@@ -733,6 +920,8 @@ static zero_status_t init_group_state(zero_engine_h e, int gi)
             const zero_layout_segment_t *sg = &g->segments[t];
             size_t from = sg->shard_offset > lo ? sg->shard_offset : lo;
             size_t to = sg->shard_offset + sg->length < hi ? sg->shard_offset + sg->length : hi;
+            if (in_place && content_init(e, e->params[sg->param]) != NULL)
+                continue;   /* the master is these very weights, which hold the value already */
             initial_values(e, e->params[sg->param], sg->param_offset + (from - sg->shard_offset), to - from, host);
             engine_upload(e, r.data[ZERO_STORE_MASTER] + (from - lo), host, (to - from) * sizeof(float));
         }
@@ -756,10 +945,11 @@ static zero_status_t broadcast_view_inits(zero_engine_h e)
         struct zero_param *p = e->params[i];
         zero_status_t status;
         uint64_t mark;
-        if (p->view_data == NULL || p->init_values != NULL || p->init_fn != NULL || p->numel == 0)
+        void *content = content_init(e, p);
+        if (content == NULL || p->numel == 0)
             continue;
         mark = zero_log_error_mark();
-        status = zero_comm_broadcast(e->comm, p->view_data, p->view_data, p->numel, p->dtype, 0, e->kind);
+        status = zero_comm_broadcast(e->comm, content, content, p->numel, p->dtype, 0, e->kind);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
             engine_keep_error(e, mark, "setup: broadcasting the initial value of %s failed: %s", p->name,
@@ -796,7 +986,7 @@ static zero_status_t setup_working_memory(zero_engine_h e)
         return status;
     }
     e->mem.pools_bound = e->mem.pools;
-    if (e->stage == 2) {
+    if (e->stage == 2 && !engine_grads_whole(e)) {
         /* Gradient staging: slots of the largest bucket's size, backed now so no
          * step faults. ZERO_ENGINE_STAGE2_STAGING_SLOTS of them (fewer with fewer
          * buckets), and fewer still, down to one, where that many would take more
@@ -888,7 +1078,7 @@ static void warn_silent_mismatches(zero_engine_h e)
         const struct zero_param *p = e->params[i];
         if (p->dtype == ZERO_FP32)
             num_fp32++;
-        else if (p->view_data != NULL && p->init_values == NULL && p->init_fn == NULL) {
+        else if (content_init(e, p) != NULL) {
             if (first_bare_view == NULL)
                 first_bare_view = p->name;
             num_bare_views++;
@@ -912,6 +1102,7 @@ zero_status_t zero_engine_setup(zero_engine_h e)
     zero_status_t status;
     uint64_t mark;
     zero_layout_param_desc_t *descs = NULL;
+    size_t *offsets = NULL;
     const zero_config_zero_t *z;
     size_t bucket_elems;
 
@@ -948,7 +1139,10 @@ zero_status_t zero_engine_setup(zero_engine_h e)
         bucket_elems = 1;
 
     descs = zero_calloc((size_t)(e->num_params ? e->num_params : 1), sizeof(*descs));
-    if (descs == NULL) {
+    offsets = zero_calloc((size_t)(e->num_params ? e->num_params : 1), sizeof(*offsets));
+    if (descs == NULL || offsets == NULL) {
+        zero_free(descs);
+        zero_free(offsets);
         engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
         return ZERO_ERR_NO_MEMORY;
     }
@@ -957,15 +1151,21 @@ zero_status_t zero_engine_setup(zero_engine_h e)
         descs[i].dtype = e->params[i]->dtype;
         descs[i].ndim = e->params[i]->ndim;
         memcpy(descs[i].shape, e->params[i]->shape, sizeof(descs[i].shape));
+        offsets[i] = e->params[i]->has_flat_offset ? e->params[i]->flat_offset : ZERO_LAYOUT_NO_OFFSET;
     }
     mark = zero_log_error_mark();
-    status = zero_layout_build(descs, e->num_params, e->own_world, ZERO_ENGINE_ALIGNMENT, bucket_elems, &e->layout);
+    /* adopted buffers: the trainer's offsets, one bucket per dtype */
+    status = zero_layout_build_at(descs, offsets, e->num_params, e->own_world, ZERO_ENGINE_ALIGNMENT, bucket_elems,
+                                  &e->layout);
     zero_free(descs);
+    zero_free(offsets);
     if (status != ZERO_OK) {
         engine_keep_error(e, mark, "setup: cannot build the partition");
         return status;
     }
-    status = check_same_registration(e);
+    status = check_adopted_capacity(e);
+    if (status == ZERO_OK)
+        status = check_same_registration(e);
     if (status != ZERO_OK)
         goto err;
     status = broadcast_view_inits(e);
@@ -998,7 +1198,7 @@ zero_status_t zero_engine_setup(zero_engine_h e)
             p->data = (char *)e->groups[lp->group].params_flat + lp->offset * dtype_bytes(p->dtype);
         else
             p->persistent = p->numel <= z->stage3_param_persistence_threshold;
-        if (e->stage < 2 && p->view_grad == NULL)
+        if (engine_grads_whole(e) && p->view_grad == NULL)
             p->grad = NULL;   /* handed out from backward_begin on */
     }
     status = setup_working_memory(e);

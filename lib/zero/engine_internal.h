@@ -62,6 +62,8 @@ struct zero_param {
     void *init_user_data;
     void *view_data;
     void *view_grad;
+    int has_flat_offset;     /* placed in the adopted buffers of its dtype (zero_engine_adopt_flat) */
+    size_t flat_offset;
 
     /* run time */
     void *data;          /* full weights (stage 3: only while gathered) */
@@ -120,6 +122,7 @@ typedef struct bucket_state {
 /* One dtype group: weights, gradients and optimizer state of its owned range. */
 typedef struct group_state {
     zero_dtype_t dtype;
+    int adopted;            /* params_flat and grads_flat are the trainer's buffers (never freed here) */
     size_t length;          /* flat elements with padding */
     size_t own_length;      /* elements this rank updates: length at stage 0, else length / W */
     void *params_flat;      /* stages 0-2: [length] of dtype */
@@ -183,6 +186,11 @@ struct zero_engine {
     zero_store_t *store;             /* master weights and optimizer states (lib/offload/store.h) */
     zero_lr_schedule_t schedule;
     zero_loss_scaler_t scaler;
+
+    /* zero_engine_adopt_flat: the trainer's buffers, by dtype (weights NULL:
+     * that dtype is not adopted); a model is adopted whole or not at all */
+    zero_flat_buffers_t adopted[ZERO_DTYPE_COUNT];
+    int num_adopted;
 
     /* parameters */
     int num_params, cap_params;
@@ -271,5 +279,12 @@ void engine_pool_populate(zero_engine_h e, engine_pool_t *pool);
 
 
 static inline size_t dtype_bytes(zero_dtype_t d) { return zero_dtype_size(d); }
+
+/* Whether gradients are kept whole (the engine's flat buffer, or the
+ * trainer's adopted one) and reduced once per accumulation window at the
+ * boundary: stages 0-1, and every stage with adopted buffers, whose trainer
+ * holds the whole gradient anyway. Otherwise (stages 2-3) each micro-batch's
+ * buckets are reduced into the owned gradient shard during the backward. */
+static inline int engine_grads_whole(zero_engine_h e) { return e->stage < 2 || e->num_adopted > 0; }
 
 #endif /* ZERO_ZERO_ENGINE_INTERNAL_H */

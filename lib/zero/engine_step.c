@@ -67,7 +67,7 @@ static int grad_any_nonzero(const void *grad, zero_dtype_t dtype, size_t n)
 
 static int accumulation_checked(zero_engine_h e)
 {
-    return e->stage < 2 && e->gas > 1 && e->kind != ZERO_MEM_DEVICE && !e->grad_zeroing_warned;
+    return engine_grads_whole(e) && e->gas > 1 && e->kind != ZERO_MEM_DEVICE && !e->grad_zeroing_warned;
 }
 
 /* After a non-boundary zero_step: which gradients hold something now. */
@@ -207,12 +207,12 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
         p->digest_valid = 0;
         if (p->view_grad != NULL)
             p->grad = p->view_grad;
-        else if (e->stage < 2)
+        else if (engine_grads_whole(e))
             p->grad = (char *)e->groups[lp->group].grads_flat + lp->offset * dtype_bytes(p->dtype);
         else
             p->grad = NULL;   /* bucket staging, handed out on first use */
     }
-    if (e->stage >= 2) {
+    if (!engine_grads_whole(e)) {
         for (int b = 0; b < e->layout->num_buckets; b++) {
             e->buckets[b].params_ready = 0;
             e->buckets[b].reduced = 0;
@@ -300,7 +300,7 @@ static zero_status_t bucket_staging(zero_engine_h e, int b)
 void *engine_param_grad_lazy(zero_param_h p)
 {
     zero_engine_h e = p->engine;
-    if (p->grad != NULL || e->state != ENGINE_IN_BACKWARD || e->stage < 2 || p->ready)
+    if (p->grad != NULL || e->state != ENGINE_IN_BACKWARD || engine_grads_whole(e) || p->ready)
         return p->grad;
     /* A new bucket's staging is wanted: this is the trainer's next call after the
      * guard deferred a reduction, so start it (checked) and free its slot sooner. */
@@ -416,7 +416,7 @@ zero_status_t zero_grad_ready(zero_engine_h e, zero_param_h p)
         engine_error(e, ZERO_ERR_STATE, "zero_grad_ready(%s): already marked in this micro-batch", p->name);
         return ZERO_ERR_STATE;
     }
-    if (e->stage >= 2) {
+    if (!engine_grads_whole(e)) {
         /* The guard's deferred bucket first: the trainer has called back since. */
         zero_status_t status = start_pending_reduce(e);
         if (status != ZERO_OK)
@@ -424,7 +424,7 @@ zero_status_t zero_grad_ready(zero_engine_h e, zero_param_h p)
     }
     p->ready = 1;
     guard_record(e, p);
-    if (e->stage < 2)
+    if (engine_grads_whole(e))
         return ZERO_OK;
     b = e->layout->params[p->index].bucket;
     if (++e->buckets[b].params_ready == e->buckets[b].num_params) {
@@ -451,9 +451,9 @@ zero_status_t zero_backward_end(zero_engine_h e)
         return ZERO_ERR_STATE;
     }
     t0 = zero_clock_now();
-    if (e->stage >= 2)
+    if (!engine_grads_whole(e))
         status = start_pending_reduce(e);
-    if (e->stage >= 2 && status == ZERO_OK) {
+    if (!engine_grads_whole(e) && status == ZERO_OK) {
         /* Every bucket not reduced yet goes now, in bucket order (the same on every
          * rank), finishing older reductions as it goes so that staging stays within
          * the pool's few slots. */
@@ -470,7 +470,7 @@ zero_status_t zero_backward_end(zero_engine_h e)
         }
         for (int i = 0; i < e->num_params; i++)
             e->params[i]->grad = NULL;
-    } else if (e->stage < 2) {
+    } else if (engine_grads_whole(e)) {
         for (int i = 0; i < e->num_params && status == ZERO_OK; i++)
             if (e->params[i]->ready)
                 status = guard_check(e, e->params[i], "at zero_backward_end");
@@ -543,7 +543,7 @@ static void *grad_at(zero_engine_h e, int gi, size_t so, size_t *contiguous_p)
 {
     group_state_t *g = &e->groups[gi];
     size_t esz = dtype_bytes(g->dtype);
-    if (e->stage >= 2) {
+    if (!engine_grads_whole(e)) {
         *contiguous_p = g->own_length - so;
         return (char *)g->grad_shard + so * esz;
     }
@@ -591,7 +591,8 @@ static size_t piece_end(zero_engine_h e, int gi, size_t so, size_t r)
     return end;
 }
 
-/* Stages 0-1: reduce the full gradient buffers (views copied in first). */
+/* Stages 0-1, and adopted buffers at every stage: reduce the whole gradient
+ * buffers (views copied in first), in place. */
 static zero_status_t reduce_full_grads(zero_engine_h e)
 {
     zero_status_t status = ZERO_OK;
@@ -1116,9 +1117,9 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
     info.boundary = 1;
     e->window_micro = 0;
 
-    /* 1. reduce (stages 0-1; stages 2-3 reduced during the backward) */
+    /* 1. reduce (stages 0-1 and adopted buffers; stages 2-3 reduced during the backward) */
     t0 = zero_clock_now();
-    if (e->stage < 2) {
+    if (engine_grads_whole(e)) {
         status = reduce_full_grads(e);
         if (status != ZERO_OK)
             return status;

@@ -1,6 +1,7 @@
 /* lib/offload unit tests: the optimizer state store's front and the host store. */
 #include "test_main.h"
 #include "offload/store.h"
+#include "offload/store_remote.h"
 #include "util/alloc.h"
 
 #include <zero/zero.h>
@@ -122,12 +123,73 @@ static void test_host_store_adopts_master(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* A master inside a larger caller buffer (a trainer's adopted weights: the
+ * rank's owned range of them) is used in place, writes land in the caller's
+ * buffer, and the elements around it are not touched. */
+static void test_host_store_adopts_range_of_caller_buffer(void)
+{
+    ZERO_TEST_MEM_MARK();
+    float weights[64];
+    zero_store_desc_t d;
+    zero_store_t *s = NULL;
+    zero_store_range_t r;
+    for (int i = 0; i < 64; i++)
+        weights[i] = (float)i;
+    memset(&d, 0, sizeof(d));
+    d.kind = ZERO_MEM_HOST;
+    d.num_groups = 1;
+    d.length[0] = 16;
+    d.num_states = 2;
+    d.adopt_master[0] = weights + 32;   /* rank 2 of 4 owns [32, 48) */
+    CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&d, &s), ZERO_OK);
+    memset(&r, 0, sizeof(r));
+    r.begin = 4;
+    r.count = 8;
+    r.fields = ZERO_STORE_ALL_FIELDS & zero_store_fields(s);
+    CU_ASSERT_EQUAL_FATAL(zero_store_acquire(s, &r), ZERO_OK);
+    CU_ASSERT_PTR_EQUAL(r.data[ZERO_STORE_MASTER], weights + 36);
+    for (size_t i = 0; i < r.count; i++)
+        r.data[ZERO_STORE_MASTER][i] = -1.0f;
+    CU_ASSERT_EQUAL(zero_store_release(s, &r, 1), ZERO_OK);
+    zero_store_destroy(s);
+    for (int i = 0; i < 64; i++)
+        CU_ASSERT_EQUAL(weights[i], i >= 36 && i < 44 ? -1.0f : (float)i);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* The remote store keeps the master on its servers: asked to adopt the
+ * caller's array, it refuses (no silent copy), before connecting anywhere. */
+static void test_remote_store_refuses_adopted_master(void)
+{
+    ZERO_TEST_MEM_MARK();
+    float weights[16];
+    const char *servers[1] = {"127.0.0.1:1"};
+    zero_store_remote_opts_t opts;
+    zero_store_desc_t d;
+    zero_store_t *s = NULL;
+    memset(&d, 0, sizeof(d));
+    memset(&opts, 0, sizeof(opts));
+    d.kind = ZERO_MEM_HOST;
+    d.num_groups = 1;
+    d.length[0] = 16;
+    d.num_states = 2;
+    d.adopt_master[0] = weights;
+    opts.servers = servers;
+    opts.num_servers = 1;
+    opts.timeout_s = 1.0;
+    CU_ASSERT_EQUAL(zero_store_remote_create(&d, &opts, &s), ZERO_ERR_UNSUPPORTED);
+    CU_ASSERT_PTR_NULL(s);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
         {"host store: acquire, write, release, read back", test_host_store_roundtrip},
         {"host store: bad ranges and descriptors", test_host_store_errors},
         {"host store: an adopted master", test_host_store_adopts_master},
+        {"host store: a master range inside the caller's buffer", test_host_store_adopts_range_of_caller_buffer},
+        {"remote store: refuses an adopted master", test_remote_store_refuses_adopted_master},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"offload", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};

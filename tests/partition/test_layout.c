@@ -214,7 +214,69 @@ static void test_bad_requests(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* Fixed offsets (a trainer's own buffer, adopted): the offsets as given, one
+ * bucket per fixed group padded at its end to world x alignment, each rank's
+ * slice one contiguous range; the other dtype's group is laid out as usual;
+ * mixing, overlapping or decreasing offsets are errors. */
+static void test_fixed_offsets(void)
+{
+    zero_layout_param_desc_t d[5] = {{"wte", ZERO_FP32, 2, {7, 5}}, {"n", ZERO_BF16, 1, {100}},
+                                     {"qkvw", ZERO_FP32, 3, {2, 3, 5}}, {"m", ZERO_BF16, 1, {10}},
+                                     {"lnf", ZERO_FP32, 1, {3}}};
+    size_t offsets[5] = {0, ZERO_LAYOUT_NO_OFFSET, 35, ZERO_LAYOUT_NO_OFFSET, 70};   /* a gap at 65..69 */
+    zero_layout_t *L = NULL;
+    size_t count = 0;
+    zero_layout_segment_t seg[8];
+    CU_ASSERT_EQUAL_FATAL(zero_layout_build_at(d, offsets, 5, 3, 16, 1000, &L), ZERO_OK);
+    CU_ASSERT_EQUAL(L->groups[0].fixed, 1);
+    CU_ASSERT_EQUAL(L->groups[1].fixed, 0);
+    CU_ASSERT_EQUAL(L->groups[0].num_buckets, 1);
+    CU_ASSERT_EQUAL(L->groups[0].length, 96);   /* 73 rounded up to 3 x 16 */
+    CU_ASSERT_EQUAL(L->groups[0].shard_length, 32);
+    CU_ASSERT_EQUAL(L->params[0].offset, 0);
+    CU_ASSERT_EQUAL(L->params[2].offset, 35);
+    CU_ASSERT_EQUAL(L->params[4].offset, 70);
+    CU_ASSERT_EQUAL(L->params[1].offset % 16, 0);   /* the other group: aligned as always */
+    CU_ASSERT_EQUAL(L->params[3].offset % 16, 0);
+    /* rank 1 owns [32, 64): wte's last 3 elements, then qkvw's first 29 */
+    zero_layout_rank_segments(L, 0, 1, seg, 8, &count);
+    CU_ASSERT_EQUAL_FATAL(count, 2);
+    CU_ASSERT_EQUAL(seg[0].param, 0);
+    CU_ASSERT_EQUAL(seg[0].param_offset, 32);
+    CU_ASSERT_EQUAL(seg[0].length, 3);
+    CU_ASSERT_EQUAL(seg[1].param, 2);
+    CU_ASSERT_EQUAL(seg[1].param_offset, 0);
+    CU_ASSERT_EQUAL(seg[1].shard_offset, 3);
+    CU_ASSERT_EQUAL(seg[1].length, 29);
+    zero_layout_rank_segments(L, 0, 2, seg, 8, &count);   /* [64, 96): qkvw's last, then lnf after the gap */
+    CU_ASSERT_EQUAL_FATAL(count, 2);
+    CU_ASSERT_EQUAL(seg[0].length, 1);
+    CU_ASSERT_EQUAL(seg[1].param, 4);
+    CU_ASSERT_EQUAL(seg[1].shard_offset, 6);
+    {
+        size_t moved[5] = {0, ZERO_LAYOUT_NO_OFFSET, 36, ZERO_LAYOUT_NO_OFFSET, 70};
+        zero_layout_t *M = NULL;
+        CU_ASSERT_EQUAL_FATAL(zero_layout_build_at(d, moved, 5, 3, 16, 1000, &M), ZERO_OK);
+        CU_ASSERT_NOT_EQUAL(zero_layout_fingerprint(L), zero_layout_fingerprint(M));   /* offsets decide too */
+        zero_layout_destroy(M);
+    }
+    zero_layout_destroy(L);
+    quiet();
+    {
+        size_t mixed[5] = {0, ZERO_LAYOUT_NO_OFFSET, ZERO_LAYOUT_NO_OFFSET, ZERO_LAYOUT_NO_OFFSET, 70};
+        size_t overlap[5] = {0, ZERO_LAYOUT_NO_OFFSET, 34, ZERO_LAYOUT_NO_OFFSET, 70};
+        size_t decreasing[5] = {40, ZERO_LAYOUT_NO_OFFSET, 0, ZERO_LAYOUT_NO_OFFSET, 70};
+        L = NULL;
+        CU_ASSERT_EQUAL(zero_layout_build_at(d, mixed, 5, 3, 16, 1000, &L), ZERO_ERR_INVALID_ARG);
+        CU_ASSERT_EQUAL(zero_layout_build_at(d, overlap, 5, 3, 16, 1000, &L), ZERO_ERR_INVALID_ARG);
+        CU_ASSERT_EQUAL(zero_layout_build_at(d, decreasing, 5, 3, 16, 1000, &L), ZERO_ERR_INVALID_ARG);
+        CU_ASSERT_PTR_NULL(L);
+    }
+    loud();
+}
+
 static CU_TestInfo layout_tests[] = {
+    {"fixed offsets: the caller's packed buffer, one bucket", test_fixed_offsets},
     {"small layout with known offsets", test_small_known_layout},
     {"random layouts keep every invariant", test_random_layouts},
     {"fingerprint and model comparison", test_fingerprint_and_model_compare},
