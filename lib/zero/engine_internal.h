@@ -5,7 +5,7 @@
  * The upper files declare what they offer in their own headers, and calls go
  * one way only (docs/architecture.md, "Layers inside lib/zero"):
  *   engine_base <- engine_mem <- engine_pool
- *     <- engine_gather.h <- engine_step.h <- engine_ckpt.c, engine.c
+ *     <- engine_gather.h <- engine_grad_slice.h <- engine_step.h <- engine_ckpt.c, engine_slices.c, engine.c
  * with the arithmetic behind engine_ops.h, chosen per memory kind.
  */
 #ifndef ZERO_ZERO_ENGINE_INTERNAL_H
