@@ -468,6 +468,8 @@ ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
  *    produces them;
  *  - 16-bit training, every stage: the step's fp32 scratch (a few hundred
  *    thousand elements per dtype group).
+ * Stage-3 slices (zero_gather_slices, zero_param_grad_slice) take their
+ * blocks from the same two pools.
  * Element counts are taken in bytes of the widest parameter dtype. A stage-3
  * gather or gradient that finds its pool without room gets a one-off buffer
  * (allocated and freed around its use, warned once); those count in buffers

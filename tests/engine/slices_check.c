@@ -681,9 +681,12 @@ static void check_training(zero_comm_h comm, const trained_t *reference, trained
             else
                 EXPECT(off == 0, "stage 3, world %d: gradient slices %g beyond 1e-5 of whole gradients", world_g,
                        off);
-            if (rank_g == 0)
-                printf("slices-train: stage %d world %d: layer gathers bitwise=yes; gradient slices bitwise=%s\n",
-                       stage, world_g, bitwise ? "yes" : "no");
+            if (rank_g == 0) {
+                int ignored;
+                printf("slices-train: stage %d world %d: layer gathers bitwise=yes; gradient slices bitwise=%s "
+                       "(largest difference %.3g)\n",
+                       stage, world_g, bitwise ? "yes" : "no", compare(&runs[SLICE_ALL], &runs[WHOLE], 0, 0, &ignored));
+            }
         }
         if (stage == 3)
             *stage3_slices = runs[SLICE_ALL];
