@@ -349,10 +349,17 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
     if (sl->data == NULL) {
         if (!e->pool_overflow_warned) {
             e->pool_overflow_warned = 1;
-            ZERO_LOG_WARN("gathering %s rows [%" PRId64 ", %" PRId64 "): the gather pool (%zu bytes, "
-                          "stage3_max_live_parameters) has no room for %zu bytes more; such gathers allocate and "
-                          "free their own buffer (slow: raise stage3_max_live_parameters or gather less at once)",
-                          p->name, first, first + count, e->gather_pool.capacity, sl->bytes);
+            if (e->gather_pool.blocks_out == e->gather_pool.max_blocks)
+                ZERO_LOG_WARN("gathering %s rows [%" PRId64 ", %" PRId64 "): the gather pool has handed out its "
+                              "most blocks (%d); such gathers allocate and free their own buffer (slow: gather "
+                              "fewer slices at once, or larger ones)",
+                              p->name, first, first + count, e->gather_pool.max_blocks);
+            else
+                ZERO_LOG_WARN("gathering %s rows [%" PRId64 ", %" PRId64 "): the gather pool (%zu bytes, "
+                              "stage3_max_live_parameters) has no room for %zu bytes more; such gathers allocate "
+                              "and free their own buffer (slow: raise stage3_max_live_parameters or gather less at "
+                              "once)",
+                              p->name, first, first + count, e->gather_pool.capacity, sl->bytes);
         }
         status = engine_alloc(e, &e->mem.buffers, sl->bytes, "stage-3 gathered slice", &sl->data);
         if (status != ZERO_OK)

@@ -217,6 +217,55 @@ static void check_bytes(zero_comm_h comm, zero_dtype_t dtype)
     zero_engine_destroy(eng);
 }
 
+/* More slices held at once than the gather pool hands out blocks (one per
+ * bucket + 4096): the rest get one-off buffers with the right bytes, and all
+ * of it goes back at release, every other row first, so that the pool's
+ * free list holds as many holes as it can (world 1: thousands of small
+ * collectives). */
+static void check_many_slices(zero_comm_h comm)
+{
+    enum { ROWS = 8400, ROW = 16 };
+    zero_engine_h eng = make_engine(comm, "{\"train_micro_batch_size_per_gpu\": 1, \"steps_per_print\": 0,"
+                                          " \"optimizer\": {\"type\": \"SGD\", \"params\": {\"lr\": 0.1}},"
+                                          " \"zero_optimization\": {\"stage\": 3,"
+                                          " \"stage3_param_persistence_threshold\": 0}}");
+    zero_param_h w;
+    zero_param_slice_t *s = calloc(ROWS, sizeof(*s));
+    unsigned char *whole;
+    int bad = 0;
+    if (eng == NULL || s == NULL) {
+        free(s);
+        zero_engine_destroy(eng);
+        return;
+    }
+    w = reg(eng, "many.w", ZERO_FP32, 2, ROWS, ROW, 0, 1);
+    if (zero_engine_setup(eng) != ZERO_OK || (whole = whole_bytes(eng, w, 4)) == NULL) {
+        free(s);
+        zero_engine_destroy(eng);
+        return;
+    }
+    for (int r = 0; r < ROWS; r++)
+        s[r] = sl(w, r, 1);
+    EXPECT(zero_gather_slices(eng, s, ROWS) == ZERO_OK, "many slices: %s", zero_engine_last_error(eng));
+    for (int r = 0; r < ROWS; r++) {
+        const void *d = zero_param_slice_data(w, r, 1);
+        bad += d == NULL || memcmp(d, whole + (size_t)r * ROW * 4, ROW * 4) != 0;
+    }
+    EXPECT(bad == 0, "many slices: %d of %d rows differ from the whole gather's", bad, ROWS);
+    for (int r = 0; r < ROWS; r++)   /* odd rows first, then even ones */
+        s[r] = sl(w, r < ROWS / 2 ? 2 * r + 1 : 2 * (r - ROWS / 2), 1);
+    EXPECT(zero_release_slices(eng, s, ROWS / 2) == ZERO_OK && zero_release_slices(eng, s + ROWS / 2, ROWS / 2) == ZERO_OK,
+           "many slices: release: %s", zero_engine_last_error(eng));
+    {
+        zero_engine_memory_t m;
+        zero_engine_memory(eng, &m);
+        EXPECT(m.buffers == 0, "many slices: %llu bytes in use after release", (unsigned long long)m.buffers);
+    }
+    free(whole);
+    free(s);
+    zero_engine_destroy(eng);
+}
+
 /* One micro-batch (and step) of a trainer that gathers w's rows one by one
  * forward and backward; with @p probe, the working buffers right after
  * gathering row 0 in the backward-order pass are returned. */
@@ -924,6 +973,8 @@ int main(int argc, char **argv)
     if (only == NULL || strcmp(only, "memory") != 0) {
         check_bytes(comm, ZERO_FP32);
         check_bytes(comm, ZERO_BF16);
+        if (world_g == 1)
+            check_many_slices(comm);
         check_prefetch(comm, 2);
         check_prefetch(comm, 0);
         check_errors(comm, 3);
