@@ -11,6 +11,8 @@
  *     in flight too (the working buffers hold both) with
  *     stage3_prefetch_bucket_size of two rows, and not with 0; the
  *     prefetched slices' bytes are right.
+ *  2b. Many slices (world 1): 8400 held at once, past the gather pool's
+ *     block limit, get one-off buffers with the right bytes.
  *  3. Errors: rows out of range, a scalar, overlapping gathers (held or in
  *     one call), whole and slice gathers of one parameter at once,
  *     unbalanced and mismatched releases, zero_step with a slice held,
