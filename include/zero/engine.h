@@ -364,6 +364,118 @@ ZERO_API zero_status_t zero_gather(zero_engine_h engine, const zero_param_h *par
  */
 ZERO_API zero_status_t zero_release(zero_engine_h engine, const zero_param_h *params, size_t count);
 
+/* ---- slices of stacked parameters (stage 3 layer by layer) ----
+ *
+ * A trainer that stacks each kind of tensor across layers, as llm.c does
+ * (one (L, 3C, C) tensor for every layer's QKV weights), gathers, reads and
+ * hands over gradients one layer at a time through slices: the indices
+ * [first, first + count) of a parameter's first dimension, a contiguous run
+ * of count x (numel / shape[0]) elements. At stage 3 only the slice's weights
+ * are gathered (from the ranks that own them) and only the slice's gradient
+ * is held, so peak working memory follows one layer, not the stacked tensor.
+ *
+ * The calls do the same bookkeeping at every stage, so a trainer written for
+ * stage 3 runs unchanged at stages 0-2 (where slices are windows on the full
+ * weights and gradients, and nothing is communicated) and its balance
+ * errors show there too. Every rank makes the same slice calls in the same
+ * order (they start collectives at stage 3).
+ */
+
+/** Rows [first, first + count) of @p param along its first dimension. */
+typedef struct zero_param_slice {
+    zero_param_h param;   /**< a parameter of the engine, with at least one dimension */
+    int64_t first;        /**< first index, 0 <= first < shape[0] */
+    int64_t count;        /**< indices, 1 <= count <= shape[0] - first */
+} zero_param_slice_t;
+
+/**
+ * Makes the weights of @p count slices available, each until its
+ * zero_release_slices(); zero_param_slice_data() then points at them. At
+ * stage 3 a slice's elements are broadcast by the ranks whose shards hold
+ * them (one collective per owning rank, usually one or two), waiting for any
+ * prefetch already started for that slice. Gathers are recorded in the first
+ * micro-batch's order as zero_gather()'s are, slices and whole parameters in
+ * one order, and later gathers prefetch the slices and parameters that follow
+ * (up to stage3_prefetch_bucket_size elements), and release keeps a slice the
+ * order gathers again soon (stage3_max_reuse_distance), as for whole
+ * parameters. Slices of a parameter under stage3_param_persistence_threshold
+ * are windows on its persistent copy.
+ *
+ * Gathering the same slice again nests (release it as often). Errors, each
+ * naming the parameter and the rows in zero_engine_last_error(), with nothing
+ * gathered by the call left gathered:
+ *  - ZERO_ERR_INVALID_ARG: a handle of another engine, a parameter with no
+ *    dimension, first or count out of range;
+ *  - ZERO_ERR_STATE: before zero_engine_setup() or after a failure; a slice
+ *    overlapping another slice of the parameter that is gathered now (release
+ *    it first, or gather the same rows); a slice of a parameter gathered
+ *    whole by zero_gather() (stage 3), or gathered whole while a slice of it
+ *    is (zero_gather() says so).
+ */
+ZERO_API zero_status_t zero_gather_slices(zero_engine_h engine, const zero_param_slice_t *slices, size_t count);
+
+/**
+ * Releases slices gathered by zero_gather_slices(), each given with the same
+ * first and count. ZERO_ERR_STATE, naming the parameter and rows, for a slice
+ * that is not gathered (unbalanced) or only overlaps a gathered one; nothing
+ * is released then. ZERO_ERR_INVALID_ARG as zero_gather_slices().
+ */
+ZERO_API zero_status_t zero_release_slices(zero_engine_h engine, const zero_param_slice_t *slices, size_t count);
+
+/**
+ * The weights of rows [first, first + count) of @p param (count x numel /
+ * shape[0] elements of its dtype, row first at the start), while a gathered
+ * slice contains those rows; NULL otherwise (out of range, or not gathered).
+ * At stages 0-2 it is a window on zero_param_data(). Do not write to it.
+ */
+ZERO_API void *zero_param_slice_data(zero_param_h param, int64_t first, int64_t count);
+
+/**
+ * The gradient buffer of rows [first, first + count) of @p param (count x
+ * numel / shape[0] elements of its dtype), for the backward to add into, from
+ * zero_backward_begin() until zero_grad_slice_ready() of those rows or
+ * zero_backward_end(). At stage 3 it holds that slice only: zeroed when first
+ * asked for in a micro-batch, the same buffer while those rows are open, and
+ * neither this nor zero_param_grad() ever holds the full gradient of a
+ * parameter handed over in slices. At stages 0-2 it is a window on
+ * zero_param_grad(). NULL (the reason in zero_engine_last_error()) outside a
+ * backward, for rows out of range, rows already declared ready, a parameter
+ * marked with zero_grad_ready(), and at stage 3 rows overlapping an open
+ * slice that are not the same rows or a parameter whose whole gradient
+ * zero_param_grad() handed out this micro-batch (at stages 0-2 slices are
+ * windows and may take any shape). A parameter is handed over whole or in slices within a
+ * micro-batch, not both.
+ */
+ZERO_API void *zero_param_grad_slice(zero_param_h param, int64_t first, int64_t count);
+
+/**
+ * Declares the gradient of rows [first, first + count) of @p param complete
+ * for this micro-batch: the slice counterpart of zero_grad_ready(). At stage 3
+ * the slice's gradient is averaged over the ranks now (an allreduce of the
+ * slice, in flight while the backward goes on; at most two at once) and each
+ * rank adds the part it owns to its gradient shard; the buffer goes back to
+ * the engine. Rows never declared ready contribute zero (their gradient
+ * buffers still open at zero_backward_end() are handed over then, in the
+ * order they were opened). At stages 0-2 the parameter counts as ready
+ * (zero_grad_ready()) once all its rows are. Every rank declares the same
+ * slices in the same order.
+ *
+ * Errors (ZERO_ERR_INVALID_ARG for bad arguments, ZERO_ERR_STATE otherwise),
+ * naming the parameter and rows: no backward open, rows out of range or
+ * declared ready before in this micro-batch, a parameter already marked with
+ * zero_grad_ready(), and at stage 3 rows that only partly match an open
+ * slice or a parameter whose whole gradient zero_param_grad() handed out.
+ * The late-write guard (check_grad_writes) does not cover slices: the buffer
+ * must not be written after this call.
+ *
+ * Cost: the allreduce moves twice what a reduce-scatter of the same elements
+ * would (the layout does not partition each slice), and the average's
+ * summation order differs from the whole parameter's reduce-scatter at three
+ * or more ranks (at one and two ranks the result is bit for bit the same).
+ */
+ZERO_API zero_status_t zero_grad_slice_ready(zero_engine_h engine, zero_param_h param, int64_t first,
+                                             int64_t count);
+
 /**
  * Starts the backward of a micro-batch. Returns, in *seed_p, the factor the
  * trainer multiplies dL/d(output) by: the loss scale divided by the number of
@@ -520,6 +632,8 @@ ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
  *    produces them;
  *  - 16-bit training, every stage: the step's fp32 scratch (a few hundred
  *    thousand elements per dtype group).
+ * Stage-3 slices (zero_gather_slices, zero_param_grad_slice) take their
+ * blocks from the same two pools.
  * Element counts are taken in bytes of the widest parameter dtype. A stage-3
  * gather or gradient that finds its pool without room gets a one-off buffer
  * (allocated and freed around its use, warned once); those count in buffers

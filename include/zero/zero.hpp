@@ -420,6 +420,16 @@ public:
         checked(zero_release(handle_, params, count), "zero_release");
     }
     void release_params(zero_param_h param) { release_params(&param, 1); }
+    /** zero_gather_slices: rows of stacked parameters (stage 3; windows below). */
+    void gather_slices(const zero_param_slice_t *slices, size_t count)
+    {
+        checked(zero_gather_slices(handle_, slices, count), "zero_gather_slices");
+    }
+    /** zero_release_slices. */
+    void release_slices(const zero_param_slice_t *slices, size_t count)
+    {
+        checked(zero_release_slices(handle_, slices, count), "zero_release_slices");
+    }
 
     /** zero_backward_begin: returns the seed the trainer multiplies dL/d(output) by. */
     float backward_begin()
@@ -430,6 +440,11 @@ public:
     }
     /** zero_grad_ready. */
     void grad_ready(zero_param_h param) { checked(zero_grad_ready(handle_, param), "zero_grad_ready"); }
+    /** zero_grad_slice_ready: rows [first, first + count) of @p param's gradient are complete. */
+    void grad_slice_ready(zero_param_h param, int64_t first, int64_t count)
+    {
+        checked(zero_grad_slice_ready(handle_, param, first, count), "zero_grad_slice_ready");
+    }
     /** zero_backward_end. */
     void backward_end() { checked(zero_backward_end(handle_), "zero_backward_end"); }
     /** zero_step: returns what it did. */

@@ -3,6 +3,8 @@
  * parameter registration, setup (partition, buffers, initial values), getters.
  */
 #define ZERO_LOG_MODULE "engine"
+#include "zero/engine_gather.h"
+#include "zero/engine_grad_slice.h"
 #include "zero/engine_step.h"
 
 #include "util/alloc.h"
@@ -323,6 +325,8 @@ void zero_engine_destroy(zero_engine_h e)
             bs->gathered = NULL;
         }
     }
+    engine_slices_destroy(e);        /* before the pools their blocks come from */
+    engine_grad_slices_destroy(e);
     zero_free(e->buckets);
     zero_free(e->reduce_order);
     free_working_memory(e);
@@ -1054,9 +1058,11 @@ static zero_status_t setup_working_memory(zero_engine_h e)
         grad_cap = (ZERO_ENGINE_MAX_REDUCTIONS + 1) * largest;
     if (grad_cap > model)
         grad_cap = model;
-    status = engine_pool_create(e, &e->gather_pool, "stage-3 gathered weights", gather_cap, e->layout->num_buckets);
+    status = engine_pool_create(e, &e->gather_pool, "stage-3 gathered weights", gather_cap,
+                                e->layout->num_buckets + ZERO_ENGINE_SLICE_BLOCKS);
     if (status == ZERO_OK)
-        status = engine_pool_create(e, &e->grad_pool, "stage-3 gradient staging", grad_cap, e->layout->num_buckets);
+        status = engine_pool_create(e, &e->grad_pool, "stage-3 gradient staging", grad_cap,
+                                    e->layout->num_buckets + ZERO_ENGINE_SLICE_BLOCKS);
     if (status != ZERO_OK)
         return status;
     e->mem.pools_bound += e->gather_pool.capacity + e->grad_pool.capacity;

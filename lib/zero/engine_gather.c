@@ -13,6 +13,19 @@
  * stage3_param_persistence_threshold, in their own slot of a region held from
  * setup. A gather on demand that finds the pool full gets a one-off buffer
  * (warned once); a prefetch that finds it full just stops.
+ *
+ * Slices (zero_gather_slices): rows [first, first + count) of a parameter's
+ * first dimension, one layer of a stacked tensor. The layout keeps a
+ * parameter whole in one bucket, so a slice's elements lie in the shards of
+ * one or a few consecutive ranks; each of those broadcasts its part straight
+ * into the slice's block of the gather pool. Over all the layers of a tensor
+ * every rank sends about its own shard once, as in the allgather of the whole
+ * tensor. A gathered slice is a slot of e->slices (held by the trainer,
+ * prefetched, or kept for reuse), and slices share the recorded order, the
+ * prefetch window, the reuse rule and stage3_max_live_parameters with whole
+ * parameters. At stages 0-2 (and for persistent parameters) a slice is a
+ * window on weights the engine holds anyway; the bookkeeping is the same, so
+ * balance errors show at every stage.
  */
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_gather.h"
@@ -20,6 +33,7 @@
 #include "util/alloc.h"
 #include "util/log.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 static size_t bucket_bytes(zero_engine_h e, int b)
@@ -29,20 +43,35 @@ static size_t bucket_bytes(zero_engine_h e, int b)
 }
 
 static void free_bucket(zero_engine_h e, int b);
+static void free_slice(zero_engine_h e, int s);
 
-/* Drops released weights kept for reuse (zero_release) until @p len more
- * elements fit within stage3_max_live_parameters and the gather pool has a
- * block of @p bytes, or nothing kept is left. */
+static int room_for(zero_engine_h e, uint64_t len, size_t bytes)
+{
+    if (e->live_elements + len > e->config->zero_optimization.stage3_max_live_parameters ||
+        e->gather_pool.blocks_out == e->gather_pool.max_blocks)
+        return 0;
+    for (int k = 0; k < e->gather_pool.num_free; k++)
+        if (e->gather_pool.free[k].length >= bytes)
+            return 1;
+    return 0;
+}
+
+/* Drops released weights kept for reuse (zero_release, zero_release_slices)
+ * until @p len more elements fit within stage3_max_live_parameters and the
+ * gather pool has a block of @p bytes, or nothing kept is left. */
 static void make_room(zero_engine_h e, uint64_t len, size_t bytes)
 {
-    uint64_t max_live = e->config->zero_optimization.stage3_max_live_parameters;
     for (int b = 0; b < e->layout->num_buckets; b++) {
-        int fits = e->live_elements + len <= max_live;
-        for (int k = 0; fits && k < e->gather_pool.num_free; k++)
-            if (e->gather_pool.free[k].length >= bytes)
-                return;
+        if (room_for(e, len, bytes))
+            return;
         if (e->buckets[b].cached)
             free_bucket(e, b);
+    }
+    for (int s = 0; s < e->num_slices; s++) {
+        if (room_for(e, len, bytes))
+            return;
+        if (e->slices[s].param >= 0 && e->slices[s].cached)
+            free_slice(e, s);
     }
 }
 
@@ -142,8 +171,231 @@ static void free_bucket(zero_engine_h e, int b)
     drop_buffer(e, b);
 }
 
+/* ---- slices: slots, ranges, starting and freeing ---- */
+
+size_t engine_row_elems(const struct zero_param *p)
+{
+    return p->ndim > 0 && p->shape[0] > 0 ? p->numel / (size_t)p->shape[0] : p->numel;
+}
+
+zero_status_t engine_slice_check(zero_engine_h e, zero_param_h p, int64_t first, int64_t count, const char *call)
+{
+    if (p == NULL || p->engine != e) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "%s: not a parameter of this engine", call);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (p->ndim < 1) {
+        engine_error(e, ZERO_ERR_INVALID_ARG,
+                     "%s(%s, rows [%" PRId64 ", %" PRId64 ")): a scalar has no first dimension to slice", call, p->name,
+                     first, first + count);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (first < 0 || count < 1 || first >= p->shape[0] || count > p->shape[0] - first) {
+        engine_error(e, ZERO_ERR_INVALID_ARG,
+                     "%s(%s, rows [%" PRId64 ", %" PRId64 ")): out of range: the first dimension has %" PRId64
+                     " indices (first must be in [0, %" PRId64 "), count >= 1, first + count <= %" PRId64 ")",
+                     call, p->name, first, first + count, p->shape[0], p->shape[0], p->shape[0]);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (e->state == ENGINE_REGISTERING || e->state == ENGINE_FAILED) {
+        engine_error(e, ZERO_ERR_STATE, "%s(%s, rows [%" PRId64 ", %" PRId64 ")): %s", call, p->name, first,
+                     first + count,
+                     e->state == ENGINE_FAILED ? "the engine failed earlier; destroy it" : "call zero_engine_setup first");
+        return ZERO_ERR_STATE;
+    }
+    return ZERO_OK;
+}
+
+static int rows_overlap(int64_t a_first, int64_t a_count, int64_t b_first, int64_t b_count)
+{
+    return a_first < b_first + b_count && b_first < a_first + a_count;
+}
+
+/* The slot holding exactly rows [first, first + count) of parameter @p param, or -1. */
+static int find_slice(zero_engine_h e, int param, int64_t first, int64_t count)
+{
+    for (int s = 0; s < e->num_slices; s++)
+        if (e->slices[s].param == param && e->slices[s].first == first && e->slices[s].count == count)
+            return s;
+    return -1;
+}
+
+/* A slot of parameter @p param overlapping the rows without being them, held
+ * by the trainer (@p held 1) or not (0), or -1. */
+static int find_overlap(zero_engine_h e, int param, int64_t first, int64_t count, int held)
+{
+    for (int s = 0; s < e->num_slices; s++) {
+        const engine_slice_t *sl = &e->slices[s];
+        if (sl->param == param && (sl->held > 0) == held && !(sl->first == first && sl->count == count) &&
+            rows_overlap(sl->first, sl->count, first, count))
+            return s;
+    }
+    return -1;
+}
+
+/* A free slot (the array grows during the first steps, then is reused). */
+static int slice_slot(zero_engine_h e)
+{
+    engine_slice_t *grown;
+    for (int s = 0; s < e->num_slices; s++)
+        if (e->slices[s].param < 0)
+            return s;
+    grown = zero_realloc(e->slices, ((size_t)e->num_slices + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return -1;
+    e->slices = grown;
+    memset(&grown[e->num_slices], 0, sizeof(*grown));
+    grown[e->num_slices].param = -1;
+    grown[e->num_slices].reqs = zero_calloc((size_t)e->world, sizeof(zero_comm_request_h));
+    if (grown[e->num_slices].reqs == NULL)
+        return -1;
+    return e->num_slices++;
+}
+
+static zero_status_t slice_finish(zero_engine_h e, int s)
+{
+    engine_slice_t *sl = &e->slices[s];
+    zero_status_t status = ZERO_OK;
+    for (int k = 0; k < sl->num_reqs; k++) {
+        zero_status_t st = engine_wait(e, &sl->reqs[k], "stage-3 slice broadcast");
+        if (status == ZERO_OK)
+            status = st;
+    }
+    sl->num_reqs = 0;
+    return status;
+}
+
+static void free_slice(zero_engine_h e, int s)
+{
+    engine_slice_t *sl = &e->slices[s];
+    slice_finish(e, s);
+    if (sl->source == GATHERED_POOL)
+        engine_pool_put(e, &e->gather_pool, sl->data, sl->bytes);
+    else if (sl->source == GATHERED_ONE_OFF)
+        engine_free(e, &e->mem.buffers, sl->bytes, sl->data);
+    if (sl->source != GATHERED_NONE)
+        e->live_elements -= (uint64_t)sl->count * engine_row_elems(e->params[sl->param]);
+    if (sl->held > 0)
+        e->params[sl->param]->slices_held -= sl->held;
+    sl->param = -1;
+    sl->data = NULL;
+    sl->source = GATHERED_NONE;
+    sl->held = 0;
+    sl->cached = 0;
+}
+
+/* Starts gathering rows [first, first + count) of parameter @p param into a
+ * new slot (*slot_p; -1 with ZERO_OK when a prefetch finds no room). At
+ * stage 3 each rank owning part of the rows broadcasts it into the slot's
+ * block of the gather pool; at stages 0-2 and for persistent parameters the
+ * slot is a window on the full weights. */
+static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int64_t count, int prefetch, int *slot_p)
+{
+    struct zero_param *p = e->params[param];
+    const zero_layout_param_t *lp = &e->layout->params[param];
+    const zero_layout_bucket_t *bk = &e->layout->buckets[lp->bucket];
+    group_state_t *g = &e->groups[lp->group];
+    size_t esz = dtype_bytes(p->dtype), row = engine_row_elems(p), len = (size_t)count * row;
+    size_t shard = bk->length / (size_t)e->world;
+    size_t a = lp->offset - bk->offset + (size_t)first * row, z = a + len;   /* bucket coordinates */
+    engine_slice_t *sl;
+    zero_status_t status;
+    int s;
+
+    *slot_p = -1;
+    if (e->stage == 3 && !p->persistent && prefetch) {
+        make_room(e, len, len * esz);
+        if (!room_for(e, len, len * esz))
+            return ZERO_OK;
+    }
+    s = slice_slot(e);
+    if (s < 0) {
+        if (prefetch)
+            return ZERO_OK;
+        engine_error(e, ZERO_ERR_NO_MEMORY, "gathering %s rows [%" PRId64 ", %" PRId64 "): out of memory for its record",
+                     p->name, first, first + count);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    sl = &e->slices[s];
+    sl->first = first;
+    sl->count = count;
+    sl->bytes = len * esz;
+    sl->held = 0;
+    sl->cached = 0;
+    sl->num_reqs = 0;
+    if (e->stage < 3) {
+        sl->data = (char *)(p->view_data != NULL ? p->view_data : p->data) + (size_t)first * row * esz;
+        sl->source = GATHERED_NONE;
+        sl->param = param;
+        *slot_p = s;
+        return ZERO_OK;
+    }
+    if (p->persistent) {
+        /* its whole weights stay gathered: the slice is a window on them */
+        status = engine_gather_bucket_start(e, lp->bucket);
+        if (status == ZERO_OK)
+            status = engine_gather_bucket_finish(e, lp->bucket);
+        if (status != ZERO_OK)
+            return status;
+        sl->data = (char *)e->buckets[lp->bucket].gathered + a * esz;
+        sl->source = GATHERED_NONE;
+        sl->param = param;
+        *slot_p = s;
+        return ZERO_OK;
+    }
+    make_room(e, len, sl->bytes);
+    sl->data = engine_pool_get(e, &e->gather_pool, sl->bytes);
+    sl->source = GATHERED_POOL;
+    if (sl->data == NULL) {
+        if (!e->pool_overflow_warned) {
+            e->pool_overflow_warned = 1;
+            if (e->gather_pool.blocks_out == e->gather_pool.max_blocks)
+                ZERO_LOG_WARN("gathering %s rows [%" PRId64 ", %" PRId64 "): the gather pool has handed out its "
+                              "most blocks (%d); such gathers allocate and free their own buffer (slow: gather "
+                              "fewer slices at once, or larger ones)",
+                              p->name, first, first + count, e->gather_pool.max_blocks);
+            else
+                ZERO_LOG_WARN("gathering %s rows [%" PRId64 ", %" PRId64 "): the gather pool (%zu bytes, "
+                              "stage3_max_live_parameters) has no room for %zu bytes more; such gathers allocate "
+                              "and free their own buffer (slow: raise stage3_max_live_parameters or gather less at "
+                              "once)",
+                              p->name, first, first + count, e->gather_pool.capacity, sl->bytes);
+        }
+        status = engine_alloc(e, &e->mem.buffers, sl->bytes, "stage-3 gathered slice", &sl->data);
+        if (status != ZERO_OK)
+            return status;
+        sl->source = GATHERED_ONE_OFF;
+    }
+    sl->param = param;
+    e->live_elements += len;
+    *slot_p = s;
+    for (int r = (int)(a / shard); r < e->world && (size_t)r * shard < z; r++) {
+        size_t lo = a > (size_t)r * shard ? a : (size_t)r * shard;
+        size_t hi = z < (size_t)(r + 1) * shard ? z : (size_t)(r + 1) * shard;
+        const void *src = r == e->rank ? (const char *)g->params_shard +
+                                             (zero_layout_bucket_shard_offset(e->layout, lp->bucket) + lo - (size_t)r * shard) * esz
+                                       : NULL;
+        uint64_t mark = zero_log_error_mark();
+        status = zero_comm_broadcast_start(e->comm, src, (char *)sl->data + (lo - a) * esz, hi - lo, p->dtype, r,
+                                           e->kind, &sl->reqs[sl->num_reqs]);
+        if (status != ZERO_OK) {
+            free_slice(e, s);
+            *slot_p = -1;
+            e->state = ENGINE_FAILED;
+            engine_keep_error(e, mark, "broadcast of %s rows [%" PRId64 ", %" PRId64 ") from rank %d failed to start: %s",
+                              p->name, first, first + count, r, zero_status_string(status));
+            return status;
+        }
+        sl->num_reqs++;
+    }
+    return ZERO_OK;
+}
+
 void engine_gather_drop_all(zero_engine_h e)
 {
+    for (int s = 0; s < e->num_slices; s++)
+        if (e->slices[s].param >= 0)
+            free_slice(e, s);
     for (int i = 0; i < e->num_params; i++) {
         struct zero_param *p = e->params[i];
         int b = e->layout->params[i].bucket;
@@ -151,26 +403,69 @@ void engine_gather_drop_all(zero_engine_h e)
             free_bucket(e, b);
         p->data = NULL;
         p->gather_count = 0;
+        p->slices_held = 0;
     }
 }
 
-static void trace_record(zero_engine_h e, int index)
+void engine_slices_destroy(zero_engine_h e)
+{
+    for (int s = 0; s < e->num_slices; s++) {
+        if (e->slices[s].param >= 0)
+            free_slice(e, s);
+        zero_free(e->slices[s].reqs);
+    }
+    zero_free(e->slices);
+    e->slices = NULL;
+    e->num_slices = 0;
+}
+
+zero_status_t engine_slices_check_released(zero_engine_h e, const char *call)
+{
+    for (int s = 0; s < e->num_slices; s++) {
+        const engine_slice_t *sl = &e->slices[s];
+        if (sl->param >= 0 && sl->held > 0) {
+            engine_error(e, ZERO_ERR_STATE,
+                         "%s: rows [%" PRId64 ", %" PRId64 ") of %s are still gathered (zero_gather_slices); release "
+                         "every slice first",
+                         call, sl->first, sl->first + sl->count, e->params[sl->param]->name);
+            return ZERO_ERR_STATE;
+        }
+    }
+    return ZERO_OK;
+}
+
+/* ---- the recorded order and prefetch ---- */
+
+static void trace_record(zero_engine_h e, int index, int64_t first, int64_t count)
 {
     if (e->trace_done)
         return;
     if (e->trace_len == e->trace_cap) {
         size_t cap = e->trace_cap ? e->trace_cap * 2 : 64;
-        int *grown = zero_realloc(e->trace, cap * sizeof(int));
+        engine_trace_entry_t *grown = zero_realloc(e->trace, cap * sizeof(*grown));
         if (grown == NULL)
             return;   /* prefetch is an optimisation: without a trace, gathers stay on demand */
         e->trace = grown;
         e->trace_cap = cap;
     }
-    e->trace[e->trace_len++] = index;
+    e->trace[e->trace_len++] = (engine_trace_entry_t){index, first, count};
 }
 
-/* Starts allgathers of the parameters that follow @p last in the recorded order. */
-static zero_status_t prefetch_after(zero_engine_h e, int last)
+static int same_entry(const engine_trace_entry_t *t, int param, int64_t first, int64_t count)
+{
+    return t->param == param && t->first == first && t->count == count;
+}
+
+/* Elements an entry gathers: the bucket of a whole parameter, or the rows. */
+static uint64_t entry_length(zero_engine_h e, const engine_trace_entry_t *t)
+{
+    if (t->count == 0)
+        return e->layout->buckets[e->layout->params[t->param].bucket].length;
+    return (uint64_t)t->count * engine_row_elems(e->params[t->param]);
+}
+
+/* Starts the gathers that follow @p last (a whole parameter or a slice) in the recorded order. */
+static zero_status_t prefetch_after(zero_engine_h e, engine_trace_entry_t last)
 {
     const zero_config_zero_t *z = &e->config->zero_optimization;
     uint64_t budget = z->stage3_prefetch_bucket_size, live = e->live_elements;
@@ -180,7 +475,7 @@ static zero_status_t prefetch_after(zero_engine_h e, int last)
     /* find @p last at or after the cursor (the order repeats every micro-batch) */
     for (size_t k = 0; k < e->trace_len; k++) {
         size_t at = (pos + k) % e->trace_len;
-        if (e->trace[at] == last) {
+        if (same_entry(&e->trace[at], last.param, last.first, last.count)) {
             pos = at;
             break;
         }
@@ -188,9 +483,8 @@ static zero_status_t prefetch_after(zero_engine_h e, int last)
     e->trace_pos = (pos + 1) % e->trace_len;
     /* The window ahead is bounded by the budget, counting what is already gathered or in flight. */
     for (size_t k = 1; k < e->trace_len; k++) {
-        int next = e->trace[(pos + k) % e->trace_len];
-        int b = e->layout->params[next].bucket;
-        uint64_t len = e->layout->buckets[b].length;
+        const engine_trace_entry_t *t = &e->trace[(pos + k) % e->trace_len];
+        uint64_t len = entry_length(e, t);
         zero_status_t status;
         /* The trace wraps to the next micro-batch; when this one ends in an
          * update, the step drops every gather (it rewrites the shards), so
@@ -200,20 +494,35 @@ static zero_status_t prefetch_after(zero_engine_h e, int last)
         if (len > budget)
             break;
         budget -= len;
-        if (e->buckets[b].gathered != NULL)
+        if (t->count > 0) {
+            int s;
+            if (e->params[t->param]->persistent || find_slice(e, t->param, t->first, t->count) >= 0 ||
+                find_overlap(e, t->param, t->first, t->count, 1) >= 0)
+                continue;   /* there already, a window, or its rows are held in another shape: on demand */
+            status = slice_start(e, t->param, t->first, t->count, 1, &s);
+            if (status != ZERO_OK)
+                return status;
+            if (s < 0)
+                break;   /* no room: the rest waits for releases */
             continue;
-        if (live + len > z->stage3_max_live_parameters) {
-            make_room(e, len, bucket_bytes(e, b));
-            live = e->live_elements;
-            if (live + len > z->stage3_max_live_parameters)
-                break;
         }
-        status = gather_bucket_start(e, b, 1);
-        if (status != ZERO_OK)
-            return status;
-        if (e->buckets[b].gathered == NULL)
-            break;   /* the pool is full: the rest waits for releases */
-        live += len;
+        {
+            int b = e->layout->params[t->param].bucket;
+            if (e->buckets[b].gathered != NULL)
+                continue;
+            if (live + len > z->stage3_max_live_parameters) {
+                make_room(e, len, bucket_bytes(e, b));
+                live = e->live_elements;
+                if (live + len > z->stage3_max_live_parameters)
+                    break;
+            }
+            status = gather_bucket_start(e, b, 1);
+            if (status != ZERO_OK)
+                return status;
+            if (e->buckets[b].gathered == NULL)
+                break;   /* the pool is full: the rest waits for releases */
+            live += len;
+        }
     }
     return ZERO_OK;
 }
@@ -242,11 +551,20 @@ zero_status_t zero_gather(zero_engine_h e, const zero_param_h *params, size_t co
     double t0;
     if (status != ZERO_OK || e->stage < 3)
         return status;
+    for (size_t i = 0; i < count; i++)
+        if (params[i]->slices_held > 0 && !params[i]->persistent) {
+            engine_error(e, ZERO_ERR_STATE,
+                         "zero_gather(%s): %d slice%s of it %s gathered (zero_gather_slices); release them before "
+                         "gathering it whole",
+                         params[i]->name, params[i]->slices_held, params[i]->slices_held == 1 ? "" : "s",
+                         params[i]->slices_held == 1 ? "is" : "are");
+            return ZERO_ERR_STATE;
+        }
     t0 = zero_clock_now();
     for (size_t i = 0; i < count && status == ZERO_OK; i++) {
         struct zero_param *p = params[i];
         int b = e->layout->params[p->index].bucket;
-        trace_record(e, p->index);
+        trace_record(e, p->index, 0, 0);
         if (p->gather_count > 0 || e->buckets[b].gathered != NULL)
             continue;
         if (e->live_elements + e->layout->buckets[b].length > e->config->zero_optimization.stage3_max_live_parameters)
@@ -264,18 +582,18 @@ zero_status_t zero_gather(zero_engine_h e, const zero_param_h *params, size_t co
         }
     }
     if (status == ZERO_OK && count > 0)
-        status = prefetch_after(e, params[count - 1]->index);
+        status = prefetch_after(e, (engine_trace_entry_t){params[count - 1]->index, 0, 0});
     e->timers.gather += zero_clock_now() - t0;
     return status;
 }
 
-/* Whether parameter @p index is gathered again, by the recorded order, before
- * stage3_max_reuse_distance elements of other gathers (DeepSpeed's rule), in
- * this accumulation window (the update drops every gather), while the live
- * elements are within stage3_max_live_parameters: then release keeps its
- * weights (layer by layer, the backward finds the forward's layers still
- * there when memory allows). */
-static int reused_soon(zero_engine_h e, int index)
+/* Whether the entry (a whole parameter, count 0, or a slice) is gathered
+ * again, by the recorded order, before stage3_max_reuse_distance elements of
+ * other gathers (DeepSpeed's rule), in this accumulation window (the update
+ * drops every gather), while the live elements are within
+ * stage3_max_live_parameters: then release keeps its weights (layer by layer,
+ * the backward finds the forward's layers still there when memory allows). */
+static int reused_soon(zero_engine_h e, int index, int64_t first, int64_t count)
 {
     const zero_config_zero_t *z = &e->config->zero_optimization;
     uint64_t distance = 0;
@@ -283,16 +601,16 @@ static int reused_soon(zero_engine_h e, int index)
         return 0;
     for (size_t k = 0; k < e->trace_len; k++) {
         size_t at = e->trace_pos + k;
-        int next;
+        const engine_trace_entry_t *t;
         if (at >= e->trace_len) {
             if (e->window_micro == e->gas - 1)
                 return 0;
             at -= e->trace_len;
         }
-        next = e->trace[at];
-        if (next == index)
+        t = &e->trace[at];
+        if (same_entry(t, index, first, count))
             return 1;
-        distance += e->layout->buckets[e->layout->params[next].bucket].length;
+        distance += entry_length(e, t);
         if (distance > z->stage3_max_reuse_distance)
             return 0;
     }
@@ -317,10 +635,178 @@ zero_status_t zero_release(zero_engine_h e, const zero_param_h *params, size_t c
         if (--p->gather_count > 0 || p->persistent)
             continue;
         p->data = NULL;
-        if (reused_soon(e, p->index))
+        if (reused_soon(e, p->index, 0, 0))
             e->buckets[b].cached = 1;   /* dropped by make_room when its room is needed */
         else
             free_bucket(e, b);
     }
     return ZERO_OK;
+}
+
+/* ---- slices: the public calls ---- */
+
+/* Checks every slice of a call: arguments, range, the engine's state, and
+ * (for gathers, @p gather) that no slice overlaps a held slice, or another
+ * slice of the call, without being the same rows, and that no parameter is
+ * gathered whole. */
+static zero_status_t check_slices(zero_engine_h e, const zero_param_slice_t *slices, size_t count, int gather,
+                                  const char *call)
+{
+    if (e == NULL)
+        return ZERO_ERR_INVALID_ARG;
+    if (count > 0 && slices == NULL) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "%s: slices is NULL", call);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const zero_param_slice_t *q = &slices[i];
+        zero_status_t status = engine_slice_check(e, q->param, q->first, q->count, call);
+        int s;
+        if (status != ZERO_OK)
+            return status;
+        if (!gather)
+            continue;
+        if (e->stage == 3 && q->param->gather_count > 0 && !q->param->persistent) {
+            engine_error(e, ZERO_ERR_STATE,
+                         "%s(%s, rows [%" PRId64 ", %" PRId64 ")): the parameter is gathered whole (zero_gather); "
+                         "release it first",
+                         call, q->param->name, q->first, q->first + q->count);
+            return ZERO_ERR_STATE;
+        }
+        s = find_overlap(e, q->param->index, q->first, q->count, 1);
+        if (s >= 0) {
+            engine_error(e, ZERO_ERR_STATE,
+                         "%s(%s, rows [%" PRId64 ", %" PRId64 ")): overlaps rows [%" PRId64 ", %" PRId64
+                         "), gathered now; release them first (or gather the same rows)",
+                         call, q->param->name, q->first, q->first + q->count, e->slices[s].first,
+                         e->slices[s].first + e->slices[s].count);
+            return ZERO_ERR_STATE;
+        }
+        for (size_t j = 0; j < i; j++) {
+            const zero_param_slice_t *o = &slices[j];
+            if (o->param == q->param && !(o->first == q->first && o->count == q->count) &&
+                rows_overlap(o->first, o->count, q->first, q->count)) {
+                engine_error(e, ZERO_ERR_STATE,
+                             "%s(%s, rows [%" PRId64 ", %" PRId64 ")): overlaps rows [%" PRId64 ", %" PRId64
+                             ") of entry %zu of the same call",
+                             call, q->param->name, q->first, q->first + q->count, o->first, o->first + o->count, j);
+                return ZERO_ERR_STATE;
+            }
+        }
+    }
+    return ZERO_OK;
+}
+
+/* Takes back the holds zero_gather_slices placed on slices [0, n) of its call (after a failure). */
+static void unhold(zero_engine_h e, const zero_param_slice_t *slices, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int s = find_slice(e, slices[i].param->index, slices[i].first, slices[i].count);
+        if (s < 0 || e->slices[s].held == 0)
+            continue;
+        e->slices[s].held--;
+        slices[i].param->slices_held--;
+        if (e->slices[s].held == 0)
+            free_slice(e, s);
+    }
+}
+
+zero_status_t zero_gather_slices(zero_engine_h e, const zero_param_slice_t *slices, size_t count)
+{
+    zero_status_t status = check_slices(e, slices, count, 1, "zero_gather_slices");
+    double t0;
+    size_t i;
+    if (status != ZERO_OK)
+        return status;
+    t0 = zero_clock_now();
+    /* Start every slice (or take the prefetched or kept one), then wait for them all. */
+    for (i = 0; i < count; i++) {
+        const zero_param_slice_t *q = &slices[i];
+        int index = q->param->index, s = find_slice(e, index, q->first, q->count), other;
+        if (e->stage == 3)
+            trace_record(e, index, q->first, q->count);
+        /* a prefetched or kept slice in another shape gives way */
+        while ((other = find_overlap(e, index, q->first, q->count, 0)) >= 0)
+            free_slice(e, other);
+        if (s < 0) {
+            status = slice_start(e, index, q->first, q->count, 0, &s);
+            if (status != ZERO_OK)
+                break;
+        }
+        e->slices[s].held++;
+        e->slices[s].cached = 0;
+        q->param->slices_held++;
+    }
+    for (size_t k = 0; k < i && status == ZERO_OK; k++) {
+        int s = find_slice(e, slices[k].param->index, slices[k].first, slices[k].count);
+        status = slice_finish(e, s);
+    }
+    if (status != ZERO_OK) {
+        if (e->state != ENGINE_FAILED)
+            unhold(e, slices, i);
+        e->timers.gather += zero_clock_now() - t0;
+        return status;
+    }
+    if (count > 0)
+        status = prefetch_after(e, (engine_trace_entry_t){slices[count - 1].param->index, slices[count - 1].first,
+                                                          slices[count - 1].count});
+    e->timers.gather += zero_clock_now() - t0;
+    return status;
+}
+
+zero_status_t zero_release_slices(zero_engine_h e, const zero_param_slice_t *slices, size_t count)
+{
+    zero_status_t status = check_slices(e, slices, count, 0, "zero_release_slices");
+    if (status != ZERO_OK)
+        return status;
+    /* Every slice must be held as often as the call names it: check all first, so that an error releases nothing. */
+    for (size_t i = 0; i < count; i++) {
+        const zero_param_slice_t *q = &slices[i];
+        int s = find_slice(e, q->param->index, q->first, q->count), times = 0;
+        for (size_t j = 0; j <= i; j++)
+            times += slices[j].param == q->param && slices[j].first == q->first && slices[j].count == q->count;
+        if (s < 0 || e->slices[s].held < times) {
+            int o = find_overlap(e, q->param->index, q->first, q->count, 1);
+            if (o >= 0)
+                engine_error(e, ZERO_ERR_STATE,
+                             "zero_release_slices(%s, rows [%" PRId64 ", %" PRId64 ")): not gathered as such; rows [%" PRId64
+                             ", %" PRId64 ") are (release a slice with the first and count it was gathered with)",
+                             q->param->name, q->first, q->first + q->count, e->slices[o].first,
+                             e->slices[o].first + e->slices[o].count);
+            else
+                engine_error(e, ZERO_ERR_STATE,
+                             "zero_release_slices(%s, rows [%" PRId64 ", %" PRId64 ")): not gathered%s (every release "
+                             "needs a zero_gather_slices of the same rows)",
+                             q->param->name, q->first, q->first + q->count, s >= 0 ? " that often" : "");
+            return ZERO_ERR_STATE;
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        const zero_param_slice_t *q = &slices[i];
+        int s = find_slice(e, q->param->index, q->first, q->count);
+        engine_slice_t *sl = &e->slices[s];
+        q->param->slices_held--;
+        if (--sl->held > 0)
+            continue;
+        if (sl->source != GATHERED_NONE && reused_soon(e, q->param->index, q->first, q->count))
+            sl->cached = 1;   /* dropped by make_room when its room is needed */
+        else
+            free_slice(e, s);
+    }
+    return ZERO_OK;
+}
+
+void *zero_param_slice_data(zero_param_h p, int64_t first, int64_t count)
+{
+    zero_engine_h e;
+    if (p == NULL || p->ndim < 1 || first < 0 || count < 1 || first >= p->shape[0] || count > p->shape[0] - first)
+        return NULL;
+    e = p->engine;
+    for (int s = 0; s < e->num_slices; s++) {
+        const engine_slice_t *sl = &e->slices[s];
+        if (sl->param == p->index && sl->held > 0 && sl->num_reqs == 0 && sl->first <= first &&
+            first + count <= sl->first + sl->count)
+            return (char *)sl->data + (size_t)(first - sl->first) * engine_row_elems(p) * dtype_bytes(p->dtype);
+    }
+    return NULL;
 }

@@ -11,7 +11,19 @@
 zero_status_t engine_gather_bucket_start(zero_engine_h e, int bucket);
 /* Waits for it; the parameter's data then points at the full weights. */
 zero_status_t engine_gather_bucket_finish(zero_engine_h e, int bucket);
-/* Waits for every gather in flight and frees every gathered copy (not the persistent ones). */
+/* Waits for every gather in flight and frees every gathered copy (not the
+ * persistent ones) and every gathered slice. */
 void engine_gather_drop_all(zero_engine_h e);
+/* ZERO_ERR_STATE, naming the first, while the trainer holds a gathered slice (@p call: for the message). */
+zero_status_t engine_slices_check_released(zero_engine_h e, const char *call);
+/* Frees the slices' records (destroy). */
+void engine_slices_destroy(zero_engine_h e);
+
+/* Elements per index of @p p's first dimension (numel / shape[0]). */
+size_t engine_row_elems(const struct zero_param *p);
+/* Checks a slice's arguments and the engine's state, naming @p call, the
+ * parameter and the rows: ZERO_ERR_INVALID_ARG (not this engine's, no
+ * dimension, out of range), ZERO_ERR_STATE (before setup, failed). */
+zero_status_t engine_slice_check(zero_engine_h e, zero_param_h p, int64_t first, int64_t count, const char *call);
 
 #endif /* ZERO_ZERO_ENGINE_GATHER_H */

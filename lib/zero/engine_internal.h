@@ -5,7 +5,7 @@
  * The upper files declare what they offer in their own headers, and calls go
  * one way only (docs/architecture.md, "Layers inside lib/zero"):
  *   engine_base <- engine_mem <- engine_pool
- *     <- engine_gather.h <- engine_step.h <- engine_ckpt.c, engine.c
+ *     <- engine_gather.h <- engine_grad_slice.h <- engine_step.h <- engine_ckpt.c, engine_slices.c, engine.c
  * with the arithmetic behind engine_ops.h, chosen per memory kind.
  */
 #ifndef ZERO_ZERO_ENGINE_INTERNAL_H
@@ -74,7 +74,22 @@ struct zero_param {
     int gather_count;    /* stage 3: nested gathers outstanding */
     int persistent;      /* stage 3: stays gathered */
     int grad_held;       /* stages 0-1: its gradient was non-zero after the last non-boundary zero_step */
+
+    /* slices along the first dimension (engine_gather.c, engine_grad_slice.c) */
+    size_t row_elems;    /* elements per index of the first dimension (numel / shape[0]) */
+    int slices_held;     /* gathered slices the trainer holds now */
+    unsigned char *rows_ready;   /* [shape[0]]: gradient rows declared ready (valid for rows_micro) */
+    uint64_t rows_micro;         /* micro_steps + 1 of the backward rows_ready belongs to (0: none yet) */
+    int64_t rows_ready_count;
+    int grad_in_slices;  /* stage 3: this micro-batch's gradient is handed over in slices */
 };
+
+/* One entry of the stage-3 gather order: a whole parameter (count 0) or its
+ * rows [first, first + count). */
+typedef struct engine_trace_entry {
+    int param;
+    int64_t first, count;
+} engine_trace_entry_t;
 
 /* A free extent of a pool: bytes [offset, offset + length). */
 typedef struct engine_extent {
@@ -92,6 +107,7 @@ typedef struct engine_pool {
     size_t populated;         /* [0, populated) is backed and stays so */
     size_t in_use;            /* bytes handed out now */
     int shared;               /* base came from zero_comm_mem_alloc */
+    int blocks_out, max_blocks; /* blocks handed out now, and at most (get refuses beyond) */
     engine_extent_t *free;    /* sorted by offset, never adjacent */
     int num_free, free_cap;   /* free_cap = blocks outstanding at most + 1 */
 } engine_pool_t;
@@ -118,6 +134,36 @@ typedef struct bucket_state {
     void *persistent_slot;         /* stage 3, persistent parameters: their full weights' home */
     zero_comm_request_h gather_req; /* stage 3: allgather in flight (prefetch) */
 } bucket_state_t;
+
+/* A gathered slice of a parameter (engine_gather.c): a slot of e->slices. */
+typedef struct engine_slice {
+    int param;                     /* -1: a free slot */
+    int64_t first, count;
+    void *data;                    /* the slice's full weights */
+    size_t bytes;
+    gathered_source_t source;      /* GATHERED_NONE: a window on weights held anyway (stages 0-2, persistent) */
+    int held;                      /* the trainer's nested gathers outstanding (0: prefetched or kept) */
+    int cached;                    /* released, kept because the trace gathers it again soon */
+    zero_comm_request_h *reqs;     /* [world]: a broadcast per owning rank in flight */
+    int num_reqs;
+} engine_slice_t;
+
+/* A slice of a parameter's gradient at stage 3 (engine_grad_slice.c): a slot of e->grad_slices. */
+typedef struct engine_grad_slice {
+    int param;                     /* -1: a free slot */
+    int64_t first, count;
+    void *buf;                     /* [count * row_elems] of the dtype, from the gradient pool */
+    size_t bytes;
+    int one_off;                   /* buf allocated outside the pool */
+    int reducing;                  /* handed over: the allreduce is in flight */
+    uint64_t opened, started;      /* order of opening and of handing over (every rank the same) */
+    zero_comm_request_h req;
+} engine_grad_slice_t;
+
+/* Blocks the stage-3 pools may hand out beyond one per bucket, for slices
+ * (each held, prefetched, kept or reducing slice is a block). Past that a
+ * prefetch stops and a gather or gradient slice gets a one-off buffer. */
+#define ZERO_ENGINE_SLICE_BLOCKS 4096
 
 /* One dtype group: weights, gradients and optimizer state of its owned range. */
 typedef struct group_state {
@@ -214,9 +260,17 @@ struct zero_engine {
     int gas;                         /* gradient accumulation steps */
 
     /* stage 3 gather trace (order of the first window) and prefetch */
-    int *trace;
+    engine_trace_entry_t *trace;
     size_t trace_len, trace_cap, trace_pos;
     int trace_done;
+
+    /* slices: gathered ones (engine_gather.c) and stage 3's gradient slices
+     * (engine_grad_slice.c), in slots reused across steps */
+    engine_slice_t *slices;
+    int num_slices;
+    engine_grad_slice_t *grad_slices;
+    int num_grad_slices;
+    uint64_t grad_slice_seq;
 
     /* stage 2: the bytes of one gradient staging slot (the largest bucket) */
     size_t staging_bytes;

@@ -14,7 +14,8 @@
  * put. It serves a few blocks per parameter per step (hundreds to thousands),
  * so a linear walk costs nothing next to the collectives the blocks feed. The
  * list has room for one extent more than there are blocks to hand out, fixed
- * at creation, so get and put never allocate either.
+ * at creation, so get and put never allocate either; get refuses a block
+ * beyond that number (the caller decides, as when no extent is large enough).
  */
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_internal.h"
@@ -41,6 +42,7 @@ zero_status_t engine_pool_create(zero_engine_h e, engine_pool_t *pool, const cha
     capacity = align_up(capacity);
     if (capacity == 0)
         return ZERO_OK;
+    pool->max_blocks = max_blocks;
     pool->free_cap = max_blocks + 1;
     pool->free = zero_calloc((size_t)pool->free_cap, sizeof(*pool->free));
     if (pool->free == NULL) {
@@ -76,6 +78,8 @@ void *engine_pool_get(zero_engine_h e, engine_pool_t *pool, size_t bytes)
 {
     size_t need = align_up(bytes ? bytes : 1), off, end;
     int i;
+    if (pool->blocks_out == pool->max_blocks)
+        return NULL;   /* the free list has room for max_blocks + 1 extents only */
     for (i = 0; i < pool->num_free; i++)
         if (pool->free[i].length >= need)
             break;
@@ -97,6 +101,7 @@ void *engine_pool_get(zero_engine_h e, engine_pool_t *pool, size_t bytes)
         pool->populated = end;
     }
     pool->in_use += need;
+    pool->blocks_out++;
     engine_buffers_add(e, need);
     return pool->base + off;
 }
@@ -140,5 +145,6 @@ void engine_pool_put(zero_engine_h e, engine_pool_t *pool, void *ptr, size_t byt
         pool->num_free++;
     }
     pool->in_use -= need;
+    pool->blocks_out--;
     e->mem.buffers -= need;
 }

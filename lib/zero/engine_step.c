@@ -8,6 +8,7 @@
  */
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_gather.h"
+#include "zero/engine_grad_slice.h"
 #include "zero/engine_step.h"
 
 #include "util/alloc.h"
@@ -453,6 +454,8 @@ zero_status_t zero_backward_end(zero_engine_h e)
     t0 = zero_clock_now();
     if (!engine_grads_whole(e))
         status = start_pending_reduce(e);
+    if (e->stage == 3 && status == ZERO_OK)
+        status = engine_grad_slices_end(e);   /* gradient slices: their parameters' buckets are done */
     if (!engine_grads_whole(e) && status == ZERO_OK) {
         /* Every bucket not reduced yet goes now, in bucket order (the same on every
          * rank), finishing older reductions as it goes so that staging stays within
@@ -1101,6 +1104,9 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
             }
         e->trace_done = e->trace_len > 0;
     }
+    status = engine_slices_check_released(e, "zero_step");
+    if (status != ZERO_OK)
+        return status;
     e->micro_steps++;
     info.micro_steps = e->micro_steps;
     scale = zero_loss_scaler_scale(&e->scaler);

@@ -375,6 +375,39 @@ void test_checkpoint_round_trip()
     std::filesystem::remove_all(dir);
 }
 
+/* Slices of the weight's first dimension through the wrapper: the rows read
+ * as the whole weights' rows, and an unbalanced release throws. */
+void test_slices()
+{
+    const live_memory before = live_memory::now();
+    try {
+        zero::engine eng(engine_params());
+        zero_param_h w = eng.param_register(weight_desc());
+        eng.setup();
+        const zero_param_slice_t rows = {w, 1, 2};
+        eng.gather_slices(&rows, 1);
+        CHECK(zero_param_slice_data(w, 1, 2) ==
+              static_cast<const char *>(zero_param_data(w)) + QS_IN * sizeof(float));
+        eng.release_slices(&rows, 1);
+        try {
+            eng.release_slices(&rows, 1);
+            CHECK(false);
+        } catch (const zero::error &e) {
+            CHECK(e.status() == ZERO_ERR_STATE);
+        }
+        eng.backward_begin();
+        float *g = static_cast<float *>(zero_param_grad_slice(w, 0, QS_OUT));
+        CHECK(g == zero_param_grad(w));
+        eng.grad_slice_ready(w, 0, QS_OUT);
+        eng.backward_end();
+        eng.step();
+    } catch (const zero::error &e) {
+        std::fprintf(stderr, "slices: %s\n", e.what());
+        failures++;
+    }
+    CHECK(live_memory::now() == before);
+}
+
 /* zero::comm and zero::config, in a world of one. */
 void test_comm_and_config()
 {
@@ -428,6 +461,7 @@ int main()
     test_errors_become_exceptions();
     test_move_only_ownership();
     test_checkpoint_round_trip();
+    test_slices();
     test_comm_and_config();
     if (failures != 0) {
         std::fprintf(stderr, "test_cxx: %d check(s) failed\n", failures);
