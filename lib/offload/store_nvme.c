@@ -335,8 +335,8 @@ static zero_status_t take_async_error_locked(nvme_store_t *s)
 }
 
 /* Waits for the next completion until @p deadline (zero_clock_now() seconds).
- * Past it: the store is stalled (logged once, naming the file and what was
- * waited for) and ZERO_ERR_TIMEOUT. */
+ * Past it: the store is stalled (logged once, naming the file, what was
+ * waited for and @p slot's range, if any) and ZERO_ERR_TIMEOUT. */
 static zero_status_t wait_done_locked(nvme_store_t *s, double deadline, const char *what, const nvme_slot_t *slot)
 {
     double now = zero_clock_now();
@@ -350,10 +350,13 @@ static zero_status_t wait_done_locked(nvme_store_t *s, double deadline, const ch
         if (pthread_cond_timedwait(&s->done_cond, &s->mutex, &ts) != ETIMEDOUT)
             return ZERO_OK;
     }
-    if (!s->stalled)
+    if (!s->stalled && slot != NULL)
         ZERO_LOG_ERROR("nvme store: %s of group %d [%zu, +%zu) on %s did not complete within %g s (a stalled "
                        "device?); the store refuses further use", what, slot->group, slot->begin, slot->count,
                        s->path, s->params.timeout_s);
+    else if (!s->stalled)
+        ZERO_LOG_ERROR("nvme store: %s on %s did not complete within %g s (a stalled device?); the store refuses "
+                       "further use", what, s->path, s->params.timeout_s);
     s->stalled = 1;
     return ZERO_ERR_TIMEOUT;
 }
@@ -455,7 +458,7 @@ static nvme_slot_t *take_slot_locked(nvme_store_t *s)
             return NULL;
         /* Everything not held is in flight: wait for the next completion. */
         double t0 = zero_clock_now();
-        zero_status_t status = wait_done_locked(s, deadline, "waiting for a free buffer: I/O", &s->slots[0]);
+        zero_status_t status = wait_done_locked(s, deadline, "waiting for a free buffer, the I/O in flight", NULL);
         s->wait_seconds += zero_clock_now() - t0;
         if (status != ZERO_OK)
             return NULL;
