@@ -307,6 +307,77 @@ static int check_model(const char *path, const zero_layout_t *old, const zero_la
     return 0;
 }
 
+static int groups_all_or_none_streamed(const zero_layout_t *layout, const zero_ckpt_group_data_t *groups)
+{
+    for (int g = 1; g < layout->num_groups; g++)
+        if ((groups[g].stream != NULL) != (groups[0].stream != NULL))
+            return 0;
+    return 1;
+}
+
+/*
+ * Streamed groups (zero_ckpt_stream_t), after every chunk was verified: this
+ * rank's segments a window of ZERO_CKPT_STREAM_ELEMS shard elements at a
+ * time, read again into a window buffer (zero where no segment lies: the
+ * padding) and handed to the stream's write; states the caller keeps but
+ * this load does not read (k >= nstates) are written as zeros.
+ */
+static void stream_groups(zero_ckpt_reader_t *rd, ckpt_plan_t *plan, const zero_layout_t *layout, int own_rank,
+                          const int *map, const int *state_src, int nstates, int num_states,
+                          zero_ckpt_group_data_t *out_groups, ckpt_err_t *err)
+{
+    const size_t window = ZERO_CKPT_STREAM_ELEMS;
+    float *win = NULL;
+    zero_layout_segment_t *segs = NULL;
+    if (zero_mem_alloc(ZERO_MEM_HOST, (size_t)(1 + nstates) * window * sizeof(float), "ckpt load window",
+                       (void **)&win) != ZERO_OK) {
+        ckpt_fail(err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory for a window of %zu elements", window);
+        return;
+    }
+    for (int g = 0; g < layout->num_groups && err->status == ZERO_OK; g++) {
+        const zero_ckpt_stream_t *st = out_groups[g].stream;
+        size_t n = layout->groups[g].shard_length, count = 0;
+        zero_layout_rank_segments(layout, g, own_rank, NULL, 0, &count);
+        zero_free(segs);
+        if ((segs = zero_malloc((count > 0 ? count : 1) * sizeof(*segs))) == NULL) {
+            ckpt_fail(err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
+            break;
+        }
+        zero_layout_rank_segments(layout, g, own_rank, segs, count, &count);
+        for (size_t w0 = 0; w0 < n && err->status == ZERO_OK; w0 += window) {
+            size_t wn = n - w0 < window ? n - w0 : window;
+            for (int k = -1; k < nstates && err->status == ZERO_OK; k++) {
+                float *buf = win + (size_t)(k + 1) * window;
+                memset(buf, 0, wn * sizeof(float));
+                for (size_t s = 0; s < count && err->status == ZERO_OK; s++) {
+                    size_t lo = segs[s].shard_offset > w0 ? segs[s].shard_offset : w0;
+                    size_t hi = segs[s].shard_offset + segs[s].length < w0 + wn ? segs[s].shard_offset + segs[s].length
+                                                                                : w0 + wn;
+                    if (lo < hi)
+                        ckpt_reader_read_err(rd, map[segs[s].param], k < 0 ? -1 : state_src[k],
+                                             segs[s].param_offset + (lo - segs[s].shard_offset), hi - lo,
+                                             buf + (lo - w0), err);
+                }
+            }
+            if (err->status == ZERO_OK)
+                ckpt_plan_run(plan, CKPT_LOAD_READ_THREADS, err);
+            ckpt_plan_clear(plan);
+            for (int a = 0; a <= num_states && err->status == ZERO_OK; a++) {
+                zero_status_t status;
+                if (a == nstates + 1)
+                    memset(win, 0, wn * sizeof(float));   /* not loaded: zeros (window 0 is written already) */
+                status = st->write(st->ctx, g, a, w0, wn, a <= nstates ? win + (size_t)a * window : win);
+                if (status != ZERO_OK)
+                    ckpt_fail(err, status, "checkpoint load: cannot store %s of group %d [%zu, +%zu) in the "
+                              "optimizer state store (its earlier ranges are already replaced)",
+                              a == 0 ? "the master weights" : "an optimizer state", g, w0, wn);
+            }
+        }
+    }
+    zero_free(segs);
+    zero_mem_free(win);
+}
+
 zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_load_params_t *params,
                              const zero_layout_t *layout, int own_rank, zero_ckpt_group_data_t *out_groups,
                              zero_ckpt_meta_t *meta_p, char **client_sd_json_p, char **tag_p)
@@ -323,12 +394,15 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     pthread_t populate_tid;
     int populating = 0;
     char *client_sd = NULL, *tag_out = NULL, *sd_path = NULL, *cfg_copy = NULL;
+    int streamed = 0;
     zero_status_t status;
 
     if (comm == NULL) {
         ZERO_LOG_ERROR("zero_ckpt_load: NULL communicator");
         return ZERO_ERR_INVALID_ARG;
     }
+    if (layout != NULL && out_groups != NULL && layout->num_groups > 0)
+        streamed = out_groups[0].stream != NULL;
     rank = zero_comm_rank(comm);
     zero_hdf5_quiet();
 
@@ -341,6 +415,8 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
                   layout->world_size);
     else if (params->num_states < 0 || params->num_states > ZERO_CKPT_MAX_STATES)
         ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint load: num_states %d out of range", params->num_states);
+    else if (!groups_all_or_none_streamed(layout, out_groups))
+        ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint load: some groups are streamed and some are not");
     else if (rank == 0 && params->tag == NULL) {
         char *latest = NULL;
         if (ckpt_read_latest_err(dir, &latest, &err) == ZERO_OK)
@@ -399,8 +475,8 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     if ((status = ckpt_agree(comm, &err, "checkpoint load")) != ZERO_OK)
         goto out;
 
-    /* 2b. verify-first: read and check every chunk this rank needs, writing nothing */
-    if (params->mode == ZERO_CKPT_LOAD_VERIFY_FIRST) {
+    /* 2b. verify-first (and streamed groups): read and check every chunk this rank needs, writing nothing */
+    if (params->mode == ZERO_CKPT_LOAD_VERIFY_FIRST || streamed) {
         for (int g = 0; g < layout->num_groups && err.status == ZERO_OK; g++) {
             size_t count = 0;
             zero_layout_rank_segments(layout, g, own_rank, NULL, 0, &count);
@@ -422,8 +498,9 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
             goto out;
     }
 
-    /* 3. read this rank's segments (into scratch, or in place), and the sidecar */
-    for (int g = 0; g < layout->num_groups && err.status == ZERO_OK; g++) {
+    /* 3. read this rank's segments (into scratch, or in place; streamed groups
+     * in step 4), and the sidecar */
+    for (int g = 0; g < layout->num_groups && err.status == ZERO_OK && !streamed; g++) {
         size_t n = layout->groups[g].shard_length, count = 0;
         float *arr[1 + ZERO_CKPT_MAX_STATES] = {0};
         if (params->mode != ZERO_CKPT_LOAD_SCRATCH) {
@@ -500,7 +577,13 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     if ((status = ckpt_agree(comm, &err, "checkpoint load")) != ZERO_OK)
         goto out;
 
-    /* 4. everyone succeeded: commit to the caller's buffers */
+    /* 4. everyone succeeded: commit to the caller's buffers (streamed groups
+     * now; a failure here is agreed on again) */
+    if (streamed) {
+        stream_groups(rd, plan, layout, own_rank, map, state_src, nstates, params->num_states, out_groups, &err);
+        if ((status = ckpt_agree(comm, &err, "checkpoint load")) != ZERO_OK)
+            goto out;
+    }
     if (meta_p != NULL) {
         zero_ckpt_meta_t m = *zero_ckpt_reader_meta(rd);
         m.param_groups = NULL;   /* the reader's; check_meta has seen it */
@@ -508,7 +591,7 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
         cfg_copy = NULL;
         *meta_p = m;
     }
-    for (int g = 0; g < layout->num_groups; g++) {
+    for (int g = 0; g < layout->num_groups && !streamed; g++) {
         size_t n = layout->groups[g].shard_length;
         if (params->mode == ZERO_CKPT_LOAD_SCRATCH)
             memcpy(out_groups[g].master, scratch[g], n * sizeof(float));

@@ -48,12 +48,33 @@
 #define ZERO_CKPT_NAME_MAX 64         /* optimizer and state names, with the NUL */
 #define ZERO_CKPT_ERROR_MSG_MAX 512   /* the longest message zero_ckpt_save reports, with the NUL */
 
+/*
+ * Streamed access to a group's arrays, for a caller whose arrays are not in
+ * its memory as a whole (optimizer state on NVMe or on servers): lib/ckpt
+ * asks for, or hands over, one range of one array at a time, of at most
+ * ZERO_CKPT_STREAM_ELEMS elements. @c array is 0 for the master weights and
+ * 1 + k for optimizer state k. The callbacks run on the thread that called
+ * zero_ckpt_save / zero_ckpt_load; an error they return (logged by them) fails
+ * the call on every rank.
+ */
+#define ZERO_CKPT_STREAM_ELEMS ((size_t)1 << 20)
+typedef struct zero_ckpt_stream {
+    /* save: copies elements [begin, begin + count) of @p array of @p group into @p out */
+    zero_status_t (*read)(void *ctx, int group, int array, size_t begin, size_t count, float *out);
+    /* load: stores @p in as elements [begin, begin + count) of @p array of @p group */
+    zero_status_t (*write)(void *ctx, int group, int array, size_t begin, size_t count, const float *in);
+    void *ctx;
+} zero_ckpt_stream_t;
+
 /* One per dtype group of the layout (index = group index). Arrays are fp32,
  * [shard_length] of the group in the layout (the rank's owned range, padding
- * included; padding is saved as given and loaded as zero). */
+ * included; padding is saved as given and loaded as zero). With @c stream
+ * set, the arrays are not used (leave them NULL): every element goes
+ * through the stream. */
 typedef struct zero_ckpt_group_data {
     float *master;                           /* fp32 master weights */
     float *state[ZERO_CKPT_MAX_STATES];      /* optimizer states, NULL past num_states */
+    const zero_ckpt_stream_t *stream;        /* NULL: the arrays above */
 } zero_ckpt_group_data_t;
 
 /* Everything besides tensors. On save the caller fills it (strings are read
@@ -165,8 +186,13 @@ typedef struct zero_ckpt_load_params {
  * it are read, by a few threads of this call, each chunk's checksum verified.
  *
  * @p out_groups: layout->num_groups caller-allocated descriptors whose arrays
- * hold [shard_length] floats (state[k] for k < params->num_states). With
- * the default mode (ZERO_CKPT_LOAD_SCRATCH) they are written only on success:
+ * hold [shard_length] floats (state[k] for k < params->num_states), or
+ * streams. A streamed group is loaded as ZERO_CKPT_LOAD_VERIFY_FIRST loads,
+ * whatever the mode: every chunk is read and verified first (nothing
+ * written), then read again a window of ZERO_CKPT_STREAM_ELEMS elements at a
+ * time and handed to the stream's write, so the memory used stays a few
+ * windows whatever the shard's size. With
+ * the default mode (ZERO_CKPT_LOAD_SCRATCH) arrays are written only on success:
  * the data is read into library scratch and copied out only after every rank
  * has succeeded; the other modes trade that for memory and speed (see
  * zero_ckpt_load_mode_t). Padding elements are set to zero. @p meta_p, @p

@@ -219,8 +219,11 @@ out:
  * the filter would have appended (little-endian, after the chunk's bytes), so
  * any HDF5 reader verifies them as usual. @p staging holds a chunk + 4 bytes.
  */
-static int w_shard_dataset(writer_t *w, hid_t loc, const char *name, size_t n, const float *data, float *staging)
+static int w_shard_dataset(writer_t *w, hid_t loc, const char *name, size_t n, const zero_ckpt_group_data_t *gd,
+                           int group, int array, float *staging)
 {
+    const float *data = gd->stream != NULL ? NULL : array == 0 ? gd->master : gd->state[array - 1];
+    int stream_failed = 0;   /* logged by the read: not again as an HDF5 failure */
     size_t chunk = n < CKPT_CHUNK_ELEMS ? n : CKPT_CHUNK_ELEMS, bytes = chunk * sizeof(float);
     hsize_t dims[1] = {n}, cdims[1] = {chunk};
     hid_t space = H5Screate_simple(1, dims, NULL), dcpl = untimed(H5P_DATASET_CREATE), d = -1;
@@ -230,7 +233,7 @@ static int w_shard_dataset(writer_t *w, hid_t loc, const char *name, size_t n, c
     herr_t rc = -1;
 
     if (n == 0)
-        return w_dataset(w, loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 0, 1, data);
+        return w_dataset(w, loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 0, 1, staging);
     if (space < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, cdims) < 0 || (checksum && H5Pset_fletcher32(dcpl) < 0) ||
         H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0)
         goto out;
@@ -240,7 +243,19 @@ static int w_shard_dataset(writer_t *w, hid_t loc, const char *name, size_t n, c
     for (size_t off = 0; off < n && rc >= 0; off += chunk) {
         size_t m = n - off < chunk ? n - off : chunk;
         hsize_t coord[1] = {off};
-        memcpy(staging, data + off, m * sizeof(float));
+        if (gd->stream != NULL) {
+            /* CKPT_CHUNK_ELEMS <= ZERO_CKPT_STREAM_ELEMS: one read per chunk */
+            zero_status_t status = gd->stream->read(gd->stream->ctx, group, array, off, m, staging);
+            if (status != ZERO_OK) {
+                ckpt_fail(w->err, status, "%s: cannot read %s of group %d [%zu, +%zu) from the optimizer state store",
+                          w->path, name, group, off, m);
+                stream_failed = 1;
+                rc = -1;
+                break;
+            }
+        } else {
+            memcpy(staging, data + off, m * sizeof(float));
+        }
         if (m < chunk)
             memset(staging + m, 0, (chunk - m) * sizeof(float));   /* an edge chunk is stored whole */
         if (checksum)
@@ -255,7 +270,8 @@ out:
     if (space >= 0)
         H5Sclose(space);
     if (rc < 0) {
-        ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot write dataset %s", w->path, name);
+        if (!stream_failed)
+            ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot write dataset %s", w->path, name);
         return -1;
     }
     return 0;
@@ -404,9 +420,9 @@ static int write_shard(writer_t *w, hid_t f, const ckpt_file_desc_t *d)
         }
         rc = w_str(w, g, "dtype", zero_dtype_string(l->groups[gi].dtype)) ||
              w_u64(w, g, "shard_length", n) ||
-             w_shard_dataset(w, g, "master", n, gd->master, staging);
+             w_shard_dataset(w, g, "master", n, gd, gi, 0, staging);
         for (int k = 0; k < d->meta->num_states && rc == 0; k++)
-            rc = w_shard_dataset(w, g, d->meta->state_names[k], n, gd->state[k], staging);
+            rc = w_shard_dataset(w, g, d->meta->state_names[k], n, gd, gi, k + 1, staging);
         if (H5Gclose(g) < 0 && rc == 0) {
             ckpt_fail_h5(w->err, ZERO_ERR_HDF5, "%s: cannot close group /shard/%s", w->path, name);
             rc = -1;
@@ -488,6 +504,8 @@ zero_status_t ckpt_write_rank_file(const char *path, const ckpt_file_desc_t *d, 
     zero_hdf5_quiet();
     if (d->shard >= 0) {
         for (int g = 0; g < d->layout->num_groups; g++) {
+            if (d->groups != NULL && d->groups[g].stream != NULL)
+                continue;   /* streamed: the callbacks give every element */
             if (d->groups == NULL || d->groups[g].master == NULL) {
                 ckpt_fail(err, ZERO_ERR_INVALID_ARG, "%s: group %d has no master weights to save", path, g);
                 return ZERO_ERR_INVALID_ARG;

@@ -2,10 +2,17 @@
  * one place a config becomes a store. */
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store.h"
+#include "offload/optd_wire.h"
 #include "offload/store_nvme.h"
+#include "offload/store_remote.h"
 #include "util/log.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+/* An I/O or a server silent this long is an error when the options give none:
+ * the communicator's default bound (ZERO_COMM_TIMEOUT). */
+#define STORE_DEFAULT_TIMEOUT_S 300.0
 
 unsigned zero_store_fields(const zero_store_t *store)
 {
@@ -70,6 +77,61 @@ void zero_store_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
 int zero_store_has_step_async(const zero_store_t *store)
 {
     return store->ops->step_async != NULL;
+}
+
+int zero_store_prefers_step(const zero_store_t *store)
+{
+    return store->ops->step_async != NULL && store->ops->prefer_step;
+}
+
+zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const zero_optim_hparams_t *hp)
+{
+    switch (hp->kind) {
+    case ZERO_OPTIM_KIND_ADAM:
+        /* adam_w_mode carries Adam versus AdamW; ADAM with the flag is what the wire sends for both */
+        step->optimizer = ZERO_OPTIMIZER_ADAM;
+        step->lr = hp->adam.lr;
+        step->beta1 = hp->adam.beta1;
+        step->beta2 = hp->adam.beta2;
+        step->eps = hp->adam.eps;
+        step->weight_decay = hp->adam.weight_decay;
+        step->adam_w_mode = hp->adam.adam_w_mode;
+        step->bias_correction = hp->adam.bias_correction;
+        step->step = hp->adam.step;
+        step->grad_scale = hp->adam.grad_scale;
+        return ZERO_OK;
+    case ZERO_OPTIM_KIND_SGD:
+        step->optimizer = ZERO_OPTIMIZER_SGD;
+        step->lr = hp->sgd.lr;
+        step->momentum = hp->sgd.momentum;
+        step->dampening = hp->sgd.dampening;
+        step->weight_decay = hp->sgd.weight_decay;
+        step->nesterov = hp->sgd.nesterov;
+        step->step = hp->sgd.step;
+        step->grad_scale = hp->sgd.grad_scale;
+        return ZERO_OK;
+    case ZERO_OPTIM_KIND_ADAGRAD:
+        step->optimizer = ZERO_OPTIMIZER_ADAGRAD;
+        step->lr = hp->adagrad.lr;
+        step->lr_decay = hp->adagrad.lr_decay;
+        step->eps = hp->adagrad.eps;
+        step->weight_decay = hp->adagrad.weight_decay;
+        step->step = hp->adagrad.step;
+        step->grad_scale = hp->adagrad.grad_scale;
+        return ZERO_OK;
+    case ZERO_OPTIM_KIND_LION:
+        step->optimizer = ZERO_OPTIMIZER_LION;
+        step->lr = hp->lion.lr;
+        step->beta1 = hp->lion.beta1;
+        step->beta2 = hp->lion.beta2;
+        step->weight_decay = hp->lion.weight_decay;
+        step->grad_scale = hp->lion.grad_scale;
+        return ZERO_OK;
+    default:
+        ZERO_LOG_ERROR("optimizer step: %s has no elementwise step a store can run (Lamb needs norms summed over "
+                       "ranks between its phases)", zero_optim_kind_name(hp->kind));
+        return ZERO_ERR_UNSUPPORTED;
+    }
 }
 
 static int is_training_dtype(zero_dtype_t dtype)
@@ -217,34 +279,41 @@ static zero_status_t create_nvme(const zero_store_options_t *opts, const zero_st
     params.queue_depth = config->aio.queue_depth > 4096 ? 4096 : (int)config->aio.queue_depth;
     params.io_threads = config->aio.intra_op_parallelism > 64 ? 64 : (int)config->aio.intra_op_parallelism;
     params.io = config->aio.io_backend == ZERO_AIO_POSIX ? ZERO_STORE_NVME_IO_THREADS : ZERO_STORE_NVME_IO_URING;
+    params.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : STORE_DEFAULT_TIMEOUT_S;
+    if (params.dir == NULL) {
+        ZERO_LOG_ERROR("rank %d: offload_optimizer.device \"nvme\" needs offload_optimizer.nvme_path (the directory "
+                       "for the state file)", opts->rank);
+        return ZERO_ERR_INVALID_ARG;
+    }
     return zero_store_nvme_create(desc, &params, store_p);
 }
 
-int zero_store_has_step(const zero_store_t *store)
+/* The remote store on the servers of the options, with the job's token
+ * (ZERO_JOB_TOKEN, as zero-optd reads it). The master weights live on the
+ * servers, so nothing is adopted: the step writes the weights back instead. */
+static zero_status_t create_remote(const zero_store_options_t *opts, const zero_store_desc_t *desc,
+                                   zero_store_t **store_p)
 {
-    return store->ops->step != NULL;
-}
+    zero_store_remote_opts_t ro;
+    zero_store_desc_t remote = *desc;
+    const char *token = getenv("ZERO_JOB_TOKEN");
 
-zero_status_t zero_store_step(zero_store_t *store, const zero_store_step_args_t *args)
-{
-    zero_status_t status;
-    if (store->ops->step == NULL) {
-        ZERO_LOG_ERROR("%s store: asked to run an optimizer step, which it does not do", store->ops->name);
+    if (opts->servers == NULL || opts->num_servers < 1) {
+        ZERO_LOG_ERROR("rank %d: offload_optimizer.device \"remote\" needs offload_optimizer.servers", opts->rank);
         return ZERO_ERR_INVALID_ARG;
     }
-    if (args->hparams == NULL || args->hparams->kind == ZERO_OPTIM_KIND_LAMB ||
-        (args->count > 0 && args->grads == NULL)) {
-        ZERO_LOG_ERROR("%s store: step of group %d at [%zu, +%zu): %s", store->ops->name, args->group, args->begin,
-                       args->count,
-                       args->hparams == NULL ? "no hyper-parameters"
-                       : args->count > 0 && args->grads == NULL ? "no gradients"
-                                                                 : "Lamb runs through acquire and release");
+    memset(&ro, 0, sizeof(ro));
+    if (token != NULL && token[0] != '\0' && zero_optd_token_parse(token, strlen(token), ro.token) != 0) {
+        ZERO_LOG_ERROR("rank %d: ZERO_JOB_TOKEN is not 32 lowercase hex digits; the optimizer servers need the job's "
+                       "token", opts->rank);
         return ZERO_ERR_INVALID_ARG;
     }
-    status = check_range(store, "step", args->group, args->begin, args->count, zero_store_fields(store));
-    if (status != ZERO_OK)
-        return status;
-    return store->ops->step(store, args);
+    ro.servers = opts->servers;
+    ro.num_servers = opts->num_servers;
+    ro.rank = opts->rank;
+    ro.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : STORE_DEFAULT_TIMEOUT_S;
+    memset(remote.adopt_master, 0, sizeof(remote.adopt_master));
+    return zero_store_remote_create(&remote, &ro, store_p);
 }
 
 zero_store_device_t zero_store_device_from_config(zero_offload_device_t device)
@@ -278,9 +347,7 @@ zero_status_t zero_store_create_for(const zero_store_options_t *opts, const zero
     case ZERO_STORE_DEVICE_NVME:
         return create_nvme(opts, desc, store_p);
     case ZERO_STORE_DEVICE_REMOTE:
-        ZERO_LOG_ERROR("rank %d: optimizer state on remote servers (%s) is not implemented in this version",
-                       opts->rank, opts->servers ? opts->servers : "none given");
-        return ZERO_ERR_UNSUPPORTED;
+        return create_remote(opts, desc, store_p);
     default:
         ZERO_LOG_ERROR("rank %d: optimizer state device %d is not known", opts->rank, (int)opts->device);
         return ZERO_ERR_UNSUPPORTED;

@@ -16,7 +16,8 @@
  * keeps them in a file and stages ranges through a few buffers; further
  * stores (zero-optd servers) implement the same operations. All are created
  * through zero_store_create_for (one branch per device). A store may also
- * run the optimizer update itself (the optional step op).
+ * run the optimizer update itself (the optional step ops, step_async and
+ * step_wait: one interface, pipelined where the store can).
  *
  * Ranges: group g holds length[g] elements per field; a range [begin, begin +
  * count) of it must lie inside. Ranges acquired at the same time must not
@@ -80,40 +81,14 @@ typedef struct zero_store_bytes {
 } zero_store_bytes_t;
 
 /*
- * One optimizer update that a store runs itself (the optional step op).
- *
- * The caller hands over the reduced, averaged gradients of the owned range
- * [begin, begin + count) of @p group, in fp32 and still multiplied by the
- * loss scale (hparams' grad_scale = clip coefficient / loss scale undoes
- * it), and this step's hyper-parameters with the per-step values already in
- * (zero_optim_hparams_for_step: lr, step number, grad_scale, the weight
- * decay of this range). The store updates the master weights and optimizer
- * states of the range as the kernel of hparams->kind would (the same bits as
- * lib/optim's kernel), keeps them (as a dirty release would), and writes the
- * updated weights in the training dtype to @p weights.
- *
- * A struct so it can grow; callers zero it before filling it.
- */
-typedef struct zero_store_step_args {
-    int group;
-    size_t begin, count;
-    const float *grads;                      /* [count] fp32, memory of the descriptor's kind */
-    const zero_optim_hparams_t *hparams;     /* an elementwise optimizer: never ZERO_OPTIM_KIND_LAMB */
-    /* [count] of weights_dtype (BF16 or FP16): where the updated weights go.
-     * NULL for an fp32 group: its weights are the master, which callers read
-     * through acquire (or, when adopted, the store keeps the adopted array
-     * current before the op returns). */
-    uint16_t *weights;
-    zero_dtype_t weights_dtype;
-} zero_store_step_args_t;
-
-/*
- * One pipelined optimizer step over a range (the optional step_async op),
- * run where the state lives: the reduced
- * gradient of [begin, begin + count) of group @c group goes in, the state is
- * updated there, and the updated weights come back in the training dtype.
- * The hyper-parameters are this step's (schedule-derived lr, step number,
- * grad_scale = unscale * clip coefficient), as lib/optim defines them.
+ * One optimizer step over a range, run by the store where the state lives
+ * (the optional step ops; the one step interface of a store): the reduced,
+ * averaged gradient of [begin, begin + count) of group @c group goes in, the
+ * state is updated there, and the updated weights come back in the training
+ * dtype. The hyper-parameters are this step's (schedule-derived lr, step
+ * number, grad_scale = clip coefficient / loss scale, the decay of this
+ * range), as lib/optim defines them; zero_store_step_set_hparams fills them
+ * from the engine's mapped set. A struct so it can grow; zero it first.
  */
 typedef struct zero_store_async_step {
     int group;
@@ -126,10 +101,10 @@ typedef struct zero_store_async_step {
     int nesterov;                      /* SGD */
     int64_t step;                      /* from 1 (not used by Lion) */
     float grad_scale;
-    zero_dtype_t grad_dtype;           /* FP32, FP16 or BF16 */
+    zero_dtype_t grad_dtype;           /* FP32, FP16 or BF16: the training dtype (no fp32 copy needed) */
     const void *grad;                  /* [count] of grad_dtype; the caller's until zero_store_step_wait */
     zero_dtype_t weight_dtype;         /* FP32 (a copy of the master) or the 16-bit training dtype */
-    void *weights;                     /* [count] of weight_dtype, written by zero_store_step_wait */
+    void *weights;                     /* [count] of weight_dtype; final after zero_store_step_wait */
     const zero_optim_ctx_t *optim;     /* kernels for stores that run the step in this process */
 } zero_store_async_step_t;
 
@@ -141,22 +116,21 @@ typedef struct zero_store_ops {
     zero_status_t (*flush)(zero_store_t *store);   /* NULL: nothing is ever in flight */
     void (*bytes)(const zero_store_t *store, zero_store_bytes_t *bytes_p);
     void (*destroy)(zero_store_t *store);
-    /* Optional (NULL: the caller acquires the range, runs the kernel and
-     * releases it dirty). A store whose state lives elsewhere (a zero-optd
-     * server) runs the update where the state is instead, so only gradients
-     * and weights travel. Called by zero_store_step, which has checked the
-     * range; Lamb never comes here (its trust ratio needs norms summed over
-     * ranks between its two phases), nor does a range with an acquire open. */
-    zero_status_t (*step)(zero_store_t *store, const zero_store_step_args_t *args);
-    /* Optional, the pipelined step (NULL: the caller runs the kernels on
-     * acquired ranges): step_async may return before the update is done, so
-     * the transfers of one range overlap the server's work on the previous;
-     * step_wait finishes every step submitted and returns the first error.
-     * Gradients travel in their own dtype (16-bit where training is). The
-     * remote store (zero-optd) and, for comparisons, the host store have it;
-     * the engine's synchronous step op is separate until the two are one. */
+    /* Optional, the step ops (NULL: the caller acquires ranges and runs the
+     * kernels itself): step_async may return before the update is done, so
+     * the transfers of one range overlap the store's work on the previous;
+     * step_wait finishes every step submitted and returns the first error
+     * (NULL: step_async finishes each step before it returns). Lamb never
+     * comes here (its trust ratio needs norms summed over ranks between its
+     * two phases), nor does a range with an acquire open. */
     zero_status_t (*step_async)(zero_store_t *store, const zero_store_async_step_t *step);
     zero_status_t (*step_wait)(zero_store_t *store);
+    /* 1: the engine hands its elementwise updates to step_async instead of
+     * acquiring ranges (the state is outside this process, so only gradients
+     * and weights should travel: zero-optd). 0: the step ops exist for
+     * comparisons only (the host store); the engine runs its own kernels,
+     * of its memory kind, on acquired ranges. */
+    int prefer_step;
 } zero_store_ops_t;
 
 /* The part every store shares; implementations embed it first. */
@@ -171,7 +145,7 @@ typedef enum zero_store_device {
     ZERO_STORE_DEVICE_NONE = 0,   /* no offload: the host store, arrays of the descriptor's kind */
     ZERO_STORE_DEVICE_CPU,        /* "cpu": the host store in host memory */
     ZERO_STORE_DEVICE_NVME,       /* "nvme": files under nvme_path (store_nvme.h) */
-    ZERO_STORE_DEVICE_REMOTE,     /* zero-optd servers (not in this version) */
+    ZERO_STORE_DEVICE_REMOTE,     /* "remote": zero-optd servers (store_remote.h) */
 } zero_store_device_t;
 
 /* How the engine wants its store: the offload config and who asks. Zero it
@@ -179,9 +153,11 @@ typedef enum zero_store_device {
 typedef struct zero_store_options {
     zero_store_device_t device;
     const char *nvme_path;        /* NVME: the directory for this rank's files */
-    const char *servers;          /* REMOTE: the servers' addresses */
+    const char *const *servers;   /* REMOTE: the servers' "host:port" (borrowed for the call) */
+    int num_servers;
     int rank;                     /* the asking rank (file names, server choice, error messages) */
     const zero_config_t *config;  /* NVME: buffer_count, sub_group_size and the aio block (borrowed) */
+    double timeout_s;             /* NVME, REMOTE: an I/O or a server silent this long is an error; 0: 300 s */
 } zero_store_options_t;
 
 /* The device named by a config's offload_optimizer.device. */
@@ -205,12 +181,6 @@ zero_status_t zero_store_host_create(const zero_store_desc_t *desc, zero_store_t
 zero_status_t zero_store_acquire(zero_store_t *store, zero_store_range_t *range);
 /* Releases @p range (@p dirty: its data was written); clears data[]. */
 zero_status_t zero_store_release(zero_store_t *store, zero_store_range_t *range, int dirty);
-/* Whether the store runs optimizer updates itself (has the step op). */
-int zero_store_has_step(const zero_store_t *store);
-/* Checks @p args' range and optimizer against the store, then runs its step
- * op. Errors: ZERO_ERR_INVALID_ARG (logged; also for a store without the op),
- * or the store's. */
-zero_status_t zero_store_step(zero_store_t *store, const zero_store_step_args_t *args);
 /* A hint: [begin, begin + count) of @p group will be acquired soon. */
 zero_status_t zero_store_prefetch(zero_store_t *store, int group, size_t begin, size_t count, unsigned fields);
 /* Waits until every dirty release so far is where the store keeps its data
@@ -223,8 +193,18 @@ size_t zero_store_max_range(const zero_store_t *store);
 /* The fields the store has: master, and one per optimizer state. */
 unsigned zero_store_fields(const zero_store_t *store);
 void zero_store_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p);
-/* Whether the store runs steps itself (ops->step). */
+/* Whether the store has the step ops (step_async). */
 int zero_store_has_step_async(const zero_store_t *store);
+/* Whether the engine should run its elementwise updates through the step ops
+ * (ops->prefer_step): the state lives outside this process. */
+int zero_store_prefers_step(const zero_store_t *store);
+/*
+ * Fills @p step's optimizer and hyper-parameter fields from @p hp (a set of
+ * zero_optim_hparams_for_step, this step's values in), leaving the range and
+ * buffers as they are. Lossless: the store's kernel gets the very values the
+ * engine's own would. Errors: ZERO_ERR_UNSUPPORTED (logged) for Lamb.
+ */
+zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const zero_optim_hparams_t *hp);
 /* Checks @p step (range, dtypes, optimizer, buffers) and submits it.
  * Pipelining: a store may overlap the transfers of one step call with the
  * update of the previous; @p step->grad must stay valid and @p step->weights

@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #if HAVE_LIBURING
 #include <liburing.h>
@@ -112,6 +113,9 @@ typedef struct nvme_store {
     nvme_op_t *queue_head, *queue_tail;
     int stopping;
     zero_status_t async_status;      /* the first error the I/O threads found, not yet reported */
+    /* An I/O wait passed params.timeout_s: requests may still be in flight on
+     * the buffers, so every later call fails (ZERO_ERR_TIMEOUT) naming it. */
+    int stalled;
     char async_message[512];
     pthread_t *threads;
     int num_threads;
@@ -143,6 +147,7 @@ void zero_store_nvme_params_default(zero_store_nvme_params_t *params)
     params->io_threads = 1;
     params->io = ZERO_STORE_NVME_IO_URING;
     params->direct = 1;
+    params->timeout_s = 300.0;
 }
 
 /* ---- completion (I/O threads, under the mutex) ---- */
@@ -329,14 +334,52 @@ static zero_status_t take_async_error_locked(nvme_store_t *s)
     return status;
 }
 
-static void wait_slot_locked(nvme_store_t *s, nvme_slot_t *slot)
+/* Waits for the next completion until @p deadline (zero_clock_now() seconds).
+ * Past it: the store is stalled (logged once, naming the file, what was
+ * waited for and @p slot's range, if any) and ZERO_ERR_TIMEOUT. */
+static zero_status_t wait_done_locked(nvme_store_t *s, double deadline, const char *what, const nvme_slot_t *slot)
 {
+    double now = zero_clock_now();
+    if (now < deadline) {
+        struct timespec ts;
+        double wake;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        wake = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + (deadline - now);
+        ts.tv_sec = (time_t)wake;
+        ts.tv_nsec = (long)((wake - (double)ts.tv_sec) * 1e9);
+        if (pthread_cond_timedwait(&s->done_cond, &s->mutex, &ts) != ETIMEDOUT)
+            return ZERO_OK;
+    }
+    if (!s->stalled && slot != NULL)
+        ZERO_LOG_ERROR("nvme store: %s of group %d [%zu, +%zu) on %s did not complete within %g s (a stalled "
+                       "device?); the store refuses further use", what, slot->group, slot->begin, slot->count,
+                       s->path, s->params.timeout_s);
+    else if (!s->stalled)
+        ZERO_LOG_ERROR("nvme store: %s on %s did not complete within %g s (a stalled device?); the store refuses "
+                       "further use", what, s->path, s->params.timeout_s);
+    s->stalled = 1;
+    return ZERO_ERR_TIMEOUT;
+}
+
+/* Whether an earlier wait timed out (then logs that this call is refused). */
+static zero_status_t check_stalled_locked(const nvme_store_t *s, const char *what)
+{
+    if (!s->stalled)
+        return ZERO_OK;
+    ZERO_LOG_ERROR("nvme store: %s refused: I/O on %s stalled earlier (over %g s)", what, s->path, s->params.timeout_s);
+    return ZERO_ERR_TIMEOUT;
+}
+
+static zero_status_t wait_slot_locked(nvme_store_t *s, nvme_slot_t *slot)
+{
+    zero_status_t status = ZERO_OK;
     if (slot->pending > 0) {
-        double t0 = zero_clock_now();
-        while (slot->pending > 0)
-            pthread_cond_wait(&s->done_cond, &s->mutex);
+        double t0 = zero_clock_now(), deadline = t0 + s->params.timeout_s;
+        while (slot->pending > 0 && status == ZERO_OK)
+            status = wait_done_locked(s, deadline, slot->state == SLOT_WRITING ? "a write" : "a read", slot);
         s->wait_seconds += zero_clock_now() - t0;
     }
+    return status;
 }
 
 /* A slot whose I/O finished moves on: READING -> READY (FREE if the read
@@ -370,23 +413,28 @@ static int blocks_overlap(const nvme_slot_t *a, int group, size_t ext_begin, siz
 
 /* Read after write, write after write: waits for every other slot's write in
  * flight over the blocks [ext_begin, ext_end) of @p group. */
-static void wait_writes_over_locked(nvme_store_t *s, const nvme_slot_t *self, int group, size_t ext_begin,
-                                    size_t ext_end)
+static zero_status_t wait_writes_over_locked(nvme_store_t *s, const nvme_slot_t *self, int group,
+                                             size_t ext_begin, size_t ext_end)
 {
     for (int i = 0; i < s->num_slots; i++) {
         nvme_slot_t *o = &s->slots[i];
         if (o != self && o->state == SLOT_WRITING && blocks_overlap(o, group, ext_begin, ext_end)) {
-            wait_slot_locked(s, o);
+            zero_status_t status = wait_slot_locked(s, o);
+            if (status != ZERO_OK)
+                return status;
             settle_locked(o);
         }
     }
+    return ZERO_OK;
 }
 
 /* A slot to fill: a free one, else the least recently used finished one
  * (never one holding the only copy of a failed write), waiting for writes in
- * flight when nothing else is left. NULL: every slot is held. */
+ * flight when nothing else is left. NULL: every slot is held, or the wait
+ * timed out (s->stalled). */
 static nvme_slot_t *take_slot_locked(nvme_store_t *s)
 {
+    double deadline = zero_clock_now() + s->params.timeout_s;
     for (;;) {
         nvme_slot_t *best = NULL;
         int busy = 0;
@@ -410,8 +458,10 @@ static nvme_slot_t *take_slot_locked(nvme_store_t *s)
             return NULL;
         /* Everything not held is in flight: wait for the next completion. */
         double t0 = zero_clock_now();
-        pthread_cond_wait(&s->done_cond, &s->mutex);
+        zero_status_t status = wait_done_locked(s, deadline, "waiting for a free buffer, the I/O in flight", NULL);
         s->wait_seconds += zero_clock_now() - t0;
+        if (status != ZERO_OK)
+            return NULL;
     }
 }
 
@@ -476,7 +526,10 @@ static nvme_slot_t *start_read_locked(nvme_store_t *s, int group, size_t begin, 
     if (slot == NULL)
         return NULL;
     slot_assign(slot, group, begin, count, fields, ++s->use_clock);
-    wait_writes_over_locked(s, slot, group, slot->ext_begin, slot->ext_end);
+    if (wait_writes_over_locked(s, slot, group, slot->ext_begin, slot->ext_end) != ZERO_OK) {
+        slot->state = SLOT_FREE;
+        return NULL;
+    }
     issue_locked(s, slot, 0);
     return slot;
 }
@@ -504,9 +557,12 @@ static zero_status_t nvme_prefetch(zero_store_t *store, int group, size_t begin,
     if ((status = check_size(s, "prefetch", count)) != ZERO_OK)
         return status;
     pthread_mutex_lock(&s->mutex);
-    status = take_async_error_locked(s);
-    if (status == ZERO_OK && ff != 0 && find_locked(s, group, begin, count, ff) == NULL)
-        (void)start_read_locked(s, group, begin, count, ff);   /* a hint: with every slot held, nothing */
+    status = check_stalled_locked(s, "prefetch");
+    if (status == ZERO_OK)
+        status = take_async_error_locked(s);
+    if (status == ZERO_OK && ff != 0 && find_locked(s, group, begin, count, ff) == NULL &&
+        start_read_locked(s, group, begin, count, ff) == NULL && s->stalled)   /* a hint: with every slot held, nothing */
+        status = ZERO_ERR_TIMEOUT;
     pthread_mutex_unlock(&s->mutex);
     return status;
 }
@@ -521,7 +577,7 @@ static zero_status_t nvme_acquire(zero_store_t *store, zero_store_range_t *range
     if ((status = check_size(s, "acquire", range->count)) != ZERO_OK)
         return status;
     pthread_mutex_lock(&s->mutex);
-    if ((status = take_async_error_locked(s)) != ZERO_OK)
+    if ((status = check_stalled_locked(s, "acquire")) != ZERO_OK || (status = take_async_error_locked(s)) != ZERO_OK)
         goto out;
     s->acquires++;
     if (ff != 0) {
@@ -529,13 +585,18 @@ static zero_status_t nvme_acquire(zero_store_t *store, zero_store_range_t *range
         if (slot != NULL) {
             s->acquire_hits++;
         } else if ((slot = start_read_locked(s, range->group, range->begin, range->count, ff)) == NULL) {
+            if (s->stalled) {
+                status = ZERO_ERR_TIMEOUT;
+                goto out;
+            }
             ZERO_LOG_ERROR("nvme store: acquire of group %d [%zu, +%zu) finds all %d buffers held "
                            "(release a range first, or raise offload_optimizer.buffer_count)",
                            range->group, range->begin, range->count, s->num_slots);
             status = ZERO_ERR_STATE;
             goto out;
         }
-        wait_slot_locked(s, slot);
+        if ((status = wait_slot_locked(s, slot)) != ZERO_OK)
+            goto out;   /* the read may still land in the buffer: the slot stays as it is */
         settle_locked(slot);
         status = take_async_error_locked(s);
         if (status == ZERO_OK && slot->state == SLOT_FREE) {
@@ -586,7 +647,9 @@ static zero_status_t merge_edges_locked(nvme_store_t *s, nvme_slot_t *slot)
         edges[num_edges++] = slot->ext_end - NVME_ALIGN_ELEMS;
     for (int e = 0; e < num_edges; e++) {
         size_t block = edges[e];
-        wait_writes_over_locked(s, slot, slot->group, block, block + NVME_ALIGN_ELEMS);
+        zero_status_t status = wait_writes_over_locked(s, slot, slot->group, block, block + NVME_ALIGN_ELEMS);
+        if (status != ZERO_OK)
+            return status;
         for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++) {
             if (!(slot->fields & ZERO_STORE_FIELD_BIT(f)))
                 continue;
@@ -631,13 +694,22 @@ static zero_status_t nvme_release(zero_store_t *store, zero_store_range_t *range
         slot->state = SLOT_READY;   /* a failed write's data stays here (write_failed) until a dirty release */
         goto out;
     }
+    if ((status = check_stalled_locked(s, "a dirty release")) != ZERO_OK) {
+        slot->write_failed = 1;   /* not written: the buffer keeps the only copy */
+        slot->state = SLOT_READY;
+        goto out;
+    }
     /* Every other buffered copy of these elements is now stale. */
     for (int i = 0; i < s->num_slots; i++) {
         nvme_slot_t *o = &s->slots[i];
         if (o == slot || o->state == SLOT_FREE || o->state == SLOT_HELD || o->group != slot->group ||
             o->begin >= slot->begin + slot->count || slot->begin >= o->begin + o->count)
             continue;
-        wait_slot_locked(s, o);
+        if ((status = wait_slot_locked(s, o)) != ZERO_OK) {
+            slot->write_failed = 1;
+            slot->state = SLOT_READY;
+            goto out;
+        }
         settle_locked(o);
         if (o->write_failed)
             copy_overlap(o, slot);   /* the only copy of its range: kept, and kept current */
@@ -649,7 +721,11 @@ static zero_status_t nvme_release(zero_store_t *store, zero_store_range_t *range
         slot->state = SLOT_READY;
         goto out;
     }
-    wait_writes_over_locked(s, slot, slot->group, slot->ext_begin, slot->ext_end);
+    if ((status = wait_writes_over_locked(s, slot, slot->group, slot->ext_begin, slot->ext_end)) != ZERO_OK) {
+        slot->write_failed = 1;
+        slot->state = SLOT_READY;
+        goto out;
+    }
     slot->write_failed = 0;
     issue_locked(s, slot, 1);
     status = take_async_error_locked(s);
@@ -664,11 +740,13 @@ static zero_status_t nvme_flush(zero_store_t *store)
     nvme_store_t *s = (nvme_store_t *)store;
     zero_status_t status;
     pthread_mutex_lock(&s->mutex);
-    for (int i = 0; i < s->num_slots; i++) {
-        wait_slot_locked(s, &s->slots[i]);
+    status = check_stalled_locked(s, "flush");
+    for (int i = 0; i < s->num_slots && status == ZERO_OK; i++) {
+        status = wait_slot_locked(s, &s->slots[i]);
         settle_locked(&s->slots[i]);
     }
-    status = take_async_error_locked(s);
+    if (status == ZERO_OK)
+        status = take_async_error_locked(s);
     pthread_mutex_unlock(&s->mutex);
     return status;
 }
@@ -859,7 +937,7 @@ zero_status_t zero_store_nvme_create(const zero_store_desc_t *desc, const zero_s
         return ZERO_ERR_UNSUPPORTED;
     }
     if (params->dir == NULL || params->dir[0] == '\0' || params->buffer_count < 1 || params->max_range < 1 ||
-        params->block_size < 1 || params->queue_depth < 1 || params->io_threads < 1 ||
+        params->block_size < 1 || params->queue_depth < 1 || params->io_threads < 1 || !(params->timeout_s > 0) ||
         params->max_range > (SIZE_MAX / sizeof(float)) / 2) {
         ZERO_LOG_ERROR("nvme store: bad parameters (dir %s, buffer_count %d, max_range %zu, block_size %zu, "
                        "queue_depth %d, io_threads %d)", params->dir ? params->dir : "(none)", params->buffer_count,
@@ -872,7 +950,14 @@ zero_status_t zero_store_nvme_create(const zero_store_desc_t *desc, const zero_s
         return ZERO_ERR_NO_MEMORY;
     }
     pthread_mutex_init(&s->mutex, NULL);
-    pthread_cond_init(&s->done_cond, NULL);
+    {
+        /* timed waits on the monotonic clock (a clock change must not stretch a timeout) */
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->done_cond, &attr);
+        pthread_condattr_destroy(&attr);
+    }
     pthread_cond_init(&s->queue_cond, NULL);
     s->fd = -1;
 #if HAVE_LIBURING

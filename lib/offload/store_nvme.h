@@ -19,7 +19,10 @@
  *   reserved up front: a disk too small fails create, not a step.
  * - Errors (EIO, a short transfer) are detected on the I/O thread and
  *   reported, naming the file, field and byte offset, by the next call into
- *   the store (the asynchronous error model). A failed write keeps its
+ *   the store (the asynchronous error model). Every wait for I/O is bounded
+ *   by timeout_s: a stalled device is ZERO_ERR_TIMEOUT naming the file, not a
+ *   hang (destroy still waits for requests in flight: their buffers are
+ *   freed there). A failed write keeps its
  *   buffer: the data stays in memory, acquires of that range are served from
  *   it, and a later dirty release writes it again, so nothing is lost.
  *
@@ -51,10 +54,15 @@ typedef struct zero_store_nvme_params {
     int io_threads;             /* threads of the pread/pwrite pool (aio.intra_op_parallelism), >= 1 */
     zero_store_nvme_io_t io;
     int direct;                 /* try O_DIRECT (falls back with a warning) */
+    /* An I/O request not done this long (a stalled device) is an error naming
+     * the file (ZERO_ERR_TIMEOUT), and the store refuses further use: the
+     * request may still land in its buffer. > 0. */
+    double timeout_s;
 } zero_store_nvme_params_t;
 
 /* Defaults: DeepSpeed's (buffer_count 4, block_size 1 MiB, queue_depth 8, one
- * I/O thread), max_range 2^20 elements, io_uring, O_DIRECT; dir NULL, rank 0. */
+ * I/O thread), max_range 2^20 elements, io_uring, O_DIRECT, timeout 300 s
+ * (the communicator's default bound); dir NULL, rank 0. */
 void zero_store_nvme_params_default(zero_store_nvme_params_t *params);
 
 /* Creates the file under params->dir and the buffers; desc->kind must be

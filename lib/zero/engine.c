@@ -115,6 +115,35 @@ static int default_threads(zero_comm_h comm)
     return cores / local >= 1 ? (int)(cores / local) : 1;
 }
 
+/*
+ * What the offload blocks ask for, checked at create. Optimizer state on NVMe
+ * (lib/offload/store_nvme.c) or on zero-optd servers (store_remote.c) is
+ * reached through the engine's store at stages 1-3; stage 0 has no owned
+ * shard to offload, and DeepSpeed accepts offload_optimizer only with ZeRO
+ * (stages 1-3), so it is refused there rather than ignored. "cpu" is where a
+ * host rank's state already is. Parameters on NVMe are not implemented.
+ */
+static zero_status_t check_offload(zero_engine_h e)
+{
+    const zero_config_zero_t *z = &e->config->zero_optimization;
+    zero_offload_device_t opt = z->offload_optimizer.device;
+    if (z->offload_param.device == ZERO_OFFLOAD_NVME) {
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_param.device: \"nvme\" (stage-3 parameters "
+                     "on NVMe) is not implemented in this version; offload_optimizer.device \"nvme\" is");
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    if ((opt == ZERO_OFFLOAD_NVME || opt == ZERO_OFFLOAD_REMOTE) && z->stage == 0) {
+        engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.offload_optimizer.device \"%s\" needs ZeRO stage 1, 2 or 3 "
+                     "(stage 0 keeps no owned shard of the optimizer state; DeepSpeed allows optimizer offload only "
+                     "with ZeRO too)", opt == ZERO_OFFLOAD_NVME ? "nvme" : "remote");
+        return ZERO_ERR_CONFIG;
+    }
+    if (opt == ZERO_OFFLOAD_CPU || z->offload_param.device == ZERO_OFFLOAD_CPU)
+        ZERO_LOG_INFO("zero_optimization.offload_*.device \"cpu\": this rank trains in host memory, where its "
+                      "optimizer state and parameters already are");
+    return ZERO_OK;
+}
+
 zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine_h *engine_p)
 {
     zero_status_t status;
@@ -198,30 +227,9 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
         status = ZERO_ERR_CONFIG;
         goto err;
     }
-    if (e->config->zero_optimization.offload_optimizer.device != ZERO_OFFLOAD_NONE ||
-        e->config->zero_optimization.offload_param.device != ZERO_OFFLOAD_NONE) {
-        /* The NVMe store exists (lib/offload/store_nvme.c, zero_store_create_for), but the
-         * step does not reach the optimizer state through the store yet: refused, not ignored. */
-        if (e->config->zero_optimization.offload_optimizer.device == ZERO_OFFLOAD_NVME ||
-            e->config->zero_optimization.offload_param.device == ZERO_OFFLOAD_NVME) {
-            engine_error(e, ZERO_ERR_UNSUPPORTED,
-                         "zero_optimization.offload_*.device: nvme offload is not implemented in this version "
-                         "(the engine's step does not stream its optimizer state through the NVMe store yet)");
-            status = ZERO_ERR_UNSUPPORTED;
-            goto err;
-        }
-        /* The remote store (lib/offload/store_remote.c) is built and tested, but it runs the pipelined
-         * step_async (16-bit gradients) and the engine calls the synchronous step op: until the two
-         * are one, a remote config is refused, not ignored. */
-        if (e->config->zero_optimization.offload_optimizer.device == ZERO_OFFLOAD_REMOTE) {
-            engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.device: \"remote\" (zero-optd) "
-                         "is not wired into the engine in this version (docs/optd.md)");
-            status = ZERO_ERR_UNSUPPORTED;
-            goto err;
-        }
-        ZERO_LOG_INFO("zero_optimization.offload_*.device \"cpu\": this rank trains in host memory, where its "
-                      "optimizer state and parameters already are");
-    }
+    status = check_offload(e);
+    if (status != ZERO_OK)
+        goto err;
 
     threads = (mask & ZERO_ENGINE_PARAM_FIELD_NUM_THREADS) && params->num_threads > 0 ? params->num_threads
                                                                                        : default_threads(e->comm);
@@ -846,8 +854,17 @@ static zero_status_t setup_store(zero_engine_h e)
     memset(&opts, 0, sizeof(opts));
     opts.device = zero_store_device_from_config(off->device);
     opts.nvme_path = off->nvme_path;
+    opts.servers = (const char *const *)off->servers;
+    opts.num_servers = (int)off->num_servers;
     opts.rank = e->rank;
     opts.config = e->config;
+    /* a stalled disk or server is reported within the communicator's bound */
+    opts.timeout_s = 300.0;
+    {
+        const char *v = getenv("ZERO_COMM_TIMEOUT");
+        if (v != NULL && zero_seconds_parse("ZERO_COMM_TIMEOUT", v, 0.0, 1, 1e6, &opts.timeout_s) != ZERO_OK)
+            opts.timeout_s = 300.0;   /* the communicator refused it already */
+    }
     memset(&desc, 0, sizeof(desc));
     desc.kind = e->kind;
     desc.num_groups = e->layout->num_groups;
@@ -890,7 +907,7 @@ static zero_status_t init_group_state(zero_engine_h e, int gi)
     enum { INIT_BLOCK = 1 << 16 };
     group_state_t *g = &e->groups[gi];
     zero_status_t status = ZERO_OK;
-    size_t s = 0;
+    size_t s = 0, block = engine_range_max(e, INIT_BLOCK);
     /* fp32 adopted buffers: the master is the trainer's weights (padding zeroed by adopt_group) */
     int in_place = g->adopted && g->dtype == ZERO_FP32;
     float *host = zero_malloc(INIT_BLOCK * sizeof(float));
@@ -898,8 +915,8 @@ static zero_status_t init_group_state(zero_engine_h e, int gi)
         engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
         return ZERO_ERR_NO_MEMORY;
     }
-    for (size_t lo = 0; lo < g->own_length && status == ZERO_OK; lo += INIT_BLOCK) {
-        size_t hi = g->own_length - lo < INIT_BLOCK ? g->own_length : lo + INIT_BLOCK;
+    for (size_t lo = 0; lo < g->own_length && status == ZERO_OK; lo += block) {
+        size_t hi = g->own_length - lo < block ? g->own_length : lo + block;
         uint64_t mark = zero_log_error_mark();
         zero_store_range_t r = {.group = gi, .begin = lo, .count = hi - lo, .fields = zero_store_fields(e->store)};
         status = zero_store_acquire(e->store, &r);

@@ -13,6 +13,7 @@
 #include "util/alloc.h"
 #include "util/log.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,14 +223,74 @@ static zero_status_t check_state(zero_engine_h e, const char *call)
     return ZERO_ERR_STATE;
 }
 
-/* The owned masters (and @p num_states optimizer states) of every group,
- * acquired from the store for lib/ckpt: held over the whole save or load. */
+/*
+ * How the state reaches lib/ckpt. A store whose state is all in this process
+ * and takes any range (the host store) hands out whole owned arrays, held
+ * over the save or load (no copy). Any other (NVMe: ranges of at most
+ * max_range; zero-optd: the state on servers) is streamed: lib/ckpt asks for
+ * one range of one array at a time, and each is acquired from the store in
+ * pieces of at most its bound, copied, and released (clean for a save, dirty
+ * for a load). So a checkpoint never needs the whole state in memory.
+ */
+typedef struct ckpt_stream_ctx {
+    zero_engine_h e;
+    int written;   /* a load stored something (a failure after that leaves the state part old, part new) */
+} ckpt_stream_ctx_t;
+
+static int state_streams(zero_engine_h e)
+{
+    zero_store_bytes_t bytes;
+    zero_store_bytes(e->store, &bytes);
+    return zero_store_max_range(e->store) > 0 || bytes.elsewhere > 0;
+}
+
+/* Copies between the store's array @p array of group @p gi, [begin, begin + count), and @p buf. */
+static zero_status_t stream_copy(ckpt_stream_ctx_t *c, int gi, int array, size_t begin, size_t count, float *buf,
+                                 int to_store)
+{
+    zero_engine_h e = c->e;
+    for (size_t off = 0; off < count;) {
+        size_t n = engine_range_max(e, count - off);
+        zero_store_range_t r = {.group = gi, .begin = begin + off, .count = n,
+                                .fields = ZERO_STORE_FIELD_BIT(array)};
+        zero_status_t status = zero_store_acquire(e->store, &r), st;
+        if (status != ZERO_OK)
+            return status;
+        if (to_store)
+            memcpy(r.data[array], buf + off, n * sizeof(float));
+        else
+            memcpy(buf + off, r.data[array], n * sizeof(float));
+        st = zero_store_release(e->store, &r, to_store);
+        c->written |= to_store;
+        if (st != ZERO_OK)
+            return st;
+        off += n;
+    }
+    return ZERO_OK;
+}
+
+static zero_status_t stream_read(void *ctx, int group, int array, size_t begin, size_t count, float *out)
+{
+    return stream_copy(ctx, group, array, begin, count, out, 0);
+}
+
+static zero_status_t stream_write(void *ctx, int group, int array, size_t begin, size_t count, const float *in)
+{
+    return stream_copy(ctx, group, array, begin, count, (float *)(uintptr_t)in, 1);
+}
+
+/* The owned masters (and @p num_states optimizer states) of every group for
+ * lib/ckpt: streamed through @p stream (see above), or acquired from the
+ * store whole and held over the save or load. */
 static zero_status_t acquire_groups(zero_engine_h e, zero_store_range_t *ranges, zero_ckpt_group_data_t *groups,
-                                    int num_states, const char *call)
+                                    int num_states, const zero_ckpt_stream_t *stream, const char *call)
 {
     uint64_t mark = zero_log_error_mark();
     memset(groups, 0, sizeof(*groups) * (size_t)e->layout->num_groups);
-    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+    memset(ranges, 0, sizeof(*ranges) * (size_t)e->layout->num_groups);
+    for (int gi = 0; gi < e->layout->num_groups && stream != NULL; gi++)
+        groups[gi].stream = stream;
+    for (int gi = 0; gi < e->layout->num_groups && stream == NULL; gi++) {
         zero_status_t status;
         ranges[gi] = (zero_store_range_t){.group = gi, .begin = 0, .count = e->groups[gi].own_length,
                                           .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
@@ -256,7 +317,10 @@ static zero_status_t release_groups(zero_engine_h e, zero_store_range_t *ranges,
     zero_status_t status = ZERO_OK;
     uint64_t mark = zero_log_error_mark();
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
-        zero_status_t st = zero_store_release(e->store, &ranges[gi], dirty);
+        zero_status_t st;
+        if (ranges[gi].fields == 0)
+            continue;   /* streamed: nothing held */
+        st = zero_store_release(e->store, &ranges[gi], dirty);
         if (status == ZERO_OK && st != ZERO_OK) {
             engine_keep_error(e, mark, "%s: cannot keep the optimizer state of the %s group", call,
                               zero_dtype_string(e->groups[gi].dtype));
@@ -275,6 +339,8 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     char why[ZERO_CKPT_ERROR_MSG_MAX] = "";
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
     zero_store_range_t ranges[ZERO_DTYPE_COUNT];
+    ckpt_stream_ctx_t stream_ctx = {e, 0};
+    zero_ckpt_stream_t stream = {stream_read, stream_write, &stream_ctx};
     zero_loss_scaler_state_t ls;
     zero_lr_schedule_state_t lrs;
     const char *names[ZERO_CKPT_MAX_STATES] = {0};
@@ -319,7 +385,8 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
         engine_error(e, ZERO_ERR_NO_MEMORY, "zero_save_checkpoint: out of memory");
         return ZERO_ERR_NO_MEMORY;
     }
-    status = acquire_groups(e, ranges, groups, meta.num_states, "zero_save_checkpoint");
+    status = acquire_groups(e, ranges, groups, meta.num_states, state_streams(e) ? &stream : NULL,
+                            "zero_save_checkpoint");
     if (status != ZERO_OK) {
         zero_string_free(meta.config_json);
         zero_free(meta.param_groups);
@@ -367,6 +434,8 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     zero_ckpt_load_params_t lp = {0};
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
     zero_store_range_t ranges[ZERO_DTYPE_COUNT];
+    ckpt_stream_ctx_t stream_ctx = {e, 0};
+    zero_ckpt_stream_t stream = {stream_read, stream_write, &stream_ctx};
     zero_ckpt_meta_t meta;
     const char *names[ZERO_CKPT_MAX_STATES] = {0};
     char *client_sd = NULL, *loaded_tag = NULL;
@@ -408,14 +477,23 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     memset(&meta, 0, sizeof(meta));
     if (e->stage == 3)
         engine_gather_drop_all(e);   /* gathered copies would predate the loaded weights */
-    status = acquire_groups(e, ranges, groups, lp.num_states, "zero_load_checkpoint");
+    status = acquire_groups(e, ranges, groups, lp.num_states, state_streams(e) ? &stream : NULL,
+                            "zero_load_checkpoint");
     if (status != ZERO_OK)
         return status;
     mark = zero_log_error_mark();
     status = zero_ckpt_load(e->comm, load_dir, &lp, e->layout, e->own_rank, groups, &meta, &client_sd, &loaded_tag);
     {
-        /* Dirty either way: a load that failed late may have written part of it. */
+        /* Dirty either way: a load that failed late may have written part of
+         * it. A streamed load's writes are in the store; flush them, so a
+         * failed write is this load's error, not the next call's. */
         zero_status_t st = release_groups(e, ranges, 1, "zero_load_checkpoint");
+        if (st == ZERO_OK && stream_ctx.written) {
+            uint64_t flush_mark = zero_log_error_mark();
+            st = zero_store_flush(e->store);
+            if (st != ZERO_OK)
+                engine_keep_error(e, flush_mark, "zero_load_checkpoint: writing the loaded optimizer state failed");
+        }
         if (status == ZERO_OK && st != ZERO_OK) {
             zero_ckpt_meta_clear(&meta);
             zero_free(client_sd);
@@ -427,7 +505,8 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     if (status != ZERO_OK) {
         engine_keep_error(e, mark, "zero_load_checkpoint(%s, %s) failed: %s", load_dir, tag ? tag : "latest",
                           zero_status_string(status));
-        if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)
+        /* a streamed load that failed after storing part of the state leaves it part old, part new */
+        if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT || stream_ctx.written)
             e->state = ENGINE_FAILED;
         return status;
     }

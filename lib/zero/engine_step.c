@@ -502,11 +502,20 @@ zero_status_t zero_backward_end(zero_engine_h e)
  * stays at the ZeRO formula: no full-size temporary at any stage.
  */
 
-/* Piece length bound: enough 64 Ki-element kernel chunks for every thread, and
- * a scratch that stays in the caches. */
+/* Piece length bound: the store's range bound where it has one (the NVMe
+ * store's buffers hold one sub_group_size piece, so each piece is one range,
+ * read ahead while the one before is updated), else enough 64 Ki-element
+ * kernel chunks for every thread, and a scratch that stays in the caches. */
 static size_t piece_max(zero_engine_h e)
 {
-    return (size_t)zero_thread_pool_size(e->pool) * 2 * ZERO_OPTIM_DEFAULT_CHUNK;
+    size_t bound = zero_store_max_range(e->store);
+    return bound > 0 ? bound : (size_t)zero_thread_pool_size(e->pool) * 2 * ZERO_OPTIM_DEFAULT_CHUNK;
+}
+
+size_t engine_range_max(zero_engine_h e, size_t want)
+{
+    size_t bound = zero_store_max_range(e->store);
+    return bound > 0 && bound < want ? bound : want;
 }
 
 /* The bucket of group @p gi whose owned slice holds owned offset @p so (stages 1-2). */
@@ -553,16 +562,36 @@ static void *grad_at(zero_engine_h e, int gi, size_t so, size_t *contiguous_p)
     return (char *)g->grads_flat + owned_to_flat(e, gi, so, contiguous_p) * esz;
 }
 
-/* Where the updated 16-bit weights of owned offset @p so go (NULL for fp32). */
-static uint16_t *w16_at(zero_engine_h e, int gi, size_t so)
+/* Where the updated weights of owned offset @p so go, in the group's dtype:
+ * the owned part of the full weights (stages 0-2) or the shard (stage 3).
+ * NULL where the store adopted those weights as its fp32 master (fp32 at
+ * stages 0 and 3, unless the master lives elsewhere): they are the master,
+ * updated in place. Otherwise an fp32 group's weights are a copy of the
+ * master, written as it changes (the allgather of stages 1-2 sends them). */
+static void *weights_at(zero_engine_h e, int gi, size_t so)
 {
     group_state_t *g = &e->groups[gi];
-    size_t contiguous;
-    if (g->dtype == ZERO_FP32)
+    size_t contiguous, esz = dtype_bytes(g->dtype);
+    if (e->store->desc.adopt_master[gi] != NULL)
         return NULL;
     if (e->stage == 3)
-        return (uint16_t *)g->params_shard + so;
-    return (uint16_t *)g->params_flat + owned_to_flat(e, gi, so, &contiguous);
+        return (char *)g->params_shard + so * esz;
+    return (char *)g->params_flat + owned_to_flat(e, gi, so, &contiguous) * esz;
+}
+
+/* The 16-bit weights of owned offset @p so (NULL for fp32: the kernels write no 16-bit copy). */
+static uint16_t *w16_at(zero_engine_h e, int gi, size_t so)
+{
+    return e->groups[gi].dtype == ZERO_FP32 ? NULL : weights_at(e, gi, so);
+}
+
+/* After an update of [so, so + n) of an fp32 group whose weights are not the
+ * master: the weights become the master's new values. */
+static void copy_master_to_weights(zero_engine_h e, int gi, size_t so, const float *master, size_t n)
+{
+    void *weights = weights_at(e, gi, so);
+    if (e->groups[gi].dtype == ZERO_FP32 && weights != NULL && weights != (const void *)master)
+        engine_copy(e, weights, master, n * sizeof(float));
 }
 
 /* fp32 gradients of [so, so + n): the buffer itself for fp32, else converted into the scratch. */
@@ -728,42 +757,29 @@ static void zero_grads(zero_engine_h e)
             engine_zero(e, e->params[i]->view_grad, e->params[i]->numel * dtype_bytes(e->params[i]->dtype));
 }
 
-/* Stages 1-2: all-gather every bucket's updated owned slice into the full weights: in place
- * for 16-bit weights (the kernel wrote the slice there), from the fp32 master otherwise. */
+/* Stages 1-2: all-gather every bucket's updated owned slice into the full
+ * weights, in place (the step wrote the slice there: 16-bit weights from the
+ * kernel, fp32 weights as a copy of the master), so no master range is held
+ * while the collectives run. */
 static zero_status_t allgather_weights(zero_engine_h e, int gi)
 {
     group_state_t *g = &e->groups[gi];
     const zero_layout_group_t *lg = &e->layout->groups[gi];
     size_t esz = dtype_bytes(g->dtype);
     zero_status_t status = ZERO_OK;
-    zero_store_range_t master = {.group = gi, .begin = 0, .count = g->own_length,
-                                 .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
     zero_comm_request_h *reqs = zero_calloc((size_t)(lg->num_buckets ? lg->num_buckets : 1), sizeof(*reqs));
     if (reqs == NULL) {
         engine_error(e, ZERO_ERR_NO_MEMORY, "step: out of memory");
         return ZERO_ERR_NO_MEMORY;
-    }
-    if (g->dtype == ZERO_FP32) {
-        /* the fp32 masters are sent as they are: held until every allgather is done */
-        uint64_t mark = zero_log_error_mark();
-        status = zero_store_acquire(e->store, &master);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "step: cannot reach the fp32 master weights to publish them");
-            zero_free(reqs);
-            return status;
-        }
     }
     for (int k = 0; k < lg->num_buckets && status == ZERO_OK; k++) {
         int b = lg->first_bucket + k;
         const zero_layout_bucket_t *bk = &e->layout->buckets[b];
         size_t slice = bk->length / (size_t)e->world;
         char *full = (char *)g->params_flat + bk->offset * esz;
-        const void *send = g->dtype == ZERO_FP32
-                               ? (const void *)(master.data[ZERO_STORE_MASTER] + zero_layout_bucket_shard_offset(e->layout, b))
-                               : (const void *)(full + (size_t)e->rank * slice * esz);
         uint64_t mark = zero_log_error_mark();
-        status = zero_comm_allgather_start(e->comm, send, full, slice, g->dtype, e->kind, &reqs[k]);
+        status = zero_comm_allgather_start(e->comm, full + (size_t)e->rank * slice * esz, full, slice, g->dtype,
+                                           e->kind, &reqs[k]);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
             engine_keep_error(e, mark, "allgather of updated weights (bucket %d) failed to start: %s", b,
@@ -774,14 +790,6 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi)
         zero_status_t st = engine_wait(e, &reqs[k], "allgather of updated weights");
         if (status == ZERO_OK)
             status = st;
-    }
-    if (g->dtype == ZERO_FP32) {
-        zero_status_t st = zero_store_release(e->store, &master, 0);
-        if (status == ZERO_OK && st != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_error(e, st, "step: releasing the fp32 master weights failed");
-            status = st;
-        }
     }
     zero_free(reqs);
     return status;
@@ -809,24 +817,29 @@ static zero_status_t publish_weights(zero_engine_h e)
 }
 
 /* Brings the fp32 masters to the weights the trainer sees (at setup; the step
- * fuses the 16-bit conversion into the optimizer kernel instead). */
+ * fuses the 16-bit conversion into the optimizer kernel instead), a range of
+ * at most the store's bound at a time. */
 zero_status_t engine_write_back(zero_engine_h e)
 {
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
         group_state_t *g = &e->groups[gi];
         size_t so = 0;
-        if (g->dtype == ZERO_FP32)
-            continue;
+        if (weights_at(e, gi, 0) == NULL)
+            continue;   /* the weights are the master */
         while (so < g->own_length) {
             size_t n = g->own_length - so;
             if (e->stage == 1 || e->stage == 2)
                 owned_to_flat(e, gi, so, &n);
+            n = engine_range_max(e, n);
             uint64_t mark = zero_log_error_mark();
             zero_store_range_t r = {.group = gi, .begin = so, .count = n,
                                     .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
             zero_status_t status = zero_store_acquire(e->store, &r);
             if (status == ZERO_OK) {
-                status = e->ops->to_16(e->ops_ctx, g->dtype, w16_at(e, gi, so), r.data[ZERO_STORE_MASTER], n);
+                if (g->dtype == ZERO_FP32)
+                    copy_master_to_weights(e, gi, so, r.data[ZERO_STORE_MASTER], n);
+                else
+                    status = e->ops->to_16(e->ops_ctx, g->dtype, w16_at(e, gi, so), r.data[ZERO_STORE_MASTER], n);
                 zero_status_t st = zero_store_release(e->store, &r, 0);
                 if (status == ZERO_OK)
                     status = st;
@@ -845,35 +858,38 @@ zero_status_t engine_write_back(zero_engine_h e)
 /* The optimizer over the piece [lo, hi) of group @p gi's owned range, with
  * parameter group @p pg's hyper-parameters and this step's values @p v (lr
  * and decay set per run): the one place the step updates master weights and
- * states. A store that runs the update itself
- * (zero-optd) gets the gradients and the hyper-parameters; otherwise the
- * range is acquired, the kernel of the engine's kind runs on it, and it is
- * released dirty. */
+ * states. A store that prefers to run the update itself (zero-optd) gets the
+ * gradients in the training dtype and the hyper-parameters, and may still be
+ * working when this returns (the caller waits once, after the last piece);
+ * otherwise the range is acquired, the kernel of the engine's kind runs on
+ * it, and it is released dirty. */
 static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, int pg,
                                 const zero_optim_step_values_t *v)
 {
     group_state_t *g = &e->groups[gi];
     zero_optim_hparams_t hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, v);
-    uint16_t *w16 = w16_at(e, gi, lo);
     const float *grads;
     zero_store_range_t r = {.group = gi, .begin = lo, .count = hi - lo, .fields = zero_store_fields(e->store)};
     zero_optim_slice_t s;
-    zero_status_t status = grad32(e, gi, lo, hi - lo, &grads), st;
+    zero_status_t status, st;
 
+    if (zero_store_prefers_step(e->store)) {
+        zero_store_async_step_t step;
+        size_t contiguous;
+        memset(&step, 0, sizeof(step));
+        step.group = gi;
+        step.begin = lo;
+        step.count = hi - lo;
+        step.grad_dtype = g->dtype;
+        step.grad = grad_at(e, gi, lo, &contiguous);   /* pieces never cross a contiguous run */
+        step.weight_dtype = g->dtype;
+        step.weights = weights_at(e, gi, lo);          /* such a store adopts nothing: never NULL */
+        status = zero_store_step_set_hparams(&step, &hp);
+        return status != ZERO_OK ? status : zero_store_step_async(e->store, &step);
+    }
+    status = grad32(e, gi, lo, hi - lo, &grads);
     if (status != ZERO_OK)
         return status;
-    if (zero_store_has_step(e->store)) {
-        zero_store_step_args_t args;
-        memset(&args, 0, sizeof(args));
-        args.group = gi;
-        args.begin = lo;
-        args.count = hi - lo;
-        args.grads = grads;
-        args.hparams = &hp;
-        args.weights = w16;
-        args.weights_dtype = g->dtype;
-        return zero_store_step(e->store, &args);
-    }
     status = zero_store_acquire(e->store, &r);
     if (status != ZERO_OK)
         return status;
@@ -882,11 +898,13 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
         .g = grads,
         .s1 = r.data[ZERO_STORE_STATE1],
         .s2 = r.data[ZERO_STORE_STATE2],
-        .w16 = w16,
+        .w16 = w16_at(e, gi, lo),
         .w16_type = zero_optim_w16_of(g->dtype),
         .n = hi - lo,
     };
     status = e->ops->optimizer_step(e->ops_ctx, &hp, &s);
+    if (status == ZERO_OK)
+        copy_master_to_weights(e, gi, lo, r.data[ZERO_STORE_MASTER], hi - lo);
     st = zero_store_release(e->store, &r, 1);
     return status != ZERO_OK ? status : st;
 }
@@ -914,7 +932,8 @@ static zero_status_t elementwise_step(zero_engine_h e, const zero_optim_step_val
                 while (g->run_start[next_r + 1] <= next)
                     next_r++;
                 next_end = piece_end(e, gi, next, next_r);
-                status = zero_store_prefetch(e->store, gi, next, next_end - next, fields);
+                if (!zero_store_prefers_step(e->store))
+                    status = zero_store_prefetch(e->store, gi, next, next_end - next, fields);
             }
             if (status == ZERO_OK) {
                 zero_optim_step_values_t v = *values;
@@ -927,6 +946,12 @@ static zero_status_t elementwise_step(zero_engine_h e, const zero_optim_step_val
             r = next_r;
             end = next_end;
         }
+    }
+    if (zero_store_prefers_step(e->store)) {
+        /* every piece submitted: the updated weights are in place once this returns */
+        zero_status_t st = zero_store_step_wait(e->store);
+        if (status == ZERO_OK)
+            status = st;
     }
     return status;
 }
@@ -950,38 +975,45 @@ static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *
             group_state_t *g = &e->groups[gi];
             for (size_t s = 0; s < g->num_segments && status == ZERO_OK; s++) {
                 const zero_layout_segment_t *sg = &g->segments[s];
-                zero_optim_step_values_t v = *values;
-                zero_optim_hparams_t hp;
-                zero_store_range_t r = {.group = gi, .begin = sg->shard_offset, .count = sg->length,
-                                        .fields = zero_store_fields(e->store)};
-                zero_optim_slice_t sl = {
-                    .w16 = w16_at(e, gi, sg->shard_offset),
-                    .w16_type = zero_optim_w16_of(g->dtype),
-                    .n = sg->length,
-                };
-                zero_status_t st;
-                int pg = e->params[sg->param]->param_group;
-                v.decay = e->params[sg->param]->weight_decay;
-                v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
-                hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, &v);
-                if (pass == 1)
-                    status = grad32(e, gi, sg->shard_offset, sg->length, &sl.g);
-                if (status == ZERO_OK)
-                    status = zero_store_acquire(e->store, &r);
-                if (status != ZERO_OK)
-                    break;
-                sl.w = r.data[ZERO_STORE_MASTER];
-                sl.s1 = r.data[ZERO_STORE_STATE1];
-                sl.s2 = r.data[ZERO_STORE_STATE2];
-                if (pass == 1)
-                    status = e->ops->lamb_phase1(e->ops_ctx, &hp, &sl, e->result,
-                                                 ENGINE_RESULT_LAMB + 2 * (size_t)sg->param);
-                else
-                    status = e->ops->lamb_phase2(e->ops_ctx, &hp, &sl, sums[2 * (size_t)sg->param],
-                                                 sums[2 * (size_t)sg->param + 1]);
-                st = zero_store_release(e->store, &r, 1);   /* both phases write (moments, then weights) */
-                if (status == ZERO_OK)
-                    status = st;
+                /* a segment longer than the store's range bound goes in ranges of that bound */
+                for (size_t off = 0; off < sg->length && status == ZERO_OK;) {
+                    size_t so = sg->shard_offset + off, count = engine_range_max(e, sg->length - off);
+                    zero_optim_step_values_t v = *values;
+                    zero_optim_hparams_t hp;
+                    zero_store_range_t r = {.group = gi, .begin = so, .count = count, .fields = zero_store_fields(e->store)};
+                    zero_optim_slice_t sl = {
+                        .w16 = w16_at(e, gi, so),
+                        .w16_type = zero_optim_w16_of(g->dtype),
+                        .n = count,
+                    };
+                    zero_status_t st;
+                    int pg = e->params[sg->param]->param_group;
+                    v.decay = e->params[sg->param]->weight_decay;
+                    v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
+                    hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, &v);
+                    if (pass == 1)
+                        status = grad32(e, gi, so, count, &sl.g);
+                    if (status == ZERO_OK)
+                        status = zero_store_acquire(e->store, &r);
+                    if (status != ZERO_OK)
+                        break;
+                    sl.w = r.data[ZERO_STORE_MASTER];
+                    sl.s1 = r.data[ZERO_STORE_STATE1];
+                    sl.s2 = r.data[ZERO_STORE_STATE2];
+                    if (pass == 1) {
+                        status = e->ops->lamb_phase1(e->ops_ctx, &hp, &sl, e->result,
+                                                     ENGINE_RESULT_LAMB + 2 * (size_t)sg->param);
+                    } else {
+                        status = e->ops->lamb_phase2(e->ops_ctx, &hp, &sl, sums[2 * (size_t)sg->param],
+                                                     sums[2 * (size_t)sg->param + 1]);
+                        if (status == ZERO_OK)
+                            copy_master_to_weights(e, gi, so, sl.w, count);
+                    }
+                    st = zero_store_release(e->store, &r, 1);   /* both phases write (moments, then weights) */
+                    if (status == ZERO_OK)
+                        status = st;
+                    off += count;
+                }
             }
         }
         if (pass == 1 && status == ZERO_OK)

@@ -18,6 +18,10 @@ zero_status_t engine_write_back(zero_engine_h e);
  * one-off buffer only when nothing is in flight. Put returns it. */
 zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p);
 void engine_staging_put(zero_engine_h e, int b, void *ptr);
+/* @p want, or the store's range bound (zero_store_max_range) where that is
+ * smaller: the length of one range every walk over the owned state takes
+ * (initial values, write-back, Lamb, checkpoints). */
+size_t engine_range_max(zero_engine_h e, size_t want);
 /* The step's fp32 gradient scratch of every 16-bit group (setup). */
 zero_status_t engine_scratch_alloc(zero_engine_h e);
 

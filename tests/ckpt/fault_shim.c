@@ -23,6 +23,8 @@
  *                write fails with ENOSPC -- a disk that fills in mid-write.
  *   sticky=1     after call K, every later call of the class fails too (a full
  *                disk stays full); default 0 (only call K fails)
+ *   stall_ms=N   read class only: call K does not fail but first sleeps N ms
+ *                (a stalled device), then reads
  *   rank=R       only in the process whose RANK environment variable is R
  *
  * Every call of every class on matching paths is counted (from the last
@@ -47,6 +49,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FAULT_MAX_FD 65536
@@ -69,7 +72,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char fault_dir[PATH_MAX];
 static size_t fault_dir_len;
 static int fault_op = OP_WRITE, fault_errno = ENOSPC, fault_short, fault_sticky, fault_enabled;
-static long fault_at;
+static long fault_at, fault_stall_ms;
 static long calls[OP_COUNT];
 static int fired, disk_full;               /* call K happened; SHORT: later writes fail */
 static char fired_path[PATH_MAX];          /* the path (or fd's path) of the failed call */
@@ -130,7 +133,7 @@ __attribute__((visibility("default"))) int zero_fault_config(const char *spec)
     char buf[PATH_MAX + 256], *save = NULL;
     const char *rank_env = getenv("RANK");
     int op = OP_WRITE, err = ENOSPC, shortw = 0, sticky = 0, enabled = 1;
-    long at = 0;
+    long at = 0, stall_ms = 0;
     char dir[PATH_MAX] = "";
 
     if (spec == NULL || strlen(spec) >= sizeof(buf))
@@ -152,6 +155,8 @@ __attribute__((visibility("default"))) int zero_fault_config(const char *spec)
                 return -1;
         } else if (strcmp(kv, "at") == 0) {
             at = strtol(eq, NULL, 10);
+        } else if (strcmp(kv, "stall_ms") == 0) {
+            stall_ms = strtol(eq, NULL, 10);
         } else if (strcmp(kv, "err") == 0) {
             if ((err = parse_errno(eq)) == 0)
                 return -1;
@@ -179,6 +184,7 @@ __attribute__((visibility("default"))) int zero_fault_config(const char *spec)
     fault_errno = err;
     fault_short = shortw;
     fault_sticky = sticky;
+    fault_stall_ms = stall_ms;
     fault_enabled = 1;
     memset(calls, 0, sizeof(calls));
     fired = disk_full = 0;
@@ -240,6 +246,8 @@ static int decide(int op, const char *path)
         if (!fired)
             snprintf(fired_path, sizeof(fired_path), "%s", path ? path : "?");
         fired = 1;
+        if (fault_stall_ms > 0 && op == OP_READ)
+            return -2;   /* the caller sleeps, then does the call */
         if (fault_short) {
             disk_full = 1;
             return -1;
@@ -247,6 +255,14 @@ static int decide(int op, const char *path)
         return fault_errno;
     }
     return 0;
+}
+
+/* stall_ms: a device that answers late (outside the lock: other calls go on) */
+static void stall(void)
+{
+    struct timespec ts = {fault_stall_ms / 1000, (fault_stall_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
 }
 
 static int decide_path(int op, const char *path)
@@ -446,7 +462,9 @@ ssize_t pread(int fd, void *buf, size_t count, off_t offset)
 {
     int e;
     RESOLVE(pread);
-    if ((e = decide_fd(OP_READ, fd)) != 0)
+    if ((e = decide_fd(OP_READ, fd)) == -2)
+        stall();
+    else if (e != 0)
         FAIL_WITH(e, -1);
     return REAL(pread)(fd, buf, count, offset);
 }
@@ -455,7 +473,9 @@ ssize_t pread64(int fd, void *buf, size_t count, off_t offset)
 {
     int e;
     RESOLVE(pread64);
-    if ((e = decide_fd(OP_READ, fd)) != 0)
+    if ((e = decide_fd(OP_READ, fd)) == -2)
+        stall();
+    else if (e != 0)
         FAIL_WITH(e, -1);
     return REAL(pread64)(fd, buf, count, offset);
 }

@@ -17,6 +17,12 @@
  * then the sampler is fast-forwarded from client_sd). It trains until global
  * step STOP, then saves DIR/run/<global_stepN> with client_sd {"micro": M}.
  * resume_compare then compares two runs' final checkpoints bit for bit.
+ *
+ * RESUME_ZERO_EXTRA (optional): JSON members put first into the
+ * zero_optimization block, each followed by a comma (offload_test.sh sets the
+ * offload block and sub_group_size there). Rank 0's last line gives an FNV-1a
+ * digest of the weights the trainer sees (weights=...), gathered at stage 3,
+ * so runs can be compared on those too.
  */
 #include <zero/zero.h>
 
@@ -77,7 +83,9 @@ static uint16_t to16(float f, zero_dtype_t d)
 
 int main(int argc, char **argv)
 {
-    char json[1024], run_dir[512], latest[600];
+    char json[4096], run_dir[512], latest[600];
+    const char *zero_extra = getenv("RESUME_ZERO_EXTRA");
+    uint64_t digest = 1469598103934665603ull;
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
                                .config_json = json, .num_threads = 1};
     zero_engine_h eng = NULL;
@@ -101,14 +109,14 @@ int main(int argc, char **argv)
              " \"scheduler\": {\"type\": \"WarmupDecayLR\", \"params\": {\"warmup_num_steps\": 3,"
              " \"warmup_max_lr\": 0.01, \"total_num_steps\": 40}},"
              " \"gradient_clipping\": 0.5, \"steps_per_print\": 0, %s"
-             " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 500,"
+             " \"zero_optimization\": {%s \"stage\": %d, \"reduce_bucket_size\": 500,"
              " \"stage3_param_persistence_threshold\": 70}}",
              MICRO_BATCH,
              dtype == ZERO_BF16   ? "\"bf16\": {\"enabled\": true},"
              : dtype == ZERO_FP16 ? "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 20,"
                                     " \"loss_scale_window\": 3, \"hysteresis\": 2},"
                                   : "",
-             stage);
+             zero_extra != NULL ? zero_extra : "", stage);
     if (zero_engine_create(&ep, &eng) != ZERO_OK)
         return 1;
     rank = zero_comm_rank(zero_engine_comm(eng));
@@ -180,6 +188,17 @@ int main(int argc, char **argv)
         if (zero_backward_end(eng) != ZERO_OK || zero_step(eng, NULL) != ZERO_OK)
             goto out;
     }
+    for (int p = 0; p < NPARAM; p++) {
+        const unsigned char *bytes;
+        size_t nbytes = (size_t)sizes[p] * zero_dtype_size(dtype);
+        if (zero_gather(eng, &h[p], 1) != ZERO_OK)
+            goto out;
+        bytes = zero_param_data(h[p]);
+        for (size_t i = 0; i < nbytes; i++)
+            digest = (digest ^ bytes[i]) * 1099511628211ull;
+        if (zero_release(eng, &h[p], 1) != ZERO_OK)
+            goto out;
+    }
     {
         char client_sd[64];
         snprintf(client_sd, sizeof(client_sd), "{\"micro\": %llu}", (unsigned long long)micro);
@@ -187,9 +206,10 @@ int main(int argc, char **argv)
             goto out;
     }
     if (rank == 0)
-        printf("resume_rank: stage %d %s world %d stopped at step %llu (skipped %llu, loss scale %g)\n", stage,
-               argv[3], world, (unsigned long long)zero_engine_global_steps(eng),
-               (unsigned long long)zero_engine_skipped_steps(eng), zero_engine_loss_scale(eng));
+        printf("resume_rank: stage %d %s world %d stopped at step %llu (skipped %llu, loss scale %g) weights=%016llx\n",
+               stage, argv[3], world, (unsigned long long)zero_engine_global_steps(eng),
+               (unsigned long long)zero_engine_skipped_steps(eng), zero_engine_loss_scale(eng),
+               (unsigned long long)digest);
     rc = 0;
 out:
     if (rc != 0)

@@ -11,6 +11,7 @@
 #include "test_main.h"
 #include "offload/store.h"
 #include "offload/store_nvme.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #include <dlfcn.h>
@@ -25,6 +26,7 @@
 static int (*fault_config)(const char *spec);
 static char test_dir[64];
 static float ref[RANGES * RANGE];
+static double store_timeout_s = 300.0;   /* the I/O wait bound of the next create_store */
 
 static void configure(const char *spec_tail)
 {
@@ -52,6 +54,7 @@ static zero_store_t *create_store(void)
     p.io = ZERO_STORE_NVME_IO_THREADS;
     p.io_threads = 1;   /* requests run in queue order: "the K-th write" is a known range */
     p.direct = 0;       /* SHORT writes half a request: not a multiple of the O_DIRECT block */
+    p.timeout_s = store_timeout_s;
     CU_ASSERT_EQUAL_FATAL(zero_store_nvme_create(&d, &p, &s), ZERO_OK);
     memset(ref, 0, sizeof(ref));
     return s;
@@ -202,6 +205,44 @@ static void test_read_eio(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* A stalled device (a read that answers after 1.5 s) with a 0.2 s bound: the
+ * acquire fails with ZERO_ERR_TIMEOUT, within about the bound, naming the
+ * file; every later call is refused the same way (the read may still land in
+ * its buffer); destroy waits for the read and leaks nothing. */
+static void test_read_stall_times_out(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_store_t *s;
+    zero_store_range_t r = {.group = 0, .begin = RANGE, .count = RANGE,
+                            .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
+    uint64_t mark;
+    double t0, waited;
+    const char *msg;
+    strcpy(test_dir, "/tmp/zero-nvme-fault-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(test_dir));
+    store_timeout_s = 0.2;
+    s = create_store();
+    store_timeout_s = 300.0;
+    configure("op=read,at=1,stall_ms=1500");
+    mark = zero_log_error_mark();
+    zero_log_set_level(ZERO_LOG_LEVEL_OFF);
+    t0 = zero_clock_now();
+    CU_ASSERT_EQUAL(zero_store_acquire(s, &r), ZERO_ERR_TIMEOUT);
+    waited = zero_clock_now() - t0;
+    CU_ASSERT(waited >= 0.2 && waited < 1.4);   /* the bound, not the stall */
+    msg = zero_log_error_since(mark);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "did not complete within 0.2 s"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, test_dir));   /* names the file */
+    CU_ASSERT_EQUAL(zero_store_acquire(s, &r), ZERO_ERR_TIMEOUT);
+    CU_ASSERT_EQUAL(zero_store_prefetch(s, 0, 0, RANGE, ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)), ZERO_ERR_TIMEOUT);
+    CU_ASSERT_EQUAL(zero_store_flush(s), ZERO_ERR_TIMEOUT);
+    zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+    zero_store_destroy(s);   /* waits for the stalled read */
+    rmdir(test_dir);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* A prefetch whose read fails leaves nothing behind: the range's acquire
  * reads it again instead of handing out what the buffer held before. */
 static void test_prefetch_read_eio(void)
@@ -275,6 +316,7 @@ int main(int argc, char **argv)
         {"nvme_read_eio", test_read_eio},
         {"nvme_prefetch_read_eio", test_prefetch_read_eio},
         {"nvme_failed_write_overlaps", test_failed_write_overlaps},
+        {"nvme_read_stall_times_out", test_read_stall_times_out},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {{"offload-nvme-fault", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
