@@ -244,7 +244,9 @@ const config_key_t config_zero_keys[] = {
      DOC("libzero extension: the late-write guard, always on in a `buildtype=debug` build "
          "([engine.md](engine.md#late-write-guard))")},
     {KEY("zero_hpz_partition_size"), T_ANY_NUMBER, DEFAULT_ONLY("ZeRO++ hierarchical partitioning"), DEF("1")},
-    {KEY("zero_quantized_weights"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized weights"), DEF("false")},
+    {KEY("zero_quantized_weights"), T_BOOL, AT(zero_optimization.zero_quantized_weights), DEF("false"),
+     DOC("ZeRO++ qwZ, stage 3: weights gathered as int8 with a scale per 256 elements "
+         "([engine.md](engine.md#zero-quantized-weights-and-gradients))")},
     {KEY("zero_quantized_nontrainable_weights"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized non-trainable weights"),
      DEF("false")},
     {KEY("zero_quantized_gradients"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized gradients"), DEF("false")},

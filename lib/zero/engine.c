@@ -3,6 +3,7 @@
  * parameter registration, setup (partition, buffers, initial values), getters.
  */
 #define ZERO_LOG_MODULE "engine"
+#include "zero/engine_gather.h"
 #include "zero/engine_step.h"
 
 #include "util/alloc.h"
@@ -188,6 +189,10 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     e->check_grad_writes = e->config->zero_optimization.check_grad_writes;
 #endif
     e->pending_reduce = -1;
+    e->quantized_weights = e->stage == 3 && e->config->zero_optimization.zero_quantized_weights;
+    if (e->config->zero_optimization.zero_quantized_weights && e->stage != 3 && e->rank == 0)
+        ZERO_LOG_WARN("zero_optimization.zero_quantized_weights has no effect at stage %d: only stage 3 gathers "
+                      "weights (as in DeepSpeed)", e->stage);
     e->precision = e->config->precision;
     e->gas = (int)e->config->gradient_accumulation_steps;
     if (e->config->optimizer.type == ZERO_OPTIMIZER_NONE) {
@@ -843,6 +848,17 @@ static zero_status_t setup_working_memory(zero_engine_h e)
     }
     gather_cap = z->stage3_max_live_parameters < nonpersistent / esz_max ? (size_t)z->stage3_max_live_parameters * esz_max
                                                                           : nonpersistent;
+    if (e->quantized_weights) {
+        /* qwZ: each block also holds the encoded bytes of its gather, about
+         * one byte per element plus the scales and each rank's alignment. */
+        size_t wire = 0;
+        for (int b = 0; b < e->layout->num_buckets; b++)
+            if (!e->params[e->layout->buckets[b].first_param]->persistent)
+                wire += engine_gather_wire_bytes(e, b);
+        if (gather_cap < nonpersistent && (size_t)z->stage3_max_live_parameters * 2 < wire)
+            wire = (size_t)z->stage3_max_live_parameters * 2;   /* as many live elements' wire bytes */
+        gather_cap += wire;
+    }
     grad_cap = (size_t)z->reduce_bucket_size * esz_max;
     if (grad_cap < (ZERO_ENGINE_MAX_REDUCTIONS + 1) * largest)
         grad_cap = (ZERO_ENGINE_MAX_REDUCTIONS + 1) * largest;
