@@ -45,6 +45,7 @@ const char *zero_coll_name(zero_coll_kind_t kind)
     case ZERO_COLL_ALLGATHER:      return "allgather";
     case ZERO_COLL_BROADCAST:      return "broadcast";
     case ZERO_COLL_BARRIER:        return "barrier";
+    case ZERO_COLL_ALLTOALL:       return "all-to-all";
     }
     return "collective";
 }
@@ -886,6 +887,25 @@ zero_status_t zero_comm_allgather_start_ordered(zero_comm_h comm, const void *se
                                                 const zero_comm_order_t *order, zero_comm_request_h *request_p)
 {
     return allgather_start(comm, sendbuf, recvbuf, sendcount, dtype, mem_kind, order, NULL, request_p);
+}
+
+zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                              zero_comm_request_h *request_p)
+{
+    zero_coll_desc_t d = {ZERO_COLL_ALLTOALL, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL};
+    zero_status_t status;
+    size_t bytes;
+    if (comm == NULL)
+        return check_args(comm, &d, 0, 0, 1);
+    if ((status = check_args(comm, &d, count * (size_t)comm->env.size, count * (size_t)comm->env.size, 1)) != ZERO_OK)
+        return status;
+    bytes = count * zero_dtype_size(dtype) * (size_t)comm->env.size;
+    if (overlaps(sendbuf, bytes, recvbuf, bytes)) {
+        ZERO_LOG_ERROR("all-to-all: send and receive buffers overlap");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return start(comm, &d, finish, request_p);
 }
 
 zero_status_t zero_comm_allgather_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t sendcount,

@@ -14,7 +14,10 @@ typedef enum zero_coll_kind {
     ZERO_COLL_REDUCE_SCATTER,
     ZERO_COLL_ALLGATHER,
     ZERO_COLL_BROADCAST,
-    ZERO_COLL_BARRIER
+    ZERO_COLL_BARRIER,
+    /* Internal (quant_coll.c): rank r's block k of sendbuf lands as block r
+     * of rank k's recvbuf; count is elements per block. Host backends only. */
+    ZERO_COLL_ALLTOALL
 } zero_coll_kind_t;
 
 typedef struct zero_coll_desc {
@@ -56,6 +59,8 @@ typedef struct zero_comm_finish {
     size_t stride;             /* bytes between ranks' encoded blocks */
     const void *wire;          /* the gathered encoded blocks */
     void *out;                 /* where the decoded values go */
+    float *acc;                /* a reduction's fp32 sum of count elements (NULL: a gather) */
+    float divisor;             /* the sum is divided by it (ZERO_COMM_AVG: the world size) */
 } zero_comm_finish_t;
 
 struct zero_comm_request {
@@ -120,5 +125,12 @@ struct zero_comm {
 zero_status_t zero_comm_allgather_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t sendcount,
                                                zero_dtype_t dtype, zero_mem_kind_t mem_kind,
                                                const zero_comm_finish_t *finish, zero_comm_request_h *request_p);
+
+/* The all-to-all (ZERO_COLL_ALLTOALL) of @p count elements per block, W
+ * blocks each way, for the codecs: @p finish as above. Host memory only;
+ * sendbuf and recvbuf must not overlap. */
+zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                              zero_comm_request_h *request_p);
 
 #endif /* ZERO_COMM_INTERNAL_H */

@@ -39,4 +39,23 @@ zero_status_t zero_comm_allgather_quant_start(zero_comm_h comm, const void *send
                                               zero_dtype_t dtype, zero_quant_bits_t bits, void *wire,
                                               zero_comm_request_h *request_p);
 
+/* Bytes of the wire buffer of a quantized reduce-scatter of @p count elements
+ * per rank over @p size ranks: the encoded blocks sent, those received, and
+ * the fp32 sum. */
+size_t zero_comm_reduce_scatter_quant_wire_bytes(zero_quant_bits_t bits, size_t count, int size);
+
+/* Reduce-scatter (ZeRO++ qgZ) of size x count elements of @p dtype into
+ * @p recvbuf (count elements), with @p op ZERO_COMM_SUM or ZERO_COMM_AVG. Each
+ * rank encodes block k of sendbuf for rank k; one all-to-all moves the encoded
+ * blocks (each rank's data crosses the wire once, quantized once); each rank
+ * decodes the W blocks it received and adds them in fp32 in rank order, then
+ * rounds once to @p dtype. So the error is the sum of W independent block
+ * roundings, never a re-quantized running sum: it does not compound with the
+ * world size. A non-finite input makes its block NaN and so the sum's
+ * elements of that block: overflow is still detected. @p recvbuf may be
+ * sendbuf + rank x count (in place). Host memory only. */
+zero_status_t zero_comm_reduce_scatter_quant_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                                   zero_dtype_t dtype, zero_comm_op_t op, zero_quant_bits_t bits,
+                                                   void *wire, zero_comm_request_h *request_p);
+
 #endif /* ZERO_COMM_QUANT_COLL_H */

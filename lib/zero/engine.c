@@ -193,6 +193,10 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     if (e->config->zero_optimization.zero_quantized_weights && e->stage != 3 && e->rank == 0)
         ZERO_LOG_WARN("zero_optimization.zero_quantized_weights has no effect at stage %d: only stage 3 gathers "
                       "weights (as in DeepSpeed)", e->stage);
+    e->quantized_gradients = e->stage == 3 && e->config->zero_optimization.zero_quantized_gradients;
+    if (e->config->zero_optimization.zero_quantized_gradients && e->stage != 3 && e->rank == 0)
+        ZERO_LOG_WARN("zero_optimization.zero_quantized_gradients has no effect at stage %d: as in DeepSpeed, "
+                      "gradients are reduced quantized at stage 3 only", e->stage);
     e->precision = e->config->precision;
     e->gas = (int)e->config->gradient_accumulation_steps;
     if (e->config->optimizer.type == ZERO_OPTIMIZER_NONE) {
@@ -864,6 +868,18 @@ static zero_status_t setup_working_memory(zero_engine_h e)
         grad_cap = (ZERO_ENGINE_MAX_REDUCTIONS + 1) * largest;
     if (grad_cap > model)
         grad_cap = model;
+    if (e->quantized_gradients) {
+        /* qgZ: each staging block also holds its reduction's wire bytes (the
+         * encoded blocks sent and received, and the fp32 sum of the slice):
+         * bounded here like the staging itself, by the buckets it can hold. */
+        size_t wire = 0, cap = 0;
+        for (int b = 0; b < e->layout->num_buckets && cap < grad_cap; b++) {
+            const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+            cap += bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
+            wire += engine_reduce_wire_bytes(e, b) + ZERO_MEM_ALIGNMENT;
+        }
+        grad_cap += wire;
+    }
     status = engine_pool_create(e, &e->gather_pool, "stage-3 gathered weights", gather_cap, e->layout->num_buckets);
     if (status == ZERO_OK)
         status = engine_pool_create(e, &e->grad_pool, "stage-3 gradient staging", grad_cap, e->layout->num_buckets);

@@ -163,6 +163,10 @@ struct zero_engine {
     /* ZeRO++ qwZ (zero_quantized_weights, stage 3 only): gathers travel as
      * int8 blocks (engine_gather.c), the wire bytes behind the gathered weights */
     int quantized_weights;
+    /* ZeRO++ qgZ (zero_quantized_gradients, stage 3 only): reductions travel
+     * as int8 blocks through an all-to-all (engine_step.c), the wire bytes
+     * behind the gradient staging */
+    int quantized_gradients;
     int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;

@@ -25,9 +25,11 @@
  *   comm_rank direct-off            as direct, run with ZERO_COMM_DIRECT=0: ring only
  *   comm_rank kill-direct K         as kill, in a direct-path allreduce
  *   comm_rank alloc-misuse          zero_comm_mem_alloc/free argument errors
- *   comm_rank quant                 the quantized allgather (qwZ) over the ring and the
- *                                   direct path: bit for bit the codec's round trip of
- *                                   every rank's block, a NaN block stays NaN
+ *   comm_rank quant                 the quantized allgather (qwZ) and reduce-scatter (qgZ)
+ *                                   over the ring and the direct path: bit for bit the
+ *                                   codec's round trip of every rank's block (gather), the
+ *                                   fp32 rank-order sum of the round trips (reduce), and a
+ *                                   NaN input makes exactly its block NaN
  *
  * Inputs are multiples of 1/16 in [-8, 8): every fp32 partial sum of up to 64
  * ranks is exact, so results do not depend on summation order, and the
@@ -694,6 +696,59 @@ static void test_allgather_quant(zero_comm_h comm, zero_dtype_t dt, zero_quant_b
     free(ref_in);
 }
 
+/* One quantized reduce-scatter of @p count elements per rank: the result must
+ * be, bit for bit, the fp32 sum in rank order of the codec's round trips of
+ * every rank's block for this rank (divided for AVG), rounded once. Rank 1's
+ * element 300 of the block for rank 0 is NaN when @p with_nan: rank 0's
+ * elements 256..511 must be NaN and no others. */
+static void test_reduce_scatter_quant(zero_comm_h comm, zero_dtype_t dt, zero_quant_bits_t bits, size_t count,
+                                      zero_comm_op_t op, int in_place, int with_nan)
+{
+    size_t es = zero_dtype_size(dt), W = (size_t)g_size;
+    size_t wire_bytes = zero_comm_reduce_scatter_quant_wire_bytes(bits, count, g_size);
+    unsigned char *in = xalloc(W * count * es), *out = xalloc(count * es), *wire = xalloc(wire_bytes);
+    unsigned char *want = malloc(count * es + 1), *enc = malloc(zero_quant_bytes(bits, count) + 1);
+    unsigned char *ref_in = malloc(W * count * es + 1);
+    float *acc = calloc(count + 1, sizeof(float));
+    zero_comm_request_h req = NULL;
+    zero_status_t st;
+    char what[112];
+    if (want == NULL || enc == NULL || ref_in == NULL || acc == NULL)
+        exit(3);
+    for (int r = 0; r < g_size; r++) {
+        for (size_t i = 0; i < W * count; i++)
+            store(dt, ref_in, i, with_nan && r == 1 && i == 300 ? NAN : val(r, i) * (float)(1 + i % 5));
+        if (r == g_rank)
+            memcpy(in, ref_in, W * count * es);
+        zero_quant_encode(bits, dt, ref_in + (size_t)g_rank * count * es, count, enc);
+        zero_quant_decode_add_f32(bits, enc, count, acc);
+    }
+    for (size_t i = 0; i < count; i++)
+        store(dt, want, i, op == ZERO_COMM_AVG ? acc[i] / (float)g_size : acc[i]);
+    st = zero_comm_reduce_scatter_quant_start(comm, in, in_place ? in + (size_t)g_rank * count * es : out, count, dt,
+                                              op, bits, wire, &req);
+    if (st == ZERO_OK)
+        st = zero_comm_request_wait(req);
+    zero_comm_request_free(req);
+    snprintf(what, sizeof(what), "quantized reduce-scatter %s int%d %s count %zu%s%s", zero_dtype_string(dt),
+             (int)bits, zero_comm_op_string(op), count, in_place ? " in place" : "", with_nan ? " with NaN" : "");
+    CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+    if (st == ZERO_OK)
+        compare(what, dt, in_place ? in + (size_t)g_rank * count * es : out, want, count);
+    if (st == ZERO_OK && with_nan && g_size > 1 && g_rank == 0 && count > 600 && dt == ZERO_FP32) {
+        const float *got = (const float *)out;
+        CHECK(isnan(got[256]) && isnan(got[511]) && !isnan(got[255]) && !isnan(got[512]),
+              "%s: elements 256..511 must be NaN and their neighbours finite", what);
+    }
+    xfree(in);
+    xfree(out);
+    xfree(wire);
+    free(want);
+    free(enc);
+    free(ref_in);
+    free(acc);
+}
+
 /* The quantized allgather on ordinary memory (the ring) and, on one node, on
  * zero_comm_mem_alloc memory (the direct path, checked by the announces). */
 static void run_quant(zero_comm_h comm)
@@ -709,6 +764,13 @@ static void run_quant(zero_comm_h comm)
                 test_allgather_quant(comm, ZERO_FP16, ZERO_QUANT_INT4, counts[c], in_place, 0);
             }
         test_allgather_quant(comm, ZERO_FP32, ZERO_QUANT_INT8, 1000, 0, 1);
+        for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++)
+            for (int in_place = 0; in_place < 2; in_place++) {
+                test_reduce_scatter_quant(comm, ZERO_FP32, ZERO_QUANT_INT8, counts[c], ZERO_COMM_SUM, in_place, 0);
+                test_reduce_scatter_quant(comm, ZERO_BF16, ZERO_QUANT_INT8, counts[c], ZERO_COMM_AVG, in_place, 0);
+                test_reduce_scatter_quant(comm, ZERO_FP16, ZERO_QUANT_INT4, counts[c], ZERO_COMM_AVG, in_place, 0);
+            }
+        test_reduce_scatter_quant(comm, ZERO_FP32, ZERO_QUANT_INT8, 1000, ZERO_COMM_SUM, 0, 1);
         g_shm_comm = NULL;
         if (shared && g_size > 1)
             CHECK(atomic_load(&n_direct) > direct0, "shared buffers must take the direct path");
