@@ -36,6 +36,8 @@ static int codec_args(const char *name, zero_dtype_t dtype, zero_quant_bits_t bi
 static zero_status_t decode_gathered(const zero_comm_finish_t *f)
 {
     size_t out_block = f->count * zero_dtype_size(f->dtype);
+    if (f->count == 0)
+        return ZERO_OK;   /* nothing moved; the buffers may be NULL */
     for (int r = 0; r < f->size; r++)
         if (zero_quant_decode((zero_quant_bits_t)f->bits, (const char *)f->wire + (size_t)r * f->stride, f->count,
                               f->dtype, (char *)f->out + (size_t)r * out_block) != 0)
@@ -63,12 +65,14 @@ zero_status_t zero_comm_allgather_quant_start(zero_comm_h comm, const void *send
         return ZERO_ERR_INVALID_ARG;
     }
     stride = zero_comm_quant_stride(bits, count);
-    own = (char *)wire + (size_t)comm->env.rank * stride;
+    own = wire != NULL ? (char *)wire + (size_t)comm->env.rank * stride : NULL;
     /* Encoded in place in the wire buffer: the backend moves only bytes, and
      * no caller-thread copy of this rank's block races the decoding. */
-    if (count > 0 && zero_quant_encode(bits, dtype, sendbuf, count, own) != 0)
-        return ZERO_ERR_INTERNAL;
-    memset(own + zero_quant_bytes(bits, count), 0, stride - zero_quant_bytes(bits, count));
+    if (count > 0) {
+        if (zero_quant_encode(bits, dtype, sendbuf, count, own) != 0)
+            return ZERO_ERR_INTERNAL;
+        memset(own + zero_quant_bytes(bits, count), 0, stride - zero_quant_bytes(bits, count));
+    }
     finish = (zero_comm_finish_t){decode_gathered, (int)bits, dtype, count, comm->env.size, stride, wire, recvbuf,
                                   NULL, 1.0f};
     return zero_comm_allgather_start_finish(comm, own, wire, stride, ZERO_U8, ZERO_MEM_HOST, &finish, request_p);
@@ -83,6 +87,8 @@ size_t zero_comm_reduce_scatter_quant_wire_bytes(zero_quant_bits_t bits, size_t 
 /* The W received blocks summed in fp32 in rank order, divided, rounded once. */
 static zero_status_t decode_reduced(const zero_comm_finish_t *f)
 {
+    if (f->count == 0)
+        return ZERO_OK;   /* nothing moved; the buffers may be NULL */
     memset(f->acc, 0, f->count * sizeof(float));
     for (int r = 0; r < f->size; r++)
         if (zero_quant_decode_add_f32((zero_quant_bits_t)f->bits, (const char *)f->wire + (size_t)r * f->stride,
@@ -129,15 +135,15 @@ zero_status_t zero_comm_reduce_scatter_quant_start(zero_comm_h comm, const void 
     stride = zero_comm_quant_stride(bits, count);
     all = zero_comm_quant_wire_bytes(bits, count, comm->env.size);
     sent = wire;
-    received = sent + all;
+    received = wire != NULL ? sent + all : NULL;
     /* every block encoded now: the input may be overwritten by the result */
-    for (int k = 0; k < comm->env.size; k++) {
+    for (int k = 0; k < comm->env.size && count > 0; k++) {
         char *slot = sent + (size_t)k * stride;
-        if (count > 0 && zero_quant_encode(bits, dtype, (const char *)sendbuf + (size_t)k * count * es, count, slot) != 0)
+        if (zero_quant_encode(bits, dtype, (const char *)sendbuf + (size_t)k * count * es, count, slot) != 0)
             return ZERO_ERR_INTERNAL;
         memset(slot + zero_quant_bytes(bits, count), 0, stride - zero_quant_bytes(bits, count));
     }
     finish = (zero_comm_finish_t){decode_reduced, (int)bits, dtype, count, comm->env.size, stride, received, recvbuf,
-                                  (float *)(received + all), op == ZERO_COMM_AVG ? (float)comm->env.size : 1.0f};
+                                  received != NULL ? (float *)(received + all) : NULL, op == ZERO_COMM_AVG ? (float)comm->env.size : 1.0f};
     return zero_comm_alltoall_start_finish(comm, sent, received, stride, ZERO_U8, &finish, request_p);
 }
