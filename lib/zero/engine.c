@@ -858,7 +858,7 @@ static zero_status_t setup_working_memory(zero_engine_h e)
         size_t wire = 0;
         for (int b = 0; b < e->layout->num_buckets; b++)
             if (!e->params[e->layout->buckets[b].first_param]->persistent)
-                wire += engine_gather_wire_bytes(e, b);
+                wire += engine_gather_wire_bytes(e, b) + ZERO_MEM_ALIGNMENT;   /* the weights' end, aligned */
         if (gather_cap < nonpersistent && (size_t)z->stage3_max_live_parameters * 2 < wire)
             wire = (size_t)z->stage3_max_live_parameters * 2;   /* as many live elements' wire bytes */
         gather_cap += wire;
