@@ -246,6 +246,14 @@ typedef struct zero_config_zero {
      *  check it is unchanged when its bucket is reduced and at
      *  zero_backward_end (always on in a buildtype=debug build of libzero) */
     bool check_grad_writes;
+    /** false; ZeRO++ qwZ: at stage 3 the weights' gathers travel as int8
+     *  with a float scale per 256 elements and are decoded on arrival (the
+     *  step's fp32 master weights are not quantized) */
+    bool zero_quantized_weights;
+    /** false; ZeRO++ qgZ: at stage 3 the gradients' reduce-scatter travels
+     *  as int8 with a float scale per 256 elements through an all-to-all and
+     *  is summed in fp32 */
+    bool zero_quantized_gradients;
 } zero_config_zero_t;
 
 /** "aio": asynchronous I/O for NVMe offload. */

@@ -45,6 +45,7 @@ const char *zero_coll_name(zero_coll_kind_t kind)
     case ZERO_COLL_ALLGATHER:      return "allgather";
     case ZERO_COLL_BROADCAST:      return "broadcast";
     case ZERO_COLL_BARRIER:        return "barrier";
+    case ZERO_COLL_ALLTOALL:       return "all-to-all";
     }
     return "collective";
 }
@@ -355,7 +356,7 @@ static void *progress_main(void *arg)
             if (st != ZERO_OK)
                 backend_failed(comm, active, st, peer, 1);
             else
-                complete(comm, active, st);
+                complete(comm, active, active->finish.run != NULL ? active->finish.run(&active->finish) : st);
             active = NULL;
             idle = 0;
             continue;
@@ -727,7 +728,8 @@ static zero_status_t check_order(zero_comm_h comm, zero_coll_desc_t *d, const ze
     return ZERO_OK;
 }
 
-static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_comm_request_h *request_p)
+static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, const zero_comm_finish_t *finish,
+                           zero_comm_request_h *request_p)
 {
     zero_status_t status = ZERO_OK;
     const zero_comm_backend_ops_t *backend;
@@ -758,6 +760,8 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
     req->lock = &comm->lock;
     req->cond = &comm->cond;
     req->seq = comm->next_seq++;
+    if (finish != NULL)
+        req->finish = *finish;
     atomic_store(&req->status, ZERO_INPROGRESS);
 
     if (backend->submit != NULL) {
@@ -767,6 +771,10 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, zero_com
             return status;
         }
         if (done) {
+            if (req->finish.run != NULL && (status = req->finish.run(&req->finish)) != ZERO_OK) {
+                zero_free(req);
+                return status;
+            }
             atomic_store(&req->status, ZERO_OK);
             *request_p = req;
             return ZERO_OK;
@@ -824,7 +832,7 @@ zero_status_t zero_comm_allreduce_start_ordered(zero_comm_h comm, const void *se
         ZERO_LOG_ERROR("allreduce: send and receive buffers overlap without being the same (in place)");
         return ZERO_ERR_INVALID_ARG;
     }
-    return start(comm, &d, request_p);
+    return start(comm, &d, NULL, request_p);
 }
 
 zero_status_t zero_comm_reduce_scatter_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf,
@@ -848,12 +856,12 @@ zero_status_t zero_comm_reduce_scatter_start_ordered(zero_comm_h comm, const voi
                        "recvcount)");
         return ZERO_ERR_INVALID_ARG;
     }
-    return start(comm, &d, request_p);
+    return start(comm, &d, NULL, request_p);
 }
 
-zero_status_t zero_comm_allgather_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
-                                                zero_dtype_t dtype, zero_mem_kind_t mem_kind,
-                                                const zero_comm_order_t *order, zero_comm_request_h *request_p)
+static zero_status_t allgather_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                     zero_dtype_t dtype, zero_mem_kind_t mem_kind, const zero_comm_order_t *order,
+                                     const zero_comm_finish_t *finish, zero_comm_request_h *request_p)
 {
     zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind, 0, NULL, NULL};
     zero_status_t status;
@@ -871,7 +879,45 @@ zero_status_t zero_comm_allgather_start_ordered(zero_comm_h comm, const void *se
                        "sendcount)");
         return ZERO_ERR_INVALID_ARG;
     }
-    return start(comm, &d, request_p);
+    return start(comm, &d, finish, request_p);
+}
+
+zero_status_t zero_comm_allgather_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                                zero_dtype_t dtype, zero_mem_kind_t mem_kind,
+                                                const zero_comm_order_t *order, zero_comm_request_h *request_p)
+{
+    return allgather_start(comm, sendbuf, recvbuf, sendcount, dtype, mem_kind, order, NULL, request_p);
+}
+
+zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                              zero_comm_request_h *request_p)
+{
+    zero_coll_desc_t d = {ZERO_COLL_ALLTOALL, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL};
+    zero_status_t status;
+    size_t bytes;
+    if (comm == NULL)
+        return check_args(comm, &d, 0, 0, 1);
+    if ((status = check_args(comm, &d, count * (size_t)comm->env.size, count * (size_t)comm->env.size, 1)) != ZERO_OK)
+        return status;
+    bytes = count * zero_dtype_size(dtype) * (size_t)comm->env.size;
+    if (overlaps(sendbuf, bytes, recvbuf, bytes)) {
+        ZERO_LOG_ERROR("all-to-all: send and receive buffers overlap");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return start(comm, &d, finish, request_p);
+}
+
+zero_status_t zero_comm_allgather_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                               zero_dtype_t dtype, zero_mem_kind_t mem_kind,
+                                               const zero_comm_finish_t *finish, zero_comm_request_h *request_p)
+{
+    if (mem_kind != ZERO_MEM_HOST) {
+        ZERO_LOG_ERROR("allgather: a finishing step (a quantized collective) needs host memory, not %s",
+                       zero_mem_kind_string(mem_kind));
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    return allgather_start(comm, sendbuf, recvbuf, sendcount, dtype, mem_kind, NULL, finish, request_p);
 }
 
 zero_status_t zero_comm_broadcast_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
@@ -899,7 +945,7 @@ zero_status_t zero_comm_broadcast_start_ordered(zero_comm_h comm, const void *se
         ZERO_LOG_ERROR("broadcast: send and receive buffers overlap without being the same");
         return ZERO_ERR_INVALID_ARG;
     }
-    return start(comm, &d, request_p);
+    return start(comm, &d, NULL, request_p);
 }
 
 zero_status_t zero_comm_allreduce_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
@@ -936,7 +982,7 @@ zero_status_t zero_comm_barrier_start(zero_comm_h comm, zero_comm_request_h *req
     zero_status_t status = check_args(comm, &d, 0, 0, 0);
     if (status != ZERO_OK)
         return status;
-    return start(comm, &d, request_p);
+    return start(comm, &d, NULL, request_p);
 }
 
 /* ---- requests ---- */

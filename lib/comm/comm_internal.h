@@ -14,7 +14,10 @@ typedef enum zero_coll_kind {
     ZERO_COLL_REDUCE_SCATTER,
     ZERO_COLL_ALLGATHER,
     ZERO_COLL_BROADCAST,
-    ZERO_COLL_BARRIER
+    ZERO_COLL_BARRIER,
+    /* Internal (quant_coll.c): rank r's block k of sendbuf lands as block r
+     * of rank k's recvbuf; count is elements per block. Host backends only. */
+    ZERO_COLL_ALLTOALL
 } zero_coll_kind_t;
 
 typedef struct zero_coll_desc {
@@ -41,6 +44,25 @@ typedef struct zero_nccl zero_nccl_t;
 typedef struct zero_shm zero_shm_t;
 typedef struct zero_comm_backend_ops zero_comm_backend_ops_t;   /* comm/backend.h */
 
+/* What the front does with a collective's result after the backend moved it
+ * and before the request completes, on the thread that completes it (the
+ * progress thread, or the caller's for a backend whose submit finished it).
+ * The quantized collectives (quant_coll.c) decode their wire bytes here, so
+ * every backend carries them as plain bytes and none knows the codec. */
+typedef struct zero_comm_finish {
+    /* NULL: nothing to do. Returns the request's final status. */
+    zero_status_t (*run)(const struct zero_comm_finish *f);
+    int bits;                  /* the codec's width (zero_quant_bits_t) */
+    zero_dtype_t dtype;        /* the decoded values' type */
+    size_t count;              /* elements per rank */
+    int size;                  /* ranks (blocks in the wire buffer) */
+    size_t stride;             /* bytes between ranks' encoded blocks */
+    const void *wire;          /* the gathered encoded blocks */
+    void *out;                 /* where the decoded values go */
+    float *acc;                /* a reduction's fp32 sum of count elements (NULL: a gather) */
+    float divisor;             /* the sum is divided by it (ZERO_COMM_AVG: the world size) */
+} zero_comm_finish_t;
+
 struct zero_comm_request {
     zero_coll_desc_t desc;
     struct zero_comm *comm;          /* used only until completion */
@@ -50,6 +72,7 @@ struct zero_comm_request {
     int backend_started;             /* the backend's start ran and took it */
     double started_at;               /* when the progress thread started it (zero_clock_now) */
     void *backend_data;              /* the backend's own (NCCL: the completion event) */
+    zero_comm_finish_t finish;       /* run once the backend completed it (see above) */
     struct zero_comm_request *next;  /* the progress queue */
     pthread_mutex_t *lock;           /* the communicator's lock, for wait */
     pthread_cond_t *cond;
@@ -96,5 +119,18 @@ struct zero_comm {
     int failed_rank;
     uint32_t next_seq;
 };
+
+/* zero_comm_allgather_start for the codecs (quant_coll.c): @p finish (NULL:
+ * none) runs on the result before the request completes. Host memory only. */
+zero_status_t zero_comm_allgather_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                               zero_dtype_t dtype, zero_mem_kind_t mem_kind,
+                                               const zero_comm_finish_t *finish, zero_comm_request_h *request_p);
+
+/* The all-to-all (ZERO_COLL_ALLTOALL) of @p count elements per block, W
+ * blocks each way, for the codecs: @p finish as above. Host memory only;
+ * sendbuf and recvbuf must not overlap. */
+zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                              zero_comm_request_h *request_p);
 
 #endif /* ZERO_COMM_INTERNAL_H */

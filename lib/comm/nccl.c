@@ -150,7 +150,9 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
                                            nccl->stream), status, fail, "NCCL: ncclBroadcast of %zu", d->count);
         break;
     case ZERO_COLL_BARRIER:
-        /* Device barriers are host barriers (the front never sends them here). */
+    case ZERO_COLL_ALLTOALL:
+        /* Device barriers are host barriers, and the all-to-all is host only
+         * (nccl_accepts refuses both: the front never sends them here). */
         break;
     }
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&ev, cudaEventDisableTiming), status, fail,
@@ -260,7 +262,8 @@ static zero_status_t agree_nccl_setup(void *ctx, zero_status_t local)
 
 static int nccl_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
 {
-    return comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER;
+    return comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
+           d->kind != ZERO_COLL_ALLTOALL;
 }
 
 /* The NCCL communicator, created on the first device call. */

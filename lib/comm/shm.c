@@ -505,11 +505,12 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
 
     *direct_p = 0;
     if (!shm->enabled || d->count == 0 || d->mem_kind == ZERO_MEM_DEVICE ||
-        (d->kind != ZERO_COLL_ALLREDUCE && d->kind != ZERO_COLL_REDUCE_SCATTER && d->kind != ZERO_COLL_ALLGATHER))
+        (d->kind != ZERO_COLL_ALLREDUCE && d->kind != ZERO_COLL_REDUCE_SCATTER && d->kind != ZERO_COLL_ALLGATHER &&
+         d->kind != ZERO_COLL_ALLTOALL))
         return ZERO_OK;
     es = zero_dtype_size(d->dtype);
-    send_bytes = d->count * es * (d->kind == ZERO_COLL_REDUCE_SCATTER ? (size_t)W : 1);
-    recv_bytes = d->count * es * (d->kind == ZERO_COLL_ALLGATHER ? (size_t)W : 1);
+    send_bytes = d->count * es * (d->kind == ZERO_COLL_REDUCE_SCATTER || d->kind == ZERO_COLL_ALLTOALL ? (size_t)W : 1);
+    recv_bytes = d->count * es * (d->kind == ZERO_COLL_ALLGATHER || d->kind == ZERO_COLL_ALLTOALL ? (size_t)W : 1);
 
     /* 1. announce */
     me->kind = (uint32_t)d->kind;
@@ -585,6 +586,13 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
         for (int k = 0; k < W; k++)
             src[k] += (size_t)r * d->count * es;
         reduce_direct(shm, d, src, d->recvbuf, d->count);
+    } else if (d->kind == ZERO_COLL_ALLTOALL) {
+        /* each peer's block for this rank, straight out of its send buffer */
+        for (int j = 0; j < W; j++) {
+            int k = (r + j) % W;
+            memcpy((unsigned char *)d->recvbuf + (size_t)k * d->count * es, src[k] + (size_t)r * d->count * es,
+                   d->count * es);
+        }
     } else if (d->kind == ZERO_COLL_ALLGATHER) {
         for (int j = 1; j < W; j++) {
             int k = (r + j) % W;

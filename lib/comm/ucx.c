@@ -14,6 +14,14 @@
  * fp32. Allgather phase: step s sends block (r-s) and receives block (r-s-1)
  * straight into the output. Allreduce is both phases; broadcast is a chain
  * from the root; barrier is an allgather of one byte.
+ *
+ * The all-to-all (internal, for qgZ) is relayed around the ring without the
+ * unit pipeline: shift d = W-1 .. 1 carries every rank's block for rank r+d
+ * over d hops, one whole block per hop and rank, each hop finished (sent and
+ * received) before the next starts. A block in transit waits in one of two
+ * scratch blocks (a hop receives into one while it sends the other), and the
+ * last hop receives straight into the output. Each link carries (W-1)/2 of a
+ * rank's data, where a ring all-gather of the same data would carry W-1.
  */
 #define ZERO_LOG_MODULE "comm"
 #include "comm/ucx.h"
@@ -31,7 +39,7 @@
 #define SEND_WINDOW_FACTOR 2
 #define SEND_MAX (MAX_INFLIGHT * SEND_WINDOW_FACTOR + MAX_INFLIGHT)
 
-enum { PHASE_RS = 0, PHASE_AG = 1, PHASE_BCAST = 2 };
+enum { PHASE_RS = 0, PHASE_AG = 1, PHASE_BCAST = 2, PHASE_A2A = 3 };
 
 typedef struct recv_entry {
     void *req;          /* NULL: nothing to receive for this unit */
@@ -65,6 +73,15 @@ typedef struct coll_state {
     int local_copy_pending;
     double last_activity;
     unsigned char barrier_in, *barrier_out;
+    /* the all-to-all's relay (see the top of this file) */
+    struct {
+        int shift, hop;              /* the hop running: shift d, hop h < d */
+        uint64_t index;              /* hops finished before it (the tag's step) */
+        int posted;                  /* this hop's receive and send are posted */
+        void *recv_req, *send_req;
+        int recv_done, send_done;
+        unsigned char *scratch;      /* two blocks: hop parity picks the one received into */
+    } a2a;
 } coll_state_t;
 
 struct zero_ucx {
@@ -396,6 +413,19 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
         c->local_copy_pending = !desc->local_copy_by_caller && ucx->rank == desc->root &&
                                 desc->sendbuf != desc->recvbuf;
         break;
+    case ZERO_COLL_ALLTOALL:
+        c->a2a.shift = n - 1;
+        c->a2a.scratch = n > 2 ? zero_malloc(2 * desc->count * c->es + 1) : NULL;
+        if (n > 2 && c->a2a.scratch == NULL) {
+            ZERO_LOG_ERROR("all-to-all: out of memory for 2 x %zu bytes of relay scratch", desc->count * c->es);
+            return ZERO_ERR_NO_MEMORY;
+        }
+        /* this rank's own block needs no hop */
+        memcpy((unsigned char *)desc->recvbuf + (size_t)ucx->rank * desc->count * c->es,
+               (const unsigned char *)desc->sendbuf + (size_t)ucx->rank * desc->count * c->es, desc->count * c->es);
+        c->last_activity = zero_clock_now();
+        c->active = 1;
+        return ZERO_OK;
     case ZERO_COLL_BARRIER:
         ag_steps = (uint64_t)n - 1;
         c->ce = ucx->chunk_bytes;
@@ -641,6 +671,106 @@ static zero_status_t post_send(zero_ucx_t *ucx, uint64_t u, int head, int *progr
     return ZERO_OK;
 }
 
+/* The all-to-all's relay: one hop at a time (see the top of this file). */
+static zero_status_t a2a_advance(zero_ucx_t *ucx, double now, double timeout_s, int *progressed_p, int *peer_p)
+{
+    coll_state_t *c = &ucx->c;
+    size_t bytes = c->d.count * c->es;
+    int n = ucx->size, r = ucx->rank;
+
+    while (c->a2a.shift > 0) {
+        int d = c->a2a.shift, h = c->a2a.hop;
+        if (!c->a2a.posted) {
+            /* hop 0 sends this rank's block for rank r + d; later hops forward
+             * what the previous hop received. The last hop (h = d - 1) brings
+             * the block of rank r - d for this rank. */
+            const unsigned char *src = h == 0 ? (const unsigned char *)c->d.sendbuf + (size_t)mod(r + d, n) * bytes
+                                              : c->a2a.scratch + (size_t)((h - 1) & 1) * bytes;
+            unsigned char *dst = h == d - 1 ? (unsigned char *)c->d.recvbuf + (size_t)mod(r - d, n) * bytes
+                                            : c->a2a.scratch + (size_t)(h & 1) * bytes;
+            uint64_t tag = make_tag(c->seq, PHASE_A2A, c->a2a.index, 0);
+            ucp_request_param_t rp;
+            memset(&rp, 0, sizeof(rp));
+            rp.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+            rp.memory_type = UCS_MEMORY_TYPE_HOST;
+            c->a2a.recv_req = ucp_tag_recv_nbx(ucx->worker, dst, bytes, tag, UINT64_MAX, &rp);
+            if (UCS_PTR_IS_ERR(c->a2a.recv_req)) {
+                ucs_status_t st = UCS_PTR_STATUS(c->a2a.recv_req);
+                c->a2a.recv_req = NULL;
+                *peer_p = ucx->left;
+                return fail_peer(ucx, ucx->left, st, "receiving from");
+            }
+            rp.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+            c->a2a.send_req = ucp_tag_send_nbx(ucx->ep_right, src, bytes, tag, &rp);
+            if (UCS_PTR_IS_ERR(c->a2a.send_req)) {
+                ucs_status_t st = UCS_PTR_STATUS(c->a2a.send_req);
+                c->a2a.send_req = NULL;
+                *peer_p = ucx->right;
+                return fail_peer(ucx, ucx->right, st, "sending to");
+            }
+            c->a2a.recv_done = 0;
+            c->a2a.send_done = c->a2a.send_req == NULL;
+            c->a2a.posted = 1;
+            *progressed_p = 1;
+        }
+        if (!c->a2a.recv_done) {
+            ucp_tag_recv_info_t info;
+            ucs_status_t st = ucp_tag_recv_request_test(c->a2a.recv_req, &info);
+            if (st == UCS_INPROGRESS)
+                break;
+            ucp_request_free(c->a2a.recv_req);
+            c->a2a.recv_req = NULL;
+            if (st != UCS_OK) {
+                *peer_p = ucx->left;
+                return fail_peer(ucx, ucx->left, st, "receiving from");
+            }
+            if (info.length != bytes) {
+                ZERO_LOG_ERROR("all-to-all: rank %d sent %zu bytes where %zu were expected (do all ranks call the "
+                               "same collectives with the same counts?)", ucx->left, info.length, bytes);
+                *peer_p = ucx->left;
+                return ZERO_ERR_PROTOCOL;
+            }
+            c->a2a.recv_done = 1;
+            *progressed_p = 1;
+        }
+        if (!c->a2a.send_done) {
+            ucs_status_t st = ucp_request_check_status(c->a2a.send_req);
+            if (st == UCS_INPROGRESS)
+                break;
+            ucp_request_free(c->a2a.send_req);
+            c->a2a.send_req = NULL;
+            if (st != UCS_OK) {
+                *peer_p = ucx->right;
+                return fail_peer(ucx, ucx->right, st, "sending to");
+            }
+            c->a2a.send_done = 1;
+            *progressed_p = 1;
+        }
+        c->a2a.posted = 0;
+        c->a2a.index++;
+        if (++c->a2a.hop == d) {
+            c->a2a.hop = 0;
+            c->a2a.shift--;
+        }
+    }
+    if (*progressed_p)
+        c->last_activity = now;
+    if (c->a2a.shift == 0) {
+        zero_free(c->a2a.scratch);
+        c->a2a.scratch = NULL;
+        c->active = 0;
+        return ZERO_OK;
+    }
+    if (now - c->last_activity > timeout_s) {
+        *peer_p = !c->a2a.recv_done ? ucx->left : ucx->right;
+        ZERO_LOG_ERROR("all-to-all (%zu x %s): no progress for %.1f s waiting for rank %d (stuck or overloaded; "
+                       "ZERO_COMM_TIMEOUT sets this bound)", c->d.count, zero_dtype_string(c->d.dtype), timeout_s,
+                       *peer_p);
+        return ZERO_ERR_TIMEOUT;
+    }
+    return ZERO_INPROGRESS;
+}
+
 zero_status_t zero_ucx_coll_advance(zero_ucx_t *ucx, double now, double timeout_s, int *progressed_p, int *peer_p)
 {
     coll_state_t *c = &ucx->c;
@@ -650,6 +780,9 @@ zero_status_t zero_ucx_coll_advance(zero_ucx_t *ucx, double now, double timeout_
     if (ucx->failed_peer >= 0) {
         *peer_p = ucx->failed_peer;
         return fail_peer(ucx, ucx->failed_peer, ucx->failed_status, "the connection to");
+    }
+    if (c->d.kind == ZERO_COLL_ALLTOALL) {
+        return a2a_advance(ucx, now, timeout_s, progressed_p, peer_p);
     }
     /* 1. receives, up to W ahead of processing */
     while (c->post_idx < c->units_total && c->post_idx < c->done_idx + (uint64_t)W) {
@@ -768,6 +901,17 @@ void zero_ucx_coll_abort(zero_ucx_t *ucx)
     coll_state_t *c = &ucx->c;
     if (!c->active)
         return;
+    if (c->a2a.recv_req != NULL) {
+        ucp_request_cancel(ucx->worker, c->a2a.recv_req);
+        ucp_request_free(c->a2a.recv_req);
+        c->a2a.recv_req = NULL;
+    }
+    if (c->a2a.send_req != NULL) {
+        ucp_request_free(c->a2a.send_req);
+        c->a2a.send_req = NULL;
+    }
+    zero_free(c->a2a.scratch);
+    c->a2a.scratch = NULL;
     for (uint64_t u = c->done_idx; u < c->post_idx; u++) {
         recv_entry_t *e = &c->recvs[u % (uint64_t)ucx->inflight];
         if (e->req != NULL) {

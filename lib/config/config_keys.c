@@ -244,10 +244,14 @@ const config_key_t config_zero_keys[] = {
      DOC("libzero extension: the late-write guard, always on in a `buildtype=debug` build "
          "([engine.md](engine.md#late-write-guard))")},
     {KEY("zero_hpz_partition_size"), T_ANY_NUMBER, DEFAULT_ONLY("ZeRO++ hierarchical partitioning"), DEF("1")},
-    {KEY("zero_quantized_weights"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized weights"), DEF("false")},
+    {KEY("zero_quantized_weights"), T_BOOL, AT(zero_optimization.zero_quantized_weights), DEF("false"),
+     DOC("ZeRO++ qwZ, stage 3: weights gathered as int8 with a scale per 256 elements "
+         "([engine.md](engine.md#zero-quantized-weights-and-gradients))")},
     {KEY("zero_quantized_nontrainable_weights"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized non-trainable weights"),
      DEF("false")},
-    {KEY("zero_quantized_gradients"), T_BOOL, DEFAULT_ONLY("ZeRO++ quantized gradients"), DEF("false")},
+    {KEY("zero_quantized_gradients"), T_BOOL, AT(zero_optimization.zero_quantized_gradients), DEF("false"),
+     DOC("ZeRO++ qgZ, stage 3: gradients reduce-scattered as int8 through an all-to-all, summed in fp32 "
+         "([engine.md](engine.md#zero-quantized-weights-and-gradients))")},
     {KEY("zeropp_loco_param"), T_NULL, DEFAULT_ONLY("LoCo-ZeRO++"), DEF("null")},
     {KEY("mics_shard_size"), T_INT, DEFAULT_ONLY("MiCS sharding"), DEF("-1")},
     {KEY("mics_hierarchical_params_gather"), T_BOOL, DEFAULT_ONLY("MiCS hierarchical gather"), DEF("false")},

@@ -220,6 +220,14 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     e->check_grad_writes = e->config->zero_optimization.check_grad_writes;
 #endif
     e->pending_reduce = -1;
+    e->quantized_weights = e->stage == 3 && e->config->zero_optimization.zero_quantized_weights;
+    if (e->config->zero_optimization.zero_quantized_weights && e->stage != 3 && e->rank == 0)
+        ZERO_LOG_WARN("zero_optimization.zero_quantized_weights has no effect at stage %d: only stage 3 gathers "
+                      "weights (as in DeepSpeed)", e->stage);
+    e->quantized_gradients = e->stage == 3 && e->config->zero_optimization.zero_quantized_gradients;
+    if (e->config->zero_optimization.zero_quantized_gradients && e->stage != 3 && e->rank == 0)
+        ZERO_LOG_WARN("zero_optimization.zero_quantized_gradients has no effect at stage %d: as in DeepSpeed, "
+                      "gradients are reduced quantized at stage 3 only", e->stage);
     e->precision = e->config->precision;
     e->gas = (int)e->config->gradient_accumulation_steps;
     if (e->config->optimizer.type == ZERO_OPTIMIZER_NONE) {
@@ -1070,11 +1078,34 @@ static zero_status_t setup_working_memory(zero_engine_h e)
     }
     gather_cap = z->stage3_max_live_parameters < nonpersistent / esz_max ? (size_t)z->stage3_max_live_parameters * esz_max
                                                                           : nonpersistent;
+    if (e->quantized_weights) {
+        /* qwZ: each block also holds the encoded bytes of its gather, about
+         * one byte per element plus the scales and each rank's alignment. */
+        size_t wire = 0;
+        for (int b = 0; b < e->layout->num_buckets; b++)
+            if (!e->params[e->layout->buckets[b].first_param]->persistent)
+                wire += engine_gather_wire_bytes(e, b) + ZERO_MEM_ALIGNMENT;   /* the weights' end, aligned */
+        if (gather_cap < nonpersistent && (size_t)z->stage3_max_live_parameters * 2 < wire)
+            wire = (size_t)z->stage3_max_live_parameters * 2;   /* as many live elements' wire bytes */
+        gather_cap += wire;
+    }
     grad_cap = (size_t)z->reduce_bucket_size * esz_max;
     if (grad_cap < (ZERO_ENGINE_MAX_REDUCTIONS + 1) * largest)
         grad_cap = (ZERO_ENGINE_MAX_REDUCTIONS + 1) * largest;
     if (grad_cap > model)
         grad_cap = model;
+    if (e->quantized_gradients) {
+        /* qgZ: each staging block also holds its reduction's wire bytes (the
+         * encoded blocks sent and received, and the fp32 sum of the slice):
+         * bounded here like the staging itself, by the buckets it can hold. */
+        size_t wire = 0, cap = 0;
+        for (int b = 0; b < e->layout->num_buckets && cap < grad_cap; b++) {
+            const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+            cap += bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
+            wire += engine_reduce_wire_bytes(e, b) + ZERO_MEM_ALIGNMENT;
+        }
+        grad_cap += wire;
+    }
     status = engine_pool_create(e, &e->gather_pool, "stage-3 gathered weights", gather_cap,
                                 e->layout->num_buckets + ZERO_ENGINE_SLICE_BLOCKS);
     if (status == ZERO_OK)

@@ -26,10 +26,18 @@
  * parameters. At stages 0-2 (and for persistent parameters) a slice is a
  * window on weights the engine holds anyway; the bookkeeping is the same, so
  * balance errors show at every stage.
+ *
+ * ZeRO++ qwZ (zero_quantized_weights): a gather travels as int8 blocks with a
+ * float scale per 256 elements (comm/quant_coll.h) and is decoded on arrival,
+ * every rank's slice including this rank's own, so every rank computes with
+ * the same weights. The encoded bytes live behind the gathered weights in the
+ * same block (one pool get per gather). Persistent parameters are gathered
+ * unquantized: they are gathered once per step and are small by definition.
  */
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_gather.h"
 
+#include "comm/quant_coll.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -40,6 +48,26 @@ static size_t bucket_bytes(zero_engine_h e, int b)
 {
     const zero_layout_bucket_t *bk = &e->layout->buckets[b];
     return bk->length * dtype_bytes(e->layout->groups[bk->group].dtype);
+}
+
+/* Where the encoded bytes start in a qwZ block: behind the weights, aligned. */
+static size_t wire_offset(zero_engine_h e, int b)
+{
+    return (bucket_bytes(e, b) + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
+}
+
+size_t engine_gather_wire_bytes(zero_engine_h e, int b)
+{
+    if (!e->quantized_weights || e->buckets[b].persistent_slot != NULL)
+        return 0;
+    return zero_comm_quant_wire_bytes(ZERO_QUANT_INT8, e->layout->buckets[b].length / (size_t)e->world, e->world);
+}
+
+/* Bytes of the block bucket @p b's gather takes: the weights and, under qwZ, the wire bytes. */
+static size_t block_bytes(zero_engine_h e, int b)
+{
+    size_t wire = engine_gather_wire_bytes(e, b);
+    return wire > 0 ? wire_offset(e, b) + wire : bucket_bytes(e, b);
 }
 
 static void free_bucket(zero_engine_h e, int b);
@@ -87,8 +115,8 @@ static zero_status_t gathered_buffer(zero_engine_h e, int b, int prefetch)
         bs->gathered_source = GATHERED_PERSISTENT;
         return ZERO_OK;
     }
-    make_room(e, e->layout->buckets[b].length, bucket_bytes(e, b));
-    bs->gathered = engine_pool_get(e, &e->gather_pool, bucket_bytes(e, b));
+    make_room(e, e->layout->buckets[b].length, block_bytes(e, b));
+    bs->gathered = engine_pool_get(e, &e->gather_pool, block_bytes(e, b));
     if (bs->gathered != NULL) {
         bs->gathered_source = GATHERED_POOL;
         return ZERO_OK;
@@ -100,9 +128,9 @@ static zero_status_t gathered_buffer(zero_engine_h e, int b, int prefetch)
         ZERO_LOG_WARN("gathering %s: the gather pool (%zu bytes, stage3_max_live_parameters) has no room for %zu "
                       "bytes more; such gathers allocate and free their own buffer (slow: raise "
                       "stage3_max_live_parameters or gather less at once)",
-                      e->params[e->layout->buckets[b].first_param]->name, e->gather_pool.capacity, bucket_bytes(e, b));
+                      e->params[e->layout->buckets[b].first_param]->name, e->gather_pool.capacity, block_bytes(e, b));
     }
-    status = engine_alloc(e, &e->mem.buffers, bucket_bytes(e, b), "stage-3 gathered weights", &bs->gathered);
+    status = engine_alloc(e, &e->mem.buffers, block_bytes(e, b), "stage-3 gathered weights", &bs->gathered);
     if (status != ZERO_OK)
         return status;
     bs->gathered_source = GATHERED_ONE_OFF;
@@ -113,9 +141,9 @@ static void drop_buffer(zero_engine_h e, int b)
 {
     bucket_state_t *bs = &e->buckets[b];
     if (bs->gathered_source == GATHERED_POOL)
-        engine_pool_put(e, &e->gather_pool, bs->gathered, bucket_bytes(e, b));
+        engine_pool_put(e, &e->gather_pool, bs->gathered, block_bytes(e, b));
     else if (bs->gathered_source == GATHERED_ONE_OFF)
-        engine_free(e, &e->mem.buffers, bucket_bytes(e, b), bs->gathered);
+        engine_free(e, &e->mem.buffers, block_bytes(e, b), bs->gathered);
     bs->gathered = NULL;
     bs->gathered_source = GATHERED_NONE;
     bs->cached = 0;
@@ -129,6 +157,7 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     const zero_layout_bucket_t *bk = &e->layout->buckets[b];
     group_state_t *g = &e->groups[bk->group];
     size_t esz = dtype_bytes(g->dtype), slice = bk->length / (size_t)e->world;
+    const char *shard;
     zero_status_t status;
     uint64_t mark;
 
@@ -138,8 +167,12 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     if (status != ZERO_OK || bs->gathered == NULL)
         return status;
     mark = zero_log_error_mark();
-    status = zero_comm_allgather_start(e->comm, (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
-                                       bs->gathered, slice, g->dtype, e->kind, &bs->gather_req);
+    shard = (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz;
+    if (engine_gather_wire_bytes(e, b) > 0)
+        status = zero_comm_allgather_quant_start(e->comm, shard, bs->gathered, slice, g->dtype, ZERO_QUANT_INT8,
+                                                 (char *)bs->gathered + wire_offset(e, b), &bs->gather_req);
+    else
+        status = zero_comm_allgather_start(e->comm, shard, bs->gathered, slice, g->dtype, e->kind, &bs->gather_req);
     if (status != ZERO_OK) {
         drop_buffer(e, b);
         e->state = ENGINE_FAILED;
@@ -511,7 +544,7 @@ static zero_status_t prefetch_after(zero_engine_h e, engine_trace_entry_t last)
             if (e->buckets[b].gathered != NULL)
                 continue;
             if (live + len > z->stage3_max_live_parameters) {
-                make_room(e, len, bucket_bytes(e, b));
+                make_room(e, len, block_bytes(e, b));
                 live = e->live_elements;
                 if (live + len > z->stage3_max_live_parameters)
                     break;

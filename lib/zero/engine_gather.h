@@ -11,6 +11,9 @@
 zero_status_t engine_gather_bucket_start(zero_engine_h e, int bucket);
 /* Waits for it; the parameter's data then points at the full weights. */
 zero_status_t engine_gather_bucket_finish(zero_engine_h e, int bucket);
+/* qwZ: bytes of bucket @p bucket's encoded gather (0 without qwZ, and for
+ * persistent parameters, which are gathered unquantized). */
+size_t engine_gather_wire_bytes(zero_engine_h e, int bucket);
 /* Waits for every gather in flight and frees every gathered copy (not the
  * persistent ones) and every gathered slice. */
 void engine_gather_drop_all(zero_engine_h e);

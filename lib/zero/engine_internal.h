@@ -214,6 +214,13 @@ struct zero_engine {
      * trainer calls the engine again, is caught too. */
     int check_grad_writes;
     int pending_reduce;              /* that bucket, or -1 */
+    /* ZeRO++ qwZ (zero_quantized_weights, stage 3 only): gathers travel as
+     * int8 blocks (engine_gather.c), the wire bytes behind the gathered weights */
+    int quantized_weights;
+    /* ZeRO++ qgZ (zero_quantized_gradients, stage 3 only): reductions travel
+     * as int8 blocks through an all-to-all (engine_step.c), the wire bytes
+     * behind the gradient staging */
+    int quantized_gradients;
     int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;

@@ -11,6 +11,7 @@
 #include "zero/engine_grad_slice.h"
 #include "zero/engine_step.h"
 
+#include "comm/quant_coll.h"
 #include "util/alloc.h"
 #include "util/half.h"
 #include "util/log.h"
@@ -228,12 +229,29 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
 
 static zero_status_t reduce_bucket_finish(zero_engine_h e, int b);
 
+size_t engine_reduce_wire_bytes(zero_engine_h e, int b)
+{
+    if (!e->quantized_gradients)
+        return 0;
+    return zero_comm_reduce_scatter_quant_wire_bytes(ZERO_QUANT_INT8, e->layout->buckets[b].length /
+                                                     (size_t)e->own_world, e->own_world);
+}
+
+/* qgZ: where a staging block's wire bytes start, behind the gradients, aligned. */
+static size_t staging_wire_offset(zero_engine_h e, int b)
+{
+    return (bucket_bytes(e, b) + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
+}
+
 /* The bytes bucket @p b's gradient staging takes: its own length at stage 3;
  * at stage 2 every block is the largest bucket's size, so the pool's blocks are
  * interchangeable slots and any free one fits (no fragmentation). */
 static size_t staging_block_bytes(zero_engine_h e, int b)
 {
-    return e->stage == 2 ? e->staging_bytes : bucket_bytes(e, b);
+    size_t wire = engine_reduce_wire_bytes(e, b);
+    if (e->stage == 2)
+        return e->staging_bytes;
+    return wire > 0 ? staging_wire_offset(e, b) + wire : bucket_bytes(e, b);
 }
 
 /* Gradient staging of a bucket, from the gradient pool (reserved and, at stage
@@ -343,8 +361,15 @@ static zero_status_t reduce_bucket_start(zero_engine_h e, int b)
     }
     bs->reduced = 1;
     mark = zero_log_error_mark();
-    status = zero_comm_reduce_scatter_start(e->comm, bs->staging, (char *)bs->staging + (size_t)e->own_rank * slice * esz,
-                                            slice, dtype, ZERO_COMM_AVG, e->kind, &bs->reduce_req);
+    if (e->quantized_gradients)   /* ZeRO++ qgZ (comm/quant_coll.h) */
+        status = zero_comm_reduce_scatter_quant_start(e->comm, bs->staging,
+                                                      (char *)bs->staging + (size_t)e->own_rank * slice * esz, slice,
+                                                      dtype, ZERO_COMM_AVG, ZERO_QUANT_INT8,
+                                                      (char *)bs->staging + staging_wire_offset(e, b), &bs->reduce_req);
+    else
+        status = zero_comm_reduce_scatter_start(e->comm, bs->staging,
+                                                (char *)bs->staging + (size_t)e->own_rank * slice * esz, slice, dtype,
+                                                ZERO_COMM_AVG, e->kind, &bs->reduce_req);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
         engine_keep_error(e, mark, "reduce-scatter of gradient bucket %d failed to start: %s", b,

@@ -17,6 +17,8 @@ zero_status_t engine_write_back(zero_engine_h e);
  * finished to free one (so staging lives here, beside the reductions); a
  * one-off buffer only when nothing is in flight. Put returns it. */
 zero_status_t engine_staging_get(zero_engine_h e, int b, void **ptr_p);
+/* qgZ: bytes of bucket @p b's quantized reduction behind its staging (0 without qgZ). */
+size_t engine_reduce_wire_bytes(zero_engine_h e, int b);
 void engine_staging_put(zero_engine_h e, int b, void *ptr);
 /* @p want, or the store's range bound (zero_store_max_range) where that is
  * smaller: the length of one range every walk over the owned state takes

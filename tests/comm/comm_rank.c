@@ -25,6 +25,11 @@
  *   comm_rank direct-off            as direct, run with ZERO_COMM_DIRECT=0: ring only
  *   comm_rank kill-direct K         as kill, in a direct-path allreduce
  *   comm_rank alloc-misuse          zero_comm_mem_alloc/free argument errors
+ *   comm_rank quant                 the quantized allgather (qwZ) and reduce-scatter (qgZ)
+ *                                   over the ring and the direct path: bit for bit the
+ *                                   codec's round trip of every rank's block (gather), the
+ *                                   fp32 rank-order sum of the round trips (reduce), and a
+ *                                   NaN input makes exactly its block NaN
  *
  * Inputs are multiples of 1/16 in [-8, 8): every fp32 partial sum of up to 64
  * ranks is exact, so results do not depend on summation order, and the
@@ -34,6 +39,7 @@
  * Exit status: 0 when every check passed.
  */
 #include <zero/zero.h>
+#include "comm/quant_coll.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/half.h"
@@ -642,6 +648,143 @@ static void run_shm_collectives(zero_comm_h comm, int big, int mixed)
               ring);
 }
 
+/* One quantized allgather of @p count elements per rank: every rank's block
+ * must arrive as the codec's round trip of that rank's input (computed here,
+ * from val()), bit for bit. Rank 1's element 300 is NaN when @p with_nan:
+ * its block of 256 must decode to NaN everywhere and no other block may. */
+static void test_allgather_quant(zero_comm_h comm, zero_dtype_t dt, zero_quant_bits_t bits, size_t count,
+                                 int in_place, int with_nan)
+{
+    size_t es = zero_dtype_size(dt), W = (size_t)g_size;
+    size_t wire_bytes = zero_comm_quant_wire_bytes(bits, count, g_size);
+    unsigned char *in = xalloc(count * es), *out = xalloc(W * count * es), *wire = xalloc(wire_bytes);
+    unsigned char *want = malloc(W * count * es + 1), *enc = malloc(zero_quant_bytes(bits, count) + 1);
+    unsigned char *ref_in = malloc(count * es + 1);
+    zero_comm_request_h req = NULL;
+    zero_status_t st;
+    char what[96];
+    if (want == NULL || enc == NULL || ref_in == NULL)
+        exit(3);
+    for (int r = 0; r < g_size; r++) {
+        for (size_t i = 0; i < count; i++)
+            store(dt, ref_in, i, with_nan && r == 1 && i == 300 ? NAN : val(r, i) * (float)(1 + i % 7));
+        if (r == g_rank)
+            memcpy(in_place ? out + (size_t)r * count * es : in, ref_in, count * es);
+        zero_quant_encode(bits, dt, ref_in, count, enc);
+        zero_quant_decode(bits, enc, count, dt, want + (size_t)r * count * es);
+    }
+    st = zero_comm_allgather_quant_start(comm, in_place ? out + (size_t)g_rank * count * es : in, out, count, dt,
+                                         bits, wire, &req);
+    if (st == ZERO_OK)
+        st = zero_comm_request_wait(req);
+    zero_comm_request_free(req);
+    snprintf(what, sizeof(what), "quantized allgather %s int%d count %zu%s%s", zero_dtype_string(dt), (int)bits,
+             count, in_place ? " in place" : "", with_nan ? " with NaN" : "");
+    CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+    if (st == ZERO_OK)
+        compare(what, dt, out, want, W * count);
+    if (st == ZERO_OK && with_nan && g_size > 1 && count > 600 && dt == ZERO_FP32) {
+        const float *got = (const float *)(out + count * es);   /* rank 1's block */
+        CHECK(isnan(got[256]) && isnan(got[511]) && !isnan(got[255]) && !isnan(got[512]),
+              "%s: rank 1's elements 256..511 must be NaN and their neighbours finite", what);
+    }
+    xfree(in);
+    xfree(out);
+    xfree(wire);
+    free(want);
+    free(enc);
+    free(ref_in);
+}
+
+/* One quantized reduce-scatter of @p count elements per rank: the result must
+ * be, bit for bit, the fp32 sum in rank order of the codec's round trips of
+ * every rank's block for this rank (divided for AVG), rounded once. Rank 1's
+ * element 300 of the block for rank 0 is NaN when @p with_nan: rank 0's
+ * elements 256..511 must be NaN and no others. */
+static void test_reduce_scatter_quant(zero_comm_h comm, zero_dtype_t dt, zero_quant_bits_t bits, size_t count,
+                                      zero_comm_op_t op, int in_place, int with_nan)
+{
+    size_t es = zero_dtype_size(dt), W = (size_t)g_size;
+    size_t wire_bytes = zero_comm_reduce_scatter_quant_wire_bytes(bits, count, g_size);
+    unsigned char *in = xalloc(W * count * es), *out = xalloc(count * es), *wire = xalloc(wire_bytes);
+    unsigned char *want = malloc(count * es + 1), *enc = malloc(zero_quant_bytes(bits, count) + 1);
+    unsigned char *ref_in = malloc(W * count * es + 1);
+    float *acc = calloc(count + 1, sizeof(float));
+    zero_comm_request_h req = NULL;
+    zero_status_t st;
+    char what[112];
+    if (want == NULL || enc == NULL || ref_in == NULL || acc == NULL)
+        exit(3);
+    for (int r = 0; r < g_size; r++) {
+        for (size_t i = 0; i < W * count; i++)
+            store(dt, ref_in, i, with_nan && r == 1 && i == 300 ? NAN : val(r, i) * (float)(1 + i % 5));
+        if (r == g_rank)
+            memcpy(in, ref_in, W * count * es);
+        zero_quant_encode(bits, dt, ref_in + (size_t)g_rank * count * es, count, enc);
+        zero_quant_decode_add_f32(bits, enc, count, acc);
+    }
+    for (size_t i = 0; i < count; i++)
+        store(dt, want, i, op == ZERO_COMM_AVG ? acc[i] / (float)g_size : acc[i]);
+    st = zero_comm_reduce_scatter_quant_start(comm, in, in_place ? in + (size_t)g_rank * count * es : out, count, dt,
+                                              op, bits, wire, &req);
+    if (st == ZERO_OK)
+        st = zero_comm_request_wait(req);
+    zero_comm_request_free(req);
+    snprintf(what, sizeof(what), "quantized reduce-scatter %s int%d %s count %zu%s%s", zero_dtype_string(dt),
+             (int)bits, zero_comm_op_string(op), count, in_place ? " in place" : "", with_nan ? " with NaN" : "");
+    CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+    if (st == ZERO_OK)
+        compare(what, dt, in_place ? in + (size_t)g_rank * count * es : out, want, count);
+    if (st == ZERO_OK && with_nan && g_size > 1 && g_rank == 0 && count > 600 && dt == ZERO_FP32) {
+        const float *got = (const float *)out;
+        CHECK(isnan(got[256]) && isnan(got[511]) && !isnan(got[255]) && !isnan(got[512]),
+              "%s: elements 256..511 must be NaN and their neighbours finite", what);
+    }
+    xfree(in);
+    xfree(out);
+    xfree(wire);
+    free(want);
+    free(enc);
+    free(ref_in);
+    free(acc);
+}
+
+/* The quantized allgather on ordinary memory (the ring) and, on one node, on
+ * zero_comm_mem_alloc memory (the direct path, checked by the announces). */
+static void run_quant(zero_comm_h comm)
+{
+    static const size_t counts[] = {0, 1, 255, 256, 257, 1000, 70001};
+    for (int shared = 0; shared < 2; shared++) {
+        int direct0 = atomic_load(&n_direct);
+        g_shm_comm = shared ? comm : NULL;
+        for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++)
+            for (int in_place = 0; in_place < 2; in_place++) {
+                test_allgather_quant(comm, ZERO_FP32, ZERO_QUANT_INT8, counts[c], in_place, 0);
+                test_allgather_quant(comm, ZERO_BF16, ZERO_QUANT_INT8, counts[c], in_place, 0);
+                test_allgather_quant(comm, ZERO_FP16, ZERO_QUANT_INT4, counts[c], in_place, 0);
+            }
+        test_allgather_quant(comm, ZERO_FP32, ZERO_QUANT_INT8, 1000, 0, 1);
+        for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++)
+            for (int in_place = 0; in_place < 2; in_place++) {
+                test_reduce_scatter_quant(comm, ZERO_FP32, ZERO_QUANT_INT8, counts[c], ZERO_COMM_SUM, in_place, 0);
+                test_reduce_scatter_quant(comm, ZERO_BF16, ZERO_QUANT_INT8, counts[c], ZERO_COMM_AVG, in_place, 0);
+                test_reduce_scatter_quant(comm, ZERO_FP16, ZERO_QUANT_INT4, counts[c], ZERO_COMM_AVG, in_place, 0);
+            }
+        test_reduce_scatter_quant(comm, ZERO_FP32, ZERO_QUANT_INT8, 1000, ZERO_COMM_SUM, 0, 1);
+        g_shm_comm = NULL;
+        if (shared && g_size > 1)
+            CHECK(atomic_load(&n_direct) > direct0, "shared buffers must take the direct path");
+    }
+    {
+        zero_comm_request_h req = NULL;
+        float x[4] = {0};
+        CHECK(zero_comm_allgather_quant_start(comm, x, x, 1, ZERO_I32, ZERO_QUANT_INT8, x, &req) ==
+                  ZERO_ERR_INVALID_ARG, "an int32 allgather cannot be quantized");
+        CHECK(zero_comm_allgather_quant_start(comm, x, x, 1, ZERO_FP32, (zero_quant_bits_t)2, x, &req) ==
+                  ZERO_ERR_INVALID_ARG, "2-bit quantization is refused");
+    }
+}
+
 /* Argument errors of the allocator; nothing may leak or crash. */
 static void run_alloc_misuse(zero_comm_h comm)
 {
@@ -810,10 +953,10 @@ int main(int argc, char **argv)
         signal(SIGTERM, SIG_IGN);
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0 ||
         strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
-        strcmp(mode, "direct-off") == 0)
+        strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0)
         zero_log_set_callback(capture_log, NULL);
     if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
-        strcmp(mode, "direct-off") == 0)
+        strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0)
         zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);   /* counts the path of every collective */
     if (strcmp(mode, "rdv-hold") == 0 && g_rank != 0)
         wait_file("go", 60);
@@ -881,6 +1024,8 @@ int main(int argc, char **argv)
         run_shm_collectives(comm, 0, 2);
     } else if (strcmp(mode, "alloc-misuse") == 0) {
         run_alloc_misuse(comm);
+    } else if (strcmp(mode, "quant") == 0) {
+        run_quant(comm);
 #if HAVE_CUDA
     } else if (strcmp(mode, "device") == 0) {
         run_device(comm);

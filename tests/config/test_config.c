@@ -587,8 +587,11 @@ static void test_invalid_configs(void)
          "unsupported: prescale_gradients: gradient prescaling is not implemented by libzero (only false is accepted)"},
         {B "\"communication_data_type\": \"fp16\"}", ZERO_ERR_UNSUPPORTED,
          "unsupported: communication_data_type: a separate gradient communication dtype is not implemented"},
-        {B "\"zero_optimization\": {\"zero_quantized_weights\": true}}", ZERO_ERR_UNSUPPORTED,
-         "unsupported: zero_optimization.zero_quantized_weights: ZeRO++ quantized weights is not implemented"},
+        {B "\"zero_optimization\": {\"zero_quantized_weights\": 1}}", ZERO_ERR_CONFIG,
+         "error: zero_optimization.zero_quantized_weights: expected true or false, got 1"},
+        {B "\"zero_optimization\": {\"zero_quantized_nontrainable_weights\": true}}", ZERO_ERR_UNSUPPORTED,
+         "unsupported: zero_optimization.zero_quantized_nontrainable_weights: ZeRO++ quantized non-trainable weights "
+         "is not implemented"},
         {B "\"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": {\"device\": \"cpu\", \"ratio\": 0.5}}}",
          ZERO_ERR_UNSUPPORTED, "unsupported: zero_optimization.offload_optimizer.ratio: partial optimizer offload"},
         {B "\"zero_optimization\": {\"stage\": 3, \"offload_param\": {\"device\": \"hpu\"}}}", ZERO_ERR_UNSUPPORTED,

@@ -211,6 +211,51 @@ static void test_fp16_overflow_skips(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* ZeRO++ qgZ at stage 3: an inf gradient still makes the step skip after the
+ * quantized reduction (the codec makes its block NaN), a finite one steps; and
+ * the same with qwZ on, so both quantized paths run in one engine. */
+static void test_qgz_overflow_detected(void)
+{
+    for (int with_qwz = 0; with_qwz < 2; with_qwz++) {
+        ZERO_TEST_MEM_MARK();
+        char cfg[512];
+        zero_engine_h e;
+        zero_param_h p;
+        zero_param_desc_t d = desc("w", ZERO_FP16, 600);
+        snprintf(cfg, sizeof(cfg),
+                 "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+                 " \"fp16\": {\"enabled\": true, \"initial_scale_power\": 10},"
+                 " \"zero_optimization\": {\"stage\": 3, \"stage3_param_persistence_threshold\": 0,"
+                 " \"zero_quantized_gradients\": true, \"zero_quantized_weights\": %s}}",
+                 with_qwz ? "true" : "false");
+        e = make_engine(cfg);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        CU_ASSERT_EQUAL(zero_param_register(e, &d, &p), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
+        quiet();
+        for (int k = 0; k < 3; k++) {
+            float seed;
+            zero_step_info_t info;
+            uint16_t *g;
+            CU_ASSERT_EQUAL_FATAL(zero_gather(e, &p, 1), ZERO_OK);
+            CU_ASSERT_EQUAL(zero_backward_begin(e, &seed), ZERO_OK);
+            g = zero_param_grad(p);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+            for (int i = 0; i < 600; i++)
+                g[i] = k == 1 && i == 300 ? 0x7c00 /* +inf */ : 0x3c00 /* 1.0 */;
+            CU_ASSERT_EQUAL(zero_grad_ready(e, p), ZERO_OK);
+            CU_ASSERT_EQUAL(zero_backward_end(e), ZERO_OK);
+            CU_ASSERT_EQUAL(zero_release(e, &p, 1), ZERO_OK);
+            CU_ASSERT_EQUAL(zero_step(e, &info), ZERO_OK);
+            CU_ASSERT_EQUAL(info.skipped, k == 1);
+            CU_ASSERT_EQUAL(info.stepped, k != 1);
+        }
+        loud();
+        zero_engine_destroy(e);
+        ZERO_TEST_ASSERT_NO_LEAK();
+    }
+}
+
 static void test_loss_scale_error_at_minimum(void)
 {
     ZERO_TEST_MEM_MARK();
@@ -1009,6 +1054,7 @@ static CU_TestInfo engine_tests[] = {
     {"misuse is an error that changes nothing", test_misuse_is_an_error},
     {"bad configs; stage-3 rules", test_bad_configs_and_stage3_rules},
     {"fp16 overflow skips as DeepSpeed", test_fp16_overflow_skips},
+    {"qgZ (and qwZ): an inf gradient still skips the step", test_qgz_overflow_detected},
     {"fp16 overflow at the minimum scale is an error", test_loss_scale_error_at_minimum},
     {"memory accounting per stage", test_memory_accounting},
     {"views share the caller's buffer", test_views_share_the_callers_buffer},

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# bench/run zeropp: ZeRO++ over an emulated two-node link.
+#
+# Two network namespaces (the nodes) joined by a veth pair shaped with tc to
+# $ZPP_RATE (default 10gbit) in each direction; an sshd in each; zero-launch in
+# the first with a hostfile of both, two ranks per node, UCX_TLS=tcp. Not
+# shared memory inside a node: UCX's shared-memory transports reach a rank in
+# the other namespace too (one host, one IPC namespace) and would bypass the
+# shaped link, so inside a node the ranks talk TCP over the namespace's
+# loopback and only the other node's traffic crosses the veth. The example GPT
+# (examples/gpt/train_gpt, bf16, stage 3, every parameter partitioned) trains
+# with plain ZeRO-3, qwZ, qgZ and qwZ+qgZ in the same run. For each: ms per
+# step (mean over the measured steps, rank 0's ms_per_step lines) and bytes
+# crossing the link per step (both veth ends' tx counters, the difference
+# between a run of WARM and a run of WARM + STEPS steps, divided by STEPS, so
+# set-up and the rendezvous are not counted).
+#
+# hpZ (zero_hpz_partition_size) is not implemented yet, so it has no row and
+# "all" means qwZ + qgZ.
+#
+# Environment: ZPP_RATE (tc rate, default 10gbit), ZPP_STEPS (default 10),
+# ZPP_WARM (default 3), ZPP_MODEL (train_gpt model flags, default
+# "--channels 256 --layers 2 --heads 4 --context 16"). Needs root, iproute2
+# (ip, tc) and openssh-server; exits 77 when they are missing.
+# The last line: summary: zeropp_cross_node_bytes_ratio=<x> zeropp_step_speedup=<y>
+# (x: all over plain bytes per step; y: plain over all ms per step).
+set -uo pipefail
+. "$(dirname "$0")/../lib.sh"
+bench_build examples/train_gpt tools/zero-launch/zero-launch
+zl="$build_dir/tools/zero-launch/zero-launch"
+gpt="$build_dir/examples/train_gpt"
+data="$root/tests/data/license-texts"
+rate=${ZPP_RATE:-10gbit}
+steps=${ZPP_STEPS:-10}
+warm=${ZPP_WARM:-3}
+model=${ZPP_MODEL:---channels 256 --layers 2 --heads 4 --context 16}
+
+skip() { echo "zeropp: SKIP: $*"; exit 77; }
+[ "$(id -u)" -eq 0 ] || skip "needs root to create network namespaces"
+command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || skip "no ip/tc (iproute2)"
+sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
+[ -x "$sshd_bin" ] || skip "no sshd (openssh-server)"
+
+tag=$$
+net="10.232.$(( tag % 200 + 20 ))"
+ns1="zpp1_$tag" ns2="zpp2_$tag" va="zpa$tag" vb="zpb$tag"
+tmp=$(mktemp -d /tmp/zero-bench-zeropp-XXXXXX)
+sshd_pids=()
+cleanup() {
+    for p in "${sshd_pids[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${sshd_pids[@]}"; do wait "$p" 2>/dev/null; done
+    ip netns del "$ns1" 2>/dev/null
+    ip netns del "$ns2" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+ip netns add "$ns1" 2>/dev/null || skip "cannot create network namespaces here"
+ip netns add "$ns2" || skip "cannot create a second network namespace"
+ip link add "$va" type veth peer name "$vb" 2>/dev/null || skip "cannot create a veth pair"
+ip link set "$va" netns "$ns1" && ip link set "$vb" netns "$ns2" || skip "cannot move veth ends"
+ip -n "$ns1" addr add "$net.1/24" dev "$va" && ip -n "$ns1" link set "$va" up && ip -n "$ns1" link set lo up
+ip -n "$ns2" addr add "$net.2/24" dev "$vb" && ip -n "$ns2" link set "$vb" up && ip -n "$ns2" link set lo up
+# the link: $rate each way (a token bucket on each end's egress)
+ip netns exec "$ns1" tc qdisc add dev "$va" root tbf rate "$rate" burst 4mb latency 50ms || skip "tc refused the shaping"
+ip netns exec "$ns2" tc qdisc add dev "$vb" root tbf rate "$rate" burst 4mb latency 50ms || skip "tc refused the shaping"
+
+ssh-keygen -q -t ed25519 -N '' -f "$tmp/host_key" && ssh-keygen -q -t ed25519 -N '' -f "$tmp/user_key" ||
+    skip "ssh-keygen failed"
+cp "$tmp/user_key.pub" "$tmp/authorized_keys"
+chmod 600 "$tmp/authorized_keys"
+mkdir -p /run/sshd
+for i in 1 2; do
+    cat > "$tmp/sshd$i.conf" <<CONF
+ListenAddress $net.$i
+Port 2222
+HostKey $tmp/host_key
+PidFile $tmp/sshd$i.pid
+AuthorizedKeysFile $tmp/authorized_keys
+StrictModes no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+LogLevel ERROR
+CONF
+    ns_var="ns$i"
+    ip netns exec "${!ns_var}" "$sshd_bin" -D -f "$tmp/sshd$i.conf" -E "$tmp/sshd$i.log" &
+    sshd_pids+=($!)
+done
+ssh_opts="-F /dev/null -i $tmp/user_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=5"
+ready=0
+for _ in $(seq 100); do
+    # shellcheck disable=SC2086
+    if ip netns exec "$ns1" ssh $ssh_opts -o BatchMode=yes -p 2222 "$net.2" true 2>/dev/null &&
+       ip netns exec "$ns1" ssh $ssh_opts -o BatchMode=yes -p 2222 "$net.1" true 2>/dev/null; then
+        ready=1
+        break
+    fi
+    sleep 0.1
+done
+[ $ready -eq 1 ] || { cat "$tmp"/sshd*.log; skip "the sshd servers did not come up"; }
+printf '%s slots=2\n%s slots=2\n' "$net.1" "$net.2" > "$tmp/hosts"
+mkdir -p "$tmp/work"
+
+link_bytes() {
+    echo $(( $(ip netns exec "$ns1" cat "/sys/class/net/$va/statistics/tx_bytes") +
+             $(ip netns exec "$ns2" cat "/sys/class/net/$vb/statistics/tx_bytes") ))
+}
+
+# run NAME KEYS NSTEPS: one launch; prints the link bytes it moved; rank 0's log in $tmp/NAME.NSTEPS.log
+run() {
+    local cfg="$tmp/$1.json" before after
+    cat > "$cfg" <<CONF
+{"train_batch_size": 4, "train_micro_batch_size_per_gpu": 1, "steps_per_print": 0,
+ "bf16": {"enabled": true},
+ "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}},
+ "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0$2}}
+CONF
+    before=$(link_bytes)
+    (cd "$tmp/work" && ip netns exec "$ns1" env HOME="$tmp" ZERO_LAUNCH_SSH_OPTS="$ssh_opts" UCX_TLS=tcp \
+        "$zl" -H "$tmp/hosts" --ssh_port 2222 --master_port 0 "$gpt" --config "$cfg" --steps "$3" \
+        --print-interval 1 --eval-windows 0 $model --data "$data") > "$tmp/$1.$3.log" 2>&1 || {
+        echo "zeropp: the $1 run failed:" >&2
+        tail -20 "$tmp/$1.$3.log" >&2
+        exit 1
+    }
+    after=$(link_bytes)
+    echo $(( after - before ))
+}
+
+declare -A ms bytes
+names=(plain qwz qgz all)
+keys=("" ', "zero_quantized_weights": true' ', "zero_quantized_gradients": true'
+      ', "zero_quantized_weights": true, "zero_quantized_gradients": true')
+echo "zeropp: 2 nodes x 2 ranks, link $rate each way, $steps measured steps after $warm, model: $model"
+echo "zeropp: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %12s %16s %10s %10s\n' config ms_per_step link_bytes_step bytes_ratio speedup
+for i in "${!names[@]}"; do
+    n=${names[$i]}
+    b1=$(run "$n" "${keys[$i]}" "$warm") || exit 1
+    b2=$(run "$n" "${keys[$i]}" $((warm + steps))) || exit 1
+    bytes[$n]=$(( (b2 - b1) / steps ))
+    ms[$n]=$(awk -v w="$warm" '/^step=/ { split($1, s, "="); if (s[2] + 0 > w) for (i = 2; i <= NF; i++)
+             if ($i ~ /^ms_per_step=/) { sub("ms_per_step=", "", $i); t += $i; k++ } }
+             END { if (k) printf "%.1f", t / k; else print "nan" }' "$tmp/$n.$((warm + steps)).log")
+    printf '%-6s %12s %16s %10.3f %10.3f\n' "$n" "${ms[$n]}" "${bytes[$n]}" \
+        "$(awk -v a="${bytes[$n]}" -v b="${bytes[plain]}" 'BEGIN { print a / b }')" \
+        "$(awk -v a="${ms[plain]}" -v b="${ms[$n]}" 'BEGIN { print a / b }')"
+done
+echo "zeropp: load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "summary: zeropp_cross_node_bytes_ratio=$(awk -v a="${bytes[all]}" -v b="${bytes[plain]}" 'BEGIN { printf "%.3f", a / b }') zeropp_step_speedup=$(awk -v a="${ms[plain]}" -v b="${ms[all]}" 'BEGIN { printf "%.3f", a / b }')"
