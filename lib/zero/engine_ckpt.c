@@ -53,47 +53,103 @@ static zero_status_t check_state(zero_engine_h e, const char *call)
     return ZERO_ERR_STATE;
 }
 
+/* Host copies of the acquired arrays, for an engine whose memory the host
+ * cannot read (device memory): lib/ckpt reads and writes host arrays. NULL
+ * entries where the store's own arrays are handed over. */
+typedef struct ckpt_mirrors {
+    float *field[ZERO_DTYPE_COUNT][ZERO_STORE_NUM_FIELDS];
+} ckpt_mirrors_t;
+
+static void free_mirrors(zero_engine_h e, ckpt_mirrors_t *m)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++)
+        for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++) {
+            zero_free(m->field[gi][f]);
+            m->field[gi][f] = NULL;
+        }
+}
+
 /* The owned masters (and @p num_states optimizer states) of every group,
- * acquired from the store for lib/ckpt: held over the whole save or load. */
+ * acquired from the store for lib/ckpt: held over the whole save or load;
+ * downloaded into host mirrors where the host cannot read them. */
 static zero_status_t acquire_groups(zero_engine_h e, zero_store_range_t *ranges, zero_ckpt_group_data_t *groups,
-                                    int num_states, const char *call)
+                                    ckpt_mirrors_t *mirrors, int num_states, const char *call)
 {
     uint64_t mark = zero_log_error_mark();
+    zero_status_t status = ZERO_OK;
+    int acquired = 0;
     memset(groups, 0, sizeof(*groups) * (size_t)e->layout->num_groups);
+    memset(mirrors, 0, sizeof(*mirrors));
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
-        zero_status_t status;
-        ranges[gi] = (zero_store_range_t){.group = gi, .begin = 0, .count = e->groups[gi].own_length,
+        size_t n = e->groups[gi].own_length;
+        ranges[gi] = (zero_store_range_t){.group = gi, .begin = 0, .count = n,
                                           .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
         for (int k = 0; k < num_states; k++)
             ranges[gi].fields |= ZERO_STORE_FIELD_BIT(ZERO_STORE_STATE1 + k);
         status = zero_store_acquire(e->store, &ranges[gi]);
         if (status != ZERO_OK) {
-            for (int g = 0; g < gi; g++)
-                zero_store_release(e->store, &ranges[g], 0);
             engine_keep_error(e, mark, "%s: cannot reach the optimizer state of the %s group", call,
                               zero_dtype_string(e->groups[gi].dtype));
-            return status;
+            goto fail;
         }
-        groups[gi].master = ranges[gi].data[ZERO_STORE_MASTER];
+        acquired = gi + 1;
+        for (int f = 0; f < ZERO_STORE_NUM_FIELDS && !e->ops->host_readable; f++) {
+            if (ranges[gi].data[f] == NULL)
+                continue;
+            mirrors->field[gi][f] = zero_malloc((n ? n : 1) * sizeof(float));
+            if (mirrors->field[gi][f] == NULL) {
+                engine_error(e, ZERO_ERR_NO_MEMORY, "%s: out of memory for a host copy of %zu values", call, n);
+                status = ZERO_ERR_NO_MEMORY;
+                goto fail;
+            }
+            status = engine_download(e, mirrors->field[gi][f], ranges[gi].data[f], n * sizeof(float));
+            if (status != ZERO_OK) {
+                engine_keep_error(e, mark, "%s: cannot copy the optimizer state of the %s group to the host", call,
+                                  zero_dtype_string(e->groups[gi].dtype));
+                goto fail;
+            }
+        }
+        groups[gi].master = mirrors->field[gi][ZERO_STORE_MASTER] ? mirrors->field[gi][ZERO_STORE_MASTER]
+                                                                  : ranges[gi].data[ZERO_STORE_MASTER];
         for (int k = 0; k < num_states; k++)
-            groups[gi].state[k] = ranges[gi].data[ZERO_STORE_STATE1 + k];
+            groups[gi].state[k] = mirrors->field[gi][ZERO_STORE_STATE1 + k] ? mirrors->field[gi][ZERO_STORE_STATE1 + k]
+                                                                            : ranges[gi].data[ZERO_STORE_STATE1 + k];
     }
     return ZERO_OK;
+fail:
+    for (int g = 0; g < acquired; g++)
+        zero_store_release(e->store, &ranges[g], 0);
+    free_mirrors(e, mirrors);
+    return status;
 }
 
-/* Releases what acquire_groups acquired (@p dirty: a load wrote it). */
-static zero_status_t release_groups(zero_engine_h e, zero_store_range_t *ranges, int dirty, const char *call)
+/* Releases what acquire_groups acquired (@p dirty: a load wrote it, and the
+ * host mirrors go back to the device first). */
+static zero_status_t release_groups(zero_engine_h e, zero_store_range_t *ranges, ckpt_mirrors_t *mirrors, int dirty,
+                                    const char *call)
 {
     zero_status_t status = ZERO_OK;
     uint64_t mark = zero_log_error_mark();
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
-        zero_status_t st = zero_store_release(e->store, &ranges[gi], dirty);
+        zero_status_t st;
+        for (int f = 0; f < ZERO_STORE_NUM_FIELDS && dirty; f++) {
+            if (mirrors->field[gi][f] == NULL)
+                continue;
+            st = engine_upload(e, ranges[gi].data[f], mirrors->field[gi][f], ranges[gi].count * sizeof(float));
+            if (status == ZERO_OK && st != ZERO_OK) {
+                engine_keep_error(e, mark, "%s: cannot copy the loaded state of the %s group to the device", call,
+                                  zero_dtype_string(e->groups[gi].dtype));
+                status = st;
+            }
+        }
+        st = zero_store_release(e->store, &ranges[gi], dirty);
         if (status == ZERO_OK && st != ZERO_OK) {
             engine_keep_error(e, mark, "%s: cannot keep the optimizer state of the %s group", call,
                               zero_dtype_string(e->groups[gi].dtype));
             status = st;
         }
     }
+    free_mirrors(e, mirrors);
     return status;
 }
 
@@ -106,6 +162,7 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     char why[ZERO_CKPT_ERROR_MSG_MAX] = "";
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
     zero_store_range_t ranges[ZERO_DTYPE_COUNT];
+    ckpt_mirrors_t mirrors;
     zero_loss_scaler_state_t ls;
     zero_lr_schedule_state_t lrs;
     const char *names[ZERO_CKPT_MAX_STATES] = {0};
@@ -117,6 +174,8 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
         return ZERO_ERR_INVALID_ARG;
     }
     status = check_state(e, "zero_save_checkpoint");
+    if (status == ZERO_OK)
+        status = engine_sync(e);   /* the last step's update is in place on the device */
     if (status != ZERO_OK)
         return status;
     memset(&meta, 0, sizeof(meta));
@@ -144,7 +203,7 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     meta.lr_last_batch_iteration = lrs.last_batch_iteration;
     meta.lr = lrs.lr;
     meta.momentum = lrs.momentum;
-    status = acquire_groups(e, ranges, groups, meta.num_states, "zero_save_checkpoint");
+    status = acquire_groups(e, ranges, groups, &mirrors, meta.num_states, "zero_save_checkpoint");
     if (status != ZERO_OK) {
         zero_string_free(meta.config_json);
         return status;
@@ -163,7 +222,7 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     status = zero_ckpt_save(e->comm, save_dir, &sp, e->layout, e->own_rank, &meta, groups);
     zero_string_free(meta.config_json);
     {
-        zero_status_t st = release_groups(e, ranges, 0, "zero_save_checkpoint");
+        zero_status_t st = release_groups(e, ranges, &mirrors, 0, "zero_save_checkpoint");
         if (status == ZERO_OK && st != ZERO_OK)
             return st;
     }
@@ -190,6 +249,7 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     zero_ckpt_load_params_t lp = {0};
     zero_ckpt_group_data_t groups[ZERO_DTYPE_COUNT];
     zero_store_range_t ranges[ZERO_DTYPE_COUNT];
+    ckpt_mirrors_t mirrors;
     zero_ckpt_meta_t meta;
     const char *names[ZERO_CKPT_MAX_STATES] = {0};
     char *client_sd = NULL, *loaded_tag = NULL;
@@ -225,14 +285,17 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     memset(&meta, 0, sizeof(meta));
     if (e->stage == 3)
         engine_gather_drop_all(e);   /* gathered copies would predate the loaded weights */
-    status = acquire_groups(e, ranges, groups, lp.num_states, "zero_load_checkpoint");
+    status = engine_sync(e);   /* nothing queued still writes the state the load replaces */
+    if (status != ZERO_OK)
+        return status;
+    status = acquire_groups(e, ranges, groups, &mirrors, lp.num_states, "zero_load_checkpoint");
     if (status != ZERO_OK)
         return status;
     mark = zero_log_error_mark();
     status = zero_ckpt_load(e->comm, load_dir, &lp, e->layout, e->own_rank, groups, &meta, &client_sd, &loaded_tag);
     {
         /* Dirty either way: a load that failed late may have written part of it. */
-        zero_status_t st = release_groups(e, ranges, 1, "zero_load_checkpoint");
+        zero_status_t st = release_groups(e, ranges, &mirrors, 1, "zero_load_checkpoint");
         if (status == ZERO_OK && st != ZERO_OK) {
             zero_ckpt_meta_clear(&meta);
             zero_free(client_sd);
@@ -267,6 +330,8 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     zero_ckpt_meta_clear(&meta);
     /* The weights the trainer sees, from the loaded masters. */
     status = engine_write_back(e);
+    if (status == ZERO_OK)
+        status = engine_sync(e);
     if (status != ZERO_OK) {
         zero_free(client_sd);
         zero_free(loaded_tag);

@@ -109,8 +109,8 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     if (status != ZERO_OK || bs->gathered == NULL)
         return status;
     mark = zero_log_error_mark();
-    status = zero_comm_allgather_start(e->comm, (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
-                                       bs->gathered, slice, g->dtype, e->kind, &bs->gather_req);
+    status = engine_allgather_start(e, (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
+                                    bs->gathered, slice, g->dtype, &bs->gather_req);
     if (status != ZERO_OK) {
         drop_buffer(e, b);
         e->state = ENGINE_FAILED;
