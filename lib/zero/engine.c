@@ -235,6 +235,15 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
             status = ZERO_ERR_UNSUPPORTED;
             goto err;
         }
+        if (!e->ops->host_readable) {
+            /* The store would put the state in host memory and the device table
+             * would run its kernels on it: refused, not half-done. */
+            engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_*.device \"cpu\" with mem_kind %s: "
+                         "CPU offload for ranks that train in device memory is not implemented in this version",
+                         zero_mem_kind_string(e->kind));
+            status = ZERO_ERR_UNSUPPORTED;
+            goto err;
+        }
         ZERO_LOG_INFO("zero_optimization.offload_*.device \"cpu\": this rank trains in host memory, where its "
                       "optimizer state and parameters already are");
     }
