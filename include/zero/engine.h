@@ -159,7 +159,9 @@ typedef struct zero_engine_params {
      *  visible devices, which with zero-launch (it gives every rank of a node
      *  that node's CUDA_VISIBLE_DEVICES) is the rank's own GPU. The engine's
      *  own communicator uses the same device; a communicator passed in must
-     *  have been created for it (zero_comm_params_t::cuda_device). */
+     *  have been created for it (zero_comm_params_t::cuda_device).
+     *  zero_engine_create() makes it the calling thread's current device;
+     *  call the engine from a thread where it is current. */
     int cuda_device;
 } zero_engine_params_t;
 

@@ -337,6 +337,9 @@ void zero_engine_destroy(zero_engine_h e)
 {
     if (e == NULL)
         return;
+    /* Nothing the engine queued on the device may still use what is freed below. */
+    if (e->ops != NULL && e->ops_ctx != NULL && e->ops->sync != NULL)
+        (void)e->ops->sync(e->ops_ctx);
     if (e->buckets != NULL && e->layout != NULL) {
         for (int b = 0; b < e->layout->num_buckets; b++) {
             bucket_state_t *bs = &e->buckets[b];
@@ -1026,6 +1029,10 @@ zero_status_t zero_engine_setup(zero_engine_h e)
             goto err;
     }
     status = setup_store(e);
+    /* The store zeroed its arrays with the device's plain calls (legacy
+     * stream); the initial values come on the engine's stream. */
+    if (status == ZERO_OK)
+        status = engine_sync(e);
     for (int g = 0; g < e->layout->num_groups && status == ZERO_OK; g++)
         status = init_group_state(e, g);
     if (status != ZERO_OK)
