@@ -384,7 +384,9 @@ ZERO_API zero_comm_h zero_engine_comm(zero_engine_h engine);
 ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
 
 /**
- * Bytes this rank holds, by kind.
+ * Bytes this rank holds, by kind, in the engine's memory (GPU memory with
+ * ZERO_MEM_DEVICE: the same figures a host engine reports for the same model
+ * and stage).
  *
  * Model state (params, grads, master, optim_state) is allocated and backed
  * with pages at zero_engine_setup(). Working memory comes from pools whose
