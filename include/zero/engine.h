@@ -54,7 +54,9 @@
  * waiting:
  *   - zero_grad_ready() records an event on the trainer's stream, and the
  *     bucket's reduce-scatter waits for it on the communication stream, so the
- *     gradient kernels queued before the call are complete before it is read;
+ *     gradient kernels queued before the call are complete before it is read
+ *     (recorded by the call that completes the bucket; at stages 0-1, whose
+ *     reduction is at the boundary, by zero_step());
  *   - zero_gather() makes the trainer's stream wait for the gather (it returns
  *     at once); kernels queued after it see the full weights;
  *   - zero_release() records the event after which the buffer may be reused:
