@@ -40,9 +40,41 @@
  *
  * Memory kind: an engine keeps its weights, gradients and optimizer state in
  * one kind of memory (zero_engine_params_t::mem_kind), which decides the
- * communication backend: host memory goes over UCX, device memory over NCCL.
- * This version has the host path; the device path (its optimizer kernels) is
- * not available yet and asking for it is ZERO_ERR_UNSUPPORTED.
+ * communication backend: host memory goes over UCX, device memory over NCCL
+ * (a world of one copies on the device). Device memory needs a build with
+ * the cuda feature, libzero's CUDA module (libzero-cuda.so) and a visible
+ * CUDA device; otherwise zero_engine_create() fails with ZERO_ERR_UNSUPPORTED
+ * and says which is missing. With ZERO_MEM_DEVICE, zero_param_data() and
+ * zero_param_grad() return device pointers, and views (view_data, view_grad)
+ * must be device memory of the engine's device.
+ *
+ * Ordering contract (ZERO_MEM_DEVICE). Every engine call that consumes or
+ * produces device data is ordered on the trainer's CUDA stream
+ * (zero_engine_params_t::cuda_stream) with CUDA events, not by the host
+ * waiting:
+ *   - zero_grad_ready() records an event on the trainer's stream, and the
+ *     bucket's reduce-scatter waits for it on the communication stream, so the
+ *     gradient kernels queued before the call are complete before it is read
+ *     (recorded by the call that completes the bucket; at stages 0-1, whose
+ *     reduction is at the boundary, by zero_step());
+ *   - zero_gather() makes the trainer's stream wait for the gather (it returns
+ *     at once); kernels queued after it see the full weights;
+ *   - zero_release() records the event after which the buffer may be reused:
+ *     kernels queued before it finish reading before any later gather or
+ *     reduction writes into that buffer;
+ *   - zero_step() enqueues the update and the all-gather; kernels queued after
+ *     it see the updated weights and zeroed gradients.
+ * The host blocks at most once per optimizer step, in zero_step() at the
+ * accumulation boundary, to read the gradient statistics it needs for
+ * zero_step_info_t (the norm and the skip decision; Lamb reads its norms a
+ * second time); never per parameter or per bucket. A trainer that queues its
+ * work on that stream and calls nothing else is correct without any
+ * cudaDeviceSynchronize. Its own host reads of device data (the loss) are its
+ * to synchronise. zero_engine_setup(), the checkpoint calls and
+ * zero_engine_destroy() wait for the device (they are not in the hot path).
+ * A trainer that uses several streams orders them against the given one
+ * itself. At world size 1 a collective that must move data (stage 3's
+ * gathers; the fp32 all-gather at stages 1-2) also waits on the host.
  *
  * Threads: an engine is used from one thread at a time (the trainer's). It owns
  * a kernel thread pool and its communicator owns a progress thread.
@@ -81,7 +113,9 @@ enum zero_engine_params_field {
     ZERO_ENGINE_PARAM_FIELD_SEED        = 1u << 4,
     ZERO_ENGINE_PARAM_FIELD_MEM_KIND    = 1u << 5,
     ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE = 1u << 6,
-    ZERO_ENGINE_PARAM_FIELD_CHECKPOINT_KEEP_LAST = 1u << 7
+    ZERO_ENGINE_PARAM_FIELD_CHECKPOINT_KEEP_LAST = 1u << 7,
+    ZERO_ENGINE_PARAM_FIELD_CUDA_STREAM = 1u << 8,
+    ZERO_ENGINE_PARAM_FIELD_CUDA_DEVICE = 1u << 9
 };
 
 /**
@@ -104,9 +138,10 @@ typedef struct zero_engine_params {
     /** Seed handed to init callbacks. Default 0. */
     uint64_t seed;
     /** Where weights, gradients and optimizer state live: ZERO_MEM_HOST (default)
-     *  or ZERO_MEM_DEVICE (the GPU path; not in this version: ZERO_ERR_UNSUPPORTED).
-     *  ZERO_MEM_PINNED is ZERO_ERR_UNSUPPORTED too, never quietly taken as host
-     *  memory: page-locking model state only helps transfers to a device. */
+     *  or ZERO_MEM_DEVICE (the GPU path: see "Memory kind" and the ordering
+     *  contract above). ZERO_MEM_PINNED is ZERO_ERR_UNSUPPORTED, never quietly
+     *  taken as host memory: page-locking model state only helps transfers to
+     *  a device. */
     zero_mem_kind_t mem_kind;
     /** 1: zero_step() does not advance the config's LR schedule; the trainer
      *  calls zero_engine_lr_schedule_step() itself (e.g. once per epoch).
@@ -115,6 +150,21 @@ typedef struct zero_engine_params {
     /** > 0: zero_save_checkpoint() keeps only the newest N checkpoints in its
      *  directory (removing older tags after a successful save). Default 0: keep all. */
     int checkpoint_keep_last;
+    /** ZERO_MEM_DEVICE: the trainer's cudaStream_t (as void *, so this header
+     *  needs no CUDA header), on which the engine queues its work and orders
+     *  its collectives (see the ordering contract). Default NULL: the legacy
+     *  default stream. The caller keeps it alive until zero_engine_destroy().
+     *  Ignored for host memory. */
+    void *cuda_stream;
+    /** ZERO_MEM_DEVICE: the CUDA device index (as the CUDA runtime numbers the
+     *  devices this process sees). Default -1: LOCAL_RANK modulo the number of
+     *  visible devices, which with zero-launch (it gives every rank of a node
+     *  that node's CUDA_VISIBLE_DEVICES) is the rank's own GPU. The engine's
+     *  own communicator uses the same device; a communicator passed in must
+     *  have been created for it (zero_comm_params_t::cuda_device).
+     *  zero_engine_create() makes it the calling thread's current device;
+     *  call the engine from a thread where it is current. */
+    int cuda_device;
 } zero_engine_params_t;
 
 /**
@@ -612,7 +662,9 @@ ZERO_API zero_comm_h zero_engine_comm(zero_engine_h engine);
 ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
 
 /**
- * Bytes this rank holds, by kind.
+ * Bytes this rank holds, by kind, in the engine's memory (GPU memory with
+ * ZERO_MEM_DEVICE: the same figures a host engine reports for the same model
+ * and stage).
  *
  * Model state (params, grads, master, optim_state) is allocated and backed
  * with pages at zero_engine_setup(). Working memory comes from pools whose

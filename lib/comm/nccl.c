@@ -214,9 +214,12 @@ zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes, void
                              "copying %zu bytes of device memory", bytes);
         return ZERO_OK;
     }
-    /* Ordered: on a stream of its own that waits for the caller's event, and
-     * complete on the host when this returns (a world of one has no progress
-     * to overlap), so done_event is already reached when it is recorded. */
+    /* Ordered: on a stream of its own that waits for the caller's event. With
+     * data to move, complete on the host when this returns (a world of one
+     * has no progress to overlap), so done_event is already reached when it
+     * is recorded. In place (the engine's reductions at world size 1) there
+     * is nothing to move: done_event is recorded after the wait and the host
+     * does not wait at all, so the caller's stream stays the only order. */
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamCreateWithFlags)(&stream, cudaStreamNonBlocking), status, out,
                          "world of one: %s", "creating a stream for an ordered device copy");
     if (wait_event != NULL)
@@ -228,8 +231,9 @@ zero_status_t zero_nccl_self_copy(void *dst, const void *src, size_t bytes, void
     if (done_event != NULL)
         ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)((cudaEvent_t)done_event, stream), status, out,
                              "world of one: %s", "cannot record the caller's done_event");
-    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamSynchronize)(stream), status, out, "world of one: ordered copy of %zu bytes",
-                         bytes);
+    if (dst != src && bytes > 0)
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamSynchronize)(stream), status, out,
+                             "world of one: ordered copy of %zu bytes", bytes);
 out:
     if (stream != NULL)
         ZERO_CUDA(cudaStreamDestroy)(stream);

@@ -204,6 +204,39 @@ __global__ void from16_kernel(float *dst, const uint16_t *src, int t, size_t n)
     GRID_STRIDE(i, n) dst[i] = t == ZERO_OPTIM_W16_BF16 ? zero_bf16_to_f32(src[i]) : zero_f16_to_f32(src[i]);
 }
 
+__global__ void gate_set_kernel(zero_cuda_gate_t *gate, double grad_norm, float grad_scale, int skip)
+{
+    gate->grad_norm = grad_norm;
+    gate->grad_scale = grad_scale;
+    gate->skip = skip;
+}
+
+__global__ void put2_kernel(double *dst, double a, double b)
+{
+    dst[0] = a;
+    dst[1] = b;
+}
+
+__global__ void fill_kernel(float *dst, float value, size_t n)
+{
+    GRID_STRIDE(i, n) dst[i] = value;
+}
+
+__global__ void add16_kernel(uint16_t *dst, const uint16_t *src, int t, size_t n)
+{
+    GRID_STRIDE(i, n) {
+        if (t == ZERO_OPTIM_W16_BF16)
+            dst[i] = zero_f32_to_bf16(zero_bf16_to_f32(dst[i]) + zero_bf16_to_f32(src[i]));
+        else
+            dst[i] = zero_f32_to_f16(zero_f16_to_f32(dst[i]) + zero_f16_to_f32(src[i]));
+    }
+}
+
+__global__ void add32_kernel(float *dst, const float *src, size_t n)
+{
+    GRID_STRIDE(i, n) dst[i] = dst[i] + src[i];
+}
+
 inline cudaStream_t as_stream(void *s)
 {
     return (cudaStream_t)s;
@@ -323,5 +356,41 @@ extern "C" int zero_cuda_from_16(float *dst, const uint16_t *src, int w16_type, 
     if (n == 0)
         return 0;
     from16_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(dst, src, w16_type, n);
+    return launched();
+}
+
+extern "C" int zero_cuda_gate_set(zero_cuda_gate_t *gate, double grad_norm, float grad_scale, int skip, void *stream)
+{
+    gate_set_kernel<<<1, 1, 0, as_stream(stream)>>>(gate, grad_norm, grad_scale, skip);
+    return launched();
+}
+
+extern "C" int zero_cuda_put2(double *dst, double a, double b, void *stream)
+{
+    put2_kernel<<<1, 1, 0, as_stream(stream)>>>(dst, a, b);
+    return launched();
+}
+
+extern "C" int zero_cuda_fill(float *dst, float value, size_t n, void *stream)
+{
+    if (n == 0)
+        return 0;
+    fill_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(dst, value, n);
+    return launched();
+}
+
+extern "C" int zero_cuda_add16(uint16_t *dst, const uint16_t *src, int w16_type, size_t n, void *stream)
+{
+    if (n == 0)
+        return 0;
+    add16_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(dst, src, w16_type, n);
+    return launched();
+}
+
+extern "C" int zero_cuda_add32(float *dst, const float *src, size_t n, void *stream)
+{
+    if (n == 0)
+        return 0;
+    add32_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(dst, src, n);
     return launched();
 }

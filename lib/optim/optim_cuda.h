@@ -81,6 +81,20 @@ int zero_cuda_lamb2(const zero_lamb_k_t *k, const zero_cuda_gate_t *gate, double
                     float min_coeff, const double *sums, float *w, const float *m, const float *v, uint16_t *w16,
                     int w16_type, size_t n, void *stream);
 
+/* Sets the gate from values the host decided (the engine sums the statistics
+ * over ranks on the host, where it reads them once per step): grad_norm,
+ * grad_scale and skip by value, so no host memory is read by the device. */
+int zero_cuda_gate_set(zero_cuda_gate_t *gate, double grad_norm, float grad_scale, int skip, void *stream);
+/* dst[0] = a, dst[1] = b (by value: Lamb's per-parameter sums, summed over ranks on the host). */
+int zero_cuda_put2(double *dst, double a, double b, void *stream);
+/* dst[i] = value over n floats (Adagrad's initial accumulator). */
+int zero_cuda_fill(float *dst, float value, size_t n, void *stream);
+/* dst[i] = round16(dst[i] + src[i]) over n 16-bit values (w16_type BF16 or FP16),
+ * summed in fp32 and rounded once, as the host engine accumulates. */
+int zero_cuda_add16(uint16_t *dst, const uint16_t *src, int w16_type, size_t n, void *stream);
+/* dst[i] += src[i] over n floats. */
+int zero_cuda_add32(float *dst, const float *src, size_t n, void *stream);
+
 /* acc[i] += g[i] (g of dtype fp32, fp16 or bf16): gradient accumulation in fp32. */
 int zero_cuda_accumulate(float *acc, const void *g, int dtype, size_t n, void *stream);
 /* fp32 -> bf16/fp16 and back, rounding as util/half.h. */

@@ -27,7 +27,7 @@
 /* The module's file name, as installed beside libzero.so. */
 #define ZERO_CUDA_MODULE_NAME "libzero-cuda.so"
 /* Bumped whenever zero_cuda_api_t changes: a module from another build is refused. */
-#define ZERO_CUDA_MODULE_ABI 2
+#define ZERO_CUDA_MODULE_ABI 3
 /* The one symbol the module exports: const zero_cuda_api_t *(uint32_t abi). */
 #define ZERO_CUDA_MODULE_ENTRY "zero_cuda_module_api"
 
@@ -39,6 +39,7 @@
 #include <nccl.h>
 #pragma GCC diagnostic pop
 #include "util/device_check.h"
+#include "optim/optim_cuda.h"
 
 /* One entry per function used; each field has the name and type of the
  * function it points to, so a call reads ZERO_CUDA(cudaSetDevice)(device). */
@@ -64,6 +65,10 @@ typedef struct zero_cuda_api {
     ZERO_CUDA_ENTRY(cudaEventRecord);
     ZERO_CUDA_ENTRY(cudaEventQuery);
     ZERO_CUDA_ENTRY(cudaEventDestroy);
+    ZERO_CUDA_ENTRY(cudaMemsetAsync);
+    ZERO_CUDA_ENTRY(cudaDeviceSynchronize);
+    ZERO_CUDA_ENTRY(cudaGetDevice);
+    ZERO_CUDA_ENTRY(cudaStreamQuery);
     ZERO_CUDA_ENTRY(ncclGetUniqueId);
     ZERO_CUDA_ENTRY(ncclCommInitRank);
     ZERO_CUDA_ENTRY(ncclCommDestroy);
@@ -75,6 +80,21 @@ typedef struct zero_cuda_api {
     ZERO_CUDA_ENTRY(ncclAllGather);
     ZERO_CUDA_ENTRY(ncclBroadcast);
     ZERO_CUDA_ENTRY(zero_cuda_flag_nonfinite);   /* util/device_check.cu */
+    /* lib/optim/optim_cuda.cu: the device operations of the engine (engine_ops_device.c) */
+    ZERO_CUDA_ENTRY(zero_cuda_grad_stats);
+    ZERO_CUDA_ENTRY(zero_cuda_gate_set);
+    ZERO_CUDA_ENTRY(zero_cuda_adam);
+    ZERO_CUDA_ENTRY(zero_cuda_sgd);
+    ZERO_CUDA_ENTRY(zero_cuda_adagrad);
+    ZERO_CUDA_ENTRY(zero_cuda_lion);
+    ZERO_CUDA_ENTRY(zero_cuda_lamb1);
+    ZERO_CUDA_ENTRY(zero_cuda_lamb2);
+    ZERO_CUDA_ENTRY(zero_cuda_put2);
+    ZERO_CUDA_ENTRY(zero_cuda_fill);
+    ZERO_CUDA_ENTRY(zero_cuda_add16);
+    ZERO_CUDA_ENTRY(zero_cuda_add32);
+    ZERO_CUDA_ENTRY(zero_cuda_to_16);
+    ZERO_CUDA_ENTRY(zero_cuda_from_16);
 } zero_cuda_api_t;
 #undef ZERO_CUDA_ENTRY
 

@@ -8,6 +8,7 @@
 #include "zero/engine_step.h"
 
 #include "util/alloc.h"
+#include "util/cuda_module.h"
 #include "util/half.h"
 #include "util/log.h"
 
@@ -184,18 +185,36 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
         zero_free(e);
         return ZERO_ERR_UNSUPPORTED;
     }
-    if (e->kind != ZERO_MEM_HOST) {
-        ZERO_LOG_ERROR("zero_engine_create: mem_kind %s: this version trains in host memory only; the device "
-                       "path (CUDA optimizer kernels with NCCL) is not implemented yet",
-                       zero_mem_kind_string(params->mem_kind));
+    if (e->kind != ZERO_MEM_HOST && e->kind != ZERO_MEM_DEVICE) {
+        ZERO_LOG_ERROR("zero_engine_create: mem_kind %d is not a memory kind the engine trains in (host or device)",
+                       (int)params->mem_kind);
         zero_free(e);
-        return ZERO_ERR_UNSUPPORTED;
+        return ZERO_ERR_INVALID_ARG;
     }
+    /* The table of the kind's arithmetic, before anything is set up: a build
+     * or a machine that cannot train in device memory says so first. */
+    e->ops = engine_ops_for_kind(e->kind);
+    if (e->ops == NULL) {
+        char what[96];
+        snprintf(what, sizeof(what), "zero_engine_create: training in %s memory (mem_kind %s)",
+                 zero_mem_kind_string(e->kind), zero_mem_kind_string(e->kind));
+        status = zero_cuda_require(what);   /* logs why: no CUDA in this build */
+        zero_free(e);
+        return status != ZERO_OK ? status : ZERO_ERR_UNSUPPORTED;
+    }
+    e->cuda_stream = (mask & ZERO_ENGINE_PARAM_FIELD_CUDA_STREAM) ? params->cuda_stream : NULL;
+    e->cuda_device = (mask & ZERO_ENGINE_PARAM_FIELD_CUDA_DEVICE) && params->cuda_device >= 0 ? params->cuda_device : -1;
 
     if ((mask & ZERO_ENGINE_PARAM_FIELD_COMM) && params->comm != NULL) {
         e->comm = params->comm;
     } else {
-        status = zero_comm_create(NULL, &e->comm);
+        /* The communicator's device (for NCCL) is the engine's. */
+        zero_comm_params_t cp = ZERO_COMM_PARAMS_INIT;
+        if (e->cuda_device >= 0) {
+            cp.field_mask |= ZERO_COMM_PARAM_FIELD_CUDA_DEVICE;
+            cp.cuda_device = e->cuda_device;
+        }
+        status = zero_comm_create(&cp, &e->comm);
         if (status != ZERO_OK)
             goto err;
         e->owns_comm = 1;
@@ -238,22 +257,51 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     status = check_offload(e);
     if (status != ZERO_OK)
         goto err;
+    if ((e->config->zero_optimization.offload_optimizer.device != ZERO_OFFLOAD_NONE ||
+         e->config->zero_optimization.offload_param.device != ZERO_OFFLOAD_NONE) && !e->ops->host_readable) {
+        /* The store would put the state in host memory (or on NVMe, or on a
+         * server) and the device table would run its kernels on it: refused,
+         * not half-done. */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_*.device with mem_kind %s: offload for "
+                     "ranks that train in device memory is not implemented in this version",
+                     zero_mem_kind_string(e->kind));
+        status = ZERO_ERR_UNSUPPORTED;
+        goto err;
+    }
+    if ((e->quantized_weights || e->quantized_gradients) && !e->ops->host_readable) {
+        /* The quantized collectives (comm/quant_coll.h) encode and decode on the host. */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_quantized_weights/zero_quantized_gradients "
+                     "with mem_kind %s: the quantized collectives run on host memory only in this version",
+                     zero_mem_kind_string(e->kind));
+        status = ZERO_ERR_UNSUPPORTED;
+        goto err;
+    }
 
     threads = (mask & ZERO_ENGINE_PARAM_FIELD_NUM_THREADS) && params->num_threads > 0 ? params->num_threads
                                                                                        : default_threads(e->comm);
     status = zero_thread_pool_create(threads, &e->pool);
     if (status != ZERO_OK)
         goto err;
-    e->ops = engine_ops_for_kind(e->kind);
-    if (e->ops == NULL) {
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_engine_create: no operations for mem_kind %s in this build",
-                     zero_mem_kind_string(e->kind));
-        status = ZERO_ERR_UNSUPPORTED;
-        goto err;
+    {
+        /* The device: the trainer's choice, else LOCAL_RANK modulo the devices
+         * this process sees (zero-launch gives every rank of a node the node's
+         * CUDA_VISIBLE_DEVICES, so the runtime's index 0.. are those). */
+        engine_ops_params_t op = {.pool = e->pool, .device = e->cuda_device, .local_rank = zero_comm_local_rank(e->comm),
+                                  .stream = e->cuda_stream};
+        uint64_t mark = zero_log_error_mark();
+        status = e->ops->create(&op, &e->ops_ctx);
+        if (status != ZERO_OK) {
+            engine_keep_error(e, mark, "zero_engine_create: cannot set up the %s operations", e->ops->name);
+            goto err;
+        }
     }
-    status = e->ops->create(e->pool, &e->ops_ctx);
-    if (status != ZERO_OK)
-        goto err;
+    if (e->check_grad_writes && !e->ops->host_readable) {
+        /* The guard digests gradients on the host; on a device it would read
+         * device memory from the CPU. */
+        ZERO_LOG_INFO("zero_optimization.check_grad_writes: not available for gradients in %s memory; off",
+                      zero_mem_kind_string(e->kind));
+        e->check_grad_writes = 0;
+    }
     mark = zero_log_error_mark();
     status = zero_optim_groups_from_config(e->config, &e->param_groups, &e->num_param_groups);
     if (status != ZERO_OK) {
@@ -322,6 +370,9 @@ void zero_engine_destroy(zero_engine_h e)
 {
     if (e == NULL)
         return;
+    /* Nothing the engine queued on the device may still use what is freed below. */
+    if (e->ops != NULL && e->ops_ctx != NULL && e->ops->sync != NULL)
+        (void)e->ops->sync(e->ops_ctx);
     if (e->buckets != NULL && e->layout != NULL) {
         for (int b = 0; b < e->layout->num_buckets; b++) {
             bucket_state_t *bs = &e->buckets[b];
@@ -343,6 +394,16 @@ void zero_engine_destroy(zero_engine_h e)
     }
     engine_slices_destroy(e);        /* before the pools their blocks come from */
     engine_grad_slices_destroy(e);
+    /* Ordered collectives: the requests were freed above or wait in
+     * settling; the stream waits for what it has not waited for yet, which
+     * gives the events back before the operations' context goes. */
+    for (int i = 0; i < e->num_fences; i++)
+        (void)e->ops->order_end(e->ops_ctx, e->fences[i].done_event);
+    e->num_fences = 0;
+    if (e->ops != NULL && e->ops_ctx != NULL)
+        (void)engine_settle(e);
+    zero_free(e->fences);
+    zero_free(e->settling);
     zero_free(e->buckets);
     zero_free(e->reduce_order);
     free_working_memory(e);
@@ -952,7 +1013,10 @@ static zero_status_t init_group_state(zero_engine_h e, int gi)
             if (in_place && content_init(e, e->params[sg->param]) != NULL)
                 continue;   /* the master is these very weights, which hold the value already */
             initial_values(e, e->params[sg->param], sg->param_offset + (from - sg->shard_offset), to - from, host);
-            engine_upload(e, r.data[ZERO_STORE_MASTER] + (from - lo), host, (to - from) * sizeof(float));
+            status = engine_upload(e, r.data[ZERO_STORE_MASTER] + (from - lo), host, (to - from) * sizeof(float));
+            if (status != ZERO_OK)
+                engine_keep_error(e, mark, "setup: cannot upload the initial values of %s",
+                                  e->params[sg->param]->name);
         }
         {
             zero_status_t st = zero_store_release(e->store, &r, 1);
@@ -1167,6 +1231,11 @@ zero_status_t zero_engine_setup(zero_engine_h e)
         return ZERO_ERR_STATE;
     }
     z = &e->config->zero_optimization;
+    /* The trainer's work so far (views it filled on its stream) is done
+     * before set-up reads it. */
+    status = engine_sync(e);
+    if (status != ZERO_OK)
+        return status;
     e->own_world = e->stage == 0 ? 1 : e->world;
     e->own_rank = e->stage == 0 ? 0 : e->rank;
     /* Buckets: whole parameters up to the reduce (and allgather) bucket size; at
@@ -1240,6 +1309,10 @@ zero_status_t zero_engine_setup(zero_engine_h e)
             goto err;
     }
     status = setup_store(e);
+    /* The store zeroed its arrays with the device's plain calls (legacy
+     * stream); the initial values come on the engine's stream. */
+    if (status == ZERO_OK)
+        status = engine_sync(e);
     for (int g = 0; g < e->layout->num_groups && status == ZERO_OK; g++)
         status = init_group_state(e, g);
     if (status != ZERO_OK)
@@ -1261,6 +1334,8 @@ zero_status_t zero_engine_setup(zero_engine_h e)
     warn_silent_mismatches(e);
     /* The weights the trainer sees, from the fp32 masters. */
     status = engine_write_back(e);
+    if (status == ZERO_OK)
+        status = engine_sync(e);   /* the weights are in place for a trainer on any stream */
     if (status != ZERO_OK)
         goto err;
     e->state = ENGINE_READY;

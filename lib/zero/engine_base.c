@@ -5,6 +5,7 @@
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_internal.h"
 
+#include "util/alloc.h"
 #include "util/log.h"
 
 #include <stdio.h>
@@ -31,14 +32,63 @@ void engine_keep_error(zero_engine_h e, uint64_t mark, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The fence of @p req, or -1. Few collectives are in flight at once (a few
+ * buckets, a stage-3 prefetch window): a linear search. */
+static int find_fence(zero_engine_h e, zero_comm_request_h req)
+{
+    for (int i = e->num_fences - 1; i >= 0; i--)
+        if (e->fences[i].req == req)
+            return i;
+    return -1;
+}
+
+static int grow(void **array, int *cap, size_t elem)
+{
+    int n = *cap ? 2 * *cap : 16;
+    void *grown = zero_realloc(*array, (size_t)n * elem);
+    if (grown == NULL)
+        return 0;
+    *array = grown;
+    *cap = n;
+    return 1;
+}
+
 zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what)
 {
     zero_status_t status;
     uint64_t mark;
+    int f;
     if (*req == NULL)
         return ZERO_OK;
     mark = zero_log_error_mark();
-    status = zero_comm_request_wait(*req);
+    f = find_fence(e, *req);
+    if (f >= 0) {
+        /* The stream waits; the host goes on. The request is freed once the
+         * host has waited for the stream anyway (engine_settle). */
+        void *done = e->fences[f].done_event;
+        e->fences[f] = e->fences[--e->num_fences];
+        if (e->num_settling == e->cap_settling &&
+            !grow((void **)&e->settling, &e->cap_settling, sizeof(*e->settling))) {
+            /* no room to defer it: wait on the host instead (correct, only slower) */
+            status = e->ops->order_end(e->ops_ctx, done);
+            goto host_wait;
+        }
+        e->settling[e->num_settling++] = *req;
+        *req = NULL;
+        status = e->ops->order_end(e->ops_ctx, done);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_keep_error(e, mark, "%s: the engine's stream cannot wait for it", what);
+        }
+        return status;
+    }
+    status = ZERO_OK;
+host_wait:
+    {
+        zero_status_t st = zero_comm_request_wait(*req);
+        if (status == ZERO_OK)
+            status = st;
+    }
     zero_comm_request_free(*req);
     *req = NULL;
     if (status != ZERO_OK) {
@@ -47,4 +97,98 @@ zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char 
         engine_keep_error(e, mark, "%s failed: %s", what, zero_status_string(status));
     }
     return status;
+}
+
+zero_status_t engine_settle(zero_engine_h e)
+{
+    zero_status_t status = ZERO_OK;
+    uint64_t mark = zero_log_error_mark();
+    for (int i = 0; i < e->num_settling; i++) {
+        zero_status_t st = zero_comm_request_wait(e->settling[i]);
+        zero_comm_request_free(e->settling[i]);
+        if (status == ZERO_OK && st != ZERO_OK)
+            status = st;
+    }
+    e->num_settling = 0;
+    if (status != ZERO_OK) {
+        e->state = ENGINE_FAILED;
+        engine_keep_error(e, mark, "a collective on device memory failed: %s", zero_status_string(status));
+    }
+    return status;
+}
+
+zero_status_t engine_sync(zero_engine_h e)
+{
+    uint64_t mark = zero_log_error_mark();
+    zero_status_t status = e->ops->sync != NULL ? e->ops->sync(e->ops_ctx) : ZERO_OK;
+    if (status != ZERO_OK) {
+        e->state = ENGINE_FAILED;
+        engine_keep_error(e, mark, "waiting for the device failed: %s", zero_status_string(status));
+        return status;
+    }
+    return engine_settle(e);
+}
+
+/* Fills @p order for a collective on the engine's memory (no field for kinds
+ * without ordering: the plain call). */
+static zero_status_t order_begin(zero_engine_h e, zero_comm_order_t *order)
+{
+    *order = (zero_comm_order_t)ZERO_COMM_ORDER_INIT;
+    if (e->ops->order_begin == NULL)
+        return ZERO_OK;
+    if (e->num_fences == e->cap_fences && !grow((void **)&e->fences, &e->cap_fences, sizeof(*e->fences))) {
+        ZERO_LOG_ERROR("out of memory for the ordering of a collective");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    return e->ops->order_begin(e->ops_ctx, order);
+}
+
+/* After the start: the fence is kept (started) or its event given back (failed). */
+static zero_status_t order_started(zero_engine_h e, const zero_comm_order_t *order, zero_status_t status,
+                                   zero_comm_request_h req)
+{
+    if (order->done_event == NULL)
+        return status;
+    if (status != ZERO_OK) {
+        (void)e->ops->order_end(e->ops_ctx, order->done_event);   /* never recorded: no wait */
+        return status;
+    }
+    e->fences[e->num_fences].req = req;   /* order_begin made the room */
+    e->fences[e->num_fences].done_event = order->done_event;
+    e->num_fences++;
+    return ZERO_OK;
+}
+
+zero_status_t engine_allreduce_start(zero_engine_h e, void *buf, size_t count, zero_dtype_t dtype, zero_comm_op_t op,
+                                     zero_comm_request_h *req_p)
+{
+    zero_comm_order_t order;
+    zero_status_t status = order_begin(e, &order);
+    if (status != ZERO_OK)
+        return status;
+    status = zero_comm_allreduce_start_ordered(e->comm, buf, buf, count, dtype, op, e->kind, &order, req_p);
+    return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
+}
+
+zero_status_t engine_reduce_scatter_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                          zero_dtype_t dtype, zero_comm_op_t op, zero_comm_request_h *req_p)
+{
+    zero_comm_order_t order;
+    zero_status_t status = order_begin(e, &order);
+    if (status != ZERO_OK)
+        return status;
+    status = zero_comm_reduce_scatter_start_ordered(e->comm, sendbuf, recvbuf, recvcount, dtype, op, e->kind, &order,
+                                                    req_p);
+    return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
+}
+
+zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                     zero_dtype_t dtype, zero_comm_request_h *req_p)
+{
+    zero_comm_order_t order;
+    zero_status_t status = order_begin(e, &order);
+    if (status != ZERO_OK)
+        return status;
+    status = zero_comm_allgather_start_ordered(e->comm, sendbuf, recvbuf, sendcount, dtype, e->kind, &order, req_p);
+    return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
 }

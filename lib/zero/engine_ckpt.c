@@ -240,6 +240,8 @@ typedef struct ckpt_stream_ctx {
 static int state_streams(zero_engine_h e)
 {
     zero_store_bytes_t bytes;
+    if (!e->ops->host_readable)
+        return 1;   /* device memory: each range is copied to or from the host (lib/ckpt reads host arrays) */
     zero_store_bytes(e->store, &bytes);
     return zero_store_max_range(e->store) > 0 || bytes.elsewhere > 0;
 }
@@ -256,11 +258,14 @@ static zero_status_t stream_copy(ckpt_stream_ctx_t *c, int gi, int array, size_t
         zero_status_t status = zero_store_acquire(e->store, &r), st;
         if (status != ZERO_OK)
             return status;
+        /* the kind's copies: memcpy for host memory, complete transfers for device memory */
         if (to_store)
-            memcpy(r.data[array], buf + off, n * sizeof(float));
+            status = engine_upload(e, r.data[array], buf + off, n * sizeof(float));
         else
-            memcpy(buf + off, r.data[array], n * sizeof(float));
+            status = engine_download(e, buf + off, r.data[array], n * sizeof(float));
         st = zero_store_release(e->store, &r, to_store);
+        if (status != ZERO_OK)
+            return status;
         c->written |= to_store;
         if (st != ZERO_OK)
             return st;
@@ -352,6 +357,8 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
         return ZERO_ERR_INVALID_ARG;
     }
     status = check_state(e, "zero_save_checkpoint");
+    if (status == ZERO_OK)
+        status = engine_sync(e);   /* the last step's update is in place on the device */
     if (status != ZERO_OK)
         return status;
     memset(&meta, 0, sizeof(meta));
@@ -477,6 +484,9 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     memset(&meta, 0, sizeof(meta));
     if (e->stage == 3)
         engine_gather_drop_all(e);   /* gathered copies would predate the loaded weights */
+    status = engine_sync(e);   /* nothing queued still writes the state the load replaces */
+    if (status != ZERO_OK)
+        return status;
     status = acquire_groups(e, ranges, groups, lp.num_states, state_streams(e) ? &stream : NULL,
                             "zero_load_checkpoint");
     if (status != ZERO_OK)
@@ -529,6 +539,8 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     zero_ckpt_meta_clear(&meta);
     /* The weights the trainer sees, from the loaded masters. */
     status = engine_write_back(e);
+    if (status == ZERO_OK)
+        status = engine_sync(e);
     if (status != ZERO_OK) {
         zero_free(client_sd);
         zero_free(loaded_tag);

@@ -172,7 +172,7 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
         status = zero_comm_allgather_quant_start(e->comm, shard, bs->gathered, slice, g->dtype, ZERO_QUANT_INT8,
                                                  (char *)bs->gathered + wire_offset(e, b), &bs->gather_req);
     else
-        status = zero_comm_allgather_start(e->comm, shard, bs->gathered, slice, g->dtype, e->kind, &bs->gather_req);
+        status = engine_allgather_start(e, shard, bs->gathered, slice, g->dtype, &bs->gather_req);
     if (status != ZERO_OK) {
         drop_buffer(e, b);
         e->state = ENGINE_FAILED;
@@ -235,6 +235,13 @@ zero_status_t engine_slice_check(zero_engine_h e, zero_param_h p, int64_t first,
                      first + count,
                      e->state == ENGINE_FAILED ? "the engine failed earlier; destroy it" : "call zero_engine_setup first");
         return ZERO_ERR_STATE;
+    }
+    if (!e->ops->host_readable) {
+        /* slices' broadcasts and allreduces are not ordered on the trainer's stream yet */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "%s(%s, rows [%" PRId64 ", %" PRId64 ")): slices of parameters in %s "
+                     "memory are not implemented in this version", call, p->name, first, first + count,
+                     zero_mem_kind_string(e->kind));
+        return ZERO_ERR_UNSUPPORTED;
     }
     return ZERO_OK;
 }

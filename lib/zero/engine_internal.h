@@ -193,6 +193,14 @@ typedef struct group_state {
     zero_layout_segment_t *segments;
 } group_state_t;
 
+/* A collective on the engine's memory started ordered on its stream
+ * (device kinds): its completion event, until engine_wait makes the stream
+ * wait for it. */
+typedef struct engine_fence {
+    zero_comm_request_h req;
+    void *done_event;
+} engine_fence_t;
+
 typedef struct engine_timers {
     double backward_wait, reduce, step, gather;
 } engine_timers_t;
@@ -205,6 +213,8 @@ struct zero_engine {
     int rank, world;
     int stage;
     zero_mem_kind_t kind;            /* where weights, gradients and optimizer state live */
+    void *cuda_stream;               /* device kinds: the trainer's stream (NULL: legacy default) */
+    int cuda_device;                 /* device kinds: the trainer's choice, -1: from LOCAL_RANK */
     int manual_lr_schedule;          /* the trainer steps the schedule (zero_engine_lr_schedule_step) */
     /* Late-write guard (zero_optimization.check_grad_writes, or a debug build):
      * gradients are digested at zero_grad_ready and checked before their bucket
@@ -233,6 +243,14 @@ struct zero_engine {
     void *ops_ctx;
     double *result;
     size_t result_slots;
+    /* Device kinds: collectives started and not yet waited for (their
+     * completion events), and those the stream already waits for, whose
+     * requests are freed at the next point where the host waits anyway
+     * (engine_settle: the step's result read, checkpoints, destroy). */
+    engine_fence_t *fences;
+    int num_fences, cap_fences;
+    zero_comm_request_h *settling;
+    int num_settling, cap_settling;
     zero_optim_hparams_t hparams;    /* the config's optimizer, mapped once (lib/optim): group 0's */
     zero_optim_group_t *param_groups; /* [num_param_groups]: each group's name, rate and mapped set (lib/optim) */
     int num_param_groups;
@@ -318,13 +336,38 @@ void engine_unreserve(zero_engine_h e, int shared, void *ptr);
 /* Counts @p bytes more working buffers in use (buffers, buffers_peak). */
 void engine_buffers_add(zero_engine_h e, size_t bytes);
 
-/* Memory operations on the engine's buffers (of e->kind); host-to-engine for initial values. */
+/* Memory operations on the engine's buffers (of e->kind), through the
+ * operations table: zero and copy are queued in order with the engine's
+ * other work; upload (host to engine, initial values and loaded
+ * checkpoints) and download (engine to host, checkpoints) are complete when
+ * they return. Errors are logged by the table; zero and copy report theirs
+ * at the next wait. */
 void engine_zero(zero_engine_h e, void *ptr, size_t bytes);
 void engine_copy(zero_engine_h e, void *dst, const void *src, size_t bytes);
-void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes);
+zero_status_t engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes);
+zero_status_t engine_download(zero_engine_h e, void *host_dst, const void *src, size_t bytes);
 
-/* Waits for a request, frees it, and turns a failure into the engine's FAILED state. */
+/* Waits for a request, frees it, and turns a failure into the engine's FAILED
+ * state. For a collective started by engine_*_start on a kind with ordering
+ * (device memory) the wait is the engine's stream's, not the host's: the
+ * stream waits for the collective, the request is freed by engine_settle,
+ * and a failure shows there (or at the communicator's next call). */
 zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what);
+/* The collectives on the engine's buffers (of e->kind): zero_comm_*_start,
+ * ordered after the work queued on the engine's stream where the kind has one. */
+zero_status_t engine_allreduce_start(zero_engine_h e, void *buf, size_t count, zero_dtype_t dtype, zero_comm_op_t op,
+                                     zero_comm_request_h *req_p);
+zero_status_t engine_reduce_scatter_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                          zero_dtype_t dtype, zero_comm_op_t op, zero_comm_request_h *req_p);
+zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                     zero_dtype_t dtype, zero_comm_request_h *req_p);
+/* Frees the requests whose collectives the stream waited for (engine_wait);
+ * call where the host has waited for the stream, so they are complete. The
+ * first failure turns the engine FAILED. */
+zero_status_t engine_settle(zero_engine_h e);
+/* The host waits for all of the engine's device work (set-up, checkpoints),
+ * then settles. */
+zero_status_t engine_sync(zero_engine_h e);
 
 /* engine_pool.c: create (reserve @p capacity bytes for at most @p max_blocks
  * blocks out at once), destroy, get (NULL when no free extent is large

@@ -15,17 +15,22 @@
 
 void engine_zero(zero_engine_h e, void *ptr, size_t bytes)
 {
-    zero_mem_set_zero(e->kind, ptr, bytes);   /* host: cannot fail */
+    (void)e->ops->zero(e->ops_ctx, ptr, bytes);   /* host: cannot fail; device: shows at the next wait */
 }
 
 void engine_copy(zero_engine_h e, void *dst, const void *src, size_t bytes)
 {
-    zero_mem_copy(e->kind, dst, e->kind, src, bytes);
+    (void)e->ops->copy(e->ops_ctx, dst, src, bytes);
 }
 
-void engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes)
+zero_status_t engine_upload(zero_engine_h e, void *dst, const void *host_src, size_t bytes)
 {
-    zero_mem_copy(e->kind, dst, ZERO_MEM_HOST, host_src, bytes);
+    return e->ops->upload(e->ops_ctx, dst, host_src, bytes);
+}
+
+zero_status_t engine_download(zero_engine_h e, void *host_dst, const void *src, size_t bytes)
+{
+    return e->ops->download(e->ops_ctx, host_dst, src, bytes);
 }
 
 void engine_buffers_add(zero_engine_h e, size_t bytes)

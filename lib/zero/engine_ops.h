@@ -20,6 +20,16 @@
  * after phase 1, since they are summed over ranks before phase 2). Counts and
  * norms stay double from the kernel to the caller.
  *
+ * Order (device kinds). A device table queues everything on one stream, the
+ * trainer's (engine_ops_params_t::stream), so the engine's work and the
+ * trainer's kernels are ordered without the host waiting. Collectives run on
+ * the communicator's stream: order_begin records an event on the engine's
+ * stream for the collective to wait on and hands out a completion event;
+ * order_end makes the engine's stream wait for that completion. The host
+ * table has neither (its data is in place when a call returns). The host
+ * waits for the device only in result_read (once per step), download and
+ * sync (set-up, checkpoints, destroy).
+ *
  * Pointers passed to an operation are in the kind's memory, except where a
  * parameter says host. Errors are logged by the operation that detects them.
  */
@@ -31,6 +41,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <zero/comm.h>
 #include <zero/memory.h>
 #include <zero/status.h>
 #include <zero/types.h>
@@ -48,12 +59,21 @@ static inline size_t engine_result_slots(size_t num_lamb_params)
     return ENGINE_RESULT_LAMB + 2 * num_lamb_params;
 }
 
-typedef struct engine_ops {
-    const char *name;           /* "host" */
-    zero_mem_kind_t kind;       /* the memory its operations work on */
+/* What a table's context is made for. */
+typedef struct engine_ops_params {
+    zero_thread_pool_t *pool;   /* runs host work (borrowed, may be NULL) */
+    int device;                 /* device kinds: the CUDA device index; -1: local_rank modulo the visible devices */
+    int local_rank;             /* this rank's index among the ranks of its node */
+    void *stream;               /* device kinds: the trainer's cudaStream_t; NULL: the legacy default stream */
+} engine_ops_params_t;
 
-    /* Context: @p pool (borrowed, may be NULL) runs host work. */
-    zero_status_t (*create)(zero_thread_pool_t *pool, void **ctx_p);
+typedef struct engine_ops {
+    const char *name;           /* "host", "cuda" */
+    zero_mem_kind_t kind;       /* the memory its operations work on */
+    int host_readable;          /* 1: the host may read and write that memory directly */
+
+    zero_status_t (*create)(const engine_ops_params_t *params, void **ctx_p);
+    /* Waits for the context's queued work first. */
     void (*destroy)(void *ctx);
     /* What the table runs on, for logs ("avx512", a device name). */
     const char *(*describe)(const void *ctx);
@@ -63,8 +83,29 @@ typedef struct engine_ops {
     void (*result_destroy)(void *ctx, double *record);
     /* Sets every slot to 0. */
     zero_status_t (*result_clear)(void *ctx, double *record, size_t slots);
-    /* Copies slots [first, first + count) into @p host. */
+    /* Copies slots [first, first + count) into @p host: waits (on the host)
+     * for the work queued before it; the step's one wait on the device. */
     zero_status_t (*result_read)(void *ctx, const double *record, size_t first, size_t count, double *host);
+
+    /* Memory of the kind: zero and copy are queued in order with the
+     * operations below; upload (from the host) and download (to the host)
+     * are complete, in both directions, when they return. */
+    zero_status_t (*zero)(void *ctx, void *ptr, size_t bytes);
+    zero_status_t (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
+    zero_status_t (*upload)(void *ctx, void *dst, const void *host_src, size_t bytes);
+    zero_status_t (*download)(void *ctx, void *host_dst, const void *src, size_t bytes);
+    /* The host waits until every piece of work on the device is done (also
+     * what other streams queued: set-up and checkpoints only). NULL: nothing
+     * to wait for. */
+    zero_status_t (*sync)(void *ctx);
+    /* Collectives ordered on the engine's stream (see "Order" above); NULL
+     * for kinds whose data is in place when a call returns. order_begin
+     * fills @p order (a wait event recorded on the stream now, a completion
+     * event the collective records); order_end makes the stream wait for
+     * @p done_event and takes the event back (also for a collective that
+     * failed to start: a never-recorded event is no wait). */
+    zero_status_t (*order_begin)(void *ctx, zero_comm_order_t *order);
+    zero_status_t (*order_end)(void *ctx, void *done_event);
 
     /* dst += src over @p n elements of @p dtype (16-bit sums in fp32, rounded once). */
     zero_status_t (*accumulate)(void *ctx, zero_dtype_t dtype, void *dst, const void *src, size_t n);
@@ -96,6 +137,11 @@ typedef struct engine_ops {
 
 /* The host table (engine_ops_host.c). */
 extern const engine_ops_t engine_ops_host;
+
+/* The CUDA table (engine_ops_device.c: lib/optim's CUDA kernels and the CUDA
+ * runtime, reached through the CUDA module's table, util/cuda_module.h);
+ * NULL in a build without the cuda feature. */
+const engine_ops_t *engine_ops_device(void);
 
 /* The table for buffers of @p kind; NULL when this build has none for it. */
 const engine_ops_t *engine_ops_for_kind(zero_mem_kind_t kind);

@@ -13,7 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-static zero_status_t host_create(zero_thread_pool_t *pool, void **ctx_p)
+static zero_status_t host_create(const engine_ops_params_t *params, void **ctx_p)
 {
     zero_optim_ctx_t *ctx = zero_calloc(1, sizeof(*ctx));
     zero_status_t status;
@@ -21,7 +21,7 @@ static zero_status_t host_create(zero_thread_pool_t *pool, void **ctx_p)
         ZERO_LOG_ERROR("host operations: out of memory");
         return ZERO_ERR_NO_MEMORY;
     }
-    status = zero_optim_ctx_init(ctx, ZERO_OPTIM_ISA_AUTO, pool);   /* logs its own errors */
+    status = zero_optim_ctx_init(ctx, ZERO_OPTIM_ISA_AUTO, params->pool);   /* logs its own errors */
     if (status != ZERO_OK) {
         zero_free(ctx);
         return status;
@@ -73,6 +73,23 @@ static zero_status_t host_result_read(void *ctx, const double *record, size_t fi
 {
     (void)ctx;
     memcpy(host, record + first, count * sizeof(double));
+    return ZERO_OK;
+}
+
+static zero_status_t host_zero(void *ctx, void *ptr, size_t bytes)
+{
+    (void)ctx;
+    if (bytes > 0)
+        memset(ptr, 0, bytes);
+    return ZERO_OK;
+}
+
+/* copy, upload and download: all host memory. */
+static zero_status_t host_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    (void)ctx;
+    if (bytes > 0 && dst != src)
+        memcpy(dst, src, bytes);
     return ZERO_OK;
 }
 
@@ -169,6 +186,7 @@ static zero_status_t host_lamb_phase2(void *ctx, const zero_optim_hparams_t *hp,
 const engine_ops_t engine_ops_host = {
     .name = "host",
     .kind = ZERO_MEM_HOST,
+    .host_readable = 1,
     .create = host_create,
     .destroy = host_destroy,
     .describe = host_describe,
@@ -176,6 +194,10 @@ const engine_ops_t engine_ops_host = {
     .result_destroy = host_result_destroy,
     .result_clear = host_result_clear,
     .result_read = host_result_read,
+    .zero = host_zero,
+    .copy = host_copy,
+    .upload = host_copy,
+    .download = host_copy,
     .accumulate = host_accumulate,
     .to_16 = host_to_16,
     .from_16 = host_from_16,
@@ -189,6 +211,12 @@ const engine_ops_t engine_ops_host = {
 
 const engine_ops_t *engine_ops_for_kind(zero_mem_kind_t kind)
 {
-    /* The device table comes with the CUDA kernels (issue 14). */
-    return kind == ZERO_MEM_HOST ? &engine_ops_host : NULL;
+    switch (kind) {
+    case ZERO_MEM_HOST:
+        return &engine_ops_host;
+    case ZERO_MEM_DEVICE:
+        return engine_ops_device();
+    default:
+        return NULL;
+    }
 }

@@ -69,7 +69,8 @@ static int grad_any_nonzero(const void *grad, zero_dtype_t dtype, size_t n)
 
 static int accumulation_checked(zero_engine_h e)
 {
-    return engine_grads_whole(e) && e->gas > 1 && e->kind != ZERO_MEM_DEVICE && !e->grad_zeroing_warned;
+    /* The scans read gradients on the host: only where the host can. */
+    return engine_grads_whole(e) && e->gas > 1 && e->ops->host_readable && !e->grad_zeroing_warned;
 }
 
 /* After a non-boundary zero_step: which gradients hold something now. */
@@ -367,9 +368,8 @@ static zero_status_t reduce_bucket_start(zero_engine_h e, int b)
                                                       dtype, ZERO_COMM_AVG, ZERO_QUANT_INT8,
                                                       (char *)bs->staging + staging_wire_offset(e, b), &bs->reduce_req);
     else
-        status = zero_comm_reduce_scatter_start(e->comm, bs->staging,
-                                                (char *)bs->staging + (size_t)e->own_rank * slice * esz, slice, dtype,
-                                                ZERO_COMM_AVG, e->kind, &bs->reduce_req);
+        status = engine_reduce_scatter_start(e, bs->staging, (char *)bs->staging + (size_t)e->own_rank * slice * esz,
+                                             slice, dtype, ZERO_COMM_AVG, &bs->reduce_req);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
         engine_keep_error(e, mark, "reduce-scatter of gradient bucket %d failed to start: %s", b,
@@ -676,12 +676,11 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
         char *base = (char *)g->grads_flat + bk->offset * esz;
         uint64_t mark = zero_log_error_mark();
         if (e->stage == 0) {
-            status = zero_comm_allreduce_start(e->comm, base, base, bk->length, g->dtype, ZERO_COMM_AVG, e->kind,
-                                               &reqs[b]);
+            status = engine_allreduce_start(e, base, bk->length, g->dtype, ZERO_COMM_AVG, &reqs[b]);
         } else {
             size_t slice = bk->length / (size_t)e->world;
-            status = zero_comm_reduce_scatter_start(e->comm, base, base + (size_t)e->rank * slice * esz, slice,
-                                                    g->dtype, ZERO_COMM_AVG, e->kind, &reqs[b]);
+            status = engine_reduce_scatter_start(e, base, base + (size_t)e->rank * slice * esz, slice, g->dtype,
+                                                 ZERO_COMM_AVG, &reqs[b]);
         }
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
@@ -803,8 +802,7 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi)
         size_t slice = bk->length / (size_t)e->world;
         char *full = (char *)g->params_flat + bk->offset * esz;
         uint64_t mark = zero_log_error_mark();
-        status = zero_comm_allgather_start(e->comm, full + (size_t)e->rank * slice * esz, full, slice, g->dtype,
-                                           e->kind, &reqs[k]);
+        status = engine_allgather_start(e, full + (size_t)e->rank * slice * esz, full, slice, g->dtype, &reqs[k]);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
             engine_keep_error(e, mark, "allgather of updated weights (bucket %d) failed to start: %s", b,
@@ -1198,6 +1196,10 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         status = check_grads(e);
     if (status == ZERO_OK)
         status = e->ops->result_read(e->ops_ctx, e->result, ENGINE_RESULT_NONFINITE, 2, totals);
+    /* The host has waited for the device (the step's one wait): the
+     * collectives the stream waited for are complete; free their requests. */
+    if (status == ZERO_OK)
+        status = engine_settle(e);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
         engine_keep_error(e, check_mark, "step: the gradient check failed");

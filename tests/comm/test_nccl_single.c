@@ -487,6 +487,25 @@ static void test_ordered_after_kernel(void)
     CU_ASSERT(order_result_ok(h, ORDER_N, 5.0f));
     CU_ASSERT_EQUAL(zero_comm_request_wait(req), ZERO_OK);
     zero_comm_request_free(req);
+
+    /* 3. in place, world of one: nothing moves and the host does not wait;
+     * done_event still comes after the kernel (the device engine's reductions) */
+    CUDA_OK(zero_test_late_fill(dsend, ORDER_N, 7.0f, ORDER_SPIN_CYCLES, stream));
+    CUDA_OK(cudaEventRecord(ready, stream));
+    req = NULL;
+    CU_ASSERT_EQUAL(zero_comm_allreduce_start_ordered(comm, dsend, dsend, ORDER_N, ZERO_FP32, ZERO_COMM_AVG,
+                                                      ZERO_MEM_DEVICE, &order, &req), ZERO_OK);
+    /* The kernel spins ~0.1 s: had the call waited for it on the host, its
+     * event would be complete (not under compute-sanitizer, which may slow
+     * the call itself that much). */
+    if (getenv("ZERO_TEST_QUICK") == NULL)
+        CU_ASSERT_EQUAL(cudaEventQuery(ready), cudaErrorNotReady);
+    CUDA_OK(cudaStreamWaitEvent(stream, done, 0));
+    CUDA_OK(cudaMemcpyAsync(h, dsend, bytes, cudaMemcpyDeviceToHost, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    CU_ASSERT(order_result_ok(h, ORDER_N, 7.0f));
+    CU_ASSERT_EQUAL(zero_comm_request_wait(req), ZERO_OK);
+    zero_comm_request_free(req);
     zero_comm_destroy(comm);
 
     cudaEventDestroy(ready);

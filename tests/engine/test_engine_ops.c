@@ -8,6 +8,7 @@
 #include "test_main.h"
 #include "optim/lr_schedule.h"
 #include "optim/optim_hparams.h"
+#include "zero_build_config.h"
 #include "util/alloc.h"
 #include "util/half.h"
 #include "zero/engine_ops.h"
@@ -34,7 +35,8 @@ static void fixture_open(fixture_t *f)
     CU_ASSERT_EQUAL_FATAL(zero_thread_pool_create(2, &f->pool), ZERO_OK);
     f->ops = engine_ops_for_kind(ZERO_MEM_HOST);
     CU_ASSERT_PTR_EQUAL_FATAL(f->ops, &engine_ops_host);
-    CU_ASSERT_EQUAL_FATAL(f->ops->create(f->pool, &f->ctx), ZERO_OK);
+    engine_ops_params_t params = {.pool = f->pool, .device = 0, .stream = NULL};
+    CU_ASSERT_EQUAL_FATAL(f->ops->create(&params, &f->ctx), ZERO_OK);
     f->direct = engine_ops_host_optim(f->ctx);
 }
 
@@ -67,10 +69,26 @@ static zero_config_t *parse(const char *json)
     return c;
 }
 
-static void test_no_table_for_other_kinds(void)
+/* Host memory has the host table; device memory the CUDA table exactly in a
+ * build with the cuda feature (its host-side fields checked here, its
+ * kernels by engine-device on a GPU); pinned memory none. */
+static void test_tables_per_kind(void)
 {
+    const engine_ops_t *dev = engine_ops_for_kind(ZERO_MEM_DEVICE);
     CU_ASSERT_PTR_EQUAL(engine_ops_for_kind(ZERO_MEM_HOST), &engine_ops_host);
-    CU_ASSERT_PTR_NULL(engine_ops_for_kind(ZERO_MEM_DEVICE));
+    CU_ASSERT_TRUE(engine_ops_host.host_readable);
+    CU_ASSERT_PTR_NULL(engine_ops_host.order_begin);
+    CU_ASSERT_PTR_EQUAL(dev, engine_ops_device());
+    if (HAVE_CUDA) {
+        CU_ASSERT_PTR_NOT_NULL_FATAL(dev);
+        CU_ASSERT_EQUAL(dev->kind, ZERO_MEM_DEVICE);
+        CU_ASSERT_FALSE(dev->host_readable);
+        CU_ASSERT_PTR_NOT_NULL(dev->order_begin);
+        CU_ASSERT_PTR_NOT_NULL(dev->order_end);
+        CU_ASSERT_PTR_NOT_NULL(dev->sync);
+    } else {
+        CU_ASSERT_PTR_NULL(dev);
+    }
     CU_ASSERT_PTR_NULL(engine_ops_for_kind(ZERO_MEM_PINNED));
 }
 
@@ -453,7 +471,7 @@ static void test_init_state(void)
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
-        {"a table for host memory only (this build)", test_no_table_for_other_kinds},
+        {"a table per memory kind (device: builds with cuda)", test_tables_per_kind},
         {"accumulate", test_accumulate},
         {"casts fp32 <-> bf16/fp16 equal the direct kernels", test_casts},
         {"check_grads into the result record equals the direct kernels", test_check_grads_and_result_record},
