@@ -288,7 +288,7 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
          * CUDA_VISIBLE_DEVICES, so the runtime's index 0.. are those). */
         engine_ops_params_t op = {.pool = e->pool, .device = e->cuda_device, .local_rank = zero_comm_local_rank(e->comm),
                                   .stream = e->cuda_stream};
-        uint64_t mark = zero_log_error_mark();
+        mark = zero_log_error_mark();
         status = e->ops->create(&op, &e->ops_ctx);
         if (status != ZERO_OK) {
             engine_keep_error(e, mark, "zero_engine_create: cannot set up the %s operations", e->ops->name);
