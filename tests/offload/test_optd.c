@@ -280,7 +280,7 @@ static void check_bitwise(int num_servers)
         }
     for (int s = 0; s < num_servers; s++) {
         /* every client's state is freed on its BYE (the server thread closes the connection after the reply) */
-        uint64_t idle = 2 * (uint64_t)ZERO_OPTD_MAX_MESSAGE + ZERO_OPTD_MAX_ELEMS * sizeof(float);
+        uint64_t idle = ZERO_OPTD_SERVER_BUFFER_BYTES;
         for (double t0 = zero_clock_now(); zero_optd_server_bytes(srv[s].server) != idle && zero_clock_now() - t0 < 10;)
             zero_clock_sleep(0.01);
         CU_ASSERT_EQUAL(zero_optd_server_bytes(srv[s].server), idle);
@@ -345,7 +345,7 @@ static void test_memory_limit(void)
     zero_store_desc_t desc;
     zero_store_remote_opts_t o;
     zero_store_t *a = NULL, *b = NULL;
-    uint64_t mark, buffers = 2 * (uint64_t)ZERO_OPTD_MAX_MESSAGE + ZERO_OPTD_MAX_ELEMS * sizeof(float);
+    uint64_t mark, buffers = ZERO_OPTD_SERVER_BUFFER_BYTES;
     CU_ASSERT_EQUAL_FATAL(server_start(&srv, buffers + (1u << 20)), 0);   /* 1 MiB for clients */
     addr[0] = srv.addr;
     remote_opts(&o, addr, 1);
