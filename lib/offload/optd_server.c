@@ -60,6 +60,7 @@ typedef struct optd_conn {
     uint64_t key;                /* request tag; 0 when free */
     ucp_ep_h ep;
     int failed;                  /* the endpoint reported an error (set inside progress) */
+    int stuck;                   /* a request of it timed out: close it by force (UCX purges what is left) */
     int closing;                 /* closed while slots of it were in the ring: finished when inflight drops to 0 */
     int inflight;                /* slots of this connection in the ring */
     char close_why[128];
@@ -220,12 +221,13 @@ static void conn_close(optd_conn_t *c, const char *why)
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     /* A live client is flushed first, so a refusal just sent reaches it; a
      * failed one is dropped at once. Either way the wait is short. */
-    rp.flags = c->failed ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    rp.flags = c->failed || c->stuck ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     (void)wait_request(s, ucp_ep_close_nbx(c->ep, &rp), zero_clock_now() + 1.0);
     c->ep = NULL;
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
+    c->stuck = 0;
     c->closing = 0;
     c->close_why[0] = '\0';
     c->hello_done = 0;
@@ -689,10 +691,10 @@ static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
     if (st == UCS_INPROGRESS) {
         if (zero_clock_now() < q->deadline)
             return st;
+        /* a receive ends at once; a send UCX may not cancel: it is freed
+         * below and UCX releases it when its endpoint closes */
         ucp_request_cancel(s->worker, q->req);
-        for (double until = zero_clock_now() + 1.0;
-             ucp_request_check_status(q->req) == UCS_INPROGRESS && zero_clock_now() < until;)
-            ucp_worker_progress(s->worker);
+        q->conn->stuck = 1;
         st = UCS_ERR_TIMED_OUT;
     }
     ucp_request_free(q->req);
@@ -765,6 +767,14 @@ static int advance_ring(zero_optd_server_t *s)
     return moved;
 }
 
+/* Whether a message of @p c waits unread (the ring was full when it came:
+ * the client did say something in time, the server has not read it yet). */
+static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
+{
+    ucp_tag_recv_info_t info;
+    return ucp_tag_probe_nb(s->worker, c->key, ~(ucp_tag_t)0, 0, &info) != NULL;
+}
+
 static void reap(zero_optd_server_t *s)
 {
     double now = zero_clock_now();
@@ -782,7 +792,8 @@ static void reap(zero_optd_server_t *s)
             char why[128];
             snprintf(why, sizeof(why), "the client went away (%s)", ucs_status_string(c->failed_status));
             conn_close(c, why);
-        } else if (c->state == CONN_NEW && c->inflight == 0 && now - c->opened_at > s->opts.hello_timeout_s) {
+        } else if (c->state == CONN_NEW && c->inflight == 0 && now - c->opened_at > s->opts.hello_timeout_s &&
+                   !message_waiting(s, c)) {
             conn_close(c, "no HELLO within the deadline");
         }
     }
