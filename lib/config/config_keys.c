@@ -280,7 +280,7 @@ const config_key_t config_offload_optimizer_keys[] = {
     {KEY("ratio"), T_NUM(0.0, 1.0, 0), AT(zero_optimization.offload_optimizer.ratio), DEF("1.0"),
      DOC("only 1.0: partial offload is unsupported")},
     {KEY("servers"), T_CUSTOM("array of \"host:port\" strings"),
-     DOC("libzero extension: the zero-optd servers of `\"remote\"` ([optd.md](optd.md)); required for `remote`")},
+     DOC("libzero extension: the zero-optd servers of `\"remote\"` ([optd.md](optd.md)); required for `remote` unless `zero-launch --optd` gives them (`ZERO_OPTD_SERVERS`), which a list here overrides")},
     END_OF_ROWS};
 
 const config_key_t config_offload_param_keys[] = {

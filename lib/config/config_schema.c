@@ -738,6 +738,60 @@ static void read_servers(config_ctx_t *ctx, node_t *obj, zero_config_offload_opt
     }
 }
 
+/* ZERO_OPTD_SERVERS, set by `zero-launch --optd` for the servers it started:
+ * the servers of "remote" when the config omits `servers` (or says "auto").
+ * A list in the config wins; a different one in the variable is warned about,
+ * since the servers the launcher started would then sit idle. */
+static void servers_from_launcher(config_ctx_t *ctx, node_t *obj, zero_config_offload_optimizer_t *o)
+{
+    const char *list = getenv("ZERO_OPTD_SERVERS"), *at;
+    size_t count = 1, i = 0;
+    if (list == NULL || list[0] == '\0')
+        return;
+    if (o->num_servers > 0) {
+        size_t len = 0;
+        bool same = true;
+        for (uint32_t k = 0; k < o->num_servers && same; k++) {
+            size_t n = strlen(o->servers[k]);
+            same = strncmp(list + len, o->servers[k], n) == 0 &&
+                   (list[len + n] == (k + 1 < o->num_servers ? ',' : '\0'));
+            len += n + 1;
+        }
+        if (!same)
+            WARN(ctx, obj, "servers", "the config's list wins over ZERO_OPTD_SERVERS=%s (the zero-optd servers "
+                 "zero-launch --optd started for this job), which stay unused", list);
+        return;
+    }
+    for (at = list; *at; at++)
+        count += *at == ',';
+    if (count > 4096) {
+        ERR(ctx, obj, "servers", "ZERO_OPTD_SERVERS lists more than 4096 servers");
+        return;
+    }
+    o->servers = zero_calloc(count, sizeof(char *));
+    if (o->servers == NULL) {
+        ctx->out_of_memory = true;
+        return;
+    }
+    for (at = list; i < count; i++) {
+        const char *end = strchr(at, ',');
+        size_t len = end ? (size_t)(end - at) : strlen(at);
+        const char *colon = memrchr(at, ':', len);
+        if (colon == NULL || colon == at || colon + 1 == at + len ||
+            strspn(colon + 1, "0123456789") < (size_t)(at + len - colon - 1)) {
+            ERR(ctx, obj, "servers", "ZERO_OPTD_SERVERS: entry %zu, \"%.*s\", is not \"host:port\"", i, (int)len, at);
+            return;
+        }
+        o->servers[o->num_servers] = zero_strndup(at, len);
+        if (o->servers[o->num_servers] == NULL) {
+            ctx->out_of_memory = true;
+            return;
+        }
+        o->num_servers++;
+        at = end ? end + 1 : at + len;
+    }
+}
+
 static void read_offload_device(config_ctx_t *ctx, node_t *obj, zero_offload_device_t *out)
 {
     node_t *n = take(obj, "device");
@@ -786,11 +840,14 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
     if (r && o->ratio < 1.0)
         UNSUP(ctx, r, "ratio", "partial optimizer offload (ratio < 1) is not implemented by libzero");
     read_servers(ctx, obj, o);
+    if (o->device == ZERO_OFFLOAD_REMOTE)
+        servers_from_launcher(ctx, obj, o);
     finish_rows(ctx, obj, config_offload_optimizer_keys);
     if (o->device == ZERO_OFFLOAD_NVME && o->nvme_path == NULL && !bad_path)
         ERR(ctx, obj, "nvme_path", "required when device is \"nvme\"");
     if (o->device == ZERO_OFFLOAD_REMOTE && o->num_servers == 0)
-        ERR(ctx, obj, "servers", "required when device is \"remote\" (a libzero extension: the zero-optd servers)");
+        ERR(ctx, obj, "servers", "required when device is \"remote\" (a libzero extension: the zero-optd servers; "
+            "or start them with zero-launch --optd, which sets ZERO_OPTD_SERVERS)");
     path_pop(ctx, saved);
 }
 

@@ -2,14 +2,26 @@
  * zero-optd's server: UCX tagged messages over client-server endpoints
  * (optd_server.h, docs/optd.md).
  *
- * The loop: progress the worker; accept queued connection requests (an
- * endpoint in peer-failure mode, then WELCOME with the connection's key);
- * close connections whose endpoint failed or that stayed silent past the
- * hello deadline; probe for one message of any tag, look its tag up (a key
- * no connection has is dropped unread), receive it into the connection's
- * buffer, decode, act, reply. Messages are received only after their size is
- * known and bounded, so no client can make the server allocate more than one
- * bounded message at a time.
+ * Two threads. The UCX thread (the caller of zero_optd_server_run) owns the
+ * worker, the listener and every endpoint: it progresses the worker, accepts
+ * queued connection requests (an endpoint in peer-failure mode, then WELCOME
+ * with the connection's key), closes connections whose endpoint failed or
+ * that stayed silent past the hello deadline, probes for messages and
+ * receives them into a ring of slots, and sends the replies. The worker
+ * thread takes the received slots in ring order, decodes, acts (allocates a
+ * client's state, runs a step, copies a range) and leaves the reply in the
+ * slot. A message is probed before it is received, so its size is known and
+ * bounded first (a key no connection has, or a size over the bound, is
+ * dropped unread); at most ZERO_OPTD_SERVER_SLOTS messages are held.
+ *
+ * Who touches what: the ring indices and slot states are handed over under
+ * s->lock; a connection's endpoint, UCX state and life cycle belong to the
+ * UCX thread; what HELLO declared (rank, groups, state arrays) to the worker,
+ * which the UCX thread frees only once no slot of the connection is in the
+ * ring (c->inflight == 0), so closing a connection with messages in flight
+ * marks it closing and finishes when its last slot leaves the ring.
+ * Replies of one connection are sent in ring order, which is its request
+ * order, on one endpoint and tag, so UCX delivers them in that order.
  */
 #define ZERO_LOG_MODULE "optd"
 #include "offload/optd_server.h"
@@ -25,7 +37,10 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -34,26 +49,66 @@
 
 #define DROP_BYTES 64            /* scratch a dropped message is received into (truncated) */
 #define PENDING_REQUESTS ZERO_OPTD_MAX_CONNS   /* connection requests queued between turns of the loop */
+#define SLOTS ZERO_OPTD_SERVER_SLOTS
 
 typedef enum conn_state { CONN_FREE = 0, CONN_NEW, CONN_READY } conn_state_t;
 
 typedef struct optd_conn {
     struct zero_optd_server *server;
+    /* the UCX thread's */
     conn_state_t state;
     uint64_t key;                /* request tag; 0 when free */
     ucp_ep_h ep;
     int failed;                  /* the endpoint reported an error (set inside progress) */
+    int stuck;                   /* a request of it timed out: close it by force (UCX purges what is left) */
+    int closing;                 /* closed while slots of it were in the ring: finished when inflight drops to 0 */
+    int inflight;                /* slots of this connection in the ring */
+    char close_why[128];
     void *welcome_req;           /* WELCOME still in flight (never waited on: the client may not progress) */
     unsigned char welcome[ZERO_OPTD_WELCOME_BYTES];
     ucs_status_t failed_status;
     double opened_at;
     char peer[64];               /* "host:port" of the client */
+    atomic_int dead;             /* closing or failed: the worker skips its messages */
+    /* the worker's (the UCX thread frees the arrays once inflight is 0) */
+    int hello_done;
+    int refused;                 /* a refusal that closes it was made: later messages are skipped */
     uint32_t rank;               /* from HELLO */
     uint32_t num_groups, num_states;
     uint64_t length[ZERO_OPTD_MAX_GROUPS];
     float *field[ZERO_OPTD_MAX_GROUPS][ZERO_OPTD_MAX_FIELDS];
     uint64_t state_bytes;        /* counted against the memory limit */
 } optd_conn_t;
+
+typedef enum slot_state {
+    SLOT_FREE = 0,
+    SLOT_RECEIVING,              /* UCX thread: the receive is posted */
+    SLOT_READY,                  /* the worker's: to decode and act on */
+    SLOT_DONE,                   /* handled: the reply (if any) is in tx */
+    SLOT_SENDING,                /* UCX thread: the reply is posted */
+    SLOT_FINISHED                /* reply delivered (or none): freed when it reaches the head */
+} slot_state_t;
+
+typedef enum slot_kind {
+    SLOT_MESSAGE = 0,            /* a received message, in rx */
+    SLOT_OVERSIZED,              /* dropped for its size: the worker refuses it */
+    SLOT_LOST                    /* the receive failed: nothing to do */
+} slot_kind_t;
+
+typedef struct optd_slot {
+    slot_state_t state;          /* under s->lock where the worker may look */
+    slot_kind_t kind;
+    optd_conn_t *conn;
+    size_t length;               /* bytes of the message */
+    void *req;                   /* the receive, then the reply's send */
+    double deadline;
+    unsigned char *rx, *tx;      /* ZERO_OPTD_MAX_MESSAGE each */
+    /* the worker's verdict */
+    int reply;                   /* send tx (header encoded) */
+    uint32_t reply_len;
+    int close;                   /* close the connection after the reply */
+    int hello_ok;                /* the connection said HELLO and was accepted */
+} optd_slot_t;
 
 struct zero_optd_server {
     zero_optd_server_opts_t opts;
@@ -67,9 +122,17 @@ struct zero_optd_server {
     optd_conn_t conns[ZERO_OPTD_MAX_CONNS];
     ucp_conn_request_h pending[PENDING_REQUESTS];
     int npending, pending_dropped;
-    unsigned char *rx, *tx;      /* one message each way, ZERO_OPTD_MAX_MESSAGE */
-    float *grad32;               /* a 16-bit gradient as fp32, ZERO_OPTD_MAX_ELEMS */
-    uint64_t bytes;              /* state of every connection plus the buffers above */
+    /* the ring: message number k is in slots[k % SLOTS] */
+    optd_slot_t slots[SLOTS];
+    uint64_t head, tail;         /* UCX thread: oldest held, next to fill */
+    uint64_t next_send;          /* UCX thread: next whose reply is to be posted */
+    uint64_t next_work;          /* worker: next to handle (under lock) */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;         /* a slot became READY, or stop */
+    pthread_t thread;
+    int thread_started, thread_stop;
+    float *grad32;               /* the worker's: a 16-bit gradient as fp32, ZERO_OPTD_MAX_ELEMS */
+    atomic_uint_fast64_t bytes;  /* state of every connection plus the buffers */
     unsigned char drop[DROP_BYTES];
 };
 
@@ -124,19 +187,30 @@ static void conn_free_state(optd_conn_t *c)
             zero_mem_free(c->field[g][f]);
             c->field[g][f] = NULL;
         }
-    c->server->bytes -= c->state_bytes;
+    atomic_fetch_sub(&c->server->bytes, c->state_bytes);
     c->state_bytes = 0;
 }
 
+/* Closes @p c now, or, while slots of it are in the ring, once the last one
+ * leaves (slot_release): the worker may be using its state. */
 static void conn_close(optd_conn_t *c, const char *why)
 {
     zero_optd_server_t *s = c->server;
     ucp_request_param_t rp;
     if (c->state == CONN_FREE)
         return;
+    atomic_store(&c->dead, 1);
+    if (c->inflight > 0) {
+        if (!c->closing && why != NULL)
+            snprintf(c->close_why, sizeof(c->close_why), "%s", why);
+        c->closing = 1;
+        return;
+    }
+    if (c->closing)
+        why = c->close_why[0] ? c->close_why : NULL;
     if (why != NULL)
         ZERO_LOG_INFO("client %s (rank %d): connection closed: %s", c->peer,
-                      c->state == CONN_READY ? (int)c->rank : -1, why);
+                      c->hello_done ? (int)c->rank : -1, why);
     conn_free_state(c);
     if (c->welcome_req != NULL) {
         ucp_request_cancel(s->worker, c->welcome_req);
@@ -147,12 +221,20 @@ static void conn_close(optd_conn_t *c, const char *why)
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     /* A live client is flushed first, so a refusal just sent reaches it; a
      * failed one is dropped at once. Either way the wait is short. */
-    rp.flags = c->failed ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    rp.flags = c->failed || c->stuck ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     (void)wait_request(s, ucp_ep_close_nbx(c->ep, &rp), zero_clock_now() + 1.0);
     c->ep = NULL;
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
+    c->stuck = 0;
+    c->closing = 0;
+    c->close_why[0] = '\0';
+    c->hello_done = 0;
+    c->refused = 0;
+    c->rank = 0;
+    c->num_groups = c->num_states = 0;
+    memset(c->length, 0, sizeof(c->length));
 }
 
 static void describe_sockaddr(const struct sockaddr_storage *sa, char *out, size_t n)
@@ -212,6 +294,7 @@ static void accept_pending(zero_optd_server_t *s)
         p.err_handler.arg = c;
         c->server = s;
         c->failed = 0;
+        atomic_store(&c->dead, 0);
         st = ucp_ep_create(s->worker, &p, &c->ep);
         if (st != UCS_OK) {
             ZERO_LOG_WARN("client %s: could not create its endpoint: %s", peer, ucs_status_string(st));
@@ -236,77 +319,77 @@ static void accept_pending(zero_optd_server_t *s)
 static optd_conn_t *conn_of_tag(zero_optd_server_t *s, uint64_t tag)
 {
     size_t slot = (size_t)(tag & 0xffffu);
-    if (slot >= ZERO_OPTD_MAX_CONNS || s->conns[slot].state == CONN_FREE || s->conns[slot].key != tag)
+    if (slot >= ZERO_OPTD_MAX_CONNS || s->conns[slot].state == CONN_FREE || s->conns[slot].closing ||
+        s->conns[slot].key != tag)
         return NULL;
     return &s->conns[slot];
 }
 
-/* Sends the reply in s->tx (header filled here) on @p c; 0 when delivered. */
-static int send_reply(zero_optd_server_t *s, optd_conn_t *c, uint32_t type, uint64_t seq, int32_t status,
-                      uint32_t body_len)
+/* ---------- the worker: decode, act, leave the reply in the slot ---------- */
+
+/* The reply in @p q->tx (its body already there): encodes the header. */
+static void slot_reply(optd_slot_t *q, uint32_t type, uint64_t seq, int32_t status, uint32_t body_len)
 {
     zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = type | ZERO_OPTD_REPLY, .status = status,
-                            .body_len = body_len, .conn_key = c->key, .seq = seq};
-    ucp_request_param_t rp;
-    ucs_status_t st;
-    zero_optd_encode_header(s->tx, &h);
-    memset(&rp, 0, sizeof(rp));
-    st = wait_request(s, ucp_tag_send_nbx(c->ep, s->tx, ZERO_OPTD_HEADER_BYTES + body_len,
-                                          c->key | ZERO_OPTD_TAG_REPLY, &rp),
-                      zero_clock_now() + s->opts.io_timeout_s);
-    if (st != UCS_OK) {
-        ZERO_LOG_WARN("client %s: reply not delivered: %s", c->peer, ucs_status_string(st));
-        return -1;
-    }
-    return 0;
+                            .body_len = body_len, .conn_key = q->conn->key, .seq = seq};
+    zero_optd_encode_header(q->tx, &h);
+    q->reply = 1;
+    q->reply_len = ZERO_OPTD_HEADER_BYTES + body_len;
 }
 
 /* An error reply whose text says what was wrong, then (close != 0) the close. */
-static void refuse(zero_optd_server_t *s, optd_conn_t *c, uint32_t type, uint64_t seq, zero_status_t status,
-                   int close, const char *fmt, ...) ZERO_PRINTF(7, 8);
-static void refuse(zero_optd_server_t *s, optd_conn_t *c, uint32_t type, uint64_t seq, zero_status_t status,
-                   int close, const char *fmt, ...)
+static void refuse(optd_slot_t *q, uint32_t type, uint64_t seq, zero_status_t status, int close, const char *fmt,
+                   ...) ZERO_PRINTF(6, 7);
+static void refuse(optd_slot_t *q, uint32_t type, uint64_t seq, zero_status_t status, int close, const char *fmt,
+                   ...)
 {
     va_list ap;
     int n;
     va_start(ap, fmt);
-    n = vsnprintf((char *)s->tx + ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_MAX_TEXT, fmt, ap);
+    n = vsnprintf((char *)q->tx + ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_MAX_TEXT, fmt, ap);
     va_end(ap);
     if (n < 0)
         n = 0;
     if ((unsigned)n >= ZERO_OPTD_MAX_TEXT)
         n = ZERO_OPTD_MAX_TEXT - 1;
-    ZERO_LOG_WARN("client %s: %s", c->peer, (char *)s->tx + ZERO_OPTD_HEADER_BYTES);
-    if (send_reply(s, c, type, seq, status, (uint32_t)n) != 0 || close)
-        conn_close(c, close ? "refused" : "reply failed");
+    ZERO_LOG_WARN("client %s: %s", q->conn->peer, (char *)q->tx + ZERO_OPTD_HEADER_BYTES);
+    slot_reply(q, type, seq, status, (uint32_t)n);
+    if (close) {
+        q->close = 1;
+        q->conn->refused = 1;
+    }
 }
 
-static void handle_hello(zero_optd_server_t *s, optd_conn_t *c, const zero_optd_header_t *h, const unsigned char *body)
+static void handle_hello(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_header_t *h,
+                         const unsigned char *body)
 {
+    optd_conn_t *c = q->conn;
     zero_optd_hello_t hello;
     zero_optd_parse_t v = zero_optd_decode_hello(body, h->body_len, &hello);
     unsigned char diff = 0;
-    uint64_t need = 0;
+    uint64_t need = 0, in_use;
 
     if (v != ZERO_OPTD_PARSE_OK) {
-        refuse(s, c, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed HELLO: %s",
+        refuse(q, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed HELLO: %s",
                zero_optd_parse_string(v));
         return;
     }
     for (unsigned i = 0; i < ZERO_OPTD_TOKEN_BYTES; i++)   /* constant time */
         diff |= (unsigned char)(hello.token[i] ^ s->opts.token[i]);
     if (s->opts.have_token && diff != 0) {
-        refuse(s, c, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_PROTOCOL, 1,
+        refuse(q, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_PROTOCOL, 1,
                "zero-optd: refused rank %u: its job token differs from this server's (a server serves one job)",
                hello.rank);
         return;
     }
     for (uint32_t g = 0; g < hello.num_groups; g++)
         need += hello.length[g] * (uint64_t)(1 + hello.num_states) * sizeof(float);
-    if (s->opts.memory_limit != 0 && need > s->opts.memory_limit - s->bytes) {
-        refuse(s, c, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_NO_MEMORY, 1,
+    /* only this thread adds to bytes, so the check holds until the adds below */
+    in_use = atomic_load(&s->bytes);
+    if (s->opts.memory_limit != 0 && need > s->opts.memory_limit - in_use) {
+        refuse(q, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_NO_MEMORY, 1,
                "zero-optd: memory limit: rank %u's slices need %llu bytes, %llu of the limit %llu are in use",
-               hello.rank, (unsigned long long)need, (unsigned long long)s->bytes,
+               hello.rank, (unsigned long long)need, (unsigned long long)in_use,
                (unsigned long long)s->opts.memory_limit);
         return;
     }
@@ -319,28 +402,30 @@ static void handle_hello(zero_optd_server_t *s, optd_conn_t *c, const zero_optd_
             size_t bytes = (size_t)hello.length[g] * sizeof(float);
             if (zero_mem_alloc(ZERO_MEM_HOST, bytes ? bytes : sizeof(float), "zero-optd client state",
                                (void **)&c->field[g][f]) != ZERO_OK) {
-                refuse(s, c, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_NO_MEMORY, 1,
+                refuse(q, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_NO_MEMORY, 1,
                        "zero-optd: out of memory for rank %u's %llu bytes of state", hello.rank,
                        (unsigned long long)need);
                 return;
             }
             memset(c->field[g][f], 0, bytes);
             c->state_bytes += bytes;
-            s->bytes += bytes;
+            atomic_fetch_add(&s->bytes, bytes);
         }
-    c->state = CONN_READY;
+    c->hello_done = 1;
+    q->hello_ok = 1;
     ZERO_LOG_INFO("client %s: rank %u holds %llu bytes here (%u groups, %u states)", c->peer, hello.rank,
                   (unsigned long long)need, hello.num_groups, hello.num_states);
-    (void)send_reply(s, c, ZERO_OPTD_HELLO, h->seq, ZERO_OK, 0);
+    slot_reply(q, ZERO_OPTD_HELLO, h->seq, ZERO_OK, 0);
 }
 
-/* Whether [begin, begin + count) of @p group lies in @p c's slice; refuses otherwise. */
-static int range_ok(zero_optd_server_t *s, optd_conn_t *c, uint32_t type, uint64_t seq, uint32_t group,
-                    uint32_t field, uint64_t begin, uint64_t count)
+/* Whether [begin, begin + count) of @p group lies in the connection's slice; refuses otherwise. */
+static int range_ok(optd_slot_t *q, uint32_t type, uint64_t seq, uint32_t group, uint32_t field, uint64_t begin,
+                    uint64_t count)
 {
+    const optd_conn_t *c = q->conn;
     if (group >= c->num_groups || field > c->num_states || begin > c->length[group] ||
         count > c->length[group] - begin) {
-        refuse(s, c, type, seq, ZERO_ERR_INVALID_ARG, 1,
+        refuse(q, type, seq, ZERO_ERR_INVALID_ARG, 1,
                "zero-optd: rank %u asked for field %u of group %u [%llu, +%llu), outside its %u groups of "
                "%llu elements and %u states", c->rank, field, group, (unsigned long long)begin,
                (unsigned long long)count, c->num_groups,
@@ -350,8 +435,10 @@ static int range_ok(zero_optd_server_t *s, optd_conn_t *c, uint32_t type, uint64
     return 1;
 }
 
-static void handle_step(zero_optd_server_t *s, optd_conn_t *c, const zero_optd_header_t *h, const unsigned char *body)
+static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_header_t *h,
+                        const unsigned char *body)
 {
+    optd_conn_t *c = q->conn;
     zero_optd_step_t w;
     zero_store_async_step_t st;
     zero_optd_parse_t v = zero_optd_decode_step(body, h->body_len, &w);
@@ -362,11 +449,11 @@ static void handle_step(zero_optd_server_t *s, optd_conn_t *c, const zero_optd_h
     size_t n;
 
     if (v != ZERO_OPTD_PARSE_OK) {
-        refuse(s, c, ZERO_OPTD_STEP, h->seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed STEP from rank %u: %s",
+        refuse(q, ZERO_OPTD_STEP, h->seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed STEP from rank %u: %s",
                c->rank, zero_optd_parse_string(v));
         return;
     }
-    if (!range_ok(s, c, ZERO_OPTD_STEP, h->seq, w.group, 0, w.begin, w.count))
+    if (!range_ok(q, ZERO_OPTD_STEP, h->seq, w.group, 0, w.begin, w.count))
         return;
     n = (size_t)w.count;
     memset(&st, 0, sizeof(st));
@@ -392,7 +479,7 @@ static void handle_step(zero_optd_server_t *s, optd_conn_t *c, const zero_optd_h
     if ((st.optimizer == ZERO_OPTIMIZER_ADAM && c->num_states < 2) ||
         (st.optimizer != ZERO_OPTIMIZER_SGD && st.optimizer != ZERO_OPTIMIZER_ADAM && c->num_states < 1) ||
         (st.optimizer == ZERO_OPTIMIZER_SGD && st.momentum != 0.0f && c->num_states < 1)) {
-        refuse(s, c, ZERO_OPTD_STEP, h->seq, ZERO_ERR_INVALID_ARG, 1,
+        refuse(q, ZERO_OPTD_STEP, h->seq, ZERO_ERR_INVALID_ARG, 1,
                "zero-optd: rank %u's optimizer needs more states than the %u it declared", c->rank, c->num_states);
         return;
     }
@@ -401,7 +488,7 @@ static void handle_step(zero_optd_server_t *s, optd_conn_t *c, const zero_optd_h
         status = zero_optim_from_16(&s->optim, w.grad_dtype == 2 ? ZERO_OPTIM_W16_BF16 : ZERO_OPTIM_W16_FP16,
                                     s->grad32, w.grad, n);
         if (status != ZERO_OK) {
-            refuse(s, c, ZERO_OPTD_STEP, h->seq, status, 1, "zero-optd: converting rank %u's gradient failed",
+            refuse(q, ZERO_OPTD_STEP, h->seq, status, 1, "zero-optd: converting rank %u's gradient failed",
                    c->rank);
             return;
         }
@@ -413,42 +500,116 @@ static void handle_step(zero_optd_server_t *s, optd_conn_t *c, const zero_optd_h
     status = zero_store_run_kernel(&s->optim, &st, master, g32,
                                    c->num_states >= 1 ? c->field[w.group][1] + w.begin : NULL,
                                    c->num_states >= 2 ? c->field[w.group][2] + w.begin : NULL,
-                                   w16_type != ZERO_OPTIM_W16_NONE ? (uint16_t *)(s->tx + ZERO_OPTD_HEADER_BYTES)
+                                   w16_type != ZERO_OPTIM_W16_NONE ? (uint16_t *)(q->tx + ZERO_OPTD_HEADER_BYTES)
                                                                    : NULL,
                                    w16_type, n);
     if (status != ZERO_OK) {
-        refuse(s, c, ZERO_OPTD_STEP, h->seq, status, 0,
+        refuse(q, ZERO_OPTD_STEP, h->seq, status, 0,
                "zero-optd: rank %u's step of group %u [%llu, +%llu) failed: %s (hyper-parameters out of range?)",
                c->rank, w.group, (unsigned long long)w.begin, (unsigned long long)n, zero_status_string(status));
         return;
     }
     if (w16_type == ZERO_OPTIM_W16_NONE)
-        memcpy(s->tx + ZERO_OPTD_HEADER_BYTES, master, n * sizeof(float));
-    (void)send_reply(s, c, ZERO_OPTD_STEP, h->seq, ZERO_OK, (uint32_t)(n * zero_optd_dtype_size(w.weight_dtype)));
+        memcpy(q->tx + ZERO_OPTD_HEADER_BYTES, master, n * sizeof(float));
+    slot_reply(q, ZERO_OPTD_STEP, h->seq, ZERO_OK, (uint32_t)(n * zero_optd_dtype_size(w.weight_dtype)));
 }
 
-static void handle_range(zero_optd_server_t *s, optd_conn_t *c, const zero_optd_header_t *h, const unsigned char *body)
+static void handle_range(optd_slot_t *q, const zero_optd_header_t *h, const unsigned char *body)
 {
+    optd_conn_t *c = q->conn;
     uint32_t type = h->type;
     zero_optd_range_t r;
     zero_optd_parse_t v = zero_optd_decode_range(body, h->body_len, type == ZERO_OPTD_WRITE, &r);
     float *at;
     if (v != ZERO_OPTD_PARSE_OK) {
-        refuse(s, c, type, h->seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed %s from rank %u: %s",
+        refuse(q, type, h->seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed %s from rank %u: %s",
                type == ZERO_OPTD_WRITE ? "WRITE" : "READ", c->rank, zero_optd_parse_string(v));
         return;
     }
-    if (!range_ok(s, c, type, h->seq, r.group, r.field, r.begin, r.count))
+    if (!range_ok(q, type, h->seq, r.group, r.field, r.begin, r.count))
         return;
     at = c->field[r.group][r.field] + r.begin;
     if (type == ZERO_OPTD_WRITE) {
         memcpy(at, r.data, (size_t)r.count * sizeof(float));
-        (void)send_reply(s, c, type, h->seq, ZERO_OK, 0);
+        slot_reply(q, type, h->seq, ZERO_OK, 0);
     } else {
-        memcpy(s->tx + ZERO_OPTD_HEADER_BYTES, at, (size_t)r.count * sizeof(float));
-        (void)send_reply(s, c, type, h->seq, ZERO_OK, (uint32_t)(r.count * sizeof(float)));
+        memcpy(q->tx + ZERO_OPTD_HEADER_BYTES, at, (size_t)r.count * sizeof(float));
+        slot_reply(q, type, h->seq, ZERO_OK, (uint32_t)(r.count * sizeof(float)));
     }
 }
+
+static void handle_slot(zero_optd_server_t *s, optd_slot_t *q)
+{
+    optd_conn_t *c = q->conn;
+    zero_optd_header_t h;
+    zero_optd_parse_t v;
+
+    if (q->kind == SLOT_LOST || c->refused || atomic_load(&c->dead))
+        return;
+    if (q->kind == SLOT_OVERSIZED) {
+        refuse(q, 0, 0, ZERO_ERR_PROTOCOL, 1, "zero-optd: a %zu-byte message is outside [%u, %u] bytes", q->length,
+               ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_MAX_MESSAGE);
+        return;
+    }
+    v = zero_optd_decode_header(q->rx, q->length, 0, &h);
+    if (v != ZERO_OPTD_PARSE_OK) {
+        refuse(q, 0, 0, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed message: %s", zero_optd_parse_string(v));
+        return;
+    }
+    if (h.conn_key != c->key) {
+        refuse(q, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: message carries another connection's key");
+        return;
+    }
+    if (!c->hello_done && h.type != ZERO_OPTD_HELLO) {
+        refuse(q, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: the first message must be HELLO (got type %u)",
+               h.type);
+        return;
+    }
+    switch (h.type) {
+    case ZERO_OPTD_HELLO:
+        if (c->hello_done)
+            refuse(q, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: a second HELLO on one connection");
+        else
+            handle_hello(s, q, &h, q->rx + ZERO_OPTD_HEADER_BYTES);
+        break;
+    case ZERO_OPTD_STEP:
+        handle_step(s, q, &h, q->rx + ZERO_OPTD_HEADER_BYTES);
+        break;
+    case ZERO_OPTD_READ:
+    case ZERO_OPTD_WRITE:
+        handle_range(q, &h, q->rx + ZERO_OPTD_HEADER_BYTES);
+        break;
+    case ZERO_OPTD_BYE:
+        slot_reply(q, h.type, h.seq, ZERO_OK, 0);
+        q->close = 1;
+        c->refused = 1;   /* nothing after BYE is served */
+        break;
+    default:
+        break;   /* the decoder admits no other type */
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    zero_optd_server_t *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->thread_stop) {
+        optd_slot_t *q = &s->slots[s->next_work % SLOTS];
+        if (q->state != SLOT_READY) {
+            pthread_cond_wait(&s->wake, &s->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&s->lock);
+        handle_slot(s, q);
+        pthread_mutex_lock(&s->lock);
+        q->state = SLOT_DONE;
+        s->next_work++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* ---------- the UCX thread: the ring ---------- */
 
 /* Receives and drops a message nobody may send (unknown key, oversized). */
 static void drop_message(zero_optd_server_t *s, ucp_tag_message_h msg)
@@ -459,13 +620,30 @@ static void drop_message(zero_optd_server_t *s, ucp_tag_message_h msg)
                        zero_clock_now() + s->opts.io_timeout_s);
 }
 
-static void serve_message(zero_optd_server_t *s, ucp_tag_message_h msg, const ucp_tag_recv_info_t *info)
+static void slot_set(zero_optd_server_t *s, optd_slot_t *q, slot_state_t state)
+{
+    pthread_mutex_lock(&s->lock);
+    q->state = state;
+    if (state == SLOT_READY)
+        pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static slot_state_t slot_get(zero_optd_server_t *s, optd_slot_t *q)
+{
+    slot_state_t state;
+    pthread_mutex_lock(&s->lock);
+    state = q->state;
+    pthread_mutex_unlock(&s->lock);
+    return state;
+}
+
+/* Takes the probed message @p msg into the ring's next slot (one is free). */
+static void take_message(zero_optd_server_t *s, ucp_tag_message_h msg, const ucp_tag_recv_info_t *info)
 {
     optd_conn_t *c = conn_of_tag(s, info->sender_tag);
-    zero_optd_header_t h;
-    zero_optd_parse_t v;
+    optd_slot_t *q;
     ucp_request_param_t rp;
-    ucs_status_t st;
 
     if (c == NULL || c->failed) {
         ZERO_LOG_DEBUG("dropped a %zu-byte message with tag 0x%llx: no such connection", info->length,
@@ -473,57 +651,128 @@ static void serve_message(zero_optd_server_t *s, ucp_tag_message_h msg, const uc
         drop_message(s, msg);
         return;
     }
+    q = &s->slots[s->tail % SLOTS];
+    q->conn = c;
+    q->length = info->length;
+    q->reply = q->close = q->hello_ok = 0;
+    q->req = NULL;
+    c->inflight++;
+    s->tail++;
     if (info->length > ZERO_OPTD_MAX_MESSAGE || info->length < ZERO_OPTD_HEADER_BYTES) {
         drop_message(s, msg);
-        refuse(s, c, 0, 0, ZERO_ERR_PROTOCOL, 1,
-               "zero-optd: a %zu-byte message is outside [%u, %u] bytes", info->length,
-               ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_MAX_MESSAGE);
+        q->kind = SLOT_OVERSIZED;
+        slot_set(s, q, SLOT_READY);
         return;
     }
     memset(&rp, 0, sizeof(rp));
-    st = wait_request(s, ucp_tag_msg_recv_nbx(s->worker, s->rx, info->length, msg, &rp),
-                      zero_clock_now() + s->opts.io_timeout_s);
-    if (st != UCS_OK) {
-        char why[128];
-        snprintf(why, sizeof(why), "receiving a %zu-byte message: %s", info->length, ucs_status_string(st));
-        conn_close(c, why);
+    q->kind = SLOT_MESSAGE;
+    q->req = ucp_tag_msg_recv_nbx(s->worker, q->rx, info->length, msg, &rp);
+    q->deadline = zero_clock_now() + s->opts.io_timeout_s;
+    if (UCS_PTR_IS_ERR(q->req)) {
+        ZERO_LOG_WARN("client %s: receiving a %zu-byte message: %s", c->peer, info->length,
+                      ucs_status_string(UCS_PTR_STATUS(q->req)));
+        q->req = NULL;
+        q->kind = SLOT_LOST;
+        conn_close(c, "a message could not be received");
+        slot_set(s, q, SLOT_READY);
         return;
     }
-    v = zero_optd_decode_header(s->rx, info->length, 0, &h);
-    if (v != ZERO_OPTD_PARSE_OK) {
-        refuse(s, c, 0, 0, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed message: %s", zero_optd_parse_string(v));
+    if (q->req == NULL) {   /* completed in place */
+        slot_set(s, q, SLOT_READY);
         return;
     }
-    if (h.conn_key != c->key) {
-        refuse(s, c, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: message carries another connection's key");
-        return;
+    slot_set(s, q, SLOT_RECEIVING);   /* the worker waits for READY */
+}
+
+/* The request of @p q: UCS_INPROGRESS, or its end (freed); cancelled at its deadline. */
+static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
+{
+    ucs_status_t st = ucp_request_check_status(q->req);
+    if (st == UCS_INPROGRESS) {
+        if (zero_clock_now() < q->deadline)
+            return st;
+        /* a receive ends at once; a send UCX may not cancel: it is freed
+         * below and UCX releases it when its endpoint closes */
+        ucp_request_cancel(s->worker, q->req);
+        q->conn->stuck = 1;
+        st = UCS_ERR_TIMED_OUT;
     }
-    if (c->state == CONN_NEW && h.type != ZERO_OPTD_HELLO) {
-        refuse(s, c, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: the first message must be HELLO (got type %u)",
-               h.type);
-        return;
+    ucp_request_free(q->req);
+    q->req = NULL;
+    return st;
+}
+
+/* Moves the ring on: finished receives to the worker, handled slots' replies
+ * onto the wire in ring order, delivered ones out. Returns whether anything moved. */
+static int advance_ring(zero_optd_server_t *s)
+{
+    int moved = 0;
+    for (uint64_t k = s->head; k < s->tail; k++) {
+        optd_slot_t *q = &s->slots[k % SLOTS];
+        slot_state_t state = slot_get(s, q);
+        ucs_status_t st;
+        if (state == SLOT_RECEIVING && (st = slot_request(s, q)) != UCS_INPROGRESS) {
+            if (st != UCS_OK) {
+                char why[128];
+                snprintf(why, sizeof(why), "receiving a %zu-byte message: %s", q->length, ucs_status_string(st));
+                q->kind = SLOT_LOST;
+                conn_close(q->conn, why);
+            }
+            slot_set(s, q, SLOT_READY);
+            moved = 1;
+        } else if (state == SLOT_DONE && k == s->next_send) {
+            optd_conn_t *c = q->conn;
+            s->next_send++;
+            moved = 1;
+            if (q->hello_ok && c->state == CONN_NEW)
+                c->state = CONN_READY;
+            if (q->reply && !c->failed && !c->closing) {
+                ucp_request_param_t rp;
+                memset(&rp, 0, sizeof(rp));
+                q->req = ucp_tag_send_nbx(c->ep, q->tx, q->reply_len, c->key | ZERO_OPTD_TAG_REPLY, &rp);
+                q->deadline = zero_clock_now() + s->opts.io_timeout_s;
+                if (UCS_PTR_IS_ERR(q->req)) {
+                    ZERO_LOG_WARN("client %s: reply not sent: %s", c->peer,
+                                  ucs_status_string(UCS_PTR_STATUS(q->req)));
+                    q->req = NULL;
+                    conn_close(c, "reply failed");
+                } else if (q->req != NULL) {
+                    slot_set(s, q, SLOT_SENDING);
+                    continue;
+                }
+            }
+            slot_set(s, q, SLOT_FINISHED);
+            if (q->close)
+                conn_close(c, q->reply ? "refused" : NULL);
+        } else if (state == SLOT_SENDING && (st = slot_request(s, q)) != UCS_INPROGRESS) {
+            moved = 1;
+            slot_set(s, q, SLOT_FINISHED);
+            if (st != UCS_OK) {
+                ZERO_LOG_WARN("client %s: reply not delivered: %s", q->conn->peer, ucs_status_string(st));
+                conn_close(q->conn, "reply failed");
+            } else if (q->close) {
+                conn_close(q->conn, "refused");
+            }
+        }
     }
-    switch (h.type) {
-    case ZERO_OPTD_HELLO:
-        if (c->state == CONN_READY)
-            refuse(s, c, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: a second HELLO on one connection");
-        else
-            handle_hello(s, c, &h, s->rx + ZERO_OPTD_HEADER_BYTES);
-        break;
-    case ZERO_OPTD_STEP:
-        handle_step(s, c, &h, s->rx + ZERO_OPTD_HEADER_BYTES);
-        break;
-    case ZERO_OPTD_READ:
-    case ZERO_OPTD_WRITE:
-        handle_range(s, c, &h, s->rx + ZERO_OPTD_HEADER_BYTES);
-        break;
-    case ZERO_OPTD_BYE:
-        (void)send_reply(s, c, h.type, h.seq, ZERO_OK, 0);
-        conn_close(c, NULL);
-        break;
-    default:
-        break;   /* the decoder admits no other type */
+    /* out of the ring in order: the worker's index never falls behind head */
+    while (s->head < s->tail && slot_get(s, &s->slots[s->head % SLOTS]) == SLOT_FINISHED) {
+        optd_slot_t *q = &s->slots[s->head % SLOTS];
+        optd_conn_t *c = q->conn;
+        slot_set(s, q, SLOT_FREE);
+        s->head++;
+        if (--c->inflight == 0 && c->closing)
+            conn_close(c, NULL);
     }
+    return moved;
+}
+
+/* Whether a message of @p c waits unread (the ring was full when it came:
+ * the client did say something in time, the server has not read it yet). */
+static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
+{
+    ucp_tag_recv_info_t info;
+    return ucp_tag_probe_nb(s->worker, c->key, ~(ucp_tag_t)0, 0, &info) != NULL;
 }
 
 static void reap(zero_optd_server_t *s)
@@ -537,11 +786,14 @@ static void reap(zero_optd_server_t *s)
             ucp_request_free(c->welcome_req);
             c->welcome_req = NULL;
         }
+        if (c->closing)
+            continue;
         if (c->failed) {
             char why[128];
             snprintf(why, sizeof(why), "the client went away (%s)", ucs_status_string(c->failed_status));
             conn_close(c, why);
-        } else if (c->state == CONN_NEW && now - c->opened_at > s->opts.hello_timeout_s) {
+        } else if (c->state == CONN_NEW && c->inflight == 0 && now - c->opened_at > s->opts.hello_timeout_s &&
+                   !message_waiting(s, c)) {
             conn_close(c, "no HELLO within the deadline");
         }
     }
@@ -556,10 +808,9 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
 {
     double last_reap = 0.0, last_activity = 0.0;
     while (!*stop) {
-        ucp_tag_recv_info_t info;
-        ucp_tag_message_h msg;
+        int moved = 0;
         while (ucp_worker_progress(s->worker) != 0)
-            ;
+            moved = 1;
         if (s->npending > 0)
             accept_pending(s);
         if (s->pending_dropped > 0) {
@@ -571,10 +822,20 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
             reap(s);
             last_reap = zero_clock_now();
         }
-        msg = ucp_tag_probe_nb(s->worker, 0, 0, 1, &info);
-        if (msg != NULL) {
-            serve_message(s, msg, &info);
-            last_activity = zero_clock_now();
+        moved |= advance_ring(s);
+        while (s->tail - s->head < SLOTS) {
+            ucp_tag_recv_info_t info;
+            ucp_tag_message_h msg = ucp_tag_probe_nb(s->worker, 0, 0, 1, &info);
+            if (msg == NULL)
+                break;
+            take_message(s, msg, &info);
+            moved = 1;
+        }
+        if (moved || s->head != s->tail) {
+            if (moved)
+                last_activity = zero_clock_now();
+            else
+                sched_yield();   /* the worker is stepping: let it have the core on a busy machine */
             continue;
         }
         if (zero_clock_now() - last_activity < SPIN_AFTER_ACTIVITY_S)
@@ -596,7 +857,7 @@ int zero_optd_server_port(const zero_optd_server_t *s)
 
 uint64_t zero_optd_server_bytes(const zero_optd_server_t *s)
 {
-    return s->bytes;
+    return atomic_load(&s->bytes);
 }
 
 zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_optd_server_t **server_p)
@@ -627,17 +888,23 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         s->opts.hello_timeout_s = 10.0;
     if (s->opts.io_timeout_s <= 0)
         s->opts.io_timeout_s = 30.0;
-    s->bytes = 2 * (uint64_t)ZERO_OPTD_MAX_MESSAGE + ZERO_OPTD_MAX_ELEMS * sizeof(float);
-    if (s->opts.memory_limit != 0 && s->opts.memory_limit < s->bytes) {
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
+        s->conns[i].server = s;
+    atomic_init(&s->bytes, ZERO_OPTD_SERVER_BUFFER_BYTES);
+    if (s->opts.memory_limit != 0 && s->opts.memory_limit < ZERO_OPTD_SERVER_BUFFER_BYTES) {
         ZERO_LOG_ERROR("zero-optd: --memory %llu is below the %llu bytes of the server's own message buffers",
-                       (unsigned long long)s->opts.memory_limit, (unsigned long long)s->bytes);
-        zero_free(s);
+                       (unsigned long long)s->opts.memory_limit, (unsigned long long)ZERO_OPTD_SERVER_BUFFER_BYTES);
+        zero_optd_server_destroy(s);
         return ZERO_ERR_INVALID_ARG;
     }
-    ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, ZERO_OPTD_MAX_MESSAGE, "zero-optd receive buffer", (void **)&s->rx),
-                    status, fail);
-    ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, ZERO_OPTD_MAX_MESSAGE, "zero-optd reply buffer", (void **)&s->tx),
-                    status, fail);
+    for (int i = 0; i < SLOTS; i++) {
+        ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, ZERO_OPTD_MAX_MESSAGE, "zero-optd receive buffer",
+                                       (void **)&s->slots[i].rx), status, fail);
+        ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, ZERO_OPTD_MAX_MESSAGE, "zero-optd reply buffer",
+                                       (void **)&s->slots[i].tx), status, fail);
+    }
     ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, ZERO_OPTD_MAX_ELEMS * sizeof(float), "zero-optd fp32 gradient",
                                    (void **)&s->grad32), status, fail);
     if (opts->threads > 1)
@@ -681,8 +948,13 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     s->port = lattr.sockaddr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&lattr.sockaddr)->sin6_port)
                                                    : ntohs(((struct sockaddr_in *)&lattr.sockaddr)->sin_port);
     freeaddrinfo(ai);
-    for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
-        s->conns[i].server = s;
+    ai = NULL;
+    if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
+        ZERO_LOG_ERROR("zero-optd: could not start the worker thread");
+        status = ZERO_ERR_NO_MEMORY;
+        goto fail;
+    }
+    s->thread_started = 1;
     *server_p = s;
     return ZERO_OK;
 fail:
@@ -696,6 +968,23 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
 {
     if (s == NULL)
         return;
+    if (s->thread_started) {
+        pthread_mutex_lock(&s->lock);
+        s->thread_stop = 1;
+        pthread_cond_broadcast(&s->wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->thread, NULL);
+    }
+    /* messages still in the ring: their receives and replies are abandoned */
+    for (uint64_t k = s->head; k < s->tail; k++) {
+        optd_slot_t *q = &s->slots[k % SLOTS];
+        if (q->req != NULL) {
+            q->deadline = 0.0;   /* cancel now */
+            (void)slot_request(s, q);
+        }
+        q->conn->inflight = 0;
+    }
+    s->head = s->tail;
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         conn_close(&s->conns[i], NULL);
     for (int i = 0; i < s->npending; i++)
@@ -707,8 +996,12 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
     if (s->context != NULL)
         ucp_cleanup(s->context);
     zero_thread_pool_destroy(s->pool);
-    zero_mem_free(s->rx);
-    zero_mem_free(s->tx);
+    for (int i = 0; i < SLOTS; i++) {
+        zero_mem_free(s->slots[i].rx);
+        zero_mem_free(s->slots[i].tx);
+    }
     zero_mem_free(s->grad32);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
     zero_free(s);
 }

@@ -3,8 +3,13 @@
  * remote stores, store_remote.c) keep the fp32 master weights and optimizer
  * states of their slices here and send one STEP per gradient piece.
  *
- * One thread serves every connection, one message at a time, in arrival
- * order; the optimizer kernels run on a pool of --threads threads. Per
+ * Two threads serve every connection, in arrival order, as a pipeline of
+ * ZERO_OPTD_SERVER_SLOTS messages: the thread that calls
+ * zero_optd_server_run drives UCX (accepts, receives the next messages, sends
+ * replies), a worker thread decodes each received message and runs its step,
+ * whose kernels use a pool of --threads threads. So while the worker steps
+ * one message, the next ones are being received and the previous replies
+ * sent. Per
  * connection: it must show the job token in its first message (HELLO) within
  * hello_timeout_s or it is closed; a message that is malformed, oversized or
  * out of its connection's bounds gets an error reply naming the problem and
@@ -22,6 +27,13 @@
 #include <zero/status.h>
 
 #define ZERO_OPTD_MAX_CONNS 1024
+/* Messages between their arrival and the delivery of their reply (each holds
+ * a receive and a reply buffer of ZERO_OPTD_MAX_MESSAGE bytes). */
+#define ZERO_OPTD_SERVER_SLOTS 4
+/* The server's own buffers, counted against its memory limit: the slots and
+ * the worker's fp32 copy of a 16-bit gradient. */
+#define ZERO_OPTD_SERVER_BUFFER_BYTES \
+    (2 * (uint64_t)ZERO_OPTD_SERVER_SLOTS * ZERO_OPTD_MAX_MESSAGE + ZERO_OPTD_MAX_ELEMS * sizeof(float))
 
 typedef struct zero_optd_server zero_optd_server_t;
 
@@ -41,9 +53,10 @@ typedef struct zero_optd_server_opts {
 zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_optd_server_t **server_p);
 /* The port listened on. */
 int zero_optd_server_port(const zero_optd_server_t *server);
-/* Serves until *stop becomes non-zero (a signal handler may set it). */
+/* Serves until *stop becomes non-zero (a signal handler may set it). The
+ * UCX side runs on the calling thread; one call at a time. */
 zero_status_t zero_optd_server_run(zero_optd_server_t *server, volatile sig_atomic_t *stop);
-/* Bytes of client state and buffers held now. */
+/* Bytes of client state and buffers held now (any thread). */
 uint64_t zero_optd_server_bytes(const zero_optd_server_t *server);
 /* Closes every connection and the listener. NULL allowed. */
 void zero_optd_server_destroy(zero_optd_server_t *server);

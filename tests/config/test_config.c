@@ -1244,6 +1244,54 @@ static void test_remote_offload(void)
     END;
 }
 
+/* zero-launch --optd sets ZERO_OPTD_SERVERS: the servers when the config has
+ * none; a list in the config wins, with a warning when it differs. */
+static void test_remote_servers_from_launcher(void)
+{
+    BEGIN;
+    const char *no_list = "{\"train_batch_size\": 2, \"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": "
+                          "{\"device\": \"remote\"}}}";
+    const char *auto_list = "{\"train_batch_size\": 2, \"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": "
+                            "{\"device\": \"remote\", \"servers\": \"auto\"}}}";
+    const char *own_list = "{\"train_batch_size\": 2, \"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": "
+                           "{\"device\": \"remote\", \"servers\": [\"h1:7000\", \"h2:7000\"]}}}";
+    zero_config_t *c;
+    char *problems = NULL;
+    setenv("ZERO_OPTD_SERVERS", "10.0.0.5:7000,[::1]:7001", 1);
+    for (int k = 0; k < 2; k++) {
+        c = parse_ok(k == 0 ? no_list : auto_list, 2);
+        if (c != NULL) {
+            CU_ASSERT_EQUAL_FATAL(c->zero_optimization.offload_optimizer.num_servers, 2);
+            CU_ASSERT_STRING_EQUAL(c->zero_optimization.offload_optimizer.servers[0], "10.0.0.5:7000");
+            CU_ASSERT_STRING_EQUAL(c->zero_optimization.offload_optimizer.servers[1], "[::1]:7001");
+            zero_config_destroy(c);
+        }
+    }
+    /* the config's own list wins, and the unused launcher list is named */
+    c = NULL;
+    CU_ASSERT_EQUAL(parse(own_list, 2, &c, &problems), ZERO_OK);
+    if (c != NULL) {
+        CU_ASSERT_EQUAL(c->zero_optimization.offload_optimizer.num_servers, 2);
+        CU_ASSERT_STRING_EQUAL(c->zero_optimization.offload_optimizer.servers[0], "h1:7000");
+        zero_config_destroy(c);
+    }
+    CU_ASSERT_PTR_NOT_NULL(problems ? strstr(problems, "ZERO_OPTD_SERVERS=10.0.0.5:7000,[::1]:7001") : NULL);
+    zero_string_free(problems);
+    problems = NULL;
+    /* the same list in both: no warning */
+    setenv("ZERO_OPTD_SERVERS", "h1:7000,h2:7000", 1);
+    c = NULL;
+    CU_ASSERT_EQUAL(parse(own_list, 2, &c, &problems), ZERO_OK);
+    zero_config_destroy(c);
+    CU_ASSERT(problems == NULL || strstr(problems, "ZERO_OPTD_SERVERS") == NULL);
+    zero_string_free(problems);
+    setenv("ZERO_OPTD_SERVERS", "10.0.0.5:7000,nocolon", 1);
+    expect_refused(no_list, 2, ZERO_ERR_CONFIG, "ZERO_OPTD_SERVERS", "entry 1, \"nocolon\"");
+    unsetenv("ZERO_OPTD_SERVERS");
+    expect_refused(no_list, 2, ZERO_ERR_CONFIG, "servers", "zero-launch --optd");
+    END;
+}
+
 int main(int argc, char **argv)
 {
     static CU_TestInfo tests[] = {
@@ -1251,6 +1299,7 @@ int main(int argc, char **argv)
         {"values read from the config fixtures", test_fixture_values},
         {"defaults", test_defaults},
         {"offload_optimizer device remote and servers", test_remote_offload},
+        {"remote servers from zero-launch --optd (ZERO_OPTD_SERVERS)", test_remote_servers_from_launcher},
         {"batch triad derivation", test_batch_triad},
         {"invalid configs name their path", test_invalid_configs},
         {"every problem collected, sorted by position", test_every_problem_collected},

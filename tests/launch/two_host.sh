@@ -13,12 +13,18 @@
 # ranks, because their wrapper sees the ssh session close; --launcher pdsh
 # (through a stand-in pdsh script) passes variables and tears down too.
 #
-# Usage: two_host.sh ZERO_LAUNCH PRINT_ENV. Needs root, iproute2 and
+# --optd starts a zero-optd on each host through ssh, which every rank uses
+# over TCP, and stops them with the job.
+#
+# Usage: two_host.sh ZERO_LAUNCH PRINT_ENV [ZERO_OPTD OPTD_CLIENT]. Needs root, iproute2 and
 # openssh-server; exits 77 (skipped) when they are missing.
 set -u
 
 zl=$(realpath "${1:?usage: two_host.sh ZERO_LAUNCH PRINT_ENV}")
 pe=$(realpath "${2:?usage: two_host.sh ZERO_LAUNCH PRINT_ENV}")
+# optional: the --optd case (zero-optd and the rank that uses it)
+optd_exe=${3:+$(realpath "$3")}
+optd_client=${4:+$(realpath "$4")}
 
 skip() { echo "two_host: SKIP: $*"; exit 77; }
 fail() { echo "two_host: FAIL: $*"; failures=$((failures + 1)); }
@@ -249,6 +255,26 @@ done
 all_gone "$out" || fail "launch 5 (pdsh): ranks survived the failure of rank 2"
 for r in 0 1 3; do [ -f "$out/rank$r.term" ] || fail "launch 5 (pdsh): rank $r got no SIGTERM"; done
 launch_path=$PATH
+
+# ---- 6. --optd: a zero-optd on each host, started through ssh like the
+# ranks, used by every rank over TCP with the job token, stopped with the job ----
+if [ -n "$optd_client" ]; then
+    out="$tmp/out6"
+    prep "$out"
+    optd_list="$net.2:7100,$net.1:7101"
+    # the ranks and servers reach each other over the veth pair, not lo
+    (UCX_NET_DEVICES=all ZERO_LAUNCH_OPTD_EXE="$optd_exe" launch_exec --term_grace 1 --optd "$optd_list" "$optd_client" "$out") \
+        > /dev/null 2> "$tmp/stderr6"
+    rc=$?
+    [ $rc -eq 0 ] || { fail "launch 6 (--optd) exited $rc"; cat "$tmp/stderr6"; }
+    for r in 0 1 2 3; do
+        grep -qx "SERVERS=$optd_list" "$out/rank$r.ok" 2>/dev/null || fail "launch 6 (--optd): rank $r did not use the servers"
+    done
+    for a in "$net.2:7100" "$net.1:7101"; do
+        grep -q "^\[optd $a\] zero-optd: stopped" "$tmp/stderr6" || fail "launch 6 (--optd): server $a was not stopped"
+    done
+    pgrep -f "zero-optd --listen $net" >/dev/null && fail "launch 6 (--optd): a zero-optd outlived the job"
+fi
 
 if [ $failures -ne 0 ]; then
     echo "two_host: $failures check(s) failed"

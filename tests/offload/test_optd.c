@@ -280,7 +280,7 @@ static void check_bitwise(int num_servers)
         }
     for (int s = 0; s < num_servers; s++) {
         /* every client's state is freed on its BYE (the server thread closes the connection after the reply) */
-        uint64_t idle = 2 * (uint64_t)ZERO_OPTD_MAX_MESSAGE + ZERO_OPTD_MAX_ELEMS * sizeof(float);
+        uint64_t idle = ZERO_OPTD_SERVER_BUFFER_BYTES;
         for (double t0 = zero_clock_now(); zero_optd_server_bytes(srv[s].server) != idle && zero_clock_now() - t0 < 10;)
             zero_clock_sleep(0.01);
         CU_ASSERT_EQUAL(zero_optd_server_bytes(srv[s].server), idle);
@@ -345,7 +345,7 @@ static void test_memory_limit(void)
     zero_store_desc_t desc;
     zero_store_remote_opts_t o;
     zero_store_t *a = NULL, *b = NULL;
-    uint64_t mark, buffers = 2 * (uint64_t)ZERO_OPTD_MAX_MESSAGE + ZERO_OPTD_MAX_ELEMS * sizeof(float);
+    uint64_t mark, buffers = ZERO_OPTD_SERVER_BUFFER_BYTES;
     CU_ASSERT_EQUAL_FATAL(server_start(&srv, buffers + (1u << 20)), 0);   /* 1 MiB for clients */
     addr[0] = srv.addr;
     remote_opts(&o, addr, 1);
@@ -504,8 +504,8 @@ static void make_hello(unsigned char *msg, uint64_t key)
     zero_optd_encode_hello(msg + ZERO_OPTD_HEADER_BYTES, &hello);
 }
 
-/* A real client still gets bitwise-correct service. */
-static void check_still_serving(const char *addr)
+/* A real client still gets bitwise-correct service (waiting up to @p timeout_s per request). */
+static void check_still_serving_within(const char *addr, double timeout_s)
 {
     zero_store_desc_t desc;
     zero_store_remote_opts_t o;
@@ -515,6 +515,7 @@ static void check_still_serving(const char *addr)
     desc_init(&desc, 1000, 0, 2);
     desc.num_groups = 1;
     remote_opts(&o, addrs, 1);
+    o.timeout_s = timeout_s;
     CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
     fill_store(remote, 0, 5);
     memset(&r, 0, sizeof(r));
@@ -525,6 +526,11 @@ static void check_still_serving(const char *addr)
     CU_ASSERT_EQUAL(r.data[0][0], rnd());
     zero_store_release(remote, &r, 0);
     zero_store_destroy(remote);
+}
+
+static void check_still_serving(const char *addr)
+{
+    check_still_serving_within(addr, 5.0);
 }
 
 static void test_garbage(void)
@@ -658,6 +664,72 @@ static void test_disconnect_mid_message(void)
         zero_clock_sleep(0.05);
     CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
     check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/* A client that asks for 4 MiB replies and never receives them: the server's
+ * sends of those replies cannot complete (UCX rendezvous waits for the
+ * receiver), so they end at its io bound (5 s here) and the client is
+ * disconnected and its state freed; a real client that comes meanwhile is
+ * served, late by at most that bound. */
+static void test_reply_not_read(void)
+{
+    test_server_t srv;
+    raw_client_t c;
+    static unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    unsigned char read_msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_RANGE_HEAD];
+    zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_HELLO,
+                            .body_len = ZERO_OPTD_HELLO_BODY, .seq = 1};
+    zero_optd_hello_t hello;
+    zero_optd_range_t rr;
+    char text[600];
+    uint64_t idle_bytes;
+    double t0, served_after;
+    void *sends[8];
+
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    idle_bytes = zero_optd_server_bytes(srv.server);
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, zero_optd_server_port(srv.server), &c.ep, 1), 0);
+    memset(&hello, 0, sizeof(hello));
+    memcpy(hello.token, job_token, sizeof(job_token));
+    hello.num_groups = 1;
+    hello.num_states = 0;
+    hello.length[0] = ZERO_OPTD_MAX_ELEMS;
+    h.conn_key = c.key;
+    zero_optd_encode_header(msg, &h);
+    zero_optd_encode_hello(msg + ZERO_OPTD_HEADER_BYTES, &hello);
+    CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, msg, sizeof(msg), c.key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_EQUAL_FATAL(h.status, 0);
+    /* eight READs of the whole 4 MiB field, more than the server's ring holds */
+    memset(&rr, 0, sizeof(rr));
+    rr.count = ZERO_OPTD_MAX_ELEMS;
+    h.type = ZERO_OPTD_READ;
+    h.body_len = ZERO_OPTD_RANGE_HEAD;
+    zero_optd_encode_range_head(read_msg + ZERO_OPTD_HEADER_BYTES, &rr);
+    for (int i = 0; i < 8; i++) {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        h.seq = 2 + (uint64_t)i;
+        zero_optd_encode_header(read_msg, &h);
+        sends[i] = ucp_tag_send_nbx(c.ep, read_msg, sizeof(read_msg), c.key, &rp);   /* small: eager */
+    }
+    for (int i = 0; i < 8; i++)
+        (void)raw_wait(&c, sends[i], 5.0);
+    /* this client now stops: no receive posted, its worker not progressed */
+    t0 = zero_clock_now();
+    check_still_serving_within(srv.addr, 30.0);
+    served_after = zero_clock_now() - t0;
+    CU_ASSERT(served_after < 60.0);
+    fprintf(stderr, "a real client was served %.1f s after a client stopped reading (io bound 5 s)\n", served_after);
+    /* the stalled client was dropped and its 4 MiB of state freed */
+    for (double t1 = zero_clock_now(); zero_optd_server_bytes(srv.server) != idle_bytes && zero_clock_now() - t1 < 30;)
+        zero_clock_sleep(0.05);
+    CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
+    for (double t1 = zero_clock_now(); !c.failed && zero_clock_now() - t1 < 10;)
+        ucp_worker_progress(c.worker);
+    CU_ASSERT(c.failed);
+    raw_close(&c);
     server_stop(&srv);
 }
 
@@ -826,6 +898,7 @@ int main(int argc, char **argv)
         {"garbage, oversized, truncated, out-of-order messages", test_garbage},
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
+        {"a client that stops reading its replies", test_reply_not_read},
         {"server killed: error naming it", test_server_killed},
         {"server stalled: error naming it within the bound", test_server_stalled},
         CU_TEST_INFO_NULL,

@@ -330,6 +330,7 @@ typedef struct options {
     int tag_output;
     const char *term_grace_text;
     double term_grace;
+    const char *optd;  /* --optd HOST:PORT[,HOST:PORT...]: zero-optd servers the job starts */
     char **program;    /* argv of the program, NULL-terminated (points into argv) */
 } options_t;
 
@@ -356,6 +357,9 @@ static void usage(FILE *out)
         "      --tag_output       prefix every output line with '[rank R] '\n"
         "      --term_grace S     seconds the other ranks get to exit on their own after one\n"
         "                         fails, and again between SIGTERM and SIGKILL (default 3)\n"
+        "      --optd LIST        start a zero-optd on each HOST:PORT of the comma-separated\n"
+        "                         LIST (ssh, pdsh, local launchers) before the ranks, give\n"
+        "                         the ranks ZERO_OPTD_SERVERS=LIST, stop them with the job\n"
         "      --dry-run          print the plan, one line per rank, and start nothing\n"
         "  -h, --help             this text\n"
         "\n"
@@ -414,6 +418,38 @@ static int parse_int_option(const char *name, const char *value, long min, long 
     }
     *out = (int)v;
     return 0;
+}
+
+/* --optd: 1 to ZERO_LAUNCH_MAX_OPTD comma-separated HOST:PORT, port 1..65535. */
+#define ZERO_LAUNCH_MAX_OPTD 256
+static int check_optd_list(const char *list)
+{
+    const char *at = list;
+    int count = 0;
+    for (;;) {
+        const char *end = strchr(at, ','), *colon;
+        size_t len = end ? (size_t)(end - at) : strlen(at);
+        char port[8];
+        long v;
+        colon = memrchr(at, ':', len);
+        if (colon == NULL || colon == at || (size_t)(at + len - colon - 1) >= sizeof(port)) {
+            ZERO_LOG_ERROR("--optd: '%.*s' is not HOST:PORT (in '%s')", (int)len, at, list);
+            return -1;
+        }
+        memcpy(port, colon + 1, (size_t)(at + len - colon - 1));
+        port[at + len - colon - 1] = '\0';
+        if (zero_launch_parse_long(port, 1, 65535, &v) != 0) {
+            ZERO_LOG_ERROR("--optd: '%.*s': the port must be a number from 1 to 65535 (in '%s')", (int)len, at, list);
+            return -1;
+        }
+        if (++count > ZERO_LAUNCH_MAX_OPTD) {
+            ZERO_LOG_ERROR("--optd: more than %d servers", ZERO_LAUNCH_MAX_OPTD);
+            return -1;
+        }
+        if (end == NULL)
+            return 0;
+        at = end + 1;
+    }
 }
 
 /* Returns 0 to go on, or the exit status to leave with (-1 for help). */
@@ -491,6 +527,12 @@ static int parse_options(int argc, char **argv, options_t *o)
                 goto bad_value;
             if (parse_int_option("--ssh_port", v, 1, 65535, &o->ssh_port) != 0)
                 goto bad;
+        } else if (OPT("optd", 0, 1)) {
+            if (m < 0)
+                goto bad_value;
+            if (check_optd_list(v) != 0)
+                goto bad;
+            o->optd = v;
         } else if (OPT("dry_run", 0, 0)) {
             if (m < 0)
                 goto bad_value;
@@ -709,6 +751,8 @@ typedef struct relay {
     int dest;        /* 1 or 2 */
     char *buf;
     size_t len;
+    char prefix[96]; /* "[rank R] " or "[optd HOST:PORT] " */
+    int *listening;  /* a server's: set when it says it listens */
 } relay_t;
 
 typedef struct rank_proc {
@@ -719,44 +763,72 @@ typedef struct rank_proc {
     relay_t out, err;
 } rank_proc_t;
 
+/* A zero-optd the job started (--optd). */
+typedef struct server_proc {
+    rank_proc_t proc;
+    char addr[272];   /* HOST:PORT as given */
+    char host[256];
+    int listening;    /* it said so on its stderr */
+    int status;       /* status_code once it exited */
+} server_proc_t;
+
 typedef struct job {
     const options_t *opts;
     const zero_launch_plan_t *plan;
     rank_proc_t *procs;
     size_t running;
+    server_proc_t *servers;
+    size_t num_servers, servers_running;
+    int stopping_servers;   /* the job is over: their exits are expected */
     int first_failure;      /* rank, or -1 */
     int exit_code;
     int interrupted;        /* signal number, or 0 */
 } job_t;
 
-static void relay_emit(rank_proc_t *p, relay_t *r, int rank, const char *line, size_t len)
+/* What zero-optd prints once its listener is up (tools/zero-optd). */
+static const char optd_listening[] = "zero-optd: listening on";
+
+/* Whether @p line is zero-optd's own "listening" line: it starts the line, or
+ * follows pdsh's "HOST: " (an error that quotes the words does not count). */
+static int says_listening(const char *line, size_t len)
 {
-    char prefix[32];
-    int plen = snprintf(prefix, sizeof(prefix), "[rank %d] ", rank);
-    char *msg = zero_malloc((size_t)plen + len + 1);
-    (void)p;
+    size_t m = sizeof(optd_listening) - 1;
+    const char *colon;
+    if (len >= m && memcmp(line, optd_listening, m) == 0)
+        return 1;
+    colon = memchr(line, ':', len);
+    return colon != NULL && memchr(line, ' ', (size_t)(colon - line)) == NULL &&
+           (size_t)(line + len - colon) >= m + 2 && colon[1] == ' ' && memcmp(colon + 2, optd_listening, m) == 0;
+}
+
+static void relay_emit(relay_t *r, const char *line, size_t len)
+{
+    size_t plen = strlen(r->prefix);
+    char *msg = zero_malloc(plen + len + 1);
+    if (r->listening != NULL && says_listening(line, len))
+        *r->listening = 1;
     if (msg == NULL) {
         write_all(r->dest, line, len);
         write_all(r->dest, "\n", 1);
         return;
     }
-    memcpy(msg, prefix, (size_t)plen);
+    memcpy(msg, r->prefix, plen);
     memcpy(msg + plen, line, len);
-    msg[(size_t)plen + len] = '\n';
-    write_all(r->dest, msg, (size_t)plen + len + 1); /* one write: lines never interleave */
+    msg[plen + len] = '\n';
+    write_all(r->dest, msg, plen + len + 1); /* one write: lines never interleave */
     zero_free(msg);
 }
 
 /* Reads what is available (a bounded amount, so one chatty rank cannot
  * starve the others); 0 while open, 1 at EOF (fd closed). @p drain reads on
  * until the pipe is empty (within reason). */
-static int relay_read(rank_proc_t *p, relay_t *r, int rank, int drain)
+static int relay_read(relay_t *r, int drain)
 {
     for (int rounds = 0; rounds < (drain ? 4096 : 16); rounds++) {
         ssize_t n;
         char *nl;
         if (r->len == RELAY_LINE_MAX) { /* an overlong line: emit it in pieces */
-            relay_emit(p, r, rank, r->buf, r->len);
+            relay_emit(r, r->buf, r->len);
             r->len = 0;
         }
         n = read(r->fd, r->buf + r->len, RELAY_LINE_MAX - r->len);
@@ -766,7 +838,7 @@ static int relay_read(rank_proc_t *p, relay_t *r, int rank, int drain)
             return 0;
         if (n <= 0) {
             if (r->len > 0)
-                relay_emit(p, r, rank, r->buf, r->len);
+                relay_emit(r, r->buf, r->len);
             r->len = 0;
             close(r->fd);
             r->fd = -1;
@@ -775,7 +847,7 @@ static int relay_read(rank_proc_t *p, relay_t *r, int rank, int drain)
         r->len += (size_t)n;
         while ((nl = memchr(r->buf, '\n', r->len)) != NULL) {
             size_t line = (size_t)(nl - r->buf);
-            relay_emit(p, r, rank, r->buf, line);
+            relay_emit(r, r->buf, line);
             memmove(r->buf, nl + 1, r->len - line - 1);
             r->len -= line + 1;
         }
@@ -822,6 +894,28 @@ static void report_failure(const job_t *job, size_t r, int wstatus)
             rank_host(job, r), what, job->opts->term_grace_text);
 }
 
+/* A server's exit: expected once the job is over; before, it is reported
+ * (the ranks that use it fail on their own, naming it, within their bound). */
+static void server_reaped(job_t *job, pid_t pid, int wstatus)
+{
+    for (size_t i = 0; i < job->num_servers; i++) {
+        server_proc_t *sv = &job->servers[i];
+        if (!sv->proc.running || sv->proc.pid != pid)
+            continue;
+        sv->proc.running = 0;
+        sv->status = status_code(wstatus);
+        job->servers_running--;
+        if (sv->proc.stdin_fd >= 0) {
+            close(sv->proc.stdin_fd);
+            sv->proc.stdin_fd = -1;
+        }
+        if (!job->stopping_servers)
+            fprintf(stderr, "zero-launch: zero-optd %s %s with status %d\n", sv->addr,
+                    sv->listening ? "exited during the job" : "exited before it listened", sv->status);
+        return;
+    }
+}
+
 static void reap(job_t *job, int *phase, double *deadline)
 {
     for (;;) {
@@ -833,8 +927,10 @@ static void reap(job_t *job, int *phase, double *deadline)
         for (r = 0; r < job->plan->world_size; r++)
             if (job->procs[r].running && job->procs[r].pid == pid)
                 break;
-        if (r == job->plan->world_size)
+        if (r == job->plan->world_size) {
+            server_reaped(job, pid, wstatus);
             continue;
+        }
         job->procs[r].running = 0;
         job->running--;
         if (job->procs[r].stdin_fd >= 0) {
@@ -956,36 +1052,40 @@ static pid_t spawn(const spawn_args_t *a, pid_t launcher)
     _exit(127);
 }
 
-static int start_rank(job_t *job, size_t r, const zero_launch_env_t *file_env, const char *token,
-                      const char *hostname, const char *self_exe, const char *cwd)
+/* Starts @p argv on @p host as process @p p (locally, or through ssh/pdsh as
+ * `zero-launch --remote_exec`), with the env file and @p own_env on top of
+ * what it inherits; @p relay: its output goes through pipes, each line
+ * prefixed with @p prefix (always for servers, with --tag_output for ranks). */
+static int start_process(job_t *job, rank_proc_t *p, const char *host, const char *what, char **prog,
+                         const zero_launch_env_t *file_env, const zero_launch_env_t *own_env, int relay,
+                         const char *prefix, int *listening, const char *hostname, const char *self_exe,
+                         const char *cwd)
 {
     const options_t *o = job->opts;
-    rank_proc_t *p = &job->procs[r];
-    const char *host = rank_host(job, r);
     int is_local = strcmp(o->launcher, "local") == 0 || zero_launch_host_is_local(host, hostname);
-    zero_launch_env_t rank_env = {0};
-    char **envp = NULL, **argv = NULL, *command = NULL, *pdsh_args = NULL, what[64];
+    zero_launch_env_t remote_env = {0};
+    char **envp = NULL, **argv = NULL, *command = NULL, *pdsh_args = NULL;
     int out_child = -1, err_child = -1, in_pipe[2] = {-1, -1}, rc = -1;
     spawn_args_t sa = {.what = what, .stdin_fd = -1, .out_fd = -1, .err_fd = -1};
 
-    snprintf(what, sizeof(what), "rank %zu", r);
     p->stdin_fd = -1;
     p->out.fd = p->err.fd = -1;
-    if (o->tag_output && (make_relay(&p->out, 1, &out_child) != 0 || make_relay(&p->err, 2, &err_child) != 0)) {
-        ZERO_LOG_ERROR("rank %zu: cannot create output pipes: %s", r, strerror(errno));
+    if (relay && (make_relay(&p->out, 1, &out_child) != 0 || make_relay(&p->err, 2, &err_child) != 0)) {
+        ZERO_LOG_ERROR("%s: cannot create output pipes: %s", what, strerror(errno));
         goto out;
     }
+    snprintf(p->out.prefix, sizeof(p->out.prefix), "%s", prefix);
+    snprintf(p->err.prefix, sizeof(p->err.prefix), "%s", prefix);
+    p->out.listening = p->err.listening = listening;
     sa.out_fd = out_child;
     sa.err_fd = err_child;
     if (is_local) {
-        if (zero_launch_plan_rank_env(job->plan, r, token, &rank_env) != ZERO_OK)
-            goto out;
-        envp = local_envp(file_env, &rank_env);
+        envp = local_envp(file_env, own_env);
         if (envp == NULL) {
-            ZERO_LOG_ERROR("rank %zu: out of memory building its environment", r);
+            ZERO_LOG_ERROR("%s: out of memory building its environment", what);
             goto out;
         }
-        sa.argv = o->program;
+        sa.argv = prog;
         sa.envp = envp;
     } else {
         zero_launch_remote_params_t rp;
@@ -996,20 +1096,21 @@ static int start_rank(job_t *job, size_t r, const zero_launch_env_t *file_env, c
             if (eq == NULL || !exported_to_remote(*e))
                 continue;
             key = zero_strndup(*e, (size_t)(eq - *e));
-            if (key == NULL || zero_launch_env_set(&rank_env, key, eq + 1) != ZERO_OK) {
+            if (key == NULL || zero_launch_env_set(&remote_env, key, eq + 1) != ZERO_OK) {
                 zero_free(key);
                 goto out;
             }
             zero_free(key);
         }
         for (size_t i = 0; i < file_env->count; i++)
-            if (zero_launch_env_set(&rank_env, file_env->keys[i], file_env->values[i]) != ZERO_OK)
+            if (zero_launch_env_set(&remote_env, file_env->keys[i], file_env->values[i]) != ZERO_OK)
                 goto out;
-        if (zero_launch_plan_rank_env(job->plan, r, token, &rank_env) != ZERO_OK)
-            goto out;
+        for (size_t i = 0; i < own_env->count; i++)
+            if (zero_launch_env_set(&remote_env, own_env->keys[i], own_env->values[i]) != ZERO_OK)
+                goto out;
         rp = (zero_launch_remote_params_t){
             .launcher_path = self_exe, .cwd = cwd, .term_grace = o->term_grace_text,
-            .env_stdin = strcmp(o->launcher, "ssh") == 0, .env = &rank_env, .argv = o->program};
+            .env_stdin = strcmp(o->launcher, "ssh") == 0, .env = &remote_env, .argv = prog};
         if (zero_launch_remote_command(&rp, &command) != ZERO_OK ||
             zero_launch_remote_argv(o->launcher, host, o->ssh_port, ssh_opts, command, &argv, &pdsh_args) !=
                 ZERO_OK)
@@ -1027,7 +1128,7 @@ static int start_rank(job_t *job, size_t r, const zero_launch_env_t *file_env, c
             sa.envp = envp;
         } else {
             if (pipe2(in_pipe, O_CLOEXEC) != 0) {
-                ZERO_LOG_ERROR("rank %zu: pipe: %s", r, strerror(errno));
+                ZERO_LOG_ERROR("%s: pipe: %s", what, strerror(errno));
                 goto out;
             }
             sa.stdin_fd = in_pipe[0];
@@ -1037,17 +1138,16 @@ static int start_rank(job_t *job, size_t r, const zero_launch_env_t *file_env, c
     }
     p->pid = spawn(&sa, getpid());
     if (p->pid < 0) {
-        ZERO_LOG_ERROR("rank %zu: fork: %s", r, strerror(errno));
+        ZERO_LOG_ERROR("%s: fork: %s", what, strerror(errno));
         goto out;
     }
     p->running = 1;
-    job->running++;
     if (in_pipe[1] >= 0) {
         /* the variables go down the ssh session (small: fits the pipe), and
-         * the pipe stays open for as long as the rank should live */
+         * the pipe stays open for as long as the process should live */
         char *block = NULL;
         size_t block_len = 0;
-        if (zero_launch_env_serialize(&rank_env, &block, &block_len) != ZERO_OK)
+        if (zero_launch_env_serialize(&remote_env, &block, &block_len) != ZERO_OK)
             goto out_started;
         write_all(in_pipe[1], block, block_len);
         zero_free(block);
@@ -1069,8 +1169,233 @@ out:
     zero_launch_argv_free(argv);
     zero_free(command);
     zero_free(pdsh_args);
+    zero_launch_env_clear(&remote_env);
+    return rc;
+}
+
+static int start_rank(job_t *job, size_t r, const zero_launch_env_t *file_env, const char *token,
+                      const char *hostname, const char *self_exe, const char *cwd)
+{
+    zero_launch_env_t rank_env = {0};
+    char what[64], prefix[32];
+    int rc = -1;
+    snprintf(what, sizeof(what), "rank %zu", r);
+    snprintf(prefix, sizeof(prefix), "[rank %zu] ", r);
+    if (zero_launch_plan_rank_env(job->plan, r, token, &rank_env) != ZERO_OK)
+        goto out;
+    if (job->opts->optd != NULL && zero_launch_env_set(&rank_env, "ZERO_OPTD_SERVERS", job->opts->optd) != ZERO_OK)
+        goto out;
+    rc = start_process(job, &job->procs[r], rank_host(job, r), what, job->opts->program, file_env, &rank_env,
+                       job->opts->tag_output, prefix, NULL, hostname, self_exe, cwd);
+    if (rc == 0)
+        job->running++;
+out:
     zero_launch_env_clear(&rank_env);
     return rc;
+}
+
+/* ---------- --optd: the job's zero-optd servers ---------- */
+
+/* The zero-optd program: $ZERO_LAUNCH_OPTD_EXE, else beside zero-launch
+ * (installed: both in bindir), else the build tree's tools/zero-optd/, else
+ * zero-optd on PATH. Remote hosts are assumed to have the same layout. */
+static void optd_program(const char *self_exe, char *out, size_t n)
+{
+    const char *env = getenv("ZERO_LAUNCH_OPTD_EXE");
+    const char *slash = strrchr(self_exe, '/');
+    int dir = slash != NULL ? (int)(slash - self_exe) : 0;
+    if (env != NULL && env[0] != '\0') {
+        snprintf(out, n, "%s", env);
+        return;
+    }
+    if (slash != NULL) {
+        snprintf(out, n, "%.*s/zero-optd", dir, self_exe);
+        if (access(out, X_OK) == 0)
+            return;
+        snprintf(out, n, "%.*s/../zero-optd/zero-optd", dir, self_exe);
+        if (access(out, X_OK) == 0)
+            return;
+    }
+    snprintf(out, n, "zero-optd");
+}
+
+/* Starts one zero-optd per --optd entry with the job token, and waits until
+ * every one says it listens (ZERO_LAUNCH_OPTD_TIMEOUT seconds, default 30).
+ * Returns 0, or the exit status to leave with (the servers started are left
+ * for stop_servers). */
+static int start_servers(job_t *job, const zero_launch_env_t *file_env, const char *token, const char *hostname,
+                         const char *self_exe, const char *cwd)
+{
+    char program[PATH_MAX], addr_arg[272];
+    char *argv[4] = {program, "--listen", addr_arg, NULL};
+    zero_launch_env_t env = {0};
+    const char *at = job->opts->optd, *timeout_text = getenv("ZERO_LAUNCH_OPTD_TIMEOUT");
+    double timeout = 30.0, deadline;
+    size_t n = 1;
+    int rc = EXIT_LAUNCH;
+
+    if (timeout_text != NULL && timeout_text[0] != '\0' && parse_seconds(timeout_text, &timeout) != 0) {
+        ZERO_LOG_ERROR("ZERO_LAUNCH_OPTD_TIMEOUT: '%s' is not a number of seconds from 0 to 3600", timeout_text);
+        return EXIT_USAGE;
+    }
+    for (const char *c = at; *c; c++)
+        n += *c == ',';
+    job->servers = zero_calloc(n, sizeof(*job->servers));
+    if (job->servers == NULL || zero_launch_env_set(&env, "ZERO_JOB_TOKEN", token) != ZERO_OK) {
+        ZERO_LOG_ERROR("out of memory");
+        goto out;
+    }
+    optd_program(self_exe, program, sizeof(program));
+    for (size_t i = 0; i < n; i++) {
+        server_proc_t *sv = &job->servers[i];
+        const char *end = strchr(at, ',');
+        size_t len = end ? (size_t)(end - at) : strlen(at);
+        const char *colon = memrchr(at, ':', len);   /* checked by check_optd_list */
+        char what[300], prefix[300];
+        snprintf(sv->addr, sizeof(sv->addr), "%.*s", (int)len, at);
+        snprintf(sv->host, sizeof(sv->host), "%.*s", (int)(colon - at), at);
+        snprintf(addr_arg, sizeof(addr_arg), "%s", sv->addr);
+        snprintf(what, sizeof(what), "zero-optd %s", sv->addr);
+        snprintf(prefix, sizeof(prefix), "[optd %s] ", sv->addr);
+        job->num_servers++;
+        if (start_process(job, &sv->proc, sv->host, what, argv, file_env, &env, 1, prefix, &sv->listening, hostname,
+                          self_exe, cwd) != 0)
+            goto out;
+        job->servers_running++;
+        at = end ? end + 1 : at + len;
+    }
+    /* wait until each listens: its stderr says so */
+    deadline = zero_clock_now() + timeout;
+    for (;;) {
+        struct pollfd fds[2 * ZERO_LAUNCH_MAX_OPTD + 1];
+        nfds_t nfds = 0;
+        size_t ready = 0;
+        double left;
+        fds[nfds++] = (struct pollfd){.fd = signal_pipe[0], .events = POLLIN};
+        for (size_t i = 0; i < job->num_servers; i++) {
+            server_proc_t *sv = &job->servers[i];
+            ready += sv->listening != 0;
+            if (!sv->listening && !sv->proc.running) {
+                ZERO_LOG_ERROR("zero-optd %s (%s) did not start: it exited with status %d before listening "
+                               "(its output above, prefixed [optd %s])", sv->addr, program, sv->status, sv->addr);
+                goto out;
+            }
+            if (sv->proc.out.fd >= 0)
+                fds[nfds++] = (struct pollfd){.fd = sv->proc.out.fd, .events = POLLIN};
+            if (sv->proc.err.fd >= 0)
+                fds[nfds++] = (struct pollfd){.fd = sv->proc.err.fd, .events = POLLIN};
+        }
+        if (ready == job->num_servers) {
+            rc = 0;
+            goto out;
+        }
+        left = deadline - zero_clock_now();
+        if (left <= 0) {
+            for (size_t i = 0; i < job->num_servers; i++)
+                if (!job->servers[i].listening)
+                    ZERO_LOG_ERROR("zero-optd %s did not say it listens within %g s (ZERO_LAUNCH_OPTD_TIMEOUT)",
+                                   job->servers[i].addr, timeout);
+            goto out;
+        }
+        if (poll(fds, nfds, (int)ceil(left * 1000.0)) < 0 && errno != EINTR) {
+            ZERO_LOG_ERROR("poll: %s", strerror(errno));
+            goto out;
+        }
+        for (size_t i = 0; i < job->num_servers; i++) {
+            server_proc_t *sv = &job->servers[i];
+            if (sv->proc.out.fd >= 0)
+                relay_read(&sv->proc.out, 0);
+            if (sv->proc.err.fd >= 0)
+                relay_read(&sv->proc.err, 0);
+        }
+        if (fds[0].revents & POLLIN) {
+            unsigned char sig;
+            while (read(signal_pipe[0], &sig, 1) == 1) {
+                if (sig == SIGCHLD)
+                    continue;
+                fprintf(stderr, "zero-launch: received %s while starting the zero-optd servers; stopping them\n",
+                        sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
+                rc = 128 + sig;
+                goto out;
+            }
+        }
+        for (int status; ; ) {   /* reap the servers that exited */
+            pid_t pid = waitpid(-1, &status, WNOHANG);
+            if (pid <= 0)
+                break;
+            server_reaped(job, pid, status);
+        }
+    }
+out:
+    zero_launch_env_clear(&env);
+    return rc;
+}
+
+static void signal_proc(rank_proc_t *p, int sig)
+{
+    if (!p->running)
+        return;
+    if (sig == SIGTERM && p->remote && p->stdin_fd >= 0) {
+        close(p->stdin_fd);   /* the remote wrapper sends SIGTERM (see signal_rank) */
+        p->stdin_fd = -1;
+        return;
+    }
+    if (kill(-p->pid, sig) != 0)
+        kill(p->pid, sig);
+}
+
+/* The job is over (done, failed, interrupted): SIGTERM to every server,
+ * SIGKILL after --term_grace; their last output is passed on. */
+static void stop_servers(job_t *job)
+{
+    double kill_at = zero_clock_now() + job->opts->term_grace;
+    int killed = 0;
+    job->stopping_servers = 1;
+    for (size_t i = 0; i < job->num_servers; i++)
+        signal_proc(&job->servers[i].proc, SIGTERM);
+    while (job->servers_running > 0) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid > 0) {
+            server_reaped(job, pid, status);
+            continue;
+        }
+        for (size_t i = 0; i < job->num_servers; i++) {
+            server_proc_t *sv = &job->servers[i];
+            if (sv->proc.out.fd >= 0)
+                relay_read(&sv->proc.out, 0);
+            if (sv->proc.err.fd >= 0)
+                relay_read(&sv->proc.err, 0);
+        }
+        if (!killed && zero_clock_now() >= kill_at) {
+            for (size_t i = 0; i < job->num_servers; i++)
+                if (job->servers[i].proc.running) {
+                    fprintf(stderr, "zero-launch: zero-optd %s did not stop within %s s; killing it\n",
+                            job->servers[i].addr, job->opts->term_grace_text);
+                    signal_proc(&job->servers[i].proc, SIGKILL);
+                }
+            killed = 1;
+        }
+        zero_clock_sleep(0.01);
+    }
+    for (size_t i = 0; i < job->num_servers; i++) {
+        rank_proc_t *p = &job->servers[i].proc;
+        if (p->out.fd >= 0)
+            relay_read(&p->out, 1);
+        if (p->err.fd >= 0)
+            relay_read(&p->err, 1);
+        if (p->out.fd >= 0)
+            close(p->out.fd);
+        if (p->err.fd >= 0)
+            close(p->err.fd);
+        if (p->stdin_fd >= 0)
+            close(p->stdin_fd);
+        zero_free(p->out.buf);
+        zero_free(p->err.buf);
+    }
+    zero_free(job->servers);
+    job->servers = NULL;
+    job->num_servers = 0;
 }
 
 static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zero_launch_env_t *file_env,
@@ -1096,8 +1421,8 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
         return EXIT_LAUNCH;
     }
     job.procs = zero_calloc(plan->world_size, sizeof(*job.procs));
-    fds = zero_calloc(2 * plan->world_size + 1, sizeof(*fds));
-    fd_rank = zero_calloc(2 * plan->world_size + 1, sizeof(*fd_rank));
+    fds = zero_calloc(2 * plan->world_size + 2 * ZERO_LAUNCH_MAX_OPTD + 1, sizeof(*fds));
+    fd_rank = zero_calloc(2 * plan->world_size + 2 * ZERO_LAUNCH_MAX_OPTD + 1, sizeof(*fd_rank));
     if (job.procs == NULL || fds == NULL || fd_rank == NULL) {
         ZERO_LOG_ERROR("out of memory");
         goto out;
@@ -1106,6 +1431,9 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
         ZERO_LOG_ERROR("cannot install signal handlers: %s", strerror(errno));
         goto out;
     }
+    if (o->optd != NULL && (rc = start_servers(&job, file_env, token, hostname, self_exe, cwd)) != 0)
+        goto out;
+    rc = EXIT_LAUNCH;
     for (size_t r = 0; r < plan->world_size; r++) {
         if (start_rank(&job, r, file_env, token, hostname, self_exe, cwd) != 0) {
             /* could not start everything: stop what runs, as after a failure */
@@ -1132,6 +1460,17 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
                 fds[nfds++] = (struct pollfd){.fd = job.procs[r].err.fd, .events = POLLIN};
             }
         }
+        for (size_t i = 0; i < job.num_servers; i++) {   /* their output, tagged [optd HOST:PORT] */
+            const rank_proc_t *sp = &job.servers[i].proc;
+            if (sp->out.fd >= 0) {
+                fd_rank[nfds] = SIZE_MAX - 2 * i;
+                fds[nfds++] = (struct pollfd){.fd = sp->out.fd, .events = POLLIN};
+            }
+            if (sp->err.fd >= 0) {
+                fd_rank[nfds] = SIZE_MAX - 2 * i - 1;
+                fds[nfds++] = (struct pollfd){.fd = sp->err.fd, .events = POLLIN};
+            }
+        }
         if (phase == 1 || phase == 2) {
             double left = deadline - zero_clock_now();
             timeout = left <= 0 ? 0 : (int)ceil(left * 1000.0);
@@ -1143,9 +1482,15 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
         }
         for (nfds_t k = 1; k < nfds; k++) {
             if (fds[k].revents & (POLLIN | POLLHUP | POLLERR)) {
-                size_t r = fd_rank[k] / 2;
-                rank_proc_t *p = &job.procs[r];
-                relay_read(p, fd_rank[k] % 2 ? &p->err : &p->out, (int)r, 0);
+                if (fd_rank[k] >= SIZE_MAX - 2 * ZERO_LAUNCH_MAX_OPTD) {
+                    size_t i = (SIZE_MAX - fd_rank[k]) / 2;
+                    rank_proc_t *sp = &job.servers[i].proc;
+                    relay_read((SIZE_MAX - fd_rank[k]) % 2 ? &sp->err : &sp->out, 0);
+                } else {
+                    size_t r = fd_rank[k] / 2;
+                    rank_proc_t *p = &job.procs[r];
+                    relay_read(fd_rank[k] % 2 ? &p->err : &p->out, 0);
+                }
             }
         }
         if (fds[0].revents & POLLIN) {
@@ -1185,12 +1530,13 @@ static int run_job(const options_t *o, const zero_launch_plan_t *plan, const zer
     for (size_t r = 0; r < plan->world_size; r++) {
         rank_proc_t *p = &job.procs[r];
         if (p->out.fd >= 0)
-            relay_read(p, &p->out, (int)r, 1);
+            relay_read(&p->out, 1);
         if (p->err.fd >= 0)
-            relay_read(p, &p->err, (int)r, 1);
+            relay_read(&p->err, 1);
     }
     rc = job.exit_code;
 out:
+    stop_servers(&job);
     if (job.procs != NULL) {
         for (size_t r = 0; r < plan->world_size; r++) {
             rank_proc_t *p = &job.procs[r];
@@ -1279,6 +1625,13 @@ int main(int argc, char **argv)
     rc = build_plan(&o, &plan);
     if (rc != 0)
         goto out;
+    if (zero_launch_backend_from_name(o.launcher) != ZERO_LAUNCH_BACKEND_NONE && o.optd != NULL) {
+        ZERO_LOG_ERROR("--optd starts the servers over ssh, pdsh or local, not --launcher %s: start the "
+                       "zero-optd servers yourself and list them in the config's offload_optimizer.servers",
+                       o.launcher);
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if (zero_launch_backend_from_name(o.launcher) != ZERO_LAUNCH_BACKEND_NONE) {
         rc = run_backend(&o, plan);   /* mpirun / mpiexec / srun: returns only on failure or --dry-run */
         goto out;

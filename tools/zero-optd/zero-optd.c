@@ -170,6 +170,11 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* A server restarted on its port (the next job of zero-launch --optd)
+     * must not fail while the last one's connections linger in the kernel;
+     * a UCX_TCP_CM_REUSEADDR the user set wins. (UCX's config API does not
+     * take this transport key, hence the variable, set before UCX reads it.) */
+    setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
     if (zero_optd_server_create(&opts, &server) != ZERO_OK)
         return 1;
     if (port_file != NULL) {
@@ -189,5 +194,6 @@ int main(int argc, char **argv)
             opts.memory_limit ? "" : ": none");
     (void)zero_optd_server_run(server, &stop_flag);
     zero_optd_server_destroy(server);
+    fprintf(stderr, "zero-optd: stopped\n");
     return 0;
 }
