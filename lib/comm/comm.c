@@ -13,6 +13,7 @@
 #include "comm/comm_internal.h"
 #include "comm/backend.h"
 #include "comm/nccl.h"
+#include "comm/reduce_range.h"
 #include "comm/shm.h"
 #include "comm/ucx.h"
 #include "util/alloc.h"
@@ -46,6 +47,7 @@ const char *zero_coll_name(zero_coll_kind_t kind)
     case ZERO_COLL_BROADCAST:      return "broadcast";
     case ZERO_COLL_BARRIER:        return "barrier";
     case ZERO_COLL_ALLTOALL:       return "all-to-all";
+    case ZERO_COLL_REDUCE_SCATTER_RANGE: return "reduce-scatter of a range";
     }
     return "collective";
 }
@@ -820,7 +822,7 @@ zero_status_t zero_comm_allreduce_start_ordered(zero_comm_h comm, const void *se
                                                 zero_dtype_t dtype, zero_comm_op_t op, zero_mem_kind_t mem_kind,
                                                 const zero_comm_order_t *order, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0, mem_kind, 0, NULL, NULL};
+    zero_coll_desc_t d = {ZERO_COLL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0, mem_kind, 0, NULL, NULL, 0, 0};
     zero_status_t status = check_args(comm, &d, count, count, 1);
     size_t bytes;
     if (status == ZERO_OK)
@@ -840,7 +842,7 @@ zero_status_t zero_comm_reduce_scatter_start_ordered(zero_comm_h comm, const voi
                                                      zero_mem_kind_t mem_kind, const zero_comm_order_t *order,
                                                      zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0, mem_kind, 0, NULL, NULL};
+    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0, mem_kind, 0, NULL, NULL, 0, 0};
     zero_status_t status;
     size_t es, n;
     if (comm == NULL)
@@ -863,7 +865,7 @@ static zero_status_t allgather_start(zero_comm_h comm, const void *sendbuf, void
                                      zero_dtype_t dtype, zero_mem_kind_t mem_kind, const zero_comm_order_t *order,
                                      const zero_comm_finish_t *finish, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind, 0, NULL, NULL};
+    zero_coll_desc_t d = {ZERO_COLL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, ZERO_COMM_SUM, 0, mem_kind, 0, NULL, NULL, 0, 0};
     zero_status_t status;
     size_t es, n;
     if (comm == NULL)
@@ -893,7 +895,7 @@ zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sen
                                               zero_dtype_t dtype, const zero_comm_finish_t *finish,
                                               zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLTOALL, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL};
+    zero_coll_desc_t d = {ZERO_COLL_ALLTOALL, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL, 0, 0};
     zero_status_t status;
     size_t bytes;
     if (comm == NULL)
@@ -906,6 +908,45 @@ zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sen
         return ZERO_ERR_INVALID_ARG;
     }
     return start(comm, &d, finish, request_p);
+}
+
+void zero_coll_range_part(const zero_coll_desc_t *d, int r, size_t *lo_p, size_t *hi_p)
+{
+    size_t block_lo = (size_t)r * d->range_block, block_hi = block_lo + d->range_block;
+    size_t lo = d->range_first > block_lo ? d->range_first : block_lo;
+    size_t hi = d->range_first + d->count < block_hi ? d->range_first + d->count : block_hi;
+    if (hi <= lo)
+        lo = hi = d->range_first;   /* nothing for rank r */
+    *lo_p = lo - d->range_first;
+    *hi_p = hi - d->range_first;
+}
+
+zero_status_t zero_comm_reduce_scatter_range_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t first,
+                                                   size_t count, size_t block, zero_dtype_t dtype, zero_comm_op_t op,
+                                                   zero_comm_request_h *request_p)
+{
+    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER_RANGE, sendbuf, recvbuf, count, dtype, op, 0, ZERO_MEM_HOST, 0,
+                          NULL, NULL, first, block};
+    zero_status_t status;
+    size_t es, lo, hi;
+    if (comm == NULL)
+        return check_args(comm, &d, 0, 0, 1);
+    if (block == 0 || first > block * (size_t)comm->env.size || count > block * (size_t)comm->env.size - first) {
+        ZERO_LOG_ERROR("reduce-scatter of a range: elements [%zu, %zu) are not inside %d blocks of %zu", first,
+                       first + count, comm->env.size, block);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    zero_coll_range_part(&d, comm->env.rank, &lo, &hi);
+    if ((status = check_args(comm, &d, count, hi - lo, 1)) != ZERO_OK)
+        return status;
+    es = zero_dtype_size(dtype);
+    if ((const char *)recvbuf != (const char *)sendbuf + lo * es &&
+        overlaps(sendbuf, count * es, recvbuf, (hi - lo) * es)) {
+        ZERO_LOG_ERROR("reduce-scatter of a range: buffers overlap without being in place (recvbuf == sendbuf + "
+                       "this rank's part)");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return start(comm, &d, NULL, request_p);
 }
 
 zero_status_t zero_comm_allgather_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t sendcount,
@@ -924,7 +965,7 @@ zero_status_t zero_comm_broadcast_start_ordered(zero_comm_h comm, const void *se
                                                 zero_dtype_t dtype, int root, zero_mem_kind_t mem_kind,
                                                 const zero_comm_order_t *order, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_BROADCAST, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, root, mem_kind, 0, NULL, NULL};
+    zero_coll_desc_t d = {ZERO_COLL_BROADCAST, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, root, mem_kind, 0, NULL, NULL, 0, 0};
     zero_status_t status;
     size_t bytes;
     int is_root;
@@ -978,7 +1019,7 @@ zero_status_t zero_comm_broadcast_start(zero_comm_h comm, const void *sendbuf, v
 
 zero_status_t zero_comm_barrier_start(zero_comm_h comm, zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_BARRIER, NULL, NULL, 0, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL};
+    zero_coll_desc_t d = {ZERO_COLL_BARRIER, NULL, NULL, 0, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL, 0, 0};
     zero_status_t status = check_args(comm, &d, 0, 0, 0);
     if (status != ZERO_OK)
         return status;

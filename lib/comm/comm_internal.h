@@ -17,7 +17,13 @@ typedef enum zero_coll_kind {
     ZERO_COLL_BARRIER,
     /* Internal (quant_coll.c): rank r's block k of sendbuf lands as block r
      * of rank k's recvbuf; count is elements per block. Host backends only. */
-    ZERO_COLL_ALLTOALL
+    ZERO_COLL_ALLTOALL,
+    /* Internal (reduce_range.h): the reduce-scatter of a window of
+     * range_block x size elements. sendbuf holds the count elements
+     * [range_first, range_first + count); rank r receives the reduction of the
+     * window's part in its block [r x range_block, (r + 1) x range_block), and
+     * nothing when the window misses it. Host backends only. */
+    ZERO_COLL_REDUCE_SCATTER_RANGE
 } zero_coll_kind_t;
 
 typedef struct zero_coll_desc {
@@ -34,7 +40,14 @@ typedef struct zero_coll_desc {
      * collective's stream waits on first, and records once it is enqueued. */
     void *wait_event;
     void *done_event;
+    size_t range_first;        /* ZERO_COLL_REDUCE_SCATTER_RANGE: the window's start, and each rank's block */
+    size_t range_block;
 } zero_coll_desc_t;
+
+/* The part of a ZERO_COLL_REDUCE_SCATTER_RANGE window (@p d) that rank @p r
+ * receives: elements [*lo_p, *hi_p) of the window (relative to its start;
+ * lo == hi when it receives nothing). */
+void zero_coll_range_part(const zero_coll_desc_t *d, int r, size_t *lo_p, size_t *hi_p);
 
 const char *zero_coll_name(zero_coll_kind_t kind);
 

@@ -58,6 +58,7 @@ typedef struct ctrl {
     uint32_t kind, dtype, op, pad;
     uint64_t count;
     seg_ref_t send, recv;
+    uint64_t range_first, range_block;   /* ZERO_COLL_REDUCE_SCATTER_RANGE */
 } ctrl_t;
 
 _Static_assert(sizeof(ctrl_t) <= CTRL_BYTES, "the control page holds the descriptor");
@@ -499,26 +500,34 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
     wait_ctx_t w = {shm, d, timeout_s, health, health_arg, peer_p};
     ctrl_t *me = shm->ctrl;
     int W = shm->size, r = shm->rank, all_ok = 1, not_ok = -1;
-    size_t es, send_bytes, recv_bytes;
+    size_t es, send_bytes, recv_bytes, part_lo = 0, part_hi = 0;
     uint32_t tick = seq + 1u;
     zero_status_t status = ZERO_OK;
 
     *direct_p = 0;
     if (!shm->enabled || d->count == 0 || d->mem_kind == ZERO_MEM_DEVICE ||
         (d->kind != ZERO_COLL_ALLREDUCE && d->kind != ZERO_COLL_REDUCE_SCATTER && d->kind != ZERO_COLL_ALLGATHER &&
-         d->kind != ZERO_COLL_ALLTOALL))
+         d->kind != ZERO_COLL_ALLTOALL && d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE))
         return ZERO_OK;
     es = zero_dtype_size(d->dtype);
     send_bytes = d->count * es * (d->kind == ZERO_COLL_REDUCE_SCATTER || d->kind == ZERO_COLL_ALLTOALL ? (size_t)W : 1);
     recv_bytes = d->count * es * (d->kind == ZERO_COLL_ALLGATHER || d->kind == ZERO_COLL_ALLTOALL ? (size_t)W : 1);
+    if (d->kind == ZERO_COLL_REDUCE_SCATTER_RANGE) {
+        zero_coll_range_part(d, r, &part_lo, &part_hi);
+        recv_bytes = (part_hi - part_lo) * es;
+    }
 
     /* 1. announce */
     me->kind = (uint32_t)d->kind;
     me->dtype = (uint32_t)d->dtype;
     me->op = (uint32_t)d->op;
     me->count = d->count;
+    me->range_first = d->range_first;
+    me->range_block = d->range_block;
     own_ref(shm, d->sendbuf, send_bytes, &me->send);
     own_ref(shm, d->recvbuf, recv_bytes, &me->recv);
+    if (d->kind == ZERO_COLL_REDUCE_SCATTER_RANGE)
+        me->recv = me->send;   /* no peer reads this rank's output (it may be empty) */
     if (me->send.id == 0 || me->recv.id == 0) {
         all_ok = 0;
         not_ok = r;
@@ -531,7 +540,9 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
         if (k == r)
             continue;
         if (c->kind != (uint32_t)d->kind || c->count != d->count || c->dtype != (uint32_t)d->dtype ||
-            (d->kind != ZERO_COLL_ALLGATHER && c->op != (uint32_t)d->op)) {
+            (d->kind != ZERO_COLL_ALLGATHER && c->op != (uint32_t)d->op) ||
+            (d->kind == ZERO_COLL_REDUCE_SCATTER_RANGE &&
+             (c->range_first != d->range_first || c->range_block != d->range_block))) {
             ZERO_LOG_ERROR("%s (%zu x %s): rank %d started %s of %llu x %s instead (do all ranks call the same "
                            "collectives with the same counts?)", zero_coll_name(d->kind), d->count,
                            zero_dtype_string(d->dtype), k, zero_coll_name((zero_coll_kind_t)c->kind),
@@ -549,6 +560,13 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
     if (!all_ok) {
         ZERO_LOG_DEBUG("%s #%u (%zu x %s): ring path (rank %d's buffers are not from zero_comm_mem_alloc)",
                        zero_coll_name(d->kind), seq, d->count, zero_dtype_string(d->dtype), not_ok);
+        /* A rank whose part of a range is empty only sends on the ring and may
+         * finish, and announce its next collective over this one, before a
+         * peer has read this announcement: nobody leaves until all have. */
+        if (d->kind == ZERO_COLL_REDUCE_SCATTER_RANGE) {
+            publish(&me->mid, tick);
+            return wait_peers(&w, offsetof(ctrl_t, mid), tick, "announce read");
+        }
         return ZERO_OK;
     }
     ZERO_LOG_DEBUG("%s #%u (%zu x %s): direct path (shared memory)", zero_coll_name(d->kind), seq, d->count,
@@ -586,6 +604,13 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
         for (int k = 0; k < W; k++)
             src[k] += (size_t)r * d->count * es;
         reduce_direct(shm, d, src, d->recvbuf, d->count);
+    } else if (d->kind == ZERO_COLL_REDUCE_SCATTER_RANGE) {
+        /* this rank's part of the window, read from every rank's copy of it; in place,
+         * the part is written over while no peer reads it (each reads its own part) */
+        for (int k = 0; k < W; k++)
+            src[k] += part_lo * es;
+        if (part_hi > part_lo)
+            reduce_direct(shm, d, src, d->recvbuf, part_hi - part_lo);
     } else if (d->kind == ZERO_COLL_ALLTOALL) {
         /* each peer's block for this rank, straight out of its send buffer */
         for (int j = 0; j < W; j++) {

@@ -334,6 +334,10 @@ static void block_range(const zero_ucx_t *ucx, int b, size_t *off_p, size_t *len
     } else if (d->kind == ZERO_COLL_BROADCAST) {
         *off_p = 0;
         *len_p = d->count;
+    } else if (d->kind == ZERO_COLL_REDUCE_SCATTER_RANGE) {
+        size_t hi;
+        zero_coll_range_part(d, b, off_p, &hi);   /* rank b's part of the window (may be empty) */
+        *len_p = hi - *off_p;
     } else {
         *off_p = (size_t)b * d->count;
         *len_p = d->count;
@@ -397,6 +401,7 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
         c->ce = ucx->chunk_bytes / zero_comm_partial_size(desc->dtype);   /* partials of 16-bit data are fp32 */
         break;
     case ZERO_COLL_REDUCE_SCATTER:
+    case ZERO_COLL_REDUCE_SCATTER_RANGE:   /* the same ring, with blocks of uneven (maybe zero) length */
         rs_steps = (uint64_t)n - 1;
         c->ce = ucx->chunk_bytes / zero_comm_partial_size(desc->dtype);
         break;
@@ -438,7 +443,12 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
         }
         break;
     }
-    block_range(ucx, 0, &off, &maxlen);   /* block 0 is never shorter than another */
+    block_range(ucx, 0, &off, &maxlen);   /* block 0 is never shorter than another, but in a range */
+    for (int b = 1; desc->kind == ZERO_COLL_REDUCE_SCATTER_RANGE && b < n; b++) {
+        size_t len;
+        block_range(ucx, b, &off, &len);
+        maxlen = len > maxlen ? len : maxlen;
+    }
     c->k = maxlen == 0 ? 0 : (maxlen + c->ce - 1) / c->ce;
     if (c->k >= ((uint64_t)1 << 30)) {
         ZERO_LOG_ERROR("%s: %zu elements need %llu chunks, more than a tag holds (raise ZERO_COMM_CHUNK_BYTES)",

@@ -30,6 +30,10 @@
  *                                   codec's round trip of every rank's block (gather), the
  *                                   fp32 rank-order sum of the round trips (reduce), and a
  *                                   NaN input makes exactly its block NaN
+ *   comm_rank range                 the reduce-scatter of a range (reduce_range.h) over
+ *                                   the ring and the direct path: bit for bit the same
+ *                                   elements of the whole reduce-scatter on the same
+ *                                   path, for inputs whose sums depend on their order
  *
  * Inputs are multiples of 1/16 in [-8, 8): every fp32 partial sum of up to 64
  * ranks is exact, so results do not depend on summation order, and the
@@ -40,6 +44,7 @@
  */
 #include <zero/zero.h>
 #include "comm/quant_coll.h"
+#include "comm/reduce_range.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/half.h"
@@ -785,6 +790,88 @@ static void run_quant(zero_comm_h comm)
     }
 }
 
+/* Rank @p rank's element @p i for the range tests: large terms of alternating
+ * sign, so that an fp32 sum of three or more depends on its order. */
+static float range_val(int rank, size_t i)
+{
+    return val(rank, i) * 0.1f + (rank % 2 ? 1000.0f : -999.9f) * (float)(rank + 1);
+}
+
+/* The reduce-scatter of elements [first, first + count) of a size x block
+ * input against the whole input's reduce-scatter: this rank's part must be
+ * bit for bit the whole result's elements (same path, same order). */
+static void test_reduce_scatter_range(zero_comm_h comm, zero_dtype_t dt, zero_comm_op_t op, size_t block,
+                                      size_t first, size_t count, int in_place)
+{
+    size_t es = zero_dtype_size(dt), total = block * (size_t)g_size, lo, hi;
+    size_t own_lo = (size_t)g_rank * block, own_hi = own_lo + block;
+    unsigned char *full = xalloc(total * es), *whole_out = xalloc(block * es);
+    unsigned char *win = xalloc(count * es), *out = xalloc(count * es), *recv;
+    zero_comm_request_h req = NULL;
+    zero_status_t st;
+    for (size_t i = 0; i < total; i++)
+        store(dt, full, i, range_val(g_rank, i));
+    memcpy(win, full + first * es, count * es);
+    st = zero_comm_reduce_scatter(comm, full, whole_out, block, dt, op, ZERO_MEM_HOST);
+    CHECK(st == ZERO_OK, "whole reduce-scatter: %s", zero_status_string(st));
+    lo = first > own_lo ? first : own_lo;
+    hi = first + count < own_hi ? first + count : own_hi;
+    if (hi < lo)
+        hi = lo;
+    recv = in_place ? win + (hi > lo ? lo - first : 0) * es : out;
+    st = zero_comm_reduce_scatter_range_start(comm, win, recv, first, count, block, dt, op, &req);
+    CHECK(st == ZERO_OK, "range [%zu, %zu) of %d x %zu: start: %s", first, first + count, g_size, block,
+          zero_status_string(st));
+    if (st == ZERO_OK) {
+        st = zero_comm_request_wait(req);
+        zero_comm_request_free(req);
+        CHECK(st == ZERO_OK, "range [%zu, %zu): %s", first, first + count, zero_status_string(st));
+        if (hi > lo)
+            CHECK(memcmp(recv, whole_out + (lo - own_lo) * es, (hi - lo) * es) == 0,
+                  "range [%zu, %zu) of %d x %zu (%s, %s%s): this rank's part [%zu, %zu) differs from the whole "
+                  "reduce-scatter's", first, first + count, g_size, block, zero_dtype_string(dt),
+                  zero_comm_op_string(op), in_place ? ", in place" : "", lo, hi);
+    }
+    xfree(full);
+    xfree(whole_out);
+    xfree(win);
+    xfree(out);
+}
+
+/* Windows inside one block, across two, across all, at the edges, one
+ * element, and ones that miss some ranks' blocks; ring and direct path. */
+static void run_range(zero_comm_h comm)
+{
+    const size_t block = 1000, total = block * (size_t)g_size;
+    const size_t windows[][2] = {{0, 1}, {10, 500}, {990, 20}, {0, block}, {block / 2, total - block},
+                                 {0, total}, {total - 1, 1}, {total - 7, 7}};
+    for (int shared = 0; shared < 2; shared++) {
+        int direct0 = atomic_load(&n_direct);
+        g_shm_comm = shared ? comm : NULL;
+        for (size_t w = 0; w < sizeof(windows) / sizeof(windows[0]); w++) {
+            size_t first = windows[w][0], count = windows[w][1];
+            if (first + count > total)
+                continue;
+            for (int in_place = 0; in_place < 2; in_place++) {
+                test_reduce_scatter_range(comm, ZERO_FP32, ZERO_COMM_AVG, block, first, count, in_place);
+                test_reduce_scatter_range(comm, ZERO_BF16, ZERO_COMM_SUM, block, first, count, in_place);
+            }
+        }
+        g_shm_comm = NULL;
+        if (shared && g_size > 1)
+            CHECK(atomic_load(&n_direct) > direct0, "shared buffers must take the direct path");
+    }
+    {
+        zero_comm_request_h req = NULL;
+        float x[4] = {0};
+        CHECK(zero_comm_reduce_scatter_range_start(comm, x, x, block * (size_t)g_size, 1, block, ZERO_FP32,
+                                                   ZERO_COMM_SUM, &req) == ZERO_ERR_INVALID_ARG,
+              "a window past the blocks is refused");
+        CHECK(zero_comm_reduce_scatter_range_start(comm, x, x, 0, 1, 0, ZERO_FP32, ZERO_COMM_SUM, &req) ==
+                  ZERO_ERR_INVALID_ARG, "blocks of 0 elements are refused");
+    }
+}
+
 /* Argument errors of the allocator; nothing may leak or crash. */
 static void run_alloc_misuse(zero_comm_h comm)
 {
@@ -953,10 +1040,10 @@ int main(int argc, char **argv)
         signal(SIGTERM, SIG_IGN);
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0 ||
         strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
-        strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0)
+        strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0)
         zero_log_set_callback(capture_log, NULL);
     if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
-        strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0)
+        strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0)
         zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);   /* counts the path of every collective */
     if (strcmp(mode, "rdv-hold") == 0 && g_rank != 0)
         wait_file("go", 60);
@@ -1026,6 +1113,8 @@ int main(int argc, char **argv)
         run_alloc_misuse(comm);
     } else if (strcmp(mode, "quant") == 0) {
         run_quant(comm);
+    } else if (strcmp(mode, "range") == 0) {
+        run_range(comm);
 #if HAVE_CUDA
     } else if (strcmp(mode, "device") == 0) {
         run_device(comm);

@@ -519,7 +519,7 @@ static void test_client_bounds(void)
 static void test_backend_selection(void)
 {
     zero_comm_t *comm = calloc(1, sizeof(*comm));
-    zero_coll_desc_t host = {ZERO_COLL_ALLREDUCE, NULL, NULL, 8, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL};
+    zero_coll_desc_t host = {ZERO_COLL_ALLREDUCE, NULL, NULL, 8, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL, 0, 0};
     zero_coll_desc_t device = host;
     zero_shm_t *peer = NULL;
     const uint32_t all = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | ZERO_COMM_BACKEND_NCCL;
