@@ -501,10 +501,10 @@ ZERO_API void *zero_param_grad_slice(zero_param_h param, int64_t first, int64_t 
 /**
  * Declares the gradient of rows [first, first + count) of @p param complete
  * for this micro-batch: the slice counterpart of zero_grad_ready(). At stage 3
- * the slice's gradient is averaged over the ranks now (an allreduce of the
- * slice, in flight while the backward goes on; at most two at once) and each
- * rank adds the part it owns to its gradient shard; the buffer goes back to
- * the engine. Rows never declared ready contribute zero (their gradient
+ * the slice's gradient is averaged over the ranks now (a reduce-scatter into
+ * the ranks that own its rows, in flight while the backward goes on; at most
+ * two at once) and each of them adds its part to its gradient shard; the
+ * buffer goes back to the engine. Rows never declared ready contribute zero (their gradient
  * buffers still open at zero_backward_end() are handed over then, in the
  * order they were opened). At stages 0-2 the parameter counts as ready
  * (zero_grad_ready()) once all its rows are. Every rank declares the same
@@ -518,10 +518,10 @@ ZERO_API void *zero_param_grad_slice(zero_param_h param, int64_t first, int64_t 
  * The late-write guard (check_grad_writes) does not cover slices: the buffer
  * must not be written after this call.
  *
- * Cost: the allreduce moves twice what a reduce-scatter of the same elements
- * would (the layout does not partition each slice), and the average's
- * summation order differs from the whole parameter's reduce-scatter at three
- * or more ranks (at one and two ranks the result is bit for bit the same).
+ * Cost: each rank sends the parts of the slice that other ranks own, as a
+ * reduce-scatter of the whole parameter would, and each element is summed in
+ * that reduce-scatter's order: the result is bit for bit the same as handing
+ * the gradient over whole.
  */
 ZERO_API zero_status_t zero_grad_slice_ready(zero_engine_h engine, zero_param_h param, int64_t first,
                                              int64_t count);

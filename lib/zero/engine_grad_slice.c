@@ -6,14 +6,13 @@
  *
  * The layout keeps a parameter whole in one bucket, and rank r owns a
  * contiguous 1/W of it, so a slice's rows belong to one or a few ranks. Its
- * gradient is averaged with an allreduce in place on the slice's buffer (the
- * communicator has no reduce to a root), and each rank adds the part it owns
+ * gradient is averaged by a reduce-scatter of the slice's range of the
+ * bucket (comm/reduce_range.h), in place on the slice's buffer: only the
+ * ranks that own some of its rows receive, each its own part, which it adds
  * into its gradient shard with the same accumulate operation as a whole
- * bucket's reduction. That moves about twice the bytes of a reduce-scatter of
- * the same elements; at one and two ranks the average is bit for bit the
- * whole bucket's (a sum of two is commutative), at three or more its
- * summation order differs. A layout that partitions each slice across the
- * ranks would make it one reduce-scatter: not done.
+ * bucket's reduction. The communicator sums each element in the same order
+ * as the whole bucket's reduce-scatter, so the result is bit for bit the
+ * same at every world size.
  *
  * Buffers come from the stage-3 gradient pool (one-off buffers past it, as
  * for buckets); at most ZERO_ENGINE_MAX_REDUCTIONS slices reduce at once, so
@@ -22,6 +21,7 @@
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_grad_slice.h"
 #include "zero/engine_gather.h"
+#include "comm/reduce_range.h"
 
 #include "util/alloc.h"
 #include "util/log.h"
@@ -174,19 +174,37 @@ void *engine_grad_slice_open(zero_engine_h e, struct zero_param *p, int64_t firs
     return open_slot(e, p, first, count);
 }
 
-/* Waits for slot @p s's average and adds the owned part into the gradient shard. */
+/* Slot @p g's rows as elements [*a_p, *z_p) of its bucket, where this rank's
+ * part of them starts (*lo_p; at most *z_p), and the bucket's shard length. */
+static void slot_window(zero_engine_h e, const engine_grad_slice_t *g, size_t *a_p, size_t *z_p, size_t *lo_p,
+                        size_t *shard_p)
+{
+    const struct zero_param *p = e->params[g->param];
+    const zero_layout_param_t *lp = &e->layout->params[g->param];
+    const zero_layout_bucket_t *bk = &e->layout->buckets[lp->bucket];
+    size_t row = engine_row_elems(p), shard = bk->length / (size_t)e->own_world;
+    size_t a = lp->offset - bk->offset + (size_t)g->first * row, z = a + (size_t)g->count * row;
+    size_t own_lo = (size_t)e->own_rank * shard, lo = a > own_lo ? a : own_lo;
+    *a_p = a;
+    *z_p = z;
+    *lo_p = lo < z ? lo : z;
+    *shard_p = shard;
+}
+
+/* Waits for slot @p s's reduce-scatter and adds this rank's part into its gradient shard. */
 static zero_status_t finish_slot(zero_engine_h e, int s)
 {
     engine_grad_slice_t *g = &e->grad_slices[s];
     struct zero_param *p = e->params[g->param];
     const zero_layout_param_t *lp = &e->layout->params[g->param];
-    const zero_layout_bucket_t *bk = &e->layout->buckets[lp->bucket];
     group_state_t *gs = &e->groups[lp->group];
-    size_t esz = dtype_bytes(p->dtype), row = engine_row_elems(p), shard = bk->length / (size_t)e->own_world;
-    size_t a = lp->offset - bk->offset + (size_t)g->first * row, z = a + (size_t)g->count * row;
-    size_t own_lo = (size_t)e->own_rank * shard, own_hi = own_lo + shard;
-    size_t lo = a > own_lo ? a : own_lo, hi = z < own_hi ? z : own_hi;
-    zero_status_t status = engine_wait(e, &g->req, "gradient slice allreduce");
+    size_t esz = dtype_bytes(p->dtype), a, z, lo, shard;
+    size_t own_lo, own_hi, hi;
+    zero_status_t status = engine_wait(e, &g->req, "gradient slice reduce-scatter");
+    slot_window(e, g, &a, &z, &lo, &shard);
+    own_lo = (size_t)e->own_rank * shard;
+    own_hi = own_lo + shard;
+    hi = z < own_hi ? z : own_hi;
     if (status == ZERO_OK && lo < hi) {
         uint64_t mark = zero_log_error_mark();
         status = e->ops->accumulate(e->ops_ctx, p->dtype,
@@ -241,15 +259,18 @@ static zero_status_t start_slot(zero_engine_h e, int s)
     engine_grad_slice_t *g = &e->grad_slices[s];
     struct zero_param *p = e->params[g->param];
     uint64_t mark = zero_log_error_mark();
+    size_t a, lo, z, shard;
     zero_status_t status;
     g->reducing = 1;
     g->started = e->grad_slice_seq++;
-    status = zero_comm_allreduce_start(e->comm, g->buf, g->buf, (size_t)g->count * engine_row_elems(p), p->dtype,
-                                       ZERO_COMM_AVG, e->kind, &g->req);
+    slot_window(e, g, &a, &z, &lo, &shard);
+    /* In place: this rank's part of the average lands where finish_slot() reads it. */
+    status = zero_comm_reduce_scatter_range_start(e->comm, g->buf, (char *)g->buf + (lo - a) * dtype_bytes(p->dtype),
+                                                  a, z - a, shard, p->dtype, ZERO_COMM_AVG, &g->req);
     if (status != ZERO_OK) {
         e->state = ENGINE_FAILED;
-        engine_keep_error(e, mark, "allreduce of the gradient of %s rows [%" PRId64 ", %" PRId64 ") failed to start: %s",
-                          p->name, g->first, g->first + g->count, zero_status_string(status));
+        engine_keep_error(e, mark, "reduce-scatter of the gradient of %s rows [%" PRId64 ", %" PRId64 ") failed to "
+                          "start: %s", p->name, g->first, g->first + g->count, zero_status_string(status));
         g->req = NULL;
         put_buffer(e, g);
         return status;
