@@ -27,22 +27,41 @@
  * fp32 master: the engine adds only the Adam moments of that 1/W (8/W bytes
  * per parameter) to the trainer's own 8.
  *
+ * Stage 3 (the weights themselves sharded) runs on the engine's buffers and
+ * goes layer by layer: the tensors that are not stacked (wte, wpe, lnfw,
+ * lnfb) are gathered whole around each micro-batch, and each layer's rows of
+ * the 12 stacked tensors are gathered as slices for the layer's forward and
+ * again for its backward (zero_gather_slices / zero_param_slice_data), its
+ * gradients written into gradient slices handed over as soon as the layer's
+ * backward is done (zero_param_grad_slice / zero_grad_slice_ready). Once the
+ * first micro-batch has recorded the order, the engine prefetches the next
+ * layer while this one computes. So a rank holds one or two layers of the
+ * stacked tensors at a time, never all L: "LayerAccess" below is the whole
+ * difference, and the kernels are untouched.
+ *
  * Modes (--buffers):
  *   adopt   (default; stages 0-2) the engine adopts params_memory and grads_memory;
  *   views   each tensor registered as a view into the buffers (the engine keeps
  *           its own flat copies besides: the cost adoption removes);
- *   engine  the engine's own buffers; the trainer points its tensors at
- *           zero_param_data / zero_param_grad (stage 3 always runs this way here:
- *           it gathers every tensor around the forward and backward).
+ *   engine  the engine's own buffers (always at stage 3), reached as
+ *           --gather says: "layers" (default) as above, "whole" every tensor
+ *           gathered whole around the forward and backward, through
+ *           zero_param_data / zero_param_grad. At stages 0-2 the same calls
+ *           are windows on the full tensors and nothing is gathered.
+ * --layers L (default 2) sets the model's depth.
  * --reference runs no engine: plain llm.c AdamW on one process over the same
  * global batches (every rank's micro-batches of each step, read through the
  * same samplers), the yardstick the test compares the engine's losses with.
  *
- * Usage: train_flat --config ds_config.json [--steps N] [--buffers adopt|views|engine]
- *        train_flat --config ds_config.json --reference --world W [--steps N]
- * (the engine modes under zero-launch). Rank 0 prints "step=N train_loss=x" per
- * step (the global batch's mean loss), then "memory: ..." (zero_engine_memory)
- * and "timing: step_ms=..." (mean over the steps after the first).
+ * Usage: train_flat --config ds_config.json [--steps N] [--layers L] [--buffers adopt|views|engine]
+ *                   [--gather layers|whole]
+ *        train_flat --config ds_config.json --reference --world W [--steps N] [--layers L]
+ * (the engine modes under zero-launch; ds_config_stage3.json is a stage-3
+ * config). Rank 0 prints "step=N train_loss=x" per step (the global batch's
+ * mean loss), then "memory: ..." (zero_engine_memory, with buffers_peak, and
+ * gathered_peak: the most working memory seen with a layer gathered in the
+ * forward, beside one layer's and the unstacked tensors' bytes) and
+ * "timing: step_ms=..." (mean over the steps after the first).
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
@@ -58,8 +77,12 @@
 
 /* ---- the model, as llm.c lays it out ---- */
 
-enum { V = 64, MAX_T = 16, L = 2, NH = 2, C = 32, T = 16, NUM_SEQUENCES = 2048 };
+enum { V = 64, MAX_T = 16, NH = 2, C = 32, T = 16, NUM_SEQUENCES = 2048 };
 #define NUM_PARAMETER_TENSORS 16
+#define FIRST_STACKED 2   /* tensors 2 .. 13 (ln1w .. fcprojb) are stacked across the layers */
+#define NUM_STACKED 12
+
+static int L = 2;   /* layers (--layers): the first dimension of the stacked tensors */
 
 typedef struct {
     float *wte;      /* (V, C) */
@@ -83,9 +106,19 @@ typedef struct {
 static const char *const tensor_names[NUM_PARAMETER_TENSORS] = {
     "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
     "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
-static const int64_t tensor_shapes[NUM_PARAMETER_TENSORS][3] = {
-    {V, C, 0}, {MAX_T, C, 0}, {L, C, 0}, {L, C, 0}, {L, 3 * C, C}, {L, 3 * C, 0}, {L, C, C}, {L, C, 0},
-    {L, C, 0}, {L, C, 0}, {L, 4 * C, C}, {L, 4 * C, 0}, {L, C, 4 * C}, {L, C, 0}, {C, 0, 0}, {C, 0, 0}};
+static int64_t tensor_shapes[NUM_PARAMETER_TENSORS][3];
+
+/* The shapes for L layers (llm.c's fill_in_parameter_sizes). */
+static void set_layers(int layers)
+{
+    const int64_t s[NUM_PARAMETER_TENSORS][3] = {
+        {V, C, 0},      {MAX_T, C, 0},      {layers, C, 0},        {layers, C, 0},
+        {layers, 3 * C, C}, {layers, 3 * C, 0}, {layers, C, C},    {layers, C, 0},
+        {layers, C, 0}, {layers, C, 0},     {layers, 4 * C, C},    {layers, 4 * C, 0},
+        {layers, C, 4 * C}, {layers, C, 0}, {C, 0, 0},             {C, 0, 0}};
+    L = layers;
+    memcpy(tensor_shapes, s, sizeof(s));
+}
 
 static size_t tensor_numel(int i)
 {
@@ -103,12 +136,26 @@ static int tensor_ndim(int i)
     return k;
 }
 
+/* The elements of one layer (one row of the first dimension) of stacked tensor @p i. */
+static size_t row_numel(int i)
+{
+    return tensor_numel(i) / (size_t)tensor_shapes[i][0];
+}
+
+/* The 16 pointers of @p p, in tensor order. */
+static void tensor_members(ParameterTensors *p, float **ptrs[NUM_PARAMETER_TENSORS])
+{
+    float **m[NUM_PARAMETER_TENSORS] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
+                                        &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb,
+                                        &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
+    memcpy(ptrs, m, sizeof(m));
+}
+
 /* llm.c's point_parameters: consecutive tensors in one block. */
 static void point_parameters(ParameterTensors *p, float *memory)
 {
-    float **ptrs[NUM_PARAMETER_TENSORS] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
-                                           &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb,
-                                           &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
+    float **ptrs[NUM_PARAMETER_TENSORS];
+    tensor_members(p, ptrs);
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         *ptrs[i] = memory;
         memory += tensor_numel(i);
@@ -117,11 +164,33 @@ static void point_parameters(ParameterTensors *p, float *memory)
 
 static void point_tensors_at(ParameterTensors *p, float *const *at)
 {
-    float **ptrs[NUM_PARAMETER_TENSORS] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
-                                           &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb,
-                                           &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
+    float **ptrs[NUM_PARAMETER_TENSORS];
+    tensor_members(p, ptrs);
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
         *ptrs[i] = at[i];
+}
+
+/* One layer's weights, or gradients: row l of each stacked tensor. */
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+} LayerTensors;
+
+static void layer_members(LayerTensors *t, float **ptrs[NUM_STACKED])
+{
+    float **m[NUM_STACKED] = {&t->ln1w, &t->ln1b, &t->qkvw, &t->qkvb, &t->attprojw, &t->attprojb,
+                              &t->ln2w, &t->ln2b, &t->fcw, &t->fcb, &t->fcprojw, &t->fcprojb};
+    memcpy(ptrs, m, sizeof(m));
+}
+
+/* llm.c's pointer arithmetic: layer l of the stacked tensors of @p p (qkvw + l * 3C * C, ...). */
+static void layer_of(const ParameterTensors *p, int l, LayerTensors *out)
+{
+    ParameterTensors copy = *p;
+    float **src[NUM_PARAMETER_TENSORS], **dst[NUM_STACKED];
+    tensor_members(&copy, src);
+    layer_members(out, dst);
+    for (int k = 0; k < NUM_STACKED; k++)
+        *dst[k] = *src[FIRST_STACKED + k] + (size_t)l * row_numel(FIRST_STACKED + k);
 }
 
 /* Activations (and, with the same layout, their gradients), as llm.c's ActivationTensors. */
@@ -374,10 +443,94 @@ static void softmax_forward(float *probs, const float *logits, int BT)
     }
 }
 
+/* ---- how forward and backward reach one layer ---- */
+
+/*
+ * Without an engine (eng NULL) layer l is llm.c's pointer arithmetic into the
+ * full stacked tensors p and g: the reference, and stages 0-2 where those are
+ * the trainer's own (adopted) buffers. With one (LIBZERO, stage 3, --gather
+ * layers) layer l is row l of each of the 12 stacked tensors, gathered as
+ * slices for the layer's forward and again for its backward and released
+ * after each, and the backward writes the layer's gradients into gradient
+ * slices that are handed over as soon as the layer is done. Only one layer
+ * of a stacked tensor is then held at a time (two while the engine
+ * prefetches the next one), instead of all L.
+ */
+typedef struct {
+    const ParameterTensors *p, *g;   /* eng NULL: the full stacked tensors */
+    zero_engine_h eng;
+    const zero_param_h *stacked;     /* the handles of the 12 stacked tensors, in tensor order */
+    uint64_t gathered_peak;          /* the most working memory seen with a layer gathered in the forward */
+} LayerAccess;
+
+static void layer_slices(const LayerAccess *a, int l, zero_param_slice_t s[NUM_STACKED])
+{
+    for (int k = 0; k < NUM_STACKED; k++) {
+        s[k].param = a->stacked[k];
+        s[k].first = l;
+        s[k].count = 1;
+    }
+}
+
+/* Layer l's weights into *w and, in the backward (g != NULL), where its gradients go into *g. */
+static zero_status_t layer_open(LayerAccess *a, int l, LayerTensors *w, LayerTensors *g)
+{
+    zero_param_slice_t s[NUM_STACKED];
+    float **wm[NUM_STACKED], **gm[NUM_STACKED];
+    zero_status_t status;
+    if (a->eng == NULL) {
+        layer_of(a->p, l, w);
+        if (g != NULL)
+            layer_of(a->g, l, g);
+        return ZERO_OK;
+    }
+    /* LIBZERO (stage 3): the layer's 12 slices in one call, so their transfers run together.
+     * After the first micro-batch the engine has this order and prefetches the next layer
+     * while this one computes (stage3_prefetch_bucket_size: one layer's elements). */
+    layer_slices(a, l, s);
+    status = zero_gather_slices(a->eng, s, NUM_STACKED);
+    if (status != ZERO_OK)
+        return status;
+    layer_members(w, wm);
+    if (g != NULL)
+        layer_members(g, gm);
+    for (int k = 0; k < NUM_STACKED; k++) {
+        *wm[k] = zero_param_slice_data(a->stacked[k], l, 1);   /* was params.qkvw + l * 3C * C, ... */
+        if (g != NULL && (*gm[k] = zero_param_grad_slice(a->stacked[k], l, 1)) == NULL)
+            return ZERO_ERR_STATE;   /* the reason is in zero_engine_last_error() */
+    }
+    if (g == NULL) {
+        zero_engine_memory_t mem;
+        status = zero_engine_memory(a->eng, &mem);
+        if (status == ZERO_OK && mem.buffers > a->gathered_peak)
+            a->gathered_peak = mem.buffers;
+    }
+    return status;
+}
+
+/* The layer's forward (backward) is done with its weights (and gradients). */
+static zero_status_t layer_close(LayerAccess *a, int l, int backward)
+{
+    zero_param_slice_t s[NUM_STACKED];
+    if (a->eng == NULL)
+        return ZERO_OK;
+    layer_slices(a, l, s);
+    /* LIBZERO (stage 3): the layer's gradients are complete; each slice is reduced into its
+     * owners' shards while the backward goes on to the layer below. */
+    for (int k = NUM_STACKED - 1; backward && k >= 0; k--) {
+        zero_status_t status = zero_grad_slice_ready(a->eng, a->stacked[k], l, 1);
+        if (status != ZERO_OK)
+            return status;
+    }
+    return zero_release_slices(a->eng, s, NUM_STACKED);
+}
+
 /* ---- forward and backward of a micro-batch (llm.c's gpt2_forward / gpt2_backward) ---- */
 
-/* Mean loss over the B x T tokens. */
-static float forward(const ParameterTensors *p, ActivationTensors *a, const int *inputs, const int *targets, int B)
+/* The mean loss over the B x T tokens into *loss_p. p holds the tensors that are not
+ * stacked (wte, wpe, lnfw, lnfb); the layers come through @p acc. */
+static zero_status_t forward(const ParameterTensors *p, LayerAccess *acc, ActivationTensors *a, const int *inputs,
+                             const int *targets, int B, float *loss_p)
 {
     int BT = B * T;
     size_t btc = (size_t)BT * C;
@@ -389,18 +542,23 @@ static float forward(const ParameterTensors *p, ActivationTensors *a, const int 
         float *preatt = a->preatt + (size_t)l * B * NH * T * T, *att = a->att + (size_t)l * B * NH * T * T;
         float *attproj = a->attproj + l * btc, *residual2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
         float *fch = a->fch + l * btc * 4, *fch_gelu = a->fch_gelu + l * btc * 4, *fcproj = a->fcproj + l * btc;
-        layernorm_forward(ln1, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, residual, p->ln1w + l * C,
-                          p->ln1b + l * C, BT);
-        matmul_forward(qkv, ln1, p->qkvw + (size_t)l * 3 * C * C, p->qkvb + l * 3 * C, BT, C, 3 * C);
+        LayerTensors w;
+        zero_status_t status = layer_open(acc, l, &w, NULL);
+        if (status != ZERO_OK)
+            return status;
+        layernorm_forward(ln1, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, residual, w.ln1w, w.ln1b, BT);
+        matmul_forward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
         attention_forward(atty, preatt, att, qkv, B);
-        matmul_forward(attproj, atty, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, BT, C, C);
+        matmul_forward(attproj, atty, w.attprojw, w.attprojb, BT, C, C);
         residual_forward(residual2, residual, attproj, btc);
-        layernorm_forward(ln2, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, residual2, p->ln2w + l * C,
-                          p->ln2b + l * C, BT);
-        matmul_forward(fch, ln2, p->fcw + (size_t)l * 4 * C * C, p->fcb + l * 4 * C, BT, C, 4 * C);
+        layernorm_forward(ln2, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, residual2, w.ln2w, w.ln2b, BT);
+        matmul_forward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
         gelu_forward(fch_gelu, fch, btc * 4);
-        matmul_forward(fcproj, fch_gelu, p->fcprojw + (size_t)l * C * 4 * C, p->fcprojb + l * C, BT, 4 * C, C);
+        matmul_forward(fcproj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
         residual_forward(a->residual3 + l * btc, residual2, fcproj, btc);
+        status = layer_close(acc, l, 0);
+        if (status != ZERO_OK)
+            return status;
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (size_t)(L - 1) * btc, p->lnfw, p->lnfb, BT);
     matmul_forward(a->logits, a->lnf, p->wte, NULL, BT, C, V);   /* the output layer shares wte */
@@ -409,12 +567,15 @@ static float forward(const ParameterTensors *p, ActivationTensors *a, const int 
         a->losses[r] = -logf(a->probs[(size_t)r * V + targets[r]]);
         loss += a->losses[r];
     }
-    return loss / (float)BT;
+    *loss_p = loss / (float)BT;
+    return ZERO_OK;
 }
 
-/* Gradients of (dloss x the sum of the token losses) are ADDED into g; da must be zero. */
-static void backward(const ParameterTensors *p, const ParameterTensors *g, const ActivationTensors *a,
-                     ActivationTensors *da, const int *inputs, const int *targets, int B, float dloss)
+/* Gradients of (dloss x the sum of the token losses) are ADDED into g (the tensors
+ * that are not stacked; the layers' through @p acc); da must be zero. */
+static zero_status_t backward(const ParameterTensors *p, const ParameterTensors *g, LayerAccess *acc,
+                              const ActivationTensors *a, ActivationTensors *da, const int *inputs,
+                              const int *targets, int B, float dloss)
 {
     int BT = B * T;
     size_t btc = (size_t)BT * C;
@@ -428,26 +589,33 @@ static void backward(const ParameterTensors *p, const ParameterTensors *g, const
         const float *residual = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * btc;
         float *dresidual = l == 0 ? da->encoded : da->residual3 + (size_t)(l - 1) * btc;
         size_t att_off = (size_t)l * B * NH * T * T;
+        LayerTensors w, dw;
+        zero_status_t status = layer_open(acc, l, &w, &dw);
+        if (status != ZERO_OK)
+            return status;
         residual_backward(da->residual2 + l * btc, da->fcproj + l * btc, da->residual3 + l * btc, btc);
-        matmul_backward(da->fch_gelu + l * btc * 4, g->fcprojw + (size_t)l * C * 4 * C, g->fcprojb + l * C,
-                        da->fcproj + l * btc, a->fch_gelu + l * btc * 4, p->fcprojw + (size_t)l * C * 4 * C, BT,
-                        4 * C, C);
+        matmul_backward(da->fch_gelu + l * btc * 4, dw.fcprojw, dw.fcprojb, da->fcproj + l * btc,
+                        a->fch_gelu + l * btc * 4, w.fcprojw, BT, 4 * C, C);
         gelu_backward(da->fch + l * btc * 4, a->fch + l * btc * 4, da->fch_gelu + l * btc * 4, btc * 4);
-        matmul_backward(da->ln2 + l * btc, g->fcw + (size_t)l * 4 * C * C, g->fcb + l * 4 * C, da->fch + l * btc * 4,
-                        a->ln2 + l * btc, p->fcw + (size_t)l * 4 * C * C, BT, C, 4 * C);
-        layernorm_backward(da->residual2 + l * btc, g->ln2w + l * C, g->ln2b + l * C, da->ln2 + l * btc,
-                           a->residual2 + l * btc, p->ln2w + l * C, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, BT);
+        matmul_backward(da->ln2 + l * btc, dw.fcw, dw.fcb, da->fch + l * btc * 4, a->ln2 + l * btc, w.fcw, BT, C,
+                        4 * C);
+        layernorm_backward(da->residual2 + l * btc, dw.ln2w, dw.ln2b, da->ln2 + l * btc, a->residual2 + l * btc,
+                           w.ln2w, a->ln2_mean + l * BT, a->ln2_rstd + l * BT, BT);
         residual_backward(dresidual, da->attproj + l * btc, da->residual2 + l * btc, btc);
-        matmul_backward(da->atty + l * btc, g->attprojw + (size_t)l * C * C, g->attprojb + l * C,
-                        da->attproj + l * btc, a->atty + l * btc, p->attprojw + (size_t)l * C * C, BT, C, C);
+        matmul_backward(da->atty + l * btc, dw.attprojw, dw.attprojb, da->attproj + l * btc, a->atty + l * btc,
+                        w.attprojw, BT, C, C);
         attention_backward(da->qkv + l * btc * 3, da->preatt + att_off, da->att + att_off, da->atty + l * btc,
                            a->qkv + l * btc * 3, a->att + att_off, B);
-        matmul_backward(da->ln1 + l * btc, g->qkvw + (size_t)l * 3 * C * C, g->qkvb + l * 3 * C,
-                        da->qkv + l * btc * 3, a->ln1 + l * btc, p->qkvw + (size_t)l * 3 * C * C, BT, C, 3 * C);
-        layernorm_backward(dresidual, g->ln1w + l * C, g->ln1b + l * C, da->ln1 + l * btc, residual,
-                           p->ln1w + l * C, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, BT);
+        matmul_backward(da->ln1 + l * btc, dw.qkvw, dw.qkvb, da->qkv + l * btc * 3, a->ln1 + l * btc, w.qkvw, BT,
+                        C, 3 * C);
+        layernorm_backward(dresidual, dw.ln1w, dw.ln1b, da->ln1 + l * btc, residual, w.ln1w,
+                           a->ln1_mean + l * BT, a->ln1_rstd + l * BT, BT);
+        status = layer_close(acc, l, 1);
+        if (status != ZERO_OK)
+            return status;
     }
     encoder_backward(g->wte, g->wpe, da->encoded, inputs, B);
+    return ZERO_OK;
 }
 
 /* ---- data and initial values ---- */
@@ -556,9 +724,13 @@ static int run_reference(const char *config, int world, long steps)
                 if (zero_sampler_next(samplers[r], idx, &n, NULL, NULL) != ZERO_OK)
                     goto out;
                 load_batch(idx, n, inputs, targets);
-                loss += forward(&p, &a, inputs, targets, (int)n);
+                LayerAccess acc = {.p = &p, .g = &g};
+                float mb_loss;
+                (void)forward(&p, &acc, &a, inputs, targets, (int)n, &mb_loss);   /* no engine: cannot fail */
+                loss += mb_loss;
                 memset(dacts_memory, 0, act_size * sizeof(float));
-                backward(&p, &g, &a, &da, inputs, targets, (int)n, 1.0f / ((float)(n * T) * (float)(gas * world)));
+                backward(&p, &g, &acc, &a, &da, inputs, targets, (int)n,
+                         1.0f / ((float)(n * T) * (float)(gas * world)));
             }
         for (size_t i = 0; i < num_parameters; i++) {   /* llm.c's gpt2_update */
             float gi = grads[i];
@@ -606,9 +778,9 @@ enum buffers_mode { BUFFERS_ADOPT, BUFFERS_VIEWS, BUFFERS_ENGINE };
 
 int main(int argc, char **argv)
 {
-    const char *config = NULL, *mode_name = "adopt";
+    const char *config = NULL, *mode_name = "adopt", *gather_name = "layers";
     long steps = 100;
-    int rc = 1, reference = 0, ref_world = 1;
+    int rc = 1, reference = 0, ref_world = 1, layers = 2;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--reference") == 0)
             reference = 1;
@@ -618,35 +790,49 @@ int main(int argc, char **argv)
             steps = atol(argv[++i]);
         else if (i + 1 < argc && strcmp(argv[i], "--buffers") == 0)
             mode_name = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--gather") == 0)
+            gather_name = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--world") == 0)
             ref_world = atoi(argv[++i]);
+        else if (i + 1 < argc && strcmp(argv[i], "--layers") == 0)
+            layers = atoi(argv[++i]);
     }
     enum buffers_mode mode = strcmp(mode_name, "views") == 0    ? BUFFERS_VIEWS
                              : strcmp(mode_name, "engine") == 0 ? BUFFERS_ENGINE
                                                                 : BUFFERS_ADOPT;
-    if (config == NULL || steps < 1 || ref_world < 1 ||
-        (strcmp(mode_name, "adopt") != 0 && mode != BUFFERS_VIEWS && mode != BUFFERS_ENGINE)) {
-        fprintf(stderr, "usage: train_flat --config ds_config.json [--steps N] [--buffers adopt|views|engine]\n"
-                        "       train_flat --config ds_config.json --reference --world W [--steps N]\n");
+    int by_layer = strcmp(gather_name, "layers") == 0;
+    if (config == NULL || steps < 1 || ref_world < 1 || layers < 1 || layers > 64 ||
+        (strcmp(mode_name, "adopt") != 0 && mode != BUFFERS_VIEWS && mode != BUFFERS_ENGINE) ||
+        (!by_layer && strcmp(gather_name, "whole") != 0)) {
+        fprintf(stderr, "usage: train_flat --config ds_config.json [--steps N] [--layers L] "
+                        "[--buffers adopt|views|engine] [--gather layers|whole]\n"
+                        "       train_flat --config ds_config.json --reference --world W [--steps N] [--layers L]\n");
         return 2;
     }
+    set_layers(layers);
     if (reference)
         return run_reference(config, ref_world, steps);
 
     zero_comm_h comm = NULL;
     zero_engine_h eng = NULL;
     zero_sampler_h sampler = NULL;
-    zero_param_h handles[NUM_PARAMETER_TENSORS];
-    size_t num_parameters = 0, capacity = 0, act_size, offsets[NUM_PARAMETER_TENSORS];
+    zero_param_h handles[NUM_PARAMETER_TENSORS], whole[NUM_PARAMETER_TENSORS];
+    size_t num_parameters = 0, capacity = 0, act_size, offsets[NUM_PARAMETER_TENSORS], num_whole = 0;
+    size_t layer_elems = 0, unstacked_elems = 0;
     float *params_memory = NULL, *grads_memory = NULL, *acts_memory = NULL, *dacts_memory = NULL;
     int *inputs = NULL, *targets = NULL, shared = 0;
     uint64_t *idx = NULL;
     double t_steps = 0;
     ParameterTensors p, g;
     ActivationTensors a, da;
+    LayerAccess acc = {.p = &p, .g = &g};
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         offsets[i] = num_parameters;
         num_parameters += tensor_numel(i);
+        if (i >= FIRST_STACKED && i < FIRST_STACKED + NUM_STACKED)
+            layer_elems += row_numel(i);
+        else
+            unstacked_elems += tensor_numel(i);
     }
 
     /* LIBZERO 1: a communicator (its memory lets collectives read peers' buffers in
@@ -663,6 +849,8 @@ int main(int argc, char **argv)
         mode = BUFFERS_ENGINE;
         mode_name = "engine";
     }
+    if (mode != BUFFERS_ENGINE)
+        gather_name = "none";   /* the trainer's own buffers hold every weight */
 
     /* The trainer's memory. LIBZERO 2: room for the partition's padding (at most 64 x W - 1
      * elements) and, with several ranks, from the communicator. */
@@ -718,6 +906,15 @@ int main(int argc, char **argv)
     if (mode == BUFFERS_ENGINE) {
         free(params_memory);   /* the engine holds the weights now */
         params_memory = NULL;
+        /* Gathered whole: every tensor (--gather whole), or only those not stacked
+         * (wte, wpe, lnfw, lnfb); the layers then come one at a time as slices. */
+        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
+            if (!by_layer || i < FIRST_STACKED || i >= FIRST_STACKED + NUM_STACKED)
+                whole[num_whole++] = handles[i];
+        if (by_layer) {
+            acc.eng = eng;
+            acc.stacked = handles + FIRST_STACKED;
+        }
     }
 
     act_size = point_activations(&a, NULL, (int)B);
@@ -740,32 +937,35 @@ int main(int argc, char **argv)
         double t0 = now_s();
         for (uint64_t mi = 0; mi < gas; mi++) {
             size_t n;
-            float seed;
+            float seed, mb_loss;
             CHECK(zero_sampler_next(sampler, idx, &n, NULL, NULL));
             load_batch(idx, n, inputs, targets);
-            if (mode == BUFFERS_ENGINE) {   /* stage 3: every tensor gathered (a no-op at stages 0-2) */
-                float *at[NUM_PARAMETER_TENSORS];
-                CHECK(zero_gather(eng, handles, NUM_PARAMETER_TENSORS));
+            if (mode == BUFFERS_ENGINE) {   /* stage 3: the weights used whole are gathered (a no-op at stages 0-2) */
+                float *at[NUM_PARAMETER_TENSORS] = {NULL};
+                CHECK(zero_gather(eng, whole, num_whole));
                 for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
-                    at[i] = zero_param_data(handles[i]);
+                    if (!by_layer || i < FIRST_STACKED || i >= FIRST_STACKED + NUM_STACKED)
+                        at[i] = zero_param_data(handles[i]);
                 point_tensors_at(&p, at);
             }
-            loss += forward(&p, &a, inputs, targets, (int)n);
+            CHECK(forward(&p, &acc, &a, inputs, targets, (int)n, &mb_loss));
+            loss += mb_loss;
             /* LIBZERO 5: the backward is bracketed; seed = 1 / (micro-batches per step)
              * x loss scale. The engine zeroes the weights' gradients after each step;
              * the activations' gradients are the trainer's to clear. */
             CHECK(zero_backward_begin(eng, &seed));
             if (mode == BUFFERS_ENGINE) {
-                float *at[NUM_PARAMETER_TENSORS];
+                float *at[NUM_PARAMETER_TENSORS] = {NULL};
                 for (int i = 0; i < NUM_PARAMETER_TENSORS; i++)
-                    at[i] = zero_param_grad(handles[i]);
+                    if (!by_layer || i < FIRST_STACKED || i >= FIRST_STACKED + NUM_STACKED)
+                        at[i] = zero_param_grad(handles[i]);
                 point_tensors_at(&g, at);
             }
             memset(dacts_memory, 0, act_size * sizeof(float));
-            backward(&p, &g, &a, &da, inputs, targets, (int)n, seed / (float)(n * T));
+            CHECK(backward(&p, &g, &acc, &a, &da, inputs, targets, (int)n, seed / (float)(n * T)));
             CHECK(zero_backward_end(eng));
             if (mode == BUFFERS_ENGINE)
-                CHECK(zero_release(eng, handles, NUM_PARAMETER_TENSORS));
+                CHECK(zero_release(eng, whole, num_whole));
             /* LIBZERO 6: replaces gpt2_update() and gpt2_zero_grad(). */
             CHECK(zero_step(eng, NULL));
         }
@@ -780,12 +980,16 @@ int main(int argc, char **argv)
         double trainer = mode == BUFFERS_ENGINE ? 0.0 : 2.0 * (double)capacity * sizeof(float);
         CHECK(zero_engine_memory(eng, &mem));
         if (rank == 0) {
-            printf("memory: buffers=%s stage=%d world=%d parameters=%zu engine_bytes=%llu "
-                   "engine_bytes_per_param=%.3f trainer_bytes_per_param=%.3f\n",
-                   mode_name, stage, world, num_parameters, (unsigned long long)mem.total,
-                   (double)mem.total / (double)num_parameters, trainer / (double)num_parameters);
+            printf("memory: buffers=%s gather=%s stage=%d world=%d layers=%d parameters=%zu engine_bytes=%llu "
+                   "engine_bytes_per_param=%.3f trainer_bytes_per_param=%.3f buffers_peak=%llu gathered_peak=%llu "
+                   "layer_bytes=%zu unstacked_bytes=%zu\n",
+                   mode_name, gather_name, stage, world, L, num_parameters, (unsigned long long)mem.total,
+                   (double)mem.total / (double)num_parameters, trainer / (double)num_parameters,
+                   (unsigned long long)mem.buffers_peak, (unsigned long long)acc.gathered_peak,
+                   layer_elems * sizeof(float), unstacked_elems * sizeof(float));
             if (steps > 1)
-                printf("timing: buffers=%s step_ms=%.3f\n", mode_name, 1e3 * t_steps / (double)(steps - 1));
+                printf("timing: buffers=%s gather=%s step_ms=%.3f\n", mode_name, gather_name,
+                       1e3 * t_steps / (double)(steps - 1));
         }
     }
     rc = 0;

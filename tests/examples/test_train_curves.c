@@ -20,13 +20,17 @@
  *
  * Flat (argv[1] = "flat"): train_flat (llm.c's layout: one contiguous fp32
  * buffer for the weights, one for the gradients, tensors stacked across
- * layers) with its buffers adopted by the engine, at world sizes 1-3 and
- * stages 0-2, against its own plain llm.c AdamW on one process over the same
- * global batches (--reference): every step's loss within 1e-6 nats (the
- * gradients are summed in another order across ranks; measured up to 7.1e-7),
- * the loss falling by 0.5 nats over 20 steps, and the engine's memory at
- * stages 1-2 at most 8/W bytes per parameter (+2% padding); at world size 2
- * also through views (stage 1) and the engine's own buffers (stage 2).
+ * layers) with its buffers adopted by the engine at stages 0-2, and at stage
+ * 3 layer by layer through slices (slice gathers, gradient slices, the next
+ * layer prefetched), at world sizes 1-3, against its own plain llm.c AdamW on
+ * one process over the same global batches (--reference): every step's loss
+ * within 1e-6 nats (the gradients are summed in another order across ranks;
+ * measured up to 7.1e-7), the loss falling by 0.5 nats over 20 steps, and the
+ * engine's memory at stages 1-2 at most 8/W bytes per parameter (+2%
+ * padding); at world size 2 also through views (stage 1), the engine's own
+ * buffers gathered whole (stages 2 and 3) and slices at stage 2 (windows).
+ * Then stage 3's working memory layer by layer against whole gathers
+ * (test_flat_memory below).
  *
  * Resume (argv[1] = "resume"): 2N steps in one launch vs N steps, stop, and a
  * new launch that resumes from latest for N more: identical per-step losses
@@ -183,9 +187,21 @@ static void test_world34(void)
     check_curve(4, 3, "bf16");
 }
 
+/* What train_flat's "memory:" line says (zero_engine_memory and the model's sizes). */
+typedef struct flat_memory {
+    double engine_bytes_per_param;
+    double buffers_peak, gathered_peak, layer_bytes, unstacked_bytes;
+} flat_memory_t;
+
+static double field_of(const char *line, const char *key)
+{
+    const char *at = strstr(line, key);
+    return at != NULL ? atof(at + strlen(key)) : -1.0;
+}
+
 /* train_flat's per-step losses (printed with 8 decimals) as doubles; the count found, -1 on failure.
- * The "memory:" line goes to *memory_line_p when not NULL. */
-static int run_flat(const char *cmd, double *losses, int max_steps, double *engine_bytes_per_param)
+ * The "memory:" line's figures go to *mem_p when not NULL. */
+static int run_flat(const char *cmd, double *losses, int max_steps, flat_memory_t *mem_p)
 {
     char line[1024], full[4096];
     int found = 0;
@@ -196,9 +212,13 @@ static int run_flat(const char *cmd, double *losses, int max_steps, double *engi
     while (fgets(line, sizeof(line), p) != NULL) {
         int step;
         double loss;
-        const char *m = strstr(line, " engine_bytes_per_param=");
-        if (strncmp(line, "memory:", 7) == 0 && m != NULL && engine_bytes_per_param != NULL)
-            *engine_bytes_per_param = atof(m + 24);
+        if (strncmp(line, "memory:", 7) == 0 && mem_p != NULL) {
+            mem_p->engine_bytes_per_param = field_of(line, " engine_bytes_per_param=");
+            mem_p->buffers_peak = field_of(line, " buffers_peak=");
+            mem_p->gathered_peak = field_of(line, " gathered_peak=");
+            mem_p->layer_bytes = field_of(line, " layer_bytes=");
+            mem_p->unstacked_bytes = field_of(line, " unstacked_bytes=");
+        }
         if (sscanf(line, "step=%d train_loss=%lf", &step, &loss) == 2 && step >= 1 && step <= max_steps) {
             losses[step - 1] = loss;
             found++;
@@ -209,6 +229,10 @@ static int run_flat(const char *cmd, double *losses, int max_steps, double *engi
     return pclose(p) == 0 ? found : -1;
 }
 
+/* One layer's rows of the 12 stacked tensors (12 C^2 + 13 C at C = 32): the stage-3
+ * prefetch budget, so that the engine prefetches exactly the next layer. */
+enum { FLAT_LAYER_ELEMS = 12 * 32 * 32 + 13 * 32, FLAT_STEPS = 20 };
+
 static void write_flat_config(const char *path, int stage)
 {
     FILE *f = fopen(path, "w");
@@ -216,50 +240,108 @@ static void write_flat_config(const char *path, int stage)
     fprintf(f, "{\"train_micro_batch_size_per_gpu\": 4, \"gradient_accumulation_steps\": 2, \"steps_per_print\": 0,\n"
                " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 3e-3, \"betas\": [0.9, 0.95], \"eps\": 1e-8,"
                " \"weight_decay\": 0.1}},\n"
-               " \"zero_optimization\": {\"stage\": %d}}\n", stage);
+               " \"zero_optimization\": {\"stage\": %d", stage);
+    if (stage == 3)   /* as examples/flat/ds_config_stage3.json: every tensor gathered, one layer prefetched */
+        fprintf(f, ", \"stage3_param_persistence_threshold\": 0, \"stage3_prefetch_bucket_size\": %d,"
+                   " \"stage3_max_reuse_distance\": 0", FLAT_LAYER_ELEMS);
+    fprintf(f, "}}\n");
     fclose(f);
 }
 
-/* One engine run of train_flat against the reference of its world size: every step within 1e-6 nats. */
-static void check_flat(int world, int stage, const char *buffers, const double *ref, double *bytes_p)
+/* train_flat --reference at world size @p world and @p layers layers into @p ref. */
+static void flat_reference(int world, int layers, double *ref)
 {
-    enum { FLAT_STEPS = 20 };
+    char cfg[512], cmd[2048];
+    snprintf(cfg, sizeof(cfg), "%s/flat_ref.json", tmpdir);
+    write_flat_config(cfg, 0);
+    snprintf(cmd, sizeof(cmd), "%s --config %s --steps %d --reference --world %d --layers %d", TRAIN_FLAT_PATH, cfg,
+             FLAT_STEPS, world, layers);
+    CU_ASSERT_FATAL(run_flat(cmd, ref, FLAT_STEPS, NULL) == FLAT_STEPS);
+}
+
+/* One engine run of train_flat (@p args: its --buffers, --gather, --layers) against the reference
+ * of its world size: every step within 1e-6 nats, and the loss falling by 0.5 over the run. */
+static void check_flat(int world, int stage, const char *args, const double *ref, flat_memory_t *mem_p)
+{
     char cfg[512], cmd[2048];
     double l[FLAT_STEPS], worst = 0;
     snprintf(cfg, sizeof(cfg), "%s/flat_s%d.json", tmpdir, stage);
     write_flat_config(cfg, stage);
-    snprintf(cmd, sizeof(cmd), "%s --launcher local --num_gpus %d --master_port 0 %s --config %s --steps %d --buffers %s",
-             ZERO_LAUNCH_PATH, world, TRAIN_FLAT_PATH, cfg, FLAT_STEPS, buffers);
-    CU_ASSERT_FATAL(run_flat(cmd, l, FLAT_STEPS, bytes_p) == FLAT_STEPS);
+    snprintf(cmd, sizeof(cmd), "%s --launcher local --num_gpus %d --master_port 0 %s --config %s --steps %d %s",
+             ZERO_LAUNCH_PATH, world, TRAIN_FLAT_PATH, cfg, FLAT_STEPS, args);
+    CU_ASSERT_FATAL(run_flat(cmd, l, FLAT_STEPS, mem_p) == FLAT_STEPS);
     for (int i = 0; i < FLAT_STEPS; i++)
         worst = fabs(l[i] - ref[i]) > worst ? fabs(l[i] - ref[i]) : worst;
-    printf("flat world=%d stage=%d buffers=%s: loss %.6f -> %.6f, max |loss - reference| %.2e\n", world, stage,
-           buffers, l[0], l[FLAT_STEPS - 1], worst);
+    printf("flat world=%d stage=%d %s: loss %.6f -> %.6f, max |loss - reference| %.2e\n", world, stage, args, l[0],
+           l[FLAT_STEPS - 1], worst);
     CU_ASSERT(worst <= 1e-6);
     CU_ASSERT(l[FLAT_STEPS - 1] < l[0] - 0.5);
 }
 
 static void test_flat(void)
 {
-    enum { FLAT_STEPS = 20 };
     for (int world = 1; world <= 3; world++) {
-        char cfg[512], cmd[2048];
-        double ref[FLAT_STEPS], bytes[3] = {0, 0, 0};
-        snprintf(cfg, sizeof(cfg), "%s/flat_ref.json", tmpdir);
-        write_flat_config(cfg, 0);
-        snprintf(cmd, sizeof(cmd), "%s --config %s --steps %d --reference --world %d", TRAIN_FLAT_PATH, cfg,
-                 FLAT_STEPS, world);
-        CU_ASSERT_FATAL(run_flat(cmd, ref, FLAT_STEPS, NULL) == FLAT_STEPS);
+        double ref[FLAT_STEPS];
+        flat_memory_t mem[3];
+        memset(mem, 0, sizeof(mem));
+        flat_reference(world, 2, ref);
         for (int stage = 0; stage <= 2; stage++)
-            check_flat(world, stage, "adopt", ref, &bytes[stage]);
+            check_flat(world, stage, "--buffers adopt", ref, &mem[stage]);
         /* the engine's model state: 8/W bytes per parameter at stages 1-2 (moments of the owned 1/W) */
-        CU_ASSERT(bytes[1] > 0 && bytes[1] <= 8.0 / world * 1.02);
-        CU_ASSERT(bytes[2] > 0 && bytes[2] <= 8.0 / world * 1.02);
-        if (world == 2) {   /* the other two ways of reaching the trainer's tensors agree as well */
-            check_flat(world, 1, "views", ref, NULL);
-            check_flat(world, 2, "engine", ref, NULL);
+        CU_ASSERT(mem[1].engine_bytes_per_param > 0 && mem[1].engine_bytes_per_param <= 8.0 / world * 1.02);
+        CU_ASSERT(mem[2].engine_bytes_per_param > 0 && mem[2].engine_bytes_per_param <= 8.0 / world * 1.02);
+        /* stage 3: layer by layer through slices, gradients handed over in slices */
+        check_flat(world, 3, "--gather layers", ref, NULL);
+        if (world == 2) {   /* the other ways of reaching the trainer's tensors agree as well */
+            check_flat(world, 1, "--buffers views", ref, NULL);
+            check_flat(world, 2, "--buffers engine --gather whole", ref, NULL);
+            check_flat(world, 2, "--buffers engine --gather layers", ref, NULL);   /* slices as windows */
+            check_flat(world, 3, "--gather whole", ref, NULL);
         }
     }
+}
+
+/*
+ * Stage 3's working memory layer by layer, at world size 2 and 6 layers (so that one layer is
+ * a small part of the model): zero_engine_memory's buffers_peak and the most seen with a layer
+ * gathered in the forward (gathered_peak), against the same trainer gathering every tensor
+ * whole. U = the unstacked tensors' bytes (wte, wpe, lnfw, lnfb), Y = one layer's rows of the
+ * 12 stacked ones, M = the model (U + 6 Y); fp32. Each pool block is rounded up to 64 bytes
+ * (A = 64 x the blocks counted).
+ *  - layer by layer, forward: U + Y gathered, and at most one more layer prefetched:
+ *    U + Y <= gathered_peak <= U + 2 Y + A (4 + 24 blocks); measured U + 2 Y + 768;
+ *  - layer by layer, whole micro-batch: at most U + 2 Y of weights, U of the unstacked
+ *    tensors' gradients, the open layer's gradient slices (Y) and the layer below's still
+ *    reducing (Y): buffers_peak <= 2 U + 4 Y + A (8 + 48 blocks), 0.71 M here; measured 0.56 M;
+ *  - whole tensors: every weight and every gradient at once, buffers_peak >= 2 M (2.02 M).
+ * Both runs train within 1e-6 of the reference at 6 layers.
+ */
+static void test_flat_memory(void)
+{
+    enum { LAYERS = 6 };
+    double ref[FLAT_STEPS], u, y, m;
+    flat_memory_t layers, whole;
+    char args[128];
+    memset(&layers, 0, sizeof(layers));
+    memset(&whole, 0, sizeof(whole));
+    flat_reference(2, LAYERS, ref);
+    snprintf(args, sizeof(args), "--gather layers --layers %d", LAYERS);
+    check_flat(2, 3, args, ref, &layers);
+    snprintf(args, sizeof(args), "--gather whole --layers %d", LAYERS);
+    check_flat(2, 3, args, ref, &whole);
+    u = layers.unstacked_bytes;
+    y = layers.layer_bytes;
+    m = u + LAYERS * y;
+    printf("flat stage-3 memory, world 2, %d layers: U=%.0f Y=%.0f M=%.0f bytes; layer by layer gathered_peak=%.0f "
+           "(%.3f M) buffers_peak=%.0f (%.3f M); whole tensors buffers_peak=%.0f (%.3f M); layers/whole %.3f\n",
+           LAYERS, u, y, m, layers.gathered_peak, layers.gathered_peak / m, layers.buffers_peak,
+           layers.buffers_peak / m, whole.buffers_peak, whole.buffers_peak / m,
+           layers.buffers_peak / whole.buffers_peak);
+    CU_ASSERT_FATAL(u > 0 && y > 0);
+    CU_ASSERT(layers.gathered_peak >= u + y);
+    CU_ASSERT(layers.gathered_peak <= u + 2 * y + 64.0 * (4 + 2 * 12));
+    CU_ASSERT(layers.buffers_peak <= 2 * u + 4 * y + 64.0 * (8 + 4 * 12));
+    CU_ASSERT(whole.buffers_peak >= 2 * m);
 }
 
 static int files_equal(const char *a, const char *b)
@@ -428,7 +510,8 @@ static CU_TestInfo curves34[] = {
     CU_TEST_INFO_NULL,
 };
 static CU_TestInfo flat[] = {
-    {"train_flat (llm.c layout, adopted buffers): stages 0-2 at W=1-3 equal plain AdamW", test_flat},
+    {"train_flat (llm.c layout): adopted buffers at stages 0-2, slices at 3, W=1-3, equal plain AdamW", test_flat},
+    {"train_flat at stage 3: layer-by-layer working memory against whole gathers", test_flat_memory},
     CU_TEST_INFO_NULL,
 };
 static CU_TestInfo resume[] = {
