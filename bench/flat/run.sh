@@ -12,9 +12,17 @@
 # for its two buffers, which every mode's trainer holds except "engine") and
 # the median step time over rounds, and the ratios adopt/engine and
 # adopt/views. Results: bench/results/flat.csv.
+# Stage 3 (ZERO_BENCH_STAGE3=1, the default; world sizes above 1 from
+# ZERO_BENCH_WORLDS) runs ds_config_stage3.json at ZERO_BENCH_LAYERS layers
+# (default 6) layer by layer through slices (--gather layers) against whole
+# gathers (--gather whole), interleaved the same way; it prints the engine's
+# bytes per parameter, buffers_peak per parameter (working memory: gathered
+# weights and gradient staging) and the step time, and their ratios.
+# Results: bench/results/flat-stage3.csv.
 # The last line is
 #   summary: bytes_adopt_w1=<a> bytes_engine_w1=<b> bytes_adopt_w2=<c> bytes_engine_w2=<d>
 #            step_adopt_over_engine=<r> step_adopt_over_views=<s>
+#            stage3_peak_layers_over_whole=<p> stage3_step_layers_over_whole=<q>
 # (stage 2; the ratios from the largest world size run).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -45,7 +53,28 @@ for w in $worlds; do
     done
   done
 done
-python3 - "$csv" <<'PY'
+csv3="$root/bench/results/flat-stage3.csv"
+echo "world,gather,round,engine_bytes_per_param,buffers_peak_per_param,step_ms" >"$csv3"
+layers=${ZERO_BENCH_LAYERS:-6}
+if [ "${ZERO_BENCH_STAGE3:-1}" = 1 ]; then
+  for w in $worlds; do
+    [ "$w" -gt 1 ] || continue
+    for r in $(seq 1 "$rounds"); do
+      for g in layers whole; do
+        out=$(UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo} "$build_dir/tools/zero-launch/zero-launch" --launcher local \
+                --num_gpus "$w" --master_port 0 "$build_dir/examples/train_flat" \
+                --config "$root/examples/flat/ds_config_stage3.json" --steps "$steps" --layers "$layers" \
+                --gather "$g" 2>&1) || { echo "$out" >&2; exit 1; }
+        n=$(sed -n 's/^memory: .* parameters=\([0-9]*\).*/\1/p' <<<"$out")
+        eb=$(sed -n 's/.*engine_bytes_per_param=\([0-9.]*\).*/\1/p' <<<"$out")
+        pk=$(sed -n 's/.* buffers_peak=\([0-9]*\).*/\1/p' <<<"$out")
+        ms=$(sed -n 's/^timing: .*step_ms=\([0-9.]*\).*/\1/p' <<<"$out")
+        echo "$w,$g,$r,$eb,$(awk -v a="$pk" -v b="$n" 'BEGIN { printf "%.3f", a / b }'),$ms" >>"$csv3"
+      done
+    done
+  done
+fi
+python3 - "$csv" "$csv3" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 med = {}
@@ -60,11 +89,27 @@ for w in worlds:
     for s in sorted({s for ww, s, _ in med if ww == w}):
         a, e, v = (med[(w, s, m)][2] for m in ("adopt", "engine", "views"))
         print(f"world={w} stage={s}: step adopt/engine={a / e:.3f} adopt/views={a / v:.3f}")
+rows3 = list(csv.DictReader(open(sys.argv[2])))
+med3 = {}
+for key in sorted({(int(r["world"]), r["gather"]) for r in rows3}):
+    sel = [r for r in rows3 if (int(r["world"]), r["gather"]) == key]
+    med3[key] = (float(sel[0]["engine_bytes_per_param"]), float(sel[0]["buffers_peak_per_param"]),
+                 statistics.median(float(r["step_ms"]) for r in sel))
+for (w, g), (eb, pk, ms) in sorted(med3.items()):
+    print(f"world={w} stage=3 gather={g}: engine {eb:.3f} B/param, working memory peak {pk:.3f} B/param, "
+          f"step {ms:.3f} ms")
+peak3 = step3 = ""
+for w in sorted({w for w, _ in med3}):
+    if (w, "layers") in med3 and (w, "whole") in med3:
+        l, h = med3[(w, "layers")], med3[(w, "whole")]
+        peak3, step3 = f"{l[1] / h[1]:.3f}", f"{l[2] / h[2]:.3f}"
+        print(f"world={w} stage=3: working memory peak layers/whole={peak3} step layers/whole={step3}")
 def get(w, m, i, s=2):
     return f"{med[(w, s, m)][i]:.3f}" if (w, s, m) in med else ""
 wl = worlds[-1]
 ratio = lambda d: f"{med[(wl, 2, 'adopt')][2] / med[(wl, 2, d)][2]:.3f}" if (wl, 2, d) in med and (wl, 2, 'adopt') in med else ""
 print(f"summary: bytes_adopt_w1={get(1, 'adopt', 0)} bytes_engine_w1={get(1, 'engine', 0)} "
       f"bytes_adopt_w2={get(2, 'adopt', 0)} bytes_engine_w2={get(2, 'engine', 0)} "
-      f"step_adopt_over_engine={ratio('engine')} step_adopt_over_views={ratio('views')}")
+      f"step_adopt_over_engine={ratio('engine')} step_adopt_over_views={ratio('views')} "
+      f"stage3_peak_layers_over_whole={peak3} stage3_step_layers_over_whole={step3}")
 PY
