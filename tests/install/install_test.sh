@@ -13,7 +13,13 @@
 #     few steps at world 1 under the installed zero-launch. The trainers find
 #     libzero through the rpath their build gives them (the Makefile adds
 #     pkg-config's libdir, CMake its imported location), not LD_LIBRARY_PATH;
-#   - find_package(zero 99) is refused (the version file is consulted).
+#   - find_package(zero 99) is refused (the version file is consulted);
+#   - the installed LibTorch example (examples/libtorch) builds out of tree
+#     with its CMakeLists.txt against the relocated install and the system's
+#     LibTorch, and trains 3 steps at world 1, stage 1, with the relocated
+#     libzero; skipped, with the reason, where CMake finds no LibTorch
+#     (apt-get install libtorch-dev) or libzero is sanitized (LibTorch is not
+#     built with the sanitizers). Its build takes 30 s of CPU.
 #
 # Usage: install_test.sh BUILD_DIR PREFIX LIBDIR DATADIR INCLUDEDIR [SANITIZE]
 # (as configured; relative dirs are relative to PREFIX). SANITIZE is meson's
@@ -127,6 +133,39 @@ if cmake -S "$tmp/ver" -B "$tmp/ver/build" -DCMAKE_PREFIX_PATH="$root" >"$tmp/ve
         "$root/$libdir/cmake/zero/zeroConfigVersion.cmake")"
 elif ! grep -q 'zeroConfig.cmake, version: ' "$tmp/ver.log"; then
   fail "find_package(zero 99) failed for another reason than the version: $(tail -5 "$tmp/ver.log")"
+fi
+
+# 5. The LibTorch example, where LibTorch is installed.
+mkdir -p "$tmp/probe"
+printf 'cmake_minimum_required(VERSION 3.16)\nproject(p CXX)\nfind_package(Torch REQUIRED)\n' >"$tmp/probe/CMakeLists.txt"
+if [ "$sanitize" != none ]; then
+  echo "install_test: libtorch example: SKIP (libzero is built with -fsanitize=$sanitize; LibTorch is not)"
+elif [ ! -f "$examples/libtorch/train_torch.cpp" ] || [ ! -f "$examples/libtorch/CMakeLists.txt" ]; then
+  fail "the LibTorch example is not installed under $examples/libtorch"
+elif ! command -v c++ >/dev/null 2>&1; then
+  echo "install_test: libtorch example: SKIP (no C++ compiler)"
+elif ! cmake -S "$tmp/probe" -B "$tmp/probe/build" >"$tmp/probe.log" 2>&1; then
+  echo "install_test: libtorch example: SKIP (CMake finds no LibTorch: apt-get install libtorch-dev)"
+else
+  cp -r "$examples/libtorch" "$tmp/torch" && chmod -R u+w "$tmp/torch"
+  if cmake -S "$tmp/torch" -B "$tmp/torch/build" -DCMAKE_PREFIX_PATH="$root" >"$tmp/torch.log" 2>&1 &&
+     cmake --build "$tmp/torch/build" >>"$tmp/torch.log" 2>&1; then
+    bin="$tmp/torch/build/train_torch"
+    if (cd "$tmp/torch" && timeout 120 "$root/bin/zero-launch" --launcher local --num_gpus 1 --master_port 0 \
+          "$bin" --stage 1 --steps 3 --out "$tmp/torch/losses.txt") >"$tmp/torch.train.log" 2>&1 &&
+       awk '$1 == 3 && $2 + 0 > 0 && $2 + 0 < 100 { ok = 1 } END { exit !ok }' "$tmp/torch/losses.txt"; then
+      lib=$(ldd "$bin" | awk '$1 ~ /^libzero\.so/ { print $3 }')
+      if [ "$(realpath "$lib" 2>/dev/null)" = "$(realpath "$root/$libdir/libzero.so.0")" ]; then
+        echo "install_test: libtorch example trained: $(tail -1 "$tmp/torch/losses.txt")"
+      else
+        fail "libtorch example: loads libzero from '$lib', not the relocated install"
+      fi
+    else
+      fail "libtorch example: training: $(tail -5 "$tmp/torch.train.log")"
+    fi
+  else
+    fail "CMake build of the installed LibTorch example: $(tail -20 "$tmp/torch.log")"
+  fi
 fi
 
 [ "$failures" -eq 0 ] || { echo "install_test: $failures failure(s)"; exit 1; }
