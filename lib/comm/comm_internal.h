@@ -17,7 +17,10 @@ typedef enum zero_coll_kind {
     ZERO_COLL_BARRIER,
     /* Internal (quant_coll.c): rank r's block k of sendbuf lands as block r
      * of rank k's recvbuf; count is elements per block. Host backends only. */
-    ZERO_COLL_ALLTOALL
+    ZERO_COLL_ALLTOALL,
+    /* Internal (reduce_split.h): a sum reduce-scatter whose last addition is
+     * left to the caller; recvbuf is a zero_comm_split_t. Host backends only. */
+    ZERO_COLL_REDUCE_SCATTER_SPLIT
 } zero_coll_kind_t;
 
 typedef struct zero_coll_desc {

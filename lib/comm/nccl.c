@@ -151,8 +151,10 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
         break;
     case ZERO_COLL_BARRIER:
     case ZERO_COLL_ALLTOALL:
-        /* Device barriers are host barriers, and the all-to-all is host only
-         * (nccl_accepts refuses both: the front never sends them here). */
+    case ZERO_COLL_REDUCE_SCATTER_SPLIT:
+        /* Device barriers are host barriers, and the all-to-all and the split
+         * reduce-scatter are host only (nccl_accepts refuses them: the front
+         * never sends them here). */
         break;
     }
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&ev, cudaEventDisableTiming), status, fail,
@@ -267,7 +269,7 @@ static zero_status_t agree_nccl_setup(void *ctx, zero_status_t local)
 static int nccl_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
 {
     return comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
-           d->kind != ZERO_COLL_ALLTOALL;
+           d->kind != ZERO_COLL_ALLTOALL && d->kind != ZERO_COLL_REDUCE_SCATTER_SPLIT;
 }
 
 /* The NCCL communicator, created on the first device call. */
