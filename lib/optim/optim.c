@@ -743,6 +743,59 @@ zero_status_t zero_optim_sum_squares(const zero_optim_ctx_t *ctx, zero_dtype_t d
     return ZERO_OK;
 }
 
+/* Sum of squares of a + b: the fused step's gradient check. The sum is
+ * formed in fp32 (the step's own addition) into a block on the stack and
+ * squared by the SIMD sum_squares kernel, so the pass reads a and b once and
+ * writes nothing back to memory. Per task the blocks' sums are added in
+ * order, the tasks in task order: deterministic for a given chunk size. */
+#define SUM_ADD_BLOCK 1024
+
+typedef struct sum_add_job {
+    const zero_optim_ctx_t *ctx;
+    const float *a, *b;
+    double *sums;
+} sum_add_job_t;
+
+static void sum_add_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    sum_add_job_t *j = raw;
+    float block[SUM_ADD_BLOCK];
+    double sum = 0.0;
+    for (size_t i = b; i < e; i += SUM_ADD_BLOCK) {
+        size_t m = e - i < SUM_ADD_BLOCK ? e - i : SUM_ADD_BLOCK;
+        for (size_t k = 0; k < m; k++)
+            block[k] = j->a[i + k] + j->b[i + k];
+        sum += j->ctx->dsp.sum_squares[ZERO_FP32](block, m);
+    }
+    j->sums[task] = sum;
+}
+
+zero_status_t zero_optim_sum_squares_add(const zero_optim_ctx_t *ctx, const float *a, const float *b, size_t n,
+                                         double *sum_p)
+{
+    sum_add_job_t job = {ctx, a, b, NULL};
+    size_t tasks;
+    double total = 0.0;
+    zero_status_t status;
+    if ((status = check_buffer("sum_squares_add", ctx, ZERO_FP32, a, n, sum_p)) != ZERO_OK ||
+        (status = check_buffer("sum_squares_add", ctx, ZERO_FP32, b, n, sum_p)) != ZERO_OK)
+        return status;
+    tasks = chunk_count(ctx, n);
+    if (tasks > 0) {
+        job.sums = zero_malloc(tasks * sizeof(double));
+        if (job.sums == NULL) {
+            ZERO_LOG_ERROR("sum_squares_add: out of memory for %zu partial sums", tasks);
+            return ZERO_ERR_NO_MEMORY;
+        }
+        for_chunks(ctx, n, sum_add_chunk, &job);
+        for (size_t t = 0; t < tasks; t++)
+            total += job.sums[t];
+        zero_free(job.sums);
+    }
+    *sum_p = total;
+    return ZERO_OK;
+}
+
 typedef struct map_job {
     const zero_optim_ctx_t *ctx;
     float *f;
