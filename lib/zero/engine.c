@@ -355,8 +355,15 @@ static void free_working_memory(zero_engine_h e)
         for (int gi = 0; gi < e->layout->num_groups; gi++) {
             group_state_t *g = &e->groups[gi];
             engine_free(e, &e->mem.pools, g->scratch_length * sizeof(float), g->scratch);
+            if (g->peer_grads != NULL)
+                engine_free(e, &e->mem.pools, (g->own_length ? g->own_length : 1) * dtype_bytes(g->peer_dtype),
+                            g->peer_grads);
+            if (g->peer_scratch != NULL)
+                engine_free(e, &e->mem.pools, g->scratch_length * sizeof(float), g->peer_scratch);
             g->scratch = NULL;
             g->scratch_length = 0;
+            g->peer_grads = NULL;
+            g->peer_scratch = NULL;
         }
     }
     if (e->persistent_region_shared)
