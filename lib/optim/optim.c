@@ -2,6 +2,7 @@
 #include "optim/optim.h"
 #include "optim/optim_elem.h"
 #include "util/alloc.h"
+#include "util/half.h"
 #include "util/log.h"
 
 #include "util/cpu.h"
@@ -868,6 +869,49 @@ zero_status_t zero_optim_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t t
     if ((status = check_convert("from_16", ctx, type, dst, src, n)) != ZERO_OK)
         return status;
     for_chunks(ctx, n, from16_chunk, &job);
+    return ZERO_OK;
+}
+
+/* The 16-bit average of two addends, widened back to fp32: the arithmetic of
+ * a reduce-scatter's last hop (comm/reduce.c: received + local in fp32,
+ * divided, rounded once), so the result equals what the unfused hop writes. */
+typedef struct avg16_job {
+    zero_optim_w16_t type;
+    float *dst;
+    const uint16_t *own;
+    const void *peer;
+    int peer_f32;
+    float divisor;
+} avg16_job_t;
+
+static float widen16(zero_optim_w16_t type, uint16_t h)
+{
+    return type == ZERO_OPTIM_W16_BF16 ? zero_bf16_to_f32(h) : zero_f16_to_f32(h);
+}
+
+static void avg16_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    avg16_job_t *j = raw;
+    (void)task;
+    for (size_t i = b; i < e; i++) {
+        float peer = j->peer_f32 ? ((const float *)j->peer)[i] : widen16(j->type, ((const uint16_t *)j->peer)[i]);
+        float avg = (peer + widen16(j->type, j->own[i])) / j->divisor;
+        j->dst[i] = widen16(j->type, j->type == ZERO_OPTIM_W16_BF16 ? zero_f32_to_bf16(avg) : zero_f32_to_f16(avg));
+    }
+}
+
+zero_status_t zero_optim_average_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t type, float *dst,
+                                         const uint16_t *own, const void *peer, int peer_f32, float divisor, size_t n)
+{
+    avg16_job_t job = {type, dst, own, peer, peer_f32, divisor};
+    zero_status_t status;
+    if ((status = check_convert("average_from_16", ctx, type, dst, own, n)) != ZERO_OK)
+        return status;
+    if ((n > 0 && peer == NULL) || !(divisor > 0.0f)) {
+        ZERO_LOG_ERROR("average_from_16: invalid argument (peer %p, divisor %g)", peer, (double)divisor);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for_chunks(ctx, n, avg16_chunk, &job);
     return ZERO_OK;
 }
 

@@ -226,6 +226,15 @@ zero_status_t zero_optim_to_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t typ
 zero_status_t zero_optim_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t type, float *dst,
                                  const uint16_t *src, size_t n);
 
+/* dst[i] = ((peer[i] + own[i]) / divisor, summed in fp32 and rounded once to
+ * @p type) widened back to fp32: the 16-bit average a reduce-scatter's last
+ * hop writes (comm/reduce.c), formed where the step converts its gradients
+ * to fp32 anyway, so it is never written to the gradient buffer. @p peer is
+ * fp32 (@p peer_f32) or of @p type. */
+zero_status_t zero_optim_average_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t type, float *dst,
+                                         const uint16_t *own, const void *peer, int peer_f32, float divisor,
+                                         size_t n);
+
 /*
  * Gradient clipping by global norm, as DeepSpeed: coef = max_norm /
  * (total_norm + 1e-6), applied only when below 1. Returns the multiplier to

@@ -358,12 +358,9 @@ static void free_working_memory(zero_engine_h e)
             if (g->peer_grads != NULL)
                 engine_free(e, &e->mem.pools, (g->own_length ? g->own_length : 1) * dtype_bytes(g->peer_dtype),
                             g->peer_grads);
-            if (g->peer_scratch != NULL)
-                engine_free(e, &e->mem.pools, g->scratch_length * sizeof(float), g->peer_scratch);
             g->scratch = NULL;
             g->scratch_length = 0;
             g->peer_grads = NULL;
-            g->peer_scratch = NULL;
         }
     }
     if (e->persistent_region_shared)

@@ -179,11 +179,9 @@ typedef struct group_state {
     size_t scratch_length;
     /* The fused step (engine_step.c): the split reduce-scatter's partials of
      * the owned range, where the ring or the direct path at W > 2 leaves them
-     * ([own_length] of peer_dtype), and, for 16-bit groups, their fp32
-     * conversion of one piece ([scratch_length]). */
+     * ([own_length] of peer_dtype). */
     void *peer_grads;
     zero_dtype_t peer_dtype;
-    float *peer_scratch;
     void *grads_flat;       /* stages 0-1: [length] of dtype */
     void *grad_shard;       /* stages 2-3: [own_length] of dtype, the owned averaged gradients */
     /* The fp32 master weights and optimizer states of the owned range are in

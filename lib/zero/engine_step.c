@@ -654,14 +654,20 @@ static zero_status_t grad32(zero_engine_h e, int gi, size_t so, size_t n, const 
  * 2 x 4 over the written sum). The sum of squares of (own + partial) is
  * divided by W^2 in double.
  *
+ * 16-bit groups widen their gradients into an fp32 piece scratch before the
+ * kernel anyway (grad32); there the average is formed while widening
+ * (average_from_16: own + partial, divided by W and rounded to 16 bits exactly
+ * as the unfused last hop rounds it), in the cache-sized scratch, and the
+ * plain kernel reads it: the same bytes from memory as the fused kernel.
+ *
  * Arithmetic: the own + partial addition is the reduce-scatter's last one
- * (IEEE addition commutes), and at W = 2 (W a power of two) the factor 1/W
- * is exact, so fp32 weights equal the unfused path's bit for bit when no
- * clipping applies; with clipping the norm's summation order differs (the
- * clip coefficient may differ in its last bit); at W = 3 g x (s/3) differs
- * from (g / 3) x s by a rounding; for 16-bit gradients the sum is not rounded
- * to 16 bits before the update (more precise than unfused). tests/engine/
- * fused_check.c states the tolerances.
+ * (IEEE addition commutes). fp32: at W = 2 (W a power of two) the factor 1/W
+ * folded into the multiplier is exact, so the weights equal the unfused
+ * path's bit for bit unless clipping applies (the norm's squares are summed
+ * in another order, so the clip coefficient may differ in its last bit); at
+ * W = 3 g x (s/3) differs from (g / 3) x s by a rounding. 16-bit: the update
+ * is the unfused one bit for bit, the norm summed in another grouping.
+ * tests/engine/fused_check.c states the tolerances.
  *
  * Taken (fused_choose) at stage 1 with the engine's own buffers, host memory
  * (the table has the fused operations), two or more ranks, every parameter
@@ -706,21 +712,32 @@ static const void *peer_at(zero_engine_h e, int gi, size_t so)
            (so - zero_layout_bucket_shard_offset(e->layout, b)) * dtype_bytes(e->groups[gi].peer_dtype);
 }
 
-/* The partial of [so, so + n) in fp32: in place, or converted into the peer scratch. */
-static zero_status_t peer32(zero_engine_h e, int gi, size_t so, size_t n, const float **peer_p)
+/* The fused path's gradients of [so, so + n) in fp32. fp32 groups: the own
+ * gradients and the partial, both in place (*peer_p: the kernel's second
+ * addend; 1/W still to apply). 16-bit groups: the average itself, formed into
+ * the piece scratch as the 16-bit gradients are widened anyway (*peer_p
+ * NULL; rounded to 16 bits as the unfused hop rounds it, so the step is the
+ * unfused step's bit for bit). */
+static zero_status_t grads_fused(zero_engine_h e, int gi, size_t so, size_t n, const float **own_p,
+                                 const float **peer_p)
 {
     group_state_t *g = &e->groups[gi];
-    const void *src = peer_at(e, gi, so);
-    if (g->peer_dtype == ZERO_FP32) {
-        *peer_p = src;
+    size_t contiguous;
+    const void *own = grad_at(e, gi, so, &contiguous), *peer = peer_at(e, gi, so);
+    if (g->dtype == ZERO_FP32) {
+        *own_p = own;
+        *peer_p = peer;   /* fp32 too: the peer's block at W = 2, the fp32 sum of the others otherwise */
         return ZERO_OK;
     }
-    *peer_p = g->peer_scratch;
-    return e->ops->from_16(e->ops_ctx, g->peer_dtype, g->peer_scratch, src, n);
+    *own_p = g->scratch;
+    *peer_p = NULL;
+    return e->ops->average_from_16(e->ops_ctx, g->dtype, g->scratch, own, g->peer_dtype, peer,
+                                   (float)e->own_world, n);
 }
 
 /* The fused path's check: the overflow count and the sum of squares of the
- * averaged gradients, (own + partial) / W, from the two addends. */
+ * averaged gradients, from the two addends (fp32: of (own + partial), divided
+ * by W^2 in double; 16-bit: of the average formed in the scratch). */
 static zero_status_t check_grads_fused(zero_engine_h e)
 {
     uint64_t mark = zero_log_error_mark();
@@ -735,11 +752,11 @@ static zero_status_t check_grads_fused(zero_engine_h e)
             grad_at(e, gi, so, &n);
             if (g->dtype != ZERO_FP32 && n > g->scratch_length)
                 n = g->scratch_length;
-            status = grad32(e, gi, so, n, &own);
-            if (status == ZERO_OK)
-                status = peer32(e, gi, so, n, &peer);
-            if (status == ZERO_OK)
+            status = grads_fused(e, gi, so, n, &own, &peer);
+            if (status == ZERO_OK && peer != NULL)
                 status = e->ops->check_grads_add(e->ops_ctx, own, peer, n, scale, e->result);
+            else if (status == ZERO_OK)
+                status = e->ops->check_grads(e->ops_ctx, ZERO_FP32, own, n, e->result);
             if (status != ZERO_OK) {
                 e->state = ENGINE_FAILED;
                 engine_keep_error(e, mark, "step: checking the %s gradients at owned offset %zu failed",
@@ -1040,13 +1057,15 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
         status = zero_store_step_set_hparams(&step, &hp);
         return status != ZERO_OK ? status : zero_store_step_async(e->store, &step);
     }
-    status = grad32(e, gi, lo, hi - lo, &grads);
-    if (status == ZERO_OK && e->fused_step) {
-        /* the peers' partial is the second addend; 1/W (the average) joins the gradient multiplier */
+    if (e->fused_step)
+        status = grads_fused(e, gi, lo, hi - lo, &grads, &peer);
+    else
+        status = grad32(e, gi, lo, hi - lo, &grads);
+    if (status == ZERO_OK && peer != NULL) {
+        /* the partial is the kernel's second addend; 1/W (the average) joins the gradient multiplier */
         zero_optim_step_values_t fv = *v;
         fv.grad_scale = v->grad_scale / (float)e->own_world;
         hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, &fv);
-        status = peer32(e, gi, lo, hi - lo, &peer);
     }
     if (status != ZERO_OK)
         return status;
@@ -1200,9 +1219,6 @@ zero_status_t engine_scratch_alloc(zero_engine_h e)
             g->peer_dtype = zero_comm_split_partial_dtype(e->comm, g->dtype);
             status = engine_alloc(e, &e->mem.pools, (g->own_length ? g->own_length : 1) * dtype_bytes(g->peer_dtype),
                                   "fused step: the peers' partial gradients", &g->peer_grads);
-            if (status == ZERO_OK && g->peer_dtype != ZERO_FP32)
-                status = engine_alloc(e, &e->mem.pools, (len ? len : 1) * sizeof(float),
-                                      "fused step: fp32 partial scratch", (void **)&g->peer_scratch);
             if (status != ZERO_OK)
                 return status;
         }

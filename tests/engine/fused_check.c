@@ -17,19 +17,19 @@
  *  - the fused path is taken exactly where docs/engine.md says (stage 1,
  *    Adam/AdamW, W >= 2) and only when not turned off;
  *  - tolerances on the weights, |fused - unfused| <= tol x (|w| + 1):
- *      fp32, W = 2, no clipping: 0 (bit for bit: the same additions, and
- *        1/2 folded into the gradient multiplier is exact);
- *      fp32 otherwise: 1e-6 (with clipping the norm's terms are summed in
- *        another order, so the clip coefficient may differ in its last bit;
- *        at W = 3, g x (s / 3) and (g / 3) x s differ by a rounding);
- *      bf16: 1.6e-2, about a bf16 ulp of the weight (unfused, the averaged
- *        gradient is rounded to bf16 before the step; fused, it is not);
+ *      without clipping, fp32 at W = 2 and bf16 at any W: 0 (bit for bit:
+ *        the same additions; 1/2 folded into the gradient multiplier is
+ *        exact; 16-bit averages are rounded as the unfused hop rounds them);
+ *      fp32 at W = 3: 1e-6 (g x (s / 3) and (g / 3) x s differ by a rounding);
+ *      with clipping: 1e-6 in fp32, 5e-3 in bf16 (about two bf16 ulps of a
+ *        weight): the norm's terms are summed in another grouping, so the
+ *        clip coefficient may differ in its last bit;
  *      stage 2 (unfused both times): 0;
- *  - gradient norms: relative 1e-6 in fp32, 1e-2 in bf16 (1e-12 where the
- *    weights must match bit for bit: the same terms, other grouping);
- *  - fp16 overflow: the step with the inf is skipped in both runs, the others
- *    are not, and the weights end within 1e-3 (about an fp16 ulp of the
- *    weight: unfused, the averaged gradient is rounded to fp16).
+ *  - gradient norms: relative 1e-12 (the same terms, other grouping), 1e-6
+ *    for fp32 at W = 3 (each term from s / 3 rounded or not); stage 2: equal;
+ *  - fp16 overflow (clipping on): the step with the inf is skipped in both
+ *    runs, the others are not, and the weights end within 1e-3 (about an fp16
+ *    ulp of a weight).
  * Adam's eps is 1e-3, near the gradients' size, so the update depends on the
  * gradient's scale (with the usual 1e-8, Adam's update is nearly invariant
  * to it and a wrong 1/W would hardly show); rank r's gradients differ in
@@ -235,9 +235,9 @@ static void check_case(int stage, zero_dtype_t dtype, int clip, int gas)
     run_t r = {.stage = stage, .gas = gas, .clip = clip, .dtype = dtype, .inf_step = -1};
     result_t f, u;
     char what[128];
-    int exact = stage == 2 || (dtype == ZERO_FP32 && world_g == 2 && !clip);
+    int exact = stage == 2 || (!clip && (dtype != ZERO_FP32 || world_g == 2));
     double tol = exact ? 0.0 : dtype == ZERO_FP32 ? 1e-6 : 5e-3;
-    double norm_tol = stage == 2 ? 0.0 : exact ? 1e-12 : dtype == ZERO_FP32 ? 1e-6 : 1e-2;
+    double norm_tol = stage == 2 ? 0.0 : dtype == ZERO_FP32 && world_g > 2 ? 1e-6 : 1e-12;
     snprintf(what, sizeof(what), "W=%d stage %d %s clip %s gas %d", world_g, stage, zero_dtype_string(dtype),
              clip ? "on" : "off", gas);
     r.fused = 1;
