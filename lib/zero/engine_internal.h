@@ -181,6 +181,7 @@ typedef struct group_state {
      * the owned range, where the ring or the direct path at W > 2 leaves them
      * ([own_length] of peer_dtype). */
     void *peer_grads;
+    int peer_grads_shared;  /* from engine_reserve: how to give it back */
     zero_dtype_t peer_dtype;
     void *grads_flat;       /* stages 0-1: [length] of dtype */
     void *grad_shard;       /* stages 2-3: [own_length] of dtype, the owned averaged gradients */
@@ -243,6 +244,7 @@ struct zero_engine {
      * unreduced and the optimizer adds it to the own gradients in registers.
      * Chosen at setup (engine_scratch_alloc); ZERO_FUSED_STEP=0 turns it off. */
     int fused_step;
+    size_t fused_reserved;           /* bytes of the partials' shards (address space; in pools_bound) */
     int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;

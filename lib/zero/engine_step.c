@@ -672,9 +672,10 @@ static zero_status_t grad32(zero_engine_h e, int gi, size_t so, size_t n, const 
  * Taken (fused_choose) at stage 1 with the engine's own buffers, host memory
  * (the table has the fused operations), two or more ranks, every parameter
  * group's optimizer with a fused kernel (Adam/AdamW), a store that lets the
- * engine run the kernel (not zero-optd), unless ZERO_FUSED_STEP=0. It costs
- * g->peer_grads, one shard of partials (4/W bytes per fp32 parameter; unused
- * on the direct path at two ranks, but the ring may need it). Not taken:
+ * engine run the kernel (not zero-optd), unless ZERO_FUSED_STEP=0. It
+ * reserves g->peer_grads, one shard of partials (4/W bytes per fp32
+ * parameter) as address space: unused on the direct path at two ranks, backed
+ * where the ring (or the direct path at W > 2) writes it. Not taken:
  * stage 2 with the engine's buffers reduces each bucket during the backward
  * into the gradient shard and frees its staging, so fusing its last addition
  * into the step would mean holding every bucket's staging until the boundary,
@@ -1216,11 +1217,17 @@ zero_status_t engine_scratch_alloc(zero_engine_h e)
         group_state_t *g = &e->groups[gi];
         size_t len = g->own_length < piece_max(e) ? g->own_length : piece_max(e);
         if (e->fused_step) {
+            /* Address space only: the direct path at two ranks never writes
+             * it (the partial is read in the peer's buffer), the ring backs
+             * the pages it writes. In pools_bound, not in pools. */
+            size_t bytes = (g->own_length ? g->own_length : 1) *
+                           dtype_bytes(zero_comm_split_partial_dtype(e->comm, g->dtype));
             g->peer_dtype = zero_comm_split_partial_dtype(e->comm, g->dtype);
-            status = engine_alloc(e, &e->mem.pools, (g->own_length ? g->own_length : 1) * dtype_bytes(g->peer_dtype),
-                                  "fused step: the peers' partial gradients", &g->peer_grads);
+            status = engine_reserve(e, bytes, "fused step: the peers' partial gradients", &g->peer_grads_shared,
+                                    &g->peer_grads);
             if (status != ZERO_OK)
                 return status;
+            e->fused_reserved += bytes;
         }
         if (g->dtype == ZERO_FP32)
             continue;
