@@ -24,14 +24,17 @@
 #   summary: stage1_bytes_over_formula=<a> stage2_bytes_over_formula=<b> stage3_bytes_over_formula=<c>
 #            stage3_over_stage2=<x> stage3_layerwise_over_stage2=<y> stage2_step_ms=<s>
 #            stage2_bandwidth_fraction=<f> setup_s_per_gb=<g> populate_s_per_gb=<p> populate_touch_s_per_gb=<t>
-#            stage2_check_grad_writes_over_stage2=<r>
+#            stage2_check_grad_writes_over_stage2=<r> stage1_fused_step_speedup=<u>
 # (one line): a-c from the sweep (world size 4, bf16: peak bytes over the
 # formula); x and y the stage-3 step over the stage-2 step; f the time the
 # stage-2 step's bytes (24 Psi at world size 2: moved_bytes) take at the
 # triad bandwidth, over the stage-2 step (1 = at the memory-bandwidth bound);
 # g, p and t seconds per GB of model state, for the stage-2 launches; r the
 # stage-2 step with the late-write guard (zero_optimization.check_grad_writes,
-# mode "guard" in the CSV) over the stage-2 step without it, same rounds.
+# mode "guard" in the CSV) over the stage-2 step without it, same rounds;
+# u the stage-1 step without the reduction fused into the step
+# (ZERO_FUSED_STEP=0, mode "unfused" in the CSV) over the stage-1 step with
+# it (the default), same rounds (issue 17).
 # ZERO_BENCH_SWEEP=0 skips part 1 (its summary fields are then empty).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -88,6 +91,10 @@ for round in $(seq 1 "$rounds"); do
   # stage 2 with the late-write guard (zero_optimization.check_grad_writes): mode "guard"
   launch 2 2 fp32 "$step_params" "$step_steps" layerwise --check-grad-writes |
     sed "s/^/$round,/; s/,-,/,guard,/" | tee -a "$steps_csv"
+  # stage 1 without the reduction fused into the step (ZERO_FUSED_STEP=0):
+  # mode "unfused"; the stage-1 rows above take the fused step (the default)
+  ZERO_FUSED_STEP=0 launch 2 1 fp32 "$step_params" "$step_steps" layerwise --max-live 1e9 |
+    sed "s/^/$round,/; s/,-,/,unfused,/" | tee -a "$steps_csv"
 done
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -101,6 +108,8 @@ s3=$(median 6 3 whole)
 s3l=$(median 6 3 layerwise)
 s3ld=$(median 6 3 layerwise_default)
 s2g=$(median 6 2 guard)
+s1=$(median 6 1 -)
+s1u=$(median 6 1 unfused)
 moved=$(median 13 2 -)
 triad=$(median 14 2 -)
 setup=$(median 15 2 -)
@@ -109,12 +118,13 @@ touch=$(median 17 2 -)
 state=$(median 7 2 -)
 for st in 0 1; do echo "stage $st step (median of rounds): $(median 6 $st -) ms"; done
 echo "stage 2 step with the late-write guard $s2g ms (without: $s2 ms)"
+echo "stage 1 step with the reduction fused into the step $s1 ms, unfused (ZERO_FUSED_STEP=0) $s1u ms"
 echo "stage 2 step $s2 ms, stage 3 whole $s3 ms, stage 3 layerwise $s3l ms, layerwise with the default max live $s3ld ms (median of $rounds rounds)"
 sweep=$(awk -F, '$1 == 4 && $3 == "bf16" { r[$2] = $9 }
          END { printf "stage1_bytes_over_formula=%s stage2_bytes_over_formula=%s stage3_bytes_over_formula=%s", r[1], r[2], r[3] }' "$csv")
 awk -v sweep="$sweep" -v s2="$s2" -v s3="$s3" -v s3l="$s3l" -v moved="$moved" -v triad="$triad" \
-    -v setup="$setup" -v pop="$pop" -v touch="$touch" -v state="$state" -v s2g="$s2g" 'BEGIN {
+    -v setup="$setup" -v pop="$pop" -v touch="$touch" -v state="$state" -v s2g="$s2g" -v s1="$s1" -v s1u="$s1u" 'BEGIN {
   gb = state / 1e9
-  printf "summary: %s stage3_over_stage2=%.2f stage3_layerwise_over_stage2=%.2f stage2_step_ms=%.1f stage2_bandwidth_fraction=%.2f setup_s_per_gb=%.2f populate_s_per_gb=%.2f populate_touch_s_per_gb=%.2f stage2_check_grad_writes_over_stage2=%.2f\n",
-    sweep, s3 / s2, s3l / s2, s2, (moved / (triad * 1e9)) * 1e3 / s2, setup / gb, pop / gb, touch / gb, s2g / s2
+  printf "summary: %s stage3_over_stage2=%.2f stage3_layerwise_over_stage2=%.2f stage2_step_ms=%.1f stage2_bandwidth_fraction=%.2f setup_s_per_gb=%.2f populate_s_per_gb=%.2f populate_touch_s_per_gb=%.2f stage2_check_grad_writes_over_stage2=%.2f stage1_fused_step_speedup=%.3f\n",
+    sweep, s3 / s2, s3l / s2, s2, (moved / (triad * 1e9)) * 1e3 / s2, setup / gb, pop / gb, touch / gb, s2g / s2, s1u / s1
 }'

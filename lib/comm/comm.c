@@ -14,6 +14,8 @@
 #include "comm/backend.h"
 #include "comm/nccl.h"
 #include "comm/reduce_range.h"
+#include "comm/reduce.h"
+#include "comm/reduce_split.h"
 #include "comm/shm.h"
 #include "comm/ucx.h"
 #include "util/alloc.h"
@@ -48,6 +50,7 @@ const char *zero_coll_name(zero_coll_kind_t kind)
     case ZERO_COLL_BARRIER:        return "barrier";
     case ZERO_COLL_ALLTOALL:       return "all-to-all";
     case ZERO_COLL_REDUCE_SCATTER_RANGE: return "reduce-scatter of a range";
+    case ZERO_COLL_REDUCE_SCATTER_SPLIT: return "split reduce-scatter";
     }
     return "collective";
 }
@@ -946,6 +949,43 @@ zero_status_t zero_comm_reduce_scatter_range_start(zero_comm_h comm, const void 
                        "this rank's part)");
         return ZERO_ERR_INVALID_ARG;
     }
+    return start(comm, &d, NULL, request_p);
+}
+
+zero_dtype_t zero_comm_split_partial_dtype(zero_comm_h comm, zero_dtype_t dtype)
+{
+    if (comm != NULL && comm->env.size == 2)
+        return dtype;   /* the peer's block, as it is */
+    return zero_comm_partial_size(dtype) != zero_dtype_size(dtype) ? ZERO_FP32 : dtype;
+}
+
+zero_status_t zero_comm_reduce_scatter_split_start(zero_comm_h comm, const void *sendbuf, size_t count,
+                                                   zero_dtype_t dtype, zero_comm_split_t *split,
+                                                   zero_comm_request_h *request_p)
+{
+    zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER_SPLIT, sendbuf, split, count, dtype, ZERO_COMM_SUM, 0,
+                          ZERO_MEM_HOST, 0, NULL, NULL};
+    zero_status_t status;
+    size_t n;
+    if (comm == NULL)
+        return check_args(comm, &d, 0, 0, 1);
+    n = (size_t)comm->env.size;
+    if (n < 2) {
+        ZERO_LOG_ERROR("split reduce-scatter: a world of one has no peer whose partial to hand over");
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    if ((status = check_args(comm, &d, count * n, count, 1)) != ZERO_OK)
+        return status;
+    if (count > 0 && split->buf == NULL) {
+        ZERO_LOG_ERROR("split reduce-scatter: split->buf is NULL with %zu elements", count);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (overlaps(sendbuf, n * count * zero_dtype_size(dtype), split->buf,
+                 count * zero_dtype_size(zero_comm_split_partial_dtype(comm, dtype)))) {
+        ZERO_LOG_ERROR("split reduce-scatter: the partial's buffer overlaps sendbuf");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    split->partial = split->buf;   /* the direct path at two ranks points it at the peer's block instead */
     return start(comm, &d, NULL, request_p);
 }
 

@@ -23,7 +23,10 @@ typedef enum zero_coll_kind {
      * [range_first, range_first + count); rank r receives the reduction of the
      * window's part in its block [r x range_block, (r + 1) x range_block), and
      * nothing when the window misses it. Host backends only. */
-    ZERO_COLL_REDUCE_SCATTER_RANGE
+    ZERO_COLL_REDUCE_SCATTER_RANGE,
+    /* Internal (reduce_split.h): a sum reduce-scatter whose last addition is
+     * left to the caller; recvbuf is a zero_comm_split_t. Host backends only. */
+    ZERO_COLL_REDUCE_SCATTER_SPLIT
 } zero_coll_kind_t;
 
 typedef struct zero_coll_desc {

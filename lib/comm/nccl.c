@@ -152,8 +152,9 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
     case ZERO_COLL_BARRIER:
     case ZERO_COLL_ALLTOALL:
     case ZERO_COLL_REDUCE_SCATTER_RANGE:
-        /* Device barriers are host barriers, and the all-to-all and the range
-         * reduce-scatter are host only (nccl_accepts refuses them: the front
+    case ZERO_COLL_REDUCE_SCATTER_SPLIT:
+        /* Device barriers are host barriers, and the all-to-all and the range and
+         * split reduce-scatters are host only (nccl_accepts refuses them: the front
          * never sends them here). */
         break;
     }
@@ -269,7 +270,8 @@ static zero_status_t agree_nccl_setup(void *ctx, zero_status_t local)
 static int nccl_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
 {
     return comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
-           d->kind != ZERO_COLL_ALLTOALL && d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE;
+           d->kind != ZERO_COLL_ALLTOALL && d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE &&
+           d->kind != ZERO_COLL_REDUCE_SCATTER_SPLIT;
 }
 
 /* The NCCL communicator, created on the first device call. */

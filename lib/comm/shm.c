@@ -5,6 +5,7 @@
 #include "comm/shm.h"
 #include "comm/backend.h"
 #include "comm/reduce.h"
+#include "comm/reduce_split.h"
 #include "util/alloc.h"
 #include "util/checks.h"
 #include "util/byteorder.h"
@@ -485,6 +486,30 @@ static void reduce_direct(zero_shm_t *shm, const zero_coll_desc_t *d, const unsi
     }
 }
 
+/* The split reduce-scatter's partial (W > 2): op over the peers' inputs only,
+ * in reduce_direct's order (so adding this rank's own input to it gives
+ * reduce_direct's sum), into @p out of the partial type. */
+static void reduce_peers(zero_shm_t *shm, const zero_coll_desc_t *d, const unsigned char *const *ins,
+                         unsigned char *out, size_t n)
+{
+    int W = shm->size, r = shm->rank;
+    size_t es = zero_dtype_size(d->dtype), ps = zero_comm_partial_size(d->dtype);
+    for (size_t c = 0; c < n; c += CHUNK_ELEMS) {
+        size_t m = n - c < CHUNK_ELEMS ? n - c : CHUNK_ELEMS;
+        unsigned char *a = shm->scratch, *b = shm->scratch + CHUNK_ELEMS * ps, *t;
+        int k0 = (r + 1) % W, k1 = (r + 2) % W;
+        zero_comm_reduce(d->op, d->dtype, 0, ins[k0] + c * es, ins[k1] + c * es, 1, W == 3 ? out + c * ps : a, m,
+                         1.0f);
+        for (int j = 3; j < W; j++) {
+            int k = (r + j) % W;
+            zero_comm_reduce(d->op, d->dtype, 1, a, ins[k] + c * es, 1, j == W - 1 ? out + c * ps : b, m, 1.0f);
+            t = a;
+            a = b;
+            b = t;
+        }
+    }
+}
+
 static void block_of(size_t count, int W, int b, size_t *off_p, size_t *len_p)
 {
     size_t base = count / (size_t)W, rem = count % (size_t)W, bb = (size_t)b;
@@ -507,10 +532,13 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
     *direct_p = 0;
     if (!shm->enabled || d->count == 0 || d->mem_kind == ZERO_MEM_DEVICE ||
         (d->kind != ZERO_COLL_ALLREDUCE && d->kind != ZERO_COLL_REDUCE_SCATTER && d->kind != ZERO_COLL_ALLGATHER &&
-         d->kind != ZERO_COLL_ALLTOALL && d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE))
+         d->kind != ZERO_COLL_ALLTOALL && d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE &&
+         d->kind != ZERO_COLL_REDUCE_SCATTER_SPLIT))
         return ZERO_OK;
     es = zero_dtype_size(d->dtype);
-    send_bytes = d->count * es * (d->kind == ZERO_COLL_REDUCE_SCATTER || d->kind == ZERO_COLL_ALLTOALL ? (size_t)W : 1);
+    send_bytes = d->count * es *
+                 (d->kind == ZERO_COLL_REDUCE_SCATTER || d->kind == ZERO_COLL_ALLTOALL ||
+                  d->kind == ZERO_COLL_REDUCE_SCATTER_SPLIT ? (size_t)W : 1);
     recv_bytes = d->count * es * (d->kind == ZERO_COLL_ALLGATHER || d->kind == ZERO_COLL_ALLTOALL ? (size_t)W : 1);
     if (d->kind == ZERO_COLL_REDUCE_SCATTER_RANGE) {
         zero_coll_range_part(d, r, &part_lo, &part_hi);
@@ -525,9 +553,12 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
     me->range_first = d->range_first;
     me->range_block = d->range_block;
     own_ref(shm, d->sendbuf, send_bytes, &me->send);
-    own_ref(shm, d->recvbuf, recv_bytes, &me->recv);
     if (d->kind == ZERO_COLL_REDUCE_SCATTER_RANGE)
         me->recv = me->send;   /* no peer reads this rank's output (it may be empty) */
+    else if (d->kind == ZERO_COLL_REDUCE_SCATTER_SPLIT)
+        me->recv = me->send;   /* its partial's buffer is written by this rank only: need not be shareable */
+    else
+        own_ref(shm, d->recvbuf, recv_bytes, &me->recv);
     if (me->send.id == 0 || me->recv.id == 0) {
         all_ok = 0;
         not_ok = r;
@@ -611,6 +642,14 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
             src[k] += part_lo * es;
         if (part_hi > part_lo)
             reduce_direct(shm, d, src, d->recvbuf, part_hi - part_lo);
+    } else if (d->kind == ZERO_COLL_REDUCE_SCATTER_SPLIT) {
+        zero_comm_split_t *split = d->recvbuf;
+        for (int k = 0; k < W; k++)
+            src[k] += (size_t)r * d->count * es;
+        if (W == 2)
+            split->partial = src[1 - r];   /* zero copy: the peer's block, read where it is (reduce_split.h) */
+        else
+            reduce_peers(shm, d, src, split->buf, d->count);
     } else if (d->kind == ZERO_COLL_ALLTOALL) {
         /* each peer's block for this rank, straight out of its send buffer */
         for (int j = 0; j < W; j++) {

@@ -27,6 +27,7 @@
 #include "comm/ucx.h"
 #include "comm/backend.h"
 #include "comm/reduce.h"
+#include "comm/reduce_split.h"
 #include "util/alloc.h"
 #include "util/checks_ucx.h"
 #include "util/clock.h"
@@ -402,6 +403,7 @@ zero_status_t zero_ucx_coll_start(zero_ucx_t *ucx, const zero_coll_desc_t *desc,
         break;
     case ZERO_COLL_REDUCE_SCATTER:
     case ZERO_COLL_REDUCE_SCATTER_RANGE:   /* the same ring, with blocks of uneven (maybe zero) length */
+    case ZERO_COLL_REDUCE_SCATTER_SPLIT:
         rs_steps = (uint64_t)n - 1;
         c->ce = ucx->chunk_bytes / zero_comm_partial_size(desc->dtype);
         break;
@@ -557,6 +559,11 @@ static int process_unit(zero_ucx_t *ucx, uint64_t u, recv_entry_t *e)
                          ucx->slots + (size_t)p * ucx->chunk_bytes, clen, 1.0f);
         c->pfifo[(c->pfifo_head + c->pfifo_count) % (int)(sizeof(c->pfifo) / sizeof(c->pfifo[0]))] = p;
         c->pfifo_count++;
+    } else if (c->d.kind == ZERO_COLL_REDUCE_SCATTER_SPLIT) {
+        /* the caller adds its own block (reduce_split.h): keep the partial */
+        size_t ps = x.step > 0 ? zero_comm_partial_size(c->d.dtype) : c->es;
+        zero_comm_split_t *split = c->d.recvbuf;
+        memcpy((unsigned char *)split->buf + x.chunk * c->ce * ps, recv, clen * ps);
     } else {
         unsigned char *out = c->d.kind == ZERO_COLL_ALLREDUCE ? out_base(c) + (off + x.chunk * c->ce) * c->es
                                                               : out_base(c) + x.chunk * c->ce * c->es;

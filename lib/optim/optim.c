@@ -2,6 +2,7 @@
 #include "optim/optim.h"
 #include "optim/optim_elem.h"
 #include "util/alloc.h"
+#include "util/half.h"
 #include "util/log.h"
 
 #include "util/cpu.h"
@@ -743,6 +744,59 @@ zero_status_t zero_optim_sum_squares(const zero_optim_ctx_t *ctx, zero_dtype_t d
     return ZERO_OK;
 }
 
+/* Sum of squares of a + b: the fused step's gradient check. The sum is
+ * formed in fp32 (the step's own addition) into a block on the stack and
+ * squared by the SIMD sum_squares kernel, so the pass reads a and b once and
+ * writes nothing back to memory. Per task the blocks' sums are added in
+ * order, the tasks in task order: deterministic for a given chunk size. */
+#define SUM_ADD_BLOCK 1024
+
+typedef struct sum_add_job {
+    const zero_optim_ctx_t *ctx;
+    const float *a, *b;
+    double *sums;
+} sum_add_job_t;
+
+static void sum_add_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    sum_add_job_t *j = raw;
+    float block[SUM_ADD_BLOCK];
+    double sum = 0.0;
+    for (size_t i = b; i < e; i += SUM_ADD_BLOCK) {
+        size_t m = e - i < SUM_ADD_BLOCK ? e - i : SUM_ADD_BLOCK;
+        for (size_t k = 0; k < m; k++)
+            block[k] = j->a[i + k] + j->b[i + k];
+        sum += j->ctx->dsp.sum_squares[ZERO_FP32](block, m);
+    }
+    j->sums[task] = sum;
+}
+
+zero_status_t zero_optim_sum_squares_add(const zero_optim_ctx_t *ctx, const float *a, const float *b, size_t n,
+                                         double *sum_p)
+{
+    sum_add_job_t job = {ctx, a, b, NULL};
+    size_t tasks;
+    double total = 0.0;
+    zero_status_t status;
+    if ((status = check_buffer("sum_squares_add", ctx, ZERO_FP32, a, n, sum_p)) != ZERO_OK ||
+        (status = check_buffer("sum_squares_add", ctx, ZERO_FP32, b, n, sum_p)) != ZERO_OK)
+        return status;
+    tasks = chunk_count(ctx, n);
+    if (tasks > 0) {
+        job.sums = zero_malloc(tasks * sizeof(double));
+        if (job.sums == NULL) {
+            ZERO_LOG_ERROR("sum_squares_add: out of memory for %zu partial sums", tasks);
+            return ZERO_ERR_NO_MEMORY;
+        }
+        for_chunks(ctx, n, sum_add_chunk, &job);
+        for (size_t t = 0; t < tasks; t++)
+            total += job.sums[t];
+        zero_free(job.sums);
+    }
+    *sum_p = total;
+    return ZERO_OK;
+}
+
 typedef struct map_job {
     const zero_optim_ctx_t *ctx;
     float *f;
@@ -815,6 +869,49 @@ zero_status_t zero_optim_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t t
     if ((status = check_convert("from_16", ctx, type, dst, src, n)) != ZERO_OK)
         return status;
     for_chunks(ctx, n, from16_chunk, &job);
+    return ZERO_OK;
+}
+
+/* The 16-bit average of two addends, widened back to fp32: the arithmetic of
+ * a reduce-scatter's last hop (comm/reduce.c: received + local in fp32,
+ * divided, rounded once), so the result equals what the unfused hop writes. */
+typedef struct avg16_job {
+    zero_optim_w16_t type;
+    float *dst;
+    const uint16_t *own;
+    const void *peer;
+    int peer_f32;
+    float divisor;
+} avg16_job_t;
+
+static float widen16(zero_optim_w16_t type, uint16_t h)
+{
+    return type == ZERO_OPTIM_W16_BF16 ? zero_bf16_to_f32(h) : zero_f16_to_f32(h);
+}
+
+static void avg16_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    avg16_job_t *j = raw;
+    (void)task;
+    for (size_t i = b; i < e; i++) {
+        float peer = j->peer_f32 ? ((const float *)j->peer)[i] : widen16(j->type, ((const uint16_t *)j->peer)[i]);
+        float avg = (peer + widen16(j->type, j->own[i])) / j->divisor;
+        j->dst[i] = widen16(j->type, j->type == ZERO_OPTIM_W16_BF16 ? zero_f32_to_bf16(avg) : zero_f32_to_f16(avg));
+    }
+}
+
+zero_status_t zero_optim_average_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t type, float *dst,
+                                         const uint16_t *own, const void *peer, int peer_f32, float divisor, size_t n)
+{
+    avg16_job_t job = {type, dst, own, peer, peer_f32, divisor};
+    zero_status_t status;
+    if ((status = check_convert("average_from_16", ctx, type, dst, own, n)) != ZERO_OK)
+        return status;
+    if ((n > 0 && peer == NULL) || !(divisor > 0.0f)) {
+        ZERO_LOG_ERROR("average_from_16: invalid argument (peer %p, divisor %g)", peer, (double)divisor);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    for_chunks(ctx, n, avg16_chunk, &job);
     return ZERO_OK;
 }
 

@@ -213,11 +213,27 @@ zero_status_t zero_optim_count_nonfinite(const zero_optim_ctx_t *ctx, zero_dtype
  * not: a finite sum above FLT_MAX (a norm above ~1.8e19) becomes inf. */
 zero_status_t zero_optim_sum_squares(const zero_optim_ctx_t *ctx, zero_dtype_t dtype, const void *x,
                                      size_t n, double *sum_p);
+/* Sum over i of (a[i] + b[i])^2, the sum formed in fp32 as the fused steps
+ * form it (zero_optim_adam_step_fused) and never stored; the squares summed
+ * in double (deterministic for a given chunk size, any threads). Non-finite
+ * exactly when some a[i] + b[i] is, as zero_optim_sum_squares. The engine's
+ * fused step checks its gradients with it, reading both addends once. */
+zero_status_t zero_optim_sum_squares_add(const zero_optim_ctx_t *ctx, const float *a, const float *b, size_t n,
+                                         double *sum_p);
 zero_status_t zero_optim_scale(const zero_optim_ctx_t *ctx, float *x, float s, size_t n);
 zero_status_t zero_optim_to_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t type, uint16_t *dst,
                                const float *src, size_t n);
 zero_status_t zero_optim_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t type, float *dst,
                                  const uint16_t *src, size_t n);
+
+/* dst[i] = ((peer[i] + own[i]) / divisor, summed in fp32 and rounded once to
+ * @p type) widened back to fp32: the 16-bit average a reduce-scatter's last
+ * hop writes (comm/reduce.c), formed where the step converts its gradients
+ * to fp32 anyway, so it is never written to the gradient buffer. @p peer is
+ * fp32 (@p peer_f32) or of @p type. */
+zero_status_t zero_optim_average_from_16(const zero_optim_ctx_t *ctx, zero_optim_w16_t type, float *dst,
+                                         const uint16_t *own, const void *peer, int peer_f32, float divisor,
+                                         size_t n);
 
 /*
  * Gradient clipping by global norm, as DeepSpeed: coef = max_norm /

@@ -163,6 +163,21 @@ zero_status_t zero_optim_hparams_step(const zero_optim_ctx_t *ctx, const zero_op
     }
 }
 
+int zero_optim_hparams_has_fused(const zero_optim_hparams_t *hp)
+{
+    return hp->kind == ZERO_OPTIM_KIND_ADAM;
+}
+
+zero_status_t zero_optim_hparams_step_fused(const zero_optim_ctx_t *ctx, const zero_optim_hparams_t *hp,
+                                            const zero_optim_slice_t *s, const float *g_add)
+{
+    if (!zero_optim_hparams_has_fused(hp)) {
+        ZERO_LOG_ERROR("optimizer %s has no fused step (its gradient as two addends)", zero_optim_kind_name(hp->kind));
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    return zero_optim_adam_step_fused(ctx, &hp->adam, s, g_add);
+}
+
 zero_status_t zero_optim_hparams_init_state(const zero_optim_ctx_t *ctx, const zero_optim_hparams_t *hp, float *s1,
                                             size_t n)
 {

@@ -72,6 +72,16 @@ const char *zero_optim_kind_name(zero_optim_kind_t kind);
 zero_status_t zero_optim_hparams_step(const zero_optim_ctx_t *ctx, const zero_optim_hparams_t *hp,
                                       const zero_optim_slice_t *s);
 
+/* Whether @p hp's optimizer has a kernel that takes its gradient as two
+ * addends summed in registers (zero_optim_hparams_step_fused): Adam/AdamW. */
+int zero_optim_hparams_has_fused(const zero_optim_hparams_t *hp);
+
+/* The update of @p hp's optimizer over the gradient s->g + g_add ([s->n]
+ * fp32), the sum never stored: zero_optim_adam_step_fused for Adam/AdamW.
+ * ZERO_ERR_UNSUPPORTED (logged) for an optimizer without such a kernel. */
+zero_status_t zero_optim_hparams_step_fused(const zero_optim_ctx_t *ctx, const zero_optim_hparams_t *hp,
+                                            const zero_optim_slice_t *s, const float *g_add);
+
 /* Fills a freshly zeroed state array as the optimizer starts it (Adagrad:
  * initial_accumulator_value; the others start at 0, nothing to do). */
 zero_status_t zero_optim_hparams_init_state(const zero_optim_ctx_t *ctx, const zero_optim_hparams_t *hp, float *s1,

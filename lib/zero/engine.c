@@ -355,8 +355,11 @@ static void free_working_memory(zero_engine_h e)
         for (int gi = 0; gi < e->layout->num_groups; gi++) {
             group_state_t *g = &e->groups[gi];
             engine_free(e, &e->mem.pools, g->scratch_length * sizeof(float), g->scratch);
+            if (g->peer_grads != NULL)
+                engine_unreserve(e, g->peer_grads_shared, g->peer_grads);
             g->scratch = NULL;
             g->scratch_length = 0;
+            g->peer_grads = NULL;
         }
     }
     if (e->persistent_region_shared)
@@ -1078,7 +1081,7 @@ static zero_status_t setup_working_memory(zero_engine_h e)
         engine_keep_error(e, mark, "setup: cannot allocate the step's result record");
         return status;
     }
-    e->mem.pools_bound = e->mem.pools;
+    e->mem.pools_bound = e->mem.pools + e->fused_reserved;   /* the fused step's partials: backed as the ring writes them */
     if (e->stage == 2 && !engine_grads_whole(e)) {
         /* Gradient staging: slots of the largest bucket's size, backed now so no
          * step faults. ZERO_ENGINE_STAGE2_STAGING_SLOTS of them (fewer with fewer

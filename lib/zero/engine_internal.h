@@ -13,6 +13,7 @@
 
 #include <zero/engine.h>
 
+#include "comm/reduce_split.h"
 #include "optim/loss_scaler.h"
 #include "optim/lr_schedule.h"
 #include "optim/optim.h"
@@ -128,6 +129,7 @@ typedef struct bucket_state {
     int params_ready;              /* parameters marked ready this micro-batch */
     int reduced;                   /* reduction started this micro-batch */
     zero_comm_request_h reduce_req;
+    zero_comm_split_t split;       /* fused step: where the boundary's split reduce-scatter left the peers' partial */
     void *gathered;                /* stage 3: [length] full weights (NULL: not gathered) */
     gathered_source_t gathered_source;
     int cached;                    /* stage 3: released, kept because the trace uses it again soon */
@@ -175,6 +177,12 @@ typedef struct group_state {
     void *params_shard;     /* stage 3: [own_length] of dtype */
     float *scratch;         /* step: fp32 gradients of one piece (see engine_step.c) */
     size_t scratch_length;
+    /* The fused step (engine_step.c): the split reduce-scatter's partials of
+     * the owned range, where the ring or the direct path at W > 2 leaves them
+     * ([own_length] of peer_dtype). */
+    void *peer_grads;
+    int peer_grads_shared;  /* from engine_reserve: how to give it back */
+    zero_dtype_t peer_dtype;
     void *grads_flat;       /* stages 0-1: [length] of dtype */
     void *grad_shard;       /* stages 2-3: [own_length] of dtype, the owned averaged gradients */
     /* The fp32 master weights and optimizer states of the owned range are in
@@ -231,6 +239,12 @@ struct zero_engine {
      * as int8 blocks through an all-to-all (engine_step.c), the wire bytes
      * behind the gradient staging */
     int quantized_gradients;
+    /* The reduction fused into the step (engine_step.c, docs/engine.md): at
+     * the boundary, each bucket's reduce-scatter leaves the peers' partial
+     * unreduced and the optimizer adds it to the own gradients in registers.
+     * Chosen at setup (engine_scratch_alloc); ZERO_FUSED_STEP=0 turns it off. */
+    int fused_step;
+    size_t fused_reserved;           /* bytes of the partials' shards (address space; in pools_bound) */
     int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;

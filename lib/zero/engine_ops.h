@@ -124,6 +124,23 @@ typedef struct engine_ops {
 
     /* The elementwise update of @p hp (Adam/AdamW, SGD, Adagrad, Lion) over @p s. */
     zero_status_t (*optimizer_step)(void *ctx, const zero_optim_hparams_t *hp, const zero_optim_slice_t *s);
+    /* The fused step (optional: NULL where the kind has none; the engine then
+     * keeps the unfused path). check_grads_add adds the sum of squares of
+     * (a + b), formed in fp32 and never stored, times @p scale to the
+     * record's SUM_SQUARES slot, and 1 to NONFINITE when that is not finite;
+     * optimizer_step_fused is optimizer_step over the gradient s->g + g_add,
+     * summed in registers (only for optimizers with such a kernel:
+     * zero_optim_hparams_has_fused). */
+    zero_status_t (*check_grads_add)(void *ctx, const float *a, const float *b, size_t n, double scale,
+                                     double *record);
+    zero_status_t (*optimizer_step_fused)(void *ctx, const zero_optim_hparams_t *hp, const zero_optim_slice_t *s,
+                                          const float *g_add);
+    /* 16-bit gradients (optional, as above): @p dst = the 16-bit average
+     * ((peer + own) / @p divisor in fp32, rounded once to @p dtype, as a
+     * reduce-scatter's last hop rounds it) widened to fp32; @p peer of
+     * @p peer_dtype (fp32 or @p dtype). */
+    zero_status_t (*average_from_16)(void *ctx, zero_dtype_t dtype, float *dst, const uint16_t *own,
+                                     zero_dtype_t peer_dtype, const void *peer, float divisor, size_t n);
     /* Fills a zeroed state array as the optimizer starts it (Adagrad's accumulator). */
     zero_status_t (*init_state)(void *ctx, const zero_optim_hparams_t *hp, float *s1, size_t n);
     /* Lamb phase 1 over one parameter's piece @p s: updates the moments and

@@ -158,6 +158,32 @@ static zero_status_t host_optimizer_step(void *ctx, const zero_optim_hparams_t *
     return zero_optim_hparams_step(ctx, hp, s);
 }
 
+static zero_status_t host_check_grads_add(void *ctx, const float *a, const float *b, size_t n, double scale,
+                                          double *record)
+{
+    double sq = 0.0;
+    zero_status_t status = zero_optim_sum_squares_add(ctx, a, b, n, &sq);
+    if (status != ZERO_OK)
+        return status;
+    if (!isfinite(sq))
+        record[ENGINE_RESULT_NONFINITE] += 1.0;
+    record[ENGINE_RESULT_SUM_SQUARES] += sq * scale;
+    return ZERO_OK;
+}
+
+static zero_status_t host_optimizer_step_fused(void *ctx, const zero_optim_hparams_t *hp, const zero_optim_slice_t *s,
+                                               const float *g_add)
+{
+    return zero_optim_hparams_step_fused(ctx, hp, s, g_add);
+}
+
+static zero_status_t host_average_from_16(void *ctx, zero_dtype_t dtype, float *dst, const uint16_t *own,
+                                          zero_dtype_t peer_dtype, const void *peer, float divisor, size_t n)
+{
+    return zero_optim_average_from_16(ctx, zero_optim_w16_of(dtype), dst, own, peer, peer_dtype == ZERO_FP32,
+                                      divisor, n);
+}
+
 static zero_status_t host_init_state(void *ctx, const zero_optim_hparams_t *hp, float *s1, size_t n)
 {
     return zero_optim_hparams_init_state(ctx, hp, s1, n);
@@ -204,6 +230,9 @@ const engine_ops_t engine_ops_host = {
     .check_grads = host_check_grads,
     .unscale_clip = host_unscale_clip,
     .optimizer_step = host_optimizer_step,
+    .check_grads_add = host_check_grads_add,
+    .optimizer_step_fused = host_optimizer_step_fused,
+    .average_from_16 = host_average_from_16,
     .init_state = host_init_state,
     .lamb_phase1 = host_lamb_phase1,
     .lamb_phase2 = host_lamb_phase2,

@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -633,6 +634,142 @@ static zero_status_t grad32(zero_engine_h e, int gi, size_t so, size_t n, const 
     return e->ops->from_16(e->ops_ctx, g->dtype, g->scratch, src, n);
 }
 
+/* ---- the fused step ----
+ *
+ * Unfused, the boundary's reduce-scatter ends on every rank with "received
+ * partial + own gradients, divided by W" written into the owned slice, and
+ * the step reads that slice back. Fused, each bucket goes through the split
+ * reduce-scatter (comm/reduce_split.h): the own gradients stay as they are in
+ * the gradient buffer, the other ranks' sum (the partial) is left where the
+ * communicator put it (the peer's own buffer on the direct path at two ranks,
+ * else g->peer_grads), and the optimizer kernel adds the two in registers
+ * with 1/W folded into its gradient multiplier. The sum is never written, and
+ * the reduction does not read and write the owned slice: for AdamW with fp32
+ * state the step moves 32 bytes per element instead of 12 + 28.
+ *
+ * The overflow check and the global norm need the whole gradient before any
+ * update (a skipped step changes nothing; clipping scales every element by
+ * the norm), so they run first, in a read-only pass over both addends
+ * (check_grads_fused: 8 bytes per element, against the unfused check's
+ * 2 x 4 over the written sum). The sum of squares of (own + partial) is
+ * divided by W^2 in double.
+ *
+ * 16-bit groups widen their gradients into an fp32 piece scratch before the
+ * kernel anyway (grad32); there the average is formed while widening
+ * (average_from_16: own + partial, divided by W and rounded to 16 bits exactly
+ * as the unfused last hop rounds it), in the cache-sized scratch, and the
+ * plain kernel reads it: the same bytes from memory as the fused kernel.
+ *
+ * Arithmetic: the own + partial addition is the reduce-scatter's last one
+ * (IEEE addition commutes). fp32: at W = 2 (W a power of two) the factor 1/W
+ * folded into the multiplier is exact, so the weights equal the unfused
+ * path's bit for bit unless clipping applies (the norm's squares are summed
+ * in another order, so the clip coefficient may differ in its last bit); at
+ * W = 3 g x (s/3) differs from (g / 3) x s by a rounding. 16-bit: the update
+ * is the unfused one bit for bit, the norm summed in another grouping.
+ * tests/engine/fused_check.c states the tolerances.
+ *
+ * Taken (fused_choose) at stage 1 with the engine's own buffers, host memory
+ * (the table has the fused operations), two or more ranks, every parameter
+ * group's optimizer with a fused kernel (Adam/AdamW), a store that lets the
+ * engine run the kernel (not zero-optd), unless ZERO_FUSED_STEP=0. It
+ * reserves g->peer_grads, one shard of partials (4/W bytes per fp32
+ * parameter) as address space: unused on the direct path at two ranks, backed
+ * where the ring (or the direct path at W > 2) writes it. Not taken:
+ * stage 2 with the engine's buffers reduces each bucket during the backward
+ * into the gradient shard and frees its staging, so fusing its last addition
+ * into the step would mean holding every bucket's staging until the boundary,
+ * the memory stage 2 exists to save; adopted flat buffers (stages 1-2) exist
+ * so that the engine holds no gradient memory, which the partials' shard
+ * would add. Both keep the unfused path. */
+
+static zero_status_t fused_choose(zero_engine_h e)
+{
+    const char *env = getenv("ZERO_FUSED_STEP");
+    int wanted = 1, kernels = 1;
+    e->fused_step = 0;
+    if (env != NULL && strcmp(env, "0") != 0 && strcmp(env, "1") != 0) {
+        engine_error(e, ZERO_ERR_INVALID_ARG, "ZERO_FUSED_STEP=%s: expected 0 (the unfused step) or 1 (the default)",
+                     env);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (env != NULL && strcmp(env, "0") == 0)
+        wanted = 0;
+    for (int i = 0; i < e->num_param_groups; i++)
+        kernels = kernels && zero_optim_hparams_has_fused(&e->param_groups[i].hparams);
+    e->fused_step = wanted && kernels && e->stage == 1 && e->num_adopted == 0 && e->own_world >= 2 && e->ops->check_grads_add != NULL && e->ops->optimizer_step_fused != NULL &&
+                    !zero_store_prefers_step(e->store);
+    if (e->rank == 0)
+        ZERO_LOG_DEBUG("the reduction fused into the step: %s", e->fused_step ? "on" : "off");
+    return ZERO_OK;
+}
+
+/* The peers' partial at owned offset @p so (of g->peer_dtype). Pieces never
+ * cross a bucket at stages 1-2, so the piece's partial is contiguous. */
+static const void *peer_at(zero_engine_h e, int gi, size_t so)
+{
+    int b = owned_bucket(e, gi, so);
+    return (const char *)e->buckets[b].split.partial +
+           (so - zero_layout_bucket_shard_offset(e->layout, b)) * dtype_bytes(e->groups[gi].peer_dtype);
+}
+
+/* The fused path's gradients of [so, so + n) in fp32. fp32 groups: the own
+ * gradients and the partial, both in place (*peer_p: the kernel's second
+ * addend; 1/W still to apply). 16-bit groups: the average itself, formed into
+ * the piece scratch as the 16-bit gradients are widened anyway (*peer_p
+ * NULL; rounded to 16 bits as the unfused hop rounds it, so the step is the
+ * unfused step's bit for bit). */
+static zero_status_t grads_fused(zero_engine_h e, int gi, size_t so, size_t n, const float **own_p,
+                                 const float **peer_p)
+{
+    group_state_t *g = &e->groups[gi];
+    size_t contiguous;
+    const void *own = grad_at(e, gi, so, &contiguous), *peer = peer_at(e, gi, so);
+    if (g->dtype == ZERO_FP32) {
+        *own_p = own;
+        *peer_p = peer;   /* fp32 too: the peer's block at W = 2, the fp32 sum of the others otherwise */
+        return ZERO_OK;
+    }
+    *own_p = g->scratch;
+    *peer_p = NULL;
+    return e->ops->average_from_16(e->ops_ctx, g->dtype, g->scratch, own, g->peer_dtype, peer,
+                                   (float)e->own_world, n);
+}
+
+/* The fused path's check: the overflow count and the sum of squares of the
+ * averaged gradients, from the two addends (fp32: of (own + partial), divided
+ * by W^2 in double; 16-bit: of the average formed in the scratch). */
+static zero_status_t check_grads_fused(zero_engine_h e)
+{
+    uint64_t mark = zero_log_error_mark();
+    double scale = 1.0 / ((double)e->own_world * (double)e->own_world);
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        size_t so = 0;
+        while (so < g->own_length) {
+            size_t n;
+            const float *own, *peer;
+            zero_status_t status;
+            grad_at(e, gi, so, &n);
+            if (g->dtype != ZERO_FP32 && n > g->scratch_length)
+                n = g->scratch_length;
+            status = grads_fused(e, gi, so, n, &own, &peer);
+            if (status == ZERO_OK && peer != NULL)
+                status = e->ops->check_grads_add(e->ops_ctx, own, peer, n, scale, e->result);
+            else if (status == ZERO_OK)
+                status = e->ops->check_grads(e->ops_ctx, ZERO_FP32, own, n, e->result);
+            if (status != ZERO_OK) {
+                e->state = ENGINE_FAILED;
+                engine_keep_error(e, mark, "step: checking the %s gradients at owned offset %zu failed",
+                                  zero_dtype_string(g->dtype), so);
+                return status;
+            }
+            so += n;
+        }
+    }
+    return ZERO_OK;
+}
+
 /* The end of the piece that starts at @p so within run @p r. */
 static size_t piece_end(zero_engine_h e, int gi, size_t so, size_t r)
 {
@@ -677,6 +814,13 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
         uint64_t mark = zero_log_error_mark();
         if (e->stage == 0) {
             status = engine_allreduce_start(e, base, bk->length, g->dtype, ZERO_COMM_AVG, &reqs[b]);
+        } else if (e->fused_step) {
+            /* the last addition is the step's (see "the fused step" below) */
+            size_t slice = bk->length / (size_t)e->world;
+            bucket_state_t *bs = &e->buckets[b];
+            bs->split.buf = (char *)g->peer_grads +
+                            zero_layout_bucket_shard_offset(e->layout, b) * dtype_bytes(g->peer_dtype);
+            status = zero_comm_reduce_scatter_split_start(e->comm, base, slice, g->dtype, &bs->split, &reqs[b]);
         } else {
             size_t slice = bk->length / (size_t)e->world;
             status = engine_reduce_scatter_start(e, base, base + (size_t)e->rank * slice * esz, slice, g->dtype,
@@ -744,9 +888,13 @@ static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t 
 /* Queues the overflow check and the sum of squares over the owned averaged
  * gradients of every group into the step's result record (its NONFINITE and
  * SUM_SQUARES slots, in double). */
+static zero_status_t check_grads_fused(zero_engine_h e);
+
 static zero_status_t check_grads(zero_engine_h e)
 {
     uint64_t mark = zero_log_error_mark();
+    if (e->fused_step)
+        return check_grads_fused(e);
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
         group_state_t *g = &e->groups[gi];
         size_t so = 0;
@@ -891,7 +1039,7 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
 {
     group_state_t *g = &e->groups[gi];
     zero_optim_hparams_t hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, v);
-    const float *grads;
+    const float *grads, *peer = NULL;
     zero_store_range_t r = {.group = gi, .begin = lo, .count = hi - lo, .fields = zero_store_fields(e->store)};
     zero_optim_slice_t s;
     zero_status_t status, st;
@@ -910,7 +1058,16 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
         status = zero_store_step_set_hparams(&step, &hp);
         return status != ZERO_OK ? status : zero_store_step_async(e->store, &step);
     }
-    status = grad32(e, gi, lo, hi - lo, &grads);
+    if (e->fused_step)
+        status = grads_fused(e, gi, lo, hi - lo, &grads, &peer);
+    else
+        status = grad32(e, gi, lo, hi - lo, &grads);
+    if (status == ZERO_OK && peer != NULL) {
+        /* the partial is the kernel's second addend; 1/W (the average) joins the gradient multiplier */
+        zero_optim_step_values_t fv = *v;
+        fv.grad_scale = v->grad_scale / (float)e->own_world;
+        hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, &fv);
+    }
     if (status != ZERO_OK)
         return status;
     status = zero_store_acquire(e->store, &r);
@@ -925,7 +1082,8 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
         .w16_type = zero_optim_w16_of(g->dtype),
         .n = hi - lo,
     };
-    status = e->ops->optimizer_step(e->ops_ctx, &hp, &s);
+    status = peer != NULL ? e->ops->optimizer_step_fused(e->ops_ctx, &hp, &s, peer)
+                          : e->ops->optimizer_step(e->ops_ctx, &hp, &s);
     if (status == ZERO_OK)
         copy_master_to_weights(e, gi, lo, r.data[ZERO_STORE_MASTER], hi - lo);
     st = zero_store_release(e->store, &r, 1);
@@ -1052,10 +1210,25 @@ static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *
  * (counted in pools) so the step allocates nothing. */
 zero_status_t engine_scratch_alloc(zero_engine_h e)
 {
+    zero_status_t status = fused_choose(e);
+    if (status != ZERO_OK)
+        return status;
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
         group_state_t *g = &e->groups[gi];
         size_t len = g->own_length < piece_max(e) ? g->own_length : piece_max(e);
-        zero_status_t status;
+        if (e->fused_step) {
+            /* Address space only: the direct path at two ranks never writes
+             * it (the partial is read in the peer's buffer), the ring backs
+             * the pages it writes. In pools_bound, not in pools. */
+            size_t bytes = (g->own_length ? g->own_length : 1) *
+                           dtype_bytes(zero_comm_split_partial_dtype(e->comm, g->dtype));
+            g->peer_dtype = zero_comm_split_partial_dtype(e->comm, g->dtype);
+            status = engine_reserve(e, bytes, "fused step: the peers' partial gradients", &g->peer_grads_shared,
+                                    &g->peer_grads);
+            if (status != ZERO_OK)
+                return status;
+            e->fused_reserved += bytes;
+        }
         if (g->dtype == ZERO_FP32)
             continue;
         if (e->hparams.kind == ZERO_OPTIM_KIND_LAMB)

@@ -826,9 +826,54 @@ static void test_adam_fused_add(void)
     free(g_saved);
 }
 
+/* The fused step's check: sum of (a + b)^2, the sum formed in fp32, against
+ * a plain double loop over the same fp32 sums (relative 1e-12: only the order
+ * of the double additions differs); bit-identical with and without threads;
+ * non-finite when one a[i] + b[i] overflows or is NaN. */
+static void test_sum_squares_add(void)
+{
+    const size_t n = 300007;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    zero_thread_pool_t *pool = NULL;
+    zero_optim_ctx_t one, many;
+    double ref = 0.0, s1 = 0.0, s2 = 0.0;
+    ZERO_TEST_MEM_MARK();
+    CU_ASSERT_FATAL(a != NULL && b != NULL);
+    CU_ASSERT_EQUAL_FATAL(zero_thread_pool_create(3, &pool), ZERO_OK);
+    fill(a, n, -1.0f, 1.0f);
+    fill(b, n, -1.0f, 1.0f);
+    for (size_t i = 0; i < n; i++) {
+        float sum = a[i] + b[i];
+        ref += (double)sum * (double)sum;
+    }
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&one, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&many, ZERO_OPTIM_ISA_AUTO, pool), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optim_ctx_set_chunk(&one, 4096), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optim_ctx_set_chunk(&many, 4096), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optim_sum_squares_add(&one, a, b, n, &s1), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optim_sum_squares_add(&many, a, b, n, &s2), ZERO_OK);
+    CU_ASSERT(fabs(s1 - ref) <= 1e-12 * ref);
+    CU_ASSERT(bits_equal(&s1, &s2, sizeof(s1)));
+    a[77777] = 3e38f;   /* finite addends, an infinite sum */
+    b[77777] = 3e38f;
+    CU_ASSERT_EQUAL(zero_optim_sum_squares_add(&many, a, b, n, &s2), ZERO_OK);
+    CU_ASSERT(!isfinite(s2));
+    a[77777] = NAN;
+    CU_ASSERT_EQUAL(zero_optim_sum_squares_add(&many, a, b, n, &s2), ZERO_OK);
+    CU_ASSERT(!isfinite(s2));
+    CU_ASSERT_EQUAL(zero_optim_sum_squares_add(&many, a, b, 0, &s2), ZERO_OK);
+    CU_ASSERT_EQUAL(s2, 0.0);
+    CU_ASSERT_EQUAL(zero_optim_sum_squares_add(&many, NULL, b, 5, &s2), ZERO_ERR_INVALID_ARG);
+    zero_thread_pool_destroy(pool);
+    free(a);
+    free(b);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 static CU_TestInfo kernel_tests[] = {
     {"adam: every SIMD level == C reference", test_adam_simd},
     {"adam with a fused gradient addend == adam over the sum", test_adam_fused_add},
+    {"sum of squares of a two-addend gradient", test_sum_squares_add},
     {"sgd: every SIMD level == C reference", test_sgd_simd},
     {"adagrad: every SIMD level == C reference", test_adagrad_simd},
     {"lion: every SIMD level == C reference", test_lion_simd},
