@@ -47,7 +47,7 @@ device_state dev;
 void cuda_failed(cudaError_t e, const char *what, int line)
 {
     if (!dev.failed)
-        fprintf(stderr, "train_gpt_cuda: %s (gpt_cuda.cu:%d): %s\n", what, line, cudaGetErrorString(e));
+        fprintf(stderr, "gpt_cuda: %s (gpt_cuda.cu:%d): %s\n", what, line, cudaGetErrorString(e));
     dev.failed = 1;
 }
 
@@ -63,7 +63,7 @@ void cuda_failed(cudaError_t e, const char *what, int line)
         cublasStatus_t b_ = (call);                                                                         \
         if (b_ != CUBLAS_STATUS_SUCCESS) {                                                                  \
             if (!dev.failed)                                                                                \
-                fprintf(stderr, "train_gpt_cuda: %s (gpt_cuda.cu:%d): cuBLAS status %d\n", #call, __LINE__, \
+                fprintf(stderr, "gpt_cuda: %s (gpt_cuda.cu:%d): cuBLAS status %d\n", #call, __LINE__, \
                         (int)b_);                                                                           \
             dev.failed = 1;                                                                                 \
         }                                                                                                   \
@@ -82,7 +82,7 @@ unsigned grid_for(size_t n)
 int blas_dim(size_t n)
 {
     if (n > (size_t)INT_MAX && !dev.failed) {
-        fprintf(stderr, "train_gpt_cuda: a matrix dimension (%zu) does not fit cuBLAS's int\n", n);
+        fprintf(stderr, "gpt_cuda: a matrix dimension (%zu) does not fit cuBLAS's int\n", n);
         dev.failed = 1;
     }
     return (int)n;
@@ -522,7 +522,7 @@ int gpt_cuda_open(int device, void **stream_p, int *device_p)
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
-        fprintf(stderr, "train_gpt_cuda: no CUDA device is visible (%s)\n",
+        fprintf(stderr, "gpt_cuda: no CUDA device is visible (%s)\n",
                 e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount: 0");
         return 1;
     }
@@ -532,7 +532,7 @@ int gpt_cuda_open(int device, void **stream_p, int *device_p)
         device = (lr != NULL ? atoi(lr) : 0) % count;
     }
     if (device >= count) {
-        fprintf(stderr, "train_gpt_cuda: --device %d: only %d CUDA device(s) are visible\n", device, count);
+        fprintf(stderr, "gpt_cuda: --device %d: only %d CUDA device(s) are visible\n", device, count);
         return -1;
     }
     dev = device_state{};
@@ -814,7 +814,7 @@ float *backend_alloc(size_t n)
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, n * sizeof(float));
     if (e != cudaSuccess) {
-        fprintf(stderr, "train_gpt_cuda: cudaMalloc of %zu floats: %s\n", n, cudaGetErrorString(e));
+        fprintf(stderr, "gpt_cuda: cudaMalloc of %zu floats: %s\n", n, cudaGetErrorString(e));
         return NULL;
     }
     return (float *)p;

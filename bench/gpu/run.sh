@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# bench/run gpu: builds bench_gpu in $ZERO_BUILD_DIR (default build) and runs
+# it (bench/gpu/bench_gpu.c says what it measures). Extra arguments go to
+# bench_gpu (--quick, --steps N). The last line is:
+# summary: adamw_over_d2d=<x> engine_step_over_direct=<y> device_bytes_over_formula=<z>
+# Without a CUDA build (no nvcc or cuBLAS) or without a CUDA device it prints
+# why and that line with na fields, and exits 77 (skipped), as the GPU tests.
+# On a GPU machine with a bundle (scripts/gpu-bundle, no meson there) it runs
+# the bundled program as it is.
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+na() {
+  echo "gpu: $*"
+  echo "summary: adamw_over_d2d=na engine_step_over_direct=na device_bytes_over_formula=na"
+  exit 77
+}
+if command -v meson > /dev/null 2>&1 && command -v ninja > /dev/null 2>&1; then
+  if ninja -C "$build_dir" -t targets all 2>/dev/null | grep -q '^bench/gpu/bench_gpu:'; then
+    bench_build bench/gpu/bench_gpu
+  fi
+fi
+bin="$build_dir/bench/gpu/bench_gpu"
+[ -x "$bin" ] || na "not measured: $build_dir has no bench/gpu/bench_gpu (a build without CUDA or cuBLAS; configure with --native-file native/cuda.ini -Dcuda=enabled)"
+# The program links libzero statically: name the CUDA module it loads for device memory.
+export ZERO_CUDA_MODULE=${ZERO_CUDA_MODULE:-$build_dir/libzero-cuda.so}
+exec "$bin" "$@"
