@@ -5,8 +5,8 @@
 # summary: adamw_over_d2d=<x> engine_step_over_direct=<y> device_bytes_over_formula=<z>
 # Without a CUDA build (no nvcc or cuBLAS) or without a CUDA device it prints
 # why and that line with na fields, and exits 77 (skipped), as the GPU tests.
-# On a GPU machine with a bundle (scripts/gpu-bundle, no meson there) it runs
-# the bundled program as it is.
+# ZERO_BENCH_PREBUILT=1 runs the program in $ZERO_BUILD_DIR as it is, without
+# ninja (scripts/gpu-check on a GPU machine, from a scripts/gpu-bundle copy).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 na() {
@@ -14,7 +14,7 @@ na() {
   echo "summary: adamw_over_d2d=na engine_step_over_direct=na device_bytes_over_formula=na"
   exit 77
 }
-if command -v meson > /dev/null 2>&1 && command -v ninja > /dev/null 2>&1; then
+if [ "${ZERO_BENCH_PREBUILT:-0}" != 1 ]; then
   if ninja -C "$build_dir" -t targets all 2>/dev/null | grep -q '^bench/gpu/bench_gpu:'; then
     bench_build bench/gpu/bench_gpu
   fi
