@@ -4,7 +4,8 @@
  * two or a multiple of a warp), then the whole model: one forward and backward
  * of a 2-layer model through gpt_backend (the CUDA one) against gpt.c, loss and
  * every gradient. Outputs that the calls add into start from random values,
- * so the "+=" contracts are checked too.
+ * so the "+=" contracts are checked too. The trainer's bf16 conversions on the
+ * device: exact, and the rounded add bit for bit against the host's rule.
  *
  * Tolerance, every element: |gpu - cpu| <= 1e-5 + 1e-4 |cpu|. The kernels keep
  * the CPU loops and their order; what differs is the device's expf, tanhf and
@@ -258,6 +259,60 @@ static void check_ops(void)
     cudaFree(d_targets);
 }
 
+/* Round to nearest even, NaN aside (train_gpt's host conversion, gpt_backend_host.c). */
+static uint16_t bf16_rne(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static float bf16_value(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* The backend's 16-bit conversions (bf16; fp16 goes through the same kernels' other branch):
+ * to_f32 exactly, add_to_16 rounded once as the host does, bit for bit. */
+static void check_bf16(void)
+{
+    enum { N = 1003 };
+    uint16_t w[N], acc[N], got16[N];
+    float add[N], want[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = bf16_rne(8.0f * urand());
+        acc[i] = bf16_rne(urand());
+        add[i] = 1e-2f * urand();
+        want[i] = bf16_value(w[i]);
+    }
+    uint16_t *d_w = dev_copy(w, sizeof(w)), *d_acc = dev_copy(acc, sizeof(acc));
+    float *d_add = dev_copy(add, sizeof(add)), *d_out = dev_copy(add, sizeof(add));
+    gpt_backend.to_f32(ZERO_BF16, d_w, d_out, N);
+    compare("to_f32 (bf16)", want, d_out, N);
+    gpt_backend.add_to_16(ZERO_BF16, d_acc, d_add, N);
+    int bad = 0;
+    if (gpt_cuda_sync() != 0 || cudaMemcpy(got16, d_acc, sizeof(got16), cudaMemcpyDeviceToHost) != cudaSuccess)
+        bad = N;
+    for (int i = 0; i < N && !bad; i++)
+        if (got16[i] != bf16_rne(bf16_value(acc[i]) + add[i])) {
+            printf("add_to_16 (bf16)             FAILED at [%d]: 0x%04x, want 0x%04x\n", i, got16[i],
+                   bf16_rne(bf16_value(acc[i]) + add[i]));
+            bad = 1;
+        }
+    if (bad)
+        failures++;
+    else
+        printf("%-28s ok (%d elements, bit for bit)\n", "add_to_16 (bf16)", N);
+    cudaFree(d_w);
+    cudaFree(d_acc);
+    cudaFree(d_add);
+    cudaFree(d_out);
+}
+
 /* One forward and backward of the whole model on both, from the same weights and gradients. */
 static void check_model(void)
 {
@@ -354,6 +409,7 @@ int main(void)
     if (rc != 0)
         return 1;
     check_ops();
+    check_bf16();
     check_model();
     gpt_cuda_close();
     printf("gpt-cuda-ops: %s (tolerance 1e-5 + 1e-4 |cpu| per element)\n", failures ? "FAILED" : "all within tolerance");
