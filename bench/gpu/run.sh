@@ -8,7 +8,13 @@
 # ZERO_BENCH_PREBUILT=1 runs the program in $ZERO_BUILD_DIR as it is, without
 # ninja (scripts/gpu-check on a GPU machine, from a scripts/gpu-bundle copy).
 set -euo pipefail
-. "$(dirname "$0")/../lib.sh"
+if [ "${ZERO_BENCH_PREBUILT:-0}" = 1 ]; then
+  # no configure or build step (lib.sh would run scripts/build without a build.ninja)
+  build_dir=${ZERO_BUILD_DIR:-build}
+  case "$build_dir" in /*) ;; *) build_dir="$(cd "$(dirname "$0")/../.." && pwd)/$build_dir" ;; esac
+else
+  . "$(dirname "$0")/../lib.sh"
+fi
 na() {
   echo "gpu: $*"
   echo "summary: adamw_over_d2d=na engine_step_over_direct=na device_bytes_over_formula=na"
