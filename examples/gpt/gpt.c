@@ -1,4 +1,5 @@
 #include "gpt.h"
+#include "gpt_ops.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -205,7 +206,7 @@ void gpt_destroy(gpt_model_t *m)
 
 /* ---- building blocks ---- */
 
-static void layernorm_forward(float *out, float *mean, float *rstd, const float *in,
+void gpt_layernorm_forward(float *out, float *mean, float *rstd, const float *in,
                               const float *w, const float *b, size_t rows, size_t C)
 {
 #pragma omp parallel for schedule(static)
@@ -228,7 +229,7 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
 }
 
 /* dx += ..., dw += ..., db += ... for out = LN(x) */
-static void layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *in,
+void gpt_layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *in,
                                const float *w, const float *mean, const float *rstd, size_t rows, size_t C)
 {
 #pragma omp parallel for schedule(static)
@@ -263,7 +264,7 @@ static void layernorm_backward(float *dx, float *dw, float *db, const float *dou
 }
 
 /* out[rows, OC] = in[rows, IC] @ W[OC, IC]^T + bias[OC] (bias may be NULL) */
-static void matmul_forward(float *out, const float *in, const float *W, const float *bias,
+void gpt_matmul_forward(float *out, const float *in, const float *W, const float *bias,
                            size_t rows, size_t IC, size_t OC)
 {
 #pragma omp parallel for schedule(static)
@@ -282,7 +283,7 @@ static void matmul_forward(float *out, const float *in, const float *W, const fl
 }
 
 /* din += dout @ W; dW += dout^T @ in; dbias += sum_rows dout */
-static void matmul_backward(float *din, float *dW, float *dbias, const float *dout, const float *in,
+void gpt_matmul_backward(float *din, float *dW, float *dbias, const float *dout, const float *in,
                             const float *W, size_t rows, size_t IC, size_t OC)
 {
 #pragma omp parallel for schedule(static)
@@ -315,7 +316,7 @@ static void matmul_backward(float *din, float *dW, float *dbias, const float *do
 }
 
 /* Causal multi-head attention: qkv [B,T,3C] -> y [B,T,C], saving probabilities. */
-static void attention_forward(float *y, float *att, const float *qkv, size_t B, size_t T, size_t C, size_t NH)
+void gpt_attention_forward(float *y, float *att, const float *qkv, size_t B, size_t T, size_t C, size_t NH)
 {
     size_t hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -355,7 +356,7 @@ static void attention_forward(float *y, float *att, const float *qkv, size_t B, 
 }
 
 /* dqkv (overwritten) from dy; d_att is scratch. */
-static void attention_backward(float *dqkv, float *d_att, const float *dy, const float *att, const float *qkv,
+void gpt_attention_backward(float *dqkv, float *d_att, const float *dy, const float *att, const float *qkv,
                                size_t B, size_t T, size_t C, size_t NH)
 {
     size_t hs = C / NH;
@@ -399,7 +400,7 @@ static void attention_backward(float *dqkv, float *d_att, const float *dy, const
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
-static void gelu_forward(float *out, const float *in, size_t n)
+void gpt_gelu_forward(float *out, const float *in, size_t n)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
@@ -408,7 +409,7 @@ static void gelu_forward(float *out, const float *in, size_t n)
     }
 }
 
-static void gelu_backward(float *din, const float *in, const float *dout, size_t n)
+void gpt_gelu_backward(float *din, const float *in, const float *dout, size_t n)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
@@ -417,6 +418,66 @@ static void gelu_backward(float *din, const float *in, const float *dout, size_t
         float th = tanhf(u), sech2 = 1.0f - th * th;
         float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
         din[i] = grad * dout[i];
+    }
+}
+
+/* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] */
+void gpt_embedding_forward(float *out, const float *wte, const float *wpe, const int *tokens, size_t B, size_t T,
+                           size_t C)
+{
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t < T; t++) {
+            const float *te = wte + (size_t)tokens[b * T + t] * C;
+            const float *pe = wpe + t * C;
+            float *o = out + (b * T + t) * C;
+            for (size_t i = 0; i < C; i++)
+                o[i] = te[i] + pe[i];
+        }
+}
+
+/* dwte[tokens[r],:] += d[r,:], dwpe[t,:] += d[r,:], rows in order (a token may repeat) */
+void gpt_embedding_backward(float *dwte, float *dwpe, const float *d, const int *tokens, size_t B, size_t T, size_t C)
+{
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t < T; t++) {
+            size_t r = b * T + t;
+            const float *dr = d + r * C;
+            float *dte = dwte + (size_t)tokens[r] * C;
+            float *dpe = dwpe + t * C;
+            for (size_t i = 0; i < C; i++) {
+                dte[i] += dr[i];
+                dpe[i] += dr[i];
+            }
+        }
+}
+
+/* Each row of logits [rows, V] replaced by its softmax, in place. */
+void gpt_softmax_forward(float *probs, size_t rows, size_t V)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        float *row = probs + r * V, maxv = -INFINITY, sum = 0.0f;
+        for (size_t v = 0; v < V; v++)
+            if (row[v] > maxv)
+                maxv = row[v];
+        for (size_t v = 0; v < V; v++) {
+            row[v] = expf(row[v] - maxv);
+            sum += row[v];
+        }
+        for (size_t v = 0; v < V; v++)
+            row[v] /= sum;
+    }
+}
+
+/* d[r,v] = seed * (probs[r,v] - [v == targets[r]]): softmax with cross-entropy, backward */
+void gpt_logits_backward(float *d_logits, const float *probs, const int *targets, size_t rows, size_t V, float seed)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = probs + r * V;
+        float *d = d_logits + r * V;
+        for (size_t v = 0; v < V; v++)
+            d[v] = seed * (p[v] - (v == (size_t)targets[r] ? 1.0f : 0.0f));
     }
 }
 
@@ -429,14 +490,7 @@ void gpt_forward_begin(gpt_model_t *m, const gpt_weights_t *w, const int *tokens
     m->b = batch;
     m->t = seq_len;
     memcpy(m->tokens, tokens, (size_t)batch * (size_t)seq_len * sizeof(int));
-    for (int b = 0; b < batch; b++)
-        for (int t = 0; t < seq_len; t++) {
-            const float *te = w->global[GPT_WTE] + (size_t)tokens[b * seq_len + t] * C;
-            const float *pe = w->global[GPT_WPE] + (size_t)t * C;
-            float *o = x + ((size_t)b * seq_len + t) * C;
-            for (size_t i = 0; i < C; i++)
-                o[i] = te[i] + pe[i];
-        }
+    gpt_embedding_forward(x, w->global[GPT_WTE], w->global[GPT_WPE], tokens, (size_t)batch, (size_t)seq_len, C);
 }
 
 void gpt_forward_block(gpt_model_t *m, const gpt_weights_t *w, int layer)
@@ -447,16 +501,16 @@ void gpt_forward_block(gpt_model_t *m, const gpt_weights_t *w, int layer)
     float *const *p = w->block + (size_t)layer * GPT_NUM_BLOCK;
     float *out = layer + 1 < m->cfg.layers ? m->blocks[layer + 1].in : m->res_out;
 
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->in, p[GPT_LN1_W], p[GPT_LN1_B], BT, C);
-    matmul_forward(a->qkv, a->ln1, p[GPT_QKV_W], p[GPT_QKV_B], BT, C, 3 * C);
-    attention_forward(a->y, a->att, a->qkv, B, T, C, NH);
-    matmul_forward(a->res2, a->y, p[GPT_PROJ_W], p[GPT_PROJ_B], BT, C, C);
+    gpt_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->in, p[GPT_LN1_W], p[GPT_LN1_B], BT, C);
+    gpt_matmul_forward(a->qkv, a->ln1, p[GPT_QKV_W], p[GPT_QKV_B], BT, C, 3 * C);
+    gpt_attention_forward(a->y, a->att, a->qkv, B, T, C, NH);
+    gpt_matmul_forward(a->res2, a->y, p[GPT_PROJ_W], p[GPT_PROJ_B], BT, C, C);
     for (size_t i = 0; i < BT * C; i++)
         a->res2[i] += a->in[i];
-    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p[GPT_LN2_W], p[GPT_LN2_B], BT, C);
-    matmul_forward(a->fc, a->ln2, p[GPT_FC_W], p[GPT_FC_B], BT, C, 4 * C);
-    gelu_forward(a->gelu, a->fc, BT * 4 * C);
-    matmul_forward(out, a->gelu, p[GPT_FCPROJ_W], p[GPT_FCPROJ_B], BT, 4 * C, C);
+    gpt_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p[GPT_LN2_W], p[GPT_LN2_B], BT, C);
+    gpt_matmul_forward(a->fc, a->ln2, p[GPT_FC_W], p[GPT_FC_B], BT, C, 4 * C);
+    gpt_gelu_forward(a->gelu, a->fc, BT * 4 * C);
+    gpt_matmul_forward(out, a->gelu, p[GPT_FCPROJ_W], p[GPT_FCPROJ_B], BT, 4 * C, C);
     for (size_t i = 0; i < BT * C; i++)
         out[i] += a->res2[i];
 }
@@ -465,22 +519,10 @@ float gpt_forward_end(gpt_model_t *m, const gpt_weights_t *w, const int *targets
 {
     size_t BT = (size_t)m->b * (size_t)m->t, C = (size_t)m->cfg.channels, V = (size_t)m->cfg.vocab;
     double loss = 0.0;
-    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->res_out, w->global[GPT_LNF_W],
+    gpt_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->res_out, w->global[GPT_LNF_W],
                       w->global[GPT_LNF_B], BT, C);
-    matmul_forward(m->probs, m->lnf, w->global[GPT_WTE], NULL, BT, C, V);
-#pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < BT; r++) {
-        float *row = m->probs + r * V, maxv = -INFINITY, sum = 0.0f;
-        for (size_t v = 0; v < V; v++)
-            if (row[v] > maxv)
-                maxv = row[v];
-        for (size_t v = 0; v < V; v++) {
-            row[v] = expf(row[v] - maxv);
-            sum += row[v];
-        }
-        for (size_t v = 0; v < V; v++)
-            row[v] /= sum;
-    }
+    gpt_matmul_forward(m->probs, m->lnf, w->global[GPT_WTE], NULL, BT, C, V);
+    gpt_softmax_forward(m->probs, BT, V);
     if (targets == NULL)
         return 0.0f;
     memcpy(m->targets, targets, BT * sizeof(int));
@@ -494,17 +536,11 @@ void gpt_backward_end(gpt_model_t *m, const gpt_weights_t *w, const gpt_weights_
     size_t BT = (size_t)m->b * (size_t)m->t, C = (size_t)m->cfg.channels, V = (size_t)m->cfg.vocab;
     float *d_lnf = m->d_a;
     float seed = loss_scale / (float)BT;   /* d(mean loss)/d(logit) = (p - onehot) / BT */
-#pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < BT; r++) {
-        const float *p = m->probs + r * V;
-        float *d = m->d_logits + r * V;
-        for (size_t v = 0; v < V; v++)
-            d[v] = seed * (p[v] - (v == (size_t)m->targets[r] ? 1.0f : 0.0f));
-    }
+    gpt_logits_backward(m->d_logits, m->probs, m->targets, BT, V, seed);
     memset(d_lnf, 0, BT * C * sizeof(float));
-    matmul_backward(d_lnf, g->global[GPT_WTE], NULL, m->d_logits, m->lnf, w->global[GPT_WTE], BT, C, V);
+    gpt_matmul_backward(d_lnf, g->global[GPT_WTE], NULL, m->d_logits, m->lnf, w->global[GPT_WTE], BT, C, V);
     memset(m->d_res, 0, BT * C * sizeof(float));
-    layernorm_backward(m->d_res, g->global[GPT_LNF_W], g->global[GPT_LNF_B], d_lnf, m->res_out,
+    gpt_layernorm_backward(m->d_res, g->global[GPT_LNF_W], g->global[GPT_LNF_B], d_lnf, m->res_out,
                        w->global[GPT_LNF_W], m->lnf_mean, m->lnf_rstd, BT, C);
 }
 
@@ -520,24 +556,24 @@ void gpt_backward_block(gpt_model_t *m, const gpt_weights_t *w, const gpt_weight
 
     /* out = res2 + fcproj(gelu(fc(ln2(res2)))) : d_res flows to res2 unchanged, plus the MLP path */
     memset(d_gelu, 0, BT * 4 * C * sizeof(float));
-    matmul_backward(d_gelu, dp[GPT_FCPROJ_W], dp[GPT_FCPROJ_B], d_res, a->gelu, p[GPT_FCPROJ_W], BT, 4 * C, C);
-    gelu_backward(d_fc, a->fc, d_gelu, BT * 4 * C);
+    gpt_matmul_backward(d_gelu, dp[GPT_FCPROJ_W], dp[GPT_FCPROJ_B], d_res, a->gelu, p[GPT_FCPROJ_W], BT, 4 * C, C);
+    gpt_gelu_backward(d_fc, a->fc, d_gelu, BT * 4 * C);
     {
         float *d_ln2 = d_gelu;   /* reuse: [BT, C] fits in [BT, 4C] */
         memset(d_ln2, 0, BT * C * sizeof(float));
-        matmul_backward(d_ln2, dp[GPT_FC_W], dp[GPT_FC_B], d_fc, a->ln2, p[GPT_FC_W], BT, C, 4 * C);
-        layernorm_backward(d_res, dp[GPT_LN2_W], dp[GPT_LN2_B], d_ln2, a->res2, p[GPT_LN2_W],
+        gpt_matmul_backward(d_ln2, dp[GPT_FC_W], dp[GPT_FC_B], d_fc, a->ln2, p[GPT_FC_W], BT, C, 4 * C);
+        gpt_layernorm_backward(d_res, dp[GPT_LN2_W], dp[GPT_LN2_B], d_ln2, a->res2, p[GPT_LN2_W],
                            a->ln2_mean, a->ln2_rstd, BT, C);
     }
     /* res2 = in + proj(attn(qkv(ln1(in)))) */
     {
         float *d_y = m->d_a, *d_ln1 = m->d_b;
         memset(d_y, 0, BT * C * sizeof(float));
-        matmul_backward(d_y, dp[GPT_PROJ_W], dp[GPT_PROJ_B], d_res, a->y, p[GPT_PROJ_W], BT, C, C);
-        attention_backward(m->d_qkv, m->d_att, d_y, a->att, a->qkv, B, T, C, NH);
+        gpt_matmul_backward(d_y, dp[GPT_PROJ_W], dp[GPT_PROJ_B], d_res, a->y, p[GPT_PROJ_W], BT, C, C);
+        gpt_attention_backward(m->d_qkv, m->d_att, d_y, a->att, a->qkv, B, T, C, NH);
         memset(d_ln1, 0, BT * C * sizeof(float));
-        matmul_backward(d_ln1, dp[GPT_QKV_W], dp[GPT_QKV_B], m->d_qkv, a->ln1, p[GPT_QKV_W], BT, C, 3 * C);
-        layernorm_backward(d_res, dp[GPT_LN1_W], dp[GPT_LN1_B], d_ln1, a->in, p[GPT_LN1_W],
+        gpt_matmul_backward(d_ln1, dp[GPT_QKV_W], dp[GPT_QKV_B], m->d_qkv, a->ln1, p[GPT_QKV_W], BT, C, 3 * C);
+        gpt_layernorm_backward(d_res, dp[GPT_LN1_W], dp[GPT_LN1_B], d_ln1, a->in, p[GPT_LN1_W],
                            a->ln1_mean, a->ln1_rstd, BT, C);
     }
 }
@@ -546,20 +582,17 @@ void gpt_backward_begin(gpt_model_t *m, const gpt_weights_t *w, const gpt_weight
 {
     size_t C = (size_t)m->cfg.channels;
     (void)w;
-    for (int b = 0; b < m->b; b++)
-        for (int t = 0; t < m->t; t++) {
-            size_t r = (size_t)b * (size_t)m->t + (size_t)t;
-            const float *d = m->d_res + r * C;
-            float *dte = g->global[GPT_WTE] + (size_t)m->tokens[r] * C;
-            float *dpe = g->global[GPT_WPE] + (size_t)t * C;
-            for (size_t i = 0; i < C; i++) {
-                dte[i] += d[i];
-                dpe[i] += d[i];
-            }
-        }
+    gpt_embedding_backward(g->global[GPT_WTE], g->global[GPT_WPE], m->d_res, m->tokens, (size_t)m->b, (size_t)m->t,
+                           C);
 }
 
 const float *gpt_probs(const gpt_model_t *m, int b, int t)
 {
     return m->probs + ((size_t)b * (size_t)m->t + (size_t)t) * (size_t)m->cfg.vocab;
+}
+
+double gpt_target_loss(const gpt_model_t *m, int b, int t)
+{
+    size_t r = (size_t)b * (size_t)m->t + (size_t)t, V = (size_t)m->cfg.vocab;
+    return -log((double)m->probs[r * V + (size_t)m->targets[r]] + 1e-30);
 }

@@ -82,5 +82,7 @@ void gpt_backward_begin(gpt_model_t *m, const gpt_weights_t *w, const gpt_weight
 
 /* Probabilities of the next token after the last forward (position t of sequence b), for sampling. */
 const float *gpt_probs(const gpt_model_t *m, int b, int t);
+/* -log(p(target) + 1e-30) at position t of sequence b, for the targets of the last forward_end. */
+double gpt_target_loss(const gpt_model_t *m, int b, int t);
 
 #endif /* GPT_H */

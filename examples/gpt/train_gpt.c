@@ -23,14 +23,18 @@
  *             [--save-interval N] [--no-resume] [--eval-interval N]
  *             [--eval-windows N] [--print-interval N] [--seed S]
  *             [--channels C (96)] [--layers L (4)] [--heads H (4)] [--context T (64)]
- *             [--data DIR_OR_FILE] [--stop-after N]
+ *             [--data DIR_OR_FILE] [--stop-after N] [--device N]
+ * --device N (train_gpt_cuda only; default: LOCAL_RANK modulo the visible
+ * devices) picks the GPU. train_gpt and train_gpt_cuda are this file linked
+ * with one backend each (gpt_backend.h): the same model, tensors, names,
+ * initialisation, data and command line, on the CPU or on a CUDA device.
  * Rank 0 prints machine-readable lines:
  *   data: ... unigram_entropy=<nats/char>
  *   step=<n> train_loss=<x> lr=<y> grad_norm=<g> ms_per_step=<t> samples_per_s=<s> ...
  *   val_loss=<x> step=<n>
  *   final_train_loss=<x> final_val_loss=<y> unigram_entropy=<z> steps=<n>
  */
-#include "gpt.h"
+#include "gpt_backend.h"
 
 #include <zero/zero.h>
 
@@ -48,100 +52,12 @@
 #include <omp.h>
 #endif
 
-/* ---- 16-bit conversions (round to nearest even), written for this example ---- */
-
-static float f32_from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint32_t bits_from_f32(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static uint16_t bf16_from_f32(float f)
-{
-    uint32_t u = bits_from_f32(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static float f32_from_bf16(uint16_t h)
-{
-    return f32_from_bits((uint32_t)h << 16);
-}
-
-static uint16_t fp16_from_f32(float f)
-{
-    uint32_t u = bits_from_f32(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-    if (a > 0x7f800000u)
-        return (uint16_t)(sign | 0x7e00u);          /* NaN */
-    if (a >= 0x477ff000u)                          /* rounds to >= 65520: inf */
-        return (uint16_t)(sign | 0x7c00u);
-    if (a < 0x38800000u) {                         /* below 2^-14: subnormal or zero */
-        /* Adding 0.5 shifts the value's bits so the fp32 adder rounds (to even) at 2^-24. */
-        float r = f32_from_bits(a) + 0.5f;
-        return (uint16_t)(sign | (bits_from_f32(r) - 0x3f000000u));
-    }
-    uint32_t mant_odd = (a >> 13) & 1u;
-    a += 0xc8000fffu + mant_odd;                   /* rebias exponent (-112 << 23) and round */
-    return (uint16_t)(sign | (a >> 13));
-}
-
-static float f32_from_fp16(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    if (e == 0)
-        return f32_from_bits(sign) + (sign ? -1.0f : 1.0f) * ldexpf((float)m, -24);
-    if (e == 31)
-        return f32_from_bits(sign | 0x7f800000u | (m << 13));
-    return f32_from_bits(sign | ((e + 112) << 23) | (m << 13));
-}
-
-static void to_f32(zero_dtype_t dt, const void *src, float *dst, size_t n)
-{
-    const uint16_t *s = src;
-    long len = (long)n;
-    if (dt == ZERO_BF16) {
-#pragma omp parallel for schedule(static) if (len > 65536)
-        for (long i = 0; i < len; i++)
-            dst[i] = f32_from_bf16(s[i]);
-    } else {
-#pragma omp parallel for schedule(static) if (len > 65536)
-        for (long i = 0; i < len; i++)
-            dst[i] = f32_from_fp16(s[i]);
-    }
-}
-
-/* dst (16-bit) += src (fp32), rounded once. */
-static void add_to_16(zero_dtype_t dt, void *dst, const float *src, size_t n)
-{
-    uint16_t *d = dst;
-    long len = (long)n;
-    if (dt == ZERO_BF16) {
-#pragma omp parallel for schedule(static) if (len > 65536)
-        for (long i = 0; i < len; i++)
-            d[i] = bf16_from_f32(f32_from_bf16(d[i]) + src[i]);
-    } else {
-#pragma omp parallel for schedule(static) if (len > 65536)
-        for (long i = 0; i < len; i++)
-            d[i] = fp16_from_f32(f32_from_fp16(d[i]) + src[i]);
-    }
-}
-
 /* ---- options ---- */
 
 typedef struct options {
     const char *config, *save_dir, *data;
     long steps, save_interval, eval_interval, eval_windows, print_interval, stop_after;
-    int resume;
+    int resume, device;
     unsigned long long seed;
     gpt_config_t model;
 } options_t;
@@ -150,7 +66,7 @@ static int parse_options(int argc, char **argv, options_t *o)
 {
     *o = (options_t){.data = "/usr/share/common-licenses", .steps = 300, .save_interval = 0,
                      .eval_interval = 0, .eval_windows = 64, .print_interval = 0, .stop_after = 0,
-                     .resume = 1, .seed = 1234,
+                     .resume = 1, .device = -1, .seed = 1234,
                      .model = {.vocab = 0, .context = 64, .channels = 96, .layers = 4, .heads = 4}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -189,6 +105,8 @@ static int parse_options(int argc, char **argv, options_t *o)
             o->model.heads = atoi(v);
         else if (strcmp(a, "--context") == 0)
             o->model.context = atoi(v);
+        else if (strcmp(a, "--device") == 0)
+            o->device = atoi(v);
         else
             goto bad;
         i += takes;
@@ -302,16 +220,18 @@ typedef struct trainer {
     zero_dtype_t dtype;
     int stage, rank, world;
     gpt_config_t cfg;
-    gpt_model_t *model;
+    void *model;                      /* gpt_backend.create() */
     zero_param_h global[GPT_NUM_GLOBAL];
     zero_param_h *block;              /* [L * GPT_NUM_BLOCK] */
     init_ctx_t *init;                 /* one per tensor */
-    /* What the model reads and writes: engine buffers (fp32) or fp32 scratch (16-bit). */
+    /* What the model reads and writes: engine buffers (fp32) or fp32 scratch (16-bit), in the
+     * backend's memory. */
     gpt_weights_t w, g;
     /* 16-bit only: scratch for the global tensors and for one block. */
     float *w_glob[GPT_NUM_GLOBAL], *g_glob[GPT_NUM_GLOBAL];
     float *w_blk[GPT_NUM_BLOCK], *g_blk[GPT_NUM_BLOCK];
     double t_fwd, t_bwd;              /* trainer-measured seconds */
+    int opened;                       /* gpt_backend.open() succeeded */
 } trainer_t;
 
 #define CHECK(call)                                                                                 \
@@ -376,15 +296,15 @@ static zero_status_t register_params(trainer_t *tr)
     if (tr->dtype != ZERO_FP32) {
         for (int t = 0; t < GPT_NUM_GLOBAL; t++) {
             size_t n = gpt_tensor_numel(&tr->cfg, -1, t);
-            tr->w_glob[t] = malloc(n * sizeof(float));
-            tr->g_glob[t] = malloc(n * sizeof(float));
+            tr->w_glob[t] = gpt_backend.alloc(n);
+            tr->g_glob[t] = gpt_backend.alloc(n);
             if (!tr->w_glob[t] || !tr->g_glob[t])
                 return ZERO_ERR_NO_MEMORY;
         }
         for (int t = 0; t < GPT_NUM_BLOCK; t++) {
             size_t n = gpt_tensor_numel(&tr->cfg, 0, t);
-            tr->w_blk[t] = malloc(n * sizeof(float));
-            tr->g_blk[t] = malloc(n * sizeof(float));
+            tr->w_blk[t] = gpt_backend.alloc(n);
+            tr->g_blk[t] = gpt_backend.alloc(n);
             if (!tr->w_blk[t] || !tr->g_blk[t])
                 return ZERO_ERR_NO_MEMORY;
         }
@@ -403,7 +323,7 @@ static void load_weights(trainer_t *tr, int layer)
             *slot = zero_param_data(p);
         } else {
             float *scratch = layer < 0 ? tr->w_glob[t] : tr->w_blk[t];
-            to_f32(tr->dtype, zero_param_data(p), scratch, zero_param_numel(p));
+            gpt_backend.to_f32(tr->dtype, zero_param_data(p), scratch, zero_param_numel(p));
             *slot = scratch;
         }
     }
@@ -419,7 +339,7 @@ static void open_grads(trainer_t *tr, int layer, int first, int count)
             *slot = zero_param_grad(p);
         } else {
             float *scratch = layer < 0 ? tr->g_glob[t] : tr->g_blk[t];
-            memset(scratch, 0, zero_param_numel(p) * sizeof(float));
+            gpt_backend.zero(scratch, zero_param_numel(p));
             *slot = scratch;
         }
     }
@@ -431,7 +351,7 @@ static zero_status_t grads_ready(trainer_t *tr, int layer, int first, int count)
     for (int t = first; t < first + count; t++) {
         zero_param_h p = layer < 0 ? tr->global[t] : tr->block[layer * GPT_NUM_BLOCK + t];
         if (tr->dtype != ZERO_FP32)
-            add_to_16(tr->dtype, zero_param_grad(p), layer < 0 ? tr->g_glob[t] : tr->g_blk[t],
+            gpt_backend.add_to_16(tr->dtype, zero_param_grad(p), layer < 0 ? tr->g_glob[t] : tr->g_blk[t],
                       zero_param_numel(p));
         CHECK(zero_grad_ready(tr->eng, p));
     }
@@ -444,15 +364,17 @@ static zero_status_t forward(trainer_t *tr, const int *x, const int *y, int B, f
     int T = tr->cfg.context;
     CHECK(zero_gather(tr->eng, tr->global, GPT_NUM_GLOBAL));
     load_weights(tr, -1);
-    gpt_forward_begin(tr->model, &tr->w, x, B, T);
+    gpt_backend.forward_begin(tr->model, &tr->w, x, B, T);
     for (int l = 0; l < tr->cfg.layers; l++) {
         zero_param_h *blk = &tr->block[l * GPT_NUM_BLOCK];
         CHECK(zero_gather(tr->eng, blk, GPT_NUM_BLOCK));
         load_weights(tr, l);
-        gpt_forward_block(tr->model, &tr->w, l);
+        gpt_backend.forward_block(tr->model, &tr->w, l);
         CHECK(zero_release(tr->eng, blk, GPT_NUM_BLOCK));
     }
-    *loss_p = gpt_forward_end(tr->model, &tr->w, y);
+    *loss_p = gpt_backend.forward_end(tr->model, &tr->w, y);
+    if (gpt_backend.check() != 0)
+        return ZERO_ERR_CUDA;
     if (!keep_globals)
         CHECK(zero_release(tr->eng, tr->global, GPT_NUM_GLOBAL));
     return ZERO_OK;
@@ -471,7 +393,7 @@ static zero_status_t train_micro(trainer_t *tr, const int *x, const int *y, int 
     CHECK(zero_backward_begin(tr->eng, &seed));
     /* Head: dL/dlogits is multiplied by seed (loss scale / gradient accumulation steps). */
     open_grads(tr, -1, 0, GPT_NUM_GLOBAL);
-    gpt_backward_end(tr->model, &tr->w, &tr->g, seed);
+    gpt_backend.backward_end(tr->model, &tr->w, &tr->g, seed);
     s = grads_ready(tr, -1, GPT_LNF_W, 2);
     if (s != ZERO_OK)
         return s;
@@ -480,13 +402,13 @@ static zero_status_t train_micro(trainer_t *tr, const int *x, const int *y, int 
         CHECK(zero_gather(tr->eng, blk, GPT_NUM_BLOCK));
         load_weights(tr, l);
         open_grads(tr, l, 0, GPT_NUM_BLOCK);
-        gpt_backward_block(tr->model, &tr->w, &tr->g, l);
+        gpt_backend.backward_block(tr->model, &tr->w, &tr->g, l);
         s = grads_ready(tr, l, 0, GPT_NUM_BLOCK);
         if (s != ZERO_OK)
             return s;
         CHECK(zero_release(tr->eng, blk, GPT_NUM_BLOCK));
     }
-    gpt_backward_begin(tr->model, &tr->w, &tr->g);
+    gpt_backend.backward_begin(tr->model, &tr->w, &tr->g);
     s = grads_ready(tr, -1, GPT_WTE, 2);
     if (s != ZERO_OK)
         return s;
@@ -496,7 +418,7 @@ static zero_status_t train_micro(trainer_t *tr, const int *x, const int *y, int 
     tr->t_fwd += t1 - t0;
     tr->t_bwd += t2 - t1;
     CHECK(zero_step(tr->eng, info));
-    return ZERO_OK;
+    return gpt_backend.check() == 0 ? ZERO_OK : ZERO_ERR_CUDA;
 }
 
 /* Mean validation loss over the first @p windows held-out windows, split over ranks. */
@@ -530,7 +452,7 @@ static zero_status_t evaluate(trainer_t *tr, const int *val, size_t nval, int B,
             if (w >= want)
                 continue;
             for (int t = 0; t < T; t++)
-                acc[0] -= log((double)gpt_probs(tr->model, b, t)[y[b * T + t]] + 1e-30);
+                acc[0] += gpt_backend.target_loss(tr->model, b, t);
             acc[1] += T;
         }
     }
@@ -556,14 +478,15 @@ static int json_u64(const char *json, const char *key, uint64_t *out)
 
 static void free_trainer(trainer_t *tr)
 {
-    gpt_destroy(tr->model);
+    if (tr->model != NULL)
+        gpt_backend.destroy(tr->model);
     for (int t = 0; t < GPT_NUM_GLOBAL; t++) {
-        free(tr->w_glob[t]);
-        free(tr->g_glob[t]);
+        gpt_backend.free(tr->w_glob[t]);
+        gpt_backend.free(tr->g_glob[t]);
     }
     for (int t = 0; t < GPT_NUM_BLOCK; t++) {
-        free(tr->w_blk[t]);
-        free(tr->g_blk[t]);
+        gpt_backend.free(tr->w_blk[t]);
+        gpt_backend.free(tr->g_blk[t]);
     }
     free(tr->block);
     free(tr->init);
@@ -583,7 +506,11 @@ static zero_status_t run(trainer_t *tr)
     uint64_t *idx = NULL;
     zero_status_t s;
 
-    /* 1. Initialise: the engine from the config (communicator from the launcher's environment). */
+    /* 1. Initialise: the device (train_gpt_cuda), the engine from the config (communicator from the
+     * launcher's environment) in the backend's memory. */
+    if (gpt_backend.open(o->device, &ep) != 0)
+        return ZERO_ERR_UNSUPPORTED;
+    tr->opened = 1;
     TRY(zero_engine_create(&ep, &tr->eng));
     const zero_config_t *zc = zero_engine_config(tr->eng);
     zero_comm_h comm = zero_engine_comm(tr->eng);
@@ -640,7 +567,7 @@ static zero_status_t run(trainer_t *tr)
     if (s != ZERO_OK)
         goto out;
     TRY(zero_engine_setup(tr->eng));
-    tr->model = gpt_create(&tr->cfg, B, T);
+    tr->model = gpt_backend.create(&tr->cfg, B, T);
     x = malloc((size_t)B * (size_t)T * sizeof(int));
     y = malloc((size_t)B * (size_t)T * sizeof(int));
     idx = malloc((size_t)B * sizeof(uint64_t));
@@ -660,6 +587,10 @@ static zero_status_t run(trainer_t *tr)
                o->data, nfiles, len, V, ntrain, nval, (unsigned long long)nsamples, entropy);
         printf("model: params=%zu vocab=%d context=%d channels=%d layers=%d heads=%d\n",
                gpt_num_parameters(&tr->cfg), V, T, tr->cfg.channels, tr->cfg.layers, tr->cfg.heads);
+        if (ep.mem_kind == ZERO_MEM_DEVICE)
+            printf("backend: %s device=%d\n", gpt_backend.name, ep.cuda_device);
+        else
+            printf("backend: %s\n", gpt_backend.name);
         printf("config: %s stage=%d precision=%s world=%d micro_batch=%d gas=%d global_batch=%llu\n", o->config,
                tr->stage, zero_dtype_string(tr->dtype), tr->world, B, gas,
                (unsigned long long)zc->train_batch_size);
@@ -822,5 +753,7 @@ int main(int argc, char **argv)
     s = run(&tr);
     zero_engine_destroy(tr.eng);
     free_trainer(&tr);
+    if (tr.opened)
+        gpt_backend.close();
     return s == ZERO_OK ? 0 : 1;
 }
