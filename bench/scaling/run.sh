@@ -17,7 +17,9 @@
 # Outputs: bench/results/scaling_example.csv, scaling_synthetic.csv,
 # scaling_*.png (gnuplot), scaling.md (markdown summary). A failed
 # configuration is a row with status=failed (the run goes on). Last line:
-#   summary: example_bf16_w2_s2_samples_per_s=<x> stage3_state_over_formula_w4=<y> failed=<n>
+#   summary: example_bf16_w2_s2_samples_per_s=<x> stage3_state_over_formula_w4=<y> failed=<n> stage3_peak_over_formula_w4=<z>
+# (y: the synthetic model's state bytes per rank at world 4, stage 3, bf16 over
+# the formula; z: the same with the working memory the engine held added)
 # Env: ZERO_SCALING_TIMEOUT (120 s per run), ZERO_SCALING_STEPS (12; timing skips the first 2), ZERO_SCALING_PARAMS (2e7), ZERO_SCALING_WORLDS ("1 2 3 4").
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -156,6 +158,10 @@ md="$res/scaling.md"
 echo "scaling: results in $res (scaling_example.csv, scaling_synthetic.csv, scaling.md, scaling_*.png)"
 echo "machine: $machine"
 sps=$(awk -F, '$1 == 2 && $2 == 2 && $3 == "bf16" && $18 == "ok" { print $6 }' "$ex_csv")
-r3=$(awk -F, '$1 == 4 && $2 == 3 && $3 == "bf16" && $11 == "ok" { print $10 }' "$syn_csv")
-echo "summary: example_bf16_w2_s2_samples_per_s=${sps:-NA} stage3_state_over_formula_w4=${r3:-NA} failed=$failed"
+# Model state (weights, gradients, master, moments: what the ZeRO formula
+# counts) over the formula, and the peak (model state + the working memory the
+# engine held: gather and gradient pools, or buffers in use if more) over it.
+r3=$(awk -F, '$1 == 4 && $2 == 3 && $3 == "bf16" && $11 == "ok" && $9 > 0 { printf "%.3f", $7 / $9 }' "$syn_csv")
+p3=$(awk -F, '$1 == 4 && $2 == 3 && $3 == "bf16" && $11 == "ok" { print $10 }' "$syn_csv")
+echo "summary: example_bf16_w2_s2_samples_per_s=${sps:-NA} stage3_state_over_formula_w4=${r3:-NA} failed=$failed stage3_peak_over_formula_w4=${p3:-NA}"
 [ "$failed" -eq 0 ]

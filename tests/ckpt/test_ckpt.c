@@ -232,8 +232,19 @@ static void test_reshard(void)
     rm_dir(dir);
 }
 
+/* Reads through O_DIRECT where the file system has it (pass 0), and buffered
+ * (pass 1: ZERO_CKPT_BUFFERED_READS, as on a file system without O_DIRECT). */
+static void set_read_path(int buffered)
+{
+    if (buffered)
+        setenv("ZERO_CKPT_BUFFERED_READS", "1", 1);
+    else
+        unsetenv("ZERO_CKPT_BUFFERED_READS");
+}
+
 /* Parameters spanning several 1 MiB chunks: whole chunks are read straight
- * into place, partial ones through the chunk buffer; all must land right. */
+ * into place, partial ones through the chunk buffer; all must land right,
+ * through either read path. */
 static void test_multi_chunk(void)
 {
     ZERO_TEST_MEM_MARK();
@@ -243,16 +254,20 @@ static void test_multi_chunk(void)
     zero_layout_t *old = NULL;
     CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, 2, 64, 1 << 20, &old), ZERO_OK);
     CU_ASSERT_EQUAL_FATAL(fix_sim_save(dir, "t", old, 2, 3, 1, 2), ZERO_OK);
-    for (int mode = 0; mode < 3; mode++) {
-        load_mode = (zero_ckpt_load_mode_t)mode;
-        for (int w = 1; w <= 3; w++) {
-            zero_layout_t *cur = NULL;
-            CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, w, 32, 100000, &cur), ZERO_OK);
-            CU_ASSERT_EQUAL(load_all(dir, "t", cur, 1), 0);
-            CU_ASSERT_EQUAL(load_all(dir, "t", cur, 0), 0);
-            zero_layout_destroy(cur);
+    for (int buffered = 0; buffered < 2; buffered++) {
+        set_read_path(buffered);
+        for (int mode = 0; mode < 3; mode++) {
+            load_mode = (zero_ckpt_load_mode_t)mode;
+            for (int w = 1; w <= 3; w++) {
+                zero_layout_t *cur = NULL;
+                CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 3, w, 32, 100000, &cur), ZERO_OK);
+                CU_ASSERT_EQUAL(load_all(dir, "t", cur, 1), 0);
+                CU_ASSERT_EQUAL(load_all(dir, "t", cur, 0), 0);
+                zero_layout_destroy(cur);
+            }
         }
     }
+    set_read_path(0);
     load_mode = ZERO_CKPT_LOAD_SCRATCH;
     zero_layout_destroy(old);
     ZERO_TEST_ASSERT_NO_LEAK();
@@ -299,7 +314,8 @@ static void copy_tree(const char *from, const char *to)
 
 /* A flipped bit is found however its chunk is read: whole and in place (chunk
  * 0 of a shard) or in part through staging (chunk 1, the shard's last), in
- * every load mode, at the saving world size and resharded. */
+ * every load mode, at the saving world size and resharded, through O_DIRECT
+ * and buffered reads. */
 static void test_multi_chunk_corrupt(void)
 {
     ZERO_TEST_MEM_MARK();
@@ -316,8 +332,9 @@ static void test_multi_chunk_corrupt(void)
         copy_tree(good, work);
         flip_byte(path, chunk_offset_n(path, "/shard/group0/master", chunk) + 5000);
         snprintf(needle, sizeof(needle), "master: checksum mismatch in chunk %d", chunk);
-        for (int mode = 0; mode < 3; mode++) {
-            load_mode = (zero_ckpt_load_mode_t)mode;
+        for (int mode = 0; mode < 6; mode++) {
+            set_read_path(mode >= 3);
+            load_mode = (zero_ckpt_load_mode_t)(mode % 3);
             for (int w = 1; w <= 2; w++) {
                 zero_layout_t *cur = NULL;
                 CU_ASSERT_EQUAL_FATAL(zero_layout_build(big, 2, w, 64, w == 2 ? 1 << 20 : 100000, &cur), ZERO_OK);
@@ -332,6 +349,7 @@ static void test_multi_chunk_corrupt(void)
             }
         }
     }
+    set_read_path(0);
     load_mode = ZERO_CKPT_LOAD_SCRATCH;
     zero_layout_destroy(old);
     ZERO_TEST_ASSERT_NO_LEAK();
