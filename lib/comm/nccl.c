@@ -1,6 +1,7 @@
 #define ZERO_LOG_MODULE "comm"
 #include "comm/nccl.h"
 #include "comm/backend.h"
+#include "comm/staged_plan.h"
 
 #if HAVE_CUDA
 /* Every CUDA and NCCL call goes through the CUDA module's table
@@ -267,7 +268,7 @@ static zero_status_t agree_nccl_setup(void *ctx, zero_status_t local)
 static int nccl_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
 {
     return comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
-           d->kind != ZERO_COLL_ALLTOALL;
+           d->kind != ZERO_COLL_ALLTOALL && comm->device_path == ZERO_DEVICE_PATH_NCCL;
 }
 
 /* The NCCL communicator, created on the first device call. */
