@@ -84,6 +84,7 @@ typedef struct zero_cuda_api {
     ZERO_CUDA_ENTRY(zero_cuda_stream_wait_geq32);
     ZERO_CUDA_ENTRY(ncclGetUniqueId);
     ZERO_CUDA_ENTRY(ncclCommInitRank);
+    ZERO_CUDA_ENTRY(ncclCommInitRankConfig);
     ZERO_CUDA_ENTRY(ncclCommDestroy);
     ZERO_CUDA_ENTRY(ncclCommAbort);
     ZERO_CUDA_ENTRY(ncclCommGetAsyncError);

@@ -56,6 +56,7 @@ static const zero_cuda_api_t module_api = {
     .cudaEventDestroy = cudaEventDestroy,
     .ncclGetUniqueId = ncclGetUniqueId,
     .ncclCommInitRank = ncclCommInitRank,
+    .ncclCommInitRankConfig = ncclCommInitRankConfig,
     .ncclCommDestroy = ncclCommDestroy,
     .ncclCommAbort = ncclCommAbort,
     .ncclCommGetAsyncError = ncclCommGetAsyncError,
