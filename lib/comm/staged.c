@@ -77,7 +77,7 @@ void zero_staged_device_key(int device, int local_rank, unsigned char key[ZERO_D
 static void release(zero_staged_t *s, uint32_t gen)
 {
     uint32_t cur = atomic_load(s->flag);
-    while ((int32_t)(gen - cur) > 0 && !atomic_compare_exchange_weak(s->flag, &cur, gen))
+    while (zero_staged_gate_raise(cur, gen) != cur && !atomic_compare_exchange_weak(s->flag, &cur, gen))
         ;
 }
 

@@ -191,6 +191,18 @@ void zero_staged_host_desc(const zero_staged_geom_t *g, size_t k, unsigned char 
     }
 }
 
+/* ---- the gate ---- */
+
+int zero_staged_gate_passes(uint32_t word, uint32_t gen)
+{
+    return (int32_t)(word - gen) >= 0;
+}
+
+uint32_t zero_staged_gate_raise(uint32_t word, uint32_t gen)
+{
+    return zero_staged_gate_passes(word, gen) ? word : gen;
+}
+
 /* ---- the pipeline ---- */
 
 void zero_staged_pipe_init(zero_staged_pipe_t *p, size_t chunks, unsigned slots, unsigned base)

@@ -122,4 +122,13 @@ int zero_staged_pipe_finished(const zero_staged_pipe_t *p);
 /* The slot where the next collective starts (the ring position after this one). */
 unsigned zero_staged_pipe_next_base(const zero_staged_pipe_t *p);
 
+/* ---- the gate: a 32-bit word the order stream waits on ---- */
+
+/* Whether a stream waiting for @p gen passes a gate word holding @p word
+ * (the driver's cyclic >=: (int32_t)(word - gen) >= 0, so numbers may wrap). */
+int zero_staged_gate_passes(uint32_t word, uint32_t gen);
+/* The gate word after releasing every collective up to @p gen: the later of
+ * @p word and @p gen, cyclically (a release never takes a gate back). */
+uint32_t zero_staged_gate_raise(uint32_t word, uint32_t gen);
+
 #endif /* ZERO_COMM_STAGED_PLAN_H */

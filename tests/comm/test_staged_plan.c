@@ -431,6 +431,27 @@ static void test_ring_rotation(void)
     CU_ASSERT(zero_staged_pipe_finished(&b) && zero_staged_pipe_ready(&b) == 0);
 }
 
+/* The gate word: releases only move it forward, across the 32-bit wrap, and a
+ * failure's release of the last number handed out lets every waiting
+ * collective's stream pass. */
+static void test_gate(void)
+{
+    uint32_t word = 0xfffffff0u;   /* close to the wrap */
+    uint32_t first = word + 1;
+    CU_ASSERT(zero_staged_gate_passes(word, word));
+    CU_ASSERT(!zero_staged_gate_passes(word, first));
+    for (uint32_t k = 0; k < 40; k++)
+        CU_ASSERT(!zero_staged_gate_passes(word, first + k));   /* 40 collectives waiting, numbers wrapping */
+    word = zero_staged_gate_raise(word, first);                 /* the first finished */
+    CU_ASSERT(zero_staged_gate_passes(word, first) && !zero_staged_gate_passes(word, first + 1));
+    CU_ASSERT_EQUAL(zero_staged_gate_raise(word, first - 5), word);   /* an old release takes nothing back */
+    word = zero_staged_gate_raise(word, first + 39);            /* the communicator failed: release all */
+    for (uint32_t k = 0; k < 40; k++)
+        CU_ASSERT(zero_staged_gate_passes(word, first + k));
+    CU_ASSERT_EQUAL(word, 0x18u);                               /* 0xfffffff0 + 40, wrapped */
+    CU_ASSERT_EQUAL(zero_staged_gate_raise(word, first + 10), word);
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
@@ -439,6 +460,7 @@ int main(int argc, char **argv)
         {"geometry: limits", test_geometry_limits},
         {"pipeline over the ring", test_pipeline},
         {"ring rotation", test_ring_rotation},
+        {"the gate across the wrap", test_gate},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"staged plan", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
