@@ -14,6 +14,16 @@
  *          so non-blocking calls advance while the caller computes.
  *   - nccl (ZERO_MEM_DEVICE; only in builds with the cuda feature): NCCL
  *          collectives on a communication stream owned by the communicator.
+ *   - staged (ZERO_MEM_DEVICE; builds with the cuda feature): copies device
+ *          data into a ring of pinned host buffers, runs the host collectives
+ *          on them and copies the result back, chunk by chunk, pipelined, on
+ *          the communicator's own streams. NCCL refuses two ranks on one GPU;
+ *          this backend serves that case. With both nccl and staged allowed
+ *          (the default), staged is chosen when two ranks share a device
+ *          (found at zero_comm_create from each rank's host and PCI bus id;
+ *          rank 0 logs it once), else nccl. Allow only one to force it
+ *          (zero_comm_params_t::backends; the engine's config key
+ *          comm_backend). Details and tuning: docs/comm.md, "Staged".
  *   - self (world size 1): plain copies.
  *   - direct (host memory, every rank on one node, and every rank's buffers
  *          from zero_comm_mem_alloc): each rank reads its peers' buffers in
@@ -89,7 +99,10 @@ typedef enum zero_comm_op {
 typedef enum zero_comm_backend {
     ZERO_COMM_BACKEND_SELF = 1u << 0, /**< world of one: copies */
     ZERO_COMM_BACKEND_UCX  = 1u << 1, /**< host and pinned memory */
-    ZERO_COMM_BACKEND_NCCL = 1u << 2  /**< device memory (builds with the cuda feature) */
+    ZERO_COMM_BACKEND_NCCL = 1u << 2, /**< device memory (builds with the cuda feature) */
+    /** device memory staged through pinned host memory and the host
+     *  collectives (builds with the cuda feature): ranks that share a GPU */
+    ZERO_COMM_BACKEND_STAGED = 1u << 3
 } zero_comm_backend_t;
 
 /** Bits of zero_comm_order_t::field_mask (never renumbered). */
@@ -153,7 +166,9 @@ typedef struct zero_comm_params {
      *  to rank 0 closes). Env ZERO_COMM_TIMEOUT; default 300. */
     double timeout_s;
     /** Bit set of zero_comm_backend_t that may be used; a call that needs a
-     *  backend left out fails with ZERO_ERR_UNSUPPORTED. Default: all built. */
+     *  backend left out fails with ZERO_ERR_UNSUPPORTED. Default: all built.
+     *  Device memory goes through nccl or staged, one for the whole job,
+     *  chosen at creation (see staged at the top). */
     uint32_t backends;
     /** Pipeline chunk of the ucx ring, in bytes (4 KiB .. 64 MiB).
      *  Env ZERO_COMM_CHUNK_BYTES; default 1 MiB. */

@@ -100,6 +100,15 @@ typedef enum zero_aio_backend {
     ZERO_AIO_POSIX    = 1  /**< "posix": plain pread/pwrite */
 } zero_aio_backend_t;
 
+/** "comm_backend" (a libzero extension): which communicator backend carries
+ *  collectives on device memory, for an engine with mem_kind device that
+ *  creates its own communicator. */
+typedef enum zero_config_comm_backend {
+    ZERO_CONFIG_COMM_AUTO   = 0, /**< "auto" (the default): nccl, or staged where two ranks share a GPU */
+    ZERO_CONFIG_COMM_NCCL   = 1, /**< "nccl": NCCL only (one GPU per rank) */
+    ZERO_CONFIG_COMM_STAGED = 2  /**< "staged": through pinned host memory and the host collectives */
+} zero_config_comm_backend_t;
+
 /** "optimizer": the type and its "params", defaults filled for that type. */
 typedef struct zero_config_optimizer {
     zero_optimizer_type_t type;
@@ -302,6 +311,7 @@ typedef struct zero_config {
     bool dataloader_drop_last;   /**< false: the distributed sampler keeps the last partial batch */
     bool zero_allow_untested_optimizer; /**< false; accepted (every libzero optimizer is tested) */
     bool zero_force_ds_cpu_optimizer;   /**< true; accepted */
+    zero_config_comm_backend_t comm_backend; /**< ZERO_CONFIG_COMM_AUTO; libzero extension */
 
     zero_config_optimizer_t optimizer;
     zero_config_scheduler_t scheduler;

@@ -10,7 +10,8 @@ const zero_comm_backend_ops_t *const zero_comm_backends[] = {
     &zero_comm_backend_direct,   /* host memory on one node: declines unless every rank's buffers are shareable */
     &zero_comm_backend_ucx,      /* host memory: the ring */
 #if HAVE_CUDA
-    &zero_comm_backend_nccl,     /* device memory */
+    &zero_comm_backend_nccl,     /* device memory, one GPU per rank (comm->device_path) */
+    &zero_comm_backend_staged,   /* device memory through pinned host memory: ranks that share a GPU */
 #endif
     NULL,
 };

@@ -15,7 +15,7 @@
  * caller starts collectives; everything else runs on the communicator's
  * progress thread, one request at a time, in start order.
  *
- * To add a backend (a staged device path, say): write its table, add it to
+ * To add a backend: write its table, add it to
  * zero_comm_backends in backend.c, and give it a bit in zero_comm_backend_t if
  * users should be able to turn it off.
  */
@@ -84,6 +84,7 @@ extern const zero_comm_backend_ops_t zero_comm_backend_direct;
 extern const zero_comm_backend_ops_t zero_comm_backend_ucx;
 #if HAVE_CUDA
 extern const zero_comm_backend_ops_t zero_comm_backend_nccl;
+extern const zero_comm_backend_ops_t zero_comm_backend_staged;
 #endif
 
 /* The first backend after @p after (NULL: from the start of the list) that

@@ -17,6 +17,8 @@
 #include "comm/reduce.h"
 #include "comm/reduce_split.h"
 #include "comm/shm.h"
+#include "comm/staged.h"
+#include "comm/staged_plan.h"
 #include "comm/ucx.h"
 #include "util/alloc.h"
 #include "util/byteorder.h"
@@ -37,6 +39,9 @@
 #define BLOB_MAGIC 0x5a434231u     /* "ZCB1" */
 #define BLOB_FLAG_GPU 1u
 #define BLOB_HEADER 12
+/* A rank's record: header (magic, flags, UCX address length), device key
+ * (ZERO_DEVICE_KEY_BYTES), UCX address, shared-memory record. */
+#define BLOB_FIXED (BLOB_HEADER + ZERO_DEVICE_KEY_BYTES + ZERO_SHM_RECORD_BYTES)
 #define IDLE_SPINS_BEFORE_SLEEP 200
 #define HEALTH_CHECK_INTERVAL 0.002
 
@@ -93,8 +98,12 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
     cfg->rendezvous_timeout_s = 300.0;
     cfg->rendezvous_conn_timeout_s = ZERO_RDV_CONN_TIMEOUT_S;
     cfg->timeout_s = 300.0;
-    cfg->backends = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | (HAVE_CUDA ? ZERO_COMM_BACKEND_NCCL : 0u);
+    cfg->backends = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX |
+                    (HAVE_CUDA ? ZERO_COMM_BACKEND_NCCL | ZERO_COMM_BACKEND_STAGED : 0u);
     cfg->chunk_bytes = (size_t)1 << 20;
+    cfg->staged_slot_bytes = (size_t)4 << 20;
+    cfg->staged_slots = 4;
+    cfg->staged_pin = 1;
     cfg->cuda_device = -1;
     cfg->direct = 1;
     if ((v = getenv("ZERO_COMM_DIRECT")) != NULL) {
@@ -118,6 +127,16 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
         env_size("ZERO_COMM_CHUNKS_IN_FLIGHT", 1, 16, &inflight) != ZERO_OK)
         return ZERO_ERR_INVALID_ARG;
     cfg->chunks_in_flight = (int)inflight;
+    {
+        size_t slots = (size_t)cfg->staged_slots, pin = (size_t)cfg->staged_pin;
+        if (env_size("ZERO_COMM_STAGED_SLOT_BYTES", (size_t)64 << 10, (size_t)1 << 30, &cfg->staged_slot_bytes) != ZERO_OK ||
+            env_size("ZERO_COMM_STAGED_SLOTS", 1, 16, &slots) != ZERO_OK ||
+            env_size("ZERO_COMM_STAGED_PIN", 0, 1, &pin) != ZERO_OK)
+            return ZERO_ERR_INVALID_ARG;
+        cfg->staged_slots = (int)slots;
+        cfg->staged_pin = (int)pin;
+        cfg->staged_slot_bytes &= ~(size_t)4095;   /* whole pages: pinned and shared memory come in pages */
+    }
     if ((v = getenv("ZERO_COMM_UCX_ERR_MODE")) != NULL) {
         if (strcmp(v, "peer") == 0) {
             cfg->ucx_peer_err_mode = 1;
@@ -142,13 +161,15 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
         cfg->timeout_s = p->timeout_s;
     }
     if (mask & ZERO_COMM_PARAM_FIELD_BACKENDS) {
-        uint32_t all = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | ZERO_COMM_BACKEND_NCCL;
+        uint32_t all = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | ZERO_COMM_BACKEND_NCCL |
+                       ZERO_COMM_BACKEND_STAGED;
         if (p->backends & ~all) {
             ZERO_LOG_ERROR("params: backends 0x%x has unknown bits", p->backends);
             return ZERO_ERR_INVALID_ARG;
         }
-        if ((p->backends & ZERO_COMM_BACKEND_NCCL) && !HAVE_CUDA) {
-            ZERO_LOG_ERROR("params: the nccl backend was requested but libzero was built without CUDA");
+        if ((p->backends & (ZERO_COMM_BACKEND_NCCL | ZERO_COMM_BACKEND_STAGED)) && !HAVE_CUDA) {
+            ZERO_LOG_ERROR("params: the %s backend was requested but libzero was built without CUDA",
+                           (p->backends & ZERO_COMM_BACKEND_NCCL) ? "nccl" : "staged");
             return ZERO_ERR_UNSUPPORTED;
         }
         cfg->backends = p->backends;
@@ -421,12 +442,43 @@ static const void *blob_address(const zero_comm_t *comm, int rank)
 {
     uint32_t len;
     const unsigned char *b = zero_rdv_blob(comm->rdv, rank, &len);
-    if (len < BLOB_HEADER + ZERO_SHM_RECORD_BYTES || zero_get_be32(b) != BLOB_MAGIC ||
-        zero_get_be32(b + 8) != len - BLOB_HEADER - ZERO_SHM_RECORD_BYTES) {
+    if (len < BLOB_FIXED || zero_get_be32(b) != BLOB_MAGIC || zero_get_be32(b + 8) != len - BLOB_FIXED) {
         ZERO_LOG_ERROR("rendezvous: the address record of rank %d is malformed", rank);
         return NULL;
     }
-    return b + BLOB_HEADER;
+    return b + BLOB_HEADER + ZERO_DEVICE_KEY_BYTES;
+}
+
+/* Which backend carries device memory, the same choice on every rank (all
+ * see the same records). Rank 0 says so once when the job shares a device. */
+static zero_status_t choose_device_path(zero_comm_t *comm)
+{
+    int n = comm->env.size;
+    zero_device_choice_t choice;
+    const unsigned char **keys = zero_calloc((size_t)n, sizeof(*keys));
+    if (keys == NULL) {
+        ZERO_LOG_ERROR("communicator: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    for (int q = 0; q < n; q++) {
+        uint32_t len;
+        const unsigned char *b = zero_rdv_blob(comm->rdv, q, &len);
+        if (blob_address(comm, q) == NULL) {
+            zero_free(keys);
+            return ZERO_ERR_PROTOCOL;
+        }
+        keys[q] = b + BLOB_HEADER;
+    }
+    zero_device_path_choose(comm->cfg.backends, n, keys, &choice);
+    zero_free(keys);
+    comm->device_path = (int)choice.path;
+    snprintf(comm->device_note, sizeof(comm->device_note), "%s", choice.note);
+    if (choice.automatic && comm->env.rank == 0)
+        ZERO_LOG_INFO("communicator: %s", choice.note);
+    ZERO_LOG_DEBUG("communicator: device memory goes through %s%s%s",
+                   choice.path == ZERO_DEVICE_PATH_NCCL ? "nccl" : choice.path == ZERO_DEVICE_PATH_STAGED ? "staged" : "no backend",
+                   choice.note[0] ? ": " : "", choice.note);
+    return ZERO_OK;
 }
 
 static zero_status_t join_world(zero_comm_t *comm)
@@ -444,23 +496,27 @@ static zero_status_t join_world(zero_comm_t *comm)
                                     comm->cfg.ucx_peer_err_mode, &comm->ucx),
                     status, out);
     zero_ucx_address(comm->ucx, &addr, &addr_len);
-    ZERO_REQUIRE_GOTO(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED,
+    ZERO_REQUIRE_GOTO(addr_len + BLOB_FIXED <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED,
                       status, out, "UCX worker address of %zu bytes exceeds the rendezvous bound", addr_len);
 #if HAVE_CUDA
-    if ((comm->cfg.backends & ZERO_COMM_BACKEND_NCCL) && zero_nccl_device_count() > 0)
+    if ((comm->cfg.backends & (ZERO_COMM_BACKEND_NCCL | ZERO_COMM_BACKEND_STAGED)) && zero_nccl_device_count() > 0)
         flags |= BLOB_FLAG_GPU;
 #endif
-    blob = zero_malloc(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES);
+    blob = zero_calloc(1, addr_len + BLOB_FIXED);
     ZERO_REQUIRE_GOTO(blob != NULL, ZERO_ERR_NO_MEMORY, status, out, "out of memory");
     zero_put_be32(blob, BLOB_MAGIC);
     zero_put_be32(blob + 4, flags);
     zero_put_be32(blob + 8, (uint32_t)addr_len);
-    memcpy(blob + BLOB_HEADER, addr, addr_len);
-    zero_shm_record(comm->shm, blob + BLOB_HEADER + addr_len);
+#if HAVE_CUDA
+    if (flags & BLOB_FLAG_GPU)
+        zero_staged_device_key(comm->cfg.cuda_device, comm->env.local_rank, blob + BLOB_HEADER);
+#endif
+    memcpy(blob + BLOB_HEADER + ZERO_DEVICE_KEY_BYTES, addr, addr_len);
+    zero_shm_record(comm->shm, blob + BLOB_HEADER + ZERO_DEVICE_KEY_BYTES + addr_len);
     ZERO_CHECK_GOTO(zero_rdv_create(&comm->env, comm->cfg.rendezvous_timeout_s, comm->cfg.rendezvous_conn_timeout_s,
-                                    blob, (uint32_t)(addr_len + BLOB_HEADER + ZERO_SHM_RECORD_BYTES), make_extra, &ctx,
-                                    &comm->rdv),
+                                    blob, (uint32_t)(addr_len + BLOB_FIXED), make_extra, &ctx, &comm->rdv),
                     status, out);
+    ZERO_CHECK_GOTO(choose_device_path(comm), status, out);
     extra = zero_rdv_extra(comm->rdv, &extra_len);
     if (extra_len == 128) {
         memcpy(comm->nccl_id, extra, 128);
@@ -597,6 +653,7 @@ void zero_comm_destroy(zero_comm_h comm)
     zero_ucx_destroy(comm->ucx, !healthy, healthy ? comm->cfg.timeout_s : 1.0);
 #if HAVE_CUDA
     zero_nccl_destroy(atomic_load(&comm->nccl), !healthy);
+    zero_staged_destroy(comm, atomic_load(&comm->staged), !healthy);   /* before the shared memory goes */
 #endif
     zero_rdv_destroy(comm->rdv);
     zero_shm_destroy(comm->shm);
@@ -686,6 +743,8 @@ static zero_status_t check_args(zero_comm_h comm, const zero_coll_desc_t *d, siz
     if (zero_comm_backend_select(comm, d, NULL) == NULL) {
         if (d->mem_kind == ZERO_MEM_DEVICE && !HAVE_CUDA)
             ZERO_LOG_ERROR("%s: device memory needs the nccl backend, and libzero was built without CUDA", name);
+        else if (d->mem_kind == ZERO_MEM_DEVICE && comm->device_note[0] != '\0')
+            ZERO_LOG_ERROR("%s on device memory: %s", name, comm->device_note);
         else
             ZERO_LOG_ERROR("%s: no backend allowed by the params (backends 0x%x) carries %s memory at world size %d",
                            name, comm->cfg.backends, zero_mem_kind_string(d->mem_kind), comm->env.size);
@@ -964,7 +1023,7 @@ zero_status_t zero_comm_reduce_scatter_split_start(zero_comm_h comm, const void 
                                                    zero_comm_request_h *request_p)
 {
     zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER_SPLIT, sendbuf, split, count, dtype, ZERO_COMM_SUM, 0,
-                          ZERO_MEM_HOST, 0, NULL, NULL};
+                          ZERO_MEM_HOST, 0, NULL, NULL, 0, 0};
     zero_status_t status;
     size_t n;
     if (comm == NULL)

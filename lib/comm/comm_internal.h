@@ -58,6 +58,7 @@ typedef struct zero_comm zero_comm_t;
 typedef struct zero_ucx zero_ucx_t;
 typedef struct zero_nccl zero_nccl_t;
 typedef struct zero_shm zero_shm_t;
+typedef struct zero_staged zero_staged_t;
 typedef struct zero_comm_backend_ops zero_comm_backend_ops_t;   /* comm/backend.h */
 
 /* What the front does with a collective's result after the backend moved it
@@ -104,6 +105,9 @@ typedef struct zero_comm_config {
     int cuda_device;
     int ucx_peer_err_mode;     /* ZERO_COMM_UCX_ERR_MODE=peer */
     int direct;                /* ZERO_COMM_DIRECT (default 1): the intra-node direct path */
+    size_t staged_slot_bytes;  /* ZERO_COMM_STAGED_SLOT_BYTES: one pinned slot of the staged backend */
+    int staged_slots;          /* ZERO_COMM_STAGED_SLOTS: the ring's size */
+    int staged_pin;            /* ZERO_COMM_STAGED_PIN (default 1); 0: pageable slots (the fallback, on purpose) */
 } zero_comm_config_t;
 
 struct zero_comm {
@@ -121,6 +125,13 @@ struct zero_comm {
      * created). Sticky: the unique id is spent once ncclCommInitRank has run,
      * and a second init with it would wait forever for peers that gave up. */
     zero_status_t nccl_create_status;
+    /* Which backend carries device memory (zero_device_path_t, staged_plan.h),
+     * decided at creation from every rank's device; device_note says why
+     * when it is none (logged with the first refused device collective). */
+    int device_path;
+    char device_note[320];
+    _Atomic(zero_staged_t *) staged;   /* created on the first staged collective (API thread) */
+    zero_status_t staged_create_status; /* sticky, as nccl_create_status */
 
     pthread_t thread;
     int thread_started;

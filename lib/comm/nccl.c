@@ -1,25 +1,61 @@
 #define ZERO_LOG_MODULE "comm"
 #include "comm/nccl.h"
 #include "comm/backend.h"
+#include "comm/staged_plan.h"
 
 #if HAVE_CUDA
 /* Every CUDA and NCCL call goes through the CUDA module's table
  * (util/cuda_module.h): libzero.so links neither library. */
 #include "util/alloc.h"
 #include "util/checks_cuda.h"
+#include "util/clock.h"
 #include "util/cuda_module.h"
 #include "util/log.h"
 
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 struct zero_nccl {
     ncclComm_t comm;
     cudaStream_t stream;
     int device;
     int rank, size;
+    double timeout_s;       /* the bound on a non-blocking call's completion */
     atomic_int aborted;     /* ncclCommAbort must run once */
 };
+
+/* Polls the non-blocking communicator @p comm until its pending call
+ * finished: ZERO_OK, or the error (logged, naming @p what and @p rank). */
+static zero_status_t settle(ncclComm_t comm, double timeout_s, zero_nccl_health_fn health, void *health_ctx,
+                            const char *what, int rank)
+{
+    double t0 = zero_clock_now();
+    for (;;) {
+        ncclResult_t state = ncclInProgress, r;
+        int bad = -1;
+        zero_status_t hs;
+        r = ZERO_CUDA(ncclCommGetAsyncError)(comm, &state);
+        if (r != ncclSuccess)
+            state = r;
+        if (state == ncclSuccess)
+            return ZERO_OK;
+        if (state != ncclInProgress) {
+            ZERO_LOG_ERROR("NCCL: %s on rank %d: %s", what, rank, ZERO_CUDA(ncclGetErrorString)(state));
+            return state == ncclSystemError ? ZERO_ERR_COMM : ZERO_ERR_NCCL;
+        }
+        if (health != NULL && (hs = health(health_ctx, &bad)) != ZERO_OK) {
+            ZERO_LOG_ERROR("NCCL: %s on rank %d stopped: rank %d failed (%s)", what, rank, bad,
+                           zero_status_string(hs));
+            return hs;
+        }
+        if (zero_clock_now() - t0 > timeout_s) {
+            ZERO_LOG_ERROR("NCCL: %s on rank %d did not finish within %.1f s", what, rank, timeout_s);
+            return ZERO_ERR_TIMEOUT;
+        }
+        usleep(500);
+    }
+}
 
 _Static_assert(sizeof(ncclUniqueId) == ZERO_NCCL_ID_BYTES, "NCCL unique id size");
 
@@ -46,10 +82,12 @@ out:
 }
 
 zero_status_t zero_nccl_create(const unsigned char id[ZERO_NCCL_ID_BYTES], int rank, int size, int device,
-                               zero_nccl_agree_fn agree, void *agree_ctx, zero_nccl_t **nccl_p)
+                               zero_nccl_agree_fn agree, void *agree_ctx, double timeout_s,
+                               zero_nccl_health_fn health, void *health_ctx, zero_nccl_t **nccl_p)
 {
     zero_status_t status = ZERO_OK, everyone;
     ncclUniqueId uid;
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     int have_stream = 0;
     zero_nccl_t *n = zero_calloc(1, sizeof(*n));
 
@@ -61,6 +99,7 @@ zero_status_t zero_nccl_create(const unsigned char id[ZERO_NCCL_ID_BYTES], int r
     n->device = device;
     n->rank = rank;
     n->size = size;
+    n->timeout_s = timeout_s;
     memcpy(&uid, id, sizeof(uid));
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(device), status, agree, "NCCL: ZERO_CUDA(cudaSetDevice)(%d)", device);
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamCreateWithFlags)(&n->stream, cudaStreamNonBlocking), status, agree,
@@ -72,8 +111,16 @@ agree:
         status = everyone;   /* another rank failed (the agreement logged which) */
     if (status != ZERO_OK)
         goto fail;
-    ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclCommInitRank)(&n->comm, size, uid, rank), status, fail,
-                         "NCCL: ncclCommInitRank (rank %d of %d, device %d)", rank, size, device);
+    /* Non-blocking, so that a peer dying during the set-up cannot keep this
+     * rank inside NCCL: the set-up is polled, and aborted on a failure. */
+    config.blocking = 0;
+    ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclCommInitRankConfig)(&n->comm, size, uid, rank, &config), status, fail,
+                         "NCCL: ncclCommInitRankConfig (rank %d of %d, device %d)", rank, size, device);
+    status = settle(n->comm, timeout_s, health, health_ctx, "setting up the communicator", rank);
+    if (status != ZERO_OK) {
+        ZERO_CUDA(ncclCommAbort)(n->comm);
+        goto fail;
+    }
     *nccl_p = n;
     return ZERO_OK;
 fail:
@@ -123,6 +170,7 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
 {
     zero_status_t status = ZERO_OK;
     cudaEvent_t ev = NULL;
+    ncclResult_t r = ncclSuccess;
     ncclDataType_t t = nccl_type(d->dtype);
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(nccl->device), status, fail, "NCCL: ZERO_CUDA(cudaSetDevice)(%d)", nccl->device);
     /* Ordered after the caller's work (zero_comm_order_t): the stream waits on
@@ -133,21 +181,16 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
                              "wait_event", zero_coll_name(d->kind), d->count);
     switch (d->kind) {
     case ZERO_COLL_ALLREDUCE:
-        ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclAllReduce)(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm,
-                                           nccl->stream), status, fail, "NCCL: ncclAllReduce of %zu", d->count);
+        r = ZERO_CUDA(ncclAllReduce)(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm, nccl->stream);
         break;
     case ZERO_COLL_REDUCE_SCATTER:
-        ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclReduceScatter)(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm,
-                                               nccl->stream), status, fail, "NCCL: ncclReduceScatter of %zu",
-                             d->count);
+        r = ZERO_CUDA(ncclReduceScatter)(d->sendbuf, d->recvbuf, d->count, t, nccl_op(d->op), nccl->comm, nccl->stream);
         break;
     case ZERO_COLL_ALLGATHER:
-        ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclAllGather)(d->sendbuf, d->recvbuf, d->count, t, nccl->comm, nccl->stream),
-                             status, fail, "NCCL: ncclAllGather of %zu", d->count);
+        r = ZERO_CUDA(ncclAllGather)(d->sendbuf, d->recvbuf, d->count, t, nccl->comm, nccl->stream);
         break;
     case ZERO_COLL_BROADCAST:
-        ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclBroadcast)(d->sendbuf, d->recvbuf, d->count, t, d->root, nccl->comm,
-                                           nccl->stream), status, fail, "NCCL: ncclBroadcast of %zu", d->count);
+        r = ZERO_CUDA(ncclBroadcast)(d->sendbuf, d->recvbuf, d->count, t, d->root, nccl->comm, nccl->stream);
         break;
     case ZERO_COLL_BARRIER:
     case ZERO_COLL_ALLTOALL:
@@ -158,6 +201,12 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
          * never sends them here). */
         break;
     }
+    ZERO_NCCL_CHECK_GOTO(r, status, fail, "NCCL: %s of %zu elements", zero_coll_name(d->kind), d->count);
+    /* A non-blocking communicator may still be enqueueing (its first
+     * collectives connect the peers): the events below must come after it. */
+    if (r == ncclInProgress &&
+        (status = settle(nccl->comm, nccl->timeout_s, NULL, NULL, zero_coll_name(d->kind), nccl->rank)) != ZERO_OK)
+        goto fail;
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&ev, cudaEventDisableTiming), status, fail,
                          "NCCL: %s", "creating a completion event");
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)(ev, nccl->stream), status, fail_event, "NCCL: %s", "recording an event");
@@ -271,7 +320,19 @@ static int nccl_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
 {
     return comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
            d->kind != ZERO_COLL_ALLTOALL && d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE &&
-           d->kind != ZERO_COLL_REDUCE_SCATTER_SPLIT;
+           d->kind != ZERO_COLL_REDUCE_SCATTER_SPLIT && comm->device_path == ZERO_DEVICE_PATH_NCCL;
+}
+
+/* The job's health as the progress thread sees it (it watches the
+ * rendezvous while this thread waits in the NCCL set-up). */
+static zero_status_t nccl_health(void *ctx, int *rank_p)
+{
+    zero_comm_h comm = ctx;
+    int failed = atomic_load(&comm->failed);
+    if (failed == 0)
+        return ZERO_OK;
+    *rank_p = comm->failed_rank;
+    return (zero_status_t)failed;
 }
 
 /* The NCCL communicator, created on the first device call. */
@@ -296,7 +357,8 @@ static zero_status_t nccl_prepare(zero_comm_t *comm, const zero_coll_desc_t *d)
     count = zero_nccl_device_count();
     if (device < 0)
         device = count > 0 ? comm->env.local_rank % count : 0;
-    status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, agree_nccl_setup, comm, &nccl);
+    status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, agree_nccl_setup, comm,
+                              comm->cfg.timeout_s, nccl_health, comm, &nccl);
     if (status == ZERO_OK)
         atomic_store(&comm->nccl, nccl);
     else

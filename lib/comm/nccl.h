@@ -23,10 +23,19 @@ zero_status_t zero_nccl_unique_id(unsigned char id[ZERO_NCCL_ID_BYTES]);
  * succeeded (a rank that failed before joining would leave the others waiting
  * in ncclCommInitRank forever). */
 typedef zero_status_t (*zero_nccl_agree_fn)(void *ctx, zero_status_t local);
+/* The job's health while NCCL sets up: ZERO_OK, or the failure with *rank_p
+ * set (another rank died: stop waiting for it). */
+typedef zero_status_t (*zero_nccl_health_fn)(void *ctx, int *rank_p);
 /* Sets up @p device and a stream, then (if @p agree is not NULL) agrees, then
- * creates the NCCL communicator. */
+ * creates the NCCL communicator, non-blocking: it polls the set-up, and
+ * aborts it when @p health (may be NULL) reports a failure or @p timeout_s
+ * passes (ZERO_ERR_TIMEOUT), so a rank that dies during the set-up fails the
+ * others within the bound instead of leaving them in ncclCommInitRank. The
+ * communicator stays non-blocking: a call that returns ncclInProgress is
+ * polled the same way before its stream work is relied on. */
 zero_status_t zero_nccl_create(const unsigned char id[ZERO_NCCL_ID_BYTES], int rank, int size, int device,
-                               zero_nccl_agree_fn agree, void *agree_ctx, zero_nccl_t **nccl_p);
+                               zero_nccl_agree_fn agree, void *agree_ctx, double timeout_s,
+                               zero_nccl_health_fn health, void *health_ctx, zero_nccl_t **nccl_p);
 /* @p abort: after a failure (ncclCommAbort rather than a collective destroy). */
 void zero_nccl_destroy(zero_nccl_t *nccl, int abort);
 /* Enqueues @p desc on the communication stream, after desc->wait_event (if

@@ -70,6 +70,10 @@ const config_enum_name_t config_tag_validation_names[] = {
     {"Ignore", ZERO_TAG_VALIDATION_IGNORE, false}, {"Warn", ZERO_TAG_VALIDATION_WARN, false},
     {"Fail", ZERO_TAG_VALIDATION_FAIL, false}, {NULL, 0, false}};
 
+const config_enum_name_t config_comm_backend_names[] = {
+    {"auto", ZERO_CONFIG_COMM_AUTO, false}, {"nccl", ZERO_CONFIG_COMM_NCCL, false},
+    {"staged", ZERO_CONFIG_COMM_STAGED, false}, {NULL, 0, false}};
+
 /* ---- top level ---- */
 
 /* (the nested blocks' tables are defined below) */
@@ -100,6 +104,11 @@ const config_key_t config_top_keys[] = {
      DOC("stored; every libzero optimizer is tested")},
     {KEY("zero_force_ds_cpu_optimizer"), T_BOOL, AT(zero_force_ds_cpu_optimizer), DEF("true"),
      DOC("stored; libzero's CPU optimizer is its own")},
+    {KEY("comm_backend"), T_ENUM(config_comm_backend_names), AT(comm_backend), DEF("\"auto\""),
+     DOC("libzero extension: the backend of collectives on GPU memory (`mem_kind` device, an engine that creates "
+         "its communicator): `nccl`; `staged` (through pinned host memory and the host collectives: several "
+         "ranks on one GPU, or GPUs without NCCL peer access); `auto`: `staged` where two ranks share a GPU, "
+         "else `nccl` ([comm.md](comm.md#staged-device-collectives-staged))")},
     {KEY("prescale_gradients"), T_BOOL, DEFAULT_ONLY("gradient prescaling"), DEF("false")},
     {KEY("gradient_predivide_factor"), T_ANY_NUMBER, DEFAULT_ONLY("a gradient predivide factor"), DEF("1.0")},
     {KEY("communication_data_type"), T_NULL, DEFAULT_ONLY("a separate gradient communication dtype"), DEF("null")},

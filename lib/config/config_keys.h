@@ -134,6 +134,7 @@ extern const config_enum_name_t config_offload_device_names[];
 extern const config_enum_name_t config_warmup_type_names[];
 extern const config_enum_name_t config_aio_backend_names[];
 extern const config_enum_name_t config_tag_validation_names[];
+extern const config_enum_name_t config_comm_backend_names[];
 
 /* Every table, each once, ending with {NULL, NULL, NULL}: for the docs and the tests. */
 extern const config_block_t config_blocks[];

@@ -27,7 +27,7 @@
 /* The module's file name, as installed beside libzero.so. */
 #define ZERO_CUDA_MODULE_NAME "libzero-cuda.so"
 /* Bumped whenever zero_cuda_api_t changes: a module from another build is refused. */
-#define ZERO_CUDA_MODULE_ABI 3
+#define ZERO_CUDA_MODULE_ABI 4
 /* The one symbol the module exports: const zero_cuda_api_t *(uint32_t abi). */
 #define ZERO_CUDA_MODULE_ENTRY "zero_cuda_module_api"
 
@@ -40,6 +40,14 @@
 #pragma GCC diagnostic pop
 #include "util/device_check.h"
 #include "optim/optim_cuda.h"
+
+/* Defined in the module (cuda_module_table.c), which links the runtime but not
+ * the driver library: the driver's cuStreamWaitValue32, found once through
+ * the runtime's entry-point query. @p stream waits until the 32-bit word at
+ * @p dev_addr (a device address of mapped pinned memory) is >= @p value,
+ * compared cyclically (wrap-around safe). Returns the driver's CUresult (0:
+ * enqueued); 801 (not supported) when the driver has no such entry point. */
+int zero_cuda_stream_wait_geq32(cudaStream_t stream, void *dev_addr, uint32_t value);
 
 /* One entry per function used; each field has the name and type of the
  * function it points to, so a call reads ZERO_CUDA(cudaSetDevice)(device). */
@@ -69,8 +77,14 @@ typedef struct zero_cuda_api {
     ZERO_CUDA_ENTRY(cudaDeviceSynchronize);
     ZERO_CUDA_ENTRY(cudaGetDevice);
     ZERO_CUDA_ENTRY(cudaStreamQuery);
+    ZERO_CUDA_ENTRY(cudaHostRegister);          /* the staged backend (comm/staged.c) */
+    ZERO_CUDA_ENTRY(cudaHostUnregister);
+    ZERO_CUDA_ENTRY(cudaHostGetDevicePointer);
+    ZERO_CUDA_ENTRY(cudaDeviceGetPCIBusId);
+    ZERO_CUDA_ENTRY(zero_cuda_stream_wait_geq32);
     ZERO_CUDA_ENTRY(ncclGetUniqueId);
     ZERO_CUDA_ENTRY(ncclCommInitRank);
+    ZERO_CUDA_ENTRY(ncclCommInitRankConfig);
     ZERO_CUDA_ENTRY(ncclCommDestroy);
     ZERO_CUDA_ENTRY(ncclCommAbort);
     ZERO_CUDA_ENTRY(ncclCommGetAsyncError);

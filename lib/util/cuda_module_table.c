@@ -5,6 +5,34 @@
  */
 #include "util/cuda_module.h"
 
+#include <cuda.h>
+#include <pthread.h>
+#include <string.h>
+
+typedef CUresult (*wait_value32_fn)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
+static wait_value32_fn wait_value32;
+static pthread_once_t wait_value32_once = PTHREAD_ONCE_INIT;
+
+static void find_wait_value32(void)
+{
+    void *fn = NULL;
+    enum cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    /* 12000: the CUDA 12 form, which needs no NVreg_EnableStreamMemOPs */
+    if (cudaGetDriverEntryPointByVersion("cuStreamWaitValue32", &fn, 12000, cudaEnableDefault, &found) == cudaSuccess &&
+        found == cudaDriverEntryPointSuccess)
+        memcpy(&wait_value32, &fn, sizeof(fn));   /* object to function pointer, as with dlsym */
+    else
+        (void)cudaGetLastError();
+}
+
+int zero_cuda_stream_wait_geq32(cudaStream_t stream, void *dev_addr, uint32_t value)
+{
+    pthread_once(&wait_value32_once, find_wait_value32);
+    if (wait_value32 == NULL)
+        return (int)CUDA_ERROR_NOT_SUPPORTED;
+    return (int)wait_value32((CUstream)stream, (CUdeviceptr)(uintptr_t)dev_addr, value, CU_STREAM_WAIT_VALUE_GEQ);
+}
+
 static const zero_cuda_api_t module_api = {
     .abi = ZERO_CUDA_MODULE_ABI,
     .cudaGetDeviceCount = cudaGetDeviceCount,
@@ -28,6 +56,7 @@ static const zero_cuda_api_t module_api = {
     .cudaEventDestroy = cudaEventDestroy,
     .ncclGetUniqueId = ncclGetUniqueId,
     .ncclCommInitRank = ncclCommInitRank,
+    .ncclCommInitRankConfig = ncclCommInitRankConfig,
     .ncclCommDestroy = ncclCommDestroy,
     .ncclCommAbort = ncclCommAbort,
     .ncclCommGetAsyncError = ncclCommGetAsyncError,
@@ -40,6 +69,11 @@ static const zero_cuda_api_t module_api = {
     .cudaDeviceSynchronize = cudaDeviceSynchronize,
     .cudaGetDevice = cudaGetDevice,
     .cudaStreamQuery = cudaStreamQuery,
+    .cudaHostRegister = cudaHostRegister,
+    .cudaHostUnregister = cudaHostUnregister,
+    .cudaHostGetDevicePointer = cudaHostGetDevicePointer,
+    .cudaDeviceGetPCIBusId = cudaDeviceGetPCIBusId,
+    .zero_cuda_stream_wait_geq32 = zero_cuda_stream_wait_geq32,
     .zero_cuda_flag_nonfinite = zero_cuda_flag_nonfinite,
     .zero_cuda_grad_stats = zero_cuda_grad_stats,
     .zero_cuda_gate_set = zero_cuda_gate_set,

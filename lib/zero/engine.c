@@ -124,6 +124,27 @@ static int default_threads(zero_comm_h comm)
  * (stages 1-3), so it is refused there rather than ignored. "cpu" is where a
  * host rank's state already is. Parameters on NVMe are not implemented.
  */
+/* The config's comm_backend, read before the communicator exists (the full
+ * parse needs its world size): a quiet parse with the world size unknown.
+ * A config that does not parse leaves the default; the full parse says why. */
+static void config_comm_backends(const zero_engine_params_t *params, int have_path, zero_comm_params_t *cp)
+{
+    zero_config_t *c = NULL;
+    char *problems = NULL;
+    zero_status_t st = have_path ? zero_config_parse_file(params->config_path, 0, &c, &problems)
+                                 : zero_config_parse_string(params->config_json, strlen(params->config_json), 0, &c,
+                                                            &problems);
+    zero_string_free(problems);
+    if (st != ZERO_OK)
+        return;
+    if (c->comm_backend != ZERO_CONFIG_COMM_AUTO) {
+        cp->field_mask |= ZERO_COMM_PARAM_FIELD_BACKENDS;
+        cp->backends = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX |
+                       (c->comm_backend == ZERO_CONFIG_COMM_NCCL ? ZERO_COMM_BACKEND_NCCL : ZERO_COMM_BACKEND_STAGED);
+    }
+    zero_config_destroy(c);
+}
+
 static zero_status_t check_offload(zero_engine_h e)
 {
     const zero_config_zero_t *z = &e->config->zero_optimization;
@@ -208,12 +229,15 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     if ((mask & ZERO_ENGINE_PARAM_FIELD_COMM) && params->comm != NULL) {
         e->comm = params->comm;
     } else {
-        /* The communicator's device (for NCCL) is the engine's. */
+        /* The communicator's device (for NCCL) is the engine's, and so is its
+         * device backend (comm_backend). */
         zero_comm_params_t cp = ZERO_COMM_PARAMS_INIT;
         if (e->cuda_device >= 0) {
             cp.field_mask |= ZERO_COMM_PARAM_FIELD_CUDA_DEVICE;
             cp.cuda_device = e->cuda_device;
         }
+        if (e->kind == ZERO_MEM_DEVICE)
+            config_comm_backends(params, have_path, &cp);
         status = zero_comm_create(&cp, &e->comm);
         if (status != ZERO_OK)
             goto err;

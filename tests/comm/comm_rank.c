@@ -8,7 +8,11 @@
  *                                   must fail naming it (results in $ZERO_TEST_DIR)
  *   comm_rank stall K               rank K stays alive but silent; the others must
  *                                   time out naming it
- *   comm_rank device                device memory (nccl backend), CUDA builds only
+ *   comm_rank device                device memory (nccl or staged backend), CUDA builds only;
+ *                                   COMM_RANK_EXPECT_PATH=staged|nccl checks which carried it
+ *   comm_rank device-kill K         device memory (staged backend): rank K dies mid-collective; the
+ *                                   others' ordered collective fails naming it, and their CUDA stream
+ *                                   waiting on its done_event does not hang
  *   comm_rank mismatch              the two ranks disagree on a count: both must
  *                                   fail with ZERO_ERR_PROTOCOL naming the other
  *   comm_rank rdv-delay             rank 1 joins only once $ZERO_TEST_DIR/go exists
@@ -45,6 +49,7 @@
 #include <zero/zero.h>
 #include "comm/quant_coll.h"
 #include "comm/reduce_range.h"
+#include "comm/staged_plan.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/half.h"
@@ -998,6 +1003,68 @@ static void run_device(zero_comm_h comm)
     }
     CHECK(zero_comm_barrier(comm) == ZERO_OK, "barrier");
 }
+
+static void run_device_kill(zero_comm_h comm, int victim)
+{
+    size_t count = (size_t)16 << 20;
+    void *d = NULL;
+    cudaStream_t stream = NULL;
+    cudaEvent_t ready = NULL, done = NULL;
+    cudaError_t synced = cudaSuccess;
+    zero_comm_order_t order = ZERO_COMM_ORDER_INIT;
+    zero_comm_request_h req = NULL;
+    zero_status_t st, st2;
+    double t0, elapsed;
+    char line[256], name[64];
+
+    CHECK(comm->device_path == ZERO_DEVICE_PATH_STAGED, "device path %d, not staged", comm->device_path);
+    if (zero_mem_alloc(ZERO_MEM_DEVICE, count * 4, "comm_rank device-kill buffer", &d) != ZERO_OK ||
+        cudaMemset(d, 0, count * 4) != cudaSuccess) {
+        fprintf(stderr, "[rank %d] device buffer of %zu bytes failed\n", g_rank, count * 4);
+        exit(3);
+    }
+    st = zero_comm_allreduce(comm, d, d, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_DEVICE);
+    CHECK(st == ZERO_OK, "warm-up device allreduce: %s", zero_status_string(st));
+    if (g_rank == victim) {
+        /* Die a moment into a 64 MiB collective, far too early to have moved our share. */
+        if (zero_comm_allreduce_start(comm, d, d, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_DEVICE, &req) == ZERO_OK)
+            usleep(2000);
+        raise(SIGKILL);
+    }
+    CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess &&
+          cudaEventCreateWithFlags(&ready, cudaEventDisableTiming) == cudaSuccess &&
+          cudaEventCreateWithFlags(&done, cudaEventDisableTiming) == cudaSuccess &&
+          cudaEventRecord(ready, stream) == cudaSuccess, "stream and events");
+    order.field_mask = ZERO_COMM_ORDER_FIELD_WAIT_EVENT | ZERO_COMM_ORDER_FIELD_DONE_EVENT;
+    order.wait_event = ready;
+    order.done_event = done;
+    t0 = zero_clock_now();
+    st = zero_comm_allreduce_start_ordered(comm, d, d, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_DEVICE, &order, &req);
+    if (st == ZERO_OK) {
+        /* the trainer's pattern: its stream waits on done_event; it must go on once the communicator failed */
+        CHECK(cudaStreamWaitEvent(stream, done, 0) == cudaSuccess, "cudaStreamWaitEvent");
+        synced = cudaStreamSynchronize(stream);
+        st = zero_comm_request_wait(req);
+        zero_comm_request_free(req);
+    }
+    elapsed = zero_clock_now() - t0;
+    st2 = zero_comm_barrier(comm);
+    CHECK(synced == cudaSuccess, "the stream waiting on done_event: %s", cudaGetErrorString(synced));
+    CHECK(st == ZERO_ERR_COMM || st == ZERO_ERR_TIMEOUT, "device allreduce with a dead rank returned %s",
+          zero_status_string(st));
+    CHECK(st2 == st, "the next call returned %s, expected %s", zero_status_string(st2), zero_status_string(st));
+    CHECK(log_names_rank(victim), "no error message names rank %d; log:\n%s", victim, log_text);
+    snprintf(line, sizeof(line), "rank %d status %d elapsed %.3f named %d\n", g_rank, (int)st, elapsed,
+             log_names_rank(victim));
+    snprintf(name, sizeof(name), "result.%d", g_rank);
+    if (failures == 0)
+        file_write(name, line);
+    fputs(line, stderr);
+    cudaEventDestroy(ready);
+    cudaEventDestroy(done);
+    cudaStreamDestroy(stream);
+    zero_mem_free(d);
+}
 #endif
 
 /* Mappings and descriptors of the communicator's shared memory left in this
@@ -1036,11 +1103,12 @@ int main(int argc, char **argv)
     zero_mem_get_stats(&mark);
     if (strcmp(mode, "kill") == 0)
         signal(SIGTERM, SIG_IGN);   /* outlive the launcher's TERM long enough to report */
-    if (strcmp(mode, "kill") == 0 || strcmp(mode, "kill-direct") == 0)
+    if (strcmp(mode, "kill") == 0 || strcmp(mode, "kill-direct") == 0 || strcmp(mode, "device-kill") == 0)
         signal(SIGTERM, SIG_IGN);
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0 ||
         strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
-        strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0)
+        strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0 ||
+        strcmp(mode, "device-kill") == 0)
         zero_log_set_callback(capture_log, NULL);
     if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0)
@@ -1066,9 +1134,15 @@ int main(int argc, char **argv)
          * not exist (its NCCL set-up fails; the others must not wait for it) */
         zero_comm_params_t params = ZERO_COMM_PARAMS_INIT;
         const char *bad = getenv("COMM_RANK_BAD_DEVICE_RANK");
+        const char *backends = getenv("COMM_RANK_BACKENDS");   /* staged | nccl: only that device backend */
         if (bad != NULL && atoi(bad) == g_rank) {
             params.field_mask |= ZERO_COMM_PARAM_FIELD_CUDA_DEVICE;
             params.cuda_device = 1000;
+        }
+        if (backends != NULL) {
+            params.field_mask |= ZERO_COMM_PARAM_FIELD_BACKENDS;
+            params.backends = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX |
+                              (strcmp(backends, "nccl") == 0 ? ZERO_COMM_BACKEND_NCCL : ZERO_COMM_BACKEND_STAGED);
         }
         st = zero_comm_create(&params, &comm);
     }
@@ -1117,7 +1191,13 @@ int main(int argc, char **argv)
         run_range(comm);
 #if HAVE_CUDA
     } else if (strcmp(mode, "device") == 0) {
+        const char *expect = getenv("COMM_RANK_EXPECT_PATH");
+        if (expect != NULL && g_size > 1)
+            CHECK(comm->device_path == (strcmp(expect, "nccl") == 0 ? ZERO_DEVICE_PATH_NCCL : ZERO_DEVICE_PATH_STAGED),
+                  "device memory goes through path %d, expected %s", comm->device_path, expect);
         run_device(comm);
+    } else if (strcmp(mode, "device-kill") == 0 && argc > 2) {
+        run_device_kill(comm, atoi(argv[2]));
 #endif
     } else if (strcmp(mode, "mismatch") == 0) {
         run_mismatch(comm);

@@ -3,6 +3,7 @@
 #include "comm/backend.h"
 #include "comm/bootstrap.h"
 #include "comm/shm.h"
+#include "comm/staged_plan.h"
 #include "zero_build_config.h"
 #include "comm/reduce.h"
 #include "util/clock.h"
@@ -294,7 +295,8 @@ static void clear_launch_env(void)
 {
     static const char *names[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE", "OMPI_COMM_WORLD_RANK",
                                   "PMI_RANK", "SLURM_PROCID", "ZERO_COMM_TIMEOUT", "ZERO_RENDEZVOUS_TIMEOUT",
-                                  "ZERO_COMM_CHUNK_BYTES", "ZERO_COMM_CHUNKS_IN_FLIGHT"};
+                                  "ZERO_COMM_CHUNK_BYTES", "ZERO_COMM_CHUNKS_IN_FLIGHT",
+                                  "ZERO_COMM_STAGED_SLOT_BYTES", "ZERO_COMM_STAGED_SLOTS", "ZERO_COMM_STAGED_PIN"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         unsetenv(names[i]);
 }
@@ -389,6 +391,36 @@ static void test_create_errors(void)
     CU_ASSERT_EQUAL(zero_comm_create(NULL, &comm), ZERO_ERR_INVALID_ARG);
     CU_ASSERT_PTR_NOT_NULL(strstr(last_error, "ZERO_COMM_CHUNK_BYTES"));
     clear_launch_env();
+    /* the staged backend's ring: each variable named when out of range */
+    {
+        static const char *const bad[][2] = {{"ZERO_COMM_STAGED_SLOT_BYTES", "4096"},
+                                             {"ZERO_COMM_STAGED_SLOT_BYTES", "4 MiB"},
+                                             {"ZERO_COMM_STAGED_SLOTS", "0"},
+                                             {"ZERO_COMM_STAGED_SLOTS", "17"},
+                                             {"ZERO_COMM_STAGED_PIN", "2"}};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            setenv(bad[i][0], bad[i][1], 1);
+            last_error[0] = '\0';
+            CU_ASSERT_EQUAL(zero_comm_create(NULL, &comm), ZERO_ERR_INVALID_ARG);
+            CU_ASSERT_PTR_NOT_NULL(strstr(last_error, bad[i][0]));
+            clear_launch_env();
+        }
+        setenv("ZERO_COMM_STAGED_SLOTS", "16", 1);   /* the bounds themselves are fine */
+        setenv("ZERO_COMM_STAGED_SLOT_BYTES", "65536", 1);
+        setenv("ZERO_COMM_STAGED_PIN", "0", 1);
+        CU_ASSERT_EQUAL_FATAL(zero_comm_create(NULL, &comm), ZERO_OK);
+        zero_comm_destroy(comm);
+        comm = NULL;
+        clear_launch_env();
+    }
+#if !HAVE_CUDA
+    /* a device backend asked of a build without CUDA: refused, by name */
+    p.field_mask = ZERO_COMM_PARAM_FIELD_BACKENDS;
+    p.backends = ZERO_COMM_BACKEND_UCX | ZERO_COMM_BACKEND_STAGED;
+    last_error[0] = '\0';
+    CU_ASSERT_EQUAL(zero_comm_create(&p, &comm), ZERO_ERR_UNSUPPORTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(last_error, "staged"));
+#endif
 
     p.field_mask = ZERO_COMM_PARAM_FIELD_CHUNKS_IN_FLIGHT;
     p.chunks_in_flight = 0;
@@ -522,7 +554,7 @@ static void test_backend_selection(void)
     zero_coll_desc_t host = {ZERO_COLL_ALLREDUCE, NULL, NULL, 8, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL, 0, 0};
     zero_coll_desc_t device = host;
     zero_shm_t *peer = NULL;
-    const uint32_t all = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | ZERO_COMM_BACKEND_NCCL;
+    const uint32_t all = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX | ZERO_COMM_BACKEND_NCCL | ZERO_COMM_BACKEND_STAGED;
     ZERO_TEST_MEM_MARK();
     device.mem_kind = ZERO_MEM_DEVICE;
     CU_ASSERT_PTR_NOT_NULL_FATAL(comm);
@@ -540,9 +572,16 @@ static void test_backend_selection(void)
     CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &host, NULL), &zero_comm_backend_ucx);
     CU_ASSERT_PTR_NULL(zero_comm_backend_select(comm, &host, &zero_comm_backend_ucx));
 #if HAVE_CUDA
+    /* device memory: the backend the communicator chose at creation, and none before */
+    CU_ASSERT_PTR_NULL(zero_comm_backend_select(comm, &device, NULL));
+    comm->device_path = ZERO_DEVICE_PATH_NCCL;
     CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &device, NULL), &zero_comm_backend_nccl);
+    comm->device_path = ZERO_DEVICE_PATH_STAGED;
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &device, NULL), &zero_comm_backend_staged);
+    CU_ASSERT_PTR_EQUAL(zero_comm_backend_select(comm, &host, NULL), &zero_comm_backend_ucx);   /* host stays host */
     comm->cfg.backends = ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX;
     CU_ASSERT_PTR_NULL(zero_comm_backend_select(comm, &device, NULL));
+    comm->device_path = ZERO_DEVICE_PATH_NCCL;
 #else
     CU_ASSERT_PTR_NULL(zero_comm_backend_select(comm, &device, NULL));
 #endif

@@ -4,10 +4,12 @@
  * One GPU: a world of one (device copies). Two or more: a world of
  * min(devices, 4) ranks over NCCL, one GPU each.
  *
- * With exactly one GPU it also starts two ranks on it: NCCL refuses two ranks
- * on one device ("invalid usage" on every rank), and the job must end with a
- * non-zero status within 40 s, not hang on a second attempt to
- * create the communicator. And on any number of GPUs, a world of two where
+ * With exactly one GPU it also starts two ranks on it with only the nccl
+ * backend allowed (COMM_RANK_BACKENDS=nccl; by default the communicator takes
+ * the staged backend there, tests/comm/test_comm_staged.c): NCCL refuses two
+ * ranks on one device, so every rank refuses device collectives, naming the
+ * ranks that share it, and the job must end with a non-zero status within
+ * 40 s, not hang. And on any number of GPUs, a world of two where
  * rank 1 names a device that does not exist: rank 0's set-up works, rank 1's
  * fails before NCCL, and rank 0 must fail too rather than wait in
  * ncclCommInitRank for a peer that never comes.
@@ -83,7 +85,9 @@ int main(void)
     if (count == 1) {
         int clean;
         fflush(stdout);
+        setenv("COMM_RANK_BACKENDS", "nccl", 1);
         st = launch(2, SHARED_GPU_TIMEOUT_S);
+        unsetenv("COMM_RANK_BACKENDS");
         clean = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0;
         if (st == -1)
             printf("two ranks on one GPU: FAILED (still running after %d s: a hang)\n", SHARED_GPU_TIMEOUT_S);

@@ -179,7 +179,7 @@ static zero_nccl_t *create_single(void)
     unsigned char id[ZERO_NCCL_ID_BYTES];
     zero_nccl_t *nccl = NULL;
     CU_ASSERT_EQUAL_FATAL(zero_nccl_unique_id(id), ZERO_OK);
-    CU_ASSERT_EQUAL_FATAL(zero_nccl_create(id, 0, 1, 0, NULL, NULL, &nccl), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_nccl_create(id, 0, 1, 0, NULL, NULL, 60.0, NULL, NULL, &nccl), ZERO_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(nccl);
     return nccl;
 }
@@ -285,10 +285,10 @@ static void test_abort_and_create_errors(void)
     /* a device that does not exist, and a rank outside the world: errors, no leak */
     nccl = NULL;
     CU_ASSERT_EQUAL(zero_nccl_unique_id(id), ZERO_OK);
-    CU_ASSERT_EQUAL(zero_nccl_create(id, 0, 1, devices, NULL, NULL, &nccl), ZERO_ERR_CUDA);
+    CU_ASSERT_EQUAL(zero_nccl_create(id, 0, 1, devices, NULL, NULL, 60.0, NULL, NULL, &nccl), ZERO_ERR_CUDA);
     CU_ASSERT_PTR_NULL(nccl);
     CU_ASSERT_EQUAL(zero_nccl_unique_id(id), ZERO_OK);
-    CU_ASSERT_EQUAL(zero_nccl_create(id, 1, 1, 0, NULL, NULL, &nccl), ZERO_ERR_NCCL);
+    CU_ASSERT_EQUAL(zero_nccl_create(id, 1, 1, 0, NULL, NULL, 60.0, NULL, NULL, &nccl), ZERO_ERR_NCCL);
     CU_ASSERT_PTR_NULL(nccl);
     /* the agreement: a rank whose set-up failed still takes part (and reports
      * its failure); a rank whose set-up worked stops when another's failed */
@@ -296,19 +296,19 @@ static void test_abort_and_create_errors(void)
         zero_status_t others = ZERO_OK;
         agree_calls = 0;
         CU_ASSERT_EQUAL(zero_nccl_unique_id(id), ZERO_OK);
-        CU_ASSERT_EQUAL(zero_nccl_create(id, 0, 1, devices, record_agree, &others, &nccl), ZERO_ERR_CUDA);
+        CU_ASSERT_EQUAL(zero_nccl_create(id, 0, 1, devices, record_agree, &others, 60.0, NULL, NULL, &nccl), ZERO_ERR_CUDA);
         CU_ASSERT_EQUAL(agree_calls, 1);
         CU_ASSERT_EQUAL(agree_local, ZERO_ERR_CUDA);
         CU_ASSERT_PTR_NULL(nccl);
         (void)cudaGetLastError();
         others = ZERO_ERR_CUDA;
-        CU_ASSERT_EQUAL(zero_nccl_create(id, 0, 1, 0, record_agree, &others, &nccl), ZERO_ERR_CUDA);
+        CU_ASSERT_EQUAL(zero_nccl_create(id, 0, 1, 0, record_agree, &others, 60.0, NULL, NULL, &nccl), ZERO_ERR_CUDA);
         CU_ASSERT_EQUAL(agree_calls, 2);
         CU_ASSERT_EQUAL(agree_local, ZERO_OK);
         CU_ASSERT_PTR_NULL(nccl);
         /* the id was not spent: the same id still makes a communicator */
         others = ZERO_OK;
-        CU_ASSERT_EQUAL(zero_nccl_create(id, 0, 1, 0, record_agree, &others, &nccl), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_nccl_create(id, 0, 1, 0, record_agree, &others, 60.0, NULL, NULL, &nccl), ZERO_OK);
         CU_ASSERT_PTR_NOT_NULL(nccl);
         zero_nccl_destroy(nccl, 0);
         nccl = NULL;

@@ -333,7 +333,15 @@ static void test_defaults(void)
     CU_ASSERT_FALSE(c->aio.single_submit);
     CU_ASSERT(c->aio.overlap_events);
     CU_ASSERT_EQUAL(c->checkpoint.tag_validation, ZERO_TAG_VALIDATION_WARN);
+    CU_ASSERT_EQUAL(c->comm_backend, ZERO_CONFIG_COMM_AUTO);   /* libzero extension: auto unless set */
     zero_config_destroy(c);
+    {
+        static const char staged[] = "{\"train_batch_size\": 8, \"comm_backend\": \"staged\"}";
+        c = NULL;
+        CU_ASSERT_EQUAL_FATAL(zero_config_parse_string(staged, strlen(staged), 1, &c, NULL), ZERO_OK);
+        CU_ASSERT_EQUAL(c->comm_backend, ZERO_CONFIG_COMM_STAGED);
+        zero_config_destroy(c);
+    }
 
     /* overlap_comm defaults to true for stage 3 only */
     c = parse_ok("{\"train_batch_size\": 8, \"zero_optimization\": {\"stage\": 3}}", 2);
@@ -603,6 +611,9 @@ static void test_invalid_configs(void)
         {B "\"aio\": {\"queue_depth\": 0}}", ZERO_ERR_CONFIG, "error: aio.queue_depth: expected an integer >= 1, got 0"},
         {B "\"checkpoint\": {\"tag_validation\": \"Strict\"}}", ZERO_ERR_CONFIG,
          "error: checkpoint.tag_validation: expected one of \"Ignore\", \"Warn\", \"Fail\", got \"Strict\""},
+        {B "\"comm_backend\": \"mpi\"}", ZERO_ERR_CONFIG,
+         "error: comm_backend: expected one of \"auto\", \"nccl\", \"staged\", got \"mpi\""},
+        {B "\"comm_backend\": true}", ZERO_ERR_CONFIG, "error: comm_backend: expected"},
         {B "\"zero_optimization\": \"auto\"}", ZERO_ERR_CONFIG,
          "error: zero_optimization: expected an object, got \"auto\""},
         {B "\"bf16\": {\"enabled\": true}, \"bfloat16\": {\"enabled\": true}}", ZERO_ERR_CONFIG,

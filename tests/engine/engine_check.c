@@ -23,9 +23,21 @@
  * to the trainer's next call: the right pattern (write, then zero_grad_ready)
  * must be silent and give the same weights.
  *
+ * Built a second time as engine_check_device (-DENGINE_CHECK_DEVICE, CUDA
+ * builds): the same model and reference with the engine in GPU memory
+ * (mem_kind device), gradients computed on the host and copied into the
+ * engine's device buffers, a subset of the combinations (AdamW and Lamb;
+ * accumulation 1 without clipping and 3 with clipping 0.5; no caller views).
+ * Several ranks on one GPU go through the staged backend (the communicator
+ * chooses it where ranks share a device). Every rank exits 77 where CUDA
+ * reports no device.
+ *
  * Exit status: the number of failed combinations (0 = all passed).
  */
 #include <zero/zero.h>
+#ifdef ENGINE_CHECK_DEVICE
+#include <cuda_runtime_api.h>
+#endif
 
 #include <math.h>
 #include <stdio.h>
@@ -261,6 +273,11 @@ static int run_engine(zero_comm_h comm, const combo_t *c, float *out[NPARAM])
     size_t esz = zero_dtype_size(c->dtype), total = 0, offs[NPARAM];
     char *view_data = NULL, *view_grad = NULL;
     int rc = 1;
+#ifdef ENGINE_CHECK_DEVICE
+    char host_grad[400 * 4];   /* the largest tensor (20 x 20) */
+    ep.field_mask |= ZERO_ENGINE_PARAM_FIELD_MEM_KIND;
+    ep.mem_kind = ZERO_MEM_DEVICE;
+#endif
 
     if (zero_engine_create(&ep, &eng) != ZERO_OK)
         return 1;
@@ -315,8 +332,18 @@ static int run_engine(zero_comm_h comm, const combo_t *c, float *out[NPARAM])
                         fprintf(stderr, "rank %d: no gradient buffer for %s\n", rank, zero_param_name(h[q]));
                         goto out;
                     }
+#ifdef ENGINE_CHECK_DEVICE
+                    /* on the host, then into the device buffer (the legacy stream: the engine's) */
+                    if (cudaMemcpy(host_grad, gbuf, numel_of(q) * esz, cudaMemcpyDeviceToHost) != cudaSuccess)
+                        goto out;
+                    for (size_t i = 0; i < numel_of(q); i++)
+                        add_store(host_grad, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
+                    if (cudaMemcpy(gbuf, host_grad, numel_of(q) * esz, cudaMemcpyHostToDevice) != cudaSuccess)
+                        goto out;
+#else
                     for (size_t i = 0; i < numel_of(q); i++)
                         add_store(gbuf, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
+#endif
                     if (zero_grad_ready(eng, h[q]) != ZERO_OK)
                         goto out;
                 }
@@ -355,6 +382,11 @@ static int run_engine(zero_comm_h comm, const combo_t *c, float *out[NPARAM])
         if (zero_gather(eng, &h[p], 1) != ZERO_OK)
             goto out;
         data = zero_param_data(h[p]);
+#ifdef ENGINE_CHECK_DEVICE
+        if (cudaMemcpy(host_grad, data, numel_of(p) * esz, cudaMemcpyDeviceToHost) != cudaSuccess)
+            goto out;
+        data = host_grad;
+#endif
         for (size_t i = 0; i < numel_of(p); i++)
             out[p][i] = load(data, c->dtype, i);
         if (c->views && data != view_data + offs[p] * esz) {
@@ -400,6 +432,15 @@ int main(void)
     float *got[NPARAM], *stage0[3][OPT_COUNT][2][2][NPARAM];
     double *want[NPARAM];
 
+#ifdef ENGINE_CHECK_DEVICE
+    {
+        int count = 0;
+        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+            printf("engine_check_device: no CUDA device: skipped\n");
+            return 77;
+        }
+    }
+#endif
     if (zero_comm_create(NULL, &comm) != ZERO_OK)
         return 100;
     world = zero_comm_size(comm);
@@ -418,6 +459,11 @@ int main(void)
                                      .clip = ci ? 0.5 : 0.0};
                         /* views on a rotating subset of the stage 0-2 runs */
                         c.views = stage < 3 && (o + gi + ci) % 3 == 0;
+#ifdef ENGINE_CHECK_DEVICE
+                        if ((o != OPT_ADAMW && o != OPT_LAMB) || gi != ci)
+                            continue;   /* the device subset (see the top) */
+                        c.views = 0;
+#endif
                         combos++;
                         if (run_engine(comm, &c, got) != 0) {
                             failures++;
