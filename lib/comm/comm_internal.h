@@ -88,10 +88,16 @@ typedef struct zero_comm_config {
     int cuda_device;
     int ucx_peer_err_mode;     /* ZERO_COMM_UCX_ERR_MODE=peer */
     int direct;                /* ZERO_COMM_DIRECT (default 1): the intra-node direct path */
+    const char *split_tls;     /* ZERO_COMM_SPLIT_UCX_TLS: UCX transports of split communicators (NULL: UCX_TLS) */
 } zero_comm_config_t;
 
 struct zero_comm {
     zero_comm_env_t env;
+    /* A communicator made by zero_comm_split: the one it was split from. It has
+     * no rendezvous of its own; it learns of a dead rank through the parent's
+     * failure flag (the parent's progress thread watches the rendezvous). */
+    struct zero_comm *parent;
+    atomic_int children;               /* live communicators split from this one */
     zero_comm_config_t cfg;
     zero_rdv_t *rdv;
     zero_ucx_t *ucx;
