@@ -173,6 +173,7 @@ typedef struct group_state {
     size_t own_length;      /* elements this rank updates: length at stage 0, else length / W */
     void *params_flat;      /* stages 0-2: [length] of dtype */
     void *params_shard;     /* stage 3: [own_length] of dtype */
+    void *params_secondary; /* stage 3 with hpZ: [length / hpz] of dtype, this group's part of every bucket */
     float *scratch;         /* step: fp32 gradients of one piece (see engine_step.c) */
     size_t scratch_length;
     void *grads_flat;       /* stages 0-1: [length] of dtype */
@@ -231,6 +232,19 @@ struct zero_engine {
      * as int8 blocks through an all-to-all (engine_step.c), the wire bytes
      * behind the gradient staging */
     int quantized_gradients;
+    /* ZeRO++ hpZ (zero_hpz_partition_size, stage 3 only): with hpz > 1 every
+     * group of hpz consecutive ranks keeps a secondary copy of the 16-bit
+     * weights (group_state_t::params_secondary), each bucket split hpz ways
+     * over the group's communicator hpz_comm (split from comm); the
+     * non-persistent gathers read it there. hpz_stale: the shards changed
+     * since it was refreshed (the step, a load, set-up), so the next gather
+     * refreshes it first by one allgather over all ranks (engine_gather.c). */
+    int hpz;
+    zero_comm_h hpz_comm;
+    int hpz_rank;
+    int hpz_stale;
+    void *hpz_scratch;               /* the refresh's two buckets (or their qwZ blocks) */
+    size_t hpz_scratch_bytes;        /* of each */
     int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;

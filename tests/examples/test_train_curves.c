@@ -42,7 +42,10 @@
  * and 0.029 for qwZ, 0.058 and 0.051 for qgZ; single steps differ by up to 0.5
  * as the bf16 runs drift apart), the curve falls by at least 1 nat, and step 1
  * or 2 differs from the unquantized run (so the technique took effect: qwZ
- * changes the first forward, qgZ the first update).
+ * changes the first forward, qgZ the first update). hpZ
+ * (zero_hpz_partition_size 2) at 4 ranks placed as 2 nodes of 2 (as_nodes.sh):
+ * 30 steps give the same losses, bit for bit, as plain ZeRO-3 and the same
+ * checkpointed shards (h5diff of /shard: master weights and moments).
  *
  * The text is tests/data/license-texts (TEXT_DATA_PATH): the tests read nothing
  * outside the source tree.
@@ -417,7 +420,59 @@ static void test_zeropp_qgz(void)
     check_zeropp_quantized("qgz", "\"zero_quantized_gradients\": true");
 }
 
+/* One stage-3 bf16 run at 4 ranks placed as 2 nodes of 2, 30 steps, saved at
+ * the end into @p dir, with @p keys added to zero_optimization. */
+enum { HPZ_STEPS = 30 };
+static int run_hpz(const char *name, const char *keys, const char *dir, float *losses)
+{
+    char cfg[512], cmd[2048];
+    FILE *f;
+    snprintf(cfg, sizeof(cfg), "%s/hpz_%s.json", tmpdir, name);
+    f = fopen(cfg, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f,
+            "{\"train_batch_size\": 4, \"train_micro_batch_size_per_gpu\": 1, \"steps_per_print\": 0,\n"
+            " \"gradient_clipping\": 1.0, \"bf16\": {\"enabled\": true},\n"
+            " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-2, \"betas\": [0.9, 0.95],"
+            " \"weight_decay\": 0.1}},\n"
+            " \"zero_optimization\": {\"stage\": 3, \"reduce_bucket_size\": 3000,"
+            " \"stage3_param_persistence_threshold\": 0%s%s}}\n",
+            keys[0] ? ", " : "", keys);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "%s --launcher local --num_gpus 4 --master_port 0 " AS_NODES_PATH " 2 %s --config %s --steps %d "
+             "--print-interval 1 --save-dir %s --save-interval %d --channels 32 --layers 2 --heads 2 --context 32 "
+             "--eval-windows 8 --data " TEXT_DATA_PATH,
+             ZERO_LAUNCH_PATH, TRAIN_GPT_PATH, cfg, HPZ_STEPS, dir, HPZ_STEPS);
+    return run_collect(cmd, losses, HPZ_STEPS);
+}
+
+static void test_zeropp_hpz(void)
+{
+    float plain[HPZ_STEPS], hpz[HPZ_STEPS];
+    char da[512], db[512], cmd[2048];
+    int same = 1;
+    snprintf(da, sizeof(da), "%s/hpz_plain", tmpdir);
+    snprintf(db, sizeof(db), "%s/hpz_on", tmpdir);
+    CU_ASSERT_FATAL(run_hpz("plain", "", da, plain) == HPZ_STEPS);
+    CU_ASSERT_FATAL(run_hpz("on", "\"zero_hpz_partition_size\": 2", db, hpz) == HPZ_STEPS);
+    for (int i = 0; i < HPZ_STEPS; i++)
+        if (memcmp(&plain[i], &hpz[i], sizeof(float)) != 0) {
+            printf("hpZ: step %d loss %.6f, plain ZeRO-3 %.6f\n", i + 1, hpz[i], plain[i]);
+            same = 0;
+        }
+    CU_ASSERT(same);
+    for (int r = 0; r < 4; r++) {   /* the shards (master weights, moments) equal, element for element */
+        snprintf(cmd, sizeof(cmd), "h5diff %s/global_step%d/zero_rank_%05d.h5 %s/global_step%d/zero_rank_%05d.h5 "
+                 "/shard /shard >&2", da, HPZ_STEPS, r, db, HPZ_STEPS, r);
+        CU_ASSERT(system(cmd) == 0);
+    }
+    printf("hpZ: %d steps at 4 ranks as 2 nodes of 2, loss %.6f -> %.6f, equal to plain ZeRO-3: %s\n", HPZ_STEPS,
+           hpz[0], hpz[HPZ_STEPS - 1], same ? "yes" : "no");
+}
+
 static CU_TestInfo zeropp[] = {
+    {"hpZ alone: bit for bit plain ZeRO-3 at 4 ranks as 2 nodes of 2", test_zeropp_hpz},
     {"qwZ alone: the curve within 0.1 nats of unquantized ZeRO-3 over 200 steps", test_zeropp_qwz},
     {"qgZ alone: the curve within 0.1 nats of unquantized ZeRO-3 over 200 steps", test_zeropp_qgz},
     CU_TEST_INFO_NULL,
