@@ -184,6 +184,13 @@ static void set_failed(zero_comm_t *comm, zero_status_t status, int rank)
 
 static void complete(zero_comm_t *comm, zero_comm_request_h req, zero_status_t status)
 {
+    zero_comm_request_h gated = req->signal;   /* read before the request may be freed */
+    if (gated != NULL) {
+        /* the first level of a two-level collective is done: open the second's gate */
+        uint64_t one = 1;
+        atomic_store(&gated->gate_state, status == ZERO_OK ? 1 : (int)status);
+        (void)!write(gated->comm->wake_fd, &one, sizeof(one));
+    }
     pthread_mutex_lock(&comm->lock);
     atomic_store(&req->status, (int)status);
     comm->pending--;
@@ -372,6 +379,26 @@ static void *progress_main(void *arg)
             continue;
         }
 
+        if (!active->backend_started && active->gated) {
+            int gate = atomic_load(&active->gate_state);
+            if (gate == 0 && active->gate_since == 0)
+                active->gate_since = now;
+            if (gate == 0 && now - active->gate_since > comm->cfg.timeout_s) {
+                ZERO_LOG_ERROR("%s #%u: its first level did not complete within %g s", zero_coll_name(active->desc.kind),
+                               active->seq, comm->cfg.timeout_s);
+                gate = ZERO_ERR_TIMEOUT;
+            }
+            if (gate == 0) {
+                wait_events(comm, 10);   /* the first level's completion writes our wake_fd */
+                continue;
+            }
+            if (gate < 0) {   /* the first level failed (and said why): so does this one */
+                complete(comm, active, (zero_status_t)gate);
+                active = NULL;
+                continue;
+            }
+            active->gated = 0;
+        }
         if (!active->backend_started && start_on_backend(comm, active, now) != ZERO_INPROGRESS) {
             active = NULL;
             idle = 0;
@@ -973,8 +1000,10 @@ static zero_status_t check_order(zero_comm_h comm, zero_coll_desc_t *d, const ze
     return ZERO_OK;
 }
 
-static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, const zero_comm_finish_t *finish,
-                           zero_comm_request_h *request_p)
+/* @p gated: the request waits for its gate (two-level collectives); @p
+ * signal: the gated request this one's completion opens. */
+static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, const zero_comm_finish_t *finish,
+                                  int gated, zero_comm_request_h signal, zero_comm_request_h *request_p)
 {
     zero_status_t status = ZERO_OK;
     const zero_comm_backend_ops_t *backend;
@@ -1008,7 +1037,16 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, const ze
     if (finish != NULL)
         req->finish = *finish;
     atomic_store(&req->status, ZERO_INPROGRESS);
+    req->gated = gated;
+    req->signal = signal;
 
+    if (backend->submit != NULL && (gated || signal != NULL)) {
+        /* the backends that finish at submit (a world of one, NCCL) would not wait for the gate */
+        ZERO_LOG_ERROR("%s: a two-level collective needs a host backend that runs on the progress thread (%s "
+                       "does not)", zero_coll_name(d->kind), backend->name);
+        zero_free(req);
+        return ZERO_ERR_UNSUPPORTED;
+    }
     if (backend->submit != NULL) {
         status = backend->submit(comm, req, &done);
         if (status != ZERO_OK) {
@@ -1059,6 +1097,12 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, const ze
         memcpy(copy_dst, d->sendbuf, copy_bytes);
     *request_p = req;
     return ZERO_OK;
+}
+
+static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, const zero_comm_finish_t *finish,
+                           zero_comm_request_h *request_p)
+{
+    return start_linked(comm, d, finish, 0, NULL, request_p);
 }
 
 zero_status_t zero_comm_allreduce_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
@@ -1134,9 +1178,10 @@ zero_status_t zero_comm_allgather_start_ordered(zero_comm_h comm, const void *se
     return allgather_start(comm, sendbuf, recvbuf, sendcount, dtype, mem_kind, order, NULL, request_p);
 }
 
-zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
-                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
-                                              zero_comm_request_h *request_p)
+/* @p gate_mode 0: plain; 1: gated; 2: signals @p signal. */
+static zero_status_t alltoall_start(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                    zero_dtype_t dtype, const zero_comm_finish_t *finish, int gate_mode,
+                                    zero_comm_request_h signal, zero_comm_request_h *request_p)
 {
     zero_coll_desc_t d = {ZERO_COLL_ALLTOALL, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL};
     zero_status_t status;
@@ -1150,7 +1195,36 @@ zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sen
         ZERO_LOG_ERROR("all-to-all: send and receive buffers overlap");
         return ZERO_ERR_INVALID_ARG;
     }
-    return start(comm, &d, finish, request_p);
+    return start_linked(comm, &d, finish, gate_mode == 1, gate_mode == 2 ? signal : NULL, request_p);
+}
+
+zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                              zero_comm_request_h *request_p)
+{
+    return alltoall_start(comm, sendbuf, recvbuf, count, dtype, finish, 0, NULL, request_p);
+}
+
+zero_status_t zero_comm_alltoall_start_gated(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                             zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                             zero_comm_request_h *request_p)
+{
+    return alltoall_start(comm, sendbuf, recvbuf, count, dtype, finish, 1, NULL, request_p);
+}
+
+zero_status_t zero_comm_alltoall_start_signal(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                              zero_comm_request_h gated, zero_comm_request_h *request_p)
+{
+    zero_status_t status;
+    if (gated == NULL || !gated->gated || gated->chained != NULL) {
+        ZERO_LOG_ERROR("all-to-all: the second level's request is missing, not gated, or taken");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    status = alltoall_start(comm, sendbuf, recvbuf, count, dtype, finish, 2, gated, request_p);
+    if (status == ZERO_OK)
+        gated->chained = *request_p;
+    return status;
 }
 
 zero_status_t zero_comm_allgather_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t sendcount,
@@ -1259,6 +1333,7 @@ void zero_comm_request_free(zero_comm_request_h request)
     if (request == NULL)
         return;
     zero_comm_request_wait(request);
+    zero_comm_request_free(request->chained);   /* the first level of a two-level collective */
     zero_free(request);
 }
 
