@@ -7,10 +7,12 @@
 # communicator runs on UCX_TLS=tcp: UCX's shared-memory transports reach a
 # rank in the other namespace too (one host, one IPC namespace) and would
 # bypass the shaped link, so its ring hops inside a node go over the
-# namespace's loopback and the hops between nodes over the veth. hpZ's node
-# communicators (zero_comm_split) use shared memory instead
-# (ZERO_COMM_SPLIT_UCX_TLS=$ZPP_NODE_TLS, default sm,self): their members are
-# all in one namespace, so nothing of theirs can take the link. The example
+# namespace's loopback and the hops between nodes over the veth. The node
+# communicators of hpZ and of qgZ's first level (zero_comm_split, members on
+# one node) use shared memory instead (ZERO_COMM_NODE_UCX_TLS=$ZPP_NODE_TLS,
+# default sm,self): their members are all in one namespace, so nothing of
+# theirs can take the link; qgZ's second level (same local rank on both
+# nodes) spans the nodes and stays on TCP over the veth. The example
 # GPT (examples/gpt/train_gpt, bf16, stage 3, every parameter partitioned)
 # trains with plain ZeRO-3, hpZ (zero_hpz_partition_size 2), qwZ, qgZ and all
 # three in the same run, with stage3_max_reuse_distance 0: the backward
@@ -127,7 +129,7 @@ run() {
 CONF
     before=$(link_bytes)
     (cd "$tmp/work" && ip netns exec "$ns1" env HOME="$tmp" ZERO_LAUNCH_SSH_OPTS="$ssh_opts" UCX_TLS=tcp \
-        ZERO_COMM_SPLIT_UCX_TLS="$node_tls" "$zl" -H "$tmp/hosts" --ssh_port 2222 --master_port 0 "$gpt" --config "$cfg" --steps "$3" \
+        ZERO_COMM_NODE_UCX_TLS="$node_tls" "$zl" -H "$tmp/hosts" --ssh_port 2222 --master_port 0 "$gpt" --config "$cfg" --steps "$3" \
         --print-interval 1 --eval-windows 0 $model --data "$data") > "$tmp/$1.$3.log" 2>&1 || {
         echo "zeropp: the $1 run failed:" >&2
         tail -20 "$tmp/$1.$3.log" >&2

@@ -226,9 +226,10 @@ ZERO_API void zero_comm_destroy(zero_comm_h comm);
  * and ZERO_COMM_DIRECT allows, it takes the direct path for buffers from its
  * own zero_comm_mem_alloc. It needs no rendezvous: the addresses travel over
  * @p comm, and a dead rank fails @p comm first and then every communicator
- * split from it. Env ZERO_COMM_SPLIT_UCX_TLS (on every rank) sets the UCX
- * transports of split communicators (as UCX_TLS does for the others; e.g.
- * shared memory inside a node while @p comm uses TCP). Device memory is not
+ * split from it. Env ZERO_COMM_NODE_UCX_TLS (on every rank) sets the UCX
+ * transports of split communicators whose members are all on one node (as
+ * UCX_TLS does for the others; e.g. shared memory inside a node while @p comm
+ * and the children spanning nodes use TCP). Device memory is not
  * supported on a split communicator in this version (ZERO_ERR_UNSUPPORTED).
  *
  * @param comm    the communicator to split (stays usable).

@@ -113,8 +113,8 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
         env_size("ZERO_COMM_CHUNKS_IN_FLIGHT", 1, 16, &inflight) != ZERO_OK)
         return ZERO_ERR_INVALID_ARG;
     cfg->chunks_in_flight = (int)inflight;
-    if ((v = getenv("ZERO_COMM_SPLIT_UCX_TLS")) != NULL && v[0] != '\0')
-        cfg->split_tls = v;
+    if ((v = getenv("ZERO_COMM_NODE_UCX_TLS")) != NULL && v[0] != '\0')
+        cfg->node_tls = v;
     if ((v = getenv("ZERO_COMM_UCX_ERR_MODE")) != NULL) {
         if (strcmp(v, "peer") == 0) {
             cfg->ucx_peer_err_mode = 1;
@@ -737,7 +737,7 @@ static zero_status_t split_connect(zero_comm_t *parent, zero_comm_t *comm, int m
 
     if (member && n > 1) {
         local = zero_ucx_create(r, n, comm->cfg.chunk_bytes, comm->cfg.chunks_in_flight, comm->cfg.ucx_peer_err_mode,
-                                comm->cfg.split_tls, &comm->ucx);
+                                comm->env.cross_size == 1 ? comm->cfg.node_tls : NULL, &comm->ucx);
         if (local == ZERO_OK) {
             zero_ucx_address(comm->ucx, &addr, &addr_len);
             mine[0] = (int64_t)(addr_len + ZERO_SHM_RECORD_BYTES);

@@ -99,7 +99,7 @@ typedef struct zero_comm_config {
     int cuda_device;
     int ucx_peer_err_mode;     /* ZERO_COMM_UCX_ERR_MODE=peer */
     int direct;                /* ZERO_COMM_DIRECT (default 1): the intra-node direct path */
-    const char *split_tls;     /* ZERO_COMM_SPLIT_UCX_TLS: UCX transports of split communicators (NULL: UCX_TLS) */
+    const char *node_tls;      /* ZERO_COMM_NODE_UCX_TLS: UCX transports of split communicators on one node (NULL: UCX_TLS) */
 } zero_comm_config_t;
 
 struct zero_comm {

@@ -190,6 +190,41 @@ static zero_status_t setup_hpz(zero_engine_h e)
     return ZERO_OK;
 }
 
+/* ZeRO++ qgZ across nodes: hierarchical (comm/quant_coll.h) when the job is
+ * nodes of equal size > 1 with its ranks numbered node by node (every rank
+ * checks its own place; they agree by one allreduce), flat otherwise. */
+static zero_status_t setup_qgz_hier(zero_engine_h e)
+{
+    int P = zero_comm_local_size(e->comm), N = zero_comm_cross_size(e->comm);
+    uint8_t off = 0, any_off = 0;
+    uint64_t mark = zero_log_error_mark();
+    zero_status_t status;
+
+    if (!e->quantized_gradients || e->world < 4 || P < 2 || N < 2 || !e->ops->host_readable)
+        return ZERO_OK;
+    off = P * N != e->world || e->rank != zero_comm_cross_rank(e->comm) * P + zero_comm_local_rank(e->comm);
+    status = zero_comm_allreduce(e->comm, &off, &any_off, 1, ZERO_U8, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    if (status == ZERO_OK && any_off) {
+        if (e->rank == 0)
+            ZERO_LOG_WARN("zero_quantized_gradients: the ranks are not nodes of equal size numbered node by node "
+                          "(LOCAL_SIZE %d, %d nodes): the gradients are reduced in one level over all ranks", P, N);
+        return ZERO_OK;
+    }
+    if (status == ZERO_OK) {
+        if (e->hpz_comm != NULL && e->hpz == P)
+            e->qgz_node = e->hpz_comm;   /* hpZ's group is the node */
+        else
+            status = zero_comm_split(e->comm, zero_comm_cross_rank(e->comm), zero_comm_local_rank(e->comm),
+                                     &e->qgz_node);
+    }
+    if (status == ZERO_OK)
+        status = zero_comm_split(e->comm, zero_comm_local_rank(e->comm), zero_comm_cross_rank(e->comm), &e->qgz_cross);
+    if (status != ZERO_OK)
+        engine_keep_error(e, mark, "zero_quantized_gradients: cannot make the node communicators: %s",
+                          zero_status_string(status));
+    return status;
+}
+
 zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine_h *engine_p)
 {
     zero_status_t status;
@@ -293,6 +328,8 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
         ZERO_LOG_WARN("zero_optimization.zero_quantized_gradients has no effect at stage %d: as in DeepSpeed, "
                       "gradients are reduced quantized at stage 3 only", e->stage);
     status = setup_hpz(e);
+    if (status == ZERO_OK)
+        status = setup_qgz_hier(e);
     if (status != ZERO_OK)
         goto err;
     e->precision = e->config->precision;
@@ -478,7 +515,10 @@ void zero_engine_destroy(zero_engine_h e)
         e->ops->destroy(e->ops_ctx);
     zero_thread_pool_destroy(e->pool);
     zero_config_destroy(e->config);
-    zero_comm_destroy(e->hpz_comm);   /* before the communicator it was split from */
+    zero_comm_destroy(e->qgz_cross);   /* split communicators go before the one they were split from */
+    if (e->qgz_node != e->hpz_comm)
+        zero_comm_destroy(e->qgz_node);
+    zero_comm_destroy(e->hpz_comm);
     if (e->owns_comm)
         zero_comm_destroy(e->comm);
     zero_free(e);

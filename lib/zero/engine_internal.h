@@ -244,6 +244,10 @@ struct zero_engine {
     int hpz_rank;
     int hpz_stale;
     void *hpz_scratch;               /* the refresh's two buckets (or their qwZ blocks) */
+    /* qgZ across nodes (nodes of equal size > 1, ranks numbered node by
+     * node): the two levels' communicators, this node's ranks (hpz_comm when
+     * it is the node) and the same local rank on every node; NULL: flat qgZ. */
+    zero_comm_h qgz_node, qgz_cross;
     size_t hpz_scratch_bytes;        /* of each */
     int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
