@@ -3,22 +3,30 @@
 #
 # Two network namespaces (the nodes) joined by a veth pair shaped with tc to
 # $ZPP_RATE (default 10gbit) in each direction; an sshd in each; zero-launch in
-# the first with a hostfile of both, two ranks per node, UCX_TLS=tcp. Not
-# shared memory inside a node: UCX's shared-memory transports reach a rank in
-# the other namespace too (one host, one IPC namespace) and would bypass the
-# shaped link, so inside a node the ranks talk TCP over the namespace's
-# loopback and only the other node's traffic crosses the veth. The example GPT
-# (examples/gpt/train_gpt, bf16, stage 3, every parameter partitioned) trains
-# with plain ZeRO-3, qwZ, qgZ and qwZ+qgZ in the same run. For each: ms per
-# step (mean over the measured steps, rank 0's ms_per_step lines) and bytes
-# crossing the link per step (both veth ends' tx counters, the difference
-# between a run of WARM and a run of WARM + STEPS steps, divided by STEPS, so
-# set-up and the rendezvous are not counted).
+# the first with a hostfile of both, two ranks per node. The job's
+# communicator runs on UCX_TLS=tcp: UCX's shared-memory transports reach a
+# rank in the other namespace too (one host, one IPC namespace) and would
+# bypass the shaped link, so its ring hops inside a node go over the
+# namespace's loopback and the hops between nodes over the veth. The node
+# communicators of hpZ and of qgZ's first level (zero_comm_split, members on
+# one node) use shared memory instead (ZERO_COMM_NODE_UCX_TLS=$ZPP_NODE_TLS,
+# default sm,self): their members are all in one namespace, so nothing of
+# theirs can take the link; qgZ's second level (same local rank on both
+# nodes) spans the nodes and stays on TCP over the veth. The example
+# GPT (examples/gpt/train_gpt, bf16, stage 3, every parameter partitioned)
+# trains with plain ZeRO-3, hpZ (zero_hpz_partition_size 2), qwZ, qgZ and all
+# three in the same run, with stage3_max_reuse_distance 0: the backward
+# gathers every layer again, as it must for a model whose layers do not all
+# stay gathered (at this size the forward's gathers would otherwise be kept
+# for the backward, one gather per step, and hpZ would have nothing to save:
+# its refresh is that one gather). For each: ms per step (mean over the measured steps,
+# rank 0's ms_per_step lines) and bytes crossing the link per step (both veth
+# ends' tx counters, the difference between a run of WARM and a run of WARM +
+# STEPS steps, divided by STEPS, so set-up and the rendezvous are not
+# counted).
 #
-# hpZ (zero_hpz_partition_size) is not implemented yet, so it has no row and
-# "all" means qwZ + qgZ.
-#
-# Environment: ZPP_RATE (tc rate, default 10gbit), ZPP_STEPS (default 10),
+# Environment: ZPP_RATE (tc rate, default 10gbit), ZPP_NODE_TLS (UCX
+# transports inside a node for hpZ, default sm,self), ZPP_STEPS (default 10),
 # ZPP_WARM (default 3), ZPP_MODEL (train_gpt model flags, default
 # "--channels 256 --layers 2 --heads 4 --context 16"). Needs root, iproute2
 # (ip, tc) and openssh-server; exits 77 when they are missing.
@@ -34,6 +42,7 @@ rate=${ZPP_RATE:-10gbit}
 steps=${ZPP_STEPS:-10}
 warm=${ZPP_WARM:-3}
 model=${ZPP_MODEL:---channels 256 --layers 2 --heads 4 --context 16}
+node_tls=${ZPP_NODE_TLS:-sm,self}
 
 skip() { echo "zeropp: SKIP: $*"; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "needs root to create network namespaces"
@@ -116,11 +125,11 @@ run() {
 {"train_batch_size": 4, "train_micro_batch_size_per_gpu": 1, "steps_per_print": 0,
  "bf16": {"enabled": true},
  "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}},
- "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0$2}}
+ "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0, "stage3_max_reuse_distance": 0$2}}
 CONF
     before=$(link_bytes)
     (cd "$tmp/work" && ip netns exec "$ns1" env HOME="$tmp" ZERO_LAUNCH_SSH_OPTS="$ssh_opts" UCX_TLS=tcp \
-        "$zl" -H "$tmp/hosts" --ssh_port 2222 --master_port 0 "$gpt" --config "$cfg" --steps "$3" \
+        ZERO_COMM_NODE_UCX_TLS="$node_tls" "$zl" -H "$tmp/hosts" --ssh_port 2222 --master_port 0 "$gpt" --config "$cfg" --steps "$3" \
         --print-interval 1 --eval-windows 0 $model --data "$data") > "$tmp/$1.$3.log" 2>&1 || {
         echo "zeropp: the $1 run failed:" >&2
         tail -20 "$tmp/$1.$3.log" >&2
@@ -131,10 +140,11 @@ CONF
 }
 
 declare -A ms bytes
-names=(plain qwz qgz all)
-keys=("" ', "zero_quantized_weights": true' ', "zero_quantized_gradients": true'
-      ', "zero_quantized_weights": true, "zero_quantized_gradients": true')
-echo "zeropp: 2 nodes x 2 ranks, link $rate each way, $steps measured steps after $warm, model: $model"
+names=(plain hpz qwz qgz all)
+keys=("" ', "zero_hpz_partition_size": 2' ', "zero_quantized_weights": true' ', "zero_quantized_gradients": true'
+      ', "zero_hpz_partition_size": 2, "zero_quantized_weights": true, "zero_quantized_gradients": true')
+echo "zeropp: 2 nodes x 2 ranks, link $rate each way, inside a node tcp (hpZ's node communicators: $node_tls),"
+echo "zeropp: $steps measured steps after $warm, model: $model"
 echo "zeropp: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-6s %12s %16s %10s %10s\n' config ms_per_step link_bytes_step bytes_ratio speedup
 for i in "${!names[@]}"; do

@@ -222,6 +222,46 @@ ZERO_API zero_status_t zero_comm_create(const zero_comm_params_t *params, zero_c
  */
 ZERO_API void zero_comm_destroy(zero_comm_h comm);
 
+/** zero_comm_split's colour for a rank that joins no new communicator. */
+#define ZERO_COMM_SPLIT_NONE (-1)
+
+/**
+ * Splits a communicator by colour, as MPI_Comm_split and ncclCommSplit do:
+ * the ranks that pass the same @p color form a new communicator, ranked by
+ * @p key (ties by their rank in @p comm). Collective over @p comm: every rank
+ * must call it, in the same order relative to the other collectives of
+ * @p comm.
+ *
+ * The new communicator has every collective, the same semantics and the same
+ * failure rules as one made by zero_comm_create (timeouts and chunking as
+ * @p comm's). It has its own progress thread and UCX worker, so its
+ * collectives run beside @p comm's, and is not ordered with them. Its
+ * zero_comm_local_* and zero_comm_cross_* give its members' node structure
+ * (nodes as in @p comm: CROSS_RANK). When all its members are on one node
+ * and ZERO_COMM_DIRECT allows, it takes the direct path for buffers from its
+ * own zero_comm_mem_alloc. It needs no rendezvous: the addresses travel over
+ * @p comm, and a dead rank fails @p comm first and then every communicator
+ * split from it. Env ZERO_COMM_NODE_UCX_TLS (on every rank) sets the UCX
+ * transports of split communicators whose members are all on one node (as
+ * UCX_TLS does for the others; e.g. shared memory inside a node while @p comm
+ * and the children spanning nodes use TCP). Device memory is not
+ * supported on a split communicator in this version (ZERO_ERR_UNSUPPORTED).
+ *
+ * @param comm    the communicator to split (stays usable).
+ * @param color   >= 0, or ZERO_COMM_SPLIT_NONE: this rank joins none.
+ * @param key     orders the ranks of one colour.
+ * @param comm_p  receives the new communicator (NULL for
+ *                ZERO_COMM_SPLIT_NONE); untouched on failure.
+ * @return ZERO_OK; ZERO_ERR_INVALID_ARG (NULL argument, a colour below
+ *         ZERO_COMM_SPLIT_NONE), @p comm's failure status, ZERO_ERR_COMM (a
+ *         rank could not create or connect its UCX worker), ZERO_ERR_TIMEOUT,
+ *         ZERO_ERR_NO_MEMORY.
+ * Ownership: destroy the new communicator with zero_comm_destroy (collective
+ * over its members) before @p comm.
+ * Thread safety: as a collective of @p comm.
+ */
+ZERO_API zero_status_t zero_comm_split(zero_comm_h comm, int color, int key, zero_comm_h *comm_p);
+
 /** This process's rank in [0, size). */
 ZERO_API int zero_comm_rank(zero_comm_h comm);
 /** The number of ranks in the job. */

@@ -263,6 +263,12 @@ typedef struct zero_config_zero {
      *  as int8 with a float scale per 256 elements through an all-to-all and
      *  is summed in fp32 */
     bool zero_quantized_gradients;
+    /** 1; ZeRO++ hpZ: at stage 3, with P > 1, every group of P consecutive
+     *  ranks (a node) keeps a secondary copy of the 16-bit weights
+     *  partitioned P ways, refreshed after each step by one all-gather over
+     *  all ranks; the gathers of the forward and backward read it within the
+     *  group. P divides the world size. */
+    uint64_t zero_hpz_partition_size;
 } zero_config_zero_t;
 
 /** "aio": asynchronous I/O for NVMe offload. */

@@ -137,6 +137,8 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
         cfg->staged_pin = (int)pin;
         cfg->staged_slot_bytes &= ~(size_t)4095;   /* whole pages: pinned and shared memory come in pages */
     }
+    if ((v = getenv("ZERO_COMM_NODE_UCX_TLS")) != NULL && v[0] != '\0')
+        cfg->node_tls = v;
     if ((v = getenv("ZERO_COMM_UCX_ERR_MODE")) != NULL) {
         if (strcmp(v, "peer") == 0) {
             cfg->ucx_peer_err_mode = 1;
@@ -208,6 +210,13 @@ static void set_failed(zero_comm_t *comm, zero_status_t status, int rank)
 
 static void complete(zero_comm_t *comm, zero_comm_request_h req, zero_status_t status)
 {
+    zero_comm_request_h gated = req->signal;   /* read before the request may be freed */
+    if (gated != NULL) {
+        /* the first level of a two-level collective is done: open the second's gate */
+        uint64_t one = 1;
+        atomic_store(&gated->gate_state, status == ZERO_OK ? 1 : (int)status);
+        (void)!write(gated->comm->wake_fd, &one, sizeof(one));
+    }
     pthread_mutex_lock(&comm->lock);
     atomic_store(&req->status, (int)status);
     comm->pending--;
@@ -260,6 +269,19 @@ static void root_cause(zero_comm_t *comm, zero_status_t *status_p, int *peer_p)
     }
 }
 
+/* A split communicator's view of the job: the parent's failure (a dead rank
+ * fails the parent first, through its rendezvous). */
+static zero_status_t parent_health(const zero_comm_t *comm, int *rank_p)
+{
+    int failed;
+    for (const zero_comm_t *p = comm->parent; p != NULL; p = p->parent)
+        if ((failed = atomic_load(&p->failed)) != 0) {
+            *rank_p = p->failed_rank;
+            return (zero_status_t)failed;
+        }
+    return ZERO_OK;
+}
+
 zero_status_t zero_comm_health(void *arg, int *rank_p)
 {
     zero_comm_t *comm = arg;
@@ -268,6 +290,8 @@ zero_status_t zero_comm_health(void *arg, int *rank_p)
         *rank_p = comm->failed_rank;
         return (zero_status_t)failed;
     }
+    if (comm->rdv == NULL)
+        return parent_health(comm, rank_p);
     return zero_rdv_check(comm->rdv, rank_p);
 }
 
@@ -346,6 +370,16 @@ static void *progress_main(void *arg)
             zero_status_t st_rdv;
             if (atomic_load(&comm->failed) == 0 && (st_rdv = zero_rdv_check(comm->rdv, &dead)) != ZERO_OK)
                 set_failed(comm, st_rdv, dead);
+        } else if (comm->parent != NULL && (active == NULL || now - last_check > HEALTH_CHECK_INTERVAL)) {
+            int dead;
+            zero_status_t st_parent;
+            last_check = now;
+            if (atomic_load(&comm->failed) == 0 && (st_parent = parent_health(comm, &dead)) != ZERO_OK) {
+                ZERO_LOG_ERROR("split communicator (rank %d of %d): the job failed (rank %d of the communicator it "
+                               "was split from: %s)", comm->env.rank, comm->env.size, dead,
+                               zero_status_string(st_parent));
+                set_failed(comm, st_parent, -1);
+            }
         }
         if (atomic_load(&comm->failed) != 0) {
             if (active != NULL) {
@@ -371,6 +405,26 @@ static void *progress_main(void *arg)
             continue;
         }
 
+        if (!active->backend_started && active->gated) {
+            int gate = atomic_load(&active->gate_state);
+            if (gate == 0 && active->gate_since == 0)
+                active->gate_since = now;
+            if (gate == 0 && now - active->gate_since > comm->cfg.timeout_s) {
+                ZERO_LOG_ERROR("%s #%u: its first level did not complete within %g s", zero_coll_name(active->desc.kind),
+                               active->seq, comm->cfg.timeout_s);
+                gate = ZERO_ERR_TIMEOUT;
+            }
+            if (gate == 0) {
+                wait_events(comm, 10);   /* the first level's completion writes our wake_fd */
+                continue;
+            }
+            if (gate < 0) {   /* the first level failed (and said why): so does this one */
+                complete(comm, active, (zero_status_t)gate);
+                active = NULL;
+                continue;
+            }
+            active->gated = 0;
+        }
         if (!active->backend_started && start_on_backend(comm, active, now) != ZERO_INPROGRESS) {
             active = NULL;
             idle = 0;
@@ -493,7 +547,7 @@ static zero_status_t join_world(zero_comm_t *comm)
     int n = comm->env.size, r = comm->env.rank;
 
     ZERO_CHECK_GOTO(zero_ucx_create(r, n, comm->cfg.chunk_bytes, comm->cfg.chunks_in_flight,
-                                    comm->cfg.ucx_peer_err_mode, &comm->ucx),
+                                    comm->cfg.ucx_peer_err_mode, NULL, &comm->ucx),
                     status, out);
     zero_ucx_address(comm->ucx, &addr, &addr_len);
     ZERO_REQUIRE_GOTO(addr_len + BLOB_FIXED <= ZERO_RDV_MAX_BLOB, ZERO_ERR_UNSUPPORTED,
@@ -635,6 +689,14 @@ void zero_comm_destroy(zero_comm_h comm)
     int healthy;
     if (comm == NULL)
         return;
+    if (atomic_load(&comm->children) > 0)
+        ZERO_LOG_ERROR("zero_comm_destroy: %d communicator(s) split from this one are still alive (destroy them "
+                       "first: they read this one's state)", atomic_load(&comm->children));
+    /* A split communicator has no rendezvous to leave by: a barrier makes
+     * every member done with the others' data before any closes its
+     * endpoints (their flush then delivers the barrier's last bytes). */
+    if (comm->parent != NULL && comm->thread_started && atomic_load(&comm->failed) == 0)
+        (void)zero_comm_barrier(comm);
     if (comm->thread_started) {
         uint64_t one = 1;
         pthread_mutex_lock(&comm->lock);
@@ -661,7 +723,217 @@ void zero_comm_destroy(zero_comm_h comm)
         close(comm->wake_fd);
     pthread_cond_destroy(&comm->cond);
     pthread_mutex_destroy(&comm->lock);
+    if (comm->parent != NULL)
+        atomic_fetch_sub(&comm->parent->children, 1);
     zero_free(comm);
+}
+
+/* ---- splitting ---- */
+
+/* Where a rank of the parent stands in the split: its colour, key and node. */
+enum { SPLIT_COLOR, SPLIT_KEY, SPLIT_NODE, SPLIT_FIELDS };
+
+/* Whether parent rank @p q comes before parent rank @p r in their new
+ * communicator (the same colour): by key, ties by parent rank. */
+static int split_before(const int32_t *who, int q, int r)
+{
+    int32_t kq = who[q * SPLIT_FIELDS + SPLIT_KEY], kr = who[r * SPLIT_FIELDS + SPLIT_KEY];
+    return kq < kr || (kq == kr && q < r);
+}
+
+/* This rank's place in its new communicator, from every parent rank's
+ * colour, key and node: rank, size, and the node counts among the members. */
+static void split_place(const zero_comm_t *parent, const int32_t *who, int32_t color, zero_comm_env_t *env,
+                        int *members)
+{
+    int me = parent->env.rank, n = 0;
+    int32_t node = who[me * SPLIT_FIELDS + SPLIT_NODE];
+    env->rank = env->local_rank = env->cross_rank = 0;
+    env->local_size = env->cross_size = 0;
+    for (int q = 0; q < parent->env.size; q++) {
+        int32_t qnode = who[q * SPLIT_FIELDS + SPLIT_NODE];
+        int first_on_node = 1;
+        if (who[q * SPLIT_FIELDS + SPLIT_COLOR] != color)
+            continue;
+        members[n++] = q;
+        if (split_before(who, q, me))
+            env->rank++;
+        if (qnode == node) {
+            env->local_size++;
+            if (split_before(who, q, me))
+                env->local_rank++;
+        }
+        /* a node counts once, at its first member in parent order */
+        for (int p = 0; p < q; p++)
+            if (who[p * SPLIT_FIELDS + SPLIT_COLOR] == color && who[p * SPLIT_FIELDS + SPLIT_NODE] == qnode)
+                first_on_node = 0;
+        if (first_on_node) {
+            env->cross_size++;
+            if (qnode < node)
+                env->cross_rank++;
+        }
+    }
+    env->size = n;
+    /* members in the new rank order (insertion sort: a job's ranks are few) */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && split_before(who, members[j], members[j - 1]); j--) {
+            int t = members[j];
+            members[j] = members[j - 1];
+            members[j - 1] = t;
+        }
+}
+
+/* The new communicator's transport: a UCX worker of its own connected to
+ * its ring neighbours, the addresses (and shared-memory records) exchanged
+ * over the parent; and the direct path when every member is on one node. */
+static zero_status_t split_connect(zero_comm_t *parent, zero_comm_t *comm, int member, const int *members)
+{
+    zero_status_t status = ZERO_OK, local = ZERO_OK;
+    const void *addr = NULL;
+    size_t addr_len = 0;
+    int64_t mine[2] = {0, 0}, most[2] = {0, 0};   /* record length, and whether any rank failed */
+    size_t slot;
+    unsigned char *blobs = NULL;
+    const unsigned char **addrs = NULL, **recs = NULL;
+    int n = comm->env.size, r = comm->env.rank, W = parent->env.size;
+
+    if (member && n > 1) {
+        local = zero_ucx_create(r, n, comm->cfg.chunk_bytes, comm->cfg.chunks_in_flight, comm->cfg.ucx_peer_err_mode,
+                                comm->env.cross_size == 1 ? comm->cfg.node_tls : NULL, &comm->ucx);
+        if (local == ZERO_OK) {
+            zero_ucx_address(comm->ucx, &addr, &addr_len);
+            mine[0] = (int64_t)(addr_len + ZERO_SHM_RECORD_BYTES);
+        }
+        mine[1] = local != ZERO_OK;
+    }
+    /* Every parent rank takes part in the exchange (members of a world of
+     * one and ranks outside every new communicator too), and a rank that
+     * failed tells the others, so none waits for it to connect. */
+    ZERO_CHECK_GOTO(zero_comm_allreduce(parent, mine, most, 2, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST), status, out);
+    if (most[1] != 0) {
+        if (local == ZERO_OK)
+            ZERO_LOG_ERROR("zero_comm_split: another rank could not create its UCX worker (see its log)");
+        status = local != ZERO_OK ? local : ZERO_ERR_COMM;
+        goto out;
+    }
+    if (most[0] == 0)
+        goto out;   /* no new communicator has more than one rank */
+    slot = 4 + (size_t)most[0];   /* be32 length, then the address and the shared-memory record */
+    blobs = zero_calloc((size_t)W, slot);
+    addrs = zero_calloc((size_t)n, sizeof(*addrs));
+    recs = zero_calloc((size_t)n, sizeof(*recs));
+    ZERO_REQUIRE_GOTO(blobs != NULL && addrs != NULL && recs != NULL, ZERO_ERR_NO_MEMORY, status, out,
+                      "zero_comm_split: out of memory");
+    if (mine[0] > 0) {
+        unsigned char *b = blobs + (size_t)parent->env.rank * slot;
+        zero_put_be32(b, (uint32_t)mine[0]);
+        memcpy(b + 4, addr, addr_len);
+        zero_shm_record(comm->shm, b + 4 + addr_len);
+    }
+    ZERO_CHECK_GOTO(zero_comm_allgather(parent, blobs + (size_t)parent->env.rank * slot, blobs, slot, ZERO_U8,
+                                        ZERO_MEM_HOST),
+                    status, out);
+    if (mine[0] == 0)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        const unsigned char *b = blobs + (size_t)members[i] * slot;
+        uint32_t len = zero_get_be32(b);
+        ZERO_REQUIRE_GOTO(len > ZERO_SHM_RECORD_BYTES && len <= slot - 4, ZERO_ERR_PROTOCOL, status, out,
+                          "zero_comm_split: the address record of rank %d is malformed", members[i]);
+        addrs[i] = b + 4;
+        recs[i] = b + 4 + len - ZERO_SHM_RECORD_BYTES;
+    }
+    ZERO_CHECK_GOTO(zero_ucx_connect(comm->ucx, addrs[(r + n - 1) % n], addrs[(r + 1) % n],
+                                     comm->cfg.rendezvous_timeout_s),
+                    status, out);
+    if (comm->cfg.direct && comm->env.local_size == n)
+        comm->shm_attached = zero_shm_attach(comm->shm, recs);
+out:
+    zero_free(recs);
+    zero_free(addrs);
+    zero_free(blobs);
+    return status;
+}
+
+zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_h *comm_p)
+{
+    zero_status_t status = ZERO_OK;
+    zero_comm_t *comm = NULL;
+    int32_t me[SPLIT_FIELDS], *who = NULL;
+    int *members = NULL, failed;
+
+    if (parent == NULL || comm_p == NULL || color < ZERO_COMM_SPLIT_NONE) {
+        ZERO_LOG_ERROR("zero_comm_split: %s", parent == NULL ? "comm is NULL"
+                                              : comm_p == NULL ? "comm_p is NULL"
+                                                               : "a colour must be >= 0 or ZERO_COMM_SPLIT_NONE");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((failed = atomic_load(&parent->failed)) != 0)
+        return (zero_status_t)failed;
+    who = zero_calloc((size_t)parent->env.size, sizeof(int32_t) * SPLIT_FIELDS);
+    members = zero_calloc((size_t)parent->env.size, sizeof(int));
+    comm = zero_calloc(1, sizeof(*comm));
+    if (who == NULL || members == NULL || comm == NULL) {
+        ZERO_LOG_ERROR("zero_comm_split: out of memory");
+        zero_free(who);
+        zero_free(members);
+        zero_free(comm);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    comm->wake_fd = -1;
+    comm->failed_rank = -1;
+    comm->cfg = parent->cfg;
+    comm->parent = parent;
+    atomic_fetch_add(&parent->children, 1);
+    pthread_mutex_init(&comm->lock, NULL);
+    pthread_cond_init(&comm->cond, NULL);
+
+    me[SPLIT_COLOR] = color;
+    me[SPLIT_KEY] = key;
+    me[SPLIT_NODE] = parent->env.cross_rank;
+    status = zero_comm_allgather(parent, me, who, SPLIT_FIELDS, ZERO_I32, ZERO_MEM_HOST);
+    if (status != ZERO_OK)
+        goto fail;
+    split_place(parent, who, color, &comm->env, members);
+    memcpy(comm->env.token, parent->env.token, sizeof(comm->env.token));
+    comm->env.has_token = parent->env.has_token;
+    comm->env.source = "zero_comm_split";
+    ZERO_CHECK_GOTO(zero_shm_create(comm->env.rank, comm->env.size, &comm->shm), status, fail);
+    if (comm->env.size > 1 && color != ZERO_COMM_SPLIT_NONE) {
+        comm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        ZERO_ERRNO_CHECK_GOTO(comm->wake_fd >= 0, status, fail, "zero_comm_split: %s", "eventfd");
+    }
+    ZERO_CHECK_GOTO(split_connect(parent, comm, color != ZERO_COMM_SPLIT_NONE, members), status, fail);
+    if (color == ZERO_COMM_SPLIT_NONE) {
+        zero_comm_destroy(comm);
+        *comm_p = NULL;
+        zero_free(who);
+        zero_free(members);
+        return ZERO_OK;
+    }
+    if (comm->env.size > 1) {
+        ZERO_REQUIRE_GOTO(pthread_create(&comm->thread, NULL, progress_main, comm) == 0, ZERO_ERR_NO_MEMORY, status,
+                          fail, "zero_comm_split: cannot start the progress thread");
+        comm->thread_started = 1;
+        status = agree_direct(comm);
+        if (status != ZERO_OK)
+            goto fail;
+    }
+    ZERO_LOG_DEBUG("zero_comm_split: colour %d key %d: rank %d of %d (local %d of %d, node %d of %d)", color, key,
+                   comm->env.rank, comm->env.size, comm->env.local_rank, comm->env.local_size, comm->env.cross_rank,
+                   comm->env.cross_size);
+    zero_free(who);
+    zero_free(members);
+    *comm_p = comm;
+    return ZERO_OK;
+
+fail:
+    if (atomic_load(&comm->failed) == 0)
+        atomic_store(&comm->failed, (int)status);   /* no goodbye barrier: the members did not all get here */
+    zero_comm_destroy(comm);
+    zero_free(who);
+    zero_free(members);
+    return status;
 }
 
 int zero_comm_rank(zero_comm_h comm)
@@ -792,8 +1064,10 @@ static zero_status_t check_order(zero_comm_h comm, zero_coll_desc_t *d, const ze
     return ZERO_OK;
 }
 
-static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, const zero_comm_finish_t *finish,
-                           zero_comm_request_h *request_p)
+/* @p gated: the request waits for its gate (two-level collectives); @p
+ * signal: the gated request this one's completion opens. */
+static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, const zero_comm_finish_t *finish,
+                                  int gated, zero_comm_request_h signal, zero_comm_request_h *request_p)
 {
     zero_status_t status = ZERO_OK;
     const zero_comm_backend_ops_t *backend;
@@ -827,7 +1101,16 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, const ze
     if (finish != NULL)
         req->finish = *finish;
     atomic_store(&req->status, ZERO_INPROGRESS);
+    req->gated = gated;
+    req->signal = signal;
 
+    if (backend->submit != NULL && (gated || signal != NULL)) {
+        /* the backends that finish at submit (a world of one, NCCL) would not wait for the gate */
+        ZERO_LOG_ERROR("%s: a two-level collective needs a host backend that runs on the progress thread (%s "
+                       "does not)", zero_coll_name(d->kind), backend->name);
+        zero_free(req);
+        return ZERO_ERR_UNSUPPORTED;
+    }
     if (backend->submit != NULL) {
         status = backend->submit(comm, req, &done);
         if (status != ZERO_OK) {
@@ -878,6 +1161,12 @@ static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, const ze
         memcpy(copy_dst, d->sendbuf, copy_bytes);
     *request_p = req;
     return ZERO_OK;
+}
+
+static zero_status_t start(zero_comm_h comm, const zero_coll_desc_t *d, const zero_comm_finish_t *finish,
+                           zero_comm_request_h *request_p)
+{
+    return start_linked(comm, d, finish, 0, NULL, request_p);
 }
 
 zero_status_t zero_comm_allreduce_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
@@ -953,9 +1242,10 @@ zero_status_t zero_comm_allgather_start_ordered(zero_comm_h comm, const void *se
     return allgather_start(comm, sendbuf, recvbuf, sendcount, dtype, mem_kind, order, NULL, request_p);
 }
 
-zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
-                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
-                                              zero_comm_request_h *request_p)
+/* @p gate_mode 0: plain; 1: gated; 2: signals @p signal. */
+static zero_status_t alltoall_start(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                    zero_dtype_t dtype, const zero_comm_finish_t *finish, int gate_mode,
+                                    zero_comm_request_h signal, zero_comm_request_h *request_p)
 {
     zero_coll_desc_t d = {ZERO_COLL_ALLTOALL, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL, 0, 0};
     zero_status_t status;
@@ -969,7 +1259,36 @@ zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sen
         ZERO_LOG_ERROR("all-to-all: send and receive buffers overlap");
         return ZERO_ERR_INVALID_ARG;
     }
-    return start(comm, &d, finish, request_p);
+    return start_linked(comm, &d, finish, gate_mode == 1, gate_mode == 2 ? signal : NULL, request_p);
+}
+
+zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                              zero_comm_request_h *request_p)
+{
+    return alltoall_start(comm, sendbuf, recvbuf, count, dtype, finish, 0, NULL, request_p);
+}
+
+zero_status_t zero_comm_alltoall_start_gated(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                             zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                             zero_comm_request_h *request_p)
+{
+    return alltoall_start(comm, sendbuf, recvbuf, count, dtype, finish, 1, NULL, request_p);
+}
+
+zero_status_t zero_comm_alltoall_start_signal(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                              zero_comm_request_h gated, zero_comm_request_h *request_p)
+{
+    zero_status_t status;
+    if (gated == NULL || !gated->gated || gated->chained != NULL) {
+        ZERO_LOG_ERROR("all-to-all: the second level's request is missing, not gated, or taken");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    status = alltoall_start(comm, sendbuf, recvbuf, count, dtype, finish, 2, gated, request_p);
+    if (status == ZERO_OK)
+        gated->chained = *request_p;
+    return status;
 }
 
 void zero_coll_range_part(const zero_coll_desc_t *d, int r, size_t *lo_p, size_t *hi_p)
@@ -1154,6 +1473,7 @@ void zero_comm_request_free(zero_comm_request_h request)
     if (request == NULL)
         return;
     zero_comm_request_wait(request);
+    zero_comm_request_free(request->chained);   /* the first level of a two-level collective */
     zero_free(request);
 }
 

@@ -73,6 +73,8 @@ typedef struct zero_comm_finish {
     zero_dtype_t dtype;        /* the decoded values' type */
     size_t count;              /* elements per rank */
     int size;                  /* ranks (blocks in the wire buffer) */
+    int blocks;                /* hierarchical qgZ's first level: blocks per rank (else 1) */
+    void *encoded;             /* hierarchical qgZ's first level: where the partial sums go, encoded */
     size_t stride;             /* bytes between ranks' encoded blocks */
     const void *wire;          /* the gathered encoded blocks */
     void *out;                 /* where the decoded values go */
@@ -91,6 +93,15 @@ struct zero_comm_request {
     void *backend_data;              /* the backend's own (NCCL: the completion event) */
     zero_comm_finish_t finish;       /* run once the backend completed it (see above) */
     struct zero_comm_request *next;  /* the progress queue */
+    /* Two-level collectives (hierarchical qgZ, quant_coll.c): a gated request
+     * waits in its queue until gate_state is set (1: go; negative: fail with
+     * that status), by the completion of the request whose signal it is, on
+     * another communicator; it owns that request (chained) and frees it. */
+    int gated;
+    atomic_int gate_state;
+    double gate_since;
+    struct zero_comm_request *signal;
+    struct zero_comm_request *chained;
     pthread_mutex_t *lock;           /* the communicator's lock, for wait */
     pthread_cond_t *cond;
 };
@@ -108,10 +119,16 @@ typedef struct zero_comm_config {
     size_t staged_slot_bytes;  /* ZERO_COMM_STAGED_SLOT_BYTES: one pinned slot of the staged backend */
     int staged_slots;          /* ZERO_COMM_STAGED_SLOTS: the ring's size */
     int staged_pin;            /* ZERO_COMM_STAGED_PIN (default 1); 0: pageable slots (the fallback, on purpose) */
+    const char *node_tls;      /* ZERO_COMM_NODE_UCX_TLS: UCX transports of split communicators on one node (NULL: UCX_TLS) */
 } zero_comm_config_t;
 
 struct zero_comm {
     zero_comm_env_t env;
+    /* A communicator made by zero_comm_split: the one it was split from. It has
+     * no rendezvous of its own; it learns of a dead rank through the parent's
+     * failure flag (the parent's progress thread watches the rendezvous). */
+    struct zero_comm *parent;
+    atomic_int children;               /* live communicators split from this one */
     zero_comm_config_t cfg;
     zero_rdv_t *rdv;
     zero_ucx_t *ucx;
@@ -159,5 +176,18 @@ zero_status_t zero_comm_allgather_start_finish(zero_comm_t *comm, const void *se
 zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                                               zero_dtype_t dtype, const zero_comm_finish_t *finish,
                                               zero_comm_request_h *request_p);
+
+/* A two-level collective (hierarchical qgZ): the all-to-all above, queued
+ * gated: it waits (bounded by timeout_s) until @p first, started on another
+ * communicator with zero_comm_alltoall_start_signal, completes, then runs;
+ * it fails with @p first's status if that fails. The request returned owns
+ * @p first (zero_comm_request_free frees both). */
+zero_status_t zero_comm_alltoall_start_gated(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                             zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                             zero_comm_request_h *request_p);
+/* The first level: the all-to-all above whose completion opens @p gated's gate. */
+zero_status_t zero_comm_alltoall_start_signal(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
+                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
+                                              zero_comm_request_h gated, zero_comm_request_h *request_p);
 
 #endif /* ZERO_COMM_INTERNAL_H */

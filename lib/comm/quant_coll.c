@@ -6,6 +6,7 @@
 #include "util/log.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #define WIRE_ALIGN ((size_t)16)
 
@@ -73,8 +74,8 @@ zero_status_t zero_comm_allgather_quant_start(zero_comm_h comm, const void *send
             return ZERO_ERR_INTERNAL;
         memset(own + zero_quant_bytes(bits, count), 0, stride - zero_quant_bytes(bits, count));
     }
-    finish = (zero_comm_finish_t){decode_gathered, (int)bits, dtype, count, comm->env.size, stride, wire, recvbuf,
-                                  NULL, 1.0f};
+    finish = (zero_comm_finish_t){decode_gathered, (int)bits, dtype, count, comm->env.size, 1, NULL, stride, wire,
+                                  recvbuf, NULL, 1.0f};
     return zero_comm_allgather_start_finish(comm, own, wire, stride, ZERO_U8, ZERO_MEM_HOST, &finish, request_p);
 }
 
@@ -143,7 +144,121 @@ zero_status_t zero_comm_reduce_scatter_quant_start(zero_comm_h comm, const void 
             return ZERO_ERR_INTERNAL;
         memset(slot + zero_quant_bytes(bits, count), 0, stride - zero_quant_bytes(bits, count));
     }
-    finish = (zero_comm_finish_t){decode_reduced, (int)bits, dtype, count, comm->env.size, stride, received, recvbuf,
-                                  received != NULL ? (float *)(received + all) : NULL, op == ZERO_COMM_AVG ? (float)comm->env.size : 1.0f};
+    finish = (zero_comm_finish_t){decode_reduced, (int)bits, dtype, count, comm->env.size, 1, NULL, stride, received,
+                                  recvbuf, received != NULL ? (float *)(received + all) : NULL,
+                                  op == ZERO_COMM_AVG ? (float)comm->env.size : 1.0f};
     return zero_comm_alltoall_start_finish(comm, sent, received, stride, ZERO_U8, &finish, request_p);
+}
+
+/* ---- hierarchical: inside the node, then across nodes ---- */
+
+size_t zero_comm_reduce_scatter_quant_hier_wire_bytes(zero_quant_bits_t bits, size_t count, int local_size,
+                                                      int nodes)
+{
+    size_t stride = zero_comm_quant_stride(bits, count), world = (size_t)local_size * (size_t)nodes;
+    size_t acc = ((size_t)nodes * count * sizeof(float) + WIRE_ALIGN - 1) / WIRE_ALIGN * WIRE_ALIGN;
+    if (local_size < 1 || nodes < 1)
+        return 0;
+    return 2 * world * stride + 2 * (size_t)nodes * stride + acc;
+}
+
+/* The first level's finish: for each node n, the node's partial sum of the
+ * block for rank (n, this local rank), summed in fp32 over the node's ranks
+ * in rank order from their encoded blocks, then encoded for the second level. */
+static zero_status_t reduce_node_level(const zero_comm_finish_t *f)
+{
+    if (f->count == 0)
+        return ZERO_OK;
+    for (int n = 0; n < f->blocks; n++) {
+        float *acc = f->acc + (size_t)n * f->count;
+        char *slot = (char *)f->encoded + (size_t)n * f->stride;
+        memset(acc, 0, f->count * sizeof(float));
+        for (int p = 0; p < f->size; p++)
+            if (zero_quant_decode_add_f32((zero_quant_bits_t)f->bits,
+                                          (const char *)f->wire + ((size_t)p * (size_t)f->blocks + (size_t)n) * f->stride,
+                                          f->count, acc) != 0)
+                return ZERO_ERR_INTERNAL;
+        /* a non-finite element made its block NaN; the encoding keeps it NaN */
+        if (zero_quant_encode((zero_quant_bits_t)f->bits, ZERO_FP32, acc, f->count, slot) != 0)
+            return ZERO_ERR_INTERNAL;
+        memset(slot + zero_quant_bytes((zero_quant_bits_t)f->bits, f->count), 0,
+               f->stride - zero_quant_bytes((zero_quant_bits_t)f->bits, f->count));
+    }
+    return ZERO_OK;
+}
+
+zero_status_t zero_comm_reduce_scatter_quant_hier_start(zero_comm_h node, zero_comm_h cross, const void *sendbuf,
+                                                        void *recvbuf, size_t count, zero_dtype_t dtype,
+                                                        zero_comm_op_t op, zero_quant_bits_t bits, void *wire,
+                                                        zero_comm_request_h *request_p)
+{
+    const char *name = "hierarchical quantized reduce-scatter";
+    zero_comm_finish_t first, second;
+    zero_comm_request_h gated = NULL, level1 = NULL;
+    size_t stride, es = zero_dtype_size(dtype), world_bytes;
+    int P, N, l;
+    char *s1, *r1, *s2, *r2;
+    float *acc;
+    zero_status_t status;
+
+    if (node == NULL || cross == NULL || request_p == NULL) {
+        ZERO_LOG_ERROR("%s: %s is NULL", name, node == NULL ? "node" : cross == NULL ? "cross" : "request_p");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (!codec_args(name, dtype, bits))
+        return ZERO_ERR_INVALID_ARG;
+    if (op != ZERO_COMM_SUM && op != ZERO_COMM_AVG) {
+        ZERO_LOG_ERROR("%s: op %s is not offered (sum or avg)", name, zero_comm_op_string(op));
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (count > 0 && (sendbuf == NULL || recvbuf == NULL || wire == NULL)) {
+        ZERO_LOG_ERROR("%s: NULL %s with %zu elements", name,
+                       sendbuf == NULL ? "sendbuf" : recvbuf == NULL ? "recvbuf" : "wire", count);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    P = node->env.size;
+    N = cross->env.size;
+    l = node->env.rank;
+    if (P < 2 || N < 2) {
+        ZERO_LOG_ERROR("%s: needs nodes of equal size over 2 or more ranks (node communicator: rank %d of %d; across "
+                       "nodes: rank %d of %d)", name, l, P, cross->env.rank, N);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    stride = zero_comm_quant_stride(bits, count);
+    world_bytes = (size_t)P * (size_t)N * stride;
+    s1 = wire;
+    r1 = s1 != NULL ? s1 + world_bytes : NULL;
+    s2 = r1 != NULL ? r1 + world_bytes : NULL;
+    r2 = s2 != NULL ? s2 + (size_t)N * stride : NULL;
+    acc = r2 != NULL ? (float *)(r2 + (size_t)N * stride) : NULL;
+    /* Level 1's message to node peer p: the blocks of the ranks (n, p) for
+     * every node n, in node order; rank (n, p) is n * P + p. */
+    for (int p = 0; p < P && count > 0; p++)
+        for (int n = 0; n < N; n++) {
+            char *slot = s1 + ((size_t)p * (size_t)N + (size_t)n) * stride;
+            if (zero_quant_encode(bits, dtype, (const char *)sendbuf + ((size_t)n * (size_t)P + (size_t)p) * count * es,
+                                  count, slot) != 0)
+                return ZERO_ERR_INTERNAL;
+            memset(slot + zero_quant_bytes(bits, count), 0, stride - zero_quant_bytes(bits, count));
+        }
+    /* Level 2 (across nodes) first, gated on level 1: both are queued now, in
+     * the caller's order, so every rank queues them alike on each communicator. */
+    second = (zero_comm_finish_t){decode_reduced, (int)bits, dtype, count, N, 1, NULL, stride, r2, recvbuf, acc,
+                                  op == ZERO_COMM_AVG ? (float)(P * N) : 1.0f};
+    status = zero_comm_alltoall_start_gated(cross, s2, r2, stride, ZERO_U8, &second, &gated);
+    if (status != ZERO_OK)
+        return status;
+    first = (zero_comm_finish_t){reduce_node_level, (int)bits, dtype, count, P, N, s2, stride, r1, NULL, acc, 1.0f};
+    status = zero_comm_alltoall_start_signal(node, s1, r1, (size_t)N * stride, ZERO_U8, &first, gated, &level1);
+    if (status != ZERO_OK) {
+        atomic_store(&gated->gate_state, (int)status);   /* the second level fails too, at once */
+        {
+            uint64_t one = 1;
+            (void)!write(cross->wake_fd, &one, sizeof(one));
+        }
+        zero_comm_request_free(gated);
+        return status;
+    }
+    *request_p = gated;
+    return ZERO_OK;
 }

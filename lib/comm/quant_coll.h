@@ -58,4 +58,29 @@ zero_status_t zero_comm_reduce_scatter_quant_start(zero_comm_h comm, const void 
                                                    zero_dtype_t dtype, zero_comm_op_t op, zero_quant_bits_t bits,
                                                    void *wire, zero_comm_request_h *request_p);
 
+/* Bytes of the wire buffer of the hierarchical form below: the encoded
+ * blocks sent and received at each level and the node's fp32 partial sums. */
+size_t zero_comm_reduce_scatter_quant_hier_wire_bytes(zero_quant_bits_t bits, size_t count, int local_size,
+                                                      int nodes);
+
+/* The same reduce-scatter in two levels (ZeRO++'s hierarchical qgZ), for a
+ * world of N nodes of P ranks numbered node by node (rank n x P + p): @p node
+ * joins this node's ranks (rank p of P), @p cross the ranks of the same p on
+ * every node (rank n of N), both split from the world (zero_comm_split).
+ * Level 1, inside the node: an all-to-all of the encoded blocks, each rank
+ * getting, for every node n, the blocks meant for rank (n, p), which it sums
+ * in fp32 over the node's ranks and encodes again. Level 2, across nodes: an
+ * all-to-all of those partial sums, each rank summing the N it gets in fp32
+ * and rounding once. Only level 2 crosses nodes: each rank sends N - 1
+ * encoded blocks of count elements, where the flat form relays W - 1 around
+ * the ring. The error is two block roundings per element (the node's input,
+ * the node's sum) plus the sum's, whatever N and P. A non-finite input makes
+ * its block NaN at both levels. recvbuf may be in sendbuf (in place); both
+ * levels are queued at once (the second waits for the first); the request
+ * completes with the second. Host memory only; @p op SUM or AVG (over P x N). */
+zero_status_t zero_comm_reduce_scatter_quant_hier_start(zero_comm_h node, zero_comm_h cross, const void *sendbuf,
+                                                        void *recvbuf, size_t count, zero_dtype_t dtype,
+                                                        zero_comm_op_t op, zero_quant_bits_t bits, void *wire,
+                                                        zero_comm_request_h *request_p);
+
 #endif /* ZERO_COMM_QUANT_COLL_H */

@@ -132,7 +132,7 @@ static void ep_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
 }
 
 zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks_in_flight, int peer_err_mode,
-                              zero_ucx_t **ucx_p)
+                              const char *tls, zero_ucx_t **ucx_p)
 {
     zero_status_t status = ZERO_OK;
     ucp_params_t params;
@@ -165,6 +165,9 @@ zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks
         ucx->part_free[ucx->npart_free++] = i;
 
     ZERO_UCS_CHECK_GOTO(ucp_config_read(NULL, NULL, &config), status, fail, "UCX: %s", "reading the configuration");
+    if (tls != NULL)
+        ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, "TLS", tls), status, fail, "UCX: cannot set the transports to '%s'",
+                            tls);
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
     params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;

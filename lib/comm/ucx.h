@@ -13,9 +13,11 @@
 #include "comm/comm_internal.h"
 
 /* @p peer_err_mode: endpoints in UCP_ERR_HANDLING_MODE_PEER (UCX reports a
- * failed peer itself; slower transports on shared memory). */
+ * failed peer itself; slower transports on shared memory). @p tls: UCX's
+ * transport list for this worker's context (as UCX_TLS), NULL: UCX_TLS or
+ * UCX's default. */
 zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks_in_flight, int peer_err_mode,
-                              zero_ucx_t **ucx_p);
+                              const char *tls, zero_ucx_t **ucx_p);
 /* The worker address to publish (valid until destroy). */
 void zero_ucx_address(const zero_ucx_t *ucx, const void **addr_p, size_t *len_p);
 /* Connects to the left and right neighbours, given their addresses. */

@@ -252,7 +252,10 @@ const config_key_t config_zero_keys[] = {
     {KEY("check_grad_writes"), T_BOOL, AT(zero_optimization.check_grad_writes), DEF("false"),
      DOC("libzero extension: the late-write guard, always on in a `buildtype=debug` build "
          "([engine.md](engine.md#late-write-guard))")},
-    {KEY("zero_hpz_partition_size"), T_ANY_NUMBER, DEFAULT_ONLY("ZeRO++ hierarchical partitioning"), DEF("1")},
+    {KEY("zero_hpz_partition_size"), T_UINT(1, 65536), AT(zero_optimization.zero_hpz_partition_size), DEF("1"),
+     DOC("ZeRO++ hpZ, stage 3: a secondary copy of the 16-bit weights partitioned over groups of this many "
+         "consecutive ranks (a node), so that the forward's and backward's gathers stay in the group; must divide "
+         "the world size ([engine.md](engine.md#zero-hierarchical-partitioning-hpz))")},
     {KEY("zero_quantized_weights"), T_BOOL, AT(zero_optimization.zero_quantized_weights), DEF("false"),
      DOC("ZeRO++ qwZ, stage 3: weights gathered as int8 with a scale per 256 elements "
          "([engine.md](engine.md#zero-quantized-weights-and-gradients))")},

@@ -965,6 +965,12 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     }
     finish_rows(ctx, obj, config_zero_keys);
 
+    if (z->zero_hpz_partition_size > 1 && ctx->world_size > 0 && ctx->world_size % z->zero_hpz_partition_size != 0) {
+        node_t *hpz = zero_config_json_find(obj, "zero_hpz_partition_size");
+        ERR(ctx, hpz != NULL ? hpz : obj, "zero_hpz_partition_size",
+            "%llu does not divide the world size %u (hpZ groups are that many consecutive ranks)",
+            (unsigned long long)z->zero_hpz_partition_size, (unsigned)ctx->world_size);
+    }
     /* Options that need a stage. */
     if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage != 3 && !stage_bad) {
         node_t *at = param_block ? param_block : obj;

@@ -166,6 +166,86 @@ static zero_status_t check_offload(zero_engine_h e)
     return ZERO_OK;
 }
 
+/* ZeRO++ hpZ: the communicator of this rank's group of zero_hpz_partition_size
+ * consecutive ranks (DeepSpeed's grouping), split from the engine's. The
+ * config checked that the size divides the world. */
+static zero_status_t setup_hpz(zero_engine_h e)
+{
+    uint64_t P = e->config->zero_optimization.zero_hpz_partition_size;
+    uint64_t mark = zero_log_error_mark();
+    zero_status_t status;
+
+    if (P <= 1)
+        return ZERO_OK;
+    if (e->stage != 3) {
+        if (e->rank == 0)
+            ZERO_LOG_WARN("zero_optimization.zero_hpz_partition_size has no effect at stage %d: only stage 3 "
+                          "gathers weights (as in DeepSpeed)", e->stage);
+        return ZERO_OK;
+    }
+    if ((uint64_t)e->world % P != 0) {   /* the config was parsed against this world: a guard only */
+        engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.zero_hpz_partition_size %llu does not divide the world "
+                     "size %d", (unsigned long long)P, e->world);
+        return ZERO_ERR_CONFIG;
+    }
+    if (!e->ops->host_readable) {
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_hpz_partition_size with mem_kind %s: hpZ "
+                     "runs on host memory only in this version", zero_mem_kind_string(e->kind));
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    if (P == (uint64_t)e->world)
+        return ZERO_OK;   /* one group: the secondary copy would be the shards' allgather itself */
+    status = zero_comm_split(e->comm, e->rank / (int)P, e->rank, &e->hpz_comm);
+    if (status != ZERO_OK) {
+        engine_keep_error(e, mark, "zero_hpz_partition_size %llu: cannot make the group's communicator: %s",
+                          (unsigned long long)P, zero_status_string(status));
+        return status;
+    }
+    e->hpz = (int)P;
+    e->hpz_rank = zero_comm_rank(e->hpz_comm);
+    e->hpz_stale = 1;
+    if (zero_comm_cross_size(e->hpz_comm) > 1 && e->rank % (int)P == 0)
+        ZERO_LOG_WARN("zero_hpz_partition_size %llu: the group of ranks %d..%d spans %d nodes (LOCAL_SIZE %d), so "
+                      "its gathers cross nodes; use the ranks per node", (unsigned long long)P, e->rank,
+                      e->rank + (int)P - 1, zero_comm_cross_size(e->hpz_comm), zero_comm_local_size(e->comm));
+    return ZERO_OK;
+}
+
+/* ZeRO++ qgZ across nodes: hierarchical (comm/quant_coll.h) when the job is
+ * nodes of equal size > 1 with its ranks numbered node by node (every rank
+ * checks its own place; they agree by one allreduce), flat otherwise. */
+static zero_status_t setup_qgz_hier(zero_engine_h e)
+{
+    int P = zero_comm_local_size(e->comm), N = zero_comm_cross_size(e->comm);
+    uint8_t off = 0, any_off = 0;
+    uint64_t mark = zero_log_error_mark();
+    zero_status_t status;
+
+    if (!e->quantized_gradients || e->world < 4 || P < 2 || N < 2 || !e->ops->host_readable)
+        return ZERO_OK;
+    off = P * N != e->world || e->rank != zero_comm_cross_rank(e->comm) * P + zero_comm_local_rank(e->comm);
+    status = zero_comm_allreduce(e->comm, &off, &any_off, 1, ZERO_U8, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    if (status == ZERO_OK && any_off) {
+        if (e->rank == 0)
+            ZERO_LOG_WARN("zero_quantized_gradients: the ranks are not nodes of equal size numbered node by node "
+                          "(LOCAL_SIZE %d, %d nodes): the gradients are reduced in one level over all ranks", P, N);
+        return ZERO_OK;
+    }
+    if (status == ZERO_OK) {
+        if (e->hpz_comm != NULL && e->hpz == P)
+            e->qgz_node = e->hpz_comm;   /* hpZ's group is the node */
+        else
+            status = zero_comm_split(e->comm, zero_comm_cross_rank(e->comm), zero_comm_local_rank(e->comm),
+                                     &e->qgz_node);
+    }
+    if (status == ZERO_OK)
+        status = zero_comm_split(e->comm, zero_comm_local_rank(e->comm), zero_comm_cross_rank(e->comm), &e->qgz_cross);
+    if (status != ZERO_OK)
+        engine_keep_error(e, mark, "zero_quantized_gradients: cannot make the node communicators: %s",
+                          zero_status_string(status));
+    return status;
+}
+
 zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine_h *engine_p)
 {
     zero_status_t status;
@@ -271,6 +351,11 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     if (e->config->zero_optimization.zero_quantized_gradients && e->stage != 3 && e->rank == 0)
         ZERO_LOG_WARN("zero_optimization.zero_quantized_gradients has no effect at stage %d: as in DeepSpeed, "
                       "gradients are reduced quantized at stage 3 only", e->stage);
+    status = setup_hpz(e);
+    if (status == ZERO_OK)
+        status = setup_qgz_hier(e);
+    if (status != ZERO_OK)
+        goto err;
     e->precision = e->config->precision;
     e->gas = (int)e->config->gradient_accumulation_steps;
     if (e->config->optimizer.type == ZERO_OPTIMIZER_NONE) {
@@ -358,6 +443,8 @@ static void free_group(zero_engine_h e, group_state_t *g)
         g->params_flat = g->grads_flat = NULL;
     engine_free_shared(e, &e->mem.params, g->length * esz, g->params_flat);
     engine_free_shared(e, &e->mem.params, g->own_length * esz, g->params_shard);
+    if (e->hpz > 1)
+        engine_free(e, &e->mem.params, g->length / (size_t)e->hpz * esz, g->params_secondary);
     engine_free_shared(e, &e->mem.grads, g->length * esz, g->grads_flat);
     engine_free(e, &e->mem.grads, g->own_length * esz, g->grad_shard);
     zero_free(g->run_start);
@@ -391,6 +478,10 @@ static void free_working_memory(zero_engine_h e)
     else
         engine_free(e, &e->mem.persistent, e->mem.persistent, e->persistent_region);
     e->persistent_region = NULL;
+    engine_free_shared(e, &e->mem.pools, 2 * e->hpz_scratch_bytes, e->hpz_scratch);
+    e->hpz_scratch = NULL;
+    e->hpz_scratch_bytes = 0;
+    e->hpz_stale = 1;
 }
 
 void zero_engine_destroy(zero_engine_h e)
@@ -451,6 +542,10 @@ void zero_engine_destroy(zero_engine_h e)
         e->ops->destroy(e->ops_ctx);
     zero_thread_pool_destroy(e->pool);
     zero_config_destroy(e->config);
+    zero_comm_destroy(e->qgz_cross);   /* split communicators go before the one they were split from */
+    if (e->qgz_node != e->hpz_comm)
+        zero_comm_destroy(e->qgz_node);
+    zero_comm_destroy(e->hpz_comm);
     if (e->owns_comm)
         zero_comm_destroy(e->comm);
     zero_free(e);
@@ -917,6 +1012,12 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
         if (status != ZERO_OK)
             return status;
         engine_zero(e, g->params_shard, g->own_length * esz);
+        if (e->hpz > 1) {
+            status = engine_alloc(e, &e->mem.params, g->length / (size_t)e->hpz * esz, "hpZ secondary weights",
+                                  &g->params_secondary);
+            if (status != ZERO_OK)
+                return status;
+        }
     }
     if (e->stage < 2) {
         status = engine_alloc_shared(e, &e->mem.grads, g->length * esz, "grads", &g->grads_flat);

@@ -33,6 +33,17 @@
  * the same weights. The encoded bytes live behind the gathered weights in the
  * same block (one pool get per gather). Persistent parameters are gathered
  * unquantized: they are gathered once per step and are small by definition.
+ *
+ * ZeRO++ hpZ (zero_hpz_partition_size P > 1): each group of P consecutive
+ * ranks (a node) holds a secondary copy of the 16-bit weights, every bucket
+ * split P ways, and the non-persistent gathers (whole buckets and slices)
+ * read it over the group's communicator, so they stay inside the node. The
+ * copy is refreshed from the shards at the first gather after they changed
+ * (the step, a checkpoint load, set-up: engine_gather_drop_all marks it
+ * stale): every bucket is all-gathered over all ranks, the one gather per
+ * step that crosses nodes, and the group's part is kept. Under qwZ that
+ * refresh travels quantized and the gathers inside the group do not: they
+ * copy the refreshed (decoded) weights exactly, so hpZ alone changes no bit.
  */
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_gather.h"
@@ -56,11 +67,110 @@ static size_t wire_offset(zero_engine_h e, int b)
     return (bucket_bytes(e, b) + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
 }
 
-size_t engine_gather_wire_bytes(zero_engine_h e, int b)
+/* qwZ's encoded bytes of an allgather of bucket @p b over all ranks. */
+static size_t world_wire_bytes(zero_engine_h e, int b)
 {
     if (!e->quantized_weights || e->buckets[b].persistent_slot != NULL)
         return 0;
     return zero_comm_quant_wire_bytes(ZERO_QUANT_INT8, e->layout->buckets[b].length / (size_t)e->world, e->world);
+}
+
+size_t engine_gather_wire_bytes(zero_engine_h e, int b)
+{
+    return e->hpz > 1 ? 0 : world_wire_bytes(e, b);   /* hpZ: gathers inside the group are not quantized */
+}
+
+/* ---- hpZ: the secondary copy ---- */
+
+/* Where bucket @p b's part lies in the group's secondary copy (elements). */
+static size_t secondary_offset(zero_engine_h e, int b)
+{
+    return zero_layout_bucket_shard_offset(e->layout, b) * (size_t)(e->world / e->hpz);
+}
+
+/* Waits for the refresh of bucket @p b in scratch slot @p slot and keeps this group's part of it. */
+static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_request_h *req)
+{
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    group_state_t *g = &e->groups[bk->group];
+    size_t esz = dtype_bytes(g->dtype), part = bk->length / (size_t)e->hpz;
+    zero_status_t status = engine_wait(e, req, "hpZ refresh allgather");
+    if (status == ZERO_OK)
+        engine_copy(e, (char *)g->params_secondary + secondary_offset(e, b) * esz,
+                    (const char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes + (size_t)e->hpz_rank * part * esz,
+                    part * esz);
+    return status;
+}
+
+/* Refreshes the secondary copy from the shards: an allgather of every
+ * non-persistent bucket over all ranks (quantized under qwZ), two in flight,
+ * each keeping this group's part. */
+static zero_status_t hpz_refresh(zero_engine_h e)
+{
+    int in_slot[2] = {-1, -1}, started = 0;
+    zero_comm_request_h reqs[2] = {NULL, NULL};
+    zero_status_t status = ZERO_OK;
+
+    if (e->hpz_scratch == NULL) {
+        size_t most = 0;
+        for (int b = 0; b < e->layout->num_buckets; b++) {
+            size_t bytes = world_wire_bytes(e, b) > 0 ? wire_offset(e, b) + world_wire_bytes(e, b) : bucket_bytes(e, b);
+            if (e->buckets[b].persistent_slot == NULL && bytes > most)
+                most = bytes;
+        }
+        most = (most + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
+        if (most == 0) {   /* every parameter is persistent */
+            e->hpz_stale = 0;
+            return ZERO_OK;
+        }
+        status = engine_alloc_shared(e, &e->mem.pools, 2 * most, "hpZ refresh buffers", &e->hpz_scratch);
+        if (status != ZERO_OK)
+            return status;
+        e->hpz_scratch_bytes = most;
+    }
+    for (int b = 0; b < e->layout->num_buckets && status == ZERO_OK; b++) {
+        const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+        group_state_t *g = &e->groups[bk->group];
+        size_t esz = dtype_bytes(g->dtype), slice = bk->length / (size_t)e->world;
+        const char *shard = (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz;
+        int slot = started % 2;
+        char *tmp = (char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes;
+        uint64_t mark;
+        if (e->buckets[b].persistent_slot != NULL)
+            continue;
+        if (in_slot[slot] >= 0) {   /* the older of the two in flight */
+            status = hpz_keep(e, slot, in_slot[slot], &reqs[slot]);
+            in_slot[slot] = -1;
+            if (status != ZERO_OK)
+                break;
+        }
+        mark = zero_log_error_mark();
+        if (world_wire_bytes(e, b) > 0)
+            status = zero_comm_allgather_quant_start(e->comm, shard, tmp, slice, g->dtype, ZERO_QUANT_INT8,
+                                                     tmp + wire_offset(e, b), &reqs[slot]);
+        else
+            status = zero_comm_allgather_start(e->comm, shard, tmp, slice, g->dtype, e->kind, &reqs[slot]);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_keep_error(e, mark, "hpZ: the allgather refreshing %s failed to start: %s",
+                              e->params[bk->first_param]->name, zero_status_string(status));
+            break;
+        }
+        in_slot[slot] = b;
+        started++;
+    }
+    for (int i = 0; i < 2; i++) {   /* the rest, older first */
+        int slot = (started + i) % 2;
+        if (in_slot[slot] < 0)
+            continue;
+        if (status == ZERO_OK)
+            status = hpz_keep(e, slot, in_slot[slot], &reqs[slot]);
+        else
+            (void)engine_wait(e, &reqs[slot], "hpZ refresh allgather");
+    }
+    if (status == ZERO_OK)
+        e->hpz_stale = 0;
+    return status;
 }
 
 /* Bytes of the block bucket @p b's gather takes: the weights and, under qwZ, the wire bytes. */
@@ -163,12 +273,17 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
 
     if (bs->gathered != NULL)
         return ZERO_OK;   /* present or in flight */
+    if (e->hpz > 1 && e->hpz_stale && bs->persistent_slot == NULL && (status = hpz_refresh(e)) != ZERO_OK)
+        return status;
     status = gathered_buffer(e, b, prefetch);
     if (status != ZERO_OK || bs->gathered == NULL)
         return status;
     mark = zero_log_error_mark();
     shard = (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz;
-    if (engine_gather_wire_bytes(e, b) > 0)
+    if (e->hpz > 1 && bs->persistent_slot == NULL)   /* from the group's secondary copy (refreshed by the caller) */
+        status = zero_comm_allgather_start(e->hpz_comm, (const char *)g->params_secondary + secondary_offset(e, b) * esz,
+                                           bs->gathered, bk->length / (size_t)e->hpz, g->dtype, e->kind, &bs->gather_req);
+    else if (engine_gather_wire_bytes(e, b) > 0)
         status = zero_comm_allgather_quant_start(e->comm, shard, bs->gathered, slice, g->dtype, ZERO_QUANT_INT8,
                                                  (char *)bs->gathered + wire_offset(e, b), &bs->gather_req);
     else
@@ -338,6 +453,10 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
     size_t esz = dtype_bytes(p->dtype), row = engine_row_elems(p), len = (size_t)count * row;
     size_t shard = bk->length / (size_t)e->world;
     size_t a = lp->offset - bk->offset + (size_t)first * row, z = a + len;   /* bucket coordinates */
+    /* the ranks holding the bucket's parts: every rank's shard (hpZ: the group's secondary copy) */
+    zero_comm_h comm = e->comm;
+    int owners = e->world, me = e->rank;
+    const char *source = (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, lp->bucket) * esz;
     engine_slice_t *sl;
     zero_status_t status;
     int s;
@@ -383,6 +502,10 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
         *slot_p = s;
         return ZERO_OK;
     }
+    if (e->hpz > 1 && e->hpz_stale && (status = hpz_refresh(e)) != ZERO_OK) {
+        sl->param = -1;
+        return status;
+    }
     make_room(e, len, sl->bytes);
     sl->data = engine_pool_get(e, &e->gather_pool, sl->bytes);
     sl->source = GATHERED_POOL;
@@ -409,14 +532,19 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
     sl->param = param;
     e->live_elements += len;
     *slot_p = s;
-    for (int r = (int)(a / shard); r < e->world && (size_t)r * shard < z; r++) {
+    if (e->hpz > 1) {   /* from the group's secondary copy: its owners are the group's ranks */
+        comm = e->hpz_comm;
+        owners = e->hpz;
+        me = e->hpz_rank;
+        shard = bk->length / (size_t)e->hpz;
+        source = (const char *)g->params_secondary + secondary_offset(e, lp->bucket) * esz;
+    }
+    for (int r = (int)(a / shard); r < owners && (size_t)r * shard < z; r++) {
         size_t lo = a > (size_t)r * shard ? a : (size_t)r * shard;
         size_t hi = z < (size_t)(r + 1) * shard ? z : (size_t)(r + 1) * shard;
-        const void *src = r == e->rank ? (const char *)g->params_shard +
-                                             (zero_layout_bucket_shard_offset(e->layout, lp->bucket) + lo - (size_t)r * shard) * esz
-                                       : NULL;
+        const void *src = r == me ? source + (lo - (size_t)r * shard) * esz : NULL;
         uint64_t mark = zero_log_error_mark();
-        status = zero_comm_broadcast_start(e->comm, src, (char *)sl->data + (lo - a) * esz, hi - lo, p->dtype, r,
+        status = zero_comm_broadcast_start(comm, src, (char *)sl->data + (lo - a) * esz, hi - lo, p->dtype, r,
                                            e->kind, &sl->reqs[sl->num_reqs]);
         if (status != ZERO_OK) {
             free_slice(e, s);
@@ -433,6 +561,7 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
 
 void engine_gather_drop_all(zero_engine_h e)
 {
+    e->hpz_stale = 1;   /* the shards are about to change */
     for (int s = 0; s < e->num_slices; s++)
         if (e->slices[s].param >= 0)
             free_slice(e, s);

@@ -175,6 +175,7 @@ typedef struct group_state {
     size_t own_length;      /* elements this rank updates: length at stage 0, else length / W */
     void *params_flat;      /* stages 0-2: [length] of dtype */
     void *params_shard;     /* stage 3: [own_length] of dtype */
+    void *params_secondary; /* stage 3 with hpZ: [length / hpz] of dtype, this group's part of every bucket */
     float *scratch;         /* step: fp32 gradients of one piece (see engine_step.c) */
     size_t scratch_length;
     /* The fused step (engine_step.c): the split reduce-scatter's partials of
@@ -245,6 +246,23 @@ struct zero_engine {
      * Chosen at setup (engine_scratch_alloc); ZERO_FUSED_STEP=0 turns it off. */
     int fused_step;
     size_t fused_reserved;           /* bytes of the partials' shards (address space; in pools_bound) */
+    /* ZeRO++ hpZ (zero_hpz_partition_size, stage 3 only): with hpz > 1 every
+     * group of hpz consecutive ranks keeps a secondary copy of the 16-bit
+     * weights (group_state_t::params_secondary), each bucket split hpz ways
+     * over the group's communicator hpz_comm (split from comm); the
+     * non-persistent gathers read it there. hpz_stale: the shards changed
+     * since it was refreshed (the step, a load, set-up), so the next gather
+     * refreshes it first by one allgather over all ranks (engine_gather.c). */
+    int hpz;
+    zero_comm_h hpz_comm;
+    int hpz_rank;
+    int hpz_stale;
+    void *hpz_scratch;               /* the refresh's two buckets (or their qwZ blocks) */
+    /* qgZ across nodes (nodes of equal size > 1, ranks numbered node by
+     * node): the two levels' communicators, this node's ranks (hpz_comm when
+     * it is the node) and the same local rank on every node; NULL: flat qgZ. */
+    zero_comm_h qgz_node, qgz_cross;
+    size_t hpz_scratch_bytes;        /* of each */
     int checkpoint_keep_last;        /* > 0: saves keep only the newest N tags */
     zero_dtype_t precision;
     uint64_t seed;

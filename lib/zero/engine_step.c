@@ -235,6 +235,10 @@ size_t engine_reduce_wire_bytes(zero_engine_h e, int b)
 {
     if (!e->quantized_gradients)
         return 0;
+    if (e->qgz_cross != NULL)
+        return zero_comm_reduce_scatter_quant_hier_wire_bytes(ZERO_QUANT_INT8, e->layout->buckets[b].length /
+                                                              (size_t)e->own_world, zero_comm_size(e->qgz_node),
+                                                              zero_comm_size(e->qgz_cross));
     return zero_comm_reduce_scatter_quant_wire_bytes(ZERO_QUANT_INT8, e->layout->buckets[b].length /
                                                      (size_t)e->own_world, e->own_world);
 }
@@ -363,7 +367,13 @@ static zero_status_t reduce_bucket_start(zero_engine_h e, int b)
     }
     bs->reduced = 1;
     mark = zero_log_error_mark();
-    if (e->quantized_gradients)   /* ZeRO++ qgZ (comm/quant_coll.h) */
+    if (e->quantized_gradients && e->qgz_cross != NULL)   /* ZeRO++ qgZ in two levels (comm/quant_coll.h) */
+        status = zero_comm_reduce_scatter_quant_hier_start(e->qgz_node, e->qgz_cross, bs->staging,
+                                                           (char *)bs->staging + (size_t)e->own_rank * slice * esz,
+                                                           slice, dtype, ZERO_COMM_AVG, ZERO_QUANT_INT8,
+                                                           (char *)bs->staging + staging_wire_offset(e, b),
+                                                           &bs->reduce_req);
+    else if (e->quantized_gradients)   /* ZeRO++ qgZ (comm/quant_coll.h) */
         status = zero_comm_reduce_scatter_quant_start(e->comm, bs->staging,
                                                       (char *)bs->staging + (size_t)e->own_rank * slice * esz, slice,
                                                       dtype, ZERO_COMM_AVG, ZERO_QUANT_INT8,

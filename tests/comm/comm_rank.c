@@ -1091,6 +1091,213 @@ static int shm_left(void)
     return left;
 }
 
+/* The hierarchical quantized reduce-scatter (ZeRO++ hierarchical qgZ) over
+ * @p node (this node's ranks) and @p cross (the same local rank on every
+ * node), ranks numbered node by node. Bit for bit: the fp32 sum over nodes of
+ * the codec's round trip of each node's fp32 sum of the round trips of its
+ * ranks' blocks for this rank (divided for AVG), rounded once. Against the
+ * exact fp32 sum: the RMS error at most 2% of the sum's RMS (two int8
+ * roundings of blocks of 256). Rank 1's element 300 of the block for rank 0
+ * is NaN when @p with_nan: rank 0's elements 256..511 must be NaN, no others. */
+static void test_reduce_scatter_quant_hier(zero_comm_h node, zero_comm_h cross, zero_dtype_t dt, size_t count,
+                                           zero_comm_op_t op, int in_place, int with_nan)
+{
+    int P = zero_comm_size(node), N = zero_comm_size(cross);
+    size_t es = zero_dtype_size(dt), W = (size_t)g_size;
+    size_t wire_bytes = zero_comm_reduce_scatter_quant_hier_wire_bytes(ZERO_QUANT_INT8, count, P, N);
+    unsigned char *in = xalloc(W * count * es), *out = xalloc(count * es), *wire = xalloc(wire_bytes);
+    unsigned char *want = malloc(count * es + 1), *enc = malloc(zero_quant_bytes(ZERO_QUANT_INT8, count) + 1);
+    unsigned char *ref_in = malloc(W * count * es + 1);
+    float *acc = calloc(count + 1, sizeof(float)), *node_acc = calloc(count + 1, sizeof(float));
+    double *exact = calloc(count + 1, sizeof(double)), err2 = 0, sum2 = 0;
+    zero_comm_request_h req = NULL;
+    zero_status_t st;
+    char what[128];
+    if (want == NULL || enc == NULL || ref_in == NULL || acc == NULL || node_acc == NULL || exact == NULL)
+        exit(3);
+    for (int n = 0; n < N; n++) {
+        memset(node_acc, 0, count * sizeof(float));
+        for (int p = 0; p < P; p++) {
+            int r = n * P + p;
+            for (size_t i = 0; i < W * count; i++)
+                store(dt, ref_in, i, with_nan && r == 1 && i == 300 ? NAN : val(r, i) * (float)(1 + i % 5));
+            if (r == g_rank)
+                memcpy(in, ref_in, W * count * es);
+            zero_quant_encode(ZERO_QUANT_INT8, dt, ref_in + (size_t)g_rank * count * es, count, enc);
+            zero_quant_decode_add_f32(ZERO_QUANT_INT8, enc, count, node_acc);
+            for (size_t i = 0; i < count; i++)
+                exact[i] += (double)(with_nan && r == 1 && (size_t)g_rank * count + i == 300 ? NAN
+                                     : val(r, (size_t)g_rank * count + i) * (float)(1 + ((size_t)g_rank * count + i) % 5));
+        }
+        zero_quant_encode(ZERO_QUANT_INT8, ZERO_FP32, node_acc, count, enc);
+        zero_quant_decode_add_f32(ZERO_QUANT_INT8, enc, count, acc);
+    }
+    for (size_t i = 0; i < count; i++)
+        store(dt, want, i, op == ZERO_COMM_AVG ? acc[i] / (float)g_size : acc[i]);
+    st = zero_comm_reduce_scatter_quant_hier_start(node, cross, in, in_place ? in + (size_t)g_rank * count * es : out,
+                                                   count, dt, op, ZERO_QUANT_INT8, wire, &req);
+    if (st == ZERO_OK)
+        st = zero_comm_request_wait(req);
+    zero_comm_request_free(req);
+    snprintf(what, sizeof(what), "hierarchical quantized reduce-scatter %s %s count %zu%s%s", zero_dtype_string(dt),
+             zero_comm_op_string(op), count, in_place ? " in place" : "", with_nan ? " with NaN" : "");
+    CHECK(st == ZERO_OK, "%s: %s", what, zero_status_string(st));
+    if (st == ZERO_OK) {
+        const unsigned char *got = in_place ? in + (size_t)g_rank * count * es : out;
+        compare(what, dt, got, want, count);
+        if (dt == ZERO_FP32 && !with_nan) {
+            for (size_t i = 0; i < count; i++) {
+                double x = exact[i] / (op == ZERO_COMM_AVG ? (double)g_size : 1.0), d = ((const float *)got)[i] - x;
+                err2 += d * d;
+                sum2 += x * x;
+            }
+            CHECK(count == 0 || err2 <= 0.02 * 0.02 * sum2, "%s: RMS error %g of the exact sum's RMS %g", what,
+                  sqrt(err2 / (double)count), sqrt(sum2 / (double)count));
+        }
+        if (with_nan && g_rank == 0 && count > 600 && dt == ZERO_FP32) {
+            const float *f = (const float *)got;
+            CHECK(isnan(f[256]) && isnan(f[511]) && !isnan(f[255]) && !isnan(f[512]),
+                  "%s: elements 256..511 must be NaN and their neighbours finite", what);
+        }
+    }
+    xfree(in);
+    xfree(out);
+    xfree(wire);
+    free(want);
+    free(enc);
+    free(ref_in);
+    free(acc);
+    free(node_acc);
+    free(exact);
+}
+
+/* zero_comm_split: colours and keys, a rank in no communicator, collectives
+ * on the parent and a child running side by side, the direct path inside a
+ * node, and the node structure of the children. With COMM_RANK_NODE_SIZE=P
+ * the launcher's variables are rewritten first (see main) so that the world
+ * looks like nodes of P ranks. */
+static void run_split(zero_comm_h comm)
+{
+    zero_comm_h odd = NULL, none = NULL, node = NULL, cross = NULL;
+    zero_status_t st;
+    int me = g_rank, W = g_size;
+
+    CHECK(zero_comm_split(comm, -2, 0, &odd) == ZERO_ERR_INVALID_ARG && odd == NULL, "colour -2 refused");
+    CHECK(zero_comm_split(NULL, 0, 0, &odd) == ZERO_ERR_INVALID_ARG, "NULL comm refused");
+
+    /* colour = parity, key = minus the rank: the children rank in reverse */
+    st = zero_comm_split(comm, me % 2, -me, &odd);
+    CHECK(st == ZERO_OK && odd != NULL, "split by parity: %s", zero_status_string(st));
+    if (st == ZERO_OK) {
+        int n = (W - me % 2 + 1) / 2, want_rank = 0, sum = 0, got = -1;
+        int32_t mine = me, *all = calloc((size_t)n, sizeof(int32_t));
+        zero_comm_request_h rq_parent = NULL, rq_child = NULL;
+        float x = 1.0f, y = 0.0f;
+        for (int q = me % 2; q < W; q += 2) {
+            sum += q;
+            if (q > me)
+                want_rank++;
+        }
+        CHECK(zero_comm_size(odd) == n && zero_comm_rank(odd) == want_rank, "parity child: rank %d of %d, want %d of %d",
+              zero_comm_rank(odd), zero_comm_size(odd), want_rank, n);
+        CHECK(zero_comm_allreduce(odd, &mine, &got, 1, ZERO_I32, ZERO_COMM_SUM, ZERO_MEM_HOST) == ZERO_OK && got == sum,
+              "child allreduce: %d, want %d", got, sum);
+        CHECK(all != NULL && zero_comm_allgather(odd, &mine, all, 1, ZERO_I32, ZERO_MEM_HOST) == ZERO_OK, "child allgather");
+        for (int i = 0; all != NULL && i < n; i++) {
+            int want = W - 1 - i * 2;   /* reverse order within the parity */
+            want -= (W - 1 - me) % 2;
+            CHECK(all[i] == want, "child allgather: slot %d holds rank %d, want %d", i, all[i], want);
+        }
+        /* the parent and the child at once: neither waits for the other */
+        CHECK(zero_comm_allreduce_start(comm, &x, &y, 1, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST, &rq_parent) == ZERO_OK,
+              "parent allreduce start");
+        CHECK(zero_comm_allreduce_start(odd, &mine, &got, 1, ZERO_I32, ZERO_COMM_MAX, ZERO_MEM_HOST, &rq_child) == ZERO_OK,
+              "child allreduce start");
+        CHECK(zero_comm_request_wait(rq_child) == ZERO_OK && got == (W - 1) - ((W - 1 - me) % 2), "child max: %d", got);
+        CHECK(zero_comm_request_wait(rq_parent) == ZERO_OK && y == (float)W, "parent sum: %g", (double)y);
+        zero_comm_request_free(rq_child);
+        zero_comm_request_free(rq_parent);
+        free(all);
+        zero_comm_destroy(odd);
+    }
+
+    /* rank 0 joins nothing; the rest form one communicator */
+    st = zero_comm_split(comm, me == 0 ? ZERO_COMM_SPLIT_NONE : 7, 0, &none);
+    CHECK(st == ZERO_OK, "split with ZERO_COMM_SPLIT_NONE: %s", zero_status_string(st));
+    if (me == 0) {
+        CHECK(none == NULL, "rank 0 got a communicator for ZERO_COMM_SPLIT_NONE");
+    } else if (st == ZERO_OK) {
+        double v = me, total = 0;
+        CHECK(zero_comm_size(none) == W - 1 && zero_comm_rank(none) == me - 1, "without rank 0: rank %d of %d",
+              zero_comm_rank(none), zero_comm_size(none));
+        CHECK(zero_comm_allreduce(none, &v, &total, 1, ZERO_F64, ZERO_COMM_SUM, ZERO_MEM_HOST) == ZERO_OK &&
+                  total == (double)W * (W - 1) / 2, "without rank 0: sum %g", total);
+    }
+    zero_comm_destroy(none);
+
+    /* the node communicator and the one across nodes (same local rank) */
+    st = zero_comm_split(comm, zero_comm_cross_rank(comm), zero_comm_local_rank(comm), &node);
+    CHECK(st == ZERO_OK, "node split: %s", zero_status_string(st));
+    if (st == ZERO_OK) {
+        int P = zero_comm_local_size(comm);
+        size_t count = 10007;
+        float *buf = NULL, *out = NULL;
+        CHECK(zero_comm_size(node) == P && zero_comm_rank(node) == zero_comm_local_rank(comm) &&
+                  zero_comm_local_size(node) == P && zero_comm_local_rank(node) == zero_comm_rank(node) &&
+                  zero_comm_cross_size(node) == 1 && zero_comm_cross_rank(node) == 0,
+              "node child: rank %d of %d, local %d of %d, node %d of %d", zero_comm_rank(node), zero_comm_size(node),
+              zero_comm_local_rank(node), zero_comm_local_size(node), zero_comm_cross_rank(node),
+              zero_comm_cross_size(node));
+        /* shared buffers of the child: its direct path (every member on one node) */
+        if (zero_comm_mem_alloc(node, count * sizeof(float) * (size_t)P, (void **)&buf) == ZERO_OK &&
+            zero_comm_mem_alloc(node, count * sizeof(float), (void **)&out) == ZERO_OK) {
+            int base = zero_comm_cross_rank(comm) * P;
+            for (size_t i = 0; i < count * (size_t)P; i++)
+                buf[i] = val(me, i);
+            st = zero_comm_reduce_scatter(node, buf, out, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+            CHECK(st == ZERO_OK, "node reduce-scatter: %s", zero_status_string(st));
+            for (size_t i = 0; st == ZERO_OK && i < count; i++) {
+                size_t j = (size_t)zero_comm_rank(node) * count + i;
+                float want = 0;
+                for (int q = base; q < base + P; q++)
+                    want += val(q, j);
+                if (out[i] != want) {
+                    CHECK(0, "node reduce-scatter: element %zu is %g, want %g", i, (double)out[i], (double)want);
+                    break;
+                }
+            }
+        } else {
+            CHECK(0, "zero_comm_mem_alloc on the node communicator");
+        }
+        zero_comm_mem_free(node, buf);
+        zero_comm_mem_free(node, out);
+    }
+    st = zero_comm_split(comm, zero_comm_local_rank(comm), zero_comm_cross_rank(comm), &cross);
+    CHECK(st == ZERO_OK, "cross split: %s", zero_status_string(st));
+    if (st == ZERO_OK) {
+        int32_t mine = me, sum = 0, want = 0;
+        for (int q = zero_comm_local_rank(comm); q < W; q += zero_comm_local_size(comm))
+            want += q;
+        CHECK(zero_comm_size(cross) == zero_comm_cross_size(comm) && zero_comm_rank(cross) == zero_comm_cross_rank(comm) &&
+                  zero_comm_local_size(cross) == 1 && zero_comm_cross_size(cross) == zero_comm_cross_size(comm),
+              "cross child: rank %d of %d, local size %d, nodes %d", zero_comm_rank(cross), zero_comm_size(cross),
+              zero_comm_local_size(cross), zero_comm_cross_size(cross));
+        CHECK(zero_comm_allreduce(cross, &mine, &sum, 1, ZERO_I32, ZERO_COMM_SUM, ZERO_MEM_HOST) == ZERO_OK && sum == want,
+              "cross allreduce: %d, want %d", sum, want);
+    }
+    if (node != NULL && cross != NULL && zero_comm_size(node) > 1 && zero_comm_size(cross) > 1) {
+        static const size_t counts[] = {0, 1, 257, 1000, 70001};
+        for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+            test_reduce_scatter_quant_hier(node, cross, ZERO_FP32, counts[c], ZERO_COMM_SUM, 0, 0);
+            test_reduce_scatter_quant_hier(node, cross, ZERO_BF16, counts[c], ZERO_COMM_AVG, 1, 0);
+        }
+        test_reduce_scatter_quant_hier(node, cross, ZERO_FP16, 1000, ZERO_COMM_AVG, 0, 0);
+        test_reduce_scatter_quant_hier(node, cross, ZERO_FP32, 1000, ZERO_COMM_AVG, 1, 1);
+    }
+    zero_comm_destroy(cross);
+    zero_comm_destroy(node);
+}
+
 int main(int argc, char **argv)
 {
     zero_mem_stats_t mark, after;
@@ -1101,6 +1308,23 @@ int main(int argc, char **argv)
 
     g_rank = r ? atoi(r) : 0;
     zero_mem_get_stats(&mark);
+    {
+        /* COMM_RANK_NODE_SIZE=P: the job as nodes of P ranks each (rank r on
+         * node r / P), as the launcher would describe them on real nodes */
+        const char *p = getenv("COMM_RANK_NODE_SIZE"), *w = getenv("WORLD_SIZE");
+        if (p != NULL && w != NULL && r != NULL && atoi(p) > 0) {
+            char v[32];
+            int P = atoi(p);
+            snprintf(v, sizeof(v), "%d", g_rank % P);
+            setenv("LOCAL_RANK", v, 1);
+            snprintf(v, sizeof(v), "%d", P);
+            setenv("LOCAL_SIZE", v, 1);
+            snprintf(v, sizeof(v), "%d", g_rank / P);
+            setenv("CROSS_RANK", v, 1);
+            snprintf(v, sizeof(v), "%d", (atoi(w) + P - 1) / P);
+            setenv("CROSS_SIZE", v, 1);
+        }
+    }
     if (strcmp(mode, "kill") == 0)
         signal(SIGTERM, SIG_IGN);   /* outlive the launcher's TERM long enough to report */
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "kill-direct") == 0 || strcmp(mode, "device-kill") == 0)
@@ -1165,7 +1389,8 @@ int main(int argc, char **argv)
     }
     g_rank = zero_comm_rank(comm);
     g_size = zero_comm_size(comm);
-    CHECK(zero_comm_local_rank(comm) == g_rank && zero_comm_local_size(comm) == g_size, "local rank/size");
+    CHECK(getenv("COMM_RANK_NODE_SIZE") != NULL ||
+              (zero_comm_local_rank(comm) == g_rank && zero_comm_local_size(comm) == g_size), "local rank/size");
     if (strcmp(mode, "collectives") == 0) {
         run_collectives(comm, argc > 2 && strcmp(argv[2], "--big") == 0);
     } else if (strcmp(mode, "nonblocking") == 0) {
@@ -1189,6 +1414,8 @@ int main(int argc, char **argv)
         run_quant(comm);
     } else if (strcmp(mode, "range") == 0) {
         run_range(comm);
+    } else if (strcmp(mode, "split") == 0) {
+        run_split(comm);
 #if HAVE_CUDA
     } else if (strcmp(mode, "device") == 0) {
         const char *expect = getenv("COMM_RANK_EXPECT_PATH");

@@ -636,6 +636,23 @@ static void test_invalid_configs(void)
     CU_ASSERT(sizeof(cases) / sizeof(cases[0]) >= 30);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         expect_refused(cases[i].json, 2, cases[i].status, cases[i].needle, NULL);
+    /* hpZ: groups of zero_hpz_partition_size consecutive ranks must tile the world */
+    expect_refused(B "\"zero_optimization\": {\"stage\": 3, \"zero_hpz_partition_size\": 3}}", 4, ZERO_ERR_CONFIG,
+                   "error: zero_optimization.zero_hpz_partition_size: 3 does not divide the world size 4", NULL);
+    expect_refused(B "\"zero_optimization\": {\"stage\": 3, \"zero_hpz_partition_size\": 8}}", 4, ZERO_ERR_CONFIG,
+                   "error: zero_optimization.zero_hpz_partition_size: 8 does not divide the world size 4", NULL);
+    expect_refused(B "\"zero_optimization\": {\"zero_hpz_partition_size\": 0}}", 4, ZERO_ERR_CONFIG,
+                   "error: zero_optimization.zero_hpz_partition_size: expected an integer", NULL);
+    expect_refused(B "\"zero_optimization\": {\"zero_hpz_partition_size\": 1.5}}", 4, ZERO_ERR_CONFIG,
+                   "error: zero_optimization.zero_hpz_partition_size: expected an integer", NULL);
+    {
+        zero_config_t *c = parse_ok(B "\"zero_optimization\": {\"stage\": 3, \"zero_hpz_partition_size\": 2}}", 4);
+        CU_ASSERT(c != NULL && c->zero_optimization.zero_hpz_partition_size == 2);
+        zero_config_destroy(c);
+        c = parse_ok(B "\"zero_optimization\": {\"stage\": 3}}", 4);
+        CU_ASSERT(c != NULL && c->zero_optimization.zero_hpz_partition_size == 1);   /* DeepSpeed's default */
+        zero_config_destroy(c);
+    }
     END;
 }
 

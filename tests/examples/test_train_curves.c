@@ -46,7 +46,13 @@
  * and 0.029 for qwZ, 0.058 and 0.051 for qgZ; single steps differ by up to 0.5
  * as the bf16 runs drift apart), the curve falls by at least 1 nat, and step 1
  * or 2 differs from the unquantized run (so the technique took effect: qwZ
- * changes the first forward, qgZ the first update).
+ * changes the first forward, qgZ the first update). hpZ
+ * (zero_hpz_partition_size 2) at 4 ranks placed as 2 nodes of 2 (as_nodes.sh):
+ * 30 steps give the same losses, bit for bit, as plain ZeRO-3 and the same
+ * checkpointed shards (h5diff of /shard: master weights and moments). At 4
+ * ranks as 2 nodes of 2 (global batch 4, micro-batch 1), qgZ (then in two
+ * levels) and all three together meet the quantized runs' criteria against
+ * plain ZeRO-3 at that placement.
  *
  * The text is tests/data/license-texts (TEXT_DATA_PATH): the tests read nothing
  * outside the source tree.
@@ -438,9 +444,10 @@ static CU_TestInfo curves12[] = {
 };
 enum { ZPP_STEPS = 200 };
 
-/* One 2-rank stage-3 bf16 run of ZPP_STEPS steps with @p keys (JSON members
- * added to zero_optimization, "" for none). */
-static int run_zeropp(const char *name, const char *keys, float *losses)
+/* One stage-3 bf16 run of ZPP_STEPS steps with @p keys (JSON members added
+ * to zero_optimization, "" for none): 2 ranks, or (@p nodes) 4 ranks placed
+ * as 2 nodes of 2. */
+static int run_zeropp_on(const char *name, const char *keys, int nodes, float *losses)
 {
     char cfg[512], cmd[2048];
     FILE *f;
@@ -448,45 +455,64 @@ static int run_zeropp(const char *name, const char *keys, float *losses)
     f = fopen(cfg, "w");
     CU_ASSERT_FATAL(f != NULL);
     fprintf(f,
-            "{\"train_batch_size\": 4, \"train_micro_batch_size_per_gpu\": 2, \"steps_per_print\": 0,\n"
+            "{\"train_batch_size\": 4, \"train_micro_batch_size_per_gpu\": %d, \"steps_per_print\": 0,\n"
             " \"gradient_clipping\": 1.0, \"bf16\": {\"enabled\": true},\n"
             " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-2, \"betas\": [0.9, 0.95],"
             " \"weight_decay\": 0.1}},\n"
             " \"zero_optimization\": {\"stage\": 3, \"reduce_bucket_size\": 3000,"
             " \"stage3_param_persistence_threshold\": 0%s%s}}\n",
-            keys[0] ? ", " : "", keys);
+            nodes ? 1 : 2, keys[0] ? ", " : "", keys);
     fclose(f);
     snprintf(cmd, sizeof(cmd),
-             "%s --launcher local --num_gpus 2 --master_port 0 %s --config %s --steps %d --print-interval 1 "
+             "%s --launcher local --num_gpus %d --master_port 0 %s %s --config %s --steps %d --print-interval 1 "
              "--channels 32 --layers 2 --heads 2 --context 32 --eval-windows 8 --data " TEXT_DATA_PATH,
-             ZERO_LAUNCH_PATH, TRAIN_GPT_PATH, cfg, ZPP_STEPS);
+             ZERO_LAUNCH_PATH, nodes ? 4 : 2, nodes ? AS_NODES_PATH " 2" : "", TRAIN_GPT_PATH, cfg, ZPP_STEPS);
     return run_collect(cmd, losses, ZPP_STEPS);
 }
 
-static float zpp_ref[ZPP_STEPS];
-static int have_zpp_ref;
 
-static void check_zeropp_quantized(const char *name, const char *keys)
+static float zpp_ref[2][ZPP_STEPS];
+static const float *zpp_ref_cur;
+static int have_zpp_ref[2];
+
+static void check_zeropp_quantized_on(const char *name, const char *keys, int nodes)
 {
-    float l[ZPP_STEPS];
+    float l[ZPP_STEPS], *ref = zpp_ref[nodes];
     double mean_diff = 0, tail_ref = 0, tail = 0;
-    if (!have_zpp_ref) {
-        CU_ASSERT_FATAL(run_zeropp("plain", "", zpp_ref) == ZPP_STEPS);
-        have_zpp_ref = 1;
+    if (!have_zpp_ref[nodes]) {
+        CU_ASSERT_FATAL(run_zeropp_on(nodes ? "plain_nodes" : "plain", "", nodes, ref) == ZPP_STEPS);
+        have_zpp_ref[nodes] = 1;
     }
-    CU_ASSERT_FATAL(run_zeropp(name, keys, l) == ZPP_STEPS);
+    CU_ASSERT_FATAL(run_zeropp_on(name, keys, nodes, l) == ZPP_STEPS);
+    zpp_ref_cur = ref;
     for (int i = 0; i < ZPP_STEPS; i++)
-        mean_diff += fabs((double)l[i] - (double)zpp_ref[i]) / ZPP_STEPS;
+        mean_diff += fabs((double)l[i] - (double)zpp_ref_cur[i]) / ZPP_STEPS;
     for (int i = ZPP_STEPS - 50; i < ZPP_STEPS; i++) {
         tail += l[i] / 50.0;
-        tail_ref += zpp_ref[i] / 50.0;
+        tail_ref += zpp_ref_cur[i] / 50.0;
     }
     printf("zeropp %s: loss %.4f -> last-50 mean %.4f (unquantized %.4f), mean |diff| %.4f\n", name, l[0], tail,
            tail_ref, mean_diff);
     CU_ASSERT(mean_diff <= 0.1);
     CU_ASSERT(fabs(tail - tail_ref) <= 0.1);
     CU_ASSERT(tail < l[0] - 1.0);
-    CU_ASSERT(l[0] != zpp_ref[0] || l[1] != zpp_ref[1]);
+    CU_ASSERT(l[0] != zpp_ref_cur[0] || l[1] != zpp_ref_cur[1]);
+}
+
+static void check_zeropp_quantized(const char *name, const char *keys)
+{
+    check_zeropp_quantized_on(name, keys, 0);
+}
+
+static void test_zeropp_qgz_nodes(void)
+{
+    check_zeropp_quantized_on("qgz_nodes", "\"zero_quantized_gradients\": true", 1);
+}
+
+static void test_zeropp_all_nodes(void)
+{
+    check_zeropp_quantized_on("all_nodes", "\"zero_hpz_partition_size\": 2, \"zero_quantized_weights\": true, "
+                              "\"zero_quantized_gradients\": true", 1);
 }
 
 static void test_zeropp_qwz(void)
@@ -499,9 +525,63 @@ static void test_zeropp_qgz(void)
     check_zeropp_quantized("qgz", "\"zero_quantized_gradients\": true");
 }
 
+/* One stage-3 bf16 run at 4 ranks placed as 2 nodes of 2, 30 steps, saved at
+ * the end into @p dir, with @p keys added to zero_optimization. */
+enum { HPZ_STEPS = 30 };
+static int run_hpz(const char *name, const char *keys, const char *dir, float *losses)
+{
+    char cfg[512], cmd[2048];
+    FILE *f;
+    snprintf(cfg, sizeof(cfg), "%s/hpz_%s.json", tmpdir, name);
+    f = fopen(cfg, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f,
+            "{\"train_batch_size\": 4, \"train_micro_batch_size_per_gpu\": 1, \"steps_per_print\": 0,\n"
+            " \"gradient_clipping\": 1.0, \"bf16\": {\"enabled\": true},\n"
+            " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-2, \"betas\": [0.9, 0.95],"
+            " \"weight_decay\": 0.1}},\n"
+            " \"zero_optimization\": {\"stage\": 3, \"reduce_bucket_size\": 3000,"
+            " \"stage3_param_persistence_threshold\": 0%s%s}}\n",
+            keys[0] ? ", " : "", keys);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "%s --launcher local --num_gpus 4 --master_port 0 " AS_NODES_PATH " 2 %s --config %s --steps %d "
+             "--print-interval 1 --save-dir %s --save-interval %d --channels 32 --layers 2 --heads 2 --context 32 "
+             "--eval-windows 8 --data " TEXT_DATA_PATH,
+             ZERO_LAUNCH_PATH, TRAIN_GPT_PATH, cfg, HPZ_STEPS, dir, HPZ_STEPS);
+    return run_collect(cmd, losses, HPZ_STEPS);
+}
+
+static void test_zeropp_hpz(void)
+{
+    float plain[HPZ_STEPS], hpz[HPZ_STEPS];
+    char da[512], db[512], cmd[2048];
+    int same = 1;
+    snprintf(da, sizeof(da), "%s/hpz_plain", tmpdir);
+    snprintf(db, sizeof(db), "%s/hpz_on", tmpdir);
+    CU_ASSERT_FATAL(run_hpz("plain", "", da, plain) == HPZ_STEPS);
+    CU_ASSERT_FATAL(run_hpz("on", "\"zero_hpz_partition_size\": 2", db, hpz) == HPZ_STEPS);
+    for (int i = 0; i < HPZ_STEPS; i++)
+        if (memcmp(&plain[i], &hpz[i], sizeof(float)) != 0) {
+            printf("hpZ: step %d loss %.6f, plain ZeRO-3 %.6f\n", i + 1, hpz[i], plain[i]);
+            same = 0;
+        }
+    CU_ASSERT(same);
+    for (int r = 0; r < 4; r++) {   /* the shards (master weights, moments) equal, element for element */
+        snprintf(cmd, sizeof(cmd), "h5diff %s/global_step%d/zero_rank_%05d.h5 %s/global_step%d/zero_rank_%05d.h5 "
+                 "/shard /shard >&2", da, HPZ_STEPS, r, db, HPZ_STEPS, r);
+        CU_ASSERT(system(cmd) == 0);
+    }
+    printf("hpZ: %d steps at 4 ranks as 2 nodes of 2, loss %.6f -> %.6f, equal to plain ZeRO-3: %s\n", HPZ_STEPS,
+           hpz[0], hpz[HPZ_STEPS - 1], same ? "yes" : "no");
+}
+
 static CU_TestInfo zeropp[] = {
+    {"hpZ alone: bit for bit plain ZeRO-3 at 4 ranks as 2 nodes of 2", test_zeropp_hpz},
     {"qwZ alone: the curve within 0.1 nats of unquantized ZeRO-3 over 200 steps", test_zeropp_qwz},
     {"qgZ alone: the curve within 0.1 nats of unquantized ZeRO-3 over 200 steps", test_zeropp_qgz},
+    {"qgZ in two levels (4 ranks as 2 nodes of 2): within 0.1 nats of unquantized ZeRO-3", test_zeropp_qgz_nodes},
+    {"hpZ + qwZ + qgZ (4 ranks as 2 nodes of 2): within 0.1 nats of unquantized ZeRO-3", test_zeropp_all_nodes},
     CU_TEST_INFO_NULL,
 };
 
