@@ -4,8 +4,11 @@
 # rank (the in-process host store), measured by bench_optd on three paths in
 # one run, each next to the raw UCX bandwidth of the same path:
 #
-#  shm     zero-optd on 127.0.0.1, UCX picks its transports (shared memory and
-#          CMA on one host; UCX_NET_DEVICES=lo).
+#  shm     zero-optd on 127.0.0.1, UCX picks its transports (UCX_NET_DEVICES=lo),
+#          run inside the first namespace when there is one, and the bytes on
+#          its loopback counted: with UCX 1.13 the client-server endpoints do
+#          not use shared memory (docs/optd.md), so the path is TCP over
+#          loopback, and the count shows it.
 #  tcp     zero-optd in a second network namespace, joined to the first by a
 #          veth pair, UCX_TLS=tcp on both sides (shared memory would bypass
 #          the link: one host, one IPC namespace).
@@ -77,15 +80,6 @@ args=("$@")
 echo "optd: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 command -v ucx_perftest >/dev/null 2>&1 || echo "optd: no ucx_perftest (ucx-utils): raw bandwidths are na" >&2
 
-# ---- shm: one host, UCX's own choice
-echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo)"
-UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo} "$bench" --optd "$optd" "${args[@]}" | tee "$tmp/shm.out" ||
-    { echo "optd: the shm run failed" >&2; exit 1; }
-shm_tag=$(raw_bw tag_bw "env UCX_NET_DEVICES=lo" "env UCX_NET_DEVICES=lo" 127.0.0.1)
-shm_put=$(raw_bw ucp_put_bw "env UCX_NET_DEVICES=lo" "env UCX_NET_DEVICES=lo" 127.0.0.1)
-echo "raw UCX, same path, $msg-byte messages: tagged ${shm_tag:-na} MB/s, one-sided put ${shm_put:-na} MB/s"
-shm_ratio=$(ratio "$(field remote_ms "$tmp/shm.out")" "$(field local_ms "$tmp/shm.out")")
-
 # ---- TCP between two network namespaces
 tcp_ratio=na
 netns_setup() {
@@ -148,7 +142,27 @@ throughput() {
 }
 
 why=""
-if netns_setup; then
+netns_setup || true
+# ---- shm: one host, UCX's own choice. Inside the first namespace when there
+# is one, so that its loopback counter shows what went through TCP.
+here_pre=""
+[ -n "$why" ] || here_pre="ip netns exec $ns1"
+echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo, UCX picks the transport)"
+[ -n "$here_pre" ] && lo_before=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
+# shellcheck disable=SC2086
+$here_pre env UCX_NET_DEVICES=lo "$bench" --optd "$optd" "${args[@]}" | tee "$tmp/shm.out" ||
+    { echo "optd: the shm run failed" >&2; exit 1; }
+if [ -n "$here_pre" ]; then
+    reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/shm.out")
+    echo "loopback TCP bytes per remote step: $(( ($($here_pre cat /sys/class/net/lo/statistics/tx_bytes) - lo_before) / (reps + 1) ))" \
+         "(the message bytes go through TCP when this is about their sum; shared memory would leave it near 0)"
+fi
+shm_tag=$(raw_bw tag_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
+shm_put=$(raw_bw ucp_put_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
+echo "raw UCX, same path, $msg-byte messages: tagged ${shm_tag:-na} MB/s, one-sided put ${shm_put:-na} MB/s"
+shm_ratio=$(ratio "$(field remote_ms "$tmp/shm.out")" "$(field local_ms "$tmp/shm.out")")
+
+if [ -z "$why" ]; then
     echo "== tcp (zero-optd in another network namespace, veth, UCX_TLS=tcp, not shaped)"
     if tcp_run tcp; then
         echo "step throughput (larger direction): $(throughput tcp) MB/s"
@@ -157,7 +171,10 @@ if netns_setup; then
             echo "== tcp-tc (the same, each direction shaped to $rate by tc)"
             if tcp_run tcp-tc; then
                 tput=$(throughput tcp-tc)
-                echo "step throughput (larger direction): ${tput:-na} MB/s against the link's ${link_tag:-na} MB/s"
+                nominal=$(awk -v r="$rate" 'BEGIN { v = r + 0; if (r ~ /gbit$/) v *= 1e9; else if (r ~ /mbit$/) v *= 1e6;
+                          else if (r ~ /kbit$/) v *= 1e3; printf "%.1f", v / 8 / 1048576 }')
+                echo "step throughput (larger direction): ${tput:-na} MB/s against the link's ${link_tag:-na} MB/s" \
+                     "(raw UCX, tagged); the shaped rate is $nominal MB/s, ratio $(ratio "$tput" "$nominal")"
                 tcp_ratio=$(ratio "$tput" "${link_tag:-}")
                 [ "$tcp_ratio" = na ] && echo "optd: no raw bandwidth of the shaped link (ucx_perftest)" >&2
             else
