@@ -124,7 +124,7 @@ static const char *link_failure(const server_link_t *l)
 static void sleep_on_worker(remote_store_t *r, double deadline)
 {
     double left_ms = (deadline - zero_clock_now()) * 1e3;
-    int ms = left_ms < SLEEP_SLICE_MS ? (int)left_ms + 1 : SLEEP_SLICE_MS;
+    int ms = left_ms <= 0 ? 0 : left_ms < SLEEP_SLICE_MS ? (int)left_ms + 1 : SLEEP_SLICE_MS;   /* never < 0: that is forever */
     ucs_status_t st;
     if (r->efd < 0) {
         zero_clock_sleep(1e-4);   /* no event descriptor: poll gently */
