@@ -212,7 +212,8 @@ int main(int argc, char **argv)
     printf("message bytes per step: %.0f sent, %.0f received (expected %.0f each way: 2 B per element, plus "
            "headers)\n", sent, received, (double)n * 2);
     printf("waits that slept on the event descriptor: %.1f per step, %.1f of them woke at the time limit "
-           "(no event)\n", (double)(s1.sleeps - s0.sleeps) / reps, (double)(s1.sleep_timeouts - s0.sleep_timeouts) / reps);
+           "(no event)\n", (double)(s1.sleeps - s0.sleeps) / reps,
+           (double)(s1.sleep_timeouts - s0.sleep_timeouts) / reps);
     printf("result: local_ms=%.3f remote_ms=%.3f sent_per_step=%.0f received_per_step=%.0f expected_per_way=%.0f "
            "client_cpu_per_step_ms=%.3f\n", local * 1e3, rem * 1e3, sent, received, (double)n * 2,
            cpu / reps * 1e3);

@@ -124,7 +124,9 @@ static const char *link_failure(const server_link_t *l)
 static void sleep_on_worker(remote_store_t *r, double deadline)
 {
     double left_ms = (deadline - zero_clock_now()) * 1e3;
-    int ms = left_ms <= 0 ? 0 : left_ms < SLEEP_SLICE_MS ? (int)left_ms + 1 : SLEEP_SLICE_MS;   /* never < 0: that is forever */
+    /* never below 0: poll takes a negative timeout as forever */
+    int ms = left_ms <= 0 ? 0 : left_ms < SLEEP_SLICE_MS ? (int)left_ms + 1 : SLEEP_SLICE_MS;
+    struct pollfd pfd = {.fd = r->efd, .events = POLLIN};
     ucs_status_t st;
     if (r->efd < 0) {
         zero_clock_sleep(1e-4);   /* no event descriptor: poll gently */
@@ -137,7 +139,6 @@ static void sleep_on_worker(remote_store_t *r, double deadline)
         zero_clock_sleep(1e-4);
         return;
     }
-    struct pollfd pfd = {.fd = r->efd, .events = POLLIN};
     r->stats.sleeps++;
     if (poll(&pfd, 1, ms) == 0)
         r->stats.sleep_timeouts++;
