@@ -1,10 +1,193 @@
 #!/usr/bin/env bash
-# bench/run optd: builds bench_optd and zero-optd in $ZERO_BUILD_DIR (default
-# build) and runs the step on a local zero-optd process against the in-process
-# host store. Extra arguments go to bench_optd (--n, --piece, --reps, --window).
-# The last line is: summary: optd_step_over_local=<x> optd_step_throughput_over_path=<y>
-set -euo pipefail
+# bench/run optd [--n ELEMS] [--piece ELEMS] [--reps R] [--window W]:
+# the optimizer step with its state on one zero-optd against the state in the
+# rank (the in-process host store), measured by bench_optd on three paths in
+# one run, each next to the raw UCX bandwidth of the same path:
+#
+#  shm     zero-optd on 127.0.0.1, UCX picks its transports (UCX_NET_DEVICES=lo),
+#          run inside the first namespace when there is one, and the bytes on
+#          its loopback counted: with UCX 1.13 the client-server endpoints do
+#          not use shared memory (docs/optd.md), so the path is TCP over
+#          loopback, and the count shows it.
+#  tcp     zero-optd in a second network namespace, joined to the first by a
+#          veth pair, UCX_TLS=tcp on both sides (shared memory would bypass
+#          the link: one host, one IPC namespace).
+#  tcp-tc  the same with each end of the veth shaped by tc to $OPTD_RATE
+#          (default 10gbit).
+#
+# Raw bandwidth: ucx_perftest between the same two places with the same UCX
+# settings, messages of $OPTD_MSG bytes (default 524288, the store's message:
+# 256 Ki bf16 elements), tagged (tag_bw, what the store uses) and one-sided
+# (ucp_put_bw, what an RMA protocol would use; see docs/optd.md).
+# Bytes: the store's message bytes per step each way against the expected
+# 2 bytes per element each way, and on the veth paths the bytes both ends
+# transmitted during the remote steps (TCP/IP included) per step.
+#
+# Last line:
+#   summary: optd_shm_step_over_local=<x> optd_tcp_throughput_over_link=<y>
+# x: remote step over host-store step, shm path (target <= 1.5).
+# y: the step's throughput on the shaped link (the larger direction's message
+#    bytes per step over the step time) over the link's raw UCX tagged
+#    bandwidth (target >= 0.8). The link is full duplex and shaped per
+#    direction, and the step sends gradients one way while weights come back
+#    the other, so one direction is the bound.
+# Where namespaces or tc cannot be set up (not root, no iproute2), y is "na"
+# and the reason goes to stderr; without ucx_perftest the ratio is "na" too.
+set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 bench_build bench/optd/bench_optd tools/zero-optd/zero-optd
-export UCX_NET_DEVICES=${UCX_NET_DEVICES:-lo}
-exec "$build_dir/bench/optd/bench_optd" --optd "$build_dir/tools/zero-optd/zero-optd" "$@"
+bench="$build_dir/bench/optd/bench_optd"
+optd="$build_dir/tools/zero-optd/zero-optd"
+rate=${OPTD_RATE:-10gbit}
+msg=${OPTD_MSG:-524288}
+raw_iters=${OPTD_RAW_ITERS:-1000}
+tmp=$(mktemp -d /tmp/zero-bench-optd-XXXXXX)
+tag=$$
+ns1="" ns2=""
+server_pid=""
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    [ -n "$ns1" ] && ip netns del "$ns1" 2>/dev/null
+    [ -n "$ns2" ] && ip netns del "$ns2" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# field NAME FILE: the value of NAME=... on the file's "result:" line
+field() { sed -n "s/^result:.* $1=\([^ ]*\).*/\1/p" "$2" | tail -1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "na"; else printf "%.3f", a / b }'; }
+
+# raw_bw TEST CLIENT_PREFIX SERVER_PREFIX HOST: MB/s (2^20 bytes) of ucx_perftest TEST, or nothing
+raw_bw() {
+    local t=$1 cpre=$2 spre=$3 host=$4 port out spid
+    command -v ucx_perftest >/dev/null 2>&1 || return 0
+    for _ in 1 2 3; do
+        port=$((20000 + RANDOM % 20000))
+        # shellcheck disable=SC2086
+        $spre ucx_perftest -p "$port" >/dev/null 2>&1 &
+        spid=$!
+        sleep 0.3
+        # shellcheck disable=SC2086
+        out=$($cpre timeout 120 ucx_perftest "$host" -p "$port" -t "$t" -s "$msg" -n "$raw_iters" -w 50 -f 2>/dev/null |
+              awk 'NF == 8 && $1 ~ /^[0-9]+$/ { v = $6 } END { if (v != "") print v }')
+        kill "$spid" 2>/dev/null
+        wait "$spid" 2>/dev/null
+        [ -n "$out" ] && { echo "$out"; return 0; }
+    done
+}
+
+args=("$@")
+echo "optd: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+command -v ucx_perftest >/dev/null 2>&1 || echo "optd: no ucx_perftest (ucx-utils): raw bandwidths are na" >&2
+
+# ---- TCP between two network namespaces
+tcp_ratio=na
+netns_setup() {
+    local net="10.233.$(( tag % 200 + 20 ))"
+    [ "$(id -u)" -eq 0 ] || { why="needs root to create network namespaces"; return 1; }
+    command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || { why="no ip/tc (iproute2)"; return 1; }
+    ip netns add "optd1_$tag" 2>/dev/null || { why="cannot create a network namespace"; return 1; }
+    ns1="optd1_$tag"
+    ip netns add "optd2_$tag" 2>/dev/null || { why="cannot create a second network namespace"; return 1; }
+    ns2="optd2_$tag"
+    va="opa$tag" vb="opb$tag" addr1="$net.1" addr2="$net.2"
+    ip link add "$va" type veth peer name "$vb" 2>/dev/null || { why="cannot create a veth pair"; return 1; }
+    ip link set "$va" netns "$ns1" && ip link set "$vb" netns "$ns2" || { why="cannot move the veth ends"; return 1; }
+    ip -n "$ns1" addr add "$addr1/24" dev "$va" && ip -n "$ns1" link set "$va" up && ip -n "$ns1" link set lo up &&
+    ip -n "$ns2" addr add "$addr2/24" dev "$vb" && ip -n "$ns2" link set "$vb" up && ip -n "$ns2" link set lo up ||
+        { why="cannot configure the veth pair"; return 1; }
+}
+link_bytes() {
+    echo $(( $(ip netns exec "$ns1" cat "/sys/class/net/$va/statistics/tx_bytes") +
+             $(ip netns exec "$ns2" cat "/sys/class/net/$vb/statistics/tx_bytes") ))
+}
+# tcp_run NAME: zero-optd in ns2, bench_optd in ns1, then the raw bandwidths (link_tag, link_put)
+tcp_run() {
+    local name=$1 port="" before after reps
+    rm -f "$tmp/port"
+    ip netns exec "$ns2" env -u ZERO_JOB_TOKEN UCX_TLS=tcp UCX_NET_DEVICES="$vb" ZERO_ALLOW_NO_TOKEN=1 \
+        "$optd" --listen "$addr2:0" --port-file "$tmp/port" 2> "$tmp/server.$name.log" &
+    server_pid=$!
+    for _ in $(seq 300); do
+        [ -s "$tmp/port" ] && port=$(cat "$tmp/port") && break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        echo "optd: zero-optd did not start in the namespace:" >&2
+        cat "$tmp/server.$name.log" >&2
+        return 1
+    fi
+    before=$(link_bytes)
+    ip netns exec "$ns1" env UCX_TLS=tcp UCX_NET_DEVICES="$va" \
+        "$bench" --server "$addr2:$port" "${args[@]}" | tee "$tmp/$name.out" || return 1
+    after=$(link_bytes)
+    kill "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+    server_pid=""
+    # the link carried the warm-up step and the measured ones (the host store's steps stay in the process)
+    reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/$name.out")
+    echo "link bytes per remote step (both directions, TCP/IP included): $(( (after - before) / (reps + 1) )) against" \
+         "$(( $(field sent_per_step "$tmp/$name.out") + $(field received_per_step "$tmp/$name.out") )) message bytes"
+    local cpre="ip netns exec $ns1 env UCX_TLS=tcp UCX_NET_DEVICES=$va"
+    local spre="ip netns exec $ns2 env UCX_TLS=tcp UCX_NET_DEVICES=$vb"
+    link_tag=$(raw_bw tag_bw "$cpre" "$spre" "$addr2")
+    link_put=$(raw_bw ucp_put_bw "$cpre" "$spre" "$addr2")
+    echo "raw UCX, same path, $msg-byte messages: tagged ${link_tag:-na} MB/s, one-sided put ${link_put:-na} MB/s"
+}
+# throughput NAME: MB/s (2^20) of the larger direction's message bytes over the step time
+throughput() {
+    awk -v s="$(field sent_per_step "$tmp/$1.out")" -v r="$(field received_per_step "$tmp/$1.out")" \
+        -v ms="$(field remote_ms "$tmp/$1.out")" \
+        'BEGIN { if (ms == "") exit; b = s > r ? s : r; printf "%.1f", b / (ms / 1e3) / 1048576 }'
+}
+
+why=""
+netns_setup || true
+# ---- shm: one host, UCX's own choice. Inside the first namespace when there
+# is one, so that its loopback counter shows what went through TCP.
+here_pre=""
+[ -n "$why" ] || here_pre="ip netns exec $ns1"
+echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo, UCX picks the transport)"
+[ -n "$here_pre" ] && lo_before=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
+# shellcheck disable=SC2086
+$here_pre env UCX_NET_DEVICES=lo "$bench" --optd "$optd" "${args[@]}" | tee "$tmp/shm.out" ||
+    { echo "optd: the shm run failed" >&2; exit 1; }
+if [ -n "$here_pre" ]; then
+    reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/shm.out")
+    echo "loopback TCP bytes per remote step: $(( ($($here_pre cat /sys/class/net/lo/statistics/tx_bytes) - lo_before) / (reps + 1) ))" \
+         "(the message bytes go through TCP when this is about their sum; shared memory would leave it near 0)"
+fi
+shm_tag=$(raw_bw tag_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
+shm_put=$(raw_bw ucp_put_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
+echo "raw UCX, same path, $msg-byte messages: tagged ${shm_tag:-na} MB/s, one-sided put ${shm_put:-na} MB/s"
+shm_ratio=$(ratio "$(field remote_ms "$tmp/shm.out")" "$(field local_ms "$tmp/shm.out")")
+
+if [ -z "$why" ]; then
+    echo "== tcp (zero-optd in another network namespace, veth, UCX_TLS=tcp, not shaped)"
+    if tcp_run tcp; then
+        echo "step throughput (larger direction): $(throughput tcp) MB/s"
+        if ip netns exec "$ns1" tc qdisc add dev "$va" root tbf rate "$rate" burst 4mb latency 50ms 2>/dev/null &&
+           ip netns exec "$ns2" tc qdisc add dev "$vb" root tbf rate "$rate" burst 4mb latency 50ms 2>/dev/null; then
+            echo "== tcp-tc (the same, each direction shaped to $rate by tc)"
+            if tcp_run tcp-tc; then
+                tput=$(throughput tcp-tc)
+                nominal=$(awk -v r="$rate" 'BEGIN { v = r + 0; if (r ~ /gbit$/) v *= 1e9; else if (r ~ /mbit$/) v *= 1e6;
+                          else if (r ~ /kbit$/) v *= 1e3; printf "%.1f", v / 8 / 1048576 }')
+                echo "step throughput (larger direction): ${tput:-na} MB/s against the link's ${link_tag:-na} MB/s" \
+                     "(raw UCX, tagged); the shaped rate is $nominal MB/s, ratio $(ratio "$tput" "$nominal")"
+                tcp_ratio=$(ratio "$tput" "${link_tag:-}")
+                [ "$tcp_ratio" = na ] && echo "optd: no raw bandwidth of the shaped link (ucx_perftest)" >&2
+            else
+                echo "optd: the run over the shaped link failed" >&2
+            fi
+        else
+            echo "optd: tc refused to shape the veth link" >&2
+        fi
+    else
+        echo "optd: the run between network namespaces failed" >&2
+    fi
+else
+    echo "optd: no TCP run between network namespaces: $why" >&2
+fi
+echo "optd: load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "summary: optd_shm_step_over_local=$shm_ratio optd_tcp_throughput_over_link=$tcp_ratio"

@@ -7,7 +7,8 @@
  * queued connection requests (an endpoint in peer-failure mode, then WELCOME
  * with the connection's key), closes connections whose endpoint failed or
  * that stayed silent past the hello deadline, probes for messages and
- * receives them into a ring of slots, and sends the replies. The worker
+ * receives them into a ring of slots, and sends the replies; with nothing to
+ * do it sleeps on UCX's event descriptor and the worker's done_fd. The worker
  * thread takes the received slots in ring order, decodes, acts (allocates a
  * client's state, runs a step, copies a range) and leaves the reply in the
  * slot. A message is probed before it is received, so its size is known and
@@ -38,14 +39,15 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <ucp/api/ucp.h>
+#include <unistd.h>
 
 #define DROP_BYTES 64            /* scratch a dropped message is received into (truncated) */
 #define PENDING_REQUESTS ZERO_OPTD_MAX_CONNS   /* connection requests queued between turns of the loop */
@@ -115,7 +117,8 @@ struct zero_optd_server {
     ucp_context_h context;
     ucp_worker_h worker;
     ucp_listener_h listener;
-    int efd;
+    int efd;                     /* the worker's UCX event descriptor; -1: none */
+    int done_fd;                 /* eventfd: the worker thread finished a slot; -1: none */
     int port;
     zero_thread_pool_t *pool;
     zero_optim_ctx_t optim;
@@ -604,6 +607,10 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&s->lock);
         q->state = SLOT_DONE;
         s->next_work++;
+        if (s->done_fd >= 0) {   /* wake the UCX thread if it sleeps: the reply is ready to go */
+            uint64_t one = 1;
+            (void)!write(s->done_fd, &one, sizeof(one));
+        }
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -799,10 +806,35 @@ static void reap(zero_optd_server_t *s)
     }
 }
 
-/* After a message, the loop spins this long before it sleeps: the wake-up
- * descriptor does not fire for every transport (shared memory), and a rank
- * mid-step sends its next piece within microseconds. */
-#define SPIN_AFTER_ACTIVITY_S 0.2
+/* With nothing to do, the loop spins this long after its last activity
+ * before it sleeps: a rank mid-step sends its next piece within microseconds.
+ * It sleeps in poll on UCX's event descriptor and on the worker thread's
+ * done_fd, for at most SLEEP_SLICE_MS, so the reaping of connections (hello
+ * deadlines, failed clients) keeps running while it is idle. */
+#define SPIN_AFTER_ACTIVITY_S 50e-6
+#define SLEEP_SLICE_MS 5
+
+/* Sleeps until UCX or the worker thread has something, or the slice ends. */
+static void sleep_until_event(zero_optd_server_t *s)
+{
+    struct pollfd pfd[2];
+    int n = 0;
+    ucs_status_t st;
+    if (s->efd < 0 || s->done_fd < 0) {
+        zero_clock_sleep(1e-4);
+        return;
+    }
+    st = ucp_worker_arm(s->worker);
+    if (st == UCS_ERR_BUSY)
+        return;   /* UCX has events pending: progress them */
+    pfd[n++] = (struct pollfd){.fd = s->done_fd, .events = POLLIN};
+    if (st == UCS_OK)
+        pfd[n++] = (struct pollfd){.fd = s->efd, .events = POLLIN};
+    if (poll(pfd, (nfds_t)n, st == UCS_OK ? SLEEP_SLICE_MS : 1) > 0 && (pfd[0].revents & POLLIN)) {
+        uint64_t count;
+        (void)!read(s->done_fd, &count, sizeof(count));
+    }
+}
 
 zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t *stop)
 {
@@ -831,21 +863,15 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
             take_message(s, msg, &info);
             moved = 1;
         }
-        if (moved || s->head != s->tail) {
-            if (moved)
-                last_activity = zero_clock_now();
-            else
-                sched_yield();   /* the worker is stepping: let it have the core on a busy machine */
+        if (moved) {
+            last_activity = zero_clock_now();
             continue;
         }
+        /* Nothing moved: the worker thread may be stepping (it writes done_fd
+         * when it finishes a slot) or UCX is waiting for the network. */
         if (zero_clock_now() - last_activity < SPIN_AFTER_ACTIVITY_S)
             continue;
-        if (s->efd >= 0 && ucp_worker_arm(s->worker) == UCS_OK) {
-            struct pollfd pfd = {.fd = s->efd, .events = POLLIN};
-            (void)poll(&pfd, 1, 5);
-        } else {
-            zero_clock_sleep(0.001);
-        }
+        sleep_until_event(s);
     }
     return ZERO_OK;
 }
@@ -884,6 +910,7 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     }
     s->opts = *opts;
     s->efd = -1;
+    s->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);   /* -1: the UCX thread polls gently instead */
     if (s->opts.hello_timeout_s <= 0)
         s->opts.hello_timeout_s = 10.0;
     if (s->opts.io_timeout_s <= 0)
@@ -1001,6 +1028,8 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         zero_mem_free(s->slots[i].tx);
     }
     zero_mem_free(s->grad32);
+    if (s->done_fd >= 0)
+        close(s->done_fd);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     zero_free(s);

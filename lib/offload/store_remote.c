@@ -23,6 +23,7 @@
 #include "util/thread_pool.h"
 
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -63,6 +64,7 @@ typedef struct remote_store {
     zero_store_remote_opts_t opts;
     ucp_context_h context;
     ucp_worker_h worker;
+    int efd;                          /* the worker's event descriptor; -1: none */
     server_link_t *links;
     int num_links;
     request_slot_t slots[MAX_WINDOW];
@@ -107,25 +109,67 @@ static const char *link_failure(const server_link_t *l)
     return ucs_status_string(l->failed_status);
 }
 
+/* A wait spins on the worker this long after the last event before it
+ * sleeps on the worker's event descriptor: a reply that is already on its way
+ * is taken without a wake-up, and a slow one (the server stepping, a loaded
+ * machine) does not cost a core. */
+#define SPIN_S 20e-6
+/* A sleeping wait wakes at least this often to run the worker's progress
+ * (keepalive, the endpoints' error handlers) and check its deadline, so a
+ * dead or stalled server is still seen within the bound. */
+#define SLEEP_SLICE_MS 10
+
+/* Waits for events on the worker, for at most SLEEP_SLICE_MS or until
+ * @p deadline, without using the CPU. */
+static void sleep_on_worker(remote_store_t *r, double deadline)
+{
+    double left_ms = (deadline - zero_clock_now()) * 1e3;
+    /* never below 0: poll takes a negative timeout as forever */
+    int ms = left_ms <= 0 ? 0 : left_ms < SLEEP_SLICE_MS ? (int)left_ms + 1 : SLEEP_SLICE_MS;
+    struct pollfd pfd = {.fd = r->efd, .events = POLLIN};
+    ucs_status_t st;
+    if (r->efd < 0) {
+        zero_clock_sleep(1e-4);   /* no event descriptor: poll gently */
+        return;
+    }
+    st = ucp_worker_arm(r->worker);
+    if (st == UCS_ERR_BUSY)
+        return;   /* events are pending: progress them first */
+    if (st != UCS_OK) {
+        zero_clock_sleep(1e-4);
+        return;
+    }
+    r->stats.sleeps++;
+    if (poll(&pfd, 1, ms) == 0)
+        r->stats.sleep_timeouts++;
+}
+
 /* Waits until @p req completes (NULL: already done), the link fails or the
- * deadline passes. Logs what went wrong, naming the server. */
+ * deadline passes. Logs what went wrong, naming the server. Spins briefly,
+ * then sleeps on the worker's event descriptor (see SPIN_S). */
 static zero_status_t wait_on(remote_store_t *r, server_link_t *l, void *req, double deadline, const char *what)
 {
     ucs_status_t st = UCS_OK;
+    double last_event = zero_clock_now();
     if (req != NULL && UCS_PTR_IS_ERR(req))
         st = UCS_PTR_STATUS(req);
     else
         while (req != NULL && (st = ucp_request_check_status(req)) == UCS_INPROGRESS) {
+            double now;
             if (l->failed) {
                 st = l->failed_status;
                 break;
             }
-            if (zero_clock_now() >= deadline) {
+            now = zero_clock_now();
+            if (now >= deadline) {
                 ZERO_LOG_ERROR("remote store: optimizer server %s (server %d of %d) did not answer %s within %.1f s",
                                l->addr, l->index, r->num_links, what, r->opts.timeout_s);
                 return fail_store(r, ZERO_ERR_TIMEOUT);
             }
-            ucp_worker_progress(r->worker);
+            if (ucp_worker_progress(r->worker) != 0)
+                last_event = now;
+            else if (now - last_event > SPIN_S)
+                sleep_on_worker(r, deadline);
         }
     if (st != UCS_OK) {
         ZERO_LOG_ERROR("remote store: optimizer server %s (server %d of %d) failed %s: %s", l->addr, l->index,
@@ -622,6 +666,7 @@ zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero
     }
     r->base.ops = &remote_ops;
     r->base.desc = *desc;
+    r->efd = -1;
     r->opts = *opts;
     r->opts.servers = NULL;   /* the caller's; copied into the links */
     r->window = opts->window ? opts->window : 4;
@@ -654,13 +699,15 @@ zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero
 
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
-    params.features = UCP_FEATURE_TAG;
+    params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;   /* waits sleep on the event descriptor */
     ZERO_UCS_CHECK_GOTO(ucp_init(&params, NULL, &r->context), status, fail, "remote store: UCX: %s", "ucp_init");
     memset(&wparams, 0, sizeof(wparams));
     wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
     wparams.thread_mode = UCS_THREAD_MODE_SINGLE;
     ZERO_UCS_CHECK_GOTO(ucp_worker_create(r->context, &wparams, &r->worker), status, fail,
                         "remote store: UCX: %s", "creating the worker");
+    if (ucp_worker_get_efd(r->worker, &r->efd) != UCS_OK)
+        r->efd = -1;
     for (int s = 0; s < r->num_links; s++)
         ZERO_CHECK_GOTO(connect_link(r, &r->links[s]), status, fail);
     *store_p = &r->base;

@@ -25,6 +25,8 @@ typedef struct zero_store_remote_opts {
 typedef struct zero_store_remote_stats {
     uint64_t bytes_sent, bytes_received;   /* message bytes, headers included */
     uint64_t messages, steps;
+    uint64_t sleeps;                       /* waits that slept on the worker's event descriptor */
+    uint64_t sleep_timeouts;               /* ... and woke with no event (at the 10 ms slice or the deadline) */
 } zero_store_remote_stats_t;
 
 /*

@@ -16,13 +16,19 @@
 # 3. Errors: a missing nvme_path, stage 0, a missing directory, a full disk, a
 #    dead server and a stopped one are clear errors naming what failed, and the
 #    checkpoint saved before still resumes exactly.
+# 4. World size 3 with two servers (stages 2 and 3): the same bits as the state
+#    in the rank; a rank killed mid-job is reported by zero-launch, the servers
+#    serve on, and the job resumes from its checkpoint bit for bit; and (root
+#    only) the servers in another network namespace, reached over TCP.
 set -u
 launch=$1 rank_prog=$2 compare=$3 optd=$4
 work=$(mktemp -d)
 servers=()
 mounted=""
+netns=()
 cleanup() {
   for p in "${servers[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  for n in "${netns[@]}"; do ip netns del "$n" 2>/dev/null; done
   [ -n "$mounted" ] && umount "$mounted" 2>/dev/null
   rm -rf "$work"
 }
@@ -152,6 +158,62 @@ unset ZERO_COMM_TIMEOUT
 kill -CONT "$server_pid"
 d=$(run remote 1 "$saved" 2 bf16 8) && same "after the errors, the checkpoint resumes exactly" "$work/ref-2-1-bf16" \
   "$saved" "$dsaved" "$d"
+
+# 4. world size 3, two servers
+for case in "2 3 bf16" "3 3 fp32"; do
+  set -- $case
+  ref=$work/ref-$1-$2-$3
+  dref=$(ref_run "$2" "$ref" "$1" "$3") || continue
+  d=$(run remote "$2" "$work/remote-$1-$2-$3" "$1" "$3" 8) &&
+    same "remote store = host store, stage $1, world $2, $3, two servers" "$ref" "$work/remote-$1-$2-$3" "$dref" "$d"
+done
+# a killed rank: saved at step 4, rank 2 killed in step 6 of the resumed run
+killed=$work/killed
+if run remote 3 "$killed" 2 bf16 4 >/dev/null; then
+  if RESUME_KILL=2:6 RESUME_ZERO_EXTRA=$(extra remote 3) "$launch" --launcher local --num_gpus 3 --master_port 0 \
+       --term_grace 2 "$rank_prog" "$killed" 2 bf16 8 >/dev/null 2>"$work/killed.err"; then
+    fail "a killed rank: the job succeeded"
+  elif grep -q "rank 2 .*was killed by signal 9" "$work/killed.err"; then
+    echo "ok: a killed rank is reported by zero-launch"
+  else
+    fail "a killed rank: zero-launch did not name it"; tail -5 "$work/killed.err"
+  fi
+  kill -0 "${servers[0]}" 2>/dev/null && kill -0 "${servers[1]}" 2>/dev/null || fail "a killed rank took a server down"
+  d=$(run remote 3 "$killed" 2 bf16 8) &&
+    same "after a killed rank, the job resumes with the same servers exactly" "$work/ref-2-3-bf16" "$killed" \
+      "$(cat "$work/ref-2-3-bf16.digest")" "$d"
+fi
+# the servers in another network namespace, the ranks talk to them over TCP
+if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null 2>&1 && ip netns add "zot1_$$" 2>/dev/null; then
+  netns+=("zot1_$$")
+  ip netns add "zot2_$$" && netns+=("zot2_$$")
+  net="10.234.$(( $$ % 200 + 20 ))"
+  if ip link add "zta$$" type veth peer name "ztb$$" && ip link set "zta$$" netns "zot1_$$" &&
+     ip link set "ztb$$" netns "zot2_$$" && ip -n "zot1_$$" addr add "$net.1/24" dev "zta$$" &&
+     ip -n "zot2_$$" addr add "$net.2/24" dev "ztb$$" && ip -n "zot1_$$" link set "zta$$" up &&
+     ip -n "zot2_$$" link set "ztb$$" up && ip -n "zot1_$$" link set lo up; then
+    tcp_servers=""
+    for i in 1 2; do
+      rm -f "$work/ns$i.port"
+      ip netns exec "zot2_$$" env UCX_TLS=tcp UCX_NET_DEVICES="ztb$$" \
+        "$optd" --listen "$net.2:0" --port-file "$work/ns$i.port" >"$work/ns$i.log" 2>&1 &
+      servers+=($!)
+      for _ in $(seq 1 100); do [ -s "$work/ns$i.port" ] && break; sleep 0.1; done
+      tcp_servers="$tcp_servers${tcp_servers:+, }\"$net.2:$(cat "$work/ns$i.port" 2>/dev/null)\""
+    done
+    out=$(RESUME_ZERO_EXTRA="\"offload_optimizer\": {\"device\": \"remote\", \"servers\": [$tcp_servers]}," \
+          ip netns exec "zot1_$$" env UCX_TLS=tcp UCX_NET_DEVICES=all "$launch" --launcher local --num_gpus 3 \
+          --master_port 0 "$rank_prog" "$work/tcp-3-3-fp32" 3 fp32 8 2>"$work/tcp.err") ||
+      { fail "world 3 over TCP between namespaces"; tail -5 "$work/tcp.err"; }
+    d=$(echo "$out" | sed -n 's/.*weights=\([0-9a-f]*\).*/\1/p')
+    [ -n "$d" ] && same "remote store over TCP between network namespaces = host store, stage 3, world 3, fp32" \
+      "$work/ref-3-3-fp32" "$work/tcp-3-3-fp32" "$(cat "$work/ref-3-3-fp32.digest")" "$d"
+  else
+    echo "skip: over TCP between network namespaces (cannot set up the veth pair)"
+  fi
+else
+  echo "skip: over TCP between network namespaces (needs root and iproute2)"
+fi
 
 echo "offload_test: $fails failure(s)"
 [ "$fails" -eq 0 ]

@@ -23,10 +23,15 @@
  * offload block and sub_group_size there). Rank 0's last line gives an FNV-1a
  * digest of the weights the trainer sees (weights=...), gathered at stage 3,
  * so runs can be compared on those too.
+ *
+ * RESUME_KILL=RANK:STEP (optional): that rank kills itself with SIGKILL at the
+ * end of the first micro-batch of global step STEP (before its backward_end) (offload_test.sh: a killed
+ * rank while zero-optd holds the job's state).
  */
 #include <zero/zero.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +99,8 @@ int main(int argc, char **argv)
     zero_dtype_t dtype;
     int stage, rank, world, rc = 1;
     uint64_t stop, micro = 0;
+    int kill_rank = -1;
+    unsigned long long kill_step = 0;
 
     if (argc != 5) {
         fprintf(stderr, "usage: resume_rank DIR STAGE fp32|bf16|fp16 STOP\n");
@@ -102,6 +109,10 @@ int main(int argc, char **argv)
     stage = atoi(argv[2]);
     dtype = !strcmp(argv[3], "bf16") ? ZERO_BF16 : !strcmp(argv[3], "fp16") ? ZERO_FP16 : ZERO_FP32;
     stop = strtoull(argv[4], NULL, 10);
+    if (getenv("RESUME_KILL") != NULL && sscanf(getenv("RESUME_KILL"), "%d:%llu", &kill_rank, &kill_step) != 2) {
+        fprintf(stderr, "resume_rank: RESUME_KILL must be RANK:STEP\n");
+        return 2;
+    }
     snprintf(run_dir, sizeof(run_dir), "%s", argv[1]);
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": %d, \"train_batch_size\": 24,"
@@ -185,6 +196,8 @@ int main(int argc, char **argv)
             if (zero_grad_ready(eng, h[p]) != ZERO_OK || zero_release(eng, &h[p], 1) != ZERO_OK)
                 goto out;
         }
+        if (rank == kill_rank && step == kill_step)
+            raise(SIGKILL);
         if (zero_backward_end(eng) != ZERO_OK || zero_step(eng, NULL) != ZERO_OK)
             goto out;
     }
