@@ -27,6 +27,12 @@
  * window on weights the engine holds anyway; the bookkeeping is the same, so
  * balance errors show at every stage.
  *
+ * offload_param "nvme" (host ranks): the shards are in a file
+ * (offload/param_store.h); a gather reads this rank's part into its place in
+ * the gathered buffer (a slice's part into the slice) and gathers in place,
+ * and after each gather the next traced parameter's first buffer is read
+ * ahead. engine_shard_open/close are the step's way to the shard either way.
+ *
  * ZeRO++ qwZ (zero_quantized_weights): a gather travels as int8 blocks with a
  * float scale per 256 elements (comm/quant_coll.h) and is decoded on arrival,
  * every rank's slice including this rank's own, so every rank computes with
