@@ -216,7 +216,7 @@ const config_key_t config_zero_keys[] = {
      DOC("initialize fp32 master weights from the checkpoint's fp32 copy")},
     {KEY("elastic_checkpoint"), T_BOOL, AT(zero_optimization.elastic_checkpoint), DEF("false"),
      DOC("stored; libzero reshards any checkpoint to any world size anyway")},
-    {KEY("offload_param"), T_OBJECT_OF(config_offload_param_keys), .type_doc = "object or null", DEF("none"), DOC("see below; stage 3 only")},
+    {KEY("offload_param"), T_OBJECT_OF(config_offload_param_keys), .type_doc = "object or null", DEF("none"), DOC("see below; stage 3 only (ignored with a warning below, as in DeepSpeed)")},
     {KEY("offload_optimizer"), T_OBJECT_OF(config_offload_optimizer_keys), .type_doc = "object or null", DEF("none"), DOC("see below; stages 1, 2, 3")},
     {KEY("sub_group_size"), T_UINT(1, NO_MAX), AT(zero_optimization.sub_group_size), DEF("1e9"),
      DOC("elements per range of the optimizer step over the owned state; with `nvme` also the size of each staging buffer and of every range the engine reads or writes ([offload.md](offload.md))")},
@@ -297,17 +297,17 @@ const config_key_t config_offload_optimizer_keys[] = {
 
 const config_key_t config_offload_param_keys[] = {
     {KEY("device"), T_ENUM(config_offload_device_names), AT(zero_optimization.offload_param.device), READ_BY_CODE,
-     DEF("\"none\""), DOC("where partitioned parameters live (`\"hpu\"` is unsupported)")},
+     DEF("\"none\""), DOC("where stage-3 parameter shards live: `cpu` (a host rank's memory: no change), `nvme` (a file under `nvme_path`, host ranks; [offload.md](offload.md#stage-3-parameter-shards-on-nvme)) (`\"hpu\"` and `\"remote\"` are unsupported)")},
     {KEY("nvme_path"), .type = CONFIG_STRING, .type_doc = "non-empty string",
-     AT(zero_optimization.offload_param.nvme_path), READ_BY_CODE, DOC("required for `nvme`")},
+     AT(zero_optimization.offload_param.nvme_path), READ_BY_CODE, DOC("directory for the parameter file; required for `nvme`")},
     {KEY("pin_memory"), T_BOOL, AT(zero_optimization.offload_param.pin_memory), DEF("false"),
-     DOC("page-locked staging memory")},
+     DOC("page-locked staging memory; host ranks: no effect")},
     {KEY("buffer_count"), T_UINT(1, U32_MAX), AT(zero_optimization.offload_param.buffer_count), DEF("5"),
-     DOC("NVMe staging buffers")},
+     DOC("NVMe staging buffers of the parameter file")},
     {KEY("buffer_size"), T_UINT(1, NO_MAX), AT(zero_optimization.offload_param.buffer_size), DEF("1e8"),
-     DOC("elements per staging buffer")},
+     DOC("elements per staging buffer (at most a shard's length); a gather reads a shard a buffer at a time")},
     {KEY("max_in_cpu"), T_UINT(0, NO_MAX), AT(zero_optimization.offload_param.max_in_cpu), DEF("1e9"),
-     DOC("elements kept in host memory when offloading to NVMe")},
+     DOC("elements kept in host memory when offloading to NVMe; accepted, no effect: libzero keeps only the buffers")},
     END_OF_ROWS};
 
 /* ---- aio, checkpoint ---- */

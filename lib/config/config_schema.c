@@ -973,9 +973,13 @@ static void walk_zero(config_ctx_t *ctx, node_t *root, node_t *n)
     }
     /* Options that need a stage. */
     if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage != 3 && !stage_bad) {
+        /* DeepSpeed hands offload_param to its stage-3 optimizer only and
+         * ignores it below; so does libzero, saying so. */
         node_t *at = param_block ? param_block : obj;
-        ERR(ctx, at, param_block ? "offload_param" : "cpu_offload_param",
-            "parameter offload needs stage 3 (zero_optimization.stage is %d)", z->stage);
+        WARN(ctx, at, param_block ? "offload_param" : "cpu_offload_param",
+             "ignored: parameter offload moves stage-3 parameter shards (zero_optimization.stage is %d; DeepSpeed "
+             "ignores it below stage 3 too)", z->stage);
+        z->offload_param.device = ZERO_OFFLOAD_NONE;
     }
     if (z->offload_optimizer.device != ZERO_OFFLOAD_NONE && z->stage == 0 && !stage_bad) {
         node_t *at = opt_block ? opt_block : obj;

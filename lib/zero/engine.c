@@ -149,10 +149,18 @@ static zero_status_t check_offload(zero_engine_h e)
 {
     const zero_config_zero_t *z = &e->config->zero_optimization;
     zero_offload_device_t opt = z->offload_optimizer.device;
-    if (z->offload_param.device == ZERO_OFFLOAD_NVME) {
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_param.device: \"nvme\" (stage-3 parameters "
-                     "on NVMe) is not implemented in this version; offload_optimizer.device \"nvme\" is");
-        return ZERO_ERR_UNSUPPORTED;
+    if (z->offload_param.device == ZERO_OFFLOAD_NVME && z->stage == 3) {
+        if (z->offload_param.nvme_path == NULL || z->offload_param.nvme_path[0] == '\0') {
+            engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.offload_param.device \"nvme\" needs "
+                         "offload_param.nvme_path (the directory for the parameter file)");
+            return ZERO_ERR_CONFIG;
+        }
+        if (opt == ZERO_OFFLOAD_REMOTE) {
+            /* the remote step writes the weights after it returns, into memory that must stay put */
+            engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_param.device \"nvme\" with "
+                         "offload_optimizer.device \"remote\" is not implemented in this version");
+            return ZERO_ERR_UNSUPPORTED;
+        }
     }
     if ((opt == ZERO_OFFLOAD_NVME || opt == ZERO_OFFLOAD_REMOTE) && z->stage == 0) {
         engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.offload_optimizer.device \"%s\" needs ZeRO stage 1, 2 or 3 "
@@ -191,6 +199,13 @@ static zero_status_t setup_hpz(zero_engine_h e)
     if (!e->ops->host_readable) {
         engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_hpz_partition_size with mem_kind %s: hpZ "
                      "runs on host memory only in this version", zero_mem_kind_string(e->kind));
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    if (e->config->zero_optimization.offload_param.device == ZERO_OFFLOAD_NVME) {
+        /* the secondary copy is refreshed from the shards in memory; with
+         * offload_param "nvme" they are in a file */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_hpz_partition_size with "
+                     "offload_param.device \"nvme\": not supported together in this version");
         return ZERO_ERR_UNSUPPORTED;
     }
     if (P == (uint64_t)e->world)
@@ -527,6 +542,8 @@ void zero_engine_destroy(zero_engine_h e)
     free_working_memory(e);
     zero_store_destroy(e->store);   /* before the weights it may have adopted */
     e->store = NULL;
+    zero_param_store_destroy(e->param_store);
+    e->param_store = NULL;
     if (e->layout != NULL)
         for (int g = 0; g < e->layout->num_groups; g++)
             free_group(e, &e->groups[g]);
@@ -988,6 +1005,42 @@ static zero_status_t adopt_group(zero_engine_h e, int gi)
     return build_runs(e, gi);
 }
 
+/* Stage-3 weight shards in a file (offload_param.device "nvme"; host ranks:
+ * device ranks are refused before). */
+static int param_offload_nvme(zero_engine_h e)
+{
+    return e->stage == 3 && e->config->zero_optimization.offload_param.device == ZERO_OFFLOAD_NVME;
+}
+
+/* The parameter file of offload_param "nvme": every group's shard, in the
+ * training dtype; its staging buffers are counted as the params. */
+static zero_status_t setup_param_store(zero_engine_h e, double timeout_s)
+{
+    zero_param_store_options_t opts;
+    zero_store_bytes_t bytes;
+    uint64_t mark = zero_log_error_mark();
+    zero_status_t status;
+
+    memset(&opts, 0, sizeof(opts));
+    opts.num_groups = e->layout->num_groups;
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        opts.dtype[gi] = e->groups[gi].dtype;
+        opts.length[gi] = e->groups[gi].own_length;
+    }
+    opts.rank = e->rank;
+    opts.config = e->config;
+    opts.timeout_s = timeout_s;
+    status = zero_param_store_create(&opts, &e->param_store);
+    if (status != ZERO_OK) {
+        engine_keep_error(e, mark, "setup: cannot create the parameter file of offload_param \"nvme\"");
+        return status;
+    }
+    zero_param_store_bytes(e->param_store, &bytes);
+    e->mem.params += bytes.resident;
+    e->mem.total += bytes.resident;
+    return ZERO_OK;
+}
+
 static zero_status_t setup_group(zero_engine_h e, int gi)
 {
     zero_status_t status;
@@ -1007,7 +1060,7 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
         if (status != ZERO_OK)
             return status;
         engine_zero(e, g->params_flat, g->length * esz);
-    } else {
+    } else if (!param_offload_nvme(e)) {
         status = engine_alloc_shared(e, &e->mem.params, g->own_length * esz, "params shard", &g->params_shard);
         if (status != ZERO_OK)
             return status;
@@ -1075,10 +1128,15 @@ static zero_status_t setup_store(zero_engine_h e)
             /* the trainer's buffer is one bucket, so the owned range is one
              * contiguous run of its weights: the master in place */
             desc.adopt_master[gi] = (float *)g->params_flat + (size_t)e->own_rank * g->own_length;
-        else if (g->dtype == ZERO_FP32 && e->stage == 3)
+        else if (g->dtype == ZERO_FP32 && e->stage == 3 && g->params_shard != NULL)
             desc.adopt_master[gi] = g->params_shard;
         else
             master_bytes += (uint64_t)g->own_length * sizeof(float);
+    }
+    if (param_offload_nvme(e)) {
+        status = setup_param_store(e, opts.timeout_s);
+        if (status != ZERO_OK)
+            return status;
     }
     status = zero_store_create_for(&opts, &desc, &e->store);
     if (status != ZERO_OK) {
@@ -1479,6 +1537,8 @@ err:
         e->reduce_order = NULL;
         zero_store_destroy(e->store);
         e->store = NULL;
+        zero_param_store_destroy(e->param_store);
+        e->param_store = NULL;
         for (int g = 0; g < e->layout->num_groups; g++)
             free_group(e, &e->groups[g]);
         zero_layout_destroy(e->layout);

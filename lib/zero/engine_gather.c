@@ -27,6 +27,12 @@
  * window on weights the engine holds anyway; the bookkeeping is the same, so
  * balance errors show at every stage.
  *
+ * offload_param "nvme" (host ranks): the shards are in a file
+ * (offload/param_store.h); a gather reads this rank's part into its place in
+ * the gathered buffer (a slice's part into the slice) and gathers in place,
+ * and after each gather the next traced parameter's first buffer is read
+ * ahead. engine_shard_open/close are the step's way to the shard either way.
+ *
  * ZeRO++ qwZ (zero_quantized_weights): a gather travels as int8 blocks with a
  * float scale per 256 elements (comm/quant_coll.h) and is decoded on arrival,
  * every rank's slice including this rank's own, so every rank computes with
@@ -247,6 +253,60 @@ static zero_status_t gathered_buffer(zero_engine_h e, int b, int prefetch)
     return ZERO_OK;
 }
 
+/* ---- the shard: in memory, or in the parameter file (offload_param "nvme") ---- */
+
+size_t engine_shard_max(zero_engine_h e)
+{
+    return e->param_store != NULL ? zero_param_store_max_window(e->param_store) : 0;
+}
+
+zero_status_t engine_shard_open(zero_engine_h e, int gi, size_t so, size_t n, engine_shard_window_t *w)
+{
+    uint64_t mark = zero_log_error_mark();
+    zero_status_t status;
+    memset(w, 0, sizeof(*w));
+    if (e->param_store == NULL) {
+        w->data = (char *)e->groups[gi].params_shard + so * dtype_bytes(e->groups[gi].dtype);
+        return ZERO_OK;
+    }
+    w->file.group = gi;
+    w->file.begin = so;
+    w->file.count = n;
+    status = zero_param_store_open(e->param_store, &w->file);
+    if (status != ZERO_OK) {
+        engine_keep_error(e, mark, "the %s weight shard at [%zu, +%zu) cannot be read from its file: %s",
+                          zero_dtype_string(e->groups[gi].dtype), so, n, zero_status_string(status));
+        return status;
+    }
+    w->data = w->file.data;
+    return ZERO_OK;
+}
+
+zero_status_t engine_shard_close(zero_engine_h e, engine_shard_window_t *w, int dirty)
+{
+    uint64_t mark = zero_log_error_mark();
+    zero_status_t status = ZERO_OK;
+    if (e->param_store != NULL && w->file.open) {
+        status = zero_param_store_close(e->param_store, &w->file, dirty);
+        if (status != ZERO_OK)
+            engine_keep_error(e, mark, "writing the weight shard at [%zu, +%zu) to its file failed: %s",
+                              w->file.begin, w->file.count, zero_status_string(status));
+    }
+    w->data = NULL;
+    return status;
+}
+
+/* Copies shard elements [so, so + n) of group @p gi into @p dst (offload_param "nvme"). */
+static zero_status_t shard_read(zero_engine_h e, int gi, size_t so, size_t n, void *dst)
+{
+    uint64_t mark = zero_log_error_mark();
+    zero_status_t status = zero_param_store_read(e->param_store, gi, so, n, dst);
+    if (status != ZERO_OK)
+        engine_keep_error(e, mark, "reading the %s weight shard at [%zu, +%zu) from its file failed: %s",
+                          zero_dtype_string(e->groups[gi].dtype), so, n, zero_status_string(status));
+    return status;
+}
+
 static void drop_buffer(zero_engine_h e, int b)
 {
     bucket_state_t *bs = &e->buckets[b];
@@ -278,8 +338,21 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     status = gathered_buffer(e, b, prefetch);
     if (status != ZERO_OK || bs->gathered == NULL)
         return status;
+    if (e->param_store != NULL) {
+        /* this rank's part is read from the file into its place in the
+         * gathered buffer, and the allgather runs in place */
+        void *mine = (char *)bs->gathered + (size_t)e->rank * slice * esz;
+        status = shard_read(e, bk->group, zero_layout_bucket_shard_offset(e->layout, b), slice, mine);
+        if (status != ZERO_OK) {
+            drop_buffer(e, b);
+            e->state = ENGINE_FAILED;   /* the other ranks started this allgather */
+            return status;
+        }
+        shard = mine;
+    } else {
+        shard = (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz;
+    }
     mark = zero_log_error_mark();
-    shard = (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz;
     if (e->hpz > 1 && bs->persistent_slot == NULL)   /* from the group's secondary copy (refreshed by the caller) */
         status = zero_comm_allgather_start(e->hpz_comm, (const char *)g->params_secondary + secondary_offset(e, b) * esz,
                                            bs->gathered, bk->length / (size_t)e->hpz, g->dtype, e->kind, &bs->gather_req);
@@ -456,7 +529,9 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
     /* the ranks holding the bucket's parts: every rank's shard (hpZ: the group's secondary copy) */
     zero_comm_h comm = e->comm;
     int owners = e->world, me = e->rank;
-    const char *source = (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, lp->bucket) * esz;
+    /* NULL with offload_param: the shard is then read from its file below */
+    const char *source = g->params_shard == NULL ? NULL
+                         : (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, lp->bucket) * esz;
     engine_slice_t *sl;
     zero_status_t status;
     int s;
@@ -542,8 +617,23 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
     for (int r = (int)(a / shard); r < owners && (size_t)r * shard < z; r++) {
         size_t lo = a > (size_t)r * shard ? a : (size_t)r * shard;
         size_t hi = z < (size_t)(r + 1) * shard ? z : (size_t)(r + 1) * shard;
-        const void *src = r == me ? source + (lo - (size_t)r * shard) * esz : NULL;
-        uint64_t mark = zero_log_error_mark();
+        const void *src = NULL;
+        uint64_t mark;
+        if (r == me && e->param_store != NULL) {   /* (the engine refuses hpZ with offload_param) */
+            size_t so = zero_layout_bucket_shard_offset(e->layout, lp->bucket) + lo - (size_t)r * shard;
+            /* read into the slice's own place: the root's broadcast is then in place */
+            src = (char *)sl->data + (lo - a) * esz;
+            status = shard_read(e, lp->group, so, hi - lo, (void *)src);
+            if (status != ZERO_OK) {
+                free_slice(e, s);
+                *slot_p = -1;
+                e->state = ENGINE_FAILED;   /* the other ranks started this broadcast */
+                return status;
+            }
+        } else if (r == me) {
+            src = source + (lo - (size_t)r * shard) * esz;
+        }
+        mark = zero_log_error_mark();
         status = zero_comm_broadcast_start(comm, src, (char *)sl->data + (lo - a) * esz, hi - lo, p->dtype, r,
                                            e->kind, &sl->reqs[sl->num_reqs]);
         if (status != ZERO_OK) {
@@ -634,7 +724,7 @@ static uint64_t entry_length(zero_engine_h e, const engine_trace_entry_t *t)
 }
 
 /* Starts the gathers that follow @p last (a whole parameter or a slice) in the recorded order. */
-static zero_status_t prefetch_after(zero_engine_h e, engine_trace_entry_t last)
+static zero_status_t gather_ahead(zero_engine_h e, engine_trace_entry_t last)
 {
     const zero_config_zero_t *z = &e->config->zero_optimization;
     uint64_t budget = z->stage3_prefetch_bucket_size, live = e->live_elements;
@@ -694,6 +784,40 @@ static zero_status_t prefetch_after(zero_engine_h e, engine_trace_entry_t last)
         }
     }
     return ZERO_OK;
+}
+
+/* offload_param "nvme": the file read of the first whole parameter past the
+ * prefetch window (its first buffer's worth), so that its gather, when it
+ * comes, finds the data in a staging buffer. Within the micro-batch only
+ * when it ends in an update, as the gathers. */
+static zero_status_t file_ahead(zero_engine_h e)
+{
+    size_t pos = e->trace_pos;
+    if (e->param_store == NULL || !e->trace_done || e->trace_len == 0 ||
+        e->config->zero_optimization.stage3_prefetch_bucket_size == 0)
+        return ZERO_OK;
+    for (size_t k = 0; k < e->trace_len; k++) {
+        const engine_trace_entry_t *t = &e->trace[(pos + k) % e->trace_len];
+        const zero_layout_bucket_t *bk;
+        int b;
+        if (pos + k >= e->trace_len && e->window_micro == e->gas - 1)
+            break;
+        if (t->count > 0 || e->params[t->param]->persistent)
+            continue;
+        b = e->layout->params[t->param].bucket;
+        if (e->buckets[b].gathered != NULL)
+            continue;
+        bk = &e->layout->buckets[b];
+        return zero_param_store_prefetch(e->param_store, bk->group, zero_layout_bucket_shard_offset(e->layout, b),
+                                         bk->length / (size_t)e->world);
+    }
+    return ZERO_OK;
+}
+
+static zero_status_t prefetch_after(zero_engine_h e, engine_trace_entry_t last)
+{
+    zero_status_t status = gather_ahead(e, last);
+    return status != ZERO_OK ? status : file_ahead(e);
 }
 
 static zero_status_t check_params(zero_engine_h e, const zero_param_h *params, size_t count, const char *call)

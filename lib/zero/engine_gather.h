@@ -7,6 +7,19 @@
 
 #include "zero/engine_internal.h"
 
+/* A window on the stage-3 shard of group @p gi, elements [so, so + n): a
+ * pointer into params_shard, or, with offload_param "nvme", into a staging
+ * buffer of the parameter file (n at most engine_shard_max). Close it dirty
+ * when written; closing an unopened window does nothing. */
+typedef struct engine_shard_window {
+    void *data;
+    zero_param_window_t file;
+} engine_shard_window_t;
+zero_status_t engine_shard_open(zero_engine_h e, int gi, size_t so, size_t n, engine_shard_window_t *w);
+zero_status_t engine_shard_close(zero_engine_h e, engine_shard_window_t *w, int dirty);
+/* The longest shard window (0: no bound, the shard is in memory). */
+size_t engine_shard_max(zero_engine_h e);
+
 /* Starts the allgather of bucket @p bucket's weights into a gather buffer (no-op when gathered). */
 zero_status_t engine_gather_bucket_start(zero_engine_h e, int bucket);
 /* Waits for it; the parameter's data then points at the full weights. */

@@ -18,6 +18,7 @@
 #include "optim/lr_schedule.h"
 #include "optim/optim.h"
 #include "offload/store.h"
+#include "offload/param_store.h"
 #include "optim/optim_hparams.h"
 #include "zero/engine_ops.h"
 #include "partition/layout.h"
@@ -174,7 +175,7 @@ typedef struct group_state {
     size_t length;          /* flat elements with padding */
     size_t own_length;      /* elements this rank updates: length at stage 0, else length / W */
     void *params_flat;      /* stages 0-2: [length] of dtype */
-    void *params_shard;     /* stage 3: [own_length] of dtype */
+    void *params_shard;     /* stage 3: [own_length] of dtype (NULL with e->param_store: the shard is in its file) */
     void *params_secondary; /* stage 3 with hpZ: [length / hpz] of dtype, this group's part of every bucket */
     float *scratch;         /* step: fp32 gradients of one piece (see engine_step.c) */
     size_t scratch_length;
@@ -287,6 +288,10 @@ struct zero_engine {
     zero_optim_group_t *param_groups; /* [num_param_groups]: each group's name, rate and mapped set (lib/optim) */
     int num_param_groups;
     zero_store_t *store;             /* master weights and optimizer states (lib/offload/store.h) */
+    /* Stage 3 with offload_param.device "nvme" (host ranks): the weight
+     * shards live in a file (lib/offload/param_store.h) and are reached
+     * through engine_shard_* (engine_gather.h); NULL: they are params_shard. */
+    zero_param_store_t *param_store;
     zero_lr_schedule_t schedule;
     zero_loss_scaler_t scaler;
 

@@ -544,13 +544,18 @@ zero_status_t zero_backward_end(zero_engine_h e)
  * kernel chunks for every thread, and a scratch that stays in the caches. */
 static size_t piece_max(zero_engine_h e)
 {
-    size_t bound = zero_store_max_range(e->store);
-    return bound > 0 ? bound : (size_t)zero_thread_pool_size(e->pool) * 2 * ZERO_OPTIM_DEFAULT_CHUNK;
+    size_t bound = zero_store_max_range(e->store), shard = engine_shard_max(e);
+    if (bound == 0)
+        bound = (size_t)zero_thread_pool_size(e->pool) * 2 * ZERO_OPTIM_DEFAULT_CHUNK;
+    /* offload_param "nvme": a piece's weights are one window of the parameter file */
+    return shard > 0 && shard < bound ? shard : bound;
 }
 
 size_t engine_range_max(zero_engine_h e, size_t want)
 {
-    size_t bound = zero_store_max_range(e->store);
+    size_t bound = zero_store_max_range(e->store), shard = engine_shard_max(e);
+    if (shard > 0 && (bound == 0 || shard < bound))
+        bound = shard;
     return bound > 0 && bound < want ? bound : want;
 }
 
@@ -598,34 +603,52 @@ static void *grad_at(zero_engine_h e, int gi, size_t so, size_t *contiguous_p)
     return (char *)g->grads_flat + owned_to_flat(e, gi, so, contiguous_p) * esz;
 }
 
-/* Where the updated weights of owned offset @p so go, in the group's dtype:
- * the owned part of the full weights (stages 0-2) or the shard (stage 3).
- * NULL where the store adopted those weights as its fp32 master (fp32 at
- * stages 0 and 3, unless the master lives elsewhere): they are the master,
- * updated in place. Otherwise an fp32 group's weights are a copy of the
- * master, written as it changes (the allgather of stages 1-2 sends them). */
-static void *weights_at(zero_engine_h e, int gi, size_t so)
+/* Whether group @p gi's weights are the store's fp32 master itself (fp32 at
+ * stages 0 and 3, unless the master or the shard lives elsewhere): then they
+ * are updated in place and no weights are written. */
+static int weights_are_master(zero_engine_h e, int gi) { return e->store->desc.adopt_master[gi] != NULL; }
+
+/* Opens where the updated weights of owned [so, so + n) go, in the group's
+ * dtype: the owned part of the full weights (stages 0-2) or the shard
+ * (stage 3: in memory, or a window of the parameter file with offload_param
+ * "nvme"; n at most engine_shard_max). *weights_p is NULL where the weights
+ * are the master. Otherwise an fp32 group's weights are a copy of the
+ * master, written as it changes (the allgather of stages 1-2 sends them).
+ * Close with weights_close, dirty when written. */
+static zero_status_t weights_open(zero_engine_h e, int gi, size_t so, size_t n, engine_shard_window_t *w,
+                                  void **weights_p)
 {
     group_state_t *g = &e->groups[gi];
-    size_t contiguous, esz = dtype_bytes(g->dtype);
-    if (e->store->desc.adopt_master[gi] != NULL)
-        return NULL;
-    if (e->stage == 3)
-        return (char *)g->params_shard + so * esz;
-    return (char *)g->params_flat + owned_to_flat(e, gi, so, &contiguous) * esz;
+    size_t contiguous;
+    zero_status_t status;
+    memset(w, 0, sizeof(*w));
+    *weights_p = NULL;
+    if (weights_are_master(e, gi))
+        return ZERO_OK;
+    if (e->stage == 3) {
+        status = engine_shard_open(e, gi, so, n, w);
+        *weights_p = w->data;
+        return status;
+    }
+    *weights_p = (char *)g->params_flat + owned_to_flat(e, gi, so, &contiguous) * dtype_bytes(g->dtype);
+    return ZERO_OK;
 }
 
-/* The 16-bit weights of owned offset @p so (NULL for fp32: the kernels write no 16-bit copy). */
-static uint16_t *w16_at(zero_engine_h e, int gi, size_t so)
+static zero_status_t weights_close(zero_engine_h e, engine_shard_window_t *w, int dirty)
 {
-    return e->groups[gi].dtype == ZERO_FP32 ? NULL : weights_at(e, gi, so);
+    return engine_shard_close(e, w, dirty);
 }
 
-/* After an update of [so, so + n) of an fp32 group whose weights are not the
- * master: the weights become the master's new values. */
-static void copy_master_to_weights(zero_engine_h e, int gi, size_t so, const float *master, size_t n)
+/* The 16-bit weights in @p weights (NULL for fp32: the kernels write no 16-bit copy). */
+static uint16_t *w16_of(zero_engine_h e, int gi, void *weights)
 {
-    void *weights = weights_at(e, gi, so);
+    return e->groups[gi].dtype == ZERO_FP32 ? NULL : weights;
+}
+
+/* After an update of n elements of an fp32 group whose weights (@p weights)
+ * are not the master: the weights become the master's new values. */
+static void copy_master_to_weights(zero_engine_h e, int gi, void *weights, const float *master, size_t n)
+{
     if (e->groups[gi].dtype == ZERO_FP32 && weights != NULL && weights != (const void *)master)
         engine_copy(e, weights, master, n * sizeof(float));
 }
@@ -1005,8 +1028,8 @@ zero_status_t engine_write_back(zero_engine_h e)
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
         group_state_t *g = &e->groups[gi];
         size_t so = 0;
-        if (weights_at(e, gi, 0) == NULL)
-            continue;   /* the weights are the master */
+        if (weights_are_master(e, gi))
+            continue;
         while (so < g->own_length) {
             size_t n = g->own_length - so;
             if (e->stage == 1 || e->stage == 2)
@@ -1015,13 +1038,19 @@ zero_status_t engine_write_back(zero_engine_h e)
             uint64_t mark = zero_log_error_mark();
             zero_store_range_t r = {.group = gi, .begin = so, .count = n,
                                     .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
+            engine_shard_window_t w;
+            void *weights;
             zero_status_t status = zero_store_acquire(e->store, &r);
             if (status == ZERO_OK) {
-                if (g->dtype == ZERO_FP32)
-                    copy_master_to_weights(e, gi, so, r.data[ZERO_STORE_MASTER], n);
-                else
-                    status = e->ops->to_16(e->ops_ctx, g->dtype, w16_at(e, gi, so), r.data[ZERO_STORE_MASTER], n);
-                zero_status_t st = zero_store_release(e->store, &r, 0);
+                status = weights_open(e, gi, so, n, &w, &weights);
+                if (status == ZERO_OK && g->dtype == ZERO_FP32)
+                    copy_master_to_weights(e, gi, weights, r.data[ZERO_STORE_MASTER], n);
+                else if (status == ZERO_OK)
+                    status = e->ops->to_16(e->ops_ctx, g->dtype, weights, r.data[ZERO_STORE_MASTER], n);
+                zero_status_t st = weights_close(e, &w, 1);
+                if (status == ZERO_OK)
+                    status = st;
+                st = zero_store_release(e->store, &r, 0);
                 if (status == ZERO_OK)
                     status = st;
             }
@@ -1052,6 +1081,8 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
     const float *grads, *peer = NULL;
     zero_store_range_t r = {.group = gi, .begin = lo, .count = hi - lo, .fields = zero_store_fields(e->store)};
     zero_optim_slice_t s;
+    engine_shard_window_t win;
+    void *weights;
     zero_status_t status, st;
 
     if (zero_store_prefers_step(e->store)) {
@@ -1064,7 +1095,11 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
         step.grad_dtype = g->dtype;
         step.grad = grad_at(e, gi, lo, &contiguous);   /* pieces never cross a contiguous run */
         step.weight_dtype = g->dtype;
-        step.weights = weights_at(e, gi, lo);          /* such a store adopts nothing: never NULL */
+        /* such a store adopts nothing, and offload_param "nvme" is refused
+         * with it (zero_engine_create), so the weights are in memory */
+        status = weights_open(e, gi, lo, hi - lo, &win, &step.weights);
+        if (status != ZERO_OK)
+            return status;
         status = zero_store_step_set_hparams(&step, &hp);
         return status != ZERO_OK ? status : zero_store_step_async(e->store, &step);
     }
@@ -1083,19 +1118,25 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
     status = zero_store_acquire(e->store, &r);
     if (status != ZERO_OK)
         return status;
-    s = (zero_optim_slice_t){
-        .w = r.data[ZERO_STORE_MASTER],
-        .g = grads,
-        .s1 = r.data[ZERO_STORE_STATE1],
-        .s2 = r.data[ZERO_STORE_STATE2],
-        .w16 = w16_at(e, gi, lo),
-        .w16_type = zero_optim_w16_of(g->dtype),
-        .n = hi - lo,
-    };
-    status = peer != NULL ? e->ops->optimizer_step_fused(e->ops_ctx, &hp, &s, peer)
-                          : e->ops->optimizer_step(e->ops_ctx, &hp, &s);
+    status = weights_open(e, gi, lo, hi - lo, &win, &weights);
+    if (status == ZERO_OK) {
+        s = (zero_optim_slice_t){
+            .w = r.data[ZERO_STORE_MASTER],
+            .g = grads,
+            .s1 = r.data[ZERO_STORE_STATE1],
+            .s2 = r.data[ZERO_STORE_STATE2],
+            .w16 = w16_of(e, gi, weights),
+            .w16_type = zero_optim_w16_of(g->dtype),
+            .n = hi - lo,
+        };
+        status = peer != NULL ? e->ops->optimizer_step_fused(e->ops_ctx, &hp, &s, peer)
+                              : e->ops->optimizer_step(e->ops_ctx, &hp, &s);
+        if (status == ZERO_OK)
+            copy_master_to_weights(e, gi, weights, r.data[ZERO_STORE_MASTER], hi - lo);
+    }
+    st = weights_close(e, &win, 1);
     if (status == ZERO_OK)
-        copy_master_to_weights(e, gi, lo, r.data[ZERO_STORE_MASTER], hi - lo);
+        status = st;
     st = zero_store_release(e->store, &r, 1);
     return status != ZERO_OK ? status : st;
 }
@@ -1173,10 +1214,12 @@ static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *
                     zero_optim_hparams_t hp;
                     zero_store_range_t r = {.group = gi, .begin = so, .count = count, .fields = zero_store_fields(e->store)};
                     zero_optim_slice_t sl = {
-                        .w16 = w16_at(e, gi, so),
-                        .w16_type = zero_optim_w16_of(g->dtype),
+                        /* the weights are written in phase 2 only */
+                        .w16_type = pass == 2 ? zero_optim_w16_of(g->dtype) : zero_optim_w16_of(ZERO_FP32),
                         .n = count,
                     };
+                    engine_shard_window_t win;
+                    void *weights = NULL;
                     zero_status_t st;
                     int pg = e->params[sg->param]->param_group;
                     v.decay = e->params[sg->param]->weight_decay;
@@ -1188,18 +1231,27 @@ static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *
                         status = zero_store_acquire(e->store, &r);
                     if (status != ZERO_OK)
                         break;
+                    memset(&win, 0, sizeof(win));
+                    if (pass == 2)
+                        status = weights_open(e, gi, so, count, &win, &weights);
+                    sl.w16 = w16_of(e, gi, weights);
                     sl.w = r.data[ZERO_STORE_MASTER];
                     sl.s1 = r.data[ZERO_STORE_STATE1];
                     sl.s2 = r.data[ZERO_STORE_STATE2];
-                    if (pass == 1) {
+                    if (status != ZERO_OK) {
+                        /* the window did not open: the range is released below */
+                    } else if (pass == 1) {
                         status = e->ops->lamb_phase1(e->ops_ctx, &hp, &sl, e->result,
                                                      ENGINE_RESULT_LAMB + 2 * (size_t)sg->param);
                     } else {
                         status = e->ops->lamb_phase2(e->ops_ctx, &hp, &sl, sums[2 * (size_t)sg->param],
                                                      sums[2 * (size_t)sg->param + 1]);
                         if (status == ZERO_OK)
-                            copy_master_to_weights(e, gi, so, sl.w, count);
+                            copy_master_to_weights(e, gi, weights, sl.w, count);
                     }
+                    st = weights_close(e, &win, pass == 2);
+                    if (status == ZERO_OK)
+                        status = st;
                     st = zero_store_release(e->store, &r, 1);   /* both phases write (moments, then weights) */
                     if (status == ZERO_OK)
                         status = st;

@@ -533,8 +533,6 @@ static void test_invalid_configs(void)
          "\"zero_optimization.offload_optimizer.pin_memory\"?"},
         {B "\"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": {\"device\": \"gpu\"}}}", ZERO_ERR_CONFIG,
          "error: zero_optimization.offload_optimizer.device: expected one of \"none\", \"cpu\", \"nvme\", \"remote\", got \"gpu\""},
-        {B "\"zero_optimization\": {\"stage\": 2, \"offload_param\": {\"device\": \"cpu\"}}}", ZERO_ERR_CONFIG,
-         "error: zero_optimization.offload_param: parameter offload needs stage 3 (zero_optimization.stage is 2)"},
         {B "\"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": {\"device\": \"nvme\"}}}", ZERO_ERR_CONFIG,
          "error: zero_optimization.offload_optimizer.nvme_path: required when device is \"nvme\""},
         {B "\"zero_optimization\": {\"offload_optimizer\": {\"device\": \"cpu\"}}}", ZERO_ERR_CONFIG,
@@ -627,8 +625,6 @@ static void test_invalid_configs(void)
         {B "\"lr\": 0.1}", ZERO_ERR_CONFIG, "error: lr: unknown key here; it belongs at \"optimizer.params.lr\""},
         {B "\"steps_per_print\": null}", ZERO_ERR_CONFIG, "error: steps_per_print: expected an integer >= 0, got null"},
         {B "\"fp16\": [true]}", ZERO_ERR_CONFIG, "error: fp16: expected an object, got an array"},
-        {B "\"zero_optimization\": {\"stage\": 1, \"cpu_offload_param\": true}}", ZERO_ERR_CONFIG,
-         "error: zero_optimization.cpu_offload_param: parameter offload needs stage 3"},
         {B "\"wall_clock_breakdown\": 1}", ZERO_ERR_CONFIG,
          "error: wall_clock_breakdown: expected true or false, got 1"},
     };
@@ -981,6 +977,25 @@ static void test_deprecated_spellings(void)
                                             "\"offload_optimizer\": {\"device\": \"cpu\"} instead"));
     CU_ASSERT_PTR_NOT_NULL(strstr(problems, "warning: zero_optimization.cpu_offload_param: deprecated"));
     CU_ASSERT_PTR_NOT_NULL(strstr(problems, "warning: zero_optimization.cpu_offload_use_pin_memory: deprecated"));
+    zero_string_free(problems);
+    zero_config_destroy(c);
+
+    /* offload_param below stage 3: ignored with a warning, as DeepSpeed ignores it */
+    CU_ASSERT_EQUAL(parse("{\"train_batch_size\": 8, \"zero_optimization\": {\"stage\": 2, \"offload_param\": "
+                          "{\"device\": \"nvme\", \"nvme_path\": \"/tmp\"}}}", 2, &c, &problems),
+                    ZERO_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->zero_optimization.offload_param.device, ZERO_OFFLOAD_NONE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems, "warning: zero_optimization.offload_param: ignored: parameter offload "
+                                            "moves stage-3 parameter shards (zero_optimization.stage is 2"));
+    zero_string_free(problems);
+    zero_config_destroy(c);
+    CU_ASSERT_EQUAL(parse("{\"train_batch_size\": 8, \"zero_optimization\": {\"stage\": 1, \"cpu_offload_param\": "
+                          "true}}", 2, &c, &problems),
+                    ZERO_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->zero_optimization.offload_param.device, ZERO_OFFLOAD_NONE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(problems, "warning: zero_optimization.cpu_offload_param: ignored"));
     zero_string_free(problems);
     zero_config_destroy(c);
 

@@ -22,7 +22,8 @@
  * zero_optimization block, each followed by a comma (offload_test.sh sets the
  * offload block and sub_group_size there). Rank 0's last line gives an FNV-1a
  * digest of the weights the trainer sees (weights=...), gathered at stage 3,
- * so runs can be compared on those too.
+ * so runs can be compared on those too. RESUME_OPTIMIZER (optional): the
+ * optimizer's type in place of AdamW (param_offload_test.sh runs Lamb).
  *
  * RESUME_KILL=RANK:STEP (optional): that rank kills itself with SIGKILL at the
  * end of the first micro-batch of global step STEP (before its backward_end) (offload_test.sh: a killed
@@ -89,7 +90,7 @@ static uint16_t to16(float f, zero_dtype_t d)
 int main(int argc, char **argv)
 {
     char json[4096], run_dir[512], latest[600];
-    const char *zero_extra = getenv("RESUME_ZERO_EXTRA");
+    const char *zero_extra = getenv("RESUME_ZERO_EXTRA"), *optimizer = getenv("RESUME_OPTIMIZER");
     uint64_t digest = 1469598103934665603ull;
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
                                .config_json = json, .num_threads = 1};
@@ -116,13 +117,13 @@ int main(int argc, char **argv)
     snprintf(run_dir, sizeof(run_dir), "%s", argv[1]);
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": %d, \"train_batch_size\": 24,"
-             " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01, \"weight_decay\": 0.1}},"
+             " \"optimizer\": {\"type\": \"%s\", \"params\": {\"lr\": 0.01, \"weight_decay\": 0.1}},"
              " \"scheduler\": {\"type\": \"WarmupDecayLR\", \"params\": {\"warmup_num_steps\": 3,"
              " \"warmup_max_lr\": 0.01, \"total_num_steps\": 40}},"
              " \"gradient_clipping\": 0.5, \"steps_per_print\": 0, %s"
              " \"zero_optimization\": {%s \"stage\": %d, \"reduce_bucket_size\": 500,"
              " \"stage3_param_persistence_threshold\": 70}}",
-             MICRO_BATCH,
+             MICRO_BATCH, optimizer != NULL ? optimizer : "AdamW",
              dtype == ZERO_BF16   ? "\"bf16\": {\"enabled\": true},"
              : dtype == ZERO_FP16 ? "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 20,"
                                     " \"loss_scale_window\": 3, \"hysteresis\": 2},"

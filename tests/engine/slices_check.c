@@ -6,7 +6,9 @@
  *  1. Bytes: at stage 3 every slice (one row, several rows, the last row,
  *     rows that straddle two ranks' shards, nested gathers, a persistent
  *     parameter's rows), fp32 and bf16, has exactly the bytes of the same
- *     rows of the whole gathered parameter.
+ *     rows of the whole gathered parameter; also with the shards in a file
+ *     (offload_param "nvme", small buffers), whose whole weights are those
+ *     of the shards in memory.
  *  2. Prefetch: once the order is recorded, gathering slice l has slice l+1
  *     in flight too (the working buffers hold both) with
  *     stage3_prefetch_bucket_size of two rows, and not with 0; the
@@ -154,19 +156,29 @@ static void expect_slice_bytes(zero_engine_h eng, zero_param_h p, const unsigned
     EXPECT(zero_param_slice_data(p, first, count) == NULL, "%s: data stays after release", what);
 }
 
-static void check_bytes(zero_comm_h comm, zero_dtype_t dtype)
+/* The whole weights of check_bytes' in-memory run (bf16: [1]), which its run
+ * with the shards on NVMe must see too. */
+static unsigned char *bytes_ref[2][3];
+
+static void check_bytes(zero_comm_h comm, zero_dtype_t dtype, const char *nvme_dir)
 {
-    char json[640];
-    const char *what = dtype == ZERO_FP32 ? "bytes fp32" : "bytes bf16";
+    char json[1024], offload[600] = "";
+    const char *what = nvme_dir != NULL ? (dtype == ZERO_FP32 ? "bytes fp32, shards on nvme" : "bytes bf16, shards on nvme")
+                                        : (dtype == ZERO_FP32 ? "bytes fp32" : "bytes bf16");
     size_t esz = dtype == ZERO_FP32 ? 4 : 2;
+    int di = dtype == ZERO_FP32 ? 0 : 1;
     zero_engine_h eng;
     zero_param_h w, b, small;
     unsigned char *ww, *wb, *wsmall;
+    if (nvme_dir != NULL)
+        /* buffers of 29 elements: slices straddle windows, bf16 ones start on odd elements */
+        snprintf(offload, sizeof(offload),
+                 " \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_size\": 29},", nvme_dir);
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": 1, \"steps_per_print\": 0,%s"
              " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
-             " \"zero_optimization\": {\"stage\": 3, \"stage3_param_persistence_threshold\": 100}}",
-             dtype == ZERO_BF16 ? " \"bf16\": {\"enabled\": true}," : "");
+             " \"zero_optimization\": {%s \"stage\": 3, \"stage3_param_persistence_threshold\": 100}}",
+             dtype == ZERO_BF16 ? " \"bf16\": {\"enabled\": true}," : "", offload);
     eng = make_engine(comm, json);
     if (eng == NULL)
         return;
@@ -182,6 +194,20 @@ static void check_bytes(zero_comm_h comm, zero_dtype_t dtype)
     ww = whole_bytes(eng, w, esz);
     wb = whole_bytes(eng, b, esz);
     wsmall = whole_bytes(eng, small, esz);
+    if (ww != NULL && wb != NULL && wsmall != NULL && nvme_dir == NULL) {
+        bytes_ref[di][0] = malloc(11 * 63 * esz);
+        bytes_ref[di][1] = malloc(11 * 37 * esz);
+        bytes_ref[di][2] = malloc(5 * 13 * esz);
+        if (bytes_ref[di][0] != NULL && bytes_ref[di][1] != NULL && bytes_ref[di][2] != NULL) {
+            memcpy(bytes_ref[di][0], ww, 11 * 63 * esz);
+            memcpy(bytes_ref[di][1], wb, 11 * 37 * esz);
+            memcpy(bytes_ref[di][2], wsmall, 5 * 13 * esz);
+        }
+    } else if (ww != NULL && wb != NULL && wsmall != NULL && bytes_ref[di][2] != NULL) {
+        EXPECT(memcmp(ww, bytes_ref[di][0], 11 * 63 * esz) == 0 && memcmp(wb, bytes_ref[di][1], 11 * 37 * esz) == 0 &&
+                   memcmp(wsmall, bytes_ref[di][2], 5 * 13 * esz) == 0,
+               "%s: the whole weights differ from those of the shards in memory", what);
+    }
     if (ww != NULL && wb != NULL && wsmall != NULL) {
         for (int64_t l = 0; l < 11; l++) {
             expect_slice_bytes(eng, w, ww, 63 * esz, l, 1, what);
@@ -969,8 +995,14 @@ int main(int argc, char **argv)
     rank_g = zero_comm_rank(comm);
     world_g = zero_comm_size(comm);
     if (only == NULL || strcmp(only, "memory") != 0) {
-        check_bytes(comm, ZERO_FP32);
-        check_bytes(comm, ZERO_BF16);
+        check_bytes(comm, ZERO_FP32, NULL);
+        check_bytes(comm, ZERO_BF16, NULL);
+        /* stage-3 shards in a file (offload_param "nvme"): the same bytes */
+        check_bytes(comm, ZERO_FP32, argv[1]);
+        check_bytes(comm, ZERO_BF16, argv[1]);
+        for (int d = 0; d < 2; d++)
+            for (int k = 0; k < 3; k++)
+                free(bytes_ref[d][k]);
         if (world_g == 1)
             check_many_slices(comm);
         check_prefetch(comm, 2);

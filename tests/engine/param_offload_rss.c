@@ -1,0 +1,154 @@
+/*
+ * Peak resident memory of a stage-3 host trainer with its weight shards on
+ * NVMe (offload_param "nvme"), one process at world size 1:
+ *
+ *   param_offload_rss DIR
+ *
+ * The same trainer (8 bf16 parameters of 1 Mi elements, AdamW, the optimizer
+ * state on NVMe in both runs so that it does not hide the difference, one
+ * parameter gathered at a time, 2 steps) runs twice: with the shards on NVMe
+ * (first, so that memory freed by it can only make the second run look
+ * smaller), then in memory. Each run's peak (VmHWM, reset through
+ * /proc/self/clear_refs) is taken from its start. The run with the shards on
+ * NVMe must grow by at least 3/4 of the shard's bytes (16 MiB) less than the
+ * run with them in memory: the shard is not resident, only the buffers
+ * (3 x 128 Ki elements). Exit 0: passed, 1: failed, 77: the peak cannot be
+ * reset here.
+ */
+#include <zero/zero.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NPARAM 8
+#define NUMEL ((int64_t)1 << 20)
+
+static long vm_kib(const char *key)
+{
+    char line[256];
+    long v = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, key, strlen(key)) == 0)
+            v = strtol(line + strlen(key), NULL, 10);
+    fclose(f);
+    return v;
+}
+
+static int reset_peak(void)
+{
+    FILE *clear = fopen("/proc/self/clear_refs", "w");
+    int ok = clear != NULL && fputs("5", clear) >= 0;   /* 5: the peak becomes the current RSS */
+    if (clear != NULL && fclose(clear) != 0)
+        ok = 0;
+    return ok;
+}
+
+static void init_cb(const char *name, size_t offset, size_t count, float *out, void *user)
+{
+    (void)name;
+    (void)user;
+    for (size_t i = 0; i < count; i++)
+        out[i] = 0.001f * (float)((offset + i) % 1000);
+}
+
+/* One run; *growth_kib_p: the peak over the start. 0: done. */
+static int run(const char *dir, int shards_on_nvme, long *growth_kib_p)
+{
+    char json[2048], param_block[512] = "";
+    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
+                               .config_json = json, .num_threads = 1};
+    zero_engine_h eng = NULL;
+    zero_param_h h[NPARAM];
+    long base;
+    int rc = 1;
+
+    if (shards_on_nvme)
+        snprintf(param_block, sizeof(param_block),
+                 "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_size\": 131072, "
+                 "\"buffer_count\": 3},", dir);
+    snprintf(json, sizeof(json),
+             "{\"train_micro_batch_size_per_gpu\": 1, \"train_batch_size\": 1, \"steps_per_print\": 0,"
+             " \"bf16\": {\"enabled\": true},"
+             " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.001}},"
+             " \"zero_optimization\": {\"stage\": 3, %s"
+             " \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_count\": 2},"
+             " \"sub_group_size\": 131072, \"stage3_prefetch_bucket_size\": 0,"
+             " \"stage3_max_live_parameters\": %lld, \"stage3_param_persistence_threshold\": 0,"
+             " \"reduce_bucket_size\": %lld}}",
+             param_block, dir, (long long)NUMEL, (long long)NUMEL);
+    if (!reset_peak())
+        return 77;
+    base = vm_kib("VmHWM:");
+    if (zero_engine_create(&ep, &eng) != ZERO_OK)
+        return 1;
+    for (int p = 0; p < NPARAM; p++) {
+        char name[16];
+        zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_INIT_FN, .name = name, .dtype = ZERO_BF16, .ndim = 1,
+                               .shape = {NUMEL}, .init_fn = init_cb};
+        snprintf(name, sizeof(name), "w%d", p);
+        if (zero_param_register(eng, &d, &h[p]) != ZERO_OK)
+            goto out;
+    }
+    if (zero_engine_setup(eng) != ZERO_OK)
+        goto out;
+    for (int step = 0; step < 2; step++) {
+        float seed;
+        for (int p = 0; p < NPARAM; p++)
+            if (zero_gather(eng, &h[p], 1) != ZERO_OK || zero_release(eng, &h[p], 1) != ZERO_OK)
+                goto out;
+        if (zero_backward_begin(eng, &seed) != ZERO_OK)
+            goto out;
+        for (int p = NPARAM - 1; p >= 0; p--) {
+            uint16_t *g;
+            if (zero_gather(eng, &h[p], 1) != ZERO_OK)
+                goto out;
+            g = zero_param_grad(h[p]);
+            for (int64_t i = 0; i < NUMEL; i++)
+                g[i] = 0x3c00;   /* bf16 0.0078125 */
+            if (zero_grad_ready(eng, h[p]) != ZERO_OK || zero_release(eng, &h[p], 1) != ZERO_OK)
+                goto out;
+        }
+        if (zero_backward_end(eng) != ZERO_OK || zero_step(eng, NULL) != ZERO_OK)
+            goto out;
+    }
+    *growth_kib_p = vm_kib("VmHWM:") - base;
+    rc = 0;
+out:
+    if (rc != 0)
+        fprintf(stderr, "param_offload_rss: %s\n", eng != NULL ? zero_engine_last_error(eng) : "no engine");
+    zero_engine_destroy(eng);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    long with_nvme = 0, in_memory = 0;
+    const long shard_kib = (long)(NPARAM * NUMEL * 2 / 1024);
+    int rc;
+    if (argc != 2) {
+        fprintf(stderr, "usage: param_offload_rss DIR\n");
+        return 2;
+    }
+    rc = run(argv[1], 1, &with_nvme);
+    if (rc == 0)
+        rc = run(argv[1], 0, &in_memory);
+    if (rc == 77) {
+        fprintf(stderr, "param_offload_rss: cannot reset VmHWM here: skipped\n");
+        return 77;
+    }
+    if (rc != 0)
+        return 1;
+    printf("param_offload_rss: peak RSS grew by %ld KiB with the shards on NVMe, %ld KiB with them in memory "
+           "(shard %ld KiB)\n", with_nvme, in_memory, shard_kib);
+    if (with_nvme + shard_kib * 3 / 4 > in_memory) {
+        printf("param_offload_rss: FAIL: the shards on NVMe saved %ld KiB, less than 3/4 of the shard\n",
+               in_memory - with_nvme);
+        return 1;
+    }
+    return 0;
+}
