@@ -174,7 +174,7 @@ static int staged_matches(zero_coll_kind_t kind, int W, size_t count, size_t slo
     unsigned char *slot[MAXW];
     zero_staged_piece_t pieces[MAXW];
     zero_staged_geom_t g[MAXW];
-    zero_coll_desc_t d = {kind, NULL, NULL, count, ZERO_I32, ZERO_COMM_SUM, root, ZERO_MEM_DEVICE, 0, NULL, NULL};
+    zero_coll_desc_t d = {kind, NULL, NULL, count, ZERO_I32, ZERO_COMM_SUM, root, ZERO_MEM_DEVICE, 0, NULL, NULL, 0, 0};
     int ok = 1;
 
     for (int r = 0; r < W; r++) {
@@ -274,7 +274,7 @@ static void test_geometry_limits(void)
 {
     zero_staged_geom_t g;
     zero_coll_desc_t d = {ZERO_COLL_REDUCE_SCATTER, NULL, NULL, 10, ZERO_FP32, ZERO_COMM_SUM, 0, ZERO_MEM_DEVICE, 0,
-                          NULL, NULL};
+                          NULL, NULL, 0, 0};
     /* one element of every rank must fit a slot */
     CU_ASSERT_EQUAL(zero_staged_geom_init(&g, &d, 4, 0, 15), ZERO_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(zero_staged_geom_init(&g, &d, 4, 0, 16), ZERO_OK);
