@@ -93,6 +93,9 @@ zero_status_t zero_param_store_create(const zero_param_store_options_t *opts, ze
     params.io_threads = config->aio.intra_op_parallelism > 64 ? 64 : (int)config->aio.intra_op_parallelism;
     params.io = config->aio.io_backend == ZERO_AIO_POSIX ? ZERO_STORE_NVME_IO_THREADS : ZERO_STORE_NVME_IO_URING;
     params.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : 300.0;
+    params.config_block = "offload_param";
+    params.range_key = "buffer_size";
+    params.contents = "the stage-3 parameter shards";
     status = zero_store_nvme_create(&desc, &params, &ps->words);
     if (status != ZERO_OK) {
         zero_free(ps);

@@ -148,6 +148,9 @@ void zero_store_nvme_params_default(zero_store_nvme_params_t *params)
     params->io = ZERO_STORE_NVME_IO_URING;
     params->direct = 1;
     params->timeout_s = 300.0;
+    params->config_block = "offload_optimizer";
+    params->range_key = "sub_group_size";
+    params->contents = "the optimizer state";
 }
 
 /* ---- completion (I/O threads, under the mutex) ---- */
@@ -543,7 +546,8 @@ static zero_status_t check_size(const nvme_store_t *s, const char *what, size_t 
 {
     if (count > s->base.max_range) {
         ZERO_LOG_ERROR("nvme store: %s of %zu elements exceeds its buffers of %zu elements (max_range; "
-                       "sub_group_size in the config)", what, count, s->base.max_range);
+                       "%s.%s in the config)", what, count, s->base.max_range, s->params.config_block,
+                       s->params.range_key);
         return ZERO_ERR_INVALID_ARG;
     }
     return ZERO_OK;
@@ -590,8 +594,8 @@ static zero_status_t nvme_acquire(zero_store_t *store, zero_store_range_t *range
                 goto out;
             }
             ZERO_LOG_ERROR("nvme store: acquire of group %d [%zu, +%zu) finds all %d buffers held "
-                           "(release a range first, or raise offload_optimizer.buffer_count)",
-                           range->group, range->begin, range->count, s->num_slots);
+                           "(release a range first, or raise %s.buffer_count)",
+                           range->group, range->begin, range->count, s->num_slots, s->params.config_block);
             status = ZERO_ERR_STATE;
             goto out;
         }
@@ -852,8 +856,8 @@ static zero_status_t open_file(nvme_store_t *s)
         if (s->fd >= 0)
             s->direct = 1;
         else if (errno == EINVAL)
-            ZERO_LOG_WARN("nvme store: %s does not allow O_DIRECT (tmpfs?): the optimizer state goes through the "
-                          "page cache", s->params.dir);
+            ZERO_LOG_WARN("nvme store: %s does not allow O_DIRECT (tmpfs?): %s goes through the page cache",
+                          s->params.dir, s->params.contents);
         else
             ZERO_ERRNO_CHECK_GOTO(0, status, out, "nvme store: create %s", s->path);
     }
@@ -866,8 +870,8 @@ static zero_status_t open_file(nvme_store_t *s)
     /* Reserve every block now: a full disk fails here, not in a step. */
     rc = posix_fallocate(s->fd, 0, (off_t)s->file_bytes);
     if (rc != 0) {
-        ZERO_LOG_ERROR("nvme store: reserving %llu bytes for the optimizer state in %s (%s) failed: %s",
-                       (unsigned long long)s->file_bytes, s->params.dir, s->path, strerror(rc));
+        ZERO_LOG_ERROR("nvme store: reserving %llu bytes for %s in %s (%s) failed: %s",
+                       (unsigned long long)s->file_bytes, s->params.contents, s->params.dir, s->path, strerror(rc));
         status = rc == ENOMEM ? ZERO_ERR_NO_MEMORY : ZERO_ERR_IO;
     }
 out:

@@ -58,11 +58,18 @@ typedef struct zero_store_nvme_params {
      * the file (ZERO_ERR_TIMEOUT), and the store refuses further use: the
      * request may still land in its buffer. > 0. */
     double timeout_s;
+    /* What the file holds, for messages: the config block whose keys tune it
+     * ("offload_optimizer"), the key that bounds a range ("sub_group_size")
+     * and the contents ("the optimizer state"); the defaults are these. */
+    const char *config_block;
+    const char *range_key;
+    const char *contents;
 } zero_store_nvme_params_t;
 
 /* Defaults: DeepSpeed's (buffer_count 4, block_size 1 MiB, queue_depth 8, one
  * I/O thread), max_range 2^20 elements, io_uring, O_DIRECT, timeout 300 s
- * (the communicator's default bound); dir NULL, rank 0. */
+ * (the communicator's default bound); dir NULL, rank 0; the optimizer
+ * state's names for messages. */
 void zero_store_nvme_params_default(zero_store_nvme_params_t *params);
 
 /* Creates the file under params->dir and the buffers; desc->kind must be
