@@ -267,7 +267,8 @@ typedef struct zero_config_zero {
      *  ranks (a node) keeps a secondary copy of the 16-bit weights
      *  partitioned P ways, refreshed after each step by one all-gather over
      *  all ranks; the gathers of the forward and backward read it within the
-     *  group. P divides the world size. */
+     *  group. P divides the world size; host memory only, and not with
+     *  offload_param "nvme" (zero_engine_create refuses both). */
     uint64_t zero_hpz_partition_size;
 } zero_config_zero_t;
 
