@@ -310,6 +310,34 @@ static void backend_failed(zero_comm_t *comm, zero_comm_request_h req, zero_stat
     complete(comm, req, st);
 }
 
+/* A backend's submit failed on the caller's thread (a CUDA or NCCL error of
+ * this rank). Its sequence number is spent and the other ranks would wait for
+ * this rank's share until the timeout, so the progress thread fails the
+ * communicator and tells them (caller_failed), as for a failure it meets
+ * itself; it owns the backends and the rendezvous. */
+static void fail_from_caller(zero_comm_t *comm, zero_status_t status)
+{
+    int expected = 0;
+    uint64_t one = 1;
+    if (!comm->thread_started)
+        return;   /* a world of one: no other rank waits, and the next call may go on */
+    atomic_compare_exchange_strong(&comm->caller_failure, &expected, (int)status);
+    (void)!write(comm->wake_fd, &one, sizeof(one));
+}
+
+/* Progress thread: acts on fail_from_caller. */
+static void caller_failed(zero_comm_t *comm)
+{
+    zero_status_t st = (zero_status_t)atomic_exchange(&comm->caller_failure, 0);
+    if (st == ZERO_OK || atomic_load(&comm->failed) != 0)
+        return;
+    ZERO_LOG_ERROR("rank %d: a device collective failed on this rank (%s, logged above); the communicator fails and "
+                   "the other ranks are told", comm->env.rank, zero_status_string(st));
+    set_failed(comm, st, comm->env.rank);
+    if (comm->rdv != NULL)
+        zero_rdv_report(comm->rdv, comm->env.rank, st);
+}
+
 /* Starts @p req on its backend, passing it down the list while backends
  * decline. Returns ZERO_INPROGRESS when it runs, else its final status
  * (failures already handled). */
@@ -364,6 +392,7 @@ static void *progress_main(void *arg)
             break;
 
         now = zero_clock_now();
+        caller_failed(comm);
         if (comm->rdv != NULL && (active == NULL || now - last_check > HEALTH_CHECK_INTERVAL)) {
             int dead;
             last_check = now;
@@ -1115,6 +1144,7 @@ static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, c
         status = backend->submit(comm, req, &done);
         if (status != ZERO_OK) {
             zero_free(req);
+            fail_from_caller(comm, status);
             return status;
         }
         if (done) {

@@ -117,13 +117,15 @@ agree:
     ZERO_NCCL_CHECK_GOTO(ZERO_CUDA(ncclCommInitRankConfig)(&n->comm, size, uid, rank, &config), status, fail,
                          "NCCL: ncclCommInitRankConfig (rank %d of %d, device %d)", rank, size, device);
     status = settle(n->comm, timeout_s, health, health_ctx, "setting up the communicator", rank);
-    if (status != ZERO_OK) {
-        ZERO_CUDA(ncclCommAbort)(n->comm);
+    if (status != ZERO_OK)
         goto fail;
-    }
     *nccl_p = n;
     return ZERO_OK;
 fail:
+    /* A non-blocking ncclCommInitRankConfig may hand out a communicator and
+     * still fail (at once or in settle): abort it, or its resources leak. */
+    if (n != NULL && n->comm != NULL)
+        ZERO_CUDA(ncclCommAbort)(n->comm);
     if (have_stream)
         ZERO_CUDA(cudaStreamDestroy)(n->stream);
     zero_free(n);

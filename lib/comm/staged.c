@@ -362,15 +362,17 @@ out:
     return status;
 }
 
-/* 1: the event is reached, 0: not yet, -1: a CUDA error (logged). */
-static int reached(cudaEvent_t ev, const char *what)
+/* 1: the event is reached, 0: not yet, -1: a CUDA error (logged, naming
+ * this rank: the other ranks are told, and name it too). */
+static int reached(cudaEvent_t ev, const char *what, int rank)
 {
     cudaError_t err = ZERO_CUDA(cudaEventQuery)(ev);
     if (err == cudaSuccess)
         return 1;
     if (err == cudaErrorNotReady)
         return 0;
-    ZERO_LOG_ERROR("staged: %s: %s (CUDA error %d)", what, ZERO_CUDA(cudaGetErrorString)(err), (int)err);
+    ZERO_LOG_ERROR("staged: rank %d: %s: %s (CUDA error %d)", rank, what, ZERO_CUDA(cudaGetErrorString)(err),
+                   (int)err);
     return -1;
 }
 
@@ -387,7 +389,7 @@ static zero_status_t staged_advance(zero_comm_t *comm, zero_comm_request_h req, 
     *peer_p = comm->env.rank;   /* a failure here is this rank's, unless a host collective names a peer */
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(s->device), status, fail, "staged: cudaSetDevice(%d)", s->device);
     if (!sr->started) {
-        int at = reached(sr->start, "waiting for the caller's work before the collective");
+        int at = reached(sr->start, "waiting for the caller's work before the collective", comm->env.rank);
         if (at < 0) {
             status = ZERO_ERR_CUDA;
             goto fail;
@@ -411,7 +413,8 @@ static zero_status_t staged_advance(zero_comm_t *comm, zero_comm_request_h req, 
         unsigned ready;
         /* completions, in chunk order on each copy stream */
         while (p->d2h_done < p->d2h_issued &&
-               (at = reached(s->in_done[zero_staged_pipe_slot(p, p->d2h_done)], "copying a chunk in")) != 0) {
+               (at = reached(s->in_done[zero_staged_pipe_slot(p, p->d2h_done)], "copying a chunk in",
+                             comm->env.rank)) != 0) {
             if (at < 0) {
                 status = ZERO_ERR_CUDA;
                 goto fail;
@@ -420,7 +423,8 @@ static zero_status_t staged_advance(zero_comm_t *comm, zero_comm_request_h req, 
             moved = 1;
         }
         while (p->h2d_done < p->h2d_issued &&
-               (at = reached(s->out_done[zero_staged_pipe_slot(p, p->h2d_done)], "copying a chunk out")) != 0) {
+               (at = reached(s->out_done[zero_staged_pipe_slot(p, p->h2d_done)], "copying a chunk out",
+                             comm->env.rank)) != 0) {
             if (at < 0) {
                 status = ZERO_ERR_CUDA;
                 goto fail;
