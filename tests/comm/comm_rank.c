@@ -13,6 +13,14 @@
  *   comm_rank device-kill K         device memory (staged backend): rank K dies mid-collective; the
  *                                   others' ordered collective fails naming it, and their CUDA stream
  *                                   waiting on its done_event does not hang
+ *   comm_rank device-fault K WHEN   device memory (staged backend): a kernel of rank K's own faults
+ *                                   (an illegal address, a real CUDA error) before an ordered
+ *                                   collective that waits on it: rank K's collective fails naming the
+ *                                   CUDA cause and rank K, every other rank's fails naming rank K,
+ *                                   within the bound, and no stream waiting on done_event hangs.
+ *                                   WHEN early: the fault has happened when rank K calls (its submit
+ *                                   fails on the caller's thread); late: it happens while the
+ *                                   collective waits for it (the progress thread meets it)
  *   comm_rank mismatch              the two ranks disagree on a count: both must
  *                                   fail with ZERO_ERR_PROTOCOL naming the other
  *   comm_rank rdv-delay             rank 1 joins only once $ZERO_TEST_DIR/go exists
@@ -67,6 +75,7 @@
 #include <time.h>
 #include <unistd.h>
 #if HAVE_CUDA
+#include "late_fill.h"
 #include <cuda_runtime_api.h>
 #endif
 
@@ -1065,6 +1074,81 @@ static void run_device_kill(zero_comm_h comm, int victim)
     cudaStreamDestroy(stream);
     zero_mem_free(d);
 }
+
+/* Rank @p victim's own kernel faults (an illegal address: a sticky CUDA
+ * error, as a trainer's bug or a failing GPU gives) before an ordered
+ * allreduce that waits on it (@p early: the fault has already happened when
+ * the victim calls; else it happens while the collective waits). Every rank's collective must fail: the victim's
+ * naming the CUDA cause and itself, the others' naming the victim, within
+ * ZERO_COMM_TIMEOUT, and no rank's stream may stay blocked on done_event.
+ * Each rank writes "rank R status S elapsed T named N cause C" to result.R. */
+static void run_device_fault(zero_comm_h comm, int victim, int early)
+{
+    size_t count = (size_t)1 << 20;
+    void *d = NULL;
+    cudaStream_t stream = NULL;
+    cudaEvent_t ready = NULL, done = NULL;
+    cudaError_t synced = cudaSuccess;
+    zero_comm_order_t order = ZERO_COMM_ORDER_INIT;
+    zero_comm_request_h req = NULL;
+    zero_status_t st, st2;
+    double t0, elapsed;
+    int cause = 0;
+    char line[256], name[64];
+
+    CHECK(comm->device_path == ZERO_DEVICE_PATH_STAGED, "device path %d, not staged", comm->device_path);
+    if (zero_mem_alloc(ZERO_MEM_DEVICE, count * 4, "comm_rank device-fault buffer", &d) != ZERO_OK ||
+        cudaMemset(d, 0, count * 4) != cudaSuccess) {
+        fprintf(stderr, "[rank %d] device buffer of %zu bytes failed\n", g_rank, count * 4);
+        exit(3);
+    }
+    st = zero_comm_allreduce(comm, d, d, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_DEVICE);
+    CHECK(st == ZERO_OK, "warm-up device allreduce: %s", zero_status_string(st));
+    CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess &&
+          cudaEventCreateWithFlags(&ready, cudaEventDisableTiming) == cudaSuccess &&
+          cudaEventCreateWithFlags(&done, cudaEventDisableTiming) == cudaSuccess, "stream and events");
+    if (g_rank == victim) {
+        /* late: about 0.1 s of spinning first, so the collective is queued before the fault */
+        CHECK(zero_test_fault(early ? 0 : 200000000LL, stream) == 0, "launching the faulting kernel");
+        if (early)
+            CHECK(cudaStreamSynchronize(stream) != cudaSuccess, "the faulting kernel did not fault");
+    }
+    CHECK(cudaEventRecord(ready, stream) == cudaSuccess || g_rank == victim, "recording the ready event");
+    order.field_mask = ZERO_COMM_ORDER_FIELD_WAIT_EVENT | ZERO_COMM_ORDER_FIELD_DONE_EVENT;
+    order.wait_event = ready;
+    order.done_event = done;
+    t0 = zero_clock_now();
+    st = zero_comm_allreduce_start_ordered(comm, d, d, count, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_DEVICE, &order, &req);
+    if (st == ZERO_OK) {
+        (void)cudaStreamWaitEvent(stream, done, 0);
+        synced = cudaStreamSynchronize(stream);   /* the victim's context is dead: an error, at once */
+        st = zero_comm_request_wait(req);
+        zero_comm_request_free(req);
+    }
+    elapsed = zero_clock_now() - t0;
+    st2 = zero_comm_barrier(comm);
+    if (g_rank != victim)
+        CHECK(synced == cudaSuccess, "the stream waiting on done_event: %s", cudaGetErrorString(synced));
+    CHECK(st != ZERO_OK, "the device allreduce after rank %d's fault returned ZERO_OK", victim);
+    CHECK(st2 != ZERO_OK, "the next call after rank %d's fault returned ZERO_OK", victim);
+    CHECK(log_names_rank(victim), "no error message names rank %d; log:\n%s", victim, log_text);
+    if (g_rank == victim) {
+        pthread_mutex_lock(&log_lock);
+        cause = strstr(log_text, "illegal memory access") != NULL || strstr(log_text, "CUDA error 700") != NULL;
+        pthread_mutex_unlock(&log_lock);
+        CHECK(cause, "no error message names the CUDA cause (an illegal memory access); log:\n%s", log_text);
+    }
+    snprintf(line, sizeof(line), "rank %d status %d elapsed %.3f named %d cause %d\n", g_rank, (int)st, elapsed,
+             log_names_rank(victim), cause);
+    snprintf(name, sizeof(name), "result.%d", g_rank);
+    if (failures == 0)
+        file_write(name, line);
+    fputs(line, stderr);
+    cudaEventDestroy(ready);
+    cudaEventDestroy(done);
+    cudaStreamDestroy(stream);
+    zero_mem_free(d);
+}
 #endif
 
 /* Mappings and descriptors of the communicator's shared memory left in this
@@ -1327,12 +1411,13 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "kill") == 0)
         signal(SIGTERM, SIG_IGN);   /* outlive the launcher's TERM long enough to report */
-    if (strcmp(mode, "kill") == 0 || strcmp(mode, "kill-direct") == 0 || strcmp(mode, "device-kill") == 0)
+    if (strcmp(mode, "kill") == 0 || strcmp(mode, "kill-direct") == 0 || strcmp(mode, "device-kill") == 0 ||
+        strcmp(mode, "device-fault") == 0)
         signal(SIGTERM, SIG_IGN);
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0 ||
         strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0 ||
-        strcmp(mode, "device-kill") == 0)
+        strcmp(mode, "device-kill") == 0 || strcmp(mode, "device-fault") == 0)
         zero_log_set_callback(capture_log, NULL);
     if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0)
@@ -1425,6 +1510,8 @@ int main(int argc, char **argv)
         run_device(comm);
     } else if (strcmp(mode, "device-kill") == 0 && argc > 2) {
         run_device_kill(comm, atoi(argv[2]));
+    } else if (strcmp(mode, "device-fault") == 0 && argc > 3) {
+        run_device_fault(comm, atoi(argv[2]), strcmp(argv[3], "early") == 0);
 #endif
     } else if (strcmp(mode, "mismatch") == 0) {
         run_mismatch(comm);
@@ -1440,8 +1527,10 @@ int main(int argc, char **argv)
     CHECK(shm_left() == 0, "%d shared-memory mappings or descriptors left after zero_comm_destroy", shm_left());
     zero_log_set_callback(NULL, NULL);
     zero_mem_get_stats(&after);
+    /* The faulted rank's CUDA context is dead, so its device frees fail: no leak count there. */
     for (int k = 0; k < ZERO_MEM_KIND_COUNT; k++)
-        CHECK(after.live_bytes[k] == mark.live_bytes[k] && after.live_count[k] == mark.live_count[k],
+        CHECK((strcmp(mode, "device-fault") == 0 && argc > 2 && atoi(argv[2]) == g_rank && k == ZERO_MEM_DEVICE) ||
+              (after.live_bytes[k] == mark.live_bytes[k] && after.live_count[k] == mark.live_count[k]),
               "%s memory leaked: %llu bytes in %llu allocations before, %llu in %llu after",
               zero_mem_kind_string((zero_mem_kind_t)k), (unsigned long long)mark.live_bytes[k],
               (unsigned long long)mark.live_count[k], (unsigned long long)after.live_bytes[k],
