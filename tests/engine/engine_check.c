@@ -26,11 +26,14 @@
  * Built a second time as engine_check_device (-DENGINE_CHECK_DEVICE, CUDA
  * builds): the same model and reference with the engine in GPU memory
  * (mem_kind device), gradients computed on the host and copied into the
- * engine's device buffers, a subset of the combinations (AdamW and Lamb;
- * accumulation 1 without clipping and 3 with clipping 0.5; no caller views).
- * Several ranks on one GPU go through the staged backend (the communicator
- * chooses it where ranks share a device). Every rank exits 77 where CUDA
- * reports no device.
+ * engine's device buffers, at stages 0-3 x fp32/bf16/fp16 x every optimizer
+ * with accumulation 1 and no clipping, and for AdamW and Lamb also with
+ * accumulation 3 and clipping 0.5 (no caller views). Each combination also
+ * runs on the host engine in the same job, over the same communicator, and
+ * the device's weights must match the host engine's within the tolerances
+ * above, as well as the reference and stage 0. Several ranks on one GPU go
+ * through the staged backend (the communicator chooses it where ranks share a
+ * device). Every rank exits 77 where CUDA reports no device.
  *
  * Exit status: the number of failed combinations (0 = all passed).
  */
@@ -262,7 +265,7 @@ static char *config_json(const combo_t *c)
     return buf;
 }
 
-static int run_engine(zero_comm_h comm, const combo_t *c, float *out[NPARAM])
+static int run_engine(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, float *out[NPARAM])
 {
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_COMM |
                                              ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
@@ -274,10 +277,11 @@ static int run_engine(zero_comm_h comm, const combo_t *c, float *out[NPARAM])
     char *view_data = NULL, *view_grad = NULL;
     int rc = 1;
 #ifdef ENGINE_CHECK_DEVICE
+    int on_device = kind == ZERO_MEM_DEVICE;
     char host_grad[400 * 4];   /* the largest tensor (20 x 20) */
-    ep.field_mask |= ZERO_ENGINE_PARAM_FIELD_MEM_KIND;
-    ep.mem_kind = ZERO_MEM_DEVICE;
 #endif
+    ep.field_mask |= ZERO_ENGINE_PARAM_FIELD_MEM_KIND;
+    ep.mem_kind = kind;
 
     if (zero_engine_create(&ep, &eng) != ZERO_OK)
         return 1;
@@ -333,17 +337,20 @@ static int run_engine(zero_comm_h comm, const combo_t *c, float *out[NPARAM])
                         goto out;
                     }
 #ifdef ENGINE_CHECK_DEVICE
-                    /* on the host, then into the device buffer (the legacy stream: the engine's) */
-                    if (cudaMemcpy(host_grad, gbuf, numel_of(q) * esz, cudaMemcpyDeviceToHost) != cudaSuccess)
-                        goto out;
-                    for (size_t i = 0; i < numel_of(q); i++)
-                        add_store(host_grad, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
-                    if (cudaMemcpy(gbuf, host_grad, numel_of(q) * esz, cudaMemcpyHostToDevice) != cudaSuccess)
-                        goto out;
-#else
-                    for (size_t i = 0; i < numel_of(q); i++)
-                        add_store(gbuf, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
+                    if (on_device) {
+                        /* on the host, then into the device buffer (the legacy stream: the engine's) */
+                        if (cudaMemcpy(host_grad, gbuf, numel_of(q) * esz, cudaMemcpyDeviceToHost) != cudaSuccess)
+                            goto out;
+                        for (size_t i = 0; i < numel_of(q); i++)
+                            add_store(host_grad, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
+                        if (cudaMemcpy(gbuf, host_grad, numel_of(q) * esz, cudaMemcpyHostToDevice) != cudaSuccess)
+                            goto out;
+                    } else
 #endif
+                    {
+                        for (size_t i = 0; i < numel_of(q); i++)
+                            add_store(gbuf, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
+                    }
                     if (zero_grad_ready(eng, h[q]) != ZERO_OK)
                         goto out;
                 }
@@ -383,9 +390,11 @@ static int run_engine(zero_comm_h comm, const combo_t *c, float *out[NPARAM])
             goto out;
         data = zero_param_data(h[p]);
 #ifdef ENGINE_CHECK_DEVICE
-        if (cudaMemcpy(host_grad, data, numel_of(p) * esz, cudaMemcpyDeviceToHost) != cudaSuccess)
-            goto out;
-        data = host_grad;
+        if (on_device) {
+            if (cudaMemcpy(host_grad, data, numel_of(p) * esz, cudaMemcpyDeviceToHost) != cudaSuccess)
+                goto out;
+            data = host_grad;
+        }
 #endif
         for (size_t i = 0; i < numel_of(p); i++)
             out[p][i] = load(data, c->dtype, i);
@@ -460,15 +469,30 @@ int main(void)
                         /* views on a rotating subset of the stage 0-2 runs */
                         c.views = stage < 3 && (o + gi + ci) % 3 == 0;
 #ifdef ENGINE_CHECK_DEVICE
-                        if ((o != OPT_ADAMW && o != OPT_LAMB) || gi != ci)
+                        if (gi != ci || (gi && o != OPT_ADAMW && o != OPT_LAMB))
                             continue;   /* the device subset (see the top) */
                         c.views = 0;
-#endif
                         combos++;
-                        if (run_engine(comm, &c, got) != 0) {
+                        /* the host engine first, over the same communicator: the device must match it */
+                        if (run_engine(comm, &c, ZERO_MEM_HOST, got) != 0) {
                             failures++;
                             continue;
                         }
+                        for (int p = 0; p < NPARAM; p++)
+                            for (size_t i = 0; i < numel_of(p); i++)
+                                want[p][i] = got[p][i];
+                        if (run_engine(comm, &c, ZERO_MEM_DEVICE, got) != 0 ||
+                            compare("device against the host engine", &c, rank, got, want)) {
+                            failures++;
+                            continue;
+                        }
+#else
+                        combos++;
+                        if (run_engine(comm, &c, ZERO_MEM_HOST, got) != 0) {
+                            failures++;
+                            continue;
+                        }
+#endif
                         reference(&c, world, want);
                         if (compare("against the reference", &c, rank, got, want)) {
                             failures++;

@@ -12,9 +12,10 @@
  * only to read results back to the host.
  *
  * Checked:
- *  - stages 0-3 x fp32/bf16/fp16 x AdamW, SGD (momentum, Nesterov), Adagrad,
- *    Lion, Lamb (and Adam with gradient accumulation, clipping and the
- *    legacy default stream): the weights after every step and each step's
+ *  - stages 0-3 x fp32/bf16/fp16 x AdamW, Adam (adam_w_mode false), SGD
+ *    with Nesterov momentum and with plain momentum, Adagrad, Lion, Lamb
+ *    (and gradient accumulation, clipping and the legacy default stream):
+ *    the weights after every step and each step's
  *    info. Bit-identical where the arithmetic is the same (every elementwise
  *    optimizer without clipping: the device runs the C reference's
  *    per-element code, lib/optim/optim_elem.h, and the multiplier is
@@ -89,9 +90,15 @@ static void init_fn(const char *name, size_t offset, size_t count, float *out, v
 
 static void config_json(const run_cfg_t *c, char *buf, size_t size)
 {
-    const char *params = "{\"lr\": 0.01, \"weight_decay\": 0.1}";
+    const char *params = "{\"lr\": 0.01, \"weight_decay\": 0.1}", *type = c->opt;
     const char *precision = "";
-    if (strcmp(c->opt, "SGD") == 0)
+    if (strcmp(c->opt, "Adam-L2") == 0) {   /* Adam proper: the decay added to the gradient */
+        type = "Adam";
+        params = "{\"lr\": 0.01, \"weight_decay\": 0.1, \"adam_w_mode\": false}";
+    } else if (strcmp(c->opt, "SGD-momentum") == 0) {   /* heavy-ball momentum, no Nesterov */
+        type = "SGD";
+        params = "{\"lr\": 0.05, \"momentum\": 0.9, \"nesterov\": false, \"weight_decay\": 0.01}";
+    } else if (strcmp(c->opt, "SGD") == 0)
         params = "{\"lr\": 0.05, \"momentum\": 0.9, \"nesterov\": true, \"weight_decay\": 0.01}";
     else if (strcmp(c->opt, "Adagrad") == 0)
         params = "{\"lr\": 0.05, \"weight_decay\": 0.01}";
@@ -108,7 +115,7 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
              " \"gradient_clipping\": %g, \"optimizer\": {\"type\": \"%s\", \"params\": %s},"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300,"
              " \"stage3_param_persistence_threshold\": 10}%s}",
-             c->gas, c->clip, c->opt, params, c->stage, precision);
+             c->gas, c->clip, type, params, c->stage, precision);
 }
 
 /* The host twin of zero_test_grad_add. */
@@ -316,12 +323,12 @@ static void run_pair(const run_cfg_t *c)
 
 static void test_matrix(void)
 {
-    static const char *const opts[] = {"AdamW", "Lamb", "SGD", "Adagrad", "Lion"};
+    static const char *const opts[] = {"AdamW", "Lamb", "SGD", "Adagrad", "Lion", "Adam-L2", "SGD-momentum"};
     static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
     ZERO_TEST_MEM_MARK();
     for (int stage = 0; stage <= 3; stage++)
         for (int d = 0; d < 3; d++)
-            for (int o = 0; o < (quick ? 2 : 5); o++) {
+            for (int o = 0; o < (quick ? 2 : 7); o++) {
                 run_cfg_t c = {.stage = stage, .dtype = dtypes[d], .opt = opts[o], .gas = 1};
                 run_pair(&c);
             }
