@@ -174,6 +174,11 @@ zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_
     return store->ops->step_async(store, step);
 }
 
+double zero_store_step_busy(const zero_store_t *store)
+{
+    return store->ops->step_busy != NULL ? store->ops->step_busy(store) : 0.0;
+}
+
 zero_status_t zero_store_step_wait(zero_store_t *store)
 {
     return store->ops->step_wait != NULL ? store->ops->step_wait(store) : ZERO_OK;

@@ -131,6 +131,9 @@ typedef struct zero_store_ops {
      * comparisons only (the host store); the engine runs its own kernels,
      * of its memory kind, on acquired ranges. */
     int prefer_step;
+    /* Optional: seconds this store's own threads spent in the optimizer
+     * kernel so far (CPU offload); NULL: not counted. */
+    double (*step_busy)(const zero_store_t *store);
 } zero_store_ops_t;
 
 /* The part every store shares; implementations embed it first. */
@@ -215,6 +218,9 @@ zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const z
  * is written only by zero_store_step_wait. Errors: ZERO_ERR_INVALID_ARG
  * (logged), ZERO_ERR_UNSUPPORTED (no step op, or Lamb), or the store's. */
 zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_step_t *step);
+/* Seconds the store's own threads spent in the optimizer kernel so far
+ * (ops->step_busy; 0 where the store does not count them). */
+double zero_store_step_busy(const zero_store_t *store);
 /* Waits for every step submitted since the last wait; the first error. */
 zero_status_t zero_store_step_wait(zero_store_t *store);
 /*

@@ -436,6 +436,16 @@ static void cpu_destroy(zero_store_t *store)
     zero_free(c);
 }
 
+static double cpu_step_busy(const zero_store_t *store)
+{
+    cpu_store_t *c = (cpu_store_t *)(uintptr_t)store;
+    double busy;
+    pthread_mutex_lock(&c->lock);
+    busy = c->stats.cpu_step_s;
+    pthread_mutex_unlock(&c->lock);
+    return busy;
+}
+
 static const zero_store_ops_t cpu_ops = {
     .name = "cpu offload",
     .acquire = cpu_acquire,
@@ -446,6 +456,7 @@ static const zero_store_ops_t cpu_ops = {
     .step_async = cpu_step_async,
     .step_wait = cpu_step_wait,
     .prefer_step = 1,   /* only gradients and weights should cross PCIe */
+    .step_busy = cpu_step_busy,
 };
 
 zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_store_cpu_params_t *params,

@@ -1695,8 +1695,12 @@ zero_status_t zero_engine_timers(zero_engine_h e, zero_engine_timers_t *timers_p
 {
     if (e == NULL || timers_p == NULL)
         return ZERO_ERR_INVALID_ARG;
+    double busy = e->store != NULL ? zero_store_step_busy(e->store) : 0.0;
     *timers_p = (zero_engine_timers_t){.backward_wait = e->timers.backward_wait, .reduce = e->timers.reduce,
-                                       .step = e->timers.step, .gather = e->timers.gather};
+                                       .step = e->timers.step, .gather = e->timers.gather,
+                                       .offload_exposed = e->timers.offload_exposed};
+    if (busy > 0.0 && e->timers.offload_exposed < busy)
+        timers_p->offload_overlap = 1.0 - e->timers.offload_exposed / busy;
     return ZERO_OK;
 }
 const zero_config_t *zero_engine_config(zero_engine_h e) { return e->config; }

@@ -186,7 +186,16 @@ static int train(trainer_t *t, int first, int last, run_out_t *out)
 static int run(const run_cfg_t *c, run_out_t *out)
 {
     trainer_t t;
+    zero_engine_timers_t timers;
     int ok = make_trainer(&t, c) && train(&t, 0, STEPS, out);
+    if (ok && zero_engine_timers(t.e, &timers) == ZERO_OK) {
+        /* the offloaded step is waited for at the boundary, and counted; none without offload
+         * (Lamb runs on the device over staged ranges: no step ops, nothing waited for) */
+        int stepped_on_cpu = c->offload && strcmp(c->opt, "Lamb") != 0;
+        CU_ASSERT(stepped_on_cpu ? timers.offload_exposed > 0.0 : timers.offload_exposed == 0.0);
+        CU_ASSERT(timers.offload_overlap >= 0.0 && timers.offload_overlap <= 1.0);
+        CU_ASSERT(timers.offload_exposed <= timers.step);
+    }
     zero_engine_destroy(t.e);
     return ok;
 }
