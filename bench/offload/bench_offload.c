@@ -19,14 +19,27 @@
  * Last line:
  *   summary: nvme_step_over_raw_io=<x> offload_added_over_slowest_part=na pcie_bytes_over_deepspeed=na
  * where nvme_step_over_raw_io = (bytes the step moved / step time) /
- * (the same bytes / raw write+read time). The GPU figures need a GPU path
- * (issue 14): na here.
+ * (the same bytes / raw write+read time).
+ *
+ * GPU fields (CPU offload for device ranks, offload/store_cpu.h), measured
+ * where a CUDA device is present, else na:
+ *   offload_added_over_slowest_part = the offloaded step (bf16 gradients of
+ *     --n elements down, the CPU AdamW, bf16 weights up, through 4 pinned
+ *     slots of --range elements: step_async per range, then step_wait),
+ *     median over --reps, over max(CPU step alone, download alone, upload
+ *     alone), each measured the same way in the same run (target <= 1.1);
+ *   pcie_bytes_over_deepspeed = the bytes the store moved per step (its own
+ *     count) over DeepSpeed's scheme for the same step: fp32 gradients down
+ *     (4 bytes an element) and 16-bit weights up (2 bytes): 4/6 with bf16
+ *     (the gradients alone: 2/4).
  *
  * Usage: bench_offload --dir DIR [--n ELEMENTS] [--range ELEMENTS] [--reps R]
  *                      [--buffers N] [--block BYTES] [--qd N] [--threads T] [--ahead K] [--posix]
  */
 #include "offload/store.h"
+#include "offload/store_cpu.h"
 #include "offload/store_nvme.h"
+#include "util/cuda_module.h"
 #include "optim/optim.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -170,6 +183,166 @@ out:
     return rc;
 }
 
+/* The GPU fields into @p added and @p bytes (na where there is no device). */
+static void gpu_fields(size_t n, size_t range, int threads, int reps, char *added, size_t added_size, char *bytes,
+                       size_t bytes_size)
+{
+    snprintf(added, added_size, "na");
+    snprintf(bytes, bytes_size, "na");
+#if HAVE_CUDA
+    const zero_cuda_api_t *cu = zero_cuda_probe();
+    int count = 0;
+    zero_store_desc_t desc;
+    zero_store_cpu_params_t cp;
+    zero_store_cpu_stats_t st0, st1;
+    zero_store_t *store = NULL;
+    zero_thread_pool_t *pool = NULL;
+    zero_optim_ctx_t ctx;
+    void *dgrad = NULL, *dw = NULL, *slot = NULL;
+    uint16_t *hg = NULL;
+    float *w = NULL, *m = NULL, *v = NULL;
+    double *t_pipe = calloc((size_t)reps, sizeof(double)), *t_cpu = calloc((size_t)reps, sizeof(double));
+    double *t_down = calloc((size_t)reps, sizeof(double)), *t_up = calloc((size_t)reps, sizeof(double));
+
+    if (cu == NULL || cu->cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
+        printf("gpu: no CUDA device: the GPU fields are na\n");
+        goto out;
+    }
+    if (t_pipe == NULL || t_cpu == NULL || t_down == NULL || t_up == NULL || cu->cudaSetDevice(0) != cudaSuccess)
+        goto fail;
+    memset(&desc, 0, sizeof(desc));
+    desc.kind = ZERO_MEM_DEVICE;
+    desc.num_groups = 1;
+    desc.length[0] = n;
+    desc.num_states = 2;
+    zero_store_cpu_params_default(&cp);
+    cp.slots = 4;
+    cp.slot_elems = range;
+    cp.threads = threads;
+    if (zero_store_cpu_create(&desc, &cp, &store) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_DEVICE, n * 2, "bench device gradients", &dgrad) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_DEVICE, n * 2, "bench device weights", &dw) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_PINNED, range * 2, "bench pinned slot", &slot) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_HOST, n * 2, "bench host gradients", (void **)&hg) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_HOST, n * 4, "bench master", (void **)&w) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_HOST, n * 4, "bench exp_avg", (void **)&m) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_HOST, n * 4, "bench exp_avg_sq", (void **)&v) != ZERO_OK ||
+        zero_thread_pool_create(threads, &pool) != ZERO_OK || zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, pool) != ZERO_OK)
+        goto fail;
+    if (cu->cudaMemset(dgrad, 0x3c, n * 2) != cudaSuccess || cu->cudaDeviceSynchronize() != cudaSuccess)
+        goto fail;
+    memset(hg, 0x3c, n * 2);   /* bf16 0x3c3c, about 0.0115 */
+    memset(w, 0, n * 4);
+    memset(m, 0, n * 4);
+    memset(v, 0, n * 4);
+    zero_store_cpu_stats(store, &st0);
+    for (int r = -1; r < reps; r++) {
+        zero_store_async_step_t step;
+        double t0;
+        memset(&step, 0, sizeof(step));
+        step.group = 0;
+        step.optimizer = ZERO_OPTIMIZER_ADAMW;
+        step.lr = 1e-3f;
+        step.beta1 = 0.9f;
+        step.beta2 = 0.999f;
+        step.eps = 1e-8f;
+        step.weight_decay = 0.01f;
+        step.adam_w_mode = 1;
+        step.bias_correction = 1;
+        step.step = r + 2;
+        step.grad_scale = 1.0f;
+        step.grad_dtype = step.weight_dtype = ZERO_BF16;
+        step.optim = &ctx;
+        if (r == 0)
+            zero_store_cpu_stats(store, &st0);   /* the warm-up step not counted */
+        /* the offloaded step */
+        t0 = zero_clock_now();
+        for (size_t b = 0; b < n; b += range) {
+            step.begin = b;
+            step.count = n - b < range ? n - b : range;
+            step.grad = (const char *)dgrad + b * 2;
+            step.weights = (char *)dw + b * 2;
+            if (zero_store_step_async(store, &step) != ZERO_OK)
+                goto fail;
+        }
+        if (zero_store_step_wait(store) != ZERO_OK)
+            goto fail;
+        if (r >= 0)
+            t_pipe[r] = zero_clock_now() - t0;
+        /* its parts alone: the CPU step over host memory, the copies through one pinned slot */
+        t0 = zero_clock_now();
+        for (size_t b = 0; b < n; b += range) {
+            size_t c = n - b < range ? n - b : range;
+            step.begin = b;
+            step.count = c;
+            if (zero_store_run_kernel_g16(&ctx, &step, w + b, hg + b, ZERO_OPTIM_W16_BF16, m + b, v + b, hg + b,
+                                          ZERO_OPTIM_W16_BF16, c) != ZERO_OK)
+                goto fail;
+            memset(hg + b, 0x3c, c * 2);   /* the next step's gradients again */
+        }
+        if (r >= 0)
+            t_cpu[r] = zero_clock_now() - t0;
+        t0 = zero_clock_now();
+        for (size_t b = 0; b < n; b += range)
+            if (cu->cudaMemcpyAsync(slot, (const char *)dgrad + b * 2, (n - b < range ? n - b : range) * 2,
+                                    cudaMemcpyDeviceToHost, NULL) != cudaSuccess)
+                goto fail;
+        if (cu->cudaDeviceSynchronize() != cudaSuccess)
+            goto fail;
+        if (r >= 0)
+            t_down[r] = zero_clock_now() - t0;
+        t0 = zero_clock_now();
+        for (size_t b = 0; b < n; b += range)
+            if (cu->cudaMemcpyAsync((char *)dw + b * 2, slot, (n - b < range ? n - b : range) * 2,
+                                    cudaMemcpyHostToDevice, NULL) != cudaSuccess)
+                goto fail;
+        if (cu->cudaDeviceSynchronize() != cudaSuccess)
+            goto fail;
+        if (r >= 0)
+            t_up[r] = zero_clock_now() - t0;
+    }
+    zero_store_cpu_stats(store, &st1);
+    {
+        double pipe = median(t_pipe, reps), cpu = median(t_cpu, reps), down = median(t_down, reps);
+        double up = median(t_up, reps), slowest = cpu > down ? cpu : down;
+        double moved = (double)((st1.bytes_down - st0.bytes_down) + (st1.bytes_up - st0.bytes_up)) / reps;
+        slowest = up > slowest ? up : slowest;
+        printf("gpu: offloaded step %.4f s; alone: CPU step %.4f s, download %.4f s (%.2f GB/s), upload %.4f s "
+               "(%.2f GB/s); %u of %u slots pinned\n", pipe, cpu, down, 2.0 * (double)n / down / 1e9, up,
+               2.0 * (double)n / up / 1e9, st1.pinned_slots, st1.slots);
+        printf("gpu: %.1f MB over PCIe per step; DeepSpeed's scheme (fp32 gradients down, 16-bit weights up) %.1f MB\n",
+               moved / 1e6, 6.0 * (double)n / 1e6);
+        snprintf(added, added_size, "%.2f", pipe / slowest);
+        snprintf(bytes, bytes_size, "%.2f", moved / (6.0 * (double)n));
+    }
+    goto out;
+fail:
+    fprintf(stderr, "bench_offload: the GPU part failed; its fields are na\n");
+    snprintf(added, added_size, "na");
+    snprintf(bytes, bytes_size, "na");
+out:
+    zero_store_destroy(store);
+    zero_mem_free(dgrad);
+    zero_mem_free(dw);
+    zero_mem_free(slot);
+    zero_mem_free(hg);
+    zero_mem_free(w);
+    zero_mem_free(m);
+    zero_mem_free(v);
+    zero_thread_pool_destroy(pool);
+    free(t_pipe);
+    free(t_cpu);
+    free(t_down);
+    free(t_up);
+#else
+    (void)n;
+    (void)range;
+    (void)threads;
+    (void)reps;
+    printf("gpu: a build without CUDA: the GPU fields are na\n");
+#endif
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
@@ -183,6 +356,7 @@ int main(int argc, char **argv)
     float *grad = NULL;
     double t_host, t_nvme, t_raw, t_raw_w, t_raw_r;
     zero_store_nvme_stats_t s0, s1;
+    char gpu_added[32], gpu_bytes[32];
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
@@ -261,8 +435,9 @@ int main(int argc, char **argv)
            "%.2f GB/s)\n", written_step / 1e6, range * sizeof(float), t_raw, written_step / t_raw_w / 1e9,
            written_step / t_raw_r / 1e9, 2 * written_step / t_raw / 1e9);
     printf("nvme step over host step: %.2fx the time\n", t_nvme / t_host);
-    printf("summary: nvme_step_over_raw_io=%.2f offload_added_over_slowest_part=na pcie_bytes_over_deepspeed=na\n",
-           (moved / t_nvme) / (2 * written_step / t_raw));
+    gpu_fields(n, range, threads, reps, gpu_added, sizeof(gpu_added), gpu_bytes, sizeof(gpu_bytes));
+    printf("summary: nvme_step_over_raw_io=%.2f offload_added_over_slowest_part=%s pcie_bytes_over_deepspeed=%s\n",
+           (moved / t_nvme) / (2 * written_step / t_raw), gpu_added, gpu_bytes);
     rc = 0;
 out:
     if (rc != 0)

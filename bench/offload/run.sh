@@ -3,7 +3,8 @@
 # and runs it with its files in $ZERO_BUILD_DIR/bench-offload (on the disk the
 # build is on: check with df that it is not a tmpfs). Extra arguments go to
 # bench_offload (--n, --range, --reps, --buffers, --block, --qd, --posix, --dir).
-# The last line is: summary: nvme_step_over_raw_io=<x> offload_added_over_slowest_part=na pcie_bytes_over_deepspeed=na
+# The last line is: summary: nvme_step_over_raw_io=<x> offload_added_over_slowest_part=<y> pcie_bytes_over_deepspeed=<z>
+# (the GPU fields are na where there is no CUDA device).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 bench_build bench/offload/bench_offload

@@ -727,6 +727,14 @@ typedef struct zero_engine_timers {
     double reduce;        /**< zero_step() at the boundary: reducing the gradients (stages 0-1 mostly) */
     double step;          /**< zero_step(): unscale, overflow check, clipping and the optimizer on the shard */
     double gather;        /**< allgather of updated weights (stages 0-2) and zero_gather() waits (stage 3) */
+    /* appended later: the fields above keep their offsets */
+    double offload_exposed; /**< part of step: zero_step() waiting for an optimizer step run where the state
+                                 lives (CPU offload for device ranks, zero-optd), the offload time not hidden
+                                 behind other work; 0 without such a store */
+    double offload_overlap; /**< CPU offload for device ranks: the fraction of the offload thread's CPU step
+                                 time the trainer did not wait for, max(0, 1 - offload_exposed / CPU step
+                                 time); 0 without it (and near 0 until an overlap mode exists: the step is
+                                 waited for at the boundary) */
 } zero_engine_timers_t;
 
 /** Fills *timers_p with the engine's accumulated phase times. Thread safety as the engine's other calls. */

@@ -38,7 +38,7 @@ typedef struct staged_req {
     int started;
     double last_moved;
     zero_staged_geom_t geom;
-    zero_staged_pipe_t pipe;
+    zero_slot_pipe_t pipe;
     zero_staged_piece_t *pieces;       /* room for one chunk's copies (size pieces) */
     struct zero_comm_request inner;    /* the running host collective */
     int inner_running;
@@ -310,7 +310,7 @@ static zero_status_t inner_start(zero_comm_t *comm, zero_staged_t *s, staged_req
                                  int *finished_p, int *peer_p)
 {
     zero_comm_request_h in = &sr->inner;
-    unsigned slot = zero_staged_pipe_slot(&sr->pipe, k);
+    unsigned slot = zero_slot_pipe_slot(&sr->pipe, k);
     memset(in, 0, sizeof(*in));
     zero_staged_host_desc(&sr->geom, k, s->slots + (size_t)slot * s->slot_bytes, &in->desc);
     in->comm = comm;
@@ -341,7 +341,7 @@ static zero_status_t inner_start(zero_comm_t *comm, zero_staged_t *s, staged_req
 static zero_status_t copy_chunk(zero_staged_t *s, staged_req_t *sr, const zero_coll_desc_t *d, size_t k, int in)
 {
     zero_status_t status = ZERO_OK;
-    unsigned slot = zero_staged_pipe_slot(&sr->pipe, k);
+    unsigned slot = zero_slot_pipe_slot(&sr->pipe, k);
     unsigned char *base = s->slots + (size_t)slot * s->slot_bytes;
     int n = in ? zero_staged_pieces_in(&sr->geom, k, sr->pieces) : zero_staged_pieces_out(&sr->geom, k, sr->pieces);
     cudaStream_t stream = in ? s->copy_in : s->copy_out;
@@ -382,7 +382,7 @@ static zero_status_t staged_advance(zero_comm_t *comm, zero_comm_request_h req, 
 {
     zero_staged_t *s = atomic_load(&comm->staged);
     staged_req_t *sr = req->backend_data;
-    zero_staged_pipe_t *p = &sr->pipe;
+    zero_slot_pipe_t *p = &sr->pipe;
     zero_status_t status = ZERO_OK;
     const char *name = zero_coll_name(req->desc.kind);
 
@@ -405,15 +405,15 @@ static zero_status_t staged_advance(zero_comm_t *comm, zero_comm_request_h req, 
         }
         sr->started = 1;
         sr->last_moved = now;
-        zero_staged_pipe_init(p, sr->geom.chunks, s->nslots, s->ring);
-        s->ring = zero_staged_pipe_next_base(p);
+        zero_slot_pipe_init(p, sr->geom.chunks, s->nslots, s->ring);
+        s->ring = zero_slot_pipe_next_base(p);
     }
     for (;;) {
         int moved = 0, at;
         unsigned ready;
         /* completions, in chunk order on each copy stream */
         while (p->d2h_done < p->d2h_issued &&
-               (at = reached(s->in_done[zero_staged_pipe_slot(p, p->d2h_done)], "copying a chunk in",
+               (at = reached(s->in_done[zero_slot_pipe_slot(p, p->d2h_done)], "copying a chunk in",
                              comm->env.rank)) != 0) {
             if (at < 0) {
                 status = ZERO_ERR_CUDA;
@@ -423,7 +423,7 @@ static zero_status_t staged_advance(zero_comm_t *comm, zero_comm_request_h req, 
             moved = 1;
         }
         while (p->h2d_done < p->h2d_issued &&
-               (at = reached(s->out_done[zero_staged_pipe_slot(p, p->h2d_done)], "copying a chunk out",
+               (at = reached(s->out_done[zero_slot_pipe_slot(p, p->h2d_done)], "copying a chunk out",
                              comm->env.rank)) != 0) {
             if (at < 0) {
                 status = ZERO_ERR_CUDA;
@@ -442,29 +442,29 @@ static zero_status_t staged_advance(zero_comm_t *comm, zero_comm_request_h req, 
                     status = st;
                     goto fail;
                 }
-                p->coll_done++;
+                p->work_done++;
                 moved = 1;
             }
         }
-        ready = zero_staged_pipe_ready(p);
-        if (ready & ZERO_STAGED_COPY_IN) {
+        ready = zero_slot_pipe_ready(p);
+        if (ready & ZERO_SLOT_COPY_IN) {
             ZERO_CHECK_GOTO(copy_chunk(s, sr, &req->desc, p->d2h_issued, 1), status, fail);
             p->d2h_issued++;
             moved = 1;
         }
-        if (ready & ZERO_STAGED_COLLECTIVE) {
+        if (ready & ZERO_SLOT_WORK) {
             int finished = 0;
             *peer_p = -1;
-            ZERO_CHECK_GOTO(inner_start(comm, s, sr, p->coll_started, now, &finished, peer_p), status, fail);
+            ZERO_CHECK_GOTO(inner_start(comm, s, sr, p->work_started, now, &finished, peer_p), status, fail);
             *peer_p = comm->env.rank;
-            p->coll_started++;
+            p->work_started++;
             if (finished)
-                p->coll_done++;
+                p->work_done++;
             else
                 sr->inner_running = 1;
             moved = 1;
         }
-        if (ready & ZERO_STAGED_COPY_OUT) {
+        if (ready & ZERO_SLOT_COPY_OUT) {
             ZERO_CHECK_GOTO(copy_chunk(s, sr, &req->desc, p->h2d_issued, 0), status, fail);
             p->h2d_issued++;
             moved = 1;
@@ -474,7 +474,7 @@ static zero_status_t staged_advance(zero_comm_t *comm, zero_comm_request_h req, 
         *progressed_p = 1;
         sr->last_moved = now;
     }
-    if (zero_staged_pipe_finished(p)) {
+    if (zero_slot_pipe_finished(p)) {
         release(s, sr->gen);   /* the order stream, and the caller's stream after done_event, go on */
         req_free(sr);
         req->backend_data = NULL;

@@ -9,10 +9,10 @@
  *     into chunks that fit one pinned slot, which byte ranges of the device
  *     buffers each chunk copies in and out, and the host collective it runs
  *     on the slot;
- *   - the pipeline over a bounded ring of slots: which copy or collective may
- *     start next, so that the copy of chunk k+1 runs while the host
- *     collective of chunk k does, and no slot is refilled before its last
- *     copy back finished.
+ *   - the pipeline over a bounded ring of slots (util/slot_ring.h, shared
+ *     with CPU offload): which copy or collective may start next, so that
+ *     the copy of chunk k+1 runs while the host collective of chunk k does,
+ *     and no slot is refilled before its last copy back finished.
  */
 #ifndef ZERO_COMM_STAGED_PLAN_H
 #define ZERO_COMM_STAGED_PLAN_H
@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "comm/comm_internal.h"
+#include "util/slot_ring.h"
 
 /* ---- which backend carries device memory ---- */
 
@@ -91,36 +92,9 @@ int zero_staged_pieces_out(const zero_staged_geom_t *g, size_t k, zero_staged_pi
  * @p slot: a descriptor for the host backends (ZERO_MEM_HOST). */
 void zero_staged_host_desc(const zero_staged_geom_t *g, size_t k, unsigned char *slot, zero_coll_desc_t *out);
 
-/* ---- the pipeline over the ring of slots ---- */
-
-typedef struct zero_staged_pipe {
-    size_t chunks;
-    unsigned slots;       /* the ring's size */
-    unsigned base;        /* the slot of chunk 0 (the ring rotates on across collectives) */
-    /* Chunks past each stage, in chunk order: every stage runs its chunks in
-     * order (one copy stream each way; the host collectives one at a time). */
-    size_t d2h_issued, d2h_done;
-    size_t coll_started, coll_done;
-    size_t h2d_issued, h2d_done;
-} zero_staged_pipe_t;
-
-enum zero_staged_action {
-    ZERO_STAGED_COPY_IN = 1u << 0,     /* copy chunk d2h_issued into its slot */
-    ZERO_STAGED_COLLECTIVE = 1u << 1,  /* start the host collective of chunk coll_started */
-    ZERO_STAGED_COPY_OUT = 1u << 2     /* copy chunk h2d_issued back out of its slot */
-};
-
-void zero_staged_pipe_init(zero_staged_pipe_t *p, size_t chunks, unsigned slots, unsigned base);
-/* The slot of chunk @p k. */
-unsigned zero_staged_pipe_slot(const zero_staged_pipe_t *p, size_t k);
-/* The actions that may start now (zero_staged_action bits). A slot is
- * refilled only once the copy out of its previous chunk finished; at most one
- * host collective runs at a time. */
-unsigned zero_staged_pipe_ready(const zero_staged_pipe_t *p);
-/* Whether every chunk is copied back. */
-int zero_staged_pipe_finished(const zero_staged_pipe_t *p);
-/* The slot where the next collective starts (the ring position after this one). */
-unsigned zero_staged_pipe_next_base(const zero_staged_pipe_t *p);
+/* ---- the pipeline over the ring of slots ----
+ * zero_slot_pipe_t (util/slot_ring.h), shared with CPU offload for device
+ * ranks: copy in, the host collective (the pipe's "work" stage), copy out. */
 
 /* ---- the gate: a 32-bit word the order stream waits on ---- */
 

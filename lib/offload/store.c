@@ -3,10 +3,12 @@
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store.h"
 #include "offload/optd_wire.h"
+#include "offload/store_cpu.h"
 #include "offload/store_nvme.h"
 #include "offload/store_remote.h"
 #include "util/log.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,16 +174,22 @@ zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_
     return store->ops->step_async(store, step);
 }
 
+double zero_store_step_busy(const zero_store_t *store)
+{
+    return store->ops->step_busy != NULL ? store->ops->step_busy(store) : 0.0;
+}
+
 zero_status_t zero_store_step_wait(zero_store_t *store)
 {
     return store->ops->step_wait != NULL ? store->ops->step_wait(store) : ZERO_OK;
 }
 
-zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
-                                    const float *g32, float *s1, float *s2, uint16_t *w16,
-                                    zero_optim_w16_t w16_type, size_t n)
+/* The kernel of @p step over slice @p s: fp32 gradients in s.g, or 16-bit
+ * ones in @p g16 (of @p g16_type) when it is not NULL. */
+static zero_status_t run_kernel(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step,
+                                const zero_optim_slice_t *sp, const uint16_t *g16, zero_optim_w16_t g16_type)
 {
-    zero_optim_slice_t s = {.w = w, .g = g32, .s1 = s1, .s2 = s2, .w16 = w16, .w16_type = w16_type, .n = n};
+    const zero_optim_slice_t s = *sp;
     switch (step->optimizer) {
     case ZERO_OPTIMIZER_ADAM:
     case ZERO_OPTIMIZER_ADAMW: {
@@ -196,7 +204,8 @@ zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_stor
         p.bias_correction = step->bias_correction != 0;
         p.step = step->step;
         p.grad_scale = step->grad_scale;
-        return zero_optim_adam_step(ctx, &p, &s);
+        return g16 != NULL ? zero_optim_adam_step_g16(ctx, &p, &s, g16, g16_type)
+                           : zero_optim_adam_step(ctx, &p, &s);
     }
     case ZERO_OPTIMIZER_SGD: {
         zero_optim_sgd_params_t p;
@@ -208,7 +217,8 @@ zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_stor
         p.nesterov = step->nesterov != 0;
         p.step = step->step;
         p.grad_scale = step->grad_scale;
-        return zero_optim_sgd_step(ctx, &p, &s);
+        return g16 != NULL ? zero_optim_sgd_step_g16(ctx, &p, &s, g16, g16_type)
+                           : zero_optim_sgd_step(ctx, &p, &s);
     }
     case ZERO_OPTIMIZER_ADAGRAD: {
         zero_optim_adagrad_params_t p;
@@ -219,7 +229,8 @@ zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_stor
         p.weight_decay = step->weight_decay;
         p.step = step->step;
         p.grad_scale = step->grad_scale;
-        return zero_optim_adagrad_step(ctx, &p, &s);
+        return g16 != NULL ? zero_optim_adagrad_step_g16(ctx, &p, &s, g16, g16_type)
+                           : zero_optim_adagrad_step(ctx, &p, &s);
     }
     case ZERO_OPTIMIZER_LION: {
         zero_optim_lion_params_t p;
@@ -229,12 +240,33 @@ zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_stor
         p.beta2 = step->beta2;
         p.weight_decay = step->weight_decay;
         p.grad_scale = step->grad_scale;
-        return zero_optim_lion_step(ctx, &p, &s);
+        return g16 != NULL ? zero_optim_lion_step_g16(ctx, &p, &s, g16, g16_type)
+                           : zero_optim_lion_step(ctx, &p, &s);
     }
     default:
         ZERO_LOG_ERROR("optimizer step: %s is not an elementwise optimizer", zero_optimizer_type_string(step->optimizer));
         return ZERO_ERR_UNSUPPORTED;
     }
+}
+
+zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
+                                    const float *g32, float *s1, float *s2, uint16_t *w16,
+                                    zero_optim_w16_t w16_type, size_t n)
+{
+    zero_optim_slice_t s = {.w = w, .g = g32, .s1 = s1, .s2 = s2, .w16 = w16, .w16_type = w16_type, .n = n};
+    return run_kernel(ctx, step, &s, NULL, ZERO_OPTIM_W16_NONE);
+}
+
+zero_status_t zero_store_run_kernel_g16(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
+                                        const uint16_t *g16, zero_optim_w16_t g16_type, float *s1, float *s2,
+                                        uint16_t *w16, zero_optim_w16_t w16_type, size_t n)
+{
+    zero_optim_slice_t s = {.w = w, .g = NULL, .s1 = s1, .s2 = s2, .w16 = w16, .w16_type = w16_type, .n = n};
+    if (g16 == NULL && n > 0) {
+        ZERO_LOG_ERROR("optimizer step: the 16-bit gradient of a %zu-element range is NULL", n);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return run_kernel(ctx, step, &s, g16, g16_type);
 }
 
 void zero_store_destroy(zero_store_t *store)
@@ -316,6 +348,56 @@ static zero_status_t create_remote(const zero_store_options_t *opts, const zero_
     return zero_store_remote_create(&remote, &ro, store_p);
 }
 
+/* Elements per transfer slot of CPU offload for device ranks: one
+ * sub_group_size piece, at most 16 Mi elements (64 MiB of fp32 gradients), at
+ * most the longest owned range: buffer_count slots bound the pinned memory. */
+#define CPU_SLOT_ELEMS_MAX ((size_t)1 << 24)
+
+/* Pinned bytes at most for the transfer slots, from ZERO_OFFLOAD_PIN_LIMIT
+ * (bytes; a way to keep locked memory bounded, and to test the fallback);
+ * 0 when unset. A value that is not a count is ignored with a warning. */
+static size_t pin_limit_from_env(void)
+{
+    const char *v = getenv("ZERO_OFFLOAD_PIN_LIMIT");
+    char *end = NULL;
+    unsigned long long n;
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0') {
+        ZERO_LOG_WARN("ZERO_OFFLOAD_PIN_LIMIT=\"%s\" is not a byte count; ignoring it", v);
+        return 0;
+    }
+    return (size_t)n;
+}
+
+/* The CPU offload store of a device engine from offload_optimizer. */
+static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_store_desc_t *desc,
+                                zero_store_t **store_p)
+{
+    zero_store_cpu_params_t params;
+    size_t longest = 1;
+    zero_store_cpu_params_default(&params);
+    for (int g = 0; g < desc->num_groups; g++)
+        if (desc->length[g] > longest)
+            longest = desc->length[g];
+    params.slot_elems = longest < CPU_SLOT_ELEMS_MAX ? longest : CPU_SLOT_ELEMS_MAX;
+    if (opts->config != NULL) {
+        const zero_config_t *config = opts->config;
+        uint32_t count = config->zero_optimization.offload_optimizer.buffer_count;
+        if (config->zero_optimization.sub_group_size < params.slot_elems)
+            params.slot_elems = (size_t)config->zero_optimization.sub_group_size;
+        params.slots = count > 64 ? 64 : count;   /* more slots than that only pin more memory */
+    }
+    params.device = opts->cuda_device;
+    params.stream = opts->cuda_stream;
+    params.threads = opts->threads > 0 ? opts->threads : 1;
+    params.pin_limit = pin_limit_from_env();
+    params.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : STORE_DEFAULT_TIMEOUT_S;
+    return zero_store_cpu_create(desc, &params, store_p);
+}
+
 zero_store_device_t zero_store_device_from_config(zero_offload_device_t device)
 {
     switch (device) {
@@ -337,7 +419,9 @@ zero_status_t zero_store_create_for(const zero_store_options_t *opts, const zero
     case ZERO_STORE_DEVICE_NONE:
         return zero_store_host_create(desc, store_p);
     case ZERO_STORE_DEVICE_CPU: {
-        /* The state in host memory whatever the engine's kind. */
+        if (desc->kind == ZERO_MEM_DEVICE)
+            return create_cpu(opts, desc, store_p);
+        /* A host engine's state is in host memory already: the host store. */
         zero_store_desc_t host = *desc;
         if (host.kind != ZERO_MEM_HOST)   /* another kind's master cannot be adopted into host memory */
             memset(host.adopt_master, 0, sizeof(host.adopt_master));

@@ -131,6 +131,9 @@ typedef struct zero_store_ops {
      * comparisons only (the host store); the engine runs its own kernels,
      * of its memory kind, on acquired ranges. */
     int prefer_step;
+    /* Optional: seconds this store's own threads spent in the optimizer
+     * kernel so far (CPU offload); NULL: not counted. */
+    double (*step_busy)(const zero_store_t *store);
 } zero_store_ops_t;
 
 /* The part every store shares; implementations embed it first. */
@@ -143,7 +146,7 @@ struct zero_store {
 /* Where the optimizer state is kept: "zero_optimization.offload_optimizer.device". */
 typedef enum zero_store_device {
     ZERO_STORE_DEVICE_NONE = 0,   /* no offload: the host store, arrays of the descriptor's kind */
-    ZERO_STORE_DEVICE_CPU,        /* "cpu": the host store in host memory */
+    ZERO_STORE_DEVICE_CPU,        /* "cpu": host memory; for a device engine the CPU offload store (store_cpu.h) */
     ZERO_STORE_DEVICE_NVME,       /* "nvme": files under nvme_path (store_nvme.h) */
     ZERO_STORE_DEVICE_REMOTE,     /* "remote": zero-optd servers (store_remote.h) */
 } zero_store_device_t;
@@ -158,6 +161,10 @@ typedef struct zero_store_options {
     int rank;                     /* the asking rank (file names, server choice, error messages) */
     const zero_config_t *config;  /* NVME: buffer_count, sub_group_size and the aio block (borrowed) */
     double timeout_s;             /* NVME, REMOTE: an I/O or a server silent this long is an error; 0: 300 s */
+    /* CPU with a device engine (desc->kind ZERO_MEM_DEVICE): */
+    void *cuda_stream;            /* the trainer's stream (NULL: the legacy default stream) */
+    int cuda_device;              /* the rank's device; -1: the calling thread's current one */
+    int threads;                  /* CPU threads of the step; 0: 1 */
 } zero_store_options_t;
 
 /* The device named by a config's offload_optimizer.device. */
@@ -211,6 +218,9 @@ zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const z
  * is written only by zero_store_step_wait. Errors: ZERO_ERR_INVALID_ARG
  * (logged), ZERO_ERR_UNSUPPORTED (no step op, or Lamb), or the store's. */
 zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_step_t *step);
+/* Seconds the store's own threads spent in the optimizer kernel so far
+ * (ops->step_busy; 0 where the store does not count them). */
+double zero_store_step_busy(const zero_store_t *store);
 /* Waits for every step submitted since the last wait; the first error. */
 zero_status_t zero_store_step_wait(zero_store_t *store);
 /*
@@ -223,6 +233,18 @@ zero_status_t zero_store_step_wait(zero_store_t *store);
 zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
                                     const float *g32, float *s1, float *s2, uint16_t *w16,
                                     zero_optim_w16_t w16_type, size_t n);
+
+/*
+ * As zero_store_run_kernel with the gradient in 16 bits: @p g16 ([n] of
+ * @p g16_type, BF16 or FP16) is widened a block at a time inside the kernel
+ * (zero_optim_*_step_g16), never stored as fp32. @p w16 may be @p g16 itself
+ * (the kernel reads each block of gradients before it writes that block's
+ * weights): CPU offload steps a transfer slot in place. Bitwise equal to
+ * zero_optim_from_16 followed by zero_store_run_kernel.
+ */
+zero_status_t zero_store_run_kernel_g16(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
+                                        const uint16_t *g16, zero_optim_w16_t g16_type, float *s1, float *s2,
+                                        uint16_t *w16, zero_optim_w16_t w16_type, size_t n);
 
 /* NULL allowed. */
 void zero_store_destroy(zero_store_t *store);

@@ -154,6 +154,40 @@ static uint16_t *w16_at(const zero_optim_slice_t *s, size_t i)
     return s->w16_type != ZERO_OPTIM_W16_NONE ? s->w16 + i : NULL;
 }
 
+/* 16-bit gradients (the *_step_g16 calls): widened G16_BLOCK at a time into
+ * a buffer on the worker's stack (2 KiB, in L1), so an fp32 copy of the
+ * gradient is never stored. The elementwise kernels give the same bits for
+ * any cut of a slice, so blocks change nothing in the result. */
+#define G16_BLOCK ((size_t)512)
+
+typedef struct g16_src {
+    const uint16_t *g;          /* NULL: the slice's fp32 s->g */
+    zero_optim_w16_t type;
+} g16_src_t;
+
+static const g16_src_t no_g16 = {NULL, ZERO_OPTIM_W16_NONE};
+
+static zero_status_t check_g16(const char *what, const zero_optim_slice_t *s, const g16_src_t *g16)
+{
+    if (s != NULL && s->n > 0 && g16->g == NULL) {
+        ZERO_LOG_ERROR("%s: the 16-bit gradient of a %zu-element slice is NULL", what, s->n);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (g16->type != ZERO_OPTIM_W16_BF16 && g16->type != ZERO_OPTIM_W16_FP16) {
+        ZERO_LOG_ERROR("%s: 16-bit gradient type %d is neither bf16 nor fp16", what, (int)g16->type);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    return ZERO_OK;
+}
+
+/* Widens the block of [i, e) that starts at @p i into @p g; its length. */
+static size_t g16_block(const zero_optim_ctx_t *ctx, const g16_src_t *g16, float *g, size_t i, size_t e)
+{
+    size_t m = e - i < G16_BLOCK ? e - i : G16_BLOCK;
+    ctx->dsp.from_16[g16->type](g, g16->g + i, m);
+    return m;
+}
+
 /* ---- Adam / AdamW ---- */
 
 void zero_optim_adam_defaults(zero_optim_adam_params_t *p)
@@ -173,6 +207,7 @@ typedef struct adam_job {
     const zero_optim_ctx_t *ctx;
     const zero_optim_slice_t *s;
     const float *g_add;        /* NULL, or the fused second addend of the gradient */
+    g16_src_t g16;
     zero_adam_k_t k;
 } adam_job_t;
 
@@ -181,7 +216,13 @@ static void adam_chunk(void *raw, size_t task, size_t b, size_t e)
     adam_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
     (void)task;
-    if (j->g_add)
+    if (j->g16.g != NULL) {
+        float g[G16_BLOCK];
+        for (size_t i = b, m; i < e; i += m) {
+            m = g16_block(j->ctx, &j->g16, g, i, e);
+            j->ctx->dsp.adam(&j->k, s->w + i, g, s->s1 + i, s->s2 + i, w16_at(s, i), (int)s->w16_type, m);
+        }
+    } else if (j->g_add)
         j->ctx->dsp.adam_add(&j->k, s->w + b, s->g + b, j->g_add + b, s->s1 + b, s->s2 + b, w16_at(s, b),
                              (int)s->w16_type, e - b);
     else
@@ -209,19 +250,13 @@ void zero_optim_adam_k(const zero_optim_adam_params_t *p, zero_adam_k_t *k)
     k->l2_wd = p->adam_w_mode ? 0.0f : p->weight_decay;
 }
 
-zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
-                                   const zero_optim_slice_t *s)
-{
-    return zero_optim_adam_step_fused(ctx, p, s, NULL);
-}
-
-zero_status_t zero_optim_adam_step_fused(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
-                                         const zero_optim_slice_t *s, const float *g_add)
+static zero_status_t adam_run(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                              const zero_optim_slice_t *s, const float *g_add, g16_src_t g16)
 {
     adam_job_t job;
     zero_status_t status;
 
-    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice("adam", s, 1, 1, 1)) != ZERO_OK)
+    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice("adam", s, g16.g == NULL, 1, 1)) != ZERO_OK)
         return status;
     if (p->step < 1 || !beta_ok(p->beta1) || !beta_ok(p->beta2) || !(p->lr >= 0.0f) || !(p->eps >= 0.0f) ||
         !(p->weight_decay >= 0.0f)) {
@@ -232,9 +267,30 @@ zero_status_t zero_optim_adam_step_fused(const zero_optim_ctx_t *ctx, const zero
     job.ctx = ctx;
     job.s = s;
     job.g_add = s->n > 0 ? g_add : NULL;
+    job.g16 = g16;
     zero_optim_adam_k(p, &job.k);
     for_chunks(ctx, s->n, adam_chunk, &job);
     return ZERO_OK;
+}
+
+zero_status_t zero_optim_adam_step(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                                   const zero_optim_slice_t *s)
+{
+    return adam_run(ctx, p, s, NULL, no_g16);
+}
+
+zero_status_t zero_optim_adam_step_fused(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                                         const zero_optim_slice_t *s, const float *g_add)
+{
+    return adam_run(ctx, p, s, g_add, no_g16);
+}
+
+zero_status_t zero_optim_adam_step_g16(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                                       const zero_optim_slice_t *s, const uint16_t *g16, zero_optim_w16_t g16_type)
+{
+    g16_src_t src = {g16, g16_type};
+    zero_status_t status = check_g16("adam", s, &src);
+    return status != ZERO_OK ? status : adam_run(ctx, p, s, NULL, src);
 }
 
 /* ---- SGD ---- */
@@ -250,6 +306,7 @@ void zero_optim_sgd_defaults(zero_optim_sgd_params_t *p)
 typedef struct sgd_job {
     const zero_optim_ctx_t *ctx;
     const zero_optim_slice_t *s;
+    g16_src_t g16;
     zero_sgd_k_t k;
 } sgd_job_t;
 
@@ -258,6 +315,15 @@ static void sgd_chunk(void *raw, size_t task, size_t b, size_t e)
     sgd_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
     (void)task;
+    if (j->g16.g != NULL) {
+        float g[G16_BLOCK];
+        for (size_t i = b, m; i < e; i += m) {
+            m = g16_block(j->ctx, &j->g16, g, i, e);
+            j->ctx->dsp.sgd(&j->k, s->w + i, g, j->k.momentum != 0.0f ? s->s1 + i : NULL, w16_at(s, i),
+                            (int)s->w16_type, m);
+        }
+        return;
+    }
     j->ctx->dsp.sgd(&j->k, s->w + b, s->g + b, j->k.momentum != 0.0f ? s->s1 + b : NULL, w16_at(s, b),
                     (int)s->w16_type, e - b);
 }
@@ -273,14 +339,14 @@ void zero_optim_sgd_k(const zero_optim_sgd_params_t *p, zero_sgd_k_t *k)
     k->nesterov = p->nesterov != 0;
 }
 
-zero_status_t zero_optim_sgd_step(const zero_optim_ctx_t *ctx, const zero_optim_sgd_params_t *p,
-                                  const zero_optim_slice_t *s)
+static zero_status_t sgd_run(const zero_optim_ctx_t *ctx, const zero_optim_sgd_params_t *p, const zero_optim_slice_t *s,
+                              g16_src_t g16)
 {
     sgd_job_t job;
     zero_status_t status;
 
     if ((status = check_ctx(ctx, p)) != ZERO_OK ||
-        (status = check_slice("sgd", s, 1, p->momentum != 0.0f, 0)) != ZERO_OK)
+        (status = check_slice("sgd", s, g16.g == NULL, p->momentum != 0.0f, 0)) != ZERO_OK)
         return status;
     if (p->step < 1 || !(p->lr >= 0.0f) || !(p->momentum >= 0.0f) || !(p->weight_decay >= 0.0f) ||
         (p->nesterov && (p->momentum <= 0.0f || p->dampening != 0.0f))) {
@@ -291,9 +357,24 @@ zero_status_t zero_optim_sgd_step(const zero_optim_ctx_t *ctx, const zero_optim_
     }
     job.ctx = ctx;
     job.s = s;
+    job.g16 = g16;
     zero_optim_sgd_k(p, &job.k);
     for_chunks(ctx, s->n, sgd_chunk, &job);
     return ZERO_OK;
+}
+
+zero_status_t zero_optim_sgd_step(const zero_optim_ctx_t *ctx, const zero_optim_sgd_params_t *p,
+                              const zero_optim_slice_t *s)
+{
+    return sgd_run(ctx, p, s, no_g16);
+}
+
+zero_status_t zero_optim_sgd_step_g16(const zero_optim_ctx_t *ctx, const zero_optim_sgd_params_t *p,
+                                  const zero_optim_slice_t *s, const uint16_t *g16, zero_optim_w16_t g16_type)
+{
+    g16_src_t src = {g16, g16_type};
+    zero_status_t status = check_g16("sgd", s, &src);
+    return status != ZERO_OK ? status : sgd_run(ctx, p, s, src);
 }
 
 /* ---- Adagrad ---- */
@@ -310,6 +391,7 @@ void zero_optim_adagrad_defaults(zero_optim_adagrad_params_t *p)
 typedef struct adagrad_job {
     const zero_optim_ctx_t *ctx;
     const zero_optim_slice_t *s;
+    g16_src_t g16;
     zero_adagrad_k_t k;
 } adagrad_job_t;
 
@@ -318,6 +400,14 @@ static void adagrad_chunk(void *raw, size_t task, size_t b, size_t e)
     adagrad_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
     (void)task;
+    if (j->g16.g != NULL) {
+        float g[G16_BLOCK];
+        for (size_t i = b, m; i < e; i += m) {
+            m = g16_block(j->ctx, &j->g16, g, i, e);
+            j->ctx->dsp.adagrad(&j->k, s->w + i, g, s->s1 + i, w16_at(s, i), (int)s->w16_type, m);
+        }
+        return;
+    }
     j->ctx->dsp.adagrad(&j->k, s->w + b, s->g + b, s->s1 + b, w16_at(s, b), (int)s->w16_type, e - b);
 }
 
@@ -329,13 +419,13 @@ void zero_optim_adagrad_k(const zero_optim_adagrad_params_t *p, zero_adagrad_k_t
     k->eps = p->eps;
 }
 
-zero_status_t zero_optim_adagrad_step(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,
-                                      const zero_optim_slice_t *s)
+static zero_status_t adagrad_run(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p, const zero_optim_slice_t *s,
+                              g16_src_t g16)
 {
     adagrad_job_t job;
     zero_status_t status;
 
-    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice("adagrad", s, 1, 1, 0)) != ZERO_OK)
+    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice("adagrad", s, g16.g == NULL, 1, 0)) != ZERO_OK)
         return status;
     if (p->step < 1 || !(p->lr >= 0.0f) || !(p->lr_decay >= 0.0f) || !(p->eps >= 0.0f) ||
         !(p->weight_decay >= 0.0f)) {
@@ -345,9 +435,24 @@ zero_status_t zero_optim_adagrad_step(const zero_optim_ctx_t *ctx, const zero_op
     }
     job.ctx = ctx;
     job.s = s;
+    job.g16 = g16;
     zero_optim_adagrad_k(p, &job.k);
     for_chunks(ctx, s->n, adagrad_chunk, &job);
     return ZERO_OK;
+}
+
+zero_status_t zero_optim_adagrad_step(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,
+                              const zero_optim_slice_t *s)
+{
+    return adagrad_run(ctx, p, s, no_g16);
+}
+
+zero_status_t zero_optim_adagrad_step_g16(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,
+                                  const zero_optim_slice_t *s, const uint16_t *g16, zero_optim_w16_t g16_type)
+{
+    g16_src_t src = {g16, g16_type};
+    zero_status_t status = check_g16("adagrad", s, &src);
+    return status != ZERO_OK ? status : adagrad_run(ctx, p, s, src);
 }
 
 zero_status_t zero_optim_adagrad_init_state(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,
@@ -383,6 +488,7 @@ void zero_optim_lion_defaults(zero_optim_lion_params_t *p)
 typedef struct lion_job {
     const zero_optim_ctx_t *ctx;
     const zero_optim_slice_t *s;
+    g16_src_t g16;
     zero_lion_k_t k;
 } lion_job_t;
 
@@ -391,6 +497,14 @@ static void lion_chunk(void *raw, size_t task, size_t b, size_t e)
     lion_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
     (void)task;
+    if (j->g16.g != NULL) {
+        float g[G16_BLOCK];
+        for (size_t i = b, m; i < e; i += m) {
+            m = g16_block(j->ctx, &j->g16, g, i, e);
+            j->ctx->dsp.lion(&j->k, s->w + i, g, s->s1 + i, w16_at(s, i), (int)s->w16_type, m);
+        }
+        return;
+    }
     j->ctx->dsp.lion(&j->k, s->w + b, s->g + b, s->s1 + b, w16_at(s, b), (int)s->w16_type, e - b);
 }
 
@@ -405,13 +519,13 @@ void zero_optim_lion_k(const zero_optim_lion_params_t *p, zero_lion_k_t *k)
     k->decay_mul = decay_factor(p->lr, p->weight_decay);
 }
 
-zero_status_t zero_optim_lion_step(const zero_optim_ctx_t *ctx, const zero_optim_lion_params_t *p,
-                                   const zero_optim_slice_t *s)
+static zero_status_t lion_run(const zero_optim_ctx_t *ctx, const zero_optim_lion_params_t *p, const zero_optim_slice_t *s,
+                              g16_src_t g16)
 {
     lion_job_t job;
     zero_status_t status;
 
-    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice("lion", s, 1, 1, 0)) != ZERO_OK)
+    if ((status = check_ctx(ctx, p)) != ZERO_OK || (status = check_slice("lion", s, g16.g == NULL, 1, 0)) != ZERO_OK)
         return status;
     if (!beta_ok(p->beta1) || !beta_ok(p->beta2) || !(p->lr >= 0.0f) || !(p->weight_decay >= 0.0f)) {
         ZERO_LOG_ERROR("lion: invalid hyper-parameters (betas %g %g, lr %g, weight_decay %g)",
@@ -420,9 +534,24 @@ zero_status_t zero_optim_lion_step(const zero_optim_ctx_t *ctx, const zero_optim
     }
     job.ctx = ctx;
     job.s = s;
+    job.g16 = g16;
     zero_optim_lion_k(p, &job.k);
     for_chunks(ctx, s->n, lion_chunk, &job);
     return ZERO_OK;
+}
+
+zero_status_t zero_optim_lion_step(const zero_optim_ctx_t *ctx, const zero_optim_lion_params_t *p,
+                              const zero_optim_slice_t *s)
+{
+    return lion_run(ctx, p, s, no_g16);
+}
+
+zero_status_t zero_optim_lion_step_g16(const zero_optim_ctx_t *ctx, const zero_optim_lion_params_t *p,
+                                  const zero_optim_slice_t *s, const uint16_t *g16, zero_optim_w16_t g16_type)
+{
+    g16_src_t src = {g16, g16_type};
+    zero_status_t status = check_g16("lion", s, &src);
+    return status != ZERO_OK ? status : lion_run(ctx, p, s, src);
 }
 
 /* ---- Lamb ---- */

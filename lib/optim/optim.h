@@ -172,6 +172,27 @@ zero_status_t zero_optim_adagrad_step(const zero_optim_ctx_t *ctx, const zero_op
                                       const zero_optim_slice_t *s);
 zero_status_t zero_optim_lion_step(const zero_optim_ctx_t *ctx, const zero_optim_lion_params_t *p,
                                    const zero_optim_slice_t *s);
+/*
+ * The same four steps with the gradient in 16 bits: @p g16 ([s->n] of
+ * @p g16_type, BF16 or FP16) replaces s->g, which is not read (may be NULL).
+ * Each worker widens a few hundred gradients at a time into a buffer on its
+ * stack, so no fp32 copy of the gradient is stored: CPU offload for device
+ * ranks reads the 2-byte gradients straight from the transfer slot they
+ * arrived in and writes the 16-bit weights into the slot that goes back.
+ * The widening is zero_optim_from_16's, so the result equals
+ * zero_optim_from_16 followed by the fp32 step, bit for bit. Errors as the
+ * fp32 steps, and ZERO_ERR_INVALID_ARG (logged) for a NULL @p g16 with n > 0
+ * or another @p g16_type.
+ */
+zero_status_t zero_optim_adam_step_g16(const zero_optim_ctx_t *ctx, const zero_optim_adam_params_t *p,
+                                       const zero_optim_slice_t *s, const uint16_t *g16, zero_optim_w16_t g16_type);
+zero_status_t zero_optim_sgd_step_g16(const zero_optim_ctx_t *ctx, const zero_optim_sgd_params_t *p,
+                                      const zero_optim_slice_t *s, const uint16_t *g16, zero_optim_w16_t g16_type);
+zero_status_t zero_optim_adagrad_step_g16(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,
+                                          const zero_optim_slice_t *s, const uint16_t *g16,
+                                          zero_optim_w16_t g16_type);
+zero_status_t zero_optim_lion_step_g16(const zero_optim_ctx_t *ctx, const zero_optim_lion_params_t *p,
+                                       const zero_optim_slice_t *s, const uint16_t *g16, zero_optim_w16_t g16_type);
 /* Fills Adagrad's sum with p->initial_accumulator_value. */
 zero_status_t zero_optim_adagrad_init_state(const zero_optim_ctx_t *ctx, const zero_optim_adagrad_params_t *p,
                                             float *sum, size_t n);

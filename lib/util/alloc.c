@@ -308,6 +308,42 @@ static void *host_map(size_t bytes)
     return (void *)start;
 }
 
+/* Page-locked host memory of @p rounded bytes: cudaHostAlloc where a device is
+ * usable, else posix_memalign + mlock. 0, or -1 with the cause in @p why
+ * (nothing logged: zero_mem_alloc logs, zero_mem_alloc_pinned_try lets its
+ * caller decide). */
+static int pinned_raw(size_t rounded, void **ptr_p, char *why, size_t why_size)
+{
+    void *ptr = NULL;
+    int rc;
+#if HAVE_CUDA
+    if (cuda_device_present()) {
+        cudaError_t err = ZERO_CUDA(cudaHostAlloc)(&ptr, rounded, cudaHostAllocPortable);
+        if (err != cudaSuccess) {
+            (void)ZERO_CUDA(cudaGetLastError)();   /* not sticky: later CUDA calls must not see it */
+            snprintf(why, why_size, "cudaHostAlloc: %s", ZERO_CUDA(cudaGetErrorString)(err));
+            return -1;
+        }
+        *ptr_p = ptr;
+        return 0;
+    }
+#endif
+    rc = posix_memalign(&ptr, 4096, rounded);
+    if (rc != 0) {
+        snprintf(why, why_size, "%s", strerror(rc));
+        return -1;
+    }
+    if (mlock(ptr, rounded) != 0) {
+        int err = errno;
+        free(ptr);
+        snprintf(why, why_size, "mlock: %s (raise RLIMIT_MEMLOCK, see ulimit -l, or set pin_memory to false)",
+                 strerror(err));
+        return -1;
+    }
+    *ptr_p = ptr;
+    return 0;
+}
+
 static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag, void **ptr_p)
 {
     size_t rounded = (bytes + ZERO_MEM_ALIGNMENT - 1) & ~(size_t)(ZERO_MEM_ALIGNMENT - 1);
@@ -332,31 +368,14 @@ static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *t
             return ZERO_ERR_NO_MEMORY;
         }
         break;
-    case ZERO_MEM_PINNED:
-#if HAVE_CUDA
-        if (cuda_device_present()) {
-            cudaError_t err = ZERO_CUDA(cudaHostAlloc)(&ptr, rounded, cudaHostAllocPortable);
-            if (err != cudaSuccess) {
-                ZERO_LOG_ERROR("cannot allocate %zu bytes of pinned memory for %s: cudaHostAlloc: %s",
-                               bytes, tag, ZERO_CUDA(cudaGetErrorString)(err));
-                return ZERO_ERR_NO_MEMORY;
-            }
-            break;
-        }
-#endif
-        rc = posix_memalign(&ptr, 4096, rounded);
-        if (rc != 0) {
-            ZERO_LOG_ERROR("cannot allocate %zu bytes of pinned memory for %s: %s", bytes, tag, strerror(rc));
-            return ZERO_ERR_NO_MEMORY;
-        }
-        if (mlock(ptr, rounded) != 0) {
-            int err = errno;
-            free(ptr);
-            ZERO_LOG_ERROR("cannot page-lock %zu bytes for %s: mlock: %s (raise RLIMIT_MEMLOCK, "
-                           "see ulimit -l, or set pin_memory to false)", bytes, tag, strerror(err));
+    case ZERO_MEM_PINNED: {
+        char why[160];
+        if (pinned_raw(rounded, &ptr, why, sizeof(why)) != 0) {
+            ZERO_LOG_ERROR("cannot allocate %zu bytes of pinned memory for %s: %s", bytes, tag, why);
             return ZERO_ERR_NO_MEMORY;
         }
         break;
+    }
     case ZERO_MEM_DEVICE:
     {
         char what[256];
@@ -434,6 +453,39 @@ zero_status_t zero_mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag
     }
     pthread_mutex_unlock(&registry_lock);
     account_add(kind, bytes);
+    atomic_fetch_add(&alloc_calls, 1);
+    *ptr_p = ptr;
+    return ZERO_OK;
+}
+
+zero_status_t zero_mem_alloc_pinned_try(size_t bytes, const char *tag, void **ptr_p, char *why, size_t why_size)
+{
+    size_t rounded = (bytes + ZERO_MEM_ALIGNMENT - 1) & ~(size_t)(ZERO_MEM_ALIGNMENT - 1);
+    void *ptr = NULL;
+    char local[160];
+
+    if (why == NULL || why_size == 0) {
+        why = local;
+        why_size = sizeof(local);
+    }
+    why[0] = '\0';
+    if (ptr_p == NULL || bytes > SIZE_MAX - ZERO_MEM_ALIGNMENT) {
+        snprintf(why, why_size, "%zu bytes: size overflows", bytes);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (rounded == 0)
+        rounded = ZERO_MEM_ALIGNMENT;
+    if (pinned_raw(rounded, &ptr, why, why_size) != 0)
+        return ZERO_ERR_NO_MEMORY;
+    pthread_mutex_lock(&registry_lock);
+    if (registry_insert(ptr, bytes, ZERO_MEM_PINNED, tag) != 0) {
+        pthread_mutex_unlock(&registry_lock);
+        raw_free(ZERO_MEM_PINNED, ptr, bytes);
+        snprintf(why, why_size, "out of host memory to record it");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    account_add(ZERO_MEM_PINNED, bytes);
     atomic_fetch_add(&alloc_calls, 1);
     *ptr_p = ptr;
     return ZERO_OK;

@@ -168,9 +168,45 @@ static zero_status_t check_offload(zero_engine_h e)
                      "with ZeRO too)", opt == ZERO_OFFLOAD_NVME ? "nvme" : "remote");
         return ZERO_ERR_CONFIG;
     }
-    if (opt == ZERO_OFFLOAD_CPU || z->offload_param.device == ZERO_OFFLOAD_CPU)
+    if ((opt == ZERO_OFFLOAD_CPU || z->offload_param.device == ZERO_OFFLOAD_CPU) && e->ops->host_readable)
         ZERO_LOG_INFO("zero_optimization.offload_*.device \"cpu\": this rank trains in host memory, where its "
                       "optimizer state and parameters already are");
+    return ZERO_OK;
+}
+
+/*
+ * Offload for ranks that train in device memory: offload_optimizer "cpu" at
+ * stages 1-3 is the CPU offload store (lib/offload/store_cpu.c: the state in
+ * host memory, the step on the CPU, gradients and weights through pinned
+ * slots). The rest is refused, not half-done: NVMe or remote state (those
+ * stores hand out host memory that the device kernels would be given), and
+ * offload_param at stage 3 (shards in host memory are not implemented for
+ * device ranks; below stage 3 the config ignores it with a warning).
+ */
+static zero_status_t check_device_offload(zero_engine_h e)
+{
+    const zero_config_zero_t *z = &e->config->zero_optimization;
+    zero_offload_device_t opt = z->offload_optimizer.device;
+    if (e->ops->host_readable)
+        return ZERO_OK;
+    if (opt == ZERO_OFFLOAD_NVME || opt == ZERO_OFFLOAD_REMOTE) {
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.device \"%s\" with mem_kind %s: "
+                     "only \"cpu\" is implemented for ranks that train in device memory in this version",
+                     opt == ZERO_OFFLOAD_NVME ? "nvme" : "remote", zero_mem_kind_string(e->kind));
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    if (opt == ZERO_OFFLOAD_CPU && z->stage == 0) {
+        engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.offload_optimizer.device \"cpu\" with mem_kind %s needs "
+                     "ZeRO stage 1, 2 or 3 (stage 0 keeps no owned shard of the optimizer state; DeepSpeed allows "
+                     "optimizer offload only with ZeRO too)", zero_mem_kind_string(e->kind));
+        return ZERO_ERR_CONFIG;
+    }
+    if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage == 3) {
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_param.device with mem_kind %s: parameter "
+                     "offload for ranks that train in device memory is not implemented in this version",
+                     zero_mem_kind_string(e->kind));
+        return ZERO_ERR_UNSUPPORTED;
+    }
     return ZERO_OK;
 }
 
@@ -381,17 +417,9 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     status = check_offload(e);
     if (status != ZERO_OK)
         goto err;
-    if ((e->config->zero_optimization.offload_optimizer.device != ZERO_OFFLOAD_NONE ||
-         e->config->zero_optimization.offload_param.device != ZERO_OFFLOAD_NONE) && !e->ops->host_readable) {
-        /* The store would put the state in host memory (or on NVMe, or on a
-         * server) and the device table would run its kernels on it: refused,
-         * not half-done. */
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_*.device with mem_kind %s: offload for "
-                     "ranks that train in device memory is not implemented in this version",
-                     zero_mem_kind_string(e->kind));
-        status = ZERO_ERR_UNSUPPORTED;
+    status = check_device_offload(e);
+    if (status != ZERO_OK)
         goto err;
-    }
     if ((e->quantized_weights || e->quantized_gradients) && !e->ops->host_readable) {
         /* The quantized collectives (comm/quant_coll.h) encode and decode on the host. */
         engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_quantized_weights/zero_quantized_gradients "
@@ -1105,6 +1133,9 @@ static zero_status_t setup_store(zero_engine_h e)
     opts.device = zero_store_device_from_config(off->device);
     opts.nvme_path = off->nvme_path;
     opts.servers = (const char *const *)off->servers;
+    opts.cuda_stream = e->cuda_stream;   /* device engines: the CPU offload store's copies wait on it */
+    opts.cuda_device = -1;               /* the device the operations table made current on this thread */
+    opts.threads = zero_thread_pool_size(e->pool);
     opts.num_servers = (int)off->num_servers;
     opts.rank = e->rank;
     opts.config = e->config;
@@ -1163,8 +1194,9 @@ static zero_status_t init_group_state(zero_engine_h e, int gi)
     group_state_t *g = &e->groups[gi];
     zero_status_t status = ZERO_OK;
     size_t s = 0, block = engine_range_max(e, INIT_BLOCK);
-    /* fp32 adopted buffers: the master is the trainer's weights (padding zeroed by adopt_group) */
-    int in_place = g->adopted && g->dtype == ZERO_FP32;
+    /* fp32 adopted buffers: the master is the trainer's weights (padding zeroed by adopt_group),
+     * where the store took them in place (a store whose master lives elsewhere copies them) */
+    int in_place = g->adopted && g->dtype == ZERO_FP32 && e->store->desc.adopt_master[gi] != NULL;
     float *host = zero_malloc(INIT_BLOCK * sizeof(float));
     if (host == NULL) {
         engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
@@ -1663,8 +1695,12 @@ zero_status_t zero_engine_timers(zero_engine_h e, zero_engine_timers_t *timers_p
 {
     if (e == NULL || timers_p == NULL)
         return ZERO_ERR_INVALID_ARG;
+    double busy = e->store != NULL ? zero_store_step_busy(e->store) : 0.0;
     *timers_p = (zero_engine_timers_t){.backward_wait = e->timers.backward_wait, .reduce = e->timers.reduce,
-                                       .step = e->timers.step, .gather = e->timers.gather};
+                                       .step = e->timers.step, .gather = e->timers.gather,
+                                       .offload_exposed = e->timers.offload_exposed};
+    if (busy > 0.0 && e->timers.offload_exposed < busy)
+        timers_p->offload_overlap = 1.0 - e->timers.offload_exposed / busy;
     return ZERO_OK;
 }
 const zero_config_t *zero_engine_config(zero_engine_h e) { return e->config; }

@@ -213,6 +213,7 @@ typedef struct engine_fence {
 
 typedef struct engine_timers {
     double backward_wait, reduce, step, gather;
+    double offload_exposed;   /* zero_step() waiting for a store's step ops (CPU offload, zero-optd) */
 } engine_timers_t;
 
 struct zero_engine {

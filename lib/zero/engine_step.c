@@ -1181,7 +1181,9 @@ static zero_status_t elementwise_step(zero_engine_h e, const zero_optim_step_val
     }
     if (zero_store_prefers_step(e->store)) {
         /* every piece submitted: the updated weights are in place once this returns */
+        double t0 = zero_clock_now();
         zero_status_t st = zero_store_step_wait(e->store);
+        e->timers.offload_exposed += zero_clock_now() - t0;
         if (status == ZERO_OK)
             status = st;
     }

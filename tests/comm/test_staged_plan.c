@@ -292,7 +292,7 @@ static void test_geometry_limits(void)
 /* ---- the pipeline ---- */
 
 typedef struct sim {
-    zero_staged_pipe_t p;
+    zero_slot_pipe_t p;
     long occupant[16];      /* the chunk in each slot, -1: free */
     int coll_running;
     int bad;                /* invariant violations */
@@ -303,7 +303,7 @@ typedef struct sim {
 static void sim_init(sim_t *s, size_t chunks, unsigned slots, unsigned base)
 {
     memset(s, 0, sizeof(*s));
-    zero_staged_pipe_init(&s->p, chunks, slots, base);
+    zero_slot_pipe_init(&s->p, chunks, slots, base);
     for (int i = 0; i < 16; i++)
         s->occupant[i] = -1;
 }
@@ -312,25 +312,25 @@ static void sim_init(sim_t *s, size_t chunks, unsigned slots, unsigned base)
 static void sim_issue(sim_t *s)
 {
     for (;;) {
-        unsigned ready = zero_staged_pipe_ready(&s->p);
-        zero_staged_pipe_t *p = &s->p;
+        unsigned ready = zero_slot_pipe_ready(&s->p);
+        zero_slot_pipe_t *p = &s->p;
         if (ready == 0)
             return;
-        if (ready & ZERO_STAGED_COPY_IN) {
-            unsigned slot = zero_staged_pipe_slot(p, p->d2h_issued);
+        if (ready & ZERO_SLOT_COPY_IN) {
+            unsigned slot = zero_slot_pipe_slot(p, p->d2h_issued);
             if (s->occupant[slot] != -1)
                 s->bad++;   /* refilled before its copy back finished */
             s->occupant[slot] = (long)p->d2h_issued;
             p->d2h_issued++;
         }
-        if (ready & ZERO_STAGED_COLLECTIVE) {
-            if (s->coll_running || p->coll_started >= p->d2h_done)
+        if (ready & ZERO_SLOT_WORK) {
+            if (s->coll_running || p->work_started >= p->d2h_done)
                 s->bad++;
             s->coll_running = 1;
-            p->coll_started++;
+            p->work_started++;
         }
-        if (ready & ZERO_STAGED_COPY_OUT) {
-            if (p->h2d_issued >= p->coll_done)
+        if (ready & ZERO_SLOT_COPY_OUT) {
+            if (p->h2d_issued >= p->work_done)
                 s->bad++;
             p->h2d_issued++;
         }
@@ -340,21 +340,21 @@ static void sim_issue(sim_t *s)
 /* Finishes one outstanding operation: 0 copy in, 1 the collective, 2 copy out. Returns 0 if none was outstanding. */
 static int sim_finish(sim_t *s, int which)
 {
-    zero_staged_pipe_t *p = &s->p;
+    zero_slot_pipe_t *p = &s->p;
     if (which == 0 && p->d2h_done < p->d2h_issued) {
         p->d2h_done++;
         return 1;
     }
     if (which == 1 && s->coll_running) {
         s->colls_ended++;
-        if (p->d2h_issued > p->coll_done + 1 || p->coll_done + 1 == p->chunks)
+        if (p->d2h_issued > p->work_done + 1 || p->work_done + 1 == p->chunks)
             s->in_before_coll_end++;
         s->coll_running = 0;
-        p->coll_done++;
+        p->work_done++;
         return 1;
     }
     if (which == 2 && p->h2d_done < p->h2d_issued) {
-        unsigned slot = zero_staged_pipe_slot(p, p->h2d_done);
+        unsigned slot = zero_slot_pipe_slot(p, p->h2d_done);
         if (s->occupant[slot] != (long)p->h2d_done)
             s->bad++;
         s->occupant[slot] = -1;
@@ -369,7 +369,7 @@ static void sim_run(sim_t *s, unsigned seed, int copies_first)
 {
     size_t steps = 0;
     sim_issue(s);
-    while (!zero_staged_pipe_finished(&s->p) && steps++ < 100000) {
+    while (!zero_slot_pipe_finished(&s->p) && steps++ < 100000) {
         int done = 0;
         if (copies_first) {
             /* copies are quick, collectives slow: the overlap case */
@@ -385,7 +385,7 @@ static void sim_run(sim_t *s, unsigned seed, int copies_first)
             s->bad++;
         sim_issue(s);
     }
-    if (!zero_staged_pipe_finished(&s->p))
+    if (!zero_slot_pipe_finished(&s->p))
         s->bad++;
 }
 
@@ -416,19 +416,19 @@ static void test_pipeline(void)
 
 static void test_ring_rotation(void)
 {
-    zero_staged_pipe_t a, b;
-    zero_staged_pipe_init(&a, 6, 4, 3);
-    CU_ASSERT_EQUAL(zero_staged_pipe_slot(&a, 0), 3);
-    CU_ASSERT_EQUAL(zero_staged_pipe_slot(&a, 1), 0);
-    CU_ASSERT_EQUAL(zero_staged_pipe_slot(&a, 5), 0);
-    CU_ASSERT_EQUAL(zero_staged_pipe_next_base(&a), 1);
-    zero_staged_pipe_init(&b, 2, 4, zero_staged_pipe_next_base(&a));
-    CU_ASSERT_EQUAL(zero_staged_pipe_slot(&b, 0), 1);   /* the next collective goes on round the ring */
-    CU_ASSERT_EQUAL(zero_staged_pipe_slot(&b, 1), 2);
+    zero_slot_pipe_t a, b;
+    zero_slot_pipe_init(&a, 6, 4, 3);
+    CU_ASSERT_EQUAL(zero_slot_pipe_slot(&a, 0), 3);
+    CU_ASSERT_EQUAL(zero_slot_pipe_slot(&a, 1), 0);
+    CU_ASSERT_EQUAL(zero_slot_pipe_slot(&a, 5), 0);
+    CU_ASSERT_EQUAL(zero_slot_pipe_next_base(&a), 1);
+    zero_slot_pipe_init(&b, 2, 4, zero_slot_pipe_next_base(&a));
+    CU_ASSERT_EQUAL(zero_slot_pipe_slot(&b, 0), 1);   /* the next collective goes on round the ring */
+    CU_ASSERT_EQUAL(zero_slot_pipe_slot(&b, 1), 2);
     /* a fresh pipeline may copy in up to the ring's size, and nothing else yet */
-    CU_ASSERT_EQUAL(zero_staged_pipe_ready(&b), ZERO_STAGED_COPY_IN);
-    zero_staged_pipe_init(&b, 0, 4, 0);
-    CU_ASSERT(zero_staged_pipe_finished(&b) && zero_staged_pipe_ready(&b) == 0);
+    CU_ASSERT_EQUAL(zero_slot_pipe_ready(&b), ZERO_SLOT_COPY_IN);
+    zero_slot_pipe_init(&b, 0, 4, 0);
+    CU_ASSERT(zero_slot_pipe_finished(&b) && zero_slot_pipe_ready(&b) == 0);
 }
 
 /* The gate word: releases only move it forward, across the 32-bit wrap, and a

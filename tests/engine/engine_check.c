@@ -35,6 +35,11 @@
  * through the staged backend (the communicator chooses it where ranks share a
  * device). Every rank exits 77 where CUDA reports no device.
  *
+ * With ZERO_TEST_OFFLOAD_OPTIMIZER=cpu (gpu-check's engine-staged-offload
+ * step, the device build), stages 1-3 run with offload_optimizer.device
+ * "cpu" (the CPU offload store) against the same reference and tolerances;
+ * stage 0, which has no owned shard to offload, runs without it.
+ *
  * Exit status: the number of failed combinations (0 = all passed).
  */
 #include <zero/zero.h>
@@ -238,6 +243,15 @@ static void add_store(void *base, zero_dtype_t d, size_t i, float x)
 
 /* ---- one combination on the engine ---- */
 
+/* The offload_optimizer block ZERO_TEST_OFFLOAD_OPTIMIZER asks for ("cpu"), at stages 1-3. */
+static const char *offload_block(int stage)
+{
+    const char *v = getenv("ZERO_TEST_OFFLOAD_OPTIMIZER");
+    if (v == NULL || strcmp(v, "cpu") != 0 || stage == 0)
+        return "";
+    return ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}, \"sub_group_size\": 100";
+}
+
 static char *config_json(const combo_t *c)
 {
     static char buf[2048];
@@ -260,8 +274,9 @@ static char *config_json(const combo_t *c)
              " \"gradient_clipping\": %g, \"steps_per_print\": 0,"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"allgather_bucket_size\": 300,"
              " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200,"
-             " \"check_grad_writes\": %s}}",
-             c->gas, opt_names[c->opt], opt_params, prec, c->clip, c->stage, c->gas == 3 ? "true" : "false");
+             " \"check_grad_writes\": %s%s}}",
+             c->gas, opt_names[c->opt], opt_params, prec, c->clip, c->stage, c->gas == 3 ? "true" : "false",
+             offload_block(c->stage));
     return buf;
 }
 

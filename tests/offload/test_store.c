@@ -1,7 +1,10 @@
 /* lib/offload unit tests: the optimizer state store's front and the host store. */
 #include "test_main.h"
 #include "offload/store.h"
+#include "offload/offload_ratio.h"
+#include "offload/store_cpu.h"
 #include "offload/store_remote.h"
+#include "util/thread_pool.h"
 #include "util/alloc.h"
 
 #include <zero/zero.h>
@@ -182,6 +185,125 @@ static void test_remote_store_refuses_adopted_master(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* offload_optimizer.ratio's choice of buckets: the first to arrive, rounded counts, bad orders refused. */
+static void test_ratio_pick(void)
+{
+    unsigned char off[8];
+    int count = -1;
+    const int arrival[5] = {2, 4, 0, 3, 1};
+    const int repeat[5] = {2, 4, 2, 3, 1}, out_of_range[5] = {0, 1, 2, 3, 5};
+    /* default order: the highest buckets first (the backward's last parameters arrive first) */
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, NULL, 0.5, off, &count), ZERO_OK);
+    CU_ASSERT_EQUAL(count, 3);   /* 2.5 rounds up */
+    CU_ASSERT(off[4] && off[3] && off[2] && !off[1] && !off[0]);
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, arrival, 0.4, off, &count), ZERO_OK);
+    CU_ASSERT_EQUAL(count, 2);
+    CU_ASSERT(off[2] && off[4] && !off[0] && !off[1] && !off[3]);
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, arrival, 1.0, off, &count), ZERO_OK);
+    CU_ASSERT_EQUAL(count, 5);
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, arrival, 0.0, off, &count), ZERO_OK);
+    CU_ASSERT_EQUAL(count, 0);
+    CU_ASSERT(!off[0] && !off[1] && !off[2] && !off[3] && !off[4]);
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, arrival, 0.01, off, &count), ZERO_OK);
+    CU_ASSERT_EQUAL(count, 1);   /* a ratio above 0 offloads something */
+    CU_ASSERT(off[2] && !off[4]);
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(0, NULL, 0.5, NULL, &count), ZERO_OK);
+    CU_ASSERT_EQUAL(count, 0);
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, repeat, 0.5, off, &count), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, out_of_range, 0.5, off, &count), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, NULL, 1.5, off, &count), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, NULL, -0.1, off, &count), ZERO_ERR_INVALID_ARG);
+}
+
+/* The store-level kernel of CPU offload (zero_store_run_kernel_g16, in place
+ * over the slot) against the host store's step on the same 16-bit gradients:
+ * the same master, states and 16-bit weights, bit for bit. */
+static void test_run_kernel_g16_as_host_step(void)
+{
+    enum { N = 5000 };
+    static float w[N], m[N], v[N], g32[N];
+    static uint16_t slot[N], g16[N], w16_host[N];
+    zero_thread_pool_t *pool = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_desc_t d;
+    zero_store_t *host = NULL;
+    zero_store_range_t r;
+    zero_store_async_step_t st;
+    ZERO_TEST_MEM_MARK();
+    CU_ASSERT_EQUAL_FATAL(zero_thread_pool_create(2, &pool), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, pool), ZERO_OK);
+    memset(&d, 0, sizeof(d));
+    d.kind = ZERO_MEM_HOST;
+    d.num_groups = 1;
+    d.length[0] = N;
+    d.num_states = 2;
+    CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&d, &host), ZERO_OK);
+    for (int i = 0; i < N; i++) {
+        w[i] = 0.001f * (float)(i % 97) - 0.04f;
+        g32[i] = 0.01f * (float)((i * 7) % 31) - 0.15f;
+    }
+    CU_ASSERT_EQUAL(zero_optim_to_16(&ctx, ZERO_OPTIM_W16_BF16, g16, g32, N), ZERO_OK);
+    memset(&st, 0, sizeof(st));
+    st.group = 0;
+    st.count = N;
+    st.optimizer = ZERO_OPTIMIZER_ADAMW;
+    st.lr = 1e-2f;
+    st.beta1 = 0.9f;
+    st.beta2 = 0.999f;
+    st.eps = 1e-8f;
+    st.weight_decay = 0.1f;
+    st.bias_correction = 1;
+    st.step = 3;
+    st.grad_scale = 0.5f;
+    st.grad_dtype = st.weight_dtype = ZERO_BF16;
+    st.optim = &ctx;
+    /* the host store: master from w, its own 16-bit widening */
+    r = (zero_store_range_t){.group = 0, .begin = 0, .count = N, .fields = zero_store_fields(host)};
+    CU_ASSERT_EQUAL_FATAL(zero_store_acquire(host, &r), ZERO_OK);
+    memcpy(r.data[ZERO_STORE_MASTER], w, sizeof(w));
+    CU_ASSERT_EQUAL(zero_store_release(host, &r, 1), ZERO_OK);
+    st.grad = g16;
+    st.weights = w16_host;
+    CU_ASSERT_EQUAL(zero_store_step_async(host, &st), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_step_wait(host), ZERO_OK);
+    /* CPU offload's kernel, in place over a slot holding the gradients */
+    memcpy(slot, g16, sizeof(slot));
+    CU_ASSERT_EQUAL(zero_store_run_kernel_g16(&ctx, &st, w, slot, ZERO_OPTIM_W16_BF16, m, v, slot,
+                                              ZERO_OPTIM_W16_BF16, N), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_store_acquire(host, &r), ZERO_OK);
+    CU_ASSERT_EQUAL(memcmp(r.data[ZERO_STORE_MASTER], w, sizeof(w)), 0);
+    CU_ASSERT_EQUAL(memcmp(r.data[ZERO_STORE_STATE1], m, sizeof(m)), 0);
+    CU_ASSERT_EQUAL(memcmp(r.data[ZERO_STORE_STATE2], v, sizeof(v)), 0);
+    CU_ASSERT_EQUAL(zero_store_release(host, &r, 0), ZERO_OK);
+    CU_ASSERT_EQUAL(memcmp(slot, w16_host, sizeof(slot)), 0);
+    CU_ASSERT(memcmp(slot, g16, sizeof(slot)) != 0);   /* the step wrote the weights over the gradients */
+    zero_store_destroy(host);
+    zero_thread_pool_destroy(pool);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* CPU offload's store asked for host memory, or in a process without a GPU: refused, nothing leaked. */
+static void test_cpu_store_refusals(void)
+{
+    zero_store_desc_t d;
+    zero_store_cpu_params_t p;
+    zero_store_t *s = NULL;
+    ZERO_TEST_MEM_MARK();
+    memset(&d, 0, sizeof(d));
+    d.kind = ZERO_MEM_HOST;
+    d.num_groups = 1;
+    d.length[0] = 16;
+    d.num_states = 2;
+    zero_store_cpu_params_default(&p);
+    CU_ASSERT_NOT_EQUAL(zero_store_cpu_create(&d, &p, &s), ZERO_OK);
+    CU_ASSERT_PTR_NULL(s);
+    d.kind = ZERO_MEM_DEVICE;
+    p.slots = 0;
+    CU_ASSERT_NOT_EQUAL(zero_store_cpu_create(&d, &p, &s), ZERO_OK);
+    CU_ASSERT_PTR_NULL(s);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
@@ -190,6 +312,9 @@ int main(int argc, char **argv)
         {"host store: an adopted master", test_host_store_adopts_master},
         {"host store: a master range inside the caller's buffer", test_host_store_adopts_range_of_caller_buffer},
         {"remote store: refuses an adopted master", test_remote_store_refuses_adopted_master},
+        {"offload_optimizer.ratio: the buckets that arrive first", test_ratio_pick},
+        {"CPU offload's in-place 16-bit kernel == the host store's step", test_run_kernel_g16_as_host_step},
+        {"CPU offload store: bad kinds and params refused", test_cpu_store_refusals},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"offload", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};

@@ -870,6 +870,126 @@ static void test_sum_squares_add(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* ---- 16-bit gradients (CPU offload reads them from its transfer slots) ---- */
+
+/* One step of optimizer @p which (0 adamw, 1 adam L2 with decay, 2 sgd with
+ * momentum, 3 adagrad, 4 lion) over @p s: fp32 s->g when @p g16 is NULL, else
+ * the 16-bit gradients through the *_step_g16 kernels. */
+static zero_status_t run_g16_case(const zero_optim_ctx_t *ctx, int which, const zero_optim_slice_t *s,
+                                  const uint16_t *g16, zero_optim_w16_t gt)
+{
+    switch (which) {
+    case 0:
+    case 1: {
+        zero_optim_adam_params_t p;
+        zero_optim_adam_defaults(&p);
+        p.lr = 1e-2f;
+        p.adam_w_mode = which == 0;
+        p.weight_decay = 0.01f;
+        p.step = 5;
+        p.grad_scale = 0.25f;
+        return g16 ? zero_optim_adam_step_g16(ctx, &p, s, g16, gt) : zero_optim_adam_step(ctx, &p, s);
+    }
+    case 2: {
+        zero_optim_sgd_params_t p;
+        zero_optim_sgd_defaults(&p);
+        p.lr = 1e-2f;
+        p.momentum = 0.9f;
+        p.weight_decay = 0.01f;
+        p.step = 2;
+        p.grad_scale = 0.5f;
+        return g16 ? zero_optim_sgd_step_g16(ctx, &p, s, g16, gt) : zero_optim_sgd_step(ctx, &p, s);
+    }
+    case 3: {
+        zero_optim_adagrad_params_t p;
+        zero_optim_adagrad_defaults(&p);
+        p.step = 4;
+        p.lr_decay = 0.01f;
+        p.grad_scale = 2.0f;
+        return g16 ? zero_optim_adagrad_step_g16(ctx, &p, s, g16, gt) : zero_optim_adagrad_step(ctx, &p, s);
+    }
+    default: {
+        zero_optim_lion_params_t p;
+        zero_optim_lion_defaults(&p);
+        p.weight_decay = 0.1f;
+        return g16 ? zero_optim_lion_step_g16(ctx, &p, s, g16, gt) : zero_optim_lion_step(ctx, &p, s);
+    }
+    }
+}
+
+/* Every level, 3 threads, chunks of 192 (blocks of 512 cross chunk ends):
+ * the 16-bit-gradient kernels against the C reference's widening
+ * (zero_optim_from_16) followed by its fp32 step, bit for bit: weights,
+ * states and the 16-bit weights; also with the weights written over the
+ * gradients in the same buffer, as a transfer slot is stepped in place. */
+static void test_g16_steps(void)
+{
+    const size_t n = 65537, off = 1;
+    zero_thread_pool_t *pool = NULL;
+    zero_optim_ctx_t ref;
+    zero_optim_isa_t levels[ZERO_OPTIM_ISA_COUNT];
+    int nlevels = simd_levels(levels + 1) + 1;
+    bufs_t a, b;
+    uint16_t *g16 = malloc(MAXN * sizeof(uint16_t));
+    CU_ASSERT_FATAL(g16 != NULL);
+    levels[0] = ZERO_OPTIM_ISA_C;
+    CU_ASSERT_EQUAL_FATAL(zero_thread_pool_create(3, &pool), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ref, ZERO_OPTIM_ISA_C, NULL), ZERO_OK);
+    bufs_alloc(&a);
+    bufs_alloc(&b);
+    for (int gt = ZERO_OPTIM_W16_BF16; gt <= ZERO_OPTIM_W16_FP16; gt++) {
+        for (int which = 0; which < 5; which++) {
+            for (int li = 0; li < nlevels; li++) {
+                for (int in_place = 0; in_place < 2; in_place++) {
+                    zero_optim_ctx_t ctx;
+                    zero_optim_slice_t sa, sb;
+                    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, levels[li], pool), ZERO_OK);
+                    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_set_chunk(&ctx, 192), ZERO_OK);
+                    bufs_random(&a);
+                    /* the 16-bit gradients, and the reference's fp32 widening of them */
+                    CU_ASSERT_EQUAL(zero_optim_to_16(&ref, (zero_optim_w16_t)gt, g16, a.g, MAXN), ZERO_OK);
+                    CU_ASSERT_EQUAL(zero_optim_from_16(&ref, (zero_optim_w16_t)gt, a.g, g16, MAXN), ZERO_OK);
+                    bufs_copy(&b, &a);
+                    sa = slice_of(&a, off, n, (zero_optim_w16_t)gt);
+                    CU_ASSERT_EQUAL(run_g16_case(&ref, which, &sa, NULL, ZERO_OPTIM_W16_NONE), ZERO_OK);
+                    sb = slice_of(&b, off, n, (zero_optim_w16_t)gt);
+                    sb.g = NULL;   /* not read */
+                    if (in_place) {
+                        memcpy(b.h, g16, MAXN * sizeof(uint16_t));
+                        sb.w16 = b.h + off;
+                        CU_ASSERT_EQUAL(run_g16_case(&ctx, which, &sb, b.h + off, (zero_optim_w16_t)gt), ZERO_OK);
+                        /* outside the slice the buffer keeps the gradients */
+                        CU_ASSERT_EQUAL(b.h[0], g16[0]);
+                        CU_ASSERT_EQUAL(b.h[off + n], g16[off + n]);
+                        b.h[0] = a.h[0];
+                        memcpy(b.h + off + n, a.h + off + n, (MAXN - off - n) * sizeof(uint16_t));
+                    } else {
+                        CU_ASSERT_EQUAL(run_g16_case(&ctx, which, &sb, g16 + off, (zero_optim_w16_t)gt), ZERO_OK);
+                    }
+                    if (!bufs_equal(&a, &b)) {
+                        CU_FAIL("16-bit gradient step differs from widen + fp32 step");
+                        fprintf(stderr, "  %s, optimizer %d, level %s, in place %d\n",
+                                gt == ZERO_OPTIM_W16_BF16 ? "bf16" : "fp16", which,
+                                zero_optim_isa_name(levels[li]), in_place);
+                    }
+                }
+            }
+        }
+    }
+    /* bad calls: no gradient, an fp32 "16-bit" type */
+    {
+        zero_optim_adam_params_t p;
+        zero_optim_slice_t s = slice_of(&a, 0, 8, ZERO_OPTIM_W16_NONE);
+        zero_optim_adam_defaults(&p);
+        CU_ASSERT_EQUAL(zero_optim_adam_step_g16(&ref, &p, &s, NULL, ZERO_OPTIM_W16_BF16), ZERO_ERR_INVALID_ARG);
+        CU_ASSERT_EQUAL(zero_optim_adam_step_g16(&ref, &p, &s, g16, ZERO_OPTIM_W16_NONE), ZERO_ERR_INVALID_ARG);
+    }
+    bufs_free(&a);
+    bufs_free(&b);
+    free(g16);
+    zero_thread_pool_destroy(pool);
+}
+
 static CU_TestInfo kernel_tests[] = {
     {"adam: every SIMD level == C reference", test_adam_simd},
     {"adam with a fused gradient addend == adam over the sum", test_adam_fused_add},
@@ -888,6 +1008,7 @@ static CU_TestInfo kernel_tests[] = {
     {"non-finite counts, sums of squares, scale", test_nonfinite_and_norms},
     {"clip coefficient", test_clip_coef},
     {"bad calls", test_bad_calls},
+    {"16-bit gradients (all optimizers, levels, in place) == widen + fp32 step", test_g16_steps},
     CU_TEST_INFO_NULL,
 };
 

@@ -1,0 +1,594 @@
+/* CPU offload for device ranks: the state in host memory, the step on the
+ * CPU, gradients and weights through a ring of pinned slots (see store_cpu.h). */
+#define ZERO_LOG_MODULE "offload"
+#include "offload/store_cpu.h"
+#include "util/cuda_module.h"
+#include "util/log.h"
+
+#include <string.h>
+
+void zero_store_cpu_params_default(zero_store_cpu_params_t *params)
+{
+    memset(params, 0, sizeof(*params));
+    params->device = -1;
+    params->slots = 4;
+    params->slot_elems = (size_t)1 << 20;
+    params->threads = 1;
+    params->pin = 1;
+    params->timeout_s = 300.0;
+}
+
+#if HAVE_CUDA
+#include "util/alloc.h"
+#include "util/checks_cuda.h"
+#include "util/clock.h"
+#include "util/slot_ring.h"
+#include "util/thread_pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+
+/* One slot's worth of one step_async call. */
+typedef struct cpu_chunk {
+    zero_store_async_step_t step;   /* begin/count narrowed to the chunk; grad/weights moved to its start */
+} cpu_chunk_t;
+
+typedef struct cpu_store {
+    zero_store_t base;
+    zero_store_t *host;                        /* the arrays: a host store in host memory */
+    int device;
+    cudaStream_t trainer;                      /* borrowed */
+    cudaStream_t copy_in, copy_out;            /* device -> slot, slot -> device */
+    cudaEvent_t grads_ready;                   /* on the trainer's stream, before the first copy of a step */
+    cudaEvent_t *in_done, *out_done;           /* per slot */
+    zero_slot_ring_t *ring;
+    float *stage[ZERO_STORE_NUM_FIELDS];       /* device staging of acquire, max_range elements each */
+    zero_store_range_t held;                   /* the one acquired range (host side) */
+    int holding;
+    zero_thread_pool_t *pool;
+    zero_optim_ctx_t optim;
+    double timeout_s;
+
+    /* shared between the caller and the offload thread, under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    pthread_t thread;
+    int thread_started, stop;
+    cpu_chunk_t *chunks;
+    size_t nchunks, chunks_cap;
+    int in_step;                               /* a step_async since the last step_wait */
+    zero_status_t error;                       /* the first, sticky */
+    size_t done_pub;                           /* chunks back on the device, as the offload thread last said */
+    zero_store_cpu_stats_t stats;              /* published by the offload thread */
+
+    /* the offload thread's own (reset by step_wait only while that thread is idle: every chunk done) */
+    zero_slot_pipe_t pipe;
+    zero_store_cpu_stats_t tstats;
+} cpu_store_t;
+
+static size_t dtype_size(zero_dtype_t t) { return t == ZERO_FP32 ? 4 : 2; }
+
+/* ---- acquire / release: staged through device buffers ---- */
+
+static zero_status_t cpu_acquire(zero_store_t *store, zero_store_range_t *range)
+{
+    cpu_store_t *c = (cpu_store_t *)store;
+    zero_status_t status;
+    if (c->holding) {
+        ZERO_LOG_ERROR("cpu offload store: a second range acquired while one is held (one at a time)");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (range->count > store->max_range) {
+        ZERO_LOG_ERROR("cpu offload store: a range of %zu elements exceeds the bound of %zu", range->count,
+                       store->max_range);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    c->held = *range;
+    if ((status = zero_store_acquire(c->host, &c->held)) != ZERO_OK)
+        return status;
+    for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++) {
+        if (!(range->fields & ZERO_STORE_FIELD_BIT(f)))
+            continue;
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpy)(c->stage[f], c->held.data[f], range->count * sizeof(float),
+                                                   cudaMemcpyHostToDevice),
+                             status, fail, "cpu offload store: staging field %d of [%zu, +%zu) to the device", f,
+                             range->begin, range->count);
+        range->data[f] = c->stage[f];
+    }
+    c->holding = 1;
+    return ZERO_OK;
+fail:
+    (void)zero_store_release(c->host, &c->held, 0);
+    return status;
+}
+
+static zero_status_t cpu_release(zero_store_t *store, zero_store_range_t *range, int dirty)
+{
+    cpu_store_t *c = (cpu_store_t *)store;
+    zero_status_t status = ZERO_OK, st;
+    (void)range;
+    if (!c->holding)
+        return ZERO_OK;
+    for (int f = 0; dirty && f < ZERO_STORE_NUM_FIELDS; f++) {
+        if (!(c->held.fields & ZERO_STORE_FIELD_BIT(f)))
+            continue;
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpy)(c->held.data[f], c->stage[f], c->held.count * sizeof(float),
+                                                   cudaMemcpyDeviceToHost),
+                             status, out, "cpu offload store: copying field %d of [%zu, +%zu) back to the host", f,
+                             c->held.begin, c->held.count);
+    }
+out:
+    st = zero_store_release(c->host, &c->held, dirty);
+    c->holding = 0;
+    return status != ZERO_OK ? status : st;
+}
+
+static void cpu_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
+{
+    const cpu_store_t *c = (const cpu_store_t *)store;
+    zero_store_bytes_t inner;
+    zero_store_bytes(c->host, &inner);
+    /* the state is in host memory, not in the engine's (device) memory */
+    bytes_p->elsewhere += inner.resident + inner.elsewhere;
+}
+
+/* ---- the step: the offload thread runs the pipe over the slot ring ---- */
+
+static void fail_locked(cpu_store_t *c, zero_status_t status)
+{
+    if (c->error == ZERO_OK)
+        c->error = status;
+    pthread_cond_broadcast(&c->done);
+}
+
+/* The CPU step of chunk @p k in its slot, in place: 16-bit gradients in,
+ * 16-bit weights out; fp32: the gradient in, the new master copied out. */
+static zero_status_t work_chunk(cpu_store_t *c, const cpu_chunk_t *ch, void *slot)
+{
+    const zero_store_async_step_t *st = &ch->step;
+    zero_store_range_t r = {.group = st->group, .begin = st->begin, .count = st->count,
+                            .fields = zero_store_fields(c->host)};
+    zero_optim_w16_t w16 = zero_optim_w16_of(st->weight_dtype);
+    double t0 = zero_clock_now();
+    zero_status_t status = zero_store_acquire(c->host, &r), rel;
+    if (status != ZERO_OK)
+        return status;
+    if (st->grad_dtype != ZERO_FP32)
+        status = zero_store_run_kernel_g16(&c->optim, st, r.data[ZERO_STORE_MASTER], slot,
+                                           zero_optim_w16_of(st->grad_dtype), r.data[ZERO_STORE_STATE1],
+                                           r.data[ZERO_STORE_STATE2], slot, w16, st->count);
+    else
+        status = zero_store_run_kernel(&c->optim, st, r.data[ZERO_STORE_MASTER], slot, r.data[ZERO_STORE_STATE1],
+                                       r.data[ZERO_STORE_STATE2], NULL, ZERO_OPTIM_W16_NONE, st->count);
+    if (status == ZERO_OK && st->weight_dtype == ZERO_FP32)
+        memcpy(slot, r.data[ZERO_STORE_MASTER], st->count * sizeof(float));
+    rel = zero_store_release(c->host, &r, 1);
+    c->tstats.cpu_step_s += zero_clock_now() - t0;
+    return status != ZERO_OK ? status : rel;
+}
+
+/* Whether @p ev completed: 1 yes, 0 not yet, -1 failed (logged). */
+static int event_done(cudaEvent_t ev, const char *what)
+{
+    cudaError_t err = ZERO_CUDA(cudaEventQuery)(ev);
+    if (err == cudaSuccess)
+        return 1;
+    if (err == cudaErrorNotReady)
+        return 0;
+    ZERO_LOG_ERROR("cpu offload store: %s: %s", what, ZERO_CUDA(cudaGetErrorString)(err));
+    return -1;
+}
+
+/* One pass over what may start (offload thread, lock not held). Returns
+ * whether anything moved, or an error status through @p status_p. */
+static int advance(cpu_store_t *c, zero_status_t *status_p)
+{
+    zero_slot_pipe_t *p = &c->pipe;
+    unsigned ready = zero_slot_pipe_ready(p);
+    int moved = 0, done;
+    cpu_chunk_t ch;
+
+    if (ready & ZERO_SLOT_COPY_IN) {
+        unsigned slot = zero_slot_pipe_slot(p, p->d2h_issued);
+        size_t bytes;
+        pthread_mutex_lock(&c->lock);
+        ch = c->chunks[p->d2h_issued];
+        pthread_mutex_unlock(&c->lock);
+        bytes = ch.step.count * dtype_size(ch.step.grad_dtype);
+        if (ZERO_CUDA(cudaMemcpyAsync)(zero_slot_ring_slot(c->ring, slot), ch.step.grad, bytes,
+                                        cudaMemcpyDeviceToHost, c->copy_in) != cudaSuccess ||
+            ZERO_CUDA(cudaEventRecord)(c->in_done[slot], c->copy_in) != cudaSuccess) {
+            ZERO_LOG_ERROR("cpu offload store: cannot start copying %zu bytes of gradients to the host: %s", bytes,
+                           ZERO_CUDA(cudaGetErrorString)(ZERO_CUDA(cudaGetLastError)()));
+            *status_p = ZERO_ERR_CUDA;
+            return 0;
+        }
+        c->tstats.bytes_down += bytes;
+        p->d2h_issued++;
+        moved = 1;
+    }
+    if (p->d2h_done < p->d2h_issued) {
+        done = event_done(c->in_done[zero_slot_pipe_slot(p, p->d2h_done)], "copying gradients to the host");
+        if (done < 0) {
+            *status_p = ZERO_ERR_CUDA;
+            return 0;
+        }
+        if (done) {
+            p->d2h_done++;
+            moved = 1;
+        }
+    }
+    if (zero_slot_pipe_ready(p) & ZERO_SLOT_WORK) {
+        unsigned slot = zero_slot_pipe_slot(p, p->work_started);
+        zero_status_t status;
+        pthread_mutex_lock(&c->lock);
+        ch = c->chunks[p->work_started];
+        pthread_mutex_unlock(&c->lock);
+        p->work_started++;
+        status = work_chunk(c, &ch, zero_slot_ring_slot(c->ring, slot));
+        if (status != ZERO_OK) {
+            *status_p = status;
+            return 0;
+        }
+        p->work_done++;
+        c->tstats.chunks++;
+        moved = 1;
+    }
+    if (zero_slot_pipe_ready(p) & ZERO_SLOT_COPY_OUT) {
+        unsigned slot = zero_slot_pipe_slot(p, p->h2d_issued);
+        size_t bytes;
+        pthread_mutex_lock(&c->lock);
+        ch = c->chunks[p->h2d_issued];
+        pthread_mutex_unlock(&c->lock);
+        bytes = ch.step.count * dtype_size(ch.step.weight_dtype);
+        if (ZERO_CUDA(cudaMemcpyAsync)(ch.step.weights, zero_slot_ring_slot(c->ring, slot), bytes,
+                                        cudaMemcpyHostToDevice, c->copy_out) != cudaSuccess ||
+            ZERO_CUDA(cudaEventRecord)(c->out_done[slot], c->copy_out) != cudaSuccess) {
+            ZERO_LOG_ERROR("cpu offload store: cannot start copying %zu bytes of weights to the device: %s", bytes,
+                           ZERO_CUDA(cudaGetErrorString)(ZERO_CUDA(cudaGetLastError)()));
+            *status_p = ZERO_ERR_CUDA;
+            return 0;
+        }
+        c->tstats.bytes_up += bytes;
+        p->h2d_issued++;
+        moved = 1;
+    }
+    if (p->h2d_done < p->h2d_issued) {
+        done = event_done(c->out_done[zero_slot_pipe_slot(p, p->h2d_done)], "copying weights to the device");
+        if (done < 0) {
+            *status_p = ZERO_ERR_CUDA;
+            return 0;
+        }
+        if (done) {
+            p->h2d_done++;
+            moved = 1;
+        }
+    }
+    return moved;
+}
+
+static void *offload_thread(void *arg)
+{
+    cpu_store_t *c = arg;
+    (void)ZERO_CUDA(cudaSetDevice)(c->device);
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        zero_status_t status = ZERO_OK;
+        int moved;
+        while (!c->stop && (c->error != ZERO_OK || c->pipe.h2d_done == c->nchunks))
+            pthread_cond_wait(&c->wake, &c->lock);
+        if (c->stop)
+            break;
+        c->pipe.chunks = c->nchunks;   /* step_async may have added chunks */
+        pthread_mutex_unlock(&c->lock);
+        moved = advance(c, &status);
+        pthread_mutex_lock(&c->lock);
+        if (status != ZERO_OK) {
+            fail_locked(c, status);
+            continue;
+        }
+        c->stats.bytes_down = c->tstats.bytes_down;
+        c->stats.bytes_up = c->tstats.bytes_up;
+        c->stats.chunks = c->tstats.chunks;
+        c->stats.cpu_step_s = c->tstats.cpu_step_s;
+        c->done_pub = c->pipe.h2d_done;
+        if (c->pipe.h2d_done == c->nchunks)
+            pthread_cond_broadcast(&c->done);   /* and wait at the top without letting go of the lock */
+        if (!moved) {
+            /* copies in flight: poll again shortly (an event has no host wake-up) */
+            struct timespec nap = {0, 20000};
+            pthread_mutex_unlock(&c->lock);
+            nanosleep(&nap, NULL);
+            pthread_mutex_lock(&c->lock);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static zero_status_t cpu_step_async(zero_store_t *store, const zero_store_async_step_t *step)
+{
+    cpu_store_t *c = (cpu_store_t *)store;
+    size_t per = zero_slot_ring_slot_bytes(c->ring) / dtype_size(step->grad_dtype);
+    size_t need = (step->count + per - 1) / per;
+    zero_status_t status = ZERO_OK;
+
+    if (step->grad_dtype != step->weight_dtype) {
+        ZERO_LOG_ERROR("cpu offload store: gradients in %s and weights in %s: both are the training dtype",
+                       zero_dtype_string(step->grad_dtype), zero_dtype_string(step->weight_dtype));
+        return ZERO_ERR_INVALID_ARG;
+    }
+    pthread_mutex_lock(&c->lock);
+    if (c->error != ZERO_OK) {
+        status = c->error;
+        goto out;
+    }
+    if (!c->in_step) {
+        /* the copies of this step start after everything the trainer's stream holds now (the reductions) */
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)(c->grads_ready, c->trainer), status, out,
+                             "cpu offload store: %s", "recording the gradients' event");
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamWaitEvent)(c->copy_in, c->grads_ready, 0), status, out,
+                             "cpu offload store: %s", "ordering the copies after the gradients");
+        c->in_step = 1;
+    }
+    if (c->nchunks + need > c->chunks_cap) {
+        size_t cap = c->chunks_cap ? c->chunks_cap : 64;
+        cpu_chunk_t *grown;
+        while (cap < c->nchunks + need)
+            cap *= 2;
+        grown = zero_realloc(c->chunks, cap * sizeof(*grown));
+        if (grown == NULL) {
+            ZERO_LOG_ERROR("cpu offload store: out of memory for %zu chunks", cap);
+            status = ZERO_ERR_NO_MEMORY;
+            goto out;
+        }
+        c->chunks = grown;
+        c->chunks_cap = cap;
+    }
+    for (size_t k = 0; k < need; k++) {
+        cpu_chunk_t *ch = &c->chunks[c->nchunks++];
+        size_t off = k * per;
+        ch->step = *step;
+        ch->step.begin = step->begin + off;
+        ch->step.count = step->count - off < per ? step->count - off : per;
+        ch->step.grad = (const char *)step->grad + off * dtype_size(step->grad_dtype);
+        ch->step.weights = (char *)step->weights + off * dtype_size(step->weight_dtype);
+        ch->step.optim = &c->optim;
+    }
+    pthread_cond_signal(&c->wake);
+out:
+    pthread_mutex_unlock(&c->lock);
+    return status;
+}
+
+static zero_status_t cpu_step_wait(zero_store_t *store)
+{
+    cpu_store_t *c = (cpu_store_t *)store;
+    double t0 = zero_clock_now();
+    zero_status_t status;
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)c->timeout_s;
+    pthread_mutex_lock(&c->lock);
+    while (c->error == ZERO_OK && c->done_pub < c->nchunks) {
+        if (pthread_cond_timedwait(&c->done, &c->lock, &until) == ETIMEDOUT) {
+            ZERO_LOG_ERROR("cpu offload store: the step did not finish within %g s (%zu of %zu slots back on the "
+                           "device)", c->timeout_s, c->done_pub, c->nchunks);
+            c->error = ZERO_ERR_TIMEOUT;
+        }
+    }
+    status = c->error;
+    if (status == ZERO_OK) {
+        /* the next step starts where this one's ring position ended */
+        unsigned base = c->nchunks > 0 ? zero_slot_pipe_next_base(&c->pipe) : c->pipe.base;
+        /* the offload thread is idle (every chunk done): the pipe is free to reset */
+        zero_slot_pipe_init(&c->pipe, 0, zero_slot_ring_slots(c->ring), base);
+        c->nchunks = 0;
+        c->done_pub = 0;
+    }
+    c->in_step = 0;
+    c->stats.exposed_s += zero_clock_now() - t0;
+    pthread_mutex_unlock(&c->lock);
+    return status;
+}
+
+static void cpu_destroy(zero_store_t *store)
+{
+    cpu_store_t *c = (cpu_store_t *)store;
+    if (c->thread_started) {
+        pthread_mutex_lock(&c->lock);
+        c->stop = 1;
+        pthread_cond_broadcast(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->thread, NULL);
+    }
+    if (c->copy_in != NULL)
+        (void)ZERO_CUDA(cudaStreamSynchronize)(c->copy_in);   /* no copy may still touch a slot */
+    if (c->copy_out != NULL)
+        (void)ZERO_CUDA(cudaStreamSynchronize)(c->copy_out);
+    for (unsigned i = 0; c->ring != NULL && i < zero_slot_ring_slots(c->ring); i++) {
+        if (c->in_done != NULL && c->in_done[i] != NULL)
+            ZERO_CUDA(cudaEventDestroy)(c->in_done[i]);
+        if (c->out_done != NULL && c->out_done[i] != NULL)
+            ZERO_CUDA(cudaEventDestroy)(c->out_done[i]);
+    }
+    if (c->grads_ready != NULL)
+        ZERO_CUDA(cudaEventDestroy)(c->grads_ready);
+    if (c->copy_in != NULL)
+        ZERO_CUDA(cudaStreamDestroy)(c->copy_in);
+    if (c->copy_out != NULL)
+        ZERO_CUDA(cudaStreamDestroy)(c->copy_out);
+    for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+        zero_mem_free(c->stage[f]);
+    zero_free(c->in_done);
+    zero_free(c->out_done);
+    zero_slot_ring_destroy(c->ring);
+    zero_thread_pool_destroy(c->pool);
+    zero_store_destroy(c->host);
+    zero_free(c->chunks);
+    pthread_cond_destroy(&c->wake);
+    pthread_cond_destroy(&c->done);
+    pthread_mutex_destroy(&c->lock);
+    (void)ZERO_CUDA(cudaGetLastError)();
+    zero_free(c);
+}
+
+static double cpu_step_busy(const zero_store_t *store)
+{
+    cpu_store_t *c = (cpu_store_t *)(uintptr_t)store;
+    double busy;
+    pthread_mutex_lock(&c->lock);
+    busy = c->stats.cpu_step_s;
+    pthread_mutex_unlock(&c->lock);
+    return busy;
+}
+
+static const zero_store_ops_t cpu_ops = {
+    .name = "cpu offload",
+    .acquire = cpu_acquire,
+    .release = cpu_release,
+    .prefetch = NULL,   /* acquire copies on demand; the step reads the gradients as they come */
+    .bytes = cpu_bytes,
+    .destroy = cpu_destroy,
+    .step_async = cpu_step_async,
+    .step_wait = cpu_step_wait,
+    .prefer_step = 1,   /* only gradients and weights should cross PCIe */
+    .step_busy = cpu_step_busy,
+};
+
+zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_store_cpu_params_t *params,
+                                    zero_store_t **store_p)
+{
+    zero_store_desc_t host = *desc;
+    zero_slot_ring_params_t rp;
+    zero_status_t status;
+    cpu_store_t *c;
+    unsigned slots = params->slots;
+
+    if (desc->kind != ZERO_MEM_DEVICE || slots < 1 || params->slot_elems < 1 || params->threads < 1 ||
+        !(params->timeout_s > 0)) {
+        ZERO_LOG_ERROR("cpu offload store: needs a device engine, at least one slot, one element per slot, one "
+                       "thread and a timeout (kind %s, %u slots of %zu elements, %d threads, %g s)",
+                       zero_mem_kind_string(desc->kind), slots, params->slot_elems, params->threads,
+                       params->timeout_s);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if ((status = zero_cuda_require("CPU offload for a device engine")) != ZERO_OK)
+        return status;
+    c = zero_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        ZERO_LOG_ERROR("cpu offload store: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    pthread_cond_init(&c->done, NULL);
+    c->base.ops = &cpu_ops;
+    c->base.desc = *desc;
+    memset(c->base.desc.adopt_master, 0, sizeof(c->base.desc.adopt_master));
+    c->base.max_range = params->slot_elems;
+    c->trainer = (cudaStream_t)params->stream;
+    c->timeout_s = params->timeout_s;
+    c->device = params->device;
+    if (c->device < 0)
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaGetDevice)(&c->device), status, fail, "cpu offload store: %s",
+                             "cudaGetDevice");
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(c->device), status, fail, "cpu offload store: cudaSetDevice(%d)",
+                         c->device);
+
+    /* the arrays: ordinary host memory, never pinned (only the ring is) */
+    host.kind = ZERO_MEM_HOST;
+    memset(host.adopt_master, 0, sizeof(host.adopt_master));
+    if ((status = zero_store_host_create(&host, &c->host)) != ZERO_OK)
+        goto fail;
+
+    memset(&rp, 0, sizeof(rp));
+    rp.slots = slots;
+    rp.slot_bytes = params->slot_elems * sizeof(float);   /* fp32 training moves 4 bytes an element */
+    rp.pin = params->pin;
+    rp.piece_max = params->piece_max;
+    rp.pin_limit = params->pin_limit;
+    rp.what = "offload_optimizer transfer slots";
+    if ((status = zero_slot_ring_create(&rp, &c->ring)) != ZERO_OK)
+        goto fail;
+    c->stats.slots = slots;
+    c->stats.pinned_slots = zero_slot_ring_pinned_slots(c->ring);
+
+    for (int f = 0; f <= desc->num_states; f++)
+        if ((status = zero_mem_alloc(ZERO_MEM_DEVICE, params->slot_elems * sizeof(float), "cpu offload staging",
+                                     (void **)&c->stage[f])) != ZERO_OK)
+            goto fail;
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamCreateWithFlags)(&c->copy_in, cudaStreamNonBlocking), status, fail,
+                         "cpu offload store: %s", "creating the copy-in stream");
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamCreateWithFlags)(&c->copy_out, cudaStreamNonBlocking), status, fail,
+                         "cpu offload store: %s", "creating the copy-out stream");
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&c->grads_ready, cudaEventDisableTiming), status, fail,
+                         "cpu offload store: %s", "creating an event");
+    c->in_done = zero_calloc(slots, sizeof(*c->in_done));
+    c->out_done = zero_calloc(slots, sizeof(*c->out_done));
+    if (c->in_done == NULL || c->out_done == NULL) {
+        ZERO_LOG_ERROR("cpu offload store: out of memory");
+        status = ZERO_ERR_NO_MEMORY;
+        goto fail;
+    }
+    for (unsigned i = 0; i < slots; i++) {
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&c->in_done[i], cudaEventDisableTiming), status,
+                             fail, "cpu offload store: %s", "creating an event");
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&c->out_done[i], cudaEventDisableTiming), status,
+                             fail, "cpu offload store: %s", "creating an event");
+    }
+    if ((status = zero_thread_pool_create(params->threads, &c->pool)) != ZERO_OK ||
+        (status = zero_optim_ctx_init(&c->optim, ZERO_OPTIM_ISA_AUTO, c->pool)) != ZERO_OK)
+        goto fail;
+    zero_slot_pipe_init(&c->pipe, 0, slots, 0);
+    if (pthread_create(&c->thread, NULL, offload_thread, c) != 0) {
+        ZERO_LOG_ERROR("cpu offload store: cannot start the offload thread");
+        status = ZERO_ERR_NO_MEMORY;
+        goto fail;
+    }
+    c->thread_started = 1;
+    ZERO_LOG_DEBUG("cpu offload store: device %d, %u slots of %zu elements (%u pinned), %d CPU threads", c->device,
+                   slots, params->slot_elems, c->stats.pinned_slots, params->threads);
+    *store_p = &c->base;
+    return ZERO_OK;
+fail:
+    cpu_destroy(&c->base);
+    return status;
+}
+
+void zero_store_cpu_stats(const zero_store_t *store, zero_store_cpu_stats_t *stats_p)
+{
+    cpu_store_t *c = (cpu_store_t *)(uintptr_t)store;
+    pthread_mutex_lock(&c->lock);
+    *stats_p = c->stats;
+    pthread_mutex_unlock(&c->lock);
+}
+
+int zero_store_is_cpu(const zero_store_t *store) { return store != NULL && store->ops == &cpu_ops; }
+
+#else /* !HAVE_CUDA */
+
+zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_store_cpu_params_t *params,
+                                    zero_store_t **store_p)
+{
+    (void)desc;
+    (void)params;
+    (void)store_p;
+    return zero_cuda_require("CPU offload for a device engine");   /* says this build has no CUDA */
+}
+
+void zero_store_cpu_stats(const zero_store_t *store, zero_store_cpu_stats_t *stats_p)
+{
+    (void)store;
+    memset(stats_p, 0, sizeof(*stats_p));
+}
+
+int zero_store_is_cpu(const zero_store_t *store)
+{
+    (void)store;
+    return 0;
+}
+#endif

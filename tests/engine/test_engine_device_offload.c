@@ -1,0 +1,350 @@
+/*
+ * CPU offload for a device engine (offload_optimizer.device "cpu" with
+ * ZERO_MEM_DEVICE, lib/offload/store_cpu.c), world size 1, against the same
+ * device engine without offload, in one process.
+ *
+ * The trainer queues everything on a non-blocking stream of its own and
+ * writes each gradient with a kernel that spins first (device_trainer.cu), so
+ * an offload copy that did not wait for the trainer's stream would read the
+ * gradients before they are written.
+ *
+ * Checked, stages 1-3 x fp32/bf16/fp16 x AdamW, SGD (momentum, Nesterov),
+ * Lion, Lamb (Lamb runs on the device through the store's staged ranges),
+ * with gradient accumulation 2 and clipping in some cases:
+ *  - the weights after every step, and each step's info. Tolerance: bit for
+ *    bit where the arithmetic is the same (elementwise optimizers without
+ *    clipping: the CPU kernel and the CUDA kernel run one per-element
+ *    definition, lib/optim/optim_elem.h); otherwise one unit in the last
+ *    place of the weights' dtype plus 1e-5 relative (the same bound as
+ *    test_engine_device's device-against-host comparison);
+ *  - a checkpoint saved with offload loads into an engine without it and the
+ *    two train on to equal weights;
+ *  - pinning refused (ZERO_OFFLOAD_PIN_LIMIT=1): one warning naming the
+ *    transfer slots, and the same weights as with pinned slots.
+ * Without a CUDA device: exit 77.
+ */
+#include "device_trainer.h"
+#include "test_main.h"
+
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zero/convert.h>
+#include <zero/zero.h>
+
+#define NP 3
+#define STEPS 4
+
+static const char *const names[NP] = {"emb", "bias", "proj"};
+static const int ndims[NP] = {2, 1, 2};
+static const int64_t shapes[NP][2] = {{61, 7}, {7, 0}, {7, 33}};
+static const int decays[NP] = {1, 0, 1};
+static cudaStream_t trainer_stream;
+
+typedef struct run_cfg {
+    int stage;
+    zero_dtype_t dtype;
+    const char *opt;
+    int gas;
+    double clip;
+    int offload;
+} run_cfg_t;
+
+typedef struct run_out {
+    float w[STEPS][1024];
+    zero_step_info_t info[STEPS];
+} run_out_t;
+
+typedef struct trainer {
+    zero_engine_h e;
+    zero_param_h p[NP];
+    zero_dtype_t dtype;
+} trainer_t;
+
+static size_t numel(int p)
+{
+    return (size_t)shapes[p][0] * (size_t)(ndims[p] == 2 ? shapes[p][1] : 1);
+}
+
+static size_t dsize(zero_dtype_t d) { return d == ZERO_FP32 ? 4 : 2; }
+
+static void init_fn(const char *name, size_t offset, size_t count, float *out, void *user_data)
+{
+    uint32_t key = (uint32_t)(name[0] * 131 + name[1]);
+    (void)user_data;
+    for (size_t i = 0; i < count; i++)
+        out[i] = 0.25f * zero_test_grad_value(key, (uint32_t)(offset + i));
+}
+
+static void config_json(const run_cfg_t *c, char *buf, size_t size)
+{
+    const char *params = "{\"lr\": 0.01, \"weight_decay\": 0.1}";
+    const char *precision = "";
+    if (strcmp(c->opt, "SGD") == 0)
+        params = "{\"lr\": 0.05, \"momentum\": 0.9, \"nesterov\": true, \"weight_decay\": 0.01}";
+    else if (strcmp(c->opt, "Lion") == 0)
+        params = "{\"lr\": 0.001, \"weight_decay\": 0.1}";
+    if (c->dtype == ZERO_BF16)
+        precision = ", \"bf16\": {\"enabled\": true}";
+    else if (c->dtype == ZERO_FP16)
+        precision = ", \"fp16\": {\"enabled\": true, \"initial_scale_power\": 8}";
+    /* sub_group_size 100: several slots per step, so the ring turns over (4 slots by default) */
+    snprintf(buf, size,
+             "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_accumulation_steps\": %d,"
+             " \"gradient_clipping\": %g, \"optimizer\": {\"type\": \"%s\", \"params\": %s},"
+             " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"sub_group_size\": 100,"
+             " \"stage3_param_persistence_threshold\": 10%s}%s}",
+             c->gas, c->clip, c->opt, params, c->stage,
+             c->offload ? ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}" : "", precision);
+}
+
+static int make_trainer(trainer_t *t, const run_cfg_t *c)
+{
+    char json[1024];
+    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS |
+                                             ZERO_ENGINE_PARAM_FIELD_MEM_KIND | ZERO_ENGINE_PARAM_FIELD_CUDA_STREAM,
+                               .num_threads = 2, .mem_kind = ZERO_MEM_DEVICE, .cuda_stream = trainer_stream};
+    memset(t, 0, sizeof(*t));
+    config_json(c, json, sizeof(json));
+    ep.config_json = json;
+    t->dtype = c->dtype;
+    if (zero_engine_create(&ep, &t->e) != ZERO_OK) {
+        CU_FAIL("zero_engine_create");
+        return 0;
+    }
+    for (int p = 0; p < NP; p++) {
+        zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_WEIGHT_DECAY | ZERO_PARAM_FIELD_INIT_FN,
+                               .name = names[p], .dtype = c->dtype, .ndim = ndims[p],
+                               .weight_decay = decays[p], .init_fn = init_fn};
+        d.shape[0] = shapes[p][0];
+        d.shape[1] = shapes[p][1];
+        if (zero_param_register(t->e, &d, &t->p[p]) != ZERO_OK) {
+            CU_FAIL("zero_param_register");
+            return 0;
+        }
+    }
+    if (zero_engine_setup(t->e) != ZERO_OK) {
+        fprintf(stderr, "setup: %s\n", zero_engine_last_error(t->e));
+        CU_FAIL("zero_engine_setup");
+        return 0;
+    }
+    return 1;
+}
+
+static int read_weights(trainer_t *t, float *out)
+{
+    size_t at = 0;
+    if (zero_gather(t->e, t->p, NP) != ZERO_OK)
+        return 0;
+    for (int p = 0; p < NP; p++) {
+        size_t n = numel(p), bytes = n * dsize(t->dtype);
+        unsigned char host[1024 * 4];
+        const void *w = zero_param_data(t->p[p]);
+        if (w == NULL || cudaMemcpyAsync(host, w, bytes, cudaMemcpyDeviceToHost, trainer_stream) != cudaSuccess ||
+            cudaStreamSynchronize(trainer_stream) != cudaSuccess)
+            return 0;
+        zero_convert(out + at, ZERO_FP32, host, t->dtype, n);
+        at += n;
+    }
+    return zero_release(t->e, t->p, NP) == ZERO_OK;
+}
+
+static int train(trainer_t *t, int first, int last, run_out_t *out)
+{
+    int gas = (int)zero_engine_config(t->e)->gradient_accumulation_steps;
+    for (int s = first; s < last; s++) {
+        zero_step_info_t info;
+        for (int m = 0; m < gas; m++) {
+            float seed;
+            if (zero_gather(t->e, t->p, NP) != ZERO_OK || zero_backward_begin(t->e, &seed) != ZERO_OK)
+                return 0;
+            for (int p = NP - 1; p >= 0; p--) {
+                void *g = zero_param_grad(t->p[p]);
+                uint32_t key = (uint32_t)(1000 * s + 100 * m + p + 1);
+                if (g == NULL || zero_test_grad_add(g, (int)t->dtype, numel(p), key, seed, 200000LL, trainer_stream) != 0 ||
+                    zero_grad_ready(t->e, t->p[p]) != ZERO_OK)
+                    return 0;
+            }
+            if (zero_backward_end(t->e) != ZERO_OK || zero_release(t->e, t->p, NP) != ZERO_OK ||
+                zero_step(t->e, &info) != ZERO_OK) {
+                fprintf(stderr, "step %d micro %d: %s\n", s, m, zero_engine_last_error(t->e));
+                return 0;
+            }
+        }
+        if (out != NULL) {
+            out->info[s] = info;
+            if (!read_weights(t, out->w[s]))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int run(const run_cfg_t *c, run_out_t *out)
+{
+    trainer_t t;
+    zero_engine_timers_t timers;
+    int ok = make_trainer(&t, c) && train(&t, 0, STEPS, out);
+    if (ok && zero_engine_timers(t.e, &timers) == ZERO_OK) {
+        /* the offloaded step is waited for at the boundary, and counted; none without offload
+         * (Lamb runs on the device over staged ranges: no step ops, nothing waited for) */
+        int stepped_on_cpu = c->offload && strcmp(c->opt, "Lamb") != 0;
+        CU_ASSERT(stepped_on_cpu ? timers.offload_exposed > 0.0 : timers.offload_exposed == 0.0);
+        CU_ASSERT(timers.offload_overlap >= 0.0 && timers.offload_overlap <= 1.0);
+        CU_ASSERT(timers.offload_exposed <= timers.step);
+    }
+    zero_engine_destroy(t.e);
+    return ok;
+}
+
+static double ulp_of(zero_dtype_t d)
+{
+    return d == ZERO_BF16 ? 1.0 / 128 : d == ZERO_FP16 ? 1.0 / 1024 : 1.0 / 8388608;
+}
+
+static void compare(const run_cfg_t *c, const run_out_t *plain, const run_out_t *off)
+{
+    int bitwise = c->clip == 0.0 && strcmp(c->opt, "Lamb") != 0;
+    size_t total = numel(0) + numel(1) + numel(2), differ = 0, beyond = 0;
+    for (int s = 0; s < STEPS; s++) {
+        CU_ASSERT_EQUAL(off->info[s].stepped, plain->info[s].stepped);
+        CU_ASSERT_EQUAL(off->info[s].skipped, plain->info[s].skipped);
+        CU_ASSERT_EQUAL(off->info[s].loss_scale, plain->info[s].loss_scale);
+        for (size_t i = 0; i < total; i++) {
+            double a = off->w[s][i], b = plain->w[s][i];
+            differ += memcmp(&off->w[s][i], &plain->w[s][i], sizeof(float)) != 0;
+            beyond += fabs(a - b) > ulp_of(c->dtype) * fabs(b) + 1e-5 * fabs(b) + 1e-30;
+        }
+    }
+    printf("\n    offload stage %d %s %s gas %d clip %g: %zu of %zu weights differ%s", c->stage,
+           c->dtype == ZERO_FP32 ? "fp32" : c->dtype == ZERO_BF16 ? "bf16" : "fp16", c->opt, c->gas, c->clip, differ,
+           (size_t)STEPS * total, bitwise ? " (bitwise required)" : "");
+    CU_ASSERT_EQUAL(beyond, 0);
+    if (bitwise)
+        CU_ASSERT_EQUAL(differ, 0);
+    CU_ASSERT(memcmp(off->w[0], off->w[STEPS - 1], total * sizeof(float)) != 0);
+}
+
+static void run_pair(run_cfg_t c)
+{
+    run_out_t *plain = calloc(1, sizeof(*plain)), *off = calloc(1, sizeof(*off));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(off);
+    c.offload = 0;
+    if (!run(&c, plain)) {
+        CU_FAIL("the run without offload failed");
+    }
+    c.offload = 1;
+    if (run(&c, off)) {
+        compare(&c, plain, off);
+    } else {
+        CU_FAIL("the run with CPU offload failed");
+    }
+    free(plain);
+    free(off);
+}
+
+static void test_matrix(void)
+{
+    static const char *const opts[] = {"AdamW", "SGD", "Lion", "Lamb"};
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    ZERO_TEST_MEM_MARK();
+    for (int stage = 1; stage <= 3; stage++)
+        for (int d = 0; d < 3; d++)
+            for (int o = 0; o < 4; o++)
+                run_pair((run_cfg_t){.stage = stage, .dtype = dtypes[d], .opt = opts[o], .gas = 1});
+    for (int stage = 1; stage <= 3; stage++) {
+        run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 2});
+        run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_FP16, .opt = "AdamW", .gas = 2, .clip = 0.5});
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* A checkpoint with offload, loaded without it: equal weights, and equal after one more step each. */
+static void test_checkpoint_without_offload(void)
+{
+    char dir[] = "/tmp/zero-device-offload-XXXXXX", cmd[256];
+    run_cfg_t with = {.stage = 2, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 1}, without = with;
+    static float a[1024], b[1024];
+    size_t total = numel(0) + numel(1) + numel(2);
+    trainer_t t1, t2;
+    ZERO_TEST_MEM_MARK();
+    without.offload = 0;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    CU_ASSERT_FATAL(make_trainer(&t1, &with) && make_trainer(&t2, &without));
+    CU_ASSERT(train(&t1, 0, 2, NULL));
+    CU_ASSERT_EQUAL(zero_save_checkpoint(t1.e, dir, "offloaded", NULL), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_load_checkpoint(t2.e, dir, NULL, NULL, NULL), ZERO_OK);
+    CU_ASSERT(read_weights(&t1, a) && read_weights(&t2, b));
+    CU_ASSERT_EQUAL(memcmp(a, b, total * sizeof(float)), 0);
+    CU_ASSERT(train(&t1, 2, 3, NULL) && train(&t2, 2, 3, NULL));
+    CU_ASSERT(read_weights(&t1, a) && read_weights(&t2, b));
+    CU_ASSERT_EQUAL(memcmp(a, b, total * sizeof(float)), 0);
+    zero_engine_destroy(t1.e);
+    zero_engine_destroy(t2.e);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* Pinning refused: one warning, pageable slots, the same weights. */
+static void test_pinning_refused(void)
+{
+    run_cfg_t c = {.stage = 3, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 1};
+    run_out_t *pinned = calloc(1, sizeof(*pinned)), *pageable = calloc(1, sizeof(*pageable));
+    char path[] = "/tmp/zero-device-offload-log-XXXXXX", line[1024];
+    int fd = mkstemp(path), saved, warnings = 0;
+    FILE *f;
+    CU_ASSERT_FATAL(pinned != NULL && pageable != NULL && fd >= 0);
+    CU_ASSERT(run(&c, pinned));
+    setenv("ZERO_OFFLOAD_PIN_LIMIT", "1", 1);
+    zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+    fflush(stderr);
+    saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    CU_ASSERT(run(&c, pageable));
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    zero_log_set_level(ZERO_LOG_LEVEL_ERROR);
+    unsetenv("ZERO_OFFLOAD_PIN_LIMIT");
+    f = fdopen(fd, "r");
+    CU_ASSERT_FATAL(f != NULL);
+    rewind(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        warnings += strstr(line, "offload_optimizer transfer slots: cannot pin") != NULL;
+    fclose(f);
+    unlink(path);
+    CU_ASSERT_EQUAL(warnings, 1);
+    CU_ASSERT_EQUAL(memcmp(pinned->w, pageable->w, sizeof(pinned->w)), 0);
+    free(pinned);
+    free(pageable);
+}
+
+int main(int argc, char **argv)
+{
+    int count = 0, status;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) {
+        printf("no CUDA device (%s): skipped\n", err != cudaSuccess ? cudaGetErrorString(err) : "count 0");
+        return 77;
+    }
+    if (cudaStreamCreateWithFlags(&trainer_stream, cudaStreamNonBlocking) != cudaSuccess) {
+        printf("cannot create the trainer's stream\n");
+        return 1;
+    }
+    zero_log_set_level(ZERO_LOG_LEVEL_ERROR);
+    CU_TestInfo tests[] = {
+        {"stages 1-3 x fp32/bf16/fp16 x optimizers: CPU offload as the device engine", test_matrix},
+        {"a checkpoint saved with CPU offload loads without it", test_checkpoint_without_offload},
+        {"pinning refused: one warning, pageable slots, same weights", test_pinning_refused},
+        CU_TEST_INFO_NULL,
+    };
+    CU_SuiteInfo suites[] = {{"engine-device-offload", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
+    status = zero_test_main(argc, argv, suites);
+    cudaStreamDestroy(trainer_stream);
+    return status;
+}
