@@ -17,11 +17,18 @@
  * copied to its destination. Why: a buffered read first fills page-cache pages,
  * and on the virtual machines this runs on, memory the guest freed earlier
  * (the cache bench/ckpt and a restarted job drop) is handed back to the host
- * and costs as much to take again as the read itself. The load already pays
- * that once for its scratch; O_DIRECT spares it the second time. The copy out
+ * and costs as much to take again as the read itself. The safe load already
+ * pays that once for its held buffer; O_DIRECT spares it the second time. The copy out
  * of the buffer replaces the kernel's copy out of the cache, so the CPU cost
  * is the same. Files without O_DIRECT, and ZERO_CKPT_BUFFERED_READS=1, take
  * the buffered path.
+ *
+ * Hold mode (the safe load, ckpt_plan_set_hold): nothing is written to the
+ * destinations while reading. Each op (up to PLAN_OP_BYTES) is read, with
+ * O_DIRECT where the file takes it, into its own aligned slot of one held
+ * buffer, and its chunks are verified there; ckpt_plan_commit copies them into
+ * place once every rank agreed. Each byte is copied once, as in the other
+ * modes, and the held buffer is the load's only large fresh memory.
  *
  * Errors are recorded per read and reported (logged) by the calling thread
  * after every worker stopped, the first in plan order, so that the message
