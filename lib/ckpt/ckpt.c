@@ -511,7 +511,7 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
         }
     }
     if (err.status == ZERO_OK && !streamed)
-        ckpt_plan_run(plan, ckpt_plan_holding(plan) ? CKPT_LOAD_HOLD_THREADS : CKPT_LOAD_READ_THREADS, &err);
+        ckpt_plan_run(plan, CKPT_LOAD_READ_THREADS, &err);
     if (err.status == ZERO_OK) {
         size_t sd_len = 0;
         sd_path = zero_asprintf("%s/%s", ckpt_reader_path(rd), CKPT_CLIENT_SD);

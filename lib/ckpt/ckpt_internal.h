@@ -154,11 +154,6 @@ int ckpt_verify(const char *dir, const char *tag, ckpt_verify_report_t *report);
 #define CKPT_PLAN_MAX_THREADS 8
 /* Threads zero_ckpt_load reads with (the calling thread included). */
 #define CKPT_LOAD_READ_THREADS 3
-/* Threads the safe load's hold mode reads with. Its readers only check the
- * fletcher32 (no copy), and much of a read's time is the kernel backing fresh
- * pages of the held buffer, which the hypervisor serves per thread: more reads
- * in flight than cores. Same-run figures in docs/checkpoint-format.md. */
-#define CKPT_LOAD_HOLD_THREADS 6
 typedef struct ckpt_plan ckpt_plan_t;
 /* One chunk as stored: file and dataset as registered with the plan. */
 typedef struct ckpt_plan_chunk_desc {
