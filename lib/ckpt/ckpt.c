@@ -10,11 +10,9 @@
 
 #include "util/alloc.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 static zero_status_t bcast_bytes(zero_comm_h comm, int root, char *buf, size_t n)
 {
@@ -227,38 +225,6 @@ cleanup:
     return status;
 }
 
-/*
- * Fresh scratch costs a page fault per page when the reading threads first
- * copy into it. zero_mem_alloc backs it with 2 MiB pages where the kernel
- * offers them (one fault, not 512: on virtual machines with shadow paging a
- * 4 KiB fault costs ~15 us, and MADV_POPULATE_WRITE alone does not spare the
- * first access that cost), and a thread of its own maps the pages ahead of
- * the readers (MADV_POPULATE_WRITE: no data is written, so it can race them
- * safely) while they wait on the disk.
- */
-typedef struct populate_job {
-    void *ptr[ZERO_DTYPE_COUNT];
-    size_t bytes[ZERO_DTYPE_COUNT];
-    int count;
-} populate_job_t;
-
-static void *populate_main(void *arg)
-{
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-    const populate_job_t *job = arg;
-    const uintptr_t page = 4096, step = (uintptr_t)4 << 20;
-    for (int i = 0; i < job->count; i++) {
-        uintptr_t begin = ((uintptr_t)job->ptr[i] + page - 1) & ~(page - 1);
-        uintptr_t end = ((uintptr_t)job->ptr[i] + job->bytes[i]) & ~(page - 1);
-        for (uintptr_t at = begin; at < end; at += step)
-            if (madvise((void *)at, end - at < step ? end - at : step, MADV_POPULATE_WRITE) != 0)
-                return NULL;   /* before Linux 5.14: the readers fault the pages in */
-    }
-    return NULL;
-}
-
 static int state_index(const zero_ckpt_meta_t *m, const char *name)
 {
     for (int k = 0; k < m->num_states; k++)
@@ -378,6 +344,22 @@ static void stream_groups(zero_ckpt_reader_t *rd, ckpt_plan_t *plan, const zero_
     zero_mem_free(win);
 }
 
+/* Zeroes the padding of @p arr (1 + nstates arrays of group @p g): what no
+ * segment of this rank covers (segments come in flat order). */
+static void zero_padding(const zero_layout_segment_t *segs, size_t count, size_t n, float *const *arr, int nstates)
+{
+    for (int k = 0; k <= nstates; k++) {
+        size_t at = 0;
+        for (size_t s = 0; s <= count && arr[k] != NULL; s++) {
+            size_t next = s < count ? segs[s].shard_offset : n;
+            if (next > at)
+                memset(arr[k] + at, 0, (next - at) * sizeof(float));
+            if (s < count && segs[s].shard_offset + segs[s].length > at)
+                at = segs[s].shard_offset + segs[s].length;
+        }
+    }
+}
+
 zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_load_params_t *params,
                              const zero_layout_t *layout, int own_rank, zero_ckpt_group_data_t *out_groups,
                              zero_ckpt_meta_t *meta_p, char **client_sd_json_p, char **tag_p)
@@ -387,12 +369,9 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     zero_ckpt_reader_t *rd = NULL;
     const zero_layout_t *old;
     int *map = NULL, rank, nstates = 0, state_src[ZERO_CKPT_MAX_STATES];
-    float *scratch[ZERO_DTYPE_COUNT] = {0};
-    zero_layout_segment_t *segs = NULL;
+    zero_layout_segment_t *segs = NULL, *group_segs[ZERO_DTYPE_COUNT] = {0};
+    size_t group_count[ZERO_DTYPE_COUNT] = {0};
     ckpt_plan_t *plan = NULL;
-    populate_job_t populate = {0};
-    pthread_t populate_tid;
-    int populating = 0;
     char *client_sd = NULL, *tag_out = NULL, *sd_path = NULL, *cfg_copy = NULL;
     int streamed = 0;
     zero_status_t status;
@@ -498,63 +477,41 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
             goto out;
     }
 
-    /* 3. read this rank's segments (into scratch, or in place; streamed groups
-     * in step 4), and the sidecar */
+    /* 3. read this rank's segments and the sidecar. The safe (scratch) mode
+     * reads and verifies into the plan's keeping and writes the caller's
+     * arrays only after every rank agreed (step 4); the others write them now.
+     * Streamed groups are read in step 4. */
+    if (plan != NULL)
+        ckpt_plan_set_hold(plan, params->mode == ZERO_CKPT_LOAD_SCRATCH && !streamed);
     for (int g = 0; g < layout->num_groups && err.status == ZERO_OK && !streamed; g++) {
         size_t n = layout->groups[g].shard_length, count = 0;
         float *arr[1 + ZERO_CKPT_MAX_STATES] = {0};
-        if (params->mode != ZERO_CKPT_LOAD_SCRATCH) {
-            arr[0] = out_groups[g].master;
-            for (int k = 0; k < nstates; k++)
-                arr[k + 1] = out_groups[g].state[k];
-        } else {
-            void *mem = NULL;
-            if (zero_mem_alloc(ZERO_MEM_HOST, (size_t)(1 + nstates) * n * sizeof(float) + 64, "ckpt load scratch",
-                               &mem) != ZERO_OK) {
-                ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory for %zu elements of scratch",
-                          (size_t)(1 + nstates) * n);
-                break;
-            }
-            scratch[g] = mem;
-            populate.ptr[populate.count] = mem;
-            populate.bytes[populate.count++] = (size_t)(1 + nstates) * n * sizeof(float);
-            for (int k = 0; k <= nstates; k++)
-                arr[k] = scratch[g] + (size_t)k * n;
-        }
+        arr[0] = out_groups[g].master;
+        for (int k = 0; k < nstates; k++)
+            arr[k + 1] = out_groups[g].state[k];
+        zero_layout_segment_t *gs;
         zero_layout_rank_segments(layout, g, own_rank, NULL, 0, &count);
-        zero_free(segs);
-        segs = zero_malloc((count > 0 ? count : 1) * sizeof(*segs));
-        if (segs == NULL) {
+        /* kept per group: the safe mode zeroes the padding after the commit */
+        gs = group_segs[g] = zero_malloc((count > 0 ? count : 1) * sizeof(*gs));
+        if (gs == NULL) {
             ckpt_fail(&err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory");
             break;
         }
-        zero_layout_rank_segments(layout, g, own_rank, segs, count, &count);
-        /* zero the padding: what no segment covers (segments come in flat order) */
-        for (int k = 0; k <= nstates; k++) {
-            size_t at = 0;
-            for (size_t s = 0; s <= count && arr[k] != NULL; s++) {
-                size_t next = s < count ? segs[s].shard_offset : n;
-                if (next > at)
-                    memset(arr[k] + at, 0, (next - at) * sizeof(float));
-                if (s < count && segs[s].shard_offset + segs[s].length > at)
-                    at = segs[s].shard_offset + segs[s].length;
-            }
-        }
+        zero_layout_rank_segments(layout, g, own_rank, gs, count, &count);
+        group_count[g] = count;
+        if (params->mode != ZERO_CKPT_LOAD_SCRATCH)
+            zero_padding(gs, count, n, arr, nstates);
         /* one array at a time, so that each dataset is read front to back (sequential I/O) */
         for (int k = -1; k < nstates && err.status == ZERO_OK; k++) {
             for (size_t s = 0; s < count && err.status == ZERO_OK && arr[k + 1] != NULL; s++) {
-                const zero_layout_segment_t *sg = &segs[s];
+                const zero_layout_segment_t *sg = &gs[s];
                 ckpt_reader_read_err(rd, map[sg->param], k < 0 ? -1 : state_src[k], sg->param_offset, sg->length,
                                      arr[k + 1] + sg->shard_offset, &err);
             }
         }
     }
-    if (err.status == ZERO_OK && populate.count > 0)
-        populating = pthread_create(&populate_tid, NULL, populate_main, &populate) == 0;
-    if (err.status == ZERO_OK)
+    if (err.status == ZERO_OK && !streamed)
         ckpt_plan_run(plan, CKPT_LOAD_READ_THREADS, &err);
-    if (populating)
-        pthread_join(populate_tid, NULL);
     if (err.status == ZERO_OK) {
         size_t sd_len = 0;
         sd_path = zero_asprintf("%s/%s", ckpt_reader_path(rd), CKPT_CLIENT_SD);
@@ -591,17 +548,22 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
         cfg_copy = NULL;
         *meta_p = m;
     }
+    if (params->mode == ZERO_CKPT_LOAD_SCRATCH && !streamed)
+        ckpt_plan_commit(plan, CKPT_LOAD_READ_THREADS);   /* held chunks into the caller's arrays */
     for (int g = 0; g < layout->num_groups && !streamed; g++) {
         size_t n = layout->groups[g].shard_length;
-        if (params->mode == ZERO_CKPT_LOAD_SCRATCH)
-            memcpy(out_groups[g].master, scratch[g], n * sizeof(float));
+        if (params->mode == ZERO_CKPT_LOAD_SCRATCH) {
+            float *arr[1 + ZERO_CKPT_MAX_STATES] = {0};
+            arr[0] = out_groups[g].master;
+            for (int k = 0; k < nstates; k++)
+                arr[k + 1] = out_groups[g].state[k];
+            zero_padding(group_segs[g], group_count[g], n, arr, nstates);
+        }
         for (int k = 0; k < params->num_states; k++) {
             if (out_groups[g].state[k] == NULL)
                 continue;
             if (k >= nstates)
                 memset(out_groups[g].state[k], 0, n * sizeof(float));
-            else if (params->mode == ZERO_CKPT_LOAD_SCRATCH)
-                memcpy(out_groups[g].state[k], scratch[g] + (size_t)(k + 1) * n, n * sizeof(float));
         }
     }
     if (client_sd_json_p != NULL) {
@@ -614,7 +576,7 @@ zero_status_t zero_ckpt_load(zero_comm_h comm, const char *dir, const zero_ckpt_
     }
 out:
     for (int g = 0; g < ZERO_DTYPE_COUNT; g++)
-        zero_mem_free(scratch[g]);
+        zero_free(group_segs[g]);
     zero_free(segs);
     zero_free(map);
     zero_free(sd_path);

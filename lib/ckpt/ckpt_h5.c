@@ -1416,8 +1416,13 @@ static zero_status_t read_range(zero_ckpt_reader_t *rd, int shard, int group, in
         return ZERO_OK;   /* not chunked: nothing to verify ahead (no checksums) */
     } else {
         hsize_t s[1] = {start}, c[1] = {n};
-        hid_t fs = H5Dget_space(ds->id), ms = H5Screate_simple(1, c, NULL);
+        hid_t fs, ms;
         herr_t rc = -1;
+        if (rd->plan != NULL && ckpt_plan_holding(rd->plan) &&
+            (out = ckpt_plan_hold_extra(rd->plan, out, n * sizeof(float), err)) == NULL)
+            return err->status;   /* the safe load: into the plan's keeping, copied out on commit */
+        fs = H5Dget_space(ds->id);
+        ms = H5Screate_simple(1, c, NULL);
         if (fs >= 0 && ms >= 0 && dataset_storage_complete(ds->id) &&
             H5Sselect_hyperslab(fs, H5S_SELECT_SET, s, NULL, c, NULL) >= 0)
             rc = H5Dread(ds->id, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out);

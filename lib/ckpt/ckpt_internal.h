@@ -166,7 +166,7 @@ typedef struct ckpt_plan_chunk_desc {
 
 ckpt_plan_t *ckpt_plan_create(void);                 /* NULL on OOM */
 void ckpt_plan_destroy(ckpt_plan_t *plan);
-/* Forgets the chunks (files and dataset names stay registered). */
+/* Forgets the chunks and frees what hold mode held (files and dataset names stay registered). */
 void ckpt_plan_clear(ckpt_plan_t *plan);
 /* Registers (opens) a file; its index, or -1 with @p err set. */
 int ckpt_plan_file(ckpt_plan_t *plan, const char *path, ckpt_err_t *err);
@@ -180,6 +180,19 @@ zero_status_t ckpt_plan_add(ckpt_plan_t *plan, const ckpt_plan_chunk_desc_t *chu
  * included); reports the first failure in plan order. On failure some
  * destinations may hold new data. */
 zero_status_t ckpt_plan_run(ckpt_plan_t *plan, int threads, ckpt_err_t *err);
+/* Hold mode (the safe load): ckpt_plan_run reads and verifies every chunk but
+ * writes no destination; it keeps the chunks as read (in one buffer, read
+ * into with O_DIRECT where the file takes it: no bounce copy) until
+ * ckpt_plan_commit copies them into place, or ckpt_plan_clear drops them. */
+void ckpt_plan_set_hold(ckpt_plan_t *plan, int hold);
+int ckpt_plan_holding(const ckpt_plan_t *plan);
+/* Hold mode, bytes read outside the plan (a dataset that is not chunked): a
+ * buffer of @p bytes to read them into, copied to @p dst on commit; NULL with
+ * @p err set when out of memory. */
+void *ckpt_plan_hold_extra(ckpt_plan_t *plan, void *dst, size_t bytes, ckpt_err_t *err);
+/* Copies every held chunk (and extra) to its destinations on @p threads
+ * threads, then forgets the chunks as ckpt_plan_clear does. Cannot fail. */
+void ckpt_plan_commit(ckpt_plan_t *plan, int threads);
 
 /* Makes the reader's chunked reads only plan into @p plan (NULL: read at once
  * again); datasets that are not chunked are still read at once. */

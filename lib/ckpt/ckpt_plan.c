@@ -17,11 +17,18 @@
  * copied to its destination. Why: a buffered read first fills page-cache pages,
  * and on the virtual machines this runs on, memory the guest freed earlier
  * (the cache bench/ckpt and a restarted job drop) is handed back to the host
- * and costs as much to take again as the read itself. The load already pays
- * that once for its scratch; O_DIRECT spares it the second time. The copy out
+ * and costs as much to take again as the read itself. The safe load already
+ * pays that once for its held buffer; O_DIRECT spares it the second time. The copy out
  * of the buffer replaces the kernel's copy out of the cache, so the CPU cost
  * is the same. Files without O_DIRECT, and ZERO_CKPT_BUFFERED_READS=1, take
  * the buffered path.
+ *
+ * Hold mode (the safe load, ckpt_plan_set_hold): nothing is written to the
+ * destinations while reading. Each op (up to PLAN_OP_BYTES) is read, with
+ * O_DIRECT where the file takes it, into its own aligned slot of one held
+ * buffer, and its chunks are verified there; ckpt_plan_commit copies them into
+ * place once every rank agreed. Each byte is copied once, as in the other
+ * modes, and the held buffer is the load's only large fresh memory.
  *
  * Errors are recorded per read and reported (logged) by the calling thread
  * after every worker stopped, the first in plan order, so that the message
@@ -41,6 +48,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -79,12 +87,20 @@ typedef struct plan_chunk {
     uint8_t tail[4];          /* the stored checksum of a direct chunk */
 } plan_chunk_t;
 
+/* hold: bytes read outside the plan (a dataset that is not chunked), copied to dst on commit */
+typedef struct plan_held_extra {
+    void *dst, *bytes_held;
+    size_t bytes;
+} plan_held_extra_t;
+
 typedef enum { OP_OK = 0, OP_READ, OP_SHORT, OP_CHECKSUM, OP_NO_MEMORY } op_result_t;
 
 typedef struct plan_op {
     size_t first, count;      /* chunks */
     uint64_t offset;
     size_t bytes, staged_bytes;
+    size_t held_at;           /* hold: where the op's read lands in the held buffer */
+    size_t data_at;           /* hold: where its first chunk's bytes lie there (after the read) */
     op_result_t result;
     size_t bad_chunk;         /* which chunk failed */
     int err_no;
@@ -104,6 +120,12 @@ struct ckpt_plan {
     size_t num_ops, max_staged;
     size_t max_direct, direct_align;   /* O_DIRECT buffer bytes a worker needs, and their alignment */
     atomic_size_t next_op;
+    /* hold mode (ckpt_plan_set_hold): the chunks as read, kept until ckpt_plan_commit */
+    int hold;
+    uint8_t *held;
+    size_t held_bytes;
+    plan_held_extra_t *extras;
+    size_t num_extras, cap_extras;
 };
 
 static int grow(void **arr, size_t *cap, size_t need, size_t elem)
@@ -140,12 +162,37 @@ void ckpt_plan_destroy(ckpt_plan_t *p)
     }
     for (int i = 0; i < p->num_datasets; i++)
         zero_free(p->datasets[i]);
+    ckpt_plan_clear(p);
     zero_free(p->files);
     zero_free(p->datasets);
     zero_free(p->chunks);
     zero_free(p->copies);
     zero_free(p->ops);
+    zero_free(p->extras);
     zero_free(p);
+}
+
+void ckpt_plan_set_hold(ckpt_plan_t *p, int hold)
+{
+    p->hold = hold;
+}
+
+int ckpt_plan_holding(const ckpt_plan_t *p)
+{
+    return p->hold;
+}
+
+void *ckpt_plan_hold_extra(ckpt_plan_t *p, void *dst, size_t bytes, ckpt_err_t *err)
+{
+    void *held = NULL;
+    if (grow((void **)&p->extras, &p->cap_extras, p->num_extras + 1, sizeof(*p->extras)) ||
+        (held = zero_malloc(bytes > 0 ? bytes : 1)) == NULL) {
+        ckpt_fail(err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory for %zu bytes held until the ranks agree",
+                  bytes);
+        return NULL;
+    }
+    p->extras[p->num_extras++] = (plan_held_extra_t){dst, held, bytes};
+    return held;
 }
 
 /* Opens @p f a second time with O_DIRECT where its file system takes it (else
@@ -305,7 +352,7 @@ static zero_status_t make_ops(ckpt_plan_t *p, ckpt_err_t *err)
         const plan_chunk_t *c = &p->chunks[i];
         const plan_file_t *f = &p->files[c->file];
         size_t stored = c->bytes + (c->checksum ? 4 : 0);
-        size_t limit = f->dfd >= 0 ? PLAN_DIRECT_OP_BYTES : PLAN_OP_BYTES;
+        size_t limit = f->dfd >= 0 && !p->hold ? PLAN_DIRECT_OP_BYTES : PLAN_OP_BYTES;
         plan_op_t *op = p->num_ops > 0 ? &p->ops[p->num_ops - 1] : NULL;
         if (op == NULL || p->chunks[op->first].file != c->file || op->offset + op->bytes != c->offset ||
             op->bytes + stored > limit || op->count >= PLAN_OP_CHUNKS) {
@@ -332,6 +379,21 @@ static zero_status_t make_ops(ckpt_plan_t *p, ckpt_err_t *err)
             if (f->dio_align > p->direct_align)
                 p->direct_align = f->dio_align;
         }
+    }
+    if (p->hold) {
+        /* each op's read gets its own slot, aligned for O_DIRECT and widened to it */
+        size_t at = 0, align = p->direct_align > 4096 ? p->direct_align : 4096;
+        for (size_t i = 0; i < p->num_ops; i++) {
+            plan_op_t *op = &p->ops[i];
+            const plan_file_t *f = &p->files[p->chunks[op->first].file];
+            uint64_t start = op->offset;
+            size_t span = f->dfd >= 0 ? direct_span(f, op->offset, op->bytes, &start) : op->bytes;
+            op->held_at = at;
+            op->data_at = at + (size_t)(op->offset - start);
+            at += span + align - 1;
+            at &= ~(align - 1);
+        }
+        p->held_bytes = at;
     }
     return ZERO_OK;
 }
@@ -408,16 +470,43 @@ static void run_op(ckpt_plan_t *p, plan_op_t *op, uint8_t *staging)
     }
 }
 
-/* Reads @p op with O_DIRECT into @p buf (aligned, p->max_direct bytes), then
- * verifies each chunk there and copies it out. 0, or -1 when the file refused
- * the read (EINVAL: the caller reads it buffered). */
-static int run_op_direct(ckpt_plan_t *p, plan_op_t *op, uint8_t *buf)
+/* Checks each chunk of @p op against its fletcher32 (when @p verify) and copies
+ * it to its destinations (when @p copy); @p data holds the op's bytes as stored
+ * in the file. A mismatch is recorded in @p op and stops it before any copy of
+ * that chunk. */
+static void chunks_check_copy(ckpt_plan_t *p, plan_op_t *op, const uint8_t *data, int verify, int copy)
+{
+    for (size_t i = 0; i < op->count; i++) {
+        plan_chunk_t *c = &p->chunks[op->first + i];
+        const uint8_t *bytes = data + (size_t)(c->offset - op->offset);
+        if (verify && c->checksum && !ckpt_chunk_checksum_ok(bytes, c->bytes, bytes + c->bytes)) {
+            op->result = OP_CHECKSUM;
+            op->bad_chunk = op->first + i;
+            return;
+        }
+        if (!copy)
+            continue;
+        if (c->direct != NULL)
+            memcpy(c->direct, bytes, c->bytes);
+        for (size_t k = 0; k < c->num_copies; k++) {
+            const plan_copy_t *cp = &p->copies[c->first_copy + k];
+            memcpy(cp->dst, bytes + cp->within, cp->bytes);
+        }
+    }
+}
+
+/* Reads @p op with O_DIRECT into @p buf (aligned, the op's direct_span
+ * bytes); *data_p: where the op's first byte landed (NULL: the read failed,
+ * recorded in @p op). 0, or -1 when the file refused the read (EINVAL: the
+ * caller reads it buffered). */
+static int read_op_direct(ckpt_plan_t *p, plan_op_t *op, uint8_t *buf, const uint8_t **data_p)
 {
     plan_file_t *f = &p->files[p->chunks[op->first].file];
     uint64_t start;
     size_t span = direct_span(f, op->offset, op->bytes, &start), need = (size_t)(op->offset - start) + op->bytes;
     size_t got = 0;
 
+    *data_p = NULL;
     while (got < need) {
         ssize_t n = pread(f->dfd, buf + got, span - got, (off_t)(start + got));
         if (n < 0 && errno == EINTR)
@@ -441,22 +530,48 @@ static int run_op_direct(ckpt_plan_t *p, plan_op_t *op, uint8_t *buf)
         op->bad_chunk = op->first;
         return 0;
     }
-    for (size_t i = 0; i < op->count; i++) {
-        plan_chunk_t *c = &p->chunks[op->first + i];
-        const uint8_t *data = buf + (size_t)(c->offset - start);
-        if (c->checksum && !ckpt_chunk_checksum_ok(data, c->bytes, data + c->bytes)) {
-            op->result = OP_CHECKSUM;
-            op->bad_chunk = op->first + i;
-            return 0;
-        }
-        if (c->direct != NULL)
-            memcpy(c->direct, data, c->bytes);
-        for (size_t k = 0; k < c->num_copies; k++) {
-            const plan_copy_t *cp = &p->copies[c->first_copy + k];
-            memcpy(cp->dst, data + cp->within, cp->bytes);
+    *data_p = buf + (size_t)(op->offset - start);
+    return 0;
+}
+
+/* Reads @p op with O_DIRECT into @p buf (aligned, p->max_direct bytes), then
+ * verifies each chunk there and copies it out. 0, or -1 when the file refused
+ * the read (EINVAL: the caller reads it buffered). */
+static int run_op_direct(ckpt_plan_t *p, plan_op_t *op, uint8_t *buf)
+{
+    const uint8_t *data;
+    if (read_op_direct(p, op, buf, &data) != 0)
+        return -1;
+    if (data != NULL)
+        chunks_check_copy(p, op, data, 1, 1);
+    return 0;
+}
+
+/* Hold mode: reads @p op into its slot of the held buffer (O_DIRECT where the
+ * file takes it, else buffered) and verifies its chunks there; the copies to
+ * the destinations wait for ckpt_plan_commit. */
+static void run_op_hold(ckpt_plan_t *p, plan_op_t *op)
+{
+    plan_file_t *f = &p->files[p->chunks[op->first].file];
+    const uint8_t *data = NULL;
+    struct iovec iov;
+
+    if (f->dfd >= 0 && !atomic_load(&f->direct_failed) && read_op_direct(p, op, p->held + op->held_at, &data) == 0) {
+        if (data != NULL)
+            op->data_at = (size_t)(data - p->held);
+        else
+            return;
+    } else {
+        /* the slot is at least op->bytes past data_at (make_ops) */
+        iov = (struct iovec){p->held + op->data_at, op->bytes};
+        if (preadv_all(f->fd, &iov, 1, op->offset) != 0) {
+            op->result = errno == 0 ? OP_SHORT : OP_READ;
+            op->err_no = errno;
+            op->bad_chunk = op->first;
+            return;
         }
     }
-    return 0;
+    chunks_check_copy(p, op, p->held + op->data_at, 1, 0);
 }
 
 static void *worker_main(void *arg)
@@ -467,6 +582,10 @@ static void *worker_main(void *arg)
     while ((i = atomic_fetch_add(&p->next_op, 1)) < p->num_ops) {
         plan_op_t *op = &p->ops[i];
         const plan_file_t *f = &p->files[p->chunks[op->first].file];
+        if (p->hold) {
+            run_op_hold(p, op);
+            continue;
+        }
         if (f->dfd >= 0 && !atomic_load(&f->direct_failed)) {
             if (direct == NULL) {
                 if (zero_mem_alloc(ZERO_MEM_HOST, p->max_direct + p->direct_align, "ckpt direct read buffer",
@@ -493,28 +612,96 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-zero_status_t ckpt_plan_run(ckpt_plan_t *p, int threads, ckpt_err_t *err)
+/* Runs @p fn on @p threads threads (the calling thread is one of them; a
+ * thread that cannot start is not needed: the others take its ops). */
+static void run_workers(ckpt_plan_t *p, int threads, void *(*fn)(void *))
 {
     pthread_t tid[CKPT_PLAN_MAX_THREADS];
     int started = 0;
-    zero_status_t status;
-
-    if ((status = make_ops(p, err)) != ZERO_OK)
-        return status;
-    if (p->num_ops == 0)
-        return ZERO_OK;
     if (threads > CKPT_PLAN_MAX_THREADS)
         threads = CKPT_PLAN_MAX_THREADS;
     if ((size_t)threads > p->num_ops)
         threads = (int)p->num_ops;
     atomic_store(&p->next_op, 0);
-    /* the calling thread is one of the workers; a thread that cannot start is not needed */
     for (int t = 1; t < threads; t++)
-        if (pthread_create(&tid[started], NULL, worker_main, p) == 0)
+        if (pthread_create(&tid[started], NULL, fn, p) == 0)
             started++;
-    worker_main(p);
+    fn(p);
     for (int t = 0; t < started; t++)
         pthread_join(tid[t], NULL);
+}
+
+/*
+ * The held buffer is fresh memory, and on the virtual machines this runs on
+ * the first access to each 4 KiB page of it traps into the hypervisor (~15 us
+ * a page). zero_mem_alloc maps it with 2 MiB pages where the kernel offers
+ * them (one trap, not 512), and this thread maps the pages ahead of the
+ * readers (MADV_POPULATE_WRITE writes no data, so it can race them safely)
+ * while they wait on the disk.
+ */
+typedef struct populate_job {
+    void *ptr;
+    size_t bytes;
+} populate_job_t;
+
+static void *populate_main(void *arg)
+{
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+    const populate_job_t *job = arg;
+    const uintptr_t page = 4096, step = (uintptr_t)4 << 20;
+    uintptr_t begin = ((uintptr_t)job->ptr + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)job->ptr + job->bytes) & ~(page - 1);
+    for (uintptr_t at = begin; at < end; at += step)
+        if (madvise((void *)at, end - at < step ? end - at : step, MADV_POPULATE_WRITE) != 0)
+            return NULL;   /* before Linux 5.14: the readers fault the pages in */
+    return NULL;
+}
+
+static void *commit_main(void *arg)
+{
+    ckpt_plan_t *p = arg;
+    size_t i;
+    while ((i = atomic_fetch_add(&p->next_op, 1)) < p->num_ops)
+        chunks_check_copy(p, &p->ops[i], p->held + p->ops[i].data_at, 0, 1);
+    return NULL;
+}
+
+void ckpt_plan_commit(ckpt_plan_t *p, int threads)
+{
+    if (p->held != NULL)
+        run_workers(p, threads, commit_main);
+    for (size_t i = 0; i < p->num_extras; i++)
+        memcpy(p->extras[i].dst, p->extras[i].bytes_held, p->extras[i].bytes);
+    ckpt_plan_clear(p);
+}
+
+zero_status_t ckpt_plan_run(ckpt_plan_t *p, int threads, ckpt_err_t *err)
+{
+    zero_status_t status;
+    populate_job_t populate = {0};
+    pthread_t populate_tid;
+    int populating = 0;
+
+    zero_mem_free(p->held);   /* a second run in hold mode holds only its own chunks */
+    p->held = NULL;
+    if ((status = make_ops(p, err)) != ZERO_OK)
+        return status;
+    if (p->num_ops == 0)
+        return ZERO_OK;
+    if (p->hold) {
+        if (zero_mem_alloc(ZERO_MEM_HOST, p->held_bytes, "ckpt load held chunks", (void **)&p->held) != ZERO_OK) {
+            ckpt_fail(err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory for the %zu bytes held until every "
+                      "rank has read and verified its part", p->held_bytes);
+            return ZERO_ERR_NO_MEMORY;
+        }
+        populate = (populate_job_t){p->held, p->held_bytes};
+        populating = pthread_create(&populate_tid, NULL, populate_main, &populate) == 0;
+    }
+    run_workers(p, threads, worker_main);
+    if (populating)
+        pthread_join(populate_tid, NULL);
 
     for (size_t i = 0; i < p->num_ops; i++) {
         const plan_op_t *op = &p->ops[i];
@@ -552,4 +739,10 @@ void ckpt_plan_clear(ckpt_plan_t *p)
     p->num_chunks = 0;
     p->num_copies = 0;
     p->num_ops = 0;
+    zero_mem_free(p->held);
+    p->held = NULL;
+    p->held_bytes = 0;
+    for (size_t i = 0; i < p->num_extras; i++)
+        zero_free(p->extras[i].bytes_held);
+    p->num_extras = 0;
 }
