@@ -17,6 +17,8 @@
  */
 #include <zero/zero.h>
 
+#include "peak_rss.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,29 +26,6 @@
 
 #define NPARAM 8
 #define NUMEL ((int64_t)1 << 20)
-
-static long vm_kib(const char *key)
-{
-    char line[256];
-    long v = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, key, strlen(key)) == 0)
-            v = strtol(line + strlen(key), NULL, 10);
-    fclose(f);
-    return v;
-}
-
-static int reset_peak(void)
-{
-    FILE *clear = fopen("/proc/self/clear_refs", "w");
-    int ok = clear != NULL && fputs("5", clear) >= 0;   /* 5: the peak becomes the current RSS */
-    if (clear != NULL && fclose(clear) != 0)
-        ok = 0;
-    return ok;
-}
 
 static void init_cb(const char *name, size_t offset, size_t count, float *out, void *user)
 {
@@ -81,9 +60,9 @@ static int run(const char *dir, int shards_on_nvme, long *growth_kib_p)
              " \"stage3_max_live_parameters\": %lld, \"stage3_param_persistence_threshold\": 0,"
              " \"reduce_bucket_size\": %lld}}",
              param_block, dir, (long long)NUMEL, (long long)NUMEL);
-    if (!reset_peak())
+    if (!peak_rss_reset())
         return 77;
-    base = vm_kib("VmHWM:");
+    base = peak_rss_status_kib("VmHWM:");
     if (zero_engine_create(&ep, &eng) != ZERO_OK)
         return 1;
     for (int p = 0; p < NPARAM; p++) {
@@ -116,7 +95,7 @@ static int run(const char *dir, int shards_on_nvme, long *growth_kib_p)
         if (zero_backward_end(eng) != ZERO_OK || zero_step(eng, NULL) != ZERO_OK)
             goto out;
     }
-    *growth_kib_p = vm_kib("VmHWM:") - base;
+    *growth_kib_p = peak_rss_status_kib("VmHWM:") - base;
     rc = 0;
 out:
     if (rc != 0)

@@ -6,6 +6,7 @@
  * the fallback when seccomp refuses io_uring, and the config factory.
  * Failures injected into single reads and writes: test_store_nvme_fault.c.
  */
+#include "peak_rss.h"
 #include "test_main.h"
 #include "offload/store.h"
 #include "offload/store_nvme.h"
@@ -525,20 +526,6 @@ static void test_store_create_for(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-static long vm_kib(const char *key)
-{
-    char line[256];
-    long v = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, key, strlen(key)) == 0)
-            v = strtol(line + strlen(key), NULL, 10);
-    fclose(f);
-    return v;
-}
-
 /* The point of the store: a rank's peak resident memory grows by its buffers,
  * not by its optimizer state. 96 MB of state (about 10x the buffers) written
  * and read back in full, range by range with prefetch; the peak (VmHWM, reset
@@ -553,20 +540,16 @@ static void test_nvme_peak_rss(void)
     zero_store_t *s = NULL;
     long base, peak;
     int bad = 0;
-    FILE *clear = fopen("/proc/self/clear_refs", "w");
-    if (clear == NULL || fputs("5", clear) < 0) {   /* 5: reset the peak to the current RSS */
+    if (!peak_rss_reset()) {
         fprintf(stderr, "cannot reset VmHWM: peak-RSS check skipped\n");
-        if (clear != NULL)
-            fclose(clear);
         return;
     }
-    fclose(clear);
     make_dir();
     desc_init(&d, n, 1, 2);
     params_init(&p, ZERO_STORE_NVME_IO_URING);
     p.max_range = range;
     p.block_size = 1 << 20;
-    base = vm_kib("VmHWM:");
+    base = peak_rss_status_kib("VmHWM:");
     CU_ASSERT_EQUAL_FATAL(zero_store_nvme_create(&d, &p, &s), ZERO_OK);
     zero_store_bytes(s, &b);
     CU_ASSERT(b.elsewhere >= 3 * n * sizeof(float));
@@ -590,7 +573,7 @@ static void test_nvme_peak_rss(void)
         CU_ASSERT_EQUAL(zero_store_flush(s), ZERO_OK);
     }
     CU_ASSERT_EQUAL(bad, 0);
-    peak = vm_kib("VmHWM:");
+    peak = peak_rss_status_kib("VmHWM:");
     fprintf(stderr, "peak RSS grew by %ld KiB for %llu bytes of state and %llu bytes of buffers\n", peak - base,
             (unsigned long long)b.elsewhere, (unsigned long long)b.resident);
     CU_ASSERT(base > 0 && peak > 0);
