@@ -162,7 +162,7 @@ static void check_bytes(zero_comm_h comm, zero_dtype_t dtype, const char *nvme_d
     if (nvme_dir != NULL)
         /* buffers of 29 elements: slices straddle windows, bf16 ones start on odd elements */
         snprintf(offload, sizeof(offload),
-                 " \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_size\": 29},", nvme_dir);
+                 " \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_size\": 29, \"max_in_cpu\": 0},", nvme_dir);
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": 1, \"steps_per_print\": 0,%s"
              " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"

@@ -15,7 +15,6 @@
 
 #include <zero/zero.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -38,28 +37,8 @@ static void make_dir(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(test_dir));
 }
 
-static int dir_entries(const char *dir)
-{
-    int n = 0;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
-}
-
 static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+static uint64_t rng(void) { return zero_test_xorshift(&rng_state); }
 
 static void desc_init(zero_store_desc_t *d, size_t len0, size_t len1, int states)
 {
@@ -166,7 +145,7 @@ static void round_trip(zero_store_nvme_io_t io, const char *expect_io)
     CU_ASSERT_EQUAL(zero_store_max_range(s), 3000);
     zero_store_nvme_stats(s, &st);
     CU_ASSERT_STRING_EQUAL(st.io, expect_io);
-    CU_ASSERT_EQUAL(dir_entries(test_dir), 0);   /* unlinked at once: nothing left whatever happens */
+    CU_ASSERT_EQUAL(zero_test_dir_entries(test_dir), 0);   /* unlinked at once: nothing left whatever happens */
     zero_store_bytes(s, &b);
     /* regions padded to 4 KiB: group 0 40028 -> 40960, group 1 6000 -> 8192; three fields each */
     CU_ASSERT_EQUAL(b.elsewhere, 3 * (40960 + 8192));
@@ -192,7 +171,7 @@ static void round_trip(zero_store_nvme_io_t io, const char *expect_io)
         }
     }
     zero_store_destroy(s);
-    CU_ASSERT_EQUAL(dir_entries(test_dir), 0);
+    CU_ASSERT_EQUAL(zero_test_dir_entries(test_dir), 0);
     rmdir(test_dir);
     for (int g = 0; g < 2; g++)
         for (int f = 0; f < 3; f++)
@@ -413,7 +392,7 @@ static void test_nvme_full_disk(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, test_dir));
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "No space left on device"));
-    CU_ASSERT_EQUAL(dir_entries(test_dir), 0);
+    CU_ASSERT_EQUAL(zero_test_dir_entries(test_dir), 0);
     /* a small state fits, and works (O_DIRECT or the page-cache fallback) */
     desc_init(&d, 4000, 10, 2);
     CU_ASSERT_EQUAL_FATAL(zero_store_nvme_create(&d, &p, &s), ZERO_OK);
