@@ -305,9 +305,9 @@ const config_key_t config_offload_param_keys[] = {
     {KEY("buffer_count"), T_UINT(1, U32_MAX), AT(zero_optimization.offload_param.buffer_count), DEF("5"),
      DOC("NVMe staging buffers of the parameter file")},
     {KEY("buffer_size"), T_UINT(1, NO_MAX), AT(zero_optimization.offload_param.buffer_size), DEF("1e8"),
-     DOC("elements per staging buffer (at most a shard's length); a gather reads a shard a buffer at a time")},
+     DOC("elements per staging buffer; a gather reads a shard a buffer at a time. libzero caps it so that the `buffer_count` buffers together hold no more than the part of the largest shard in the file (a small model's buffers are not several times its shard)")},
     {KEY("max_in_cpu"), T_UINT(0, NO_MAX), AT(zero_optimization.offload_param.max_in_cpu), DEF("1e9"),
-     DOC("elements kept in host memory when offloading to NVMe; accepted, no effect: libzero keeps only the buffers")},
+     DOC("elements of this rank's shards kept in host memory with `nvme`, as in DeepSpeed: the first `max_in_cpu` elements, dtype group after group, stay in memory for the whole run (a fixed split, not a cache), the rest live in the file; with the default, a shard under 1e9 elements stays in memory and there is no file (set 0 to put every shard in the file)")},
     END_OF_ROWS};
 
 /* ---- aio, checkpoint ---- */

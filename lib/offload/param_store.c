@@ -8,15 +8,25 @@
 #include "util/alloc.h"
 #include "util/log.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define WORD ((size_t)sizeof(float))
 
 struct zero_param_store {
-    zero_store_t *words;                 /* the NVMe store: group g holds ceil(length * esz / 4) words */
+    /* The NVMe store: group g holds ceil(length * esz / 4) words (its whole
+     * shard, so that a window's words are one range whatever its start);
+     * NULL when max_in_cpu keeps every shard in memory. */
+    zero_store_t *words;
     int num_groups;
     size_t esz[ZERO_DTYPE_COUNT];        /* bytes per element of each group */
     size_t length[ZERO_DTYPE_COUNT];
+    /* max_in_cpu: elements [0, in_cpu[g]) of group g live in cpu[g], not in
+     * the file (the file's bytes there are stale, never read as such). */
+    size_t in_cpu[ZERO_DTYPE_COUNT];
+    void *cpu[ZERO_DTYPE_COUNT];
+    uint64_t cpu_bytes;
     size_t max_window;                   /* elements, any group, any start */
 };
 
@@ -30,6 +40,32 @@ static size_t window_elems(size_t words, size_t esz)
     return bytes > WORD - esz ? (bytes - (WORD - esz)) / esz : 0;
 }
 
+/* DeepSpeed's offload_param.max_in_cpu: the first @p max_in_cpu elements of
+ * this rank's shards, group after group, stay in host memory for the whole
+ * run (a fixed split, as DeepSpeed's flat CPU buffer is, not a cache); the
+ * rest live in the file. A 16-bit group's split falls on a word so that the
+ * file part starts on one. */
+static zero_status_t keep_in_cpu(zero_param_store_t *ps, uint64_t max_in_cpu)
+{
+    uint64_t left = max_in_cpu;
+    for (int g = 0; g < ps->num_groups; g++) {
+        size_t n = left < ps->length[g] ? (size_t)left : ps->length[g];
+        zero_status_t status;
+        if (n < ps->length[g])
+            n = n * ps->esz[g] / WORD * WORD / ps->esz[g];   /* down to a whole word */
+        left -= n;
+        ps->in_cpu[g] = n;
+        if (n == 0)
+            continue;
+        status = zero_mem_alloc(ZERO_MEM_HOST, n * ps->esz[g], "offload_param max_in_cpu shard", &ps->cpu[g]);
+        if (status != ZERO_OK)
+            return status;
+        memset(ps->cpu[g], 0, n * ps->esz[g]);   /* zeros, as a fresh file reads; populated now, not in a step */
+        ps->cpu_bytes += n * ps->esz[g];
+    }
+    return ZERO_OK;
+}
+
 zero_status_t zero_param_store_create(const zero_param_store_options_t *opts, zero_param_store_t **store_p)
 {
     const zero_config_offload_param_t *op;
@@ -37,7 +73,8 @@ zero_status_t zero_param_store_create(const zero_param_store_options_t *opts, ze
     zero_store_nvme_params_t params;
     zero_store_desc_t desc;
     zero_param_store_t *ps;
-    size_t longest = 1, want_words = 1;
+    size_t longest = 1, want_words = 1, shard_words = 2;
+    int in_file = 0;   /* some group has elements in the file */
     zero_status_t status;
 
     *store_p = NULL;
@@ -72,6 +109,17 @@ zero_status_t zero_param_store_create(const zero_param_store_options_t *opts, ze
         ps->esz[g] = esz;
         ps->length[g] = opts->length[g];
         desc.length[g] = (opts->length[g] * esz + WORD - 1) / WORD;
+    }
+    status = keep_in_cpu(ps, op->max_in_cpu);
+    if (status != ZERO_OK) {
+        zero_param_store_destroy(ps);
+        return status;
+    }
+    for (int g = 0; g < opts->num_groups; g++) {
+        size_t esz = ps->esz[g], file_words;
+        if (ps->in_cpu[g] == ps->length[g])
+            continue;   /* all in memory: this group asks nothing of the buffers */
+        in_file = 1;
         if (desc.length[g] > longest)
             longest = desc.length[g];
         /* a buffer holds buffer_size elements of this group from any start */
@@ -81,13 +129,43 @@ zero_status_t zero_param_store_create(const zero_param_store_options_t *opts, ze
             if (words > want_words)
                 want_words = words;
         }
+        /* ... but all the buffers together need hold no more than the part of
+         * the shard in the file (a small model: DeepSpeed's 1e8 elements per
+         * buffer would be several times its shard) */
+        file_words = desc.length[g] - ps->in_cpu[g] * esz / WORD;
+        file_words = (file_words + (size_t)op->buffer_count - 1) / (size_t)op->buffer_count + 1;
+        if (file_words > shard_words)
+            shard_words = file_words;
+    }
+    if (!in_file) {
+        /* no file, but a wrong nvme_path is still the config's mistake: say
+         * so now, not when a larger model first needs the file */
+        struct stat st;
+        int rc = stat(op->nvme_path, &st);
+        if (rc != 0 || !S_ISDIR(st.st_mode)) {
+            ZERO_LOG_ERROR("rank %d: offload_param.nvme_path %s: %s", opts->rank, op->nvme_path,
+                           rc != 0 ? strerror(errno) : "not a directory");
+            zero_param_store_destroy(ps);
+            return ZERO_ERR_IO;
+        }
+        ZERO_LOG_INFO("offload_param: rank %d keeps all its %llu bytes of parameter shards in memory "
+                      "(offload_param.max_in_cpu %llu elements): no parameter file", opts->rank,
+                      (unsigned long long)ps->cpu_bytes, (unsigned long long)op->max_in_cpu);
+        ps->max_window = SIZE_MAX;
+        *store_p = ps;
+        return ZERO_OK;
     }
     zero_store_nvme_params_default(&params);
     params.dir = op->nvme_path;
     params.rank = opts->rank;
     params.buffer_count = op->buffer_count > (uint32_t)INT32_MAX ? INT32_MAX : (int)op->buffer_count;
-    /* no buffer larger than the longest shard needs */
-    params.max_range = want_words < longest ? want_words : longest;
+    /* buffer_size elements, at most what the file part of a shard needs
+     * (two words at least: a 16-bit window starting inside a word) */
+    params.max_range = want_words < shard_words ? want_words : shard_words;
+    if (params.max_range > longest)
+        params.max_range = longest;
+    if (params.max_range < 2)
+        params.max_range = 2;
     params.block_size = (size_t)config->aio.block_size;
     params.queue_depth = config->aio.queue_depth > 4096 ? 4096 : (int)config->aio.queue_depth;
     params.io_threads = config->aio.intra_op_parallelism > 64 ? 64 : (int)config->aio.intra_op_parallelism;
@@ -98,7 +176,7 @@ zero_status_t zero_param_store_create(const zero_param_store_options_t *opts, ze
     params.contents = "the stage-3 parameter shards";
     status = zero_store_nvme_create(&desc, &params, &ps->words);
     if (status != ZERO_OK) {
-        zero_free(ps);
+        zero_param_store_destroy(ps);
         return status;
     }
     ps->max_window = SIZE_MAX;
@@ -118,6 +196,8 @@ void zero_param_store_destroy(zero_param_store_t *store)
     if (store == NULL)
         return;
     zero_store_destroy(store->words);
+    for (int g = 0; g < store->num_groups; g++)
+        zero_mem_free(store->cpu[g]);
     zero_free(store);
 }
 
@@ -145,13 +225,22 @@ static int words_of(const zero_param_store_t *ps, int group, size_t begin, size_
 
 zero_status_t zero_param_store_open(zero_param_store_t *store, zero_param_window_t *w)
 {
-    size_t first, num;
+    size_t first, num, esz, in_cpu;
     zero_status_t status;
     w->open = 0;
     w->data = NULL;
+    w->in_cpu = 0;
     if (words_of(store, w->group, w->begin, w->count, &first, &num) != 0)
         return ZERO_ERR_INVALID_ARG;
+    esz = store->esz[w->group];
+    in_cpu = store->in_cpu[w->group];
     memset(&w->range, 0, sizeof(w->range));
+    if (w->begin + w->count <= in_cpu) {   /* all in memory */
+        w->in_cpu = w->count;
+        w->data = (char *)store->cpu[w->group] + w->begin * esz;
+        w->open = 1;
+        return ZERO_OK;
+    }
     w->range.group = w->group;
     w->range.begin = first;
     w->range.count = num;
@@ -159,17 +248,26 @@ zero_status_t zero_param_store_open(zero_param_store_t *store, zero_param_window
     status = zero_store_acquire(store->words, &w->range);
     if (status != ZERO_OK)
         return status;
-    w->data = (char *)(void *)w->range.data[ZERO_STORE_MASTER] + (w->begin * store->esz[w->group] - first * WORD);
+    w->data = (char *)(void *)w->range.data[ZERO_STORE_MASTER] + (w->begin * esz - first * WORD);
+    if (w->begin < in_cpu) {   /* its head is in memory: the file's bytes there are stale */
+        w->in_cpu = in_cpu - w->begin;
+        memcpy(w->data, (const char *)store->cpu[w->group] + w->begin * esz, w->in_cpu * esz);
+    }
     w->open = 1;
     return ZERO_OK;
 }
 
 zero_status_t zero_param_store_close(zero_param_store_t *store, zero_param_window_t *w, int dirty)
 {
+    size_t esz = store->esz[w->group];
     if (!w->open)
         return ZERO_OK;
     w->open = 0;
+    if (dirty && w->in_cpu > 0)
+        memcpy((char *)store->cpu[w->group] + w->begin * esz, w->data, w->in_cpu * esz);
     w->data = NULL;
+    if (w->in_cpu == w->count)
+        return ZERO_OK;
     return zero_store_release(store->words, &w->range, dirty);
 }
 
@@ -181,6 +279,8 @@ zero_status_t zero_param_store_prefetch(zero_param_store_t *store, int group, si
             count = store->length[group] - begin;
         if (count > store->max_window)
             count = store->max_window;
+        if (begin + count <= store->in_cpu[group])
+            return ZERO_OK;   /* in memory */
     }
     if (count == 0)
         return ZERO_OK;
@@ -219,14 +319,25 @@ zero_status_t zero_param_store_read(zero_param_store_t *store, int group, size_t
     return ZERO_OK;
 }
 
-zero_status_t zero_param_store_flush(zero_param_store_t *store) { return zero_store_flush(store->words); }
+zero_status_t zero_param_store_flush(zero_param_store_t *store)
+{
+    return store->words != NULL ? zero_store_flush(store->words) : ZERO_OK;
+}
 
 void zero_param_store_bytes(const zero_param_store_t *store, zero_store_bytes_t *bytes_p)
 {
-    zero_store_bytes(store->words, bytes_p);
+    memset(bytes_p, 0, sizeof(*bytes_p));
+    if (store->words != NULL)
+        zero_store_bytes(store->words, bytes_p);
+    bytes_p->resident += store->cpu_bytes;
 }
 
 void zero_param_store_stats(const zero_param_store_t *store, zero_store_nvme_stats_t *stats_p)
 {
-    zero_store_nvme_stats(store->words, stats_p);
+    if (store->words != NULL) {
+        zero_store_nvme_stats(store->words, stats_p);
+    } else {
+        memset(stats_p, 0, sizeof(*stats_p));
+        stats_p->io = "none";
+    }
 }

@@ -14,6 +14,24 @@
  * it starts in; the neighbour's bytes in it are read and written back
  * unchanged.
  *
+ * offload_param.max_in_cpu (DeepSpeed's meaning: elements kept in CPU memory
+ * when parameters are offloaded to NVMe) keeps the first max_in_cpu elements
+ * of the rank's shards, group after group, in host memory for the whole run:
+ * a fixed split, as DeepSpeed's flat CPU buffer is, not a cache. Windows
+ * inside it are that memory; a window across the split reads the file and
+ * takes its head from memory (and gives it back when closed dirty). With
+ * every shard inside it (DeepSpeed's default 1e9 and a small model) there is
+ * no file and no buffer. The buffers together hold at most the part of the
+ * largest shard in the file (each at most buffer_size elements): a small
+ * model's buffers are not several times its shard.
+ *
+ * Durability: none is needed, and there is no flush at a step's end. The
+ * file is scratch (unlinked at once, gone on exit), checkpoints save the
+ * fp32 masters from the optimizer store, not these bytes, and a load writes
+ * the shards again from the masters. The NVMe store orders a read after the
+ * writes over it, so the next gather sees the step's weights; a failed write
+ * is an error at the next window over it (a gather: the engine turns FAILED).
+ *
  * Thread safety: one caller at a time.
  */
 #ifndef ZERO_OFFLOAD_PARAM_STORE_H
@@ -49,11 +67,13 @@ typedef struct zero_param_window {
     size_t begin, count;
     void *data;                  /* [count] elements of the group's dtype, valid until close */
     zero_store_range_t range;    /* the words underneath (the store's) */
+    size_t in_cpu;               /* elements at its start kept in memory by max_in_cpu (the store's) */
     int open;
 } zero_param_window_t;
 
-/* Creates the file and its buffers (each holding offload_param.buffer_size
- * elements, at most a group's length). Errors: ZERO_ERR_CONFIG (no
+/* Creates the memory max_in_cpu keeps, and the file and its buffers for the
+ * rest (each buffer offload_param.buffer_size elements, at most what the
+ * file part of a shard needs spread over buffer_count). Errors: ZERO_ERR_CONFIG (no
  * nvme_path), ZERO_ERR_INVALID_ARG (bad options), the NVMe store's
  * (ZERO_ERR_IO for a missing directory or a full disk); all logged. */
 zero_status_t zero_param_store_create(const zero_param_store_options_t *opts, zero_param_store_t **store_p);
@@ -78,7 +98,7 @@ zero_status_t zero_param_store_read(zero_param_store_t *store, int group, size_t
 /* Waits for every write so far; the first error not yet reported. */
 zero_status_t zero_param_store_flush(zero_param_store_t *store);
 
-/* Bytes in this process (the staging buffers) and in the file. */
+/* Bytes in this process (the staging buffers and the max_in_cpu memory) and in the file. */
 void zero_param_store_bytes(const zero_param_store_t *store, zero_store_bytes_t *bytes_p);
 /* The NVMe store's counters (bytes moved, hits, waits). */
 void zero_param_store_stats(const zero_param_store_t *store, zero_store_nvme_stats_t *stats_p);

@@ -102,6 +102,7 @@ typedef struct nvme_store {
     nvme_slot_t *slots;
     int num_slots;
     size_t slot_field_bytes;
+    int slot_fields;                /* fields a slot has buffers for: num_states + 1 */
     size_t ops_per_slot;
     char *edge_raw, *edge;           /* one aligned block: partial-block merges */
     uint64_t use_clock;
@@ -758,7 +759,7 @@ static zero_status_t nvme_flush(zero_store_t *store)
 static void nvme_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
 {
     const nvme_store_t *s = (const nvme_store_t *)store;
-    bytes_p->resident = (uint64_t)s->num_slots * ZERO_STORE_NUM_FIELDS * s->slot_field_bytes;
+    bytes_p->resident = (uint64_t)s->num_slots * (uint64_t)s->slot_fields * s->slot_field_bytes;
     bytes_p->elsewhere = s->file_bytes;
 }
 
@@ -995,7 +996,11 @@ zero_status_t zero_store_nvme_create(const zero_store_desc_t *desc, const zero_s
      * range not starting on a block spills into. Populated now, not in a step. */
     s->num_slots = params->buffer_count;
     s->slot_field_bytes = (s->params.max_range + NVME_ALIGN_ELEMS) * sizeof(float);
-    s->ops_per_slot = ZERO_STORE_NUM_FIELDS * ((s->slot_field_bytes + s->params.block_size - 1) / s->params.block_size);
+    /* only the fields this store has (the parameter file's store has the
+     * master field alone); the others' pointers stay NULL and are never used:
+     * every range's fields are masked by file_fields */
+    s->slot_fields = desc->num_states + 1;
+    s->ops_per_slot = (size_t)s->slot_fields * ((s->slot_field_bytes + s->params.block_size - 1) / s->params.block_size);
     s->slots = zero_calloc((size_t)s->num_slots, sizeof(*s->slots));
     ZERO_REQUIRE_GOTO(s->slots != NULL, ZERO_ERR_NO_MEMORY, status, fail, "nvme store: out of memory");
     ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, 2 * NVME_ALIGN, "nvme store edge block", (void **)&s->edge_raw),
@@ -1004,13 +1009,13 @@ zero_status_t zero_store_nvme_create(const zero_store_desc_t *desc, const zero_s
     for (int i = 0; i < s->num_slots && offset > 0; i++) {
         nvme_slot_t *slot = &s->slots[i];
         char *raw;
-        size_t bytes = ZERO_STORE_NUM_FIELDS * s->slot_field_bytes + NVME_ALIGN;
+        size_t bytes = (size_t)s->slot_fields * s->slot_field_bytes + NVME_ALIGN;
         slot->ops = zero_calloc(s->ops_per_slot, sizeof(*slot->ops));
         ZERO_REQUIRE_GOTO(slot->ops != NULL, ZERO_ERR_NO_MEMORY, status, fail, "nvme store: out of memory");
         ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, bytes, "nvme store buffer", (void **)&raw), status, fail);
         zero_mem_populate(ZERO_MEM_HOST, raw, bytes);
         slot->raw = raw;
-        for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+        for (int f = 0; f < s->slot_fields; f++)
             slot->buf[f] = (char *)round_up((size_t)(uintptr_t)raw, NVME_ALIGN) + (size_t)f * s->slot_field_bytes;
         slot->state = SLOT_FREE;
     }

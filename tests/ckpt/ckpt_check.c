@@ -16,6 +16,7 @@
  */
 #include "ckpt/ckpt_internal.h"
 #include "ckpt_fixture.h"
+#include "rank_check.h"
 #include "util/alloc.h"
 
 #include <hdf5.h>
@@ -82,12 +83,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: ckpt_check save DIR STAGE | load DIR TAG STAGE (under zero-launch)\n");
         return 2;
     }
-    if (zero_comm_create(NULL, &comm) != ZERO_OK) {
-        fprintf(stderr, "ckpt_check: cannot create the communicator\n");
+    if (rank_check_begin(&comm) != 0)
         return 1;
-    }
-    rank = zero_comm_rank(comm);
-    world = zero_comm_size(comm);
+    rank = check_rank;
+    world = check_world;
 
     if (strcmp(argv[1], "save") == 0) {
         const char *dir = argv[2];

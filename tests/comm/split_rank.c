@@ -15,24 +15,14 @@
  */
 #include <zero/zero.h>
 
+#include "rank_check.h"
+
 #include "comm/reduce_split.h"
 #include "util/half.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int rank_g, world_g, failures;
-
-#define EXPECT(cond, ...)                                                          \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "rank %d: %s:%d: ", rank_g, __FILE__, __LINE__);       \
-            fprintf(stderr, __VA_ARGS__);                                          \
-            fputc('\n', stderr);                                                   \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static float value(int rank, size_t i)
 {
@@ -78,7 +68,7 @@ static void release(zero_comm_h comm, int shared, void *p)
 
 static void check_one(zero_comm_h comm, zero_dtype_t dt, size_t count, int shared)
 {
-    size_t es = zero_dtype_size(dt), W = (size_t)world_g;
+    size_t es = zero_dtype_size(dt), W = (size_t)check_world;
     zero_dtype_t pdt = zero_comm_split_partial_dtype(comm, dt);
     void *send = alloc(comm, shared, W * count * es), *copy = malloc(W * count * es + 1);
     void *plain = alloc(comm, shared, count * es), *buf = malloc(count * zero_dtype_size(pdt) + 1);
@@ -93,7 +83,7 @@ static void check_one(zero_comm_h comm, zero_dtype_t dt, size_t count, int share
     EXPECT(pdt == (W == 2 ? dt : ZERO_FP32), "partial dtype %s for %s at W=%zu", zero_dtype_string(pdt),
            zero_dtype_string(dt), W);
     for (size_t i = 0; i < W * count; i++)
-        store(dt, send, i, value(rank_g, i));
+        store(dt, send, i, value(check_rank, i));
     memcpy(copy, send, W * count * es);
     st = zero_comm_reduce_scatter(comm, send, plain, count, dt, ZERO_COMM_SUM, ZERO_MEM_HOST);
     EXPECT(st == ZERO_OK, "plain reduce-scatter: %s", zero_status_string(st));
@@ -115,14 +105,14 @@ static void check_one(zero_comm_h comm, zero_dtype_t dt, size_t count, int share
         EXPECT(split.partial == buf, "%s count %zu: the partial is not in the caller's buffer",
                zero_dtype_string(dt), count);
     for (size_t i = 0; i < count; i++) {
-        float own = load(dt, send, (size_t)rank_g * count + i), peer = load(pdt, split.partial, i);
+        float own = load(dt, send, (size_t)check_rank * count + i), peer = load(pdt, split.partial, i);
         float want = load(dt, plain, i), got;
         void *tmp = &(uint32_t){0};
         store(dt, tmp, 0, peer + own);
         got = load(dt, tmp, 0);
         if (memcmp(&got, &want, sizeof(float)) != 0 && bad++ == 0)
             fprintf(stderr, "rank %d: %s count %zu %s: element %zu: own + partial = %.9g, reduce-scatter %.9g\n",
-                    rank_g, zero_dtype_string(dt), count, shared ? "shared" : "malloc", i, (double)got, (double)want);
+                    check_rank, zero_dtype_string(dt), count, shared ? "shared" : "malloc", i, (double)got, (double)want);
     }
     EXPECT(bad == 0, "%s count %zu %s: %zu elements differ from the plain reduce-scatter", zero_dtype_string(dt),
            count, shared ? "direct" : "ring", bad);
@@ -138,11 +128,9 @@ int main(void)
     static const zero_dtype_t dts[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
     static const size_t counts[] = {1, 1000, 70001, 300007};
     zero_comm_h comm;
-    if (zero_comm_create(NULL, &comm) != ZERO_OK)
+    if (rank_check_begin(&comm) != 0)
         return 1;
-    rank_g = zero_comm_rank(comm);
-    world_g = zero_comm_size(comm);
-    if (world_g == 1) {
+    if (check_world == 1) {
         zero_comm_split_t split = {.buf = &(float){0}, .partial = NULL};
         zero_comm_request_h req = NULL;
         float x = 1.0f;
@@ -154,8 +142,5 @@ int main(void)
                 for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++)
                     check_one(comm, dts[d], counts[c], shared);
     }
-    zero_comm_destroy(comm);
-    if (rank_g == 0)
-        printf("%s: %d failed checks (W=%d)\n", failures ? "FAIL" : "OK", failures, world_g);
-    return failures > 255 ? 255 : failures;
+    return rank_check_end(comm);
 }

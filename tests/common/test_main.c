@@ -2,6 +2,7 @@
 #include "util/alloc.h"
 
 #include <CUnit/Basic.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,28 @@ void zero_test_check_no_leak(const zero_mem_stats_t *mark, const char *file, uns
 const char *zero_test_configs_dir(void)
 {
     return ZERO_TEST_CONFIGS_DIR;
+}
+
+int zero_test_dir_entries(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+uint64_t zero_test_xorshift(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
 }
 
 int zero_test_main(int argc, char **argv, CU_SuiteInfo *suites)

@@ -13,6 +13,8 @@
 #include <CUnit/CUnit.h>
 #include <zero/memory.h>
 
+#include <stdint.h>
+
 int zero_test_main(int argc, char **argv, CU_SuiteInfo *suites);
 
 /* Asserts that live counters equal those in @p mark (prints the live buffers if not). */
@@ -25,5 +27,12 @@ void zero_test_check_no_leak(const zero_mem_stats_t *mark, const char *file, uns
 
 /* Path of the DeepSpeed-style config fixtures in this repository (tests/configs). */
 const char *zero_test_configs_dir(void);
+
+/* Entries of @p dir other than . and .. (-1: cannot be opened). */
+int zero_test_dir_entries(const char *dir);
+
+/* The next value of a xorshift64 sequence kept in *@p state (not 0):
+ * reproducible test data. */
+uint64_t zero_test_xorshift(uint64_t *state);
 
 #endif /* ZERO_TEST_MAIN_H */

@@ -35,6 +35,8 @@
  */
 #include <zero/zero.h>
 
+#include "rank_check.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,19 +48,7 @@
 
 static const size_t numels[NPARAM] = {10007, 333, 30000, 1, 25000, 77, 24003};
 
-static int rank_g, world_g;
-static int failures;
 static zero_comm_h comm_g;
-
-#define EXPECT(cond, ...)                                                          \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "rank %d: %s:%d: ", rank_g, __FILE__, __LINE__);       \
-            fprintf(stderr, __VA_ARGS__);                                          \
-            fputc('\n', stderr);                                                   \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static size_t model_numel(void)
 {
@@ -78,35 +68,6 @@ static float grad_value(int step, int micro, int rank, int p, size_t i)
 {
     return 0.001f * (float)((i * 7 + (size_t)p * 13 + (size_t)step * 5 + (size_t)micro * 3 + (size_t)rank) % 41) +
            0.003f;
-}
-
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static void add_at(void *buf, zero_dtype_t dtype, size_t i, float v)
-{
-    if (dtype == ZERO_FP32)
-        ((float *)buf)[i] += v;
-    else
-        ((uint16_t *)buf)[i] = to_bf16(from_bf16(((uint16_t *)buf)[i]) + v);
-}
-
-static float load_at(const void *buf, zero_dtype_t dtype, size_t i)
-{
-    return dtype == ZERO_FP32 ? ((const float *)buf)[i] : from_bf16(((const uint16_t *)buf)[i]);
 }
 
 /* The trainer's flat buffers (adopted runs only). */
@@ -169,11 +130,11 @@ static zero_status_t run_setup(run_t *r)
         for (int p = 0, o = 0; p < NPARAM; o += (int)numels[p], p++)
             for (size_t i = 0; i < numels[p]; i++) {
                 /* rank 0's content is the initial value: other ranks hold junk */
-                float v = rank_g == 0 ? init_value(p, i) : 1000.0f;
+                float v = check_rank == 0 ? init_value(p, i) : 1000.0f;
                 if (r->dtype == ZERO_FP32)
                     ((float *)r->flat.weights)[(size_t)o + i] = v;
                 else
-                    ((uint16_t *)r->flat.weights)[(size_t)o + i] = to_bf16(v);
+                    ((uint16_t *)r->flat.weights)[(size_t)o + i] = check_to_bf16(v);
             }
         memset(r->flat.grads, 0, n * esz);
         fb.weights = r->flat.weights;
@@ -198,7 +159,7 @@ static zero_status_t run_setup(run_t *r)
                 break;
             }
             for (size_t i = 0; i < numels[p]; i++)
-                init[p][i] = r->dtype == ZERO_FP32 ? init_value(p, i) : from_bf16(to_bf16(init_value(p, i)));
+                init[p][i] = r->dtype == ZERO_FP32 ? init_value(p, i) : check_from_bf16(check_to_bf16(init_value(p, i)));
             d.field_mask |= ZERO_PARAM_FIELD_INIT_VALUES;
             d.init_values = init[p];
         }
@@ -228,7 +189,7 @@ static zero_status_t run_steps(run_t *r, int first, int steps)
                 if (g == NULL)
                     return ZERO_ERR_STATE;
                 for (size_t i = 0; i < numels[p]; i++)
-                    add_at(g, r->dtype, i, seed * grad_value(step, mi, rank_g, p, i));
+                    check_add(g, r->dtype, i, seed * grad_value(step, mi, check_rank, p, i));
                 off += numels[p];
             }
             if ((status = zero_backward_end(r->eng)) != ZERO_OK || (status = zero_step(r->eng, NULL)) != ZERO_OK)
@@ -250,7 +211,7 @@ static float *weights_of(run_t *r)
             EXPECT(data == (const char *)r->flat.weights + off * (r->dtype == ZERO_FP32 ? 4 : 2),
                    "zero_param_data(p%d) is not the trainer's buffer at its offset", p);
         for (size_t i = 0; i < numels[p]; i++)
-            w[off + i] = load_at(data, r->dtype, i);
+            w[off + i] = check_load(data, r->dtype, i);
         off += numels[p];
     }
     return w;
@@ -264,7 +225,7 @@ static size_t compare(const float *a, const float *b, double rel, const char *wh
         int differ = rel == 0.0 ? memcmp(&a[i], &b[i], sizeof(float)) != 0
                                 : !(fabs((double)a[i] - (double)b[i]) <= rel * (fabs((double)a[i]) + 1.0));
         if (differ && bad++ == 0)
-            fprintf(stderr, "rank %d: %s: element %zu: %.9g vs %.9g\n", rank_g, what, i, (double)a[i], (double)b[i]);
+            fprintf(stderr, "rank %d: %s: element %zu: %.9g vs %.9g\n", check_rank, what, i, (double)a[i], (double)b[i]);
     }
     return bad;
 }
@@ -278,7 +239,7 @@ static size_t compare(const float *a, const float *b, double rel, const char *wh
  * passes on at about that size. */
 static double order_tol(zero_dtype_t dtype)
 {
-    return world_g <= 2 ? 0.0 : dtype == ZERO_FP32 ? 1e-6 : 1.6e-2;
+    return check_world <= 2 ? 0.0 : dtype == ZERO_FP32 ? 1e-6 : 1.6e-2;
 }
 
 static float *train(int stage, int gas, zero_dtype_t dtype, int adopt, zero_engine_memory_t *mem_p)
@@ -305,8 +266,8 @@ static void check_memory(void)
     for (int stage = 1; stage <= 2; stage++) {
         zero_engine_memory_t a, o;
         float *wa = train(stage, 1, ZERO_FP32, 1, &a), *wo = train(stage, 1, ZERO_FP32, 0, &o);
-        size_t n = model_numel(), granule = 64 * (size_t)world_g, padded = (n + granule - 1) / granule * granule;
-        uint64_t expect_state = 8ull * (padded / (size_t)world_g);
+        size_t n = model_numel(), granule = 64 * (size_t)check_world, padded = (n + granule - 1) / granule * granule;
+        uint64_t expect_state = 8ull * (padded / (size_t)check_world);
         double per = (double)a.total / (double)n, per_own = (double)o.total / (double)n;
         free(wa);
         free(wo);
@@ -314,15 +275,15 @@ static void check_memory(void)
                "stage %d adopted: the engine holds params %llu, grads %llu, master %llu bytes (expected none)", stage,
                (unsigned long long)a.params, (unsigned long long)a.grads, (unsigned long long)a.master);
         EXPECT(a.optim_state == expect_state, "stage %d adopted: moments %llu bytes, expected 8 x %zu / %d = %llu",
-               stage, (unsigned long long)a.optim_state, padded, world_g, (unsigned long long)expect_state);
+               stage, (unsigned long long)a.optim_state, padded, check_world, (unsigned long long)expect_state);
         EXPECT(a.total - a.optim_state <= 65536, "stage %d adopted: %llu bytes besides the moments (bound 64 KiB)",
                stage, (unsigned long long)(a.total - a.optim_state));
-        EXPECT(per <= 8.0 / world_g + 0.05, "stage %d adopted: %.3f bytes per parameter, expected about 8/%d = %.3f",
-               stage, per, world_g, 8.0 / world_g);
-        if (rank_g == 0)
+        EXPECT(per <= 8.0 / check_world + 0.05, "stage %d adopted: %.3f bytes per parameter, expected about 8/%d = %.3f",
+               stage, per, check_world, 8.0 / check_world);
+        if (check_rank == 0)
             printf("memory stage %d W=%d fp32 AdamW: adopted %.3f bytes/param (total %llu), engine-owned %.3f "
                    "(params %llu grads %llu master %llu moments %llu)\n",
-                   stage, world_g, per, (unsigned long long)a.total, per_own, (unsigned long long)o.params,
+                   stage, check_world, per, (unsigned long long)a.total, per_own, (unsigned long long)o.params,
                    (unsigned long long)o.grads, (unsigned long long)o.master, (unsigned long long)o.optim_state);
     }
 }
@@ -348,9 +309,9 @@ static void check_numerics(void)
                     } else {
                         size_t bad = compare(a, o, order_tol(dtype), what);
                         EXPECT(bad == 0, "%s: %zu elements differ (%s expected)", what, bad,
-                               world_g <= 2 ? "bitwise" : "within the W >= 3 tolerance");
+                               check_world <= 2 ? "bitwise" : "within the W >= 3 tolerance");
                     }
-                    if (rank_g == 0)
+                    if (check_rank == 0)
                         printf("%s: checked\n", what);
                 }
                 free(a);
@@ -368,7 +329,7 @@ static void check_numerics(void)
 static int shared_tmpdir(char *dir, size_t size)
 {
     memset(dir, 0, size);
-    if (rank_g == 0) {
+    if (check_rank == 0) {
         snprintf(dir, size, "/tmp/zero-adopt-XXXXXX");
         if (mkdtemp(dir) == NULL)
             dir[0] = '\0';
@@ -412,13 +373,13 @@ static void check_resume(int stage, zero_dtype_t dtype)
         char what[64];
         snprintf(what, sizeof(what), "resume stage %d %s", stage, zero_dtype_string(dtype));
         EXPECT(compare(wa, wb, 0.0, what) == 0, "%s: weights differ after resuming", what);
-        if (rank_g == 0)
+        if (check_rank == 0)
             printf("%s: checked\n", what);
     }
     free(wa);
     free(wb);
     zero_comm_barrier(comm_g);
-    if (rank_g == 0) {
+    if (check_rank == 0) {
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
         if (system(cmd) != 0)
             fprintf(stderr, "could not remove %s\n", dir);
@@ -467,7 +428,7 @@ static void check_two_dtypes(void)
                             if (k)
                                 ((float *)w[k])[off[t] + i] = init_value(t, i);
                             else
-                                ((uint16_t *)w[k])[off[t] + i] = to_bf16(init_value(t, i));
+                                ((uint16_t *)w[k])[off[t] + i] = check_to_bf16(init_value(t, i));
                         }
                 fb.weights = w[k];
                 fb.grads = g[k];
@@ -488,7 +449,7 @@ static void check_two_dtypes(void)
                         break;
                     }
                     for (size_t i = 0; i < n2[t]; i++)
-                        init[t][i] = dt[t] == ZERO_FP32 ? init_value(t, i) : from_bf16(to_bf16(init_value(t, i)));
+                        init[t][i] = dt[t] == ZERO_FP32 ? init_value(t, i) : check_from_bf16(check_to_bf16(init_value(t, i)));
                     d.field_mask = ZERO_PARAM_FIELD_INIT_VALUES;
                     d.init_values = init[t];
                 }
@@ -507,7 +468,7 @@ static void check_two_dtypes(void)
                             break;
                         }
                         for (size_t i = 0; i < n2[t]; i++)
-                            add_at(gr, dt[t], i, seed * grad_value(step, mi, rank_g, t, i));
+                            check_add(gr, dt[t], i, seed * grad_value(step, mi, check_rank, t, i));
                     }
                     if (status == ZERO_OK)
                         status = zero_backward_end(eng);
@@ -522,7 +483,7 @@ static void check_two_dtypes(void)
                         EXPECT(data == (const char *)w[dt[t] == ZERO_FP32] + off[t] * (dt[t] == ZERO_FP32 ? 4 : 2),
                                "two dtypes: zero_param_data(t%d) is not the trainer's buffer", t);
                     for (size_t i = 0; i < n2[t]; i++)
-                        result[adopt][at++] = load_at(data, dt[t], i);
+                        result[adopt][at++] = check_load(data, dt[t], i);
                 }
             }
             EXPECT(status == ZERO_OK, "two dtypes, stage %d, %s: %s: %s", stage, adopt ? "adopted" : "own",
@@ -546,7 +507,7 @@ static void check_two_dtypes(void)
                                    tol * (fabs((double)result[0][i]) + 1.0)))
                     bad++;
             EXPECT(bad == 0, "two dtypes, stage %d: %zu elements differ between adopted and own buffers", stage, bad);
-            if (rank_g == 0)
+            if (check_rank == 0)
                 printf("two dtypes (bf16 + fp32 buffer pairs) stage %d: checked\n", stage);
         }
         free(result[0]);
@@ -566,7 +527,7 @@ static void check_refusals(void)
         EXPECT(r.eng != NULL && strstr(zero_engine_last_error(r.eng), "zero_engine_flat_capacity") != NULL,
                "capacity: the error does not say what to pass: %s", r.eng ? zero_engine_last_error(r.eng) : "");
         EXPECT(r.flat.weights != NULL && ((float *)r.flat.weights)[n - 1] ==
-                                             (rank_g == 0 ? init_value(NPARAM - 1, numels[NPARAM - 1] - 1) : 1000.0f),
+                                             (check_rank == 0 ? init_value(NPARAM - 1, numels[NPARAM - 1] - 1) : 1000.0f),
                "a refused setup changed the trainer's weights");
         run_destroy(&r);
     }
@@ -601,18 +562,13 @@ static void check_refusals(void)
 
 int main(void)
 {
-    if (zero_comm_create(NULL, &comm_g) != ZERO_OK)
+    if (rank_check_begin(&comm_g) != 0)
         return 1;
-    rank_g = zero_comm_rank(comm_g);
-    world_g = zero_comm_size(comm_g);
     check_memory();
     check_numerics();
     check_resume(2, ZERO_FP32);
     check_resume(1, ZERO_BF16);
     check_two_dtypes();
     check_refusals();
-    zero_comm_destroy(comm_g);
-    if (rank_g == 0)
-        printf("%s: %d failed checks\n", failures ? "FAIL" : "OK", failures);
-    return failures > 255 ? 255 : failures;
+    return rank_check_end(comm_g);
 }

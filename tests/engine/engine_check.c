@@ -43,6 +43,8 @@
  * Exit status: the number of failed combinations (0 = all passed).
  */
 #include <zero/zero.h>
+
+#include "rank_check.h"
 #ifdef ENGINE_CHECK_DEVICE
 #include <cuda_runtime_api.h>
 #endif
@@ -202,45 +204,6 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
     }
 }
 
-/* ---- 16-bit helpers (round to nearest even) ---- */
-
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-__extension__ typedef _Float16 f16_t;
-
-static float load(const void *base, zero_dtype_t d, size_t i)
-{
-    if (d == ZERO_FP32)
-        return ((const float *)base)[i];
-    if (d == ZERO_BF16)
-        return from_bf16(((const uint16_t *)base)[i]);
-    return (float)((const f16_t *)base)[i];
-}
-
-static void add_store(void *base, zero_dtype_t d, size_t i, float x)
-{
-    if (d == ZERO_FP32)
-        ((float *)base)[i] += x;
-    else if (d == ZERO_BF16)
-        ((uint16_t *)base)[i] = to_bf16(from_bf16(((uint16_t *)base)[i]) + x);
-    else
-        ((f16_t *)base)[i] = (f16_t)((float)((f16_t *)base)[i] + x);
-}
-
 /* ---- one combination on the engine ---- */
 
 /* The offload_optimizer block ZERO_TEST_OFFLOAD_OPTIMIZER asks for ("cpu"), at stages 1-3. */
@@ -357,14 +320,14 @@ static int run_engine(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, 
                         if (cudaMemcpy(host_grad, gbuf, numel_of(q) * esz, cudaMemcpyDeviceToHost) != cudaSuccess)
                             goto out;
                         for (size_t i = 0; i < numel_of(q); i++)
-                            add_store(host_grad, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
+                            check_add(host_grad, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
                         if (cudaMemcpy(gbuf, host_grad, numel_of(q) * esz, cudaMemcpyHostToDevice) != cudaSuccess)
                             goto out;
                     } else
 #endif
                     {
                         for (size_t i = 0; i < numel_of(q); i++)
-                            add_store(gbuf, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
+                            check_add(gbuf, c->dtype, i, (float)(seed * grad_value(step, mi, rank, q, i)));
                     }
                     if (zero_grad_ready(eng, h[q]) != ZERO_OK)
                         goto out;
@@ -412,7 +375,7 @@ static int run_engine(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, 
         }
 #endif
         for (size_t i = 0; i < numel_of(p); i++)
-            out[p][i] = load(data, c->dtype, i);
+            out[p][i] = check_load(data, c->dtype, i);
         if (c->views && data != view_data + offs[p] * esz) {
             fprintf(stderr, "rank %d: view parameter data is not the caller's buffer\n", rank);
             goto out;
@@ -465,10 +428,10 @@ int main(void)
         }
     }
 #endif
-    if (zero_comm_create(NULL, &comm) != ZERO_OK)
+    if (rank_check_begin(&comm) != 0)
         return 100;
-    world = zero_comm_size(comm);
-    rank = zero_comm_rank(comm);
+    world = check_world;
+    rank = check_rank;
     for (int p = 0; p < NPARAM; p++) {
         got[p] = calloc(numel_of(p), sizeof(float));
         want[p] = calloc(numel_of(p), sizeof(double));

@@ -39,6 +39,8 @@
  */
 #include <zero/zero.h>
 
+#include "rank_check.h"
+
 #include "util/half.h"
 #include "zero/engine_internal.h"
 
@@ -52,19 +54,7 @@
 
 static const size_t numels[NPARAM] = {10007, 333, 30000, 1, 24003};
 
-static int rank_g, world_g;
-static int failures;
 static zero_comm_h comm_g;
-
-#define EXPECT(cond, ...)                                                          \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "rank %d: %s:%d: ", rank_g, __FILE__, __LINE__);       \
-            fprintf(stderr, __VA_ARGS__);                                          \
-            fputc('\n', stderr);                                                   \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static size_t model_numel(void)
 {
@@ -179,8 +169,8 @@ static int train(const run_t *r, result_t *out)
                     break;
                 }
                 for (size_t i = 0; i < numels[p]; i++)
-                    add_at(g, r->dtype, i, seed * grad_value(step, mi, rank_g, p, i));
-                if (step == r->inf_step && rank_g == 0 && p == 2)
+                    add_at(g, r->dtype, i, seed * grad_value(step, mi, check_rank, p, i));
+                if (step == r->inf_step && check_rank == 0 && p == 2)
                     add_at(g, r->dtype, 123, INFINITY);
                 status = zero_grad_ready(eng, h[p]);
             }
@@ -222,10 +212,10 @@ static size_t compare(const float *a, const float *b, double tol, const char *wh
         if (d > worst || d != d)
             worst = d;
         if (differ && bad++ == 0)
-            fprintf(stderr, "rank %d: %s: element %zu: fused %.9g, unfused %.9g\n", rank_g, what, i, (double)a[i],
+            fprintf(stderr, "rank %d: %s: element %zu: fused %.9g, unfused %.9g\n", check_rank, what, i, (double)a[i],
                     (double)b[i]);
     }
-    if (rank_g == 0)
+    if (check_rank == 0)
         printf("%s: largest |fused - unfused| / (|w| + 1) = %.3g (tolerance %.3g)\n", what, worst, tol);
     return bad;
 }
@@ -235,10 +225,10 @@ static void check_case(int stage, zero_dtype_t dtype, int clip, int gas)
     run_t r = {.stage = stage, .gas = gas, .clip = clip, .dtype = dtype, .inf_step = -1};
     result_t f, u;
     char what[128];
-    int exact = stage == 2 || (!clip && (dtype != ZERO_FP32 || world_g == 2));
+    int exact = stage == 2 || (!clip && (dtype != ZERO_FP32 || check_world == 2));
     double tol = exact ? 0.0 : dtype == ZERO_FP32 ? 1e-6 : 5e-3;
-    double norm_tol = stage == 2 ? 0.0 : dtype == ZERO_FP32 && world_g > 2 ? 1e-6 : 1e-12;
-    snprintf(what, sizeof(what), "W=%d stage %d %s clip %s gas %d", world_g, stage, zero_dtype_string(dtype),
+    double norm_tol = stage == 2 ? 0.0 : dtype == ZERO_FP32 && check_world > 2 ? 1e-6 : 1e-12;
+    snprintf(what, sizeof(what), "W=%d stage %d %s clip %s gas %d", check_world, stage, zero_dtype_string(dtype),
              clip ? "on" : "off", gas);
     r.fused = 1;
     if (!train(&r, &f))
@@ -293,12 +283,10 @@ int main(int argc, char **argv)
     int ring = argc > 1 && strcmp(argv[1], "ring") == 0;
     if (ring)
         setenv("ZERO_COMM_DIRECT", "0", 1);   /* read by zero_comm_create */
-    if (zero_comm_create(NULL, &comm_g) != ZERO_OK)
+    if (rank_check_begin(&comm_g) != 0)
         return 1;
-    rank_g = zero_comm_rank(comm_g);
-    world_g = zero_comm_size(comm_g);
-    if (rank_g == 0)
-        printf("fused step vs unfused, W=%d, %s\n", world_g, ring ? "ring (ZERO_COMM_DIRECT=0)" : "direct path");
+    if (check_rank == 0)
+        printf("fused step vs unfused, W=%d, %s\n", check_world, ring ? "ring (ZERO_COMM_DIRECT=0)" : "direct path");
     for (int clip = 0; clip <= 1; clip++) {
         check_case(1, ZERO_FP32, clip, 1);
         check_case(1, ZERO_BF16, clip, 1);
@@ -309,8 +297,5 @@ int main(int argc, char **argv)
         check_case(2, ZERO_BF16, 0, 1);
         check_overflow();
     }
-    zero_comm_destroy(comm_g);
-    if (rank_g == 0)
-        printf("%s: %d failed checks\n", failures ? "FAIL" : "OK", failures);
-    return failures > 255 ? 255 : failures;
+    return rank_check_end(comm_g);
 }

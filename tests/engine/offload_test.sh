@@ -60,11 +60,16 @@ extra() {   # extra STORE WORLD: the zero_optimization members for STORE
             echo "\"offload_optimizer\": {\"device\": \"remote\", \"servers\": [$s]}," ;;
   esac
 }
+# run is called inside $(...), a subshell: its failure cannot count in $fails,
+# and its stdout is the digest. So a failed launch goes to stderr and to
+# $work/failed, which the end of the script prints and counts.
 run() {   # run STORE WORLD DIR STAGE DTYPE STOP: prints rank 0's weights digest
   local out
   out=$(RESUME_ZERO_EXTRA=$(extra "$1" "$2") "$launch" --launcher local --num_gpus "$2" --master_port 0 \
         "$rank_prog" "$3" "$4" "$5" "$6" 2>"$work/last.err") || {
-    fail "launch $1 world $2 stage $4 $5 to step $6"; sed 's/^/  /' "$work/last.err" | tail -5; return 1; }
+    { echo "FAIL: launch $1 world $2 stage $4 $5 to step $6"; sed 's/^/  /' "$work/last.err" | tail -5; } |
+      tee -a "$work/failed" >&2
+    return 1; }
   echo "$out" | sed -n 's/.*weights=\([0-9a-f]*\).*/\1/p'
 }
 ref_run() {   # ref_run WORLD DIR STAGE DTYPE: the host store's run to step 8, once per DIR; prints its digest
@@ -215,5 +220,9 @@ else
   echo "skip: over TCP between network namespaces (needs root and iproute2)"
 fi
 
+# launches that failed inside a command substitution (see run)
+if [ -s "$work/failed" ]; then
+  echo "launches that failed:"; cat "$work/failed"; fails=$((fails + $(grep -c '^FAIL' "$work/failed")))
+fi
 echo "offload_test: $fails failure(s)"
 [ "$fails" -eq 0 ]

@@ -5,17 +5,25 @@
  *   param_offload_rss DIR
  *
  * The same trainer (8 bf16 parameters of 1 Mi elements, AdamW, the optimizer
- * state on NVMe in both runs so that it does not hide the difference, one
- * parameter gathered at a time, 2 steps) runs twice: with the shards on NVMe
- * (first, so that memory freed by it can only make the second run look
- * smaller), then in memory. Each run's peak (VmHWM, reset through
- * /proc/self/clear_refs) is taken from its start. The run with the shards on
- * NVMe must grow by at least 3/4 of the shard's bytes (16 MiB) less than the
- * run with them in memory: the shard is not resident, only the buffers
- * (3 x 128 Ki elements). Exit 0: passed, 1: failed, 77: the peak cannot be
- * reset here.
+ * state on NVMe in every run so that it does not hide the difference, one
+ * parameter gathered at a time, 2 steps) runs three times: with the shards on
+ * NVMe and max_in_cpu 0, then with max_in_cpu half the shard (4 Mi
+ * elements), then in memory (the runs that should hold less go first, so
+ * that memory freed by one can only make a later one look smaller). Each
+ * run's peak (VmHWM, reset through /proc/self/clear_refs) is taken from its
+ * start. Bounds, with the shard 16 MiB:
+ *  - max_in_cpu 0 grows by at least 3/4 of the shard less than in memory:
+ *    the shard is not resident, only the buffers (3 x 128 Ki elements);
+ *  - max_in_cpu half the shard grows by at least 1/4 of the shard less than
+ *    in memory (the half in the file is not resident) and by at least 1/4
+ *    more than max_in_cpu 0 (the half it keeps is: what it says it keeps);
+ *    half would be 1/2 of each, less the run's other growth (about 2 MiB
+ *    measured), so a key with no effect, or one that kept everything, fails.
+ * Exit 0: passed, 1: failed, 77: the peak cannot be reset here.
  */
 #include <zero/zero.h>
+
+#include "peak_rss.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -25,29 +33,6 @@
 #define NPARAM 8
 #define NUMEL ((int64_t)1 << 20)
 
-static long vm_kib(const char *key)
-{
-    char line[256];
-    long v = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, key, strlen(key)) == 0)
-            v = strtol(line + strlen(key), NULL, 10);
-    fclose(f);
-    return v;
-}
-
-static int reset_peak(void)
-{
-    FILE *clear = fopen("/proc/self/clear_refs", "w");
-    int ok = clear != NULL && fputs("5", clear) >= 0;   /* 5: the peak becomes the current RSS */
-    if (clear != NULL && fclose(clear) != 0)
-        ok = 0;
-    return ok;
-}
-
 static void init_cb(const char *name, size_t offset, size_t count, float *out, void *user)
 {
     (void)name;
@@ -56,8 +41,10 @@ static void init_cb(const char *name, size_t offset, size_t count, float *out, v
         out[i] = 0.001f * (float)((offset + i) % 1000);
 }
 
-/* One run; *growth_kib_p: the peak over the start. 0: done. */
-static int run(const char *dir, int shards_on_nvme, long *growth_kib_p)
+/* One run, the shards in memory (@p max_in_cpu < 0) or on NVMe keeping
+ * @p max_in_cpu elements in memory; *growth_kib_p: the peak over the start.
+ * 0: done. */
+static int run(const char *dir, long long max_in_cpu, long *growth_kib_p)
 {
     char json[2048], param_block[512] = "";
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
@@ -67,10 +54,10 @@ static int run(const char *dir, int shards_on_nvme, long *growth_kib_p)
     long base;
     int rc = 1;
 
-    if (shards_on_nvme)
+    if (max_in_cpu >= 0)
         snprintf(param_block, sizeof(param_block),
                  "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_size\": 131072, "
-                 "\"buffer_count\": 3},", dir);
+                 "\"buffer_count\": 3, \"max_in_cpu\": %lld},", dir, max_in_cpu);
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": 1, \"train_batch_size\": 1, \"steps_per_print\": 0,"
              " \"bf16\": {\"enabled\": true},"
@@ -81,9 +68,9 @@ static int run(const char *dir, int shards_on_nvme, long *growth_kib_p)
              " \"stage3_max_live_parameters\": %lld, \"stage3_param_persistence_threshold\": 0,"
              " \"reduce_bucket_size\": %lld}}",
              param_block, dir, (long long)NUMEL, (long long)NUMEL);
-    if (!reset_peak())
+    if (!peak_rss_reset())
         return 77;
-    base = vm_kib("VmHWM:");
+    base = peak_rss_status_kib("VmHWM:");
     if (zero_engine_create(&ep, &eng) != ZERO_OK)
         return 1;
     for (int p = 0; p < NPARAM; p++) {
@@ -116,7 +103,7 @@ static int run(const char *dir, int shards_on_nvme, long *growth_kib_p)
         if (zero_backward_end(eng) != ZERO_OK || zero_step(eng, NULL) != ZERO_OK)
             goto out;
     }
-    *growth_kib_p = vm_kib("VmHWM:") - base;
+    *growth_kib_p = peak_rss_status_kib("VmHWM:") - base;
     rc = 0;
 out:
     if (rc != 0)
@@ -144,7 +131,7 @@ static int built_with_asan(void)
 
 int main(int argc, char **argv)
 {
-    long with_nvme = 0, in_memory = 0;
+    long with_nvme = 0, half_in_cpu = 0, in_memory = 0;
     const long shard_kib = (long)(NPARAM * NUMEL * 2 / 1024);
     int rc;
     if (argc != 2) {
@@ -158,21 +145,35 @@ int main(int argc, char **argv)
         fprintf(stderr, "param_offload_rss: AddressSanitizer build, peak RSS not the library's: skipped\n");
         return 77;
     }
-    rc = run(argv[1], 1, &with_nvme);
+    rc = run(argv[1], 0, &with_nvme);
     if (rc == 0)
-        rc = run(argv[1], 0, &in_memory);
+        rc = run(argv[1], (long long)(NPARAM * NUMEL / 2), &half_in_cpu);
+    if (rc == 0)
+        rc = run(argv[1], -1, &in_memory);
     if (rc == 77) {
         fprintf(stderr, "param_offload_rss: cannot reset VmHWM here: skipped\n");
         return 77;
     }
     if (rc != 0)
         return 1;
-    printf("param_offload_rss: peak RSS grew by %ld KiB with the shards on NVMe, %ld KiB with them in memory "
-           "(shard %ld KiB)\n", with_nvme, in_memory, shard_kib);
+    printf("param_offload_rss: peak RSS grew by %ld KiB with the shards on NVMe, %ld KiB keeping half of them in "
+           "memory (max_in_cpu), %ld KiB with them in memory (shard %ld KiB)\n", with_nvme, half_in_cpu, in_memory,
+           shard_kib);
     if (with_nvme + shard_kib * 3 / 4 > in_memory) {
         printf("param_offload_rss: FAIL: the shards on NVMe saved %ld KiB, less than 3/4 of the shard\n",
                in_memory - with_nvme);
-        return 1;
+        rc = 1;
     }
+    if (half_in_cpu + shard_kib / 4 > in_memory) {
+        printf("param_offload_rss: FAIL: max_in_cpu half the shard saved %ld KiB, less than 1/4 of the shard\n",
+               in_memory - half_in_cpu);
+        rc = 1;
+    }
+    if (with_nvme + shard_kib / 4 > half_in_cpu) {
+        printf("param_offload_rss: FAIL: max_in_cpu half the shard held %ld KiB more than max_in_cpu 0, less than "
+               "1/4 of the shard\n", half_in_cpu - with_nvme);
+        rc = 1;
+    }
+    return rc;
     return 0;
 }

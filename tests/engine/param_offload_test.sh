@@ -9,7 +9,11 @@
 #    end in the same checkpoint (masters, moments, counters) and the same
 #    trainer-visible weights as the shards in memory; and with Lamb (its
 #    second phase writes the weights). Also with the optimizer
-#    state on NVMe too, and with offload_param "cpu" (a no-op on host ranks).
+#    state on NVMe too, with max_in_cpu 301 (the shard's head in memory,
+#    windows across the split), with the default max_in_cpu (1e9: this
+#    model's shards stay in memory, as in DeepSpeed), and with
+#    offload_param "cpu" (a no-op on host ranks). The other runs set
+#    max_in_cpu 0, so that the shards are all in the file.
 # 2. Resume: saved at step 4 and resumed to step 8 with the shards on NVMe,
 #    and saved without offload_param and resumed with it (and the reverse):
 #    bit for bit the uninterrupted run.
@@ -29,8 +33,12 @@ mkdir -p "$work/pnvme" "$work/onvme"
 extra() {   # extra KIND: the zero_optimization members
   case $1 in
     host) echo "" ;;
-    pnvme) echo "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"$work/pnvme\", \"buffer_size\": 37, \"buffer_count\": 3}," ;;
-    both) echo "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"$work/pnvme\", \"buffer_size\": 37}, \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"$work/onvme\"}, \"sub_group_size\": 100," ;;
+    pnvme) echo "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"$work/pnvme\", \"buffer_size\": 37, \"buffer_count\": 3, \"max_in_cpu\": 0}," ;;
+    both) echo "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"$work/pnvme\", \"buffer_size\": 37, \"max_in_cpu\": 0}, \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"$work/onvme\"}, \"sub_group_size\": 100," ;;
+    # the first 301 elements of the shard in memory (300 in 16 bits: a whole word), the rest in the file
+    pmix) echo "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"$work/pnvme\", \"buffer_size\": 37, \"buffer_count\": 3, \"max_in_cpu\": 301}," ;;
+    # DeepSpeed's default max_in_cpu (1e9): this small model's shards stay in memory, no file
+    pdef) echo "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"$work/pnvme\"}," ;;
     pcpu) echo "\"offload_param\": {\"device\": \"cpu\"}," ;;
   esac
 }
@@ -72,6 +80,14 @@ dref=$(ref_run 2 "$work/ref-2-bf16" 3 bf16)
 d=$(run both 2 "$work/both-2-bf16" 3 bf16 8) &&
   same "offload_param and offload_optimizer nvme = in memory, world 2, bf16" "$work/ref-2-bf16" "$work/both-2-bf16" \
     "$dref" "$d"
+dref=$(ref_run 2 "$work/ref-2-bf16" 3 bf16) &&
+  d=$(run pmix 2 "$work/pmix-2-bf16" 3 bf16 8) &&
+  same "offload_param nvme with max_in_cpu 301 (shards part in memory, part in the file) = in memory, world 2, bf16" \
+    "$work/ref-2-bf16" "$work/pmix-2-bf16" "$dref" "$d"
+dref=$(ref_run 1 "$work/ref-1-fp32" 3 fp32) &&
+  d=$(run pdef 1 "$work/pdef-1-fp32" 3 fp32 8) &&
+  same "offload_param nvme with the default max_in_cpu (all in memory) = in memory, world 1, fp32" \
+    "$work/ref-1-fp32" "$work/pdef-1-fp32" "$dref" "$d"
 d=$(run pcpu 1 "$work/pcpu-1-bf16" 3 bf16 8) &&
   same "offload_param cpu (a no-op on host ranks) = in memory, world 1, bf16" "$work/ref-1-bf16" \
     "$work/pcpu-1-bf16" "$(cat "$work/ref-1-bf16.digest")" "$d"

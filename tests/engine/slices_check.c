@@ -45,6 +45,8 @@
 #define _XOPEN_SOURCE 700
 #include <zero/zero.h>
 
+#include "rank_check.h"
+
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
@@ -52,19 +54,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-
-static int rank_g, world_g;
-static int failures;
-
-#define EXPECT(cond, ...)                                                          \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "rank %d: %s:%d: ", rank_g, __FILE__, __LINE__);       \
-            fprintf(stderr, __VA_ARGS__);                                          \
-            fputc('\n', stderr);                                                   \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static void init_fn(const char *name, size_t offset, size_t count, float *out, void *user)
 {
@@ -173,7 +162,7 @@ static void check_bytes(zero_comm_h comm, zero_dtype_t dtype, const char *nvme_d
     if (nvme_dir != NULL)
         /* buffers of 29 elements: slices straddle windows, bf16 ones start on odd elements */
         snprintf(offload, sizeof(offload),
-                 " \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_size\": 29},", nvme_dir);
+                 " \"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_size\": 29, \"max_in_cpu\": 0},", nvme_dir);
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": 1, \"steps_per_print\": 0,%s"
              " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
@@ -370,10 +359,10 @@ static void expect_error(zero_engine_h eng, zero_status_t got, zero_status_t wan
 {
     const char *msg = zero_engine_last_error(eng);
     if (got != want || strstr(msg, name) == NULL || (rows != NULL && strstr(msg, rows) == NULL)) {
-        fprintf(stderr, "rank %d: %s:%d: got %s (want %s), message \"%s\" (must name %s%s%s)\n", rank_g, __FILE__,
+        fprintf(stderr, "rank %d: %s:%d: got %s (want %s), message \"%s\" (must name %s%s%s)\n", check_rank, __FILE__,
                 line, zero_status_string(got), zero_status_string(want), msg, name, rows ? " and " : "",
                 rows ? rows : "");
-        failures++;
+        check_failures++;
     }
 }
 #define EXPECT_ERROR(eng, call, want, name, rows) expect_error(eng, call, want, name, rows, __LINE__)
@@ -673,7 +662,7 @@ static int train_steps(zero_engine_h eng, zero_comm_h comm, zero_param_h hw, zer
     for (int step = from; step < to; step++) {
         double loss = 0;
         for (int mi = 0; mi < GAS; mi++) {
-            long base = ((long)(step * GAS + mi) * world_g + rank_g) * B;
+            long base = ((long)(step * GAS + mi) * check_world + check_rank) * B;
             double l = micro_batch(eng, hw, hb, head, mode, base);
             if (isnan(l) || zero_step(eng, NULL) != ZERO_OK) {
                 EXPECT(0, "%s: step %d micro %d: %s", mode_names[mode], step, mi, zero_engine_last_error(eng));
@@ -753,12 +742,12 @@ static void check_training(zero_comm_h comm, const trained_t *reference, trained
         {
             /* the slice's reduce-scatter sums each element in the whole bucket's order */
             compare(&runs[SLICE_ALL], &runs[WHOLE], 0, 0, &bitwise);
-            EXPECT(bitwise, "stage %d, world %d: gradient slices are not bit for bit whole gradients", stage, world_g);
-            if (rank_g == 0) {
+            EXPECT(bitwise, "stage %d, world %d: gradient slices are not bit for bit whole gradients", stage, check_world);
+            if (check_rank == 0) {
                 int ignored;
                 printf("slices-train: stage %d world %d: layer gathers bitwise=yes; gradient slices bitwise=%s "
                        "(largest difference %.3g)\n",
-                       stage, world_g, bitwise ? "yes" : "no", compare(&runs[SLICE_ALL], &runs[WHOLE], 0, 0, &ignored));
+                       stage, check_world, bitwise ? "yes" : "no", compare(&runs[SLICE_ALL], &runs[WHOLE], 0, 0, &ignored));
             }
         }
         if (stage == 3)
@@ -782,8 +771,8 @@ static void check_resume(zero_comm_h comm, const char *dir, const trained_t *uni
     zero_engine_h eng;
     char *client_sd = NULL;
     int bitwise;
-    snprintf(run_dir, sizeof(run_dir), "%s/slices-resume-w%d", dir, world_g);
-    if (rank_g == 0)
+    snprintf(run_dir, sizeof(run_dir), "%s/slices-resume-w%d", dir, check_world);
+    if (check_rank == 0)
         nftw(run_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     zero_comm_barrier(comm);
     eng = trainer_engine(comm, 3, &hw, &hb, &head);
@@ -806,13 +795,13 @@ static void check_resume(zero_comm_h comm, const char *dir, const trained_t *uni
         read_weights(eng, hw, hb, head, &resumed);
         compare(&resumed, uninterrupted, 0, 0, &bitwise);
         EXPECT(bitwise, "resume: the resumed stage-3 slice trainer differs from the uninterrupted run");
-        if (rank_g == 0)
-            printf("slices-resume: world %d bitwise=%s\n", world_g, bitwise ? "yes" : "no");
+        if (check_rank == 0)
+            printf("slices-resume: world %d bitwise=%s\n", check_world, bitwise ? "yes" : "no");
     }
     zero_string_free(client_sd);
     zero_engine_destroy(eng);
     zero_comm_barrier(comm);
-    if (rank_g == 0)
+    if (check_rank == 0)
         nftw(run_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -970,11 +959,11 @@ static double measure(zero_comm_h comm, const llmc_shape_t *m, const char *label
         return -1;
     rss_whole = peak_rss_kib();
     ratio = (double)layer.buffers_peak / (double)whole.buffers_peak;
-    if (rank_g == 0)
+    if (check_rank == 0)
         printf("slices-memory: config=%s world=%d L=%lld C=%lld params=%llu: buffers_peak layer=%.3f MiB whole=%.3f "
                "MiB layer_over_whole=%.3f; pools layer=%.3f whole=%.3f MiB; model state %.3f MiB; total layer=%.3f "
                "whole=%.3f MiB; peak RSS (rank 0) before=%ld after layer=%ld after whole=%ld KiB\n",
-               label, world_g, (long long)m->l, (long long)m->c, (unsigned long long)layer.num_params,
+               label, check_world, (long long)m->l, (long long)m->c, (unsigned long long)layer.num_params,
                layer.buffers_peak / 1048576.0, whole.buffers_peak / 1048576.0, ratio, layer.pools / 1048576.0,
                whole.pools / 1048576.0, (layer.params + layer.grads + layer.master + layer.optim_state) / 1048576.0,
                layer.total / 1048576.0, whole.total / 1048576.0, rss0, rss_layer, rss_whole);
@@ -990,10 +979,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: slices_check DIR\n");
         return 2;
     }
-    if (zero_comm_create(NULL, &comm) != ZERO_OK)
+    if (rank_check_begin(&comm) != 0)
         return 1;
-    rank_g = zero_comm_rank(comm);
-    world_g = zero_comm_size(comm);
     if (only == NULL || strcmp(only, "memory") != 0) {
         check_bytes(comm, ZERO_FP32, NULL);
         check_bytes(comm, ZERO_BF16, NULL);
@@ -1003,7 +990,7 @@ int main(int argc, char **argv)
         for (int d = 0; d < 2; d++)
             for (int k = 0; k < 3; k++)
                 free(bytes_ref[d][k]);
-        if (world_g == 1)
+        if (check_world == 1)
             check_many_slices(comm);
         check_prefetch(comm, 2);
         check_prefetch(comm, 0);
@@ -1033,8 +1020,5 @@ int main(int argc, char **argv)
                ratio);
         measure(comm, &m, "deepspeed-defaults", "", 2);
     }
-    zero_comm_destroy(comm);
-    if (failures)
-        fprintf(stderr, "rank %d: %d check(s) failed\n", rank_g, failures);
-    return failures;
+    return rank_check_end(comm);
 }

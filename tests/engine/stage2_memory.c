@@ -27,6 +27,8 @@
  */
 #include <zero/zero.h>
 
+#include "rank_check.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,19 +40,6 @@
 
 /* About 1.1e5 elements in parameters of different sizes. */
 static const int64_t numels[NPARAM] = {30000, 1000, 20000, 333, 25000, 64, 24000, 10007};
-
-static int rank_g;
-static int failures;
-
-#define EXPECT(cond, ...)                                                          \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "rank %d: %s:%d: ", rank_g, __FILE__, __LINE__);       \
-            fprintf(stderr, __VA_ARGS__);                                          \
-            fputc('\n', stderr);                                                   \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
 
 static void init_fn(const char *name, size_t offset, size_t count, float *out, void *user)
 {
@@ -66,35 +55,6 @@ static float grad_value(int step, int micro, int rank, int p, size_t i)
            0.003f;   /* never near 0 on average: Adam's m / sqrt(v) of a gradient that averages to
                          rounding noise would amplify the noise the two stages' different summation
                          orders leave */
-}
-
-static uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static void add_store(void *buf, zero_dtype_t dtype, size_t i, float v)
-{
-    if (dtype == ZERO_FP32)
-        ((float *)buf)[i] += v;
-    else
-        ((uint16_t *)buf)[i] = to_bf16(from_bf16(((uint16_t *)buf)[i]) + v);
-}
-
-static float load(const void *buf, zero_dtype_t dtype, size_t i)
-{
-    return dtype == ZERO_FP32 ? ((const float *)buf)[i] : from_bf16(((const uint16_t *)buf)[i]);
 }
 
 typedef struct run_result {
@@ -147,7 +107,7 @@ static int run(zero_comm_h comm, int stage, zero_dtype_t dtype, uint64_t bucket,
                 if (g == NULL)
                     goto out;
                 for (size_t i = 0; i < (size_t)numels[p]; i++)
-                    add_store(g, dtype, i, seed * grad_value(step, mi, rank, p, i));
+                    check_add(g, dtype, i, seed * grad_value(step, mi, rank, p, i));
                 if (mark_ready && zero_grad_ready(eng, h[p]) != ZERO_OK)
                     goto out;
             }
@@ -174,7 +134,7 @@ static int run(zero_comm_h comm, int stage, zero_dtype_t dtype, uint64_t bucket,
         if (r->weights[p] == NULL)
             goto out;
         for (size_t i = 0; i < (size_t)numels[p]; i++)
-            r->weights[p][i] = load(data, dtype, i);
+            r->weights[p][i] = check_load(data, dtype, i);
     }
     ok = 0;
 out:
@@ -194,9 +154,8 @@ int main(void)
 {
     zero_comm_h comm;
     uint64_t model = 0;
-    if (zero_comm_create(NULL, &comm) != ZERO_OK)
+    if (rank_check_begin(&comm) != 0)
         return 1;
-    rank_g = zero_comm_rank(comm);
     for (int p = 0; p < NPARAM; p++)
         model += (uint64_t)numels[p];
     for (int dt = 0; dt < 2; dt++) {
@@ -207,7 +166,7 @@ int main(void)
                 run_result_t s1 = {0}, s2 = {0};
                 const char *what = bi == 0 ? "several buckets" : "one bucket";
                 if (run(comm, 1, dtype, buckets[bi], mark, &s1) != 0 || run(comm, 2, dtype, buckets[bi], mark, &s2) != 0) {
-                    failures++;
+                    check_failures++;
                 } else {
                     /* A trainer that marks nothing ready holds every bucket's gradients until
                      * zero_backward_end: then stage 2 stages them all (one-off buffers beyond
@@ -232,7 +191,7 @@ int main(void)
                             }
                         }
                     }
-                    if (rank_g == 0)
+                    if (check_rank == 0)
                         printf("%s, %s, mark_ready %d: total bytes stage 1 %llu, stage 2 %llu (pools %llu)\n",
                                zero_dtype_string(dtype), what, mark, (unsigned long long)s1.after_steps.total,
                                (unsigned long long)s2.after_steps.total, (unsigned long long)s2.after_steps.pools);
@@ -242,8 +201,5 @@ int main(void)
             }
         }
     }
-    zero_comm_destroy(comm);
-    if (rank_g == 0)
-        printf("%s: %d failed checks\n", failures ? "FAIL" : "OK", failures);
-    return failures > 255 ? 255 : failures;
+    return rank_check_end(comm);
 }

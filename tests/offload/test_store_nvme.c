@@ -6,6 +6,7 @@
  * the fallback when seccomp refuses io_uring, and the config factory.
  * Failures injected into single reads and writes: test_store_nvme_fault.c.
  */
+#include "peak_rss.h"
 #include "test_main.h"
 #include "offload/store.h"
 #include "offload/store_nvme.h"
@@ -14,7 +15,6 @@
 
 #include <zero/zero.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -37,28 +37,8 @@ static void make_dir(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(test_dir));
 }
 
-static int dir_entries(const char *dir)
-{
-    int n = 0;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
-}
-
 static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+static uint64_t rng(void) { return zero_test_xorshift(&rng_state); }
 
 static void desc_init(zero_store_desc_t *d, size_t len0, size_t len1, int states)
 {
@@ -165,7 +145,7 @@ static void round_trip(zero_store_nvme_io_t io, const char *expect_io)
     CU_ASSERT_EQUAL(zero_store_max_range(s), 3000);
     zero_store_nvme_stats(s, &st);
     CU_ASSERT_STRING_EQUAL(st.io, expect_io);
-    CU_ASSERT_EQUAL(dir_entries(test_dir), 0);   /* unlinked at once: nothing left whatever happens */
+    CU_ASSERT_EQUAL(zero_test_dir_entries(test_dir), 0);   /* unlinked at once: nothing left whatever happens */
     zero_store_bytes(s, &b);
     /* regions padded to 4 KiB: group 0 40028 -> 40960, group 1 6000 -> 8192; three fields each */
     CU_ASSERT_EQUAL(b.elsewhere, 3 * (40960 + 8192));
@@ -191,7 +171,7 @@ static void round_trip(zero_store_nvme_io_t io, const char *expect_io)
         }
     }
     zero_store_destroy(s);
-    CU_ASSERT_EQUAL(dir_entries(test_dir), 0);
+    CU_ASSERT_EQUAL(zero_test_dir_entries(test_dir), 0);
     rmdir(test_dir);
     for (int g = 0; g < 2; g++)
         for (int f = 0; f < 3; f++)
@@ -412,7 +392,7 @@ static void test_nvme_full_disk(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, test_dir));
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "No space left on device"));
-    CU_ASSERT_EQUAL(dir_entries(test_dir), 0);
+    CU_ASSERT_EQUAL(zero_test_dir_entries(test_dir), 0);
     /* a small state fits, and works (O_DIRECT or the page-cache fallback) */
     desc_init(&d, 4000, 10, 2);
     CU_ASSERT_EQUAL_FATAL(zero_store_nvme_create(&d, &p, &s), ZERO_OK);
@@ -525,20 +505,6 @@ static void test_store_create_for(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-static long vm_kib(const char *key)
-{
-    char line[256];
-    long v = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, key, strlen(key)) == 0)
-            v = strtol(line + strlen(key), NULL, 10);
-    fclose(f);
-    return v;
-}
-
 /* The point of the store: a rank's peak resident memory grows by its buffers,
  * not by its optimizer state. 96 MB of state (about 10x the buffers) written
  * and read back in full, range by range with prefetch; the peak (VmHWM, reset
@@ -553,20 +519,16 @@ static void test_nvme_peak_rss(void)
     zero_store_t *s = NULL;
     long base, peak;
     int bad = 0;
-    FILE *clear = fopen("/proc/self/clear_refs", "w");
-    if (clear == NULL || fputs("5", clear) < 0) {   /* 5: reset the peak to the current RSS */
+    if (!peak_rss_reset()) {
         fprintf(stderr, "cannot reset VmHWM: peak-RSS check skipped\n");
-        if (clear != NULL)
-            fclose(clear);
         return;
     }
-    fclose(clear);
     make_dir();
     desc_init(&d, n, 1, 2);
     params_init(&p, ZERO_STORE_NVME_IO_URING);
     p.max_range = range;
     p.block_size = 1 << 20;
-    base = vm_kib("VmHWM:");
+    base = peak_rss_status_kib("VmHWM:");
     CU_ASSERT_EQUAL_FATAL(zero_store_nvme_create(&d, &p, &s), ZERO_OK);
     zero_store_bytes(s, &b);
     CU_ASSERT(b.elsewhere >= 3 * n * sizeof(float));
@@ -590,7 +552,7 @@ static void test_nvme_peak_rss(void)
         CU_ASSERT_EQUAL(zero_store_flush(s), ZERO_OK);
     }
     CU_ASSERT_EQUAL(bad, 0);
-    peak = vm_kib("VmHWM:");
+    peak = peak_rss_status_kib("VmHWM:");
     fprintf(stderr, "peak RSS grew by %ld KiB for %llu bytes of state and %llu bytes of buffers\n", peak - base,
             (unsigned long long)b.elsewhere, (unsigned long long)b.resident);
     CU_ASSERT(base > 0 && peak > 0);

@@ -1,0 +1,77 @@
+/* Shared set-up of the zero-launch rank programs (rank_check.h). */
+#include "rank_check.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int check_rank, check_world, check_failures;
+
+int rank_check_begin(zero_comm_h *comm_p)
+{
+    zero_status_t status = zero_comm_create(NULL, comm_p);
+    if (status != ZERO_OK) {
+        fprintf(stderr, "rank program: no communicator from the launcher's environment: %s\n",
+                zero_status_string(status));
+        return 1;
+    }
+    check_rank = zero_comm_rank(*comm_p);
+    check_world = zero_comm_size(*comm_p);
+    return 0;
+}
+
+int rank_check_end(zero_comm_h comm)
+{
+    zero_comm_destroy(comm);
+    if (check_rank == 0)
+        printf("%s: %d failed checks (W=%d)\n", check_failures ? "FAIL" : "OK", check_failures, check_world);
+    return check_failures > 255 ? 255 : check_failures;
+}
+
+void check_failed(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "rank %d: %s:%d: ", check_rank, file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    check_failures++;
+}
+
+uint16_t check_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float check_from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+__extension__ typedef _Float16 check_f16_t;
+
+float check_load(const void *buf, zero_dtype_t dtype, size_t i)
+{
+    if (dtype == ZERO_FP32)
+        return ((const float *)buf)[i];
+    if (dtype == ZERO_BF16)
+        return check_from_bf16(((const uint16_t *)buf)[i]);
+    return (float)((const check_f16_t *)buf)[i];
+}
+
+void check_add(void *buf, zero_dtype_t dtype, size_t i, float v)
+{
+    if (dtype == ZERO_FP32)
+        ((float *)buf)[i] += v;
+    else if (dtype == ZERO_BF16)
+        ((uint16_t *)buf)[i] = check_to_bf16(check_from_bf16(((uint16_t *)buf)[i]) + v);
+    else
+        ((check_f16_t *)buf)[i] = (check_f16_t)((float)((check_f16_t *)buf)[i] + v);
+}
