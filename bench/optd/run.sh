@@ -6,9 +6,12 @@
 #
 #  shm     zero-optd on 127.0.0.1, UCX picks its transports (UCX_NET_DEVICES=lo),
 #          run inside the first namespace when there is one, and the bytes on
-#          its loopback counted: with UCX 1.13 the client-server endpoints do
-#          not use shared memory (docs/optd.md), so the path is TCP over
-#          loopback, and the count shows it.
+#          its loopback counted. The store opens its same-host data
+#          connection (no peer-failure mode, so UCX 1.13 gives it shared
+#          memory; docs/optd.md), and the count shows that the loopback stays
+#          idle. The same run also steps with ZERO_OPTD_SAME_HOST=0 (every
+#          request on the peer-failure control connection: TCP over
+#          loopback, as before the data connection existed), for comparison.
 #  tcp     zero-optd in a second network namespace, joined to the first by a
 #          veth pair, UCX_TLS=tcp on both sides (shared memory would bypass
 #          the link: one host, one IPC namespace).
@@ -147,16 +150,26 @@ netns_setup || true
 # is one, so that its loopback counter shows what went through TCP.
 here_pre=""
 [ -n "$why" ] || here_pre="ip netns exec $ns1"
-echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo, UCX picks the transport)"
-[ -n "$here_pre" ] && lo_before=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
-# shellcheck disable=SC2086
-$here_pre env UCX_NET_DEVICES=lo "$bench" --optd "$optd" "${args[@]}" | tee "$tmp/shm.out" ||
-    { echo "optd: the shm run failed" >&2; exit 1; }
-if [ -n "$here_pre" ]; then
-    reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/shm.out")
-    echo "loopback TCP bytes per remote step: $(( ($($here_pre cat /sys/class/net/lo/statistics/tx_bytes) - lo_before) / (reps + 1) ))" \
-         "(the message bytes go through TCP when this is about their sum; shared memory would leave it near 0)"
-fi
+# one_host NAME [ENV...]: bench_optd against a zero-optd on 127.0.0.1, and the loopback bytes per step
+one_host() {
+    local name=$1 lo_before reps
+    shift
+    [ -n "$here_pre" ] && lo_before=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
+    # shellcheck disable=SC2086
+    $here_pre env UCX_NET_DEVICES=lo "$@" "$bench" --optd "$optd" "${args[@]}" | tee "$tmp/$name.out" ||
+        { echo "optd: the $name run failed" >&2; exit 1; }
+    if [ -n "$here_pre" ]; then
+        reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/$name.out")
+        echo "loopback TCP bytes per remote step: $(( ($($here_pre cat /sys/class/net/lo/statistics/tx_bytes) - lo_before) / (reps + 1) ))" \
+             "(the message bytes go through TCP when this is about their sum; shared memory leaves it near 0)"
+    fi
+}
+echo "== shm, control connection only (ZERO_OPTD_SAME_HOST=0: peer-failure mode, TCP over loopback), for comparison"
+one_host shm-control ZERO_OPTD_SAME_HOST=0
+echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo, the same-host data connection, UCX picks the transport)"
+one_host shm
+echo "same run: remote step $(field remote_ms "$tmp/shm.out") ms on the data connection against" \
+     "$(field remote_ms "$tmp/shm-control.out") ms on the control connection only"
 shm_tag=$(raw_bw tag_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
 shm_put=$(raw_bw ucp_put_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
 echo "raw UCX, same path, $msg-byte messages: tagged ${shm_tag:-na} MB/s, one-sided put ${shm_put:-na} MB/s"
