@@ -79,6 +79,32 @@ raw_bw() {
     done
 }
 
+# raw_bw_both CLIENT_PREFIX SERVER_PREFIX CLIENT_ADDR SERVER_ADDR: "A B", the MB/s of two tag_bw runs at
+# once in opposite directions (as the step loads the path: gradients one way, weights the other)
+raw_bw_both() {
+    local cpre=$1 spre=$2 caddr=$3 saddr=$4 p1 p2 s1 s2 c1
+    command -v ucx_perftest >/dev/null 2>&1 || return 0
+    p1=$((20000 + RANDOM % 20000)) p2=$((20000 + RANDOM % 20000))
+    # shellcheck disable=SC2086
+    $spre ucx_perftest -p "$p1" >/dev/null 2>&1 &
+    s1=$!
+    # shellcheck disable=SC2086
+    $cpre ucx_perftest -p "$p2" >/dev/null 2>&1 &
+    s2=$!
+    sleep 0.3
+    # shellcheck disable=SC2086
+    $cpre timeout 120 ucx_perftest "$saddr" -p "$p1" -t tag_bw -s "$msg" -n "$raw_iters" -w 50 -f 2>/dev/null |
+        awk 'NF == 8 && $1 ~ /^[0-9]+$/ { v = $6 } END { print v }' > "$tmp/both1" &
+    c1=$!
+    # shellcheck disable=SC2086
+    $spre timeout 120 ucx_perftest "$caddr" -p "$p2" -t tag_bw -s "$msg" -n "$raw_iters" -w 50 -f 2>/dev/null |
+        awk 'NF == 8 && $1 ~ /^[0-9]+$/ { v = $6 } END { print v }' > "$tmp/both2"
+    wait "$c1"
+    kill "$s1" "$s2" 2>/dev/null
+    wait "$s1" "$s2" 2>/dev/null
+    echo "$(cat "$tmp/both1") $(cat "$tmp/both2")"
+}
+
 args=("$@")
 echo "optd: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 command -v ucx_perftest >/dev/null 2>&1 || echo "optd: no ucx_perftest (ucx-utils): raw bandwidths are na" >&2
@@ -136,12 +162,21 @@ tcp_run() {
     link_tag=$(raw_bw tag_bw "$cpre" "$spre" "$addr2")
     link_put=$(raw_bw ucp_put_bw "$cpre" "$spre" "$addr2")
     echo "raw UCX, same path, $msg-byte messages: tagged ${link_tag:-na} MB/s, one-sided put ${link_put:-na} MB/s"
+    link_both=$(raw_bw_both "$cpre" "$spre" "$addr1" "$addr2")
+    echo "raw UCX tagged, both directions at once: ${link_both% *} + ${link_both#* } MB/s" \
+         "(the step loads both directions; docs/optd.md: on a CPU-bound path their sum is about one direction's)"
 }
 # throughput NAME: MB/s (2^20) of the larger direction's message bytes over the step time
 throughput() {
     awk -v s="$(field sent_per_step "$tmp/$1.out")" -v r="$(field received_per_step "$tmp/$1.out")" \
         -v ms="$(field remote_ms "$tmp/$1.out")" \
         'BEGIN { if (ms == "") exit; b = s > r ? s : r; printf "%.1f", b / (ms / 1e3) / 1048576 }'
+}
+
+# throughput_both NAME: MB/s of both directions' message bytes over the step time
+throughput_both() {
+    awk -v s="$(field sent_per_step "$tmp/$1.out")" -v r="$(field received_per_step "$tmp/$1.out")" \
+        -v ms="$(field remote_ms "$tmp/$1.out")" 'BEGIN { if (ms == "") exit; printf "%.1f", (s + r) / (ms / 1e3) / 1048576 }'
 }
 
 why=""
@@ -189,6 +224,10 @@ if [ -z "$why" ]; then
                 echo "step throughput (larger direction): ${tput:-na} MB/s against the link's ${link_tag:-na} MB/s" \
                      "(raw UCX, tagged); the shaped rate is $nominal MB/s, ratio $(ratio "$tput" "$nominal")"
                 tcp_ratio=$(ratio "$tput" "${link_tag:-}")
+                echo "step throughput, both directions: $(throughput_both tcp-tc) MB/s against the raw" \
+                     "$(awk -v a="${link_both% *}" -v b="${link_both#* }" 'BEGIN { printf "%.1f", a + b }') MB/s" \
+                     "of both directions at once, ratio $(ratio "$(throughput_both tcp-tc)" \
+                     "$(awk -v a="${link_both% *}" -v b="${link_both#* }" 'BEGIN { printf "%.1f", a + b }')")"
                 [ "$tcp_ratio" = na ] && echo "optd: no raw bandwidth of the shaped link (ucx_perftest)" >&2
             else
                 echo "optd: the run over the shaped link failed" >&2
