@@ -176,7 +176,8 @@ throughput() {
 # throughput_both NAME: MB/s of both directions' message bytes over the step time
 throughput_both() {
     awk -v s="$(field sent_per_step "$tmp/$1.out")" -v r="$(field received_per_step "$tmp/$1.out")" \
-        -v ms="$(field remote_ms "$tmp/$1.out")" 'BEGIN { if (ms == "") exit; printf "%.1f", (s + r) / (ms / 1e3) / 1048576 }'
+        -v ms="$(field remote_ms "$tmp/$1.out")" \
+        'BEGIN { if (ms == "") exit; printf "%.1f", (s + r) / (ms / 1e3) / 1048576 }'
 }
 
 why=""
@@ -187,7 +188,7 @@ here_pre=""
 [ -n "$why" ] || here_pre="ip netns exec $ns1"
 # one_host NAME [ENV...]: bench_optd against a zero-optd on 127.0.0.1, and the loopback bytes per step
 one_host() {
-    local name=$1 lo_before reps
+    local name=$1 lo_before lo_after reps
     shift
     [ -n "$here_pre" ] && lo_before=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
     # shellcheck disable=SC2086
@@ -195,7 +196,8 @@ one_host() {
         { echo "optd: the $name run failed" >&2; exit 1; }
     if [ -n "$here_pre" ]; then
         reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/$name.out")
-        echo "loopback TCP bytes per remote step: $(( ($($here_pre cat /sys/class/net/lo/statistics/tx_bytes) - lo_before) / (reps + 1) ))" \
+        lo_after=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
+        echo "loopback TCP bytes per remote step: $(( (lo_after - lo_before) / (reps + 1) ))" \
              "(the message bytes go through TCP when this is about their sum; shared memory leaves it near 0)"
     fi
 }
