@@ -69,7 +69,7 @@ typedef struct optd_conn {
     void *welcome_req;           /* WELCOME still in flight (never waited on: the client may not progress) */
     unsigned char welcome[ZERO_OPTD_WELCOME_BYTES];
     void *attach_req;            /* a data connection's answer to ATTACH, in flight */
-    unsigned char welcome_reply[ZERO_OPTD_HEADER_BYTES];
+    unsigned char attach_reply[ZERO_OPTD_HEADER_BYTES];
     ucs_status_t failed_status;
     double opened_at;
     char peer[64];               /* "host:port" of the client */
@@ -771,9 +771,9 @@ static void attach_data(zero_optd_server_t *s, optd_conn_t *c, ucp_tag_message_h
     h.type = ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY;
     h.status = 0;
     h.body_len = 0;
-    zero_optd_encode_header(c->welcome_reply, &h);
+    zero_optd_encode_header(c->attach_reply, &h);
     memset(&rp, 0, sizeof(rp));
-    req = ucp_tag_send_nbx(c->ep, c->welcome_reply, ZERO_OPTD_HEADER_BYTES, c->key | ZERO_OPTD_TAG_REPLY, &rp);
+    req = ucp_tag_send_nbx(c->ep, c->attach_reply, ZERO_OPTD_HEADER_BYTES, c->key | ZERO_OPTD_TAG_REPLY, &rp);
     if (UCS_PTR_IS_ERR(req)) {
         conn_close(c, "could not answer ATTACH");
         return;
