@@ -670,7 +670,10 @@ static int address_is_local(const struct addrinfo *ai)
  * memory), and ATTACHes it to the control connection, which stays open so
  * that a dead server is still seen at once (its error handler) and the
  * server sees a dead client. Any failure is logged and leaves the link on
- * its control connection. ZERO_OPTD_SAME_HOST=0 turns it off. */
+ * its control connection. Opt-in (ZERO_OPTD_SAME_HOST=1): UCX 1.13 aborts a
+ * process whose CMA copy (the shared-memory path for large messages) finds
+ * its peer dead on such an endpoint, so a rank killed mid-transfer can take
+ * its server down, and a server killed mid-reply its rank (docs/optd.md). */
 static void connect_data(remote_store_t *r, server_link_t *l, const struct addrinfo *ai)
 {
     uint32_t port = zero_get_le32(l->hello_reply);
@@ -689,7 +692,7 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     ucs_status_t st;
     const char *why;
 
-    if (port == 0 || port > 65535 || (env != NULL && strcmp(env, "0") == 0) || !address_is_local(ai))
+    if (port == 0 || port > 65535 || env == NULL || strcmp(env, "1") != 0 || !address_is_local(ai))
         return;
     memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
     if (ai->ai_family == AF_INET)

@@ -246,8 +246,9 @@ static void run_and_compare(zero_store_t *host, zero_store_t *remote, const opti
     zero_free(wb);
 }
 
-/* @p same_host 0: ZERO_OPTD_SAME_HOST=0, every request on the control
- * connection (as from another host); 1: on the same-host data connection. */
+/* @p same_host 0: every request on the control connection (the default, as
+ * from another host); 1: ZERO_OPTD_SAME_HOST=1, on the same-host data
+ * connection. */
 static void check_bitwise(int num_servers, int same_host)
 {
     ZERO_TEST_MEM_MARK();
@@ -270,8 +271,8 @@ static void check_bitwise(int num_servers, int same_host)
             desc_init(&desc, 300000 + 17, 1001, optimizer_cases[k].states);
             remote_opts(&o, addrs, num_servers);
             CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
-            if (!same_host)
-                setenv("ZERO_OPTD_SAME_HOST", "0", 1);
+            if (same_host)
+                setenv("ZERO_OPTD_SAME_HOST", "1", 1);
             CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
             unsetenv("ZERO_OPTD_SAME_HOST");
             {
@@ -301,17 +302,17 @@ static void check_bitwise(int num_servers, int same_host)
 
 static void test_bitwise_one_server(void)
 {
-    check_bitwise(1, 1);
+    check_bitwise(1, 0);
 }
 
 static void test_bitwise_two_servers(void)
 {
-    check_bitwise(2, 1);
+    check_bitwise(2, 0);
 }
 
-static void test_bitwise_control_only(void)
+static void test_bitwise_same_host(void)
 {
-    check_bitwise(2, 0);
+    check_bitwise(2, 1);
 }
 
 /* ---------- refusals through the store ---------- */
@@ -856,8 +857,8 @@ static void check_server_failure(int sig, int same_host)
     desc.num_groups = 1;
     remote_opts(&o, addrs, 1);
     o.timeout_s = 3.0;
-    if (!same_host)
-        setenv("ZERO_OPTD_SAME_HOST", "0", 1);
+    if (same_host)
+        setenv("ZERO_OPTD_SAME_HOST", "1", 1);
     CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
     unsetenv("ZERO_OPTD_SAME_HOST");
     {
@@ -916,8 +917,9 @@ static void test_server_stalled(void)
 }
 
 /* The client process of test_store_client_killed (this binary run with
- * --store-client ADDR): a remote store on the same-host path, stepping until
- * it is killed. Exits 3 if the store does not use the data connection. */
+ * --store-client ADDR): a remote store on the same-host path, one step, then
+ * it waits to be killed. Exits 3 if the store does not use the data
+ * connection. */
 static int store_client(const char *addr)
 {
     const char *addrs[1] = {addr};
@@ -944,18 +946,17 @@ static int store_client(const char *addr)
     st.grad = grad;
     st.weight_dtype = ZERO_FP32;
     st.weights = w;
-    printf("stepping\n");
+    if (zero_store_step_async(remote, &st) != ZERO_OK || zero_store_step_wait(remote) != ZERO_OK)
+        return 4;
+    printf("stepped\n");
     fflush(stdout);
-    for (int k = 1;; k++) {
-        st.step = k;
-        if (zero_store_step_async(remote, &st) != ZERO_OK || zero_store_step_wait(remote) != ZERO_OK)
-            return 4;
-    }
+    for (;;)   /* killed here, between steps: a kill mid-transfer can abort the server (docs/optd.md) */
+        pause();
 }
 
-/* A client killed mid-step on the same-host path (its data connection has no
- * peer-failure mode): the server sees it through the control connection,
- * frees its state, and serves on. */
+/* A client killed between steps on the same-host path (its data connection
+ * has no peer-failure mode): the server sees it through the control
+ * connection, frees its state, and serves on. */
 static void test_store_client_killed(void)
 {
     test_server_t srv;
@@ -971,6 +972,7 @@ static void test_store_client_killed(void)
     if (pid == 0) {
         dup2(fds[1], 1);
         close(fds[0]);
+        setenv("ZERO_OPTD_SAME_HOST", "1", 1);
         execl("/proc/self/exe", "test_optd", "--store-client", srv.addr, (char *)NULL);
         _exit(127);
     }
@@ -979,7 +981,7 @@ static void test_store_client_killed(void)
     f = fdopen(fds[0], "r");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), f));   /* it steps (or it ended: its status says why) */
-    CU_ASSERT_STRING_EQUAL(line, "stepping\n");
+    CU_ASSERT_STRING_EQUAL(line, "stepped\n");
     zero_clock_sleep(0.2);
     CU_ASSERT(zero_optd_server_bytes(srv.server) > idle_bytes);
     kill(pid, SIGKILL);
@@ -1000,7 +1002,7 @@ int main(int argc, char **argv)
     CU_TestInfo numerics[] = {
         {"remote step == host step, bitwise, one server", test_bitwise_one_server},
         {"remote step == host step, bitwise, two servers", test_bitwise_two_servers},
-        {"remote step == host step, bitwise, two servers, control connections only", test_bitwise_control_only},
+        {"remote step == host step, bitwise, two servers, same-host data connections", test_bitwise_same_host},
         CU_TEST_INFO_NULL,
     };
     CU_TestInfo safety[] = {
@@ -1010,10 +1012,10 @@ int main(int argc, char **argv)
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
         {"a client that stops reading its replies", test_reply_not_read},
-        {"server killed: error naming it", test_server_killed},
-        {"server killed, control connection only: error naming it", test_server_killed_control_only},
-        {"a same-host client killed mid-step: its state freed", test_store_client_killed},
-        {"server stalled: error naming it within the bound", test_server_stalled},
+        {"server killed: error naming it", test_server_killed_control_only},
+        {"server killed, same-host data connection: error naming it", test_server_killed},
+        {"a same-host client killed between steps: its state freed", test_store_client_killed},
+        {"server stalled, same-host data connection: error naming it within the bound", test_server_stalled},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"optd-numerics", NULL, NULL, NULL, NULL, numerics},
