@@ -211,6 +211,7 @@ int main(int argc, char **argv)
            rem * 1e3, rem / local, cpu / reps * 1e3);
     printf("message bytes per step: %.0f sent, %.0f received (expected %.0f each way: 2 B per element, plus "
            "headers)\n", sent, received, (double)n * 2);
+    printf("servers reached over a same-host data connection: %llu of 1\n", (unsigned long long)s1.same_host_links);
     printf("waits that slept on the event descriptor: %.1f per step, %.1f of them woke at the time limit "
            "(no event)\n", (double)(s1.sleeps - s0.sleeps) / reps,
            (double)(s1.sleep_timeouts - s0.sleep_timeouts) / reps);

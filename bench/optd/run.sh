@@ -6,9 +6,12 @@
 #
 #  shm     zero-optd on 127.0.0.1, UCX picks its transports (UCX_NET_DEVICES=lo),
 #          run inside the first namespace when there is one, and the bytes on
-#          its loopback counted: with UCX 1.13 the client-server endpoints do
-#          not use shared memory (docs/optd.md), so the path is TCP over
-#          loopback, and the count shows it.
+#          its loopback counted: by default the store's peer-failure
+#          connection, which UCX 1.13 gives no shared memory (TCP over
+#          loopback; x is this path). The same run then steps with
+#          ZERO_OPTD_SAME_HOST=1, the opt-in same-host data connection
+#          (shared memory, and the loopback stays idle; docs/optd.md says
+#          why it is not the default).
 #  tcp     zero-optd in a second network namespace, joined to the first by a
 #          veth pair, UCX_TLS=tcp on both sides (shared memory would bypass
 #          the link: one host, one IPC namespace).
@@ -76,6 +79,32 @@ raw_bw() {
     done
 }
 
+# raw_bw_both CLIENT_PREFIX SERVER_PREFIX CLIENT_ADDR SERVER_ADDR: "A B", the MB/s of two tag_bw runs at
+# once in opposite directions (as the step loads the path: gradients one way, weights the other)
+raw_bw_both() {
+    local cpre=$1 spre=$2 caddr=$3 saddr=$4 p1 p2 s1 s2 c1
+    command -v ucx_perftest >/dev/null 2>&1 || return 0
+    p1=$((20000 + RANDOM % 20000)) p2=$((20000 + RANDOM % 20000))
+    # shellcheck disable=SC2086
+    $spre ucx_perftest -p "$p1" >/dev/null 2>&1 &
+    s1=$!
+    # shellcheck disable=SC2086
+    $cpre ucx_perftest -p "$p2" >/dev/null 2>&1 &
+    s2=$!
+    sleep 0.3
+    # shellcheck disable=SC2086
+    $cpre timeout 120 ucx_perftest "$saddr" -p "$p1" -t tag_bw -s "$msg" -n "$raw_iters" -w 50 -f 2>/dev/null |
+        awk 'NF == 8 && $1 ~ /^[0-9]+$/ { v = $6 } END { print v }' > "$tmp/both1" &
+    c1=$!
+    # shellcheck disable=SC2086
+    $spre timeout 120 ucx_perftest "$caddr" -p "$p2" -t tag_bw -s "$msg" -n "$raw_iters" -w 50 -f 2>/dev/null |
+        awk 'NF == 8 && $1 ~ /^[0-9]+$/ { v = $6 } END { print v }' > "$tmp/both2"
+    wait "$c1"
+    kill "$s1" "$s2" 2>/dev/null
+    wait "$s1" "$s2" 2>/dev/null
+    echo "$(cat "$tmp/both1") $(cat "$tmp/both2")"
+}
+
 args=("$@")
 echo "optd: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 command -v ucx_perftest >/dev/null 2>&1 || echo "optd: no ucx_perftest (ucx-utils): raw bandwidths are na" >&2
@@ -133,6 +162,9 @@ tcp_run() {
     link_tag=$(raw_bw tag_bw "$cpre" "$spre" "$addr2")
     link_put=$(raw_bw ucp_put_bw "$cpre" "$spre" "$addr2")
     echo "raw UCX, same path, $msg-byte messages: tagged ${link_tag:-na} MB/s, one-sided put ${link_put:-na} MB/s"
+    link_both=$(raw_bw_both "$cpre" "$spre" "$addr1" "$addr2")
+    echo "raw UCX tagged, both directions at once: ${link_both% *} + ${link_both#* } MB/s" \
+         "(the step loads both directions; docs/optd.md: on a CPU-bound path their sum is about one direction's)"
 }
 # throughput NAME: MB/s (2^20) of the larger direction's message bytes over the step time
 throughput() {
@@ -141,22 +173,41 @@ throughput() {
         'BEGIN { if (ms == "") exit; b = s > r ? s : r; printf "%.1f", b / (ms / 1e3) / 1048576 }'
 }
 
+# throughput_both NAME: MB/s of both directions' message bytes over the step time
+throughput_both() {
+    awk -v s="$(field sent_per_step "$tmp/$1.out")" -v r="$(field received_per_step "$tmp/$1.out")" \
+        -v ms="$(field remote_ms "$tmp/$1.out")" \
+        'BEGIN { if (ms == "") exit; printf "%.1f", (s + r) / (ms / 1e3) / 1048576 }'
+}
+
 why=""
 netns_setup || true
 # ---- shm: one host, UCX's own choice. Inside the first namespace when there
 # is one, so that its loopback counter shows what went through TCP.
 here_pre=""
 [ -n "$why" ] || here_pre="ip netns exec $ns1"
-echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo, UCX picks the transport)"
-[ -n "$here_pre" ] && lo_before=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
-# shellcheck disable=SC2086
-$here_pre env UCX_NET_DEVICES=lo "$bench" --optd "$optd" "${args[@]}" | tee "$tmp/shm.out" ||
-    { echo "optd: the shm run failed" >&2; exit 1; }
-if [ -n "$here_pre" ]; then
-    reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/shm.out")
-    echo "loopback TCP bytes per remote step: $(( ($($here_pre cat /sys/class/net/lo/statistics/tx_bytes) - lo_before) / (reps + 1) ))" \
-         "(the message bytes go through TCP when this is about their sum; shared memory would leave it near 0)"
-fi
+# one_host NAME [ENV...]: bench_optd against a zero-optd on 127.0.0.1, and the loopback bytes per step
+one_host() {
+    local name=$1 lo_before lo_after reps
+    shift
+    [ -n "$here_pre" ] && lo_before=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
+    # shellcheck disable=SC2086
+    $here_pre env UCX_NET_DEVICES=lo "$@" "$bench" --optd "$optd" "${args[@]}" | tee "$tmp/$name.out" ||
+        { echo "optd: the $name run failed" >&2; exit 1; }
+    if [ -n "$here_pre" ]; then
+        reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/$name.out")
+        lo_after=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
+        echo "loopback TCP bytes per remote step: $(( (lo_after - lo_before) / (reps + 1) ))" \
+             "(the message bytes go through TCP when this is about their sum; shared memory leaves it near 0)"
+    fi
+}
+echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo, the default: the peer-failure connection, TCP over loopback)"
+one_host shm
+echo "== shm-data (the same with ZERO_OPTD_SAME_HOST=1: the opt-in same-host data connection, shared memory)"
+one_host shm-data ZERO_OPTD_SAME_HOST=1
+echo "same run: remote step $(field remote_ms "$tmp/shm-data.out") ms on the data connection against" \
+     "$(field remote_ms "$tmp/shm.out") ms by default; data connection over host store:" \
+     "$(ratio "$(field remote_ms "$tmp/shm-data.out")" "$(field local_ms "$tmp/shm-data.out")")"
 shm_tag=$(raw_bw tag_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
 shm_put=$(raw_bw ucp_put_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
 echo "raw UCX, same path, $msg-byte messages: tagged ${shm_tag:-na} MB/s, one-sided put ${shm_put:-na} MB/s"
@@ -176,6 +227,10 @@ if [ -z "$why" ]; then
                 echo "step throughput (larger direction): ${tput:-na} MB/s against the link's ${link_tag:-na} MB/s" \
                      "(raw UCX, tagged); the shaped rate is $nominal MB/s, ratio $(ratio "$tput" "$nominal")"
                 tcp_ratio=$(ratio "$tput" "${link_tag:-}")
+                echo "step throughput, both directions: $(throughput_both tcp-tc) MB/s against the raw" \
+                     "$(awk -v a="${link_both% *}" -v b="${link_both#* }" 'BEGIN { printf "%.1f", a + b }') MB/s" \
+                     "of both directions at once, ratio $(ratio "$(throughput_both tcp-tc)" \
+                     "$(awk -v a="${link_both% *}" -v b="${link_both#* }" 'BEGIN { printf "%.1f", a + b }')")"
                 [ "$tcp_ratio" = na ] && echo "optd: no raw bandwidth of the shaped link (ucx_perftest)" >&2
             else
                 echo "optd: the run over the shaped link failed" >&2

@@ -68,10 +68,18 @@ typedef struct optd_conn {
     char close_why[128];
     void *welcome_req;           /* WELCOME still in flight (never waited on: the client may not progress) */
     unsigned char welcome[ZERO_OPTD_WELCOME_BYTES];
+    void *attach_req;            /* a data connection's answer to ATTACH, in flight */
+    unsigned char attach_reply[ZERO_OPTD_HEADER_BYTES];
     ucs_status_t failed_status;
     double opened_at;
     char peer[64];               /* "host:port" of the client */
+    int data;                    /* accepted on the data listener: no peer-failure mode (shared memory) */
+    struct optd_conn *partner;   /* a client's control and data connections point at each other */
     atomic_int dead;             /* closing or failed: the worker skips its messages */
+    /* whose state this connection's messages use: itself, or for an attached
+     * data connection its control connection (set before any of its messages
+     * enter the ring; its slots count in the owner's inflight too) */
+    struct optd_conn *owner;
     /* the worker's (the UCX thread frees the arrays once inflight is 0) */
     int hello_done;
     int refused;                 /* a refusal that closes it was made: later messages are skipped */
@@ -117,6 +125,8 @@ struct zero_optd_server {
     ucp_context_h context;
     ucp_worker_h worker;
     ucp_listener_h listener;
+    ucp_listener_h data_listener;   /* same-host data connections (no peer-failure mode); NULL: none */
+    int data_port;
     int efd;                     /* the worker's UCX event descriptor; -1: none */
     int done_fd;                 /* eventfd: the worker thread finished a slot; -1: none */
     int port;
@@ -124,6 +134,7 @@ struct zero_optd_server {
     zero_optim_ctx_t optim;
     optd_conn_t conns[ZERO_OPTD_MAX_CONNS];
     ucp_conn_request_h pending[PENDING_REQUESTS];
+    unsigned char pending_data[PENDING_REQUESTS];   /* the request came to the data listener */
     int npending, pending_dropped;
     /* the ring: message number k is in slots[k % SLOTS] */
     optd_slot_t slots[SLOTS];
@@ -149,15 +160,27 @@ static void conn_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
     }
 }
 
+static void queue_request(zero_optd_server_t *s, ucp_listener_h listener, ucp_conn_request_h request, int data)
+{
+    if (s->npending < PENDING_REQUESTS) {
+        s->pending_data[s->npending] = (unsigned char)data;
+        s->pending[s->npending++] = request;
+    } else {
+        ucp_listener_reject(listener, request);
+        s->pending_dropped++;
+    }
+}
+
 static void conn_request_cb(ucp_conn_request_h request, void *arg)
 {
     zero_optd_server_t *s = arg;
-    if (s->npending < PENDING_REQUESTS)
-        s->pending[s->npending++] = request;
-    else {
-        ucp_listener_reject(s->listener, request);
-        s->pending_dropped++;
-    }
+    queue_request(s, s->listener, request, 0);
+}
+
+static void data_request_cb(ucp_conn_request_h request, void *arg)
+{
+    zero_optd_server_t *s = arg;
+    queue_request(s, s->data_listener, request, 1);
 }
 
 /* Waits for @p req while progressing; cancels it at @p deadline. */
@@ -194,6 +217,17 @@ static void conn_free_state(optd_conn_t *c)
     c->state_bytes = 0;
 }
 
+/* Ends the receives and replies of @p c in the ring at the next turn of the
+ * loop instead of at the io bound: its client is gone (its control
+ * connection failed), and a data connection has no error handler of its own
+ * that would end them. */
+static void expire_requests(zero_optd_server_t *s, optd_conn_t *c)
+{
+    for (uint64_t k = s->head; k < s->tail; k++)
+        if (s->slots[k % SLOTS].conn == c)
+            s->slots[k % SLOTS].deadline = 0.0;
+}
+
 /* Closes @p c now, or, while slots of it are in the ring, once the last one
  * leaves (slot_release): the worker may be using its state. */
 static void conn_close(optd_conn_t *c, const char *why)
@@ -203,6 +237,21 @@ static void conn_close(optd_conn_t *c, const char *why)
     if (c->state == CONN_FREE)
         return;
     atomic_store(&c->dead, 1);
+    if (c->partner != NULL) {
+        /* a client's control and data connections go together */
+        optd_conn_t *p = c->partner;
+        c->partner = NULL;
+        p->partner = NULL;
+        /* A data connection closed with its control connection was closed
+         * by its client before BYE, or its client is gone: dropped at once
+         * (flushing it would only time out). A control connection closed
+         * with its data connection (a refusal there) is flushed as usual. */
+        if (c->failed || p->data)
+            p->stuck = 1;
+        if (c->failed)
+            expire_requests(s, p);
+        conn_close(p, why != NULL ? why : "its other connection closed");
+    }
     if (c->inflight > 0) {
         if (!c->closing && why != NULL)
             snprintf(c->close_why, sizeof(c->close_why), "%s", why);
@@ -220,6 +269,11 @@ static void conn_close(optd_conn_t *c, const char *why)
         ucp_request_free(c->welcome_req);   /* UCX completes it when the endpoint goes */
         c->welcome_req = NULL;
     }
+    if (c->attach_req != NULL) {
+        ucp_request_cancel(s->worker, c->attach_req);
+        ucp_request_free(c->attach_req);
+        c->attach_req = NULL;
+    }
     memset(&rp, 0, sizeof(rp));
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     /* A live client is flushed first, so a refusal just sent reaches it; a
@@ -235,6 +289,8 @@ static void conn_close(optd_conn_t *c, const char *why)
     c->close_why[0] = '\0';
     c->hello_done = 0;
     c->refused = 0;
+    c->data = 0;
+    c->owner = c;
     c->rank = 0;
     c->num_groups = c->num_states = 0;
     memset(c->length, 0, sizeof(c->length));
@@ -268,6 +324,7 @@ static uint64_t new_key(int slot)
 static void accept_pending(zero_optd_server_t *s)
 {
     while (s->npending > 0) {
+        int data = s->pending_data[s->npending - 1];
         ucp_conn_request_h req = s->pending[--s->npending];
         ucp_conn_request_attr_t attr;
         ucp_ep_params_t p;
@@ -285,16 +342,22 @@ static void accept_pending(zero_optd_server_t *s)
                 c = &s->conns[i];
         if (c == NULL) {
             ZERO_LOG_WARN("client %s refused: all %d connections in use", peer, ZERO_OPTD_MAX_CONNS);
-            ucp_listener_reject(s->listener, req);
+            ucp_listener_reject(data ? s->data_listener : s->listener, req);
             continue;
         }
         memset(&p, 0, sizeof(p));
-        p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                       UCP_EP_PARAM_FIELD_ERR_HANDLER;
+        p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
         p.conn_request = req;
-        p.err_mode = UCP_ERR_HANDLING_MODE_PEER;   /* a client that vanishes must free its state */
-        p.err_handler.cb = conn_error_cb;
-        p.err_handler.arg = c;
+        if (data) {
+            /* UCX 1.13 gives peer-failure endpoints no shared memory; a data
+             * connection's client is watched through its control connection */
+            p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+        } else {
+            p.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+            p.err_mode = UCP_ERR_HANDLING_MODE_PEER;   /* a client that vanishes must free its state */
+            p.err_handler.cb = conn_error_cb;
+            p.err_handler.arg = c;
+        }
         c->server = s;
         c->failed = 0;
         atomic_store(&c->dead, 0);
@@ -304,6 +367,8 @@ static void accept_pending(zero_optd_server_t *s)
             continue;
         }
         c->state = CONN_NEW;
+        c->data = data;
+        c->owner = c;
         c->key = new_key((int)(c - s->conns));
         c->opened_at = zero_clock_now();
         snprintf(c->peer, sizeof(c->peer), "%s", peer);
@@ -418,14 +483,18 @@ static void handle_hello(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_
     q->hello_ok = 1;
     ZERO_LOG_INFO("client %s: rank %u holds %llu bytes here (%u groups, %u states)", c->peer, hello.rank,
                   (unsigned long long)need, hello.num_groups, hello.num_states);
-    slot_reply(q, ZERO_OPTD_HELLO, h->seq, ZERO_OK, 0);
+    /* the reply names the data listener: a client on this host may open a
+     * second connection there, which UCX can give shared memory */
+    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES, (uint32_t)s->data_port);
+    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES + 4, 0);
+    slot_reply(q, ZERO_OPTD_HELLO, h->seq, ZERO_OK, ZERO_OPTD_HELLO_REPLY_BODY);
 }
 
 /* Whether [begin, begin + count) of @p group lies in the connection's slice; refuses otherwise. */
 static int range_ok(optd_slot_t *q, uint32_t type, uint64_t seq, uint32_t group, uint32_t field, uint64_t begin,
                     uint64_t count)
 {
-    const optd_conn_t *c = q->conn;
+    const optd_conn_t *c = q->conn->owner;
     if (group >= c->num_groups || field > c->num_states || begin > c->length[group] ||
         count > c->length[group] - begin) {
         refuse(q, type, seq, ZERO_ERR_INVALID_ARG, 1,
@@ -441,7 +510,7 @@ static int range_ok(optd_slot_t *q, uint32_t type, uint64_t seq, uint32_t group,
 static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_header_t *h,
                         const unsigned char *body)
 {
-    optd_conn_t *c = q->conn;
+    optd_conn_t *c = q->conn->owner;   /* the state: a data connection uses its control connection's */
     zero_optd_step_t w;
     zero_store_async_step_t st;
     zero_optd_parse_t v = zero_optd_decode_step(body, h->body_len, &w);
@@ -519,7 +588,7 @@ static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_h
 
 static void handle_range(optd_slot_t *q, const zero_optd_header_t *h, const unsigned char *body)
 {
-    optd_conn_t *c = q->conn;
+    optd_conn_t *c = q->conn->owner;
     uint32_t type = h->type;
     zero_optd_range_t r;
     zero_optd_parse_t v = zero_optd_decode_range(body, h->body_len, type == ZERO_OPTD_WRITE, &r);
@@ -547,7 +616,7 @@ static void handle_slot(zero_optd_server_t *s, optd_slot_t *q)
     zero_optd_header_t h;
     zero_optd_parse_t v;
 
-    if (q->kind == SLOT_LOST || c->refused || atomic_load(&c->dead))
+    if (q->kind == SLOT_LOST || c->refused || atomic_load(&c->dead) || atomic_load(&c->owner->dead))
         return;
     if (q->kind == SLOT_OVERSIZED) {
         refuse(q, 0, 0, ZERO_ERR_PROTOCOL, 1, "zero-optd: a %zu-byte message is outside [%u, %u] bytes", q->length,
@@ -563,7 +632,15 @@ static void handle_slot(zero_optd_server_t *s, optd_slot_t *q)
         refuse(q, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: message carries another connection's key");
         return;
     }
-    if (!c->hello_done && h.type != ZERO_OPTD_HELLO) {
+    if (c->owner != c && (h.type == ZERO_OPTD_HELLO || h.type == ZERO_OPTD_ATTACH)) {
+        refuse(q, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: a data connection is already attached");
+        return;
+    }
+    if (h.type == ZERO_OPTD_ATTACH) {   /* only a data connection's first message, taken on the UCX thread */
+        refuse(q, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: ATTACH on a connection that said HELLO");
+        return;
+    }
+    if (!c->owner->hello_done && h.type != ZERO_OPTD_HELLO) {
         refuse(q, h.type, h.seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: the first message must be HELLO (got type %u)",
                h.type);
         return;
@@ -645,6 +722,66 @@ static slot_state_t slot_get(zero_optd_server_t *s, optd_slot_t *q)
     return state;
 }
 
+/* The first message of a data connection @p c, on the UCX thread (it
+ * decides which connection's state the data connection uses, before any of
+ * its messages enter the ring): ATTACH with the key of the client's control
+ * connection, which said HELLO and has no data connection yet, and the job
+ * token. Accepted: the two are paired and the reply (a bare header) is
+ * sent; anything else closes the data connection without a reply (the
+ * client then keeps using its control connection). */
+static void attach_data(zero_optd_server_t *s, optd_conn_t *c, ucp_tag_message_h msg, const ucp_tag_recv_info_t *info)
+{
+    unsigned char buf[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_BODY];
+    zero_optd_header_t h;
+    zero_optd_attach_t a;
+    optd_conn_t *ctl;
+    ucp_request_param_t rp;
+    unsigned char diff = 0;
+    void *req;
+
+    if (info->length != sizeof(buf)) {
+        drop_message(s, msg);
+        conn_close(c, "a data connection's first message must be ATTACH");
+        return;
+    }
+    memset(&rp, 0, sizeof(rp));
+    if (wait_request(s, ucp_tag_msg_recv_nbx(s->worker, buf, sizeof(buf), msg, &rp),
+                     zero_clock_now() + s->opts.io_timeout_s) != UCS_OK) {
+        conn_close(c, "receiving ATTACH failed");
+        return;
+    }
+    if (zero_optd_decode_header(buf, sizeof(buf), 0, &h) != ZERO_OPTD_PARSE_OK || h.type != ZERO_OPTD_ATTACH ||
+        h.conn_key != c->key || zero_optd_decode_attach(buf + ZERO_OPTD_HEADER_BYTES, h.body_len, &a) !=
+                                    ZERO_OPTD_PARSE_OK) {
+        conn_close(c, "a data connection's first message must be ATTACH");
+        return;
+    }
+    for (unsigned i = 0; i < ZERO_OPTD_TOKEN_BYTES; i++)   /* constant time */
+        diff |= (unsigned char)(a.token[i] ^ s->opts.token[i]);
+    ctl = conn_of_tag(s, a.control_key);
+    if ((s->opts.have_token && diff != 0) || ctl == NULL || ctl->data || ctl->state != CONN_READY ||
+        ctl->partner != NULL || ctl->failed) {
+        conn_close(c, "ATTACH: no such control connection, one already attached, or another job's token");
+        return;
+    }
+    c->owner = ctl;
+    c->partner = ctl;
+    ctl->partner = c;
+    c->state = CONN_READY;
+    h.type = ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY;
+    h.status = 0;
+    h.body_len = 0;
+    zero_optd_encode_header(c->attach_reply, &h);
+    memset(&rp, 0, sizeof(rp));
+    req = ucp_tag_send_nbx(c->ep, c->attach_reply, ZERO_OPTD_HEADER_BYTES, c->key | ZERO_OPTD_TAG_REPLY, &rp);
+    if (UCS_PTR_IS_ERR(req)) {
+        conn_close(c, "could not answer ATTACH");
+        return;
+    }
+    c->attach_req = req;   /* reaped by reap(), as WELCOME */
+    ZERO_LOG_DEBUG("client %s: data connection attached to %s", c->peer, ctl->peer);
+}
+
 /* Takes the probed message @p msg into the ring's next slot (one is free). */
 static void take_message(zero_optd_server_t *s, ucp_tag_message_h msg, const ucp_tag_recv_info_t *info)
 {
@@ -658,8 +795,14 @@ static void take_message(zero_optd_server_t *s, ucp_tag_message_h msg, const ucp
         drop_message(s, msg);
         return;
     }
+    if (c->data && c->state == CONN_NEW) {
+        attach_data(s, c, msg, info);
+        return;
+    }
     q = &s->slots[s->tail % SLOTS];
     q->conn = c;
+    if (c->owner != c)
+        c->owner->inflight++;   /* the owner's state stays until this slot leaves */
     q->length = info->length;
     q->reply = q->close = q->hello_ok = 0;
     q->req = NULL;
@@ -766,10 +909,13 @@ static int advance_ring(zero_optd_server_t *s)
     while (s->head < s->tail && slot_get(s, &s->slots[s->head % SLOTS]) == SLOT_FINISHED) {
         optd_slot_t *q = &s->slots[s->head % SLOTS];
         optd_conn_t *c = q->conn;
+        optd_conn_t *owner = c->owner;
         slot_set(s, q, SLOT_FREE);
         s->head++;
         if (--c->inflight == 0 && c->closing)
             conn_close(c, NULL);
+        if (owner != c && --owner->inflight == 0 && owner->closing)
+            conn_close(owner, NULL);
     }
     return moved;
 }
@@ -792,6 +938,10 @@ static void reap(zero_optd_server_t *s)
         if (c->welcome_req != NULL && ucp_request_check_status(c->welcome_req) != UCS_INPROGRESS) {
             ucp_request_free(c->welcome_req);
             c->welcome_req = NULL;
+        }
+        if (c->attach_req != NULL && ucp_request_check_status(c->attach_req) != UCS_INPROGRESS) {
+            ucp_request_free(c->attach_req);
+            c->attach_req = NULL;
         }
         if (c->closing)
             continue;
@@ -917,8 +1067,10 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         s->opts.io_timeout_s = 30.0;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
-    for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
+    for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         s->conns[i].server = s;
+        s->conns[i].owner = &s->conns[i];
+    }
     atomic_init(&s->bytes, ZERO_OPTD_SERVER_BUFFER_BYTES);
     if (s->opts.memory_limit != 0 && s->opts.memory_limit < ZERO_OPTD_SERVER_BUFFER_BYTES) {
         ZERO_LOG_ERROR("zero-optd: --memory %llu is below the %llu bytes of the server's own message buffers",
@@ -974,6 +1126,22 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
                         "querying the listener");
     s->port = lattr.sockaddr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&lattr.sockaddr)->sin6_port)
                                                    : ntohs(((struct sockaddr_in *)&lattr.sockaddr)->sin_port);
+    /* The data listener: the same address, a free port, told to clients in
+     * HELLO's reply. Without it clients keep to their control connection. */
+    if (ai->ai_family == AF_INET)
+        ((struct sockaddr_in *)ai->ai_addr)->sin_port = 0;
+    else if (ai->ai_family == AF_INET6)
+        ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = 0;
+    lparams.conn_handler.cb = data_request_cb;
+    if (ucp_listener_create(s->worker, &lparams, &s->data_listener) != UCS_OK) {
+        s->data_listener = NULL;
+        ZERO_LOG_WARN("zero-optd: no data listener on %s: clients on this host use their first connection (TCP)",
+                      opts->host);
+    } else if (ucp_listener_query(s->data_listener, &lattr) == UCS_OK) {
+        s->data_port = lattr.sockaddr.ss_family == AF_INET6
+                           ? ntohs(((struct sockaddr_in6 *)&lattr.sockaddr)->sin6_port)
+                           : ntohs(((struct sockaddr_in *)&lattr.sockaddr)->sin_port);
+    }
     freeaddrinfo(ai);
     ai = NULL;
     if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
@@ -1009,13 +1177,16 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
             q->deadline = 0.0;   /* cancel now */
             (void)slot_request(s, q);
         }
-        q->conn->inflight = 0;
     }
     s->head = s->tail;
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
+        s->conns[i].inflight = 0;
+    for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         conn_close(&s->conns[i], NULL);
     for (int i = 0; i < s->npending; i++)
-        ucp_listener_reject(s->listener, s->pending[i]);
+        ucp_listener_reject(s->pending_data[i] ? s->data_listener : s->listener, s->pending[i]);
+    if (s->data_listener != NULL)
+        ucp_listener_destroy(s->data_listener);
     if (s->listener != NULL)
         ucp_listener_destroy(s->listener);
     if (s->worker != NULL)

@@ -122,6 +122,21 @@ void zero_optd_encode_hello(unsigned char *body, const zero_optd_hello_t *hello)
         zero_put_le64(body + 32 + 8 * g, hello->length[g]);
 }
 
+zero_optd_parse_t zero_optd_decode_attach(const unsigned char *body, size_t len, zero_optd_attach_t *attach)
+{
+    if (len != ZERO_OPTD_ATTACH_BODY)
+        return ZERO_OPTD_PARSE_LENGTH;
+    attach->control_key = zero_get_le64(body);
+    memcpy(attach->token, body + 8, ZERO_OPTD_TOKEN_BYTES);
+    return ZERO_OPTD_PARSE_OK;
+}
+
+void zero_optd_encode_attach(unsigned char *body, const zero_optd_attach_t *attach)
+{
+    zero_put_le64(body, attach->control_key);
+    memcpy(body + 8, attach->token, ZERO_OPTD_TOKEN_BYTES);
+}
+
 /* STEP head: group, optimizer, grad_dtype, weight_dtype (u32 each), begin,
  * count, step (u64 each), nine f32, flags u32 = 80 bytes; the gradient follows. */
 zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, zero_optd_step_t *s)

@@ -37,6 +37,8 @@
  * ranges into pieces of this size (4 MiB of fp32), which bounds every buffer. */
 #define ZERO_OPTD_MAX_ELEMS ((uint64_t)1 << 20)
 #define ZERO_OPTD_HELLO_BODY 64u
+#define ZERO_OPTD_HELLO_REPLY_BODY 8u       /* the same-host data listener's port (u32; 0: none), reserved u32 */
+#define ZERO_OPTD_ATTACH_BODY 24u           /* the control connection's key (u64), the token */
 #define ZERO_OPTD_STEP_HEAD 80u             /* STEP body before the gradient */
 #define ZERO_OPTD_RANGE_HEAD 24u            /* READ / WRITE body before the data */
 #define ZERO_OPTD_MAX_TEXT 512u             /* an error reply's message */
@@ -53,6 +55,7 @@ typedef enum zero_optd_type {
     ZERO_OPTD_READ = 3,    /* a piece of one field -> its fp32 values */
     ZERO_OPTD_WRITE = 4,   /* fp32 values of a piece of one field */
     ZERO_OPTD_BYE = 5,     /* the client is done; its state is freed */
+    ZERO_OPTD_ATTACH = 6,  /* first message of a same-host data connection: whose state it uses */
     ZERO_OPTD_TYPE_END
 } zero_optd_type_t;
 
@@ -138,11 +141,20 @@ zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, z
 zero_optd_parse_t zero_optd_decode_range(const unsigned char *body, size_t len, int with_data,
                                          zero_optd_range_t *range);
 
+/* ATTACH: the key of the client's control connection (the one that said
+ * HELLO) and the job token. */
+typedef struct zero_optd_attach {
+    uint64_t control_key;
+    unsigned char token[ZERO_OPTD_TOKEN_BYTES];
+} zero_optd_attach_t;
+zero_optd_parse_t zero_optd_decode_attach(const unsigned char *body, size_t len, zero_optd_attach_t *attach);
+
 /* Encoders write exactly the sizes named (header: ZERO_OPTD_HEADER_BYTES). */
 void zero_optd_encode_header(unsigned char *buf, const zero_optd_header_t *h);
 void zero_optd_encode_hello(unsigned char *body, const zero_optd_hello_t *hello);    /* HELLO_BODY */
 void zero_optd_encode_step_head(unsigned char *body, const zero_optd_step_t *step);  /* STEP_HEAD; grad follows */
 void zero_optd_encode_range_head(unsigned char *body, const zero_optd_range_t *range);  /* RANGE_HEAD */
+void zero_optd_encode_attach(unsigned char *body, const zero_optd_attach_t *attach);   /* ATTACH_BODY */
 
 /* The 32-hex-digit form of a job token (ZERO_JOB_TOKEN, --token-file; one
  * trailing newline allowed) -> 16 bytes. Returns 0 on success, -1 otherwise. */

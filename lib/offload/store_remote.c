@@ -26,8 +26,11 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <ucp/api/ucp.h>
+#include <unistd.h>
 
 /* Elements per message: small enough that the request slots stay a few MiB. */
 #define CHUNK ((size_t)1 << 18)
@@ -39,8 +42,15 @@ typedef struct server_link {
     struct remote_store *store;
     char *addr;                       /* "host:port" as configured */
     int index;
-    ucp_ep_h ep;
+    ucp_ep_h ep;                      /* the control connection: peer-failure mode, so a dead server is seen */
     uint64_t key;                     /* from WELCOME */
+    /* Same host: a second connection without peer-failure mode (UCX 1.13
+     * gives only such endpoints shared memory), which then carries every
+     * request; the control connection stays open as the server's pulse.
+     * NULL: requests go on ep. */
+    ucp_ep_h data_ep;
+    uint64_t data_key;
+    unsigned char hello_reply[ZERO_OPTD_HELLO_REPLY_BODY];
     int failed;                       /* set by the endpoint's error handler */
     ucs_status_t failed_status;
     size_t lo[ZERO_DTYPE_COUNT], hi[ZERO_DTYPE_COUNT];   /* its piece of each group */
@@ -50,7 +60,7 @@ typedef struct request_slot {
     int busy;
     int server;
     uint32_t type;
-    uint64_t seq;
+    uint64_t seq, key;                /* key: the connection's it went on (the reply carries it) */
     unsigned char *tx, *rx;
     size_t tx_len;
     void *send_req, *recv_req;
@@ -84,12 +94,18 @@ static void link_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
     }
 }
 
+/* Releases @p req, cancelling it if it is still in flight. A send to a
+ * dead server on the data connection (no peer-failure mode) never ends and
+ * cannot be cancelled, so the wait is short and the request is freed
+ * anyway (UCX lets it finish, or drops it when the endpoint closes; its
+ * buffer, a slot, lives until then). */
 static void request_done(remote_store_t *r, void **req)
 {
     if (*req != NULL && !UCS_PTR_IS_ERR(*req)) {
         if (ucp_request_check_status(*req) == UCS_INPROGRESS) {
+            double until = zero_clock_now() + 0.05;
             ucp_request_cancel(r->worker, *req);
-            while (ucp_request_check_status(*req) == UCS_INPROGRESS)
+            while (ucp_request_check_status(*req) == UCS_INPROGRESS && zero_clock_now() < until)
                 ucp_worker_progress(r->worker);
         }
         ucp_request_free(*req);
@@ -211,7 +227,7 @@ static zero_status_t complete_oldest(remote_store_t *r)
     if (q->recv_req != NULL && ucp_tag_recv_request_test(q->recv_req, &q->info) != UCS_OK)
         q->info.length = 0;   /* NULL: completed at once, q->info filled by UCX */
     v = zero_optd_decode_header(q->rx, q->info.length, 1, &h);
-    if (v != ZERO_OPTD_PARSE_OK || (h.type & ~ZERO_OPTD_REPLY) != q->type || h.seq != q->seq || h.conn_key != l->key) {
+    if (v != ZERO_OPTD_PARSE_OK || (h.type & ~ZERO_OPTD_REPLY) != q->type || h.seq != q->seq || h.conn_key != q->key) {
         if (v == ZERO_OPTD_PARSE_OK && h.status != 0 && h.body_len <= ZERO_OPTD_MAX_TEXT)
             goto refused;   /* an error reply to a message the server could not read */
         ZERO_LOG_ERROR("remote store: optimizer server %s sent a bad reply to %s: %s", l->addr, what,
@@ -274,8 +290,10 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
                             size_t out_bytes)
 {
     server_link_t *l = &r->links[q->server];
+    ucp_ep_h ep = l->data_ep != NULL ? l->data_ep : l->ep;
+    uint64_t key = l->data_ep != NULL ? l->data_key : l->key;
     zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = type, .status = 0, .body_len = body_len,
-                            .conn_key = l->key, .seq = r->next_seq++};
+                            .conn_key = key, .seq = r->next_seq++};
     ucp_request_param_t rp;
 
     if (l->failed) {
@@ -286,6 +304,7 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
     zero_optd_encode_header(q->tx, &h);
     q->type = type;
     q->seq = h.seq;
+    q->key = key;
     q->out = out;
     q->out_bytes = out_bytes;
     q->tx_len = ZERO_OPTD_HEADER_BYTES + body_len;
@@ -293,9 +312,9 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
     rp.recv_info.tag_info = &q->info;
     q->info.length = 0;
-    q->recv_req = ucp_tag_recv_nbx(r->worker, q->rx, SLOT_RX_BYTES, l->key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    q->recv_req = ucp_tag_recv_nbx(r->worker, q->rx, SLOT_RX_BYTES, key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
     memset(&rp, 0, sizeof(rp));
-    q->send_req = ucp_tag_send_nbx(l->ep, q->tx, q->tx_len, l->key, &rp);
+    q->send_req = ucp_tag_send_nbx(ep, q->tx, q->tx_len, key, &rp);
     q->busy = 1;
     r->inflight++;
     r->stats.bytes_sent += q->tx_len;
@@ -489,22 +508,36 @@ static void remote_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
     bytes_p->resident += (uint64_t)r->window * (SLOT_TX_BYTES + SLOT_RX_BYTES);
 }
 
-static void close_link(remote_store_t *r, server_link_t *l)
+/* Closes @p ep within 1 s: by force (nothing flushed), or flushed first. */
+static void close_ep(remote_store_t *r, ucp_ep_h ep, int force)
 {
     ucp_request_param_t rp;
     void *req;
     double deadline = zero_clock_now() + 1.0;
-    if (l->ep == NULL)
-        return;
     memset(&rp, 0, sizeof(rp));
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-    req = ucp_ep_close_nbx(l->ep, &rp);
+    rp.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    req = ucp_ep_close_nbx(ep, &rp);
     if (req != NULL && !UCS_PTR_IS_ERR(req)) {
         while (ucp_request_check_status(req) == UCS_INPROGRESS && zero_clock_now() < deadline)
             ucp_worker_progress(r->worker);
+        if (ucp_request_check_status(req) == UCS_INPROGRESS)
+            ucp_request_cancel(r->worker, req);
         ucp_request_free(req);
     }
+}
+
+static void close_link(remote_store_t *r, server_link_t *l)
+{
+    if (l->data_ep != NULL) {
+        /* Not in peer-failure mode: a forced close may upset a live peer
+         * (UCX's note on UCP_EP_CLOSE_FLAG_FORCE), so it is flushed unless
+         * the server failed. */
+        close_ep(r, l->data_ep, r->failed != ZERO_OK);
+        l->data_ep = NULL;
+    }
+    if (l->ep != NULL)
+        close_ep(r, l->ep, 1);   /* peer-failure mode: the server sees the close either way */
     l->ep = NULL;
 }
 
@@ -513,6 +546,14 @@ static void remote_destroy(zero_store_t *store)
     remote_store_t *r = (remote_store_t *)store;
     if (r->worker != NULL && r->failed == ZERO_OK) {
         (void)complete_all(r);
+        /* The data connections close first, flushed, while the servers still
+         * hold their ends; BYE then goes on the control connection, and the
+         * server drops its end of the data connection with it. */
+        for (int s = 0; s < r->num_links; s++)
+            if (r->links[s].data_ep != NULL) {
+                close_ep(r, r->links[s].data_ep, 0);
+                r->links[s].data_ep = NULL;
+            }
         /* BYE frees the state on the servers at once (they would also see the close) */
         for (int s = 0; s < r->num_links && r->failed == ZERO_OK; s++) {
             request_slot_t *q;
@@ -553,6 +594,10 @@ static const zero_store_ops_t remote_ops = {
     .destroy = remote_destroy,
     .step_async = remote_step,
     .step_wait = remote_step_wait,
+    /* the state is on the servers: only gradients and weights should travel
+     * (without this the engine acquired and released every range, 24 bytes
+     * of state per element per step over the network instead of 4) */
+    .prefer_step = 1,
 };
 
 /* Splits "host:port" (the last colon; "[v6]:port" too) into its parts. */
@@ -573,6 +618,141 @@ static int split_address(const char *addr, char *host, size_t host_len, char *po
     host[n] = '\0';
     snprintf(port, port_len, "%s", colon + 1);
     return 0;
+}
+
+/* Waits for @p req as wait_on does, without logging or marking the store
+ * failed: for the optional data connection, whose failure is no error. */
+static ucs_status_t wait_quiet(remote_store_t *r, server_link_t *l, void *req, double deadline)
+{
+    ucs_status_t st;
+    if (req == NULL)
+        return UCS_OK;
+    if (UCS_PTR_IS_ERR(req))
+        return UCS_PTR_STATUS(req);
+    while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS) {
+        if (l->failed)
+            return l->failed_status;
+        if (zero_clock_now() >= deadline)
+            return UCS_ERR_TIMED_OUT;
+        if (ucp_worker_progress(r->worker) == 0)
+            sleep_on_worker(r, deadline);
+    }
+    return st;
+}
+
+/* Whether @p ai is an address of this host (in this network namespace):
+ * binding a socket to it works only then. */
+static int address_is_local(const struct addrinfo *ai)
+{
+    struct sockaddr_storage sa;
+    int fd, rc;
+    if (ai->ai_addrlen > sizeof(sa) || (ai->ai_family != AF_INET && ai->ai_family != AF_INET6))
+        return 0;
+    memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
+    if (ai->ai_family == AF_INET)
+        ((struct sockaddr_in *)&sa)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&sa)->sin6_port = 0;
+    fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    rc = bind(fd, (const struct sockaddr *)&sa, ai->ai_addrlen);
+    close(fd);
+    return rc == 0;
+}
+
+/* The data connection's set-up waits at most this long (or timeout_s if
+ * shorter): it is optional, the control connection works without it. */
+#define DATA_SETUP_S 5.0
+
+/* Same host: opens a connection without peer-failure mode to the data port
+ * that HELLO's reply named (UCX 1.13 gives only such endpoints shared
+ * memory), and ATTACHes it to the control connection, which stays open so
+ * that a dead server is still seen at once (its error handler) and the
+ * server sees a dead client. Any failure is logged and leaves the link on
+ * its control connection. Opt-in (ZERO_OPTD_SAME_HOST=1): UCX 1.13 aborts a
+ * process whose CMA copy (the shared-memory path for large messages) finds
+ * its peer dead on such an endpoint, so a rank killed mid-transfer can take
+ * its server down, and a server killed mid-reply its rank (docs/optd.md). */
+static void connect_data(remote_store_t *r, server_link_t *l, const struct addrinfo *ai)
+{
+    uint32_t port = zero_get_le32(l->hello_reply);
+    const char *env = getenv("ZERO_OPTD_SAME_HOST");
+    double deadline = zero_clock_now() + (r->opts.timeout_s < DATA_SETUP_S ? r->opts.timeout_s : DATA_SETUP_S);
+    unsigned char welcome[ZERO_OPTD_WELCOME_BYTES], msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_BODY];
+    unsigned char reply[ZERO_OPTD_HEADER_BYTES];
+    struct sockaddr_storage sa;
+    zero_optd_header_t h;
+    zero_optd_attach_t a;
+    ucp_ep_params_t p;
+    ucp_request_param_t rp;
+    ucp_ep_h ep = NULL;
+    uint64_t key;
+    void *rreq, *sreq;
+    ucs_status_t st;
+    const char *why;
+
+    if (port == 0 || port > 65535 || env == NULL || strcmp(env, "1") != 0 || !address_is_local(ai))
+        return;
+    memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
+    if (ai->ai_family == AF_INET)
+        ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)port);
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+    p.sockaddr.addr = (const struct sockaddr *)&sa;
+    p.sockaddr.addrlen = ai->ai_addrlen;
+    p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    if (ucp_ep_create(r->worker, &p, &ep) != UCS_OK) {
+        ep = NULL;
+        why = "no endpoint";
+        goto fallback;
+    }
+    memset(&rp, 0, sizeof(rp));
+    rreq = ucp_tag_recv_nbx(r->worker, welcome, sizeof(welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    st = wait_quiet(r, l, rreq, deadline);
+    request_done(r, &rreq);
+    if (st != UCS_OK) {
+        why = "no WELCOME";
+        goto fallback;
+    }
+    key = zero_get_le64(welcome);
+    h = (zero_optd_header_t){.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_ATTACH, .status = 0,
+                             .body_len = ZERO_OPTD_ATTACH_BODY, .conn_key = key, .seq = r->next_seq++};
+    zero_optd_encode_header(msg, &h);
+    a.control_key = l->key;
+    memcpy(a.token, r->opts.token, ZERO_OPTD_TOKEN_BYTES);
+    zero_optd_encode_attach(msg + ZERO_OPTD_HEADER_BYTES, &a);
+    memset(reply, 0, sizeof(reply));
+    memset(&rp, 0, sizeof(rp));
+    rreq = ucp_tag_recv_nbx(r->worker, reply, sizeof(reply), key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    memset(&rp, 0, sizeof(rp));
+    sreq = ucp_tag_send_nbx(ep, msg, sizeof(msg), key, &rp);
+    st = wait_quiet(r, l, sreq, deadline);
+    if (st == UCS_OK)
+        st = wait_quiet(r, l, rreq, deadline);
+    request_done(r, &sreq);
+    request_done(r, &rreq);
+    if (st != UCS_OK) {
+        why = "no answer to ATTACH";
+        goto fallback;
+    }
+    if (zero_optd_decode_header(reply, sizeof(reply), 1, &h) != ZERO_OPTD_PARSE_OK ||
+        h.type != (ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY) || h.status != 0 || h.conn_key != key) {
+        why = "ATTACH refused";
+        goto fallback;
+    }
+    l->data_ep = ep;
+    l->data_key = key;
+    r->stats.same_host_links++;
+    return;
+fallback:
+    ZERO_LOG_INFO("remote store: optimizer server %s: no same-host data connection (%s); requests use the first "
+                  "connection", l->addr, why);
+    if (ep != NULL)
+        close_ep(r, ep, 0);
 }
 
 /* Endpoint, WELCOME (the key), HELLO (token and the slices it will hold). */
@@ -630,8 +810,11 @@ static zero_status_t connect_link(remote_store_t *r, server_link_t *l)
         hello.length[g] = l->hi[g] - l->lo[g];
     ZERO_CHECK_GOTO(take_slot(r, l->index, &q), status, out);
     zero_optd_encode_hello(q->tx + ZERO_OPTD_HEADER_BYTES, &hello);
-    ZERO_CHECK_GOTO(submit(r, q, ZERO_OPTD_HELLO, ZERO_OPTD_HELLO_BODY, NULL, 0), status, out);
+    ZERO_CHECK_GOTO(submit(r, q, ZERO_OPTD_HELLO, ZERO_OPTD_HELLO_BODY, l->hello_reply, sizeof(l->hello_reply)),
+                    status, out);
     status = complete_all(r);
+    if (status == ZERO_OK)
+        connect_data(r, l, ai);
 out:
     freeaddrinfo(ai);
     return status;

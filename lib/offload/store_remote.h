@@ -27,6 +27,7 @@ typedef struct zero_store_remote_stats {
     uint64_t messages, steps;
     uint64_t sleeps;                       /* waits that slept on the worker's event descriptor */
     uint64_t sleep_timeouts;               /* ... and woke with no event (at the 10 ms slice or the deadline) */
+    uint64_t same_host_links;              /* servers reached over a same-host data connection (docs/optd.md) */
 } zero_store_remote_stats_t;
 
 /*

@@ -15,7 +15,9 @@
  * engine must then hand it every owned range instead of acquiring it.
  */
 #include "test_main.h"
+#include "offload/optd_server.h"
 #include "offload/store.h"
+#include "offload/store_remote.h"
 #include "util/alloc.h"
 #include "util/half.h"
 #include "zero/engine_internal.h"
@@ -23,6 +25,8 @@
 #include <zero/zero.h>
 
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -553,6 +557,73 @@ static void test_store_factory(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+
+/* ---- zero-optd: the engine hands the remote store its step ---- */
+
+typedef struct local_optd {
+    zero_optd_server_t *server;
+    pthread_t thread;
+    volatile sig_atomic_t stop;
+} local_optd_t;
+
+static void *local_optd_main(void *arg)
+{
+    local_optd_t *t = arg;
+    (void)zero_optd_server_run(t->server, &t->stop);
+    return NULL;
+}
+
+/* With "device": "remote" the engine's elementwise step is zero-optd's STEP
+ * (the gradient out, the weights back: 2 + 2 bytes per bf16 element plus
+ * headers), never an acquire and a dirty release of the state (24 bytes per
+ * element: master and two moments read, then written back); same bits as
+ * the state in the rank. */
+static void test_remote_store_gets_the_step(void)
+{
+    zero_optd_server_opts_t o = {.host = "127.0.0.1", .threads = 1, .hello_timeout_s = 5.0, .io_timeout_s = 5.0};
+    local_optd_t t = {0};
+    zero_param_h pa[NUM_PARAMS], pb[NUM_PARAMS];
+    zero_store_remote_stats_t s0, s1;
+    char json[512];
+    zero_engine_h a, b;
+    size_t owned = 0;
+
+    CU_ASSERT_EQUAL_FATAL(zero_optd_server_create(&o, &t.server), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t.thread, NULL, local_optd_main, &t), 0);
+    snprintf(json, sizeof(json),
+             "{\"train_batch_size\": 1, " BF16 "\"optimizer\": " ADAMW ", \"gradient_clipping\": 0.5,"
+             " \"zero_optimization\": {\"stage\": 1, \"reduce_bucket_size\": 2048, \"offload_optimizer\":"
+             " {\"device\": \"remote\", \"servers\": [\"127.0.0.1:%d\"]}}}", zero_optd_server_port(t.server));
+    unsetenv("ZERO_JOB_TOKEN");   /* the server has none either */
+    a = make_engine(CFG(1, BF16, ADAMW), ZERO_BF16, pa);
+    b = make_engine(json, ZERO_BF16, pb);
+    CU_ASSERT_STRING_EQUAL_FATAL(b->store->ops->name, "remote");
+    for (int gi = 0; gi < b->layout->num_groups; gi++)
+        owned += b->groups[gi].own_length;
+    train_step(a, pa, ZERO_BF16, 0);
+    train_step(b, pb, ZERO_BF16, 0);
+    zero_store_remote_stats(b->store, &s0);
+    train_step(a, pa, ZERO_BF16, 1);
+    train_step(b, pb, ZERO_BF16, 1);
+    zero_store_remote_stats(b->store, &s1);
+    CU_ASSERT(s1.steps > s0.steps);
+    /* 2 bytes of gradient per element each way, plus a 112-byte head per message */
+    CU_ASSERT(s1.bytes_sent - s0.bytes_sent <= 2 * owned + 112 * (s1.messages - s0.messages));
+    CU_ASSERT(s1.bytes_received - s0.bytes_received <= 2 * owned + 112 * (s1.messages - s0.messages));
+    if (s1.steps == s0.steps || s1.bytes_sent - s0.bytes_sent > 3 * owned)
+        fprintf(stderr, "remote step: %llu steps, %llu bytes sent, %llu received for %zu elements\n",
+                (unsigned long long)(s1.steps - s0.steps), (unsigned long long)(s1.bytes_sent - s0.bytes_sent),
+                (unsigned long long)(s1.bytes_received - s0.bytes_received), owned);
+    train_step(a, pa, ZERO_BF16, 2);
+    train_step(b, pb, ZERO_BF16, 2);
+    assert_same_state(a, b);
+    zero_engine_destroy(a);
+    zero_engine_destroy(b);
+    t.stop = 1;
+    pthread_join(t.thread, NULL);
+    zero_optd_server_destroy(t.server);
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
@@ -561,6 +632,7 @@ int main(int argc, char **argv)
         {"checkpoints go through the store", test_checkpoint_goes_through_the_store},
         {"a store's range bound holds everywhere", test_range_bound_everywhere},
         {"the store factory", test_store_factory},
+        {"zero-optd gets the step, not the state", test_remote_store_gets_the_step},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"engine-store", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};

@@ -35,6 +35,7 @@ static void check_body(const unsigned char *body, size_t len)
     zero_optd_hello_t hello, hello2;
     zero_optd_step_t step, step2;
     zero_optd_range_t range, range2;
+    zero_optd_attach_t attach, attach2;
 
     if (zero_optd_decode_hello(body, len, &hello) == ZERO_OPTD_PARSE_OK) {
         CHECK(len == ZERO_OPTD_HELLO_BODY);
@@ -59,6 +60,13 @@ static void check_body(const unsigned char *body, size_t len)
         memcpy(again + ZERO_OPTD_STEP_HEAD, body + ZERO_OPTD_STEP_HEAD, len - ZERO_OPTD_STEP_HEAD);
         CHECK(zero_optd_decode_step(again, len, &step2) == ZERO_OPTD_PARSE_OK);
         CHECK(step2.count == step.count && step2.begin == step.begin && step2.flags == step.flags);
+    }
+    if (zero_optd_decode_attach(body, len, &attach) == ZERO_OPTD_PARSE_OK) {
+        CHECK(len == ZERO_OPTD_ATTACH_BODY);
+        zero_optd_encode_attach(again, &attach);
+        CHECK(memcmp(again, body, ZERO_OPTD_ATTACH_BODY) == 0);   /* every byte is a field */
+        CHECK(zero_optd_decode_attach(again, len, &attach2) == ZERO_OPTD_PARSE_OK &&
+              attach2.control_key == attach.control_key);
     }
     for (int with_data = 0; with_data < 2; with_data++)
         if (zero_optd_decode_range(body, len, with_data, &range) == ZERO_OPTD_PARSE_OK) {

@@ -246,7 +246,10 @@ static void run_and_compare(zero_store_t *host, zero_store_t *remote, const opti
     zero_free(wb);
 }
 
-static void check_bitwise(int num_servers)
+/* @p same_host 0: every request on the control connection (the default, as
+ * from another host); 1: ZERO_OPTD_SAME_HOST=1, on the same-host data
+ * connection. */
+static void check_bitwise(int num_servers, int same_host)
 {
     ZERO_TEST_MEM_MARK();
     test_server_t srv[2];
@@ -268,7 +271,15 @@ static void check_bitwise(int num_servers)
             desc_init(&desc, 300000 + 17, 1001, optimizer_cases[k].states);
             remote_opts(&o, addrs, num_servers);
             CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
+            if (same_host)
+                setenv("ZERO_OPTD_SAME_HOST", "1", 1);
             CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+            unsetenv("ZERO_OPTD_SAME_HOST");
+            {
+                zero_store_remote_stats_t stats;
+                zero_store_remote_stats(remote, &stats);
+                CU_ASSERT_EQUAL(stats.same_host_links, same_host ? (uint64_t)num_servers : 0u);
+            }
             for (int g = 0; g < 2; g++) {
                 fill_store(host, g, 77u + (uint32_t)g);
                 fill_store(remote, g, 77u + (uint32_t)g);
@@ -291,12 +302,17 @@ static void check_bitwise(int num_servers)
 
 static void test_bitwise_one_server(void)
 {
-    check_bitwise(1);
+    check_bitwise(1, 0);
 }
 
 static void test_bitwise_two_servers(void)
 {
-    check_bitwise(2);
+    check_bitwise(2, 0);
+}
+
+static void test_bitwise_same_host(void)
+{
+    check_bitwise(2, 1);
 }
 
 /* ---------- refusals through the store ---------- */
@@ -820,7 +836,7 @@ static pid_t spawn_optd(char *addr, size_t addr_len)
     return pid;
 }
 
-static void check_server_failure(int sig)
+static void check_server_failure(int sig, int same_host)
 {
     ZERO_TEST_MEM_MARK();
     char addr[64];
@@ -841,7 +857,17 @@ static void check_server_failure(int sig)
     desc.num_groups = 1;
     remote_opts(&o, addrs, 1);
     o.timeout_s = 3.0;
+    if (same_host)
+        setenv("ZERO_OPTD_SAME_HOST", "1", 1);
     CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    {
+        /* the path whose failure is checked: the data connection has no
+         * error handler of its own; the control connection's reports it */
+        zero_store_remote_stats_t stats;
+        zero_store_remote_stats(remote, &stats);
+        CU_ASSERT_EQUAL(stats.same_host_links, same_host ? 1u : 0u);
+    }
     step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
     st.count = 5000;
     st.grad_dtype = ZERO_FP32;
@@ -877,12 +903,98 @@ static void check_server_failure(int sig)
 
 static void test_server_killed(void)
 {
-    check_server_failure(SIGKILL);
+    check_server_failure(SIGKILL, 1);
+}
+
+static void test_server_killed_control_only(void)
+{
+    check_server_failure(SIGKILL, 0);
 }
 
 static void test_server_stalled(void)
 {
-    check_server_failure(SIGSTOP);
+    check_server_failure(SIGSTOP, 1);
+}
+
+/* The client process of test_store_client_killed (this binary run with
+ * --store-client ADDR): a remote store on the same-host path, one step, then
+ * it waits to be killed. Exits 3 if the store does not use the data
+ * connection. */
+static int store_client(const char *addr)
+{
+    const char *addrs[1] = {addr};
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_remote_stats_t stats;
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    static float grad[600000], w[600000];
+    if (zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK)
+        return 2;
+    desc_init(&desc, 600000, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 1);
+    if (zero_store_remote_create(&desc, &o, &remote) != ZERO_OK)
+        return 2;
+    zero_store_remote_stats(remote, &stats);
+    if (stats.same_host_links != 1)
+        return 3;
+    step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
+    st.count = 600000;
+    st.grad_dtype = ZERO_FP32;
+    st.grad = grad;
+    st.weight_dtype = ZERO_FP32;
+    st.weights = w;
+    if (zero_store_step_async(remote, &st) != ZERO_OK || zero_store_step_wait(remote) != ZERO_OK)
+        return 4;
+    printf("stepped\n");
+    fflush(stdout);
+    for (;;)   /* killed here, between steps: a kill mid-transfer can abort the server (docs/optd.md) */
+        pause();
+}
+
+/* A client killed between steps on the same-host path (its data connection
+ * has no peer-failure mode): the server sees it through the control
+ * connection, frees its state, and serves on. */
+static void test_store_client_killed(void)
+{
+    test_server_t srv;
+    uint64_t idle_bytes;
+    int status, fds[2];
+    char line[32] = "";
+    pid_t pid;
+    FILE *f;
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    idle_bytes = zero_optd_server_bytes(srv.server);
+    CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        setenv("ZERO_OPTD_SAME_HOST", "1", 1);
+        execl("/proc/self/exe", "test_optd", "--store-client", srv.addr, (char *)NULL);
+        _exit(127);
+    }
+    CU_ASSERT_FATAL(pid > 0);
+    close(fds[1]);
+    f = fdopen(fds[0], "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), f));   /* it steps (or it ended: its status says why) */
+    CU_ASSERT_STRING_EQUAL(line, "stepped\n");
+    zero_clock_sleep(0.2);
+    CU_ASSERT(zero_optd_server_bytes(srv.server) > idle_bytes);
+    kill(pid, SIGKILL);
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    if (!WIFSIGNALED(status))
+        fprintf(stderr, "the client process ended with status 0x%x\n", (unsigned)status);
+    fclose(f);
+    for (double t0 = zero_clock_now(); zero_optd_server_bytes(srv.server) != idle_bytes && zero_clock_now() - t0 < 10;)
+        zero_clock_sleep(0.05);
+    CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
 }
 
 int main(int argc, char **argv)
@@ -890,6 +1002,7 @@ int main(int argc, char **argv)
     CU_TestInfo numerics[] = {
         {"remote step == host step, bitwise, one server", test_bitwise_one_server},
         {"remote step == host step, bitwise, two servers", test_bitwise_two_servers},
+        {"remote step == host step, bitwise, two servers, same-host data connections", test_bitwise_same_host},
         CU_TEST_INFO_NULL,
     };
     CU_TestInfo safety[] = {
@@ -899,8 +1012,10 @@ int main(int argc, char **argv)
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
         {"a client that stops reading its replies", test_reply_not_read},
-        {"server killed: error naming it", test_server_killed},
-        {"server stalled: error naming it within the bound", test_server_stalled},
+        {"server killed: error naming it", test_server_killed_control_only},
+        {"server killed, same-host data connection: error naming it", test_server_killed},
+        {"a same-host client killed between steps: its state freed", test_store_client_killed},
+        {"server stalled, same-host data connection: error naming it within the bound", test_server_stalled},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"optd-numerics", NULL, NULL, NULL, NULL, numerics},
@@ -909,5 +1024,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (argc == 3 && strcmp(argv[1], "--mid-message-client") == 0)
         return mid_message_client(atoi(argv[2]));
+    if (argc == 3 && strcmp(argv[1], "--store-client") == 0)
+        return store_client(argv[2]);
     return zero_test_main(argc, argv, suites);
 }
