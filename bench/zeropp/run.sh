@@ -3,33 +3,43 @@
 #
 # Two network namespaces (the nodes) joined by a veth pair shaped with tc to
 # $ZPP_RATE (default 10gbit) in each direction; an sshd in each; zero-launch in
-# the first with a hostfile of both, two ranks per node. The job's
-# communicator runs on UCX_TLS=tcp: UCX's shared-memory transports reach a
-# rank in the other namespace too (one host, one IPC namespace) and would
-# bypass the shaped link, so its ring hops inside a node go over the
-# namespace's loopback and the hops between nodes over the veth. The node
-# communicators of hpZ and of qgZ's first level (zero_comm_split, members on
-# one node) use shared memory instead (ZERO_COMM_NODE_UCX_TLS=$ZPP_NODE_TLS,
-# default sm,self): their members are all in one namespace, so nothing of
-# theirs can take the link; qgZ's second level (same local rank on both
-# nodes) spans the nodes and stays on TCP over the veth. The example
-# GPT (examples/gpt/train_gpt, bf16, stage 3, every parameter partitioned)
-# trains with plain ZeRO-3, hpZ (zero_hpz_partition_size 2), qwZ, qgZ and all
-# three in the same run, with stage3_max_reuse_distance 0: the backward
-# gathers every layer again, as it must for a model whose layers do not all
-# stay gathered (at this size the forward's gathers would otherwise be kept
-# for the backward, one gather per step, and hpZ would have nothing to save:
-# its refresh is that one gather). For each: ms per step (mean over the measured steps,
-# rank 0's ms_per_step lines) and bytes crossing the link per step (both veth
-# ends' tx counters, the difference between a run of WARM and a run of WARM +
-# STEPS steps, divided by STEPS, so set-up and the rendezvous are not
-# counted).
+# the first with a hostfile of both, two ranks per node. Each node's sshd, and
+# so its ranks, also has its own IPC, PID and mount namespace, as a separate
+# machine would: UCX 1.13's shared-memory transports check the IPC and PID
+# namespaces, so with the job's UCX_TLS=$ZPP_TLS (default sm,self,tcp) the
+# ring hops inside a node use shared memory and only the hops between the
+# nodes take TCP over the shaped veth. (Until round 6 the job ran on
+# UCX_TLS=tcp with one IPC namespace, so plain ZeRO-3's hops inside a node
+# went over loopback TCP and cost CPU that real nodes do not spend.) The
+# node communicators of hpZ and of qgZ's first level (zero_comm_split,
+# members on one node) use ZERO_COMM_NODE_UCX_TLS=$ZPP_NODE_TLS (default
+# sm,self); qgZ's second level spans the nodes and takes the veth.
 #
-# Environment: ZPP_RATE (tc rate, default 10gbit), ZPP_NODE_TLS (UCX
-# transports inside a node for hpZ, default sm,self), ZPP_STEPS (default 10),
-# ZPP_WARM (default 3), ZPP_MODEL (train_gpt model flags, default
-# "--channels 256 --layers 2 --heads 4 --context 16"). Needs root, iproute2
-# (ip, tc) and openssh-server; exits 77 when they are missing.
+# The model: the example GPT (examples/gpt/train_gpt, bf16, stage 3, every
+# parameter partitioned), by default 768 wide, 2 layers, context 2, micro-batch
+# 1 per rank (14.2 M parameters, 28 MB of bf16 weights): many parameters for
+# little compute, so that a step's bytes are as large as they can be next to
+# its arithmetic. What is left of the step is per-parameter CPU work (the
+# trainer's 16-bit to fp32 conversions, the engine's copies, the kernel's TCP
+# copies), which grows with the model as the bytes do; the link_ms_step
+# column (the busier direction's bytes at the shaped rate) shows how much of
+# the step the link can account for at most. It trains with plain ZeRO-3, hpZ
+# (zero_hpz_partition_size 2), qwZ, qgZ and all three in the same run, with
+# stage3_max_reuse_distance 0: the backward gathers every layer again, as it
+# must for a model whose layers do not all stay gathered (otherwise the
+# forward's gathers would be kept for the backward and hpZ would have nothing
+# to save). For each: ms per step (mean over the measured steps, rank 0's
+# ms_per_step lines) and bytes crossing the link per step (both veth ends' tx
+# counters, the difference between a run of WARM and a run of WARM + STEPS
+# steps, divided by STEPS, so set-up and the rendezvous are not counted).
+#
+# Environment: ZPP_RATE (tc rate, NUMBER[k|m|g]bit, default 10gbit), ZPP_TLS
+# (the job's UCX transports, default sm,self,tcp), ZPP_NODE_TLS (UCX
+# transports of node communicators, default sm,self), ZPP_STEPS (default 6),
+# ZPP_WARM (default 2), ZPP_MODEL (train_gpt model flags, default
+# "--channels 768 --layers 2 --heads 4 --context 2"), ZPP_ONLY (a subset of
+# the rows, e.g. "plain all"). Needs root, iproute2 (ip, tc), util-linux
+# (unshare) and openssh-server; exits 77 when they are missing.
 # The last line: summary: zeropp_cross_node_bytes_ratio=<x> zeropp_step_speedup=<y>
 # (x: all over plain bytes per step; y: plain over all ms per step).
 set -uo pipefail
@@ -39,16 +49,18 @@ zl="$build_dir/tools/zero-launch/zero-launch"
 gpt="$build_dir/examples/train_gpt"
 data="$root/tests/data/license-texts"
 rate=${ZPP_RATE:-10gbit}
-steps=${ZPP_STEPS:-10}
-warm=${ZPP_WARM:-3}
-model=${ZPP_MODEL:---channels 256 --layers 2 --heads 4 --context 16}
+steps=${ZPP_STEPS:-6}
+warm=${ZPP_WARM:-2}
+model=${ZPP_MODEL:---channels 768 --layers 2 --heads 4 --context 2}
 node_tls=${ZPP_NODE_TLS:-sm,self}
+job_tls=${ZPP_TLS:-sm,self,tcp}
 
 skip() { echo "zeropp: SKIP: $*"; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "needs root to create network namespaces"
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || skip "no ip/tc (iproute2)"
 sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
 [ -x "$sshd_bin" ] || skip "no sshd (openssh-server)"
+command -v unshare >/dev/null 2>&1 || skip "no unshare (util-linux)"
 
 tag=$$
 net="10.232.$(( tag % 200 + 20 ))"
@@ -95,7 +107,13 @@ UsePAM no
 LogLevel ERROR
 CONF
     ns_var="ns$i"
-    ip netns exec "${!ns_var}" "$sshd_bin" -D -f "$tmp/sshd$i.conf" -E "$tmp/sshd$i.log" &
+    # Each node is also its own IPC, PID and mount namespace, as separate
+    # machines are: UCX then finds its shared-memory transports (which check
+    # the IPC and PID namespaces) only between ranks of one node, so the
+    # job's ring hops inside a node use shared memory and only the hops
+    # between the nodes take TCP over the shaped veth.
+    ip netns exec "${!ns_var}" unshare --ipc --pid --mount --mount-proc --fork --kill-child \
+        "$sshd_bin" -D -f "$tmp/sshd$i.conf" -E "$tmp/sshd$i.log" &
     sshd_pids+=($!)
 done
 ssh_opts="-F /dev/null -i $tmp/user_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=5"
@@ -113,49 +131,61 @@ done
 printf '%s slots=2\n%s slots=2\n' "$net.1" "$net.2" > "$tmp/hosts"
 mkdir -p "$tmp/work"
 
+# the bytes each end of the veth has sent: "node1->node2 node2->node1"
 link_bytes() {
-    echo $(( $(ip netns exec "$ns1" cat "/sys/class/net/$va/statistics/tx_bytes") +
-             $(ip netns exec "$ns2" cat "/sys/class/net/$vb/statistics/tx_bytes") ))
+    echo "$(ip netns exec "$ns1" cat "/sys/class/net/$va/statistics/tx_bytes")" \
+         "$(ip netns exec "$ns2" cat "/sys/class/net/$vb/statistics/tx_bytes")"
 }
+# tc's rate (e.g. 10gbit, 500mbit) in bytes per millisecond
+rate_bytes_ms=$(echo "$rate" | awk '{ r = $0 + 0; u = tolower($0); sub(/^[0-9.]+/, "", u)
+    m = u == "gbit" ? 1e9 : u == "mbit" ? 1e6 : u == "kbit" ? 1e3 : u == "bit" ? 1 : 0
+    if (m == 0) exit 1; printf "%.3f", r * m / 8 / 1000 }') || skip "ZPP_RATE '$rate': use NUMBER[k|m|g]bit"
 
-# run NAME KEYS NSTEPS: one launch; prints the link bytes it moved; rank 0's log in $tmp/NAME.NSTEPS.log
+# run NAME KEYS NSTEPS: one launch; prints the link bytes it moved each way
+# ("node1->node2 node2->node1"); rank 0's log in $tmp/NAME.NSTEPS.log
 run() {
-    local cfg="$tmp/$1.json" before after
+    local cfg="$tmp/$1.json"
     cat > "$cfg" <<CONF
 {"train_batch_size": 4, "train_micro_batch_size_per_gpu": 1, "steps_per_print": 0,
  "bf16": {"enabled": true},
  "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}},
  "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0, "stage3_max_reuse_distance": 0$2}}
 CONF
-    before=$(link_bytes)
-    (cd "$tmp/work" && ip netns exec "$ns1" env HOME="$tmp" ZERO_LAUNCH_SSH_OPTS="$ssh_opts" UCX_TLS=tcp \
+    local b1 b2 a1 a2
+    read -r b1 b2 <<< "$(link_bytes)"
+    (cd "$tmp/work" && ip netns exec "$ns1" env HOME="$tmp" ZERO_LAUNCH_SSH_OPTS="$ssh_opts" UCX_TLS="$job_tls" \
         ZERO_COMM_NODE_UCX_TLS="$node_tls" "$zl" -H "$tmp/hosts" --ssh_port 2222 --master_port 0 "$gpt" --config "$cfg" --steps "$3" \
         --print-interval 1 --eval-windows 0 $model --data "$data") > "$tmp/$1.$3.log" 2>&1 || {
         echo "zeropp: the $1 run failed:" >&2
         tail -20 "$tmp/$1.$3.log" >&2
         exit 1
     }
-    after=$(link_bytes)
-    echo $(( after - before ))
+    read -r a1 a2 <<< "$(link_bytes)"
+    echo "$(( a1 - b1 )) $(( a2 - b2 ))"
 }
 
-declare -A ms bytes
-names=(plain hpz qwz qgz all)
-keys=("" ', "zero_hpz_partition_size": 2' ', "zero_quantized_weights": true' ', "zero_quantized_gradients": true'
-      ', "zero_hpz_partition_size": 2, "zero_quantized_weights": true, "zero_quantized_gradients": true')
-echo "zeropp: 2 nodes x 2 ranks, link $rate each way, inside a node tcp (hpZ's node communicators: $node_tls),"
+declare -A ms bytes keys
+keys=([plain]="" [hpz]=', "zero_hpz_partition_size": 2' [qwz]=', "zero_quantized_weights": true'
+      [qgz]=', "zero_quantized_gradients": true'
+      [all]=', "zero_hpz_partition_size": 2, "zero_quantized_weights": true, "zero_quantized_gradients": true')
+# ZPP_ONLY: a subset of the rows, e.g. "plain all" (the summary needs both)
+read -r -a names <<< "${ZPP_ONLY:-plain hpz qwz qgz all}"
+echo "zeropp: 2 nodes x 2 ranks (each node its own net, IPC and PID namespace), link $rate each way; UCX_TLS=$job_tls, node communicators $node_tls"
 echo "zeropp: $steps measured steps after $warm, model: $model"
 echo "zeropp: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %12s %16s %10s %10s\n' config ms_per_step link_bytes_step bytes_ratio speedup
-for i in "${!names[@]}"; do
-    n=${names[$i]}
-    b1=$(run "$n" "${keys[$i]}" "$warm") || exit 1
-    b2=$(run "$n" "${keys[$i]}" $((warm + steps))) || exit 1
-    bytes[$n]=$(( (b2 - b1) / steps ))
+printf '%-6s %12s %16s %12s %10s %10s\n' config ms_per_step link_bytes_step link_ms_step bytes_ratio speedup
+for n in "${names[@]}"; do
+    read -r s1 s2 <<< "$(run "$n" "${keys[$n]}" "$warm")" || exit 1
+    read -r l1 l2 <<< "$(run "$n" "${keys[$n]}" $((warm + steps)))" || exit 1
+    [ -n "$s2" ] && [ -n "$l2" ] || exit 1
+    bytes[$n]=$(( (l1 - s1 + l2 - s2) / steps ))
+    # the least time the link needs for a step's bytes: its busier direction at the shaped rate
+    link_ms=$(awk -v a=$(( l1 - s1 )) -v b=$(( l2 - s2 )) -v n="$steps" -v r="$rate_bytes_ms" \
+              'BEGIN { printf "%.1f", (a > b ? a : b) / n / r }')
     ms[$n]=$(awk -v w="$warm" '/^step=/ { split($1, s, "="); if (s[2] + 0 > w) for (i = 2; i <= NF; i++)
              if ($i ~ /^ms_per_step=/) { sub("ms_per_step=", "", $i); t += $i; k++ } }
              END { if (k) printf "%.1f", t / k; else print "nan" }' "$tmp/$n.$((warm + steps)).log")
-    printf '%-6s %12s %16s %10.3f %10.3f\n' "$n" "${ms[$n]}" "${bytes[$n]}" \
+    printf '%-6s %12s %16s %12s %10.3f %10.3f\n' "$n" "${ms[$n]}" "${bytes[$n]}" "$link_ms" \
         "$(awk -v a="${bytes[$n]}" -v b="${bytes[plain]}" 'BEGIN { print a / b }')" \
         "$(awk -v a="${ms[plain]}" -v b="${ms[$n]}" 'BEGIN { print a / b }')"
 done
