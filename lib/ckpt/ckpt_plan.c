@@ -122,7 +122,8 @@ struct ckpt_plan {
     atomic_size_t next_op;
     /* hold mode (ckpt_plan_set_hold): the chunks as read, kept until ckpt_plan_commit */
     int hold;
-    uint8_t *held;
+    uint8_t *held;       /* aligned to direct_align inside held_mem, for O_DIRECT reads of any size */
+    uint8_t *held_mem;
     size_t held_bytes;
     plan_held_extra_t *extras;
     size_t num_extras, cap_extras;
@@ -684,18 +685,21 @@ zero_status_t ckpt_plan_run(ckpt_plan_t *p, int threads, ckpt_err_t *err)
     pthread_t populate_tid;
     int populating = 0;
 
-    zero_mem_free(p->held);   /* a second run in hold mode holds only its own chunks */
-    p->held = NULL;
+    zero_mem_free(p->held_mem);   /* a second run in hold mode holds only its own chunks */
+    p->held_mem = p->held = NULL;
     if ((status = make_ops(p, err)) != ZERO_OK)
         return status;
     if (p->num_ops == 0)
         return ZERO_OK;
     if (p->hold) {
-        if (zero_mem_alloc(ZERO_MEM_HOST, p->held_bytes, "ckpt load held chunks", (void **)&p->held) != ZERO_OK) {
+        /* below 2 MiB zero_mem_alloc aligns to 64 bytes only: an O_DIRECT read there would fail */
+        if (zero_mem_alloc(ZERO_MEM_HOST, p->held_bytes + p->direct_align, "ckpt load held chunks",
+                           (void **)&p->held_mem) != ZERO_OK) {
             ckpt_fail(err, ZERO_ERR_NO_MEMORY, "checkpoint load: out of memory for the %zu bytes held until every "
                       "rank has read and verified its part", p->held_bytes);
             return ZERO_ERR_NO_MEMORY;
         }
+        p->held = (uint8_t *)(((uintptr_t)p->held_mem + p->direct_align - 1) & ~(uintptr_t)(p->direct_align - 1));
         populate = (populate_job_t){p->held, p->held_bytes};
         populating = pthread_create(&populate_tid, NULL, populate_main, &populate) == 0;
     }
@@ -739,8 +743,8 @@ void ckpt_plan_clear(ckpt_plan_t *p)
     p->num_chunks = 0;
     p->num_copies = 0;
     p->num_ops = 0;
-    zero_mem_free(p->held);
-    p->held = NULL;
+    zero_mem_free(p->held_mem);
+    p->held_mem = p->held = NULL;
     p->held_bytes = 0;
     for (size_t i = 0; i < p->num_extras; i++)
         zero_free(p->extras[i].bytes_held);

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define ZERO_OPTD_MAGIC 0x44504f5au         /* "ZOPD" as little-endian bytes */
-#define ZERO_OPTD_VERSION 1u
+#define ZERO_OPTD_VERSION 2u          /* 2: HELLO's reply carries a body (the same-host data port) */
 #define ZERO_OPTD_HEADER_BYTES 32u
 #define ZERO_OPTD_TOKEN_BYTES 16u           /* = ZERO_COMM_TOKEN_BYTES */
 #define ZERO_OPTD_MAX_GROUPS 3              /* = ZERO_DTYPE_COUNT */

@@ -68,7 +68,6 @@ typedef struct cpu_store {
     zero_store_cpu_stats_t tstats;
 } cpu_store_t;
 
-static size_t dtype_size(zero_dtype_t t) { return t == ZERO_FP32 ? 4 : 2; }
 
 /* ---- acquire / release: staged through device buffers ---- */
 
@@ -196,7 +195,7 @@ static int advance(cpu_store_t *c, zero_status_t *status_p)
         pthread_mutex_lock(&c->lock);
         ch = c->chunks[p->d2h_issued];
         pthread_mutex_unlock(&c->lock);
-        bytes = ch.step.count * dtype_size(ch.step.grad_dtype);
+        bytes = ch.step.count * zero_dtype_size(ch.step.grad_dtype);
         if (ZERO_CUDA(cudaMemcpyAsync)(zero_slot_ring_slot(c->ring, slot), ch.step.grad, bytes,
                                         cudaMemcpyDeviceToHost, c->copy_in) != cudaSuccess ||
             ZERO_CUDA(cudaEventRecord)(c->in_done[slot], c->copy_in) != cudaSuccess) {
@@ -242,7 +241,7 @@ static int advance(cpu_store_t *c, zero_status_t *status_p)
         pthread_mutex_lock(&c->lock);
         ch = c->chunks[p->h2d_issued];
         pthread_mutex_unlock(&c->lock);
-        bytes = ch.step.count * dtype_size(ch.step.weight_dtype);
+        bytes = ch.step.count * zero_dtype_size(ch.step.weight_dtype);
         if (ZERO_CUDA(cudaMemcpyAsync)(ch.step.weights, zero_slot_ring_slot(c->ring, slot), bytes,
                                         cudaMemcpyHostToDevice, c->copy_out) != cudaSuccess ||
             ZERO_CUDA(cudaEventRecord)(c->out_done[slot], c->copy_out) != cudaSuccess) {
@@ -311,7 +310,7 @@ static void *offload_thread(void *arg)
 static zero_status_t cpu_step_async(zero_store_t *store, const zero_store_async_step_t *step)
 {
     cpu_store_t *c = (cpu_store_t *)store;
-    size_t per = zero_slot_ring_slot_bytes(c->ring) / dtype_size(step->grad_dtype);
+    size_t per = zero_slot_ring_slot_bytes(c->ring) / zero_dtype_size(step->grad_dtype);
     size_t need = (step->count + per - 1) / per;
     zero_status_t status = ZERO_OK;
 
@@ -353,8 +352,8 @@ static zero_status_t cpu_step_async(zero_store_t *store, const zero_store_async_
         ch->step = *step;
         ch->step.begin = step->begin + off;
         ch->step.count = step->count - off < per ? step->count - off : per;
-        ch->step.grad = (const char *)step->grad + off * dtype_size(step->grad_dtype);
-        ch->step.weights = (char *)step->weights + off * dtype_size(step->weight_dtype);
+        ch->step.grad = (const char *)step->grad + off * zero_dtype_size(step->grad_dtype);
+        ch->step.weights = (char *)step->weights + off * zero_dtype_size(step->weight_dtype);
         ch->step.optim = &c->optim;
     }
     pthread_cond_signal(&c->wake);
@@ -370,8 +369,14 @@ static zero_status_t cpu_step_wait(zero_store_t *store)
     zero_status_t status;
     struct timespec until;
 
+    /* pthread_cond_timedwait takes CLOCK_REALTIME; the fraction of timeout_s counts too */
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += (time_t)c->timeout_s;
+    until.tv_nsec += (long)((c->timeout_s - (double)(time_t)c->timeout_s) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&c->lock);
     while (c->error == ZERO_OK && c->done_pub < c->nchunks) {
         if (pthread_cond_timedwait(&c->done, &c->lock, &until) == ETIMEDOUT) {
@@ -567,8 +572,6 @@ void zero_store_cpu_stats(const zero_store_t *store, zero_store_cpu_stats_t *sta
     pthread_mutex_unlock(&c->lock);
 }
 
-int zero_store_is_cpu(const zero_store_t *store) { return store != NULL && store->ops == &cpu_ops; }
-
 #else /* !HAVE_CUDA */
 
 zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_store_cpu_params_t *params,
@@ -584,11 +587,5 @@ void zero_store_cpu_stats(const zero_store_t *store, zero_store_cpu_stats_t *sta
 {
     (void)store;
     memset(stats_p, 0, sizeof(*stats_p));
-}
-
-int zero_store_is_cpu(const zero_store_t *store)
-{
-    (void)store;
-    return 0;
 }
 #endif

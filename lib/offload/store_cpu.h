@@ -63,7 +63,5 @@ typedef struct zero_store_cpu_stats {
 
 /* @p store must be a store of zero_store_cpu_create. */
 void zero_store_cpu_stats(const zero_store_t *store, zero_store_cpu_stats_t *stats_p);
-/* Whether @p store is one of zero_store_cpu_create. */
-int zero_store_is_cpu(const zero_store_t *store);
 
 #endif /* ZERO_OFFLOAD_STORE_CPU_H */

@@ -51,6 +51,11 @@ typedef struct server_link {
     ucp_ep_h data_ep;
     uint64_t data_key;
     unsigned char hello_reply[ZERO_OPTD_HELLO_REPLY_BODY];
+    /* The data connection's set-up messages live here, not on connect_data's
+     * stack: a send to a dead server on it may outlive the call (request_done). */
+    unsigned char data_welcome[ZERO_OPTD_WELCOME_BYTES];
+    unsigned char data_msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_BODY];
+    unsigned char data_reply[ZERO_OPTD_HEADER_BYTES];
     int failed;                       /* set by the endpoint's error handler */
     ucs_status_t failed_status;
     size_t lo[ZERO_DTYPE_COUNT], hi[ZERO_DTYPE_COUNT];   /* its piece of each group */
@@ -679,8 +684,7 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     uint32_t port = zero_get_le32(l->hello_reply);
     const char *env = getenv("ZERO_OPTD_SAME_HOST");
     double deadline = zero_clock_now() + (r->opts.timeout_s < DATA_SETUP_S ? r->opts.timeout_s : DATA_SETUP_S);
-    unsigned char welcome[ZERO_OPTD_WELCOME_BYTES], msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_BODY];
-    unsigned char reply[ZERO_OPTD_HEADER_BYTES];
+    unsigned char *welcome = l->data_welcome, *msg = l->data_msg, *reply = l->data_reply;
     struct sockaddr_storage sa;
     zero_optd_header_t h;
     zero_optd_attach_t a;
@@ -711,7 +715,7 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
         goto fallback;
     }
     memset(&rp, 0, sizeof(rp));
-    rreq = ucp_tag_recv_nbx(r->worker, welcome, sizeof(welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    rreq = ucp_tag_recv_nbx(r->worker, welcome, sizeof(l->data_welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
     st = wait_quiet(r, l, rreq, deadline);
     request_done(r, &rreq);
     if (st != UCS_OK) {
@@ -725,11 +729,11 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     a.control_key = l->key;
     memcpy(a.token, r->opts.token, ZERO_OPTD_TOKEN_BYTES);
     zero_optd_encode_attach(msg + ZERO_OPTD_HEADER_BYTES, &a);
-    memset(reply, 0, sizeof(reply));
+    memset(reply, 0, sizeof(l->data_reply));
     memset(&rp, 0, sizeof(rp));
-    rreq = ucp_tag_recv_nbx(r->worker, reply, sizeof(reply), key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    rreq = ucp_tag_recv_nbx(r->worker, reply, sizeof(l->data_reply), key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
     memset(&rp, 0, sizeof(rp));
-    sreq = ucp_tag_send_nbx(ep, msg, sizeof(msg), key, &rp);
+    sreq = ucp_tag_send_nbx(ep, msg, sizeof(l->data_msg), key, &rp);
     st = wait_quiet(r, l, sreq, deadline);
     if (st == UCS_OK)
         st = wait_quiet(r, l, rreq, deadline);
@@ -739,7 +743,7 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
         why = "no answer to ATTACH";
         goto fallback;
     }
-    if (zero_optd_decode_header(reply, sizeof(reply), 1, &h) != ZERO_OPTD_PARSE_OK ||
+    if (zero_optd_decode_header(reply, sizeof(l->data_reply), 1, &h) != ZERO_OPTD_PARSE_OK ||
         h.type != (ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY) || h.status != 0 || h.conn_key != key) {
         why = "ATTACH refused";
         goto fallback;
@@ -794,7 +798,7 @@ static zero_status_t connect_link(remote_store_t *r, server_link_t *l)
                         "remote store: connecting to optimizer server %s", l->addr);
     /* Servers are connected one after another, so the one WELCOME in flight is this server's. */
     memset(&rp, 0, sizeof(rp));
-    req = ucp_tag_recv_nbx(r->worker, welcome, sizeof(welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    req = ucp_tag_recv_nbx(r->worker, welcome, sizeof(l->data_welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
     status = wait_on(r, l, req, zero_clock_now() + r->opts.timeout_s, "the connection (WELCOME)");
     request_done(r, &req);
     if (status != ZERO_OK)
