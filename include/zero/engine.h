@@ -521,7 +521,8 @@ ZERO_API void *zero_param_grad_slice(zero_param_h param, int64_t first, int64_t 
  * Cost: each rank sends the parts of the slice that other ranks own, as a
  * reduce-scatter of the whole parameter would, and each element is summed in
  * that reduce-scatter's order: the result is bit for bit the same as handing
- * the gradient over whole.
+ * the gradient over whole (except with zero_quantized_gradients, where whole
+ * buckets are reduced quantized and slices are not).
  */
 ZERO_API zero_status_t zero_grad_slice_ready(zero_engine_h engine, zero_param_h param, int64_t first,
                                              int64_t count);

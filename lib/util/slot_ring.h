@@ -2,7 +2,9 @@
  * A bounded ring of host transfer slots between a device and the host, and
  * the three-stage pipeline that runs over it. Host-side logic only (no CUDA
  * call here), so every build compiles it and the unit tests check it on
- * machines without a GPU. Two users:
+ * machines without a GPU. The pipeline has two users; the slot ring itself
+ * only CPU offload (the staged backend's slots are shared-memory buffers, see
+ * comm/staged.h):
  *
  *   - the staged backend (comm/staged.c): a device collective is cut into
  *     chunks; each chunk is copied device -> slot, reduced by a host

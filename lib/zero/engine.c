@@ -116,14 +116,6 @@ static int default_threads(zero_comm_h comm)
     return cores / local >= 1 ? (int)(cores / local) : 1;
 }
 
-/*
- * What the offload blocks ask for, checked at create. Optimizer state on NVMe
- * (lib/offload/store_nvme.c) or on zero-optd servers (store_remote.c) is
- * reached through the engine's store at stages 1-3; stage 0 has no owned
- * shard to offload, and DeepSpeed accepts offload_optimizer only with ZeRO
- * (stages 1-3), so it is refused there rather than ignored. "cpu" is where a
- * host rank's state already is. Parameters on NVMe are not implemented.
- */
 /* The config's comm_backend, read before the communicator exists (the full
  * parse needs its world size): a quiet parse with the world size unknown.
  * A config that does not parse leaves the default; the full parse says why. */
@@ -145,6 +137,16 @@ static void config_comm_backends(const zero_engine_params_t *params, int have_pa
     zero_config_destroy(c);
 }
 
+/*
+ * What the offload blocks ask for, checked at create. Optimizer state on NVMe
+ * (lib/offload/store_nvme.c) or on zero-optd servers (store_remote.c) is
+ * reached through the engine's store at stages 1-3; stage 0 has no owned
+ * shard to offload, and DeepSpeed accepts offload_optimizer only with ZeRO
+ * (stages 1-3), so it is refused there rather than ignored. "cpu" is where a
+ * host rank's state already is (a device rank's goes to the CPU offload
+ * store, check_device_offload). Parameters on NVMe (stage 3): host ranks
+ * only, and not with remote optimizer state.
+ */
 static zero_status_t check_offload(zero_engine_h e)
 {
     const zero_config_zero_t *z = &e->config->zero_optimization;
