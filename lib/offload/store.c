@@ -353,10 +353,7 @@ static zero_status_t create_remote(const zero_store_options_t *opts, const zero_
  * most the longest owned range: buffer_count slots bound the pinned memory. */
 #define CPU_SLOT_ELEMS_MAX ((size_t)1 << 24)
 
-/* Pinned bytes at most for the transfer slots, from ZERO_OFFLOAD_PIN_LIMIT
- * (bytes; a way to keep locked memory bounded, and to test the fallback);
- * 0 when unset. A value that is not a count is ignored with a warning. */
-static size_t pin_limit_from_env(void)
+size_t zero_offload_pin_limit(void)
 {
     const char *v = getenv("ZERO_OFFLOAD_PIN_LIMIT");
     char *end = NULL;
@@ -393,7 +390,7 @@ static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_sto
     params.device = opts->cuda_device;
     params.stream = opts->cuda_stream;
     params.threads = opts->threads > 0 ? opts->threads : 1;
-    params.pin_limit = pin_limit_from_env();
+    params.pin_limit = zero_offload_pin_limit();
     params.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : STORE_DEFAULT_TIMEOUT_S;
     return zero_store_cpu_create(desc, &params, store_p);
 }

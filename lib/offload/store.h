@@ -105,6 +105,8 @@ typedef struct zero_store_async_step {
     const void *grad;                  /* [count] of grad_dtype; the caller's until zero_store_step_wait */
     zero_dtype_t weight_dtype;         /* FP32 (a copy of the master) or the 16-bit training dtype */
     void *weights;                     /* [count] of weight_dtype; final after zero_store_step_wait */
+    int weights_on_host;               /* a device engine's weights in host memory (offload_param "cpu"):
+                                        * the CPU offload store writes them there, not to the device */
     const zero_optim_ctx_t *optim;     /* kernels for stores that run the step in this process */
 } zero_store_async_step_t;
 
@@ -166,6 +168,12 @@ typedef struct zero_store_options {
     int cuda_device;              /* the rank's device; -1: the calling thread's current one */
     int threads;                  /* CPU threads of the step; 0: 1 */
 } zero_store_options_t;
+
+/* Bytes of transfer slots that may be pinned in all, from ZERO_OFFLOAD_PIN_LIMIT
+ * (a way to bound locked memory and to test the fallback); 0 (no limit) when
+ * unset or not a byte count (then with a warning). Both offload rings
+ * (optimizer and parameters) honour it. */
+size_t zero_offload_pin_limit(void);
 
 /* The device named by a config's offload_optimizer.device. */
 zero_store_device_t zero_store_device_from_config(zero_offload_device_t device);

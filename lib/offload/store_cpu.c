@@ -238,19 +238,28 @@ static int advance(cpu_store_t *c, zero_status_t *status_p)
     if (zero_slot_pipe_ready(p) & ZERO_SLOT_COPY_OUT) {
         unsigned slot = zero_slot_pipe_slot(p, p->h2d_issued);
         size_t bytes;
+        int failed;
         pthread_mutex_lock(&c->lock);
         ch = c->chunks[p->h2d_issued];
         pthread_mutex_unlock(&c->lock);
         bytes = ch.step.count * zero_dtype_size(ch.step.weight_dtype);
-        if (ZERO_CUDA(cudaMemcpyAsync)(ch.step.weights, zero_slot_ring_slot(c->ring, slot), bytes,
-                                        cudaMemcpyHostToDevice, c->copy_out) != cudaSuccess ||
-            ZERO_CUDA(cudaEventRecord)(c->out_done[slot], c->copy_out) != cudaSuccess) {
+        if (ch.step.weights_on_host) {
+            /* offload_param "cpu": the weights are host memory, no bounce
+             * through the device (the event below still moves the pipe on) */
+            memcpy(ch.step.weights, zero_slot_ring_slot(c->ring, slot), bytes);
+            failed = 0;
+        } else {
+            failed = ZERO_CUDA(cudaMemcpyAsync)(ch.step.weights, zero_slot_ring_slot(c->ring, slot), bytes,
+                                                cudaMemcpyHostToDevice, c->copy_out) != cudaSuccess;
+            if (!failed)
+                c->tstats.bytes_up += bytes;
+        }
+        if (failed || ZERO_CUDA(cudaEventRecord)(c->out_done[slot], c->copy_out) != cudaSuccess) {
             ZERO_LOG_ERROR("cpu offload store: cannot start copying %zu bytes of weights to the device: %s", bytes,
                            ZERO_CUDA(cudaGetErrorString)(ZERO_CUDA(cudaGetLastError)()));
             *status_p = ZERO_ERR_CUDA;
             return 0;
         }
-        c->tstats.bytes_up += bytes;
         p->h2d_issued++;
         moved = 1;
     }

@@ -138,37 +138,25 @@ static void config_comm_backends(const zero_engine_params_t *params, int have_pa
 }
 
 /*
- * What the offload blocks ask for, checked at create. Optimizer state on NVMe
- * (lib/offload/store_nvme.c) or on zero-optd servers (store_remote.c) is
- * reached through the engine's store at stages 1-3; stage 0 has no owned
- * shard to offload, and DeepSpeed accepts offload_optimizer only with ZeRO
- * (stages 1-3), so it is refused there rather than ignored. "cpu" is where a
+ * What the offload blocks ask for, checked at create, beyond what the config
+ * checked when it was parsed (lib/config/config_schema.c, the one place for
+ * these: nvme_path required with "nvme", optimizer offload only at stages
+ * 1-3, offload_param ignored with a warning below stage 3). Optimizer state
+ * on NVMe (lib/offload/store_nvme.c) or on zero-optd servers
+ * (store_remote.c) is reached through the engine's store; "cpu" is where a
  * host rank's state already is (a device rank's goes to the CPU offload
- * store, check_device_offload). Parameters on NVMe (stage 3): host ranks
- * only, and not with remote optimizer state.
+ * store, check_device_offload). Parameters on NVMe: not with remote
+ * optimizer state.
  */
 static zero_status_t check_offload(zero_engine_h e)
 {
     const zero_config_zero_t *z = &e->config->zero_optimization;
     zero_offload_device_t opt = z->offload_optimizer.device;
-    if (z->offload_param.device == ZERO_OFFLOAD_NVME && z->stage == 3) {
-        if (z->offload_param.nvme_path == NULL || z->offload_param.nvme_path[0] == '\0') {
-            engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.offload_param.device \"nvme\" needs "
-                         "offload_param.nvme_path (the directory for the parameter file)");
-            return ZERO_ERR_CONFIG;
-        }
-        if (opt == ZERO_OFFLOAD_REMOTE) {
-            /* the remote step writes the weights after it returns, into memory that must stay put */
-            engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_param.device \"nvme\" with "
-                         "offload_optimizer.device \"remote\" is not implemented in this version");
-            return ZERO_ERR_UNSUPPORTED;
-        }
-    }
-    if ((opt == ZERO_OFFLOAD_NVME || opt == ZERO_OFFLOAD_REMOTE) && z->stage == 0) {
-        engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.offload_optimizer.device \"%s\" needs ZeRO stage 1, 2 or 3 "
-                     "(stage 0 keeps no owned shard of the optimizer state; DeepSpeed allows optimizer offload only "
-                     "with ZeRO too)", opt == ZERO_OFFLOAD_NVME ? "nvme" : "remote");
-        return ZERO_ERR_CONFIG;
+    if (z->offload_param.device == ZERO_OFFLOAD_NVME && z->stage == 3 && opt == ZERO_OFFLOAD_REMOTE) {
+        /* the remote step writes the weights after it returns, into memory that must stay put */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_param.device \"nvme\" with "
+                     "offload_optimizer.device \"remote\" is not implemented in this version");
+        return ZERO_ERR_UNSUPPORTED;
     }
     if ((opt == ZERO_OFFLOAD_CPU || z->offload_param.device == ZERO_OFFLOAD_CPU) && e->ops->host_readable)
         ZERO_LOG_INFO("zero_optimization.offload_*.device \"cpu\": this rank trains in host memory, where its "
@@ -180,10 +168,11 @@ static zero_status_t check_offload(zero_engine_h e)
  * Offload for ranks that train in device memory: offload_optimizer "cpu" at
  * stages 1-3 is the CPU offload store (lib/offload/store_cpu.c: the state in
  * host memory, the step on the CPU, gradients and weights through pinned
- * slots). The rest is refused, not half-done: NVMe or remote state (those
- * stores hand out host memory that the device kernels would be given), and
- * offload_param at stage 3 (shards in host memory are not implemented for
- * device ranks; below stage 3 the config ignores it with a warning).
+ * slots); offload_param "cpu" at stage 3 keeps the weight shards in host
+ * memory (lib/offload/param_host.h, uploaded at each gather). The rest is
+ * refused, not half-done: NVMe or remote state (those stores hand out host
+ * memory that the device kernels would be given), and offload_param "nvme"
+ * (below stage 3 the config ignores offload_param with a warning).
  */
 static zero_status_t check_device_offload(zero_engine_h e)
 {
@@ -197,15 +186,9 @@ static zero_status_t check_device_offload(zero_engine_h e)
                      opt == ZERO_OFFLOAD_NVME ? "nvme" : "remote", zero_mem_kind_string(e->kind));
         return ZERO_ERR_UNSUPPORTED;
     }
-    if (opt == ZERO_OFFLOAD_CPU && z->stage == 0) {
-        engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.offload_optimizer.device \"cpu\" with mem_kind %s needs "
-                     "ZeRO stage 1, 2 or 3 (stage 0 keeps no owned shard of the optimizer state; DeepSpeed allows "
-                     "optimizer offload only with ZeRO too)", zero_mem_kind_string(e->kind));
-        return ZERO_ERR_CONFIG;
-    }
-    if (z->offload_param.device != ZERO_OFFLOAD_NONE && z->stage == 3) {
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_param.device with mem_kind %s: parameter "
-                     "offload for ranks that train in device memory is not implemented in this version",
+    if (z->offload_param.device == ZERO_OFFLOAD_NVME && z->stage == 3) {
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_param.device \"nvme\" with mem_kind %s: "
+                     "only \"cpu\" is implemented for ranks that train in device memory in this version",
                      zero_mem_kind_string(e->kind));
         return ZERO_ERR_UNSUPPORTED;
     }
@@ -481,6 +464,8 @@ err:
 
 /* ---- destroy ---- */
 
+static void free_param_host(zero_engine_h e);
+
 static void free_group(zero_engine_h e, group_state_t *g)
 {
     size_t esz = dtype_bytes(g->dtype);
@@ -574,6 +559,7 @@ void zero_engine_destroy(zero_engine_h e)
     e->store = NULL;
     zero_param_store_destroy(e->param_store);
     e->param_store = NULL;
+    free_param_host(e);
     if (e->layout != NULL)
         for (int g = 0; g < e->layout->num_groups; g++)
             free_group(e, &e->groups[g]);
@@ -1071,6 +1057,76 @@ static zero_status_t setup_param_store(zero_engine_h e, double timeout_s)
     return ZERO_OK;
 }
 
+/* Stage-3 weight shards in host memory for a device rank (offload_param "cpu"). */
+static int param_offload_host(zero_engine_h e)
+{
+    return e->stage == 3 && e->config->zero_optimization.offload_param.device == ZERO_OFFLOAD_CPU &&
+           !e->ops->host_readable;
+}
+
+/* Most elements per transfer slot of offload_param "cpu": 4 Mi (8 MiB of
+ * bf16), so buffer_count slots bound the pinned memory whatever buffer_size. */
+#define PARAM_SLOT_ELEMS_MAX ((size_t)1 << 22)
+
+/* offload_param "cpu" on a device rank: every group's shard in host memory,
+ * offload_param.buffer_count pinned slots of min(buffer_size, 4 Mi, the
+ * longest shard) elements, and the step's device staging window of up to
+ * every slot's elements (one download keeps every slot busy). Neither the
+ * shards nor the slots are device memory; the staging is, in buffers. */
+static zero_status_t setup_param_host(zero_engine_h e, double timeout_s)
+{
+    const zero_config_offload_param_t *op = &e->config->zero_optimization.offload_param;
+    zero_param_host_options_t opts;
+    size_t longest = 1, widest = 1, slot_elems;
+    uint64_t mark = zero_log_error_mark();
+    zero_status_t status;
+
+    memset(&opts, 0, sizeof(opts));
+    opts.num_groups = e->layout->num_groups;
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        opts.dtype[gi] = e->groups[gi].dtype;
+        opts.length[gi] = e->groups[gi].own_length;
+        if (opts.length[gi] > longest)
+            longest = opts.length[gi];
+        if (dtype_bytes(opts.dtype[gi]) > widest)
+            widest = dtype_bytes(opts.dtype[gi]);
+    }
+    slot_elems = longest < PARAM_SLOT_ELEMS_MAX ? longest : PARAM_SLOT_ELEMS_MAX;
+    if (op->buffer_size >= 1 && op->buffer_size < slot_elems)
+        slot_elems = (size_t)op->buffer_size;
+    opts.slots = op->buffer_count > 64 ? 64 : (op->buffer_count < 1 ? 1 : (unsigned)op->buffer_count);
+    opts.slot_bytes = slot_elems * widest < 8 ? 8 : slot_elems * widest;
+    opts.pin = 1;   /* the ring always (where it can), as the optimizer's; the shards never */
+    opts.pin_limit = zero_offload_pin_limit();
+    opts.device = -1;
+    opts.cuda_stream = e->cuda_stream;
+    opts.timeout_s = timeout_s;
+#if HAVE_CUDA
+    if ((status = zero_cuda_require("offload_param \"cpu\" for a device engine")) != ZERO_OK ||
+        ZERO_CUDA(cudaGetDevice)(&opts.device) != cudaSuccess) {
+        engine_keep_error(e, mark, "setup: no CUDA device for offload_param \"cpu\"");
+        return status != ZERO_OK ? status : ZERO_ERR_CUDA;
+    }
+#endif
+    status = zero_param_host_create(&opts, &e->param_host);
+    if (status != ZERO_OK) {
+        engine_keep_error(e, mark, "setup: cannot create the host parameter shards of offload_param \"cpu\"");
+        return status;
+    }
+    e->param_stage_elems = slot_elems * opts.slots < longest ? slot_elems * opts.slots : longest;
+    e->param_stage_bytes = e->param_stage_elems * widest;
+    return engine_alloc(e, &e->mem.buffers, e->param_stage_bytes, "offload_param device staging", &e->param_stage);
+}
+
+static void free_param_host(zero_engine_h e)
+{
+    if (e->param_stage != NULL)
+        engine_free(e, &e->mem.buffers, e->param_stage_bytes, e->param_stage);
+    e->param_stage = NULL;
+    zero_param_host_destroy(e->param_host);
+    e->param_host = NULL;
+}
+
 static zero_status_t setup_group(zero_engine_h e, int gi)
 {
     zero_status_t status;
@@ -1090,7 +1146,7 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
         if (status != ZERO_OK)
             return status;
         engine_zero(e, g->params_flat, g->length * esz);
-    } else if (!param_offload_nvme(e)) {
+    } else if (!param_offload_nvme(e) && !param_offload_host(e)) {
         status = engine_alloc_shared(e, &e->mem.params, g->own_length * esz, "params shard", &g->params_shard);
         if (status != ZERO_OK)
             return status;
@@ -1168,6 +1224,11 @@ static zero_status_t setup_store(zero_engine_h e)
     }
     if (param_offload_nvme(e)) {
         status = setup_param_store(e, opts.timeout_s);
+        if (status != ZERO_OK)
+            return status;
+    }
+    if (param_offload_host(e)) {
+        status = setup_param_host(e, opts.timeout_s);
         if (status != ZERO_OK)
             return status;
     }
@@ -1573,6 +1634,7 @@ err:
         e->store = NULL;
         zero_param_store_destroy(e->param_store);
         e->param_store = NULL;
+        free_param_host(e);
         for (int g = 0; g < e->layout->num_groups; g++)
             free_group(e, &e->groups[g]);
         zero_layout_destroy(e->layout);

@@ -33,6 +33,12 @@
  * and after each gather the next traced parameter's first buffer is read
  * ahead. engine_shard_open/close are the step's way to the shard either way.
  *
+ * offload_param "cpu" (device ranks): the shards are in host memory
+ * (offload/param_host.h); a gather uploads this rank's part through pinned
+ * slots into its place in the gathered device buffer and gathers in place,
+ * so a prefetched gather (gather_ahead) uploads ahead in the traced order.
+ * Device memory holds only gathered weights and the step's staging window.
+ *
  * ZeRO++ qwZ (zero_quantized_weights): a gather travels as int8 blocks with a
  * float scale per 256 elements (comm/quant_coll.h) and is decoded on arrival,
  * every rank's slice including this rank's own, so every rank computes with
@@ -257,7 +263,16 @@ static zero_status_t gathered_buffer(zero_engine_h e, int b, int prefetch)
 
 size_t engine_shard_max(zero_engine_h e)
 {
+    if (e->param_host != NULL)
+        return e->param_stage_elems;
     return e->param_store != NULL ? zero_param_store_max_window(e->param_store) : 0;
+}
+
+void *engine_shard_host(zero_engine_h e, int gi, size_t so)
+{
+    if (e->param_host == NULL)
+        return NULL;
+    return (char *)zero_param_host_shard(e->param_host, gi) + so * dtype_bytes(e->groups[gi].dtype);
 }
 
 zero_status_t engine_shard_open(zero_engine_h e, int gi, size_t so, size_t n, engine_shard_window_t *w)
@@ -265,6 +280,19 @@ zero_status_t engine_shard_open(zero_engine_h e, int gi, size_t so, size_t n, en
     uint64_t mark = zero_log_error_mark();
     zero_status_t status;
     memset(w, 0, sizeof(*w));
+    if (e->param_host != NULL) {
+        if (n > e->param_stage_elems) {
+            engine_error(e, ZERO_ERR_INVALID_ARG, "the %s weight shard window [%zu, +%zu) is longer than its device "
+                         "staging (%zu elements)", zero_dtype_string(e->groups[gi].dtype), so, n, e->param_stage_elems);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        w->data = e->param_stage;
+        w->staged = 1;
+        w->group = gi;
+        w->so = so;
+        w->n = n;
+        return ZERO_OK;
+    }
     if (e->param_store == NULL) {
         w->data = (char *)e->groups[gi].params_shard + so * dtype_bytes(e->groups[gi].dtype);
         return ZERO_OK;
@@ -286,6 +314,13 @@ zero_status_t engine_shard_close(zero_engine_h e, engine_shard_window_t *w, int 
 {
     uint64_t mark = zero_log_error_mark();
     zero_status_t status = ZERO_OK;
+    if (w->staged && dirty) {
+        status = zero_param_host_download(e->param_host, w->group, w->so, w->n, e->param_stage);
+        if (status != ZERO_OK)
+            engine_keep_error(e, mark, "copying the %s weight shard at [%zu, +%zu) to host memory failed: %s",
+                              zero_dtype_string(e->groups[w->group].dtype), w->so, w->n, zero_status_string(status));
+    }
+    w->staged = 0;
     if (e->param_store != NULL && w->file.open) {
         status = zero_param_store_close(e->param_store, &w->file, dirty);
         if (status != ZERO_OK)
@@ -346,6 +381,22 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
         if (status != ZERO_OK) {
             drop_buffer(e, b);
             e->state = ENGINE_FAILED;   /* the other ranks started this allgather */
+            return status;
+        }
+        shard = mine;
+    } else if (e->param_host != NULL) {
+        /* offload_param "cpu" (device ranks): this rank's part is uploaded
+         * from host memory into its place, and the allgather runs in place
+         * (queued on the trainer's stream after the upload's event) */
+        void *mine = (char *)bs->gathered + (size_t)e->rank * slice * esz;
+        mark = zero_log_error_mark();
+        status = zero_param_host_upload(e->param_host, bk->group, zero_layout_bucket_shard_offset(e->layout, b), slice,
+                                        mine);
+        if (status != ZERO_OK) {
+            drop_buffer(e, b);
+            e->state = ENGINE_FAILED;   /* the other ranks started this allgather */
+            engine_keep_error(e, mark, "uploading the %s weight shard of %s failed: %s", zero_dtype_string(g->dtype),
+                              e->params[bk->first_param]->name, zero_status_string(status));
             return status;
         }
         shard = mine;

@@ -9,16 +9,25 @@
 
 /* A window on the stage-3 shard of group @p gi, elements [so, so + n): a
  * pointer into params_shard, or, with offload_param "nvme", into a staging
- * buffer of the parameter file (n at most engine_shard_max). Close it dirty
- * when written; closing an unopened window does nothing. */
+ * buffer of the parameter file, or, with offload_param "cpu" on a device
+ * rank, the device staging e->param_stage (write-only: its content at open
+ * is not the shard's; closed dirty, it is downloaded into the host shard).
+ * n is at most engine_shard_max. Close it dirty when written; closing an
+ * unopened window does nothing. One window at a time with offload_param. */
 typedef struct engine_shard_window {
     void *data;
     zero_param_window_t file;
+    int staged, group;           /* offload_param "cpu": data is e->param_stage for [so, so + n) of group */
+    size_t so, n;
 } engine_shard_window_t;
 zero_status_t engine_shard_open(zero_engine_h e, int gi, size_t so, size_t n, engine_shard_window_t *w);
 zero_status_t engine_shard_close(zero_engine_h e, engine_shard_window_t *w, int dirty);
 /* The longest shard window (0: no bound, the shard is in memory). */
 size_t engine_shard_max(zero_engine_h e);
+/* offload_param "cpu" on a device rank: shard element @p so of group @p gi in
+ * host memory (where the CPU offload store's step writes the weights); NULL
+ * without it. */
+void *engine_shard_host(zero_engine_h e, int gi, size_t so);
 
 /* Starts the allgather of bucket @p bucket's weights into a gather buffer (no-op when gathered). */
 zero_status_t engine_gather_bucket_start(zero_engine_h e, int bucket);

@@ -18,6 +18,7 @@
 #include "optim/lr_schedule.h"
 #include "optim/optim.h"
 #include "offload/store.h"
+#include "offload/param_host.h"
 #include "offload/param_store.h"
 #include "optim/optim_hparams.h"
 #include "zero/engine_ops.h"
@@ -293,6 +294,14 @@ struct zero_engine {
      * shards live in a file (lib/offload/param_store.h) and are reached
      * through engine_shard_* (engine_gather.h); NULL: they are params_shard. */
     zero_param_store_t *param_store;
+    /* Stage 3 with offload_param.device "cpu" on a device rank: the weight
+     * shards live in host memory (lib/offload/param_host.h), uploaded at each
+     * gather; a shard window of the step is param_stage (device memory,
+     * param_stage_elems elements of the widest dtype, counted in buffers),
+     * downloaded into the host shard when closed dirty. NULL otherwise. */
+    zero_param_host_t *param_host;
+    void *param_stage;
+    size_t param_stage_elems, param_stage_bytes;
     zero_lr_schedule_t schedule;
     zero_loss_scaler_t scaler;
 

@@ -1096,9 +1096,12 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
         step.grad = grad_at(e, gi, lo, &contiguous);   /* pieces never cross a contiguous run */
         step.weight_dtype = g->dtype;
         /* such a store adopts nothing, and offload_param "nvme" is refused
-         * with it (zero_engine_create), so the weights are in memory */
-        status = weights_open(e, gi, lo, hi - lo, &win, &step.weights);
-        if (status != ZERO_OK)
+         * with it (zero_engine_create), so the weights are in memory; with
+         * offload_param "cpu" on a device rank, host memory the store
+         * writes itself (no device window, nothing to close) */
+        step.weights = e->stage == 3 ? engine_shard_host(e, gi, lo) : NULL;
+        step.weights_on_host = step.weights != NULL;
+        if (step.weights == NULL && (status = weights_open(e, gi, lo, hi - lo, &win, &step.weights)) != ZERO_OK)
             return status;
         status = zero_store_step_set_hparams(&step, &hp);
         return status != ZERO_OK ? status : zero_store_step_async(e->store, &step);

@@ -40,6 +40,13 @@
  * "cpu" (the CPU offload store) against the same reference and tolerances;
  * stage 0, which has no owned shard to offload, runs without it.
  *
+ * With ZERO_TEST_OFFLOAD_PARAM=cpu (gpu-check's engine-staged-param-offload
+ * steps, the device build), stage 3 runs with offload_param.device "cpu"
+ * (the shards in host memory, uploaded at each gather, 3 slots of 40
+ * elements: several chunks per gather and per step window), and each such
+ * device run is also run without offload_param in the same job: the weights
+ * must be the same bits (the shards' home changes no arithmetic).
+ *
  * Exit status: the number of failed combinations (0 = all passed).
  */
 #include <zero/zero.h>
@@ -101,6 +108,7 @@ typedef struct combo {
     int gas;
     double clip;
     int views;
+    int no_param_offload;   /* leave out what ZERO_TEST_OFFLOAD_PARAM asks for */
 } combo_t;
 
 /* ---- the reference: one process, double precision ---- */
@@ -206,13 +214,25 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
 
 /* ---- one combination on the engine ---- */
 
-/* The offload_optimizer block ZERO_TEST_OFFLOAD_OPTIMIZER asks for ("cpu"), at stages 1-3. */
-static const char *offload_block(int stage)
+/* Whether ZERO_TEST_OFFLOAD_PARAM asks for offload_param "cpu" at stage 3. */
+static int param_offload_asked(void)
 {
+    const char *v = getenv("ZERO_TEST_OFFLOAD_PARAM");
+    return v != NULL && strcmp(v, "cpu") == 0;
+}
+
+/* The offload blocks ZERO_TEST_OFFLOAD_OPTIMIZER ("cpu", stages 1-3) and
+ * ZERO_TEST_OFFLOAD_PARAM ("cpu", stage 3) ask for. */
+static const char *offload_block(const combo_t *c)
+{
+    static char buf[256];
     const char *v = getenv("ZERO_TEST_OFFLOAD_OPTIMIZER");
-    if (v == NULL || strcmp(v, "cpu") != 0 || stage == 0)
-        return "";
-    return ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}, \"sub_group_size\": 100";
+    buf[0] = '\0';
+    if (v != NULL && strcmp(v, "cpu") == 0 && c->stage > 0)
+        strcat(buf, ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}, \"sub_group_size\": 100");
+    if (param_offload_asked() && c->stage == 3 && !c->no_param_offload)
+        strcat(buf, ", \"offload_param\": {\"device\": \"cpu\", \"buffer_count\": 3, \"buffer_size\": 40}");
+    return buf;
 }
 
 static char *config_json(const combo_t *c)
@@ -239,7 +259,7 @@ static char *config_json(const combo_t *c)
              " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200,"
              " \"check_grad_writes\": %s%s}}",
              c->gas, opt_names[c->opt], opt_params, prec, c->clip, c->stage, c->gas == 3 ? "true" : "false",
-             offload_block(c->stage));
+             offload_block(c));
     return buf;
 }
 
@@ -411,6 +431,22 @@ static int compare(const char *what, const combo_t *c, int rank, float *got[NPAR
     return 0;
 }
 
+#ifdef ENGINE_CHECK_DEVICE
+/* Bit for bit: @p got against @p want (floats widened, exactly). */
+static int compare_exact(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM])
+{
+    for (int p = 0; p < NPARAM; p++)
+        for (size_t i = 0; i < numel_of(p); i++)
+            if ((double)got[p][i] != want[p][i]) {
+                fprintf(stderr, "rank %d: %s: stage %d %s %s gas %d clip %g: layer%d.w[%zu] = %.9g, expected %.9g\n",
+                        rank, what, c->stage, zero_dtype_string(c->dtype), opt_names[c->opt], c->gas, c->clip, p, i,
+                        got[p][i], want[p][i]);
+                return 1;
+            }
+    return 0;
+}
+#endif
+
 int main(void)
 {
     zero_comm_h comm;
@@ -463,6 +499,20 @@ int main(void)
                             compare("device against the host engine", &c, rank, got, want)) {
                             failures++;
                             continue;
+                        }
+                        if (stage == 3 && param_offload_asked()) {
+                            /* the same device run without offload_param: the same bits */
+                            combo_t plain = c;
+                            plain.no_param_offload = 1;
+                            for (int p = 0; p < NPARAM; p++)
+                                for (size_t i = 0; i < numel_of(p); i++)
+                                    want[p][i] = got[p][i];
+                            if (run_engine(comm, &plain, ZERO_MEM_DEVICE, got) != 0 ||
+                                compare_exact("offload_param \"cpu\" against the device engine without it", &c, rank,
+                                              got, want)) {
+                                failures++;
+                                continue;
+                            }
                         }
 #else
                         combos++;

@@ -20,7 +20,14 @@
  *  - a checkpoint saved with offload loads into an engine without it and the
  *    two train on to equal weights;
  *  - pinning refused (ZERO_OFFLOAD_PIN_LIMIT=1): one warning naming the
- *    transfer slots, and the same weights as with pinned slots.
+ *    transfer slots, and the same weights as with pinned slots;
+ *  - offload_param "cpu" at stage 3 (the shards in host memory, uploaded at
+ *    each gather through 3 slots of 50 elements, so several chunks per
+ *    gather and per step window): fp32/bf16/fp16 x AdamW, SGD, Lamb, with
+ *    and without the CPU optimizer offload, AdamW with accumulation 2 and
+ *    clipping: the same bits as the same run with the shards in device
+ *    memory, and zero_engine_memory counts no shard bytes (params 0) and no
+ *    more in total.
  * Without a CUDA device: exit 77.
  */
 #include "device_trainer.h"
@@ -51,7 +58,10 @@ typedef struct run_cfg {
     int gas;
     double clip;
     int offload;
+    int param;   /* offload_param "cpu" (stage 3) */
 } run_cfg_t;
+
+static zero_engine_memory_t last_memory;   /* of the last run(), after its steps */
 
 typedef struct run_out {
     float w[STEPS][1024];
@@ -96,9 +106,11 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
              "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_accumulation_steps\": %d,"
              " \"gradient_clipping\": %g, \"optimizer\": {\"type\": \"%s\", \"params\": %s},"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"sub_group_size\": 100,"
-             " \"stage3_param_persistence_threshold\": 10%s}%s}",
+             " \"stage3_param_persistence_threshold\": 10%s%s}%s}",
              c->gas, c->clip, c->opt, params, c->stage,
-             c->offload ? ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}" : "", precision);
+             c->offload ? ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}" : "",
+             c->param ? ", \"offload_param\": {\"device\": \"cpu\", \"buffer_count\": 3, \"buffer_size\": 50}" : "",
+             precision);
 }
 
 static int make_trainer(trainer_t *t, const run_cfg_t *c)
@@ -188,6 +200,8 @@ static int run(const run_cfg_t *c, run_out_t *out)
     trainer_t t;
     zero_engine_timers_t timers;
     int ok = make_trainer(&t, c) && train(&t, 0, STEPS, out);
+    if (ok)
+        CU_ASSERT_EQUAL(zero_engine_memory(t.e, &last_memory), ZERO_OK);
     if (ok && zero_engine_timers(t.e, &timers) == ZERO_OK) {
         /* the offloaded step is waited for at the boundary, and counted; none without offload
          * (Lamb runs on the device over staged ranges: no step ops, nothing waited for) */
@@ -324,6 +338,55 @@ static void test_pinning_refused(void)
     free(pageable);
 }
 
+/* offload_param "cpu": the same run with the shards in device memory gives
+ * the same bits, and the device holds no shard. */
+static void param_pair(run_cfg_t c)
+{
+    run_out_t *plain = calloc(1, sizeof(*plain)), *off = calloc(1, sizeof(*off));
+    zero_engine_memory_t m_plain;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(off);
+    c.param = 0;
+    CU_ASSERT_FATAL(run(&c, plain));
+    m_plain = last_memory;
+    c.param = 1;
+    if (run(&c, off)) {
+        int same = memcmp(plain->w, off->w, sizeof(plain->w)) == 0;
+        printf("\n    offload_param stage 3 %s %s gas %d clip %g optimizer offload %d: %s; device params %llu -> %llu "
+               "bytes, total %llu -> %llu", c.dtype == ZERO_FP32 ? "fp32" : c.dtype == ZERO_BF16 ? "bf16" : "fp16",
+               c.opt, c.gas, c.clip, c.offload, same ? "same bits" : "DIFFERENT",
+               (unsigned long long)m_plain.params, (unsigned long long)last_memory.params,
+               (unsigned long long)m_plain.total, (unsigned long long)last_memory.total);
+        CU_ASSERT(same);
+        for (int s = 0; s < STEPS; s++) {
+            CU_ASSERT_EQUAL(off->info[s].stepped, plain->info[s].stepped);
+            CU_ASSERT_EQUAL(off->info[s].skipped, plain->info[s].skipped);
+        }
+        CU_ASSERT(m_plain.params > 0);
+        CU_ASSERT_EQUAL(last_memory.params, 0);
+        CU_ASSERT(last_memory.total <= m_plain.total);
+        CU_ASSERT(memcmp(off->w[0], off->w[STEPS - 1], sizeof(off->w[0])) != 0);
+    } else {
+        CU_FAIL("the run with offload_param \"cpu\" failed");
+    }
+    free(plain);
+    free(off);
+}
+
+static void test_param_offload(void)
+{
+    static const char *const opts[] = {"AdamW", "SGD", "Lamb"};
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    ZERO_TEST_MEM_MARK();
+    for (int off = 0; off <= 1; off++)
+        for (int d = 0; d < 3; d++)
+            for (int o = 0; o < 3; o++)
+                param_pair((run_cfg_t){.stage = 3, .dtype = dtypes[d], .opt = opts[o], .gas = 1, .offload = off});
+    param_pair((run_cfg_t){.stage = 3, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 2, .offload = 1});
+    param_pair((run_cfg_t){.stage = 3, .dtype = ZERO_FP16, .opt = "AdamW", .gas = 2, .clip = 0.5, .offload = 0});
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     int count = 0, status;
@@ -341,6 +404,7 @@ int main(int argc, char **argv)
         {"stages 1-3 x fp32/bf16/fp16 x optimizers: CPU offload as the device engine", test_matrix},
         {"a checkpoint saved with CPU offload loads without it", test_checkpoint_without_offload},
         {"pinning refused: one warning, pageable slots, same weights", test_pinning_refused},
+        {"offload_param cpu at stage 3: the same bits, no shard in device memory", test_param_offload},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"engine-device-offload", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
