@@ -297,13 +297,13 @@ const config_key_t config_offload_optimizer_keys[] = {
 
 const config_key_t config_offload_param_keys[] = {
     {KEY("device"), T_ENUM(config_offload_device_names), AT(zero_optimization.offload_param.device), READ_BY_CODE,
-     DEF("\"none\""), DOC("where stage-3 parameter shards live: `cpu` (a host rank's memory: no change), `nvme` (a file under `nvme_path`, host ranks; [offload.md](offload.md#stage-3-parameter-shards-on-nvme)) (`\"hpu\"` and `\"remote\"` are unsupported)")},
+     DEF("\"none\""), DOC("where stage-3 parameter shards live: `cpu` (host memory: no change for a host rank; a device rank's shards are uploaded at each gather, [offload.md](offload.md#stage-3-parameter-shards-in-host-memory-for-device-ranks)), `nvme` (a file under `nvme_path`, host ranks; [offload.md](offload.md#stage-3-parameter-shards-on-nvme)) (`\"hpu\"` and `\"remote\"` are unsupported)")},
     {KEY("nvme_path"), .type = CONFIG_STRING, .type_doc = "non-empty string",
      AT(zero_optimization.offload_param.nvme_path), READ_BY_CODE, DOC("directory for the parameter file; required for `nvme`")},
     {KEY("pin_memory"), T_BOOL, AT(zero_optimization.offload_param.pin_memory), DEF("false"),
-     DOC("page-locked staging memory; host ranks: no effect")},
+     DOC("page-locked staging memory; no effect (host ranks have nothing to stage; a device rank's `cpu` transfer slots are always pinned where possible, its shards never)")},
     {KEY("buffer_count"), T_UINT(1, U32_MAX), AT(zero_optimization.offload_param.buffer_count), DEF("5"),
-     DOC("NVMe staging buffers of the parameter file")},
+     DOC("NVMe staging buffers of the parameter file; with `cpu` on a device rank, the pinned transfer slots (at most 64, each min(`buffer_size`, 4 Mi, the longest shard) elements)")},
     {KEY("buffer_size"), T_UINT(1, NO_MAX), AT(zero_optimization.offload_param.buffer_size), DEF("1e8"),
      DOC("elements per staging buffer; a gather reads a shard a buffer at a time. libzero caps it so that the `buffer_count` buffers together hold no more than the part of the largest shard in the file (a small model's buffers are not several times its shard)")},
     {KEY("max_in_cpu"), T_UINT(0, NO_MAX), AT(zero_optimization.offload_param.max_in_cpu), DEF("1e9"),
