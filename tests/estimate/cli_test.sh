@@ -95,8 +95,17 @@ expect "$tmp/out" stage=2 dtype=fp16 reduce_bucket_bytes=200000000 allgather_buc
 "$exe" --config "$configs/zero1_fp32_adamw_accum.json" --params 7.5e9 --world-size 64 >"$tmp/out" 2>&1 || fail "zero1 config: exit $?"
 expect "$tmp/out" stage=1 dtype=fp32 optimizer_bytes_per_param=8 model_states_per_rank_gb=60.9
 "$exe" --config "$configs/zero3_nvme_bf16.json" --params 1e10 --world-size 16 >"$tmp/out" 2>&1 || fail "nvme config: exit $?"
-expect "$tmp/out" offload_optimizer=nvme offload_param=nvme host_model_states_per_rank_bytes=0 \
-  nvme_model_states_per_rank_bytes=8750000000
+# offload_param.max_in_cpu (DeepSpeed's default 1e9) keeps the whole 6.25e8-element partition in host memory
+expect "$tmp/out" offload_optimizer=nvme offload_param=nvme host_model_states_per_rank_bytes=1250000000 \
+  nvme_model_states_per_rank_bytes=7500000000
+"$exe" --config "$configs/zero3_nvme_bf16.json" --params 1e10 --world-size 16 --max-in-cpu 0 >"$tmp/out" 2>&1 \
+  || fail "nvme config, max_in_cpu 0: exit $?"
+expect "$tmp/out" host_model_states_per_rank_bytes=0 nvme_model_states_per_rank_bytes=8750000000
+"$exe" --config "$configs/zero3_nvme_bf16.json" --params 1e10 --world-size 16 --max-in-cpu 250M >"$tmp/out" 2>&1 \
+  || fail "nvme config, max_in_cpu 250M: exit $?"
+expect "$tmp/out" host_model_states_per_rank_bytes=500000000 nvme_model_states_per_rank_bytes=8250000000
+"$exe" --params 1e9 --stage 3 --offload-param nvme --max-in-cpu -5 >"$tmp/out" 2>"$tmp/err"
+[ $? -eq 2 ] && grep -q -- '--max-in-cpu' "$tmp/err" || fail "--max-in-cpu -5: not refused: $(cat "$tmp/err")"
 # The world size a config's batch keys imply, when --world-size is not given.
 printf '{"train_batch_size": 64, "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 4,\n "zero_optimization": {"stage": 1}}\n' >"$tmp/ws.json"
 "$exe" --config "$tmp/ws.json" --params 1e9 >"$tmp/out" 2>&1 || fail "implied world size: exit $?"

@@ -248,6 +248,7 @@ static void test_check(void)
     in = ok; in.grad_accum = 0;             expect_bad(&in, "--grad-accum");
     in = ok; in.bandwidth_gbps = 0;         expect_bad(&in, "--bandwidth");
     in = ok; in.bandwidth_gbps = INFINITY;  expect_bad(&in, "--bandwidth");
+    in = ok; in.param_max_in_cpu = -1;      expect_bad(&in, "--max-in-cpu");
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
@@ -281,14 +282,38 @@ static void test_offload_placement(void)
     CU_ASSERT(close_rel(r.host_total_node_bytes, 8.0 * 18.0 * psi / n));
     CU_ASSERT(close_rel(r.model_states_bytes, 16.0 * psi / n)); /* placement moves, never changes, the total */
 
-    /* both to NVMe: states on NVMe, host holds the staging buffers */
+    /* both to NVMe, max_in_cpu 0: states on NVMe, host holds the staging buffers */
     in.offload_optimizer = ZERO_OFFLOAD_NVME;
     in.offload_param = ZERO_OFFLOAD_NVME;
+    in.param_max_in_cpu = 0;
     zero_est_compute(&in, &r);
     CU_ASSERT_DOUBLE_EQUAL(r.host_states_bytes, 0.0, 0.0);
     CU_ASSERT(close_rel(r.nvme_states_bytes, 14.0 * psi / n));
     CU_ASSERT(close_rel(r.host_staging_bytes,
                         4.0 * psi / n + 4.0 * fmin(1e9, psi / n) * 4.0 + 5.0 * 1e8 * 2.0));
+
+    /* max_in_cpu (DeepSpeed's default 1e9) above the partition (2.5e8
+     * elements): it all stays in host memory, no parameter staging */
+    in.param_max_in_cpu = 1e9;
+    zero_est_compute(&in, &r);
+    CU_ASSERT(close_rel(r.host_states_bytes, 2.0 * psi / n));
+    CU_ASSERT(close_rel(r.nvme_states_bytes, 12.0 * psi / n));
+    CU_ASSERT(close_rel(r.host_staging_bytes, 4.0 * psi / n + 4.0 * fmin(1e9, psi / n) * 4.0));
+    CU_ASSERT(close_rel(r.model_states_bytes, 16.0 * psi / n));
+
+    /* max_in_cpu 1e8 inside it: 1e8 elements in memory, the rest on NVMe, staging back */
+    in.param_max_in_cpu = 1e8;
+    zero_est_compute(&in, &r);
+    CU_ASSERT(close_rel(r.host_states_bytes, 1e8 * 2.0));
+    CU_ASSERT(close_rel(r.nvme_states_bytes, 12.0 * psi / n + (psi / n - 1e8) * 2.0));
+    CU_ASSERT(close_rel(r.host_staging_bytes,
+                        4.0 * psi / n + 4.0 * fmin(1e9, psi / n) * 4.0 + 5.0 * 1e8 * 2.0));
+    CU_ASSERT(close_rel(r.model_states_bytes, 16.0 * psi / n));
+
+    /* max_in_cpu only matters with nvme: cpu keeps all of it in memory whatever it says */
+    in.offload_param = ZERO_OFFLOAD_CPU;
+    zero_est_compute(&in, &r);
+    CU_ASSERT(close_rel(r.host_states_bytes, 2.0 * psi / n));
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 

@@ -131,6 +131,7 @@ void zero_est_input_defaults(zero_est_input_t *in)
     in->optimizer_buffer_count = 4;
     in->param_buffer_count = 5;
     in->param_buffer_size = 1e8;
+    in->param_max_in_cpu = 1e9;
     in->bandwidth_gbps = 50.0;
 }
 
@@ -155,6 +156,8 @@ int zero_est_check(const zero_est_input_t *in, char *why, size_t why_len)
             zero_offload_device_string(in->offload_param), in->stage);
     if (in->grad_accum < 1)
         BAD("--grad-accum: must be 1 or more");
+    if (!(in->param_max_in_cpu >= 0.0) || !isfinite(in->param_max_in_cpu))
+        BAD("--max-in-cpu: must be 0 or more elements");
     if (!(in->bandwidth_gbps > 0.0) || !isfinite(in->bandwidth_gbps))
         BAD("--bandwidth: must be a positive number of GB/s");
     return 0;
@@ -237,7 +240,16 @@ void zero_est_compute(const zero_est_input_t *in, zero_est_result_t *r)
     r->model_states_bytes = r->params_bytes + r->grads_bytes + r->optim_bytes;
     r->baseline_bytes = (2.0 * b + k) * psi;
 
-    place(r->params_bytes, in->offload_param, r);
+    if (in->offload_param == ZERO_OFFLOAD_NVME) {
+        /* DeepSpeed's offload_param.max_in_cpu (as libzero): the first
+         * max_in_cpu elements of the rank's partition stay in host memory for
+         * the whole run, only the rest goes to NVMe */
+        double kept = fmin(in->param_max_in_cpu, psi / n);
+        place(kept * b, ZERO_OFFLOAD_CPU, r);
+        place(r->params_bytes - kept * b, ZERO_OFFLOAD_NVME, r);
+    } else {
+        place(r->params_bytes, in->offload_param, r);
+    }
     r->device_states_bytes += r->grads_bytes;
     place(r->optim_bytes, in->offload_optimizer, r);
 
@@ -258,7 +270,8 @@ void zero_est_compute(const zero_est_input_t *in, zero_est_result_t *r)
         if (in->offload_optimizer == ZERO_OFFLOAD_NVME) /* fp32 sub-group swap buffers */
             r->host_staging_bytes += in->optimizer_buffer_count * fmin(in->sub_group_size, psi / n) * 4.0;
     }
-    if (in->offload_param == ZERO_OFFLOAD_NVME)
+    if (in->offload_param == ZERO_OFFLOAD_NVME && in->param_max_in_cpu < psi / n)
+        /* no staging when max_in_cpu keeps the whole partition (libzero then has no parameter file) */
         r->host_staging_bytes += in->param_buffer_count * fmin(in->param_buffer_size, psi) * b;
 
     r->device_total_bytes = r->device_states_bytes + r->reduce_bucket_bytes + r->allgather_bucket_bytes

@@ -57,6 +57,8 @@ typedef struct zero_est_input {
     uint32_t optimizer_buffer_count;  /* offload_optimizer.buffer_count (NVMe staging) */
     uint32_t param_buffer_count;      /* offload_param.buffer_count */
     double param_buffer_size;         /* offload_param.buffer_size, elements */
+    double param_max_in_cpu;          /* offload_param.max_in_cpu, elements: with nvme, the first this many of
+                                       * the rank's parameter partition stay in host memory (DeepSpeed's) */
     double bandwidth_gbps;            /* bus bandwidth, GB/s (1e9 bytes/s), > 0 */
 } zero_est_input_t;
 

@@ -28,7 +28,7 @@ static const char usage_text[] =
     "                     [--largest-layer N] [--offload-optimizer none|cpu|nvme]\n"
     "                     [--offload-param none|cpu|nvme] [--dtype fp16|bf16|fp32]\n"
     "                     [--optimizer NAME] [--grad-accum N] [--bandwidth GB/s]\n"
-    "                     [--config FILE]\n"
+    "                     [--max-in-cpu N] [--config FILE]\n"
     "       zero-estimate --help\n";
 
 static const char help_text[] =
@@ -46,6 +46,9 @@ static const char help_text[] =
     "--offload-optimizer D  none|cpu|nvme: where optimizer states live (stages 1-3)\n"
     "--offload-param D      none|cpu|nvme: where the parameter partition lives\n"
     "                       (stage 3 only)\n"
+    "--max-in-cpu N         with --offload-param nvme: elements of the rank's\n"
+    "                       partition kept in host memory, the rest on NVMe\n"
+    "                       (default 1e9, or the config's offload_param.max_in_cpu)\n"
     "--dtype T              fp16|bf16|fp32: training dtype of parameters, gradients\n"
     "                       and communication (default fp16, or the config's)\n"
     "--optimizer O          adam|adamw|lamb (K = 12), sgd-momentum|adagrad|lion\n"
@@ -125,7 +128,7 @@ static const char *dtype_string(zero_dtype_t dtype)
 typedef struct cli {
     const char *params, *largest_layer, *world_size, *ranks_per_node, *stage;
     const char *offload_optimizer, *offload_param, *dtype, *optimizer, *grad_accum;
-    const char *bandwidth, *config;
+    const char *bandwidth, *max_in_cpu, *config;
 } cli_t;
 
 static const struct {
@@ -143,6 +146,7 @@ static const struct {
     {"--optimizer", offsetof(cli_t, optimizer)},
     {"--grad-accum", offsetof(cli_t, grad_accum)},
     {"--bandwidth", offsetof(cli_t, bandwidth)},
+    {"--max-in-cpu", offsetof(cli_t, max_in_cpu)},
     {"--config", offsetof(cli_t, config)},
 };
 
@@ -231,6 +235,7 @@ static int apply_config(const char *path, zero_est_input_t *in, int *config_worl
     in->optimizer_buffer_count = z->offload_optimizer.buffer_count;
     in->param_buffer_count = z->offload_param.buffer_count;
     in->param_buffer_size = (double)z->offload_param.buffer_size;
+    in->param_max_in_cpu = (double)z->offload_param.max_in_cpu;
     if (cfg->gradient_accumulation_steps > 0)
         in->grad_accum = cfg->gradient_accumulation_steps;
     *config_world_size = (int)cfg->world_size;
@@ -432,6 +437,12 @@ int main(int argc, char **argv)
             || cli.bandwidth[0] > '9')
             return bad_flag("--bandwidth", cli.bandwidth, "expected a positive number of GB/s, got");
         in.bandwidth_gbps = d;
+    }
+    if (cli.max_in_cpu) {   /* 0 (every element on NVMe) or a count */
+        if (strcmp(cli.max_in_cpu, "0") == 0)
+            in.param_max_in_cpu = 0.0;
+        else if (zero_est_count_parse(cli.max_in_cpu, &in.param_max_in_cpu) != 0)
+            return bad_flag("--max-in-cpu", cli.max_in_cpu, "expected 0 or a count like 1e9 or 250M, got");
     }
     /* A stage that cannot offload, lowered on the command line below a config
      * that offloads, is a contradiction to report, not to resolve silently. */
