@@ -229,22 +229,35 @@ out:
     return status;
 }
 
+/* What every transfer starts with: the checks, then the copy stream ordered
+ * after the trainer's stream. 1: go on; 0: nothing to move or failed
+ * (*status_p says which). */
+static int transfer_begin(zero_param_host_t *ph, int g, size_t so, size_t n, const char *call, zero_status_t *status_p)
+{
+    *status_p = ZERO_OK;
+    if (!in_shard(ph, g, so, n, call)) {
+        *status_p = ZERO_ERR_INVALID_ARG;
+        return 0;
+    }
+    if (ph->device < 0) {
+        ZERO_LOG_ERROR("offload_param: %s without a device (host-side only)", call);
+        *status_p = ZERO_ERR_UNSUPPORTED;
+        return 0;
+    }
+    if (n == 0)
+        return 0;
+    *status_p = after_trainer(ph);
+    return *status_p == ZERO_OK;
+}
+
 zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, size_t n, void *dev_dst)
 {
     size_t esz, done = 0;
     zero_param_host_chunk_t ch;
     zero_status_t status;
-    if (!in_shard(ph, g, so, n, "upload"))
-        return ZERO_ERR_INVALID_ARG;
-    if (ph->device < 0) {
-        ZERO_LOG_ERROR("offload_param: upload without a device (host-side only)");
-        return ZERO_ERR_UNSUPPORTED;
-    }
-    if (n == 0)
-        return ZERO_OK;
-    esz = ph->esz[g];
-    if ((status = after_trainer(ph)) != ZERO_OK)
+    if (!transfer_begin(ph, g, so, n, "upload", &status))
         return status;
+    esz = ph->esz[g];
     while (zero_param_host_next_chunk(ph, g, n, &done, &ch)) {
         void *slot = zero_slot_ring_slot(ph->ring, ch.slot);
         size_t bytes = ch.count * esz;
@@ -275,17 +288,9 @@ zero_status_t zero_param_host_download(zero_param_host_t *ph, int g, size_t so, 
     zero_param_host_chunk_t fifo[SLOTS_MAX], ch;
     size_t esz, done = 0;
     zero_status_t status;
-    if (!in_shard(ph, g, so, n, "download"))
-        return ZERO_ERR_INVALID_ARG;
-    if (ph->device < 0) {
-        ZERO_LOG_ERROR("offload_param: download without a device (host-side only)");
-        return ZERO_ERR_UNSUPPORTED;
-    }
-    if (n == 0)
-        return ZERO_OK;
-    esz = ph->esz[g];
-    if ((status = after_trainer(ph)) != ZERO_OK)
+    if (!transfer_begin(ph, g, so, n, "download", &status))
         return status;
+    esz = ph->esz[g];
     for (;;) {
         int more = count < slots && zero_param_host_next_chunk(ph, g, n, &done, &ch);
         if (more) {   /* start one more copy down: consecutive chunks, distinct slots */

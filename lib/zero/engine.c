@@ -1028,6 +1028,17 @@ static int param_offload_nvme(zero_engine_h e)
     return e->stage == 3 && e->config->zero_optimization.offload_param.device == ZERO_OFFLOAD_NVME;
 }
 
+/* Every group's dtype and shard length into @p dtype and @p length (the
+ * parameter stores' options); returns the number of groups. */
+static int shard_groups(zero_engine_h e, zero_dtype_t *dtype, size_t *length)
+{
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        dtype[gi] = e->groups[gi].dtype;
+        length[gi] = e->groups[gi].own_length;
+    }
+    return e->layout->num_groups;
+}
+
 /* The parameter file of offload_param "nvme": every group's shard, in the
  * training dtype; its staging buffers are counted as the params. */
 static zero_status_t setup_param_store(zero_engine_h e, double timeout_s)
@@ -1038,11 +1049,7 @@ static zero_status_t setup_param_store(zero_engine_h e, double timeout_s)
     zero_status_t status;
 
     memset(&opts, 0, sizeof(opts));
-    opts.num_groups = e->layout->num_groups;
-    for (int gi = 0; gi < e->layout->num_groups; gi++) {
-        opts.dtype[gi] = e->groups[gi].dtype;
-        opts.length[gi] = e->groups[gi].own_length;
-    }
+    opts.num_groups = shard_groups(e, opts.dtype, opts.length);
     opts.rank = e->rank;
     opts.config = e->config;
     opts.timeout_s = timeout_s;
@@ -1082,10 +1089,8 @@ static zero_status_t setup_param_host(zero_engine_h e, double timeout_s)
     zero_status_t status;
 
     memset(&opts, 0, sizeof(opts));
-    opts.num_groups = e->layout->num_groups;
-    for (int gi = 0; gi < e->layout->num_groups; gi++) {
-        opts.dtype[gi] = e->groups[gi].dtype;
-        opts.length[gi] = e->groups[gi].own_length;
+    opts.num_groups = shard_groups(e, opts.dtype, opts.length);
+    for (int gi = 0; gi < opts.num_groups; gi++) {
         if (opts.length[gi] > longest)
             longest = opts.length[gi];
         if (dtype_bytes(opts.dtype[gi]) > widest)
