@@ -276,7 +276,7 @@ const config_key_t config_zero_keys[] = {
 
 const config_key_t config_offload_optimizer_keys[] = {
     {KEY("device"), T_ENUM(config_offload_device_names), AT(zero_optimization.offload_optimizer.device), READ_BY_CODE,
-     DEF("\"none\""), DOC("where optimizer states live: `cpu` (a host rank's memory: no change; a device rank's: host memory, the step on the CPU, 16-bit gradients and weights through pinned slots, stage 1-3, [offload.md](offload.md#cpu-offload-for-device-ranks)), `nvme` (files under `nvme_path`, host ranks), `remote` (zero-optd, a libzero extension, host ranks); `nvme` and `remote` need stage 1-3; the step runs on the CPU (`\"hpu\"` is unsupported)")},
+     DEF("\"none\""), DOC("where optimizer states live: `cpu` (a host rank's memory: no change; a device rank's: host memory, the step on the CPU, 16-bit gradients and weights through pinned slots, stage 1-3, [offload.md](offload.md#cpu-offload-for-device-ranks)), `nvme` (files under `nvme_path`; a device rank's under the CPU offload), `remote` (zero-optd, a libzero extension, host ranks); `nvme` and `remote` need stage 1-3; the step runs on the CPU (`\"hpu\"` is unsupported)")},
     {KEY("nvme_path"), .type = CONFIG_STRING, .type_doc = "non-empty string",
      AT(zero_optimization.offload_optimizer.nvme_path), READ_BY_CODE, DOC("directory for state files; required for `nvme` (need not exist when only checked)")},
     {KEY("pin_memory"), T_BOOL, AT(zero_optimization.offload_optimizer.pin_memory), DEF("false"),

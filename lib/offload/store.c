@@ -282,9 +282,9 @@ zero_status_t zero_store_flush(zero_store_t *store)
 
 size_t zero_store_max_range(const zero_store_t *store) { return store->max_range; }
 
-/* The NVMe store from the config's offload_optimizer and aio blocks. */
-static zero_status_t create_nvme(const zero_store_options_t *opts, const zero_store_desc_t *desc,
-                                 zero_store_t **store_p)
+/* The NVMe store's parameters from the config's offload_optimizer and aio blocks. */
+static zero_status_t nvme_params_for(const zero_store_options_t *opts, const zero_store_desc_t *desc,
+                                     zero_store_nvme_params_t *params_p)
 {
     const zero_config_t *config = opts->config;
     const zero_config_offload_optimizer_t *oo;
@@ -317,7 +317,17 @@ static zero_status_t create_nvme(const zero_store_options_t *opts, const zero_st
                        "for the state file)", opts->rank);
         return ZERO_ERR_INVALID_ARG;
     }
-    return zero_store_nvme_create(desc, &params, store_p);
+    *params_p = params;
+    return ZERO_OK;
+}
+
+/* The NVMe store of a host engine. */
+static zero_status_t create_nvme(const zero_store_options_t *opts, const zero_store_desc_t *desc,
+                                 zero_store_t **store_p)
+{
+    zero_store_nvme_params_t params;
+    zero_status_t status = nvme_params_for(opts, desc, &params);
+    return status != ZERO_OK ? status : zero_store_nvme_create(desc, &params, store_p);
 }
 
 /* The remote store on the servers of the options, with the job's token
@@ -369,11 +379,14 @@ size_t zero_offload_pin_limit(void)
     return (size_t)n;
 }
 
-/* The CPU offload store of a device engine from offload_optimizer. */
+/* The CPU offload store of a device engine from offload_optimizer; with
+ * "nvme" its master and moments live in the NVMe store's file, a slot's
+ * range per buffer. */
 static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_store_desc_t *desc,
                                 zero_store_t **store_p)
 {
     zero_store_cpu_params_t params;
+    zero_store_nvme_params_t nvme;
     size_t longest = 1;
     zero_store_cpu_params_default(&params);
     for (int g = 0; g < desc->num_groups; g++)
@@ -392,6 +405,15 @@ static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_sto
     params.threads = opts->threads > 0 ? opts->threads : 1;
     params.pin_limit = zero_offload_pin_limit();
     params.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : STORE_DEFAULT_TIMEOUT_S;
+    if (opts->device == ZERO_STORE_DEVICE_NVME) {
+        zero_store_desc_t host = *desc;
+        zero_status_t status;
+        host.kind = ZERO_MEM_HOST;
+        if ((status = nvme_params_for(opts, &host, &nvme)) != ZERO_OK)
+            return status;
+        nvme.max_range = params.slot_elems;   /* a chunk's range per buffer (chunks never exceed max_range) */
+        params.nvme = &nvme;
+    }
     return zero_store_cpu_create(desc, &params, store_p);
 }
 
@@ -426,7 +448,9 @@ zero_status_t zero_store_create_for(const zero_store_options_t *opts, const zero
         return zero_store_host_create(&host, store_p);
     }
     case ZERO_STORE_DEVICE_NVME:
-        return create_nvme(opts, desc, store_p);
+        /* a device engine: the CPU offload store over the file (its kernels
+         * must not be handed the NVMe store's host buffers) */
+        return desc->kind == ZERO_MEM_DEVICE ? create_cpu(opts, desc, store_p) : create_nvme(opts, desc, store_p);
     case ZERO_STORE_DEVICE_REMOTE:
         return create_remote(opts, desc, store_p);
     default:

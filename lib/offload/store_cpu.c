@@ -221,12 +221,22 @@ static int advance(cpu_store_t *c, zero_status_t *status_p)
     }
     if (zero_slot_pipe_ready(p) & ZERO_SLOT_WORK) {
         unsigned slot = zero_slot_pipe_slot(p, p->work_started);
-        zero_status_t status;
+        zero_status_t status = ZERO_OK;
+        cpu_chunk_t next;
+        int has_next;
         pthread_mutex_lock(&c->lock);
         ch = c->chunks[p->work_started];
+        has_next = p->work_started + 1 < c->nchunks;
+        if (has_next)
+            next = c->chunks[p->work_started + 1];
         pthread_mutex_unlock(&c->lock);
         p->work_started++;
-        status = work_chunk(c, &ch, zero_slot_ring_slot(c->ring, slot));
+        /* NVMe arrays: the next chunk's read overlaps this chunk's step (the host store ignores it) */
+        if (has_next)
+            status = zero_store_prefetch(c->host, next.step.group, next.step.begin, next.step.count,
+                                         zero_store_fields(c->host));
+        if (status == ZERO_OK)
+            status = work_chunk(c, &ch, zero_slot_ring_slot(c->ring, slot));
         if (status != ZERO_OK) {
             *status_p = status;
             return 0;
@@ -320,7 +330,10 @@ static zero_status_t cpu_step_async(zero_store_t *store, const zero_store_async_
 {
     cpu_store_t *c = (cpu_store_t *)store;
     size_t per = zero_slot_ring_slot_bytes(c->ring) / zero_dtype_size(step->grad_dtype);
-    size_t need = (step->count + per - 1) / per;
+    size_t need;
+    if (per > store->max_range)
+        per = store->max_range;   /* a chunk is one range of the arrays (the NVMe store's buffers hold that) */
+    need = (step->count + per - 1) / per;
     zero_status_t status = ZERO_OK;
 
     if (step->grad_dtype != step->weight_dtype) {
@@ -450,6 +463,12 @@ static void cpu_destroy(zero_store_t *store)
     zero_free(c);
 }
 
+/* The NVMe arrays' writes (the host store has none); called between steps. */
+static zero_status_t cpu_flush(zero_store_t *store)
+{
+    return zero_store_flush(((cpu_store_t *)store)->host);
+}
+
 static double cpu_step_busy(const zero_store_t *store)
 {
     cpu_store_t *c = (cpu_store_t *)(uintptr_t)store;
@@ -465,6 +484,7 @@ static const zero_store_ops_t cpu_ops = {
     .acquire = cpu_acquire,
     .release = cpu_release,
     .prefetch = NULL,   /* acquire copies on demand; the step reads the gradients as they come */
+    .flush = cpu_flush,
     .bytes = cpu_bytes,
     .destroy = cpu_destroy,
     .step_async = cpu_step_async,
@@ -513,10 +533,12 @@ zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_st
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(c->device), status, fail, "cpu offload store: cudaSetDevice(%d)",
                          c->device);
 
-    /* the arrays: ordinary host memory, never pinned (only the ring is) */
+    /* the arrays: ordinary host memory, never pinned (only the ring is), or the NVMe store's file */
     host.kind = ZERO_MEM_HOST;
     memset(host.adopt_master, 0, sizeof(host.adopt_master));
-    if ((status = zero_store_host_create(&host, &c->host)) != ZERO_OK)
+    status = params->nvme != NULL ? zero_store_nvme_create(&host, params->nvme, &c->host)
+                                  : zero_store_host_create(&host, &c->host);
+    if (status != ZERO_OK)
         goto fail;
 
     memset(&rp, 0, sizeof(rp));

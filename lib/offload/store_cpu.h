@@ -16,6 +16,12 @@
  * second copy stream; the copy of one slot overlaps the step of the next.
  * step_wait returns when every weight is back on the device.
  *
+ * With params.nvme the arrays are the NVMe store's file (store_nvme.h)
+ * rather than host memory: the offload thread acquires each chunk's range
+ * from it after asking for the next chunk's (its read overlaps this step),
+ * and releases it dirty (the write overlaps the next); its errors fail the
+ * step (step_wait) or the next acquire.
+ *
  * acquire / release (initial values, checkpoints, Lamb, the write-back) stage
  * the range through device buffers of max_range elements per field, so the
  * engine's device kernels see device memory as with the plain device store;
@@ -25,6 +31,7 @@
 #define ZERO_OFFLOAD_STORE_CPU_H
 
 #include "offload/store.h"
+#include "offload/store_nvme.h"
 
 typedef struct zero_store_cpu_params {
     int device;              /* the rank's CUDA device; -1: the calling thread's current device */
@@ -36,6 +43,12 @@ typedef struct zero_store_cpu_params {
     size_t piece_max;        /* bytes pinned per call at most; 0: 1 GiB */
     size_t pin_limit;        /* bytes pinned in all at most; 0: no limit (ZERO_OFFLOAD_PIN_LIMIT) */
     double timeout_s;        /* step_wait gives up after this long (> 0) */
+    /* offload_optimizer "nvme" under the CPU offload (borrowed for the call):
+     * the master and moments live in the NVMe store's file instead of host
+     * memory, read and written a slot's range at a time, the next chunk's
+     * range read while this one is stepped (max_range at least slot_elems);
+     * NULL: host memory */
+    const zero_store_nvme_params_t *nvme;
 } zero_store_cpu_params_t;
 
 /* The defaults: 4 slots of 1 Mi elements, 1 thread, pinned, 300 s. */

@@ -180,10 +180,10 @@ static zero_status_t check_device_offload(zero_engine_h e)
     zero_offload_device_t opt = z->offload_optimizer.device;
     if (e->ops->host_readable)
         return ZERO_OK;
-    if (opt == ZERO_OFFLOAD_NVME || opt == ZERO_OFFLOAD_REMOTE) {
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.device \"%s\" with mem_kind %s: "
-                     "only \"cpu\" is implemented for ranks that train in device memory in this version",
-                     opt == ZERO_OFFLOAD_NVME ? "nvme" : "remote", zero_mem_kind_string(e->kind));
+    if (opt == ZERO_OFFLOAD_REMOTE) {
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.device \"remote\" with mem_kind %s: "
+                     "only \"cpu\" and \"nvme\" are implemented for ranks that train in device memory in this "
+                     "version", zero_mem_kind_string(e->kind));
         return ZERO_ERR_UNSUPPORTED;
     }
     if (z->offload_param.device == ZERO_OFFLOAD_NVME && z->stage == 3) {

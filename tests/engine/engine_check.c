@@ -38,6 +38,8 @@
  * With ZERO_TEST_OFFLOAD_OPTIMIZER=cpu (gpu-check's engine-staged-offload
  * step, the device build), stages 1-3 run with offload_optimizer.device
  * "cpu" (the CPU offload store) against the same reference and tolerances;
+ * with =nvme (engine-staged-offload-nvme-2) likewise with "nvme" (on a
+ * device rank the CPU offload over the NVMe store's file, in $TMPDIR or /tmp);
  * stage 0, which has no owned shard to offload, runs without it.
  *
  * With ZERO_TEST_OFFLOAD_PARAM=cpu (gpu-check's engine-staged-param-offload
@@ -225,11 +227,14 @@ static int param_offload_asked(void)
  * ZERO_TEST_OFFLOAD_PARAM ("cpu", stage 3) ask for. */
 static const char *offload_block(const combo_t *c)
 {
-    static char buf[256];
-    const char *v = getenv("ZERO_TEST_OFFLOAD_OPTIMIZER");
+    static char buf[512];
+    const char *v = getenv("ZERO_TEST_OFFLOAD_OPTIMIZER"), *tmp = getenv("TMPDIR");
     buf[0] = '\0';
     if (v != NULL && strcmp(v, "cpu") == 0 && c->stage > 0)
         strcat(buf, ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}, \"sub_group_size\": 100");
+    else if (v != NULL && strcmp(v, "nvme") == 0 && c->stage > 0)   /* the file is unlinked at once: any directory */
+        snprintf(buf, 300, ", \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"%.128s\", \"buffer_count\": 3}, "
+                 "\"sub_group_size\": 100", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
     if (param_offload_asked() && c->stage == 3 && !c->no_param_offload)
         strcat(buf, ", \"offload_param\": {\"device\": \"cpu\", \"buffer_count\": 3, \"buffer_size\": 40}");
     return buf;

@@ -27,7 +27,12 @@
  *    and without the CPU optimizer offload, AdamW with accumulation 2 and
  *    clipping: the same bits as the same run with the shards in device
  *    memory, and zero_engine_memory counts no shard bytes (params 0) and no
- *    more in total.
+ *    more in total;
+ *  - offload_optimizer "nvme" (the CPU offload with its master and moments
+ *    in the NVMe file), stages 1-3 x fp32/bf16/fp16 x AdamW, SGD, Lamb,
+ *    bf16 AdamW with accumulation 2 and clipping, and with offload_param
+ *    "cpu": as the CPU offload against the device engine (same tolerances),
+ *    and the directory empty afterwards.
  * Without a CUDA device: exit 77.
  */
 #include "device_trainer.h"
@@ -57,11 +62,12 @@ typedef struct run_cfg {
     const char *opt;
     int gas;
     double clip;
-    int offload;
-    int param;   /* offload_param "cpu" (stage 3) */
+    int offload;   /* offload_optimizer: 0 none, 1 "cpu", 2 "nvme" (the CPU offload over the NVMe file) */
+    int param;     /* offload_param "cpu" (stage 3) */
 } run_cfg_t;
 
 static zero_engine_memory_t last_memory;   /* of the last run(), after its steps */
+static char nvme_dir[64];                  /* offload_optimizer.nvme_path of the "nvme" runs */
 
 typedef struct run_out {
     float w[STEPS][1024];
@@ -101,6 +107,13 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
         precision = ", \"bf16\": {\"enabled\": true}";
     else if (c->dtype == ZERO_FP16)
         precision = ", \"fp16\": {\"enabled\": true, \"initial_scale_power\": 8}";
+    char offload[256] = "";
+    if (c->offload == 1)
+        snprintf(offload, sizeof(offload), ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}");
+    else if (c->offload == 2)
+        snprintf(offload, sizeof(offload),
+                 ", \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_count\": 3}",
+                 nvme_dir);
     /* sub_group_size 100: several slots per step, so the ring turns over (4 slots by default) */
     snprintf(buf, size,
              "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_accumulation_steps\": %d,"
@@ -108,14 +121,13 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"sub_group_size\": 100,"
              " \"stage3_param_persistence_threshold\": 10%s%s}%s}",
              c->gas, c->clip, c->opt, params, c->stage,
-             c->offload ? ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}" : "",
-             c->param ? ", \"offload_param\": {\"device\": \"cpu\", \"buffer_count\": 3, \"buffer_size\": 50}" : "",
+             offload, c->param ? ", \"offload_param\": {\"device\": \"cpu\", \"buffer_count\": 3, \"buffer_size\": 50}" : "",
              precision);
 }
 
 static int make_trainer(trainer_t *t, const run_cfg_t *c)
 {
-    char json[1024];
+    char json[1536];
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS |
                                              ZERO_ENGINE_PARAM_FIELD_MEM_KIND | ZERO_ENGINE_PARAM_FIELD_CUDA_STREAM,
                                .num_threads = 2, .mem_kind = ZERO_MEM_DEVICE, .cuda_stream = trainer_stream};
@@ -245,13 +257,14 @@ static void compare(const run_cfg_t *c, const run_out_t *plain, const run_out_t 
 static void run_pair(run_cfg_t c)
 {
     run_out_t *plain = calloc(1, sizeof(*plain)), *off = calloc(1, sizeof(*off));
+    int device = c.offload > 0 ? c.offload : 1;
     CU_ASSERT_PTR_NOT_NULL_FATAL(plain);
     CU_ASSERT_PTR_NOT_NULL_FATAL(off);
     c.offload = 0;
     if (!run(&c, plain)) {
         CU_FAIL("the run without offload failed");
     }
-    c.offload = 1;
+    c.offload = device;
     if (run(&c, off)) {
         compare(&c, plain, off);
     } else {
@@ -338,6 +351,26 @@ static void test_pinning_refused(void)
     free(pageable);
 }
 
+/* offload_optimizer "nvme" for a device rank: the CPU offload with its
+ * master and moments in the NVMe file (sub_group_size 100 per range), as the
+ * device engine without offload; nothing left in the directory. */
+static void test_nvme_under_cpu_offload(void)
+{
+    static const char *const opts[] = {"AdamW", "SGD", "Lamb"};
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    char cmd[160];
+    ZERO_TEST_MEM_MARK();
+    for (int stage = 1; stage <= 3; stage++)
+        for (int d = 0; d < 3; d++)
+            for (int o = 0; o < 3; o++)
+                run_pair((run_cfg_t){.stage = stage, .dtype = dtypes[d], .opt = opts[o], .gas = 1, .offload = 2});
+    run_pair((run_cfg_t){.stage = 3, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 2, .clip = 0.5, .offload = 2});
+    run_pair((run_cfg_t){.stage = 3, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 2, .param = 1});
+    snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s')\"", nvme_dir);
+    CU_ASSERT_EQUAL(system(cmd), 0);   /* the state file was unlinked at once */
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* offload_param "cpu": the same run with the shards in device memory gives
  * the same bits, and the device holds no shard. */
 static void param_pair(run_cfg_t c)
@@ -400,15 +433,22 @@ int main(int argc, char **argv)
         return 1;
     }
     zero_log_set_level(ZERO_LOG_LEVEL_ERROR);
+    strcpy(nvme_dir, "/tmp/zero-device-nvme-XXXXXX");
+    if (mkdtemp(nvme_dir) == NULL) {
+        printf("cannot make a directory for the NVMe runs\n");
+        return 1;
+    }
     CU_TestInfo tests[] = {
         {"stages 1-3 x fp32/bf16/fp16 x optimizers: CPU offload as the device engine", test_matrix},
         {"a checkpoint saved with CPU offload loads without it", test_checkpoint_without_offload},
         {"pinning refused: one warning, pageable slots, same weights", test_pinning_refused},
         {"offload_param cpu at stage 3: the same bits, no shard in device memory", test_param_offload},
+        {"offload_optimizer nvme under the CPU offload: as the device engine", test_nvme_under_cpu_offload},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"engine-device-offload", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
     status = zero_test_main(argc, argv, suites);
+    rmdir(nvme_dir);
     cudaStreamDestroy(trainer_stream);
     return status;
 }
