@@ -694,7 +694,9 @@ ZERO_API const char *zero_engine_last_error(zero_engine_h engine);
  */
 typedef struct zero_engine_memory {
     uint64_t params;        /**< weights the trainer sees (full at stages 0-2, shard at 3); 0 with adopted
-                                 buffers (the trainer's memory, never counted here) */
+                                 buffers (the trainer's memory, never counted here), and 0 on a device rank
+                                 with offload_param "cpu" (the shards are in host memory; the step's
+                                 device staging window counts in buffers) */
     uint64_t grads;         /**< gradients in the parameters' dtype: full (stages 0-1), owned shard (2-3);
                                  0 with adopted buffers */
     uint64_t master;        /**< fp32 master weights (owned shard); 0 where they are the weights themselves
