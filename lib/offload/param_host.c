@@ -31,7 +31,7 @@ struct zero_param_host {
     cudaStream_t trainer;                 /* borrowed */
     cudaStream_t copy;
     cudaEvent_t ready;                    /* on the trainer's stream: the copies start after it */
-    cudaEvent_t copied;                   /* on the copy stream: the trainer's stream waits for it */
+    cudaEvent_t copied;                   /* on the copy stream after an upload: the allgather waits for it */
     cudaEvent_t *slot_done;               /* per slot: its last copy */
     unsigned char *slot_used;             /* per slot: slot_done was recorded */
 #endif
@@ -250,11 +250,13 @@ static int transfer_begin(zero_param_host_t *ph, int g, size_t so, size_t n, con
     return *status_p == ZERO_OK;
 }
 
-zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, size_t n, void *dev_dst)
+zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, size_t n, void *dev_dst,
+                                     void **copied_p)
 {
     size_t esz, done = 0;
     zero_param_host_chunk_t ch;
     zero_status_t status;
+    *copied_p = NULL;
     if (!transfer_begin(ph, g, so, n, "upload", &status))
         return status;
     esz = ph->esz[g];
@@ -273,11 +275,10 @@ zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, si
         ph->slot_used[ch.slot] = 1;
         ph->bytes_up += bytes;
     }
-    /* what the caller queues next on the trainer's stream (the allgather) sees the shard */
+    /* what waits for this event (the allgather) sees the shard */
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)(ph->copied, ph->copy), status, out, "offload_param: %s",
                          "recording the upload's event");
-    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamWaitEvent)(ph->trainer, ph->copied, 0), status, out,
-                         "offload_param: %s", "ordering the trainer's stream after the upload");
+    *copied_p = ph->copied;
 out:
     return status;
 }
@@ -329,9 +330,11 @@ out:
 
 #else /* !HAVE_CUDA */
 
-zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, size_t n, void *dev_dst)
+zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, size_t n, void *dev_dst,
+                                     void **copied_p)
 {
     (void)dev_dst;
+    *copied_p = NULL;
     if (!in_shard(ph, g, so, n, "upload"))
         return ZERO_ERR_INVALID_ARG;
     return zero_cuda_require("offload_param \"cpu\" for a device engine");

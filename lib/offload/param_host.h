@@ -10,8 +10,10 @@
  *     store's copy stream) into its place in the gathered buffer. The copy
  *     stream first waits for an event recorded on the trainer's stream (the
  *     gathered block may be a pool block that earlier work there still
- *     reads), and the trainer's stream waits for the copies' event before
- *     the caller queues the in-place allgather on it.
+ *     reads); the event recorded after the copies is handed back, and the
+ *     in-place allgather waits for it instead of the trainer's stream, so
+ *     the trainer's own work never waits for an upload (a prefetched
+ *     gather's upload overlaps it).
  *   - download (the step's weights written by device kernels into a device
  *     window): device -> slot on the copy stream after an event of the
  *     trainer's stream, then slot -> host shard; up to every slot in flight,
@@ -82,8 +84,13 @@ size_t zero_param_host_slot_elems(const zero_param_host_t *ph, int g);
 int zero_param_host_next_chunk(zero_param_host_t *ph, int g, size_t n, size_t *done, zero_param_host_chunk_t *chunk);
 
 /* Copies shard elements [so, so + n) of group @p g to @p dev_dst (device
- * memory) as described above; the trainer's stream is ordered after the copies. */
-zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, size_t n, void *dev_dst);
+ * memory) as described above. *@p copied_p (a cudaEvent_t; NULL when n is
+ * 0): recorded after the copies, which follow the trainer's stream as it
+ * stood at the call; work reading @p dev_dst waits for it. The next transfer
+ * records it again, so hand it on at once (a collective's wait event, which
+ * the communicator takes as it stands when the collective is queued). */
+zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, size_t n, void *dev_dst,
+                                     void **copied_p);
 /* Copies @p n elements at @p dev_src (device memory, written by work queued on
  * the trainer's stream) into shard elements [so, so + n) of group @p g;
  * returns when they are there. */

@@ -185,10 +185,18 @@ zero_status_t engine_reduce_scatter_start(zero_engine_h e, const void *sendbuf, 
 zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
                                      zero_dtype_t dtype, zero_comm_request_h *req_p)
 {
+    return engine_allgather_start_after(e, sendbuf, recvbuf, sendcount, dtype, NULL, req_p);
+}
+
+zero_status_t engine_allgather_start_after(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                           zero_dtype_t dtype, void *after, zero_comm_request_h *req_p)
+{
     zero_comm_order_t order;
     zero_status_t status = order_begin(e, &order);
     if (status != ZERO_OK)
         return status;
+    if (after != NULL && (order.field_mask & ZERO_COMM_ORDER_FIELD_WAIT_EVENT))
+        order.wait_event = after;   /* it follows the engine's stream already */
     status = zero_comm_allgather_start_ordered(e->comm, sendbuf, recvbuf, sendcount, dtype, e->kind, &order, req_p);
     return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
 }

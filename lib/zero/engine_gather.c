@@ -35,8 +35,10 @@
  *
  * offload_param "cpu" (device ranks): the shards are in host memory
  * (offload/param_host.h); a gather uploads this rank's part through pinned
- * slots into its place in the gathered device buffer and gathers in place,
- * so a prefetched gather (gather_ahead) uploads ahead in the traced order.
+ * slots into its place in the gathered device buffer on the store's copy
+ * stream and gathers in place after the upload's event, so a prefetched
+ * gather (gather_ahead) uploads ahead in the traced order while the
+ * trainer's stream runs on.
  * Device memory holds only gathered weights and the step's staging window.
  *
  * ZeRO++ qwZ (zero_quantized_weights): a gather travels as int8 blocks with a
@@ -363,6 +365,7 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     group_state_t *g = &e->groups[bk->group];
     size_t esz = dtype_bytes(g->dtype), slice = bk->length / (size_t)e->world;
     const char *shard;
+    void *uploaded = NULL;   /* offload_param "cpu": the upload's event, which the allgather waits for */
     zero_status_t status;
     uint64_t mark;
 
@@ -386,12 +389,13 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
         shard = mine;
     } else if (e->param_host != NULL) {
         /* offload_param "cpu" (device ranks): this rank's part is uploaded
-         * from host memory into its place, and the allgather runs in place
-         * (queued on the trainer's stream after the upload's event) */
+         * from host memory into its place, and the allgather runs in place,
+         * after the upload's event (not the trainer's stream, which never
+         * waits for an upload) */
         void *mine = (char *)bs->gathered + (size_t)e->rank * slice * esz;
         mark = zero_log_error_mark();
         status = zero_param_host_upload(e->param_host, bk->group, zero_layout_bucket_shard_offset(e->layout, b), slice,
-                                        mine);
+                                        mine, &uploaded);
         if (status != ZERO_OK) {
             drop_buffer(e, b);
             e->state = ENGINE_FAILED;   /* the other ranks started this allgather */
@@ -411,7 +415,7 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
         status = zero_comm_allgather_quant_start(e->comm, shard, bs->gathered, slice, g->dtype, ZERO_QUANT_INT8,
                                                  (char *)bs->gathered + wire_offset(e, b), &bs->gather_req);
     else
-        status = engine_allgather_start(e, shard, bs->gathered, slice, g->dtype, &bs->gather_req);
+        status = engine_allgather_start_after(e, shard, bs->gathered, slice, g->dtype, uploaded, &bs->gather_req);
     if (status != ZERO_OK) {
         drop_buffer(e, b);
         e->state = ENGINE_FAILED;

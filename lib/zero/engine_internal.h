@@ -408,6 +408,11 @@ zero_status_t engine_reduce_scatter_start(zero_engine_h e, const void *sendbuf, 
                                           zero_dtype_t dtype, zero_comm_op_t op, zero_comm_request_h *req_p);
 zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
                                      zero_dtype_t dtype, zero_comm_request_h *req_p);
+/* The same, ordered after @p after (a device event recorded after the
+ * engine's stream as it stands now, e.g. an upload's on another stream)
+ * instead of the engine's stream; NULL: engine_allgather_start. */
+zero_status_t engine_allgather_start_after(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                           zero_dtype_t dtype, void *after, zero_comm_request_h *req_p);
 /* Frees the requests whose collectives the stream waited for (engine_wait);
  * call where the host has waited for the stream, so they are complete. The
  * first failure turns the engine FAILED. */

@@ -155,6 +155,7 @@ static void test_refused(void)
     zero_param_host_options_t o = options(3, 100);
     zero_param_host_t *ph = NULL;
     char dev[64];
+    void *copied = dev;
     ZERO_TEST_MEM_MARK();
     o.slots = 0;
     CU_ASSERT_EQUAL(zero_param_host_create(&o, &ph), ZERO_ERR_INVALID_ARG);
@@ -168,10 +169,11 @@ static void test_refused(void)
     CU_ASSERT_PTR_NULL(ph);
     o = options(3, 100);
     CU_ASSERT_EQUAL_FATAL(zero_param_host_create(&o, &ph), ZERO_OK);
-    CU_ASSERT_EQUAL(zero_param_host_upload(ph, 0, 1000, 2, dev), ZERO_ERR_INVALID_ARG);   /* past the shard */
+    CU_ASSERT_EQUAL(zero_param_host_upload(ph, 0, 1000, 2, dev, &copied), ZERO_ERR_INVALID_ARG);   /* past the shard */
+    CU_ASSERT_PTR_NULL(copied);
     CU_ASSERT_EQUAL(zero_param_host_download(ph, 1, 0, 38, dev), ZERO_ERR_INVALID_ARG);
-    CU_ASSERT_EQUAL(zero_param_host_upload(ph, 2, 0, 1, dev), ZERO_ERR_INVALID_ARG);     /* no such group */
-    CU_ASSERT_EQUAL(zero_param_host_upload(ph, 0, 0, 10, dev), ZERO_ERR_UNSUPPORTED);    /* no device */
+    CU_ASSERT_EQUAL(zero_param_host_upload(ph, 2, 0, 1, dev, &copied), ZERO_ERR_INVALID_ARG);     /* no such group */
+    CU_ASSERT_EQUAL(zero_param_host_upload(ph, 0, 0, 10, dev, &copied), ZERO_ERR_UNSUPPORTED);    /* no device */
     CU_ASSERT_EQUAL(zero_param_host_download(ph, 0, 0, 10, dev), ZERO_ERR_UNSUPPORTED);
     zero_param_host_destroy(ph);
     zero_param_host_destroy(NULL);
