@@ -168,11 +168,13 @@ static zero_status_t check_offload(zero_engine_h e)
  * Offload for ranks that train in device memory: offload_optimizer "cpu" at
  * stages 1-3 is the CPU offload store (lib/offload/store_cpu.c: the state in
  * host memory, the step on the CPU, gradients and weights through pinned
- * slots); offload_param "cpu" at stage 3 keeps the weight shards in host
- * memory (lib/offload/param_host.h, uploaded at each gather). The rest is
- * refused, not half-done: NVMe or remote state (those stores hand out host
- * memory that the device kernels would be given), and offload_param "nvme"
- * (below stage 3 the config ignores offload_param with a warning).
+ * slots), "nvme" the same store over the NVMe store's file (the factory,
+ * zero_store_create_for, picks it for a device descriptor); offload_param
+ * "cpu" at stage 3 keeps the weight shards in host memory
+ * (lib/offload/param_host.h, uploaded at each gather). The rest is refused,
+ * not half-done: remote state (its step writes weights into host memory
+ * after returning), and offload_param "nvme" (below stage 3 the config
+ * ignores offload_param with a warning).
  */
 static zero_status_t check_device_offload(zero_engine_h e)
 {
