@@ -423,6 +423,54 @@ static void test_param_offload(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+static char first_error[1024];
+
+static void capture(zero_log_level_t level, int rank, const char *module, const char *message, void *user_data)
+{
+    (void)rank;
+    (void)module;
+    (void)user_data;
+    if (level == ZERO_LOG_LEVEL_ERROR && first_error[0] == '\0')
+        snprintf(first_error, sizeof(first_error), "%s", message);
+}
+
+/* What stays refused for device ranks: offload_param "nvme" and remote
+ * optimizer state, each naming the key, with nothing left behind. */
+static void test_refused(void)
+{
+    static const char *const blocks[2] = {
+        "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"/tmp\"}",
+        "\"offload_optimizer\": {\"device\": \"remote\", \"servers\": [\"127.0.0.1:1\"]}"};
+    static const char *const keys[2] = {"offload_param.device \"nvme\"", "offload_optimizer.device \"remote\""};
+    ZERO_TEST_MEM_MARK();
+    for (int i = 0; i < 2; i++) {
+        char json[512];
+        zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_MEM_KIND |
+                                                 ZERO_ENGINE_PARAM_FIELD_CUDA_STREAM,
+                                   .mem_kind = ZERO_MEM_DEVICE, .cuda_stream = trainer_stream};
+        zero_engine_h e = NULL;
+        zero_status_t status;
+        snprintf(json, sizeof(json),
+                 "{\"train_micro_batch_size_per_gpu\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": "
+                 "{\"lr\": 0.01}}, \"bf16\": {\"enabled\": true}, \"zero_optimization\": {\"stage\": 3, %s}}",
+                 blocks[i]);
+        ep.config_json = json;
+        first_error[0] = '\0';
+        zero_log_set_callback(capture, NULL);
+        status = zero_engine_create(&ep, &e);
+        zero_log_set_callback(NULL, NULL);
+        if (status == ZERO_OK) {
+            CU_FAIL("a device engine accepted an offload it does not implement");
+            zero_engine_destroy(e);
+            continue;
+        }
+        CU_ASSERT_EQUAL(status, ZERO_ERR_UNSUPPORTED);
+        printf("\n    refused: %s", first_error);
+        CU_ASSERT_PTR_NOT_NULL(strstr(first_error, keys[i]));
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     int count = 0, status;
@@ -447,6 +495,7 @@ int main(int argc, char **argv)
         {"pinning refused: one warning, pageable slots, same weights", test_pinning_refused},
         {"offload_param cpu at stage 3: the same bits, no shard in device memory", test_param_offload},
         {"offload_optimizer nvme under the CPU offload: as the device engine", test_nvme_under_cpu_offload},
+        {"offload_param nvme and remote state: refused for device ranks", test_refused},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"engine-device-offload", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
