@@ -1,5 +1,6 @@
 #include "test_main.h"
 #include "util/alloc.h"
+#include <zero/log.h>
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
@@ -43,6 +44,30 @@ int zero_test_dir_entries(const char *dir)
             n++;
     closedir(d);
     return n;
+}
+
+static char first_error[1024];
+
+static void catch_first_error(zero_log_level_t level, int rank, const char *module, const char *message,
+                              void *user_data)
+{
+    (void)rank;
+    (void)module;
+    (void)user_data;
+    if (level == ZERO_LOG_LEVEL_ERROR && first_error[0] == '\0')
+        snprintf(first_error, sizeof(first_error), "%s", message);
+}
+
+void zero_test_first_error_begin(void)
+{
+    first_error[0] = '\0';
+    zero_log_set_callback(catch_first_error, NULL);
+}
+
+const char *zero_test_first_error_end(void)
+{
+    zero_log_set_callback(NULL, NULL);
+    return first_error;
 }
 
 uint64_t zero_test_xorshift(uint64_t *state)

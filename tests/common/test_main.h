@@ -35,4 +35,9 @@ int zero_test_dir_entries(const char *dir);
  * reproducible test data. */
 uint64_t zero_test_xorshift(uint64_t *state);
 
+/* Catches the first ERROR libzero logs from begin to end (a log callback, so
+ * nothing reaches stderr meanwhile); end returns it ("" when none). */
+void zero_test_first_error_begin(void);
+const char *zero_test_first_error_end(void);
+
 #endif /* ZERO_TEST_MAIN_H */

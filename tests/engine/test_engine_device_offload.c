@@ -423,17 +423,6 @@ static void test_param_offload(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-static char first_error[1024];
-
-static void capture(zero_log_level_t level, int rank, const char *module, const char *message, void *user_data)
-{
-    (void)rank;
-    (void)module;
-    (void)user_data;
-    if (level == ZERO_LOG_LEVEL_ERROR && first_error[0] == '\0')
-        snprintf(first_error, sizeof(first_error), "%s", message);
-}
-
 /* What stays refused for device ranks: offload_param "nvme" and remote
  * optimizer state, each naming the key, with nothing left behind. */
 static void test_refused(void)
@@ -450,15 +439,15 @@ static void test_refused(void)
                                    .mem_kind = ZERO_MEM_DEVICE, .cuda_stream = trainer_stream};
         zero_engine_h e = NULL;
         zero_status_t status;
+        const char *first_error;
         snprintf(json, sizeof(json),
                  "{\"train_micro_batch_size_per_gpu\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": "
                  "{\"lr\": 0.01}}, \"bf16\": {\"enabled\": true}, \"zero_optimization\": {\"stage\": 3, %s}}",
                  blocks[i]);
         ep.config_json = json;
-        first_error[0] = '\0';
-        zero_log_set_callback(capture, NULL);
+        zero_test_first_error_begin();
         status = zero_engine_create(&ep, &e);
-        zero_log_set_callback(NULL, NULL);
+        first_error = zero_test_first_error_end();
         if (status == ZERO_OK) {
             CU_FAIL("a device engine accepted an offload it does not implement");
             zero_engine_destroy(e);

@@ -16,17 +16,6 @@
 #include "util/cuda_module.h"
 #endif
 
-static char first_error[1024];
-
-static void capture(zero_log_level_t level, int rank, const char *module, const char *message, void *user_data)
-{
-    (void)rank;
-    (void)module;
-    (void)user_data;
-    if (level == ZERO_LOG_LEVEL_ERROR && first_error[0] == '\0')
-        snprintf(first_error, sizeof(first_error), "%s", message);
-}
-
 static const char config[] = "{\"train_batch_size\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
                              " \"zero_optimization\": {\"stage\": 2}, \"bf16\": {\"enabled\": true}}";
 
@@ -36,10 +25,10 @@ static void test_device_memory_refused(void)
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_MEM_KIND,
                                .config_json = config, .mem_kind = ZERO_MEM_DEVICE};
     zero_engine_h e = NULL;
-    first_error[0] = '\0';
-    zero_log_set_callback(capture, NULL);
+    const char *first_error;
+    zero_test_first_error_begin();
     CU_ASSERT_EQUAL(zero_engine_create(&ep, &e), ZERO_ERR_UNSUPPORTED);
-    zero_log_set_callback(NULL, NULL);
+    first_error = zero_test_first_error_end();
     CU_ASSERT_PTR_NULL(e);
     printf("\n  refused with: %s\n", first_error);
 #if HAVE_CUDA
