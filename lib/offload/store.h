@@ -171,8 +171,8 @@ typedef struct zero_store_options {
 
 /* Bytes of transfer slots that may be pinned in all, from ZERO_OFFLOAD_PIN_LIMIT
  * (a way to bound locked memory and to test the fallback); 0 (no limit) when
- * unset or not a byte count (then with a warning). Both offload rings
- * (optimizer and parameters) honour it. */
+ * unset or not a byte count (then with a warning). Each offload ring
+ * (the optimizer's, the parameters') takes it as its own limit. */
 size_t zero_offload_pin_limit(void);
 
 /* The device named by a config's offload_optimizer.device. */
