@@ -195,8 +195,17 @@ zero_status_t engine_allgather_start_after(zero_engine_h e, const void *sendbuf,
     zero_status_t status = order_begin(e, &order);
     if (status != ZERO_OK)
         return status;
-    if (after != NULL && (order.field_mask & ZERO_COMM_ORDER_FIELD_WAIT_EVENT))
-        order.wait_event = after;   /* it follows the engine's stream already */
+    if (after != NULL) {
+        /* it follows the engine's stream already; an order without a wait
+         * event (a host engine) could not wait for it: never dropped */
+        if (!(order.field_mask & ZERO_COMM_ORDER_FIELD_WAIT_EVENT)) {
+            ZERO_LOG_ERROR("allgather: ordered after an event, but this engine's operations order nothing on streams");
+            if (order.done_event != NULL)
+                (void)e->ops->order_end(e->ops_ctx, order.done_event);   /* never recorded: no wait */
+            return ZERO_ERR_INTERNAL;
+        }
+        order.wait_event = after;
+    }
     status = zero_comm_allgather_start_ordered(e->comm, sendbuf, recvbuf, sendcount, dtype, e->kind, &order, req_p);
     return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
 }

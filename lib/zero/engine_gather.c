@@ -592,6 +592,18 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
     int s;
 
     *slot_p = -1;
+    if (e->param_host != NULL && !p->persistent) {
+        /* this rank's part would be broadcast from params_shard, which does
+         * not exist (the shard is in host memory): refused, not read from a
+         * NULL-based pointer (a whole gather uploads it: zero_gather); a
+         * prefetch of a refused slice left in the trace starts nothing */
+        if (prefetch)
+            return ZERO_OK;
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_gather_slices(%s): stage-3 slices with "
+                     "zero_optimization.offload_param.device \"cpu\" on a device rank are not implemented in this "
+                     "version (gather the whole parameter with zero_gather)", p->name);
+        return ZERO_ERR_UNSUPPORTED;
+    }
     if (e->stage == 3 && !p->persistent && prefetch) {
         make_room(e, len, len * esz);
         if (!room_for(e, len, len * esz))
