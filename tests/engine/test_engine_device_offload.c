@@ -33,7 +33,9 @@
  *    in the NVMe file), stages 1-3 x fp32/bf16/fp16 x AdamW, SGD, Lamb,
  *    bf16 AdamW with accumulation 2 and clipping, and with offload_param
  *    "cpu": as the CPU offload against the device engine (same tolerances),
- *    and the directory empty afterwards.
+ *    and the directory empty afterwards;
+ *  - stage-3 slices with offload_param "cpu": ZERO_ERR_UNSUPPORTED naming
+ *    the key, and whole gathers work after it.
  * Without a CUDA device: exit 77.
  */
 #include "device_trainer.h"
@@ -460,6 +462,33 @@ static void test_refused(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* Stage-3 slices with offload_param "cpu": refused at the call, naming the
+ * key (this rank's part would be broadcast from a shard in device memory,
+ * which does not exist); whole gathers still work after it. */
+static void test_slices_refused(void)
+{
+    trainer_t t;
+    zero_param_slice_t sl;
+    const char *first_error;
+    zero_status_t status;
+    ZERO_TEST_MEM_MARK();
+    if (!make_trainer(&t, &(run_cfg_t){.stage = 3, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .param = 1})) {
+        zero_engine_destroy(t.e);
+        return;
+    }
+    sl = (zero_param_slice_t){.param = t.p[0], .first = 3, .count = 5};   /* emb: 427 elements, not persistent */
+    zero_test_first_error_begin();
+    status = zero_gather_slices(t.e, &sl, 1);
+    first_error = zero_test_first_error_end();
+    CU_ASSERT_EQUAL(status, ZERO_ERR_UNSUPPORTED);
+    CU_ASSERT_PTR_NOT_NULL(strstr(first_error, "offload_param.device \"cpu\""));
+    printf("\n    refused: %s", first_error);
+    CU_ASSERT_EQUAL(zero_gather(t.e, t.p, NP), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_release(t.e, t.p, NP), ZERO_OK);
+    zero_engine_destroy(t.e);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     int count = 0, status;
@@ -485,6 +514,7 @@ int main(int argc, char **argv)
         {"offload_param cpu at stage 3: the same bits, no shard in device memory", test_param_offload},
         {"offload_optimizer nvme under the CPU offload: as the device engine", test_nvme_under_cpu_offload},
         {"offload_param nvme and remote state: refused for device ranks", test_refused},
+        {"offload_param cpu: stage-3 slices refused at the call", test_slices_refused},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"engine-device-offload", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
