@@ -264,7 +264,7 @@ zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, si
         void *slot = zero_slot_ring_slot(ph->ring, ch.slot);
         size_t bytes = ch.count * esz;
         if ((status = slot_free(ph, ch.slot)) != ZERO_OK)
-            return status;
+            goto out;
         memcpy(slot, (const char *)ph->shard[g] + (so + ch.offset) * esz, bytes);
         ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpyAsync)((char *)dev_dst + ch.offset * esz, slot, bytes,
                                                         cudaMemcpyHostToDevice, ph->copy),
@@ -280,6 +280,11 @@ zero_status_t zero_param_host_upload(zero_param_host_t *ph, int g, size_t so, si
                          "recording the upload's event");
     *copied_p = ph->copied;
 out:
+    /* the caller hands dev_dst back: no queued copy may write it after this
+     * returns (except after a timeout: that copy is stuck behind the
+     * trainer's stream, and waiting for it would not be bounded) */
+    if (status != ZERO_OK && status != ZERO_ERR_TIMEOUT)
+        (void)ZERO_CUDA(cudaStreamSynchronize)(ph->copy);
     return status;
 }
 
@@ -323,7 +328,7 @@ zero_status_t zero_param_host_download(zero_param_host_t *ph, int g, size_t so, 
         ph->bytes_down += ch.count * esz;
     }
 out:
-    if (status != ZERO_OK)   /* no copy may write a slot after this returns */
+    if (status != ZERO_OK && status != ZERO_ERR_TIMEOUT)   /* no copy may write a slot after this returns (as upload) */
         (void)ZERO_CUDA(cudaStreamSynchronize)(ph->copy);
     return status;
 }
