@@ -340,13 +340,15 @@ static const size_t lamb_starts1[] = {0, 400};
 #define LAMB_LEN1 ((size_t)1001)
 #define LAMB_CHUNK 128   /* many chunks per range; the engine's default is 64 Ki */
 
+/* Range @p k of group @p g: its start in *begin_p and its length (0: no such range). */
 static size_t lamb_range(int g, size_t k, size_t *begin_p)
 {
     const size_t *st = g == 0 ? lamb_starts0 : lamb_starts1;
     size_t n = g == 0 ? sizeof(lamb_starts0) / sizeof(size_t) : sizeof(lamb_starts1) / sizeof(size_t);
-    size_t end = k + 1 < n ? st[k + 1] : g == 0 ? LAMB_LEN0 : LAMB_LEN1;
+    if (k >= n)
+        return 0;
     *begin_p = st[k];
-    return k < n ? end - st[k] : 0;
+    return (k + 1 < n ? st[k + 1] : g == 0 ? LAMB_LEN0 : LAMB_LEN1) - st[k];
 }
 
 /* One Lamb phase of every range of both groups on @p store; phase 1 fills
