@@ -22,8 +22,8 @@
 #    serve on, and the job resumes from its checkpoint bit for bit; and (root
 #    only) the servers in another network namespace, reached over TCP.
 # 5. Lamb on the servers (LAMB1/LAMB2, docs/optd.md): stages 1-3 at world
-#    sizes 1-3, each with one and with two servers, the same bits as the
-#    state in the rank; checkpoints saved with zero-optd resume in the rank
+#    sizes 1-3 (and fp16 with its skipped steps at world 2), each with one
+#    and with two servers, the same bits as the state in the rank; checkpoints saved with zero-optd resume in the rank
 #    and back, bit for bit, and at another world size and stage within 1e-4.
 set -u
 launch=$1 rank_prog=$2 compare=$3 optd=$4 part=${5:-main}
@@ -118,7 +118,8 @@ finish() {
 # 5. Lamb on the servers
 if [ "$part" = lamb ]; then
   export RESUME_OPTIMIZER=Lamb
-  for case in "1 1 bf16" "2 1 fp32" "3 1 bf16" "1 2 fp32" "2 2 bf16" "3 2 bf16" "1 3 bf16" "2 3 fp32" "3 3 bf16"; do
+  for case in "1 1 bf16" "2 1 fp32" "3 1 bf16" "1 2 fp32" "2 2 bf16" "3 2 bf16" "2 2 fp16" "1 3 bf16" "2 3 fp32" \
+              "3 3 bf16"; do
     set -- $case
     stage=$1 world=$2 dt=$3
     ref=$work/ref-$stage-$world-$dt

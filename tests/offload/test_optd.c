@@ -456,8 +456,9 @@ static void lamb_compare(zero_store_t *host, zero_store_t *remote, const zero_op
 
 /* Lamb's two phases on one or two servers equal the host store's bit for
  * bit, at every kernel level this CPU has on the client (the server runs the
- * client's level, whatever its own best is), for fp32, bf16 and fp16. */
-static void check_lamb(int num_servers)
+ * client's level, whatever its own best is), for fp32, bf16 and fp16;
+ * @p same_host: over the same-host data connections. */
+static void check_lamb(int num_servers, int same_host)
 {
     ZERO_TEST_MEM_MARK();
     test_server_t srv[2];
@@ -484,8 +485,16 @@ static void check_lamb(int num_servers)
             o.split.num_starts[1] = sizeof(lamb_starts1) / sizeof(size_t);
             o.split.chunk = LAMB_CHUNK;
             CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
+            if (same_host)
+                setenv("ZERO_OPTD_SAME_HOST", "1", 1);
             CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+            unsetenv("ZERO_OPTD_SAME_HOST");
             CU_ASSERT(zero_store_steps_lamb(remote));
+            {
+                zero_store_remote_stats_t stats;
+                zero_store_remote_stats(remote, &stats);
+                CU_ASSERT_EQUAL(stats.same_host_links, same_host ? (uint64_t)num_servers : 0u);
+            }
             for (int g = 0; g < 2; g++) {
                 fill_store(host, g, 91u + (uint32_t)g);
                 fill_store(remote, g, 91u + (uint32_t)g);
@@ -501,12 +510,17 @@ static void check_lamb(int num_servers)
 
 static void test_lamb_one_server(void)
 {
-    check_lamb(1);
+    check_lamb(1, 0);
 }
 
 static void test_lamb_two_servers(void)
 {
-    check_lamb(2);
+    check_lamb(2, 0);
+}
+
+static void test_lamb_same_host(void)
+{
+    check_lamb(2, 1);
 }
 
 /* Without the split hint, two servers cut group 0 at 300009, 10009 elements
@@ -1264,6 +1278,7 @@ int main(int argc, char **argv)
         {"remote step == host step, bitwise, two servers, same-host data connections", test_bitwise_same_host},
         {"Lamb: remote phases == host phases, bitwise, one server", test_lamb_one_server},
         {"Lamb: remote phases == host phases, bitwise, two servers", test_lamb_two_servers},
+        {"Lamb: remote phases == host phases, bitwise, two servers, same-host data connections", test_lamb_same_host},
         {"Lamb: a split through a chunk, a chunk too large, bad phases: refused", test_lamb_refusals},
         CU_TEST_INFO_NULL,
     };
