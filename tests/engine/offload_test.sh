@@ -91,6 +91,22 @@ same() {   # same WHAT DIR_A DIR_B DIGEST_A DIGEST_B [RTOL]
   fi
 }
 
+# each STORE's run to step 8 ends where the host store's does
+same_as_host() {   # same_as_host LABEL "STORE..." "STAGE WORLD DTYPE"...
+  local label=$1 stores=$2 case stage world dt ref dref d store
+  shift 2
+  for case in "$@"; do
+    set -- $case
+    stage=$1 world=$2 dt=$3
+    ref=$work/ref-$stage-$world-$dt
+    dref=$(ref_run "$world" "$ref" "$stage" "$dt") || continue
+    for store in $stores; do
+      d=$(run "$store" "$world" "$work/$store-$stage-$world-$dt" "$stage" "$dt" 8) || continue
+      same "$label$store store = host store, stage $stage, world $world, $dt" "$ref" \
+        "$work/$store-$stage-$world-$dt" "$dref" "$d"
+    done
+  done
+}
 # a checkpoint saved with one store resumes with another
 chain() {   # chain FROM TO STAGE WORLD DTYPE
   local dir=$work/chain-$1-$2-$3-$4-$5 ref=$work/ref-$3-$4-$5 dref d
@@ -118,18 +134,8 @@ finish() {
 # 5. Lamb on the servers
 if [ "$part" = lamb ]; then
   export RESUME_OPTIMIZER=Lamb
-  for case in "1 1 bf16" "2 1 fp32" "3 1 bf16" "1 2 fp32" "2 2 bf16" "3 2 bf16" "2 2 fp16" "1 3 bf16" "2 3 fp32" \
-              "3 3 bf16"; do
-    set -- $case
-    stage=$1 world=$2 dt=$3
-    ref=$work/ref-$stage-$world-$dt
-    dref=$(ref_run "$world" "$ref" "$stage" "$dt") || continue
-    for store in remote1 remote2; do
-      d=$(run "$store" "$world" "$work/$store-$stage-$world-$dt" "$stage" "$dt" 8) || continue
-      same "Lamb: $store store = host store, stage $stage, world $world, $dt" "$ref" \
-        "$work/$store-$stage-$world-$dt" "$dref" "$d"
-    done
-  done
+  same_as_host "Lamb: " "remote1 remote2" "1 1 bf16" "2 1 fp32" "3 1 bf16" "1 2 fp32" "2 2 bf16" "3 2 bf16" \
+    "2 2 fp16" "1 3 bf16" "2 3 fp32" "3 3 bf16"
   chain host remote2 2 2 bf16
   chain remote2 host 3 3 bf16
   chain remote1 remote2 3 1 bf16
@@ -139,17 +145,7 @@ if [ "$part" = lamb ]; then
 fi
 
 # 1. the same bits as the state in the rank
-for case in "1 2 fp32" "2 2 bf16" "3 2 fp32" "3 2 bf16" "2 1 bf16" "3 1 fp32"; do
-  set -- $case
-  stage=$1 world=$2 dt=$3
-  ref=$work/ref-$stage-$world-$dt
-  dref=$(ref_run "$world" "$ref" "$stage" "$dt") || continue
-  for store in nvme remote; do
-    d=$(run "$store" "$world" "$work/$store-$stage-$world-$dt" "$stage" "$dt" 8) || continue
-    same "$store store = host store, stage $stage, world $world, $dt" "$ref" "$work/$store-$stage-$world-$dt" \
-      "$dref" "$d"
-  done
-done
+same_as_host "" "nvme remote" "1 2 fp32" "2 2 bf16" "3 2 fp32" "3 2 bf16" "2 1 bf16" "3 1 fp32"
 
 # 2. a checkpoint saved with one store resumes with another
 chain host nvme 2 2 bf16
