@@ -137,6 +137,16 @@ void zero_optd_encode_attach(unsigned char *body, const zero_optd_attach_t *atta
     memcpy(body + 8, attach->token, ZERO_OPTD_TOKEN_BYTES);
 }
 
+/* The bounds every message with an array shares: 1..MAX_ELEMS elements at
+ * an offset of at most MAX_LENGTH, and a body that is the head and exactly
+ * @p count elements of @p es bytes (0: no array follows). */
+static zero_optd_parse_t array_ok(size_t len, size_t head, uint64_t begin, uint64_t count, size_t es)
+{
+    if (count < 1 || count > ZERO_OPTD_MAX_ELEMS || begin > ZERO_OPTD_MAX_LENGTH)
+        return ZERO_OPTD_PARSE_LENGTH;
+    return len - head == count * es ? ZERO_OPTD_PARSE_OK : ZERO_OPTD_PARSE_LENGTH;
+}
+
 /* STEP head: group, optimizer, grad_dtype, weight_dtype (u32 each), begin,
  * count, step (u64 each), nine f32, flags u32 = 80 bytes; the gradient follows. */
 zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, zero_optd_step_t *s)
@@ -166,11 +176,7 @@ zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, z
     if (s->group >= ZERO_OPTD_MAX_GROUPS || s->optimizer < ZERO_OPTD_ADAM || s->optimizer >= ZERO_OPTD_OPTIMIZER_END ||
         es == 0 || zero_optd_dtype_size(s->weight_dtype) == 0 || (s->flags & ~ZERO_OPTD_FLAGS_ALL) != 0)
         return ZERO_OPTD_PARSE_FIELD;
-    if (s->count < 1 || s->count > ZERO_OPTD_MAX_ELEMS || s->begin > ZERO_OPTD_MAX_LENGTH)
-        return ZERO_OPTD_PARSE_LENGTH;
-    if (len - ZERO_OPTD_STEP_HEAD != s->count * es)
-        return ZERO_OPTD_PARSE_LENGTH;
-    return ZERO_OPTD_PARSE_OK;
+    return array_ok(len, ZERO_OPTD_STEP_HEAD, s->begin, s->count, es);
 }
 
 void zero_optd_encode_step_head(unsigned char *body, const zero_optd_step_t *s)
@@ -248,11 +254,7 @@ zero_optd_parse_t zero_optd_decode_lamb(const unsigned char *body, size_t len, i
         if (zero_optd_dtype_size(l->weight_dtype) == 0 || l->grad_dtype != 0)
             return ZERO_OPTD_PARSE_FIELD;
     }
-    if (l->count < 1 || l->count > ZERO_OPTD_MAX_ELEMS || l->begin > ZERO_OPTD_MAX_LENGTH)
-        return ZERO_OPTD_PARSE_LENGTH;
-    if (len - ZERO_OPTD_LAMB_HEAD != l->count * es)
-        return ZERO_OPTD_PARSE_LENGTH;
-    return ZERO_OPTD_PARSE_OK;
+    return array_ok(len, ZERO_OPTD_LAMB_HEAD, l->begin, l->count, es);
 }
 
 void zero_optd_encode_lamb_head(unsigned char *body, const zero_optd_lamb_t *l)
@@ -291,11 +293,7 @@ zero_optd_parse_t zero_optd_decode_range(const unsigned char *body, size_t len, 
     r->data = with_data ? body + ZERO_OPTD_RANGE_HEAD : NULL;
     if (r->group >= ZERO_OPTD_MAX_GROUPS || r->field >= ZERO_OPTD_MAX_FIELDS)
         return ZERO_OPTD_PARSE_FIELD;
-    if (r->count < 1 || r->count > ZERO_OPTD_MAX_ELEMS || r->begin > ZERO_OPTD_MAX_LENGTH)
-        return ZERO_OPTD_PARSE_LENGTH;
-    if (len - ZERO_OPTD_RANGE_HEAD != (with_data ? r->count * 4 : 0))
-        return ZERO_OPTD_PARSE_LENGTH;
-    return ZERO_OPTD_PARSE_OK;
+    return array_ok(len, ZERO_OPTD_RANGE_HEAD, r->begin, r->count, with_data ? 4 : 0);
 }
 
 void zero_optd_encode_range_head(unsigned char *body, const zero_optd_range_t *r)
