@@ -896,6 +896,90 @@ static void test_garbage(void)
     server_stop(&srv);
 }
 
+/* One LAMB1 or LAMB2 (head @p l, a zero fp32 gradient for LAMB1, @p extra
+ * bytes more than its head says) on a fresh connection after HELLO (one
+ * group of 1000 elements, 2 states); the reply's header and text. */
+static int lamb_raw(int port, int phase, const zero_optd_lamb_t *l, size_t extra, zero_optd_header_t *h, char *text,
+                    size_t text_len)
+{
+    static unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_LAMB_HEAD + 8192];
+    size_t grad = phase == 1 ? (size_t)l->count * 4 : 0, len = ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_LAMB_HEAD + grad + extra;
+    zero_optd_header_t mh = {.version = ZERO_OPTD_VERSION, .type = phase == 1 ? ZERO_OPTD_LAMB1 : ZERO_OPTD_LAMB2,
+                             .seq = 2};
+    raw_client_t c;
+    int rc;
+    if (len > sizeof(msg) || raw_init(&c) != 0)
+        return -1;
+    if (raw_connect(&c, port, &c.ep, 1) != 0) {
+        raw_close(&c);
+        return -1;
+    }
+    make_hello(msg, c.key);
+    rc = raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, h, text, text_len);
+    if (rc == 0 && h->status == 0) {
+        memset(msg, 0, len);
+        mh.conn_key = c.key;
+        mh.body_len = (uint32_t)(len - ZERO_OPTD_HEADER_BYTES);
+        zero_optd_encode_header(msg, &mh);
+        zero_optd_encode_lamb_head(msg + ZERO_OPTD_HEADER_BYTES, l);
+        rc = raw_exchange(&c, msg, len, c.key, h, text, text_len);
+    } else {
+        rc = -1;
+    }
+    raw_close(&c);
+    return rc;
+}
+
+/* LAMB1 and LAMB2 from a client that breaks the wire's rules: each refused
+ * with an error naming the message, the server serving on. A well-formed
+ * LAMB1 first, so the refusals are the messages', not the connection's. */
+static void test_lamb_wire(void)
+{
+    test_server_t srv;
+    zero_optd_header_t h;
+    zero_optd_lamb_t ok, l;
+    char text[600];
+    int port;
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    port = zero_optd_server_port(srv.server);
+    memset(&ok, 0, sizeof(ok));
+    ok.count = 128;
+    ok.chunk = 64;
+    ok.step = 1;
+    ok.lr = 0.01f;
+    ok.beta1 = 0.9f;
+    ok.beta2 = 0.999f;
+    ok.eps = 1e-6f;
+    ok.max_coeff = 10.0f;
+    ok.grad_scale = 1.0f;
+    CU_ASSERT_EQUAL(lamb_raw(port, 1, &ok, 0, &h, text, sizeof(text)), 0);
+    CU_ASSERT_EQUAL(h.status, 0);
+    CU_ASSERT_EQUAL(h.body_len, 2 * 2 * sizeof(double));   /* 2 chunks: a w^2 and a u^2 sum each */
+    for (int k = 0; k < 7; k++) {
+        size_t extra = 0;
+        int phase = 1;
+        const char *want = "malformed LAMB1";
+        l = ok;
+        switch (k) {
+        case 0: extra = 1; break;                                /* a byte past the gradient */
+        case 1: l.chunk = 96; break;                             /* not a multiple of 64 */
+        case 2: l.chunk = ZERO_OPTD_MAX_ELEMS + 64; break;       /* above the bound */
+        case 3: l.isa = ZERO_OPTD_ISA_COUNT; break;
+        case 4: l.w_sq = 1.0; break;                             /* phase 2's field in phase 1 */
+        case 5: phase = 2; l.weight_dtype = 0; l.begin = 990; want = "outside"; break;   /* past the slice */
+        case 6: phase = 2; extra = 4; want = "malformed LAMB2"; break;                    /* LAMB2 is the head alone */
+        }
+        CU_ASSERT_EQUAL(lamb_raw(port, phase, &l, extra, &h, text, sizeof(text)), 0);
+        CU_ASSERT_NOT_EQUAL(h.status, 0);
+        if (strstr(text, want) == NULL) {
+            printf("\n    case %d: \"%s\" lacks \"%s\"", k, text, want);
+            CU_FAIL("a bad LAMB message refused without naming it");
+        }
+    }
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
 /* The client process of test_disconnect_mid_message (this binary run with
  * --mid-message-client PORT; UCX does not survive fork): HELLO, then a 4 MiB
  * STEP of which it leaves at once, no close, no BYE. */
@@ -1286,6 +1370,7 @@ int main(int argc, char **argv)
         {"wrong job token refused", test_wrong_token},
         {"memory limit: clear error", test_memory_limit},
         {"garbage, oversized, truncated, out-of-order messages", test_garbage},
+        {"LAMB1/LAMB2 breaking the wire's rules: refused, naming the message", test_lamb_wire},
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
         {"a client that stops reading its replies", test_reply_not_read},
