@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench/run offload-engine: builds bench_offload_engine and zero-optd in
 # $ZERO_BUILD_DIR (default build) and times the engine's step (world 1, stage
-# 1, AdamW, bf16) with its optimizer state in the rank, on NVMe (files in
+# 1, AdamW unless --optimizer, bf16) with its optimizer state in the rank, on NVMe (files in
 # $ZERO_BUILD_DIR/bench-offload-engine: check with df that it is not a tmpfs)
 # and on a local zero-optd, in the same run. Extra arguments go to
-# bench_offload_engine (--n, --sub-group, --reps).
+# bench_offload_engine (--n, --sub-group, --reps, --threads, --optimizer).
 # The last line is: summary: engine_nvme_step_over_host=<x> engine_remote_step_over_host=<y>
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"

@@ -1,6 +1,6 @@
 /*
  * bench_offload_engine: the engine's optimizer step (zero_step at the
- * accumulation boundary of a world-1 job, AdamW, bf16 weights, ZeRO stage 1)
+ * accumulation boundary of a world-1 job, AdamW (or --optimizer), bf16 weights, ZeRO stage 1)
  * with its optimizer state in the rank (the host store), on NVMe (the NVMe
  * store, --sub-group elements per range) and on one local zero-optd (the
  * remote store), in the same run: three engines built alike, stepped in turn
@@ -13,7 +13,9 @@
  *   summary: engine_nvme_step_over_host=<x> engine_remote_step_over_host=<y>
  *
  * Usage: bench_offload_engine --optd PATH --dir DIR [--n ELEMENTS] [--sub-group ELEMENTS] [--reps R]
- *                             [--threads T]
+ *                             [--threads T] [--optimizer TYPE]
+ * --optimizer: the config's optimizer type (default AdamW; Lamb runs its two
+ * phases on zero-optd, docs/optd.md).
  * --threads: the engines' thread pools (default 1: the machine's other
  * cores stay for zero-optd and the NVMe store's I/O thread).
  */
@@ -46,6 +48,7 @@ static void init_fn(const char *name, size_t offset, size_t count, float *out, v
 }
 
 static int threads = 1;
+static const char *optimizer = "AdamW";
 
 static zero_engine_h make_engine(const char *offload, size_t n, size_t sub_group, zero_param_h *params)
 {
@@ -55,9 +58,9 @@ static zero_engine_h make_engine(const char *offload, size_t n, size_t sub_group
     zero_engine_h e = NULL;
     snprintf(json, sizeof(json),
              "{\"train_batch_size\": 1, \"bf16\": {\"enabled\": true}, \"steps_per_print\": 0,"
-             " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 1e-3, \"weight_decay\": 0.01}},"
+             " \"optimizer\": {\"type\": \"%s\", \"params\": {\"lr\": 1e-3, \"weight_decay\": 0.01}},"
              " \"zero_optimization\": {\"stage\": 1, \"sub_group_size\": %zu %s}}",
-             sub_group, offload);
+             optimizer, sub_group, offload);
     if (zero_engine_create(&ep, &e) != ZERO_OK) {
         fprintf(stderr, "bench_offload_engine: engine (%s): %s\n", offload, e ? zero_engine_last_error(e) : "");
         return NULL;
@@ -126,10 +129,12 @@ int main(int argc, char **argv)
             reps = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--threads") == 0)
             threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--optimizer") == 0)
+            optimizer = argv[i + 1];
     }
     if (optd == NULL || dir == NULL || n < PARAMS || sub_group == 0 || reps < 1 || threads < 1) {
         fprintf(stderr, "usage: bench_offload_engine --optd PATH --dir DIR [--n ELEMENTS] [--sub-group ELEMENTS] "
-                        "[--reps R]\n");
+                        "[--reps R] [--threads T] [--optimizer TYPE]\n");
         return 2;
     }
     fd = mkstemp(port_file);
@@ -176,8 +181,8 @@ int main(int argc, char **argv)
             if (r >= 0)
                 times[s][r] = t;
         }
-    printf("engine step, world 1, stage 1, AdamW, bf16, %zu elements, sub_group_size %zu, %d thread(s), median of %d:\n",
-           n, sub_group, threads, reps);
+    printf("engine step, world 1, stage 1, %s, bf16, %zu elements, sub_group_size %zu, %d thread(s), median of %d:\n",
+           optimizer, n, sub_group, threads, reps);
     for (int s = 0; s < STORES; s++) {
         qsort(times[s], (size_t)reps, sizeof(double), cmp_double);
         med[s] = reps % 2 ? times[s][reps / 2] : 0.5 * (times[s][reps / 2 - 1] + times[s][reps / 2]);

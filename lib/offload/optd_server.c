@@ -507,6 +507,29 @@ static int range_ok(optd_slot_t *q, uint32_t type, uint64_t seq, uint32_t group,
     return 1;
 }
 
+/* The 16-bit type of a wire dtype (1 fp16, 2 bf16; NONE for fp32). */
+static zero_optim_w16_t wire_w16(uint32_t dtype)
+{
+    return dtype == 2 ? ZERO_OPTIM_W16_BF16 : dtype == 1 ? ZERO_OPTIM_W16_FP16 : ZERO_OPTIM_W16_NONE;
+}
+
+/* A STEP's or LAMB1's gradient (@p n of wire @p dtype) as fp32: itself, or
+ * widened into the worker's buffer. NULL (the message refused) on failure. */
+static const float *grad_f32(zero_optd_server_t *s, const zero_optim_ctx_t *ctx, optd_slot_t *q,
+                             const zero_optd_header_t *h, uint32_t dtype, const void *grad, size_t n)
+{
+    zero_status_t status;
+    if (dtype == 0)
+        return grad;
+    status = zero_optim_from_16(ctx, wire_w16(dtype), s->grad32, grad, n);
+    if (status != ZERO_OK) {
+        refuse(q, h->type, h->seq, status, 1, "zero-optd: converting rank %u's gradient failed",
+               q->conn->owner->rank);
+        return NULL;
+    }
+    return s->grad32;
+}
+
 static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_header_t *h,
                         const unsigned char *body)
 {
@@ -555,19 +578,10 @@ static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_h
                "zero-optd: rank %u's optimizer needs more states than the %u it declared", c->rank, c->num_states);
         return;
     }
-    g32 = w.grad;
-    if (w.grad_dtype != 0) {
-        status = zero_optim_from_16(&s->optim, w.grad_dtype == 2 ? ZERO_OPTIM_W16_BF16 : ZERO_OPTIM_W16_FP16,
-                                    s->grad32, w.grad, n);
-        if (status != ZERO_OK) {
-            refuse(q, ZERO_OPTD_STEP, h->seq, status, 1, "zero-optd: converting rank %u's gradient failed",
-                   c->rank);
-            return;
-        }
-        g32 = s->grad32;
-    }
-    w16_type = w.weight_dtype == 2 ? ZERO_OPTIM_W16_BF16 : w.weight_dtype == 1 ? ZERO_OPTIM_W16_FP16
-                                                                               : ZERO_OPTIM_W16_NONE;
+    g32 = grad_f32(s, &s->optim, q, h, w.grad_dtype, w.grad, n);
+    if (g32 == NULL)
+        return;
+    w16_type = wire_w16(w.weight_dtype);
     master = c->field[w.group][0] + w.begin;
     status = zero_store_run_kernel(&s->optim, &st, master, g32,
                                    c->num_states >= 1 ? c->field[w.group][1] + w.begin : NULL,
@@ -584,6 +598,98 @@ static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_h
     if (w16_type == ZERO_OPTIM_W16_NONE)
         memcpy(q->tx + ZERO_OPTD_HEADER_BYTES, master, n * sizeof(float));
     slot_reply(q, ZERO_OPTD_STEP, h->seq, ZERO_OK, (uint32_t)(n * zero_optd_dtype_size(w.weight_dtype)));
+}
+
+/* LAMB1 and LAMB2 (optd_wire.h; docs/optd.md, "Lamb on the server"): the
+ * kernels of the client's level and chunk, so that phase 1's chunk sums are
+ * the ones its own kernel would form; phase 2 applies the trust ratio of the
+ * parameter's totals the client sends. */
+static void handle_lamb(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_header_t *h,
+                        const unsigned char *body)
+{
+    optd_conn_t *c = q->conn->owner;   /* the state: a data connection uses its control connection's */
+    int phase = h->type == ZERO_OPTD_LAMB1 ? 1 : 2;
+    unsigned char *out = q->tx + ZERO_OPTD_HEADER_BYTES;
+    zero_optd_lamb_t w;
+    zero_optd_parse_t v = zero_optd_decode_lamb(body, h->body_len, phase, &w);
+    zero_store_async_step_t st;
+    zero_optim_ctx_t ctx;
+    zero_optim_w16_t w16_type;
+    const float *g32;
+    float *master, *m, *vv;
+    double sums[2];
+    zero_status_t status;
+    size_t n;
+
+    if (v != ZERO_OPTD_PARSE_OK) {
+        refuse(q, h->type, h->seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed LAMB%d from rank %u: %s", phase,
+               c->rank, zero_optd_parse_string(v));
+        return;
+    }
+    if (!range_ok(q, h->type, h->seq, w.group, 0, w.begin, w.count))
+        return;
+    if (c->num_states < 2) {
+        refuse(q, h->type, h->seq, ZERO_ERR_INVALID_ARG, 1,
+               "zero-optd: rank %u's Lamb needs 2 states, it declared %u", c->rank, c->num_states);
+        return;
+    }
+    /* a context per message: it only fills a table (the pool is the server's) */
+    if (zero_optim_ctx_init(&ctx, (zero_optim_isa_t)w.isa, s->pool) != ZERO_OK ||
+        zero_optim_ctx_set_chunk(&ctx, w.chunk) != ZERO_OK) {
+        refuse(q, h->type, h->seq, ZERO_ERR_UNSUPPORTED, 0,
+               "zero-optd: rank %u's Lamb sums need the %s kernels, which this server's CPU lacks (set ZERO_CPU_ISA "
+               "on the ranks to a level both have)", c->rank, zero_optim_isa_name((zero_optim_isa_t)w.isa));
+        return;
+    }
+    n = (size_t)w.count;
+    memset(&st, 0, sizeof(st));
+    st.group = (int)w.group;
+    st.begin = (size_t)w.begin;
+    st.count = n;
+    st.optimizer = ZERO_OPTIMIZER_LAMB;
+    st.lamb_phase = phase;
+    st.lr = w.lr;
+    st.beta1 = w.beta1;
+    st.beta2 = w.beta2;
+    st.eps = w.eps;
+    st.weight_decay = w.weight_decay;
+    st.max_coeff = w.max_coeff;
+    st.min_coeff = w.min_coeff;
+    st.bias_correction = (w.flags & ZERO_OPTD_FLAG_BIAS_CORRECTION) != 0;
+    st.eps_inside_sqrt = (w.flags & ZERO_OPTD_FLAG_EPS_INSIDE_SQRT) != 0;
+    st.step = w.step;
+    st.grad_scale = w.grad_scale;
+    master = c->field[w.group][0] + w.begin;
+    m = c->field[w.group][1] + w.begin;
+    vv = c->field[w.group][2] + w.begin;
+    if (phase == 1) {
+        size_t nchunks = (size_t)zero_optd_lamb_chunks(w.count, w.chunk);
+        g32 = grad_f32(s, &ctx, q, h, w.grad_dtype, w.grad, n);
+        if (g32 == NULL)
+            return;
+        /* the reply: nchunks sums of w^2, then nchunks of u^2 (as stored: little-endian hosts only) */
+        status = zero_store_lamb_chunk_sums(&ctx, &st, master, g32, m, vv, n, (double *)(void *)out,
+                                            (double *)(void *)(out + nchunks * sizeof(double)));
+        if (status == ZERO_OK)
+            slot_reply(q, h->type, h->seq, ZERO_OK, (uint32_t)(2 * nchunks * sizeof(double)));
+    } else {
+        sums[0] = w.w_sq;
+        sums[1] = w.u_sq;
+        st.lamb_sums = sums;
+        w16_type = wire_w16(w.weight_dtype);
+        status = zero_store_run_kernel(&ctx, &st, master, NULL, m, vv,
+                                       w16_type != ZERO_OPTIM_W16_NONE ? (uint16_t *)(void *)out : NULL, w16_type, n);
+        if (status == ZERO_OK) {
+            if (w16_type == ZERO_OPTIM_W16_NONE)
+                memcpy(out, master, n * sizeof(float));
+            slot_reply(q, h->type, h->seq, ZERO_OK, (uint32_t)(n * zero_optd_dtype_size(w.weight_dtype)));
+        }
+    }
+    if (status != ZERO_OK)
+        refuse(q, h->type, h->seq, status, 0,
+               "zero-optd: rank %u's Lamb phase %d of group %u [%llu, +%llu) failed: %s (hyper-parameters out of "
+               "range?)", c->rank, phase, w.group, (unsigned long long)w.begin, (unsigned long long)n,
+               zero_status_string(status));
 }
 
 static void handle_range(optd_slot_t *q, const zero_optd_header_t *h, const unsigned char *body)
@@ -658,6 +764,10 @@ static void handle_slot(zero_optd_server_t *s, optd_slot_t *q)
     case ZERO_OPTD_READ:
     case ZERO_OPTD_WRITE:
         handle_range(q, &h, q->rx + ZERO_OPTD_HEADER_BYTES);
+        break;
+    case ZERO_OPTD_LAMB1:
+    case ZERO_OPTD_LAMB2:
+        handle_lamb(s, q, &h, q->rx + ZERO_OPTD_HEADER_BYTES);
         break;
     case ZERO_OPTD_BYE:
         slot_reply(q, h.type, h.seq, ZERO_OK, 0);

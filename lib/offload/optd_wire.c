@@ -137,6 +137,16 @@ void zero_optd_encode_attach(unsigned char *body, const zero_optd_attach_t *atta
     memcpy(body + 8, attach->token, ZERO_OPTD_TOKEN_BYTES);
 }
 
+/* The bounds every message with an array shares: 1..MAX_ELEMS elements at
+ * an offset of at most MAX_LENGTH, and a body that is the head and exactly
+ * @p count elements of @p es bytes (0: no array follows). */
+static zero_optd_parse_t array_ok(size_t len, size_t head, uint64_t begin, uint64_t count, size_t es)
+{
+    if (count < 1 || count > ZERO_OPTD_MAX_ELEMS || begin > ZERO_OPTD_MAX_LENGTH)
+        return ZERO_OPTD_PARSE_LENGTH;
+    return len - head == count * es ? ZERO_OPTD_PARSE_OK : ZERO_OPTD_PARSE_LENGTH;
+}
+
 /* STEP head: group, optimizer, grad_dtype, weight_dtype (u32 each), begin,
  * count, step (u64 each), nine f32, flags u32 = 80 bytes; the gradient follows. */
 zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, zero_optd_step_t *s)
@@ -166,11 +176,7 @@ zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, z
     if (s->group >= ZERO_OPTD_MAX_GROUPS || s->optimizer < ZERO_OPTD_ADAM || s->optimizer >= ZERO_OPTD_OPTIMIZER_END ||
         es == 0 || zero_optd_dtype_size(s->weight_dtype) == 0 || (s->flags & ~ZERO_OPTD_FLAGS_ALL) != 0)
         return ZERO_OPTD_PARSE_FIELD;
-    if (s->count < 1 || s->count > ZERO_OPTD_MAX_ELEMS || s->begin > ZERO_OPTD_MAX_LENGTH)
-        return ZERO_OPTD_PARSE_LENGTH;
-    if (len - ZERO_OPTD_STEP_HEAD != s->count * es)
-        return ZERO_OPTD_PARSE_LENGTH;
-    return ZERO_OPTD_PARSE_OK;
+    return array_ok(len, ZERO_OPTD_STEP_HEAD, s->begin, s->count, es);
 }
 
 void zero_optd_encode_step_head(unsigned char *body, const zero_optd_step_t *s)
@@ -194,6 +200,86 @@ void zero_optd_encode_step_head(unsigned char *body, const zero_optd_step_t *s)
     zero_put_le32(body + 76, s->flags);
 }
 
+static double get_f64(const unsigned char *p)
+{
+    uint64_t bits = zero_get_le64(p);
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
+static void put_f64(unsigned char *p, double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof(bits));
+    zero_put_le64(p, bits);
+}
+
+/* The LAMB head (optd_wire.h); LAMB1's gradient follows it. */
+zero_optd_parse_t zero_optd_decode_lamb(const unsigned char *body, size_t len, int phase, zero_optd_lamb_t *l)
+{
+    size_t es;
+    if (len < ZERO_OPTD_LAMB_HEAD)
+        return ZERO_OPTD_PARSE_LENGTH;
+    l->group = zero_get_le32(body);
+    l->isa = zero_get_le32(body + 4);
+    l->grad_dtype = zero_get_le32(body + 8);
+    l->weight_dtype = zero_get_le32(body + 12);
+    l->begin = zero_get_le64(body + 16);
+    l->count = zero_get_le64(body + 24);
+    l->step = (int64_t)zero_get_le64(body + 32);
+    l->chunk = zero_get_le32(body + 40);
+    l->flags = zero_get_le32(body + 44);
+    l->lr = get_f32(body + 48);
+    l->beta1 = get_f32(body + 52);
+    l->beta2 = get_f32(body + 56);
+    l->eps = get_f32(body + 60);
+    l->weight_decay = get_f32(body + 64);
+    l->max_coeff = get_f32(body + 68);
+    l->min_coeff = get_f32(body + 72);
+    l->grad_scale = get_f32(body + 76);
+    l->w_sq = get_f64(body + 80);
+    l->u_sq = get_f64(body + 88);
+    l->grad = phase == 1 ? body + ZERO_OPTD_LAMB_HEAD : NULL;
+    if (l->group >= ZERO_OPTD_MAX_GROUPS || l->isa >= ZERO_OPTD_ISA_COUNT || (l->flags & ~ZERO_OPTD_LAMB_FLAGS) != 0 ||
+        l->chunk < 64 || l->chunk % 64 != 0 || l->chunk > ZERO_OPTD_MAX_ELEMS)
+        return ZERO_OPTD_PARSE_FIELD;
+    if (phase == 1) {
+        /* the weight dtype and the sums are phase 2's: zero here, so every byte has one meaning */
+        es = zero_optd_dtype_size(l->grad_dtype);
+        if (es == 0 || l->weight_dtype != 0 || zero_get_le64(body + 80) != 0 || zero_get_le64(body + 88) != 0)
+            return ZERO_OPTD_PARSE_FIELD;
+    } else {
+        es = 0;
+        if (zero_optd_dtype_size(l->weight_dtype) == 0 || l->grad_dtype != 0)
+            return ZERO_OPTD_PARSE_FIELD;
+    }
+    return array_ok(len, ZERO_OPTD_LAMB_HEAD, l->begin, l->count, es);
+}
+
+void zero_optd_encode_lamb_head(unsigned char *body, const zero_optd_lamb_t *l)
+{
+    zero_put_le32(body, l->group);
+    zero_put_le32(body + 4, l->isa);
+    zero_put_le32(body + 8, l->grad_dtype);
+    zero_put_le32(body + 12, l->weight_dtype);
+    zero_put_le64(body + 16, l->begin);
+    zero_put_le64(body + 24, l->count);
+    zero_put_le64(body + 32, (uint64_t)l->step);
+    zero_put_le32(body + 40, l->chunk);
+    zero_put_le32(body + 44, l->flags);
+    put_f32(body + 48, l->lr);
+    put_f32(body + 52, l->beta1);
+    put_f32(body + 56, l->beta2);
+    put_f32(body + 60, l->eps);
+    put_f32(body + 64, l->weight_decay);
+    put_f32(body + 68, l->max_coeff);
+    put_f32(body + 72, l->min_coeff);
+    put_f32(body + 76, l->grad_scale);
+    put_f64(body + 80, l->w_sq);
+    put_f64(body + 88, l->u_sq);
+}
+
 /* READ / WRITE head: group u32, field u32, begin u64, count u64; WRITE's fp32 data follows. */
 zero_optd_parse_t zero_optd_decode_range(const unsigned char *body, size_t len, int with_data,
                                          zero_optd_range_t *r)
@@ -207,11 +293,7 @@ zero_optd_parse_t zero_optd_decode_range(const unsigned char *body, size_t len, 
     r->data = with_data ? body + ZERO_OPTD_RANGE_HEAD : NULL;
     if (r->group >= ZERO_OPTD_MAX_GROUPS || r->field >= ZERO_OPTD_MAX_FIELDS)
         return ZERO_OPTD_PARSE_FIELD;
-    if (r->count < 1 || r->count > ZERO_OPTD_MAX_ELEMS || r->begin > ZERO_OPTD_MAX_LENGTH)
-        return ZERO_OPTD_PARSE_LENGTH;
-    if (len - ZERO_OPTD_RANGE_HEAD != (with_data ? r->count * 4 : 0))
-        return ZERO_OPTD_PARSE_LENGTH;
-    return ZERO_OPTD_PARSE_OK;
+    return array_ok(len, ZERO_OPTD_RANGE_HEAD, r->begin, r->count, with_data ? 4 : 0);
 }
 
 void zero_optd_encode_range_head(unsigned char *body, const zero_optd_range_t *r)

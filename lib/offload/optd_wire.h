@@ -28,7 +28,9 @@
 #include <stdint.h>
 
 #define ZERO_OPTD_MAGIC 0x44504f5au         /* "ZOPD" as little-endian bytes */
-#define ZERO_OPTD_VERSION 2u          /* 2: HELLO's reply carries a body (the same-host data port) */
+/* 2: HELLO's reply carries a body (the same-host data port); 3: LAMB1 and
+ * LAMB2 (Lamb's two phases on the server) and the longer bound on a body. */
+#define ZERO_OPTD_VERSION 3u
 #define ZERO_OPTD_HEADER_BYTES 32u
 #define ZERO_OPTD_TOKEN_BYTES 16u           /* = ZERO_COMM_TOKEN_BYTES */
 #define ZERO_OPTD_MAX_GROUPS 3              /* = ZERO_DTYPE_COUNT */
@@ -41,8 +43,10 @@
 #define ZERO_OPTD_ATTACH_BODY 24u           /* the control connection's key (u64), the token */
 #define ZERO_OPTD_STEP_HEAD 80u             /* STEP body before the gradient */
 #define ZERO_OPTD_RANGE_HEAD 24u            /* READ / WRITE body before the data */
+#define ZERO_OPTD_LAMB_HEAD 96u             /* LAMB1 body before the gradient; all of LAMB2's body */
+#define ZERO_OPTD_MAX_HEAD 96u              /* the longest head before an array (LAMB_HEAD) */
 #define ZERO_OPTD_MAX_TEXT 512u             /* an error reply's message */
-#define ZERO_OPTD_MAX_BODY (ZERO_OPTD_STEP_HEAD + 4u * (uint32_t)ZERO_OPTD_MAX_ELEMS)
+#define ZERO_OPTD_MAX_BODY (ZERO_OPTD_MAX_HEAD + 4u * (uint32_t)ZERO_OPTD_MAX_ELEMS)
 #define ZERO_OPTD_MAX_MESSAGE (ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_MAX_BODY)
 /* Slice elements per group one connection may declare (bounded so the bytes
  * implied by a hello cannot overflow; the memory limit is the real bound). */
@@ -56,6 +60,8 @@ typedef enum zero_optd_type {
     ZERO_OPTD_WRITE = 4,   /* fp32 values of a piece of one field */
     ZERO_OPTD_BYE = 5,     /* the client is done; its state is freed */
     ZERO_OPTD_ATTACH = 6,  /* first message of a same-host data connection: whose state it uses */
+    ZERO_OPTD_LAMB1 = 7,   /* Lamb phase 1: a gradient piece -> per-chunk sums of w^2 and u^2 */
+    ZERO_OPTD_LAMB2 = 8,   /* Lamb phase 2: a parameter's summed norms -> updated weights */
     ZERO_OPTD_TYPE_END
 } zero_optd_type_t;
 
@@ -120,6 +126,43 @@ typedef struct zero_optd_step {
     const void *grad;         /* [count] of grad_dtype, inside the decoded buffer (little-endian) */
 } zero_optd_step_t;
 
+/*
+ * LAMB1 and LAMB2: Lamb's two phases over [begin, begin + count) of the
+ * server's slice of one group, which lies inside one parameter's range on the
+ * client (docs/optd.md, "Lamb on the server"). Both bodies start with the
+ * same 96-byte head:
+ *   0 group u32   4 isa u32 (lib/optim's level: 0 C, 1 AVX2, 2 AVX-512)
+ *   8 grad_dtype u32 (LAMB1; 0 in LAMB2)   12 weight_dtype u32 (LAMB2; 0 in LAMB1)
+ *   16 begin u64   24 count u64   32 step i64   40 chunk u32   44 flags u32
+ *   48 lr, beta1, beta2, eps, weight_decay, max_coeff, min_coeff, grad_scale (f32 each)
+ *   80 w_sq f64   88 u_sq f64 (LAMB2: the parameter's sums over every rank; 0 in LAMB1)
+ * LAMB1's gradient (count of grad_dtype) follows; its reply is the sums of
+ * w^2 then of u^2 of each chunk of @c chunk elements from begin
+ * (ceil(count / chunk) f64 each), formed by the client's kernels (@c isa),
+ * so the client adds them up exactly as its own kernel would. LAMB2's reply
+ * is the updated weights (count of weight_dtype).
+ */
+#define ZERO_OPTD_ISA_COUNT 3u
+#define ZERO_OPTD_FLAG_EPS_INSIDE_SQRT 8u
+#define ZERO_OPTD_LAMB_FLAGS (ZERO_OPTD_FLAG_BIAS_CORRECTION | ZERO_OPTD_FLAG_EPS_INSIDE_SQRT)
+
+typedef struct zero_optd_lamb {
+    uint32_t group, isa, grad_dtype, weight_dtype;
+    uint64_t begin, count;    /* 1 .. ZERO_OPTD_MAX_ELEMS */
+    int64_t step;
+    uint32_t chunk;           /* a multiple of 64 in 64 .. ZERO_OPTD_MAX_ELEMS */
+    uint32_t flags;           /* ZERO_OPTD_LAMB_FLAGS */
+    float lr, beta1, beta2, eps, weight_decay, max_coeff, min_coeff, grad_scale;
+    double w_sq, u_sq;
+    const void *grad;         /* LAMB1: [count] of grad_dtype inside the decoded buffer; LAMB2: NULL */
+} zero_optd_lamb_t;
+
+/* Chunks (so f64 pairs in LAMB1's reply) of a @p count-element piece. */
+static inline uint64_t zero_optd_lamb_chunks(uint64_t count, uint32_t chunk)
+{
+    return chunk == 0 ? 0 : (count + chunk - 1) / chunk;
+}
+
 typedef struct zero_optd_range {
     uint32_t group, field;
     uint64_t begin, count;    /* 1 .. ZERO_OPTD_MAX_ELEMS */
@@ -141,6 +184,10 @@ zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, z
 zero_optd_parse_t zero_optd_decode_range(const unsigned char *body, size_t len, int with_data,
                                          zero_optd_range_t *range);
 
+/* LAMB1 (@p phase 1: the gradient follows the head) and LAMB2 (@p phase 2:
+ * the head alone); fields unused by the phase must be 0. */
+zero_optd_parse_t zero_optd_decode_lamb(const unsigned char *body, size_t len, int phase, zero_optd_lamb_t *lamb);
+
 /* ATTACH: the key of the client's control connection (the one that said
  * HELLO) and the job token. */
 typedef struct zero_optd_attach {
@@ -154,6 +201,7 @@ void zero_optd_encode_header(unsigned char *buf, const zero_optd_header_t *h);
 void zero_optd_encode_hello(unsigned char *body, const zero_optd_hello_t *hello);    /* HELLO_BODY */
 void zero_optd_encode_step_head(unsigned char *body, const zero_optd_step_t *step);  /* STEP_HEAD; grad follows */
 void zero_optd_encode_range_head(unsigned char *body, const zero_optd_range_t *range);  /* RANGE_HEAD */
+void zero_optd_encode_lamb_head(unsigned char *body, const zero_optd_lamb_t *lamb);     /* LAMB_HEAD; LAMB1's grad follows */
 void zero_optd_encode_attach(unsigned char *body, const zero_optd_attach_t *attach);   /* ATTACH_BODY */
 
 /* The 32-hex-digit form of a job token (ZERO_JOB_TOKEN, --token-file; one

@@ -6,6 +6,7 @@
 #include "offload/store_cpu.h"
 #include "offload/store_nvme.h"
 #include "offload/store_remote.h"
+#include "util/alloc.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -129,11 +130,29 @@ zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const z
         step->weight_decay = hp->lion.weight_decay;
         step->grad_scale = hp->lion.grad_scale;
         return ZERO_OK;
+    case ZERO_OPTIM_KIND_LAMB:
+        step->optimizer = ZERO_OPTIMIZER_LAMB;
+        step->lr = hp->lamb.lr;
+        step->beta1 = hp->lamb.beta1;
+        step->beta2 = hp->lamb.beta2;
+        step->eps = hp->lamb.eps;
+        step->weight_decay = hp->lamb.weight_decay;
+        step->max_coeff = hp->lamb.max_coeff;
+        step->min_coeff = hp->lamb.min_coeff;
+        step->bias_correction = hp->lamb.bias_correction;
+        step->eps_inside_sqrt = hp->lamb.eps_inside_sqrt;
+        step->step = hp->lamb.step;
+        step->grad_scale = hp->lamb.grad_scale;
+        return ZERO_OK;
     default:
-        ZERO_LOG_ERROR("optimizer step: %s has no elementwise step a store can run (Lamb needs norms summed over "
-                       "ranks between its phases)", zero_optim_kind_name(hp->kind));
+        ZERO_LOG_ERROR("optimizer step: %s has no step a store can run", zero_optim_kind_name(hp->kind));
         return ZERO_ERR_UNSUPPORTED;
     }
+}
+
+int zero_store_steps_lamb(const zero_store_t *store)
+{
+    return store->ops->step_async != NULL && store->ops->steps_lamb;
 }
 
 static int is_training_dtype(zero_dtype_t dtype)
@@ -158,10 +177,24 @@ zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_
     case ZERO_OPTIMIZER_ADAGRAD:
     case ZERO_OPTIMIZER_LION:
         break;
+    case ZERO_OPTIMIZER_LAMB:
+        if (!store->ops->steps_lamb) {
+            ZERO_LOG_ERROR("%s store: runs no Lamb steps (its trust ratio needs norms summed over ranks between "
+                           "its phases: the caller runs it on acquired ranges)", store->ops->name);
+            return ZERO_ERR_UNSUPPORTED;
+        }
+        if ((step->lamb_phase != 1 && step->lamb_phase != 2) || step->lamb_sums == NULL || step->optim == NULL ||
+            (step->count > 0 && (step->lamb_phase == 1 ? step->grad == NULL : step->weights == NULL)) ||
+            !is_training_dtype(step->lamb_phase == 1 ? step->grad_dtype : step->weight_dtype)) {
+            ZERO_LOG_ERROR("%s store: Lamb step of group %d [%zu, +%zu): phase %d (1 or 2), its sums, the caller's "
+                           "kernels and the phase's buffer (gradient, then weights) are needed", store->ops->name,
+                           step->group, step->begin, step->count, step->lamb_phase);
+            return ZERO_ERR_INVALID_ARG;
+        }
+        return store->ops->step_async(store, step);
     default:
-        ZERO_LOG_ERROR("%s store: step with optimizer %s: only the elementwise optimizers (Adam, AdamW, SGD, "
-                       "Adagrad, Lion) run where the state lives", store->ops->name,
-                       zero_optimizer_type_string(step->optimizer));
+        ZERO_LOG_ERROR("%s store: step with optimizer %s: only Adam, AdamW, SGD, Adagrad, Lion and Lamb run where "
+                       "the state lives", store->ops->name, zero_optimizer_type_string(step->optimizer));
         return ZERO_ERR_UNSUPPORTED;
     }
     if (!is_training_dtype(step->grad_dtype) || !is_training_dtype(step->weight_dtype) ||
@@ -182,6 +215,74 @@ double zero_store_step_busy(const zero_store_t *store)
 zero_status_t zero_store_step_wait(zero_store_t *store)
 {
     return store->ops->step_wait != NULL ? store->ops->step_wait(store) : ZERO_OK;
+}
+
+static void lamb_params_of(const zero_store_async_step_t *step, zero_optim_lamb_params_t *p)
+{
+    zero_optim_lamb_defaults(p);
+    p->lr = step->lr;
+    p->beta1 = step->beta1;
+    p->beta2 = step->beta2;
+    p->eps = step->eps;
+    p->weight_decay = step->weight_decay;
+    p->max_coeff = step->max_coeff;
+    p->min_coeff = step->min_coeff;
+    p->bias_correction = step->bias_correction != 0;
+    p->eps_inside_sqrt = step->eps_inside_sqrt != 0;
+    p->step = step->step;
+    p->grad_scale = step->grad_scale;
+}
+
+/* Lamb's phase of @p step over the whole slice as one segment (the engine's
+ * own kernel call per range: engine_ops_host.c). */
+static zero_status_t run_lamb(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step,
+                              const zero_optim_slice_t *s)
+{
+    zero_optim_lamb_params_t p;
+    zero_optim_segment_t seg = {0, s->n};
+    lamb_params_of(step, &p);
+    if (step->lamb_sums == NULL) {
+        ZERO_LOG_ERROR("optimizer step: Lamb without its sums");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    if (step->lamb_phase == 1) {
+        zero_optim_slice_t s1 = *s;   /* phase 1 writes no weights */
+        s1.w16 = NULL;
+        s1.w16_type = ZERO_OPTIM_W16_NONE;
+        return zero_optim_lamb_phase1(ctx, &p, &s1, &seg, 1, &step->lamb_sums[0], &step->lamb_sums[1]);
+    }
+    if (step->lamb_phase == 2)
+        return zero_optim_lamb_phase2(ctx, &p, s, &seg, 1, &step->lamb_sums[0], &step->lamb_sums[1], NULL);
+    ZERO_LOG_ERROR("optimizer step: Lamb phase %d (1 or 2)", step->lamb_phase);
+    return ZERO_ERR_INVALID_ARG;
+}
+
+zero_status_t zero_store_lamb_chunk_sums(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
+                                         const float *g32, float *s1, float *s2, size_t n, double *w_sq,
+                                         double *u_sq)
+{
+    zero_optim_slice_t s = {.w = w, .g = g32, .s1 = s1, .s2 = s2, .w16_type = ZERO_OPTIM_W16_NONE, .n = n};
+    size_t nseg = (n + ctx->chunk - 1) / ctx->chunk;
+    zero_optim_segment_t *segs;
+    zero_optim_lamb_params_t p;
+    zero_status_t status;
+    if (nseg == 0)
+        return ZERO_OK;
+    segs = zero_malloc(nseg * sizeof(*segs));
+    if (segs == NULL) {
+        ZERO_LOG_ERROR("Lamb phase 1: out of memory for %zu chunk segments", nseg);
+        return ZERO_ERR_NO_MEMORY;
+    }
+    /* One segment per chunk: each is one task of the kernel, its sums that
+     * chunk's (0.0 + the chunk's partial, which is the partial itself). */
+    for (size_t i = 0; i < nseg; i++) {
+        segs[i].start = i * ctx->chunk;
+        segs[i].len = n - segs[i].start < ctx->chunk ? n - segs[i].start : ctx->chunk;
+    }
+    lamb_params_of(step, &p);
+    status = zero_optim_lamb_phase1(ctx, &p, &s, segs, nseg, w_sq, u_sq);
+    zero_free(segs);
+    return status;
 }
 
 /* The kernel of @p step over slice @p s: fp32 gradients in s.g, or 16-bit
@@ -243,6 +344,12 @@ static zero_status_t run_kernel(const zero_optim_ctx_t *ctx, const zero_store_as
         return g16 != NULL ? zero_optim_lion_step_g16(ctx, &p, &s, g16, g16_type)
                            : zero_optim_lion_step(ctx, &p, &s);
     }
+    case ZERO_OPTIMIZER_LAMB:
+        if (g16 != NULL) {
+            ZERO_LOG_ERROR("optimizer step: Lamb takes fp32 gradients");
+            return ZERO_ERR_UNSUPPORTED;
+        }
+        return run_lamb(ctx, step, &s);
     default:
         ZERO_LOG_ERROR("optimizer step: %s is not an elementwise optimizer", zero_optimizer_type_string(step->optimizer));
         return ZERO_ERR_UNSUPPORTED;
@@ -354,6 +461,7 @@ static zero_status_t create_remote(const zero_store_options_t *opts, const zero_
     ro.num_servers = opts->num_servers;
     ro.rank = opts->rank;
     ro.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : STORE_DEFAULT_TIMEOUT_S;
+    ro.split = opts->split;
     memset(remote.adopt_master, 0, sizeof(remote.adopt_master));
     return zero_store_remote_create(&remote, &ro, store_p);
 }

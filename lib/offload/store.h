@@ -93,7 +93,7 @@ typedef struct zero_store_bytes {
 typedef struct zero_store_async_step {
     int group;
     size_t begin, count;
-    zero_optimizer_type_t optimizer;   /* ADAM, ADAMW, SGD, ADAGRAD or LION (LAMB needs norms over ranks: unsupported) */
+    zero_optimizer_type_t optimizer;   /* ADAM, ADAMW, SGD, ADAGRAD, LION, or LAMB (one phase: below) */
     float lr, beta1, beta2, eps, weight_decay;
     float momentum, dampening;         /* SGD */
     float lr_decay;                    /* Adagrad */
@@ -107,7 +107,22 @@ typedef struct zero_store_async_step {
     void *weights;                     /* [count] of weight_dtype; final after zero_store_step_wait */
     int weights_on_host;               /* a device engine's weights in host memory (offload_param "cpu"):
                                         * the CPU offload store writes them there, not to the device */
-    const zero_optim_ctx_t *optim;     /* kernels for stores that run the step in this process */
+    const zero_optim_ctx_t *optim;     /* kernels for stores that run the step in this process; LAMB: the
+                                        * caller's, whose chunk and level its sums follow (every store) */
+    /* LAMB, on stores with ops->steps_lamb: one of its two phases over the
+     * range, which must lie inside one parameter (its trust ratio is per
+     * parameter). Phase 1 updates the moments from the gradient (weights not
+     * written, may be NULL) and leaves in lamb_sums[0..1] the range's sums of
+     * w^2 and u^2, bit for bit those of zero_optim_lamb_phase1 over one
+     * segment [0, count) with @c optim (chunks of optim->chunk from begin,
+     * each summed by optim's level); final after zero_store_step_wait. The
+     * caller adds them over its ranges and ranks, then phase 2 applies the
+     * trust ratio with lamb_sums holding the parameter's totals (read when
+     * the step is submitted; the gradient is not read and may be NULL). */
+    int lamb_phase;                    /* 1 or 2 */
+    double *lamb_sums;                 /* [2] */
+    float max_coeff, min_coeff;        /* the trust ratio's clamp */
+    int eps_inside_sqrt;
 } zero_store_async_step_t;
 
 typedef struct zero_store_ops {
@@ -122,9 +137,9 @@ typedef struct zero_store_ops {
      * kernels itself): step_async may return before the update is done, so
      * the transfers of one range overlap the store's work on the previous;
      * step_wait finishes every step submitted and returns the first error
-     * (NULL: step_async finishes each step before it returns). Lamb never
-     * comes here (its trust ratio needs norms summed over ranks between its
-     * two phases), nor does a range with an acquire open. */
+     * (NULL: step_async finishes each step before it returns). Lamb comes
+     * here only where steps_lamb is set, one phase at a time; a range with
+     * an acquire open never does. */
     zero_status_t (*step_async)(zero_store_t *store, const zero_store_async_step_t *step);
     zero_status_t (*step_wait)(zero_store_t *store);
     /* 1: the engine hands its elementwise updates to step_async instead of
@@ -133,6 +148,10 @@ typedef struct zero_store_ops {
      * comparisons only (the host store); the engine runs its own kernels,
      * of its memory kind, on acquired ranges. */
     int prefer_step;
+    /* 1: step_async takes Lamb's two phases (zero_store_async_step_t's
+     * lamb_phase), so a caller that prefers the step runs Lamb there too
+     * (zero-optd); 0: the caller runs Lamb on acquired ranges. */
+    int steps_lamb;
     /* Optional: seconds this store's own threads spent in the optimizer
      * kernel so far (CPU offload); NULL: not counted. */
     double (*step_busy)(const zero_store_t *store);
@@ -153,6 +172,21 @@ typedef enum zero_store_device {
     ZERO_STORE_DEVICE_REMOTE,     /* "remote": zero-optd servers (store_remote.h) */
 } zero_store_device_t;
 
+/*
+ * Where a caller's step ranges start, for a store that splits a group over
+ * places and must not cut through a kernel chunk of a range: Lamb's sums are
+ * formed per chunk of `chunk` elements from a range's start (zero-optd:
+ * docs/optd.md, "Lamb on the server"), so the remote store cuts its split
+ * only at chunk multiples from the range start at or before the cut. Ranges
+ * must be whole ranges of the starts, or pieces of them cut at multiples of
+ * the chunk. chunk 0: no hint.
+ */
+typedef struct zero_store_split_hint {
+    const size_t *starts[ZERO_DTYPE_COUNT];   /* sorted offsets in each group (borrowed for the call) */
+    size_t num_starts[ZERO_DTYPE_COUNT];
+    size_t chunk;
+} zero_store_split_hint_t;
+
 /* How the engine wants its store: the offload config and who asks. Zero it
  * before filling it, so fields added later start at their defaults. */
 typedef struct zero_store_options {
@@ -167,6 +201,7 @@ typedef struct zero_store_options {
     void *cuda_stream;            /* the trainer's stream (NULL: the legacy default stream) */
     int cuda_device;              /* the rank's device; -1: the calling thread's current one */
     int threads;                  /* CPU threads of the step; 0: 1 */
+    zero_store_split_hint_t split; /* REMOTE with Lamb: where the step's ranges start */
 } zero_store_options_t;
 
 /* Bytes of transfer slots that may be pinned in all, from ZERO_OFFLOAD_PIN_LIMIT
@@ -213,18 +248,22 @@ int zero_store_has_step_async(const zero_store_t *store);
 /* Whether the engine should run its elementwise updates through the step ops
  * (ops->prefer_step): the state lives outside this process. */
 int zero_store_prefers_step(const zero_store_t *store);
+/* Whether the store runs Lamb's phases itself (ops->steps_lamb). */
+int zero_store_steps_lamb(const zero_store_t *store);
 /*
  * Fills @p step's optimizer and hyper-parameter fields from @p hp (a set of
- * zero_optim_hparams_for_step, this step's values in), leaving the range and
- * buffers as they are. Lossless: the store's kernel gets the very values the
- * engine's own would. Errors: ZERO_ERR_UNSUPPORTED (logged) for Lamb.
+ * zero_optim_hparams_for_step, this step's values in), leaving the range,
+ * buffers and Lamb's phase and sums as they are. Lossless: the store's kernel
+ * gets the very values the engine's own would.
  */
 zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const zero_optim_hparams_t *hp);
-/* Checks @p step (range, dtypes, optimizer, buffers) and submits it.
- * Pipelining: a store may overlap the transfers of one step call with the
- * update of the previous; @p step->grad must stay valid and @p step->weights
- * is written only by zero_store_step_wait. Errors: ZERO_ERR_INVALID_ARG
- * (logged), ZERO_ERR_UNSUPPORTED (no step op, or Lamb), or the store's. */
+/* Checks @p step (range, dtypes, optimizer, buffers; for Lamb the phase,
+ * lamb_sums and optim) and submits it. Pipelining: a store may overlap the
+ * transfers of one step call with the update of the previous; @p step->grad
+ * must stay valid and @p step->weights (and Lamb's phase-1 sums) are written
+ * only by zero_store_step_wait. Errors: ZERO_ERR_INVALID_ARG (logged),
+ * ZERO_ERR_UNSUPPORTED (no step op, or Lamb on a store without
+ * steps_lamb), or the store's. */
 zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_step_t *step);
 /* Seconds the store's own threads spent in the optimizer kernel so far
  * (ops->step_busy; 0 where the store does not count them). */
@@ -236,11 +275,26 @@ zero_status_t zero_store_step_wait(zero_store_t *store);
  * lib/optim kernel with @p step's hyper-parameters, on fp32 master @p w,
  * fp32 gradient @p g32 (already converted), states @p s1, @p s2, writing
  * @p w16 (w16_type) when the training dtype is 16-bit. The host store and
- * zero-optd share it, so a remote step is bitwise the local one.
+ * zero-optd share it, so a remote step is bitwise the local one. Lamb: the
+ * step's phase over one segment [0, n) (phase 1 writes step->lamb_sums,
+ * phase 2 reads them; g32 is not read there).
  */
 zero_status_t zero_store_run_kernel(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
                                     const float *g32, float *s1, float *s2, uint16_t *w16,
                                     zero_optim_w16_t w16_type, size_t n);
+
+/*
+ * Lamb phase 1 of @p step (its hyper-parameters) over the @p n elements at
+ * @p w, @p g32, @p s1, @p s2, cut into chunks of ctx->chunk from the start:
+ * per chunk its sums of w^2 (@p w_sq[i]) and u^2 (@p u_sq[i]), each formed
+ * as zero_optim_lamb_phase1 forms a chunk's, so adding them from 0.0 in
+ * chunk order gives that function's sums over one segment [0, n) bit for
+ * bit. zero-optd answers LAMB1 with them. @p w_sq and @p u_sq hold
+ * ceil(n / ctx->chunk) each. Errors: as zero_optim_lamb_phase1.
+ */
+zero_status_t zero_store_lamb_chunk_sums(const zero_optim_ctx_t *ctx, const zero_store_async_step_t *step, float *w,
+                                         const float *g32, float *s1, float *s2, size_t n, double *w_sq,
+                                         double *u_sq);
 
 /*
  * As zero_store_run_kernel with the gradient in 16 bits: @p g16 ([n] of

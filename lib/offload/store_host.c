@@ -60,7 +60,9 @@ static zero_status_t host_step(zero_store_t *store, const zero_store_async_step_
         ZERO_LOG_ERROR("host store: a step in this process needs host memory and the optimizer kernels");
         return ZERO_ERR_UNSUPPORTED;
     }
-    if (st->grad_dtype != ZERO_FP32) {
+    if (st->optimizer == ZERO_OPTIMIZER_LAMB && st->lamb_phase == 2) {
+        g32 = NULL;   /* phase 2 reads no gradient */
+    } else if (st->grad_dtype != ZERO_FP32) {
         if (n > h->grad32_len) {
             float *grown = zero_realloc(h->grad32, n * sizeof(float));
             if (grown == NULL) {
@@ -79,8 +81,8 @@ static zero_status_t host_step(zero_store_t *store, const zero_store_async_step_
                                    h->field[g][ZERO_STORE_STATE1] ? h->field[g][ZERO_STORE_STATE1] + b : NULL,
                                    h->field[g][ZERO_STORE_STATE2] ? h->field[g][ZERO_STORE_STATE2] + b : NULL,
                                    w16_type != ZERO_OPTIM_W16_NONE ? st->weights : NULL, w16_type, n);
-    if (status == ZERO_OK && w16_type == ZERO_OPTIM_W16_NONE && st->weights != w)
-        memcpy(st->weights, w, n * sizeof(float));
+    if (status == ZERO_OK && w16_type == ZERO_OPTIM_W16_NONE && st->weights != NULL && st->weights != w)
+        memcpy(st->weights, w, n * sizeof(float));   /* Lamb's phase 1 has none */
     return status;
 }
 
@@ -104,6 +106,7 @@ static const zero_store_ops_t host_ops = {
     .destroy = host_destroy,
     .step_async = host_step,
     .step_wait = NULL,   /* host_step finishes before it returns */
+    .steps_lamb = 1,     /* for comparisons too (prefer_step is 0) */
 };
 
 static const char *const field_tag[ZERO_STORE_NUM_FIELDS] = {"master", "optimizer state 1", "optimizer state 2"};

@@ -11,6 +11,12 @@
  * different servers proceed at once. Every wait is bounded by timeout_s and
  * watches the endpoints' failure flags: a server that dies or stalls is an
  * error naming it, after which the store refuses further use.
+ *
+ * Lamb runs on the servers in its two phases (docs/optd.md, "Lamb on the
+ * server"): LAMB1 messages start at multiples of the caller's kernel chunk
+ * from the range's start and their replies carry each chunk's sums, which
+ * complete_oldest adds up in order, as the caller's own kernel adds them; the
+ * split over servers is cut at such multiples too (the split hint).
  */
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store_remote.h"
@@ -34,7 +40,7 @@
 
 /* Elements per message: small enough that the request slots stay a few MiB. */
 #define CHUNK ((size_t)1 << 18)
-#define SLOT_TX_BYTES (ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD + CHUNK * sizeof(float))
+#define SLOT_TX_BYTES (ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_MAX_HEAD + CHUNK * sizeof(float))
 #define SLOT_RX_BYTES (ZERO_OPTD_HEADER_BYTES + CHUNK * sizeof(float))
 #define MAX_WINDOW 32
 
@@ -72,6 +78,7 @@ typedef struct request_slot {
     ucp_tag_recv_info_t info;         /* the reply's size, once received */
     void *out;                        /* where the reply body goes; NULL: none expected */
     size_t out_bytes;
+    double *sums;                     /* LAMB1: the range's two sums the reply's chunk sums are added to */
 } request_slot_t;
 
 typedef struct remote_store {
@@ -208,7 +215,26 @@ static const char *type_name(uint32_t type)
     case ZERO_OPTD_READ: return "READ";
     case ZERO_OPTD_WRITE: return "WRITE";
     case ZERO_OPTD_BYE: return "BYE";
+    case ZERO_OPTD_LAMB1: return "LAMB1";
+    case ZERO_OPTD_LAMB2: return "LAMB2";
     default: return "?";
+    }
+}
+
+/* LAMB1's reply: @p nchunks sums of w^2, then as many of u^2, one per chunk
+ * in order. Added to the range's sums one at a time in that order, as
+ * zero_optim_lamb_phase1 adds its chunks' partials (from 0.0, set when the
+ * range was submitted; its messages complete in range order), so the
+ * range's sums are that function's bit for bit. */
+static void add_chunk_sums(double *sums, const unsigned char *body, size_t nchunks)
+{
+    for (size_t i = 0; i < nchunks; i++) {
+        uint64_t w = zero_get_le64(body + 8 * i), u = zero_get_le64(body + 8 * (nchunks + i));
+        double wd, ud;
+        memcpy(&wd, &w, sizeof(wd));
+        memcpy(&ud, &u, sizeof(ud));
+        sums[0] += wd;
+        sums[1] += ud;
     }
 }
 
@@ -250,6 +276,8 @@ static zero_status_t complete_oldest(remote_store_t *r)
     }
     if (q->out != NULL)
         memcpy(q->out, q->rx + ZERO_OPTD_HEADER_BYTES, q->out_bytes);
+    else if (q->sums != NULL)
+        add_chunk_sums(q->sums, q->rx + ZERO_OPTD_HEADER_BYTES, q->out_bytes / (2 * sizeof(double)));
     r->stats.bytes_received += ZERO_OPTD_HEADER_BYTES + h.body_len;
     goto out;
 refused:
@@ -286,6 +314,7 @@ static zero_status_t take_slot(remote_store_t *r, int server, request_slot_t **s
         return status;
     *slot_p = &r->slots[(r->head + r->inflight) % r->window];
     (*slot_p)->server = server;
+    (*slot_p)->sums = NULL;
     return ZERO_OK;
 }
 
@@ -337,19 +366,22 @@ static zero_status_t check_usable(remote_store_t *r, const char *what)
     return ZERO_OK;
 }
 
-/* For each message-sized piece of [begin, begin + count) of @p group: the
- * server, its local offset, the offset within the range, the size. */
+/* For each piece of [begin, begin + count) of @p group of at most @p unit
+ * elements (cut at multiples of it from where the range enters a server's
+ * piece): the server, its local offset, the offset within the range, the
+ * size. Servers hold ascending pieces, so the pieces come in range order. */
 typedef zero_status_t (*piece_fn)(remote_store_t *r, int server, size_t local, size_t offset, size_t n, void *arg);
 
-static zero_status_t for_each_piece(remote_store_t *r, int group, size_t begin, size_t count, piece_fn fn, void *arg)
+static zero_status_t for_each_piece(remote_store_t *r, int group, size_t begin, size_t count, size_t unit,
+                                    piece_fn fn, void *arg)
 {
     size_t end = begin + count;
     for (int s = 0; s < r->num_links; s++) {
         const server_link_t *l = &r->links[s];
         size_t lo = begin > l->lo[group] ? begin : l->lo[group];
         size_t hi = end < l->hi[group] ? end : l->hi[group];
-        for (size_t at = lo; at < hi; at += CHUNK) {
-            size_t n = hi - at < CHUNK ? hi - at : CHUNK;
+        for (size_t at = lo; at < hi; at += unit) {
+            size_t n = hi - at < unit ? hi - at : unit;
             zero_status_t status = fn(r, s, at - l->lo[group], at - begin, n, arg);
             if (status != ZERO_OK)
                 return status;
@@ -410,7 +442,7 @@ static zero_status_t remote_acquire(zero_store_t *store, zero_store_range_t *ran
             continue;
         range->data[f] = t.data;
         k++;
-        status = for_each_piece(r, range->group, range->begin, range->count, read_piece, &t);
+        status = for_each_piece(r, range->group, range->begin, range->count, CHUNK, read_piece, &t);
     }
     if (status == ZERO_OK)
         status = complete_all(r);
@@ -432,7 +464,7 @@ static zero_status_t remote_release(zero_store_t *store, zero_store_range_t *ran
         for (int f = 0; f < ZERO_STORE_NUM_FIELDS && status == ZERO_OK; f++) {
             transfer_arg_t t = {.group = range->group, .field = f, .data = range->data[f]};
             if (range->data[f] != NULL)
-                status = for_each_piece(r, range->group, range->begin, range->count, write_piece, &t);
+                status = for_each_piece(r, range->group, range->begin, range->count, CHUNK, write_piece, &t);
         }
         if (status == ZERO_OK)
             status = complete_all(r);
@@ -466,6 +498,90 @@ static zero_status_t step_piece(remote_store_t *r, int server, size_t local, siz
                   (unsigned char *)a->step->weights + offset * a->weight_es, n * a->weight_es);
 }
 
+typedef struct lamb_arg {
+    const zero_store_async_step_t *step;
+    zero_optd_lamb_t wire;
+    size_t grad_es, weight_es;
+} lamb_arg_t;
+
+static zero_status_t lamb_piece(remote_store_t *r, int server, size_t local, size_t offset, size_t n, void *arg)
+{
+    lamb_arg_t *a = arg;
+    const zero_store_async_step_t *st = a->step;
+    unsigned char *body;
+    request_slot_t *q;
+    zero_status_t status = take_slot(r, server, &q);
+    if (status != ZERO_OK)
+        return status;
+    body = q->tx + ZERO_OPTD_HEADER_BYTES;
+    a->wire.begin = local;
+    a->wire.count = n;
+    zero_optd_encode_lamb_head(body, &a->wire);
+    if (st->lamb_phase == 2)
+        return submit(r, q, ZERO_OPTD_LAMB2, ZERO_OPTD_LAMB_HEAD,
+                      (unsigned char *)st->weights + offset * a->weight_es, n * a->weight_es);
+    memcpy(body + ZERO_OPTD_LAMB_HEAD, (const unsigned char *)st->grad + offset * a->grad_es, n * a->grad_es);
+    q->sums = st->lamb_sums;
+    return submit(r, q, ZERO_OPTD_LAMB1, (uint32_t)(ZERO_OPTD_LAMB_HEAD + n * a->grad_es), NULL,
+                  (size_t)zero_optd_lamb_chunks(n, a->wire.chunk) * 2 * sizeof(double));
+}
+
+/* Lamb's phase st->lamb_phase over the range (docs/optd.md, "Lamb on the
+ * server"). Phase 1's messages start at multiples of the caller's chunk from
+ * the range's start, so each server's chunks are the caller's; a split that
+ * cuts the range elsewhere (a store created without the range's start in its
+ * hint) is refused before anything is sent. */
+static zero_status_t lamb_step(remote_store_t *r, const zero_store_async_step_t *st)
+{
+    size_t chunk = st->optim->chunk, unit = CHUNK;
+    lamb_arg_t a;
+    memset(&a, 0, sizeof(a));
+    if (st->lamb_phase == 1) {
+        if (chunk > CHUNK || chunk < 64 || chunk % 64 != 0) {
+            ZERO_LOG_ERROR("remote store: Lamb with a %zu-element kernel chunk: zero-optd takes multiples of 64 up "
+                           "to %zu", chunk, (size_t)CHUNK);
+            return ZERO_ERR_UNSUPPORTED;
+        }
+        for (int s = 1; s < r->num_links; s++) {
+            size_t cut = r->links[s].lo[st->group];
+            if (cut > st->begin && cut < st->begin + st->count && (cut - st->begin) % chunk != 0) {
+                ZERO_LOG_ERROR("remote store: Lamb range [%zu, +%zu) of group %d is split between optimizer servers "
+                               "%d and %d %zu elements in, not at a multiple of its %zu-element kernel chunk (the "
+                               "store was created without this range's start in its split hint)", st->begin,
+                               st->count, st->group, s - 1, s, cut - st->begin, chunk);
+                return ZERO_ERR_UNSUPPORTED;
+            }
+        }
+        unit = CHUNK / chunk * chunk;
+        st->lamb_sums[0] = 0.0;   /* the chunks' sums are added from here as the replies come */
+        st->lamb_sums[1] = 0.0;
+        a.grad_es = zero_dtype_size(st->grad_dtype);
+        a.wire.grad_dtype = (uint32_t)st->grad_dtype;   /* the wire numbers dtypes as zero_dtype_t */
+    } else {
+        a.weight_es = zero_dtype_size(st->weight_dtype);
+        a.wire.weight_dtype = (uint32_t)st->weight_dtype;
+        a.wire.w_sq = st->lamb_sums[0];
+        a.wire.u_sq = st->lamb_sums[1];
+    }
+    a.step = st;
+    a.wire.group = (uint32_t)st->group;
+    a.wire.isa = (uint32_t)st->optim->isa;   /* the wire numbers levels as zero_optim_isa_t */
+    a.wire.step = st->step;
+    a.wire.chunk = (uint32_t)chunk;
+    a.wire.flags = (st->bias_correction ? ZERO_OPTD_FLAG_BIAS_CORRECTION : 0u) |
+                   (st->eps_inside_sqrt ? ZERO_OPTD_FLAG_EPS_INSIDE_SQRT : 0u);
+    a.wire.lr = st->lr;
+    a.wire.beta1 = st->beta1;
+    a.wire.beta2 = st->beta2;
+    a.wire.eps = st->eps;
+    a.wire.weight_decay = st->weight_decay;
+    a.wire.max_coeff = st->max_coeff;
+    a.wire.min_coeff = st->min_coeff;
+    a.wire.grad_scale = st->grad_scale;
+    r->stats.steps++;
+    return for_each_piece(r, st->group, st->begin, st->count, unit, lamb_piece, &a);
+}
+
 static zero_status_t remote_step(zero_store_t *store, const zero_store_async_step_t *st)
 {
     remote_store_t *r = (remote_store_t *)store;
@@ -473,6 +589,8 @@ static zero_status_t remote_step(zero_store_t *store, const zero_store_async_ste
     step_arg_t a;
     if (status != ZERO_OK)
         return status;
+    if (st->optimizer == ZERO_OPTIMIZER_LAMB)
+        return lamb_step(r, st);
     memset(&a, 0, sizeof(a));
     a.step = st;
     a.wire.group = (uint32_t)st->group;
@@ -497,7 +615,7 @@ static zero_status_t remote_step(zero_store_t *store, const zero_store_async_ste
     a.grad_es = zero_dtype_size(st->grad_dtype);
     a.weight_es = zero_dtype_size(st->weight_dtype);
     r->stats.steps++;
-    return for_each_piece(r, st->group, st->begin, st->count, step_piece, &a);
+    return for_each_piece(r, st->group, st->begin, st->count, CHUNK, step_piece, &a);
 }
 
 static zero_status_t remote_step_wait(zero_store_t *store)
@@ -603,6 +721,7 @@ static const zero_store_ops_t remote_ops = {
      * (without this the engine acquired and released every range, 24 bytes
      * of state per element per step over the network instead of 4) */
     .prefer_step = 1,
+    .steps_lamb = 1,   /* LAMB1 and LAMB2 */
 };
 
 /* Splits "host:port" (the last colon; "[v6]:port" too) into its parts. */
@@ -824,6 +943,39 @@ out:
     return status;
 }
 
+/* Where the split over servers cuts group @p g near @p cut: at @p cut
+ * without a hint, else moved down to a multiple of the hint's chunk from the
+ * last range start at or before it (so no chunk of a range is cut; cuts stay
+ * in order, as they only move down and never below that start). */
+static size_t split_cut(const zero_store_split_hint_t *h, int g, size_t cut)
+{
+    const size_t *st = h->starts[g];
+    size_t lo = 0, hi = h->num_starts[g];
+    if (h->chunk == 0 || st == NULL || hi == 0 || cut <= st[0])
+        return cut;
+    while (hi - lo > 1) {   /* st[lo] <= cut < st[hi] (or hi is the end) */
+        size_t mid = lo + (hi - lo) / 2;
+        if (st[mid] <= cut)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return st[lo] + (cut - st[lo]) / h->chunk * h->chunk;
+}
+
+/* The hint's starts are sorted and inside their groups. */
+static int split_hint_ok(const zero_store_split_hint_t *h, const zero_store_desc_t *desc)
+{
+    if (h->chunk == 0)
+        return 1;
+    for (int g = 0; g < desc->num_groups; g++)
+        for (size_t i = 0; i < h->num_starts[g]; i++)
+            if (h->starts[g] == NULL || h->starts[g][i] > desc->length[g] ||
+                (i > 0 && h->starts[g][i] < h->starts[g][i - 1]))
+                return 0;
+    return 1;
+}
+
 zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero_store_remote_opts_t *opts,
                                        zero_store_t **store_p)
 {
@@ -834,10 +986,12 @@ zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero
 
     if (desc->num_groups < 1 || desc->num_groups > ZERO_DTYPE_COUNT || desc->num_states < 0 ||
         desc->num_states > ZERO_STORE_NUM_FIELDS - 1 || desc->kind != ZERO_MEM_HOST || opts->num_servers < 1 ||
-        opts->servers == NULL || opts->timeout_s <= 0 || opts->window < 0 || opts->window > MAX_WINDOW) {
+        opts->servers == NULL || opts->timeout_s <= 0 || opts->window < 0 || opts->window > MAX_WINDOW ||
+        !split_hint_ok(&opts->split, desc)) {
         ZERO_LOG_ERROR("remote store: bad descriptor or options (%d groups, %d states, %d servers, timeout %g s, "
-                       "window %d; host memory only)", desc->num_groups, desc->num_states, opts->num_servers,
-                       opts->timeout_s, opts->window);
+                       "window %d, split hint with a %zu-element chunk; host memory only, hint starts sorted in "
+                       "their groups)", desc->num_groups, desc->num_states, opts->num_servers, opts->timeout_s,
+                       opts->window, opts->split.chunk);
         return ZERO_ERR_INVALID_ARG;
     }
     for (int g = 0; g < desc->num_groups; g++)
@@ -874,9 +1028,16 @@ zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero
             status = ZERO_ERR_NO_MEMORY;
             goto fail;
         }
-        for (int g = 0; g < desc->num_groups; g++)
+        for (int g = 0; g < desc->num_groups; g++) {
             zero_split_range(desc->length[g], (size_t)r->num_links, (size_t)s, 1, &l->lo[g], &l->hi[g]);
+            /* the first piece starts at 0 and the last ends at the length, whatever the hint */
+            if (s > 0)
+                l->lo[g] = split_cut(&opts->split, g, l->lo[g]);
+            if (s < r->num_links - 1)
+                l->hi[g] = split_cut(&opts->split, g, l->hi[g]);
+        }
     }
+    memset(&r->opts.split, 0, sizeof(r->opts.split));   /* the caller's, for this call only */
     for (int i = 0; i < r->window; i++) {
         ZERO_CHECK_GOTO(zero_mem_alloc(ZERO_MEM_HOST, SLOT_TX_BYTES, "remote store send slot",
                                        (void **)&r->slots[i].tx), status, fail);

@@ -2,7 +2,8 @@
  * The remote store (store_remote.c): the optimizer state store of
  * offload/store.h on zero-optd servers (docs/optd.md). Each group's elements
  * are spread over the servers in contiguous pieces; the store implements the
- * optional step op (the servers run the update and send the weights back),
+ * optional step op (the servers run the update and send the weights back;
+ * Lamb too, its two phases as LAMB1 and LAMB2 messages),
  * and acquire / release stream ranges from / to the servers (checkpoints).
  * Host memory only (desc->kind ZERO_MEM_HOST); adopt_master is refused (the
  * master lives on the servers). One caller at a time.
@@ -19,6 +20,12 @@ typedef struct zero_store_remote_opts {
     int rank;                     /* this rank, told to the servers for their messages */
     double timeout_s;             /* a server silent this long on one request is an error naming it */
     int window;                   /* messages in flight (1..32; 0: 4) */
+    /* Optional (Lamb): where the caller's step ranges start and its kernel
+     * chunk; each group is then split over the servers only at chunk
+     * multiples from a range start, so that no chunk of Lamb's sums straddles
+     * two servers (docs/optd.md). Without it (chunk 0) a Lamb range that a
+     * split cuts elsewhere is refused at its step. */
+    zero_store_split_hint_t split;
 } zero_store_remote_opts_t;
 
 /* What the store moved since it was created. */

@@ -1179,6 +1179,34 @@ static zero_status_t setup_group(zero_engine_h e, int gi)
     return build_runs(e, gi);
 }
 
+/* Lamb on zero-optd (docs/optd.md, "Lamb on the server"): the servers form
+ * its sums per kernel chunk from the start of each range the step hands
+ * them, so the remote store must split the groups over servers only at chunk
+ * multiples from a range start. Lamb's ranges start at the owned parameter
+ * segments (lamb_step: the remote store bounds no range); the chunk is the
+ * host table's. Empty for other optimizers and tables. The starts are
+ * zero_malloc'ed; the caller frees them. */
+static zero_status_t lamb_split_hint(zero_engine_h e, zero_store_split_hint_t *hint)
+{
+    memset(hint, 0, sizeof(*hint));
+    if (e->hparams.kind != ZERO_OPTIM_KIND_LAMB || e->ops != &engine_ops_host)
+        return ZERO_OK;
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        group_state_t *g = &e->groups[gi];
+        size_t *starts = zero_malloc((g->num_segments ? g->num_segments : 1) * sizeof(size_t));
+        if (starts == NULL) {
+            engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+            return ZERO_ERR_NO_MEMORY;
+        }
+        for (size_t s = 0; s < g->num_segments; s++)
+            starts[s] = g->segments[s].shard_offset;   /* in shard order */
+        hint->starts[gi] = starts;
+        hint->num_starts[gi] = g->num_segments;
+    }
+    hint->chunk = engine_ops_host_optim(e->ops_ctx)->chunk;
+    return ZERO_OK;
+}
+
 /* The store of the master weights and optimizer states of every group's owned
  * range, made by lib/offload's factory from the offload config. In fp32
  * training the weights the trainer sees are the master weights where the
@@ -1239,7 +1267,11 @@ static zero_status_t setup_store(zero_engine_h e)
         if (status != ZERO_OK)
             return status;
     }
-    status = zero_store_create_for(&opts, &desc, &e->store);
+    status = lamb_split_hint(e, &opts.split);
+    if (status == ZERO_OK)
+        status = zero_store_create_for(&opts, &desc, &e->store);
+    for (int gi = 0; gi < ZERO_DTYPE_COUNT; gi++)
+        zero_free((void *)opts.split.starts[gi]);
     if (status != ZERO_OK) {
         engine_keep_error(e, mark, "setup: cannot create the optimizer state store");
         return status;

@@ -1193,80 +1193,212 @@ static zero_status_t elementwise_step(zero_engine_h e, const zero_optim_step_val
     return status;
 }
 
-/* Lamb: phase 1 per owned parameter segment, its per-parameter sums of w^2
- * and u^2 gathered in the result record, read once, summed over ranks, then
- * phase 2 (the trust ratio stays per parameter; each segment runs with its
- * parameter's group settings and rate). A segment never crosses a bucket slice, so its gradients and
- * 16-bit weights are contiguous; the scratch holds the largest segment. */
+/* Lamb's ranges: each owned parameter segment of each group, in pieces of
+ * the store's range bound, in this order (both phases, and zero-optd's
+ * split hint, which are made from it, rely on it). A range lies inside one
+ * parameter and never crosses a bucket slice, so its gradients and 16-bit
+ * weights are contiguous. */
+typedef zero_status_t (*lamb_range_fn)(zero_engine_h e, int gi, const zero_layout_segment_t *sg, size_t so,
+                                       size_t count, void *arg);
+
+static zero_status_t for_each_lamb_range(zero_engine_h e, lamb_range_fn fn, void *arg)
+{
+    zero_status_t status = ZERO_OK;
+    for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
+        group_state_t *g = &e->groups[gi];
+        for (size_t s = 0; s < g->num_segments && status == ZERO_OK; s++) {
+            const zero_layout_segment_t *sg = &g->segments[s];
+            for (size_t off = 0; off < sg->length && status == ZERO_OK;) {
+                size_t count = engine_range_max(e, sg->length - off);
+                status = fn(e, gi, sg, sg->shard_offset + off, count, arg);
+                off += count;
+            }
+        }
+    }
+    return status;
+}
+
+/* The hyper-parameters of parameter @p param this step: its group's settings and rate, its decay. */
+static zero_optim_hparams_t lamb_hparams(zero_engine_h e, int param, const zero_optim_step_values_t *values)
+{
+    zero_optim_step_values_t v = *values;
+    int pg = e->params[param]->param_group;
+    v.decay = e->params[param]->weight_decay;
+    v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
+    return zero_optim_hparams_for_step(&e->param_groups[pg].hparams, &v);
+}
+
+typedef struct lamb_pass {
+    const zero_optim_step_values_t *values;
+    int pass;              /* 1 or 2 */
+    double *sums;          /* pass 2: every parameter's totals */
+    double *range_sums;    /* on the store, pass 1: 2 per range, in range order */
+    size_t range;          /* ranges done this pass */
+} lamb_pass_t;
+
+/* One range of one phase in this process, on the range acquired from the
+ * store: phase 1 adds its sums into the result record, phase 2 applies the
+ * trust ratio with the parameter's totals. */
+static zero_status_t lamb_range_here(zero_engine_h e, int gi, const zero_layout_segment_t *sg, size_t so,
+                                     size_t count, void *arg)
+{
+    lamb_pass_t *lp = arg;
+    group_state_t *g = &e->groups[gi];
+    zero_optim_hparams_t hp = lamb_hparams(e, sg->param, lp->values);
+    zero_store_range_t r = {.group = gi, .begin = so, .count = count, .fields = zero_store_fields(e->store)};
+    zero_optim_slice_t sl = {
+        /* the weights are written in phase 2 only */
+        .w16_type = lp->pass == 2 ? zero_optim_w16_of(g->dtype) : zero_optim_w16_of(ZERO_FP32),
+        .n = count,
+    };
+    engine_shard_window_t win;
+    void *weights = NULL;
+    zero_status_t status = ZERO_OK, st;
+    if (lp->pass == 1)
+        status = grad32(e, gi, so, count, &sl.g);
+    if (status == ZERO_OK)
+        status = zero_store_acquire(e->store, &r);
+    if (status != ZERO_OK)
+        return status;
+    memset(&win, 0, sizeof(win));
+    if (lp->pass == 2)
+        status = weights_open(e, gi, so, count, &win, &weights);
+    sl.w16 = w16_of(e, gi, weights);
+    sl.w = r.data[ZERO_STORE_MASTER];
+    sl.s1 = r.data[ZERO_STORE_STATE1];
+    sl.s2 = r.data[ZERO_STORE_STATE2];
+    if (status != ZERO_OK) {
+        /* the window did not open: the range is released below */
+    } else if (lp->pass == 1) {
+        status = e->ops->lamb_phase1(e->ops_ctx, &hp, &sl, e->result, ENGINE_RESULT_LAMB + 2 * (size_t)sg->param);
+    } else {
+        status = e->ops->lamb_phase2(e->ops_ctx, &hp, &sl, lp->sums[2 * (size_t)sg->param],
+                                     lp->sums[2 * (size_t)sg->param + 1]);
+        if (status == ZERO_OK)
+            copy_master_to_weights(e, gi, weights, sl.w, count);
+    }
+    st = weights_close(e, &win, lp->pass == 2);
+    if (status == ZERO_OK)
+        status = st;
+    st = zero_store_release(e->store, &r, 1);   /* both phases write (moments, then weights) */
+    return status != ZERO_OK ? status : st;
+}
+
+/* Whether Lamb runs where the state lives: a store that prefers the step and
+ * runs Lamb's phases (zero-optd) under the host table, whose kernels' chunk
+ * and level the store's sums follow. */
+static int lamb_on_store(zero_engine_h e)
+{
+    return zero_store_prefers_step(e->store) && zero_store_steps_lamb(e->store) && e->ops == &engine_ops_host;
+}
+
+/* One range of one phase submitted to the store: phase 1 sends the gradient
+ * (training dtype) and gets the range's sums (final after the wait); phase 2
+ * sends the parameter's totals and gets the weights, as the elementwise step
+ * does (such a store adopts nothing and offload_param "nvme" is refused with
+ * it, so the weights are in memory and the window needs no close). */
+static zero_status_t lamb_range_on_store(zero_engine_h e, int gi, const zero_layout_segment_t *sg, size_t so,
+                                         size_t count, void *arg)
+{
+    lamb_pass_t *lp = arg;
+    group_state_t *g = &e->groups[gi];
+    zero_optim_hparams_t hp = lamb_hparams(e, sg->param, lp->values);
+    zero_store_async_step_t step;
+    engine_shard_window_t win;
+    zero_status_t status;
+    size_t contiguous;
+    memset(&step, 0, sizeof(step));
+    step.group = gi;
+    step.begin = so;
+    step.count = count;
+    step.optim = engine_ops_host_optim(e->ops_ctx);
+    step.lamb_phase = lp->pass;
+    if (lp->pass == 1) {
+        step.grad_dtype = g->dtype;
+        step.grad = grad_at(e, gi, so, &contiguous);
+        step.lamb_sums = &lp->range_sums[2 * lp->range];
+    } else {
+        step.weight_dtype = g->dtype;
+        /* the store reads the totals when the step is submitted */
+        step.lamb_sums = &lp->sums[2 * (size_t)sg->param];
+        status = weights_open(e, gi, so, count, &win, &step.weights);
+        if (status != ZERO_OK)
+            return status;
+    }
+    lp->range++;
+    status = zero_store_step_set_hparams(&step, &hp);
+    return status != ZERO_OK ? status : zero_store_step_async(e->store, &step);
+}
+
+static zero_status_t count_range(zero_engine_h e, int gi, const zero_layout_segment_t *sg, size_t so, size_t count,
+                                 void *arg)
+{
+    (void)e, (void)gi, (void)sg, (void)so, (void)count;
+    ++*(size_t *)arg;
+    return ZERO_OK;
+}
+
+typedef struct lamb_add {
+    const double *range_sums;
+    double *sums;
+    size_t range;
+} lamb_add_t;
+
+/* Phase 1 on the store: the range's sums into its parameter's, in range
+ * order, as host_lamb_phase1 adds each range's into the cleared record. */
+static zero_status_t add_range_sums(zero_engine_h e, int gi, const zero_layout_segment_t *sg, size_t so,
+                                    size_t count, void *arg)
+{
+    lamb_add_t *la = arg;
+    (void)e, (void)gi, (void)so, (void)count;
+    la->sums[2 * (size_t)sg->param] += la->range_sums[2 * la->range];
+    la->sums[2 * (size_t)sg->param + 1] += la->range_sums[2 * la->range + 1];
+    la->range++;
+    return ZERO_OK;
+}
+
+/* Lamb: phase 1 over every range, its per-parameter sums of w^2 and u^2
+ * summed over ranks, then phase 2 (the trust ratio stays per parameter; each
+ * range runs with its parameter's group settings and rate). Here: on ranges
+ * acquired from the store, the sums gathered in the result record and read
+ * once. On the store (zero-optd): every range's phase submitted and waited
+ * for, the ranges' sums added in the same order, so the weights are the
+ * same bits; the state never travels. */
 static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *values)
 {
     zero_status_t status = ZERO_OK;
-    size_t n = (size_t)e->num_params;
-    double *sums = zero_calloc(2 * (n ? n : 1), sizeof(double));
+    size_t n = (size_t)e->num_params, nranges = 0;
+    int on_store = lamb_on_store(e);
+    lamb_pass_t lp = {.values = values};
+    double *sums;
+    if (on_store)
+        (void)for_each_lamb_range(e, count_range, &nranges);
+    sums = zero_calloc(2 * (n ? n : 1) + 2 * nranges, sizeof(double));
     if (sums == NULL) {
         engine_error(e, ZERO_ERR_NO_MEMORY, "step: out of memory");
         return ZERO_ERR_NO_MEMORY;
     }
-    for (int pass = 1; pass <= 2 && status == ZERO_OK; pass++) {
-        for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
-            group_state_t *g = &e->groups[gi];
-            for (size_t s = 0; s < g->num_segments && status == ZERO_OK; s++) {
-                const zero_layout_segment_t *sg = &g->segments[s];
-                /* a segment longer than the store's range bound goes in ranges of that bound */
-                for (size_t off = 0; off < sg->length && status == ZERO_OK;) {
-                    size_t so = sg->shard_offset + off, count = engine_range_max(e, sg->length - off);
-                    zero_optim_step_values_t v = *values;
-                    zero_optim_hparams_t hp;
-                    zero_store_range_t r = {.group = gi, .begin = so, .count = count, .fields = zero_store_fields(e->store)};
-                    zero_optim_slice_t sl = {
-                        /* the weights are written in phase 2 only */
-                        .w16_type = pass == 2 ? zero_optim_w16_of(g->dtype) : zero_optim_w16_of(ZERO_FP32),
-                        .n = count,
-                    };
-                    engine_shard_window_t win;
-                    void *weights = NULL;
-                    zero_status_t st;
-                    int pg = e->params[sg->param]->param_group;
-                    v.decay = e->params[sg->param]->weight_decay;
-                    v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
-                    hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, &v);
-                    if (pass == 1)
-                        status = grad32(e, gi, so, count, &sl.g);
-                    if (status == ZERO_OK)
-                        status = zero_store_acquire(e->store, &r);
-                    if (status != ZERO_OK)
-                        break;
-                    memset(&win, 0, sizeof(win));
-                    if (pass == 2)
-                        status = weights_open(e, gi, so, count, &win, &weights);
-                    sl.w16 = w16_of(e, gi, weights);
-                    sl.w = r.data[ZERO_STORE_MASTER];
-                    sl.s1 = r.data[ZERO_STORE_STATE1];
-                    sl.s2 = r.data[ZERO_STORE_STATE2];
-                    if (status != ZERO_OK) {
-                        /* the window did not open: the range is released below */
-                    } else if (pass == 1) {
-                        status = e->ops->lamb_phase1(e->ops_ctx, &hp, &sl, e->result,
-                                                     ENGINE_RESULT_LAMB + 2 * (size_t)sg->param);
-                    } else {
-                        status = e->ops->lamb_phase2(e->ops_ctx, &hp, &sl, sums[2 * (size_t)sg->param],
-                                                     sums[2 * (size_t)sg->param + 1]);
-                        if (status == ZERO_OK)
-                            copy_master_to_weights(e, gi, weights, sl.w, count);
-                    }
-                    st = weights_close(e, &win, pass == 2);
-                    if (status == ZERO_OK)
-                        status = st;
-                    st = zero_store_release(e->store, &r, 1);   /* both phases write (moments, then weights) */
-                    if (status == ZERO_OK)
-                        status = st;
-                    off += count;
-                }
+    lp.sums = sums;
+    lp.range_sums = sums + 2 * (n ? n : 1);
+    for (lp.pass = 1; lp.pass <= 2 && status == ZERO_OK; lp.pass++) {
+        lp.range = 0;
+        status = for_each_lamb_range(e, on_store ? lamb_range_on_store : lamb_range_here, &lp);
+        if (on_store) {
+            double t0 = zero_clock_now();
+            zero_status_t st = zero_store_step_wait(e->store);   /* even after an error: nothing left in flight */
+            e->timers.offload_exposed += zero_clock_now() - t0;
+            if (status == ZERO_OK)
+                status = st;
+        }
+        if (lp.pass == 1 && status == ZERO_OK) {
+            if (on_store) {
+                lamb_add_t la = {.range_sums = lp.range_sums, .sums = sums};
+                status = for_each_lamb_range(e, add_range_sums, &la);
+            } else {
+                status = e->ops->result_read(e->ops_ctx, e->result, ENGINE_RESULT_LAMB, 2 * n, sums);
             }
         }
-        if (pass == 1 && status == ZERO_OK)
-            status = e->ops->result_read(e->ops_ctx, e->result, ENGINE_RESULT_LAMB, 2 * n, sums);
-        if (pass == 1 && status == ZERO_OK)
+        if (lp.pass == 1 && status == ZERO_OK)
             status = sum_over_ranks_f64(e, sums, 2 * n, "Lamb: summing the parameter norms");
     }
     zero_free(sums);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Optimizer state on NVMe and on zero-optd servers, through real launches
 # (zero-launch, UCX) of resume_rank:
-#   offload_test.sh ZERO_LAUNCH RESUME_RANK RESUME_COMPARE ZERO_OPTD
+#   offload_test.sh ZERO_LAUNCH RESUME_RANK RESUME_COMPARE ZERO_OPTD [lamb]
+# Parts 1-4 below; with "lamb", part 5 alone (meson: engine-offload-lamb).
 # 1. Same bits: at stages 1-3 at world size 2 (both fp32 and bf16 at stage 3)
 #    and stages 2-3 at world size 1, 8 steps with
 #    the state on NVMe (sub_group_size 100: many ranges per step) and on
@@ -20,8 +21,12 @@
 #    in the rank; a rank killed mid-job is reported by zero-launch, the servers
 #    serve on, and the job resumes from its checkpoint bit for bit; and (root
 #    only) the servers in another network namespace, reached over TCP.
+# 5. Lamb on the servers (LAMB1/LAMB2, docs/optd.md): stages 1-3 at world
+#    sizes 1-3 (and fp16 with its skipped steps at world 2), each with one
+#    and with two servers, the same bits as the state in the rank; checkpoints saved with zero-optd resume in the rank
+#    and back, bit for bit, and at another world size and stage within 1e-4.
 set -u
-launch=$1 rank_prog=$2 compare=$3 optd=$4
+launch=$1 rank_prog=$2 compare=$3 optd=$4 part=${5:-main}
 work=$(mktemp -d)
 servers=()
 mounted=""
@@ -56,8 +61,10 @@ extra() {   # extra STORE WORLD: the zero_optimization members for STORE
     host) echo "" ;;
     nvme) mkdir -p "$work/nvme"
           echo "\"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"$work/nvme\"}, \"sub_group_size\": 100," ;;
-    remote) if [ "$2" -eq 1 ]; then s="\"127.0.0.1:$port1\""; else s="\"127.0.0.1:$port1\", \"127.0.0.1:$port2\""; fi
-            echo "\"offload_optimizer\": {\"device\": \"remote\", \"servers\": [$s]}," ;;
+    # remote: one server at world 1, two above; remote1, remote2: that many
+    remote*) if [ "$1" = remote1 ] || { [ "$1" = remote ] && [ "$2" -eq 1 ]; }; then s="\"127.0.0.1:$port1\""
+             else s="\"127.0.0.1:$port1\", \"127.0.0.1:$port2\""; fi
+             echo "\"offload_optimizer\": {\"device\": \"remote\", \"servers\": [$s]}," ;;
   esac
 }
 # run is called inside $(...), a subshell: its failure cannot count in $fails,
@@ -84,20 +91,23 @@ same() {   # same WHAT DIR_A DIR_B DIGEST_A DIGEST_B [RTOL]
   fi
 }
 
-# 1. the same bits as the state in the rank
-for case in "1 2 fp32" "2 2 bf16" "3 2 fp32" "3 2 bf16" "2 1 bf16" "3 1 fp32"; do
-  set -- $case
-  stage=$1 world=$2 dt=$3
-  ref=$work/ref-$stage-$world-$dt
-  dref=$(ref_run "$world" "$ref" "$stage" "$dt") || continue
-  for store in nvme remote; do
-    d=$(run "$store" "$world" "$work/$store-$stage-$world-$dt" "$stage" "$dt" 8) || continue
-    same "$store store = host store, stage $stage, world $world, $dt" "$ref" "$work/$store-$stage-$world-$dt" \
-      "$dref" "$d"
+# each STORE's run to step 8 ends where the host store's does
+same_as_host() {   # same_as_host LABEL "STORE..." "STAGE WORLD DTYPE"...
+  local label=$1 stores=$2 case stage world dt ref dref d store
+  shift 2
+  for case in "$@"; do
+    set -- $case
+    stage=$1 world=$2 dt=$3
+    ref=$work/ref-$stage-$world-$dt
+    dref=$(ref_run "$world" "$ref" "$stage" "$dt") || continue
+    for store in $stores; do
+      d=$(run "$store" "$world" "$work/$store-$stage-$world-$dt" "$stage" "$dt" 8) || continue
+      same "$label$store store = host store, stage $stage, world $world, $dt" "$ref" \
+        "$work/$store-$stage-$world-$dt" "$dref" "$d"
+    done
   done
-done
-
-# 2. a checkpoint saved with one store resumes with another
+}
+# a checkpoint saved with one store resumes with another
 chain() {   # chain FROM TO STAGE WORLD DTYPE
   local dir=$work/chain-$1-$2-$3-$4-$5 ref=$work/ref-$3-$4-$5 dref d
   dref=$(ref_run "$4" "$ref" "$3" "$5") || return
@@ -105,12 +115,6 @@ chain() {   # chain FROM TO STAGE WORLD DTYPE
   d=$(run "$2" "$4" "$dir" "$3" "$5" 8) || return
   same "saved with $1, resumed with $2, stage $3, world $4, $5" "$ref" "$dir" "$dref" "$d"
 }
-chain host nvme 2 2 bf16
-chain nvme remote 2 2 bf16
-chain remote host 2 2 bf16
-chain host remote 3 1 fp32
-chain remote nvme 3 1 fp32
-chain nvme host 1 2 fp32
 reshard() {   # reshard FROM W1 S1 TO W2 S2 (fp32)
   local dir=$work/reshard-$1-$2-$3-$4-$5-$6 ref=$work/rref-$5-$6
   ref_run "$5" "$ref" "$6" fp32 >/dev/null || return
@@ -118,6 +122,38 @@ reshard() {   # reshard FROM W1 S1 TO W2 S2 (fp32)
   run "$4" "$5" "$dir" "$6" fp32 8 >/dev/null || return
   same "saved with $1 at world $2 stage $3, resumed with $4 at world $5 stage $6" "$ref" "$dir" x x 1e-4
 }
+# launches that failed inside a command substitution (see run); the end of the script
+finish() {
+  if [ -s "$work/failed" ]; then
+    echo "launches that failed:"; cat "$work/failed"; fails=$((fails + $(grep -c '^FAIL' "$work/failed")))
+  fi
+  echo "offload_test: $fails failure(s)"
+  [ "$fails" -eq 0 ]
+}
+
+# 5. Lamb on the servers
+if [ "$part" = lamb ]; then
+  export RESUME_OPTIMIZER=Lamb
+  same_as_host "Lamb: " "remote1 remote2" "1 1 bf16" "2 1 fp32" "3 1 bf16" "1 2 fp32" "2 2 bf16" "3 2 bf16" \
+    "2 2 fp16" "1 3 bf16" "2 3 fp32" "3 3 bf16"
+  chain host remote2 2 2 bf16
+  chain remote2 host 3 3 bf16
+  chain remote1 remote2 3 1 bf16
+  reshard remote2 2 2 remote2 3 3
+  finish
+  exit
+fi
+
+# 1. the same bits as the state in the rank
+same_as_host "" "nvme remote" "1 2 fp32" "2 2 bf16" "3 2 fp32" "3 2 bf16" "2 1 bf16" "3 1 fp32"
+
+# 2. a checkpoint saved with one store resumes with another
+chain host nvme 2 2 bf16
+chain nvme remote 2 2 bf16
+chain remote host 2 2 bf16
+chain host remote 3 1 fp32
+chain remote nvme 3 1 fp32
+chain nvme host 1 2 fp32
 reshard nvme 2 1 remote 1 3
 reshard remote 1 2 nvme 2 3
 
@@ -220,9 +256,4 @@ else
   echo "skip: over TCP between network namespaces (needs root and iproute2)"
 fi
 
-# launches that failed inside a command substitution (see run)
-if [ -s "$work/failed" ]; then
-  echo "launches that failed:"; cat "$work/failed"; fails=$((fails + $(grep -c '^FAIL' "$work/failed")))
-fi
-echo "offload_test: $fails failure(s)"
-[ "$fails" -eq 0 ]
+finish

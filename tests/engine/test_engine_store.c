@@ -21,6 +21,7 @@
 #include "util/alloc.h"
 #include "util/half.h"
 #include "zero/engine_internal.h"
+#include "zero/engine_ops.h"
 
 #include <zero/zero.h>
 
@@ -224,13 +225,22 @@ static void init_fn(const char *name, size_t offset, size_t count, float *out, v
 #define NUM_PARAMS 3
 static const int64_t param_numel[NUM_PARAMS] = {1000, 77, 4100};
 
-static zero_engine_h make_engine(const char *json, zero_dtype_t dtype, zero_param_h *params)
+/* An engine of the three parameters; with @p chunk > 0 its host kernels run
+ * at level @p isa in chunks of @p chunk elements (set before setup, as the
+ * store is made there). */
+static zero_engine_h make_engine_kernels(const char *json, zero_dtype_t dtype, zero_param_h *params,
+                                         zero_optim_isa_t isa, size_t chunk)
 {
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
                                .config_json = json, .num_threads = 2};
     zero_engine_h e = NULL;
     static const char *const names[NUM_PARAMS] = {"a.weight", "b.bias", "c.weight"};
     CU_ASSERT_EQUAL_FATAL(zero_engine_create(&ep, &e), ZERO_OK);
+    if (chunk > 0) {
+        zero_optim_ctx_t *ctx = (zero_optim_ctx_t *)engine_ops_host_optim(e->ops_ctx);
+        CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(ctx, isa, ctx->pool), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_set_chunk(ctx, chunk), ZERO_OK);
+    }
     for (int i = 0; i < NUM_PARAMS; i++) {
         zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_INIT_FN | ZERO_PARAM_FIELD_WEIGHT_DECAY,
                                .name = names[i], .dtype = dtype, .ndim = 1, .shape = {param_numel[i]},
@@ -239,6 +249,11 @@ static zero_engine_h make_engine(const char *json, zero_dtype_t dtype, zero_para
     }
     CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
     return e;
+}
+
+static zero_engine_h make_engine(const char *json, zero_dtype_t dtype, zero_param_h *params)
+{
+    return make_engine_kernels(json, dtype, params, ZERO_OPTIM_ISA_AUTO, 0);
 }
 
 static void train_step(zero_engine_h e, zero_param_h *params, zero_dtype_t dtype, int k)
@@ -530,24 +545,45 @@ static void test_store_factory(void)
     opts.device = ZERO_STORE_DEVICE_REMOTE;   /* without servers */
     CU_ASSERT_EQUAL(zero_store_create_for(&opts, &desc, &s), ZERO_ERR_INVALID_ARG);
     CU_ASSERT_PTR_NULL(s);
-    /* the step front refuses a store without the op, and Lamb */
+    /* the step front: Lamb needs its phase, sums and kernels, and a store
+     * that runs Lamb (the host store does, for comparisons; a store without
+     * steps_lamb refuses it); missing buffers are refused */
     opts.device = ZERO_STORE_DEVICE_NONE;
     CU_ASSERT_EQUAL_FATAL(zero_store_create_for(&opts, &desc, &s), ZERO_OK);
     {
         zero_optim_hparams_t hp;
         zero_store_async_step_t step;
+        zero_optim_ctx_t ctx;
         uint16_t g[4] = {0}, w[4];
+        double sums[2];
+        zero_store_ops_t no_lamb = *s->ops;
+        const zero_store_ops_t *ops = s->ops;
+        CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
         memset(&hp, 0, sizeof(hp));
         memset(&step, 0, sizeof(step));
         hp.kind = ZERO_OPTIM_KIND_LAMB;
-        CU_ASSERT_EQUAL(zero_store_step_set_hparams(&step, &hp), ZERO_ERR_UNSUPPORTED);
-        step.optimizer = ZERO_OPTIMIZER_LAMB;
+        zero_optim_lamb_defaults(&hp.lamb);
+        hp.lamb.max_coeff = 7.0f;
+        CU_ASSERT_EQUAL(zero_store_step_set_hparams(&step, &hp), ZERO_OK);
+        CU_ASSERT_EQUAL(step.optimizer, ZERO_OPTIMIZER_LAMB);
+        CU_ASSERT_EQUAL(step.max_coeff, 7.0f);
+        CU_ASSERT(zero_store_steps_lamb(s));
         step.count = 4;
         step.grad = g;
         step.grad_dtype = ZERO_BF16;
         step.weights = w;
         step.weight_dtype = ZERO_BF16;
+        step.optim = &ctx;
+        CU_ASSERT_EQUAL(zero_store_step_async(s, &step), ZERO_ERR_INVALID_ARG);   /* no phase */
+        step.lamb_phase = 1;
+        CU_ASSERT_EQUAL(zero_store_step_async(s, &step), ZERO_ERR_INVALID_ARG);   /* no sums */
+        step.lamb_sums = sums;
+        CU_ASSERT_EQUAL(zero_store_step_async(s, &step), ZERO_OK);
+        no_lamb.steps_lamb = 0;
+        s->ops = &no_lamb;
+        CU_ASSERT_FALSE(zero_store_steps_lamb(s));
         CU_ASSERT_EQUAL(zero_store_step_async(s, &step), ZERO_ERR_UNSUPPORTED);
+        s->ops = ops;
         step.optimizer = ZERO_OPTIMIZER_ADAMW;
         step.weights = NULL;
         CU_ASSERT_EQUAL(zero_store_step_async(s, &step), ZERO_ERR_INVALID_ARG);
@@ -624,6 +660,89 @@ static void test_remote_store_gets_the_step(void)
     zero_optd_server_destroy(t.server);
 }
 
+/* Lamb with "device": "remote", one and two servers, stages 1-3, bf16 and
+ * fp32: phase 1 goes to zero-optd as LAMB1 (the gradient out, each chunk's
+ * sums back), phase 2 as LAMB2 (the parameter's totals out, the weights
+ * back), never the state; the same bits as the state in the rank. Both
+ * engines' kernels run at the C level in 128-element chunks, so a range has
+ * many chunks, the second server's cut falls inside c.weight (moved to a
+ * chunk multiple from its start), and the servers (at their own best level)
+ * must use the client's level for the sums to match. */
+static void test_remote_store_runs_lamb(void)
+{
+    zero_optd_server_opts_t o = {.host = "127.0.0.1", .threads = 1, .hello_timeout_s = 5.0, .io_timeout_s = 5.0};
+    local_optd_t t[2] = {{0}};
+    static const struct {
+        int stage;
+        const char *precision;
+        zero_dtype_t dtype;
+    } lamb_cases[] = {{1, BF16, ZERO_BF16}, {2, BF16, ZERO_BF16}, {3, BF16, ZERO_BF16}, {3, "", ZERO_FP32},
+                      {1, "", ZERO_FP32}};
+    unsetenv("ZERO_JOB_TOKEN");   /* the servers have none either */
+    for (int s = 0; s < 2; s++) {
+        CU_ASSERT_EQUAL_FATAL(zero_optd_server_create(&o, &t[s].server), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[s].thread, NULL, local_optd_main, &t[s]), 0);
+    }
+    for (int nserv = 1; nserv <= 2; nserv++)
+        for (size_t c = 0; c < sizeof(lamb_cases) / sizeof(lamb_cases[0]); c++) {
+            unsigned failures_before = CU_get_number_of_failures();
+            zero_param_h pa[NUM_PARAMS], pb[NUM_PARAMS];
+            zero_store_remote_stats_t s0, s1;
+            char local[512], remote[640], servers[64];
+            zero_engine_h a, b;
+            size_t owned = 0, ranges = 0;
+            zero_dtype_t dt = lamb_cases[c].dtype;
+            snprintf(servers, sizeof(servers), nserv == 1 ? "\"127.0.0.1:%d\"" : "\"127.0.0.1:%d\", \"127.0.0.1:%d\"",
+                     zero_optd_server_port(t[0].server), zero_optd_server_port(t[1].server));
+            snprintf(local, sizeof(local),
+                     "{\"train_batch_size\": 1, %s\"optimizer\": " LAMB ", \"gradient_clipping\": 0.5,"
+                     " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 2048, "
+                     "\"allgather_bucket_size\": 2048", lamb_cases[c].precision, lamb_cases[c].stage);
+            snprintf(remote, sizeof(remote), "%s, \"offload_optimizer\": {\"device\": \"remote\", \"servers\": [%s]}}}",
+                     local, servers);
+            strcat(local, "}}");
+            a = make_engine_kernels(local, dt, pa, ZERO_OPTIM_ISA_C, 128);
+            b = make_engine_kernels(remote, dt, pb, ZERO_OPTIM_ISA_C, 128);
+            CU_ASSERT_STRING_EQUAL_FATAL(b->store->ops->name, "remote");
+            for (int gi = 0; gi < b->layout->num_groups; gi++) {
+                owned += b->groups[gi].own_length;
+                ranges += b->groups[gi].num_segments;
+            }
+            train_step(a, pa, dt, 0);
+            train_step(b, pb, dt, 0);
+            zero_store_remote_stats(b->store, &s0);
+            train_step(a, pa, dt, 1);
+            train_step(b, pb, dt, 1);
+            zero_store_remote_stats(b->store, &s1);
+            /* two phases per range, each at least one message */
+            CU_ASSERT(s1.steps - s0.steps == 2 * ranges);
+            /* out: 2 or 4 bytes of gradient per element plus a 128-byte head per message; back: the weights,
+             * 16 bytes per 128-element chunk (at most one chunk more per range and message) and the headers */
+            {
+                size_t es = zero_dtype_size(dt), msgs = s1.messages - s0.messages;
+                uint64_t sent = s1.bytes_sent - s0.bytes_sent, received = s1.bytes_received - s0.bytes_received;
+                CU_ASSERT(sent <= es * owned + 128 * msgs);
+                CU_ASSERT(received <= es * owned + 16 * (owned / 128 + msgs) + 32 * msgs);
+                if (sent > es * owned + 128 * msgs)
+                    fprintf(stderr, "remote Lamb: %llu bytes sent, %llu received in %zu messages for %zu elements\n",
+                            (unsigned long long)sent, (unsigned long long)received, msgs, owned);
+            }
+            train_step(a, pa, dt, 2);
+            train_step(b, pb, dt, 2);
+            assert_same_state(a, b);
+            if (CU_get_number_of_failures() > failures_before)
+                fprintf(stderr, "Lamb on %d server(s), stage %d, %s\n", nserv, lamb_cases[c].stage,
+                        zero_dtype_string(dt));
+            zero_engine_destroy(a);
+            zero_engine_destroy(b);
+        }
+    for (int s = 0; s < 2; s++) {
+        t[s].stop = 1;
+        pthread_join(t[s].thread, NULL);
+        zero_optd_server_destroy(t[s].server);
+    }
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
@@ -633,6 +752,7 @@ int main(int argc, char **argv)
         {"a store's range bound holds everywhere", test_range_bound_everywhere},
         {"the store factory", test_store_factory},
         {"zero-optd gets the step, not the state", test_remote_store_gets_the_step},
+        {"zero-optd runs Lamb's phases, bit for bit", test_remote_store_runs_lamb},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"engine-store", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};

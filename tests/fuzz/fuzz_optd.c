@@ -13,6 +13,11 @@
  *     an accepted WRITE exactly count fp32 values;
  *   - an accepted HELLO declares 1..3 groups, at most 2 states, no length
  *     beyond its groups;
+ *   - an accepted LAMB1 has 1..MAX_ELEMS elements of a known gradient dtype,
+ *     a body of exactly head + count * element size, a chunk that is a
+ *     multiple of 64 within the bound (so its reply, 16 bytes per chunk,
+ *     fits a message), a known level, and zero in the fields of phase 2; an
+ *     accepted LAMB2 is exactly the head, with a known weight dtype;
  *   - what an accepted message decodes to, encoded again, decodes the same.
  * Seed corpus: tests/fuzz/corpus/optd/ (docs/testing.md).
  */
@@ -36,6 +41,7 @@ static void check_body(const unsigned char *body, size_t len)
     zero_optd_step_t step, step2;
     zero_optd_range_t range, range2;
     zero_optd_attach_t attach, attach2;
+    zero_optd_lamb_t lamb, lamb2;
 
     if (zero_optd_decode_hello(body, len, &hello) == ZERO_OPTD_PARSE_OK) {
         CHECK(len == ZERO_OPTD_HELLO_BODY);
@@ -61,6 +67,27 @@ static void check_body(const unsigned char *body, size_t len)
         CHECK(zero_optd_decode_step(again, len, &step2) == ZERO_OPTD_PARSE_OK);
         CHECK(step2.count == step.count && step2.begin == step.begin && step2.flags == step.flags);
     }
+    for (int phase = 1; phase <= 2; phase++)
+        if (zero_optd_decode_lamb(body, len, phase, &lamb) == ZERO_OPTD_PARSE_OK) {
+            size_t es = zero_optd_dtype_size(phase == 1 ? lamb.grad_dtype : lamb.weight_dtype);
+            CHECK(es != 0 && lamb.isa < ZERO_OPTD_ISA_COUNT && (lamb.flags & ~ZERO_OPTD_LAMB_FLAGS) == 0);
+            CHECK(lamb.count >= 1 && lamb.count <= ZERO_OPTD_MAX_ELEMS);
+            CHECK(lamb.chunk >= 64 && lamb.chunk % 64 == 0 && lamb.chunk <= ZERO_OPTD_MAX_ELEMS);
+            CHECK(ZERO_OPTD_HEADER_BYTES + 16 * zero_optd_lamb_chunks(lamb.count, lamb.chunk) <= ZERO_OPTD_MAX_MESSAGE);
+            if (phase == 1) {
+                CHECK(len == ZERO_OPTD_LAMB_HEAD + lamb.count * es);
+                CHECK((const unsigned char *)lamb.grad == body + ZERO_OPTD_LAMB_HEAD);
+                CHECK(lamb.weight_dtype == 0 && lamb.w_sq == 0.0 && lamb.u_sq == 0.0);
+            } else {
+                CHECK(len == ZERO_OPTD_LAMB_HEAD && lamb.grad == NULL && lamb.grad_dtype == 0);
+            }
+            zero_optd_encode_lamb_head(again, &lamb);
+            CHECK(memcmp(again, body, ZERO_OPTD_LAMB_HEAD) == 0);   /* every head byte is a field */
+            memcpy(again + ZERO_OPTD_LAMB_HEAD, body + ZERO_OPTD_LAMB_HEAD, len - ZERO_OPTD_LAMB_HEAD);
+            CHECK(zero_optd_decode_lamb(again, len, phase, &lamb2) == ZERO_OPTD_PARSE_OK);
+            CHECK(lamb2.count == lamb.count && lamb2.begin == lamb.begin && lamb2.chunk == lamb.chunk &&
+                  memcmp(&lamb2.w_sq, &lamb.w_sq, sizeof(double)) == 0);
+        }
     if (zero_optd_decode_attach(body, len, &attach) == ZERO_OPTD_PARSE_OK) {
         CHECK(len == ZERO_OPTD_ATTACH_BODY);
         zero_optd_encode_attach(again, &attach);

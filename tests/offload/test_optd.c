@@ -3,7 +3,9 @@
  *   - numerics: the remote step equals the host store's (the lib/optim
  *     kernel in this process) bit for bit, for every elementwise optimizer,
  *     fp32 / bf16 / fp16 weights and gradients, one and two servers, ranges
- *     cut into several messages;
+ *     cut into several messages; Lamb's two phases (sums and weights) too,
+ *     at every kernel level on the client, with the split over two servers
+ *     cut inside a range;
  *   - safety: wrong token, memory limit, garbage and oversized messages,
  *     unknown keys, a message before HELLO, a client that vanishes in the
  *     middle of a message, 200 idle connections: each refused with a clear
@@ -315,7 +317,7 @@ static void test_bitwise_same_host(void)
     check_bitwise(2, 1);
 }
 
-/* ---------- refusals through the store ---------- */
+/* ---------- Lamb on the servers ---------- */
 
 static int last_error_has(uint64_t mark, const char *needle)
 {
@@ -326,6 +328,277 @@ static int last_error_has(uint64_t mark, const char *needle)
     }
     return 1;
 }
+
+
+/* The ranges of Lamb's steps (parameters, as the engine's owned segments):
+ * group 0's third range spans two LAMB1 messages, and with two servers the
+ * near-equal cut (300009) falls inside the fourth, which the split hint moves
+ * to a chunk multiple from its start (290000 + 78 x 128). */
+static const size_t lamb_starts0[] = {0, 5, 1000, 290000, 580001};
+static const size_t lamb_starts1[] = {0, 400};
+#define LAMB_LEN0 ((size_t)600017)
+#define LAMB_LEN1 ((size_t)1001)
+#define LAMB_CHUNK 128   /* many chunks per range; the engine's default is 64 Ki */
+
+/* Range @p k of group @p g: its start in *begin_p and its length (0: no such range). */
+static size_t lamb_range(int g, size_t k, size_t *begin_p)
+{
+    const size_t *st = g == 0 ? lamb_starts0 : lamb_starts1;
+    size_t n = g == 0 ? sizeof(lamb_starts0) / sizeof(size_t) : sizeof(lamb_starts1) / sizeof(size_t);
+    if (k >= n)
+        return 0;
+    *begin_p = st[k];
+    return (k + 1 < n ? st[k + 1] : g == 0 ? LAMB_LEN0 : LAMB_LEN1) - st[k];
+}
+
+/* One Lamb phase of every range of both groups on @p store; phase 1 fills
+ * sums[2 x range], phase 2 reads them. */
+static zero_status_t lamb_phase_all(zero_store_t *store, int phase, int step, const zero_optim_ctx_t *ctx,
+                                    zero_dtype_t grad_dtype, const unsigned char *const grads[2],
+                                    zero_dtype_t weight_dtype, unsigned char *const weights[2], double *sums)
+{
+    zero_status_t status = ZERO_OK;
+    size_t r = 0, ges = zero_dtype_size(grad_dtype), wes = zero_dtype_size(weight_dtype);
+    for (int g = 0; g < 2 && status == ZERO_OK; g++) {
+        size_t begin, n;
+        for (size_t k = 0; (n = lamb_range(g, k, &begin)) > 0 && status == ZERO_OK; k++, r++) {
+            zero_store_async_step_t st;
+            step_params(&st, ZERO_OPTIMIZER_LAMB, step, ctx);
+            st.max_coeff = 10.0f;
+            st.min_coeff = 0.01f;
+            st.eps_inside_sqrt = step == 2;
+            st.group = g;
+            st.begin = begin;
+            st.count = n;
+            st.lamb_phase = phase;
+            st.lamb_sums = &sums[2 * r];
+            if (phase == 1) {
+                st.grad_dtype = grad_dtype;
+                st.grad = grads[g] + begin * ges;
+            } else {
+                st.weight_dtype = weight_dtype;
+                st.weights = weights[g] + begin * wes;
+            }
+            status = zero_store_step_async(store, &st);
+        }
+    }
+    if (status == ZERO_OK)
+        status = zero_store_step_wait(store);
+    else
+        (void)zero_store_step_wait(store);
+    return status;
+}
+
+/* Three Lamb steps on the host store (the kernels in this process, one call
+ * per range: what the engine does without offload) and on @p remote: each
+ * range's phase-1 sums, the weights and in the end every state bit for bit.
+ * The totals phase 2 gets stand for other ranks' sums added in. */
+static void lamb_compare(zero_store_t *host, zero_store_t *remote, const zero_optim_ctx_t *ctx,
+                         zero_dtype_t weight_dtype, zero_dtype_t grad_dtype)
+{
+    size_t ges = zero_dtype_size(grad_dtype), wes = zero_dtype_size(weight_dtype);
+    unsigned char *grads[2], *wa[2], *wb[2];
+    double ha[32], hb[32];
+    int sums_same = 1, weights_same = 1;
+    for (int g = 0; g < 2; g++) {
+        size_t len = host->desc.length[g];
+        grads[g] = zero_malloc(len * ges);
+        wa[g] = zero_malloc(len * wes);
+        wb[g] = zero_malloc(len * wes);
+        CU_ASSERT_FATAL(grads[g] != NULL && wa[g] != NULL && wb[g] != NULL);
+    }
+    for (int step = 1; step <= 3; step++) {
+        for (int g = 0; g < 2; g++) {
+            rng_state = (uint32_t)(500 * step + g);
+            for (size_t i = 0; i < host->desc.length[g]; i++) {
+                float v = rnd();
+                if (grad_dtype == ZERO_FP32) {
+                    memcpy(grads[g] + 4 * i, &v, 4);
+                } else {
+                    uint16_t h;
+                    zero_optim_to_16(ctx, zero_optim_w16_of(grad_dtype), &h, &v, 1);
+                    memcpy(grads[g] + 2 * i, &h, 2);
+                }
+            }
+            memset(wa[g], 0xa5, host->desc.length[g] * wes);
+            memset(wb[g], 0x5a, host->desc.length[g] * wes);
+        }
+        CU_ASSERT_EQUAL_FATAL(lamb_phase_all(host, 1, step, ctx, grad_dtype, (const unsigned char *const *)grads,
+                                             weight_dtype, wa, ha), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(lamb_phase_all(remote, 1, step, ctx, grad_dtype, (const unsigned char *const *)grads,
+                                             weight_dtype, wb, hb), ZERO_OK);
+        for (size_t i = 0; i < 2 * 7; i++) {
+            if (memcmp(&ha[i], &hb[i], sizeof(double)) != 0)
+                sums_same = 0;
+            ha[i] = hb[i] = ha[i] * 1.5 + 0.25;   /* "summed over ranks" */
+        }
+        CU_ASSERT_EQUAL_FATAL(lamb_phase_all(host, 2, step, ctx, grad_dtype, (const unsigned char *const *)grads,
+                                             weight_dtype, wa, ha), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(lamb_phase_all(remote, 2, step, ctx, grad_dtype, (const unsigned char *const *)grads,
+                                             weight_dtype, wb, hb), ZERO_OK);
+        for (int g = 0; g < 2; g++)
+            if (memcmp(wa[g], wb[g], host->desc.length[g] * wes) != 0)
+                weights_same = 0;
+    }
+    CU_ASSERT(sums_same);
+    CU_ASSERT(weights_same);
+    CU_ASSERT(stores_equal(host, remote));
+    if (!sums_same || !weights_same)
+        fprintf(stderr, "Lamb at level %s, weights %s, gradients %s: the remote %s differ\n",
+                zero_optim_isa_name(ctx->isa), zero_dtype_string(weight_dtype), zero_dtype_string(grad_dtype),
+                sums_same ? "weights" : "phase-1 sums");
+    for (int g = 0; g < 2; g++) {
+        zero_free(grads[g]);
+        zero_free(wa[g]);
+        zero_free(wb[g]);
+    }
+}
+
+/* Lamb's two phases on one or two servers equal the host store's bit for
+ * bit, at every kernel level this CPU has on the client (the server runs the
+ * client's level, whatever its own best is), for fp32, bf16 and fp16;
+ * @p same_host: over the same-host data connections. */
+static void check_lamb(int num_servers, int same_host)
+{
+    ZERO_TEST_MEM_MARK();
+    test_server_t srv[2];
+    const char *addrs[2];
+    static const zero_dtype_t dtypes[][2] = {{ZERO_FP32, ZERO_FP32}, {ZERO_BF16, ZERO_BF16}, {ZERO_FP16, ZERO_FP16}};
+
+    for (int s = 0; s < num_servers; s++) {
+        CU_ASSERT_EQUAL_FATAL(server_start(&srv[s], 0), 0);
+        addrs[s] = srv[s].addr;
+    }
+    for (int isa = ZERO_OPTIM_ISA_C; isa <= (int)zero_optim_isa_detect(); isa++)
+        for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
+            zero_optim_ctx_t ctx;
+            zero_store_desc_t desc;
+            zero_store_remote_opts_t o;
+            zero_store_t *host = NULL, *remote = NULL;
+            CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, (zero_optim_isa_t)isa, NULL), ZERO_OK);
+            CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_set_chunk(&ctx, LAMB_CHUNK), ZERO_OK);
+            desc_init(&desc, LAMB_LEN0, LAMB_LEN1, 2);
+            remote_opts(&o, addrs, num_servers);
+            o.split.starts[0] = lamb_starts0;
+            o.split.num_starts[0] = sizeof(lamb_starts0) / sizeof(size_t);
+            o.split.starts[1] = lamb_starts1;
+            o.split.num_starts[1] = sizeof(lamb_starts1) / sizeof(size_t);
+            o.split.chunk = LAMB_CHUNK;
+            CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
+            if (same_host)
+                setenv("ZERO_OPTD_SAME_HOST", "1", 1);
+            CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+            unsetenv("ZERO_OPTD_SAME_HOST");
+            CU_ASSERT(zero_store_steps_lamb(remote));
+            {
+                zero_store_remote_stats_t stats;
+                zero_store_remote_stats(remote, &stats);
+                CU_ASSERT_EQUAL(stats.same_host_links, same_host ? (uint64_t)num_servers : 0u);
+            }
+            for (int g = 0; g < 2; g++) {
+                fill_store(host, g, 91u + (uint32_t)g);
+                fill_store(remote, g, 91u + (uint32_t)g);
+            }
+            lamb_compare(host, remote, &ctx, dtypes[d][0], dtypes[d][1]);
+            zero_store_destroy(remote);
+            zero_store_destroy(host);
+        }
+    for (int s = 0; s < num_servers; s++)
+        server_stop(&srv[s]);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_lamb_one_server(void)
+{
+    check_lamb(1, 0);
+}
+
+static void test_lamb_two_servers(void)
+{
+    check_lamb(2, 0);
+}
+
+static void test_lamb_same_host(void)
+{
+    check_lamb(2, 1);
+}
+
+/* Without the split hint, two servers cut group 0 at 300009, 10009 elements
+ * into a range: not a multiple of the chunk, so that range's chunk sums
+ * cannot be formed and its phase 1 is refused before anything is sent,
+ * naming the cut; ranges the cut misses still run. A chunk above the
+ * message size is refused too. */
+static void test_lamb_refusals(void)
+{
+    ZERO_TEST_MEM_MARK();
+    test_server_t srv[2];
+    const char *addrs[2];
+    zero_optim_ctx_t ctx;
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *remote = NULL;
+    zero_store_async_step_t st;
+    uint16_t *grad = zero_calloc(LAMB_LEN0, sizeof(uint16_t));
+    double sums[2];
+    uint64_t mark;
+    CU_ASSERT_FATAL(grad != NULL);
+    for (int s = 0; s < 2; s++) {
+        CU_ASSERT_EQUAL_FATAL(server_start(&srv[s], 0), 0);
+        addrs[s] = srv[s].addr;
+    }
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_set_chunk(&ctx, LAMB_CHUNK), ZERO_OK);
+    desc_init(&desc, LAMB_LEN0, LAMB_LEN1, 2);
+    remote_opts(&o, addrs, 2);
+    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+    step_params(&st, ZERO_OPTIMIZER_LAMB, 1, &ctx);
+    st.max_coeff = 10.0f;
+    st.lamb_phase = 1;
+    st.lamb_sums = sums;
+    st.grad_dtype = ZERO_BF16;
+    st.grad = grad;
+    st.begin = 290000;
+    st.count = 580001 - 290000;
+    mark = zero_log_error_mark();
+    zero_log_set_level(ZERO_LOG_LEVEL_OFF);
+    CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_ERR_UNSUPPORTED);
+    CU_ASSERT(last_error_has(mark, "10009 elements in"));
+    CU_ASSERT(last_error_has(mark, "split hint"));
+    st.begin = 1000;   /* within server 0 */
+    st.count = 290000 - 1000;
+    CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_step_wait(remote), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_set_chunk(&ctx, 1u << 19), ZERO_OK);
+    mark = zero_log_error_mark();
+    CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_ERR_UNSUPPORTED);
+    CU_ASSERT(last_error_has(mark, "kernel chunk"));
+    /* a phase the store does not know, and no sums */
+    st.lamb_phase = 3;
+    CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_ERR_INVALID_ARG);
+    st.lamb_phase = 1;
+    st.lamb_sums = NULL;
+    CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_ERR_INVALID_ARG);
+    zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+    zero_store_destroy(remote);
+    /* a hint whose starts are out of order is refused at creation */
+    {
+        static const size_t unsorted[] = {0, 1000, 5};
+        o.split.starts[0] = unsorted;
+        o.split.num_starts[0] = 3;
+        o.split.chunk = LAMB_CHUNK;
+        remote = NULL;
+        zero_log_set_level(ZERO_LOG_LEVEL_OFF);
+        CU_ASSERT_EQUAL(zero_store_remote_create(&desc, &o, &remote), ZERO_ERR_INVALID_ARG);
+        zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+        CU_ASSERT_PTR_NULL(remote);
+    }
+    for (int s = 0; s < 2; s++)
+        server_stop(&srv[s]);
+    zero_free(grad);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* ---------- refusals through the store ---------- */
 
 static void test_wrong_token(void)
 {
@@ -619,6 +892,90 @@ static void test_garbage(void)
     CU_ASSERT_EQUAL(h.status, 0);
     raw_close(&c);
 
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/* One LAMB1 or LAMB2 (head @p l, a zero fp32 gradient for LAMB1, @p extra
+ * bytes more than its head says) on a fresh connection after HELLO (one
+ * group of 1000 elements, 2 states); the reply's header and text. */
+static int lamb_raw(int port, int phase, const zero_optd_lamb_t *l, size_t extra, zero_optd_header_t *h, char *text,
+                    size_t text_len)
+{
+    static unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_LAMB_HEAD + 8192];
+    size_t grad = phase == 1 ? (size_t)l->count * 4 : 0, len = ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_LAMB_HEAD + grad + extra;
+    zero_optd_header_t mh = {.version = ZERO_OPTD_VERSION, .type = phase == 1 ? ZERO_OPTD_LAMB1 : ZERO_OPTD_LAMB2,
+                             .seq = 2};
+    raw_client_t c;
+    int rc;
+    if (len > sizeof(msg) || raw_init(&c) != 0)
+        return -1;
+    if (raw_connect(&c, port, &c.ep, 1) != 0) {
+        raw_close(&c);
+        return -1;
+    }
+    make_hello(msg, c.key);
+    rc = raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, h, text, text_len);
+    if (rc == 0 && h->status == 0) {
+        memset(msg, 0, len);
+        mh.conn_key = c.key;
+        mh.body_len = (uint32_t)(len - ZERO_OPTD_HEADER_BYTES);
+        zero_optd_encode_header(msg, &mh);
+        zero_optd_encode_lamb_head(msg + ZERO_OPTD_HEADER_BYTES, l);
+        rc = raw_exchange(&c, msg, len, c.key, h, text, text_len);
+    } else {
+        rc = -1;
+    }
+    raw_close(&c);
+    return rc;
+}
+
+/* LAMB1 and LAMB2 from a client that breaks the wire's rules: each refused
+ * with an error naming the message, the server serving on. A well-formed
+ * LAMB1 first, so the refusals are the messages', not the connection's. */
+static void test_lamb_wire(void)
+{
+    test_server_t srv;
+    zero_optd_header_t h;
+    zero_optd_lamb_t ok, l;
+    char text[600];
+    int port;
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    port = zero_optd_server_port(srv.server);
+    memset(&ok, 0, sizeof(ok));
+    ok.count = 128;
+    ok.chunk = 64;
+    ok.step = 1;
+    ok.lr = 0.01f;
+    ok.beta1 = 0.9f;
+    ok.beta2 = 0.999f;
+    ok.eps = 1e-6f;
+    ok.max_coeff = 10.0f;
+    ok.grad_scale = 1.0f;
+    CU_ASSERT_EQUAL(lamb_raw(port, 1, &ok, 0, &h, text, sizeof(text)), 0);
+    CU_ASSERT_EQUAL(h.status, 0);
+    CU_ASSERT_EQUAL(h.body_len, 2 * 2 * sizeof(double));   /* 2 chunks: a w^2 and a u^2 sum each */
+    for (int k = 0; k < 7; k++) {
+        size_t extra = 0;
+        int phase = 1;
+        const char *want = "malformed LAMB1";
+        l = ok;
+        switch (k) {
+        case 0: extra = 1; break;                                /* a byte past the gradient */
+        case 1: l.chunk = 96; break;                             /* not a multiple of 64 */
+        case 2: l.chunk = ZERO_OPTD_MAX_ELEMS + 64; break;       /* above the bound */
+        case 3: l.isa = ZERO_OPTD_ISA_COUNT; break;
+        case 4: l.w_sq = 1.0; break;                             /* phase 2's field in phase 1 */
+        case 5: phase = 2; l.weight_dtype = 0; l.begin = 990; want = "outside"; break;   /* past the slice */
+        case 6: phase = 2; extra = 4; want = "malformed LAMB2"; break;                    /* LAMB2 is the head alone */
+        }
+        CU_ASSERT_EQUAL(lamb_raw(port, phase, &l, extra, &h, text, sizeof(text)), 0);
+        CU_ASSERT_NOT_EQUAL(h.status, 0);
+        if (strstr(text, want) == NULL) {
+            printf("\n    case %d: \"%s\" lacks \"%s\"", k, text, want);
+            CU_FAIL("a bad LAMB message refused without naming it");
+        }
+    }
     check_still_serving(srv.addr);
     server_stop(&srv);
 }
@@ -1003,12 +1360,17 @@ int main(int argc, char **argv)
         {"remote step == host step, bitwise, one server", test_bitwise_one_server},
         {"remote step == host step, bitwise, two servers", test_bitwise_two_servers},
         {"remote step == host step, bitwise, two servers, same-host data connections", test_bitwise_same_host},
+        {"Lamb: remote phases == host phases, bitwise, one server", test_lamb_one_server},
+        {"Lamb: remote phases == host phases, bitwise, two servers", test_lamb_two_servers},
+        {"Lamb: remote phases == host phases, bitwise, two servers, same-host data connections", test_lamb_same_host},
+        {"Lamb: a split through a chunk, a chunk too large, bad phases: refused", test_lamb_refusals},
         CU_TEST_INFO_NULL,
     };
     CU_TestInfo safety[] = {
         {"wrong job token refused", test_wrong_token},
         {"memory limit: clear error", test_memory_limit},
         {"garbage, oversized, truncated, out-of-order messages", test_garbage},
+        {"LAMB1/LAMB2 breaking the wire's rules: refused, naming the message", test_lamb_wire},
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
         {"a client that stops reading its replies", test_reply_not_read},
