@@ -899,6 +899,48 @@ static void check_server_failure(int sig, int same_host)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* A remote store of STEP_N elements (one group, Adam's two states) on
+ * @p addr, reached over the same-host data connection and stepped once
+ * (fp32): @p st is that step, to repeat. Returns 0, or 2 (no store), 3 (no
+ * data connection), 4 (the step failed); the store is then destroyed. */
+enum { STEP_N = 600000 };
+static float step_grad[STEP_N], step_w[STEP_N];
+
+static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
+                         zero_store_t **remote_p)
+{
+    const char *addrs[1] = {addr};
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_remote_stats_t stats;
+    int rc = 0;
+    *remote_p = NULL;
+    if (zero_optim_ctx_init(ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK)
+        return 2;
+    desc_init(&desc, STEP_N, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 1);
+    o.timeout_s = timeout_s;
+    if (zero_store_remote_create(&desc, &o, remote_p) != ZERO_OK)
+        return 2;
+    zero_store_remote_stats(*remote_p, &stats);
+    step_params(st, ZERO_OPTIMIZER_ADAM, 1, ctx);
+    st->count = STEP_N;
+    st->grad_dtype = ZERO_FP32;
+    st->grad = step_grad;
+    st->weight_dtype = ZERO_FP32;
+    st->weights = step_w;
+    if (stats.same_host_links != 1)
+        rc = 3;
+    else if (zero_store_step_async(*remote_p, st) != ZERO_OK || zero_store_step_wait(*remote_p) != ZERO_OK)
+        rc = 4;
+    if (rc != 0) {
+        zero_store_destroy(*remote_p);
+        *remote_p = NULL;
+    }
+    return rc;
+}
+
 /* The server killed while this client steps without a pause, so that the
  * kill lands mid-transfer or mid-step: an error naming it within the bound,
  * and this process lives on (UCX 1.13 aborted the client here when the data
@@ -906,37 +948,16 @@ static void check_server_failure(int sig, int same_host)
 static void test_server_killed_mid_step(void)
 {
     ZERO_TEST_MEM_MARK();
-    enum { N = 600000 };
     char addr[64];
-    const char *addrs[1] = {addr};
-    zero_store_desc_t desc;
-    zero_store_remote_opts_t o;
-    zero_store_remote_stats_t stats;
     zero_store_t *remote = NULL;
     zero_optim_ctx_t ctx;
     zero_store_async_step_t st;
-    static float grad[N], w[N];
     uint64_t mark;
     zero_status_t status = ZERO_OK;
-    double t_kill = 0.0, took;
+    double t_kill = 0.0, took, timeout_s = 3.0;
     pid_t killer, pid = spawn_optd(addr, sizeof(addr));
     CU_ASSERT_FATAL(pid > 0);
-    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
-    desc_init(&desc, N, 0, 2);
-    desc.num_groups = 1;
-    remote_opts(&o, addrs, 1);
-    o.timeout_s = 3.0;
-    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
-    zero_store_remote_stats(remote, &stats);
-    CU_ASSERT_EQUAL(stats.same_host_links, 1u);
-    step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
-    st.count = N;
-    st.grad_dtype = ZERO_FP32;
-    st.grad = grad;
-    st.weight_dtype = ZERO_FP32;
-    st.weights = w;
-    CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
-    CU_ASSERT_EQUAL(zero_store_step_wait(remote), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(stepped_store(addr, timeout_s, &ctx, &st, &remote), 0);
     killer = fork();
     if (killer == 0) {
         zero_clock_sleep(0.1);
@@ -958,7 +979,7 @@ static void test_server_killed_mid_step(void)
     waitpid(pid, NULL, 0);
     CU_ASSERT(status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT);
     CU_ASSERT(last_error_has(mark, addr));
-    CU_ASSERT(t_kill == 0.0 || took < o.timeout_s + 2.0);
+    CU_ASSERT(t_kill == 0.0 || took < timeout_s + 2.0);
     zero_store_destroy(remote);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
@@ -978,38 +999,19 @@ static void test_server_stalled(void)
     check_server_failure(SIGSTOP, 1);
 }
 
-/* The client process of test_store_client_killed (this binary run with
- * --store-client ADDR): a remote store on the same-host path, one step, then
- * it waits to be killed. Exits 3 if the store does not use the data
- * connection. */
+/* The client process of check_store_client_killed (this binary run with
+ * --store-client ADDR, or --store-client-loop ADDR): a remote store on the
+ * same-host path, one step, then it waits to be killed (--store-client-loop:
+ * stepping on). Exits with stepped_store's code if that fails (3: the store
+ * does not use the data connection). */
 static int store_client(const char *addr, int loop)
 {
-    const char *addrs[1] = {addr};
-    zero_store_desc_t desc;
-    zero_store_remote_opts_t o;
-    zero_store_remote_stats_t stats;
     zero_store_t *remote = NULL;
     zero_optim_ctx_t ctx;
     zero_store_async_step_t st;
-    static float grad[600000], w[600000];
-    if (zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK)
-        return 2;
-    desc_init(&desc, 600000, 0, 2);
-    desc.num_groups = 1;
-    remote_opts(&o, addrs, 1);
-    if (zero_store_remote_create(&desc, &o, &remote) != ZERO_OK)
-        return 2;
-    zero_store_remote_stats(remote, &stats);
-    if (stats.same_host_links != 1)
-        return 3;
-    step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
-    st.count = 600000;
-    st.grad_dtype = ZERO_FP32;
-    st.grad = grad;
-    st.weight_dtype = ZERO_FP32;
-    st.weights = w;
-    if (zero_store_step_async(remote, &st) != ZERO_OK || zero_store_step_wait(remote) != ZERO_OK)
-        return 4;
+    int rc = stepped_store(addr, 5.0, &ctx, &st, &remote);
+    if (rc != 0)
+        return rc;
     printf("stepped\n");
     fflush(stdout);
     while (loop)   /* killed mid-step: a gradient or the weights on their way */
