@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #define DROP_BYTES 64            /* scratch a dropped message is received into (truncated) */
+#define DROPS 64                 /* dropped messages whose receive may be in flight at once */
 #define PENDING_REQUESTS ZERO_OPTD_MAX_CONNS   /* connection requests queued between turns of the loop */
 #define SLOTS ZERO_OPTD_SERVER_SLOTS
 
@@ -150,6 +151,12 @@ struct zero_optd_server {
     float *grad32;               /* the worker's: a 16-bit gradient as fp32, ZERO_OPTD_MAX_ELEMS */
     atomic_uint_fast64_t bytes;  /* state of every connection plus the buffers */
     unsigned char drop[DROP_BYTES];
+    /* receives of dropped messages still in flight (drop_message), finished
+     * or cancelled by reap() */
+    void *drops[DROPS];
+    ucp_worker_h drop_workers[DROPS];
+    double drop_deadlines[DROPS];
+    int ndrops;
 };
 
 #define CTL 0
@@ -708,13 +715,47 @@ static void *worker_main(void *arg)
 
 /* ---------- the UCX thread: the ring ---------- */
 
-/* Receives and drops a message (probed on @p worker) nobody may send (unknown key, oversized). */
+/* Receives and drops a message (probed on @p worker) nobody may send
+ * (unknown key, oversized), without waiting for it: the rest of a message
+ * whose sender died mid-send never comes (on the data connection's FIFO its
+ * first segment arrives alone), and waiting here held up every client for
+ * the io bound. reap() finishes it, or cancels it at the io bound. */
 static void drop_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg)
 {
     ucp_request_param_t rp;
+    void *req;
     memset(&rp, 0, sizeof(rp));
-    (void)wait_request(s, worker, ucp_tag_msg_recv_nbx(worker, s->drop, sizeof(s->drop), msg, &rp),
-                       zero_clock_now() + s->opts.io_timeout_s);
+    req = ucp_tag_msg_recv_nbx(worker, s->drop, sizeof(s->drop), msg, &rp);
+    if (req == NULL || UCS_PTR_IS_ERR(req))
+        return;
+    if (s->ndrops == DROPS) {   /* a flood of them: wait for this one, as before */
+        (void)wait_request(s, worker, req, zero_clock_now() + s->opts.io_timeout_s);
+        return;
+    }
+    s->drops[s->ndrops] = req;
+    s->drop_workers[s->ndrops] = worker;
+    s->drop_deadlines[s->ndrops++] = zero_clock_now() + s->opts.io_timeout_s;
+}
+
+/* Frees the drops that ended; cancels those past their deadline (all of them with @p all). */
+static void reap_drops(zero_optd_server_t *s, int all)
+{
+    double now = zero_clock_now();
+    for (int i = 0; i < s->ndrops;) {
+        void *req = s->drops[i];
+        if (ucp_request_check_status(req) == UCS_INPROGRESS) {
+            if (!all && now < s->drop_deadlines[i]) {
+                i++;
+                continue;
+            }
+            ucp_request_cancel(s->drop_workers[i], req);   /* UCX releases it when it ends, or with its worker */
+        }
+        ucp_request_free(req);
+        s->ndrops--;
+        s->drops[i] = s->drops[s->ndrops];
+        s->drop_workers[i] = s->drop_workers[s->ndrops];
+        s->drop_deadlines[i] = s->drop_deadlines[s->ndrops];
+    }
 }
 
 static void slot_set(zero_optd_server_t *s, optd_slot_t *q, slot_state_t state)
@@ -947,6 +988,7 @@ static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
 static void reap(zero_optd_server_t *s)
 {
     double now = zero_clock_now();
+    reap_drops(s, 0);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         if (c->state == CONN_FREE)
@@ -1195,6 +1237,7 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         }
     }
     s->head = s->tail;
+    reap_drops(s, 1);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         s->conns[i].inflight = 0;
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)

@@ -60,7 +60,7 @@ void zero_optd_ucx_close(zero_optd_ucx_t *u)
 int zero_optd_same_host_enabled(void)
 {
     const char *env = getenv("ZERO_OPTD_SAME_HOST");
-    return env == NULL || strcmp(env, "0") != 0;
+    return env != NULL && strcmp(env, "1") == 0;
 }
 
 void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])

@@ -50,8 +50,9 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
 /* Destroys what zero_optd_ucx_open created (an empty @p u too). */
 void zero_optd_ucx_close(zero_optd_ucx_t *u);
 
-/* Whether same-host data connections are wanted: yes unless
- * ZERO_OPTD_SAME_HOST is "0". */
+/* Whether same-host data connections are wanted: only with
+ * ZERO_OPTD_SAME_HOST=1 (opt-in: a client killed mid-send can stall the
+ * server's shared-memory receive path, docs/optd.md). */
 int zero_optd_same_host_enabled(void);
 /* The data context's settings for zero_optd_ucx_open: its transports
  * ($ZERO_OPTD_DATA_TLS or ZERO_OPTD_DATA_TLS_DEFAULT) and no rendezvous. */
