@@ -26,6 +26,7 @@
  */
 #define ZERO_LOG_MODULE "optd"
 #include "offload/optd_server.h"
+#include "offload/optd_ucx.h"
 #include "offload/store.h"
 #include "optim/optim.h"
 #include "util/alloc.h"
@@ -50,6 +51,7 @@
 #include <unistd.h>
 
 #define DROP_BYTES 64            /* scratch a dropped message is received into (truncated) */
+#define DROPS 64                 /* dropped messages whose receive may be in flight at once */
 #define PENDING_REQUESTS ZERO_OPTD_MAX_CONNS   /* connection requests queued between turns of the loop */
 #define SLOTS ZERO_OPTD_SERVER_SLOTS
 
@@ -122,12 +124,13 @@ typedef struct optd_slot {
 
 struct zero_optd_server {
     zero_optd_server_opts_t opts;
-    ucp_context_h context;
-    ucp_worker_h worker;
+    /* [CTL]: the listener and its connections (peer-failure mode, UCX's own
+     * transports); [DATA]: the data listener and its same-host data
+     * connections, shared memory only (optd_ucx.h says why) */
+    zero_optd_ucx_t ucx[2];
     ucp_listener_h listener;
     ucp_listener_h data_listener;   /* same-host data connections (no peer-failure mode); NULL: none */
     int data_port;
-    int efd;                     /* the worker's UCX event descriptor; -1: none */
     int done_fd;                 /* eventfd: the worker thread finished a slot; -1: none */
     int port;
     zero_thread_pool_t *pool;
@@ -148,7 +151,22 @@ struct zero_optd_server {
     float *grad32;               /* the worker's: a 16-bit gradient as fp32, ZERO_OPTD_MAX_ELEMS */
     atomic_uint_fast64_t bytes;  /* state of every connection plus the buffers */
     unsigned char drop[DROP_BYTES];
+    /* receives of dropped messages still in flight (drop_message), finished
+     * or cancelled by reap() */
+    void *drops[DROPS];
+    ucp_worker_h drop_workers[DROPS];
+    double drop_deadlines[DROPS];
+    int ndrops;
 };
+
+#define CTL 0
+#define DATA 1
+
+/* The worker that @p c's endpoint and requests are on. */
+static ucp_worker_h conn_worker(const optd_conn_t *c)
+{
+    return c->server->ucx[c->data ? DATA : CTL].worker;
+}
 
 static void conn_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
@@ -183,8 +201,8 @@ static void data_request_cb(ucp_conn_request_h request, void *arg)
     queue_request(s, s->data_listener, request, 1);
 }
 
-/* Waits for @p req while progressing; cancels it at @p deadline. */
-static ucs_status_t wait_request(zero_optd_server_t *s, void *req, double deadline)
+/* Waits for @p req (of @p worker) while progressing; cancels it at @p deadline. */
+static ucs_status_t wait_request(zero_optd_server_t *s, ucp_worker_h worker, void *req, double deadline)
 {
     ucs_status_t st;
     if (req == NULL)
@@ -193,14 +211,14 @@ static ucs_status_t wait_request(zero_optd_server_t *s, void *req, double deadli
         return UCS_PTR_STATUS(req);
     while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS) {
         if (zero_clock_now() >= deadline) {
-            ucp_request_cancel(s->worker, req);   /* completes it (tag requests), or not (endpoint close) */
+            ucp_request_cancel(worker, req);   /* completes it (tag requests), or not (endpoint close) */
             for (double until = zero_clock_now() + 1.0;
                  ucp_request_check_status(req) == UCS_INPROGRESS && zero_clock_now() < until;)
-                ucp_worker_progress(s->worker);
+                zero_optd_ucx_progress(s->ucx, 2);
             st = UCS_ERR_TIMED_OUT;
             break;
         }
-        ucp_worker_progress(s->worker);
+        zero_optd_ucx_progress(s->ucx, 2);
     }
     ucp_request_free(req);
     return st;
@@ -265,12 +283,12 @@ static void conn_close(optd_conn_t *c, const char *why)
                       c->hello_done ? (int)c->rank : -1, why);
     conn_free_state(c);
     if (c->welcome_req != NULL) {
-        ucp_request_cancel(s->worker, c->welcome_req);
+        ucp_request_cancel(conn_worker(c), c->welcome_req);
         ucp_request_free(c->welcome_req);   /* UCX completes it when the endpoint goes */
         c->welcome_req = NULL;
     }
     if (c->attach_req != NULL) {
-        ucp_request_cancel(s->worker, c->attach_req);
+        ucp_request_cancel(conn_worker(c), c->attach_req);
         ucp_request_free(c->attach_req);
         c->attach_req = NULL;
     }
@@ -279,7 +297,7 @@ static void conn_close(optd_conn_t *c, const char *why)
     /* A live client is flushed first, so a refusal just sent reaches it; a
      * failed one is dropped at once. Either way the wait is short. */
     rp.flags = c->failed || c->stuck ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-    (void)wait_request(s, ucp_ep_close_nbx(c->ep, &rp), zero_clock_now() + 1.0);
+    (void)wait_request(s, conn_worker(c), ucp_ep_close_nbx(c->ep, &rp), zero_clock_now() + 1.0);
     c->ep = NULL;
     c->state = CONN_FREE;
     c->key = 0;
@@ -350,7 +368,9 @@ static void accept_pending(zero_optd_server_t *s)
         p.conn_request = req;
         if (data) {
             /* UCX 1.13 gives peer-failure endpoints no shared memory; a data
-             * connection's client is watched through its control connection */
+             * connection's client is watched through its control connection,
+             * and its context has no transport that can abort the process
+             * when the client dies (optd_ucx.h) */
             p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
         } else {
             p.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
@@ -361,7 +381,7 @@ static void accept_pending(zero_optd_server_t *s)
         c->server = s;
         c->failed = 0;
         atomic_store(&c->dead, 0);
-        st = ucp_ep_create(s->worker, &p, &c->ep);
+        st = ucp_ep_create(s->ucx[data ? DATA : CTL].worker, &p, &c->ep);
         if (st != UCS_OK) {
             ZERO_LOG_WARN("client %s: could not create its endpoint: %s", peer, ucs_status_string(st));
             continue;
@@ -805,13 +825,47 @@ static void *worker_main(void *arg)
 
 /* ---------- the UCX thread: the ring ---------- */
 
-/* Receives and drops a message nobody may send (unknown key, oversized). */
-static void drop_message(zero_optd_server_t *s, ucp_tag_message_h msg)
+/* Receives and drops a message (probed on @p worker) nobody may send
+ * (unknown key, oversized), without waiting for it: the rest of a message
+ * whose sender died mid-send never comes (on the data connection's FIFO its
+ * first segment arrives alone), and waiting here held up every client for
+ * the io bound. reap() finishes it, or cancels it at the io bound. */
+static void drop_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg)
 {
     ucp_request_param_t rp;
+    void *req;
     memset(&rp, 0, sizeof(rp));
-    (void)wait_request(s, ucp_tag_msg_recv_nbx(s->worker, s->drop, sizeof(s->drop), msg, &rp),
-                       zero_clock_now() + s->opts.io_timeout_s);
+    req = ucp_tag_msg_recv_nbx(worker, s->drop, sizeof(s->drop), msg, &rp);
+    if (req == NULL || UCS_PTR_IS_ERR(req))
+        return;
+    if (s->ndrops == DROPS) {   /* a flood of them: wait for this one, as before */
+        (void)wait_request(s, worker, req, zero_clock_now() + s->opts.io_timeout_s);
+        return;
+    }
+    s->drops[s->ndrops] = req;
+    s->drop_workers[s->ndrops] = worker;
+    s->drop_deadlines[s->ndrops++] = zero_clock_now() + s->opts.io_timeout_s;
+}
+
+/* Frees the drops that ended; cancels those past their deadline (all of them with @p all). */
+static void reap_drops(zero_optd_server_t *s, int all)
+{
+    double now = zero_clock_now();
+    for (int i = 0; i < s->ndrops;) {
+        void *req = s->drops[i];
+        if (ucp_request_check_status(req) == UCS_INPROGRESS) {
+            if (!all && now < s->drop_deadlines[i]) {
+                i++;
+                continue;
+            }
+            ucp_request_cancel(s->drop_workers[i], req);   /* UCX releases it when it ends, or with its worker */
+        }
+        ucp_request_free(req);
+        s->ndrops--;
+        s->drops[i] = s->drops[s->ndrops];
+        s->drop_workers[i] = s->drop_workers[s->ndrops];
+        s->drop_deadlines[i] = s->drop_deadlines[s->ndrops];
+    }
 }
 
 static void slot_set(zero_optd_server_t *s, optd_slot_t *q, slot_state_t state)
@@ -850,12 +904,12 @@ static void attach_data(zero_optd_server_t *s, optd_conn_t *c, ucp_tag_message_h
     void *req;
 
     if (info->length != sizeof(buf)) {
-        drop_message(s, msg);
+        drop_message(s, conn_worker(c), msg);
         conn_close(c, "a data connection's first message must be ATTACH");
         return;
     }
     memset(&rp, 0, sizeof(rp));
-    if (wait_request(s, ucp_tag_msg_recv_nbx(s->worker, buf, sizeof(buf), msg, &rp),
+    if (wait_request(s, conn_worker(c), ucp_tag_msg_recv_nbx(conn_worker(c), buf, sizeof(buf), msg, &rp),
                      zero_clock_now() + s->opts.io_timeout_s) != UCS_OK) {
         conn_close(c, "receiving ATTACH failed");
         return;
@@ -892,17 +946,20 @@ static void attach_data(zero_optd_server_t *s, optd_conn_t *c, ucp_tag_message_h
     ZERO_LOG_DEBUG("client %s: data connection attached to %s", c->peer, ctl->peer);
 }
 
-/* Takes the probed message @p msg into the ring's next slot (one is free). */
-static void take_message(zero_optd_server_t *s, ucp_tag_message_h msg, const ucp_tag_recv_info_t *info)
+/* Takes the message @p msg, probed on @p worker, into the ring's next slot (one is free). */
+static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg,
+                         const ucp_tag_recv_info_t *info)
 {
     optd_conn_t *c = conn_of_tag(s, info->sender_tag);
     optd_slot_t *q;
     ucp_request_param_t rp;
 
-    if (c == NULL || c->failed) {
+    /* a key is only good on its own connection's worker: a message claiming
+     * a control connection's key on the data worker, or the reverse, is dropped */
+    if (c == NULL || c->failed || conn_worker(c) != worker) {
         ZERO_LOG_DEBUG("dropped a %zu-byte message with tag 0x%llx: no such connection", info->length,
                        (unsigned long long)info->sender_tag);
-        drop_message(s, msg);
+        drop_message(s, worker, msg);
         return;
     }
     if (c->data && c->state == CONN_NEW) {
@@ -919,14 +976,14 @@ static void take_message(zero_optd_server_t *s, ucp_tag_message_h msg, const ucp
     c->inflight++;
     s->tail++;
     if (info->length > ZERO_OPTD_MAX_MESSAGE || info->length < ZERO_OPTD_HEADER_BYTES) {
-        drop_message(s, msg);
+        drop_message(s, worker, msg);
         q->kind = SLOT_OVERSIZED;
         slot_set(s, q, SLOT_READY);
         return;
     }
     memset(&rp, 0, sizeof(rp));
     q->kind = SLOT_MESSAGE;
-    q->req = ucp_tag_msg_recv_nbx(s->worker, q->rx, info->length, msg, &rp);
+    q->req = ucp_tag_msg_recv_nbx(worker, q->rx, info->length, msg, &rp);
     q->deadline = zero_clock_now() + s->opts.io_timeout_s;
     if (UCS_PTR_IS_ERR(q->req)) {
         ZERO_LOG_WARN("client %s: receiving a %zu-byte message: %s", c->peer, info->length,
@@ -953,7 +1010,7 @@ static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
             return st;
         /* a receive ends at once; a send UCX may not cancel: it is freed
          * below and UCX releases it when its endpoint closes */
-        ucp_request_cancel(s->worker, q->req);
+        ucp_request_cancel(conn_worker(q->conn), q->req);
         q->conn->stuck = 1;
         st = UCS_ERR_TIMED_OUT;
     }
@@ -1035,12 +1092,13 @@ static int advance_ring(zero_optd_server_t *s)
 static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
 {
     ucp_tag_recv_info_t info;
-    return ucp_tag_probe_nb(s->worker, c->key, ~(ucp_tag_t)0, 0, &info) != NULL;
+    return ucp_tag_probe_nb(conn_worker(c), c->key, ~(ucp_tag_t)0, 0, &info) != NULL;
 }
 
 static void reap(zero_optd_server_t *s)
 {
     double now = zero_clock_now();
+    reap_drops(s, 0);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         if (c->state == CONN_FREE)
@@ -1073,24 +1131,29 @@ static void reap(zero_optd_server_t *s)
  * deadlines, failed clients) keeps running while it is idle. */
 #define SPIN_AFTER_ACTIVITY_S 50e-6
 #define SLEEP_SLICE_MS 5
+/* What the loop sleeps when UCX reports events pending but nothing moved. */
+#define BUSY_PAUSE_S 50e-6
 
 /* Sleeps until UCX or the worker thread has something, or the slice ends. */
 static void sleep_until_event(zero_optd_server_t *s)
 {
-    struct pollfd pfd[2];
-    int n = 0;
-    ucs_status_t st;
-    if (s->efd < 0 || s->done_fd < 0) {
+    struct pollfd pfd[3];
+    int n;
+    if (s->done_fd < 0) {
         zero_clock_sleep(1e-4);
         return;
     }
-    st = ucp_worker_arm(s->worker);
-    if (st == UCS_ERR_BUSY)
-        return;   /* UCX has events pending: progress them */
-    pfd[n++] = (struct pollfd){.fd = s->done_fd, .events = POLLIN};
-    if (st == UCS_OK)
-        pfd[n++] = (struct pollfd){.fd = s->efd, .events = POLLIN};
-    if (poll(pfd, (nfds_t)n, st == UCS_OK ? SLEEP_SLICE_MS : 1) > 0 && (pfd[0].revents & POLLIN)) {
+    n = zero_optd_ucx_arm(s->ucx, 2, pfd + 1);
+    if (n == -1) {
+        /* UCX has events pending, yet nothing moved: a reply waiting for
+         * room in a client's shared-memory FIFO, which only that client's
+         * progress frees. A short pause, not a spin, leaves it the core. */
+        zero_clock_sleep(BUSY_PAUSE_S);
+        return;
+    }
+    pfd[0] = (struct pollfd){.fd = s->done_fd, .events = POLLIN};
+    /* a worker that cannot be armed: only done_fd, and a short sleep */
+    if (poll(pfd, (nfds_t)(n < 0 ? 1 : 1 + n), n < 0 ? 1 : SLEEP_SLICE_MS) > 0 && (pfd[0].revents & POLLIN)) {
         uint64_t count;
         (void)!read(s->done_fd, &count, sizeof(count));
     }
@@ -1101,7 +1164,7 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
     double last_reap = 0.0, last_activity = 0.0;
     while (!*stop) {
         int moved = 0;
-        while (ucp_worker_progress(s->worker) != 0)
+        while (zero_optd_ucx_progress(s->ucx, 2))
             moved = 1;
         if (s->npending > 0)
             accept_pending(s);
@@ -1115,14 +1178,16 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
             last_reap = zero_clock_now();
         }
         moved |= advance_ring(s);
-        while (s->tail - s->head < SLOTS) {
-            ucp_tag_recv_info_t info;
-            ucp_tag_message_h msg = ucp_tag_probe_nb(s->worker, 0, 0, 1, &info);
-            if (msg == NULL)
-                break;
-            take_message(s, msg, &info);
-            moved = 1;
-        }
+        /* the data worker first: the requests of same-host clients */
+        for (int w = DATA; w >= CTL; w--)
+            while (s->ucx[w].worker != NULL && s->tail - s->head < SLOTS) {
+                ucp_tag_recv_info_t info;
+                ucp_tag_message_h msg = ucp_tag_probe_nb(s->ucx[w].worker, 0, 0, 1, &info);
+                if (msg == NULL)
+                    break;
+                take_message(s, s->ucx[w].worker, msg, &info);
+                moved = 1;
+            }
         if (moved) {
             last_activity = zero_clock_now();
             continue;
@@ -1150,9 +1215,8 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
 {
     zero_status_t status = ZERO_OK;
     zero_optd_server_t *s;
-    ucp_params_t params;
-    ucp_worker_params_t wparams;
     ucp_listener_params_t lparams;
+    const char *data_settings[ZERO_OPTD_DATA_SETTINGS];
     ucp_listener_attr_t lattr;
     struct addrinfo hints, *ai = NULL;
     char port_text[16];
@@ -1169,7 +1233,7 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         return ZERO_ERR_NO_MEMORY;
     }
     s->opts = *opts;
-    s->efd = -1;
+    s->ucx[CTL].efd = s->ucx[DATA].efd = -1;
     s->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);   /* -1: the UCX thread polls gently instead */
     if (s->opts.hello_timeout_s <= 0)
         s->opts.hello_timeout_s = 10.0;
@@ -1200,17 +1264,7 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         ZERO_CHECK_GOTO(zero_thread_pool_create(opts->threads, &s->pool), status, fail);
     ZERO_CHECK_GOTO(zero_optim_ctx_init(&s->optim, ZERO_OPTIM_ISA_AUTO, s->pool), status, fail);
 
-    memset(&params, 0, sizeof(params));
-    params.field_mask = UCP_PARAM_FIELD_FEATURES;
-    params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;
-    ZERO_UCS_CHECK_GOTO(ucp_init(&params, NULL, &s->context), status, fail, "zero-optd: UCX: %s", "ucp_init");
-    memset(&wparams, 0, sizeof(wparams));
-    wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-    wparams.thread_mode = UCS_THREAD_MODE_SINGLE;
-    ZERO_UCS_CHECK_GOTO(ucp_worker_create(s->context, &wparams, &s->worker), status, fail, "zero-optd: UCX: %s",
-                        "creating the worker");
-    if (ucp_worker_get_efd(s->worker, &s->efd) != UCS_OK)
-        s->efd = -1;
+    ZERO_CHECK_GOTO(zero_optd_ucx_open(&s->ucx[CTL], NULL, "zero-optd"), status, fail);
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -1229,7 +1283,7 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     lparams.sockaddr.addrlen = ai->ai_addrlen;
     lparams.conn_handler.cb = conn_request_cb;
     lparams.conn_handler.arg = s;
-    ZERO_UCS_CHECK_GOTO(ucp_listener_create(s->worker, &lparams, &s->listener), status, fail,
+    ZERO_UCS_CHECK_GOTO(ucp_listener_create(s->ucx[CTL].worker, &lparams, &s->listener), status, fail,
                         "zero-optd: listening on %s:%d", opts->host, opts->port);
     lattr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
     ZERO_UCS_CHECK_GOTO(ucp_listener_query(s->listener, &lattr), status, fail, "zero-optd: %s",
@@ -1237,13 +1291,17 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     s->port = lattr.sockaddr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&lattr.sockaddr)->sin6_port)
                                                    : ntohs(((struct sockaddr_in *)&lattr.sockaddr)->sin_port);
     /* The data listener: the same address, a free port, told to clients in
-     * HELLO's reply. Without it clients keep to their control connection. */
+     * HELLO's reply, on the shared-memory-only context. Without it clients
+     * keep to their control connection. */
     if (ai->ai_family == AF_INET)
         ((struct sockaddr_in *)ai->ai_addr)->sin_port = 0;
     else if (ai->ai_family == AF_INET6)
         ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = 0;
     lparams.conn_handler.cb = data_request_cb;
-    if (ucp_listener_create(s->worker, &lparams, &s->data_listener) != UCS_OK) {
+    zero_optd_data_settings(data_settings);
+    if (zero_optd_ucx_open(&s->ucx[DATA], data_settings, "zero-optd: the same-host data context") !=
+            ZERO_OK ||
+        ucp_listener_create(s->ucx[DATA].worker, &lparams, &s->data_listener) != UCS_OK) {
         s->data_listener = NULL;
         ZERO_LOG_WARN("zero-optd: no data listener on %s: clients on this host use their first connection (TCP)",
                       opts->host);
@@ -1289,6 +1347,7 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         }
     }
     s->head = s->tail;
+    reap_drops(s, 1);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         s->conns[i].inflight = 0;
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
@@ -1299,10 +1358,8 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         ucp_listener_destroy(s->data_listener);
     if (s->listener != NULL)
         ucp_listener_destroy(s->listener);
-    if (s->worker != NULL)
-        ucp_worker_destroy(s->worker);
-    if (s->context != NULL)
-        ucp_cleanup(s->context);
+    zero_optd_ucx_close(&s->ucx[DATA]);
+    zero_optd_ucx_close(&s->ucx[CTL]);
     zero_thread_pool_destroy(s->pool);
     for (int i = 0; i < SLOTS; i++) {
         zero_mem_free(s->slots[i].rx);

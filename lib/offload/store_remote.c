@@ -20,6 +20,7 @@
  */
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store_remote.h"
+#include "offload/optd_ucx.h"
 #include "offload/optd_wire.h"
 #include "util/alloc.h"
 #include "util/byteorder.h"
@@ -50,10 +51,11 @@ typedef struct server_link {
     int index;
     ucp_ep_h ep;                      /* the control connection: peer-failure mode, so a dead server is seen */
     uint64_t key;                     /* from WELCOME */
-    /* Same host: a second connection without peer-failure mode (UCX 1.13
-     * gives only such endpoints shared memory), which then carries every
-     * request; the control connection stays open as the server's pulse.
-     * NULL: requests go on ep. */
+    /* Same host: a second connection, on the store's shared-memory-only
+     * context and without peer-failure mode (UCX 1.13 gives only such
+     * endpoints shared memory), which then carries every request; the
+     * control connection stays open as the server's pulse. NULL: requests
+     * go on ep. */
     ucp_ep_h data_ep;
     uint64_t data_key;
     unsigned char hello_reply[ZERO_OPTD_HELLO_REPLY_BODY];
@@ -74,6 +76,12 @@ typedef struct request_slot {
     uint64_t seq, key;                /* key: the connection's it went on (the reply carries it) */
     unsigned char *tx, *rx;
     size_t tx_len;
+    /* NULL, or the end of the message's body sent from the caller's memory
+     * (a STEP's gradient, valid until step_wait) instead of copied into tx */
+    const void *tail;
+    size_t tail_len;
+    ucp_dt_iov_t iov[2];              /* tx's part and the tail, while the send is in flight */
+    ucp_worker_h worker;              /* the one its requests are on (the data connection's or the control's) */
     void *send_req, *recv_req;
     ucp_tag_recv_info_t info;         /* the reply's size, once received */
     void *out;                        /* where the reply body goes; NULL: none expected */
@@ -84,9 +92,10 @@ typedef struct request_slot {
 typedef struct remote_store {
     zero_store_t base;
     zero_store_remote_opts_t opts;
-    ucp_context_h context;
-    ucp_worker_h worker;
-    int efd;                          /* the worker's event descriptor; -1: none */
+    /* [CTL]: every control connection (peer-failure mode, UCX's own
+     * transports); [DATA]: the same-host data connections, shared memory
+     * only (optd_ucx.h says why), opened with the first of them */
+    zero_optd_ucx_t ucx[2];
     server_link_t *links;
     int num_links;
     request_slot_t slots[MAX_WINDOW];
@@ -95,6 +104,15 @@ typedef struct remote_store {
     zero_status_t failed;             /* not ZERO_OK: a server failed; the store is unusable */
     zero_store_remote_stats_t stats;
 } remote_store_t;
+
+#define CTL 0
+#define DATA 1
+
+/* Progresses both workers; returns whether anything happened. */
+static int progress(remote_store_t *r)
+{
+    return zero_optd_ucx_progress(r->ucx, 2);
+}
 
 static void link_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
@@ -111,14 +129,14 @@ static void link_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
  * cannot be cancelled, so the wait is short and the request is freed
  * anyway (UCX lets it finish, or drops it when the endpoint closes; its
  * buffer, a slot, lives until then). */
-static void request_done(remote_store_t *r, void **req)
+static void request_done(remote_store_t *r, ucp_worker_h worker, void **req)
 {
     if (*req != NULL && !UCS_PTR_IS_ERR(*req)) {
         if (ucp_request_check_status(*req) == UCS_INPROGRESS) {
             double until = zero_clock_now() + 0.05;
-            ucp_request_cancel(r->worker, *req);
+            ucp_request_cancel(worker, *req);
             while (ucp_request_check_status(*req) == UCS_INPROGRESS && zero_clock_now() < until)
-                ucp_worker_progress(r->worker);
+                progress(r);
         }
         ucp_request_free(*req);
     }
@@ -146,59 +164,77 @@ static const char *link_failure(const server_link_t *l)
  * (keepalive, the endpoints' error handlers) and check its deadline, so a
  * dead or stalled server is still seen within the bound. */
 #define SLEEP_SLICE_MS 10
+/* What a wait sleeps when UCX reports events pending but progress finds none. */
+#define BUSY_PAUSE_S 50e-6
 
-/* Waits for events on the worker, for at most SLEEP_SLICE_MS or until
+/* Waits for events on the workers, for at most SLEEP_SLICE_MS or until
  * @p deadline, without using the CPU. */
 static void sleep_on_worker(remote_store_t *r, double deadline)
 {
     double left_ms = (deadline - zero_clock_now()) * 1e3;
     /* never below 0: poll takes a negative timeout as forever */
     int ms = left_ms <= 0 ? 0 : left_ms < SLEEP_SLICE_MS ? (int)left_ms + 1 : SLEEP_SLICE_MS;
-    struct pollfd pfd = {.fd = r->efd, .events = POLLIN};
-    ucs_status_t st;
-    if (r->efd < 0) {
+    struct pollfd pfd[2];
+    int n = zero_optd_ucx_arm(r->ucx, 2, pfd);
+    if (n == -1) {
+        /* "events pending", yet progress found none: on the data
+         * connection this is a send waiting for room in the server's
+         * shared-memory FIFO, which only the server's progress frees. Spinning
+         * here took the core the server needed (a 5-20x slower step on the
+         * loaded 2-core machine): give it up for a moment instead. */
+        zero_clock_sleep(BUSY_PAUSE_S);
+        return;
+    }
+    if (n < 0) {
         zero_clock_sleep(1e-4);   /* no event descriptor: poll gently */
         return;
     }
-    st = ucp_worker_arm(r->worker);
-    if (st == UCS_ERR_BUSY)
-        return;   /* events are pending: progress them first */
-    if (st != UCS_OK) {
-        zero_clock_sleep(1e-4);
-        return;
-    }
     r->stats.sleeps++;
-    if (poll(&pfd, 1, ms) == 0)
+    if (poll(pfd, (nfds_t)n, ms) == 0)
         r->stats.sleep_timeouts++;
 }
 
 /* Waits until @p req completes (NULL: already done), the link fails or the
- * deadline passes. Logs what went wrong, naming the server. Spins briefly,
- * then sleeps on the worker's event descriptor (see SPIN_S). */
+ * deadline passes (*timed_out set). Returns the request's status or the
+ * link's failure. Spins briefly, then sleeps on the workers' event
+ * descriptors (see SPIN_S). */
+static ucs_status_t wait_request(remote_store_t *r, server_link_t *l, void *req, double deadline, int *timed_out)
+{
+    ucs_status_t st;
+    double last_event = zero_clock_now();
+    *timed_out = 0;
+    if (req == NULL)
+        return UCS_OK;
+    if (UCS_PTR_IS_ERR(req))
+        return UCS_PTR_STATUS(req);
+    while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS) {
+        double now;
+        if (l->failed)
+            return l->failed_status;
+        now = zero_clock_now();
+        if (now >= deadline) {
+            *timed_out = 1;
+            return UCS_ERR_TIMED_OUT;
+        }
+        if (progress(r))
+            last_event = now;
+        else if (now - last_event > SPIN_S)
+            sleep_on_worker(r, deadline);
+    }
+    return st;
+}
+
+/* wait_request for the store's requests: what went wrong is logged, naming
+ * the server, and fails the store. */
 static zero_status_t wait_on(remote_store_t *r, server_link_t *l, void *req, double deadline, const char *what)
 {
-    ucs_status_t st = UCS_OK;
-    double last_event = zero_clock_now();
-    if (req != NULL && UCS_PTR_IS_ERR(req))
-        st = UCS_PTR_STATUS(req);
-    else
-        while (req != NULL && (st = ucp_request_check_status(req)) == UCS_INPROGRESS) {
-            double now;
-            if (l->failed) {
-                st = l->failed_status;
-                break;
-            }
-            now = zero_clock_now();
-            if (now >= deadline) {
-                ZERO_LOG_ERROR("remote store: optimizer server %s (server %d of %d) did not answer %s within %.1f s",
-                               l->addr, l->index, r->num_links, what, r->opts.timeout_s);
-                return fail_store(r, ZERO_ERR_TIMEOUT);
-            }
-            if (ucp_worker_progress(r->worker) != 0)
-                last_event = now;
-            else if (now - last_event > SPIN_S)
-                sleep_on_worker(r, deadline);
-        }
+    int timed_out;
+    ucs_status_t st = wait_request(r, l, req, deadline, &timed_out);
+    if (timed_out) {
+        ZERO_LOG_ERROR("remote store: optimizer server %s (server %d of %d) did not answer %s within %.1f s",
+                       l->addr, l->index, r->num_links, what, r->opts.timeout_s);
+        return fail_store(r, ZERO_ERR_TIMEOUT);
+    }
     if (st != UCS_OK) {
         ZERO_LOG_ERROR("remote store: optimizer server %s (server %d of %d) failed %s: %s", l->addr, l->index,
                        r->num_links, what, l->failed ? link_failure(l) : ucs_status_string(st));
@@ -285,8 +321,8 @@ refused:
                    (const char *)q->rx + ZERO_OPTD_HEADER_BYTES);
     status = fail_store(r, h.status < 0 && h.status >= ZERO_ERR_INTERNAL ? (zero_status_t)h.status : ZERO_ERR_COMM);
 out:
-    request_done(r, &q->send_req);
-    request_done(r, &q->recv_req);
+    request_done(r, q->worker, &q->send_req);
+    request_done(r, q->worker, &q->recv_req);
     q->busy = 0;
     r->head = (r->head + 1) % r->window;
     r->inflight--;
@@ -315,16 +351,20 @@ static zero_status_t take_slot(remote_store_t *r, int server, request_slot_t **s
     *slot_p = &r->slots[(r->head + r->inflight) % r->window];
     (*slot_p)->server = server;
     (*slot_p)->sums = NULL;
+    (*slot_p)->tail = NULL;
+    (*slot_p)->tail_len = 0;
     return ZERO_OK;
 }
 
 /* Sends the message in @p q->tx (body of @p body_len already written after
- * the header) with its reply receive posted first. */
+ * the header, but for its last q->tail_len bytes when q->tail is set: those
+ * go from q->tail) with its reply receive posted first. */
 static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type, uint32_t body_len, void *out,
                             size_t out_bytes)
 {
     server_link_t *l = &r->links[q->server];
     ucp_ep_h ep = l->data_ep != NULL ? l->data_ep : l->ep;
+    ucp_worker_h worker = r->ucx[l->data_ep != NULL ? DATA : CTL].worker;
     uint64_t key = l->data_ep != NULL ? l->data_key : l->key;
     zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = type, .status = 0, .body_len = body_len,
                             .conn_key = key, .seq = r->next_seq++};
@@ -339,6 +379,7 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
     q->type = type;
     q->seq = h.seq;
     q->key = key;
+    q->worker = worker;
     q->out = out;
     q->out_bytes = out_bytes;
     q->tx_len = ZERO_OPTD_HEADER_BYTES + body_len;
@@ -346,9 +387,19 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
     rp.recv_info.tag_info = &q->info;
     q->info.length = 0;
-    q->recv_req = ucp_tag_recv_nbx(r->worker, q->rx, SLOT_RX_BYTES, key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    q->recv_req = ucp_tag_recv_nbx(worker, q->rx, SLOT_RX_BYTES, key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
     memset(&rp, 0, sizeof(rp));
-    q->send_req = ucp_tag_send_nbx(ep, q->tx, q->tx_len, key, &rp);
+    if (q->tail != NULL) {
+        q->iov[0].buffer = q->tx;
+        q->iov[0].length = q->tx_len - q->tail_len;
+        q->iov[1].buffer = (void *)q->tail;
+        q->iov[1].length = q->tail_len;
+        rp.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE;
+        rp.datatype = ucp_dt_make_iov();
+        q->send_req = ucp_tag_send_nbx(ep, q->iov, 2, key, &rp);
+    } else {
+        q->send_req = ucp_tag_send_nbx(ep, q->tx, q->tx_len, key, &rp);
+    }
     q->busy = 1;
     r->inflight++;
     r->stats.bytes_sent += q->tx_len;
@@ -492,8 +543,9 @@ static zero_status_t step_piece(remote_store_t *r, int server, size_t local, siz
     a->wire.begin = local;
     a->wire.count = n;
     zero_optd_encode_step_head(q->tx + ZERO_OPTD_HEADER_BYTES, &a->wire);
-    memcpy(q->tx + ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD,
-           (const unsigned char *)a->step->grad + offset * a->grad_es, n * a->grad_es);
+    /* the gradient goes from the caller's buffer (valid until step_wait): no copy into the slot */
+    q->tail = (const unsigned char *)a->step->grad + offset * a->grad_es;
+    q->tail_len = n * a->grad_es;
     return submit(r, q, ZERO_OPTD_STEP, (uint32_t)(ZERO_OPTD_STEP_HEAD + n * a->grad_es),
                   (unsigned char *)a->step->weights + offset * a->weight_es, n * a->weight_es);
 }
@@ -631,8 +683,8 @@ static void remote_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
     bytes_p->resident += (uint64_t)r->window * (SLOT_TX_BYTES + SLOT_RX_BYTES);
 }
 
-/* Closes @p ep within 1 s: by force (nothing flushed), or flushed first. */
-static void close_ep(remote_store_t *r, ucp_ep_h ep, int force)
+/* Closes @p ep (of @p worker) within 1 s: by force (nothing flushed), or flushed first. */
+static void close_ep(remote_store_t *r, ucp_worker_h worker, ucp_ep_h ep, int force)
 {
     ucp_request_param_t rp;
     void *req;
@@ -643,9 +695,9 @@ static void close_ep(remote_store_t *r, ucp_ep_h ep, int force)
     req = ucp_ep_close_nbx(ep, &rp);
     if (req != NULL && !UCS_PTR_IS_ERR(req)) {
         while (ucp_request_check_status(req) == UCS_INPROGRESS && zero_clock_now() < deadline)
-            ucp_worker_progress(r->worker);
+            progress(r);
         if (ucp_request_check_status(req) == UCS_INPROGRESS)
-            ucp_request_cancel(r->worker, req);
+            ucp_request_cancel(worker, req);
         ucp_request_free(req);
     }
 }
@@ -656,25 +708,25 @@ static void close_link(remote_store_t *r, server_link_t *l)
         /* Not in peer-failure mode: a forced close may upset a live peer
          * (UCX's note on UCP_EP_CLOSE_FLAG_FORCE), so it is flushed unless
          * the server failed. */
-        close_ep(r, l->data_ep, r->failed != ZERO_OK);
+        close_ep(r, r->ucx[DATA].worker, l->data_ep, r->failed != ZERO_OK);
         l->data_ep = NULL;
     }
     if (l->ep != NULL)
-        close_ep(r, l->ep, 1);   /* peer-failure mode: the server sees the close either way */
+        close_ep(r, r->ucx[CTL].worker, l->ep, 1);   /* peer-failure mode: the server sees the close either way */
     l->ep = NULL;
 }
 
 static void remote_destroy(zero_store_t *store)
 {
     remote_store_t *r = (remote_store_t *)store;
-    if (r->worker != NULL && r->failed == ZERO_OK) {
+    if (r->ucx[CTL].worker != NULL && r->failed == ZERO_OK) {
         (void)complete_all(r);
         /* The data connections close first, flushed, while the servers still
          * hold their ends; BYE then goes on the control connection, and the
          * server drops its end of the data connection with it. */
         for (int s = 0; s < r->num_links; s++)
             if (r->links[s].data_ep != NULL) {
-                close_ep(r, r->links[s].data_ep, 0);
+                close_ep(r, r->ucx[DATA].worker, r->links[s].data_ep, 0);
                 r->links[s].data_ep = NULL;
             }
         /* BYE frees the state on the servers at once (they would also see the close) */
@@ -687,8 +739,8 @@ static void remote_destroy(zero_store_t *store)
     }
     while (r->inflight > 0) {   /* after a failure: abandon what is left */
         request_slot_t *q = &r->slots[r->head];
-        request_done(r, &q->send_req);
-        request_done(r, &q->recv_req);
+        request_done(r, q->worker, &q->send_req);
+        request_done(r, q->worker, &q->recv_req);
         r->head = (r->head + 1) % r->window;
         r->inflight--;
     }
@@ -701,10 +753,8 @@ static void remote_destroy(zero_store_t *store)
         zero_mem_free(r->slots[i].tx);
         zero_mem_free(r->slots[i].rx);
     }
-    if (r->worker != NULL)
-        ucp_worker_destroy(r->worker);
-    if (r->context != NULL)
-        ucp_cleanup(r->context);
+    zero_optd_ucx_close(&r->ucx[DATA]);
+    zero_optd_ucx_close(&r->ucx[CTL]);
     zero_free(r);
 }
 
@@ -744,26 +794,6 @@ static int split_address(const char *addr, char *host, size_t host_len, char *po
     return 0;
 }
 
-/* Waits for @p req as wait_on does, without logging or marking the store
- * failed: for the optional data connection, whose failure is no error. */
-static ucs_status_t wait_quiet(remote_store_t *r, server_link_t *l, void *req, double deadline)
-{
-    ucs_status_t st;
-    if (req == NULL)
-        return UCS_OK;
-    if (UCS_PTR_IS_ERR(req))
-        return UCS_PTR_STATUS(req);
-    while ((st = ucp_request_check_status(req)) == UCS_INPROGRESS) {
-        if (l->failed)
-            return l->failed_status;
-        if (zero_clock_now() >= deadline)
-            return UCS_ERR_TIMED_OUT;
-        if (ucp_worker_progress(r->worker) == 0)
-            sleep_on_worker(r, deadline);
-    }
-    return st;
-}
-
 /* Whether @p ai is an address of this host (in this network namespace):
  * binding a socket to it works only then. */
 static int address_is_local(const struct addrinfo *ai)
@@ -790,18 +820,16 @@ static int address_is_local(const struct addrinfo *ai)
 #define DATA_SETUP_S 5.0
 
 /* Same host: opens a connection without peer-failure mode to the data port
- * that HELLO's reply named (UCX 1.13 gives only such endpoints shared
- * memory), and ATTACHes it to the control connection, which stays open so
- * that a dead server is still seen at once (its error handler) and the
- * server sees a dead client. Any failure is logged and leaves the link on
- * its control connection. Opt-in (ZERO_OPTD_SAME_HOST=1): UCX 1.13 aborts a
- * process whose CMA copy (the shared-memory path for large messages) finds
- * its peer dead on such an endpoint, so a rank killed mid-transfer can take
- * its server down, and a server killed mid-reply its rank (docs/optd.md). */
+ * that HELLO's reply named, on the store's shared-memory-only context (UCX
+ * 1.13 gives only such endpoints shared memory; without CMA in the context
+ * a dead peer cannot make UCX abort the process: optd_ucx.h), and ATTACHes
+ * it to the control connection, which stays open so that a dead server is
+ * still seen at once (its error handler) and the server sees a dead client.
+ * Any failure is logged (info) and leaves the link on its control
+ * connection. Only with ZERO_OPTD_SAME_HOST=1 (docs/optd.md says why). */
 static void connect_data(remote_store_t *r, server_link_t *l, const struct addrinfo *ai)
 {
     uint32_t port = zero_get_le32(l->hello_reply);
-    const char *env = getenv("ZERO_OPTD_SAME_HOST");
     double deadline = zero_clock_now() + (r->opts.timeout_s < DATA_SETUP_S ? r->opts.timeout_s : DATA_SETUP_S);
     unsigned char *welcome = l->data_welcome, *msg = l->data_msg, *reply = l->data_reply;
     struct sockaddr_storage sa;
@@ -811,12 +839,23 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     ucp_request_param_t rp;
     ucp_ep_h ep = NULL;
     uint64_t key;
+    ucp_worker_h worker = NULL;
+    const char *data_settings[ZERO_OPTD_DATA_SETTINGS];
     void *rreq, *sreq;
     ucs_status_t st;
     const char *why;
+    int timed_out;
 
-    if (port == 0 || port > 65535 || env == NULL || strcmp(env, "1") != 0 || !address_is_local(ai))
+    if (port == 0 || port > 65535 || !zero_optd_same_host_enabled() || !address_is_local(ai))
         return;
+    zero_optd_data_settings(data_settings);
+    if (r->ucx[DATA].worker == NULL &&
+        zero_optd_ucx_open(&r->ucx[DATA], data_settings, "remote store: the same-host data context") !=
+            ZERO_OK) {
+        why = "no shared-memory UCX context";
+        goto fallback;
+    }
+    worker = r->ucx[DATA].worker;
     memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
     if (ai->ai_family == AF_INET)
         ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)port);
@@ -828,15 +867,15 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     p.sockaddr.addr = (const struct sockaddr *)&sa;
     p.sockaddr.addrlen = ai->ai_addrlen;
     p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-    if (ucp_ep_create(r->worker, &p, &ep) != UCS_OK) {
+    if (ucp_ep_create(worker, &p, &ep) != UCS_OK) {
         ep = NULL;
         why = "no endpoint";
         goto fallback;
     }
     memset(&rp, 0, sizeof(rp));
-    rreq = ucp_tag_recv_nbx(r->worker, welcome, sizeof(l->data_welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
-    st = wait_quiet(r, l, rreq, deadline);
-    request_done(r, &rreq);
+    rreq = ucp_tag_recv_nbx(worker, welcome, sizeof(l->data_welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    st = wait_request(r, l, rreq, deadline, &timed_out);
+    request_done(r, worker, &rreq);
     if (st != UCS_OK) {
         why = "no WELCOME";
         goto fallback;
@@ -850,14 +889,14 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     zero_optd_encode_attach(msg + ZERO_OPTD_HEADER_BYTES, &a);
     memset(reply, 0, sizeof(l->data_reply));
     memset(&rp, 0, sizeof(rp));
-    rreq = ucp_tag_recv_nbx(r->worker, reply, sizeof(l->data_reply), key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    rreq = ucp_tag_recv_nbx(worker, reply, sizeof(l->data_reply), key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
     memset(&rp, 0, sizeof(rp));
     sreq = ucp_tag_send_nbx(ep, msg, sizeof(l->data_msg), key, &rp);
-    st = wait_quiet(r, l, sreq, deadline);
+    st = wait_request(r, l, sreq, deadline, &timed_out);
     if (st == UCS_OK)
-        st = wait_quiet(r, l, rreq, deadline);
-    request_done(r, &sreq);
-    request_done(r, &rreq);
+        st = wait_request(r, l, rreq, deadline, &timed_out);
+    request_done(r, worker, &sreq);
+    request_done(r, worker, &rreq);
     if (st != UCS_OK) {
         why = "no answer to ATTACH";
         goto fallback;
@@ -875,7 +914,7 @@ fallback:
     ZERO_LOG_INFO("remote store: optimizer server %s: no same-host data connection (%s); requests use the first "
                   "connection", l->addr, why);
     if (ep != NULL)
-        close_ep(r, ep, 0);
+        close_ep(r, worker, ep, 0);
 }
 
 /* Endpoint, WELCOME (the key), HELLO (token and the slices it will hold). */
@@ -913,13 +952,14 @@ static zero_status_t connect_link(remote_store_t *r, server_link_t *l)
     p.err_mode = UCP_ERR_HANDLING_MODE_PEER;   /* a dead server must be seen, not waited on */
     p.err_handler.cb = link_error_cb;
     p.err_handler.arg = l;
-    ZERO_UCS_CHECK_GOTO(ucp_ep_create(r->worker, &p, &l->ep), status, out,
+    ZERO_UCS_CHECK_GOTO(ucp_ep_create(r->ucx[CTL].worker, &p, &l->ep), status, out,
                         "remote store: connecting to optimizer server %s", l->addr);
     /* Servers are connected one after another, so the one WELCOME in flight is this server's. */
     memset(&rp, 0, sizeof(rp));
-    req = ucp_tag_recv_nbx(r->worker, welcome, sizeof(l->data_welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    req = ucp_tag_recv_nbx(r->ucx[CTL].worker, welcome, sizeof(l->data_welcome), ZERO_OPTD_TAG_WELCOME,
+                           ~(ucp_tag_t)0, &rp);
     status = wait_on(r, l, req, zero_clock_now() + r->opts.timeout_s, "the connection (WELCOME)");
-    request_done(r, &req);
+    request_done(r, r->ucx[CTL].worker, &req);
     if (status != ZERO_OK)
         goto out;
     l->key = zero_get_le64(welcome);
@@ -981,8 +1021,6 @@ zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero
 {
     zero_status_t status = ZERO_OK;
     remote_store_t *r;
-    ucp_params_t params;
-    ucp_worker_params_t wparams;
 
     if (desc->num_groups < 1 || desc->num_groups > ZERO_DTYPE_COUNT || desc->num_states < 0 ||
         desc->num_states > ZERO_STORE_NUM_FIELDS - 1 || desc->kind != ZERO_MEM_HOST || opts->num_servers < 1 ||
@@ -1007,7 +1045,7 @@ zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero
     }
     r->base.ops = &remote_ops;
     r->base.desc = *desc;
-    r->efd = -1;
+    r->ucx[CTL].efd = r->ucx[DATA].efd = -1;
     r->opts = *opts;
     r->opts.servers = NULL;   /* the caller's; copied into the links */
     r->window = opts->window ? opts->window : 4;
@@ -1045,17 +1083,7 @@ zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero
                                        (void **)&r->slots[i].rx), status, fail);
     }
 
-    memset(&params, 0, sizeof(params));
-    params.field_mask = UCP_PARAM_FIELD_FEATURES;
-    params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;   /* waits sleep on the event descriptor */
-    ZERO_UCS_CHECK_GOTO(ucp_init(&params, NULL, &r->context), status, fail, "remote store: UCX: %s", "ucp_init");
-    memset(&wparams, 0, sizeof(wparams));
-    wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-    wparams.thread_mode = UCS_THREAD_MODE_SINGLE;
-    ZERO_UCS_CHECK_GOTO(ucp_worker_create(r->context, &wparams, &r->worker), status, fail,
-                        "remote store: UCX: %s", "creating the worker");
-    if (ucp_worker_get_efd(r->worker, &r->efd) != UCS_OK)
-        r->efd = -1;
+    ZERO_CHECK_GOTO(zero_optd_ucx_open(&r->ucx[CTL], NULL, "remote store"), status, fail);
     for (int s = 0; s < r->num_links; s++)
         ZERO_CHECK_GOTO(connect_link(r, &r->links[s]), status, fail);
     *store_p = &r->base;

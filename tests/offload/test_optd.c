@@ -248,9 +248,9 @@ static void run_and_compare(zero_store_t *host, zero_store_t *remote, const opti
     zero_free(wb);
 }
 
-/* @p same_host 0: every request on the control connection (the default, as
- * from another host); 1: ZERO_OPTD_SAME_HOST=1, on the same-host data
- * connection. */
+/* @p same_host 0: every request on the control connection
+ * (ZERO_OPTD_SAME_HOST=0, as from another host); 1: on the same-host data
+ * connection (ZERO_OPTD_SAME_HOST=1). */
 static void check_bitwise(int num_servers, int same_host)
 {
     ZERO_TEST_MEM_MARK();
@@ -273,8 +273,7 @@ static void check_bitwise(int num_servers, int same_host)
             desc_init(&desc, 300000 + 17, 1001, optimizer_cases[k].states);
             remote_opts(&o, addrs, num_servers);
             CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
-            if (same_host)
-                setenv("ZERO_OPTD_SAME_HOST", "1", 1);
+            setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
             CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
             unsetenv("ZERO_OPTD_SAME_HOST");
             {
@@ -1214,8 +1213,7 @@ static void check_server_failure(int sig, int same_host)
     desc.num_groups = 1;
     remote_opts(&o, addrs, 1);
     o.timeout_s = 3.0;
-    if (same_host)
-        setenv("ZERO_OPTD_SAME_HOST", "1", 1);
+    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
     CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
     unsetenv("ZERO_OPTD_SAME_HOST");
     {
@@ -1258,6 +1256,95 @@ static void check_server_failure(int sig, int same_host)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* A remote store of STEP_N elements (one group, Adam's two states) on
+ * @p addr, reached over the same-host data connection and stepped once
+ * (fp32): @p st is that step, to repeat. Returns 0, or 2 (no store), 3 (no
+ * data connection), 4 (the step failed); the store is then destroyed. */
+enum { STEP_N = 600000 };
+static float step_grad[STEP_N], step_w[STEP_N];
+
+static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
+                         zero_store_t **remote_p)
+{
+    const char *addrs[1] = {addr};
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_remote_stats_t stats;
+    int rc = 0;
+    *remote_p = NULL;
+    if (zero_optim_ctx_init(ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK)
+        return 2;
+    desc_init(&desc, STEP_N, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 1);
+    o.timeout_s = timeout_s;
+    setenv("ZERO_OPTD_SAME_HOST", "1", 1);
+    if (zero_store_remote_create(&desc, &o, remote_p) != ZERO_OK)
+        rc = 2;
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    if (rc != 0)
+        return rc;
+    zero_store_remote_stats(*remote_p, &stats);
+    step_params(st, ZERO_OPTIMIZER_ADAM, 1, ctx);
+    st->count = STEP_N;
+    st->grad_dtype = ZERO_FP32;
+    st->grad = step_grad;
+    st->weight_dtype = ZERO_FP32;
+    st->weights = step_w;
+    if (stats.same_host_links != 1)
+        rc = 3;
+    else if (zero_store_step_async(*remote_p, st) != ZERO_OK || zero_store_step_wait(*remote_p) != ZERO_OK)
+        rc = 4;
+    if (rc != 0) {
+        zero_store_destroy(*remote_p);
+        *remote_p = NULL;
+    }
+    return rc;
+}
+
+/* The server killed while this client steps without a pause, so that the
+ * kill lands mid-transfer or mid-step: an error naming it within the bound,
+ * and this process lives on (UCX 1.13 aborted the client here when the data
+ * connection's context held CMA: optd_ucx.h). */
+static void test_server_killed_mid_step(void)
+{
+    ZERO_TEST_MEM_MARK();
+    char addr[64];
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    uint64_t mark;
+    zero_status_t status = ZERO_OK;
+    double t_kill = 0.0, took, timeout_s = 3.0;
+    pid_t killer, pid = spawn_optd(addr, sizeof(addr));
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL_FATAL(stepped_store(addr, timeout_s, &ctx, &st, &remote), 0);
+    killer = fork();
+    if (killer == 0) {
+        zero_clock_sleep(0.1);
+        kill(pid, SIGKILL);
+        _exit(0);
+    }
+    CU_ASSERT_FATAL(killer > 0);
+    mark = zero_log_error_mark();
+    for (double t0 = zero_clock_now(); status == ZERO_OK && zero_clock_now() - t0 < 20;) {
+        status = zero_store_step_async(remote, &st);
+        if (status == ZERO_OK)
+            status = zero_store_step_wait(remote);
+        if (t_kill == 0.0 && waitpid(killer, NULL, WNOHANG) == killer)
+            t_kill = zero_clock_now();
+    }
+    took = zero_clock_now() - t_kill;
+    if (t_kill == 0.0)
+        CU_ASSERT_EQUAL(waitpid(killer, NULL, 0), killer);
+    waitpid(pid, NULL, 0);
+    CU_ASSERT(status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT);
+    CU_ASSERT(last_error_has(mark, addr));
+    CU_ASSERT(t_kill == 0.0 || took < timeout_s + 2.0);
+    zero_store_destroy(remote);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 static void test_server_killed(void)
 {
     check_server_failure(SIGKILL, 1);
@@ -1273,85 +1360,88 @@ static void test_server_stalled(void)
     check_server_failure(SIGSTOP, 1);
 }
 
-/* The client process of test_store_client_killed (this binary run with
- * --store-client ADDR): a remote store on the same-host path, one step, then
- * it waits to be killed. Exits 3 if the store does not use the data
- * connection. */
-static int store_client(const char *addr)
+/* The client process of check_store_client_killed (this binary run with
+ * --store-client ADDR, or --store-client-loop ADDR): a remote store on the
+ * same-host path, one step, then it waits to be killed (--store-client-loop:
+ * stepping on). Exits with stepped_store's code if that fails (3: the store
+ * does not use the data connection). */
+static int store_client(const char *addr, int loop)
 {
-    const char *addrs[1] = {addr};
-    zero_store_desc_t desc;
-    zero_store_remote_opts_t o;
-    zero_store_remote_stats_t stats;
     zero_store_t *remote = NULL;
     zero_optim_ctx_t ctx;
     zero_store_async_step_t st;
-    static float grad[600000], w[600000];
-    if (zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK)
-        return 2;
-    desc_init(&desc, 600000, 0, 2);
-    desc.num_groups = 1;
-    remote_opts(&o, addrs, 1);
-    if (zero_store_remote_create(&desc, &o, &remote) != ZERO_OK)
-        return 2;
-    zero_store_remote_stats(remote, &stats);
-    if (stats.same_host_links != 1)
-        return 3;
-    step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
-    st.count = 600000;
-    st.grad_dtype = ZERO_FP32;
-    st.grad = grad;
-    st.weight_dtype = ZERO_FP32;
-    st.weights = w;
-    if (zero_store_step_async(remote, &st) != ZERO_OK || zero_store_step_wait(remote) != ZERO_OK)
-        return 4;
+    int rc = stepped_store(addr, 5.0, &ctx, &st, &remote);
+    if (rc != 0)
+        return rc;
     printf("stepped\n");
     fflush(stdout);
-    for (;;)   /* killed here, between steps: a kill mid-transfer can abort the server (docs/optd.md) */
+    while (loop)   /* killed mid-step: a gradient or the weights on their way */
+        if (zero_store_step_async(remote, &st) != ZERO_OK || zero_store_step_wait(remote) != ZERO_OK)
+            return 4;
+    for (;;)   /* killed here, between steps */
         pause();
 }
 
-/* A client killed between steps on the same-host path (its data connection
- * has no peer-failure mode): the server sees it through the control
- * connection, frees its state, and serves on. */
+/* A client killed on the same-host path (its data connection has no
+ * peer-failure mode): the server sees it through the control connection,
+ * frees its state, and serves on. @p loop 0: killed between steps; 1: while
+ * it steps without a pause, so that the kill lands mid-transfer or mid-step
+ * (UCX 1.13 aborted the server here when the data connection's context held
+ * CMA: optd_ucx.h). @p kills rounds, each on a fresh server, killed at
+ * different moments: a client killed mid-send can stall the server's
+ * shared-memory receive path for later data connections (docs/optd.md), so
+ * a later client on the same server may fall back to its first connection. */
+static void check_store_client_killed(int loop, int kills)
+{
+    for (int k = 0; k < kills; k++) {
+        test_server_t srv;
+        uint64_t idle_bytes;
+        int status, fds[2];
+        char line[32] = "";
+        pid_t pid;
+        FILE *f;
+        CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+        idle_bytes = zero_optd_server_bytes(srv.server);
+        CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+        pid = fork();
+        if (pid == 0) {
+            dup2(fds[1], 1);
+            close(fds[0]);
+            execl("/proc/self/exe", "test_optd", loop ? "--store-client-loop" : "--store-client", srv.addr,
+                  (char *)NULL);
+            _exit(127);
+        }
+        CU_ASSERT_FATAL(pid > 0);
+        close(fds[1]);
+        f = fdopen(fds[0], "r");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), f));   /* it steps (or it ended: its status says why) */
+        CU_ASSERT_STRING_EQUAL(line, "stepped\n");
+        zero_clock_sleep(loop ? 0.02 + 0.07 * k : 0.2);
+        CU_ASSERT(zero_optd_server_bytes(srv.server) > idle_bytes);
+        kill(pid, SIGKILL);
+        CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+        CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        if (!WIFSIGNALED(status))
+            fprintf(stderr, "the client process ended with status 0x%x\n", (unsigned)status);
+        fclose(f);
+        for (double t0 = zero_clock_now();
+             zero_optd_server_bytes(srv.server) != idle_bytes && zero_clock_now() - t0 < 10;)
+            zero_clock_sleep(0.05);
+        CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
+        check_still_serving(srv.addr);
+        server_stop(&srv);
+    }
+}
+
 static void test_store_client_killed(void)
 {
-    test_server_t srv;
-    uint64_t idle_bytes;
-    int status, fds[2];
-    char line[32] = "";
-    pid_t pid;
-    FILE *f;
-    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
-    idle_bytes = zero_optd_server_bytes(srv.server);
-    CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
-    pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        setenv("ZERO_OPTD_SAME_HOST", "1", 1);
-        execl("/proc/self/exe", "test_optd", "--store-client", srv.addr, (char *)NULL);
-        _exit(127);
-    }
-    CU_ASSERT_FATAL(pid > 0);
-    close(fds[1]);
-    f = fdopen(fds[0], "r");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), f));   /* it steps (or it ended: its status says why) */
-    CU_ASSERT_STRING_EQUAL(line, "stepped\n");
-    zero_clock_sleep(0.2);
-    CU_ASSERT(zero_optd_server_bytes(srv.server) > idle_bytes);
-    kill(pid, SIGKILL);
-    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
-    CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    if (!WIFSIGNALED(status))
-        fprintf(stderr, "the client process ended with status 0x%x\n", (unsigned)status);
-    fclose(f);
-    for (double t0 = zero_clock_now(); zero_optd_server_bytes(srv.server) != idle_bytes && zero_clock_now() - t0 < 10;)
-        zero_clock_sleep(0.05);
-    CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
-    check_still_serving(srv.addr);
-    server_stop(&srv);
+    check_store_client_killed(0, 1);
+}
+
+static void test_store_client_killed_mid_step(void)
+{
+    check_store_client_killed(1, 4);
 }
 
 int main(int argc, char **argv)
@@ -1376,7 +1466,9 @@ int main(int argc, char **argv)
         {"a client that stops reading its replies", test_reply_not_read},
         {"server killed: error naming it", test_server_killed_control_only},
         {"server killed, same-host data connection: error naming it", test_server_killed},
+        {"server killed mid-step, same-host data connection: error naming it", test_server_killed_mid_step},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},
+        {"a same-host client killed mid-step: the server serves on", test_store_client_killed_mid_step},
         {"server stalled, same-host data connection: error naming it within the bound", test_server_stalled},
         CU_TEST_INFO_NULL,
     };
@@ -1387,6 +1479,8 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--mid-message-client") == 0)
         return mid_message_client(atoi(argv[2]));
     if (argc == 3 && strcmp(argv[1], "--store-client") == 0)
-        return store_client(argv[2]);
+        return store_client(argv[2], 0);
+    if (argc == 3 && strcmp(argv[1], "--store-client-loop") == 0)
+        return store_client(argv[2], 1);
     return zero_test_main(argc, argv, suites);
 }

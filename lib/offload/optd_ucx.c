@@ -1,0 +1,108 @@
+/*
+ * UCX set-up shared by zero-optd and the remote store (optd_ucx.h).
+ */
+#define ZERO_LOG_MODULE "optd"
+#include "offload/optd_ucx.h"
+#include "util/checks_ucx.h"
+#include "util/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who)
+{
+    zero_status_t status = ZERO_OK;
+    ucp_config_t *config = NULL;
+    ucp_params_t params;
+    ucp_worker_params_t wparams;
+
+    memset(u, 0, sizeof(*u));
+    u->efd = -1;
+    if (settings != NULL) {
+        ZERO_UCS_CHECK_GOTO(ucp_config_read(NULL, NULL, &config), status, fail, "%s: UCX: %s", who,
+                            "reading its configuration");
+        for (int i = 0; settings[i] != NULL && settings[i + 1] != NULL; i += 2)
+            ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, settings[i], settings[i + 1]), status, fail,
+                                "%s: UCX: setting %s=%s", who, settings[i], settings[i + 1]);
+    }
+    memset(&params, 0, sizeof(params));
+    params.field_mask = UCP_PARAM_FIELD_FEATURES;
+    params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;   /* waits sleep on the event descriptor */
+    ZERO_UCS_CHECK_GOTO(ucp_init(&params, config, &u->context), status, fail, "%s: UCX: %s", who, "ucp_init");
+    memset(&wparams, 0, sizeof(wparams));
+    wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wparams.thread_mode = UCS_THREAD_MODE_SINGLE;
+    ZERO_UCS_CHECK_GOTO(ucp_worker_create(u->context, &wparams, &u->worker), status, fail, "%s: UCX: %s", who,
+                        "creating the worker");
+    if (ucp_worker_get_efd(u->worker, &u->efd) != UCS_OK)
+        u->efd = -1;
+    if (config != NULL)
+        ucp_config_release(config);
+    return ZERO_OK;
+fail:
+    if (config != NULL)
+        ucp_config_release(config);
+    zero_optd_ucx_close(u);
+    return status;
+}
+
+void zero_optd_ucx_close(zero_optd_ucx_t *u)
+{
+    if (u->worker != NULL)
+        ucp_worker_destroy(u->worker);
+    if (u->context != NULL)
+        ucp_cleanup(u->context);
+    u->worker = NULL;
+    u->context = NULL;
+    u->efd = -1;
+}
+
+int zero_optd_same_host_enabled(void)
+{
+    const char *env = getenv("ZERO_OPTD_SAME_HOST");
+    return env != NULL && strcmp(env, "1") == 0;
+}
+
+void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])
+{
+    const char *tls = getenv("ZERO_OPTD_DATA_TLS");
+    if (tls != NULL && strstr(tls, "cma") != NULL) {
+        ZERO_LOG_WARN("ZERO_OPTD_DATA_TLS=%s names cma, which can abort the process when its peer dies on the data "
+                      "connection (docs/optd.md): using %s", tls, ZERO_OPTD_DATA_TLS_DEFAULT);
+        tls = NULL;
+    }
+    settings[0] = "TLS";
+    settings[1] = tls != NULL && tls[0] != '\0' ? tls : ZERO_OPTD_DATA_TLS_DEFAULT;
+    /* Every message eager, that is through the shared-memory FIFO: a
+     * rendezvous would move large ones with the context's only one-sided
+     * transport, tcp (there for the connection manager alone: optd_ucx.h),
+     * over the loopback; with RNDV_SCHEME=am UCX 1.13 still did. */
+    settings[2] = "RNDV_THRESH";
+    settings[3] = "inf";
+    settings[4] = NULL;
+}
+
+int zero_optd_ucx_progress(zero_optd_ucx_t *u, int n)
+{
+    int moved = 0;
+    for (int i = 0; i < n; i++)
+        if (u[i].worker != NULL)
+            moved |= ucp_worker_progress(u[i].worker) != 0;
+    return moved;
+}
+
+int zero_optd_ucx_arm(zero_optd_ucx_t *u, int n, struct pollfd *pfd)
+{
+    int added = 0;
+    for (int i = 0; i < n; i++) {
+        if (u[i].worker == NULL)
+            continue;
+        ucs_status_t st = u[i].efd < 0 ? UCS_ERR_UNSUPPORTED : ucp_worker_arm(u[i].worker);
+        if (st == UCS_ERR_BUSY)
+            return -1;   /* events pending */
+        if (st != UCS_OK)
+            return -2;
+        pfd[added++] = (struct pollfd){.fd = u[i].efd, .events = POLLIN};
+    }
+    return added;
+}

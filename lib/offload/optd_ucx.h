@@ -1,0 +1,71 @@
+/*
+ * UCX set-up shared by zero-optd (optd_server.c) and the remote store
+ * (store_remote.c): a context with its worker and event descriptor, and the
+ * second, shared-memory-only context that carries a same-host data
+ * connection (docs/optd.md, "One host: the data connection").
+ *
+ * Why two contexts: a connection must run in peer-failure mode for a dead
+ * peer to be seen, and UCX 1.13 gives such endpoints no shared memory. An
+ * endpoint without it gets shared memory, but in a context that also holds
+ * CMA, UCX 1.13 takes a failed CMA copy to a dead peer as fatal (it aborts
+ * the process). A context limited to the shared-memory FIFO transports
+ * (posix, sysv: the sender copies into a segment the receiver mapped) has no
+ * call that can fail when the peer dies: a dead peer's messages simply stop,
+ * which the control connection (first context, peer-failure mode) reports.
+ */
+#ifndef ZERO_OFFLOAD_OPTD_UCX_H
+#define ZERO_OFFLOAD_OPTD_UCX_H
+
+#include <zero/status.h>
+
+#include <poll.h>
+#include <ucp/api/ucp.h>
+
+/* The data context's transports unless ZERO_OPTD_DATA_TLS names others (a
+ * UCX_TLS value, for measuring other sets; one naming cma is refused with a
+ * warning). posix carries the messages, all of them eager (the sender copies
+ * into the receiver's FIFO segments, the receiver copies out); tcp is there
+ * only because UCX 1.13's connection manager connects a client-server
+ * endpoint only from a context with a transport on the address's network
+ * device ("device lo is not enabled"), and the eager threshold set with it
+ * keeps the data off tcp. */
+#define ZERO_OPTD_DATA_TLS_DEFAULT "posix,tcp"
+#define ZERO_OPTD_DATA_SETTINGS 5   /* entries zero_optd_data_settings fills, the NULL included */
+
+typedef struct zero_optd_ucx {
+    ucp_context_h context;
+    ucp_worker_h worker;
+    int efd;                      /* the worker's event descriptor; -1: none */
+} zero_optd_ucx_t;
+
+/*
+ * Creates a context (tag matching and wake-ups) and a single-threaded worker
+ * in @p u. @p settings: NULL (UCX's own configuration, from the environment)
+ * or name/value pairs of UCX settings without the UCX_ prefix, ending with
+ * NULL, which win over the environment's (zero_optd_data_settings for the
+ * data context). @p who prefixes the error logged.
+ * Errors: the UCX failure, translated and logged; @p u is then left empty.
+ */
+zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who);
+/* Destroys what zero_optd_ucx_open created (an empty @p u too). */
+void zero_optd_ucx_close(zero_optd_ucx_t *u);
+
+/* Whether same-host data connections are wanted: only with
+ * ZERO_OPTD_SAME_HOST=1 (opt-in: a client killed mid-send can stall the
+ * server's shared-memory receive path, docs/optd.md). */
+int zero_optd_same_host_enabled(void);
+/* The data context's settings for zero_optd_ucx_open: its transports
+ * ($ZERO_OPTD_DATA_TLS or ZERO_OPTD_DATA_TLS_DEFAULT) and no rendezvous. */
+void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS]);
+
+/* Progresses every opened worker of @p u[0..n); returns whether anything happened. */
+int zero_optd_ucx_progress(zero_optd_ucx_t *u, int n);
+/*
+ * Arms every opened worker of @p u[0..n) for a sleep and adds their event
+ * descriptors to @p pfd (room for n). Returns the number added; -1 when a
+ * worker has events pending (progress instead of sleeping); -2 when one has
+ * no event descriptor or cannot be armed (sleep briefly without them).
+ */
+int zero_optd_ucx_arm(zero_optd_ucx_t *u, int n, struct pollfd *pfd);
+
+#endif /* ZERO_OFFLOAD_OPTD_UCX_H */
