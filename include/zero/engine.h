@@ -716,6 +716,9 @@ typedef struct zero_engine_memory {
                                  the staging slots, which pools holds from setup on; a trainer that
                                  marks no gradient ready before zero_backward_end holds every bucket
                                  at once and gets one-off buffers beyond them) */
+    uint64_t offload_pinned; /**< offload_optimizer "cpu" for a device rank: page-locked host transfer slots
+                                 (host memory, not in total; the device staging buffers of that store count in
+                                 pools and total, the state it keeps in host memory in none of these) */
 } zero_engine_memory_t;
 
 /** Fills *memory_p with the engine's current accounting. */

@@ -6,6 +6,7 @@
 #include "offload/store_cpu.h"
 #include "offload/store_nvme.h"
 #include "offload/store_remote.h"
+#include "util/alloc.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -84,6 +85,17 @@ int zero_store_has_step_async(const zero_store_t *store)
 int zero_store_prefers_step(const zero_store_t *store)
 {
     return store->ops->step_async != NULL && store->ops->prefer_step;
+}
+
+int zero_store_steps_at(const zero_store_t *store, int group, size_t begin, size_t *run_end_p)
+{
+    size_t end = SIZE_MAX;
+    int here = zero_store_prefers_step(store);
+    if (here && store->ops->steps_at != NULL)
+        here = store->ops->steps_at(store, group, begin, &end);
+    if (run_end_p != NULL)
+        *run_end_p = end;
+    return here;
 }
 
 zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const zero_optim_hparams_t *hp)
@@ -395,6 +407,32 @@ static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_sto
     params.threads = opts->threads > 0 ? opts->threads : 1;
     params.pin_limit = pin_limit_from_env();
     params.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : STORE_DEFAULT_TIMEOUT_S;
+    if (opts->buckets != NULL && opts->num_buckets > 0 && opts->ratio < 1.0) {
+        zero_status_t status;
+        int count;
+        unsigned char *offloaded = zero_calloc((size_t)opts->num_buckets, 1);
+        if (offloaded == NULL) {
+            ZERO_LOG_ERROR("rank %d: out of memory", opts->rank);
+            return ZERO_ERR_NO_MEMORY;
+        }
+        /* no traced arrival order: the backward produces the last buckets first */
+        status = zero_offload_ratio_pick(opts->num_buckets, NULL, opts->ratio, offloaded, &count);
+        if (status == ZERO_OK && count == 0) {
+            /* nothing to offload: the plain store in device memory, stepped by the device kernels */
+            ZERO_LOG_INFO("rank %d: offload_optimizer.ratio %g offloads none of %d buckets: the optimizer state stays "
+                          "in device memory", opts->rank, opts->ratio, opts->num_buckets);
+            status = zero_store_host_create(desc, store_p);
+        } else if (status == ZERO_OK) {
+            ZERO_LOG_INFO("rank %d: offload_optimizer.ratio %g: %d of %d buckets stepped on the CPU", opts->rank,
+                          opts->ratio, count, opts->num_buckets);
+            params.buckets = opts->buckets;
+            params.num_buckets = opts->num_buckets;
+            params.offloaded = offloaded;
+            status = zero_store_cpu_create(desc, &params, store_p);
+        }
+        zero_free(offloaded);
+        return status;
+    }
     return zero_store_cpu_create(desc, &params, store_p);
 }
 

@@ -29,6 +29,7 @@
 #define ZERO_OFFLOAD_STORE_H
 
 #include "optim/optim_hparams.h"
+#include "offload/offload_ratio.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -78,6 +79,9 @@ typedef struct zero_store_range {
 typedef struct zero_store_bytes {
     uint64_t resident;   /* in this process's memory of the store's kind (adopted arrays not counted) */
     uint64_t elsewhere;  /* in files or other processes */
+    /* CPU offload for a device engine: */
+    uint64_t staging;    /* working buffers in memory of the store's kind (device buffers of acquire) */
+    uint64_t pinned;     /* page-locked host transfer slots (also in elsewhere) */
 } zero_store_bytes_t;
 
 /*
@@ -134,6 +138,13 @@ typedef struct zero_store_ops {
     /* Optional: seconds this store's own threads spent in the optimizer
      * kernel so far (CPU offload); NULL: not counted. */
     double (*step_busy)(const zero_store_t *store);
+    /* Optional, with prefer_step: whether the step ops take the piece of
+     * @p group that starts at owned offset @p begin (1), or the engine runs
+     * its own kernels on acquired ranges there (0); *run_end_p gets where
+     * that answer next changes (a piece must end there). NULL: prefer_step
+     * over the whole range (CPU offload at offload_optimizer.ratio < 1 keeps
+     * part of the state in device memory). */
+    int (*steps_at)(const zero_store_t *store, int group, size_t begin, size_t *run_end_p);
 } zero_store_ops_t;
 
 /* The part every store shares; implementations embed it first. */
@@ -165,6 +176,14 @@ typedef struct zero_store_options {
     void *cuda_stream;            /* the trainer's stream (NULL: the legacy default stream) */
     int cuda_device;              /* the rank's device; -1: the calling thread's current one */
     int threads;                  /* CPU threads of the step; 0: 1 */
+    /* offload_optimizer.ratio < 1 (CPU with a device engine): every
+     * bucket's owned slice (in owned order within each group) and the ratio;
+     * the store keeps that fraction of the buckets, those whose gradients
+     * arrive first (zero_offload_ratio_pick), in host memory and the rest in
+     * device memory. NULL buckets: everything in host memory (ratio 1). */
+    const zero_offload_bucket_t *buckets;
+    int num_buckets;
+    double ratio;
 } zero_store_options_t;
 
 /* The device named by a config's offload_optimizer.device. */
@@ -205,6 +224,11 @@ int zero_store_has_step_async(const zero_store_t *store);
 /* Whether the engine should run its elementwise updates through the step ops
  * (ops->prefer_step): the state lives outside this process. */
 int zero_store_prefers_step(const zero_store_t *store);
+/* Whether the engine should hand the piece of @p group starting at owned
+ * offset @p begin to the step ops (ops->steps_at, else prefer_step);
+ * *run_end_p (may be NULL) gets the end of the run with the same answer (no
+ * bound: SIZE_MAX). */
+int zero_store_steps_at(const zero_store_t *store, int group, size_t begin, size_t *run_end_p);
 /*
  * Fills @p step's optimizer and hyper-parameter fields from @p hp (a set of
  * zero_optim_hparams_for_step, this step's values in), leaving the range and

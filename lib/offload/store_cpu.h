@@ -20,6 +20,13 @@
  * the range through device buffers of max_range elements per field, so the
  * engine's device kernels see device memory as with the plain device store;
  * one range at a time.
+ *
+ * offload_optimizer.ratio < 1: only the buckets marked offloaded have their
+ * state in host memory; the others' state is in device memory (packed arrays
+ * of the device's host store), and the store tells the engine (steps_at) to
+ * step those pieces with its own device kernels on acquired ranges, which
+ * are then the device arrays themselves (no staging). A range across both
+ * sides is staged.
  */
 #ifndef ZERO_OFFLOAD_STORE_CPU_H
 #define ZERO_OFFLOAD_STORE_CPU_H
@@ -36,6 +43,12 @@ typedef struct zero_store_cpu_params {
     size_t piece_max;        /* bytes pinned per call at most; 0: 1 GiB */
     size_t pin_limit;        /* bytes pinned in all at most; 0: no limit (ZERO_OFFLOAD_PIN_LIMIT) */
     double timeout_s;        /* step_wait gives up after this long (> 0) */
+    /* ratio < 1 (borrowed for the call): every bucket's owned slice and
+     * whether it is offloaded (zero_offload_ratio_pick); NULL buckets: all
+     * the state in host memory */
+    const zero_offload_bucket_t *buckets;
+    int num_buckets;
+    const unsigned char *offloaded;
 } zero_store_cpu_params_t;
 
 /* The defaults: 4 slots of 1 Mi elements, 1 thread, pinned, 300 s. */

@@ -538,6 +538,23 @@ zero_status_t zero_backward_end(zero_engine_h e)
  * stays at the ZeRO formula: no full-size temporary at any stage.
  */
 
+zero_status_t engine_offload_buckets(zero_engine_h e, zero_offload_bucket_t **buckets_p)
+{
+    zero_offload_bucket_t *buckets = zero_calloc((size_t)(e->layout->num_buckets ? e->layout->num_buckets : 1),
+                                                 sizeof(*buckets));
+    *buckets_p = buckets;
+    if (buckets == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    /* the owned range of a group is its buckets' slices in bucket order (stages 1-3) */
+    for (int b = 0; b < e->layout->num_buckets; b++)
+        buckets[b] = (zero_offload_bucket_t){.group = e->layout->buckets[b].group,
+                                             .begin = zero_layout_bucket_shard_offset(e->layout, b),
+                                             .count = e->layout->buckets[b].length / (size_t)e->own_world};
+    return ZERO_OK;
+}
+
 /* Piece length bound: the store's range bound where it has one (the NVMe
  * store's buffers hold one sub_group_size piece, so each piece is one range,
  * read ahead while the one before is updated), else enough 64 Ki-element
@@ -807,9 +824,13 @@ static zero_status_t check_grads_fused(zero_engine_h e)
 static size_t piece_end(zero_engine_h e, int gi, size_t so, size_t r)
 {
     group_state_t *g = &e->groups[gi];
-    size_t contiguous, end = g->run_start[r + 1];
+    size_t contiguous, end = g->run_start[r + 1], side_end;
     if (end > so + piece_max(e))
         end = so + piece_max(e);
+    /* offload_optimizer.ratio < 1: a piece is stepped by the store or by the engine, never both */
+    (void)zero_store_steps_at(e->store, gi, so, &side_end);
+    if (end > side_end)
+        end = side_end;
     if (e->stage == 1 || e->stage == 2) {
         owned_to_flat(e, gi, so, &contiguous);
         if (end > so + contiguous)
@@ -1085,7 +1106,7 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
     void *weights;
     zero_status_t status, st;
 
-    if (zero_store_prefers_step(e->store)) {
+    if (zero_store_steps_at(e->store, gi, lo, NULL)) {
         zero_store_async_step_t step;
         size_t contiguous;
         memset(&step, 0, sizeof(step));
@@ -1141,45 +1162,59 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
     return status != ZERO_OK ? status : st;
 }
 
-/* The elementwise optimizers: every owned piece of every group through
- * step_range, telling the store about the next piece first, so a store whose
- * state lives elsewhere fetches it while this one is updated. Pieces end at
- * run bounds, so each runs with its parameter group's settings and rate
- * (@p values holds the schedule's rate, the default group's). */
+/* The pieces of group @p gi's owned range through step_range, telling the
+ * store about the next piece first, so a store whose state lives elsewhere
+ * fetches it while this one is updated. Pieces end at run bounds, so each
+ * runs with its parameter group's settings and rate (@p values holds the
+ * schedule's rate, the default group's). @p which: -1 every piece, 1 only
+ * those the store steps (zero_store_steps_at), 0 only the engine's. */
+static zero_status_t step_group(zero_engine_h e, int gi, const zero_optim_step_values_t *values, int which)
+{
+    group_state_t *g = &e->groups[gi];
+    unsigned fields = zero_store_fields(e->store);
+    zero_status_t status = ZERO_OK;
+    size_t so = 0, r = 0, end;
+    if (g->own_length == 0)
+        return ZERO_OK;
+    while (g->run_start[r + 1] <= so)
+        r++;
+    end = piece_end(e, gi, so, r);
+    while (so < g->own_length && status == ZERO_OK) {
+        size_t next = end, next_r = r, next_end = end;
+        if (next < g->own_length) {
+            while (g->run_start[next_r + 1] <= next)
+                next_r++;
+            next_end = piece_end(e, gi, next, next_r);
+            if (which != 1 && !zero_store_steps_at(e->store, gi, next, NULL))
+                status = zero_store_prefetch(e->store, gi, next, next_end - next, fields);
+        }
+        if (status == ZERO_OK && (which < 0 || zero_store_steps_at(e->store, gi, so, NULL) == which)) {
+            zero_optim_step_values_t v = *values;
+            int pg = g->run_param_group[r];
+            v.decay = g->run_decay[r];
+            v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
+            status = step_range(e, gi, so, end, pg, &v);
+        }
+        so = next;
+        r = next_r;
+        end = next_end;
+    }
+    return status;
+}
+
+/* The elementwise optimizers: every owned piece of every group. With a store
+ * that steps pieces itself, in two passes: the store's pieces first, so their
+ * transfers and its CPU step start at once, then the engine's own (CPU
+ * offload at offload_optimizer.ratio < 1), whose device kernels then run
+ * while the store works; one wait at the end. */
 static zero_status_t elementwise_step(zero_engine_h e, const zero_optim_step_values_t *values)
 {
     zero_status_t status = ZERO_OK;
-    unsigned fields = zero_store_fields(e->store);
-    for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
-        group_state_t *g = &e->groups[gi];
-        size_t so = 0, r = 0, end;
-        if (g->own_length == 0)
-            continue;
-        while (g->run_start[r + 1] <= so)
-            r++;
-        end = piece_end(e, gi, so, r);
-        while (so < g->own_length && status == ZERO_OK) {
-            size_t next = end, next_r = r, next_end = end;
-            if (next < g->own_length) {
-                while (g->run_start[next_r + 1] <= next)
-                    next_r++;
-                next_end = piece_end(e, gi, next, next_r);
-                if (!zero_store_prefers_step(e->store))
-                    status = zero_store_prefetch(e->store, gi, next, next_end - next, fields);
-            }
-            if (status == ZERO_OK) {
-                zero_optim_step_values_t v = *values;
-                int pg = g->run_param_group[r];
-                v.decay = g->run_decay[r];
-                v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
-                status = step_range(e, gi, so, end, pg, &v);
-            }
-            so = next;
-            r = next_r;
-            end = next_end;
-        }
-    }
-    if (zero_store_prefers_step(e->store)) {
+    int split = zero_store_prefers_step(e->store);
+    for (int pass = 0; pass < (split ? 2 : 1) && status == ZERO_OK; pass++)
+        for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++)
+            status = step_group(e, gi, values, split ? pass == 0 : -1);
+    if (split) {
         /* every piece submitted: the updated weights are in place once this returns */
         double t0 = zero_clock_now();
         zero_status_t st = zero_store_step_wait(e->store);

@@ -21,6 +21,7 @@
 #include "util/alloc.h"
 #include "util/half.h"
 #include "zero/engine_internal.h"
+#include "zero/engine_step.h"
 
 #include <zero/zero.h>
 
@@ -40,14 +41,39 @@ typedef struct counts {
     int fields_seen;              /* union of the fields acquired */
     int clean_but_changed;        /* clean releases whose data the caller had changed */
     int outstanding;              /* acquired, not released */
+    /* with a placement map (offload_optimizer.ratio < 1): */
+    int acquired_offloaded;       /* acquires that reach into the part the store steps */
+    int stepped_elsewhere;        /* step ranges not wholly inside that part */
+    int stepped_after_acquire;    /* step ranges submitted after an acquire of the same step */
+    int acquired_in_step;         /* acquires since the last step_wait */
 } counts_t;
 
 typedef struct copy_store {
     zero_store_t base;
     zero_store_t *inner;          /* the engine's own store */
     zero_optim_ctx_t optim;       /* the step op's kernels */
+    zero_offload_map_t *map;      /* NULL, or which part the step op takes (the rest: acquired) */
     counts_t counts;
 } copy_store_t;
+
+/* Whether owned [begin, begin + count) of @p group lies wholly on the host side of @p map. */
+static int wholly_offloaded(const zero_offload_map_t *map, int group, size_t begin, size_t count)
+{
+    const zero_offload_extent_t *x = zero_offload_map_find(map, group, begin);
+    return x != NULL && x->on_host && count <= x->begin + x->count - begin;
+}
+
+/* Whether any of owned [begin, begin + count) of @p group is on the host side of @p map. */
+static int touches_offloaded(const zero_offload_map_t *map, int group, size_t begin, size_t count)
+{
+    for (size_t so = begin; so < begin + count;) {
+        const zero_offload_extent_t *x = zero_offload_map_find(map, group, so);
+        if (x == NULL || x->on_host)
+            return 1;
+        so = x->begin + x->count;
+    }
+    return 0;
+}
 
 typedef struct copy_range {
     zero_store_range_t inner;
@@ -80,6 +106,9 @@ static zero_status_t copy_acquire(zero_store_t *store, zero_store_range_t *range
         c->counts.largest = range->count;
     c->counts.outstanding++;
     c->counts.fields_seen |= (int)range->fields;
+    if (c->map != NULL && touches_offloaded(c->map, range->group, range->begin, range->count))
+        c->counts.acquired_offloaded++;
+    c->counts.acquired_in_step++;
     return ZERO_OK;
 }
 
@@ -132,6 +161,8 @@ static void copy_destroy(zero_store_t *store)
 {
     copy_store_t *c = (copy_store_t *)store;
     zero_store_destroy(c->inner);
+    zero_offload_map_free(c->map);
+    zero_free(c->map);
     zero_free(c);
 }
 
@@ -149,6 +180,10 @@ static zero_status_t copy_step(zero_store_t *store, const zero_store_async_step_
     zero_status_t status = zero_store_acquire(c->inner, &r);
     if (status != ZERO_OK)
         return status;
+    if (c->map != NULL && !wholly_offloaded(c->map, st->group, st->begin, st->count))
+        c->counts.stepped_elsewhere++;
+    if (c->counts.acquired_in_step > 0)
+        c->counts.stepped_after_acquire++;
     if (st->grad_dtype != ZERO_FP32) {
         g32 = zero_malloc((st->count ? st->count : 1) * sizeof(float));
         if (g32 == NULL) {
@@ -175,7 +210,19 @@ static zero_status_t copy_step(zero_store_t *store, const zero_store_async_step_
 static zero_status_t copy_step_wait(zero_store_t *store)
 {
     ((copy_store_t *)store)->counts.step_waits++;
+    ((copy_store_t *)store)->counts.acquired_in_step = 0;
     return ZERO_OK;
+}
+
+/* As CPU offload at ratio < 1: the step op takes the map's host side. */
+static int split_steps_at(const zero_store_t *store, int group, size_t begin, size_t *run_end_p)
+{
+    const zero_offload_extent_t *x = zero_offload_map_find(((const copy_store_t *)store)->map, group, begin);
+    CU_ASSERT_PTR_NOT_NULL(x);
+    if (x == NULL)
+        return 1;
+    *run_end_p = x->begin + x->count;
+    return x->on_host;
 }
 
 static const zero_store_ops_t copy_ops = {
@@ -186,6 +233,11 @@ static const zero_store_ops_t copy_ops_with_step = {
     .name = "copying test with step", .acquire = copy_acquire, .release = copy_release,
     .prefetch = copy_prefetch, .bytes = copy_bytes, .destroy = copy_destroy, .step_async = copy_step,
     .step_wait = copy_step_wait, .prefer_step = 1,
+};
+static const zero_store_ops_t copy_ops_split = {
+    .name = "copying test with a split step", .acquire = copy_acquire, .release = copy_release,
+    .prefetch = copy_prefetch, .bytes = copy_bytes, .destroy = copy_destroy, .step_async = copy_step,
+    .step_wait = copy_step_wait, .prefer_step = 1, .steps_at = split_steps_at,
 };
 
 /* Puts the copying store in front of @p e's store (after setup); with
@@ -224,6 +276,9 @@ static void init_fn(const char *name, size_t offset, size_t count, float *out, v
 #define NUM_PARAMS 3
 static const int64_t param_numel[NUM_PARAMS] = {1000, 77, 4100};
 
+/* 1: every parameter decays, so a group is one run and only the buckets cut the step's pieces */
+static int all_decay;
+
 static zero_engine_h make_engine(const char *json, zero_dtype_t dtype, zero_param_h *params)
 {
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
@@ -234,7 +289,7 @@ static zero_engine_h make_engine(const char *json, zero_dtype_t dtype, zero_para
     for (int i = 0; i < NUM_PARAMS; i++) {
         zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_INIT_FN | ZERO_PARAM_FIELD_WEIGHT_DECAY,
                                .name = names[i], .dtype = dtype, .ndim = 1, .shape = {param_numel[i]},
-                               .init_fn = init_fn, .weight_decay = i != 1};
+                               .init_fn = init_fn, .weight_decay = all_decay || i != 1};
         CU_ASSERT_EQUAL_FATAL(zero_param_register(e, &d, &params[i]), ZERO_OK);
     }
     CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
@@ -381,6 +436,72 @@ static void test_store_step_op_runs_the_update(void)
         zero_engine_destroy(a);
         zero_engine_destroy(b);
     }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* offload_optimizer.ratio 0.5 as CPU offload places it (the engine's bucket
+ * slices, zero_offload_ratio_pick, zero_offload_map_build): the engine
+ * hands the step op exactly the offloaded buckets' pieces, never a piece
+ * across the split, all of them before it runs its own kernels on the
+ * others (acquired, never reaching into the offloaded part), and trains to
+ * the same bits as without the split. */
+static void test_ratio_split_step(void)
+{
+    static const store_case_t split_cases[] = {
+        {CFG(1, BF16, ADAMW), ZERO_BF16}, {CFG(2, BF16, SGD), ZERO_BF16}, {CFG(3, BF16, ADAMW), ZERO_BF16},
+        {CFG(1, "", ADAMW), ZERO_FP32},   {CFG(3, "", SGD), ZERO_FP32},
+    };
+    ZERO_TEST_MEM_MARK();
+    all_decay = 1;   /* no run bound at the split: the engine must cut the pieces there itself */
+    for (size_t c = 0; c < sizeof(split_cases) / sizeof(split_cases[0]); c++) {
+        unsigned failures_before = CU_get_number_of_failures();
+        zero_param_h pa[NUM_PARAMS], pb[NUM_PARAMS];
+        zero_engine_h a = make_engine(split_cases[c].json, split_cases[c].dtype, pa);
+        zero_engine_h b = make_engine(split_cases[c].json, split_cases[c].dtype, pb);
+        copy_store_t *store = wrap_store(b, 1);
+        zero_offload_bucket_t *buckets = NULL;
+        unsigned char *offloaded = zero_calloc((size_t)b->layout->num_buckets, 1);
+        size_t own[ZERO_DTYPE_COUNT] = {0}, on_host = 0, on_dev = 0;
+        int count = 0;
+        counts_t seen;
+        store->base.ops = &copy_ops_split;
+        store->map = zero_calloc(1, sizeof(*store->map));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(offloaded);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(store->map);
+        CU_ASSERT_FATAL(b->layout->num_buckets >= 2);   /* reduce_bucket_size 2048: a + b, then c */
+        CU_ASSERT_EQUAL_FATAL(engine_offload_buckets(b, &buckets), ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(zero_offload_ratio_pick(b->layout->num_buckets, NULL, 0.5, offloaded, &count), ZERO_OK);
+        for (int gi = 0; gi < b->layout->num_groups; gi++)
+            own[gi] = b->groups[gi].own_length;
+        CU_ASSERT_EQUAL_FATAL(zero_offload_map_build(b->layout->num_groups, own, b->layout->num_buckets, buckets,
+                                                     offloaded, store->map), ZERO_OK);
+        for (int gi = 0; gi < b->layout->num_groups; gi++) {
+            on_dev += store->map->length[gi][0];
+            on_host += store->map->length[gi][1];
+        }
+        CU_ASSERT(on_host > 0 && on_dev > 0);
+        for (int k = 0; k < 3; k++) {
+            train_step(a, pa, split_cases[c].dtype, k);
+            train_step(b, pb, split_cases[c].dtype, k);
+        }
+        seen = store->counts;   /* before the comparison, which acquires too */
+        assert_same_state(a, b);
+        CU_ASSERT(seen.steps >= 3);
+        CU_ASSERT(seen.acquires >= 3);
+        CU_ASSERT_EQUAL(seen.step_waits, 3);
+        CU_ASSERT_EQUAL(seen.stepped_elsewhere, 0);
+        CU_ASSERT_EQUAL(seen.acquired_offloaded, 0);
+        CU_ASSERT_EQUAL(seen.stepped_after_acquire, 0);
+        CU_ASSERT_EQUAL(store->counts.outstanding, 0);
+        CU_ASSERT_EQUAL(store->counts.clean_but_changed, 0);
+        if (CU_get_number_of_failures() > failures_before)
+            fprintf(stderr, "case %zu: %s\n", c, split_cases[c].json);
+        zero_free(buckets);
+        zero_free(offloaded);
+        zero_engine_destroy(a);
+        zero_engine_destroy(b);
+    }
+    all_decay = 0;
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
@@ -629,6 +750,7 @@ int main(int argc, char **argv)
     CU_TestInfo tests[] = {
         {"the step goes through the store", test_step_goes_through_the_store},
         {"a store's step op runs the update", test_store_step_op_runs_the_update},
+        {"offload_optimizer.ratio 0.5: the store steps its buckets, the engine the rest", test_ratio_split_step},
         {"checkpoints go through the store", test_checkpoint_goes_through_the_store},
         {"a store's range bound holds everywhere", test_range_bound_everywhere},
         {"the store factory", test_store_factory},
