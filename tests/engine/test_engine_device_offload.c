@@ -20,7 +20,13 @@
  *  - a checkpoint saved with offload loads into an engine without it and the
  *    two train on to equal weights;
  *  - pinning refused (ZERO_OFFLOAD_PIN_LIMIT=1): one warning naming the
- *    transfer slots, and the same weights as with pinned slots.
+ *    transfer slots, and the same weights as with pinned slots;
+ *  - offload_optimizer.ratio 0.5 (the last buckets' state on the host, the
+ *    rest stepped by the device kernels): stages 1-3 x fp32/bf16/fp16 AdamW,
+ *    bf16 SGD and Lamb, fp16 with accumulation and clipping, with the same
+ *    tolerances; the memory report holds part of the state in device memory
+ *    (less than without offload) and counts the pinned slots; a checkpoint
+ *    saved at ratio 0.5 loads without offload.
  * Without a CUDA device: exit 77.
  */
 #include "device_trainer.h"
@@ -51,11 +57,13 @@ typedef struct run_cfg {
     int gas;
     double clip;
     int offload;
+    double ratio;   /* offload_optimizer.ratio; 0: not given (1.0) */
 } run_cfg_t;
 
 typedef struct run_out {
     float w[STEPS][1024];
     zero_step_info_t info[STEPS];
+    zero_engine_memory_t mem;
 } run_out_t;
 
 typedef struct trainer {
@@ -83,6 +91,10 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
 {
     const char *params = "{\"lr\": 0.01, \"weight_decay\": 0.1}";
     const char *precision = "";
+    char offload[128] = "";
+    if (c->offload)
+        snprintf(offload, sizeof(offload), ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3%s%.3g}",
+                 c->ratio > 0 ? ", \"ratio\": " : "", c->ratio > 0 ? c->ratio : 0.0);
     if (strcmp(c->opt, "SGD") == 0)
         params = "{\"lr\": 0.05, \"momentum\": 0.9, \"nesterov\": true, \"weight_decay\": 0.01}";
     else if (strcmp(c->opt, "Lion") == 0)
@@ -97,8 +109,7 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
              " \"gradient_clipping\": %g, \"optimizer\": {\"type\": \"%s\", \"params\": %s},"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"sub_group_size\": 100,"
              " \"stage3_param_persistence_threshold\": 10%s}%s}",
-             c->gas, c->clip, c->opt, params, c->stage,
-             c->offload ? ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}" : "", precision);
+             c->gas, c->clip, c->opt, params, c->stage, offload, precision);
 }
 
 static int make_trainer(trainer_t *t, const run_cfg_t *c)
@@ -196,6 +207,8 @@ static int run(const run_cfg_t *c, run_out_t *out)
         CU_ASSERT(timers.offload_overlap >= 0.0 && timers.offload_overlap <= 1.0);
         CU_ASSERT(timers.offload_exposed <= timers.step);
     }
+    if (ok)
+        CU_ASSERT_EQUAL(zero_engine_memory(t.e, &out->mem), ZERO_OK);
     zero_engine_destroy(t.e);
     return ok;
 }
@@ -219,7 +232,8 @@ static void compare(const run_cfg_t *c, const run_out_t *plain, const run_out_t 
             beyond += fabs(a - b) > ulp_of(c->dtype) * fabs(b) + 1e-5 * fabs(b) + 1e-30;
         }
     }
-    printf("\n    offload stage %d %s %s gas %d clip %g: %zu of %zu weights differ%s", c->stage,
+    printf("\n    offload ratio %g stage %d %s %s gas %d clip %g: %zu of %zu weights differ%s",
+           c->ratio > 0 ? c->ratio : 1.0, c->stage,
            c->dtype == ZERO_FP32 ? "fp32" : c->dtype == ZERO_BF16 ? "bf16" : "fp16", c->opt, c->gas, c->clip, differ,
            (size_t)STEPS * total, bitwise ? " (bitwise required)" : "");
     CU_ASSERT_EQUAL(beyond, 0);
@@ -239,7 +253,20 @@ static void run_pair(run_cfg_t c)
     }
     c.offload = 1;
     if (run(&c, off)) {
+        uint64_t state_plain = plain->mem.master + plain->mem.optim_state;
+        uint64_t state_off = off->mem.master + off->mem.optim_state;
         compare(&c, plain, off);
+        /* the pinned slots are counted; ratio < 1 keeps part of the state in device memory */
+        CU_ASSERT(off->mem.offload_pinned > 0);
+        CU_ASSERT_EQUAL(plain->mem.offload_pinned, 0);
+        if (c.ratio > 0 && c.ratio < 1) {
+            /* fp32 at stage 3: without offload the shard is the master, the device part's master is its own */
+            CU_ASSERT(state_off > 0);
+            if (c.dtype != ZERO_FP32 || c.stage != 3)
+                CU_ASSERT(state_off < state_plain);
+        } else {
+            CU_ASSERT_EQUAL(state_off, 0);
+        }
     } else {
         CU_FAIL("the run with CPU offload failed");
     }
@@ -263,11 +290,28 @@ static void test_matrix(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* offload_optimizer.ratio 0.5: part of the buckets stepped on the CPU, the rest on the device. */
+static void test_ratio_half(void)
+{
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    ZERO_TEST_MEM_MARK();
+    for (int stage = 1; stage <= 3; stage++) {
+        for (int d = 0; d < 3; d++)
+            run_pair((run_cfg_t){.stage = stage, .dtype = dtypes[d], .opt = "AdamW", .gas = 1, .ratio = 0.5});
+        run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_BF16, .opt = "SGD", .gas = 1, .ratio = 0.5});
+        run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_BF16, .opt = "Lamb", .gas = 1, .ratio = 0.5});
+        run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_FP16, .opt = "AdamW", .gas = 2, .clip = 0.5,
+                             .ratio = 0.5});
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* A checkpoint with offload, loaded without it: equal weights, and equal after one more step each. */
-static void test_checkpoint_without_offload(void)
+static void checkpoint_without_offload(double ratio)
 {
     char dir[] = "/tmp/zero-device-offload-XXXXXX", cmd[256];
-    run_cfg_t with = {.stage = 2, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 1}, without = with;
+    run_cfg_t with = {.stage = 2, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 1, .ratio = ratio};
+    run_cfg_t without = with;
     static float a[1024], b[1024];
     size_t total = numel(0) + numel(1) + numel(2);
     trainer_t t1, t2;
@@ -288,6 +332,12 @@ static void test_checkpoint_without_offload(void)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     CU_ASSERT_EQUAL(system(cmd), 0);
     ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_checkpoint_without_offload(void)
+{
+    checkpoint_without_offload(0.0);
+    checkpoint_without_offload(0.5);
 }
 
 /* Pinning refused: one warning, pageable slots, the same weights. */
@@ -339,7 +389,8 @@ int main(int argc, char **argv)
     zero_log_set_level(ZERO_LOG_LEVEL_ERROR);
     CU_TestInfo tests[] = {
         {"stages 1-3 x fp32/bf16/fp16 x optimizers: CPU offload as the device engine", test_matrix},
-        {"a checkpoint saved with CPU offload loads without it", test_checkpoint_without_offload},
+        {"ratio 0.5: the first buckets on the CPU, the rest on the device, as the device engine", test_ratio_half},
+        {"a checkpoint saved with CPU offload (ratio 1 and 0.5) loads without it", test_checkpoint_without_offload},
         {"pinning refused: one warning, pageable slots, same weights", test_pinning_refused},
         CU_TEST_INFO_NULL,
     };
