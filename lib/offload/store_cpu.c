@@ -82,51 +82,43 @@ typedef struct cpu_store {
 /* The side of the state an extent is on. */
 static zero_store_t *side(cpu_store_t *c, int on_host) { return on_host ? c->host : c->dev; }
 
-/* One run of a staged acquire: its state into the staging buffers at @p offset. */
-static zero_status_t stage_in_run(void *arg, int on_host, size_t at, size_t offset, size_t count)
+/* One run of a staged range, at @p offset in the staging buffers and @p at
+ * on its side: into the staging buffers (@p back 0: acquire) or back from
+ * them (@p back 1: a dirty release). */
+static zero_status_t stage_run(cpu_store_t *c, int on_host, size_t at, size_t offset, size_t count, int back)
 {
-    cpu_store_t *c = arg;
     zero_store_range_t r = {.group = c->held.group, .begin = at, .count = count, .fields = c->held.fields};
     zero_status_t status = zero_store_acquire(side(c, on_host), &r), st;
+    enum cudaMemcpyKind kind = !on_host ? cudaMemcpyDeviceToDevice
+                               : back   ? cudaMemcpyDeviceToHost
+                                        : cudaMemcpyHostToDevice;
     if (status != ZERO_OK)
         return status;
     for (int f = 0; f < ZERO_STORE_NUM_FIELDS && status == ZERO_OK; f++) {
+        float *stage = c->stage[f] + offset;
         if (!(r.fields & ZERO_STORE_FIELD_BIT(f)))
             continue;
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpyAsync)(c->stage[f] + offset, r.data[f], count * sizeof(float),
-                                                        on_host ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice,
-                                                        c->trainer),
-                             status, out, "cpu offload store: staging field %d of [%zu, +%zu) to the device", f,
-                             c->held.begin + offset, count);
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpyAsync)(back ? r.data[f] : stage, back ? stage : r.data[f],
+                                                        count * sizeof(float), kind, c->trainer),
+                             status, out, "cpu offload store: copying field %d of [%zu, +%zu) %s", f,
+                             c->held.begin + offset, count, back ? "back" : "to the device");
     }
-out:
-    st = zero_store_release(side(c, on_host), &r, 0);
-    return status != ZERO_OK ? status : st;
-}
-
-/* One run of a dirty staged release: the staging buffers at @p offset back to its side. */
-static zero_status_t stage_out_run(void *arg, int on_host, size_t at, size_t offset, size_t count)
-{
-    cpu_store_t *c = arg;
-    zero_store_range_t r = {.group = c->held.group, .begin = at, .count = count, .fields = c->held.fields};
-    zero_status_t status = zero_store_acquire(side(c, on_host), &r), st;
-    if (status != ZERO_OK)
-        return status;
-    for (int f = 0; f < ZERO_STORE_NUM_FIELDS && status == ZERO_OK; f++) {
-        if (!(r.fields & ZERO_STORE_FIELD_BIT(f)))
-            continue;
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpyAsync)(r.data[f], c->stage[f] + offset, count * sizeof(float),
-                                                        on_host ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice,
-                                                        c->trainer),
-                             status, out, "cpu offload store: copying field %d of [%zu, +%zu) back", f,
-                             c->held.begin + offset, count);
-    }
-    if (status == ZERO_OK && on_host)   /* the host values are in place before the host range is released */
+    if (status == ZERO_OK && back && on_host)   /* the host values are in place before the host range is released */
         ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamSynchronize)(c->trainer), status, out,
                              "cpu offload store: copying [%zu, +%zu) back to the host", c->held.begin + offset, count);
 out:
-    st = zero_store_release(side(c, on_host), &r, status == ZERO_OK);
+    st = zero_store_release(side(c, on_host), &r, back && status == ZERO_OK);
     return status != ZERO_OK ? status : st;
+}
+
+static zero_status_t stage_in_run(void *arg, int on_host, size_t at, size_t offset, size_t count)
+{
+    return stage_run(arg, on_host, at, offset, count, 0);
+}
+
+static zero_status_t stage_out_run(void *arg, int on_host, size_t at, size_t offset, size_t count)
+{
+    return stage_run(arg, on_host, at, offset, count, 1);
 }
 
 static zero_status_t cpu_acquire(zero_store_t *store, zero_store_range_t *range)
