@@ -1165,11 +1165,12 @@ static zero_status_t setup_store(zero_engine_h e)
             desc.adopt_master[gi] = (float *)g->params_flat + (size_t)e->own_rank * g->own_length;
         else if (g->dtype == ZERO_FP32 && e->stage == 3 && g->params_shard != NULL)
             desc.adopt_master[gi] = g->params_shard;
-        else
-            master_bytes += (uint64_t)g->own_length * sizeof(float);
-        full_bytes += (uint64_t)g->own_length * sizeof(float) * (uint64_t)desc.num_states;
     }
-    full_bytes += master_bytes;
+    if (param_offload_nvme(e)) {
+        status = setup_param_store(e, opts.timeout_s);
+        if (status != ZERO_OK)
+            return status;
+    }
     if (off->ratio < 1.0 && !e->ops->host_readable && opts.device == ZERO_STORE_DEVICE_CPU) {
         /* offload_optimizer.ratio < 1: the store picks its buckets from their owned slices */
         if ((status = engine_offload_buckets(e, &buckets)) != ZERO_OK)
@@ -1178,11 +1179,6 @@ static zero_status_t setup_store(zero_engine_h e)
         opts.num_buckets = e->layout->num_buckets;
         opts.ratio = off->ratio;
     }
-    if (param_offload_nvme(e)) {
-        status = setup_param_store(e, opts.timeout_s);
-        if (status != ZERO_OK)
-            return status;
-    }
     status = zero_store_create_for(&opts, &desc, &e->store);
     zero_free(buckets);
     if (status != ZERO_OK) {
@@ -1190,8 +1186,16 @@ static zero_status_t setup_store(zero_engine_h e)
         return status;
     }
     /* Accounting as before the store: what it holds in this process's memory,
-     * the master part and the rest (the optimizer states); a store that keeps
-     * part of every field elsewhere (ratio < 1) keeps that share of each. */
+     * the master part (where it did not adopt the weights) and the rest (the
+     * optimizer states); a store that keeps part of every field elsewhere
+     * (ratio < 1) keeps that share of each. */
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        uint64_t field = (uint64_t)e->groups[gi].own_length * sizeof(float);
+        if (e->store->desc.adopt_master[gi] == NULL)
+            master_bytes += field;
+        full_bytes += field * (uint64_t)desc.num_states;
+    }
+    full_bytes += master_bytes;
     zero_store_bytes(e->store, &bytes);
     if (bytes.resident < full_bytes)
         master_bytes = (uint64_t)((double)master_bytes * ((double)bytes.resident / (double)full_bytes));
