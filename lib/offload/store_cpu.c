@@ -357,14 +357,14 @@ static int advance(cpu_store_t *c, zero_status_t *status_p)
 static int wait_pending(cpu_store_t *c, zero_status_t *status_p)
 {
     zero_slot_pipe_t *p = &c->pipe;
-    int in = p->d2h_done < p->d2h_issued, out = p->h2d_done < p->h2d_issued;
+    unsigned which = zero_slot_pipe_wait_for(p);
     cudaEvent_t ev;
     cudaError_t err;
     const char *what;
-    if (!in && !out)
+    if (which == 0)
         return 0;
     /* the gradients first when the CPU step waits for them; else the oldest copy back, which frees a slot */
-    if (in && (p->work_started == p->d2h_done || !out)) {
+    if (which == ZERO_SLOT_COPY_IN) {
         ev = c->in_done[zero_slot_pipe_slot(p, p->d2h_done)];
         what = "copying gradients to the host";
     } else {
