@@ -153,6 +153,17 @@ static int is_training_dtype(zero_dtype_t dtype)
     return dtype == ZERO_FP32 || dtype == ZERO_FP16 || dtype == ZERO_BF16;
 }
 
+int zero_store_can_cancel(const zero_store_t *store) { return store->ops->step_cancel != NULL; }
+
+zero_status_t zero_store_step_cancel(zero_store_t *store)
+{
+    if (store->ops->step_cancel == NULL) {
+        ZERO_LOG_ERROR("%s store: cannot undo its optimizer steps", store->ops->name);
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    return store->ops->step_cancel(store);
+}
+
 zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_step_t *step)
 {
     zero_status_t status;
@@ -182,6 +193,10 @@ zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_
                        store->ops->name, step->group, step->begin, step->count, zero_dtype_string(step->grad_dtype),
                        zero_dtype_string(step->weight_dtype));
         return ZERO_ERR_INVALID_ARG;
+    }
+    if (step->undoable && store->ops->step_cancel == NULL) {
+        ZERO_LOG_ERROR("%s store: an undoable step, but the store cannot undo steps", store->ops->name);
+        return ZERO_ERR_UNSUPPORTED;
     }
     return store->ops->step_async(store, step);
 }

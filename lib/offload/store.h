@@ -110,6 +110,10 @@ typedef struct zero_store_async_step {
     zero_dtype_t weight_dtype;         /* FP32 (a copy of the master) or the 16-bit training dtype */
     void *weights;                     /* [count] of weight_dtype; final after zero_store_step_wait */
     const zero_optim_ctx_t *optim;     /* kernels for stores that run the step in this process */
+    /* 1: keep what this update overwrites (master, states) until the next
+     * step_wait, so zero_store_step_cancel can undo it (the overlap mode,
+     * whose steps start before the step's overflow check); needs step_cancel */
+    int undoable;
 } zero_store_async_step_t;
 
 typedef struct zero_store_ops {
@@ -145,6 +149,10 @@ typedef struct zero_store_ops {
      * over the whole range (CPU offload at offload_optimizer.ratio < 1 keeps
      * part of the state in device memory). */
     int (*steps_at)(const zero_store_t *store, int group, size_t begin, size_t *run_end_p);
+    /* Optional: as step_wait, then undoes every step submitted since the
+     * last wait (each submitted undoable): master, states and the weights it
+     * wrote are as before them. NULL: steps cannot be undone. */
+    zero_status_t (*step_cancel)(zero_store_t *store);
 } zero_store_ops_t;
 
 /* The part every store shares; implementations embed it first. */
@@ -247,6 +255,12 @@ zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_
 double zero_store_step_busy(const zero_store_t *store);
 /* Waits for every step submitted since the last wait; the first error. */
 zero_status_t zero_store_step_wait(zero_store_t *store);
+/* Whether the store can undo its steps (ops->step_cancel). */
+int zero_store_can_cancel(const zero_store_t *store);
+/* Waits for every step submitted since the last wait and undoes them (each
+ * must have been submitted undoable). Errors: ZERO_ERR_UNSUPPORTED (logged)
+ * without the op, or the store's. */
+zero_status_t zero_store_step_cancel(zero_store_t *store);
 /*
  * The kernel of @p step over one slice in this process: the elementwise
  * lib/optim kernel with @p step's hyper-parameters, on fp32 master @p w,

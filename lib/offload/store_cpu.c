@@ -40,6 +40,8 @@ typedef struct cpu_store {
     zero_store_t *host;                        /* the offloaded state: a host store in host memory (packed) */
     zero_store_t *dev;                         /* ratio < 1: the rest, a host store in device memory (packed); or NULL */
     zero_offload_map_t map;                    /* which owned offsets are on which side (offload_ratio.h) */
+    zero_store_desc_t host_desc;               /* host's */
+    zero_store_t *undo;                        /* undoable steps: what they overwrote (host's layout); made on first use */
     int device;
     cudaStream_t trainer;                      /* borrowed */
     cudaStream_t copy_in, copy_out;            /* device -> slot, slot -> device */
@@ -61,7 +63,6 @@ typedef struct cpu_store {
     int thread_started, stop;
     cpu_chunk_t *chunks;
     size_t nchunks, chunks_cap;
-    int in_step;                               /* a step_async since the last step_wait */
     zero_status_t error;                       /* the first, sticky */
     size_t done_pub;                           /* chunks back on the device, as the offload thread last said */
     zero_store_cpu_stats_t stats;              /* published by the offload thread */
@@ -223,6 +224,20 @@ static zero_status_t work_chunk(cpu_store_t *c, const cpu_chunk_t *ch, void *slo
     zero_status_t status = zero_store_acquire(c->host, &r), rel;
     if (status != ZERO_OK)
         return status;
+    if (st->undoable) {
+        /* what the update overwrites, for step_cancel (the overlap mode) */
+        zero_store_range_t u = r;
+        if ((status = zero_store_acquire(c->undo, &u)) == ZERO_OK) {
+            for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+                if (u.data[f] != NULL)
+                    memcpy(u.data[f], r.data[f], st->count * sizeof(float));
+            status = zero_store_release(c->undo, &u, 1);
+        }
+        if (status != ZERO_OK) {
+            (void)zero_store_release(c->host, &r, 0);
+            return status;
+        }
+    }
     if (st->grad_dtype != ZERO_FP32)
         status = zero_store_run_kernel_g16(&c->optim, st, r.data[ZERO_STORE_MASTER], slot,
                                            zero_optim_w16_of(st->grad_dtype), r.data[ZERO_STORE_STATE1],
@@ -446,14 +461,17 @@ static zero_status_t cpu_step_async(zero_store_t *store, const zero_store_async_
         status = c->error;
         goto out;
     }
-    if (!c->in_step) {
-        /* the copies of this step start after everything the trainer's stream holds now (the reductions) */
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)(c->grads_ready, c->trainer), status, out,
-                             "cpu offload store: %s", "recording the gradients' event");
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamWaitEvent)(c->copy_in, c->grads_ready, 0), status, out,
-                             "cpu offload store: %s", "ordering the copies after the gradients");
-        c->in_step = 1;
-    }
+    if (step->undoable && c->undo == NULL && (status = zero_store_host_create(&c->host_desc, &c->undo)) != ZERO_OK)
+        goto out;
+    /* This call's copies start after everything the trainer's stream holds now
+     * (the reductions). Recorded at every call, not once per step: in the
+     * overlap mode each bucket's gradients are handed over as soon as its
+     * reduction is queued, while the backward goes on queueing work. The wait
+     * takes the event as it stands, so one event serves every call. */
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)(c->grads_ready, c->trainer), status, out, "cpu offload store: %s",
+                         "recording the gradients' event");
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamWaitEvent)(c->copy_in, c->grads_ready, 0), status, out,
+                         "cpu offload store: %s", "ordering the copies after the gradients");
     if (c->nchunks + need > c->chunks_cap) {
         size_t cap = c->chunks_cap ? c->chunks_cap : 64;
         cpu_chunk_t *grown;
@@ -484,9 +502,58 @@ out:
     return status;
 }
 
-static zero_status_t cpu_step_wait(zero_store_t *store)
+/* Undoes every chunk of this step (all back on the device, the offload
+ * thread idle): master and states from the undo copy, then the weights the
+ * chunk wrote, made again from the restored master (the 16-bit weights are
+ * the master rounded as the kernels round it; fp32 ones are the master) in
+ * the first slot and copied back to the device. */
+static zero_status_t undo_chunks(cpu_store_t *c)
 {
-    cpu_store_t *c = (cpu_store_t *)store;
+    zero_status_t status = ZERO_OK;
+    void *slot = zero_slot_ring_slot(c->ring, 0);
+    for (size_t k = 0; k < c->nchunks && status == ZERO_OK; k++) {
+        const zero_store_async_step_t *st = &c->chunks[k].step;
+        zero_store_range_t r = {.group = st->group, .begin = st->begin, .count = st->count,
+                                .fields = zero_store_fields(c->host)};
+        zero_store_range_t u = r;
+        size_t bytes = st->count * zero_dtype_size(st->weight_dtype);
+        if (!st->undoable || c->undo == NULL) {
+            ZERO_LOG_ERROR("cpu offload store: cannot undo a step of [%zu, +%zu) submitted without undo", st->begin,
+                           st->count);
+            return ZERO_ERR_STATE;
+        }
+        if ((status = zero_store_acquire(c->host, &r)) != ZERO_OK)
+            return status;
+        if ((status = zero_store_acquire(c->undo, &u)) == ZERO_OK) {
+            for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+                if (r.data[f] != NULL)
+                    memcpy(r.data[f], u.data[f], st->count * sizeof(float));
+            if (st->weight_dtype == ZERO_FP32)
+                memcpy(slot, r.data[ZERO_STORE_MASTER], bytes);
+            else
+                status = zero_optim_to_16(&c->optim, zero_optim_w16_of(st->weight_dtype), slot,
+                                          r.data[ZERO_STORE_MASTER], st->count);
+            (void)zero_store_release(c->undo, &u, 0);
+        }
+        if (status == ZERO_OK &&
+            (ZERO_CUDA(cudaMemcpyAsync)(st->weights, slot, bytes, cudaMemcpyHostToDevice, c->copy_out) != cudaSuccess ||
+             ZERO_CUDA(cudaStreamSynchronize)(c->copy_out) != cudaSuccess)) {
+            ZERO_LOG_ERROR("cpu offload store: restoring %zu bytes of weights on the device: %s", bytes,
+                           ZERO_CUDA(cudaGetErrorString)(ZERO_CUDA(cudaGetLastError)()));
+            status = ZERO_ERR_CUDA;
+        }
+        {
+            zero_status_t st2 = zero_store_release(c->host, &r, 1);
+            if (status == ZERO_OK)
+                status = st2;
+        }
+    }
+    return status;
+}
+
+/* step_wait (@p cancel 0) and step_cancel (1): every chunk back on the device, then undone when cancelled. */
+static zero_status_t finish_step(cpu_store_t *c, int cancel)
+{
     double t0 = zero_clock_now();
     zero_status_t status;
     struct timespec until;
@@ -508,6 +575,8 @@ static zero_status_t cpu_step_wait(zero_store_t *store)
         }
     }
     status = c->error;
+    if (status == ZERO_OK && cancel && (status = undo_chunks(c)) != ZERO_OK)
+        c->error = status;   /* half undone: the state is inconsistent, so the store is failed */
     if (status == ZERO_OK) {
         /* the next step starts where this one's ring position ended */
         unsigned base = c->nchunks > 0 ? zero_slot_pipe_next_base(&c->pipe) : c->pipe.base;
@@ -516,11 +585,14 @@ static zero_status_t cpu_step_wait(zero_store_t *store)
         c->nchunks = 0;
         c->done_pub = 0;
     }
-    c->in_step = 0;
     c->stats.exposed_s += zero_clock_now() - t0;
     pthread_mutex_unlock(&c->lock);
     return status;
 }
+
+static zero_status_t cpu_step_wait(zero_store_t *store) { return finish_step((cpu_store_t *)store, 0); }
+
+static zero_status_t cpu_step_cancel(zero_store_t *store) { return finish_step((cpu_store_t *)store, 1); }
 
 static void cpu_destroy(zero_store_t *store)
 {
@@ -556,6 +628,7 @@ static void cpu_destroy(zero_store_t *store)
     zero_thread_pool_destroy(c->pool);
     zero_store_destroy(c->host);
     zero_store_destroy(c->dev);
+    zero_store_destroy(c->undo);
     zero_offload_map_free(&c->map);
     zero_free(c->chunks);
     pthread_cond_destroy(&c->wake);
@@ -587,6 +660,7 @@ static const zero_store_ops_t cpu_ops = {
     .prefer_step = 1,   /* only gradients and weights should cross PCIe */
     .step_busy = cpu_step_busy,
     .steps_at = cpu_steps_at,
+    .step_cancel = cpu_step_cancel,
 };
 
 /* The slots' events: waited for by the offload thread asleep (wait_pending). */
@@ -646,6 +720,7 @@ zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_st
         dev.length[g] = c->map.length[g][0];
         any_dev = any_dev || dev.length[g] > 0;
     }
+    c->host_desc = host;
     if ((status = zero_store_host_create(&host, &c->host)) != ZERO_OK)
         goto fail;
     /* the rest (ratio < 1): device memory, as without offload */
