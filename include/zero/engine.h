@@ -737,8 +737,9 @@ typedef struct zero_engine_timers {
                                  behind other work; 0 without such a store */
     double offload_overlap; /**< CPU offload for device ranks: the fraction of the offload thread's CPU step
                                  time the trainer did not wait for, max(0, 1 - offload_exposed / CPU step
-                                 time); 0 without it (and near 0 until an overlap mode exists: the step is
-                                 waited for at the boundary) */
+                                 time); 0 without it; near 0 unless offload_optimizer.overlap_step steps
+                                 buckets on the CPU while the backward runs (else the step is waited for at
+                                 the boundary) */
 } zero_engine_timers_t;
 
 /** Fills *timers_p with the engine's accumulated phase times. Thread safety as the engine's other calls. */

@@ -27,6 +27,14 @@
  * step those pieces with its own device kernels on acquired ranges, which
  * are then the device arrays themselves (no staging). A range across both
  * sides is staged.
+ *
+ * The overlap mode (offload_optimizer.overlap_step): steps submitted
+ * undoable while the backward still runs; the offload thread first copies
+ * what each such chunk's update overwrites into an undo copy of the host
+ * arrays (made at the first undoable step), and step_cancel puts it back and
+ * remakes the weights those chunks wrote. Every step_async records its own
+ * event on the trainer's stream, so each call's copies wait for exactly the
+ * work queued before it.
  */
 #ifndef ZERO_OFFLOAD_STORE_CPU_H
 #define ZERO_OFFLOAD_STORE_CPU_H

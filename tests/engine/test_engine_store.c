@@ -496,6 +496,19 @@ static void test_step_goes_through_the_store(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* The end of a case: nothing left acquired, nothing written through a clean
+ * release; the case printed when it failed; both engines destroyed. */
+static void finish_case(const copy_store_t *store, unsigned failures_before, const char *what, size_t c,
+                        zero_engine_h a, zero_engine_h b)
+{
+    CU_ASSERT_EQUAL(store->counts.outstanding, 0);
+    CU_ASSERT_EQUAL(store->counts.clean_but_changed, 0);
+    if (CU_get_number_of_failures() > failures_before)
+        fprintf(stderr, "case %zu: %s\n", c, what);
+    zero_engine_destroy(a);
+    zero_engine_destroy(b);
+}
+
 /* A store with its own step op gets every elementwise update: the engine
  * acquires nothing for it, and the result is the same bits. Lamb still goes
  * through acquire and release. */
@@ -527,12 +540,7 @@ static void test_store_step_op_runs_the_update(void)
             CU_ASSERT_EQUAL(seen.acquires, 0);
             CU_ASSERT_EQUAL(seen.prefetches, 0);
         }
-        CU_ASSERT_EQUAL(store->counts.outstanding, 0);
-        CU_ASSERT_EQUAL(store->counts.clean_but_changed, 0);
-        if (CU_get_number_of_failures() > failures_before)
-            fprintf(stderr, "case %zu: %s\n", c, cases[c].json);
-        zero_engine_destroy(a);
-        zero_engine_destroy(b);
+        finish_case(store, failures_before, cases[c].json, c, a, b);
     }
     ZERO_TEST_ASSERT_NO_LEAK();
 }
@@ -603,12 +611,7 @@ static void test_ratio_split_step(void)
         CU_ASSERT_EQUAL(seen.stepped_elsewhere, 0);
         CU_ASSERT_EQUAL(seen.acquired_offloaded, 0);
         CU_ASSERT_EQUAL(seen.stepped_after_acquire, 0);
-        CU_ASSERT_EQUAL(store->counts.outstanding, 0);
-        CU_ASSERT_EQUAL(store->counts.clean_but_changed, 0);
-        if (CU_get_number_of_failures() > failures_before)
-            fprintf(stderr, "case %zu: %s\n", c, split_cases[c].json);
-        zero_engine_destroy(a);
-        zero_engine_destroy(b);
+        finish_case(store, failures_before, split_cases[c].json, c, a, b);
     }
     all_decay = 0;
     ZERO_TEST_ASSERT_NO_LEAK();
