@@ -27,7 +27,6 @@ void zero_store_cpu_params_default(zero_store_cpu_params_t *params)
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <time.h>
 
 /* One slot's worth of one step_async call. */
