@@ -622,6 +622,7 @@ static void test_ratio_split_step(void)
     ", \"zero_optimization\": {\"stage\": " #stage ", \"reduce_bucket_size\": 2048, \"allgather_bucket_size\": 2048," \
     " \"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}"
 #define FP16 "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 24}, "
+#define WARMUP "\"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_max_lr\": 0.01, \"warmup_num_steps\": 4}}, "
 
 /*
  * offload_optimizer.overlap_step, the engine's side: a copying store with a
@@ -631,7 +632,8 @@ static void test_ratio_split_step(void)
  * backward is still open, undoable; zero_step steps the rest, and an fp16
  * step that overflows (initial scale 2^24: the first two) is undone. The
  * weights, masters and moments equal the engine's without the wrapper bit for
- * bit, at ratio 0.5 and 1, stages 2-3, with accumulation.
+ * bit, at ratio 0.5 and 1, stages 2-3, with accumulation, and with a warmup
+ * schedule (the early step takes the rate zero_step would).
  */
 static void test_overlap_step(void)
 {
@@ -639,6 +641,8 @@ static void test_overlap_step(void)
         {OCFG(2, BF16, ADAMW, 1), ZERO_BF16}, {OCFG(3, BF16, SGD, 2), ZERO_BF16},
         {OCFG(2, FP16, ADAMW, 1), ZERO_FP16}, {OCFG(3, FP16, ADAMW, 2), ZERO_FP16},
         {OCFG(2, "", ADAMW, 2), ZERO_FP32},
+        /* the rate changes every step (and not on a skipped one): the early step must take zero_step's */
+        {OCFG(2, FP16 WARMUP, ADAMW, 1), ZERO_FP16},
     };
     ZERO_TEST_MEM_MARK();
     all_decay = 1;
