@@ -551,6 +551,14 @@ ZERO_API zero_status_t zero_backward_begin(zero_engine_h engine, float *seed_p);
  * A changed gradient makes that check's call return ZERO_ERR_STATE, naming
  * the parameter in zero_engine_last_error(); the engine is then failed
  * (destroy it). See docs/cpp.md for the autograd hooks that get this right.
+ *
+ * With zero_optimization.offload_optimizer.overlap_step (ZERO_MEM_DEVICE,
+ * CPU offload), in the last micro-batch of a step the store may rewrite this
+ * rank's owned slice of the 16-bit weights of a bucket once every parameter
+ * in it is ready, on its own copy stream, ordered only after the work queued
+ * on the trainer's stream before the engine call that hands the bucket over:
+ * queue every kernel of this backward that reads the parameter's weights
+ * (e.g. the input gradient, dX = dY W^T) before marking it ready.
  */
 ZERO_API zero_status_t zero_grad_ready(zero_engine_h engine, zero_param_h param);
 
