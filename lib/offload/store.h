@@ -81,7 +81,7 @@ typedef struct zero_store_bytes {
     uint64_t elsewhere;  /* in files or other processes */
     /* CPU offload for a device engine: */
     uint64_t staging;    /* working buffers in memory of the store's kind (device buffers of acquire) */
-    uint64_t pinned;     /* page-locked host transfer slots (also in elsewhere) */
+    uint64_t pinned;     /* page-locked host transfer slots (host memory; not in elsewhere, which counts the state) */
 } zero_store_bytes_t;
 
 /*
