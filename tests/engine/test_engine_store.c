@@ -685,23 +685,30 @@ static void test_overlap_step(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-/* overlap_step where an early step could differ from zero_step's, or where there is no backward to overlap: refused
- * at setup, naming the key and the reason. */
+/* overlap_step where an early step could differ from zero_step's (clipping, Lamb, a schedule stepped by hand), or
+ * where there is no backward to overlap (stage 1): refused at setup, naming
+ * the key and the reason. */
 static void test_overlap_step_refused(void)
 {
     static const struct {
         const char *json, *reason;
+        int manual_lr;   /* zero_engine_params_t::manual_lr_schedule */
     } refused[] = {
         {"{\"train_batch_size\": 1, \"optimizer\": " ADAMW ", \"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": 2, "
-         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "gradient_clipping 0"},
+         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "gradient_clipping 0", 0},
         {"{\"train_batch_size\": 1, \"optimizer\": " ADAMW ", \"zero_optimization\": {\"stage\": 1, "
-         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "stage 2 or 3"},
+         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "stage 2 or 3", 0},
         {"{\"train_batch_size\": 1, \"optimizer\": " LAMB ", \"zero_optimization\": {\"stage\": 3, "
-         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "Lamb"},
+         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "Lamb", 0},
+        {"{\"train_batch_size\": 1, \"optimizer\": " ADAMW ", \"zero_optimization\": {\"stage\": 2, "
+         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "manual_lr_schedule", 1},
     };
     ZERO_TEST_MEM_MARK();
     for (size_t c = 0; c < sizeof(refused) / sizeof(refused[0]); c++) {
-        zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON, .config_json = refused[c].json};
+        zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON |
+                                                 (refused[c].manual_lr ? ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE : 0),
+                                   .config_json = refused[c].json,
+                                   .manual_lr_schedule = refused[c].manual_lr};
         zero_param_desc_t d = {.name = "w", .dtype = ZERO_FP32, .ndim = 1, .shape = {100}};
         zero_param_h p;
         zero_engine_h e = NULL;
@@ -967,7 +974,7 @@ int main(int argc, char **argv)
         {"a store's step op runs the update", test_store_step_op_runs_the_update},
         {"offload_optimizer.ratio 0.5: the store steps its buckets, the engine the rest", test_ratio_split_step},
         {"offload_optimizer.overlap_step: buckets stepped during the backward, undone on overflow", test_overlap_step},
-        {"offload_optimizer.overlap_step: refused with clipping, at stage 1, with Lamb", test_overlap_step_refused},
+        {"offload_optimizer.overlap_step: refused with clipping, at stage 1, with Lamb, with manual_lr_schedule", test_overlap_step_refused},
         {"checkpoints go through the store", test_checkpoint_goes_through_the_store},
         {"a store's range bound holds everywhere", test_range_bound_everywhere},
         {"the store factory", test_store_factory},
