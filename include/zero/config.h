@@ -211,9 +211,11 @@ typedef struct zero_config_offload_optimizer {
     bool pipeline_read;           /**< false */
     bool pipeline_write;          /**< false */
     bool fast_init;               /**< false */
-    double ratio;                 /**< 1.0 (only 1.0 is supported) */
+    double ratio;                 /**< 1.0: the fraction of the buckets offloaded ("cpu", device ranks) */
     char **servers;               /**< libzero extension: "host:port" of each zero-optd; required for remote */
     uint32_t num_servers;         /**< entries of servers (0 when not given) */
+    bool overlap_step;            /**< false; libzero extension: "cpu" for device ranks steps offloaded buckets
+                                       on the CPU while the backward still runs (stages 2-3, no clipping) */
 } zero_config_offload_optimizer_t;
 
 /** "zero_optimization.offload_param" (stage 3 only). */

@@ -551,6 +551,14 @@ ZERO_API zero_status_t zero_backward_begin(zero_engine_h engine, float *seed_p);
  * A changed gradient makes that check's call return ZERO_ERR_STATE, naming
  * the parameter in zero_engine_last_error(); the engine is then failed
  * (destroy it). See docs/cpp.md for the autograd hooks that get this right.
+ *
+ * With zero_optimization.offload_optimizer.overlap_step (ZERO_MEM_DEVICE,
+ * CPU offload), in the last micro-batch of a step the store may rewrite this
+ * rank's owned slice of the 16-bit weights of a bucket once every parameter
+ * in it is ready, on its own copy stream, ordered only after the work queued
+ * on the trainer's stream before the engine call that hands the bucket over:
+ * queue every kernel of this backward that reads the parameter's weights
+ * (e.g. the input gradient, dX = dY W^T) before marking it ready.
  */
 ZERO_API zero_status_t zero_grad_ready(zero_engine_h engine, zero_param_h param);
 
@@ -718,6 +726,9 @@ typedef struct zero_engine_memory {
                                  the staging slots, which pools holds from setup on; a trainer that
                                  marks no gradient ready before zero_backward_end holds every bucket
                                  at once and gets one-off buffers beyond them) */
+    uint64_t offload_pinned; /**< offload_optimizer "cpu" for a device rank: page-locked host transfer slots
+                                 (host memory, not in total; the device staging buffers of that store count in
+                                 pools and total, the state it keeps in host memory in none of these) */
 } zero_engine_memory_t;
 
 /** Fills *memory_p with the engine's current accounting. */
@@ -736,8 +747,9 @@ typedef struct zero_engine_timers {
                                  behind other work; 0 without such a store */
     double offload_overlap; /**< CPU offload for device ranks: the fraction of the offload thread's CPU step
                                  time the trainer did not wait for, max(0, 1 - offload_exposed / CPU step
-                                 time); 0 without it (and near 0 until an overlap mode exists: the step is
-                                 waited for at the boundary) */
+                                 time); 0 without it; near 0 unless offload_optimizer.overlap_step steps
+                                 buckets on the CPU while the backward runs (else the step is waited for at
+                                 the boundary) */
 } zero_engine_timers_t;
 
 /** Fills *timers_p with the engine's accumulated phase times. Thread safety as the engine's other calls. */

@@ -290,7 +290,9 @@ const config_key_t config_offload_optimizer_keys[] = {
     {KEY("fast_init"), T_BOOL, AT(zero_optimization.offload_optimizer.fast_init), DEF("false"),
      DOC("fast NVMe initialization")},
     {KEY("ratio"), T_NUM(0.0, 1.0, 0), AT(zero_optimization.offload_optimizer.ratio), DEF("1.0"),
-     DOC("only 1.0: partial offload is unsupported")},
+     DOC("the fraction of the buckets whose optimizer state and step go to the CPU (device ranks with `cpu`, stages 1-3: those whose gradients arrive first; the rest stay on the device, [offload.md](offload.md#offload_optimizerratio)); host ranks: no effect")},
+    {KEY("overlap_step"), T_BOOL, AT(zero_optimization.offload_optimizer.overlap_step), DEF("false"),
+     DOC("libzero extension: with `cpu` on a device rank at stage 2 or 3, each offloaded bucket is stepped on the CPU as soon as its gradients are reduced in the last micro-batch, while the backward goes on; needs `gradient_clipping` 0, an elementwise optimizer and the engine's own LR schedule; a step that overflows is undone ([offload.md](offload.md#the-overlap-mode-overlap_step)); host ranks: no effect")},
     {KEY("servers"), T_CUSTOM("array of \"host:port\" strings"),
      DOC("libzero extension: the zero-optd servers of `\"remote\"` ([optd.md](optd.md)); required for `remote` unless `zero-launch --optd` gives them (`ZERO_OPTD_SERVERS`), which a list here overrides")},
     END_OF_ROWS};

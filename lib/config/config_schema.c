@@ -824,7 +824,7 @@ static bool read_nvme_path(config_ctx_t *ctx, node_t *obj, char **out)
 
 static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_offload_optimizer_t *o)
 {
-    node_t *obj, *r;
+    node_t *obj;
     size_t saved;
     bool bad_path;
     if (n == NULL || n->kind == J_NULL)
@@ -836,9 +836,6 @@ static void walk_offload_optimizer(config_ctx_t *ctx, node_t *n, zero_config_off
     read_rows(ctx, obj, config_offload_optimizer_keys);
     read_offload_device(ctx, obj, &o->device);
     bad_path = read_nvme_path(ctx, obj, &o->nvme_path);
-    r = zero_config_json_find(obj, "ratio");
-    if (r && o->ratio < 1.0)
-        UNSUP(ctx, r, "ratio", "partial optimizer offload (ratio < 1) is not implemented by libzero");
     read_servers(ctx, obj, o);
     if (o->device == ZERO_OFFLOAD_REMOTE)
         servers_from_launcher(ctx, obj, o);

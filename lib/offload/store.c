@@ -87,6 +87,17 @@ int zero_store_prefers_step(const zero_store_t *store)
     return store->ops->step_async != NULL && store->ops->prefer_step;
 }
 
+int zero_store_steps_at(const zero_store_t *store, int group, size_t begin, size_t *run_end_p)
+{
+    size_t end = SIZE_MAX;
+    int here = zero_store_prefers_step(store);
+    if (here && store->ops->steps_at != NULL)
+        here = store->ops->steps_at(store, group, begin, &end);
+    if (run_end_p != NULL)
+        *run_end_p = end;
+    return here;
+}
+
 zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const zero_optim_hparams_t *hp)
 {
     switch (hp->kind) {
@@ -160,6 +171,17 @@ static int is_training_dtype(zero_dtype_t dtype)
     return dtype == ZERO_FP32 || dtype == ZERO_FP16 || dtype == ZERO_BF16;
 }
 
+int zero_store_can_cancel(const zero_store_t *store) { return store->ops->step_cancel != NULL; }
+
+zero_status_t zero_store_step_cancel(zero_store_t *store)
+{
+    if (store->ops->step_cancel == NULL) {
+        ZERO_LOG_ERROR("%s store: cannot undo its optimizer steps", store->ops->name);
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    return store->ops->step_cancel(store);
+}
+
 zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_step_t *step)
 {
     zero_status_t status;
@@ -203,6 +225,10 @@ zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_
                        store->ops->name, step->group, step->begin, step->count, zero_dtype_string(step->grad_dtype),
                        zero_dtype_string(step->weight_dtype));
         return ZERO_ERR_INVALID_ARG;
+    }
+    if (step->undoable && store->ops->step_cancel == NULL) {
+        ZERO_LOG_ERROR("%s store: an undoable step, but the store cannot undo steps", store->ops->name);
+        return ZERO_ERR_UNSUPPORTED;
     }
     return store->ops->step_async(store, step);
 }
@@ -521,6 +547,32 @@ static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_sto
             return status;
         nvme.max_range = params.slot_elems;   /* a chunk's range per buffer (chunks never exceed max_range) */
         params.nvme = &nvme;
+    }
+    if (opts->buckets != NULL && opts->num_buckets > 0 && opts->ratio < 1.0) {
+        zero_status_t status;
+        int count;
+        unsigned char *offloaded = zero_calloc((size_t)opts->num_buckets, 1);
+        if (offloaded == NULL) {
+            ZERO_LOG_ERROR("rank %d: out of memory", opts->rank);
+            return ZERO_ERR_NO_MEMORY;
+        }
+        /* no traced arrival order: the backward produces the last buckets first */
+        status = zero_offload_ratio_pick(opts->num_buckets, NULL, opts->ratio, offloaded, &count);
+        if (status == ZERO_OK && count == 0) {
+            /* nothing to offload: the plain store in device memory, stepped by the device kernels */
+            ZERO_LOG_INFO("rank %d: offload_optimizer.ratio %g offloads none of %d buckets: the optimizer state stays "
+                          "in device memory", opts->rank, opts->ratio, opts->num_buckets);
+            status = zero_store_host_create(desc, store_p);
+        } else if (status == ZERO_OK) {
+            ZERO_LOG_INFO("rank %d: offload_optimizer.ratio %g: %d of %d buckets stepped on the CPU", opts->rank,
+                          opts->ratio, count, opts->num_buckets);
+            params.buckets = opts->buckets;
+            params.num_buckets = opts->num_buckets;
+            params.offloaded = offloaded;
+            status = zero_store_cpu_create(desc, &params, store_p);
+        }
+        zero_free(offloaded);
+        return status;
     }
     return zero_store_cpu_create(desc, &params, store_p);
 }

@@ -29,6 +29,7 @@
 #define ZERO_OFFLOAD_STORE_H
 
 #include "optim/optim_hparams.h"
+#include "offload/offload_ratio.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -78,6 +79,9 @@ typedef struct zero_store_range {
 typedef struct zero_store_bytes {
     uint64_t resident;   /* in this process's memory of the store's kind (adopted arrays not counted) */
     uint64_t elsewhere;  /* in files or other processes */
+    /* CPU offload for a device engine: */
+    uint64_t staging;    /* working buffers in memory of the store's kind (device buffers of acquire) */
+    uint64_t pinned;     /* page-locked host transfer slots (host memory; not in elsewhere, which counts the state) */
 } zero_store_bytes_t;
 
 /*
@@ -107,6 +111,10 @@ typedef struct zero_store_async_step {
     void *weights;                     /* [count] of weight_dtype; final after zero_store_step_wait */
     int weights_on_host;               /* a device engine's weights in host memory (offload_param "cpu"):
                                         * the CPU offload store writes them there, not to the device */
+    /* 1: keep what this update overwrites (master, states) until the next
+     * step_wait, so zero_store_step_cancel can undo it (the overlap mode,
+     * whose steps start before the step's overflow check); needs step_cancel */
+    int undoable;
     const zero_optim_ctx_t *optim;     /* kernels for stores that run the step in this process; LAMB: the
                                         * caller's, whose chunk and level its sums follow (every store) */
     /* LAMB, on stores with ops->steps_lamb: one of its two phases over the
@@ -155,6 +163,17 @@ typedef struct zero_store_ops {
     /* Optional: seconds this store's own threads spent in the optimizer
      * kernel so far (CPU offload); NULL: not counted. */
     double (*step_busy)(const zero_store_t *store);
+    /* Optional, with prefer_step: whether the step ops take the piece of
+     * @p group that starts at owned offset @p begin (1), or the engine runs
+     * its own kernels on acquired ranges there (0); *run_end_p gets where
+     * that answer next changes (a piece must end there). NULL: prefer_step
+     * over the whole range (CPU offload at offload_optimizer.ratio < 1 keeps
+     * part of the state in device memory). */
+    int (*steps_at)(const zero_store_t *store, int group, size_t begin, size_t *run_end_p);
+    /* Optional: as step_wait, then undoes every step submitted since the
+     * last wait (each submitted undoable): master, states and the weights it
+     * wrote are as before them. NULL: steps cannot be undone. */
+    zero_status_t (*step_cancel)(zero_store_t *store);
 } zero_store_ops_t;
 
 /* The part every store shares; implementations embed it first. */
@@ -202,6 +221,14 @@ typedef struct zero_store_options {
     int cuda_device;              /* the rank's device; -1: the calling thread's current one */
     int threads;                  /* CPU threads of the step; 0: 1 */
     zero_store_split_hint_t split; /* REMOTE with Lamb: where the step's ranges start */
+    /* offload_optimizer.ratio < 1 (CPU with a device engine): every
+     * bucket's owned slice (in owned order within each group) and the ratio;
+     * the store keeps that fraction of the buckets, those whose gradients
+     * arrive first (zero_offload_ratio_pick), in host memory and the rest in
+     * device memory. NULL buckets: everything in host memory (ratio 1). */
+    const zero_offload_bucket_t *buckets;
+    int num_buckets;
+    double ratio;
 } zero_store_options_t;
 
 /* Bytes of transfer slots that may be pinned in all, from ZERO_OFFLOAD_PIN_LIMIT
@@ -250,6 +277,12 @@ int zero_store_has_step_async(const zero_store_t *store);
 int zero_store_prefers_step(const zero_store_t *store);
 /* Whether the store runs Lamb's phases itself (ops->steps_lamb). */
 int zero_store_steps_lamb(const zero_store_t *store);
+
+/* Whether the engine should hand the piece of @p group starting at owned
+ * offset @p begin to the step ops (ops->steps_at, else prefer_step);
+ * *run_end_p (may be NULL) gets the end of the run with the same answer (no
+ * bound: SIZE_MAX). */
+int zero_store_steps_at(const zero_store_t *store, int group, size_t begin, size_t *run_end_p);
 /*
  * Fills @p step's optimizer and hyper-parameter fields from @p hp (a set of
  * zero_optim_hparams_for_step, this step's values in), leaving the range,
@@ -270,6 +303,12 @@ zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_
 double zero_store_step_busy(const zero_store_t *store);
 /* Waits for every step submitted since the last wait; the first error. */
 zero_status_t zero_store_step_wait(zero_store_t *store);
+/* Whether the store can undo its steps (ops->step_cancel). */
+int zero_store_can_cancel(const zero_store_t *store);
+/* Waits for every step submitted since the last wait and undoes them (each
+ * must have been submitted undoable). Errors: ZERO_ERR_UNSUPPORTED (logged)
+ * without the op, or the store's. */
+zero_status_t zero_store_step_cancel(zero_store_t *store);
 /*
  * The kernel of @p step over one slice in this process: the elementwise
  * lib/optim kernel with @p step's hyper-parameters, on fp32 master @p w,

@@ -27,7 +27,6 @@ void zero_store_cpu_params_default(zero_store_cpu_params_t *params)
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <time.h>
 
 /* One slot's worth of one step_async call. */
@@ -37,7 +36,11 @@ typedef struct cpu_chunk {
 
 typedef struct cpu_store {
     zero_store_t base;
-    zero_store_t *host;                        /* the arrays: a host store in host memory */
+    zero_store_t *host;                        /* the offloaded state: a host store in host memory (packed) */
+    zero_store_t *dev;                         /* ratio < 1: the rest, a host store in device memory (packed); or NULL */
+    zero_offload_map_t map;                    /* which owned offsets are on which side (offload_ratio.h) */
+    zero_store_desc_t host_desc;               /* host's */
+    zero_store_t *undo;                        /* undoable steps: what they overwrote (host's layout); made on first use */
     int device;
     cudaStream_t trainer;                      /* borrowed */
     cudaStream_t copy_in, copy_out;            /* device -> slot, slot -> device */
@@ -45,8 +48,9 @@ typedef struct cpu_store {
     cudaEvent_t *in_done, *out_done;           /* per slot */
     zero_slot_ring_t *ring;
     float *stage[ZERO_STORE_NUM_FIELDS];       /* device staging of acquire, max_range elements each */
-    zero_store_range_t held;                   /* the one acquired range (host side) */
+    zero_store_range_t held;                   /* the one acquired range (owned offsets; direct: the device side's) */
     int holding;
+    int held_direct;                           /* held is a range of dev handed out in place */
     zero_thread_pool_t *pool;
     zero_optim_ctx_t optim;
     double timeout_s;
@@ -58,7 +62,6 @@ typedef struct cpu_store {
     int thread_started, stop;
     cpu_chunk_t *chunks;
     size_t nchunks, chunks_cap;
-    int in_step;                               /* a step_async since the last step_wait */
     zero_status_t error;                       /* the first, sticky */
     size_t done_pub;                           /* chunks back on the device, as the offload thread last said */
     zero_store_cpu_stats_t stats;              /* published by the offload thread */
@@ -69,11 +72,59 @@ typedef struct cpu_store {
 } cpu_store_t;
 
 
-/* ---- acquire / release: staged through device buffers ---- */
+/* ---- acquire / release: staged through device buffers ----
+ *
+ * The staging copies run on the trainer's stream, so they are ordered with
+ * the engine's kernels that read or write the staging buffers there (the
+ * legacy default stream does not order with a non-blocking trainer stream);
+ * a copy to host memory is waited for before its host range is released. */
+
+/* The side of the state an extent is on. */
+static zero_store_t *side(cpu_store_t *c, int on_host) { return on_host ? c->host : c->dev; }
+
+/* One run of a staged range, at @p offset in the staging buffers and @p at
+ * on its side: into the staging buffers (@p back 0: acquire) or back from
+ * them (@p back 1: a dirty release). */
+static zero_status_t stage_run(cpu_store_t *c, int on_host, size_t at, size_t offset, size_t count, int back)
+{
+    zero_store_range_t r = {.group = c->held.group, .begin = at, .count = count, .fields = c->held.fields};
+    zero_status_t status = zero_store_acquire(side(c, on_host), &r), st;
+    enum cudaMemcpyKind kind = !on_host ? cudaMemcpyDeviceToDevice
+                               : back   ? cudaMemcpyDeviceToHost
+                                        : cudaMemcpyHostToDevice;
+    if (status != ZERO_OK)
+        return status;
+    for (int f = 0; f < ZERO_STORE_NUM_FIELDS && status == ZERO_OK; f++) {
+        float *stage = c->stage[f] + offset;
+        if (!(r.fields & ZERO_STORE_FIELD_BIT(f)))
+            continue;
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpyAsync)(back ? r.data[f] : stage, back ? stage : r.data[f],
+                                                        count * sizeof(float), kind, c->trainer),
+                             status, out, "cpu offload store: copying field %d of [%zu, +%zu) %s", f,
+                             c->held.begin + offset, count, back ? "back" : "to the device");
+    }
+    if (status == ZERO_OK && back && on_host)   /* the host values are in place before the host range is released */
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamSynchronize)(c->trainer), status, out,
+                             "cpu offload store: copying [%zu, +%zu) back to the host", c->held.begin + offset, count);
+out:
+    st = zero_store_release(side(c, on_host), &r, back && status == ZERO_OK);
+    return status != ZERO_OK ? status : st;
+}
+
+static zero_status_t stage_in_run(void *arg, int on_host, size_t at, size_t offset, size_t count)
+{
+    return stage_run(arg, on_host, at, offset, count, 0);
+}
+
+static zero_status_t stage_out_run(void *arg, int on_host, size_t at, size_t offset, size_t count)
+{
+    return stage_run(arg, on_host, at, offset, count, 1);
+}
 
 static zero_status_t cpu_acquire(zero_store_t *store, zero_store_range_t *range)
 {
     cpu_store_t *c = (cpu_store_t *)store;
+    const zero_offload_extent_t *x = zero_offload_map_find(&c->map, range->group, range->begin);
     zero_status_t status;
     if (c->holding) {
         ZERO_LOG_ERROR("cpu offload store: a second range acquired while one is held (one at a time)");
@@ -85,43 +136,40 @@ static zero_status_t cpu_acquire(zero_store_t *store, zero_store_range_t *range)
         return ZERO_ERR_INVALID_ARG;
     }
     c->held = *range;
-    if ((status = zero_store_acquire(c->host, &c->held)) != ZERO_OK)
-        return status;
-    for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++) {
-        if (!(range->fields & ZERO_STORE_FIELD_BIT(f)))
-            continue;
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpy)(c->stage[f], c->held.data[f], range->count * sizeof(float),
-                                                   cudaMemcpyHostToDevice),
-                             status, fail, "cpu offload store: staging field %d of [%zu, +%zu) to the device", f,
-                             range->begin, range->count);
-        range->data[f] = c->stage[f];
+    if (x != NULL && !x->on_host && range->count <= x->begin + x->count - range->begin) {
+        /* wholly in device memory (ratio < 1): the device arrays themselves */
+        c->held.begin = x->at + (range->begin - x->begin);
+        if ((status = zero_store_acquire(c->dev, &c->held)) != ZERO_OK)
+            return status;
+        memcpy(range->data, c->held.data, sizeof(range->data));
+        c->held_direct = 1;
+        c->holding = 1;
+        return ZERO_OK;
     }
+    status = zero_offload_map_runs(&c->map, range->group, range->begin, range->count, stage_in_run, c);
+    if (status != ZERO_OK)
+        return status;
+    for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+        if (range->fields & ZERO_STORE_FIELD_BIT(f))
+            range->data[f] = c->stage[f];
+    c->held_direct = 0;
     c->holding = 1;
     return ZERO_OK;
-fail:
-    (void)zero_store_release(c->host, &c->held, 0);
-    return status;
 }
 
 static zero_status_t cpu_release(zero_store_t *store, zero_store_range_t *range, int dirty)
 {
     cpu_store_t *c = (cpu_store_t *)store;
-    zero_status_t status = ZERO_OK, st;
+    zero_status_t status = ZERO_OK;
     (void)range;
     if (!c->holding)
         return ZERO_OK;
-    for (int f = 0; dirty && f < ZERO_STORE_NUM_FIELDS; f++) {
-        if (!(c->held.fields & ZERO_STORE_FIELD_BIT(f)))
-            continue;
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaMemcpy)(c->held.data[f], c->stage[f], c->held.count * sizeof(float),
-                                                   cudaMemcpyDeviceToHost),
-                             status, out, "cpu offload store: copying field %d of [%zu, +%zu) back to the host", f,
-                             c->held.begin, c->held.count);
-    }
-out:
-    st = zero_store_release(c->host, &c->held, dirty);
     c->holding = 0;
-    return status != ZERO_OK ? status : st;
+    if (c->held_direct)
+        return zero_store_release(c->dev, &c->held, dirty);
+    if (dirty)
+        status = zero_offload_map_runs(&c->map, c->held.group, c->held.begin, c->held.count, stage_out_run, c);
+    return status;
 }
 
 static void cpu_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
@@ -129,8 +177,29 @@ static void cpu_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
     const cpu_store_t *c = (const cpu_store_t *)store;
     zero_store_bytes_t inner;
     zero_store_bytes(c->host, &inner);
-    /* the state is in host memory, not in the engine's (device) memory */
+    /* the offloaded state is in host memory, not in the engine's (device) memory */
     bytes_p->elsewhere += inner.resident + inner.elsewhere;
+    if (c->dev != NULL) {
+        zero_store_bytes(c->dev, &inner);
+        bytes_p->resident += inner.resident;
+    }
+    for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+        if (c->stage[f] != NULL)
+            bytes_p->staging += (uint64_t)store->max_range * sizeof(float);
+    bytes_p->pinned += (uint64_t)zero_slot_ring_pinned_slots(c->ring) * zero_slot_ring_slot_bytes(c->ring);
+}
+
+/* Which pieces the engine hands to step_async: those on the host side. */
+static int cpu_steps_at(const zero_store_t *store, int group, size_t begin, size_t *run_end_p)
+{
+    const cpu_store_t *c = (const cpu_store_t *)store;
+    const zero_offload_extent_t *x = zero_offload_map_find(&c->map, group, begin);
+    if (x == NULL) {
+        *run_end_p = SIZE_MAX;
+        return 1;
+    }
+    *run_end_p = x->begin + x->count;
+    return x->on_host;
 }
 
 /* ---- the step: the offload thread runs the pipe over the slot ring ---- */
@@ -154,6 +223,20 @@ static zero_status_t work_chunk(cpu_store_t *c, const cpu_chunk_t *ch, void *slo
     zero_status_t status = zero_store_acquire(c->host, &r), rel;
     if (status != ZERO_OK)
         return status;
+    if (st->undoable) {
+        /* what the update overwrites, for step_cancel (the overlap mode) */
+        zero_store_range_t u = r;
+        if ((status = zero_store_acquire(c->undo, &u)) == ZERO_OK) {
+            for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+                if (u.data[f] != NULL)
+                    memcpy(u.data[f], r.data[f], st->count * sizeof(float));
+            status = zero_store_release(c->undo, &u, 1);
+        }
+        if (status != ZERO_OK) {
+            (void)zero_store_release(c->host, &r, 0);
+            return status;
+        }
+    }
     if (st->grad_dtype != ZERO_FP32)
         status = zero_store_run_kernel_g16(&c->optim, st, r.data[ZERO_STORE_MASTER], slot,
                                            zero_optim_w16_of(st->grad_dtype), r.data[ZERO_STORE_STATE1],
@@ -168,7 +251,7 @@ static zero_status_t work_chunk(cpu_store_t *c, const cpu_chunk_t *ch, void *slo
     return status != ZERO_OK ? status : rel;
 }
 
-/* Whether @p ev completed: 1 yes, 0 not yet, -1 failed (logged). */
+/* Whether @p ev completed: 1 yes, 0 not yet, -1 failed (logged). Never blocks. */
 static int event_done(cudaEvent_t ev, const char *what)
 {
     cudaError_t err = ZERO_CUDA(cudaEventQuery)(ev);
@@ -287,6 +370,48 @@ static int advance(cpu_store_t *c, zero_status_t *status_p)
     return moved;
 }
 
+/*
+ * Nothing could move: sleep until the copy the pipe needs next is done.
+ * Returns 0 when no copy is in flight (then nothing here will wake the
+ * thread but step_async), or -1 when the copy failed (*status_p set).
+ *
+ * Why blocking-sync events (cudaEventBlockingSync, cudaEventSynchronize on
+ * this thread) and not cudaLaunchHostFunc: this thread sleeps in the driver
+ * until the copy's completion interrupt (no 20 us naps, no spinning core next
+ * to the CPU step), the wait returns the copy's own error, and nothing runs on
+ * the driver's single callback thread, which would stall each copy stream
+ * until a host function returned and which does not run host functions after
+ * an error at all (the thread would then only learn of it from a timeout).
+ * The trainer's thread never comes here: it only queues (step_async) and
+ * waits for the whole step (step_wait). Order: each stream runs its copies in
+ * order, and this thread waits for the oldest copy of one stream at a time,
+ * then advance() moves the counters in order.
+ */
+static int wait_pending(cpu_store_t *c, zero_status_t *status_p)
+{
+    zero_slot_pipe_t *p = &c->pipe;
+    unsigned which = zero_slot_pipe_wait_for(p);
+    cudaEvent_t ev;
+    cudaError_t err;
+    const char *what;
+    if (which == 0)
+        return 0;
+    /* the gradients first when the CPU step waits for them; else the oldest copy back, which frees a slot */
+    if (which == ZERO_SLOT_COPY_IN) {
+        ev = c->in_done[zero_slot_pipe_slot(p, p->d2h_done)];
+        what = "copying gradients to the host";
+    } else {
+        ev = c->out_done[zero_slot_pipe_slot(p, p->h2d_done)];
+        what = "copying weights to the device";
+    }
+    err = ZERO_CUDA(cudaEventSynchronize)(ev);
+    if (err == cudaSuccess)
+        return 1;
+    ZERO_LOG_ERROR("cpu offload store: %s: %s", what, ZERO_CUDA(cudaGetErrorString)(err));
+    *status_p = ZERO_ERR_CUDA;
+    return -1;
+}
+
 static void *offload_thread(void *arg)
 {
     cpu_store_t *c = arg;
@@ -315,11 +440,14 @@ static void *offload_thread(void *arg)
         if (c->pipe.h2d_done == c->nchunks)
             pthread_cond_broadcast(&c->done);   /* and wait at the top without letting go of the lock */
         if (!moved) {
-            /* copies in flight: poll again shortly (an event has no host wake-up) */
-            struct timespec nap = {0, 20000};
+            int waited;
             pthread_mutex_unlock(&c->lock);
-            nanosleep(&nap, NULL);
+            waited = wait_pending(c, &status);
             pthread_mutex_lock(&c->lock);
+            if (waited < 0)
+                fail_locked(c, status);
+            else if (waited == 0 && !c->stop && c->pipe.chunks == c->nchunks)
+                pthread_cond_wait(&c->wake, &c->lock);   /* nothing in flight: only new chunks move it */
         }
     }
     pthread_mutex_unlock(&c->lock);
@@ -330,30 +458,42 @@ static zero_status_t cpu_step_async(zero_store_t *store, const zero_store_async_
 {
     cpu_store_t *c = (cpu_store_t *)store;
     size_t per = zero_slot_ring_slot_bytes(c->ring) / zero_dtype_size(step->grad_dtype);
-    size_t need;
+    size_t need, at;
+    const zero_offload_extent_t *x = zero_offload_map_find(&c->map, step->group, step->begin);
+    zero_status_t status = ZERO_OK;
+
     if (per > store->max_range)
         per = store->max_range;   /* a chunk is one range of the arrays (the NVMe store's buffers hold that) */
     need = (step->count + per - 1) / per;
-    zero_status_t status = ZERO_OK;
 
     if (step->grad_dtype != step->weight_dtype) {
         ZERO_LOG_ERROR("cpu offload store: gradients in %s and weights in %s: both are the training dtype",
                        zero_dtype_string(step->grad_dtype), zero_dtype_string(step->weight_dtype));
         return ZERO_ERR_INVALID_ARG;
     }
+    if (x == NULL || !x->on_host || step->count > x->begin + x->count - step->begin) {
+        /* the engine cuts its pieces where steps_at's answer changes */
+        ZERO_LOG_ERROR("cpu offload store: step of [%zu, +%zu) of group %d is not wholly in host memory", step->begin,
+                       step->count, step->group);
+        return ZERO_ERR_INVALID_ARG;
+    }
+    at = x->at + (step->begin - x->begin);   /* where the host side keeps it */
     pthread_mutex_lock(&c->lock);
     if (c->error != ZERO_OK) {
         status = c->error;
         goto out;
     }
-    if (!c->in_step) {
-        /* the copies of this step start after everything the trainer's stream holds now (the reductions) */
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)(c->grads_ready, c->trainer), status, out,
-                             "cpu offload store: %s", "recording the gradients' event");
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamWaitEvent)(c->copy_in, c->grads_ready, 0), status, out,
-                             "cpu offload store: %s", "ordering the copies after the gradients");
-        c->in_step = 1;
-    }
+    if (step->undoable && c->undo == NULL && (status = zero_store_host_create(&c->host_desc, &c->undo)) != ZERO_OK)
+        goto out;
+    /* This call's copies start after everything the trainer's stream holds now
+     * (the reductions). Recorded at every call, not once per step: in the
+     * overlap mode each bucket's gradients are handed over as soon as its
+     * reduction is queued, while the backward goes on queueing work. The wait
+     * takes the event as it stands, so one event serves every call. */
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventRecord)(c->grads_ready, c->trainer), status, out, "cpu offload store: %s",
+                         "recording the gradients' event");
+    ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamWaitEvent)(c->copy_in, c->grads_ready, 0), status, out,
+                         "cpu offload store: %s", "ordering the copies after the gradients");
     if (c->nchunks + need > c->chunks_cap) {
         size_t cap = c->chunks_cap ? c->chunks_cap : 64;
         cpu_chunk_t *grown;
@@ -372,7 +512,7 @@ static zero_status_t cpu_step_async(zero_store_t *store, const zero_store_async_
         cpu_chunk_t *ch = &c->chunks[c->nchunks++];
         size_t off = k * per;
         ch->step = *step;
-        ch->step.begin = step->begin + off;
+        ch->step.begin = at + off;   /* host side offsets from here on */
         ch->step.count = step->count - off < per ? step->count - off : per;
         ch->step.grad = (const char *)step->grad + off * zero_dtype_size(step->grad_dtype);
         ch->step.weights = (char *)step->weights + off * zero_dtype_size(step->weight_dtype);
@@ -384,9 +524,58 @@ out:
     return status;
 }
 
-static zero_status_t cpu_step_wait(zero_store_t *store)
+/* Undoes every chunk of this step (all back on the device, the offload
+ * thread idle): master and states from the undo copy, then the weights the
+ * chunk wrote, made again from the restored master (the 16-bit weights are
+ * the master rounded as the kernels round it; fp32 ones are the master) in
+ * the first slot and copied back to the device. */
+static zero_status_t undo_chunks(cpu_store_t *c)
 {
-    cpu_store_t *c = (cpu_store_t *)store;
+    zero_status_t status = ZERO_OK;
+    void *slot = zero_slot_ring_slot(c->ring, 0);
+    for (size_t k = 0; k < c->nchunks && status == ZERO_OK; k++) {
+        const zero_store_async_step_t *st = &c->chunks[k].step;
+        zero_store_range_t r = {.group = st->group, .begin = st->begin, .count = st->count,
+                                .fields = zero_store_fields(c->host)};
+        zero_store_range_t u = r;
+        size_t bytes = st->count * zero_dtype_size(st->weight_dtype);
+        if (!st->undoable || c->undo == NULL) {
+            ZERO_LOG_ERROR("cpu offload store: cannot undo a step of [%zu, +%zu) submitted without undo", st->begin,
+                           st->count);
+            return ZERO_ERR_STATE;
+        }
+        if ((status = zero_store_acquire(c->host, &r)) != ZERO_OK)
+            return status;
+        if ((status = zero_store_acquire(c->undo, &u)) == ZERO_OK) {
+            for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+                if (r.data[f] != NULL)
+                    memcpy(r.data[f], u.data[f], st->count * sizeof(float));
+            if (st->weight_dtype == ZERO_FP32)
+                memcpy(slot, r.data[ZERO_STORE_MASTER], bytes);
+            else
+                status = zero_optim_to_16(&c->optim, zero_optim_w16_of(st->weight_dtype), slot,
+                                          r.data[ZERO_STORE_MASTER], st->count);
+            (void)zero_store_release(c->undo, &u, 0);
+        }
+        if (status == ZERO_OK &&
+            (ZERO_CUDA(cudaMemcpyAsync)(st->weights, slot, bytes, cudaMemcpyHostToDevice, c->copy_out) != cudaSuccess ||
+             ZERO_CUDA(cudaStreamSynchronize)(c->copy_out) != cudaSuccess)) {
+            ZERO_LOG_ERROR("cpu offload store: restoring %zu bytes of weights on the device: %s", bytes,
+                           ZERO_CUDA(cudaGetErrorString)(ZERO_CUDA(cudaGetLastError)()));
+            status = ZERO_ERR_CUDA;
+        }
+        {
+            zero_status_t st2 = zero_store_release(c->host, &r, 1);
+            if (status == ZERO_OK)
+                status = st2;
+        }
+    }
+    return status;
+}
+
+/* step_wait (@p cancel 0) and step_cancel (1): every chunk back on the device, then undone when cancelled. */
+static zero_status_t finish_step(cpu_store_t *c, int cancel)
+{
     double t0 = zero_clock_now();
     zero_status_t status;
     struct timespec until;
@@ -408,6 +597,8 @@ static zero_status_t cpu_step_wait(zero_store_t *store)
         }
     }
     status = c->error;
+    if (status == ZERO_OK && cancel && (status = undo_chunks(c)) != ZERO_OK)
+        c->error = status;   /* half undone: the state is inconsistent, so the store is failed */
     if (status == ZERO_OK) {
         /* the next step starts where this one's ring position ended */
         unsigned base = c->nchunks > 0 ? zero_slot_pipe_next_base(&c->pipe) : c->pipe.base;
@@ -416,11 +607,14 @@ static zero_status_t cpu_step_wait(zero_store_t *store)
         c->nchunks = 0;
         c->done_pub = 0;
     }
-    c->in_step = 0;
     c->stats.exposed_s += zero_clock_now() - t0;
     pthread_mutex_unlock(&c->lock);
     return status;
 }
+
+static zero_status_t cpu_step_wait(zero_store_t *store) { return finish_step((cpu_store_t *)store, 0); }
+
+static zero_status_t cpu_step_cancel(zero_store_t *store) { return finish_step((cpu_store_t *)store, 1); }
 
 static void cpu_destroy(zero_store_t *store)
 {
@@ -455,6 +649,9 @@ static void cpu_destroy(zero_store_t *store)
     zero_slot_ring_destroy(c->ring);
     zero_thread_pool_destroy(c->pool);
     zero_store_destroy(c->host);
+    zero_store_destroy(c->dev);
+    zero_store_destroy(c->undo);
+    zero_offload_map_free(&c->map);
     zero_free(c->chunks);
     pthread_cond_destroy(&c->wake);
     pthread_cond_destroy(&c->done);
@@ -491,12 +688,18 @@ static const zero_store_ops_t cpu_ops = {
     .step_wait = cpu_step_wait,
     .prefer_step = 1,   /* only gradients and weights should cross PCIe */
     .step_busy = cpu_step_busy,
+    .steps_at = cpu_steps_at,
+    .step_cancel = cpu_step_cancel,
 };
+
+/* The slots' events: waited for by the offload thread asleep (wait_pending). */
+static const unsigned slot_event_flags = cudaEventDisableTiming | cudaEventBlockingSync;
 
 zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_store_cpu_params_t *params,
                                     zero_store_t **store_p)
 {
-    zero_store_desc_t host = *desc;
+    zero_store_desc_t host = *desc, dev = *desc;
+    int any_dev = 0;
     zero_slot_ring_params_t rp;
     zero_status_t status;
     cpu_store_t *c;
@@ -533,12 +736,27 @@ zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_st
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(c->device), status, fail, "cpu offload store: cudaSetDevice(%d)",
                          c->device);
 
-    /* the arrays: ordinary host memory, never pinned (only the ring is), or the NVMe store's file */
+    /* which owned ranges are offloaded (all of them without a bucket list) */
+    if ((status = zero_offload_map_build(desc->num_groups, desc->length, params->buckets != NULL ? params->num_buckets : 0,
+                                         params->buckets, params->offloaded, &c->map)) != ZERO_OK)
+        goto fail;
+    /* the offloaded arrays: ordinary host memory, never pinned (only the ring is), or the NVMe
+     * store's file */
     host.kind = ZERO_MEM_HOST;
     memset(host.adopt_master, 0, sizeof(host.adopt_master));
+    memset(dev.adopt_master, 0, sizeof(dev.adopt_master));
+    for (int g = 0; g < desc->num_groups; g++) {
+        host.length[g] = c->map.length[g][1];
+        dev.length[g] = c->map.length[g][0];
+        any_dev = any_dev || dev.length[g] > 0;
+    }
+    c->host_desc = host;
     status = params->nvme != NULL ? zero_store_nvme_create(&host, params->nvme, &c->host)
                                   : zero_store_host_create(&host, &c->host);
     if (status != ZERO_OK)
+        goto fail;
+    /* the rest (ratio < 1): device memory, as without offload */
+    if (any_dev && (status = zero_store_host_create(&dev, &c->dev)) != ZERO_OK)
         goto fail;
 
     memset(&rp, 0, sizeof(rp));
@@ -571,9 +789,9 @@ zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_st
         goto fail;
     }
     for (unsigned i = 0; i < slots; i++) {
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&c->in_done[i], cudaEventDisableTiming), status,
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&c->in_done[i], slot_event_flags), status,
                              fail, "cpu offload store: %s", "creating an event");
-        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&c->out_done[i], cudaEventDisableTiming), status,
+        ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaEventCreateWithFlags)(&c->out_done[i], slot_event_flags), status,
                              fail, "cpu offload store: %s", "creating an event");
     }
     if ((status = zero_thread_pool_create(params->threads, &c->pool)) != ZERO_OK ||

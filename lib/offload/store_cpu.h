@@ -26,6 +26,21 @@
  * the range through device buffers of max_range elements per field, so the
  * engine's device kernels see device memory as with the plain device store;
  * one range at a time.
+ *
+ * offload_optimizer.ratio < 1: only the buckets marked offloaded have their
+ * state in host memory; the others' state is in device memory (packed arrays
+ * of the device's host store), and the store tells the engine (steps_at) to
+ * step those pieces with its own device kernels on acquired ranges, which
+ * are then the device arrays themselves (no staging). A range across both
+ * sides is staged.
+ *
+ * The overlap mode (offload_optimizer.overlap_step): steps submitted
+ * undoable while the backward still runs; the offload thread first copies
+ * what each such chunk's update overwrites into an undo copy of the host
+ * arrays (made at the first undoable step), and step_cancel puts it back and
+ * remakes the weights those chunks wrote. Every step_async records its own
+ * event on the trainer's stream, so each call's copies wait for exactly the
+ * work queued before it.
  */
 #ifndef ZERO_OFFLOAD_STORE_CPU_H
 #define ZERO_OFFLOAD_STORE_CPU_H
@@ -49,6 +64,12 @@ typedef struct zero_store_cpu_params {
      * range read while this one is stepped (max_range at least slot_elems);
      * NULL: host memory */
     const zero_store_nvme_params_t *nvme;
+    /* ratio < 1 (borrowed for the call): every bucket's owned slice and
+     * whether it is offloaded (zero_offload_ratio_pick); NULL buckets: all
+     * the state in host memory */
+    const zero_offload_bucket_t *buckets;
+    int num_buckets;
+    const unsigned char *offloaded;
 } zero_store_cpu_params_t;
 
 /* The defaults: 4 slots of 1 Mi elements, 1 thread, pinned, 300 s. */

@@ -180,12 +180,23 @@ static zero_status_t check_g16(const char *what, const zero_optim_slice_t *s, co
     return ZERO_OK;
 }
 
-/* Widens the block of [i, e) that starts at @p i into @p g; its length. */
-static size_t g16_block(const zero_optim_ctx_t *ctx, const g16_src_t *g16, float *g, size_t i, size_t e)
+/* A kernel over elements [i, i + m) of a job's slice with fp32 gradients @p g
+ * (g[0] is element i's): each optimizer's one call of its dispatch entry. */
+typedef void (*g32_block_fn)(void *job, size_t i, const float *g, size_t m);
+
+/* The 16-bit path of every chunk function: [b, e) widened a block at a time
+ * into the worker's stack, each block handed to @p fn. Each block's
+ * gradients are read before @p fn writes its 16-bit weights, so the weights
+ * may overwrite the gradients' own buffer (a CPU offload slot). */
+static void g16_blocks(const zero_optim_ctx_t *ctx, const g16_src_t *g16, size_t b, size_t e, g32_block_fn fn,
+                       void *job)
 {
-    size_t m = e - i < G16_BLOCK ? e - i : G16_BLOCK;
-    ctx->dsp.from_16[g16->type](g, g16->g + i, m);
-    return m;
+    float g[G16_BLOCK];
+    for (size_t i = b, m; i < e; i += m) {
+        m = e - i < G16_BLOCK ? e - i : G16_BLOCK;
+        ctx->dsp.from_16[g16->type](g, g16->g + i, m);
+        fn(job, i, g, m);
+    }
 }
 
 /* ---- Adam / AdamW ---- */
@@ -211,22 +222,25 @@ typedef struct adam_job {
     zero_adam_k_t k;
 } adam_job_t;
 
+static void adam_block(void *raw, size_t i, const float *g, size_t m)
+{
+    adam_job_t *j = raw;
+    const zero_optim_slice_t *s = j->s;
+    j->ctx->dsp.adam(&j->k, s->w + i, g, s->s1 + i, s->s2 + i, w16_at(s, i), (int)s->w16_type, m);
+}
+
 static void adam_chunk(void *raw, size_t task, size_t b, size_t e)
 {
     adam_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
     (void)task;
-    if (j->g16.g != NULL) {
-        float g[G16_BLOCK];
-        for (size_t i = b, m; i < e; i += m) {
-            m = g16_block(j->ctx, &j->g16, g, i, e);
-            j->ctx->dsp.adam(&j->k, s->w + i, g, s->s1 + i, s->s2 + i, w16_at(s, i), (int)s->w16_type, m);
-        }
-    } else if (j->g_add)
+    if (j->g16.g != NULL)
+        g16_blocks(j->ctx, &j->g16, b, e, adam_block, j);
+    else if (j->g_add)
         j->ctx->dsp.adam_add(&j->k, s->w + b, s->g + b, j->g_add + b, s->s1 + b, s->s2 + b, w16_at(s, b),
                              (int)s->w16_type, e - b);
     else
-        j->ctx->dsp.adam(&j->k, s->w + b, s->g + b, s->s1 + b, s->s2 + b, w16_at(s, b), (int)s->w16_type, e - b);
+        adam_block(j, b, s->g + b, e - b);
 }
 
 void zero_optim_adam_k(const zero_optim_adam_params_t *p, zero_adam_k_t *k)
@@ -310,22 +324,22 @@ typedef struct sgd_job {
     zero_sgd_k_t k;
 } sgd_job_t;
 
-static void sgd_chunk(void *raw, size_t task, size_t b, size_t e)
+static void sgd_block(void *raw, size_t i, const float *g, size_t m)
 {
     sgd_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
+    j->ctx->dsp.sgd(&j->k, s->w + i, g, j->k.momentum != 0.0f ? s->s1 + i : NULL, w16_at(s, i),
+                    (int)s->w16_type, m);
+}
+
+static void sgd_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    sgd_job_t *j = raw;
     (void)task;
-    if (j->g16.g != NULL) {
-        float g[G16_BLOCK];
-        for (size_t i = b, m; i < e; i += m) {
-            m = g16_block(j->ctx, &j->g16, g, i, e);
-            j->ctx->dsp.sgd(&j->k, s->w + i, g, j->k.momentum != 0.0f ? s->s1 + i : NULL, w16_at(s, i),
-                            (int)s->w16_type, m);
-        }
-        return;
-    }
-    j->ctx->dsp.sgd(&j->k, s->w + b, s->g + b, j->k.momentum != 0.0f ? s->s1 + b : NULL, w16_at(s, b),
-                    (int)s->w16_type, e - b);
+    if (j->g16.g != NULL)
+        g16_blocks(j->ctx, &j->g16, b, e, sgd_block, j);
+    else
+        sgd_block(j, b, j->s->g + b, e - b);
 }
 
 void zero_optim_sgd_k(const zero_optim_sgd_params_t *p, zero_sgd_k_t *k)
@@ -395,20 +409,21 @@ typedef struct adagrad_job {
     zero_adagrad_k_t k;
 } adagrad_job_t;
 
-static void adagrad_chunk(void *raw, size_t task, size_t b, size_t e)
+static void adagrad_block(void *raw, size_t i, const float *g, size_t m)
 {
     adagrad_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
+    j->ctx->dsp.adagrad(&j->k, s->w + i, g, s->s1 + i, w16_at(s, i), (int)s->w16_type, m);
+}
+
+static void adagrad_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    adagrad_job_t *j = raw;
     (void)task;
-    if (j->g16.g != NULL) {
-        float g[G16_BLOCK];
-        for (size_t i = b, m; i < e; i += m) {
-            m = g16_block(j->ctx, &j->g16, g, i, e);
-            j->ctx->dsp.adagrad(&j->k, s->w + i, g, s->s1 + i, w16_at(s, i), (int)s->w16_type, m);
-        }
-        return;
-    }
-    j->ctx->dsp.adagrad(&j->k, s->w + b, s->g + b, s->s1 + b, w16_at(s, b), (int)s->w16_type, e - b);
+    if (j->g16.g != NULL)
+        g16_blocks(j->ctx, &j->g16, b, e, adagrad_block, j);
+    else
+        adagrad_block(j, b, j->s->g + b, e - b);
 }
 
 void zero_optim_adagrad_k(const zero_optim_adagrad_params_t *p, zero_adagrad_k_t *k)
@@ -492,20 +507,21 @@ typedef struct lion_job {
     zero_lion_k_t k;
 } lion_job_t;
 
-static void lion_chunk(void *raw, size_t task, size_t b, size_t e)
+static void lion_block(void *raw, size_t i, const float *g, size_t m)
 {
     lion_job_t *j = raw;
     const zero_optim_slice_t *s = j->s;
+    j->ctx->dsp.lion(&j->k, s->w + i, g, s->s1 + i, w16_at(s, i), (int)s->w16_type, m);
+}
+
+static void lion_chunk(void *raw, size_t task, size_t b, size_t e)
+{
+    lion_job_t *j = raw;
     (void)task;
-    if (j->g16.g != NULL) {
-        float g[G16_BLOCK];
-        for (size_t i = b, m; i < e; i += m) {
-            m = g16_block(j->ctx, &j->g16, g, i, e);
-            j->ctx->dsp.lion(&j->k, s->w + i, g, s->s1 + i, w16_at(s, i), (int)s->w16_type, m);
-        }
-        return;
-    }
-    j->ctx->dsp.lion(&j->k, s->w + b, s->g + b, s->s1 + b, w16_at(s, b), (int)s->w16_type, e - b);
+    if (j->g16.g != NULL)
+        g16_blocks(j->ctx, &j->g16, b, e, lion_block, j);
+    else
+        lion_block(j, b, j->s->g + b, e - b);
 }
 
 void zero_optim_lion_k(const zero_optim_lion_params_t *p, zero_lion_k_t *k)

@@ -27,7 +27,7 @@
 /* The module's file name, as installed beside libzero.so. */
 #define ZERO_CUDA_MODULE_NAME "libzero-cuda.so"
 /* Bumped whenever zero_cuda_api_t changes: a module from another build is refused. */
-#define ZERO_CUDA_MODULE_ABI 4
+#define ZERO_CUDA_MODULE_ABI 5
 /* The one symbol the module exports: const zero_cuda_api_t *(uint32_t abi). */
 #define ZERO_CUDA_MODULE_ENTRY "zero_cuda_module_api"
 
@@ -72,6 +72,7 @@ typedef struct zero_cuda_api {
     ZERO_CUDA_ENTRY(cudaEventCreateWithFlags);
     ZERO_CUDA_ENTRY(cudaEventRecord);
     ZERO_CUDA_ENTRY(cudaEventQuery);
+    ZERO_CUDA_ENTRY(cudaEventSynchronize);     /* CPU offload's thread sleeps on blocking-sync events */
     ZERO_CUDA_ENTRY(cudaEventDestroy);
     ZERO_CUDA_ENTRY(cudaMemsetAsync);
     ZERO_CUDA_ENTRY(cudaDeviceSynchronize);

@@ -53,6 +53,7 @@ static const zero_cuda_api_t module_api = {
     .cudaEventCreateWithFlags = cudaEventCreateWithFlags,
     .cudaEventRecord = cudaEventRecord,
     .cudaEventQuery = cudaEventQuery,
+    .cudaEventSynchronize = cudaEventSynchronize,
     .cudaEventDestroy = cudaEventDestroy,
     .ncclGetUniqueId = ncclGetUniqueId,
     .ncclCommInitRank = ncclCommInitRank,

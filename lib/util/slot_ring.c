@@ -33,6 +33,14 @@ unsigned zero_slot_pipe_ready(const zero_slot_pipe_t *p)
     return ready;
 }
 
+unsigned zero_slot_pipe_wait_for(const zero_slot_pipe_t *p)
+{
+    int in = p->d2h_done < p->d2h_issued, out = p->h2d_done < p->h2d_issued;
+    if (in && (p->work_started == p->d2h_done || !out))
+        return ZERO_SLOT_COPY_IN;
+    return out ? ZERO_SLOT_COPY_OUT : 0;
+}
+
 int zero_slot_pipe_finished(const zero_slot_pipe_t *p)
 {
     return p->h2d_done == p->chunks;

@@ -57,6 +57,14 @@ unsigned zero_slot_pipe_slot(const zero_slot_pipe_t *p, size_t k);
  * only once the copy out of its previous chunk finished; at most one chunk is
  * in the host work at a time. */
 unsigned zero_slot_pipe_ready(const zero_slot_pipe_t *p);
+/* With nothing ready (zero_slot_pipe_ready 0), the copy in flight whose
+ * completion to wait for: ZERO_SLOT_COPY_IN (chunk d2h_done's copy into its
+ * slot) when the host work waits for it or no copy back is in flight, else
+ * ZERO_SLOT_COPY_OUT (chunk h2d_done's copy back, which frees its slot for
+ * the next copy in); 0 when no copy is in flight. A thread that sleeps on
+ * that copy (CPU offload's blocking-sync events) never polls, and every
+ * copy it waits for was issued, so the wait always ends. */
+unsigned zero_slot_pipe_wait_for(const zero_slot_pipe_t *p);
 /* Whether every chunk is copied back. */
 int zero_slot_pipe_finished(const zero_slot_pipe_t *p);
 /* The slot where the next run starts (the ring position after this one). */

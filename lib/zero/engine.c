@@ -160,7 +160,8 @@ static zero_status_t check_offload(zero_engine_h e)
     }
     if ((opt == ZERO_OFFLOAD_CPU || z->offload_param.device == ZERO_OFFLOAD_CPU) && e->ops->host_readable)
         ZERO_LOG_INFO("zero_optimization.offload_*.device \"cpu\": this rank trains in host memory, where its "
-                      "optimizer state and parameters already are");
+                      "optimizer state and parameters already are%s",
+                      z->offload_optimizer.ratio < 1.0 ? " (offload_optimizer.ratio has no effect)" : "");
     return ZERO_OK;
 }
 
@@ -186,6 +187,14 @@ static zero_status_t check_device_offload(zero_engine_h e)
         engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.device \"remote\" with mem_kind %s: "
                      "only \"cpu\" and \"nvme\" are implemented for ranks that train in device memory in this "
                      "version", zero_mem_kind_string(e->kind));
+        return ZERO_ERR_UNSUPPORTED;
+    }
+    if (opt == ZERO_OFFLOAD_NVME && (z->offload_optimizer.ratio < 1.0 || z->offload_optimizer.overlap_step)) {
+        /* ratio picks buckets for host memory and overlap_step keeps an undo
+         * copy of them there: neither is built for state in the NVMe file */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.%s with device \"nvme\" and "
+                     "mem_kind %s: only with device \"cpu\" in this version",
+                     z->offload_optimizer.ratio < 1.0 ? "ratio < 1" : "overlap_step", zero_mem_kind_string(e->kind));
         return ZERO_ERR_UNSUPPORTED;
     }
     if (z->offload_param.device == ZERO_OFFLOAD_NVME && z->stage == 3) {
@@ -1219,7 +1228,8 @@ static zero_status_t setup_store(zero_engine_h e)
     zero_store_options_t opts;
     zero_store_desc_t desc;
     zero_store_bytes_t bytes;
-    uint64_t master_bytes = 0, mark = zero_log_error_mark();
+    zero_offload_bucket_t *buckets = NULL;
+    uint64_t master_bytes = 0, full_bytes = 0, mark = zero_log_error_mark();
     zero_status_t status;
 
     memset(&opts, 0, sizeof(opts));
@@ -1254,8 +1264,6 @@ static zero_status_t setup_store(zero_engine_h e)
             desc.adopt_master[gi] = (float *)g->params_flat + (size_t)e->own_rank * g->own_length;
         else if (g->dtype == ZERO_FP32 && e->stage == 3 && g->params_shard != NULL)
             desc.adopt_master[gi] = g->params_shard;
-        else
-            master_bytes += (uint64_t)g->own_length * sizeof(float);
     }
     if (param_offload_nvme(e)) {
         status = setup_param_store(e, opts.timeout_s);
@@ -1267,23 +1275,46 @@ static zero_status_t setup_store(zero_engine_h e)
         if (status != ZERO_OK)
             return status;
     }
+    if (off->ratio < 1.0 && !e->ops->host_readable && opts.device == ZERO_STORE_DEVICE_CPU) {
+        /* offload_optimizer.ratio < 1: the store picks its buckets from their owned slices */
+        if ((status = engine_offload_buckets(e, &buckets)) != ZERO_OK)
+            return status;
+        opts.buckets = buckets;
+        opts.num_buckets = e->layout->num_buckets;
+        opts.ratio = off->ratio;
+    }
     status = lamb_split_hint(e, &opts.split);
     if (status == ZERO_OK)
         status = zero_store_create_for(&opts, &desc, &e->store);
     for (int gi = 0; gi < ZERO_DTYPE_COUNT; gi++)
         zero_free((void *)opts.split.starts[gi]);
+    zero_free(buckets);
     if (status != ZERO_OK) {
         engine_keep_error(e, mark, "setup: cannot create the optimizer state store");
         return status;
     }
     /* Accounting as before the store: what it holds in this process's memory,
-     * the master part and the rest (the optimizer states). */
+     * the master part (where it did not adopt the weights) and the rest (the
+     * optimizer states); a store that keeps part of every field elsewhere
+     * (ratio < 1) keeps that share of each. */
+    for (int gi = 0; gi < e->layout->num_groups; gi++) {
+        uint64_t field = (uint64_t)e->groups[gi].own_length * sizeof(float);
+        if (e->store->desc.adopt_master[gi] == NULL)
+            master_bytes += field;
+        full_bytes += field * (uint64_t)desc.num_states;
+    }
+    full_bytes += master_bytes;
     zero_store_bytes(e->store, &bytes);
+    if (bytes.resident < full_bytes)
+        master_bytes = (uint64_t)((double)master_bytes * ((double)bytes.resident / (double)full_bytes));
     if (master_bytes > bytes.resident)
         master_bytes = bytes.resident;
     e->mem.master += master_bytes;
     e->mem.optim_state += bytes.resident - master_bytes;
-    e->mem.total += bytes.resident;
+    /* CPU offload: its device staging buffers are held from setup like the pools; its pinned slots are host memory */
+    e->mem.pools += bytes.staging;
+    e->mem.offload_pinned = bytes.pinned;
+    e->mem.total += bytes.resident + bytes.staging;
     return ZERO_OK;
 }
 

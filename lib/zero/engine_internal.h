@@ -132,6 +132,7 @@ typedef struct bucket_state {
     int reduced;                   /* reduction started this micro-batch */
     zero_comm_request_h reduce_req;
     zero_comm_split_t split;       /* fused step: where the boundary's split reduce-scatter left the peers' partial */
+    int overlap_submitted;         /* overlap_step: its offloaded pieces went to the store in this backward */
     void *gathered;                /* stage 3: [length] full weights (NULL: not gathered) */
     gathered_source_t gathered_source;
     int cached;                    /* stage 3: released, kept because the trace uses it again soon */
@@ -248,6 +249,13 @@ struct zero_engine {
      * unreduced and the optimizer adds it to the own gradients in registers.
      * Chosen at setup (engine_scratch_alloc); ZERO_FUSED_STEP=0 turns it off. */
     int fused_step;
+    /* offload_optimizer.overlap_step (engine_step.c): at the boundary
+     * micro-batch each bucket's offloaded pieces go to the store's step ops,
+     * undoable, as soon as its reduction is finished, while the backward
+     * goes on; zero_step steps the rest, or undoes them all on overflow.
+     * Chosen at setup (engine_scratch_alloc). overlap_started: some went in
+     * this backward. */
+    int overlap_step, overlap_started;
     size_t fused_reserved;           /* bytes of the partials' shards (address space; in pools_bound) */
     /* ZeRO++ hpZ (zero_hpz_partition_size, stage 3 only): with hpz > 1 every
      * group of hpz consecutive ranks keeps a secondary copy of the 16-bit

@@ -230,6 +230,7 @@ zero_status_t zero_backward_begin(zero_engine_h e, float *seed_p)
 }
 
 static zero_status_t reduce_bucket_finish(zero_engine_h e, int b);
+static zero_status_t overlap_submit(zero_engine_h e, int b);
 
 size_t engine_reduce_wire_bytes(zero_engine_h e, int b)
 {
@@ -414,6 +415,9 @@ static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
             return status;
         }
     }
+    /* overlap_step: the boundary micro-batch's gradients of this bucket are final */
+    if (e->overlap_step && e->window_micro == e->gas - 1 && !bs->overlap_submitted)
+        return overlap_submit(e, b);
     return ZERO_OK;
 }
 
@@ -537,6 +541,23 @@ zero_status_t zero_backward_end(zero_engine_h e)
  * (then all-gathered in place), the shard at stage 3. So the model state
  * stays at the ZeRO formula: no full-size temporary at any stage.
  */
+
+zero_status_t engine_offload_buckets(zero_engine_h e, zero_offload_bucket_t **buckets_p)
+{
+    zero_offload_bucket_t *buckets = zero_calloc((size_t)(e->layout->num_buckets ? e->layout->num_buckets : 1),
+                                                 sizeof(*buckets));
+    *buckets_p = buckets;
+    if (buckets == NULL) {
+        engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
+    /* the owned range of a group is its buckets' slices in bucket order (stages 1-3) */
+    for (int b = 0; b < e->layout->num_buckets; b++)
+        buckets[b] = (zero_offload_bucket_t){.group = e->layout->buckets[b].group,
+                                             .begin = zero_layout_bucket_shard_offset(e->layout, b),
+                                             .count = e->layout->buckets[b].length / (size_t)e->own_world};
+    return ZERO_OK;
+}
 
 /* Piece length bound: the store's range bound where it has one (the NVMe
  * store's buffers hold one sub_group_size piece, so each piece is one range,
@@ -807,9 +828,13 @@ static zero_status_t check_grads_fused(zero_engine_h e)
 static size_t piece_end(zero_engine_h e, int gi, size_t so, size_t r)
 {
     group_state_t *g = &e->groups[gi];
-    size_t contiguous, end = g->run_start[r + 1];
+    size_t contiguous, end = g->run_start[r + 1], side_end;
     if (end > so + piece_max(e))
         end = so + piece_max(e);
+    /* offload_optimizer.ratio < 1: a piece is stepped by the store or by the engine, never both */
+    (void)zero_store_steps_at(e->store, gi, so, &side_end);
+    if (end > side_end)
+        end = side_end;
     if (e->stage == 1 || e->stage == 2) {
         owned_to_flat(e, gi, so, &contiguous);
         if (end > so + contiguous)
@@ -1074,7 +1099,7 @@ zero_status_t engine_write_back(zero_engine_h e)
  * otherwise the range is acquired, the kernel of the engine's kind runs on
  * it, and it is released dirty. */
 static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, int pg,
-                                const zero_optim_step_values_t *v)
+                                const zero_optim_step_values_t *v, int undoable)
 {
     group_state_t *g = &e->groups[gi];
     zero_optim_hparams_t hp = zero_optim_hparams_for_step(&e->param_groups[pg].hparams, v);
@@ -1085,7 +1110,7 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
     void *weights;
     zero_status_t status, st;
 
-    if (zero_store_prefers_step(e->store)) {
+    if (zero_store_steps_at(e->store, gi, lo, NULL)) {
         zero_store_async_step_t step;
         size_t contiguous;
         memset(&step, 0, sizeof(step));
@@ -1095,6 +1120,7 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
         step.grad_dtype = g->dtype;
         step.grad = grad_at(e, gi, lo, &contiguous);   /* pieces never cross a contiguous run */
         step.weight_dtype = g->dtype;
+        step.undoable = undoable;
         /* such a store adopts nothing, and offload_param "nvme" is refused
          * with it (zero_engine_create), so the weights are in memory; with
          * offload_param "cpu" on a device rank, host memory the store
@@ -1144,45 +1170,84 @@ static zero_status_t step_range(zero_engine_h e, int gi, size_t lo, size_t hi, i
     return status != ZERO_OK ? status : st;
 }
 
-/* The elementwise optimizers: every owned piece of every group through
- * step_range, telling the store about the next piece first, so a store whose
- * state lives elsewhere fetches it while this one is updated. Pieces end at
- * run bounds, so each runs with its parameter group's settings and rate
- * (@p values holds the schedule's rate, the default group's). */
+/* The pieces of owned [lo, hi) of group @p gi through step_range, telling
+ * the store about the next piece first, so a store whose state lives
+ * elsewhere fetches it while this one is updated. Pieces end at run bounds,
+ * so each runs with its parameter group's settings and rate (@p values holds
+ * the schedule's rate, the default group's). @p which: -1 every piece, 1 only
+ * those the store steps (zero_store_steps_at), 0 only the engine's.
+ * @p undoable: the store's steps may be undone (overlap_step). */
+static zero_status_t step_span(zero_engine_h e, int gi, size_t lo, size_t hi, const zero_optim_step_values_t *values,
+                               int which, int undoable)
+{
+    group_state_t *g = &e->groups[gi];
+    unsigned fields = zero_store_fields(e->store);
+    zero_status_t status = ZERO_OK;
+    size_t so = lo, r = 0, end;
+    if (lo >= hi)
+        return ZERO_OK;
+    while (g->run_start[r + 1] <= so)
+        r++;
+    end = piece_end(e, gi, so, r);
+    if (end > hi)
+        end = hi;
+    while (so < hi && status == ZERO_OK) {
+        size_t next = end, next_r = r, next_end = end;
+        if (next < hi) {
+            while (g->run_start[next_r + 1] <= next)
+                next_r++;
+            next_end = piece_end(e, gi, next, next_r);
+            if (next_end > hi)
+                next_end = hi;
+            if (which != 1 && !zero_store_steps_at(e->store, gi, next, NULL))
+                status = zero_store_prefetch(e->store, gi, next, next_end - next, fields);
+        }
+        if (status == ZERO_OK && (which < 0 || zero_store_steps_at(e->store, gi, so, NULL) == which)) {
+            zero_optim_step_values_t v = *values;
+            int pg = g->run_param_group[r];
+            v.decay = g->run_decay[r];
+            v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
+            status = step_range(e, gi, so, end, pg, &v, undoable);
+        }
+        so = next;
+        r = next_r;
+        end = next_end;
+    }
+    return status;
+}
+
+/* Bucket @p b's owned slice: group, [*lo_p, *hi_p) (stages 1-3). */
+static int bucket_span(zero_engine_h e, int b, size_t *lo_p, size_t *hi_p)
+{
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    *lo_p = zero_layout_bucket_shard_offset(e->layout, b);
+    *hi_p = *lo_p + bk->length / (size_t)e->own_world;
+    return bk->group;
+}
+
+/* The elementwise optimizers: every owned piece of every group. With a store
+ * that steps pieces itself, in two passes: the store's pieces first, so their
+ * transfers and its CPU step start at once, then the engine's own (CPU
+ * offload at offload_optimizer.ratio < 1), whose device kernels then run
+ * while the store works; one wait at the end. With overlap_step the store's
+ * pieces went in during the backward, bucket by bucket; the first pass
+ * hands over those of any bucket that did not. */
 static zero_status_t elementwise_step(zero_engine_h e, const zero_optim_step_values_t *values)
 {
     zero_status_t status = ZERO_OK;
-    unsigned fields = zero_store_fields(e->store);
-    for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++) {
-        group_state_t *g = &e->groups[gi];
-        size_t so = 0, r = 0, end;
-        if (g->own_length == 0)
-            continue;
-        while (g->run_start[r + 1] <= so)
-            r++;
-        end = piece_end(e, gi, so, r);
-        while (so < g->own_length && status == ZERO_OK) {
-            size_t next = end, next_r = r, next_end = end;
-            if (next < g->own_length) {
-                while (g->run_start[next_r + 1] <= next)
-                    next_r++;
-                next_end = piece_end(e, gi, next, next_r);
-                if (!zero_store_prefers_step(e->store))
-                    status = zero_store_prefetch(e->store, gi, next, next_end - next, fields);
-            }
-            if (status == ZERO_OK) {
-                zero_optim_step_values_t v = *values;
-                int pg = g->run_param_group[r];
-                v.decay = g->run_decay[r];
-                v.lr = zero_optim_group_lr(e->param_groups, pg, values->lr);
-                status = step_range(e, gi, so, end, pg, &v);
-            }
-            so = next;
-            r = next_r;
-            end = next_end;
+    int split = zero_store_prefers_step(e->store);
+    if (split && e->overlap_step) {
+        for (int b = 0; b < e->layout->num_buckets && status == ZERO_OK; b++) {
+            size_t lo, hi;
+            int gi = bucket_span(e, b, &lo, &hi);
+            if (!e->buckets[b].overlap_submitted)
+                status = step_span(e, gi, lo, hi, values, 1, 0);
         }
     }
-    if (zero_store_prefers_step(e->store)) {
+    for (int pass = split && e->overlap_step ? 1 : 0; pass < (split ? 2 : 1) && status == ZERO_OK; pass++)
+        for (int gi = 0; gi < e->layout->num_groups && status == ZERO_OK; gi++)
+            status = step_span(e, gi, 0, e->groups[gi].own_length, values, split ? pass == 0 : -1, 0);
+    if (split) {
         /* every piece submitted: the updated weights are in place once this returns */
         double t0 = zero_clock_now();
         zero_status_t st = zero_store_step_wait(e->store);
@@ -1407,9 +1472,13 @@ static zero_status_t lamb_step(zero_engine_h e, const zero_optim_step_values_t *
 
 /* The fp32 scratch 16-bit groups convert gradients into, held from setup
  * (counted in pools) so the step allocates nothing. */
+static zero_status_t overlap_choose(zero_engine_h e);
+
 zero_status_t engine_scratch_alloc(zero_engine_h e)
 {
     zero_status_t status = fused_choose(e);
+    if (status == ZERO_OK)
+        status = overlap_choose(e);
     if (status != ZERO_OK)
         return status;
     for (int gi = 0; gi < e->layout->num_groups; gi++) {
@@ -1504,6 +1573,97 @@ static void print_step(zero_engine_h e, const zero_step_info_t *info)
         print_memory(e);
 }
 
+/* The schedule's values of the step numbered @p global_step (lr, the
+ * optimizer's step count, momentum); grad_scale is left to the caller. */
+static void step_values(zero_engine_h e, uint64_t global_step, zero_optim_step_values_t *values)
+{
+    values->lr = zero_lr_schedule_lr(&e->schedule);
+    values->step = (int64_t)(global_step - e->skipped_steps);
+    values->momentum_cycled = zero_lr_schedule_momentum(&e->schedule, &values->momentum);
+}
+
+/*
+ * overlap_step: bucket @p b's gradients are final (the boundary micro-batch,
+ * its reduction finished): its pieces that the store steps go to it now,
+ * undoable, with the values zero_step would give them. They are the same:
+ * the schedule and the loss scale change only in zero_step, the step number
+ * is the next one, and with gradient_clipping 0 the gradient multiplier is
+ * 1 / loss scale whatever the norm (unscale_clip's clip coefficient is 1).
+ * A bucket with gradient slices this micro-batch waits for zero_step (its
+ * slices may still add to it).
+ */
+static zero_status_t overlap_submit(zero_engine_h e, int b)
+{
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    zero_optim_step_values_t values = {0};
+    zero_status_t status;
+    uint64_t mark = zero_log_error_mark();
+    size_t lo, hi;
+    int gi = bucket_span(e, b, &lo, &hi);
+    for (int i = bk->first_param; i < bk->first_param + bk->num_params; i++)
+        if (e->layout->params[i].bucket == b && e->params[i]->grad_in_slices)
+            return ZERO_OK;
+    step_values(e, e->global_steps + 1, &values);
+    values.grad_scale = (float)(1.0 / zero_loss_scaler_scale(&e->scaler));
+    e->buckets[b].overlap_submitted = 1;
+    e->overlap_started = 1;
+    status = step_span(e, gi, lo, hi, &values, 1, 1);
+    if (status != ZERO_OK) {
+        e->state = ENGINE_FAILED;
+        engine_keep_error(e, mark, "offload_optimizer.overlap_step: handing bucket %d to the CPU step failed", b);
+    }
+    return status;
+}
+
+/* After zero_step's update or undo: no bucket handed over. */
+static void overlap_reset(zero_engine_h e)
+{
+    for (int b = 0; b < e->layout->num_buckets; b++)
+        e->buckets[b].overlap_submitted = 0;
+    e->overlap_started = 0;
+}
+
+/*
+ * offload_optimizer.overlap_step at setup: refused where the early step
+ * could differ from zero_step's (clipping needs the global norm before any
+ * update; Lamb's trust ratio needs norms over ranks; a schedule stepped by
+ * hand may change the rate after the backward) or where there is no
+ * backward to overlap (stage 1 and adopted buffers reduce at the step). On
+ * by then only with a store that steps on the CPU and can undo (CPU offload
+ * for device ranks); elsewhere it has no effect.
+ */
+static zero_status_t overlap_choose(zero_engine_h e)
+{
+    const char *why = NULL;
+    e->overlap_step = 0;
+    if (!e->config->zero_optimization.offload_optimizer.overlap_step)
+        return ZERO_OK;
+    if (engine_grads_whole(e))
+        why = "needs ZeRO stage 2 or 3 with the engine's own buffers (stage 1 and adopted flat buffers reduce the "
+              "gradients at zero_step, after the backward)";
+    else if (e->config->gradient_clipping > 0.0)
+        why = "needs gradient_clipping 0 (clipping scales every gradient by the global norm, known only after the "
+              "backward)";
+    else if (e->hparams.kind == ZERO_OPTIM_KIND_LAMB)
+        why = "does not run Lamb (its trust ratio needs norms summed over the ranks between its two phases)";
+    else if (e->manual_lr_schedule)
+        why = "needs the engine to step the LR schedule (manual_lr_schedule could change the rate after the buckets "
+              "were stepped)";
+    if (why != NULL) {
+        engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.offload_optimizer.overlap_step %s", why);
+        return ZERO_ERR_CONFIG;
+    }
+    if (!zero_store_prefers_step(e->store) || !zero_store_can_cancel(e->store)) {
+        if (e->rank == 0)
+            ZERO_LOG_INFO("zero_optimization.offload_optimizer.overlap_step has no effect: the %s store does not step "
+                          "the optimizer on the CPU (only offload_optimizer \"cpu\" for ranks that train in device "
+                          "memory does)", e->store->ops->name);
+        return ZERO_OK;
+    }
+    e->overlap_step = 1;
+    return ZERO_OK;
+}
+
 zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
 {
     zero_status_t status = ZERO_OK;
@@ -1592,6 +1752,20 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
 
     if (overflow) {
         uint64_t mark = zero_log_error_mark();
+        if (e->overlap_started) {
+            /* overlap_step: buckets already stepped on the CPU go back to before this step */
+            t0 = zero_clock_now();
+            status = zero_store_step_cancel(e->store);
+            e->timers.offload_exposed += zero_clock_now() - t0;
+            overlap_reset(e);
+            if (status != ZERO_OK) {
+                e->state = ENGINE_FAILED;
+                engine_keep_error(e, mark, "step %llu overflowed, and undoing the buckets stepped during the "
+                                  "backward failed (%s)", (unsigned long long)e->global_steps,
+                                  zero_status_string(status));
+                return status;
+            }
+        }
         status = zero_loss_scaler_update(&e->scaler, 1);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
@@ -1606,10 +1780,8 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
     } else {
         /* 3. the optimizer over the owned range (unscale and clip folded into
          * grad_scale), fused with the 16-bit write */
-        lr = zero_lr_schedule_lr(&e->schedule);
-        values.lr = lr;
-        values.step = (int64_t)(e->global_steps - e->skipped_steps);
-        values.momentum_cycled = zero_lr_schedule_momentum(&e->schedule, &values.momentum);
+        step_values(e, e->global_steps, &values);
+        lr = values.lr;
         e->last_grad_norm = info.grad_norm;
         t0 = zero_clock_now();
         check_mark = zero_log_error_mark();
@@ -1617,6 +1789,7 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
             status = lamb_step(e, &values);
         else
             status = elementwise_step(e, &values);
+        overlap_reset(e);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;   /* a half-applied update leaves the state inconsistent */
             engine_keep_error(e, check_mark, "step %llu: the optimizer update failed (%s)",

@@ -24,6 +24,11 @@ void engine_staging_put(zero_engine_h e, int b, void *ptr);
  * smaller: the length of one range every walk over the owned state takes
  * (initial values, write-back, Lamb, checkpoints). */
 size_t engine_range_max(zero_engine_h e, size_t want);
+/* Every bucket's owned slice (its group, shard offset and length / W), in
+ * bucket order, for the store's choice at offload_optimizer.ratio < 1
+ * (offload/offload_ratio.h); *buckets_p (zero_free) holds
+ * layout->num_buckets entries. ZERO_ERR_NO_MEMORY (engine error). */
+zero_status_t engine_offload_buckets(zero_engine_h e, zero_offload_bucket_t **buckets_p);
 /* The step's fp32 gradient scratch of every 16-bit group (setup). */
 zero_status_t engine_scratch_alloc(zero_engine_h e);
 

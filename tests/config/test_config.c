@@ -351,6 +351,12 @@ static void test_defaults(void)
     CU_ASSERT_FALSE(c->zero_optimization.overlap_comm);
     zero_config_destroy(c);
 
+    /* offload_optimizer.ratio < 1 is accepted (partial CPU offload for device ranks) */
+    c = parse_ok("{\"train_batch_size\": 8, \"zero_optimization\": {\"stage\": 2, \"offload_optimizer\": "
+                 "{\"device\": \"cpu\", \"ratio\": 0.5}}}", 2);
+    CU_ASSERT_DOUBLE_EQUAL(c->zero_optimization.offload_optimizer.ratio, 0.5, 0);
+    zero_config_destroy(c);
+
     /* per-optimizer defaults */
     c = parse_ok("{\"train_batch_size\": 8, \"optimizer\": {\"type\": \"adagrad\"}}", 2);
     CU_ASSERT_EQUAL(c->optimizer.type, ZERO_OPTIMIZER_ADAGRAD);
@@ -598,8 +604,8 @@ static void test_invalid_configs(void)
         {B "\"zero_optimization\": {\"zero_quantized_nontrainable_weights\": true}}", ZERO_ERR_UNSUPPORTED,
          "unsupported: zero_optimization.zero_quantized_nontrainable_weights: ZeRO++ quantized non-trainable weights "
          "is not implemented"},
-        {B "\"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": {\"device\": \"cpu\", \"ratio\": 0.5}}}",
-         ZERO_ERR_UNSUPPORTED, "unsupported: zero_optimization.offload_optimizer.ratio: partial optimizer offload"},
+        {B "\"zero_optimization\": {\"stage\": 3, \"offload_optimizer\": {\"device\": \"cpu\", \"ratio\": 1.5}}}",
+         ZERO_ERR_CONFIG, "error: zero_optimization.offload_optimizer.ratio: expected a number"},
         {B "\"zero_optimization\": {\"stage\": 3, \"offload_param\": {\"device\": \"hpu\"}}}", ZERO_ERR_UNSUPPORTED,
          "unsupported: zero_optimization.offload_param.device: offload to \"hpu\""},
         {B "\"elasticity\": {\"enabled\": true}}", ZERO_ERR_UNSUPPORTED,

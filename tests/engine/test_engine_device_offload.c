@@ -36,6 +36,19 @@
  *    and the directory empty afterwards;
  *  - stage-3 slices with offload_param "cpu": ZERO_ERR_UNSUPPORTED naming
  *    the key, and whole gathers work after it.
+ *  - offload_optimizer.ratio 0.5 (the last buckets' state on the host, the
+ *    rest stepped by the device kernels): stages 1-3 x fp32/bf16/fp16 AdamW,
+ *    bf16 SGD and Lamb, fp16 with accumulation and clipping, with the same
+ *    tolerances; the memory report holds part of the state in device memory
+ *    (less than without offload) and counts the pinned slots; a checkpoint
+ *    saved at ratio 0.5 loads without offload;
+ *  - offload_optimizer.overlap_step (buckets stepped on the CPU during the
+ *    backward, undone on overflow): stages 2-3, bf16 and fp16 AdamW (fp16
+ *    from loss scale 2^17: gradients in [-1, 1) times the scale overflow in
+ *    the first steps, which are undone, and later steps go through; asserted,
+ *    at 2^16 none of these gradients overflowed), bf16 SGD
+ *    with accumulation 2, at ratio 1 and 0.5, with the same tolerances, and
+ *    the timers' overlap within [0, 1].
  * Without a CUDA device: exit 77.
  */
 #include "device_trainer.h"
@@ -67,6 +80,9 @@ typedef struct run_cfg {
     double clip;
     int offload;   /* offload_optimizer: 0 none, 1 "cpu", 2 "nvme" (the CPU offload over the NVMe file) */
     int param;     /* offload_param "cpu" (stage 3) */
+    double ratio;   /* offload_optimizer.ratio; 0: not given (1.0) */
+    int overlap;    /* offload_optimizer.overlap_step */
+    int scale_power; /* fp16 initial_scale_power; 0: 8 */
 } run_cfg_t;
 
 static zero_engine_memory_t last_memory;   /* of the last run(), after its steps */
@@ -75,6 +91,7 @@ static char nvme_dir[64];                  /* offload_optimizer.nvme_path of the
 typedef struct run_out {
     float w[STEPS][1024];
     zero_step_info_t info[STEPS];
+    zero_engine_memory_t mem;
 } run_out_t;
 
 typedef struct trainer {
@@ -102,6 +119,17 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
 {
     const char *params = "{\"lr\": 0.01, \"weight_decay\": 0.1}";
     const char *precision = "";
+    char offload[256] = "", fp16[96];
+    if (c->offload == 1)
+        snprintf(offload, sizeof(offload),
+                 ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3, \"ratio\": %.3g%s}",
+                 c->ratio > 0 ? c->ratio : 1.0, c->overlap ? ", \"overlap_step\": true" : "");
+    else if (c->offload == 2)
+        snprintf(offload, sizeof(offload),
+                 ", \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_count\": 3}",
+                 nvme_dir);
+    snprintf(fp16, sizeof(fp16), ", \"fp16\": {\"enabled\": true, \"initial_scale_power\": %d}",
+             c->scale_power > 0 ? c->scale_power : 8);
     if (strcmp(c->opt, "SGD") == 0)
         params = "{\"lr\": 0.05, \"momentum\": 0.9, \"nesterov\": true, \"weight_decay\": 0.01}";
     else if (strcmp(c->opt, "Lion") == 0)
@@ -109,14 +137,7 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
     if (c->dtype == ZERO_BF16)
         precision = ", \"bf16\": {\"enabled\": true}";
     else if (c->dtype == ZERO_FP16)
-        precision = ", \"fp16\": {\"enabled\": true, \"initial_scale_power\": 8}";
-    char offload[256] = "";
-    if (c->offload == 1)
-        snprintf(offload, sizeof(offload), ", \"offload_optimizer\": {\"device\": \"cpu\", \"buffer_count\": 3}");
-    else if (c->offload == 2)
-        snprintf(offload, sizeof(offload),
-                 ", \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_count\": 3}",
-                 nvme_dir);
+        precision = fp16;
     /* sub_group_size 100: several slots per step, so the ring turns over (4 slots by default) */
     snprintf(buf, size,
              "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_accumulation_steps\": %d,"
@@ -225,6 +246,8 @@ static int run(const run_cfg_t *c, run_out_t *out)
         CU_ASSERT(timers.offload_overlap >= 0.0 && timers.offload_overlap <= 1.0);
         CU_ASSERT(timers.offload_exposed <= timers.step);
     }
+    if (ok)
+        CU_ASSERT_EQUAL(zero_engine_memory(t.e, &out->mem), ZERO_OK);
     zero_engine_destroy(t.e);
     return ok;
 }
@@ -248,13 +271,26 @@ static void compare(const run_cfg_t *c, const run_out_t *plain, const run_out_t 
             beyond += fabs(a - b) > ulp_of(c->dtype) * fabs(b) + 1e-5 * fabs(b) + 1e-30;
         }
     }
-    printf("\n    offload stage %d %s %s gas %d clip %g: %zu of %zu weights differ%s", c->stage,
+    int moved = 0;
+    printf("\n    offload ratio %g%s stage %d %s %s gas %d clip %g: %zu of %zu weights differ%s",
+           c->ratio > 0 ? c->ratio : 1.0, c->overlap ? " overlap" : "", c->stage,
            c->dtype == ZERO_FP32 ? "fp32" : c->dtype == ZERO_BF16 ? "bf16" : "fp16", c->opt, c->gas, c->clip, differ,
            (size_t)STEPS * total, bitwise ? " (bitwise required)" : "");
     CU_ASSERT_EQUAL(beyond, 0);
     if (bitwise)
         CU_ASSERT_EQUAL(differ, 0);
-    CU_ASSERT(memcmp(off->w[0], off->w[STEPS - 1], total * sizeof(float)) != 0);
+    for (int s = 1; s < STEPS; s++)
+        moved |= off->info[s].stepped;
+    if (moved)   /* fp16 from a high loss scale may skip every step */
+        CU_ASSERT(memcmp(off->w[0], off->w[STEPS - 1], total * sizeof(float)) != 0);
+    if (c->overlap && c->dtype == ZERO_FP16) {
+        /* the undo path ran (a skipped step) and so did the early step (a later one went through) */
+        int skipped = 0;
+        for (int s = 0; s < STEPS; s++)
+            skipped += off->info[s].skipped;
+        CU_ASSERT(skipped > 0);
+        CU_ASSERT(moved);
+    }
 }
 
 static void run_pair(run_cfg_t c)
@@ -269,7 +305,20 @@ static void run_pair(run_cfg_t c)
     }
     c.offload = device;
     if (run(&c, off)) {
+        uint64_t state_plain = plain->mem.master + plain->mem.optim_state;
+        uint64_t state_off = off->mem.master + off->mem.optim_state;
         compare(&c, plain, off);
+        /* the pinned slots are counted; ratio < 1 keeps part of the state in device memory */
+        CU_ASSERT(off->mem.offload_pinned > 0);
+        CU_ASSERT_EQUAL(plain->mem.offload_pinned, 0);
+        if (c.ratio > 0 && c.ratio < 1) {
+            /* fp32 at stage 3: without offload the shard is the master, the device part's master is its own */
+            CU_ASSERT(state_off > 0);
+            if (c.dtype != ZERO_FP32 || c.stage != 3)
+                CU_ASSERT(state_off < state_plain);
+        } else {
+            CU_ASSERT_EQUAL(state_off, 0);
+        }
     } else {
         CU_FAIL("the run with CPU offload failed");
     }
@@ -293,11 +342,45 @@ static void test_matrix(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* offload_optimizer.ratio 0.5: part of the buckets stepped on the CPU, the rest on the device. */
+static void test_ratio_half(void)
+{
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    ZERO_TEST_MEM_MARK();
+    for (int stage = 1; stage <= 3; stage++) {
+        for (int d = 0; d < 3; d++)
+            run_pair((run_cfg_t){.stage = stage, .dtype = dtypes[d], .opt = "AdamW", .gas = 1, .ratio = 0.5});
+        run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_BF16, .opt = "SGD", .gas = 1, .ratio = 0.5});
+        run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_BF16, .opt = "Lamb", .gas = 1, .ratio = 0.5});
+        run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_FP16, .opt = "AdamW", .gas = 2, .clip = 0.5,
+                             .ratio = 0.5});
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* overlap_step: the buckets stepped while the backward still runs, undone when the step overflows. */
+static void test_overlap(void)
+{
+    ZERO_TEST_MEM_MARK();
+    for (int stage = 2; stage <= 3; stage++)
+        for (int half = 0; half < 2; half++) {
+            double ratio = half ? 0.5 : 0.0;
+            run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .ratio = ratio,
+                                 .overlap = 1});
+            run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_FP16, .opt = "AdamW", .gas = 1, .ratio = ratio,
+                                 .overlap = 1, .scale_power = 17});
+            run_pair((run_cfg_t){.stage = stage, .dtype = ZERO_BF16, .opt = "SGD", .gas = 2, .ratio = ratio,
+                                 .overlap = 1});
+        }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* A checkpoint with offload, loaded without it: equal weights, and equal after one more step each. */
-static void test_checkpoint_without_offload(void)
+static void checkpoint_without_offload(double ratio)
 {
     char dir[] = "/tmp/zero-device-offload-XXXXXX", cmd[256];
-    run_cfg_t with = {.stage = 2, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 1}, without = with;
+    run_cfg_t with = {.stage = 2, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 1, .ratio = ratio};
+    run_cfg_t without = with;
     static float a[1024], b[1024];
     size_t total = numel(0) + numel(1) + numel(2);
     trainer_t t1, t2;
@@ -318,6 +401,12 @@ static void test_checkpoint_without_offload(void)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     CU_ASSERT_EQUAL(system(cmd), 0);
     ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_checkpoint_without_offload(void)
+{
+    checkpoint_without_offload(0.0);
+    checkpoint_without_offload(0.5);
 }
 
 /* Pinning refused: one warning, pageable slots, the same weights. */
@@ -509,7 +598,9 @@ int main(int argc, char **argv)
     }
     CU_TestInfo tests[] = {
         {"stages 1-3 x fp32/bf16/fp16 x optimizers: CPU offload as the device engine", test_matrix},
-        {"a checkpoint saved with CPU offload loads without it", test_checkpoint_without_offload},
+        {"ratio 0.5: the first buckets on the CPU, the rest on the device, as the device engine", test_ratio_half},
+        {"overlap_step: buckets stepped during the backward, undone on overflow, as the device engine", test_overlap},
+        {"a checkpoint saved with CPU offload (ratio 1 and 0.5) loads without it", test_checkpoint_without_offload},
         {"pinning refused: one warning, pageable slots, same weights", test_pinning_refused},
         {"offload_param cpu at stage 3: the same bits, no shard in device memory", test_param_offload},
         {"offload_optimizer nvme under the CPU offload: as the device engine", test_nvme_under_cpu_offload},

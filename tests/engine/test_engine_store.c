@@ -22,6 +22,7 @@
 #include "util/half.h"
 #include "zero/engine_internal.h"
 #include "zero/engine_ops.h"
+#include "zero/engine_step.h"
 
 #include <zero/zero.h>
 
@@ -41,14 +42,89 @@ typedef struct counts {
     int fields_seen;              /* union of the fields acquired */
     int clean_but_changed;        /* clean releases whose data the caller had changed */
     int outstanding;              /* acquired, not released */
+    /* with a placement map (offload_optimizer.ratio < 1): */
+    int acquired_offloaded;       /* acquires that reach into the part the store steps */
+    int stepped_elsewhere;        /* step ranges not wholly inside that part */
+    int stepped_after_acquire;    /* step ranges submitted after an acquire of the same step */
+    int acquired_in_step;         /* acquires since the last step_wait */
+    /* overlap_step: */
+    int steps_in_backward;        /* step ranges submitted while the engine's backward was open */
+    int undoable_steps, cancels;
 } counts_t;
+
+/* What an undoable step overwrote (the overlap mode's undo, in the test double). */
+typedef struct undo_entry {
+    int group;
+    size_t begin, count;
+    float *fields[ZERO_STORE_NUM_FIELDS];
+    void *weights, *old_weights;
+    size_t weight_bytes;
+} undo_entry_t;
 
 typedef struct copy_store {
     zero_store_t base;
     zero_store_t *inner;          /* the engine's own store */
     zero_optim_ctx_t optim;       /* the step op's kernels */
+    zero_offload_map_t *map;      /* NULL, or which part the step op takes (the rest: acquired) */
+    zero_engine_h engine;         /* the engine it serves (overlap test: is its backward open?) */
+    undo_entry_t *undo;           /* undoable steps since the last wait */
+    int num_undo, cap_undo;
     counts_t counts;
 } copy_store_t;
+
+static void undo_free(copy_store_t *c)
+{
+    for (int k = 0; k < c->num_undo; k++) {
+        for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+            zero_free(c->undo[k].fields[f]);
+        zero_free(c->undo[k].old_weights);
+    }
+    c->num_undo = 0;
+}
+
+/* Keeps what the step @p st is about to overwrite (fields of @p r, its weights). */
+static void undo_keep(copy_store_t *c, const zero_store_async_step_t *st, const zero_store_range_t *r)
+{
+    undo_entry_t *u;
+    if (c->num_undo == c->cap_undo) {
+        c->cap_undo = c->cap_undo ? 2 * c->cap_undo : 16;
+        c->undo = zero_realloc(c->undo, (size_t)c->cap_undo * sizeof(*c->undo));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(c->undo);
+    }
+    u = &c->undo[c->num_undo++];
+    memset(u, 0, sizeof(*u));
+    u->group = st->group;
+    u->begin = st->begin;
+    u->count = st->count;
+    for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+        if (r->data[f] != NULL) {
+            u->fields[f] = zero_malloc((st->count ? st->count : 1) * sizeof(float));
+            memcpy(u->fields[f], r->data[f], st->count * sizeof(float));
+        }
+    u->weights = st->weights;
+    u->weight_bytes = st->count * zero_dtype_size(st->weight_dtype);
+    u->old_weights = zero_malloc(u->weight_bytes ? u->weight_bytes : 1);
+    memcpy(u->old_weights, st->weights, u->weight_bytes);
+}
+
+/* Whether owned [begin, begin + count) of @p group lies wholly on the host side of @p map. */
+static int wholly_offloaded(const zero_offload_map_t *map, int group, size_t begin, size_t count)
+{
+    const zero_offload_extent_t *x = zero_offload_map_find(map, group, begin);
+    return x != NULL && x->on_host && count <= x->begin + x->count - begin;
+}
+
+/* Whether any of owned [begin, begin + count) of @p group is on the host side of @p map. */
+static int touches_offloaded(const zero_offload_map_t *map, int group, size_t begin, size_t count)
+{
+    for (size_t so = begin; so < begin + count;) {
+        const zero_offload_extent_t *x = zero_offload_map_find(map, group, so);
+        if (x == NULL || x->on_host)
+            return 1;
+        so = x->begin + x->count;
+    }
+    return 0;
+}
 
 typedef struct copy_range {
     zero_store_range_t inner;
@@ -81,6 +157,9 @@ static zero_status_t copy_acquire(zero_store_t *store, zero_store_range_t *range
         c->counts.largest = range->count;
     c->counts.outstanding++;
     c->counts.fields_seen |= (int)range->fields;
+    if (c->map != NULL && touches_offloaded(c->map, range->group, range->begin, range->count))
+        c->counts.acquired_offloaded++;
+    c->counts.acquired_in_step++;
     return ZERO_OK;
 }
 
@@ -133,6 +212,10 @@ static void copy_destroy(zero_store_t *store)
 {
     copy_store_t *c = (copy_store_t *)store;
     zero_store_destroy(c->inner);
+    undo_free(c);
+    zero_free(c->undo);
+    zero_offload_map_free(c->map);
+    zero_free(c->map);
     zero_free(c);
 }
 
@@ -150,6 +233,16 @@ static zero_status_t copy_step(zero_store_t *store, const zero_store_async_step_
     zero_status_t status = zero_store_acquire(c->inner, &r);
     if (status != ZERO_OK)
         return status;
+    if (c->map != NULL && !wholly_offloaded(c->map, st->group, st->begin, st->count))
+        c->counts.stepped_elsewhere++;
+    if (c->counts.acquired_in_step > 0)
+        c->counts.stepped_after_acquire++;
+    if (c->engine != NULL && c->engine->state == ENGINE_IN_BACKWARD)
+        c->counts.steps_in_backward++;
+    if (st->undoable) {
+        c->counts.undoable_steps++;
+        undo_keep(c, st, &r);
+    }
     if (st->grad_dtype != ZERO_FP32) {
         g32 = zero_malloc((st->count ? st->count : 1) * sizeof(float));
         if (g32 == NULL) {
@@ -176,7 +269,43 @@ static zero_status_t copy_step(zero_store_t *store, const zero_store_async_step_
 static zero_status_t copy_step_wait(zero_store_t *store)
 {
     ((copy_store_t *)store)->counts.step_waits++;
+    ((copy_store_t *)store)->counts.acquired_in_step = 0;
+    undo_free((copy_store_t *)store);
     return ZERO_OK;
+}
+
+/* Puts back what the undoable steps since the last wait overwrote, the last first. */
+static zero_status_t copy_step_cancel(zero_store_t *store)
+{
+    copy_store_t *c = (copy_store_t *)store;
+    for (int k = c->num_undo - 1; k >= 0; k--) {
+        undo_entry_t *u = &c->undo[k];
+        zero_store_range_t r = {.group = u->group, .begin = u->begin, .count = u->count,
+                                .fields = zero_store_fields(c->inner)};
+        zero_status_t status = zero_store_acquire(c->inner, &r);
+        if (status != ZERO_OK)
+            return status;
+        for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
+            if (u->fields[f] != NULL)
+                memcpy(r.data[f], u->fields[f], u->count * sizeof(float));
+        memcpy(u->weights, u->old_weights, u->weight_bytes);
+        zero_store_release(c->inner, &r, 1);
+    }
+    c->counts.cancels++;
+    c->counts.acquired_in_step = 0;
+    undo_free(c);
+    return ZERO_OK;
+}
+
+/* As CPU offload at ratio < 1: the step op takes the map's host side. */
+static int split_steps_at(const zero_store_t *store, int group, size_t begin, size_t *run_end_p)
+{
+    const zero_offload_extent_t *x = zero_offload_map_find(((const copy_store_t *)store)->map, group, begin);
+    CU_ASSERT_PTR_NOT_NULL(x);
+    if (x == NULL)
+        return 1;
+    *run_end_p = x->begin + x->count;
+    return x->on_host;
 }
 
 static const zero_store_ops_t copy_ops = {
@@ -187,6 +316,16 @@ static const zero_store_ops_t copy_ops_with_step = {
     .name = "copying test with step", .acquire = copy_acquire, .release = copy_release,
     .prefetch = copy_prefetch, .bytes = copy_bytes, .destroy = copy_destroy, .step_async = copy_step,
     .step_wait = copy_step_wait, .prefer_step = 1,
+};
+static const zero_store_ops_t copy_ops_split = {
+    .name = "copying test with a split step", .acquire = copy_acquire, .release = copy_release,
+    .prefetch = copy_prefetch, .bytes = copy_bytes, .destroy = copy_destroy, .step_async = copy_step,
+    .step_wait = copy_step_wait, .prefer_step = 1, .steps_at = split_steps_at,
+};
+static const zero_store_ops_t copy_ops_overlap = {
+    .name = "copying test with a split, undoable step", .acquire = copy_acquire, .release = copy_release,
+    .prefetch = copy_prefetch, .bytes = copy_bytes, .destroy = copy_destroy, .step_async = copy_step,
+    .step_wait = copy_step_wait, .prefer_step = 1, .steps_at = split_steps_at, .step_cancel = copy_step_cancel,
 };
 
 /* Puts the copying store in front of @p e's store (after setup); with
@@ -225,6 +364,9 @@ static void init_fn(const char *name, size_t offset, size_t count, float *out, v
 #define NUM_PARAMS 3
 static const int64_t param_numel[NUM_PARAMS] = {1000, 77, 4100};
 
+/* 1: every parameter decays, so a group is one run and only the buckets cut the step's pieces */
+static int all_decay;
+
 /* An engine of the three parameters; with @p chunk > 0 its host kernels run
  * at level @p isa in chunks of @p chunk elements (set before setup, as the
  * store is made there). */
@@ -244,7 +386,7 @@ static zero_engine_h make_engine_kernels(const char *json, zero_dtype_t dtype, z
     for (int i = 0; i < NUM_PARAMS; i++) {
         zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_INIT_FN | ZERO_PARAM_FIELD_WEIGHT_DECAY,
                                .name = names[i], .dtype = dtype, .ndim = 1, .shape = {param_numel[i]},
-                               .init_fn = init_fn, .weight_decay = i != 1};
+                               .init_fn = init_fn, .weight_decay = all_decay || i != 1};
         CU_ASSERT_EQUAL_FATAL(zero_param_register(e, &d, &params[i]), ZERO_OK);
     }
     CU_ASSERT_EQUAL_FATAL(zero_engine_setup(e), ZERO_OK);
@@ -256,25 +398,36 @@ static zero_engine_h make_engine(const char *json, zero_dtype_t dtype, zero_para
     return make_engine_kernels(json, dtype, params, ZERO_OPTIM_ISA_AUTO, 0);
 }
 
-static void train_step(zero_engine_h e, zero_param_h *params, zero_dtype_t dtype, int k)
+/* One micro-batch: gradients written and marked ready parameter by parameter (the last first, as a
+ * backward produces them), then zero_step; its info. */
+static zero_step_info_t micro_step(zero_engine_h e, zero_param_h *params, zero_dtype_t dtype, int k)
 {
     zero_step_info_t info;
     float seed;
+    memset(&info, 0, sizeof(info));
     CU_ASSERT_EQUAL_FATAL(zero_backward_begin(e, &seed), ZERO_OK);
-    for (int i = 0; i < NUM_PARAMS; i++) {
+    for (int i = NUM_PARAMS - 1; i >= 0; i--) {
         void *g = zero_param_grad(params[i]);
         CU_ASSERT_PTR_NOT_NULL_FATAL(g);
         for (int64_t j = 0; j < param_numel[i]; j++) {
             float v = seed * 0.01f * cosf((float)j * 0.11f + (float)(k * 7 + i));
             if (dtype == ZERO_FP32)
                 ((float *)g)[j] = v;
+            else if (dtype == ZERO_FP16)
+                ((uint16_t *)g)[j] = zero_f32_to_f16(v);
             else
                 ((uint16_t *)g)[j] = zero_f32_to_bf16(v);
         }
+        CU_ASSERT_EQUAL_FATAL(zero_grad_ready(e, params[i]), ZERO_OK);
     }
     CU_ASSERT_EQUAL_FATAL(zero_backward_end(e), ZERO_OK);
     CU_ASSERT_EQUAL_FATAL(zero_step(e, &info), ZERO_OK);
-    CU_ASSERT_EQUAL(info.stepped, 1);
+    return info;
+}
+
+static void train_step(zero_engine_h e, zero_param_h *params, zero_dtype_t dtype, int k)
+{
+    CU_ASSERT_EQUAL(micro_step(e, params, dtype, k).stepped, 1);
 }
 
 /* Two engines hold the same bits: the weights the trainer sees, and every
@@ -358,6 +511,19 @@ static void test_step_goes_through_the_store(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* The end of a case: nothing left acquired, nothing written through a clean
+ * release; the case printed when it failed; both engines destroyed. */
+static void finish_case(const copy_store_t *store, unsigned failures_before, const char *what, size_t c,
+                        zero_engine_h a, zero_engine_h b)
+{
+    CU_ASSERT_EQUAL(store->counts.outstanding, 0);
+    CU_ASSERT_EQUAL(store->counts.clean_but_changed, 0);
+    if (CU_get_number_of_failures() > failures_before)
+        fprintf(stderr, "case %zu: %s\n", c, what);
+    zero_engine_destroy(a);
+    zero_engine_destroy(b);
+}
+
 /* A store with its own step op gets every elementwise update: the engine
  * acquires nothing for it, and the result is the same bits. Lamb still goes
  * through acquire and release. */
@@ -389,12 +555,189 @@ static void test_store_step_op_runs_the_update(void)
             CU_ASSERT_EQUAL(seen.acquires, 0);
             CU_ASSERT_EQUAL(seen.prefetches, 0);
         }
-        CU_ASSERT_EQUAL(store->counts.outstanding, 0);
-        CU_ASSERT_EQUAL(store->counts.clean_but_changed, 0);
-        if (CU_get_number_of_failures() > failures_before)
-            fprintf(stderr, "case %zu: %s\n", c, cases[c].json);
-        zero_engine_destroy(a);
-        zero_engine_destroy(b);
+        finish_case(store, failures_before, cases[c].json, c, a, b);
+    }
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* offload_optimizer.ratio 0.5 as CPU offload places it (the engine's bucket
+ * slices, zero_offload_ratio_pick, zero_offload_map_build): the engine
+ * hands the step op exactly the offloaded buckets' pieces, never a piece
+ * across the split, all of them before it runs its own kernels on the
+ * others (acquired, never reaching into the offloaded part), and trains to
+ * the same bits as without the split. */
+/* Gives @p store (wrapped around @p b's store, with the step op) CPU
+ * offload's placement at @p ratio: the engine's bucket slices,
+ * zero_offload_ratio_pick, zero_offload_map_build. Returns the elements on
+ * the host side. */
+static size_t install_split(copy_store_t *store, zero_engine_h b, double ratio, const zero_store_ops_t *ops)
+{
+    zero_offload_bucket_t *buckets = NULL;
+    unsigned char *offloaded = zero_calloc((size_t)b->layout->num_buckets, 1);
+    size_t own[ZERO_DTYPE_COUNT] = {0}, on_host = 0;
+    int count = 0;
+    store->base.ops = ops;
+    store->map = zero_calloc(1, sizeof(*store->map));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(offloaded);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(store->map);
+    CU_ASSERT_EQUAL_FATAL(engine_offload_buckets(b, &buckets), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_offload_ratio_pick(b->layout->num_buckets, NULL, ratio, offloaded, &count), ZERO_OK);
+    for (int gi = 0; gi < b->layout->num_groups; gi++)
+        own[gi] = b->groups[gi].own_length;
+    CU_ASSERT_EQUAL_FATAL(zero_offload_map_build(b->layout->num_groups, own, b->layout->num_buckets, buckets,
+                                                 offloaded, store->map), ZERO_OK);
+    for (int gi = 0; gi < b->layout->num_groups; gi++)
+        on_host += store->map->length[gi][1];
+    zero_free(buckets);
+    zero_free(offloaded);
+    return on_host;
+}
+
+static void test_ratio_split_step(void)
+{
+    static const store_case_t split_cases[] = {
+        {CFG(1, BF16, ADAMW), ZERO_BF16}, {CFG(2, BF16, SGD), ZERO_BF16}, {CFG(3, BF16, ADAMW), ZERO_BF16},
+        {CFG(1, "", ADAMW), ZERO_FP32},   {CFG(3, "", SGD), ZERO_FP32},
+    };
+    ZERO_TEST_MEM_MARK();
+    all_decay = 1;   /* no run bound at the split: the engine must cut the pieces there itself */
+    for (size_t c = 0; c < sizeof(split_cases) / sizeof(split_cases[0]); c++) {
+        unsigned failures_before = CU_get_number_of_failures();
+        zero_param_h pa[NUM_PARAMS], pb[NUM_PARAMS];
+        zero_engine_h a = make_engine(split_cases[c].json, split_cases[c].dtype, pa);
+        zero_engine_h b = make_engine(split_cases[c].json, split_cases[c].dtype, pb);
+        copy_store_t *store = wrap_store(b, 1);
+        size_t on_host, owned = 0;
+        counts_t seen;
+        CU_ASSERT_FATAL(b->layout->num_buckets >= 2);   /* reduce_bucket_size 2048: a + b, then c */
+        on_host = install_split(store, b, 0.5, &copy_ops_split);
+        for (int gi = 0; gi < b->layout->num_groups; gi++)
+            owned += b->groups[gi].own_length;
+        CU_ASSERT(on_host > 0 && on_host < owned);
+        for (int k = 0; k < 3; k++) {
+            train_step(a, pa, split_cases[c].dtype, k);
+            train_step(b, pb, split_cases[c].dtype, k);
+        }
+        seen = store->counts;   /* before the comparison, which acquires too */
+        assert_same_state(a, b);
+        CU_ASSERT(seen.steps >= 3);
+        CU_ASSERT(seen.acquires >= 3);
+        CU_ASSERT_EQUAL(seen.step_waits, 3);
+        CU_ASSERT_EQUAL(seen.stepped_elsewhere, 0);
+        CU_ASSERT_EQUAL(seen.acquired_offloaded, 0);
+        CU_ASSERT_EQUAL(seen.stepped_after_acquire, 0);
+        finish_case(store, failures_before, split_cases[c].json, c, a, b);
+    }
+    all_decay = 0;
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+#define OCFG(stage, precision, optimizer, gas) \
+    "{\"train_batch_size\": " #gas ", \"train_micro_batch_size_per_gpu\": 1, " precision "\"optimizer\": " optimizer \
+    ", \"zero_optimization\": {\"stage\": " #stage ", \"reduce_bucket_size\": 2048, \"allgather_bucket_size\": 2048," \
+    " \"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}"
+#define FP16 "\"fp16\": {\"enabled\": true, \"initial_scale_power\": 24}, "
+#define WARMUP "\"scheduler\": {\"type\": \"WarmupLR\", \"params\": {\"warmup_max_lr\": 0.01, \"warmup_num_steps\": 4}}, "
+
+/*
+ * offload_optimizer.overlap_step, the engine's side: a copying store with a
+ * split, undoable step op stands in for CPU offload (the host engine's own
+ * store steps nothing on the CPU, so the test switches the mode on after
+ * wrapping it). Each bucket's offloaded pieces go to the store while the
+ * backward is still open, undoable; zero_step steps the rest, and an fp16
+ * step that overflows (initial scale 2^24: the first two) is undone. The
+ * weights, masters and moments equal the engine's without the wrapper bit for
+ * bit, at ratio 0.5 and 1, stages 2-3, with accumulation, and with a warmup
+ * schedule (the early step takes the rate zero_step would).
+ */
+static void test_overlap_step(void)
+{
+    static const store_case_t overlap_cases[] = {
+        {OCFG(2, BF16, ADAMW, 1), ZERO_BF16}, {OCFG(3, BF16, SGD, 2), ZERO_BF16},
+        {OCFG(2, FP16, ADAMW, 1), ZERO_FP16}, {OCFG(3, FP16, ADAMW, 2), ZERO_FP16},
+        {OCFG(2, "", ADAMW, 2), ZERO_FP32},
+        /* the rate changes every step (and not on a skipped one): the early step must take zero_step's */
+        {OCFG(2, FP16 WARMUP, ADAMW, 1), ZERO_FP16},
+    };
+    ZERO_TEST_MEM_MARK();
+    all_decay = 1;
+    for (size_t c = 0; c < sizeof(overlap_cases) / sizeof(overlap_cases[0]); c++)
+        for (int half = 0; half < 2; half++) {
+            unsigned failures_before = CU_get_number_of_failures();
+            zero_param_h pa[NUM_PARAMS], pb[NUM_PARAMS];
+            zero_engine_h a = make_engine(overlap_cases[c].json, overlap_cases[c].dtype, pa);
+            zero_engine_h b = make_engine(overlap_cases[c].json, overlap_cases[c].dtype, pb);
+            copy_store_t *store = wrap_store(b, 1);
+            int skipped = 0, gas = b->gas;
+            counts_t seen;
+            CU_ASSERT_EQUAL(a->overlap_step, 0);   /* the host store: no effect */
+            install_split(store, b, half ? 0.5 : 1.0, &copy_ops_overlap);
+            store->engine = b;
+            b->overlap_step = 1;
+            for (int k = 0; k < 6; k++)
+                for (int m = 0; m < gas; m++) {
+                    zero_step_info_t ia = micro_step(a, pa, overlap_cases[c].dtype, k * gas + m);
+                    zero_step_info_t ib = micro_step(b, pb, overlap_cases[c].dtype, k * gas + m);
+                    CU_ASSERT_EQUAL(ia.stepped, ib.stepped);
+                    CU_ASSERT_EQUAL(ia.skipped, ib.skipped);
+                    skipped += ib.skipped;
+                }
+            seen = store->counts;   /* before the comparison, which acquires too */
+            assert_same_state(a, b);
+            CU_ASSERT(seen.steps_in_backward > 0);
+            CU_ASSERT_EQUAL(seen.undoable_steps, seen.steps_in_backward);
+            CU_ASSERT_EQUAL(seen.cancels, skipped);
+            CU_ASSERT(overlap_cases[c].dtype == ZERO_FP16 ? skipped > 0 && skipped < 6 : skipped == 0);
+            CU_ASSERT_EQUAL(seen.stepped_elsewhere, 0);
+            CU_ASSERT_EQUAL(seen.acquired_offloaded, 0);
+            CU_ASSERT_EQUAL(store->counts.outstanding, 0);
+            if (CU_get_number_of_failures() > failures_before)
+                fprintf(stderr, "case %zu, ratio %s: %s\n", c, half ? "0.5" : "1", overlap_cases[c].json);
+            zero_engine_destroy(a);
+            zero_engine_destroy(b);
+        }
+    all_decay = 0;
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* overlap_step where an early step could differ from zero_step's (clipping, Lamb, a schedule stepped by hand), or
+ * where there is no backward to overlap (stage 1): refused at setup, naming
+ * the key and the reason. */
+static void test_overlap_step_refused(void)
+{
+    static const struct {
+        const char *json, *reason;
+        int manual_lr;   /* zero_engine_params_t::manual_lr_schedule */
+    } refused[] = {
+        {"{\"train_batch_size\": 1, \"optimizer\": " ADAMW ", \"gradient_clipping\": 1.0, \"zero_optimization\": {\"stage\": 2, "
+         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "gradient_clipping 0", 0},
+        {"{\"train_batch_size\": 1, \"optimizer\": " ADAMW ", \"zero_optimization\": {\"stage\": 1, "
+         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "stage 2 or 3", 0},
+        {"{\"train_batch_size\": 1, \"optimizer\": " LAMB ", \"zero_optimization\": {\"stage\": 3, "
+         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "Lamb", 0},
+        {"{\"train_batch_size\": 1, \"optimizer\": " ADAMW ", \"zero_optimization\": {\"stage\": 2, "
+         "\"offload_optimizer\": {\"device\": \"cpu\", \"overlap_step\": true}}}", "manual_lr_schedule", 1},
+    };
+    ZERO_TEST_MEM_MARK();
+    for (size_t c = 0; c < sizeof(refused) / sizeof(refused[0]); c++) {
+        zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON |
+                                                 (refused[c].manual_lr ? ZERO_ENGINE_PARAM_FIELD_MANUAL_LR_SCHEDULE : 0),
+                                   .config_json = refused[c].json,
+                                   .manual_lr_schedule = refused[c].manual_lr};
+        zero_param_desc_t d = {.name = "w", .dtype = ZERO_FP32, .ndim = 1, .shape = {100}};
+        zero_param_h p;
+        zero_engine_h e = NULL;
+        zero_status_t created = zero_engine_create(&ep, &e);
+        if (created != ZERO_OK)
+            fprintf(stderr, "case %zu: %s\n", c, zero_engine_last_error(e));
+        CU_ASSERT_EQUAL_FATAL(created, ZERO_OK);
+        CU_ASSERT_EQUAL_FATAL(zero_param_register(e, &d, &p), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_engine_setup(e), ZERO_ERR_CONFIG);
+        CU_ASSERT_PTR_NOT_NULL(strstr(zero_engine_last_error(e), "offload_optimizer.overlap_step"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(zero_engine_last_error(e), refused[c].reason));
+        if (strstr(zero_engine_last_error(e), refused[c].reason) == NULL)
+            fprintf(stderr, "case %zu: %s\n", c, zero_engine_last_error(e));
+        zero_engine_destroy(e);
     }
     ZERO_TEST_ASSERT_NO_LEAK();
 }
@@ -748,6 +1091,9 @@ int main(int argc, char **argv)
     CU_TestInfo tests[] = {
         {"the step goes through the store", test_step_goes_through_the_store},
         {"a store's step op runs the update", test_store_step_op_runs_the_update},
+        {"offload_optimizer.ratio 0.5: the store steps its buckets, the engine the rest", test_ratio_split_step},
+        {"offload_optimizer.overlap_step: buckets stepped during the backward, undone on overflow", test_overlap_step},
+        {"offload_optimizer.overlap_step: refused with clipping, at stage 1, with Lamb, with manual_lr_schedule", test_overlap_step_refused},
         {"checkpoints go through the store", test_checkpoint_goes_through_the_store},
         {"a store's range bound holds everywhere", test_range_bound_everywhere},
         {"the store factory", test_store_factory},

@@ -215,6 +215,92 @@ static void test_ratio_pick(void)
     CU_ASSERT_EQUAL(zero_offload_ratio_pick(5, NULL, -0.1, off, &count), ZERO_ERR_INVALID_ARG);
 }
 
+/* Records the runs zero_offload_map_runs reports. */
+typedef struct seen_runs {
+    int n;
+    int on_host[8];
+    size_t at[8], offset[8], count[8];
+} seen_runs_t;
+
+static zero_status_t note_run(void *arg, int on_host, size_t at, size_t offset, size_t count)
+{
+    seen_runs_t *s = arg;
+    if (s->n >= 8)
+        return ZERO_ERR_OVERFLOW;
+    s->on_host[s->n] = on_host;
+    s->at[s->n] = at;
+    s->offset[s->n] = offset;
+    s->count[s->n++] = count;
+    return ZERO_OK;
+}
+
+/* offload_optimizer.ratio's placement: each side packed, neighbours merged,
+ * ranges cut where the side changes, bad bucket lists refused. */
+static void test_ratio_map(void)
+{
+    /* group 0: [0,100) [100,250) [250,300); group 1: [0,64) [64,128) */
+    const zero_offload_bucket_t buckets[5] = {{0, 0, 100}, {0, 100, 150}, {0, 250, 50}, {1, 0, 64}, {1, 64, 64}};
+    const zero_offload_bucket_t gap[2] = {{0, 0, 100}, {0, 101, 199}};
+    const size_t own[2] = {300, 128}, own_long[2] = {301, 128};
+    unsigned char off[5];
+    const zero_offload_extent_t *x;
+    zero_offload_map_t map;
+    seen_runs_t runs;
+    int count;
+
+    ZERO_TEST_MEM_MARK();
+    /* 0.5 of 5 buckets: 3, the last three (the backward's first) */
+    CU_ASSERT_EQUAL_FATAL(zero_offload_ratio_pick(5, NULL, 0.5, off, &count), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_offload_map_build(2, own, 5, buckets, off, &map), ZERO_OK);
+    CU_ASSERT_EQUAL(map.num_extents[0], 2);
+    CU_ASSERT_EQUAL(map.num_extents[1], 1);   /* buckets 3 and 4 merged */
+    CU_ASSERT_EQUAL(map.length[0][0], 250);
+    CU_ASSERT_EQUAL(map.length[0][1], 50);
+    CU_ASSERT_EQUAL(map.length[1][0], 0);
+    CU_ASSERT_EQUAL(map.length[1][1], 128);
+    x = zero_offload_map_find(&map, 0, 249);
+    CU_ASSERT(x != NULL && !x->on_host && x->begin == 0 && x->count == 250 && x->at == 0);
+    x = zero_offload_map_find(&map, 0, 250);
+    CU_ASSERT(x != NULL && x->on_host && x->begin == 250 && x->count == 50 && x->at == 0);
+    x = zero_offload_map_find(&map, 1, 127);
+    CU_ASSERT(x != NULL && x->on_host && x->at == 0 && x->count == 128);
+    CU_ASSERT_PTR_NULL(zero_offload_map_find(&map, 0, 300));
+    CU_ASSERT_PTR_NULL(zero_offload_map_find(&map, 2, 0));
+    /* a range across the split: the device run, then the host run at the host side's start */
+    memset(&runs, 0, sizeof(runs));
+    CU_ASSERT_EQUAL(zero_offload_map_runs(&map, 0, 200, 100, note_run, &runs), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(runs.n, 2);
+    CU_ASSERT(!runs.on_host[0] && runs.at[0] == 200 && runs.offset[0] == 0 && runs.count[0] == 50);
+    CU_ASSERT(runs.on_host[1] && runs.at[1] == 0 && runs.offset[1] == 50 && runs.count[1] == 50);
+    memset(&runs, 0, sizeof(runs));
+    CU_ASSERT_EQUAL(zero_offload_map_runs(&map, 0, 260, 30, note_run, &runs), ZERO_OK);
+    CU_ASSERT(runs.n == 1 && runs.on_host[0] && runs.at[0] == 10 && runs.count[0] == 30);
+    CU_ASSERT_EQUAL(zero_offload_map_runs(&map, 0, 290, 11, note_run, &runs), ZERO_ERR_INVALID_ARG);
+    zero_offload_map_free(&map);
+
+    /* another pick: the packed offsets follow the owned order on each side */
+    off[0] = 1, off[1] = 0, off[2] = 1, off[3] = 0, off[4] = 1;
+    CU_ASSERT_EQUAL_FATAL(zero_offload_map_build(2, own, 5, buckets, off, &map), ZERO_OK);
+    CU_ASSERT_EQUAL(map.num_extents[0], 3);
+    x = zero_offload_map_find(&map, 0, 260);
+    CU_ASSERT(x != NULL && x->on_host && x->at == 100);   /* after bucket 0's 100 host elements */
+    x = zero_offload_map_find(&map, 1, 70);
+    CU_ASSERT(x != NULL && x->on_host && x->at == 0 && x->begin == 64);
+    x = zero_offload_map_find(&map, 1, 10);
+    CU_ASSERT(x != NULL && !x->on_host && x->at == 0);
+    zero_offload_map_free(&map);
+
+    /* no bucket list: everything on the host */
+    CU_ASSERT_EQUAL_FATAL(zero_offload_map_build(2, own, 0, NULL, NULL, &map), ZERO_OK);
+    CU_ASSERT(map.length[0][1] == 300 && map.length[1][1] == 128 && map.length[0][0] == 0);
+    zero_offload_map_free(&map);
+    /* a gap, a short cover, a bad group */
+    CU_ASSERT_EQUAL(zero_offload_map_build(1, own, 2, gap, NULL, &map), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_offload_map_build(2, own_long, 5, buckets, off, &map), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_offload_map_build(1, own, 5, buckets, off, &map), ZERO_ERR_INVALID_ARG);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* The store-level kernel of CPU offload (zero_store_run_kernel_g16, in place
  * over the slot) against the host store's step on the same 16-bit gradients:
  * the same master, states and 16-bit weights, bit for bit. */
@@ -313,6 +399,7 @@ int main(int argc, char **argv)
         {"host store: a master range inside the caller's buffer", test_host_store_adopts_range_of_caller_buffer},
         {"remote store: refuses an adopted master", test_remote_store_refuses_adopted_master},
         {"offload_optimizer.ratio: the buckets that arrive first", test_ratio_pick},
+        {"offload_optimizer.ratio: the placement of the buckets' state", test_ratio_map},
         {"CPU offload's in-place 16-bit kernel == the host store's step", test_run_kernel_g16_as_host_step},
         {"CPU offload store: bad kinds and params refused", test_cpu_store_refusals},
         CU_TEST_INFO_NULL,

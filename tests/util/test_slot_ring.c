@@ -204,10 +204,61 @@ static void test_pipe(void)
     CU_ASSERT_EQUAL(zero_slot_pipe_slot(&p, 4), 0);
 }
 
+/* A driver that issues and works whatever is ready and, only when nothing
+ * is, completes the one copy zero_slot_pipe_wait_for names (as CPU
+ * offload's thread sleeps on that copy's event): every run finishes, each
+ * wait is for a copy in flight and lets something start or finish, and the
+ * host work never waits on a copy back while its own gradients are in
+ * flight. */
+static void test_pipe_waits(void)
+{
+    zero_slot_pipe_t p;
+    for (unsigned slots = 1; slots <= 4; slots++)
+        for (size_t chunks = 0; chunks <= 9; chunks++) {
+            size_t steps = 0, waits = 0;
+            int stuck = 0, bad_choice = 0;
+            zero_slot_pipe_init(&p, chunks, slots, 1);
+            while (!zero_slot_pipe_finished(&p) && steps++ < 1000) {
+                unsigned ready = zero_slot_pipe_ready(&p), which;
+                if (ready & ZERO_SLOT_COPY_IN) {
+                    p.d2h_issued++;
+                    continue;
+                }
+                if (ready & ZERO_SLOT_WORK) {
+                    p.work_started++;
+                    p.work_done++;
+                    continue;
+                }
+                if (ready & ZERO_SLOT_COPY_OUT) {
+                    p.h2d_issued++;
+                    continue;
+                }
+                which = zero_slot_pipe_wait_for(&p);
+                waits++;
+                if (which == ZERO_SLOT_COPY_IN && p.d2h_done < p.d2h_issued) {
+                    bad_choice |= p.work_started != p.d2h_done && p.h2d_done < p.h2d_issued;
+                    p.d2h_done++;
+                } else if (which == ZERO_SLOT_COPY_OUT && p.h2d_done < p.h2d_issued) {
+                    bad_choice |= p.d2h_done < p.d2h_issued && p.work_started == p.d2h_done;
+                    p.h2d_done++;
+                } else {
+                    stuck = 1;   /* nothing ready and no copy named: a waiter would sleep forever */
+                    break;
+                }
+            }
+            CU_ASSERT_FALSE(stuck);
+            CU_ASSERT_FALSE(bad_choice);
+            CU_ASSERT(zero_slot_pipe_finished(&p));
+            CU_ASSERT_EQUAL(zero_slot_pipe_wait_for(&p), 0);   /* nothing in flight at the end */
+            CU_ASSERT(chunks == 0 || waits >= 2 * chunks);      /* every copy was waited for once */
+        }
+}
+
 static CU_TestInfo slot_ring_tests[] = {
     {"pinned pieces, the pin limit, one warning", test_pieces_and_limit},
     {"mlock refused by RLIMIT_MEMLOCK: pageable slots", test_mlock_refused},
     {"pipeline over the ring", test_pipe},
+    {"pipeline: the copy to sleep on when nothing is ready", test_pipe_waits},
     CU_TEST_INFO_NULL,
 };
 
