@@ -234,11 +234,6 @@ static zero_status_t setup_hpz(zero_engine_h e)
                      "size %d", (unsigned long long)P, e->world);
         return ZERO_ERR_CONFIG;
     }
-    if (!e->ops->host_readable) {
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_hpz_partition_size with mem_kind %s: hpZ "
-                     "runs on host memory only in this version", zero_mem_kind_string(e->kind));
-        return ZERO_ERR_UNSUPPORTED;
-    }
     if (e->config->zero_optimization.offload_param.device == ZERO_OFFLOAD_NVME) {
         /* the secondary copy is refreshed from the shards in memory; with
          * offload_param "nvme" they are in a file */
@@ -1397,7 +1392,7 @@ static zero_status_t setup_working_memory(zero_engine_h e)
                                     e->layout->num_buckets + ZERO_ENGINE_SLICE_BLOCKS);
     if (status != ZERO_OK)
         return status;
-    e->mem.pools_bound += e->gather_pool.capacity + e->grad_pool.capacity;
+    e->mem.pools_bound += e->gather_pool.capacity + e->grad_pool.capacity + 2 * engine_gather_hpz_scratch_bytes(e);
     return ZERO_OK;
 }
 

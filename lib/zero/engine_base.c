@@ -182,13 +182,19 @@ zero_status_t engine_reduce_scatter_start(zero_engine_h e, const void *sendbuf, 
     return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
 }
 
-zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
-                                     zero_dtype_t dtype, zero_comm_request_h *req_p)
+zero_status_t engine_allgather_start_on(zero_engine_h e, zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                        size_t sendcount, zero_dtype_t dtype, zero_comm_request_h *req_p)
 {
     zero_comm_order_t order;
     zero_status_t status = order_begin(e, &order);
     if (status != ZERO_OK)
         return status;
-    status = zero_comm_allgather_start_ordered(e->comm, sendbuf, recvbuf, sendcount, dtype, e->kind, &order, req_p);
+    status = zero_comm_allgather_start_ordered(comm, sendbuf, recvbuf, sendcount, dtype, e->kind, &order, req_p);
     return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
+}
+
+zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                     zero_dtype_t dtype, zero_comm_request_h *req_p)
+{
+    return engine_allgather_start_on(e, e->comm, sendbuf, recvbuf, sendcount, dtype, req_p);
 }

@@ -108,6 +108,19 @@ static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_reques
     return status;
 }
 
+size_t engine_gather_hpz_scratch_bytes(zero_engine_h e)
+{
+    size_t most = 0;
+    if (e->hpz <= 1)
+        return 0;
+    for (int b = 0; b < e->layout->num_buckets; b++) {
+        size_t bytes = world_wire_bytes(e, b) > 0 ? wire_offset(e, b) + world_wire_bytes(e, b) : bucket_bytes(e, b);
+        if (e->buckets[b].persistent_slot == NULL && bytes > most)
+            most = bytes;
+    }
+    return (most + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
+}
+
 /* Refreshes the secondary copy from the shards: an allgather of every
  * non-persistent bucket over all ranks (quantized under qwZ), two in flight,
  * each keeping this group's part. */
@@ -118,13 +131,7 @@ static zero_status_t hpz_refresh(zero_engine_h e)
     zero_status_t status = ZERO_OK;
 
     if (e->hpz_scratch == NULL) {
-        size_t most = 0;
-        for (int b = 0; b < e->layout->num_buckets; b++) {
-            size_t bytes = world_wire_bytes(e, b) > 0 ? wire_offset(e, b) + world_wire_bytes(e, b) : bucket_bytes(e, b);
-            if (e->buckets[b].persistent_slot == NULL && bytes > most)
-                most = bytes;
-        }
-        most = (most + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
+        size_t most = engine_gather_hpz_scratch_bytes(e);
         if (most == 0) {   /* every parameter is persistent */
             e->hpz_stale = 0;
             return ZERO_OK;
@@ -155,7 +162,7 @@ static zero_status_t hpz_refresh(zero_engine_h e)
             status = zero_comm_allgather_quant_start(e->comm, shard, tmp, slice, g->dtype, ZERO_QUANT_INT8,
                                                      tmp + wire_offset(e, b), &reqs[slot]);
         else
-            status = zero_comm_allgather_start(e->comm, shard, tmp, slice, g->dtype, e->kind, &reqs[slot]);
+            status = engine_allgather_start(e, shard, tmp, slice, g->dtype, &reqs[slot]);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
             engine_keep_error(e, mark, "hpZ: the allgather refreshing %s failed to start: %s",
@@ -354,8 +361,9 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     }
     mark = zero_log_error_mark();
     if (e->hpz > 1 && bs->persistent_slot == NULL)   /* from the group's secondary copy (refreshed by the caller) */
-        status = zero_comm_allgather_start(e->hpz_comm, (const char *)g->params_secondary + secondary_offset(e, b) * esz,
-                                           bs->gathered, bk->length / (size_t)e->hpz, g->dtype, e->kind, &bs->gather_req);
+        status = engine_allgather_start_on(e, e->hpz_comm,
+                                           (const char *)g->params_secondary + secondary_offset(e, b) * esz,
+                                           bs->gathered, bk->length / (size_t)e->hpz, g->dtype, &bs->gather_req);
     else if (engine_gather_wire_bytes(e, b) > 0)
         status = zero_comm_allgather_quant_start(e->comm, shard, bs->gathered, slice, g->dtype, ZERO_QUANT_INT8,
                                                  (char *)bs->gathered + wire_offset(e, b), &bs->gather_req);

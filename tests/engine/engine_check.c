@@ -101,6 +101,7 @@ typedef struct combo {
     int gas;
     double clip;
     int views;
+    int hpz;   /* zero_hpz_partition_size (1: off) */
 } combo_t;
 
 /* ---- the reference: one process, double precision ---- */
@@ -206,6 +207,17 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
 
 /* ---- one combination on the engine ---- */
 
+/* ZERO_TEST_HPZ=P (gpu-check's engine-staged-hpz step, and engine-hpz-world4
+ * on the CPU): only stage 3 runs, each combination with
+ * zero_hpz_partition_size P, and it must equal the same engine without hpZ
+ * bit for bit (hpZ moves the 16-bit weights and rounds nothing). 1: off. */
+static int hpz_size(int world)
+{
+    const char *v = getenv("ZERO_TEST_HPZ");
+    int P = v != NULL ? atoi(v) : 1;
+    return P > 1 && world % P == 0 ? P : 1;
+}
+
 /* The offload_optimizer block ZERO_TEST_OFFLOAD_OPTIMIZER asks for ("cpu"), at stages 1-3. */
 static const char *offload_block(int stage)
 {
@@ -237,9 +249,9 @@ static char *config_json(const combo_t *c)
              " \"gradient_clipping\": %g, \"steps_per_print\": 0,"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"allgather_bucket_size\": 300,"
              " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200,"
-             " \"check_grad_writes\": %s%s}}",
+             " \"check_grad_writes\": %s, \"zero_hpz_partition_size\": %d%s}}",
              c->gas, opt_names[c->opt], opt_params, prec, c->clip, c->stage, c->gas == 3 ? "true" : "false",
-             offload_block(c->stage));
+             c->hpz > 1 ? c->hpz : 1, offload_block(c->stage));
     return buf;
 }
 
@@ -411,6 +423,33 @@ static int compare(const char *what, const combo_t *c, int rank, float *got[NPAR
     return 0;
 }
 
+/* hpZ's run against the same engine without it: equal bit for bit (NaN never
+ * appears here, so == on the values is the bitwise test). */
+static int hpz_exact(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, int rank, float *got[NPARAM])
+{
+    combo_t plain = *c;
+    float *ref[NPARAM];
+    int bad = 0;
+    if (c->hpz <= 1)
+        return 0;
+    plain.hpz = 1;
+    for (int p = 0; p < NPARAM; p++)
+        ref[p] = calloc(numel_of(p), sizeof(float));
+    if (run_engine(comm, &plain, kind, ref) != 0)
+        bad = 1;
+    for (int p = 0; p < NPARAM && !bad; p++)
+        for (size_t i = 0; i < numel_of(p) && !bad; i++)
+            if (memcmp(&got[p][i], &ref[p][i], sizeof(float)) != 0) {
+                fprintf(stderr, "rank %d: %s hpZ %d against no hpZ: %s %s gas %d: layer%d.w[%zu] = %.9g, expected "
+                        "%.9g (bit for bit)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", c->hpz,
+                        zero_dtype_string(c->dtype), opt_names[c->opt], c->gas, p, i, got[p][i], ref[p][i]);
+                bad = 1;
+            }
+    for (int p = 0; p < NPARAM; p++)
+        free(ref[p]);
+    return bad;
+}
+
 int main(void)
 {
     zero_comm_h comm;
@@ -437,13 +476,13 @@ int main(void)
         want[p] = calloc(numel_of(p), sizeof(double));
     }
     memset(stage0, 0, sizeof(stage0));
-    for (int stage = 0; stage <= 3; stage++)
+    for (int stage = hpz_size(world) > 1 ? 3 : 0; stage <= 3; stage++)
         for (int di = 0; di < 3; di++)
             for (int o = 0; o < OPT_COUNT; o++)
                 for (int gi = 0; gi < 2; gi++)
                     for (int ci = 0; ci < 2; ci++) {
                         combo_t c = {.stage = stage, .dtype = dtypes[di], .opt = (opt_t)o, .gas = gi ? 3 : 1,
-                                     .clip = ci ? 0.5 : 0.0};
+                                     .clip = ci ? 0.5 : 0.0, .hpz = hpz_size(world)};
                         /* views on a rotating subset of the stage 0-2 runs */
                         c.views = stage < 3 && (o + gi + ci) % 3 == 0;
 #ifdef ENGINE_CHECK_DEVICE
@@ -460,13 +499,14 @@ int main(void)
                             for (size_t i = 0; i < numel_of(p); i++)
                                 want[p][i] = got[p][i];
                         if (run_engine(comm, &c, ZERO_MEM_DEVICE, got) != 0 ||
-                            compare("device against the host engine", &c, rank, got, want)) {
+                            compare("device against the host engine", &c, rank, got, want) ||
+                            hpz_exact(comm, &c, ZERO_MEM_DEVICE, rank, got)) {
                             failures++;
                             continue;
                         }
 #else
                         combos++;
-                        if (run_engine(comm, &c, ZERO_MEM_HOST, got) != 0) {
+                        if (run_engine(comm, &c, ZERO_MEM_HOST, got) != 0 || hpz_exact(comm, &c, ZERO_MEM_HOST, rank, got)) {
                             failures++;
                             continue;
                         }
