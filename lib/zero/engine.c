@@ -417,11 +417,12 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     status = check_device_offload(e);
     if (status != ZERO_OK)
         goto err;
-    if ((e->quantized_weights || e->quantized_gradients) && !e->ops->host_readable) {
-        /* The quantized collectives (comm/quant_coll.h) encode and decode on the host. */
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_quantized_weights/zero_quantized_gradients "
-                     "with mem_kind %s: the quantized collectives run on host memory only in this version",
-                     zero_mem_kind_string(e->kind));
+    if (e->quantized_gradients && !e->ops->host_readable) {
+        /* qgZ's reduce-scatter (comm/quant_coll.h) encodes and decodes on the
+         * host; qwZ has a device path (engine_gather.c, ops quant_encode8). */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_quantized_gradients with mem_kind %s: the "
+                     "quantized reduce-scatter runs on host memory only in this version (zero_quantized_weights "
+                     "works on device memory)", zero_mem_kind_string(e->kind));
         status = ZERO_ERR_UNSUPPORTED;
         goto err;
     }
