@@ -151,8 +151,7 @@ static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_reques
                                      "hpZ refresh allgather");
     if (status == ZERO_OK)
         engine_copy(e, (char *)g->params_secondary + secondary_offset(e, b) * esz,
-                    (const char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes + (size_t)e->hpz_rank * part * esz,
-                    part * esz);
+                    tmp + (size_t)e->hpz_rank * part * esz, part * esz);
     return status;
 }
 
