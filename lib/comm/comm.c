@@ -884,6 +884,69 @@ out:
     return status;
 }
 
+/* The new communicator's device path (NCCL or staged, the rule of
+ * zero_device_path_choose over its members' devices), so that device memory
+ * can go through it as through the parent. Every parent rank sends its device
+ * key and, at rank 0 of a new communicator, a fresh NCCL id; the device each
+ * rank uses is pinned to the parent's choice (the new local rank may differ). */
+static zero_status_t split_device_path(zero_comm_t *parent, zero_comm_t *comm, int member, const int *members)
+{
+#if HAVE_CUDA
+    enum { KEY = ZERO_DEVICE_KEY_BYTES, SLOT = ZERO_DEVICE_KEY_BYTES + ZERO_NCCL_ID_BYTES };
+    zero_status_t status = ZERO_OK;
+    int count = zero_nccl_device_count(), n = comm->env.size;
+    unsigned char *all = NULL;
+    const unsigned char **keys = NULL;
+    zero_device_choice_t choice;
+
+    if (!(parent->cfg.backends & (ZERO_COMM_BACKEND_NCCL | ZERO_COMM_BACKEND_STAGED)) ||
+        parent->device_path == ZERO_DEVICE_PATH_NONE)
+        return ZERO_OK;   /* the same on every rank: the parent's path is the job's */
+    if (comm->cfg.cuda_device < 0 && count > 0)
+        comm->cfg.cuda_device = parent->env.local_rank % count;
+    all = zero_calloc((size_t)parent->env.size, SLOT);
+    keys = zero_calloc((size_t)n, sizeof(*keys));
+    ZERO_REQUIRE_GOTO(all != NULL && keys != NULL, ZERO_ERR_NO_MEMORY, status, out, "zero_comm_split: out of memory");
+    {
+        unsigned char *mine = all + (size_t)parent->env.rank * SLOT;
+        zero_staged_device_key(comm->cfg.cuda_device, parent->env.local_rank, mine);
+        /* a failed id leaves zeros: that communicator then has no NCCL id, and
+         * its device collectives fail with the reason (nccl_prepare) */
+        if (member && n > 1 && comm->env.rank == 0 && (comm->cfg.backends & ZERO_COMM_BACKEND_NCCL) && count > 0 &&
+            zero_nccl_unique_id(mine + KEY) != ZERO_OK)
+            memset(mine + KEY, 0, ZERO_NCCL_ID_BYTES);
+    }
+    ZERO_CHECK_GOTO(zero_comm_allgather(parent, all + (size_t)parent->env.rank * SLOT, all, SLOT, ZERO_U8,
+                                        ZERO_MEM_HOST),
+                    status, out);
+    if (!member || n < 2)
+        goto out;
+    for (int i = 0; i < n; i++)
+        keys[i] = all + (size_t)members[i] * SLOT;
+    zero_device_path_choose(comm->cfg.backends, n, keys, &choice);
+    comm->device_path = (int)choice.path;
+    snprintf(comm->device_note, sizeof(comm->device_note), "%s", choice.note);
+    {
+        static const unsigned char none[ZERO_NCCL_ID_BYTES];
+        const unsigned char *id = all + (size_t)members[0] * SLOT + KEY;
+        if (memcmp(id, none, ZERO_NCCL_ID_BYTES) != 0) {
+            memcpy(comm->nccl_id, id, ZERO_NCCL_ID_BYTES);
+            comm->have_nccl_id = 1;
+        }
+    }
+out:
+    zero_free(keys);
+    zero_free(all);
+    return status;
+#else
+    (void)parent;
+    (void)comm;
+    (void)member;
+    (void)members;
+    return ZERO_OK;
+#endif
+}
+
 zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_h *comm_p)
 {
     zero_status_t status = ZERO_OK;
@@ -933,6 +996,7 @@ zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_
         ZERO_ERRNO_CHECK_GOTO(comm->wake_fd >= 0, status, fail, "zero_comm_split: %s", "eventfd");
     }
     ZERO_CHECK_GOTO(split_connect(parent, comm, color != ZERO_COMM_SPLIT_NONE, members), status, fail);
+    ZERO_CHECK_GOTO(split_device_path(parent, comm, color != ZERO_COMM_SPLIT_NONE, members), status, fail);
     if (color == ZERO_COMM_SPLIT_NONE) {
         zero_comm_destroy(comm);
         *comm_p = NULL;

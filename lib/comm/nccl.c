@@ -351,11 +351,6 @@ static zero_status_t nccl_prepare(zero_comm_t *comm, const zero_coll_desc_t *d)
                        "(%s; logged then), and is not tried again", zero_status_string(comm->nccl_create_status));
         return comm->nccl_create_status;
     }
-    if (comm->parent != NULL) {
-        ZERO_LOG_ERROR("device-memory collective: a communicator made by zero_comm_split has no NCCL communicator "
-                       "in this version");
-        return ZERO_ERR_UNSUPPORTED;
-    }
     if (!comm->have_nccl_id) {
         ZERO_LOG_ERROR("device-memory collective: not every rank has a CUDA device, so the job has no NCCL "
                        "communicator");

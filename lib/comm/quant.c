@@ -5,6 +5,7 @@
  * value is subnormal neither overflows the reciprocal nor loses the scale.
  */
 #include "comm/quant.h"
+#include "comm/quant_elem.h"
 #include "util/half.h"
 
 #include <math.h>
@@ -46,29 +47,18 @@ static inline void load_block(zero_dtype_t dtype, const void *x, size_t first, s
     }
 }
 
-/* The block's largest magnitude, or NaN when any element is inf or NaN.
- * It is found on the bit patterns: for magnitudes (sign cleared) the integer
- * order is the float order, and inf and every NaN lie above all finite
- * values, so one integer max finds both; integer max vectorises at -O2 for
- * the full blocks (trip count ZERO_QUANT_BLOCK), a float max with NaN
- * semantics does not. */
+/* The block's largest magnitude, or NaN when any element is inf or NaN,
+ * found on the bit patterns (quant_elem.h); the full blocks have trip count
+ * ZERO_QUANT_BLOCK, so the integer max vectorises at -O2. */
 static inline float block_amax(const float *v, size_t count)
 {
     int32_t most = 0;
     for (size_t i = 0; i < count; i++) {
-        int32_t mag = (int32_t)(zero_f32_bits(v[i]) & 0x7fffffffu);
+        int32_t mag = zero_quant_mag(v[i]);
         most = mag > most ? mag : most;
     }
-    return most >= 0x7f800000 ? NAN : zero_bits_f32((uint32_t)most);
+    return zero_quant_amax(most);
 }
-
-/* Adding and then subtracting 1.5 * 2^52 rounds a double of magnitude below
- * 2^51 to the nearest integer, ties to even: what nearbyint gives in the
- * default rounding mode, bit for bit, but as two additions the compiler can
- * vectorise, where nearbyint is a library call per element on baseline
- * x86-64 (no SSE4.1 round instruction). libzero is never built with
- * -ffast-math, which could fold the pair away. */
-#define ROUND_MAGIC 6755399441055744.0
 
 /* Quantizes one block to integers in [-qmax, qmax]. */
 static inline void quantize_block(const float *v, size_t count, float amax, int qmax, int8_t *q)
@@ -77,14 +67,9 @@ static inline void quantize_block(const float *v, size_t count, float amax, int 
         memset(q, 0, count);
         return;
     }
-    double inv = (double)qmax / (double)amax, hi = qmax, lo = -qmax;
-    for (size_t i = 0; i < count; i++) {
-        /* |v * inv| <= qmax up to rounding; the clamp keeps that exact. */
-        double r = ((double)v[i] * inv + ROUND_MAGIC) - ROUND_MAGIC;
-        r = r > hi ? hi : r;
-        r = r < lo ? lo : r;
-        q[i] = (int8_t)(int32_t)r;
-    }
+    double inv = zero_quant_inv(amax, qmax);
+    for (size_t i = 0; i < count; i++)
+        q[i] = zero_quant_one(v[i], inv, qmax);
 }
 
 /* One block: scale and integers. The full blocks call it with the constant
@@ -154,9 +139,9 @@ static inline void dequantize_block(const int8_t *q, size_t count, float amax, i
             v[i] = NAN;
         return;
     }
-    double step = (double)amax / (double)qmax;
+    double step = zero_quant_step(amax, qmax);
     for (size_t i = 0; i < count; i++)
-        v[i] = (float)((double)q[i] * step);
+        v[i] = zero_quant_value(q[i], step);
 }
 
 typedef enum { STORE_FP32, STORE_BF16, STORE_FP16, STORE_ADD_FP32 } store_mode_t;

@@ -40,6 +40,7 @@
 #pragma GCC diagnostic pop
 #include "util/device_check.h"
 #include "optim/optim_cuda.h"
+#include "comm/quant_cuda.h"
 
 /* Defined in the module (cuda_module_table.c), which links the runtime but not
  * the driver library: the driver's cuStreamWaitValue32, found once through
@@ -110,6 +111,8 @@ typedef struct zero_cuda_api {
     ZERO_CUDA_ENTRY(zero_cuda_add32);
     ZERO_CUDA_ENTRY(zero_cuda_to_16);
     ZERO_CUDA_ENTRY(zero_cuda_from_16);
+    ZERO_CUDA_ENTRY(zero_cuda_quant_encode8);   /* lib/comm/quant_cuda.cu: qwZ (engine_gather.c) */
+    ZERO_CUDA_ENTRY(zero_cuda_quant_decode8);
 } zero_cuda_api_t;
 #undef ZERO_CUDA_ENTRY
 

@@ -90,6 +90,8 @@ static const zero_cuda_api_t module_api = {
     .zero_cuda_add32 = zero_cuda_add32,
     .zero_cuda_to_16 = zero_cuda_to_16,
     .zero_cuda_from_16 = zero_cuda_from_16,
+    .zero_cuda_quant_encode8 = zero_cuda_quant_encode8,
+    .zero_cuda_quant_decode8 = zero_cuda_quant_decode8,
 };
 
 const zero_cuda_api_t *zero_cuda_module_api(uint32_t abi);

@@ -189,6 +189,16 @@ static zero_status_t check_device_offload(zero_engine_h e)
                      "version", zero_mem_kind_string(e->kind));
         return ZERO_ERR_UNSUPPORTED;
     }
+    if (z->offload_param.device == ZERO_OFFLOAD_CPU && z->stage == 3 &&
+        (z->zero_hpz_partition_size > 1 || z->zero_quantized_weights)) {
+        /* hpZ's refresh reads the shards in device memory, and qwZ's encode
+         * is not ordered after the shard's upload */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.%s with offload_param.device \"cpu\" and mem_kind "
+                     "%s: not supported together in this version",
+                     z->zero_hpz_partition_size > 1 ? "zero_hpz_partition_size" : "zero_quantized_weights",
+                     zero_mem_kind_string(e->kind));
+        return ZERO_ERR_UNSUPPORTED;
+    }
     if (opt == ZERO_OFFLOAD_NVME && (z->offload_optimizer.ratio < 1.0 || z->offload_optimizer.overlap_step)) {
         /* ratio picks buckets for host memory and overlap_step keeps an undo
          * copy of them there: neither is built for state in the NVMe file */
@@ -227,11 +237,6 @@ static zero_status_t setup_hpz(zero_engine_h e)
         engine_error(e, ZERO_ERR_CONFIG, "zero_optimization.zero_hpz_partition_size %llu does not divide the world "
                      "size %d", (unsigned long long)P, e->world);
         return ZERO_ERR_CONFIG;
-    }
-    if (!e->ops->host_readable) {
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_hpz_partition_size with mem_kind %s: hpZ "
-                     "runs on host memory only in this version", zero_mem_kind_string(e->kind));
-        return ZERO_ERR_UNSUPPORTED;
     }
     if (e->config->zero_optimization.offload_param.device == ZERO_OFFLOAD_NVME) {
         /* the secondary copy is refreshed from the shards in memory; with
@@ -416,11 +421,12 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     status = check_device_offload(e);
     if (status != ZERO_OK)
         goto err;
-    if ((e->quantized_weights || e->quantized_gradients) && !e->ops->host_readable) {
-        /* The quantized collectives (comm/quant_coll.h) encode and decode on the host. */
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_quantized_weights/zero_quantized_gradients "
-                     "with mem_kind %s: the quantized collectives run on host memory only in this version",
-                     zero_mem_kind_string(e->kind));
+    if (e->quantized_gradients && !e->ops->host_readable) {
+        /* qgZ's reduce-scatter (comm/quant_coll.h) encodes and decodes on the
+         * host; qwZ has a device path (engine_gather.c, ops quant_encode8). */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_quantized_gradients with mem_kind %s: the "
+                     "quantized reduce-scatter runs on host memory only in this version (zero_quantized_weights "
+                     "works on device memory)", zero_mem_kind_string(e->kind));
         status = ZERO_ERR_UNSUPPORTED;
         goto err;
     }
@@ -1528,7 +1534,7 @@ static zero_status_t setup_working_memory(zero_engine_h e)
                                     e->layout->num_buckets + ZERO_ENGINE_SLICE_BLOCKS);
     if (status != ZERO_OK)
         return status;
-    e->mem.pools_bound += e->gather_pool.capacity + e->grad_pool.capacity;
+    e->mem.pools_bound += e->gather_pool.capacity + e->grad_pool.capacity + 2 * engine_gather_hpz_scratch_bytes(e);
     return ZERO_OK;
 }
 

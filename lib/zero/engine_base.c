@@ -182,14 +182,10 @@ zero_status_t engine_reduce_scatter_start(zero_engine_h e, const void *sendbuf, 
     return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
 }
 
-zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
-                                     zero_dtype_t dtype, zero_comm_request_h *req_p)
-{
-    return engine_allgather_start_after(e, sendbuf, recvbuf, sendcount, dtype, NULL, req_p);
-}
-
-zero_status_t engine_allgather_start_after(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
-                                           zero_dtype_t dtype, void *after, zero_comm_request_h *req_p)
+/* The engine's ordered allgather over @p comm (the engine's or a split of
+ * it), after @p after where not NULL (else after the engine's stream). */
+static zero_status_t allgather_start_over(zero_engine_h e, zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                          size_t sendcount, zero_dtype_t dtype, void *after, zero_comm_request_h *req_p)
 {
     zero_comm_order_t order;
     zero_status_t status = order_begin(e, &order);
@@ -206,6 +202,24 @@ zero_status_t engine_allgather_start_after(zero_engine_h e, const void *sendbuf,
         }
         order.wait_event = after;
     }
-    status = zero_comm_allgather_start_ordered(e->comm, sendbuf, recvbuf, sendcount, dtype, e->kind, &order, req_p);
+    status = zero_comm_allgather_start_ordered(comm, sendbuf, recvbuf, sendcount, dtype, e->kind, &order, req_p);
     return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
+}
+
+zero_status_t engine_allgather_start_on(zero_engine_h e, zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                        size_t sendcount, zero_dtype_t dtype, zero_comm_request_h *req_p)
+{
+    return allgather_start_over(e, comm, sendbuf, recvbuf, sendcount, dtype, NULL, req_p);
+}
+
+zero_status_t engine_allgather_start_after(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                           zero_dtype_t dtype, void *after, zero_comm_request_h *req_p)
+{
+    return allgather_start_over(e, e->comm, sendbuf, recvbuf, sendcount, dtype, after, req_p);
+}
+
+zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
+                                     zero_dtype_t dtype, zero_comm_request_h *req_p)
+{
+    return allgather_start_over(e, e->comm, sendbuf, recvbuf, sendcount, dtype, NULL, req_p);
 }

@@ -94,6 +94,50 @@ size_t engine_gather_wire_bytes(zero_engine_h e, int b)
     return e->hpz > 1 ? 0 : world_wire_bytes(e, b);   /* hpZ: gathers inside the group are not quantized */
 }
 
+/* qwZ's allgather of @p slice elements a rank from @p shard into @p out, the
+ * encoded blocks in @p wire. On host memory the quantized allgather
+ * (comm/quant_coll.h) encodes, and decodes as it finishes. On device memory
+ * the shard is encoded on the engine's stream into this rank's block of
+ * @p wire, the blocks travel as bytes in an allgather ordered on that stream
+ * (in place, so no copy), and quant_gather_decode decodes them after the
+ * wait. Both give the same bytes: the kernels and quant.c share quant_elem.h. */
+static zero_status_t quant_gather_start(zero_engine_h e, const void *shard, void *out, size_t slice,
+                                        zero_dtype_t dtype, void *wire, zero_comm_request_h *req)
+{
+    size_t stride = zero_comm_quant_stride(ZERO_QUANT_INT8, slice);
+    char *own = (char *)wire + (size_t)e->rank * stride;
+    zero_status_t status;
+    if (e->ops->quant_encode8 == NULL)
+        return zero_comm_allgather_quant_start(e->comm, shard, out, slice, dtype, ZERO_QUANT_INT8, wire, req);
+    status = e->ops->quant_encode8(e->ops_ctx, dtype, shard, slice, own);
+    if (status != ZERO_OK)
+        return status;
+    return engine_allgather_start(e, own, wire, stride, ZERO_U8, req);
+}
+
+/* After the wait for quant_gather_start's request: every rank's block
+ * decoded into @p out on the engine's stream (device memory; on host memory
+ * the request has decoded already). */
+static zero_status_t quant_gather_decode(zero_engine_h e, const void *wire, void *out, size_t slice,
+                                         zero_dtype_t dtype, const char *what)
+{
+    size_t stride = zero_comm_quant_stride(ZERO_QUANT_INT8, slice), esz = dtype_bytes(dtype);
+    uint64_t mark = zero_log_error_mark();
+    if (e->ops->quant_decode8 == NULL)
+        return ZERO_OK;
+    for (int r = 0; r < e->world; r++) {
+        zero_status_t status = e->ops->quant_decode8(e->ops_ctx, dtype, (const char *)wire + (size_t)r * stride,
+                                                     slice, (char *)out + (size_t)r * slice * esz);
+        if (status != ZERO_OK) {
+            e->state = ENGINE_FAILED;
+            engine_keep_error(e, mark, "%s: decoding rank %d's int8 blocks failed: %s", what, r,
+                              zero_status_string(status));
+            return status;
+        }
+    }
+    return ZERO_OK;
+}
+
 /* ---- hpZ: the secondary copy ---- */
 
 /* Where bucket @p b's part lies in the group's secondary copy (elements). */
@@ -108,12 +152,28 @@ static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_reques
     const zero_layout_bucket_t *bk = &e->layout->buckets[b];
     group_state_t *g = &e->groups[bk->group];
     size_t esz = dtype_bytes(g->dtype), part = bk->length / (size_t)e->hpz;
+    char *tmp = (char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes;
     zero_status_t status = engine_wait(e, req, "hpZ refresh allgather");
+    if (status == ZERO_OK && world_wire_bytes(e, b) > 0)
+        status = quant_gather_decode(e, tmp + wire_offset(e, b), tmp, bk->length / (size_t)e->world, g->dtype,
+                                     "hpZ refresh allgather");
     if (status == ZERO_OK)
         engine_copy(e, (char *)g->params_secondary + secondary_offset(e, b) * esz,
-                    (const char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes + (size_t)e->hpz_rank * part * esz,
-                    part * esz);
+                    tmp + (size_t)e->hpz_rank * part * esz, part * esz);
     return status;
+}
+
+size_t engine_gather_hpz_scratch_bytes(zero_engine_h e)
+{
+    size_t most = 0;
+    if (e->hpz <= 1)
+        return 0;
+    for (int b = 0; b < e->layout->num_buckets; b++) {
+        size_t bytes = world_wire_bytes(e, b) > 0 ? wire_offset(e, b) + world_wire_bytes(e, b) : bucket_bytes(e, b);
+        if (e->buckets[b].persistent_slot == NULL && bytes > most)
+            most = bytes;
+    }
+    return (most + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
 }
 
 /* Refreshes the secondary copy from the shards: an allgather of every
@@ -126,13 +186,7 @@ static zero_status_t hpz_refresh(zero_engine_h e)
     zero_status_t status = ZERO_OK;
 
     if (e->hpz_scratch == NULL) {
-        size_t most = 0;
-        for (int b = 0; b < e->layout->num_buckets; b++) {
-            size_t bytes = world_wire_bytes(e, b) > 0 ? wire_offset(e, b) + world_wire_bytes(e, b) : bucket_bytes(e, b);
-            if (e->buckets[b].persistent_slot == NULL && bytes > most)
-                most = bytes;
-        }
-        most = (most + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
+        size_t most = engine_gather_hpz_scratch_bytes(e);
         if (most == 0) {   /* every parameter is persistent */
             e->hpz_stale = 0;
             return ZERO_OK;
@@ -160,10 +214,9 @@ static zero_status_t hpz_refresh(zero_engine_h e)
         }
         mark = zero_log_error_mark();
         if (world_wire_bytes(e, b) > 0)
-            status = zero_comm_allgather_quant_start(e->comm, shard, tmp, slice, g->dtype, ZERO_QUANT_INT8,
-                                                     tmp + wire_offset(e, b), &reqs[slot]);
+            status = quant_gather_start(e, shard, tmp, slice, g->dtype, tmp + wire_offset(e, b), &reqs[slot]);
         else
-            status = zero_comm_allgather_start(e->comm, shard, tmp, slice, g->dtype, e->kind, &reqs[slot]);
+            status = engine_allgather_start(e, shard, tmp, slice, g->dtype, &reqs[slot]);
         if (status != ZERO_OK) {
             e->state = ENGINE_FAILED;
             engine_keep_error(e, mark, "hpZ: the allgather refreshing %s failed to start: %s",
@@ -409,11 +462,12 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     }
     mark = zero_log_error_mark();
     if (e->hpz > 1 && bs->persistent_slot == NULL)   /* from the group's secondary copy (refreshed by the caller) */
-        status = zero_comm_allgather_start(e->hpz_comm, (const char *)g->params_secondary + secondary_offset(e, b) * esz,
-                                           bs->gathered, bk->length / (size_t)e->hpz, g->dtype, e->kind, &bs->gather_req);
+        status = engine_allgather_start_on(e, e->hpz_comm,
+                                           (const char *)g->params_secondary + secondary_offset(e, b) * esz,
+                                           bs->gathered, bk->length / (size_t)e->hpz, g->dtype, &bs->gather_req);
     else if (engine_gather_wire_bytes(e, b) > 0)
-        status = zero_comm_allgather_quant_start(e->comm, shard, bs->gathered, slice, g->dtype, ZERO_QUANT_INT8,
-                                                 (char *)bs->gathered + wire_offset(e, b), &bs->gather_req);
+        status = quant_gather_start(e, shard, bs->gathered, slice, g->dtype, (char *)bs->gathered + wire_offset(e, b),
+                                    &bs->gather_req);
     else
         status = engine_allgather_start_after(e, shard, bs->gathered, slice, g->dtype, uploaded, &bs->gather_req);
     if (status != ZERO_OK) {
@@ -434,7 +488,14 @@ zero_status_t engine_gather_bucket_start(zero_engine_h e, int b)
 
 zero_status_t engine_gather_bucket_finish(zero_engine_h e, int b)
 {
-    return engine_wait(e, &e->buckets[b].gather_req, "stage-3 allgather");
+    bucket_state_t *bs = &e->buckets[b];
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    int quantized = bs->gather_req != NULL && engine_gather_wire_bytes(e, b) > 0;   /* decoded once */
+    zero_status_t status = engine_wait(e, &bs->gather_req, "stage-3 allgather");
+    if (status == ZERO_OK && quantized)
+        status = quant_gather_decode(e, (char *)bs->gathered + wire_offset(e, b), bs->gathered,
+                                     bk->length / (size_t)e->world, e->groups[bk->group].dtype, "stage-3 allgather");
+    return status;
 }
 
 static void free_bucket(zero_engine_h e, int b)

@@ -36,6 +36,11 @@ zero_status_t engine_gather_bucket_finish(zero_engine_h e, int bucket);
 /* qwZ: bytes of bucket @p bucket's encoded gather (0 without qwZ, and for
  * persistent parameters, which are gathered unquantized). */
 size_t engine_gather_wire_bytes(zero_engine_h e, int bucket);
+/* hpZ: the bytes of each of the two refresh buffers (the largest non-persistent
+ * bucket's allgather over all ranks, qwZ's wire bytes included, aligned); 0
+ * without hpZ or when every parameter is persistent. The pools hold twice this
+ * from the first refresh on. */
+size_t engine_gather_hpz_scratch_bytes(zero_engine_h e);
 /* Waits for every gather in flight and frees every gathered copy (not the
  * persistent ones) and every gathered slice. */
 void engine_gather_drop_all(zero_engine_h e);

@@ -421,6 +421,10 @@ zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void 
  * instead of the engine's stream; NULL: engine_allgather_start. */
 zero_status_t engine_allgather_start_after(zero_engine_h e, const void *sendbuf, void *recvbuf, size_t sendcount,
                                            zero_dtype_t dtype, void *after, zero_comm_request_h *req_p);
+/* engine_allgather_start over @p comm, a communicator split from the engine's
+ * (hpZ's group): the same ordering on the engine's stream. */
+zero_status_t engine_allgather_start_on(zero_engine_h e, zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                        size_t sendcount, zero_dtype_t dtype, zero_comm_request_h *req_p);
 /* Frees the requests whose collectives the stream waited for (engine_wait);
  * call where the host has waited for the stream, so they are complete. The
  * first failure turns the engine FAILED. */

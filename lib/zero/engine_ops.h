@@ -150,6 +150,14 @@ typedef struct engine_ops {
     /* Lamb phase 2 over the piece, with the parameter's global sums (host). */
     zero_status_t (*lamb_phase2)(void *ctx, const zero_optim_hparams_t *hp, const zero_optim_slice_t *s,
                                  double w_sq, double u_sq);
+    /* qwZ on memory the host cannot read (optional: NULL on host memory,
+     * where the quantized allgather of comm/quant_coll.h encodes and decodes):
+     * the int8 block codec of comm/quant.h on the engine's stream, the same
+     * bytes as zero_quant_encode/decode. encode8 writes
+     * zero_quant_bytes(ZERO_QUANT_INT8, n) bytes to @p wire; decode8 reads
+     * them and writes n elements of @p dtype (fp32, bf16 or fp16). */
+    zero_status_t (*quant_encode8)(void *ctx, zero_dtype_t dtype, const void *src, size_t n, void *wire);
+    zero_status_t (*quant_decode8)(void *ctx, zero_dtype_t dtype, const void *wire, size_t n, void *dst);
 } engine_ops_t;
 
 /* The host table (engine_ops_host.c). */

@@ -312,6 +312,18 @@ static zero_status_t device_to_16(void *ctx, zero_dtype_t dtype, uint16_t *dst, 
                     "conversion to 16 bits", n);
 }
 
+static zero_status_t device_quant_encode8(void *ctx, zero_dtype_t dtype, const void *src, size_t n, void *wire)
+{
+    device_ctx_t *c = ctx;
+    return launched(ZERO_CUDA(zero_cuda_quant_encode8)(src, (int)dtype, n, wire, c->stream), "int8 block encoding", n);
+}
+
+static zero_status_t device_quant_decode8(void *ctx, zero_dtype_t dtype, const void *wire, size_t n, void *dst)
+{
+    device_ctx_t *c = ctx;
+    return launched(ZERO_CUDA(zero_cuda_quant_decode8)(wire, n, (int)dtype, dst, c->stream), "int8 block decoding", n);
+}
+
 static zero_status_t device_from_16(void *ctx, zero_dtype_t dtype, float *dst, const uint16_t *src, size_t n)
 {
     device_ctx_t *c = ctx;
@@ -437,6 +449,8 @@ static const engine_ops_t device_ops = {
     .accumulate = device_accumulate,
     .to_16 = device_to_16,
     .from_16 = device_from_16,
+    .quant_encode8 = device_quant_encode8,
+    .quant_decode8 = device_quant_decode8,
     .check_grads = device_check_grads,
     .unscale_clip = device_unscale_clip,
     .optimizer_step = device_optimizer_step,

@@ -10,6 +10,11 @@
  *                                   time out naming it
  *   comm_rank device                device memory (nccl or staged backend), CUDA builds only;
  *                                   COMM_RANK_EXPECT_PATH=staged|nccl checks which carried it
+ *   comm_rank device-split          device memory on communicators split from this one (pairs of
+ *                                   consecutive ranks; a last odd rank alone): the child takes the
+ *                                   parent's device path (COMM_RANK_EXPECT_PATH checks it) and runs
+ *                                   every device collective of `device`, then the parent one more
+ *                                   allgather beside the live child
  *   comm_rank device-kill K         device memory (staged backend): rank K dies mid-collective; the
  *                                   others' ordered collective fails naming it, and their CUDA stream
  *                                   waiting on its done_event does not hang
@@ -1013,6 +1018,53 @@ static void run_device(zero_comm_h comm)
     CHECK(zero_comm_barrier(comm) == ZERO_OK, "barrier");
 }
 
+/* ZeRO++ hpZ's group communicator in device memory: run_device on a child
+ * (g_rank and g_size name the child meanwhile: its values and references). */
+static void run_device_split(zero_comm_h comm, const char *expect)
+{
+    zero_comm_h child = NULL;
+    int rank = g_rank, size = g_size;
+    zero_status_t st = zero_comm_split(comm, g_rank / 2, g_rank, &child);
+    CHECK(st == ZERO_OK && child != NULL, "zero_comm_split: %s", zero_status_string(st));
+    if (child == NULL)
+        return;
+    if (expect != NULL && zero_comm_size(child) > 1)
+        CHECK(child->device_path == comm->device_path &&
+                  child->device_path == (strcmp(expect, "nccl") == 0 ? ZERO_DEVICE_PATH_NCCL : ZERO_DEVICE_PATH_STAGED),
+              "the child's device memory goes through path %d (the parent's %d), expected %s", child->device_path,
+              comm->device_path, expect);
+    g_rank = zero_comm_rank(child);
+    g_size = zero_comm_size(child);
+    run_device(child);
+    g_rank = rank;
+    g_size = size;
+    {
+        /* the parent's device path still works while the child lives */
+        size_t count = 1000;
+        float *send = xalloc(count * sizeof(float)), *got = xalloc((size_t)size * count * sizeof(float));
+        float *want = xalloc((size_t)size * count * sizeof(float));
+        void *dsend, *drecv;
+        for (size_t i = 0; i < count; i++)
+            send[i] = val(rank, i);
+        for (int q = 0; q < size; q++)
+            for (size_t i = 0; i < count; i++)
+                want[(size_t)q * count + i] = val(q, i);
+        dsend = dev_copy_in(send, count * sizeof(float));
+        drecv = dev_copy_in(want, (size_t)size * count * sizeof(float));
+        CHECK(cudaMemset(drecv, 0, (size_t)size * count * sizeof(float)) == cudaSuccess, "cudaMemset");
+        CHECK(zero_comm_allgather(comm, dsend, drecv, count, ZERO_FP32, ZERO_MEM_DEVICE) == ZERO_OK,
+              "parent device allgather beside the child");
+        cudaMemcpy(got, drecv, (size_t)size * count * sizeof(float), cudaMemcpyDeviceToHost);
+        compare("parent device allgather beside the child", ZERO_FP32, got, want, (size_t)size * count);
+        zero_mem_free(dsend);
+        zero_mem_free(drecv);
+        free(send);
+        free(got);
+        free(want);
+    }
+    zero_comm_destroy(child);
+}
+
 static void run_device_kill(zero_comm_h comm, int victim)
 {
     size_t count = (size_t)16 << 20;
@@ -1508,6 +1560,8 @@ int main(int argc, char **argv)
             CHECK(comm->device_path == (strcmp(expect, "nccl") == 0 ? ZERO_DEVICE_PATH_NCCL : ZERO_DEVICE_PATH_STAGED),
                   "device memory goes through path %d, expected %s", comm->device_path, expect);
         run_device(comm);
+    } else if (strcmp(mode, "device-split") == 0) {
+        run_device_split(comm, g_size > 1 ? getenv("COMM_RANK_EXPECT_PATH") : NULL);
     } else if (strcmp(mode, "device-kill") == 0 && argc > 2) {
         run_device_kill(comm, atoi(argv[2]));
     } else if (strcmp(mode, "device-fault") == 0 && argc > 3) {

@@ -13,6 +13,9 @@
  *     go through dozens of chunks, so the ring wraps many times;
  *   - world size 2 with pageable slots (ZERO_COMM_STAGED_PIN=0): the
  *     fallback taken where pinning fails;
+ *   - comm_rank device-split at world sizes 4 and 3: communicators split in
+ *     pairs (hpZ's groups; at 3 the last rank alone) carry device memory
+ *     through the staged backend too, and the parent still does beside them;
  * then a killed rank: at world size 2, rank 1 dies (SIGKILL) a moment into a
  * 64 MiB collective; rank 0's ordered collective must fail with the rank
  * named within the bound (ZERO_COMM_TIMEOUT=10, plus slack), and its CUDA
@@ -203,6 +206,9 @@ int main(int argc, char **argv)
         setenv("ZERO_COMM_STAGED_PIN", "0", 1);
         ok &= passed("staged, world 2, pageable slots", launch(2, "device", NULL, NULL, JOB_TIMEOUT_S));
         unsetenv("ZERO_COMM_STAGED_PIN");
+        /* hpZ's group communicators: split in pairs, the children staged too */
+        ok &= passed("staged, world 4 split in pairs", launch(4, "device-split", NULL, NULL, JOB_TIMEOUT_S));
+        ok &= passed("staged, world 3 split in a pair and one", launch(3, "device-split", NULL, NULL, JOB_TIMEOUT_S));
     }
     if (failures) {
         ok &= killed_rank();

@@ -49,6 +49,15 @@
  * device run is also run without offload_param in the same job: the weights
  * must be the same bits (the shards' home changes no arithmetic).
  *
+ * With ZERO_TEST_QWZ=1 (engine-qwz-world*, engine-device-qwz-world*, gpu-check's
+ * engine-staged-qwz step), only stage 3 runs, with zero_quantized_weights:
+ * the weights the quantized gather returns must lie within the codec's
+ * bound of the same engine's run without qwZ (qwz_check), which in turn
+ * meets the reference; the device engine's quantized weights must match the
+ * host engine's within the tolerances plus one int8 step (compare_qwz).
+ * With both (engine-hpz-qwz-world4, engine-device-hpz-qwz-world4), hpZ's
+ * quantized refresh must give the weights of qwZ alone bit for bit.
+ *
  * Exit status: the number of failed combinations (0 = all passed).
  */
 #include <zero/zero.h>
@@ -111,6 +120,8 @@ typedef struct combo {
     double clip;
     int views;
     int no_param_offload;   /* leave out what ZERO_TEST_OFFLOAD_PARAM asks for */
+    int hpz;   /* zero_hpz_partition_size (1: off) */
+    int qwz;   /* zero_quantized_weights */
 } combo_t;
 
 /* ---- the reference: one process, double precision ---- */
@@ -216,6 +227,26 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
 
 /* ---- one combination on the engine ---- */
 
+/* ZERO_TEST_HPZ=P (gpu-check's engine-staged-hpz step, and engine-hpz-world4
+ * on the CPU): only stage 3 runs, each combination with
+ * zero_hpz_partition_size P, and it must equal the same engine without hpZ
+ * bit for bit (hpZ moves the 16-bit weights and rounds nothing). 1: off. */
+static int hpz_size(int world)
+{
+    const char *v = getenv("ZERO_TEST_HPZ");
+    int P = v != NULL ? atoi(v) : 1;
+    return P > 1 && world % P == 0 ? P : 1;
+}
+
+/* ZERO_TEST_QWZ=1 (engine-qwz-world*, and gpu-check's engine-staged-qwz
+ * step): only stage 3 runs, each combination with zero_quantized_weights
+ * (qwz_check has what is checked). */
+static int qwz_on(void)
+{
+    const char *v = getenv("ZERO_TEST_QWZ");
+    return v != NULL && atoi(v) == 1;
+}
+
 /* Whether ZERO_TEST_OFFLOAD_PARAM asks for offload_param "cpu" at stage 3. */
 static int param_offload_asked(void)
 {
@@ -262,9 +293,10 @@ static char *config_json(const combo_t *c)
              " \"gradient_clipping\": %g, \"steps_per_print\": 0,"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"allgather_bucket_size\": 300,"
              " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200,"
-             " \"check_grad_writes\": %s%s}}",
+             " \"check_grad_writes\": %s, \"zero_hpz_partition_size\": %d,"
+             " \"zero_quantized_weights\": %s%s}}",
              c->gas, opt_names[c->opt], opt_params, prec, c->clip, c->stage, c->gas == 3 ? "true" : "false",
-             offload_block(c));
+             c->hpz > 1 ? c->hpz : 1, c->qwz ? "true" : "false", offload_block(c));
     return buf;
 }
 
@@ -418,10 +450,12 @@ out:
     return rc;
 }
 
-static int compare(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM])
+/* got against want within the tolerances of the top, widened by @p extra. */
+static int compare_within(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM],
+                          double extra)
 {
     double rtol = c->dtype == ZERO_FP32 ? 1e-5 : c->dtype == ZERO_BF16 ? 1.0 / 64 : 1.0 / 512;
-    double atol = c->dtype == ZERO_FP32 ? 1e-6 : c->dtype == ZERO_BF16 ? 2e-3 : 2e-4;
+    double atol = (c->dtype == ZERO_FP32 ? 1e-6 : c->dtype == ZERO_BF16 ? 2e-3 : 2e-4) + extra;
     for (int p = 0; p < NPARAM; p++)
         for (size_t i = 0; i < numel_of(p); i++) {
             double d = fabs((double)got[p][i] - want[p][i]);
@@ -434,6 +468,11 @@ static int compare(const char *what, const combo_t *c, int rank, float *got[NPAR
             }
         }
     return 0;
+}
+
+static int compare(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM])
+{
+    return compare_within(what, c, rank, got, want, 0.0);
 }
 
 #ifdef ENGINE_CHECK_DEVICE
@@ -450,7 +489,115 @@ static int compare_exact(const char *what, const combo_t *c, int rank, float *go
             }
     return 0;
 }
+
+/* The device engine against the host engine. Under qwZ both return quantized
+ * weights: the codec is the same bit for bit (comm-quant-cuda), but the
+ * shards agree only within the tolerances (sums in another order), and a
+ * shard one unit off may round to the next int8 step, so one step of the
+ * largest block scale (maxabs / 127) is allowed on top. Weights that differ
+ * in their bits are counted on stderr, as information for the GPU run. */
+static int compare_qwz(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM])
+{
+    double maxabs = 0.0;
+    size_t differ = 0, total = 0;
+    if (!c->qwz)
+        return compare(what, c, rank, got, want);
+    for (int p = 0; p < NPARAM; p++)
+        for (size_t i = 0; i < numel_of(p); i++) {
+            maxabs = fabs(want[p][i]) > maxabs ? fabs(want[p][i]) : maxabs;
+            differ += (double)got[p][i] != want[p][i];
+            total++;
+        }
+    if (differ > 0)
+        fprintf(stderr, "rank %d: %s (qwZ): %s %s gas %d: %zu of %zu weights differ in their bits\n", rank, what,
+                zero_dtype_string(c->dtype), opt_names[c->opt], c->gas, differ, total);
+    return compare_within(what, c, rank, got, want, maxabs / 127.0 * (1.0 + 1e-6));
+}
 #endif
+
+/* hpZ's run against the same engine without it: equal bit for bit (NaN never
+ * appears here, so == on the values is the bitwise test). */
+static int hpz_exact(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, int rank, float *got[NPARAM])
+{
+    combo_t plain = *c;
+    float *ref[NPARAM];
+    int bad = 0;
+    if (c->hpz <= 1)
+        return 0;
+    plain.hpz = 1;
+    for (int p = 0; p < NPARAM; p++)
+        ref[p] = calloc(numel_of(p), sizeof(float));
+    if (run_engine(comm, &plain, kind, ref) != 0)
+        bad = 1;
+    for (int p = 0; p < NPARAM && !bad; p++)
+        for (size_t i = 0; i < numel_of(p) && !bad; i++)
+            if (memcmp(&got[p][i], &ref[p][i], sizeof(float)) != 0) {
+                fprintf(stderr, "rank %d: %s hpZ %d against no hpZ: %s %s gas %d: layer%d.w[%zu] = %.9g, expected "
+                        "%.9g (bit for bit)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", c->hpz,
+                        zero_dtype_string(c->dtype), opt_names[c->opt], c->gas, p, i, got[p][i], ref[p][i]);
+                bad = 1;
+            }
+    for (int p = 0; p < NPARAM; p++)
+        free(ref[p]);
+    return bad;
+}
+
+/* The quantization error qwZ may add to a weight of magnitude |w| when no
+ * weight exceeds @p maxabs: half an int8 step of the largest possible block
+ * scale (amax / 254, quant.h), plus the rounding of the decoded value to the
+ * dtype (generously a whole unit in the last place). */
+static double qwz_bound(zero_dtype_t dtype, double maxabs, double w)
+{
+    double ulp = dtype == ZERO_FP32 ? 0x1p-23 : dtype == ZERO_BF16 ? 0x1p-7 : 0x1p-10;
+    return maxabs / 254.0 * (1.0 + 1e-6) + fabs(w) * ulp + 1e-7;
+}
+
+/* qwZ's run (@p got, the weights as the quantized gather gives them) against
+ * the same engine without qwZ: qwZ changes only what the gather returns, not
+ * the training (these gradients do not depend on the weights), so every
+ * weight is the unquantized one within qwz_bound, and in fp32 some weight
+ * must differ (a gather that forgot to quantize would pass the bound). On
+ * success @p got becomes the unquantized run, for the reference checks. */
+static int qwz_check(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, int rank, float *got[NPARAM])
+{
+    combo_t plain = *c;
+    float *ref[NPARAM];
+    double maxabs = 0.0;
+    int bad = 0, differ = 0;
+    if (!c->qwz)
+        return 0;
+    plain.qwz = 0;
+    for (int p = 0; p < NPARAM; p++)
+        ref[p] = calloc(numel_of(p), sizeof(float));
+    if (run_engine(comm, &plain, kind, ref) != 0)
+        bad = 1;
+    for (int p = 0; p < NPARAM && !bad; p++)
+        for (size_t i = 0; i < numel_of(p); i++)
+            maxabs = fabs((double)ref[p][i]) > maxabs ? fabs((double)ref[p][i]) : maxabs;
+    for (int p = 0; p < NPARAM && !bad; p++)
+        for (size_t i = 0; i < numel_of(p) && !bad; i++) {
+            double d = fabs((double)got[p][i] - (double)ref[p][i]);
+            differ |= d != 0.0;
+            if (!(d <= qwz_bound(c->dtype, maxabs, ref[p][i]))) {
+                fprintf(stderr, "rank %d: %s qwZ against no qwZ: %s %s gas %d: layer%d.w[%zu] = %.9g, unquantized "
+                        "%.9g (bound %.3g)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device",
+                        zero_dtype_string(c->dtype), opt_names[c->opt], c->gas, p, i, got[p][i], ref[p][i],
+                        qwz_bound(c->dtype, maxabs, ref[p][i]));
+                bad = 1;
+            }
+        }
+    if (!bad && !differ && c->dtype == ZERO_FP32) {
+        fprintf(stderr, "rank %d: %s qwZ: fp32 %s gas %d: every weight is the unquantized one (nothing was "
+                "quantized)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", opt_names[c->opt], c->gas);
+        bad = 1;
+    }
+    for (int p = 0; p < NPARAM; p++) {
+        if (!bad)
+            memcpy(got[p], ref[p], numel_of(p) * sizeof(float));
+        free(ref[p]);
+    }
+    return bad;
+}
 
 int main(void)
 {
@@ -478,13 +625,13 @@ int main(void)
         want[p] = calloc(numel_of(p), sizeof(double));
     }
     memset(stage0, 0, sizeof(stage0));
-    for (int stage = 0; stage <= 3; stage++)
+    for (int stage = hpz_size(world) > 1 || qwz_on() ? 3 : 0; stage <= 3; stage++)
         for (int di = 0; di < 3; di++)
             for (int o = 0; o < OPT_COUNT; o++)
                 for (int gi = 0; gi < 2; gi++)
                     for (int ci = 0; ci < 2; ci++) {
                         combo_t c = {.stage = stage, .dtype = dtypes[di], .opt = (opt_t)o, .gas = gi ? 3 : 1,
-                                     .clip = ci ? 0.5 : 0.0};
+                                     .clip = ci ? 0.5 : 0.0, .hpz = hpz_size(world), .qwz = qwz_on()};
                         /* views on a rotating subset of the stage 0-2 runs */
                         c.views = stage < 3 && (o + gi + ci) % 3 == 0;
 #ifdef ENGINE_CHECK_DEVICE
@@ -501,7 +648,9 @@ int main(void)
                             for (size_t i = 0; i < numel_of(p); i++)
                                 want[p][i] = got[p][i];
                         if (run_engine(comm, &c, ZERO_MEM_DEVICE, got) != 0 ||
-                            compare("device against the host engine", &c, rank, got, want)) {
+                            compare_qwz("device against the host engine", &c, rank, got, want) ||
+                            hpz_exact(comm, &c, ZERO_MEM_DEVICE, rank, got) ||
+                            qwz_check(comm, &c, ZERO_MEM_DEVICE, rank, got)) {
                             failures++;
                             continue;
                         }
@@ -521,7 +670,8 @@ int main(void)
                         }
 #else
                         combos++;
-                        if (run_engine(comm, &c, ZERO_MEM_HOST, got) != 0) {
+                        if (run_engine(comm, &c, ZERO_MEM_HOST, got) != 0 || hpz_exact(comm, &c, ZERO_MEM_HOST, rank, got) ||
+                            qwz_check(comm, &c, ZERO_MEM_HOST, rank, got)) {
                             failures++;
                             continue;
                         }

@@ -1,0 +1,112 @@
+// The int8 block codec on the GPU (quant_cuda.h has the contract). One CUDA
+// block of ZERO_QUANT_BLOCK threads per codec block: each thread loads one
+// element, the block's integer max of the magnitudes' bit patterns is reduced
+// in shared memory (an integer max is exact in any order, so the scale is the
+// C codec's), and each thread rounds its element with quant_elem.h.
+#include "comm/quant.h"   // ZERO_QUANT_BLOCK only: the .cu links none of libzero
+#include "comm/quant_cuda.h"
+#include "comm/quant_elem.h"
+#include "util/half.h"
+
+#include <cuda_runtime.h>
+#include <zero/types.h>
+
+namespace {
+
+constexpr int kQmax = 127;
+constexpr unsigned kMaxBlocks = 65535;
+static_assert(ZERO_QUANT_BLOCK == 256, "one thread per element of a codec block");
+
+unsigned grid_for(size_t blocks)
+{
+    return (unsigned)(blocks < kMaxBlocks ? blocks : kMaxBlocks);
+}
+
+__device__ __forceinline__ float load(const void *x, int dtype, size_t i)
+{
+    if (dtype == ZERO_FP32)
+        return ((const float *)x)[i];
+    if (dtype == ZERO_BF16)
+        return zero_bf16_to_f32(((const uint16_t *)x)[i]);
+    return zero_f16_to_f32(((const uint16_t *)x)[i]);
+}
+
+__device__ __forceinline__ void store(void *y, int dtype, size_t i, float v)
+{
+    if (dtype == ZERO_FP32)
+        ((float *)y)[i] = v;
+    else if (dtype == ZERO_BF16)
+        ((uint16_t *)y)[i] = zero_f32_to_bf16(v);
+    else
+        ((uint16_t *)y)[i] = zero_f32_to_f16(v);
+}
+
+__global__ void encode8_kernel(const void *x, int dtype, size_t n, size_t blocks, float *scales, int8_t *q)
+{
+    __shared__ int32_t most[ZERO_QUANT_BLOCK];
+    for (size_t b = blockIdx.x; b < blocks; b += gridDim.x) {
+        size_t i = b * ZERO_QUANT_BLOCK + threadIdx.x;
+        float v = i < n ? load(x, dtype, i) : 0.0f;
+        most[threadIdx.x] = zero_quant_mag(v);
+        __syncthreads();
+        for (unsigned half = ZERO_QUANT_BLOCK / 2; half > 0; half /= 2) {
+            if (threadIdx.x < half && most[threadIdx.x + half] > most[threadIdx.x])
+                most[threadIdx.x] = most[threadIdx.x + half];
+            __syncthreads();
+        }
+        float amax = zero_quant_amax(most[0]);
+        __syncthreads();   // most[0] is read by all before the next block overwrites it
+        if (threadIdx.x == 0)
+            scales[b] = amax;
+        if (i < n)   // zeros, or a poisoned block: all zeros (quant.c's quantize_block)
+            q[i] = amax > 0.0f ? zero_quant_one(v, zero_quant_inv(amax, kQmax), kQmax) : (int8_t)0;
+    }
+}
+
+__global__ void decode8_kernel(const float *scales, const int8_t *q, size_t n, int dtype, void *y)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float amax = scales[i / ZERO_QUANT_BLOCK];
+        // A NaN scale makes every element NaN, the quiet NaN quant.c writes (NAN).
+        float v = amax != amax ? zero_bits_f32(0x7fc00000u) : zero_quant_value(q[i], zero_quant_step(amax, kQmax));
+        store(y, dtype, i, v);
+    }
+}
+
+bool dtype_ok(int dtype)
+{
+    return dtype == ZERO_FP32 || dtype == ZERO_BF16 || dtype == ZERO_FP16;
+}
+
+int launched()
+{
+    return (int)cudaGetLastError();
+}
+
+}  // namespace
+
+extern "C" int zero_cuda_quant_encode8(const void *x, int dtype, size_t n, void *out, void *stream)
+{
+    if (!dtype_ok(dtype))
+        return (int)cudaErrorInvalidValue;
+    if (n == 0)
+        return 0;
+    size_t blocks = (n + ZERO_QUANT_BLOCK - 1) / ZERO_QUANT_BLOCK;   // zero_quant_blocks
+    float *scales = (float *)out;
+    int8_t *q = (int8_t *)((char *)out + blocks * sizeof(float));
+    encode8_kernel<<<grid_for(blocks), ZERO_QUANT_BLOCK, 0, (cudaStream_t)stream>>>(x, dtype, n, blocks, scales, q);
+    return launched();
+}
+
+extern "C" int zero_cuda_quant_decode8(const void *in, size_t n, int dtype, void *y, void *stream)
+{
+    if (!dtype_ok(dtype))
+        return (int)cudaErrorInvalidValue;
+    if (n == 0)
+        return 0;
+    size_t blocks = (n + ZERO_QUANT_BLOCK - 1) / ZERO_QUANT_BLOCK;   // zero_quant_blocks
+    const float *scales = (const float *)in;
+    const int8_t *q = (const int8_t *)((const char *)in + blocks * sizeof(float));
+    decode8_kernel<<<grid_for(blocks), ZERO_QUANT_BLOCK, 0, (cudaStream_t)stream>>>(scales, q, n, dtype, y);
+    return launched();
+}
