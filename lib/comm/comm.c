@@ -11,6 +11,7 @@
  */
 #define ZERO_LOG_MODULE "comm"
 #include "comm/comm_internal.h"
+#include "comm/comm_fail.h"
 #include "comm/backend.h"
 #include "comm/nccl.h"
 #include "comm/reduce_range.h"
@@ -310,29 +311,64 @@ static void backend_failed(zero_comm_t *comm, zero_comm_request_h req, zero_stat
     complete(comm, req, st);
 }
 
-/* A backend's submit failed on the caller's thread (a CUDA or NCCL error of
- * this rank). Its sequence number is spent and the other ranks would wait for
- * this rank's share until the timeout, so the progress thread fails the
+/* A cause local to this rank (a backend's submit failed on the caller's
+ * thread, or zero_comm_fail_local). The other ranks would wait for this
+ * rank's share until the timeout, so the progress thread fails the
  * communicator and tells them (caller_failed), as for a failure it meets
- * itself; it owns the backends and the rendezvous. */
-static void fail_from_caller(zero_comm_t *comm, zero_status_t status)
+ * itself; it owns the backends and the rendezvous. The first cause wins. */
+static void fail_from_caller(zero_comm_t *comm, zero_status_t status, const char *cause)
 {
     int expected = 0;
     uint64_t one = 1;
     if (!comm->thread_started)
         return;   /* a world of one: no other rank waits, and the next call may go on */
-    atomic_compare_exchange_strong(&comm->caller_failure, &expected, (int)status);
+    pthread_mutex_lock(&comm->lock);
+    if (atomic_compare_exchange_strong(&comm->caller_failure, &expected, (int)status))
+        snprintf(comm->caller_cause, sizeof(comm->caller_cause), "%s", cause);
+    pthread_mutex_unlock(&comm->lock);
     (void)!write(comm->wake_fd, &one, sizeof(one));
+}
+
+void zero_comm_fail_local(zero_comm_h comm, zero_status_t status, const char *cause)
+{
+    if (comm == NULL || status == ZERO_OK)
+        return;
+    /* A split communicator has no rendezvous of its own: the communicator it
+     * was split from tells every rank, and this one's peers learn it from
+     * there (parent_health). */
+    while (comm->parent != NULL && comm->rdv == NULL)
+        comm = comm->parent;
+    fail_from_caller(comm, status, cause);
+}
+
+zero_status_t zero_comm_failure(zero_comm_h comm, int *rank_p)
+{
+    *rank_p = -1;
+    for (; comm != NULL; comm = comm->parent) {
+        int failed = atomic_load(&comm->failed);
+        if (failed != 0) {
+            *rank_p = comm->failed_rank;
+            return (zero_status_t)failed;
+        }
+    }
+    return ZERO_OK;
 }
 
 /* Progress thread: acts on fail_from_caller. */
 static void caller_failed(zero_comm_t *comm)
 {
-    zero_status_t st = (zero_status_t)atomic_exchange(&comm->caller_failure, 0);
+    char cause[sizeof(comm->caller_cause)];
+    zero_status_t st;
+    if (atomic_load(&comm->caller_failure) == 0)
+        return;
+    pthread_mutex_lock(&comm->lock);
+    st = (zero_status_t)atomic_exchange(&comm->caller_failure, 0);
+    memcpy(cause, comm->caller_cause, sizeof(cause));
+    pthread_mutex_unlock(&comm->lock);
     if (st == ZERO_OK || atomic_load(&comm->failed) != 0)
         return;
-    ZERO_LOG_ERROR("rank %d: a device collective failed on this rank (%s, logged above); the communicator fails and "
-                   "the other ranks are told", comm->env.rank, zero_status_string(st));
+    ZERO_LOG_ERROR("rank %d: %s (%s); the communicator fails and the other ranks are told", comm->env.rank, cause,
+                   zero_status_string(st));
     set_failed(comm, st, comm->env.rank);
     if (comm->rdv != NULL)
         zero_rdv_report(comm->rdv, comm->env.rank, st);
@@ -1112,6 +1148,14 @@ static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, c
     if ((failed = atomic_load(&comm->failed)) != 0)
         return (zero_status_t)failed;   /* logged once, where the failure was detected */
     backend = zero_comm_backend_select(comm, d, NULL);   /* check_args made sure there is one */
+    if (backend->submit != NULL && (gated || signal != NULL)) {
+        /* Checked before anything is spent (a set-up, the sequence number):
+         * the backends that finish at submit (a world of one, NCCL) would not
+         * wait for the gate. */
+        ZERO_LOG_ERROR("%s: a two-level collective needs a host backend that runs on the progress thread (%s "
+                       "does not)", zero_coll_name(d->kind), backend->name);
+        return ZERO_ERR_UNSUPPORTED;
+    }
     /* Before this call takes its sequence number: a backend's first-use set-up
      * may run collectives of its own. */
     if (backend->prepare != NULL && (status = backend->prepare(comm, d)) != ZERO_OK)
@@ -1133,18 +1177,11 @@ static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, c
     req->gated = gated;
     req->signal = signal;
 
-    if (backend->submit != NULL && (gated || signal != NULL)) {
-        /* the backends that finish at submit (a world of one, NCCL) would not wait for the gate */
-        ZERO_LOG_ERROR("%s: a two-level collective needs a host backend that runs on the progress thread (%s "
-                       "does not)", zero_coll_name(d->kind), backend->name);
-        zero_free(req);
-        return ZERO_ERR_UNSUPPORTED;
-    }
     if (backend->submit != NULL) {
         status = backend->submit(comm, req, &done);
         if (status != ZERO_OK) {
             zero_free(req);
-            fail_from_caller(comm, status);
+            fail_from_caller(comm, status, "a device collective failed on this rank (logged above)");
             return status;
         }
         if (done) {

@@ -162,7 +162,9 @@ struct zero_comm {
     atomic_int failed;                 /* 0, or the status every call now returns */
     int failed_rank;
     atomic_int caller_failure;         /* 0, or a backend's submit failed on the API thread (this rank's
-                                        * device error): the progress thread fails the job with it */
+                                        * device error, zero_comm_fail_local): the progress thread
+                                        * fails the job with it */
+    char caller_cause[200];            /* what caller_failure logs (under lock) */
     uint32_t next_seq;
 };
 

@@ -910,10 +910,9 @@ comm_fail:
     zero_free(mine);
     zero_free(root);
 comm_fail_nofree:
-    e->state = ENGINE_FAILED;
-    /* the communicator logged the cause (here or on its progress thread) */
-    engine_keep_error(e, mark, "setup: checking registrations across ranks failed: %s", zero_status_string(status));
-    return status;
+    /* a failed collective: the communicator logged the cause (here or on its progress thread) */
+    return engine_fail(e, ENGINE_FAIL_SHARED, status, mark, "setup: checking registrations across ranks failed: %s",
+                       zero_status_string(status));
 }
 
 /* Runs of the owned range with one parameter group and one weight-decay
@@ -1263,12 +1262,9 @@ static zero_status_t broadcast_view_inits(zero_engine_h e)
             continue;
         mark = zero_log_error_mark();
         status = zero_comm_broadcast(e->comm, content, content, p->numel, p->dtype, 0, e->kind);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "setup: broadcasting the initial value of %s failed: %s", p->name,
-                              zero_status_string(status));
-            return status;
-        }
+        if (status != ZERO_OK)   /* a failed collective */
+            return engine_fail(e, ENGINE_FAIL_SHARED, status, mark, "setup: broadcasting the initial value of %s "
+                               "failed: %s", p->name, zero_status_string(status));
     }
     return ZERO_OK;
 }

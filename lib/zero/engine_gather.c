@@ -156,10 +156,9 @@ static zero_status_t hpz_refresh(zero_engine_h e)
                                                      tmp + wire_offset(e, b), &reqs[slot]);
         else
             status = zero_comm_allgather_start(e->comm, shard, tmp, slice, g->dtype, e->kind, &reqs[slot]);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "hpZ: the allgather refreshing %s failed to start: %s",
-                              e->params[bk->first_param]->name, zero_status_string(status));
+        if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */
+            engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "hpZ: the allgather refreshing %s failed to start: %s",
+                        e->params[bk->first_param]->name, zero_status_string(status));
             break;
         }
         in_slot[slot] = b;
@@ -343,10 +342,9 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
          * gathered buffer, and the allgather runs in place */
         void *mine = (char *)bs->gathered + (size_t)e->rank * slice * esz;
         status = shard_read(e, bk->group, zero_layout_bucket_shard_offset(e->layout, b), slice, mine);
-        if (status != ZERO_OK) {
+        if (status != ZERO_OK) {   /* this rank's parameter file; the other ranks started this allgather */
             drop_buffer(e, b);
-            e->state = ENGINE_FAILED;   /* the other ranks started this allgather */
-            return status;
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
         }
         shard = mine;
     } else {
@@ -361,12 +359,10 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
                                                  (char *)bs->gathered + wire_offset(e, b), &bs->gather_req);
     else
         status = engine_allgather_start(e, shard, bs->gathered, slice, g->dtype, &bs->gather_req);
-    if (status != ZERO_OK) {
+    if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */
         drop_buffer(e, b);
-        e->state = ENGINE_FAILED;
-        engine_keep_error(e, mark, "allgather of %s failed to start: %s", e->params[bk->first_param]->name,
-                          zero_status_string(status));
-        return status;
+        return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "allgather of %s failed to start: %s",
+                           e->params[bk->first_param]->name, zero_status_string(status));
     }
     e->live_elements += bk->length;
     return ZERO_OK;
@@ -624,11 +620,10 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
             /* read into the slice's own place: the root's broadcast is then in place */
             src = (char *)sl->data + (lo - a) * esz;
             status = shard_read(e, lp->group, so, hi - lo, (void *)src);
-            if (status != ZERO_OK) {
+            if (status != ZERO_OK) {   /* this rank's parameter file; the other ranks started this broadcast */
                 free_slice(e, s);
                 *slot_p = -1;
-                e->state = ENGINE_FAILED;   /* the other ranks started this broadcast */
-                return status;
+                return engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
             }
         } else if (r == me) {
             src = source + (lo - (size_t)r * shard) * esz;
@@ -636,13 +631,12 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
         mark = zero_log_error_mark();
         status = zero_comm_broadcast_start(comm, src, (char *)sl->data + (lo - a) * esz, hi - lo, p->dtype, r,
                                            e->kind, &sl->reqs[sl->num_reqs]);
-        if (status != ZERO_OK) {
+        if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */
             free_slice(e, s);
             *slot_p = -1;
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "broadcast of %s rows [%" PRId64 ", %" PRId64 ") from rank %d failed to start: %s",
-                              p->name, first, first + count, r, zero_status_string(status));
-            return status;
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark,
+                               "broadcast of %s rows [%" PRId64 ", %" PRId64 ") from rank %d failed to start: %s",
+                               p->name, first, first + count, r, zero_status_string(status));
         }
         sl->num_reqs++;
     }
