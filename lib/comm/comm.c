@@ -951,6 +951,29 @@ out:
     return status;
 }
 
+/* Why a split communicator of several ranks refuses device memory (check_args
+ * logs it with the first such call): which ranks, and which device this rank
+ * uses, so the message says what the user split and where. */
+static void split_device_note(const zero_comm_t *parent, zero_comm_t *comm, const int *members)
+{
+    char ranks[96] = "";
+    size_t len = 0;
+    for (int i = 0; i < comm->env.size && len < sizeof(ranks) - 16; i++)
+        len += (size_t)snprintf(ranks + len, sizeof(ranks) - len, "%s%d", i ? ", " : "", members[i]);
+    if (len >= sizeof(ranks) - 16 && comm->env.size > 0)
+        snprintf(ranks + len, sizeof(ranks) - len, ", ...");
+    if (parent->cfg.cuda_device >= 0)
+        snprintf(comm->device_note, sizeof(comm->device_note), "a communicator made by zero_comm_split (ranks %s "
+                 "of the parent; this is rank %d of %d, parent rank %d, CUDA device %d) carries host memory only in "
+                 "this version; run device collectives on the parent", ranks, comm->env.rank, comm->env.size,
+                 parent->env.rank, parent->cfg.cuda_device);
+    else
+        snprintf(comm->device_note, sizeof(comm->device_note), "a communicator made by zero_comm_split (ranks %s "
+                 "of the parent; this is rank %d of %d, parent rank %d, CUDA device LOCAL_RANK %d modulo the visible "
+                 "devices) carries host memory only in this version; run device collectives on the parent", ranks,
+                 comm->env.rank, comm->env.size, parent->env.rank, parent->env.local_rank);
+}
+
 zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_h *comm_p)
 {
     zero_status_t status = ZERO_OK;
@@ -994,6 +1017,7 @@ zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_
     memcpy(comm->env.token, parent->env.token, sizeof(comm->env.token));
     comm->env.has_token = parent->env.has_token;
     comm->env.source = "zero_comm_split";
+    split_device_note(parent, comm, members);
     ZERO_CHECK_GOTO(zero_shm_create(comm->env.rank, comm->env.size, &comm->shm), status, fail);
     if (comm->env.size > 1 && color != ZERO_COMM_SPLIT_NONE) {
         comm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
