@@ -21,11 +21,23 @@
  *    their marker files, at most WAIT_S): without the failure path they
  *    would learn it only when rank 1's process exits, after the bound.
  *
+ * Built a second time as local_fail_device (-DLOCAL_FAIL_DEVICE, CUDA builds;
+ * every rank exits 77 without a device): the same trainer with the engine in
+ * GPU memory and no offload, several ranks on one GPU (staged backend). The
+ * local failure is then a real CUDA fault of rank 1 (tests/comm/late_fill.cu:
+ * a kernel on the engine's stream writes through an unmapped address, which
+ * is sticky), and rank 1's step must fail with a CUDA error; the other
+ * checks are the same.
+ *
  * Exit status: the number of failed checks.
  */
 #include <zero/zero.h>
 
 #include "rank_check.h"
+#ifdef LOCAL_FAIL_DEVICE
+#include "late_fill.h"
+#include <cuda_runtime_api.h>
+#endif
 
 #include <errno.h>
 #include <signal.h>
@@ -57,15 +69,21 @@ static void init_cb(const char *name, size_t offset, size_t count, float *out, v
         out[i] = 0.01f * (float)((offset + i) % 97);
 }
 
-/* One micro-batch and the step; the step's status. */
+/* One micro-batch and the step; the first failing call's status. */
 static zero_status_t train_step(zero_engine_h eng, zero_param_h *h, int step)
 {
+    static float grad[NUMEL];
     float seed;
     zero_status_t st = zero_backward_begin(eng, &seed);
     for (int p = NPARAM - 1; p >= 0 && st == ZERO_OK; p--) {
-        float *g = zero_param_grad(h[p]);
         for (int i = 0; i < NUMEL; i++)
-            g[i] = 0.001f * (float)((i + p + step + check_rank) % 13);
+            grad[i] = 0.001f * (float)((i + p + step + check_rank) % 13);
+#ifdef LOCAL_FAIL_DEVICE
+        /* a device pointer: copied on the legacy stream, which the engine's (NULL) stream is */
+        (void)cudaMemcpy(zero_param_grad(h[p]), grad, sizeof(grad), cudaMemcpyHostToDevice);
+#else
+        memcpy(zero_param_grad(h[p]), grad, sizeof(grad));
+#endif
         st = zero_grad_ready(eng, h[p]);
     }
     if (st == ZERO_OK)
@@ -97,6 +115,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: local_fail DIR\n");
         return 2;
     }
+#ifdef LOCAL_FAIL_DEVICE
+    {
+        int count = 0;
+        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+            printf("local_fail_device: no CUDA device: skipped\n");
+            return 77;
+        }
+    }
+    ep.field_mask |= ZERO_ENGINE_PARAM_FIELD_MEM_KIND;
+    ep.mem_kind = ZERO_MEM_DEVICE;
+#endif
     if (rank_check_begin(&comm) != 0)
         return 1;
     if (check_world < 2) {
@@ -105,6 +134,13 @@ int main(int argc, char **argv)
     }
     marker_path(path, sizeof(path), argv[1], check_rank);
     unlink(path);
+#ifdef LOCAL_FAIL_DEVICE
+    snprintf(json, sizeof(json),
+             "{\"train_micro_batch_size_per_gpu\": 1, \"train_batch_size\": %d, \"steps_per_print\": 0,"
+             " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.001}},"
+             " \"zero_optimization\": {\"stage\": 2, \"reduce_bucket_size\": %d}}",
+             check_world, NUMEL);
+#else
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": 1, \"train_batch_size\": %d, \"steps_per_print\": 0,"
              " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.001}},"
@@ -112,6 +148,7 @@ int main(int argc, char **argv)
              " \"zero_optimization\": {\"stage\": 2, \"reduce_bucket_size\": %d,"
              " \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_count\": 2}}}",
              check_world, NUMEL, argv[1]);
+#endif
     ep.comm = comm;
     if (zero_engine_create(&ep, &eng) != ZERO_OK) {
         check_failed(__FILE__, __LINE__, "zero_engine_create failed");
@@ -135,6 +172,14 @@ int main(int argc, char **argv)
     EXPECT(st == ZERO_OK, "the clean first step failed: %s", zero_engine_last_error(eng));
     if (st != ZERO_OK)
         goto out;
+#ifdef LOCAL_FAIL_DEVICE
+    if (check_rank == 1) {
+        /* a real fault of this rank's own device work, on the engine's stream */
+        int err = zero_test_fault(0, NULL);
+        EXPECT(err == 0, "the faulting kernel did not launch: %d", err);
+        (void)cudaDeviceSynchronize();   /* the fault has happened before the next step starts */
+    }
+#else
     if (check_rank == 1) {
         struct rlimit rl = {0, 0};
         signal(SIGXFSZ, SIG_IGN);
@@ -144,6 +189,7 @@ int main(int argc, char **argv)
                 check_failed(__FILE__, __LINE__, "setrlimit(RLIMIT_FSIZE) failed: %s", strerror(errno));
         }
     }
+#endif
     for (int step = 1; step < MAX_STEPS; step++) {
         t_step = now_s();
         st = train_step(eng, h, step);
@@ -155,9 +201,15 @@ int main(int argc, char **argv)
     }
     if (check_rank == 1) {
         double until = now_s() + WAIT_S;
+#ifdef LOCAL_FAIL_DEVICE
+        EXPECT(failed_at > 0, "rank 1's engine went on after a CUDA fault: no step failed");
+        EXPECT(st == ZERO_ERR_CUDA, "rank 1's step failed with %s, expected a CUDA error (%s)",
+               zero_status_string(st), zero_engine_last_error(eng));
+#else
         EXPECT(failed_at > 0, "rank 1's store could still write with RLIMIT_FSIZE 0: no step failed");
         EXPECT(st == ZERO_ERR_IO, "rank 1's step failed with %s, expected an I/O error (%s)", zero_status_string(st),
                zero_engine_last_error(eng));
+#endif
         fprintf(stderr, "rank 1: step %d failed as intended: %s\n", failed_at, zero_engine_last_error(eng));
         /* stay alive until the others failed: their failure must not be this process's exit */
         for (int r = 0; r < check_world; r++) {
