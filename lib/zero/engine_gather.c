@@ -335,8 +335,10 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     if (e->hpz > 1 && e->hpz_stale && bs->persistent_slot == NULL && (status = hpz_refresh(e)) != ZERO_OK)
         return status;
     status = gathered_buffer(e, b, prefetch);
-    if (status != ZERO_OK || bs->gathered == NULL)
-        return status;
+    if (status != ZERO_OK)   /* this rank's memory (engine_alloc recorded why); the other ranks start this allgather */
+        return engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
+    if (bs->gathered == NULL)
+        return ZERO_OK;   /* a prefetch without room: nothing started (as before) */
     if (e->param_store != NULL) {
         /* this rank's part is read from the file into its place in the
          * gathered buffer, and the allgather runs in place */
