@@ -201,9 +201,14 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
 
 static void set_failed(zero_comm_t *comm, zero_status_t status, int rank)
 {
-    int expected = 0;
-    if (atomic_compare_exchange_strong(&comm->failed, &expected, (int)status))
-        comm->failed_rank = rank;
+    /* Only the progress thread fails a live communicator, so the culprit is
+     * recorded before the status that publishes it: a thread that reads the
+     * failure (zero_comm_failure, zero_comm_health) reads its rank too, never
+     * the -1 of a healthy communicator. */
+    if (atomic_load(&comm->failed) == 0) {
+        atomic_store(&comm->failed_rank, rank);
+        atomic_store(&comm->failed, (int)status);
+    }
     for (const zero_comm_backend_ops_t *const *b = zero_comm_backends; *b != NULL; b++)
         if ((*b)->fail != NULL)
             (*b)->fail(comm);

@@ -22,7 +22,9 @@
  * phrase for the log: "rank R: <cause> (<status>); the communicator fails
  * ..."). Any thread; returns at once, the progress thread acts on it. Does
  * nothing when the communicator already failed (the first cause is kept) or
- * when no other rank can be waiting (a world of one, no progress thread).
+ * in a world of one over the self backend (no progress thread: nobody
+ * waits, and the communicator stays usable); a world of one over NCCL
+ * fails, telling nobody.
  * NULL @p comm: nothing. */
 void zero_comm_fail_local(zero_comm_h comm, zero_status_t status, const char *cause);
 
