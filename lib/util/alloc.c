@@ -456,7 +456,11 @@ static zero_status_t mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *t
         alloc_failed(why, why_size, "cannot allocate %s: ptr_p is NULL", tag);
         return ZERO_ERR_INVALID_ARG;
     }
-    if (bytes > SIZE_MAX - ZERO_MEM_ALIGNMENT) {
+    /* The most any path adds: a mapped host buffer's rounding to a base page
+     * (at most a huge page) plus the huge page host_map over-maps by; the
+     * others round to ZERO_MEM_ALIGNMENT. Without it a size within a page of
+     * SIZE_MAX wrapped host_map_length to 0 and "succeeded". */
+    if (bytes > SIZE_MAX - 2 * HUGE_PAGE_BYTES) {
         alloc_failed(why, why_size, "cannot allocate %zu bytes for %s: size overflows", bytes, tag);
         return ZERO_ERR_OVERFLOW;
     }

@@ -211,6 +211,9 @@ static void test_pinned_try(void)
         zero_log_level_t old = zero_log_get_level();
         zero_log_set_level(ZERO_LOG_LEVEL_OFF);
         CU_ASSERT_EQUAL(zero_mem_alloc(ZERO_MEM_PINNED, SIZE_MAX, "pinned-test", &p), ZERO_ERR_OVERFLOW);
+        /* a host size that only the page rounding of a large (mapped) buffer overflows */
+        CU_ASSERT_EQUAL(zero_mem_alloc(ZERO_MEM_HOST, SIZE_MAX - 100, "host-test", &p), ZERO_ERR_OVERFLOW);
+        CU_ASSERT_PTR_NULL(p);
         zero_log_set_level(old);
     }
     CU_ASSERT_EQUAL(zero_mem_alloc_pinned_try(16, "pinned-try-test", NULL, why, sizeof(why)), ZERO_ERR_INVALID_ARG);
