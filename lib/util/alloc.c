@@ -416,7 +416,7 @@ static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes)
         if (zero_cuda_loaded() != NULL && ZERO_CUDA(cudaFreeHost)(ptr) == cudaSuccess)
             break;
 #endif
-        munlock(ptr, bytes);
+        munlock(ptr, bytes ? bytes : ZERO_MEM_ALIGNMENT);   /* what pinned_raw locked: 0 bytes locked a block */
         free(ptr);
         break;
     case ZERO_MEM_DEVICE:
