@@ -1,5 +1,6 @@
 /* lib/util: status strings, counted allocation, logging, thread pool, 16-bit conversions. */
 #include "test_main.h"
+#include "peak_rss.h"
 #include "zero_build_config.h"
 #include "util/alloc.h"
 #include "util/half.h"
@@ -187,21 +188,6 @@ static void test_pinned_alloc(void)
 }
 
 /* The quiet pinned allocation: zero_mem_alloc's accounting and status codes. */
-/* Locked memory of this process (VmLck), KiB; -1 when unreadable. */
-static long vm_locked_kib(void)
-{
-    char line[256];
-    long kib = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmLck: %ld", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 static void test_pinned_try(void)
 {
     ZERO_TEST_MEM_MARK();
@@ -218,14 +204,14 @@ static void test_pinned_try(void)
     CU_ASSERT_EQUAL(during.live_count[ZERO_MEM_PINNED] - zero_test_mark_.live_count[ZERO_MEM_PINNED], 1);
     zero_mem_free(p);
     {
-        /* 0 bytes pins a block; freeing it unlocks it (VmLck back where it
+        /* 0 bytes pins a block; freeing it unlocks it (VmLck, peak_rss.h, back where it
          * was; skipped where mlock is refused or a device pins instead) */
-        long before = vm_locked_kib();
+        long before = peak_rss_status_kib("VmLck:");
         if (before >= 0 && zero_mem_alloc_pinned_try(0, "pinned-try-test", &p, why, sizeof(why)) == ZERO_OK) {
-            long held = vm_locked_kib();
+            long held = peak_rss_status_kib("VmLck:");
             zero_mem_free(p);
             if (held > before)
-                CU_ASSERT_EQUAL(vm_locked_kib(), before);
+                CU_ASSERT_EQUAL(peak_rss_status_kib("VmLck:"), before);
         }
     }
     /* a size that overflows: the same code as zero_mem_alloc's, the cause in why */
