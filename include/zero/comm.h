@@ -24,7 +24,10 @@
  *          rank 0 logs it once), else nccl. Allow only one to force it
  *          (zero_comm_params_t::backends; the engine's config key
  *          comm_backend). Details and tuning: docs/comm.md, "Staged".
- *   - self (world size 1): plain copies.
+ *   - self (world size 1): plain copies (on the device, in stream order,
+ *          for device memory), except where nccl is allowed and staged is
+ *          not: then device collectives run over a one-rank NCCL
+ *          communicator, as in a job.
  *   - direct (host memory, every rank on one node, and every rank's buffers
  *          from zero_comm_mem_alloc): each rank reads its peers' buffers in
  *          place through shared memory and reduces or copies straight into its
@@ -168,7 +171,8 @@ typedef struct zero_comm_params {
     /** Bit set of zero_comm_backend_t that may be used; a call that needs a
      *  backend left out fails with ZERO_ERR_UNSUPPORTED. Default: all built.
      *  Device memory goes through nccl or staged, one for the whole job,
-     *  chosen at creation (see staged at the top). */
+     *  chosen at creation (see staged at the top); at world size 1 through
+     *  self, or nccl when nccl is allowed and staged is not. */
     uint32_t backends;
     /** Pipeline chunk of the ucx ring, in bytes (4 KiB .. 64 MiB).
      *  Env ZERO_COMM_CHUNK_BYTES; default 1 MiB. */

@@ -2,6 +2,8 @@
 #define ZERO_LOG_MODULE "comm"
 #include "comm/backend.h"
 #include "comm/nccl.h"
+#include "comm/staged_plan.h"
+#include "util/log.h"
 
 #include <string.h>
 
@@ -32,11 +34,38 @@ const zero_comm_backend_ops_t *zero_comm_backend_select(const zero_comm_t *comm,
     return NULL;
 }
 
+zero_status_t zero_comm_backend_start(zero_comm_t *comm, zero_comm_request_h req, double now, int *peer_p)
+{
+    *peer_p = -1;
+    while (req->backend != NULL) {
+        int declined = 0;
+        zero_status_t st = req->backend->start != NULL ? req->backend->start(comm, req, &declined, peer_p)
+                                                       : ZERO_OK;   /* submit began it */
+        if (st != ZERO_OK)
+            return st;
+        if (!declined) {
+            req->backend_started = 1;
+            req->started_at = now;
+            return ZERO_OK;
+        }
+        req->backend = zero_comm_backend_select(comm, &req->desc, req->backend);
+    }
+    /* checked at start: some backend always takes a host collective */
+    ZERO_LOG_ERROR("%s #%u: every backend declined it", zero_coll_name(req->desc.kind), req->seq);
+    return ZERO_ERR_INTERNAL;
+}
+
 /* ---- self: a world of one; collectives are copies, done on the caller's thread ---- */
 
 static int self_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
 {
+#if HAVE_CUDA
+    /* a world of one over NCCL (comm_backend "nccl"): NCCL takes what it can carry */
+    if (comm->device_path == ZERO_DEVICE_PATH_NCCL && zero_comm_backend_nccl.accepts(comm, d))
+        return 0;
+#else
     (void)d;
+#endif
     return comm->env.size == 1;
 }
 

@@ -92,6 +92,14 @@ extern const zero_comm_backend_ops_t zero_comm_backend_staged;
 const zero_comm_backend_ops_t *zero_comm_backend_select(const zero_comm_t *comm, const zero_coll_desc_t *d,
                                                         const zero_comm_backend_ops_t *after);
 
+/* Progress thread: starts @p req on req->backend, passing it down the list
+ * while backends decline. ZERO_OK: it runs (backend_started and started_at
+ * set). Else nothing runs and the caller handles the failure: the start's
+ * status with *peer_p the rank at fault (-1: unknown), or ZERO_ERR_INTERNAL
+ * with req->backend NULL when no backend takes it (logged). The front's
+ * requests and the staged backend's host collectives both start here. */
+zero_status_t zero_comm_backend_start(zero_comm_t *comm, zero_comm_request_h req, double now, int *peer_p);
+
 /* The job's health, for backends that wait on peers outside the front (the
  * direct path): ZERO_OK, or the failure with *rank_p set. */
 zero_status_t zero_comm_health(void *comm, int *rank_p);

@@ -11,6 +11,7 @@
  */
 #define ZERO_LOG_MODULE "comm"
 #include "comm/comm_internal.h"
+#include "comm/comm_fail.h"
 #include "comm/backend.h"
 #include "comm/nccl.h"
 #include "comm/reduce_range.h"
@@ -200,9 +201,14 @@ static zero_status_t config_resolve(const zero_comm_params_t *p, zero_comm_confi
 
 static void set_failed(zero_comm_t *comm, zero_status_t status, int rank)
 {
-    int expected = 0;
-    if (atomic_compare_exchange_strong(&comm->failed, &expected, (int)status))
-        comm->failed_rank = rank;
+    /* Only the progress thread fails a live communicator, so the culprit is
+     * recorded before the status that publishes it: a thread that reads the
+     * failure (zero_comm_failure, zero_comm_health) reads its rank too, never
+     * the -1 of a healthy communicator. */
+    if (atomic_load(&comm->failed) == 0) {
+        atomic_store(&comm->failed_rank, rank);
+        atomic_store(&comm->failed, (int)status);
+    }
     for (const zero_comm_backend_ops_t *const *b = zero_comm_backends; *b != NULL; b++)
         if ((*b)->fail != NULL)
             (*b)->fail(comm);
@@ -310,29 +316,64 @@ static void backend_failed(zero_comm_t *comm, zero_comm_request_h req, zero_stat
     complete(comm, req, st);
 }
 
-/* A backend's submit failed on the caller's thread (a CUDA or NCCL error of
- * this rank). Its sequence number is spent and the other ranks would wait for
- * this rank's share until the timeout, so the progress thread fails the
+/* A cause local to this rank (a backend's submit failed on the caller's
+ * thread, or zero_comm_fail_local). The other ranks would wait for this
+ * rank's share until the timeout, so the progress thread fails the
  * communicator and tells them (caller_failed), as for a failure it meets
- * itself; it owns the backends and the rendezvous. */
-static void fail_from_caller(zero_comm_t *comm, zero_status_t status)
+ * itself; it owns the backends and the rendezvous. The first cause wins. */
+static void fail_from_caller(zero_comm_t *comm, zero_status_t status, const char *cause)
 {
     int expected = 0;
     uint64_t one = 1;
     if (!comm->thread_started)
-        return;   /* a world of one: no other rank waits, and the next call may go on */
-    atomic_compare_exchange_strong(&comm->caller_failure, &expected, (int)status);
+        return;   /* a world of one over the self backend: no other rank waits, and the next call may go on */
+    pthread_mutex_lock(&comm->lock);
+    if (atomic_compare_exchange_strong(&comm->caller_failure, &expected, (int)status))
+        snprintf(comm->caller_cause, sizeof(comm->caller_cause), "%s", cause);
+    pthread_mutex_unlock(&comm->lock);
     (void)!write(comm->wake_fd, &one, sizeof(one));
+}
+
+void zero_comm_fail_local(zero_comm_h comm, zero_status_t status, const char *cause)
+{
+    if (comm == NULL || status == ZERO_OK)
+        return;
+    /* A split communicator has no rendezvous of its own: the communicator it
+     * was split from tells every rank, and this one's peers learn it from
+     * there (parent_health). */
+    while (comm->parent != NULL && comm->rdv == NULL)
+        comm = comm->parent;
+    fail_from_caller(comm, status, cause);
+}
+
+zero_status_t zero_comm_failure(zero_comm_h comm, int *rank_p)
+{
+    *rank_p = -1;
+    for (; comm != NULL; comm = comm->parent) {
+        int failed = atomic_load(&comm->failed);
+        if (failed != 0) {
+            *rank_p = comm->failed_rank;
+            return (zero_status_t)failed;
+        }
+    }
+    return ZERO_OK;
 }
 
 /* Progress thread: acts on fail_from_caller. */
 static void caller_failed(zero_comm_t *comm)
 {
-    zero_status_t st = (zero_status_t)atomic_exchange(&comm->caller_failure, 0);
+    char cause[sizeof(comm->caller_cause)];
+    zero_status_t st;
+    if (atomic_load(&comm->caller_failure) == 0)
+        return;
+    pthread_mutex_lock(&comm->lock);
+    st = (zero_status_t)atomic_exchange(&comm->caller_failure, 0);
+    memcpy(cause, comm->caller_cause, sizeof(cause));
+    pthread_mutex_unlock(&comm->lock);
     if (st == ZERO_OK || atomic_load(&comm->failed) != 0)
         return;
-    ZERO_LOG_ERROR("rank %d: a device collective failed on this rank (%s, logged above); the communicator fails and "
-                   "the other ranks are told", comm->env.rank, zero_status_string(st));
+    ZERO_LOG_ERROR("rank %d: %s (%s); the communicator fails and the other ranks are told", comm->env.rank, cause,
+                   zero_status_string(st));
     set_failed(comm, st, comm->env.rank);
     if (comm->rdv != NULL)
         zero_rdv_report(comm->rdv, comm->env.rank, st);
@@ -343,27 +384,17 @@ static void caller_failed(zero_comm_t *comm)
  * (failures already handled). */
 static zero_status_t start_on_backend(zero_comm_t *comm, zero_comm_request_h req, double now)
 {
-    for (;;) {
-        int declined = 0, peer = -1;
-        zero_status_t st = req->backend->start != NULL ? req->backend->start(comm, req, &declined, &peer)
-                                                       : ZERO_OK;   /* submit began it */
-        if (st != ZERO_OK) {
-            backend_failed(comm, req, st, peer, 0);
-            return st;
-        }
-        if (!declined) {
-            req->backend_started = 1;
-            req->started_at = now;
-            return ZERO_INPROGRESS;
-        }
-        req->backend = zero_comm_backend_select(comm, &req->desc, req->backend);
-        if (req->backend == NULL) {   /* checked at start: some backend always takes a host collective */
-            ZERO_LOG_ERROR("%s #%u: every backend declined it", zero_coll_name(req->desc.kind), req->seq);
-            set_failed(comm, ZERO_ERR_INTERNAL, comm->env.rank);
-            complete(comm, req, ZERO_ERR_INTERNAL);
-            return ZERO_ERR_INTERNAL;
-        }
+    int peer;
+    zero_status_t st = zero_comm_backend_start(comm, req, now, &peer);
+    if (st == ZERO_OK)
+        return ZERO_INPROGRESS;
+    if (req->backend == NULL) {   /* no backend took it: this rank's fault */
+        set_failed(comm, st, comm->env.rank);
+        complete(comm, req, st);
+    } else {
+        backend_failed(comm, req, st, peer, 0);
     }
+    return st;
 }
 
 static void *progress_main(void *arg)
@@ -532,12 +563,26 @@ static const void *blob_address(const zero_comm_t *comm, int rank)
     return b + BLOB_HEADER + ZERO_DEVICE_KEY_BYTES;
 }
 
-/* Which backend carries device memory, the same choice on every rank (all
- * see the same records). Rank 0 says so once when the job shares a device. */
+/* Records which backend carries device memory, from the job's device keys
+ * (the same choice on every rank: all see the same records). Rank 0 says so
+ * once when the choice was automatic (the job shares a device). */
+static void apply_device_choice(zero_comm_t *comm, const unsigned char *const *keys)
+{
+    zero_device_choice_t choice;
+    zero_device_path_choose(comm->cfg.backends, comm->env.size, keys, &choice);
+    comm->device_path = (int)choice.path;
+    snprintf(comm->device_note, sizeof(comm->device_note), "%s", choice.note);
+    if (choice.automatic && comm->env.rank == 0)
+        ZERO_LOG_INFO("communicator: %s", choice.note);
+    ZERO_LOG_DEBUG("communicator: device memory goes through %s%s%s",
+                   choice.path == ZERO_DEVICE_PATH_NCCL ? "nccl" : choice.path == ZERO_DEVICE_PATH_STAGED ? "staged" : "no backend",
+                   choice.note[0] ? ": " : "", choice.note);
+}
+
+/* A job of several ranks: from every rank's rendezvous record. */
 static zero_status_t choose_device_path(zero_comm_t *comm)
 {
     int n = comm->env.size;
-    zero_device_choice_t choice;
     const unsigned char **keys = zero_calloc((size_t)n, sizeof(*keys));
     if (keys == NULL) {
         ZERO_LOG_ERROR("communicator: out of memory");
@@ -552,15 +597,35 @@ static zero_status_t choose_device_path(zero_comm_t *comm)
         }
         keys[q] = b + BLOB_HEADER;
     }
-    zero_device_path_choose(comm->cfg.backends, n, keys, &choice);
+    apply_device_choice(comm, keys);
     zero_free(keys);
-    comm->device_path = (int)choice.path;
-    snprintf(comm->device_note, sizeof(comm->device_note), "%s", choice.note);
-    if (choice.automatic && comm->env.rank == 0)
-        ZERO_LOG_INFO("communicator: %s", choice.note);
-    ZERO_LOG_DEBUG("communicator: device memory goes through %s%s%s",
-                   choice.path == ZERO_DEVICE_PATH_NCCL ? "nccl" : choice.path == ZERO_DEVICE_PATH_STAGED ? "staged" : "no backend",
-                   choice.note[0] ? ": " : "", choice.note);
+    return ZERO_OK;
+}
+
+/* A world of one: from this rank's own device. The rule gives NCCL only
+ * where NCCL alone was allowed (comm_backend "nccl"); the communicator then
+ * makes its own NCCL id, as rank 0 does for a job. Else device memory goes
+ * through the self backend's ordered copies. */
+static zero_status_t choose_device_path_alone(zero_comm_t *comm)
+{
+#if HAVE_CUDA
+    unsigned char key[ZERO_DEVICE_KEY_BYTES] = {0};
+    const unsigned char *keys[1] = {key};
+    /* Only NCCL alone can be chosen here: otherwise CUDA is not even probed
+     * (loading it costs a host job memory and time for nothing). */
+    if ((comm->cfg.backends & (ZERO_COMM_BACKEND_NCCL | ZERO_COMM_BACKEND_STAGED)) != ZERO_COMM_BACKEND_NCCL)
+        return ZERO_OK;
+    zero_staged_device_key(comm->cfg.cuda_device, comm->env.local_rank, key);   /* zeros without a device */
+    apply_device_choice(comm, keys);
+    if (comm->device_path == ZERO_DEVICE_PATH_NCCL) {
+        zero_status_t status = zero_nccl_unique_id(comm->nccl_id);
+        if (status != ZERO_OK)
+            return status;
+        comm->have_nccl_id = 1;
+    }
+#else
+    (void)comm;
+#endif
     return ZERO_OK;
 }
 
@@ -675,13 +740,20 @@ zero_status_t zero_comm_create(const zero_comm_params_t *params, zero_comm_h *co
                       "zero_comm_create: pthread_cond_init failed");
     cond_init = 1;
     ZERO_CHECK_GOTO(zero_shm_create(comm->env.rank, comm->env.size, &comm->shm), status, fail);
-    if (comm->env.size > 1) {
+    if (comm->env.size == 1)
+        ZERO_CHECK_GOTO(choose_device_path_alone(comm), status, fail);
+    /* The progress thread: every job of several ranks, and a world of one
+     * over NCCL (whose requests complete there, as in a job). */
+    if (comm->env.size > 1 || comm->device_path == ZERO_DEVICE_PATH_NCCL) {
         comm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         ZERO_ERRNO_CHECK_GOTO(comm->wake_fd >= 0, status, fail, "zero_comm_create: %s", "eventfd");
-        ZERO_CHECK_GOTO(join_world(comm), status, fail);
+        if (comm->env.size > 1)
+            ZERO_CHECK_GOTO(join_world(comm), status, fail);
         ZERO_REQUIRE_GOTO(pthread_create(&comm->thread, NULL, progress_main, comm) == 0, ZERO_ERR_NO_MEMORY,
                           status, fail, "zero_comm_create: cannot start the progress thread");
         comm->thread_started = 1;
+    }
+    if (comm->env.size > 1) {
         status = agree_direct(comm);
         if (status != ZERO_OK) {
             zero_comm_destroy(comm);
@@ -1176,6 +1248,14 @@ static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, c
     if ((failed = atomic_load(&comm->failed)) != 0)
         return (zero_status_t)failed;   /* logged once, where the failure was detected */
     backend = zero_comm_backend_select(comm, d, NULL);   /* check_args made sure there is one */
+    if (backend->submit != NULL && (gated || signal != NULL)) {
+        /* Checked before anything is spent (a set-up, the sequence number):
+         * the backends that finish at submit (a world of one, NCCL) would not
+         * wait for the gate. */
+        ZERO_LOG_ERROR("%s: a two-level collective needs a host backend that runs on the progress thread (%s "
+                       "does not)", zero_coll_name(d->kind), backend->name);
+        return ZERO_ERR_UNSUPPORTED;
+    }
     /* Before this call takes its sequence number: a backend's first-use set-up
      * may run collectives of its own. */
     if (backend->prepare != NULL && (status = backend->prepare(comm, d)) != ZERO_OK)
@@ -1197,18 +1277,11 @@ static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, c
     req->gated = gated;
     req->signal = signal;
 
-    if (backend->submit != NULL && (gated || signal != NULL)) {
-        /* the backends that finish at submit (a world of one, NCCL) would not wait for the gate */
-        ZERO_LOG_ERROR("%s: a two-level collective needs a host backend that runs on the progress thread (%s "
-                       "does not)", zero_coll_name(d->kind), backend->name);
-        zero_free(req);
-        return ZERO_ERR_UNSUPPORTED;
-    }
     if (backend->submit != NULL) {
         status = backend->submit(comm, req, &done);
         if (status != ZERO_OK) {
             zero_free(req);
-            fail_from_caller(comm, status);
+            fail_from_caller(comm, status, "a device collective failed on this rank (logged above)");
             return status;
         }
         if (done) {

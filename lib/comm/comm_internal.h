@@ -160,9 +160,11 @@ struct zero_comm {
     int wake_fd;                       /* eventfd: the API side wakes the progress thread */
 
     atomic_int failed;                 /* 0, or the status every call now returns */
-    int failed_rank;
+    atomic_int failed_rank;            /* set before failed (set_failed): read after it, from any thread */
     atomic_int caller_failure;         /* 0, or a backend's submit failed on the API thread (this rank's
-                                        * device error): the progress thread fails the job with it */
+                                        * device error, zero_comm_fail_local): the progress thread
+                                        * fails the job with it */
+    char caller_cause[200];            /* what caller_failure logs (under lock) */
     uint32_t next_seq;
 };
 

@@ -320,7 +320,8 @@ static zero_status_t agree_nccl_setup(void *ctx, zero_status_t local)
 
 static int nccl_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
 {
-    return comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
+    /* device_path is NCCL at world size 1 too where only NCCL is allowed (zero_device_path_choose) */
+    return d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
            d->kind != ZERO_COLL_ALLTOALL && d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE &&
            d->kind != ZERO_COLL_REDUCE_SCATTER_SPLIT && comm->device_path == ZERO_DEVICE_PATH_NCCL;
 }
@@ -340,7 +341,7 @@ static zero_status_t nccl_health(void *ctx, int *rank_p)
 /* The NCCL communicator, created on the first device call. */
 static zero_status_t nccl_prepare(zero_comm_t *comm, const zero_coll_desc_t *d)
 {
-    int device = comm->cfg.cuda_device, count;
+    int device;
     zero_nccl_t *nccl = NULL;
     zero_status_t status;
     (void)d;
@@ -356,9 +357,7 @@ static zero_status_t nccl_prepare(zero_comm_t *comm, const zero_coll_desc_t *d)
                        "communicator");
         return ZERO_ERR_UNSUPPORTED;
     }
-    count = zero_nccl_device_count();
-    if (device < 0)
-        device = count > 0 ? comm->env.local_rank % count : 0;
+    device = zero_device_index(comm->cfg.cuda_device, comm->env.local_rank, zero_nccl_device_count());
     status = zero_nccl_create(comm->nccl_id, comm->env.rank, comm->env.size, device, agree_nccl_setup, comm,
                               comm->cfg.timeout_s, nccl_health, comm, &nccl);
     if (status == ZERO_OK)

@@ -44,15 +44,6 @@ typedef struct staged_req {
     int inner_running;
 } staged_req_t;
 
-static int pick_device(int device, int local_rank)
-{
-    int count;
-    if (device >= 0)
-        return device;
-    count = zero_nccl_device_count();
-    return count > 0 ? local_rank % count : 0;
-}
-
 void zero_staged_device_key(int device, int local_rank, unsigned char key[ZERO_DEVICE_KEY_BYTES])
 {
     char host[256], bus[32];
@@ -60,7 +51,7 @@ void zero_staged_device_key(int device, int local_rank, unsigned char key[ZERO_D
     memset(key, 0, ZERO_DEVICE_KEY_BYTES);
     if (zero_nccl_device_count() <= 0)
         return;
-    device = pick_device(device, local_rank);
+    device = zero_device_index(device, local_rank, zero_nccl_device_count());
     if (ZERO_CUDA(cudaDeviceGetPCIBusId)(bus, (int)sizeof(bus), device) != cudaSuccess) {
         (void)ZERO_CUDA(cudaGetLastError)();
         ZERO_LOG_DEBUG("communicator: CUDA device %d cannot be asked for its PCI bus id: no device key", device);
@@ -132,7 +123,7 @@ static zero_status_t create_local(zero_comm_t *comm, zero_staged_t **s_p)
     void *flag = NULL;
     zero_staged_t *s = zero_calloc(1, sizeof(*s));
     ZERO_REQUIRE_GOTO(s != NULL, ZERO_ERR_NO_MEMORY, status, fail, "staged: out of memory");
-    s->device = pick_device(comm->cfg.cuda_device, comm->env.local_rank);
+    s->device = zero_device_index(comm->cfg.cuda_device, comm->env.local_rank, zero_nccl_device_count());
     s->slot_bytes = comm->cfg.staged_slot_bytes;
     s->nslots = (unsigned)comm->cfg.staged_slots;
     ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaSetDevice)(s->device), status, fail, "staged: cudaSetDevice(%d)", s->device);
@@ -311,29 +302,19 @@ static zero_status_t inner_start(zero_comm_t *comm, zero_staged_t *s, staged_req
 {
     zero_comm_request_h in = &sr->inner;
     unsigned slot = zero_slot_pipe_slot(&sr->pipe, k);
+    zero_status_t st;
     memset(in, 0, sizeof(*in));
     zero_staged_host_desc(&sr->geom, k, s->slots + (size_t)slot * s->slot_bytes, &in->desc);
     in->comm = comm;
     in->seq = sr->seq0 + (uint32_t)k;
     atomic_store(&in->status, ZERO_INPROGRESS);
     in->backend = zero_comm_backend_select(comm, &in->desc, NULL);
-    for (;;) {
-        int declined = 0;
-        zero_status_t st;
-        if (in->backend == NULL) {
-            ZERO_LOG_ERROR("staged: no host backend takes the %s of chunk %zu", zero_coll_name(in->desc.kind), k);
+    st = zero_comm_backend_start(comm, in, now, peer_p);
+    if (st != ZERO_OK) {
+        if (in->backend == NULL)   /* no host backend took it: this rank's fault */
             *peer_p = comm->env.rank;
-            return ZERO_ERR_INTERNAL;
-        }
-        st = in->backend->start != NULL ? in->backend->start(comm, in, &declined, peer_p) : ZERO_OK;
-        if (st != ZERO_OK)
-            return st;
-        if (!declined)
-            break;
-        in->backend = zero_comm_backend_select(comm, &in->desc, in->backend);
+        return st;
     }
-    in->backend_started = 1;
-    in->started_at = now;
     *finished_p = in->backend->advance == NULL;
     return ZERO_OK;
 }

@@ -8,6 +8,13 @@
 
 /* ---- which backend carries device memory ---- */
 
+int zero_device_index(int configured, int local_rank, int count)
+{
+    if (configured >= 0)
+        return configured;
+    return count > 0 ? local_rank % count : 0;
+}
+
 static int key_empty(const unsigned char *key)
 {
     for (int i = 0; i < ZERO_DEVICE_KEY_BYTES; i++)
@@ -23,8 +30,14 @@ void zero_device_path_choose(uint32_t backends, int size, const unsigned char *c
     memset(c, 0, sizeof(*c));
     c->path = ZERO_DEVICE_PATH_NONE;
     c->shared_a = c->shared_b = c->missing = -1;
-    if (size <= 1)
+    if (size <= 1) {
+        if (size == 1 && nccl && !staged && !key_empty(keys[0])) {
+            c->path = ZERO_DEVICE_PATH_NCCL;
+            snprintf(c->note, sizeof(c->note), "a world of one over NCCL: only the nccl backend is allowed "
+                     "(comm_backend \"nccl\")");
+        }
         return;
+    }
     for (int r = 0; r < size && c->missing < 0; r++)
         if (key_empty(keys[r]))
             c->missing = r;

@@ -44,8 +44,11 @@ typedef struct zero_device_choice {
 
 /*
  * The rule, the same on every rank (every rank sees the same keys):
- *   - a world of one, or a rank without a device: none (the self backend
- *     copies at world size 1; with a rank missing, device collectives fail);
+ *   - a world of one: NCCL when it is the only one of the two allowed and
+ *     the rank has a device (comm_backend "nccl": the engine's collectives
+ *     then run over NCCL at world size 1 too), else none (the self backend
+ *     copies);
+ *   - a rank without a device: none (device collectives fail);
  *   - only one of ZERO_COMM_BACKEND_NCCL and ZERO_COMM_BACKEND_STAGED in
  *     @p backends: that one, except NCCL where two ranks share a device (NCCL
  *     refuses that: none, with a note that names the ranks);
@@ -55,6 +58,12 @@ typedef struct zero_device_choice {
  */
 void zero_device_path_choose(uint32_t backends, int size, const unsigned char *const *keys,
                              zero_device_choice_t *choice);
+
+/* The CUDA device a rank uses, the one rule for the NCCL and staged backends:
+ * @p configured when >= 0 (zero_comm_params_t::cuda_device), else
+ * @p local_rank modulo the @p count devices it sees (zero-launch gives every
+ * rank of a node that node's CUDA_VISIBLE_DEVICES); 0 when it sees none. */
+int zero_device_index(int configured, int local_rank, int count);
 
 /* ---- one staged collective, cut into chunks ---- */
 

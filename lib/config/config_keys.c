@@ -108,7 +108,8 @@ const config_key_t config_top_keys[] = {
      DOC("libzero extension: the backend of collectives on GPU memory (`mem_kind` device, an engine that creates "
          "its communicator): `nccl`; `staged` (through pinned host memory and the host collectives: several "
          "ranks on one GPU, or GPUs without NCCL peer access); `auto`: `staged` where two ranks share a GPU, "
-         "else `nccl` ([comm.md](comm.md#staged-device-collectives-staged))")},
+         "else `nccl`. At world size 1 `auto` and `staged` copy on the device (the `self` backend) and `nccl` "
+         "runs them over NCCL ([comm.md](comm.md#staged-device-collectives-staged))")},
     {KEY("prescale_gradients"), T_BOOL, DEFAULT_ONLY("gradient prescaling"), DEF("false")},
     {KEY("gradient_predivide_factor"), T_ANY_NUMBER, DEFAULT_ONLY("a gradient predivide factor"), DEF("1.0")},
     {KEY("communication_data_type"), T_NULL, DEFAULT_ONLY("a separate gradient communication dtype"), DEF("null")},

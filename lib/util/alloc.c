@@ -416,7 +416,7 @@ static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes)
         if (zero_cuda_loaded() != NULL && ZERO_CUDA(cudaFreeHost)(ptr) == cudaSuccess)
             break;
 #endif
-        munlock(ptr, bytes);
+        munlock(ptr, bytes ? bytes : ZERO_MEM_ALIGNMENT);   /* what pinned_raw locked: 0 bytes locked a block */
         free(ptr);
         break;
     case ZERO_MEM_DEVICE:
@@ -429,26 +429,53 @@ static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes)
     }
 }
 
-zero_status_t zero_mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag, void **ptr_p)
+/* Where an allocation's failure goes: the log (@p why NULL: zero_mem_alloc),
+ * or only @p why (zero_mem_alloc_pinned_try, whose caller decides). */
+static void alloc_failed(char *why, size_t why_size, const char *fmt, ...) ZERO_PRINTF(3, 4);
+static void alloc_failed(char *why, size_t why_size, const char *fmt, ...)
+{
+    char message[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why != NULL ? why : message, why != NULL ? why_size : sizeof(message), fmt, ap);
+    va_end(ap);
+    if (why == NULL)
+        ZERO_LOG_ERROR("%s", message);
+}
+
+/* The one allocation path of both entry points: the size check, the memory,
+ * the registry and the accounting. @p why as in alloc_failed; only pinned
+ * memory is asked for quietly. */
+static zero_status_t mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag, void **ptr_p, char *why,
+                               size_t why_size)
 {
     void *ptr = NULL;
     zero_status_t status;
 
-    if (ptr_p == NULL)
+    if (ptr_p == NULL) {
+        alloc_failed(why, why_size, "cannot allocate %s: ptr_p is NULL", tag);
         return ZERO_ERR_INVALID_ARG;
-    if (bytes > SIZE_MAX - ZERO_MEM_ALIGNMENT) {
-        ZERO_LOG_ERROR("cannot allocate %zu bytes for %s: size overflows", bytes, tag);
+    }
+    /* The most any path adds: a mapped host buffer's rounding to a base page
+     * (at most a huge page) plus the huge page host_map over-maps by; the
+     * others round to ZERO_MEM_ALIGNMENT. Without it a size within a page of
+     * SIZE_MAX wrapped host_map_length to 0 and "succeeded". */
+    if (bytes > SIZE_MAX - 2 * HUGE_PAGE_BYTES) {
+        alloc_failed(why, why_size, "cannot allocate %zu bytes for %s: size overflows", bytes, tag);
         return ZERO_ERR_OVERFLOW;
     }
-    status = raw_alloc(kind, bytes, tag, &ptr);
-    if (status != ZERO_OK)
+    if (why != NULL) {
+        size_t rounded = (bytes + ZERO_MEM_ALIGNMENT - 1) & ~(size_t)(ZERO_MEM_ALIGNMENT - 1);
+        if (pinned_raw(rounded ? rounded : ZERO_MEM_ALIGNMENT, &ptr, why, why_size) != 0)
+            return ZERO_ERR_NO_MEMORY;
+    } else if ((status = raw_alloc(kind, bytes, tag, &ptr)) != ZERO_OK) {
         return status;
-
+    }
     pthread_mutex_lock(&registry_lock);
     if (registry_insert(ptr, bytes, kind, tag) != 0) {
         pthread_mutex_unlock(&registry_lock);
         raw_free(kind, ptr, bytes);
-        ZERO_LOG_ERROR("cannot record allocation of %s: out of host memory", tag);
+        alloc_failed(why, why_size, "cannot record allocation of %s: out of host memory", tag);
         return ZERO_ERR_NO_MEMORY;
     }
     pthread_mutex_unlock(&registry_lock);
@@ -458,37 +485,20 @@ zero_status_t zero_mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag
     return ZERO_OK;
 }
 
+zero_status_t zero_mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag, void **ptr_p)
+{
+    return mem_alloc(kind, bytes, tag, ptr_p, NULL, 0);
+}
+
 zero_status_t zero_mem_alloc_pinned_try(size_t bytes, const char *tag, void **ptr_p, char *why, size_t why_size)
 {
-    size_t rounded = (bytes + ZERO_MEM_ALIGNMENT - 1) & ~(size_t)(ZERO_MEM_ALIGNMENT - 1);
-    void *ptr = NULL;
     char local[160];
-
     if (why == NULL || why_size == 0) {
         why = local;
         why_size = sizeof(local);
     }
     why[0] = '\0';
-    if (ptr_p == NULL || bytes > SIZE_MAX - ZERO_MEM_ALIGNMENT) {
-        snprintf(why, why_size, "%zu bytes: size overflows", bytes);
-        return ZERO_ERR_INVALID_ARG;
-    }
-    if (rounded == 0)
-        rounded = ZERO_MEM_ALIGNMENT;
-    if (pinned_raw(rounded, &ptr, why, why_size) != 0)
-        return ZERO_ERR_NO_MEMORY;
-    pthread_mutex_lock(&registry_lock);
-    if (registry_insert(ptr, bytes, ZERO_MEM_PINNED, tag) != 0) {
-        pthread_mutex_unlock(&registry_lock);
-        raw_free(ZERO_MEM_PINNED, ptr, bytes);
-        snprintf(why, why_size, "out of host memory to record it");
-        return ZERO_ERR_NO_MEMORY;
-    }
-    pthread_mutex_unlock(&registry_lock);
-    account_add(ZERO_MEM_PINNED, bytes);
-    atomic_fetch_add(&alloc_calls, 1);
-    *ptr_p = ptr;
-    return ZERO_OK;
+    return mem_alloc(ZERO_MEM_PINNED, bytes, tag, ptr_p, why, why_size);
 }
 
 uint64_t zero_mem_alloc_count(void)

@@ -33,7 +33,9 @@ zero_status_t zero_mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag
  * but quiet: a failure (the locked-memory limit, cudaHostAlloc refusing) is
  * not logged; its cause goes to @p why (@p why_size bytes, may be NULL) and
  * ZERO_ERR_NO_MEMORY is returned, for callers that fall back to pageable
- * memory with a warning of their own. Freed with zero_mem_free. */
+ * memory with a warning of their own. The same status codes (a size that
+ * overflows: ZERO_ERR_OVERFLOW) and the same accounting as zero_mem_alloc,
+ * through the same path. Freed with zero_mem_free. */
 zero_status_t zero_mem_alloc_pinned_try(size_t bytes, const char *tag, void **ptr_p, char *why, size_t why_size);
 /* Frees a buffer from zero_mem_alloc. NULL is allowed. A pointer the registry
  * does not know is an internal error: it is logged and left alone. */

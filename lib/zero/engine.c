@@ -864,10 +864,12 @@ static zero_status_t check_same_registration(zero_engine_h e)
         mine = zero_calloc(n ? n : 1, sizeof(*mine));
         root = zero_calloc(n ? n : 1, sizeof(*root));
         if (mine == NULL || root == NULL) {
+            /* Local: the other ranks are in the broadcast below, waiting for
+             * this rank; fail them now. */
             zero_free(mine);
             zero_free(root);
-            engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
-            return ZERO_ERR_NO_MEMORY;
+            return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, mark,
+                               "setup: out of memory comparing registrations across ranks");
         }
         for (size_t i = 0; i < n; i++) {
             const zero_layout_param_t *lp = &e->layout->params[i];
@@ -913,10 +915,9 @@ comm_fail:
     zero_free(mine);
     zero_free(root);
 comm_fail_nofree:
-    e->state = ENGINE_FAILED;
-    /* the communicator logged the cause (here or on its progress thread) */
-    engine_keep_error(e, mark, "setup: checking registrations across ranks failed: %s", zero_status_string(status));
-    return status;
+    /* a failed collective: the communicator logged the cause (here or on its progress thread) */
+    return engine_fail(e, ENGINE_FAIL_SHARED, status, mark, "setup: checking registrations across ranks failed: %s",
+                       zero_status_string(status));
 }
 
 /* Runs of the owned range with one parameter group and one weight-decay
@@ -1400,12 +1401,9 @@ static zero_status_t broadcast_view_inits(zero_engine_h e)
             continue;
         mark = zero_log_error_mark();
         status = zero_comm_broadcast(e->comm, content, content, p->numel, p->dtype, 0, e->kind);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "setup: broadcasting the initial value of %s failed: %s", p->name,
-                              zero_status_string(status));
-            return status;
-        }
+        if (status != ZERO_OK)   /* a failed collective */
+            return engine_fail(e, ENGINE_FAIL_SHARED, status, mark, "setup: broadcasting the initial value of %s "
+                               "failed: %s", p->name, zero_status_string(status));
     }
     return ZERO_OK;
 }
@@ -1580,6 +1578,7 @@ zero_status_t zero_engine_setup(zero_engine_h e)
     size_t *offsets = NULL;
     const zero_config_zero_t *z;
     size_t bucket_elems;
+    int agreed = 0;
 
     if (e == NULL)
         return ZERO_ERR_INVALID_ARG;
@@ -1648,6 +1647,11 @@ zero_status_t zero_engine_setup(zero_engine_h e)
         status = check_same_registration(e);
     if (status != ZERO_OK)
         goto err;
+    /* Every rank agreed and goes on to the collectives below (the initial
+     * values, publishing the weights); a failure of this rank's alone from
+     * here (memory, its store, its device) fails the engine and the
+     * communicator (err), so the others do not wait for it. */
+    agreed = 1;
     status = broadcast_view_inits(e);
     if (status != ZERO_OK)
         goto err;
@@ -1699,6 +1703,8 @@ zero_status_t zero_engine_setup(zero_engine_h e)
     return ZERO_OK;
 
 err:
+    if (agreed && e->state != ENGINE_FAILED)   /* this rank's own cause (a collective's failed the engine already) */
+        engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
     if (e->state != ENGINE_FAILED) {
         /* Leave the engine as before setup: registrations stay, buffers go. */
         free_working_memory(e);

@@ -5,10 +5,12 @@
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_internal.h"
 
+#include "comm/comm_fail.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
 #include <stdio.h>
+#include <string.h>
 
 void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...)
 {
@@ -19,17 +21,52 @@ void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...)
     ZERO_LOG_ERROR("%s (%s)", e->last_error, zero_status_string(status));
 }
 
+/* Through a copy: the arguments may include e->last_error itself (to keep the
+ * message recorded already). */
+static void keep_error_v(zero_engine_h e, uint64_t mark, const char *fmt, va_list ap)
+{
+    char message[sizeof(e->last_error)];
+    const char *detected = zero_log_error_since(mark);
+    if (detected != NULL)
+        snprintf(message, sizeof(message), "%s", detected);
+    else
+        vsnprintf(message, sizeof(message), fmt, ap);
+    memcpy(e->last_error, message, sizeof(message));
+}
+
 void engine_keep_error(zero_engine_h e, uint64_t mark, const char *fmt, ...)
 {
-    const char *detected = zero_log_error_since(mark);
     va_list ap;
-    if (detected != NULL) {
-        snprintf(e->last_error, sizeof(e->last_error), "%s", detected);
-        return;
-    }
     va_start(ap, fmt);
-    vsnprintf(e->last_error, sizeof(e->last_error), fmt, ap);
+    keep_error_v(e, mark, fmt, ap);
     va_end(ap);
+}
+
+zero_status_t engine_fail(zero_engine_h e, engine_fail_cause_t cause, zero_status_t status, uint64_t mark,
+                          const char *fmt, ...)
+{
+    int culprit;
+    va_list ap;
+    va_start(ap, fmt);
+    keep_error_v(e, mark, fmt, ap);
+    va_end(ap);
+    e->state = ENGINE_FAILED;
+    if (zero_comm_failure(e->comm, &culprit) != ZERO_OK && culprit >= 0) {
+        /* The job failed already (another rank, or a collective): name the
+         * rank, which the progress thread logged but this thread's message
+         * may not say. */
+        size_t len = strlen(e->last_error);
+        snprintf(e->last_error + len, sizeof(e->last_error) - len, " (the job failed: rank %d)", culprit);
+        return status;   /* every rank knows */
+    }
+    if (cause == ENGINE_FAIL_LOCAL) {
+        /* The peers may be in, or about to start, a collective this rank will
+         * not join: fail them now rather than at ZERO_COMM_TIMEOUT. */
+        char why[sizeof(e->last_error) + 48];
+        snprintf(why, sizeof(why), "the engine failed on this rank: %s", e->last_error);
+        zero_comm_fail_local(e->comm, status, why);
+    }
+    return status;
 }
 
 /* The fence of @p req, or -1. Few collectives are in flight at once (a few
@@ -55,7 +92,7 @@ static int grow(void **array, int *cap, size_t elem)
 
 zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char *what)
 {
-    zero_status_t status;
+    zero_status_t status, local = ZERO_OK;
     uint64_t mark;
     int f;
     if (*req == NULL)
@@ -70,32 +107,26 @@ zero_status_t engine_wait(zero_engine_h e, zero_comm_request_h *req, const char 
         if (e->num_settling == e->cap_settling &&
             !grow((void **)&e->settling, &e->cap_settling, sizeof(*e->settling))) {
             /* no room to defer it: wait on the host instead (correct, only slower) */
-            status = e->ops->order_end(e->ops_ctx, done);
+            local = e->ops->order_end(e->ops_ctx, done);
             goto host_wait;
         }
         e->settling[e->num_settling++] = *req;
         *req = NULL;
         status = e->ops->order_end(e->ops_ctx, done);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "%s: the engine's stream cannot wait for it", what);
-        }
+        if (status != ZERO_OK)   /* this rank's CUDA event */
+            engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "%s: the engine's stream cannot wait for it", what);
         return status;
     }
-    status = ZERO_OK;
 host_wait:
-    {
-        zero_status_t st = zero_comm_request_wait(*req);
-        if (status == ZERO_OK)
-            status = st;
-    }
+    if (local != ZERO_OK)   /* this rank's CUDA event: fail the peers first, so the wait below ends at once */
+        engine_fail(e, ENGINE_FAIL_LOCAL, local, mark, "%s: the engine's stream cannot wait for it", what);
+    status = zero_comm_request_wait(*req);
     zero_comm_request_free(*req);
     *req = NULL;
-    if (status != ZERO_OK) {
-        e->state = ENGINE_FAILED;
-        /* Usually detected on the progress thread, which logged it there. */
-        engine_keep_error(e, mark, "%s failed: %s", what, zero_status_string(status));
-    }
+    if (local != ZERO_OK)
+        return local;
+    if (status != ZERO_OK)   /* the collective: usually detected and logged on the progress thread */
+        engine_fail(e, ENGINE_FAIL_SHARED, status, mark, "%s failed: %s", what, zero_status_string(status));
     return status;
 }
 
@@ -110,10 +141,9 @@ zero_status_t engine_settle(zero_engine_h e)
             status = st;
     }
     e->num_settling = 0;
-    if (status != ZERO_OK) {
-        e->state = ENGINE_FAILED;
-        engine_keep_error(e, mark, "a collective on device memory failed: %s", zero_status_string(status));
-    }
+    if (status != ZERO_OK)   /* the collectives' own failure */
+        engine_fail(e, ENGINE_FAIL_SHARED, status, mark, "a collective on device memory failed: %s",
+                    zero_status_string(status));
     return status;
 }
 
@@ -121,11 +151,9 @@ zero_status_t engine_sync(zero_engine_h e)
 {
     uint64_t mark = zero_log_error_mark();
     zero_status_t status = e->ops->sync != NULL ? e->ops->sync(e->ops_ctx) : ZERO_OK;
-    if (status != ZERO_OK) {
-        e->state = ENGINE_FAILED;
-        engine_keep_error(e, mark, "waiting for the device failed: %s", zero_status_string(status));
-        return status;
-    }
+    if (status != ZERO_OK)   /* this rank's device work */
+        return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "waiting for the device failed: %s",
+                           zero_status_string(status));
     return engine_settle(e);
 }
 

@@ -427,8 +427,8 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
         else
             snprintf(e->last_error, sizeof(e->last_error), "zero_save_checkpoint(%s) failed (%s); see the log", tag,
                      zero_status_string(status));
-        if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)
-            e->state = ENGINE_FAILED;
+        if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT)   /* the save's status is agreed by every rank */
+            engine_fail(e, ENGINE_FAIL_SHARED, status, zero_log_error_mark(), "%s", e->last_error);
     }
     return status;
 }
@@ -504,20 +504,19 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
             if (st != ZERO_OK)
                 engine_keep_error(e, flush_mark, "zero_load_checkpoint: writing the loaded optimizer state failed");
         }
-        if (status == ZERO_OK && st != ZERO_OK) {
+        if (status == ZERO_OK && st != ZERO_OK) {   /* this rank's store (its message is kept above) */
             zero_ckpt_meta_clear(&meta);
             zero_free(client_sd);
             zero_free(loaded_tag);
-            e->state = ENGINE_FAILED;
-            return st;
+            return engine_fail(e, ENGINE_FAIL_LOCAL, st, zero_log_error_mark(), "%s", e->last_error);
         }
     }
     if (status != ZERO_OK) {
         engine_keep_error(e, mark, "zero_load_checkpoint(%s, %s) failed: %s", load_dir, tag ? tag : "latest",
                           zero_status_string(status));
         /* a streamed load that failed after storing part of the state leaves it part old, part new */
-        if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT || stream_ctx.written)
-            e->state = ENGINE_FAILED;
+        if (status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT || stream_ctx.written)   /* agreed by every rank */
+            engine_fail(e, ENGINE_FAIL_SHARED, status, zero_log_error_mark(), "%s", e->last_error);
         return status;
     }
     if (!module_only) {
@@ -541,11 +540,10 @@ zero_status_t zero_load_checkpoint(zero_engine_h e, const char *load_dir, const 
     status = engine_write_back(e);
     if (status == ZERO_OK)
         status = engine_sync(e);
-    if (status != ZERO_OK) {
+    if (status != ZERO_OK) {   /* this rank's device work (engine_write_back, engine_sync recorded it) */
         zero_free(client_sd);
         zero_free(loaded_tag);
-        e->state = ENGINE_FAILED;
-        return status;
+        return engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
     }
     ZERO_LOG_DEBUG("loaded checkpoint %s/%s at global step %llu", load_dir, loaded_tag,
                    (unsigned long long)e->global_steps);

@@ -128,12 +128,9 @@ static zero_status_t quant_gather_decode(zero_engine_h e, const void *wire, void
     for (int r = 0; r < e->world; r++) {
         zero_status_t status = e->ops->quant_decode8(e->ops_ctx, dtype, (const char *)wire + (size_t)r * stride,
                                                      slice, (char *)out + (size_t)r * slice * esz);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "%s: decoding rank %d's int8 blocks failed: %s", what, r,
-                              zero_status_string(status));
-            return status;
-        }
+        if (status != ZERO_OK)   /* this rank's kernel launch */
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "%s: decoding rank %d's int8 blocks failed: %s",
+                               what, r, zero_status_string(status));
     }
     return ZERO_OK;
 }
@@ -217,10 +214,9 @@ static zero_status_t hpz_refresh(zero_engine_h e)
             status = quant_gather_start(e, shard, tmp, slice, g->dtype, tmp + wire_offset(e, b), &reqs[slot]);
         else
             status = engine_allgather_start(e, shard, tmp, slice, g->dtype, &reqs[slot]);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "hpZ: the allgather refreshing %s failed to start: %s",
-                              e->params[bk->first_param]->name, zero_status_string(status));
+        if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */
+            engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "hpZ: the allgather refreshing %s failed to start: %s",
+                        e->params[bk->first_param]->name, zero_status_string(status));
             break;
         }
         in_slot[slot] = b;
@@ -427,17 +423,18 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     if (e->hpz > 1 && e->hpz_stale && bs->persistent_slot == NULL && (status = hpz_refresh(e)) != ZERO_OK)
         return status;
     status = gathered_buffer(e, b, prefetch);
-    if (status != ZERO_OK || bs->gathered == NULL)
-        return status;
+    if (status != ZERO_OK)   /* this rank's memory (engine_alloc recorded why); the other ranks start this allgather */
+        return engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
+    if (bs->gathered == NULL)
+        return ZERO_OK;   /* a prefetch without room: nothing started (as before) */
     if (e->param_store != NULL) {
         /* this rank's part is read from the file into its place in the
          * gathered buffer, and the allgather runs in place */
         void *mine = (char *)bs->gathered + (size_t)e->rank * slice * esz;
         status = shard_read(e, bk->group, zero_layout_bucket_shard_offset(e->layout, b), slice, mine);
-        if (status != ZERO_OK) {
+        if (status != ZERO_OK) {   /* this rank's parameter file; the other ranks started this allgather */
             drop_buffer(e, b);
-            e->state = ENGINE_FAILED;   /* the other ranks started this allgather */
-            return status;
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
         }
         shard = mine;
     } else if (e->param_host != NULL) {
@@ -450,11 +447,10 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
         status = zero_param_host_upload(e->param_host, bk->group, zero_layout_bucket_shard_offset(e->layout, b), slice,
                                         mine, &uploaded);
         if (status != ZERO_OK) {
-            drop_buffer(e, b);
-            e->state = ENGINE_FAILED;   /* the other ranks started this allgather */
-            engine_keep_error(e, mark, "uploading the %s weight shard of %s failed: %s", zero_dtype_string(g->dtype),
-                              e->params[bk->first_param]->name, zero_status_string(status));
-            return status;
+            drop_buffer(e, b);   /* this rank's upload; the other ranks started this allgather */
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "uploading the %s weight shard of %s failed: %s",
+                               zero_dtype_string(g->dtype), e->params[bk->first_param]->name,
+                               zero_status_string(status));
         }
         shard = mine;
     } else {
@@ -470,12 +466,10 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
                                     &bs->gather_req);
     else
         status = engine_allgather_start_after(e, shard, bs->gathered, slice, g->dtype, uploaded, &bs->gather_req);
-    if (status != ZERO_OK) {
+    if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */
         drop_buffer(e, b);
-        e->state = ENGINE_FAILED;
-        engine_keep_error(e, mark, "allgather of %s failed to start: %s", e->params[bk->first_param]->name,
-                          zero_status_string(status));
-        return status;
+        return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "allgather of %s failed to start: %s",
+                           e->params[bk->first_param]->name, zero_status_string(status));
     }
     e->live_elements += bk->length;
     return ZERO_OK;
@@ -752,11 +746,10 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
             /* read into the slice's own place: the root's broadcast is then in place */
             src = (char *)sl->data + (lo - a) * esz;
             status = shard_read(e, lp->group, so, hi - lo, (void *)src);
-            if (status != ZERO_OK) {
+            if (status != ZERO_OK) {   /* this rank's parameter file; the other ranks started this broadcast */
                 free_slice(e, s);
                 *slot_p = -1;
-                e->state = ENGINE_FAILED;   /* the other ranks started this broadcast */
-                return status;
+                return engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
             }
         } else if (r == me) {
             src = source + (lo - (size_t)r * shard) * esz;
@@ -764,13 +757,12 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
         mark = zero_log_error_mark();
         status = zero_comm_broadcast_start(comm, src, (char *)sl->data + (lo - a) * esz, hi - lo, p->dtype, r,
                                            e->kind, &sl->reqs[sl->num_reqs]);
-        if (status != ZERO_OK) {
+        if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */
             free_slice(e, s);
             *slot_p = -1;
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "broadcast of %s rows [%" PRId64 ", %" PRId64 ") from rank %d failed to start: %s",
-                              p->name, first, first + count, r, zero_status_string(status));
-            return status;
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark,
+                               "broadcast of %s rows [%" PRId64 ", %" PRId64 ") from rank %d failed to start: %s",
+                               p->name, first, first + count, r, zero_status_string(status));
         }
         sl->num_reqs++;
     }

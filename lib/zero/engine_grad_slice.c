@@ -211,11 +211,10 @@ static zero_status_t finish_slot(zero_engine_h e, int s)
                                     (char *)gs->grad_shard +
                                         (zero_layout_bucket_shard_offset(e->layout, lp->bucket) + lo - own_lo) * esz,
                                     (char *)g->buf + (lo - a) * esz, hi - lo);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "adding the averaged gradient of %s rows [%" PRId64 ", %" PRId64 ") failed",
-                              p->name, g->first, g->first + g->count);
-        }
+        if (status != ZERO_OK)   /* this rank's kernel */
+            engine_fail(e, ENGINE_FAIL_LOCAL, status, mark,
+                        "adding the averaged gradient of %s rows [%" PRId64 ", %" PRId64 ") failed", p->name, g->first,
+                        g->first + g->count);
     }
     put_buffer(e, g);
     return status;
@@ -267,10 +266,10 @@ static zero_status_t start_slot(zero_engine_h e, int s)
     /* In place: this rank's part of the average lands where finish_slot() reads it. */
     status = zero_comm_reduce_scatter_range_start(e->comm, g->buf, (char *)g->buf + (lo - a) * dtype_bytes(p->dtype),
                                                   a, z - a, shard, p->dtype, ZERO_COMM_AVG, &g->req);
-    if (status != ZERO_OK) {
-        e->state = ENGINE_FAILED;
-        engine_keep_error(e, mark, "reduce-scatter of the gradient of %s rows [%" PRId64 ", %" PRId64 ") failed to "
-                          "start: %s", p->name, g->first, g->first + g->count, zero_status_string(status));
+    if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */
+        engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "reduce-scatter of the gradient of %s rows [%" PRId64 ", %"
+                    PRId64 ") failed to start: %s", p->name, g->first, g->first + g->count,
+                    zero_status_string(status));
         g->req = NULL;
         put_buffer(e, g);
         return status;

@@ -47,7 +47,7 @@ typedef enum engine_state {
     ENGINE_READY,            /* set up; no backward open */
     ENGINE_IN_BACKWARD,      /* between backward_begin and backward_end */
     ENGINE_BACKWARD_DONE,    /* backward ended; zero_step expected */
-    ENGINE_FAILED            /* a collective failed: only destroy is allowed */
+    ENGINE_FAILED            /* engine_fail: only destroy is allowed */
 } engine_state_t;
 
 struct zero_param {
@@ -377,6 +377,30 @@ void engine_error(zero_engine_h e, zero_status_t status, const char *fmt, ...) Z
  * (the error came from another thread, e.g. the communicator's progress
  * thread) is @p fmt used instead; it is not logged again. */
 void engine_keep_error(zero_engine_h e, uint64_t mark, const char *fmt, ...) ZERO_PRINTF(3, 4);
+
+/* Why the engine fails (engine_fail). */
+typedef enum engine_fail_cause {
+    /* This rank's own error, which its peers cannot see: its CUDA work (a
+     * kernel launch, an event, reading the step's results), its state store
+     * (an I/O error), memory it could not get, a collective it could not
+     * start. They may be waiting, or about to wait, for this rank in a
+     * collective. */
+    ENGINE_FAIL_LOCAL,
+    /* A cause every rank meets: a collective that failed (the communicator
+     * already failed and told every rank), or a decision all ranks take from
+     * the same summed values (fp16 overflow at the minimum loss scale). */
+    ENGINE_FAIL_SHARED
+} engine_fail_cause_t;
+
+/* The one way the engine fails: records the last error as engine_keep_error
+ * does (a message logged since @p mark, e.g. by engine_error, wins), sets
+ * ENGINE_FAILED (only destroy is allowed after), and for a local cause fails
+ * the communicator too (comm/comm_fail.h), so that every rank fails at once,
+ * naming this rank and @p status, instead of waiting for it until
+ * ZERO_COMM_TIMEOUT. To keep the message recorded already: "%s",
+ * e->last_error. Returns @p status. */
+zero_status_t engine_fail(zero_engine_h e, engine_fail_cause_t cause, zero_status_t status, uint64_t mark,
+                          const char *fmt, ...) ZERO_PRINTF(5, 6);
 
 /* Buffer allocation with the engine's accounting (category: a field of zero_engine_memory_t). */
 zero_status_t engine_alloc(zero_engine_h e, uint64_t *category, size_t bytes, const char *tag, void **ptr_p);

@@ -152,7 +152,6 @@ static zero_status_t guard_check(zero_engine_h e, struct zero_param *p, const ch
         return ZERO_OK;
     if (grad_digest(p->grad, p->numel * dtype_bytes(p->dtype)) == p->grad_digest)
         return ZERO_OK;
-    e->state = ENGINE_FAILED;
     engine_error(e, ZERO_ERR_STATE,
                  "rank %d: the gradient of %s changed after zero_grad_ready declared it complete (found %s); at "
                  "stages 2-3 such a write is lost. Usual cause: an autograd hook that runs before the gradient is "
@@ -160,7 +159,8 @@ static zero_status_t guard_check(zero_engine_h e, struct zero_param *p, const ch
                  "zero_param_grad() before zero_grad_ready, hook after accumulation instead, or mark gradients "
                  "ready after backward() returns (docs/cpp.md)",
                  e->rank, p->name, when);
-    return ZERO_ERR_STATE;
+    /* this rank's trainer: its peers may be waiting for this bucket's reduction */
+    return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_STATE, zero_log_error_mark(), "%s", e->last_error);
 }
 
 /* Checks every ready parameter of bucket @p b (before its reduction starts). */
@@ -382,12 +382,9 @@ static zero_status_t reduce_bucket_start(zero_engine_h e, int b)
     else
         status = engine_reduce_scatter_start(e, bs->staging, (char *)bs->staging + (size_t)e->own_rank * slice * esz,
                                              slice, dtype, ZERO_COMM_AVG, &bs->reduce_req);
-    if (status != ZERO_OK) {
-        e->state = ENGINE_FAILED;
-        engine_keep_error(e, mark, "reduce-scatter of gradient bucket %d failed to start: %s", b,
-                          zero_status_string(status));
-        return status;
-    }
+    if (status != ZERO_OK)   /* not started on this rank: the others would wait for it */
+        return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "reduce-scatter of gradient bucket %d failed to start: "
+                           "%s", b, zero_status_string(status));
     e->reduce_order[e->reduce_tail++] = b;
     return ZERO_OK;
 }
@@ -409,11 +406,9 @@ static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
                                     (char *)bs->staging + (size_t)e->own_rank * slice * esz, slice);
         engine_staging_put(e, b, bs->staging);
         bs->staging = NULL;
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "adding the reduced gradients of bucket %d failed", b);
-            return status;
-        }
+        if (status != ZERO_OK)   /* this rank's kernel */
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "adding the reduced gradients of bucket %d failed",
+                               b);
     }
     /* overlap_step: the boundary micro-batch's gradients of this bucket are final */
     if (e->overlap_step && e->window_micro == e->gas - 1 && !bs->overlap_submitted)
@@ -812,12 +807,9 @@ static zero_status_t check_grads_fused(zero_engine_h e)
                 status = e->ops->check_grads_add(e->ops_ctx, own, peer, n, scale, e->result);
             else if (status == ZERO_OK)
                 status = e->ops->check_grads(e->ops_ctx, ZERO_FP32, own, n, e->result);
-            if (status != ZERO_OK) {
-                e->state = ENGINE_FAILED;
-                engine_keep_error(e, mark, "step: checking the %s gradients at owned offset %zu failed",
-                                  zero_dtype_string(g->dtype), so);
-                return status;
-            }
+            if (status != ZERO_OK)   /* this rank's kernel */
+                return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "step: checking the %s gradients at owned "
+                                   "offset %zu failed", zero_dtype_string(g->dtype), so);
             so += n;
         }
     }
@@ -860,9 +852,9 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
         }
     }
     reqs = zero_calloc((size_t)(nb ? nb : 1), sizeof(*reqs));
-    if (reqs == NULL) {
+    if (reqs == NULL) {   /* the other ranks go on to reduce these buckets with this rank */
         engine_error(e, ZERO_ERR_NO_MEMORY, "step: out of memory");
-        return ZERO_ERR_NO_MEMORY;
+        return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, zero_log_error_mark(), "%s", e->last_error);
     }
     for (int b = 0; b < nb && status == ZERO_OK; b++) {
         const zero_layout_bucket_t *bk = &e->layout->buckets[b];
@@ -884,11 +876,9 @@ static zero_status_t reduce_full_grads(zero_engine_h e)
             status = engine_reduce_scatter_start(e, base, base + (size_t)e->rank * slice * esz, slice, g->dtype,
                                                  ZERO_COMM_AVG, &reqs[b]);
         }
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "gradient reduction of bucket %d failed to start: %s", b,
-                              zero_status_string(status));
-        }
+        if (status != ZERO_OK)   /* not started on this rank: the others would wait for it */
+            engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "gradient reduction of bucket %d failed to start: %s", b,
+                        zero_status_string(status));
     }
     for (int b = 0; b < nb; b++) {
         zero_status_t st = engine_wait(e, &reqs[b], "gradient reduction");
@@ -927,11 +917,10 @@ static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t 
     }
     mark = zero_log_error_mark();
     status = zero_comm_allgather(e->comm, values, all, n, ZERO_F64, ZERO_MEM_HOST);
-    if (status != ZERO_OK) {
-        e->state = ENGINE_FAILED;
-        engine_keep_error(e, mark, "%s: gathering them from every rank failed: %s", what, zero_status_string(status));
+    if (status != ZERO_OK) {   /* a failed collective */
         zero_free(all);
-        return status;
+        return engine_fail(e, ENGINE_FAIL_SHARED, status, mark, "%s: gathering them from every rank failed: %s", what,
+                           zero_status_string(status));
     }
     for (size_t i = 0; i < n; i++) {
         double sum = 0.0;
@@ -960,13 +949,10 @@ static zero_status_t check_grads(zero_engine_h e)
             size_t n;
             const void *src = grad_at(e, gi, so, &n);
             zero_status_t status = e->ops->check_grads(e->ops_ctx, g->dtype, src, n, e->result);
-            if (status != ZERO_OK) {
-                /* The kernel logged its cause; a step on an unchecked gradient would be wrong. */
-                e->state = ENGINE_FAILED;
-                engine_keep_error(e, mark, "step: checking the %s gradients at owned offset %zu failed",
-                                  zero_dtype_string(g->dtype), so);
-                return status;
-            }
+            if (status != ZERO_OK)   /* this rank's kernel (it logged the cause); a step on an unchecked
+                                      * gradient would be wrong */
+                return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "step: checking the %s gradients at owned "
+                                   "offset %zu failed", zero_dtype_string(g->dtype), so);
             so += n;
         }
     }
@@ -998,9 +984,9 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi)
     size_t esz = dtype_bytes(g->dtype);
     zero_status_t status = ZERO_OK;
     zero_comm_request_h *reqs = zero_calloc((size_t)(lg->num_buckets ? lg->num_buckets : 1), sizeof(*reqs));
-    if (reqs == NULL) {
+    if (reqs == NULL) {   /* the other ranks go on to gather these weights with this rank */
         engine_error(e, ZERO_ERR_NO_MEMORY, "step: out of memory");
-        return ZERO_ERR_NO_MEMORY;
+        return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, zero_log_error_mark(), "%s", e->last_error);
     }
     for (int k = 0; k < lg->num_buckets && status == ZERO_OK; k++) {
         int b = lg->first_bucket + k;
@@ -1009,11 +995,9 @@ static zero_status_t allgather_weights(zero_engine_h e, int gi)
         char *full = (char *)g->params_flat + bk->offset * esz;
         uint64_t mark = zero_log_error_mark();
         status = engine_allgather_start(e, full + (size_t)e->rank * slice * esz, full, slice, g->dtype, &reqs[k]);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "allgather of updated weights (bucket %d) failed to start: %s", b,
-                              zero_status_string(status));
-        }
+        if (status != ZERO_OK)   /* not started on this rank: the others would wait for it */
+            engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "allgather of updated weights (bucket %d) failed to "
+                        "start: %s", b, zero_status_string(status));
     }
     for (int k = 0; k < lg->num_buckets; k++) {
         zero_status_t st = engine_wait(e, &reqs[k], "allgather of updated weights");
@@ -1608,11 +1592,10 @@ static zero_status_t overlap_submit(zero_engine_h e, int b)
     e->buckets[b].overlap_submitted = 1;
     e->overlap_started = 1;
     status = step_span(e, gi, lo, hi, &values, 1, 1);
-    if (status != ZERO_OK) {
-        e->state = ENGINE_FAILED;
-        engine_keep_error(e, mark, "offload_optimizer.overlap_step: handing bucket %d to the CPU step failed", b);
-    }
-    return status;
+    if (status != ZERO_OK)   /* this rank's store */
+        return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark,
+                           "offload_optimizer.overlap_step: handing bucket %d to the CPU step failed", b);
+    return ZERO_OK;
 }
 
 /* After zero_step's update or undo: no bucket handed over. */
@@ -1730,13 +1713,11 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         status = e->ops->result_read(e->ops_ctx, e->result, ENGINE_RESULT_NONFINITE, 2, totals);
     /* The host has waited for the device (the step's one wait): the
      * collectives the stream waited for are complete; free their requests. */
-    if (status == ZERO_OK)
-        status = engine_settle(e);
-    if (status != ZERO_OK) {
-        e->state = ENGINE_FAILED;
-        engine_keep_error(e, check_mark, "step: the gradient check failed");
+    if (status != ZERO_OK)   /* this rank's kernels or its read of their results */
+        return engine_fail(e, ENGINE_FAIL_LOCAL, status, check_mark, "step: the gradient check failed");
+    status = engine_settle(e);   /* a failed collective: engine_settle fails the engine */
+    if (status != ZERO_OK)
         return status;
-    }
     status = sum_over_ranks_f64(e, totals, 2, "step: summing the overflow counts and gradient norms");
     if (status != ZERO_OK)
         return status;
@@ -1758,21 +1739,15 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
             status = zero_store_step_cancel(e->store);
             e->timers.offload_exposed += zero_clock_now() - t0;
             overlap_reset(e);
-            if (status != ZERO_OK) {
-                e->state = ENGINE_FAILED;
-                engine_keep_error(e, mark, "step %llu overflowed, and undoing the buckets stepped during the "
-                                  "backward failed (%s)", (unsigned long long)e->global_steps,
-                                  zero_status_string(status));
-                return status;
-            }
+            if (status != ZERO_OK)   /* this rank's store */
+                return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "step %llu overflowed, and undoing the "
+                                   "buckets stepped during the backward failed (%s)",
+                                   (unsigned long long)e->global_steps, zero_status_string(status));
         }
         status = zero_loss_scaler_update(&e->scaler, 1);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;
-            engine_keep_error(e, mark, "fp16 gradients overflow at the minimum loss scale %g: training cannot "
-                              "continue", scale);
-            return status;
-        }
+        if (status != ZERO_OK)   /* every rank decides it from the same summed overflow count */
+            return engine_fail(e, ENGINE_FAIL_SHARED, status, mark, "fp16 gradients overflow at the minimum loss "
+                               "scale %g: training cannot continue", scale);
         e->skipped_steps++;
         info.skipped = 1;
         if (e->precision != ZERO_FP16)
@@ -1790,12 +1765,10 @@ zero_status_t zero_step(zero_engine_h e, zero_step_info_t *info_p)
         else
             status = elementwise_step(e, &values);
         overlap_reset(e);
-        if (status != ZERO_OK) {
-            e->state = ENGINE_FAILED;   /* a half-applied update leaves the state inconsistent */
-            engine_keep_error(e, check_mark, "step %llu: the optimizer update failed (%s)",
-                              (unsigned long long)e->global_steps, zero_status_string(status));
-            return status;
-        }
+        if (status != ZERO_OK)   /* this rank's kernels or state store; a half-applied update leaves the state
+                                  * inconsistent */
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, check_mark, "step %llu: the optimizer update failed (%s)",
+                               (unsigned long long)e->global_steps, zero_status_string(status));
         e->timers.step += zero_clock_now() - t0;
 
         /* 4. bring the weights back */

@@ -1353,6 +1353,23 @@ static void run_split(zero_comm_h comm)
         CHECK(zero_comm_request_wait(rq_parent) == ZERO_OK && y == (float)W, "parent sum: %g", (double)y);
         zero_comm_request_free(rq_child);
         zero_comm_request_free(rq_parent);
+        if (n > 1) {
+            /* device memory on a split communicator: refused at the argument
+             * check (the pointer is never touched), naming the split's ranks
+             * and this rank's device */
+            char want[64];
+            size_t before;
+            pthread_mutex_lock(&log_lock);
+            before = log_len;
+            pthread_mutex_unlock(&log_lock);
+            st = zero_comm_allreduce(odd, &x, &y, 1, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_DEVICE);
+            CHECK(st == ZERO_ERR_UNSUPPORTED, "device allreduce on a split communicator: %s", zero_status_string(st));
+            snprintf(want, sizeof(want), "parent rank %d, CUDA device", me);
+            pthread_mutex_lock(&log_lock);
+            CHECK(strstr(log_text + before, "zero_comm_split (ranks ") != NULL && strstr(log_text + before, want) != NULL,
+                  "the refusal does not name the split's ranks and this rank's device: %s", log_text + before);
+            pthread_mutex_unlock(&log_lock);
+        }
         free(all);
         zero_comm_destroy(odd);
     }
@@ -1469,7 +1486,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0 ||
         strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0 ||
-        strcmp(mode, "device-kill") == 0 || strcmp(mode, "device-fault") == 0)
+        strcmp(mode, "device-kill") == 0 || strcmp(mode, "device-fault") == 0 || strcmp(mode, "split") == 0)
         zero_log_set_callback(capture_log, NULL);
     if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0)

@@ -1,7 +1,8 @@
 /*
  * The staged backend's host-side logic (lib/comm/staged_plan.c), in every
  * build, without a GPU:
- *   - the choice between nccl and staged from the ranks' device keys;
+ *   - the choice between nccl and staged from the ranks' device keys (and
+ *     NCCL at world size 1 where only it is allowed), and the device index;
  *   - the geometry: a whole collective run chunk by chunk through small slots
  *     (copies in, a reference host collective on the slots, copies out) gives
  *     the result of the whole collective, for every kind, world sizes 1-4,
@@ -46,8 +47,20 @@ static void test_choice(void)
     const char *missing[] = {"node1/0000:01:00.0", "node1/0000:02:00.0", NULL, "node2/0000:01:00.0"};
     zero_device_choice_t c;
 
+    /* a world of one: the self backend copies by default and with staged
+     * allowed; NCCL where only it is allowed (comm_backend "nccl") and the
+     * rank has a device */
     choose(both, 1, distinct, &c);
-    CU_ASSERT_EQUAL(c.path, ZERO_DEVICE_PATH_NONE);   /* the self backend copies */
+    CU_ASSERT_EQUAL(c.path, ZERO_DEVICE_PATH_NONE);
+    choose(ZERO_COMM_BACKEND_STAGED | ZERO_COMM_BACKEND_UCX, 1, distinct, &c);
+    CU_ASSERT_EQUAL(c.path, ZERO_DEVICE_PATH_NONE);
+    choose(ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_NCCL | ZERO_COMM_BACKEND_UCX, 1, distinct, &c);
+    CU_ASSERT(c.path == ZERO_DEVICE_PATH_NCCL && !c.automatic);
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.note, "nccl"));
+    choose(ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_NCCL | ZERO_COMM_BACKEND_UCX, 1, missing + 2, &c);
+    CU_ASSERT_EQUAL(c.path, ZERO_DEVICE_PATH_NONE);   /* no device: the self backend (host memory only) */
+    choose(ZERO_COMM_BACKEND_SELF | ZERO_COMM_BACKEND_UCX, 1, distinct, &c);
+    CU_ASSERT_EQUAL(c.path, ZERO_DEVICE_PATH_NONE);
 
     /* auto: one device each -> nccl, nothing to log */
     choose(both, 4, distinct, &c);
@@ -83,6 +96,17 @@ static void test_choice(void)
     /* neither device backend allowed */
     choose(ZERO_COMM_BACKEND_UCX, 4, distinct, &c);
     CU_ASSERT_EQUAL(c.path, ZERO_DEVICE_PATH_NONE);
+}
+
+/* The device a rank uses (NCCL and staged alike). */
+static void test_device_index(void)
+{
+    CU_ASSERT_EQUAL(zero_device_index(3, 0, 8), 3);    /* configured: as given */
+    CU_ASSERT_EQUAL(zero_device_index(5, 2, 2), 5);    /* even past the count: CUDA then says why */
+    CU_ASSERT_EQUAL(zero_device_index(-1, 0, 4), 0);   /* LOCAL_RANK modulo the visible devices */
+    CU_ASSERT_EQUAL(zero_device_index(-1, 5, 4), 1);
+    CU_ASSERT_EQUAL(zero_device_index(-1, 3, 1), 0);   /* several ranks on one GPU */
+    CU_ASSERT_EQUAL(zero_device_index(-1, 3, 0), 0);   /* none visible */
 }
 
 /* ---- geometry: W simulated ranks, int32 sums (exact) ---- */
@@ -456,6 +480,7 @@ int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
         {"device path choice", test_choice},
+        {"device index", test_device_index},
         {"geometry: chunked equals whole", test_geometry},
         {"geometry: limits", test_geometry_limits},
         {"pipeline over the ring", test_pipeline},

@@ -2,7 +2,8 @@
  * Engine correctness, run on every rank through zero-launch (world sizes 1-4).
  *
  * For every combination of stage (0-3), precision (fp32, bf16, fp16),
- * optimizer (Adam, AdamW, SGD with Nesterov momentum, Adagrad, Lion, Lamb),
+ * optimizer (Adam, AdamW, SGD with Nesterov momentum and with plain momentum,
+ * Adagrad, Lion, Lamb),
  * gradient accumulation (1, 3) and clipping (off, 0.5), it trains a small
  * model whose gradients are deterministic functions of (step, micro-batch,
  * rank, parameter, element) -- different on every rank -- and compares the
@@ -79,8 +80,9 @@
 static const int64_t shapes[NPARAM][3] = {{37, 0, 0}, {16, 9, 0}, {100, 0, 0}, {3, 3, 3}, {20, 20, 0}, {5, 0, 0}};
 static const int ndims[NPARAM] = {1, 2, 1, 3, 2, 1};
 
-typedef enum { OPT_ADAM, OPT_ADAMW, OPT_SGD, OPT_ADAGRAD, OPT_LION, OPT_LAMB, OPT_COUNT } opt_t;
-static const char *const opt_names[] = {"Adam", "AdamW", "SGD", "Adagrad", "Lion", "Lamb"};
+/* OPT_SGD: Nesterov momentum; OPT_SGD_MOMENTUM: plain (heavy-ball) momentum. */
+typedef enum { OPT_ADAM, OPT_ADAMW, OPT_SGD, OPT_ADAGRAD, OPT_LION, OPT_LAMB, OPT_SGD_MOMENTUM, OPT_COUNT } opt_t;
+static const char *const opt_names[] = {"Adam", "AdamW", "SGD", "Adagrad", "Lion", "Lamb", "SGD-momentum"};
 
 static size_t numel_of(int p)
 {
@@ -171,10 +173,14 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
                     v[p][i] = 0.999 * v[p][i] + 0.001 * gi * gi;
                     w[i] -= lr / (1.0 - pow(0.9, t)) * m[p][i] / (sqrt(v[p][i]) / sqrt(1.0 - pow(0.999, t)) + 1e-8);
                     break;
-                case OPT_SGD: {
+                case OPT_SGD:
+                case OPT_SGD_MOMENTUM: {
                     double d = gi + wd * w[i];
                     m[p][i] = t == 1 ? d : 0.9 * m[p][i] + d;
-                    d = d + 0.9 * m[p][i];        /* nesterov */
+                    if (c->opt == OPT_SGD)
+                        d = d + 0.9 * m[p][i];    /* nesterov */
+                    else
+                        d = m[p][i];              /* plain momentum: the buffer is the step */
                     w[i] -= lr * d;
                     break;
                 }
@@ -278,6 +284,9 @@ static char *config_json(const combo_t *c)
     char prec[160] = "";
     switch (c->opt) {
     case OPT_SGD: opt_params = "\"lr\": 0.01, \"momentum\": 0.9, \"nesterov\": true, \"weight_decay\": 0.01"; break;
+    case OPT_SGD_MOMENTUM:
+        opt_params = "\"lr\": 0.01, \"momentum\": 0.9, \"nesterov\": false, \"weight_decay\": 0.01";
+        break;
     case OPT_ADAGRAD: opt_params = "\"lr\": 0.01, \"weight_decay\": 0.01, \"eps\": 1e-10"; break;
     case OPT_LION: opt_params = "\"lr\": 0.01, \"betas\": [0.9, 0.99], \"weight_decay\": 0.01"; break;
     case OPT_ADAM: opt_params = "\"lr\": 0.01, \"weight_decay\": 0.01, \"adam_w_mode\": false"; break;
@@ -295,8 +304,8 @@ static char *config_json(const combo_t *c)
              " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200,"
              " \"check_grad_writes\": %s, \"zero_hpz_partition_size\": %d,"
              " \"zero_quantized_weights\": %s%s}}",
-             c->gas, opt_names[c->opt], opt_params, prec, c->clip, c->stage, c->gas == 3 ? "true" : "false",
-             c->hpz > 1 ? c->hpz : 1, c->qwz ? "true" : "false", offload_block(c));
+             c->gas, c->opt == OPT_SGD_MOMENTUM ? "SGD" : opt_names[c->opt], opt_params, prec, c->clip, c->stage,
+             c->gas == 3 ? "true" : "false", c->hpz > 1 ? c->hpz : 1, c->qwz ? "true" : "false", offload_block(c));
     return buf;
 }
 

@@ -29,6 +29,11 @@
  *    by the host, loaded by a fresh device engine, equal weights.
  *  - the engine's memory accounting: the same bytes on the device as the
  *    host engine holds for the same model and stage.
+ * ZERO_TEST_COMM_BACKEND=nccl (gpu-check's engine-device step) puts
+ * "comm_backend": "nccl" into every config: the engine's collectives then run
+ * over a one-rank NCCL communicator instead of the self backend's device
+ * copies (the default, which the sanitizer steps keep), against the same
+ * host engine.
  * Without a CUDA device: exit 77.
  */
 #include "device_trainer.h"
@@ -91,7 +96,10 @@ static void init_fn(const char *name, size_t offset, size_t count, float *out, v
 static void config_json(const run_cfg_t *c, char *buf, size_t size)
 {
     const char *params = "{\"lr\": 0.01, \"weight_decay\": 0.1}", *type = c->opt;
-    const char *precision = "";
+    const char *precision = "", *backend = getenv("ZERO_TEST_COMM_BACKEND");
+    char backend_key[64] = "";
+    if (backend != NULL && backend[0] != '\0')
+        snprintf(backend_key, sizeof(backend_key), ", \"comm_backend\": \"%s\"", backend);
     if (strcmp(c->opt, "Adam-L2") == 0) {   /* Adam proper: the decay added to the gradient */
         type = "Adam";
         params = "{\"lr\": 0.01, \"weight_decay\": 0.1, \"adam_w_mode\": false}";
@@ -114,8 +122,8 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
              "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_accumulation_steps\": %d,"
              " \"gradient_clipping\": %g, \"optimizer\": {\"type\": \"%s\", \"params\": %s},"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300,"
-             " \"stage3_param_persistence_threshold\": 10}%s}",
-             c->gas, c->clip, type, params, c->stage, precision);
+             " \"stage3_param_persistence_threshold\": 10}%s%s}",
+             c->gas, c->clip, type, params, c->stage, precision, backend_key);
 }
 
 /* The host twin of zero_test_grad_add. */
