@@ -44,7 +44,8 @@ static zero_status_t encode_slot(zero_quant_bits_t bits, zero_dtype_t dtype, con
     return ZERO_OK;
 }
 
-/* Every rank's block, this rank's too, decoded from the gathered wire bytes. */
+/* The kept ranks' blocks (every rank's, this rank's too, unless a part was
+ * asked for) decoded from the gathered wire bytes. */
 static zero_status_t decode_gathered(const zero_comm_finish_t *f)
 {
     size_t out_block = f->count * zero_dtype_size(f->dtype);
@@ -61,6 +62,14 @@ zero_status_t zero_comm_allgather_quant_start(zero_comm_h comm, const void *send
                                               zero_dtype_t dtype, zero_quant_bits_t bits, void *wire,
                                               zero_comm_request_h *request_p)
 {
+    return zero_comm_allgather_quant_part_start(comm, sendbuf, recvbuf, count, dtype, bits, 0,
+                                                comm != NULL ? comm->env.size : 0, wire, request_p);
+}
+
+zero_status_t zero_comm_allgather_quant_part_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                                   zero_dtype_t dtype, zero_quant_bits_t bits, int first, int nblocks,
+                                                   void *wire, zero_comm_request_h *request_p)
+{
     const char *name = "quantized allgather";
     zero_comm_finish_t finish;
     size_t stride;
@@ -76,14 +85,20 @@ zero_status_t zero_comm_allgather_quant_start(zero_comm_h comm, const void *send
                        sendbuf == NULL ? "sendbuf" : recvbuf == NULL ? "recvbuf" : "wire", count);
         return ZERO_ERR_INVALID_ARG;
     }
+    if (first < 0 || nblocks < 0 || first > comm->env.size - nblocks) {
+        ZERO_LOG_ERROR("%s: blocks %d..%d to decode lie outside the %d ranks", name, first, first + nblocks - 1,
+                       comm->env.size);
+        return ZERO_ERR_INVALID_ARG;
+    }
     stride = zero_comm_quant_stride(bits, count);
     own = wire != NULL ? (char *)wire + (size_t)comm->env.rank * stride : NULL;
     /* Encoded in place in the wire buffer: the backend moves only bytes, and
      * no caller-thread copy of this rank's block races the decoding. */
     if (count > 0 && encode_slot(bits, dtype, sendbuf, count, stride, own) != ZERO_OK)
         return ZERO_ERR_INTERNAL;
-    finish = (zero_comm_finish_t){decode_gathered, (int)bits, dtype, count, comm->env.size, 1, NULL, stride, wire,
-                                  recvbuf, NULL, 1.0f};
+    /* the finish decodes nblocks blocks from the first one kept */
+    finish = (zero_comm_finish_t){decode_gathered, (int)bits, dtype, count, nblocks, 1, NULL, stride,
+                                  wire != NULL ? (char *)wire + (size_t)first * stride : NULL, recvbuf, NULL, 1.0f};
     return zero_comm_allgather_start_finish(comm, own, wire, stride, ZERO_U8, ZERO_MEM_HOST, &finish, request_p);
 }
 

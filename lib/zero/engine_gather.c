@@ -48,7 +48,8 @@
  * (the step, a checkpoint load, set-up: engine_gather_drop_all marks it
  * stale): every bucket is all-gathered over all ranks, the one gather per
  * step that crosses nodes, and the group's part is kept. Under qwZ that
- * refresh travels quantized and the gathers inside the group do not: they
+ * refresh travels quantized (and only the group's part is decoded, straight
+ * into the copy) and the gathers inside the group do not: they
  * copy the refreshed (decoded) weights exactly, so hpZ alone changes no bit.
  */
 #define ZERO_LOG_MODULE "engine"
@@ -94,14 +95,15 @@ static size_t secondary_offset(zero_engine_h e, int b)
     return zero_layout_bucket_shard_offset(e->layout, b) * (size_t)(e->world / e->hpz);
 }
 
-/* Waits for the refresh of bucket @p b in scratch slot @p slot and keeps this group's part of it. */
+/* Waits for the refresh of bucket @p b in scratch slot @p slot and keeps this
+ * group's part of it (a quantized refresh decoded it in place already). */
 static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_request_h *req)
 {
     const zero_layout_bucket_t *bk = &e->layout->buckets[b];
     group_state_t *g = &e->groups[bk->group];
     size_t esz = dtype_bytes(g->dtype), part = bk->length / (size_t)e->hpz;
     zero_status_t status = engine_wait(e, req, "hpZ refresh allgather");
-    if (status == ZERO_OK)
+    if (status == ZERO_OK && world_wire_bytes(e, b) == 0)
         engine_copy(e, (char *)g->params_secondary + secondary_offset(e, b) * esz,
                     (const char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes + (size_t)e->hpz_rank * part * esz,
                     part * esz);
@@ -151,9 +153,12 @@ static zero_status_t hpz_refresh(zero_engine_h e)
                 break;
         }
         mark = zero_log_error_mark();
-        if (world_wire_bytes(e, b) > 0)
-            status = zero_comm_allgather_quant_start(e->comm, shard, tmp, slice, g->dtype, ZERO_QUANT_INT8,
-                                                     tmp + wire_offset(e, b), &reqs[slot]);
+        if (world_wire_bytes(e, b) > 0)   /* only the group's part is decoded, straight into the copy */
+            status = zero_comm_allgather_quant_part_start(e->comm, shard,
+                                                          (char *)g->params_secondary + secondary_offset(e, b) * esz,
+                                                          slice, g->dtype, ZERO_QUANT_INT8,
+                                                          e->hpz_rank * (e->world / e->hpz), e->world / e->hpz,
+                                                          tmp + wire_offset(e, b), &reqs[slot]);
         else
             status = zero_comm_allgather_start(e->comm, shard, tmp, slice, g->dtype, e->kind, &reqs[slot]);
         if (status != ZERO_OK) {
