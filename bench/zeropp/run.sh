@@ -68,7 +68,9 @@ ns1="zpp1_$tag" ns2="zpp2_$tag" va="zpa$tag" vb="zpb$tag"
 tmp=$(mktemp -d /tmp/zero-bench-zeropp-XXXXXX)
 sshd_pids=()
 cleanup() {
-    for p in "${sshd_pids[@]}"; do kill "$p" 2>/dev/null; done
+    # SIGKILL: unshare --fork ignores SIGTERM (it leaves it to its child), so
+    # a plain kill left this wait hanging; --kill-child then kills the sshd.
+    for p in "${sshd_pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
     for p in "${sshd_pids[@]}"; do wait "$p" 2>/dev/null; done
     ip netns del "$ns1" 2>/dev/null
     ip netns del "$ns2" 2>/dev/null

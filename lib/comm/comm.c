@@ -214,15 +214,18 @@ static void set_failed(zero_comm_t *comm, zero_status_t status, int rank)
             (*b)->fail(comm);
 }
 
+void zero_comm_open_gate(zero_comm_request_h gated, zero_status_t status)
+{
+    uint64_t one = 1;
+    atomic_store(&gated->gate_state, status == ZERO_OK ? 1 : (int)status);
+    (void)!write(gated->comm->wake_fd, &one, sizeof(one));   /* its progress thread may be asleep */
+}
+
 static void complete(zero_comm_t *comm, zero_comm_request_h req, zero_status_t status)
 {
     zero_comm_request_h gated = req->signal;   /* read before the request may be freed */
-    if (gated != NULL) {
-        /* the first level of a two-level collective is done: open the second's gate */
-        uint64_t one = 1;
-        atomic_store(&gated->gate_state, status == ZERO_OK ? 1 : (int)status);
-        (void)!write(gated->comm->wake_fd, &one, sizeof(one));
-    }
+    if (gated != NULL)   /* the first level of a two-level collective is done */
+        zero_comm_open_gate(gated, status);
     pthread_mutex_lock(&comm->lock);
     atomic_store(&req->status, (int)status);
     comm->pending--;

@@ -193,5 +193,9 @@ zero_status_t zero_comm_alltoall_start_gated(zero_comm_t *comm, const void *send
 zero_status_t zero_comm_alltoall_start_signal(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                                               zero_dtype_t dtype, const zero_comm_finish_t *finish,
                                               zero_comm_request_h gated, zero_comm_request_h *request_p);
+/* Opens @p gated's gate (ZERO_OK: it runs; an error: it fails with that
+ * status) and wakes its communicator's progress thread. The first level's
+ * completion calls it; so does a caller whose first level failed to start. */
+void zero_comm_open_gate(zero_comm_request_h gated, zero_status_t status);
 
 #endif /* ZERO_COMM_INTERNAL_H */

@@ -6,7 +6,6 @@
 #include "util/log.h"
 
 #include <string.h>
-#include <unistd.h>
 
 #define WIRE_ALIGN ((size_t)16)
 
@@ -33,7 +32,20 @@ static int codec_args(const char *name, zero_dtype_t dtype, zero_quant_bits_t bi
     return 1;
 }
 
-/* Every rank's block, this rank's too, decoded from the gathered wire bytes. */
+/* Encodes @p count elements into a wire slot of @p stride bytes and zeroes
+ * the padding behind the code, so no uninitialised byte goes on the wire. */
+static zero_status_t encode_slot(zero_quant_bits_t bits, zero_dtype_t dtype, const void *src, size_t count,
+                                 size_t stride, char *slot)
+{
+    size_t used = zero_quant_bytes(bits, count);
+    if (zero_quant_encode(bits, dtype, src, count, slot) != 0)
+        return ZERO_ERR_INTERNAL;   /* arguments were checked at start */
+    memset(slot + used, 0, stride - used);
+    return ZERO_OK;
+}
+
+/* The kept ranks' blocks (every rank's, this rank's too, unless a part was
+ * asked for) decoded from the gathered wire bytes. */
 static zero_status_t decode_gathered(const zero_comm_finish_t *f)
 {
     size_t out_block = f->count * zero_dtype_size(f->dtype);
@@ -50,6 +62,14 @@ zero_status_t zero_comm_allgather_quant_start(zero_comm_h comm, const void *send
                                               zero_dtype_t dtype, zero_quant_bits_t bits, void *wire,
                                               zero_comm_request_h *request_p)
 {
+    return zero_comm_allgather_quant_part_start(comm, sendbuf, recvbuf, count, dtype, bits, 0,
+                                                comm != NULL ? comm->env.size : 0, wire, request_p);
+}
+
+zero_status_t zero_comm_allgather_quant_part_start(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                                   zero_dtype_t dtype, zero_quant_bits_t bits, int first, int nblocks,
+                                                   void *wire, zero_comm_request_h *request_p)
+{
     const char *name = "quantized allgather";
     zero_comm_finish_t finish;
     size_t stride;
@@ -65,17 +85,20 @@ zero_status_t zero_comm_allgather_quant_start(zero_comm_h comm, const void *send
                        sendbuf == NULL ? "sendbuf" : recvbuf == NULL ? "recvbuf" : "wire", count);
         return ZERO_ERR_INVALID_ARG;
     }
+    if (first < 0 || nblocks < 0 || first > comm->env.size - nblocks) {
+        ZERO_LOG_ERROR("%s: blocks %d..%d to decode lie outside the %d ranks", name, first, first + nblocks - 1,
+                       comm->env.size);
+        return ZERO_ERR_INVALID_ARG;
+    }
     stride = zero_comm_quant_stride(bits, count);
     own = wire != NULL ? (char *)wire + (size_t)comm->env.rank * stride : NULL;
     /* Encoded in place in the wire buffer: the backend moves only bytes, and
      * no caller-thread copy of this rank's block races the decoding. */
-    if (count > 0) {
-        if (zero_quant_encode(bits, dtype, sendbuf, count, own) != 0)
-            return ZERO_ERR_INTERNAL;
-        memset(own + zero_quant_bytes(bits, count), 0, stride - zero_quant_bytes(bits, count));
-    }
-    finish = (zero_comm_finish_t){decode_gathered, (int)bits, dtype, count, comm->env.size, 1, NULL, stride, wire,
-                                  recvbuf, NULL, 1.0f};
+    if (count > 0 && encode_slot(bits, dtype, sendbuf, count, stride, own) != ZERO_OK)
+        return ZERO_ERR_INTERNAL;
+    /* the finish decodes nblocks blocks from the first one kept */
+    finish = (zero_comm_finish_t){decode_gathered, (int)bits, dtype, count, nblocks, 1, NULL, stride,
+                                  wire != NULL ? (char *)wire + (size_t)first * stride : NULL, recvbuf, NULL, 1.0f};
     return zero_comm_allgather_start_finish(comm, own, wire, stride, ZERO_U8, ZERO_MEM_HOST, &finish, request_p);
 }
 
@@ -138,12 +161,10 @@ zero_status_t zero_comm_reduce_scatter_quant_start(zero_comm_h comm, const void 
     sent = wire;
     received = wire != NULL ? sent + all : NULL;
     /* every block encoded now: the input may be overwritten by the result */
-    for (int k = 0; k < comm->env.size && count > 0; k++) {
-        char *slot = sent + (size_t)k * stride;
-        if (zero_quant_encode(bits, dtype, (const char *)sendbuf + (size_t)k * count * es, count, slot) != 0)
+    for (int k = 0; k < comm->env.size && count > 0; k++)
+        if (encode_slot(bits, dtype, (const char *)sendbuf + (size_t)k * count * es, count, stride,
+                        sent + (size_t)k * stride) != ZERO_OK)
             return ZERO_ERR_INTERNAL;
-        memset(slot + zero_quant_bytes(bits, count), 0, stride - zero_quant_bytes(bits, count));
-    }
     finish = (zero_comm_finish_t){decode_reduced, (int)bits, dtype, count, comm->env.size, 1, NULL, stride, received,
                                   recvbuf, received != NULL ? (float *)(received + all) : NULL,
                                   op == ZERO_COMM_AVG ? (float)comm->env.size : 1.0f};
@@ -179,10 +200,8 @@ static zero_status_t reduce_node_level(const zero_comm_finish_t *f)
                                           f->count, acc) != 0)
                 return ZERO_ERR_INTERNAL;
         /* a non-finite element made its block NaN; the encoding keeps it NaN */
-        if (zero_quant_encode((zero_quant_bits_t)f->bits, ZERO_FP32, acc, f->count, slot) != 0)
+        if (encode_slot((zero_quant_bits_t)f->bits, ZERO_FP32, acc, f->count, f->stride, slot) != ZERO_OK)
             return ZERO_ERR_INTERNAL;
-        memset(slot + zero_quant_bytes((zero_quant_bits_t)f->bits, f->count), 0,
-               f->stride - zero_quant_bytes((zero_quant_bits_t)f->bits, f->count));
     }
     return ZERO_OK;
 }
@@ -234,13 +253,10 @@ zero_status_t zero_comm_reduce_scatter_quant_hier_start(zero_comm_h node, zero_c
     /* Level 1's message to node peer p: the blocks of the ranks (n, p) for
      * every node n, in node order; rank (n, p) is n * P + p. */
     for (int p = 0; p < P && count > 0; p++)
-        for (int n = 0; n < N; n++) {
-            char *slot = s1 + ((size_t)p * (size_t)N + (size_t)n) * stride;
-            if (zero_quant_encode(bits, dtype, (const char *)sendbuf + ((size_t)n * (size_t)P + (size_t)p) * count * es,
-                                  count, slot) != 0)
+        for (int n = 0; n < N; n++)
+            if (encode_slot(bits, dtype, (const char *)sendbuf + ((size_t)n * (size_t)P + (size_t)p) * count * es,
+                            count, stride, s1 + ((size_t)p * (size_t)N + (size_t)n) * stride) != ZERO_OK)
                 return ZERO_ERR_INTERNAL;
-            memset(slot + zero_quant_bytes(bits, count), 0, stride - zero_quant_bytes(bits, count));
-        }
     /* Level 2 (across nodes) first, gated on level 1: both are queued now, in
      * the caller's order, so every rank queues them alike on each communicator. */
     second = (zero_comm_finish_t){decode_reduced, (int)bits, dtype, count, N, 1, NULL, stride, r2, recvbuf, acc,
@@ -251,11 +267,7 @@ zero_status_t zero_comm_reduce_scatter_quant_hier_start(zero_comm_h node, zero_c
     first = (zero_comm_finish_t){reduce_node_level, (int)bits, dtype, count, P, N, s2, stride, r1, NULL, acc, 1.0f};
     status = zero_comm_alltoall_start_signal(node, s1, r1, (size_t)N * stride, ZERO_U8, &first, gated, &level1);
     if (status != ZERO_OK) {
-        atomic_store(&gated->gate_state, (int)status);   /* the second level fails too, at once */
-        {
-            uint64_t one = 1;
-            (void)!write(cross->wake_fd, &one, sizeof(one));
-        }
+        zero_comm_open_gate(gated, status);   /* the second level fails too, at once */
         zero_comm_request_free(gated);
         return status;
     }

@@ -39,6 +39,17 @@ zero_status_t zero_comm_allgather_quant_start(zero_comm_h comm, const void *send
                                               zero_dtype_t dtype, zero_quant_bits_t bits, void *wire,
                                               zero_comm_request_h *request_p);
 
+/* The all-gather above, decoding only the blocks of ranks [@p first,
+ * @p first + @p nblocks) into @p partbuf (nblocks x count values, rank
+ * order): for a caller that keeps a part of the result (hpZ's refresh keeps
+ * its group's part), the other blocks still travel but cost no decoding and
+ * no copy. Every rank encodes its block at the call, so @p sendbuf may lie
+ * in @p partbuf. Errors as above, and
+ * ZERO_ERR_INVALID_ARG for a range outside [0, size). */
+zero_status_t zero_comm_allgather_quant_part_start(zero_comm_h comm, const void *sendbuf, void *partbuf, size_t count,
+                                                   zero_dtype_t dtype, zero_quant_bits_t bits, int first, int nblocks,
+                                                   void *wire, zero_comm_request_h *request_p);
+
 /* Bytes of the wire buffer of a quantized reduce-scatter of @p count elements
  * per rank over @p size ranks: the encoded blocks sent, those received, and
  * the fp32 sum. */

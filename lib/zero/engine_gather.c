@@ -56,7 +56,8 @@
  * (the step, a checkpoint load, set-up: engine_gather_drop_all marks it
  * stale): every bucket is all-gathered over all ranks, the one gather per
  * step that crosses nodes, and the group's part is kept. Under qwZ that
- * refresh travels quantized and the gathers inside the group do not: they
+ * refresh travels quantized (and only the group's part is decoded, straight
+ * into the copy) and the gathers inside the group do not: they
  * copy the refreshed (decoded) weights exactly, so hpZ alone changes no bit.
  */
 #define ZERO_LOG_MODULE "engine"
@@ -115,19 +116,20 @@ static zero_status_t quant_gather_start(zero_engine_h e, const void *shard, void
     return engine_allgather_start(e, own, wire, stride, ZERO_U8, req);
 }
 
-/* After the wait for quant_gather_start's request: every rank's block
- * decoded into @p out on the engine's stream (device memory; on host memory
- * the request has decoded already). */
+/* After the wait for quant_gather_start's request: the blocks of ranks
+ * [@p first, @p first + @p count) decoded into @p out, one slice after the
+ * other, on the engine's stream (device memory; on host memory the request
+ * has decoded already). */
 static zero_status_t quant_gather_decode(zero_engine_h e, const void *wire, void *out, size_t slice,
-                                         zero_dtype_t dtype, const char *what)
+                                         zero_dtype_t dtype, int first, int count, const char *what)
 {
     size_t stride = zero_comm_quant_stride(ZERO_QUANT_INT8, slice), esz = dtype_bytes(dtype);
     uint64_t mark = zero_log_error_mark();
     if (e->ops->quant_decode8 == NULL)
         return ZERO_OK;
-    for (int r = 0; r < e->world; r++) {
+    for (int r = first; r < first + count; r++) {
         zero_status_t status = e->ops->quant_decode8(e->ops_ctx, dtype, (const char *)wire + (size_t)r * stride,
-                                                     slice, (char *)out + (size_t)r * slice * esz);
+                                                     slice, (char *)out + (size_t)(r - first) * slice * esz);
         if (status != ZERO_OK)   /* this rank's kernel launch */
             return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "%s: decoding rank %d's int8 blocks failed: %s",
                                what, r, zero_status_string(status));
@@ -143,7 +145,9 @@ static size_t secondary_offset(zero_engine_h e, int b)
     return zero_layout_bucket_shard_offset(e->layout, b) * (size_t)(e->world / e->hpz);
 }
 
-/* Waits for the refresh of bucket @p b in scratch slot @p slot and keeps this group's part of it. */
+/* Waits for the refresh of bucket @p b in scratch slot @p slot and keeps this
+ * group's part of it (a quantized refresh decodes only that part, into the
+ * copy: on the host as the request finished, on the device here). */
 static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_request_h *req)
 {
     const zero_layout_bucket_t *bk = &e->layout->buckets[b];
@@ -151,10 +155,12 @@ static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_reques
     size_t esz = dtype_bytes(g->dtype), part = bk->length / (size_t)e->hpz;
     char *tmp = (char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes;
     zero_status_t status = engine_wait(e, req, "hpZ refresh allgather");
-    if (status == ZERO_OK && world_wire_bytes(e, b) > 0)
-        status = quant_gather_decode(e, tmp + wire_offset(e, b), tmp, bk->length / (size_t)e->world, g->dtype,
-                                     "hpZ refresh allgather");
-    if (status == ZERO_OK)
+    if (status == ZERO_OK && world_wire_bytes(e, b) > 0)   /* on the host the request decoded the part already */
+        status = quant_gather_decode(e, tmp + wire_offset(e, b),
+                                     (char *)g->params_secondary + secondary_offset(e, b) * esz,
+                                     bk->length / (size_t)e->world, g->dtype, e->hpz_rank * (e->world / e->hpz),
+                                     e->world / e->hpz, "hpZ refresh allgather");
+    else if (status == ZERO_OK)
         engine_copy(e, (char *)g->params_secondary + secondary_offset(e, b) * esz,
                     tmp + (size_t)e->hpz_rank * part * esz, part * esz);
     return status;
@@ -210,8 +216,14 @@ static zero_status_t hpz_refresh(zero_engine_h e)
                 break;
         }
         mark = zero_log_error_mark();
-        if (world_wire_bytes(e, b) > 0)
+        if (world_wire_bytes(e, b) > 0 && e->ops->quant_encode8 != NULL)   /* device: decoded in hpz_keep */
             status = quant_gather_start(e, shard, tmp, slice, g->dtype, tmp + wire_offset(e, b), &reqs[slot]);
+        else if (world_wire_bytes(e, b) > 0)   /* only the group's part is decoded, straight into the copy */
+            status = zero_comm_allgather_quant_part_start(e->comm, shard,
+                                                          (char *)g->params_secondary + secondary_offset(e, b) * esz,
+                                                          slice, g->dtype, ZERO_QUANT_INT8,
+                                                          e->hpz_rank * (e->world / e->hpz), e->world / e->hpz,
+                                                          tmp + wire_offset(e, b), &reqs[slot]);
         else
             status = engine_allgather_start(e, shard, tmp, slice, g->dtype, &reqs[slot]);
         if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */
@@ -488,7 +500,8 @@ zero_status_t engine_gather_bucket_finish(zero_engine_h e, int b)
     zero_status_t status = engine_wait(e, &bs->gather_req, "stage-3 allgather");
     if (status == ZERO_OK && quantized)
         status = quant_gather_decode(e, (char *)bs->gathered + wire_offset(e, b), bs->gathered,
-                                     bk->length / (size_t)e->world, e->groups[bk->group].dtype, "stage-3 allgather");
+                                     bk->length / (size_t)e->world, e->groups[bk->group].dtype, 0, e->world,
+                                     "stage-3 allgather");
     return status;
 }
 

@@ -712,6 +712,20 @@ static void test_allgather_quant(zero_comm_h comm, zero_dtype_t dt, zero_quant_b
         CHECK(isnan(got[256]) && isnan(got[511]) && !isnan(got[255]) && !isnan(got[512]),
               "%s: rank 1's elements 256..511 must be NaN and their neighbours finite", what);
     }
+    if (!in_place) {
+        /* a part (hpZ's refresh): ranks 1.. (or 0 alone) decoded into a buffer of their own, bit for bit the same */
+        int first = g_size > 1 ? 1 : 0, nblocks = g_size - first;
+        unsigned char *part = xalloc((size_t)nblocks * count * es + 1);
+        req = NULL;
+        st = zero_comm_allgather_quant_part_start(comm, in, part, count, dt, bits, first, nblocks, wire, &req);
+        if (st == ZERO_OK)
+            st = zero_comm_request_wait(req);
+        zero_comm_request_free(req);
+        CHECK(st == ZERO_OK, "%s, part from rank %d: %s", what, first, zero_status_string(st));
+        if (st == ZERO_OK)
+            compare(what, dt, part, want + (size_t)first * count * es, (size_t)nblocks * count);
+        xfree(part);
+    }
     xfree(in);
     xfree(out);
     xfree(wire);
@@ -806,6 +820,8 @@ static void run_quant(zero_comm_h comm)
                   ZERO_ERR_INVALID_ARG, "an int32 allgather cannot be quantized");
         CHECK(zero_comm_allgather_quant_start(comm, x, x, 1, ZERO_FP32, (zero_quant_bits_t)2, x, &req) ==
                   ZERO_ERR_INVALID_ARG, "2-bit quantization is refused");
+        CHECK(zero_comm_allgather_quant_part_start(comm, x, x, 1, ZERO_FP32, ZERO_QUANT_INT8, g_size, 1, x, &req) ==
+                  ZERO_ERR_INVALID_ARG, "a part past the last rank is refused");
     }
 }
 
