@@ -33,6 +33,21 @@
  *     (4 bytes an element) and 16-bit weights up (2 bytes): 4/6 with bf16
  *     (the gradients alone: 2/4).
  *
+ * The overlap line, printed just before the summary (all four fields na
+ * without a CUDA device or a CUDA build):
+ *   overlap: offload_overlap_without=<a> offload_exposed_without=<s>
+ *            offload_overlap_with=<b> offload_exposed_with=<s>
+ * the device engine (ZERO_MEM_DEVICE, a trainer stream of its own, world
+ * size 1, stage 2, bf16, AdamW, offload_optimizer "cpu") without and with
+ * offload_optimizer.overlap_step, in the same run: 8 parameters of --n / 8
+ * elements, one reduce bucket each, a backward emulated on the trainer's
+ * stream (parameters marked ready in reverse order, each after device work,
+ * memsets of a 64 MB scratch buffer sized so the whole backward takes about
+ * the CPU step alone measured above, then its gradient written), --reps
+ * steps after one warm-up step. offload_overlap is zero_engine_timers'
+ * (accumulated over the engine's steps, the warm-up included); offload_exposed
+ * is its exposed offload time in seconds per measured step.
+ *
  * Usage: bench_offload --dir DIR [--n ELEMENTS] [--range ELEMENTS] [--reps R]
  *                      [--buffers N] [--block BYTES] [--qd N] [--threads T] [--ahead K] [--posix]
  */
@@ -44,6 +59,7 @@
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/thread_pool.h"
+#include <zero/zero.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -183,10 +199,12 @@ out:
     return rc;
 }
 
-/* The GPU fields into @p added and @p bytes (na where there is no device). */
+/* The GPU fields into @p added and @p bytes (na where there is no device);
+ * *cpu_step: the median CPU step alone in seconds (0 where not measured). */
 static void gpu_fields(size_t n, size_t range, int threads, int reps, char *added, size_t added_size, char *bytes,
-                       size_t bytes_size)
+                       size_t bytes_size, double *cpu_step)
 {
+    *cpu_step = 0.0;
     snprintf(added, added_size, "na");
     snprintf(bytes, bytes_size, "na");
 #if HAVE_CUDA
@@ -314,6 +332,7 @@ static void gpu_fields(size_t n, size_t range, int threads, int reps, char *adde
                moved / 1e6, 6.0 * (double)n / 1e6);
         snprintf(added, added_size, "%.2f", pipe / slowest);
         snprintf(bytes, bytes_size, "%.2f", moved / (6.0 * (double)n));
+        *cpu_step = cpu;
     }
     goto out;
 fail:
@@ -343,6 +362,171 @@ out:
 #endif
 }
 
+#if HAVE_CUDA
+#define OVL_PARAMS 8   /* parameters, one reduce bucket each: the backward hands over 8 buckets */
+
+static void ovl_init(const char *name, size_t offset, size_t count, float *out, void *user_data)
+{
+    (void)name;
+    (void)user_data;
+    for (size_t i = 0; i < count; i++)
+        out[i] = (float)((offset + i) % 1000) * 1e-4f - 0.05f;
+}
+
+/* One device engine's run for the overlap line: @p reps steps after one
+ * warm-up step, each a backward emulated on @p stream (parameters marked
+ * ready in reverse order, @p work memsets of @p scratch before each one's
+ * gradient is written). Fills the mean step time and exposed offload time per
+ * measured step, and the engine's offload_overlap (over all its steps, the
+ * warm-up included: the engine accumulates it). Returns 0 on success. */
+static int ovl_run(const zero_cuda_api_t *cu, cudaStream_t stream, size_t n, int threads, int reps, int overlap,
+                   void *scratch, size_t scratch_bytes, int work, double *step_s, double *exposed_s, double *ratio)
+{
+    size_t each = n / OVL_PARAMS;
+    char json[768];
+    zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS |
+                                             ZERO_ENGINE_PARAM_FIELD_MEM_KIND | ZERO_ENGINE_PARAM_FIELD_CUDA_STREAM,
+                               .num_threads = threads, .mem_kind = ZERO_MEM_DEVICE, .cuda_stream = stream};
+    zero_engine_h e = NULL;
+    zero_param_h p[OVL_PARAMS];
+    zero_engine_timers_t t0, t1;
+    double begin = 0.0;
+    int rc = -1;
+
+    /* stage 2, one bucket a parameter: each bucket reduced (and, with overlap_step, stepped on the CPU) as
+     * soon as its parameter is marked ready, while the device still works on the next ones */
+    snprintf(json, sizeof(json),
+             "{\"train_micro_batch_size_per_gpu\": 1, \"optimizer\": {\"type\": \"AdamW\", \"params\": "
+             "{\"lr\": 0.001, \"weight_decay\": 0.01}}, \"bf16\": {\"enabled\": true}, \"zero_optimization\": "
+             "{\"stage\": 2, \"reduce_bucket_size\": %zu, \"offload_optimizer\": {\"device\": \"cpu\", "
+             "\"overlap_step\": %s}}}", each, overlap ? "true" : "false");
+    ep.config_json = json;
+    if (zero_engine_create(&ep, &e) != ZERO_OK) {
+        fprintf(stderr, "bench_offload: overlap run: zero_engine_create failed (logged above)\n");
+        goto out;
+    }
+    for (int i = 0; i < OVL_PARAMS; i++) {
+        char name[16];
+        zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_INIT_FN, .name = name, .dtype = ZERO_BF16, .ndim = 1,
+                               .init_fn = ovl_init};
+        snprintf(name, sizeof(name), "p%d", i);
+        d.shape[0] = (int64_t)each;
+        if (zero_param_register(e, &d, &p[i]) != ZERO_OK)
+            goto fail;
+    }
+    if (zero_engine_setup(e) != ZERO_OK)
+        goto fail;
+    for (int r = -1; r < reps; r++) {
+        zero_step_info_t info;
+        float seed;
+        if (r == 0) {
+            if (zero_engine_timers(e, &t0) != ZERO_OK)
+                goto fail;
+            begin = zero_clock_now();
+        }
+        if (zero_gather(e, p, OVL_PARAMS) != ZERO_OK || zero_backward_begin(e, &seed) != ZERO_OK)
+            goto fail;
+        for (int i = OVL_PARAMS - 1; i >= 0; i--) {
+            void *g = zero_param_grad(p[i]);
+            for (int k = 0; k < work; k++)
+                if (cu->cudaMemsetAsync(scratch, k & 0xff, scratch_bytes, stream) != cudaSuccess)
+                    goto fail;
+            /* bf16 0x3c3c (about 0.0115) in every element: the gradient, written on the trainer's stream */
+            if (g == NULL || cu->cudaMemsetAsync(g, 0x3c, each * 2, stream) != cudaSuccess ||
+                zero_grad_ready(e, p[i]) != ZERO_OK)
+                goto fail;
+        }
+        if (zero_backward_end(e) != ZERO_OK || zero_release(e, p, OVL_PARAMS) != ZERO_OK || zero_step(e, &info) != ZERO_OK)
+            goto fail;
+    }
+    /* the step's last device work (the weights written back) is on the trainer's stream: wait for it */
+    if (cu->cudaStreamSynchronize(stream) != cudaSuccess || zero_engine_timers(e, &t1) != ZERO_OK)
+        goto fail;
+    *step_s = (zero_clock_now() - begin) / reps;
+    *exposed_s = (t1.offload_exposed - t0.offload_exposed) / reps;
+    *ratio = t1.offload_overlap;
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "bench_offload: overlap run (overlap_step %s): %s\n", overlap ? "true" : "false",
+            e != NULL ? zero_engine_last_error(e) : "?");
+out:
+    zero_engine_destroy(e);
+    return rc;
+}
+#endif
+
+/* The overlap line: the device engine with CPU offload without and with
+ * offload_optimizer.overlap_step, same run, same emulated backward, whose
+ * device work between two parameters is sized to about @p cpu_step /
+ * OVL_PARAMS (the CPU step alone, from gpu_fields): a backward as long as the
+ * CPU step, which overlap_step can hide behind it. */
+static void gpu_overlap(size_t n, int threads, int reps, double cpu_step)
+{
+    const char *na = "overlap: offload_overlap_without=na offload_exposed_without=na "
+                     "offload_overlap_with=na offload_exposed_with=na\n";
+#if HAVE_CUDA
+    const zero_cuda_api_t *cu = zero_cuda_probe();
+    cudaStream_t stream = NULL;
+    void *scratch = NULL;
+    size_t scratch_bytes = (size_t)64 << 20;
+    int count = 0, work = 1, calib = 20;
+    double per, t0, step[2], exposed[2], ratio[2];
+
+    if (cu == NULL || cu->cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
+        printf("gpu: no CUDA device: the overlap line is na\n");
+        printf("%s", na);
+        return;
+    }
+    if (n < OVL_PARAMS || cu->cudaSetDevice(0) != cudaSuccess ||
+        cu->cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess ||
+        zero_mem_alloc(ZERO_MEM_DEVICE, scratch_bytes, "bench backward scratch", &scratch) != ZERO_OK)
+        goto fail;
+    /* the time of one memset of the scratch buffer, after one untimed */
+    if (cu->cudaMemsetAsync(scratch, 0, scratch_bytes, stream) != cudaSuccess ||
+        cu->cudaStreamSynchronize(stream) != cudaSuccess)
+        goto fail;
+    t0 = zero_clock_now();
+    for (int k = 0; k < calib; k++)
+        if (cu->cudaMemsetAsync(scratch, k, scratch_bytes, stream) != cudaSuccess)
+            goto fail;
+    if (cu->cudaStreamSynchronize(stream) != cudaSuccess)
+        goto fail;
+    per = (zero_clock_now() - t0) / calib;
+    if (cpu_step > 0.0 && per > 0.0) {
+        double w = cpu_step / OVL_PARAMS / per + 0.5;
+        work = w > 100000.0 ? 100000 : (int)w;   /* a bound against a calibration gone wrong */
+    }
+    if (work < 1)
+        work = 1;
+    for (int mode = 0; mode < 2; mode++)
+        if (ovl_run(cu, stream, n, threads, reps, mode, scratch, scratch_bytes, work, &step[mode], &exposed[mode],
+                    &ratio[mode]) != 0)
+            goto fail;
+    printf("gpu: device engine, stage 2, bf16 AdamW, %d parameters of %zu elements, CPU offload; emulated backward about "
+           "%.4f s (%d memsets of %zu MB a parameter); step (backward + zero_step) %.4f s without overlap_step, "
+           "%.4f s with\n", OVL_PARAMS, n / OVL_PARAMS, per * work * OVL_PARAMS, work, scratch_bytes >> 20, step[0],
+           step[1]);
+    printf("overlap: offload_overlap_without=%.2f offload_exposed_without=%.4f offload_overlap_with=%.2f "
+           "offload_exposed_with=%.4f\n", ratio[0], exposed[0], ratio[1], exposed[1]);
+    goto out;
+fail:
+    fprintf(stderr, "bench_offload: the overlap part failed; its line is na\n");
+    printf("%s", na);
+out:
+    zero_mem_free(scratch);
+    if (stream != NULL)
+        cu->cudaStreamDestroy(stream);
+#else
+    (void)n;
+    (void)threads;
+    (void)reps;
+    (void)cpu_step;
+    printf("gpu: a build without CUDA: the overlap line is na\n");
+    printf("%s", na);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
@@ -357,6 +541,7 @@ int main(int argc, char **argv)
     double t_host, t_nvme, t_raw, t_raw_w, t_raw_r;
     zero_store_nvme_stats_t s0, s1;
     char gpu_added[32], gpu_bytes[32];
+    double cpu_step;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
@@ -435,7 +620,8 @@ int main(int argc, char **argv)
            "%.2f GB/s)\n", written_step / 1e6, range * sizeof(float), t_raw, written_step / t_raw_w / 1e9,
            written_step / t_raw_r / 1e9, 2 * written_step / t_raw / 1e9);
     printf("nvme step over host step: %.2fx the time\n", t_nvme / t_host);
-    gpu_fields(n, range, threads, reps, gpu_added, sizeof(gpu_added), gpu_bytes, sizeof(gpu_bytes));
+    gpu_fields(n, range, threads, reps, gpu_added, sizeof(gpu_added), gpu_bytes, sizeof(gpu_bytes), &cpu_step);
+    gpu_overlap(n, threads, reps, cpu_step);
     printf("summary: nvme_step_over_raw_io=%.2f offload_added_over_slowest_part=%s pcie_bytes_over_deepspeed=%s\n",
            (moved / t_nvme) / (2 * written_step / t_raw), gpu_added, gpu_bytes);
     rc = 0;
