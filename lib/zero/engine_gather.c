@@ -111,6 +111,11 @@ static zero_status_t quant_gather_start(zero_engine_h e, const void *shard, void
     if (e->ops->quant_encode8 == NULL)
         return zero_comm_allgather_quant_start(e->comm, shard, out, slice, dtype, ZERO_QUANT_INT8, wire, req);
     status = e->ops->quant_encode8(e->ops_ctx, dtype, shard, slice, own);
+    /* the slot's padding behind the code is zeroed, as quant_coll.c's
+     * encode_slot does, so no uninitialised device byte goes on the wire */
+    if (status == ZERO_OK)
+        status = e->ops->zero(e->ops_ctx, own + zero_quant_bytes(ZERO_QUANT_INT8, slice),
+                              stride - zero_quant_bytes(ZERO_QUANT_INT8, slice));
     if (status != ZERO_OK)
         return status;
     return engine_allgather_start(e, own, wire, stride, ZERO_U8, req);
