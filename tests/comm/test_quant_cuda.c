@@ -119,10 +119,14 @@ static void test_beyond_grid(void)
     const size_t n = (size_t)65535 * ZERO_QUANT_BLOCK + 2 * ZERO_QUANT_BLOCK + 77;   /* 65538 blocks, short tail */
     const fill_t kinds[] = {FILL_RANDOM, FILL_SPECIAL};
     size_t bytes = zero_quant_bytes(ZERO_QUANT_INT8, n);
-    void *x = malloc(n * 4), *enc_c = malloc(bytes), *enc_g = malloc(bytes), *y_c = malloc(n * 4),
-         *y_g = malloc(n * 4);
-    void *dx = dev_alloc(n * 4), *denc = dev_alloc(bytes), *dy = dev_alloc(n * 4);
-    CU_ASSERT_FATAL(x && enc_c && enc_g && y_c && y_g);
+    const size_t host_bytes[5] = {n * 4, bytes, bytes, n * 4, n * 4}, dev_bytes[3] = {n * 4, bytes, n * 4};
+    void *host[5], *dev[3];
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_FATAL((host[i] = malloc(host_bytes[i])) != NULL);
+    for (int i = 0; i < 3; i++)
+        dev[i] = dev_alloc(dev_bytes[i]);
+    void *x = host[0], *enc_c = host[1], *enc_g = host[2], *y_c = host[3], *y_g = host[4];
+    void *dx = dev[0], *denc = dev[1], *dy = dev[2];
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
         fill(kinds[k], ZERO_FP32, x, n);
         CU_ASSERT_FATAL(zero_quant_encode(ZERO_QUANT_INT8, ZERO_FP32, x, n, enc_c) == 0);
@@ -135,14 +139,10 @@ static void test_beyond_grid(void)
         CU_ASSERT_FATAL(cudaMemcpy(y_g, dy, n * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
         CU_ASSERT_EQUAL(memcmp(y_c, y_g, n * 4), 0);
     }
-    cudaFree(dx);
-    cudaFree(denc);
-    cudaFree(dy);
-    free(x);
-    free(enc_c);
-    free(enc_g);
-    free(y_c);
-    free(y_g);
+    for (int i = 0; i < 3; i++)
+        cudaFree(dev[i]);
+    for (int i = 0; i < 5; i++)
+        free(host[i]);
 }
 
 static CU_TestInfo tests[] = {
