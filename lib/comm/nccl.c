@@ -353,8 +353,12 @@ static zero_status_t nccl_prepare(zero_comm_t *comm, const zero_coll_desc_t *d)
         return comm->nccl_create_status;
     }
     if (!comm->have_nccl_id) {
-        ZERO_LOG_ERROR("device-memory collective: not every rank has a CUDA device, so the job has no NCCL "
-                       "communicator");
+        if (comm->parent != NULL)   /* split_device_path: the child's rank 0 sent zeros */
+            ZERO_LOG_ERROR("device-memory collective: this communicator made by zero_comm_split has no NCCL id "
+                           "(its rank 0 could not make one at the split; logged there)");
+        else
+            ZERO_LOG_ERROR("device-memory collective: not every rank has a CUDA device, so the job has no NCCL "
+                           "communicator");
         return ZERO_ERR_UNSUPPORTED;
     }
     device = zero_device_index(comm->cfg.cuda_device, comm->env.local_rank, zero_nccl_device_count());

@@ -247,6 +247,10 @@ static zero_status_t setup_hpz(zero_engine_h e)
     }
     if (P == (uint64_t)e->world)
         return ZERO_OK;   /* one group: the secondary copy would be the shards' allgather itself */
+    /* In device memory over NCCL this is a second NCCL communicator whose
+     * gathers overlap the job's reduce-scatters on another stream: safe only
+     * because every rank issues them in one order (comm.md, split
+     * communicators); keep the engine's collective sequence rank-independent. */
     status = zero_comm_split(e->comm, e->rank / (int)P, e->rank, &e->hpz_comm);
     if (status != ZERO_OK) {
         engine_keep_error(e, mark, "zero_hpz_partition_size %llu: cannot make the group's communicator: %s",

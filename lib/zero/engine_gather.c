@@ -101,7 +101,8 @@ size_t engine_gather_wire_bytes(zero_engine_h e, int b)
  * the shard is encoded on the engine's stream into this rank's block of
  * @p wire, the blocks travel as bytes in an allgather ordered on that stream
  * (in place, so no copy), and quant_gather_decode decodes them after the
- * wait. Both give the same bytes: the kernels and quant.c share quant_elem.h. */
+ * wait (@p out is then not touched here, and may be NULL). Both give the same
+ * bytes: the kernels and quant.c share quant_elem.h. */
 static zero_status_t quant_gather_start(zero_engine_h e, const void *shard, void *out, size_t slice,
                                         zero_dtype_t dtype, void *wire, zero_comm_request_h *req)
 {
@@ -111,6 +112,11 @@ static zero_status_t quant_gather_start(zero_engine_h e, const void *shard, void
     if (e->ops->quant_encode8 == NULL)
         return zero_comm_allgather_quant_start(e->comm, shard, out, slice, dtype, ZERO_QUANT_INT8, wire, req);
     status = e->ops->quant_encode8(e->ops_ctx, dtype, shard, slice, own);
+    /* the slot's padding behind the code is zeroed, as quant_coll.c's
+     * encode_slot does, so no uninitialised device byte goes on the wire */
+    if (status == ZERO_OK)
+        status = e->ops->zero(e->ops_ctx, own + zero_quant_bytes(ZERO_QUANT_INT8, slice),
+                              stride - zero_quant_bytes(ZERO_QUANT_INT8, slice));
     if (status != ZERO_OK)
         return status;
     return engine_allgather_start(e, own, wire, stride, ZERO_U8, req);
@@ -156,8 +162,7 @@ static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_reques
     char *tmp = (char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes;
     zero_status_t status = engine_wait(e, req, "hpZ refresh allgather");
     if (status == ZERO_OK && world_wire_bytes(e, b) > 0)   /* on the host the request decoded the part already */
-        status = quant_gather_decode(e, tmp + wire_offset(e, b),
-                                     (char *)g->params_secondary + secondary_offset(e, b) * esz,
+        status = quant_gather_decode(e, tmp, (char *)g->params_secondary + secondary_offset(e, b) * esz,
                                      bk->length / (size_t)e->world, g->dtype, e->hpz_rank * (e->world / e->hpz),
                                      e->world / e->hpz, "hpZ refresh allgather");
     else if (status == ZERO_OK)
@@ -172,7 +177,8 @@ size_t engine_gather_hpz_scratch_bytes(zero_engine_h e)
     if (e->hpz <= 1)
         return 0;
     for (int b = 0; b < e->layout->num_buckets; b++) {
-        size_t bytes = world_wire_bytes(e, b) > 0 ? wire_offset(e, b) + world_wire_bytes(e, b) : bucket_bytes(e, b);
+        /* quantized, only the wire: the group's part is decoded straight into the copy */
+        size_t bytes = world_wire_bytes(e, b) > 0 ? world_wire_bytes(e, b) : bucket_bytes(e, b);
         if (e->buckets[b].persistent_slot == NULL && bytes > most)
             most = bytes;
     }
@@ -217,13 +223,13 @@ static zero_status_t hpz_refresh(zero_engine_h e)
         }
         mark = zero_log_error_mark();
         if (world_wire_bytes(e, b) > 0 && e->ops->quant_encode8 != NULL)   /* device: decoded in hpz_keep */
-            status = quant_gather_start(e, shard, tmp, slice, g->dtype, tmp + wire_offset(e, b), &reqs[slot]);
+            status = quant_gather_start(e, shard, NULL, slice, g->dtype, tmp, &reqs[slot]);   /* out: host only */
         else if (world_wire_bytes(e, b) > 0)   /* only the group's part is decoded, straight into the copy */
             status = zero_comm_allgather_quant_part_start(e->comm, shard,
                                                           (char *)g->params_secondary + secondary_offset(e, b) * esz,
                                                           slice, g->dtype, ZERO_QUANT_INT8,
                                                           e->hpz_rank * (e->world / e->hpz), e->world / e->hpz,
-                                                          tmp + wire_offset(e, b), &reqs[slot]);
+                                                          tmp, &reqs[slot]);
         else
             status = engine_allgather_start(e, shard, tmp, slice, g->dtype, &reqs[slot]);
         if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */

@@ -111,8 +111,43 @@ static void test_against_c_codec(void)
     free(y_g);
 }
 
+/* More codec blocks than the kernels' grid (65535 CUDA blocks): the blocks
+ * past it are the grid-stride loops' second round, and every index is past
+ * 2^24 elements. fp32 only (the dtypes' paths are the test above's). */
+static void test_beyond_grid(void)
+{
+    const size_t n = (size_t)65535 * ZERO_QUANT_BLOCK + 2 * ZERO_QUANT_BLOCK + 77;   /* 65538 blocks, short tail */
+    const fill_t kinds[] = {FILL_RANDOM, FILL_SPECIAL};
+    size_t bytes = zero_quant_bytes(ZERO_QUANT_INT8, n);
+    const size_t host_bytes[5] = {n * 4, bytes, bytes, n * 4, n * 4}, dev_bytes[3] = {n * 4, bytes, n * 4};
+    void *host[5], *dev[3];
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_FATAL((host[i] = malloc(host_bytes[i])) != NULL);
+    for (int i = 0; i < 3; i++)
+        dev[i] = dev_alloc(dev_bytes[i]);
+    void *x = host[0], *enc_c = host[1], *enc_g = host[2], *y_c = host[3], *y_g = host[4];
+    void *dx = dev[0], *denc = dev[1], *dy = dev[2];
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        fill(kinds[k], ZERO_FP32, x, n);
+        CU_ASSERT_FATAL(zero_quant_encode(ZERO_QUANT_INT8, ZERO_FP32, x, n, enc_c) == 0);
+        CU_ASSERT_FATAL(cudaMemcpy(dx, x, n * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+        CU_ASSERT_FATAL(zero_cuda_quant_encode8(dx, (int)ZERO_FP32, n, denc, NULL) == 0);
+        CU_ASSERT_FATAL(cudaMemcpy(enc_g, denc, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+        CU_ASSERT_EQUAL(memcmp(enc_c, enc_g, bytes), 0);
+        CU_ASSERT_FATAL(zero_quant_decode(ZERO_QUANT_INT8, enc_c, n, ZERO_FP32, y_c) == 0);
+        CU_ASSERT_FATAL(zero_cuda_quant_decode8(denc, n, (int)ZERO_FP32, dy, NULL) == 0);
+        CU_ASSERT_FATAL(cudaMemcpy(y_g, dy, n * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+        CU_ASSERT_EQUAL(memcmp(y_c, y_g, n * 4), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        cudaFree(dev[i]);
+    for (int i = 0; i < 5; i++)
+        free(host[i]);
+}
+
 static CU_TestInfo tests[] = {
     {"int8 kernels against the C codec", test_against_c_codec},
+    {"int8 kernels beyond one grid of blocks", test_beyond_grid},
     CU_TEST_INFO_NULL,
 };
 

@@ -29,6 +29,7 @@
 #include "test_main.h"
 #include "zero/engine_internal.h"
 #include "comm/quant.h"
+#include "comm/quant_coll.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -46,7 +47,7 @@ static struct {
     unsigned char lent[MAX_TOKENS];
     int next, begins, ends, double_ends, unknown_ends;
     int reads, reads_with_fences, syncs;
-    int encodes, decodes;
+    int encodes, decodes, dirty_pads;
 } order;
 
 static zero_status_t test_order_begin(void *ctx, zero_comm_order_t *o)
@@ -96,6 +97,9 @@ static zero_status_t test_encode8(void *ctx, zero_dtype_t dtype, const void *src
 {
     (void)ctx;
     order.encodes++;
+    /* the slot's padding gets garbage, as a kernel leaves it: the engine must zero it */
+    memset((char *)wire + zero_quant_bytes(ZERO_QUANT_INT8, n), 0xab,
+           zero_comm_quant_stride(ZERO_QUANT_INT8, n) - zero_quant_bytes(ZERO_QUANT_INT8, n));
     return zero_quant_encode(ZERO_QUANT_INT8, dtype, src, n, wire) == 0 ? ZERO_OK : ZERO_ERR_INTERNAL;
 }
 
@@ -103,6 +107,8 @@ static zero_status_t test_decode8(void *ctx, zero_dtype_t dtype, const void *wir
 {
     (void)ctx;
     order.decodes++;
+    for (size_t i = zero_quant_bytes(ZERO_QUANT_INT8, n); i < zero_comm_quant_stride(ZERO_QUANT_INT8, n); i++)
+        order.dirty_pads += ((const unsigned char *)wire)[i] != 0;   /* sent uninitialised */
     return zero_quant_decode(ZERO_QUANT_INT8, wire, n, dtype, dst) == 0 ? ZERO_OK : ZERO_ERR_INTERNAL;
 }
 
@@ -222,6 +228,7 @@ static void test_qwz_device_path(void)
     printf("\n    %d encodes, %d decodes, %d collectives ordered", order.encodes, order.decodes, order.begins);
     CU_ASSERT(order.encodes > 0);
     CU_ASSERT_EQUAL(order.decodes, order.encodes);   /* world size 1: one block a gather */
+    CU_ASSERT_EQUAL(order.dirty_pads, 0);   /* every slot's padding zeroed before the allgather */
     CU_ASSERT_EQUAL(order.ends, order.begins);
     CU_ASSERT_EQUAL(order.double_ends, 0);
     CU_ASSERT_EQUAL(memcmp(host_qwz, device_path, sizeof(host_qwz)), 0);
