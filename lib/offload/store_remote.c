@@ -281,6 +281,13 @@ static zero_status_t complete_oldest(remote_store_t *r)
     char what[64];
 
     snprintf(what, sizeof(what), "a %s request", type_name(q->type));
+    if (r->failed != ZERO_OK) {
+        /* an earlier request failed: abandon this one rather than wait for
+         * it too, so that a step_wait over a full window of requests to a
+         * stalled server ends within one timeout_s, not window x timeout_s */
+        status = r->failed;
+        goto out;
+    }
     status = wait_on(r, l, q->send_req, deadline, what);
     if (status == ZERO_OK)
         status = wait_on(r, l, q->recv_req, deadline, what);

@@ -1464,6 +1464,7 @@ static void test_gradient_released_on_failure(void)
     float *grad = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     float *w = malloc(bytes);
     zero_status_t status;
+    double t0;
     pid_t pid[2];
     CU_ASSERT_FATAL(grad != MAP_FAILED && w != NULL);
     memset(grad, 0, bytes);
@@ -1474,7 +1475,8 @@ static void test_gradient_released_on_failure(void)
     desc_init(&desc, n, 0, 2);
     desc.num_groups = 1;
     remote_opts(&o, addrs, 2);
-    o.timeout_s = 1.0;
+    o.timeout_s = 1.5;
+    o.window = 8;   /* the step's 6 pieces all in flight when step_wait starts */
     setenv("ZERO_OPTD_SAME_HOST", "1", 1);
     CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
     unsetenv("ZERO_OPTD_SAME_HOST");
@@ -1486,10 +1488,14 @@ static void test_gradient_released_on_failure(void)
     st.weights = w;
     kill(pid[0], SIGSTOP);
     kill(pid[1], SIGSTOP);
+    t0 = zero_clock_now();
     status = zero_store_step_async(remote, &st);
     if (status == ZERO_OK)
         status = zero_store_step_wait(remote);
     CU_ASSERT_NOT_EQUAL(status, ZERO_OK);
+    /* the first timeout fails the step; the other requests are abandoned,
+     * not waited for in turn (that took 6 x timeout_s) */
+    CU_ASSERT(zero_clock_now() - t0 < 1.9 * o.timeout_s);
     CU_ASSERT_EQUAL(mprotect(grad, bytes, PROT_NONE), 0);
     kill(pid[0], SIGCONT);
     kill(pid[1], SIGCONT);
