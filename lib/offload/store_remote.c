@@ -76,11 +76,6 @@ typedef struct request_slot {
     uint64_t seq, key;                /* key: the connection's it went on (the reply carries it) */
     unsigned char *tx, *rx;
     size_t tx_len;
-    /* NULL, or the end of the message's body sent from the caller's memory
-     * (a STEP's gradient, valid until step_wait) instead of copied into tx */
-    const void *tail;
-    size_t tail_len;
-    ucp_dt_iov_t iov[2];              /* tx's part and the tail, while the send is in flight */
     ucp_worker_h worker;              /* the one its requests are on (the data connection's or the control's) */
     void *send_req, *recv_req;
     ucp_tag_recv_info_t info;         /* the reply's size, once received */
@@ -286,6 +281,13 @@ static zero_status_t complete_oldest(remote_store_t *r)
     char what[64];
 
     snprintf(what, sizeof(what), "a %s request", type_name(q->type));
+    if (r->failed != ZERO_OK) {
+        /* an earlier request failed: abandon this one rather than wait for
+         * it too, so that a step_wait over a full window of requests to a
+         * stalled server ends within one timeout_s, not window x timeout_s */
+        status = r->failed;
+        goto out;
+    }
     status = wait_on(r, l, q->send_req, deadline, what);
     if (status == ZERO_OK)
         status = wait_on(r, l, q->recv_req, deadline, what);
@@ -351,14 +353,16 @@ static zero_status_t take_slot(remote_store_t *r, int server, request_slot_t **s
     *slot_p = &r->slots[(r->head + r->inflight) % r->window];
     (*slot_p)->server = server;
     (*slot_p)->sums = NULL;
-    (*slot_p)->tail = NULL;
-    (*slot_p)->tail_len = 0;
     return ZERO_OK;
 }
 
 /* Sends the message in @p q->tx (body of @p body_len already written after
- * the header, but for its last q->tail_len bytes when q->tail is set: those
- * go from q->tail) with its reply receive posted first. */
+ * the header) with its reply receive posted first. The whole message is in
+ * the slot, never in the caller's memory: UCX cannot cancel a send (one to
+ * a stalled server on the data connection stays queued, and a forced close
+ * does not purge it), so a failed step's send may still read its buffer
+ * when the store's destroy progresses the worker; a slot lives until then,
+ * a caller's gradient does not. */
 static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type, uint32_t body_len, void *out,
                             size_t out_bytes)
 {
@@ -389,17 +393,7 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
     q->info.length = 0;
     q->recv_req = ucp_tag_recv_nbx(worker, q->rx, SLOT_RX_BYTES, key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
     memset(&rp, 0, sizeof(rp));
-    if (q->tail != NULL) {
-        q->iov[0].buffer = q->tx;
-        q->iov[0].length = q->tx_len - q->tail_len;
-        q->iov[1].buffer = (void *)q->tail;
-        q->iov[1].length = q->tail_len;
-        rp.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE;
-        rp.datatype = ucp_dt_make_iov();
-        q->send_req = ucp_tag_send_nbx(ep, q->iov, 2, key, &rp);
-    } else {
-        q->send_req = ucp_tag_send_nbx(ep, q->tx, q->tx_len, key, &rp);
-    }
+    q->send_req = ucp_tag_send_nbx(ep, q->tx, q->tx_len, key, &rp);
     q->busy = 1;
     r->inflight++;
     r->stats.bytes_sent += q->tx_len;
@@ -543,9 +537,9 @@ static zero_status_t step_piece(remote_store_t *r, int server, size_t local, siz
     a->wire.begin = local;
     a->wire.count = n;
     zero_optd_encode_step_head(q->tx + ZERO_OPTD_HEADER_BYTES, &a->wire);
-    /* the gradient goes from the caller's buffer (valid until step_wait): no copy into the slot */
-    q->tail = (const unsigned char *)a->step->grad + offset * a->grad_es;
-    q->tail_len = n * a->grad_es;
+    /* copied, not sent from the caller's buffer: submit says why */
+    memcpy(q->tx + ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD,
+           (const unsigned char *)a->step->grad + offset * a->grad_es, n * a->grad_es);
     return submit(r, q, ZERO_OPTD_STEP, (uint32_t)(ZERO_OPTD_STEP_HEAD + n * a->grad_es),
                   (unsigned char *)a->step->weights + offset * a->weight_es, n * a->weight_es);
 }

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
@@ -1444,6 +1445,80 @@ static void test_store_client_killed_mid_step(void)
     check_store_client_killed(1, 4);
 }
 
+/* Two stalled servers (SIGSTOP) on the same-host path: the step fails, and
+ * the gradient, sent from the caller's buffer, is the caller's again. Once
+ * step_wait returned it is made unreadable (mprotect) and the servers go on:
+ * a send left in flight would read it when the store's destroy progresses
+ * the data worker (SIGSEGV). */
+static void check_gradient_released(int window)
+{
+    ZERO_TEST_MEM_MARK();
+    char addr[2][64];
+    const char *addrs[2] = {addr[0], addr[1]};
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    size_t n = 2 * (size_t)STEP_N, bytes = n * sizeof(float);
+    float *grad = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    float *w = malloc(bytes);
+    zero_status_t status;
+    double t0;
+    pid_t pid[2];
+    CU_ASSERT_FATAL(grad != MAP_FAILED && w != NULL);
+    memset(grad, 0, bytes);
+    pid[0] = spawn_optd(addr[0], sizeof(addr[0]));
+    pid[1] = spawn_optd(addr[1], sizeof(addr[1]));
+    CU_ASSERT_FATAL(pid[0] > 0 && pid[1] > 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+    desc_init(&desc, n, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 2);
+    o.timeout_s = 1.5;
+    /* 4: step_async itself fails, waiting for a free slot; 8: the step's 6
+     * pieces are all in flight when step_wait starts */
+    o.window = window;
+    setenv("ZERO_OPTD_SAME_HOST", "1", 1);
+    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
+    st.count = n;
+    st.grad_dtype = ZERO_FP32;
+    st.grad = grad;
+    st.weight_dtype = ZERO_FP32;
+    st.weights = w;
+    kill(pid[0], SIGSTOP);
+    kill(pid[1], SIGSTOP);
+    t0 = zero_clock_now();
+    status = zero_store_step_async(remote, &st);
+    if (status == ZERO_OK)
+        status = zero_store_step_wait(remote);
+    CU_ASSERT_NOT_EQUAL(status, ZERO_OK);
+    /* the first timeout fails the step; the other requests are abandoned,
+     * not waited for in turn (that took 6 x timeout_s) */
+    if (window == 8)
+        CU_ASSERT(zero_clock_now() - t0 < 1.9 * o.timeout_s);
+    CU_ASSERT_EQUAL(mprotect(grad, bytes, PROT_NONE), 0);
+    kill(pid[0], SIGCONT);
+    kill(pid[1], SIGCONT);
+    zero_clock_sleep(0.3);
+    zero_store_destroy(remote);
+    for (int i = 0; i < 2; i++) {
+        kill(pid[i], SIGKILL);
+        waitpid(pid[i], NULL, 0);
+    }
+    munmap(grad, bytes);
+    free(w);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_gradient_released_on_failure(void)
+{
+    check_gradient_released(4);
+    check_gradient_released(8);
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo numerics[] = {
@@ -1470,6 +1545,7 @@ int main(int argc, char **argv)
         {"a same-host client killed between steps: its state freed", test_store_client_killed},
         {"a same-host client killed mid-step: the server serves on", test_store_client_killed_mid_step},
         {"server stalled, same-host data connection: error naming it within the bound", test_server_stalled},
+        {"servers stalled mid-step: the gradient is the caller's once step_wait failed", test_gradient_released_on_failure},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"optd-numerics", NULL, NULL, NULL, NULL, numerics},
