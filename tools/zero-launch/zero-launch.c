@@ -916,14 +916,23 @@ static void server_reaped(job_t *job, pid_t pid, int wstatus)
     }
 }
 
+/*
+ * Reaps every rank and server that has exited. The first failure is the one
+ * reported; among the ranks that this pass finds failed, one killed by a
+ * signal is taken before ones that exited with an error: waitpid's order is
+ * not the order of death, and once a rank dies the others fail at once
+ * (their communicator is told), so a survivor's error exit and the killed
+ * rank are often reaped in the same pass.
+ */
 static void reap(job_t *job, int *phase, double *deadline)
 {
+    int found = -1, found_status = 0;
     for (;;) {
         int wstatus;
         pid_t pid = waitpid(-1, &wstatus, WNOHANG);
         size_t r;
         if (pid <= 0)
-            return;
+            break;
         for (r = 0; r < job->plan->world_size; r++)
             if (job->procs[r].running && job->procs[r].pid == pid)
                 break;
@@ -937,14 +946,18 @@ static void reap(job_t *job, int *phase, double *deadline)
             close(job->procs[r].stdin_fd);
             job->procs[r].stdin_fd = -1;
         }
-        if (status_code(wstatus) != 0 && job->first_failure < 0 && !job->interrupted) {
-            job->first_failure = (int)r;
-            job->exit_code = status_code(wstatus);
-            report_failure(job, r, wstatus);
-            if (*phase == 0) {
-                *phase = 1; /* grace: let the others notice and exit on their own */
-                *deadline = zero_clock_now() + job->opts->term_grace;
-            }
+        if (status_code(wstatus) != 0 && (found < 0 || (!WIFSIGNALED(found_status) && WIFSIGNALED(wstatus)))) {
+            found = (int)r;
+            found_status = wstatus;
+        }
+    }
+    if (found >= 0 && job->first_failure < 0 && !job->interrupted) {
+        job->first_failure = found;
+        job->exit_code = status_code(found_status);
+        report_failure(job, (size_t)found, found_status);
+        if (*phase == 0) {
+            *phase = 1; /* grace: let the others notice and exit on their own */
+            *deadline = zero_clock_now() + job->opts->term_grace;
         }
     }
 }
