@@ -21,8 +21,8 @@ mkdir -p "$work/new" "$work/artifacts" "$work/tmp"
 # allocator_may_return_null: an allocation too large to serve returns NULL,
 # as glibc's malloc does, instead of ASan aborting. A damaged file can make
 # libhdf5 ask for terabytes (H5C_protect sizing a metadata entry from the
-# file); outside ASan that malloc fails and HDF5 returns an error, which is
-# what libzero must then handle (corpus/ckpt/crash-hdf5-huge-metadata-allocation).
+# file); outside ASan that malloc fails and the HDF5 call returns an error,
+# which libzero must then handle (corpus/ckpt/crash-hdf5-huge-metadata-allocation).
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export UCX_ERROR_SIGNALS=    # UCX would otherwise catch the crash signals before libFuzzer writes the crash file
