@@ -69,6 +69,7 @@ enum { STEPS = 20, GLOBAL_BATCH = 12, MICRO = 1 };
 
 static char tmpdir[256];
 static double last_gather_ms = -1; /* from train_gpt's "timing:" line (zero_engine_timers) */
+static double last_step_ms = -1;   /* the same line's whole step */
 static int cleanup(void);
 
 static void write_config(const char *path, int stage, const char *precision, int world)
@@ -106,8 +107,11 @@ static int run_collect(const char *cmd, float *losses, int max_steps)
         int step;
         float loss;
         const char *g = strstr(line, " gather_ms=");
+        const char *st = strstr(line, " step_ms=");
         if (strncmp(line, "timing:", 7) == 0 && g != NULL)
             last_gather_ms = atof(g + 11);
+        if (strncmp(line, "timing:", 7) == 0 && st != NULL)
+            last_step_ms = atof(st + 9);
         if (sscanf(line, "step=%d train_loss=%f", &step, &loss) == 2 && step >= 1 && step <= max_steps) {
             losses[step - 1] = loss;
             found++;
@@ -147,6 +151,7 @@ static void check_curve(int world, int stage, const char *precision)
 {
     float l[STEPS];
     last_gather_ms = -1;
+    last_step_ms = -1;
     int is16 = strcmp(precision, "fp32") != 0;
     double worst = 0, worst32 = 0;
     need_refs();
@@ -163,11 +168,15 @@ static void check_curve(int world, int stage, const char *precision)
     CU_ASSERT(worst <= (is16 ? 0.15 : 2e-3));
     CU_ASSERT(worst32 <= (is16 ? 0.15 : 2e-3));
     CU_ASSERT(l[STEPS - 1] < l[0] - 0.5f);
-    /* The engine's timers: stage 3 waits in zero_gather every layer; stage 0 never gathers. */
+    /* The engine's timers: stage 3 waits in zero_gather every layer; stage 0
+     * never gathers: its "gather" is only the copy of the updated weights into
+     * the trainer's views (29 k weights, microseconds; under ASan and load it
+     * shows as 0.01 ms), so it must stay under 1% of the step, where any
+     * collective would not (stage 2's allgather is several ms here). */
     if (stage == 3)
         CU_ASSERT(last_gather_ms > 0);
     if (stage == 0)
-        CU_ASSERT(last_gather_ms == 0);
+        CU_ASSERT(last_gather_ms >= 0 && last_step_ms > 0 && last_gather_ms <= 0.01 * last_step_ms);
 }
 
 static void test_world12_fp32(void)
