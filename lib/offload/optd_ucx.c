@@ -31,7 +31,11 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     ZERO_UCS_CHECK_GOTO(ucp_init(&params, config, &u->context), status, fail, "%s: UCX: %s", who, "ucp_init");
     memset(&wparams, 0, sizeof(wparams));
     wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-    wparams.thread_mode = UCS_THREAD_MODE_SINGLE;
+    /* serialized, not single: CPU offload's offload thread steps a device
+     * rank's slots on the remote store while the trainer's thread acquires
+     * ranges for checkpoints, one at a time (offload/cpu_inner.h); UCX's
+     * single mode allows one thread only */
+    wparams.thread_mode = UCS_THREAD_MODE_SERIALIZED;
     ZERO_UCS_CHECK_GOTO(ucp_worker_create(u->context, &wparams, &u->worker), status, fail, "%s: UCX: %s", who,
                         "creating the worker");
     if (ucp_worker_get_efd(u->worker, &u->efd) != UCS_OK)

@@ -39,8 +39,8 @@ typedef struct zero_optd_ucx {
 } zero_optd_ucx_t;
 
 /*
- * Creates a context (tag matching and wake-ups) and a single-threaded worker
- * in @p u. @p settings: NULL (UCX's own configuration, from the environment)
+ * Creates a context (tag matching and wake-ups) and a worker in @p u that
+ * any thread may use, one at a time (UCX's serialized mode). @p settings: NULL (UCX's own configuration, from the environment)
  * or name/value pairs of UCX settings without the UCX_ prefix, ending with
  * NULL, which win over the environment's (zero_optd_data_settings for the
  * data context). @p who prefixes the error logged.

@@ -513,14 +513,43 @@ size_t zero_offload_pin_limit(void)
     return (size_t)n;
 }
 
-/* The CPU offload store of a device engine from offload_optimizer; with
- * "nvme" its master and moments live in the NVMe store's file, a slot's
- * range per buffer. */
+/* What create_cpu_inner needs: the options, and the CPU offload store's slot (its range bound). */
+typedef struct cpu_inner_arg {
+    const zero_store_options_t *opts;
+    size_t slot_elems;
+} cpu_inner_arg_t;
+
+/* The store under CPU offload (store_cpu.h's inner_create) over @p desc, the
+ * offloaded part in host memory: the NVMe store's file for "nvme", a slot's
+ * range per buffer; the remote store for "remote" (without the Lamb split
+ * hint: a device engine's Lamb runs on acquired ranges, docs/optd.md). */
+static zero_status_t create_cpu_inner(const zero_store_desc_t *desc, void *arg, zero_store_t **store_p)
+{
+    const cpu_inner_arg_t *a = arg;
+    if (a->opts->device == ZERO_STORE_DEVICE_NVME) {
+        zero_store_nvme_params_t nvme;
+        zero_status_t status = nvme_params_for(a->opts, desc, &nvme);
+        if (status != ZERO_OK)
+            return status;
+        nvme.max_range = a->slot_elems;   /* a chunk's range per buffer (chunks never exceed max_range) */
+        return zero_store_nvme_create(desc, &nvme, store_p);
+    }
+    if (a->opts->device == ZERO_STORE_DEVICE_REMOTE) {
+        zero_store_options_t o = *a->opts;
+        memset(&o.split, 0, sizeof(o.split));
+        return create_remote(&o, desc, store_p);
+    }
+    return zero_store_host_create(desc, store_p);
+}
+
+/* The CPU offload store of a device engine from offload_optimizer; its
+ * master and moments in host memory ("cpu"), or in the store that
+ * create_cpu_inner makes ("nvme", "remote"). */
 static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_store_desc_t *desc,
                                 zero_store_t **store_p)
 {
     zero_store_cpu_params_t params;
-    zero_store_nvme_params_t nvme;
+    cpu_inner_arg_t inner;
     size_t longest = 1;
     zero_store_cpu_params_default(&params);
     for (int g = 0; g < desc->num_groups; g++)
@@ -539,14 +568,11 @@ static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_sto
     params.threads = opts->threads > 0 ? opts->threads : 1;
     params.pin_limit = zero_offload_pin_limit();
     params.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : STORE_DEFAULT_TIMEOUT_S;
-    if (opts->device == ZERO_STORE_DEVICE_NVME) {
-        zero_store_desc_t host = *desc;
-        zero_status_t status;
-        host.kind = ZERO_MEM_HOST;
-        if ((status = nvme_params_for(opts, &host, &nvme)) != ZERO_OK)
-            return status;
-        nvme.max_range = params.slot_elems;   /* a chunk's range per buffer (chunks never exceed max_range) */
-        params.nvme = &nvme;
+    if (opts->device != ZERO_STORE_DEVICE_CPU) {
+        inner.opts = opts;
+        inner.slot_elems = params.slot_elems;
+        params.inner_create = create_cpu_inner;
+        params.inner_arg = &inner;
     }
     if (opts->buckets != NULL && opts->num_buckets > 0 && opts->ratio < 1.0) {
         zero_status_t status;
@@ -612,7 +638,8 @@ zero_status_t zero_store_create_for(const zero_store_options_t *opts, const zero
          * must not be handed the NVMe store's host buffers) */
         return desc->kind == ZERO_MEM_DEVICE ? create_cpu(opts, desc, store_p) : create_nvme(opts, desc, store_p);
     case ZERO_STORE_DEVICE_REMOTE:
-        return create_remote(opts, desc, store_p);
+        /* a device engine: the CPU offload store, its slots stepped on the servers */
+        return desc->kind == ZERO_MEM_DEVICE ? create_cpu(opts, desc, store_p) : create_remote(opts, desc, store_p);
     default:
         ZERO_LOG_ERROR("rank %d: optimizer state device %d is not known", opts->rank, (int)opts->device);
         return ZERO_ERR_UNSUPPORTED;

@@ -187,8 +187,10 @@ struct zero_store {
 typedef enum zero_store_device {
     ZERO_STORE_DEVICE_NONE = 0,   /* no offload: the host store, arrays of the descriptor's kind */
     ZERO_STORE_DEVICE_CPU,        /* "cpu": host memory; for a device engine the CPU offload store (store_cpu.h) */
-    ZERO_STORE_DEVICE_NVME,       /* "nvme": files under nvme_path (store_nvme.h) */
-    ZERO_STORE_DEVICE_REMOTE,     /* "remote": zero-optd servers (store_remote.h) */
+    ZERO_STORE_DEVICE_NVME,       /* "nvme": files under nvme_path (store_nvme.h); for a device engine under
+                                   * the CPU offload store */
+    ZERO_STORE_DEVICE_REMOTE,     /* "remote": zero-optd servers (store_remote.h); for a device engine under
+                                   * the CPU offload store (its slots stepped on the servers) */
 } zero_store_device_t;
 
 /*

@@ -2,6 +2,7 @@
  * CPU, gradients and weights through a ring of pinned slots (see store_cpu.h). */
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store_cpu.h"
+#include "offload/cpu_inner.h"
 #include "util/cuda_module.h"
 #include "util/log.h"
 
@@ -36,11 +37,9 @@ typedef struct cpu_chunk {
 
 typedef struct cpu_store {
     zero_store_t base;
-    zero_store_t *host;                        /* the offloaded state: a host store in host memory (packed) */
+    zero_cpu_inner_t inner;                    /* the offloaded state (packed), from params->inner_create */
     zero_store_t *dev;                         /* ratio < 1: the rest, a host store in device memory (packed); or NULL */
     zero_offload_map_t map;                    /* which owned offsets are on which side (offload_ratio.h) */
-    zero_store_desc_t host_desc;               /* host's */
-    zero_store_t *undo;                        /* undoable steps: what they overwrote (host's layout); made on first use */
     int device;
     cudaStream_t trainer;                      /* borrowed */
     cudaStream_t copy_in, copy_out;            /* device -> slot, slot -> device */
@@ -79,8 +78,17 @@ typedef struct cpu_store {
  * legacy default stream does not order with a non-blocking trainer stream);
  * a copy to host memory is waited for before its host range is released. */
 
-/* The side of the state an extent is on. */
-static zero_store_t *side(cpu_store_t *c, int on_host) { return on_host ? c->host : c->dev; }
+/* Acquire and release on the side of the state an extent is on (the host
+ * side through the inner store's lock: the offload thread may be stepping). */
+static zero_status_t side_acquire(cpu_store_t *c, int on_host, zero_store_range_t *r)
+{
+    return on_host ? zero_cpu_inner_acquire(&c->inner, r) : zero_store_acquire(c->dev, r);
+}
+
+static zero_status_t side_release(cpu_store_t *c, int on_host, zero_store_range_t *r, int dirty)
+{
+    return on_host ? zero_cpu_inner_release(&c->inner, r, dirty) : zero_store_release(c->dev, r, dirty);
+}
 
 /* One run of a staged range, at @p offset in the staging buffers and @p at
  * on its side: into the staging buffers (@p back 0: acquire) or back from
@@ -88,7 +96,7 @@ static zero_store_t *side(cpu_store_t *c, int on_host) { return on_host ? c->hos
 static zero_status_t stage_run(cpu_store_t *c, int on_host, size_t at, size_t offset, size_t count, int back)
 {
     zero_store_range_t r = {.group = c->held.group, .begin = at, .count = count, .fields = c->held.fields};
-    zero_status_t status = zero_store_acquire(side(c, on_host), &r), st;
+    zero_status_t status = side_acquire(c, on_host, &r), st;
     enum cudaMemcpyKind kind = !on_host ? cudaMemcpyDeviceToDevice
                                : back   ? cudaMemcpyDeviceToHost
                                         : cudaMemcpyHostToDevice;
@@ -107,7 +115,7 @@ static zero_status_t stage_run(cpu_store_t *c, int on_host, size_t at, size_t of
         ZERO_CUDA_CHECK_GOTO(ZERO_CUDA(cudaStreamSynchronize)(c->trainer), status, out,
                              "cpu offload store: copying [%zu, +%zu) back to the host", c->held.begin + offset, count);
 out:
-    st = zero_store_release(side(c, on_host), &r, back && status == ZERO_OK);
+    st = side_release(c, on_host, &r, back && status == ZERO_OK);
     return status != ZERO_OK ? status : st;
 }
 
@@ -176,7 +184,7 @@ static void cpu_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
 {
     const cpu_store_t *c = (const cpu_store_t *)store;
     zero_store_bytes_t inner;
-    zero_store_bytes(c->host, &inner);
+    zero_store_bytes(c->inner.store, &inner);
     /* the offloaded state is in host memory, not in the engine's (device) memory */
     bytes_p->elsewhere += inner.resident + inner.elsewhere;
     if (c->dev != NULL) {
@@ -209,46 +217,6 @@ static void fail_locked(cpu_store_t *c, zero_status_t status)
     if (c->error == ZERO_OK)
         c->error = status;
     pthread_cond_broadcast(&c->done);
-}
-
-/* The CPU step of chunk @p k in its slot, in place: 16-bit gradients in,
- * 16-bit weights out; fp32: the gradient in, the new master copied out. */
-static zero_status_t work_chunk(cpu_store_t *c, const cpu_chunk_t *ch, void *slot)
-{
-    const zero_store_async_step_t *st = &ch->step;
-    zero_store_range_t r = {.group = st->group, .begin = st->begin, .count = st->count,
-                            .fields = zero_store_fields(c->host)};
-    zero_optim_w16_t w16 = zero_optim_w16_of(st->weight_dtype);
-    double t0 = zero_clock_now();
-    zero_status_t status = zero_store_acquire(c->host, &r), rel;
-    if (status != ZERO_OK)
-        return status;
-    if (st->undoable) {
-        /* what the update overwrites, for step_cancel (the overlap mode) */
-        zero_store_range_t u = r;
-        if ((status = zero_store_acquire(c->undo, &u)) == ZERO_OK) {
-            for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
-                if (u.data[f] != NULL)
-                    memcpy(u.data[f], r.data[f], st->count * sizeof(float));
-            status = zero_store_release(c->undo, &u, 1);
-        }
-        if (status != ZERO_OK) {
-            (void)zero_store_release(c->host, &r, 0);
-            return status;
-        }
-    }
-    if (st->grad_dtype != ZERO_FP32)
-        status = zero_store_run_kernel_g16(&c->optim, st, r.data[ZERO_STORE_MASTER], slot,
-                                           zero_optim_w16_of(st->grad_dtype), r.data[ZERO_STORE_STATE1],
-                                           r.data[ZERO_STORE_STATE2], slot, w16, st->count);
-    else
-        status = zero_store_run_kernel(&c->optim, st, r.data[ZERO_STORE_MASTER], slot, r.data[ZERO_STORE_STATE1],
-                                       r.data[ZERO_STORE_STATE2], NULL, ZERO_OPTIM_W16_NONE, st->count);
-    if (status == ZERO_OK && st->weight_dtype == ZERO_FP32)
-        memcpy(slot, r.data[ZERO_STORE_MASTER], st->count * sizeof(float));
-    rel = zero_store_release(c->host, &r, 1);
-    c->tstats.cpu_step_s += zero_clock_now() - t0;
-    return status != ZERO_OK ? status : rel;
 }
 
 /* Whether @p ev completed: 1 yes, 0 not yet, -1 failed (logged). Never blocks. */
@@ -316,10 +284,10 @@ static int advance(cpu_store_t *c, zero_status_t *status_p)
         p->work_started++;
         /* NVMe arrays: the next chunk's read overlaps this chunk's step (the host store ignores it) */
         if (has_next)
-            status = zero_store_prefetch(c->host, next.step.group, next.step.begin, next.step.count,
-                                         zero_store_fields(c->host));
+            status = zero_cpu_inner_prefetch(&c->inner, next.step.group, next.step.begin, next.step.count);
         if (status == ZERO_OK)
-            status = work_chunk(c, &ch, zero_slot_ring_slot(c->ring, slot));
+            status = zero_cpu_inner_step(&c->inner, &ch.step, zero_slot_ring_slot(c->ring, slot),
+                                         &c->tstats.cpu_step_s);
         if (status != ZERO_OK) {
             *status_p = status;
             return 0;
@@ -483,7 +451,7 @@ static zero_status_t cpu_step_async(zero_store_t *store, const zero_store_async_
         status = c->error;
         goto out;
     }
-    if (step->undoable && c->undo == NULL && (status = zero_store_host_create(&c->host_desc, &c->undo)) != ZERO_OK)
+    if (step->undoable && (status = zero_cpu_inner_prepare_undo(&c->inner)) != ZERO_OK)
         goto out;
     /* This call's copies start after everything the trainer's stream holds now
      * (the reductions). Recorded at every call, not once per step: in the
@@ -535,39 +503,14 @@ static zero_status_t undo_chunks(cpu_store_t *c)
     void *slot = zero_slot_ring_slot(c->ring, 0);
     for (size_t k = 0; k < c->nchunks && status == ZERO_OK; k++) {
         const zero_store_async_step_t *st = &c->chunks[k].step;
-        zero_store_range_t r = {.group = st->group, .begin = st->begin, .count = st->count,
-                                .fields = zero_store_fields(c->host)};
-        zero_store_range_t u = r;
         size_t bytes = st->count * zero_dtype_size(st->weight_dtype);
-        if (!st->undoable || c->undo == NULL) {
-            ZERO_LOG_ERROR("cpu offload store: cannot undo a step of [%zu, +%zu) submitted without undo", st->begin,
-                           st->count);
-            return ZERO_ERR_STATE;
-        }
-        if ((status = zero_store_acquire(c->host, &r)) != ZERO_OK)
+        if ((status = zero_cpu_inner_undo(&c->inner, st, slot)) != ZERO_OK)
             return status;
-        if ((status = zero_store_acquire(c->undo, &u)) == ZERO_OK) {
-            for (int f = 0; f < ZERO_STORE_NUM_FIELDS; f++)
-                if (r.data[f] != NULL)
-                    memcpy(r.data[f], u.data[f], st->count * sizeof(float));
-            if (st->weight_dtype == ZERO_FP32)
-                memcpy(slot, r.data[ZERO_STORE_MASTER], bytes);
-            else
-                status = zero_optim_to_16(&c->optim, zero_optim_w16_of(st->weight_dtype), slot,
-                                          r.data[ZERO_STORE_MASTER], st->count);
-            (void)zero_store_release(c->undo, &u, 0);
-        }
-        if (status == ZERO_OK &&
-            (ZERO_CUDA(cudaMemcpyAsync)(st->weights, slot, bytes, cudaMemcpyHostToDevice, c->copy_out) != cudaSuccess ||
-             ZERO_CUDA(cudaStreamSynchronize)(c->copy_out) != cudaSuccess)) {
+        if (ZERO_CUDA(cudaMemcpyAsync)(st->weights, slot, bytes, cudaMemcpyHostToDevice, c->copy_out) != cudaSuccess ||
+            ZERO_CUDA(cudaStreamSynchronize)(c->copy_out) != cudaSuccess) {
             ZERO_LOG_ERROR("cpu offload store: restoring %zu bytes of weights on the device: %s", bytes,
                            ZERO_CUDA(cudaGetErrorString)(ZERO_CUDA(cudaGetLastError)()));
             status = ZERO_ERR_CUDA;
-        }
-        {
-            zero_status_t st2 = zero_store_release(c->host, &r, 1);
-            if (status == ZERO_OK)
-                status = st2;
         }
     }
     return status;
@@ -648,9 +591,8 @@ static void cpu_destroy(zero_store_t *store)
     zero_free(c->out_done);
     zero_slot_ring_destroy(c->ring);
     zero_thread_pool_destroy(c->pool);
-    zero_store_destroy(c->host);
+    zero_cpu_inner_fini(&c->inner);
     zero_store_destroy(c->dev);
-    zero_store_destroy(c->undo);
     zero_offload_map_free(&c->map);
     zero_free(c->chunks);
     pthread_cond_destroy(&c->wake);
@@ -663,7 +605,7 @@ static void cpu_destroy(zero_store_t *store)
 /* The NVMe arrays' writes (the host store has none); called between steps. */
 static zero_status_t cpu_flush(zero_store_t *store)
 {
-    return zero_store_flush(((cpu_store_t *)store)->host);
+    return zero_cpu_inner_flush(&((cpu_store_t *)store)->inner);
 }
 
 static double cpu_step_busy(const zero_store_t *store)
@@ -740,8 +682,9 @@ zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_st
     if ((status = zero_offload_map_build(desc->num_groups, desc->length, params->buckets != NULL ? params->num_buckets : 0,
                                          params->buckets, params->offloaded, &c->map)) != ZERO_OK)
         goto fail;
-    /* the offloaded arrays: ordinary host memory, never pinned (only the ring is), or the NVMe
-     * store's file */
+    /* the offloaded arrays: the inner store the factory makes (the NVMe
+     * store's file, zero-optd servers), else ordinary host memory, never
+     * pinned (only the ring is) */
     host.kind = ZERO_MEM_HOST;
     memset(host.adopt_master, 0, sizeof(host.adopt_master));
     memset(dev.adopt_master, 0, sizeof(dev.adopt_master));
@@ -750,11 +693,13 @@ zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_st
         dev.length[g] = c->map.length[g][0];
         any_dev = any_dev || dev.length[g] > 0;
     }
-    c->host_desc = host;
-    status = params->nvme != NULL ? zero_store_nvme_create(&host, params->nvme, &c->host)
-                                  : zero_store_host_create(&host, &c->host);
-    if (status != ZERO_OK)
-        goto fail;
+    {
+        zero_store_t *inner = NULL;
+        status = params->inner_create != NULL ? params->inner_create(&host, params->inner_arg, &inner)
+                                              : zero_store_host_create(&host, &inner);
+        if (status != ZERO_OK || (status = zero_cpu_inner_init(&c->inner, inner, &c->optim)) != ZERO_OK)
+            goto fail;
+    }
     /* the rest (ratio < 1): device memory, as without offload */
     if (any_dev && (status = zero_store_host_create(&dev, &c->dev)) != ZERO_OK)
         goto fail;

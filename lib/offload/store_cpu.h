@@ -1,9 +1,10 @@
 /*
  * CPU offload for device ranks (store_cpu.c): the optimizer state store of
  * offload/store.h for an engine whose weights and gradients are in device
- * memory and whose master weights and optimizer states are in ordinary host
- * memory (offload_optimizer.device "cpu" with a device engine;
- * docs/offload.md).
+ * memory and whose master weights and optimizer states are outside it: in
+ * host memory (offload_optimizer.device "cpu"), an NVMe file ("nvme") or on
+ * zero-optd servers ("remote"), always with a device engine
+ * (docs/offload.md, docs/optd.md).
  *
  * The step (the step ops, prefer_step): each piece of the owned gradient is
  * copied device -> one slot of a bounded ring of pinned host slots
@@ -16,11 +17,15 @@
  * second copy stream; the copy of one slot overlaps the step of the next.
  * step_wait returns when every weight is back on the device.
  *
- * With params.nvme the arrays are the NVMe store's file (store_nvme.h)
- * rather than host memory: the offload thread acquires each chunk's range
- * from it after asking for the next chunk's (its read overlaps this step),
- * and releases it dirty (the write overlaps the next); its errors fail the
- * step (step_wait) or the next acquire.
+ * The offloaded state lives in an inner store that params->inner_create
+ * makes (the factory: the NVMe store's file for "nvme", zero-optd servers
+ * for "remote"), else in a host store in ordinary host memory. The step of a
+ * slot against it is cpu_inner.h's: the CPU kernel on the acquired range, or
+ * where the inner store prefers the step (the remote store) its step op on
+ * the slot in place, so only gradients and weights leave the process. The
+ * offload thread asks for the next chunk's range first (prefetch: an NVMe
+ * read overlaps this step); the inner store's errors fail the step
+ * (step_wait) or the next acquire.
  *
  * acquire / release (initial values, checkpoints, Lamb, the write-back) stage
  * the range through device buffers of max_range elements per field, so the
@@ -38,7 +43,8 @@
  * undoable while the backward still runs; the offload thread first copies
  * what each such chunk's update overwrites into an undo copy of the host
  * arrays (made at the first undoable step), and step_cancel puts it back and
- * remakes the weights those chunks wrote. Every step_async records its own
+ * remakes the weights those chunks wrote (refused where the inner store
+ * prefers the step: cpu_inner.h). Every step_async records its own
  * event on the trainer's stream, so each call's copies wait for exactly the
  * work queued before it.
  */
@@ -46,7 +52,6 @@
 #define ZERO_OFFLOAD_STORE_CPU_H
 
 #include "offload/store.h"
-#include "offload/store_nvme.h"
 
 typedef struct zero_store_cpu_params {
     int device;              /* the rank's CUDA device; -1: the calling thread's current device */
@@ -58,12 +63,13 @@ typedef struct zero_store_cpu_params {
     size_t piece_max;        /* bytes pinned per call at most; 0: 1 GiB */
     size_t pin_limit;        /* bytes pinned in all at most; 0: no limit (ZERO_OFFLOAD_PIN_LIMIT) */
     double timeout_s;        /* step_wait gives up after this long (> 0) */
-    /* offload_optimizer "nvme" under the CPU offload (borrowed for the call):
-     * the master and moments live in the NVMe store's file instead of host
-     * memory, read and written a slot's range at a time, the next chunk's
-     * range read while this one is stepped (max_range at least slot_elems);
-     * NULL: host memory */
-    const zero_store_nvme_params_t *nvme;
+    /* Optional: makes the store that holds the offloaded state, over @p desc
+     * (ZERO_MEM_HOST, each group's offloaded elements, packed; no adopted
+     * master), with @p arg = inner_arg; it must take ranges of slot_elems
+     * elements. Called once, in zero_store_cpu_create; the CPU offload store
+     * owns what it makes. NULL: a host store in host memory. */
+    zero_status_t (*inner_create)(const zero_store_desc_t *desc, void *arg, zero_store_t **store_p);
+    void *inner_arg;
     /* ratio < 1 (borrowed for the call): every bucket's owned slice and
      * whether it is offloaded (zero_offload_ratio_pick); NULL buckets: all
      * the state in host memory */

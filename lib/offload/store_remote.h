@@ -6,7 +6,9 @@
  * Lamb too, its two phases as LAMB1 and LAMB2 messages),
  * and acquire / release stream ranges from / to the servers (checkpoints).
  * Host memory only (desc->kind ZERO_MEM_HOST); adopt_master is refused (the
- * master lives on the servers). One caller at a time.
+ * master lives on the servers). One caller at a time, from any thread (the
+ * UCX workers are serialized: CPU offload steps from its offload thread and
+ * acquires from the trainer's, cpu_inner.h).
  */
 #ifndef ZERO_OFFLOAD_STORE_REMOTE_H
 #define ZERO_OFFLOAD_STORE_REMOTE_H

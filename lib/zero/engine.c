@@ -169,13 +169,13 @@ static zero_status_t check_offload(zero_engine_h e)
  * Offload for ranks that train in device memory: offload_optimizer "cpu" at
  * stages 1-3 is the CPU offload store (lib/offload/store_cpu.c: the state in
  * host memory, the step on the CPU, gradients and weights through pinned
- * slots), "nvme" the same store over the NVMe store's file (the factory,
- * zero_store_create_for, picks it for a device descriptor); offload_param
- * "cpu" at stage 3 keeps the weight shards in host memory
- * (lib/offload/param_host.h, uploaded at each gather). The rest is refused,
- * not half-done: remote state (its step writes weights into host memory
- * after returning), and offload_param "nvme" (below stage 3 the config
- * ignores offload_param with a warning).
+ * slots), "nvme" and "remote" the same store over the NVMe store's file or
+ * zero-optd servers (the factory, zero_store_create_for, picks it for a
+ * device descriptor); offload_param "cpu" at stage 3 keeps the weight shards
+ * in host memory (lib/offload/param_host.h, uploaded at each gather). The
+ * rest is refused, not half-done: ratio < 1 and overlap_step other than with
+ * "cpu", and offload_param "nvme" (below stage 3 the config ignores
+ * offload_param with a warning).
  */
 static zero_status_t check_device_offload(zero_engine_h e)
 {
@@ -183,12 +183,6 @@ static zero_status_t check_device_offload(zero_engine_h e)
     zero_offload_device_t opt = z->offload_optimizer.device;
     if (e->ops->host_readable)
         return ZERO_OK;
-    if (opt == ZERO_OFFLOAD_REMOTE) {
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.device \"remote\" with mem_kind %s: "
-                     "only \"cpu\" and \"nvme\" are implemented for ranks that train in device memory in this "
-                     "version", zero_mem_kind_string(e->kind));
-        return ZERO_ERR_UNSUPPORTED;
-    }
     if (z->offload_param.device == ZERO_OFFLOAD_CPU && z->stage == 3 &&
         (z->zero_hpz_partition_size > 1 || z->zero_quantized_weights)) {
         /* hpZ's refresh reads the shards in device memory, and qwZ's encode
@@ -199,12 +193,15 @@ static zero_status_t check_device_offload(zero_engine_h e)
                      zero_mem_kind_string(e->kind));
         return ZERO_ERR_UNSUPPORTED;
     }
-    if (opt == ZERO_OFFLOAD_NVME && (z->offload_optimizer.ratio < 1.0 || z->offload_optimizer.overlap_step)) {
+    if ((opt == ZERO_OFFLOAD_NVME || opt == ZERO_OFFLOAD_REMOTE) &&
+        (z->offload_optimizer.ratio < 1.0 || z->offload_optimizer.overlap_step)) {
         /* ratio picks buckets for host memory and overlap_step keeps an undo
-         * copy of them there: neither is built for state in the NVMe file */
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.%s with device \"nvme\" and "
+         * copy of them there: neither is built for state in the NVMe file or
+         * on zero-optd servers */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.%s with device \"%s\" and "
                      "mem_kind %s: only with device \"cpu\" in this version",
-                     z->offload_optimizer.ratio < 1.0 ? "ratio < 1" : "overlap_step", zero_mem_kind_string(e->kind));
+                     z->offload_optimizer.ratio < 1.0 ? "ratio < 1" : "overlap_step",
+                     opt == ZERO_OFFLOAD_NVME ? "nvme" : "remote", zero_mem_kind_string(e->kind));
         return ZERO_ERR_UNSUPPORTED;
     }
     if (z->offload_param.device == ZERO_OFFLOAD_NVME && z->stage == 3) {
