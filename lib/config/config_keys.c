@@ -277,13 +277,13 @@ const config_key_t config_zero_keys[] = {
 
 const config_key_t config_offload_optimizer_keys[] = {
     {KEY("device"), T_ENUM(config_offload_device_names), AT(zero_optimization.offload_optimizer.device), READ_BY_CODE,
-     DEF("\"none\""), DOC("where optimizer states live: `cpu` (a host rank's memory: no change; a device rank's: host memory, the step on the CPU, 16-bit gradients and weights through pinned slots, stage 1-3, [offload.md](offload.md#cpu-offload-for-device-ranks)), `nvme` (files under `nvme_path`; a device rank's under the CPU offload), `remote` (zero-optd, a libzero extension, host ranks); `nvme` and `remote` need stage 1-3; the step runs on the CPU (`\"hpu\"` is unsupported)")},
+     DEF("\"none\""), DOC("where optimizer states live: `cpu` (a host rank's memory: no change; a device rank's: host memory, the step on the CPU, 16-bit gradients and weights through pinned slots, stage 1-3, [offload.md](offload.md#cpu-offload-for-device-ranks)), `nvme` (files under `nvme_path`; a device rank's under the CPU offload), `remote` (zero-optd, a libzero extension; a device rank's under the CPU offload, its slots stepped on the servers, [optd.md](optd.md)); `nvme` and `remote` need stage 1-3; the step runs on the CPU (`\"hpu\"` is unsupported)")},
     {KEY("nvme_path"), .type = CONFIG_STRING, .type_doc = "non-empty string",
      AT(zero_optimization.offload_optimizer.nvme_path), READ_BY_CODE, DOC("directory for state files; required for `nvme` (need not exist when only checked)")},
     {KEY("pin_memory"), T_BOOL, AT(zero_optimization.offload_optimizer.pin_memory), DEF("false"),
      DOC("page-locked staging memory; host ranks: no effect (the NVMe buffers are ordinary, populated, aligned memory); device ranks with `cpu`: no effect, the state stays pageable and only the `buffer_count` transfer slots are pinned, whatever the value (`ZERO_OFFLOAD_PIN_LIMIT` bounds them)")},
     {KEY("buffer_count"), T_UINT(1, U32_MAX), AT(zero_optimization.offload_optimizer.buffer_count), DEF("4"),
-     DOC("NVMe staging buffers; each holds one range (`sub_group_size` elements) of the master and of every optimizer state, where DeepSpeed's holds one tensor; device ranks with `cpu`: the pinned transfer slots (at most 64), each min(`sub_group_size`, 2^24) elements of 4 bytes")},
+     DOC("NVMe staging buffers; each holds one range (`sub_group_size` elements) of the master and of every optimizer state, where DeepSpeed's holds one tensor; device ranks with `cpu` or `remote`: the pinned transfer slots (at most 64), each min(`sub_group_size`, 2^24) elements of 4 bytes")},
     {KEY("pipeline_read"), T_BOOL, AT(zero_optimization.offload_optimizer.pipeline_read), DEF("false"),
      DOC("overlap reading the next tile with the current step")},
     {KEY("pipeline_write"), T_BOOL, AT(zero_optimization.offload_optimizer.pipeline_write), DEF("false"),

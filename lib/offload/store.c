@@ -568,6 +568,11 @@ static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_sto
     params.threads = opts->threads > 0 ? opts->threads : 1;
     params.pin_limit = zero_offload_pin_limit();
     params.timeout_s = opts->timeout_s > 0 ? opts->timeout_s : STORE_DEFAULT_TIMEOUT_S;
+    if (opts->device == ZERO_STORE_DEVICE_REMOTE)
+        /* the remote store bounds each request to the servers by timeout_s
+         * and names the server that stalled; the CPU offload's own wait
+         * only backs that up, so it must not end first */
+        params.timeout_s *= 2;
     if (opts->device != ZERO_STORE_DEVICE_CPU) {
         inner.opts = opts;
         inner.slot_elems = params.slot_elems;

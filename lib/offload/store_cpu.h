@@ -96,7 +96,8 @@ zero_status_t zero_store_cpu_create(const zero_store_desc_t *desc, const zero_st
 typedef struct zero_store_cpu_stats {
     uint64_t bytes_down, bytes_up;   /* device -> host gradients, host -> device weights */
     uint64_t chunks;                 /* slots stepped */
-    double cpu_step_s;               /* in the CPU kernel (offload thread) */
+    double cpu_step_s;               /* in the CPU kernel (offload thread); with an inner store that prefers
+                                      * the step, in its step op (zero-optd: transfers and the servers' step) */
     double exposed_s;                /* the caller blocked in step_wait */
     unsigned pinned_slots, slots;
 } zero_store_cpu_stats_t;

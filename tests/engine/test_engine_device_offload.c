@@ -34,6 +34,16 @@
  *    bf16 AdamW with accumulation 2 and clipping, and with offload_param
  *    "cpu": as the CPU offload against the device engine (same tolerances),
  *    and the directory empty afterwards;
+ *  - offload_optimizer "remote" (the CPU offload with its slots stepped on
+ *    one zero-optd, run on a thread of this process): stages 1-3 x
+ *    fp32/bf16/fp16 x AdamW and Lamb (Lamb on staged ranges read from and
+ *    written to the server), SGD and Lion in bf16, accumulation 2 with clipping, and
+ *    with offload_param "cpu": bit for bit the CPU offload with the state in
+ *    this process (the server runs the same CPU kernel), with no state in
+ *    device memory; a checkpoint saved with it loads into the CPU offload
+ *    and the other way round, both training on to the same bits;
+ *  - refused for device ranks, naming the key: offload_param "nvme", and
+ *    "remote" with ratio < 1 or overlap_step;
  *  - stage-3 slices with offload_param "cpu": ZERO_ERR_UNSUPPORTED naming
  *    the key, and whole gathers work after it.
  *  - offload_optimizer.ratio 0.5 (the last buckets' state on the host, the
@@ -52,10 +62,13 @@
  * Without a CUDA device: exit 77.
  */
 #include "device_trainer.h"
+#include "offload/optd_server.h"
 #include "test_main.h"
 
 #include <cuda_runtime_api.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +91,7 @@ typedef struct run_cfg {
     const char *opt;
     int gas;
     double clip;
-    int offload;   /* offload_optimizer: 0 none, 1 "cpu", 2 "nvme" (the CPU offload over the NVMe file) */
+    int offload;   /* offload_optimizer: 0 none, 1 "cpu", 2 "nvme" (the CPU offload over the NVMe file), 3 "remote" */
     int param;     /* offload_param "cpu" (stage 3) */
     double ratio;   /* offload_optimizer.ratio; 0: not given (1.0) */
     int overlap;    /* offload_optimizer.overlap_step */
@@ -87,6 +100,7 @@ typedef struct run_cfg {
 
 static zero_engine_memory_t last_memory;   /* of the last run(), after its steps */
 static char nvme_dir[64];                  /* offload_optimizer.nvme_path of the "nvme" runs */
+static int optd_port;                      /* the zero-optd of the "remote" runs (test_remote) */
 
 typedef struct run_out {
     float w[STEPS][1024];
@@ -128,6 +142,10 @@ static void config_json(const run_cfg_t *c, char *buf, size_t size)
         snprintf(offload, sizeof(offload),
                  ", \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"%s\", \"buffer_count\": 3}",
                  nvme_dir);
+    else if (c->offload == 3)
+        snprintf(offload, sizeof(offload),
+                 ", \"offload_optimizer\": {\"device\": \"remote\", \"servers\": [\"127.0.0.1:%d\"], "
+                 "\"buffer_count\": 3}", optd_port);
     snprintf(fp16, sizeof(fp16), ", \"fp16\": {\"enabled\": true, \"initial_scale_power\": %d}",
              c->scale_power > 0 ? c->scale_power : 8);
     if (strcmp(c->opt, "SGD") == 0)
@@ -375,17 +393,15 @@ static void test_overlap(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-/* A checkpoint with offload, loaded without it: equal weights, and equal after one more step each. */
-static void checkpoint_without_offload(double ratio)
+/* A checkpoint saved by @p with, loaded by @p without: equal weights, and
+ * equal after one more step each. */
+static void checkpoint_across(run_cfg_t with, run_cfg_t without)
 {
     char dir[] = "/tmp/zero-device-offload-XXXXXX", cmd[256];
-    run_cfg_t with = {.stage = 2, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 1, .ratio = ratio};
-    run_cfg_t without = with;
     static float a[1024], b[1024];
     size_t total = numel(0) + numel(1) + numel(2);
     trainer_t t1, t2;
     ZERO_TEST_MEM_MARK();
-    without.offload = 0;
     CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
     CU_ASSERT_FATAL(make_trainer(&t1, &with) && make_trainer(&t2, &without));
     CU_ASSERT(train(&t1, 0, 2, NULL));
@@ -401,6 +417,15 @@ static void checkpoint_without_offload(double ratio)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     CU_ASSERT_EQUAL(system(cmd), 0);
     ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* A checkpoint with CPU offload, loaded without it. */
+static void checkpoint_without_offload(double ratio)
+{
+    run_cfg_t with = {.stage = 2, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 1, .ratio = ratio};
+    run_cfg_t without = with;
+    without.offload = 0;
+    checkpoint_across(with, without);
 }
 
 static void test_checkpoint_without_offload(void)
@@ -463,6 +488,87 @@ static void test_nvme_under_cpu_offload(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* ---- offload_optimizer "remote": the CPU offload's slots stepped on zero-optd ---- */
+
+typedef struct local_optd {
+    zero_optd_server_t *server;
+    pthread_t thread;
+    volatile sig_atomic_t stop;
+} local_optd_t;
+
+static void *local_optd_main(void *arg)
+{
+    local_optd_t *t = arg;
+    (void)zero_optd_server_run(t->server, &t->stop);
+    return NULL;
+}
+
+/* The same run with the state on the server and in this process (the CPU
+ * offload): the same bits, every step's info the same, no state in device
+ * memory. Lamb too: both run it on the device over staged ranges. */
+static void remote_pair(run_cfg_t c)
+{
+    run_out_t *cpu = calloc(1, sizeof(*cpu)), *remote = calloc(1, sizeof(*remote));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cpu);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(remote);
+    c.offload = 1;
+    CU_ASSERT_FATAL(run(&c, cpu));
+    c.offload = 3;
+    if (run(&c, remote)) {
+        int same = memcmp(cpu->w, remote->w, sizeof(cpu->w)) == 0;
+        printf("\n    remote stage %d %s %s gas %d clip %g offload_param %d: %s", c.stage,
+               c.dtype == ZERO_FP32 ? "fp32" : c.dtype == ZERO_BF16 ? "bf16" : "fp16", c.opt, c.gas, c.clip, c.param,
+               same ? "same bits as the CPU offload" : "DIFFERENT from the CPU offload");
+        CU_ASSERT(same);
+        for (int s = 0; s < STEPS; s++) {
+            CU_ASSERT_EQUAL(remote->info[s].stepped, cpu->info[s].stepped);
+            CU_ASSERT_EQUAL(remote->info[s].skipped, cpu->info[s].skipped);
+            CU_ASSERT_EQUAL(remote->info[s].loss_scale, cpu->info[s].loss_scale);
+        }
+        CU_ASSERT(memcmp(remote->w[0], remote->w[STEPS - 1], sizeof(remote->w[0])) != 0);
+        CU_ASSERT(remote->mem.offload_pinned > 0);
+        CU_ASSERT_EQUAL(remote->mem.master + remote->mem.optim_state, 0);
+    } else {
+        CU_FAIL("the run with remote optimizer state failed");
+    }
+    free(cpu);
+    free(remote);
+}
+
+static void test_remote(void)
+{
+    static const char *const opts[] = {"AdamW", "SGD", "Lion", "Lamb"};
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    zero_optd_server_opts_t o = {.host = "127.0.0.1", .threads = 2, .hello_timeout_s = 5.0, .io_timeout_s = 30.0};
+    local_optd_t t = {0};
+    run_cfg_t rc = {.stage = 2, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 3};
+    run_cfg_t cc = rc;
+    ZERO_TEST_MEM_MARK();
+    unsetenv("ZERO_JOB_TOKEN");   /* the server has none either */
+    CU_ASSERT_EQUAL_FATAL(zero_optd_server_create(&o, &t.server), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t.thread, NULL, local_optd_main, &t), 0);
+    optd_port = zero_optd_server_port(t.server);
+    /* AdamW and Lamb in every precision, SGD and Lion in bf16 */
+    for (int stage = 1; stage <= 3; stage++)
+        for (int d = 0; d < 3; d++)
+            for (int k = 0; k < 4; k++)
+                if (dtypes[d] == ZERO_BF16 || k == 0 || k == 3)
+                    remote_pair((run_cfg_t){.stage = stage, .dtype = dtypes[d], .opt = opts[k], .gas = 1});
+    for (int stage = 1; stage <= 3; stage++)
+        remote_pair((run_cfg_t){.stage = stage, .dtype = ZERO_FP16, .opt = "AdamW", .gas = 2, .clip = 0.5});
+    remote_pair((run_cfg_t){.stage = 3, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .param = 1});
+    /* checkpoints stream from the server and are pushed back to it */
+    cc.offload = 1;
+    checkpoint_across(rc, cc);
+    checkpoint_across(cc, rc);
+    rc.opt = cc.opt = "Lamb";
+    checkpoint_across(rc, cc);
+    t.stop = 1;
+    pthread_join(t.thread, NULL);
+    zero_optd_server_destroy(t.server);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* offload_param "cpu": the same run with the shards in device memory gives
  * the same bits, and the device holds no shard. */
 static void param_pair(run_cfg_t c)
@@ -514,16 +620,20 @@ static void test_param_offload(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-/* What stays refused for device ranks: offload_param "nvme" and remote
- * optimizer state, each naming the key, with nothing left behind. */
+/* What stays refused for device ranks: offload_param "nvme", and remote
+ * optimizer state with ratio < 1 or overlap_step, each naming the key, with
+ * nothing left behind. */
 static void test_refused(void)
 {
-    static const char *const blocks[2] = {
+    static const char *const blocks[3] = {
         "\"offload_param\": {\"device\": \"nvme\", \"nvme_path\": \"/tmp\"}",
-        "\"offload_optimizer\": {\"device\": \"remote\", \"servers\": [\"127.0.0.1:1\"]}"};
-    static const char *const keys[2] = {"offload_param.device \"nvme\"", "offload_optimizer.device \"remote\""};
+        "\"offload_optimizer\": {\"device\": \"remote\", \"servers\": [\"127.0.0.1:1\"], \"ratio\": 0.5}",
+        "\"offload_optimizer\": {\"device\": \"remote\", \"servers\": [\"127.0.0.1:1\"], \"overlap_step\": true}"};
+    static const char *const keys[3] = {"offload_param.device \"nvme\"",
+                                        "offload_optimizer.ratio < 1 with device \"remote\"",
+                                        "offload_optimizer.overlap_step with device \"remote\""};
     ZERO_TEST_MEM_MARK();
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         char json[512];
         zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_MEM_KIND |
                                                  ZERO_ENGINE_PARAM_FIELD_CUDA_STREAM,
@@ -604,7 +714,8 @@ int main(int argc, char **argv)
         {"pinning refused: one warning, pageable slots, same weights", test_pinning_refused},
         {"offload_param cpu at stage 3: the same bits, no shard in device memory", test_param_offload},
         {"offload_optimizer nvme under the CPU offload: as the device engine", test_nvme_under_cpu_offload},
-        {"offload_param nvme and remote state: refused for device ranks", test_refused},
+        {"offload_optimizer remote: the CPU offload's slots stepped on zero-optd, bit for bit", test_remote},
+        {"offload_param nvme, remote with ratio < 1 or overlap_step: refused for device ranks", test_refused},
         {"offload_param cpu: stage-3 slices refused at the call", test_slices_refused},
         CU_TEST_INFO_NULL,
     };
