@@ -62,13 +62,11 @@
  * Without a CUDA device: exit 77.
  */
 #include "device_trainer.h"
-#include "offload/optd_server.h"
+#include "optd_test.h"
 #include "test_main.h"
 
 #include <cuda_runtime_api.h>
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -490,19 +488,6 @@ static void test_nvme_under_cpu_offload(void)
 
 /* ---- offload_optimizer "remote": the CPU offload's slots stepped on zero-optd ---- */
 
-typedef struct local_optd {
-    zero_optd_server_t *server;
-    pthread_t thread;
-    volatile sig_atomic_t stop;
-} local_optd_t;
-
-static void *local_optd_main(void *arg)
-{
-    local_optd_t *t = arg;
-    (void)zero_optd_server_run(t->server, &t->stop);
-    return NULL;
-}
-
 /* The same run with the state on the server and in this process (the CPU
  * offload): the same bits, every step's info the same, no state in device
  * memory. Lamb too: both run it on the device over staged ranges. */
@@ -539,14 +524,13 @@ static void test_remote(void)
 {
     static const char *const opts[] = {"AdamW", "SGD", "Lion", "Lamb"};
     static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
-    zero_optd_server_opts_t o = {.host = "127.0.0.1", .threads = 2, .hello_timeout_s = 5.0, .io_timeout_s = 30.0};
-    local_optd_t t = {0};
+    zero_optd_server_opts_t o = {.threads = 2, .hello_timeout_s = 5.0, .io_timeout_s = 30.0};
+    zero_test_optd_t t;
     run_cfg_t rc = {.stage = 2, .dtype = ZERO_BF16, .opt = "AdamW", .gas = 1, .offload = 3};
     run_cfg_t cc = rc;
     ZERO_TEST_MEM_MARK();
     unsetenv("ZERO_JOB_TOKEN");   /* the server has none either */
-    CU_ASSERT_EQUAL_FATAL(zero_optd_server_create(&o, &t.server), ZERO_OK);
-    CU_ASSERT_EQUAL_FATAL(pthread_create(&t.thread, NULL, local_optd_main, &t), 0);
+    CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&t, &o), 0);
     optd_port = zero_optd_server_port(t.server);
     /* AdamW and Lamb in every precision, SGD and Lion in bf16 */
     for (int stage = 1; stage <= 3; stage++)
@@ -563,9 +547,7 @@ static void test_remote(void)
     checkpoint_across(cc, rc);
     rc.opt = cc.opt = "Lamb";
     checkpoint_across(rc, cc);
-    t.stop = 1;
-    pthread_join(t.thread, NULL);
-    zero_optd_server_destroy(t.server);
+    zero_test_optd_stop(&t);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 

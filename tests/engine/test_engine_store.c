@@ -15,7 +15,7 @@
  * engine must then hand it every owned range instead of acquiring it.
  */
 #include "test_main.h"
-#include "offload/optd_server.h"
+#include "optd_test.h"
 #include "offload/store.h"
 #include "offload/store_remote.h"
 #include "util/alloc.h"
@@ -939,19 +939,6 @@ static void test_store_factory(void)
 
 /* ---- zero-optd: the engine hands the remote store its step ---- */
 
-typedef struct local_optd {
-    zero_optd_server_t *server;
-    pthread_t thread;
-    volatile sig_atomic_t stop;
-} local_optd_t;
-
-static void *local_optd_main(void *arg)
-{
-    local_optd_t *t = arg;
-    (void)zero_optd_server_run(t->server, &t->stop);
-    return NULL;
-}
-
 /* With "device": "remote" the engine's elementwise step is zero-optd's STEP
  * (the gradient out, the weights back: 2 + 2 bytes per bf16 element plus
  * headers), never an acquire and a dirty release of the state (24 bytes per
@@ -959,16 +946,15 @@ static void *local_optd_main(void *arg)
  * the state in the rank. */
 static void test_remote_store_gets_the_step(void)
 {
-    zero_optd_server_opts_t o = {.host = "127.0.0.1", .threads = 1, .hello_timeout_s = 5.0, .io_timeout_s = 5.0};
-    local_optd_t t = {0};
+    zero_optd_server_opts_t o = {.threads = 1, .hello_timeout_s = 5.0, .io_timeout_s = 5.0};
+    zero_test_optd_t t;
     zero_param_h pa[NUM_PARAMS], pb[NUM_PARAMS];
     zero_store_remote_stats_t s0, s1;
     char json[512];
     zero_engine_h a, b;
     size_t owned = 0;
 
-    CU_ASSERT_EQUAL_FATAL(zero_optd_server_create(&o, &t.server), ZERO_OK);
-    CU_ASSERT_EQUAL_FATAL(pthread_create(&t.thread, NULL, local_optd_main, &t), 0);
+    CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&t, &o), 0);
     snprintf(json, sizeof(json),
              "{\"train_batch_size\": 1, " BF16 "\"optimizer\": " ADAMW ", \"gradient_clipping\": 0.5,"
              " \"zero_optimization\": {\"stage\": 1, \"reduce_bucket_size\": 2048, \"offload_optimizer\":"
@@ -998,9 +984,7 @@ static void test_remote_store_gets_the_step(void)
     assert_same_state(a, b);
     zero_engine_destroy(a);
     zero_engine_destroy(b);
-    t.stop = 1;
-    pthread_join(t.thread, NULL);
-    zero_optd_server_destroy(t.server);
+    zero_test_optd_stop(&t);
 }
 
 /* Lamb with "device": "remote", one and two servers, stages 1-3, bf16 and
@@ -1013,8 +997,8 @@ static void test_remote_store_gets_the_step(void)
  * must use the client's level for the sums to match. */
 static void test_remote_store_runs_lamb(void)
 {
-    zero_optd_server_opts_t o = {.host = "127.0.0.1", .threads = 1, .hello_timeout_s = 5.0, .io_timeout_s = 5.0};
-    local_optd_t t[2] = {{0}};
+    zero_optd_server_opts_t o = {.threads = 1, .hello_timeout_s = 5.0, .io_timeout_s = 5.0};
+    zero_test_optd_t t[2];
     static const struct {
         int stage;
         const char *precision;
@@ -1023,8 +1007,7 @@ static void test_remote_store_runs_lamb(void)
                       {1, "", ZERO_FP32}};
     unsetenv("ZERO_JOB_TOKEN");   /* the servers have none either */
     for (int s = 0; s < 2; s++) {
-        CU_ASSERT_EQUAL_FATAL(zero_optd_server_create(&o, &t[s].server), ZERO_OK);
-        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[s].thread, NULL, local_optd_main, &t[s]), 0);
+        CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&t[s], &o), 0);
     }
     for (int nserv = 1; nserv <= 2; nserv++)
         for (size_t c = 0; c < sizeof(lamb_cases) / sizeof(lamb_cases[0]); c++) {
@@ -1079,11 +1062,8 @@ static void test_remote_store_runs_lamb(void)
             zero_engine_destroy(a);
             zero_engine_destroy(b);
         }
-    for (int s = 0; s < 2; s++) {
-        t[s].stop = 1;
-        pthread_join(t[s].thread, NULL);
-        zero_optd_server_destroy(t[s].server);
-    }
+    for (int s = 0; s < 2; s++)
+        zero_test_optd_stop(&t[s]);
 }
 
 int main(int argc, char **argv)

@@ -19,9 +19,9 @@
  *     fails within the bound naming the server, and so does a later acquire;
  *   - undoable steps (overlap_step) refused on the remote store, naming it.
  */
+#include "optd_test.h"
 #include "test_main.h"
 #include "offload/cpu_inner.h"
-#include "offload/optd_server.h"
 #include "offload/store_remote.h"
 #include "optim/optim.h"
 #include "util/alloc.h"
@@ -46,48 +46,17 @@ static const unsigned char job_token[16] = {7, 1, 7, 1, 7, 1, 7, 1, 2, 3, 4, 5, 
 #define LEN0 ((size_t)2 * SLOT + 12345)
 #define LEN1 ((size_t)70001)
 
-/* ---------- a zero-optd on a thread of this process ---------- */
-
-typedef struct local_server {
-    zero_optd_server_t *server;
-    pthread_t thread;
-    volatile sig_atomic_t stop;
-    char addr[64];
-} local_server_t;
-
-static void *serve(void *arg)
-{
-    local_server_t *t = arg;
-    (void)zero_optd_server_run(t->server, &t->stop);
-    return NULL;
-}
-
-static int local_server_start(local_server_t *t)
+/* A zero-optd on a thread of this process, with the job token. */
+static int local_server_start(zero_test_optd_t *t)
 {
     zero_optd_server_opts_t o;
-    memset(t, 0, sizeof(*t));
     memset(&o, 0, sizeof(o));
-    o.host = "127.0.0.1";
     o.threads = 2;
     o.have_token = 1;
     memcpy(o.token, job_token, sizeof(job_token));
     o.hello_timeout_s = 5.0;
     o.io_timeout_s = 10.0;
-    if (zero_optd_server_create(&o, &t->server) != ZERO_OK)
-        return -1;
-    snprintf(t->addr, sizeof(t->addr), "127.0.0.1:%d", zero_optd_server_port(t->server));
-    if (pthread_create(&t->thread, NULL, serve, t) != 0) {
-        zero_optd_server_destroy(t->server);
-        return -1;
-    }
-    return 0;
-}
-
-static void local_server_stop(local_server_t *t)
-{
-    t->stop = 1;
-    pthread_join(t->thread, NULL);
-    zero_optd_server_destroy(t->server);
+    return zero_test_optd_start(t, &o);
 }
 
 /* ---------- the two inner stores ---------- */
@@ -267,7 +236,7 @@ static void compare_case(const char *const *addrs, const opt_case_t *oc, zero_dt
 static void test_bitwise(void)
 {
     static const zero_dtype_t dtypes[] = {ZERO_BF16, ZERO_FP16, ZERO_FP32};
-    local_server_t srv[2];
+    zero_test_optd_t srv[2];
     const char *addrs[2];
     zero_optim_ctx_t ctx;
     ZERO_TEST_MEM_MARK();
@@ -282,7 +251,7 @@ static void test_bitwise(void)
             if (d == 0 || opt_cases[o].type == ZERO_OPTIMIZER_ADAM || opt_cases[o].type == ZERO_OPTIMIZER_SGD)
                 compare_case(addrs, &opt_cases[o], dtypes[d], &ctx);
     for (int s = 0; s < 2; s++)
-        local_server_stop(&srv[s]);
+        zero_test_optd_stop(&srv[s]);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
@@ -318,7 +287,7 @@ static void *stepper_main(void *arg)
 
 static void test_checkpoint_while_stepping(void)
 {
-    local_server_t srv;
+    zero_test_optd_t srv;
     const char *addrs[1];
     zero_optim_ctx_t ctx;
     zero_cpu_inner_t host, remote;
@@ -366,60 +335,11 @@ static void test_checkpoint_while_stepping(void)
     zero_cpu_inner_fini(&remote);
     zero_free(sh.slot);
     zero_free(sr.slot);
-    local_server_stop(&srv);
+    zero_test_optd_stop(&srv);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
 /* ---------- a killed server; undo refused ---------- */
-
-/* The zero-optd tool on a free port, with the job token in its environment;
- * its address in @p addr. Returns its pid, or -1. */
-static pid_t start_optd(char *addr, size_t addr_len)
-{
-    const char *build = getenv("ZERO_BUILD_DIR");
-    char exe[4096], port_file[4096], token[33];
-    pid_t pid;
-    int port = 0;
-    if (build == NULL)
-        return -1;
-    snprintf(exe, sizeof(exe), "%s/tools/zero-optd/zero-optd", build);
-    snprintf(port_file, sizeof(port_file), "%s/tests/offload/cpu-inner-port-%d", build, (int)getpid());
-    for (int i = 0; i < 16; i++)
-        snprintf(token + 2 * i, 3, "%02x", job_token[i]);
-    unlink(port_file);
-    pid = fork();
-    if (pid == 0) {
-        setenv("ZERO_JOB_TOKEN", token, 1);
-        execl(exe, exe, "--listen", "127.0.0.1:0", "--port-file", port_file, (char *)NULL);
-        _exit(127);
-    }
-    for (double t0 = zero_clock_now(); pid > 0 && port <= 0 && zero_clock_now() - t0 < 20; zero_clock_sleep(0.05)) {
-        FILE *f = fopen(port_file, "r");
-        if (f != NULL) {
-            if (fscanf(f, "%d", &port) != 1)
-                port = 0;
-            fclose(f);
-        }
-    }
-    unlink(port_file);
-    if (pid > 0 && port <= 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return -1;
-    }
-    snprintf(addr, addr_len, "127.0.0.1:%d", port);
-    return pid;
-}
-
-static int error_names(uint64_t mark, const char *needle)
-{
-    const char *msg = zero_log_error_since(mark);
-    if (msg == NULL || strstr(msg, needle) == NULL) {
-        fprintf(stderr, "expected an error naming \"%s\", got: %s\n", needle, msg ? msg : "(none)");
-        return 0;
-    }
-    return 1;
-}
 
 static void test_server_killed(void)
 {
@@ -437,7 +357,7 @@ static void test_server_killed(void)
     ZERO_TEST_MEM_MARK();
     slot = zero_malloc(SLOT * 2);
     CU_ASSERT_FATAL(slot != NULL);
-    pid = start_optd(addr, sizeof(addr));
+    pid = zero_test_optd_spawn(job_token, addr, sizeof(addr));
     CU_ASSERT_FATAL(pid > 0);
     CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
     CU_ASSERT_FATAL(remote_inner(&remote, addrs, 1, 2, timeout_s, &ctx));
@@ -454,13 +374,13 @@ static void test_server_killed(void)
     status = zero_cpu_inner_step(&remote, &st, slot, NULL);
     took = zero_clock_now() - t0;
     CU_ASSERT(status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT);
-    CU_ASSERT(error_names(mark, addr));
+    CU_ASSERT(zero_test_error_has(mark, addr));
     CU_ASSERT(took < timeout_s + 2.0);
     printf("\n    killed server: %s after %.2f s", zero_status_string(status), took);
     /* a checkpoint after it: refused, saying why */
     mark = zero_log_error_mark();
     CU_ASSERT_NOT_EQUAL(zero_cpu_inner_acquire(&remote, &r), ZERO_OK);
-    CU_ASSERT(error_names(mark, "resume from the last checkpoint"));
+    CU_ASSERT(zero_test_error_has(mark, "resume from the last checkpoint"));
     zero_cpu_inner_fini(&remote);
     zero_free(slot);
     ZERO_TEST_ASSERT_NO_LEAK();
@@ -468,7 +388,7 @@ static void test_server_killed(void)
 
 static void test_undo_refused(void)
 {
-    local_server_t srv;
+    zero_test_optd_t srv;
     const char *addrs[1];
     zero_optim_ctx_t ctx;
     zero_cpu_inner_t remote, host;
@@ -481,12 +401,12 @@ static void test_undo_refused(void)
     CU_ASSERT_FATAL(host_inner(&host, 2, &ctx));
     mark = zero_log_error_mark();
     CU_ASSERT_EQUAL(zero_cpu_inner_prepare_undo(&remote), ZERO_ERR_UNSUPPORTED);
-    CU_ASSERT(error_names(mark, "overlap_step"));
-    CU_ASSERT(error_names(mark, "remote"));
+    CU_ASSERT(zero_test_error_has(mark, "overlap_step"));
+    CU_ASSERT(zero_test_error_has(mark, "remote"));
     CU_ASSERT_EQUAL(zero_cpu_inner_prepare_undo(&host), ZERO_OK);   /* the host store keeps its undo copy */
     zero_cpu_inner_fini(&remote);
     zero_cpu_inner_fini(&host);
-    local_server_stop(&srv);
+    zero_test_optd_stop(&srv);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
