@@ -41,6 +41,8 @@
  * "cpu" (the CPU offload store) against the same reference and tolerances;
  * with =nvme (engine-staged-offload-nvme-2) likewise with "nvme" (on a
  * device rank the CPU offload over the NVMe store's file, in $TMPDIR or /tmp);
+ * with =remote (engine-staged-offload-remote-2) with "remote" on the servers
+ * zero-launch --optd starts (a device rank's CPU offload over the remote store);
  * stage 0, which has no owned shard to offload, runs without it.
  *
  * With ZERO_TEST_OFFLOAD_PARAM=cpu (gpu-check's engine-staged-param-offload
@@ -260,7 +262,7 @@ static int param_offload_asked(void)
     return v != NULL && strcmp(v, "cpu") == 0;
 }
 
-/* The offload blocks ZERO_TEST_OFFLOAD_OPTIMIZER ("cpu", stages 1-3) and
+/* The offload blocks ZERO_TEST_OFFLOAD_OPTIMIZER ("cpu", "nvme", "remote", stages 1-3) and
  * ZERO_TEST_OFFLOAD_PARAM ("cpu", stage 3) ask for. */
 static const char *offload_block(const combo_t *c)
 {
@@ -272,6 +274,8 @@ static const char *offload_block(const combo_t *c)
     else if (v != NULL && strcmp(v, "nvme") == 0 && c->stage > 0)   /* the file is unlinked at once: any directory */
         snprintf(buf, 300, ", \"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"%.128s\", \"buffer_count\": 3}, "
                  "\"sub_group_size\": 100", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    else if (v != NULL && strcmp(v, "remote") == 0 && c->stage > 0)   /* servers: zero-launch --optd */
+        strcat(buf, ", \"offload_optimizer\": {\"device\": \"remote\", \"buffer_count\": 3}, \"sub_group_size\": 100");
     if (param_offload_asked() && c->stage == 3 && !c->no_param_offload)
         strcat(buf, ", \"offload_param\": {\"device\": \"cpu\", \"buffer_count\": 3, \"buffer_size\": 40}");
     return buf;
