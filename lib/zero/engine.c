@@ -201,7 +201,7 @@ static zero_status_t check_device_offload(zero_engine_h e)
         engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.offload_optimizer.%s with device \"%s\" and "
                      "mem_kind %s: only with device \"cpu\" in this version",
                      z->offload_optimizer.ratio < 1.0 ? "ratio < 1" : "overlap_step",
-                     opt == ZERO_OFFLOAD_NVME ? "nvme" : "remote", zero_mem_kind_string(e->kind));
+                     zero_offload_device_string(opt), zero_mem_kind_string(e->kind));
         return ZERO_ERR_UNSUPPORTED;
     }
     if (z->offload_param.device == ZERO_OFFLOAD_NVME && z->stage == 3) {
