@@ -8,6 +8,7 @@
 #include "util/alloc.h"
 
 #include <zero/zero.h>
+#include <stdio.h>
 #include <string.h>
 
 static void test_host_store_roundtrip(void)
@@ -390,6 +391,42 @@ static void test_cpu_store_refusals(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* "remote" for a device descriptor: the factory makes the CPU offload store
+ * over a remote store, never the remote store itself (which takes host memory
+ * only). Without a GPU the CPU offload's set-up is what fails; with one, the
+ * unreachable server (127.0.0.1:1) is. Either way not the remote store's
+ * refusal of device memory. */
+static void test_remote_for_device_goes_through_cpu_offload(void)
+{
+    const char *servers[1] = {"127.0.0.1:1"};
+    zero_store_options_t o;
+    zero_store_desc_t d;
+    zero_store_t *s = NULL;
+    const char *first;
+    ZERO_TEST_MEM_MARK();
+    memset(&o, 0, sizeof(o));
+    o.device = ZERO_STORE_DEVICE_REMOTE;
+    o.servers = servers;
+    o.num_servers = 1;
+    o.cuda_device = -1;
+    o.timeout_s = 2.0;
+    memset(&d, 0, sizeof(d));
+    d.kind = ZERO_MEM_DEVICE;
+    d.num_groups = 1;
+    d.length[0] = 16;
+    d.num_states = 2;
+    zero_test_first_error_begin();
+    CU_ASSERT_NOT_EQUAL(zero_store_create_for(&o, &d, &s), ZERO_OK);
+    first = zero_test_first_error_end();
+    CU_ASSERT_PTR_NULL(s);
+    CU_ASSERT(strstr(first, "remote store: bad descriptor") == NULL);
+    CU_ASSERT(strstr(first, "cpu offload store") != NULL || strstr(first, "CPU offload for a device engine") != NULL ||
+              strstr(first, "127.0.0.1:1") != NULL);
+    if (strstr(first, "remote store: bad descriptor") != NULL)
+        fprintf(stderr, "refused by the remote store, not the CPU offload: %s\n", first);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo tests[] = {
@@ -402,6 +439,7 @@ int main(int argc, char **argv)
         {"offload_optimizer.ratio: the placement of the buckets' state", test_ratio_map},
         {"CPU offload's in-place 16-bit kernel == the host store's step", test_run_kernel_g16_as_host_step},
         {"CPU offload store: bad kinds and params refused", test_cpu_store_refusals},
+        {"remote for a device descriptor: the CPU offload store over the remote store", test_remote_for_device_goes_through_cpu_offload},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"offload", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
