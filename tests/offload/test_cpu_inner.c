@@ -14,7 +14,9 @@
  *   - checkpoints while stepping: a second thread steps the slots (the
  *     offload thread) while this one acquires ranges of the remote store
  *     (the trainer's thread saving a checkpoint); every acquire succeeds and
- *     the final state is still bit for bit the host store's;
+ *     the final state is still bit for bit the host store's; over the
+ *     control connection and over the same-host data connection (its own
+ *     UCX worker);
  *   - a zero-optd process killed between two slots: the next slot's step
  *     fails within the bound naming the server, and so does a later acquire;
  *   - undoable steps (overlap_step) refused on the remote store, naming it.
@@ -285,7 +287,9 @@ static void *stepper_main(void *arg)
     return NULL;
 }
 
-static void test_checkpoint_while_stepping(void)
+/* @p same_host 1: the requests on the same-host data connection (a second
+ * UCX worker, ZERO_OPTD_SAME_HOST=1), 0: on the control connection. */
+static void checkpoint_while_stepping(int same_host)
 {
     zero_test_optd_t srv;
     const char *addrs[1];
@@ -300,7 +304,14 @@ static void test_checkpoint_while_stepping(void)
     CU_ASSERT_EQUAL_FATAL(local_server_start(&srv), 0);
     addrs[0] = srv.addr;
     CU_ASSERT_FATAL(host_inner(&host, 2, &ctx));
+    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
     CU_ASSERT_FATAL(remote_inner(&remote, addrs, 1, 2, 10.0, &ctx));
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    {
+        zero_store_remote_stats_t stats;
+        zero_store_remote_stats(remote.store, &stats);
+        CU_ASSERT_EQUAL(stats.same_host_links, same_host ? 1u : 0u);
+    }
     fill(&host);
     fill(&remote);
     sh = (stepper_t){.in = &host, .ctx = &ctx, .slot = zero_malloc(SLOT * 2)};
@@ -326,7 +337,7 @@ static void test_checkpoint_while_stepping(void)
         acquires++;
     } while (!__atomic_load_n(&sr.done, __ATOMIC_ACQUIRE));
     pthread_join(th, NULL);
-    printf("\n    %u acquires while stepping", acquires);
+    printf("\n    %u acquires while stepping%s", acquires, same_host ? " (data connection)" : "");
     CU_ASSERT_EQUAL(failed, 0);
     CU_ASSERT(acquires > 0);
     CU_ASSERT_EQUAL(sr.status, ZERO_OK);
@@ -338,6 +349,10 @@ static void test_checkpoint_while_stepping(void)
     zero_test_optd_stop(&srv);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
+
+static void test_checkpoint_while_stepping(void) { checkpoint_while_stepping(0); }
+
+static void test_checkpoint_while_stepping_same_host(void) { checkpoint_while_stepping(1); }
 
 /* ---------- a killed server; undo refused ---------- */
 
@@ -415,6 +430,7 @@ int main(int argc, char **argv)
     CU_TestInfo tests[] = {
         {"slots stepped on two zero-optd == on the host, bitwise", test_bitwise},
         {"checkpoint reads from another thread while the slots step: bitwise", test_checkpoint_while_stepping},
+        {"the same over the same-host data connection", test_checkpoint_while_stepping_same_host},
         {"zero-optd killed between slots: an error naming it, the store refuses", test_server_killed},
         {"undoable steps refused on the remote store", test_undo_refused},
         CU_TEST_INFO_NULL,
