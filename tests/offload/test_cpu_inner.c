@@ -267,7 +267,8 @@ typedef struct stepper {
     unsigned char *slot;
 } stepper_t;
 
-/* The offload thread's part: three AdamW steps in bf16 over every slot. */
+/* The offload thread's part: three AdamW steps in bf16 over every slot, each
+ * after a prefetch of the next (advance() in store_cpu.c). */
 static void *stepper_main(void *arg)
 {
     stepper_t *s = arg;
@@ -281,7 +282,12 @@ static void *stepper_main(void *arg)
                 st.begin = at;
                 st.count = n;
                 fill_slot(s->slot, ZERO_BF16, n, 77u * (uint64_t)step + (uint64_t)g + at, s->ctx);
-                s->status = zero_cpu_inner_step(s->in, &st, s->slot, NULL);
+                if (at + n < s->in->store->desc.length[g])   /* as the offload thread asks for the next chunk */
+                    s->status = zero_cpu_inner_prefetch(s->in, g, at + n,
+                                                        s->in->store->desc.length[g] - at - n < SLOT
+                                                            ? s->in->store->desc.length[g] - at - n : SLOT);
+                if (s->status == ZERO_OK)
+                    s->status = zero_cpu_inner_step(s->in, &st, s->slot, NULL);
             }
     __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
     return NULL;
