@@ -19,11 +19,20 @@
  *     UCX worker);
  *   - a zero-optd process killed between two slots: the next slot's step
  *     fails within the bound naming the server, and so does a later acquire;
+ *   - a zero-optd process stalled (SIGSTOP) or killed while a slot's
+ *     messages are in flight, with the trainer's thread waiting on the lock
+ *     to acquire: the step fails within one bound (killed: at once) naming
+ *     the server, and the waiting acquire then gets the store's refusal, so
+ *     the lock held across the step's waits delays it by at most the bound;
+ *   - the UCX workers of both contexts are serialized (the offload thread
+ *     steps and the trainer's thread acquires; UCX does not check this
+ *     itself, so ucp_worker_query does);
  *   - undoable steps (overlap_step) refused on the remote store, naming it.
  */
 #include "optd_test.h"
 #include "test_main.h"
 #include "offload/cpu_inner.h"
+#include "offload/optd_ucx.h"
 #include "offload/store_remote.h"
 #include "optim/optim.h"
 #include "util/alloc.h"
@@ -407,6 +416,127 @@ static void test_server_killed(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* ---------- a server stalled or killed mid-slot, the trainer's thread on the lock ---------- */
+
+typedef struct slot_stepper {
+    zero_cpu_inner_t *in;
+    const zero_store_async_step_t *st;
+    unsigned char *slot;
+    const char *addr;
+    zero_status_t status;
+    double took;
+    int named;   /* the error this thread logged names the server */
+} slot_stepper_t;
+
+/* The offload thread's step of one slot; the error is checked here, where it is logged. */
+static void *slot_stepper_main(void *arg)
+{
+    slot_stepper_t *s = arg;
+    uint64_t mark = zero_log_error_mark();
+    double t0 = zero_clock_now();
+    s->status = zero_cpu_inner_step(s->in, s->st, s->slot, NULL);
+    s->took = zero_clock_now() - t0;
+    s->named = s->status != ZERO_OK && zero_test_error_has(mark, s->addr);
+    return NULL;
+}
+
+/* zero-optd (a process) stopped before a slot's step, so the step's messages
+ * are in flight when this thread, a checkpoint's acquire, waits on the
+ * inner store's lock; @p kill_it: then killed mid-slot. The step fails
+ * naming the server (stalled: at the bound, once, not once per message in
+ * the window; killed: at once), and the acquire behind the lock returns
+ * right after it with the store's refusal. */
+static void server_lost_mid_slot(int kill_it)
+{
+    char addr[64];
+    const char *addrs[1] = {addr};
+    zero_optim_ctx_t ctx;
+    zero_cpu_inner_t remote;
+    zero_store_async_step_t st;
+    zero_store_range_t r = {.group = 1, .begin = 0, .count = 1000, .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
+    slot_stepper_t s;
+    pthread_t th;
+    double timeout_s = 3.0, t0, acquire_took;
+    zero_status_t acquired;
+    uint64_t mark;
+    pid_t pid;
+    ZERO_TEST_MEM_MARK();
+    memset(&s, 0, sizeof(s));
+    s.slot = zero_malloc(SLOT * 2);
+    CU_ASSERT_FATAL(s.slot != NULL);
+    pid = zero_test_optd_spawn(job_token, addr, sizeof(addr));
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+    CU_ASSERT_FATAL(remote_inner(&remote, addrs, 1, 2, timeout_s, &ctx));
+    slot_step(&st, ZERO_OPTIMIZER_ADAMW, 1, ZERO_BF16, &ctx);
+    st.count = SLOT;   /* three messages over a window of 2 */
+    fill_slot(s.slot, ZERO_BF16, SLOT, 9, &ctx);
+    CU_ASSERT_EQUAL(zero_cpu_inner_step(&remote, &st, s.slot, NULL), ZERO_OK);
+
+    kill(pid, SIGSTOP);
+    st.begin = SLOT;
+    s.in = &remote;
+    s.st = &st;
+    s.addr = addr;
+    t0 = zero_clock_now();
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, slot_stepper_main, &s), 0);
+    zero_clock_sleep(0.3);   /* the step holds the lock, its window sent, waiting for replies */
+    if (kill_it) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    mark = zero_log_error_mark();
+    acquired = zero_cpu_inner_acquire(&remote, &r);   /* waits on the lock until the step gives up */
+    acquire_took = zero_clock_now() - t0;
+    pthread_join(th, NULL);
+    if (!kill_it) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    printf("\n    %s mid-slot: step %s after %.2f s, the acquire behind the lock answered after %.2f s",
+           kill_it ? "killed" : "stalled", zero_status_string(s.status), s.took, acquire_took);
+    CU_ASSERT_EQUAL(s.status, kill_it ? ZERO_ERR_COMM : ZERO_ERR_TIMEOUT);
+    CU_ASSERT(s.named);
+    if (kill_it) {
+        CU_ASSERT(s.took < timeout_s);   /* UCX sees the closed connection: not the bound */
+    } else {
+        CU_ASSERT(s.took > 0.9 * timeout_s && s.took < 1.5 * timeout_s);   /* one bound, not one per message */
+    }
+    CU_ASSERT_NOT_EQUAL(acquired, ZERO_OK);
+    CU_ASSERT(zero_test_error_has(mark, "resume from the last checkpoint"));
+    CU_ASSERT(acquire_took < s.took + 1.0);
+    if (acquired == ZERO_OK) {
+        (void)zero_cpu_inner_release(&remote, &r, 0);
+    }
+    zero_cpu_inner_fini(&remote);
+    zero_free(s.slot);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_server_stalled_mid_slot(void) { server_lost_mid_slot(0); }
+
+static void test_server_killed_mid_slot(void) { server_lost_mid_slot(1); }
+
+/* The offload thread steps on the remote store's workers and the trainer's
+ * thread acquires on them: both contexts' workers must be in UCX's
+ * serialized mode (single mode allows one thread; UCX 1.13 does not check
+ * it, so a regression would pass every other test here). */
+static void test_workers_serialized(void)
+{
+    const char *data[ZERO_OPTD_DATA_SETTINGS];
+    zero_optd_data_settings(data);
+    for (int k = 0; k < 2; k++) {
+        zero_optd_ucx_t u;
+        ucp_worker_attr_t attr;
+        CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, k == 0 ? NULL : data, "offload-cpu-inner"), ZERO_OK);
+        memset(&attr, 0, sizeof(attr));
+        attr.field_mask = UCP_WORKER_ATTR_FIELD_THREAD_MODE;
+        CU_ASSERT_EQUAL(ucp_worker_query(u.worker, &attr), UCS_OK);
+        CU_ASSERT_EQUAL(attr.thread_mode, UCS_THREAD_MODE_SERIALIZED);
+        zero_optd_ucx_close(&u);
+    }
+}
+
 static void test_undo_refused(void)
 {
     zero_test_optd_t srv;
@@ -438,6 +568,11 @@ int main(int argc, char **argv)
         {"checkpoint reads from another thread while the slots step: bitwise", test_checkpoint_while_stepping},
         {"the same over the same-host data connection", test_checkpoint_while_stepping_same_host},
         {"zero-optd killed between slots: an error naming it, the store refuses", test_server_killed},
+        {"zero-optd stalled mid-slot: one bound, naming it; the acquire on the lock then refused",
+         test_server_stalled_mid_slot},
+        {"zero-optd killed mid-slot: at once, naming it; the acquire on the lock then refused",
+         test_server_killed_mid_slot},
+        {"the optd UCX workers (both contexts) are serialized", test_workers_serialized},
         {"undoable steps refused on the remote store", test_undo_refused},
         CU_TEST_INFO_NULL,
     };
