@@ -26,7 +26,10 @@
  * store's other side). Every call here holds the inner store's lock for its
  * whole use of the store, so the inner store sees one caller at a time, as
  * store.h asks; the remote store's UCX workers are created serialized
- * (optd_ucx.h) for exactly this: two threads, one at a time.
+ * (optd_ucx.h) for exactly this: two threads, one at a time. A slot's step
+ * on the remote store keeps the lock across its waits for the servers (only
+ * this thread progresses its workers, and nothing it waits for needs the
+ * lock), so an acquire behind it waits at most the store's bound.
  */
 #ifndef ZERO_OFFLOAD_CPU_INNER_H
 #define ZERO_OFFLOAD_CPU_INNER_H

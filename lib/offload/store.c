@@ -571,7 +571,10 @@ static zero_status_t create_cpu(const zero_store_options_t *opts, const zero_sto
     if (opts->device == ZERO_STORE_DEVICE_REMOTE)
         /* the remote store bounds each request to the servers by timeout_s
          * and names the server that stalled; the CPU offload's own wait
-         * only backs that up, so it must not end first */
+         * only backs that up, so it must not end first. It counts from
+         * step_wait over the whole step, though: a step longer than this in
+         * all still ends here (docs/offload.md, zero-optd below the CPU
+         * offload) */
         params.timeout_s *= 2;
     if (opts->device != ZERO_STORE_DEVICE_CPU) {
         inner.opts = opts;
