@@ -369,54 +369,7 @@ static void test_checkpoint_while_stepping(void) { checkpoint_while_stepping(0);
 
 static void test_checkpoint_while_stepping_same_host(void) { checkpoint_while_stepping(1); }
 
-/* ---------- a killed server; undo refused ---------- */
-
-static void test_server_killed(void)
-{
-    char addr[64];
-    const char *addrs[1] = {addr};
-    zero_optim_ctx_t ctx;
-    zero_cpu_inner_t remote;
-    zero_store_async_step_t st;
-    zero_store_range_t r = {.group = 0, .begin = 0, .count = 1000, .fields = ZERO_STORE_FIELD_BIT(ZERO_STORE_MASTER)};
-    unsigned char *slot;
-    double timeout_s = 3.0, t0, took;
-    zero_status_t status;
-    uint64_t mark;
-    pid_t pid;
-    ZERO_TEST_MEM_MARK();
-    slot = zero_malloc(SLOT * 2);
-    CU_ASSERT_FATAL(slot != NULL);
-    pid = zero_test_optd_spawn(job_token, addr, sizeof(addr));
-    CU_ASSERT_FATAL(pid > 0);
-    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
-    CU_ASSERT_FATAL(remote_inner(&remote, addrs, 1, 2, timeout_s, &ctx));
-    slot_step(&st, ZERO_OPTIMIZER_ADAMW, 1, ZERO_BF16, &ctx);
-    st.count = SLOT;
-    fill_slot(slot, ZERO_BF16, SLOT, 5, &ctx);
-    CU_ASSERT_EQUAL(zero_cpu_inner_step(&remote, &st, slot, NULL), ZERO_OK);
-
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    mark = zero_log_error_mark();
-    t0 = zero_clock_now();
-    st.begin = SLOT;
-    status = zero_cpu_inner_step(&remote, &st, slot, NULL);
-    took = zero_clock_now() - t0;
-    CU_ASSERT(status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT);
-    CU_ASSERT(zero_test_error_has(mark, addr));
-    CU_ASSERT(took < timeout_s + 2.0);
-    printf("\n    killed server: %s after %.2f s", zero_status_string(status), took);
-    /* a checkpoint after it: refused, saying why */
-    mark = zero_log_error_mark();
-    CU_ASSERT_NOT_EQUAL(zero_cpu_inner_acquire(&remote, &r), ZERO_OK);
-    CU_ASSERT(zero_test_error_has(mark, "resume from the last checkpoint"));
-    zero_cpu_inner_fini(&remote);
-    zero_free(slot);
-    ZERO_TEST_ASSERT_NO_LEAK();
-}
-
-/* ---------- a server stalled or killed mid-slot, the trainer's thread on the lock ---------- */
+/* ---------- a server killed or stalled, the trainer's thread on the lock; undo refused ---------- */
 
 typedef struct slot_stepper {
     zero_cpu_inner_t *in;
@@ -440,14 +393,21 @@ static void *slot_stepper_main(void *arg)
     return NULL;
 }
 
-/* zero-optd (a process) stopped before a slot's step, so the step's messages
- * are in flight when this thread, a checkpoint's acquire, waits on the
- * inner store's lock; @p kill_it: then killed mid-slot. The step fails
- * naming the server (stalled: at the bound, once, not once per message in
- * the window; killed: at once), and the acquire behind the lock returns
- * right after it with the store's refusal. */
-static void server_lost_mid_slot(int kill_it)
+typedef enum lost_how {
+    KILLED_BETWEEN,   /* SIGKILL before the slot's step */
+    STALLED_MID,      /* SIGSTOP before the step: its messages are in flight, unanswered */
+    KILLED_MID,       /* SIGSTOP before the step, SIGKILL while its messages are in flight */
+} lost_how_t;
+
+/* zero-optd (a process) lost @p how around a slot's step on another thread
+ * (the offload thread), while this thread, a checkpoint's acquire, waits on
+ * the inner store's lock. The step fails naming the server (killed: at
+ * once; stalled: at the bound, once, not once per message in the window),
+ * and the acquire behind the lock returns right after it with the store's
+ * refusal. */
+static void server_lost(lost_how_t how)
 {
+    static const char *const names[] = {"killed between slots", "stalled mid-slot", "killed mid-slot"};
     char addr[64];
     const char *addrs[1] = {addr};
     zero_optim_ctx_t ctx;
@@ -473,15 +433,17 @@ static void server_lost_mid_slot(int kill_it)
     fill_slot(s.slot, ZERO_BF16, SLOT, 9, &ctx);
     CU_ASSERT_EQUAL(zero_cpu_inner_step(&remote, &st, s.slot, NULL), ZERO_OK);
 
-    kill(pid, SIGSTOP);
+    kill(pid, how == KILLED_BETWEEN ? SIGKILL : SIGSTOP);
+    if (how == KILLED_BETWEEN)
+        waitpid(pid, NULL, 0);
     st.begin = SLOT;
     s.in = &remote;
     s.st = &st;
     s.addr = addr;
     t0 = zero_clock_now();
     CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, slot_stepper_main, &s), 0);
-    zero_clock_sleep(0.3);   /* the step holds the lock, its window sent, waiting for replies */
-    if (kill_it) {
+    zero_clock_sleep(0.3);   /* mid-slot: the step holds the lock, its window sent, waiting for replies */
+    if (how == KILLED_MID) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
@@ -489,19 +451,24 @@ static void server_lost_mid_slot(int kill_it)
     acquired = zero_cpu_inner_acquire(&remote, &r);   /* waits on the lock until the step gives up */
     acquire_took = zero_clock_now() - t0;
     pthread_join(th, NULL);
-    if (!kill_it) {
+    if (how == STALLED_MID) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
-    printf("\n    %s mid-slot: step %s after %.2f s, the acquire behind the lock answered after %.2f s",
-           kill_it ? "killed" : "stalled", zero_status_string(s.status), s.took, acquire_took);
-    CU_ASSERT_EQUAL(s.status, kill_it ? ZERO_ERR_COMM : ZERO_ERR_TIMEOUT);
+    printf("\n    %s: step %s after %.2f s, the acquire behind the lock answered after %.2f s", names[how],
+           zero_status_string(s.status), s.took, acquire_took);
     CU_ASSERT(s.named);
-    if (kill_it) {
+    if (how == KILLED_MID) {
+        CU_ASSERT_EQUAL(s.status, ZERO_ERR_COMM);
         CU_ASSERT(s.took < timeout_s);   /* UCX sees the closed connection: not the bound */
+    } else if (how == KILLED_BETWEEN) {
+        CU_ASSERT(s.status == ZERO_ERR_COMM || s.status == ZERO_ERR_TIMEOUT);
+        CU_ASSERT(s.took < timeout_s + 2.0);
     } else {
+        CU_ASSERT_EQUAL(s.status, ZERO_ERR_TIMEOUT);
         CU_ASSERT(s.took > 0.9 * timeout_s && s.took < 1.5 * timeout_s);   /* one bound, not one per message */
     }
+    /* a checkpoint after it: refused, saying why */
     CU_ASSERT_NOT_EQUAL(acquired, ZERO_OK);
     CU_ASSERT(zero_test_error_has(mark, "resume from the last checkpoint"));
     CU_ASSERT(acquire_took < s.took + 1.0);
@@ -513,9 +480,11 @@ static void server_lost_mid_slot(int kill_it)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-static void test_server_stalled_mid_slot(void) { server_lost_mid_slot(0); }
+static void test_server_killed(void) { server_lost(KILLED_BETWEEN); }
 
-static void test_server_killed_mid_slot(void) { server_lost_mid_slot(1); }
+static void test_server_stalled_mid_slot(void) { server_lost(STALLED_MID); }
+
+static void test_server_killed_mid_slot(void) { server_lost(KILLED_MID); }
 
 /* The offload thread steps on the remote store's workers and the trainer's
  * thread acquires on them: both contexts' workers must be in UCX's
@@ -567,7 +536,8 @@ int main(int argc, char **argv)
         {"slots stepped on two zero-optd == on the host, bitwise", test_bitwise},
         {"checkpoint reads from another thread while the slots step: bitwise", test_checkpoint_while_stepping},
         {"the same over the same-host data connection", test_checkpoint_while_stepping_same_host},
-        {"zero-optd killed between slots: an error naming it, the store refuses", test_server_killed},
+        {"zero-optd killed between slots: an error naming it; the acquire on the lock then refused",
+         test_server_killed},
         {"zero-optd stalled mid-slot: one bound, naming it; the acquire on the lock then refused",
          test_server_stalled_mid_slot},
         {"zero-optd killed mid-slot: at once, naming it; the acquire on the lock then refused",
