@@ -3,8 +3,8 @@
  * state on a zero-optd server (the remote store over UCX) against the same
  * step on the in-process host store, in one process and one run.
  *
- *   bench_optd (--optd PATH | --server HOST:PORT) [--n ELEMS] [--piece ELEMS]
- *              [--reps R] [--window W]
+ *   bench_optd (--optd PATH | --server HOST:PORT [--server-pid PID]) [--n ELEMS]
+ *              [--piece ELEMS] [--reps R] [--window W]
  *
  * --optd starts a zero-optd on 127.0.0.1 (UCX then picks shared memory);
  * --server uses one already listening (run.sh starts it in another network
@@ -17,13 +17,19 @@
  *   result: local_ms=<median host store step> remote_ms=<median remote step>
  *           sent_per_step=<bytes> received_per_step=<bytes> expected_per_way=<n*2>
  *           client_cpu_per_step_ms=<user+system CPU of this process per remote step>
- * The CPU figure shows whether the client burns a core while it waits.
+ *           server_cpu_per_step_ms=<CPU of every zero-optd thread per remote step; -1: unknown>
+ * The client's figure shows whether it burns a core while it waits; with the
+ * server's (its own child with --optd, --server-pid otherwise: the kernel's
+ * per-thread run time, so the server must be on this host) they show how
+ * many of the host's cores one step keeps busy, which bounds the step where
+ * client and server share a machine (bench/run optd's TCP paths).
  */
 #include "offload/store_remote.h"
 #include "optim/optim.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +87,35 @@ static zero_status_t one_step(zero_store_t *s, const zero_optim_ctx_t *ctx, size
     return status == ZERO_OK ? zero_store_step_wait(s) : status;
 }
 
+/* CPU time in seconds of every thread of process @p pid so far (the run
+ * time of /proc/PID/task/TID/schedstat, in nanoseconds, not clock ticks:
+ * a step takes milliseconds); -1 when it cannot be read. */
+static double process_cpu_seconds(pid_t pid)
+{
+    char path[64];
+    double total = 0.0;
+    struct dirent *d;
+    DIR *dir;
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    if (pid <= 0 || (dir = opendir(path)) == NULL)
+        return -1.0;
+    while ((d = readdir(dir)) != NULL) {
+        char stat_path[352];
+        unsigned long long ns;
+        FILE *f;
+        if (d->d_name[0] == '.')
+            continue;
+        snprintf(stat_path, sizeof(stat_path), "%s/%s/schedstat", path, d->d_name);
+        if ((f = fopen(stat_path, "r")) == NULL)
+            continue;   /* a thread that just ended */
+        if (fscanf(f, "%llu", &ns) == 1)
+            total += (double)ns * 1e-9;
+        fclose(f);
+    }
+    closedir(dir);
+    return total;
+}
+
 /* Starts @p optd on 127.0.0.1 with a free port; writes "127.0.0.1:PORT". */
 static pid_t start_server(const char *optd, char *addr, size_t addr_len)
 {
@@ -129,14 +164,16 @@ int main(int argc, char **argv)
     zero_store_remote_stats_t s0, s1;
     zero_optim_ctx_t ctx;
     uint16_t *grad = NULL, *weights = NULL;
-    double *t_local = NULL, *t_remote = NULL, local, rem, sent, received, cpu0, cpu;
-    pid_t pid = -1;
+    double *t_local = NULL, *t_remote = NULL, local, rem, sent, received, cpu0, cpu, srv0, srv_cpu;
+    pid_t pid = -1, server_pid = -1;
 
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--optd") == 0)
             optd = argv[i + 1];
         else if (strcmp(argv[i], "--server") == 0)
             server = argv[i + 1];
+        else if (strcmp(argv[i], "--server-pid") == 0)
+            server_pid = (pid_t)atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--n") == 0)
             n = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--piece") == 0)
@@ -147,8 +184,8 @@ int main(int argc, char **argv)
             window = atoi(argv[i + 1]);
     }
     if ((optd == NULL) == (server == NULL) || n == 0 || piece == 0 || reps < 1) {
-        fprintf(stderr, "usage: bench_optd (--optd PATH | --server HOST:PORT) [--n ELEMS] [--piece ELEMS] "
-                        "[--reps R] [--window W]\n");
+        fprintf(stderr, "usage: bench_optd (--optd PATH | --server HOST:PORT [--server-pid PID]) [--n ELEMS] "
+                        "[--piece ELEMS] [--reps R] [--window W]\n");
         return 2;
     }
     if (server != NULL) {
@@ -158,6 +195,7 @@ int main(int argc, char **argv)
         unsetenv("ZERO_JOB_TOKEN");
         if ((pid = start_server(optd, addr, sizeof(addr))) < 0)
             return 1;
+        server_pid = pid;
     }
 
     memset(&desc, 0, sizeof(desc));
@@ -188,16 +226,20 @@ int main(int argc, char **argv)
         goto out;
     zero_store_remote_stats(remote, &s0);
     cpu = 0.0;
+    srv_cpu = process_cpu_seconds(server_pid) < 0 ? -1.0 : 0.0;
     for (int k = 0; k < reps; k++) {
         double t0 = zero_clock_now();
         (void)one_step(host, &ctx, n, piece, 2 + k, grad, weights);
         t_local[k] = zero_clock_now() - t0;
         cpu0 = cpu_seconds();
+        srv0 = srv_cpu < 0 ? 0.0 : process_cpu_seconds(server_pid);
         t0 = zero_clock_now();
         if (one_step(remote, &ctx, n, piece, 2 + k, grad, weights) != ZERO_OK)
             goto out;
         t_remote[k] = zero_clock_now() - t0;
         cpu += cpu_seconds() - cpu0;
+        if (srv_cpu >= 0)
+            srv_cpu += process_cpu_seconds(server_pid) - srv0;
     }
     zero_store_remote_stats(remote, &s1);
     sent = (double)(s1.bytes_sent - s0.bytes_sent) / reps;
@@ -209,6 +251,9 @@ int main(int argc, char **argv)
     printf("host store (in process):  %8.2f ms/step\n", local * 1e3);
     printf("remote store (zero-optd): %8.2f ms/step  ratio %.2f; this process used %.2f ms of CPU per remote step\n",
            rem * 1e3, rem / local, cpu / reps * 1e3);
+    if (srv_cpu >= 0)
+        printf("the server used %.2f ms of CPU per remote step (all its threads); with this process's, %.2f cores "
+               "busy during the remote step\n", srv_cpu / reps * 1e3, (cpu + srv_cpu) / reps / rem);
     printf("message bytes per step: %.0f sent, %.0f received (expected %.0f each way: 2 B per element, plus "
            "headers)\n", sent, received, (double)n * 2);
     printf("servers reached over a same-host data connection: %llu of 1\n", (unsigned long long)s1.same_host_links);
@@ -216,8 +261,8 @@ int main(int argc, char **argv)
            "(no event)\n", (double)(s1.sleeps - s0.sleeps) / reps,
            (double)(s1.sleep_timeouts - s0.sleep_timeouts) / reps);
     printf("result: local_ms=%.3f remote_ms=%.3f sent_per_step=%.0f received_per_step=%.0f expected_per_way=%.0f "
-           "client_cpu_per_step_ms=%.3f\n", local * 1e3, rem * 1e3, sent, received, (double)n * 2,
-           cpu / reps * 1e3);
+           "client_cpu_per_step_ms=%.3f server_cpu_per_step_ms=%.3f\n", local * 1e3, rem * 1e3, sent, received,
+           (double)n * 2, cpu / reps * 1e3, srv_cpu < 0 ? -1.0 : srv_cpu / reps * 1e3);
     rc = 0;
 out:
     if (rc != 0)

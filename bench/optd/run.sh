@@ -25,6 +25,10 @@
 # Bytes: the store's message bytes per step each way against the expected
 # 2 bytes per element each way, and on the veth paths the bytes both ends
 # transmitted during the remote steps (TCP/IP included) per step.
+# CPU: bench_optd prints the client's and the server's CPU time per remote
+# step; on the shaped link this script sets them beside the step time and
+# the unshaped step's time (when both ends share the host's cores and the
+# step needs them all, the CPU bounds it, not the link).
 #
 # Last line:
 #   summary: optd_shm_step_over_local=<x> optd_tcp_throughput_over_link=<y>
@@ -148,7 +152,7 @@ tcp_run() {
     fi
     before=$(link_bytes)
     ip netns exec "$ns1" env UCX_TLS=tcp UCX_NET_DEVICES="$va" \
-        "$bench" --server "$addr2:$port" "${args[@]}" | tee "$tmp/$name.out" || return 1
+        "$bench" --server "$addr2:$port" --server-pid "$server_pid" "${args[@]}" | tee "$tmp/$name.out" || return 1
     after=$(link_bytes)
     kill "$server_pid" 2>/dev/null
     wait "$server_pid" 2>/dev/null
@@ -232,6 +236,12 @@ if [ -z "$why" ]; then
                      "of both directions at once, ratio $(ratio "$(throughput_both tcp-tc)" \
                      "$(awk -v a="${link_both% *}" -v b="${link_both#* }" 'BEGIN { printf "%.1f", a + b }')")"
                 [ "$tcp_ratio" = na ] && echo "optd: no raw bandwidth of the shaped link (ucx_perftest)" >&2
+                # Both ends share this host's cores: a step that needs them all is bound by the CPU, not
+                # the link, and then runs as fast unshaped (docs/optd.md, "Where the CPU goes over TCP").
+                echo "step CPU (shaped): client $(field client_cpu_per_step_ms "$tmp/tcp-tc.out") ms + server" \
+                     "$(field server_cpu_per_step_ms "$tmp/tcp-tc.out") ms per" \
+                     "$(field remote_ms "$tmp/tcp-tc.out") ms step, on a host of $(nproc) cores;" \
+                     "the same step unshaped: $(field remote_ms "$tmp/tcp.out") ms"
             else
                 echo "optd: the run over the shaped link failed" >&2
             fi

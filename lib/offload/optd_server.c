@@ -131,6 +131,7 @@ struct zero_optd_server {
     ucp_listener_h listener;
     ucp_listener_h data_listener;   /* same-host data connections (no peer-failure mode); NULL: none */
     int data_port;
+    int data_conns;              /* open same-host data connections: the loop spins only while there are */
     int done_fd;                 /* eventfd: the worker thread finished a slot; -1: none */
     int port;
     zero_thread_pool_t *pool;
@@ -307,6 +308,7 @@ static void conn_close(optd_conn_t *c, const char *why)
     c->close_why[0] = '\0';
     c->hello_done = 0;
     c->refused = 0;
+    s->data_conns -= c->data != 0;
     c->data = 0;
     c->owner = c;
     c->rank = 0;
@@ -388,6 +390,7 @@ static void accept_pending(zero_optd_server_t *s)
         }
         c->state = CONN_NEW;
         c->data = data;
+        s->data_conns += data != 0;
         c->owner = c;
         c->key = new_key((int)(c - s->conns));
         c->opened_at = zero_clock_now();
@@ -1125,7 +1128,15 @@ static void reap(zero_optd_server_t *s)
 }
 
 /* With nothing to do, the loop spins this long after its last activity
- * before it sleeps: a rank mid-step sends its next piece within microseconds.
+ * before it sleeps, while a same-host data connection is open: a rank
+ * mid-step sends its next piece within microseconds, and a sender waiting
+ * for room in the shared-memory FIFO needs this side's progress. Without one
+ * it sleeps at once: over TCP the kernel holds what arrives and the event
+ * descriptor wakes the loop, while each pass of the spin is an epoll_wait
+ * on UCX's sockets that finds nothing (a 4 Mi-element step: 3179 of them
+ * against 243, with the same 75 receives; 1.2-1.5 ms of the server's 8-10 ms
+ * of CPU, on a machine both ends share: docs/optd.md, "Where the CPU goes
+ * over TCP").
  * It sleeps in poll on UCX's event descriptor and on the worker thread's
  * done_fd, for at most SLEEP_SLICE_MS, so the reaping of connections (hello
  * deadlines, failed clients) keeps running while it is idle. */
@@ -1194,7 +1205,7 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
         }
         /* Nothing moved: the worker thread may be stepping (it writes done_fd
          * when it finishes a slot) or UCX is waiting for the network. */
-        if (zero_clock_now() - last_activity < SPIN_AFTER_ACTIVITY_S)
+        if (s->data_conns > 0 && zero_clock_now() - last_activity < SPIN_AFTER_ACTIVITY_S)
             continue;
         sleep_until_event(s);
     }
