@@ -59,6 +59,17 @@
  * With both (engine-hpz-qwz-world4, engine-device-hpz-qwz-world4), hpZ's
  * quantized refresh must give the weights of qwZ alone bit for bit.
  *
+ * With ZERO_TEST_QGZ=1 (engine-qgz-world*, engine-device-qgz-world*, gpu-check's
+ * engine-staged-qgz step), only stage 3 runs, with zero_quantized_gradients:
+ * the weights must lie within qgz_extra of the same engine's run without
+ * qgZ (qgz_check; in fp32 some weight must differ, Lion's aside), which in turn meets the
+ * reference. The device engine's must match the host engine's within the
+ * plain tolerances: the device path reduces to the host's gradients bit for
+ * bit (the kernels are the C codec's arithmetic), so only the optimizer's
+ * arithmetic differs, as without qgZ. ZERO_TEST_NODE_SIZE=P describes the
+ * job as nodes of P ranks (rank r on node r / P), so that qgZ at 4 ranks
+ * with P = 2 reduces in two levels (engine-qgz-nodes4, engine-device-qgz-nodes4).
+ *
  * Exit status: the number of failed combinations (0 = all passed).
  */
 #include <zero/zero.h>
@@ -124,6 +135,7 @@ typedef struct combo {
     int no_param_offload;   /* leave out what ZERO_TEST_OFFLOAD_PARAM asks for */
     int hpz;   /* zero_hpz_partition_size (1: off) */
     int qwz;   /* zero_quantized_weights */
+    int qgz;   /* zero_quantized_gradients */
 } combo_t;
 
 /* ---- the reference: one process, double precision ---- */
@@ -253,6 +265,14 @@ static int qwz_on(void)
     return v != NULL && atoi(v) == 1;
 }
 
+/* ZERO_TEST_QGZ=1 (engine-qgz-world*, engine-device-qgz-world*): only stage
+ * 3 runs, each combination with zero_quantized_gradients (qgz_check). */
+static int qgz_on(void)
+{
+    const char *v = getenv("ZERO_TEST_QGZ");
+    return v != NULL && atoi(v) == 1;
+}
+
 /* Whether ZERO_TEST_OFFLOAD_PARAM asks for offload_param "cpu" at stage 3. */
 static int param_offload_asked(void)
 {
@@ -303,9 +323,10 @@ static char *config_json(const combo_t *c)
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"allgather_bucket_size\": 300,"
              " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200,"
              " \"check_grad_writes\": %s, \"zero_hpz_partition_size\": %d,"
-             " \"zero_quantized_weights\": %s%s}}",
+             " \"zero_quantized_weights\": %s, \"zero_quantized_gradients\": %s%s}}",
              c->gas, c->opt == OPT_SGD_MOMENTUM ? "SGD" : opt_names[c->opt], opt_params, prec, c->clip, c->stage,
-             c->gas == 3 ? "true" : "false", c->hpz > 1 ? c->hpz : 1, c->qwz ? "true" : "false", offload_block(c));
+             c->gas == 3 ? "true" : "false", c->hpz > 1 ? c->hpz : 1, c->qwz ? "true" : "false",
+             c->qgz ? "true" : "false", offload_block(c));
     return buf;
 }
 
@@ -608,6 +629,77 @@ static int qwz_check(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, i
     return bad;
 }
 
+/* What qgZ may change in a weight, on top of the plain tolerances: each
+ * rank's gradient block is rounded to an int8 step of its largest value
+ * (error <= amax / 254, quant.h), so the averaged gradient is off by at most
+ * 0.5 / 254 = 0.002 here (|gradient| <= 0.48); relative to the smallest
+ * gradients (0.02) that is 10%, which moves an Adam-like update (lr x
+ * m / sqrt(v)) by at most 10% of lr a step: 4 steps x 0.1 x 0.01 = 4e-3.
+ * A wrong average (a sum, a lost or doubled block) moves SGD's weights by
+ * several times that. Except with clipping for Adam (L2 mode) and Adagrad:
+ * their weight decay is added to the clipped gradient (about 5% of its
+ * size here), and on some elements the two nearly cancel, so a 1e-3 change
+ * of the gradient may turn the normalized update around (seen at 4 ranks:
+ * 0.02). There only the most such an update can move is bounded: 2 lr a step. */
+#define QGZ_EXTRA 4e-3
+
+static double qgz_extra(const combo_t *c)
+{
+    return c->clip > 0 && (c->opt == OPT_ADAM || c->opt == OPT_ADAGRAD) ? 2.0 * LR * STEPS : QGZ_EXTRA;
+}
+
+/* qgZ's run against the same engine without qgZ, within qgz_extra; in fp32
+ * some weight must differ (a reduction that forgot to quantize would pass
+ * the bound), except with Lion, whose update takes only the signs, which
+ * qgZ keeps here (|gradient| >= 0.02, ten times its error). The largest difference goes to stderr on rank 0 (to see how
+ * close the bound is). On success @p got becomes the unquantized run, for
+ * the reference checks. */
+static int qgz_check(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, int rank, float *got[NPARAM])
+{
+    combo_t plain = *c;
+    float *ref[NPARAM];
+    double most = 0.0;
+    int bad = 0;
+    if (!c->qgz)
+        return 0;
+    plain.qgz = 0;
+    for (int p = 0; p < NPARAM; p++)
+        ref[p] = calloc(numel_of(p), sizeof(float));
+    if (run_engine(comm, &plain, kind, ref) != 0)
+        bad = 1;
+    for (int p = 0; p < NPARAM && !bad; p++)
+        for (size_t i = 0; i < numel_of(p); i++) {
+            double d = fabs((double)got[p][i] - (double)ref[p][i]);
+            most = d > most ? d : most;
+        }
+    if (!bad && rank == 0)
+        fprintf(stderr, "rank 0: %s qgZ against no qgZ: %s %s gas %d clip %g: largest difference %.3g (bound %g "
+                "and the tolerances)\n", kind == ZERO_MEM_HOST ? "host" : "device", zero_dtype_string(c->dtype),
+                opt_names[c->opt], c->gas, c->clip, most, qgz_extra(c));
+    if (!bad) {
+        double *as_double[NPARAM];
+        for (int p = 0; p < NPARAM; p++) {
+            as_double[p] = malloc(numel_of(p) * sizeof(double));
+            for (size_t i = 0; i < numel_of(p); i++)
+                as_double[p][i] = ref[p][i];
+        }
+        bad = compare_within("qgZ against no qgZ", c, rank, got, as_double, qgz_extra(c));
+        if (!bad && most == 0.0 && c->dtype == ZERO_FP32 && c->opt != OPT_LION) {   /* Lion steps by signs only */
+            fprintf(stderr, "rank %d: %s qgZ: fp32 %s gas %d: every weight is the unquantized one (nothing was "
+                    "quantized)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", opt_names[c->opt], c->gas);
+            bad = 1;
+        }
+        for (int p = 0; p < NPARAM; p++)
+            free(as_double[p]);
+    }
+    for (int p = 0; p < NPARAM; p++) {
+        if (!bad)
+            memcpy(got[p], ref[p], numel_of(p) * sizeof(float));
+        free(ref[p]);
+    }
+    return bad;
+}
+
 int main(void)
 {
     zero_comm_h comm;
@@ -625,6 +717,8 @@ int main(void)
         }
     }
 #endif
+    if (getenv("ZERO_TEST_NODE_SIZE") != NULL)   /* the job as nodes of that many ranks (hierarchical qgZ) */
+        rank_check_describe_nodes(atoi(getenv("ZERO_TEST_NODE_SIZE")));
     if (rank_check_begin(&comm) != 0)
         return 100;
     world = check_world;
@@ -634,13 +728,14 @@ int main(void)
         want[p] = calloc(numel_of(p), sizeof(double));
     }
     memset(stage0, 0, sizeof(stage0));
-    for (int stage = hpz_size(world) > 1 || qwz_on() ? 3 : 0; stage <= 3; stage++)
+    for (int stage = hpz_size(world) > 1 || qwz_on() || qgz_on() ? 3 : 0; stage <= 3; stage++)
         for (int di = 0; di < 3; di++)
             for (int o = 0; o < OPT_COUNT; o++)
                 for (int gi = 0; gi < 2; gi++)
                     for (int ci = 0; ci < 2; ci++) {
                         combo_t c = {.stage = stage, .dtype = dtypes[di], .opt = (opt_t)o, .gas = gi ? 3 : 1,
-                                     .clip = ci ? 0.5 : 0.0, .hpz = hpz_size(world), .qwz = qwz_on()};
+                                     .clip = ci ? 0.5 : 0.0, .hpz = hpz_size(world), .qwz = qwz_on(),
+                                     .qgz = qgz_on()};
                         /* views on a rotating subset of the stage 0-2 runs */
                         c.views = stage < 3 && (o + gi + ci) % 3 == 0;
 #ifdef ENGINE_CHECK_DEVICE
@@ -659,7 +754,8 @@ int main(void)
                         if (run_engine(comm, &c, ZERO_MEM_DEVICE, got) != 0 ||
                             compare_qwz("device against the host engine", &c, rank, got, want) ||
                             hpz_exact(comm, &c, ZERO_MEM_DEVICE, rank, got) ||
-                            qwz_check(comm, &c, ZERO_MEM_DEVICE, rank, got)) {
+                            qwz_check(comm, &c, ZERO_MEM_DEVICE, rank, got) ||
+                            qgz_check(comm, &c, ZERO_MEM_DEVICE, rank, got)) {
                             failures++;
                             continue;
                         }
@@ -680,7 +776,8 @@ int main(void)
 #else
                         combos++;
                         if (run_engine(comm, &c, ZERO_MEM_HOST, got) != 0 || hpz_exact(comm, &c, ZERO_MEM_HOST, rank, got) ||
-                            qwz_check(comm, &c, ZERO_MEM_HOST, rank, got)) {
+                            qwz_check(comm, &c, ZERO_MEM_HOST, rank, got) ||
+                            qgz_check(comm, &c, ZERO_MEM_HOST, rank, got)) {
                             failures++;
                             continue;
                         }

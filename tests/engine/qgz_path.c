@@ -143,22 +143,6 @@ out:
     return rc;
 }
 
-/* With "nodes": the job as nodes of 2 ranks, rank r on node r / 2. */
-static void describe_nodes(void)
-{
-    const char *r = getenv("RANK"), *w = getenv("WORLD_SIZE");
-    char v[16];
-    if (r == NULL || w == NULL)
-        return;
-    snprintf(v, sizeof(v), "%d", atoi(r) % 2);
-    setenv("LOCAL_RANK", v, 1);
-    setenv("LOCAL_SIZE", "2", 1);
-    snprintf(v, sizeof(v), "%d", atoi(r) / 2);
-    setenv("CROSS_RANK", v, 1);
-    snprintf(v, sizeof(v), "%d", (atoi(w) + 1) / 2);
-    setenv("CROSS_SIZE", v, 1);
-}
-
 int main(int argc, char **argv)
 {
     static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
@@ -171,7 +155,7 @@ int main(int argc, char **argv)
         hpz = strcmp(argv[a], "hpz") == 0 ? 2 : hpz;
     }
     if (nodes)
-        describe_nodes();
+        rank_check_describe_nodes(2);
     if (rank_check_begin(&comm) != 0)
         return 100;
     for (int p = 0; p < NPARAM; p++)
