@@ -5,9 +5,9 @@
  * inf and NaN inside a block, and random bit patterns (every class of float
  * at once). Both compute each element with quant_elem.h. And qgZ's
  * decode-and-sum (zero_cuda_quant_reduce8) against the C path's arithmetic
- * (zero_quant_decode_add_f32 over the blocks in order, the division, the
- * cast, as quant_coll.c's decode_reduced does): the same bits, a NaN being
- * any NaN.
+ * (quant_sum_ref.h: zero_quant_decode_add_f32 over the blocks in order, the
+ * division, the cast, as quant_coll.c's decode_reduced does): the same bits,
+ * a NaN being any NaN.
  * ZERO_TEST_QUICK=1 (gpu-check's racecheck step) leaves out the longest length.
  * Exits 77 (meson: skipped) where the CUDA runtime reports no device.
  */
@@ -15,6 +15,7 @@
 #include "comm/quant.h"
 #include "comm/quant_coll.h"
 #include "comm/quant_cuda.h"
+#include "quant_sum_ref.h"
 #include "util/half.h"
 
 #include <cuda_runtime_api.h>
@@ -128,25 +129,6 @@ static int same_value(zero_dtype_t dtype, const void *a, const void *b, size_t i
     return x == y || ((x & 0x7fff) > inf && (y & 0x7fff) > inf);
 }
 
-/* The C path: @p w encoded vectors @p stride bytes apart, summed in fp32 in
- * order from +0, divided unless @p divisor is 1, rounded to @p dtype. */
-static void reduce_c(const unsigned char *enc, size_t stride, int w, size_t n, float divisor, zero_dtype_t dtype,
-                     float *acc, void *y)
-{
-    memset(acc, 0, n * sizeof(float));
-    for (int k = 0; k < w; k++)
-        CU_ASSERT_FATAL(zero_quant_decode_add_f32(ZERO_QUANT_INT8, enc + (size_t)k * stride, n, acc) == 0);
-    for (size_t i = 0; i < n; i++) {
-        float v = divisor != 1.0f ? acc[i] / divisor : acc[i];
-        if (dtype == ZERO_FP32)
-            ((float *)y)[i] = v;
-        else if (dtype == ZERO_BF16)
-            ((uint16_t *)y)[i] = zero_f32_to_bf16(v);
-        else
-            ((uint16_t *)y)[i] = zero_f32_to_f16(v);
-    }
-}
-
 /* qgZ's decode-and-sum: W blocks of every fill (one rank's block may hold
  * inf/nan while the others do not), into every dtype, averaged (divisor W)
  * and summed (divisor 1, fp32: the two-level form's partial sums). */
@@ -177,7 +159,7 @@ static void test_reduce_against_c(void)
                             fill(r == 0 ? (fill_t)k : FILL_RANDOM, ZERO_FP32, x, n);
                             CU_ASSERT_FATAL(zero_quant_encode(ZERO_QUANT_INT8, ZERO_FP32, x, n, enc + (size_t)r * st) == 0);
                         }
-                        reduce_c(enc, st, w, n, divisor, out, acc, y_c);
+                        CU_ASSERT_FATAL(quant_sum_ref(enc, st, w, n, divisor, out, acc, y_c) == 0);
                         CU_ASSERT_FATAL(cudaMemcpy(denc, enc, (size_t)w * st, cudaMemcpyHostToDevice) == cudaSuccess);
                         CU_ASSERT_FATAL(zero_cuda_quant_reduce8(denc, st, w, n, divisor, (int)out, dy, NULL) == 0);
                         CU_ASSERT_FATAL(cudaMemcpy(y_g, dy, n * zero_dtype_size(out), cudaMemcpyDeviceToHost) ==
@@ -246,11 +228,7 @@ static void test_beyond_grid(void)
         CU_ASSERT_FATAL(acc != NULL);
         CU_ASSERT_FATAL(cudaMemcpy(denc2, enc_c, bytes, cudaMemcpyHostToDevice) == cudaSuccess);
         CU_ASSERT_FATAL(cudaMemcpy(denc2 + stride, enc_c, bytes, cudaMemcpyHostToDevice) == cudaSuccess);
-        memset(acc, 0, n * sizeof(float));
-        for (int k = 0; k < 2; k++)
-            CU_ASSERT_FATAL(zero_quant_decode_add_f32(ZERO_QUANT_INT8, enc_c, n, acc) == 0);
-        for (size_t i = 0; i < n; i++)
-            ((float *)y_c)[i] = acc[i] / 2.0f;
+        CU_ASSERT_FATAL(quant_sum_ref(enc_c, 0, 2, n, 2.0f, ZERO_FP32, acc, y_c) == 0);   /* the same block twice */
         CU_ASSERT_FATAL(zero_cuda_quant_reduce8(denc2, stride, 2, n, 2.0f, (int)ZERO_FP32, dy, NULL) == 0);
         CU_ASSERT_FATAL(cudaMemcpy(y_g, dy, n * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
         for (size_t i = 0; i < n; i++)

@@ -3,7 +3,7 @@
 
 #include "comm/quant.h"
 #include "comm/quant_coll.h"
-#include "util/half.h"
+#include "quant_sum_ref.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,30 +38,17 @@ static zero_status_t decode8(void *ctx, zero_dtype_t dtype, const void *wire, si
 static zero_status_t reduce8(void *ctx, const void *wire, size_t block_stride, int nblocks, size_t n, float divisor,
                              zero_dtype_t dtype, void *dst)
 {
-    float *acc = calloc(n > 0 ? n : 1, sizeof(float));
+    float *acc = malloc((n > 0 ? n : 1) * sizeof(float));
+    int rc;
     (void)ctx;
     codec_standin.reduces++;
     if (acc == NULL)
         return ZERO_ERR_NO_MEMORY;
-    for (int k = 0; k < nblocks; k++) {
-        const char *enc = (const char *)wire + (size_t)k * block_stride;
-        check_pad(enc, n);
-        if (zero_quant_decode_add_f32(ZERO_QUANT_INT8, enc, n, acc) != 0) {
-            free(acc);
-            return ZERO_ERR_INTERNAL;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        float v = divisor != 1.0f ? acc[i] / divisor : acc[i];
-        if (dtype == ZERO_FP32)
-            ((float *)dst)[i] = v;
-        else if (dtype == ZERO_BF16)
-            ((uint16_t *)dst)[i] = zero_f32_to_bf16(v);
-        else
-            ((uint16_t *)dst)[i] = zero_f32_to_f16(v);
-    }
+    for (int k = 0; k < nblocks; k++)
+        check_pad((const char *)wire + (size_t)k * block_stride, n);
+    rc = quant_sum_ref(wire, block_stride, nblocks, n, divisor, dtype, acc, dst);
     free(acc);
-    return ZERO_OK;
+    return rc == 0 ? ZERO_OK : ZERO_ERR_INTERNAL;
 }
 
 void codec_standin_install(engine_ops_t *ops)

@@ -7,9 +7,8 @@
  * the host's quantized collectives (comm/quant_coll.h) bit for bit; the
  * kernels give the C codec's bytes (comm-quant-cuda checks that).
  *
- * reduce8 is written here from the codec's documented arithmetic (decode,
- * sum in fp32 in block order, divide, round once), not taken from
- * quant_coll.c, so the comparison checks both. Like a kernel, encode8
+ * reduce8 is the plain reference (tests/common/quant_sum_ref.h), not taken
+ * from quant_coll.c, so the comparison checks both. Like a kernel, encode8
  * leaves garbage in the wire slot's padding: the engine must zero it, and
  * decode8 and reduce8 count padding bytes that arrive non-zero.
  */
