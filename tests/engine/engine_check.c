@@ -68,7 +68,10 @@
  * bit (the kernels are the C codec's arithmetic), so only the optimizer's
  * arithmetic differs, as without qgZ. ZERO_TEST_NODE_SIZE=P describes the
  * job as nodes of P ranks (rank r on node r / P), so that qgZ at 4 ranks
- * with P = 2 reduces in two levels (engine-qgz-nodes4, engine-device-qgz-nodes4).
+ * with P = 2 reduces in two levels (engine-qgz-nodes4, engine-device-qgz-nodes4;
+ * with ZERO_TEST_HPZ=2 too, engine-hpz-qgz-nodes4 and engine-device-hpz-qgz-nodes4,
+ * qgZ's node communicator is hpZ's group, and hpz_exact holds the weights to
+ * qgZ alone's bit for bit).
  *
  * Exit status: the number of failed combinations (0 = all passed).
  */
