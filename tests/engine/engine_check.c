@@ -61,9 +61,10 @@
  *
  * With ZERO_TEST_QGZ=1 (engine-qgz-world*, engine-device-qgz-world*, gpu-check's
  * engine-staged-qgz step), only stage 3 runs, with zero_quantized_gradients:
- * the weights must lie within qgz_extra of the same engine's run without
- * qgZ (qgz_check; in fp32 some weight must differ, Lion's aside), which in turn meets the
- * reference. The device engine's must match the host engine's within the
+ * the weights must lie within QGZ_EXTRA of the same engine's run without
+ * qgZ (QGZ_FLIPPED where Adam's or Adagrad's update may turn around;
+ * qgz_check; in fp32 some weight must differ, Lion's aside), which in turn
+ * meets the reference. The device engine's must match the host engine's within the
  * plain tolerances: the device path reduces to the host's gradients bit for
  * bit (the kernels are the C codec's arithmetic), so only the optimizer's
  * arithmetic differs, as without qgZ. ZERO_TEST_NODE_SIZE=P describes the
@@ -143,7 +144,13 @@ typedef struct combo {
 
 /* ---- the reference: one process, double precision ---- */
 
-static void reference(const combo_t *c, int world, double *w_out[NPARAM])
+/* @p margin (NULL: not wanted): for Adam (L2 mode) and Adagrad, each
+ * element's smallest |gradient after clipping + weight decay x weight| over
+ * the steps, divided by the clipping factor (so in the unclipped gradient's
+ * units); HUGE_VAL for the other optimizers. Their update is sign(that) x lr
+ * at the first step whatever its size, so where it is near 0 any change of
+ * the gradient may turn the update around (qgz_check). */
+static void reference(const combo_t *c, int world, double *w_out[NPARAM], double *margin[NPARAM])
 {
     double *m[NPARAM], *v[NPARAM], *g[NPARAM];
     for (int p = 0; p < NPARAM; p++) {
@@ -151,8 +158,11 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
         m[p] = calloc(n, sizeof(double));
         v[p] = calloc(n, sizeof(double));
         g[p] = calloc(n, sizeof(double));
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             w_out[p][i] = init_value(p, i);
+            if (margin != NULL)
+                margin[p][i] = HUGE_VAL;
+        }
     }
     for (int step = 0; step < STEPS; step++) {
         double sq = 0.0, coef = 1.0, lr = LR;
@@ -184,6 +194,8 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
                         gi += wd * w[i];
                     else
                         w[i] *= 1.0 - lr * wd;
+                    if (margin != NULL && c->opt == OPT_ADAM && fabs(gi) / coef < margin[p][i])
+                        margin[p][i] = fabs(gi) / coef;
                     m[p][i] = 0.9 * m[p][i] + 0.1 * gi;
                     v[p][i] = 0.999 * v[p][i] + 0.001 * gi * gi;
                     w[i] -= lr / (1.0 - pow(0.9, t)) * m[p][i] / (sqrt(v[p][i]) / sqrt(1.0 - pow(0.999, t)) + 1e-8);
@@ -201,6 +213,8 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
                 }
                 case OPT_ADAGRAD: {
                     double d = gi + wd * w[i];
+                    if (margin != NULL && fabs(d) / coef < margin[p][i])
+                        margin[p][i] = fabs(d) / coef;
                     m[p][i] += d * d;
                     w[i] -= lr * d / (sqrt(m[p][i]) + 1e-10);
                     break;
@@ -483,16 +497,17 @@ out:
     return rc;
 }
 
-/* got against want within the tolerances of the top, widened by @p extra. */
-static int compare_within(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM],
-                          double extra)
+/* got against want within the tolerances of the top, widened by @p extra,
+ * or element by element by @p extra_at (NULL: @p extra everywhere). */
+static int compare_at(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM],
+                      double extra, double *const extra_at[NPARAM])
 {
     double rtol = c->dtype == ZERO_FP32 ? 1e-5 : c->dtype == ZERO_BF16 ? 1.0 / 64 : 1.0 / 512;
-    double atol = (c->dtype == ZERO_FP32 ? 1e-6 : c->dtype == ZERO_BF16 ? 2e-3 : 2e-4) + extra;
+    double atol = c->dtype == ZERO_FP32 ? 1e-6 : c->dtype == ZERO_BF16 ? 2e-3 : 2e-4;
     for (int p = 0; p < NPARAM; p++)
         for (size_t i = 0; i < numel_of(p); i++) {
             double d = fabs((double)got[p][i] - want[p][i]);
-            if (!(d <= atol + rtol * fabs(want[p][i]))) {
+            if (!(d <= atol + (extra_at != NULL ? extra_at[p][i] : extra) + rtol * fabs(want[p][i]))) {
                 fprintf(stderr,
                         "rank %d: %s: stage %d %s %s gas %d clip %g views %d: layer%d.w[%zu] = %.8g, expected %.8g\n",
                         rank, what, c->stage, zero_dtype_string(c->dtype), opt_names[c->opt], c->gas, c->clip,
@@ -501,6 +516,12 @@ static int compare_within(const char *what, const combo_t *c, int rank, float *g
             }
         }
     return 0;
+}
+
+static int compare_within(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM],
+                          double extra)
+{
+    return compare_at(what, c, rank, got, want, extra, NULL);
 }
 
 static int compare(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM])
@@ -639,67 +660,80 @@ static int qwz_check(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, i
  * gradients (0.02) that is 10%, which moves an Adam-like update (lr x
  * m / sqrt(v)) by at most 10% of lr a step: 4 steps x 0.1 x 0.01 = 4e-3.
  * A wrong average (a sum, a lost or doubled block) moves SGD's weights by
- * several times that. Except with clipping for Adam (L2 mode) and Adagrad:
- * their weight decay is added to the clipped gradient (about 5% of its
- * size here), and on some elements the two nearly cancel, so a 1e-3 change
- * of the gradient may turn the normalized update around (seen at 4 ranks:
- * 0.02; with Adam's weight decay set to 0 its difference fell to 5.3e-5).
- * There only the most such an update can move is bounded: 2 lr a step. */
+ * several times that. */
 #define QGZ_EXTRA 4e-3
+/* Except where Adam (L2 mode) or Adagrad divide by an input near 0. With
+ * clipping (factor ~0.075 here) the weight decay (0.01 x w) is as large as
+ * the clipped gradient, and on a few elements the two cancel: at 4 ranks one
+ * has |clipped gradient + decay| = 8e-7 at step 1. The update there is
+ * sign(input) x lr whatever its size, so qgZ's error turns it around: 2 lr,
+ * seen as 0.0198-0.0205 at 4 ranks (one and two levels alike). Not a fault of
+ * the reduction: the reference's double arithmetic with each rank's gradient
+ * int8-rounded in blocks gives 0.0199 (Adam) and 0.0201 (Adagrad) too, and a
+ * 0.1% relative change of the exact gradient with no quantization 0.0198 at
+ * gas 3; without clipping, or with AdamW, the same runs differ by <= 1e-4.
+ * So such an element (the reference's margin below QGZ_FRAGILE, in
+ * unclipped gradient units: two int8 roundings of 0.002, a 16-bit rounding
+ * of 0.002, the weights' own difference; 4-10 of the 713 elements) may move
+ * by 2 lr a step, every other one by QGZ_EXTRA only. */
+#define QGZ_FRAGILE 8e-3
+#define QGZ_FLIPPED (2.0 * LR * STEPS)
 
-static double qgz_extra(const combo_t *c)
-{
-    return c->clip > 0 && (c->opt == OPT_ADAM || c->opt == OPT_ADAGRAD) ? 2.0 * LR * STEPS : QGZ_EXTRA;
-}
-
-/* qgZ's run against the same engine without qgZ, within qgz_extra; in fp32
+/* qgZ's run against the same engine without qgZ, within QGZ_EXTRA (or
+ * QGZ_FLIPPED where the reference says the update may turn around); in fp32
  * some weight must differ (a reduction that forgot to quantize would pass
  * the bound), except with Lion, whose update takes only the signs, which
- * qgZ keeps here (|gradient| >= 0.02, ten times its error). The largest difference goes to stderr on rank 0 (to see how
- * close the bound is). On success @p got becomes the unquantized run, for
- * the reference checks. */
+ * qgZ keeps here (|gradient| >= 0.02, ten times its error). The largest
+ * difference goes to stderr on rank 0 (to see how close the bound is). On
+ * success @p got becomes the unquantized run, for the reference checks. */
 static int qgz_check(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, int rank, float *got[NPARAM])
 {
     combo_t plain = *c;
     float *ref[NPARAM];
-    double most = 0.0;
-    int bad = 0;
+    double *as_double[NPARAM], *margin[NPARAM], *extra_at[NPARAM], most = 0.0, most_firm = 0.0;
+    int bad = 0, fragile = 0;
     if (!c->qgz)
         return 0;
     plain.qgz = 0;
-    for (int p = 0; p < NPARAM; p++)
+    for (int p = 0; p < NPARAM; p++) {
         ref[p] = calloc(numel_of(p), sizeof(float));
+        as_double[p] = malloc(numel_of(p) * sizeof(double));
+        margin[p] = malloc(numel_of(p) * sizeof(double));
+        extra_at[p] = malloc(numel_of(p) * sizeof(double));
+    }
+    reference(c, zero_comm_size(comm), as_double, margin);   /* as_double: overwritten below */
     if (run_engine(comm, &plain, kind, ref) != 0)
         bad = 1;
     for (int p = 0; p < NPARAM && !bad; p++)
         for (size_t i = 0; i < numel_of(p); i++) {
             double d = fabs((double)got[p][i] - (double)ref[p][i]);
+            int flips = margin[p][i] < QGZ_FRAGILE;
+            fragile += flips;
+            extra_at[p][i] = flips ? QGZ_FLIPPED : QGZ_EXTRA;
+            as_double[p][i] = ref[p][i];
             most = d > most ? d : most;
+            most_firm = !flips && d > most_firm ? d : most_firm;
         }
     if (!bad && rank == 0)
-        fprintf(stderr, "rank 0: %s qgZ against no qgZ: %s %s gas %d clip %g: largest difference %.3g (bound %g "
-                "and the tolerances)\n", kind == ZERO_MEM_HOST ? "host" : "device", zero_dtype_string(c->dtype),
-                opt_names[c->opt], c->gas, c->clip, most, qgz_extra(c));
+        fprintf(stderr, "rank 0: %s qgZ against no qgZ: %s %s gas %d clip %g: largest difference %.3g, %.3g where "
+                "the update cannot turn (bound %g; %d elements may turn, bound %g)\n",
+                kind == ZERO_MEM_HOST ? "host" : "device", zero_dtype_string(c->dtype), opt_names[c->opt], c->gas,
+                c->clip, most, most_firm, QGZ_EXTRA, fragile, QGZ_FLIPPED);
     if (!bad) {
-        double *as_double[NPARAM];
-        for (int p = 0; p < NPARAM; p++) {
-            as_double[p] = malloc(numel_of(p) * sizeof(double));
-            for (size_t i = 0; i < numel_of(p); i++)
-                as_double[p][i] = ref[p][i];
-        }
-        bad = compare_within("qgZ against no qgZ", c, rank, got, as_double, qgz_extra(c));
+        bad = compare_at("qgZ against no qgZ", c, rank, got, as_double, 0.0, extra_at);
         if (!bad && most == 0.0 && c->dtype == ZERO_FP32 && c->opt != OPT_LION) {   /* Lion steps by signs only */
             fprintf(stderr, "rank %d: %s qgZ: fp32 %s gas %d: every weight is the unquantized one (nothing was "
                     "quantized)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", opt_names[c->opt], c->gas);
             bad = 1;
         }
-        for (int p = 0; p < NPARAM; p++)
-            free(as_double[p]);
     }
     for (int p = 0; p < NPARAM; p++) {
         if (!bad)
             memcpy(got[p], ref[p], numel_of(p) * sizeof(float));
         free(ref[p]);
+        free(as_double[p]);
+        free(margin[p]);
+        free(extra_at[p]);
     }
     return bad;
 }
@@ -786,7 +820,7 @@ int main(void)
                             continue;
                         }
 #endif
-                        reference(&c, world, want);
+                        reference(&c, world, want, NULL);
                         if (compare("against the reference", &c, rank, got, want)) {
                             failures++;
                             continue;
