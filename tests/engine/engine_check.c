@@ -606,6 +606,26 @@ static double qwz_bound(zero_dtype_t dtype, double maxabs, double w)
     return maxabs / 254.0 * (1.0 + 1e-6) + fabs(w) * ulp + 1e-7;
 }
 
+/* The end of qwz_check and qgz_check: fails @p bad when no weight differs
+ * from the unquantized run (@p differ 0: the codec was never applied) in
+ * fp32; on success @p got takes the unquantized weights @p ref, for the
+ * reference checks. Frees @p ref. */
+static int quant_took_effect(const char *what, const combo_t *c, zero_mem_kind_t kind, int rank, int bad, int differ,
+                             float *got[NPARAM], float *ref[NPARAM])
+{
+    if (!bad && !differ && c->dtype == ZERO_FP32) {
+        fprintf(stderr, "rank %d: %s %s: fp32 %s gas %d: every weight is the unquantized one (nothing was "
+                "quantized)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", what, opt_names[c->opt], c->gas);
+        bad = 1;
+    }
+    for (int p = 0; p < NPARAM; p++) {
+        if (!bad)
+            memcpy(got[p], ref[p], numel_of(p) * sizeof(float));
+        free(ref[p]);
+    }
+    return bad;
+}
+
 /* qwZ's run (@p got, the weights as the quantized gather gives them) against
  * the same engine without qwZ: qwZ changes only what the gather returns, not
  * the training (these gradients do not depend on the weights), so every
@@ -640,17 +660,7 @@ static int qwz_check(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, i
                 bad = 1;
             }
         }
-    if (!bad && !differ && c->dtype == ZERO_FP32) {
-        fprintf(stderr, "rank %d: %s qwZ: fp32 %s gas %d: every weight is the unquantized one (nothing was "
-                "quantized)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", opt_names[c->opt], c->gas);
-        bad = 1;
-    }
-    for (int p = 0; p < NPARAM; p++) {
-        if (!bad)
-            memcpy(got[p], ref[p], numel_of(p) * sizeof(float));
-        free(ref[p]);
-    }
-    return bad;
+    return quant_took_effect("qwZ", c, kind, rank, bad, differ, got, ref);
 }
 
 /* What qgZ may change in a weight, on top of the plain tolerances: each
@@ -719,23 +729,15 @@ static int qgz_check(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, i
                 "the update cannot turn (bound %g; %d elements may turn, bound %g)\n",
                 kind == ZERO_MEM_HOST ? "host" : "device", zero_dtype_string(c->dtype), opt_names[c->opt], c->gas,
                 c->clip, most, most_firm, QGZ_EXTRA, fragile, QGZ_FLIPPED);
-    if (!bad) {
+    if (!bad)
         bad = compare_at("qgZ against no qgZ", c, rank, got, as_double, 0.0, extra_at);
-        if (!bad && most == 0.0 && c->dtype == ZERO_FP32 && c->opt != OPT_LION) {   /* Lion steps by signs only */
-            fprintf(stderr, "rank %d: %s qgZ: fp32 %s gas %d: every weight is the unquantized one (nothing was "
-                    "quantized)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", opt_names[c->opt], c->gas);
-            bad = 1;
-        }
-    }
     for (int p = 0; p < NPARAM; p++) {
-        if (!bad)
-            memcpy(got[p], ref[p], numel_of(p) * sizeof(float));
-        free(ref[p]);
         free(as_double[p]);
         free(margin[p]);
         free(extra_at[p]);
     }
-    return bad;
+    /* Lion steps by signs only: its weights may all be the unquantized ones */
+    return quant_took_effect("qgZ", c, kind, rank, bad, most > 0.0 || c->opt == OPT_LION, got, ref);
 }
 
 int main(void)
