@@ -12,6 +12,7 @@
 #define ZERO_LOG_MODULE "comm"
 #include "comm/comm_internal.h"
 #include "comm/comm_fail.h"
+#include "comm/alltoall.h"
 #include "comm/backend.h"
 #include "comm/nccl.h"
 #include "comm/reduce_range.h"
@@ -1414,15 +1415,17 @@ zero_status_t zero_comm_allgather_start_ordered(zero_comm_h comm, const void *se
 
 /* @p gate_mode 0: plain; 1: gated; 2: signals @p signal. */
 static zero_status_t alltoall_start(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
-                                    zero_dtype_t dtype, const zero_comm_finish_t *finish, int gate_mode,
-                                    zero_comm_request_h signal, zero_comm_request_h *request_p)
+                                    zero_dtype_t dtype, zero_mem_kind_t mem_kind, const zero_comm_order_t *order,
+                                    const zero_comm_finish_t *finish, int gate_mode, zero_comm_request_h signal,
+                                    zero_comm_request_h *request_p)
 {
-    zero_coll_desc_t d = {ZERO_COLL_ALLTOALL, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, 0, ZERO_MEM_HOST, 0, NULL, NULL, 0, 0};
+    zero_coll_desc_t d = {ZERO_COLL_ALLTOALL, sendbuf, recvbuf, count, dtype, ZERO_COMM_SUM, 0, mem_kind, 0, NULL, NULL, 0, 0};
     zero_status_t status;
     size_t bytes;
     if (comm == NULL)
         return check_args(comm, &d, 0, 0, 1);
-    if ((status = check_args(comm, &d, count * (size_t)comm->env.size, count * (size_t)comm->env.size, 1)) != ZERO_OK)
+    if ((status = check_args(comm, &d, count * (size_t)comm->env.size, count * (size_t)comm->env.size, 1)) != ZERO_OK ||
+        (status = check_order(comm, &d, order)) != ZERO_OK)
         return status;
     bytes = count * zero_dtype_size(dtype) * (size_t)comm->env.size;
     if (overlaps(sendbuf, bytes, recvbuf, bytes)) {
@@ -1436,14 +1439,21 @@ zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sen
                                               zero_dtype_t dtype, const zero_comm_finish_t *finish,
                                               zero_comm_request_h *request_p)
 {
-    return alltoall_start(comm, sendbuf, recvbuf, count, dtype, finish, 0, NULL, request_p);
+    return alltoall_start(comm, sendbuf, recvbuf, count, dtype, ZERO_MEM_HOST, NULL, finish, 0, NULL, request_p);
+}
+
+zero_status_t zero_comm_alltoall_start_ordered(zero_comm_h comm, const void *sendbuf, void *recvbuf, size_t count,
+                                               zero_dtype_t dtype, zero_mem_kind_t mem_kind,
+                                               const zero_comm_order_t *order, zero_comm_request_h *request_p)
+{
+    return alltoall_start(comm, sendbuf, recvbuf, count, dtype, mem_kind, order, NULL, 0, NULL, request_p);
 }
 
 zero_status_t zero_comm_alltoall_start_gated(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,
                                              zero_comm_request_h *request_p)
 {
-    return alltoall_start(comm, sendbuf, recvbuf, count, dtype, finish, 1, NULL, request_p);
+    return alltoall_start(comm, sendbuf, recvbuf, count, dtype, ZERO_MEM_HOST, NULL, finish, 1, NULL, request_p);
 }
 
 zero_status_t zero_comm_alltoall_start_signal(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
@@ -1455,7 +1465,7 @@ zero_status_t zero_comm_alltoall_start_signal(zero_comm_t *comm, const void *sen
         ZERO_LOG_ERROR("all-to-all: the second level's request is missing, not gated, or taken");
         return ZERO_ERR_INVALID_ARG;
     }
-    status = alltoall_start(comm, sendbuf, recvbuf, count, dtype, finish, 2, gated, request_p);
+    status = alltoall_start(comm, sendbuf, recvbuf, count, dtype, ZERO_MEM_HOST, NULL, finish, 2, gated, request_p);
     if (status == ZERO_OK)
         gated->chained = *request_p;
     return status;

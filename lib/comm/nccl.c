@@ -168,6 +168,38 @@ static ncclRedOp_t nccl_op(zero_comm_op_t op)
     }
 }
 
+/* A call of a group that may go on: NCCL's non-blocking communicators may
+ * answer ncclInProgress before the group ends. */
+static int group_ok(ncclResult_t r)
+{
+    return r == ncclSuccess || r == ncclInProgress;
+}
+
+/* The all-to-all as one group of point-to-point calls (NCCL has no
+ * all-to-all collective): block q of sendbuf to rank q, rank q's block for
+ * this rank into block q of recvbuf, this rank's own block included (NCCL
+ * copies it). The group is always ended, also after a failed call, so the
+ * communicator is left with no open group; the first failure is returned. */
+static ncclResult_t nccl_alltoall(zero_nccl_t *nccl, const zero_coll_desc_t *d, ncclDataType_t t)
+{
+    size_t bytes = d->count * zero_dtype_size(d->dtype);
+    ncclResult_t r, end;
+    if (d->count == 0)
+        return ncclSuccess;   /* nothing to move on any rank (the counts match) */
+    r = ZERO_CUDA(ncclGroupStart)();
+    if (!group_ok(r))
+        return r;
+    for (int q = 0; q < nccl->size && group_ok(r); q++) {
+        r = ZERO_CUDA(ncclSend)((const char *)d->sendbuf + (size_t)q * bytes, d->count, t, q, nccl->comm,
+                                nccl->stream);
+        if (group_ok(r))
+            r = ZERO_CUDA(ncclRecv)((char *)d->recvbuf + (size_t)q * bytes, d->count, t, q, nccl->comm,
+                                    nccl->stream);
+    }
+    end = ZERO_CUDA(ncclGroupEnd)();
+    return group_ok(r) ? end : r;
+}
+
 zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void **event_p)
 {
     zero_status_t status = ZERO_OK;
@@ -194,12 +226,14 @@ zero_status_t zero_nccl_start(zero_nccl_t *nccl, const zero_coll_desc_t *d, void
     case ZERO_COLL_BROADCAST:
         r = ZERO_CUDA(ncclBroadcast)(d->sendbuf, d->recvbuf, d->count, t, d->root, nccl->comm, nccl->stream);
         break;
-    case ZERO_COLL_BARRIER:
     case ZERO_COLL_ALLTOALL:
+        r = nccl_alltoall(nccl, d, t);
+        break;
+    case ZERO_COLL_BARRIER:
     case ZERO_COLL_REDUCE_SCATTER_RANGE:
     case ZERO_COLL_REDUCE_SCATTER_SPLIT:
-        /* Device barriers are host barriers, and the all-to-all and the range and
-         * split reduce-scatters are host only (nccl_accepts refuses them: the front
+        /* Device barriers are host barriers, and the range and split
+         * reduce-scatters are host only (nccl_accepts refuses them: the front
          * never sends them here). */
         break;
     }
@@ -322,8 +356,8 @@ static int nccl_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
 {
     /* device_path is NCCL at world size 1 too where only NCCL is allowed (zero_device_path_choose) */
     return d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
-           d->kind != ZERO_COLL_ALLTOALL && d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE &&
-           d->kind != ZERO_COLL_REDUCE_SCATTER_SPLIT && comm->device_path == ZERO_DEVICE_PATH_NCCL;
+           d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE && d->kind != ZERO_COLL_REDUCE_SCATTER_SPLIT &&
+           comm->device_path == ZERO_DEVICE_PATH_NCCL;
 }
 
 /* The job's health as the progress thread sees it (it watches the

@@ -1,5 +1,5 @@
-// The int8 block codec on the GPU (quant_cuda.h has the contract). One CUDA
-// block of ZERO_QUANT_BLOCK threads per codec block: each thread loads one
+// The int8 block codec on the GPU (quant_cuda.h has the contract). Encoding:
+// one CUDA block of ZERO_QUANT_BLOCK threads per codec block: each thread loads one
 // element, the block's integer max of the magnitudes' bit patterns is reduced
 // in shared memory (an integer max is exact in any order, so the scale is the
 // C codec's), and each thread rounds its element with quant_elem.h.
@@ -73,6 +73,28 @@ __global__ void decode8_kernel(const float *scales, const int8_t *q, size_t n, i
     }
 }
 
+// qgZ: element i of each of the nblocks encoded vectors, decoded and summed
+// in fp32 in block order from +0.0f (quant.c's decode_into with
+// STORE_ADD_FP32, one block after the other, over an acc quant_coll.c's
+// decode_reduced zeroed), divided, then stored as decode8 stores.
+__global__ void reduce8_kernel(const char *in, size_t block_stride, int nblocks, size_t n, size_t scale_bytes,
+                               float divisor, int dtype, void *y)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float acc = 0.0f;
+        for (int k = 0; k < nblocks; k++) {
+            const char *enc = in + (size_t)k * block_stride;
+            float amax = ((const float *)enc)[i / ZERO_QUANT_BLOCK];
+            int8_t q = ((const int8_t *)(enc + scale_bytes))[i];
+            acc += amax != amax ? zero_bits_f32(0x7fc00000u) : zero_quant_value(q, zero_quant_step(amax, kQmax));
+        }
+        if (divisor != 1.0f)
+            acc /= divisor;   // IEEE division: nvcc's default -prec-div=true (meson.build)
+        // one quiet NaN, whatever payload the additions made (quant_cuda.h)
+        store(y, dtype, i, acc != acc ? zero_bits_f32(0x7fc00000u) : acc);
+    }
+}
+
 bool dtype_ok(int dtype)
 {
     return dtype == ZERO_FP32 || dtype == ZERO_BF16 || dtype == ZERO_FP16;
@@ -108,5 +130,20 @@ extern "C" int zero_cuda_quant_decode8(const void *in, size_t n, int dtype, void
     const float *scales = (const float *)in;
     const int8_t *q = (const int8_t *)((const char *)in + blocks * sizeof(float));
     decode8_kernel<<<grid_for(blocks), ZERO_QUANT_BLOCK, 0, (cudaStream_t)stream>>>(scales, q, n, dtype, y);
+    return launched();
+}
+
+extern "C" int zero_cuda_quant_reduce8(const void *in, size_t block_stride, int nblocks, size_t n, float divisor,
+                                       int dtype, void *y, void *stream)
+{
+    size_t blocks = (n + ZERO_QUANT_BLOCK - 1) / ZERO_QUANT_BLOCK;   // zero_quant_blocks
+    // every vector's scales must stay 4-byte aligned, and lie in its slot
+    if (!dtype_ok(dtype) || nblocks < 1 || block_stride % sizeof(float) != 0 ||
+        (nblocks > 1 && block_stride < blocks * sizeof(float) + n))
+        return (int)cudaErrorInvalidValue;
+    if (n == 0)
+        return 0;
+    reduce8_kernel<<<grid_for(blocks), ZERO_QUANT_BLOCK, 0, (cudaStream_t)stream>>>(
+        (const char *)in, block_stride, nblocks, n, blocks * sizeof(float), divisor, dtype, y);
     return launched();
 }

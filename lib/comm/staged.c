@@ -171,8 +171,10 @@ fail:
 
 static int staged_accepts(const zero_comm_t *comm, const zero_coll_desc_t *d)
 {
+    /* the all-to-all too (device qgZ): each chunk's slot holds its blocks going out and coming in */
     return comm->env.size > 1 && d->mem_kind == ZERO_MEM_DEVICE && d->kind != ZERO_COLL_BARRIER &&
-           d->kind != ZERO_COLL_ALLTOALL && comm->device_path == ZERO_DEVICE_PATH_STAGED;
+           d->kind != ZERO_COLL_REDUCE_SCATTER_RANGE && d->kind != ZERO_COLL_REDUCE_SCATTER_SPLIT &&
+           comm->device_path == ZERO_DEVICE_PATH_STAGED;
 }
 
 /* Created on the first device collective; every rank agrees (a host

@@ -99,6 +99,11 @@ zero_status_t zero_staged_geom_init(zero_staged_geom_t *g, const zero_coll_desc_
     case ZERO_COLL_ALLGATHER:
         per_element = g->es * (size_t)size;   /* a chunk holds the same range of every rank's block */
         break;
+    case ZERO_COLL_ALLTOALL:
+        /* the same range of every rank's block, sent and received: the host
+         * all-to-all is never in place */
+        per_element = 2 * g->es * (size_t)size;
+        break;
     default:
         ZERO_LOG_ERROR("staged: %s is not a device collective", zero_coll_name(d->kind));
         return ZERO_ERR_INVALID_ARG;
@@ -128,7 +133,9 @@ static zero_staged_piece_t piece(size_t dev_off, size_t slot_off, size_t bytes)
 }
 
 /* Staged layout of a chunk of n elements: allreduce and broadcast, the n
- * elements; reduce-scatter and allgather, rank q's n elements at q * n. */
+ * elements; reduce-scatter and allgather, rank q's n elements at q * n;
+ * all-to-all, the block for rank q at q * n and the block from rank q at
+ * (size + q) * n. */
 int zero_staged_pieces_in(const zero_staged_geom_t *g, size_t k, zero_staged_piece_t *pieces)
 {
     size_t off, n, es = g->es;
@@ -143,6 +150,7 @@ int zero_staged_pieces_in(const zero_staged_geom_t *g, size_t k, zero_staged_pie
         pieces[0] = piece(off * es, 0, n * es);
         return 1;
     case ZERO_COLL_REDUCE_SCATTER:
+    case ZERO_COLL_ALLTOALL:
         for (int q = 0; q < g->size; q++)
             pieces[q] = piece(((size_t)q * g->count + off) * es, (size_t)q * n * es, n * es);
         return g->size;
@@ -170,6 +178,10 @@ int zero_staged_pieces_out(const zero_staged_geom_t *g, size_t k, zero_staged_pi
         for (int q = 0; q < g->size; q++)
             pieces[q] = piece(((size_t)q * g->count + off) * es, (size_t)q * n * es, n * es);
         return g->size;
+    case ZERO_COLL_ALLTOALL:
+        for (int q = 0; q < g->size; q++)
+            pieces[q] = piece(((size_t)q * g->count + off) * es, ((size_t)g->size + (size_t)q) * n * es, n * es);
+        return g->size;
     default:
         return 0;
     }
@@ -196,6 +208,10 @@ void zero_staged_host_desc(const zero_staged_geom_t *g, size_t k, unsigned char 
     case ZERO_COLL_ALLGATHER:        /* in place: sendbuf == recvbuf + rank * sendcount */
         out->sendbuf = mine;
         out->recvbuf = slot;
+        break;
+    case ZERO_COLL_ALLTOALL:         /* out of place: the slot's second half receives */
+        out->sendbuf = slot;
+        out->recvbuf = slot + (size_t)g->size * n * g->es;
         break;
     default:
         out->sendbuf = slot;

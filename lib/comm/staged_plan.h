@@ -68,7 +68,7 @@ int zero_device_index(int configured, int local_rank, int count);
 /* ---- one staged collective, cut into chunks ---- */
 
 typedef struct zero_staged_geom {
-    zero_coll_kind_t kind;   /* allreduce, reduce-scatter, allgather, broadcast */
+    zero_coll_kind_t kind;   /* allreduce, reduce-scatter, allgather, broadcast, all-to-all */
     zero_dtype_t dtype;
     zero_comm_op_t op;
     size_t count;            /* as in zero_coll_desc_t */

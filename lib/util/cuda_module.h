@@ -27,7 +27,7 @@
 /* The module's file name, as installed beside libzero.so. */
 #define ZERO_CUDA_MODULE_NAME "libzero-cuda.so"
 /* Bumped whenever zero_cuda_api_t changes: a module from another build is refused. */
-#define ZERO_CUDA_MODULE_ABI 5
+#define ZERO_CUDA_MODULE_ABI 6
 /* The one symbol the module exports: const zero_cuda_api_t *(uint32_t abi). */
 #define ZERO_CUDA_MODULE_ENTRY "zero_cuda_module_api"
 
@@ -95,6 +95,10 @@ typedef struct zero_cuda_api {
     ZERO_CUDA_ENTRY(ncclReduceScatter);
     ZERO_CUDA_ENTRY(ncclAllGather);
     ZERO_CUDA_ENTRY(ncclBroadcast);
+    ZERO_CUDA_ENTRY(ncclGroupStart);             /* the device all-to-all (comm/nccl.c) */
+    ZERO_CUDA_ENTRY(ncclGroupEnd);
+    ZERO_CUDA_ENTRY(ncclSend);
+    ZERO_CUDA_ENTRY(ncclRecv);
     ZERO_CUDA_ENTRY(zero_cuda_flag_nonfinite);   /* util/device_check.cu */
     /* lib/optim/optim_cuda.cu: the device operations of the engine (engine_ops_device.c) */
     ZERO_CUDA_ENTRY(zero_cuda_grad_stats);
@@ -113,6 +117,7 @@ typedef struct zero_cuda_api {
     ZERO_CUDA_ENTRY(zero_cuda_from_16);
     ZERO_CUDA_ENTRY(zero_cuda_quant_encode8);   /* lib/comm/quant_cuda.cu: qwZ (engine_gather.c) */
     ZERO_CUDA_ENTRY(zero_cuda_quant_decode8);
+    ZERO_CUDA_ENTRY(zero_cuda_quant_reduce8);   /* qgZ (engine_step.c) */
 } zero_cuda_api_t;
 #undef ZERO_CUDA_ENTRY
 

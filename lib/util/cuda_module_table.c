@@ -66,6 +66,10 @@ static const zero_cuda_api_t module_api = {
     .ncclReduceScatter = ncclReduceScatter,
     .ncclAllGather = ncclAllGather,
     .ncclBroadcast = ncclBroadcast,
+    .ncclGroupStart = ncclGroupStart,
+    .ncclGroupEnd = ncclGroupEnd,
+    .ncclSend = ncclSend,
+    .ncclRecv = ncclRecv,
     .cudaMemsetAsync = cudaMemsetAsync,
     .cudaDeviceSynchronize = cudaDeviceSynchronize,
     .cudaGetDevice = cudaGetDevice,
@@ -92,6 +96,7 @@ static const zero_cuda_api_t module_api = {
     .zero_cuda_from_16 = zero_cuda_from_16,
     .zero_cuda_quant_encode8 = zero_cuda_quant_encode8,
     .zero_cuda_quant_decode8 = zero_cuda_quant_decode8,
+    .zero_cuda_quant_reduce8 = zero_cuda_quant_reduce8,
 };
 
 const zero_cuda_api_t *zero_cuda_module_api(uint32_t abi);

@@ -274,7 +274,7 @@ static zero_status_t setup_qgz_hier(zero_engine_h e)
     uint64_t mark = zero_log_error_mark();
     zero_status_t status;
 
-    if (!e->quantized_gradients || e->world < 4 || P < 2 || N < 2 || !e->ops->host_readable)
+    if (!e->quantized_gradients || e->world < 4 || P < 2 || N < 2)
         return ZERO_OK;
     off = P * N != e->world || e->rank != zero_comm_cross_rank(e->comm) * P + zero_comm_local_rank(e->comm);
     status = zero_comm_allreduce(e->comm, &off, &any_off, 1, ZERO_U8, ZERO_COMM_MAX, ZERO_MEM_HOST);
@@ -422,12 +422,14 @@ zero_status_t zero_engine_create(const zero_engine_params_t *params, zero_engine
     status = check_device_offload(e);
     if (status != ZERO_OK)
         goto err;
-    if (e->quantized_gradients && !e->ops->host_readable) {
-        /* qgZ's reduce-scatter (comm/quant_coll.h) encodes and decodes on the
-         * host; qwZ has a device path (engine_gather.c, ops quant_encode8). */
-        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.zero_quantized_gradients with mem_kind %s: the "
-                     "quantized reduce-scatter runs on host memory only in this version (zero_quantized_weights "
-                     "works on device memory)", zero_mem_kind_string(e->kind));
+    if ((e->quantized_gradients || e->quantized_weights) && !e->ops->host_readable &&
+        (e->ops->quant_encode8 == NULL || e->ops->quant_decode8 == NULL || e->ops->quant_reduce8 == NULL)) {
+        /* the host's quantized collectives (comm/quant_coll.h) read and write
+         * the buffers on the host: memory the host cannot read needs the
+         * codec as operations (engine_gather.c, engine_step.c) */
+        engine_error(e, ZERO_ERR_UNSUPPORTED, "zero_optimization.%s with mem_kind %s: the %s operations have no "
+                     "int8 codec", e->quantized_gradients ? "zero_quantized_gradients" : "zero_quantized_weights",
+                     zero_mem_kind_string(e->kind), e->ops->name);
         status = ZERO_ERR_UNSUPPORTED;
         goto err;
     }

@@ -5,6 +5,7 @@
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_internal.h"
 
+#include "comm/alltoall.h"
 #include "comm/comm_fail.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -250,4 +251,15 @@ zero_status_t engine_allgather_start(zero_engine_h e, const void *sendbuf, void 
                                      zero_dtype_t dtype, zero_comm_request_h *req_p)
 {
     return allgather_start_over(e, e->comm, sendbuf, recvbuf, sendcount, dtype, NULL, req_p);
+}
+
+zero_status_t engine_alltoall_start_on(zero_engine_h e, zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                       size_t count, zero_dtype_t dtype, zero_comm_request_h *req_p)
+{
+    zero_comm_order_t order;
+    zero_status_t status = order_begin(e, &order);
+    if (status != ZERO_OK)
+        return status;
+    status = zero_comm_alltoall_start_ordered(comm, sendbuf, recvbuf, count, dtype, e->kind, &order, req_p);
+    return order_started(e, &order, status, status == ZERO_OK ? *req_p : NULL);
 }

@@ -103,6 +103,17 @@ size_t engine_gather_wire_bytes(zero_engine_h e, int b)
  * (in place, so no copy), and quant_gather_decode decodes them after the
  * wait (@p out is then not touched here, and may be NULL). Both give the same
  * bytes: the kernels and quant.c share quant_elem.h. */
+zero_status_t engine_quant_encode_slot(zero_engine_h e, zero_dtype_t dtype, const void *src, size_t n, void *slot)
+{
+    size_t used = zero_quant_bytes(ZERO_QUANT_INT8, n);
+    zero_status_t status = e->ops->quant_encode8(e->ops_ctx, dtype, src, n, slot);
+    /* the slot's padding behind the code is zeroed, as quant_coll.c's
+     * encode_slot does, so no uninitialised device byte goes on the wire */
+    if (status == ZERO_OK)
+        status = e->ops->zero(e->ops_ctx, (char *)slot + used, zero_comm_quant_stride(ZERO_QUANT_INT8, n) - used);
+    return status;
+}
+
 static zero_status_t quant_gather_start(zero_engine_h e, const void *shard, void *out, size_t slice,
                                         zero_dtype_t dtype, void *wire, zero_comm_request_h *req)
 {
@@ -111,12 +122,7 @@ static zero_status_t quant_gather_start(zero_engine_h e, const void *shard, void
     zero_status_t status;
     if (e->ops->quant_encode8 == NULL)
         return zero_comm_allgather_quant_start(e->comm, shard, out, slice, dtype, ZERO_QUANT_INT8, wire, req);
-    status = e->ops->quant_encode8(e->ops_ctx, dtype, shard, slice, own);
-    /* the slot's padding behind the code is zeroed, as quant_coll.c's
-     * encode_slot does, so no uninitialised device byte goes on the wire */
-    if (status == ZERO_OK)
-        status = e->ops->zero(e->ops_ctx, own + zero_quant_bytes(ZERO_QUANT_INT8, slice),
-                              stride - zero_quant_bytes(ZERO_QUANT_INT8, slice));
+    status = engine_quant_encode_slot(e, dtype, shard, slice, own);
     if (status != ZERO_OK)
         return status;
     return engine_allgather_start(e, own, wire, stride, ZERO_U8, req);

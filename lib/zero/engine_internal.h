@@ -449,6 +449,11 @@ zero_status_t engine_allgather_start_after(zero_engine_h e, const void *sendbuf,
  * (hpZ's group): the same ordering on the engine's stream. */
 zero_status_t engine_allgather_start_on(zero_engine_h e, zero_comm_h comm, const void *sendbuf, void *recvbuf,
                                         size_t sendcount, zero_dtype_t dtype, zero_comm_request_h *req_p);
+/* The all-to-all (comm/alltoall.h) of @p count elements a block over @p comm
+ * (the engine's, or qgZ's node and cross-node splits of it), ordered as the
+ * collectives above: device qgZ moves its encoded blocks with it. */
+zero_status_t engine_alltoall_start_on(zero_engine_h e, zero_comm_h comm, const void *sendbuf, void *recvbuf,
+                                       size_t count, zero_dtype_t dtype, zero_comm_request_h *req_p);
 /* Frees the requests whose collectives the stream waited for (engine_wait);
  * call where the host has waited for the stream, so they are complete. The
  * first failure turns the engine FAILED. */

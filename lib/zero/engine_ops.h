@@ -158,6 +158,14 @@ typedef struct engine_ops {
      * them and writes n elements of @p dtype (fp32, bf16 or fp16). */
     zero_status_t (*quant_encode8)(void *ctx, zero_dtype_t dtype, const void *src, size_t n, void *wire);
     zero_status_t (*quant_decode8)(void *ctx, zero_dtype_t dtype, const void *wire, size_t n, void *dst);
+    /* qgZ on such memory (optional, NULL with the two above): @p nblocks
+     * encoded vectors of n elements, @p block_stride bytes apart, decoded
+     * and summed in fp32 in order from +0, divided by @p divisor unless it
+     * is 1, rounded once to @p dtype (fp32, bf16 or fp16) into @p dst: the
+     * arithmetic of the host's quantized reduce-scatter (comm/quant_coll.h),
+     * the same bits (a NaN's payload aside). */
+    zero_status_t (*quant_reduce8)(void *ctx, const void *wire, size_t block_stride, int nblocks, size_t n,
+                                   float divisor, zero_dtype_t dtype, void *dst);
 } engine_ops_t;
 
 /* The host table (engine_ops_host.c). */

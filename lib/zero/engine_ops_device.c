@@ -324,6 +324,15 @@ static zero_status_t device_quant_decode8(void *ctx, zero_dtype_t dtype, const v
     return launched(ZERO_CUDA(zero_cuda_quant_decode8)(wire, n, (int)dtype, dst, c->stream), "int8 block decoding", n);
 }
 
+static zero_status_t device_quant_reduce8(void *ctx, const void *wire, size_t block_stride, int nblocks, size_t n,
+                                          float divisor, zero_dtype_t dtype, void *dst)
+{
+    device_ctx_t *c = ctx;
+    return launched(ZERO_CUDA(zero_cuda_quant_reduce8)(wire, block_stride, nblocks, n, divisor, (int)dtype, dst,
+                                                       c->stream),
+                    "int8 block decoding and summing", n);
+}
+
 static zero_status_t device_from_16(void *ctx, zero_dtype_t dtype, float *dst, const uint16_t *src, size_t n)
 {
     device_ctx_t *c = ctx;
@@ -451,6 +460,7 @@ static const engine_ops_t device_ops = {
     .from_16 = device_from_16,
     .quant_encode8 = device_quant_encode8,
     .quant_decode8 = device_quant_decode8,
+    .quant_reduce8 = device_quant_reduce8,
     .check_grads = device_check_grads,
     .unscale_clip = device_unscale_clip,
     .optimizer_step = device_optimizer_step,

@@ -337,6 +337,102 @@ void *engine_param_grad_lazy(zero_param_h p)
     return p->grad;
 }
 
+/*
+ * qgZ on memory the host cannot read (ops quant_reduce8; device ranks). The
+ * host's quantized reduce-scatter (comm/quant_coll.h) encodes and decodes on
+ * the host around all-to-alls of the encoded bytes; here the same steps run
+ * as the engine's operations on its stream (kernels that share quant_elem.h
+ * with the C codec), and the all-to-alls are ordered on that stream, so the
+ * host never waits. The wire keeps quant_coll.h's layout and size (its fp32
+ * sums are used by the two-level form only). Every block is encoded, summed
+ * in fp32 in rank order and rounded once as quant_coll.c does: the host's
+ * values, bit for bit.
+ *  - one level: the W blocks encoded; an all-to-all; at the finish, the W
+ *    received decoded and summed into this rank's slice, divided by W;
+ *  - two levels (qgz_cross): the P x N blocks encoded in level 1's order;
+ *    an all-to-all inside the node, which the stream (not the host) waits
+ *    for; for every node n, the P blocks for rank (n, p) decoded and summed
+ *    in fp32 and encoded again; an all-to-all across nodes; at the finish,
+ *    the N received decoded and summed, divided by P x N. Both all-to-alls
+ *    start here, one after the other on every rank.
+ */
+static int qgz_on_device(zero_engine_h e)
+{
+    return e->quantized_gradients && e->ops->quant_reduce8 != NULL;
+}
+
+/* Where qgZ's wire of bucket @p b lies, and its parts (quant_coll.c's layout). */
+typedef struct qgz_wire {
+    size_t stride;      /* bytes of one encoded block */
+    int P, N;           /* two levels: ranks per node, nodes; one level: P = W, N = 1 */
+    char *s1, *r1;      /* level 1 (the only one with one level): blocks sent, received */
+    char *s2, *r2;      /* level 2: blocks sent, received */
+    float *acc;         /* level 2: the node's N partial sums, fp32 */
+} qgz_wire_t;
+
+static qgz_wire_t qgz_wire(zero_engine_h e, int b, size_t slice)
+{
+    qgz_wire_t w;
+    w.stride = zero_comm_quant_stride(ZERO_QUANT_INT8, slice);
+    w.P = e->qgz_cross != NULL ? zero_comm_size(e->qgz_node) : e->own_world;
+    w.N = e->qgz_cross != NULL ? zero_comm_size(e->qgz_cross) : 1;
+    w.s1 = (char *)e->buckets[b].staging + staging_wire_offset(e, b);
+    w.r1 = w.s1 + (size_t)w.P * (size_t)w.N * w.stride;
+    w.s2 = w.r1 + (size_t)w.P * (size_t)w.N * w.stride;
+    w.r2 = w.s2 + (size_t)w.N * w.stride;
+    w.acc = (float *)(void *)(w.r2 + (size_t)w.N * w.stride);
+    return w;
+}
+
+static zero_status_t qgz_device_start(zero_engine_h e, int b, size_t slice, zero_dtype_t dtype)
+{
+    bucket_state_t *bs = &e->buckets[b];
+    qgz_wire_t w = qgz_wire(e, b, slice);
+    const char *grads = bs->staging;
+    size_t es = dtype_bytes(dtype);
+    zero_comm_request_h level1 = NULL;
+    zero_status_t status = ZERO_OK;
+    if (e->qgz_cross == NULL) {
+        for (int k = 0; k < w.P && status == ZERO_OK; k++)
+            status = engine_quant_encode_slot(e, dtype, grads + (size_t)k * slice * es, slice,
+                                              w.s1 + (size_t)k * w.stride);
+        if (status != ZERO_OK)
+            return status;
+        return engine_alltoall_start_on(e, e->comm, w.s1, w.r1, w.stride, ZERO_U8, &bs->reduce_req);
+    }
+    /* Level 1's message to node peer p: the blocks of the ranks (n, p), rank n x P + p, in node order. */
+    for (int p = 0; p < w.P && status == ZERO_OK; p++)
+        for (int n = 0; n < w.N && status == ZERO_OK; n++)
+            status = engine_quant_encode_slot(e, dtype, grads + ((size_t)n * (size_t)w.P + (size_t)p) * slice * es,
+                                              slice, w.s1 + ((size_t)p * (size_t)w.N + (size_t)n) * w.stride);
+    if (status == ZERO_OK)
+        status = engine_alltoall_start_on(e, e->qgz_node, w.s1, w.r1, (size_t)w.N * w.stride, ZERO_U8, &level1);
+    if (status == ZERO_OK)
+        status = engine_wait(e, &level1, "qgZ's all-to-all inside the node");
+    /* node n's partial sum: the P blocks for rank (n, this local rank), N x stride apart */
+    for (int n = 0; n < w.N && status == ZERO_OK; n++) {
+        status = e->ops->quant_reduce8(e->ops_ctx, w.r1 + (size_t)n * w.stride, (size_t)w.N * w.stride, w.P, slice,
+                                       1.0f, ZERO_FP32, w.acc + (size_t)n * slice);
+        if (status == ZERO_OK)
+            status = engine_quant_encode_slot(e, ZERO_FP32, w.acc + (size_t)n * slice, slice,
+                                              w.s2 + (size_t)n * w.stride);
+    }
+    if (status != ZERO_OK)
+        return status;
+    return engine_alltoall_start_on(e, e->qgz_cross, w.s2, w.r2, w.stride, ZERO_U8, &bs->reduce_req);
+}
+
+/* After the wait for qgz_device_start's request: the received blocks decoded
+ * and summed into this rank's slice of the staging, in @p dtype. */
+static zero_status_t qgz_device_finish(zero_engine_h e, int b, size_t slice, zero_dtype_t dtype)
+{
+    qgz_wire_t w = qgz_wire(e, b, slice);
+    const char *received = e->qgz_cross != NULL ? w.r2 : w.r1;
+    int blocks = e->qgz_cross != NULL ? w.N : w.P;
+    return e->ops->quant_reduce8(e->ops_ctx, received, w.stride, blocks, slice, (float)(w.P * w.N), dtype,
+                                 (char *)e->buckets[b].staging + (size_t)e->own_rank * slice * dtype_bytes(dtype));
+}
+
 /* Starts the reduce-scatter of bucket @p b (stages 2-3): views are copied in
  * first; the reduction is in place, rank r's slice landing at its own offset. */
 static zero_status_t reduce_bucket_start(zero_engine_h e, int b)
@@ -368,7 +464,9 @@ static zero_status_t reduce_bucket_start(zero_engine_h e, int b)
     }
     bs->reduced = 1;
     mark = zero_log_error_mark();
-    if (e->quantized_gradients && e->qgz_cross != NULL)   /* ZeRO++ qgZ in two levels (comm/quant_coll.h) */
+    if (qgz_on_device(e))   /* ZeRO++ qgZ on the engine's stream (above) */
+        status = qgz_device_start(e, b, slice, dtype);
+    else if (e->quantized_gradients && e->qgz_cross != NULL)   /* ZeRO++ qgZ in two levels (comm/quant_coll.h) */
         status = zero_comm_reduce_scatter_quant_hier_start(e->qgz_node, e->qgz_cross, bs->staging,
                                                            (char *)bs->staging + (size_t)e->own_rank * slice * esz,
                                                            slice, dtype, ZERO_COMM_AVG, ZERO_QUANT_INT8,
@@ -401,6 +499,12 @@ static zero_status_t reduce_bucket_finish(zero_engine_h e, int b)
         return status;
     if (bs->staging != NULL) {
         uint64_t mark = zero_log_error_mark();
+        if (qgz_on_device(e) && (status = qgz_device_finish(e, b, slice, g->dtype)) != ZERO_OK) {
+            engine_staging_put(e, b, bs->staging);
+            bs->staging = NULL;
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "decoding the quantized gradients of bucket %d "
+                               "failed", b);   /* this rank's kernel */
+        }
         status = e->ops->accumulate(e->ops_ctx, g->dtype,
                                     (char *)g->grad_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz,
                                     (char *)bs->staging + (size_t)e->own_rank * slice * esz, slice);

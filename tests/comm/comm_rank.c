@@ -8,7 +8,8 @@
  *                                   must fail naming it (results in $ZERO_TEST_DIR)
  *   comm_rank stall K               rank K stays alive but silent; the others must
  *                                   time out naming it
- *   comm_rank device                device memory (nccl or staged backend), CUDA builds only;
+ *   comm_rank device                device memory (nccl or staged backend), CUDA builds only
+ *                                   (the all-to-all too);
  *                                   COMM_RANK_EXPECT_PATH=staged|nccl checks which carried it
  *   comm_rank device-split          device memory on communicators split from this one (pairs of
  *                                   consecutive ranks; a last odd rank alone): the child takes the
@@ -60,6 +61,7 @@
  * Exit status: 0 when every check passed.
  */
 #include <zero/zero.h>
+#include "comm/alltoall.h"
 #include "comm/quant_coll.h"
 #include "comm/reduce_range.h"
 #include "comm/staged_plan.h"
@@ -966,6 +968,41 @@ static void *dev_copy_in(const void *host, size_t bytes)
     return d;
 }
 
+/* The all-to-all (comm/alltoall.h, device qgZ's): block q of every rank's
+ * send buffer goes to rank q, exactly; @p send, @p want, @p got hold size x
+ * count elements. */
+static void run_device_alltoall(zero_comm_h comm, zero_dtype_t dt, size_t count, char *send, char *want, char *got)
+{
+    size_t es = zero_dtype_size(dt), total = (size_t)g_size * count;
+    zero_comm_request_h req = NULL;
+    zero_status_t st;
+    void *dsend, *drecv;
+    for (size_t q = 0; q < (size_t)g_size; q++)
+        for (size_t i = 0; i < count; i++) {
+            store(dt, send, q * count + i, val(g_rank, q * count + i));
+            store(dt, want, q * count + i, val((int)q, (size_t)g_rank * count + i));   /* rank q's block for me */
+        }
+    dsend = dev_copy_in(send, total * es);
+    drecv = dev_copy_in(send, total * es);
+    CHECK(cudaMemset(drecv, 0, total * es) == cudaSuccess, "cudaMemset");
+    st = zero_comm_alltoall_start_ordered(comm, dsend, drecv, count, dt, ZERO_MEM_DEVICE, NULL, &req);
+    CHECK(st == ZERO_OK, "device all-to-all %s %zu: %s", zero_dtype_string(dt), count, zero_status_string(st));
+    if (st == ZERO_OK) {
+        st = zero_comm_request_wait(req);
+        CHECK(st == ZERO_OK, "device all-to-all %s %zu: %s", zero_dtype_string(dt), count, zero_status_string(st));
+        zero_comm_request_free(req);
+        cudaMemcpy(got, drecv, total * es, cudaMemcpyDeviceToHost);
+        compare("device all-to-all", dt, got, want, total);
+    }
+    /* overlapping buffers are refused, naming the all-to-all */
+    if (count > 0) {
+        st = zero_comm_alltoall_start_ordered(comm, dsend, (char *)dsend + es, count, dt, ZERO_MEM_DEVICE, NULL, &req);
+        CHECK(st == ZERO_ERR_INVALID_ARG, "device all-to-all on overlapping buffers: %s", zero_status_string(st));
+    }
+    zero_mem_free(dsend);
+    zero_mem_free(drecv);
+}
+
 static void run_device(zero_comm_h comm)
 {
     static const size_t counts[] = {0, 1, 7, 1000003};
@@ -1026,6 +1063,7 @@ static void run_device(zero_comm_h comm)
             compare("device broadcast", dt, got, want, count);   /* rank 0's block of want */
             zero_mem_free(dsend);
             zero_mem_free(drecv);
+            run_device_alltoall(comm, dt, count, send, want, got);
             free(send);
             free(want);
             free(got);

@@ -7,7 +7,9 @@
  * communicator chooses the staged backend by itself (COMM_RANK_EXPECT_PATH
  * checks that it did); with more GPUs the jobs ask for it explicitly
  * (COMM_RANK_BACKENDS=staged). Each job runs comm_rank's device mode (every
- * collective, dtype and op against a host reference):
+ * collective, dtype and op against a host reference, the all-to-all of
+ * device qgZ included: its slot holds each chunk's blocks going out and
+ * coming in):
  *   - world sizes 2, 3 and 4, default slots (4 MiB, a ring of 4);
  *   - world size 3 with 64 KiB slots in a ring of 2: the largest collectives
  *     go through dozens of chunks, so the ring wraps many times;

@@ -3,13 +3,19 @@
  * (quant.c), bit for bit, encoded bytes and decoded values of every dtype:
  * lengths around the block size and odd ones, zeros, constants, subnormals,
  * inf and NaN inside a block, and random bit patterns (every class of float
- * at once). Both compute each element with quant_elem.h.
+ * at once). Both compute each element with quant_elem.h. And qgZ's
+ * decode-and-sum (zero_cuda_quant_reduce8) against the C path's arithmetic
+ * (quant_sum_ref.h: zero_quant_decode_add_f32 over the blocks in order, the
+ * division, the cast, as quant_coll.c's decode_reduced does): the same bits,
+ * a NaN being any NaN.
  * ZERO_TEST_QUICK=1 (gpu-check's racecheck step) leaves out the longest length.
  * Exits 77 (meson: skipped) where the CUDA runtime reports no device.
  */
 #include "test_main.h"
 #include "comm/quant.h"
+#include "comm/quant_coll.h"
 #include "comm/quant_cuda.h"
+#include "quant_sum_ref.h"
 #include "util/half.h"
 
 #include <cuda_runtime_api.h>
@@ -111,6 +117,81 @@ static void test_against_c_codec(void)
     free(y_g);
 }
 
+/* Equal bits, or both NaN (the kernel writes one quiet NaN: quant_cuda.h). */
+static int same_value(zero_dtype_t dtype, const void *a, const void *b, size_t i)
+{
+    if (dtype == ZERO_FP32) {
+        float x = ((const float *)a)[i], y = ((const float *)b)[i];
+        return memcmp(&x, &y, 4) == 0 || (isnan(x) && isnan(y));
+    }
+    uint16_t x = ((const uint16_t *)a)[i], y = ((const uint16_t *)b)[i];
+    uint16_t inf = dtype == ZERO_BF16 ? 0x7f80 : 0x7c00;
+    return x == y || ((x & 0x7fff) > inf && (y & 0x7fff) > inf);
+}
+
+/* qgZ's decode-and-sum: W blocks of every fill (one rank's block may hold
+ * inf/nan while the others do not), into every dtype, averaged (divisor W)
+ * and summed (divisor 1, fp32: the two-level form's partial sums). */
+static void test_reduce_against_c(void)
+{
+    static const int worlds[] = {1, 2, 3, 5};
+    static const size_t rlen[] = {1, 255, 257, 1000, 4099};
+    size_t most = 4099, stride = zero_comm_quant_stride(ZERO_QUANT_INT8, most);
+    unsigned char *enc = malloc(5 * stride);
+    void *x = malloc(most * 4), *y_c = malloc(most * 4), *y_g = malloc(most * 4);
+    float *acc = malloc(most * sizeof(float));
+    void *denc = dev_alloc(5 * stride), *dy = dev_alloc(most * 4);
+    int cases = 0, bad = 0;
+    CU_ASSERT_FATAL(enc && x && y_c && y_g && acc);
+    for (size_t wi = 0; wi < sizeof(worlds) / sizeof(worlds[0]); wi++)
+        for (size_t l = 0; l < sizeof(rlen) / sizeof(rlen[0]); l++)
+            for (int k = 0; k < FILL_KINDS; k++)
+                for (size_t o = 0; o < 3; o++)
+                    for (int avg = 0; avg < 2; avg++) {
+                        int w = worlds[wi];
+                        size_t n = rlen[l], st = zero_comm_quant_stride(ZERO_QUANT_INT8, n);
+                        zero_dtype_t out = avg ? dtypes[o] : ZERO_FP32;
+                        float divisor = avg ? (float)w : 1.0f;
+                        if (!avg && o > 0)
+                            continue;   /* the sums are fp32 only */
+                        memset(enc, 0, 5 * stride);
+                        for (int r = 0; r < w; r++) {   /* rank r's block: the fill, or random for r > 0 */
+                            fill(r == 0 ? (fill_t)k : FILL_RANDOM, ZERO_FP32, x, n);
+                            CU_ASSERT_FATAL(zero_quant_encode(ZERO_QUANT_INT8, ZERO_FP32, x, n, enc + (size_t)r * st) == 0);
+                        }
+                        CU_ASSERT_FATAL(quant_sum_ref(enc, st, w, n, divisor, out, acc, y_c) == 0);
+                        CU_ASSERT_FATAL(cudaMemcpy(denc, enc, (size_t)w * st, cudaMemcpyHostToDevice) == cudaSuccess);
+                        CU_ASSERT_FATAL(zero_cuda_quant_reduce8(denc, st, w, n, divisor, (int)out, dy, NULL) == 0);
+                        CU_ASSERT_FATAL(cudaMemcpy(y_g, dy, n * zero_dtype_size(out), cudaMemcpyDeviceToHost) ==
+                                        cudaSuccess);
+                        cases++;
+                        for (size_t i = 0; i < n; i++)
+                            if (!same_value(out, y_c, y_g, i)) {
+                                fprintf(stderr, "reduce: W %d %s n=%zu into %s%s: element %zu differs from the C "
+                                        "path\n", w, fill_names[k], n, zero_dtype_string(out), avg ? " (average)" : "",
+                                        i);
+                                bad++;
+                                break;
+                            }
+                    }
+    printf("\n    %d decode-and-sum cases, %d differ", cases, bad);
+    CU_ASSERT_EQUAL(bad, 0);
+    /* refused, nothing enqueued: a bad dtype, no block, a stride that is not a multiple of 4 or too short */
+    CU_ASSERT(zero_cuda_quant_reduce8(denc, stride, 2, 10, 2.0f, (int)ZERO_U8, dy, NULL) != 0);
+    CU_ASSERT(zero_cuda_quant_reduce8(denc, stride, 0, 10, 2.0f, (int)ZERO_FP32, dy, NULL) != 0);
+    CU_ASSERT(zero_cuda_quant_reduce8(denc, 18, 2, 10, 2.0f, (int)ZERO_FP32, dy, NULL) != 0);
+    CU_ASSERT(zero_cuda_quant_reduce8(denc, 12, 2, 10, 2.0f, (int)ZERO_FP32, dy, NULL) != 0);
+    CU_ASSERT(zero_cuda_quant_reduce8(NULL, 16, 2, 0, 2.0f, (int)ZERO_FP32, NULL, NULL) == 0);   /* nothing to do */
+    CU_ASSERT(cudaDeviceSynchronize() == cudaSuccess);
+    cudaFree(denc);
+    cudaFree(dy);
+    free(enc);
+    free(x);
+    free(y_c);
+    free(y_g);
+    free(acc);
+}
+
 /* More codec blocks than the kernels' grid (65535 CUDA blocks): the blocks
  * past it are the grid-stride loops' second round, and every index is past
  * 2^24 elements. fp32 only (the dtypes' paths are the test above's). */
@@ -139,6 +220,26 @@ static void test_beyond_grid(void)
         CU_ASSERT_FATAL(cudaMemcpy(y_g, dy, n * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
         CU_ASSERT_EQUAL(memcmp(y_c, y_g, n * 4), 0);
     }
+    {
+        /* qgZ's decode-and-sum of two ranks' blocks past one grid, averaged */
+        size_t stride = zero_comm_quant_stride(ZERO_QUANT_INT8, n);
+        unsigned char *denc2 = dev_alloc(2 * stride);
+        float *acc = malloc(n * sizeof(float));
+        CU_ASSERT_FATAL(acc != NULL);
+        CU_ASSERT_FATAL(cudaMemcpy(denc2, enc_c, bytes, cudaMemcpyHostToDevice) == cudaSuccess);
+        CU_ASSERT_FATAL(cudaMemcpy(denc2 + stride, enc_c, bytes, cudaMemcpyHostToDevice) == cudaSuccess);
+        CU_ASSERT_FATAL(quant_sum_ref(enc_c, 0, 2, n, 2.0f, ZERO_FP32, acc, y_c) == 0);   /* the same block twice */
+        CU_ASSERT_FATAL(zero_cuda_quant_reduce8(denc2, stride, 2, n, 2.0f, (int)ZERO_FP32, dy, NULL) == 0);
+        CU_ASSERT_FATAL(cudaMemcpy(y_g, dy, n * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+        for (size_t i = 0; i < n; i++)
+            if (!same_value(ZERO_FP32, y_c, y_g, i)) {
+                fprintf(stderr, "reduce beyond one grid: element %zu differs from the C path\n", i);
+                CU_FAIL("decode-and-sum differs");
+                break;
+            }
+        cudaFree(denc2);
+        free(acc);
+    }
     for (int i = 0; i < 3; i++)
         cudaFree(dev[i]);
     for (int i = 0; i < 5; i++)
@@ -147,6 +248,7 @@ static void test_beyond_grid(void)
 
 static CU_TestInfo tests[] = {
     {"int8 kernels against the C codec", test_against_c_codec},
+    {"int8 decode-and-sum (qgZ) against the C path", test_reduce_against_c},
     {"int8 kernels beyond one grid of blocks", test_beyond_grid},
     CU_TEST_INFO_NULL,
 };

@@ -174,6 +174,14 @@ static int run_host(const zero_staged_geom_t *g, size_t k, unsigned char **slot,
                 if (q != r)
                     memcpy(slot[r] + (size_t)q * n * 4, slot[q] + (size_t)q * n * 4, n * 4);
         return 1;
+    case ZERO_COLL_ALLTOALL:   /* out of place: rank q's block for r into r's receiving half */
+        for (int r = 0; r < W; r++)
+            if (hd[r].sendbuf != slot[r] || hd[r].recvbuf != slot[r] + (size_t)W * n * 4)
+                return 0;
+        for (int r = 0; r < W; r++)
+            for (int q = 0; q < W; q++)
+                memcpy((unsigned char *)hd[r].recvbuf + (size_t)q * n * 4, slot[q] + (size_t)r * n * 4, n * 4);
+        return 1;
     case ZERO_COLL_BROADCAST:
         for (int r = 0; r < W; r++)
             if (hd[r].sendbuf != slot[r] || hd[r].recvbuf != slot[r] || hd[r].root != g->root)
@@ -192,8 +200,8 @@ static int run_host(const zero_staged_geom_t *g, size_t k, unsigned char **slot,
  * its buffers. */
 static int staged_matches(zero_coll_kind_t kind, int W, size_t count, size_t slot_bytes, int root)
 {
-    size_t send_n = kind == ZERO_COLL_REDUCE_SCATTER ? count * (size_t)W : count;
-    size_t recv_n = kind == ZERO_COLL_ALLGATHER ? count * (size_t)W : count;
+    size_t send_n = kind == ZERO_COLL_REDUCE_SCATTER || kind == ZERO_COLL_ALLTOALL ? count * (size_t)W : count;
+    size_t recv_n = kind == ZERO_COLL_ALLGATHER || kind == ZERO_COLL_ALLTOALL ? count * (size_t)W : count;
     int32_t *send[MAXW], *recv[MAXW], *want = malloc(recv_n * 4 * (size_t)W + 4);
     unsigned char *slot[MAXW];
     zero_staged_piece_t pieces[MAXW];
@@ -226,6 +234,9 @@ static int staged_matches(zero_coll_kind_t kind, int W, size_t count, size_t slo
                 break;
             case ZERO_COLL_ALLGATHER:
                 s = send[i / count][i % count];
+                break;
+            case ZERO_COLL_ALLTOALL:   /* block q of rank r's result: rank q's block r */
+                s = send[i / count][(size_t)r * count + i % count];
                 break;
             default:
                 s = send[root][i];
@@ -274,16 +285,17 @@ static int staged_matches(zero_coll_kind_t kind, int W, size_t count, size_t slo
 static void test_geometry(void)
 {
     static const zero_coll_kind_t kinds[] = {ZERO_COLL_ALLREDUCE, ZERO_COLL_REDUCE_SCATTER, ZERO_COLL_ALLGATHER,
-                                             ZERO_COLL_BROADCAST};
+                                             ZERO_COLL_BROADCAST, ZERO_COLL_ALLTOALL};
     static const size_t counts[] = {1, 7, 64, 1001};
     int cases = 0, good = 0;
-    for (int kk = 0; kk < 4; kk++)
+    for (int kk = 0; kk < 5; kk++)
         for (int W = 1; W <= MAXW; W++)
             for (int c = 0; c < 4; c++)
-                /* slots of 1, 3 and 16 elements per rank, and one larger than the whole */
+                /* slots of 1, 3 and 16 elements per rank, and one larger than the whole
+                 * (the all-to-all's slot holds each element twice: going out, coming in) */
                 for (int pi = 0; pi < 4; pi++) {
                     static const size_t pers[] = {1, 3, 16, 2048};
-                    size_t slot_bytes = pers[pi] * 4 * (size_t)W;
+                    size_t slot_bytes = pers[pi] * 4 * (size_t)W * (kinds[kk] == ZERO_COLL_ALLTOALL ? 2 : 1);
                     cases++;
                     if (staged_matches(kinds[kk], W, counts[c], slot_bytes, W - 1))
                         good++;
@@ -306,11 +318,15 @@ static void test_geometry_limits(void)
     /* nothing to move: no chunk */
     d.count = 0;
     CU_ASSERT(zero_staged_geom_init(&g, &d, 4, 0, 4096) == ZERO_OK && g.chunks == 0);
-    /* barriers and all-to-alls are not device collectives */
+    /* barriers are not device collectives */
     d.kind = ZERO_COLL_BARRIER;
     CU_ASSERT_EQUAL(zero_staged_geom_init(&g, &d, 2, 0, 4096), ZERO_ERR_INVALID_ARG);
+    /* an all-to-all's element of every rank goes out and comes in through the slot */
     d.kind = ZERO_COLL_ALLTOALL;
-    CU_ASSERT_EQUAL(zero_staged_geom_init(&g, &d, 2, 0, 4096), ZERO_ERR_INVALID_ARG);
+    d.count = 10;
+    CU_ASSERT_EQUAL(zero_staged_geom_init(&g, &d, 4, 0, 31), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_staged_geom_init(&g, &d, 4, 0, 32), ZERO_OK);
+    CU_ASSERT(g.chunk == 1 && g.chunks == 10);
 }
 
 /* ---- the pipeline ---- */

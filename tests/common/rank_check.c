@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int check_rank, check_world, check_failures;
@@ -74,4 +75,20 @@ void check_add(void *buf, zero_dtype_t dtype, size_t i, float v)
         ((uint16_t *)buf)[i] = check_to_bf16(check_from_bf16(((uint16_t *)buf)[i]) + v);
     else
         ((check_f16_t *)buf)[i] = (check_f16_t)((float)((check_f16_t *)buf)[i] + v);
+}
+
+void rank_check_describe_nodes(int P)
+{
+    const char *r = getenv("RANK"), *w = getenv("WORLD_SIZE");
+    char v[16];
+    if (P < 1 || r == NULL || w == NULL)
+        return;
+    snprintf(v, sizeof(v), "%d", atoi(r) % P);
+    setenv("LOCAL_RANK", v, 1);
+    snprintf(v, sizeof(v), "%d", P);
+    setenv("LOCAL_SIZE", v, 1);
+    snprintf(v, sizeof(v), "%d", atoi(r) / P);
+    setenv("CROSS_RANK", v, 1);
+    snprintf(v, sizeof(v), "%d", (atoi(w) + P - 1) / P);
+    setenv("CROSS_SIZE", v, 1);
 }

@@ -32,6 +32,12 @@ extern int check_rank, check_world, check_failures;
  * the reason is printed and the program should exit non-zero. */
 int rank_check_begin(zero_comm_h *comm_p);
 
+/* Describes the job as nodes of @p P ranks each, rank r on node r / P (sets
+ * LOCAL_RANK, LOCAL_SIZE, CROSS_RANK, CROSS_SIZE from RANK and WORLD_SIZE,
+ * as a launcher on real nodes would): call before rank_check_begin. Does
+ * nothing for P < 1 or without RANK and WORLD_SIZE. */
+void rank_check_describe_nodes(int P);
+
 /* Destroys @p comm (NULL allowed); rank 0 prints "OK: 0 failed checks (W=2)"
  * or "FAIL: ..."; returns the exit status: the failure count, at most 255. */
 int rank_check_end(zero_comm_h comm);

@@ -61,6 +61,21 @@
  * With both (engine-hpz-qwz-world4, engine-device-hpz-qwz-world4), hpZ's
  * quantized refresh must give the weights of qwZ alone bit for bit.
  *
+ * With ZERO_TEST_QGZ=1 (engine-qgz-world*, engine-device-qgz-world*, gpu-check's
+ * engine-staged-qgz step), only stage 3 runs, with zero_quantized_gradients:
+ * the weights must lie within QGZ_EXTRA of the same engine's run without
+ * qgZ (QGZ_FLIPPED where Adam's or Adagrad's update may turn around;
+ * qgz_check; in fp32 some weight must differ, Lion's aside), which in turn
+ * meets the reference. The device engine's must match the host engine's within the
+ * plain tolerances: the device path reduces to the host's gradients bit for
+ * bit (the kernels are the C codec's arithmetic), so only the optimizer's
+ * arithmetic differs, as without qgZ. ZERO_TEST_NODE_SIZE=P describes the
+ * job as nodes of P ranks (rank r on node r / P), so that qgZ at 4 ranks
+ * with P = 2 reduces in two levels (engine-qgz-nodes4, engine-device-qgz-nodes4;
+ * with ZERO_TEST_HPZ=2 too, engine-hpz-qgz-nodes4 and engine-device-hpz-qgz-nodes4,
+ * qgZ's node communicator is hpZ's group, and hpz_exact holds the weights to
+ * qgZ alone's bit for bit).
+ *
  * Exit status: the number of failed combinations (0 = all passed).
  */
 #include <zero/zero.h>
@@ -126,11 +141,18 @@ typedef struct combo {
     int no_param_offload;   /* leave out what ZERO_TEST_OFFLOAD_PARAM asks for */
     int hpz;   /* zero_hpz_partition_size (1: off) */
     int qwz;   /* zero_quantized_weights */
+    int qgz;   /* zero_quantized_gradients */
 } combo_t;
 
 /* ---- the reference: one process, double precision ---- */
 
-static void reference(const combo_t *c, int world, double *w_out[NPARAM])
+/* @p margin (NULL: not wanted): for Adam (L2 mode) and Adagrad, each
+ * element's smallest |gradient after clipping + weight decay x weight| over
+ * the steps, divided by the clipping factor (so in the unclipped gradient's
+ * units); HUGE_VAL for the other optimizers. Their update is sign(that) x lr
+ * at the first step whatever its size, so where it is near 0 any change of
+ * the gradient may turn the update around (qgz_check). */
+static void reference(const combo_t *c, int world, double *w_out[NPARAM], double *margin[NPARAM])
 {
     double *m[NPARAM], *v[NPARAM], *g[NPARAM];
     for (int p = 0; p < NPARAM; p++) {
@@ -138,8 +160,11 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
         m[p] = calloc(n, sizeof(double));
         v[p] = calloc(n, sizeof(double));
         g[p] = calloc(n, sizeof(double));
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             w_out[p][i] = init_value(p, i);
+            if (margin != NULL)
+                margin[p][i] = HUGE_VAL;
+        }
     }
     for (int step = 0; step < STEPS; step++) {
         double sq = 0.0, coef = 1.0, lr = LR;
@@ -171,6 +196,8 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
                         gi += wd * w[i];
                     else
                         w[i] *= 1.0 - lr * wd;
+                    if (margin != NULL && c->opt == OPT_ADAM && fabs(gi) / coef < margin[p][i])
+                        margin[p][i] = fabs(gi) / coef;
                     m[p][i] = 0.9 * m[p][i] + 0.1 * gi;
                     v[p][i] = 0.999 * v[p][i] + 0.001 * gi * gi;
                     w[i] -= lr / (1.0 - pow(0.9, t)) * m[p][i] / (sqrt(v[p][i]) / sqrt(1.0 - pow(0.999, t)) + 1e-8);
@@ -188,6 +215,8 @@ static void reference(const combo_t *c, int world, double *w_out[NPARAM])
                 }
                 case OPT_ADAGRAD: {
                     double d = gi + wd * w[i];
+                    if (margin != NULL && fabs(d) / coef < margin[p][i])
+                        margin[p][i] = fabs(d) / coef;
                     m[p][i] += d * d;
                     w[i] -= lr * d / (sqrt(m[p][i]) + 1e-10);
                     break;
@@ -255,6 +284,14 @@ static int qwz_on(void)
     return v != NULL && atoi(v) == 1;
 }
 
+/* ZERO_TEST_QGZ=1 (engine-qgz-world*, engine-device-qgz-world*): only stage
+ * 3 runs, each combination with zero_quantized_gradients (qgz_check). */
+static int qgz_on(void)
+{
+    const char *v = getenv("ZERO_TEST_QGZ");
+    return v != NULL && atoi(v) == 1;
+}
+
 /* Whether ZERO_TEST_OFFLOAD_PARAM asks for offload_param "cpu" at stage 3. */
 static int param_offload_asked(void)
 {
@@ -307,9 +344,10 @@ static char *config_json(const combo_t *c)
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 300, \"allgather_bucket_size\": 300,"
              " \"stage3_param_persistence_threshold\": 50, \"stage3_prefetch_bucket_size\": 200,"
              " \"check_grad_writes\": %s, \"zero_hpz_partition_size\": %d,"
-             " \"zero_quantized_weights\": %s%s}}",
+             " \"zero_quantized_weights\": %s, \"zero_quantized_gradients\": %s%s}}",
              c->gas, c->opt == OPT_SGD_MOMENTUM ? "SGD" : opt_names[c->opt], opt_params, prec, c->clip, c->stage,
-             c->gas == 3 ? "true" : "false", c->hpz > 1 ? c->hpz : 1, c->qwz ? "true" : "false", offload_block(c));
+             c->gas == 3 ? "true" : "false", c->hpz > 1 ? c->hpz : 1, c->qwz ? "true" : "false",
+             c->qgz ? "true" : "false", offload_block(c));
     return buf;
 }
 
@@ -463,16 +501,17 @@ out:
     return rc;
 }
 
-/* got against want within the tolerances of the top, widened by @p extra. */
-static int compare_within(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM],
-                          double extra)
+/* got against want within the tolerances of the top, widened by @p extra,
+ * or element by element by @p extra_at (NULL: @p extra everywhere). */
+static int compare_at(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM],
+                      double extra, double *const extra_at[NPARAM])
 {
     double rtol = c->dtype == ZERO_FP32 ? 1e-5 : c->dtype == ZERO_BF16 ? 1.0 / 64 : 1.0 / 512;
-    double atol = (c->dtype == ZERO_FP32 ? 1e-6 : c->dtype == ZERO_BF16 ? 2e-3 : 2e-4) + extra;
+    double atol = c->dtype == ZERO_FP32 ? 1e-6 : c->dtype == ZERO_BF16 ? 2e-3 : 2e-4;
     for (int p = 0; p < NPARAM; p++)
         for (size_t i = 0; i < numel_of(p); i++) {
             double d = fabs((double)got[p][i] - want[p][i]);
-            if (!(d <= atol + rtol * fabs(want[p][i]))) {
+            if (!(d <= atol + (extra_at != NULL ? extra_at[p][i] : extra) + rtol * fabs(want[p][i]))) {
                 fprintf(stderr,
                         "rank %d: %s: stage %d %s %s gas %d clip %g views %d: layer%d.w[%zu] = %.8g, expected %.8g\n",
                         rank, what, c->stage, zero_dtype_string(c->dtype), opt_names[c->opt], c->gas, c->clip,
@@ -481,6 +520,12 @@ static int compare_within(const char *what, const combo_t *c, int rank, float *g
             }
         }
     return 0;
+}
+
+static int compare_within(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM],
+                          double extra)
+{
+    return compare_at(what, c, rank, got, want, extra, NULL);
 }
 
 static int compare(const char *what, const combo_t *c, int rank, float *got[NPARAM], double *const want[NPARAM])
@@ -565,6 +610,26 @@ static double qwz_bound(zero_dtype_t dtype, double maxabs, double w)
     return maxabs / 254.0 * (1.0 + 1e-6) + fabs(w) * ulp + 1e-7;
 }
 
+/* The end of qwz_check and qgz_check: fails @p bad when no weight differs
+ * from the unquantized run (@p differ 0: the codec was never applied) in
+ * fp32; on success @p got takes the unquantized weights @p ref, for the
+ * reference checks. Frees @p ref. */
+static int quant_took_effect(const char *what, const combo_t *c, zero_mem_kind_t kind, int rank, int bad, int differ,
+                             float *got[NPARAM], float *ref[NPARAM])
+{
+    if (!bad && !differ && c->dtype == ZERO_FP32) {
+        fprintf(stderr, "rank %d: %s %s: fp32 %s gas %d: every weight is the unquantized one (nothing was "
+                "quantized)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", what, opt_names[c->opt], c->gas);
+        bad = 1;
+    }
+    for (int p = 0; p < NPARAM; p++) {
+        if (!bad)
+            memcpy(got[p], ref[p], numel_of(p) * sizeof(float));
+        free(ref[p]);
+    }
+    return bad;
+}
+
 /* qwZ's run (@p got, the weights as the quantized gather gives them) against
  * the same engine without qwZ: qwZ changes only what the gather returns, not
  * the training (these gradients do not depend on the weights), so every
@@ -599,17 +664,84 @@ static int qwz_check(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, i
                 bad = 1;
             }
         }
-    if (!bad && !differ && c->dtype == ZERO_FP32) {
-        fprintf(stderr, "rank %d: %s qwZ: fp32 %s gas %d: every weight is the unquantized one (nothing was "
-                "quantized)\n", rank, kind == ZERO_MEM_HOST ? "host" : "device", opt_names[c->opt], c->gas);
-        bad = 1;
-    }
+    return quant_took_effect("qwZ", c, kind, rank, bad, differ, got, ref);
+}
+
+/* What qgZ may change in a weight, on top of the plain tolerances: each
+ * rank's gradient block is rounded to an int8 step of its largest value
+ * (error <= amax / 254, quant.h), so the averaged gradient is off by at most
+ * 0.5 / 254 = 0.002 here (|gradient| <= 0.48); relative to the smallest
+ * gradients (0.02) that is 10%, which moves an Adam-like update (lr x
+ * m / sqrt(v)) by at most 10% of lr a step: 4 steps x 0.1 x 0.01 = 4e-3.
+ * A wrong average (a sum, a lost or doubled block) moves SGD's weights by
+ * several times that. */
+#define QGZ_EXTRA 4e-3
+/* Except where Adam (L2 mode) or Adagrad divide by an input near 0. With
+ * clipping (factor ~0.075 here) the weight decay (0.01 x w) is as large as
+ * the clipped gradient, and on a few elements the two cancel: at 4 ranks one
+ * has |clipped gradient + decay| = 8e-7 at step 1. The update there is
+ * sign(input) x lr whatever its size, so qgZ's error turns it around: 2 lr,
+ * seen as 0.0198-0.0205 at 4 ranks (one and two levels alike). Not a fault of
+ * the reduction: the reference's double arithmetic with each rank's gradient
+ * int8-rounded in blocks gives 0.0199 (Adam) and 0.0201 (Adagrad) too, and a
+ * 0.1% relative change of the exact gradient with no quantization 0.0198 at
+ * gas 3; without clipping, or with AdamW, the same runs differ by <= 1e-4.
+ * So such an element (the reference's margin below QGZ_FRAGILE, in
+ * unclipped gradient units: two int8 roundings of 0.002, a 16-bit rounding
+ * of 0.002, the weights' own difference; 4-10 of the 713 elements) may move
+ * by 2 lr a step, every other one by QGZ_EXTRA only. */
+#define QGZ_FRAGILE 8e-3
+#define QGZ_FLIPPED (2.0 * LR * STEPS)
+
+/* qgZ's run against the same engine without qgZ, within QGZ_EXTRA (or
+ * QGZ_FLIPPED where the reference says the update may turn around); in fp32
+ * some weight must differ (a reduction that forgot to quantize would pass
+ * the bound), except with Lion, whose update takes only the signs, which
+ * qgZ keeps here (|gradient| >= 0.02, ten times its error). The largest
+ * difference goes to stderr on rank 0 (to see how close the bound is). On
+ * success @p got becomes the unquantized run, for the reference checks. */
+static int qgz_check(zero_comm_h comm, const combo_t *c, zero_mem_kind_t kind, int rank, float *got[NPARAM])
+{
+    combo_t plain = *c;
+    float *ref[NPARAM];
+    double *as_double[NPARAM], *margin[NPARAM], *extra_at[NPARAM], most = 0.0, most_firm = 0.0;
+    int bad = 0, fragile = 0;
+    if (!c->qgz)
+        return 0;
+    plain.qgz = 0;
     for (int p = 0; p < NPARAM; p++) {
-        if (!bad)
-            memcpy(got[p], ref[p], numel_of(p) * sizeof(float));
-        free(ref[p]);
+        ref[p] = calloc(numel_of(p), sizeof(float));
+        as_double[p] = malloc(numel_of(p) * sizeof(double));
+        margin[p] = malloc(numel_of(p) * sizeof(double));
+        extra_at[p] = malloc(numel_of(p) * sizeof(double));
     }
-    return bad;
+    reference(c, zero_comm_size(comm), as_double, margin);   /* as_double: overwritten below */
+    if (run_engine(comm, &plain, kind, ref) != 0)
+        bad = 1;
+    for (int p = 0; p < NPARAM && !bad; p++)
+        for (size_t i = 0; i < numel_of(p); i++) {
+            double d = fabs((double)got[p][i] - (double)ref[p][i]);
+            int flips = margin[p][i] < QGZ_FRAGILE;
+            fragile += flips;
+            extra_at[p][i] = flips ? QGZ_FLIPPED : QGZ_EXTRA;
+            as_double[p][i] = ref[p][i];
+            most = d > most ? d : most;
+            most_firm = !flips && d > most_firm ? d : most_firm;
+        }
+    if (!bad && rank == 0)
+        fprintf(stderr, "rank 0: %s qgZ against no qgZ: %s %s gas %d clip %g: largest difference %.3g, %.3g where "
+                "the update cannot turn (bound %g; %d elements may turn, bound %g)\n",
+                kind == ZERO_MEM_HOST ? "host" : "device", zero_dtype_string(c->dtype), opt_names[c->opt], c->gas,
+                c->clip, most, most_firm, QGZ_EXTRA, fragile, QGZ_FLIPPED);
+    if (!bad)
+        bad = compare_at("qgZ against no qgZ", c, rank, got, as_double, 0.0, extra_at);
+    for (int p = 0; p < NPARAM; p++) {
+        free(as_double[p]);
+        free(margin[p]);
+        free(extra_at[p]);
+    }
+    /* Lion steps by signs only: its weights may all be the unquantized ones */
+    return quant_took_effect("qgZ", c, kind, rank, bad, most > 0.0 || c->opt == OPT_LION, got, ref);
 }
 
 int main(void)
@@ -629,6 +761,8 @@ int main(void)
         }
     }
 #endif
+    if (getenv("ZERO_TEST_NODE_SIZE") != NULL)   /* the job as nodes of that many ranks (hierarchical qgZ) */
+        rank_check_describe_nodes(atoi(getenv("ZERO_TEST_NODE_SIZE")));
     if (rank_check_begin(&comm) != 0)
         return 100;
     world = check_world;
@@ -638,13 +772,14 @@ int main(void)
         want[p] = calloc(numel_of(p), sizeof(double));
     }
     memset(stage0, 0, sizeof(stage0));
-    for (int stage = hpz_size(world) > 1 || qwz_on() ? 3 : 0; stage <= 3; stage++)
+    for (int stage = hpz_size(world) > 1 || qwz_on() || qgz_on() ? 3 : 0; stage <= 3; stage++)
         for (int di = 0; di < 3; di++)
             for (int o = 0; o < OPT_COUNT; o++)
                 for (int gi = 0; gi < 2; gi++)
                     for (int ci = 0; ci < 2; ci++) {
                         combo_t c = {.stage = stage, .dtype = dtypes[di], .opt = (opt_t)o, .gas = gi ? 3 : 1,
-                                     .clip = ci ? 0.5 : 0.0, .hpz = hpz_size(world), .qwz = qwz_on()};
+                                     .clip = ci ? 0.5 : 0.0, .hpz = hpz_size(world), .qwz = qwz_on(),
+                                     .qgz = qgz_on()};
                         /* views on a rotating subset of the stage 0-2 runs */
                         c.views = stage < 3 && (o + gi + ci) % 3 == 0;
 #ifdef ENGINE_CHECK_DEVICE
@@ -663,7 +798,8 @@ int main(void)
                         if (run_engine(comm, &c, ZERO_MEM_DEVICE, got) != 0 ||
                             compare_qwz("device against the host engine", &c, rank, got, want) ||
                             hpz_exact(comm, &c, ZERO_MEM_DEVICE, rank, got) ||
-                            qwz_check(comm, &c, ZERO_MEM_DEVICE, rank, got)) {
+                            qwz_check(comm, &c, ZERO_MEM_DEVICE, rank, got) ||
+                            qgz_check(comm, &c, ZERO_MEM_DEVICE, rank, got)) {
                             failures++;
                             continue;
                         }
@@ -684,12 +820,13 @@ int main(void)
 #else
                         combos++;
                         if (run_engine(comm, &c, ZERO_MEM_HOST, got) != 0 || hpz_exact(comm, &c, ZERO_MEM_HOST, rank, got) ||
-                            qwz_check(comm, &c, ZERO_MEM_HOST, rank, got)) {
+                            qwz_check(comm, &c, ZERO_MEM_HOST, rank, got) ||
+                            qgz_check(comm, &c, ZERO_MEM_HOST, rank, got)) {
                             failures++;
                             continue;
                         }
 #endif
-                        reference(&c, world, want);
+                        reference(&c, world, want, NULL);
                         if (compare("against the reference", &c, rank, got, want)) {
                             failures++;
                             continue;

@@ -19,17 +19,18 @@
  *  - the deferred requests are freed (the test's memory marks see no leak);
  *  - training equals the plain host engine bit for bit.
  *
- * And qwZ's device path (engine_gather.c quant_gather_start/decode) on the
- * CPU: the table also gets quant_encode8/decode8 of the test's own, the C
- * codec (the kernels' bytes, comm-quant-cuda), so the engine encodes the
- * shard into its block of the wire, gathers the bytes in an ordered
- * allgather and decodes after the wait, as on a GPU; it must give the host
- * engine's qwZ weights bit for bit, with every encode followed by its decode.
+ * And qwZ's and qgZ's device paths (engine_gather.c quant_gather_start/decode,
+ * engine_step.c qgz_device_start/finish) on the CPU: the table also gets the
+ * codec operations done by the C codec (codec_standin.h; the kernels' bytes,
+ * comm-quant-cuda), so the engine encodes into the wire, moves the bytes in
+ * an ordered allgather or all-to-all and decodes (qgZ: decodes and sums)
+ * after the wait, as on a GPU; it must give the host engine's qwZ and qgZ
+ * weights bit for bit, with every slot's padding zeroed. World size 1 here;
+ * qgz_path runs the qgZ path at 2-4 ranks, in one and two levels.
  */
 #include "test_main.h"
+#include "codec_standin.h"
 #include "zero/engine_internal.h"
-#include "comm/quant.h"
-#include "comm/quant_coll.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -47,7 +48,6 @@ static struct {
     unsigned char lent[MAX_TOKENS];
     int next, begins, ends, double_ends, unknown_ends;
     int reads, reads_with_fences, syncs;
-    int encodes, decodes, dirty_pads;
 } order;
 
 static zero_status_t test_order_begin(void *ctx, zero_comm_order_t *o)
@@ -93,26 +93,10 @@ static zero_status_t test_sync(void *ctx)
     return ZERO_OK;
 }
 
-static zero_status_t test_encode8(void *ctx, zero_dtype_t dtype, const void *src, size_t n, void *wire)
-{
-    (void)ctx;
-    order.encodes++;
-    /* the slot's padding gets garbage, as a kernel leaves it: the engine must zero it */
-    memset((char *)wire + zero_quant_bytes(ZERO_QUANT_INT8, n), 0xab,
-           zero_comm_quant_stride(ZERO_QUANT_INT8, n) - zero_quant_bytes(ZERO_QUANT_INT8, n));
-    return zero_quant_encode(ZERO_QUANT_INT8, dtype, src, n, wire) == 0 ? ZERO_OK : ZERO_ERR_INTERNAL;
-}
-
-static zero_status_t test_decode8(void *ctx, zero_dtype_t dtype, const void *wire, size_t n, void *dst)
-{
-    (void)ctx;
-    order.decodes++;
-    for (size_t i = zero_quant_bytes(ZERO_QUANT_INT8, n); i < zero_comm_quant_stride(ZERO_QUANT_INT8, n); i++)
-        order.dirty_pads += ((const unsigned char *)wire)[i] != 0;   /* sent uninitialised */
-    return zero_quant_decode(ZERO_QUANT_INT8, wire, n, dtype, dst) == 0 ? ZERO_OK : ZERO_ERR_INTERNAL;
-}
-
 static engine_ops_t test_ops;
+/* The optimizer block: AdamW; the qgZ case takes SGD, whose update scales with
+ * the gradient (AdamW's hardly does, so a wrong average would not show). */
+static const char *optimizer = "{\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}}";
 
 static void init_fn(const char *name, size_t offset, size_t count, float *out, void *user_data)
 {
@@ -121,8 +105,9 @@ static void init_fn(const char *name, size_t offset, size_t count, float *out, v
         out[i] = (float)((offset + i) % 13) * 0.01f - 0.05f + (float)name[0] * 1e-4f;
 }
 
-/* ordered 2: also qwZ's codec in the table (the device path of the quantized gather). */
-static zero_engine_h make(int stage, int ordered, int qwz)
+/* ordered 2: also the codec in the table (the device paths of qwZ and qgZ);
+ * @p qwz, @p qgz: zero_quantized_weights, zero_quantized_gradients. */
+static zero_engine_h make(int stage, int ordered, int qwz, int qgz)
 {
     char json[512];
     zero_engine_params_t ep = {.field_mask = ZERO_ENGINE_PARAM_FIELD_CONFIG_JSON | ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
@@ -130,10 +115,10 @@ static zero_engine_h make(int stage, int ordered, int qwz)
     zero_engine_h e = NULL;
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": 1, \"gradient_accumulation_steps\": 2, \"bf16\": {\"enabled\": true},"
-             " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}},"
+             " \"optimizer\": %s,"
              " \"zero_optimization\": {\"stage\": %d, \"reduce_bucket_size\": 200,"
-             " \"stage3_param_persistence_threshold\": 10, \"zero_quantized_weights\": %s}}", stage,
-             qwz ? "true" : "false");
+             " \"stage3_param_persistence_threshold\": 10, \"zero_quantized_weights\": %s,"
+             " \"zero_quantized_gradients\": %s}}", optimizer, stage, qwz ? "true" : "false", qgz ? "true" : "false");
     CU_ASSERT_EQUAL_FATAL(zero_engine_create(&ep, &e), ZERO_OK);
     if (ordered) {
         test_ops = engine_ops_host;
@@ -142,8 +127,8 @@ static zero_engine_h make(int stage, int ordered, int qwz)
         test_ops.order_end = test_order_end;
         test_ops.result_read = test_result_read;
         test_ops.sync = test_sync;
-        test_ops.quant_encode8 = ordered == 2 ? test_encode8 : NULL;
-        test_ops.quant_decode8 = ordered == 2 ? test_decode8 : NULL;
+        if (ordered == 2)
+            codec_standin_install(&test_ops);
         e->ops = &test_ops;   /* same context: the host table's */
         order.engine = e;
     }
@@ -151,9 +136,9 @@ static zero_engine_h make(int stage, int ordered, int qwz)
 }
 
 /* Trains 3 steps; returns the weights (bf16 bits) of every parameter, concatenated. */
-static void train(int stage, int ordered, int qwz, uint16_t *out)
+static void train(int stage, int ordered, int qwz, int qgz, uint16_t *out)
 {
-    zero_engine_h e = make(stage, ordered, qwz);
+    zero_engine_h e = make(stage, ordered, qwz, qgz);
     zero_param_h p[NP];
     size_t at = 0;
     for (int i = 0; i < NP; i++) {
@@ -199,8 +184,8 @@ static void test_ordered_bookkeeping(void)
         ZERO_TEST_MEM_MARK();
         uint16_t plain[TOTAL], ordered[TOTAL];
         memset(&order, 0, sizeof(order));
-        train(stage, 0, 0, plain);
-        train(stage, 1, 0, ordered);
+        train(stage, 0, 0, 0, plain);
+        train(stage, 1, 0, 0, ordered);
         printf("\n    stage %d: %d collectives ordered, %d step reads (%d with collectives unwaited), %d syncs, "
                "%d tokens returned twice, %d unknown", stage, order.begins, order.reads, order.reads_with_fences,
                order.syncs, order.double_ends, order.unknown_ends);
@@ -222,17 +207,46 @@ static void test_qwz_device_path(void)
     ZERO_TEST_MEM_MARK();
     uint16_t host_qwz[TOTAL], device_path[TOTAL], unquantized[TOTAL];
     memset(&order, 0, sizeof(order));
-    train(3, 0, 1, host_qwz);
-    train(3, 0, 0, unquantized);
-    train(3, 2, 1, device_path);
-    printf("\n    %d encodes, %d decodes, %d collectives ordered", order.encodes, order.decodes, order.begins);
-    CU_ASSERT(order.encodes > 0);
-    CU_ASSERT_EQUAL(order.decodes, order.encodes);   /* world size 1: one block a gather */
-    CU_ASSERT_EQUAL(order.dirty_pads, 0);   /* every slot's padding zeroed before the allgather */
+    memset(&codec_standin, 0, sizeof(codec_standin));
+    train(3, 0, 1, 0, host_qwz);
+    train(3, 0, 0, 0, unquantized);
+    train(3, 2, 1, 0, device_path);
+    printf("\n    %d encodes, %d decodes, %d collectives ordered", codec_standin.encodes, codec_standin.decodes,
+           order.begins);
+    CU_ASSERT(codec_standin.encodes > 0);
+    CU_ASSERT_EQUAL(codec_standin.decodes, codec_standin.encodes);   /* world size 1: one block a gather */
+    CU_ASSERT_EQUAL(codec_standin.reduces, 0);
+    CU_ASSERT_EQUAL(codec_standin.dirty_pads, 0);   /* every slot's padding zeroed before the allgather */
     CU_ASSERT_EQUAL(order.ends, order.begins);
     CU_ASSERT_EQUAL(order.double_ends, 0);
     CU_ASSERT_EQUAL(memcmp(host_qwz, device_path, sizeof(host_qwz)), 0);
     CU_ASSERT_NOT_EQUAL(memcmp(host_qwz, unquantized, sizeof(host_qwz)), 0);   /* qwZ took effect */
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_qgz_device_path(void)
+{
+    enum { TOTAL = 300 + 7 + 129 };
+    ZERO_TEST_MEM_MARK();
+    uint16_t host_qgz[TOTAL], device_path[TOTAL], unquantized[TOTAL];
+    memset(&order, 0, sizeof(order));
+    memset(&codec_standin, 0, sizeof(codec_standin));
+    optimizer = "{\"type\": \"SGD\", \"params\": {\"lr\": 0.05, \"momentum\": 0.9}}";
+    train(3, 0, 0, 1, host_qgz);
+    train(3, 0, 0, 0, unquantized);
+    train(3, 2, 0, 1, device_path);
+    optimizer = "{\"type\": \"AdamW\", \"params\": {\"lr\": 0.01}}";
+    printf("\n    %d encodes, %d decode-and-sums, %d collectives ordered", codec_standin.encodes,
+           codec_standin.reduces, order.begins);
+    CU_ASSERT(codec_standin.reduces > 0);
+    CU_ASSERT_EQUAL(codec_standin.encodes, codec_standin.reduces);   /* world size 1: one block a reduction */
+    CU_ASSERT_EQUAL(codec_standin.decodes, 0);
+    CU_ASSERT_EQUAL(codec_standin.dirty_pads, 0);
+    CU_ASSERT_EQUAL(order.ends, order.begins);
+    CU_ASSERT_EQUAL(order.double_ends, 0);
+    CU_ASSERT_EQUAL(order.reads_with_fences, 0);
+    CU_ASSERT_EQUAL(memcmp(host_qgz, device_path, sizeof(host_qgz)), 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(host_qgz, unquantized, sizeof(host_qgz)), 0);   /* qgZ took effect */
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
@@ -241,6 +255,8 @@ int main(int argc, char **argv)
     CU_TestInfo tests[] = {
         {"collectives ordered on a stream: every wait matched, none open at the step's read", test_ordered_bookkeeping},
         {"qwZ's device path (encode, ordered byte allgather, decode) equals the host's qwZ", test_qwz_device_path},
+        {"qgZ's device path (encode, ordered all-to-all, decode and sum) equals the host's qgZ",
+         test_qgz_device_path},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"engine-order", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
