@@ -267,7 +267,9 @@ zero_status_t zero_comm_reduce_scatter_quant_hier_start(zero_comm_h node, zero_c
     first = (zero_comm_finish_t){reduce_node_level, (int)bits, dtype, count, P, N, s2, stride, r1, NULL, acc, 1.0f};
     status = zero_comm_alltoall_start_signal(node, s1, r1, (size_t)N * stride, ZERO_U8, &first, gated, &level1);
     if (status != ZERO_OK) {
-        zero_comm_open_gate(gated, status);   /* the second level fails too, at once */
+        /* The second level fails too, at once, and with it the job: the
+         * other ranks' levels would wait for this rank's (comm.c) */
+        zero_comm_open_gate(gated, status);
         zero_comm_request_free(gated);
         return status;
     }
