@@ -273,8 +273,8 @@ QUANT_CLONES int zero_quant_decode_first_f32(zero_quant_bits_t bits, const void 
     return decode_into(bits, in, n, &o);
 }
 
-QUANT_CLONES int zero_quant_decode_add_finish(zero_quant_bits_t bits, const void *in, size_t n, const float *acc, float divisor,
-                                 zero_dtype_t dtype, void *y)
+QUANT_CLONES int zero_quant_decode_add_finish(zero_quant_bits_t bits, const void *in, size_t n, const float *acc,
+                                              float divisor, zero_dtype_t dtype, void *y)
 {
     decode_out_t o = {DECODE_FINISH, dtype, y, acc, divisor};
     return float_dtype(dtype) ? decode_into(bits, in, n, &o) : -1;

@@ -89,17 +89,11 @@ static size_t wire_offset(zero_engine_h e, int b)
     return (bucket_bytes(e, b) + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
 }
 
-/* qwZ's encoded bytes of an allgather of bucket @p b over all ranks. */
-static size_t world_wire_bytes(zero_engine_h e, int b)
+size_t engine_gather_wire_bytes(zero_engine_h e, int b)
 {
     if (!e->quantized_weights || e->buckets[b].persistent_slot != NULL)
         return 0;
     return zero_comm_quant_wire_bytes(ZERO_QUANT_INT8, e->layout->buckets[b].length / (size_t)e->world, e->world);
-}
-
-size_t engine_gather_wire_bytes(zero_engine_h e, int b)
-{
-    return world_wire_bytes(e, b);   /* under hpZ only for the refreshing gathers (over all ranks) */
 }
 
 /* qwZ's allgather of @p slice elements a rank from @p shard into @p out, the
@@ -182,7 +176,7 @@ static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_reques
     size_t esz = dtype_bytes(g->dtype), part = bk->length / (size_t)e->hpz;
     char *tmp = (char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes;
     zero_status_t status = engine_wait(e, req, "hpZ refresh allgather");
-    if (status == ZERO_OK && world_wire_bytes(e, b) > 0)   /* on the host the request decoded the part already */
+    if (status == ZERO_OK && engine_gather_wire_bytes(e, b) > 0)   /* the host's request decoded the part already */
         status = quant_gather_decode(e, tmp, (char *)g->params_secondary + secondary_offset(e, b) * esz,
                                      bk->length / (size_t)e->world, g->dtype, e->hpz_rank * (e->world / e->hpz),
                                      e->world / e->hpz, "hpZ refresh allgather");
@@ -201,7 +195,7 @@ size_t engine_gather_hpz_scratch_bytes(zero_engine_h e)
         return 0;
     for (int b = 0; b < e->layout->num_buckets; b++) {
         /* quantized, only the wire: the group's part is decoded straight into the copy */
-        size_t bytes = world_wire_bytes(e, b) > 0 ? world_wire_bytes(e, b) : bucket_bytes(e, b);
+        size_t bytes = engine_gather_wire_bytes(e, b) > 0 ? engine_gather_wire_bytes(e, b) : bucket_bytes(e, b);
         if (e->buckets[b].persistent_slot == NULL && bytes > most)
             most = bytes;
     }
@@ -250,9 +244,9 @@ static zero_status_t hpz_refresh(zero_engine_h e)
                 break;
         }
         mark = zero_log_error_mark();
-        if (world_wire_bytes(e, b) > 0 && e->ops->quant_encode8 != NULL)   /* device: decoded in hpz_keep */
+        if (engine_gather_wire_bytes(e, b) > 0 && e->ops->quant_encode8 != NULL)   /* device: decoded in hpz_keep */
             status = quant_gather_start(e, shard, NULL, slice, g->dtype, tmp, &reqs[slot]);   /* out: host only */
-        else if (world_wire_bytes(e, b) > 0)   /* only the group's part is decoded, straight into the copy */
+        else if (engine_gather_wire_bytes(e, b) > 0)   /* only the group's part is decoded, straight into the copy */
             status = zero_comm_allgather_quant_part_start(e->comm, shard,
                                                           (char *)g->params_secondary + secondary_offset(e, b) * esz,
                                                           slice, g->dtype, ZERO_QUANT_INT8,

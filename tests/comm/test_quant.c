@@ -295,7 +295,8 @@ static void test_decode_fused(void)
                             if (dtypes[d] == ZERO_FP32)
                                 want[i] = x;
                             else
-                                ((uint16_t *)want)[i] = dtypes[d] == ZERO_BF16 ? zero_f32_to_bf16(x) : zero_f32_to_f16(x);
+                                ((uint16_t *)want)[i] = dtypes[d] == ZERO_BF16 ? zero_f32_to_bf16(x)
+                                                                               : zero_f32_to_f16(x);
                         }
                         CU_ASSERT_EQUAL(zero_quant_decode_add_finish(bits, enc[parts - 1], n, acc, divisors[v],
                                                                      dtypes[d], got), 0);
