@@ -482,7 +482,17 @@ static void *progress_main(void *arg)
                 wait_events(comm, 10);   /* the first level's completion writes our wake_fd */
                 continue;
             }
-            if (gate < 0) {   /* the first level failed (and said why): so does this one */
+            if (gate < 0) {
+                /* The first level failed (and said why): so does this one,
+                 * without sending this rank's share. Its peers on this
+                 * communicator (other nodes, whose first level went well)
+                 * would wait for that share until the timeout, so the job
+                 * fails now, naming this rank (nothing when it failed
+                 * already). Not for a timeout: a silent rank is the cause,
+                 * not this one, and every rank waiting on it meets its own. */
+                if (gate != ZERO_ERR_TIMEOUT)
+                    zero_comm_fail_local(comm, (zero_status_t)gate,
+                                         "the first level of a two-level collective failed on this rank");
                 complete(comm, active, (zero_status_t)gate);
                 active = NULL;
                 continue;

@@ -184,7 +184,9 @@ zero_status_t zero_comm_alltoall_start_finish(zero_comm_t *comm, const void *sen
 /* A two-level collective (hierarchical qgZ): the all-to-all above, queued
  * gated: it waits (bounded by timeout_s) until @p first, started on another
  * communicator with zero_comm_alltoall_start_signal, completes, then runs;
- * it fails with @p first's status if that fails. The request returned owns
+ * it fails with @p first's status if that fails, and then (unless that is a
+ * timeout) fails the job as zero_comm_fail_local does, since this rank's share
+ * of it will not be sent and the peers would wait for it. The request returned owns
  * @p first (zero_comm_request_free frees both). */
 zero_status_t zero_comm_alltoall_start_gated(zero_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                                              zero_dtype_t dtype, const zero_comm_finish_t *finish,

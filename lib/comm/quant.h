@@ -66,4 +66,16 @@ int zero_quant_decode(zero_quant_bits_t bits, const void *in, size_t n, zero_dty
  * running sum. Returns 0 or -1. */
 int zero_quant_decode_add_f32(zero_quant_bits_t bits, const void *in, size_t n, float *acc);
 
+/* acc[i] = 0 + decoded[i]: the first part of such a sum, bit for bit what
+ * zeroing @p acc and zero_quant_decode_add_f32 give, in one pass. Returns 0 or -1. */
+int zero_quant_decode_first_f32(zero_quant_bits_t bits, const void *in, size_t n, float *acc);
+
+/* The last part of such a sum, finished in the same pass: y[i] = (acc[i] +
+ * decoded[i]) / divisor rounded once to @p dtype (fp32, bf16 or fp16; no
+ * division when @p divisor is 1), bit for bit what zero_quant_decode_add_f32,
+ * the division and the rounding give one after the other. @p acc is only
+ * read; @p y may be @p acc (fp32). Returns 0, or -1 for a bad bits/dtype. */
+int zero_quant_decode_add_finish(zero_quant_bits_t bits, const void *in, size_t n, const float *acc, float divisor,
+                                 zero_dtype_t dtype, void *y);
+
 #endif /* ZERO_COMM_QUANT_H */

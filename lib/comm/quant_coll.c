@@ -2,7 +2,6 @@
 #define ZERO_LOG_MODULE "comm"
 #include "comm/quant_coll.h"
 #include "comm/comm_internal.h"
-#include "util/half.h"
 #include "util/log.h"
 
 #include <string.h>
@@ -108,28 +107,27 @@ size_t zero_comm_reduce_scatter_quant_wire_bytes(zero_quant_bits_t bits, size_t 
     return size > 0 ? 2 * zero_comm_quant_wire_bytes(bits, count, size) + acc : 0;
 }
 
-/* The W received blocks summed in fp32 in rank order, divided, rounded once. */
+/* The W received blocks summed in fp32 in rank order, divided, rounded once.
+ * The first block is decoded into the sum and the last one's decode, the
+ * division and the rounding are one pass (quant.h: the same bits as zeroing,
+ * adding every block, dividing and rounding in turn). */
 static zero_status_t decode_reduced(const zero_comm_finish_t *f)
 {
+    zero_quant_bits_t bits = (zero_quant_bits_t)f->bits;
+    const char *last = (const char *)f->wire + (size_t)(f->size - 1) * f->stride;
     if (f->count == 0)
         return ZERO_OK;   /* nothing moved; the buffers may be NULL */
-    memset(f->acc, 0, f->count * sizeof(float));
-    for (int r = 0; r < f->size; r++)
-        if (zero_quant_decode_add_f32((zero_quant_bits_t)f->bits, (const char *)f->wire + (size_t)r * f->stride,
-                                      f->count, f->acc) != 0)
+    if (f->size == 1)
+        memset(f->acc, 0, f->count * sizeof(float));
+    for (int r = 0; r < f->size - 1; r++) {
+        const char *in = (const char *)f->wire + (size_t)r * f->stride;
+        if ((r == 0 ? zero_quant_decode_first_f32(bits, in, f->count, f->acc)
+                    : zero_quant_decode_add_f32(bits, in, f->count, f->acc)) != 0)
             return ZERO_ERR_INTERNAL;   /* arguments were checked at start */
-    if (f->divisor != 1.0f)
-        for (size_t i = 0; i < f->count; i++)
-            f->acc[i] /= f->divisor;   /* as the unquantized reductions average */
-    if (f->dtype == ZERO_FP32) {
-        memcpy(f->out, f->acc, f->count * sizeof(float));
-    } else if (f->dtype == ZERO_BF16) {
-        for (size_t i = 0; i < f->count; i++)
-            ((uint16_t *)f->out)[i] = zero_f32_to_bf16(f->acc[i]);
-    } else {
-        for (size_t i = 0; i < f->count; i++)
-            ((uint16_t *)f->out)[i] = zero_f32_to_f16(f->acc[i]);
     }
+    /* divided as the unquantized reductions average (divisor 1 for a sum) */
+    if (zero_quant_decode_add_finish(bits, last, f->count, f->acc, f->divisor, f->dtype, f->out) != 0)
+        return ZERO_ERR_INTERNAL;
     return ZERO_OK;
 }
 
@@ -193,12 +191,12 @@ static zero_status_t reduce_node_level(const zero_comm_finish_t *f)
     for (int n = 0; n < f->blocks; n++) {
         float *acc = f->acc + (size_t)n * f->count;
         char *slot = (char *)f->encoded + (size_t)n * f->stride;
-        memset(acc, 0, f->count * sizeof(float));
-        for (int p = 0; p < f->size; p++)
-            if (zero_quant_decode_add_f32((zero_quant_bits_t)f->bits,
-                                          (const char *)f->wire + ((size_t)p * (size_t)f->blocks + (size_t)n) * f->stride,
-                                          f->count, acc) != 0)
+        for (int p = 0; p < f->size; p++) {   /* f->size >= 2: the first decoded into acc, the rest added */
+            const char *in = (const char *)f->wire + ((size_t)p * (size_t)f->blocks + (size_t)n) * f->stride;
+            if ((p == 0 ? zero_quant_decode_first_f32((zero_quant_bits_t)f->bits, in, f->count, acc)
+                        : zero_quant_decode_add_f32((zero_quant_bits_t)f->bits, in, f->count, acc)) != 0)
                 return ZERO_ERR_INTERNAL;
+        }
         /* a non-finite element made its block NaN; the encoding keeps it NaN */
         if (encode_slot((zero_quant_bits_t)f->bits, ZERO_FP32, acc, f->count, f->stride, slot) != ZERO_OK)
             return ZERO_ERR_INTERNAL;
@@ -267,7 +265,9 @@ zero_status_t zero_comm_reduce_scatter_quant_hier_start(zero_comm_h node, zero_c
     first = (zero_comm_finish_t){reduce_node_level, (int)bits, dtype, count, P, N, s2, stride, r1, NULL, acc, 1.0f};
     status = zero_comm_alltoall_start_signal(node, s1, r1, (size_t)N * stride, ZERO_U8, &first, gated, &level1);
     if (status != ZERO_OK) {
-        zero_comm_open_gate(gated, status);   /* the second level fails too, at once */
+        /* The second level fails too, at once, and with it the job: the
+         * other ranks' levels would wait for this rank's (comm.c) */
+        zero_comm_open_gate(gated, status);
         zero_comm_request_free(gated);
         return status;
     }

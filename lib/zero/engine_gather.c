@@ -51,14 +51,21 @@
  * ZeRO++ hpZ (zero_hpz_partition_size P > 1): each group of P consecutive
  * ranks (a node) holds a secondary copy of the 16-bit weights, every bucket
  * split P ways, and the non-persistent gathers (whole buckets and slices)
- * read it over the group's communicator, so they stay inside the node. The
- * copy is refreshed from the shards at the first gather after they changed
- * (the step, a checkpoint load, set-up: engine_gather_drop_all marks it
- * stale): every bucket is all-gathered over all ranks, the one gather per
- * step that crosses nodes, and the group's part is kept. Under qwZ that
- * refresh travels quantized (and only the group's part is decoded, straight
- * into the copy) and the gathers inside the group do not: they
- * copy the refreshed (decoded) weights exactly, so hpZ alone changes no bit.
+ * read it over the group's communicator, so they stay inside the node. After
+ * the shards changed (the step, a checkpoint load, set-up:
+ * engine_gather_drop_all marks every bucket's part stale), a bucket's first
+ * gather is over all ranks from the shards, the one gather per step that
+ * crosses nodes, and its finish keeps the group's part of the weights it
+ * brought. So the refresh is the forward's own gathers, prefetched and
+ * overlapped with the trainer's compute as they are, as DeepSpeed does; the
+ * gathers after it stay inside the group. Under qwZ the refresh travels
+ * quantized (decoded as any qwZ gather, so its block holds the wire bytes
+ * behind the weights) and the gathers inside the group do not: they copy the
+ * refreshed (decoded) weights exactly, so hpZ alone changes no bit, and hpZ
+ * with qwZ gives the bits qwZ alone gives. Slices read the copy too: the
+ * first slice gathered while some bucket's part is stale refreshes every
+ * stale part at once (hpz_refresh: allgathers into the two scratch buffers,
+ * keeping only the group's part, decoded straight into the copy under qwZ).
  */
 #define ZERO_LOG_MODULE "engine"
 #include "zero/engine_gather.h"
@@ -82,17 +89,11 @@ static size_t wire_offset(zero_engine_h e, int b)
     return (bucket_bytes(e, b) + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
 }
 
-/* qwZ's encoded bytes of an allgather of bucket @p b over all ranks. */
-static size_t world_wire_bytes(zero_engine_h e, int b)
+size_t engine_gather_wire_bytes(zero_engine_h e, int b)
 {
     if (!e->quantized_weights || e->buckets[b].persistent_slot != NULL)
         return 0;
     return zero_comm_quant_wire_bytes(ZERO_QUANT_INT8, e->layout->buckets[b].length / (size_t)e->world, e->world);
-}
-
-size_t engine_gather_wire_bytes(zero_engine_h e, int b)
-{
-    return e->hpz > 1 ? 0 : world_wire_bytes(e, b);   /* hpZ: gathers inside the group are not quantized */
 }
 
 /* qwZ's allgather of @p slice elements a rank from @p shard into @p out, the
@@ -157,6 +158,20 @@ static size_t secondary_offset(zero_engine_h e, int b)
     return zero_layout_bucket_shard_offset(e->layout, b) * (size_t)(e->world / e->hpz);
 }
 
+/* Whether bucket @p b's part of the secondary copy is out of date. A change
+ * of the shards (e->hpz_stale) makes every bucket's part so, here, at the
+ * first gather after it: a refreshing gather still in flight then (none is,
+ * engine_gather_drop_all finishes them) could not make its part current. */
+static int hpz_bucket_stale(zero_engine_h e, int b)
+{
+    if (e->hpz_stale) {
+        for (int k = 0; k < e->layout->num_buckets; k++)
+            e->buckets[k].hpz_stale = e->buckets[k].persistent_slot == NULL;
+        e->hpz_stale = 0;
+    }
+    return e->buckets[b].hpz_stale;
+}
+
 /* Waits for the refresh of bucket @p b in scratch slot @p slot and keeps this
  * group's part of it (a quantized refresh decodes only that part, into the
  * copy: on the host as the request finished, on the device here). */
@@ -167,13 +182,15 @@ static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_reques
     size_t esz = dtype_bytes(g->dtype), part = bk->length / (size_t)e->hpz;
     char *tmp = (char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes;
     zero_status_t status = engine_wait(e, req, "hpZ refresh allgather");
-    if (status == ZERO_OK && world_wire_bytes(e, b) > 0)   /* on the host the request decoded the part already */
+    if (status == ZERO_OK && engine_gather_wire_bytes(e, b) > 0)   /* the host's request decoded the part already */
         status = quant_gather_decode(e, tmp, (char *)g->params_secondary + secondary_offset(e, b) * esz,
                                      bk->length / (size_t)e->world, g->dtype, e->hpz_rank * (e->world / e->hpz),
                                      e->world / e->hpz, "hpZ refresh allgather");
     else if (status == ZERO_OK)
         engine_copy(e, (char *)g->params_secondary + secondary_offset(e, b) * esz,
                     tmp + (size_t)e->hpz_rank * part * esz, part * esz);
+    if (status == ZERO_OK)
+        e->buckets[b].hpz_stale = 0;
     return status;
 }
 
@@ -184,28 +201,33 @@ size_t engine_gather_hpz_scratch_bytes(zero_engine_h e)
         return 0;
     for (int b = 0; b < e->layout->num_buckets; b++) {
         /* quantized, only the wire: the group's part is decoded straight into the copy */
-        size_t bytes = world_wire_bytes(e, b) > 0 ? world_wire_bytes(e, b) : bucket_bytes(e, b);
+        size_t bytes = engine_gather_wire_bytes(e, b) > 0 ? engine_gather_wire_bytes(e, b) : bucket_bytes(e, b);
         if (e->buckets[b].persistent_slot == NULL && bytes > most)
             most = bytes;
     }
     return (most + ZERO_MEM_ALIGNMENT - 1) / ZERO_MEM_ALIGNMENT * ZERO_MEM_ALIGNMENT;
 }
 
-/* Refreshes the secondary copy from the shards: an allgather of every
- * non-persistent bucket over all ranks (quantized under qwZ), two in flight,
- * each keeping this group's part. */
+/* Refreshes every stale part of the secondary copy from the shards (for the
+ * slices, which read the copy without gathering its bucket): an allgather of
+ * each such bucket over all ranks (quantized under qwZ), two in flight, each
+ * keeping this group's part. A bucket whose refreshing gather is in flight
+ * finishes that instead. */
 static zero_status_t hpz_refresh(zero_engine_h e)
 {
-    int in_slot[2] = {-1, -1}, started = 0;
+    int in_slot[2] = {-1, -1}, started = 0, stale = 0;
     zero_comm_request_h reqs[2] = {NULL, NULL};
     zero_status_t status = ZERO_OK;
 
+    for (int b = 0; b < e->layout->num_buckets && status == ZERO_OK; b++) {
+        if (hpz_bucket_stale(e, b) && e->buckets[b].hpz_refreshing)
+            status = engine_gather_bucket_finish(e, b);
+        stale += e->buckets[b].hpz_stale;
+    }
+    if (status != ZERO_OK || stale == 0)
+        return status;
     if (e->hpz_scratch == NULL) {
-        size_t most = engine_gather_hpz_scratch_bytes(e);
-        if (most == 0) {   /* every parameter is persistent */
-            e->hpz_stale = 0;
-            return ZERO_OK;
-        }
+        size_t most = engine_gather_hpz_scratch_bytes(e);   /* > 0: a non-persistent bucket is stale */
         status = engine_alloc_shared(e, &e->mem.pools, 2 * most, "hpZ refresh buffers", &e->hpz_scratch);
         if (status != ZERO_OK)
             return status;
@@ -219,7 +241,7 @@ static zero_status_t hpz_refresh(zero_engine_h e)
         int slot = started % 2;
         char *tmp = (char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes;
         uint64_t mark;
-        if (e->buckets[b].persistent_slot != NULL)
+        if (!e->buckets[b].hpz_stale)
             continue;
         if (in_slot[slot] >= 0) {   /* the older of the two in flight */
             status = hpz_keep(e, slot, in_slot[slot], &reqs[slot]);
@@ -228,9 +250,9 @@ static zero_status_t hpz_refresh(zero_engine_h e)
                 break;
         }
         mark = zero_log_error_mark();
-        if (world_wire_bytes(e, b) > 0 && e->ops->quant_encode8 != NULL)   /* device: decoded in hpz_keep */
+        if (engine_gather_wire_bytes(e, b) > 0 && e->ops->quant_encode8 != NULL)   /* device: decoded in hpz_keep */
             status = quant_gather_start(e, shard, NULL, slice, g->dtype, tmp, &reqs[slot]);   /* out: host only */
-        else if (world_wire_bytes(e, b) > 0)   /* only the group's part is decoded, straight into the copy */
+        else if (engine_gather_wire_bytes(e, b) > 0)   /* only the group's part is decoded, straight into the copy */
             status = zero_comm_allgather_quant_part_start(e->comm, shard,
                                                           (char *)g->params_secondary + secondary_offset(e, b) * esz,
                                                           slice, g->dtype, ZERO_QUANT_INT8,
@@ -255,8 +277,6 @@ static zero_status_t hpz_refresh(zero_engine_h e)
         else
             (void)engine_wait(e, &reqs[slot], "hpZ refresh allgather");
     }
-    if (status == ZERO_OK)
-        e->hpz_stale = 0;
     return status;
 }
 
@@ -439,13 +459,13 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
     size_t esz = dtype_bytes(g->dtype), slice = bk->length / (size_t)e->world;
     const char *shard;
     void *uploaded = NULL;   /* offload_param "cpu": the upload's event, which the allgather waits for */
+    int refresh;             /* hpZ: over all ranks, keeping the group's part at the finish */
     zero_status_t status;
     uint64_t mark;
 
     if (bs->gathered != NULL)
         return ZERO_OK;   /* present or in flight */
-    if (e->hpz > 1 && e->hpz_stale && bs->persistent_slot == NULL && (status = hpz_refresh(e)) != ZERO_OK)
-        return status;
+    refresh = e->hpz > 1 && bs->persistent_slot == NULL && hpz_bucket_stale(e, b);
     status = gathered_buffer(e, b, prefetch);
     if (status != ZERO_OK)   /* this rank's memory (engine_alloc recorded why); the other ranks start this allgather */
         return engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
@@ -481,15 +501,17 @@ static zero_status_t gather_bucket_start(zero_engine_h e, int b, int prefetch)
         shard = (const char *)g->params_shard + zero_layout_bucket_shard_offset(e->layout, b) * esz;
     }
     mark = zero_log_error_mark();
-    if (e->hpz > 1 && bs->persistent_slot == NULL)   /* from the group's secondary copy (refreshed by the caller) */
+    bs->gather_quantized = 0;
+    if (e->hpz > 1 && bs->persistent_slot == NULL && !refresh)   /* from the group's secondary copy */
         status = engine_allgather_start_on(e, e->hpz_comm,
                                            (const char *)g->params_secondary + secondary_offset(e, b) * esz,
                                            bs->gathered, bk->length / (size_t)e->hpz, g->dtype, &bs->gather_req);
-    else if (engine_gather_wire_bytes(e, b) > 0)
+    else if ((bs->gather_quantized = engine_gather_wire_bytes(e, b) > 0))
         status = quant_gather_start(e, shard, bs->gathered, slice, g->dtype, (char *)bs->gathered + wire_offset(e, b),
                                     &bs->gather_req);
     else
         status = engine_allgather_start_after(e, shard, bs->gathered, slice, g->dtype, uploaded, &bs->gather_req);
+    bs->hpz_refreshing = refresh && status == ZERO_OK;
     if (status != ZERO_OK) {   /* not started on this rank: the others would wait for it */
         drop_buffer(e, b);
         return engine_fail(e, ENGINE_FAIL_LOCAL, status, mark, "allgather of %s failed to start: %s",
@@ -508,12 +530,20 @@ zero_status_t engine_gather_bucket_finish(zero_engine_h e, int b)
 {
     bucket_state_t *bs = &e->buckets[b];
     const zero_layout_bucket_t *bk = &e->layout->buckets[b];
-    int quantized = bs->gather_req != NULL && engine_gather_wire_bytes(e, b) > 0;   /* decoded once */
+    int quantized = bs->gather_req != NULL && bs->gather_quantized;   /* decoded once */
+    int refreshed = bs->gather_req != NULL && bs->hpz_refreshing;
     zero_status_t status = engine_wait(e, &bs->gather_req, "stage-3 allgather");
+    bs->hpz_refreshing = 0;
     if (status == ZERO_OK && quantized)
         status = quant_gather_decode(e, (char *)bs->gathered + wire_offset(e, b), bs->gathered,
                                      bk->length / (size_t)e->world, e->groups[bk->group].dtype, 0, e->world,
                                      "stage-3 allgather");
+    if (status == ZERO_OK && refreshed) {   /* hpZ: the group's part of what it brought is the copy's */
+        size_t esz = dtype_bytes(e->groups[bk->group].dtype), part = bk->length / (size_t)e->hpz;
+        engine_copy(e, (char *)e->groups[bk->group].params_secondary + secondary_offset(e, b) * esz,
+                    (const char *)bs->gathered + (size_t)e->hpz_rank * part * esz, part * esz);
+        bs->hpz_stale = 0;
+    }
     return status;
 }
 
@@ -724,7 +754,7 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
         *slot_p = s;
         return ZERO_OK;
     }
-    if (e->hpz > 1 && e->hpz_stale && (status = hpz_refresh(e)) != ZERO_OK) {
+    if (e->hpz > 1 && hpz_bucket_stale(e, lp->bucket) && (status = hpz_refresh(e)) != ZERO_OK) {
         sl->param = -1;
         return status;
     }

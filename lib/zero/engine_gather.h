@@ -33,18 +33,21 @@ void *engine_shard_host(zero_engine_h e, int gi, size_t so);
 zero_status_t engine_gather_bucket_start(zero_engine_h e, int bucket);
 /* Waits for it; the parameter's data then points at the full weights. */
 zero_status_t engine_gather_bucket_finish(zero_engine_h e, int bucket);
-/* qwZ: bytes of bucket @p bucket's encoded gather (0 without qwZ, and for
- * persistent parameters, which are gathered unquantized). */
+/* qwZ: bytes of bucket @p bucket's encoded gather over all ranks, which its
+ * gather block holds behind the weights (0 without qwZ, and for persistent
+ * parameters, which are gathered unquantized). Under hpZ only the gathers
+ * that refresh the secondary copy use them; those inside the group are not
+ * quantized. */
 size_t engine_gather_wire_bytes(zero_engine_h e, int bucket);
 /* Device qwZ and qgZ (ops quant_encode8): @p n elements of @p dtype from
  * @p src encoded with the int8 codec into @p slot, a wire slot of
  * zero_comm_quant_stride(ZERO_QUANT_INT8, n) bytes, its padding behind the
  * code zeroed; queued on the engine's stream. Errors as the operations'. */
 zero_status_t engine_quant_encode_slot(zero_engine_h e, zero_dtype_t dtype, const void *src, size_t n, void *slot);
-/* hpZ: the bytes of each of the two refresh buffers (the largest non-persistent
- * bucket's allgather over all ranks, qwZ's wire bytes included, aligned); 0
- * without hpZ or when every parameter is persistent. The pools hold twice this
- * from the first refresh on. */
+/* hpZ: the bytes of each of the two buffers of the slices' refresh (the
+ * largest non-persistent bucket's allgather over all ranks, or its qwZ wire
+ * bytes, aligned); 0 without hpZ or when every parameter is persistent. The
+ * pools hold twice this from the first slice gathered with a stale copy on. */
 size_t engine_gather_hpz_scratch_bytes(zero_engine_h e);
 /* Waits for every gather in flight and frees every gathered copy (not the
  * persistent ones) and every gathered slice. */

@@ -138,6 +138,9 @@ typedef struct bucket_state {
     int cached;                    /* stage 3: released, kept because the trace uses it again soon */
     void *persistent_slot;         /* stage 3, persistent parameters: their full weights' home */
     zero_comm_request_h gather_req; /* stage 3: allgather in flight (prefetch) */
+    int gather_quantized;          /* stage 3: gather_req moves qwZ blocks (decoded at its finish) */
+    int hpz_stale;                 /* hpZ: its part of the secondary copy is out of date (see e->hpz_stale) */
+    int hpz_refreshing;            /* hpZ: gather_req is over all ranks and refreshes that part at its finish */
 } bucket_state_t;
 
 /* A gathered slice of a parameter (engine_gather.c): a slot of e->slices. */
@@ -262,13 +265,15 @@ struct zero_engine {
      * weights (group_state_t::params_secondary), each bucket split hpz ways
      * over the group's communicator hpz_comm (split from comm); the
      * non-persistent gathers read it there. hpz_stale: the shards changed
-     * since it was refreshed (the step, a load, set-up), so the next gather
-     * refreshes it first by one allgather over all ranks (engine_gather.c). */
+     * since it was refreshed (the step, a load, set-up), so every bucket's
+     * part is out of date (moved to bucket_state_t::hpz_stale at the next
+     * gather): a bucket's first gather after that is over all ranks from the
+     * shards and keeps the group's part (engine_gather.c). */
     int hpz;
     zero_comm_h hpz_comm;
     int hpz_rank;
     int hpz_stale;
-    void *hpz_scratch;               /* the refresh's two buckets (or their qwZ blocks) */
+    void *hpz_scratch;               /* the slices' refresh: two buckets (or their qwZ blocks) */
     /* qgZ across nodes (nodes of equal size > 1, ranks numbered node by
      * node): the two levels' communicators, this node's ranks (hpz_comm when
      * it is the node) and the same local rank on every node; NULL: flat qgZ. */

@@ -48,6 +48,10 @@
  *                                   codec's round trip of every rank's block (gather), the
  *                                   fp32 rank-order sum of the round trips (reduce), and a
  *                                   NaN input makes exactly its block NaN
+ *   comm_rank quant-hier-fail W     the hierarchical quantized reduce-scatter failing on one
+ *                                   node's ranks (W start: their first level cannot start;
+ *                                   gate: it fails in flight): every rank fails within 30 s
+ *                                   with ZERO_COMM_TIMEOUT=120, the job naming a failed rank
  *   comm_rank range                 the reduce-scatter of a range (reduce_range.h) over
  *                                   the ring and the direct path: bit for bit the same
  *                                   elements of the whole reduce-scatter on the same
@@ -62,6 +66,7 @@
  */
 #include <zero/zero.h>
 #include "comm/alltoall.h"
+#include "comm/comm_fail.h"
 #include "comm/quant_coll.h"
 #include "comm/reduce_range.h"
 #include "comm/staged_plan.h"
@@ -1361,6 +1366,77 @@ static void test_reduce_scatter_quant_hier(zero_comm_h node, zero_comm_h cross, 
     free(exact);
 }
 
+/* A hierarchical quantized reduce-scatter that fails on the first node's
+ * ranks only (world 4 as 2 nodes of 2, COMM_RANK_NODE_SIZE=2, run with
+ * ZERO_COMM_TIMEOUT=120). @p when "start": their node communicator failed
+ * before the call (a node allreduce whose counts differ, a failure nobody
+ * else is told of), so the first level cannot start after the second was
+ * queued; "gate": rank 1's count differs, so the first level fails in
+ * flight. Either way the second level's gate opens with an error on those
+ * two ranks, and the second node's ranks, whose first level went well,
+ * would wait for their share across nodes. Every rank's call must fail
+ * within 30 s (not at the 120 s timeout), and the job's failure must name
+ * rank 0 or 1. */
+static void run_quant_hier_fail(zero_comm_h comm, const char *when)
+{
+    zero_comm_h node = NULL, cross = NULL;
+    zero_comm_request_h req = NULL;
+    zero_status_t st;
+    size_t count = 4096, mine = count + (strcmp(when, "gate") == 0 && g_rank == 1 ? 256 : 0);
+    size_t wire_bytes = zero_comm_reduce_scatter_quant_hier_wire_bytes(ZERO_QUANT_INT8, mine, 2, 2);
+    float *in = calloc(4 * mine + 1, sizeof(float)), *out = calloc(mine + 1, sizeof(float));
+    void *wire = malloc(wire_bytes + 1);
+    double t0, elapsed;
+    int culprit = -1;
+
+    if (in == NULL || out == NULL || wire == NULL)
+        exit(3);
+    CHECK(g_size == 4 && zero_comm_local_size(comm) == 2, "needs world 4 as 2 nodes of 2 (COMM_RANK_NODE_SIZE=2)");
+    st = zero_comm_split(comm, zero_comm_cross_rank(comm), zero_comm_local_rank(comm), &node);
+    CHECK(st == ZERO_OK, "node split: %s", zero_status_string(st));
+    st = zero_comm_split(comm, zero_comm_local_rank(comm), zero_comm_cross_rank(comm), &cross);
+    CHECK(st == ZERO_OK, "cross split: %s", zero_status_string(st));
+    if (failures > 0)
+        goto out;
+    for (size_t i = 0; i < 4 * mine; i++)
+        in[i] = val(g_rank, i);
+    if (strcmp(when, "start") == 0) {
+        size_t n = g_rank == 1 ? 1002 : 1000;   /* differs on the first node only */
+        st = zero_comm_allreduce(node, in, out, n, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+        CHECK(st == (g_rank < 2 ? ZERO_ERR_PROTOCOL : ZERO_OK), "node allreduce: %s", zero_status_string(st));
+        CHECK(zero_comm_failure(comm, &culprit) == ZERO_OK, "the job failed before the reduce-scatter (rank %d)",
+              culprit);
+        /* every rank checked the job's health before any can fail it; the
+         * barrier itself may fail here when a rank that left it first has
+         * already failed the job (the reduce-scatter then fails at once) */
+        (void)zero_comm_barrier(comm);
+    }
+    t0 = zero_clock_now();
+    st = zero_comm_reduce_scatter_quant_hier_start(node, cross, in, out, mine, ZERO_FP32, ZERO_COMM_SUM,
+                                                   ZERO_QUANT_INT8, wire, &req);
+    if (st == ZERO_OK)
+        st = zero_comm_request_wait(req);
+    zero_comm_request_free(req);
+    elapsed = zero_clock_now() - t0;
+    CHECK(st != ZERO_OK, "the reduce-scatter succeeded on rank %d", g_rank);
+    /* the first node's ranks tell the job from their progress threads: the
+     * failure may land a moment after their own call returned */
+    while (zero_comm_failure(comm, &culprit) == ZERO_OK && zero_clock_now() - t0 < 30)
+        usleep(1000);
+    elapsed = zero_clock_now() - t0 > elapsed ? zero_clock_now() - t0 : elapsed;
+    fprintf(stderr, "[rank %d] quant-hier-fail %s: %s after %.3f s, the job's failure names rank %d\n", g_rank, when,
+            zero_status_string(st), elapsed, culprit);
+    CHECK(elapsed < 30, "rank %d failed only after %.1f s (ZERO_COMM_TIMEOUT=120): it waited for the failed ranks",
+          g_rank, elapsed);
+    CHECK(culprit == 0 || culprit == 1, "the job's failure names rank %d, not a rank of the failed node", culprit);
+out:
+    zero_comm_destroy(cross);
+    zero_comm_destroy(node);
+    free(in);
+    free(out);
+    free(wire);
+}
+
 /* zero_comm_split: colours and keys, a rank in no communicator, collectives
  * on the parent and a child running side by side, the direct path inside a
  * node, and the node structure of the children. With COMM_RANK_NODE_SIZE=P
@@ -1540,7 +1616,8 @@ int main(int argc, char **argv)
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "stall") == 0 || strcmp(mode, "mismatch") == 0 ||
         strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0 ||
-        strcmp(mode, "device-kill") == 0 || strcmp(mode, "device-fault") == 0 || strcmp(mode, "split") == 0)
+        strcmp(mode, "device-kill") == 0 || strcmp(mode, "device-fault") == 0 || strcmp(mode, "split") == 0 ||
+        strcmp(mode, "quant-hier-fail") == 0)
         zero_log_set_callback(capture_log, NULL);
     if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0)
@@ -1624,6 +1701,8 @@ int main(int argc, char **argv)
         run_range(comm);
     } else if (strcmp(mode, "split") == 0) {
         run_split(comm);
+    } else if (strcmp(mode, "quant-hier-fail") == 0 && argc > 2) {
+        run_quant_hier_fail(comm, argv[2]);
 #if HAVE_CUDA
     } else if (strcmp(mode, "device") == 0) {
         const char *expect = getenv("COMM_RANK_EXPECT_PATH");

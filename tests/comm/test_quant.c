@@ -3,7 +3,7 @@
  * reference written here in double (bit for bit), its error bound, the
  * special blocks (zeros, constants, subnormal scales, inf/NaN), every
  * length around the block size, 16-bit inputs and outputs, the fp32
- * accumulation of qgZ, and bad arguments.
+ * accumulation of qgZ and its fused passes, and bad arguments.
  */
 #include "test_main.h"
 #include "comm/quant.h"
@@ -243,6 +243,88 @@ static void test_decode_add(void)
     CU_ASSERT_EQUAL(over, 0);
 }
 
+/* The fused passes (zero_quant_decode_first_f32, zero_quant_decode_add_finish)
+ * against the passes they replace, bit for bit: a zeroed sum, every part
+ * added, the division, the rounding to each dtype; with a block of zeros
+ * and a poisoned block among the parts. */
+static void test_decode_fused(void)
+{
+    enum { N = 3 * ZERO_QUANT_BLOCK + 5, PARTS = 3 };
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    static const float divisors[] = {1.0f, 3.0f};
+    static float part[PARTS][N], want_acc[N], acc[N], want[N], got[N];
+    void *enc[PARTS];
+    for (size_t b = 0; b < sizeof(all_bits) / sizeof(all_bits[0]); b++) {
+        zero_quant_bits_t bits = all_bits[b];
+        for (int r = 0; r < PARTS; r++) {
+            fill_blocks(part[r], N);
+            if (r == 0)
+                memset(part[r], 0, ZERO_QUANT_BLOCK * sizeof(float));
+            if (r == 1)
+                part[r][ZERO_QUANT_BLOCK + 7] = NAN;
+            enc[r] = encode_new(bits, ZERO_FP32, part[r], N);
+        }
+        for (int parts = 1; parts <= PARTS; parts++) {
+            static const size_t ns[] = {0, 299, N};
+            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
+                size_t n = ns[k];
+                /* the passes replaced: zero, add each part */
+                memset(want_acc, 0, sizeof want_acc);
+                for (int r = 0; r < parts; r++)
+                    CU_ASSERT_EQUAL(zero_quant_decode_add_f32(bits, enc[r], n, want_acc), 0);
+                /* fused: the first part decoded into the sum (world of one: zeroed) */
+                memset(acc, 0x7f, sizeof acc);
+                if (parts == 1)
+                    memset(acc, 0, sizeof acc);
+                else
+                    CU_ASSERT_EQUAL(zero_quant_decode_first_f32(bits, enc[0], n, acc), 0);
+                for (int r = 1; r < parts - 1; r++)
+                    CU_ASSERT_EQUAL(zero_quant_decode_add_f32(bits, enc[r], n, acc), 0);
+                if (parts > 1) {   /* the sum before the last part, bit for bit */
+                    static float before[N];
+                    memset(before, 0, sizeof before);
+                    for (int r = 0; r < parts - 1; r++)
+                        zero_quant_decode_add_f32(bits, enc[r], n, before);
+                    CU_ASSERT_EQUAL(memcmp(acc, before, n * sizeof(float)), 0);
+                }
+                for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
+                    for (size_t v = 0; v < sizeof(divisors) / sizeof(divisors[0]); v++) {
+                        size_t es = zero_dtype_size(dtypes[d]), bad = 0;
+                        for (size_t i = 0; i < n; i++) {
+                            float x = divisors[v] != 1.0f ? want_acc[i] / divisors[v] : want_acc[i];
+                            if (dtypes[d] == ZERO_FP32)
+                                want[i] = x;
+                            else
+                                ((uint16_t *)want)[i] = dtypes[d] == ZERO_BF16 ? zero_f32_to_bf16(x)
+                                                                               : zero_f32_to_f16(x);
+                        }
+                        CU_ASSERT_EQUAL(zero_quant_decode_add_finish(bits, enc[parts - 1], n, acc, divisors[v],
+                                                                     dtypes[d], got), 0);
+                        for (size_t i = 0; i < n * es; i++)
+                            bad += ((const unsigned char *)got)[i] != ((const unsigned char *)want)[i];
+                        CU_ASSERT_EQUAL(bad, 0);
+                    }
+                }
+            }
+        }
+        for (int r = 0; r < PARTS; r++)
+            free(enc[r]);
+    }
+    /* in place (y = acc, fp32) and bad arguments */
+    {
+        float x[4] = {1, -2, 3, 4}, sum[4] = {1, 1, 1, 1}, dec[4];
+        unsigned char buf[64];
+        CU_ASSERT_EQUAL(zero_quant_encode(ZERO_QUANT_INT8, ZERO_FP32, x, 4, buf), 0);
+        CU_ASSERT_EQUAL(zero_quant_decode(ZERO_QUANT_INT8, buf, 4, ZERO_FP32, dec), 0);
+        CU_ASSERT_EQUAL(zero_quant_decode_add_finish(ZERO_QUANT_INT8, buf, 4, sum, 2.0f, ZERO_FP32, sum), 0);
+        for (int i = 0; i < 4; i++)
+            CU_ASSERT(sum[i] == (1.0f + dec[i]) / 2.0f);
+        CU_ASSERT_EQUAL(zero_quant_decode_add_finish(ZERO_QUANT_INT8, buf, 4, sum, 1.0f, ZERO_I32, x), -1);
+        CU_ASSERT_EQUAL(zero_quant_decode_add_finish((zero_quant_bits_t)2, buf, 4, sum, 1.0f, ZERO_FP32, x), -1);
+        CU_ASSERT_EQUAL(zero_quant_decode_first_f32((zero_quant_bits_t)2, buf, 4, sum), -1);
+    }
+}
+
 static void test_bad_arguments(void)
 {
     float x[4] = {1, 2, 3, 4}, y[4];
@@ -262,6 +344,7 @@ static CU_TestInfo quant_tests[] = {
     {"inf and NaN poison exactly their block", test_nonfinite},
     {"16-bit inputs and outputs", test_16bit},
     {"fp32 accumulation over ranks", test_decode_add},
+    {"fused first and last passes of a sum, bit for bit", test_decode_fused},
     {"bad arguments", test_bad_arguments},
     CU_TEST_INFO_NULL,
 };

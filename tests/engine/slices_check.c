@@ -39,6 +39,7 @@
  *     gathering whole tensors, with prefetch of one layer and no reuse; the
  *     figures, and those with DeepSpeed's defaults, are printed
  *     ("slices-memory: ...").
+ *  7. hpZ (SLICES_CHECK_ONLY=hpz, world 4, only this): see check_hpz.
  *
  * Exit status: the number of failed checks (0 = all passed).
  */
@@ -630,17 +631,20 @@ static double micro_batch(zero_engine_h eng, zero_param_h hw, zero_param_h hb, z
     return loss;
 }
 
+static int trainer_hpz = 1;   /* zero_hpz_partition_size of trainer_engine (check_hpz) */
+
 static zero_engine_h trainer_engine(zero_comm_h comm, int stage, zero_param_h *hw, zero_param_h *hb,
                                     zero_param_h *head)
 {
-    char json[640];
+    char json[720];
     zero_engine_h eng;
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": %d, \"gradient_accumulation_steps\": %d, \"steps_per_print\": 0,"
              " \"optimizer\": {\"type\": \"AdamW\", \"params\": {\"lr\": 0.01, \"weight_decay\": 0.1}},"
              " \"zero_optimization\": {\"stage\": %d, \"stage3_param_persistence_threshold\": 0,"
-             " \"stage3_prefetch_bucket_size\": %d, \"stage3_max_reuse_distance\": %d}}",
-             B, GAS, stage, 2 * C * C, C * C);
+             " \"stage3_prefetch_bucket_size\": %d, \"stage3_max_reuse_distance\": %d,"
+             " \"zero_hpz_partition_size\": %d}}",
+             B, GAS, stage, 2 * C * C, C * C, trainer_hpz);
     eng = make_engine(comm, json);
     if (eng == NULL)
         return NULL;
@@ -753,6 +757,32 @@ static void check_training(zero_comm_h comm, const trained_t *reference, trained
         if (stage == 3)
             *stage3_slices = runs[SLICE_ALL];
     }
+}
+
+/* SLICES_CHECK_ONLY=hpz (engine-slices-hpz-world4): the trainer at stage 3
+ * with zero_hpz_partition_size 2, gathering whole tensors, layer by layer,
+ * and layer by layer with gradient slices, is bit for bit the trainer
+ * without hpZ gathering whole tensors (hpZ alone is exact). Layer by layer
+ * the slices read the secondary copy, refreshed for them after each step
+ * (the first slice gathered refreshes every bucket's part); whole, each
+ * bucket's first gather after a step refreshes its part. */
+static void check_hpz(zero_comm_h comm)
+{
+    static trained_t plain, runs[3];
+    int bitwise;
+    trainer_hpz = 1;
+    if (train(comm, 3, WHOLE, &plain) != 0)
+        return;
+    trainer_hpz = 2;
+    for (int mode = WHOLE; mode <= SLICE_ALL; mode++) {
+        if (train(comm, 3, mode, &runs[mode]) != 0)
+            break;
+        compare(&runs[mode], &plain, 0, 0, &bitwise);
+        EXPECT(bitwise, "hpZ 2, %s: not bit for bit the trainer without hpZ", mode_names[mode]);
+        if (check_rank == 0)
+            printf("slices-hpz: world %d, %s: bitwise=%s\n", check_world, mode_names[mode], bitwise ? "yes" : "no");
+    }
+    trainer_hpz = 1;
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -973,7 +1003,8 @@ static double measure(zero_comm_h comm, const llmc_shape_t *m, const char *label
 int main(int argc, char **argv)
 {
     static trained_t reference, stage3_slices;
-    const char *only = getenv("SLICES_CHECK_ONLY");   /* "memory": only the measurement (bench/run slices) */
+    /* "memory": only the measurement (bench/run slices); "hpz": only check_hpz */
+    const char *only = getenv("SLICES_CHECK_ONLY");
     zero_comm_h comm;
     if (argc < 2) {
         fprintf(stderr, "usage: slices_check DIR\n");
@@ -981,6 +1012,10 @@ int main(int argc, char **argv)
     }
     if (rank_check_begin(&comm) != 0)
         return 1;
+    if (only != NULL && strcmp(only, "hpz") == 0) {
+        check_hpz(comm);
+        return rank_check_end(comm);
+    }
     if (only == NULL || strcmp(only, "memory") != 0) {
         check_bytes(comm, ZERO_FP32, NULL);
         check_bytes(comm, ZERO_BF16, NULL);
