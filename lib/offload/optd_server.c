@@ -76,6 +76,18 @@ typedef struct optd_conn {
     double opened_at;
     char peer[64];               /* "host:port" of the client */
     int data;                    /* accepted on the data listener: no peer-failure mode (shared memory) */
+    /* A data connection's own worker (of the data context) and its event
+     * descriptor, made when its request is accepted and destroyed with it.
+     * A worker has one shared-memory FIFO that every sender to it writes
+     * into, and UCX's reader takes the elements in order: a sender killed
+     * after reserving an element and before flagging it written (UCX 1.13
+     * mm_ep.c: the copy of up to a segment lies between the two) leaves
+     * that element unread for good, and every message behind it, from any
+     * client. With one worker per connection only the dead client's FIFO
+     * stops, and it goes with the connection. */
+    ucp_worker_h worker;
+    int efd;
+    int data_index;              /* its place in server->data_conns */
     struct optd_conn *partner;   /* a client's control and data connections point at each other */
     atomic_int dead;             /* closing or failed: the worker skips its messages */
     /* whose state this connection's messages use: itself, or for an attached
@@ -138,6 +150,11 @@ struct zero_optd_server {
     optd_conn_t conns[ZERO_OPTD_MAX_CONNS];
     ucp_conn_request_h pending[PENDING_REQUESTS];
     unsigned char pending_data[PENDING_REQUESTS];   /* the request came to the data listener */
+    /* the data connections (each on its worker): progressed, probed and
+     * armed by the UCX thread; ndata_conns is read by the worker thread
+     * when it answers HELLO (whether to name the data listener) */
+    optd_conn_t *data_conns[ZERO_OPTD_MAX_DATA_CONNS];
+    atomic_int ndata_conns;
     int npending, pending_dropped;
     /* the ring: message number k is in slots[k % SLOTS] */
     optd_slot_t slots[SLOTS];
@@ -165,7 +182,17 @@ struct zero_optd_server {
 /* The worker that @p c's endpoint and requests are on. */
 static ucp_worker_h conn_worker(const optd_conn_t *c)
 {
-    return c->server->ucx[c->data ? DATA : CTL].worker;
+    return c->data ? c->worker : c->server->ucx[CTL].worker;
+}
+
+/* Progresses every worker: the control context's, the data listener's and
+ * each data connection's. Returns whether anything happened. */
+static int progress_all(zero_optd_server_t *s)
+{
+    int moved = zero_optd_ucx_progress(s->ucx, 2);
+    for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
+        moved |= ucp_worker_progress(s->data_conns[i]->worker) != 0;
+    return moved;
 }
 
 static void conn_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
@@ -214,11 +241,11 @@ static ucs_status_t wait_request(zero_optd_server_t *s, ucp_worker_h worker, voi
             ucp_request_cancel(worker, req);   /* completes it (tag requests), or not (endpoint close) */
             for (double until = zero_clock_now() + 1.0;
                  ucp_request_check_status(req) == UCS_INPROGRESS && zero_clock_now() < until;)
-                zero_optd_ucx_progress(s->ucx, 2);
+                progress_all(s);
             st = UCS_ERR_TIMED_OUT;
             break;
         }
-        zero_optd_ucx_progress(s->ucx, 2);
+        progress_all(s);
     }
     ucp_request_free(req);
     return st;
@@ -244,6 +271,23 @@ static void expire_requests(zero_optd_server_t *s, optd_conn_t *c)
     for (uint64_t k = s->head; k < s->tail; k++)
         if (s->slots[k % SLOTS].conn == c)
             s->slots[k % SLOTS].deadline = 0.0;
+}
+
+static void forget_drops(zero_optd_server_t *s, ucp_worker_h worker);
+
+/* Destroys data connection @p c's worker (its endpoint is closed, no slot
+ * of it is in the ring), and with it its FIFO and anything a dead sender
+ * left there. */
+static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
+{
+    int n = atomic_load(&s->ndata_conns) - 1;
+    forget_drops(s, c->worker);
+    ucp_worker_destroy(c->worker);
+    c->worker = NULL;
+    c->efd = -1;
+    s->data_conns[c->data_index] = s->data_conns[n];
+    s->data_conns[c->data_index]->data_index = c->data_index;
+    atomic_store(&s->ndata_conns, n);
 }
 
 /* Closes @p c now, or, while slots of it are in the ring, once the last one
@@ -299,6 +343,8 @@ static void conn_close(optd_conn_t *c, const char *why)
     rp.flags = c->failed || c->stuck ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     (void)wait_request(s, conn_worker(c), ucp_ep_close_nbx(c->ep, &rp), zero_clock_now() + 1.0);
     c->ep = NULL;
+    if (c->worker != NULL)
+        data_worker_free(s, c);
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
@@ -363,6 +409,21 @@ static void accept_pending(zero_optd_server_t *s)
             ucp_listener_reject(data ? s->data_listener : s->listener, req);
             continue;
         }
+        if (data && (atomic_load(&s->ndata_conns) == ZERO_OPTD_MAX_DATA_CONNS ||
+                     zero_optd_worker_open(s->ucx[DATA].context, &c->worker, &c->efd,
+                                           "zero-optd: a data connection's worker") != ZERO_OK)) {
+            /* the client falls back to its first connection */
+            ZERO_LOG_WARN("client %s: data connection refused: %d in use, or no worker for it", peer,
+                          atomic_load(&s->ndata_conns));
+            ucp_listener_reject(s->data_listener, req);
+            continue;
+        }
+        if (data) {
+            int n = atomic_load(&s->ndata_conns);
+            c->data_index = n;
+            s->data_conns[n] = c;
+            atomic_store(&s->ndata_conns, n + 1);
+        }
         memset(&p, 0, sizeof(p));
         p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
         p.conn_request = req;
@@ -380,14 +441,20 @@ static void accept_pending(zero_optd_server_t *s)
         }
         c->server = s;
         c->failed = 0;
+        c->data = data;
         atomic_store(&c->dead, 0);
-        st = ucp_ep_create(s->ucx[data ? DATA : CTL].worker, &p, &c->ep);
+        /* a data connection's endpoint on its own worker: UCX (1.13 too)
+         * accepts a request on a worker of the listener's context other than
+         * the listener's */
+        st = ucp_ep_create(conn_worker(c), &p, &c->ep);
         if (st != UCS_OK) {
             ZERO_LOG_WARN("client %s: could not create its endpoint: %s", peer, ucs_status_string(st));
+            if (c->worker != NULL)
+                data_worker_free(s, c);
+            c->data = 0;
             continue;
         }
         c->state = CONN_NEW;
-        c->data = data;
         c->owner = c;
         c->key = new_key((int)(c - s->conns));
         c->opened_at = zero_clock_now();
@@ -504,8 +571,10 @@ static void handle_hello(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_
     ZERO_LOG_INFO("client %s: rank %u holds %llu bytes here (%u groups, %u states)", c->peer, hello.rank,
                   (unsigned long long)need, hello.num_groups, hello.num_states);
     /* the reply names the data listener: a client on this host may open a
-     * second connection there, which UCX can give shared memory */
-    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES, (uint32_t)s->data_port);
+     * second connection there, which UCX can give shared memory (not when
+     * every data connection is taken: accept_pending would refuse it) */
+    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES,
+                  atomic_load(&s->ndata_conns) < ZERO_OPTD_MAX_DATA_CONNS ? (uint32_t)s->data_port : 0u);
     zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES + 4, 0);
     slot_reply(q, ZERO_OPTD_HELLO, h->seq, ZERO_OK, ZERO_OPTD_HELLO_REPLY_BODY);
 }
@@ -847,6 +916,20 @@ static void drop_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
     s->drop_deadlines[s->ndrops++] = zero_clock_now() + s->opts.io_timeout_s;
 }
 
+/* Gives up drop @p i: cancelled (UCX may not end a receive whose message
+ * is partly in: it then completes it, into the scratch, when the rest
+ * comes, or releases it with its worker) and freed. */
+static void forget_drop(zero_optd_server_t *s, int i)
+{
+    if (ucp_request_check_status(s->drops[i]) == UCS_INPROGRESS)
+        ucp_request_cancel(s->drop_workers[i], s->drops[i]);
+    ucp_request_free(s->drops[i]);
+    s->ndrops--;
+    s->drops[i] = s->drops[s->ndrops];
+    s->drop_workers[i] = s->drop_workers[s->ndrops];
+    s->drop_deadlines[i] = s->drop_deadlines[s->ndrops];
+}
+
 /* Frees the drops that ended; cancels those past their deadline (all of them with @p all). */
 static void reap_drops(zero_optd_server_t *s, int all)
 {
@@ -860,11 +943,19 @@ static void reap_drops(zero_optd_server_t *s, int all)
             }
             ucp_request_cancel(s->drop_workers[i], req);   /* UCX releases it when it ends, or with its worker */
         }
-        ucp_request_free(req);
-        s->ndrops--;
-        s->drops[i] = s->drops[s->ndrops];
-        s->drop_workers[i] = s->drop_workers[s->ndrops];
-        s->drop_deadlines[i] = s->drop_deadlines[s->ndrops];
+        forget_drop(s, i);
+    }
+}
+
+/* Gives up the drops on @p worker, which is about to be destroyed (UCX
+ * releases their requests with it). */
+static void forget_drops(zero_optd_server_t *s, ucp_worker_h worker)
+{
+    for (int i = 0; i < s->ndrops;) {
+        if (s->drop_workers[i] == worker)
+            forget_drop(s, i);
+        else
+            i++;
     }
 }
 
@@ -999,6 +1090,26 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
         return;
     }
     slot_set(s, q, SLOT_RECEIVING);   /* the worker waits for READY */
+}
+
+/* Takes the messages waiting on data connection @p c's worker (NULL: on
+ * the control worker) into the ring while it has room. Returns whether it
+ * took any. */
+static int take_messages(zero_optd_server_t *s, optd_conn_t *c)
+{
+    ucp_worker_h worker = c != NULL ? c->worker : s->ucx[CTL].worker;
+    int took = 0;
+    while (s->tail - s->head < SLOTS) {
+        ucp_tag_recv_info_t info;
+        ucp_tag_message_h msg = ucp_tag_probe_nb(worker, 0, 0, 1, &info);
+        if (msg == NULL)
+            break;
+        take_message(s, worker, msg, &info);
+        took = 1;
+        if (c != NULL && c->worker != worker)
+            break;   /* closed, its worker destroyed */
+    }
+    return took;
 }
 
 /* The request of @p q: UCS_INPROGRESS, or its end (freed); cancelled at its deadline. */
@@ -1137,13 +1248,17 @@ static void reap(zero_optd_server_t *s)
 /* Sleeps until UCX or the worker thread has something, or the slice ends. */
 static void sleep_until_event(zero_optd_server_t *s)
 {
-    struct pollfd pfd[3];
+    struct pollfd pfd[3 + ZERO_OPTD_MAX_DATA_CONNS];
     int n;
     if (s->done_fd < 0) {
         zero_clock_sleep(1e-4);
         return;
     }
     n = zero_optd_ucx_arm(s->ucx, 2, pfd + 1);
+    for (int i = 0; n >= 0 && i < atomic_load(&s->ndata_conns); i++) {
+        int rc = zero_optd_worker_arm(s->data_conns[i]->worker, s->data_conns[i]->efd, pfd + 1 + n);
+        n = rc < 0 ? rc : n + 1;
+    }
     if (n == -1) {
         /* UCX has events pending, yet nothing moved: a reply waiting for
          * room in a client's shared-memory FIFO, which only that client's
@@ -1164,7 +1279,7 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
     double last_reap = 0.0, last_activity = 0.0;
     while (!*stop) {
         int moved = 0;
-        while (zero_optd_ucx_progress(s->ucx, 2))
+        while (progress_all(s))
             moved = 1;
         if (s->npending > 0)
             accept_pending(s);
@@ -1178,16 +1293,10 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
             last_reap = zero_clock_now();
         }
         moved |= advance_ring(s);
-        /* the data worker first: the requests of same-host clients */
-        for (int w = DATA; w >= CTL; w--)
-            while (s->ucx[w].worker != NULL && s->tail - s->head < SLOTS) {
-                ucp_tag_recv_info_t info;
-                ucp_tag_message_h msg = ucp_tag_probe_nb(s->ucx[w].worker, 0, 0, 1, &info);
-                if (msg == NULL)
-                    break;
-                take_message(s, s->ucx[w].worker, msg, &info);
-                moved = 1;
-            }
+        /* the data connections first: the requests of same-host clients */
+        for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
+            moved |= take_messages(s, s->data_conns[i]);
+        moved |= take_messages(s, NULL);
         if (moved) {
             last_activity = zero_clock_now();
             continue;
@@ -1244,6 +1353,7 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         s->conns[i].server = s;
         s->conns[i].owner = &s->conns[i];
+        s->conns[i].efd = -1;
     }
     atomic_init(&s->bytes, ZERO_OPTD_SERVER_BUFFER_BYTES);
     if (s->opts.memory_limit != 0 && s->opts.memory_limit < ZERO_OPTD_SERVER_BUFFER_BYTES) {
