@@ -174,6 +174,11 @@ struct zero_optd_server {
     ucp_worker_h drop_workers[DROPS];
     double drop_deadlines[DROPS];
     int ndrops;
+    /* control endpoints closing with a flush (conn_close), finished or let
+     * go by reap() at their deadline: the loop never waits for a client */
+    void *closes[ZERO_OPTD_MAX_CONNS];
+    double close_deadlines[ZERO_OPTD_MAX_CONNS];
+    int ncloses;
 };
 
 #define CTL 0
@@ -198,7 +203,8 @@ static int progress_all(zero_optd_server_t *s)
 static void conn_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
     optd_conn_t *c = arg;
-    (void)ep;
+    if (c->ep != ep)
+        return;   /* an endpoint closed earlier, still flushing: its slot may serve another client now */
     if (!c->failed) {
         c->failed = 1;
         c->failed_status = status;
@@ -275,6 +281,27 @@ static void expire_requests(zero_optd_server_t *s, optd_conn_t *c)
 
 static void forget_drops(zero_optd_server_t *s, ucp_worker_h worker);
 
+/* Lets go of close @p i (UCX releases the request when the close ends). */
+static void forget_close(zero_optd_server_t *s, int i)
+{
+    ucp_request_free(s->closes[i]);
+    s->ncloses--;
+    s->closes[i] = s->closes[s->ncloses];
+    s->close_deadlines[i] = s->close_deadlines[s->ncloses];
+}
+
+/* Frees the closes that ended, lets go of those past their deadline (all with @p all). */
+static void reap_closes(zero_optd_server_t *s, int all)
+{
+    double now = zero_clock_now();
+    for (int i = 0; i < s->ncloses;) {
+        if (!all && now < s->close_deadlines[i] && ucp_request_check_status(s->closes[i]) == UCS_INPROGRESS)
+            i++;
+        else
+            forget_close(s, i);
+    }
+}
+
 /* Destroys data connection @p c's worker (its endpoint is closed, no slot
  * of it is in the ring), and with it its FIFO and anything a dead sender
  * left there. */
@@ -296,6 +323,7 @@ static void conn_close(optd_conn_t *c, const char *why)
 {
     zero_optd_server_t *s = c->server;
     ucp_request_param_t rp;
+    void *close_req;
     if (c->state == CONN_FREE)
         return;
     atomic_store(&c->dead, 1);
@@ -338,13 +366,26 @@ static void conn_close(optd_conn_t *c, const char *why)
     }
     memset(&rp, 0, sizeof(rp));
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    /* A live client is flushed first, so a refusal just sent reaches it; a
-     * failed one is dropped at once. Either way the wait is short. */
-    rp.flags = c->failed || c->stuck ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-    (void)wait_request(s, conn_worker(c), ucp_ep_close_nbx(c->ep, &rp), zero_clock_now() + 1.0);
+    /* A live client's control connection is flushed first, so a refusal
+     * just sent reaches it; the loop does not wait for that (a client that
+     * does not read could hold it up to the bound, 1 s per connection, and
+     * a hostile one open many): reap() ends or lets go of the close. A
+     * failed client is dropped at once, and so is a data connection: its
+     * replies were complete once in the client's FIFO, and its worker goes
+     * with it. */
+    rp.flags = c->failed || c->stuck || c->data ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    close_req = ucp_ep_close_nbx(c->ep, &rp);
     c->ep = NULL;
-    if (c->worker != NULL)
+    if (c->worker != NULL) {
+        if (close_req != NULL && !UCS_PTR_IS_ERR(close_req))
+            ucp_request_free(close_req);   /* released with the worker */
         data_worker_free(s, c);
+    } else if (close_req != NULL && !UCS_PTR_IS_ERR(close_req)) {
+        if (s->ncloses == ZERO_OPTD_MAX_CONNS)
+            forget_close(s, 0);
+        s->closes[s->ncloses] = close_req;
+        s->close_deadlines[s->ncloses++] = zero_clock_now() + 1.0;
+    }
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
@@ -894,28 +935,6 @@ static void *worker_main(void *arg)
 
 /* ---------- the UCX thread: the ring ---------- */
 
-/* Receives and drops a message (probed on @p worker) nobody may send
- * (unknown key, oversized), without waiting for it: the rest of a message
- * whose sender died mid-send never comes (on the data connection's FIFO its
- * first segment arrives alone), and waiting here held up every client for
- * the io bound. reap() finishes it, or cancels it at the io bound. */
-static void drop_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg)
-{
-    ucp_request_param_t rp;
-    void *req;
-    memset(&rp, 0, sizeof(rp));
-    req = ucp_tag_msg_recv_nbx(worker, s->drop, sizeof(s->drop), msg, &rp);
-    if (req == NULL || UCS_PTR_IS_ERR(req))
-        return;
-    if (s->ndrops == DROPS) {   /* a flood of them: wait for this one, as before */
-        (void)wait_request(s, worker, req, zero_clock_now() + s->opts.io_timeout_s);
-        return;
-    }
-    s->drops[s->ndrops] = req;
-    s->drop_workers[s->ndrops] = worker;
-    s->drop_deadlines[s->ndrops++] = zero_clock_now() + s->opts.io_timeout_s;
-}
-
 /* Gives up drop @p i: cancelled (UCX may not end a receive whose message
  * is partly in: it then completes it, into the scratch, when the rest
  * comes, or releases it with its worker) and freed. */
@@ -930,20 +949,43 @@ static void forget_drop(zero_optd_server_t *s, int i)
     s->drop_deadlines[i] = s->drop_deadlines[s->ndrops];
 }
 
+/* Receives and drops a message (probed on @p worker) nobody may send
+ * (unknown key, oversized), without waiting for it: the rest of a message
+ * whose sender died mid-send never comes (on the data connection's FIFO its
+ * first segment arrives alone), and waiting here held up every client for
+ * the io bound. reap() finishes it, or cancels it at the io bound. */
+static void drop_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg)
+{
+    ucp_request_param_t rp;
+    void *req;
+    memset(&rp, 0, sizeof(rp));
+    req = ucp_tag_msg_recv_nbx(worker, s->drop, sizeof(s->drop), msg, &rp);
+    if (req == NULL || UCS_PTR_IS_ERR(req))
+        return;
+    if (s->ndrops == DROPS) {
+        /* A flood of them (a hostile or broken client): the oldest is given
+         * up before its io bound. Waiting for this one instead, as before
+         * 5 Dec 2026, stalled every client up to the io bound per message. */
+        int oldest = 0;
+        for (int i = 1; i < s->ndrops; i++)
+            if (s->drop_deadlines[i] < s->drop_deadlines[oldest])
+                oldest = i;
+        forget_drop(s, oldest);
+    }
+    s->drops[s->ndrops] = req;
+    s->drop_workers[s->ndrops] = worker;
+    s->drop_deadlines[s->ndrops++] = zero_clock_now() + s->opts.io_timeout_s;
+}
+
 /* Frees the drops that ended; cancels those past their deadline (all of them with @p all). */
 static void reap_drops(zero_optd_server_t *s, int all)
 {
     double now = zero_clock_now();
     for (int i = 0; i < s->ndrops;) {
-        void *req = s->drops[i];
-        if (ucp_request_check_status(req) == UCS_INPROGRESS) {
-            if (!all && now < s->drop_deadlines[i]) {
-                i++;
-                continue;
-            }
-            ucp_request_cancel(s->drop_workers[i], req);   /* UCX releases it when it ends, or with its worker */
-        }
-        forget_drop(s, i);
+        if (!all && now < s->drop_deadlines[i] && ucp_request_check_status(s->drops[i]) == UCS_INPROGRESS)
+            i++;
+        else
+            forget_drop(s, i);
     }
 }
 
@@ -1210,6 +1252,7 @@ static void reap(zero_optd_server_t *s)
 {
     double now = zero_clock_now();
     reap_drops(s, 0);
+    reap_closes(s, 0);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         if (c->state == CONN_FREE)
@@ -1462,6 +1505,12 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         s->conns[i].inflight = 0;
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         conn_close(&s->conns[i], NULL);
+    /* the flushes of live clients' closes: a moment, as the loop would give them */
+    for (double until = zero_clock_now() + 1.0; s->ncloses > 0 && zero_clock_now() < until;) {
+        progress_all(s);
+        reap_closes(s, 0);
+    }
+    reap_closes(s, 1);
     for (int i = 0; i < s->npending; i++)
         ucp_listener_reject(s->pending_data[i] ? s->data_listener : s->listener, s->pending[i]);
     if (s->data_listener != NULL)

@@ -56,7 +56,8 @@ static void *serve(void *arg)
     return NULL;
 }
 
-static int server_start(test_server_t *t, uint64_t memory_limit)
+/* A server with a hello deadline of @p hello_timeout_s. */
+static int server_start_hello(test_server_t *t, uint64_t memory_limit, double hello_timeout_s)
 {
     zero_optd_server_opts_t o;
     memset(t, 0, sizeof(*t));
@@ -67,7 +68,7 @@ static int server_start(test_server_t *t, uint64_t memory_limit)
     o.memory_limit = memory_limit;
     o.have_token = 1;
     memcpy(o.token, job_token, sizeof(job_token));
-    o.hello_timeout_s = 2.0;
+    o.hello_timeout_s = hello_timeout_s;
     o.io_timeout_s = 5.0;
     if (zero_optd_server_create(&o, &t->server) != ZERO_OK)
         return -1;
@@ -77,6 +78,11 @@ static int server_start(test_server_t *t, uint64_t memory_limit)
         return -1;
     }
     return 0;
+}
+
+static int server_start(test_server_t *t, uint64_t memory_limit)
+{
+    return server_start_hello(t, memory_limit, 2.0);
 }
 
 static void server_stop(test_server_t *t)
@@ -1145,6 +1151,134 @@ static void test_idle_connections(void)
     server_stop(&srv);
 }
 
+/* A hostile client: HOSTILE_EPS connections, each sending a message of
+ * HOSTILE_BYTES with a key nobody has, eager (no rendezvous: its context's
+ * RNDV_THRESH=inf), and then never progressing again, so each message's
+ * first fragments reach the server and the rest stays in the client's
+ * queue. The server drops each unread (a receive into scratch that never
+ * completes) and may hold 64 such receives; beyond them it used to wait for
+ * each new one up to its io bound (5 s here), during which no client was
+ * served. A real client must still be served within 3 s per request.
+ * The hello deadline is 60 s here, so that the server keeps the hostile
+ * connections while they are made on a loaded machine. */
+#define HOSTILE_EPS 80
+#define HOSTILE_BYTES (8u << 20)
+static void test_hostile_partial_messages(void)
+{
+    test_server_t srv;
+    raw_client_t c;
+    ucp_config_t *config;
+    ucp_params_t p;
+    ucp_worker_params_t wp;
+    static ucp_ep_h eps[HOSTILE_EPS];
+    static void *sends[HOSTILE_EPS];
+    static unsigned char welcomes[HOSTILE_EPS][8];
+    static void *welcome_reqs[HOSTILE_EPS];
+    unsigned char *big;
+    int port, partial = 0;
+    CU_ASSERT_EQUAL_FATAL(server_start_hello(&srv, 0, 60.0), 0);
+    port = zero_optd_server_port(srv.server);
+    big = calloc(1, HOSTILE_BYTES);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    memset(&c, 0, sizeof(c));
+    CU_ASSERT_EQUAL_FATAL(ucp_config_read(NULL, NULL, &config), UCS_OK);
+    CU_ASSERT_EQUAL(ucp_config_modify(config, "RNDV_THRESH", "inf"), UCS_OK);
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_PARAM_FIELD_FEATURES;
+    p.features = UCP_FEATURE_TAG;
+    CU_ASSERT_EQUAL_FATAL(ucp_init(&p, config, &c.context), UCS_OK);
+    ucp_config_release(config);
+    memset(&wp, 0, sizeof(wp));
+    CU_ASSERT_EQUAL_FATAL(ucp_worker_create(c.context, &wp, &c.worker), UCS_OK);
+    for (int i = 0; i < HOSTILE_EPS; i++) {
+        ucp_request_param_t rp;
+        CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &eps[i], 0), 0);
+        memset(&rp, 0, sizeof(rp));
+        welcome_reqs[i] = ucp_tag_recv_nbx(c.worker, welcomes[i], 8, ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    }
+    /* connected: each got its WELCOME */
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 20.0;) {
+        int all = 1;
+        ucp_worker_progress(c.worker);
+        for (int i = 0; i < HOSTILE_EPS; i++)
+            all &= welcome_reqs[i] == NULL || ucp_request_check_status(welcome_reqs[i]) != UCS_INPROGRESS;
+        if (all)
+            break;
+    }
+    for (int i = 0; i < HOSTILE_EPS; i++) {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        /* a key no connection has: slot 0xfff0 is past ZERO_OPTD_MAX_CONNS */
+        sends[i] = ucp_tag_send_nbx(eps[i], big, HOSTILE_BYTES, 0x1234000000000000ull | (0xfff0u + (unsigned)i % 8), &rp);
+        partial += sends[i] != NULL && !UCS_PTR_IS_ERR(sends[i]) &&
+                   ucp_request_check_status(sends[i]) == UCS_INPROGRESS;
+    }
+    /* most messages must be partly sent for the test to mean anything */
+    CU_ASSERT(partial > 64);
+    if (partial <= 64)
+        fprintf(stderr, "only %d of %d hostile messages are partly sent\n", partial, HOSTILE_EPS);
+    check_still_serving_within(srv.addr, 3.0);
+    check_still_serving_within(srv.addr, 3.0);
+    for (int i = 0; i < HOSTILE_EPS; i++) {
+        ucp_request_param_t rp;
+        if (sends[i] != NULL && !UCS_PTR_IS_ERR(sends[i])) {
+            ucp_request_cancel(c.worker, sends[i]);
+            ucp_request_free(sends[i]);
+        }
+        memset(&rp, 0, sizeof(rp));
+        rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        (void)raw_wait(&c, ucp_ep_close_nbx(eps[i], &rp), 1.0);
+        (void)raw_wait(&c, welcome_reqs[i], 0.0);
+    }
+    c.ep = NULL;
+    raw_close(&c);
+    free(big);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/* A hostile client: 60 connections that never say HELLO and whose client
+ * then never progresses. The server closes them at its hello deadline
+ * (1 s here), flushing each first; the loop used to wait up to 1 s per
+ * connection for that flush, during which no client was served. A real
+ * client must be served within 3 s per request across the deadline. */
+static void test_hostile_silent_connections(void)
+{
+    test_server_t srv;
+    raw_client_t c;
+    static ucp_ep_h eps[60];
+    static unsigned char welcomes[60][8];
+    static void *welcome_reqs[60];
+    int port;
+    CU_ASSERT_EQUAL_FATAL(server_start_hello(&srv, 0, 1.0), 0);
+    port = zero_optd_server_port(srv.server);
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    for (int i = 0; i < 60; i++) {
+        ucp_request_param_t rp;
+        CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &eps[i], 0), 0);
+        memset(&rp, 0, sizeof(rp));
+        welcome_reqs[i] = ucp_tag_recv_nbx(c.worker, welcomes[i], 8, ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    }
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 0.5;)
+        ucp_worker_progress(c.worker);
+    /* the client stops here: the deadline's closes fall in these requests */
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 4.0;)
+        check_still_serving_within(srv.addr, 3.0);
+    for (int i = 0; i < 60; i++) {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        (void)raw_wait(&c, ucp_ep_close_nbx(eps[i], &rp), 1.0);
+        (void)raw_wait(&c, welcome_reqs[i], 0.0);
+    }
+    c.ep = NULL;
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
 /* ---------- a zero-optd process that dies or stalls ---------- */
 
 static pid_t spawn_optd(char *addr, size_t addr_len)
@@ -1554,6 +1688,9 @@ int main(int argc, char **argv)
         {"LAMB1/LAMB2 breaking the wire's rules: refused, naming the message", test_lamb_wire},
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
+        {"a hostile client's 80 half-sent messages: a real client is served meanwhile", test_hostile_partial_messages},
+        {"a hostile client's 60 silent connections closed at the deadline: a real client is served meanwhile",
+         test_hostile_silent_connections},
         {"a client that stops reading its replies", test_reply_not_read},
         {"server killed: error naming it", test_server_killed_control_only},
         {"server killed, same-host data connection: error naming it", test_server_killed},
