@@ -119,6 +119,16 @@ typedef enum slot_kind {
     SLOT_LOST                    /* the receive failed: nothing to do */
 } slot_kind_t;
 
+/* A request the UCX thread does not wait for: reap() frees it once it
+ * ended, or lets go of it at its deadline (cancelled if it is still in
+ * flight, which ends a posted receive; UCX releases the rest when they end,
+ * or with their worker). */
+typedef struct held {
+    void *req;
+    ucp_worker_h worker;
+    double deadline;
+} held_t;
+
 typedef struct optd_slot {
     slot_state_t state;          /* under s->lock where the worker may look */
     slot_kind_t kind;
@@ -168,16 +178,12 @@ struct zero_optd_server {
     float *grad32;               /* the worker's: a 16-bit gradient as fp32, ZERO_OPTD_MAX_ELEMS */
     atomic_uint_fast64_t bytes;  /* state of every connection plus the buffers */
     unsigned char drop[DROP_BYTES];
-    /* receives of dropped messages still in flight (drop_message), finished
-     * or cancelled by reap() */
-    void *drops[DROPS];
-    ucp_worker_h drop_workers[DROPS];
-    double drop_deadlines[DROPS];
+    /* requests the loop does not wait for (held_t): receives of dropped
+     * messages (drop_message), closes of live control connections
+     * (conn_close) */
+    held_t drops[DROPS];
     int ndrops;
-    /* control endpoints closing with a flush (conn_close), finished or let
-     * go by reap() at their deadline: the loop never waits for a client */
-    void *closes[ZERO_OPTD_MAX_CONNS];
-    double close_deadlines[ZERO_OPTD_MAX_CONNS];
+    held_t closes[ZERO_OPTD_MAX_CONNS];
     int ncloses;
 };
 
@@ -279,26 +285,44 @@ static void expire_requests(zero_optd_server_t *s, optd_conn_t *c)
             s->slots[k % SLOTS].deadline = 0.0;
 }
 
-static void forget_drops(zero_optd_server_t *s, ucp_worker_h worker);
 
-/* Lets go of close @p i (UCX releases the request when the close ends). */
-static void forget_close(zero_optd_server_t *s, int i)
+/* Lets go of held request @p i of @p list (@p n of them). */
+static void held_forget(held_t *list, int *n, int i)
 {
-    ucp_request_free(s->closes[i]);
-    s->ncloses--;
-    s->closes[i] = s->closes[s->ncloses];
-    s->close_deadlines[i] = s->close_deadlines[s->ncloses];
+    if (ucp_request_check_status(list[i].req) == UCS_INPROGRESS)
+        ucp_request_cancel(list[i].worker, list[i].req);
+    ucp_request_free(list[i].req);
+    list[i] = list[--*n];
 }
 
-/* Frees the closes that ended, lets go of those past their deadline (all with @p all). */
-static void reap_closes(zero_optd_server_t *s, int all)
+/* Holds @p req (of @p worker) in @p list (@p n of at most @p cap) until
+ * @p deadline; a full list first lets go of its oldest. */
+static void held_add(held_t *list, int *n, int cap, void *req, ucp_worker_h worker, double deadline)
+{
+    if (*n == cap) {
+        int oldest = 0;
+        for (int i = 1; i < *n; i++)
+            if (list[i].deadline < list[oldest].deadline)
+                oldest = i;
+        held_forget(list, n, oldest);
+    }
+    list[(*n)++] = (held_t){.req = req, .worker = worker, .deadline = deadline};
+}
+
+/* Frees the requests of @p list that ended and lets go of those past their
+ * deadline; of all of them with @p all. With @p worker, only (and all of)
+ * those of that worker, which is about to be destroyed. */
+static void held_reap(held_t *list, int *n, int all, ucp_worker_h worker)
 {
     double now = zero_clock_now();
-    for (int i = 0; i < s->ncloses;) {
-        if (!all && now < s->close_deadlines[i] && ucp_request_check_status(s->closes[i]) == UCS_INPROGRESS)
+    for (int i = 0; i < *n;) {
+        int keep = worker != NULL ? list[i].worker != worker
+                                  : !all && now < list[i].deadline &&
+                                        ucp_request_check_status(list[i].req) == UCS_INPROGRESS;
+        if (keep)
             i++;
         else
-            forget_close(s, i);
+            held_forget(list, n, i);
     }
 }
 
@@ -308,7 +332,7 @@ static void reap_closes(zero_optd_server_t *s, int all)
 static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
 {
     int n = atomic_load(&s->ndata_conns) - 1;
-    forget_drops(s, c->worker);
+    held_reap(s->drops, &s->ndrops, 1, c->worker);
     ucp_worker_destroy(c->worker);
     c->worker = NULL;
     c->efd = -1;
@@ -381,10 +405,7 @@ static void conn_close(optd_conn_t *c, const char *why)
             ucp_request_free(close_req);   /* released with the worker */
         data_worker_free(s, c);
     } else if (close_req != NULL && !UCS_PTR_IS_ERR(close_req)) {
-        if (s->ncloses == ZERO_OPTD_MAX_CONNS)
-            forget_close(s, 0);
-        s->closes[s->ncloses] = close_req;
-        s->close_deadlines[s->ncloses++] = zero_clock_now() + 1.0;
+        held_add(s->closes, &s->ncloses, ZERO_OPTD_MAX_CONNS, close_req, conn_worker(c), zero_clock_now() + 1.0);
     }
     c->state = CONN_FREE;
     c->key = 0;
@@ -935,20 +956,6 @@ static void *worker_main(void *arg)
 
 /* ---------- the UCX thread: the ring ---------- */
 
-/* Gives up drop @p i: cancelled (UCX may not end a receive whose message
- * is partly in: it then completes it, into the scratch, when the rest
- * comes, or releases it with its worker) and freed. */
-static void forget_drop(zero_optd_server_t *s, int i)
-{
-    if (ucp_request_check_status(s->drops[i]) == UCS_INPROGRESS)
-        ucp_request_cancel(s->drop_workers[i], s->drops[i]);
-    ucp_request_free(s->drops[i]);
-    s->ndrops--;
-    s->drops[i] = s->drops[s->ndrops];
-    s->drop_workers[i] = s->drop_workers[s->ndrops];
-    s->drop_deadlines[i] = s->drop_deadlines[s->ndrops];
-}
-
 /* Receives and drops a message (probed on @p worker) nobody may send
  * (unknown key, oversized), without waiting for it: the rest of a message
  * whose sender died mid-send never comes (on the data connection's FIFO its
@@ -962,43 +969,11 @@ static void drop_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
     req = ucp_tag_msg_recv_nbx(worker, s->drop, sizeof(s->drop), msg, &rp);
     if (req == NULL || UCS_PTR_IS_ERR(req))
         return;
-    if (s->ndrops == DROPS) {
-        /* A flood of them (a hostile or broken client): the oldest is given
-         * up before its io bound. Waiting for this one instead, as before
-         * 5 Dec 2026, stalled every client up to the io bound per message. */
-        int oldest = 0;
-        for (int i = 1; i < s->ndrops; i++)
-            if (s->drop_deadlines[i] < s->drop_deadlines[oldest])
-                oldest = i;
-        forget_drop(s, oldest);
-    }
-    s->drops[s->ndrops] = req;
-    s->drop_workers[s->ndrops] = worker;
-    s->drop_deadlines[s->ndrops++] = zero_clock_now() + s->opts.io_timeout_s;
-}
-
-/* Frees the drops that ended; cancels those past their deadline (all of them with @p all). */
-static void reap_drops(zero_optd_server_t *s, int all)
-{
-    double now = zero_clock_now();
-    for (int i = 0; i < s->ndrops;) {
-        if (!all && now < s->drop_deadlines[i] && ucp_request_check_status(s->drops[i]) == UCS_INPROGRESS)
-            i++;
-        else
-            forget_drop(s, i);
-    }
-}
-
-/* Gives up the drops on @p worker, which is about to be destroyed (UCX
- * releases their requests with it). */
-static void forget_drops(zero_optd_server_t *s, ucp_worker_h worker)
-{
-    for (int i = 0; i < s->ndrops;) {
-        if (s->drop_workers[i] == worker)
-            forget_drop(s, i);
-        else
-            i++;
-    }
+    /* At most DROPS held: beyond them (a flood from a hostile or broken
+     * client) the oldest is let go before its io bound. Waiting for this
+     * one instead, as before 5 Dec 2026, stalled every client up to the io
+     * bound per message. */
+    held_add(s->drops, &s->ndrops, DROPS, req, worker, zero_clock_now() + s->opts.io_timeout_s);
 }
 
 static void slot_set(zero_optd_server_t *s, optd_slot_t *q, slot_state_t state)
@@ -1251,8 +1226,8 @@ static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
 static void reap(zero_optd_server_t *s)
 {
     double now = zero_clock_now();
-    reap_drops(s, 0);
-    reap_closes(s, 0);
+    held_reap(s->drops, &s->ndrops, 0, NULL);
+    held_reap(s->closes, &s->ncloses, 0, NULL);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         if (c->state == CONN_FREE)
@@ -1500,7 +1475,7 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         }
     }
     s->head = s->tail;
-    reap_drops(s, 1);
+    held_reap(s->drops, &s->ndrops, 1, NULL);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         s->conns[i].inflight = 0;
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
@@ -1508,9 +1483,9 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
     /* the flushes of live clients' closes: a moment, as the loop would give them */
     for (double until = zero_clock_now() + 1.0; s->ncloses > 0 && zero_clock_now() < until;) {
         progress_all(s);
-        reap_closes(s, 0);
+        held_reap(s->closes, &s->ncloses, 0, NULL);
     }
-    reap_closes(s, 1);
+    held_reap(s->closes, &s->ncloses, 1, NULL);
     for (int i = 0; i < s->npending; i++)
         ucp_listener_reject(s->pending_data[i] ? s->data_listener : s->listener, s->pending[i]);
     if (s->data_listener != NULL)

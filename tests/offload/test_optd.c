@@ -784,6 +784,22 @@ static void raw_close(raw_client_t *c)
     ucp_cleanup(c->context);
 }
 
+/* Closes @p n endpoints of @p c by force, ends their WELCOME receives, then closes @p c. */
+static void raw_close_eps(raw_client_t *c, ucp_ep_h *eps, void **welcome_reqs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        (void)raw_wait(c, ucp_ep_close_nbx(eps[i], &rp), 1.0);
+    }
+    for (int i = 0; i < n; i++)
+        (void)raw_wait(c, welcome_reqs[i], 1.0);
+    c->ep = NULL;
+    raw_close(c);
+}
+
 static void make_hello(unsigned char *msg, uint64_t key)
 {
     zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_HELLO, .body_len = ZERO_OPTD_HELLO_BODY,
@@ -1136,17 +1152,7 @@ static void test_idle_connections(void)
     for (double t0 = zero_clock_now(); !c.failed && zero_clock_now() - t0 < 20;)
         ucp_worker_progress(c.worker);
     CU_ASSERT(c.failed);
-    for (int i = 0; i < 200; i++) {
-        ucp_request_param_t rp;
-        memset(&rp, 0, sizeof(rp));
-        rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-        (void)raw_wait(&c, ucp_ep_close_nbx(eps[i], &rp), 1.0);
-    }
-    for (int i = 0; i < 200; i++)
-        (void)raw_wait(&c, welcome_reqs[i], 1.0);
-    c.ep = NULL;
-    raw_close(&c);
+    raw_close_eps(&c, eps, welcome_reqs, 200);
     check_still_serving(srv.addr);
     server_stop(&srv);
 }
@@ -1219,20 +1225,12 @@ static void test_hostile_partial_messages(void)
         fprintf(stderr, "only %d of %d hostile messages are partly sent\n", partial, HOSTILE_EPS);
     check_still_serving_within(srv.addr, 3.0);
     check_still_serving_within(srv.addr, 3.0);
-    for (int i = 0; i < HOSTILE_EPS; i++) {
-        ucp_request_param_t rp;
+    for (int i = 0; i < HOSTILE_EPS; i++)
         if (sends[i] != NULL && !UCS_PTR_IS_ERR(sends[i])) {
             ucp_request_cancel(c.worker, sends[i]);
             ucp_request_free(sends[i]);
         }
-        memset(&rp, 0, sizeof(rp));
-        rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-        (void)raw_wait(&c, ucp_ep_close_nbx(eps[i], &rp), 1.0);
-        (void)raw_wait(&c, welcome_reqs[i], 0.0);
-    }
-    c.ep = NULL;
-    raw_close(&c);
+    raw_close_eps(&c, eps, welcome_reqs, HOSTILE_EPS);
     free(big);
     check_still_serving(srv.addr);
     server_stop(&srv);
@@ -1265,16 +1263,7 @@ static void test_hostile_silent_connections(void)
     /* the client stops here: the deadline's closes fall in these requests */
     for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 4.0;)
         check_still_serving_within(srv.addr, 3.0);
-    for (int i = 0; i < 60; i++) {
-        ucp_request_param_t rp;
-        memset(&rp, 0, sizeof(rp));
-        rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-        (void)raw_wait(&c, ucp_ep_close_nbx(eps[i], &rp), 1.0);
-        (void)raw_wait(&c, welcome_reqs[i], 0.0);
-    }
-    c.ep = NULL;
-    raw_close(&c);
+    raw_close_eps(&c, eps, welcome_reqs, 60);
     check_still_serving(srv.addr);
     server_stop(&srv);
 }
