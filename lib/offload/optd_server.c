@@ -285,7 +285,6 @@ static void expire_requests(zero_optd_server_t *s, optd_conn_t *c)
             s->slots[k % SLOTS].deadline = 0.0;
 }
 
-
 /* Lets go of held request @p i of @p list (@p n of them). */
 static void held_forget(held_t *list, int *n, int i)
 {
