@@ -1426,9 +1426,15 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = 0;
     lparams.conn_handler.cb = data_request_cb;
     zero_optd_data_settings(data_settings);
-    if (zero_optd_ucx_open(&s->ucx[DATA], data_settings, "zero-optd: the same-host data context") !=
-            ZERO_OK ||
-        ucp_listener_create(s->ucx[DATA].worker, &lparams, &s->data_listener) != UCS_OK) {
+    if (!zero_optd_same_host_enabled()) {
+        /* ZERO_OPTD_SAME_HOST=0 for the server too: no data listener, so no
+         * process on this host reaches its shared memory (docs/optd.md,
+         * Safety); HELLO's reply names port 0 */
+        ZERO_LOG_INFO("zero-optd: no data listener (ZERO_OPTD_SAME_HOST=0): clients on this host use their first "
+                      "connection");
+    } else if (zero_optd_ucx_open(&s->ucx[DATA], data_settings, "zero-optd: the same-host data context") !=
+                   ZERO_OK ||
+               ucp_listener_create(s->ucx[DATA].worker, &lparams, &s->data_listener) != UCS_OK) {
         s->data_listener = NULL;
         ZERO_LOG_WARN("zero-optd: no data listener on %s: clients on this host use their first connection (TCP)",
                       opts->host);

@@ -59,7 +59,8 @@ zero_status_t zero_optd_worker_open(ucp_context_h context, ucp_worker_h *worker,
 void zero_optd_ucx_close(zero_optd_ucx_t *u);
 
 /* Whether same-host data connections are wanted: yes unless
- * ZERO_OPTD_SAME_HOST=0 (docs/optd.md, "One host: the data connection"). */
+ * ZERO_OPTD_SAME_HOST=0 (docs/optd.md, "One host: the data connection").
+ * A client then opens none; zero-optd then has no data listener. */
 int zero_optd_same_host_enabled(void);
 /* The data context's settings for zero_optd_ucx_open: its transports
  * ($ZERO_OPTD_DATA_TLS or ZERO_OPTD_DATA_TLS_DEFAULT) and no rendezvous. */

@@ -1424,6 +1424,27 @@ static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *c
     return rc;
 }
 
+/* ZERO_OPTD_SAME_HOST=0 in the server's environment: it opens no data
+ * listener, so a client on its host (data connection by default) keeps to
+ * its first connection; a server without it gives one. */
+static void test_server_without_data_listener(void)
+{
+    for (int off = 1; off >= 0; off--) {
+        test_server_t srv;
+        zero_store_t *remote = NULL;
+        zero_optim_ctx_t ctx;
+        zero_store_async_step_t st;
+        if (off)
+            setenv("ZERO_OPTD_SAME_HOST", "0", 1);
+        CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+        unsetenv("ZERO_OPTD_SAME_HOST");
+        /* 3: the store has no data connection */
+        CU_ASSERT_EQUAL(stepped_store(srv.addr, 5.0, &ctx, &st, &remote), off ? 3 : 0);
+        zero_store_destroy(remote);
+        server_stop(&srv);
+    }
+}
+
 /* The server killed while this client steps without a pause, so that the
  * kill lands mid-transfer or mid-step: an error naming it within the bound,
  * and this process lives on (UCX 1.13 aborted the client here when the data
@@ -1684,6 +1705,7 @@ int main(int argc, char **argv)
         {"server killed: error naming it", test_server_killed_control_only},
         {"server killed, same-host data connection: error naming it", test_server_killed},
         {"server killed mid-step, same-host data connection: error naming it", test_server_killed_mid_step},
+        {"ZERO_OPTD_SAME_HOST=0 for the server: no data listener", test_server_without_data_listener},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},
         {"a same-host client killed mid-step: the server serves on", test_store_client_killed_mid_step},
         {"eight same-host clients killed mid-step on one server: each later one gets its data connection",
