@@ -26,6 +26,7 @@
 
 #include <zero/zero.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -34,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <ucp/api/ucp.h>
 #include <unistd.h>
@@ -708,8 +710,9 @@ static int raw_init(raw_client_t *c)
     return ucp_worker_create(c->context, &wp, &c->worker) == UCS_OK ? 0 : -1;
 }
 
-/* Connects an endpoint; with @p welcome, waits for the key. */
-static int raw_connect(raw_client_t *c, int port, ucp_ep_h *ep_p, int welcome)
+/* Connects an endpoint in error mode @p mode (the server's data listener
+ * takes UCP_ERR_HANDLING_MODE_NONE only); with @p welcome, waits for the key. */
+static int raw_connect_mode(raw_client_t *c, int port, ucp_ep_h *ep_p, int welcome, ucp_err_handling_mode_t mode)
 {
     struct sockaddr_in sa;
     ucp_ep_params_t p;
@@ -725,7 +728,7 @@ static int raw_connect(raw_client_t *c, int port, ucp_ep_h *ep_p, int welcome)
     p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
     p.sockaddr.addr = (struct sockaddr *)&sa;
     p.sockaddr.addrlen = sizeof(sa);
-    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    p.err_mode = mode;
     p.err_handler.cb = raw_err;
     p.err_handler.arg = c;
     if (ucp_ep_create(c->worker, &p, ep_p) != UCS_OK)
@@ -740,11 +743,20 @@ static int raw_connect(raw_client_t *c, int port, ucp_ep_h *ep_p, int welcome)
     return 0;
 }
 
+/* Connects an endpoint in peer-failure mode, as the store's first connection. */
+static int raw_connect(raw_client_t *c, int port, ucp_ep_h *ep_p, int welcome)
+{
+    return raw_connect_mode(c, port, ep_p, welcome, UCP_ERR_HANDLING_MODE_PEER);
+}
+
+/* The last reply raw_exchange received (its body's bytes, for HELLO's port). */
+static unsigned char raw_reply[ZERO_OPTD_HEADER_BYTES + 4096];
+
 /* Sends @p len bytes on @p tag and returns the reply's header (-1: none within 5 s). */
+
 static int raw_exchange(raw_client_t *c, const void *msg, size_t len, uint64_t tag, zero_optd_header_t *h,
                         char *text, size_t text_len)
 {
-    static unsigned char reply[ZERO_OPTD_HEADER_BYTES + 4096];
     ucp_request_param_t rp;
     ucp_tag_recv_info_t info;
     void *rreq;
@@ -752,7 +764,7 @@ static int raw_exchange(raw_client_t *c, const void *msg, size_t len, uint64_t t
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
     rp.recv_info.tag_info = &info;
     info.length = 0;
-    rreq = ucp_tag_recv_nbx(c->worker, reply, sizeof(reply), c->key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    rreq = ucp_tag_recv_nbx(c->worker, raw_reply, sizeof(raw_reply), c->key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
     memset(&rp, 0, sizeof(rp));
     (void)raw_wait(c, ucp_tag_send_nbx(c->ep, msg, len, tag, &rp), 5.0);
     if (rreq != NULL && !UCS_PTR_IS_ERR(rreq)) {
@@ -766,9 +778,9 @@ static int raw_exchange(raw_client_t *c, const void *msg, size_t len, uint64_t t
         ucp_tag_recv_request_test(rreq, &info);
         ucp_request_free(rreq);
     }
-    if (zero_optd_decode_header(reply, info.length, 1, h) != ZERO_OPTD_PARSE_OK)
+    if (zero_optd_decode_header(raw_reply, info.length, 1, h) != ZERO_OPTD_PARSE_OK)
         return -1;
-    snprintf(text, text_len, "%.*s", (int)h->body_len, (const char *)reply + ZERO_OPTD_HEADER_BYTES);
+    snprintf(text, text_len, "%.*s", (int)h->body_len, (const char *)raw_reply + ZERO_OPTD_HEADER_BYTES);
     return 0;
 }
 
@@ -1445,6 +1457,119 @@ static void test_server_without_data_listener(void)
     }
 }
 
+/* Descriptors this process holds. */
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Every data connection taken: ZERO_OPTD_MAX_DATA_CONNS + 1 requests to the
+ * data listener from a raw client that then says nothing (the first 8 also
+ * send a 1 MiB message with a key nobody has, whose dropped receive is in
+ * flight on that connection's worker when the worker goes). The server
+ * welcomes ZERO_OPTD_MAX_DATA_CONNS of them and refuses the rest; a store
+ * made meanwhile is told of no data listener and keeps to its first
+ * connection. At the hello deadline the server closes them and destroys
+ * their workers: a later store gets its data connection again, and once
+ * every client is gone the process holds the descriptors it held before. */
+static void test_data_connections_full(void)
+{
+    enum { N = ZERO_OPTD_MAX_DATA_CONNS + 1 };
+    test_server_t srv;
+    raw_client_t c, d;
+    zero_optd_header_t h;
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    struct rlimit rl;
+    char text[256];
+    unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    static unsigned char big[1u << 20];
+    static ucp_ep_h eps[N];
+    static unsigned char welcomes[N][8];
+    static void *welcome_reqs[N];
+    void *sends[8];
+    int data_port, fds_before, fds_after = -1, welcomed = 0, rc;
+    /* the server's workers and this client's endpoints: about 800 descriptors */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096 && rl.rlim_max > rl.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    CU_ASSERT_EQUAL_FATAL(server_start_hello(&srv, 0, 8.0), 0);
+    /* one data connection made and gone first: UCX's process-wide descriptors exist before the count */
+    CU_ASSERT_EQUAL(stepped_store(srv.addr, 5.0, &ctx, &st, &remote), 0);
+    zero_store_destroy(remote);
+    zero_clock_sleep(1.0);
+    fds_before = open_fds();
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, zero_optd_server_port(srv.server), &c.ep, 1), 0);
+    make_hello(msg, c.key);
+    CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, msg, sizeof(msg), c.key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_EQUAL_FATAL(h.status, 0);
+    data_port = (int)zero_get_le32(raw_reply + ZERO_OPTD_HEADER_BYTES);
+    CU_ASSERT_FATAL(data_port > 0);
+    CU_ASSERT_EQUAL_FATAL(raw_init(&d), 0);
+    for (int i = 0; i < N; i++) {
+        ucp_request_param_t rp;
+        CU_ASSERT_EQUAL_FATAL(raw_connect_mode(&d, data_port, &eps[i], 0, UCP_ERR_HANDLING_MODE_NONE), 0);
+        memset(&rp, 0, sizeof(rp));
+        welcome_reqs[i] = ucp_tag_recv_nbx(d.worker, welcomes[i], 8, ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    }
+    for (double t0 = zero_clock_now(), full = 0.0; zero_clock_now() - t0 < 20.0;) {
+        ucp_worker_progress(d.worker);
+        welcomed = 0;
+        for (int i = 0; i < N; i++)
+            welcomed += ucp_request_check_status(welcome_reqs[i]) == UCS_OK;
+        if (welcomed == ZERO_OPTD_MAX_DATA_CONNS && full == 0.0)
+            full = zero_clock_now();
+        if (full > 0.0 && zero_clock_now() - full > 1.0)   /* a second more for a 65th that must not come */
+            break;
+    }
+    CU_ASSERT_EQUAL(welcomed, ZERO_OPTD_MAX_DATA_CONNS);
+    for (int i = 0; i < 8; i++) {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        sends[i] = ucp_tag_send_nbx(eps[i], big, sizeof(big), 0x1234000000000000ull | 0xfff0u, &rp);
+    }
+    for (int i = 0; i < 200; i++)
+        ucp_worker_progress(d.worker);
+    /* all taken: HELLO names no data listener, the store keeps to its first connection and is served */
+    CU_ASSERT_EQUAL(stepped_store(srv.addr, 5.0, &ctx, &st, &remote), 3);
+    zero_store_destroy(remote);
+    check_still_serving(srv.addr);
+    /* at the deadline the server closes them; a store then gets its data connection */
+    rc = 3;
+    for (double t0 = zero_clock_now(); rc == 3 && zero_clock_now() - t0 < 30.0;) {
+        zero_clock_sleep(0.5);
+        rc = stepped_store(srv.addr, 5.0, &ctx, &st, &remote);
+        zero_store_destroy(remote);
+    }
+    CU_ASSERT_EQUAL(rc, 0);
+    for (int i = 0; i < 8; i++)
+        if (sends[i] != NULL && !UCS_PTR_IS_ERR(sends[i])) {
+            ucp_request_cancel(d.worker, sends[i]);
+            ucp_request_free(sends[i]);
+        }
+    raw_close_eps(&d, eps, welcome_reqs, N);
+    raw_close(&c);
+    /* the server has dropped the last store's connections once its descriptors are back */
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 10.0; zero_clock_sleep(0.1))
+        if ((fds_after = open_fds()) <= fds_before)
+            break;
+    CU_ASSERT_EQUAL(fds_after, fds_before);
+    if (fds_after != fds_before)
+        fprintf(stderr, "descriptors: %d before the data connections, %d after\n", fds_before, fds_after);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
 /* The server killed while this client steps without a pause, so that the
  * kill lands mid-transfer or mid-step: an error naming it within the bound,
  * and this process lives on (UCX 1.13 aborted the client here when the data
@@ -1710,6 +1835,8 @@ int main(int argc, char **argv)
         {"a same-host client killed mid-step: the server serves on", test_store_client_killed_mid_step},
         {"eight same-host clients killed mid-step on one server: each later one gets its data connection",
          test_store_clients_killed_one_server},
+        {"every data connection taken: the next client keeps to its first; workers and descriptors freed",
+         test_data_connections_full},
         {"server stalled, same-host data connection: error naming it within the bound", test_server_stalled},
         {"servers stalled mid-step: the gradient is the caller's once step_wait failed", test_gradient_released_on_failure},
         CU_TEST_INFO_NULL,
