@@ -1327,6 +1327,40 @@ static pid_t spawn_optd(char *addr, size_t addr_len)
     return pid;
 }
 
+/* zero-optd started with a soft descriptor limit of 256 runs with its hard
+ * limit (64 data connections need about 700: docs/optd.md). */
+static void test_optd_descriptor_limit(void)
+{
+    struct rlimit rl, low;
+    char addr[64], path[64], line[256];
+    long long soft = -1, hard = -1;
+    pid_t pid;
+    FILE *f;
+    CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max <= 256) {
+        fprintf(stderr, "hard descriptor limit %llu: nothing to raise\n", (unsigned long long)rl.rlim_max);
+        return;
+    }
+    low = rl;
+    low.rlim_cur = 256;
+    CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &low), 0);
+    pid = spawn_optd(addr, sizeof(addr));   /* inherits 256 */
+    CU_ASSERT_EQUAL(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    CU_ASSERT_FATAL(pid > 0);
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+    f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL(f);
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "Max open files", 14) == 0)
+            (void)sscanf(line + 14, "%lld %lld", &soft, &hard);
+    if (f != NULL)
+        fclose(f);
+    CU_ASSERT_EQUAL(hard, (long long)rl.rlim_max);
+    CU_ASSERT_EQUAL(soft, hard);
+    kill(pid, SIGTERM);
+    CU_ASSERT_EQUAL(waitpid(pid, NULL, 0), pid);
+}
+
 static void check_server_failure(int sig, int same_host)
 {
     ZERO_TEST_MEM_MARK();
@@ -1827,6 +1861,7 @@ int main(int argc, char **argv)
         {"a hostile client's 60 silent connections closed at the deadline: a real client is served meanwhile",
          test_hostile_silent_connections},
         {"a client that stops reading its replies", test_reply_not_read},
+        {"zero-optd raises its soft descriptor limit to the hard one", test_optd_descriptor_limit},
         {"server killed: error naming it", test_server_killed_control_only},
         {"server killed, same-host data connection: error naming it", test_server_killed},
         {"server killed mid-step, same-host data connection: error naming it", test_server_killed_mid_step},
