@@ -6,12 +6,11 @@
 #
 #  shm     zero-optd on 127.0.0.1, UCX picks its transports (UCX_NET_DEVICES=lo),
 #          run inside the first namespace when there is one, and the bytes on
-#          its loopback counted: by default the store's peer-failure
-#          connection, which UCX 1.13 gives no shared memory (TCP over
-#          loopback; x is this path). The same run then steps with
-#          ZERO_OPTD_SAME_HOST=1, the opt-in same-host data connection
-#          (shared memory, and the loopback stays idle; docs/optd.md says
-#          why it is not the default).
+#          its loopback counted: by default the same-host data connection
+#          (shared memory, and the loopback stays idle; x is this path). The
+#          same run then steps with ZERO_OPTD_SAME_HOST=0, every request on
+#          the store's peer-failure connection, which UCX 1.13 gives no
+#          shared memory (TCP over loopback), as that run's baseline.
 #  tcp     zero-optd in a second network namespace, joined to the first by a
 #          veth pair, UCX_TLS=tcp on both sides (shared memory would bypass
 #          the link: one host, one IPC namespace).
@@ -205,13 +204,13 @@ one_host() {
              "(the message bytes go through TCP when this is about their sum; shared memory leaves it near 0)"
     fi
 }
-echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo, the default: the peer-failure connection, TCP over loopback)"
+echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo, the default: the same-host data connection, shared memory)"
 one_host shm
-echo "== shm-data (the same with ZERO_OPTD_SAME_HOST=1: the opt-in same-host data connection, shared memory)"
-one_host shm-data ZERO_OPTD_SAME_HOST=1
-echo "same run: remote step $(field remote_ms "$tmp/shm-data.out") ms on the data connection against" \
-     "$(field remote_ms "$tmp/shm.out") ms by default; data connection over host store:" \
-     "$(ratio "$(field remote_ms "$tmp/shm-data.out")" "$(field local_ms "$tmp/shm-data.out")")"
+echo "== shm-ctl (the same with ZERO_OPTD_SAME_HOST=0: every request on the peer-failure connection, TCP over loopback)"
+one_host shm-ctl ZERO_OPTD_SAME_HOST=0
+echo "same run: remote step $(field remote_ms "$tmp/shm.out") ms on the data connection against" \
+     "$(field remote_ms "$tmp/shm-ctl.out") ms with ZERO_OPTD_SAME_HOST=0; that path over its host store:" \
+     "$(ratio "$(field remote_ms "$tmp/shm-ctl.out")" "$(field local_ms "$tmp/shm-ctl.out")")"
 shm_tag=$(raw_bw tag_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
 shm_put=$(raw_bw ucp_put_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
 echo "raw UCX, same path, $msg-byte messages: tagged ${shm_tag:-na} MB/s, one-sided put ${shm_put:-na} MB/s"

@@ -76,6 +76,18 @@ typedef struct optd_conn {
     double opened_at;
     char peer[64];               /* "host:port" of the client */
     int data;                    /* accepted on the data listener: no peer-failure mode (shared memory) */
+    /* A data connection's own worker (of the data context) and its event
+     * descriptor, made when its request is accepted and destroyed with it.
+     * A worker has one shared-memory FIFO that every sender to it writes
+     * into, and UCX's reader takes the elements in order: a sender killed
+     * after reserving an element and before flagging it written (UCX 1.13
+     * mm_ep.c: the copy of up to a segment lies between the two) leaves
+     * that element unread for good, and every message behind it, from any
+     * client. With one worker per connection only the dead client's FIFO
+     * stops, and it goes with the connection. */
+    ucp_worker_h worker;
+    int efd;
+    int data_index;              /* its place in server->data_conns */
     struct optd_conn *partner;   /* a client's control and data connections point at each other */
     atomic_int dead;             /* closing or failed: the worker skips its messages */
     /* whose state this connection's messages use: itself, or for an attached
@@ -107,6 +119,16 @@ typedef enum slot_kind {
     SLOT_LOST                    /* the receive failed: nothing to do */
 } slot_kind_t;
 
+/* A request the UCX thread does not wait for: reap() frees it once it
+ * ended, or lets go of it at its deadline (cancelled if it is still in
+ * flight, which ends a posted receive; UCX releases the rest when they end,
+ * or with their worker). */
+typedef struct held {
+    void *req;
+    ucp_worker_h worker;
+    double deadline;
+} held_t;
+
 typedef struct optd_slot {
     slot_state_t state;          /* under s->lock where the worker may look */
     slot_kind_t kind;
@@ -131,7 +153,6 @@ struct zero_optd_server {
     ucp_listener_h listener;
     ucp_listener_h data_listener;   /* same-host data connections (no peer-failure mode); NULL: none */
     int data_port;
-    int data_conns;              /* open same-host data connections: the loop spins only while there are */
     int done_fd;                 /* eventfd: the worker thread finished a slot; -1: none */
     int port;
     zero_thread_pool_t *pool;
@@ -139,6 +160,12 @@ struct zero_optd_server {
     optd_conn_t conns[ZERO_OPTD_MAX_CONNS];
     ucp_conn_request_h pending[PENDING_REQUESTS];
     unsigned char pending_data[PENDING_REQUESTS];   /* the request came to the data listener */
+    /* the data connections (each on its worker): progressed, probed and
+     * armed by the UCX thread; ndata_conns is read by the worker thread
+     * when it answers HELLO (whether to name the data listener), and the
+     * loop spins only while it is above 0 (zero_optd_server_run) */
+    optd_conn_t *data_conns[ZERO_OPTD_MAX_DATA_CONNS];
+    atomic_int ndata_conns;
     int npending, pending_dropped;
     /* the ring: message number k is in slots[k % SLOTS] */
     optd_slot_t slots[SLOTS];
@@ -152,12 +179,13 @@ struct zero_optd_server {
     float *grad32;               /* the worker's: a 16-bit gradient as fp32, ZERO_OPTD_MAX_ELEMS */
     atomic_uint_fast64_t bytes;  /* state of every connection plus the buffers */
     unsigned char drop[DROP_BYTES];
-    /* receives of dropped messages still in flight (drop_message), finished
-     * or cancelled by reap() */
-    void *drops[DROPS];
-    ucp_worker_h drop_workers[DROPS];
-    double drop_deadlines[DROPS];
+    /* requests the loop does not wait for (held_t): receives of dropped
+     * messages (drop_message), closes of live control connections
+     * (conn_close) */
+    held_t drops[DROPS];
     int ndrops;
+    held_t closes[ZERO_OPTD_MAX_CONNS];
+    int ncloses;
 };
 
 #define CTL 0
@@ -166,13 +194,24 @@ struct zero_optd_server {
 /* The worker that @p c's endpoint and requests are on. */
 static ucp_worker_h conn_worker(const optd_conn_t *c)
 {
-    return c->server->ucx[c->data ? DATA : CTL].worker;
+    return c->data ? c->worker : c->server->ucx[CTL].worker;
+}
+
+/* Progresses every worker: the control context's, the data listener's and
+ * each data connection's. Returns whether anything happened. */
+static int progress_all(zero_optd_server_t *s)
+{
+    int moved = zero_optd_ucx_progress(s->ucx, 2);
+    for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
+        moved |= ucp_worker_progress(s->data_conns[i]->worker) != 0;
+    return moved;
 }
 
 static void conn_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
 {
     optd_conn_t *c = arg;
-    (void)ep;
+    if (c->ep != ep)
+        return;   /* an endpoint closed earlier, still flushing: its slot may serve another client now */
     if (!c->failed) {
         c->failed = 1;
         c->failed_status = status;
@@ -215,11 +254,11 @@ static ucs_status_t wait_request(zero_optd_server_t *s, ucp_worker_h worker, voi
             ucp_request_cancel(worker, req);   /* completes it (tag requests), or not (endpoint close) */
             for (double until = zero_clock_now() + 1.0;
                  ucp_request_check_status(req) == UCS_INPROGRESS && zero_clock_now() < until;)
-                zero_optd_ucx_progress(s->ucx, 2);
+                progress_all(s);
             st = UCS_ERR_TIMED_OUT;
             break;
         }
-        zero_optd_ucx_progress(s->ucx, 2);
+        progress_all(s);
     }
     ucp_request_free(req);
     return st;
@@ -247,12 +286,68 @@ static void expire_requests(zero_optd_server_t *s, optd_conn_t *c)
             s->slots[k % SLOTS].deadline = 0.0;
 }
 
+/* Lets go of held request @p i of @p list (@p n of them). */
+static void held_forget(held_t *list, int *n, int i)
+{
+    if (ucp_request_check_status(list[i].req) == UCS_INPROGRESS)
+        ucp_request_cancel(list[i].worker, list[i].req);
+    ucp_request_free(list[i].req);
+    list[i] = list[--*n];
+}
+
+/* Holds @p req (of @p worker) in @p list (@p n of at most @p cap) until
+ * @p deadline; a full list first lets go of its oldest. */
+static void held_add(held_t *list, int *n, int cap, void *req, ucp_worker_h worker, double deadline)
+{
+    if (*n == cap) {
+        int oldest = 0;
+        for (int i = 1; i < *n; i++)
+            if (list[i].deadline < list[oldest].deadline)
+                oldest = i;
+        held_forget(list, n, oldest);
+    }
+    list[(*n)++] = (held_t){.req = req, .worker = worker, .deadline = deadline};
+}
+
+/* Frees the requests of @p list that ended and lets go of those past their
+ * deadline; of all of them with @p all. With @p worker, only (and all of)
+ * those of that worker, which is about to be destroyed. */
+static void held_reap(held_t *list, int *n, int all, ucp_worker_h worker)
+{
+    double now = zero_clock_now();
+    for (int i = 0; i < *n;) {
+        int keep = worker != NULL ? list[i].worker != worker
+                                  : !all && now < list[i].deadline &&
+                                        ucp_request_check_status(list[i].req) == UCS_INPROGRESS;
+        if (keep)
+            i++;
+        else
+            held_forget(list, n, i);
+    }
+}
+
+/* Destroys data connection @p c's worker (its endpoint is closed, no slot
+ * of it is in the ring), and with it its FIFO and anything a dead sender
+ * left there. */
+static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
+{
+    int n = atomic_load(&s->ndata_conns) - 1;
+    held_reap(s->drops, &s->ndrops, 1, c->worker);
+    ucp_worker_destroy(c->worker);
+    c->worker = NULL;
+    c->efd = -1;
+    s->data_conns[c->data_index] = s->data_conns[n];
+    s->data_conns[c->data_index]->data_index = c->data_index;
+    atomic_store(&s->ndata_conns, n);
+}
+
 /* Closes @p c now, or, while slots of it are in the ring, once the last one
  * leaves (slot_release): the worker may be using its state. */
 static void conn_close(optd_conn_t *c, const char *why)
 {
     zero_optd_server_t *s = c->server;
     ucp_request_param_t rp;
+    void *close_req;
     if (c->state == CONN_FREE)
         return;
     atomic_store(&c->dead, 1);
@@ -295,11 +390,23 @@ static void conn_close(optd_conn_t *c, const char *why)
     }
     memset(&rp, 0, sizeof(rp));
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    /* A live client is flushed first, so a refusal just sent reaches it; a
-     * failed one is dropped at once. Either way the wait is short. */
-    rp.flags = c->failed || c->stuck ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-    (void)wait_request(s, conn_worker(c), ucp_ep_close_nbx(c->ep, &rp), zero_clock_now() + 1.0);
+    /* A live client's control connection is flushed first, so a refusal
+     * just sent reaches it; the loop does not wait for that (a client that
+     * does not read could hold it up to the bound, 1 s per connection, and
+     * a hostile one open many): reap() ends or lets go of the close. A
+     * failed client is dropped at once, and so is a data connection: its
+     * replies were complete once in the client's FIFO, and its worker goes
+     * with it. */
+    rp.flags = c->failed || c->stuck || c->data ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    close_req = ucp_ep_close_nbx(c->ep, &rp);
     c->ep = NULL;
+    if (c->worker != NULL) {
+        if (close_req != NULL && !UCS_PTR_IS_ERR(close_req))
+            ucp_request_free(close_req);   /* released with the worker */
+        data_worker_free(s, c);
+    } else if (close_req != NULL && !UCS_PTR_IS_ERR(close_req)) {
+        held_add(s->closes, &s->ncloses, ZERO_OPTD_MAX_CONNS, close_req, conn_worker(c), zero_clock_now() + 1.0);
+    }
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
@@ -308,7 +415,6 @@ static void conn_close(optd_conn_t *c, const char *why)
     c->close_why[0] = '\0';
     c->hello_done = 0;
     c->refused = 0;
-    s->data_conns -= c->data != 0;
     c->data = 0;
     c->owner = c;
     c->rank = 0;
@@ -365,6 +471,21 @@ static void accept_pending(zero_optd_server_t *s)
             ucp_listener_reject(data ? s->data_listener : s->listener, req);
             continue;
         }
+        if (data && (atomic_load(&s->ndata_conns) == ZERO_OPTD_MAX_DATA_CONNS ||
+                     zero_optd_worker_open(s->ucx[DATA].context, &c->worker, &c->efd,
+                                           "zero-optd: a data connection's worker") != ZERO_OK)) {
+            /* the client falls back to its first connection */
+            ZERO_LOG_WARN("client %s: data connection refused: %d in use, or no worker for it", peer,
+                          atomic_load(&s->ndata_conns));
+            ucp_listener_reject(s->data_listener, req);
+            continue;
+        }
+        if (data) {
+            int n = atomic_load(&s->ndata_conns);
+            c->data_index = n;
+            s->data_conns[n] = c;
+            atomic_store(&s->ndata_conns, n + 1);
+        }
         memset(&p, 0, sizeof(p));
         p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
         p.conn_request = req;
@@ -382,15 +503,20 @@ static void accept_pending(zero_optd_server_t *s)
         }
         c->server = s;
         c->failed = 0;
+        c->data = data;
         atomic_store(&c->dead, 0);
-        st = ucp_ep_create(s->ucx[data ? DATA : CTL].worker, &p, &c->ep);
+        /* a data connection's endpoint on its own worker: UCX (1.13 too)
+         * accepts a request on a worker of the listener's context other than
+         * the listener's */
+        st = ucp_ep_create(conn_worker(c), &p, &c->ep);
         if (st != UCS_OK) {
             ZERO_LOG_WARN("client %s: could not create its endpoint: %s", peer, ucs_status_string(st));
+            if (c->worker != NULL)
+                data_worker_free(s, c);
+            c->data = 0;
             continue;
         }
         c->state = CONN_NEW;
-        c->data = data;
-        s->data_conns += data != 0;
         c->owner = c;
         c->key = new_key((int)(c - s->conns));
         c->opened_at = zero_clock_now();
@@ -507,8 +633,10 @@ static void handle_hello(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_
     ZERO_LOG_INFO("client %s: rank %u holds %llu bytes here (%u groups, %u states)", c->peer, hello.rank,
                   (unsigned long long)need, hello.num_groups, hello.num_states);
     /* the reply names the data listener: a client on this host may open a
-     * second connection there, which UCX can give shared memory */
-    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES, (uint32_t)s->data_port);
+     * second connection there, which UCX can give shared memory (not when
+     * every data connection is taken: accept_pending would refuse it) */
+    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES,
+                  atomic_load(&s->ndata_conns) < ZERO_OPTD_MAX_DATA_CONNS ? (uint32_t)s->data_port : 0u);
     zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES + 4, 0);
     slot_reply(q, ZERO_OPTD_HELLO, h->seq, ZERO_OK, ZERO_OPTD_HELLO_REPLY_BODY);
 }
@@ -841,34 +969,11 @@ static void drop_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
     req = ucp_tag_msg_recv_nbx(worker, s->drop, sizeof(s->drop), msg, &rp);
     if (req == NULL || UCS_PTR_IS_ERR(req))
         return;
-    if (s->ndrops == DROPS) {   /* a flood of them: wait for this one, as before */
-        (void)wait_request(s, worker, req, zero_clock_now() + s->opts.io_timeout_s);
-        return;
-    }
-    s->drops[s->ndrops] = req;
-    s->drop_workers[s->ndrops] = worker;
-    s->drop_deadlines[s->ndrops++] = zero_clock_now() + s->opts.io_timeout_s;
-}
-
-/* Frees the drops that ended; cancels those past their deadline (all of them with @p all). */
-static void reap_drops(zero_optd_server_t *s, int all)
-{
-    double now = zero_clock_now();
-    for (int i = 0; i < s->ndrops;) {
-        void *req = s->drops[i];
-        if (ucp_request_check_status(req) == UCS_INPROGRESS) {
-            if (!all && now < s->drop_deadlines[i]) {
-                i++;
-                continue;
-            }
-            ucp_request_cancel(s->drop_workers[i], req);   /* UCX releases it when it ends, or with its worker */
-        }
-        ucp_request_free(req);
-        s->ndrops--;
-        s->drops[i] = s->drops[s->ndrops];
-        s->drop_workers[i] = s->drop_workers[s->ndrops];
-        s->drop_deadlines[i] = s->drop_deadlines[s->ndrops];
-    }
+    /* At most DROPS held: beyond them (a flood from a hostile or broken
+     * client) the oldest is let go before its io bound. Waiting for this
+     * one instead, as before 4 Dec 2026, stalled every client up to the io
+     * bound per message. */
+    held_add(s->drops, &s->ndrops, DROPS, req, worker, zero_clock_now() + s->opts.io_timeout_s);
 }
 
 static void slot_set(zero_optd_server_t *s, optd_slot_t *q, slot_state_t state)
@@ -1004,6 +1109,26 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
     slot_set(s, q, SLOT_RECEIVING);   /* the worker waits for READY */
 }
 
+/* Takes the messages waiting on data connection @p c's worker (NULL: on
+ * the control worker) into the ring while it has room. Returns whether it
+ * took any. */
+static int take_messages(zero_optd_server_t *s, optd_conn_t *c)
+{
+    ucp_worker_h worker = c != NULL ? c->worker : s->ucx[CTL].worker;
+    int took = 0;
+    while (s->tail - s->head < SLOTS) {
+        ucp_tag_recv_info_t info;
+        ucp_tag_message_h msg = ucp_tag_probe_nb(worker, 0, 0, 1, &info);
+        if (msg == NULL)
+            break;
+        take_message(s, worker, msg, &info);
+        took = 1;
+        if (c != NULL && c->worker != worker)
+            break;   /* closed, its worker destroyed */
+    }
+    return took;
+}
+
 /* The request of @p q: UCS_INPROGRESS, or its end (freed); cancelled at its deadline. */
 static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
 {
@@ -1101,7 +1226,8 @@ static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
 static void reap(zero_optd_server_t *s)
 {
     double now = zero_clock_now();
-    reap_drops(s, 0);
+    held_reap(s->drops, &s->ndrops, 0, NULL);
+    held_reap(s->closes, &s->ncloses, 0, NULL);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         if (c->state == CONN_FREE)
@@ -1137,9 +1263,10 @@ static void reap(zero_optd_server_t *s)
  * against 243, with the same 75 receives; 1.2-1.5 ms of the server's 8-10 ms
  * of CPU, on a machine both ends share: docs/optd.md, "Where the CPU goes
  * over TCP").
- * It sleeps in poll on UCX's event descriptor and on the worker thread's
- * done_fd, for at most SLEEP_SLICE_MS, so the reaping of connections (hello
- * deadlines, failed clients) keeps running while it is idle. */
+ * It sleeps in poll on UCX's event descriptors (one per worker) and on the
+ * worker thread's done_fd, for at most SLEEP_SLICE_MS, so the reaping of
+ * connections (hello deadlines, failed clients) keeps running while it is
+ * idle. */
 #define SPIN_AFTER_ACTIVITY_S 50e-6
 #define SLEEP_SLICE_MS 5
 /* What the loop sleeps when UCX reports events pending but nothing moved. */
@@ -1148,13 +1275,17 @@ static void reap(zero_optd_server_t *s)
 /* Sleeps until UCX or the worker thread has something, or the slice ends. */
 static void sleep_until_event(zero_optd_server_t *s)
 {
-    struct pollfd pfd[3];
+    struct pollfd pfd[3 + ZERO_OPTD_MAX_DATA_CONNS];
     int n;
     if (s->done_fd < 0) {
         zero_clock_sleep(1e-4);
         return;
     }
     n = zero_optd_ucx_arm(s->ucx, 2, pfd + 1);
+    for (int i = 0; n >= 0 && i < atomic_load(&s->ndata_conns); i++) {
+        int rc = zero_optd_worker_arm(s->data_conns[i]->worker, s->data_conns[i]->efd, pfd + 1 + n);
+        n = rc < 0 ? rc : n + 1;
+    }
     if (n == -1) {
         /* UCX has events pending, yet nothing moved: a reply waiting for
          * room in a client's shared-memory FIFO, which only that client's
@@ -1175,7 +1306,7 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
     double last_reap = 0.0, last_activity = 0.0;
     while (!*stop) {
         int moved = 0;
-        while (zero_optd_ucx_progress(s->ucx, 2))
+        while (progress_all(s))
             moved = 1;
         if (s->npending > 0)
             accept_pending(s);
@@ -1189,23 +1320,17 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
             last_reap = zero_clock_now();
         }
         moved |= advance_ring(s);
-        /* the data worker first: the requests of same-host clients */
-        for (int w = DATA; w >= CTL; w--)
-            while (s->ucx[w].worker != NULL && s->tail - s->head < SLOTS) {
-                ucp_tag_recv_info_t info;
-                ucp_tag_message_h msg = ucp_tag_probe_nb(s->ucx[w].worker, 0, 0, 1, &info);
-                if (msg == NULL)
-                    break;
-                take_message(s, s->ucx[w].worker, msg, &info);
-                moved = 1;
-            }
+        /* the data connections first: the requests of same-host clients */
+        for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
+            moved |= take_messages(s, s->data_conns[i]);
+        moved |= take_messages(s, NULL);
         if (moved) {
             last_activity = zero_clock_now();
             continue;
         }
         /* Nothing moved: the worker thread may be stepping (it writes done_fd
          * when it finishes a slot) or UCX is waiting for the network. */
-        if (s->data_conns > 0 && zero_clock_now() - last_activity < SPIN_AFTER_ACTIVITY_S)
+        if (atomic_load(&s->ndata_conns) > 0 && zero_clock_now() - last_activity < SPIN_AFTER_ACTIVITY_S)
             continue;
         sleep_until_event(s);
     }
@@ -1255,6 +1380,7 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         s->conns[i].server = s;
         s->conns[i].owner = &s->conns[i];
+        s->conns[i].efd = -1;
     }
     atomic_init(&s->bytes, ZERO_OPTD_SERVER_BUFFER_BYTES);
     if (s->opts.memory_limit != 0 && s->opts.memory_limit < ZERO_OPTD_SERVER_BUFFER_BYTES) {
@@ -1310,9 +1436,15 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = 0;
     lparams.conn_handler.cb = data_request_cb;
     zero_optd_data_settings(data_settings);
-    if (zero_optd_ucx_open(&s->ucx[DATA], data_settings, "zero-optd: the same-host data context") !=
-            ZERO_OK ||
-        ucp_listener_create(s->ucx[DATA].worker, &lparams, &s->data_listener) != UCS_OK) {
+    if (!zero_optd_same_host_enabled()) {
+        /* ZERO_OPTD_SAME_HOST=0 for the server too: no data listener, so no
+         * process on this host reaches its shared memory (docs/optd.md,
+         * Safety); HELLO's reply names port 0 */
+        ZERO_LOG_INFO("zero-optd: no data listener (ZERO_OPTD_SAME_HOST=0): clients on this host use their first "
+                      "connection");
+    } else if (zero_optd_ucx_open(&s->ucx[DATA], data_settings, "zero-optd: the same-host data context") !=
+                   ZERO_OK ||
+               ucp_listener_create(s->ucx[DATA].worker, &lparams, &s->data_listener) != UCS_OK) {
         s->data_listener = NULL;
         ZERO_LOG_WARN("zero-optd: no data listener on %s: clients on this host use their first connection (TCP)",
                       opts->host);
@@ -1358,11 +1490,17 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         }
     }
     s->head = s->tail;
-    reap_drops(s, 1);
+    held_reap(s->drops, &s->ndrops, 1, NULL);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         s->conns[i].inflight = 0;
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         conn_close(&s->conns[i], NULL);
+    /* the flushes of live clients' closes: a moment, as the loop would give them */
+    for (double until = zero_clock_now() + 1.0; s->ncloses > 0 && zero_clock_now() < until;) {
+        progress_all(s);
+        held_reap(s->closes, &s->ncloses, 0, NULL);
+    }
+    held_reap(s->closes, &s->ncloses, 1, NULL);
     for (int i = 0; i < s->npending; i++)
         ucp_listener_reject(s->pending_data[i] ? s->data_listener : s->listener, s->pending[i]);
     if (s->data_listener != NULL)

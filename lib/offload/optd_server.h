@@ -27,6 +27,10 @@
 #include <zero/status.h>
 
 #define ZERO_OPTD_MAX_CONNS 1024
+/* Same-host data connections held at once, each on a UCX worker of its own
+ * (a shared-memory FIFO, a socket and descriptors): beyond them HELLO's
+ * reply names no data listener and clients keep to their first connection. */
+#define ZERO_OPTD_MAX_DATA_CONNS 64
 /* Messages between their arrival and the delivery of their reply (each holds
  * a receive and a reply buffer of ZERO_OPTD_MAX_MESSAGE bytes). */
 #define ZERO_OPTD_SERVER_SLOTS 4

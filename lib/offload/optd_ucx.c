@@ -14,7 +14,6 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     zero_status_t status = ZERO_OK;
     ucp_config_t *config = NULL;
     ucp_params_t params;
-    ucp_worker_params_t wparams;
 
     memset(u, 0, sizeof(*u));
     u->efd = -1;
@@ -29,17 +28,7 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
     params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;   /* waits sleep on the event descriptor */
     ZERO_UCS_CHECK_GOTO(ucp_init(&params, config, &u->context), status, fail, "%s: UCX: %s", who, "ucp_init");
-    memset(&wparams, 0, sizeof(wparams));
-    wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-    /* serialized, not single: CPU offload's offload thread steps a device
-     * rank's slots on the remote store while the trainer's thread acquires
-     * ranges for checkpoints, one at a time (offload/cpu_inner.h); UCX's
-     * single mode allows one thread only */
-    wparams.thread_mode = UCS_THREAD_MODE_SERIALIZED;
-    ZERO_UCS_CHECK_GOTO(ucp_worker_create(u->context, &wparams, &u->worker), status, fail, "%s: UCX: %s", who,
-                        "creating the worker");
-    if (ucp_worker_get_efd(u->worker, &u->efd) != UCS_OK)
-        u->efd = -1;
+    ZERO_CHECK_GOTO(zero_optd_worker_open(u->context, &u->worker, &u->efd, who), status, fail);
     if (config != NULL)
         ucp_config_release(config);
     return ZERO_OK;
@@ -47,6 +36,31 @@ fail:
     if (config != NULL)
         ucp_config_release(config);
     zero_optd_ucx_close(u);
+    return status;
+}
+
+zero_status_t zero_optd_worker_open(ucp_context_h context, ucp_worker_h *worker, int *efd, const char *who)
+{
+    zero_status_t status = ZERO_OK;
+    ucp_worker_params_t wparams;
+    *worker = NULL;
+    *efd = -1;
+    memset(&wparams, 0, sizeof(wparams));
+    wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    /* serialized, not single: CPU offload's offload thread steps a device
+     * rank's slots on the remote store while the trainer's thread acquires
+     * ranges for checkpoints, one at a time (offload/cpu_inner.h); UCX's
+     * single mode allows one thread only. zero-optd's per-connection
+     * workers are only ever driven by its one loop thread, but share this
+     * one place of creation */
+    wparams.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+    ZERO_UCS_CHECK_GOTO(ucp_worker_create(context, &wparams, worker), status, fail, "%s: UCX: %s", who,
+                        "creating the worker");
+    if (ucp_worker_get_efd(*worker, efd) != UCS_OK)
+        *efd = -1;
+    return ZERO_OK;
+fail:
+    *worker = NULL;
     return status;
 }
 
@@ -64,7 +78,7 @@ void zero_optd_ucx_close(zero_optd_ucx_t *u)
 int zero_optd_same_host_enabled(void)
 {
     const char *env = getenv("ZERO_OPTD_SAME_HOST");
-    return env != NULL && strcmp(env, "1") == 0;
+    return env == NULL || strcmp(env, "0") != 0;
 }
 
 void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])
@@ -95,18 +109,27 @@ int zero_optd_ucx_progress(zero_optd_ucx_t *u, int n)
     return moved;
 }
 
+int zero_optd_worker_arm(ucp_worker_h worker, int efd, struct pollfd *pfd)
+{
+    ucs_status_t st = efd < 0 ? UCS_ERR_UNSUPPORTED : ucp_worker_arm(worker);
+    if (st == UCS_ERR_BUSY)
+        return -1;   /* events pending */
+    if (st != UCS_OK)
+        return -2;
+    *pfd = (struct pollfd){.fd = efd, .events = POLLIN};
+    return 1;
+}
+
 int zero_optd_ucx_arm(zero_optd_ucx_t *u, int n, struct pollfd *pfd)
 {
     int added = 0;
     for (int i = 0; i < n; i++) {
         if (u[i].worker == NULL)
             continue;
-        ucs_status_t st = u[i].efd < 0 ? UCS_ERR_UNSUPPORTED : ucp_worker_arm(u[i].worker);
-        if (st == UCS_ERR_BUSY)
-            return -1;   /* events pending */
-        if (st != UCS_OK)
-            return -2;
-        pfd[added++] = (struct pollfd){.fd = u[i].efd, .events = POLLIN};
+        int rc = zero_optd_worker_arm(u[i].worker, u[i].efd, pfd + added);
+        if (rc < 0)
+            return rc;
+        added++;
     }
     return added;
 }

@@ -40,19 +40,30 @@ typedef struct zero_optd_ucx {
 
 /*
  * Creates a context (tag matching and wake-ups) and a worker in @p u that
- * any thread may use, one at a time (UCX's serialized mode). @p settings: NULL (UCX's own configuration, from the environment)
- * or name/value pairs of UCX settings without the UCX_ prefix, ending with
- * NULL, which win over the environment's (zero_optd_data_settings for the
- * data context). @p who prefixes the error logged.
+ * any thread may use, one at a time (UCX's serialized mode, through
+ * zero_optd_worker_open). @p settings: NULL (UCX's own configuration, from
+ * the environment) or name/value pairs of UCX settings without the UCX_
+ * prefix, ending with NULL, which win over the environment's
+ * (zero_optd_data_settings for the data context). @p who prefixes the error
+ * logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
  */
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who);
+/*
+ * Creates a worker of @p context in UCX's serialized mode (any thread, one
+ * at a time) in @p worker and gets its event descriptor in @p efd (-1:
+ * none). zero-optd gives each same-host data connection a worker of its own
+ * this way (optd_server.c says why).
+ * Errors: the UCX failure, translated and logged with @p who; @p worker is
+ * then NULL.
+ */
+zero_status_t zero_optd_worker_open(ucp_context_h context, ucp_worker_h *worker, int *efd, const char *who);
 /* Destroys what zero_optd_ucx_open created (an empty @p u too). */
 void zero_optd_ucx_close(zero_optd_ucx_t *u);
 
-/* Whether same-host data connections are wanted: only with
- * ZERO_OPTD_SAME_HOST=1 (opt-in: a client killed mid-send can stall the
- * server's shared-memory receive path, docs/optd.md). */
+/* Whether same-host data connections are wanted: yes unless
+ * ZERO_OPTD_SAME_HOST=0 (docs/optd.md, "One host: the data connection").
+ * A client then opens none; zero-optd then has no data listener. */
 int zero_optd_same_host_enabled(void);
 /* The data context's settings for zero_optd_ucx_open: its transports
  * ($ZERO_OPTD_DATA_TLS or ZERO_OPTD_DATA_TLS_DEFAULT) and no rendezvous. */
@@ -67,5 +78,8 @@ int zero_optd_ucx_progress(zero_optd_ucx_t *u, int n);
  * no event descriptor or cannot be armed (sleep briefly without them).
  */
 int zero_optd_ucx_arm(zero_optd_ucx_t *u, int n, struct pollfd *pfd);
+/* The same for one worker @p worker with event descriptor @p efd: 1 (the
+ * descriptor is in *@p pfd), -1 or -2 as above. */
+int zero_optd_worker_arm(ucp_worker_h worker, int efd, struct pollfd *pfd);
 
 #endif /* ZERO_OFFLOAD_OPTD_UCX_H */

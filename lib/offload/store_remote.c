@@ -826,7 +826,7 @@ static int address_is_local(const struct addrinfo *ai)
  * it to the control connection, which stays open so that a dead server is
  * still seen at once (its error handler) and the server sees a dead client.
  * Any failure is logged (info) and leaves the link on its control
- * connection. Only with ZERO_OPTD_SAME_HOST=1 (docs/optd.md says why). */
+ * connection. Skipped with ZERO_OPTD_SAME_HOST=0 (docs/optd.md). */
 static void connect_data(remote_store_t *r, server_link_t *l, const struct addrinfo *ai)
 {
     uint32_t port = zero_get_le32(l->hello_reply);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define EXIT_USAGE 2
 
@@ -90,6 +91,23 @@ static int read_token_file(const char *path, unsigned char *token)
         return -1;
     }
     return 0;
+}
+
+/* Each same-host data connection holds about ten descriptors in the server
+ * (its UCX worker's shared memory, sockets and wake-up: docs/optd.md), so
+ * 64 of them beside the control connections pass the soft limit that many
+ * systems start a process with (1024). The soft limit is raised to the hard
+ * one; where that fails, the server runs as before and a worker it cannot
+ * create refuses that data connection (its client keeps to TCP). */
+static void raise_descriptor_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        fprintf(stderr, "zero-optd: could not raise the descriptor limit to %llu: %s\n",
+                (unsigned long long)rl.rlim_max, strerror(errno));
 }
 
 int main(int argc, char **argv)
@@ -175,6 +193,7 @@ int main(int argc, char **argv)
      * a UCX_TCP_CM_REUSEADDR the user set wins. (UCX's config API does not
      * take this transport key, hence the variable, set before UCX reads it.) */
     setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
+    raise_descriptor_limit();
     if (zero_optd_server_create(&opts, &server) != ZERO_OK)
         return 1;
     if (port_file != NULL) {
