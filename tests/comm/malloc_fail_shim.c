@@ -1,0 +1,50 @@
+/*
+ * Allocation fault shim (tests only): an LD_PRELOAD library whose malloc fails
+ * one chosen call of one thread, so a test can make a real allocation of
+ * libzero's fail on one rank (zero_malloc calls malloc) without root and
+ * without hooks in the library.
+ *
+ * A test finds zero_test_malloc_fail_at with dlsym(RTLD_DEFAULT, ...) and
+ * calls it on the thread whose allocation should fail: the @p k-th call of
+ * malloc on that thread from then on returns NULL (ENOMEM), once; k 0
+ * disarms. zero_test_malloc_failed() says whether it fired. Other threads
+ * (progress threads, UCX's) are never failed. Every other call goes to
+ * glibc's own allocator (__libc_malloc), so free, calloc and realloc match.
+ *
+ * Not for sanitizer builds: ASan's malloc comes first there and this one is
+ * never called (meson.build does not build the test there).
+ */
+#include <errno.h>
+#include <stddef.h>
+
+void *__libc_malloc(size_t size);
+
+/* The project builds with -fvisibility=hidden: the interposed calls must be visible. */
+__attribute__((visibility("default"))) void *malloc(size_t size);
+__attribute__((visibility("default"))) void zero_test_malloc_fail_at(long k);
+__attribute__((visibility("default"))) int zero_test_malloc_failed(void);
+
+/* initial-exec: reading them must not allocate (this is malloc) */
+static __thread long countdown __attribute__((tls_model("initial-exec")));
+static __thread int fired __attribute__((tls_model("initial-exec")));
+
+void zero_test_malloc_fail_at(long k)
+{
+    countdown = k;
+    fired = 0;
+}
+
+int zero_test_malloc_failed(void)
+{
+    return fired;
+}
+
+void *malloc(size_t size)
+{
+    if (countdown > 0 && --countdown == 0) {
+        fired = 1;
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(size);
+}

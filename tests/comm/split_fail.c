@@ -1,0 +1,171 @@
+/*
+ * A failure of one rank's own inside zero_comm_split reaches every rank at
+ * once (comm.c), run on every rank through zero-launch:
+ *
+ *   split_fail DIR nomem K   world 2, tests/comm/malloc_fail_shim.c in LD_PRELOAD
+ *   split_fail DIR nofile    world 2 or more
+ *
+ * nomem K: rank 1's K-th allocation in zero_comm_split fails (K 1-3: its own
+ * buffers, allocated before the first exchange over the parent, in which it
+ * then cannot take part). Rank 1's split returns ZERO_ERR_NO_MEMORY; every
+ * other rank's split fails within FAIL_BOUND_S, with the parent failed and
+ * naming rank 1 (zero_comm_failure): rank 1 failed it.
+ *
+ * nofile: rank 1 can open no more files during the split (RLIMIT_NOFILE at
+ * its lowest free descriptor), so its eventfd fails with EMFILE, a failure it
+ * tells the others in the split's first exchange. Every rank's split fails
+ * within the bound, every other rank logging an error that names rank 1, and
+ * the parent stays healthy: a barrier over it works afterwards.
+ *
+ * In both, rank 1 stays in until every other rank has failed (their marker
+ * files in DIR, at most WAIT_S), so their failure cannot come from its exit.
+ * The job runs with ZERO_COMM_TIMEOUT=120 (meson.build), far above the bound:
+ * a rank that only learns it at the timeout fails the check.
+ *
+ * Exit status: the number of failed checks.
+ */
+#include <zero/zero.h>
+
+#include "rank_check.h"
+
+#include "comm/comm_fail.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FAIL_BOUND_S 30.0
+#define WAIT_S 60.0
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void marker_path(char *out, size_t size, const char *dir, int rank)
+{
+    snprintf(out, size, "%s/split_fail.failed.%d", dir, rank);
+}
+
+/* The errors this thread logs that name rank 1. */
+static int named_rank1;
+
+static void capture(zero_log_level_t level, int rank, const char *module, const char *message, void *user)
+{
+    (void)rank;
+    (void)module;
+    (void)user;
+    if (level == ZERO_LOG_LEVEL_ERROR && strstr(message, "rank 1 ") != NULL)
+        named_rank1++;
+    fprintf(stderr, "[%s] %s\n", module, message);
+}
+
+int main(int argc, char **argv)
+{
+    char path[4096];
+    zero_comm_h comm, child = NULL;
+    zero_status_t st;
+    double t0, took;
+    int nomem = argc == 4 && strcmp(argv[2], "nomem") == 0, culprit = -1;
+    long k = nomem ? atol(argv[3]) : 0;
+    struct rlimit old = {0, 0};
+
+    if (!(nomem && k > 0) && !(argc == 3 && strcmp(argv[2], "nofile") == 0)) {
+        fprintf(stderr, "usage: split_fail DIR nomem K | split_fail DIR nofile\n");
+        return 2;
+    }
+    if (rank_check_begin(&comm) != 0)
+        return 1;
+    if (check_world < 2) {
+        fprintf(stderr, "split_fail: needs at least 2 ranks\n");
+        return 2;
+    }
+    marker_path(path, sizeof(path), argv[1], check_rank);
+    unlink(path);
+    zero_log_set_callback(capture, NULL);
+    /* every rank in step before rank 1 arms its failure */
+    EXPECT(zero_comm_barrier(comm) == ZERO_OK, "the first barrier failed");
+    if (check_rank == 1) {
+        if (nomem) {
+            void (*fail_at)(long);
+            *(void **)&fail_at = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_at");
+            if (fail_at == NULL) {
+                check_failed(__FILE__, __LINE__, "the allocation fault shim is not loaded (LD_PRELOAD)");
+                return rank_check_end(NULL);   /* the others wait for the timeout: the test fails anyway */
+            }
+            fail_at(k);
+        } else {
+            int fd = dup(0);
+            struct rlimit rl;
+            if (fd >= 0)
+                close(fd);
+            EXPECT(getrlimit(RLIMIT_NOFILE, &old) == 0, "getrlimit: %s", strerror(errno));
+            rl = old;
+            rl.rlim_cur = (rlim_t)fd;
+            EXPECT(fd >= 0 && setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit(RLIMIT_NOFILE, %d): %s", fd,
+                   strerror(errno));
+        }
+    }
+    t0 = now_s();
+    st = zero_comm_split(comm, 0, check_rank, &child);
+    took = now_s() - t0;
+    if (check_rank == 1 && !nomem)
+        EXPECT(setrlimit(RLIMIT_NOFILE, &old) == 0, "restoring RLIMIT_NOFILE: %s", strerror(errno));
+    EXPECT(st != ZERO_OK && child == NULL, "rank %d's split did not fail (%s)", check_rank, zero_status_string(st));
+    if (child != NULL)
+        zero_comm_destroy(child);
+    if (check_rank == 1) {
+        double until = now_s() + WAIT_S;
+        if (nomem) {
+            int (*failed)(void);
+            *(void **)&failed = dlsym(RTLD_DEFAULT, "zero_test_malloc_failed");
+            EXPECT(failed != NULL && failed(), "allocation %ld of the split was not made", k);
+            EXPECT(st == ZERO_ERR_NO_MEMORY, "rank 1's split gave %s, expected out of memory",
+                   zero_status_string(st));
+        }
+        fprintf(stderr, "rank 1: the split failed as intended after %.2f s: %s\n", took, zero_status_string(st));
+        for (int r = 0; r < check_world; r++) {
+            if (r == 1)
+                continue;
+            marker_path(path, sizeof(path), argv[1], r);
+            while (access(path, F_OK) != 0 && now_s() < until)
+                usleep(20000);
+            EXPECT(access(path, F_OK) == 0, "rank %d's split had not failed %.0f s after rank 1's", r, WAIT_S);
+        }
+    } else {
+        FILE *f;
+        EXPECT(took < FAIL_BOUND_S, "the split failed %.1f s after it began, not within %.0f s (ZERO_COMM_TIMEOUT "
+               "is 120 s)", took, FAIL_BOUND_S);
+        if (nomem) {
+            zero_status_t why = zero_comm_failure(comm, &culprit);
+            EXPECT(why != ZERO_OK && culprit == 1, "the parent is not failed naming rank 1 (%s, rank %d)",
+                   zero_status_string(why), culprit);
+        } else {
+            EXPECT(named_rank1 > 0, "no error logged here names rank 1");
+        }
+        fprintf(stderr, "rank %d: the split failed after %.2f s: %s\n", check_rank, took, zero_status_string(st));
+        marker_path(path, sizeof(path), argv[1], check_rank);
+        if ((f = fopen(path, "w")) != NULL)
+            fclose(f);
+    }
+    if (!nomem) {
+        /* nothing failed the parent: it still carries collectives */
+        zero_status_t why = zero_comm_failure(comm, &culprit);
+        EXPECT(why == ZERO_OK, "the parent failed (%s, rank %d)", zero_status_string(why), culprit);
+        EXPECT(zero_comm_barrier(comm) == ZERO_OK, "a barrier over the parent failed after the split");
+    }
+    zero_log_set_callback(NULL, NULL);
+    if (check_rank == 1)   /* the others' markers are theirs to leave; rank 1 is the last to need them */
+        for (int r = 0; r < check_world; r++) {
+            marker_path(path, sizeof(path), argv[1], r);
+            unlink(path);
+        }
+    return rank_check_end(comm);
+}
