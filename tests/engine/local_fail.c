@@ -21,6 +21,13 @@
  *    their marker files, at most WAIT_S): without the failure path they
  *    would learn it only when rank 1's process exits, after the bound.
  *
+ * With "nomem" (host build only; tests/comm/malloc_fail_shim.c in
+ * LD_PRELOAD), rank 1's cause is memory instead: after the clean step its
+ * next allocation of the step's sum over ranks (the overflow count and the
+ * squared norm, world x 2 doubles: sum_over_ranks_f64) fails, while the
+ * others are in that allgather. Rank 1's step must fail with
+ * ZERO_ERR_NO_MEMORY naming that sum; the other checks are the same.
+ *
  * With "setup" (host build only), rank 1 lowers the limit before
  * zero_engine_setup instead: no file of its can be sized (a shared-memory
  * segment, its store's file), a failure of that rank alone after every rank
@@ -45,8 +52,10 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,9 +139,10 @@ int main(int argc, char **argv)
     zero_status_t st = ZERO_OK;
     double t_step = 0, t_failed = 0;
     int failed_at = -1, at_setup = argc == 3 && strcmp(argv[2], "setup") == 0;
+    int nomem = argc == 3 && strcmp(argv[2], "nomem") == 0;
 
-    if (argc != 2 && !at_setup) {
-        fprintf(stderr, "usage: local_fail DIR [setup]\n");
+    if (argc != 2 && !at_setup && !nomem) {
+        fprintf(stderr, "usage: local_fail DIR [setup|nomem]\n");
         return 2;
     }
 #ifdef LOCAL_FAIL_DEVICE
@@ -221,8 +231,18 @@ int main(int argc, char **argv)
         (void)cudaDeviceSynchronize();   /* the fault has happened before the next step starts */
     }
 #else
-    if (check_rank == 1)
+    if (check_rank == 1 && nomem) {
+        void (*fail_size)(size_t, long);
+        *(void **)&fail_size = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_size");
+        EXPECT(fail_size != NULL, "the allocation fault shim is not loaded (LD_PRELOAD)");
+        /* zero_calloc(world x 2 doubles) plus zero_malloc's header (lib/util/alloc.c: a union of size_t
+         * and max_align_t); rank 1's error names the sum, so another allocation of that size fails the check */
+        size_t header = sizeof(max_align_t) > sizeof(size_t) ? sizeof(max_align_t) : sizeof(size_t);
+        if (fail_size != NULL)
+            fail_size(header + (size_t)check_world * 2 * sizeof(double), 1);
+    } else if (check_rank == 1) {
         forbid_file_growth();
+    }
 #endif
     for (int step = 1; step < MAX_STEPS; step++) {
         t_step = now_s();
@@ -244,10 +264,14 @@ check:
                zero_status_string(st), zero_engine_last_error(eng));
 #else
         EXPECT(failed_at >= 0, "rank 1's store could still write with RLIMIT_FSIZE 0: no step failed");
-        /* at setup the first file to grow may be a shared-memory segment (out of memory) */
-        EXPECT(st == ZERO_ERR_IO || (at_setup && st == ZERO_ERR_NO_MEMORY),
-               "rank 1's step failed with %s, expected an I/O error (%s)", zero_status_string(st),
-               zero_engine_last_error(eng));
+        if (nomem)
+            EXPECT(st == ZERO_ERR_NO_MEMORY && strstr(zero_engine_last_error(eng), "summing the overflow counts"),
+                   "rank 1's step failed with %s, expected out of memory in the sum over ranks (%s)",
+                   zero_status_string(st), zero_engine_last_error(eng));
+        else   /* at setup the first file to grow may be a shared-memory segment (out of memory) */
+            EXPECT(st == ZERO_ERR_IO || (at_setup && st == ZERO_ERR_NO_MEMORY),
+                   "rank 1's step failed with %s, expected an I/O error (%s)", zero_status_string(st),
+                   zero_engine_last_error(eng));
 #endif
         fprintf(stderr, "rank 1: step %d failed as intended: %s\n", failed_at, zero_engine_last_error(eng));
         /* stay alive until the others failed: their failure must not be this process's exit */
