@@ -36,23 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #define FAIL_BOUND_S 30.0
 #define WAIT_S 60.0
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void marker_path(char *out, size_t size, const char *dir, int rank)
-{
-    snprintf(out, size, "%s/split_fail.failed.%d", dir, rank);
-}
 
 /* The errors this thread logs that name rank 1. */
 static int named_rank1;
@@ -69,7 +56,6 @@ static void capture(zero_log_level_t level, int rank, const char *module, const 
 
 int main(int argc, char **argv)
 {
-    char path[4096];
     zero_comm_h comm, child = NULL;
     zero_status_t st;
     double t0, took;
@@ -87,8 +73,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "split_fail: needs at least 2 ranks\n");
         return 2;
     }
-    marker_path(path, sizeof(path), argv[1], check_rank);
-    unlink(path);
+    check_marker_clear(argv[1], "split_fail", check_rank);
     zero_log_set_callback(capture, NULL);
     /* every rank in step before rank 1 arms its failure */
     EXPECT(zero_comm_barrier(comm) == ZERO_OK, "the first barrier failed");
@@ -113,16 +98,15 @@ int main(int argc, char **argv)
                    strerror(errno));
         }
     }
-    t0 = now_s();
+    t0 = check_now_s();
     st = zero_comm_split(comm, 0, check_rank, &child);
-    took = now_s() - t0;
+    took = check_now_s() - t0;
     if (check_rank == 1 && !nomem)
         EXPECT(setrlimit(RLIMIT_NOFILE, &old) == 0, "restoring RLIMIT_NOFILE: %s", strerror(errno));
     EXPECT(st != ZERO_OK && child == NULL, "rank %d's split did not fail (%s)", check_rank, zero_status_string(st));
     if (child != NULL)
         zero_comm_destroy(child);
     if (check_rank == 1) {
-        double until = now_s() + WAIT_S;
         if (nomem) {
             int (*failed)(void);
             *(void **)&failed = dlsym(RTLD_DEFAULT, "zero_test_malloc_failed");
@@ -131,16 +115,8 @@ int main(int argc, char **argv)
                    zero_status_string(st));
         }
         fprintf(stderr, "rank 1: the split failed as intended after %.2f s: %s\n", took, zero_status_string(st));
-        for (int r = 0; r < check_world; r++) {
-            if (r == 1)
-                continue;
-            marker_path(path, sizeof(path), argv[1], r);
-            while (access(path, F_OK) != 0 && now_s() < until)
-                usleep(20000);
-            EXPECT(access(path, F_OK) == 0, "rank %d's split had not failed %.0f s after rank 1's", r, WAIT_S);
-        }
+        check_markers_wait(argv[1], "split_fail", WAIT_S);
     } else {
-        FILE *f;
         EXPECT(took < FAIL_BOUND_S, "the split failed %.1f s after it began, not within %.0f s (ZERO_COMM_TIMEOUT "
                "is 120 s)", took, FAIL_BOUND_S);
         if (nomem) {
@@ -151,9 +127,7 @@ int main(int argc, char **argv)
             EXPECT(named_rank1 > 0, "no error logged here names rank 1");
         }
         fprintf(stderr, "rank %d: the split failed after %.2f s: %s\n", check_rank, took, zero_status_string(st));
-        marker_path(path, sizeof(path), argv[1], check_rank);
-        if ((f = fopen(path, "w")) != NULL)
-            fclose(f);
+        check_marker_leave(argv[1], "split_fail");
     }
     if (!nomem) {
         /* nothing failed the parent: it still carries collectives */
@@ -163,9 +137,6 @@ int main(int argc, char **argv)
     }
     zero_log_set_callback(NULL, NULL);
     if (check_rank == 1)   /* the others' markers are theirs to leave; rank 1 is the last to need them */
-        for (int r = 0; r < check_world; r++) {
-            marker_path(path, sizeof(path), argv[1], r);
-            unlink(path);
-        }
+        check_marker_clear(argv[1], "split_fail", -1);
     return rank_check_end(comm);
 }

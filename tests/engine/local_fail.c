@@ -60,7 +60,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #define NPARAM 3
@@ -68,13 +67,6 @@
 #define MAX_STEPS 4
 #define FAIL_BOUND_S 30.0
 #define WAIT_S 60.0
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void init_cb(const char *name, size_t offset, size_t count, float *out, void *user)
 {
@@ -122,14 +114,9 @@ static void forbid_file_growth(void)
 }
 #endif
 
-static void marker_path(char *out, size_t size, const char *dir, int rank)
-{
-    snprintf(out, size, "%s/local_fail.failed.%d", dir, rank);
-}
-
 int main(int argc, char **argv)
 {
-    char json[1024], path[4096];
+    char json[1024];
     zero_comm_h comm;
     zero_engine_h eng = NULL;
     zero_param_h h[NPARAM];
@@ -162,8 +149,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "local_fail: needs at least 2 ranks\n");
         return 2;
     }
-    marker_path(path, sizeof(path), argv[1], check_rank);
-    unlink(path);
+    check_marker_clear(argv[1], "local_fail", check_rank);
 #ifdef LOCAL_FAIL_DEVICE
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": 1, \"train_batch_size\": %d, \"steps_per_print\": 0,"
@@ -198,17 +184,17 @@ int main(int argc, char **argv)
     if (at_setup) {
         if (check_rank == 1)
             forbid_file_growth();
-        t_step = now_s();
+        t_step = check_now_s();
         st = zero_engine_setup(eng);
         if (st != ZERO_OK) {
-            t_failed = now_s();
+            t_failed = check_now_s();
             failed_at = 0;
         }
         for (int step = 1; step < MAX_STEPS && st == ZERO_OK; step++) {
-            t_step = now_s();
+            t_step = check_now_s();
             st = train_step(eng, h, step);
             if (st != ZERO_OK) {
-                t_failed = now_s();
+                t_failed = check_now_s();
                 failed_at = step;
             }
         }
@@ -245,10 +231,10 @@ int main(int argc, char **argv)
     }
 #endif
     for (int step = 1; step < MAX_STEPS; step++) {
-        t_step = now_s();
+        t_step = check_now_s();
         st = train_step(eng, h, step);
         if (st != ZERO_OK) {
-            t_failed = now_s();
+            t_failed = check_now_s();
             failed_at = step;
             break;
         }
@@ -257,7 +243,6 @@ int main(int argc, char **argv)
 check:
 #endif
     if (check_rank == 1) {
-        double until = now_s() + WAIT_S;
 #ifdef LOCAL_FAIL_DEVICE
         EXPECT(failed_at > 0, "rank 1's engine went on after a CUDA fault: no step failed");
         EXPECT(st == ZERO_ERR_CUDA, "rank 1's step failed with %s, expected a CUDA error (%s)",
@@ -275,35 +260,22 @@ check:
 #endif
         fprintf(stderr, "rank 1: step %d failed as intended: %s\n", failed_at, zero_engine_last_error(eng));
         /* stay alive until the others failed: their failure must not be this process's exit */
-        for (int r = 0; r < check_world; r++) {
-            if (r == 1)
-                continue;
-            marker_path(path, sizeof(path), argv[1], r);
-            while (access(path, F_OK) != 0 && now_s() < until)
-                usleep(20000);
-            EXPECT(access(path, F_OK) == 0, "rank %d had not failed %.0f s after rank 1's failure", r, WAIT_S);
-        }
+        check_markers_wait(argv[1], "local_fail", WAIT_S);
     } else {
         EXPECT(failed_at >= 0, "no step failed on this rank though rank 1's did");
         if (failed_at >= 0) {
-            FILE *f;
             const char *why = zero_engine_last_error(eng);
             EXPECT(t_failed - t_step < FAIL_BOUND_S, "step %d failed %.1f s after it began, not within %.0f s "
                    "(ZERO_COMM_TIMEOUT is 120 s)", failed_at, t_failed - t_step, FAIL_BOUND_S);
             EXPECT(strstr(why, "rank 1") != NULL, "the last error does not name rank 1: %s", why);
             fprintf(stderr, "rank %d: step %d failed %.2f s after it began: %s (%s)\n", check_rank, failed_at,
                     t_failed - t_step, why, zero_status_string(st));
-            marker_path(path, sizeof(path), argv[1], check_rank);
-            if ((f = fopen(path, "w")) != NULL)
-                fclose(f);
+            check_marker_leave(argv[1], "local_fail");
         }
     }
 out:
     zero_engine_destroy(eng);
     if (check_rank == 1)   /* the others' markers are theirs to leave; rank 1 is the last to need them */
-        for (int r = 0; r < check_world; r++) {
-            marker_path(path, sizeof(path), argv[1], r);
-            unlink(path);
-        }
+        check_marker_clear(argv[1], "local_fail", -1);
     return rank_check_end(comm);
 }
