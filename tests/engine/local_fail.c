@@ -28,6 +28,12 @@
  * others are in that allgather. Rank 1's step must fail with
  * ZERO_ERR_NO_MEMORY naming that sum; the other checks are the same.
  *
+ * With "save" (host build only; the same shim), rank 1's first allocation
+ * in zero_save_checkpoint fails (rendering the config), before the save's
+ * first agreement, which the others are in. Every rank's save must fail
+ * within the bound, the others naming rank 1, and the engines and the
+ * communicator stay usable: one more step succeeds on every rank.
+ *
  * With "setup" (host build only), rank 1 lowers the limit before
  * zero_engine_setup instead: no file of its can be sized (a shared-memory
  * segment, its store's file), a failure of that rank alone after every rank
@@ -89,6 +95,8 @@ static zero_status_t train_step(zero_engine_h eng, zero_param_h *h, int step)
         /* a device pointer: copied on the legacy stream, which the engine's (NULL) stream is */
         (void)cudaMemcpy(zero_param_grad(h[p]), grad, sizeof(grad), cudaMemcpyHostToDevice);
 #else
+        if (zero_param_grad(h[p]) == NULL)   /* a failed engine hands out none */
+            return ZERO_ERR_STATE;
         memcpy(zero_param_grad(h[p]), grad, sizeof(grad));
 #endif
         st = zero_grad_ready(eng, h[p]);
@@ -126,10 +134,10 @@ int main(int argc, char **argv)
     zero_status_t st = ZERO_OK;
     double t_step = 0, t_failed = 0;
     int failed_at = -1, at_setup = argc == 3 && strcmp(argv[2], "setup") == 0;
-    int nomem = argc == 3 && strcmp(argv[2], "nomem") == 0;
+    int nomem = argc == 3 && strcmp(argv[2], "nomem") == 0, save = argc == 3 && strcmp(argv[2], "save") == 0;
 
-    if (argc != 2 && !at_setup && !nomem) {
-        fprintf(stderr, "usage: local_fail DIR [setup|nomem]\n");
+    if (argc != 2 && !at_setup && !nomem && !save) {
+        fprintf(stderr, "usage: local_fail DIR [setup|nomem|save]\n");
         return 2;
     }
 #ifdef LOCAL_FAIL_DEVICE
@@ -226,6 +234,25 @@ int main(int argc, char **argv)
         size_t header = sizeof(max_align_t) > sizeof(size_t) ? sizeof(max_align_t) : sizeof(size_t);
         if (fail_size != NULL)
             fail_size(header + (size_t)check_world * 2 * sizeof(double), 1);
+    } else if (save) {
+        char dir[4096];
+        void (*fail_at)(long) = NULL;
+        snprintf(dir, sizeof(dir), "%s/local_fail_ckpt.%d", argv[1], check_world);
+        if (check_rank == 1) {
+            *(void **)&fail_at = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_at");
+            EXPECT(fail_at != NULL, "the allocation fault shim is not loaded (LD_PRELOAD)");
+            if (fail_at != NULL)
+                fail_at(1);
+        }
+        t_step = check_now_s();
+        st = zero_save_checkpoint(eng, dir, "t1", NULL);
+        if (st != ZERO_OK) {
+            t_failed = check_now_s();
+            failed_at = 1;
+        }
+        if (fail_at != NULL)
+            fail_at(0);
+        goto check;
     } else if (check_rank == 1) {
         forbid_file_growth();
     }
@@ -249,7 +276,11 @@ check:
                zero_status_string(st), zero_engine_last_error(eng));
 #else
         EXPECT(failed_at >= 0, "rank 1's store could still write with RLIMIT_FSIZE 0: no step failed");
-        if (nomem)
+        if (save)
+            EXPECT(st == ZERO_ERR_NO_MEMORY && strstr(zero_engine_last_error(eng), "rendering the config"),
+                   "rank 1's save failed with %s, expected out of memory rendering the config (%s)",
+                   zero_status_string(st), zero_engine_last_error(eng));
+        else if (nomem)
             EXPECT(st == ZERO_ERR_NO_MEMORY && strstr(zero_engine_last_error(eng), "summing the overflow counts"),
                    "rank 1's step failed with %s, expected out of memory in the sum over ranks (%s)",
                    zero_status_string(st), zero_engine_last_error(eng));
@@ -273,6 +304,11 @@ check:
             check_marker_leave(argv[1], "local_fail");
         }
     }
+#ifndef LOCAL_FAIL_DEVICE
+    if (save)   /* a failed save leaves the engines and the communicator as they were */
+        EXPECT((st = train_step(eng, h, MAX_STEPS)) == ZERO_OK, "a step after the failed save failed: %s (%s)",
+               zero_status_string(st), zero_engine_last_error(eng));
+#endif
 out:
     zero_engine_destroy(eng);
     if (check_rank == 1)   /* the others' markers are theirs to leave; rank 1 is the last to need them */
