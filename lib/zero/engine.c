@@ -871,41 +871,45 @@ static zero_status_t agree_on_registration(zero_engine_h e, zero_status_t own)
     status = zero_comm_broadcast(e->comm, &count, &count, 1, ZERO_I64, 0, ZERO_MEM_HOST);
     if (status != ZERO_OK)
         goto comm_fail;
+    /* Every rank takes part in the broadcast of rank 0's count hashes, its
+     * own count the same or not: a rank that skipped it would meet the
+     * others in the wrong collective. */
+    mine = zero_calloc(n ? n : 1, sizeof(*mine));
+    root = zero_calloc(count > 0 ? (size_t)count : 1, sizeof(*root));
+    if (mine == NULL || root == NULL) {
+        /* Local: the other ranks are in the broadcast below, waiting for
+         * this rank; fail them now. */
+        zero_free(mine);
+        zero_free(root);
+        return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, mark,
+                           "setup: out of memory comparing registrations across ranks");
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* the registrations, not the layout: a refusing rank may have none */
+        const struct zero_param *p = e->params[i];
+        uint64_t h = 1469598103934665603ULL;
+        const unsigned char *s = (const unsigned char *)p->name;
+        while (*s)
+            h = (h ^ *s++) * 1099511628211ULL;
+        h = (h ^ (uint64_t)p->dtype) * 1099511628211ULL;
+        h = (h ^ (uint64_t)p->param_group) * 1099511628211ULL;
+        for (int k = 0; k < p->ndim; k++)
+            h = (h ^ (uint64_t)p->shape[k]) * 1099511628211ULL;
+        mine[i] = (int64_t)h;
+    }
+    if (e->rank == 0)   /* count == n here */
+        memcpy(root, mine, n * sizeof(*root));
+    status = zero_comm_broadcast(e->comm, root, root, (size_t)count, ZERO_I64, 0, ZERO_MEM_HOST);
+    if (status != ZERO_OK)
+        goto comm_fail;
     if (count != e->num_params) {
-        flag[0] = 1;
         first_diff = -2;
     } else {
-        mine = zero_calloc(n ? n : 1, sizeof(*mine));
-        root = zero_calloc(n ? n : 1, sizeof(*root));
-        if (mine == NULL || root == NULL) {
-            /* Local: the other ranks are in the broadcast below, waiting for
-             * this rank; fail them now. */
-            zero_free(mine);
-            zero_free(root);
-            return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, mark,
-                               "setup: out of memory comparing registrations across ranks");
-        }
-        for (size_t i = 0; i < n; i++) {
-            /* the registrations, not the layout: a refusing rank may have none */
-            const struct zero_param *p = e->params[i];
-            uint64_t h = 1469598103934665603ULL;
-            const unsigned char *s = (const unsigned char *)p->name;
-            while (*s)
-                h = (h ^ *s++) * 1099511628211ULL;
-            h = (h ^ (uint64_t)p->dtype) * 1099511628211ULL;
-            h = (h ^ (uint64_t)p->param_group) * 1099511628211ULL;
-            for (int k = 0; k < p->ndim; k++)
-                h = (h ^ (uint64_t)p->shape[k]) * 1099511628211ULL;
-            mine[i] = root[i] = (int64_t)h;
-        }
-        status = zero_comm_broadcast(e->comm, root, root, n, ZERO_I64, 0, ZERO_MEM_HOST);
-        if (status != ZERO_OK)
-            goto comm_fail;
         for (size_t i = 0; i < n && first_diff < 0; i++)
             if (mine[i] != root[i])
                 first_diff = (int)i;
-        flag[0] = first_diff >= 0;
     }
+    flag[0] = first_diff != -1;
     status = zero_comm_allreduce(e->comm, flag, flag, 2, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST);
     zero_free(mine);
     zero_free(root);

@@ -566,6 +566,35 @@ static void check_refusals(void)
         if (check_rank == 0)
             printf("capacity short on rank %d alone: every rank refused in %.2f s\n", refuser, took);
     }
+    /* Rank 0 registers one parameter fewer than the others: every rank still
+     * runs the same collectives in the agreement (rank 0's hashes go to
+     * every rank whatever its own count), so every rank refuses at once and
+     * the communicator stays usable, rather than a rank skipping the
+     * broadcast of the hashes and meeting the others in the wrong collective. */
+    if (check_world > 1) {
+        zero_engine_h eng = NULL;
+        zero_param_h h;
+        zero_param_desc_t d = {.name = "count", .dtype = ZERO_FP32, .ndim = 1, .shape = {100}};
+        double t0 = check_now_s(), took;
+        status = engine_for(1, 1, ZERO_FP32, &eng);
+        if (status == ZERO_OK)
+            status = zero_param_register(eng, &d, &h);
+        d.name = "count2";
+        if (status == ZERO_OK && check_rank != 0)
+            status = zero_param_register(eng, &d, &h);
+        EXPECT(status == ZERO_OK, "count mismatch: registering: %s", eng ? zero_engine_last_error(eng) : "");
+        if (status == ZERO_OK) {
+            status = zero_engine_setup(eng);
+            took = check_now_s() - t0;
+            EXPECT(status == ZERO_ERR_INVALID_ARG && took < 30.0, "count mismatch: setup gave %s after %.1f s (%s)",
+                   zero_status_string(status), took, zero_engine_last_error(eng));
+            EXPECT(strstr(zero_engine_last_error(eng), check_rank == 0 ? "another rank registered different"
+                                                                       : "registered 2 parameters, rank 0 registered 1"),
+                   "count mismatch: the error does not say so: %s", zero_engine_last_error(eng));
+        }
+        zero_engine_destroy(eng);
+        EXPECT(zero_comm_barrier(comm_g) == ZERO_OK, "the communicator failed after a count mismatch");
+    }
     /* overlap, missing offset, adoption after a registration, stage 3 */
     {
         zero_engine_h eng = NULL;
