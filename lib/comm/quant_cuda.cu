@@ -6,6 +6,7 @@
 #include "comm/quant.h"   // ZERO_QUANT_BLOCK only: the .cu links none of libzero
 #include "comm/quant_cuda.h"
 #include "comm/quant_elem.h"
+#include "util/cuda_launch.cuh"
 #include "util/half.h"
 
 #include <cuda_runtime.h>
@@ -78,18 +79,6 @@ bool dtype_ok(int dtype)
     return dtype == ZERO_FP32 || dtype == ZERO_BF16 || dtype == ZERO_FP16;
 }
 
-// An error pending on this thread before the launch is not this codec's: a
-// fault of earlier asynchronous work (sticky: the launch would fail with it
-// and cudaGetLastError after it would name it) or a failed call nobody read
-// (not sticky, but cudaGetLastError after the launch would return it all the
-// same). Returned negated, nothing launched (quant_cuda.h). Peeked, not
-// cleared: the error stays for whoever owns it. A fault that lands between
-// this check and the launch can still read as the launch's.
-int pending()
-{
-    return -(int)cudaPeekAtLastError();
-}
-
 int launched()
 {
     return (int)cudaGetLastError();
@@ -106,7 +95,7 @@ extern "C" int zero_cuda_quant_encode8(const void *x, int dtype, size_t n, void 
     size_t blocks = (n + ZERO_QUANT_BLOCK - 1) / ZERO_QUANT_BLOCK;   // zero_quant_blocks
     float *scales = (float *)out;
     int8_t *q = (int8_t *)((char *)out + blocks * sizeof(float));
-    if (int earlier = pending())
+    if (int earlier = zero_cuda_pending())
         return earlier;
     encode8_kernel<<<grid_for(blocks), ZERO_QUANT_BLOCK, 0, (cudaStream_t)stream>>>(x, dtype, n, blocks, scales, q);
     return launched();
@@ -121,7 +110,7 @@ extern "C" int zero_cuda_quant_decode8(const void *in, size_t n, int dtype, void
     size_t blocks = (n + ZERO_QUANT_BLOCK - 1) / ZERO_QUANT_BLOCK;   // zero_quant_blocks
     const float *scales = (const float *)in;
     const int8_t *q = (const int8_t *)((const char *)in + blocks * sizeof(float));
-    if (int earlier = pending())
+    if (int earlier = zero_cuda_pending())
         return earlier;
     decode8_kernel<<<grid_for(blocks), ZERO_QUANT_BLOCK, 0, (cudaStream_t)stream>>>(scales, q, n, dtype, y);
     return launched();
