@@ -253,8 +253,9 @@ ZERO_API void zero_comm_destroy(zero_comm_h comm);
  * its members' devices; docs/comm.md).
  *
  * A rank's own failure during the split reaches every rank at once: a rank
- * that could not make its part (shared memory, eventfd, UCX worker) fails
- * every rank's split, @p comm staying usable; a rank without the memory to
+ * that could not make its part (shared memory, eventfd, UCX worker) or
+ * connect it fails every rank's split, @p comm staying usable; a rank
+ * without the memory to
  * take part in an exchange over @p comm fails @p comm (every rank's split
  * then returns @p comm's failure, naming that rank).
  *

@@ -985,6 +985,33 @@ out:
     return status;
 }
 
+/*
+ * After split_connect: a rank whose own part failed once the first exchange
+ * was past (connecting its endpoints: a peer's address, memory for an
+ * endpoint) would leave the others waiting for it in the new communicator's
+ * first collective until ZERO_COMM_TIMEOUT. Every parent rank, failed or
+ * not, tells its outcome in one more exchange over the parent, each failure
+ * as (W - rank) << 8 | -status so the maximum is the lowest failed rank's:
+ * all fail or none, naming it, and the parent stays usable. Where the parent
+ * itself failed, the exchange returns that at once on every rank.
+ */
+static zero_status_t split_agree(zero_comm_t *parent, zero_status_t local)
+{
+    int W = parent->env.size;
+    int64_t mine = local != ZERO_OK ? ((int64_t)(W - parent->env.rank) << 8) | (int64_t)(-local & 0xff) : 0, most = 0;
+    zero_status_t status = zero_comm_allreduce(parent, &mine, &most, 1, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    if (local != ZERO_OK)
+        return local;   /* its own cause, logged where it happened */
+    if (status != ZERO_OK)
+        return status;
+    if (most != 0) {
+        ZERO_LOG_ERROR("zero_comm_split: rank %d could not connect its part of the new communicator (%s; see its "
+                       "log)", W - (int)(most >> 8), zero_status_string((zero_status_t)(-(int)(most & 0xff))));
+        return ZERO_ERR_COMM;
+    }
+    return ZERO_OK;
+}
+
 /* The new communicator's device path (NCCL or staged, the rule of
  * zero_device_path_choose over its members' devices), so that device memory
  * can go through it as through the parent. Every parent rank sends its device
@@ -1103,7 +1130,8 @@ zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_
             status = zero_status_from_errno(err);
         }
     }
-    ZERO_CHECK_GOTO(split_connect(parent, comm, color != ZERO_COMM_SPLIT_NONE, members, status), status, fail);
+    status = split_connect(parent, comm, color != ZERO_COMM_SPLIT_NONE, members, status);
+    ZERO_CHECK_GOTO(split_agree(parent, status), status, fail);
     ZERO_CHECK_GOTO(split_device_path(parent, comm, color != ZERO_COMM_SPLIT_NONE, members), status, fail);
     if (color == ZERO_COMM_SPLIT_NONE) {
         zero_comm_destroy(comm);
@@ -1298,7 +1326,10 @@ static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, c
         return status;
     req = zero_calloc(1, sizeof(*req));
     if (req == NULL) {
+        /* The other ranks are in this collective or about to be, and would
+         * wait for this rank's share until the timeout: fail them now. */
         ZERO_LOG_ERROR("%s: out of memory for a request", zero_coll_name(d->kind));
+        zero_comm_fail_local(comm, ZERO_ERR_NO_MEMORY, "out of memory for a collective's request");
         return ZERO_ERR_NO_MEMORY;
     }
     req->desc = *d;

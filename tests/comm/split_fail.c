@@ -7,7 +7,9 @@
  *
  * nomem K: rank 1's K-th allocation in zero_comm_split fails (K 1-3: its own
  * buffers, allocated before the first exchange over the parent, in which it
- * then cannot take part). Rank 1's split returns ZERO_ERR_NO_MEMORY; every
+ * then cannot take part; its error must say so). Only libzero's own
+ * allocations are counted (zero_test_malloc_fail_from), so libc's or UCX's
+ * on that thread do not move K. Rank 1's split returns ZERO_ERR_NO_MEMORY; every
  * other rank's split fails within FAIL_BOUND_S, with the parent failed and
  * naming rank 1 (zero_comm_failure): rank 1 failed it.
  *
@@ -17,7 +19,15 @@
  * within the bound, every other rank logging an error that names rank 1, and
  * the parent stays healthy: a barrier over it works afterwards.
  *
- * In both, rank 1 stays in until every other rank has failed (their marker
+ * scan K: as nomem K, any K (split_fail_scan.sh runs K = 1, 2, ... until
+ * rank 1 makes fewer allocations than K, leaving DIR/split_scan.end): every
+ * allocation of libzero's on rank 1's thread in zero_comm_split fails in
+ * turn, whichever it is. All or none of the ranks' splits must fail, within
+ * the bound: where the parent failed (memory for an exchange), every split
+ * failed and the parent names rank 1; where it did not, the ranks agree over
+ * it on the outcome, and a new communicator carries a barrier.
+ *
+ * In all, rank 1 stays in until every other rank is done (their marker
  * files in DIR, at most WAIT_S), so their failure cannot come from its exit.
  * The job runs with ZERO_COMM_TIMEOUT=120 (meson.build), far above the bound:
  * a rank that only learns it at the timeout fails the check.
@@ -41,8 +51,9 @@
 #define FAIL_BOUND_S 30.0
 #define WAIT_S 60.0
 
-/* The errors this thread logs that name rank 1. */
-static int named_rank1;
+/* The errors this thread logs that name rank 1, and whether one said the
+ * split's own buffers were short (rank 1, nomem K 1-3). */
+static int named_rank1, own_buffers;
 
 static void capture(zero_log_level_t level, int rank, const char *module, const char *message, void *user)
 {
@@ -51,7 +62,95 @@ static void capture(zero_log_level_t level, int rank, const char *module, const 
     (void)user;
     if (level == ZERO_LOG_LEVEL_ERROR && strstr(message, "rank 1 ") != NULL)
         named_rank1++;
+    if (level == ZERO_LOG_LEVEL_ERROR && strstr(message, "zero_comm_split: out of memory for its buffers") != NULL)
+        own_buffers++;
     fprintf(stderr, "[%s] %s\n", module, message);
+}
+
+/* Arms the fault shim on this thread for the K-th of libzero's own
+ * allocations from now on; 0 where the shim is not loaded (a failed check). */
+static int arm_shim(long k)
+{
+    void (*fail_at)(long);
+    int (*fail_from)(void (*)(void));
+    *(void **)&fail_at = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_at");
+    *(void **)&fail_from = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_from");
+    if (fail_at == NULL || fail_from == NULL) {
+        check_failed(__FILE__, __LINE__, "the allocation fault shim is not loaded (LD_PRELOAD)");
+        return 0;
+    }
+    /* libzero's own allocations only: K is the K-th in zero_comm_split's code */
+    EXPECT(fail_from((void (*)(void))zero_comm_split), "no loaded object holds zero_comm_split");
+    fail_at(k);
+    return 1;
+}
+
+/* Whether the armed allocation failed; disarms. */
+static int shim_fired(void)
+{
+    int (*failed)(void), fired;
+    void (*fail_at)(long);
+    *(void **)&failed = dlsym(RTLD_DEFAULT, "zero_test_malloc_failed");
+    *(void **)&fail_at = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_at");
+    fired = failed != NULL && failed();
+    if (fail_at != NULL)
+        fail_at(0);   /* clears the fired flag too */
+    return fired;
+}
+
+/* scan K (above). */
+static void scan(zero_comm_h comm, const char *dir, long k)
+{
+    zero_comm_h child = NULL;
+    zero_status_t st, why;
+    int culprit = -1;
+    double t0, took;
+
+    if (check_rank == 1 && !arm_shim(k))
+        return;   /* the others wait for the timeout: the test fails anyway */
+    t0 = check_now_s();
+    st = zero_comm_split(comm, 0, check_rank, &child);
+    took = check_now_s() - t0;
+    if (check_rank == 1 && !shim_fired()) {   /* fewer allocations than K: the scan is over */
+        char path[4096];
+        FILE *f;
+        snprintf(path, sizeof(path), "%s/split_scan.end", dir);
+        if ((f = fopen(path, "w")) != NULL)
+            fclose(f);
+        EXPECT(st == ZERO_OK, "rank 1's split failed with no allocation failed (%s)", zero_status_string(st));
+    }
+    EXPECT(took < FAIL_BOUND_S, "allocation %ld: the split took %.1f s, not within %.0f s (ZERO_COMM_TIMEOUT is "
+           "120 s)", k, took, FAIL_BOUND_S);
+    /* The outcomes compared over the parent, unless it failed: rank 1 fails
+     * it (zero_comm_fail_local) before its split returns, but its progress
+     * thread marks it failed a moment later, so the exchange may be what
+     * shows it. */
+    int64_t mine[2] = {st == ZERO_OK, -(int64_t)(st == ZERO_OK)}, most[2] = {0, 0};
+    why = zero_comm_failure(comm, &culprit);
+    if (why == ZERO_OK &&
+        zero_comm_allreduce(comm, mine, most, 2, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST) != ZERO_OK) {
+        why = zero_comm_failure(comm, &culprit);
+        EXPECT(why != ZERO_OK, "allocation %ld: an exchange over the parent failed, the parent not", k);
+    }
+    if (why != ZERO_OK) {
+        EXPECT(st != ZERO_OK && child == NULL, "allocation %ld: the parent failed (%s) but this rank's split did "
+               "not", k, zero_status_string(why));
+        EXPECT(culprit == 1, "allocation %ld: the parent failed naming rank %d, not 1", k, culprit);
+    } else {
+        EXPECT(most[0] == -most[1], "allocation %ld: some ranks' splits failed, others' did not (here: %s)", k,
+               zero_status_string(st));
+        if (st == ZERO_OK)
+            EXPECT(zero_comm_barrier(child) == ZERO_OK, "allocation %ld: a barrier over the new communicator failed",
+                   k);
+    }
+    if (child != NULL)
+        zero_comm_destroy(child);
+    fprintf(stderr, "rank %d: allocation %ld: the split gave %s after %.2f s\n", check_rank, k,
+            zero_status_string(st), took);
+    if (check_rank == 1)
+        check_markers_wait(dir, "split_scan", WAIT_S);
+    else
+        check_marker_leave(dir, "split_scan");
 }
 
 int main(int argc, char **argv)
@@ -60,11 +159,12 @@ int main(int argc, char **argv)
     zero_status_t st;
     double t0, took;
     int nomem = argc == 4 && strcmp(argv[2], "nomem") == 0, culprit = -1;
-    long k = nomem ? atol(argv[3]) : 0;
+    int scanning = argc == 4 && strcmp(argv[2], "scan") == 0;
+    long k = nomem || scanning ? atol(argv[3]) : 0;
     struct rlimit old = {0, 0};
 
-    if (!(nomem && k > 0) && !(argc == 3 && strcmp(argv[2], "nofile") == 0)) {
-        fprintf(stderr, "usage: split_fail DIR nomem K | split_fail DIR nofile\n");
+    if (!((nomem || scanning) && k > 0) && !(argc == 3 && strcmp(argv[2], "nofile") == 0)) {
+        fprintf(stderr, "usage: split_fail DIR nomem|scan K | split_fail DIR nofile\n");
         return 2;
     }
     if (rank_check_begin(&comm) != 0)
@@ -73,19 +173,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "split_fail: needs at least 2 ranks\n");
         return 2;
     }
-    check_marker_clear(argv[1], "split_fail", check_rank);
+    check_marker_clear(argv[1], scanning ? "split_scan" : "split_fail", check_rank);
     zero_log_set_callback(capture, NULL);
     /* every rank in step before rank 1 arms its failure */
     EXPECT(zero_comm_barrier(comm) == ZERO_OK, "the first barrier failed");
+    if (scanning) {
+        scan(comm, argv[1], k);
+        zero_log_set_callback(NULL, NULL);
+        if (check_rank == 1)
+            check_marker_clear(argv[1], "split_scan", -1);
+        return rank_check_end(comm);
+    }
     if (check_rank == 1) {
         if (nomem) {
-            void (*fail_at)(long);
-            *(void **)&fail_at = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_at");
-            if (fail_at == NULL) {
-                check_failed(__FILE__, __LINE__, "the allocation fault shim is not loaded (LD_PRELOAD)");
+            if (!arm_shim(k))
                 return rank_check_end(NULL);   /* the others wait for the timeout: the test fails anyway */
-            }
-            fail_at(k);
         } else {
             int fd = dup(0);
             struct rlimit rl;
@@ -108,11 +210,10 @@ int main(int argc, char **argv)
         zero_comm_destroy(child);
     if (check_rank == 1) {
         if (nomem) {
-            int (*failed)(void);
-            *(void **)&failed = dlsym(RTLD_DEFAULT, "zero_test_malloc_failed");
-            EXPECT(failed != NULL && failed(), "allocation %ld of the split was not made", k);
+            EXPECT(shim_fired(), "allocation %ld of the split was not made", k);
             EXPECT(st == ZERO_ERR_NO_MEMORY, "rank 1's split gave %s, expected out of memory",
                    zero_status_string(st));
+            EXPECT(own_buffers == 1, "allocation %ld was not one of the split's own buffers", k);
         }
         fprintf(stderr, "rank 1: the split failed as intended after %.2f s: %s\n", took, zero_status_string(st));
         check_markers_wait(argv[1], "split_fail", WAIT_S);

@@ -122,6 +122,18 @@ static void forbid_file_growth(void)
 }
 #endif
 
+#ifndef LOCAL_FAIL_DEVICE
+/* The fault shim counts libzero's own allocations only (malloc_fail_shim.c):
+ * libc's or UCX's on this thread do not move the one that fails. */
+static void shim_count_libzero_only(void)
+{
+    int (*fail_from)(void (*)(void));
+    *(void **)&fail_from = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_from");
+    EXPECT(fail_from != NULL && fail_from((void (*)(void))zero_engine_setup),
+           "the allocation fault shim is not loaded (LD_PRELOAD) or finds no libzero");
+}
+#endif
+
 int main(int argc, char **argv)
 {
     char json[1024];
@@ -232,6 +244,7 @@ int main(int argc, char **argv)
         /* zero_calloc(world x 2 doubles) plus zero_malloc's header (lib/util/alloc.c: a union of size_t
          * and max_align_t); rank 1's error names the sum, so another allocation of that size fails the check */
         size_t header = sizeof(max_align_t) > sizeof(size_t) ? sizeof(max_align_t) : sizeof(size_t);
+        shim_count_libzero_only();
         if (fail_size != NULL)
             fail_size(header + (size_t)check_world * 2 * sizeof(double), 1);
     } else if (save) {
@@ -241,6 +254,7 @@ int main(int argc, char **argv)
         if (check_rank == 1) {
             *(void **)&fail_at = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_at");
             EXPECT(fail_at != NULL, "the allocation fault shim is not loaded (LD_PRELOAD)");
+            shim_count_libzero_only();
             if (fail_at != NULL)
                 fail_at(1);
         }
