@@ -19,8 +19,8 @@
  * within the bound, every other rank logging an error that names rank 1, and
  * the parent stays healthy: a barrier over it works afterwards.
  *
- * scan K: as nomem K, any K (split_fail_scan.sh runs K = 1, 2, ... until
- * rank 1 makes fewer allocations than K, leaving DIR/split_scan.end): every
+ * scan K: as nomem K, any K (tests/common/fault_scan.sh runs K = 1, 2, ...
+ * until rank 1 makes fewer allocations than K, DIR/split_scan.end): every
  * allocation of libzero's on rank 1's thread in zero_comm_split fails in
  * turn, whichever it is. All or none of the ranks' splits must fail, within
  * the bound: where the parent failed (memory for an exchange), every split
@@ -36,11 +36,11 @@
  */
 #include <zero/zero.h>
 
+#include "fault_shim.h"
 #include "rank_check.h"
 
 #include "comm/comm_fail.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,37 +67,6 @@ static void capture(zero_log_level_t level, int rank, const char *module, const 
     fprintf(stderr, "[%s] %s\n", module, message);
 }
 
-/* Arms the fault shim on this thread for the K-th of libzero's own
- * allocations from now on; 0 where the shim is not loaded (a failed check). */
-static int arm_shim(long k)
-{
-    void (*fail_at)(long);
-    int (*fail_from)(void (*)(void));
-    *(void **)&fail_at = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_at");
-    *(void **)&fail_from = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_from");
-    if (fail_at == NULL || fail_from == NULL) {
-        check_failed(__FILE__, __LINE__, "the allocation fault shim is not loaded (LD_PRELOAD)");
-        return 0;
-    }
-    /* libzero's own allocations only: K is the K-th in zero_comm_split's code */
-    EXPECT(fail_from((void (*)(void))zero_comm_split), "no loaded object holds zero_comm_split");
-    fail_at(k);
-    return 1;
-}
-
-/* Whether the armed allocation failed; disarms. */
-static int shim_fired(void)
-{
-    int (*failed)(void), fired;
-    void (*fail_at)(long);
-    *(void **)&failed = dlsym(RTLD_DEFAULT, "zero_test_malloc_failed");
-    *(void **)&fail_at = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_at");
-    fired = failed != NULL && failed();
-    if (fail_at != NULL)
-        fail_at(0);   /* clears the fired flag too */
-    return fired;
-}
-
 /* scan K (above). */
 static void scan(zero_comm_h comm, const char *dir, long k)
 {
@@ -106,17 +75,13 @@ static void scan(zero_comm_h comm, const char *dir, long k)
     int culprit = -1;
     double t0, took;
 
-    if (check_rank == 1 && !arm_shim(k))
+    if (check_rank == 1 && !fault_shim_arm((void (*)(void))zero_comm_split, 0, k))
         return;   /* the others wait for the timeout: the test fails anyway */
     t0 = check_now_s();
     st = zero_comm_split(comm, 0, check_rank, &child);
     took = check_now_s() - t0;
-    if (check_rank == 1 && !shim_fired()) {   /* fewer allocations than K: the scan is over */
-        char path[4096];
-        FILE *f;
-        snprintf(path, sizeof(path), "%s/split_scan.end", dir);
-        if ((f = fopen(path, "w")) != NULL)
-            fclose(f);
+    if (check_rank == 1 && !fault_shim_fired()) {   /* fewer allocations than K: the scan is over */
+        fault_scan_end(dir, "split_scan");
         EXPECT(st == ZERO_OK, "rank 1's split failed with no allocation failed (%s)", zero_status_string(st));
     }
     EXPECT(took < FAIL_BOUND_S, "allocation %ld: the split took %.1f s, not within %.0f s (ZERO_COMM_TIMEOUT is "
@@ -186,7 +151,7 @@ int main(int argc, char **argv)
     }
     if (check_rank == 1) {
         if (nomem) {
-            if (!arm_shim(k))
+            if (!fault_shim_arm((void (*)(void))zero_comm_split, 0, k))
                 return rank_check_end(NULL);   /* the others wait for the timeout: the test fails anyway */
         } else {
             int fd = dup(0);
@@ -210,7 +175,7 @@ int main(int argc, char **argv)
         zero_comm_destroy(child);
     if (check_rank == 1) {
         if (nomem) {
-            EXPECT(shim_fired(), "allocation %ld of the split was not made", k);
+            EXPECT(fault_shim_fired(), "allocation %ld of the split was not made", k);
             EXPECT(st == ZERO_ERR_NO_MEMORY, "rank 1's split gave %s, expected out of memory",
                    zero_status_string(st));
             EXPECT(own_buffers == 1, "allocation %ld was not one of the split's own buffers", k);

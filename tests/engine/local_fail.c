@@ -52,13 +52,13 @@
  */
 #include <zero/zero.h>
 
+#include "fault_shim.h"
 #include "rank_check.h"
 #ifdef LOCAL_FAIL_DEVICE
 #include "late_fill.h"
 #include <cuda_runtime_api.h>
 #endif
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -119,18 +119,6 @@ static void forbid_file_growth(void)
         if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
             check_failed(__FILE__, __LINE__, "setrlimit(RLIMIT_FSIZE) failed: %s", strerror(errno));
     }
-}
-#endif
-
-#ifndef LOCAL_FAIL_DEVICE
-/* The fault shim counts libzero's own allocations only (malloc_fail_shim.c):
- * libc's or UCX's on this thread do not move the one that fails. */
-static void shim_count_libzero_only(void)
-{
-    int (*fail_from)(void (*)(void));
-    *(void **)&fail_from = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_from");
-    EXPECT(fail_from != NULL && fail_from((void (*)(void))zero_engine_setup),
-           "the allocation fault shim is not loaded (LD_PRELOAD) or finds no libzero");
 }
 #endif
 
@@ -238,34 +226,24 @@ int main(int argc, char **argv)
     }
 #else
     if (check_rank == 1 && nomem) {
-        void (*fail_size)(size_t, long);
-        *(void **)&fail_size = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_size");
-        EXPECT(fail_size != NULL, "the allocation fault shim is not loaded (LD_PRELOAD)");
         /* zero_calloc(world x 2 doubles) plus zero_malloc's header (lib/util/alloc.c: a union of size_t
          * and max_align_t); rank 1's error names the sum, so another allocation of that size fails the check */
         size_t header = sizeof(max_align_t) > sizeof(size_t) ? sizeof(max_align_t) : sizeof(size_t);
-        shim_count_libzero_only();
-        if (fail_size != NULL)
-            fail_size(header + (size_t)check_world * 2 * sizeof(double), 1);
+        (void)fault_shim_arm((void (*)(void))zero_engine_setup, header + (size_t)check_world * 2 * sizeof(double), 1);
     } else if (save) {
         char dir[4096];
-        void (*fail_at)(long) = NULL;
+        int armed = 0;
         snprintf(dir, sizeof(dir), "%s/local_fail_ckpt.%d", argv[1], check_world);
-        if (check_rank == 1) {
-            *(void **)&fail_at = dlsym(RTLD_DEFAULT, "zero_test_malloc_fail_at");
-            EXPECT(fail_at != NULL, "the allocation fault shim is not loaded (LD_PRELOAD)");
-            shim_count_libzero_only();
-            if (fail_at != NULL)
-                fail_at(1);
-        }
+        if (check_rank == 1)   /* its first allocation of libzero's in the save */
+            armed = fault_shim_arm((void (*)(void))zero_engine_setup, 0, 1);
         t_step = check_now_s();
         st = zero_save_checkpoint(eng, dir, "t1", NULL);
         if (st != ZERO_OK) {
             t_failed = check_now_s();
             failed_at = 1;
         }
-        if (fail_at != NULL)
-            fail_at(0);
+        if (armed)
+            (void)fault_shim_fired();   /* disarmed */
         goto check;
     } else if (check_rank == 1) {
         forbid_file_growth();
