@@ -21,8 +21,7 @@
 
 #include "fault_shim.h"
 #include "rank_check.h"
-
-#include "comm/comm_fail.h"   /* zero_comm_failure */
+#include "scan_outcome.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,14 +30,6 @@
 #define NPARAM 3
 #define FAIL_BOUND_S 30.0
 #define WAIT_S 60.0
-
-static void init_cb(const char *name, size_t offset, size_t count, float *out, void *user)
-{
-    (void)name;
-    (void)user;
-    for (size_t i = 0; i < count; i++)
-        out[i] = 0.01f * (float)(offset + i);
-}
 
 /* One step of constant gradients on every parameter. */
 static zero_status_t one_step(zero_engine_h eng, zero_param_h *h)
@@ -91,8 +82,7 @@ int main(int argc, char **argv)
     EXPECT(zero_engine_create(&ep, &eng) == ZERO_OK, "zero_engine_create failed");
     for (int p = 0; p < NPARAM && eng != NULL; p++) {
         char name[16];
-        zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_INIT_FN, .name = name, .dtype = ZERO_FP32, .ndim = 1,
-                               .shape = {1000 + 7 * (size_t)p}, .init_fn = init_cb};
+        zero_param_desc_t d = {.name = name, .dtype = ZERO_FP32, .ndim = 1, .shape = {1000 + 7 * (size_t)p}};
         snprintf(name, sizeof(name), "w%d", p);
         EXPECT(zero_param_register(eng, &d, &h[p]) == ZERO_OK, "registering %s: %s", name,
                zero_engine_last_error(eng));
@@ -110,36 +100,19 @@ int main(int argc, char **argv)
     }
     EXPECT(took < FAIL_BOUND_S, "allocation %ld: setup took %.1f s, not within %.0f s (ZERO_COMM_TIMEOUT is 120 s)",
            k, took, FAIL_BOUND_S);
-    {
-        /* The outcomes compared over the communicator, unless it failed (rank
-         * 1's progress thread marks it a moment after rank 1 failed it, so
-         * the exchange may be what shows it). */
-        int64_t mine[2] = {st == ZERO_OK, -(int64_t)(st == ZERO_OK)}, most[2] = {0, 0};
-        why = zero_comm_failure(comm, &culprit);
-        if (why == ZERO_OK &&
-            zero_comm_allreduce(comm, mine, most, 2, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST) != ZERO_OK) {
-            why = zero_comm_failure(comm, &culprit);
-            EXPECT(why != ZERO_OK, "allocation %ld: an exchange failed, the communicator not", k);
-        }
-        if (why != ZERO_OK) {
-            /* A rank may finish its setup before rank 1's failure after the
-             * agreement reaches it (nothing of its own waits for rank 1 by
-             * then); its next call must fail, at once. */
-            if (st == ZERO_OK) {
-                double t1 = check_now_s();
-                zero_status_t next = one_step(eng, h);
-                EXPECT(next != ZERO_OK && check_now_s() - t1 < FAIL_BOUND_S,
-                       "allocation %ld: the communicator failed (%s), yet a step after this rank's setup gave %s "
-                       "after %.1f s", k, zero_status_string(why), zero_status_string(next), check_now_s() - t1);
-            }
-            EXPECT(culprit == 1, "allocation %ld: the communicator failed naming rank %d, not 1", k, culprit);
-        } else {
-            EXPECT(most[0] == -most[1], "allocation %ld: some ranks' setups failed, others' did not (here: %s)", k,
-                   st == ZERO_OK ? "set up" : zero_engine_last_error(eng));
-            if (st == ZERO_OK)
-                EXPECT((st = one_step(eng, h)) == ZERO_OK, "allocation %ld: a step after setup failed: %s", k,
-                       zero_engine_last_error(eng));
-        }
+    why = scan_outcome(comm, st == ZERO_OK, k, "setups", &culprit);
+    if (why != ZERO_OK && st == ZERO_OK) {
+        /* This rank's setup finished before rank 1's failure after the
+         * agreement reached it (nothing of its own waited for rank 1 by
+         * then): its next call must fail, at once. */
+        double t1 = check_now_s();
+        zero_status_t next = one_step(eng, h);
+        EXPECT(next != ZERO_OK && check_now_s() - t1 < FAIL_BOUND_S,
+               "allocation %ld: the communicator failed (%s), yet a step after this rank's setup gave %s after "
+               "%.1f s", k, zero_status_string(why), zero_status_string(next), check_now_s() - t1);
+    } else if (why == ZERO_OK && st == ZERO_OK) {
+        EXPECT((st = one_step(eng, h)) == ZERO_OK, "allocation %ld: a step after setup failed: %s", k,
+               zero_engine_last_error(eng));
     }
     fprintf(stderr, "rank %d: allocation %ld: setup %s after %.2f s%s%s\n", check_rank, k,
             zero_status_string(st), took, st != ZERO_OK ? ": " : "", st != ZERO_OK ? zero_engine_last_error(eng) : "");
