@@ -42,11 +42,15 @@
 #include <string.h>
 #include <time.h>
 
+/* A CUDA call, or a libzero launcher: negative is an error pending before
+ * its launch (lib/util/cuda_launch.cuh). */
 #define CUDA_OK(call)                                                                                       \
     do {                                                                                                    \
-        cudaError_t e_ = (call);                                                                            \
-        if (e_ != cudaSuccess) {                                                                            \
-            fprintf(stderr, "bench_gpu: %s: %s\n", #call, cudaGetErrorString(e_));                          \
+        int e_ = (int)(call);                                                                               \
+        if (e_ != 0) {                                                                                      \
+            fprintf(stderr, "bench_gpu: %s: %s%s\n", #call,                                                 \
+                    cudaGetErrorString((cudaError_t)(e_ < 0 ? -e_ : e_)),                                   \
+                    e_ < 0 ? " (pending before the launch)" : "");                                          \
             return -1;                                                                                      \
         }                                                                                                   \
     } while (0)

@@ -248,18 +248,28 @@ ZERO_API void zero_comm_destroy(zero_comm_h comm);
  * split from it. Env ZERO_COMM_NODE_UCX_TLS (on every rank) sets the UCX
  * transports of split communicators whose members are all on one node (as
  * UCX_TLS does for the others; e.g. shared memory inside a node while @p comm
- * and the children spanning nodes use TCP). Device memory is not
- * supported on a split communicator in this version (ZERO_ERR_UNSUPPORTED).
+ * and the children spanning nodes use TCP). Device memory goes through the
+ * new communicator as through @p comm (NCCL or staged, by @p comm's rule over
+ * its members' devices; docs/comm.md).
  *
- * @param comm    the communicator to split (stays usable).
+ * A rank's own failure during the split reaches every rank at once: a rank
+ * that could not make its part (shared memory, eventfd, UCX worker) or
+ * connect it fails every rank's split, @p comm staying usable; a rank
+ * without the memory to
+ * take part in an exchange over @p comm fails @p comm (every rank's split
+ * then returns @p comm's failure, naming that rank).
+ *
+ * @param comm    the communicator to split (stays usable unless a rank
+ *                lacked memory for the split's exchanges, above).
  * @param color   >= 0, or ZERO_COMM_SPLIT_NONE: this rank joins none.
  * @param key     orders the ranks of one colour.
  * @param comm_p  receives the new communicator (NULL for
  *                ZERO_COMM_SPLIT_NONE); untouched on failure.
  * @return ZERO_OK; ZERO_ERR_INVALID_ARG (NULL argument, a colour below
  *         ZERO_COMM_SPLIT_NONE), @p comm's failure status, ZERO_ERR_COMM (a
- *         rank could not create or connect its UCX worker), ZERO_ERR_TIMEOUT,
- *         ZERO_ERR_NO_MEMORY.
+ *         rank could not make its part or connect its UCX worker),
+ *         ZERO_ERR_TIMEOUT, ZERO_ERR_NO_MEMORY, ZERO_ERR_IO (this rank's
+ *         eventfd).
  * Ownership: destroy the new communicator with zero_comm_destroy (collective
  * over its members) before @p comm.
  * Thread safety: as a collective of @p comm.

@@ -137,7 +137,8 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
     world = zero_comm_size(comm);
     zero_hdf5_quiet();
 
-    /* 1. arguments and tag, checked everywhere */
+    /* 1. arguments and tag, checked everywhere (zero_ckpt_save_fail_local
+     * joins the first agreement on a rank that cannot save) */
     if (dir == NULL || params == NULL || layout == NULL || meta == NULL || dir[0] == '\0')
         ckpt_fail(&err, ZERO_ERR_INVALID_ARG, "checkpoint save: NULL or empty argument");
     else if (zero_ckpt_tag_check(params->tag, why, sizeof(why)) != ZERO_OK)
@@ -222,6 +223,21 @@ cleanup:
     }
     zero_free(file_path);
     zero_free(tmp_path);
+    return status;
+}
+
+zero_status_t zero_ckpt_save_fail_local(zero_comm_h comm, zero_status_t status, const char *message, char *error_msg,
+                                        size_t error_msg_size)
+{
+    ckpt_err_t err = {0};
+    if (comm == NULL || status == ZERO_OK) {
+        ZERO_LOG_ERROR("zero_ckpt_save_fail_local: %s", comm == NULL ? "NULL communicator" : "status is ZERO_OK");
+        return ZERO_ERR_INVALID_ARG;
+    }
+    ckpt_fail(&err, status, "%s", message != NULL ? message : "the caller failed before the save");
+    status = ckpt_agree(comm, &err, "checkpoint save");   /* zero_ckpt_save's first agreement */
+    if (error_msg != NULL && error_msg_size > 0)
+        snprintf(error_msg, error_msg_size, "%s", err.msg);
     return status;
 }
 

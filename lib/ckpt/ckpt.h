@@ -144,6 +144,19 @@ zero_status_t zero_ckpt_save(zero_comm_h comm, const char *dir, const zero_ckpt_
                              const zero_layout_t *layout, int own_rank, const zero_ckpt_meta_t *meta,
                              const zero_ckpt_group_data_t *groups);
 
+/*
+ * In place of zero_ckpt_save on a rank whose caller failed before it could
+ * save (@p status, not ZERO_OK, and @p message: its own cause): joins the
+ * save's first agreement, which the other ranks' zero_ckpt_save runs before
+ * anything is written, so every rank's save fails at once with this status
+ * and "rank R: <message>" (the lowest failing rank's) rather than waiting
+ * for this rank until ZERO_COMM_TIMEOUT. @p error_msg (may be NULL) receives
+ * that message here too. Returns the agreed status. Collective, matching
+ * zero_ckpt_save's step 1 (ckpt.c): keep the two in step.
+ */
+zero_status_t zero_ckpt_save_fail_local(zero_comm_h comm, zero_status_t status, const char *message, char *error_msg,
+                                        size_t error_msg_size);
+
 /* How zero_ckpt_load puts the data into the caller's arrays. */
 typedef enum zero_ckpt_load_mode {
     /* Read into library scratch (about the size of the outputs, held for the

@@ -898,36 +898,60 @@ static void split_place(const zero_comm_t *parent, const int32_t *who, int32_t c
         }
 }
 
+/*
+ * A failure of this rank's own in zero_comm_split where it cannot take part
+ * in the next exchange over the parent (no memory for its buffers): the other
+ * ranks are in that exchange or about to enter it, and would wait for this
+ * rank until ZERO_COMM_TIMEOUT. Fails the parent as the engine does for its
+ * own failures (zero_comm_fail_local): every rank's split fails at once,
+ * naming this rank, and so does the parent. Logs @p what; returns @p status.
+ */
+static zero_status_t split_fail_parent(zero_comm_t *parent, zero_status_t status, const char *what)
+{
+    char cause[128];
+    ZERO_LOG_ERROR("zero_comm_split: %s", what);
+    snprintf(cause, sizeof(cause), "zero_comm_split failed on this rank: %s", what);
+    zero_comm_fail_local(parent, status, cause);
+    return status;
+}
+
 /* The new communicator's transport: a UCX worker of its own connected to
  * its ring neighbours, the addresses (and shared-memory records) exchanged
- * over the parent; and the direct path when every member is on one node. */
-static zero_status_t split_connect(zero_comm_t *parent, zero_comm_t *comm, int member, const int *members)
+ * over the parent; and the direct path when every member is on one node.
+ * @p before: this rank's failure so far in zero_comm_split (its shared-memory
+ * segment, its eventfd), told to the others in the first exchange like a
+ * UCX worker that could not be made. */
+static zero_status_t split_connect(zero_comm_t *parent, zero_comm_t *comm, int member, const int *members,
+                                   zero_status_t before)
 {
-    zero_status_t status = ZERO_OK, local = ZERO_OK;
+    zero_status_t status = ZERO_OK, local = before;
     const void *addr = NULL;
     size_t addr_len = 0;
-    int64_t mine[2] = {0, 0}, most[2] = {0, 0};   /* record length, and whether any rank failed */
+    /* the record length, and the lowest failed rank r as W - r (0: none) */
+    int64_t mine[2] = {0, 0}, most[2] = {0, 0};
     size_t slot;
     unsigned char *blobs = NULL;
     const unsigned char **addrs = NULL, **recs = NULL;
     int n = comm->env.size, r = comm->env.rank, W = parent->env.size;
 
-    if (member && n > 1) {
+    if (member && n > 1 && local == ZERO_OK) {
         local = zero_ucx_create(r, n, comm->cfg.chunk_bytes, comm->cfg.chunks_in_flight, comm->cfg.ucx_peer_err_mode,
                                 comm->env.cross_size == 1 ? comm->cfg.node_tls : NULL, &comm->ucx);
         if (local == ZERO_OK) {
             zero_ucx_address(comm->ucx, &addr, &addr_len);
             mine[0] = (int64_t)(addr_len + ZERO_SHM_RECORD_BYTES);
         }
-        mine[1] = local != ZERO_OK;
     }
+    if (local != ZERO_OK)
+        mine[1] = W - parent->env.rank;
     /* Every parent rank takes part in the exchange (members of a world of
      * one and ranks outside every new communicator too), and a rank that
      * failed tells the others, so none waits for it to connect. */
     ZERO_CHECK_GOTO(zero_comm_allreduce(parent, mine, most, 2, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST), status, out);
     if (most[1] != 0) {
         if (local == ZERO_OK)
-            ZERO_LOG_ERROR("zero_comm_split: another rank could not create its UCX worker (see its log)");
+            ZERO_LOG_ERROR("zero_comm_split: rank %d could not set up its part of the new communicator (its shared "
+                           "memory, eventfd or UCX worker; see its log)", W - (int)most[1]);
         status = local != ZERO_OK ? local : ZERO_ERR_COMM;
         goto out;
     }
@@ -937,8 +961,10 @@ static zero_status_t split_connect(zero_comm_t *parent, zero_comm_t *comm, int m
     blobs = zero_calloc((size_t)W, slot);
     addrs = zero_calloc((size_t)n, sizeof(*addrs));
     recs = zero_calloc((size_t)n, sizeof(*recs));
-    ZERO_REQUIRE_GOTO(blobs != NULL && addrs != NULL && recs != NULL, ZERO_ERR_NO_MEMORY, status, out,
-                      "zero_comm_split: out of memory");
+    if (blobs == NULL || addrs == NULL || recs == NULL) {   /* the others are off to the allgather below */
+        status = split_fail_parent(parent, ZERO_ERR_NO_MEMORY, "out of memory for the address records");
+        goto out;
+    }
     if (mine[0] > 0) {
         unsigned char *b = blobs + (size_t)parent->env.rank * slot;
         zero_put_be32(b, (uint32_t)mine[0]);
@@ -970,6 +996,33 @@ out:
     return status;
 }
 
+/*
+ * After split_connect: a rank whose own part failed once the first exchange
+ * was past (connecting its endpoints: a peer's address, memory for an
+ * endpoint) would leave the others waiting for it in the new communicator's
+ * first collective until ZERO_COMM_TIMEOUT. Every parent rank, failed or
+ * not, tells its outcome in one more exchange over the parent, each failure
+ * as (W - rank) << 8 | -status so the maximum is the lowest failed rank's:
+ * all fail or none, naming it, and the parent stays usable. Where the parent
+ * itself failed, the exchange returns that at once on every rank.
+ */
+static zero_status_t split_agree(zero_comm_t *parent, zero_status_t local)
+{
+    int W = parent->env.size;
+    int64_t mine = local != ZERO_OK ? ((int64_t)(W - parent->env.rank) << 8) | (int64_t)(-local & 0xff) : 0, most = 0;
+    zero_status_t status = zero_comm_allreduce(parent, &mine, &most, 1, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    if (local != ZERO_OK)
+        return local;   /* its own cause, logged where it happened */
+    if (status != ZERO_OK)
+        return status;
+    if (most != 0) {
+        ZERO_LOG_ERROR("zero_comm_split: rank %d could not connect its part of the new communicator (%s; see its "
+                       "log)", W - (int)(most >> 8), zero_status_string((zero_status_t)(-(int)(most & 0xff))));
+        return ZERO_ERR_COMM;
+    }
+    return ZERO_OK;
+}
+
 /* The new communicator's device path (NCCL or staged, the rule of
  * zero_device_path_choose over its members' devices), so that device memory
  * can go through it as through the parent. Every parent rank sends its device
@@ -992,7 +1045,10 @@ static zero_status_t split_device_path(zero_comm_t *parent, zero_comm_t *comm, i
         comm->cfg.cuda_device = parent->env.local_rank % count;
     all = zero_calloc((size_t)parent->env.size, SLOT);
     keys = zero_calloc((size_t)n, sizeof(*keys));
-    ZERO_REQUIRE_GOTO(all != NULL && keys != NULL, ZERO_ERR_NO_MEMORY, status, out, "zero_comm_split: out of memory");
+    if (all == NULL || keys == NULL) {   /* the others are off to the allgather below */
+        status = split_fail_parent(parent, ZERO_ERR_NO_MEMORY, "out of memory for the device keys");
+        goto out;
+    }
     {
         unsigned char *mine = all + (size_t)parent->env.rank * SLOT;
         zero_staged_device_key(comm->cfg.cuda_device, parent->env.local_rank, mine);
@@ -1051,12 +1107,11 @@ zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_
     who = zero_calloc((size_t)parent->env.size, sizeof(int32_t) * SPLIT_FIELDS);
     members = zero_calloc((size_t)parent->env.size, sizeof(int));
     comm = zero_calloc(1, sizeof(*comm));
-    if (who == NULL || members == NULL || comm == NULL) {
-        ZERO_LOG_ERROR("zero_comm_split: out of memory");
+    if (who == NULL || members == NULL || comm == NULL) {   /* the others are off to the first allgather */
         zero_free(who);
         zero_free(members);
         zero_free(comm);
-        return ZERO_ERR_NO_MEMORY;
+        return split_fail_parent(parent, ZERO_ERR_NO_MEMORY, "out of memory for its buffers");
     }
     comm->wake_fd = -1;
     comm->failed_rank = -1;
@@ -1076,12 +1131,18 @@ zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_
     memcpy(comm->env.token, parent->env.token, sizeof(comm->env.token));
     comm->env.has_token = parent->env.has_token;
     comm->env.source = "zero_comm_split";
-    ZERO_CHECK_GOTO(zero_shm_create(comm->env.rank, comm->env.size, &comm->shm), status, fail);
-    if (comm->env.size > 1 && color != ZERO_COMM_SPLIT_NONE) {
+    /* A failure here is told to the others in split_connect's first exchange. */
+    status = zero_shm_create(comm->env.rank, comm->env.size, &comm->shm);
+    if (status == ZERO_OK && comm->env.size > 1 && color != ZERO_COMM_SPLIT_NONE) {
         comm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        ZERO_ERRNO_CHECK_GOTO(comm->wake_fd >= 0, status, fail, "zero_comm_split: %s", "eventfd");
+        if (comm->wake_fd < 0) {
+            int err = errno;
+            ZERO_LOG_ERROR("zero_comm_split: eventfd: %s", strerror(err));
+            status = zero_status_from_errno(err);
+        }
     }
-    ZERO_CHECK_GOTO(split_connect(parent, comm, color != ZERO_COMM_SPLIT_NONE, members), status, fail);
+    status = split_connect(parent, comm, color != ZERO_COMM_SPLIT_NONE, members, status);
+    ZERO_CHECK_GOTO(split_agree(parent, status), status, fail);
     ZERO_CHECK_GOTO(split_device_path(parent, comm, color != ZERO_COMM_SPLIT_NONE, members), status, fail);
     if (color == ZERO_COMM_SPLIT_NONE) {
         zero_comm_destroy(comm);
@@ -1276,7 +1337,10 @@ static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, c
         return status;
     req = zero_calloc(1, sizeof(*req));
     if (req == NULL) {
+        /* The other ranks are in this collective or about to be, and would
+         * wait for this rank's share until the timeout: fail them now. */
         ZERO_LOG_ERROR("%s: out of memory for a request", zero_coll_name(d->kind));
+        zero_comm_fail_local(comm, ZERO_ERR_NO_MEMORY, "out of memory for a collective's request");
         return ZERO_ERR_NO_MEMORY;
     }
     req->desc = *d;

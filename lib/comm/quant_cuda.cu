@@ -6,6 +6,7 @@
 #include "comm/quant.h"   // ZERO_QUANT_BLOCK only: the .cu links none of libzero
 #include "comm/quant_cuda.h"
 #include "comm/quant_elem.h"
+#include "util/cuda_launch.cuh"
 #include "util/half.h"
 
 #include <cuda_runtime.h>
@@ -116,6 +117,8 @@ extern "C" int zero_cuda_quant_encode8(const void *x, int dtype, size_t n, void 
     size_t blocks = (n + ZERO_QUANT_BLOCK - 1) / ZERO_QUANT_BLOCK;   // zero_quant_blocks
     float *scales = (float *)out;
     int8_t *q = (int8_t *)((char *)out + blocks * sizeof(float));
+    if (int earlier = zero_cuda_pending())
+        return earlier;
     encode8_kernel<<<grid_for(blocks), ZERO_QUANT_BLOCK, 0, (cudaStream_t)stream>>>(x, dtype, n, blocks, scales, q);
     return launched();
 }
@@ -129,6 +132,8 @@ extern "C" int zero_cuda_quant_decode8(const void *in, size_t n, int dtype, void
     size_t blocks = (n + ZERO_QUANT_BLOCK - 1) / ZERO_QUANT_BLOCK;   // zero_quant_blocks
     const float *scales = (const float *)in;
     const int8_t *q = (const int8_t *)((const char *)in + blocks * sizeof(float));
+    if (int earlier = zero_cuda_pending())
+        return earlier;
     decode8_kernel<<<grid_for(blocks), ZERO_QUANT_BLOCK, 0, (cudaStream_t)stream>>>(scales, q, n, dtype, y);
     return launched();
 }
@@ -143,6 +148,8 @@ extern "C" int zero_cuda_quant_reduce8(const void *in, size_t block_stride, int 
         return (int)cudaErrorInvalidValue;
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())
+        return earlier;
     reduce8_kernel<<<grid_for(blocks), ZERO_QUANT_BLOCK, 0, (cudaStream_t)stream>>>(
         (const char *)in, block_stride, nblocks, n, blocks * sizeof(float), divisor, dtype, y);
     return launched();

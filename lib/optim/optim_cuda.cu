@@ -4,6 +4,7 @@
 // every run.
 #include "optim/optim_cuda.h"
 #include "optim/optim_elem.h"
+#include "util/cuda_launch.cuh"
 #include "util/half.h"
 
 #include <cuda_runtime.h>
@@ -260,6 +261,8 @@ extern "C" int zero_cuda_grad_stats(const void *g, int dtype, size_t n, zero_cud
     if (n == 0)
         return 0;
     unsigned nb = blocks_for(n, kStatsBlocks);
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     stats_kernel<<<nb, kThreads, 0, as_stream(stream)>>>(g, dtype, n, scratch);
     finish_sums<<<1, kThreads, 0, as_stream(stream)>>>(scratch, nb, &gate->nonfinite);
     return launched();
@@ -267,6 +270,8 @@ extern "C" int zero_cuda_grad_stats(const void *g, int dtype, size_t n, zero_cud
 
 extern "C" int zero_cuda_gate_prepare(zero_cuda_gate_t *gate, double loss_scale, double max_norm, void *stream)
 {
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     gate_prepare_kernel<<<1, 1, 0, as_stream(stream)>>>(gate, loss_scale, max_norm);
     return launched();
 }
@@ -277,6 +282,8 @@ extern "C" int zero_cuda_adam(const zero_adam_k_t *k, const zero_cuda_gate_t *ga
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     adam_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(*k, gate, w, g, g_add, m, v, w16,
                                                                               w16_type, n);
     return launched();
@@ -287,6 +294,8 @@ extern "C" int zero_cuda_sgd(const zero_sgd_k_t *k, const zero_cuda_gate_t *gate
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     sgd_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(
         *k, gate, w, g, k->momentum != 0.0f ? buf : nullptr, w16, w16_type, n);
     return launched();
@@ -297,6 +306,8 @@ extern "C" int zero_cuda_adagrad(const zero_adagrad_k_t *k, const zero_cuda_gate
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     adagrad_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(*k, gate, w, g, sum, w16,
                                                                                  w16_type, n);
     return launched();
@@ -307,6 +318,8 @@ extern "C" int zero_cuda_lion(const zero_lion_k_t *k, const zero_cuda_gate_t *ga
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     lion_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(*k, gate, w, g, m, w16, w16_type,
                                                                               n);
     return launched();
@@ -319,6 +332,8 @@ extern "C" int zero_cuda_lamb1(const zero_lamb_k_t *k, const zero_cuda_gate_t *g
     if (n == 0)
         return 0;
     unsigned nb = blocks_for(n, kStatsBlocks);
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     lamb1_kernel<<<nb, kThreads, 0, as_stream(stream)>>>(*k, gate, w, g, m, v, n, scratch);
     finish_sums<<<1, kThreads, 0, as_stream(stream)>>>(scratch, nb, sums);
     return launched();
@@ -330,6 +345,8 @@ extern "C" int zero_cuda_lamb2(const zero_lamb_k_t *k, const zero_cuda_gate_t *g
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     lamb2_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(
         *k, gate, step_size, max_coeff, min_coeff, sums, w, m, v, w16, w16_type, n);
     return launched();
@@ -339,6 +356,8 @@ extern "C" int zero_cuda_accumulate(float *acc, const void *g, int dtype, size_t
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     accumulate_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(acc, g, dtype, n);
     return launched();
 }
@@ -347,6 +366,8 @@ extern "C" int zero_cuda_to_16(uint16_t *dst, const float *src, int w16_type, si
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     to16_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(dst, src, w16_type, n);
     return launched();
 }
@@ -355,18 +376,24 @@ extern "C" int zero_cuda_from_16(float *dst, const uint16_t *src, int w16_type, 
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     from16_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(dst, src, w16_type, n);
     return launched();
 }
 
 extern "C" int zero_cuda_gate_set(zero_cuda_gate_t *gate, double grad_norm, float grad_scale, int skip, void *stream)
 {
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     gate_set_kernel<<<1, 1, 0, as_stream(stream)>>>(gate, grad_norm, grad_scale, skip);
     return launched();
 }
 
 extern "C" int zero_cuda_put2(double *dst, double a, double b, void *stream)
 {
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     put2_kernel<<<1, 1, 0, as_stream(stream)>>>(dst, a, b);
     return launched();
 }
@@ -375,6 +402,8 @@ extern "C" int zero_cuda_fill(float *dst, float value, size_t n, void *stream)
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     fill_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(dst, value, n);
     return launched();
 }
@@ -383,6 +412,8 @@ extern "C" int zero_cuda_add16(uint16_t *dst, const uint16_t *src, int w16_type,
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     add16_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(dst, src, w16_type, n);
     return launched();
 }
@@ -391,6 +422,8 @@ extern "C" int zero_cuda_add32(float *dst, const float *src, size_t n, void *str
 {
     if (n == 0)
         return 0;
+    if (int earlier = zero_cuda_pending())   // optim_cuda.h: not this kernel's
+        return earlier;
     add32_kernel<<<blocks_for(n, kMaxBlocks), kThreads, 0, as_stream(stream)>>>(dst, src, n);
     return launched();
 }

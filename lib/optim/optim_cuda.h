@@ -26,7 +26,10 @@
  *
  * Every function enqueues on @p stream (a cudaStream_t; NULL the legacy
  * default stream), takes device pointers, and returns a cudaError_t as int
- * (0 on success). n == 0 enqueues nothing.
+ * (0 on success). A kernel launcher (all but zero_cuda_gate_reset, a memset)
+ * where a CUDA error was already pending on the calling thread returns minus
+ * that cudaError_t with nothing launched: the failure is not its kernel's
+ * (util/cuda_launch.cuh). n == 0 enqueues nothing and returns 0.
  */
 #ifndef ZERO_OPTIM_OPTIM_CUDA_H
 #define ZERO_OPTIM_OPTIM_CUDA_H

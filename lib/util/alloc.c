@@ -171,6 +171,7 @@ typedef struct mem_record {
     void *ptr;          /* NULL: empty slot; TOMBSTONE: deleted */
     size_t bytes;
     zero_mem_kind_t kind;
+    unsigned char by_cuda;   /* pinned: cudaHostAlloc'd (else posix_memalign + mlock), freed the same way */
     char tag[40];
 } mem_record_t;
 
@@ -214,7 +215,7 @@ static int registry_grow(void)
     return 0;
 }
 
-static int registry_insert(void *ptr, size_t bytes, zero_mem_kind_t kind, const char *tag)
+static int registry_insert(void *ptr, size_t bytes, zero_mem_kind_t kind, int by_cuda, const char *tag)
 {
     size_t j;
     if ((registry_used + 1) * 4 > registry_capacity * 3 && registry_grow() != 0)
@@ -227,6 +228,7 @@ static int registry_insert(void *ptr, size_t bytes, zero_mem_kind_t kind, const 
     registry[j].ptr = ptr;
     registry[j].bytes = bytes;
     registry[j].kind = kind;
+    registry[j].by_cuda = (unsigned char)by_cuda;
     snprintf(registry[j].tag, sizeof(registry[j].tag), "%s", tag ? tag : "?");
     return 0;
 }
@@ -309,10 +311,10 @@ static void *host_map(size_t bytes)
 }
 
 /* Page-locked host memory of @p rounded bytes: cudaHostAlloc where a device is
- * usable, else posix_memalign + mlock. 0, or -1 with the cause in @p why
- * (nothing logged: zero_mem_alloc logs, zero_mem_alloc_pinned_try lets its
- * caller decide). */
-static int pinned_raw(size_t rounded, void **ptr_p, char *why, size_t why_size)
+ * usable, else posix_memalign + mlock; *@p by_cuda says which (raw_free frees
+ * it the same way). 0, or -1 with the cause in @p why (nothing logged:
+ * zero_mem_alloc logs, zero_mem_alloc_pinned_try lets its caller decide). */
+static int pinned_raw(size_t rounded, void **ptr_p, int *by_cuda, char *why, size_t why_size)
 {
     void *ptr = NULL;
     int rc;
@@ -325,6 +327,7 @@ static int pinned_raw(size_t rounded, void **ptr_p, char *why, size_t why_size)
             return -1;
         }
         *ptr_p = ptr;
+        *by_cuda = 1;
         return 0;
     }
 #endif
@@ -341,10 +344,12 @@ static int pinned_raw(size_t rounded, void **ptr_p, char *why, size_t why_size)
         return -1;
     }
     *ptr_p = ptr;
+    *by_cuda = 0;
     return 0;
 }
 
-static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag, void **ptr_p)
+/* @p by_cuda as in pinned_raw (0 for the other kinds). */
+static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *tag, void **ptr_p, int *by_cuda)
 {
     size_t rounded = (bytes + ZERO_MEM_ALIGNMENT - 1) & ~(size_t)(ZERO_MEM_ALIGNMENT - 1);
     void *ptr = NULL;
@@ -370,7 +375,7 @@ static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *t
         break;
     case ZERO_MEM_PINNED: {
         char why[160];
-        if (pinned_raw(rounded, &ptr, why, sizeof(why)) != 0) {
+        if (pinned_raw(rounded, &ptr, by_cuda, why, sizeof(why)) != 0) {
             ZERO_LOG_ERROR("cannot allocate %zu bytes of pinned memory for %s: %s", bytes, tag, why);
             return ZERO_ERR_NO_MEMORY;
         }
@@ -401,7 +406,7 @@ static zero_status_t raw_alloc(zero_mem_kind_t kind, size_t bytes, const char *t
     return ZERO_OK;
 }
 
-static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes)
+static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes, int by_cuda)
 {
     switch (kind) {
     case ZERO_MEM_HOST:
@@ -412,9 +417,14 @@ static void raw_free(zero_mem_kind_t kind, void *ptr, size_t bytes)
         break;
     case ZERO_MEM_PINNED:
 #if HAVE_CUDA
-        /* cudaHostAlloc'd only where a device was present, which loaded the module */
-        if (zero_cuda_loaded() != NULL && ZERO_CUDA(cudaFreeHost)(ptr) == cudaSuccess)
+        /* Only what CUDA gave: asking cudaFreeHost for a posix_memalign block
+         * failed and left that error for the next cudaGetLastError. */
+        if (by_cuda) {
+            (void)ZERO_CUDA(cudaFreeHost)(ptr);   /* a device was present, so the module is loaded */
             break;
+        }
+#else
+        (void)by_cuda;
 #endif
         munlock(ptr, bytes ? bytes : ZERO_MEM_ALIGNMENT);   /* what pinned_raw locked: 0 bytes locked a block */
         free(ptr);
@@ -451,6 +461,7 @@ static zero_status_t mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *t
 {
     void *ptr = NULL;
     zero_status_t status;
+    int by_cuda = 0;
 
     if (ptr_p == NULL) {
         alloc_failed(why, why_size, "cannot allocate %s: ptr_p is NULL", tag);
@@ -466,15 +477,15 @@ static zero_status_t mem_alloc(zero_mem_kind_t kind, size_t bytes, const char *t
     }
     if (why != NULL) {
         size_t rounded = (bytes + ZERO_MEM_ALIGNMENT - 1) & ~(size_t)(ZERO_MEM_ALIGNMENT - 1);
-        if (pinned_raw(rounded ? rounded : ZERO_MEM_ALIGNMENT, &ptr, why, why_size) != 0)
+        if (pinned_raw(rounded ? rounded : ZERO_MEM_ALIGNMENT, &ptr, &by_cuda, why, why_size) != 0)
             return ZERO_ERR_NO_MEMORY;
-    } else if ((status = raw_alloc(kind, bytes, tag, &ptr)) != ZERO_OK) {
+    } else if ((status = raw_alloc(kind, bytes, tag, &ptr, &by_cuda)) != ZERO_OK) {
         return status;
     }
     pthread_mutex_lock(&registry_lock);
-    if (registry_insert(ptr, bytes, kind, tag) != 0) {
+    if (registry_insert(ptr, bytes, kind, by_cuda, tag) != 0) {
         pthread_mutex_unlock(&registry_lock);
-        raw_free(kind, ptr, bytes);
+        raw_free(kind, ptr, bytes, by_cuda);
         alloc_failed(why, why_size, "cannot record allocation of %s: out of host memory", tag);
         return ZERO_ERR_NO_MEMORY;
     }
@@ -536,6 +547,7 @@ void zero_mem_free(void *ptr)
     mem_record_t *rec;
     zero_mem_kind_t kind;
     size_t bytes;
+    int by_cuda;
 
     if (ptr == NULL)
         return;
@@ -548,10 +560,11 @@ void zero_mem_free(void *ptr)
     }
     kind = rec->kind;
     bytes = rec->bytes;
+    by_cuda = rec->by_cuda;
     rec->ptr = TOMBSTONE;
     pthread_mutex_unlock(&registry_lock);
 
-    raw_free(kind, ptr, bytes);
+    raw_free(kind, ptr, bytes, by_cuda);
     account_sub(kind, bytes);
 }
 

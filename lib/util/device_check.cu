@@ -2,6 +2,7 @@
 // overflow test runs where the gradients live, and only one flag crosses to
 // the host. Compiled with nvcc for sm_80 and sm_90 when the cuda feature is on.
 #include "util/device_check.h"
+#include "util/cuda_launch.cuh"
 
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -40,6 +41,8 @@ extern "C" int zero_cuda_flag_nonfinite(const void *data, size_t count, int dtyp
         blocks = 4096;
     if (blocks == 0)
         return (int)cudaSuccess;
+    if (int earlier = zero_cuda_pending())   // device_check.h: not this kernel's
+        return earlier;
     flag_nonfinite<<<(unsigned)blocks, threads, 0, (cudaStream_t)stream>>>(data, count, dtype, device_flag);
     return (int)cudaGetLastError();
 }

@@ -846,13 +846,23 @@ err_nomem:
 
 /* ---- setup ---- */
 
-/* Every rank must have registered the same parameters: compare the count and
- * per-parameter 64-bit hashes (name, dtype, shape) with rank 0's. */
-static zero_status_t check_same_registration(zero_engine_h e)
+/*
+ * The ranks' agreement before set-up's collectives. Every rank must have
+ * registered the same parameters: compare the count and per-parameter 64-bit
+ * hashes (name, dtype, shape, parameter group) with rank 0's. A refusal of
+ * this rank's own before it (@p own: its partition could not be built, or its
+ * adopted buffers are too small) goes into the same allreduce, so that every
+ * rank fails here at once naming the lowest refusing rank and its status,
+ * rather than waiting for it in the collectives that follow until
+ * ZERO_COMM_TIMEOUT. Each refusal is a value (world - rank) << 8 | -status:
+ * the maximum is the lowest rank's. The communicator stays usable (nothing
+ * failed it): the engine goes back to registering, as after any refusal.
+ */
+static zero_status_t agree_on_registration(zero_engine_h e, zero_status_t own)
 {
     zero_status_t status;
     int64_t *mine = NULL, *root = NULL, count = e->num_params;
-    uint8_t flag = 0;
+    int64_t flag[2] = {0, own != ZERO_OK ? ((int64_t)(e->world - e->rank) << 8) | (int64_t)(-own & 0xff) : 0};
     size_t n = (size_t)e->num_params;
     int first_diff = -1;
     uint64_t mark = zero_log_error_mark();
@@ -860,46 +870,60 @@ static zero_status_t check_same_registration(zero_engine_h e)
     status = zero_comm_broadcast(e->comm, &count, &count, 1, ZERO_I64, 0, ZERO_MEM_HOST);
     if (status != ZERO_OK)
         goto comm_fail;
+    /* Every rank takes part in the broadcast of rank 0's count hashes, its
+     * own count the same or not: a rank that skipped it would meet the
+     * others in the wrong collective. */
+    mine = zero_calloc(n ? n : 1, sizeof(*mine));
+    root = zero_calloc(count > 0 ? (size_t)count : 1, sizeof(*root));
+    if (mine == NULL || root == NULL) {
+        /* Local: the other ranks are in the broadcast below, waiting for
+         * this rank; fail them now. */
+        zero_free(mine);
+        zero_free(root);
+        return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, mark,
+                           "setup: out of memory comparing registrations across ranks");
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* the registrations, not the layout: a refusing rank may have none */
+        const struct zero_param *p = e->params[i];
+        uint64_t h = 1469598103934665603ULL;
+        const unsigned char *s = (const unsigned char *)p->name;
+        while (*s)
+            h = (h ^ *s++) * 1099511628211ULL;
+        h = (h ^ (uint64_t)p->dtype) * 1099511628211ULL;
+        h = (h ^ (uint64_t)p->param_group) * 1099511628211ULL;
+        for (int k = 0; k < p->ndim; k++)
+            h = (h ^ (uint64_t)p->shape[k]) * 1099511628211ULL;
+        mine[i] = (int64_t)h;
+    }
+    if (e->rank == 0)   /* count == n here */
+        memcpy(root, mine, n * sizeof(*root));
+    status = zero_comm_broadcast(e->comm, root, root, (size_t)count, ZERO_I64, 0, ZERO_MEM_HOST);
+    if (status != ZERO_OK)
+        goto comm_fail;
     if (count != e->num_params) {
-        flag = 1;
         first_diff = -2;
     } else {
-        mine = zero_calloc(n ? n : 1, sizeof(*mine));
-        root = zero_calloc(n ? n : 1, sizeof(*root));
-        if (mine == NULL || root == NULL) {
-            /* Local: the other ranks are in the broadcast below, waiting for
-             * this rank; fail them now. */
-            zero_free(mine);
-            zero_free(root);
-            return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, mark,
-                               "setup: out of memory comparing registrations across ranks");
-        }
-        for (size_t i = 0; i < n; i++) {
-            const zero_layout_param_t *lp = &e->layout->params[i];
-            uint64_t h = 1469598103934665603ULL;
-            const unsigned char *s = (const unsigned char *)lp->name;
-            while (*s)
-                h = (h ^ *s++) * 1099511628211ULL;
-            h = (h ^ (uint64_t)lp->dtype) * 1099511628211ULL;
-            h = (h ^ (uint64_t)e->params[i]->param_group) * 1099511628211ULL;
-            for (int k = 0; k < lp->ndim; k++)
-                h = (h ^ (uint64_t)lp->shape[k]) * 1099511628211ULL;
-            mine[i] = root[i] = (int64_t)h;
-        }
-        status = zero_comm_broadcast(e->comm, root, root, n, ZERO_I64, 0, ZERO_MEM_HOST);
-        if (status != ZERO_OK)
-            goto comm_fail;
         for (size_t i = 0; i < n && first_diff < 0; i++)
             if (mine[i] != root[i])
                 first_diff = (int)i;
-        flag = first_diff >= 0;
     }
-    status = zero_comm_allreduce(e->comm, &flag, &flag, 1, ZERO_U8, ZERO_COMM_MAX, ZERO_MEM_HOST);
+    flag[0] = first_diff != -1;
+    status = zero_comm_allreduce(e->comm, flag, flag, 2, ZERO_I64, ZERO_COMM_MAX, ZERO_MEM_HOST);
     zero_free(mine);
     zero_free(root);
     if (status != ZERO_OK)
         goto comm_fail_nofree;
-    if (flag != 0) {
+    if (own != ZERO_OK)
+        return own;   /* its own cause is recorded already */
+    if (flag[1] != 0) {
+        int culprit = e->world - (int)(flag[1] >> 8);
+        zero_status_t why = (zero_status_t)(-(int)(flag[1] & 0xff));
+        engine_error(e, why, "setup: rank %d refused the set-up (%s; its log says why): no rank sets up", culprit,
+                     zero_status_string(why));
+        return why;
+    }
+    if (flag[0] != 0) {
         if (first_diff == -2)
             engine_error(e, ZERO_ERR_INVALID_ARG, "setup: this rank registered %d parameters, rank 0 registered %lld",
                          e->num_params, (long long)count);
@@ -1542,7 +1566,7 @@ static zero_status_t setup_working_memory(zero_engine_h e)
 /*
  * Set-up warnings for what trains without error but not as the trainer meant
  * (issue 13). Rank 0 only: every rank registered the same parameters
- * (check_same_registration), so the others would say the same.
+ * (agree_on_registration), so the others would say the same.
  */
 static void warn_silent_mismatches(zero_engine_h e)
 {
@@ -1623,31 +1647,32 @@ zero_status_t zero_engine_setup(zero_engine_h e)
     descs = zero_calloc((size_t)(e->num_params ? e->num_params : 1), sizeof(*descs));
     offsets = zero_calloc((size_t)(e->num_params ? e->num_params : 1), sizeof(*offsets));
     if (descs == NULL || offsets == NULL) {
-        zero_free(descs);
-        zero_free(offsets);
         engine_error(e, ZERO_ERR_NO_MEMORY, "setup: out of memory");
-        return ZERO_ERR_NO_MEMORY;
+        status = ZERO_ERR_NO_MEMORY;
+    } else {
+        for (int i = 0; i < e->num_params; i++) {
+            descs[i].name = e->params[i]->name;
+            descs[i].dtype = e->params[i]->dtype;
+            descs[i].ndim = e->params[i]->ndim;
+            memcpy(descs[i].shape, e->params[i]->shape, sizeof(descs[i].shape));
+            offsets[i] = e->params[i]->has_flat_offset ? e->params[i]->flat_offset : ZERO_LAYOUT_NO_OFFSET;
+        }
+        mark = zero_log_error_mark();
+        /* adopted buffers: the trainer's offsets, one bucket per dtype */
+        status = zero_layout_build_at(descs, offsets, e->num_params, e->own_world, ZERO_ENGINE_ALIGNMENT,
+                                      bucket_elems, &e->layout);
+        if (status != ZERO_OK)
+            engine_keep_error(e, mark, "setup: cannot build the partition");
+        else
+            status = check_adopted_capacity(e);
     }
-    for (int i = 0; i < e->num_params; i++) {
-        descs[i].name = e->params[i]->name;
-        descs[i].dtype = e->params[i]->dtype;
-        descs[i].ndim = e->params[i]->ndim;
-        memcpy(descs[i].shape, e->params[i]->shape, sizeof(descs[i].shape));
-        offsets[i] = e->params[i]->has_flat_offset ? e->params[i]->flat_offset : ZERO_LAYOUT_NO_OFFSET;
-    }
-    mark = zero_log_error_mark();
-    /* adopted buffers: the trainer's offsets, one bucket per dtype */
-    status = zero_layout_build_at(descs, offsets, e->num_params, e->own_world, ZERO_ENGINE_ALIGNMENT, bucket_elems,
-                                  &e->layout);
     zero_free(descs);
     zero_free(offsets);
-    if (status != ZERO_OK) {
-        engine_keep_error(e, mark, "setup: cannot build the partition");
+    /* A refusal of this rank's own so far is part of the agreement, which
+     * every rank joins: none waits for a rank that stopped here. */
+    status = agree_on_registration(e, status);
+    if (status != ZERO_OK && e->layout == NULL)   /* nothing built here to undo */
         return status;
-    }
-    status = check_adopted_capacity(e);
-    if (status == ZERO_OK)
-        status = check_same_registration(e);
     if (status != ZERO_OK)
         goto err;
     /* Every rank agreed and goes on to the collectives below (the initial

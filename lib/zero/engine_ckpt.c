@@ -363,11 +363,12 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
         return status;
     memset(&meta, 0, sizeof(meta));
     mark = zero_log_error_mark();
+    /* A failure of this rank's own from here on goes into the save's first
+     * agreement (zero_ckpt_save_fail_local), so no rank waits for this one in the
+     * save's collectives; a failed save leaves the engine as it was. */
     status = zero_config_to_json(e->config, &meta.config_json);
-    if (status != ZERO_OK) {
+    if (status != ZERO_OK)
         engine_keep_error(e, mark, "zero_save_checkpoint: cannot render the config: %s", zero_status_string(status));
-        return status;
-    }
     meta.stage = e->stage;
     meta.world_size = e->world;
     snprintf(meta.optimizer, sizeof(meta.optimizer), "%s", zero_optimizer_type_string(e->config->optimizer.type));
@@ -386,19 +387,13 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     meta.lr_last_batch_iteration = lrs.last_batch_iteration;
     meta.lr = lrs.lr;
     meta.momentum = lrs.momentum;
-    meta.param_groups = param_groups_text(e);
-    if (meta.param_groups == NULL) {
-        zero_string_free(meta.config_json);
+    if (status == ZERO_OK && (meta.param_groups = param_groups_text(e)) == NULL) {
         engine_error(e, ZERO_ERR_NO_MEMORY, "zero_save_checkpoint: out of memory");
-        return ZERO_ERR_NO_MEMORY;
+        status = ZERO_ERR_NO_MEMORY;
     }
-    status = acquire_groups(e, ranges, groups, meta.num_states, state_streams(e) ? &stream : NULL,
-                            "zero_save_checkpoint");
-    if (status != ZERO_OK) {
-        zero_string_free(meta.config_json);
-        zero_free(meta.param_groups);
-        return status;
-    }
+    if (status == ZERO_OK)
+        status = acquire_groups(e, ranges, groups, meta.num_states, state_streams(e) ? &stream : NULL,
+                                "zero_save_checkpoint");
 
     if (tag == NULL) {
         snprintf(default_tag, sizeof(default_tag), "global_step%llu", (unsigned long long)e->global_steps);
@@ -410,7 +405,12 @@ zero_status_t zero_save_checkpoint(zero_engine_h e, const char *save_dir, const 
     sp.client_sd_json = client_sd_json;
     sp.error_msg = why;
     sp.error_msg_size = sizeof(why);
-    status = zero_ckpt_save(e->comm, save_dir, &sp, e->layout, e->own_rank, &meta, groups);
+    if (status == ZERO_OK) {
+        status = zero_ckpt_save(e->comm, save_dir, &sp, e->layout, e->own_rank, &meta, groups);
+    } else {
+        memset(ranges, 0, sizeof(ranges));   /* nothing held (a failed acquire_groups released its own) */
+        status = zero_ckpt_save_fail_local(e->comm, status, e->last_error, why, sizeof(why));
+    }
     zero_string_free(meta.config_json);
     zero_free(meta.param_groups);
     {

@@ -52,11 +52,20 @@ typedef struct device_ctx {
     char name[64];
 } device_ctx_t;
 
-/* A kernel launcher's status (cudaError_t as int) as the engine's. */
+/* A kernel launcher's status (cudaError_t as int) as the engine's. Negative
+ * (the int8 codec, quant_cuda.h): an error pending before the launch, not
+ * the kernel's own. */
 static zero_status_t launched(int err, const char *what, size_t n)
 {
     if (err == 0)
         return ZERO_OK;
+    if (err < 0) {
+        err = -err;
+        ZERO_LOG_ERROR("CUDA %s over %zu elements not launched: an earlier CUDA error was pending (the device's "
+                       "earlier work or a call before it failed): %s (CUDA error %d)", what, n,
+                       ZERO_CUDA(cudaGetErrorString)((cudaError_t)err), err);
+        return err == (int)cudaErrorMemoryAllocation ? ZERO_ERR_NO_MEMORY : ZERO_ERR_CUDA;
+    }
     ZERO_LOG_ERROR("CUDA %s over %zu elements: %s (CUDA error %d)", what, n,
                    ZERO_CUDA(cudaGetErrorString)((cudaError_t)err), err);
     return err == (int)cudaErrorMemoryAllocation ? ZERO_ERR_NO_MEMORY : ZERO_ERR_CUDA;

@@ -1015,10 +1015,9 @@ static zero_status_t sum_over_ranks_f64(zero_engine_h e, double *values, size_t 
     if (e->own_world <= 1 || n == 0)
         return ZERO_OK;
     all = zero_calloc((size_t)world * n, sizeof(*all));
-    if (all == NULL) {
-        engine_error(e, ZERO_ERR_NO_MEMORY, "%s: out of memory for %d x %zu values", what, world, n);
-        return ZERO_ERR_NO_MEMORY;
-    }
+    if (all == NULL)   /* this rank's own: the others are off to the allgather below, fail them now */
+        return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, zero_log_error_mark(),
+                           "%s: out of memory for %d x %zu values", what, world, n);
     mark = zero_log_error_mark();
     status = zero_comm_allgather(e->comm, values, all, n, ZERO_F64, ZERO_MEM_HOST);
     if (status != ZERO_OK) {   /* a failed collective */

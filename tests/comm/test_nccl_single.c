@@ -402,6 +402,28 @@ static void test_flag_nonfinite(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* A CUDA error pending before the call is not the check's: returned negated
+ * (device_check.h), nothing launched, the error left in place. A non-sticky
+ * one here (cudaSetDevice(-1)); before, the kernel ran and the call returned
+ * that error as its own launch's. */
+static void test_flag_nonfinite_earlier_error(void)
+{
+    ZERO_TEST_MEM_MARK();
+    void *dflag = NULL, *d = NULL;
+    CU_ASSERT_EQUAL_FATAL(zero_mem_alloc(ZERO_MEM_DEVICE, sizeof(unsigned), "flag", &dflag), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(zero_mem_alloc(ZERO_MEM_DEVICE, sizeof(uint32_t), "flag data", &d), ZERO_OK);
+    CUDA_OK(cudaMemcpy(d, bits_of(ZERO_FP32, 0), sizeof(uint32_t), cudaMemcpyHostToDevice));   /* +inf */
+    CUDA_OK(cudaMemset(dflag, 0, sizeof(unsigned)));
+    CUDA_OK(cudaDeviceSynchronize());
+    CU_ASSERT_EQUAL(cudaSetDevice(-1), cudaErrorInvalidDevice);   /* pending on this thread, not sticky */
+    CU_ASSERT_EQUAL(zero_cuda_flag_nonfinite(d, 1, (int)ZERO_FP32, dflag, NULL), -(int)cudaErrorInvalidDevice);
+    CU_ASSERT_EQUAL(cudaGetLastError(), cudaErrorInvalidDevice);   /* still there for its owner; now read */
+    CU_ASSERT_EQUAL(run_flag(d, 1, ZERO_FP32, dflag, 0), 1);   /* read: launches again (run_flag presets 0) */
+    zero_mem_free(d);
+    zero_mem_free(dflag);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /*
  * Collectives ordered after a kernel on the caller's stream (zero_comm_order_t):
  * a kernel that spins for a while and then writes the send buffer runs on a
@@ -525,6 +547,7 @@ static CU_TestInfo nccl_tests[] = {
     {"collectives ordered after a kernel on a user stream", test_ordered_after_kernel},
     {"abort, abort-mode destroy and create errors leave no leak", test_abort_and_create_errors},
     {"device non-finite flag", test_flag_nonfinite},
+    {"device non-finite flag: an earlier CUDA error is not the check's", test_flag_nonfinite_earlier_error},
     CU_TEST_INFO_NULL,
 };
 

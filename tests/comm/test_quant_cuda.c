@@ -246,10 +246,41 @@ static void test_beyond_grid(void)
         free(host[i]);
 }
 
+/* A CUDA error pending before the call is not the codec's: returned negated
+ * (quant_cuda.h), nothing launched, the error left in place. A non-sticky one
+ * here (cudaSetDevice(-1)); before, the kernel ran and the call returned that
+ * error as its own launch's. */
+static void test_earlier_error(void)
+{
+    const size_t n = 3 * ZERO_QUANT_BLOCK + 5, bytes = zero_quant_bytes(ZERO_QUANT_INT8, n);
+    unsigned char *enc = malloc(bytes);
+    void *dx = dev_alloc(n * 4), *denc = dev_alloc(bytes);
+    CU_ASSERT_FATAL(enc != NULL);
+    CU_ASSERT_FATAL(cudaMemset(dx, 0, n * 4) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaMemset(denc, 0x5a, bytes) == cudaSuccess);
+    CU_ASSERT_FATAL(cudaDeviceSynchronize() == cudaSuccess);
+    CU_ASSERT(cudaSetDevice(-1) == cudaErrorInvalidDevice);   /* pending on this thread, not sticky */
+    CU_ASSERT_EQUAL(zero_cuda_quant_encode8(dx, (int)ZERO_FP32, n, denc, NULL), -(int)cudaErrorInvalidDevice);
+    CU_ASSERT_EQUAL(zero_cuda_quant_decode8(denc, n, (int)ZERO_FP32, dx, NULL), -(int)cudaErrorInvalidDevice);
+    CU_ASSERT_EQUAL(cudaGetLastError(), cudaErrorInvalidDevice);   /* still there for its owner; now read */
+    CU_ASSERT_FATAL(cudaMemcpy(enc, denc, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+    for (size_t i = 0; i < bytes; i++)
+        if (enc[i] != 0x5a) {
+            CU_FAIL("the encoder ran with an error pending");
+            break;
+        }
+    CU_ASSERT(zero_cuda_quant_encode8(dx, (int)ZERO_FP32, n, denc, NULL) == 0);   /* read: launches again */
+    CU_ASSERT(cudaDeviceSynchronize() == cudaSuccess);
+    cudaFree(dx);
+    cudaFree(denc);
+    free(enc);
+}
+
 static CU_TestInfo tests[] = {
     {"int8 kernels against the C codec", test_against_c_codec},
     {"int8 decode-and-sum (qgZ) against the C path", test_reduce_against_c},
     {"int8 kernels beyond one grid of blocks", test_beyond_grid},
+    {"an earlier CUDA error is not the codec's", test_earlier_error},
     CU_TEST_INFO_NULL,
 };
 

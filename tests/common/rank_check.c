@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 int check_rank, check_world, check_failures;
 
@@ -27,6 +29,52 @@ int rank_check_end(zero_comm_h comm)
     if (check_rank == 0)
         printf("%s: %d failed checks (W=%d)\n", check_failures ? "FAIL" : "OK", check_failures, check_world);
     return check_failures > 255 ? 255 : check_failures;
+}
+
+double check_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void marker_path(char *out, size_t size, const char *dir, const char *name, int rank)
+{
+    snprintf(out, size, "%s/%s.failed.%d", dir, name, rank);
+}
+
+void check_marker_leave(const char *dir, const char *name)
+{
+    char path[4096];
+    FILE *f;
+    marker_path(path, sizeof(path), dir, name, check_rank);
+    if ((f = fopen(path, "w")) != NULL)
+        fclose(f);
+}
+
+void check_marker_clear(const char *dir, const char *name, int rank)
+{
+    char path[4096];
+    for (int r = rank < 0 ? 0 : rank; r < (rank < 0 ? check_world : rank + 1); r++) {
+        marker_path(path, sizeof(path), dir, name, r);
+        unlink(path);
+    }
+}
+
+void check_markers_wait(const char *dir, const char *name, double wait_s)
+{
+    char path[4096];
+    double until = check_now_s() + wait_s;
+    for (int r = 0; r < check_world; r++) {
+        if (r == check_rank)
+            continue;
+        marker_path(path, sizeof(path), dir, name, r);
+        while (access(path, F_OK) != 0 && check_now_s() < until)
+            usleep(20000);
+        if (access(path, F_OK) != 0)
+            check_failed(__FILE__, __LINE__, "rank %d had not failed %.0f s after rank %d's failure", r, wait_s,
+                         check_rank);
+    }
 }
 
 void check_failed(const char *file, int line, const char *fmt, ...)

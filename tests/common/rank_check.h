@@ -51,6 +51,22 @@ void check_failed(const char *file, int line, const char *fmt, ...) __attribute_
             check_failed(__FILE__, __LINE__, __VA_ARGS__);     \
     } while (0)
 
+/* Seconds on the monotonic clock. */
+double check_now_s(void);
+
+/*
+ * Markers for tests where one rank's own failure must reach the others while
+ * that rank stays alive (so their failure cannot come from its exit): each
+ * other rank leaves DIR/NAME.failed.RANK once it saw the failure, and the
+ * failing rank waits for them. check_marker_clear removes this rank's (at
+ * the start) or, with @p rank -1, every rank's (at the end).
+ */
+void check_marker_leave(const char *dir, const char *name);
+void check_marker_clear(const char *dir, const char *name, int rank);
+/* Waits up to @p wait_s s for every other rank's marker; a failed check
+ * for each one missing then. */
+void check_markers_wait(const char *dir, const char *name, double wait_s);
+
 /* fp32 -> bf16, rounding to nearest even (finite values); and back. */
 uint16_t check_to_bf16(float f);
 float check_from_bf16(uint16_t h);

@@ -28,8 +28,9 @@
  *  - two dtypes (bf16 matrices and fp32 norms, one adopted buffer pair each)
  *    against the engine's own buffers at stages 0-2, as above;
  *  - refusals: capacity below the padded length (setup fails naming it, the
- *    trainer's weights untouched), overlapping offsets, a parameter without
- *    an offset, adoption after a registration, stage 3.
+ *    trainer's weights untouched; on one rank alone, every rank fails at once
+ *    naming it and the communicator still works), overlapping offsets, a
+ *    parameter without an offset, adoption after a registration, stage 3.
  *
  * Exit status: the number of failed checks (0 = all passed).
  */
@@ -49,6 +50,7 @@
 static const size_t numels[NPARAM] = {10007, 333, 30000, 1, 25000, 77, 24003};
 
 static zero_comm_h comm_g;
+
 
 static size_t model_numel(void)
 {
@@ -530,6 +532,68 @@ static void check_refusals(void)
                                              (check_rank == 0 ? init_value(NPARAM - 1, numels[NPARAM - 1] - 1) : 1000.0f),
                "a refused setup changed the trainer's weights");
         run_destroy(&r);
+    }
+    /* The same on the last rank alone: every rank's setup fails at once (the
+     * refusal is part of the ranks' agreement), the others naming that rank,
+     * and the communicator is still usable. Without the agreement the others
+     * would wait for it in set-up's collectives until ZERO_COMM_TIMEOUT (300
+     * s here; the bound below is 30 s), or fail with some other cause. */
+    if (check_world > 1) {
+        int refuser = check_world - 1;
+        char want[32];
+        double t0 = check_now_s(), took;
+        run_t r = {.stage = 1, .gas = 1, .adopt = 1, .dtype = ZERO_FP32,
+                   .capacity_short = check_rank == refuser ? n : 0};
+        status = run_setup(&r);
+        took = check_now_s() - t0;
+        snprintf(want, sizeof(want), "rank %d", refuser);
+        EXPECT(status == ZERO_ERR_INVALID_ARG, "capacity short on rank %d alone: setup gave %s (%s)", refuser,
+               zero_status_string(status), r.eng ? zero_engine_last_error(r.eng) : "");
+        EXPECT(took < 30.0, "capacity short on rank %d alone: setup took %.1f s to fail", refuser, took);
+        if (r.eng != NULL && check_rank == refuser)
+            EXPECT(strstr(zero_engine_last_error(r.eng), "zero_engine_flat_capacity") != NULL,
+                   "capacity short here: the error does not say what to pass: %s", zero_engine_last_error(r.eng));
+        else if (r.eng != NULL)
+            EXPECT(strstr(zero_engine_last_error(r.eng), want) != NULL && strstr(zero_engine_last_error(r.eng),
+                                                                                  "invalid") != NULL,
+                   "capacity short on rank %d: the error does not name it and its cause: %s", refuser,
+                   zero_engine_last_error(r.eng));
+        EXPECT(r.flat.weights != NULL && ((float *)r.flat.weights)[n - 1] ==
+                                             (check_rank == 0 ? init_value(NPARAM - 1, numels[NPARAM - 1] - 1) : 1000.0f),
+               "a refused setup (rank %d alone) changed the trainer's weights", refuser);
+        EXPECT(zero_comm_barrier(comm_g) == ZERO_OK, "the communicator failed after rank %d's refusal", refuser);
+        run_destroy(&r);
+        if (check_rank == 0)
+            printf("capacity short on rank %d alone: every rank refused in %.2f s\n", refuser, took);
+    }
+    /* Rank 0 registers one parameter fewer than the others: every rank still
+     * runs the same collectives in the agreement (rank 0's hashes go to
+     * every rank whatever its own count), so every rank refuses at once and
+     * the communicator stays usable, rather than a rank skipping the
+     * broadcast of the hashes and meeting the others in the wrong collective. */
+    if (check_world > 1) {
+        zero_engine_h eng = NULL;
+        zero_param_h h;
+        zero_param_desc_t d = {.name = "count", .dtype = ZERO_FP32, .ndim = 1, .shape = {100}};
+        double t0 = check_now_s(), took;
+        status = engine_for(1, 1, ZERO_FP32, &eng);
+        if (status == ZERO_OK)
+            status = zero_param_register(eng, &d, &h);
+        d.name = "count2";
+        if (status == ZERO_OK && check_rank != 0)
+            status = zero_param_register(eng, &d, &h);
+        EXPECT(status == ZERO_OK, "count mismatch: registering: %s", eng ? zero_engine_last_error(eng) : "");
+        if (status == ZERO_OK) {
+            status = zero_engine_setup(eng);
+            took = check_now_s() - t0;
+            EXPECT(status == ZERO_ERR_INVALID_ARG && took < 30.0, "count mismatch: setup gave %s after %.1f s (%s)",
+                   zero_status_string(status), took, zero_engine_last_error(eng));
+            EXPECT(strstr(zero_engine_last_error(eng), check_rank == 0 ? "another rank registered different"
+                                                                       : "registered 2 parameters, rank 0 registered 1"),
+                   "count mismatch: the error does not say so: %s", zero_engine_last_error(eng));
+        }
+        zero_engine_destroy(eng);
+        EXPECT(zero_comm_barrier(comm_g) == ZERO_OK, "the communicator failed after a count mismatch");
     }
     /* overlap, missing offset, adoption after a registration, stage 3 */
     {

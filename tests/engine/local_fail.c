@@ -21,6 +21,19 @@
  *    their marker files, at most WAIT_S): without the failure path they
  *    would learn it only when rank 1's process exits, after the bound.
  *
+ * With "nomem" (host build only; tests/comm/malloc_fail_shim.c in
+ * LD_PRELOAD), rank 1's cause is memory instead: after the clean step its
+ * next allocation of the step's sum over ranks (the overflow count and the
+ * squared norm, world x 2 doubles: sum_over_ranks_f64) fails, while the
+ * others are in that allgather. Rank 1's step must fail with
+ * ZERO_ERR_NO_MEMORY naming that sum; the other checks are the same.
+ *
+ * With "save" (host build only; the same shim), rank 1's first allocation
+ * in zero_save_checkpoint fails (rendering the config), before the save's
+ * first agreement, which the others are in. Every rank's save must fail
+ * within the bound, the others naming rank 1, and the engines and the
+ * communicator stay usable: one more step succeeds on every rank.
+ *
  * With "setup" (host build only), rank 1 lowers the limit before
  * zero_engine_setup instead: no file of its can be sized (a shared-memory
  * segment, its store's file), a failure of that rank alone after every rank
@@ -39,6 +52,7 @@
  */
 #include <zero/zero.h>
 
+#include "fault_shim.h"
 #include "rank_check.h"
 #ifdef LOCAL_FAIL_DEVICE
 #include "late_fill.h"
@@ -47,11 +61,11 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #define NPARAM 3
@@ -59,13 +73,6 @@
 #define MAX_STEPS 4
 #define FAIL_BOUND_S 30.0
 #define WAIT_S 60.0
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void init_cb(const char *name, size_t offset, size_t count, float *out, void *user)
 {
@@ -88,6 +95,8 @@ static zero_status_t train_step(zero_engine_h eng, zero_param_h *h, int step)
         /* a device pointer: copied on the legacy stream, which the engine's (NULL) stream is */
         (void)cudaMemcpy(zero_param_grad(h[p]), grad, sizeof(grad), cudaMemcpyHostToDevice);
 #else
+        if (zero_param_grad(h[p]) == NULL)   /* a failed engine hands out none */
+            return ZERO_ERR_STATE;
         memcpy(zero_param_grad(h[p]), grad, sizeof(grad));
 #endif
         st = zero_grad_ready(eng, h[p]);
@@ -113,14 +122,9 @@ static void forbid_file_growth(void)
 }
 #endif
 
-static void marker_path(char *out, size_t size, const char *dir, int rank)
-{
-    snprintf(out, size, "%s/local_fail.failed.%d", dir, rank);
-}
-
 int main(int argc, char **argv)
 {
-    char json[1024], path[4096];
+    char json[1024];
     zero_comm_h comm;
     zero_engine_h eng = NULL;
     zero_param_h h[NPARAM];
@@ -130,9 +134,10 @@ int main(int argc, char **argv)
     zero_status_t st = ZERO_OK;
     double t_step = 0, t_failed = 0;
     int failed_at = -1, at_setup = argc == 3 && strcmp(argv[2], "setup") == 0;
+    int nomem = argc == 3 && strcmp(argv[2], "nomem") == 0, save = argc == 3 && strcmp(argv[2], "save") == 0;
 
-    if (argc != 2 && !at_setup) {
-        fprintf(stderr, "usage: local_fail DIR [setup]\n");
+    if (argc != 2 && !at_setup && !nomem && !save) {
+        fprintf(stderr, "usage: local_fail DIR [setup|nomem|save]\n");
         return 2;
     }
 #ifdef LOCAL_FAIL_DEVICE
@@ -152,8 +157,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "local_fail: needs at least 2 ranks\n");
         return 2;
     }
-    marker_path(path, sizeof(path), argv[1], check_rank);
-    unlink(path);
+    check_marker_clear(argv[1], "local_fail", check_rank);
 #ifdef LOCAL_FAIL_DEVICE
     snprintf(json, sizeof(json),
              "{\"train_micro_batch_size_per_gpu\": 1, \"train_batch_size\": %d, \"steps_per_print\": 0,"
@@ -188,17 +192,17 @@ int main(int argc, char **argv)
     if (at_setup) {
         if (check_rank == 1)
             forbid_file_growth();
-        t_step = now_s();
+        t_step = check_now_s();
         st = zero_engine_setup(eng);
         if (st != ZERO_OK) {
-            t_failed = now_s();
+            t_failed = check_now_s();
             failed_at = 0;
         }
         for (int step = 1; step < MAX_STEPS && st == ZERO_OK; step++) {
-            t_step = now_s();
+            t_step = check_now_s();
             st = train_step(eng, h, step);
             if (st != ZERO_OK) {
-                t_failed = now_s();
+                t_failed = check_now_s();
                 failed_at = step;
             }
         }
@@ -221,14 +225,35 @@ int main(int argc, char **argv)
         (void)cudaDeviceSynchronize();   /* the fault has happened before the next step starts */
     }
 #else
-    if (check_rank == 1)
+    if (check_rank == 1 && nomem) {
+        /* zero_calloc(world x 2 doubles) plus zero_malloc's header (lib/util/alloc.c: a union of size_t
+         * and max_align_t); rank 1's error names the sum, so another allocation of that size fails the check */
+        size_t header = sizeof(max_align_t) > sizeof(size_t) ? sizeof(max_align_t) : sizeof(size_t);
+        (void)fault_shim_arm((void (*)(void))zero_engine_setup, header + (size_t)check_world * 2 * sizeof(double), 1);
+    } else if (save) {
+        char dir[4096];
+        int armed = 0;
+        snprintf(dir, sizeof(dir), "%s/local_fail_ckpt.%d", argv[1], check_world);
+        if (check_rank == 1)   /* its first allocation of libzero's in the save */
+            armed = fault_shim_arm((void (*)(void))zero_engine_setup, 0, 1);
+        t_step = check_now_s();
+        st = zero_save_checkpoint(eng, dir, "t1", NULL);
+        if (st != ZERO_OK) {
+            t_failed = check_now_s();
+            failed_at = 1;
+        }
+        if (armed)
+            (void)fault_shim_fired();   /* disarmed */
+        goto check;
+    } else if (check_rank == 1) {
         forbid_file_growth();
+    }
 #endif
     for (int step = 1; step < MAX_STEPS; step++) {
-        t_step = now_s();
+        t_step = check_now_s();
         st = train_step(eng, h, step);
         if (st != ZERO_OK) {
-            t_failed = now_s();
+            t_failed = check_now_s();
             failed_at = step;
             break;
         }
@@ -237,49 +262,48 @@ int main(int argc, char **argv)
 check:
 #endif
     if (check_rank == 1) {
-        double until = now_s() + WAIT_S;
 #ifdef LOCAL_FAIL_DEVICE
         EXPECT(failed_at > 0, "rank 1's engine went on after a CUDA fault: no step failed");
         EXPECT(st == ZERO_ERR_CUDA, "rank 1's step failed with %s, expected a CUDA error (%s)",
                zero_status_string(st), zero_engine_last_error(eng));
 #else
         EXPECT(failed_at >= 0, "rank 1's store could still write with RLIMIT_FSIZE 0: no step failed");
-        /* at setup the first file to grow may be a shared-memory segment (out of memory) */
-        EXPECT(st == ZERO_ERR_IO || (at_setup && st == ZERO_ERR_NO_MEMORY),
-               "rank 1's step failed with %s, expected an I/O error (%s)", zero_status_string(st),
-               zero_engine_last_error(eng));
+        if (save)
+            EXPECT(st == ZERO_ERR_NO_MEMORY && strstr(zero_engine_last_error(eng), "rendering the config"),
+                   "rank 1's save failed with %s, expected out of memory rendering the config (%s)",
+                   zero_status_string(st), zero_engine_last_error(eng));
+        else if (nomem)
+            EXPECT(st == ZERO_ERR_NO_MEMORY && strstr(zero_engine_last_error(eng), "summing the overflow counts"),
+                   "rank 1's step failed with %s, expected out of memory in the sum over ranks (%s)",
+                   zero_status_string(st), zero_engine_last_error(eng));
+        else   /* at setup the first file to grow may be a shared-memory segment (out of memory) */
+            EXPECT(st == ZERO_ERR_IO || (at_setup && st == ZERO_ERR_NO_MEMORY),
+                   "rank 1's step failed with %s, expected an I/O error (%s)", zero_status_string(st),
+                   zero_engine_last_error(eng));
 #endif
         fprintf(stderr, "rank 1: step %d failed as intended: %s\n", failed_at, zero_engine_last_error(eng));
         /* stay alive until the others failed: their failure must not be this process's exit */
-        for (int r = 0; r < check_world; r++) {
-            if (r == 1)
-                continue;
-            marker_path(path, sizeof(path), argv[1], r);
-            while (access(path, F_OK) != 0 && now_s() < until)
-                usleep(20000);
-            EXPECT(access(path, F_OK) == 0, "rank %d had not failed %.0f s after rank 1's failure", r, WAIT_S);
-        }
+        check_markers_wait(argv[1], "local_fail", WAIT_S);
     } else {
         EXPECT(failed_at >= 0, "no step failed on this rank though rank 1's did");
         if (failed_at >= 0) {
-            FILE *f;
             const char *why = zero_engine_last_error(eng);
             EXPECT(t_failed - t_step < FAIL_BOUND_S, "step %d failed %.1f s after it began, not within %.0f s "
                    "(ZERO_COMM_TIMEOUT is 120 s)", failed_at, t_failed - t_step, FAIL_BOUND_S);
             EXPECT(strstr(why, "rank 1") != NULL, "the last error does not name rank 1: %s", why);
             fprintf(stderr, "rank %d: step %d failed %.2f s after it began: %s (%s)\n", check_rank, failed_at,
                     t_failed - t_step, why, zero_status_string(st));
-            marker_path(path, sizeof(path), argv[1], check_rank);
-            if ((f = fopen(path, "w")) != NULL)
-                fclose(f);
+            check_marker_leave(argv[1], "local_fail");
         }
     }
+#ifndef LOCAL_FAIL_DEVICE
+    if (save)   /* a failed save leaves the engines and the communicator as they were */
+        EXPECT((st = train_step(eng, h, MAX_STEPS)) == ZERO_OK, "a step after the failed save failed: %s (%s)",
+               zero_status_string(st), zero_engine_last_error(eng));
+#endif
 out:
     zero_engine_destroy(eng);
     if (check_rank == 1)   /* the others' markers are theirs to leave; rank 1 is the last to need them */
-        for (int r = 0; r < check_world; r++) {
-            marker_path(path, sizeof(path), argv[1], r);
-            unlink(path);
-        }
+        check_marker_clear(argv[1], "local_fail", -1);
     return rank_check_end(comm);
 }

@@ -322,12 +322,36 @@ static void test_conversions_and_accumulate(void)
     free(back), free(acc), free(h);
 }
 
+/* A CUDA error pending before a launcher is not its kernel's: returned
+ * negated (optim_cuda.h), nothing launched, the error left in place. A
+ * non-sticky one here (cudaSetDevice(-1)); before, the kernels ran and each
+ * call returned that error as its own launch's. */
+static void test_earlier_error(void)
+{
+    arrays_t a;
+    const int want = -(int)cudaErrorInvalidDevice;
+    arrays_init(&a);
+    up(a.dw, a.w, N * sizeof(float));
+    CU_ASSERT_FATAL(cudaDeviceSynchronize() == cudaSuccess);
+    CU_ASSERT(cudaSetDevice(-1) == cudaErrorInvalidDevice);   /* pending on this thread, not sticky */
+    CU_ASSERT_EQUAL(zero_cuda_fill(a.dw, 7.0f, N, NULL), want);
+    CU_ASSERT_EQUAL(zero_cuda_to_16(a.dh, a.dw, ZERO_OPTIM_W16_BF16, N, NULL), want);
+    CU_ASSERT_EQUAL(zero_cuda_gate_set(a.gate, 1.0, 1.0f, 0, NULL), want);
+    CU_ASSERT_EQUAL(zero_cuda_grad_stats(a.dg, ZERO_FP32, N, a.gate, a.scratch, NULL), want);
+    CU_ASSERT_EQUAL(cudaGetLastError(), cudaErrorInvalidDevice);   /* still there for its owner; now read */
+    CU_ASSERT_TRUE(same(a.w, a.dw, N * sizeof(float)));             /* the fill did not run */
+    CU_ASSERT_EQUAL(zero_cuda_fill(a.dw, 7.0f, N, NULL), 0);         /* read: launches again */
+    CU_ASSERT_EQUAL(cudaDeviceSynchronize(), cudaSuccess);
+    arrays_free(&a);
+}
+
 static CU_TestInfo cuda_tests[] = {
     {"adam/adamw (fused addend, bf16/fp16 copies) == host reference", test_adam},
     {"sgd, adagrad, lion == host reference", test_sgd_adagrad_lion},
     {"lamb both phases == host reference", test_lamb},
     {"overflow: the gate skips the update", test_overflow_skips},
     {"conversions and fp32 accumulation", test_conversions_and_accumulate},
+    {"an earlier CUDA error is not the kernel's", test_earlier_error},
     CU_TEST_INFO_NULL,
 };
 

@@ -9,6 +9,11 @@
  *   foreign - ZERO_CUDA_MODULE names a library that is not the module.
  *   present - the build's module (CUDA builds): it loads and its interface
  *             matches, GPU or not.
+ *   pinned  - the build's module, with tests/util/cuda_count_shim.c in
+ *             LD_PRELOAD counting cudaFreeHost: pinned memory is freed the
+ *             way it was obtained (cudaHostAlloc where a device is usable,
+ *             else posix_memalign + mlock, which CUDA is never asked to free)
+ *             and leaves no CUDA error behind.
  */
 #include "test_main.h"
 
@@ -17,6 +22,7 @@
 #include "util/cuda_module.h"
 #include "util/log.h"
 
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +82,52 @@ static void expect_device_refused(const char *reason_part)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+#if HAVE_CUDA
+/*
+ * Before, every pinned block went to cudaFreeHost first, which for a
+ * posix_memalign block (no device) failed and left its error for the next
+ * cudaGetLastError; now only cudaHostAlloc's blocks do. Checked by counting
+ * the calls (the shim), and by the last error where the runtime works (a
+ * driver with no device visible: cudaGetLastError is clear after a read; here
+ * without a driver it answers the same error every time, hence "as before").
+ * The logging and the quiet allocation, and a 0-byte block.
+ */
+static void expect_pinned_freed_as_obtained(const zero_cuda_api_t *api)
+{
+    ZERO_TEST_MEM_MARK();
+    static const size_t sizes[] = {1 << 20, 0, 4096};
+    long (*calls)(void) = NULL, (*forwarded)(void) = NULL;
+    int count = 0, device = api->cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+    *(void **)&calls = dlsym(RTLD_DEFAULT, "zero_test_cuda_free_host_calls");
+    *(void **)&forwarded = dlsym(RTLD_DEFAULT, "zero_test_cuda_free_host_forwarded");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(calls);   /* the shim is in LD_PRELOAD (meson.build) */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(forwarded);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        void *p = NULL;
+        long before;
+        cudaError_t clean;
+        zero_status_t st = i == 2 ? zero_mem_alloc_pinned_try(sizes[i], "pinned-freed", &p, NULL, 0)
+                                  : zero_mem_alloc(ZERO_MEM_PINNED, sizes[i], "pinned-freed", &p);
+        CU_ASSERT_EQUAL_FATAL(st, ZERO_OK);
+        memset(p, 1, sizes[i]);
+        (void)api->cudaGetLastError();   /* the allocation's own probe (no device: cudaGetDeviceCount's error) */
+        clean = api->cudaGetLastError();
+        before = calls();
+        zero_mem_free(p);
+        CU_ASSERT_EQUAL(calls() - before, device ? 1 : 0);
+        CU_ASSERT_EQUAL(api->cudaGetLastError(), clean);
+    }
+    /* Every call the shim counted reached the runtime (CUDA's own freeing is
+     * what the device half checks): one more, of nothing, to have one here. */
+    (void)api->cudaFreeHost(NULL);
+    (void)api->cudaGetLastError();
+    CU_ASSERT_EQUAL(forwarded(), calls());
+    printf("\n    device %s, cudaFreeHost called %ld time%s in all, %ld reached the runtime\n",
+           device ? "present" : "absent", calls(), calls() == 1 ? "" : "s", forwarded());
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+#endif
+
 static void test_module_case(void)
 {
     const char *which = test_case();
@@ -97,6 +149,14 @@ static void test_module_case(void)
         CU_ASSERT_EQUAL(zero_cuda_require("a test"), ZERO_OK);
 #else
         CU_FAIL("the 'present' case runs only in CUDA builds");
+#endif
+    } else if (strcmp(which, "pinned") == 0) {
+#if HAVE_CUDA
+        const zero_cuda_api_t *api = zero_cuda_probe();
+        CU_ASSERT_PTR_NOT_NULL_FATAL(api);
+        expect_pinned_freed_as_obtained(api);
+#else
+        CU_FAIL("the 'pinned' case runs only in CUDA builds");
 #endif
     } else {
         CU_FAIL("unknown ZERO_TEST_CUDA_MODULE_CASE");
