@@ -4,25 +4,35 @@
  * loops; the per-block scale is computed in double so a block whose largest
  * value is subnormal neither overflows the reciprocal nor loses the scale.
  */
+/* Clang could fuse quant_elem.h's multiply and add where the level has FMA
+ * (GCC does not under -std=c11): the levels would round some halves apart. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include "comm/quant.h"
 #include "comm/quant_elem.h"
+#include "util/cpu.h"
 #include "util/half.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
-/* The codec's loops are compiled three times on x86-64 (AVX-512, AVX2 and the
- * baseline, GCC's target_clones) and the widest the CPU offers is picked when
- * the library loads (an ifunc). Baseline SSE2 holds two doubles a vector, and
- * the scale arithmetic is in double: AVX-512 encodes 2.7x and decodes 2.2x
- * as fast here (docs/benchmarks.md). The bits are the same on every path:
- * the same IEEE operations in the same order, with no contraction
- * (quant_elem.h), as the comm-quant round trips check on whichever path
- * their machine takes. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define QUANT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
-#define QUANT_CLONES
+/* The codec's entry points are compiled once per instruction-set level of
+ * util/cpu.h (x86-64 and GCC or Clang: AVX-512, AVX2 and the baseline; one
+ * plain version elsewhere), from the same C. Baseline SSE2 holds two doubles
+ * a vector and the scale arithmetic is in double: AVX-512 encodes about 2.5x
+ * and decodes about 2x as fast here (docs/benchmarks.md). The public entry
+ * points run the level zero_cpu_isa_choose picks, once, at the first call
+ * (ZERO_CPU_ISA, else the CPU's best), as the optimizer and checkpoint kernels
+ * do; zero_quant_codec gives each level's version to the tests, which check
+ * every level this CPU has against the baseline bit for bit. The bits are the
+ * same on every level because the C asks for the same IEEE operations in the
+ * same order and nothing contracts them (-std=c11; quant_elem.h). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define QUANT_LEVELS 1
+#define QUANT_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define QUANT_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
 #endif
 
 size_t zero_quant_blocks(size_t n)
@@ -98,7 +108,9 @@ static inline float encode_block(zero_dtype_t dtype, const void *x, size_t first
     return amax;
 }
 
-QUANT_CLONES int zero_quant_encode(zero_quant_bits_t bits, zero_dtype_t dtype, const void *x, size_t n, void *out)
+/* Inlined into each level's encode (QUANT_CODEC below). */
+static inline __attribute__((always_inline)) int encode_into(zero_quant_bits_t bits, zero_dtype_t dtype, const void *x,
+                                                             size_t n, void *out)
 {
     int qmax = qmax_of(bits);
     if (!qmax || (dtype != ZERO_FP32 && dtype != ZERO_BF16 && dtype != ZERO_FP16))
@@ -255,27 +267,105 @@ static int float_dtype(zero_dtype_t dtype)
     return dtype == ZERO_FP32 || dtype == ZERO_BF16 || dtype == ZERO_FP16;
 }
 
-QUANT_CLONES int zero_quant_decode(zero_quant_bits_t bits, const void *in, size_t n, zero_dtype_t dtype, void *y)
+/* One level's five entry points (zero_quant_codec_t), each with its decode
+ * mode a constant so that each gets its own straight loops. */
+#define QUANT_CODEC(level, attr)                                                                                   \
+    attr static int encode_##level(zero_quant_bits_t bits, zero_dtype_t dtype, const void *x, size_t n, void *out) \
+    {                                                                                                              \
+        return encode_into(bits, dtype, x, n, out);                                                                \
+    }                                                                                                              \
+    attr static int decode_##level(zero_quant_bits_t bits, const void *in, size_t n, zero_dtype_t dtype, void *y)  \
+    {                                                                                                              \
+        decode_out_t o = {DECODE_TO, dtype, y, NULL, 1.0f};                                                        \
+        return float_dtype(dtype) ? decode_into(bits, in, n, &o) : -1;                                             \
+    }                                                                                                              \
+    attr static int decode_add_##level(zero_quant_bits_t bits, const void *in, size_t n, float *acc)               \
+    {                                                                                                              \
+        decode_out_t o = {DECODE_ADD, ZERO_FP32, acc, NULL, 1.0f};                                                 \
+        return decode_into(bits, in, n, &o);                                                                       \
+    }                                                                                                              \
+    attr static int decode_first_##level(zero_quant_bits_t bits, const void *in, size_t n, float *acc)             \
+    {                                                                                                              \
+        decode_out_t o = {DECODE_FIRST, ZERO_FP32, acc, NULL, 1.0f};                                               \
+        return decode_into(bits, in, n, &o);                                                                       \
+    }                                                                                                              \
+    attr static int decode_finish_##level(zero_quant_bits_t bits, const void *in, size_t n, const float *acc,      \
+                                          float divisor, zero_dtype_t dtype, void *y)                              \
+    {                                                                                                              \
+        decode_out_t o = {DECODE_FINISH, dtype, y, acc, divisor};                                                  \
+        return float_dtype(dtype) ? decode_into(bits, in, n, &o) : -1;                                             \
+    }                                                                                                              \
+    static const zero_quant_codec_t codec_##level = {encode_##level, decode_##level, decode_add_##level,           \
+                                                     decode_first_##level, decode_finish_##level};
+
+QUANT_CODEC(c, )
+#ifdef QUANT_LEVELS
+QUANT_CODEC(avx2, QUANT_AVX2)
+QUANT_CODEC(avx512, QUANT_AVX512)
+#endif
+
+const zero_quant_codec_t *zero_quant_codec(zero_cpu_isa_t isa)
 {
-    decode_out_t o = {DECODE_TO, dtype, y, NULL, 1.0f};
-    return float_dtype(dtype) ? decode_into(bits, in, n, &o) : -1;
+    if (isa == ZERO_CPU_ISA_C)
+        return &codec_c;
+#ifdef QUANT_LEVELS
+    /* the levels' own test (AVX2 with FMA and F16C; AVX-512 F, BW, VL, DQ) */
+    if ((isa == ZERO_CPU_ISA_AVX2 || isa == ZERO_CPU_ISA_AVX512) && zero_cpu_isa_detect() >= isa)
+        return isa == ZERO_CPU_ISA_AVX2 ? &codec_avx2 : &codec_avx512;
+#endif
+    return NULL;
 }
 
-QUANT_CLONES int zero_quant_decode_add_f32(zero_quant_bits_t bits, const void *in, size_t n, float *acc)
+static const zero_quant_codec_t *chosen = &codec_c;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+
+/* A ZERO_CPU_ISA that is no level, or one above the CPU's, is logged there as
+ * an error and leaves the baseline: every level gives the same bits, and the
+ * engine refuses to start on such a value anyway (its optimizer context
+ * checks the same). A level this build has no version of falls back to the
+ * next one down. */
+static void choose(void)
 {
-    decode_out_t o = {DECODE_ADD, ZERO_FP32, acc, NULL, 1.0f};
-    return decode_into(bits, in, n, &o);
+    zero_cpu_isa_t isa = ZERO_CPU_ISA_C;
+    if (zero_cpu_isa_choose("quantization codec", &isa) != ZERO_OK)
+        isa = ZERO_CPU_ISA_C;
+    for (int level = (int)isa; level >= ZERO_CPU_ISA_C; level--) {
+        const zero_quant_codec_t *codec = zero_quant_codec((zero_cpu_isa_t)level);
+        if (codec != NULL) {
+            chosen = codec;
+            break;
+        }
+    }
 }
 
-QUANT_CLONES int zero_quant_decode_first_f32(zero_quant_bits_t bits, const void *in, size_t n, float *acc)
+static const zero_quant_codec_t *codec(void)
 {
-    decode_out_t o = {DECODE_FIRST, ZERO_FP32, acc, NULL, 1.0f};
-    return decode_into(bits, in, n, &o);
+    pthread_once(&chosen_once, choose);
+    return chosen;
 }
 
-QUANT_CLONES int zero_quant_decode_add_finish(zero_quant_bits_t bits, const void *in, size_t n, const float *acc,
-                                              float divisor, zero_dtype_t dtype, void *y)
+int zero_quant_encode(zero_quant_bits_t bits, zero_dtype_t dtype, const void *x, size_t n, void *out)
 {
-    decode_out_t o = {DECODE_FINISH, dtype, y, acc, divisor};
-    return float_dtype(dtype) ? decode_into(bits, in, n, &o) : -1;
+    return codec()->encode(bits, dtype, x, n, out);
+}
+
+int zero_quant_decode(zero_quant_bits_t bits, const void *in, size_t n, zero_dtype_t dtype, void *y)
+{
+    return codec()->decode(bits, in, n, dtype, y);
+}
+
+int zero_quant_decode_add_f32(zero_quant_bits_t bits, const void *in, size_t n, float *acc)
+{
+    return codec()->decode_add_f32(bits, in, n, acc);
+}
+
+int zero_quant_decode_first_f32(zero_quant_bits_t bits, const void *in, size_t n, float *acc)
+{
+    return codec()->decode_first_f32(bits, in, n, acc);
+}
+
+int zero_quant_decode_add_finish(zero_quant_bits_t bits, const void *in, size_t n, const float *acc, float divisor,
+                                 zero_dtype_t dtype, void *y)
+{
+    return codec()->decode_add_finish(bits, in, n, acc, divisor, dtype, y);
 }

@@ -40,6 +40,8 @@
 #include <stdint.h>
 #include <zero/types.h>
 
+#include "util/cpu.h"
+
 #define ZERO_QUANT_BLOCK 256
 
 typedef enum zero_quant_bits {
@@ -77,5 +79,22 @@ int zero_quant_decode_first_f32(zero_quant_bits_t bits, const void *in, size_t n
  * read; @p y may be @p acc (fp32). Returns 0, or -1 for a bad bits/dtype. */
 int zero_quant_decode_add_finish(zero_quant_bits_t bits, const void *in, size_t n, const float *acc, float divisor,
                                  zero_dtype_t dtype, void *y);
+
+/* The codec's entry points as compiled for one instruction-set level. */
+typedef struct zero_quant_codec {
+    int (*encode)(zero_quant_bits_t bits, zero_dtype_t dtype, const void *x, size_t n, void *out);
+    int (*decode)(zero_quant_bits_t bits, const void *in, size_t n, zero_dtype_t dtype, void *y);
+    int (*decode_add_f32)(zero_quant_bits_t bits, const void *in, size_t n, float *acc);
+    int (*decode_first_f32)(zero_quant_bits_t bits, const void *in, size_t n, float *acc);
+    int (*decode_add_finish)(zero_quant_bits_t bits, const void *in, size_t n, const float *acc, float divisor,
+                             zero_dtype_t dtype, void *y);
+} zero_quant_codec_t;
+
+/* The codec compiled for @p isa (util/cpu.h), for tests and benchmarks; NULL
+ * when this build has no version for that level (only ZERO_CPU_ISA_C off
+ * x86-64) or this CPU lacks it. Every level gives the same bits. The entry
+ * points above run the level zero_cpu_isa_choose picks (ZERO_CPU_ISA, else the
+ * CPU's best), chosen once at the first call. */
+const zero_quant_codec_t *zero_quant_codec(zero_cpu_isa_t isa);
 
 #endif /* ZERO_COMM_QUANT_H */

@@ -114,9 +114,9 @@ size_t zero_comm_reduce_scatter_quant_wire_bytes(zero_quant_bits_t bits, size_t 
 static zero_status_t decode_reduced(const zero_comm_finish_t *f)
 {
     zero_quant_bits_t bits = (zero_quant_bits_t)f->bits;
-    const char *last = (const char *)f->wire + (size_t)(f->size - 1) * f->stride;
     if (f->count == 0)
         return ZERO_OK;   /* nothing moved; the buffers may be NULL */
+    const char *last = (const char *)f->wire + (size_t)(f->size - 1) * f->stride;
     if (f->size == 1)
         memset(f->acc, 0, f->count * sizeof(float));
     for (int r = 0; r < f->size - 1; r++) {

@@ -1,6 +1,7 @@
 /*
  * CPU features: the one place that decides which SIMD kernels libzero runs
- * (the optimizer's in lib/optim, the checkpoint checksums in lib/ckpt).
+ * (the optimizer's in lib/optim, the checkpoint checksums in lib/ckpt, the
+ * quantization codec in lib/comm).
  *
  * Levels, each including the one before:
  *   c       the plain C reference (any CPU)

@@ -3,7 +3,8 @@
  * reference written here in double (bit for bit), its error bound, the
  * special blocks (zeros, constants, subnormal scales, inf/NaN), every
  * length around the block size, 16-bit inputs and outputs, the fp32
- * accumulation of qgZ and its fused passes, and bad arguments.
+ * accumulation of qgZ and its fused passes, every instruction-set level
+ * of the codec against the baseline, and bad arguments.
  */
 #include "test_main.h"
 #include "comm/quant.h"
@@ -325,6 +326,184 @@ static void test_decode_fused(void)
     }
 }
 
+/* ---- every instruction-set level of the codec, bit for bit ---- */
+
+static uint32_t rnd32(void)
+{
+    rnd01();
+    return (uint32_t)(rng_state >> 32);
+}
+
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* n fp32 values of one input class. */
+enum { CLASS_ZEROS, CLASS_CONSTANT, CLASS_SUBNORMAL, CLASS_SPREAD, CLASS_TIES, CLASS_NONFINITE, CLASS_HUGE,
+       CLASS_RANDOM_BITS, CLASSES };
+static void fill_class(int cls, float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t r = rnd32();
+        switch (cls) {
+        case CLASS_ZEROS:   /* +0 and -0 */
+            x[i] = from_bits(r & 0x80000000u);
+            break;
+        case CLASS_CONSTANT:
+            x[i] = (i / ZERO_QUANT_BLOCK) % 2 ? -3.7f : 1e-3f;
+            break;
+        case CLASS_SUBNORMAL:
+            x[i] = from_bits(r & 0x807fffffu);
+            break;
+        case CLASS_SPREAD:
+            x[i] = (float)((rnd01() * 2.0 - 1.0) * pow(10.0, (double)(r % 13) - 6.0));
+            break;
+        case CLASS_TIES: {   /* odd multiples of half a step: x * qmax / amax lands on (or within a
+                              * double rounding of) k + 1/2, where a fused multiply-add rounds otherwise */
+            size_t blk = i / ZERO_QUANT_BLOCK;   /* one amax a block, its first element */
+            float amax = (float)(1.0 + (double)blk / 64.0 + (double)(blk * 2654435761u % 4096u) / 65536.0);
+            int q_max = (r >> 12) % 2 ? 127 : 7;
+            x[i] = i % ZERO_QUANT_BLOCK == 0 ? amax
+                                             : (float)((double)amax * (double)(2 * (int)((r >> 13) % (unsigned)q_max) + 1) /
+                                                       (2.0 * q_max));
+            break;
+        }
+        case CLASS_NONFINITE: {   /* finite blocks with inf, -inf, quiet and signalling NaNs here and there */
+            static const uint32_t odd[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc12345u, 0x7f800001u};
+            x[i] = r % 97 == 0 ? from_bits(odd[(r >> 8) % 5]) : (float)(rnd01() - 0.5);
+            break;
+        }
+        case CLASS_HUGE:   /* near FLT_MAX, so that sums of parts overflow */
+            x[i] = (r & 1 ? -1.0f : 1.0f) * (FLT_MAX - (float)(r % 7) * 1e31f);
+            break;
+        default:
+            x[i] = from_bits(r);
+        }
+    }
+}
+
+/* @p n values as @p dtype in @p dst: fp32 as is; 16-bit from the fp32 values,
+ * except the random-bits class, whose 16-bit inputs are random bits too. */
+static void as_dtype(int cls, zero_dtype_t dtype, const float *x, size_t n, void *dst)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (dtype == ZERO_FP32)
+            ((float *)dst)[i] = x[i];
+        else if (cls == CLASS_RANDOM_BITS)
+            ((uint16_t *)dst)[i] = (uint16_t)rnd32();
+        else
+            ((uint16_t *)dst)[i] = dtype == ZERO_BF16 ? zero_f32_to_bf16(x[i]) : zero_f32_to_f16(x[i]);
+    }
+}
+
+static float dtype_value(zero_dtype_t dtype, const void *x, size_t i)
+{
+    if (dtype == ZERO_FP32)
+        return ((const float *)x)[i];
+    return dtype == ZERO_BF16 ? zero_bf16_to_f32(((const uint16_t *)x)[i]) : zero_f16_to_f32(((const uint16_t *)x)[i]);
+}
+
+/* Every level of the codec this CPU has (util/cpu.h: AVX-512, AVX2; the
+ * public entry points run one of them) against the baseline level, bit for
+ * bit, in every entry point: input classes from zeros to random bit patterns,
+ * lengths around the vector widths and the block, inputs and outputs off
+ * their natural alignment, every dtype and mode. The baseline itself against
+ * the double reference (reference_value), element by element. */
+static void test_levels(void)
+{
+    enum { MAXN = 2 * ZERO_QUANT_BLOCK + 40, OFF = 3 };
+    static const size_t ns[] = {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 65, 255, 256, 257, 2 * ZERO_QUANT_BLOCK + 33};
+    static const zero_dtype_t dtypes[] = {ZERO_FP32, ZERO_BF16, ZERO_FP16};
+    static const float divisors[] = {1.0f, 3.0f, 0.5f};
+    static float x32[MAXN], fx[MAXN], acc0[MAXN + OFF], ref[MAXN];
+    static float xin[MAXN + OFF], acc_c[MAXN + OFF], acc_l[MAXN + OFF];
+    static unsigned char enc_c[sizeof(float) * 8 + MAXN + 16], enc_l[sizeof(float) * 8 + MAXN + 16];
+    static float out_c[MAXN + OFF], out_l[MAXN + OFF];
+    const zero_quant_codec_t *base = zero_quant_codec(ZERO_CPU_ISA_C);
+    size_t compared = 0, levels = 0, bad = 0;
+    CU_ASSERT_FATAL(base != NULL);
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* an x86-64 build has every level; the CPU decides which run */
+    CU_ASSERT(zero_quant_codec(zero_cpu_isa_detect()) != NULL);
+#endif
+    CU_ASSERT(zero_quant_codec((zero_cpu_isa_t)ZERO_CPU_ISA_COUNT) == NULL);
+    for (int level = ZERO_CPU_ISA_C; level < ZERO_CPU_ISA_COUNT; level++) {
+        const zero_quant_codec_t *codec = zero_quant_codec((zero_cpu_isa_t)level);
+        if (codec == NULL)
+            continue;
+        levels++;
+        for (int cls = 0; cls < CLASSES; cls++)
+            for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++)
+                for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++)
+                    for (size_t b = 0; b < sizeof(all_bits) / sizeof(all_bits[0]); b++) {
+                        size_t n = ns[k], es = zero_dtype_size(dtypes[d]), off = (k + (size_t)cls) % (OFF + 1);
+                        size_t wire_off = 4 * (k % 2);   /* the scales need 4-byte alignment, no more */
+                        zero_quant_bits_t bits = all_bits[b];
+                        /* inputs at element offset off: 16-bit ones land on 2-byte boundaries */
+                        void *x = (char *)xin + off * es;
+                        fill_class(cls, x32, n);
+                        as_dtype(cls, dtypes[d], x32, n, x);
+                        memset(enc_c, 0xa5, sizeof enc_c);
+                        memset(enc_l, 0xa5, sizeof enc_l);
+                        CU_ASSERT_EQUAL(base->encode(bits, dtypes[d], x, n, enc_c + wire_off), 0);
+                        CU_ASSERT_EQUAL(codec->encode(bits, dtypes[d], x, n, enc_l + wire_off), 0);
+                        bad += memcmp(enc_c, enc_l, sizeof enc_c) != 0;
+                        const void *in = enc_c + wire_off;
+                        if (level == ZERO_CPU_ISA_C) {   /* the baseline against the reference */
+                            for (size_t i = 0; i < n; i++)
+                                fx[i] = dtype_value(dtypes[d], x, i);
+                            CU_ASSERT_EQUAL(base->decode(bits, in, n, ZERO_FP32, out_c + off), 0);
+                            for (size_t i = 0; i < n; i++) {
+                                ref[i] = reference_value(fx, n, i, qmax(bits));
+                                bad += memcmp(&ref[i], &out_c[off + i], sizeof(float)) != 0;
+                            }
+                            compared++;
+                            continue;
+                        }
+                        /* decode to each dtype, at an output offset */
+                        for (size_t e = 0; e < sizeof(dtypes) / sizeof(dtypes[0]); e++) {
+                            size_t oes = zero_dtype_size(dtypes[e]);
+                            memset(out_c, 0x5a, sizeof out_c);
+                            memset(out_l, 0x5a, sizeof out_l);
+                            CU_ASSERT_EQUAL(base->decode(bits, in, n, dtypes[e], (char *)out_c + off * oes), 0);
+                            CU_ASSERT_EQUAL(codec->decode(bits, in, n, dtypes[e], (char *)out_l + off * oes), 0);
+                            bad += memcmp(out_c, out_l, sizeof out_c) != 0;
+                        }
+                        /* the sums: a running sum of this class's values (so sums overflow
+                         * and carry NaN), the first part, the last part finished */
+                        fill_class(cls == CLASS_RANDOM_BITS ? CLASS_SPREAD : cls, acc0, n + OFF);
+                        memcpy(acc_c, acc0, sizeof acc_c);
+                        memcpy(acc_l, acc0, sizeof acc_l);
+                        CU_ASSERT_EQUAL(base->decode_add_f32(bits, in, n, acc_c + off), 0);
+                        CU_ASSERT_EQUAL(codec->decode_add_f32(bits, in, n, acc_l + off), 0);
+                        bad += memcmp(acc_c, acc_l, sizeof acc_c) != 0;
+                        memcpy(acc_c, acc0, sizeof acc_c);
+                        memcpy(acc_l, acc0, sizeof acc_l);
+                        CU_ASSERT_EQUAL(base->decode_first_f32(bits, in, n, acc_c + off), 0);
+                        CU_ASSERT_EQUAL(codec->decode_first_f32(bits, in, n, acc_l + off), 0);
+                        bad += memcmp(acc_c, acc_l, sizeof acc_c) != 0;
+                        for (size_t e = 0; e < sizeof(dtypes) / sizeof(dtypes[0]); e++)
+                            for (size_t v = 0; v < sizeof(divisors) / sizeof(divisors[0]); v++) {
+                                size_t oes = zero_dtype_size(dtypes[e]);
+                                memset(out_c, 0x5a, sizeof out_c);
+                                memset(out_l, 0x5a, sizeof out_l);
+                                CU_ASSERT_EQUAL(base->decode_add_finish(bits, in, n, acc0 + off, divisors[v], dtypes[e],
+                                                                        (char *)out_c + off * oes), 0);
+                                CU_ASSERT_EQUAL(codec->decode_add_finish(bits, in, n, acc0 + off, divisors[v],
+                                                                         dtypes[e], (char *)out_l + off * oes), 0);
+                                bad += memcmp(out_c, out_l, sizeof out_c) != 0;
+                            }
+                        compared++;
+                    }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(levels >= 1 && compared > 0);
+    printf("\n    codec levels compared: %zu (%zu cases, %zu differing)\n", levels, compared, bad);
+}
+
 static void test_bad_arguments(void)
 {
     float x[4] = {1, 2, 3, 4}, y[4];
@@ -345,6 +524,7 @@ static CU_TestInfo quant_tests[] = {
     {"16-bit inputs and outputs", test_16bit},
     {"fp32 accumulation over ranks", test_decode_add},
     {"fused first and last passes of a sum, bit for bit", test_decode_fused},
+    {"every instruction-set level, bit for bit", test_levels},
     {"bad arguments", test_bad_arguments},
     CU_TEST_INFO_NULL,
 };
