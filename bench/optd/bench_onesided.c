@@ -31,7 +31,7 @@
  * its state) as a real server must; the region's bytes are only numbers.
  *
  * Environment: BENCH_ONESIDED_ONLY=tag|put|ptr runs one mode (put runs only
- * so: its endpoint flush hung in 2 of 3 runs, docs/optd.md);
+ * so: waiting for its put and flush hung in 2 of 5 rounds, docs/optd.md);
  * BENCH_ONESIDED_KILL=1 (with ptr) SIGKILLs the server after the timed steps
  * and then writes and reads the whole region (a dead server's region must
  * not fault); BENCH_ONESIDED_NOARM=1 waits by progress and 20 us sleeps,
