@@ -17,6 +17,7 @@
  */
 #include "test_main.h"
 #include "offload/optd_server.h"
+#include "offload/optd_ucx.h"
 #include "offload/store_remote.h"
 #include "optim/optim.h"
 #include "util/alloc.h"
@@ -1445,6 +1446,194 @@ static void test_server_without_data_listener(void)
     }
 }
 
+/* ---------- the data listener admits only a ticket from HELLO's reply ---------- */
+
+/* Says HELLO with the job token on a new control connection of @p c to
+ * @p port and returns what the reply hands out: the data port and the
+ * ticket. -1: no such reply within 5 s. */
+static int raw_hello_ticket(raw_client_t *c, int port, uint32_t *data_port, uint64_t *ticket)
+{
+    unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    unsigned char reply[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_REPLY_BODY];
+    zero_optd_header_t h;
+    ucp_request_param_t rp;
+    ucs_status_t st;
+    void *rreq;
+    if (raw_connect(c, port, &c->ep, 1) != 0)
+        return -1;
+    make_hello(msg, c->key);
+    memset(&rp, 0, sizeof(rp));
+    rreq = ucp_tag_recv_nbx(c->worker, reply, sizeof(reply), c->key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    memset(&rp, 0, sizeof(rp));
+    st = raw_wait(c, ucp_tag_send_nbx(c->ep, msg, sizeof(msg), c->key, &rp), 5.0);
+    if (raw_wait(c, rreq, st == UCS_OK ? 5.0 : 0.0) != UCS_OK || st != UCS_OK)
+        return -1;
+    if (zero_optd_decode_header(reply, sizeof(reply), 1, &h) != ZERO_OPTD_PARSE_OK || h.status != 0 ||
+        h.body_len != ZERO_OPTD_HELLO_REPLY_BODY)
+        return -1;
+    *data_port = zero_get_le32(reply + ZERO_OPTD_HEADER_BYTES);
+    *ticket = zero_get_le64(reply + ZERO_OPTD_HEADER_BYTES + 8);
+    return 0;
+}
+
+/* Asks the data listener at @p port for a connection, from a new worker of
+ * @p context whose client id is @p id (0: the request carries none), as a
+ * data connection (no peer-failure mode; the error handler still hears of
+ * a rejection). 1: accepted (its WELCOME came); 0: rejected; -1: neither
+ * within 5 s. The connection is closed either way. */
+static int data_request(ucp_context_h context, int port, uint64_t id)
+{
+    raw_client_t c;
+    struct sockaddr_in sa;
+    ucp_ep_params_t p;
+    ucp_request_param_t rp;
+    unsigned char buf[8];
+    void *rreq;
+    int efd, rc = -1;
+    memset(&c, 0, sizeof(c));
+    if (zero_optd_worker_open(context, id, &c.worker, &efd, "test: a data request") != ZERO_OK)
+        return -1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER | (id != 0 ? UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID : 0);
+    p.sockaddr.addr = (struct sockaddr *)&sa;
+    p.sockaddr.addrlen = sizeof(sa);
+    p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    p.err_handler.cb = raw_err;
+    p.err_handler.arg = &c;
+    if (ucp_ep_create(c.worker, &p, &c.ep) != UCS_OK) {
+        ucp_worker_destroy(c.worker);
+        return -1;
+    }
+    memset(&rp, 0, sizeof(rp));
+    rreq = ucp_tag_recv_nbx(c.worker, buf, sizeof(buf), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 5.0 && rc < 0;) {
+        ucp_worker_progress(c.worker);
+        if (ucp_request_check_status(rreq) == UCS_OK)
+            rc = 1;
+        else if (c.failed)
+            rc = 0;
+    }
+    (void)raw_wait(&c, rreq, 0.0);
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    (void)raw_wait(&c, ucp_ep_close_nbx(c.ep, &rp), 1.0);
+    ucp_worker_destroy(c.worker);
+    return rc;
+}
+
+/* Requests without the ticket (none, a wrong one, one used already) are
+ * rejected; the one with it is accepted once; a real client is then served
+ * on its own data connection within its bound. */
+static void test_data_ticket(void)
+{
+    ZERO_TEST_MEM_MARK();
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_ucx_t u;
+    const char *settings[ZERO_OPTD_DATA_SETTINGS];
+    uint32_t data_port = 0;
+    uint64_t ticket = 0;
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_hello_ticket(&c, zero_optd_server_port(srv.server), &data_port, &ticket), 0);
+    CU_ASSERT_FATAL(data_port > 0 && ticket != 0);
+    zero_optd_data_settings(settings);
+    CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, settings, "test: a data context"), ZERO_OK);
+    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, 0), 0);            /* no client id */
+    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket ^ 1), 0);   /* a wrong one */
+    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket), 1);
+    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket), 0);       /* used already */
+    zero_optd_ucx_close(&u);
+    raw_close(&c);
+    CU_ASSERT_EQUAL(stepped_store(srv.addr, 3.0, &ctx, &st, &remote), 0);
+    zero_store_destroy(remote);
+    server_stop(&srv);
+}
+
+/* A process started with UCX_POSIX_SEG_SIZE=64k that asks the data listener
+ * of a real zero-optd for a connection without a ticket and sends a 1 MiB
+ * message on it. UCX 1.13 trusts the sender's segment size: when such a
+ * request was accepted, zero-optd aborted in UCX's receive path. Now it is
+ * rejected before anything of it exists, and the server serves on. Run in
+ * a child, as a foreign process would be. */
+static void foreign_64k_client(const char *addr)
+{
+    static unsigned char big[1 << 20];
+    raw_client_t c;
+    zero_optd_ucx_t u;
+    const char *settings[ZERO_OPTD_DATA_SETTINGS];
+    uint32_t data_port = 0;
+    uint64_t ticket = 0;
+    struct sockaddr_in sa;
+    ucp_ep_params_t p;
+    ucp_request_param_t rp;
+    ucp_ep_h ep;
+    void *sreq;
+    setenv("UCX_POSIX_SEG_SIZE", "64k", 1);
+    if (raw_init(&c) != 0 || raw_hello_ticket(&c, atoi(strrchr(addr, ':') + 1), &data_port, &ticket) != 0)
+        _exit(2);
+    zero_optd_data_settings(settings);
+    if (zero_optd_ucx_open(&u, settings, "test: a foreign data context") != ZERO_OK)
+        _exit(2);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)data_port);
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;   /* no ticket */
+    p.sockaddr.addr = (struct sockaddr *)&sa;
+    p.sockaddr.addrlen = sizeof(sa);
+    p.err_mode = UCP_ERR_HANDLING_MODE_NONE;       /* as a data connection: shared memory */
+    if (ucp_ep_create(u.worker, &p, &ep) != UCS_OK)
+        _exit(3);
+    memset(&rp, 0, sizeof(rp));
+    sreq = ucp_tag_send_nbx(ep, big, sizeof(big), 0x1234, &rp);
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 3.0;)
+        ucp_worker_progress(u.worker);
+    (void)sreq;
+    _exit(0);   /* nothing released: a foreign process need not be tidy */
+}
+
+static void test_data_ticket_foreign_64k(void)
+{
+    char addr[64];
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    pid_t child, pid = spawn_optd(addr, sizeof(addr));
+    int wstatus = 0;
+    CU_ASSERT_FATAL(pid > 0);
+    child = fork();
+    if (child == 0)
+        foreign_64k_client(addr);
+    CU_ASSERT_FATAL(child > 0);
+    for (double t0 = zero_clock_now(); waitpid(child, NULL, WNOHANG) == 0;) {
+        if (zero_clock_now() - t0 > 20) {
+            kill(child, SIGKILL);
+            waitpid(child, NULL, 0);
+            break;
+        }
+        zero_clock_sleep(0.05);
+    }
+    CU_ASSERT_EQUAL(waitpid(pid, &wstatus, WNOHANG), 0);   /* zero-optd lives */
+    CU_ASSERT_EQUAL(stepped_store(addr, 5.0, &ctx, &st, &remote), 0);
+    zero_store_destroy(remote);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
 /* The server killed while this client steps without a pause, so that the
  * kill lands mid-transfer or mid-step: an error naming it within the bound,
  * and this process lives on (UCX 1.13 aborted the client here when the data
@@ -1706,6 +1895,9 @@ int main(int argc, char **argv)
         {"server killed, same-host data connection: error naming it", test_server_killed},
         {"server killed mid-step, same-host data connection: error naming it", test_server_killed_mid_step},
         {"ZERO_OPTD_SAME_HOST=0 for the server: no data listener", test_server_without_data_listener},
+        {"data listener: no ticket, a wrong one, a used one: rejected; a real client is served", test_data_ticket},
+        {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
+         test_data_ticket_foreign_64k},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},
         {"a same-host client killed mid-step: the server serves on", test_store_client_killed_mid_step},
         {"eight same-host clients killed mid-step on one server: each later one gets its data connection",
