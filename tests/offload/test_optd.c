@@ -709,6 +709,29 @@ static int raw_init(raw_client_t *c)
     return ucp_worker_create(c->context, &wp, &c->worker) == UCS_OK ? 0 : -1;
 }
 
+/* Fills @p p to connect to 127.0.0.1:@p port (@p sa holds the address)
+ * with @p flags besides CLIENT_SERVER, in error mode @p mode; with @p c,
+ * raw_err reports failures there. */
+static void raw_ep_params(ucp_ep_params_t *p, struct sockaddr_in *sa, int port, unsigned flags,
+                          ucp_err_handling_mode_t mode, raw_client_t *c)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    sa->sin_addr.s_addr = htonl(0x7f000001);
+    memset(p, 0, sizeof(*p));
+    p->field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    p->flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER | flags;
+    p->sockaddr.addr = (struct sockaddr *)sa;
+    p->sockaddr.addrlen = sizeof(*sa);
+    p->err_mode = mode;
+    if (c != NULL) {
+        p->field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+        p->err_handler.cb = raw_err;
+        p->err_handler.arg = c;
+    }
+}
+
 /* Connects an endpoint; with @p welcome, waits for the key. */
 static int raw_connect(raw_client_t *c, int port, ucp_ep_h *ep_p, int welcome)
 {
@@ -716,19 +739,7 @@ static int raw_connect(raw_client_t *c, int port, ucp_ep_h *ep_p, int welcome)
     ucp_ep_params_t p;
     ucp_request_param_t rp;
     unsigned char buf[8];
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(0x7f000001);
-    memset(&p, 0, sizeof(p));
-    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
-    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
-    p.sockaddr.addr = (struct sockaddr *)&sa;
-    p.sockaddr.addrlen = sizeof(sa);
-    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-    p.err_handler.cb = raw_err;
-    p.err_handler.arg = c;
+    raw_ep_params(&p, &sa, port, 0, UCP_ERR_HANDLING_MODE_PEER, c);
     if (ucp_ep_create(c->worker, &p, ep_p) != UCS_OK)
         return -1;
     if (!welcome)
@@ -1493,19 +1504,7 @@ static int data_request(ucp_context_h context, int port, uint64_t id)
     memset(&c, 0, sizeof(c));
     if (zero_optd_worker_open(context, id, &c.worker, &efd, "test: a data request") != ZERO_OK)
         return -1;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(0x7f000001);
-    memset(&p, 0, sizeof(p));
-    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
-    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER | (id != 0 ? UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID : 0);
-    p.sockaddr.addr = (struct sockaddr *)&sa;
-    p.sockaddr.addrlen = sizeof(sa);
-    p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-    p.err_handler.cb = raw_err;
-    p.err_handler.arg = &c;
+    raw_ep_params(&p, &sa, port, id != 0 ? UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID : 0, UCP_ERR_HANDLING_MODE_NONE, &c);
     if (ucp_ep_create(c.worker, &p, &c.ep) != UCS_OK) {
         ucp_worker_destroy(c.worker);
         return -1;
@@ -1586,16 +1585,8 @@ static void foreign_64k_client(const char *addr)
     zero_optd_data_settings(settings);
     if (zero_optd_ucx_open(&u, settings, "test: a foreign data context") != ZERO_OK)
         _exit(2);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)data_port);
-    sa.sin_addr.s_addr = htonl(0x7f000001);
-    memset(&p, 0, sizeof(p));
-    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;   /* no ticket */
-    p.sockaddr.addr = (struct sockaddr *)&sa;
-    p.sockaddr.addrlen = sizeof(sa);
-    p.err_mode = UCP_ERR_HANDLING_MODE_NONE;       /* as a data connection: shared memory */
+    /* no ticket; no peer-failure mode, as a data connection: shared memory */
+    raw_ep_params(&p, &sa, (int)data_port, 0, UCP_ERR_HANDLING_MODE_NONE, NULL);
     if (ucp_ep_create(u.worker, &p, &ep) != UCS_OK)
         _exit(3);
     memset(&rp, 0, sizeof(rp));
