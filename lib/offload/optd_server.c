@@ -88,6 +88,17 @@ typedef struct optd_conn {
     ucp_worker_h worker;
     int efd;
     int data_index;              /* its place in server->data_conns */
+    /* The data listener admits a connection request only if it carries,
+     * as UCX client id, the ticket of a control connection that said HELLO
+     * (its reply hands the ticket out; docs/optd.md, Safety): so a process
+     * without the job token never gets an endpoint or a shared-memory FIFO
+     * here. A control connection's ticket: random, set by the UCX thread at
+     * accept (before any message of it enters the ring, so the worker
+     * thread reads it in handle_hello), 0 once used or closed. A data
+     * connection's ticket_key: the key of the control connection whose
+     * ticket it carried; its ATTACH must name that one. */
+    uint64_t ticket;
+    uint64_t ticket_key;
     struct optd_conn *partner;   /* a client's control and data connections point at each other */
     atomic_int dead;             /* closing or failed: the worker skips its messages */
     /* whose state this connection's messages use: itself, or for an attached
@@ -416,6 +427,8 @@ static void conn_close(optd_conn_t *c, const char *why)
     c->hello_done = 0;
     c->refused = 0;
     c->data = 0;
+    c->ticket = 0;   /* expires with its connection */
+    c->ticket_key = 0;
     c->owner = c;
     c->rank = 0;
     c->num_groups = c->num_states = 0;
@@ -447,6 +460,36 @@ static uint64_t new_key(int slot)
     return ((r << 16) & ~ZERO_OPTD_TAG_REPLY) | (uint64_t)slot;
 }
 
+/* A data connection's ticket: 64 random bits, never 0 (no ticket, and what
+ * a request without a client id reports). 0 when getrandom fails: that
+ * control connection then gets no data connection (a guessable ticket would
+ * defeat its purpose). */
+static uint64_t new_ticket(void)
+{
+    uint64_t t = 0;
+    if (getrandom(&t, sizeof(t), GRND_NONBLOCK) != (ssize_t)sizeof(t))
+        return 0;
+    return t != 0 ? t : 1;
+}
+
+/* The control connection whose ticket is @p id (and uses the ticket up), or
+ * NULL: then the data connection request is rejected before anything of it
+ * exists. Every connection is compared, so the time taken does not tell how
+ * much of a guess matched. */
+static optd_conn_t *take_ticket(zero_optd_server_t *s, uint64_t id)
+{
+    optd_conn_t *owner = NULL;
+    for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
+        optd_conn_t *c = &s->conns[i];
+        int match = id != 0 && c->ticket == id;
+        if (match && c->state == CONN_READY && !c->data && c->partner == NULL && !c->failed)
+            owner = c;
+    }
+    if (owner != NULL)
+        owner->ticket = 0;   /* single use */
+    return owner;
+}
+
 static void accept_pending(zero_optd_server_t *s)
 {
     while (s->npending > 0) {
@@ -460,9 +503,21 @@ static void accept_pending(zero_optd_server_t *s)
         ucs_status_t st;
         char peer[64] = "?";
 
+        optd_conn_t *ticket_owner = NULL;
+
         attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
-        if (ucp_conn_request_query(req, &attr) == UCS_OK)
+        if (data)
+            attr.field_mask |= UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ID;
+        st = ucp_conn_request_query(req, &attr);
+        if (st == UCS_OK)
             describe_sockaddr(&attr.client_address, peer, sizeof(peer));
+        if (data && (st != UCS_OK || (ticket_owner = take_ticket(s, attr.client_id)) == NULL)) {
+            /* before any endpoint or worker: such a process never reaches
+             * UCX's shared-memory path (docs/optd.md, Safety) */
+            ZERO_LOG_WARN("client %s: data connection refused: its request carries no valid ticket", peer);
+            ucp_listener_reject(s->data_listener, req);
+            continue;
+        }
         for (int i = 0; i < ZERO_OPTD_MAX_CONNS && c == NULL; i++)
             if (s->conns[i].state == CONN_FREE)
                 c = &s->conns[i];
@@ -472,7 +527,7 @@ static void accept_pending(zero_optd_server_t *s)
             continue;
         }
         if (data && (atomic_load(&s->ndata_conns) == ZERO_OPTD_MAX_DATA_CONNS ||
-                     zero_optd_worker_open(s->ucx[DATA].context, &c->worker, &c->efd,
+                     zero_optd_worker_open(s->ucx[DATA].context, 0, &c->worker, &c->efd,
                                            "zero-optd: a data connection's worker") != ZERO_OK)) {
             /* the client falls back to its first connection */
             ZERO_LOG_WARN("client %s: data connection refused: %d in use, or no worker for it", peer,
@@ -504,6 +559,8 @@ static void accept_pending(zero_optd_server_t *s)
         c->server = s;
         c->failed = 0;
         c->data = data;
+        c->ticket = data ? 0 : new_ticket();
+        c->ticket_key = data ? ticket_owner->key : 0;
         atomic_store(&c->dead, 0);
         /* a data connection's endpoint on its own worker: UCX (1.13 too)
          * accepts a request on a worker of the listener's context other than
@@ -585,6 +642,7 @@ static void handle_hello(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_
     zero_optd_parse_t v = zero_optd_decode_hello(body, h->body_len, &hello);
     unsigned char diff = 0;
     uint64_t need = 0, in_use;
+    int data_ok;
 
     if (v != ZERO_OPTD_PARSE_OK) {
         refuse(q, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_PROTOCOL, 1, "zero-optd: malformed HELLO: %s",
@@ -632,12 +690,14 @@ static void handle_hello(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_
     q->hello_ok = 1;
     ZERO_LOG_INFO("client %s: rank %u holds %llu bytes here (%u groups, %u states)", c->peer, hello.rank,
                   (unsigned long long)need, hello.num_groups, hello.num_states);
-    /* the reply names the data listener: a client on this host may open a
+    /* The reply names the data listener: a client on this host may open a
      * second connection there, which UCX can give shared memory (not when
-     * every data connection is taken: accept_pending would refuse it) */
-    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES,
-                  atomic_load(&s->ndata_conns) < ZERO_OPTD_MAX_DATA_CONNS ? (uint32_t)s->data_port : 0u);
+     * every data connection is taken: accept_pending would refuse it, nor
+     * without a ticket), with the ticket as its UCX client id. */
+    data_ok = s->data_port != 0 && c->ticket != 0 && atomic_load(&s->ndata_conns) < ZERO_OPTD_MAX_DATA_CONNS;
+    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES, data_ok ? (uint32_t)s->data_port : 0u);
     zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES + 4, 0);
+    zero_put_le64(q->tx + ZERO_OPTD_HEADER_BYTES + 8, data_ok ? c->ticket : 0u);
     slot_reply(q, ZERO_OPTD_HELLO, h->seq, ZERO_OK, ZERO_OPTD_HELLO_REPLY_BODY);
 }
 
@@ -1032,8 +1092,9 @@ static void attach_data(zero_optd_server_t *s, optd_conn_t *c, ucp_tag_message_h
         diff |= (unsigned char)(a.token[i] ^ s->opts.token[i]);
     ctl = conn_of_tag(s, a.control_key);
     if ((s->opts.have_token && diff != 0) || ctl == NULL || ctl->data || ctl->state != CONN_READY ||
-        ctl->partner != NULL || ctl->failed) {
-        conn_close(c, "ATTACH: no such control connection, one already attached, or another job's token");
+        ctl->partner != NULL || ctl->failed || a.control_key != c->ticket_key) {
+        conn_close(c, "ATTACH: no such control connection, one already attached, not the one whose ticket it "
+                      "carried, or another job's token");
         return;
     }
     c->owner = ctl;

@@ -28,7 +28,7 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
     params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;   /* waits sleep on the event descriptor */
     ZERO_UCS_CHECK_GOTO(ucp_init(&params, config, &u->context), status, fail, "%s: UCX: %s", who, "ucp_init");
-    ZERO_CHECK_GOTO(zero_optd_worker_open(u->context, &u->worker, &u->efd, who), status, fail);
+    ZERO_CHECK_GOTO(zero_optd_worker_open(u->context, 0, &u->worker, &u->efd, who), status, fail);
     if (config != NULL)
         ucp_config_release(config);
     return ZERO_OK;
@@ -39,7 +39,8 @@ fail:
     return status;
 }
 
-zero_status_t zero_optd_worker_open(ucp_context_h context, ucp_worker_h *worker, int *efd, const char *who)
+zero_status_t zero_optd_worker_open(ucp_context_h context, uint64_t client_id, ucp_worker_h *worker, int *efd,
+                                    const char *who)
 {
     zero_status_t status = ZERO_OK;
     ucp_worker_params_t wparams;
@@ -48,12 +49,17 @@ zero_status_t zero_optd_worker_open(ucp_context_h context, ucp_worker_h *worker,
     memset(&wparams, 0, sizeof(wparams));
     wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
     /* serialized, not single: CPU offload's offload thread steps a device
-     * rank's slots on the remote store while the trainer's thread acquires
-     * ranges for checkpoints, one at a time (offload/cpu_inner.h); UCX's
+     * rank's slots on the remote store (its control worker and each
+     * server's data worker) while the trainer's thread acquires ranges for
+     * checkpoints, one at a time (offload/cpu_inner.h); UCX's
      * single mode allows one thread only. zero-optd's per-connection
      * workers are only ever driven by its one loop thread, but share this
      * one place of creation */
     wparams.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+    if (client_id != 0) {
+        wparams.field_mask |= UCP_WORKER_PARAM_FIELD_CLIENT_ID;
+        wparams.client_id = client_id;
+    }
     ZERO_UCS_CHECK_GOTO(ucp_worker_create(context, &wparams, worker), status, fail, "%s: UCX: %s", who,
                         "creating the worker");
     if (ucp_worker_get_efd(*worker, efd) != UCS_OK)

@@ -19,6 +19,7 @@
 #include <zero/status.h>
 
 #include <poll.h>
+#include <stdint.h>
 #include <ucp/api/ucp.h>
 
 /* The data context's transports unless ZERO_OPTD_DATA_TLS names others (a
@@ -54,10 +55,16 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
  * at a time) in @p worker and gets its event descriptor in @p efd (-1:
  * none). zero-optd gives each same-host data connection a worker of its own
  * this way (optd_server.c says why).
+ * @p client_id: 0, or the id that the worker's client-server endpoints
+ * created with UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID put in their connection
+ * request (UCX 1.13 has it per worker, not per endpoint): the remote store
+ * gives each server's data connection a worker whose id is the ticket that
+ * server handed out (docs/optd.md, Safety).
  * Errors: the UCX failure, translated and logged with @p who; @p worker is
  * then NULL.
  */
-zero_status_t zero_optd_worker_open(ucp_context_h context, ucp_worker_h *worker, int *efd, const char *who);
+zero_status_t zero_optd_worker_open(ucp_context_h context, uint64_t client_id, ucp_worker_h *worker, int *efd,
+                                    const char *who);
 /* Destroys what zero_optd_ucx_open created (an empty @p u too). */
 void zero_optd_ucx_close(zero_optd_ucx_t *u);
 

@@ -29,8 +29,9 @@
 
 #define ZERO_OPTD_MAGIC 0x44504f5au         /* "ZOPD" as little-endian bytes */
 /* 2: HELLO's reply carries a body (the same-host data port); 3: LAMB1 and
- * LAMB2 (Lamb's two phases on the server) and the longer bound on a body. */
-#define ZERO_OPTD_VERSION 3u
+ * LAMB2 (Lamb's two phases on the server) and the longer bound on a body;
+ * 4: HELLO's reply carries the data connection's ticket. */
+#define ZERO_OPTD_VERSION 4u
 #define ZERO_OPTD_HEADER_BYTES 32u
 #define ZERO_OPTD_TOKEN_BYTES 16u           /* = ZERO_COMM_TOKEN_BYTES */
 #define ZERO_OPTD_MAX_GROUPS 3              /* = ZERO_DTYPE_COUNT */
@@ -39,7 +40,9 @@
  * ranges into pieces of this size (4 MiB of fp32), which bounds every buffer. */
 #define ZERO_OPTD_MAX_ELEMS ((uint64_t)1 << 20)
 #define ZERO_OPTD_HELLO_BODY 64u
-#define ZERO_OPTD_HELLO_REPLY_BODY 8u       /* the same-host data listener's port (u32; 0: none), reserved u32 */
+/* the same-host data listener's port (u32; 0: none), a reserved u32, and the
+ * ticket a data connection request must carry as UCX client id (u64) */
+#define ZERO_OPTD_HELLO_REPLY_BODY 16u
 #define ZERO_OPTD_ATTACH_BODY 24u           /* the control connection's key (u64), the token */
 #define ZERO_OPTD_STEP_HEAD 80u             /* STEP body before the gradient */
 #define ZERO_OPTD_RANGE_HEAD 24u            /* READ / WRITE body before the data */

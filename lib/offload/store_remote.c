@@ -94,9 +94,16 @@ typedef struct remote_store {
     zero_store_t base;
     zero_store_remote_opts_t opts;
     /* [CTL]: every control connection (peer-failure mode, UCX's own
-     * transports); [DATA]: the same-host data connections, shared memory
-     * only (optd_ucx.h says why), opened with the first of them */
+     * transports); [DATA]: the context of the same-host data connections,
+     * shared memory only (optd_ucx.h says why), opened with the first of
+     * them; it keeps no worker of its own */
     zero_optd_ucx_t ucx[2];
+    /* [s]: the worker of server s's data connection (no context of its own;
+     * empty: none). One per server because UCX 1.13 sends a worker's client
+     * id, not an endpoint's, and each server hands out its own ticket
+     * (connect_data); a server killed mid-send now stops only its FIFO. */
+    zero_optd_ucx_t *data_w;
+    struct pollfd *pfd;               /* room for every worker's event descriptor (sleep_on_worker) */
     server_link_t *links;
     int num_links;
     request_slot_t slots[MAX_WINDOW];
@@ -109,10 +116,11 @@ typedef struct remote_store {
 #define CTL 0
 #define DATA 1
 
-/* Progresses both workers; returns whether anything happened. */
+/* Progresses every worker; returns whether anything happened. */
 static int progress(remote_store_t *r)
 {
-    return zero_optd_ucx_progress(r->ucx, 2);
+    int moved = zero_optd_ucx_progress(r->ucx, 2);
+    return zero_optd_ucx_progress(r->data_w, r->num_links) | moved;
 }
 
 static void link_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
@@ -175,8 +183,12 @@ static void sleep_on_worker(remote_store_t *r, double deadline)
     double left_ms = (deadline - zero_clock_now()) * 1e3;
     /* never below 0: poll takes a negative timeout as forever */
     int ms = left_ms <= 0 ? 0 : left_ms < SLEEP_SLICE_MS ? (int)left_ms + 1 : SLEEP_SLICE_MS;
-    struct pollfd pfd[2];
+    struct pollfd *pfd = r->pfd;
     int n = zero_optd_ucx_arm(r->ucx, 2, pfd);
+    if (n >= 0) {
+        int m = zero_optd_ucx_arm(r->data_w, r->num_links, pfd + n);
+        n = m < 0 ? m : n + m;
+    }
     if (n == -1) {
         /* "events pending", yet progress found none: on the data
          * connection this is a send waiting for room in the server's
@@ -374,7 +386,7 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
 {
     server_link_t *l = &r->links[q->server];
     ucp_ep_h ep = l->data_ep != NULL ? l->data_ep : l->ep;
-    ucp_worker_h worker = r->ucx[l->data_ep != NULL ? DATA : CTL].worker;
+    ucp_worker_h worker = l->data_ep != NULL ? r->data_w[l->index].worker : r->ucx[CTL].worker;
     uint64_t key = l->data_ep != NULL ? l->data_key : l->key;
     zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = type, .status = 0, .body_len = body_len,
                             .conn_key = key, .seq = r->next_seq++};
@@ -708,9 +720,10 @@ static void close_link(remote_store_t *r, server_link_t *l)
         /* Not in peer-failure mode: a forced close may upset a live peer
          * (UCX's note on UCP_EP_CLOSE_FLAG_FORCE), so it is flushed unless
          * the server failed. */
-        close_ep(r, r->ucx[DATA].worker, l->data_ep, r->failed != ZERO_OK);
+        close_ep(r, r->data_w[l->index].worker, l->data_ep, r->failed != ZERO_OK);
         l->data_ep = NULL;
     }
+    zero_optd_ucx_close(&r->data_w[l->index]);   /* its worker only */
     if (l->ep != NULL)
         close_ep(r, r->ucx[CTL].worker, l->ep, 1);   /* peer-failure mode: the server sees the close either way */
     l->ep = NULL;
@@ -726,7 +739,7 @@ static void remote_destroy(zero_store_t *store)
          * server drops its end of the data connection with it. */
         for (int s = 0; s < r->num_links; s++)
             if (r->links[s].data_ep != NULL) {
-                close_ep(r, r->ucx[DATA].worker, r->links[s].data_ep, 0);
+                close_ep(r, r->data_w[s].worker, r->links[s].data_ep, 0);
                 r->links[s].data_ep = NULL;
             }
         /* BYE frees the state on the servers at once (they would also see the close) */
@@ -749,6 +762,8 @@ static void remote_destroy(zero_store_t *store)
         zero_free(r->links[s].addr);
     }
     zero_free(r->links);
+    zero_free(r->data_w);
+    zero_free(r->pfd);
     for (int i = 0; i < MAX_WINDOW; i++) {
         zero_mem_free(r->slots[i].tx);
         zero_mem_free(r->slots[i].rx);
@@ -825,11 +840,16 @@ static int address_is_local(const struct addrinfo *ai)
  * a dead peer cannot make UCX abort the process: optd_ucx.h), and ATTACHes
  * it to the control connection, which stays open so that a dead server is
  * still seen at once (its error handler) and the server sees a dead client.
+ * The connection request carries the ticket from HELLO's reply as UCX
+ * client id, which zero-optd checks before it creates anything for the
+ * request (docs/optd.md, Safety); UCX 1.13 takes the id from the worker,
+ * so the connection gets a worker of its own whose id is that ticket.
  * Any failure is logged (info) and leaves the link on its control
  * connection. Skipped with ZERO_OPTD_SAME_HOST=0 (docs/optd.md). */
 static void connect_data(remote_store_t *r, server_link_t *l, const struct addrinfo *ai)
 {
     uint32_t port = zero_get_le32(l->hello_reply);
+    uint64_t ticket = zero_get_le64(l->hello_reply + 8);
     double deadline = zero_clock_now() + (r->opts.timeout_s < DATA_SETUP_S ? r->opts.timeout_s : DATA_SETUP_S);
     unsigned char *welcome = l->data_welcome, *msg = l->data_msg, *reply = l->data_reply;
     struct sockaddr_storage sa;
@@ -846,16 +866,26 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     const char *why;
     int timed_out;
 
-    if (port == 0 || port > 65535 || !zero_optd_same_host_enabled() || !address_is_local(ai))
+    if (port == 0 || port > 65535 || ticket == 0 || !zero_optd_same_host_enabled() || !address_is_local(ai))
         return;
     zero_optd_data_settings(data_settings);
-    if (r->ucx[DATA].worker == NULL &&
-        zero_optd_ucx_open(&r->ucx[DATA], data_settings, "remote store: the same-host data context") !=
+    if (r->ucx[DATA].context == NULL) {
+        if (zero_optd_ucx_open(&r->ucx[DATA], data_settings, "remote store: the same-host data context") !=
             ZERO_OK) {
-        why = "no shared-memory UCX context";
+            why = "no shared-memory UCX context";
+            goto fallback;
+        }
+        /* only the context is shared: each data connection has its worker */
+        ucp_worker_destroy(r->ucx[DATA].worker);
+        r->ucx[DATA].worker = NULL;
+        r->ucx[DATA].efd = -1;
+    }
+    if (zero_optd_worker_open(r->ucx[DATA].context, ticket, &r->data_w[l->index].worker, &r->data_w[l->index].efd,
+                              "remote store: a data connection's worker") != ZERO_OK) {
+        why = "no worker";
         goto fallback;
     }
-    worker = r->ucx[DATA].worker;
+    worker = r->data_w[l->index].worker;
     memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
     if (ai->ai_family == AF_INET)
         ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)port);
@@ -863,7 +893,7 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
         ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)port);
     memset(&p, 0, sizeof(p));
     p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER | UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID;   /* the ticket */
     p.sockaddr.addr = (const struct sockaddr *)&sa;
     p.sockaddr.addrlen = ai->ai_addrlen;
     p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
@@ -915,6 +945,7 @@ fallback:
                   "connection", l->addr, why);
     if (ep != NULL)
         close_ep(r, worker, ep, 0);
+    zero_optd_ucx_close(&r->data_w[l->index]);   /* the worker only; its requests were released */
 }
 
 /* Endpoint, WELCOME (the key), HELLO (token and the slices it will hold). */
@@ -1050,8 +1081,13 @@ zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero
     r->opts.servers = NULL;   /* the caller's; copied into the links */
     r->window = opts->window ? opts->window : 4;
     r->links = zero_calloc((size_t)opts->num_servers, sizeof(*r->links));
-    if (r->links == NULL) {
+    r->data_w = zero_calloc((size_t)opts->num_servers, sizeof(*r->data_w));
+    r->pfd = zero_calloc((size_t)opts->num_servers + 2, sizeof(*r->pfd));
+    if (r->links == NULL || r->data_w == NULL || r->pfd == NULL) {
         ZERO_LOG_ERROR("remote store: out of memory");
+        zero_free(r->links);
+        zero_free(r->data_w);
+        zero_free(r->pfd);
         zero_free(r);
         return ZERO_ERR_NO_MEMORY;
     }
@@ -1060,6 +1096,7 @@ zero_status_t zero_store_remote_create(const zero_store_desc_t *desc, const zero
         server_link_t *l = &r->links[s];
         l->store = r;
         l->index = s;
+        r->data_w[s].efd = -1;
         l->addr = zero_strdup(opts->servers[s]);
         if (l->addr == NULL) {
             ZERO_LOG_ERROR("remote store: out of memory");
