@@ -187,7 +187,7 @@ struct zero_optd_server {
     pthread_cond_t wake;         /* a slot became READY, or stop */
     pthread_t thread;
     int thread_started, thread_stop;
-    float *grad32;               /* the worker's: a 16-bit gradient as fp32, ZERO_OPTD_MAX_ELEMS */
+    float *grad32;               /* the worker's: LAMB1's 16-bit gradient as fp32, ZERO_OPTD_MAX_ELEMS */
     atomic_uint_fast64_t bytes;  /* state of every connection plus the buffers */
     unsigned char drop[DROP_BYTES];
     /* requests the loop does not wait for (held_t): receives of dropped
@@ -208,14 +208,22 @@ static ucp_worker_h conn_worker(const optd_conn_t *c)
     return c->data ? c->worker : c->server->ucx[CTL].worker;
 }
 
+/* Progresses each data connection's worker (shared memory: polling its
+ * FIFO is a few loads). Returns whether anything happened. */
+static int progress_data_conns(zero_optd_server_t *s)
+{
+    int moved = 0;
+    for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
+        moved |= ucp_worker_progress(s->data_conns[i]->worker) != 0;
+    return moved;
+}
+
 /* Progresses every worker: the control context's, the data listener's and
  * each data connection's. Returns whether anything happened. */
 static int progress_all(zero_optd_server_t *s)
 {
     int moved = zero_optd_ucx_progress(s->ucx, 2);
-    for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
-        moved |= ucp_worker_progress(s->data_conns[i]->worker) != 0;
-    return moved;
+    return progress_data_conns(s) | moved;
 }
 
 static void conn_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
@@ -724,8 +732,9 @@ static zero_optim_w16_t wire_w16(uint32_t dtype)
     return dtype == 2 ? ZERO_OPTIM_W16_BF16 : dtype == 1 ? ZERO_OPTIM_W16_FP16 : ZERO_OPTIM_W16_NONE;
 }
 
-/* A STEP's or LAMB1's gradient (@p n of wire @p dtype) as fp32: itself, or
- * widened into the worker's buffer. NULL (the message refused) on failure. */
+/* LAMB1's gradient (@p n of wire @p dtype) as fp32: itself, or widened
+ * into the worker's buffer (Lamb's phase-1 sums take fp32; STEP widens
+ * inside its kernel). NULL (the message refused) on failure. */
 static const float *grad_f32(zero_optd_server_t *s, const zero_optim_ctx_t *ctx, optd_slot_t *q,
                              const zero_optd_header_t *h, uint32_t dtype, const void *grad, size_t n)
 {
@@ -749,8 +758,8 @@ static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_h
     zero_store_async_step_t st;
     zero_optd_parse_t v = zero_optd_decode_step(body, h->body_len, &w);
     zero_optim_w16_t w16_type;
-    const float *g32;
-    float *master;
+    float *master, *s1, *s2;
+    uint16_t *w16;
     zero_status_t status;
     size_t n;
 
@@ -789,17 +798,20 @@ static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_h
                "zero-optd: rank %u's optimizer needs more states than the %u it declared", c->rank, c->num_states);
         return;
     }
-    g32 = grad_f32(s, &s->optim, q, h, w.grad_dtype, w.grad, n);
-    if (g32 == NULL)
-        return;
     w16_type = wire_w16(w.weight_dtype);
     master = c->field[w.group][0] + w.begin;
-    status = zero_store_run_kernel(&s->optim, &st, master, g32,
-                                   c->num_states >= 1 ? c->field[w.group][1] + w.begin : NULL,
-                                   c->num_states >= 2 ? c->field[w.group][2] + w.begin : NULL,
-                                   w16_type != ZERO_OPTIM_W16_NONE ? (uint16_t *)(q->tx + ZERO_OPTD_HEADER_BYTES)
-                                                                   : NULL,
-                                   w16_type, n);
+    s1 = c->num_states >= 1 ? c->field[w.group][1] + w.begin : NULL;
+    s2 = c->num_states >= 2 ? c->field[w.group][2] + w.begin : NULL;
+    w16 = w16_type != ZERO_OPTIM_W16_NONE ? (uint16_t *)(void *)(q->tx + ZERO_OPTD_HEADER_BYTES) : NULL;
+    /* A 16-bit gradient is widened inside the kernel, a block at a time,
+     * straight from the receive slot: no fp32 copy of it is written and
+     * read back (0.4 ms of a 4 Mi-element step). Bitwise the same as
+     * widening first (zero_store_run_kernel_g16). */
+    if (w.grad_dtype != 0)
+        status = zero_store_run_kernel_g16(&s->optim, &st, master, w.grad, wire_w16(w.grad_dtype), s1, s2, w16,
+                                           w16_type, n);
+    else
+        status = zero_store_run_kernel(&s->optim, &st, master, w.grad, s1, s2, w16, w16_type, n);
     if (status != ZERO_OK) {
         refuse(q, ZERO_OPTD_STEP, h->seq, status, 0,
                "zero-optd: rank %u's step of group %u [%llu, +%llu) failed: %s (hyper-parameters out of range?)",
@@ -1330,6 +1342,15 @@ static void reap(zero_optd_server_t *s)
  * idle. */
 #define SPIN_AFTER_ACTIVITY_S 50e-6
 #define SLEEP_SLICE_MS 5
+/* While it spins, the loop progresses the control context's workers (TCP:
+ * each progress is an epoll_wait on UCX's sockets) only this often, unless
+ * they moved on their last progress or the loop just woke: with a same-host
+ * client stepping, it made one such call per pass, about 1 ms of a 4 Mi-
+ * element step's CPU here (docs/optd.md, "Where the server's CPU goes on one
+ * host"). A TCP client's message waits in the kernel at most this long;
+ * without a data connection open the loop never spins, and these workers
+ * are progressed on every pass as before. */
+#define CTL_PROGRESS_INTERVAL_S 100e-6
 /* What the loop sleeps when UCX reports events pending but nothing moved. */
 #define BUSY_PAUSE_S 50e-6
 
@@ -1364,10 +1385,19 @@ static void sleep_until_event(zero_optd_server_t *s)
 
 zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t *stop)
 {
-    double last_reap = 0.0, last_activity = 0.0;
+    double last_reap = 0.0, last_activity = 0.0, last_ctl = 0.0;
+    int woke = 1, ctl_busy = 0;
     while (!*stop) {
         int moved = 0;
-        while (progress_all(s))
+        double now = zero_clock_now();
+        if (woke || ctl_busy || atomic_load(&s->ndata_conns) == 0 || now - last_ctl >= CTL_PROGRESS_INTERVAL_S) {
+            last_ctl = now;
+            ctl_busy = 0;
+            while (zero_optd_ucx_progress(s->ucx, 2))
+                ctl_busy = moved = 1;
+        }
+        woke = 0;
+        while (progress_data_conns(s))
             moved = 1;
         if (s->npending > 0)
             accept_pending(s);
@@ -1394,6 +1424,7 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
         if (atomic_load(&s->ndata_conns) > 0 && zero_clock_now() - last_activity < SPIN_AFTER_ACTIVITY_S)
             continue;
         sleep_until_event(s);
+        woke = 1;
     }
     return ZERO_OK;
 }
