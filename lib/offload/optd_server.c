@@ -1345,9 +1345,9 @@ static void reap(zero_optd_server_t *s)
 /* While it spins, the loop progresses the control context's workers (TCP:
  * each progress is an epoll_wait on UCX's sockets) only this often, unless
  * they moved on their last progress or the loop just woke: with a same-host
- * client stepping, it made one such call per pass, about 1 ms of a 4 Mi-
- * element step's CPU here (docs/optd.md, "Where the server's CPU goes on one
- * host"). A TCP client's message waits in the kernel at most this long;
+ * client stepping, it made one such call per pass (with the data worker's
+ * own, about 10% of the server's CPU: docs/optd.md, "Where the server's CPU
+ * goes on one host"). A TCP client's message waits in the kernel at most this long;
  * without a data connection open the loop never spins, and these workers
  * are progressed on every pass as before. */
 #define CTL_PROGRESS_INTERVAL_S 100e-6
