@@ -1347,9 +1347,9 @@ static void reap(zero_optd_server_t *s)
  * they moved on their last progress or the loop just woke: with a same-host
  * client stepping, it made one such call per pass (with the data worker's
  * own, about 10% of the server's CPU: docs/optd.md, "Where the server's CPU
- * goes on one host"). A TCP client's message waits in the kernel at most this long;
- * without a data connection open the loop never spins, and these workers
- * are progressed on every pass as before. */
+ * goes on one host"). A TCP client's message waits in the kernel at most
+ * this much longer; without a data connection open the loop never spins,
+ * and these workers are progressed on every pass as before. */
 #define CTL_PROGRESS_INTERVAL_S 100e-6
 /* What the loop sleeps when UCX reports events pending but nothing moved. */
 #define BUSY_PAUSE_S 50e-6
