@@ -784,7 +784,7 @@ static void shut_down(remote_store_t *r)
     }
     for (int s = 0; s < r->num_links; s++)
         close_link(r, &r->links[s]);
-    zero_optd_ucx_close(&r->ucx[CTL]);   /* its worker: no context shares it */
+    zero_optd_ucx_close(&r->ucx[CTL]);   /* its worker and context (registrations too) */
 }
 
 /*
