@@ -145,12 +145,14 @@ typedef struct optd_slot {
     slot_kind_t kind;
     optd_conn_t *conn;
     size_t length;               /* bytes of the message */
-    void *req;                   /* the receive, then the reply's send */
+    void *req;                   /* the receive, then the reply's send (split: the array's) */
+    void *head_req;              /* a split reply's header send, while in flight */
     double deadline;
     unsigned char *rx, *tx;      /* ZERO_OPTD_MAX_MESSAGE each */
     /* the worker's verdict */
     int reply;                   /* send tx (header encoded) */
     uint32_t reply_len;
+    int split;                   /* the reply goes as header, then body on the data tag (optd_wire.h) */
     int close;                   /* close the connection after the reply */
     int hello_ok;                /* the connection said HELLO and was accepted */
 } optd_slot_t;
@@ -464,8 +466,9 @@ static uint64_t new_key(int slot)
     uint64_t r = 0;
     if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
         r = (uint64_t)(zero_clock_now() * 1e9);
-    /* bit 63 clear (replies set it), low 16 bits the slot: never WELCOME's tag */
-    return ((r << 16) & ~ZERO_OPTD_TAG_REPLY) | (uint64_t)slot;
+    /* bits 63 and 62 clear (replies and split replies' arrays set them), low
+     * 16 bits the slot: never WELCOME's tag, nor another key's reply tag */
+    return ((r << 16) & ~(ZERO_OPTD_TAG_REPLY | ZERO_OPTD_TAG_DATA)) | (uint64_t)slot;
 }
 
 /* A data connection's ticket: 64 random bits, never 0 (no ticket, and what
@@ -614,6 +617,11 @@ static void slot_reply(optd_slot_t *q, uint32_t type, uint64_t seq, int32_t stat
 {
     zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = type | ZERO_OPTD_REPLY, .status = status,
                             .body_len = body_len, .conn_key = q->conn->key, .seq = seq};
+    /* arrays the client hands its caller go as their own message (optd_wire.h) */
+    q->split = status == 0 && body_len > 0 &&
+               (type == ZERO_OPTD_STEP || type == ZERO_OPTD_LAMB2 || type == ZERO_OPTD_READ);
+    if (q->split)
+        h.type |= ZERO_OPTD_SPLIT;
     zero_optd_encode_header(q->tx, &h);
     q->reply = 1;
     q->reply_len = ZERO_OPTD_HEADER_BYTES + body_len;
@@ -1220,6 +1228,15 @@ static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
     return st;
 }
 
+/* A split reply's header send that failed with its array's: freed, UCX
+ * releases it when the endpoint closes (as slot_request's sends). */
+static void release_head_send(optd_slot_t *q)
+{
+    if (q->head_req != NULL)
+        ucp_request_free(q->head_req);
+    q->head_req = NULL;
+}
+
 /* Moves the ring on: finished receives to the worker, handled slots' replies
  * onto the wire in ring order, delivered ones out. Returns whether anything moved. */
 static int advance_ring(zero_optd_server_t *s)
@@ -1246,10 +1263,28 @@ static int advance_ring(zero_optd_server_t *s)
                 c->state = CONN_READY;
             if (q->reply && !c->failed && !c->closing) {
                 ucp_request_param_t rp;
+                uint64_t tag = c->key | ZERO_OPTD_TAG_REPLY;
                 memset(&rp, 0, sizeof(rp));
-                q->req = ucp_tag_send_nbx(c->ep, q->tx, q->reply_len, c->key | ZERO_OPTD_TAG_REPLY, &rp);
+                if (q->split) {   /* the header alone, then the array on the data tag */
+                    q->head_req = ucp_tag_send_nbx(c->ep, q->tx, ZERO_OPTD_HEADER_BYTES, tag, &rp);
+                    if (UCS_PTR_IS_ERR(q->head_req)) {
+                        q->req = q->head_req;
+                        q->head_req = NULL;
+                    } else {
+                        q->req = ucp_tag_send_nbx(c->ep, q->tx + ZERO_OPTD_HEADER_BYTES,
+                                                  q->reply_len - ZERO_OPTD_HEADER_BYTES, tag | ZERO_OPTD_TAG_DATA,
+                                                  &rp);
+                    }
+                    if (q->req == NULL) {   /* the array went at once: wait for the header's send alone */
+                        q->req = q->head_req;
+                        q->head_req = NULL;
+                    }
+                } else {
+                    q->req = ucp_tag_send_nbx(c->ep, q->tx, q->reply_len, tag, &rp);
+                }
                 q->deadline = zero_clock_now() + s->opts.io_timeout_s;
                 if (UCS_PTR_IS_ERR(q->req)) {
+                    release_head_send(q);
                     ZERO_LOG_WARN("client %s: reply not sent: %s", c->peer,
                                   ucs_status_string(UCS_PTR_STATUS(q->req)));
                     q->req = NULL;
@@ -1264,6 +1299,12 @@ static int advance_ring(zero_optd_server_t *s)
                 conn_close(c, q->reply ? "refused" : NULL);
         } else if (state == SLOT_SENDING && (st = slot_request(s, q)) != UCS_INPROGRESS) {
             moved = 1;
+            if (st == UCS_OK && q->head_req != NULL) {   /* a split reply's header is still going */
+                q->req = q->head_req;
+                q->head_req = NULL;
+                continue;
+            }
+            release_head_send(q);
             slot_set(s, q, SLOT_FINISHED);
             if (st != UCS_OK) {
                 ZERO_LOG_WARN("client %s: reply not delivered: %s", q->conn->peer, ucs_status_string(st));
@@ -1580,6 +1621,7 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
             q->deadline = 0.0;   /* cancel now */
             (void)slot_request(s, q);
         }
+        release_head_send(q);
     }
     s->head = s->tail;
     held_reap(s->drops, &s->ndrops, 1, NULL);

@@ -51,6 +51,7 @@ zero_optd_parse_t zero_optd_decode_header(const unsigned char *buf, size_t len, 
                                           zero_optd_header_t *h)
 {
     uint32_t type;
+    int split;
     if (len < ZERO_OPTD_HEADER_BYTES)
         return ZERO_OPTD_PARSE_SHORT;
     if (zero_get_le32(buf) != ZERO_OPTD_MAGIC)
@@ -62,7 +63,11 @@ zero_optd_parse_t zero_optd_decode_header(const unsigned char *buf, size_t len, 
     if ((want_reply != 0) != ((type & ZERO_OPTD_REPLY) != 0))
         return ZERO_OPTD_PARSE_TYPE;
     type &= ~ZERO_OPTD_REPLY;
+    split = (type & ZERO_OPTD_SPLIT) != 0;
+    type &= ~ZERO_OPTD_SPLIT;
     if ((type < ZERO_OPTD_HELLO && !(want_reply && type == ZERO_OPTD_ERROR)) || type >= ZERO_OPTD_TYPE_END)
+        return ZERO_OPTD_PARSE_TYPE;
+    if (split && !(want_reply && (type == ZERO_OPTD_STEP || type == ZERO_OPTD_LAMB2 || type == ZERO_OPTD_READ)))
         return ZERO_OPTD_PARSE_TYPE;
     h->status = (int32_t)zero_get_le32(buf + 8);
     h->body_len = zero_get_le32(buf + 12);
@@ -70,6 +75,11 @@ zero_optd_parse_t zero_optd_decode_header(const unsigned char *buf, size_t len, 
     h->seq = zero_get_le64(buf + 24);
     if (h->body_len > ZERO_OPTD_MAX_BODY)
         return ZERO_OPTD_PARSE_LENGTH;
+    if (split) {   /* the header alone; its body is the next message on the data tag */
+        if (h->status != 0)
+            return ZERO_OPTD_PARSE_FIELD;
+        return len == ZERO_OPTD_HEADER_BYTES ? ZERO_OPTD_PARSE_OK : ZERO_OPTD_PARSE_LENGTH;
+    }
     if (len < ZERO_OPTD_HEADER_BYTES + (size_t)h->body_len)
         return ZERO_OPTD_PARSE_SHORT;
     if (len > ZERO_OPTD_HEADER_BYTES + (size_t)h->body_len)

@@ -15,6 +15,13 @@
  * with ZERO_OPTD_TAG_REPLY set (UCX keeps messages of one endpoint and tag in
  * order, so replies come back in request order); the server's first message
  * on a new endpoint, WELCOME (8 bytes: the key), on ZERO_OPTD_TAG_WELCOME.
+ * A reply whose body is an array the client hands to its caller (STEP and
+ * LAMB2: the weights; READ: the values) is split (version 5): its header
+ * alone, type | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT, status 0 and body_len the
+ * array's bytes, then the array as a message of its own on the reply's tag |
+ * ZERO_OPTD_TAG_DATA, so the client receives it straight into the caller's
+ * buffer (docs/optd.md, "The weights' own message"). Error replies are never
+ * split.
  * Every decoder checks the message's size against the header and the body's
  * size against what its fields imply, and every count against its bound, so
  * a decoded message can be used without further length checks. What a
@@ -30,8 +37,9 @@
 #define ZERO_OPTD_MAGIC 0x44504f5au         /* "ZOPD" as little-endian bytes */
 /* 2: HELLO's reply carries a body (the same-host data port); 3: LAMB1 and
  * LAMB2 (Lamb's two phases on the server) and the longer bound on a body;
- * 4: HELLO's reply carries the data connection's ticket. */
-#define ZERO_OPTD_VERSION 4u
+ * 4: HELLO's reply carries the data connection's ticket; 5: split replies
+ * (ZERO_OPTD_SPLIT). */
+#define ZERO_OPTD_VERSION 5u
 #define ZERO_OPTD_HEADER_BYTES 32u
 #define ZERO_OPTD_TOKEN_BYTES 16u           /* = ZERO_COMM_TOKEN_BYTES */
 #define ZERO_OPTD_MAX_GROUPS 3              /* = ZERO_DTYPE_COUNT */
@@ -70,10 +78,16 @@ typedef enum zero_optd_type {
 
 #define ZERO_OPTD_TAG_REPLY ((uint64_t)1 << 63)
 #define ZERO_OPTD_TAG_WELCOME (ZERO_OPTD_TAG_REPLY - 1)
+/* A split reply's array: on the reply's tag with this bit set too. Keys have
+ * it clear (and bit 63), so the tag is no other connection's. */
+#define ZERO_OPTD_TAG_DATA ((uint64_t)1 << 62)
 #define ZERO_OPTD_WELCOME_BYTES 8u
 
 /* A reply has its request's type with this bit set. */
 #define ZERO_OPTD_REPLY 0x8000u
+/* A reply's header with this bit too is a split reply's: the header alone,
+ * its body_len bytes following as their own message (ZERO_OPTD_TAG_DATA). */
+#define ZERO_OPTD_SPLIT 0x4000u
 
 typedef enum zero_optd_parse {
     ZERO_OPTD_PARSE_OK = 0,
@@ -177,7 +191,9 @@ size_t zero_optd_dtype_size(uint32_t dtype);
 
 /* Checks the header of the message @p buf of @p len bytes: magic, version,
  * type (a request when @p want_reply is 0, a reply otherwise), body_len <=
- * ZERO_OPTD_MAX_BODY and len == header + body_len. */
+ * ZERO_OPTD_MAX_BODY and len == header + body_len. A split reply's header
+ * (ZERO_OPTD_SPLIT, replies only, of STEP, LAMB2 or READ) must have status 0
+ * and len == header: its body comes on its own. h->type keeps both bits. */
 zero_optd_parse_t zero_optd_decode_header(const unsigned char *buf, size_t len, int want_reply,
                                           zero_optd_header_t *h);
 /* Body decoders: @p body, @p len as the header says. */

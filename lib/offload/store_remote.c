@@ -48,7 +48,9 @@
  * docs/optd.md, "Where the CPU goes over TCP"). */
 #define CHUNK ((size_t)1 << 18)
 #define SLOT_TX_BYTES (ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_MAX_HEAD + CHUNK * sizeof(float))
-#define SLOT_RX_BYTES (ZERO_OPTD_HEADER_BYTES + CHUNK * sizeof(float))
+/* A reply's header message: the header and at most LAMB1's chunk sums (an
+ * error's text is shorter); arrays come as their own message (split replies) */
+#define SLOT_RX_BYTES (ZERO_OPTD_HEADER_BYTES + CHUNK / 64 * 2 * sizeof(double))
 #define MAX_WINDOW 32
 
 typedef struct server_link {
@@ -84,8 +86,10 @@ typedef struct request_slot {
     size_t tx_len;
     ucp_worker_h worker;              /* the one its requests are on (the data connection's or the control's) */
     void *send_req, *recv_req;
-    ucp_tag_recv_info_t info;         /* the reply's size, once received */
-    void *out;                        /* where the reply body goes; NULL: none expected */
+    int split;                        /* the reply's array comes on its own (STEP, LAMB2, READ: optd_wire.h) */
+    void *data_req;                   /* the receive of a split reply's array straight into out */
+    ucp_tag_recv_info_t info, data_info;   /* the sizes of the reply and of its array, once received */
+    void *out;                        /* where the reply body goes (split: the caller's buffer); NULL: none expected */
     size_t out_bytes;
     double *sums;                     /* LAMB1: the range's two sums the reply's chunk sums are added to */
 } request_slot_t;
@@ -158,6 +162,8 @@ static zero_status_t fail_store(remote_store_t *r, zero_status_t status)
         r->failed = status;
     return status;
 }
+
+static zero_status_t settle(remote_store_t *r, zero_status_t status);
 
 static const char *link_failure(const server_link_t *l)
 {
@@ -287,6 +293,15 @@ static void add_chunk_sums(double *sums, const unsigned char *body, size_t nchun
     }
 }
 
+/* Releases @p q's requests (cancelling those still in flight). */
+static void release_slot(remote_store_t *r, request_slot_t *q)
+{
+    request_done(r, q->worker, &q->send_req);
+    request_done(r, q->worker, &q->data_req);
+    request_done(r, q->worker, &q->recv_req);
+    q->busy = 0;
+}
+
 /* Finishes the oldest request in flight: its reply checked and its body delivered. */
 static zero_status_t complete_oldest(remote_store_t *r)
 {
@@ -314,7 +329,8 @@ static zero_status_t complete_oldest(remote_store_t *r)
     if (q->recv_req != NULL && ucp_tag_recv_request_test(q->recv_req, &q->info) != UCS_OK)
         q->info.length = 0;   /* NULL: completed at once, q->info filled by UCX */
     v = zero_optd_decode_header(q->rx, q->info.length, 1, &h);
-    if (v != ZERO_OPTD_PARSE_OK || (h.type & ~ZERO_OPTD_REPLY) != q->type || h.seq != q->seq || h.conn_key != q->key) {
+    if (v != ZERO_OPTD_PARSE_OK || (h.type & ~(ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT)) != q->type || h.seq != q->seq ||
+        h.conn_key != q->key) {
         if (v == ZERO_OPTD_PARSE_OK && h.status != 0 && h.body_len <= ZERO_OPTD_MAX_TEXT)
             goto refused;   /* an error reply to a message the server could not read */
         ZERO_LOG_ERROR("remote store: optimizer server %s sent a bad reply to %s: %s", l->addr, what,
@@ -324,15 +340,27 @@ static zero_status_t complete_oldest(remote_store_t *r)
     }
     if (h.status != 0)
         goto refused;
-    if (h.body_len != q->out_bytes) {
-        ZERO_LOG_ERROR("remote store: optimizer server %s answered %s with %u bytes, %zu expected", l->addr, what,
-                       h.body_len, q->out_bytes);
+    if (h.body_len != q->out_bytes || ((h.type & ZERO_OPTD_SPLIT) != 0) != q->split) {
+        ZERO_LOG_ERROR("remote store: optimizer server %s answered %s with %u bytes%s, %zu expected", l->addr, what,
+                       h.body_len, (h.type & ZERO_OPTD_SPLIT) ? " to follow" : "", q->out_bytes);
         status = fail_store(r, ZERO_ERR_PROTOCOL);
         goto out;
     }
-    if (q->out != NULL)
-        memcpy(q->out, q->rx + ZERO_OPTD_HEADER_BYTES, q->out_bytes);
-    else if (q->sums != NULL)
+    if (q->split) {   /* the array, received straight into the caller's buffer */
+        status = wait_on(r, l, q->data_req, deadline, what);
+        if (status != ZERO_OK)
+            goto out;
+        if (q->data_req != NULL && ucp_tag_recv_request_test(q->data_req, &q->data_info) != UCS_OK)
+            q->data_info.length = 0;
+        if (q->data_info.length != q->out_bytes) {
+            ZERO_LOG_ERROR("remote store: optimizer server %s sent %zu bytes of %s's %zu", l->addr,
+                           q->data_info.length, what, q->out_bytes);
+            status = fail_store(r, ZERO_ERR_PROTOCOL);
+            goto out;
+        }
+    } else if (q->out != NULL) {
+        memcpy(q->out, q->rx + ZERO_OPTD_HEADER_BYTES, q->out_bytes);   /* HELLO's few bytes */
+    } else if (q->sums != NULL)
         add_chunk_sums(q->sums, q->rx + ZERO_OPTD_HEADER_BYTES, q->out_bytes / (2 * sizeof(double)));
     r->stats.bytes_received += ZERO_OPTD_HEADER_BYTES + h.body_len;
     goto out;
@@ -341,9 +369,7 @@ refused:
                    (const char *)q->rx + ZERO_OPTD_HEADER_BYTES);
     status = fail_store(r, h.status < 0 && h.status >= ZERO_ERR_INTERNAL ? (zero_status_t)h.status : ZERO_ERR_COMM);
 out:
-    request_done(r, q->worker, &q->send_req);
-    request_done(r, q->worker, &q->recv_req);
-    q->busy = 0;
+    release_slot(r, q);
     r->head = (r->head + 1) % r->window;
     r->inflight--;
     return status;
@@ -410,6 +436,19 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
     rp.recv_info.tag_info = &q->info;
     q->info.length = 0;
     q->recv_req = ucp_tag_recv_nbx(worker, q->rx, SLOT_RX_BYTES, key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    q->data_req = NULL;
+    q->data_info.length = 0;
+    q->split = out != NULL && (type == ZERO_OPTD_STEP || type == ZERO_OPTD_LAMB2 || type == ZERO_OPTD_READ);
+    if (q->split) {
+        /* The reply's array lands in the caller's buffer, in this thread's
+         * progress calls only (shared memory without cma, tcp): a failed
+         * store stops those before the caller has its buffer back (settle). */
+        memset(&rp, 0, sizeof(rp));
+        rp.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
+        rp.recv_info.tag_info = &q->data_info;
+        q->data_req = ucp_tag_recv_nbx(worker, out, out_bytes, key | ZERO_OPTD_TAG_REPLY | ZERO_OPTD_TAG_DATA,
+                                       ~(ucp_tag_t)0, &rp);
+    }
     memset(&rp, 0, sizeof(rp));
     q->send_req = ucp_tag_send_nbx(ep, q->tx, q->tx_len, key, &rp);
     q->busy = 1;
@@ -511,6 +550,7 @@ static zero_status_t remote_acquire(zero_store_t *store, zero_store_range_t *ran
         status = complete_all(r);
     else
         (void)complete_all(r);
+    status = settle(r, status);   /* before the block is freed: READ replies land in it */
     if (status != ZERO_OK) {
         zero_free(block);
         range->impl = NULL;
@@ -533,6 +573,7 @@ static zero_status_t remote_release(zero_store_t *store, zero_store_range_t *ran
             status = complete_all(r);
         else
             (void)complete_all(r);
+        status = settle(r, status);
     }
     zero_free(range->impl);
     range->impl = NULL;
@@ -643,7 +684,7 @@ static zero_status_t lamb_step(remote_store_t *r, const zero_store_async_step_t 
     a.wire.min_coeff = st->min_coeff;
     a.wire.grad_scale = st->grad_scale;
     r->stats.steps++;
-    return for_each_piece(r, st->group, st->begin, st->count, unit, lamb_piece, &a);
+    return settle(r, for_each_piece(r, st->group, st->begin, st->count, unit, lamb_piece, &a));
 }
 
 static zero_status_t remote_step(zero_store_t *store, const zero_store_async_step_t *st)
@@ -679,12 +720,15 @@ static zero_status_t remote_step(zero_store_t *store, const zero_store_async_ste
     a.grad_es = zero_dtype_size(st->grad_dtype);
     a.weight_es = zero_dtype_size(st->weight_dtype);
     r->stats.steps++;
-    return for_each_piece(r, st->group, st->begin, st->count, CHUNK, step_piece, &a);
+    return settle(r, for_each_piece(r, st->group, st->begin, st->count, CHUNK, step_piece, &a));
 }
 
 static zero_status_t remote_step_wait(zero_store_t *store)
 {
-    return complete_all((remote_store_t *)store);
+    remote_store_t *r = (remote_store_t *)store;
+    zero_status_t status = complete_all(r);
+    /* a step_async that failed has settled its requests already */
+    return settle(r, status == ZERO_OK ? r->failed : status);
 }
 
 static void remote_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
@@ -729,6 +773,38 @@ static void close_link(remote_store_t *r, server_link_t *l)
     l->ep = NULL;
 }
 
+/* Abandons what is in flight, closes every connection and destroys every
+ * worker: nothing the store posted can touch memory afterwards. */
+static void shut_down(remote_store_t *r)
+{
+    while (r->inflight > 0) {
+        release_slot(r, &r->slots[r->head]);
+        r->head = (r->head + 1) % r->window;
+        r->inflight--;
+    }
+    for (int s = 0; s < r->num_links; s++)
+        close_link(r, &r->links[s]);
+    zero_optd_ucx_close(&r->ucx[CTL]);   /* its worker and context (registrations too) */
+}
+
+/*
+ * Ends every public call that a failure ended, before the caller has its
+ * buffers back: a split reply's array is received straight into the
+ * caller's weights (or an acquire's block), and UCX 1.13 cannot cancel a
+ * receive it has matched to a rendezvous already in progress (the cancel is
+ * ignored; the data goes on landing when the worker is progressed, as the
+ * store's destroy does). The transports used (shared memory without cma,
+ * tcp) write only inside this process's own ucp_worker_progress calls, so
+ * once the workers are destroyed nothing can; the failed store had no use
+ * for them (check_usable refuses it). docs/optd.md, "The weights' own message".
+ */
+static zero_status_t settle(remote_store_t *r, zero_status_t status)
+{
+    if (r->failed != ZERO_OK)
+        shut_down(r);
+    return status;
+}
+
 static void remote_destroy(zero_store_t *store)
 {
     remote_store_t *r = (remote_store_t *)store;
@@ -750,17 +826,9 @@ static void remote_destroy(zero_store_t *store)
         }
         (void)complete_all(r);
     }
-    while (r->inflight > 0) {   /* after a failure: abandon what is left */
-        request_slot_t *q = &r->slots[r->head];
-        request_done(r, q->worker, &q->send_req);
-        request_done(r, q->worker, &q->recv_req);
-        r->head = (r->head + 1) % r->window;
-        r->inflight--;
-    }
-    for (int s = 0; s < r->num_links; s++) {
-        close_link(r, &r->links[s]);
+    shut_down(r);   /* after a failure: done already (settle) */
+    for (int s = 0; s < r->num_links; s++)
         zero_free(r->links[s].addr);
-    }
     zero_free(r->links);
     zero_free(r->data_w);
     zero_free(r->pfd);

@@ -6,8 +6,9 @@
  * Every input goes to the header decoder as a request and as a reply, and its
  * body to every body decoder; the contract is checked, not only memory
  * safety (a violation traps):
- *   - an accepted header's message is exactly header + body_len bytes, and
- *     body_len is within ZERO_OPTD_MAX_BODY;
+ *   - an accepted header's message is exactly header + body_len bytes (a
+ *     split reply's header: exactly the header, status 0, of STEP, LAMB2 or
+ *     READ), and body_len is within ZERO_OPTD_MAX_BODY;
  *   - an accepted STEP has 1..MAX_ELEMS elements of a known dtype and a body
  *     of exactly head + count * element size; an accepted READ has no data and
  *     an accepted WRITE exactly count fp32 values;
@@ -117,7 +118,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (v != ZERO_OPTD_PARSE_OK)
             continue;
         CHECK(h.body_len <= ZERO_OPTD_MAX_BODY);
-        CHECK(size == ZERO_OPTD_HEADER_BYTES + (size_t)h.body_len);
+        if (h.type & ZERO_OPTD_SPLIT) {   /* a split reply's header: alone, status 0, an array's type */
+            uint32_t t = h.type & ~(ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
+            CHECK(want_reply && size == ZERO_OPTD_HEADER_BYTES && h.status == 0);
+            CHECK(t == ZERO_OPTD_STEP || t == ZERO_OPTD_LAMB2 || t == ZERO_OPTD_READ);
+        } else {
+            CHECK(size == ZERO_OPTD_HEADER_BYTES + (size_t)h.body_len);
+        }
         CHECK(((h.type & ZERO_OPTD_REPLY) != 0) == (want_reply != 0));
         zero_optd_encode_header(again, &h);
         CHECK(memcmp(again, data, ZERO_OPTD_HEADER_BYTES) == 0);

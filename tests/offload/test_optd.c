@@ -2096,6 +2096,87 @@ static void test_gradient_released_on_failure(void)
     check_gradient_released(8);
 }
 
+/* A server stalled (SIGSTOP) mid-reply, over the same-host data connection
+ * (@p same_host) or TCP: the weights' arrays are received straight into the
+ * caller's buffer, and a receive UCX has matched to a reply already under
+ * way cannot be cancelled. A child process stops the server @p delay_ms
+ * into the step (the trials' delays spread over the step, so some stop it
+ * mid-reply). Once step_wait failed the weights are the caller's again: made
+ * unwritable (mprotect), the server goes on, and the store's destroy must not
+ * let the rest land in them (SIGSEGV). Returns whether the step failed. */
+static int check_weights_released(int same_host, double delay_ms)
+{
+    ZERO_TEST_MEM_MARK();
+    char addr[64];
+    const char *addrs[1] = {addr};
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    size_t n = 2 * (size_t)STEP_N, bytes = n * sizeof(float);
+    float *w = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    float *grad = calloc(n, sizeof(float));
+    zero_store_remote_stats_t stats;
+    zero_status_t status;
+    pid_t pid, stopper;
+    CU_ASSERT_FATAL(w != MAP_FAILED && grad != NULL);
+    memset(w, 0, bytes);
+    for (size_t k = 0; k < n; k++)
+        grad[k] = 1.0f;   /* the step changes every weight */
+    pid = spawn_optd(addr, sizeof(addr));
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+    desc_init(&desc, n, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 1);
+    o.timeout_s = 0.5;
+    o.window = 8;   /* the step's 5 pieces all in flight */
+    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
+    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    zero_store_remote_stats(remote, &stats);
+    CU_ASSERT_EQUAL(stats.same_host_links, same_host ? 1u : 0u);
+    step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
+    st.count = n;
+    st.grad_dtype = ZERO_FP32;
+    st.grad = grad;
+    st.weight_dtype = ZERO_FP32;
+    st.weights = w;
+    stopper = fork();
+    if (stopper == 0) {
+        zero_clock_sleep(delay_ms * 1e-3);
+        kill(pid, SIGSTOP);
+        _exit(0);
+    }
+    CU_ASSERT_FATAL(stopper > 0);
+    status = zero_store_step_async(remote, &st);
+    if (status == ZERO_OK)
+        status = zero_store_step_wait(remote);
+    waitpid(stopper, NULL, 0);
+    if (status != ZERO_OK)
+        CU_ASSERT_EQUAL(mprotect(w, bytes, PROT_NONE), 0);
+    kill(pid, SIGCONT);
+    zero_clock_sleep(0.2);   /* the rest of the replies on their way */
+    zero_store_destroy(remote);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    munmap(w, bytes);
+    free(grad);
+    ZERO_TEST_ASSERT_NO_LEAK();
+    return status != ZERO_OK;
+}
+
+static void test_weights_released_on_failure(void)
+{
+    static const double delay_ms[] = {1, 2, 4, 7, 11, 16, 25};
+    int failed = 0;
+    for (int same_host = 0; same_host < 2; same_host++)
+        for (size_t i = 0; i < sizeof(delay_ms) / sizeof(delay_ms[0]); i++)
+            failed += check_weights_released(same_host, delay_ms[i]);
+    CU_ASSERT(failed > 0);   /* some stops came before the step's end */
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo numerics[] = {
@@ -2136,6 +2217,8 @@ int main(int argc, char **argv)
          test_data_connections_full},
         {"server stalled, same-host data connection: error naming it within the bound", test_server_stalled},
         {"servers stalled mid-step: the gradient is the caller's once step_wait failed", test_gradient_released_on_failure},
+        {"a server stalled mid-reply: the weights are the caller's once step_wait failed",
+         test_weights_released_on_failure},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"optd-numerics", NULL, NULL, NULL, NULL, numerics},
