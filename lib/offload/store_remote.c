@@ -836,8 +836,7 @@ static void remote_destroy(zero_store_t *store)
         zero_mem_free(r->slots[i].tx);
         zero_mem_free(r->slots[i].rx);
     }
-    zero_optd_ucx_close(&r->ucx[DATA]);
-    zero_optd_ucx_close(&r->ucx[CTL]);
+    zero_optd_ucx_close(&r->ucx[DATA]);   /* its context (shut_down closed [CTL]) */
     zero_free(r);
 }
 
