@@ -255,9 +255,8 @@ ZERO_API void zero_comm_destroy(zero_comm_h comm);
  * A rank's own failure during the split reaches every rank at once: a rank
  * that could not make its part (shared memory, eventfd, UCX worker) or
  * connect it fails every rank's split, @p comm staying usable; a rank
- * without the memory to
- * take part in an exchange over @p comm fails @p comm (every rank's split
- * then returns @p comm's failure, naming that rank).
+ * without the memory to take part in an exchange over @p comm fails @p comm
+ * (every rank's split then returns @p comm's failure, naming that rank).
  *
  * @param comm    the communicator to split (stays usable unless a rank
  *                lacked memory for the split's exchanges, above).

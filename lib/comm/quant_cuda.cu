@@ -64,20 +64,25 @@ __global__ void encode8_kernel(const void *x, int dtype, size_t n, size_t blocks
     }
 }
 
+// One element decoded: a NaN scale makes every element of its block NaN, the
+// quiet NaN quant.c writes (NAN).
+__device__ __forceinline__ float decoded(int8_t q, float amax)
+{
+    return amax != amax ? zero_bits_f32(0x7fc00000u) : zero_quant_value(q, zero_quant_step(amax, kQmax));
+}
+
 __global__ void decode8_kernel(const float *scales, const int8_t *q, size_t n, int dtype, void *y)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float amax = scales[i / ZERO_QUANT_BLOCK];
-        // A NaN scale makes every element NaN, the quiet NaN quant.c writes (NAN).
-        float v = amax != amax ? zero_bits_f32(0x7fc00000u) : zero_quant_value(q[i], zero_quant_step(amax, kQmax));
-        store(y, dtype, i, v);
+        store(y, dtype, i, decoded(q[i], scales[i / ZERO_QUANT_BLOCK]));
     }
 }
 
 // qgZ: element i of each of the nblocks encoded vectors, decoded and summed
-// in fp32 in block order from +0.0f (quant.c's decode_into with
-// STORE_ADD_FP32, one block after the other, over an acc quant_coll.c's
-// decode_reduced zeroed), divided, then stored as decode8 stores.
+// in fp32 in block order from +0.0f (quant_coll.c's decode_reduced:
+// zero_quant_decode_first_f32, zero_quant_decode_add_f32 for the middle
+// blocks, zero_quant_decode_add_finish for the last), divided, then stored as
+// decode8 stores.
 __global__ void reduce8_kernel(const char *in, size_t block_stride, int nblocks, size_t n, size_t scale_bytes,
                                float divisor, int dtype, void *y)
 {
@@ -87,7 +92,7 @@ __global__ void reduce8_kernel(const char *in, size_t block_stride, int nblocks,
             const char *enc = in + (size_t)k * block_stride;
             float amax = ((const float *)enc)[i / ZERO_QUANT_BLOCK];
             int8_t q = ((const int8_t *)(enc + scale_bytes))[i];
-            acc += amax != amax ? zero_bits_f32(0x7fc00000u) : zero_quant_value(q, zero_quant_step(amax, kQmax));
+            acc += decoded(q, amax);
         }
         if (divisor != 1.0f)
             acc /= divisor;   // IEEE division: nvcc's default -prec-div=true (meson.build)

@@ -8,8 +8,9 @@
  * return 0 or the cudaError_t of the launch; or, where a CUDA error was
  * already pending on the calling thread (an asynchronous fault of earlier
  * work on the device, or a failed call nobody read), minus that cudaError_t
- * without launching: the failure is not the codec's. n == 0 returns 0 with
- * nothing checked. All pointers are device memory.
+ * without launching: the failure is not the codec's. n == 0 returns 0 once
+ * the arguments pass, with no pending error looked for. All pointers are
+ * device memory.
  * @p dtype is a zero_dtype_t: ZERO_FP32, ZERO_BF16 or ZERO_FP16 (others
  * return cudaErrorInvalidValue and enqueue nothing; so do other bad
  * arguments). int4 has no kernels: the engine quantizes with int8 only.
