@@ -172,6 +172,18 @@ static int hpz_bucket_stale(zero_engine_h e, int b)
     return e->buckets[b].hpz_stale;
 }
 
+/* Copies this group's part of bucket @p b's full weights @p full (a
+ * refresh's, over all ranks) into the secondary copy, which is then current. */
+static void hpz_keep_part(zero_engine_h e, int b, const void *full)
+{
+    const zero_layout_bucket_t *bk = &e->layout->buckets[b];
+    group_state_t *g = &e->groups[bk->group];
+    size_t esz = dtype_bytes(g->dtype), part = bk->length / (size_t)e->hpz;
+    engine_copy(e, (char *)g->params_secondary + secondary_offset(e, b) * esz,
+                (const char *)full + (size_t)e->hpz_rank * part * esz, part * esz);
+    e->buckets[b].hpz_stale = 0;
+}
+
 /* Waits for the refresh of bucket @p b in scratch slot @p slot and keeps this
  * group's part of it (a quantized refresh decodes only that part, into the
  * copy: on the host as the request finished, on the device here). */
@@ -179,16 +191,19 @@ static zero_status_t hpz_keep(zero_engine_h e, int slot, int b, zero_comm_reques
 {
     const zero_layout_bucket_t *bk = &e->layout->buckets[b];
     group_state_t *g = &e->groups[bk->group];
-    size_t esz = dtype_bytes(g->dtype), part = bk->length / (size_t)e->hpz;
+    size_t esz = dtype_bytes(g->dtype);
     char *tmp = (char *)e->hpz_scratch + (size_t)slot * e->hpz_scratch_bytes;
     zero_status_t status = engine_wait(e, req, "hpZ refresh allgather");
-    if (status == ZERO_OK && engine_gather_wire_bytes(e, b) > 0)   /* the host's request decoded the part already */
-        status = quant_gather_decode(e, tmp, (char *)g->params_secondary + secondary_offset(e, b) * esz,
-                                     bk->length / (size_t)e->world, g->dtype, e->hpz_rank * (e->world / e->hpz),
-                                     e->world / e->hpz, "hpZ refresh allgather");
-    else if (status == ZERO_OK)
-        engine_copy(e, (char *)g->params_secondary + secondary_offset(e, b) * esz,
-                    tmp + (size_t)e->hpz_rank * part * esz, part * esz);
+    if (status != ZERO_OK)
+        return status;
+    if (engine_gather_wire_bytes(e, b) == 0) {
+        hpz_keep_part(e, b, tmp);
+        return ZERO_OK;
+    }
+    /* the host's request decoded the part already (quant_gather_decode does nothing there) */
+    status = quant_gather_decode(e, tmp, (char *)g->params_secondary + secondary_offset(e, b) * esz,
+                                 bk->length / (size_t)e->world, g->dtype, e->hpz_rank * (e->world / e->hpz),
+                                 e->world / e->hpz, "hpZ refresh allgather");
     if (status == ZERO_OK)
         e->buckets[b].hpz_stale = 0;
     return status;
@@ -538,12 +553,8 @@ zero_status_t engine_gather_bucket_finish(zero_engine_h e, int b)
         status = quant_gather_decode(e, (char *)bs->gathered + wire_offset(e, b), bs->gathered,
                                      bk->length / (size_t)e->world, e->groups[bk->group].dtype, 0, e->world,
                                      "stage-3 allgather");
-    if (status == ZERO_OK && refreshed) {   /* hpZ: the group's part of what it brought is the copy's */
-        size_t esz = dtype_bytes(e->groups[bk->group].dtype), part = bk->length / (size_t)e->hpz;
-        engine_copy(e, (char *)e->groups[bk->group].params_secondary + secondary_offset(e, b) * esz,
-                    (const char *)bs->gathered + (size_t)e->hpz_rank * part * esz, part * esz);
-        bs->hpz_stale = 0;
-    }
+    if (status == ZERO_OK && refreshed)   /* hpZ: the group's part of what it brought is the copy's */
+        hpz_keep_part(e, b, bs->gathered);
     return status;
 }
 
