@@ -16,6 +16,7 @@
  * zero-optd tool (failure; $ZERO_BUILD_DIR/tools/zero-optd/zero-optd).
  */
 #include "test_main.h"
+#include "optd_test.h"
 #include "offload/optd_server.h"
 #include "offload/optd_ucx.h"
 #include "offload/store_remote.h"
@@ -45,42 +46,20 @@ static const unsigned char job_token[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1
 
 /* ---------- a server on a thread of this process ---------- */
 
-typedef struct test_server {
-    zero_optd_server_t *server;
-    pthread_t thread;
-    volatile sig_atomic_t stop;
-    char addr[64];
-} test_server_t;
-
-static void *serve(void *arg)
-{
-    test_server_t *t = arg;
-    (void)zero_optd_server_run(t->server, &t->stop);
-    return NULL;
-}
+typedef zero_test_optd_t test_server_t;   /* optd_test.h */
 
 /* A server with a hello deadline of @p hello_timeout_s. */
 static int server_start_hello(test_server_t *t, uint64_t memory_limit, double hello_timeout_s)
 {
     zero_optd_server_opts_t o;
-    memset(t, 0, sizeof(*t));
     memset(&o, 0, sizeof(o));
-    o.host = "127.0.0.1";
-    o.port = 0;
     o.threads = 2;
     o.memory_limit = memory_limit;
     o.have_token = 1;
     memcpy(o.token, job_token, sizeof(job_token));
     o.hello_timeout_s = hello_timeout_s;
     o.io_timeout_s = 5.0;
-    if (zero_optd_server_create(&o, &t->server) != ZERO_OK)
-        return -1;
-    snprintf(t->addr, sizeof(t->addr), "127.0.0.1:%d", zero_optd_server_port(t->server));
-    if (pthread_create(&t->thread, NULL, serve, t) != 0) {
-        zero_optd_server_destroy(t->server);
-        return -1;
-    }
-    return 0;
+    return zero_test_optd_start(t, &o);
 }
 
 static int server_start(test_server_t *t, uint64_t memory_limit)
@@ -90,9 +69,7 @@ static int server_start(test_server_t *t, uint64_t memory_limit)
 
 static void server_stop(test_server_t *t)
 {
-    t->stop = 1;
-    pthread_join(t->thread, NULL);
-    zero_optd_server_destroy(t->server);
+    zero_test_optd_stop(t);
 }
 
 static void remote_opts(zero_store_remote_opts_t *o, const char *const *servers, int n)
@@ -328,17 +305,6 @@ static void test_bitwise_same_host(void)
 
 /* ---------- Lamb on the servers ---------- */
 
-static int last_error_has(uint64_t mark, const char *needle)
-{
-    const char *msg = zero_log_error_since(mark);
-    if (msg == NULL || strstr(msg, needle) == NULL) {
-        fprintf(stderr, "expected an error with \"%s\", got: %s\n", needle, msg ? msg : "(none)");
-        return 0;
-    }
-    return 1;
-}
-
-
 /* The ranges of Lamb's steps (parameters, as the engine's owned segments):
  * group 0's third range spans two LAMB1 messages, and with two servers the
  * near-equal cut (300009) falls inside the fourth, which the split hint moves
@@ -570,8 +536,8 @@ static void test_lamb_refusals(void)
     mark = zero_log_error_mark();
     zero_log_set_level(ZERO_LOG_LEVEL_OFF);
     CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_ERR_UNSUPPORTED);
-    CU_ASSERT(last_error_has(mark, "10009 elements in"));
-    CU_ASSERT(last_error_has(mark, "split hint"));
+    CU_ASSERT(zero_test_error_has(mark, "10009 elements in"));
+    CU_ASSERT(zero_test_error_has(mark, "split hint"));
     st.begin = 1000;   /* within server 0 */
     st.count = 290000 - 1000;
     CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
@@ -579,7 +545,7 @@ static void test_lamb_refusals(void)
     CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_set_chunk(&ctx, 1u << 19), ZERO_OK);
     mark = zero_log_error_mark();
     CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_ERR_UNSUPPORTED);
-    CU_ASSERT(last_error_has(mark, "kernel chunk"));
+    CU_ASSERT(zero_test_error_has(mark, "kernel chunk"));
     /* a phase the store does not know, and no sums */
     st.lamb_phase = 3;
     CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_ERR_INVALID_ARG);
@@ -624,8 +590,8 @@ static void test_wrong_token(void)
     o.token[5] ^= 1;   /* another job's token */
     mark = zero_log_error_mark();
     CU_ASSERT_EQUAL(zero_store_remote_create(&desc, &o, &remote), ZERO_ERR_PROTOCOL);
-    CU_ASSERT(last_error_has(mark, "job token differs"));
-    CU_ASSERT(last_error_has(mark, srv.addr));
+    CU_ASSERT(zero_test_error_has(mark, "job token differs"));
+    CU_ASSERT(zero_test_error_has(mark, srv.addr));
     /* the server still serves its own job */
     o.token[5] ^= 1;
     CU_ASSERT_EQUAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
@@ -653,8 +619,8 @@ static void test_memory_limit(void)
     zero_store_destroy(b);
     desc.length[0] = 60000;   /* 720 000 more: does not */
     CU_ASSERT_EQUAL(zero_store_remote_create(&desc, &o, &b), ZERO_ERR_NO_MEMORY);
-    CU_ASSERT(last_error_has(mark, "memory limit"));
-    CU_ASSERT(last_error_has(mark, "720000 bytes"));
+    CU_ASSERT(zero_test_error_has(mark, "memory limit"));
+    CU_ASSERT(zero_test_error_has(mark, "720000 bytes"));
     zero_store_destroy(a);
     server_stop(&srv);
     ZERO_TEST_ASSERT_NO_LEAK();
@@ -1429,10 +1395,10 @@ static void check_server_failure(int sig, int same_host)
         status = zero_store_step_wait(remote);
     took = zero_clock_now() - t0;
     CU_ASSERT(status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT);
-    CU_ASSERT(last_error_has(mark, addr));
+    CU_ASSERT(zero_test_error_has(mark, addr));
     CU_ASSERT(took < o.timeout_s + 2.0);
     if (sig == SIGSTOP)
-        CU_ASSERT(last_error_has(mark, "did not answer"));
+        CU_ASSERT(zero_test_error_has(mark, "did not answer"));
     /* the store stays failed, saying so */
     CU_ASSERT_NOT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
     zero_store_destroy(remote);
@@ -1899,7 +1865,7 @@ static void test_server_killed_mid_step(void)
         CU_ASSERT_EQUAL(waitpid(killer, NULL, 0), killer);
     waitpid(pid, NULL, 0);
     CU_ASSERT(status == ZERO_ERR_COMM || status == ZERO_ERR_TIMEOUT);
-    CU_ASSERT(last_error_has(mark, addr));
+    CU_ASSERT(zero_test_error_has(mark, addr));
     CU_ASSERT(t_kill == 0.0 || took < timeout_s + 2.0);
     zero_store_destroy(remote);
     ZERO_TEST_ASSERT_NO_LEAK();
