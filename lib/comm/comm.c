@@ -257,14 +257,52 @@ static void wait_events(zero_comm_t *comm, int ms)
     }
 }
 
+/* The communicator whose rendezvous reaches every rank of the job: @p comm,
+ * or for a split one the communicator it was split from (up the chain). */
+static zero_comm_t *job_comm(zero_comm_t *comm)
+{
+    while (comm->parent != NULL && comm->rdv == NULL)
+        comm = comm->parent;
+    return comm;
+}
+
+/* Rank @p r of @p comm as a rank of job_comm(comm), the numbering the
+ * rendezvous, zero_comm_failure and the logs' "[rank R]" use (a split
+ * communicator's own ranks differ). -1 (unknown) stays -1. */
+static int job_rank(const zero_comm_t *comm, int r)
+{
+    if (comm->job_ranks == NULL || r < 0)
+        return r;
+    return r < comm->env.size ? comm->job_ranks[r] : -1;
+}
+
+/* A split communicator's view of the job: the parent's failure (a dead rank
+ * fails the parent first, through its rendezvous), naming a rank of the job. */
+static zero_status_t parent_health(const zero_comm_t *comm, int *rank_p)
+{
+    int failed;
+    for (const zero_comm_t *p = comm->parent; p != NULL; p = p->parent)
+        if ((failed = atomic_load(&p->failed)) != 0) {
+            *rank_p = job_rank(p, p->failed_rank);
+            return (zero_status_t)failed;
+        }
+    return ZERO_OK;
+}
+
 /* A neighbour's connection failing is often the echo of another rank's death
  * (the neighbour itself gave up and left). Give the rendezvous sockets a moment
- * to tell who died first, so every rank names the same, real culprit. */
+ * to tell who died first, so every rank names the same, real culprit. A split
+ * communicator has no rendezvous: it gives the parent's the same moment
+ * (backend_failed then reads the parent's failure). */
 static void root_cause(zero_comm_t *comm, zero_status_t *status_p, int *peer_p)
 {
     double until = zero_clock_now() + 1.0;
-    if (comm->rdv == NULL)
+    if (comm->rdv == NULL) {
+        int dead;
+        while (comm->parent != NULL && zero_clock_now() < until && parent_health(comm, &dead) == ZERO_OK)
+            poll(NULL, 0, 10);
         return;
+    }
     while (zero_clock_now() < until) {
         struct pollfd fds[64];
         int dead, n;
@@ -277,19 +315,6 @@ static void root_cause(zero_comm_t *comm, zero_status_t *status_p, int *peer_p)
         n = zero_rdv_pollfds(comm->rdv, fds, 64);
         poll(fds, (nfds_t)n, 10);
     }
-}
-
-/* A split communicator's view of the job: the parent's failure (a dead rank
- * fails the parent first, through its rendezvous). */
-static zero_status_t parent_health(const zero_comm_t *comm, int *rank_p)
-{
-    int failed;
-    for (const zero_comm_t *p = comm->parent; p != NULL; p = p->parent)
-        if ((failed = atomic_load(&p->failed)) != 0) {
-            *rank_p = p->failed_rank;
-            return (zero_status_t)failed;
-        }
-    return ZERO_OK;
 }
 
 zero_status_t zero_comm_health(void *arg, int *rank_p)
@@ -305,15 +330,50 @@ zero_status_t zero_comm_health(void *arg, int *rank_p)
     return zero_rdv_check(comm->rdv, rank_p);
 }
 
+static void fail_from_caller(zero_comm_t *comm, zero_status_t status, const char *cause, int culprit);
+
+/*
+ * A split communicator (no rendezvous of its own) failed on this rank with
+ * its rank @p peer (-1: unknown, this rank is named) and the job has not
+ * failed: the ranks outside it (other nodes, for a node communicator) would
+ * wait for this rank in the parent's or a sibling's collectives until
+ * ZERO_COMM_TIMEOUT. Fails the job's communicator as zero_comm_fail_local
+ * does, naming that rank as a rank of the job; its rendezvous tells every
+ * rank, and every communicator split from it fails through parent_health.
+ */
+static void tell_job(zero_comm_t *comm, zero_status_t st, int peer)
+{
+    char cause[200];
+    int me = comm->env.rank, culprit = peer >= 0 && peer < comm->env.size ? peer : me;
+    if (culprit == me)
+        snprintf(cause, sizeof(cause), "a collective failed on this rank on a communicator split from the job's "
+                 "(its rank %d of %d there)", me, comm->env.size);
+    else
+        snprintf(cause, sizeof(cause), "a collective failed with it on a communicator split from the job's, seen "
+                 "by rank %d (ranks %d and %d of %d there)", job_rank(comm, me), culprit, me, comm->env.size);
+    fail_from_caller(job_comm(comm), st, cause, job_rank(comm, culprit));
+}
+
 /* A backend failed @p req (@p in_flight: while moving data, not at its
  * start): fail the communicator, tell the other ranks (when the culprit is
- * known), and complete the request. */
+ * known; on a split communicator always, through the job's), and complete
+ * the request. */
 static void backend_failed(zero_comm_t *comm, zero_comm_request_h req, zero_status_t st, int peer, int in_flight)
 {
     if (req->backend->abort != NULL)
         req->backend->abort(comm, req);
     if (in_flight && st != ZERO_ERR_TIMEOUT && req->backend->failures_may_echo)
         root_cause(comm, &st, &peer);
+    if (comm->rdv == NULL && comm->parent != NULL) {
+        int dead;
+        zero_status_t job = parent_health(comm, &dead);
+        if (job != ZERO_OK) {
+            st = job;    /* the job failed first (a backend's peer may be in the parent's numbering: */
+            peer = -1;   /* zero_comm_health): the parent names the rank */
+        } else {
+            tell_job(comm, st, peer);
+        }
+    }
     set_failed(comm, st, peer);
     if (peer >= 0 && comm->rdv != NULL)
         zero_rdv_report(comm->rdv, peer, st);   /* every other rank stops now too */
@@ -321,19 +381,22 @@ static void backend_failed(zero_comm_t *comm, zero_comm_request_h req, zero_stat
 }
 
 /* A cause local to this rank (a backend's submit failed on the caller's
- * thread, or zero_comm_fail_local). The other ranks would wait for this
- * rank's share until the timeout, so the progress thread fails the
- * communicator and tells them (caller_failed), as for a failure it meets
- * itself; it owns the backends and the rendezvous. The first cause wins. */
-static void fail_from_caller(zero_comm_t *comm, zero_status_t status, const char *cause)
+ * thread, zero_comm_fail_local, or a split communicator's failure: tell_job).
+ * The other ranks would wait for this rank's share until the timeout, so the
+ * progress thread fails the communicator and tells them (caller_failed), as
+ * for a failure it meets itself; it owns the backends and the rendezvous.
+ * @p culprit: the rank named (-1: this one). The first cause wins. */
+static void fail_from_caller(zero_comm_t *comm, zero_status_t status, const char *cause, int culprit)
 {
     int expected = 0;
     uint64_t one = 1;
     if (!comm->thread_started)
         return;   /* a world of one over the self backend: no other rank waits, and the next call may go on */
     pthread_mutex_lock(&comm->lock);
-    if (atomic_compare_exchange_strong(&comm->caller_failure, &expected, (int)status))
+    if (atomic_compare_exchange_strong(&comm->caller_failure, &expected, (int)status)) {
         snprintf(comm->caller_cause, sizeof(comm->caller_cause), "%s", cause);
+        comm->caller_culprit = culprit;
+    }
     pthread_mutex_unlock(&comm->lock);
     (void)!write(comm->wake_fd, &one, sizeof(one));
 }
@@ -345,22 +408,24 @@ void zero_comm_fail_local(zero_comm_h comm, zero_status_t status, const char *ca
     /* A split communicator has no rendezvous of its own: the communicator it
      * was split from tells every rank, and this one's peers learn it from
      * there (parent_health). */
-    while (comm->parent != NULL && comm->rdv == NULL)
-        comm = comm->parent;
-    fail_from_caller(comm, status, cause);
+    fail_from_caller(job_comm(comm), status, cause, -1);
 }
 
 zero_status_t zero_comm_failure(zero_comm_h comm, int *rank_p)
 {
+    zero_status_t first = ZERO_OK;
     *rank_p = -1;
-    for (; comm != NULL; comm = comm->parent) {
+    /* A split communicator that failed with its parent names no rank: the
+     * parent does. Ranks are the job's (job_rank). */
+    for (; comm != NULL && *rank_p < 0; comm = comm->parent) {
         int failed = atomic_load(&comm->failed);
         if (failed != 0) {
-            *rank_p = comm->failed_rank;
-            return (zero_status_t)failed;
+            if (first == ZERO_OK)
+                first = (zero_status_t)failed;
+            *rank_p = job_rank(comm, atomic_load(&comm->failed_rank));
         }
     }
-    return ZERO_OK;
+    return first;
 }
 
 /* Progress thread: acts on fail_from_caller. */
@@ -368,19 +433,28 @@ static void caller_failed(zero_comm_t *comm)
 {
     char cause[sizeof(comm->caller_cause)];
     zero_status_t st;
+    int culprit;
     if (atomic_load(&comm->caller_failure) == 0)
         return;
     pthread_mutex_lock(&comm->lock);
     st = (zero_status_t)atomic_exchange(&comm->caller_failure, 0);
     memcpy(cause, comm->caller_cause, sizeof(cause));
+    culprit = comm->caller_culprit >= 0 ? comm->caller_culprit : comm->env.rank;
     pthread_mutex_unlock(&comm->lock);
     if (st == ZERO_OK || atomic_load(&comm->failed) != 0)
         return;
-    ZERO_LOG_ERROR("rank %d: %s (%s); the communicator fails and the other ranks are told", comm->env.rank, cause,
+    if (comm->rdv == NULL && comm->parent != NULL) {   /* a split communicator: the job's tells the others */
+        ZERO_LOG_ERROR("split communicator (rank %d of %d): %s (%s)", comm->env.rank, comm->env.size, cause,
+                       zero_status_string(st));
+        set_failed(comm, st, culprit);
+        tell_job(comm, st, culprit);
+        return;
+    }
+    ZERO_LOG_ERROR("rank %d: %s (%s); the communicator fails and the other ranks are told", culprit, cause,
                    zero_status_string(st));
-    set_failed(comm, st, comm->env.rank);
+    set_failed(comm, st, culprit);
     if (comm->rdv != NULL)
-        zero_rdv_report(comm->rdv, comm->env.rank, st);
+        zero_rdv_report(comm->rdv, culprit, st);
 }
 
 /* Starts @p req on its backend, passing it down the list while backends
@@ -394,6 +468,8 @@ static zero_status_t start_on_backend(zero_comm_t *comm, zero_comm_request_h req
         return ZERO_INPROGRESS;
     if (req->backend == NULL) {   /* no backend took it: this rank's fault */
         set_failed(comm, st, comm->env.rank);
+        if (comm->rdv == NULL && comm->parent != NULL && parent_health(comm, &peer) == ZERO_OK)
+            tell_job(comm, st, -1);
         complete(comm, req, st);
     } else {
         backend_failed(comm, req, st, peer, 0);
@@ -439,8 +515,8 @@ static void *progress_main(void *arg)
             zero_status_t st_parent;
             last_check = now;
             if (atomic_load(&comm->failed) == 0 && (st_parent = parent_health(comm, &dead)) != ZERO_OK) {
-                ZERO_LOG_ERROR("split communicator (rank %d of %d): the job failed (rank %d of the communicator it "
-                               "was split from: %s)", comm->env.rank, comm->env.size, dead,
+                ZERO_LOG_ERROR("split communicator (rank %d of %d): the job failed (rank %d of the job: %s)",
+                               comm->env.rank, comm->env.size, dead,
                                zero_status_string(st_parent));
                 set_failed(comm, st_parent, -1);
             }
@@ -840,6 +916,7 @@ void zero_comm_destroy(zero_comm_h comm)
     pthread_mutex_destroy(&comm->lock);
     if (comm->parent != NULL)
         atomic_fetch_sub(&comm->parent->children, 1);
+    zero_free(comm->job_ranks);
     zero_free(comm);
 }
 
@@ -1117,6 +1194,7 @@ zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_
     comm->failed_rank = -1;
     comm->cfg = parent->cfg;
     comm->parent = parent;
+    comm->job_ranks = members;   /* the communicator's from now on (freed with it; see below) */
     atomic_fetch_add(&parent->children, 1);
     pthread_mutex_init(&comm->lock, NULL);
     pthread_cond_init(&comm->cond, NULL);
@@ -1148,12 +1226,22 @@ zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_
         zero_comm_destroy(comm);
         *comm_p = NULL;
         zero_free(who);
-        zero_free(members);
         return ZERO_OK;
     }
+    /* Every use of the members' parent ranks is past: from here on they are
+     * the job's, for job_rank (read only once the progress thread runs). */
+    for (int i = 0; i < comm->env.size; i++)
+        members[i] = job_rank(parent, members[i]);
+    zero_ucx_name_ranks(comm->ucx, comm->job_ranks);
+    zero_shm_name_ranks(comm->shm, comm->job_ranks);
     if (comm->env.size > 1) {
-        ZERO_REQUIRE_GOTO(pthread_create(&comm->thread, NULL, progress_main, comm) == 0, ZERO_ERR_NO_MEMORY, status,
-                          fail, "zero_comm_split: cannot start the progress thread");
+        if (pthread_create(&comm->thread, NULL, progress_main, comm) != 0) {
+            /* The others are off to agree_direct's collective over the new
+             * communicator, which this rank cannot join: failing the parent
+             * fails theirs at once (parent_health), naming this rank. */
+            status = split_fail_parent(parent, ZERO_ERR_NO_MEMORY, "cannot start the progress thread");
+            goto fail;
+        }
         comm->thread_started = 1;
         status = agree_direct(comm);
         if (status != ZERO_OK)
@@ -1163,7 +1251,6 @@ zero_status_t zero_comm_split(zero_comm_h parent, int color, int key, zero_comm_
                    comm->env.rank, comm->env.size, comm->env.local_rank, comm->env.local_size, comm->env.cross_rank,
                    comm->env.cross_size);
     zero_free(who);
-    zero_free(members);
     *comm_p = comm;
     return ZERO_OK;
 
@@ -1172,7 +1259,6 @@ fail:
         atomic_store(&comm->failed, (int)status);   /* no goodbye barrier: the members did not all get here */
     zero_comm_destroy(comm);
     zero_free(who);
-    zero_free(members);
     return status;
 }
 
@@ -1359,7 +1445,7 @@ static zero_status_t start_linked(zero_comm_h comm, const zero_coll_desc_t *d, c
         status = backend->submit(comm, req, &done);
         if (status != ZERO_OK) {
             zero_free(req);
-            fail_from_caller(comm, status, "a device collective failed on this rank (logged above)");
+            fail_from_caller(comm, status, "a device collective failed on this rank (logged above)", -1);
             return status;
         }
         if (done) {

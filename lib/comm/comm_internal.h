@@ -128,6 +128,11 @@ struct zero_comm {
      * no rendezvous of its own; it learns of a dead rank through the parent's
      * failure flag (the parent's progress thread watches the rendezvous). */
     struct zero_comm *parent;
+    /* A split communicator: each of its ranks as a rank of the job (the
+     * numbering of the communicator at the top, whose rendezvous reaches every
+     * rank), in its rank order (env.size entries), so that a failure and the
+     * backends' errors name the job's ranks (job_rank). NULL: the job's own. */
+    int *job_ranks;
     atomic_int children;               /* live communicators split from this one */
     zero_comm_config_t cfg;
     zero_rdv_t *rdv;
@@ -165,6 +170,7 @@ struct zero_comm {
                                         * device error, zero_comm_fail_local): the progress thread
                                         * fails the job with it */
     char caller_cause[200];            /* what caller_failure logs (under lock) */
+    int caller_culprit;                /* the rank it names (under lock; -1: this one) */
     uint32_t next_seq;
 };
 

@@ -81,6 +81,7 @@ typedef struct pmap {
 
 struct zero_shm {
     int rank, size;
+    const int *job_ranks;     /* the ranks errors name (zero_shm_name_ranks; NULL: rank) */
     int enabled;
     int ctrl_fd;
     ctrl_t *ctrl;
@@ -93,6 +94,18 @@ struct zero_shm {
     uint64_t clock;
     unsigned char *scratch;   /* 2 * CHUNK_ELEMS partials of up to PARTIAL_MAX_BYTES */
 };
+
+/* Rank @p r as errors name it: a rank of the job (zero_shm_name_ranks). */
+static int named(const zero_shm_t *shm, int r)
+{
+    return shm->job_ranks != NULL && r >= 0 && r < shm->size ? shm->job_ranks[r] : r;
+}
+
+void zero_shm_name_ranks(zero_shm_t *shm, const int *job_ranks)
+{
+    if (shm != NULL)
+        shm->job_ranks = job_ranks;
+}
 
 static void futex_wake(_Atomic uint32_t *w)
 {
@@ -364,7 +377,7 @@ static const unsigned char *peer_ptr(zero_shm_t *shm, int peer, const seg_ref_t 
 {
     pmap_t *m = shm->pmaps + (size_t)peer * PMAP_MAX, *slot = NULL;
     if (ref->off > ref->size || bytes > ref->size - ref->off) {
-        ZERO_LOG_ERROR("shared memory: rank %d's buffer descriptor is out of bounds", peer);
+        ZERO_LOG_ERROR("shared memory: rank %d's buffer descriptor is out of bounds", named(shm, peer));
         return NULL;
     }
     for (int i = 0; i < PMAP_MAX; i++) {
@@ -387,7 +400,7 @@ static const unsigned char *peer_ptr(zero_shm_t *shm, int peer, const seg_ref_t 
     }
     slot->base = map_peer(shm->pids[peer], ref->fd, ref->size);
     if (slot->base == NULL) {
-        ZERO_LOG_ERROR("shared memory: cannot map rank %d's buffer (segment %llu, %llu bytes): %s", peer,
+        ZERO_LOG_ERROR("shared memory: cannot map rank %d's buffer (segment %llu, %llu bytes): %s", named(shm, peer),
                        (unsigned long long)ref->id, (unsigned long long)ref->size, strerror(errno));
         return NULL;
     }
@@ -442,7 +455,7 @@ static zero_status_t wait_peers(wait_ctx_t *w, size_t off, uint32_t want, const 
             if (now - t0 > w->timeout_s) {
                 ZERO_LOG_ERROR("%s (%zu x %s, shared memory): no progress for %.1f s waiting for rank %d (%s; "
                                "ZERO_COMM_TIMEOUT sets this bound)", zero_coll_name(w->d->kind), w->d->count,
-                               zero_dtype_string(w->d->dtype), w->timeout_s, k, what);
+                               zero_dtype_string(w->d->dtype), w->timeout_s, named(shm, k), what);
                 *w->peer_p = k;
                 return ZERO_ERR_TIMEOUT;
             }
@@ -576,7 +589,7 @@ zero_status_t zero_shm_coll(zero_shm_t *shm, const zero_coll_desc_t *d, uint32_t
              (c->range_first != d->range_first || c->range_block != d->range_block))) {
             ZERO_LOG_ERROR("%s (%zu x %s): rank %d started %s of %llu x %s instead (do all ranks call the same "
                            "collectives with the same counts?)", zero_coll_name(d->kind), d->count,
-                           zero_dtype_string(d->dtype), k, zero_coll_name((zero_coll_kind_t)c->kind),
+                           zero_dtype_string(d->dtype), named(shm, k), zero_coll_name((zero_coll_kind_t)c->kind),
                            (unsigned long long)c->count,
                            zero_dtype_string((zero_dtype_t)c->dtype));
             *peer_p = k;

@@ -41,6 +41,9 @@ zero_status_t zero_shm_create(int rank, int size, zero_shm_t **shm_p);
  * and every mapping of a peer's. NULL allowed. */
 void zero_shm_destroy(zero_shm_t *shm);
 
+/* The ranks its errors name, as zero_ucx_name_ranks. */
+void zero_shm_name_ranks(zero_shm_t *shm, const int *job_ranks);
+
 /* This rank's record for the rendezvous. */
 void zero_shm_record(const zero_shm_t *shm, unsigned char rec[ZERO_SHM_RECORD_BYTES]);
 /* Maps every peer's control page from their records (@p recs[rank]). Returns

@@ -87,6 +87,7 @@ typedef struct coll_state {
 
 struct zero_ucx {
     int rank, size, left, right;
+    const int *job_ranks;            /* the ranks errors name (zero_ucx_name_ranks; NULL: rank) */
     size_t chunk_bytes;
     int inflight;
     ucp_context_h context;
@@ -104,6 +105,18 @@ struct zero_ucx {
     int part_free[MAX_INFLIGHT * SEND_WINDOW_FACTOR + 1], npart_free;
     coll_state_t c;
 };
+
+/* Rank @p r as errors name it: a rank of the job (zero_ucx_name_ranks). */
+static int named(const zero_ucx_t *ucx, int r)
+{
+    return ucx->job_ranks != NULL && r >= 0 && r < ucx->size ? ucx->job_ranks[r] : r;
+}
+
+void zero_ucx_name_ranks(zero_ucx_t *ucx, const int *job_ranks)
+{
+    if (ucx != NULL)
+        ucx->job_ranks = job_ranks;
+}
 
 typedef struct ep_owner {
     zero_ucx_t *ucx;
@@ -217,7 +230,7 @@ static zero_status_t ep_create(zero_ucx_t *ucx, const void *addr, int peer, ucp_
     p.err_mode = ucx->peer_err_mode ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
     p.err_handler.cb = ep_error_cb;
     p.err_handler.arg = owner;
-    ZERO_UCS_CHECK_GOTO(ucp_ep_create(ucx->worker, &p, ep_p), status, fail, "UCX: connecting to rank %d", peer);
+    ZERO_UCS_CHECK_GOTO(ucp_ep_create(ucx->worker, &p, ep_p), status, fail, "UCX: connecting to rank %d", named(ucx, peer));
     *owner_p = owner;
     return ZERO_OK;
 fail:
@@ -525,7 +538,7 @@ static zero_status_t post_recv(zero_ucx_t *ucx, uint64_t u)
     rp.memory_type = UCS_MEMORY_TYPE_HOST;
     req = ucp_tag_recv_nbx(ucx->worker, dst, bytes, make_tag(c->seq, x.phase, x.step, x.chunk), UINT64_MAX, &rp);
     if (UCS_PTR_IS_ERR(req)) {
-        ZERO_LOG_ERROR("%s: receiving from rank %d: %s", zero_coll_name(c->d.kind), ucx->left,
+        ZERO_LOG_ERROR("%s: receiving from rank %d: %s", zero_coll_name(c->d.kind), named(ucx, ucx->left),
                        ucs_status_string(UCS_PTR_STATUS(req)));
         if (e->slot >= 0)
             ucx->recv_free[ucx->nrecv_free++] = e->slot;
@@ -637,7 +650,7 @@ static zero_status_t fail_peer(zero_ucx_t *ucx, int peer, ucs_status_t st, const
     coll_state_t *c = &ucx->c;
     zero_status_t status = st == UCS_ERR_MESSAGE_TRUNCATED ? ZERO_ERR_PROTOCOL : ZERO_ERR_COMM;
     ZERO_LOG_ERROR("%s (%zu x %s): %s rank %d failed: %s", zero_coll_name(c->d.kind), c->d.count,
-                   zero_dtype_string(c->d.dtype), what, peer, ucs_status_string(st));
+                   zero_dtype_string(c->d.dtype), what, named(ucx, peer), ucs_status_string(st));
     return status;
 }
 
@@ -746,7 +759,7 @@ static zero_status_t a2a_advance(zero_ucx_t *ucx, double now, double timeout_s, 
             }
             if (info.length != bytes) {
                 ZERO_LOG_ERROR("all-to-all: rank %d sent %zu bytes where %zu were expected (do all ranks call the "
-                               "same collectives with the same counts?)", ucx->left, info.length, bytes);
+                               "same collectives with the same counts?)", named(ucx, ucx->left), info.length, bytes);
                 *peer_p = ucx->left;
                 return ZERO_ERR_PROTOCOL;
             }
@@ -785,7 +798,7 @@ static zero_status_t a2a_advance(zero_ucx_t *ucx, double now, double timeout_s, 
         *peer_p = !c->a2a.recv_done ? ucx->left : ucx->right;
         ZERO_LOG_ERROR("all-to-all (%zu x %s): no progress for %.1f s waiting for rank %d (stuck or overloaded; "
                        "ZERO_COMM_TIMEOUT sets this bound)", c->d.count, zero_dtype_string(c->d.dtype), timeout_s,
-                       *peer_p);
+                       named(ucx, *peer_p));
         return ZERO_ERR_TIMEOUT;
     }
     return ZERO_INPROGRESS;
@@ -825,7 +838,7 @@ zero_status_t zero_ucx_coll_advance(zero_ucx_t *ucx, double now, double timeout_
             e->req = NULL;
             if (st == UCS_OK && info.length != e->expect) {
                 ZERO_LOG_ERROR("%s: rank %d sent %zu bytes where %zu were expected (do all ranks call the "
-                               "same collectives with the same counts?)", zero_coll_name(c->d.kind), ucx->left,
+                               "same collectives with the same counts?)", zero_coll_name(c->d.kind), named(ucx, ucx->left),
                                info.length, e->expect);
                 *peer_p = ucx->left;
                 return ZERO_ERR_PROTOCOL;
@@ -910,7 +923,7 @@ zero_status_t zero_ucx_coll_advance(zero_ucx_t *ucx, double now, double timeout_
         *peer_p = waiting_recv ? ucx->left : ucx->right;
         ZERO_LOG_ERROR("%s (%zu x %s): no progress for %.1f s waiting for rank %d (stuck or overloaded; "
                        "ZERO_COMM_TIMEOUT sets this bound)", zero_coll_name(c->d.kind), c->d.count,
-                       zero_dtype_string(c->d.dtype), timeout_s, *peer_p);
+                       zero_dtype_string(c->d.dtype), timeout_s, named(ucx, *peer_p));
         return ZERO_ERR_TIMEOUT;
     }
     return ZERO_INPROGRESS;

@@ -22,6 +22,10 @@ zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks
 void zero_ucx_address(const zero_ucx_t *ucx, const void **addr_p, size_t *len_p);
 /* Connects to the left and right neighbours, given their addresses. */
 zero_status_t zero_ucx_connect(zero_ucx_t *ucx, const void *left_addr, const void *right_addr, double timeout_s);
+/* The ranks its errors name: @p job_ranks[r] for rank r (a split
+ * communicator's ranks as the job's; not copied: it outlives the worker).
+ * NULL (the default): its own ranks. */
+void zero_ucx_name_ranks(zero_ucx_t *ucx, const int *job_ranks);
 /* Closes the endpoints (flushing unless @p force) and frees everything. NULL allowed. */
 void zero_ucx_destroy(zero_ucx_t *ucx, int force, double timeout_s);
 

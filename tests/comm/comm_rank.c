@@ -52,6 +52,12 @@
  *                                   node's ranks (W start: their first level cannot start;
  *                                   gate: it fails in flight): every rank fails within 30 s
  *                                   with ZERO_COMM_TIMEOUT=120, the job naming a failed rank
+ *   comm_rank node-fail             world 4 as 2 nodes of 2: the second node's node
+ *                                   communicator fails (its ranks' counts differ) while
+ *                                   the first node's ranks wait over the world: every
+ *                                   rank fails within 30 s with ZERO_COMM_TIMEOUT=120,
+ *                                   the job naming rank 2 or 3 (ranks of the job, not
+ *                                   the node communicator's 0 and 1)
  *   comm_rank range                 the reduce-scatter of a range (reduce_range.h) over
  *                                   the ring and the direct path: bit for bit the same
  *                                   elements of the whole reduce-scatter on the same
@@ -1369,10 +1375,10 @@ static void test_reduce_scatter_quant_hier(zero_comm_h node, zero_comm_h cross, 
 /* A hierarchical quantized reduce-scatter that fails on the first node's
  * ranks only (world 4 as 2 nodes of 2, COMM_RANK_NODE_SIZE=2, run with
  * ZERO_COMM_TIMEOUT=120). @p when "start": their node communicator failed
- * before the call (a node allreduce whose counts differ, a failure nobody
- * else is told of), so the first level cannot start after the second was
- * queued; "gate": rank 1's count differs, so the first level fails in
- * flight. Either way the second level's gate opens with an error on those
+ * before the call (a node allreduce whose counts differ; that fails the job
+ * too, run_node_fail, but the second node's ranks may not know it yet), so
+ * the first level cannot start after the second was queued; "gate": rank
+ * 1's count differs, so the first level fails in flight. Either way the second level's gate opens with an error on those
  * two ranks, and the second node's ranks, whose first level went well,
  * would wait for their share across nodes. Every rank's call must fail
  * within 30 s (not at the 120 s timeout), and the job's failure must name
@@ -1403,13 +1409,7 @@ static void run_quant_hier_fail(zero_comm_h comm, const char *when)
     if (strcmp(when, "start") == 0) {
         size_t n = g_rank == 1 ? 1002 : 1000;   /* differs on the first node only */
         st = zero_comm_allreduce(node, in, out, n, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
-        CHECK(st == (g_rank < 2 ? ZERO_ERR_PROTOCOL : ZERO_OK), "node allreduce: %s", zero_status_string(st));
-        CHECK(zero_comm_failure(comm, &culprit) == ZERO_OK, "the job failed before the reduce-scatter (rank %d)",
-              culprit);
-        /* every rank checked the job's health before any can fail it; the
-         * barrier itself may fail here when a rank that left it first has
-         * already failed the job (the reduce-scatter then fails at once) */
-        (void)zero_comm_barrier(comm);
+        CHECK(g_rank >= 2 || st == ZERO_ERR_PROTOCOL, "node allreduce: %s", zero_status_string(st));
     }
     t0 = zero_clock_now();
     st = zero_comm_reduce_scatter_quant_hier_start(node, cross, in, out, mine, ZERO_FP32, ZERO_COMM_SUM,
@@ -1435,6 +1435,69 @@ out:
     free(in);
     free(out);
     free(wire);
+}
+
+/* A node communicator failing (world 4 as 2 nodes of 2, COMM_RANK_NODE_SIZE=2,
+ * ZERO_COMM_TIMEOUT=120): rank 3's count differs in an allreduce over the
+ * second node's communicator, which fails on ranks 2 and 3 (a protocol error
+ * naming the other), while ranks 0 and 1 start an allreduce over the world
+ * that waits for them. Nothing but the node communicator's failure tells
+ * ranks 0 and 1: every rank's job must fail within 30 s (not at the 120 s
+ * timeout), and name rank 2 or 3, ranks of the job (they are ranks 0 and 1
+ * of their node communicator), on the world and, on ranks 2 and 3, on the
+ * node communicator too. */
+static void run_node_fail(zero_comm_h comm)
+{
+    zero_comm_h node = NULL;
+    float in[1002] = {0}, out[1002];
+    zero_status_t st;
+    double t0, elapsed;
+    int culprit = -1;
+
+    CHECK(g_size == 4 && zero_comm_local_size(comm) == 2, "needs world 4 as 2 nodes of 2 (COMM_RANK_NODE_SIZE=2)");
+    st = zero_comm_split(comm, zero_comm_cross_rank(comm), zero_comm_local_rank(comm), &node);
+    CHECK(st == ZERO_OK, "node split: %s", zero_status_string(st));
+    if (failures > 0)
+        goto out;
+    t0 = zero_clock_now();
+    if (g_rank >= 2) {
+        st = zero_comm_allreduce(node, in, out, g_rank == 3 ? 1002 : 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+        CHECK(st != ZERO_OK, "the second node's allreduce succeeded on rank %d", g_rank);
+        CHECK(zero_comm_failure(node, &culprit) != ZERO_OK && (culprit == 2 || culprit == 3),
+              "the node communicator's failure names rank %d, not rank 2 or 3 of the job", culprit);
+    } else {
+        st = zero_comm_allreduce(comm, in, out, 1000, ZERO_FP32, ZERO_COMM_SUM, ZERO_MEM_HOST);
+        CHECK(st != ZERO_OK, "the world allreduce succeeded on rank %d without ranks 2 and 3", g_rank);
+    }
+    /* ranks 2 and 3 tell the job from their progress threads */
+    while (zero_comm_failure(comm, &culprit) == ZERO_OK && zero_clock_now() - t0 < 30)
+        usleep(1000);
+    elapsed = zero_clock_now() - t0;
+    fprintf(stderr, "[rank %d] node-fail: %s after %.3f s, the job's failure names rank %d\n", g_rank,
+            zero_status_string(st), elapsed, culprit);
+    CHECK(elapsed < 30, "rank %d failed only after %.1f s (ZERO_COMM_TIMEOUT=120): the node's failure was not told",
+          g_rank, elapsed);
+    CHECK(culprit == 2 || culprit == 3, "the job's failure names rank %d, not rank 2 or 3 (the failed node)",
+          culprit);
+    /* The errors' text: a backend that saw the other count ("rank R started
+     * allreduce ..." on the direct path, "rank R sent N bytes" on the ring)
+     * names the other rank of the node as the job's (2 or 3); the job's
+     * failure, logged on every rank, names one of them too. */
+    pthread_mutex_lock(&log_lock);
+    for (const char *p = log_text; (p = strstr(p, "rank ")) != NULL; p++) {
+        int r;
+        char word[16];
+        if (sscanf(p, "rank %d %15s", &r, word) == 2 && (strcmp(word, "started") == 0 || strcmp(word, "sent") == 0))
+            CHECK(r == 2 || r == 3, "an error names rank %d of the node communicator, not of the job: %.80s", r, p);
+    }
+    {
+        char want[32];
+        snprintf(want, sizeof(want), "rank %d ", culprit);
+        CHECK(strstr(log_text, want) != NULL, "no error logged on rank %d names rank %d", g_rank, culprit);
+    }
+    pthread_mutex_unlock(&log_lock);
+out:
+    zero_comm_destroy(node);
 }
 
 /* zero_comm_split: colours and keys, a rank in no communicator, collectives
@@ -1617,7 +1680,7 @@ int main(int argc, char **argv)
         strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0 ||
         strcmp(mode, "device-kill") == 0 || strcmp(mode, "device-fault") == 0 || strcmp(mode, "split") == 0 ||
-        strcmp(mode, "quant-hier-fail") == 0)
+        strcmp(mode, "quant-hier-fail") == 0 || strcmp(mode, "node-fail") == 0)
         zero_log_set_callback(capture_log, NULL);
     if (strcmp(mode, "kill-direct") == 0 || strcmp(mode, "direct") == 0 || strcmp(mode, "mixed") == 0 ||
         strcmp(mode, "direct-off") == 0 || strcmp(mode, "quant") == 0 || strcmp(mode, "range") == 0)
@@ -1703,6 +1766,8 @@ int main(int argc, char **argv)
         run_split(comm);
     } else if (strcmp(mode, "quant-hier-fail") == 0 && argc > 2) {
         run_quant_hier_fail(comm, argv[2]);
+    } else if (strcmp(mode, "node-fail") == 0) {
+        run_node_fail(comm);
 #if HAVE_CUDA
     } else if (strcmp(mode, "device") == 0) {
         const char *expect = getenv("COMM_RANK_EXPECT_PATH");

@@ -17,7 +17,10 @@
  *   zero_test_malloc_fail_size(size, k)  the same, counting only calls for
  *       exactly @p size bytes (zero_malloc asks for more than its caller: its
  *       header, lib/util/alloc.c).
- *   zero_test_malloc_failed()        whether it fired.
+ *   zero_test_thread_fail_at(k)      the @p k-th counted pthread_create from
+ *       then on fails with EAGAIN (no thread made), once; k 0 disarms. It
+ *       counts apart from malloc's calls, from the same code (fail_from).
+ *   zero_test_malloc_failed()        whether either fired.
  * Other threads (progress threads, UCX's) are never failed. Every other call
  * goes to glibc's own allocator (__libc_malloc), so free, calloc and realloc
  * match.
@@ -25,8 +28,10 @@
  * Not for sanitizer builds: ASan's malloc comes first there and this one is
  * never called (meson.build does not build the test there).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +43,9 @@ __attribute__((visibility("default"))) int zero_test_malloc_fail_from(void (*fn)
 __attribute__((visibility("default"))) void zero_test_malloc_fail_at(long k);
 __attribute__((visibility("default"))) void zero_test_malloc_fail_size(size_t size, long k);
 __attribute__((visibility("default"))) int zero_test_malloc_failed(void);
+__attribute__((visibility("default"))) void zero_test_thread_fail_at(long k);
+__attribute__((visibility("default"))) int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                                                          void *(*start)(void *), void *arg);
 
 /* initial-exec: reading them must not allocate (this is malloc) */
 static __thread long countdown __attribute__((tls_model("initial-exec")));
@@ -45,6 +53,7 @@ static __thread size_t only_size __attribute__((tls_model("initial-exec")));   /
 static __thread uintptr_t from_lo __attribute__((tls_model("initial-exec")));  /* [lo, hi): 0, 0 every caller */
 static __thread uintptr_t from_hi __attribute__((tls_model("initial-exec")));
 static __thread int fired __attribute__((tls_model("initial-exec")));
+static __thread long thread_countdown __attribute__((tls_model("initial-exec")));
 
 typedef struct {
     uintptr_t addr, lo, hi;
@@ -87,6 +96,13 @@ void zero_test_malloc_fail_size(size_t size, long k)
 void zero_test_malloc_fail_at(long k)
 {
     zero_test_malloc_fail_size(0, k);
+    thread_countdown = 0;
+}
+
+void zero_test_thread_fail_at(long k)
+{
+    thread_countdown = k;
+    fired = 0;
 }
 
 int zero_test_malloc_failed(void)
@@ -105,4 +121,19 @@ void *malloc(size_t size)
         }
     }
     return __libc_malloc(size);
+}
+
+int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *), void *arg)
+{
+    static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    if (thread_countdown > 0) {
+        uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+        if ((from_hi == 0 || (caller >= from_lo && caller < from_hi)) && --thread_countdown == 0) {
+            fired = 1;
+            return EAGAIN;
+        }
+    }
+    if (real == NULL)
+        *(void **)&real = dlsym(RTLD_NEXT, "pthread_create");
+    return real != NULL ? real(thread, attr, start, arg) : EAGAIN;
 }

@@ -4,6 +4,7 @@
  *
  *   split_fail DIR nomem K   world 2, tests/comm/malloc_fail_shim.c in LD_PRELOAD
  *   split_fail DIR nofile    world 2 or more
+ *   split_fail DIR nothread  world 2, the shim in LD_PRELOAD
  *
  * nomem K: rank 1's K-th allocation in zero_comm_split fails (K 1-3: its own
  * buffers, allocated before the first exchange over the parent, in which it
@@ -18,6 +19,12 @@
  * tells the others in the split's first exchange. Every rank's split fails
  * within the bound, every other rank logging an error that names rank 1, and
  * the parent stays healthy: a barrier over it works afterwards.
+ *
+ * nothread: rank 1's split cannot start its new communicator's progress
+ * thread (the shim fails its pthread_create), once every exchange over the
+ * parent is done and the others are off to the new communicator's first
+ * collective. As nomem: rank 1's split returns ZERO_ERR_NO_MEMORY, every
+ * other rank's fails within the bound with the parent failed naming rank 1.
  *
  * scan K: as nomem K, any K (tests/common/fault_scan.sh runs K = 1, 2, ...
  * until rank 1 makes fewer allocations than K, DIR/split_scan.end): every
@@ -109,12 +116,13 @@ int main(int argc, char **argv)
     zero_status_t st;
     double t0, took;
     int nomem = argc == 4 && strcmp(argv[2], "nomem") == 0, culprit = -1;
+    int nothread = argc == 3 && strcmp(argv[2], "nothread") == 0;
     int scanning = argc == 4 && strcmp(argv[2], "scan") == 0;
     long k = nomem || scanning ? atol(argv[3]) : 0;
     struct rlimit old = {0, 0};
 
-    if (!((nomem || scanning) && k > 0) && !(argc == 3 && strcmp(argv[2], "nofile") == 0)) {
-        fprintf(stderr, "usage: split_fail DIR nomem|scan K | split_fail DIR nofile\n");
+    if (!((nomem || scanning) && k > 0) && !(argc == 3 && (strcmp(argv[2], "nofile") == 0 || nothread))) {
+        fprintf(stderr, "usage: split_fail DIR nomem|scan K | split_fail DIR nofile|nothread\n");
         return 2;
     }
     if (rank_check_begin(&comm) != 0)
@@ -138,6 +146,9 @@ int main(int argc, char **argv)
         if (nomem) {
             if (!fault_shim_arm((void (*)(void))zero_comm_split, 0, k))
                 return rank_check_end(NULL);   /* the others wait for the timeout: the test fails anyway */
+        } else if (nothread) {
+            if (!fault_shim_arm_thread((void (*)(void))zero_comm_split, 1))
+                return rank_check_end(NULL);
         } else {
             int fd = dup(0);
             struct rlimit rl;
@@ -153,7 +164,7 @@ int main(int argc, char **argv)
     t0 = check_now_s();
     st = zero_comm_split(comm, 0, check_rank, &child);
     took = check_now_s() - t0;
-    if (check_rank == 1 && !nomem)
+    if (check_rank == 1 && !nomem && !nothread)
         EXPECT(setrlimit(RLIMIT_NOFILE, &old) == 0, "restoring RLIMIT_NOFILE: %s", strerror(errno));
     EXPECT(st != ZERO_OK && child == NULL, "rank %d's split did not fail (%s)", check_rank, zero_status_string(st));
     if (child != NULL)
@@ -164,13 +175,17 @@ int main(int argc, char **argv)
             EXPECT(st == ZERO_ERR_NO_MEMORY, "rank 1's split gave %s, expected out of memory",
                    zero_status_string(st));
             EXPECT(own_buffers == 1, "allocation %ld was not one of the split's own buffers", k);
+        } else if (nothread) {
+            EXPECT(fault_shim_fired(), "the split started no thread");
+            EXPECT(st == ZERO_ERR_NO_MEMORY, "rank 1's split gave %s, expected out of memory",
+                   zero_status_string(st));
         }
         fprintf(stderr, "rank 1: the split failed as intended after %.2f s: %s\n", took, zero_status_string(st));
         check_markers_wait(argv[1], "split_fail", WAIT_S);
     } else {
         EXPECT(took < FAIL_BOUND_S, "the split failed %.1f s after it began, not within %.0f s (ZERO_COMM_TIMEOUT "
                "is 120 s)", took, FAIL_BOUND_S);
-        if (nomem) {
+        if (nomem || nothread) {
             zero_status_t why = zero_comm_failure(comm, &culprit);
             EXPECT(why != ZERO_OK && culprit == 1, "the parent is not failed naming rank 1 (%s, rank %d)",
                    zero_status_string(why), culprit);
@@ -180,7 +195,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "rank %d: the split failed after %.2f s: %s\n", check_rank, took, zero_status_string(st));
         check_marker_leave(argv[1], "split_fail");
     }
-    if (!nomem) {
+    if (!nomem && !nothread) {
         /* nothing failed the parent: it still carries collectives */
         zero_status_t why = zero_comm_failure(comm, &culprit);
         EXPECT(why == ZERO_OK, "the parent failed (%s, rank %d)", zero_status_string(why), culprit);

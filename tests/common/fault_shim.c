@@ -30,6 +30,24 @@ int fault_shim_arm(void (*fn)(void), size_t size, long k)
     return 1;
 }
 
+int fault_shim_arm_thread(void (*fn)(void), long k)
+{
+    int (*fail_from)(void (*)(void));
+    void (*fail_at)(long);
+    *(void **)&fail_from = shim("zero_test_malloc_fail_from");
+    *(void **)&fail_at = shim("zero_test_thread_fail_at");
+    if (fail_from == NULL || fail_at == NULL) {
+        check_failed(__FILE__, __LINE__, "the fault shim (malloc_fail_shim.c) is not loaded (LD_PRELOAD)");
+        return 0;
+    }
+    if (!fail_from(fn)) {
+        check_failed(__FILE__, __LINE__, "the fault shim finds no loaded object holding libzero");
+        return 0;
+    }
+    fail_at(k);
+    return 1;
+}
+
 int fault_shim_fired(void)
 {
     int (*failed)(void);

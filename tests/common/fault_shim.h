@@ -8,7 +8,9 @@
  * any), fails. Counting libzero's own allocations only keeps libc's, UCX's
  * or cJSON's on that thread from moving k. Returns 0, with a failed check,
  * where the shim is not loaded.
- * fault_shim_fired(): whether it failed; disarms.
+ * fault_shim_arm_thread(fn, k): the same for pthread_create: the k-th thread
+ * this thread starts from then on from that code fails to start (EAGAIN).
+ * fault_shim_fired(): whether either failed; disarms both.
  *
  * A scan (fault_scan.sh) runs one job per k = 1, 2, ...; the rank whose k-th
  * allocation was not made (it makes fewer) calls fault_scan_end(dir, name),
@@ -20,6 +22,7 @@
 #include <stddef.h>
 
 int fault_shim_arm(void (*fn)(void), size_t size, long k);
+int fault_shim_arm_thread(void (*fn)(void), long k);
 int fault_shim_fired(void);
 void fault_scan_end(const char *dir, const char *name);
 
