@@ -732,11 +732,12 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
     }
     s = slice_slot(e);
     if (s < 0) {
-        if (prefetch)
-            return ZERO_OK;
-        engine_error(e, ZERO_ERR_NO_MEMORY, "gathering %s rows [%" PRId64 ", %" PRId64 "): out of memory for its record",
-                     p->name, first, first + count);
-        return ZERO_ERR_NO_MEMORY;
+        /* This rank's memory: the other ranks start this slice's broadcasts
+         * (a prefetch too: skipping it here alone would shift this rank's
+         * collectives against theirs), so the engine fails and tells them. */
+        return engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, zero_log_error_mark(),
+                           "gathering %s rows [%" PRId64 ", %" PRId64 "): out of memory for its record", p->name,
+                           first, first + count);
     }
     sl = &e->slices[s];
     sl->first = first;
@@ -788,8 +789,8 @@ static zero_status_t slice_start(zero_engine_h e, int param, int64_t first, int6
                               p->name, first, first + count, e->gather_pool.capacity, sl->bytes);
         }
         status = engine_alloc(e, &e->mem.buffers, sl->bytes, "stage-3 gathered slice", &sl->data);
-        if (status != ZERO_OK)
-            return status;
+        if (status != ZERO_OK)   /* as for the record above (engine_alloc recorded why) */
+            return engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
         sl->source = GATHERED_ONE_OFF;
     }
     sl->param = param;

@@ -121,8 +121,11 @@ static void *open_slot(zero_engine_h e, struct zero_param *p, int64_t first, int
     engine_grad_slice_t *g;
     int s = grad_slot(e);
     if (s < 0) {
-        engine_error(e, ZERO_ERR_NO_MEMORY, "gradient of %s rows [%" PRId64 ", %" PRId64 "): out of memory for its record",
-                     p->name, first, first + count);
+        /* This rank's memory: the other ranks will reduce this slice and wait
+         * for this rank's share, so the engine fails and tells them. */
+        (void)engine_fail(e, ENGINE_FAIL_LOCAL, ZERO_ERR_NO_MEMORY, zero_log_error_mark(),
+                          "gradient of %s rows [%" PRId64 ", %" PRId64 "): out of memory for its record", p->name,
+                          first, first + count);
         return NULL;
     }
     g = &e->grad_slices[s];
@@ -136,8 +139,11 @@ static void *open_slot(zero_engine_h e, struct zero_param *p, int64_t first, int
                           "over as the backward produces them)",
                           p->name, first, first + count, e->grad_pool.capacity, bytes);
         }
-        if (engine_alloc(e, &e->mem.buffers, bytes, "stage-3 gradient slice", &g->buf) != ZERO_OK)
+        zero_status_t status = engine_alloc(e, &e->mem.buffers, bytes, "stage-3 gradient slice", &g->buf);
+        if (status != ZERO_OK) {   /* as for the record above (engine_alloc recorded why) */
+            (void)engine_fail(e, ENGINE_FAIL_LOCAL, status, zero_log_error_mark(), "%s", e->last_error);
             return NULL;
+        }
         g->one_off = 1;
     }
     engine_zero(e, g->buf, bytes);
