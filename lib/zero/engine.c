@@ -544,7 +544,6 @@ void zero_engine_destroy(zero_engine_h e)
     if (e->buckets != NULL && e->layout != NULL) {
         for (int b = 0; b < e->layout->num_buckets; b++) {
             bucket_state_t *bs = &e->buckets[b];
-            size_t bytes = e->layout->buckets[b].length * dtype_bytes(e->layout->groups[e->layout->buckets[b].group].dtype);
             if (bs->reduce_req) {
                 zero_comm_request_free(bs->reduce_req);   /* waits: its buffer is freed next */
                 bs->reduce_req = NULL;
@@ -555,8 +554,8 @@ void zero_engine_destroy(zero_engine_h e)
             }
             engine_staging_put(e, b, bs->staging);
             bs->staging = NULL;
-            if (bs->gathered_source == GATHERED_ONE_OFF)
-                engine_free(e, &e->mem.buffers, bytes, bs->gathered);
+            if (bs->gathered_source == GATHERED_ONE_OFF)   /* its block's size (qwZ: wire bytes too) */
+                engine_free(e, &e->mem.buffers, bs->gathered_bytes, bs->gathered);
             bs->gathered = NULL;
         }
     }

@@ -295,11 +295,19 @@ static zero_status_t hpz_refresh(zero_engine_h e)
     return status;
 }
 
-/* Bytes of the block bucket @p b's gather takes: the weights and, under qwZ, the wire bytes. */
+/* Whether bucket @p b's next gather travels quantized (qwZ): under hpZ only
+ * the refresh does (the gathers inside the group copy decoded weights), so
+ * only its block holds wire bytes. As gather_bucket_start decides. */
+static int gather_quantized(zero_engine_h e, int b)
+{
+    return engine_gather_wire_bytes(e, b) > 0 && (e->hpz <= 1 || hpz_bucket_stale(e, b));
+}
+
+/* Bytes of the block bucket @p b's next gather takes: the weights and, when
+ * it travels quantized, the wire bytes behind them. */
 static size_t block_bytes(zero_engine_h e, int b)
 {
-    size_t wire = engine_gather_wire_bytes(e, b);
-    return wire > 0 ? wire_offset(e, b) + wire : bucket_bytes(e, b);
+    return gather_quantized(e, b) ? wire_offset(e, b) + engine_gather_wire_bytes(e, b) : bucket_bytes(e, b);
 }
 
 static void free_bucket(zero_engine_h e, int b);
@@ -341,14 +349,16 @@ static void make_room(zero_engine_h e, uint64_t len, size_t bytes)
 static zero_status_t gathered_buffer(zero_engine_h e, int b, int prefetch)
 {
     bucket_state_t *bs = &e->buckets[b];
+    size_t bytes = block_bytes(e, b);
     zero_status_t status;
     if (bs->persistent_slot != NULL) {
         bs->gathered = bs->persistent_slot;
         bs->gathered_source = GATHERED_PERSISTENT;
         return ZERO_OK;
     }
-    make_room(e, e->layout->buckets[b].length, block_bytes(e, b));
-    bs->gathered = engine_pool_get(e, &e->gather_pool, block_bytes(e, b));
+    make_room(e, e->layout->buckets[b].length, bytes);
+    bs->gathered = engine_pool_get(e, &e->gather_pool, bytes);
+    bs->gathered_bytes = bytes;
     if (bs->gathered != NULL) {
         bs->gathered_source = GATHERED_POOL;
         return ZERO_OK;
@@ -360,9 +370,9 @@ static zero_status_t gathered_buffer(zero_engine_h e, int b, int prefetch)
         ZERO_LOG_WARN("gathering %s: the gather pool (%zu bytes, stage3_max_live_parameters) has no room for %zu "
                       "bytes more; such gathers allocate and free their own buffer (slow: raise "
                       "stage3_max_live_parameters or gather less at once)",
-                      e->params[e->layout->buckets[b].first_param]->name, e->gather_pool.capacity, block_bytes(e, b));
+                      e->params[e->layout->buckets[b].first_param]->name, e->gather_pool.capacity, bytes);
     }
-    status = engine_alloc(e, &e->mem.buffers, block_bytes(e, b), "stage-3 gathered weights", &bs->gathered);
+    status = engine_alloc(e, &e->mem.buffers, bytes, "stage-3 gathered weights", &bs->gathered);
     if (status != ZERO_OK)
         return status;
     bs->gathered_source = GATHERED_ONE_OFF;
@@ -456,9 +466,9 @@ static void drop_buffer(zero_engine_h e, int b)
 {
     bucket_state_t *bs = &e->buckets[b];
     if (bs->gathered_source == GATHERED_POOL)
-        engine_pool_put(e, &e->gather_pool, bs->gathered, block_bytes(e, b));
+        engine_pool_put(e, &e->gather_pool, bs->gathered, bs->gathered_bytes);
     else if (bs->gathered_source == GATHERED_ONE_OFF)
-        engine_free(e, &e->mem.buffers, block_bytes(e, b), bs->gathered);
+        engine_free(e, &e->mem.buffers, bs->gathered_bytes, bs->gathered);
     bs->gathered = NULL;
     bs->gathered_source = GATHERED_NONE;
     bs->cached = 0;

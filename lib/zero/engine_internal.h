@@ -134,6 +134,8 @@ typedef struct bucket_state {
     zero_comm_split_t split;       /* fused step: where the boundary's split reduce-scatter left the peers' partial */
     int overlap_submitted;         /* overlap_step: its offloaded pieces went to the store in this backward */
     void *gathered;                /* stage 3: [length] full weights (NULL: not gathered) */
+    size_t gathered_bytes;         /* stage 3: its block's size (block_bytes: the weights, and qwZ's wire bytes
+                                    * for a quantized gather) */
     gathered_source_t gathered_source;
     int cached;                    /* stage 3: released, kept because the trace uses it again soon */
     void *persistent_slot;         /* stage 3, persistent parameters: their full weights' home */
