@@ -30,7 +30,8 @@ void zero_comm_fail_local(zero_comm_h comm, zero_status_t status, const char *ca
 
 /* ZERO_OK while @p comm and the communicators it was split from are healthy;
  * else the status it failed with, and *rank_p the rank named as the cause
- * (-1: unknown). Any thread; reads only what the progress thread recorded
+ * (-1: unknown), as a rank of the job (the communicator at the top of the
+ * chain), also where @p comm is a split one whose own ranks differ. Any thread; reads only what the progress thread recorded
  * (a failure it has not acted on yet reads as healthy). */
 zero_status_t zero_comm_failure(zero_comm_h comm, int *rank_p);
 
