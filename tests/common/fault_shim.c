@@ -12,38 +12,41 @@ static void *shim(const char *name)
     return dlsym(RTLD_DEFAULT, name);
 }
 
-int fault_shim_arm(void (*fn)(void), size_t size, long k)
+/* The shim's arming function @p arm, once the shim counts only calls from
+ * the code of the object holding @p fn; NULL, with a failed check, where the
+ * shim is not loaded or no object holds @p fn. */
+static void *shim_aimed(void (*fn)(void), const char *arm)
 {
     int (*fail_from)(void (*)(void));
-    void (*fail_size)(size_t, long);
+    void *found = shim(arm);
     *(void **)&fail_from = shim("zero_test_malloc_fail_from");
-    *(void **)&fail_size = shim("zero_test_malloc_fail_size");
-    if (fail_from == NULL || fail_size == NULL) {
-        check_failed(__FILE__, __LINE__, "the allocation fault shim is not loaded (LD_PRELOAD)");
-        return 0;
+    if (fail_from == NULL || found == NULL) {
+        check_failed(__FILE__, __LINE__, "the fault shim (malloc_fail_shim.c) is not loaded (LD_PRELOAD)");
+        return NULL;
     }
     if (!fail_from(fn)) {
-        check_failed(__FILE__, __LINE__, "the allocation fault shim finds no loaded object holding libzero");
-        return 0;
+        check_failed(__FILE__, __LINE__, "the fault shim finds no loaded object holding libzero");
+        return NULL;
     }
+    return found;
+}
+
+int fault_shim_arm(void (*fn)(void), size_t size, long k)
+{
+    void (*fail_size)(size_t, long);
+    *(void **)&fail_size = shim_aimed(fn, "zero_test_malloc_fail_size");
+    if (fail_size == NULL)
+        return 0;
     fail_size(size, k);
     return 1;
 }
 
 int fault_shim_arm_thread(void (*fn)(void), long k)
 {
-    int (*fail_from)(void (*)(void));
     void (*fail_at)(long);
-    *(void **)&fail_from = shim("zero_test_malloc_fail_from");
-    *(void **)&fail_at = shim("zero_test_thread_fail_at");
-    if (fail_from == NULL || fail_at == NULL) {
-        check_failed(__FILE__, __LINE__, "the fault shim (malloc_fail_shim.c) is not loaded (LD_PRELOAD)");
+    *(void **)&fail_at = shim_aimed(fn, "zero_test_thread_fail_at");
+    if (fail_at == NULL)
         return 0;
-    }
-    if (!fail_from(fn)) {
-        check_failed(__FILE__, __LINE__, "the fault shim finds no loaded object holding libzero");
-        return 0;
-    }
     fail_at(k);
     return 1;
 }

@@ -106,6 +106,14 @@ float check_from_bf16(uint16_t h)
 
 __extension__ typedef _Float16 check_f16_t;
 
+void check_init_ramp(const char *name, size_t offset, size_t count, float *out, void *user)
+{
+    (void)name;
+    (void)user;
+    for (size_t i = 0; i < count; i++)
+        out[i] = 0.01f * (float)((offset + i) % 97);
+}
+
 float check_load(const void *buf, zero_dtype_t dtype, size_t i)
 {
     if (dtype == ZERO_FP32)

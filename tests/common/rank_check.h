@@ -67,6 +67,10 @@ void check_marker_clear(const char *dir, const char *name, int rank);
  * for each one missing then. */
 void check_markers_wait(const char *dir, const char *name, double wait_s);
 
+/* An init_fn (zero_param_desc_t) for weights of no particular meaning:
+ * 0.01 x ((offset + i) mod 97), whatever the parameter. */
+void check_init_ramp(const char *name, size_t offset, size_t count, float *out, void *user);
+
 /* fp32 -> bf16, rounding to nearest even (finite values); and back. */
 uint16_t check_to_bf16(float f);
 float check_from_bf16(uint16_t h);

@@ -74,14 +74,6 @@
 #define FAIL_BOUND_S 30.0
 #define WAIT_S 60.0
 
-static void init_cb(const char *name, size_t offset, size_t count, float *out, void *user)
-{
-    (void)name;
-    (void)user;
-    for (size_t i = 0; i < count; i++)
-        out[i] = 0.01f * (float)((offset + i) % 97);
-}
-
 /* One micro-batch and the step; the first failing call's status. */
 static zero_status_t train_step(zero_engine_h eng, zero_param_h *h, int step)
 {
@@ -181,7 +173,7 @@ int main(int argc, char **argv)
     for (int p = 0; p < NPARAM; p++) {
         char name[16];
         zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_INIT_FN, .name = name, .dtype = ZERO_FP32, .ndim = 1,
-                               .shape = {NUMEL}, .init_fn = init_cb};
+                               .shape = {NUMEL}, .init_fn = check_init_ramp};
         snprintf(name, sizeof(name), "w%d", p);
         if (zero_param_register(eng, &d, &h[p]) != ZERO_OK) {
             check_failed(__FILE__, __LINE__, "registering %s failed: %s", name, zero_engine_last_error(eng));

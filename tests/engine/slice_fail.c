@@ -35,14 +35,6 @@
 #define FAIL_BOUND_S 30.0
 #define WAIT_S 60.0
 
-static void init_cb(const char *name, size_t offset, size_t count, float *out, void *user)
-{
-    (void)name;
-    (void)user;
-    for (size_t i = 0; i < count; i++)
-        out[i] = 0.01f * (float)((offset + i) % 97);
-}
-
 int main(int argc, char **argv)
 {
     char json[512];
@@ -53,7 +45,7 @@ int main(int argc, char **argv)
                                              ZERO_ENGINE_PARAM_FIELD_NUM_THREADS,
                                .config_json = json, .num_threads = 1};
     zero_param_desc_t d = {.field_mask = ZERO_PARAM_FIELD_INIT_FN, .name = "w", .dtype = ZERO_FP32, .ndim = 1,
-                           .shape = {NUMEL}, .init_fn = init_cb};
+                           .shape = {NUMEL}, .init_fn = check_init_ramp};
     size_t header = sizeof(max_align_t) > sizeof(size_t) ? sizeof(max_align_t) : sizeof(size_t);
     int grad = argc == 3 && strcmp(argv[2], "grad") == 0;
     zero_status_t st;
