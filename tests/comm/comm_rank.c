@@ -1402,6 +1402,8 @@ static void run_quant_hier_fail(zero_comm_h comm, const char *when)
     CHECK(st == ZERO_OK, "node split: %s", zero_status_string(st));
     st = zero_comm_split(comm, zero_comm_local_rank(comm), zero_comm_cross_rank(comm), &cross);
     CHECK(st == ZERO_OK, "cross split: %s", zero_status_string(st));
+    /* every rank done splitting before any fails the job (a node's failure does) */
+    CHECK(st != ZERO_OK || zero_comm_barrier(comm) == ZERO_OK, "the barrier after the splits failed");
     if (failures > 0)
         goto out;
     for (size_t i = 0; i < 4 * mine; i++)
@@ -1457,6 +1459,8 @@ static void run_node_fail(zero_comm_h comm)
     CHECK(g_size == 4 && zero_comm_local_size(comm) == 2, "needs world 4 as 2 nodes of 2 (COMM_RANK_NODE_SIZE=2)");
     st = zero_comm_split(comm, zero_comm_cross_rank(comm), zero_comm_local_rank(comm), &node);
     CHECK(st == ZERO_OK, "node split: %s", zero_status_string(st));
+    /* every rank done splitting before the second node fails the job */
+    CHECK(st != ZERO_OK || zero_comm_barrier(comm) == ZERO_OK, "the barrier after the split failed");
     if (failures > 0)
         goto out;
     t0 = zero_clock_now();
