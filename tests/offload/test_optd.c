@@ -1648,6 +1648,32 @@ static void capture_refusals(zero_log_level_t level, int rank, const char *modul
     }
 }
 
+/* A server, a raw client that said HELLO (its control connection holds
+ * *ticket, for the data listener at *data_port) and a data context for
+ * requests to that listener. 0, or -1 (nothing left to release but what
+ * the failed step made: the test stops there anyway). */
+static int ticket_setup(test_server_t *srv, raw_client_t *c, zero_optd_ucx_t *u, uint32_t *data_port, uint64_t *ticket)
+{
+    const char *settings[ZERO_OPTD_DATA_SETTINGS];
+    if (server_start(srv, 0) != 0 || raw_init(c) != 0 ||
+        raw_hello_ticket(c, zero_optd_server_port(srv->server), data_port, ticket) != 0 || *data_port == 0 ||
+        *ticket == 0)
+        return -1;
+    zero_optd_data_settings(settings);
+    return zero_optd_ucx_open(u, settings, "test: a data context") == ZERO_OK ? 0 : -1;
+}
+
+/* A real client is served (within 3 s per request); then the server stops. */
+static void served_then_stop(test_server_t *srv)
+{
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    CU_ASSERT_EQUAL(stepped_store(srv->addr, 3.0, &ctx, &st, &remote), 0);
+    zero_store_destroy(remote);
+    server_stop(srv);
+}
+
 /* The server's limits (optd_server.c): in each window of this many
  * seconds, this many refusals logged one by one, then one summary line. */
 #define REFUSALS_IN_FULL 5
@@ -1664,21 +1690,13 @@ static void test_refusal_flood(void)
     test_server_t srv;
     raw_client_t c;
     zero_optd_ucx_t u;
-    const char *settings[ZERO_OPTD_DATA_SETTINGS];
     uint32_t data_port = 0;
     uint64_t ticket = 0;
     int refused = 0, windows;
     double t0;
-    zero_store_t *remote = NULL;
-    zero_optim_ctx_t ctx;
-    zero_store_async_step_t st;
 
     memset(&cap, 0, sizeof(cap));
-    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_hello_ticket(&c, zero_optd_server_port(srv.server), &data_port, &ticket), 0);
-    zero_optd_data_settings(settings);
-    CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, settings, "test: a data context"), ZERO_OK);
+    CU_ASSERT_EQUAL_FATAL(ticket_setup(&srv, &c, &u, &data_port, &ticket), 0);
     zero_log_set_callback(capture_refusals, &cap);
     t0 = zero_clock_now();
     for (int i = 0; i < FLOOD; i++)   /* no client id, or a wrong ticket */
@@ -1698,9 +1716,7 @@ static void test_refusal_flood(void)
     CU_ASSERT_EQUAL(atomic_load(&cap.lines_unnamed), 0);
     zero_optd_ucx_close(&u);
     raw_close(&c);
-    CU_ASSERT_EQUAL(stepped_store(srv.addr, 3.0, &ctx, &st, &remote), 0);
-    zero_store_destroy(remote);
-    server_stop(&srv);
+    served_then_stop(&srv);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
@@ -1714,21 +1730,12 @@ static void test_ticket_expires_with_connection(void)
     test_server_t srv;
     raw_client_t c;
     zero_optd_ucx_t u;
-    const char *settings[ZERO_OPTD_DATA_SETTINGS];
     uint32_t data_port = 0;
     uint64_t ticket = 0;
     zero_log_level_t level = zero_log_get_level();
-    zero_store_t *remote = NULL;
-    zero_optim_ctx_t ctx;
-    zero_store_async_step_t st;
 
     memset(&cap, 0, sizeof(cap));
-    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
-    zero_optd_data_settings(settings);
-    CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, settings, "test: a data context"), ZERO_OK);
-    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_hello_ticket(&c, zero_optd_server_port(srv.server), &data_port, &ticket), 0);
-    CU_ASSERT_FATAL(data_port > 0 && ticket != 0);
+    CU_ASSERT_EQUAL_FATAL(ticket_setup(&srv, &c, &u, &data_port, &ticket), 0);
     zero_log_set_level(ZERO_LOG_LEVEL_INFO);
     zero_log_set_callback(capture_refusals, &cap);
     raw_close(&c);   /* the control connection goes, its ticket unused */
@@ -1741,9 +1748,7 @@ static void test_ticket_expires_with_connection(void)
     CU_ASSERT_EQUAL(atomic_load(&cap.lines), 1);   /* the refusal, naming its cause */
     CU_ASSERT_EQUAL(atomic_load(&cap.lines_unnamed), 0);
     zero_optd_ucx_close(&u);
-    CU_ASSERT_EQUAL(stepped_store(srv.addr, 3.0, &ctx, &st, &remote), 0);
-    zero_store_destroy(remote);
-    server_stop(&srv);
+    served_then_stop(&srv);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
