@@ -4,13 +4,13 @@
  *
  *   bench_optd_idle --server HOST:PORT --server-pid PID [--conns N] [--seconds S]
  *
- * For a zero-optd on this host (PID; started without a token requirement,
- * ZERO_ALLOW_NO_TOKEN=1, e.g. by the docs' script), measures its CPU (user +
+ * For a zero-optd on this host (PID, started with ZERO_ALLOW_NO_TOKEN=1;
+ * docs/optd.md, "An idle server", shows how), measures its CPU (user +
  * system, all threads, from /proc/PID/stat) over S seconds (default 8) with
- * no client of this process, then opens
- * N remote stores (default 64, ZERO_OPTD_MAX_DATA_CONNS: each one a control
- * and a same-host data connection) from this process, waits a second and
- * measures again while they are idle. Prints
+ * no client of this process, then opens N remote stores (default 64,
+ * ZERO_OPTD_MAX_DATA_CONNS: each one a control and a same-host data
+ * connection), waits a second and measures again while they are idle.
+ * Prints
  *   idle: conns=0 cpu_percent=<p0> conns=N data_conns=<k> cpu_percent=<pN>
  * The open-file limit must allow about 10 descriptors per store here.
  */
