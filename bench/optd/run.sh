@@ -116,6 +116,7 @@ raw_bw_both() {
 }
 
 args=("$@")
+declare -A host_at   # each phase's cross-core copy rate (bench_host_state's $host_copy), for its lines
 echo "optd: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 command -v ucx_perftest >/dev/null 2>&1 || echo "optd: no ucx_perftest (ucx-utils): raw bandwidths are na" >&2
 
@@ -157,7 +158,7 @@ tcp_run() {
         return 1
     fi
     bench_host_state "$name"
-    eval "host_$(echo "$name" | tr - _)=\$host_copy"
+    host_at[$name]=$host_copy
     before=$(link_bytes)
     ip netns exec "$ns1" env UCX_TLS=tcp UCX_NET_DEVICES="$va" \
         "$bench" --server "$addr2:$port" --server-pid "$server_pid" "${args[@]}" | tee "$tmp/$name.out" || return 1
@@ -207,7 +208,7 @@ one_host() {
     local name=$1 lo_before lo_after reps
     shift
     bench_host_state "$name"
-    eval "host_$(echo "$name" | tr - _)=\$host_copy"
+    host_at[$name]=$host_copy
     [ -n "$here_pre" ] && lo_before=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
     # shellcheck disable=SC2086
     $here_pre env UCX_NET_DEVICES=lo "$@" "$bench" --optd "$optd" "${args[@]}" | tee "$tmp/$name.out" ||
@@ -227,7 +228,7 @@ one_host shm-ctl ZERO_OPTD_SAME_HOST=0
 echo "same run: remote step $(field remote_ms "$tmp/shm.out") ms on the data connection against" \
      "$(field remote_ms "$tmp/shm-ctl.out") ms with ZERO_OPTD_SAME_HOST=0; that path over its host store:" \
      "$(ratio "$(field remote_ms "$tmp/shm-ctl.out")" "$(field local_ms "$tmp/shm-ctl.out")")" \
-     "[host $host_shm, $host_shm_ctl]"
+     "[host ${host_at[shm]}, ${host_at[shm-ctl]}]"
 bench_host_state shm-raw
 shm_tag=$(raw_bw tag_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
 shm_put=$(raw_bw ucp_put_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
@@ -238,7 +239,7 @@ shm_ratio=$(ratio "$(field remote_ms "$tmp/shm.out")" "$(field local_ms "$tmp/sh
 if [ -z "$why" ]; then
     echo "== tcp (zero-optd in another network namespace, veth, UCX_TLS=tcp, not shaped)"
     if tcp_run tcp; then
-        echo "step throughput (larger direction): $(throughput tcp) MB/s [host $host_tcp]"
+        echo "step throughput (larger direction): $(throughput tcp) MB/s [host ${host_at[tcp]}]"
         if ip netns exec "$ns1" tc qdisc add dev "$va" root tbf rate "$rate" burst 4mb latency 50ms 2>/dev/null &&
            ip netns exec "$ns2" tc qdisc add dev "$vb" root tbf rate "$rate" burst 4mb latency 50ms 2>/dev/null; then
             echo "== tcp-tc (the same, each direction shaped to $rate by tc)"
@@ -248,7 +249,7 @@ if [ -z "$why" ]; then
                           else if (r ~ /kbit$/) v *= 1e3; printf "%.1f", v / 8 / 1048576 }')
                 echo "step throughput (larger direction): ${tput:-na} MB/s against the link's ${link_tag:-na} MB/s" \
                      "(raw UCX, tagged); the shaped rate is $nominal MB/s, ratio $(ratio "$tput" "$nominal")" \
-                     "[host $host_tcp_tc, raw $host_copy]"
+                     "[host ${host_at[tcp-tc]}, raw $host_copy]"
                 tcp_ratio=$(ratio "$tput" "${link_tag:-}")
                 echo "step throughput, both directions: $(throughput_both tcp-tc) MB/s against the raw" \
                      "$(awk -v a="${link_both% *}" -v b="${link_both#* }" 'BEGIN { printf "%.1f", a + b }') MB/s" \
@@ -260,7 +261,7 @@ if [ -z "$why" ]; then
                 echo "step CPU (shaped): client $(field client_cpu_per_step_ms "$tmp/tcp-tc.out") ms + server" \
                      "$(field server_cpu_per_step_ms "$tmp/tcp-tc.out") ms per" \
                      "$(field remote_ms "$tmp/tcp-tc.out") ms step, on a host of $(nproc) cores;" \
-                     "the same step unshaped: $(field remote_ms "$tmp/tcp.out") ms [host $host_tcp_tc, $host_tcp]"
+                     "the same step unshaped: $(field remote_ms "$tmp/tcp.out") ms [host ${host_at[tcp-tc]}, ${host_at[tcp]}]"
             else
                 echo "optd: the run over the shaped link failed" >&2
             fi
