@@ -37,11 +37,18 @@
 #    bandwidth (target >= 0.8). The link is full duplex and shaped per
 #    direction, and the step sends gradients one way while weights come back
 #    the other, so one direction is the bound.
+# The host's state: a "host: cross-core copy ..." line (bench/host/host_probe,
+# bench_host_state in bench/lib.sh) before each measured phase, the phase's
+# own lines tagged "[host X GB/s]", and the rates of all phases on one line
+# before the summary. On a host whose vCPUs the hypervisor moves (the 2-vCPU
+# development VM), x and y are bimodal (x 1.3-1.5 or ~2.5, y ~0.8 or ~0.45)
+# and the mode follows the cross-core copy rate, not the code
+# (docs/optd.md, Benchmark): compare only figures taken in the same state.
 # Where namespaces or tc cannot be set up (not root, no iproute2), y is "na"
 # and the reason goes to stderr; without ucx_perftest the ratio is "na" too.
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
-bench_build bench/optd/bench_optd tools/zero-optd/zero-optd
+bench_build bench/optd/bench_optd tools/zero-optd/zero-optd bench/host/host_probe
 bench="$build_dir/bench/optd/bench_optd"
 optd="$build_dir/tools/zero-optd/zero-optd"
 rate=${OPTD_RATE:-10gbit}
@@ -109,6 +116,7 @@ raw_bw_both() {
 }
 
 args=("$@")
+declare -A host_at   # each phase's cross-core copy rate (bench_host_state's $host_copy), for its lines
 echo "optd: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 command -v ucx_perftest >/dev/null 2>&1 || echo "optd: no ucx_perftest (ucx-utils): raw bandwidths are na" >&2
 
@@ -149,6 +157,8 @@ tcp_run() {
         cat "$tmp/server.$name.log" >&2
         return 1
     fi
+    bench_host_state "$name"
+    host_at[$name]=$host_copy
     before=$(link_bytes)
     ip netns exec "$ns1" env UCX_TLS=tcp UCX_NET_DEVICES="$va" \
         "$bench" --server "$addr2:$port" --server-pid "$server_pid" "${args[@]}" | tee "$tmp/$name.out" || return 1
@@ -159,15 +169,19 @@ tcp_run() {
     # the link carried the warm-up step and the measured ones (the host store's steps stay in the process)
     reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/$name.out")
     echo "link bytes per remote step (both directions, TCP/IP included): $(( (after - before) / (reps + 1) )) against" \
-         "$(( $(field sent_per_step "$tmp/$name.out") + $(field received_per_step "$tmp/$name.out") )) message bytes"
+         "$(( $(field sent_per_step "$tmp/$name.out") + $(field received_per_step "$tmp/$name.out") )) message bytes" \
+         "[host $host_copy]"
     local cpre="ip netns exec $ns1 env UCX_TLS=tcp UCX_NET_DEVICES=$va"
     local spre="ip netns exec $ns2 env UCX_TLS=tcp UCX_NET_DEVICES=$vb"
+    bench_host_state "$name-raw"
     link_tag=$(raw_bw tag_bw "$cpre" "$spre" "$addr2")
     link_put=$(raw_bw ucp_put_bw "$cpre" "$spre" "$addr2")
-    echo "raw UCX, same path, $msg-byte messages: tagged ${link_tag:-na} MB/s, one-sided put ${link_put:-na} MB/s"
+    echo "raw UCX, same path, $msg-byte messages: tagged ${link_tag:-na} MB/s, one-sided put ${link_put:-na} MB/s" \
+         "[host $host_copy]"
     link_both=$(raw_bw_both "$cpre" "$spre" "$addr1" "$addr2")
     echo "raw UCX tagged, both directions at once: ${link_both% *} + ${link_both#* } MB/s" \
-         "(the step loads both directions; docs/optd.md: on a CPU-bound path their sum is about one direction's)"
+         "(the step loads both directions; docs/optd.md: on a CPU-bound path their sum is about one direction's)" \
+         "[host $host_copy]"
 }
 # throughput NAME: MB/s (2^20) of the larger direction's message bytes over the step time
 throughput() {
@@ -193,6 +207,8 @@ here_pre=""
 one_host() {
     local name=$1 lo_before lo_after reps
     shift
+    bench_host_state "$name"
+    host_at[$name]=$host_copy
     [ -n "$here_pre" ] && lo_before=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
     # shellcheck disable=SC2086
     $here_pre env UCX_NET_DEVICES=lo "$@" "$bench" --optd "$optd" "${args[@]}" | tee "$tmp/$name.out" ||
@@ -201,7 +217,8 @@ one_host() {
         reps=$(sed -n 's/.* \([0-9]*\) reps (medians)$/\1/p' "$tmp/$name.out")
         lo_after=$($here_pre cat /sys/class/net/lo/statistics/tx_bytes)
         echo "loopback TCP bytes per remote step: $(( (lo_after - lo_before) / (reps + 1) ))" \
-             "(the message bytes go through TCP when this is about their sum; shared memory leaves it near 0)"
+             "(the message bytes go through TCP when this is about their sum; shared memory leaves it near 0)" \
+             "[host $host_copy]"
     fi
 }
 echo "== shm (zero-optd on 127.0.0.1, UCX_NET_DEVICES=lo, the default: the same-host data connection, shared memory)"
@@ -210,16 +227,19 @@ echo "== shm-ctl (the same with ZERO_OPTD_SAME_HOST=0: every request on the peer
 one_host shm-ctl ZERO_OPTD_SAME_HOST=0
 echo "same run: remote step $(field remote_ms "$tmp/shm.out") ms on the data connection against" \
      "$(field remote_ms "$tmp/shm-ctl.out") ms with ZERO_OPTD_SAME_HOST=0; that path over its host store:" \
-     "$(ratio "$(field remote_ms "$tmp/shm-ctl.out")" "$(field local_ms "$tmp/shm-ctl.out")")"
+     "$(ratio "$(field remote_ms "$tmp/shm-ctl.out")" "$(field local_ms "$tmp/shm-ctl.out")")" \
+     "[host ${host_at[shm]}, ${host_at[shm-ctl]}]"
+bench_host_state shm-raw
 shm_tag=$(raw_bw tag_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
 shm_put=$(raw_bw ucp_put_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
-echo "raw UCX, same path, $msg-byte messages: tagged ${shm_tag:-na} MB/s, one-sided put ${shm_put:-na} MB/s"
+echo "raw UCX, same path, $msg-byte messages: tagged ${shm_tag:-na} MB/s, one-sided put ${shm_put:-na} MB/s" \
+     "[host $host_copy]"
 shm_ratio=$(ratio "$(field remote_ms "$tmp/shm.out")" "$(field local_ms "$tmp/shm.out")")
 
 if [ -z "$why" ]; then
     echo "== tcp (zero-optd in another network namespace, veth, UCX_TLS=tcp, not shaped)"
     if tcp_run tcp; then
-        echo "step throughput (larger direction): $(throughput tcp) MB/s"
+        echo "step throughput (larger direction): $(throughput tcp) MB/s [host ${host_at[tcp]}]"
         if ip netns exec "$ns1" tc qdisc add dev "$va" root tbf rate "$rate" burst 4mb latency 50ms 2>/dev/null &&
            ip netns exec "$ns2" tc qdisc add dev "$vb" root tbf rate "$rate" burst 4mb latency 50ms 2>/dev/null; then
             echo "== tcp-tc (the same, each direction shaped to $rate by tc)"
@@ -228,7 +248,8 @@ if [ -z "$why" ]; then
                 nominal=$(awk -v r="$rate" 'BEGIN { v = r + 0; if (r ~ /gbit$/) v *= 1e9; else if (r ~ /mbit$/) v *= 1e6;
                           else if (r ~ /kbit$/) v *= 1e3; printf "%.1f", v / 8 / 1048576 }')
                 echo "step throughput (larger direction): ${tput:-na} MB/s against the link's ${link_tag:-na} MB/s" \
-                     "(raw UCX, tagged); the shaped rate is $nominal MB/s, ratio $(ratio "$tput" "$nominal")"
+                     "(raw UCX, tagged); the shaped rate is $nominal MB/s, ratio $(ratio "$tput" "$nominal")" \
+                     "[host ${host_at[tcp-tc]}, raw $host_copy]"
                 tcp_ratio=$(ratio "$tput" "${link_tag:-}")
                 echo "step throughput, both directions: $(throughput_both tcp-tc) MB/s against the raw" \
                      "$(awk -v a="${link_both% *}" -v b="${link_both#* }" 'BEGIN { printf "%.1f", a + b }') MB/s" \
@@ -240,7 +261,7 @@ if [ -z "$why" ]; then
                 echo "step CPU (shaped): client $(field client_cpu_per_step_ms "$tmp/tcp-tc.out") ms + server" \
                      "$(field server_cpu_per_step_ms "$tmp/tcp-tc.out") ms per" \
                      "$(field remote_ms "$tmp/tcp-tc.out") ms step, on a host of $(nproc) cores;" \
-                     "the same step unshaped: $(field remote_ms "$tmp/tcp.out") ms"
+                     "the same step unshaped: $(field remote_ms "$tmp/tcp.out") ms [host ${host_at[tcp-tc]}, ${host_at[tcp]}]"
             else
                 echo "optd: the run over the shaped link failed" >&2
             fi
@@ -254,4 +275,6 @@ else
     echo "optd: no TCP run between network namespaces: $why" >&2
 fi
 echo "optd: load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_host_state end
+bench_host_phases
 echo "summary: optd_shm_step_over_local=$shm_ratio optd_tcp_throughput_over_link=$tcp_ratio"

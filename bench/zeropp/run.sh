@@ -45,6 +45,12 @@
 # reports it (link ms from the table's bytes at rate R). The summary stays
 # the 10 Gbit/s figure.
 #
+# The host's state (bench_host_state, bench/lib.sh): before each row's runs
+# the cross-core copy rate of bench/host/host_probe, in the host_gbs column;
+# all of them (the slow link's runs too) on a line before the summary. On a
+# host whose vCPUs the hypervisor moves, ranks on both cores slow down when
+# it drops to about half (docs/benchmarks.md, "The host's state").
+#
 # Environment: ZPP_RATE (tc rate, NUMBER[k|m|g]bit, default 10gbit), ZPP_TLS
 # (the job's UCX transports, default sm,self,tcp), ZPP_NODE_TLS (UCX
 # transports of node communicators, default sm,self), ZPP_STEPS (default 6),
@@ -56,7 +62,7 @@
 # (x: all over plain bytes per step; y: plain over all ms per step).
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
-bench_build examples/train_gpt tools/zero-launch/zero-launch
+bench_build examples/train_gpt tools/zero-launch/zero-launch bench/host/host_probe
 zl="$build_dir/tools/zero-launch/zero-launch"
 gpt="$build_dir/examples/train_gpt"
 data="$root/tests/data/license-texts"
@@ -220,9 +226,10 @@ read -r -a names <<< "${ZPP_ONLY:-plain hpz qwz qgz all}"
 echo "zeropp: 2 nodes x 2 ranks (each node its own net, IPC and PID namespace), link $rate each way; UCX_TLS=$job_tls, node communicators $node_tls"
 echo "zeropp: $steps measured steps after $warm, model: $model"
 echo "zeropp: load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %12s %16s %12s %12s %10s %10s\n' config ms_per_step link_bytes_step link_ms_step cpu_ms_step bytes_ratio \
-    speedup
+printf '%-6s %12s %16s %12s %12s %10s %10s %9s\n' config ms_per_step link_bytes_step link_ms_step cpu_ms_step bytes_ratio \
+    speedup host_gbs
 for n in "${names[@]}"; do
+    bench_host_state "$n" > "$tmp/host.$n"
     read -r s1 s2 <<< "$(run "$n" "${keys[$n]}" "$warm")" || exit 1
     read -r l1 l2 <<< "$(run "$n" "${keys[$n]}" $((warm + steps)))" || exit 1
     [ -n "$s2" ] && [ -n "$l2" ] || exit 1
@@ -233,9 +240,9 @@ for n in "${names[@]}"; do
     ms[$n]=$(mean_ms "$tmp/$n.$((warm + steps)).log")
     cpu_ms=$(awk -v a="$(cpu_s "$tmp/$n.$warm.log")" -v b="$(cpu_s "$tmp/$n.$((warm + steps)).log")" -v n="$steps" \
              'BEGIN { printf "%.1f", (b - a) * 1000 / n }')
-    printf '%-6s %12s %16s %12s %12s %10.3f %10.3f\n' "$n" "${ms[$n]}" "${bytes[$n]}" "$link_ms" "$cpu_ms" \
+    printf '%-6s %12s %16s %12s %12s %10.3f %10.3f %9s\n' "$n" "${ms[$n]}" "${bytes[$n]}" "$link_ms" "$cpu_ms" \
         "$(awk -v a="${bytes[$n]}" -v b="${bytes[plain]}" 'BEGIN { print a / b }')" \
-        "$(awk -v a="${ms[plain]}" -v b="${ms[$n]}" 'BEGIN { print a / b }')"
+        "$(awk -v a="${ms[plain]}" -v b="${ms[$n]}" 'BEGIN { print a / b }')" "${host_copy% GB/s}"
 done
 # the same two on a link slow enough to dominate the step (see the header)
 if [ "$slow_rate" != off ] && [ -n "${ms[plain]:-}" ] && [ -n "${ms[all]:-}" ]; then
@@ -244,6 +251,7 @@ if [ "$slow_rate" != off ] && [ -n "${ms[plain]:-}" ] && [ -n "${ms[all]:-}" ]; 
         { echo "zeropp: tc refused the slow rate $slow_rate" >&2; exit 1; }
     declare -A slow_ms
     for n in plain all; do
+        bench_host_state "$n-slow" > "$tmp/host.$n-slow"
         run "$n-slow" "${keys[$n]}" $((warm + steps)) > /dev/null || exit 1
         slow_ms[$n]=$(mean_ms "$tmp/$n-slow.$((warm + steps)).log")
     done
@@ -253,4 +261,5 @@ if [ "$slow_rate" != off ] && [ -n "${ms[plain]:-}" ] && [ -n "${ms[all]:-}" ]; 
          "step_speedup=$(awk -v a="${slow_ms[plain]}" -v b="${slow_ms[all]}" 'BEGIN { printf "%.3f", a / b }')"
 fi
 echo "zeropp: load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_host_phases
 echo "summary: zeropp_cross_node_bytes_ratio=$(awk -v a="${bytes[all]}" -v b="${bytes[plain]}" 'BEGIN { printf "%.3f", a / b }') zeropp_step_speedup=$(awk -v a="${ms[plain]}" -v b="${ms[all]}" 'BEGIN { printf "%.3f", a / b }')"

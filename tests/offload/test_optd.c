@@ -33,6 +33,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1611,6 +1612,146 @@ static void test_data_ticket(void)
     server_stop(&srv);
 }
 
+/* ---------- what the server logs of refused requests; a ticket's expiry ---------- */
+
+/* The server's log as a test reads it (zero_log_set_callback): optd's
+ * warnings about refused connection requests, and whether a connection was
+ * closed. libzero serialises the callback; the test thread reads the
+ * counters, hence the atomics. */
+typedef struct refusal_capture {
+    atomic_int lines;          /* optd warnings naming a refused request */
+    atomic_int lines_unnamed;  /* of them, without the cause "no valid ticket" */
+    atomic_int counted;        /* requests the lines account for (1 each, or a summary's count) */
+    atomic_int summaries;      /* "N more connection requests refused" lines */
+    atomic_int closed;         /* INFO "connection closed" lines */
+} refusal_capture_t;
+
+static void capture_refusals(zero_log_level_t level, int rank, const char *module, const char *message, void *arg)
+{
+    refusal_capture_t *c = arg;
+    int more = 0;
+    (void)rank;
+    if (strcmp(module, "optd") != 0)
+        return;
+    if (level == ZERO_LOG_LEVEL_INFO && strstr(message, "connection closed") != NULL)
+        atomic_fetch_add(&c->closed, 1);
+    if (level != ZERO_LOG_LEVEL_WARN || strstr(message, "refused") == NULL)
+        return;
+    atomic_fetch_add(&c->lines, 1);
+    if (strstr(message, "no valid ticket") == NULL)
+        atomic_fetch_add(&c->lines_unnamed, 1);
+    if (sscanf(message, "%d more connection requests refused", &more) == 1) {
+        atomic_fetch_add(&c->summaries, 1);
+        atomic_fetch_add(&c->counted, more);
+    } else {
+        atomic_fetch_add(&c->counted, 1);
+    }
+}
+
+/* A server, a raw client that said HELLO (its control connection holds
+ * *ticket, for the data listener at *data_port) and a data context for
+ * requests to that listener. 0, or -1 (nothing left to release but what
+ * the failed step made: the test stops there anyway). */
+static int ticket_setup(test_server_t *srv, raw_client_t *c, zero_optd_ucx_t *u, uint32_t *data_port, uint64_t *ticket)
+{
+    const char *settings[ZERO_OPTD_DATA_SETTINGS];
+    if (server_start(srv, 0) != 0 || raw_init(c) != 0 ||
+        raw_hello_ticket(c, zero_optd_server_port(srv->server), data_port, ticket) != 0 || *data_port == 0 ||
+        *ticket == 0)
+        return -1;
+    zero_optd_data_settings(settings);
+    return zero_optd_ucx_open(u, settings, "test: a data context") == ZERO_OK ? 0 : -1;
+}
+
+/* A real client is served (within 3 s per request); then the server stops. */
+static void served_then_stop(test_server_t *srv)
+{
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    CU_ASSERT_EQUAL(stepped_store(srv->addr, 3.0, &ctx, &st, &remote), 0);
+    zero_store_destroy(remote);
+    server_stop(srv);
+}
+
+/* The server's limits (optd_server.c): in each window of this many
+ * seconds, this many refusals logged one by one, then one summary line. */
+#define REFUSALS_IN_FULL 5
+#define REFUSAL_WINDOW_S 5.0
+
+/* A local flood of ticketless data connection requests: every one refused,
+ * the log bounded (per window at most the first few and one summary), every
+ * request accounted for and its cause named, and a real client served. */
+static void test_refusal_flood(void)
+{
+    enum { FLOOD = 60 };
+    ZERO_TEST_MEM_MARK();
+    static refusal_capture_t cap;
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_ucx_t u;
+    uint32_t data_port = 0;
+    uint64_t ticket = 0;
+    int refused = 0, windows;
+    double t0;
+
+    memset(&cap, 0, sizeof(cap));
+    CU_ASSERT_EQUAL_FATAL(ticket_setup(&srv, &c, &u, &data_port, &ticket), 0);
+    zero_log_set_callback(capture_refusals, &cap);
+    t0 = zero_clock_now();
+    for (int i = 0; i < FLOOD; i++)   /* no client id, or a wrong ticket */
+        refused += data_request(u.context, (int)data_port, i % 2 ? ticket ^ (uint64_t)(i + 1) : 0) == 0;
+    /* the windows the flood spans, and the one still open after it, whose summary comes when it ends */
+    windows = (int)((zero_clock_now() - t0) / REFUSAL_WINDOW_S) + 2;
+    for (double t1 = zero_clock_now();
+         atomic_load(&cap.counted) < FLOOD && zero_clock_now() - t1 < REFUSAL_WINDOW_S + 3.0;)
+        zero_clock_sleep(0.05);
+    zero_log_set_callback(NULL, NULL);
+    fprintf(stderr, "flood of %d: %d refused, %d log lines (%d summaries) accounting for %d, over %d windows\n", FLOOD,
+            refused, atomic_load(&cap.lines), atomic_load(&cap.summaries), atomic_load(&cap.counted), windows);
+    CU_ASSERT_EQUAL(refused, FLOOD);
+    CU_ASSERT(atomic_load(&cap.lines) <= windows * (REFUSALS_IN_FULL + 1));
+    CU_ASSERT(atomic_load(&cap.summaries) >= 1);
+    CU_ASSERT_EQUAL(atomic_load(&cap.counted), FLOOD);
+    CU_ASSERT_EQUAL(atomic_load(&cap.lines_unnamed), 0);
+    zero_optd_ucx_close(&u);
+    raw_close(&c);
+    served_then_stop(&srv);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* A ticket expires with its control connection: once the server closed a
+ * connection whose client went away, a data connection request carrying
+ * its unused ticket is refused. */
+static void test_ticket_expires_with_connection(void)
+{
+    ZERO_TEST_MEM_MARK();
+    static refusal_capture_t cap;
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_ucx_t u;
+    uint32_t data_port = 0;
+    uint64_t ticket = 0;
+    zero_log_level_t level = zero_log_get_level();
+
+    memset(&cap, 0, sizeof(cap));
+    CU_ASSERT_EQUAL_FATAL(ticket_setup(&srv, &c, &u, &data_port, &ticket), 0);
+    zero_log_set_level(ZERO_LOG_LEVEL_INFO);
+    zero_log_set_callback(capture_refusals, &cap);
+    raw_close(&c);   /* the control connection goes, its ticket unused */
+    for (double t0 = zero_clock_now(); atomic_load(&cap.closed) == 0 && zero_clock_now() - t0 < 5.0;)
+        zero_clock_sleep(0.01);
+    CU_ASSERT_EQUAL(atomic_load(&cap.closed), 1);
+    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket), 0);
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(level);
+    CU_ASSERT_EQUAL(atomic_load(&cap.lines), 1);   /* the refusal, naming its cause */
+    CU_ASSERT_EQUAL(atomic_load(&cap.lines_unnamed), 0);
+    zero_optd_ucx_close(&u);
+    served_then_stop(&srv);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* A process started with UCX_POSIX_SEG_SIZE=64k that asks the data listener
  * of a real zero-optd for a connection without a ticket and sends a 1 MiB
  * message on it. UCX 1.13 trusts the sender's segment size: when such a
@@ -2172,6 +2313,9 @@ int main(int argc, char **argv)
         {"server killed mid-step, same-host data connection: error naming it", test_server_killed_mid_step},
         {"ZERO_OPTD_SAME_HOST=0 for the server: no data listener", test_server_without_data_listener},
         {"data listener: no ticket, a wrong one, a used one: rejected; a real client is served", test_data_ticket},
+        {"data listener: a flood of ticketless requests: the log bounded, the cause named; a real client is served",
+         test_refusal_flood},
+        {"data listener: a ticket whose control connection closed is refused", test_ticket_expires_with_connection},
         {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
          test_data_ticket_foreign_64k},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},

@@ -36,7 +36,17 @@ static const char help_text[] =
     "--token-file F      the job token (32 lowercase hex digits, as ZERO_JOB_TOKEN);\n"
     "                    default: $ZERO_JOB_TOKEN. Without either, the server refuses\n"
     "                    to start unless ZERO_ALLOW_NO_TOKEN=1\n"
-    "--port-file F       write the port listened on to F once listening\n";
+    "--port-file F       write the port listened on to F once listening\n"
+    "\n"
+    "Environment:\n"
+    "ZERO_JOB_TOKEN      the job token, when --token-file is not given\n"
+    "ZERO_ALLOW_NO_TOKEN=1  serve without a token (any job)\n"
+    "ZERO_OPTD_SAME_HOST=0  open no data listener: clients on this host then send\n"
+    "                    every request on their first connection (TCP) instead of\n"
+    "                    a shared-memory data connection. For a host whose other\n"
+    "                    processes must not reach this one's shared memory\n"
+    "                    (docs/optd.md, Safety)\n"
+    "ZERO_LOG_LEVEL      off, error, warn (default), info, debug or trace\n";
 
 static volatile sig_atomic_t stop_flag;
 
