@@ -36,7 +36,13 @@ static const char help_text[] =
     "--token-file F      the job token (32 lowercase hex digits, as ZERO_JOB_TOKEN);\n"
     "                    default: $ZERO_JOB_TOKEN. Without either, the server refuses\n"
     "                    to start unless ZERO_ALLOW_NO_TOKEN=1\n"
-    "--port-file F       write the port listened on to F once listening\n";
+    "--port-file F       write the port listened on to F once listening\n"
+    "\n"
+    "Environment:\n"
+    "ZERO_OPTD_ONESIDED=0  give same-host data connections no shared-memory region:\n"
+    "                    their STEP arrays then travel as tagged messages (for\n"
+    "                    measuring; the clients' setting of the same name does the\n"
+    "                    same from their side)\n";
 
 static volatile sig_atomic_t stop_flag;
 
