@@ -178,6 +178,7 @@ struct zero_optd_server {
     ucp_listener_h listener;
     ucp_listener_h data_listener;   /* same-host data connections (no peer-failure mode); NULL: none */
     int data_port;
+    int onesided;                /* data connections get a region when they ask (not with ZERO_OPTD_ONESIDED=0 at start) */
     int done_fd;                 /* eventfd: the worker thread finished a slot; -1: none */
     int port;
     zero_thread_pool_t *pool;
@@ -1263,7 +1264,7 @@ static void attach_data(zero_optd_server_t *s, optd_conn_t *c, ucp_tag_message_h
     ctl->partner = c;
     c->state = CONN_READY;
     memset(&ar, 0, sizeof(ar));
-    if ((a.flags & ZERO_OPTD_ATTACH_REGION) && zero_optd_onesided_enabled())
+    if ((a.flags & ZERO_OPTD_ATTACH_REGION) && s->onesided)
         region_open(s, c, a.slots, a.slot_elems, &ar, &rkey_buf);
     h.type = ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY;
     h.status = 0;
@@ -1650,6 +1651,7 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         return ZERO_ERR_NO_MEMORY;
     }
     s->opts = *opts;
+    s->onesided = zero_optd_onesided_enabled();
     s->ucx[CTL].efd = s->ucx[DATA].efd = -1;
     s->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);   /* -1: the UCX thread polls gently instead */
     if (s->opts.hello_timeout_s <= 0)
