@@ -1386,6 +1386,7 @@ static void check_server_failure(int sig, int same_host)
         zero_store_remote_stats_t stats;
         zero_store_remote_stats(remote, &stats);
         CU_ASSERT_EQUAL(stats.same_host_links, same_host ? 1u : 0u);
+        CU_ASSERT_EQUAL(stats.regions_mapped, same_host ? 1u : 0u);   /* STEP through the server's region */
     }
     step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
     st.count = 5000;
