@@ -23,6 +23,12 @@
  * marks it closing and finishes when its last slot leaves the ring.
  * Replies of one connection are sent in ring order, which is its request
  * order, on one endpoint and tag, so UCX delivers them in that order.
+ *
+ * A same-host data connection that asks for it gets a region of shared
+ * memory (region_open, at ATTACH): STEP_REGION's gradient and weights are
+ * in its slots and only headers travel; every slot index and count is
+ * checked against the region (handle_step), and the region goes with the
+ * connection (conn_close). docs/optd.md, "One-sided on one host: the region".
  */
 #define ZERO_LOG_MODULE "optd"
 #include "offload/optd_server.h"

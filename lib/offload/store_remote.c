@@ -17,6 +17,13 @@
  * from the range's start and their replies carry each chunk's sums, which
  * complete_oldest adds up in order, as the caller's own kernel adds them; the
  * split over servers is cut at such multiples too (the split hint).
+ *
+ * On the server's host STEP goes through the server's region on the data
+ * connection when both ends allow it (map_region, step_piece_region;
+ * docs/optd.md, "One-sided on one host: the region"): the gradient is
+ * copied into a slot of the server's shared memory, only the header travels
+ * as a message, and the weights are copied out of the slot when the reply
+ * comes. Everything else, and everything over TCP, is tagged messages.
  */
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store_remote.h"
