@@ -994,7 +994,11 @@ static int map_region(remote_store_t *r, server_link_t *l, const zero_optd_attac
     if (st == UCS_OK)
         st = ucp_rkey_ptr(l->rkey, ar->address + bytes - 1, &last);
     if (st != UCS_OK || (unsigned char *)last != (unsigned char *)first + bytes - 1) {
-        snprintf(why, why_len, "its region cannot be mapped here (ucp_rkey_ptr: %s)",
+        /* "unreachable" also when the server's UCX could not put the region
+         * in shared memory (a full /dev/shm: it falls back to private
+         * memory, which no rkey_ptr reaches) */
+        snprintf(why, why_len, "its region cannot be mapped here (ucp_rkey_ptr: %s; another PID namespace, or the "
+                 "server could not place it in shared memory, e.g. a full /dev/shm)",
                  st != UCS_OK ? ucs_status_string(st) : "not contiguous");
         goto fail;
     }
