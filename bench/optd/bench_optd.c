@@ -256,13 +256,15 @@ int main(int argc, char **argv)
                "busy during the remote step\n", srv_cpu / reps * 1e3, (cpu + srv_cpu) / reps / rem);
     printf("message bytes per step: %.0f sent, %.0f received (expected %.0f each way: 2 B per element, plus "
            "headers)\n", sent, received, (double)n * 2);
-    printf("servers reached over a same-host data connection: %llu of 1\n", (unsigned long long)s1.same_host_links);
+    printf("servers reached over a same-host data connection: %llu of 1, through the server's region: %llu of 1\n",
+           (unsigned long long)s1.same_host_links, (unsigned long long)s1.regions_mapped);
     printf("waits that slept on the event descriptor: %.1f per step, %.1f of them woke at the time limit "
            "(no event)\n", (double)(s1.sleeps - s0.sleeps) / reps,
            (double)(s1.sleep_timeouts - s0.sleep_timeouts) / reps);
     printf("result: local_ms=%.3f remote_ms=%.3f sent_per_step=%.0f received_per_step=%.0f expected_per_way=%.0f "
-           "client_cpu_per_step_ms=%.3f server_cpu_per_step_ms=%.3f\n", local * 1e3, rem * 1e3, sent, received,
-           (double)n * 2, cpu / reps * 1e3, srv_cpu < 0 ? -1.0 : srv_cpu / reps * 1e3);
+           "client_cpu_per_step_ms=%.3f server_cpu_per_step_ms=%.3f regions=%llu\n", local * 1e3, rem * 1e3, sent, received,
+           (double)n * 2, cpu / reps * 1e3, srv_cpu < 0 ? -1.0 : srv_cpu / reps * 1e3,
+           (unsigned long long)s1.regions_mapped);
     rc = 0;
 out:
     if (rc != 0)

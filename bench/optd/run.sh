@@ -10,7 +10,9 @@
 #          (shared memory, and the loopback stays idle; x is this path). The
 #          same run then steps with ZERO_OPTD_SAME_HOST=0, every request on
 #          the store's peer-failure connection, which UCX 1.13 gives no
-#          shared memory (TCP over loopback), as that run's baseline.
+#          shared memory (TCP over loopback), as that run's baseline, and
+#          with ZERO_OPTD_ONESIDED=0 (shm-tag: the data connection with STEP's
+#          arrays as tagged messages, not through the server's region).
 #  tcp     zero-optd in a second network namespace, joined to the first by a
 #          veth pair, UCX_TLS=tcp on both sides (shared memory would bypass
 #          the link: one host, one IPC namespace).
@@ -229,6 +231,12 @@ echo "same run: remote step $(field remote_ms "$tmp/shm.out") ms on the data con
      "$(field remote_ms "$tmp/shm-ctl.out") ms with ZERO_OPTD_SAME_HOST=0; that path over its host store:" \
      "$(ratio "$(field remote_ms "$tmp/shm-ctl.out")" "$(field local_ms "$tmp/shm-ctl.out")")" \
      "[host ${host_at[shm]}, ${host_at[shm-ctl]}]"
+echo "== shm-tag (the data connection with ZERO_OPTD_ONESIDED=0: STEP's arrays as tagged messages through UCX's FIFO, not the server's region)"
+one_host shm-tag ZERO_OPTD_ONESIDED=0
+echo "same run: remote step $(field remote_ms "$tmp/shm.out") ms through the region against" \
+     "$(field remote_ms "$tmp/shm-tag.out") ms as tagged messages; that path over its host store:" \
+     "$(ratio "$(field remote_ms "$tmp/shm-tag.out")" "$(field local_ms "$tmp/shm-tag.out")")" \
+     "[host ${host_at[shm]}, ${host_at[shm-tag]}]"
 bench_host_state shm-raw
 shm_tag=$(raw_bw tag_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)
 shm_put=$(raw_bw ucp_put_bw "$here_pre env UCX_NET_DEVICES=lo" "$here_pre env UCX_NET_DEVICES=lo" 127.0.0.1)

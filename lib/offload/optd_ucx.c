@@ -6,8 +6,10 @@
 #include "util/checks_ucx.h"
 #include "util/log.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who)
 {
@@ -85,6 +87,23 @@ int zero_optd_same_host_enabled(void)
 {
     const char *env = getenv("ZERO_OPTD_SAME_HOST");
     return env == NULL || strcmp(env, "0") != 0;
+}
+
+int zero_optd_onesided_enabled(void)
+{
+    const char *env = getenv("ZERO_OPTD_ONESIDED");
+    return env == NULL || strcmp(env, "0") != 0;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14 */
+#endif
+
+int zero_optd_region_populate(void *ptr, size_t bytes)
+{
+    /* not zero_mem_populate: it touches the pages when madvise fails, and
+     * on a full tmpfs the touch is a SIGBUS */
+    return madvise(ptr, bytes, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
 }
 
 void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])

@@ -19,6 +19,7 @@
 #include <zero/status.h>
 
 #include <poll.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <ucp/api/ucp.h>
 
@@ -72,6 +73,20 @@ void zero_optd_ucx_close(zero_optd_ucx_t *u);
  * ZERO_OPTD_SAME_HOST=0 (docs/optd.md, "One host: the data connection").
  * A client then opens none; zero-optd then has no data listener. */
 int zero_optd_same_host_enabled(void);
+/* Whether a same-host data connection carries STEP's arrays in a region of
+ * the server's shared memory (docs/optd.md, "One-sided on one host"): yes
+ * unless ZERO_OPTD_ONESIDED=0. A client then does not ask for one; zero-optd
+ * then allocates none (its clients step over tagged messages). */
+int zero_optd_onesided_enabled(void);
+/*
+ * Gives every page of the shared mapping [@p ptr, + @p bytes) (page-aligned)
+ * its memory now, so that a full file system behind it (/dev/shm) is this
+ * error and not a SIGBUS at the first touch in a step, and no step takes a
+ * page fault. Returns 0, or the errno of MADV_POPULATE_WRITE (EINVAL on a
+ * kernel before 5.14: the caller then goes without the region, since
+ * touching the pages could not fail safely).
+ */
+int zero_optd_region_populate(void *ptr, size_t bytes);
 /* The data context's settings for zero_optd_ucx_open: its transports
  * ($ZERO_OPTD_DATA_TLS or ZERO_OPTD_DATA_TLS_DEFAULT) and no rendezvous. */
 void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS]);

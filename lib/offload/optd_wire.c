@@ -132,12 +132,29 @@ void zero_optd_encode_hello(unsigned char *body, const zero_optd_hello_t *hello)
         zero_put_le64(body + 32 + 8 * g, hello->length[g]);
 }
 
+/* A region of @p slots slots of @p elems elements: both within their bounds, or (@p want 0) both 0. */
+static int region_shape_ok(int want, uint32_t slots, uint32_t elems)
+{
+    if (!want)
+        return slots == 0 && elems == 0;
+    return slots >= 1 && slots <= ZERO_OPTD_MAX_REGION_SLOTS && elems >= 1 && elems <= ZERO_OPTD_MAX_ELEMS &&
+           (uint64_t)slots * elems <= ZERO_OPTD_MAX_REGION_ELEMS;
+}
+
+/* ATTACH body: control key u64, token[16], flags, slots, slot_elems, reserved (u32 each). */
 zero_optd_parse_t zero_optd_decode_attach(const unsigned char *body, size_t len, zero_optd_attach_t *attach)
 {
     if (len != ZERO_OPTD_ATTACH_BODY)
         return ZERO_OPTD_PARSE_LENGTH;
     attach->control_key = zero_get_le64(body);
     memcpy(attach->token, body + 8, ZERO_OPTD_TOKEN_BYTES);
+    attach->flags = zero_get_le32(body + 24);
+    attach->slots = zero_get_le32(body + 28);
+    attach->slot_elems = zero_get_le32(body + 32);
+    if ((attach->flags & ~ZERO_OPTD_ATTACH_REGION) != 0 || zero_get_le32(body + 36) != 0)
+        return ZERO_OPTD_PARSE_FIELD;
+    if (!region_shape_ok((attach->flags & ZERO_OPTD_ATTACH_REGION) != 0, attach->slots, attach->slot_elems))
+        return ZERO_OPTD_PARSE_LENGTH;
     return ZERO_OPTD_PARSE_OK;
 }
 
@@ -145,6 +162,45 @@ void zero_optd_encode_attach(unsigned char *body, const zero_optd_attach_t *atta
 {
     zero_put_le64(body, attach->control_key);
     memcpy(body + 8, attach->token, ZERO_OPTD_TOKEN_BYTES);
+    zero_put_le32(body + 24, attach->flags);
+    zero_put_le32(body + 28, attach->slots);
+    zero_put_le32(body + 32, attach->slot_elems);
+    zero_put_le32(body + 36, 0);
+}
+
+/* ATTACH's reply body: address u64, slots, slot_elems, rkey_len, reserved (u32 each), the rkey. */
+zero_optd_parse_t zero_optd_decode_attach_reply(const unsigned char *body, size_t len,
+                                                zero_optd_attach_reply_t *reply)
+{
+    int region;
+    if (len < ZERO_OPTD_ATTACH_REPLY_HEAD)
+        return ZERO_OPTD_PARSE_LENGTH;
+    reply->address = zero_get_le64(body);
+    reply->slots = zero_get_le32(body + 8);
+    reply->slot_elems = zero_get_le32(body + 12);
+    reply->rkey_len = zero_get_le32(body + 16);
+    reply->rkey = NULL;
+    if (zero_get_le32(body + 20) != 0)
+        return ZERO_OPTD_PARSE_FIELD;
+    if (reply->rkey_len > ZERO_OPTD_MAX_RKEY || len - ZERO_OPTD_ATTACH_REPLY_HEAD != reply->rkey_len)
+        return ZERO_OPTD_PARSE_LENGTH;
+    region = reply->rkey_len != 0;
+    if (!region_shape_ok(region, reply->slots, reply->slot_elems) || (region != (reply->address != 0)))
+        return ZERO_OPTD_PARSE_FIELD;
+    if (region)
+        reply->rkey = body + ZERO_OPTD_ATTACH_REPLY_HEAD;
+    return ZERO_OPTD_PARSE_OK;
+}
+
+void zero_optd_encode_attach_reply(unsigned char *body, const zero_optd_attach_reply_t *reply)
+{
+    zero_put_le64(body, reply->address);
+    zero_put_le32(body + 8, reply->slots);
+    zero_put_le32(body + 12, reply->slot_elems);
+    zero_put_le32(body + 16, reply->rkey_len);
+    zero_put_le32(body + 20, 0);
+    if (reply->rkey_len != 0)
+        memcpy(body + ZERO_OPTD_ATTACH_REPLY_HEAD, reply->rkey, reply->rkey_len);
 }
 
 /* The bounds every message with an array shares: 1..MAX_ELEMS elements at
@@ -159,11 +215,9 @@ static zero_optd_parse_t array_ok(size_t len, size_t head, uint64_t begin, uint6
 
 /* STEP head: group, optimizer, grad_dtype, weight_dtype (u32 each), begin,
  * count, step (u64 each), nine f32, flags u32 = 80 bytes; the gradient follows. */
-zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, zero_optd_step_t *s)
+/* STEP's head fields; whether they are in range (the array is the caller's to check). */
+static zero_optd_parse_t step_head(const unsigned char *body, zero_optd_step_t *s)
 {
-    size_t es;
-    if (len < ZERO_OPTD_STEP_HEAD)
-        return ZERO_OPTD_PARSE_LENGTH;
     s->group = zero_get_le32(body);
     s->optimizer = zero_get_le32(body + 4);
     s->grad_dtype = zero_get_le32(body + 8);
@@ -181,12 +235,50 @@ zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, z
     s->lr_decay = get_f32(body + 68);
     s->grad_scale = get_f32(body + 72);
     s->flags = zero_get_le32(body + 76);
-    s->grad = body + ZERO_OPTD_STEP_HEAD;
-    es = zero_optd_dtype_size(s->grad_dtype);
+    s->grad = NULL;
+    s->slot = 0;
     if (s->group >= ZERO_OPTD_MAX_GROUPS || s->optimizer < ZERO_OPTD_ADAM || s->optimizer >= ZERO_OPTD_OPTIMIZER_END ||
-        es == 0 || zero_optd_dtype_size(s->weight_dtype) == 0 || (s->flags & ~ZERO_OPTD_FLAGS_ALL) != 0)
+        zero_optd_dtype_size(s->grad_dtype) == 0 || zero_optd_dtype_size(s->weight_dtype) == 0 ||
+        (s->flags & ~ZERO_OPTD_FLAGS_ALL) != 0)
         return ZERO_OPTD_PARSE_FIELD;
-    return array_ok(len, ZERO_OPTD_STEP_HEAD, s->begin, s->count, es);
+    return ZERO_OPTD_PARSE_OK;
+}
+
+/* STEP head: group, optimizer, grad_dtype, weight_dtype (u32 each), begin,
+ * count, step (u64 each), nine f32, flags u32 = 80 bytes; the gradient follows. */
+zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, zero_optd_step_t *s)
+{
+    zero_optd_parse_t v;
+    if (len < ZERO_OPTD_STEP_HEAD)
+        return ZERO_OPTD_PARSE_LENGTH;
+    v = step_head(body, s);
+    if (v != ZERO_OPTD_PARSE_OK)
+        return v;
+    s->grad = body + ZERO_OPTD_STEP_HEAD;
+    return array_ok(len, ZERO_OPTD_STEP_HEAD, s->begin, s->count, zero_optd_dtype_size(s->grad_dtype));
+}
+
+/* STEP_REGION: STEP's head, slot u32, reserved u32 (0). */
+zero_optd_parse_t zero_optd_decode_step_region(const unsigned char *body, size_t len, zero_optd_step_t *s)
+{
+    zero_optd_parse_t v;
+    if (len != ZERO_OPTD_STEP_REGION_BODY)
+        return ZERO_OPTD_PARSE_LENGTH;
+    v = step_head(body, s);
+    if (v != ZERO_OPTD_PARSE_OK)
+        return v;
+    s->slot = zero_get_le32(body + ZERO_OPTD_STEP_HEAD);
+    if (zero_get_le32(body + ZERO_OPTD_STEP_HEAD + 4) != 0)
+        return ZERO_OPTD_PARSE_FIELD;
+    /* the count's bounds, with no array after the head */
+    return array_ok(ZERO_OPTD_STEP_HEAD, ZERO_OPTD_STEP_HEAD, s->begin, s->count, 0);
+}
+
+void zero_optd_encode_step_region(unsigned char *body, const zero_optd_step_t *s)
+{
+    zero_optd_encode_step_head(body, s);
+    zero_put_le32(body + ZERO_OPTD_STEP_HEAD, s->slot);
+    zero_put_le32(body + ZERO_OPTD_STEP_HEAD + 4, 0);
 }
 
 void zero_optd_encode_step_head(unsigned char *body, const zero_optd_step_t *s)

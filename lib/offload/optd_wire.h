@@ -38,8 +38,10 @@
 /* 2: HELLO's reply carries a body (the same-host data port); 3: LAMB1 and
  * LAMB2 (Lamb's two phases on the server) and the longer bound on a body;
  * 4: HELLO's reply carries the data connection's ticket; 5: split replies
- * (ZERO_OPTD_SPLIT). */
-#define ZERO_OPTD_VERSION 5u
+ * (ZERO_OPTD_SPLIT); 7: the same-host data connection's region (ATTACH asks
+ * for it, its reply hands it over, STEP_REGION steps from it; 6 was left to
+ * another change of the same round). */
+#define ZERO_OPTD_VERSION 7u
 #define ZERO_OPTD_HEADER_BYTES 32u
 #define ZERO_OPTD_TOKEN_BYTES 16u           /* = ZERO_COMM_TOKEN_BYTES */
 #define ZERO_OPTD_MAX_GROUPS 3              /* = ZERO_DTYPE_COUNT */
@@ -51,7 +53,20 @@
 /* the same-host data listener's port (u32; 0: none), a reserved u32, and the
  * ticket a data connection request must carry as UCX client id (u64) */
 #define ZERO_OPTD_HELLO_REPLY_BODY 16u
-#define ZERO_OPTD_ATTACH_BODY 24u           /* the control connection's key (u64), the token */
+/* the control connection's key (u64), the token, flags (u32), and for a
+ * region the slots and elements per slot the client asks for (u32 each), a
+ * reserved u32 (0) */
+#define ZERO_OPTD_ATTACH_BODY 40u
+#define ZERO_OPTD_ATTACH_REGION 1u          /* ATTACH flag: the client asks for a region */
+/* ATTACH's reply body: the region's address in the server (u64), slots,
+ * elements per slot, the packed rkey's bytes (u32 each), a reserved u32 (0),
+ * then the packed rkey. No region: every field 0 and no rkey. */
+#define ZERO_OPTD_ATTACH_REPLY_HEAD 24u
+#define ZERO_OPTD_MAX_RKEY 1024u            /* a packed rkey's bytes at most */
+#define ZERO_OPTD_MAX_REGION_SLOTS 32u
+/* slots x elements per slot at most: 64 MiB of region per data connection */
+#define ZERO_OPTD_MAX_REGION_ELEMS ((uint64_t)1 << 23)
+#define ZERO_OPTD_STEP_REGION_BODY 88u      /* STEP's head, the slot (u32), a reserved u32 (0) */
 #define ZERO_OPTD_STEP_HEAD 80u             /* STEP body before the gradient */
 #define ZERO_OPTD_RANGE_HEAD 24u            /* READ / WRITE body before the data */
 #define ZERO_OPTD_LAMB_HEAD 96u             /* LAMB1 body before the gradient; all of LAMB2's body */
@@ -73,6 +88,7 @@ typedef enum zero_optd_type {
     ZERO_OPTD_ATTACH = 6,  /* first message of a same-host data connection: whose state it uses */
     ZERO_OPTD_LAMB1 = 7,   /* Lamb phase 1: a gradient piece -> per-chunk sums of w^2 and u^2 */
     ZERO_OPTD_LAMB2 = 8,   /* Lamb phase 2: a parameter's summed norms -> updated weights */
+    ZERO_OPTD_STEP_REGION = 9,   /* STEP with the gradient in a region slot -> the weights in that slot */
     ZERO_OPTD_TYPE_END
 } zero_optd_type_t;
 
@@ -140,7 +156,8 @@ typedef struct zero_optd_step {
     int64_t step;             /* from 1 */
     float lr, beta1, beta2, eps, weight_decay, momentum, dampening, lr_decay, grad_scale;
     uint32_t flags;           /* ZERO_OPTD_FLAG_* */
-    const void *grad;         /* [count] of grad_dtype, inside the decoded buffer (little-endian) */
+    const void *grad;         /* [count] of grad_dtype, inside the decoded buffer (little-endian); STEP_REGION: NULL */
+    uint32_t slot;            /* STEP_REGION: the region slot holding the gradient (bounded by the server) */
 } zero_optd_step_t;
 
 /*
@@ -208,12 +225,44 @@ zero_optd_parse_t zero_optd_decode_range(const unsigned char *body, size_t len, 
 zero_optd_parse_t zero_optd_decode_lamb(const unsigned char *body, size_t len, int phase, zero_optd_lamb_t *lamb);
 
 /* ATTACH: the key of the client's control connection (the one that said
- * HELLO) and the job token. */
+ * HELLO) and the job token; with ZERO_OPTD_ATTACH_REGION the region it asks
+ * for (1..ZERO_OPTD_MAX_REGION_SLOTS slots of 1..ZERO_OPTD_MAX_ELEMS
+ * elements, at most ZERO_OPTD_MAX_REGION_ELEMS in all; both 0 without). */
 typedef struct zero_optd_attach {
     uint64_t control_key;
     unsigned char token[ZERO_OPTD_TOKEN_BYTES];
+    uint32_t flags;
+    uint32_t slots, slot_elems;
 } zero_optd_attach_t;
 zero_optd_parse_t zero_optd_decode_attach(const unsigned char *body, size_t len, zero_optd_attach_t *attach);
+
+/*
+ * The region of a same-host data connection (docs/optd.md, "One-sided on
+ * one host"): @c slots slots of @c slot_elems elements, slot k at
+ * address + k * zero_optd_region_slot_bytes(slot_elems); a slot holds a
+ * STEP_REGION's gradient in its first slot_elems * 4 bytes and the weights
+ * the server writes back in the next slot_elems * 4 (room for fp32 either
+ * way). The client reaches it through the packed rkey (ucp_rkey_ptr).
+ */
+typedef struct zero_optd_attach_reply {
+    uint64_t address;         /* 0 with no region */
+    uint32_t slots, slot_elems, rkey_len;
+    const void *rkey;         /* [rkey_len] inside the decoded buffer; NULL with no region */
+} zero_optd_attach_reply_t;
+static inline uint64_t zero_optd_region_slot_bytes(uint32_t slot_elems)
+{
+    return (uint64_t)slot_elems * 8u;
+}
+zero_optd_parse_t zero_optd_decode_attach_reply(const unsigned char *body, size_t len,
+                                                zero_optd_attach_reply_t *reply);
+/* ZERO_OPTD_ATTACH_REPLY_HEAD + reply->rkey_len bytes */
+void zero_optd_encode_attach_reply(unsigned char *body, const zero_optd_attach_reply_t *reply);
+
+/* STEP_REGION: STEP's head (count 1..ZERO_OPTD_MAX_ELEMS), then the slot;
+ * no gradient follows (step->grad NULL). Whether the slot exists and holds
+ * count elements the server checks against the region it allocated. */
+zero_optd_parse_t zero_optd_decode_step_region(const unsigned char *body, size_t len, zero_optd_step_t *step);
+void zero_optd_encode_step_region(unsigned char *body, const zero_optd_step_t *step);   /* STEP_REGION_BODY */
 
 /* Encoders write exactly the sizes named (header: ZERO_OPTD_HEADER_BYTES). */
 void zero_optd_encode_header(unsigned char *buf, const zero_optd_header_t *h);

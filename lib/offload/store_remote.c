@@ -17,6 +17,13 @@
  * from the range's start and their replies carry each chunk's sums, which
  * complete_oldest adds up in order, as the caller's own kernel adds them; the
  * split over servers is cut at such multiples too (the split hint).
+ *
+ * On the server's host STEP goes through the server's region on the data
+ * connection when both ends allow it (map_region, step_piece_region;
+ * docs/optd.md, "One-sided on one host: the region"): the gradient is
+ * copied into a slot of the server's shared memory, only the header travels
+ * as a message, and the weights are copied out of the slot when the reply
+ * comes. Everything else, and everything over TCP, is tagged messages.
  */
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store_remote.h"
@@ -71,7 +78,14 @@ typedef struct server_link {
      * stack: a send to a dead server on it may outlive the call (request_done). */
     unsigned char data_welcome[ZERO_OPTD_WELCOME_BYTES];
     unsigned char data_msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_BODY];
-    unsigned char data_reply[ZERO_OPTD_HEADER_BYTES];
+    unsigned char data_reply[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_REPLY_HEAD + ZERO_OPTD_MAX_RKEY];
+    /* The server's region for the data connection, mapped here (map_region;
+     * docs/optd.md, "One-sided on one host"): request slot k's STEP puts its
+     * gradient in region slot k and finds the weights there, and only the
+     * header travels. NULL: STEP goes as tagged messages. */
+    ucp_rkey_h rkey;
+    unsigned char *region;
+    size_t region_slot_bytes, region_half;   /* a slot's bytes; the weights' offset in it */
     int failed;                       /* set by the endpoint's error handler */
     ucs_status_t failed_status;
     size_t lo[ZERO_DTYPE_COUNT], hi[ZERO_DTYPE_COUNT];   /* its piece of each group */
@@ -92,6 +106,12 @@ typedef struct request_slot {
     void *out;                        /* where the reply body goes (split: the caller's buffer); NULL: none expected */
     size_t out_bytes;
     double *sums;                     /* LAMB1: the range's two sums the reply's chunk sums are added to */
+    /* STEP_REGION: the weights in the server's region slot, copied into
+     * region_out (the caller's) by complete_oldest once the reply says they
+     * are there; NULL: not a region request */
+    const unsigned char *region_in;
+    void *region_out;
+    size_t region_bytes;
 } request_slot_t;
 
 typedef struct remote_store {
@@ -267,6 +287,7 @@ static const char *type_name(uint32_t type)
     switch (type) {
     case ZERO_OPTD_HELLO: return "HELLO";
     case ZERO_OPTD_STEP: return "STEP";
+    case ZERO_OPTD_STEP_REGION: return "STEP";
     case ZERO_OPTD_READ: return "READ";
     case ZERO_OPTD_WRITE: return "WRITE";
     case ZERO_OPTD_BYE: return "BYE";
@@ -360,8 +381,14 @@ static zero_status_t complete_oldest(remote_store_t *r)
         }
     } else if (q->out != NULL) {
         memcpy(q->out, q->rx + ZERO_OPTD_HEADER_BYTES, q->out_bytes);   /* HELLO's few bytes */
-    } else if (q->sums != NULL)
+    } else if (q->sums != NULL) {
         add_chunk_sums(q->sums, q->rx + ZERO_OPTD_HEADER_BYTES, q->out_bytes / (2 * sizeof(double)));
+    } else if (q->region_in != NULL) {
+        /* this thread's copy, and only after the reply: nothing writes into
+         * the caller's weights once a failed call has returned */
+        memcpy(q->region_out, q->region_in, q->region_bytes);
+        r->stats.bytes_received += q->region_bytes;
+    }
     r->stats.bytes_received += ZERO_OPTD_HEADER_BYTES + h.body_len;
     goto out;
 refused:
@@ -397,6 +424,7 @@ static zero_status_t take_slot(remote_store_t *r, int server, request_slot_t **s
     *slot_p = &r->slots[(r->head + r->inflight) % r->window];
     (*slot_p)->server = server;
     (*slot_p)->sums = NULL;
+    (*slot_p)->region_in = NULL;
     return ZERO_OK;
 }
 
@@ -586,6 +614,23 @@ typedef struct step_arg {
     size_t grad_es, weight_es;
 } step_arg_t;
 
+/* STEP over the server's region (map_region): the gradient into region slot
+ * k (k: the request slot's index, so no two requests in flight share one),
+ * the header alone as a message; the weights come back in the same slot. */
+static zero_status_t step_piece_region(remote_store_t *r, request_slot_t *q, step_arg_t *a, size_t offset, size_t n)
+{
+    const server_link_t *l = &r->links[q->server];
+    unsigned char *slot = l->region + (size_t)(q - r->slots) * l->region_slot_bytes;
+    a->wire.slot = (uint32_t)(q - r->slots);
+    zero_optd_encode_step_region(q->tx + ZERO_OPTD_HEADER_BYTES, &a->wire);
+    memcpy(slot, (const unsigned char *)a->step->grad + offset * a->grad_es, n * a->grad_es);
+    q->region_in = slot + l->region_half;
+    q->region_out = (unsigned char *)a->step->weights + offset * a->weight_es;
+    q->region_bytes = n * a->weight_es;
+    r->stats.bytes_sent += n * a->grad_es;
+    return submit(r, q, ZERO_OPTD_STEP_REGION, ZERO_OPTD_STEP_REGION_BODY, NULL, 0);
+}
+
 static zero_status_t step_piece(remote_store_t *r, int server, size_t local, size_t offset, size_t n, void *arg)
 {
     step_arg_t *a = arg;
@@ -595,6 +640,8 @@ static zero_status_t step_piece(remote_store_t *r, int server, size_t local, siz
         return status;
     a->wire.begin = local;
     a->wire.count = n;
+    if (r->links[server].region != NULL)
+        return step_piece_region(r, q, a, offset, n);
     zero_optd_encode_step_head(q->tx + ZERO_OPTD_HEADER_BYTES, &a->wire);
     /* copied, not sent from the caller's buffer: submit says why */
     memcpy(q->tx + ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD,
@@ -758,8 +805,19 @@ static void close_ep(remote_store_t *r, ucp_worker_h worker, ucp_ep_h ep, int fo
     }
 }
 
+/* Unmaps @p l's region (its requests were completed or abandoned), while
+ * its worker still exists. */
+static void unmap_region(server_link_t *l)
+{
+    if (l->rkey != NULL)
+        ucp_rkey_destroy(l->rkey);
+    l->rkey = NULL;
+    l->region = NULL;
+}
+
 static void close_link(remote_store_t *r, server_link_t *l)
 {
+    unmap_region(l);
     if (l->data_ep != NULL) {
         /* Not in peer-failure mode: a forced close may upset a live peer
          * (UCX's note on UCP_EP_CLOSE_FLAG_FORCE), so it is flushed unless
@@ -815,6 +873,7 @@ static void remote_destroy(zero_store_t *store)
          * server drops its end of the data connection with it. */
         for (int s = 0; s < r->num_links; s++)
             if (r->links[s].data_ep != NULL) {
+                unmap_region(&r->links[s]);
                 close_ep(r, r->data_w[s].worker, r->links[s].data_ep, 0);
                 r->links[s].data_ep = NULL;
             }
@@ -901,6 +960,63 @@ static int address_is_local(const struct addrinfo *ai)
  * shorter): it is optional, the control connection works without it. */
 #define DATA_SETUP_S 5.0
 
+/* Maps the server's region for @p l's data connection (ATTACH's reply
+ * @p ar) with ucp_rkey_ptr and backs every page of the mapping now.
+ * Returns 0, or -1 with the reason in @p why: no region offered, one smaller
+ * than asked, or an rkey that cannot be unpacked or mapped here (another PID
+ * namespace, no right to open the server's /proc/PID/fd link, a transport
+ * without rkey_ptr). The link then keeps STEP on tagged messages. */
+static int map_region(remote_store_t *r, server_link_t *l, const zero_optd_attach_reply_t *ar, char *why,
+                      size_t why_len)
+{
+    size_t slot_bytes = (size_t)zero_optd_region_slot_bytes((uint32_t)CHUNK), bytes;
+    void *first = NULL, *last = NULL;
+    ucs_status_t st;
+    int err;
+    if (ar->rkey_len == 0) {
+        snprintf(why, why_len, "the server offered no region (ZERO_OPTD_ONESIDED=0 there, or see its log)");
+        return -1;
+    }
+    if (ar->slots < (uint32_t)r->window || ar->slot_elems != (uint32_t)CHUNK) {
+        snprintf(why, why_len, "its region has %u slots of %u elements, %d of %zu asked for", ar->slots,
+                 ar->slot_elems, r->window, (size_t)CHUNK);
+        return -1;
+    }
+    bytes = (size_t)r->window * slot_bytes;
+    st = ucp_ep_rkey_unpack(l->data_ep, ar->rkey, &l->rkey);
+    if (st != UCS_OK) {
+        l->rkey = NULL;
+        snprintf(why, why_len, "its rkey cannot be unpacked here: %s", ucs_status_string(st));
+        return -1;
+    }
+    /* both ends of what is used must map, contiguously */
+    st = ucp_rkey_ptr(l->rkey, ar->address, &first);
+    if (st == UCS_OK)
+        st = ucp_rkey_ptr(l->rkey, ar->address + bytes - 1, &last);
+    if (st != UCS_OK || (unsigned char *)last != (unsigned char *)first + bytes - 1) {
+        /* "unreachable" also when the server's UCX could not put the region
+         * in shared memory (a full /dev/shm: it falls back to private
+         * memory, which no rkey_ptr reaches) */
+        snprintf(why, why_len, "its region cannot be mapped here (ucp_rkey_ptr: %s; another PID namespace, or the "
+                 "server could not place it in shared memory, e.g. a full /dev/shm)",
+                 st != UCS_OK ? ucs_status_string(st) : "not contiguous");
+        goto fail;
+    }
+    err = zero_optd_region_populate(first, bytes);
+    if (err != 0) {
+        snprintf(why, why_len, "its region's pages could not be mapped here: %s", strerror(err));
+        goto fail;
+    }
+    l->region = first;
+    l->region_slot_bytes = slot_bytes;
+    l->region_half = (size_t)CHUNK * sizeof(float);
+    return 0;
+fail:
+    ucp_rkey_destroy(l->rkey);
+    l->rkey = NULL;
+    return -1;
+}
+
 /* Same host: opens a connection without peer-failure mode to the data port
  * that HELLO's reply named, on the store's shared-memory-only context (UCX
  * 1.13 gives only such endpoints shared memory; without CMA in the context
@@ -927,6 +1043,8 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     ucp_ep_h ep = NULL;
     uint64_t key;
     ucp_worker_h worker = NULL;
+    zero_optd_attach_reply_t ar;
+    ucp_tag_recv_info_t reply_info;
     const char *data_settings[ZERO_OPTD_DATA_SETTINGS];
     void *rreq, *sreq;
     ucs_status_t st;
@@ -981,31 +1099,51 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     h = (zero_optd_header_t){.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_ATTACH, .status = 0,
                              .body_len = ZERO_OPTD_ATTACH_BODY, .conn_key = key, .seq = r->next_seq++};
     zero_optd_encode_header(msg, &h);
+    memset(&a, 0, sizeof(a));
     a.control_key = l->key;
     memcpy(a.token, r->opts.token, ZERO_OPTD_TOKEN_BYTES);
+    if (zero_optd_onesided_enabled()) {   /* a region slot per request slot, each a message's room */
+        a.flags = ZERO_OPTD_ATTACH_REGION;
+        a.slots = (uint32_t)r->window;
+        a.slot_elems = (uint32_t)CHUNK;
+    }
     zero_optd_encode_attach(msg + ZERO_OPTD_HEADER_BYTES, &a);
     memset(reply, 0, sizeof(l->data_reply));
     memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
+    rp.recv_info.tag_info = &reply_info;
+    reply_info.length = 0;
     rreq = ucp_tag_recv_nbx(worker, reply, sizeof(l->data_reply), key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
     memset(&rp, 0, sizeof(rp));
     sreq = ucp_tag_send_nbx(ep, msg, sizeof(l->data_msg), key, &rp);
     st = wait_request(r, l, sreq, deadline, &timed_out);
     if (st == UCS_OK)
         st = wait_request(r, l, rreq, deadline, &timed_out);
+    if (st == UCS_OK && rreq != NULL && ucp_tag_recv_request_test(rreq, &reply_info) != UCS_OK)
+        reply_info.length = 0;   /* NULL: completed at once, reply_info filled by UCX */
     request_done(r, worker, &sreq);
     request_done(r, worker, &rreq);
     if (st != UCS_OK) {
         why = "no answer to ATTACH";
         goto fallback;
     }
-    if (zero_optd_decode_header(reply, sizeof(l->data_reply), 1, &h) != ZERO_OPTD_PARSE_OK ||
-        h.type != (ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY) || h.status != 0 || h.conn_key != key) {
+    if (zero_optd_decode_header(reply, reply_info.length, 1, &h) != ZERO_OPTD_PARSE_OK ||
+        h.type != (ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY) || h.status != 0 || h.conn_key != key ||
+        zero_optd_decode_attach_reply(reply + ZERO_OPTD_HEADER_BYTES, h.body_len, &ar) != ZERO_OPTD_PARSE_OK) {
         why = "ATTACH refused";
         goto fallback;
     }
     l->data_ep = ep;
     l->data_key = key;
     r->stats.same_host_links++;
+    if (a.flags & ZERO_OPTD_ATTACH_REGION) {
+        char no_region[160];
+        if (map_region(r, l, &ar, no_region, sizeof(no_region)) == 0)
+            r->stats.regions_mapped++;
+        else   /* once per server and store */
+            ZERO_LOG_WARN("remote store: optimizer server %s: STEP goes over tagged messages on the same-host data "
+                          "connection, not through the server's region: %s", l->addr, no_region);
+    }
     return;
 fallback:
     ZERO_LOG_INFO("remote store: optimizer server %s: no same-host data connection (%s); requests use the first "

@@ -32,11 +32,15 @@ typedef struct zero_store_remote_opts {
 
 /* What the store moved since it was created. */
 typedef struct zero_store_remote_stats {
-    uint64_t bytes_sent, bytes_received;   /* message bytes, headers included */
+    uint64_t bytes_sent, bytes_received;   /* message bytes, headers included, and arrays through a region */
     uint64_t messages, steps;
     uint64_t sleeps;                       /* waits that slept on the worker's event descriptor */
     uint64_t sleep_timeouts;               /* ... and woke with no event (at the 10 ms slice or the deadline) */
     uint64_t same_host_links;              /* servers reached over a same-host data connection (docs/optd.md) */
+    /* ... of them, those whose region this process mapped: STEP's arrays go
+     * through the server's shared memory, only headers as messages
+     * (docs/optd.md, "One-sided on one host"; not with ZERO_OPTD_ONESIDED=0) */
+    uint64_t regions_mapped;
 } zero_store_remote_stats_t;
 
 /*

@@ -42,6 +42,7 @@ static void check_body(const unsigned char *body, size_t len)
     zero_optd_step_t step, step2;
     zero_optd_range_t range, range2;
     zero_optd_attach_t attach, attach2;
+    zero_optd_attach_reply_t ar, ar2;
     zero_optd_lamb_t lamb, lamb2;
 
     if (zero_optd_decode_hello(body, len, &hello) == ZERO_OPTD_PARSE_OK) {
@@ -95,6 +96,30 @@ static void check_body(const unsigned char *body, size_t len)
         CHECK(memcmp(again, body, ZERO_OPTD_ATTACH_BODY) == 0);   /* every byte is a field */
         CHECK(zero_optd_decode_attach(again, len, &attach2) == ZERO_OPTD_PARSE_OK &&
               attach2.control_key == attach.control_key);
+        if (attach.flags & ZERO_OPTD_ATTACH_REGION)
+            CHECK(attach.slots >= 1 && attach.slots <= ZERO_OPTD_MAX_REGION_SLOTS && attach.slot_elems >= 1 &&
+                  attach.slot_elems <= ZERO_OPTD_MAX_ELEMS &&
+                  (uint64_t)attach.slots * attach.slot_elems <= ZERO_OPTD_MAX_REGION_ELEMS);
+        else
+            CHECK(attach.slots == 0 && attach.slot_elems == 0);
+    }
+    if (zero_optd_decode_attach_reply(body, len, &ar) == ZERO_OPTD_PARSE_OK) {
+        CHECK(ar.rkey_len <= ZERO_OPTD_MAX_RKEY && len == ZERO_OPTD_ATTACH_REPLY_HEAD + ar.rkey_len);
+        CHECK(ar.rkey_len == 0 ? ar.rkey == NULL && ar.slots == 0 && ar.address == 0
+                               : ar.rkey == body + ZERO_OPTD_ATTACH_REPLY_HEAD && ar.slots >= 1 &&
+                                     ar.slots <= ZERO_OPTD_MAX_REGION_SLOTS && ar.address != 0 &&
+                                     (uint64_t)ar.slots * ar.slot_elems <= ZERO_OPTD_MAX_REGION_ELEMS);
+        zero_optd_encode_attach_reply(again, &ar);
+        CHECK(memcmp(again, body, len) == 0);   /* every byte is a field or the rkey */
+        CHECK(zero_optd_decode_attach_reply(again, len, &ar2) == ZERO_OPTD_PARSE_OK && ar2.slots == ar.slots);
+    }
+    if (zero_optd_decode_step_region(body, len, &step) == ZERO_OPTD_PARSE_OK) {
+        CHECK(len == ZERO_OPTD_STEP_REGION_BODY && step.grad == NULL);
+        CHECK(step.count >= 1 && step.count <= ZERO_OPTD_MAX_ELEMS);
+        CHECK(zero_optd_dtype_size(step.grad_dtype) != 0 && zero_optd_dtype_size(step.weight_dtype) != 0);
+        zero_optd_encode_step_region(again, &step);
+        CHECK(memcmp(again, body, ZERO_OPTD_STEP_REGION_BODY) == 0);   /* every byte is a field */
+        CHECK(zero_optd_decode_step_region(again, len, &step2) == ZERO_OPTD_PARSE_OK && step2.slot == step.slot);
     }
     for (int with_data = 0; with_data < 2; with_data++)
         if (zero_optd_decode_range(body, len, with_data, &range) == ZERO_OPTD_PARSE_OK) {

@@ -238,7 +238,9 @@ static void run_and_compare(zero_store_t *host, zero_store_t *remote, const opti
 
 /* @p same_host 0: every request on the control connection
  * (ZERO_OPTD_SAME_HOST=0, as from another host); 1: on the same-host data
- * connection (ZERO_OPTD_SAME_HOST=1). */
+ * connection (ZERO_OPTD_SAME_HOST=1), STEP through the server's region (the
+ * default); 2: the same with ZERO_OPTD_ONESIDED=0 (STEP as tagged messages
+ * on the data connection). */
 static void check_bitwise(int num_servers, int same_host)
 {
     ZERO_TEST_MEM_MARK();
@@ -262,12 +264,16 @@ static void check_bitwise(int num_servers, int same_host)
             remote_opts(&o, addrs, num_servers);
             CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
             setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
+            if (same_host == 2)
+                setenv("ZERO_OPTD_ONESIDED", "0", 1);
             CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
             unsetenv("ZERO_OPTD_SAME_HOST");
+            unsetenv("ZERO_OPTD_ONESIDED");
             {
                 zero_store_remote_stats_t stats;
                 zero_store_remote_stats(remote, &stats);
                 CU_ASSERT_EQUAL(stats.same_host_links, same_host ? (uint64_t)num_servers : 0u);
+                CU_ASSERT_EQUAL(stats.regions_mapped, same_host == 1 ? (uint64_t)num_servers : 0u);
             }
             for (int g = 0; g < 2; g++) {
                 fill_store(host, g, 77u + (uint32_t)g);
@@ -302,6 +308,11 @@ static void test_bitwise_two_servers(void)
 static void test_bitwise_same_host(void)
 {
     check_bitwise(2, 1);
+}
+
+static void test_bitwise_same_host_tagged(void)
+{
+    check_bitwise(2, 2);
 }
 
 /* ---------- Lamb on the servers ---------- */
@@ -1376,6 +1387,7 @@ static void check_server_failure(int sig, int same_host)
         zero_store_remote_stats_t stats;
         zero_store_remote_stats(remote, &stats);
         CU_ASSERT_EQUAL(stats.same_host_links, same_host ? 1u : 0u);
+        CU_ASSERT_EQUAL(stats.regions_mapped, same_host ? 1u : 0u);   /* STEP through the server's region */
     }
     step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
     st.count = 5000;
@@ -1444,7 +1456,7 @@ static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *c
     st->grad = step_grad;
     st->weight_dtype = ZERO_FP32;
     st->weights = step_w;
-    if (stats.same_host_links != 1)
+    if (stats.same_host_links != 1 || stats.regions_mapped != (uint64_t)zero_optd_onesided_enabled())
         rc = 3;
     else if (zero_store_step_async(*remote_p, st) != ZERO_OK || zero_store_step_wait(*remote_p) != ZERO_OK)
         rc = 4;
@@ -1750,6 +1762,122 @@ static void test_ticket_expires_with_connection(void)
     zero_optd_ucx_close(&u);
     served_then_stop(&srv);
     ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* ---------- the data connection's region ---------- */
+
+/* A raw client with a data connection that has a region: HELLO on a
+ * control connection (@p c), the ticket, a data connection (@p d, on a
+ * worker of @p u's data context), ATTACH asking for 4 slots of 256 Ki
+ * elements. 0: the region was offered (its rkey in ATTACH's reply). */
+static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, int port)
+{
+    const char *settings[ZERO_OPTD_DATA_SETTINGS];
+    unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_BODY];
+    uint32_t data_port = 0;
+    uint64_t ticket = 0;
+    zero_optd_header_t h;
+    zero_optd_attach_t a;
+    zero_optd_attach_reply_t ar;
+    char text[64];
+    int rc = -1;
+    memset(d, 0, sizeof(*d));
+    memset(u, 0, sizeof(*u));
+    if (raw_init(c) != 0 || raw_hello_ticket(c, port, &data_port, &ticket) != 0)
+        return -1;
+    zero_optd_data_settings(settings);
+    if (zero_optd_ucx_open(u, settings, "test: a region client") != ZERO_OK ||
+        data_open(d, u->context, (int)data_port, ticket) != 0)
+        return -1;
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 5.0 && rc < 0;)
+        rc = data_state(d);
+    if (rc != 1)
+        return -1;
+    d->c.key = zero_get_le64(d->welcome);
+    h = (zero_optd_header_t){.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_ATTACH,
+                             .body_len = ZERO_OPTD_ATTACH_BODY, .conn_key = d->c.key, .seq = 1};
+    zero_optd_encode_header(msg, &h);
+    memset(&a, 0, sizeof(a));
+    a.control_key = c->key;
+    memcpy(a.token, job_token, sizeof(job_token));
+    a.flags = ZERO_OPTD_ATTACH_REGION;
+    a.slots = 4;
+    a.slot_elems = 1u << 18;
+    zero_optd_encode_attach(msg + ZERO_OPTD_HEADER_BYTES, &a);
+    if (raw_exchange(&d->c, msg, sizeof(msg), d->c.key, &h, text, sizeof(text)) != 0 ||
+        h.type != (ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY) || h.status != 0 ||
+        zero_optd_decode_attach_reply(raw_reply + ZERO_OPTD_HEADER_BYTES, h.body_len, &ar) != ZERO_OPTD_PARSE_OK ||
+        ar.rkey_len == 0 || ar.slots != 4)
+        return -1;
+    return 0;
+}
+
+/* STEP_REGION headers that name a slot the region lacks, more elements
+ * than a slot holds, or a range outside the client's state are refused
+ * with a text that says so (the connection is closed), a good one is
+ * served, and a real client is served within 3 s after each. */
+static void test_region_hostile_headers(void)
+{
+    static const struct {
+        uint32_t slot;
+        uint64_t begin, count;
+        const char *says;   /* NULL: served */
+    } cases[] = {
+        {4, 0, 100, "names slot 4"},
+        {0, 0, (1u << 18) + 1, "with 262145 elements"},
+        {3, 990, 100, "outside its 1 groups of 1000 elements"},
+        {3, 900, 100, NULL},
+    };
+    test_server_t srv;
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        raw_client_t c;
+        zero_optd_ucx_t u;
+        data_client_t d;
+        unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_REGION_BODY];
+        zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_STEP_REGION,
+                                .body_len = ZERO_OPTD_STEP_REGION_BODY, .seq = 2};
+        zero_optd_step_t w;
+        char text[ZERO_OPTD_MAX_TEXT + 1] = "";
+        zero_store_t *remote = NULL;
+        zero_optim_ctx_t ctx;
+        zero_store_async_step_t st;
+
+        CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, zero_optd_server_port(srv.server)), 0);
+        memset(&w, 0, sizeof(w));
+        w.optimizer = ZERO_OPTD_ADAM;
+        w.grad_dtype = w.weight_dtype = 2;   /* bf16 */
+        w.begin = cases[k].begin;
+        w.count = cases[k].count;
+        w.step = 1;
+        w.lr = 1e-3f;
+        w.beta1 = 0.9f;
+        w.beta2 = 0.999f;
+        w.eps = 1e-8f;
+        w.grad_scale = 1.0f;
+        w.flags = ZERO_OPTD_FLAG_BIAS_CORRECTION;
+        w.slot = cases[k].slot;
+        h.conn_key = d.c.key;
+        zero_optd_encode_header(msg, &h);
+        zero_optd_encode_step_region(msg + ZERO_OPTD_HEADER_BYTES, &w);
+        CU_ASSERT_EQUAL_FATAL(raw_exchange(&d.c, msg, sizeof(msg), d.c.key, &h, text, sizeof(text)), 0);
+        CU_ASSERT_EQUAL(h.type & ~ZERO_OPTD_REPLY, ZERO_OPTD_STEP_REGION);
+        if (cases[k].says != NULL) {
+            CU_ASSERT_NOT_EQUAL(h.status, 0);
+            CU_ASSERT_PTR_NOT_NULL(strstr(text, cases[k].says));
+            if (strstr(text, cases[k].says) == NULL)
+                fprintf(stderr, "case %zu: refused with \"%s\", expected \"%s\"\n", k, text, cases[k].says);
+        } else {
+            CU_ASSERT_EQUAL(h.status, 0);
+            CU_ASSERT_EQUAL(h.body_len, 0u);   /* the weights are in the slot */
+        }
+        data_close(&d);
+        zero_optd_ucx_close(&u);
+        raw_close(&c);
+        CU_ASSERT_EQUAL(stepped_store(srv.addr, 3.0, &ctx, &st, &remote), 0);
+        zero_store_destroy(remote);
+    }
+    server_stop(&srv);
 }
 
 /* A process started with UCX_POSIX_SEG_SIZE=64k that asks the data listener
@@ -2244,6 +2372,7 @@ static int check_weights_released(int same_host, double delay_ms)
     unsetenv("ZERO_OPTD_SAME_HOST");
     zero_store_remote_stats(remote, &stats);
     CU_ASSERT_EQUAL(stats.same_host_links, same_host ? 1u : 0u);
+    CU_ASSERT_EQUAL(stats.regions_mapped, same_host ? 1u : 0u);   /* the weights come out of the region */
     step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
     st.count = n;
     st.grad_dtype = ZERO_FP32;
@@ -2290,6 +2419,8 @@ int main(int argc, char **argv)
         {"remote step == host step, bitwise, one server", test_bitwise_one_server},
         {"remote step == host step, bitwise, two servers", test_bitwise_two_servers},
         {"remote step == host step, bitwise, two servers, same-host data connections", test_bitwise_same_host},
+        {"remote step == host step, bitwise, two servers, same-host data connections, ZERO_OPTD_ONESIDED=0",
+         test_bitwise_same_host_tagged},
         {"Lamb: remote phases == host phases, bitwise, one server", test_lamb_one_server},
         {"Lamb: remote phases == host phases, bitwise, two servers", test_lamb_two_servers},
         {"Lamb: remote phases == host phases, bitwise, two servers, same-host data connections", test_lamb_same_host},
@@ -2316,6 +2447,8 @@ int main(int argc, char **argv)
         {"data listener: a flood of ticketless requests: the log bounded, the cause named; a real client is served",
          test_refusal_flood},
         {"data listener: a ticket whose control connection closed is refused", test_ticket_expires_with_connection},
+        {"region: hostile STEP_REGION headers refused; a good one served; a real client served within 3 s",
+         test_region_hostile_headers},
         {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
          test_data_ticket_foreign_64k},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},

@@ -46,6 +46,10 @@ static const char help_text[] =
     "                    a shared-memory data connection. For a host whose other\n"
     "                    processes must not reach this one's shared memory\n"
     "                    (docs/optd.md, Safety)\n"
+    "ZERO_OPTD_ONESIDED=0  give same-host data connections no shared-memory region:\n"
+    "                    their STEP arrays then travel as tagged messages (for\n"
+    "                    measuring; the clients' setting of the same name does the\n"
+    "                    same from their side)\n"
     "ZERO_LOG_LEVEL      off, error, warn (default), info, debug or trace\n";
 
 static volatile sig_atomic_t stop_flag;
