@@ -87,6 +87,41 @@ zero_optd_parse_t zero_optd_decode_header(const unsigned char *buf, size_t len, 
     return ZERO_OPTD_PARSE_OK;
 }
 
+zero_optd_parse_t zero_optd_decode_split_request(const unsigned char *buf, size_t len, zero_optd_header_t *h,
+                                                 size_t *grad_bytes_p)
+{
+    uint32_t type, head;
+    if (len < ZERO_OPTD_HEADER_BYTES)
+        return ZERO_OPTD_PARSE_SHORT;
+    if (zero_get_le32(buf) != ZERO_OPTD_MAGIC)
+        return ZERO_OPTD_PARSE_MAGIC;
+    h->version = zero_get_le16(buf + 4);
+    if (h->version != ZERO_OPTD_VERSION)
+        return ZERO_OPTD_PARSE_VERSION;
+    h->type = type = zero_get_le16(buf + 6);
+    if (type == (ZERO_OPTD_STEP | ZERO_OPTD_SPLIT))
+        head = ZERO_OPTD_STEP_HEAD;
+    else if (type == (ZERO_OPTD_LAMB1 | ZERO_OPTD_SPLIT))
+        head = ZERO_OPTD_LAMB_HEAD;
+    else
+        return ZERO_OPTD_PARSE_TYPE;
+    h->status = (int32_t)zero_get_le32(buf + 8);
+    h->body_len = zero_get_le32(buf + 12);
+    h->conn_key = zero_get_le64(buf + 16);
+    h->seq = zero_get_le64(buf + 24);
+    if (len != ZERO_OPTD_HEADER_BYTES + (size_t)head)
+        return ZERO_OPTD_PARSE_LENGTH;
+    if (h->body_len <= head || h->body_len - head > 4u * (uint32_t)ZERO_OPTD_MAX_ELEMS)
+        return ZERO_OPTD_PARSE_LENGTH;
+    *grad_bytes_p = h->body_len - head;
+    return ZERO_OPTD_PARSE_OK;
+}
+
+void zero_optd_join_split_request(unsigned char *buf)
+{
+    zero_put_le16(buf + 6, (uint16_t)(zero_get_le16(buf + 6) & ~ZERO_OPTD_SPLIT));
+}
+
 void zero_optd_encode_header(unsigned char *buf, const zero_optd_header_t *h)
 {
     zero_put_le32(buf, ZERO_OPTD_MAGIC);
