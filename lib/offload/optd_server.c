@@ -1157,8 +1157,8 @@ static void join_gradient(optd_slot_t *q)
  * a client that sends the header and never the gradient loses the
  * connection at that bound (slot_request cancels the receive), as one that
  * stops mid-message. Returns whether the receive is in flight (q->req);
- * otherwise the slot goes to the worker as it is (joined, or refused there:
- * zero_optd_decode_header takes no split request). */
+ * otherwise the slot goes to the worker as it is (a whole message, or one it
+ * refuses: zero_optd_decode_header takes no split request unjoined). */
 static int take_gradient(zero_optd_server_t *s, optd_slot_t *q)
 {
     optd_conn_t *c = q->conn;
