@@ -17,9 +17,11 @@
  *   - a store that prefers the step (zero_store_prefers_step: the state is
  *     outside this process, the remote store): the slot is handed to its step
  *     op in place, as both the gradient and the weights (the remote store
- *     copies each message's gradient out at submit and writes the weights of
- *     a message only when its reply comes, so the two never overlap), and
- *     waited for. Only gradients and weights travel.
+ *     sends each message's gradient from the slot and writes the weights of
+ *     a message only when its reply comes, which the server sends only once
+ *     it has that gradient whole; gradient and weights have one element
+ *     size here, so a reply covers only its own message's gradient, already
+ *     sent), and waited for. Only gradients and weights travel.
  *
  * Threads: the offload thread steps slots while the trainer's thread may
  * acquire and release ranges (initial values, checkpoints, Lamb, a ratio < 1

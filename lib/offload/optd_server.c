@@ -189,6 +189,11 @@ typedef struct optd_slot {
     int split;                   /* the reply goes as header, then body on the data tag (optd_wire.h) */
     int close;                   /* close the connection after the reply */
     int hello_ok;                /* the connection said HELLO and was accepted */
+    /* A split STEP or LAMB1 request (version 6): 1 once its header is in
+     * and the gradient's receive (req) is posted after the head
+     * (take_gradient); grad_info: what arrived */
+    int gradient;
+    ucp_tag_recv_info_t grad_info;
 } optd_slot_t;
 
 struct zero_optd_server {
@@ -1352,6 +1357,99 @@ static void attach_data(zero_optd_server_t *s, optd_conn_t *c, ucp_tag_message_h
     ZERO_LOG_DEBUG("client %s: data connection attached to %s", c->peer, ctl->peer);
 }
 
+/* A split request's gradient is in (docs/optd.md, "The gradient's own
+ * message"): the slot now holds the message version 5 would have sent, for
+ * the worker to decode as ever (a gradient shorter than the header said
+ * leaves it short: refused there). */
+static void join_gradient(optd_slot_t *q)
+{
+    q->length += q->grad_info.length;
+    zero_optd_join_split_request(q->rx);
+}
+
+/* Version 6: @p q's message has come whole. If it is a split STEP or LAMB1
+ * header of its own connection, the receive of its gradient (on the
+ * request's tag | ZERO_OPTD_TAG_DATA, of the bytes the header says) is
+ * posted into the slot right after the head, under the slot's io deadline:
+ * a client that sends the header and never the gradient loses the
+ * connection at that bound (slot_request cancels the receive), as one that
+ * stops mid-message. Returns whether the receive is in flight (q->req);
+ * otherwise the slot goes to the worker as it is (a whole message, or one it
+ * refuses: zero_optd_decode_header takes no split request unjoined). */
+static int take_gradient(zero_optd_server_t *s, optd_slot_t *q)
+{
+    optd_conn_t *c = q->conn;
+    zero_optd_header_t h;
+    ucp_request_param_t rp;
+    size_t bytes;
+    void *req;
+    if (q->kind != SLOT_MESSAGE || q->gradient || c->failed ||
+        zero_optd_decode_split_request(q->rx, q->length, &h, &bytes) != ZERO_OPTD_PARSE_OK || h.conn_key != c->key)
+        return 0;
+    /* always a request (UCX 1.13 leaves recv_info unset when a receive
+     * completes in place): its length is read when it ends (slot_receive) */
+    memset(&rp, 0, sizeof(rp));
+    rp.op_attr_mask = UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+    q->grad_info.length = 0;
+    q->gradient = 1;
+    q->deadline = zero_clock_now() + s->opts.io_timeout_s;
+    /* the slot holds ZERO_OPTD_MAX_MESSAGE: the head and 4 x MAX_ELEMS bytes fit */
+    req = ucp_tag_recv_nbx(conn_worker(c), q->rx + q->length, bytes, c->key | ZERO_OPTD_TAG_DATA, ~(ucp_tag_t)0,
+                           &rp);
+    if (req == NULL || UCS_PTR_IS_ERR(req)) {
+        ZERO_LOG_WARN("client %s: receiving a %zu-byte gradient: %s", c->peer, bytes,
+                      ucs_status_string(UCS_PTR_STATUS(req)));
+        q->kind = SLOT_LOST;
+        conn_close(c, "a gradient could not be received");
+        return 0;
+    }
+    q->req = req;
+    return 1;
+}
+
+static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q);
+
+/* slot_request for a RECEIVING slot: a split request's gradient, once its
+ * header is in, keeps it receiving (take_gradient); once the gradient is in,
+ * it is joined to its header. */
+static ucs_status_t slot_receive(zero_optd_server_t *s, optd_slot_t *q)
+{
+    ucs_status_t st;
+    if (q->gradient && ucp_request_check_status(q->req) == UCS_OK &&
+        ucp_tag_recv_request_test(q->req, &q->grad_info) != UCS_OK)
+        q->grad_info.length = 0;
+    st = slot_request(s, q);
+    if (st != UCS_OK)
+        return st;
+    if (q->gradient) {
+        join_gradient(q);
+        return UCS_OK;
+    }
+    return take_gradient(s, q) ? UCS_INPROGRESS : UCS_OK;
+}
+
+/* A split request's gradient that no header of a live connection waits
+ * for (its connection closed, or a client sending garbage on the data tag)
+ * is never probed by take_messages; on @p worker those of connections gone
+ * are dropped here, the oldest first (one of a live connection stops the
+ * look: its header may still wait for a free slot). */
+static void drop_stray_gradients(zero_optd_server_t *s, ucp_worker_h worker)
+{
+    for (int i = 0; i < DROPS; i++) {
+        ucp_tag_recv_info_t info;
+        ucp_tag_message_h msg = ucp_tag_probe_nb(worker, ZERO_OPTD_TAG_DATA, ZERO_OPTD_TAG_DATA | ZERO_OPTD_TAG_REPLY,
+                                                 0, &info);
+        if (msg == NULL || conn_of_tag(s, info.sender_tag & ~ZERO_OPTD_TAG_DATA) != NULL)
+            return;
+        msg = ucp_tag_probe_nb(worker, info.sender_tag, ~(ucp_tag_t)0, 1, &info);
+        if (msg == NULL)
+            return;
+        ZERO_LOG_DEBUG("dropped a %zu-byte gradient with tag 0x%llx: no such connection", info.length,
+                       (unsigned long long)info.sender_tag);
+        drop_message(s, worker, msg);
+    }
+}
+
 /* Takes the message @p msg, probed on @p worker, into the ring's next slot (one is free). */
 static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg,
                          const ucp_tag_recv_info_t *info)
@@ -1378,6 +1476,7 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
         c->owner->inflight++;   /* the owner's state stays until this slot leaves */
     q->length = info->length;
     q->reply = q->close = q->hello_ok = 0;
+    q->gradient = 0;
     q->req = NULL;
     c->inflight++;
     s->tail++;
@@ -1401,7 +1500,7 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
         return;
     }
     if (q->req == NULL) {   /* completed in place */
-        slot_set(s, q, SLOT_READY);
+        slot_set(s, q, take_gradient(s, q) ? SLOT_RECEIVING : SLOT_READY);
         return;
     }
     slot_set(s, q, SLOT_RECEIVING);   /* the worker waits for READY */
@@ -1416,7 +1515,9 @@ static int take_messages(zero_optd_server_t *s, optd_conn_t *c)
     int took = 0;
     while (s->tail - s->head < SLOTS) {
         ucp_tag_recv_info_t info;
-        ucp_tag_message_h msg = ucp_tag_probe_nb(worker, 0, 0, 1, &info);
+        /* every tag but a split request's gradient (ZERO_OPTD_TAG_DATA):
+         * that one is received by its header's slot (take_gradient) */
+        ucp_tag_message_h msg = ucp_tag_probe_nb(worker, 0, ZERO_OPTD_TAG_DATA, 1, &info);
         if (msg == NULL)
             break;
         take_message(s, worker, msg, &info);
@@ -1463,7 +1564,7 @@ static int advance_ring(zero_optd_server_t *s)
         optd_slot_t *q = &s->slots[k % SLOTS];
         slot_state_t state = slot_get(s, q);
         ucs_status_t st;
-        if (state == SLOT_RECEIVING && (st = slot_request(s, q)) != UCS_INPROGRESS) {
+        if (state == SLOT_RECEIVING && (st = slot_receive(s, q)) != UCS_INPROGRESS) {
             if (st != UCS_OK) {
                 char why[128];
                 snprintf(why, sizeof(why), "receiving a %zu-byte message: %s", q->length, ucs_status_string(st));
@@ -1559,6 +1660,7 @@ static void reap(zero_optd_server_t *s)
     double now = zero_clock_now();
     held_reap(s->drops, &s->ndrops, 0, NULL);
     held_reap(s->closes, &s->ncloses, 0, NULL);
+    drop_stray_gradients(s, s->ucx[CTL].worker);   /* a data connection's go with its worker */
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         if (c->state == CONN_FREE)

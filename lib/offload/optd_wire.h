@@ -21,7 +21,13 @@
  * array's bytes, then the array as a message of its own on the reply's tag |
  * ZERO_OPTD_TAG_DATA, so the client receives it straight into the caller's
  * buffer (docs/optd.md, "The weights' own message"). Error replies are never
- * split.
+ * split. A STEP or LAMB1 request is split the same way (version 6): its
+ * header and head alone, type | ZERO_OPTD_SPLIT and body_len the whole body
+ * (head and gradient), then the gradient as a message of its own on the
+ * request's tag | ZERO_OPTD_TAG_DATA, sent from the caller's buffer; the
+ * server receives it into its slot right after the head and joins the two
+ * (zero_optd_join_split_request) before the body is decoded
+ * (docs/optd.md, "The gradient's own message").
  * Every decoder checks the message's size against the header and the body's
  * size against what its fields imply, and every count against its bound, so
  * a decoded message can be used without further length checks. What a
@@ -38,9 +44,10 @@
 /* 2: HELLO's reply carries a body (the same-host data port); 3: LAMB1 and
  * LAMB2 (Lamb's two phases on the server) and the longer bound on a body;
  * 4: HELLO's reply carries the data connection's ticket; 5: split replies
- * (ZERO_OPTD_SPLIT); 7: the same-host data connection's region (ATTACH asks
- * for it, its reply hands it over, STEP_REGION steps from it; 6 was left to
- * another change of the same round). */
+ * (ZERO_OPTD_SPLIT); 6: split STEP and LAMB1 requests (the gradient as its
+ * own message on the request tag | ZERO_OPTD_TAG_DATA); 7: the same-host data
+ * connection's region (ATTACH asks for it, its reply hands it over,
+ * STEP_REGION steps from it). Main went from 5 to 7 in one merge. */
 #define ZERO_OPTD_VERSION 7u
 #define ZERO_OPTD_HEADER_BYTES 32u
 #define ZERO_OPTD_TOKEN_BYTES 16u           /* = ZERO_COMM_TOKEN_BYTES */
@@ -102,7 +109,9 @@ typedef enum zero_optd_type {
 /* A reply has its request's type with this bit set. */
 #define ZERO_OPTD_REPLY 0x8000u
 /* A reply's header with this bit too is a split reply's: the header alone,
- * its body_len bytes following as their own message (ZERO_OPTD_TAG_DATA). */
+ * its body_len bytes following as their own message (ZERO_OPTD_TAG_DATA).
+ * On a STEP or LAMB1 request: the header and the head alone, the gradient
+ * following as its own message (ZERO_OPTD_TAG_DATA on the request's tag). */
 #define ZERO_OPTD_SPLIT 0x4000u
 
 typedef enum zero_optd_parse {
@@ -213,6 +222,18 @@ size_t zero_optd_dtype_size(uint32_t dtype);
  * and len == header: its body comes on its own. h->type keeps both bits. */
 zero_optd_parse_t zero_optd_decode_header(const unsigned char *buf, size_t len, int want_reply,
                                           zero_optd_header_t *h);
+/* A split request's first message, @p buf of @p len bytes (on the server's
+ * UCX thread, before the gradient's receive is posted): magic, version, a
+ * STEP or LAMB1 request with ZERO_OPTD_SPLIT, len == header + that type's
+ * head, and a gradient of 1 .. 4 x ZERO_OPTD_MAX_ELEMS bytes to follow
+ * (body_len - head, in *grad_bytes_p). zero_optd_decode_header refuses such
+ * a header: the body's decoders only ever see the joined message. */
+zero_optd_parse_t zero_optd_decode_split_request(const unsigned char *buf, size_t len, zero_optd_header_t *h,
+                                                 size_t *grad_bytes_p);
+/* Makes the split request whose header is at @p buf, its gradient received
+ * right after its head, the whole message of version 5 would have been (the
+ * ZERO_OPTD_SPLIT bit cleared), for zero_optd_decode_header. */
+void zero_optd_join_split_request(unsigned char *buf);
 /* Body decoders: @p body, @p len as the header says. */
 zero_optd_parse_t zero_optd_decode_hello(const unsigned char *body, size_t len, zero_optd_hello_t *hello);
 zero_optd_parse_t zero_optd_decode_step(const unsigned char *body, size_t len, zero_optd_step_t *step);

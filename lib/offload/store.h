@@ -295,8 +295,12 @@ zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const z
 /* Checks @p step (range, dtypes, optimizer, buffers; for Lamb the phase,
  * lamb_sums and optim) and submits it. Pipelining: a store may overlap the
  * transfers of one step call with the update of the previous; @p step->grad
- * must stay valid and @p step->weights (and Lamb's phase-1 sums) are written
- * only by zero_store_step_wait. Errors: ZERO_ERR_INVALID_ARG (logged),
+ * must stay valid and unchanged until zero_store_step_wait returns (the
+ * remote store sends it from there, not from a copy), or until this call
+ * returns if it fails: a failure leaves nothing reading it. @p step->weights
+ * (and Lamb's phase-1 sums) are written only by zero_store_step_wait. Where
+ * grad and weights are one buffer (CPU offload's slot), their element sizes
+ * must match. Errors: ZERO_ERR_INVALID_ARG (logged),
  * ZERO_ERR_UNSUPPORTED (no step op, or Lamb on a store without
  * steps_lamb), or the store's. */
 zero_status_t zero_store_step_async(zero_store_t *store, const zero_store_async_step_t *step);

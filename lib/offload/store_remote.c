@@ -112,6 +112,12 @@ typedef struct request_slot {
     const unsigned char *region_in;
     void *region_out;
     size_t region_bytes;
+    /* A STEP's or LAMB1's gradient, sent from the caller's memory as a
+     * message of its own (a split request, version 6: send_request), not
+     * copied into tx; NULL: tx holds the whole message */
+    const void *tail;
+    size_t tail_bytes;
+    void *grad_req;                   /* its send; UCX reads the caller's gradient until it ends */
 } request_slot_t;
 
 typedef struct remote_store {
@@ -318,6 +324,7 @@ static void add_chunk_sums(double *sums, const unsigned char *body, size_t nchun
 static void release_slot(remote_store_t *r, request_slot_t *q)
 {
     request_done(r, q->worker, &q->send_req);
+    request_done(r, q->worker, &q->grad_req);
     request_done(r, q->worker, &q->data_req);
     request_done(r, q->worker, &q->recv_req);
     q->busy = 0;
@@ -343,6 +350,8 @@ static zero_status_t complete_oldest(remote_store_t *r)
         goto out;
     }
     status = wait_on(r, l, q->send_req, deadline, what);
+    if (status == ZERO_OK)
+        status = wait_on(r, l, q->grad_req, deadline, what);
     if (status == ZERO_OK)
         status = wait_on(r, l, q->recv_req, deadline, what);
     if (status != ZERO_OK)
@@ -425,16 +434,39 @@ static zero_status_t take_slot(remote_store_t *r, int server, request_slot_t **s
     (*slot_p)->server = server;
     (*slot_p)->sums = NULL;
     (*slot_p)->region_in = NULL;
+    (*slot_p)->tail = NULL;
+    (*slot_p)->tail_bytes = 0;
     return ZERO_OK;
 }
 
+/* Sends @p q's request on @p key: tx alone, or for a split request tx (the
+ * header and the head) and then the gradient from the caller's memory on
+ * key | ZERO_OPTD_TAG_DATA (docs/optd.md, "The gradient's own message").
+ * Not one message of two parts (UCP_DATATYPE_IOV): UCX 1.13 sends such a
+ * message's rendezvous through bounce buffers (ucp_rndv_progress_am_bcopy,
+ * ucp_dt_iov_gather), a copy on each side, which cost more than the copy it
+ * saves (measured there). */
+static void send_request(ucp_ep_h ep, request_slot_t *q, uint64_t key)
+{
+    ucp_request_param_t rp;
+    memset(&rp, 0, sizeof(rp));
+    q->send_req = ucp_tag_send_nbx(ep, q->tx, q->tx_len, key, &rp);
+    q->grad_req = NULL;
+    if (q->tail != NULL && !UCS_PTR_IS_ERR(q->send_req)) {
+        memset(&rp, 0, sizeof(rp));
+        q->grad_req = ucp_tag_send_nbx(ep, q->tail, q->tail_bytes, key | ZERO_OPTD_TAG_DATA, &rp);
+    }
+}
+
 /* Sends the message in @p q->tx (body of @p body_len already written after
- * the header) with its reply receive posted first. The whole message is in
- * the slot, never in the caller's memory: UCX cannot cancel a send (one to
- * a stalled server on the data connection stays queued, and a forced close
- * does not purge it), so a failed step's send may still read its buffer
- * when the store's destroy progresses the worker; a slot lives until then,
- * a caller's gradient does not. */
+ * the header, but for a split request's gradient, q->tail) with its reply
+ * receive posted first. UCX cannot cancel a send (one to a stalled server
+ * on the data connection stays queued, and a forced close does not purge
+ * it), and the gradient's is read from the caller's buffer: the transports
+ * used read it only inside this thread's progress calls, and every public
+ * call a failure ends settles (shuts the workers down) before it returns,
+ * so nothing reads it after the caller has it back (store.h's contract:
+ * valid until step_wait, or the failing call, returns). */
 static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type, uint32_t body_len, void *out,
                             size_t out_bytes)
 {
@@ -442,8 +474,8 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
     ucp_ep_h ep = l->data_ep != NULL ? l->data_ep : l->ep;
     ucp_worker_h worker = l->data_ep != NULL ? r->data_w[l->index].worker : r->ucx[CTL].worker;
     uint64_t key = l->data_ep != NULL ? l->data_key : l->key;
-    zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = type, .status = 0, .body_len = body_len,
-                            .conn_key = key, .seq = r->next_seq++};
+    zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = type | (q->tail != NULL ? ZERO_OPTD_SPLIT : 0u),
+                            .status = 0, .body_len = body_len, .conn_key = key, .seq = r->next_seq++};
     ucp_request_param_t rp;
 
     if (l->failed) {
@@ -458,7 +490,7 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
     q->worker = worker;
     q->out = out;
     q->out_bytes = out_bytes;
-    q->tx_len = ZERO_OPTD_HEADER_BYTES + body_len;
+    q->tx_len = ZERO_OPTD_HEADER_BYTES + body_len - q->tail_bytes;
     memset(&rp, 0, sizeof(rp));
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
     rp.recv_info.tag_info = &q->info;
@@ -477,11 +509,10 @@ static zero_status_t submit(remote_store_t *r, request_slot_t *q, uint32_t type,
         q->data_req = ucp_tag_recv_nbx(worker, out, out_bytes, key | ZERO_OPTD_TAG_REPLY | ZERO_OPTD_TAG_DATA,
                                        ~(ucp_tag_t)0, &rp);
     }
-    memset(&rp, 0, sizeof(rp));
-    q->send_req = ucp_tag_send_nbx(ep, q->tx, q->tx_len, key, &rp);
+    send_request(ep, q, key);
     q->busy = 1;
     r->inflight++;
-    r->stats.bytes_sent += q->tx_len;
+    r->stats.bytes_sent += q->tx_len + q->tail_bytes;
     r->stats.messages++;
     return ZERO_OK;
 }
@@ -643,9 +674,8 @@ static zero_status_t step_piece(remote_store_t *r, int server, size_t local, siz
     if (r->links[server].region != NULL)
         return step_piece_region(r, q, a, offset, n);
     zero_optd_encode_step_head(q->tx + ZERO_OPTD_HEADER_BYTES, &a->wire);
-    /* copied, not sent from the caller's buffer: submit says why */
-    memcpy(q->tx + ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD,
-           (const unsigned char *)a->step->grad + offset * a->grad_es, n * a->grad_es);
+    q->tail = (const unsigned char *)a->step->grad + offset * a->grad_es;   /* sent from there, not copied */
+    q->tail_bytes = n * a->grad_es;
     return submit(r, q, ZERO_OPTD_STEP, (uint32_t)(ZERO_OPTD_STEP_HEAD + n * a->grad_es),
                   (unsigned char *)a->step->weights + offset * a->weight_es, n * a->weight_es);
 }
@@ -672,7 +702,8 @@ static zero_status_t lamb_piece(remote_store_t *r, int server, size_t local, siz
     if (st->lamb_phase == 2)
         return submit(r, q, ZERO_OPTD_LAMB2, ZERO_OPTD_LAMB_HEAD,
                       (unsigned char *)st->weights + offset * a->weight_es, n * a->weight_es);
-    memcpy(body + ZERO_OPTD_LAMB_HEAD, (const unsigned char *)st->grad + offset * a->grad_es, n * a->grad_es);
+    q->tail = (const unsigned char *)st->grad + offset * a->grad_es;   /* sent from there, not copied */
+    q->tail_bytes = n * a->grad_es;
     q->sums = st->lamb_sums;
     return submit(r, q, ZERO_OPTD_LAMB1, (uint32_t)(ZERO_OPTD_LAMB_HEAD + n * a->grad_es), NULL,
                   (size_t)zero_optd_lamb_chunks(n, a->wire.chunk) * 2 * sizeof(double));

@@ -19,6 +19,11 @@
  *     multiple of 64 within the bound (so its reply, 16 bytes per chunk,
  *     fits a message), a known level, and zero in the fields of phase 2; an
  *     accepted LAMB2 is exactly the head, with a known weight dtype;
+ *   - an accepted split request's first message (since version 6) is a STEP or
+ *     LAMB1 header (never STEP_REGION, whose gradient is in the region) with
+ *     ZERO_OPTD_SPLIT and exactly its head, announcing a
+ *     gradient of 1 .. 4 x MAX_ELEMS bytes, which the header decoder refuses
+ *     as it is and takes once joined (the bit cleared);
  *   - what an accepted message decodes to, encoded again, decodes the same.
  * Seed corpus: tests/fuzz/corpus/optd/ (docs/testing.md).
  */
@@ -154,6 +159,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         zero_optd_encode_header(again, &h);
         CHECK(memcmp(again, data, ZERO_OPTD_HEADER_BYTES) == 0);
         CHECK(zero_optd_decode_header(data, size, want_reply, &h2) == ZERO_OPTD_PARSE_OK);
+    }
+    {
+        zero_optd_header_t h;
+        size_t grad = 0;
+        if (zero_optd_decode_split_request(data, size, &h, &grad) == ZERO_OPTD_PARSE_OK) {
+            size_t head = (h.type & ~ZERO_OPTD_SPLIT) == ZERO_OPTD_STEP ? ZERO_OPTD_STEP_HEAD : ZERO_OPTD_LAMB_HEAD;
+            CHECK(h.type == (ZERO_OPTD_STEP | ZERO_OPTD_SPLIT) || h.type == (ZERO_OPTD_LAMB1 | ZERO_OPTD_SPLIT));
+            CHECK(size == ZERO_OPTD_HEADER_BYTES + head && grad >= 1 && grad <= 4 * ZERO_OPTD_MAX_ELEMS);
+            CHECK(h.body_len == head + grad && h.body_len <= ZERO_OPTD_MAX_BODY);
+            CHECK(zero_optd_decode_header(data, size, 0, &h) != ZERO_OPTD_PARSE_OK);
+            /* joined: the head, then a zero gradient of the announced size */
+            memcpy(again, data, size);
+            memset(again + size, 0, grad);
+            zero_optd_join_split_request(again);
+            CHECK(zero_optd_decode_header(again, size + grad, 0, &h) == ZERO_OPTD_PARSE_OK);
+            CHECK(h.type == ZERO_OPTD_STEP || h.type == ZERO_OPTD_LAMB1);
+        }
     }
     /* bodies are decoded whatever the header says: the server calls the decoder its header type names */
     if (size >= ZERO_OPTD_HEADER_BYTES)

@@ -912,6 +912,114 @@ static void test_garbage(void)
     server_stop(&srv);
 }
 
+/* A split STEP's first message (version 6) from raw client @p c: the
+ * header and the head of a @p count-element fp32 step of group 0, whose
+ * gradient is to follow on the data tag; its reply is received into
+ * raw_reply (*rreq_p). */
+static void split_step_send(raw_client_t *c, uint64_t count, void **rreq_p)
+{
+    static unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD];
+    zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_STEP | ZERO_OPTD_SPLIT,
+                            .body_len = (uint32_t)(ZERO_OPTD_STEP_HEAD + count * 4), .conn_key = c->key, .seq = 2};
+    zero_optd_step_t st = {.group = 0, .optimizer = ZERO_OPTD_ADAM, .count = count, .step = 1, .lr = 1e-3f,
+                           .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .grad_scale = 1.0f};
+    ucp_request_param_t rp;
+    zero_optd_encode_header(msg, &h);
+    zero_optd_encode_step_head(msg + ZERO_OPTD_HEADER_BYTES, &st);
+    memset(&rp, 0, sizeof(rp));
+    *rreq_p = ucp_tag_recv_nbx(c->worker, raw_reply, sizeof(raw_reply), c->key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0,
+                               &rp);
+    memset(&rp, 0, sizeof(rp));
+    CU_ASSERT_EQUAL(raw_wait(c, ucp_tag_send_nbx(c->ep, msg, sizeof(msg), c->key, &rp), 5.0), UCS_OK);
+}
+
+/* A raw client that said HELLO (one group of 1000 elements). */
+static int split_client(raw_client_t *c, int port)
+{
+    static unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    zero_optd_header_t h;
+    char text[600];
+    if (raw_init(c) != 0 || raw_connect(c, port, &c->ep, 1) != 0)
+        return -1;
+    make_hello(msg, c->key);
+    return raw_exchange(c, msg, sizeof(msg), c->key, &h, text, sizeof(text)) == 0 && h.status == 0 ? 0 : -1;
+}
+
+/*
+ * Version 6's split STEP (the gradient as a message of its own) from a
+ * client that breaks it: a gradient shorter than the header says is
+ * refused, naming it; one longer is a failed receive (UCX truncates it)
+ * that closes the connection; a header whose gradient never comes holds
+ * its slot only to the server's io bound (1 s here): the connection is
+ * closed then, and a real client is served meanwhile; gradients of no
+ * connection are dropped.
+ */
+static void test_split_step_broken(void)
+{
+    zero_optd_server_opts_t o;
+    test_server_t srv;
+    raw_client_t c;
+    ucp_request_param_t rp;
+    static float grad[16];
+    void *rreq;
+    double t0;
+    int port;
+    memset(&o, 0, sizeof(o));
+    o.threads = 2;
+    o.have_token = 1;
+    memcpy(o.token, job_token, sizeof(job_token));
+    o.hello_timeout_s = 5.0;
+    o.io_timeout_s = 1.0;
+    CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&srv, &o), 0);
+    port = zero_optd_server_port(srv.server);
+
+    /* a gradient of 4 elements where the header says 8: refused */
+    CU_ASSERT_EQUAL_FATAL(split_client(&c, port), 0);
+    split_step_send(&c, 8, &rreq);
+    memset(&rp, 0, sizeof(rp));
+    CU_ASSERT_EQUAL(raw_wait(&c, ucp_tag_send_nbx(c.ep, grad, 4 * sizeof(float), c.key | ZERO_OPTD_TAG_DATA, &rp),
+                             5.0), UCS_OK);
+    CU_ASSERT_EQUAL(raw_wait(&c, rreq, 5.0), UCS_OK);
+    CU_ASSERT_EQUAL((int32_t)zero_get_le32(raw_reply + 8), ZERO_ERR_PROTOCOL);
+    CU_ASSERT_PTR_NOT_NULL(strstr((const char *)raw_reply + ZERO_OPTD_HEADER_BYTES, "shorter"));
+    raw_close(&c);
+
+    /* 16 where it says 8: the connection is closed */
+    CU_ASSERT_EQUAL_FATAL(split_client(&c, port), 0);
+    split_step_send(&c, 8, &rreq);
+    memset(&rp, 0, sizeof(rp));
+    (void)raw_wait(&c, ucp_tag_send_nbx(c.ep, grad, sizeof(grad), c.key | ZERO_OPTD_TAG_DATA, &rp), 5.0);
+    for (t0 = zero_clock_now(); !c.failed && zero_clock_now() - t0 < 5.0;)
+        ucp_worker_progress(c.worker);
+    CU_ASSERT(c.failed);
+    (void)raw_wait(&c, rreq, 0.0);
+    raw_close(&c);
+
+    /* no gradient at all: a real client is served while the header waits
+     * (its reply after the io bound at most), then the connection is closed */
+    CU_ASSERT_EQUAL_FATAL(split_client(&c, port), 0);
+    split_step_send(&c, 8, &rreq);
+    t0 = zero_clock_now();
+    check_still_serving_within(srv.addr, 3.0);
+    while (!c.failed && zero_clock_now() - t0 < 5.0)
+        ucp_worker_progress(c.worker);
+    CU_ASSERT(c.failed);
+    CU_ASSERT(zero_clock_now() - t0 < 4.0);
+    (void)raw_wait(&c, rreq, 0.0);
+    raw_close(&c);
+
+    /* gradients with keys of no connection, before any header: dropped */
+    CU_ASSERT_EQUAL_FATAL(split_client(&c, port), 0);
+    for (int i = 0; i < 8; i++) {
+        memset(&rp, 0, sizeof(rp));
+        CU_ASSERT_EQUAL(raw_wait(&c, ucp_tag_send_nbx(c.ep, grad, sizeof(grad),
+                                                      (c.key ^ 0x10000) | ZERO_OPTD_TAG_DATA, &rp), 5.0), UCS_OK);
+    }
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
 /* One LAMB1 or LAMB2 (head @p l, a zero fp32 gradient for LAMB1, @p extra
  * bytes more than its head says) on a fresh connection after HELLO (one
  * group of 1000 elements, 2 states); the reply's header and text. */
@@ -2257,12 +2365,13 @@ static void test_store_clients_killed_one_server(void)
     check_store_client_killed(1, 8, 1);
 }
 
-/* Two stalled servers (SIGSTOP) on the same-host path: the step fails, and
- * the gradient, sent from the caller's buffer, is the caller's again. Once
- * step_wait returned it is made unreadable (mprotect) and the servers go on:
- * a send left in flight would read it when the store's destroy progresses
- * the data worker (SIGSEGV). */
-static void check_gradient_released(int window)
+/* Two stalled servers (SIGSTOP), on the same-host data connection (@p
+ * same_host) or over TCP: the step fails, and the gradient, sent from the
+ * caller's buffer (version 6's split STEP), is the caller's again. Once
+ * step_wait (or step_async) returned it is made unreadable (mprotect) and
+ * the servers go on: a send left in flight would read it when the store's
+ * destroy progresses the worker (SIGSEGV). */
+static void check_gradient_released(int window, int same_host)
 {
     ZERO_TEST_MEM_MARK();
     char addr[2][64];
@@ -2291,7 +2400,7 @@ static void check_gradient_released(int window)
     /* 4: step_async itself fails, waiting for a free slot; 8: the step's 6
      * pieces are all in flight when step_wait starts */
     o.window = window;
-    setenv("ZERO_OPTD_SAME_HOST", "1", 1);
+    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
     CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
     unsetenv("ZERO_OPTD_SAME_HOST");
     step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
@@ -2327,8 +2436,10 @@ static void check_gradient_released(int window)
 
 static void test_gradient_released_on_failure(void)
 {
-    check_gradient_released(4);
-    check_gradient_released(8);
+    for (int same_host = 0; same_host < 2; same_host++) {
+        check_gradient_released(4, same_host);
+        check_gradient_released(8, same_host);
+    }
 }
 
 /* A server stalled (SIGSTOP) mid-reply, over the same-host data connection
@@ -2432,6 +2543,8 @@ int main(int argc, char **argv)
         {"memory limit: clear error", test_memory_limit},
         {"garbage, oversized, truncated, out-of-order messages", test_garbage},
         {"LAMB1/LAMB2 breaking the wire's rules: refused, naming the message", test_lamb_wire},
+        {"a split STEP's gradient short, long, missing or of no connection: refused, closed, dropped",
+         test_split_step_broken},
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
         {"a hostile client's 80 half-sent messages: a real client is served meanwhile", test_hostile_partial_messages},
@@ -2459,7 +2572,8 @@ int main(int argc, char **argv)
          "its first; workers and descriptors freed",
          test_data_connections_full},
         {"server stalled, same-host data connection: error naming it within the bound", test_server_stalled},
-        {"servers stalled mid-step: the gradient is the caller's once step_wait failed", test_gradient_released_on_failure},
+        {"servers stalled mid-step, TCP and same-host: the gradient is the caller's once step_wait failed",
+         test_gradient_released_on_failure},
         {"a server stalled mid-reply: the weights are the caller's once step_wait failed",
          test_weights_released_on_failure},
         CU_TEST_INFO_NULL,
