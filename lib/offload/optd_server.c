@@ -174,6 +174,8 @@ typedef struct refusal_log {
     char why[160];
 } refusal_log_t;
 
+enum { GRADIENT_NONE = 0, GRADIENT_WAITING, GRADIENT_POSTED };
+
 typedef struct optd_slot {
     slot_state_t state;          /* under s->lock where the worker may look */
     slot_kind_t kind;
@@ -189,9 +191,10 @@ typedef struct optd_slot {
     int split;                   /* the reply goes as header, then body on the data tag (optd_wire.h) */
     int close;                   /* close the connection after the reply */
     int hello_ok;                /* the connection said HELLO and was accepted */
-    /* A split STEP or LAMB1 request (version 6): 1 once its header is in
-     * and the gradient's receive (req) is posted after the head
-     * (take_gradient); grad_info: what arrived */
+    /* A split STEP or LAMB1 request (version 6): GRADIENT_POSTED once its
+     * header is in and the gradient's receive (req) is posted after the head,
+     * GRADIENT_WAITING while a message of its connection ahead in the ring is
+     * still coming in (take_gradient); grad_info: what arrived */
     int gradient;
     ucp_tag_recv_info_t grad_info;
 } optd_slot_t;
@@ -1367,13 +1370,33 @@ static void join_gradient(optd_slot_t *q)
     zero_optd_join_split_request(q->rx);
 }
 
+/* Whether a message of @p q's connection ahead of it in the ring is still
+ * coming in (its receive in flight, or a split header's gradient waiting to
+ * be posted). A connection's gradients share one tag, and UCX matches them
+ * to receives in the order those are posted, so they are posted in ring
+ * order: a header that came by rendezvous (a client with UCX_RNDV_THRESH
+ * below 128 bytes) can end after the next header, which came in place, and
+ * each would get the other's gradient (offload-optd, "two split requests of
+ * one connection"). */
+static int gradient_ahead(zero_optd_server_t *s, const optd_slot_t *q)
+{
+    for (uint64_t k = s->head; k < s->tail && &s->slots[k % SLOTS] != q; k++) {
+        optd_slot_t *p = &s->slots[k % SLOTS];
+        if (p->conn == q->conn && p->kind == SLOT_MESSAGE && p->gradient != GRADIENT_POSTED &&
+            slot_get(s, p) == SLOT_RECEIVING)
+            return 1;
+    }
+    return 0;
+}
+
 /* Version 6: @p q's message has come whole. If it is a split STEP or LAMB1
  * header of its own connection, the receive of its gradient (on the
  * request's tag | ZERO_OPTD_TAG_DATA, of the bytes the header says) is
  * posted into the slot right after the head, under the slot's io deadline:
  * a client that sends the header and never the gradient loses the
  * connection at that bound (slot_request cancels the receive), as one that
- * stops mid-message. Returns whether the receive is in flight (q->req);
+ * stops mid-message. Returns whether the receive is in flight (q->req), or
+ * waits for a message ahead of it (gradient_ahead; slot_receive posts it);
  * otherwise the slot goes to the worker as it is (a whole message, or one it
  * refuses: zero_optd_decode_header takes no split request unjoined). */
 static int take_gradient(zero_optd_server_t *s, optd_slot_t *q)
@@ -1383,16 +1406,20 @@ static int take_gradient(zero_optd_server_t *s, optd_slot_t *q)
     ucp_request_param_t rp;
     size_t bytes;
     void *req;
-    if (q->kind != SLOT_MESSAGE || q->gradient || c->failed ||
+    if (q->kind != SLOT_MESSAGE || q->gradient == GRADIENT_POSTED || c->failed ||
         zero_optd_decode_split_request(q->rx, q->length, &h, &bytes) != ZERO_OPTD_PARSE_OK || h.conn_key != c->key)
         return 0;
+    q->deadline = zero_clock_now() + s->opts.io_timeout_s;
+    if (gradient_ahead(s, q)) {   /* slot_receive posts it once those are in */
+        q->gradient = GRADIENT_WAITING;
+        return 1;
+    }
     /* always a request (UCX 1.13 leaves recv_info unset when a receive
      * completes in place): its length is read when it ends (slot_receive) */
     memset(&rp, 0, sizeof(rp));
     rp.op_attr_mask = UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
     q->grad_info.length = 0;
-    q->gradient = 1;
-    q->deadline = zero_clock_now() + s->opts.io_timeout_s;
+    q->gradient = GRADIENT_POSTED;
     /* the slot holds ZERO_OPTD_MAX_MESSAGE: the head and 4 x MAX_ELEMS bytes fit */
     req = ucp_tag_recv_nbx(conn_worker(c), q->rx + q->length, bytes, c->key | ZERO_OPTD_TAG_DATA, ~(ucp_tag_t)0,
                            &rp);
@@ -1410,18 +1437,27 @@ static int take_gradient(zero_optd_server_t *s, optd_slot_t *q)
 static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q);
 
 /* slot_request for a RECEIVING slot: a split request's gradient, once its
- * header is in, keeps it receiving (take_gradient); once the gradient is in,
- * it is joined to its header. */
+ * header is in, keeps it receiving (take_gradient; a gradient waiting for
+ * the messages ahead of it is posted once they are in, within the io
+ * bound); once the gradient is in, it is joined to its header. */
 static ucs_status_t slot_receive(zero_optd_server_t *s, optd_slot_t *q)
 {
     ucs_status_t st;
-    if (q->gradient && ucp_request_check_status(q->req) == UCS_OK &&
+    if (q->gradient == GRADIENT_WAITING) {
+        if (!gradient_ahead(s, q))
+            return take_gradient(s, q) ? UCS_INPROGRESS : UCS_OK;
+        if (zero_clock_now() < q->deadline)
+            return UCS_INPROGRESS;
+        q->conn->stuck = 1;
+        return UCS_ERR_TIMED_OUT;
+    }
+    if (q->gradient == GRADIENT_POSTED && ucp_request_check_status(q->req) == UCS_OK &&
         ucp_tag_recv_request_test(q->req, &q->grad_info) != UCS_OK)
         q->grad_info.length = 0;
     st = slot_request(s, q);
     if (st != UCS_OK)
         return st;
-    if (q->gradient) {
+    if (q->gradient == GRADIENT_POSTED) {
         join_gradient(q);
         return UCS_OK;
     }
@@ -1476,7 +1512,7 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
         c->owner->inflight++;   /* the owner's state stays until this slot leaves */
     q->length = info->length;
     q->reply = q->close = q->hello_ok = 0;
-    q->gradient = 0;
+    q->gradient = GRADIENT_NONE;
     q->req = NULL;
     c->inflight++;
     s->tail++;

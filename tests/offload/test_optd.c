@@ -1041,6 +1041,75 @@ static void test_split_step_broken(void)
     server_stop(&srv);
 }
 
+/*
+ * Two split requests of one connection whose headers do not both come in
+ * place: a LAMB1 header (128 bytes) sent by rendezvous (this client's
+ * UCX_RNDV_THRESH=120), held until the client progresses, then a STEP
+ * header that arrives whole at once. Their gradients (512 and 32 bytes)
+ * share the tag: the server must post their receives in header order, not
+ * in the order the headers came in, or each slot gets the other's gradient.
+ * Both are served.
+ */
+static void test_split_order(void)
+{
+    static unsigned char lamb[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_LAMB_HEAD];
+    static unsigned char step[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD];
+    static unsigned char lamb_reply[ZERO_OPTD_HEADER_BYTES + 4096], step_reply[ZERO_OPTD_HEADER_BYTES + 64];
+    static float lamb_grad[128], step_grad[8], weights[8];
+    zero_optd_header_t lh = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_LAMB1 | ZERO_OPTD_SPLIT,
+                             .body_len = ZERO_OPTD_LAMB_HEAD + sizeof(lamb_grad), .seq = 2};
+    zero_optd_header_t sh = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_STEP | ZERO_OPTD_SPLIT,
+                             .body_len = ZERO_OPTD_STEP_HEAD + sizeof(step_grad), .seq = 3};
+    zero_optd_lamb_t l = {.count = 128, .chunk = 64, .step = 1, .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f,
+                          .eps = 1e-6f, .max_coeff = 10.0f, .grad_scale = 1.0f};
+    zero_optd_step_t st = {.group = 0, .optimizer = ZERO_OPTD_ADAM, .begin = 500, .count = 8, .step = 1,
+                           .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .grad_scale = 1.0f};
+    void *req[7];
+    test_server_t srv;
+    raw_client_t c;
+    ucp_request_param_t rp;
+    zero_optd_header_t h;
+    int rc;
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    setenv("UCX_RNDV_THRESH", "120", 1);
+    rc = split_client(&c, zero_optd_server_port(srv.server));
+    unsetenv("UCX_RNDV_THRESH");
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    lh.conn_key = sh.conn_key = c.key;
+    zero_optd_encode_header(lamb, &lh);
+    zero_optd_encode_lamb_head(lamb + ZERO_OPTD_HEADER_BYTES, &l);
+    zero_optd_encode_header(step, &sh);
+    zero_optd_encode_step_head(step + ZERO_OPTD_HEADER_BYTES, &st);
+    for (int i = 0; i < 128; i++)
+        lamb_grad[i] = 0.01f * (float)i;
+    for (int i = 0; i < 8; i++)
+        step_grad[i] = 0.5f;
+    memset(&rp, 0, sizeof(rp));
+    req[0] = ucp_tag_recv_nbx(c.worker, lamb_reply, sizeof(lamb_reply), c.key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0,
+                              &rp);
+    req[1] = ucp_tag_recv_nbx(c.worker, step_reply, sizeof(step_reply), c.key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0,
+                              &rp);
+    req[2] = ucp_tag_recv_nbx(c.worker, weights, sizeof(weights), c.key | ZERO_OPTD_TAG_REPLY | ZERO_OPTD_TAG_DATA,
+                              ~(ucp_tag_t)0, &rp);
+    req[3] = ucp_tag_send_nbx(c.ep, lamb, sizeof(lamb), c.key, &rp);
+    req[4] = ucp_tag_send_nbx(c.ep, lamb_grad, sizeof(lamb_grad), c.key | ZERO_OPTD_TAG_DATA, &rp);
+    req[5] = ucp_tag_send_nbx(c.ep, step, sizeof(step), c.key, &rp);
+    req[6] = ucp_tag_send_nbx(c.ep, step_grad, sizeof(step_grad), c.key | ZERO_OPTD_TAG_DATA, &rp);
+    zero_clock_sleep(0.3);   /* the server takes the STEP header while the LAMB1 header waits for this side */
+    for (int i = 6; i >= 0; i--)
+        CU_ASSERT_EQUAL(raw_wait(&c, req[i], 5.0), UCS_OK);
+    CU_ASSERT_FALSE(c.failed);
+    CU_ASSERT_EQUAL(zero_optd_decode_header(lamb_reply, ZERO_OPTD_HEADER_BYTES + 32, 1, &h), ZERO_OPTD_PARSE_OK);
+    CU_ASSERT_EQUAL(h.status, 0);
+    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_LAMB1 | ZERO_OPTD_REPLY);
+    CU_ASSERT_EQUAL(zero_optd_decode_header(step_reply, ZERO_OPTD_HEADER_BYTES, 1, &h), ZERO_OPTD_PARSE_OK);
+    CU_ASSERT_EQUAL(h.status, 0);
+    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_STEP | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
 /* One LAMB1 or LAMB2 (head @p l, a zero fp32 gradient for LAMB1, @p extra
  * bytes more than its head says) on a fresh connection after HELLO (one
  * group of 1000 elements, 2 states); the reply's header and text. */
@@ -2566,6 +2635,8 @@ int main(int argc, char **argv)
         {"LAMB1/LAMB2 breaking the wire's rules: refused, naming the message", test_lamb_wire},
         {"a split STEP's gradient short, long, missing or of no connection: refused, closed, dropped",
          test_split_step_broken},
+        {"two split requests of one connection, the first header late: gradients taken in header order",
+         test_split_order},
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
         {"a hostile client's 80 half-sent messages: a real client is served meanwhile", test_hostile_partial_messages},
