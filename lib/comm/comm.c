@@ -499,8 +499,15 @@ static void *progress_main(void *arg)
         }
         stop = comm->stop && active == NULL;
         pthread_mutex_unlock(&comm->lock);
-        if (stop)
+        if (stop) {
+            /* A failure handed over just before zero_comm_destroy (the
+             * engine's, or a split communicator's for the job) that this
+             * thread has not acted on yet: tell the others now. Else they
+             * wait for this rank until the timeout, and this rank's destroy,
+             * taking the communicator for healthy, for their goodbye. */
+            caller_failed(comm);
             break;
+        }
 
         now = zero_clock_now();
         caller_failed(comm);

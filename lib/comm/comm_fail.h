@@ -20,7 +20,9 @@
 /* Fails @p comm, and the communicator it was split from (whose rendezvous
  * reaches every rank), with @p status (not ZERO_OK) because of @p cause (a
  * phrase for the log: "rank R: <cause> (<status>); the communicator fails
- * ..."). Any thread; returns at once, the progress thread acts on it. Does
+ * ..."). Any thread; returns at once, the progress thread acts on it (at
+ * the latest when zero_comm_destroy stops it, so a destroy right after
+ * still tells the others). Does
  * nothing when the communicator already failed (the first cause is kept) or
  * in a world of one over the self backend (no progress thread: nobody
  * waits, and the communicator stays usable); a world of one over NCCL
@@ -31,8 +33,9 @@ void zero_comm_fail_local(zero_comm_h comm, zero_status_t status, const char *ca
 /* ZERO_OK while @p comm and the communicators it was split from are healthy;
  * else the status it failed with, and *rank_p the rank named as the cause
  * (-1: unknown), as a rank of the job (the communicator at the top of the
- * chain), also where @p comm is a split one whose own ranks differ. Any thread; reads only what the progress thread recorded
- * (a failure it has not acted on yet reads as healthy). */
+ * chain), also where @p comm is a split one whose own ranks differ. Any
+ * thread; reads only what the progress thread recorded (a failure it has
+ * not acted on yet reads as healthy). */
 zero_status_t zero_comm_failure(zero_comm_h comm, int *rank_p);
 
 #endif /* ZERO_COMM_FAIL_H */
