@@ -43,9 +43,10 @@
 # bench_host_state in bench/lib.sh) before each measured phase, the phase's
 # own lines tagged "[host X GB/s]", and the rates of all phases on one line
 # before the summary. On a host whose vCPUs the hypervisor moves (the 2-vCPU
-# development VM), x and y are bimodal (x 1.3-1.5 or ~2.5, y ~0.8 or ~0.45)
-# and the mode follows the cross-core copy rate, not the code
-# (docs/optd.md, Benchmark): compare only figures taken in the same state.
+# development VM), x and y swing run to run with the cross-core copy rate
+# (the slow state about doubles the server's CPU per step), with the load
+# from other processes, and y with the raw link figure too (docs/optd.md,
+# Benchmark): compare only figures taken in the same state and at similar load.
 # Where namespaces or tc cannot be set up (not root, no iproute2), y is "na"
 # and the reason goes to stderr; without ucx_perftest the ratio is "na" too.
 set -uo pipefail
