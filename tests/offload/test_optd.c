@@ -1688,7 +1688,9 @@ static void test_region_hostile_headers(void)
         {3, 900, 100, NULL},
     };
     test_server_t srv;
+    uint64_t idle_bytes;
     CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    idle_bytes = zero_optd_server_bytes(srv.server);
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         raw_client_t c;
         zero_optd_ucx_t u;
@@ -1703,6 +1705,8 @@ static void test_region_hostile_headers(void)
         zero_store_async_step_t st;
 
         CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, zero_optd_server_port(srv.server)), 0);
+        /* the region (4 slots of 256 Ki elements, 8 bytes each) counts in the server's bytes */
+        CU_ASSERT(zero_optd_server_bytes(srv.server) >= idle_bytes + ((uint64_t)4 << 18) * 8);
         memset(&w, 0, sizeof(w));
         w.optimizer = ZERO_OPTD_ADAM;
         w.grad_dtype = w.weight_dtype = 2;   /* bf16 */
@@ -1733,6 +1737,11 @@ static void test_region_hostile_headers(void)
         data_close(&d);
         zero_optd_ucx_close(&u);
         raw_close(&c);
+        /* the region went with the connection (refused, or its client gone) */
+        for (double t0 = zero_clock_now();
+             zero_optd_server_bytes(srv.server) != idle_bytes && zero_clock_now() - t0 < 10;)
+            zero_clock_sleep(0.05);
+        CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
         CU_ASSERT_EQUAL(stepped_store(srv.addr, 3.0, &ctx, &st, &remote), 0);
         zero_store_destroy(remote);
     }
