@@ -1487,6 +1487,47 @@ static void test_server_without_data_listener(void)
     }
 }
 
+/* ZERO_OPTD_ONESIDED=0 in the server's environment: it gives no region, so
+ * a client on its host (which asks for one by default) gets its data
+ * connection and steps over tagged messages on it; a server without the
+ * variable gives the same client its region. */
+static void test_server_without_regions(void)
+{
+    for (int off = 1; off >= 0; off--) {
+        test_server_t srv;
+        const char *addrs[1];
+        zero_store_desc_t desc;
+        zero_store_remote_opts_t o;
+        zero_store_remote_stats_t stats;
+        zero_store_t *remote = NULL;
+        zero_optim_ctx_t ctx;
+        zero_store_async_step_t st;
+        if (off)
+            setenv("ZERO_OPTD_ONESIDED", "0", 1);
+        CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+        unsetenv("ZERO_OPTD_ONESIDED");
+        CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+        addrs[0] = srv.addr;
+        desc_init(&desc, STEP_N, 0, 2);
+        desc.num_groups = 1;
+        remote_opts(&o, addrs, 1);
+        CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+        zero_store_remote_stats(remote, &stats);
+        CU_ASSERT_EQUAL(stats.same_host_links, 1u);
+        CU_ASSERT_EQUAL(stats.regions_mapped, off ? 0u : 1u);
+        step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
+        st.count = STEP_N;
+        st.grad_dtype = ZERO_FP32;
+        st.grad = step_grad;
+        st.weight_dtype = ZERO_FP32;
+        st.weights = step_w;
+        CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_store_step_wait(remote), ZERO_OK);
+        zero_store_destroy(remote);
+        server_stop(&srv);
+    }
+}
+
 /* ---------- the data listener admits only a ticket from HELLO's reply ---------- */
 
 /* Says HELLO with the job token on a new control connection of @p c to
@@ -2312,6 +2353,8 @@ int main(int argc, char **argv)
         {"server killed mid-step, same-host data connection: error naming it", test_server_killed_mid_step},
         {"ZERO_OPTD_SAME_HOST=0 for the server: no data listener", test_server_without_data_listener},
         {"data listener: no ticket, a wrong one, a used one: rejected; a real client is served", test_data_ticket},
+        {"ZERO_OPTD_ONESIDED=0 for the server: no region, STEP tagged on the data connection",
+         test_server_without_regions},
         {"region: hostile STEP_REGION headers refused; a good one served; a real client served within 3 s",
          test_region_hostile_headers},
         {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
