@@ -1421,21 +1421,18 @@ static void check_server_failure(int sig, int same_host)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-/* A remote store of STEP_N elements (one group, Adam's two states) on
- * @p addr, reached over the same-host data connection and stepped once
- * (fp32): @p st is that step, to repeat. Returns 0, or 2 (no store), 3 (no
- * data connection), 4 (the step failed); the store is then destroyed. */
 enum { STEP_N = 600000 };
 static float step_grad[STEP_N], step_w[STEP_N];
 
-static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
-                         zero_store_t **remote_p)
+/* A store of one STEP_N-element group on @p addr (the data connection by
+ * default), its statistics in @p stats and @p st an fp32 Adam step of all
+ * of it. 0, or 2 (no store). */
+static int step_store_create(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
+                             zero_store_t **remote_p, zero_store_remote_stats_t *stats)
 {
     const char *addrs[1] = {addr};
     zero_store_desc_t desc;
     zero_store_remote_opts_t o;
-    zero_store_remote_stats_t stats;
-    int rc = 0;
     *remote_p = NULL;
     if (zero_optim_ctx_init(ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK)
         return 2;
@@ -1445,16 +1442,29 @@ static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *c
     o.timeout_s = timeout_s;
     unsetenv("ZERO_OPTD_SAME_HOST");   /* the default: the data connection */
     if (zero_store_remote_create(&desc, &o, remote_p) != ZERO_OK)
-        rc = 2;
-    if (rc != 0)
-        return rc;
-    zero_store_remote_stats(*remote_p, &stats);
+        return 2;
+    zero_store_remote_stats(*remote_p, stats);
     step_params(st, ZERO_OPTIMIZER_ADAM, 1, ctx);
     st->count = STEP_N;
     st->grad_dtype = ZERO_FP32;
     st->grad = step_grad;
     st->weight_dtype = ZERO_FP32;
     st->weights = step_w;
+    return 0;
+}
+
+/* A remote store of STEP_N elements (one group, Adam's two states) on
+ * @p addr, reached over the same-host data connection and stepped once
+ * (fp32): @p st is that step, to repeat. Returns 0, or 2 (no store), 3 (no
+ * data connection, or its region mapped or not against what this process
+ * asks), 4 (the step failed); the store is then destroyed. */
+static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
+                         zero_store_t **remote_p)
+{
+    zero_store_remote_stats_t stats;
+    int rc = step_store_create(addr, timeout_s, ctx, st, remote_p, &stats);
+    if (rc != 0)
+        return rc;
     if (stats.same_host_links != 1 || stats.regions_mapped != (uint64_t)zero_optd_onesided_enabled())
         rc = 3;
     else if (zero_store_step_async(*remote_p, st) != ZERO_OK || zero_store_step_wait(*remote_p) != ZERO_OK)
@@ -1464,6 +1474,16 @@ static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *c
         *remote_p = NULL;
     }
     return rc;
+}
+
+/* Starts @p srv with @p var=0 in the environment while it is created
+ * (@p off), or without @p var. */
+static void server_start_env_off(test_server_t *srv, const char *var, int off)
+{
+    if (off)
+        setenv(var, "0", 1);
+    CU_ASSERT_EQUAL_FATAL(server_start(srv, 0), 0);
+    unsetenv(var);
 }
 
 /* ZERO_OPTD_SAME_HOST=0 in the server's environment: it opens no data
@@ -1476,10 +1496,7 @@ static void test_server_without_data_listener(void)
         zero_store_t *remote = NULL;
         zero_optim_ctx_t ctx;
         zero_store_async_step_t st;
-        if (off)
-            setenv("ZERO_OPTD_SAME_HOST", "0", 1);
-        CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
-        unsetenv("ZERO_OPTD_SAME_HOST");
+        server_start_env_off(&srv, "ZERO_OPTD_SAME_HOST", off);
         /* 3: the store has no data connection */
         CU_ASSERT_EQUAL(stepped_store(srv.addr, 5.0, &ctx, &st, &remote), off ? 3 : 0);
         zero_store_destroy(remote);
@@ -1495,32 +1512,14 @@ static void test_server_without_regions(void)
 {
     for (int off = 1; off >= 0; off--) {
         test_server_t srv;
-        const char *addrs[1];
-        zero_store_desc_t desc;
-        zero_store_remote_opts_t o;
         zero_store_remote_stats_t stats;
         zero_store_t *remote = NULL;
         zero_optim_ctx_t ctx;
         zero_store_async_step_t st;
-        if (off)
-            setenv("ZERO_OPTD_ONESIDED", "0", 1);
-        CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
-        unsetenv("ZERO_OPTD_ONESIDED");
-        CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
-        addrs[0] = srv.addr;
-        desc_init(&desc, STEP_N, 0, 2);
-        desc.num_groups = 1;
-        remote_opts(&o, addrs, 1);
-        CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
-        zero_store_remote_stats(remote, &stats);
+        server_start_env_off(&srv, "ZERO_OPTD_ONESIDED", off);
+        CU_ASSERT_EQUAL_FATAL(step_store_create(srv.addr, 5.0, &ctx, &st, &remote, &stats), 0);
         CU_ASSERT_EQUAL(stats.same_host_links, 1u);
         CU_ASSERT_EQUAL(stats.regions_mapped, off ? 0u : 1u);
-        step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
-        st.count = STEP_N;
-        st.grad_dtype = ZERO_FP32;
-        st.grad = step_grad;
-        st.weight_dtype = ZERO_FP32;
-        st.weights = step_w;
         CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
         CU_ASSERT_EQUAL(zero_store_step_wait(remote), ZERO_OK);
         zero_store_destroy(remote);
