@@ -1665,11 +1665,12 @@ static void test_data_ticket(void)
 
 /* ---------- the data connection's region ---------- */
 
-/* A raw client with a data connection that has a region: HELLO on a
- * control connection (@p c), the ticket, a data connection (@p d, on a
- * worker of @p u's data context), ATTACH asking for 4 slots of 256 Ki
- * elements. 0: the region was offered (its rkey in ATTACH's reply). */
-static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, int port)
+/* A raw client with a data connection: HELLO on a control connection
+ * (@p c), the ticket, a data connection (@p d, on a worker of @p u's data
+ * context), ATTACH asking (@p want) for a region of 4 slots of 256 Ki
+ * elements or for none. 0: the region was offered (its rkey in ATTACH's
+ * reply), or none when none was asked for. */
+static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, int port, int want)
 {
     const char *settings[ZERO_OPTD_DATA_SETTINGS];
     unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_BODY];
@@ -1699,14 +1700,16 @@ static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, 
     memset(&a, 0, sizeof(a));
     a.control_key = c->key;
     memcpy(a.token, job_token, sizeof(job_token));
-    a.flags = ZERO_OPTD_ATTACH_REGION;
-    a.slots = 4;
-    a.slot_elems = 1u << 18;
+    if (want) {
+        a.flags = ZERO_OPTD_ATTACH_REGION;
+        a.slots = 4;
+        a.slot_elems = 1u << 18;
+    }
     zero_optd_encode_attach(msg + ZERO_OPTD_HEADER_BYTES, &a);
     if (raw_exchange(&d->c, msg, sizeof(msg), d->c.key, &h, text, sizeof(text)) != 0 ||
         h.type != (ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY) || h.status != 0 ||
         zero_optd_decode_attach_reply(raw_reply + ZERO_OPTD_HEADER_BYTES, h.body_len, &ar) != ZERO_OPTD_PARSE_OK ||
-        ar.rkey_len == 0 || ar.slots != 4)
+        (ar.rkey_len != 0) != want || ar.slots != (want ? 4u : 0u))
         return -1;
     return 0;
 }
@@ -1721,11 +1724,13 @@ static void test_region_hostile_headers(void)
         uint32_t slot;
         uint64_t begin, count;
         const char *says;   /* NULL: served */
+        int region;         /* ATTACH asked for one */
     } cases[] = {
-        {4, 0, 100, "names slot 4"},
-        {0, 0, (1u << 18) + 1, "with 262145 elements"},
-        {3, 990, 100, "outside its 1 groups of 1000 elements"},
-        {3, 900, 100, NULL},
+        {4, 0, 100, "names slot 4", 1},
+        {0, 0, (1u << 18) + 1, "with 262145 elements", 1},
+        {3, 990, 100, "outside its 1 groups of 1000 elements", 1},
+        {0, 0, 100, "on a connection without a region", 0},
+        {3, 900, 100, NULL, 1},
     };
     test_server_t srv;
     uint64_t idle_bytes;
@@ -1744,9 +1749,10 @@ static void test_region_hostile_headers(void)
         zero_optim_ctx_t ctx;
         zero_store_async_step_t st;
 
-        CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, zero_optd_server_port(srv.server)), 0);
+        CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, zero_optd_server_port(srv.server), cases[k].region), 0);
         /* the region (4 slots of 256 Ki elements, 8 bytes each) counts in the server's bytes */
-        CU_ASSERT(zero_optd_server_bytes(srv.server) >= idle_bytes + ((uint64_t)4 << 18) * 8);
+        if (cases[k].region)
+            CU_ASSERT(zero_optd_server_bytes(srv.server) >= idle_bytes + ((uint64_t)4 << 18) * 8);
         memset(&w, 0, sizeof(w));
         w.optimizer = ZERO_OPTD_ADAM;
         w.grad_dtype = w.weight_dtype = 2;   /* bf16 */
