@@ -435,6 +435,22 @@ static void held_reap(held_t *list, int *n, int all, ucp_worker_h worker)
     }
 }
 
+/* Takes @p bytes of the memory limit for the caller (all of them: no
+ * limit). Two threads take: the UCX thread a region (region_open), the
+ * worker a client's state (handle_hello); a compare and swap, so the two
+ * never take the same room. -1 when they would pass the limit, with
+ * *@p in_use_p what was in use. */
+static int bytes_take(zero_optd_server_t *s, uint64_t bytes, uint64_t *in_use_p)
+{
+    uint64_t in_use = atomic_load(&s->bytes);
+    do {
+        *in_use_p = in_use;
+        if (s->opts.memory_limit != 0 && (in_use > s->opts.memory_limit || bytes > s->opts.memory_limit - in_use))
+            return -1;
+    } while (!atomic_compare_exchange_weak(&s->bytes, &in_use, in_use + bytes));
+    return 0;
+}
+
 /* Allocates data connection @p c's region of @p slots slots of @p elems
  * elements (ATTACH asked for it; the wire bounds both), every page of it
  * backed now, and packs its rkey into @p ar (*@p rkey_buf, released by the
@@ -445,7 +461,7 @@ static void region_open(zero_optd_server_t *s, optd_conn_t *c, uint32_t slots, u
                         zero_optd_attach_reply_t *ar, void **rkey_buf)
 {
     uint64_t bytes = slots * zero_optd_region_slot_bytes(elems);
-    uint64_t in_use = atomic_load(&s->bytes);
+    uint64_t in_use;
     ucp_mem_map_params_t mp;
     ucp_mem_attr_t ma;
     ucp_mem_h memh = NULL;
@@ -456,17 +472,13 @@ static void region_open(zero_optd_server_t *s, optd_conn_t *c, uint32_t slots, u
 
     memset(ar, 0, sizeof(*ar));
     *rkey_buf = NULL;
-    /* the UCX thread adds here, the worker in handle_hello: a compare and
-     * swap, so the two never take the same room */
-    do {
-        if (s->opts.memory_limit != 0 && bytes > s->opts.memory_limit - in_use) {
-            ZERO_LOG_WARN("client %s: no region for its data connection: its %llu bytes would pass the memory "
-                          "limit %llu (%llu in use); it steps over tagged messages", c->peer,
-                          (unsigned long long)bytes, (unsigned long long)s->opts.memory_limit,
-                          (unsigned long long)in_use);
-            return;
-        }
-    } while (!atomic_compare_exchange_weak(&s->bytes, &in_use, in_use + bytes));
+    if (bytes_take(s, bytes, &in_use) != 0) {
+        ZERO_LOG_WARN("client %s: no region for its data connection: its %llu bytes would pass the memory "
+                      "limit %llu (%llu in use); it steps over tagged messages", c->peer,
+                      (unsigned long long)bytes, (unsigned long long)s->opts.memory_limit,
+                      (unsigned long long)in_use);
+        return;
+    }
     memset(&mp, 0, sizeof(mp));
     mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS;
     mp.address = NULL;
@@ -864,15 +876,15 @@ static void handle_hello(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_
     }
     for (uint32_t g = 0; g < hello.num_groups; g++)
         need += hello.length[g] * (uint64_t)(1 + hello.num_states) * sizeof(float);
-    /* only this thread adds to bytes, so the check holds until the adds below */
-    in_use = atomic_load(&s->bytes);
-    if (s->opts.memory_limit != 0 && need > s->opts.memory_limit - in_use) {
+    /* taken now, whole: the UCX thread takes regions meanwhile (bytes_take) */
+    if (bytes_take(s, need, &in_use) != 0) {
         refuse(q, ZERO_OPTD_HELLO, h->seq, ZERO_ERR_NO_MEMORY, 1,
                "zero-optd: memory limit: rank %u's slices need %llu bytes, %llu of the limit %llu are in use",
                hello.rank, (unsigned long long)need, (unsigned long long)in_use,
                (unsigned long long)s->opts.memory_limit);
         return;
     }
+    c->state_bytes = need;   /* given back by conn_free_state, also when an allocation below fails */
     c->rank = hello.rank;
     c->num_groups = hello.num_groups;
     c->num_states = hello.num_states;
@@ -888,8 +900,6 @@ static void handle_hello(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_
                 return;
             }
             memset(c->field[g][f], 0, bytes);
-            c->state_bytes += bytes;
-            atomic_fetch_add(&s->bytes, bytes);
         }
     c->hello_done = 1;
     q->hello_ok = 1;
@@ -981,7 +991,14 @@ static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_h
                    "zero-optd: STEP_REGION from rank %u on a connection without a region", c->rank);
             return;
         }
-        if (w.slot >= d->region_slots || w.count > d->region_elems) {
+        /* at most the slot's elements, and in bytes for both dtypes (the
+         * kernel reads count gradients from the slot's first half and writes
+         * count weights, 4 bytes each for fp32, into its second, each half
+         * region_elems * 4 bytes; a dtype wider than 4 bytes would not fit).
+         * count <= 2^20 (the decoder) and slot < 32: no overflow below. */
+        size_t half = (size_t)d->region_elems * sizeof(float);
+        if (w.slot >= d->region_slots || w.count * zero_optd_dtype_size(w.grad_dtype) > half ||
+            w.count * zero_optd_dtype_size(w.weight_dtype) > half || w.count > d->region_elems) {
             refuse(q, h->type, h->seq, ZERO_ERR_INVALID_ARG, 1,
                    "zero-optd: rank %u's STEP_REGION names slot %u with %llu elements; its region has %u slots of "
                    "%u elements", c->rank, w.slot, (unsigned long long)w.count, d->region_slots, d->region_elems);
@@ -989,7 +1006,7 @@ static void handle_step(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_h
         }
         /* the gradient in the slot's first half, the weights into its second */
         w.grad = d->region_base + w.slot * zero_optd_region_slot_bytes(d->region_elems);
-        out = (unsigned char *)w.grad + (size_t)d->region_elems * sizeof(float);
+        out = (unsigned char *)w.grad + half;
     }
     if (!range_ok(q, h->type, h->seq, w.group, 0, w.begin, w.count))
         return;
@@ -1726,8 +1743,9 @@ static void reap(zero_optd_server_t *s)
  * before it sleeps, while a same-host data connection without a region is
  * open: a rank mid-step sends its next piece within microseconds, and a
  * sender waiting for room in the shared-memory FIFO needs this side's
- * progress. A connection with a region sends only headers through its FIFO,
- * which never fills: the spin only cost CPU there (5 Dec 2026, alternated
+ * progress. A connection with a region sends only STEP's headers through
+ * its FIFO (READ, WRITE and Lamb still send arrays, not measured without
+ * the spin): the spin only cost CPU there (5 Dec 2026, alternated
  * against a server that spun for region connections too: steps of
  * 3.4-4.7 ms against 4.6-7.7 ms, 3.2-4.1 ms of the server's CPU per step
  * against 4.2-6.6 ms; docs/optd.md, "One-sided on one host"). Without one

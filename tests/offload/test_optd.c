@@ -1620,21 +1620,18 @@ static void check_server_failure(int sig, int same_host)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-/* A remote store of STEP_N elements (one group, Adam's two states) on
- * @p addr, reached over the same-host data connection and stepped once
- * (fp32): @p st is that step, to repeat. Returns 0, or 2 (no store), 3 (no
- * data connection), 4 (the step failed); the store is then destroyed. */
 enum { STEP_N = 600000 };
 static float step_grad[STEP_N], step_w[STEP_N];
 
-static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
-                         zero_store_t **remote_p)
+/* A store of one STEP_N-element group on @p addr (the data connection by
+ * default), its statistics in @p stats and @p st an fp32 Adam step of all
+ * of it. 0, or 2 (no store). */
+static int step_store_create(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
+                             zero_store_t **remote_p, zero_store_remote_stats_t *stats)
 {
     const char *addrs[1] = {addr};
     zero_store_desc_t desc;
     zero_store_remote_opts_t o;
-    zero_store_remote_stats_t stats;
-    int rc = 0;
     *remote_p = NULL;
     if (zero_optim_ctx_init(ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK)
         return 2;
@@ -1644,16 +1641,29 @@ static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *c
     o.timeout_s = timeout_s;
     unsetenv("ZERO_OPTD_SAME_HOST");   /* the default: the data connection */
     if (zero_store_remote_create(&desc, &o, remote_p) != ZERO_OK)
-        rc = 2;
-    if (rc != 0)
-        return rc;
-    zero_store_remote_stats(*remote_p, &stats);
+        return 2;
+    zero_store_remote_stats(*remote_p, stats);
     step_params(st, ZERO_OPTIMIZER_ADAM, 1, ctx);
     st->count = STEP_N;
     st->grad_dtype = ZERO_FP32;
     st->grad = step_grad;
     st->weight_dtype = ZERO_FP32;
     st->weights = step_w;
+    return 0;
+}
+
+/* A remote store of STEP_N elements (one group, Adam's two states) on
+ * @p addr, reached over the same-host data connection and stepped once
+ * (fp32): @p st is that step, to repeat. Returns 0, or 2 (no store), 3 (no
+ * data connection, or its region mapped or not against what this process
+ * asks), 4 (the step failed); the store is then destroyed. */
+static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
+                         zero_store_t **remote_p)
+{
+    zero_store_remote_stats_t stats;
+    int rc = step_store_create(addr, timeout_s, ctx, st, remote_p, &stats);
+    if (rc != 0)
+        return rc;
     if (stats.same_host_links != 1 || stats.regions_mapped != (uint64_t)zero_optd_onesided_enabled())
         rc = 3;
     else if (zero_store_step_async(*remote_p, st) != ZERO_OK || zero_store_step_wait(*remote_p) != ZERO_OK)
@@ -1663,6 +1673,16 @@ static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *c
         *remote_p = NULL;
     }
     return rc;
+}
+
+/* Starts @p srv with @p var=0 in the environment while it is created
+ * (@p off), or without @p var. */
+static void server_start_env_off(test_server_t *srv, const char *var, int off)
+{
+    if (off)
+        setenv(var, "0", 1);
+    CU_ASSERT_EQUAL_FATAL(server_start(srv, 0), 0);
+    unsetenv(var);
 }
 
 /* ZERO_OPTD_SAME_HOST=0 in the server's environment: it opens no data
@@ -1675,12 +1695,32 @@ static void test_server_without_data_listener(void)
         zero_store_t *remote = NULL;
         zero_optim_ctx_t ctx;
         zero_store_async_step_t st;
-        if (off)
-            setenv("ZERO_OPTD_SAME_HOST", "0", 1);
-        CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
-        unsetenv("ZERO_OPTD_SAME_HOST");
+        server_start_env_off(&srv, "ZERO_OPTD_SAME_HOST", off);
         /* 3: the store has no data connection */
         CU_ASSERT_EQUAL(stepped_store(srv.addr, 5.0, &ctx, &st, &remote), off ? 3 : 0);
+        zero_store_destroy(remote);
+        server_stop(&srv);
+    }
+}
+
+/* ZERO_OPTD_ONESIDED=0 in the server's environment: it gives no region, so
+ * a client on its host (which asks for one by default) gets its data
+ * connection and steps over tagged messages on it; a server without the
+ * variable gives the same client its region. */
+static void test_server_without_regions(void)
+{
+    for (int off = 1; off >= 0; off--) {
+        test_server_t srv;
+        zero_store_remote_stats_t stats;
+        zero_store_t *remote = NULL;
+        zero_optim_ctx_t ctx;
+        zero_store_async_step_t st;
+        server_start_env_off(&srv, "ZERO_OPTD_ONESIDED", off);
+        CU_ASSERT_EQUAL_FATAL(step_store_create(srv.addr, 5.0, &ctx, &st, &remote, &stats), 0);
+        CU_ASSERT_EQUAL(stats.same_host_links, 1u);
+        CU_ASSERT_EQUAL(stats.regions_mapped, off ? 0u : 1u);
+        CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
+        CU_ASSERT_EQUAL(zero_store_step_wait(remote), ZERO_OK);
         zero_store_destroy(remote);
         server_stop(&srv);
     }
@@ -1968,11 +2008,12 @@ static void test_ticket_expires_with_connection(void)
 
 /* ---------- the data connection's region ---------- */
 
-/* A raw client with a data connection that has a region: HELLO on a
- * control connection (@p c), the ticket, a data connection (@p d, on a
- * worker of @p u's data context), ATTACH asking for 4 slots of 256 Ki
- * elements. 0: the region was offered (its rkey in ATTACH's reply). */
-static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, int port)
+/* A raw client with a data connection: HELLO on a control connection
+ * (@p c), the ticket, a data connection (@p d, on a worker of @p u's data
+ * context), ATTACH asking (@p want) for a region of 4 slots of 256 Ki
+ * elements or for none. 0: the region was offered (its rkey in ATTACH's
+ * reply), or none when none was asked for. */
+static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, int port, int want)
 {
     const char *settings[ZERO_OPTD_DATA_SETTINGS];
     unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_BODY];
@@ -2002,14 +2043,16 @@ static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, 
     memset(&a, 0, sizeof(a));
     a.control_key = c->key;
     memcpy(a.token, job_token, sizeof(job_token));
-    a.flags = ZERO_OPTD_ATTACH_REGION;
-    a.slots = 4;
-    a.slot_elems = 1u << 18;
+    if (want) {
+        a.flags = ZERO_OPTD_ATTACH_REGION;
+        a.slots = 4;
+        a.slot_elems = 1u << 18;
+    }
     zero_optd_encode_attach(msg + ZERO_OPTD_HEADER_BYTES, &a);
     if (raw_exchange(&d->c, msg, sizeof(msg), d->c.key, &h, text, sizeof(text)) != 0 ||
         h.type != (ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY) || h.status != 0 ||
         zero_optd_decode_attach_reply(raw_reply + ZERO_OPTD_HEADER_BYTES, h.body_len, &ar) != ZERO_OPTD_PARSE_OK ||
-        ar.rkey_len == 0 || ar.slots != 4)
+        (ar.rkey_len != 0) != want || ar.slots != (want ? 4u : 0u))
         return -1;
     return 0;
 }
@@ -2024,14 +2067,18 @@ static void test_region_hostile_headers(void)
         uint32_t slot;
         uint64_t begin, count;
         const char *says;   /* NULL: served */
+        int region;         /* ATTACH asked for one */
     } cases[] = {
-        {4, 0, 100, "names slot 4"},
-        {0, 0, (1u << 18) + 1, "with 262145 elements"},
-        {3, 990, 100, "outside its 1 groups of 1000 elements"},
-        {3, 900, 100, NULL},
+        {4, 0, 100, "names slot 4", 1},
+        {0, 0, (1u << 18) + 1, "with 262145 elements", 1},
+        {3, 990, 100, "outside its 1 groups of 1000 elements", 1},
+        {0, 0, 100, "on a connection without a region", 0},
+        {3, 900, 100, NULL, 1},
     };
     test_server_t srv;
+    uint64_t idle_bytes;
     CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    idle_bytes = zero_optd_server_bytes(srv.server);
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         raw_client_t c;
         zero_optd_ucx_t u;
@@ -2045,7 +2092,10 @@ static void test_region_hostile_headers(void)
         zero_optim_ctx_t ctx;
         zero_store_async_step_t st;
 
-        CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, zero_optd_server_port(srv.server)), 0);
+        CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, zero_optd_server_port(srv.server), cases[k].region), 0);
+        /* the region (4 slots of 256 Ki elements, 8 bytes each) counts in the server's bytes */
+        if (cases[k].region)
+            CU_ASSERT(zero_optd_server_bytes(srv.server) >= idle_bytes + ((uint64_t)4 << 18) * 8);
         memset(&w, 0, sizeof(w));
         w.optimizer = ZERO_OPTD_ADAM;
         w.grad_dtype = w.weight_dtype = 2;   /* bf16 */
@@ -2076,6 +2126,11 @@ static void test_region_hostile_headers(void)
         data_close(&d);
         zero_optd_ucx_close(&u);
         raw_close(&c);
+        /* the region went with the connection (refused, or its client gone) */
+        for (double t0 = zero_clock_now();
+             zero_optd_server_bytes(srv.server) != idle_bytes && zero_clock_now() - t0 < 10;)
+            zero_clock_sleep(0.05);
+        CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
         CU_ASSERT_EQUAL(stepped_store(srv.addr, 3.0, &ctx, &st, &remote), 0);
         zero_store_destroy(remote);
     }
@@ -2656,6 +2711,8 @@ int main(int argc, char **argv)
         {"data listener: a flood of ticketless requests: the log bounded, the cause named; a real client is served",
          test_refusal_flood},
         {"data listener: a ticket whose control connection closed is refused", test_ticket_expires_with_connection},
+        {"ZERO_OPTD_ONESIDED=0 for the server: no region, STEP tagged on the data connection",
+         test_server_without_regions},
         {"region: hostile STEP_REGION headers refused; a good one served; a real client served within 3 s",
          test_region_hostile_headers},
         {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
