@@ -1767,14 +1767,14 @@ static void reap(zero_optd_server_t *s)
 #define SLEEP_SLICE_MS 5
 #define IDLE_AFTER_S 1.0
 #define SLEEP_SLICE_IDLE_MS 50
-/* While it spins, the loop progresses the control context's workers (TCP:
- * each progress is an epoll_wait on UCX's sockets) only this often, unless
- * they moved on their last progress or the loop just woke: with a same-host
- * client stepping, it made one such call per pass (with the data worker's
- * own, about 10% of the server's CPU: docs/optd.md, "Where the server's CPU
- * goes on one host"). A TCP client's message waits in the kernel at most
- * this much longer; without a data connection open the loop never spins,
- * and these workers are progressed on every pass as before. */
+/* While a data connection is open (spinning or not), the loop progresses
+ * the control context's workers (TCP: each progress is an epoll_wait on
+ * UCX's sockets) only this often, unless they moved on their last progress
+ * or the loop just woke: with a same-host client stepping, it made one such
+ * call per pass (with the data worker's own, about 10% of the server's CPU:
+ * docs/optd.md, "Where the server's CPU goes on one host"). A TCP client's
+ * message waits in the kernel at most this much longer; without a data
+ * connection open these workers are progressed on every pass. */
 #define CTL_PROGRESS_INTERVAL_S 100e-6
 /* What the loop sleeps when UCX reports events pending but nothing moved. */
 #define BUSY_PAUSE_S 50e-6
