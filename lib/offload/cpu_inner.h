@@ -17,7 +17,8 @@
  *   - a store that prefers the step (zero_store_prefers_step: the state is
  *     outside this process, the remote store): the slot is handed to its step
  *     op in place, as both the gradient and the weights (the remote store
- *     sends each message's gradient from the slot and writes the weights of
+ *     sends each message's gradient from the slot, or through the server's
+ *     region copies it out at submit, and writes the weights of
  *     a message only when its reply comes, which the server sends only once
  *     it has that gradient whole; gradient and weights have one element
  *     size here, so a reply covers only its own message's gradient, already

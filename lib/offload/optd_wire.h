@@ -27,7 +27,11 @@
  * request's tag | ZERO_OPTD_TAG_DATA, sent from the caller's buffer; the
  * server receives it into its slot right after the head and joins the two
  * (zero_optd_join_split_request) before the body is decoded
- * (docs/optd.md, "The gradient's own message").
+ * (docs/optd.md, "The gradient's own message"). On a same-host data
+ * connection whose ATTACH got a region (version 7), STEP goes as STEP_REGION
+ * instead: the gradient and the weights are in a region slot, so neither
+ * the request nor its reply is split (docs/optd.md, "One-sided on one host:
+ * the region").
  * Every decoder checks the message's size against the header and the body's
  * size against what its fields imply, and every count against its bound, so
  * a decoded message can be used without further length checks. What a
