@@ -45,7 +45,7 @@ typedef struct zero_optd_server_opts {
     const char *host;          /* address to listen on ("0.0.0.0", "127.0.0.1", a name) */
     int port;                  /* 0: any free port (zero_optd_server_port tells which) */
     int threads;               /* optimizer threads, >= 1 */
-    uint64_t memory_limit;     /* bytes of state and buffers over all clients; 0: no limit */
+    uint64_t memory_limit;     /* bytes of state, data connections' regions and buffers over all clients; 0: no limit */
     int have_token;            /* 0: any token is accepted (ZERO_ALLOW_NO_TOKEN) */
     unsigned char token[ZERO_OPTD_TOKEN_BYTES];
     double hello_timeout_s;    /* a connection that has not said HELLO by then is closed (0: 10 s) */
