@@ -10,7 +10,8 @@ fi
 # Brings the named targets up to date (e.g. bench/engine/bench_engine).
 bench_build() { ninja -C "$build_dir" "$@" >/dev/null; }
 
-# bench_host_state PHASE: runs bench/host/host_probe (well under a second) and
+# bench_host_state PHASE: runs bench/host/host_probe (usually well under a
+# second, at most about 2 s under load) and
 # prints its line, e.g. "host: cross-core copy 46.2 GB/s, same-core 32.1 GB/s,
 # core round trip 340 ns (...)", then sets $host_copy to the cross-core figure
 # ("46.2 GB/s", or "n/a") and appends "PHASE=46.2" to $host_phases, which

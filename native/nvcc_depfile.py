@@ -12,7 +12,9 @@ command's first word: that word is `ccache` when meson finds nvcc on PATH
 and ccache installed (meson then runs `ccache nvcc`), and ccache would take
 the flags as its own. Run by meson after every (re)configuration
 (meson.add_postconf_script in meson.build); a rule that already asks for a
-dependency file is left alone. Test: build-nvcc-deps (tests/meson.build).
+dependency file is left alone. Tests (tests/meson.build): build-nvcc-deps
+(ninja's record for a real .cu object) and build-nvcc-depfile-rule (this
+script on the rule forms meson writes).
 """
 import os
 import re

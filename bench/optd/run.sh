@@ -40,9 +40,9 @@
 #    direction, and the step sends gradients one way while weights come back
 #    the other, so one direction is the bound.
 # The host's state: a "host: cross-core copy ..." line (bench/host/host_probe,
-# bench_host_state in bench/lib.sh) before each measured phase, the phase's
-# own lines tagged "[host X GB/s]", and the rates of all phases on one line
-# before the summary. On a host whose vCPUs the hypervisor moves (the 2-vCPU
+# bench_host_state in bench/lib.sh) before each measured phase, this
+# script's lines about the phase tagged "[host X GB/s]" (bench_optd's own
+# lines are not), and the rates of all phases on one line before the summary. On a host whose vCPUs the hypervisor moves (the 2-vCPU
 # development VM), x and y swing run to run with the cross-core copy rate
 # (the slow state about doubles the server's CPU per step), with the load
 # from other processes, and y with the raw link figure too (docs/optd.md,

@@ -2514,9 +2514,11 @@ static void test_store_clients_killed_one_server(void)
     check_store_client_killed(1, 8, 1);
 }
 
-/* Two stalled servers (SIGSTOP), on the same-host data connection (@p
- * same_host) or over TCP: the step fails, and the gradient, sent from the
- * caller's buffer (version 6's split STEP), is the caller's again. Once
+/* Two stalled servers (SIGSTOP), over TCP (@p same_host 0), on the same-host
+ * data connection through the servers' regions (1, the gradient copied in) or
+ * as tagged messages there (2, ZERO_OPTD_ONESIDED=0): the step fails, and the
+ * gradient, sent from the caller's buffer on 0 and 2 (the split STEP), is the
+ * caller's again. Once
  * step_wait (or step_async) returned it is made unreadable (mprotect) and
  * the servers go on: a send left in flight would read it when the store's
  * destroy progresses the worker (SIGSEGV). */
@@ -2550,8 +2552,11 @@ static void check_gradient_released(int window, int same_host)
      * pieces are all in flight when step_wait starts */
     o.window = window;
     setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
+    if (same_host == 2)
+        setenv("ZERO_OPTD_ONESIDED", "0", 1);
     CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
     unsetenv("ZERO_OPTD_SAME_HOST");
+    unsetenv("ZERO_OPTD_ONESIDED");
     step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
     st.count = n;
     st.grad_dtype = ZERO_FP32;
@@ -2585,16 +2590,18 @@ static void check_gradient_released(int window, int same_host)
 
 static void test_gradient_released_on_failure(void)
 {
-    for (int same_host = 0; same_host < 2; same_host++) {
+    for (int same_host = 0; same_host < 3; same_host++) {
         check_gradient_released(4, same_host);
         check_gradient_released(8, same_host);
     }
 }
 
-/* A server stalled (SIGSTOP) mid-reply, over the same-host data connection
- * (@p same_host) or TCP: the weights' arrays are received straight into the
- * caller's buffer, and a receive UCX has matched to a reply already under
- * way cannot be cancelled. A child process stops the server @p delay_ms
+/* A server stalled (SIGSTOP) mid-reply, over TCP (@p same_host 0), on the
+ * same-host data connection through its region (1: the weights copied out
+ * of it) or as tagged messages there (2, ZERO_OPTD_ONESIDED=0): on 0 and 2
+ * the weights' arrays are received straight into the caller's buffer, and
+ * a receive UCX has matched to a reply already under way cannot be
+ * cancelled. A child process stops the server @p delay_ms
  * into the step (the trials' delays spread over the step, so some stop it
  * mid-reply). Once step_wait failed the weights are the caller's again: made
  * unwritable (mprotect), the server goes on, and the store's destroy must not
@@ -2628,11 +2635,14 @@ static int check_weights_released(int same_host, double delay_ms)
     o.timeout_s = 0.5;
     o.window = 8;   /* the step's 5 pieces all in flight */
     setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
+    if (same_host == 2)
+        setenv("ZERO_OPTD_ONESIDED", "0", 1);
     CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
     unsetenv("ZERO_OPTD_SAME_HOST");
+    unsetenv("ZERO_OPTD_ONESIDED");
     zero_store_remote_stats(remote, &stats);
     CU_ASSERT_EQUAL(stats.same_host_links, same_host ? 1u : 0u);
-    CU_ASSERT_EQUAL(stats.regions_mapped, same_host ? 1u : 0u);   /* the weights come out of the region */
+    CU_ASSERT_EQUAL(stats.regions_mapped, same_host == 1 ? 1u : 0u);   /* 1: the weights come out of the region */
     step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
     st.count = n;
     st.grad_dtype = ZERO_FP32;
@@ -2667,7 +2677,7 @@ static void test_weights_released_on_failure(void)
 {
     static const double delay_ms[] = {1, 2, 4, 7, 11, 16, 25};
     int failed = 0;
-    for (int same_host = 0; same_host < 2; same_host++)
+    for (int same_host = 0; same_host < 3; same_host++)
         for (size_t i = 0; i < sizeof(delay_ms) / sizeof(delay_ms[0]); i++)
             failed += check_weights_released(same_host, delay_ms[i]);
     CU_ASSERT(failed > 0);   /* some stops came before the step's end */
@@ -2725,7 +2735,8 @@ int main(int argc, char **argv)
          "its first; workers and descriptors freed",
          test_data_connections_full},
         {"server stalled, same-host data connection: error naming it within the bound", test_server_stalled},
-        {"servers stalled mid-step, TCP and same-host: the gradient is the caller's once step_wait failed",
+        {"servers stalled mid-step, TCP, same-host region and tagged: the gradient is the caller's once step_wait "
+         "failed",
          test_gradient_released_on_failure},
         {"a server stalled mid-reply: the weights are the caller's once step_wait failed",
          test_weights_released_on_failure},
