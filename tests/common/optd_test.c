@@ -1,5 +1,6 @@
 /* zero-optd for tests (optd_test.h). */
 #include "optd_test.h"
+#include "test_main.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -53,8 +54,10 @@ pid_t zero_test_optd_spawn(const unsigned char token[16], char *addr, size_t add
     for (int i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", token[i]);
     unlink(port_file);
+    const pid_t parent = getpid();
     pid = fork();
     if (pid == 0) {
+        zero_test_die_with_parent(parent);
         setenv("ZERO_JOB_TOKEN", hex, 1);
         execl(exe, exe, "--listen", "127.0.0.1:0", "--port-file", port_file, (char *)NULL);
         _exit(127);

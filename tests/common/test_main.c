@@ -4,9 +4,12 @@
 
 #include <CUnit/Basic.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 void zero_test_check_no_leak(const zero_mem_stats_t *mark, const char *file, unsigned line)
 {
@@ -68,6 +71,14 @@ const char *zero_test_first_error_end(void)
 {
     zero_log_set_callback(NULL, NULL);
     return first_error;
+}
+
+void zero_test_die_with_parent(pid_t parent)
+{
+    /* the signal goes when the forking thread ends; tests fork from CUnit's
+     * (the main) thread, which lives until the process ends */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(127);
 }
 
 uint64_t zero_test_xorshift(uint64_t *state)

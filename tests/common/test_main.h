@@ -14,6 +14,7 @@
 #include <zero/memory.h>
 
 #include <stdint.h>
+#include <sys/types.h>
 
 int zero_test_main(int argc, char **argv, CU_SuiteInfo *suites);
 
@@ -30,6 +31,13 @@ const char *zero_test_configs_dir(void);
 
 /* Entries of @p dir other than . and .. (-1: cannot be opened). */
 int zero_test_dir_entries(const char *dir);
+
+/* Called first in a child that a test forked: the child (and what it
+ * execs: the death signal survives exec) is killed when the test process
+ * that forked it, @p parent, dies, so that a test that crashes leaves no
+ * zero-optd or client behind (a stopped one would hold meson's output pipe
+ * open and hang the run). Exits at once if @p parent is already gone. */
+void zero_test_die_with_parent(pid_t parent);
 
 /* The next value of a xorshift64 sequence kept in *@p state (not 0):
  * reproducible test data. */

@@ -1236,8 +1236,10 @@ static void test_disconnect_mid_message(void)
     CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
     snprintf(port_text, sizeof(port_text), "%d", zero_optd_server_port(srv.server));
     idle_bytes = zero_optd_server_bytes(srv.server);
+    const pid_t parent = getpid();
     pid = fork();
     if (pid == 0) {
+        zero_test_die_with_parent(parent);
         execl("/proc/self/exe", "test_optd", "--mid-message-client", port_text, (char *)NULL);
         _exit(127);
     }
@@ -1495,8 +1497,10 @@ static pid_t spawn_optd(char *addr, size_t addr_len)
     for (int i = 0; i < 16; i++)
         fprintf(f, "%02x", job_token[i]);
     fclose(f);
+    const pid_t parent = getpid();
     pid = fork();
     if (pid == 0) {
+        zero_test_die_with_parent(parent);
         execl(exe, exe, "--listen", "127.0.0.1:0", "--token-file", token_file, "--port-file", port_file,
               (char *)NULL);
         _exit(127);
@@ -2183,9 +2187,12 @@ static void test_data_ticket_foreign_64k(void)
     pid_t child, pid = spawn_optd(addr, sizeof(addr));
     int wstatus = 0;
     CU_ASSERT_FATAL(pid > 0);
+    const pid_t parent = getpid();
     child = fork();
-    if (child == 0)
+    if (child == 0) {
+        zero_test_die_with_parent(parent);
         foreign_64k_client(addr);
+    }
     CU_ASSERT_FATAL(child > 0);
     for (double t0 = zero_clock_now(); waitpid(child, NULL, WNOHANG) == 0;) {
         if (zero_clock_now() - t0 > 20) {
@@ -2463,8 +2470,10 @@ static void check_store_client_killed(int loop, int kills, int one_server)
             idle_bytes = zero_optd_server_bytes(srv.server);
         }
         CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+        const pid_t parent = getpid();
         pid = fork();
         if (pid == 0) {
+            zero_test_die_with_parent(parent);
             dup2(fds[1], 1);
             close(fds[0]);
             execl("/proc/self/exe", "test_optd", loop ? "--store-client-loop" : "--store-client", srv.addr,
