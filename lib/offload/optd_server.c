@@ -161,11 +161,9 @@ typedef struct held {
 /* Refused connection requests, logged through refusal_log: any local
  * process can send them (the data listener rejects them before any token
  * check), so a flood must not fill the server's log. In each window of
- * REFUSAL_WINDOW_S the first REFUSALS_IN_FULL are logged as they come; the
- * rest are counted, and one line at the window's end gives their number and
- * the last one's client and cause. */
-#define REFUSALS_IN_FULL 5
-#define REFUSAL_WINDOW_S 5.0
+ * ZERO_OPTD_REFUSAL_WINDOW_S the first ZERO_OPTD_REFUSALS_IN_FULL are logged
+ * as they come; the rest are counted, and one line at the window's end gives
+ * their number and the last one's client and cause (optd_server.h). */
 typedef struct refusal_log {
     double window_start;
     int in_window;               /* refusals since window_start */
@@ -294,18 +292,18 @@ static void queue_request(zero_optd_server_t *s, ucp_listener_h listener, ucp_co
     }
 }
 
-/* Ends the refusal log's window once REFUSAL_WINDOW_S passed, with one line
- * for the refusals it did not log one by one. */
+/* Ends the refusal log's window once ZERO_OPTD_REFUSAL_WINDOW_S passed, with
+ * one line for the refusals it did not log one by one. */
 static void refusal_log_flush(zero_optd_server_t *s, double now)
 {
     refusal_log_t *r = &s->refusals;
-    if (r->in_window == 0 || now - r->window_start < REFUSAL_WINDOW_S)
+    if (r->in_window == 0 || now - r->window_start < ZERO_OPTD_REFUSAL_WINDOW_S)
         return;
     if (r->unlogged > 0)
         ZERO_LOG_WARN("%d more connection requests refused in the last %.0f s (the first %d of each %.0f s are "
                       "logged one by one); the last: %s%s%s%s",
-                      r->unlogged, now - r->window_start, REFUSALS_IN_FULL, REFUSAL_WINDOW_S, r->peer[0] ? "client " : "",
-                      r->peer, r->peer[0] ? ": " : "", r->why);
+                      r->unlogged, now - r->window_start, ZERO_OPTD_REFUSALS_IN_FULL, ZERO_OPTD_REFUSAL_WINDOW_S,
+                      r->peer[0] ? "client " : "", r->peer, r->peer[0] ? ": " : "", r->why);
     r->in_window = 0;
     r->unlogged = 0;
 }
@@ -325,7 +323,7 @@ static void refusal_log(zero_optd_server_t *s, int count, const char *peer, cons
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    if (r->in_window < REFUSALS_IN_FULL) {
+    if (r->in_window < ZERO_OPTD_REFUSALS_IN_FULL) {
         if (peer != NULL)
             ZERO_LOG_WARN("client %s: %s", peer, why);
         else
@@ -2003,7 +2001,7 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
 {
     if (s == NULL)
         return;
-    refusal_log_flush(s, s->refusals.window_start + REFUSAL_WINDOW_S);   /* the count of a window not ended */
+    refusal_log_flush(s, s->refusals.window_start + ZERO_OPTD_REFUSAL_WINDOW_S);   /* the count of a window not ended */
     if (s->thread_started) {
         pthread_mutex_lock(&s->lock);
         s->thread_stop = 1;

@@ -38,6 +38,12 @@
  * the worker's fp32 copy of a 16-bit gradient. */
 #define ZERO_OPTD_SERVER_BUFFER_BYTES \
     (2 * (uint64_t)ZERO_OPTD_SERVER_SLOTS * ZERO_OPTD_MAX_MESSAGE + ZERO_OPTD_MAX_ELEMS * sizeof(float))
+/* Refused connection requests are logged in windows of
+ * ZERO_OPTD_REFUSAL_WINDOW_S seconds: the first ZERO_OPTD_REFUSALS_IN_FULL
+ * of a window one by one, the rest counted into one line at the window's
+ * end (any local process can send such requests; docs/optd.md, Safety). */
+#define ZERO_OPTD_REFUSALS_IN_FULL 5
+#define ZERO_OPTD_REFUSAL_WINDOW_S 5.0
 
 typedef struct zero_optd_server zero_optd_server_t;
 

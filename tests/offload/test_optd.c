@@ -1928,11 +1928,6 @@ static void served_then_stop(test_server_t *srv)
     server_stop(srv);
 }
 
-/* The server's limits (optd_server.c): in each window of this many
- * seconds, this many refusals logged one by one, then one summary line. */
-#define REFUSALS_IN_FULL 5
-#define REFUSAL_WINDOW_S 5.0
-
 /* A local flood of ticketless data connection requests: every one refused,
  * the log bounded (per window at most the first few and one summary), every
  * request accounted for and its cause named, and a real client served. */
@@ -1955,19 +1950,20 @@ static void test_refusal_flood(void)
     t0 = zero_clock_now();
     for (int i = 0; i < FLOOD; i++)   /* no client id, or a wrong ticket */
         refused += data_request(u.context, (int)data_port, i % 2 ? ticket ^ (uint64_t)(i + 1) : 0) == 0;
-    /* The windows the flood can have opened: each starts at a refusal, at
-     * least REFUSAL_WINDOW_S after the one before (the last one's summary
+    /* The windows the flood can have opened (the server's limits:
+     * optd_server.h): each starts at a refusal, at least
+     * ZERO_OPTD_REFUSAL_WINDOW_S after the one before (the last one's summary
      * comes when it ends, after the flood). Not one more: a bound of two
      * windows for a flood inside one let 10 lines one by one pass. */
-    windows = (int)((zero_clock_now() - t0) / REFUSAL_WINDOW_S) + 1;
+    windows = (int)((zero_clock_now() - t0) / ZERO_OPTD_REFUSAL_WINDOW_S) + 1;
     for (double t1 = zero_clock_now();
-         atomic_load(&cap.counted) < FLOOD && zero_clock_now() - t1 < REFUSAL_WINDOW_S + 3.0;)
+         atomic_load(&cap.counted) < FLOOD && zero_clock_now() - t1 < ZERO_OPTD_REFUSAL_WINDOW_S + 3.0;)
         zero_clock_sleep(0.05);
     zero_log_set_callback(NULL, NULL);
     fprintf(stderr, "flood of %d: %d refused, %d log lines (%d summaries) accounting for %d, over %d windows\n", FLOOD,
             refused, atomic_load(&cap.lines), atomic_load(&cap.summaries), atomic_load(&cap.counted), windows);
     CU_ASSERT_EQUAL(refused, FLOOD);
-    CU_ASSERT(atomic_load(&cap.lines) - atomic_load(&cap.summaries) <= windows * REFUSALS_IN_FULL);
+    CU_ASSERT(atomic_load(&cap.lines) - atomic_load(&cap.summaries) <= windows * ZERO_OPTD_REFUSALS_IN_FULL);
     CU_ASSERT(atomic_load(&cap.summaries) >= 1);
     CU_ASSERT(atomic_load(&cap.summaries) <= windows);
     CU_ASSERT_EQUAL(atomic_load(&cap.counted), FLOOD);
