@@ -449,12 +449,43 @@ static int bytes_take(zero_optd_server_t *s, uint64_t bytes, uint64_t *in_use_p)
     return 0;
 }
 
+/* Whether [@p ptr, @p ptr + @p bytes) lies in one shared mapping of this
+ * process ('s' in its /proc/self/maps permissions). ucp_mem_map ALLOCATE
+ * falls back to private memory (thp, mmap, heap) where the data context's
+ * shared-memory allocator fails, a full /dev/shm for one, and says nothing:
+ * UCX 1.13 neither reports the method nor refuses. No client can reach
+ * private memory through the rkey (ucp_rkey_ptr: "Destination is
+ * unreachable"), so such a region would only hold the memory limit's bytes
+ * until its connection closed. */
+static int region_is_shared(const void *ptr, size_t bytes)
+{
+    uintptr_t p = (uintptr_t)ptr;
+    unsigned long long lo, hi;
+    char perms[8], line[512];
+    int shared = 0;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strlen(line);
+        if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) == 3 && lo <= p && p < hi) {
+            shared = perms[3] == 's' && bytes <= hi - p;
+            break;
+        }
+        while (len > 0 && line[len - 1] != '\n' && fgets(line, sizeof(line), f) != NULL)   /* a long path's rest */
+            len = strlen(line);
+    }
+    fclose(f);
+    return shared;
+}
+
 /* Allocates data connection @p c's region of @p slots slots of @p elems
  * elements (ATTACH asked for it; the wire bounds both), every page of it
  * backed now, and packs its rkey into @p ar (*@p rkey_buf, released by the
  * caller with ucp_rkey_buffer_release). On any failure (the memory limit, a
- * full /dev/shm, no shared-memory allocator in the data context) it logs
- * why and leaves @p ar empty: the client then steps over tagged messages. */
+ * full /dev/shm, which UCX answers with private memory, no shared-memory
+ * allocator in the data context) it frees what it took, logs why and leaves
+ * @p ar empty: the client then steps over tagged messages. */
 static void region_open(zero_optd_server_t *s, optd_conn_t *c, uint32_t slots, uint32_t elems,
                         zero_optd_attach_reply_t *ar, void **rkey_buf)
 {
@@ -491,6 +522,10 @@ static void region_open(zero_optd_server_t *s, optd_conn_t *c, uint32_t slots, u
     ma.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
     if (ucp_mem_query(memh, &ma) != UCS_OK || ma.length < bytes) {
         why = "ucp_mem_query";
+        goto fail;
+    }
+    if (!region_is_shared(ma.address, (size_t)bytes)) {
+        why = "UCX placed it in private memory, which no client can map: a full /dev/shm (or UCX_POSIX_DIR)?";
         goto fail;
     }
     err = zero_optd_region_populate(ma.address, (size_t)bytes);

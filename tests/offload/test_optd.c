@@ -37,7 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <ucp/api/ucp.h>
@@ -1730,6 +1732,126 @@ static void test_server_without_regions(void)
     }
 }
 
+/* ---------- a full /dev/shm on the server's side ---------- */
+
+/* The tmpfs given to the server's UCX shared memory (UCX_POSIX_DIR): room
+ * for its FIFOs, not for an 8 MiB region (UCX 1.13 then allocates the
+ * region in private memory; docs/optd.md, "A full /dev/shm"). Measured with
+ * UCX 1.13.1: the server's FIFOs took 8.2 MiB before the data connection
+ * and 12.3 MiB with it, so 18 MiB leaves 5.8 MiB; 12 MiB refused the data
+ * connection's worker, 28 MiB held the region. */
+#define FULL_SHM_TMPFS "size=18m"
+
+/* In a forked child (single-threaded, so it may enter a mount namespace of
+ * its own): a server whose UCX shared memory lies on a small tmpfs, and a
+ * same-host client of it. The server must not hold a region its client
+ * cannot map: its bytes are its buffers and the client's state only, the
+ * client steps bit for bit with a host store over tagged messages on its
+ * data connection, and the bytes go back to idle when it leaves. Returns
+ * 0, 1 (a check failed: said on stderr or by CUnit), or 77 (no mount
+ * namespace or tmpfs here: not root). */
+static int full_shm_child(void)
+{
+    char dir[] = "/tmp/zero-optd-shm-XXXXXX";
+    unsigned failures = CU_get_number_of_failures();
+    test_server_t srv;
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_remote_stats_t stats;
+    zero_store_t *host = NULL, *remote = NULL;
+    zero_optim_ctx_t ctx;
+    const char *addrs[1] = {srv.addr};
+    const uint64_t idle = ZERO_OPTD_SERVER_BUFFER_BYTES;
+    uint64_t state;
+
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mkdtemp(dir) == NULL)
+        return 77;
+    if (mount("tmpfs", dir, "tmpfs", 0, FULL_SHM_TMPFS) != 0) {
+        rmdir(dir);
+        return 77;
+    }
+    setenv("UCX_POSIX_DIR", dir, 1);   /* the server's contexts only: the client's are made after */
+    if (server_start(&srv, 0) != 0) {
+        fprintf(stderr, "full /dev/shm: the server did not start on a %s tmpfs\n", FULL_SHM_TMPFS);
+        unsetenv("UCX_POSIX_DIR");
+        umount(dir);
+        rmdir(dir);
+        return 1;
+    }
+    unsetenv("UCX_POSIX_DIR");
+    desc_init(&desc, 300000 + 17, 1001, 2);   /* group 0: two messages */
+    state = (uint64_t)(300000 + 17 + 1001) * 3 * sizeof(float);
+    remote_opts(&o, addrs, 1);
+    unsetenv("ZERO_OPTD_SAME_HOST");   /* the defaults: a data connection that asks for a region */
+    unsetenv("ZERO_OPTD_ONESIDED");
+    if (zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK ||
+        zero_store_host_create(&desc, &host) != ZERO_OK || zero_store_remote_create(&desc, &o, &remote) != ZERO_OK) {
+        fprintf(stderr, "full /dev/shm: no stores\n");
+        CU_FAIL("full /dev/shm: no stores");
+        goto out;
+    }
+    zero_store_remote_stats(remote, &stats);
+    CU_ASSERT_EQUAL(stats.same_host_links, 1u);
+    CU_ASSERT_EQUAL(stats.regions_mapped, 0u);
+    /* the region the client could not use is not held: no 8 MiB */
+    CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle + state);
+    if (zero_optd_server_bytes(srv.server) != idle + state)
+        fprintf(stderr, "full /dev/shm: the server holds %llu bytes, %llu expected (its buffers and the state)\n",
+                (unsigned long long)zero_optd_server_bytes(srv.server), (unsigned long long)(idle + state));
+    for (int g = 0; g < 2; g++) {
+        fill_store(host, g, 91u + (uint32_t)g);
+        fill_store(remote, g, 91u + (uint32_t)g);
+    }
+    run_and_compare(host, remote, &optimizer_cases[1], ZERO_BF16, ZERO_BF16, 200000, &ctx);
+out:
+    zero_store_destroy(remote);
+    zero_store_destroy(host);
+    for (double t0 = zero_clock_now(); zero_optd_server_bytes(srv.server) != idle && zero_clock_now() - t0 < 10;)
+        zero_clock_sleep(0.01);
+    CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle);
+    server_stop(&srv);
+    umount(dir);
+    rmdir(dir);
+    return CU_get_number_of_failures() == failures ? 0 : 1;
+}
+
+/* A forked child's CUnit: a fatal assertion jumps back to the runner, which
+ * would go on with the next tests in the child; it exits instead. */
+static void child_test_complete(const CU_pTest test, const CU_pSuite suite, const CU_pFailureRecord failure)
+{
+    (void)test;
+    (void)suite;
+    (void)failure;
+    _exit(1);
+}
+
+static void test_region_full_shm(void)
+{
+    int wstatus = 0;
+    const pid_t parent = getpid();
+    pid_t child = fork();
+    if (child == 0) {
+        zero_test_die_with_parent(parent);
+        CU_set_test_complete_handler(child_test_complete);
+        _exit(full_shm_child());
+    }
+    CU_ASSERT_FATAL(child > 0);
+    for (double t0 = zero_clock_now(); waitpid(child, &wstatus, WNOHANG) == 0;) {
+        if (zero_clock_now() - t0 > 120) {
+            kill(child, SIGKILL);
+            waitpid(child, &wstatus, 0);
+            break;
+        }
+        zero_clock_sleep(0.05);
+    }
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 77) {
+        fprintf(stderr, "skip: a full /dev/shm (needs root for a mount namespace and a tmpfs)\n");
+        return;
+    }
+    CU_ASSERT(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
+}
+
 /* ---------- the data listener admits only a ticket from HELLO's reply ---------- */
 
 /* Says HELLO with the job token on a new control connection of @p c to
@@ -2728,6 +2850,8 @@ int main(int argc, char **argv)
         {"data listener: a ticket whose control connection closed is refused", test_ticket_expires_with_connection},
         {"ZERO_OPTD_ONESIDED=0 for the server: no region, STEP tagged on the data connection",
          test_server_without_regions},
+        {"region: a full /dev/shm on the server's side: no region held, the client steps bit for bit over tagged "
+         "messages", test_region_full_shm},
         {"region: hostile STEP_REGION headers refused; a good one served; a real client served within 3 s",
          test_region_hostile_headers},
         {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
