@@ -256,8 +256,10 @@ int main(int argc, char **argv)
                "busy during the remote step\n", srv_cpu / reps * 1e3, (cpu + srv_cpu) / reps / rem);
     printf("message bytes per step: %.0f sent, %.0f received (expected %.0f each way: 2 B per element, plus "
            "headers)\n", sent, received, (double)n * 2);
-    printf("servers reached over a same-host data connection: %llu of 1, through the server's region: %llu of 1\n",
-           (unsigned long long)s1.same_host_links, (unsigned long long)s1.regions_mapped);
+    printf("servers reached over a same-host data connection: %llu of 1, through the server's region: %llu of 1 "
+           "(%llu bytes of it mapped in this process, in the store's resident bytes)\n",
+           (unsigned long long)s1.same_host_links, (unsigned long long)s1.regions_mapped,
+           (unsigned long long)s1.region_bytes);
     printf("waits that slept on the event descriptor: %.1f per step, %.1f of them woke at the time limit "
            "(no event)\n", (double)(s1.sleeps - s0.sleeps) / reps,
            (double)(s1.sleep_timeouts - s0.sleep_timeouts) / reps);

@@ -86,6 +86,7 @@ typedef struct server_link {
     ucp_rkey_h rkey;
     unsigned char *region;
     size_t region_slot_bytes, region_half;   /* a slot's bytes; the weights' offset in it */
+    size_t region_bytes;              /* of it, mapped and backed here (the window's slots); 0: none */
     int failed;                       /* set by the endpoint's error handler */
     ucs_status_t failed_status;
     size_t lo[ZERO_DTYPE_COUNT], hi[ZERO_DTYPE_COUNT];   /* its piece of each group */
@@ -815,6 +816,11 @@ static void remote_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
     for (int g = 0; g < store->desc.num_groups; g++)
         bytes_p->elsewhere += (uint64_t)store->desc.length[g] * (uint64_t)(1 + store->desc.num_states) * sizeof(float);
     bytes_p->resident += (uint64_t)r->window * (SLOT_TX_BYTES + SLOT_RX_BYTES);
+    /* The servers' regions mapped here: shared memory that the server also
+     * counts (against its --memory), but every page of it is backed in this
+     * process too (map_region), so it is in this process's resident set. */
+    for (int s = 0; s < r->num_links; s++)
+        bytes_p->resident += r->links[s].region_bytes;
 }
 
 /* Closes @p ep (of @p worker) within 1 s: by force (nothing flushed), or flushed first. */
@@ -844,6 +850,7 @@ static void unmap_region(server_link_t *l)
         ucp_rkey_destroy(l->rkey);
     l->rkey = NULL;
     l->region = NULL;
+    l->region_bytes = 0;
 }
 
 static void close_link(remote_store_t *r, server_link_t *l)
@@ -1041,6 +1048,7 @@ static int map_region(remote_store_t *r, server_link_t *l, const zero_optd_attac
     l->region = first;
     l->region_slot_bytes = slot_bytes;
     l->region_half = (size_t)CHUNK * sizeof(float);
+    l->region_bytes = bytes;
     return 0;
 fail:
     ucp_rkey_destroy(l->rkey);
@@ -1368,5 +1376,9 @@ fail:
 
 void zero_store_remote_stats(const zero_store_t *store, zero_store_remote_stats_t *stats_p)
 {
-    *stats_p = ((const remote_store_t *)store)->stats;
+    const remote_store_t *r = (const remote_store_t *)store;
+    *stats_p = r->stats;
+    stats_p->region_bytes = 0;
+    for (int s = 0; s < r->num_links; s++)
+        stats_p->region_bytes += r->links[s].region_bytes;
 }

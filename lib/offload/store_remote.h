@@ -30,7 +30,7 @@ typedef struct zero_store_remote_opts {
     zero_store_split_hint_t split;
 } zero_store_remote_opts_t;
 
-/* What the store moved since it was created. */
+/* What the store moved since it was created (and, region_bytes, what it maps now). */
 typedef struct zero_store_remote_stats {
     uint64_t bytes_sent, bytes_received;   /* message bytes, headers included, and arrays through a region */
     uint64_t messages, steps;
@@ -41,6 +41,10 @@ typedef struct zero_store_remote_stats {
      * through the server's shared memory, only headers as messages
      * (docs/optd.md, "One-sided on one host"; not with ZERO_OPTD_ONESIDED=0) */
     uint64_t regions_mapped;
+    /* Bytes of those regions mapped in this process now (its window's slots
+     * of each, every page backed: 8 MiB per server for the default window
+     * of 4; 0 once unmapped). zero_store_bytes counts them in resident. */
+    uint64_t region_bytes;
 } zero_store_remote_stats_t;
 
 /*

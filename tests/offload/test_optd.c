@@ -1712,12 +1712,17 @@ static void test_server_without_data_listener(void)
 /* ZERO_OPTD_ONESIDED=0 in the server's environment: it gives no region, so
  * a client on its host (which asks for one by default) gets its data
  * connection and steps over tagged messages on it; a server without the
- * variable gives the same client its region. */
+ * variable gives the same client its region. The client's memory report
+ * counts the region it maps (the window's 4 slots of 2 MiB) and only
+ * that: the same store without a region reports that much less. */
 static void test_server_without_regions(void)
 {
+    uint64_t resident_without = 0;
+    const uint64_t mapped = 4 * zero_optd_region_slot_bytes(1u << 18);   /* window 4, 256 Ki elements a slot */
     for (int off = 1; off >= 0; off--) {
         test_server_t srv;
         zero_store_remote_stats_t stats;
+        zero_store_bytes_t bytes;
         zero_store_t *remote = NULL;
         zero_optim_ctx_t ctx;
         zero_store_async_step_t st;
@@ -1725,6 +1730,12 @@ static void test_server_without_regions(void)
         CU_ASSERT_EQUAL_FATAL(step_store_create(srv.addr, 5.0, &ctx, &st, &remote, &stats), 0);
         CU_ASSERT_EQUAL(stats.same_host_links, 1u);
         CU_ASSERT_EQUAL(stats.regions_mapped, off ? 0u : 1u);
+        CU_ASSERT_EQUAL(stats.region_bytes, off ? 0u : mapped);
+        zero_store_bytes(remote, &bytes);
+        if (off)
+            resident_without = bytes.resident;
+        else
+            CU_ASSERT_EQUAL(bytes.resident, resident_without + mapped);
         CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
         CU_ASSERT_EQUAL(zero_store_step_wait(remote), ZERO_OK);
         zero_store_destroy(remote);
