@@ -2139,6 +2139,92 @@ static void test_ticket_expires_with_connection(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* A control connection that is closing, its slots still in the ring, hands
+ * out no ticket (take_ticket). A raw client says HELLO for 4 MiB of state
+ * (the ticket), sends READ of all of it and receives only the reply's
+ * header, never its array: that array goes by rendezvous, so the READ's
+ * slot waits in the ring for the io bound (5 s). Then BYE: its reply comes
+ * and the server closes the connection on the same pass of its loop, after
+ * the reply went and before it looks at a new connection request, and with
+ * the READ in the ring the close only marks it closing. A data connection
+ * request carrying the unused ticket is then refused. Once the READ is
+ * given up the connection is freed and a real client is served. */
+static void test_ticket_refused_while_closing(void)
+{
+    ZERO_TEST_MEM_MARK();
+    static refusal_capture_t cap;
+    static unsigned char hello_msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    unsigned char read_msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_RANGE_HEAD], bye_msg[ZERO_OPTD_HEADER_BYTES];
+    const char *settings[ZERO_OPTD_DATA_SETTINGS];
+    zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_HELLO,
+                            .body_len = ZERO_OPTD_HELLO_BODY, .seq = 1};
+    zero_optd_hello_t hello;
+    zero_optd_range_t rr;
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_ucx_t u;
+    uint32_t data_port;
+    uint64_t ticket;
+    char text[64];
+    zero_log_level_t level = zero_log_get_level();
+
+    memset(&cap, 0, sizeof(cap));
+    /* the server's control context sends every array beyond 1 KiB by
+     * rendezvous (its data context keeps its own setting: eager) */
+    setenv("UCX_RNDV_THRESH", "1k", 1);
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    unsetenv("UCX_RNDV_THRESH");
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, zero_optd_server_port(srv.server), &c.ep, 1), 0);
+    memset(&hello, 0, sizeof(hello));
+    memcpy(hello.token, job_token, sizeof(job_token));
+    hello.num_groups = 1;
+    hello.length[0] = ZERO_OPTD_MAX_ELEMS;
+    h.conn_key = c.key;
+    zero_optd_encode_header(hello_msg, &h);
+    zero_optd_encode_hello(hello_msg + ZERO_OPTD_HEADER_BYTES, &hello);
+    CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, hello_msg, sizeof(hello_msg), c.key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_FATAL(h.status == 0 && h.body_len == ZERO_OPTD_HELLO_REPLY_BODY);
+    data_port = zero_get_le32(raw_reply + ZERO_OPTD_HEADER_BYTES);
+    ticket = zero_get_le64(raw_reply + ZERO_OPTD_HEADER_BYTES + 8);
+    CU_ASSERT_FATAL(data_port > 0 && ticket != 0);
+
+    /* READ of the whole field: the reply's header only (its array's tag,
+     * REPLY | DATA, is never received) */
+    memset(&rr, 0, sizeof(rr));
+    rr.count = ZERO_OPTD_MAX_ELEMS;
+    h = (zero_optd_header_t){.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_READ, .body_len = ZERO_OPTD_RANGE_HEAD,
+                             .conn_key = c.key, .seq = 2};
+    zero_optd_encode_header(read_msg, &h);
+    zero_optd_encode_range_head(read_msg + ZERO_OPTD_HEADER_BYTES, &rr);
+    CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, read_msg, sizeof(read_msg), c.key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_READ | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
+    /* BYE, answered; the connection is now closing, the READ still in the ring */
+    h = (zero_optd_header_t){.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_BYE, .conn_key = c.key, .seq = 3};
+    zero_optd_encode_header(bye_msg, &h);
+    CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, bye_msg, sizeof(bye_msg), c.key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_BYE | ZERO_OPTD_REPLY);
+
+    zero_log_set_level(ZERO_LOG_LEVEL_INFO);
+    zero_log_set_callback(capture_refusals, &cap);
+    zero_optd_data_settings(settings);
+    CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, settings, "test: a data context"), ZERO_OK);
+    CU_ASSERT_EQUAL(atomic_load(&cap.closed), 0);   /* not closed yet: closing */
+    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket), 0);
+    CU_ASSERT_EQUAL(atomic_load(&cap.lines), 1);   /* the refusal, naming its cause */
+    CU_ASSERT_EQUAL(atomic_load(&cap.lines_unnamed), 0);
+    /* the READ given up at the io bound, the connection freed */
+    for (double t0 = zero_clock_now(); atomic_load(&cap.closed) == 0 && zero_clock_now() - t0 < 15.0;)
+        zero_clock_sleep(0.05);
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(level);
+    CU_ASSERT_EQUAL(atomic_load(&cap.closed), 1);
+    zero_optd_ucx_close(&u);
+    raw_close(&c);
+    served_then_stop(&srv);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* ---------- the data connection's region ---------- */
 
 /* A raw client with a data connection: HELLO on a control connection
@@ -2859,6 +2945,8 @@ int main(int argc, char **argv)
         {"data listener: a flood of ticketless requests: the log bounded, the cause named; a real client is served",
          test_refusal_flood},
         {"data listener: a ticket whose control connection closed is refused", test_ticket_expires_with_connection},
+        {"data listener: a ticket whose control connection is closing (a reply still in the ring) is refused",
+         test_ticket_refused_while_closing},
         {"ZERO_OPTD_ONESIDED=0 for the server: no region, STEP tagged on the data connection",
          test_server_without_regions},
         {"region: a full /dev/shm on the server's side: no region held, the client steps bit for bit over tagged "
