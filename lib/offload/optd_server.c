@@ -1777,9 +1777,10 @@ static void reap(zero_optd_server_t *s)
  * open: a rank mid-step sends its next piece within microseconds, and a
  * sender waiting for room in the shared-memory FIFO needs this side's
  * progress. A connection with a region sends only STEP's headers through
- * its FIFO (READ, WRITE and Lamb still send arrays, not measured without
- * the spin): the spin only cost CPU there (5 Dec 2026, alternated
- * against a server that spun for region connections too: steps of
+ * its FIFO (READ, WRITE and Lamb still send arrays there, and measured no
+ * slower without the spin: bench/optd/bench_optd_rw): the spin only cost
+ * CPU there (5 Dec 2026, alternated against a server that spun for region
+ * connections too: steps of
  * 3.4-4.7 ms against 4.6-7.7 ms, 3.2-4.1 ms of the server's CPU per step
  * against 4.2-6.6 ms; docs/optd.md, "One-sided on one host"). Without one
  * it sleeps at once: over TCP the kernel holds what arrives and the event
