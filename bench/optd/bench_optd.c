@@ -257,7 +257,7 @@ int main(int argc, char **argv)
     printf("message bytes per step: %.0f sent, %.0f received (expected %.0f each way: 2 B per element, plus "
            "headers)\n", sent, received, (double)n * 2);
     printf("servers reached over a same-host data connection: %llu of 1, through the server's region: %llu of 1 "
-           "(%llu bytes of it mapped in this process, in the store's resident bytes)\n",
+           "(%llu bytes of it mapped in this process, in the store's staging bytes)\n",
            (unsigned long long)s1.same_host_links, (unsigned long long)s1.regions_mapped,
            (unsigned long long)s1.region_bytes);
     printf("waits that slept on the event descriptor: %.1f per step, %.1f of them woke at the time limit "

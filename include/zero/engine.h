@@ -719,8 +719,12 @@ typedef struct zero_engine_memory {
     /* appended later: the fields above keep their offsets */
     uint64_t persistent;    /**< stage 3: full weights of the parameters under
                                  stage3_param_persistence_threshold, held from setup */
-    uint64_t pools;         /**< pages the working-memory pools hold now (backed, kept, reused);
-                                 after zero_release() of everything, stage 3 holds model state +
+    uint64_t pools;         /**< pages the working-memory pools hold now (backed, kept, reused),
+                                 and the optimizer store's working buffers, held from setup (a
+                                 device rank's CPU offload: its device staging; offload_optimizer
+                                 "remote" on a host rank: the request slots and the same-host
+                                 servers' regions mapped here, 8 MiB per server); after
+                                 zero_release() of everything, stage 3 holds model state +
                                  persistent + pools and nothing more */
     uint64_t pools_bound;   /**< what the pools may grow to at most, from the sizes above (stage 2:
                                  the staging slots, which pools holds from setup on; a trainer that

@@ -80,7 +80,11 @@ typedef struct zero_store_bytes {
     uint64_t resident;   /* in this process's memory of the store's kind (adopted arrays not counted) */
     uint64_t elsewhere;  /* in files or other processes */
     /* CPU offload for a device engine: */
-    uint64_t staging;    /* working buffers in memory of the store's kind (device buffers of acquire) */
+    /* working buffers in memory of the store's kind, no state: the CPU
+     * offload's device buffers of acquire; the remote store's request slots
+     * and the same-host servers' regions it maps (the engine counts these in
+     * its pools) */
+    uint64_t staging;
     uint64_t pinned;     /* page-locked host transfer slots (host memory; not in elsewhere, which counts the state) */
 } zero_store_bytes_t;
 

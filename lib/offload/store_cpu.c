@@ -185,8 +185,10 @@ static void cpu_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
     const cpu_store_t *c = (const cpu_store_t *)store;
     zero_store_bytes_t inner;
     zero_store_bytes(c->inner.store, &inner);
-    /* the offloaded state is in host memory, not in the engine's (device) memory */
-    bytes_p->elsewhere += inner.resident + inner.elsewhere;
+    /* the offloaded state is in host memory, not in the engine's (device)
+     * memory, and so are the inner store's working buffers (the remote
+     * store's request slots and mapped regions) */
+    bytes_p->elsewhere += inner.resident + inner.elsewhere + inner.staging;
     if (c->dev != NULL) {
         zero_store_bytes(c->dev, &inner);
         bytes_p->resident += inner.resident;

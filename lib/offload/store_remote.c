@@ -815,12 +815,14 @@ static void remote_bytes(const zero_store_t *store, zero_store_bytes_t *bytes_p)
     const remote_store_t *r = (const remote_store_t *)store;
     for (int g = 0; g < store->desc.num_groups; g++)
         bytes_p->elsewhere += (uint64_t)store->desc.length[g] * (uint64_t)(1 + store->desc.num_states) * sizeof(float);
-    bytes_p->resident += (uint64_t)r->window * (SLOT_TX_BYTES + SLOT_RX_BYTES);
-    /* The servers' regions mapped here: shared memory that the server also
-     * counts (against its --memory), but every page of it is backed in this
-     * process too (map_region), so it is in this process's resident set. */
+    /* Working buffers, no state (resident is the state held here, which the
+     * engine reports as master and moments): the request slots, and the
+     * servers' regions mapped here, shared memory that the server also
+     * counts against its --memory but whose every page is backed in this
+     * process too (map_region), so in its resident set. */
+    bytes_p->staging += (uint64_t)r->window * (SLOT_TX_BYTES + SLOT_RX_BYTES);
     for (int s = 0; s < r->num_links; s++)
-        bytes_p->resident += r->links[s].region_bytes;
+        bytes_p->staging += r->links[s].region_bytes;
 }
 
 /* Closes @p ep (of @p worker) within 1 s: by force (nothing flushed), or flushed first. */

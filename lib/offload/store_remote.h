@@ -43,7 +43,8 @@ typedef struct zero_store_remote_stats {
     uint64_t regions_mapped;
     /* Bytes of those regions mapped in this process now (its window's slots
      * of each, every page backed: 8 MiB per server for the default window
-     * of 4; 0 once unmapped). zero_store_bytes counts them in resident. */
+     * of 4; 0 once unmapped). zero_store_bytes counts them in staging, with
+     * the request slots: working buffers, not state. */
     uint64_t region_bytes;
 } zero_store_remote_stats_t;
 

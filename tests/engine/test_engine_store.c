@@ -950,6 +950,8 @@ static void test_remote_store_gets_the_step(void)
     zero_test_optd_t t;
     zero_param_h pa[NUM_PARAMS], pb[NUM_PARAMS];
     zero_store_remote_stats_t s0, s1;
+    zero_engine_memory_t m;
+    zero_store_bytes_t sb;
     char json[512];
     zero_engine_h a, b;
     size_t owned = 0;
@@ -972,6 +974,15 @@ static void test_remote_store_gets_the_step(void)
     train_step(b, pb, ZERO_BF16, 1);
     zero_store_remote_stats(b->store, &s1);
     CU_ASSERT(s1.steps > s0.steps);
+    /* The memory report: no state in this process (master and moments are
+     * on the server); the store's request slots and the region it maps are
+     * working buffers, in pools */
+    zero_engine_memory(b, &m);
+    zero_store_bytes(b->store, &sb);
+    CU_ASSERT_EQUAL(m.master + m.optim_state, 0u);
+    CU_ASSERT(sb.staging > s1.region_bytes);
+    CU_ASSERT(m.pools >= sb.staging);
+    CU_ASSERT_EQUAL(m.total, m.params + m.grads + m.master + m.optim_state + m.persistent + m.pools);
     /* 2 bytes of gradient per element each way, plus a 120-byte head per
      * message (STEP_REGION's, through a same-host region: 32 + 88) */
     CU_ASSERT(s1.bytes_sent - s0.bytes_sent <= 2 * owned + 120 * (s1.messages - s0.messages));
