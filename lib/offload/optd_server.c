@@ -449,43 +449,13 @@ static int bytes_take(zero_optd_server_t *s, uint64_t bytes, uint64_t *in_use_p)
     return 0;
 }
 
-/* Whether [@p ptr, @p ptr + @p bytes) lies in one shared mapping of this
- * process ('s' in its /proc/self/maps permissions). ucp_mem_map ALLOCATE
- * falls back to private memory (thp, mmap, heap) where the data context's
- * shared-memory allocator fails, a full /dev/shm for one, and says nothing:
- * UCX 1.13 neither reports the method nor refuses. No client can reach
- * private memory through the rkey (ucp_rkey_ptr: "Destination is
- * unreachable"), so such a region would only hold the memory limit's bytes
- * until its connection closed. */
-static int region_is_shared(const void *ptr, size_t bytes)
-{
-    uintptr_t p = (uintptr_t)ptr;
-    unsigned long long lo, hi;
-    char perms[8], line[512];
-    int shared = 0;
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        size_t len = strlen(line);
-        if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) == 3 && lo <= p && p < hi) {
-            shared = perms[3] == 's' && bytes <= hi - p;
-            break;
-        }
-        while (len > 0 && line[len - 1] != '\n' && fgets(line, sizeof(line), f) != NULL)   /* a long path's rest */
-            len = strlen(line);
-    }
-    fclose(f);
-    return shared;
-}
-
 /* Allocates data connection @p c's region of @p slots slots of @p elems
  * elements (ATTACH asked for it; the wire bounds both), every page of it
  * backed now, and packs its rkey into @p ar (*@p rkey_buf, released by the
  * caller with ucp_rkey_buffer_release). On any failure (the memory limit, a
- * full /dev/shm, which UCX answers with private memory, no shared-memory
- * allocator in the data context) it frees what it took, logs why and leaves
- * @p ar empty: the client then steps over tagged messages. */
+ * full /dev/shm, which UCX answers with memory no client can map, no
+ * shared-memory allocator in the data context) it frees what it took, logs
+ * why and leaves @p ar empty: the client then steps over tagged messages. */
 static void region_open(zero_optd_server_t *s, optd_conn_t *c, uint32_t slots, uint32_t elems,
                         zero_optd_attach_reply_t *ar, void **rkey_buf)
 {
@@ -494,8 +464,10 @@ static void region_open(zero_optd_server_t *s, optd_conn_t *c, uint32_t slots, u
     ucp_mem_map_params_t mp;
     ucp_mem_attr_t ma;
     ucp_mem_h memh = NULL;
+    ucp_rkey_h own = NULL;
     size_t rkey_len = 0;
-    const char *why;
+    const char *why, *step = "";
+    void *here = NULL;
     ucs_status_t st;
     int err;
 
@@ -524,16 +496,6 @@ static void region_open(zero_optd_server_t *s, optd_conn_t *c, uint32_t slots, u
         why = "ucp_mem_query";
         goto fail;
     }
-    if (!region_is_shared(ma.address, (size_t)bytes)) {
-        why = "UCX placed it in private memory, which no client can map: a full /dev/shm (or UCX_POSIX_DIR)?";
-        goto fail;
-    }
-    err = zero_optd_region_populate(ma.address, (size_t)bytes);
-    if (err != 0) {
-        why = err == EINVAL ? "this kernel cannot populate it (MADV_POPULATE_WRITE, Linux 5.14)"
-                            : "it could not be backed (a full /dev/shm?)";
-        goto fail;
-    }
     if (ucp_rkey_pack(s->ucx[DATA].context, memh, rkey_buf, &rkey_len) != UCS_OK) {
         *rkey_buf = NULL;
         why = "ucp_rkey_pack";
@@ -541,6 +503,28 @@ static void region_open(zero_optd_server_t *s, optd_conn_t *c, uint32_t slots, u
     }
     if (rkey_len == 0 || rkey_len > ZERO_OPTD_MAX_RKEY) {
         why = "its packed rkey is too long";
+        goto fail;
+    }
+    /* What a client will ask, asked here first (its mapping here is released
+     * at once): ucp_mem_map ALLOCATE falls back without a word where the
+     * data context's shared-memory allocator fails, a full /dev/shm for
+     * one, to huge pages, thp, mmap or the heap, none of which an rkey_ptr
+     * reaches ("Destination is unreachable"), and UCX 1.13 tells no
+     * allocation method (ucp_mem_query: address, length, memory type).
+     * Such a region would only hold the memory limit's bytes until its
+     * connection closed. Before the populate: such pages are not touched. */
+    st = zero_optd_region_map(c->ep, *rkey_buf, (uint64_t)(uintptr_t)ma.address, (size_t)bytes, &own, &here, &step);
+    if (st != UCS_OK) {
+        why = strcmp(step, "unpacked") == 0 ? "its own rkey cannot be unpacked"
+                                            : "UCX placed it in memory no client can map (not shared memory): "
+                                              "a full /dev/shm (or UCX_POSIX_DIR)?";
+        goto fail;
+    }
+    ucp_rkey_destroy(own);
+    err = zero_optd_region_populate(ma.address, (size_t)bytes);
+    if (err != 0) {
+        why = err == EINVAL ? "this kernel cannot populate it (MADV_POPULATE_WRITE, Linux 5.14)"
+                            : "it could not be backed (a full /dev/shm?)";
         goto fail;
     }
     c->region = memh;

@@ -106,6 +106,32 @@ int zero_optd_region_populate(void *ptr, size_t bytes)
     return madvise(ptr, bytes, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
 }
 
+ucs_status_t zero_optd_region_map(ucp_ep_h ep, const void *rkey_buf, uint64_t address, size_t bytes,
+                                  ucp_rkey_h *rkey_p, void **ptr_p, const char **step_p)
+{
+    void *first = NULL, *last = NULL;
+    ucs_status_t st = ucp_ep_rkey_unpack(ep, rkey_buf, rkey_p);
+    *ptr_p = NULL;
+    if (st != UCS_OK) {
+        *rkey_p = NULL;
+        *step_p = "unpacked";
+        return st;
+    }
+    st = ucp_rkey_ptr(*rkey_p, address, &first);
+    if (st == UCS_OK)
+        st = ucp_rkey_ptr(*rkey_p, address + bytes - 1, &last);
+    if (st == UCS_OK && (unsigned char *)last != (unsigned char *)first + bytes - 1)
+        st = UCS_ERR_UNREACHABLE;   /* not contiguous here */
+    if (st != UCS_OK) {
+        ucp_rkey_destroy(*rkey_p);
+        *rkey_p = NULL;
+        *step_p = "mapped";
+        return st;
+    }
+    *ptr_p = first;
+    return UCS_OK;
+}
+
 void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])
 {
     const char *tls = getenv("ZERO_OPTD_DATA_TLS");

@@ -87,6 +87,18 @@ int zero_optd_onesided_enabled(void);
  * touching the pages could not fail safely).
  */
 int zero_optd_region_populate(void *ptr, size_t bytes);
+/*
+ * Maps the region [@p address, + @p bytes) of the packed rkey @p rkey_buf
+ * here through @p ep's context, as one contiguous range: *@p rkey_p (the
+ * caller destroys it with ucp_rkey_destroy; unmapping it) and *@p ptr_p,
+ * its first byte here. Both ends must map, contiguously. On failure
+ * *@p rkey_p is NULL and *@p step_p says which step failed ("unpacked" or
+ * "mapped"). A client maps a server's region with it; the server asks it of
+ * its own region before offering it, since ucp_mem_map ALLOCATE falls back
+ * without a word to memory no rkey_ptr reaches (a full /dev/shm).
+ */
+ucs_status_t zero_optd_region_map(ucp_ep_h ep, const void *rkey_buf, uint64_t address, size_t bytes,
+                                  ucp_rkey_h *rkey_p, void **ptr_p, const char **step_p);
 /* The data context's settings for zero_optd_ucx_open: its transports
  * ($ZERO_OPTD_DATA_TLS or ZERO_OPTD_DATA_TLS_DEFAULT) and no rendezvous. */
 void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS]);

@@ -1010,7 +1010,8 @@ static int map_region(remote_store_t *r, server_link_t *l, const zero_optd_attac
                       size_t why_len)
 {
     size_t slot_bytes = (size_t)zero_optd_region_slot_bytes((uint32_t)CHUNK), bytes;
-    void *first = NULL, *last = NULL;
+    void *first = NULL;
+    const char *step = "";
     ucs_status_t st;
     int err;
     if (ar->rkey_len == 0) {
@@ -1023,24 +1024,18 @@ static int map_region(remote_store_t *r, server_link_t *l, const zero_optd_attac
         return -1;
     }
     bytes = (size_t)r->window * slot_bytes;
-    st = ucp_ep_rkey_unpack(l->data_ep, ar->rkey, &l->rkey);
-    if (st != UCS_OK) {
-        l->rkey = NULL;
+    st = zero_optd_region_map(l->data_ep, ar->rkey, ar->address, bytes, &l->rkey, &first, &step);
+    if (st != UCS_OK && strcmp(step, "unpacked") == 0) {
         snprintf(why, why_len, "its rkey cannot be unpacked here: %s", ucs_status_string(st));
         return -1;
     }
-    /* both ends of what is used must map, contiguously */
-    st = ucp_rkey_ptr(l->rkey, ar->address, &first);
-    if (st == UCS_OK)
-        st = ucp_rkey_ptr(l->rkey, ar->address + bytes - 1, &last);
-    if (st != UCS_OK || (unsigned char *)last != (unsigned char *)first + bytes - 1) {
-        /* "unreachable" also when the server's UCX could not put the region
-         * in shared memory (a full /dev/shm: it falls back to private
-         * memory, which no rkey_ptr reaches) */
+    if (st != UCS_OK) {
+        /* a server checks that its region maps in its own process before
+         * offering it (region_open), so: another PID namespace, or no right
+         * to open its /proc/PID/fd link */
         snprintf(why, why_len, "its region cannot be mapped here (ucp_rkey_ptr: %s; another PID namespace, or the "
-                 "server could not place it in shared memory, e.g. a full /dev/shm)",
-                 st != UCS_OK ? ucs_status_string(st) : "not contiguous");
-        goto fail;
+                 "server could not place it in shared memory)", ucs_status_string(st));
+        return -1;
     }
     err = zero_optd_region_populate(first, bytes);
     if (err != 0) {
