@@ -125,6 +125,7 @@ int main(int argc, char **argv)
     zero_optim_ctx_t ctx;
     uint16_t *grad = NULL, *weights = NULL;
     double *t[2][NUM_OPS] = {{NULL}};
+    int no_memory;
 
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--server") == 0)
@@ -158,10 +159,13 @@ int main(int argc, char **argv)
         return 1;
     grad = zero_calloc(n, sizeof(uint16_t));
     weights = zero_calloc(n, sizeof(uint16_t));
+    no_memory = grad == NULL || weights == NULL;
     for (int p = 0; p < 2; p++)
-        for (int op = 0; op < NUM_OPS; op++)
+        for (int op = 0; op < NUM_OPS; op++) {
             t[p][op] = zero_calloc((size_t)rounds * (size_t)reps, sizeof(double));
-    if (grad == NULL || weights == NULL || t[1][NUM_OPS - 1] == NULL)
+            no_memory |= t[p][op] == NULL;   /* any of them, not only the last */
+        }
+    if (no_memory)
         goto out;
     for (size_t i = 0; i < n; i++)
         grad[i] = (uint16_t)(0x3c00u + (i & 0xff));   /* bf16 values near 0.008 */
