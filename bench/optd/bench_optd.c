@@ -28,6 +28,7 @@
 #include "optim/optim.h"
 #include "util/alloc.h"
 #include "util/clock.h"
+#include "optd_bench.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -37,18 +38,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return v[n / 2];
-}
 
 static double cpu_seconds(void)
 {
@@ -64,24 +53,7 @@ static zero_status_t one_step(zero_store_t *s, const zero_optim_ctx_t *ctx, size
     zero_status_t status = ZERO_OK;
     for (size_t at = 0; at < n && status == ZERO_OK; at += piece) {
         zero_store_async_step_t st;
-        memset(&st, 0, sizeof(st));
-        st.group = 0;
-        st.begin = at;
-        st.count = n - at < piece ? n - at : piece;
-        st.optimizer = ZERO_OPTIMIZER_ADAMW;
-        st.lr = 1e-4f;
-        st.beta1 = 0.9f;
-        st.beta2 = 0.999f;
-        st.eps = 1e-8f;
-        st.weight_decay = 0.01f;
-        st.bias_correction = 1;
-        st.step = step;
-        st.grad_scale = 1.0f;
-        st.grad_dtype = ZERO_BF16;
-        st.grad = grad + at;
-        st.weight_dtype = ZERO_BF16;
-        st.weights = weights + at;
-        st.optim = ctx;
+        optd_bench_adamw(&st, ctx, at, n - at < piece ? n - at : piece, step, grad + at, weights + at);
         status = zero_store_step_async(s, &st);
     }
     return status == ZERO_OK ? zero_store_step_wait(s) : status;
@@ -244,8 +216,8 @@ int main(int argc, char **argv)
     zero_store_remote_stats(remote, &s1);
     sent = (double)(s1.bytes_sent - s0.bytes_sent) / reps;
     received = (double)(s1.bytes_received - s0.bytes_received) / reps;
-    local = median(t_local, reps);
-    rem = median(t_remote, reps);
+    local = optd_bench_median(t_local, reps);
+    rem = optd_bench_median(t_remote, reps);
     printf("server %s, %zu elements in pieces of %zu, Adam(W), bf16 weights and gradients, window %d, %d reps "
            "(medians)\n", addr, n, piece, window, reps);
     printf("host store (in process):  %8.2f ms/step\n", local * 1e3);

@@ -28,6 +28,7 @@
 #include "optim/optim.h"
 #include "util/alloc.h"
 #include "util/clock.h"
+#include "optd_bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,18 +37,6 @@
 enum { OP_READ, OP_WRITE, OP_LAMB1, OP_LAMB2, OP_STEP, NUM_OPS };
 static const char *const op_names[NUM_OPS] = {"read", "write", "lamb1", "lamb2", "step"};
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return v[n / 2];
-}
-
 /* One step_async over [0, n) and its wait: AdamW, or Lamb's phase @p phase
  * (1 or 2; 0: AdamW). */
 static zero_status_t step_all(zero_store_t *s, const zero_optim_ctx_t *ctx, size_t n, int phase, int step,
@@ -55,22 +44,9 @@ static zero_status_t step_all(zero_store_t *s, const zero_optim_ctx_t *ctx, size
 {
     zero_store_async_step_t st;
     zero_status_t status;
-    memset(&st, 0, sizeof(st));
-    st.count = n;
-    st.optimizer = phase ? ZERO_OPTIMIZER_LAMB : ZERO_OPTIMIZER_ADAMW;
-    st.lr = 1e-4f;
-    st.beta1 = 0.9f;
-    st.beta2 = 0.999f;
-    st.eps = 1e-8f;
-    st.weight_decay = 0.01f;
-    st.bias_correction = 1;
-    st.step = step;
-    st.grad_scale = 1.0f;
-    st.grad_dtype = ZERO_BF16;
-    st.grad = phase == 2 ? NULL : grad;
-    st.weight_dtype = ZERO_BF16;
-    st.weights = phase == 1 ? NULL : weights;
-    st.optim = ctx;
+    optd_bench_adamw(&st, ctx, 0, n, step, phase == 2 ? NULL : grad, phase == 1 ? NULL : weights);
+    if (phase)
+        st.optimizer = ZERO_OPTIMIZER_LAMB;   /* the same hyper-parameters */
     st.lamb_phase = phase;
     st.lamb_sums = sums;
     st.max_coeff = 10.0f;
@@ -202,7 +178,7 @@ int main(int argc, char **argv)
                 double v[64];
                 int m = reps < 64 ? reps : 64;
                 memcpy(v, at[op], (size_t)m * sizeof(double));
-                printf(" %s %.2f ms", op_names[op], median(v, m) * 1e3);
+                printf(" %s %.2f ms", op_names[op], optd_bench_median(v, m) * 1e3);
             }
             printf("\n");
         }
@@ -210,7 +186,7 @@ int main(int argc, char **argv)
     for (int op = 0; op < NUM_OPS; op++)
         for (int p = 0; p < 2; p++)
             printf(" %s_%s_ms=%.3f", op_names[op], p == 0 ? "region" : "tagged",
-                   median(t[p][op], rounds * reps) * 1e3);
+                   optd_bench_median(t[p][op], rounds * reps) * 1e3);
     printf("\n");
     rc = 0;
 out:
