@@ -7,25 +7,80 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+/* The shared-memory FIFO's geometry every context here pins (optd_ucx.h:
+ * UCX 1.13 trusts the sender's): UCX 1.13's defaults. "MM_" names the
+ * table that posix and sysv share; UCX applies such a transport setting to
+ * each transport that has it when it opens the worker's interfaces, over
+ * the environment's value (ucp_config_modify keeps it for that). */
+static const char *const mm_pins[] = {"MM_SEG_SIZE",       ZERO_OPTD_MM_SEG_SIZE, "MM_FIFO_SIZE", ZERO_OPTD_MM_FIFO_SIZE,
+                                      "MM_FIFO_ELEM_SIZE", ZERO_OPTD_MM_FIFO_ELEM_SIZE, NULL};
+
+/* Whether a context limited to UCX_TLS value @p tls (NULL: UCX's own
+ * choice) may open a shared-memory FIFO transport: pinning a setting no
+ * transport of the context has makes UCX warn "invalid configuration" at
+ * every worker. An exclusion list ("^...") keeps some, as far as we know. */
+static int tls_may_use_mm(const char *tls)
+{
+    static const char *const names[] = {"posix", "sysv", "sm", "shm", "mm", "all"};
+    if (tls == NULL || tls[0] == '\0' || tls[0] == '^')
+        return 1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strstr(tls, names[i]) != NULL)
+            return 1;
+    return 0;
+}
+
+/* Logs once per process that the environment sets a FIFO setting that
+ * mm_pins overrides (it does not apply to zero-optd's connections). */
+static void warn_overridden_mm(void)
+{
+    static atomic_int warned;
+    static const char *const vars[] = {"SEG_SIZE", "FIFO_SIZE", "FIFO_ELEM_SIZE"};
+    static const char *const prefixes[] = {"UCX_POSIX_", "UCX_SYSV_", "UCX_MM_"};
+    const char *pinned[] = {ZERO_OPTD_MM_SEG_SIZE, ZERO_OPTD_MM_FIFO_SIZE, ZERO_OPTD_MM_FIFO_ELEM_SIZE};
+    char name[64];
+    for (size_t v = 0; v < 3; v++)
+        for (size_t p = 0; p < 3; p++) {
+            snprintf(name, sizeof(name), "%s%s", prefixes[p], vars[v]);
+            const char *value = getenv(name);
+            if (value != NULL && strcmp(value, pinned[v]) != 0 && atomic_exchange(&warned, 1) == 0)
+                ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients (they use %s "
+                              "on both sides): UCX 1.13's shared memory trusts the sender's segment and FIFO sizes, "
+                              "and a mismatch corrupts the receiver's memory (docs/optd.md, Safety)",
+                              name, value, pinned[v]);
+        }
+}
 
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who)
 {
     zero_status_t status = ZERO_OK;
     ucp_config_t *config = NULL;
     ucp_params_t params;
+    const char *tls = getenv("UCX_TLS");
 
     memset(u, 0, sizeof(*u));
     u->efd = -1;
-    if (settings != NULL) {
-        ZERO_UCS_CHECK_GOTO(ucp_config_read(NULL, NULL, &config), status, fail, "%s: UCX: %s", who,
-                            "reading its configuration");
-        for (int i = 0; settings[i] != NULL && settings[i + 1] != NULL; i += 2)
-            ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, settings[i], settings[i + 1]), status, fail,
-                                "%s: UCX: setting %s=%s", who, settings[i], settings[i + 1]);
+    ZERO_UCS_CHECK_GOTO(ucp_config_read(NULL, NULL, &config), status, fail, "%s: UCX: %s", who,
+                        "reading its configuration");
+    for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
+        if (strcmp(settings[i], "TLS") == 0)
+            tls = settings[i + 1];
+    if (tls_may_use_mm(tls)) {
+        warn_overridden_mm();
+        for (int i = 0; mm_pins[i] != NULL; i += 2)
+            ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, mm_pins[i], mm_pins[i + 1]), status, fail,
+                                "%s: UCX: setting %s=%s", who, mm_pins[i], mm_pins[i + 1]);
     }
+    /* the caller's after the pins: a test may set them otherwise */
+    for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
+        ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, settings[i], settings[i + 1]), status, fail,
+                            "%s: UCX: setting %s=%s", who, settings[i], settings[i + 1]);
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
     params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;   /* waits sleep on the event descriptor */

@@ -12,6 +12,20 @@
  * (posix, sysv: the sender copies into a segment the receiver mapped) has no
  * call that can fail when the peer dies: a dead peer's messages simply stop,
  * which the control connection (first context, peer-failure mode) reports.
+ *
+ * Why every context pins the FIFO's geometry (ZERO_OPTD_MM_*): UCX 1.13's
+ * shared-memory transports (posix, sysv) trust the sender's own settings
+ * when it writes into the receiver's FIFO: its segment size bounds what it
+ * copies into the receiver's segment, its FIFO size and element size
+ * index and fill the receiver's FIFO. A peer run with another
+ * UCX_POSIX_SEG_SIZE, UCX_POSIX_FIFO_SIZE or UCX_POSIX_FIFO_ELEM_SIZE
+ * (or the SYSV_ or MM_ names) corrupts the receiver's memory: zero-optd
+ * died of SIGSEGV in ucs_mpool_put after a client with a 64 KiB segment
+ * sent a step, and the client died the same way with a 2 KiB one. Both
+ * sides pin the same values over the environment, so no job member's
+ * environment can make them differ; other UCX settings tried (lanes,
+ * thresholds, transports, tcp segments) were found harmless to the peer
+ * (docs/optd.md, Safety).
  */
 #ifndef ZERO_OFFLOAD_OPTD_UCX_H
 #define ZERO_OFFLOAD_OPTD_UCX_H
@@ -34,6 +48,13 @@
 #define ZERO_OPTD_DATA_TLS_DEFAULT "posix,tcp"
 #define ZERO_OPTD_DATA_SETTINGS 5   /* entries zero_optd_data_settings fills, the NULL included */
 
+/* The shared-memory FIFO's geometry that zero_optd_ucx_open pins in every
+ * context, over the environment (UCX 1.13's defaults; the comment above
+ * says why). */
+#define ZERO_OPTD_MM_SEG_SIZE "8256"
+#define ZERO_OPTD_MM_FIFO_SIZE "64"
+#define ZERO_OPTD_MM_FIFO_ELEM_SIZE "128"
+
 typedef struct zero_optd_ucx {
     ucp_context_h context;
     ucp_worker_h worker;
@@ -46,8 +67,11 @@ typedef struct zero_optd_ucx {
  * zero_optd_worker_open). @p settings: NULL (UCX's own configuration, from
  * the environment) or name/value pairs of UCX settings without the UCX_
  * prefix, ending with NULL, which win over the environment's
- * (zero_optd_data_settings for the data context). @p who prefixes the error
- * logged.
+ * (zero_optd_data_settings for the data context). Before those, the
+ * FIFO's geometry (ZERO_OPTD_MM_*) is pinned unless the context's
+ * transports (UCX_TLS, or a TLS entry of @p settings) leave out every
+ * shared-memory FIFO transport; an environment that sets it otherwise is
+ * warned about once per process. @p who prefixes the error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
  */
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who);

@@ -2160,11 +2160,19 @@ static void foreign_64k_client(const char *addr)
     ucp_request_param_t rp;
     ucp_ep_h ep;
     void *sreq;
+    const char *foreign[ZERO_OPTD_DATA_SETTINGS + 2];
     setenv("UCX_POSIX_SEG_SIZE", "64k", 1);
     if (raw_init(&c) != 0 || raw_hello_ticket(&c, atoi(strrchr(addr, ':') + 1), &data_port, &ticket) != 0)
         _exit(2);
     zero_optd_data_settings(settings);
-    if (zero_optd_ucx_open(&u, settings, "test: a foreign data context") != ZERO_OK)
+    /* the data context's settings with the segment size set over the pinned
+     * one (zero_optd_ucx_open applies ours last): a process not built with
+     * this library's pins */
+    memcpy(foreign, settings, sizeof(settings));
+    foreign[ZERO_OPTD_DATA_SETTINGS - 1] = "MM_SEG_SIZE";
+    foreign[ZERO_OPTD_DATA_SETTINGS] = "64k";
+    foreign[ZERO_OPTD_DATA_SETTINGS + 1] = NULL;
+    if (zero_optd_ucx_open(&u, foreign, "test: a foreign data context") != ZERO_OK)
         _exit(2);
     /* no ticket; no peer-failure mode, as a data connection: shared memory */
     raw_ep_params(&p, &sa, (int)data_port, 0, UCP_ERR_HANDLING_MODE_NONE, NULL);
@@ -2207,6 +2215,115 @@ static void test_data_ticket_foreign_64k(void)
     zero_store_destroy(remote);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
+}
+
+/* The client process of test_fifo_settings (this binary run with
+ * --fifo-client ADDR; its environment sets the FIFO): a remote store on the
+ * same-host data connection, stepped five times, then its whole state read
+ * (READ) and written back (WRITE), every array through the shared-memory
+ * FIFO in both directions unless the region carries STEP's. Exits 0, or
+ * with stepped_store's code, or 5 (a later call failed). */
+static int fifo_client(const char *addr)
+{
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    zero_store_range_t r;
+    int rc = stepped_store(addr, 10.0, &ctx, &st, &remote);
+    if (rc != 0)
+        return rc;
+    for (int k = 0; k < 5 && rc == 0; k++)
+        if (zero_store_step_async(remote, &st) != ZERO_OK || zero_store_step_wait(remote) != ZERO_OK)
+            rc = 5;
+    memset(&r, 0, sizeof(r));
+    r.count = STEP_N;
+    r.fields = zero_store_fields(remote);
+    if (rc == 0 && zero_store_acquire(remote, &r) != ZERO_OK)
+        rc = 5;
+    if (rc == 0 && (zero_store_release(remote, &r, 1) != ZERO_OK || zero_store_flush(remote) != ZERO_OK))
+        rc = 5;
+    zero_store_destroy(remote);
+    return rc;
+}
+
+/* A job member (client or zero-optd) run with another shared-memory FIFO
+ * geometry than its peer: UCX 1.13 trusts the sender's segment, FIFO and
+ * element sizes, and before every context pinned them (optd_ucx.h) zero-optd
+ * died of SIGSEGV (UCX_POSIX_SEG_SIZE=64k in the client) or the client did
+ * (2k, and FIFO_SIZE=256 aborted it). Each case: a real zero-optd and a
+ * client process, each with its environment; the client must step, read and
+ * write on its data connection and exit 0 having warned that the setting is
+ * not used, zero-optd must live and serve another client. */
+static void test_fifo_settings(void)
+{
+    static const struct {
+        const char *server_var, *server_value, *client_var, *client_value;
+        int onesided;
+    } cases[] = {
+        {NULL, NULL, "UCX_POSIX_SEG_SIZE", "64k", 0},
+        {NULL, NULL, "UCX_POSIX_SEG_SIZE", "2k", 0},
+        {NULL, NULL, "UCX_POSIX_FIFO_SIZE", "256", 0},
+        {NULL, NULL, "UCX_MM_SEG_SIZE", "64k", 1},
+        {"UCX_POSIX_SEG_SIZE", "64k", NULL, NULL, 0},
+        {"UCX_POSIX_FIFO_SIZE", "256", "UCX_SYSV_SEG_SIZE", "2k", 0},
+    };
+    const char *build = getenv("ZERO_BUILD_DIR");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(build);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char addr[64], log[4096], text[8192] = "", want[128];
+        int status = -1, wstatus = 0;
+        pid_t optd, child;
+        FILE *f;
+        if (cases[i].server_var != NULL)
+            setenv(cases[i].server_var, cases[i].server_value, 1);
+        optd = spawn_optd(addr, sizeof(addr));
+        if (cases[i].server_var != NULL)
+            unsetenv(cases[i].server_var);
+        CU_ASSERT_FATAL(optd > 0);
+        snprintf(log, sizeof(log), "%s/tests/offload/fifo-client-%d.log", build, (int)getpid());
+        const pid_t parent = getpid();
+        child = fork();
+        if (child == 0) {
+            zero_test_die_with_parent(parent);
+            if (freopen(log, "w", stderr) == NULL)
+                _exit(126);
+            if (cases[i].client_var != NULL)
+                setenv(cases[i].client_var, cases[i].client_value, 1);
+            setenv("ZERO_OPTD_ONESIDED", cases[i].onesided ? "1" : "0", 1);
+            execl("/proc/self/exe", "test_optd", "--fifo-client", addr, (char *)NULL);
+            _exit(127);
+        }
+        CU_ASSERT_FATAL(child > 0);
+        for (double t0 = zero_clock_now(); waitpid(child, &status, WNOHANG) == 0; zero_clock_sleep(0.05))
+            if (zero_clock_now() - t0 > 60) {
+                kill(child, SIGKILL);
+                waitpid(child, &status, 0);
+                break;
+            }
+        CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CU_ASSERT_EQUAL(waitpid(optd, &wstatus, WNOHANG), 0);   /* zero-optd lives */
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || waitpid(optd, &wstatus, WNOHANG) != 0)
+            fprintf(stderr, "case %zu (server %s=%s, client %s=%s): client status 0x%x, zero-optd %s\n", i,
+                    cases[i].server_var ? cases[i].server_var : "-", cases[i].server_value ? cases[i].server_value : "",
+                    cases[i].client_var ? cases[i].client_var : "-", cases[i].client_value ? cases[i].client_value : "",
+                    (unsigned)status, kill(optd, 0) == 0 ? "lives" : "ended");
+        f = fopen(log, "r");
+        if (f != NULL) {
+            size_t n = fread(text, 1, sizeof(text) - 1, f);
+            text[n] = '\0';
+            fclose(f);
+        }
+        unlink(log);
+        if (cases[i].client_var != NULL) {
+            snprintf(want, sizeof(want), "%s=%s is not used for the connections between zero-optd",
+                     cases[i].client_var, cases[i].client_value);
+            CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
+        }
+        if (kill(optd, 0) == 0)
+            check_still_serving(addr);
+        kill(optd, SIGKILL);
+        waitpid(optd, NULL, 0);
+    }
 }
 
 /* Descriptors this process holds. */
@@ -2736,6 +2853,8 @@ int main(int argc, char **argv)
          test_region_hostile_headers},
         {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
          test_data_ticket_foreign_64k},
+        {"a client or zero-optd with another UCX shared-memory FIFO geometry: both serve on (the settings pinned)",
+         test_fifo_settings},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},
         {"a same-host client killed mid-step: the server serves on", test_store_client_killed_mid_step},
         {"eight same-host clients killed mid-step on one server: each later one gets its data connection",
@@ -2761,5 +2880,7 @@ int main(int argc, char **argv)
         return store_client(argv[2], 0);
     if (argc == 3 && strcmp(argv[1], "--store-client-loop") == 0)
         return store_client(argv[2], 1);
+    if (argc == 3 && strcmp(argv[1], "--fifo-client") == 0)
+        return fifo_client(argv[2]);
     return zero_test_main(argc, argv, suites);
 }
