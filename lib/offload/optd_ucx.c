@@ -57,12 +57,34 @@ static void warn_overridden_mm(void)
         }
 }
 
+/* Whether UCX_SOCKADDR_TLS_PRIORITY names no tcp; then @p out (of @p n
+ * bytes) gets its value with ",tcp" after it, and a warning is logged once
+ * per process. Every connection here is a client-server endpoint, made by
+ * one of those connection managers, and UCX 1.13 (ucp_ep_create in
+ * ucp_ep_client_cm_create_uct_ep) dies of SIGSEGV where none of the named
+ * ones exists (UCX_SOCKADDR_TLS_PRIORITY=rdmacm on a host without RDMA);
+ * tcp's exists wherever a socket does, and after the others it changes
+ * nothing where one of them works. */
+static int sockaddr_cms_lack_tcp(char *out, size_t n)
+{
+    static atomic_int warned;
+    const char *prio = getenv("UCX_SOCKADDR_TLS_PRIORITY");
+    if (prio == NULL || strstr(prio, "tcp") != NULL)
+        return 0;
+    snprintf(out, n, "%s%stcp", prio, prio[0] != '\0' ? "," : "");
+    if (atomic_exchange(&warned, 1) == 0)
+        ZERO_LOG_WARN("UCX_SOCKADDR_TLS_PRIORITY=%s names no tcp: zero-optd and its clients use %s (UCX 1.13 crashes "
+                      "connecting where none of the named connection managers exists)", prio, out);
+    return 1;
+}
+
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who)
 {
     zero_status_t status = ZERO_OK;
     ucp_config_t *config = NULL;
     ucp_params_t params;
     const char *tls = getenv("UCX_TLS");
+    char prio[256];
 
     memset(u, 0, sizeof(*u));
     u->efd = -1;
@@ -77,6 +99,9 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
             ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, mm_pins[i], mm_pins[i + 1]), status, fail,
                                 "%s: UCX: setting %s=%s", who, mm_pins[i], mm_pins[i + 1]);
     }
+    if (sockaddr_cms_lack_tcp(prio, sizeof(prio)))
+        ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", prio), status, fail,
+                            "%s: UCX: setting SOCKADDR_TLS_PRIORITY=%s", who, prio);
     /* the caller's after the pins: a test may set them otherwise */
     for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
         ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, settings[i], settings[i + 1]), status, fail,

@@ -25,7 +25,9 @@
  * sides pin the same values over the environment, so no job member's
  * environment can make them differ; other UCX settings tried (lanes,
  * thresholds, transports, tcp segments) were found harmless to the peer
- * (docs/optd.md, Safety).
+ * (docs/optd.md, Safety). And where UCX_SOCKADDR_TLS_PRIORITY names no
+ * tcp, each context adds it last: with only managers the host lacks, UCX
+ * 1.13 kills the process that connects or listens (optd_ucx.c).
  */
 #ifndef ZERO_OFFLOAD_OPTD_UCX_H
 #define ZERO_OFFLOAD_OPTD_UCX_H
@@ -71,7 +73,8 @@ typedef struct zero_optd_ucx {
  * FIFO's geometry (ZERO_OPTD_MM_*) is pinned unless the context's
  * transports (UCX_TLS, or a TLS entry of @p settings) leave out every
  * shared-memory FIFO transport; an environment that sets it otherwise is
- * warned about once per process. @p who prefixes the error logged.
+ * warned about once per process. A UCX_SOCKADDR_TLS_PRIORITY without tcp
+ * gets ",tcp" (warned about once too). @p who prefixes the error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
  */
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who);

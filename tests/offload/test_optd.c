@@ -2246,14 +2246,16 @@ static int fifo_client(const char *addr)
     return rc;
 }
 
-/* A job member (client or zero-optd) run with another shared-memory FIFO
- * geometry than its peer: UCX 1.13 trusts the sender's segment, FIFO and
- * element sizes, and before every context pinned them (optd_ucx.h) zero-optd
- * died of SIGSEGV (UCX_POSIX_SEG_SIZE=64k in the client) or the client did
- * (2k, and FIFO_SIZE=256 aborted it). Each case: a real zero-optd and a
- * client process, each with its environment; the client must step, read and
- * write on its data connection and exit 0 having warned that the setting is
- * not used, zero-optd must live and serve another client. */
+/* A job member (client or zero-optd) run with UCX settings that made UCX
+ * kill it or its peer (optd_ucx.c pins or completes them now): another
+ * shared-memory FIFO geometry than its peer's (UCX 1.13 trusts the sender's
+ * segment, FIFO and element sizes: zero-optd died of SIGSEGV with
+ * UCX_POSIX_SEG_SIZE=64k in the client, the client with 2k, and
+ * FIFO_SIZE=256 aborted it), or connection managers none of which exists
+ * here. Each case: a real zero-optd and a client process, each with its
+ * environment; the client must step, read and write on its data connection
+ * and exit 0 having warned about its setting, zero-optd must live and serve
+ * another client. */
 static void test_fifo_settings(void)
 {
     static const struct {
@@ -2266,6 +2268,10 @@ static void test_fifo_settings(void)
         {NULL, NULL, "UCX_MM_SEG_SIZE", "64k", 1},
         {"UCX_POSIX_SEG_SIZE", "64k", NULL, NULL, 0},
         {"UCX_POSIX_FIFO_SIZE", "256", "UCX_SYSV_SEG_SIZE", "2k", 0},
+        /* no connection manager that exists here (no RDMA): zero-optd
+         * aborted in ucp_listener_create, the client died in ucp_ep_create */
+        {NULL, NULL, "UCX_SOCKADDR_TLS_PRIORITY", "rdmacm", 1},
+        {"UCX_SOCKADDR_TLS_PRIORITY", "rdmacm", NULL, NULL, 1},
     };
     const char *build = getenv("ZERO_BUILD_DIR");
     CU_ASSERT_PTR_NOT_NULL_FATAL(build);
@@ -2279,7 +2285,12 @@ static void test_fifo_settings(void)
         optd = spawn_optd(addr, sizeof(addr));
         if (cases[i].server_var != NULL)
             unsetenv(cases[i].server_var);
-        CU_ASSERT_FATAL(optd > 0);
+        CU_ASSERT(optd > 0);   /* it listens */
+        if (optd <= 0) {
+            fprintf(stderr, "case %zu: zero-optd with %s=%s did not start\n", i, cases[i].server_var,
+                    cases[i].server_value);
+            continue;
+        }
         snprintf(log, sizeof(log), "%s/tests/offload/fifo-client-%d.log", build, (int)getpid());
         const pid_t parent = getpid();
         child = fork();
@@ -2315,8 +2326,7 @@ static void test_fifo_settings(void)
         }
         unlink(log);
         if (cases[i].client_var != NULL) {
-            snprintf(want, sizeof(want), "%s=%s is not used for the connections between zero-optd",
-                     cases[i].client_var, cases[i].client_value);
+            snprintf(want, sizeof(want), "WARN optd: %s=%s ", cases[i].client_var, cases[i].client_value);
             CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
         }
         if (kill(optd, 0) == 0)
@@ -2853,7 +2863,8 @@ int main(int argc, char **argv)
          test_region_hostile_headers},
         {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
          test_data_ticket_foreign_64k},
-        {"a client or zero-optd with another UCX shared-memory FIFO geometry: both serve on (the settings pinned)",
+        {"a client or zero-optd with another UCX shared-memory FIFO geometry or no usable connection manager: both "
+         "serve on",
          test_fifo_settings},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},
         {"a same-host client killed mid-step: the server serves on", test_store_client_killed_mid_step},
