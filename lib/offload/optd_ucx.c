@@ -189,9 +189,13 @@ int zero_optd_region_populate(void *ptr, size_t bytes)
 void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])
 {
     const char *tls = getenv("ZERO_OPTD_DATA_TLS");
-    if (tls != NULL && strstr(tls, "cma") != NULL) {
-        ZERO_LOG_WARN("ZERO_OPTD_DATA_TLS=%s names cma, which can abort the process when its peer dies on the data "
-                      "connection (docs/optd.md): using %s", tls, ZERO_OPTD_DATA_TLS_DEFAULT);
+    /* cma, by name or through UCX 1.13's aliases that hold it ("sm",
+     * "shm"), "all", or an exclusion list ("^..."), which keeps it unless
+     * it names it */
+    if (tls != NULL && (strstr(tls, "cma") != NULL || strstr(tls, "sm") != NULL || strstr(tls, "shm") != NULL ||
+                        strstr(tls, "all") != NULL || tls[0] == '^')) {
+        ZERO_LOG_WARN("ZERO_OPTD_DATA_TLS=%s names cma or may hold it, which can abort the process when its peer dies "
+                      "on the data connection (docs/optd.md): using %s", tls, ZERO_OPTD_DATA_TLS_DEFAULT);
         tls = NULL;
     }
     settings[0] = "TLS";

@@ -40,8 +40,8 @@
 #include <ucp/api/ucp.h>
 
 /* The data context's transports unless ZERO_OPTD_DATA_TLS names others (a
- * UCX_TLS value, for measuring other sets; one naming cma is refused with a
- * warning). posix carries the messages, all of them eager (the sender copies
+ * UCX_TLS value, for measuring other sets; one naming cma, or one that may
+ * hold it: "sm", "shm", "all", "^...", is refused with a warning). posix carries the messages, all of them eager (the sender copies
  * into the receiver's FIFO segments, the receiver copies out); tcp is there
  * only because UCX 1.13's connection manager connects a client-server
  * endpoint only from a context with a transport on the address's network

@@ -2336,6 +2336,28 @@ static void test_fifo_settings(void)
     }
 }
 
+/* ZERO_OPTD_DATA_TLS (a measuring knob) never puts cma into the data
+ * context, also not through UCX's aliases or an exclusion list: a failed
+ * CMA copy to a dead peer aborts UCX 1.13 on an endpoint without error
+ * handling (optd_ucx.h). A set without it is taken as given. */
+static void test_data_tls_without_cma(void)
+{
+    static const char *const refused[] = {"posix,cma,tcp", "sm,tcp", "shm", "all", "^sysv"};
+    const char *settings[ZERO_OPTD_DATA_SETTINGS];
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        setenv("ZERO_OPTD_DATA_TLS", refused[i], 1);
+        zero_optd_data_settings(settings);
+        CU_ASSERT_STRING_EQUAL(settings[0], "TLS");
+        CU_ASSERT_STRING_EQUAL(settings[1], ZERO_OPTD_DATA_TLS_DEFAULT);
+        if (strcmp(settings[1], ZERO_OPTD_DATA_TLS_DEFAULT) != 0)
+            fprintf(stderr, "ZERO_OPTD_DATA_TLS=%s was taken\n", refused[i]);
+    }
+    setenv("ZERO_OPTD_DATA_TLS", "sysv,tcp", 1);
+    zero_optd_data_settings(settings);
+    CU_ASSERT_STRING_EQUAL(settings[1], "sysv,tcp");
+    unsetenv("ZERO_OPTD_DATA_TLS");
+}
+
 /* Descriptors this process holds. */
 static int open_fds(void)
 {
@@ -2866,6 +2888,8 @@ int main(int argc, char **argv)
         {"a client or zero-optd with another UCX shared-memory FIFO geometry or no usable connection manager: both "
          "serve on",
          test_fifo_settings},
+        {"ZERO_OPTD_DATA_TLS holding cma (by name, alias, \"all\" or exclusion): the default set instead",
+         test_data_tls_without_cma},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},
         {"a same-host client killed mid-step: the server serves on", test_store_client_killed_mid_step},
         {"eight same-host clients killed mid-step on one server: each later one gets its data connection",
