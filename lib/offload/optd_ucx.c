@@ -13,48 +13,58 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* The shared-memory FIFO's geometry every context here pins (optd_ucx.h:
- * UCX 1.13 trusts the sender's): UCX 1.13's defaults. "MM_" names the
- * table that posix and sysv share; UCX applies such a transport setting to
- * each transport that has it when it opens the worker's interfaces, over
- * the environment's value (ucp_config_modify keeps it for that). */
-static const char *const mm_pins[] = {"MM_SEG_SIZE",       ZERO_OPTD_MM_SEG_SIZE, "MM_FIFO_SIZE", ZERO_OPTD_MM_FIFO_SIZE,
-                                      "MM_FIFO_ELEM_SIZE", ZERO_OPTD_MM_FIFO_ELEM_SIZE, NULL};
+/* The transport settings every context here pins (optd_ucx.h: UCX 1.13
+ * trusts the sender's), at UCX 1.13's defaults. UCX applies such a
+ * setting to each transport whose table has it when it opens a worker's
+ * interfaces, over the environment's value (ucp_config_modify keeps it for
+ * that): "MM_..." is the table posix and sysv share, "TX_SEG_SIZE" and
+ * "RX_SEG_SIZE" are tcp's alone. @p env: the variables that set it. */
+typedef struct pin {
+    const char *key, *value;
+    int tcp;                     /* tcp's (else the shared-memory FIFO's) */
+    const char *env[3];
+} pin_t;
+
+static const pin_t pins[] = {
+    {"MM_SEG_SIZE", ZERO_OPTD_MM_SEG_SIZE, 0, {"UCX_POSIX_SEG_SIZE", "UCX_SYSV_SEG_SIZE", "UCX_MM_SEG_SIZE"}},
+    {"MM_FIFO_SIZE", ZERO_OPTD_MM_FIFO_SIZE, 0, {"UCX_POSIX_FIFO_SIZE", "UCX_SYSV_FIFO_SIZE", "UCX_MM_FIFO_SIZE"}},
+    {"MM_FIFO_ELEM_SIZE", ZERO_OPTD_MM_FIFO_ELEM_SIZE, 0,
+     {"UCX_POSIX_FIFO_ELEM_SIZE", "UCX_SYSV_FIFO_ELEM_SIZE", "UCX_MM_FIFO_ELEM_SIZE"}},
+    {"TX_SEG_SIZE", ZERO_OPTD_TCP_TX_SEG_SIZE, 1, {"UCX_TCP_TX_SEG_SIZE", NULL, NULL}},
+    {"RX_SEG_SIZE", ZERO_OPTD_TCP_RX_SEG_SIZE, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
+};
 
 /* Whether a context limited to UCX_TLS value @p tls (NULL: UCX's own
- * choice) may open a shared-memory FIFO transport: pinning a setting no
- * transport of the context has makes UCX warn "invalid configuration" at
- * every worker. An exclusion list ("^...") keeps some, as far as we know. */
-static int tls_may_use_mm(const char *tls)
+ * choice) may open tcp (@p tcp) or a shared-memory FIFO transport: pinning
+ * a setting no transport of the context has makes UCX warn "invalid
+ * configuration" at every worker. An exclusion list ("^...") keeps some,
+ * as far as we know. */
+static int tls_may_use(const char *tls, int tcp)
 {
-    static const char *const names[] = {"posix", "sysv", "sm", "shm", "mm", "all"};
+    static const char *const mm[] = {"posix", "sysv", "sm", "shm", "mm", "all", NULL};
+    static const char *const tcps[] = {"tcp", "all", NULL};
+    const char *const *names = tcp ? tcps : mm;
     if (tls == NULL || tls[0] == '\0' || tls[0] == '^')
         return 1;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    for (size_t i = 0; names[i] != NULL; i++)
         if (strstr(tls, names[i]) != NULL)
             return 1;
     return 0;
 }
 
-/* Logs once per process that the environment sets a FIFO setting that
- * mm_pins overrides (it does not apply to zero-optd's connections). */
-static void warn_overridden_mm(void)
+/* Logs once per process that the environment sets what @p p pins
+ * otherwise (it does not apply to zero-optd's connections). */
+static void warn_overridden(const pin_t *p)
 {
     static atomic_int warned;
-    static const char *const vars[] = {"SEG_SIZE", "FIFO_SIZE", "FIFO_ELEM_SIZE"};
-    static const char *const prefixes[] = {"UCX_POSIX_", "UCX_SYSV_", "UCX_MM_"};
-    const char *pinned[] = {ZERO_OPTD_MM_SEG_SIZE, ZERO_OPTD_MM_FIFO_SIZE, ZERO_OPTD_MM_FIFO_ELEM_SIZE};
-    char name[64];
-    for (size_t v = 0; v < 3; v++)
-        for (size_t p = 0; p < 3; p++) {
-            snprintf(name, sizeof(name), "%s%s", prefixes[p], vars[v]);
-            const char *value = getenv(name);
-            if (value != NULL && strcmp(value, pinned[v]) != 0 && atomic_exchange(&warned, 1) == 0)
-                ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients (they use %s "
-                              "on both sides): UCX 1.13's shared memory trusts the sender's segment and FIFO sizes, "
-                              "and a mismatch corrupts the receiver's memory (docs/optd.md, Safety)",
-                              name, value, pinned[v]);
-        }
+    for (size_t e = 0; e < 3 && p->env[e] != NULL; e++) {
+        const char *value = getenv(p->env[e]);
+        if (value != NULL && strcmp(value, p->value) != 0 && atomic_exchange(&warned, 1) == 0)
+            ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients (they use %s on "
+                          "both sides): UCX 1.13's %s trusts the sender's sizes, and a mismatch corrupts or aborts "
+                          "the receiver (docs/optd.md, Safety)",
+                          p->env[e], value, p->value, p->tcp ? "tcp" : "shared memory");
+    }
 }
 
 /* Whether UCX_SOCKADDR_TLS_PRIORITY names no tcp; then @p out (of @p n
@@ -93,12 +103,12 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
         if (strcmp(settings[i], "TLS") == 0)
             tls = settings[i + 1];
-    if (tls_may_use_mm(tls)) {
-        warn_overridden_mm();
-        for (int i = 0; mm_pins[i] != NULL; i += 2)
-            ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, mm_pins[i], mm_pins[i + 1]), status, fail,
-                                "%s: UCX: setting %s=%s", who, mm_pins[i], mm_pins[i + 1]);
-    }
+    for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++)
+        if (tls_may_use(tls, pins[i].tcp)) {
+            warn_overridden(&pins[i]);
+            ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, pins[i].key, pins[i].value), status, fail,
+                                "%s: UCX: setting %s=%s", who, pins[i].key, pins[i].value);
+        }
     if (sockaddr_cms_lack_tcp(prio, sizeof(prio)))
         ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", prio), status, fail,
                             "%s: UCX: setting SOCKADDR_TLS_PRIORITY=%s", who, prio);

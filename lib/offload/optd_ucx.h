@@ -23,9 +23,12 @@
  * died of SIGSEGV in ucs_mpool_put after a client with a 64 KiB segment
  * sent a step, and the client died the same way with a 2 KiB one. Both
  * sides pin the same values over the environment, so no job member's
- * environment can make them differ; other UCX settings tried (lanes,
- * thresholds, transports, tcp segments) were found harmless to the peer
- * (docs/optd.md, Safety). And where UCX_SOCKADDR_TLS_PRIORITY names no
+ * environment can make them differ. tcp trusts the sender's segment too:
+ * a client with UCX_TCP_TX_SEG_SIZE and RX_SEG_SIZE at 256k (and eager
+ * messages) aborted zero-optd (assertion hdr->length <= rx_seg_size), so
+ * its two segment sizes are pinned as well (ZERO_OPTD_TCP_*). Other UCX
+ * settings tried (lanes, thresholds, transports, rendezvous schemes) were
+ * found harmless to the peer (docs/optd.md, Safety). And where UCX_SOCKADDR_TLS_PRIORITY names no
  * tcp, each context adds it last: with only managers the host lacks, UCX
  * 1.13 kills the process that connects or listens (optd_ucx.c).
  */
@@ -56,6 +59,11 @@
 #define ZERO_OPTD_MM_SEG_SIZE "8256"
 #define ZERO_OPTD_MM_FIFO_SIZE "64"
 #define ZERO_OPTD_MM_FIFO_ELEM_SIZE "128"
+/* tcp's segments, pinned the same way: a receiver aborts on a message
+ * longer than its receive segment (UCX 1.13 tcp_ep.c, an assertion on the
+ * length the sender wrote). */
+#define ZERO_OPTD_TCP_TX_SEG_SIZE "8kb"
+#define ZERO_OPTD_TCP_RX_SEG_SIZE "64kb"
 
 typedef struct zero_optd_ucx {
     ucp_context_h context;
@@ -72,7 +80,8 @@ typedef struct zero_optd_ucx {
  * (zero_optd_data_settings for the data context). Before those, the
  * FIFO's geometry (ZERO_OPTD_MM_*) is pinned unless the context's
  * transports (UCX_TLS, or a TLS entry of @p settings) leave out every
- * shared-memory FIFO transport; an environment that sets it otherwise is
+ * shared-memory FIFO transport, and so are tcp's segments (ZERO_OPTD_TCP_*)
+ * unless they leave out tcp; an environment that sets it otherwise is
  * warned about once per process. A UCX_SOCKADDR_TLS_PRIORITY without tcp
  * gets ",tcp" (warned about once too). @p who prefixes the error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
