@@ -52,14 +52,15 @@ static int tls_may_use(const char *tls, int tcp)
     return 0;
 }
 
-/* Logs once per process that the environment sets what @p p pins
- * otherwise (it does not apply to zero-optd's connections). */
-static void warn_overridden(const pin_t *p)
+/* Logs once per process and pin that the environment sets what pins[@p i]
+ * pins otherwise (it does not apply to zero-optd's connections). */
+static void warn_overridden(size_t i)
 {
-    static atomic_int warned;
+    static atomic_int warned[sizeof(pins) / sizeof(pins[0])];
+    const pin_t *p = &pins[i];
     for (size_t e = 0; e < 3 && p->env[e] != NULL; e++) {
         const char *value = getenv(p->env[e]);
-        if (value != NULL && strcmp(value, p->value) != 0 && atomic_exchange(&warned, 1) == 0)
+        if (value != NULL && strcmp(value, p->value) != 0 && atomic_exchange(&warned[i], 1) == 0)
             ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients (they use %s on "
                           "both sides): UCX 1.13's %s trusts the sender's sizes, and a mismatch corrupts or aborts "
                           "the receiver (docs/optd.md, Safety)",
@@ -105,7 +106,7 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
             tls = settings[i + 1];
     for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++)
         if (tls_may_use(tls, pins[i].tcp)) {
-            warn_overridden(&pins[i]);
+            warn_overridden(i);
             ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, pins[i].key, pins[i].value), status, fail,
                                 "%s: UCX: setting %s=%s", who, pins[i].key, pins[i].value);
         }

@@ -81,9 +81,10 @@ typedef struct zero_optd_ucx {
  * FIFO's geometry (ZERO_OPTD_MM_*) is pinned unless the context's
  * transports (UCX_TLS, or a TLS entry of @p settings) leave out every
  * shared-memory FIFO transport, and so are tcp's segments (ZERO_OPTD_TCP_*)
- * unless they leave out tcp; an environment that sets it otherwise is
- * warned about once per process. A UCX_SOCKADDR_TLS_PRIORITY without tcp
- * gets ",tcp" (warned about once too). @p who prefixes the error logged.
+ * unless they leave out tcp; an environment that sets one otherwise is
+ * warned about once per process and setting. A UCX_SOCKADDR_TLS_PRIORITY
+ * without tcp gets ",tcp" (warned about once too). @p who prefixes the
+ * error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
  */
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who);
