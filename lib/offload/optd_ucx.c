@@ -5,6 +5,7 @@
 #include "offload/optd_ucx.h"
 #include "util/checks_ucx.h"
 #include "util/log.h"
+#include "util/ucx_pins.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -12,61 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-
-/* The transport settings every context here pins (optd_ucx.h: UCX 1.13
- * trusts the sender's), at UCX 1.13's defaults. UCX applies such a
- * setting to each transport whose table has it when it opens a worker's
- * interfaces, over the environment's value (ucp_config_modify keeps it for
- * that): "MM_..." is the table posix and sysv share, "TX_SEG_SIZE" and
- * "RX_SEG_SIZE" are tcp's alone. @p env: the variables that set it. */
-typedef struct pin {
-    const char *key, *value;
-    int tcp;                     /* tcp's (else the shared-memory FIFO's) */
-    const char *env[3];
-} pin_t;
-
-static const pin_t pins[] = {
-    {"MM_SEG_SIZE", ZERO_OPTD_MM_SEG_SIZE, 0, {"UCX_POSIX_SEG_SIZE", "UCX_SYSV_SEG_SIZE", "UCX_MM_SEG_SIZE"}},
-    {"MM_FIFO_SIZE", ZERO_OPTD_MM_FIFO_SIZE, 0, {"UCX_POSIX_FIFO_SIZE", "UCX_SYSV_FIFO_SIZE", "UCX_MM_FIFO_SIZE"}},
-    {"MM_FIFO_ELEM_SIZE", ZERO_OPTD_MM_FIFO_ELEM_SIZE, 0,
-     {"UCX_POSIX_FIFO_ELEM_SIZE", "UCX_SYSV_FIFO_ELEM_SIZE", "UCX_MM_FIFO_ELEM_SIZE"}},
-    {"TX_SEG_SIZE", ZERO_OPTD_TCP_TX_SEG_SIZE, 1, {"UCX_TCP_TX_SEG_SIZE", NULL, NULL}},
-    {"RX_SEG_SIZE", ZERO_OPTD_TCP_RX_SEG_SIZE, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
-};
-
-/* Whether a context limited to UCX_TLS value @p tls (NULL: UCX's own
- * choice) may open tcp (@p tcp) or a shared-memory FIFO transport: pinning
- * a setting no transport of the context has makes UCX warn "invalid
- * configuration" at every worker. An exclusion list ("^...") keeps some,
- * as far as we know. */
-static int tls_may_use(const char *tls, int tcp)
-{
-    static const char *const mm[] = {"posix", "sysv", "sm", "shm", "mm", "all", NULL};
-    static const char *const tcps[] = {"tcp", "all", NULL};
-    const char *const *names = tcp ? tcps : mm;
-    if (tls == NULL || tls[0] == '\0' || tls[0] == '^')
-        return 1;
-    for (size_t i = 0; names[i] != NULL; i++)
-        if (strstr(tls, names[i]) != NULL)
-            return 1;
-    return 0;
-}
-
-/* Logs once per process and pin that the environment sets what pins[@p i]
- * pins otherwise (it does not apply to zero-optd's connections). */
-static void warn_overridden(size_t i)
-{
-    static atomic_int warned[sizeof(pins) / sizeof(pins[0])];
-    const pin_t *p = &pins[i];
-    for (size_t e = 0; e < 3 && p->env[e] != NULL; e++) {
-        const char *value = getenv(p->env[e]);
-        if (value != NULL && strcmp(value, p->value) != 0 && atomic_exchange(&warned[i], 1) == 0)
-            ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients (they use %s on "
-                          "both sides): UCX 1.13's %s trusts the sender's sizes, and a mismatch corrupts or aborts "
-                          "the receiver (docs/optd.md, Safety)",
-                          p->env[e], value, p->value, p->tcp ? "tcp" : "shared memory");
-    }
-}
 
 /* Whether UCX_SOCKADDR_TLS_PRIORITY names no tcp; then @p out (of @p n
  * bytes) gets its value with ",tcp" after it, and a warning is logged once
@@ -94,7 +40,7 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     zero_status_t status = ZERO_OK;
     ucp_config_t *config = NULL;
     ucp_params_t params;
-    const char *tls = getenv("UCX_TLS");
+    const char *tls = NULL;   /* the environment's */
     char prio[256];
 
     memset(u, 0, sizeof(*u));
@@ -104,12 +50,7 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
         if (strcmp(settings[i], "TLS") == 0)
             tls = settings[i + 1];
-    for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++)
-        if (tls_may_use(tls, pins[i].tcp)) {
-            warn_overridden(i);
-            ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, pins[i].key, pins[i].value), status, fail,
-                                "%s: UCX: setting %s=%s", who, pins[i].key, pins[i].value);
-        }
+    ZERO_CHECK_GOTO(zero_ucx_pin_sizes(config, tls, ZERO_UCX_PIN_MM | ZERO_UCX_PIN_TCP, who), status, fail);
     if (sockaddr_cms_lack_tcp(prio, sizeof(prio)))
         ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", prio), status, fail,
                             "%s: UCX: setting SOCKADDR_TLS_PRIORITY=%s", who, prio);

@@ -13,7 +13,7 @@
  * call that can fail when the peer dies: a dead peer's messages simply stop,
  * which the control connection (first context, peer-failure mode) reports.
  *
- * Why every context pins the FIFO's geometry (ZERO_OPTD_MM_*): UCX 1.13's
+ * Why every context pins the FIFO's geometry (util/ucx_pins.h): UCX 1.13's
  * shared-memory transports (posix, sysv) trust the sender's own settings
  * when it writes into the receiver's FIFO: its segment size bounds what it
  * copies into the receiver's segment, its FIFO size and element size
@@ -26,7 +26,7 @@
  * environment can make them differ. tcp trusts the sender's segment too:
  * a client with UCX_TCP_TX_SEG_SIZE and RX_SEG_SIZE at 256k (and eager
  * messages) aborted zero-optd (assertion hdr->length <= rx_seg_size), so
- * its two segment sizes are pinned as well (ZERO_OPTD_TCP_*). Other UCX
+ * its two segment sizes are pinned as well (lib/comm's ring pins those too). Other UCX
  * settings tried (lanes, thresholds, transports, rendezvous schemes) were
  * found harmless to the peer (docs/optd.md, Safety). And where UCX_SOCKADDR_TLS_PRIORITY names no
  * tcp, each context adds it last: with only managers the host lacks, UCX
@@ -53,18 +53,6 @@
 #define ZERO_OPTD_DATA_TLS_DEFAULT "posix,tcp"
 #define ZERO_OPTD_DATA_SETTINGS 5   /* entries zero_optd_data_settings fills, the NULL included */
 
-/* The shared-memory FIFO's geometry that zero_optd_ucx_open pins in every
- * context, over the environment (UCX 1.13's defaults; the comment above
- * says why). */
-#define ZERO_OPTD_MM_SEG_SIZE "8256"
-#define ZERO_OPTD_MM_FIFO_SIZE "64"
-#define ZERO_OPTD_MM_FIFO_ELEM_SIZE "128"
-/* tcp's segments, pinned the same way: a receiver aborts on a message
- * longer than its receive segment (UCX 1.13 tcp_ep.c, an assertion on the
- * length the sender wrote). */
-#define ZERO_OPTD_TCP_TX_SEG_SIZE "8kb"
-#define ZERO_OPTD_TCP_RX_SEG_SIZE "64kb"
-
 typedef struct zero_optd_ucx {
     ucp_context_h context;
     ucp_worker_h worker;
@@ -78,11 +66,9 @@ typedef struct zero_optd_ucx {
  * the environment) or name/value pairs of UCX settings without the UCX_
  * prefix, ending with NULL, which win over the environment's
  * (zero_optd_data_settings for the data context). Before those, the
- * FIFO's geometry (ZERO_OPTD_MM_*) is pinned unless the context's
- * transports (UCX_TLS, or a TLS entry of @p settings) leave out every
- * shared-memory FIFO transport, and so are tcp's segments (ZERO_OPTD_TCP_*)
- * unless they leave out tcp; an environment that sets one otherwise is
- * warned about once per process and setting. A UCX_SOCKADDR_TLS_PRIORITY
+ * FIFO's geometry and tcp's segments are pinned (zero_ucx_pin_sizes, both
+ * groups; the context's transports are UCX_TLS, or a TLS entry of
+ * @p settings). A UCX_SOCKADDR_TLS_PRIORITY
  * without tcp gets ",tcp" (warned about once too). @p who prefixes the
  * error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
