@@ -28,20 +28,40 @@ static const pin_t pins[] = {
 };
 #define NPINS (sizeof(pins) / sizeof(pins[0]))
 
-/* Whether a context limited to UCX_TLS value @p tls (NULL: UCX's own
- * choice) may open a transport of @p group. An exclusion list ("^...")
- * keeps some, as far as we know. */
-static int tls_may_use(const char *tls, unsigned group)
+/* Whether the UCX_TLS list @p list (entries separated by commas, each
+ * maybe with a ":aux"-like suffix) has an entry that is @p name. */
+static int tls_has(const char *list, const char *name)
 {
-    static const char *const mm[] = {"posix", "sysv", "sm", "shm", "mm", "all", NULL};
-    static const char *const tcps[] = {"tcp", "all", NULL};
-    const char *const *names = group == ZERO_UCX_PIN_TCP ? tcps : mm;
-    if (tls == NULL || tls[0] == '\0' || tls[0] == '^')
-        return 1;
-    for (size_t i = 0; names[i] != NULL; i++)
-        if (strstr(tls, names[i]) != NULL)
+    size_t n = strlen(name);
+    for (const char *e = list; *e != '\0'; e += strcspn(e, ","), e += *e == ',')
+        if (strncmp(e, name, n) == 0 && (e[n] == ',' || e[n] == ':' || e[n] == '\0'))
             return 1;
     return 0;
+}
+
+/* Whether a context limited to UCX_TLS value @p tls (NULL or empty: UCX's
+ * own choice) may open a transport of @p group. An exclusion list
+ * ("^...") keeps the group unless it names all of its transports. Pinning
+ * a setting no transport of the context has makes UCX warn "invalid
+ * configurations" at every worker. */
+static int tls_may_use(const char *tls, unsigned group)
+{
+    int tcp = group == ZERO_UCX_PIN_TCP;
+    if (tls == NULL || tls[0] == '\0')
+        return 1;
+    if (tls[0] == '^') {
+        const char *x = tls + 1;
+        if (tcp)
+            return !tls_has(x, "tcp");
+        return !(tls_has(x, "sm") || tls_has(x, "shm") || tls_has(x, "mm") ||
+                 (tls_has(x, "posix") && tls_has(x, "sysv")));
+    }
+    if (tls_has(tls, "all"))
+        return 1;
+    if (tcp)
+        return tls_has(tls, "tcp");
+    return tls_has(tls, "posix") || tls_has(tls, "sysv") || tls_has(tls, "sm") || tls_has(tls, "shm") ||
+           tls_has(tls, "mm");
 }
 
 /* @p text read as UCX reads a size: a number, then k, m or g (any case)
