@@ -9,22 +9,24 @@
 #include <string.h>
 
 /* One pinned setting: @p key as ucp_config_modify takes it ("MM_..." is
- * the table posix and sysv share, TX_/RX_SEG_SIZE are tcp's alone), and
- * @p env, the variables that set it otherwise. */
+ * the table posix and sysv share, TX_/RX_SEG_SIZE are tcp's alone), the
+ * group (ZERO_UCX_PIN_*) a caller asks for, whether tcp has it (else the
+ * shared-memory FIFO), and @p env, the variables that set it otherwise. */
 typedef struct pin {
     const char *key, *value;
     unsigned group;
+    int tcp;
     const char *env[3];
 } pin_t;
 
 static const pin_t pins[] = {
-    {"MM_SEG_SIZE", ZERO_UCX_MM_SEG_SIZE, ZERO_UCX_PIN_MM, {"UCX_POSIX_SEG_SIZE", "UCX_SYSV_SEG_SIZE", "UCX_MM_SEG_SIZE"}},
-    {"MM_FIFO_SIZE", ZERO_UCX_MM_FIFO_SIZE, ZERO_UCX_PIN_MM,
+    {"MM_SEG_SIZE", ZERO_UCX_MM_SEG_SIZE, ZERO_UCX_PIN_MM, 0, {"UCX_POSIX_SEG_SIZE", "UCX_SYSV_SEG_SIZE", "UCX_MM_SEG_SIZE"}},
+    {"MM_FIFO_SIZE", ZERO_UCX_MM_FIFO_SIZE, ZERO_UCX_PIN_MM, 0,
      {"UCX_POSIX_FIFO_SIZE", "UCX_SYSV_FIFO_SIZE", "UCX_MM_FIFO_SIZE"}},
-    {"MM_FIFO_ELEM_SIZE", ZERO_UCX_MM_FIFO_ELEM_SIZE, ZERO_UCX_PIN_MM,
+    {"MM_FIFO_ELEM_SIZE", ZERO_UCX_MM_FIFO_ELEM_SIZE, ZERO_UCX_PIN_MM, 0,
      {"UCX_POSIX_FIFO_ELEM_SIZE", "UCX_SYSV_FIFO_ELEM_SIZE", "UCX_MM_FIFO_ELEM_SIZE"}},
-    {"TX_SEG_SIZE", ZERO_UCX_TCP_TX_SEG_SIZE, ZERO_UCX_PIN_TCP, {"UCX_TCP_TX_SEG_SIZE", NULL, NULL}},
-    {"RX_SEG_SIZE", ZERO_UCX_TCP_RX_SEG_SIZE, ZERO_UCX_PIN_TCP, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
+    {"TX_SEG_SIZE", ZERO_UCX_TCP_TX_SEG_SIZE, ZERO_UCX_PIN_TCP, 1, {"UCX_TCP_TX_SEG_SIZE", NULL, NULL}},
+    {"RX_SEG_SIZE", ZERO_UCX_TCP_RX_SEG_SIZE, ZERO_UCX_PIN_TCP, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
 };
 #define NPINS (sizeof(pins) / sizeof(pins[0]))
 
@@ -40,13 +42,12 @@ static int tls_has(const char *list, const char *name)
 }
 
 /* Whether a context limited to UCX_TLS value @p tls (NULL or empty: UCX's
- * own choice) may open a transport of @p group. An exclusion list
+ * own choice) may open tcp (@p tcp) or a shared-memory FIFO transport. An exclusion list
  * ("^...") keeps the group unless it names all of its transports. Pinning
  * a setting no transport of the context has makes UCX warn "invalid
  * configurations" at every worker. */
-static int tls_may_use(const char *tls, unsigned group)
+static int tls_may_use(const char *tls, int tcp)
 {
-    int tcp = group == ZERO_UCX_PIN_TCP;
     if (tls == NULL || tls[0] == '\0')
         return 1;
     if (tls[0] == '^') {
@@ -106,9 +107,9 @@ static void warn_overridden(size_t i)
                           "the sender's size and a mismatch between two processes corrupts or aborts the receiver "
                           "(docs/optd.md, Safety)",
                           p->env[e], value,
-                          p->group == ZERO_UCX_PIN_TCP ? "libzero's connections (ranks, zero-optd and its clients)"
+                          p->tcp ? "libzero's connections (ranks, zero-optd and its clients)"
                                                        : "the connections between zero-optd and its clients",
-                          p->env[e], p->value, p->group == ZERO_UCX_PIN_TCP ? "tcp" : "shared memory");
+                          p->env[e], p->value, p->tcp ? "tcp" : "shared memory");
     }
 }
 
@@ -118,7 +119,7 @@ zero_status_t zero_ucx_pin_sizes(ucp_config_t *config, const char *tls, unsigned
     if (tls == NULL)
         tls = getenv("UCX_TLS");
     for (size_t i = 0; i < NPINS; i++) {
-        if (!(groups & pins[i].group) || !tls_may_use(tls, pins[i].group))
+        if (!(groups & pins[i].group) || !tls_may_use(tls, pins[i].tcp))
             continue;
         warn_overridden(i);
         ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, pins[i].key, pins[i].value), status, fail,
