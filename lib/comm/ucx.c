@@ -32,6 +32,7 @@
 #include "util/checks_ucx.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/ucx_pins.h"
 
 #include <string.h>
 #include <ucp/api/ucp.h>
@@ -181,6 +182,15 @@ zero_status_t zero_ucx_create(int rank, int size, size_t chunk_bytes, int chunks
     if (tls != NULL)
         ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, "TLS", tls), status, fail, "UCX: cannot set the transports to '%s'",
                             tls);
+    /* tcp's segments at UCX's defaults whatever this rank's environment
+     * says: UCX 1.13's tcp receiver aborts on a message longer than its own
+     * receive segment (a rank with UCX_TCP_TX_SEG_SIZE/RX_SEG_SIZE at 256k
+     * killed its ring neighbour, tcp_ep.c:1404). The shared-memory FIFO is
+     * not pinned here: our endpoints are made from worker addresses, which
+     * carry the receiver's segment size (a rank with another
+     * UCX_POSIX_SEG_SIZE or FIFO size ran its collectives; zero-optd's
+     * client-server endpoints do not survive that, util/ucx_pins.h) */
+    ZERO_CHECK_GOTO(zero_ucx_pin_sizes(config, tls, ZERO_UCX_PIN_TCP, "comm"), status, fail);
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
     params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;

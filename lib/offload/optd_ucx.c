@@ -5,27 +5,65 @@
 #include "offload/optd_ucx.h"
 #include "util/checks_ucx.h"
 #include "util/log.h"
+#include "util/ucx_pins.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+/* Whether UCX_SOCKADDR_TLS_PRIORITY names no tcp; then @p out (of @p n
+ * bytes) gets its value with ",tcp" after it, and a warning is logged once
+ * per process. Every connection here is a client-server endpoint, made by
+ * one of those connection managers, and UCX 1.13 (ucp_ep_create in
+ * ucp_ep_client_cm_create_uct_ep) dies of SIGSEGV where none of the named
+ * ones exists (UCX_SOCKADDR_TLS_PRIORITY=rdmacm on a host without RDMA);
+ * tcp's exists wherever a socket does, and after the others it changes
+ * nothing where one of them works. */
+static int sockaddr_cms_lack_tcp(char *out, size_t n)
+{
+    static atomic_int warned;
+    const char *prio = getenv("UCX_SOCKADDR_TLS_PRIORITY");
+    if (prio == NULL)
+        return 0;
+    /* an entry that is exactly "tcp": UCX splits the list at commas and
+     * compares each entry whole (" tcp" or "tcpx" name no manager) */
+    for (const char *e = prio; *e != '\0'; e += strcspn(e, ","), e += *e == ',')
+        if (strncmp(e, "tcp", 3) == 0 && (e[3] == ',' || e[3] == '\0'))
+            return 0;
+    if ((size_t)snprintf(out, n, "%s%stcp", prio, prio[0] != '\0' ? "," : "") >= n)
+        snprintf(out, n, "tcp");   /* a value too long to copy: tcp alone */
+    if (atomic_exchange(&warned, 1) == 0)
+        ZERO_LOG_WARN("UCX_SOCKADDR_TLS_PRIORITY=%s names no tcp: zero-optd and its clients use %s (UCX 1.13 crashes "
+                      "connecting where none of the named connection managers exists)", prio, out);
+    return 1;
+}
 
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who)
 {
     zero_status_t status = ZERO_OK;
     ucp_config_t *config = NULL;
     ucp_params_t params;
+    const char *tls = NULL;   /* the environment's */
+    char prio[256];
 
     memset(u, 0, sizeof(*u));
     u->efd = -1;
-    if (settings != NULL) {
-        ZERO_UCS_CHECK_GOTO(ucp_config_read(NULL, NULL, &config), status, fail, "%s: UCX: %s", who,
-                            "reading its configuration");
-        for (int i = 0; settings[i] != NULL && settings[i + 1] != NULL; i += 2)
-            ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, settings[i], settings[i + 1]), status, fail,
-                                "%s: UCX: setting %s=%s", who, settings[i], settings[i + 1]);
-    }
+    ZERO_UCS_CHECK_GOTO(ucp_config_read(NULL, NULL, &config), status, fail, "%s: UCX: %s", who,
+                        "reading its configuration");
+    for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
+        if (strcmp(settings[i], "TLS") == 0)
+            tls = settings[i + 1];
+    ZERO_CHECK_GOTO(zero_ucx_pin_sizes(config, tls, ZERO_UCX_PIN_MM | ZERO_UCX_PIN_TCP, who), status, fail);
+    if (sockaddr_cms_lack_tcp(prio, sizeof(prio)))
+        ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", prio), status, fail,
+                            "%s: UCX: setting SOCKADDR_TLS_PRIORITY=%s", who, prio);
+    /* the caller's after the pins: a test may set them otherwise */
+    for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
+        ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, settings[i], settings[i + 1]), status, fail,
+                            "%s: UCX: setting %s=%s", who, settings[i], settings[i + 1]);
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
     params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;   /* waits sleep on the event descriptor */
@@ -135,9 +173,13 @@ ucs_status_t zero_optd_region_map(ucp_ep_h ep, const void *rkey_buf, uint64_t ad
 void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])
 {
     const char *tls = getenv("ZERO_OPTD_DATA_TLS");
-    if (tls != NULL && strstr(tls, "cma") != NULL) {
-        ZERO_LOG_WARN("ZERO_OPTD_DATA_TLS=%s names cma, which can abort the process when its peer dies on the data "
-                      "connection (docs/optd.md): using %s", tls, ZERO_OPTD_DATA_TLS_DEFAULT);
+    /* cma, by name or through UCX 1.13's aliases that hold it ("sm",
+     * "shm"), "all", or an exclusion list ("^..."), which keeps it unless
+     * it names it */
+    if (tls != NULL && (strstr(tls, "cma") != NULL || strstr(tls, "sm") != NULL || strstr(tls, "shm") != NULL ||
+                        strstr(tls, "all") != NULL || tls[0] == '^')) {
+        ZERO_LOG_WARN("ZERO_OPTD_DATA_TLS=%s names cma or may hold it, which can abort the process when its peer dies "
+                      "on the data connection (docs/optd.md): using %s", tls, ZERO_OPTD_DATA_TLS_DEFAULT);
         tls = NULL;
     }
     settings[0] = "TLS";

@@ -12,6 +12,25 @@
  * (posix, sysv: the sender copies into a segment the receiver mapped) has no
  * call that can fail when the peer dies: a dead peer's messages simply stop,
  * which the control connection (first context, peer-failure mode) reports.
+ *
+ * Why every context pins the FIFO's geometry (util/ucx_pins.h): UCX 1.13's
+ * shared-memory transports (posix, sysv) trust the sender's own settings
+ * when it writes into the receiver's FIFO: its segment size bounds what it
+ * copies into the receiver's segment, its FIFO size and element size
+ * index and fill the receiver's FIFO. A peer run with another
+ * UCX_POSIX_SEG_SIZE, UCX_POSIX_FIFO_SIZE or UCX_POSIX_FIFO_ELEM_SIZE
+ * (or the SYSV_ or MM_ names) corrupts the receiver's memory: zero-optd
+ * died of SIGSEGV in ucs_mpool_put after a client with a 64 KiB segment
+ * sent a step, and the client died the same way with a 2 KiB one. Both
+ * sides pin the same values over the environment, so no job member's
+ * environment can make them differ. tcp trusts the sender's segment too:
+ * a client with UCX_TCP_TX_SEG_SIZE and RX_SEG_SIZE at 256k (and eager
+ * messages) aborted zero-optd (assertion hdr->length <= rx_seg_size), so
+ * its two segment sizes are pinned as well (lib/comm's ring pins those too). Other UCX
+ * settings tried (lanes, thresholds, transports, rendezvous schemes) were
+ * found harmless to the peer (docs/optd.md, Safety). And where UCX_SOCKADDR_TLS_PRIORITY names no
+ * tcp, each context adds it last: with only managers the host lacks, UCX
+ * 1.13 kills the process that connects or listens (optd_ucx.c).
  */
 #ifndef ZERO_OFFLOAD_OPTD_UCX_H
 #define ZERO_OFFLOAD_OPTD_UCX_H
@@ -24,8 +43,8 @@
 #include <ucp/api/ucp.h>
 
 /* The data context's transports unless ZERO_OPTD_DATA_TLS names others (a
- * UCX_TLS value, for measuring other sets; one naming cma is refused with a
- * warning). posix carries the messages, all of them eager (the sender copies
+ * UCX_TLS value, for measuring other sets; one naming cma, or one that may
+ * hold it: "sm", "shm", "all", "^...", is refused with a warning). posix carries the messages, all of them eager (the sender copies
  * into the receiver's FIFO segments, the receiver copies out); tcp is there
  * only because UCX 1.13's connection manager connects a client-server
  * endpoint only from a context with a transport on the address's network
@@ -46,8 +65,12 @@ typedef struct zero_optd_ucx {
  * zero_optd_worker_open). @p settings: NULL (UCX's own configuration, from
  * the environment) or name/value pairs of UCX settings without the UCX_
  * prefix, ending with NULL, which win over the environment's
- * (zero_optd_data_settings for the data context). @p who prefixes the error
- * logged.
+ * (zero_optd_data_settings for the data context). Before those, the
+ * FIFO's geometry and tcp's segments are pinned (zero_ucx_pin_sizes, both
+ * groups; the context's transports are UCX_TLS, or a TLS entry of
+ * @p settings). A UCX_SOCKADDR_TLS_PRIORITY
+ * without tcp gets ",tcp" (warned about once too). @p who prefixes the
+ * error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
  */
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who);

@@ -1675,6 +1675,23 @@ int main(int argc, char **argv)
             setenv("CROSS_SIZE", v, 1);
         }
     }
+    {
+        /* COMM_RANK_UCX_RANK=R: rank R alone runs with the UCX settings of
+         * COMM_RANK_UCX (NAME=VALUE entries, space-separated), as a job
+         * member on a host tuned otherwise */
+        const char *who = getenv("COMM_RANK_UCX_RANK"), *set = getenv("COMM_RANK_UCX");
+        if (who != NULL && set != NULL && atoi(who) == g_rank) {
+            char buf[512], *save = NULL;
+            snprintf(buf, sizeof(buf), "%s", set);
+            for (char *kv = strtok_r(buf, " ", &save); kv != NULL; kv = strtok_r(NULL, " ", &save)) {
+                char *eq = strchr(kv, '=');
+                if (eq != NULL) {
+                    *eq = '\0';
+                    setenv(kv, eq + 1, 1);
+                }
+            }
+        }
+    }
     if (strcmp(mode, "kill") == 0)
         signal(SIGTERM, SIG_IGN);   /* outlive the launcher's TERM long enough to report */
     if (strcmp(mode, "kill") == 0 || strcmp(mode, "kill-direct") == 0 || strcmp(mode, "device-kill") == 0 ||

@@ -24,6 +24,9 @@
  *   test_comm_jobs run N MODE [ARG]        comm_rank MODE [ARG] at world size N must pass
  *                                          (direct, mixed, alloc-misuse)
  *   test_comm_jobs kill-direct N K         as kill, in a direct-path (shared memory) collective
+ *   test_comm_jobs ucx-tcp-seg             3 ranks over UCX's tcp, rank 1 with 256k tcp
+ *                                          segments: every collective passes, rank 1 warns;
+ *                                          then UCX_TLS=^tcp: nothing pinned, no UCX warning
  */
 #include "test_main.h"
 #include "rdv_attacker.h"
@@ -188,6 +191,41 @@ static void test_run(void)
     rc = run_job(n, args);
     CU_ASSERT_EQUAL(rc, 0);
     if (rc != 0)
+        print_log();
+    remove_dir();
+}
+
+/* Three ranks over UCX's tcp (UCX_TLS=tcp), rank 1 run with 256k tcp
+ * segments (COMM_RANK_UCX_RANK/COMM_RANK_UCX, comm_rank.c): UCX 1.13's tcp
+ * receiver trusts the sender's segment, and rank 2 died of an assertion
+ * (tcp_ep.c:1404) until every rank pinned them (util/ucx_pins.h). Every
+ * collective must pass, and rank 1 say which setting it did not use. Then
+ * a 2-rank job with UCX_TLS=^tcp: no "invalid configurations" warning from
+ * UCX (a pin where no transport has it). */
+static void test_ucx_tcp_seg(void)
+{
+    const char *args[] = {"collectives", NULL};
+    int rc;
+    make_dir();
+    setenv("UCX_TLS", "tcp", 1);
+    setenv("COMM_RANK_UCX_RANK", "1", 1);
+    setenv("COMM_RANK_UCX", "UCX_TCP_TX_SEG_SIZE=256k UCX_TCP_RX_SEG_SIZE=256k", 1);
+    rc = run_job(3, args);
+    unsetenv("UCX_TLS");
+    unsetenv("COMM_RANK_UCX_RANK");
+    unsetenv("COMM_RANK_UCX");
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(log_contains("[zero rank 1] WARN ucx: UCX_TCP_TX_SEG_SIZE=256k is not used"));
+    if (rc != 0 || !log_contains("UCX_TCP_TX_SEG_SIZE=256k is not used"))
+        print_log();
+    /* transports without tcp (an exclusion list): nothing pinned, so UCX
+     * has no setting to call invalid at each worker */
+    setenv("UCX_TLS", "^tcp", 1);
+    rc = run_job(2, args);
+    unsetenv("UCX_TLS");
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(!log_contains("invalid configurations"));
+    if (rc != 0 || log_contains("invalid configurations"))
         print_log();
     remove_dir();
 }
@@ -862,6 +900,8 @@ int main(int argc, char **argv)
                                      CU_TEST_INFO_NULL};
     CU_TestInfo rdv_client_errors[] = {{"a rank that cannot join says why", test_rdv_client_errors},
                                        CU_TEST_INFO_NULL};
+    CU_TestInfo ucx_tcp_seg[] = {{"a rank with other tcp segments: every collective passes", test_ucx_tcp_seg},
+                                 CU_TEST_INFO_NULL};
     CU_TestInfo rdv_hostile[] = {{"the job forms under hostile traffic", test_rdv_hostile}, CU_TEST_INFO_NULL};
     CU_SuiteInfo suites[] = {{"comm jobs", NULL, NULL, NULL, NULL, NULL}, CU_SUITE_INFO_NULL};
     const char *mode = argc > 1 ? argv[1] : "";
@@ -893,10 +933,12 @@ int main(int argc, char **argv)
         suites[0].pTests = rdv_hostile;
     else if (strcmp(mode, "mismatch") == 0)
         suites[0].pTests = mismatch_tests;
+    else if (strcmp(mode, "ucx-tcp-seg") == 0)
+        suites[0].pTests = ucx_tcp_seg;
     else {
         fprintf(stderr, "usage: test_comm_jobs collectives N [--big] | nonblocking N | kill N K | kill-direct N K | stall N K | "
                         "mismatch | badtoken | rdv-idle | rdv-deadline | rdv-wrong-token | rdv-client-errors | rdv-hostile | "
-                        "run N MODE [ARG]\n");
+                        "ucx-tcp-seg | run N MODE [ARG]\n");
         return 2;
     }
     return zero_test_main(argc, argv, suites);

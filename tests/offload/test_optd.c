@@ -1629,11 +1629,13 @@ static void check_server_failure(int sig, int same_host)
 enum { STEP_N = 600000 };
 static float step_grad[STEP_N], step_w[STEP_N];
 
-/* A store of one STEP_N-element group on @p addr (the data connection by
- * default), its statistics in @p stats and @p st an fp32 Adam step of all
+/* A store of one STEP_N-element group on @p addr (with @p same_host, the
+ * data connection by default; without, over TCP: ZERO_OPTD_SAME_HOST=0 is
+ * left set), its statistics in @p stats and @p st an fp32 Adam step of all
  * of it. 0, or 2 (no store). */
-static int step_store_create(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
-                             zero_store_t **remote_p, zero_store_remote_stats_t *stats)
+static int step_store_create_on(const char *addr, double timeout_s, zero_optim_ctx_t *ctx,
+                                zero_store_async_step_t *st, zero_store_t **remote_p,
+                                zero_store_remote_stats_t *stats, int same_host)
 {
     const char *addrs[1] = {addr};
     zero_store_desc_t desc;
@@ -1645,7 +1647,10 @@ static int step_store_create(const char *addr, double timeout_s, zero_optim_ctx_
     desc.num_groups = 1;
     remote_opts(&o, addrs, 1);
     o.timeout_s = timeout_s;
-    unsetenv("ZERO_OPTD_SAME_HOST");   /* the default: the data connection */
+    if (same_host)
+        unsetenv("ZERO_OPTD_SAME_HOST");   /* the default: the data connection */
+    else
+        setenv("ZERO_OPTD_SAME_HOST", "0", 1);
     if (zero_store_remote_create(&desc, &o, remote_p) != ZERO_OK)
         return 2;
     zero_store_remote_stats(*remote_p, stats);
@@ -1656,6 +1661,13 @@ static int step_store_create(const char *addr, double timeout_s, zero_optim_ctx_
     st->weight_dtype = ZERO_FP32;
     st->weights = step_w;
     return 0;
+}
+
+/* step_store_create_on on the same-host path (the default). */
+static int step_store_create(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
+                             zero_store_t **remote_p, zero_store_remote_stats_t *stats)
+{
+    return step_store_create_on(addr, timeout_s, ctx, st, remote_p, stats, 1);
 }
 
 /* A remote store of STEP_N elements (one group, Adam's two states) on
@@ -2383,11 +2395,19 @@ static void foreign_64k_client(const char *addr)
     ucp_request_param_t rp;
     ucp_ep_h ep;
     void *sreq;
+    const char *foreign[ZERO_OPTD_DATA_SETTINGS + 2];
     setenv("UCX_POSIX_SEG_SIZE", "64k", 1);
     if (raw_init(&c) != 0 || raw_hello_ticket(&c, atoi(strrchr(addr, ':') + 1), &data_port, &ticket) != 0)
         _exit(2);
     zero_optd_data_settings(settings);
-    if (zero_optd_ucx_open(&u, settings, "test: a foreign data context") != ZERO_OK)
+    /* the data context's settings with the segment size set over the pinned
+     * one (zero_optd_ucx_open applies ours last): a process not built with
+     * this library's pins */
+    memcpy(foreign, settings, sizeof(settings));
+    foreign[ZERO_OPTD_DATA_SETTINGS - 1] = "MM_SEG_SIZE";
+    foreign[ZERO_OPTD_DATA_SETTINGS] = "64k";
+    foreign[ZERO_OPTD_DATA_SETTINGS + 1] = NULL;
+    if (zero_optd_ucx_open(&u, foreign, "test: a foreign data context") != ZERO_OK)
         _exit(2);
     /* no ticket; no peer-failure mode, as a data connection: shared memory */
     raw_ep_params(&p, &sa, (int)data_port, 0, UCP_ERR_HANDLING_MODE_NONE, NULL);
@@ -2430,6 +2450,185 @@ static void test_data_ticket_foreign_64k(void)
     zero_store_destroy(remote);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
+}
+
+/* The client process of test_transport_settings (this binary run with
+ * --fifo-client ADDR; its environment sets UCX): a remote store on the
+ * same-host data connection (over TCP with ZERO_OPTD_SAME_HOST=0), stepped
+ * six times, then its whole state read (READ) and written back (WRITE):
+ * every array through the shared-memory FIFO in both directions unless the
+ * region carries STEP's. Exits 0, or with stepped_store's code, or 5 (a
+ * later call failed). */
+static int fifo_client(const char *addr)
+{
+    zero_store_t *remote = NULL;
+    zero_store_remote_stats_t stats;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    zero_store_range_t r;
+    int tcp = !zero_optd_same_host_enabled();
+    int rc = tcp ? step_store_create_on(addr, 10.0, &ctx, &st, &remote, &stats, 0)
+                 : stepped_store(addr, 10.0, &ctx, &st, &remote);
+    if (rc != 0)
+        return rc;
+    if (tcp && stats.same_host_links != 0) {
+        zero_store_destroy(remote);
+        return 3;
+    }
+    for (int k = 0; k < 6 - !tcp && rc == 0; k++)
+        if (zero_store_step_async(remote, &st) != ZERO_OK || zero_store_step_wait(remote) != ZERO_OK)
+            rc = 5;
+    memset(&r, 0, sizeof(r));
+    r.count = STEP_N;
+    r.fields = zero_store_fields(remote);
+    if (rc == 0 && zero_store_acquire(remote, &r) != ZERO_OK)
+        rc = 5;
+    if (rc == 0 && (zero_store_release(remote, &r, 1) != ZERO_OK || zero_store_flush(remote) != ZERO_OK))
+        rc = 5;
+    zero_store_destroy(remote);
+    return rc;
+}
+
+/* Sets the name/value pairs of @p env (NULL-terminated) in this process's
+ * environment (@p set) or removes them. */
+static void env_pairs(const char *const *env, int set)
+{
+    for (int k = 0; env[k] != NULL; k += 2)
+        if (set)
+            setenv(env[k], env[k + 1], 1);
+        else
+            unsetenv(env[k]);
+}
+
+/* A job member (client or zero-optd) run with UCX settings that made UCX
+ * kill it or its peer (optd_ucx.c pins or completes them now): another
+ * shared-memory FIFO geometry than its peer's (UCX 1.13 trusts the sender's
+ * segment, FIFO and element sizes: zero-optd died of SIGSEGV with
+ * UCX_POSIX_SEG_SIZE=64k in the client, the client with 2k, and
+ * FIFO_SIZE=256 aborted it), larger tcp segments (with eager messages
+ * zero-optd aborted on the first one longer than its receive segment), or
+ * connection managers none of which exists here. Each case: a real
+ * zero-optd and a client process, each with its environment; the client
+ * must step, read and write (on its data connection, or over TCP) and exit
+ * 0 having warned about its first setting, zero-optd must live and serve
+ * another client. */
+static void test_transport_settings(void)
+{
+    static const struct {
+        const char *server_env[7], *client_env[7];
+        int onesided, tcp;
+    } cases[] = {
+        {{NULL}, {"UCX_POSIX_SEG_SIZE", "64k", NULL}, 0, 0},
+        {{NULL}, {"UCX_POSIX_SEG_SIZE", "2k", NULL}, 0, 0},
+        {{NULL}, {"UCX_POSIX_FIFO_SIZE", "256", NULL}, 0, 0},
+        {{NULL}, {"UCX_MM_SEG_SIZE", "64k", NULL}, 1, 0},
+        {{"UCX_POSIX_SEG_SIZE", "64k", NULL}, {NULL}, 0, 0},
+        {{"UCX_POSIX_FIFO_SIZE", "256", NULL}, {"UCX_SYSV_SEG_SIZE", "2k", NULL}, 0, 0},
+        /* tcp's receiver trusts the length; eager (no rendezvous), so that
+         * the client's messages fill its segments */
+        {{NULL},
+         {"UCX_TCP_TX_SEG_SIZE", "256k", "UCX_TCP_RX_SEG_SIZE", "256k", "UCX_RNDV_THRESH", "inf", NULL},
+         0, 1},
+        {{"UCX_TCP_TX_SEG_SIZE", "256k", "UCX_TCP_RX_SEG_SIZE", "256k", "UCX_RNDV_THRESH", "inf", NULL},
+         {"UCX_RNDV_THRESH", "inf", NULL},
+         0, 1},
+        /* no connection manager that exists here (no RDMA): zero-optd
+         * aborted in ucp_listener_create, the client died in ucp_ep_create */
+        {{NULL}, {"UCX_SOCKADDR_TLS_PRIORITY", "rdmacm", NULL}, 1, 0},
+        {{"UCX_SOCKADDR_TLS_PRIORITY", "rdmacm", NULL}, {NULL}, 1, 0},
+        /* " tcp" is no entry UCX knows (it compares entries whole): a test
+         * for "tcp" anywhere in the text let zero-optd abort the same way */
+        {{"UCX_SOCKADDR_TLS_PRIORITY", "rdmacm, tcp", NULL}, {NULL}, 1, 0},
+    };
+    const char *build = getenv("ZERO_BUILD_DIR");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(build);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char addr[64], log[4096], text[8192] = "", want[128];
+        int status = -1, wstatus = 0;
+        pid_t optd, child;
+        FILE *f;
+        env_pairs(cases[i].server_env, 1);
+        optd = spawn_optd(addr, sizeof(addr));
+        env_pairs(cases[i].server_env, 0);
+        CU_ASSERT(optd > 0);   /* it listens */
+        if (optd <= 0) {
+            fprintf(stderr, "case %zu: zero-optd with %s=%s did not start\n", i, cases[i].server_env[0],
+                    cases[i].server_env[1]);
+            continue;
+        }
+        snprintf(log, sizeof(log), "%s/tests/offload/fifo-client-%d.log", build, (int)getpid());
+        const pid_t parent = getpid();
+        child = fork();
+        if (child == 0) {
+            zero_test_die_with_parent(parent);
+            if (freopen(log, "w", stderr) == NULL)
+                _exit(126);
+            env_pairs(cases[i].client_env, 1);
+            setenv("ZERO_OPTD_ONESIDED", cases[i].onesided ? "1" : "0", 1);
+            if (cases[i].tcp)
+                setenv("ZERO_OPTD_SAME_HOST", "0", 1);
+            execl("/proc/self/exe", "test_optd", "--fifo-client", addr, (char *)NULL);
+            _exit(127);
+        }
+        CU_ASSERT_FATAL(child > 0);
+        for (double t0 = zero_clock_now(); waitpid(child, &status, WNOHANG) == 0; zero_clock_sleep(0.05))
+            if (zero_clock_now() - t0 > 60) {
+                kill(child, SIGKILL);
+                waitpid(child, &status, 0);
+                break;
+            }
+        CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        zero_clock_sleep(0.2);   /* what the client sent last reaches zero-optd */
+        CU_ASSERT_EQUAL(waitpid(optd, &wstatus, WNOHANG), 0);   /* zero-optd lives */
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || kill(optd, 0) != 0)
+            fprintf(stderr, "case %zu (server %s=%s, client %s=%s): client status 0x%x, zero-optd %s\n", i,
+                    cases[i].server_env[0] ? cases[i].server_env[0] : "-",
+                    cases[i].server_env[0] ? cases[i].server_env[1] : "",
+                    cases[i].client_env[0] ? cases[i].client_env[0] : "-",
+                    cases[i].client_env[0] ? cases[i].client_env[1] : "", (unsigned)status,
+                    kill(optd, 0) == 0 ? "lives" : "ended");
+        f = fopen(log, "r");
+        if (f != NULL) {
+            size_t n = fread(text, 1, sizeof(text) - 1, f);
+            text[n] = '\0';
+            fclose(f);
+        }
+        unlink(log);
+        if (cases[i].client_env[0] != NULL && strcmp(cases[i].client_env[0], "UCX_RNDV_THRESH") != 0) {
+            /* the pins' warning comes from util/ucx_pins.c, the connection
+             * managers' from optd_ucx.c */
+            snprintf(want, sizeof(want), "WARN %s: %s=%s ",
+                     strcmp(cases[i].client_env[0], "UCX_SOCKADDR_TLS_PRIORITY") == 0 ? "optd" : "ucx",
+                     cases[i].client_env[0], cases[i].client_env[1]);
+            CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
+        }
+        if (kill(optd, 0) == 0)
+            check_still_serving(addr);
+        kill(optd, SIGKILL);
+        waitpid(optd, NULL, 0);
+    }
+}
+
+/* ZERO_OPTD_DATA_TLS (a measuring knob) never puts cma into the data
+ * context, also not through UCX's aliases or an exclusion list: a failed
+ * CMA copy to a dead peer aborts UCX 1.13 on an endpoint without error
+ * handling (optd_ucx.h). A set without it is taken as given. */
+static void test_data_tls_without_cma(void)
+{
+    static const char *const refused[] = {"posix,cma,tcp", "sm,tcp", "shm", "all", "^sysv"};
+    const char *settings[ZERO_OPTD_DATA_SETTINGS];
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        setenv("ZERO_OPTD_DATA_TLS", refused[i], 1);
+        zero_optd_data_settings(settings);
+        CU_ASSERT_STRING_EQUAL(settings[0], "TLS");
+        CU_ASSERT_STRING_EQUAL(settings[1], ZERO_OPTD_DATA_TLS_DEFAULT);
+        if (strcmp(settings[1], ZERO_OPTD_DATA_TLS_DEFAULT) != 0)
+            fprintf(stderr, "ZERO_OPTD_DATA_TLS=%s was taken\n", refused[i]);
+    }
+    setenv("ZERO_OPTD_DATA_TLS", "sysv,tcp", 1);
+    zero_optd_data_settings(settings);
+    CU_ASSERT_STRING_EQUAL(settings[1], "sysv,tcp");
+    unsetenv("ZERO_OPTD_DATA_TLS");
 }
 
 /* Descriptors this process holds. */
@@ -2963,6 +3162,11 @@ int main(int argc, char **argv)
          test_region_hostile_headers},
         {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
          test_data_ticket_foreign_64k},
+        {"a client or zero-optd with another UCX shared-memory FIFO geometry, other tcp segments or no usable "
+         "connection manager: both serve on",
+         test_transport_settings},
+        {"ZERO_OPTD_DATA_TLS holding cma (by name, alias, \"all\" or exclusion): the default set instead",
+         test_data_tls_without_cma},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},
         {"a same-host client killed mid-step: the server serves on", test_store_client_killed_mid_step},
         {"eight same-host clients killed mid-step on one server: each later one gets its data connection",
@@ -2988,5 +3192,7 @@ int main(int argc, char **argv)
         return store_client(argv[2], 0);
     if (argc == 3 && strcmp(argv[1], "--store-client-loop") == 0)
         return store_client(argv[2], 1);
+    if (argc == 3 && strcmp(argv[1], "--fifo-client") == 0)
+        return fifo_client(argv[2]);
     return zero_test_main(argc, argv, suites);
 }

@@ -1,0 +1,52 @@
+/*
+ * UCX transport sizes pinned over the environment, shared by every UCX
+ * context of the library (lib/comm's ring, lib/offload's zero-optd and its
+ * clients).
+ *
+ * Why: UCX 1.13 trusts the sender's own value of some sizes when it writes
+ * into its peer. tcp's receiver aborts on a message longer than its receive
+ * segment (tcp_ep.c:1404, assertion hdr->length <= rx_seg_size): a job
+ * member with UCX_TCP_TX_SEG_SIZE and UCX_TCP_RX_SEG_SIZE at 256k killed
+ * its ring neighbour (lib/comm) or zero-optd. The shared-memory FIFO
+ * (posix, sysv) trusts the sender's segment size, FIFO size and element
+ * size on client-server endpoints (zero-optd's): another UCX_POSIX_SEG_SIZE
+ * or FIFO size corrupted or aborted the peer (docs/optd.md, Safety). With
+ * each group pinned to UCX's default on every process, no job member's
+ * environment can make the two ends differ.
+ *
+ * The pinned values are UCX 1.13.1's defaults (`ucx_info -c -f`), so a
+ * process that sets none of these changes nothing.
+ */
+#ifndef ZERO_UTIL_UCX_PINS_H
+#define ZERO_UTIL_UCX_PINS_H
+
+#include <ucp/api/ucp.h>
+#include "util/checks.h"
+
+/* The groups zero_ucx_pin_sizes may pin. */
+#define ZERO_UCX_PIN_MM 1u    /* posix and sysv: MM_SEG_SIZE, MM_FIFO_SIZE, MM_FIFO_ELEM_SIZE */
+#define ZERO_UCX_PIN_TCP 2u   /* tcp: TX_SEG_SIZE, RX_SEG_SIZE */
+
+/* The values pinned (UCX 1.13.1's defaults). */
+#define ZERO_UCX_MM_SEG_SIZE "8256"
+#define ZERO_UCX_MM_FIFO_SIZE "64"
+#define ZERO_UCX_MM_FIFO_ELEM_SIZE "128"
+#define ZERO_UCX_TCP_TX_SEG_SIZE "8kb"
+#define ZERO_UCX_TCP_RX_SEG_SIZE "64kb"
+
+/*
+ * Pins on @p config (from ucp_config_read, before ucp_init) the sizes of
+ * each group in @p groups whose transports the context may open: @p tls is
+ * the context's UCX_TLS value where the caller sets one, NULL for the
+ * environment's (none: UCX's own choice, which may open them all). A group
+ * whose transports @p tls leaves out is skipped (UCX warns about a setting
+ * no transport has at every worker). UCX applies each pin to the
+ * transports whose table has it when a worker opens its interfaces, over
+ * the environment's value. A process whose environment sets one of these
+ * to another value logs one WARN per setting and process, naming the
+ * variable, its value and the value used. @p who prefixes the error.
+ * Errors: the UCX failure of ucp_config_modify, translated and logged.
+ */
+zero_status_t zero_ucx_pin_sizes(ucp_config_t *config, const char *tls, unsigned groups, const char *who);
+
+#endif /* ZERO_UTIL_UCX_PINS_H */
