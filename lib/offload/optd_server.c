@@ -126,6 +126,7 @@ typedef struct optd_conn {
     /* the worker's (the UCX thread frees the arrays once inflight is 0) */
     int hello_done;
     int refused;                 /* a refusal that closes it was made: later messages are skipped */
+    uint64_t strays;             /* the UCX thread's: gradients of it no header announced, dropped */
     uint32_t rank;               /* from HELLO */
     uint32_t num_groups, num_states;
     uint64_t length[ZERO_OPTD_MAX_GROUPS];
@@ -636,6 +637,7 @@ static void conn_close(optd_conn_t *c, const char *why)
     c->close_why[0] = '\0';
     c->hello_done = 0;
     c->refused = 0;
+    c->strays = 0;
     c->data = 0;
     c->ticket = 0;   /* expires with its connection */
     c->ticket_key = 0;
@@ -1481,28 +1483,6 @@ static ucs_status_t slot_receive(zero_optd_server_t *s, optd_slot_t *q)
     return take_gradient(s, q) ? UCS_INPROGRESS : UCS_OK;
 }
 
-/* A split request's gradient that no header of a live connection waits
- * for (its connection closed, or a client sending garbage on the data tag)
- * is never probed by take_messages; on @p worker those of connections gone
- * are dropped here, the oldest first (one of a live connection stops the
- * look: its header may still wait for a free slot). */
-static void drop_stray_gradients(zero_optd_server_t *s, ucp_worker_h worker)
-{
-    for (int i = 0; i < DROPS; i++) {
-        ucp_tag_recv_info_t info;
-        ucp_tag_message_h msg = ucp_tag_probe_nb(worker, ZERO_OPTD_TAG_DATA, ZERO_OPTD_TAG_DATA | ZERO_OPTD_TAG_REPLY,
-                                                 0, &info);
-        if (msg == NULL || conn_of_tag(s, info.sender_tag & ~ZERO_OPTD_TAG_DATA) != NULL)
-            return;
-        msg = ucp_tag_probe_nb(worker, info.sender_tag, ~(ucp_tag_t)0, 1, &info);
-        if (msg == NULL)
-            return;
-        ZERO_LOG_DEBUG("dropped a %zu-byte gradient with tag 0x%llx: no such connection", info.length,
-                       (unsigned long long)info.sender_tag);
-        drop_message(s, worker, msg);
-    }
-}
-
 /* Takes the message @p msg, probed on @p worker, into the ring's next slot (one is free). */
 static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg,
                          const ucp_tag_recv_info_t *info)
@@ -1708,12 +1688,81 @@ static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
     return ucp_tag_probe_nb(conn_worker(c), c->key, ~(ucp_tag_t)0, 0, &info) != NULL;
 }
 
+/* Whether a message of @p c may still claim a gradient waiting in UCX's
+ * queue: a header of it in the ring that is still coming in or waits to
+ * post its gradient's receive (RECEIVING, the gradient not posted: a posted
+ * receive has taken the first gradient queued already), or a message of it
+ * not yet taken into the ring. A client sends each gradient after its
+ * header on the same endpoint, and UCX delivers one endpoint's messages in
+ * order (eager, and a rendezvous' first fragment), so a gradient of @p c
+ * queued while neither holds was announced by no header. */
+static int gradient_expected(zero_optd_server_t *s, const optd_conn_t *c)
+{
+    for (uint64_t k = s->head; k < s->tail; k++) {
+        optd_slot_t *q = &s->slots[k % SLOTS];
+        if (q->conn == c && q->kind == SLOT_MESSAGE && q->gradient != GRADIENT_POSTED &&
+            slot_get(s, q) == SLOT_RECEIVING)
+            return 1;
+    }
+    return message_waiting(s, c);
+}
+
+/* Drops @p msg, a gradient (tag @p tag) probed on @p worker that no header
+ * claims: of no connection (@p c NULL: closed, garbage), or of live
+ * connection @p c, which sent it without a header (a job member's bug or
+ * malice; the first one is logged naming the client). Each is counted by
+ * the DEBUG line (offload-optd counts them). */
+static void drop_stray(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg, optd_conn_t *c,
+                       uint64_t tag, size_t length)
+{
+    if (c != NULL && c->strays++ == 0)
+        ZERO_LOG_WARN("client %s (rank %d): dropping gradients that no request of it announced (more are counted "
+                      "at DEBUG level)", c->peer, c->owner->hello_done ? (int)c->owner->rank : -1);
+    ZERO_LOG_DEBUG("dropped a %zu-byte gradient with tag 0x%llx: %s", length, (unsigned long long)tag,
+                   c == NULL ? "no such connection" : "no header of its connection announced it");
+    drop_message(s, worker, msg);
+}
+
+/*
+ * Split requests' gradients that no header waits for (docs/optd.md, "The
+ * gradient's own message"): take_messages never probes the data tag, so
+ * without this they stay in UCX's unexpected queue, which grows without
+ * bound, until their connection closes. On @p worker: the gradients at the
+ * front of its queue (any connection's), dropped while they are of no
+ * connection or of one that expects none (gradient_expected); the first
+ * that may be claimed stops the look. With @p c, its own tag too, whatever
+ * is in front (reap's sweep: a gradient of another connection waiting for
+ * its header cannot hide c's). Runs on the loop's every pass where nothing
+ * else moved and in reap: so a flood of them holds at most what arrives
+ * meanwhile.
+ */
+static void drop_stray_gradients(zero_optd_server_t *s, ucp_worker_h worker, optd_conn_t *c)
+{
+    ucp_tag_t tag = c != NULL ? c->key | ZERO_OPTD_TAG_DATA : ZERO_OPTD_TAG_DATA;
+    ucp_tag_t mask = c != NULL ? ~(ucp_tag_t)0 : ZERO_OPTD_TAG_DATA | ZERO_OPTD_TAG_REPLY;
+    for (;;) {
+        ucp_tag_recv_info_t info;
+        optd_conn_t *owner;
+        ucp_tag_message_h msg = ucp_tag_probe_nb(worker, tag, mask, 0, &info);
+        if (msg == NULL)
+            return;
+        owner = conn_of_tag(s, info.sender_tag & ~ZERO_OPTD_TAG_DATA);
+        if (owner != NULL && conn_worker(owner) == worker && (owner->failed || gradient_expected(s, owner)))
+            return;
+        msg = ucp_tag_probe_nb(worker, info.sender_tag, ~(ucp_tag_t)0, 1, &info);
+        if (msg == NULL)
+            return;
+        drop_stray(s, worker, msg, owner != NULL && conn_worker(owner) == worker ? owner : NULL, info.sender_tag,
+                   info.length);
+    }
+}
+
 static void reap(zero_optd_server_t *s)
 {
     double now = zero_clock_now();
     held_reap(s->drops, &s->ndrops, 0, NULL);
     held_reap(s->closes, &s->ncloses, 0, NULL);
-    drop_stray_gradients(s, s->ucx[CTL].worker);   /* a data connection's go with its worker */
+    drop_stray_gradients(s, s->ucx[CTL].worker, NULL);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         if (c->state == CONN_FREE)
@@ -1728,6 +1777,11 @@ static void reap(zero_optd_server_t *s)
         }
         if (c->closing)
             continue;
+        if (!c->failed) {   /* its own tag, past another's gradient in front */
+            drop_stray_gradients(s, conn_worker(c), c);
+            if (c->data)
+                drop_stray_gradients(s, c->worker, NULL);   /* other tags on its worker */
+        }
         if (c->failed) {
             char why[128];
             snprintf(why, sizeof(why), "the client went away (%s)", ucs_status_string(c->failed_status));
@@ -1778,6 +1832,18 @@ static void reap(zero_optd_server_t *s)
 #define CTL_PROGRESS_INTERVAL_S 100e-6
 /* What the loop sleeps when UCX reports events pending but nothing moved. */
 #define BUSY_PAUSE_S 50e-6
+/* How often the loop looks for gradients no header claims at the front of
+ * each worker's queue (drop_stray_gradients; reap looks behind them every
+ * 50 ms): a client that sends only gradients holds at most what arrives in
+ * this time in UCX's unexpected queue, where before they stayed until the
+ * connection closed. A probe per worker when nothing is queued. */
+#define STRAY_INTERVAL_S 1e-3
+/* At most this many progress calls in a row (each worker) before the loop
+ * goes on to the ring: a client that sends without a pause kept it in
+ * progress, piling what it sent up in UCX's unexpected queue (with gradients
+ * no header claims: 100 MiB and more over loopback TCP), unseen by the ring
+ * and by drop_stray_gradients. */
+#define PROGRESS_BURST 64
 
 /* Whether a data connection without a region is open (the loop then spins
  * before it sleeps: SPIN_AFTER_ACTIVITY_S). */
@@ -1820,7 +1886,7 @@ static void sleep_until_event(zero_optd_server_t *s, int slice_ms)
 
 zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t *stop)
 {
-    double last_reap = 0.0, last_activity = 0.0, last_ctl = 0.0;
+    double last_reap = 0.0, last_activity = 0.0, last_ctl = 0.0, last_strays = 0.0;
     int woke = 1, ctl_busy = 0;
     while (!*stop) {
         int moved = 0;
@@ -1828,11 +1894,11 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
         if (woke || ctl_busy || atomic_load(&s->ndata_conns) == 0 || now - last_ctl >= CTL_PROGRESS_INTERVAL_S) {
             last_ctl = now;
             ctl_busy = 0;
-            while (zero_optd_ucx_progress(s->ucx, 2))
+            for (int i = 0; i < PROGRESS_BURST && zero_optd_ucx_progress(s->ucx, 2); i++)
                 ctl_busy = moved = 1;
         }
         woke = 0;
-        while (progress_data_conns(s))
+        for (int i = 0; i < PROGRESS_BURST && progress_data_conns(s); i++)
             moved = 1;
         if (s->npending > 0)
             accept_pending(s);
@@ -1851,6 +1917,12 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
         for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
             moved |= take_messages(s, s->data_conns[i]);
         moved |= take_messages(s, NULL);
+        if (zero_clock_now() - last_strays >= STRAY_INTERVAL_S) {
+            drop_stray_gradients(s, s->ucx[CTL].worker, NULL);
+            for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
+                drop_stray_gradients(s, s->data_conns[i]->worker, NULL);
+            last_strays = zero_clock_now();
+        }
         if (moved) {
             last_activity = zero_clock_now();
             continue;

@@ -17,6 +17,7 @@
  */
 #include "test_main.h"
 #include "optd_test.h"
+#include "peak_rss.h"
 #include "offload/optd_server.h"
 #include "offload/optd_ucx.h"
 #include "offload/store_remote.h"
@@ -1036,6 +1037,78 @@ static void test_split_step_broken(void)
     zero_log_set_callback(NULL, NULL);
     zero_log_set_level(level);
     CU_ASSERT_EQUAL(atomic_load(&drops), 8);
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/*
+ * A job member (it said HELLO with the token) that sends gradients on its
+ * own live connection's data tag with no header: nothing claims them, and
+ * before 5 Dec 2026 they stayed in UCX's unexpected queue until the
+ * connection closed, so the server's memory grew with every one (a 160 MiB
+ * flood: the test process' RSS grew by about that much). Now each is dropped
+ * and counted (drop_stray_gradients: the server's DEBUG line) while the
+ * connection lives: the RSS stays within 32 MiB of where it was, a real
+ * client is served during and after, and the sender's own next request is
+ * still answered (it harmed only itself). The sender is a raw client in this
+ * process, sending eager messages (4 KiB, below TCP's rendezvous threshold:
+ * UCX keeps an unexpected eager message whole).
+ */
+static void test_stray_gradients_live(void)
+{
+    enum { STRAYS = 40000, STRAY_BYTES = 4096 };
+    static unsigned char stray[STRAY_BYTES];
+    static unsigned char hello[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    zero_optd_server_opts_t o;
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_header_t h;
+    char text[600];
+    atomic_int drops = 0;
+    zero_log_level_t level;
+    long rss0, rss1;
+    double t0;
+    int port;
+    memset(&o, 0, sizeof(o));
+    o.threads = 2;
+    o.have_token = 1;
+    memcpy(o.token, job_token, sizeof(job_token));
+    o.hello_timeout_s = 5.0;
+    o.io_timeout_s = 5.0;
+    setenv("ZERO_OPTD_SAME_HOST", "0", 1);   /* the raw client's TCP connection is its only one */
+    CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&srv, &o), 0);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    port = zero_optd_server_port(srv.server);
+    CU_ASSERT_EQUAL_FATAL(split_client(&c, port), 0);
+    check_still_serving(srv.addr);   /* the real client's first use: its allocations before the baseline */
+    rss0 = peak_rss_status_kib("VmRSS:");
+    level = zero_log_get_level();
+    zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);
+    zero_log_set_callback(count_stray_drops, &drops);
+    for (int i = 0; i < STRAYS; i++) {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        if (raw_wait(&c, ucp_tag_send_nbx(c.ep, stray, sizeof(stray), c.key | ZERO_OPTD_TAG_DATA, &rp), 5.0) !=
+            UCS_OK) {
+            CU_FAIL("a stray gradient was not sent");
+            break;
+        }
+        if (i == STRAYS / 2)
+            check_still_serving(srv.addr);   /* its gradients are not dropped (counted here if they were) */
+    }
+    for (t0 = zero_clock_now(); atomic_load(&drops) < STRAYS && zero_clock_now() - t0 < 10.0;)
+        ucp_worker_progress(c.worker);
+    rss1 = peak_rss_status_kib("VmRSS:");
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(level);
+    CU_ASSERT_EQUAL(atomic_load(&drops), STRAYS);
+    printf("\n    %d of %d stray gradients dropped; RSS %ld -> %ld KiB\n", atomic_load(&drops), STRAYS, rss0, rss1);
+    CU_ASSERT(rss0 > 0 && rss1 - rss0 < 32 * 1024);
+    /* the sender's connection lives: its own HELLO again is answered (refused as a second one) */
+    make_hello(hello, c.key);
+    CU_ASSERT_EQUAL(raw_exchange(&c, hello, sizeof(hello), c.key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "second HELLO"));
     raw_close(&c);
     check_still_serving(srv.addr);
     server_stop(&srv);
@@ -2715,6 +2788,9 @@ int main(int argc, char **argv)
          test_split_step_broken},
         {"two split requests of one connection, the first header late: gradients taken in header order",
          test_split_order},
+        {"a job member's gradients with no header on its live connection: dropped and counted, the server's "
+         "memory bounded, a real client served",
+         test_stray_gradients_live},
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
         {"a hostile client's 80 half-sent messages: a real client is served meanwhile", test_hostile_partial_messages},
