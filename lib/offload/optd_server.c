@@ -1099,12 +1099,16 @@ static void handle_lamb(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_h
                "zero-optd: rank %u's Lamb needs 2 states, it declared %u", c->rank, c->num_states);
         return;
     }
-    /* a context per message: it only fills a table (the pool is the server's) */
-    if (zero_optim_ctx_init(&ctx, (zero_optim_isa_t)w.isa, s->pool) != ZERO_OK ||
+    /* A context per message: it only fills a table (the pool is the
+     * server's). Its level is the client's, up to the server's own (its CPU's,
+     * or lower where zero-optd's ZERO_CPU_ISA says so: s->optim), so servers
+     * of one job on different CPUs refuse alike, whichever host runs them. */
+    if (w.isa > (uint32_t)s->optim.isa || zero_optim_ctx_init(&ctx, (zero_optim_isa_t)w.isa, s->pool) != ZERO_OK ||
         zero_optim_ctx_set_chunk(&ctx, w.chunk) != ZERO_OK) {
         refuse(q, h->type, h->seq, ZERO_ERR_UNSUPPORTED, 0,
-               "zero-optd: rank %u's Lamb sums need the %s kernels, which this server's CPU lacks (set ZERO_CPU_ISA "
-               "on the ranks to a level both have)", c->rank, zero_optim_isa_name((zero_optim_isa_t)w.isa));
+               "zero-optd: rank %u's Lamb sums need the %s kernels, above this server's %s (its CPU, or its "
+               "ZERO_CPU_ISA; set ZERO_CPU_ISA on the ranks to a level both have)", c->rank,
+               zero_optim_isa_name((zero_optim_isa_t)w.isa), zero_optim_isa_name(s->optim.isa));
         return;
     }
     n = (size_t)w.count;

@@ -2765,6 +2765,110 @@ static void test_weights_released_on_failure(void)
     CU_ASSERT(failed > 0);   /* some stops came before the step's end */
 }
 
+/*
+ * A refusal inside a multi-message step while other messages of the same
+ * call are answered into the caller's weights (a reviewer's note from before
+ * settle: "a refusal inside step_async leaves requests that later write the
+ * caller's weights"). Two zero-optd processes; server 0 runs with
+ * ZERO_CPU_ISA=c, so it refuses Lamb at the client's AVX2 level (as a server
+ * on an older CPU does), while server 1 answers its pieces, whose weights
+ * are received straight into the caller's buffer (LAMB2's split reply; over
+ * TCP with @p same_host 0, on the same-host data connection with 1, where
+ * Lamb goes as tagged messages). Group of 2 x STEP_N elements: 3 messages to
+ * each server. @p window 4: step_async itself meets the refusal, waiting for
+ * a free slot, with server 1's first piece in flight; 8: all six are in
+ * flight when step_wait meets it. A child process stops server 1 (SIGSTOP)
+ * @p stop_ms into the step (0: never), so that some trials leave one of its
+ * replies matched by the client and not yet whole when the call fails. Once
+ * the failing call returned, the weights are made unwritable (mprotect),
+ * server 1 goes on (SIGCONT), and the store is destroyed: a reply left
+ * landing would be a SIGSEGV. With settle made a no-op the test process died
+ * of SIGSEGV in each of 3 runs (over TCP and on the data connection); the
+ * destroy's closing of server 0's connection progresses every worker, and
+ * server 1's reply lands then.
+ */
+static void check_refusal_mid_step(int window, int same_host, double stop_ms)
+{
+    ZERO_TEST_MEM_MARK();
+    char addr[2][64];
+    const char *addrs[2] = {addr[0], addr[1]};
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *remote = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    size_t n = 2 * (size_t)STEP_N, bytes = n * sizeof(float);
+    float *w = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    double sums[2] = {4.0, 1.0};
+    zero_status_t status;
+    uint64_t mark;
+    pid_t pid[2], stopper = 0;
+    CU_ASSERT_FATAL(w != MAP_FAILED);
+    memset(w, 0, bytes);
+    setenv("ZERO_CPU_ISA", "c", 1);   /* server 0's kernels: C only */
+    pid[0] = spawn_optd(addr[0], sizeof(addr[0]));
+    unsetenv("ZERO_CPU_ISA");
+    pid[1] = spawn_optd(addr[1], sizeof(addr[1]));
+    CU_ASSERT_FATAL(pid[0] > 0 && pid[1] > 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AVX2, NULL), ZERO_OK);
+    desc_init(&desc, n, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 2);
+    o.window = window;
+    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
+    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    step_params(&st, ZERO_OPTIMIZER_LAMB, 1, &ctx);
+    st.max_coeff = 10.0f;
+    st.lamb_phase = 2;
+    st.lamb_sums = sums;
+    st.count = n;
+    st.weight_dtype = ZERO_FP32;
+    st.weights = w;
+    mark = zero_log_error_mark();
+    zero_log_set_level(ZERO_LOG_LEVEL_OFF);
+    if (stop_ms > 0) {
+        stopper = fork();
+        if (stopper == 0) {
+            zero_clock_sleep(stop_ms * 1e-3);
+            kill(pid[1], SIGSTOP);
+            _exit(0);
+        }
+    }
+    status = zero_store_step_async(remote, &st);
+    if (window == 4)
+        CU_ASSERT_EQUAL(status, ZERO_ERR_UNSUPPORTED);   /* the refusal met inside step_async */
+    if (status == ZERO_OK)
+        status = zero_store_step_wait(remote);
+    zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+    CU_ASSERT_EQUAL(status, ZERO_ERR_UNSUPPORTED);
+    CU_ASSERT(zero_test_error_has(mark, addr[0]));
+    CU_ASSERT(zero_test_error_has(mark, "above this server's c"));
+    CU_ASSERT_EQUAL(mprotect(w, bytes, PROT_NONE), 0);
+    if (stopper > 0) {
+        waitpid(stopper, NULL, 0);
+        kill(pid[1], SIGCONT);
+    }
+    zero_clock_sleep(0.3);   /* server 1's replies on their way */
+    zero_store_destroy(remote);
+    for (int i = 0; i < 2; i++) {
+        kill(pid[i], SIGKILL);
+        waitpid(pid[i], NULL, 0);
+    }
+    munmap(w, bytes);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_refusal_mid_step(void)
+{
+    static const double stop_ms[] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+    for (int same_host = 0; same_host < 2; same_host++)
+        for (size_t i = 0; i < sizeof(stop_ms) / sizeof(stop_ms[0]); i++) {
+            check_refusal_mid_step(4, same_host, stop_ms[i]);
+            check_refusal_mid_step(8, same_host, stop_ms[i]);
+        }
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo numerics[] = {
@@ -2825,6 +2929,9 @@ int main(int argc, char **argv)
          test_gradient_released_on_failure},
         {"a server stalled mid-reply: the weights are the caller's once step_wait failed",
          test_weights_released_on_failure},
+        {"a refusal by one server mid-step while the other answers into the weights: they are the caller's once "
+         "the failing call returned",
+         test_refusal_mid_step},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"optd-numerics", NULL, NULL, NULL, NULL, numerics},
