@@ -97,6 +97,22 @@ static void desc_init(zero_store_desc_t *d, size_t len0, size_t len1, int states
 
 /* ---------- numerics ---------- */
 
+/* A remote store of @p desc with @p o, created over TCP (@p same_host 0), on
+ * the same-host data connection through the servers' regions (1) or as
+ * tagged messages there (2, ZERO_OPTD_ONESIDED=0). */
+static zero_store_t *remote_create_on(const zero_store_desc_t *desc, const zero_store_remote_opts_t *o, int same_host)
+{
+    zero_store_t *remote = NULL;
+    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
+    if (same_host == 2)
+        setenv("ZERO_OPTD_ONESIDED", "0", 1);
+    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(desc, o, &remote), ZERO_OK);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    unsetenv("ZERO_OPTD_ONESIDED");
+    return remote;
+}
+
+
 static uint32_t rng_state = 12345;
 static float rnd(void)
 {
@@ -264,12 +280,7 @@ static void check_bitwise(int num_servers, int same_host)
             desc_init(&desc, 300000 + 17, 1001, optimizer_cases[k].states);
             remote_opts(&o, addrs, num_servers);
             CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
-            setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
-            if (same_host == 2)
-                setenv("ZERO_OPTD_ONESIDED", "0", 1);
-            CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
-            unsetenv("ZERO_OPTD_SAME_HOST");
-            unsetenv("ZERO_OPTD_ONESIDED");
+            remote = remote_create_on(&desc, &o, same_host);
             {
                 zero_store_remote_stats_t stats;
                 zero_store_remote_stats(remote, &stats);
@@ -1060,7 +1071,6 @@ static void test_stray_gradients_live(void)
     enum { STRAYS = 40000, STRAY_BYTES = 4096 };
     static unsigned char stray[STRAY_BYTES];
     static unsigned char hello[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
-    zero_optd_server_opts_t o;
     test_server_t srv;
     raw_client_t c;
     zero_optd_header_t h;
@@ -1070,14 +1080,8 @@ static void test_stray_gradients_live(void)
     long rss0, rss1;
     double t0;
     int port;
-    memset(&o, 0, sizeof(o));
-    o.threads = 2;
-    o.have_token = 1;
-    memcpy(o.token, job_token, sizeof(job_token));
-    o.hello_timeout_s = 5.0;
-    o.io_timeout_s = 5.0;
     setenv("ZERO_OPTD_SAME_HOST", "0", 1);   /* the raw client's TCP connection is its only one */
-    CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&srv, &o), 0);
+    CU_ASSERT_EQUAL_FATAL(server_start_hello(&srv, 0, 5.0), 0);
     unsetenv("ZERO_OPTD_SAME_HOST");
     port = zero_optd_server_port(srv.server);
     CU_ASSERT_EQUAL_FATAL(split_client(&c, port), 0);
@@ -2596,6 +2600,45 @@ static void test_store_clients_killed_one_server(void)
     check_store_client_killed(1, 8, 1);
 }
 
+/* A child process that stops @p pid (SIGSTOP) @p ms from now: its pid. */
+static pid_t stop_after(pid_t pid, double ms)
+{
+    pid_t stopper = fork();
+    if (stopper == 0) {
+        zero_clock_sleep(ms * 1e-3);
+        kill(pid, SIGSTOP);
+        _exit(0);
+    }
+    return stopper;
+}
+
+/* Two zero-optd processes (@p pid, @p addr; server 0 with ZERO_CPU_ISA=@p isa0
+ * unless NULL) and a remote store on them of one group of @p n elements with
+ * Adam's two states, window @p window, bound @p timeout_s: over TCP
+ * (@p same_host 0), on the same-host data connection through the servers'
+ * regions (1) or as tagged messages there (2, ZERO_OPTD_ONESIDED=0). */
+static zero_store_t *two_server_store(char addr[2][64], pid_t pid[2], const char *isa0, size_t n, int window,
+                                      int same_host, double timeout_s)
+{
+    const char *addrs[2] = {addr[0], addr[1]};
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *remote = NULL;
+    if (isa0 != NULL)
+        setenv("ZERO_CPU_ISA", isa0, 1);
+    pid[0] = spawn_optd(addr[0], 64);
+    unsetenv("ZERO_CPU_ISA");
+    pid[1] = spawn_optd(addr[1], 64);
+    CU_ASSERT_FATAL(pid[0] > 0 && pid[1] > 0);
+    desc_init(&desc, n, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 2);
+    o.timeout_s = timeout_s;
+    o.window = window;
+    remote = remote_create_on(&desc, &o, same_host);
+    return remote;
+}
+
 /* Two stalled servers (SIGSTOP), over TCP (@p same_host 0), on the same-host
  * data connection through the servers' regions (1, the gradient copied in) or
  * as tagged messages there (2, ZERO_OPTD_ONESIDED=0): the step fails, and the
@@ -2608,37 +2651,22 @@ static void check_gradient_released(int window, int same_host)
 {
     ZERO_TEST_MEM_MARK();
     char addr[2][64];
-    const char *addrs[2] = {addr[0], addr[1]};
-    zero_store_desc_t desc;
-    zero_store_remote_opts_t o;
-    zero_store_t *remote = NULL;
+    zero_store_t *remote;
     zero_optim_ctx_t ctx;
     zero_store_async_step_t st;
     size_t n = 2 * (size_t)STEP_N, bytes = n * sizeof(float);
     float *grad = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     float *w = malloc(bytes);
     zero_status_t status;
+    const double timeout_s = 1.5;
     double t0;
     pid_t pid[2];
     CU_ASSERT_FATAL(grad != MAP_FAILED && w != NULL);
     memset(grad, 0, bytes);
-    pid[0] = spawn_optd(addr[0], sizeof(addr[0]));
-    pid[1] = spawn_optd(addr[1], sizeof(addr[1]));
-    CU_ASSERT_FATAL(pid[0] > 0 && pid[1] > 0);
     CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
-    desc_init(&desc, n, 0, 2);
-    desc.num_groups = 1;
-    remote_opts(&o, addrs, 2);
-    o.timeout_s = 1.5;
-    /* 4: step_async itself fails, waiting for a free slot; 8: the step's 6
-     * pieces are all in flight when step_wait starts */
-    o.window = window;
-    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
-    if (same_host == 2)
-        setenv("ZERO_OPTD_ONESIDED", "0", 1);
-    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
-    unsetenv("ZERO_OPTD_SAME_HOST");
-    unsetenv("ZERO_OPTD_ONESIDED");
+    /* window 4: step_async itself fails, waiting for a free slot; 8: the
+     * step's 6 pieces are all in flight when step_wait starts */
+    remote = two_server_store(addr, pid, NULL, n, window, same_host, timeout_s);
     step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
     st.count = n;
     st.grad_dtype = ZERO_FP32;
@@ -2655,7 +2683,7 @@ static void check_gradient_released(int window, int same_host)
     /* the first timeout fails the step; the other requests are abandoned,
      * not waited for in turn (that took 6 x timeout_s) */
     if (window == 8)
-        CU_ASSERT(zero_clock_now() - t0 < 1.9 * o.timeout_s);
+        CU_ASSERT(zero_clock_now() - t0 < 1.9 * timeout_s);
     CU_ASSERT_EQUAL(mprotect(grad, bytes, PROT_NONE), 0);
     kill(pid[0], SIGCONT);
     kill(pid[1], SIGCONT);
@@ -2716,12 +2744,7 @@ static int check_weights_released(int same_host, double delay_ms)
     remote_opts(&o, addrs, 1);
     o.timeout_s = 0.5;
     o.window = 8;   /* the step's 5 pieces all in flight */
-    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
-    if (same_host == 2)
-        setenv("ZERO_OPTD_ONESIDED", "0", 1);
-    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
-    unsetenv("ZERO_OPTD_SAME_HOST");
-    unsetenv("ZERO_OPTD_ONESIDED");
+    remote = remote_create_on(&desc, &o, same_host);
     zero_store_remote_stats(remote, &stats);
     CU_ASSERT_EQUAL(stats.same_host_links, same_host ? 1u : 0u);
     CU_ASSERT_EQUAL(stats.regions_mapped, same_host == 1 ? 1u : 0u);   /* 1: the weights come out of the region */
@@ -2731,12 +2754,7 @@ static int check_weights_released(int same_host, double delay_ms)
     st.grad = grad;
     st.weight_dtype = ZERO_FP32;
     st.weights = w;
-    stopper = fork();
-    if (stopper == 0) {
-        zero_clock_sleep(delay_ms * 1e-3);
-        kill(pid, SIGSTOP);
-        _exit(0);
-    }
+    stopper = stop_after(pid, delay_ms);
     CU_ASSERT_FATAL(stopper > 0);
     status = zero_store_step_async(remote, &st);
     if (status == ZERO_OK)
@@ -2791,10 +2809,7 @@ static void check_refusal_mid_step(int window, int same_host, double stop_ms)
 {
     ZERO_TEST_MEM_MARK();
     char addr[2][64];
-    const char *addrs[2] = {addr[0], addr[1]};
-    zero_store_desc_t desc;
-    zero_store_remote_opts_t o;
-    zero_store_t *remote = NULL;
+    zero_store_t *remote;
     zero_optim_ctx_t ctx;
     zero_store_async_step_t st;
     size_t n = 2 * (size_t)STEP_N, bytes = n * sizeof(float);
@@ -2805,19 +2820,8 @@ static void check_refusal_mid_step(int window, int same_host, double stop_ms)
     pid_t pid[2], stopper = 0;
     CU_ASSERT_FATAL(w != MAP_FAILED);
     memset(w, 0, bytes);
-    setenv("ZERO_CPU_ISA", "c", 1);   /* server 0's kernels: C only */
-    pid[0] = spawn_optd(addr[0], sizeof(addr[0]));
-    unsetenv("ZERO_CPU_ISA");
-    pid[1] = spawn_optd(addr[1], sizeof(addr[1]));
-    CU_ASSERT_FATAL(pid[0] > 0 && pid[1] > 0);
     CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AVX2, NULL), ZERO_OK);
-    desc_init(&desc, n, 0, 2);
-    desc.num_groups = 1;
-    remote_opts(&o, addrs, 2);
-    o.window = window;
-    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
-    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
-    unsetenv("ZERO_OPTD_SAME_HOST");
+    remote = two_server_store(addr, pid, "c", n, window, same_host, 5.0);   /* server 0's kernels: C only */
     step_params(&st, ZERO_OPTIMIZER_LAMB, 1, &ctx);
     st.max_coeff = 10.0f;
     st.lamb_phase = 2;
@@ -2827,14 +2831,8 @@ static void check_refusal_mid_step(int window, int same_host, double stop_ms)
     st.weights = w;
     mark = zero_log_error_mark();
     zero_log_set_level(ZERO_LOG_LEVEL_OFF);
-    if (stop_ms > 0) {
-        stopper = fork();
-        if (stopper == 0) {
-            zero_clock_sleep(stop_ms * 1e-3);
-            kill(pid[1], SIGSTOP);
-            _exit(0);
-        }
-    }
+    if (stop_ms > 0)
+        stopper = stop_after(pid[1], stop_ms);
     status = zero_store_step_async(remote, &st);
     if (window == 4)
         CU_ASSERT_EQUAL(status, ZERO_ERR_UNSUPPORTED);   /* the refusal met inside step_async */
