@@ -1054,71 +1054,6 @@ static void test_split_step_broken(void)
 }
 
 /*
- * A job member (it said HELLO with the token) that sends gradients on its
- * own live connection's data tag with no header: nothing claims them, and
- * before 5 Dec 2026 they stayed in UCX's unexpected queue until the
- * connection closed, so the server's memory grew with every one (a 160 MiB
- * flood: the test process' RSS grew by about that much). Now each is dropped
- * and counted (drop_stray_gradients: the server's DEBUG line) while the
- * connection lives: the RSS stays within 32 MiB of where it was, a real
- * client is served during and after, and the sender's own next request is
- * still answered (it harmed only itself). The sender is a raw client in this
- * process, sending eager messages (4 KiB, below TCP's rendezvous threshold:
- * UCX keeps an unexpected eager message whole).
- */
-static void test_stray_gradients_live(void)
-{
-    enum { STRAYS = 40000, STRAY_BYTES = 4096 };
-    static unsigned char stray[STRAY_BYTES];
-    static unsigned char hello[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
-    test_server_t srv;
-    raw_client_t c;
-    zero_optd_header_t h;
-    char text[600];
-    atomic_int drops = 0;
-    zero_log_level_t level;
-    long rss0, rss1;
-    double t0;
-    int port;
-    setenv("ZERO_OPTD_SAME_HOST", "0", 1);   /* the raw client's TCP connection is its only one */
-    CU_ASSERT_EQUAL_FATAL(server_start_hello(&srv, 0, 5.0), 0);
-    unsetenv("ZERO_OPTD_SAME_HOST");
-    port = zero_optd_server_port(srv.server);
-    CU_ASSERT_EQUAL_FATAL(split_client(&c, port), 0);
-    check_still_serving(srv.addr);   /* the real client's first use: its allocations before the baseline */
-    rss0 = peak_rss_status_kib("VmRSS:");
-    level = zero_log_get_level();
-    zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);
-    zero_log_set_callback(count_stray_drops, &drops);
-    for (int i = 0; i < STRAYS; i++) {
-        ucp_request_param_t rp;
-        memset(&rp, 0, sizeof(rp));
-        if (raw_wait(&c, ucp_tag_send_nbx(c.ep, stray, sizeof(stray), c.key | ZERO_OPTD_TAG_DATA, &rp), 5.0) !=
-            UCS_OK) {
-            CU_FAIL("a stray gradient was not sent");
-            break;
-        }
-        if (i == STRAYS / 2)
-            check_still_serving(srv.addr);   /* its gradients are not dropped (counted here if they were) */
-    }
-    for (t0 = zero_clock_now(); atomic_load(&drops) < STRAYS && zero_clock_now() - t0 < 10.0;)
-        ucp_worker_progress(c.worker);
-    rss1 = peak_rss_status_kib("VmRSS:");
-    zero_log_set_callback(NULL, NULL);
-    zero_log_set_level(level);
-    CU_ASSERT_EQUAL(atomic_load(&drops), STRAYS);
-    printf("\n    %d of %d stray gradients dropped; RSS %ld -> %ld KiB\n", atomic_load(&drops), STRAYS, rss0, rss1);
-    CU_ASSERT(rss0 > 0 && rss1 - rss0 < 32 * 1024);
-    /* the sender's connection lives: its own HELLO again is answered (refused as a second one) */
-    make_hello(hello, c.key);
-    CU_ASSERT_EQUAL(raw_exchange(&c, hello, sizeof(hello), c.key, &h, text, sizeof(text)), 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(text, "second HELLO"));
-    raw_close(&c);
-    check_still_serving(srv.addr);
-    server_stop(&srv);
-}
-
-/*
  * Two split requests of one connection whose headers do not both come in
  * place: a LAMB1 header (128 bytes) sent by rendezvous (this client's
  * UCX_RNDV_THRESH=120), held until the client progresses, then a STEP
@@ -2136,6 +2071,94 @@ static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, 
         (ar.rkey_len != 0) != want || ar.slots != (want ? 4u : 0u))
         return -1;
     return 0;
+}
+
+/*
+ * A job member (it said HELLO with the token) that sends gradients on its
+ * own live connection's data tag with no header: over TCP (@p data 0: its
+ * control connection, the server without a data listener) or on its
+ * same-host data connection (1, without a region: shared memory, the
+ * connection's own worker on the server). Nothing claims them, and before
+ * 5 Dec 2026 they stayed in UCX's unexpected queue until the connection
+ * closed, so the server's memory grew with every one (over TCP a 160 MiB
+ * flood grew the test process by 320 MiB). Now each is dropped and counted
+ * (drop_stray_gradients: the server's DEBUG line) while the connection
+ * lives: the RSS stays within 32 MiB of where it was, a real client is
+ * served during and after, and the sender's own next request is still
+ * answered (it harmed only itself). The sender is a raw client in this
+ * process, sending eager messages (4 KiB, below the rendezvous thresholds:
+ * UCX keeps an unexpected eager message whole).
+ */
+static void check_stray_gradients_live(int data)
+{
+    enum { STRAYS = 40000, STRAY_BYTES = 4096 };
+    static unsigned char stray[STRAY_BYTES];
+    static unsigned char hello[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    test_server_t srv;
+    raw_client_t c, *sender = &c;
+    zero_optd_ucx_t u;
+    data_client_t d;
+    zero_optd_header_t h;
+    char text[600];
+    atomic_int drops = 0;
+    zero_log_level_t level;
+    long rss0, rss1;
+    double t0;
+    int port;
+    if (!data)
+        setenv("ZERO_OPTD_SAME_HOST", "0", 1);   /* the raw client's TCP connection is its only one */
+    CU_ASSERT_EQUAL_FATAL(server_start_hello(&srv, 0, 5.0), 0);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    port = zero_optd_server_port(srv.server);
+    if (data) {
+        CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, port, 0), 0);
+        sender = &d.c;
+    } else {
+        CU_ASSERT_EQUAL_FATAL(split_client(&c, port), 0);
+    }
+    check_still_serving(srv.addr);   /* the real client's first use: its allocations before the baseline */
+    rss0 = peak_rss_status_kib("VmRSS:");
+    level = zero_log_get_level();
+    zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);
+    zero_log_set_callback(count_stray_drops, &drops);
+    for (int i = 0; i < STRAYS; i++) {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        if (raw_wait(sender, ucp_tag_send_nbx(sender->ep, stray, sizeof(stray), sender->key | ZERO_OPTD_TAG_DATA, &rp),
+                     5.0) != UCS_OK) {
+            CU_FAIL("a stray gradient was not sent");
+            break;
+        }
+        if (i == STRAYS / 2)
+            check_still_serving(srv.addr);   /* its gradients are not dropped (counted here if they were) */
+    }
+    for (t0 = zero_clock_now(); atomic_load(&drops) < STRAYS && zero_clock_now() - t0 < 10.0;)
+        ucp_worker_progress(sender->worker);
+    rss1 = peak_rss_status_kib("VmRSS:");
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(level);
+    CU_ASSERT_EQUAL(atomic_load(&drops), STRAYS);
+    printf("\n    %s: %d of %d stray gradients dropped; RSS %ld -> %ld KiB\n", data ? "data connection" : "TCP",
+           atomic_load(&drops), STRAYS, rss0, rss1);
+    CU_ASSERT(rss0 > 0 && rss1 - rss0 < 32 * 1024);
+    /* the sender's connection lives: a HELLO on it is answered (refused: a
+     * second one, or one on a data connection) */
+    make_hello(hello, sender->key);
+    CU_ASSERT_EQUAL(raw_exchange(sender, hello, sizeof(hello), sender->key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, data ? "already attached" : "second HELLO"));
+    if (data) {
+        data_close(&d);
+        zero_optd_ucx_close(&u);
+    }
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+static void test_stray_gradients_live(void)
+{
+    check_stray_gradients_live(0);
+    check_stray_gradients_live(1);
 }
 
 /* STEP_REGION headers that name a slot the region lacks, more elements
