@@ -2080,18 +2080,21 @@ static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, 
  * same-host data connection (1, without a region: shared memory, the
  * connection's own worker on the server). Nothing claims them, and before
  * 5 Dec 2026 they stayed in UCX's unexpected queue until the connection
- * closed, so the server's memory grew with every one (over TCP a 160 MiB
- * flood grew the test process by 320 MiB). Now each is dropped and counted
- * (drop_stray_gradients: the server's DEBUG line) while the connection
- * lives: the RSS stays within 32 MiB of where it was, a real client is
- * served during and after, and the sender's own next request is still
- * answered (it harmed only itself). The sender is a raw client in this
+ * closed, so the server's memory grew with every one (a 160 MiB flood grew
+ * the test process by 320 MiB over TCP, 510 MiB on the data connection).
+ * Now each is dropped and counted (drop_stray_gradients: the server's DEBUG
+ * line) while the connection lives, and the RSS grows by what piles up
+ * while the server's loop does not run: 7-8 MiB on an idle host, 72 MiB
+ * once under meson on the loaded 2-core one (the sender, in this process,
+ * outran it). So the flood is 312 MiB and the RSS may grow by half of it. A
+ * real client is served during and after, and the sender's own next
+ * request is still answered (it harmed only itself). The sender is a raw client in this
  * process, sending eager messages (4 KiB, below the rendezvous thresholds:
  * UCX keeps an unexpected eager message whole).
  */
 static void check_stray_gradients_live(int data)
 {
-    enum { STRAYS = 40000, STRAY_BYTES = 4096 };
+    enum { STRAYS = 80000, STRAY_BYTES = 4096 };
     static unsigned char stray[STRAY_BYTES];
     static unsigned char hello[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
     test_server_t srv;
@@ -2140,7 +2143,8 @@ static void check_stray_gradients_live(int data)
     CU_ASSERT_EQUAL(atomic_load(&drops), STRAYS);
     printf("\n    %s: %d of %d stray gradients dropped; RSS %ld -> %ld KiB\n", data ? "data connection" : "TCP",
            atomic_load(&drops), STRAYS, rss0, rss1);
-    CU_ASSERT(rss0 > 0 && rss1 - rss0 < 32 * 1024);
+    /* the flood is 312 MiB; kept, it grew the process by twice that */
+    CU_ASSERT(rss0 > 0 && rss1 - rss0 < (long)STRAYS * STRAY_BYTES / 2 / 1024);
     /* the sender's connection lives: a HELLO on it is answered (refused: a
      * second one, or one on a data connection) */
     make_hello(hello, sender->key);
