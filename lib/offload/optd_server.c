@@ -179,6 +179,8 @@ enum { GRADIENT_NONE = 0, GRADIENT_WAITING, GRADIENT_POSTED };
 
 typedef struct optd_slot {
     slot_state_t state;          /* under s->lock where the worker may look */
+    int used;                    /* the UCX thread's: holds a message (state not FREE, or about to be) */
+    uint64_t seq;                /* its message's place in arrival order (set before it leaves FREE) */
     slot_kind_t kind;
     optd_conn_t *conn;
     size_t length;               /* bytes of the message */
@@ -224,11 +226,16 @@ struct zero_optd_server {
     optd_conn_t *data_conns[ZERO_OPTD_MAX_DATA_CONNS];
     atomic_int ndata_conns;
     int npending, pending_dropped;
-    /* the ring: message number k is in slots[k % SLOTS] */
+    /* The message slots, in any order: a message takes a free one and
+     * leaves it when its reply is delivered. Each connection's messages are
+     * handled and answered in arrival order (seq); other connections' go
+     * past a slot still receiving (a header whose gradient has not come:
+     * docs/optd.md, "The gradient's own message"). Before 5 Dec 2026 this was
+     * a ring, handled, answered and freed in arrival order across
+     * connections. */
     optd_slot_t slots[SLOTS];
-    uint64_t head, tail;         /* UCX thread: oldest held, next to fill */
-    uint64_t next_send;          /* UCX thread: next whose reply is to be posted */
-    uint64_t next_work;          /* worker: next to handle (under lock) */
+    uint64_t next_seq;           /* UCX thread: the next message's seq */
+    int nused;                   /* UCX thread: slots in use */
     pthread_mutex_t lock;
     pthread_cond_t wake;         /* a slot became READY, or stop */
     pthread_t thread;
@@ -391,9 +398,9 @@ static void conn_free_state(optd_conn_t *c)
  * that would end them. */
 static void expire_requests(zero_optd_server_t *s, optd_conn_t *c)
 {
-    for (uint64_t k = s->head; k < s->tail; k++)
-        if (s->slots[k % SLOTS].conn == c)
-            s->slots[k % SLOTS].deadline = 0.0;
+    for (int i = 0; i < SLOTS; i++)
+        if (s->slots[i].used && s->slots[i].conn == c)
+            s->slots[i].deadline = 0.0;
 }
 
 /* Lets go of held request @p i of @p list (@p n of them). */
@@ -1250,13 +1257,41 @@ static void handle_slot(zero_optd_server_t *s, optd_slot_t *q)
     }
 }
 
+/* Whether a message of @p q's connection older than @p q is in a slot
+ * whose state is below @p below (RECEIVING < READY < DONE < SENDING; under
+ * s->lock, or on the UCX thread, which alone sets a slot's conn and seq,
+ * before it leaves FREE). */
+static int older_of_conn_below(const zero_optd_server_t *s, const optd_slot_t *q, slot_state_t below)
+{
+    for (int i = 0; i < SLOTS; i++) {
+        const optd_slot_t *p = &s->slots[i];
+        if (p != q && p->state != SLOT_FREE && p->state < below && p->conn == q->conn && p->seq < q->seq)
+            return 1;
+    }
+    return 0;
+}
+
+/* The worker's next slot (under s->lock): the oldest READY one with no older
+ * message of its connection unhandled. NULL: none. */
+static optd_slot_t *next_work(zero_optd_server_t *s)
+{
+    optd_slot_t *best = NULL;
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (q->state == SLOT_READY && (best == NULL || q->seq < best->seq) &&
+            !older_of_conn_below(s, q, SLOT_DONE))
+            best = q;
+    }
+    return best;
+}
+
 static void *worker_main(void *arg)
 {
     zero_optd_server_t *s = arg;
     pthread_mutex_lock(&s->lock);
     while (!s->thread_stop) {
-        optd_slot_t *q = &s->slots[s->next_work % SLOTS];
-        if (q->state != SLOT_READY) {
+        optd_slot_t *q = next_work(s);
+        if (q == NULL) {
             pthread_cond_wait(&s->wake, &s->lock);
             continue;
         }
@@ -1264,7 +1299,6 @@ static void *worker_main(void *arg)
         handle_slot(s, q);
         pthread_mutex_lock(&s->lock);
         q->state = SLOT_DONE;
-        s->next_work++;
         if (s->done_fd >= 0) {   /* wake the UCX thread if it sleeps: the reply is ready to go */
             uint64_t one = 1;
             (void)!write(s->done_fd, &one, sizeof(one));
@@ -1403,10 +1437,10 @@ static void join_gradient(optd_slot_t *q)
  * one connection"). */
 static int gradient_ahead(zero_optd_server_t *s, const optd_slot_t *q)
 {
-    for (uint64_t k = s->head; k < s->tail && &s->slots[k % SLOTS] != q; k++) {
-        optd_slot_t *p = &s->slots[k % SLOTS];
-        if (p->conn == q->conn && p->kind == SLOT_MESSAGE && p->gradient != GRADIENT_POSTED &&
-            slot_get(s, p) == SLOT_RECEIVING)
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *p = &s->slots[i];
+        if (p != q && p->used && p->seq < q->seq && p->conn == q->conn && p->kind == SLOT_MESSAGE &&
+            p->gradient != GRADIENT_POSTED && slot_get(s, p) == SLOT_RECEIVING)
             return 1;
     }
     return 0;
@@ -1507,7 +1541,11 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
         attach_data(s, c, msg, info);
         return;
     }
-    q = &s->slots[s->tail % SLOTS];
+    for (q = s->slots; q->used; q++)
+        ;   /* one is free (take_messages) */
+    q->used = 1;
+    q->seq = s->next_seq++;
+    s->nused++;
     q->conn = c;
     if (c->owner != c)
         c->owner->inflight++;   /* the owner's state stays until this slot leaves */
@@ -1516,7 +1554,6 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
     q->gradient = GRADIENT_NONE;
     q->req = NULL;
     c->inflight++;
-    s->tail++;
     if (info->length > ZERO_OPTD_MAX_MESSAGE || info->length < ZERO_OPTD_HEADER_BYTES) {
         drop_message(s, worker, msg);
         q->kind = SLOT_OVERSIZED;
@@ -1550,7 +1587,7 @@ static int take_messages(zero_optd_server_t *s, optd_conn_t *c)
 {
     ucp_worker_h worker = c != NULL ? c->worker : s->ucx[CTL].worker;
     int took = 0;
-    while (s->tail - s->head < SLOTS) {
+    while (s->nused < SLOTS) {
         ucp_tag_recv_info_t info;
         /* every tag but a split request's gradient (ZERO_OPTD_TAG_DATA):
          * that one is received by its header's slot (take_gradient) */
@@ -1592,13 +1629,42 @@ static void release_head_send(optd_slot_t *q)
     q->head_req = NULL;
 }
 
-/* Moves the ring on: finished receives to the worker, handled slots' replies
- * onto the wire in ring order, delivered ones out. Returns whether anything moved. */
+/* The slots in use, oldest message first, into @p out; returns their number. */
+static int slots_by_age(zero_optd_server_t *s, optd_slot_t **out)
+{
+    int n = 0;
+    for (int i = 0; i < SLOTS; i++) {
+        int j = n;
+        if (!s->slots[i].used)
+            continue;
+        for (; j > 0 && out[j - 1]->seq > s->slots[i].seq; j--)
+            out[j] = out[j - 1];
+        out[j] = &s->slots[i];
+        n++;
+    }
+    return n;
+}
+
+/* Whether an older message of @p q's connection has no reply on its way
+ * yet: one connection's replies go in order (its client matches them so). */
+static int older_unanswered(zero_optd_server_t *s, const optd_slot_t *q)
+{
+    int older;
+    pthread_mutex_lock(&s->lock);
+    older = older_of_conn_below(s, q, SLOT_SENDING);
+    pthread_mutex_unlock(&s->lock);
+    return older;
+}
+
+/* Moves the slots on, oldest first: finished receives to the worker,
+ * handled slots' replies onto the wire in each connection's order,
+ * delivered ones freed. Returns whether anything moved. */
 static int advance_ring(zero_optd_server_t *s)
 {
-    int moved = 0;
-    for (uint64_t k = s->head; k < s->tail; k++) {
-        optd_slot_t *q = &s->slots[k % SLOTS];
+    optd_slot_t *order[SLOTS];
+    int moved = 0, n = slots_by_age(s, order);
+    for (int i = 0; i < n; i++) {
+        optd_slot_t *q = order[i];
         slot_state_t state = slot_get(s, q);
         ucs_status_t st;
         if (state == SLOT_RECEIVING && (st = slot_receive(s, q)) != UCS_INPROGRESS) {
@@ -1610,9 +1676,8 @@ static int advance_ring(zero_optd_server_t *s)
             }
             slot_set(s, q, SLOT_READY);
             moved = 1;
-        } else if (state == SLOT_DONE && k == s->next_send) {
+        } else if (state == SLOT_DONE && !older_unanswered(s, q)) {
             optd_conn_t *c = q->conn;
-            s->next_send++;
             moved = 1;
             if (q->hello_ok && c->state == CONN_NEW)
                 c->state = CONN_READY;
@@ -1669,13 +1734,15 @@ static int advance_ring(zero_optd_server_t *s)
             }
         }
     }
-    /* out of the ring in order: the worker's index never falls behind head */
-    while (s->head < s->tail && slot_get(s, &s->slots[s->head % SLOTS]) == SLOT_FINISHED) {
-        optd_slot_t *q = &s->slots[s->head % SLOTS];
+    for (int i = 0; i < n; i++) {
+        optd_slot_t *q = order[i];
         optd_conn_t *c = q->conn;
         optd_conn_t *owner = c->owner;
+        if (slot_get(s, q) != SLOT_FINISHED)
+            continue;
         slot_set(s, q, SLOT_FREE);
-        s->head++;
+        q->used = 0;
+        s->nused--;
         if (--c->inflight == 0 && c->closing)
             conn_close(c, NULL);
         if (owner != c && --owner->inflight == 0 && owner->closing)
@@ -1702,9 +1769,9 @@ static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
  * queued while neither holds was announced by no header. */
 static int gradient_expected(zero_optd_server_t *s, const optd_conn_t *c)
 {
-    for (uint64_t k = s->head; k < s->tail; k++) {
-        optd_slot_t *q = &s->slots[k % SLOTS];
-        if (q->conn == c && q->kind == SLOT_MESSAGE && q->gradient != GRADIENT_POSTED &&
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (q->used && q->conn == c && q->kind == SLOT_MESSAGE && q->gradient != GRADIENT_POSTED &&
             slot_get(s, q) == SLOT_RECEIVING)
             return 1;
     }
@@ -2087,16 +2154,19 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->thread, NULL);
     }
-    /* messages still in the ring: their receives and replies are abandoned */
-    for (uint64_t k = s->head; k < s->tail; k++) {
-        optd_slot_t *q = &s->slots[k % SLOTS];
+    /* messages still in their slots: their receives and replies are abandoned */
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (!q->used)
+            continue;
         if (q->req != NULL) {
             q->deadline = 0.0;   /* cancel now */
             (void)slot_request(s, q);
         }
         release_head_send(q);
+        q->used = 0;
     }
-    s->head = s->tail;
+    s->nused = 0;
     held_reap(s->drops, &s->ndrops, 1, NULL);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         s->conns[i].inflight = 0;

@@ -1054,6 +1054,51 @@ static void test_split_step_broken(void)
 }
 
 /*
+ * A split STEP header whose gradient never comes, and then a whole message
+ * on the same connection, from a raw client that said HELLO. The server's
+ * io bound is 10 s. Before 5 Dec 2026 the slots were a ring taken in
+ * arrival order, so every other client waited for the bound (a real
+ * client's request was answered 1.04-1.06 s after such a header with the
+ * bound at 1 s, 3.11-3.12 s at 3 s). Now other connections' messages go
+ * past the stuck slot: a real client is served within 2 s. The stuck
+ * connection's own next message keeps its place behind it: no reply of it
+ * comes meanwhile (the client's one reply receive would take it).
+ */
+static void test_missing_gradient_holds_no_other(void)
+{
+    static unsigned char hello[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    zero_optd_server_opts_t o;
+    test_server_t srv;
+    raw_client_t c;
+    ucp_request_param_t rp;
+    void *rreq;
+    double t0;
+    memset(&o, 0, sizeof(o));
+    o.threads = 2;
+    o.have_token = 1;
+    memcpy(o.token, job_token, sizeof(job_token));
+    o.hello_timeout_s = 5.0;
+    o.io_timeout_s = 10.0;
+    CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&srv, &o), 0);
+    CU_ASSERT_EQUAL_FATAL(split_client(&c, zero_optd_server_port(srv.server)), 0);
+    split_step_send(&c, 8, &rreq);   /* its gradient is never sent */
+    make_hello(hello, c.key);
+    memset(&rp, 0, sizeof(rp));
+    CU_ASSERT_EQUAL(raw_wait(&c, ucp_tag_send_nbx(c.ep, hello, sizeof(hello), c.key, &rp), 5.0), UCS_OK);
+    t0 = zero_clock_now();
+    check_still_serving_within(srv.addr, 2.0);
+    printf("\n    a real client served in %.3f s while a header waits for its gradient (io bound 10 s)\n",
+           zero_clock_now() - t0);
+    for (double t1 = zero_clock_now(); zero_clock_now() - t1 < 0.2;)
+        ucp_worker_progress(c.worker);
+    CU_ASSERT_EQUAL(ucp_request_check_status(rreq), UCS_INPROGRESS);   /* nothing answered out of its order */
+    (void)raw_wait(&c, rreq, 0.0);
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/*
  * Two split requests of one connection whose headers do not both come in
  * place: a LAMB1 header (128 bytes) sent by rendezvous (this client's
  * UCX_RNDV_THRESH=120), held until the client progresses, then a STEP
@@ -2917,6 +2962,9 @@ int main(int argc, char **argv)
          test_split_step_broken},
         {"two split requests of one connection, the first header late: gradients taken in header order",
          test_split_order},
+        {"a header whose gradient never comes: other clients are served meanwhile, its connection's next message "
+         "waits",
+         test_missing_gradient_holds_no_other},
         {"a job member's gradients with no header on its live connection: dropped and counted, the server's "
          "memory bounded, a real client served",
          test_stray_gradients_live},
