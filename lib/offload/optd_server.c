@@ -7,22 +7,25 @@
  * queued connection requests (an endpoint in peer-failure mode, then WELCOME
  * with the connection's key), closes connections whose endpoint failed or
  * that stayed silent past the hello deadline, probes for messages and
- * receives them into a ring of slots, and sends the replies; with nothing to
+ * receives them into free slots, and sends the replies; with nothing to
  * do it sleeps on UCX's event descriptor and the worker's done_fd. The worker
- * thread takes the received slots in ring order, decodes, acts (allocates a
+ * thread takes the received slots, oldest first but never ahead of an older
+ * message of the same connection (next_work), decodes, acts (allocates a
  * client's state, runs a step, copies a range) and leaves the reply in the
  * slot. A message is probed before it is received, so its size is known and
  * bounded first (a key no connection has, or a size over the bound, is
  * dropped unread); at most ZERO_OPTD_SERVER_SLOTS messages are held.
  *
- * Who touches what: the ring indices and slot states are handed over under
- * s->lock; a connection's endpoint, UCX state and life cycle belong to the
+ * Who touches what: slot states are handed over under s->lock (a slot's
+ * connection and arrival number are set by the UCX thread before it leaves
+ * FREE); a connection's endpoint, UCX state and life cycle belong to the
  * UCX thread; what HELLO declared (rank, groups, state arrays) to the worker,
- * which the UCX thread frees only once no slot of the connection is in the
- * ring (c->inflight == 0), so closing a connection with messages in flight
- * marks it closing and finishes when its last slot leaves the ring.
- * Replies of one connection are sent in ring order, which is its request
- * order, on one endpoint and tag, so UCX delivers them in that order.
+ * which the UCX thread frees only once no slot of the connection is in use
+ * (c->inflight == 0), so closing a connection with messages in flight
+ * marks it closing and finishes when its last slot is freed.
+ * Replies of one connection are sent in arrival order (older_unanswered),
+ * which is its request order, on one endpoint and tag, so UCX delivers them
+ * in that order.
  *
  * A same-host data connection that asks for it gets a region of shared
  * memory (region_open, at ATTACH): STEP_REGION's gradient and weights are
@@ -1427,11 +1430,10 @@ static void join_gradient(optd_slot_t *q)
     zero_optd_join_split_request(q->rx);
 }
 
-/* Whether a message of @p q's connection ahead of it in the ring is still
- * coming in (its receive in flight, or a split header's gradient waiting to
- * be posted). A connection's gradients share one tag, and UCX matches them
- * to receives in the order those are posted, so they are posted in ring
- * order: a header that came by rendezvous (a client with UCX_RNDV_THRESH
+/* Whether an older message of @p q's connection is still coming in (its
+ * receive in flight, or a split header's gradient waiting to be posted). A
+ * connection's gradients share one tag, and UCX matches them to receives in
+ * the order those are posted, so they are posted in arrival order: a header that came by rendezvous (a client with UCX_RNDV_THRESH
  * below 128 bytes) can end after the next header, which came in place, and
  * each would get the other's gradient (offload-optd, "two split requests of
  * one connection"). */
@@ -1521,7 +1523,7 @@ static ucs_status_t slot_receive(zero_optd_server_t *s, optd_slot_t *q)
     return take_gradient(s, q) ? UCS_INPROGRESS : UCS_OK;
 }
 
-/* Takes the message @p msg, probed on @p worker, into the ring's next slot (one is free). */
+/* Takes the message @p msg, probed on @p worker, into a free slot (one is). */
 static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg,
                          const ucp_tag_recv_info_t *info)
 {
