@@ -50,8 +50,8 @@ static const unsigned char job_token[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1
 
 typedef zero_test_optd_t test_server_t;   /* optd_test.h */
 
-/* A server with a hello deadline of @p hello_timeout_s. */
-static int server_start_hello(test_server_t *t, uint64_t memory_limit, double hello_timeout_s)
+/* A server with a hello deadline of @p hello_timeout_s and an io bound of @p io_timeout_s. */
+static int server_start_bounds(test_server_t *t, uint64_t memory_limit, double hello_timeout_s, double io_timeout_s)
 {
     zero_optd_server_opts_t o;
     memset(&o, 0, sizeof(o));
@@ -60,8 +60,14 @@ static int server_start_hello(test_server_t *t, uint64_t memory_limit, double he
     o.have_token = 1;
     memcpy(o.token, job_token, sizeof(job_token));
     o.hello_timeout_s = hello_timeout_s;
-    o.io_timeout_s = 5.0;
+    o.io_timeout_s = io_timeout_s;
     return zero_test_optd_start(t, &o);
+}
+
+/* A server with a hello deadline of @p hello_timeout_s. */
+static int server_start_hello(test_server_t *t, uint64_t memory_limit, double hello_timeout_s)
+{
+    return server_start_bounds(t, memory_limit, hello_timeout_s, 5.0);
 }
 
 static int server_start(test_server_t *t, uint64_t memory_limit)
@@ -977,7 +983,6 @@ static void count_stray_drops(zero_log_level_t level, int rank, const char *modu
  */
 static void test_split_step_broken(void)
 {
-    zero_optd_server_opts_t o;
     test_server_t srv;
     raw_client_t c;
     ucp_request_param_t rp;
@@ -987,13 +992,7 @@ static void test_split_step_broken(void)
     int port;
     atomic_int drops = 0;
     zero_log_level_t level;
-    memset(&o, 0, sizeof(o));
-    o.threads = 2;
-    o.have_token = 1;
-    memcpy(o.token, job_token, sizeof(job_token));
-    o.hello_timeout_s = 5.0;
-    o.io_timeout_s = 1.0;
-    CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&srv, &o), 0);
+    CU_ASSERT_EQUAL_FATAL(server_start_bounds(&srv, 0, 5.0, 1.0), 0);
     port = zero_optd_server_port(srv.server);
 
     /* a gradient of 4 elements where the header says 8: refused */
@@ -1067,19 +1066,12 @@ static void test_split_step_broken(void)
 static void test_missing_gradient_holds_no_other(void)
 {
     static unsigned char hello[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
-    zero_optd_server_opts_t o;
     test_server_t srv;
     raw_client_t c;
     ucp_request_param_t rp;
     void *rreq;
     double t0;
-    memset(&o, 0, sizeof(o));
-    o.threads = 2;
-    o.have_token = 1;
-    memcpy(o.token, job_token, sizeof(job_token));
-    o.hello_timeout_s = 5.0;
-    o.io_timeout_s = 10.0;
-    CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&srv, &o), 0);
+    CU_ASSERT_EQUAL_FATAL(server_start_bounds(&srv, 0, 5.0, 10.0), 0);
     CU_ASSERT_EQUAL_FATAL(split_client(&c, zero_optd_server_port(srv.server)), 0);
     split_step_send(&c, 8, &rreq);   /* its gradient is never sent */
     make_hello(hello, c.key);
