@@ -1159,6 +1159,68 @@ static void test_split_order(void)
     server_stop(&srv);
 }
 
+/*
+ * One connection's messages handled in the order they came, also past the
+ * slot of an older one still coming in: a WRITE (184 bytes, sent by
+ * rendezvous: this client's UCX_RNDV_THRESH=120, held until the client
+ * progresses), then a READ of the same range that arrives whole at once and
+ * is ready first. The READ must return the WRITE's values: the worker takes
+ * no message ahead of an older one of its connection (next_work; replies
+ * alone in order would not do, a handled READ keeps what it read).
+ */
+static void test_handling_order(void)
+{
+    static unsigned char wmsg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_RANGE_HEAD + 32 * 4];
+    static unsigned char rmsg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_RANGE_HEAD];
+    static unsigned char wreply[ZERO_OPTD_HEADER_BYTES + 64], rreply[ZERO_OPTD_HEADER_BYTES + 64];
+    static float values[32], got[32];
+    zero_optd_header_t wh = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_WRITE,
+                             .body_len = ZERO_OPTD_RANGE_HEAD + sizeof(values), .seq = 2};
+    zero_optd_header_t rh = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_READ, .body_len = ZERO_OPTD_RANGE_HEAD,
+                             .seq = 3};
+    zero_optd_range_t r = {.group = 0, .field = 0, .begin = 100, .count = 32};
+    void *req[5];
+    test_server_t srv;
+    raw_client_t c;
+    ucp_request_param_t rp;
+    zero_optd_header_t h;
+    int rc;
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    setenv("UCX_RNDV_THRESH", "120", 1);
+    rc = split_client(&c, zero_optd_server_port(srv.server));
+    unsetenv("UCX_RNDV_THRESH");
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    for (int i = 0; i < 32; i++)
+        values[i] = 1.5f + (float)i;
+    wh.conn_key = rh.conn_key = c.key;
+    zero_optd_encode_header(wmsg, &wh);
+    zero_optd_encode_range_head(wmsg + ZERO_OPTD_HEADER_BYTES, &r);
+    memcpy(wmsg + ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_RANGE_HEAD, values, sizeof(values));
+    zero_optd_encode_header(rmsg, &rh);
+    zero_optd_encode_range_head(rmsg + ZERO_OPTD_HEADER_BYTES, &r);
+    memset(&rp, 0, sizeof(rp));
+    req[0] = ucp_tag_recv_nbx(c.worker, wreply, sizeof(wreply), c.key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    req[1] = ucp_tag_recv_nbx(c.worker, rreply, sizeof(rreply), c.key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    req[2] = ucp_tag_recv_nbx(c.worker, got, sizeof(got), c.key | ZERO_OPTD_TAG_REPLY | ZERO_OPTD_TAG_DATA,
+                              ~(ucp_tag_t)0, &rp);
+    req[3] = ucp_tag_send_nbx(c.ep, wmsg, sizeof(wmsg), c.key, &rp);
+    req[4] = ucp_tag_send_nbx(c.ep, rmsg, sizeof(rmsg), c.key, &rp);
+    zero_clock_sleep(0.3);   /* the server takes the READ while the WRITE waits for this side */
+    for (int i = 4; i >= 0; i--)
+        CU_ASSERT_EQUAL(raw_wait(&c, req[i], 5.0), UCS_OK);
+    CU_ASSERT_FALSE(c.failed);
+    CU_ASSERT_EQUAL(zero_optd_decode_header(wreply, ZERO_OPTD_HEADER_BYTES, 1, &h), ZERO_OPTD_PARSE_OK);
+    CU_ASSERT_EQUAL(h.status, 0);
+    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_WRITE | ZERO_OPTD_REPLY);
+    CU_ASSERT_EQUAL(zero_optd_decode_header(rreply, ZERO_OPTD_HEADER_BYTES, 1, &h), ZERO_OPTD_PARSE_OK);
+    CU_ASSERT_EQUAL(h.status, 0);
+    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_READ | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
+    CU_ASSERT_EQUAL(memcmp(got, values, sizeof(values)), 0);
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
 /* One LAMB1 or LAMB2 (head @p l, a zero fp32 gradient for LAMB1, @p extra
  * bytes more than its head says) on a fresh connection after HELLO (one
  * group of 1000 elements, 2 states); the reply's header and text. */
@@ -2954,6 +3016,8 @@ int main(int argc, char **argv)
          test_split_step_broken},
         {"two split requests of one connection, the first header late: gradients taken in header order",
          test_split_order},
+        {"one connection's READ ready before its older WRITE (rendezvous, held): handled after it",
+         test_handling_order},
         {"a header whose gradient never comes: other clients are served meanwhile, its connection's next message "
          "waits",
          test_missing_gradient_holds_no_other},
