@@ -75,8 +75,8 @@ typedef struct optd_conn {
     ucp_ep_h ep;
     int failed;                  /* the endpoint reported an error (set inside progress) */
     int stuck;                   /* a request of it timed out: close it by force (UCX purges what is left) */
-    int closing;                 /* closed while slots of it were in the ring: finished when inflight drops to 0 */
-    int inflight;                /* slots of this connection in the ring */
+    int closing;                 /* closed while slots of it were in use: finished when inflight drops to 0 */
+    int inflight;                /* slots of this connection in use */
     char close_why[128];
     void *welcome_req;           /* WELCOME still in flight (never waited on: the client may not progress) */
     unsigned char welcome[ZERO_OPTD_WELCOME_BYTES];
@@ -199,7 +199,7 @@ typedef struct optd_slot {
     int hello_ok;                /* the connection said HELLO and was accepted */
     /* A split STEP or LAMB1 request (version 6): GRADIENT_POSTED once its
      * header is in and the gradient's receive (req) is posted after the head,
-     * GRADIENT_WAITING while a message of its connection ahead in the ring is
+     * GRADIENT_WAITING while an older message of its connection, in a slot, is
      * still coming in (take_gradient); grad_info: what arrived */
     int gradient;
     ucp_tag_recv_info_t grad_info;
@@ -1753,7 +1753,7 @@ static int advance_ring(zero_optd_server_t *s)
     return moved;
 }
 
-/* Whether a message of @p c waits unread (the ring was full when it came:
+/* Whether a message of @p c waits unread (the slots were full when it came:
  * the client did say something in time, the server has not read it yet). */
 static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
 {
@@ -1762,10 +1762,10 @@ static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
 }
 
 /* Whether a message of @p c may still claim a gradient waiting in UCX's
- * queue: a header of it in the ring that is still coming in or waits to
+ * queue: a header of it in a slot that is still coming in or waits to
  * post its gradient's receive (RECEIVING, the gradient not posted: a posted
  * receive has taken the first gradient queued already), or a message of it
- * not yet taken into the ring. A client sends each gradient after its
+ * not yet taken into a slot. A client sends each gradient after its
  * header on the same endpoint, and UCX delivers one endpoint's messages in
  * order (eager, and a rendezvous' first fragment), so a gradient of @p c
  * queued while neither holds was announced by no header. */
@@ -1912,9 +1912,9 @@ static void reap(zero_optd_server_t *s)
  * connection closed. A probe per worker when nothing is queued. */
 #define STRAY_INTERVAL_S 1e-3
 /* At most this many progress calls in a row (each worker) before the loop
- * goes on to the ring: a client that sends without a pause kept it in
+ * goes on to the slots: a client that sends without a pause kept it in
  * progress, piling what it sent up in UCX's unexpected queue (with gradients
- * no header claims: 100 MiB and more over loopback TCP), unseen by the ring
+ * no header claims: 100 MiB and more over loopback TCP), unseen by the slots
  * and by drop_stray_gradients. */
 #define PROGRESS_BURST 64
 
