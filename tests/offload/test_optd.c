@@ -1090,6 +1090,38 @@ static void test_missing_gradient_holds_no_other(void)
     server_stop(&srv);
 }
 
+/* A server, and a raw client that said HELLO whose messages of 120 bytes
+ * and more go by rendezvous: held until the client progresses. */
+static int rndv_client_start(test_server_t *srv, raw_client_t *c)
+{
+    int rc;
+    if (server_start(srv, 0) != 0)
+        return -1;
+    setenv("UCX_RNDV_THRESH", "120", 1);
+    rc = split_client(c, zero_optd_server_port(srv->server));
+    unsetenv("UCX_RNDV_THRESH");
+    return rc;
+}
+
+/* Lets @p c's first (rendezvous) message wait 0.3 s for this side while the
+ * server takes the later ones, then ends its @p n requests, the last first. */
+static void held_requests_end(raw_client_t *c, void **req, int n)
+{
+    zero_clock_sleep(0.3);
+    for (int i = n - 1; i >= 0; i--)
+        CU_ASSERT_EQUAL(raw_wait(c, req[i], 5.0), UCS_OK);
+    CU_ASSERT_FALSE(c->failed);
+}
+
+/* A reply header (@p len bytes received) that says success for @p type (reply bits included). */
+static void check_ok_reply(const unsigned char *reply, size_t len, uint32_t type)
+{
+    zero_optd_header_t h;
+    CU_ASSERT_EQUAL(zero_optd_decode_header(reply, len, 1, &h), ZERO_OPTD_PARSE_OK);
+    CU_ASSERT_EQUAL(h.status, 0);
+    CU_ASSERT_EQUAL(h.type, type);
+}
+
 /*
  * Two split requests of one connection whose headers do not both come in
  * place: a LAMB1 header (128 bytes) sent by rendezvous (this client's
@@ -1117,13 +1149,7 @@ static void test_split_order(void)
     test_server_t srv;
     raw_client_t c;
     ucp_request_param_t rp;
-    zero_optd_header_t h;
-    int rc;
-    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
-    setenv("UCX_RNDV_THRESH", "120", 1);
-    rc = split_client(&c, zero_optd_server_port(srv.server));
-    unsetenv("UCX_RNDV_THRESH");
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(rndv_client_start(&srv, &c), 0);
     lh.conn_key = sh.conn_key = c.key;
     zero_optd_encode_header(lamb, &lh);
     zero_optd_encode_lamb_head(lamb + ZERO_OPTD_HEADER_BYTES, &l);
@@ -1144,16 +1170,9 @@ static void test_split_order(void)
     req[4] = ucp_tag_send_nbx(c.ep, lamb_grad, sizeof(lamb_grad), c.key | ZERO_OPTD_TAG_DATA, &rp);
     req[5] = ucp_tag_send_nbx(c.ep, step, sizeof(step), c.key, &rp);
     req[6] = ucp_tag_send_nbx(c.ep, step_grad, sizeof(step_grad), c.key | ZERO_OPTD_TAG_DATA, &rp);
-    zero_clock_sleep(0.3);   /* the server takes the STEP header while the LAMB1 header waits for this side */
-    for (int i = 6; i >= 0; i--)
-        CU_ASSERT_EQUAL(raw_wait(&c, req[i], 5.0), UCS_OK);
-    CU_ASSERT_FALSE(c.failed);
-    CU_ASSERT_EQUAL(zero_optd_decode_header(lamb_reply, ZERO_OPTD_HEADER_BYTES + 32, 1, &h), ZERO_OPTD_PARSE_OK);
-    CU_ASSERT_EQUAL(h.status, 0);
-    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_LAMB1 | ZERO_OPTD_REPLY);
-    CU_ASSERT_EQUAL(zero_optd_decode_header(step_reply, ZERO_OPTD_HEADER_BYTES, 1, &h), ZERO_OPTD_PARSE_OK);
-    CU_ASSERT_EQUAL(h.status, 0);
-    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_STEP | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
+    held_requests_end(&c, req, 7);   /* the server takes the STEP header while the LAMB1 header waits */
+    check_ok_reply(lamb_reply, ZERO_OPTD_HEADER_BYTES + 32, ZERO_OPTD_LAMB1 | ZERO_OPTD_REPLY);
+    check_ok_reply(step_reply, ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_STEP | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
     raw_close(&c);
     check_still_serving(srv.addr);
     server_stop(&srv);
@@ -1183,13 +1202,7 @@ static void test_handling_order(void)
     test_server_t srv;
     raw_client_t c;
     ucp_request_param_t rp;
-    zero_optd_header_t h;
-    int rc;
-    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
-    setenv("UCX_RNDV_THRESH", "120", 1);
-    rc = split_client(&c, zero_optd_server_port(srv.server));
-    unsetenv("UCX_RNDV_THRESH");
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(rndv_client_start(&srv, &c), 0);
     for (int i = 0; i < 32; i++)
         values[i] = 1.5f + (float)i;
     wh.conn_key = rh.conn_key = c.key;
@@ -1205,16 +1218,9 @@ static void test_handling_order(void)
                               ~(ucp_tag_t)0, &rp);
     req[3] = ucp_tag_send_nbx(c.ep, wmsg, sizeof(wmsg), c.key, &rp);
     req[4] = ucp_tag_send_nbx(c.ep, rmsg, sizeof(rmsg), c.key, &rp);
-    zero_clock_sleep(0.3);   /* the server takes the READ while the WRITE waits for this side */
-    for (int i = 4; i >= 0; i--)
-        CU_ASSERT_EQUAL(raw_wait(&c, req[i], 5.0), UCS_OK);
-    CU_ASSERT_FALSE(c.failed);
-    CU_ASSERT_EQUAL(zero_optd_decode_header(wreply, ZERO_OPTD_HEADER_BYTES, 1, &h), ZERO_OPTD_PARSE_OK);
-    CU_ASSERT_EQUAL(h.status, 0);
-    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_WRITE | ZERO_OPTD_REPLY);
-    CU_ASSERT_EQUAL(zero_optd_decode_header(rreply, ZERO_OPTD_HEADER_BYTES, 1, &h), ZERO_OPTD_PARSE_OK);
-    CU_ASSERT_EQUAL(h.status, 0);
-    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_READ | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
+    held_requests_end(&c, req, 5);   /* the server takes the READ while the WRITE waits */
+    check_ok_reply(wreply, ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_WRITE | ZERO_OPTD_REPLY);
+    check_ok_reply(rreply, ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_READ | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
     CU_ASSERT_EQUAL(memcmp(got, values, sizeof(values)), 0);
     raw_close(&c);
     check_still_serving(srv.addr);
