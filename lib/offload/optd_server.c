@@ -7,22 +7,25 @@
  * queued connection requests (an endpoint in peer-failure mode, then WELCOME
  * with the connection's key), closes connections whose endpoint failed or
  * that stayed silent past the hello deadline, probes for messages and
- * receives them into a ring of slots, and sends the replies; with nothing to
+ * receives them into free slots, and sends the replies; with nothing to
  * do it sleeps on UCX's event descriptor and the worker's done_fd. The worker
- * thread takes the received slots in ring order, decodes, acts (allocates a
+ * thread takes the received slots, oldest first but never ahead of an older
+ * message of the same connection (next_work), decodes, acts (allocates a
  * client's state, runs a step, copies a range) and leaves the reply in the
  * slot. A message is probed before it is received, so its size is known and
  * bounded first (a key no connection has, or a size over the bound, is
  * dropped unread); at most ZERO_OPTD_SERVER_SLOTS messages are held.
  *
- * Who touches what: the ring indices and slot states are handed over under
- * s->lock; a connection's endpoint, UCX state and life cycle belong to the
+ * Who touches what: slot states are handed over under s->lock (a slot's
+ * connection and arrival number are set by the UCX thread before it leaves
+ * FREE); a connection's endpoint, UCX state and life cycle belong to the
  * UCX thread; what HELLO declared (rank, groups, state arrays) to the worker,
- * which the UCX thread frees only once no slot of the connection is in the
- * ring (c->inflight == 0), so closing a connection with messages in flight
- * marks it closing and finishes when its last slot leaves the ring.
- * Replies of one connection are sent in ring order, which is its request
- * order, on one endpoint and tag, so UCX delivers them in that order.
+ * which the UCX thread frees only once no slot of the connection is in use
+ * (c->inflight == 0), so closing a connection with messages in flight
+ * marks it closing and finishes when its last slot is freed.
+ * Replies of one connection are sent in arrival order (older_unanswered),
+ * which is its request order, on one endpoint and tag, so UCX delivers them
+ * in that order.
  *
  * A same-host data connection that asks for it gets a region of shared
  * memory (region_open, at ATTACH): STEP_REGION's gradient and weights are
@@ -72,8 +75,8 @@ typedef struct optd_conn {
     ucp_ep_h ep;
     int failed;                  /* the endpoint reported an error (set inside progress) */
     int stuck;                   /* a request of it timed out: close it by force (UCX purges what is left) */
-    int closing;                 /* closed while slots of it were in the ring: finished when inflight drops to 0 */
-    int inflight;                /* slots of this connection in the ring */
+    int closing;                 /* closed while slots of it were in use: finished when inflight drops to 0 */
+    int inflight;                /* slots of this connection in use */
     char close_why[128];
     void *welcome_req;           /* WELCOME still in flight (never waited on: the client may not progress) */
     unsigned char welcome[ZERO_OPTD_WELCOME_BYTES];
@@ -126,6 +129,7 @@ typedef struct optd_conn {
     /* the worker's (the UCX thread frees the arrays once inflight is 0) */
     int hello_done;
     int refused;                 /* a refusal that closes it was made: later messages are skipped */
+    uint64_t strays;             /* the UCX thread's: gradients of it no header announced, dropped */
     uint32_t rank;               /* from HELLO */
     uint32_t num_groups, num_states;
     uint64_t length[ZERO_OPTD_MAX_GROUPS];
@@ -176,6 +180,8 @@ enum { GRADIENT_NONE = 0, GRADIENT_WAITING, GRADIENT_POSTED };
 
 typedef struct optd_slot {
     slot_state_t state;          /* under s->lock where the worker may look */
+    int used;                    /* the UCX thread's: holds a message (state not FREE, or about to be) */
+    uint64_t seq;                /* its message's place in arrival order (set before it leaves FREE) */
     slot_kind_t kind;
     optd_conn_t *conn;
     size_t length;               /* bytes of the message */
@@ -191,7 +197,7 @@ typedef struct optd_slot {
     int hello_ok;                /* the connection said HELLO and was accepted */
     /* A split STEP or LAMB1 request (version 6): GRADIENT_POSTED once its
      * header is in and the gradient's receive (req) is posted after the head,
-     * GRADIENT_WAITING while a message of its connection ahead in the ring is
+     * GRADIENT_WAITING while an older message of its connection, in a slot, is
      * still coming in (take_gradient); grad_info: what arrived */
     int gradient;
     ucp_tag_recv_info_t grad_info;
@@ -221,11 +227,16 @@ struct zero_optd_server {
     optd_conn_t *data_conns[ZERO_OPTD_MAX_DATA_CONNS];
     atomic_int ndata_conns;
     int npending, pending_dropped;
-    /* the ring: message number k is in slots[k % SLOTS] */
+    /* The message slots, in any order: a message takes a free one and
+     * leaves it when its reply is delivered. Each connection's messages are
+     * handled and answered in arrival order (seq); other connections' go
+     * past a slot still receiving (a header whose gradient has not come:
+     * docs/optd.md, "The gradient's own message"). Before 5 Dec 2026 this was
+     * a ring, handled, answered and freed in arrival order across
+     * connections. */
     optd_slot_t slots[SLOTS];
-    uint64_t head, tail;         /* UCX thread: oldest held, next to fill */
-    uint64_t next_send;          /* UCX thread: next whose reply is to be posted */
-    uint64_t next_work;          /* worker: next to handle (under lock) */
+    uint64_t next_seq;           /* UCX thread: the next message's seq */
+    int nused;                   /* UCX thread: slots in use */
     pthread_mutex_t lock;
     pthread_cond_t wake;         /* a slot became READY, or stop */
     pthread_t thread;
@@ -388,9 +399,9 @@ static void conn_free_state(optd_conn_t *c)
  * that would end them. */
 static void expire_requests(zero_optd_server_t *s, optd_conn_t *c)
 {
-    for (uint64_t k = s->head; k < s->tail; k++)
-        if (s->slots[k % SLOTS].conn == c)
-            s->slots[k % SLOTS].deadline = 0.0;
+    for (int i = 0; i < SLOTS; i++)
+        if (s->slots[i].used && s->slots[i].conn == c)
+            s->slots[i].deadline = 0.0;
 }
 
 /* Lets go of held request @p i of @p list (@p n of them). */
@@ -653,6 +664,7 @@ static void conn_close(optd_conn_t *c, const char *why)
     c->close_why[0] = '\0';
     c->hello_done = 0;
     c->refused = 0;
+    c->strays = 0;
     c->data = 0;
     c->ticket = 0;   /* expires with its connection */
     c->ticket_key = 0;
@@ -1114,12 +1126,16 @@ static void handle_lamb(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_h
                "zero-optd: rank %u's Lamb needs 2 states, it declared %u", c->rank, c->num_states);
         return;
     }
-    /* a context per message: it only fills a table (the pool is the server's) */
-    if (zero_optim_ctx_init(&ctx, (zero_optim_isa_t)w.isa, s->pool) != ZERO_OK ||
+    /* A context per message: it only fills a table (the pool is the
+     * server's). Its level is the client's, up to the server's own (its CPU's,
+     * or lower where zero-optd's ZERO_CPU_ISA says so: s->optim), so servers
+     * of one job on different CPUs refuse alike, whichever host runs them. */
+    if (w.isa > (uint32_t)s->optim.isa || zero_optim_ctx_init(&ctx, (zero_optim_isa_t)w.isa, s->pool) != ZERO_OK ||
         zero_optim_ctx_set_chunk(&ctx, w.chunk) != ZERO_OK) {
         refuse(q, h->type, h->seq, ZERO_ERR_UNSUPPORTED, 0,
-               "zero-optd: rank %u's Lamb sums need the %s kernels, which this server's CPU lacks (set ZERO_CPU_ISA "
-               "on the ranks to a level both have)", c->rank, zero_optim_isa_name((zero_optim_isa_t)w.isa));
+               "zero-optd: rank %u's Lamb sums need the %s kernels, above this server's %s (its CPU, or its "
+               "ZERO_CPU_ISA; set ZERO_CPU_ISA on the ranks to a level both have)", c->rank,
+               zero_optim_isa_name((zero_optim_isa_t)w.isa), zero_optim_isa_name(s->optim.isa));
         return;
     }
     n = (size_t)w.count;
@@ -1261,13 +1277,41 @@ static void handle_slot(zero_optd_server_t *s, optd_slot_t *q)
     }
 }
 
+/* Whether a message of @p q's connection older than @p q is in a slot
+ * whose state is below @p below (RECEIVING < READY < DONE < SENDING; under
+ * s->lock, or on the UCX thread, which alone sets a slot's conn and seq,
+ * before it leaves FREE). */
+static int older_of_conn_below(const zero_optd_server_t *s, const optd_slot_t *q, slot_state_t below)
+{
+    for (int i = 0; i < SLOTS; i++) {
+        const optd_slot_t *p = &s->slots[i];
+        if (p != q && p->state != SLOT_FREE && p->state < below && p->conn == q->conn && p->seq < q->seq)
+            return 1;
+    }
+    return 0;
+}
+
+/* The worker's next slot (under s->lock): the oldest READY one with no older
+ * message of its connection unhandled. NULL: none. */
+static optd_slot_t *next_work(zero_optd_server_t *s)
+{
+    optd_slot_t *best = NULL;
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (q->state == SLOT_READY && (best == NULL || q->seq < best->seq) &&
+            !older_of_conn_below(s, q, SLOT_DONE))
+            best = q;
+    }
+    return best;
+}
+
 static void *worker_main(void *arg)
 {
     zero_optd_server_t *s = arg;
     pthread_mutex_lock(&s->lock);
     while (!s->thread_stop) {
-        optd_slot_t *q = &s->slots[s->next_work % SLOTS];
-        if (q->state != SLOT_READY) {
+        optd_slot_t *q = next_work(s);
+        if (q == NULL) {
             pthread_cond_wait(&s->wake, &s->lock);
             continue;
         }
@@ -1275,7 +1319,6 @@ static void *worker_main(void *arg)
         handle_slot(s, q);
         pthread_mutex_lock(&s->lock);
         q->state = SLOT_DONE;
-        s->next_work++;
         if (s->done_fd >= 0) {   /* wake the UCX thread if it sleeps: the reply is ready to go */
             uint64_t one = 1;
             (void)!write(s->done_fd, &one, sizeof(one));
@@ -1404,20 +1447,19 @@ static void join_gradient(optd_slot_t *q)
     zero_optd_join_split_request(q->rx);
 }
 
-/* Whether a message of @p q's connection ahead of it in the ring is still
- * coming in (its receive in flight, or a split header's gradient waiting to
- * be posted). A connection's gradients share one tag, and UCX matches them
- * to receives in the order those are posted, so they are posted in ring
- * order: a header that came by rendezvous (a client with UCX_RNDV_THRESH
+/* Whether an older message of @p q's connection is still coming in (its
+ * receive in flight, or a split header's gradient waiting to be posted). A
+ * connection's gradients share one tag, and UCX matches them to receives in
+ * the order those are posted, so they are posted in arrival order: a header that came by rendezvous (a client with UCX_RNDV_THRESH
  * below 128 bytes) can end after the next header, which came in place, and
  * each would get the other's gradient (offload-optd, "two split requests of
  * one connection"). */
 static int gradient_ahead(zero_optd_server_t *s, const optd_slot_t *q)
 {
-    for (uint64_t k = s->head; k < s->tail && &s->slots[k % SLOTS] != q; k++) {
-        optd_slot_t *p = &s->slots[k % SLOTS];
-        if (p->conn == q->conn && p->kind == SLOT_MESSAGE && p->gradient != GRADIENT_POSTED &&
-            slot_get(s, p) == SLOT_RECEIVING)
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *p = &s->slots[i];
+        if (p != q && p->used && p->seq < q->seq && p->conn == q->conn && p->kind == SLOT_MESSAGE &&
+            p->gradient != GRADIENT_POSTED && slot_get(s, p) == SLOT_RECEIVING)
             return 1;
     }
     return 0;
@@ -1498,29 +1540,7 @@ static ucs_status_t slot_receive(zero_optd_server_t *s, optd_slot_t *q)
     return take_gradient(s, q) ? UCS_INPROGRESS : UCS_OK;
 }
 
-/* A split request's gradient that no header of a live connection waits
- * for (its connection closed, or a client sending garbage on the data tag)
- * is never probed by take_messages; on @p worker those of connections gone
- * are dropped here, the oldest first (one of a live connection stops the
- * look: its header may still wait for a free slot). */
-static void drop_stray_gradients(zero_optd_server_t *s, ucp_worker_h worker)
-{
-    for (int i = 0; i < DROPS; i++) {
-        ucp_tag_recv_info_t info;
-        ucp_tag_message_h msg = ucp_tag_probe_nb(worker, ZERO_OPTD_TAG_DATA, ZERO_OPTD_TAG_DATA | ZERO_OPTD_TAG_REPLY,
-                                                 0, &info);
-        if (msg == NULL || conn_of_tag(s, info.sender_tag & ~ZERO_OPTD_TAG_DATA) != NULL)
-            return;
-        msg = ucp_tag_probe_nb(worker, info.sender_tag, ~(ucp_tag_t)0, 1, &info);
-        if (msg == NULL)
-            return;
-        ZERO_LOG_DEBUG("dropped a %zu-byte gradient with tag 0x%llx: no such connection", info.length,
-                       (unsigned long long)info.sender_tag);
-        drop_message(s, worker, msg);
-    }
-}
-
-/* Takes the message @p msg, probed on @p worker, into the ring's next slot (one is free). */
+/* Takes the message @p msg, probed on @p worker, into a free slot (one is). */
 static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg,
                          const ucp_tag_recv_info_t *info)
 {
@@ -1540,7 +1560,11 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
         attach_data(s, c, msg, info);
         return;
     }
-    q = &s->slots[s->tail % SLOTS];
+    for (q = s->slots; q->used; q++)
+        ;   /* one is free (take_messages) */
+    q->used = 1;
+    q->seq = s->next_seq++;
+    s->nused++;
     q->conn = c;
     if (c->owner != c)
         c->owner->inflight++;   /* the owner's state stays until this slot leaves */
@@ -1549,7 +1573,6 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
     q->gradient = GRADIENT_NONE;
     q->req = NULL;
     c->inflight++;
-    s->tail++;
     if (info->length > ZERO_OPTD_MAX_MESSAGE || info->length < ZERO_OPTD_HEADER_BYTES) {
         drop_message(s, worker, msg);
         q->kind = SLOT_OVERSIZED;
@@ -1583,7 +1606,7 @@ static int take_messages(zero_optd_server_t *s, optd_conn_t *c)
 {
     ucp_worker_h worker = c != NULL ? c->worker : s->ucx[CTL].worker;
     int took = 0;
-    while (s->tail - s->head < SLOTS) {
+    while (s->nused < SLOTS) {
         ucp_tag_recv_info_t info;
         /* every tag but a split request's gradient (ZERO_OPTD_TAG_DATA):
          * that one is received by its header's slot (take_gradient) */
@@ -1625,13 +1648,42 @@ static void release_head_send(optd_slot_t *q)
     q->head_req = NULL;
 }
 
-/* Moves the ring on: finished receives to the worker, handled slots' replies
- * onto the wire in ring order, delivered ones out. Returns whether anything moved. */
+/* The slots in use, oldest message first, into @p out; returns their number. */
+static int slots_by_age(zero_optd_server_t *s, optd_slot_t **out)
+{
+    int n = 0;
+    for (int i = 0; i < SLOTS; i++) {
+        int j = n;
+        if (!s->slots[i].used)
+            continue;
+        for (; j > 0 && out[j - 1]->seq > s->slots[i].seq; j--)
+            out[j] = out[j - 1];
+        out[j] = &s->slots[i];
+        n++;
+    }
+    return n;
+}
+
+/* Whether an older message of @p q's connection has no reply on its way
+ * yet: one connection's replies go in order (its client matches them so). */
+static int older_unanswered(zero_optd_server_t *s, const optd_slot_t *q)
+{
+    int older;
+    pthread_mutex_lock(&s->lock);
+    older = older_of_conn_below(s, q, SLOT_SENDING);
+    pthread_mutex_unlock(&s->lock);
+    return older;
+}
+
+/* Moves the slots on, oldest first: finished receives to the worker,
+ * handled slots' replies onto the wire in each connection's order,
+ * delivered ones freed. Returns whether anything moved. */
 static int advance_ring(zero_optd_server_t *s)
 {
-    int moved = 0;
-    for (uint64_t k = s->head; k < s->tail; k++) {
-        optd_slot_t *q = &s->slots[k % SLOTS];
+    optd_slot_t *order[SLOTS];
+    int moved = 0, n = slots_by_age(s, order);
+    for (int i = 0; i < n; i++) {
+        optd_slot_t *q = order[i];
         slot_state_t state = slot_get(s, q);
         ucs_status_t st;
         if (state == SLOT_RECEIVING && (st = slot_receive(s, q)) != UCS_INPROGRESS) {
@@ -1643,9 +1695,8 @@ static int advance_ring(zero_optd_server_t *s)
             }
             slot_set(s, q, SLOT_READY);
             moved = 1;
-        } else if (state == SLOT_DONE && k == s->next_send) {
+        } else if (state == SLOT_DONE && !older_unanswered(s, q)) {
             optd_conn_t *c = q->conn;
-            s->next_send++;
             moved = 1;
             if (q->hello_ok && c->state == CONN_NEW)
                 c->state = CONN_READY;
@@ -1702,13 +1753,15 @@ static int advance_ring(zero_optd_server_t *s)
             }
         }
     }
-    /* out of the ring in order: the worker's index never falls behind head */
-    while (s->head < s->tail && slot_get(s, &s->slots[s->head % SLOTS]) == SLOT_FINISHED) {
-        optd_slot_t *q = &s->slots[s->head % SLOTS];
+    for (int i = 0; i < n; i++) {
+        optd_slot_t *q = order[i];
         optd_conn_t *c = q->conn;
         optd_conn_t *owner = c->owner;
+        if (slot_get(s, q) != SLOT_FINISHED)
+            continue;
         slot_set(s, q, SLOT_FREE);
-        s->head++;
+        q->used = 0;
+        s->nused--;
         if (--c->inflight == 0 && c->closing)
             conn_close(c, NULL);
         if (owner != c && --owner->inflight == 0 && owner->closing)
@@ -1717,7 +1770,7 @@ static int advance_ring(zero_optd_server_t *s)
     return moved;
 }
 
-/* Whether a message of @p c waits unread (the ring was full when it came:
+/* Whether a message of @p c waits unread (the slots were full when it came:
  * the client did say something in time, the server has not read it yet). */
 static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
 {
@@ -1725,12 +1778,81 @@ static int message_waiting(zero_optd_server_t *s, const optd_conn_t *c)
     return ucp_tag_probe_nb(conn_worker(c), c->key, ~(ucp_tag_t)0, 0, &info) != NULL;
 }
 
+/* Whether a message of @p c may still claim a gradient waiting in UCX's
+ * queue: a header of it in a slot that is still coming in or waits to
+ * post its gradient's receive (RECEIVING, the gradient not posted: a posted
+ * receive has taken the first gradient queued already), or a message of it
+ * not yet taken into a slot. A client sends each gradient after its
+ * header on the same endpoint, and UCX delivers one endpoint's messages in
+ * order (eager, and a rendezvous' first fragment), so a gradient of @p c
+ * queued while neither holds was announced by no header. */
+static int gradient_expected(zero_optd_server_t *s, const optd_conn_t *c)
+{
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (q->used && q->conn == c && q->kind == SLOT_MESSAGE && q->gradient != GRADIENT_POSTED &&
+            slot_get(s, q) == SLOT_RECEIVING)
+            return 1;
+    }
+    return message_waiting(s, c);
+}
+
+/* Drops @p msg, a gradient (tag @p tag) probed on @p worker that no header
+ * claims: of no connection (@p c NULL: closed, garbage), or of live
+ * connection @p c, which sent it without a header (a job member's bug or
+ * malice; the first one is logged naming the client). Each is counted by
+ * the DEBUG line (offload-optd counts them). */
+static void drop_stray(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg, optd_conn_t *c,
+                       uint64_t tag, size_t length)
+{
+    if (c != NULL && c->strays++ == 0)
+        ZERO_LOG_WARN("client %s (rank %d): dropping gradients that no request of it announced (more are counted "
+                      "at DEBUG level)", c->peer, c->owner->hello_done ? (int)c->owner->rank : -1);
+    ZERO_LOG_DEBUG("dropped a %zu-byte gradient with tag 0x%llx: %s", length, (unsigned long long)tag,
+                   c == NULL ? "no such connection" : "no header of its connection announced it");
+    drop_message(s, worker, msg);
+}
+
+/*
+ * Split requests' gradients that no header waits for (docs/optd.md, "The
+ * gradient's own message"): take_messages never probes the data tag, so
+ * without this they stay in UCX's unexpected queue, which grows without
+ * bound, until their connection closes. On @p worker: the gradients at the
+ * front of its queue (any connection's), dropped while they are of no
+ * connection or of one that expects none (gradient_expected); the first
+ * that may be claimed stops the look. With @p c, its own tag too, whatever
+ * is in front (reap's sweep: a gradient of another connection waiting for
+ * its header cannot hide c's). Runs on the loop's every pass where nothing
+ * else moved and in reap: so a flood of them holds at most what arrives
+ * meanwhile.
+ */
+static void drop_stray_gradients(zero_optd_server_t *s, ucp_worker_h worker, optd_conn_t *c)
+{
+    ucp_tag_t tag = c != NULL ? c->key | ZERO_OPTD_TAG_DATA : ZERO_OPTD_TAG_DATA;
+    ucp_tag_t mask = c != NULL ? ~(ucp_tag_t)0 : ZERO_OPTD_TAG_DATA | ZERO_OPTD_TAG_REPLY;
+    for (;;) {
+        ucp_tag_recv_info_t info;
+        optd_conn_t *owner;
+        ucp_tag_message_h msg = ucp_tag_probe_nb(worker, tag, mask, 0, &info);
+        if (msg == NULL)
+            return;
+        owner = conn_of_tag(s, info.sender_tag & ~ZERO_OPTD_TAG_DATA);
+        if (owner != NULL && conn_worker(owner) == worker && (owner->failed || gradient_expected(s, owner)))
+            return;
+        msg = ucp_tag_probe_nb(worker, info.sender_tag, ~(ucp_tag_t)0, 1, &info);
+        if (msg == NULL)
+            return;
+        drop_stray(s, worker, msg, owner != NULL && conn_worker(owner) == worker ? owner : NULL, info.sender_tag,
+                   info.length);
+    }
+}
+
 static void reap(zero_optd_server_t *s)
 {
     double now = zero_clock_now();
     held_reap(s->drops, &s->ndrops, 0, NULL);
     held_reap(s->closes, &s->ncloses, 0, NULL);
-    drop_stray_gradients(s, s->ucx[CTL].worker);   /* a data connection's go with its worker */
+    drop_stray_gradients(s, s->ucx[CTL].worker, NULL);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         if (c->state == CONN_FREE)
@@ -1745,6 +1867,11 @@ static void reap(zero_optd_server_t *s)
         }
         if (c->closing)
             continue;
+        if (!c->failed) {   /* its own tag, past another's gradient in front */
+            drop_stray_gradients(s, conn_worker(c), c);
+            if (c->data)
+                drop_stray_gradients(s, c->worker, NULL);   /* other tags on its worker */
+        }
         if (c->failed) {
             char why[128];
             snprintf(why, sizeof(why), "the client went away (%s)", ucs_status_string(c->failed_status));
@@ -1796,6 +1923,18 @@ static void reap(zero_optd_server_t *s)
 #define CTL_PROGRESS_INTERVAL_S 100e-6
 /* What the loop sleeps when UCX reports events pending but nothing moved. */
 #define BUSY_PAUSE_S 50e-6
+/* How often the loop looks for gradients no header claims at the front of
+ * each worker's queue (drop_stray_gradients; reap looks behind them every
+ * 50 ms): a client that sends only gradients holds at most what arrives in
+ * this time in UCX's unexpected queue, where before they stayed until the
+ * connection closed. A probe per worker when nothing is queued. */
+#define STRAY_INTERVAL_S 1e-3
+/* At most this many progress calls in a row (each worker) before the loop
+ * goes on to the slots: a client that sends without a pause kept it in
+ * progress, piling what it sent up in UCX's unexpected queue (with gradients
+ * no header claims: 100 MiB and more over loopback TCP), unseen by the slots
+ * and by drop_stray_gradients. */
+#define PROGRESS_BURST 64
 
 /* Whether a data connection without a region is open (the loop then spins
  * before it sleeps: SPIN_AFTER_ACTIVITY_S). */
@@ -1838,7 +1977,7 @@ static void sleep_until_event(zero_optd_server_t *s, int slice_ms)
 
 zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t *stop)
 {
-    double last_reap = 0.0, last_activity = 0.0, last_ctl = 0.0;
+    double last_reap = 0.0, last_activity = 0.0, last_ctl = 0.0, last_strays = 0.0;
     int woke = 1, ctl_busy = 0;
     while (!*stop) {
         int moved = 0;
@@ -1846,11 +1985,11 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
         if (woke || ctl_busy || atomic_load(&s->ndata_conns) == 0 || now - last_ctl >= CTL_PROGRESS_INTERVAL_S) {
             last_ctl = now;
             ctl_busy = 0;
-            while (zero_optd_ucx_progress(s->ucx, 2))
+            for (int i = 0; i < PROGRESS_BURST && zero_optd_ucx_progress(s->ucx, 2); i++)
                 ctl_busy = moved = 1;
         }
         woke = 0;
-        while (progress_data_conns(s))
+        for (int i = 0; i < PROGRESS_BURST && progress_data_conns(s); i++)
             moved = 1;
         if (s->npending > 0)
             accept_pending(s);
@@ -1869,6 +2008,12 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
         for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
             moved |= take_messages(s, s->data_conns[i]);
         moved |= take_messages(s, NULL);
+        if (zero_clock_now() - last_strays >= STRAY_INTERVAL_S) {
+            drop_stray_gradients(s, s->ucx[CTL].worker, NULL);
+            for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
+                drop_stray_gradients(s, s->data_conns[i]->worker, NULL);
+            last_strays = zero_clock_now();
+        }
         if (moved) {
             last_activity = zero_clock_now();
             continue;
@@ -2029,16 +2174,19 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->thread, NULL);
     }
-    /* messages still in the ring: their receives and replies are abandoned */
-    for (uint64_t k = s->head; k < s->tail; k++) {
-        optd_slot_t *q = &s->slots[k % SLOTS];
+    /* messages still in their slots: their receives and replies are abandoned */
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (!q->used)
+            continue;
         if (q->req != NULL) {
             q->deadline = 0.0;   /* cancel now */
             (void)slot_request(s, q);
         }
         release_head_send(q);
+        q->used = 0;
     }
-    s->head = s->tail;
+    s->nused = 0;
     held_reap(s->drops, &s->ndrops, 1, NULL);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++)
         s->conns[i].inflight = 0;

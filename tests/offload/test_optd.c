@@ -17,6 +17,7 @@
  */
 #include "test_main.h"
 #include "optd_test.h"
+#include "peak_rss.h"
 #include "offload/optd_server.h"
 #include "offload/optd_ucx.h"
 #include "offload/store_remote.h"
@@ -51,8 +52,8 @@ static const unsigned char job_token[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1
 
 typedef zero_test_optd_t test_server_t;   /* optd_test.h */
 
-/* A server with a hello deadline of @p hello_timeout_s. */
-static int server_start_hello(test_server_t *t, uint64_t memory_limit, double hello_timeout_s)
+/* A server with a hello deadline of @p hello_timeout_s and an io bound of @p io_timeout_s. */
+static int server_start_bounds(test_server_t *t, uint64_t memory_limit, double hello_timeout_s, double io_timeout_s)
 {
     zero_optd_server_opts_t o;
     memset(&o, 0, sizeof(o));
@@ -61,8 +62,14 @@ static int server_start_hello(test_server_t *t, uint64_t memory_limit, double he
     o.have_token = 1;
     memcpy(o.token, job_token, sizeof(job_token));
     o.hello_timeout_s = hello_timeout_s;
-    o.io_timeout_s = 5.0;
+    o.io_timeout_s = io_timeout_s;
     return zero_test_optd_start(t, &o);
+}
+
+/* A server with a hello deadline of @p hello_timeout_s. */
+static int server_start_hello(test_server_t *t, uint64_t memory_limit, double hello_timeout_s)
+{
+    return server_start_bounds(t, memory_limit, hello_timeout_s, 5.0);
 }
 
 static int server_start(test_server_t *t, uint64_t memory_limit)
@@ -97,6 +104,22 @@ static void desc_init(zero_store_desc_t *d, size_t len0, size_t len1, int states
 }
 
 /* ---------- numerics ---------- */
+
+/* A remote store of @p desc with @p o, created over TCP (@p same_host 0), on
+ * the same-host data connection through the servers' regions (1) or as
+ * tagged messages there (2, ZERO_OPTD_ONESIDED=0). */
+static zero_store_t *remote_create_on(const zero_store_desc_t *desc, const zero_store_remote_opts_t *o, int same_host)
+{
+    zero_store_t *remote = NULL;
+    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
+    if (same_host == 2)
+        setenv("ZERO_OPTD_ONESIDED", "0", 1);
+    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(desc, o, &remote), ZERO_OK);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    unsetenv("ZERO_OPTD_ONESIDED");
+    return remote;
+}
+
 
 static uint32_t rng_state = 12345;
 static float rnd(void)
@@ -265,12 +288,7 @@ static void check_bitwise(int num_servers, int same_host)
             desc_init(&desc, 300000 + 17, 1001, optimizer_cases[k].states);
             remote_opts(&o, addrs, num_servers);
             CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
-            setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
-            if (same_host == 2)
-                setenv("ZERO_OPTD_ONESIDED", "0", 1);
-            CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
-            unsetenv("ZERO_OPTD_SAME_HOST");
-            unsetenv("ZERO_OPTD_ONESIDED");
+            remote = remote_create_on(&desc, &o, same_host);
             {
                 zero_store_remote_stats_t stats;
                 zero_store_remote_stats(remote, &stats);
@@ -967,7 +985,6 @@ static void count_stray_drops(zero_log_level_t level, int rank, const char *modu
  */
 static void test_split_step_broken(void)
 {
-    zero_optd_server_opts_t o;
     test_server_t srv;
     raw_client_t c;
     ucp_request_param_t rp;
@@ -977,13 +994,7 @@ static void test_split_step_broken(void)
     int port;
     atomic_int drops = 0;
     zero_log_level_t level;
-    memset(&o, 0, sizeof(o));
-    o.threads = 2;
-    o.have_token = 1;
-    memcpy(o.token, job_token, sizeof(job_token));
-    o.hello_timeout_s = 5.0;
-    o.io_timeout_s = 1.0;
-    CU_ASSERT_EQUAL_FATAL(zero_test_optd_start(&srv, &o), 0);
+    CU_ASSERT_EQUAL_FATAL(server_start_bounds(&srv, 0, 5.0, 1.0), 0);
     port = zero_optd_server_port(srv.server);
 
     /* a gradient of 4 elements where the header says 8: refused */
@@ -1044,6 +1055,76 @@ static void test_split_step_broken(void)
 }
 
 /*
+ * A split STEP header whose gradient never comes, and then a whole message
+ * on the same connection, from a raw client that said HELLO. The server's
+ * io bound is 10 s. Before 5 Dec 2026 the slots were a ring taken in
+ * arrival order, so every other client waited for the bound (a real
+ * client's request was answered 1.04-1.06 s after such a header with the
+ * bound at 1 s, 3.11-3.12 s at 3 s). Now other connections' messages go
+ * past the stuck slot: a real client is served within 2 s. The stuck
+ * connection's own next message keeps its place behind it: no reply of it
+ * comes meanwhile (the client's one reply receive would take it).
+ */
+static void test_missing_gradient_holds_no_other(void)
+{
+    static unsigned char hello[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    test_server_t srv;
+    raw_client_t c;
+    ucp_request_param_t rp;
+    void *rreq;
+    double t0;
+    CU_ASSERT_EQUAL_FATAL(server_start_bounds(&srv, 0, 5.0, 10.0), 0);
+    CU_ASSERT_EQUAL_FATAL(split_client(&c, zero_optd_server_port(srv.server)), 0);
+    split_step_send(&c, 8, &rreq);   /* its gradient is never sent */
+    make_hello(hello, c.key);
+    memset(&rp, 0, sizeof(rp));
+    CU_ASSERT_EQUAL(raw_wait(&c, ucp_tag_send_nbx(c.ep, hello, sizeof(hello), c.key, &rp), 5.0), UCS_OK);
+    t0 = zero_clock_now();
+    check_still_serving_within(srv.addr, 2.0);
+    printf("\n    a real client served in %.3f s while a header waits for its gradient (io bound 10 s)\n",
+           zero_clock_now() - t0);
+    for (double t1 = zero_clock_now(); zero_clock_now() - t1 < 0.2;)
+        ucp_worker_progress(c.worker);
+    CU_ASSERT_EQUAL(ucp_request_check_status(rreq), UCS_INPROGRESS);   /* nothing answered out of its order */
+    (void)raw_wait(&c, rreq, 0.0);
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/* A server, and a raw client that said HELLO whose messages of 120 bytes
+ * and more go by rendezvous: held until the client progresses. */
+static int rndv_client_start(test_server_t *srv, raw_client_t *c)
+{
+    int rc;
+    if (server_start(srv, 0) != 0)
+        return -1;
+    setenv("UCX_RNDV_THRESH", "120", 1);
+    rc = split_client(c, zero_optd_server_port(srv->server));
+    unsetenv("UCX_RNDV_THRESH");
+    return rc;
+}
+
+/* Lets @p c's first (rendezvous) message wait 0.3 s for this side while the
+ * server takes the later ones, then ends its @p n requests, the last first. */
+static void held_requests_end(raw_client_t *c, void **req, int n)
+{
+    zero_clock_sleep(0.3);
+    for (int i = n - 1; i >= 0; i--)
+        CU_ASSERT_EQUAL(raw_wait(c, req[i], 5.0), UCS_OK);
+    CU_ASSERT_FALSE(c->failed);
+}
+
+/* A reply header (@p len bytes received) that says success for @p type (reply bits included). */
+static void check_ok_reply(const unsigned char *reply, size_t len, uint32_t type)
+{
+    zero_optd_header_t h;
+    CU_ASSERT_EQUAL(zero_optd_decode_header(reply, len, 1, &h), ZERO_OPTD_PARSE_OK);
+    CU_ASSERT_EQUAL(h.status, 0);
+    CU_ASSERT_EQUAL(h.type, type);
+}
+
+/*
  * Two split requests of one connection whose headers do not both come in
  * place: a LAMB1 header (128 bytes) sent by rendezvous (this client's
  * UCX_RNDV_THRESH=120), held until the client progresses, then a STEP
@@ -1070,13 +1151,7 @@ static void test_split_order(void)
     test_server_t srv;
     raw_client_t c;
     ucp_request_param_t rp;
-    zero_optd_header_t h;
-    int rc;
-    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
-    setenv("UCX_RNDV_THRESH", "120", 1);
-    rc = split_client(&c, zero_optd_server_port(srv.server));
-    unsetenv("UCX_RNDV_THRESH");
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(rndv_client_start(&srv, &c), 0);
     lh.conn_key = sh.conn_key = c.key;
     zero_optd_encode_header(lamb, &lh);
     zero_optd_encode_lamb_head(lamb + ZERO_OPTD_HEADER_BYTES, &l);
@@ -1097,16 +1172,58 @@ static void test_split_order(void)
     req[4] = ucp_tag_send_nbx(c.ep, lamb_grad, sizeof(lamb_grad), c.key | ZERO_OPTD_TAG_DATA, &rp);
     req[5] = ucp_tag_send_nbx(c.ep, step, sizeof(step), c.key, &rp);
     req[6] = ucp_tag_send_nbx(c.ep, step_grad, sizeof(step_grad), c.key | ZERO_OPTD_TAG_DATA, &rp);
-    zero_clock_sleep(0.3);   /* the server takes the STEP header while the LAMB1 header waits for this side */
-    for (int i = 6; i >= 0; i--)
-        CU_ASSERT_EQUAL(raw_wait(&c, req[i], 5.0), UCS_OK);
-    CU_ASSERT_FALSE(c.failed);
-    CU_ASSERT_EQUAL(zero_optd_decode_header(lamb_reply, ZERO_OPTD_HEADER_BYTES + 32, 1, &h), ZERO_OPTD_PARSE_OK);
-    CU_ASSERT_EQUAL(h.status, 0);
-    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_LAMB1 | ZERO_OPTD_REPLY);
-    CU_ASSERT_EQUAL(zero_optd_decode_header(step_reply, ZERO_OPTD_HEADER_BYTES, 1, &h), ZERO_OPTD_PARSE_OK);
-    CU_ASSERT_EQUAL(h.status, 0);
-    CU_ASSERT_EQUAL(h.type, ZERO_OPTD_STEP | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
+    held_requests_end(&c, req, 7);   /* the server takes the STEP header while the LAMB1 header waits */
+    check_ok_reply(lamb_reply, ZERO_OPTD_HEADER_BYTES + 32, ZERO_OPTD_LAMB1 | ZERO_OPTD_REPLY);
+    check_ok_reply(step_reply, ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_STEP | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+/*
+ * One connection's messages handled in the order they came, also past the
+ * slot of an older one still coming in: a WRITE (184 bytes, sent by
+ * rendezvous: this client's UCX_RNDV_THRESH=120, held until the client
+ * progresses), then a READ of the same range that arrives whole at once and
+ * is ready first. The READ must return the WRITE's values: the worker takes
+ * no message ahead of an older one of its connection (next_work; replies
+ * alone in order would not do, a handled READ keeps what it read).
+ */
+static void test_handling_order(void)
+{
+    static unsigned char wmsg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_RANGE_HEAD + 32 * 4];
+    static unsigned char rmsg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_RANGE_HEAD];
+    static unsigned char wreply[ZERO_OPTD_HEADER_BYTES + 64], rreply[ZERO_OPTD_HEADER_BYTES + 64];
+    static float values[32], got[32];
+    zero_optd_header_t wh = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_WRITE,
+                             .body_len = ZERO_OPTD_RANGE_HEAD + sizeof(values), .seq = 2};
+    zero_optd_header_t rh = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_READ, .body_len = ZERO_OPTD_RANGE_HEAD,
+                             .seq = 3};
+    zero_optd_range_t r = {.group = 0, .field = 0, .begin = 100, .count = 32};
+    void *req[5];
+    test_server_t srv;
+    raw_client_t c;
+    ucp_request_param_t rp;
+    CU_ASSERT_EQUAL_FATAL(rndv_client_start(&srv, &c), 0);
+    for (int i = 0; i < 32; i++)
+        values[i] = 1.5f + (float)i;
+    wh.conn_key = rh.conn_key = c.key;
+    zero_optd_encode_header(wmsg, &wh);
+    zero_optd_encode_range_head(wmsg + ZERO_OPTD_HEADER_BYTES, &r);
+    memcpy(wmsg + ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_RANGE_HEAD, values, sizeof(values));
+    zero_optd_encode_header(rmsg, &rh);
+    zero_optd_encode_range_head(rmsg + ZERO_OPTD_HEADER_BYTES, &r);
+    memset(&rp, 0, sizeof(rp));
+    req[0] = ucp_tag_recv_nbx(c.worker, wreply, sizeof(wreply), c.key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    req[1] = ucp_tag_recv_nbx(c.worker, rreply, sizeof(rreply), c.key | ZERO_OPTD_TAG_REPLY, ~(ucp_tag_t)0, &rp);
+    req[2] = ucp_tag_recv_nbx(c.worker, got, sizeof(got), c.key | ZERO_OPTD_TAG_REPLY | ZERO_OPTD_TAG_DATA,
+                              ~(ucp_tag_t)0, &rp);
+    req[3] = ucp_tag_send_nbx(c.ep, wmsg, sizeof(wmsg), c.key, &rp);
+    req[4] = ucp_tag_send_nbx(c.ep, rmsg, sizeof(rmsg), c.key, &rp);
+    held_requests_end(&c, req, 5);   /* the server takes the READ while the WRITE waits */
+    check_ok_reply(wreply, ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_WRITE | ZERO_OPTD_REPLY);
+    check_ok_reply(rreply, ZERO_OPTD_HEADER_BYTES, ZERO_OPTD_READ | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
+    CU_ASSERT_EQUAL(memcmp(got, values, sizeof(values)), 0);
     raw_close(&c);
     check_still_serving(srv.addr);
     server_stop(&srv);
@@ -2296,6 +2413,98 @@ static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, 
     return 0;
 }
 
+/*
+ * A job member (it said HELLO with the token) that sends gradients on its
+ * own live connection's data tag with no header: over TCP (@p data 0: its
+ * control connection, the server without a data listener) or on its
+ * same-host data connection (1, without a region: shared memory, the
+ * connection's own worker on the server). Nothing claims them, and before
+ * 5 Dec 2026 they stayed in UCX's unexpected queue until the connection
+ * closed, so the server's memory grew with every one (a 160 MiB flood grew
+ * the test process by 320 MiB over TCP, 510 MiB on the data connection).
+ * Now each is dropped and counted (drop_stray_gradients: the server's DEBUG
+ * line) while the connection lives, and the RSS grows by what piles up
+ * while the server's loop does not run: 7-8 MiB on an idle host, 72 MiB
+ * once under meson on the loaded 2-core one (the sender, in this process,
+ * outran it). So the flood is 312 MiB and the RSS may grow by half of it. A
+ * real client is served during and after, and the sender's own next
+ * request is still answered (it harmed only itself). The sender is a raw client in this
+ * process, sending eager messages (4 KiB, below the rendezvous thresholds:
+ * UCX keeps an unexpected eager message whole).
+ */
+static void check_stray_gradients_live(int data)
+{
+    enum { STRAYS = 80000, STRAY_BYTES = 4096 };
+    static unsigned char stray[STRAY_BYTES];
+    static unsigned char hello[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
+    test_server_t srv;
+    raw_client_t c, *sender = &c;
+    zero_optd_ucx_t u;
+    data_client_t d;
+    zero_optd_header_t h;
+    char text[600];
+    atomic_int drops = 0;
+    zero_log_level_t level;
+    long rss0, rss1;
+    double t0;
+    int port;
+    if (!data)
+        setenv("ZERO_OPTD_SAME_HOST", "0", 1);   /* the raw client's TCP connection is its only one */
+    CU_ASSERT_EQUAL_FATAL(server_start_hello(&srv, 0, 5.0), 0);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    port = zero_optd_server_port(srv.server);
+    if (data) {
+        CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, port, 0), 0);
+        sender = &d.c;
+    } else {
+        CU_ASSERT_EQUAL_FATAL(split_client(&c, port), 0);
+    }
+    check_still_serving(srv.addr);   /* the real client's first use: its allocations before the baseline */
+    rss0 = peak_rss_status_kib("VmRSS:");
+    level = zero_log_get_level();
+    zero_log_set_level(ZERO_LOG_LEVEL_DEBUG);
+    zero_log_set_callback(count_stray_drops, &drops);
+    for (int i = 0; i < STRAYS; i++) {
+        ucp_request_param_t rp;
+        memset(&rp, 0, sizeof(rp));
+        if (raw_wait(sender, ucp_tag_send_nbx(sender->ep, stray, sizeof(stray), sender->key | ZERO_OPTD_TAG_DATA, &rp),
+                     5.0) != UCS_OK) {
+            CU_FAIL("a stray gradient was not sent");
+            break;
+        }
+        if (i == STRAYS / 2)
+            check_still_serving(srv.addr);   /* its gradients are not dropped (counted here if they were) */
+    }
+    for (t0 = zero_clock_now(); atomic_load(&drops) < STRAYS && zero_clock_now() - t0 < 10.0;)
+        ucp_worker_progress(sender->worker);
+    rss1 = peak_rss_status_kib("VmRSS:");
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(level);
+    CU_ASSERT_EQUAL(atomic_load(&drops), STRAYS);
+    printf("\n    %s: %d of %d stray gradients dropped; RSS %ld -> %ld KiB\n", data ? "data connection" : "TCP",
+           atomic_load(&drops), STRAYS, rss0, rss1);
+    /* the flood is 312 MiB; kept, it grew the process by twice that */
+    CU_ASSERT(rss0 > 0 && rss1 - rss0 < (long)STRAYS * STRAY_BYTES / 2 / 1024);
+    /* the sender's connection lives: a HELLO on it is answered (refused: a
+     * second one, or one on a data connection) */
+    make_hello(hello, sender->key);
+    CU_ASSERT_EQUAL(raw_exchange(sender, hello, sizeof(hello), sender->key, &h, text, sizeof(text)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, data ? "already attached" : "second HELLO"));
+    if (data) {
+        data_close(&d);
+        zero_optd_ucx_close(&u);
+    }
+    raw_close(&c);
+    check_still_serving(srv.addr);
+    server_stop(&srv);
+}
+
+static void test_stray_gradients_live(void)
+{
+    check_stray_gradients_live(0);
+    check_stray_gradients_live(1);
+}
+
 /* STEP_REGION headers that name a slot the region lacks, more elements
  * than a slot holds, or a range outside the client's state are refused
  * with a text that says so (the connection is closed), a good one is
@@ -2945,6 +3154,45 @@ static void test_store_clients_killed_one_server(void)
     check_store_client_killed(1, 8, 1);
 }
 
+/* A child process that stops @p pid (SIGSTOP) @p ms from now: its pid. */
+static pid_t stop_after(pid_t pid, double ms)
+{
+    pid_t stopper = fork();
+    if (stopper == 0) {
+        zero_clock_sleep(ms * 1e-3);
+        kill(pid, SIGSTOP);
+        _exit(0);
+    }
+    return stopper;
+}
+
+/* Two zero-optd processes (@p pid, @p addr; server 0 with ZERO_CPU_ISA=@p isa0
+ * unless NULL) and a remote store on them of one group of @p n elements with
+ * Adam's two states, window @p window, bound @p timeout_s: over TCP
+ * (@p same_host 0), on the same-host data connection through the servers'
+ * regions (1) or as tagged messages there (2, ZERO_OPTD_ONESIDED=0). */
+static zero_store_t *two_server_store(char addr[2][64], pid_t pid[2], const char *isa0, size_t n, int window,
+                                      int same_host, double timeout_s)
+{
+    const char *addrs[2] = {addr[0], addr[1]};
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *remote = NULL;
+    if (isa0 != NULL)
+        setenv("ZERO_CPU_ISA", isa0, 1);
+    pid[0] = spawn_optd(addr[0], 64);
+    unsetenv("ZERO_CPU_ISA");
+    pid[1] = spawn_optd(addr[1], 64);
+    CU_ASSERT_FATAL(pid[0] > 0 && pid[1] > 0);
+    desc_init(&desc, n, 0, 2);
+    desc.num_groups = 1;
+    remote_opts(&o, addrs, 2);
+    o.timeout_s = timeout_s;
+    o.window = window;
+    remote = remote_create_on(&desc, &o, same_host);
+    return remote;
+}
+
 /* Two stalled servers (SIGSTOP), over TCP (@p same_host 0), on the same-host
  * data connection through the servers' regions (1, the gradient copied in) or
  * as tagged messages there (2, ZERO_OPTD_ONESIDED=0): the step fails, and the
@@ -2957,37 +3205,22 @@ static void check_gradient_released(int window, int same_host)
 {
     ZERO_TEST_MEM_MARK();
     char addr[2][64];
-    const char *addrs[2] = {addr[0], addr[1]};
-    zero_store_desc_t desc;
-    zero_store_remote_opts_t o;
-    zero_store_t *remote = NULL;
+    zero_store_t *remote;
     zero_optim_ctx_t ctx;
     zero_store_async_step_t st;
     size_t n = 2 * (size_t)STEP_N, bytes = n * sizeof(float);
     float *grad = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     float *w = malloc(bytes);
     zero_status_t status;
+    const double timeout_s = 1.5;
     double t0;
     pid_t pid[2];
     CU_ASSERT_FATAL(grad != MAP_FAILED && w != NULL);
     memset(grad, 0, bytes);
-    pid[0] = spawn_optd(addr[0], sizeof(addr[0]));
-    pid[1] = spawn_optd(addr[1], sizeof(addr[1]));
-    CU_ASSERT_FATAL(pid[0] > 0 && pid[1] > 0);
     CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
-    desc_init(&desc, n, 0, 2);
-    desc.num_groups = 1;
-    remote_opts(&o, addrs, 2);
-    o.timeout_s = 1.5;
-    /* 4: step_async itself fails, waiting for a free slot; 8: the step's 6
-     * pieces are all in flight when step_wait starts */
-    o.window = window;
-    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
-    if (same_host == 2)
-        setenv("ZERO_OPTD_ONESIDED", "0", 1);
-    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
-    unsetenv("ZERO_OPTD_SAME_HOST");
-    unsetenv("ZERO_OPTD_ONESIDED");
+    /* window 4: step_async itself fails, waiting for a free slot; 8: the
+     * step's 6 pieces are all in flight when step_wait starts */
+    remote = two_server_store(addr, pid, NULL, n, window, same_host, timeout_s);
     step_params(&st, ZERO_OPTIMIZER_ADAM, 1, &ctx);
     st.count = n;
     st.grad_dtype = ZERO_FP32;
@@ -3004,7 +3237,7 @@ static void check_gradient_released(int window, int same_host)
     /* the first timeout fails the step; the other requests are abandoned,
      * not waited for in turn (that took 6 x timeout_s) */
     if (window == 8)
-        CU_ASSERT(zero_clock_now() - t0 < 1.9 * o.timeout_s);
+        CU_ASSERT(zero_clock_now() - t0 < 1.9 * timeout_s);
     CU_ASSERT_EQUAL(mprotect(grad, bytes, PROT_NONE), 0);
     kill(pid[0], SIGCONT);
     kill(pid[1], SIGCONT);
@@ -3065,12 +3298,7 @@ static int check_weights_released(int same_host, double delay_ms)
     remote_opts(&o, addrs, 1);
     o.timeout_s = 0.5;
     o.window = 8;   /* the step's 5 pieces all in flight */
-    setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
-    if (same_host == 2)
-        setenv("ZERO_OPTD_ONESIDED", "0", 1);
-    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(&desc, &o, &remote), ZERO_OK);
-    unsetenv("ZERO_OPTD_SAME_HOST");
-    unsetenv("ZERO_OPTD_ONESIDED");
+    remote = remote_create_on(&desc, &o, same_host);
     zero_store_remote_stats(remote, &stats);
     CU_ASSERT_EQUAL(stats.same_host_links, same_host ? 1u : 0u);
     CU_ASSERT_EQUAL(stats.regions_mapped, same_host == 1 ? 1u : 0u);   /* 1: the weights come out of the region */
@@ -3080,12 +3308,7 @@ static int check_weights_released(int same_host, double delay_ms)
     st.grad = grad;
     st.weight_dtype = ZERO_FP32;
     st.weights = w;
-    stopper = fork();
-    if (stopper == 0) {
-        zero_clock_sleep(delay_ms * 1e-3);
-        kill(pid, SIGSTOP);
-        _exit(0);
-    }
+    stopper = stop_after(pid, delay_ms);
     CU_ASSERT_FATAL(stopper > 0);
     status = zero_store_step_async(remote, &st);
     if (status == ZERO_OK)
@@ -3114,6 +3337,90 @@ static void test_weights_released_on_failure(void)
     CU_ASSERT(failed > 0);   /* some stops came before the step's end */
 }
 
+/*
+ * A refusal inside a multi-message step while other messages of the same
+ * call are answered into the caller's weights (a reviewer's note from before
+ * settle: "a refusal inside step_async leaves requests that later write the
+ * caller's weights"). Two zero-optd processes; server 0 runs with
+ * ZERO_CPU_ISA=c, so it refuses Lamb at the client's AVX2 level (as a server
+ * on an older CPU does), while server 1 answers its pieces, whose weights
+ * are received straight into the caller's buffer (LAMB2's split reply; over
+ * TCP with @p same_host 0, on the same-host data connection with 1, where
+ * Lamb goes as tagged messages). Group of 2 x STEP_N elements: 3 messages to
+ * each server. @p window 4: step_async itself meets the refusal, waiting for
+ * a free slot, with server 1's first piece in flight; 8: all six are in
+ * flight when step_wait meets it. A child process stops server 1 (SIGSTOP)
+ * @p stop_ms into the step (0: never), so that some trials leave one of its
+ * replies matched by the client and not yet whole when the call fails. Once
+ * the failing call returned, the weights are made unwritable (mprotect),
+ * server 1 goes on (SIGCONT), and the store is destroyed: a reply left
+ * landing would be a SIGSEGV. With settle made a no-op the test process died
+ * of SIGSEGV in each of 3 runs (over TCP and on the data connection); the
+ * destroy's closing of server 0's connection progresses every worker, and
+ * server 1's reply lands then.
+ */
+static void check_refusal_mid_step(int window, int same_host, double stop_ms)
+{
+    ZERO_TEST_MEM_MARK();
+    char addr[2][64];
+    zero_store_t *remote;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+    size_t n = 2 * (size_t)STEP_N, bytes = n * sizeof(float);
+    float *w = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    double sums[2] = {4.0, 1.0};
+    zero_status_t status;
+    uint64_t mark;
+    pid_t pid[2], stopper = 0;
+    CU_ASSERT_FATAL(w != MAP_FAILED);
+    memset(w, 0, bytes);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AVX2, NULL), ZERO_OK);
+    remote = two_server_store(addr, pid, "c", n, window, same_host, 5.0);   /* server 0's kernels: C only */
+    step_params(&st, ZERO_OPTIMIZER_LAMB, 1, &ctx);
+    st.max_coeff = 10.0f;
+    st.lamb_phase = 2;
+    st.lamb_sums = sums;
+    st.count = n;
+    st.weight_dtype = ZERO_FP32;
+    st.weights = w;
+    mark = zero_log_error_mark();
+    zero_log_set_level(ZERO_LOG_LEVEL_OFF);
+    if (stop_ms > 0)
+        stopper = stop_after(pid[1], stop_ms);
+    status = zero_store_step_async(remote, &st);
+    if (window == 4)
+        CU_ASSERT_EQUAL(status, ZERO_ERR_UNSUPPORTED);   /* the refusal met inside step_async */
+    if (status == ZERO_OK)
+        status = zero_store_step_wait(remote);
+    zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+    CU_ASSERT_EQUAL(status, ZERO_ERR_UNSUPPORTED);
+    CU_ASSERT(zero_test_error_has(mark, addr[0]));
+    CU_ASSERT(zero_test_error_has(mark, "above this server's c"));
+    CU_ASSERT_EQUAL(mprotect(w, bytes, PROT_NONE), 0);
+    if (stopper > 0) {
+        waitpid(stopper, NULL, 0);
+        kill(pid[1], SIGCONT);
+    }
+    zero_clock_sleep(0.3);   /* server 1's replies on their way */
+    zero_store_destroy(remote);
+    for (int i = 0; i < 2; i++) {
+        kill(pid[i], SIGKILL);
+        waitpid(pid[i], NULL, 0);
+    }
+    munmap(w, bytes);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_refusal_mid_step(void)
+{
+    static const double stop_ms[] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+    for (int same_host = 0; same_host < 2; same_host++)
+        for (size_t i = 0; i < sizeof(stop_ms) / sizeof(stop_ms[0]); i++) {
+            check_refusal_mid_step(4, same_host, stop_ms[i]);
+            check_refusal_mid_step(8, same_host, stop_ms[i]);
+        }
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo numerics[] = {
@@ -3137,6 +3444,14 @@ int main(int argc, char **argv)
          test_split_step_broken},
         {"two split requests of one connection, the first header late: gradients taken in header order",
          test_split_order},
+        {"one connection's READ ready before its older WRITE (rendezvous, held): handled after it",
+         test_handling_order},
+        {"a header whose gradient never comes: other clients are served meanwhile, its connection's next message "
+         "waits",
+         test_missing_gradient_holds_no_other},
+        {"a job member's gradients with no header on its live connection: dropped and counted, the server's "
+         "memory bounded, a real client served",
+         test_stray_gradients_live},
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
         {"a hostile client's 80 half-sent messages: a real client is served meanwhile", test_hostile_partial_messages},
@@ -3180,6 +3495,9 @@ int main(int argc, char **argv)
          test_gradient_released_on_failure},
         {"a server stalled mid-reply: the weights are the caller's once step_wait failed",
          test_weights_released_on_failure},
+        {"a refusal by one server mid-step while the other answers into the weights: they are the caller's once "
+         "the failing call returned",
+         test_refusal_mid_step},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"optd-numerics", NULL, NULL, NULL, NULL, numerics},
