@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 
 /* The transport settings every context here pins (optd_ucx.h: UCX 1.13
- * trusts the sender's), at UCX 1.13's defaults. UCX applies such a
+ * trusts the sender's), at UCX 1.13's defaults but tcp's PUT_ENABLE. UCX applies such a
  * setting to each transport whose table has it when it opens a worker's
  * interfaces, over the environment's value (ucp_config_modify keeps it for
  * that): "MM_..." is the table posix and sysv share, "TX_SEG_SIZE" and
@@ -32,6 +32,8 @@ static const pin_t pins[] = {
      {"UCX_POSIX_FIFO_ELEM_SIZE", "UCX_SYSV_FIFO_ELEM_SIZE", "UCX_MM_FIFO_ELEM_SIZE"}},
     {"TX_SEG_SIZE", ZERO_OPTD_TCP_TX_SEG_SIZE, 1, {"UCX_TCP_TX_SEG_SIZE", NULL, NULL}},
     {"RX_SEG_SIZE", ZERO_OPTD_TCP_RX_SEG_SIZE, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
+    /* not a default: no tcp puts (optd_ucx.h, ZERO_OPTD_TCP_PUT_ENABLE) */
+    {"PUT_ENABLE", ZERO_OPTD_TCP_PUT_ENABLE, 1, {"UCX_TCP_PUT_ENABLE", NULL, NULL}},
 };
 
 /* Whether a context limited to UCX_TLS value @p tls (NULL: UCX's own

@@ -64,6 +64,17 @@
  * length the sender wrote). */
 #define ZERO_OPTD_TCP_TX_SEG_SIZE "8kb"
 #define ZERO_OPTD_TCP_RX_SEG_SIZE "64kb"
+/* tcp without its one-sided put (UCX's default is "y"): UCX 1.13's tcp
+ * asserts that a put's acknowledgement finds the put still awaited
+ * (tcp_ep.c:939), but a send that fails on a connection the peer closed
+ * clears that flag while tcp goes on parsing what it has already read, the
+ * acknowledgement among it; zero-optd died of SIGABRT so when a client gave
+ * up on a stalled server mid-reply (the rendezvous of a large reply is a
+ * tcp put). Without the put capability a peer's address offers none
+ * either, so UCX's wire-up gives neither end a put lane to the other, and
+ * large messages go by UCX's active-message rendezvous. docs/optd.md,
+ * Safety, has the cost. */
+#define ZERO_OPTD_TCP_PUT_ENABLE "n"
 
 typedef struct zero_optd_ucx {
     ucp_context_h context;
