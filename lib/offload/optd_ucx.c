@@ -14,26 +14,33 @@
 #include <sys/mman.h>
 
 /* The transport settings every context here pins (optd_ucx.h: UCX 1.13
- * trusts the sender's), at UCX 1.13's defaults but tcp's PUT_ENABLE. UCX applies such a
- * setting to each transport whose table has it when it opens a worker's
- * interfaces, over the environment's value (ucp_config_modify keeps it for
- * that): "MM_..." is the table posix and sysv share, "TX_SEG_SIZE" and
- * "RX_SEG_SIZE" are tcp's alone. @p env: the variables that set it. */
+ * trusts the sender's sizes, and its tcp puts can abort), at UCX 1.13's
+ * defaults but PUT_ENABLE. UCX applies such a setting to each transport
+ * whose table has it when it opens a worker's interfaces, over the
+ * environment's value (ucp_config_modify keeps it for that): "MM_..." is
+ * the table posix and sysv share, "TX_SEG_SIZE", "RX_SEG_SIZE" and
+ * "PUT_ENABLE" are tcp's alone. @p env: the variables that set it. */
 typedef struct pin {
     const char *key, *value;
     int tcp;                     /* tcp's (else the shared-memory FIFO's) */
     const char *env[3];
+    const char *why;             /* for the warning */
 } pin_t;
 
+#define TRUSTS_SIZES(tl) "UCX 1.13's " tl " trusts the sender's sizes, and a mismatch corrupts or aborts the receiver"
+
 static const pin_t pins[] = {
-    {"MM_SEG_SIZE", ZERO_OPTD_MM_SEG_SIZE, 0, {"UCX_POSIX_SEG_SIZE", "UCX_SYSV_SEG_SIZE", "UCX_MM_SEG_SIZE"}},
-    {"MM_FIFO_SIZE", ZERO_OPTD_MM_FIFO_SIZE, 0, {"UCX_POSIX_FIFO_SIZE", "UCX_SYSV_FIFO_SIZE", "UCX_MM_FIFO_SIZE"}},
+    {"MM_SEG_SIZE", ZERO_OPTD_MM_SEG_SIZE, 0, {"UCX_POSIX_SEG_SIZE", "UCX_SYSV_SEG_SIZE", "UCX_MM_SEG_SIZE"},
+     TRUSTS_SIZES("shared memory")},
+    {"MM_FIFO_SIZE", ZERO_OPTD_MM_FIFO_SIZE, 0, {"UCX_POSIX_FIFO_SIZE", "UCX_SYSV_FIFO_SIZE", "UCX_MM_FIFO_SIZE"},
+     TRUSTS_SIZES("shared memory")},
     {"MM_FIFO_ELEM_SIZE", ZERO_OPTD_MM_FIFO_ELEM_SIZE, 0,
-     {"UCX_POSIX_FIFO_ELEM_SIZE", "UCX_SYSV_FIFO_ELEM_SIZE", "UCX_MM_FIFO_ELEM_SIZE"}},
-    {"TX_SEG_SIZE", ZERO_OPTD_TCP_TX_SEG_SIZE, 1, {"UCX_TCP_TX_SEG_SIZE", NULL, NULL}},
-    {"RX_SEG_SIZE", ZERO_OPTD_TCP_RX_SEG_SIZE, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
+     {"UCX_POSIX_FIFO_ELEM_SIZE", "UCX_SYSV_FIFO_ELEM_SIZE", "UCX_MM_FIFO_ELEM_SIZE"}, TRUSTS_SIZES("shared memory")},
+    {"TX_SEG_SIZE", ZERO_OPTD_TCP_TX_SEG_SIZE, 1, {"UCX_TCP_TX_SEG_SIZE", NULL, NULL}, TRUSTS_SIZES("tcp")},
+    {"RX_SEG_SIZE", ZERO_OPTD_TCP_RX_SEG_SIZE, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}, TRUSTS_SIZES("tcp")},
     /* not a default: no tcp puts (optd_ucx.h, ZERO_OPTD_TCP_PUT_ENABLE) */
-    {"PUT_ENABLE", ZERO_OPTD_TCP_PUT_ENABLE, 1, {"UCX_TCP_PUT_ENABLE", NULL, NULL}},
+    {"PUT_ENABLE", ZERO_OPTD_TCP_PUT_ENABLE, 1, {"UCX_TCP_PUT_ENABLE", NULL, NULL},
+     "UCX 1.13's tcp can abort the process on a put's acknowledgement once its peer closed"},
 };
 
 /* Whether a context limited to UCX_TLS value @p tls (NULL: UCX's own
@@ -64,9 +71,8 @@ static void warn_overridden(size_t i)
         const char *value = getenv(p->env[e]);
         if (value != NULL && strcmp(value, p->value) != 0 && atomic_exchange(&warned[i], 1) == 0)
             ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients (they use %s on "
-                          "both sides): UCX 1.13's %s trusts the sender's sizes, and a mismatch corrupts or aborts "
-                          "the receiver (docs/optd.md, Safety)",
-                          p->env[e], value, p->value, p->tcp ? "tcp" : "shared memory");
+                          "both sides): %s (docs/optd.md, Safety)",
+                          p->env[e], value, p->value, p->why);
     }
 }
 
