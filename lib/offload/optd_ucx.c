@@ -56,7 +56,8 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
         if (strcmp(settings[i], "TLS") == 0)
             tls = settings[i + 1];
-    ZERO_CHECK_GOTO(zero_ucx_pin_sizes(config, tls, ZERO_UCX_PIN_MM | ZERO_UCX_PIN_TCP, who), status, fail);
+    ZERO_CHECK_GOTO(zero_ucx_pin_sizes(config, tls, ZERO_UCX_PIN_MM | ZERO_UCX_PIN_TCP | ZERO_UCX_PIN_TCP_PUT, who),
+                    status, fail);
     if (sockaddr_cms_lack_tcp(prio, sizeof(prio)))
         ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", prio), status, fail,
                             "%s: UCX: setting SOCKADDR_TLS_PRIORITY=%s", who, prio);

@@ -6,12 +6,14 @@
 #include <ctype.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 
 /* One pinned setting: @p key as ucp_config_modify takes it ("MM_..." is
- * the table posix and sysv share, TX_/RX_SEG_SIZE are tcp's alone), the
- * group (ZERO_UCX_PIN_*) a caller asks for, whether tcp has it (else the
- * shared-memory FIFO), and @p env, the variables that set it otherwise. */
+ * the table posix and sysv share, TX_/RX_SEG_SIZE and PUT_ENABLE are tcp's
+ * alone), the group (ZERO_UCX_PIN_*) a caller asks for, whether tcp has it
+ * (else the shared-memory FIFO), and @p env, the variables that set it
+ * otherwise. */
 typedef struct pin {
     const char *key, *value;
     unsigned group;
@@ -27,6 +29,7 @@ static const pin_t pins[] = {
      {"UCX_POSIX_FIFO_ELEM_SIZE", "UCX_SYSV_FIFO_ELEM_SIZE", "UCX_MM_FIFO_ELEM_SIZE"}},
     {"TX_SEG_SIZE", ZERO_UCX_TCP_TX_SEG_SIZE, ZERO_UCX_PIN_TCP, 1, {"UCX_TCP_TX_SEG_SIZE", NULL, NULL}},
     {"RX_SEG_SIZE", ZERO_UCX_TCP_RX_SEG_SIZE, ZERO_UCX_PIN_TCP, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
+    {"PUT_ENABLE", ZERO_UCX_TCP_PUT_ENABLE, ZERO_UCX_PIN_TCP_PUT, 1, {"UCX_TCP_PUT_ENABLE", NULL, NULL}},
 };
 #define NPINS (sizeof(pins) / sizeof(pins[0]))
 
@@ -86,12 +89,31 @@ static unsigned long long size_of(const char *text)
     return *end == '\0' ? v : 0;
 }
 
-/* Whether @p value sets the same size as @p pinned (as text where it is
- * not a size UCX would read). */
-static int same_size(const char *value, const char *pinned)
+/* @p text read as UCX reads a yes/no setting: 1, 0, or -1 where it is
+ * not one. */
+static int flag_of(const char *text)
+{
+    static const char *const yes[] = {"y", "yes", "on", "1", NULL}, *const no[] = {"n", "no", "off", "0", NULL};
+    for (size_t i = 0; yes[i] != NULL; i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(text, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Whether @p value sets what @p pinned does: the same size, or the same
+ * yes/no (as text where it is neither). */
+static int same_value(const char *value, const char *pinned)
 {
     unsigned long long a = size_of(value);
-    return a != 0 ? a == size_of(pinned) : strcmp(value, pinned) == 0;
+    int f = flag_of(value);
+    if (a != 0)
+        return a == size_of(pinned);
+    if (f >= 0 && flag_of(pinned) >= 0)
+        return f == flag_of(pinned);
+    return strcmp(value, pinned) == 0;
 }
 
 /* Logs once per process and pin that the environment sets what pins[@p i]
@@ -102,7 +124,14 @@ static void warn_overridden(size_t i)
     const pin_t *p = &pins[i];
     for (size_t e = 0; e < 3 && p->env[e] != NULL; e++) {
         const char *value = getenv(p->env[e]);
-        if (value != NULL && !same_size(value, p->value) && atomic_exchange(&warned[i], 1) == 0)
+        if (value == NULL || same_value(value, p->value) || atomic_exchange(&warned[i], 1) != 0)
+            continue;
+        if (p->group == ZERO_UCX_PIN_TCP_PUT)
+            ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients: they use %s=%s, "
+                          "because UCX 1.13's tcp can abort the process on a put's acknowledgement once its peer "
+                          "closed (docs/optd.md, Safety)",
+                          p->env[e], value, p->env[e], p->value);
+        else
             ZERO_LOG_WARN("%s=%s is not used for %s: they use %s=%s on every process, because UCX 1.13's %s trusts "
                           "the sender's size and a mismatch between two processes corrupts or aborts the receiver "
                           "(docs/optd.md, Safety)",

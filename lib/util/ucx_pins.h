@@ -26,6 +26,7 @@
 /* The groups zero_ucx_pin_sizes may pin. */
 #define ZERO_UCX_PIN_MM 1u    /* posix and sysv: MM_SEG_SIZE, MM_FIFO_SIZE, MM_FIFO_ELEM_SIZE */
 #define ZERO_UCX_PIN_TCP 2u   /* tcp: TX_SEG_SIZE, RX_SEG_SIZE */
+#define ZERO_UCX_PIN_TCP_PUT 4u   /* tcp: PUT_ENABLE=n (zero-optd's contexts only; below) */
 
 /* The values pinned (UCX 1.13.1's defaults). */
 #define ZERO_UCX_MM_SEG_SIZE "8256"
@@ -33,6 +34,18 @@
 #define ZERO_UCX_MM_FIFO_ELEM_SIZE "128"
 #define ZERO_UCX_TCP_TX_SEG_SIZE "8kb"
 #define ZERO_UCX_TCP_RX_SEG_SIZE "64kb"
+/* tcp without its one-sided put (UCX's default is "y"), the one pin that is
+ * not a default: UCX 1.13's tcp asserts that a put's acknowledgement finds
+ * the put still awaited (tcp_ep.c:939), but a send that fails on a
+ * connection the peer closed clears that flag while tcp goes on parsing
+ * what it has already read, the acknowledgement among it; zero-optd died of
+ * SIGABRT so when a client gave up on a stalled server mid-reply (a large
+ * reply's rendezvous is a tcp put). Without the capability a peer's address
+ * offers none either, so UCX's wire-up gives neither end a put lane and
+ * large messages go by UCX's active-message rendezvous. docs/optd.md,
+ * Safety, has the cost. lib/comm keeps its puts (its ring was not seen to
+ * hit this, and its peers do not vanish while the job lives). */
+#define ZERO_UCX_TCP_PUT_ENABLE "n"
 
 /*
  * Pins on @p config (from ucp_config_read, before ucp_init) the sizes of
