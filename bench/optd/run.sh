@@ -18,6 +18,16 @@
 #          the link: one host, one IPC namespace).
 #  tcp-tc  the same with each end of the veth shaped by tc to $OPTD_RATE
 #          (default 10gbit).
+#  tcp-tc-free  the shaped run again with neither end pinned (below), as
+#          that run's comparison; y is not taken from it.
+#
+# The two namespaces stand for two hosts, and two hosts do not share cores:
+# on a host of 2 or more CPUs, each namespace's processes (zero-optd and the
+# server side of ucx_perftest in the second, bench_optd and the client side
+# in the first) run pinned to a CPU of their own (taskset: the first and the
+# last CPU this script may use). Unpinned, the scheduler often runs both
+# ends on one core after a socket wake-up, and the step then takes the sum
+# of their CPU times (docs/optd.md, "Two hosts on one machine: pinned ends").
 #
 # Raw bandwidth: ucx_perftest between the same two places with the same UCX
 # settings, messages of $OPTD_MSG bytes (default 524288, the store's message:
@@ -125,6 +135,22 @@ command -v ucx_perftest >/dev/null 2>&1 || echo "optd: no ucx_perftest (ucx-util
 
 # ---- TCP between two network namespaces
 tcp_ratio=na
+# pin_setup: sets pin_client / pin_server ("taskset -c N" prefixes, one CPU each) and pin_note, or leaves them
+# empty where there is one CPU or no taskset (then both ends share the cores, and pin_note says so)
+pin_client="" pin_server="" pin_note="not pinned"
+pin_setup() {
+    local cpus first last
+    command -v taskset >/dev/null 2>&1 || { pin_note="not pinned: no taskset (util-linux)"; return 0; }
+    cpus=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
+    first=${cpus%%[,-]*} last=${cpus##*[,-]}
+    if [ -z "$first" ] || [ "$first" = "$last" ]; then
+        pin_note="not pinned: one CPU ($cpus)"
+        return 0
+    fi
+    pin_client="taskset -c $first" pin_server="taskset -c $last"
+    pin_note="client side on CPU $first, server side on CPU $last"
+}
+pin_setup
 netns_setup() {
     local net="10.233.$(( tag % 200 + 20 ))"
     [ "$(id -u)" -eq 0 ] || { why="needs root to create network namespaces"; return 1; }
@@ -144,12 +170,15 @@ link_bytes() {
     echo $(( $(ip netns exec "$ns1" cat "/sys/class/net/$va/statistics/tx_bytes") +
              $(ip netns exec "$ns2" cat "/sys/class/net/$vb/statistics/tx_bytes") ))
 }
-# tcp_run NAME: zero-optd in ns2, bench_optd in ns1, then the raw bandwidths (link_tag, link_put)
+# tcp_run NAME [free]: zero-optd in ns2, bench_optd in ns1, each pinned to its own CPU (pin_setup), then
+# the raw bandwidths (link_tag, link_put) the same way. With "free": neither pinned, and no raw bandwidths.
 tcp_run() {
-    local name=$1 port="" before after reps
+    local name=$1 free=${2:-} port="" before after reps cpin=$pin_client spin=$pin_server
+    [ "$free" = free ] && cpin="" spin=""
     rm -f "$tmp/port"
+    # shellcheck disable=SC2086
     ip netns exec "$ns2" env -u ZERO_JOB_TOKEN UCX_TLS=tcp UCX_NET_DEVICES="$vb" ZERO_ALLOW_NO_TOKEN=1 \
-        "$optd" --listen "$addr2:0" --port-file "$tmp/port" 2> "$tmp/server.$name.log" &
+        $spin "$optd" --listen "$addr2:0" --port-file "$tmp/port" 2> "$tmp/server.$name.log" &
     server_pid=$!
     for _ in $(seq 300); do
         [ -s "$tmp/port" ] && port=$(cat "$tmp/port") && break
@@ -163,8 +192,9 @@ tcp_run() {
     bench_host_state "$name"
     host_at[$name]=$host_copy
     before=$(link_bytes)
+    # shellcheck disable=SC2086
     ip netns exec "$ns1" env UCX_TLS=tcp UCX_NET_DEVICES="$va" \
-        "$bench" --server "$addr2:$port" --server-pid "$server_pid" "${args[@]}" | tee "$tmp/$name.out" || return 1
+        $cpin "$bench" --server "$addr2:$port" --server-pid "$server_pid" "${args[@]}" | tee "$tmp/$name.out" || return 1
     after=$(link_bytes)
     kill "$server_pid" 2>/dev/null
     wait "$server_pid" 2>/dev/null
@@ -174,8 +204,9 @@ tcp_run() {
     echo "link bytes per remote step (both directions, TCP/IP included): $(( (after - before) / (reps + 1) )) against" \
          "$(( $(field sent_per_step "$tmp/$name.out") + $(field received_per_step "$tmp/$name.out") )) message bytes" \
          "[host $host_copy]"
-    local cpre="ip netns exec $ns1 env UCX_TLS=tcp UCX_NET_DEVICES=$va"
-    local spre="ip netns exec $ns2 env UCX_TLS=tcp UCX_NET_DEVICES=$vb"
+    [ "$free" = free ] && return 0
+    local cpre="ip netns exec $ns1 env UCX_TLS=tcp UCX_NET_DEVICES=$va $cpin"
+    local spre="ip netns exec $ns2 env UCX_TLS=tcp UCX_NET_DEVICES=$vb $spin"
     bench_host_state "$name-raw"
     link_tag=$(raw_bw tag_bw "$cpre" "$spre" "$addr2")
     link_put=$(raw_bw ucp_put_bw "$cpre" "$spre" "$addr2")
@@ -246,12 +277,12 @@ echo "raw UCX, same path, $msg-byte messages: tagged ${shm_tag:-na} MB/s, one-si
 shm_ratio=$(ratio "$(field remote_ms "$tmp/shm.out")" "$(field local_ms "$tmp/shm.out")")
 
 if [ -z "$why" ]; then
-    echo "== tcp (zero-optd in another network namespace, veth, UCX_TLS=tcp, not shaped)"
+    echo "== tcp (zero-optd in another network namespace, veth, UCX_TLS=tcp, not shaped; $pin_note)"
     if tcp_run tcp; then
         echo "step throughput (larger direction): $(throughput tcp) MB/s [host ${host_at[tcp]}]"
         if ip netns exec "$ns1" tc qdisc add dev "$va" root tbf rate "$rate" burst 4mb latency 50ms 2>/dev/null &&
            ip netns exec "$ns2" tc qdisc add dev "$vb" root tbf rate "$rate" burst 4mb latency 50ms 2>/dev/null; then
-            echo "== tcp-tc (the same, each direction shaped to $rate by tc)"
+            echo "== tcp-tc (the same, each direction shaped to $rate by tc; $pin_note)"
             if tcp_run tcp-tc; then
                 tput=$(throughput tcp-tc)
                 nominal=$(awk -v r="$rate" 'BEGIN { v = r + 0; if (r ~ /gbit$/) v *= 1e9; else if (r ~ /mbit$/) v *= 1e6;
@@ -271,6 +302,18 @@ if [ -z "$why" ]; then
                      "$(field server_cpu_per_step_ms "$tmp/tcp-tc.out") ms per" \
                      "$(field remote_ms "$tmp/tcp-tc.out") ms step, on a host of $(nproc) cores;" \
                      "the same step unshaped: $(field remote_ms "$tmp/tcp.out") ms [host ${host_at[tcp-tc]}, ${host_at[tcp]}]"
+                if [ -n "$pin_client" ]; then
+                    echo "== tcp-tc-free (the shaped run again, neither end pinned: the scheduler places them; for comparison, y is not taken from it)"
+                    if tcp_run tcp-tc-free free; then
+                        echo "same run, shaped link: remote step $(field remote_ms "$tmp/tcp-tc.out") ms pinned against" \
+                             "$(field remote_ms "$tmp/tcp-tc-free.out") ms unpinned (client $(field client_cpu_per_step_ms "$tmp/tcp-tc-free.out")" \
+                             "+ server $(field server_cpu_per_step_ms "$tmp/tcp-tc-free.out") ms of CPU per step);" \
+                             "unpinned, the throughput over the link would be $(ratio "$(throughput tcp-tc-free)" "${link_tag:-}")" \
+                             "[host ${host_at[tcp-tc]}, ${host_at[tcp-tc-free]}]"
+                    else
+                        echo "optd: the unpinned run over the shaped link failed" >&2
+                    fi
+                fi
             else
                 echo "optd: the run over the shaped link failed" >&2
             fi
