@@ -1402,8 +1402,21 @@ static void run_quant_hier_fail(zero_comm_h comm, const char *when)
     CHECK(st == ZERO_OK, "node split: %s", zero_status_string(st));
     st = zero_comm_split(comm, zero_comm_local_rank(comm), zero_comm_cross_rank(comm), &cross);
     CHECK(st == ZERO_OK, "cross split: %s", zero_status_string(st));
-    /* every rank done splitting before any fails the job (a node's failure does) */
-    CHECK(st != ZERO_OK || zero_comm_barrier(comm) == ZERO_OK, "the barrier after the splits failed");
+    /* every rank done splitting before any fails the job (a node's failure
+     * does). With "start", ranks 0 and 1 may fail the job while this
+     * barrier still completes on ranks 2 and 3: a rank leaves a barrier once
+     * it has heard from the others, before its own last messages have
+     * arrived, and those and the failure notice come from different ranks
+     * in no set order (seen once in a full suite run: the barrier failed on
+     * ranks 2 and 3 naming rank 1). That is the job failing as meant; the
+     * reduce-scatter below must then fail at once, naming rank 0 or 1. */
+    if (st == ZERO_OK && (st = zero_comm_barrier(comm)) != ZERO_OK) {
+        culprit = -1;
+        CHECK(strcmp(when, "start") == 0 && g_rank >= 2 && zero_comm_failure(comm, &culprit) != ZERO_OK &&
+                  (culprit == 0 || culprit == 1),
+              "the barrier after the splits failed (%s; the job's failure names rank %d)", zero_status_string(st),
+              culprit);
+    }
     if (failures > 0)
         goto out;
     for (size_t i = 0; i < 4 * mine; i++)
