@@ -175,8 +175,10 @@ void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])
 {
     const char *tls = getenv("ZERO_OPTD_DATA_TLS");
     /* cma, by name or through UCX 1.13's aliases that hold it ("sm",
-     * "shm"), "all", or an exclusion list ("^..."), which keeps it unless
-     * it names it */
+     * "shm"), "all", or any exclusion list ("^..."): one that does not
+     * name cma keeps it, and one that does is refused by name too (the
+     * transports it keeps were not looked at). By substring, so a name
+     * that merely holds "sm" is refused as well: the default then runs. */
     if (tls != NULL && (strstr(tls, "cma") != NULL || strstr(tls, "sm") != NULL || strstr(tls, "shm") != NULL ||
                         strstr(tls, "all") != NULL || tls[0] == '^')) {
         ZERO_LOG_WARN("ZERO_OPTD_DATA_TLS=%s names cma or may hold it, which can abort the process when its peer dies "

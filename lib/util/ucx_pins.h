@@ -14,8 +14,10 @@
  * each group pinned to UCX's default on every process, no job member's
  * environment can make the two ends differ.
  *
- * The pinned values are UCX 1.13.1's defaults (`ucx_info -c -f`), so a
- * process that sets none of these changes nothing.
+ * The pinned sizes are UCX 1.13.1's defaults (`ucx_info -c -f`), so a
+ * process that sets none of these runs with UCX's own sizes; the one pin
+ * that is no default, tcp's put (ZERO_UCX_PIN_TCP_PUT), is asked only by
+ * zero-optd's contexts.
  */
 #ifndef ZERO_UTIL_UCX_PINS_H
 #define ZERO_UTIL_UCX_PINS_H
