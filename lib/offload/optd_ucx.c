@@ -28,11 +28,8 @@ static int sockaddr_cms_lack_tcp(char *out, size_t n)
     const char *prio = getenv("UCX_SOCKADDR_TLS_PRIORITY");
     if (prio == NULL)
         return 0;
-    /* an entry that is exactly "tcp": UCX splits the list at commas and
-     * compares each entry whole (" tcp" or "tcpx" name no manager) */
-    for (const char *e = prio; *e != '\0'; e += strcspn(e, ","), e += *e == ',')
-        if (strncmp(e, "tcp", 3) == 0 && (e[3] == ',' || e[3] == '\0'))
-            return 0;
+    if (zero_ucx_list_has(prio, "tcp", 0))
+        return 0;
     if ((size_t)snprintf(out, n, "%s%stcp", prio, prio[0] != '\0' ? "," : "") >= n)
         snprintf(out, n, "tcp");   /* a value too long to copy: tcp alone */
     if (atomic_exchange(&warned, 1) == 0)

@@ -50,6 +50,15 @@
 #define ZERO_UCX_TCP_PUT_ENABLE "n"
 
 /*
+ * Whether @p list, a UCX list setting's value (entries separated by commas,
+ * as UCX_TLS or UCX_SOCKADDR_TLS_PRIORITY), has an entry that is @p name
+ * whole, as UCX compares them (" tcp" or "tcpx" is not "tcp"). With
+ * @p suffixed, an entry of @p name and a ':' suffix counts too (UCX_TLS's
+ * "tcp:aux" form).
+ */
+int zero_ucx_list_has(const char *list, const char *name, int suffixed);
+
+/*
  * Pins on @p config (from ucp_config_read, before ucp_init) the sizes of
  * each group in @p groups whose transports the context may open: @p tls is
  * the context's UCX_TLS value where the caller sets one, NULL for the
