@@ -86,8 +86,8 @@ typedef struct optd_conn {
      * shared memory of the data context (ucp_mem_map ALLOCATE), which its
      * client maps through the packed rkey sent in ATTACH's reply and in
      * which STEP_REGION's gradient and weights travel. Set by the UCX
-     * thread at ATTACH (before any message of the connection enters the
-     * ring), read by the worker, unmapped with the connection (inflight 0).
+     * thread at ATTACH (before any message of the connection takes a
+     * slot), read by the worker, unmapped with the connection (inflight 0).
      * NULL: none; its client steps over tagged messages. */
     ucp_mem_h region;
     unsigned char *region_base;
@@ -114,7 +114,7 @@ typedef struct optd_conn {
      * (its reply hands the ticket out; docs/optd.md, Safety): so a process
      * without the job token never gets an endpoint or a shared-memory FIFO
      * here. A control connection's ticket: random, set by the UCX thread at
-     * accept (before any message of it enters the ring, so the worker
+     * accept (before any message of it takes a slot, so the worker
      * thread reads it in handle_hello), 0 once used or closed. A data
      * connection's ticket_key: the key of the control connection whose
      * ticket it carried; its ATTACH must name that one. */
@@ -124,7 +124,7 @@ typedef struct optd_conn {
     atomic_int dead;             /* closing or failed: the worker skips its messages */
     /* whose state this connection's messages use: itself, or for an attached
      * data connection its control connection (set before any of its messages
-     * enter the ring; its slots count in the owner's inflight too) */
+     * takes a slot; its slots count in the owner's inflight too) */
     struct optd_conn *owner;
     /* the worker's (the UCX thread frees the arrays once inflight is 0) */
     int hello_done;
@@ -393,7 +393,7 @@ static void conn_free_state(optd_conn_t *c)
     c->state_bytes = 0;
 }
 
-/* Ends the receives and replies of @p c in the ring at the next turn of the
+/* Ends the receives and replies of @p c's slots at the next turn of the
  * loop instead of at the io bound: its client is gone (its control
  * connection failed), and a data connection has no error handler of its own
  * that would end them. */
@@ -560,7 +560,7 @@ fail:
     atomic_fetch_sub(&s->bytes, bytes);
 }
 
-/* Frees @p c's region (no slot of it is in the ring). The client's mapping
+/* Frees @p c's region (no slot of it is in use). The client's mapping
  * keeps the pages until it unmaps them; the file is gone already. */
 static void region_close(zero_optd_server_t *s, optd_conn_t *c)
 {
@@ -575,7 +575,7 @@ static void region_close(zero_optd_server_t *s, optd_conn_t *c)
 }
 
 /* Destroys data connection @p c's worker (its endpoint is closed, no slot
- * of it is in the ring), and with it its FIFO and anything a dead sender
+ * of it is in use), and with it its FIFO and anything a dead sender
  * left there. */
 static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
 {
@@ -589,8 +589,8 @@ static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
     atomic_store(&s->ndata_conns, n);
 }
 
-/* Closes @p c now, or, while slots of it are in the ring, once the last one
- * leaves (slot_release): the worker may be using its state. */
+/* Closes @p c now, or, while slots of it are in use, once the last one is
+ * freed (advance_slots): the worker may be using its state. */
 static void conn_close(optd_conn_t *c, const char *why)
 {
     zero_optd_server_t *s = c->server;
@@ -722,7 +722,7 @@ static optd_conn_t *take_ticket(zero_optd_server_t *s, uint64_t id)
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         int match = id != 0 && c->ticket == id;
-        /* not one being closed either (slots of it still in the ring) */
+        /* not one being closed either (slots of it still in use) */
         if (match && c->state == CONN_READY && !c->data && c->partner == NULL && !c->failed && !c->closing)
             owner = c;
     }
@@ -1328,7 +1328,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* ---------- the UCX thread: the ring ---------- */
+/* ---------- the UCX thread: the message slots ---------- */
 
 /* Receives and drops a message (probed on @p worker) nobody may send
  * (unknown key, oversized), without waiting for it: the rest of a message
@@ -1370,7 +1370,7 @@ static slot_state_t slot_get(zero_optd_server_t *s, optd_slot_t *q)
 
 /* The first message of a data connection @p c, on the UCX thread (it
  * decides which connection's state the data connection uses, before any of
- * its messages enter the ring): ATTACH with the key of the client's control
+ * its messages takes a slot): ATTACH with the key of the client's control
  * connection, which said HELLO and has no data connection yet, and the job
  * token. Accepted: the two are paired and the reply (a bare header) is
  * sent; anything else closes the data connection without a reply (the
@@ -1600,7 +1600,7 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
 }
 
 /* Takes the messages waiting on data connection @p c's worker (NULL: on
- * the control worker) into the ring while it has room. Returns whether it
+ * the control worker) into free slots while there are any. Returns whether it
  * took any. */
 static int take_messages(zero_optd_server_t *s, optd_conn_t *c)
 {
@@ -1628,8 +1628,11 @@ static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
     if (st == UCS_INPROGRESS) {
         if (zero_clock_now() < q->deadline)
             return st;
-        /* a receive ends at once; a send UCX may not cancel: it is freed
-         * below and UCX releases it when its endpoint closes */
+        /* UCX 1.13 cancels only a receive still unmatched (a split
+         * request's gradient: ucp_request.c:217), not a probed message's
+         * (ucp_tag_msg_recv_nbx) nor a send: those are freed below and UCX
+         * releases them when the stuck endpoint is closed by force, which
+         * must come before progress could write into this slot again */
         ucp_request_cancel(conn_worker(q->conn), q->req);
         q->conn->stuck = 1;
         st = UCS_ERR_TIMED_OUT;
@@ -1678,7 +1681,7 @@ static int older_unanswered(zero_optd_server_t *s, const optd_slot_t *q)
 /* Moves the slots on, oldest first: finished receives to the worker,
  * handled slots' replies onto the wire in each connection's order,
  * delivered ones freed. Returns whether anything moved. */
-static int advance_ring(zero_optd_server_t *s)
+static int advance_slots(zero_optd_server_t *s)
 {
     optd_slot_t *order[SLOTS];
     int moved = 0, n = slots_by_age(s, order);
@@ -1805,9 +1808,13 @@ static int gradient_expected(zero_optd_server_t *s, const optd_conn_t *c)
 static void drop_stray(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_message_h msg, optd_conn_t *c,
                        uint64_t tag, size_t length)
 {
+    /* the rank is the worker's (HELLO): read here only once CONN_READY
+     * says its reply went, when the worker wrote it before handing the slot
+     * back under s->lock (hello_done, the worker's too, may be being
+     * written now: a stray can come while HELLO is handled) */
     if (c != NULL && c->strays++ == 0)
         ZERO_LOG_WARN("client %s (rank %d): dropping gradients that no request of it announced (more are counted "
-                      "at DEBUG level)", c->peer, c->owner->hello_done ? (int)c->owner->rank : -1);
+                      "at DEBUG level)", c->peer, c->owner->state == CONN_READY ? (int)c->owner->rank : -1);
     ZERO_LOG_DEBUG("dropped a %zu-byte gradient with tag 0x%llx: %s", length, (unsigned long long)tag,
                    c == NULL ? "no such connection" : "no header of its connection announced it");
     drop_message(s, worker, msg);
@@ -1822,9 +1829,9 @@ static void drop_stray(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_messa
  * connection or of one that expects none (gradient_expected); the first
  * that may be claimed stops the look. With @p c, its own tag too, whatever
  * is in front (reap's sweep: a gradient of another connection waiting for
- * its header cannot hide c's). Runs on the loop's every pass where nothing
- * else moved and in reap: so a flood of them holds at most what arrives
- * meanwhile.
+ * its header cannot hide c's). The loop runs it every STRAY_INTERVAL_S
+ * on each worker, whether or not anything moved, and reap every 50 ms per
+ * connection: so a flood of them holds at most what arrives meanwhile.
  */
 static void drop_stray_gradients(zero_optd_server_t *s, ucp_worker_h worker, optd_conn_t *c)
 {
@@ -2003,7 +2010,7 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
             reap(s);
             last_reap = zero_clock_now();
         }
-        moved |= advance_ring(s);
+        moved |= advance_slots(s);
         /* the data connections first: the requests of same-host clients */
         for (int i = 0; i < atomic_load(&s->ndata_conns); i++)
             moved |= take_messages(s, s->data_conns[i]);

@@ -28,11 +28,8 @@ static int sockaddr_cms_lack_tcp(char *out, size_t n)
     const char *prio = getenv("UCX_SOCKADDR_TLS_PRIORITY");
     if (prio == NULL)
         return 0;
-    /* an entry that is exactly "tcp": UCX splits the list at commas and
-     * compares each entry whole (" tcp" or "tcpx" name no manager) */
-    for (const char *e = prio; *e != '\0'; e += strcspn(e, ","), e += *e == ',')
-        if (strncmp(e, "tcp", 3) == 0 && (e[3] == ',' || e[3] == '\0'))
-            return 0;
+    if (zero_ucx_list_has(prio, "tcp", 0))
+        return 0;
     if ((size_t)snprintf(out, n, "%s%stcp", prio, prio[0] != '\0' ? "," : "") >= n)
         snprintf(out, n, "tcp");   /* a value too long to copy: tcp alone */
     if (atomic_exchange(&warned, 1) == 0)
@@ -175,8 +172,10 @@ void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])
 {
     const char *tls = getenv("ZERO_OPTD_DATA_TLS");
     /* cma, by name or through UCX 1.13's aliases that hold it ("sm",
-     * "shm"), "all", or an exclusion list ("^..."), which keeps it unless
-     * it names it */
+     * "shm"), "all", or any exclusion list ("^..."): one that does not
+     * name cma keeps it, and one that does is refused by name too (the
+     * transports it keeps were not looked at). By substring, so a name
+     * that merely holds "sm" is refused as well: the default then runs. */
     if (tls != NULL && (strstr(tls, "cma") != NULL || strstr(tls, "sm") != NULL || strstr(tls, "shm") != NULL ||
                         strstr(tls, "all") != NULL || tls[0] == '^')) {
         ZERO_LOG_WARN("ZERO_OPTD_DATA_TLS=%s names cma or may hold it, which can abort the process when its peer dies "

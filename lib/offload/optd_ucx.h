@@ -26,7 +26,8 @@
  * environment can make them differ. tcp trusts the sender's segment too:
  * a client with UCX_TCP_TX_SEG_SIZE and RX_SEG_SIZE at 256k (and eager
  * messages) aborted zero-optd (assertion hdr->length <= rx_seg_size), so
- * its two segment sizes are pinned as well (lib/comm's ring pins those too). Other UCX
+ * its two segment sizes are pinned as well (lib/comm's ring pins those too),
+ * and its put is turned off (util/ucx_pins.h, ZERO_UCX_TCP_PUT_ENABLE). Other UCX
  * settings tried (lanes, thresholds, transports, rendezvous schemes) were
  * found harmless to the peer (docs/optd.md, Safety). And where UCX_SOCKADDR_TLS_PRIORITY names no
  * tcp, each context adds it last: with only managers the host lacks, UCX
@@ -66,9 +67,9 @@ typedef struct zero_optd_ucx {
  * the environment) or name/value pairs of UCX settings without the UCX_
  * prefix, ending with NULL, which win over the environment's
  * (zero_optd_data_settings for the data context). Before those, the
- * FIFO's geometry and tcp's segments are pinned (zero_ucx_pin_sizes, both
- * groups; the context's transports are UCX_TLS, or a TLS entry of
- * @p settings). A UCX_SOCKADDR_TLS_PRIORITY
+ * FIFO's geometry, tcp's segments and tcp's put are pinned
+ * (zero_ucx_pin_sizes, all three groups, those of the context's
+ * transports: UCX_TLS, or a TLS entry of @p settings). A UCX_SOCKADDR_TLS_PRIORITY
  * without tcp gets ",tcp" (warned about once too). @p who prefixes the
  * error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.

@@ -302,7 +302,11 @@ zero_status_t zero_store_step_set_hparams(zero_store_async_step_t *step, const z
  * must stay valid and unchanged until zero_store_step_wait returns (the
  * remote store sends it from there, not from a copy), or until this call
  * returns if it fails: a failure leaves nothing reading it. @p step->weights
- * (and Lamb's phase-1 sums) are written only by zero_store_step_wait. Where
+ * (and Lamb's phase-1 sums) may be written from this call on, and are
+ * complete once zero_store_step_wait returns: read or reuse them only
+ * then. The remote store writes a piece's as its reply comes in, which
+ * may be inside this call or a later step_async (a full window of
+ * requests completes its oldest first: store_remote.c, take_slot). Where
  * grad and weights are one buffer (CPU offload's slot), their element sizes
  * must match. Errors: ZERO_ERR_INVALID_ARG (logged),
  * ZERO_ERR_UNSUPPORTED (no step op, or Lamb on a store without

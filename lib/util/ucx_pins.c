@@ -33,15 +33,20 @@ static const pin_t pins[] = {
 };
 #define NPINS (sizeof(pins) / sizeof(pins[0]))
 
-/* Whether the UCX_TLS list @p list (entries separated by commas, each
- * maybe with a ":aux"-like suffix) has an entry that is @p name. */
-static int tls_has(const char *list, const char *name)
+int zero_ucx_list_has(const char *list, const char *name, int suffixed)
 {
     size_t n = strlen(name);
     for (const char *e = list; *e != '\0'; e += strcspn(e, ","), e += *e == ',')
-        if (strncmp(e, name, n) == 0 && (e[n] == ',' || e[n] == ':' || e[n] == '\0'))
+        if (strncmp(e, name, n) == 0 && (e[n] == ',' || e[n] == '\0' || (suffixed && e[n] == ':')))
             return 1;
     return 0;
+}
+
+/* Whether the UCX_TLS list @p list (each entry maybe with a ":aux"-like
+ * suffix) has an entry that is @p name. */
+static int tls_has(const char *list, const char *name)
+{
+    return zero_ucx_list_has(list, name, 1);
 }
 
 /* Whether a context limited to UCX_TLS value @p tls (NULL or empty: UCX's

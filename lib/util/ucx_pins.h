@@ -14,8 +14,10 @@
  * each group pinned to UCX's default on every process, no job member's
  * environment can make the two ends differ.
  *
- * The pinned values are UCX 1.13.1's defaults (`ucx_info -c -f`), so a
- * process that sets none of these changes nothing.
+ * The pinned sizes are UCX 1.13.1's defaults (`ucx_info -c -f`), so a
+ * process that sets none of these runs with UCX's own sizes; the one pin
+ * that is no default, tcp's put (ZERO_UCX_PIN_TCP_PUT), is asked only by
+ * zero-optd's contexts.
  */
 #ifndef ZERO_UTIL_UCX_PINS_H
 #define ZERO_UTIL_UCX_PINS_H
@@ -46,6 +48,15 @@
  * Safety, has the cost. lib/comm keeps its puts (its ring was not seen to
  * hit this, and its peers do not vanish while the job lives). */
 #define ZERO_UCX_TCP_PUT_ENABLE "n"
+
+/*
+ * Whether @p list, a UCX list setting's value (entries separated by commas,
+ * as UCX_TLS or UCX_SOCKADDR_TLS_PRIORITY), has an entry that is @p name
+ * whole, as UCX compares them (" tcp" or "tcpx" is not "tcp"). With
+ * @p suffixed, an entry of @p name and a ':' suffix counts too (UCX_TLS's
+ * "tcp:aux" form).
+ */
+int zero_ucx_list_has(const char *list, const char *name, int suffixed);
 
 /*
  * Pins on @p config (from ucp_config_read, before ucp_init) the sizes of

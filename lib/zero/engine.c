@@ -1344,7 +1344,10 @@ static zero_status_t setup_store(zero_engine_h e)
         master_bytes = bytes.resident;
     e->mem.master += master_bytes;
     e->mem.optim_state += bytes.resident - master_bytes;
-    /* CPU offload: its device staging buffers are held from setup like the pools; its pinned slots are host memory */
+    /* the store's working buffers (CPU offload: its device staging; the
+     * remote store on a host rank: its request slots and mapped regions)
+     * are held from setup like the pools; CPU offload's pinned slots are
+     * host memory */
     e->mem.pools += bytes.staging;
     e->mem.offload_pinned = bytes.pinned;
     e->mem.total += bytes.resident + bytes.staging;

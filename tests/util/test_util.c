@@ -9,6 +9,7 @@
 #include "util/checks.h"
 #include "util/clock.h"
 #include "util/cpu.h"
+#include "util/ucx_pins.h"
 
 #include <zero/zero.h>
 
@@ -577,6 +578,24 @@ static void test_half_conversions(void)
     CU_ASSERT_EQUAL(zero_f32_to_f16(-INFINITY), 0xfc00);
 }
 
+/* UCX list values are compared entry by entry, whole, as UCX does
+ * (optd_ucx.c adds tcp to a UCX_SOCKADDR_TLS_PRIORITY without that entry;
+ * ucx_pins.c reads UCX_TLS, whose entries may carry ":aux"). */
+static void test_ucx_list_has(void)
+{
+    CU_ASSERT_TRUE(zero_ucx_list_has("tcp", "tcp", 0));
+    CU_ASSERT_TRUE(zero_ucx_list_has("rdmacm,tcp", "tcp", 0));
+    CU_ASSERT_TRUE(zero_ucx_list_has("tcp,rdmacm", "tcp", 0));
+    CU_ASSERT_FALSE(zero_ucx_list_has("rdmacm, tcp", "tcp", 0));   /* " tcp" is no entry */
+    CU_ASSERT_FALSE(zero_ucx_list_has("tcpx,rdmacm", "tcp", 0));
+    CU_ASSERT_FALSE(zero_ucx_list_has("", "tcp", 0));
+    CU_ASSERT_FALSE(zero_ucx_list_has("rdmacm,", "tcp", 0));
+    CU_ASSERT_FALSE(zero_ucx_list_has("tcp:aux", "tcp", 0));
+    CU_ASSERT_TRUE(zero_ucx_list_has("tcp:aux", "tcp", 1));
+    CU_ASSERT_TRUE(zero_ucx_list_has("posix,tcp:aux", "tcp", 1));
+    CU_ASSERT_FALSE(zero_ucx_list_has("tcpx:aux", "tcp", 1));
+}
+
 static void test_dtypes(void)
 {
     CU_ASSERT_EQUAL(zero_dtype_size(ZERO_FP32), 4);
@@ -613,6 +632,7 @@ static CU_TestInfo util_tests[] = {
     {"range splitting", test_split_range},
     {"fp16/bf16 conversions", test_half_conversions},
     {"dtypes", test_dtypes},
+    {"UCX list entries compared whole", test_ucx_list_has},
     CU_TEST_INFO_NULL,
 };
 
