@@ -1409,7 +1409,7 @@ static void test_reply_not_read(void)
     zero_optd_encode_hello(msg + ZERO_OPTD_HEADER_BYTES, &hello);
     CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, msg, sizeof(msg), c.key, &h, text, sizeof(text)), 0);
     CU_ASSERT_EQUAL_FATAL(h.status, 0);
-    /* eight READs of the whole 4 MiB field, more than the server's ring holds */
+    /* eight READs of the whole 4 MiB field, more than the server's slots hold */
     memset(&rr, 0, sizeof(rr));
     rr.count = ZERO_OPTD_MAX_ELEMS;
     h.type = ZERO_OPTD_READ;
@@ -2317,14 +2317,14 @@ static void test_ticket_expires_with_connection(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-/* A control connection that is closing, its slots still in the ring, hands
+/* A control connection that is closing, its slots still taken, hands
  * out no ticket (take_ticket). A raw client says HELLO for 4 MiB of state
  * (the ticket), sends READ of all of it and receives only the reply's
  * header, never its array: that array goes by rendezvous, so the READ's
- * slot waits in the ring for the io bound (5 s). Then BYE: its reply comes
+ * slot stays taken until the io bound (5 s). Then BYE: its reply comes
  * and the server closes the connection on the same pass of its loop, after
  * the reply went and before it looks at a new connection request, and with
- * the READ in the ring the close only marks it closing. A data connection
+ * the READ's slot taken the close only marks it closing. A data connection
  * request carrying the unused ticket is then refused, and the connection
  * is not freed yet when the refusal comes (so the refusal is the closing
  * one's, not the expired ticket's). Once the READ is given up the
@@ -2384,7 +2384,7 @@ static void test_ticket_refused_while_closing(void)
     zero_optd_encode_range_head(read_msg + ZERO_OPTD_HEADER_BYTES, &rr);
     CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, read_msg, sizeof(read_msg), c.key, &h, text, sizeof(text)), 0);
     CU_ASSERT_EQUAL(h.type, ZERO_OPTD_READ | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
-    /* BYE, answered; the connection is now closing, the READ still in the ring */
+    /* BYE, answered; the connection is now closing, the READ's slot still taken */
     h = (zero_optd_header_t){.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_BYE, .conn_key = c.key, .seq = 3};
     zero_optd_encode_header(bye_msg, &h);
     CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, bye_msg, sizeof(bye_msg), c.key, &h, text, sizeof(text)), 0);
@@ -3529,7 +3529,7 @@ int main(int argc, char **argv)
         {"data listener: a flood of ticketless requests: the log bounded, the cause named; a real client is served",
          test_refusal_flood},
         {"data listener: a ticket whose control connection closed is refused", test_ticket_expires_with_connection},
-        {"data listener: a ticket whose control connection is closing (a reply still in the ring) is refused",
+        {"data listener: a ticket whose control connection is closing (a reply still in its slot) is refused",
          test_ticket_refused_while_closing},
         {"ZERO_OPTD_ONESIDED=0 for the server: no region, STEP tagged on the data connection",
          test_server_without_regions},
