@@ -1061,7 +1061,8 @@ static void test_split_step_broken(void)
  * arrival order, so every other client waited for the bound (a real
  * client's request was answered 1.04-1.06 s after such a header with the
  * bound at 1 s, 3.11-3.12 s at 3 s). Now other connections' messages go
- * past the stuck slot: a real client is served within 2 s. The stuck
+ * past the stuck slot: a real client is served within 5 s (half the bound,
+ * so that a loaded 2-core machine does not fail it; 0.04-0.21 s seen). The stuck
  * connection's own next message keeps its place behind it: no reply of it
  * comes meanwhile (the client's one reply receive would take it).
  */
@@ -1080,7 +1081,7 @@ static void test_missing_gradient_holds_no_other(void)
     memset(&rp, 0, sizeof(rp));
     CU_ASSERT_EQUAL(raw_wait(&c, ucp_tag_send_nbx(c.ep, hello, sizeof(hello), c.key, &rp), 5.0), UCS_OK);
     t0 = zero_clock_now();
-    check_still_serving_within(srv.addr, 2.0);
+    check_still_serving_within(srv.addr, 5.0);
     printf("\n    a real client served in %.3f s while a header waits for its gradient (io bound 10 s)\n",
            zero_clock_now() - t0);
     for (double t1 = zero_clock_now(); zero_clock_now() - t1 < 0.2;)
