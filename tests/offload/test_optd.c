@@ -111,12 +111,19 @@ static void desc_init(zero_store_desc_t *d, size_t len0, size_t len1, int states
 static zero_store_t *remote_create_on(const zero_store_desc_t *desc, const zero_store_remote_opts_t *o, int same_host)
 {
     zero_store_t *remote = NULL;
+    zero_status_t status;
     setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
     if (same_host == 2)
         setenv("ZERO_OPTD_ONESIDED", "0", 1);
-    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(desc, o, &remote), ZERO_OK);
+    /* a short bound (0.5 s) covers the connections' WELCOME too, which a
+     * loaded 2-core machine can miss (seen at load above 7): up to 3 tries,
+     * a failed create leaves nothing behind */
+    for (int tries = 0; tries < 3; tries++)
+        if ((status = zero_store_remote_create(desc, o, &remote)) == ZERO_OK || o->timeout_s >= 3.0)
+            break;
     unsetenv("ZERO_OPTD_SAME_HOST");
     unsetenv("ZERO_OPTD_ONESIDED");
+    CU_ASSERT_EQUAL_FATAL(status, ZERO_OK);
     return remote;
 }
 
@@ -1687,7 +1694,7 @@ static void test_optd_descriptor_limit(void)
  * Safety) shows as a signal status here, however late it comes. The
  * client's bound, 60 s a request, is above the server's own 30 s bound on
  * one message (a split STEP whose gradient never came held a new client
- * that long; stray11 works on that); a server that does not exit within
+ * that long, docs/optd.md Safety); a server that does not exit within
  * 30 s of SIGTERM is killed and fails the check. */
 static void check_optd_survived(pid_t pid, const char *addr)
 {
