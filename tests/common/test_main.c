@@ -91,14 +91,20 @@ uint64_t zero_test_xorshift(uint64_t *state)
 
 /* ZERO_TEST_ONLY=TEXT: only the tests whose name holds TEXT run (the rest
  * are made inactive, which does not count as a failure). For running one
- * test of a binary many times, e.g. to count a rare failure. */
-static void only_tests_named(const char *text)
+ * test of a binary many times, e.g. to count a rare failure. Returns how
+ * many tests' names hold it. */
+static unsigned only_tests_named(const char *text)
 {
+    unsigned kept = 0;
     for (CU_pSuite suite = CU_get_registry()->pSuite; suite != NULL; suite = suite->pNext)
-        for (CU_pTest test = suite->pTest; test != NULL; test = test->pNext)
+        for (CU_pTest test = suite->pTest; test != NULL; test = test->pNext) {
             if (strstr(test->pName, text) == NULL)
                 CU_set_test_active(test, CU_FALSE);
+            else
+                kept++;
+        }
     CU_set_fail_on_inactive(CU_FALSE);
+    return kept;
 }
 
 int zero_test_main(int argc, char **argv, CU_SuiteInfo *suites)
@@ -116,8 +122,12 @@ int zero_test_main(int argc, char **argv, CU_SuiteInfo *suites)
         CU_cleanup_registry();
         return 1;
     }
-    if (only != NULL && only[0] != '\0')
-        only_tests_named(only);
+    /* a name that matches nothing (a typo) fails, rather than pass with no test run */
+    if (only != NULL && only[0] != '\0' && only_tests_named(only) == 0) {
+        fprintf(stderr, "ZERO_TEST_ONLY=%s: no test of this binary has it in its name\n", only);
+        CU_cleanup_registry();
+        return 1;
+    }
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     failures = CU_get_number_of_failures() + CU_get_number_of_suites_failed() +

@@ -3,7 +3,7 @@
  * suites, prints CUnit's report, and exits non-zero when anything failed
  * (CU_basic_run_tests() alone reports success even when tests fail).
  * ZERO_TEST_ONLY=TEXT in the environment runs only the tests whose name
- * holds TEXT (to run one test many times).
+ * holds TEXT (to run one test many times); a TEXT no name holds fails.
  *
  * Leak checks: ZERO_TEST_MEM_MARK() before a test body and
  * ZERO_TEST_ASSERT_NO_LEAK() after it assert that libzero's counted memory of

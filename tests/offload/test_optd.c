@@ -111,12 +111,19 @@ static void desc_init(zero_store_desc_t *d, size_t len0, size_t len1, int states
 static zero_store_t *remote_create_on(const zero_store_desc_t *desc, const zero_store_remote_opts_t *o, int same_host)
 {
     zero_store_t *remote = NULL;
+    zero_status_t status;
     setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
     if (same_host == 2)
         setenv("ZERO_OPTD_ONESIDED", "0", 1);
-    CU_ASSERT_EQUAL_FATAL(zero_store_remote_create(desc, o, &remote), ZERO_OK);
+    /* a short bound (0.5 s) covers the connections' WELCOME too, which a
+     * loaded 2-core machine can miss (seen at load above 7): up to 3 tries,
+     * a failed create leaves nothing behind */
+    for (int tries = 0; tries < 3; tries++)
+        if ((status = zero_store_remote_create(desc, o, &remote)) == ZERO_OK || o->timeout_s >= 3.0)
+            break;
     unsetenv("ZERO_OPTD_SAME_HOST");
     unsetenv("ZERO_OPTD_ONESIDED");
+    CU_ASSERT_EQUAL_FATAL(status, ZERO_OK);
     return remote;
 }
 
@@ -1061,7 +1068,8 @@ static void test_split_step_broken(void)
  * arrival order, so every other client waited for the bound (a real
  * client's request was answered 1.04-1.06 s after such a header with the
  * bound at 1 s, 3.11-3.12 s at 3 s). Now other connections' messages go
- * past the stuck slot: a real client is served within 2 s. The stuck
+ * past the stuck slot: a real client is served within 5 s (half the bound,
+ * so that a loaded 2-core machine does not fail it; 0.04-0.21 s seen). The stuck
  * connection's own next message keeps its place behind it: no reply of it
  * comes meanwhile (the client's one reply receive would take it).
  */
@@ -1080,7 +1088,7 @@ static void test_missing_gradient_holds_no_other(void)
     memset(&rp, 0, sizeof(rp));
     CU_ASSERT_EQUAL(raw_wait(&c, ucp_tag_send_nbx(c.ep, hello, sizeof(hello), c.key, &rp), 5.0), UCS_OK);
     t0 = zero_clock_now();
-    check_still_serving_within(srv.addr, 2.0);
+    check_still_serving_within(srv.addr, 5.0);
     printf("\n    a real client served in %.3f s while a header waits for its gradient (io bound 10 s)\n",
            zero_clock_now() - t0);
     for (double t1 = zero_clock_now(); zero_clock_now() - t1 < 0.2;)
@@ -1409,7 +1417,7 @@ static void test_reply_not_read(void)
     zero_optd_encode_hello(msg + ZERO_OPTD_HEADER_BYTES, &hello);
     CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, msg, sizeof(msg), c.key, &h, text, sizeof(text)), 0);
     CU_ASSERT_EQUAL_FATAL(h.status, 0);
-    /* eight READs of the whole 4 MiB field, more than the server's ring holds */
+    /* eight READs of the whole 4 MiB field, more than the server's slots hold */
     memset(&rr, 0, sizeof(rr));
     rr.count = ZERO_OPTD_MAX_ELEMS;
     h.type = ZERO_OPTD_READ;
@@ -1686,7 +1694,7 @@ static void test_optd_descriptor_limit(void)
  * Safety) shows as a signal status here, however late it comes. The
  * client's bound, 60 s a request, is above the server's own 30 s bound on
  * one message (a split STEP whose gradient never came held a new client
- * that long; stray11 works on that); a server that does not exit within
+ * that long, docs/optd.md Safety); a server that does not exit within
  * 30 s of SIGTERM is killed and fails the check. */
 static void check_optd_survived(pid_t pid, const char *addr)
 {
@@ -2317,14 +2325,14 @@ static void test_ticket_expires_with_connection(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
-/* A control connection that is closing, its slots still in the ring, hands
+/* A control connection that is closing, its slots still taken, hands
  * out no ticket (take_ticket). A raw client says HELLO for 4 MiB of state
  * (the ticket), sends READ of all of it and receives only the reply's
  * header, never its array: that array goes by rendezvous, so the READ's
- * slot waits in the ring for the io bound (5 s). Then BYE: its reply comes
+ * slot stays taken until the io bound (5 s). Then BYE: its reply comes
  * and the server closes the connection on the same pass of its loop, after
  * the reply went and before it looks at a new connection request, and with
- * the READ in the ring the close only marks it closing. A data connection
+ * the READ's slot taken the close only marks it closing. A data connection
  * request carrying the unused ticket is then refused, and the connection
  * is not freed yet when the refusal comes (so the refusal is the closing
  * one's, not the expired ticket's). Once the READ is given up the
@@ -2384,7 +2392,7 @@ static void test_ticket_refused_while_closing(void)
     zero_optd_encode_range_head(read_msg + ZERO_OPTD_HEADER_BYTES, &rr);
     CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, read_msg, sizeof(read_msg), c.key, &h, text, sizeof(text)), 0);
     CU_ASSERT_EQUAL(h.type, ZERO_OPTD_READ | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT);
-    /* BYE, answered; the connection is now closing, the READ still in the ring */
+    /* BYE, answered; the connection is now closing, the READ's slot still taken */
     h = (zero_optd_header_t){.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_BYE, .conn_key = c.key, .seq = 3};
     zero_optd_encode_header(bye_msg, &h);
     CU_ASSERT_EQUAL_FATAL(raw_exchange(&c, bye_msg, sizeof(bye_msg), c.key, &h, text, sizeof(text)), 0);
@@ -3529,7 +3537,7 @@ int main(int argc, char **argv)
         {"data listener: a flood of ticketless requests: the log bounded, the cause named; a real client is served",
          test_refusal_flood},
         {"data listener: a ticket whose control connection closed is refused", test_ticket_expires_with_connection},
-        {"data listener: a ticket whose control connection is closing (a reply still in the ring) is refused",
+        {"data listener: a ticket whose control connection is closing (a reply still in its slot) is refused",
          test_ticket_refused_while_closing},
         {"ZERO_OPTD_ONESIDED=0 for the server: no region, STEP tagged on the data connection",
          test_server_without_regions},
