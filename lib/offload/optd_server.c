@@ -1482,7 +1482,7 @@ static int take_gradient(zero_optd_server_t *s, optd_slot_t *q)
     ucp_request_param_t rp;
     size_t bytes;
     void *req;
-    if (q->kind != SLOT_MESSAGE || q->gradient == GRADIENT_POSTED || c->failed ||
+    if (q->kind != SLOT_MESSAGE || q->gradient == GRADIENT_POSTED || c->failed || c->closing ||
         zero_optd_decode_split_request(q->rx, q->length, &h, &bytes) != ZERO_OPTD_PARSE_OK || h.conn_key != c->key)
         return 0;
     q->deadline = zero_clock_now() + s->opts.io_timeout_s;
@@ -1553,6 +1553,20 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
     if (c == NULL || c->failed || conn_worker(c) != worker) {
         ZERO_LOG_DEBUG("dropped a %zu-byte message with tag 0x%llx: no such connection", info->length,
                        (unsigned long long)info->sender_tag);
+        drop_message(s, worker, msg);
+        return;
+    }
+    /* A closing connection gets no more replies (advance_ring), so its
+     * messages are dropped unread. Taken into a slot, each would hold it
+     * under a fresh io bound: a vanished client's data connection (no error
+     * handler of its own) closes once its last slot leaves, and until then
+     * the requests it had queued could refill the slots its expired ones
+     * freed (a split header whose gradient never comes holds one to the
+     * bound): with the slots a ring, a new client's HELLO waited the whole
+     * bound behind one; with the pool, a few vanished clients could fill
+     * every slot (docs/optd.md, Safety). */
+    if (c->closing) {
+        ZERO_LOG_DEBUG("dropped a %zu-byte message of closing connection %s", info->length, c->peer);
         drop_message(s, worker, msg);
         return;
     }
@@ -1849,8 +1863,9 @@ static void drop_stray_gradients(zero_optd_server_t *s, ucp_worker_h worker, opt
         msg = ucp_tag_probe_nb(worker, info.sender_tag, ~(ucp_tag_t)0, 1, &info);
         if (msg == NULL)
             return;
-        drop_stray(s, worker, msg, owner != NULL && conn_worker(owner) == worker ? owner : NULL, info.sender_tag,
-                   info.length);
+        /* a closing connection's: its header was dropped (take_message), no warning */
+        drop_stray(s, worker, msg, owner != NULL && conn_worker(owner) == worker && !owner->closing ? owner : NULL,
+                   info.sender_tag, info.length);
     }
 }
 
