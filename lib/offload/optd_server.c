@@ -614,6 +614,16 @@ static void conn_close(optd_conn_t *c, const char *why)
             expire_requests(s, p);
         conn_close(p, why != NULL ? why : "its other connection closed");
     }
+    /* A data connection's slots are of no more use: it gets no replies
+     * once closing (advance_ring) and is closed by force. Left, a slot
+     * whose gradient never comes held the connection, and its slot, to the
+     * io bound: closed on a failed reply to a vanished client (UCX's
+     * "Endpoint timeout" on its shared memory), its control connection
+     * closed with it, so that connection's own failure, seen later, no
+     * longer expired anything (reap skips closing connections): the next
+     * client waited 29-30 s (docs/optd.md, Safety). */
+    if (c->data && c->inflight > 0)
+        expire_requests(s, c);
     if (c->inflight > 0) {
         if (!c->closing && why != NULL)
             snprintf(c->close_why, sizeof(c->close_why), "%s", why);

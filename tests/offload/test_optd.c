@@ -2575,32 +2575,90 @@ static void test_stray_gradients_live(void)
  * stalled-server tests: 29 s of a 30 s bound). Now a closing connection's
  * messages are dropped unread: a real client is served within 5 s.
  */
-static void test_vanished_client_queue(void)
+/* Sends @p n split STEP headers (8 elements of group 0 each, seq from 2)
+ * on raw data connection @p d, none of whose gradients follow. */
+static void data_split_headers(data_client_t *d, int n)
 {
-    enum { QUEUED = 4 * ZERO_OPTD_SERVER_SLOTS };
-    test_server_t srv;
-    raw_client_t c;
-    zero_optd_ucx_t u;
-    data_client_t d;
-    static unsigned char msg[QUEUED][ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD];
-    CU_ASSERT_EQUAL_FATAL(server_start_bounds(&srv, 0, 5.0, 20.0), 0);
-    CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, zero_optd_server_port(srv.server), 0), 0);
-    for (int i = 0; i < QUEUED; i++) {
+    static unsigned char msg[64][ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_STEP_HEAD];
+    CU_ASSERT_FATAL(n <= 64);
+    for (int i = 0; i < n; i++) {
         zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_STEP | ZERO_OPTD_SPLIT,
-                                .body_len = ZERO_OPTD_STEP_HEAD + 8 * 4, .conn_key = d.c.key, .seq = 2 + (uint64_t)i};
+                                .body_len = ZERO_OPTD_STEP_HEAD + 8 * 4, .conn_key = d->c.key, .seq = 2 + (uint64_t)i};
         zero_optd_step_t st = {.group = 0, .optimizer = ZERO_OPTD_ADAM, .count = 8, .step = 1, .lr = 1e-3f,
                                .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .grad_scale = 1.0f};
         ucp_request_param_t rp;
         zero_optd_encode_header(msg[i], &h);
         zero_optd_encode_step_head(msg[i] + ZERO_OPTD_HEADER_BYTES, &st);
         memset(&rp, 0, sizeof(rp));
-        CU_ASSERT_EQUAL(raw_wait(&d.c, ucp_tag_send_nbx(d.c.ep, msg[i], sizeof(msg[i]), d.c.key, &rp), 5.0), UCS_OK);
+        CU_ASSERT_EQUAL(raw_wait(&d->c, ucp_tag_send_nbx(d->c.ep, msg[i], sizeof(msg[i]), d->c.key, &rp), 5.0),
+                        UCS_OK);
     }
+}
+
+static void test_vanished_client_queue(void)
+{
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_ucx_t u;
+    data_client_t d;
+    CU_ASSERT_EQUAL_FATAL(server_start_bounds(&srv, 0, 5.0, 20.0), 0);
+    CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, zero_optd_server_port(srv.server), 0), 0);
+    data_split_headers(&d, 4 * ZERO_OPTD_SERVER_SLOTS);
     zero_clock_sleep(0.3);   /* the server took the first ones into its slots */
     raw_close(&c);           /* the control connection by force: the client is gone */
     data_close(&d);
     zero_optd_ucx_close(&u);
     check_still_serving_within(srv.addr, 5.0);
+    server_stop(&srv);
+}
+
+/* The server's INFO lines saying a data connection closed, counted. */
+static void count_data_closes(zero_log_level_t level, int rank, const char *module, const char *message, void *arg)
+{
+    (void)rank;
+    if (level == ZERO_LOG_LEVEL_INFO && strcmp(module, "optd") == 0 && strstr(message, "(rank -1): connection closed"))
+        atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/*
+ * A same-host data connection closed on a failed message while more of its
+ * requests wait in slots (split STEP headers whose gradients never come; a
+ * gradient longer than the first header says fails its receive): the
+ * connection closes at once, and a real client is served. Before 5 Dec
+ * 2026 (hold11) its other slots kept their io bound (20 s here), and with
+ * them the connection, and its control connection skipped its own failure
+ * while closing: a stalled server whose reply to a vanished client failed
+ * ("Endpoint timeout") held the next client 29-30 s.
+ */
+static void test_data_close_ends_its_slots(void)
+{
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_ucx_t u;
+    data_client_t d;
+    static float grad[16];
+    ucp_request_param_t rp;
+    atomic_int closed = 0;
+    zero_log_level_t level;
+    double t0;
+    CU_ASSERT_EQUAL_FATAL(server_start_bounds(&srv, 0, 5.0, 20.0), 0);
+    CU_ASSERT_EQUAL_FATAL(region_client(&c, &u, &d, zero_optd_server_port(srv.server), 0), 0);
+    data_split_headers(&d, ZERO_OPTD_SERVER_SLOTS + 1);
+    zero_clock_sleep(0.3);   /* the server took them into its slots */
+    level = zero_log_get_level();
+    zero_log_set_level(ZERO_LOG_LEVEL_INFO);
+    zero_log_set_callback(count_data_closes, &closed);
+    memset(&rp, 0, sizeof(rp));
+    (void)raw_wait(&d.c, ucp_tag_send_nbx(d.c.ep, grad, sizeof(grad), d.c.key | ZERO_OPTD_TAG_DATA, &rp), 5.0);
+    for (t0 = zero_clock_now(); atomic_load(&closed) == 0 && zero_clock_now() - t0 < 5.0;)
+        zero_clock_sleep(0.01);
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(level);
+    CU_ASSERT_EQUAL(atomic_load(&closed), 1);
+    check_still_serving_within(srv.addr, 5.0);
+    data_close(&d);
+    zero_optd_ucx_close(&u);
+    raw_close(&c);
     server_stop(&srv);
 }
 
@@ -3569,6 +3627,9 @@ int main(int argc, char **argv)
         {"a client that vanished with more requests queued on its data connection than there are slots: a new "
          "client is served at once, not after the io bound",
          test_vanished_client_queue},
+        {"a same-host data connection closed on a failed message with more requests in slots: closed at once, "
+         "a real client served",
+         test_data_close_ends_its_slots},
         {"client dies mid-message", test_disconnect_mid_message},
         {"200 idle connections", test_idle_connections},
         {"a hostile client's 80 half-sent messages: a real client is served meanwhile", test_hostile_partial_messages},
