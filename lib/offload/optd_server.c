@@ -1572,9 +1572,8 @@ static void take_message(zero_optd_server_t *s, ucp_worker_h worker, ucp_tag_mes
      * handler of its own) closes once its last slot leaves, and until then
      * the requests it had queued could refill the slots its expired ones
      * freed (a split header whose gradient never comes holds one to the
-     * bound): with the slots a ring, a new client's HELLO waited the whole
-     * bound behind one; with the pool, a few vanished clients could fill
-     * every slot (docs/optd.md, Safety). */
+     * bound), and a few vanished clients could fill every slot
+     * (docs/optd.md, Safety). */
     if (c->closing) {
         ZERO_LOG_DEBUG("dropped a %zu-byte message of closing connection %s", info->length, c->peer);
         drop_message(s, worker, msg);

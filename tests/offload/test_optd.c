@@ -2562,19 +2562,6 @@ static void test_stray_gradients_live(void)
     check_stray_gradients_live(1);
 }
 
-/*
- * A client that vanishes (its control connection closed by force) with
- * more requests queued on its same-host data connection (tagged, no
- * region) than the server has slots: split STEP headers whose gradients
- * never come, so each one taken holds its slot up to the io bound (20 s
- * here). Once the control connection failed, the data connection closes
- * as its last slot leaves; before 5 Dec 2026 (hold11) the headers still
- * queued were taken into the slots freed meanwhile, each under a fresh
- * io bound, which kept the connection open and filled every slot again,
- * so a new client's HELLO waited the whole bound (offload-optd's
- * stalled-server tests: 29 s of a 30 s bound). Now a closing connection's
- * messages are dropped unread: a real client is served within 5 s.
- */
 /* Sends @p n split STEP headers (8 elements of group 0 each, seq from 2)
  * on raw data connection @p d, none of whose gradients follow. */
 static void data_split_headers(data_client_t *d, int n)
@@ -2595,6 +2582,18 @@ static void data_split_headers(data_client_t *d, int n)
     }
 }
 
+/*
+ * A client that vanishes (its control connection closed by force) with
+ * more requests queued on its same-host data connection (tagged, no
+ * region) than the server has slots: split STEP headers whose gradients
+ * never come, so each one taken holds its slot up to the io bound (20 s
+ * here). The control connection's failure ends the data connection's
+ * slots (expire_requests) and the data connection closes as its last slot
+ * leaves; its queued headers must not take the slots freed meanwhile under
+ * a fresh bound (take_message drops a closing connection's messages; this
+ * test does not hit that race reliably: docs/optd.md, Safety). A real
+ * client must be served within 5 s. Failed with expire_requests a no-op.
+ */
 static void test_vanished_client_queue(void)
 {
     test_server_t srv;
@@ -2625,7 +2624,7 @@ static void count_data_closes(zero_log_level_t level, int rank, const char *modu
  * requests wait in slots (split STEP headers whose gradients never come; a
  * gradient longer than the first header says fails its receive): the
  * connection closes at once, and a real client is served. Before 5 Dec
- * 2026 (hold11) its other slots kept their io bound (20 s here), and with
+ * 2026 its other slots kept their io bound (20 s here), and with
  * them the connection, and its control connection skipped its own failure
  * while closing: a stalled server whose reply to a vanished client failed
  * ("Endpoint timeout") held the next client 29-30 s.
