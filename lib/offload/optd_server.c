@@ -188,6 +188,13 @@ typedef struct optd_slot {
     void *req;                   /* the receive, then the reply's send (split: the array's) */
     void *head_req;              /* a split reply's header send, while in flight */
     double deadline;
+    /* Its receive or send passed the io bound unfinished: UCX 1.13 cancels
+     * neither a probed message's receive nor a send, so progress may still
+     * write into rx (or read tx) until the connection's endpoint is closed
+     * by force or its data worker destroyed. Once FINISHED such a slot
+     * stays used (state FREE, counted in no inflight) and conn_close frees
+     * it there, never before (docs/optd.md, Safety). */
+    int fenced;
     unsigned char *rx, *tx;      /* ZERO_OPTD_MAX_MESSAGE each */
     /* the worker's verdict */
     int reply;                   /* send tx (header encoded) */
@@ -589,6 +596,21 @@ static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
     atomic_store(&s->ndata_conns, n);
 }
 
+/* Frees @p c's fenced slots (optd_slot_t.fenced), once its endpoint is
+ * closed by force (a fenced slot's slot_request set c->stuck) or its data
+ * worker destroyed: UCX then delivers nothing more into them. */
+static void release_fenced(zero_optd_server_t *s, const optd_conn_t *c)
+{
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (q->used && q->fenced && q->conn == c && q->state == SLOT_FREE) {
+            q->fenced = 0;
+            q->used = 0;
+            s->nused--;
+        }
+    }
+}
+
 /* Closes @p c now, or, while slots of it are in use, once the last one is
  * freed (advance_slots): the worker may be using its state. */
 static void conn_close(optd_conn_t *c, const char *why)
@@ -656,6 +678,7 @@ static void conn_close(optd_conn_t *c, const char *why)
     } else if (close_req != NULL && !UCS_PTR_IS_ERR(close_req)) {
         held_add(s->closes, &s->ncloses, ZERO_OPTD_MAX_CONNS, close_req, conn_worker(c), zero_clock_now() + 1.0);
     }
+    release_fenced(s, c);
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
@@ -1635,6 +1658,8 @@ static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
          * must come before progress could write into this slot again */
         ucp_request_cancel(conn_worker(q->conn), q->req);
         q->conn->stuck = 1;
+        q->fenced = 1;
+        expire_requests(s, q->conn);   /* its other slots too: the close (and the fence's end) comes at once */
         st = UCS_ERR_TIMED_OUT;
     }
     ucp_request_free(q->req);
@@ -1763,8 +1788,10 @@ static int advance_slots(zero_optd_server_t *s)
         if (slot_get(s, q) != SLOT_FINISHED)
             continue;
         slot_set(s, q, SLOT_FREE);
-        q->used = 0;
-        s->nused--;
+        if (!q->fenced) {   /* a fenced one stays out of the pool: conn_close frees it */
+            q->used = 0;
+            s->nused--;
+        }
         if (--c->inflight == 0 && c->closing)
             conn_close(c, NULL);
         if (owner != c && --owner->inflight == 0 && owner->closing)
@@ -2192,6 +2219,7 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         }
         release_head_send(q);
         q->used = 0;
+        q->fenced = 0;
     }
     s->nused = 0;
     held_reap(s->drops, &s->ndrops, 1, NULL);
