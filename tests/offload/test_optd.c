@@ -829,6 +829,20 @@ static void make_hello(unsigned char *msg, uint64_t key)
     zero_optd_encode_hello(msg + ZERO_OPTD_HEADER_BYTES, &hello);
 }
 
+/* A STEP of ZERO_OPTD_MAX_ELEMS (a message of ZERO_OPTD_MAX_MESSAGE bytes,
+ * its gradient zero) on connection @p key, into @p msg. */
+static void make_max_step(unsigned char *msg, uint64_t key)
+{
+    zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_STEP, .body_len = ZERO_OPTD_MAX_BODY,
+                            .conn_key = key, .seq = 2};
+    zero_optd_step_t st;
+    memset(&st, 0, sizeof(st));
+    st.optimizer = ZERO_OPTD_ADAM;
+    st.count = ZERO_OPTD_MAX_ELEMS;
+    zero_optd_encode_header(msg, &h);
+    zero_optd_encode_step_head(msg + ZERO_OPTD_HEADER_BYTES, &st);
+}
+
 /* A real client still gets bitwise-correct service (waiting up to @p timeout_s per request). */
 static void check_still_serving_within(const char *addr, double timeout_s)
 {
@@ -1321,7 +1335,6 @@ static int mid_message_client(int port)
     raw_client_t c;
     static unsigned char msg[ZERO_OPTD_MAX_MESSAGE];
     zero_optd_header_t h;
-    zero_optd_step_t st;
     ucp_request_param_t rp;
     char text[600];
     if (raw_init(&c) != 0 || raw_connect(&c, port, &c.ep, 1) != 0)
@@ -1330,14 +1343,7 @@ static int mid_message_client(int port)
     if (raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, &h, text, sizeof(text)) != 0 ||
         h.status != 0)
         return 3;
-    memset(&st, 0, sizeof(st));
-    st.optimizer = ZERO_OPTD_ADAM;
-    st.count = ZERO_OPTD_MAX_ELEMS;
-    h.type = ZERO_OPTD_STEP;
-    h.body_len = ZERO_OPTD_MAX_BODY;
-    h.seq = 2;
-    zero_optd_encode_header(msg, &h);
-    zero_optd_encode_step_head(msg + ZERO_OPTD_HEADER_BYTES, &st);
+    make_max_step(msg, c.key);
     memset(&rp, 0, sizeof(rp));
     (void)ucp_tag_send_nbx(c.ep, msg, ZERO_OPTD_MAX_MESSAGE, c.key, &rp);
     for (int i = 0; i < 20; i++)
@@ -1457,7 +1463,6 @@ static void test_stalled_receives_fenced(void)
     static unsigned char msg[ZERO_OPTD_MAX_MESSAGE];
     void *sends[STALLED_SENDERS];
     zero_optd_header_t h;
-    zero_optd_step_t st;
     char text[600];
     uint64_t idle_bytes;
     int port;
@@ -1485,17 +1490,7 @@ static void test_stalled_receives_fenced(void)
             raw_exchange(&c[i], msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c[i].key, &h, text, sizeof(text)),
             0);
         CU_ASSERT_EQUAL_FATAL(h.status, 0);
-        memset(&st, 0, sizeof(st));
-        st.optimizer = ZERO_OPTD_ADAM;
-        st.count = ZERO_OPTD_MAX_ELEMS;
-        memset(&h, 0, sizeof(h));
-        h.version = ZERO_OPTD_VERSION;
-        h.conn_key = c[i].key;
-        h.type = ZERO_OPTD_STEP;
-        h.body_len = ZERO_OPTD_MAX_BODY;
-        h.seq = 2;
-        zero_optd_encode_header(msg, &h);
-        zero_optd_encode_step_head(msg + ZERO_OPTD_HEADER_BYTES, &st);
+        make_max_step(msg, c[i].key);
         memset(&rp, 0, sizeof(rp));
         sends[i] = ucp_tag_send_nbx(c[i].ep, msg, ZERO_OPTD_MAX_MESSAGE, c[i].key, &rp);
         CU_ASSERT(sends[i] != NULL && !UCS_PTR_IS_ERR(sends[i]));   /* 4 MiB over tcp does not go at once */
