@@ -177,6 +177,7 @@ typedef struct refusal_log {
 } refusal_log_t;
 
 enum { GRADIENT_NONE = 0, GRADIENT_WAITING, GRADIENT_POSTED };
+enum { FENCE_NONE = 0, FENCE_OPEN, FENCE_CLOSED };   /* optd_slot_t.fenced */
 
 typedef struct optd_slot {
     slot_state_t state;          /* under s->lock where the worker may look */
@@ -190,10 +191,13 @@ typedef struct optd_slot {
     double deadline;
     /* Its receive or send passed the io bound unfinished: UCX 1.13 cancels
      * neither a probed message's receive nor a send, so progress may still
-     * write into rx (or read tx) until the connection's endpoint is closed
-     * by force or its data worker destroyed. Once FINISHED such a slot
-     * stays used (state FREE, counted in no inflight) and conn_close frees
-     * it there, never before (docs/optd.md, Safety). */
+     * write into rx (or read tx) until UCX ends the request, which it does
+     * when the endpoint is closed by force (its requests purged) or the data
+     * worker destroyed. Such a slot keeps req (and head_req) and, once
+     * FINISHED, stays used (state FREE, counted in no inflight): FENCE_OPEN
+     * while its connection is open, FENCE_CLOSED once conn_close closed the
+     * endpoint, and fence_sweep frees it when UCX has ended its requests,
+     * never before (docs/optd.md, Safety). */
     int fenced;
     unsigned char *rx, *tx;      /* ZERO_OPTD_MAX_MESSAGE each */
     /* the worker's verdict */
@@ -596,18 +600,51 @@ static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
     atomic_store(&s->ndata_conns, n);
 }
 
-/* Frees @p c's fenced slots (optd_slot_t.fenced), once its endpoint is
- * closed by force (a fenced slot's slot_request set c->stuck) or its data
- * worker destroyed: UCX then delivers nothing more into them. */
-static void release_fenced(zero_optd_server_t *s, const optd_conn_t *c)
+/* Lets go of @p q's requests (UCX releases them when they end). */
+static void fence_drop(optd_slot_t *q)
+{
+    if (q->req != NULL)
+        ucp_request_free(q->req);
+    q->req = NULL;
+    if (q->head_req != NULL)
+        ucp_request_free(q->head_req);
+    q->head_req = NULL;
+}
+
+static int request_running(void *req)
+{
+    return req != NULL && ucp_request_check_status(req) == UCS_INPROGRESS;
+}
+
+/* Returns to the pool the fenced slots whose connection is closed and whose
+ * requests UCX has ended (purged with the endpoint's forced close, or let go
+ * with a destroyed data worker): nothing more lands in them. */
+static void fence_sweep(zero_optd_server_t *s)
 {
     for (int i = 0; i < SLOTS; i++) {
         optd_slot_t *q = &s->slots[i];
-        if (q->used && q->fenced && q->conn == c && q->state == SLOT_FREE) {
-            q->fenced = 0;
-            q->used = 0;
-            s->nused--;
-        }
+        if (!q->used || q->fenced != FENCE_CLOSED || request_running(q->req) || request_running(q->head_req))
+            continue;
+        fence_drop(q);
+        q->fenced = FENCE_NONE;
+        q->used = 0;
+        s->nused--;
+    }
+}
+
+/* @p c's endpoint was just closed by force (a fenced slot's slot_request
+ * set c->stuck): its fenced slots wait for UCX to end their requests
+ * (fence_sweep), except a data connection's, whose worker is destroyed next
+ * and takes them along. */
+static void fence_closed(zero_optd_server_t *s, const optd_conn_t *c)
+{
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (!q->used || q->fenced != FENCE_OPEN || q->conn != c || q->state != SLOT_FREE)
+            continue;
+        q->fenced = FENCE_CLOSED;
+        if (c->worker != NULL)
+            fence_drop(q);
     }
 }
 
@@ -671,6 +708,7 @@ static void conn_close(optd_conn_t *c, const char *why)
     close_req = ucp_ep_close_nbx(c->ep, &rp);
     c->ep = NULL;
     region_close(s, c);
+    fence_closed(s, c);
     if (c->worker != NULL) {
         if (close_req != NULL && !UCS_PTR_IS_ERR(close_req))
             ucp_request_free(close_req);   /* released with the worker */
@@ -678,7 +716,7 @@ static void conn_close(optd_conn_t *c, const char *why)
     } else if (close_req != NULL && !UCS_PTR_IS_ERR(close_req)) {
         held_add(s->closes, &s->ncloses, ZERO_OPTD_MAX_CONNS, close_req, conn_worker(c), zero_clock_now() + 1.0);
     }
-    release_fenced(s, c);
+    fence_sweep(s);
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
@@ -1658,9 +1696,9 @@ static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
          * must come before progress could write into this slot again */
         ucp_request_cancel(conn_worker(q->conn), q->req);
         q->conn->stuck = 1;
-        q->fenced = 1;
+        q->fenced = FENCE_OPEN;   /* req kept until UCX ends it (fence_sweep) */
         expire_requests(s, q->conn);   /* its other slots too: the close (and the fence's end) comes at once */
-        st = UCS_ERR_TIMED_OUT;
+        return UCS_ERR_TIMED_OUT;
     }
     ucp_request_free(q->req);
     q->req = NULL;
@@ -1709,7 +1747,9 @@ static int older_unanswered(zero_optd_server_t *s, const optd_slot_t *q)
 static int advance_slots(zero_optd_server_t *s)
 {
     optd_slot_t *order[SLOTS];
-    int moved = 0, n = slots_by_age(s, order);
+    int moved = 0, n;
+    fence_sweep(s);
+    n = slots_by_age(s, order);
     for (int i = 0; i < n; i++) {
         optd_slot_t *q = order[i];
         slot_state_t state = slot_get(s, q);
@@ -1771,7 +1811,8 @@ static int advance_slots(zero_optd_server_t *s)
                 q->head_req = NULL;
                 continue;
             }
-            release_head_send(q);
+            if (!q->fenced)
+                release_head_send(q);
             slot_set(s, q, SLOT_FINISHED);
             if (st != UCS_OK) {
                 ZERO_LOG_WARN("client %s: reply not delivered: %s", q->conn->peer, ucs_status_string(st));
@@ -2213,13 +2254,13 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         optd_slot_t *q = &s->slots[i];
         if (!q->used)
             continue;
-        if (q->req != NULL) {
+        if (q->req != NULL && !q->fenced) {
             q->deadline = 0.0;   /* cancel now */
             (void)slot_request(s, q);
         }
-        release_head_send(q);
+        fence_drop(q);   /* what is left: UCX releases it with its endpoint or worker */
         q->used = 0;
-        q->fenced = 0;
+        q->fenced = FENCE_NONE;
     }
     s->nused = 0;
     held_reap(s->drops, &s->ndrops, 1, NULL);
