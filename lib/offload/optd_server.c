@@ -1682,7 +1682,9 @@ static int take_messages(zero_optd_server_t *s, optd_conn_t *c)
     return took;
 }
 
-/* The request of @p q: UCS_INPROGRESS, or its end (freed); cancelled at its deadline. */
+/* The request of @p q: UCS_INPROGRESS, or its end (freed); at its deadline
+ * UCS_ERR_TIMED_OUT, the request cancelled where UCX can, kept and the
+ * slot fenced (optd_slot_t.fenced). */
 static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
 {
     ucs_status_t st = ucp_request_check_status(q->req);
@@ -1691,9 +1693,9 @@ static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
             return st;
         /* UCX 1.13 cancels only a receive still unmatched (a split
          * request's gradient: ucp_request.c:217), not a probed message's
-         * (ucp_tag_msg_recv_nbx) nor a send: those are freed below and UCX
-         * releases them when the stuck endpoint is closed by force, which
-         * must come before progress could write into this slot again */
+         * (ucp_tag_msg_recv_nbx) nor a send: UCX ends those when the stuck
+         * endpoint is closed by force (purged), and until then progress
+         * could still write into this slot: it leaves the pool until then */
         ucp_request_cancel(conn_worker(q->conn), q->req);
         q->conn->stuck = 1;
         q->fenced = FENCE_OPEN;   /* req kept until UCX ends it (fence_sweep) */
@@ -1829,7 +1831,7 @@ static int advance_slots(zero_optd_server_t *s)
         if (slot_get(s, q) != SLOT_FINISHED)
             continue;
         slot_set(s, q, SLOT_FREE);
-        if (!q->fenced) {   /* a fenced one stays out of the pool: conn_close frees it */
+        if (!q->fenced) {   /* a fenced one stays out of the pool: fence_sweep frees it */
             q->used = 0;
             s->nused--;
         }
