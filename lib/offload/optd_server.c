@@ -177,6 +177,7 @@ typedef struct refusal_log {
 } refusal_log_t;
 
 enum { GRADIENT_NONE = 0, GRADIENT_WAITING, GRADIENT_POSTED };
+enum { FENCE_NONE = 0, FENCE_OPEN, FENCE_CLOSED };   /* optd_slot_t.fenced */
 
 typedef struct optd_slot {
     slot_state_t state;          /* under s->lock where the worker may look */
@@ -188,6 +189,16 @@ typedef struct optd_slot {
     void *req;                   /* the receive, then the reply's send (split: the array's) */
     void *head_req;              /* a split reply's header send, while in flight */
     double deadline;
+    /* Its receive or send passed the io bound unfinished: UCX 1.13 cancels
+     * neither a probed message's receive nor a send, so progress may still
+     * write into rx (or read tx) until UCX ends the request, which it does
+     * when the endpoint is closed by force (its requests purged) or the data
+     * worker destroyed. Such a slot keeps req (and head_req) and, once
+     * FINISHED, stays used (state FREE, counted in no inflight): FENCE_OPEN
+     * while its connection is open, FENCE_CLOSED once conn_close closed the
+     * endpoint, and fence_sweep frees it when UCX has ended its requests,
+     * never before (docs/optd.md, Safety). */
+    int fenced;
     unsigned char *rx, *tx;      /* ZERO_OPTD_MAX_MESSAGE each */
     /* the worker's verdict */
     int reply;                   /* send tx (header encoded) */
@@ -589,6 +600,54 @@ static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
     atomic_store(&s->ndata_conns, n);
 }
 
+/* Lets go of @p q's requests (UCX releases them when they end). */
+static void fence_drop(optd_slot_t *q)
+{
+    if (q->req != NULL)
+        ucp_request_free(q->req);
+    q->req = NULL;
+    if (q->head_req != NULL)
+        ucp_request_free(q->head_req);
+    q->head_req = NULL;
+}
+
+static int request_running(void *req)
+{
+    return req != NULL && ucp_request_check_status(req) == UCS_INPROGRESS;
+}
+
+/* Returns to the pool the fenced slots whose connection is closed and whose
+ * requests UCX has ended (purged with the endpoint's forced close, or let go
+ * with a destroyed data worker): nothing more lands in them. */
+static void fence_sweep(zero_optd_server_t *s)
+{
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (!q->used || q->fenced != FENCE_CLOSED || request_running(q->req) || request_running(q->head_req))
+            continue;
+        fence_drop(q);
+        q->fenced = FENCE_NONE;
+        q->used = 0;
+        s->nused--;
+    }
+}
+
+/* @p c's endpoint was just closed by force (a fenced slot's slot_request
+ * set c->stuck): its fenced slots wait for UCX to end their requests
+ * (fence_sweep), except a data connection's, whose worker is destroyed next
+ * and takes them along. */
+static void fence_closed(zero_optd_server_t *s, const optd_conn_t *c)
+{
+    for (int i = 0; i < SLOTS; i++) {
+        optd_slot_t *q = &s->slots[i];
+        if (!q->used || q->fenced != FENCE_OPEN || q->conn != c || q->state != SLOT_FREE)
+            continue;
+        q->fenced = FENCE_CLOSED;
+        if (c->worker != NULL)
+            fence_drop(q);
+    }
+}
+
 /* Closes @p c now, or, while slots of it are in use, once the last one is
  * freed (advance_slots): the worker may be using its state. */
 static void conn_close(optd_conn_t *c, const char *why)
@@ -659,6 +718,7 @@ static void conn_close(optd_conn_t *c, const char *why)
     close_req = ucp_ep_close_nbx(c->ep, &rp);
     c->ep = NULL;
     region_close(s, c);
+    fence_closed(s, c);
     if (c->worker != NULL) {
         if (close_req != NULL && !UCS_PTR_IS_ERR(close_req))
             ucp_request_free(close_req);   /* released with the worker */
@@ -666,6 +726,7 @@ static void conn_close(optd_conn_t *c, const char *why)
     } else if (close_req != NULL && !UCS_PTR_IS_ERR(close_req)) {
         held_add(s->closes, &s->ncloses, ZERO_OPTD_MAX_CONNS, close_req, conn_worker(c), zero_clock_now() + 1.0);
     }
+    fence_sweep(s);
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
@@ -1644,7 +1705,9 @@ static int take_messages(zero_optd_server_t *s, optd_conn_t *c)
     return took;
 }
 
-/* The request of @p q: UCS_INPROGRESS, or its end (freed); cancelled at its deadline. */
+/* The request of @p q: UCS_INPROGRESS, or its end (freed); at its deadline
+ * UCS_ERR_TIMED_OUT, the request cancelled where UCX can, kept and the
+ * slot fenced (optd_slot_t.fenced). */
 static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
 {
     ucs_status_t st = ucp_request_check_status(q->req);
@@ -1653,12 +1716,14 @@ static ucs_status_t slot_request(zero_optd_server_t *s, optd_slot_t *q)
             return st;
         /* UCX 1.13 cancels only a receive still unmatched (a split
          * request's gradient: ucp_request.c:217), not a probed message's
-         * (ucp_tag_msg_recv_nbx) nor a send: those are freed below and UCX
-         * releases them when the stuck endpoint is closed by force, which
-         * must come before progress could write into this slot again */
+         * (ucp_tag_msg_recv_nbx) nor a send: UCX ends those when the stuck
+         * endpoint is closed by force (purged), and until then progress
+         * could still write into this slot: it leaves the pool until then */
         ucp_request_cancel(conn_worker(q->conn), q->req);
         q->conn->stuck = 1;
-        st = UCS_ERR_TIMED_OUT;
+        q->fenced = FENCE_OPEN;   /* req kept until UCX ends it (fence_sweep) */
+        expire_requests(s, q->conn);   /* its other slots too: the close (and the fence's end) comes at once */
+        return UCS_ERR_TIMED_OUT;
     }
     ucp_request_free(q->req);
     q->req = NULL;
@@ -1707,7 +1772,9 @@ static int older_unanswered(zero_optd_server_t *s, const optd_slot_t *q)
 static int advance_slots(zero_optd_server_t *s)
 {
     optd_slot_t *order[SLOTS];
-    int moved = 0, n = slots_by_age(s, order);
+    int moved = 0, n;
+    fence_sweep(s);
+    n = slots_by_age(s, order);
     for (int i = 0; i < n; i++) {
         optd_slot_t *q = order[i];
         slot_state_t state = slot_get(s, q);
@@ -1769,7 +1836,8 @@ static int advance_slots(zero_optd_server_t *s)
                 q->head_req = NULL;
                 continue;
             }
-            release_head_send(q);
+            if (!q->fenced)
+                release_head_send(q);
             slot_set(s, q, SLOT_FINISHED);
             if (st != UCS_OK) {
                 ZERO_LOG_WARN("client %s: reply not delivered: %s", q->conn->peer, ucs_status_string(st));
@@ -1786,8 +1854,10 @@ static int advance_slots(zero_optd_server_t *s)
         if (slot_get(s, q) != SLOT_FINISHED)
             continue;
         slot_set(s, q, SLOT_FREE);
-        q->used = 0;
-        s->nused--;
+        if (!q->fenced) {   /* a fenced one stays out of the pool: fence_sweep frees it */
+            q->used = 0;
+            s->nused--;
+        }
         if (--c->inflight == 0 && c->closing)
             conn_close(c, NULL);
         if (owner != c && --owner->inflight == 0 && owner->closing)
@@ -2210,12 +2280,13 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         optd_slot_t *q = &s->slots[i];
         if (!q->used)
             continue;
-        if (q->req != NULL) {
+        if (q->req != NULL && !q->fenced) {
             q->deadline = 0.0;   /* cancel now */
             (void)slot_request(s, q);
         }
-        release_head_send(q);
+        fence_drop(q);   /* what is left: UCX releases it with its endpoint or worker */
         q->used = 0;
+        q->fenced = FENCE_NONE;
     }
     s->nused = 0;
     held_reap(s->drops, &s->ndrops, 1, NULL);

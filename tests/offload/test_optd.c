@@ -836,6 +836,20 @@ static void make_hello(unsigned char *msg, uint64_t key)
     zero_optd_encode_hello(msg + ZERO_OPTD_HEADER_BYTES, &hello);
 }
 
+/* A STEP of ZERO_OPTD_MAX_ELEMS (a message of ZERO_OPTD_MAX_MESSAGE bytes,
+ * its gradient zero) on connection @p key, into @p msg. */
+static void make_max_step(unsigned char *msg, uint64_t key)
+{
+    zero_optd_header_t h = {.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_STEP, .body_len = ZERO_OPTD_MAX_BODY,
+                            .conn_key = key, .seq = 2};
+    zero_optd_step_t st;
+    memset(&st, 0, sizeof(st));
+    st.optimizer = ZERO_OPTD_ADAM;
+    st.count = ZERO_OPTD_MAX_ELEMS;
+    zero_optd_encode_header(msg, &h);
+    zero_optd_encode_step_head(msg + ZERO_OPTD_HEADER_BYTES, &st);
+}
+
 /* A real client still gets bitwise-correct service (waiting up to @p timeout_s per request). */
 static void check_still_serving_within(const char *addr, double timeout_s)
 {
@@ -1329,7 +1343,6 @@ static int mid_message_client(int port)
     raw_client_t c;
     static unsigned char msg[ZERO_OPTD_MAX_MESSAGE];
     zero_optd_header_t h;
-    zero_optd_step_t st;
     ucp_request_param_t rp;
     char text[600];
     if (raw_init(&c) != 0 || raw_connect(&c, port, &c.ep, 1) != 0)
@@ -1338,14 +1351,7 @@ static int mid_message_client(int port)
     if (raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, &h, text, sizeof(text)) != 0 ||
         h.status != 0)
         return 3;
-    memset(&st, 0, sizeof(st));
-    st.optimizer = ZERO_OPTD_ADAM;
-    st.count = ZERO_OPTD_MAX_ELEMS;
-    h.type = ZERO_OPTD_STEP;
-    h.body_len = ZERO_OPTD_MAX_BODY;
-    h.seq = 2;
-    zero_optd_encode_header(msg, &h);
-    zero_optd_encode_step_head(msg + ZERO_OPTD_HEADER_BYTES, &st);
+    make_max_step(msg, c.key);
     memset(&rp, 0, sizeof(rp));
     (void)ucp_tag_send_nbx(c.ep, msg, ZERO_OPTD_MAX_MESSAGE, c.key, &rp);
     for (int i = 0; i < 20; i++)
@@ -1446,6 +1452,77 @@ static void test_reply_not_read(void)
         ucp_worker_progress(c.worker);
     CU_ASSERT(c.failed);
     raw_close(&c);
+    server_stop(&srv);
+}
+
+/* STALLED_SENDERS clients over TCP (more than ZERO_OPTD_SERVER_SLOTS), each
+ * sending a 4 MiB STEP of which only the rendezvous' start goes: its client
+ * then never progresses, so the data never comes and the server's receive
+ * of it, which UCX 1.13 cannot cancel, passes the io bound (1 s here). Such a
+ * slot is fenced (optd_server.c, optd_slot_t.fenced: kept out of the pool
+ * until its connection's endpoint is closed by force); the fence must end
+ * with the close, or after ZERO_OPTD_SERVER_SLOTS of them no message would
+ * find a slot. A real client is served afterwards and every state is freed. */
+#define STALLED_SENDERS 6
+static void test_stalled_receives_fenced(void)
+{
+    test_server_t srv;
+    static raw_client_t c[STALLED_SENDERS];
+    static unsigned char msg[ZERO_OPTD_MAX_MESSAGE];
+    void *sends[STALLED_SENDERS];
+    zero_optd_header_t h;
+    char text[600];
+    uint64_t idle_bytes;
+    int port;
+    CU_ASSERT_EQUAL_FATAL(server_start_bounds(&srv, 0, 5.0, 1.0), 0);
+    port = zero_optd_server_port(srv.server);
+    idle_bytes = zero_optd_server_bytes(srv.server);
+    for (int i = 0; i < STALLED_SENDERS; i++) {
+        ucp_params_t p;
+        ucp_worker_params_t wp;
+        ucp_config_t *config;
+        ucp_request_param_t rp;
+        memset(&c[i], 0, sizeof(c[i]));
+        CU_ASSERT_EQUAL_FATAL(ucp_config_read(NULL, NULL, &config), UCS_OK);
+        CU_ASSERT_EQUAL(ucp_config_modify(config, "TLS", "tcp"), UCS_OK);   /* no shared memory: the server cannot pull it */
+        memset(&p, 0, sizeof(p));
+        p.field_mask = UCP_PARAM_FIELD_FEATURES;
+        p.features = UCP_FEATURE_TAG;
+        CU_ASSERT_EQUAL_FATAL(ucp_init(&p, config, &c[i].context), UCS_OK);
+        ucp_config_release(config);
+        memset(&wp, 0, sizeof(wp));
+        CU_ASSERT_EQUAL_FATAL(ucp_worker_create(c[i].context, &wp, &c[i].worker), UCS_OK);
+        CU_ASSERT_EQUAL_FATAL(raw_connect(&c[i], port, &c[i].ep, 1), 0);
+        make_hello(msg, c[i].key);
+        CU_ASSERT_EQUAL_FATAL(
+            raw_exchange(&c[i], msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c[i].key, &h, text, sizeof(text)),
+            0);
+        CU_ASSERT_EQUAL_FATAL(h.status, 0);
+        make_max_step(msg, c[i].key);
+        memset(&rp, 0, sizeof(rp));
+        sends[i] = ucp_tag_send_nbx(c[i].ep, msg, ZERO_OPTD_MAX_MESSAGE, c[i].key, &rp);
+        CU_ASSERT(sends[i] != NULL && !UCS_PTR_IS_ERR(sends[i]));   /* 4 MiB over tcp does not go at once */
+    }
+    /* two rounds of the io bound (6 stalled messages, 4 slots), and a margin */
+    zero_clock_sleep(4.0);
+    check_still_serving_within(srv.addr, 5.0);
+    for (double t0 = zero_clock_now(); zero_optd_server_bytes(srv.server) != idle_bytes && zero_clock_now() - t0 < 10;)
+        zero_clock_sleep(0.05);
+    CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
+    for (int i = 0; i < STALLED_SENDERS; i++) {
+        ucp_request_param_t rp;
+        if (sends[i] != NULL && !UCS_PTR_IS_ERR(sends[i]))
+            ucp_request_free(sends[i]);   /* a send is not cancelled: the forced close below ends it */
+        memset(&rp, 0, sizeof(rp));
+        rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        (void)raw_wait(&c[i], ucp_ep_close_nbx(c[i].ep, &rp), 1.0);
+        for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 0.2;)
+            ucp_worker_progress(c[i].worker);   /* the close's purge of the send runs from the worker's queue */
+        c[i].ep = NULL;
+        raw_close(&c[i]);
+    }
+    check_still_serving(srv.addr);
     server_stop(&srv);
 }
 
@@ -3635,6 +3712,7 @@ int main(int argc, char **argv)
         {"a hostile client's 60 silent connections closed at the deadline: a real client is served meanwhile",
          test_hostile_silent_connections},
         {"a client that stops reading its replies", test_reply_not_read},
+        {"stalled receives are fenced, then freed with their connection", test_stalled_receives_fenced},
         {"zero-optd raises its soft descriptor limit to the hard one", test_optd_descriptor_limit},
         {"server killed: error naming it", test_server_killed_control_only},
         {"server killed, same-host data connection: error naming it", test_server_killed},
