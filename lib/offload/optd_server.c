@@ -668,7 +668,8 @@ static int fence_retire(zero_optd_server_t *s, optd_slot_t *q)
 
 /* Returns to the pool the fenced slots whose connection is closed and whose
  * requests UCX has ended (purged with the endpoint's forced close, or let go
- * with a destroyed data worker): nothing more lands in them. */
+ * with a destroyed data worker): nothing more lands in them; or, where UCX
+ * never ends one, with new buffers (fence_retire). */
 static void fence_sweep(zero_optd_server_t *s)
 {
     for (int i = 0; i < SLOTS; i++) {
