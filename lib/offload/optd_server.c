@@ -178,6 +178,17 @@ typedef struct refusal_log {
 
 enum { GRADIENT_NONE = 0, GRADIENT_WAITING, GRADIENT_POSTED };
 enum { FENCE_NONE = 0, FENCE_OPEN, FENCE_CLOSED };   /* optd_slot_t.fenced */
+/* A fenced slot whose request UCX has not ended this long after its
+ * connection was closed is retired (fence_sweep): UCX 1.13 never ends some
+ * (a probed eager multi-fragment message's receive waits in the worker's
+ * fragment hash, which no endpoint close purges, for fragments a dead client
+ * never sends), and with only SLOTS slots a few such would stop zero-optd
+ * serving anyone. A retired slot's buffers stay parked until shutdown
+ * (2 x ZERO_OPTD_MAX_MESSAGE, counted in the memory limit); at most
+ * FENCE_RETIRED_MAX buffers in all, beyond which (or the limit) a slot
+ * stays fenced. */
+#define FENCE_RETIRE_S 10.0
+#define FENCE_RETIRED_MAX 128
 
 typedef struct optd_slot {
     slot_state_t state;          /* under s->lock where the worker may look */
@@ -199,6 +210,7 @@ typedef struct optd_slot {
      * endpoint, and fence_sweep frees it when UCX has ended its requests,
      * never before (docs/optd.md, Safety). */
     int fenced;
+    double fence_until;          /* FENCE_CLOSED: when fence_retire may retire it (not deadline: expire_requests zeroes that) */
     unsigned char *rx, *tx;      /* ZERO_OPTD_MAX_MESSAGE each */
     /* the worker's verdict */
     int reply;                   /* send tx (header encoded) */
@@ -248,6 +260,11 @@ struct zero_optd_server {
     optd_slot_t slots[SLOTS];
     uint64_t next_seq;           /* UCX thread: the next message's seq */
     int nused;                   /* UCX thread: slots in use */
+    /* UCX thread: rx/tx buffers of retired fenced slots (fence_sweep),
+     * which a request UCX never ended may still write or read: freed only
+     * after the workers are destroyed */
+    unsigned char *retired[FENCE_RETIRED_MAX];
+    int nretired;
     pthread_mutex_t lock;
     pthread_cond_t wake;         /* a slot became READY, or stop */
     pthread_t thread;
@@ -616,14 +633,50 @@ static int request_running(void *req)
     return req != NULL && ucp_request_check_status(req) == UCS_INPROGRESS;
 }
 
+/* @p q's connection was closed FENCE_RETIRE_S ago and UCX still has not
+ * ended its request: parks its buffers (UCX may still use them; freed at
+ * destroy) and gives it new ones. 0: not yet, or no room or memory (it stays
+ * fenced, the safe side; tried again a bound later). */
+static int fence_retire(zero_optd_server_t *s, optd_slot_t *q)
+{
+    unsigned char *rx = NULL, *tx = NULL;
+    uint64_t in_use;
+    if (zero_clock_now() < q->fence_until)
+        return 0;
+    q->fence_until = zero_clock_now() + FENCE_RETIRE_S;
+    if (s->nretired + 2 > FENCE_RETIRED_MAX || bytes_take(s, 2 * (uint64_t)ZERO_OPTD_MAX_MESSAGE, &in_use) != 0) {
+        ZERO_LOG_WARN("zero-optd: a slot's request is still unfinished %.0f s after its connection closed; "
+                      "%d slots retired already, memory in use %llu bytes: it stays out of the pool",
+                      FENCE_RETIRE_S, s->nretired / 2, (unsigned long long)atomic_load(&s->bytes));
+        return 0;
+    }
+    if (zero_mem_alloc(ZERO_MEM_HOST, ZERO_OPTD_MAX_MESSAGE, "zero-optd receive buffer", (void **)&rx) != ZERO_OK ||
+        zero_mem_alloc(ZERO_MEM_HOST, ZERO_OPTD_MAX_MESSAGE, "zero-optd reply buffer", (void **)&tx) != ZERO_OK) {
+        zero_mem_free(rx);
+        atomic_fetch_sub(&s->bytes, 2 * (uint64_t)ZERO_OPTD_MAX_MESSAGE);
+        ZERO_LOG_WARN("zero-optd: no memory to replace a retired slot's buffers: it stays out of the pool");
+        return 0;
+    }
+    ZERO_LOG_WARN("zero-optd: a slot's request is still unfinished %.0f s after its connection closed: "
+                  "its buffers are parked until shutdown and the slot gets new ones", FENCE_RETIRE_S);
+    s->retired[s->nretired++] = q->rx;
+    s->retired[s->nretired++] = q->tx;
+    q->rx = rx;
+    q->tx = tx;
+    return 1;
+}
+
 /* Returns to the pool the fenced slots whose connection is closed and whose
  * requests UCX has ended (purged with the endpoint's forced close, or let go
- * with a destroyed data worker): nothing more lands in them. */
+ * with a destroyed data worker): nothing more lands in them; or, where UCX
+ * never ends one, with new buffers (fence_retire). */
 static void fence_sweep(zero_optd_server_t *s)
 {
     for (int i = 0; i < SLOTS; i++) {
         optd_slot_t *q = &s->slots[i];
-        if (!q->used || q->fenced != FENCE_CLOSED || request_running(q->req) || request_running(q->head_req))
+        if (!q->used || q->fenced != FENCE_CLOSED)
+            continue;
+        if ((request_running(q->req) || request_running(q->head_req)) && !fence_retire(s, q))
             continue;
         fence_drop(q);
         q->fenced = FENCE_NONE;
@@ -643,6 +696,7 @@ static void fence_closed(zero_optd_server_t *s, const optd_conn_t *c)
         if (!q->used || q->fenced != FENCE_OPEN || q->conn != c || q->state != SLOT_FREE)
             continue;
         q->fenced = FENCE_CLOSED;
+        q->fence_until = zero_clock_now() + FENCE_RETIRE_S;   /* fence_retire */
         if (c->worker != NULL)
             fence_drop(q);
     }
@@ -2313,6 +2367,8 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         zero_mem_free(s->slots[i].rx);
         zero_mem_free(s->slots[i].tx);
     }
+    for (int i = 0; i < s->nretired; i++)   /* the workers are gone: nothing uses them now */
+        zero_mem_free(s->retired[i]);
     zero_mem_free(s->grad32);
     if (s->done_fd >= 0)
         close(s->done_fd);
