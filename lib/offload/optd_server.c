@@ -210,7 +210,9 @@ typedef struct optd_slot {
      * endpoint, and fence_sweep frees it when UCX has ended its requests,
      * never before (docs/optd.md, Safety). */
     int fenced;
-    double fence_until;          /* FENCE_CLOSED: when fence_retire may retire it (not deadline: expire_requests zeroes that) */
+    /* FENCE_CLOSED: when fence_retire may retire it (not deadline:
+     * expire_requests zeroes that) */
+    double fence_until;
     unsigned char *rx, *tx;      /* ZERO_OPTD_MAX_MESSAGE each */
     /* the worker's verdict */
     int reply;                   /* send tx (header encoded) */
@@ -1575,8 +1577,9 @@ static void join_gradient(optd_slot_t *q)
 /* Whether an older message of @p q's connection is still coming in (its
  * receive in flight, or a split header's gradient waiting to be posted). A
  * connection's gradients share one tag, and UCX matches them to receives in
- * the order those are posted, so they are posted in arrival order: a header that came by rendezvous (a client with UCX_RNDV_THRESH
- * below 128 bytes) can end after the next header, which came in place, and
+ * the order those are posted, so they are posted in arrival order: a
+ * header that came by rendezvous (a client with UCX_RNDV_THRESH below 128
+ * bytes) can end after the next header, which came in place, and
  * each would get the other's gradient (offload-optd, "two split requests of
  * one connection"). */
 static int gradient_ahead(zero_optd_server_t *s, const optd_slot_t *q)

@@ -26,12 +26,13 @@
  * environment can make them differ. tcp trusts the sender's segment too:
  * a client with UCX_TCP_TX_SEG_SIZE and RX_SEG_SIZE at 256k (and eager
  * messages) aborted zero-optd (assertion hdr->length <= rx_seg_size), so
- * its two segment sizes are pinned as well (lib/comm's ring pins those too),
- * and its put is turned off (util/ucx_pins.h, ZERO_UCX_TCP_PUT_ENABLE). Other UCX
- * settings tried (lanes, thresholds, transports, rendezvous schemes) were
- * found harmless to the peer (docs/optd.md, Safety). And where UCX_SOCKADDR_TLS_PRIORITY names no
- * tcp, each context adds it last: with only managers the host lacks, UCX
- * 1.13 kills the process that connects or listens (optd_ucx.c).
+ * its two segment sizes are pinned as well (lib/comm's ring pins those
+ * too), and its put is turned off (util/ucx_pins.h,
+ * ZERO_UCX_TCP_PUT_ENABLE). Other UCX settings tried (lanes, thresholds,
+ * transports, rendezvous schemes) were found harmless to the peer
+ * (docs/optd.md, Safety). And where UCX_SOCKADDR_TLS_PRIORITY names no tcp,
+ * each context adds it last: with only managers the host lacks, UCX 1.13
+ * kills the process that connects or listens (optd_ucx.c).
  */
 #ifndef ZERO_OFFLOAD_OPTD_UCX_H
 #define ZERO_OFFLOAD_OPTD_UCX_H
@@ -45,7 +46,8 @@
 
 /* The data context's transports unless ZERO_OPTD_DATA_TLS names others (a
  * UCX_TLS value, for measuring other sets; one naming cma, or one that may
- * hold it: "sm", "shm", "all", "^...", is refused with a warning). posix carries the messages, all of them eager (the sender copies
+ * hold it: "sm", "shm", "all", "^...", is refused with a warning). posix
+ * carries the messages, all of them eager (the sender copies
  * into the receiver's FIFO segments, the receiver copies out); tcp is there
  * only because UCX 1.13's connection manager connects a client-server
  * endpoint only from a context with a transport on the address's network
@@ -69,8 +71,9 @@ typedef struct zero_optd_ucx {
  * (zero_optd_data_settings for the data context). Before those, the
  * FIFO's geometry, tcp's segments and tcp's put are pinned
  * (zero_ucx_pin_sizes, all three groups, those of the context's
- * transports: UCX_TLS, or a TLS entry of @p settings). A UCX_SOCKADDR_TLS_PRIORITY
- * without tcp gets ",tcp" (warned about once too). @p who prefixes the
+ * transports: UCX_TLS, or a TLS entry of @p settings). A
+ * UCX_SOCKADDR_TLS_PRIORITY without tcp gets ",tcp" (warned about once
+ * too). @p who prefixes the
  * error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
  */
