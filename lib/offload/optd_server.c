@@ -1,11 +1,12 @@
 /*
- * zero-optd's server: UCX tagged messages over client-server endpoints
- * (optd_server.h, docs/optd.md).
+ * zero-optd's server: UCX tagged messages over endpoints made from worker
+ * addresses that its doorway hands out (optd_server.h, docs/optd.md).
  *
  * Two threads. The UCX thread (the caller of zero_optd_server_run) owns the
- * worker, the listener and every endpoint: it progresses the worker, accepts
- * queued connection requests (an endpoint in peer-failure mode, then WELCOME
- * with the connection's key), closes connections whose endpoint failed or
+ * workers, the doorway and every endpoint: it progresses the workers, takes
+ * doorway connections and answers their one request each (door_service:
+ * refused before any UCX object exists, or accepted with an endpoint to the
+ * client's worker address and an answer naming ours), closes connections whose endpoint failed or
  * that stayed silent past the hello deadline, probes for messages and
  * receives them into free slots, and sends the replies; with nothing to
  * do it sleeps on UCX's event descriptor and the worker's done_fd. The worker
@@ -62,7 +63,17 @@
 
 #define DROP_BYTES 64            /* scratch a dropped message is received into (truncated) */
 #define DROPS 64                 /* dropped messages whose receive may be in flight at once */
-#define PENDING_REQUESTS ZERO_OPTD_MAX_CONNS   /* connection requests queued between turns of the loop */
+/* Doorway connections held at once, each until its request is whole and
+ * answered or its deadline (hello_timeout_s) passes; when a new one finds
+ * the table full, the oldest is closed (door_take), so idle connections
+ * cannot lock good clients out: a flood only makes each wait its turn. */
+#define DOOR_ENTRIES 64
+/* Doorway connections accepted per pass of the loop at most, so a flood of
+ * connections does not keep it from the slots. */
+#define DOOR_ACCEPTS_PER_PASS 16
+/* While busy the loop looks at the doorway's sockets this often (one poll
+ * of all of them); asleep, they are among what wakes it. */
+#define DOOR_INTERVAL_S 1e-3
 #define SLOTS ZERO_OPTD_SERVER_SLOTS
 
 typedef enum conn_state { CONN_FREE = 0, CONN_NEW, CONN_READY } conn_state_t;
@@ -78,8 +89,6 @@ typedef struct optd_conn {
     int closing;                 /* closed while slots of it were in use: finished when inflight drops to 0 */
     int inflight;                /* slots of this connection in use */
     char close_why[128];
-    void *welcome_req;           /* WELCOME still in flight (never waited on: the client may not progress) */
-    unsigned char welcome[ZERO_OPTD_WELCOME_BYTES];
     void *attach_req;            /* a data connection's answer to ATTACH, in flight */
     unsigned char attach_reply[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_REPLY_HEAD + ZERO_OPTD_MAX_RKEY];
     /* A data connection's region (docs/optd.md, "One-sided on one host"):
@@ -96,7 +105,7 @@ typedef struct optd_conn {
     ucs_status_t failed_status;
     double opened_at;
     char peer[64];               /* "host:port" of the client */
-    int data;                    /* accepted on the data listener: no peer-failure mode (shared memory) */
+    int data;                    /* a same-host data connection: no peer-failure mode (shared memory) */
     /* A data connection's own worker (of the data context) and its event
      * descriptor, made when its request is accepted and destroyed with it.
      * A worker has one shared-memory FIFO that every sender to it writes
@@ -109,9 +118,9 @@ typedef struct optd_conn {
     ucp_worker_h worker;
     int efd;
     int data_index;              /* its place in server->data_conns */
-    /* The data listener admits a connection request only if it carries,
-     * as UCX client id, the ticket of a control connection that said HELLO
-     * (its reply hands the ticket out; docs/optd.md, Safety): so a process
+    /* The doorway admits a data connection only if its request carries
+     * the ticket of a control connection that said HELLO (its reply hands
+     * the ticket out; docs/optd.md, Safety): so a process
      * without the job token never gets an endpoint or a shared-memory FIFO
      * here. A control connection's ticket: random, set by the UCX thread at
      * accept (before any message of it takes a slot, so the worker
@@ -162,9 +171,8 @@ typedef struct held {
     double deadline;
 } held_t;
 
-/* Refused connection requests, logged through refusal_log: any local
- * process can send them (the data listener rejects them before any token
- * check), so a flood must not fill the server's log. In each window of
+/* Refused doorway requests, logged through refusal_log: any process that
+ * reaches the port can send them, so a flood must not fill the server's log. In each window of
  * ZERO_OPTD_REFUSAL_WINDOW_S the first ZERO_OPTD_REFUSALS_IN_FULL are logged
  * as they come; the rest are counted, and one line at the window's end gives
  * their number and the last one's client and cause (optd_server.h). */
@@ -228,30 +236,43 @@ typedef struct optd_slot {
     ucp_tag_recv_info_t grad_info;
 } optd_slot_t;
 
+/* A doorway connection waiting for its request (docs/optd.md, "The
+ * doorway"): read without blocking into buf, bounded by the request's size
+ * limit, then answered and closed. */
+typedef struct door_entry {
+    int fd;                      /* -1: free */
+    double opened;               /* accepted at: the oldest is closed first when the table is full */
+    size_t got;                  /* bytes of the request in buf */
+    char peer[64];
+    unsigned char buf[ZERO_OPTD_DOOR_REQUEST_MAX];
+} door_entry_t;
+
 struct zero_optd_server {
     zero_optd_server_opts_t opts;
-    /* [CTL]: the listener and its connections (peer-failure mode, UCX's own
-     * transports); [DATA]: the data listener and its same-host data
-     * connections, shared memory only (optd_ucx.h says why) */
+    /* [CTL]: the control connections (peer-failure mode, UCX's own
+     * transports); [DATA]: the context of the same-host data connections,
+     * shared memory only (optd_ucx.h says why), each on a worker of its own */
     zero_optd_ucx_t ucx[2];
-    ucp_listener_h listener;
-    ucp_listener_h data_listener;   /* same-host data connections (no peer-failure mode); NULL: none */
-    int data_port;
+    int data_ok;                 /* the data context is open: data connections are offered */
+    /* the doorway: the listening socket and the connections on it */
+    int listen_fd;
+    door_entry_t door[DOOR_ENTRIES];
+    int ndoor;                   /* entries in use */
+    ucp_address_t *ctl_address;  /* the control worker's address, in every control connection's answer */
+    size_t ctl_address_len;
+    unsigned char door_answer[ZERO_OPTD_DOOR_ANSWER_MAX];
     int onesided;                /* data connections get a region when they ask (not with ZERO_OPTD_ONESIDED=0 at start) */
     int done_fd;                 /* eventfd: the worker thread finished a slot; -1: none */
     int port;
     zero_thread_pool_t *pool;
     zero_optim_ctx_t optim;
     optd_conn_t conns[ZERO_OPTD_MAX_CONNS];
-    ucp_conn_request_h pending[PENDING_REQUESTS];
-    unsigned char pending_data[PENDING_REQUESTS];   /* the request came to the data listener */
     /* the data connections (each on its worker): progressed, probed and
      * armed by the UCX thread; ndata_conns is read by the worker thread
-     * when it answers HELLO (whether to name the data listener), and the
+     * when it answers HELLO (whether to offer a data connection), and the
      * loop spins only while one without a region is open (fifo_senders) */
     optd_conn_t *data_conns[ZERO_OPTD_MAX_DATA_CONNS];
     atomic_int ndata_conns;
-    int npending, pending_dropped;
     /* The message slots, in any order: a message takes a free one and
      * leaves it when its reply is delivered. Each connection's messages are
      * handled and answered in arrival order (seq); other connections' go
@@ -303,8 +324,9 @@ static int progress_data_conns(zero_optd_server_t *s)
     return moved;
 }
 
-/* Progresses every worker: the control context's, the data listener's and
- * each data connection's. Returns whether anything happened. */
+/* Progresses every worker: the control context's, the data context's own
+ * (it holds no endpoint) and each data connection's. Returns whether
+ * anything happened. */
 static int progress_all(zero_optd_server_t *s)
 {
     int moved = zero_optd_ucx_progress(s->ucx, 2);
@@ -319,17 +341,6 @@ static void conn_error_cb(void *arg, ucp_ep_h ep, ucs_status_t status)
     if (!c->failed) {
         c->failed = 1;
         c->failed_status = status;
-    }
-}
-
-static void queue_request(zero_optd_server_t *s, ucp_listener_h listener, ucp_conn_request_h request, int data)
-{
-    if (s->npending < PENDING_REQUESTS) {
-        s->pending_data[s->npending] = (unsigned char)data;
-        s->pending[s->npending++] = request;
-    } else {
-        ucp_listener_reject(listener, request);
-        s->pending_dropped++;
     }
 }
 
@@ -375,18 +386,6 @@ static void refusal_log(zero_optd_server_t *s, int count, const char *peer, cons
         snprintf(r->why, sizeof(r->why), "%s", why);
     }
     r->in_window += count;
-}
-
-static void conn_request_cb(ucp_conn_request_h request, void *arg)
-{
-    zero_optd_server_t *s = arg;
-    queue_request(s, s->listener, request, 0);
-}
-
-static void data_request_cb(ucp_conn_request_h request, void *arg)
-{
-    zero_optd_server_t *s = arg;
-    queue_request(s, s->data_listener, request, 1);
 }
 
 /* Waits for @p req (of @p worker) while progressing; cancels it at @p deadline. */
@@ -751,11 +750,6 @@ static void conn_close(optd_conn_t *c, const char *why)
         ZERO_LOG_INFO("client %s (rank %d): connection closed: %s", c->peer,
                       c->hello_done ? (int)c->rank : -1, why);
     conn_free_state(c);
-    if (c->welcome_req != NULL) {
-        ucp_request_cancel(conn_worker(c), c->welcome_req);
-        ucp_request_free(c->welcome_req);   /* UCX completes it when the endpoint goes */
-        c->welcome_req = NULL;
-    }
     if (c->attach_req != NULL) {
         ucp_request_cancel(conn_worker(c), c->attach_req);
         ucp_request_free(c->attach_req);
@@ -823,12 +817,11 @@ static uint64_t new_key(int slot)
     if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
         r = (uint64_t)(zero_clock_now() * 1e9);
     /* bits 63 and 62 clear (replies and split replies' arrays set them), low
-     * 16 bits the slot: never WELCOME's tag, nor another key's reply tag */
+     * 16 bits the slot: never another key's reply tag */
     return ((r << 16) & ~(ZERO_OPTD_TAG_REPLY | ZERO_OPTD_TAG_DATA)) | (uint64_t)slot;
 }
 
-/* A data connection's ticket: 64 random bits, never 0 (no ticket, and what
- * a request without a client id reports). 0 when getrandom fails: that
+/* A data connection's ticket: 64 random bits, never 0 (no ticket). 0 when getrandom fails: that
  * control connection then gets no data connection (a guessable ticket would
  * defeat its purpose). */
 static uint64_t new_ticket(void)
@@ -840,7 +833,7 @@ static uint64_t new_ticket(void)
 }
 
 /* The control connection whose ticket is @p id (and uses the ticket up), or
- * NULL: then the data connection request is rejected before anything of it
+ * NULL: then the doorway refuses the data connection before anything of it
  * exists. Every connection is compared, so the time taken does not tell how
  * much of a guess matched. */
 static optd_conn_t *take_ticket(zero_optd_server_t *s, uint64_t id)
@@ -858,104 +851,273 @@ static optd_conn_t *take_ticket(zero_optd_server_t *s, uint64_t id)
     return owner;
 }
 
-static void accept_pending(zero_optd_server_t *s)
+/* ---------- the doorway (docs/optd.md, "The doorway") ---------- */
+
+/* Closes doorway entry @p e (its socket; the entry is free again). */
+static void door_drop(zero_optd_server_t *s, door_entry_t *e)
 {
-    while (s->npending > 0) {
-        int data = s->pending_data[s->npending - 1];
-        ucp_conn_request_h req = s->pending[--s->npending];
-        ucp_conn_request_attr_t attr;
-        ucp_ep_params_t p;
-        ucp_request_param_t rp;
-        optd_conn_t *c = NULL;
-        void *sreq;
-        ucs_status_t st;
-        char peer[64] = "?";
+    if (e->fd < 0)
+        return;
+    close(e->fd);
+    e->fd = -1;
+    e->got = 0;
+    s->ndoor--;
+}
 
-        optd_conn_t *ticket_owner = NULL;
+/* Sends the answer in s->door_answer (@p len bytes) with one nonblocking
+ * send and closes @p e: a client that does not read is not waited for, and
+ * an answer that does not go out whole is not finished later (the client
+ * sees the connection close without one). */
+static void door_answer(zero_optd_server_t *s, door_entry_t *e, size_t len)
+{
+    ssize_t n = send(e->fd, s->door_answer, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n != (ssize_t)len)
+        ZERO_LOG_DEBUG("client %s: the doorway's answer did not go out whole", e->peer);
+    door_drop(s, e);
+}
 
-        attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
-        if (data)
-            attr.field_mask |= UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ID;
-        st = ucp_conn_request_query(req, &attr);
-        if (st == UCS_OK)
-            describe_sockaddr(&attr.client_address, peer, sizeof(peer));
-        if (data && (st != UCS_OK || (ticket_owner = take_ticket(s, attr.client_id)) == NULL)) {
-            /* before any endpoint or worker: such a process never reaches
-             * UCX's shared-memory path (docs/optd.md, Safety) */
-            refusal_log(s, 1, peer, "data connection refused: its request carries no valid ticket");
-            ucp_listener_reject(s->data_listener, req);
-            continue;
-        }
-        for (int i = 0; i < ZERO_OPTD_MAX_CONNS && c == NULL; i++)
-            if (s->conns[i].state == CONN_FREE)
-                c = &s->conns[i];
-        if (c == NULL) {
-            refusal_log(s, 1, peer, "refused: all %d connections in use", ZERO_OPTD_MAX_CONNS);
-            ucp_listener_reject(data ? s->data_listener : s->listener, req);
-            continue;
-        }
-        if (data && (atomic_load(&s->ndata_conns) == ZERO_OPTD_MAX_DATA_CONNS ||
-                     zero_optd_worker_open(s->ucx[DATA].context, 0, &c->worker, &c->efd,
-                                           "zero-optd: a data connection's worker") != ZERO_OK)) {
-            /* the client falls back to its first connection */
-            refusal_log(s, 1, peer, "data connection refused: %d in use, or no worker for it",
-                        atomic_load(&s->ndata_conns));
-            ucp_listener_reject(s->data_listener, req);
-            continue;
-        }
-        if (data) {
-            int n = atomic_load(&s->ndata_conns);
-            c->data_index = n;
-            s->data_conns[n] = c;
-            atomic_store(&s->ndata_conns, n + 1);
-        }
-        memset(&p, 0, sizeof(p));
-        p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-        p.conn_request = req;
-        if (data) {
-            /* UCX 1.13 gives peer-failure endpoints no shared memory; a data
-             * connection's client is watched through its control connection,
-             * and its context has no transport that can abort the process
-             * when the client dies (optd_ucx.h) */
-            p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-        } else {
-            p.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
-            p.err_mode = UCP_ERR_HANDLING_MODE_PEER;   /* a client that vanishes must free its state */
-            p.err_handler.cb = conn_error_cb;
-            p.err_handler.arg = c;
-        }
-        c->server = s;
-        c->failed = 0;
-        c->data = data;
-        c->ticket = data ? 0 : new_ticket();
-        c->ticket_key = data ? ticket_owner->key : 0;
-        atomic_store(&c->dead, 0);
-        /* a data connection's endpoint on its own worker: UCX (1.13 too)
-         * accepts a request on a worker of the listener's context other than
-         * the listener's */
-        st = ucp_ep_create(conn_worker(c), &p, &c->ep);
-        if (st != UCS_OK) {
-            ZERO_LOG_WARN("client %s: could not create its endpoint: %s", peer, ucs_status_string(st));
-            if (c->worker != NULL)
-                data_worker_free(s, c);
-            c->data = 0;
-            continue;
-        }
-        c->state = CONN_NEW;
-        c->owner = c;
-        c->key = new_key((int)(c - s->conns));
-        c->opened_at = zero_clock_now();
-        snprintf(c->peer, sizeof(c->peer), "%s", peer);
-        zero_put_le64(c->welcome, c->key);
-        memset(&rp, 0, sizeof(rp));
-        sreq = ucp_tag_send_nbx(c->ep, c->welcome, sizeof(c->welcome), ZERO_OPTD_TAG_WELCOME, &rp);
-        if (UCS_PTR_IS_ERR(sreq)) {
-            conn_close(c, "could not send WELCOME");
-            continue;
-        }
-        c->welcome_req = sreq;   /* reaped by reap(); the hello deadline bounds it */
-        ZERO_LOG_DEBUG("client %s connected (slot %d)", peer, (int)(c - s->conns));
+/* Refuses @p e's request (of @p kind, 0: unknown) with @p status and the
+ * reason @p fmt says, in the answer and in the refusal log. */
+static void door_refuse(zero_optd_server_t *s, door_entry_t *e, uint32_t kind, zero_status_t status, const char *fmt,
+                        ...) ZERO_PRINTF(5, 6);
+static void door_refuse(zero_optd_server_t *s, door_entry_t *e, uint32_t kind, zero_status_t status, const char *fmt,
+                        ...)
+{
+    char text[ZERO_OPTD_MAX_DOOR_TEXT + 1];
+    zero_optd_door_answer_t ans;
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n > ZERO_OPTD_MAX_DOOR_TEXT)
+        n = ZERO_OPTD_MAX_DOOR_TEXT;
+    refusal_log(s, 1, e->peer, "%s", text);
+    memset(&ans, 0, sizeof(ans));
+    ans.kind = kind <= ZERO_OPTD_DOOR_DATA ? kind : 0;
+    ans.status = status;
+    ans.len = (uint32_t)n;
+    ans.text = text;
+    door_answer(s, e, zero_optd_encode_door_answer(s->door_answer, &ans));
+}
+
+/* The doorway's checks, in order, before any UCX object exists (magic and
+ * version, the job token, a data request's ticket, room), then the
+ * connection: an endpoint to the client's worker address, on the control
+ * worker (peer-failure mode) or on a data connection's own worker (none),
+ * and the answer with its key and the address of the worker the client
+ * connects to. The request in @p e is whole (or malformed: @p v). */
+static void door_decide(zero_optd_server_t *s, door_entry_t *e, const zero_optd_door_request_t *rq,
+                        zero_optd_parse_t v)
+{
+    zero_optd_door_answer_t ans;
+    optd_conn_t *c = NULL, *ticket_owner = NULL;
+    ucp_address_t *data_address = NULL;
+    size_t data_address_len = 0;
+    unsigned char diff = 0;
+    ucp_ep_params_t p;
+    ucs_status_t st;
+    int data;
+
+    if (v == ZERO_OPTD_PARSE_VERSION) {
+        door_refuse(s, e, 0, ZERO_ERR_PROTOCOL, "protocol version %u expected, the request has version %u",
+                    ZERO_OPTD_VERSION, rq->version);
+        return;
     }
+    if (v != ZERO_OPTD_PARSE_OK) {
+        door_refuse(s, e, 0, ZERO_ERR_PROTOCOL, "malformed doorway request: %s", zero_optd_parse_string(v));
+        return;
+    }
+    data = rq->kind == ZERO_OPTD_DOOR_DATA;
+    for (unsigned i = 0; i < ZERO_OPTD_TOKEN_BYTES; i++)   /* constant time */
+        diff |= (unsigned char)(rq->token[i] ^ s->opts.token[i]);
+    if (s->opts.have_token && diff != 0) {
+        door_refuse(s, e, rq->kind, ZERO_ERR_PROTOCOL,
+                    "refused: its job token differs from this server's (a server serves one job)");
+        return;
+    }
+    /* data connections off: checked before the ticket, which is then not
+     * used up (HELLO's reply hands none out then anyway) */
+    if (data && !s->data_ok) {
+        door_refuse(s, e, rq->kind, ZERO_ERR_UNSUPPORTED,
+                    "no data connections on this server (ZERO_OPTD_SAME_HOST=0, or no shared-memory context)");
+        return;
+    }
+    if (data && (ticket_owner = take_ticket(s, rq->ticket)) == NULL) {
+        door_refuse(s, e, rq->kind, ZERO_ERR_PROTOCOL,
+                    "data connection refused: no valid ticket (none, a wrong one, one used, or its control "
+                    "connection is closing)");
+        return;
+    }
+    for (int i = 0; i < ZERO_OPTD_MAX_CONNS && c == NULL; i++)
+        if (s->conns[i].state == CONN_FREE)
+            c = &s->conns[i];
+    if (c == NULL) {
+        door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "refused: all %d connections in use", ZERO_OPTD_MAX_CONNS);
+        return;
+    }
+    if (data && (atomic_load(&s->ndata_conns) == ZERO_OPTD_MAX_DATA_CONNS ||
+                 zero_optd_worker_open(s->ucx[DATA].context, &c->worker, &c->efd,
+                                       "zero-optd: a data connection's worker") != ZERO_OK)) {
+        /* the client falls back to its control connection */
+        door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "data connection refused: %d of %d in use, or no worker for it",
+                    atomic_load(&s->ndata_conns), ZERO_OPTD_MAX_DATA_CONNS);
+        return;
+    }
+    if (data && ucp_worker_get_address(c->worker, &data_address, &data_address_len) != UCS_OK) {
+        data_worker_free(s, c);
+        door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "data connection refused: its worker has no address");
+        return;
+    }
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    p.address = rq->address;
+    if (data) {
+        /* UCX 1.13 gives peer-failure endpoints no shared memory; a data
+         * connection's client is watched through its control connection,
+         * and its context has no transport that can abort the process
+         * when the client dies (optd_ucx.h) */
+        p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    } else {
+        p.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+        p.err_mode = UCP_ERR_HANDLING_MODE_PEER;   /* a client that vanishes must free its state */
+        p.err_handler.cb = conn_error_cb;
+        p.err_handler.arg = c;
+    }
+    c->server = s;
+    c->failed = 0;
+    c->data = data;
+    atomic_store(&c->dead, 0);
+    /* a token holder's address only: UCX parses it here */
+    st = ucp_ep_create(conn_worker(c), &p, &c->ep);
+    if (st != UCS_OK) {
+        if (data_address != NULL)
+            ucp_worker_release_address(c->worker, data_address);
+        if (c->worker != NULL)
+            data_worker_free(s, c);
+        c->data = 0;
+        door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "could not create an endpoint to its worker address: %s",
+                    ucs_status_string(st));
+        return;
+    }
+    if (data) {
+        int n = atomic_load(&s->ndata_conns);
+        c->data_index = n;
+        s->data_conns[n] = c;
+        atomic_store(&s->ndata_conns, n + 1);
+    }
+    c->ticket = data ? 0 : new_ticket();
+    c->ticket_key = data ? ticket_owner->key : 0;
+    c->state = CONN_NEW;
+    c->owner = c;
+    c->key = new_key((int)(c - s->conns));
+    c->opened_at = zero_clock_now();
+    snprintf(c->peer, sizeof(c->peer), "%s", e->peer);
+    memset(&ans, 0, sizeof(ans));
+    ans.kind = rq->kind;
+    ans.status = 0;
+    ans.conn_key = c->key;
+    ans.address = data ? (const void *)data_address : (const void *)s->ctl_address;
+    ans.len = (uint32_t)(data ? data_address_len : s->ctl_address_len);
+    door_answer(s, e, zero_optd_encode_door_answer(s->door_answer, &ans));
+    if (data_address != NULL)
+        ucp_worker_release_address(c->worker, data_address);
+    ZERO_LOG_DEBUG("client %s connected (slot %d%s)", c->peer, (int)(c - s->conns), data ? ", data" : "");
+}
+
+/* Reads what @p e's socket holds, up to the request's end (its head first,
+ * then the address its head announces: never more than the bound), and
+ * decides once it is whole or malformed. A connection closed early is
+ * dropped (and counted as a refusal). */
+static void door_read(zero_optd_server_t *s, door_entry_t *e)
+{
+    zero_optd_door_request_t rq;
+    zero_optd_parse_t v = zero_optd_decode_door_request(e->buf, e->got, &rq);
+    while (v == ZERO_OPTD_PARSE_SHORT) {
+        size_t want = e->got < ZERO_OPTD_DOOR_REQUEST_HEAD ? ZERO_OPTD_DOOR_REQUEST_HEAD
+                                                           : ZERO_OPTD_DOOR_REQUEST_HEAD + (size_t)rq.address_len;
+        ssize_t n = recv(e->fd, e->buf + e->got, want - e->got, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;   /* more later */
+        if (n <= 0) {
+            refusal_log(s, 1, e->peer, "doorway connection closed after %zu bytes, before its request was whole",
+                        e->got);
+            door_drop(s, e);
+            return;
+        }
+        e->got += (size_t)n;
+        v = zero_optd_decode_door_request(e->buf, e->got, &rq);
+    }
+    door_decide(s, e, &rq, v);
+}
+
+/* Accepts what waits on the listening socket (at most DOOR_ACCEPTS_PER_PASS)
+ * into doorway entries; with the table full, the oldest entry is closed to
+ * make room (door_take). */
+static void door_accept(zero_optd_server_t *s)
+{
+    for (int k = 0; k < DOOR_ACCEPTS_PER_PASS; k++) {
+        struct sockaddr_storage sa;
+        socklen_t sa_len = sizeof(sa);
+        door_entry_t *e = NULL;
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&sa, &sa_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;   /* EAGAIN: none waiting; anything else (EMFILE ...): tried again next pass */
+        for (int i = 0; i < DOOR_ENTRIES && e == NULL; i++)
+            if (s->door[i].fd < 0)
+                e = &s->door[i];
+        if (e == NULL) {
+            door_entry_t *oldest = &s->door[0];
+            for (int i = 1; i < DOOR_ENTRIES; i++)
+                if (s->door[i].opened < oldest->opened)
+                    oldest = &s->door[i];
+            refusal_log(s, 1, oldest->peer, "doorway connection closed after %zu bytes: %d newer ones waiting",
+                        oldest->got, DOOR_ENTRIES);
+            door_drop(s, oldest);
+            e = oldest;
+        }
+        e->fd = fd;
+        e->got = 0;
+        e->opened = zero_clock_now();
+        describe_sockaddr(&sa, e->peer, sizeof(e->peer));
+        s->ndoor++;
+    }
+}
+
+/* One look at the doorway, without waiting: accepts what waits and reads
+ * every entry whose socket has something (or an error). Returns whether
+ * anything did. */
+static int door_service(zero_optd_server_t *s)
+{
+    struct pollfd pfd[1 + DOOR_ENTRIES];
+    int idx[1 + DOOR_ENTRIES], n = 1;
+    pfd[0] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
+    for (int i = 0; i < DOOR_ENTRIES; i++)
+        if (s->door[i].fd >= 0) {
+            pfd[n] = (struct pollfd){.fd = s->door[i].fd, .events = POLLIN};
+            idx[n++] = i;
+        }
+    if (poll(pfd, (nfds_t)n, 0) <= 0)
+        return 0;
+    for (int k = 1; k < n; k++)
+        if (pfd[k].revents != 0 && s->door[idx[k]].fd == pfd[k].fd)
+            door_read(s, &s->door[idx[k]]);
+    if (pfd[0].revents & POLLIN)
+        door_accept(s);
+    return 1;
+}
+
+/* Closes doorway entries older than the hello deadline. */
+static void door_expire(zero_optd_server_t *s, double now)
+{
+    for (int i = 0; i < DOOR_ENTRIES; i++)
+        if (s->door[i].fd >= 0 && now - s->door[i].opened > s->opts.hello_timeout_s) {
+            refusal_log(s, 1, s->door[i].peer, "doorway connection closed after %zu bytes: no whole request "
+                        "within %.0f s", s->door[i].got, s->opts.hello_timeout_s);
+            door_drop(s, &s->door[i]);
+        }
 }
 
 static optd_conn_t *conn_of_tag(zero_optd_server_t *s, uint64_t tag)
@@ -1061,12 +1223,12 @@ static void handle_hello(zero_optd_server_t *s, optd_slot_t *q, const zero_optd_
     q->hello_ok = 1;
     ZERO_LOG_INFO("client %s: rank %u holds %llu bytes here (%u groups, %u states)", c->peer, hello.rank,
                   (unsigned long long)need, hello.num_groups, hello.num_states);
-    /* The reply names the data listener: a client on this host may open a
-     * second connection there, which UCX can give shared memory (not when
-     * every data connection is taken: accept_pending would refuse it, nor
-     * without a ticket), with the ticket as its UCX client id. */
-    data_ok = s->data_port != 0 && c->ticket != 0 && atomic_load(&s->ndata_conns) < ZERO_OPTD_MAX_DATA_CONNS;
-    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES, data_ok ? (uint32_t)s->data_port : 0u);
+    /* The reply offers a data connection: a client on this host may ask the
+     * doorway (this port) for a second connection with the ticket, which
+     * UCX can give shared memory (not when every data connection is taken:
+     * the doorway would refuse it, nor without a ticket). */
+    data_ok = s->data_ok && c->ticket != 0 && atomic_load(&s->ndata_conns) < ZERO_OPTD_MAX_DATA_CONNS;
+    zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES, data_ok ? (uint32_t)s->port : 0u);
     zero_put_le32(q->tx + ZERO_OPTD_HEADER_BYTES + 4, 0);
     zero_put_le64(q->tx + ZERO_OPTD_HEADER_BYTES + 8, data_ok ? c->ticket : 0u);
     slot_reply(q, ZERO_OPTD_HELLO, h->seq, ZERO_OK, ZERO_OPTD_HELLO_REPLY_BODY);
@@ -1560,7 +1722,7 @@ static void attach_data(zero_optd_server_t *s, optd_conn_t *c, ucp_tag_message_h
         conn_close(c, "could not answer ATTACH");
         return;
     }
-    c->attach_req = req;   /* reaped by reap(), as WELCOME */
+    c->attach_req = req;   /* reaped by reap() */
     ZERO_LOG_DEBUG("client %s: data connection attached to %s", c->peer, ctl->peer);
 }
 
@@ -2011,14 +2173,11 @@ static void reap(zero_optd_server_t *s)
     held_reap(s->drops, &s->ndrops, 0, NULL);
     held_reap(s->closes, &s->ncloses, 0, NULL);
     drop_stray_gradients(s, s->ucx[CTL].worker, NULL);
+    door_expire(s, now);
     for (int i = 0; i < ZERO_OPTD_MAX_CONNS; i++) {
         optd_conn_t *c = &s->conns[i];
         if (c->state == CONN_FREE)
             continue;
-        if (c->welcome_req != NULL && ucp_request_check_status(c->welcome_req) != UCS_INPROGRESS) {
-            ucp_request_free(c->welcome_req);
-            c->welcome_req = NULL;
-        }
         if (c->attach_req != NULL && ucp_request_check_status(c->attach_req) != UCS_INPROGRESS) {
             ucp_request_free(c->attach_req);
             c->attach_req = NULL;
@@ -2107,15 +2266,21 @@ static int fifo_senders(zero_optd_server_t *s)
 /* Sleeps until UCX or the worker thread has something, or @p slice_ms end. */
 static void sleep_until_event(zero_optd_server_t *s, int slice_ms)
 {
-    struct pollfd pfd[3 + ZERO_OPTD_MAX_DATA_CONNS];
-    int n;
+    struct pollfd pfd[3 + ZERO_OPTD_MAX_DATA_CONNS + 1 + DOOR_ENTRIES];
+    int n, ndoor = 0;
     if (s->done_fd < 0) {
         zero_clock_sleep(1e-4);
         return;
     }
-    n = zero_optd_ucx_arm(s->ucx, 2, pfd + 1);
+    /* the doorway's sockets after done_fd: a connection or a request wakes the loop */
+    pfd[1] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
+    ndoor = 1;
+    for (int i = 0; i < DOOR_ENTRIES; i++)
+        if (s->door[i].fd >= 0)
+            pfd[1 + ndoor++] = (struct pollfd){.fd = s->door[i].fd, .events = POLLIN};
+    n = zero_optd_ucx_arm(s->ucx, 2, pfd + 1 + ndoor);
     for (int i = 0; n >= 0 && i < atomic_load(&s->ndata_conns); i++) {
-        int rc = zero_optd_worker_arm(s->data_conns[i]->worker, s->data_conns[i]->efd, pfd + 1 + n);
+        int rc = zero_optd_worker_arm(s->data_conns[i]->worker, s->data_conns[i]->efd, pfd + 1 + ndoor + n);
         n = rc < 0 ? rc : n + 1;
     }
     if (n == -1) {
@@ -2126,8 +2291,8 @@ static void sleep_until_event(zero_optd_server_t *s, int slice_ms)
         return;
     }
     pfd[0] = (struct pollfd){.fd = s->done_fd, .events = POLLIN};
-    /* a worker that cannot be armed: only done_fd, and a short sleep */
-    if (poll(pfd, (nfds_t)(n < 0 ? 1 : 1 + n), n < 0 ? 1 : slice_ms) > 0 && (pfd[0].revents & POLLIN)) {
+    /* a worker that cannot be armed: only done_fd and the doorway, and a short sleep */
+    if (poll(pfd, (nfds_t)(1 + ndoor + (n < 0 ? 0 : n)), n < 0 ? 1 : slice_ms) > 0 && (pfd[0].revents & POLLIN)) {
         uint64_t count;
         (void)!read(s->done_fd, &count, sizeof(count));
     }
@@ -2135,7 +2300,7 @@ static void sleep_until_event(zero_optd_server_t *s, int slice_ms)
 
 zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t *stop)
 {
-    double last_reap = 0.0, last_activity = 0.0, last_ctl = 0.0, last_strays = 0.0;
+    double last_reap = 0.0, last_activity = 0.0, last_ctl = 0.0, last_strays = 0.0, last_door = 0.0;
     int woke = 1, ctl_busy = 0;
     while (!*stop) {
         int moved = 0;
@@ -2146,16 +2311,13 @@ zero_status_t zero_optd_server_run(zero_optd_server_t *s, volatile sig_atomic_t 
             for (int i = 0; i < PROGRESS_BURST && zero_optd_ucx_progress(s->ucx, 2); i++)
                 ctl_busy = moved = 1;
         }
-        woke = 0;
         for (int i = 0; i < PROGRESS_BURST && progress_data_conns(s); i++)
             moved = 1;
-        if (s->npending > 0)
-            accept_pending(s);
-        if (s->pending_dropped > 0) {
-            refusal_log(s, s->pending_dropped, NULL, "%d connection requests refused: more than %d arrived at once",
-                        s->pending_dropped, PENDING_REQUESTS);
-            s->pending_dropped = 0;
+        if (woke || now - last_door >= DOOR_INTERVAL_S) {
+            moved |= door_service(s);
+            last_door = now;
         }
+        woke = 0;
         refusal_log_flush(s, now);
         if (zero_clock_now() - last_reap > 0.05) {
             reap(s);
@@ -2200,12 +2362,10 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
 {
     zero_status_t status = ZERO_OK;
     zero_optd_server_t *s;
-    ucp_listener_params_t lparams;
     const char *data_settings[ZERO_OPTD_DATA_SETTINGS];
-    ucp_listener_attr_t lattr;
     struct addrinfo hints, *ai = NULL;
     char port_text[16];
-    int rc;
+    int rc, listen_errno = EADDRNOTAVAIL;
 
     if (opts->host == NULL || opts->port < 0 || opts->port > 65535 || opts->threads < 1 || opts->threads > 1024) {
         ZERO_LOG_ERROR("zero-optd: bad options (host %s, port %d, threads %d)", opts->host ? opts->host : "(none)",
@@ -2220,6 +2380,9 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     s->opts = *opts;
     s->onesided = zero_optd_onesided_enabled();
     s->ucx[CTL].efd = s->ucx[DATA].efd = -1;
+    s->listen_fd = -1;
+    for (int i = 0; i < DOOR_ENTRIES; i++)
+        s->door[i].fd = -1;
     s->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);   /* -1: the UCX thread polls gently instead */
     if (s->opts.hello_timeout_s <= 0)
         s->opts.hello_timeout_s = 10.0;
@@ -2253,6 +2416,18 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
 
     ZERO_CHECK_GOTO(zero_optd_ucx_open(&s->ucx[CTL], NULL, "zero-optd"), status, fail);
 
+    ZERO_UCS_CHECK_GOTO(ucp_worker_get_address(s->ucx[CTL].worker, &s->ctl_address, &s->ctl_address_len), status,
+                        fail, "zero-optd: %s", "the control worker's address");
+    if (s->ctl_address_len > ZERO_OPTD_MAX_WORKER_ADDRESS) {
+        ZERO_LOG_ERROR("zero-optd: the control worker's UCX address has %zu bytes, over the doorway's bound of %u "
+                       "(UCX_TLS or UCX_NET_DEVICES can name fewer transports or devices)",
+                       s->ctl_address_len, ZERO_OPTD_MAX_WORKER_ADDRESS);
+        status = ZERO_ERR_UNSUPPORTED;
+        goto fail;
+    }
+
+    /* The doorway: a plain TCP socket, the only thing zero-optd listens on
+     * itself (docs/optd.md, "The doorway"); UCX has no listener here. */
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -2264,44 +2439,45 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         status = ZERO_ERR_INVALID_ARG;
         goto fail;
     }
-    memset(&lparams, 0, sizeof(lparams));
-    lparams.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
-    lparams.sockaddr.addr = ai->ai_addr;
-    lparams.sockaddr.addrlen = ai->ai_addrlen;
-    lparams.conn_handler.cb = conn_request_cb;
-    lparams.conn_handler.arg = s;
-    ZERO_UCS_CHECK_GOTO(ucp_listener_create(s->ucx[CTL].worker, &lparams, &s->listener), status, fail,
-                        "zero-optd: listening on %s:%d", opts->host, opts->port);
-    lattr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
-    ZERO_UCS_CHECK_GOTO(ucp_listener_query(s->listener, &lattr), status, fail, "zero-optd: %s",
-                        "querying the listener");
-    s->port = lattr.sockaddr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&lattr.sockaddr)->sin6_port)
-                                                   : ntohs(((struct sockaddr_in *)&lattr.sockaddr)->sin_port);
-    /* The data listener: the same address, a free port, told to clients in
-     * HELLO's reply, on the shared-memory-only context. Without it clients
-     * keep to their control connection. */
-    if (ai->ai_family == AF_INET)
-        ((struct sockaddr_in *)ai->ai_addr)->sin_port = 0;
-    else if (ai->ai_family == AF_INET6)
-        ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = 0;
-    lparams.conn_handler.cb = data_request_cb;
+    for (struct addrinfo *a = ai; a != NULL && s->listen_fd < 0; a = a->ai_next) {
+        int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+        struct sockaddr_storage bound;
+        socklen_t bound_len = sizeof(bound);
+        if (fd < 0) {
+            listen_errno = errno;
+            continue;
+        }
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+            bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
+            getsockname(fd, (struct sockaddr *)&bound, &bound_len) != 0) {
+            listen_errno = errno;
+            close(fd);
+            continue;
+        }
+        s->listen_fd = fd;
+        s->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                              : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    }
+    if (s->listen_fd < 0) {
+        ZERO_LOG_ERROR("zero-optd: cannot listen on %s:%d: %s", opts->host, opts->port, strerror(listen_errno));
+        status = ZERO_ERR_COMM;
+        goto fail;
+    }
+    /* The same-host data connections' context: without it (or with
+     * ZERO_OPTD_SAME_HOST=0) HELLO's reply offers none and the doorway
+     * refuses data requests, so clients keep to their control connection. */
     zero_optd_data_settings(data_settings);
     if (!zero_optd_same_host_enabled()) {
-        /* ZERO_OPTD_SAME_HOST=0 for the server too: no data listener, so no
-         * process on this host reaches its shared memory (docs/optd.md,
-         * Safety); HELLO's reply names port 0 */
-        ZERO_LOG_INFO("zero-optd: no data listener (ZERO_OPTD_SAME_HOST=0): clients on this host use their first "
-                      "connection");
+        /* ZERO_OPTD_SAME_HOST=0 for the server too: no process on this host
+         * reaches its shared memory (docs/optd.md, Safety) */
+        ZERO_LOG_INFO("zero-optd: no same-host data connections (ZERO_OPTD_SAME_HOST=0): clients on this host use "
+                      "their first connection");
     } else if (zero_optd_ucx_open(&s->ucx[DATA], data_settings, "zero-optd: the same-host data context") !=
-                   ZERO_OK ||
-               ucp_listener_create(s->ucx[DATA].worker, &lparams, &s->data_listener) != UCS_OK) {
-        s->data_listener = NULL;
-        ZERO_LOG_WARN("zero-optd: no data listener on %s: clients on this host use their first connection (TCP)",
-                      opts->host);
-    } else if (ucp_listener_query(s->data_listener, &lattr) == UCS_OK) {
-        s->data_port = lattr.sockaddr.ss_family == AF_INET6
-                           ? ntohs(((struct sockaddr_in6 *)&lattr.sockaddr)->sin6_port)
-                           : ntohs(((struct sockaddr_in *)&lattr.sockaddr)->sin_port);
+               ZERO_OK) {
+        ZERO_LOG_WARN("zero-optd: no same-host data connections: clients on this host use their first connection "
+                      "(TCP)");
+    } else {
+        s->data_ok = 1;
     }
     freeaddrinfo(ai);
     ai = NULL;
@@ -2357,12 +2533,12 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         held_reap(s->closes, &s->ncloses, 0, NULL);
     }
     held_reap(s->closes, &s->ncloses, 1, NULL);
-    for (int i = 0; i < s->npending; i++)
-        ucp_listener_reject(s->pending_data[i] ? s->data_listener : s->listener, s->pending[i]);
-    if (s->data_listener != NULL)
-        ucp_listener_destroy(s->data_listener);
-    if (s->listener != NULL)
-        ucp_listener_destroy(s->listener);
+    for (int i = 0; i < DOOR_ENTRIES; i++)
+        door_drop(s, &s->door[i]);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    if (s->ctl_address != NULL)
+        ucp_worker_release_address(s->ucx[CTL].worker, s->ctl_address);
     zero_optd_ucx_close(&s->ucx[DATA]);
     zero_optd_ucx_close(&s->ucx[CTL]);
     zero_thread_pool_destroy(s->pool);

@@ -14,37 +14,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Whether UCX_SOCKADDR_TLS_PRIORITY names no tcp; then @p out (of @p n
- * bytes) gets its value with ",tcp" after it, and a warning is logged once
- * per process. Every connection here is a client-server endpoint, made by
- * one of those connection managers, and UCX 1.13 (ucp_ep_create in
- * ucp_ep_client_cm_create_uct_ep) dies of SIGSEGV where none of the named
- * ones exists (UCX_SOCKADDR_TLS_PRIORITY=rdmacm on a host without RDMA);
- * tcp's exists wherever a socket does, and after the others it changes
- * nothing where one of them works. */
-static int sockaddr_cms_lack_tcp(char *out, size_t n)
-{
-    static atomic_int warned;
-    const char *prio = getenv("UCX_SOCKADDR_TLS_PRIORITY");
-    if (prio == NULL)
-        return 0;
-    if (zero_ucx_list_has(prio, "tcp", 0))
-        return 0;
-    if ((size_t)snprintf(out, n, "%s%stcp", prio, prio[0] != '\0' ? "," : "") >= n)
-        snprintf(out, n, "tcp");   /* a value too long to copy: tcp alone */
-    if (atomic_exchange(&warned, 1) == 0)
-        ZERO_LOG_WARN("UCX_SOCKADDR_TLS_PRIORITY=%s names no tcp: zero-optd and its clients use %s (UCX 1.13 crashes "
-                      "connecting where none of the named connection managers exists)", prio, out);
-    return 1;
-}
-
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who)
 {
     zero_status_t status = ZERO_OK;
     ucp_config_t *config = NULL;
     ucp_params_t params;
     const char *tls = NULL;   /* the environment's */
-    char prio[256];
 
     memset(u, 0, sizeof(*u));
     u->efd = -1;
@@ -55,9 +30,6 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
             tls = settings[i + 1];
     ZERO_CHECK_GOTO(zero_ucx_pin_sizes(config, tls, ZERO_UCX_PIN_MM | ZERO_UCX_PIN_TCP | ZERO_UCX_PIN_TCP_PUT, who),
                     status, fail);
-    if (sockaddr_cms_lack_tcp(prio, sizeof(prio)))
-        ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, "SOCKADDR_TLS_PRIORITY", prio), status, fail,
-                            "%s: UCX: setting SOCKADDR_TLS_PRIORITY=%s", who, prio);
     /* the caller's after the pins: a test may set them otherwise */
     for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
         ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, settings[i], settings[i + 1]), status, fail,
@@ -66,7 +38,7 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
     params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;   /* waits sleep on the event descriptor */
     ZERO_UCS_CHECK_GOTO(ucp_init(&params, config, &u->context), status, fail, "%s: UCX: %s", who, "ucp_init");
-    ZERO_CHECK_GOTO(zero_optd_worker_open(u->context, 0, &u->worker, &u->efd, who), status, fail);
+    ZERO_CHECK_GOTO(zero_optd_worker_open(u->context, &u->worker, &u->efd, who), status, fail);
     if (config != NULL)
         ucp_config_release(config);
     return ZERO_OK;
@@ -77,8 +49,7 @@ fail:
     return status;
 }
 
-zero_status_t zero_optd_worker_open(ucp_context_h context, uint64_t client_id, ucp_worker_h *worker, int *efd,
-                                    const char *who)
+zero_status_t zero_optd_worker_open(ucp_context_h context, ucp_worker_h *worker, int *efd, const char *who)
 {
     zero_status_t status = ZERO_OK;
     ucp_worker_params_t wparams;
@@ -94,10 +65,6 @@ zero_status_t zero_optd_worker_open(ucp_context_h context, uint64_t client_id, u
      * workers are only ever driven by its one loop thread, but share this
      * one place of creation */
     wparams.thread_mode = UCS_THREAD_MODE_SERIALIZED;
-    if (client_id != 0) {
-        wparams.field_mask |= UCP_WORKER_PARAM_FIELD_CLIENT_ID;
-        wparams.client_id = client_id;
-    }
     ZERO_UCS_CHECK_GOTO(ucp_worker_create(context, &wparams, worker), status, fail, "%s: UCX: %s", who,
                         "creating the worker");
     if (ucp_worker_get_efd(*worker, efd) != UCS_OK)

@@ -30,9 +30,12 @@
  * too), and its put is turned off (util/ucx_pins.h,
  * ZERO_UCX_TCP_PUT_ENABLE). Other UCX settings tried (lanes, thresholds,
  * transports, rendezvous schemes) were found harmless to the peer
- * (docs/optd.md, Safety). And where UCX_SOCKADDR_TLS_PRIORITY names no tcp,
- * each context adds it last: with only managers the host lacks, UCX 1.13
- * kills the process that connects or listens (optd_ucx.c).
+ * (docs/optd.md, Safety). No connection here is made by a UCX connection
+ * manager (zero-optd's doorway hands out worker addresses: docs/optd.md,
+ * "The doorway"), so UCX_SOCKADDR_TLS_PRIORITY plays no part (until
+ * version 8 each context added tcp to it where it named none: UCX 1.13
+ * killed the process that connected or listened with only managers the
+ * host lacks).
  */
 #ifndef ZERO_OFFLOAD_OPTD_UCX_H
 #define ZERO_OFFLOAD_OPTD_UCX_H
@@ -52,7 +55,9 @@
  * only because UCX 1.13's connection manager connects a client-server
  * endpoint only from a context with a transport on the address's network
  * device ("device lo is not enabled"), and the eager threshold set with it
- * keeps the data off tcp. */
+ * keeps the data off tcp. Since the doorway (version 8) no connection
+ * manager is involved, but tcp stays: dropping it is untried and left for a
+ * measured change. */
 #define ZERO_OPTD_DATA_TLS_DEFAULT "posix,tcp"
 #define ZERO_OPTD_DATA_SETTINGS 5   /* entries zero_optd_data_settings fills, the NULL included */
 
@@ -71,10 +76,8 @@ typedef struct zero_optd_ucx {
  * (zero_optd_data_settings for the data context). Before those, the
  * FIFO's geometry, tcp's segments and tcp's put are pinned
  * (zero_ucx_pin_sizes, all three groups, those of the context's
- * transports: UCX_TLS, or a TLS entry of @p settings). A
- * UCX_SOCKADDR_TLS_PRIORITY without tcp gets ",tcp" (warned about once
- * too). @p who prefixes the
- * error logged.
+ * transports: UCX_TLS, or a TLS entry of @p settings). @p who prefixes
+ * the error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
  */
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who);
@@ -82,23 +85,19 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
  * Creates a worker of @p context in UCX's serialized mode (any thread, one
  * at a time) in @p worker and gets its event descriptor in @p efd (-1:
  * none). zero-optd gives each same-host data connection a worker of its own
- * this way (optd_server.c says why).
- * @p client_id: 0, or the id that the worker's client-server endpoints
- * created with UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID put in their connection
- * request (UCX 1.13 has it per worker, not per endpoint): the remote store
- * gives each server's data connection a worker whose id is the ticket that
- * server handed out (docs/optd.md, Safety).
+ * this way (optd_server.c says why), and so does the remote store for each
+ * server's (store_remote.c).
  * Errors: the UCX failure, translated and logged with @p who; @p worker is
  * then NULL.
  */
-zero_status_t zero_optd_worker_open(ucp_context_h context, uint64_t client_id, ucp_worker_h *worker, int *efd,
-                                    const char *who);
+zero_status_t zero_optd_worker_open(ucp_context_h context, ucp_worker_h *worker, int *efd, const char *who);
 /* Destroys what zero_optd_ucx_open created (an empty @p u too). */
 void zero_optd_ucx_close(zero_optd_ucx_t *u);
 
 /* Whether same-host data connections are wanted: yes unless
  * ZERO_OPTD_SAME_HOST=0 (docs/optd.md, "One host: the data connection").
- * A client then opens none; zero-optd then has no data listener. */
+ * A client then asks for none; zero-optd then offers none and its doorway
+ * refuses them. */
 int zero_optd_same_host_enabled(void);
 /* Whether a same-host data connection carries STEP's arrays in a region of
  * the server's shared memory (docs/optd.md, "One-sided on one host"): yes

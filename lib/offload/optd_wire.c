@@ -465,3 +465,106 @@ int zero_optd_token_parse(const char *text, size_t len, unsigned char token[ZERO
     }
     return 0;
 }
+
+/* The doorway's request and answer (optd_wire.h, docs/optd.md "The doorway"). */
+
+/* magic and version of a doorway message's first 8 bytes (len >= 8) */
+static zero_optd_parse_t door_start(const unsigned char *buf, uint32_t *version_p)
+{
+    if (zero_get_le32(buf) != ZERO_OPTD_MAGIC)
+        return ZERO_OPTD_PARSE_MAGIC;
+    *version_p = zero_get_le16(buf + 4);
+    return *version_p == ZERO_OPTD_VERSION ? ZERO_OPTD_PARSE_OK : ZERO_OPTD_PARSE_VERSION;
+}
+
+/* SHORT until @p len reaches @p total, LENGTH beyond it */
+static zero_optd_parse_t door_whole(size_t len, size_t total)
+{
+    return len < total ? ZERO_OPTD_PARSE_SHORT : len > total ? ZERO_OPTD_PARSE_LENGTH : ZERO_OPTD_PARSE_OK;
+}
+
+zero_optd_parse_t zero_optd_decode_door_request(const unsigned char *buf, size_t len, zero_optd_door_request_t *req)
+{
+    zero_optd_parse_t v;
+    memset(req, 0, sizeof(*req));
+    if (len < 8)   /* magic and version are judged as soon as they are in */
+        return len >= 4 && zero_get_le32(buf) != ZERO_OPTD_MAGIC ? ZERO_OPTD_PARSE_MAGIC : ZERO_OPTD_PARSE_SHORT;
+    v = door_start(buf, &req->version);
+    if (v != ZERO_OPTD_PARSE_OK)
+        return v;
+    if (len < ZERO_OPTD_DOOR_REQUEST_HEAD)
+        return ZERO_OPTD_PARSE_SHORT;
+    req->kind = zero_get_le16(buf + 6);
+    if (req->kind != ZERO_OPTD_DOOR_CONTROL && req->kind != ZERO_OPTD_DOOR_DATA)
+        return ZERO_OPTD_PARSE_TYPE;
+    req->address_len = zero_get_le32(buf + 8);
+    if (req->address_len == 0 || req->address_len > ZERO_OPTD_MAX_WORKER_ADDRESS)
+        return ZERO_OPTD_PARSE_LENGTH;
+    memcpy(req->token, buf + 16, ZERO_OPTD_TOKEN_BYTES);
+    req->ticket = zero_get_le64(buf + 32);
+    if (zero_get_le32(buf + 12) != 0 || (req->kind == ZERO_OPTD_DOOR_CONTROL && req->ticket != 0))
+        return ZERO_OPTD_PARSE_FIELD;
+    v = door_whole(len, ZERO_OPTD_DOOR_REQUEST_HEAD + (size_t)req->address_len);
+    if (v == ZERO_OPTD_PARSE_OK)
+        req->address = buf + ZERO_OPTD_DOOR_REQUEST_HEAD;
+    return v;
+}
+
+size_t zero_optd_encode_door_request(unsigned char *buf, const zero_optd_door_request_t *req)
+{
+    zero_put_le32(buf, ZERO_OPTD_MAGIC);
+    zero_put_le16(buf + 4, (uint16_t)ZERO_OPTD_VERSION);
+    zero_put_le16(buf + 6, (uint16_t)req->kind);
+    zero_put_le32(buf + 8, req->address_len);
+    zero_put_le32(buf + 12, 0);
+    memcpy(buf + 16, req->token, ZERO_OPTD_TOKEN_BYTES);
+    zero_put_le64(buf + 32, req->ticket);
+    if (req->address_len != 0)
+        memcpy(buf + ZERO_OPTD_DOOR_REQUEST_HEAD, req->address, req->address_len);
+    return ZERO_OPTD_DOOR_REQUEST_HEAD + (size_t)req->address_len;
+}
+
+zero_optd_parse_t zero_optd_decode_door_answer(const unsigned char *buf, size_t len, zero_optd_door_answer_t *ans)
+{
+    uint32_t version;
+    zero_optd_parse_t v;
+    int accepted;
+    memset(ans, 0, sizeof(*ans));
+    if (len < ZERO_OPTD_DOOR_ANSWER_HEAD)
+        return len >= 4 && zero_get_le32(buf) != ZERO_OPTD_MAGIC ? ZERO_OPTD_PARSE_MAGIC : ZERO_OPTD_PARSE_SHORT;
+    v = door_start(buf, &version);
+    if (v != ZERO_OPTD_PARSE_OK)
+        return v;
+    ans->kind = zero_get_le16(buf + 6);
+    ans->status = (int32_t)zero_get_le32(buf + 8);
+    ans->len = zero_get_le32(buf + 12);
+    ans->conn_key = zero_get_le64(buf + 16);
+    accepted = ans->status == 0;
+    if (ans->kind > ZERO_OPTD_DOOR_DATA || (accepted && ans->kind == 0))
+        return ZERO_OPTD_PARSE_TYPE;
+    if (accepted ? ans->len == 0 || ans->len > ZERO_OPTD_MAX_WORKER_ADDRESS : ans->len > ZERO_OPTD_MAX_DOOR_TEXT)
+        return ZERO_OPTD_PARSE_LENGTH;
+    if (!accepted && ans->conn_key != 0)
+        return ZERO_OPTD_PARSE_FIELD;
+    v = door_whole(len, ZERO_OPTD_DOOR_ANSWER_HEAD + (size_t)ans->len);
+    if (v != ZERO_OPTD_PARSE_OK)
+        return v;
+    if (accepted)
+        ans->address = buf + ZERO_OPTD_DOOR_ANSWER_HEAD;
+    else
+        ans->text = (const char *)buf + ZERO_OPTD_DOOR_ANSWER_HEAD;
+    return ZERO_OPTD_PARSE_OK;
+}
+
+size_t zero_optd_encode_door_answer(unsigned char *buf, const zero_optd_door_answer_t *ans)
+{
+    zero_put_le32(buf, ZERO_OPTD_MAGIC);
+    zero_put_le16(buf + 4, (uint16_t)ZERO_OPTD_VERSION);
+    zero_put_le16(buf + 6, (uint16_t)ans->kind);
+    zero_put_le32(buf + 8, (uint32_t)ans->status);
+    zero_put_le32(buf + 12, ans->len);
+    zero_put_le64(buf + 16, ans->conn_key);
+    if (ans->len != 0)
+        memcpy(buf + ZERO_OPTD_DOOR_ANSWER_HEAD, ans->status == 0 ? ans->address : (const void *)ans->text, ans->len);
+    return ZERO_OPTD_DOOR_ANSWER_HEAD + (size_t)ans->len;
+}

@@ -13,8 +13,9 @@
  *   24 u64 seq (the client's request number, echoed in the reply)
  * UCX tags: a request travels on its connection's key, its reply on the key
  * with ZERO_OPTD_TAG_REPLY set (UCX keeps messages of one endpoint and tag in
- * order, so replies come back in request order); the server's first message
- * on a new endpoint, WELCOME (8 bytes: the key), on ZERO_OPTD_TAG_WELCOME.
+ * order, so replies come back in request order). The key comes in the
+ * doorway's answer (version 8; before, in a WELCOME message on a new
+ * endpoint), below.
  * A reply whose body is an array the client hands to its caller (STEP and
  * LAMB2: the weights; READ: the values) is split (version 5): its header
  * alone, type | ZERO_OPTD_REPLY | ZERO_OPTD_SPLIT, status 0 and body_len the
@@ -51,8 +52,11 @@
  * (ZERO_OPTD_SPLIT); 6: split STEP and LAMB1 requests (the gradient as its
  * own message on the request tag | ZERO_OPTD_TAG_DATA); 7: the same-host data
  * connection's region (ATTACH asks for it, its reply hands it over,
- * STEP_REGION steps from it). Main went from 5 to 7 in one merge. */
-#define ZERO_OPTD_VERSION 7u
+ * STEP_REGION steps from it). Main went from 5 to 7 in one merge. 8: the
+ * doorway (a TCP handshake of zero-optd's own hands out UCX worker
+ * addresses; no UCX listener, no WELCOME; HELLO's reply names the doorway's
+ * port for a data connection). */
+#define ZERO_OPTD_VERSION 8u
 #define ZERO_OPTD_HEADER_BYTES 32u
 #define ZERO_OPTD_TOKEN_BYTES 16u           /* = ZERO_COMM_TOKEN_BYTES */
 #define ZERO_OPTD_MAX_GROUPS 3              /* = ZERO_DTYPE_COUNT */
@@ -61,8 +65,9 @@
  * ranges into pieces of this size (4 MiB of fp32), which bounds every buffer. */
 #define ZERO_OPTD_MAX_ELEMS ((uint64_t)1 << 20)
 #define ZERO_OPTD_HELLO_BODY 64u
-/* the same-host data listener's port (u32; 0: none), a reserved u32, and the
- * ticket a data connection request must carry as UCX client id (u64) */
+/* the port of the doorway a same-host data connection is asked for at (u32;
+ * 0: none offered), a reserved u32, and the ticket that doorway request must
+ * carry (u64) */
 #define ZERO_OPTD_HELLO_REPLY_BODY 16u
 /* the control connection's key (u64), the token, flags (u32), and for a
  * region the slots and elements per slot the client asks for (u32 each), a
@@ -104,11 +109,9 @@ typedef enum zero_optd_type {
 } zero_optd_type_t;
 
 #define ZERO_OPTD_TAG_REPLY ((uint64_t)1 << 63)
-#define ZERO_OPTD_TAG_WELCOME (ZERO_OPTD_TAG_REPLY - 1)
 /* A split reply's array: on the reply's tag with this bit set too. Keys have
  * it clear (and bit 63), so the tag is no other connection's. */
 #define ZERO_OPTD_TAG_DATA ((uint64_t)1 << 62)
-#define ZERO_OPTD_WELCOME_BYTES 8u
 
 /* A reply has its request's type with this bit set. */
 #define ZERO_OPTD_REPLY 0x8000u
@@ -296,6 +299,84 @@ void zero_optd_encode_step_head(unsigned char *body, const zero_optd_step_t *ste
 void zero_optd_encode_range_head(unsigned char *body, const zero_optd_range_t *range);  /* RANGE_HEAD */
 void zero_optd_encode_lamb_head(unsigned char *body, const zero_optd_lamb_t *lamb);     /* LAMB_HEAD; LAMB1's grad follows */
 void zero_optd_encode_attach(unsigned char *body, const zero_optd_attach_t *attach);   /* ATTACH_BODY */
+
+/*
+ * The doorway (version 8; docs/optd.md, "The doorway"): before any UCX
+ * object exists for a client, it asks for a connection over a plain TCP
+ * connection to zero-optd's --listen address, one request and one answer,
+ * and the server closes the socket. Accepted, each side creates its UCX
+ * endpoint from the other's worker address; refused, the answer says why.
+ * Request (client to server):
+ *   0  u32 magic "ZOPD"   4  u16 version   6  u16 kind (ZERO_OPTD_DOOR_*)
+ *   8  u32 address_len (1 .. ZERO_OPTD_MAX_WORKER_ADDRESS)   12 u32 reserved (0)
+ *   16 the job token (16 bytes)
+ *   32 u64 ticket (data: the one HELLO's reply handed out; control: 0)
+ *   40 the client worker's UCX address (address_len bytes)
+ * Answer (server to client):
+ *   0  u32 magic   4  u16 version   6  u16 kind (the request's; 0 when it had none)
+ *   8  i32 status (0: accepted; else a zero_status_t)
+ *   12 u32 len (accepted: the address's bytes, 1 .. ZERO_OPTD_MAX_WORKER_ADDRESS;
+ *      refused: the text's, 0 .. ZERO_OPTD_MAX_DOOR_TEXT)
+ *   16 u64 conn_key (accepted: the connection's key; refused: 0)
+ *   24 accepted: the UCX worker address to connect to (the control worker's,
+ *      or the data connection's own worker's); refused: the reason, text
+ *      without a NUL
+ * Both decoders take a prefix of a stream: ZERO_OPTD_PARSE_SHORT means more
+ * bytes are needed; once the head is in (len >= the head) and passed its
+ * checks, the message's whole size is known: the head plus address_len
+ * (request) or len (answer), which the decoder sets before it answers SHORT.
+ */
+#define ZERO_OPTD_DOOR_REQUEST_HEAD 40u
+#define ZERO_OPTD_DOOR_ANSWER_HEAD 24u
+/* A UCX worker address's bytes at most (one with tcp, posix and sysv on a
+ * host with a few interfaces is a few hundred; InfiniBand devices add tens
+ * of bytes each) */
+#define ZERO_OPTD_MAX_WORKER_ADDRESS 8192u
+#define ZERO_OPTD_MAX_DOOR_TEXT 256u
+#define ZERO_OPTD_DOOR_REQUEST_MAX (ZERO_OPTD_DOOR_REQUEST_HEAD + ZERO_OPTD_MAX_WORKER_ADDRESS)
+#define ZERO_OPTD_DOOR_ANSWER_MAX (ZERO_OPTD_DOOR_ANSWER_HEAD + ZERO_OPTD_MAX_WORKER_ADDRESS)
+
+typedef enum zero_optd_door_kind {
+    ZERO_OPTD_DOOR_CONTROL = 1,   /* a control connection (peer-failure mode, HELLO follows) */
+    ZERO_OPTD_DOOR_DATA = 2       /* a same-host data connection (shared memory, ATTACH follows) */
+} zero_optd_door_kind_t;
+
+typedef struct zero_optd_door_request {
+    uint32_t version;         /* set before a VERSION verdict too, so a refusal can name it */
+    uint32_t kind;            /* zero_optd_door_kind_t */
+    uint32_t address_len;
+    unsigned char token[ZERO_OPTD_TOKEN_BYTES];
+    uint64_t ticket;
+    const void *address;      /* [address_len] inside the decoded buffer */
+} zero_optd_door_request_t;
+
+typedef struct zero_optd_door_answer {
+    uint32_t kind;
+    int32_t status;
+    uint32_t len;
+    uint64_t conn_key;
+    const void *address;      /* accepted: [len] inside the decoded buffer; refused: NULL */
+    const char *text;         /* refused: [len] bytes (no NUL) inside the decoded buffer; accepted: NULL */
+} zero_optd_door_answer_t;
+
+/* A request's first @p len bytes: SHORT (more needed; address_len set once
+ * the head is in and good), MAGIC, VERSION (req->version set), TYPE (no such
+ * kind), LENGTH (address_len 0 or over the bound, or bytes beyond the
+ * request), FIELD (the reserved word not 0, a control request with a
+ * ticket), or OK with every field set. */
+zero_optd_parse_t zero_optd_decode_door_request(const unsigned char *buf, size_t len, zero_optd_door_request_t *req);
+/* Writes the request, ZERO_OPTD_DOOR_REQUEST_HEAD + req->address_len bytes
+ * (the caller keeps address_len within its bound); returns that size. */
+size_t zero_optd_encode_door_request(unsigned char *buf, const zero_optd_door_request_t *req);
+/* An answer's first @p len bytes, as the request's decoder does: SHORT
+ * (ans->len set once the head is in and good), MAGIC, VERSION, TYPE (a kind
+ * other than the two, or 0 on an acceptance), LENGTH (len outside its bound
+ * for the status, or bytes beyond the answer), FIELD (a refusal with a
+ * key), or OK. */
+zero_optd_parse_t zero_optd_decode_door_answer(const unsigned char *buf, size_t len, zero_optd_door_answer_t *ans);
+/* Writes the answer, ZERO_OPTD_DOOR_ANSWER_HEAD + ans->len bytes, from
+ * ans->address (accepted) or ans->text (refused); returns that size. */
+size_t zero_optd_encode_door_answer(unsigned char *buf, const zero_optd_door_answer_t *ans);
 
 /* The 32-hex-digit form of a job token (ZERO_JOB_TOKEN, --token-file; one
  * trailing newline allowed) -> 16 bytes. Returns 0 on success, -1 otherwise. */

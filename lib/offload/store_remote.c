@@ -27,6 +27,7 @@
  */
 #define ZERO_LOG_MODULE "offload"
 #include "offload/store_remote.h"
+#include "offload/optd_door.h"
 #include "offload/optd_ucx.h"
 #include "offload/optd_wire.h"
 #include "util/alloc.h"
@@ -65,7 +66,7 @@ typedef struct server_link {
     char *addr;                       /* "host:port" as configured */
     int index;
     ucp_ep_h ep;                      /* the control connection: peer-failure mode, so a dead server is seen */
-    uint64_t key;                     /* from WELCOME */
+    uint64_t key;                     /* from the doorway's answer */
     /* Same host: a second connection, on the store's shared-memory-only
      * context and without peer-failure mode (UCX 1.13 gives only such
      * endpoints shared memory), which then carries every request; the
@@ -76,7 +77,6 @@ typedef struct server_link {
     unsigned char hello_reply[ZERO_OPTD_HELLO_REPLY_BODY];
     /* The data connection's set-up messages live here, not on connect_data's
      * stack: a send to a dead server on it may outlive the call (request_done). */
-    unsigned char data_welcome[ZERO_OPTD_WELCOME_BYTES];
     unsigned char data_msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_BODY];
     unsigned char data_reply[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_ATTACH_REPLY_HEAD + ZERO_OPTD_MAX_RKEY];
     /* The server's region for the data connection, mapped here (map_region;
@@ -130,9 +130,9 @@ typedef struct remote_store {
      * them; it keeps no worker of its own */
     zero_optd_ucx_t ucx[2];
     /* [s]: the worker of server s's data connection (no context of its own;
-     * empty: none). One per server because UCX 1.13 sends a worker's client
-     * id, not an endpoint's, and each server hands out its own ticket
-     * (connect_data); a server killed mid-send now stops only its FIFO. */
+     * empty: none). One per server: a server killed mid-send then stops
+     * only its FIFO (until version 8 it also carried that server's ticket
+     * as UCX client id). */
     zero_optd_ucx_t *data_w;
     struct pollfd *pfd;               /* room for every worker's event descriptor (sleep_on_worker) */
     server_link_t *links;
@@ -1053,38 +1053,83 @@ fail:
     return -1;
 }
 
-/* Same host: opens a connection without peer-failure mode to the data port
- * that HELLO's reply named, on the store's shared-memory-only context (UCX
- * 1.13 gives only such endpoints shared memory; without CMA in the context
- * a dead peer cannot make UCX abort the process: optd_ucx.h), and ATTACHes
- * it to the control connection, which stays open so that a dead server is
- * still seen at once (its error handler) and the server sees a dead client.
- * The connection request carries the ticket from HELLO's reply as UCX
- * client id, which zero-optd checks before it creates anything for the
- * request (docs/optd.md, Safety); UCX 1.13 takes the id from the worker,
- * so the connection gets a worker of its own whose id is that ticket.
- * Any failure is logged (info) and leaves the link on its control
- * connection. Skipped with ZERO_OPTD_SAME_HOST=0 (docs/optd.md). */
+/* Asks the doorway at @p ai (its port @p port; 0: the address's own) for a
+ * connection of @p kind offering @p worker's address, and creates the
+ * endpoint to the address the server answers with (@p p: the caller's
+ * endpoint parameters but the address) in *@p ep_p, its key in *@p key_p.
+ * Returns 0; -1 with the cause in @p why, and *@p refused the server's
+ * status when it refused (its text in @p why then; ZERO_OK otherwise). */
+static int door_connect(remote_store_t *r, const struct addrinfo *ai, uint16_t port, uint32_t kind, uint64_t ticket,
+                        ucp_worker_h worker, ucp_ep_params_t *p, double deadline, ucp_ep_h *ep_p, uint64_t *key_p,
+                        zero_status_t *refused, char *why, size_t why_len)
+{
+    unsigned char answer[ZERO_OPTD_DOOR_ANSWER_MAX];
+    struct sockaddr_storage sa;
+    zero_optd_door_answer_t ans;
+    ucs_status_t st;
+    *refused = ZERO_OK;
+    *ep_p = NULL;
+    if (ai->ai_addrlen > sizeof(sa)) {
+        snprintf(why, why_len, "an address of %u bytes", (unsigned)ai->ai_addrlen);
+        return -1;
+    }
+    memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
+    if (port != 0 && ai->ai_family == AF_INET)
+        ((struct sockaddr_in *)&sa)->sin_port = htons(port);
+    else if (port != 0 && ai->ai_family == AF_INET6)
+        ((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
+    if (zero_optd_door_ask((const struct sockaddr *)&sa, ai->ai_addrlen, kind, r->opts.token, ticket, worker, deadline,
+                           answer, &ans, why, why_len) != 0)
+        return -1;
+    if (ans.status != 0) {
+        /* a status of the server's own, or COMM for one it should not send */
+        *refused = ans.status < 0 && ans.status >= ZERO_ERR_INTERNAL ? (zero_status_t)ans.status : ZERO_ERR_COMM;
+        snprintf(why, why_len, "%.*s", (int)ans.len, ans.text);
+        return -1;
+    }
+    p->field_mask |= UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
+    p->address = ans.address;
+    st = ucp_ep_create(worker, p, ep_p);
+    if (st != UCS_OK) {
+        *ep_p = NULL;
+        snprintf(why, why_len, "no endpoint to the address it answered with: %s", ucs_status_string(st));
+        return -1;
+    }
+    *key_p = ans.conn_key;
+    return 0;
+}
+
+/* Same host: asks the doorway (the port HELLO's reply named) with the ticket
+ * HELLO's reply handed out for a connection without peer-failure mode, on
+ * the store's shared-memory-only context (UCX 1.13 gives only such
+ * endpoints shared memory; without CMA in the context a dead peer cannot
+ * make UCX abort the process: optd_ucx.h), on a worker of its own, and
+ * ATTACHes it to the control connection, which stays open so that a dead
+ * server is still seen at once (its error handler) and the server sees a
+ * dead client. zero-optd checks the ticket before it creates anything for
+ * the request (docs/optd.md, Safety). Any failure is logged (info) and
+ * leaves the link on its control connection. Skipped with
+ * ZERO_OPTD_SAME_HOST=0 (docs/optd.md). */
 static void connect_data(remote_store_t *r, server_link_t *l, const struct addrinfo *ai)
 {
     uint32_t port = zero_get_le32(l->hello_reply);
     uint64_t ticket = zero_get_le64(l->hello_reply + 8);
     double deadline = zero_clock_now() + (r->opts.timeout_s < DATA_SETUP_S ? r->opts.timeout_s : DATA_SETUP_S);
-    unsigned char *welcome = l->data_welcome, *msg = l->data_msg, *reply = l->data_reply;
-    struct sockaddr_storage sa;
+    unsigned char *msg = l->data_msg, *reply = l->data_reply;
     zero_optd_header_t h;
     zero_optd_attach_t a;
     ucp_ep_params_t p;
     ucp_request_param_t rp;
     ucp_ep_h ep = NULL;
-    uint64_t key;
+    uint64_t key = 0;
     ucp_worker_h worker = NULL;
     zero_optd_attach_reply_t ar;
     ucp_tag_recv_info_t reply_info;
     const char *data_settings[ZERO_OPTD_DATA_SETTINGS];
     void *rreq, *sreq;
     ucs_status_t st;
-    const char *why;
+    char detail[ZERO_OPTD_MAX_DOOR_TEXT + 64], why[sizeof(detail) + 16];
+    zero_status_t refused;
     int timed_out;
 
     if (port == 0 || port > 65535 || ticket == 0 || !zero_optd_same_host_enabled() || !address_is_local(ai))
@@ -1093,7 +1138,7 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     if (r->ucx[DATA].context == NULL) {
         if (zero_optd_ucx_open(&r->ucx[DATA], data_settings, "remote store: the same-host data context") !=
             ZERO_OK) {
-            why = "no shared-memory UCX context";
+            snprintf(why, sizeof(why), "no shared-memory UCX context");
             goto fallback;
         }
         /* only the context is shared: each data connection has its worker */
@@ -1101,37 +1146,20 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
         r->ucx[DATA].worker = NULL;
         r->ucx[DATA].efd = -1;
     }
-    if (zero_optd_worker_open(r->ucx[DATA].context, ticket, &r->data_w[l->index].worker, &r->data_w[l->index].efd,
+    if (zero_optd_worker_open(r->ucx[DATA].context, &r->data_w[l->index].worker, &r->data_w[l->index].efd,
                               "remote store: a data connection's worker") != ZERO_OK) {
-        why = "no worker";
+        snprintf(why, sizeof(why), "no worker");
         goto fallback;
     }
     worker = r->data_w[l->index].worker;
-    memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
-    if (ai->ai_family == AF_INET)
-        ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)port);
-    else
-        ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)port);
     memset(&p, 0, sizeof(p));
-    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER | UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID;   /* the ticket */
-    p.sockaddr.addr = (const struct sockaddr *)&sa;
-    p.sockaddr.addrlen = ai->ai_addrlen;
+    p.field_mask = UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
     p.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-    if (ucp_ep_create(worker, &p, &ep) != UCS_OK) {
-        ep = NULL;
-        why = "no endpoint";
+    if (door_connect(r, ai, (uint16_t)port, ZERO_OPTD_DOOR_DATA, ticket, worker, &p, deadline, &ep, &key, &refused,
+                     detail, sizeof(detail)) != 0) {
+        snprintf(why, sizeof(why), "%s%s", refused != ZERO_OK ? "refused: " : "", detail);
         goto fallback;
     }
-    memset(&rp, 0, sizeof(rp));
-    rreq = ucp_tag_recv_nbx(worker, welcome, sizeof(l->data_welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
-    st = wait_request(r, l, rreq, deadline, &timed_out);
-    request_done(r, worker, &rreq);
-    if (st != UCS_OK) {
-        why = "no WELCOME";
-        goto fallback;
-    }
-    key = zero_get_le64(welcome);
     h = (zero_optd_header_t){.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_ATTACH, .status = 0,
                              .body_len = ZERO_OPTD_ATTACH_BODY, .conn_key = key, .seq = r->next_seq++};
     zero_optd_encode_header(msg, &h);
@@ -1160,13 +1188,13 @@ static void connect_data(remote_store_t *r, server_link_t *l, const struct addri
     request_done(r, worker, &sreq);
     request_done(r, worker, &rreq);
     if (st != UCS_OK) {
-        why = "no answer to ATTACH";
+        snprintf(why, sizeof(why), "no answer to ATTACH");
         goto fallback;
     }
     if (zero_optd_decode_header(reply, reply_info.length, 1, &h) != ZERO_OPTD_PARSE_OK ||
         h.type != (ZERO_OPTD_ATTACH | ZERO_OPTD_REPLY) || h.status != 0 || h.conn_key != key ||
         zero_optd_decode_attach_reply(reply + ZERO_OPTD_HEADER_BYTES, h.body_len, &ar) != ZERO_OPTD_PARSE_OK) {
-        why = "ATTACH refused";
+        snprintf(why, sizeof(why), "ATTACH refused");
         goto fallback;
     }
     l->data_ep = ep;
@@ -1189,18 +1217,17 @@ fallback:
     zero_optd_ucx_close(&r->data_w[l->index]);   /* the worker only; its requests were released */
 }
 
-/* Endpoint, WELCOME (the key), HELLO (token and the slices it will hold). */
+/* The doorway (the control connection's endpoint and key), then HELLO
+ * (token and the slices it will hold). */
 static zero_status_t connect_link(remote_store_t *r, server_link_t *l)
 {
     zero_status_t status = ZERO_OK;
-    char host[256], port[16];
+    char host[256], port[16], why[ZERO_OPTD_MAX_DOOR_TEXT + 64];
     struct addrinfo hints, *ai = NULL;
     ucp_ep_params_t p;
-    ucp_request_param_t rp;
-    unsigned char welcome[ZERO_OPTD_WELCOME_BYTES];
     zero_optd_hello_t hello;
     request_slot_t *q;
-    void *req;
+    zero_status_t refused = ZERO_OK;
     int rc;
 
     if (split_address(l->addr, host, sizeof(host), port, sizeof(port)) != 0) {
@@ -1216,25 +1243,19 @@ static zero_status_t connect_link(remote_store_t *r, server_link_t *l)
         return ZERO_ERR_INVALID_ARG;
     }
     memset(&p, 0, sizeof(p));
-    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
-    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
-    p.sockaddr.addr = ai->ai_addr;
-    p.sockaddr.addrlen = ai->ai_addrlen;
+    p.field_mask = UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
     p.err_mode = UCP_ERR_HANDLING_MODE_PEER;   /* a dead server must be seen, not waited on */
     p.err_handler.cb = link_error_cb;
     p.err_handler.arg = l;
-    ZERO_UCS_CHECK_GOTO(ucp_ep_create(r->ucx[CTL].worker, &p, &l->ep), status, out,
-                        "remote store: connecting to optimizer server %s", l->addr);
-    /* Servers are connected one after another, so the one WELCOME in flight is this server's. */
-    memset(&rp, 0, sizeof(rp));
-    req = ucp_tag_recv_nbx(r->ucx[CTL].worker, welcome, sizeof(l->data_welcome), ZERO_OPTD_TAG_WELCOME,
-                           ~(ucp_tag_t)0, &rp);
-    status = wait_on(r, l, req, zero_clock_now() + r->opts.timeout_s, "the connection (WELCOME)");
-    request_done(r, r->ucx[CTL].worker, &req);
-    if (status != ZERO_OK)
+    if (door_connect(r, ai, 0, ZERO_OPTD_DOOR_CONTROL, 0, r->ucx[CTL].worker, &p,
+                     zero_clock_now() + r->opts.timeout_s, &l->ep, &l->key, &refused, why, sizeof(why)) != 0) {
+        if (refused != ZERO_OK)
+            ZERO_LOG_ERROR("remote store: optimizer server %s refused the connection: %s", l->addr, why);
+        else
+            ZERO_LOG_ERROR("remote store: optimizer server %s: no connection: %s", l->addr, why);
+        status = refused != ZERO_OK ? refused : ZERO_ERR_COMM;
         goto out;
-    l->key = zero_get_le64(welcome);
+    }
 
     memset(&hello, 0, sizeof(hello));
     memcpy(hello.token, r->opts.token, ZERO_OPTD_TOKEN_BYTES);

@@ -24,7 +24,11 @@
  *     ZERO_OPTD_SPLIT and exactly its head, announcing a
  *     gradient of 1 .. 4 x MAX_ELEMS bytes, which the header decoder refuses
  *     as it is and takes once joined (the bit cleared);
- *   - what an accepted message decodes to, encoded again, decodes the same.
+ *   - what an accepted message decodes to, encoded again, decodes the same;
+ *   - the doorway's request and answer (version 8): an accepted one is
+ *     exactly its head and its bounded variable part, and encodes to the
+ *     same bytes; every prefix of it is SHORT (never accepted, never
+ *     refused for a fault the whole message does not have).
  * Seed corpus: tests/fuzz/corpus/optd/ (docs/testing.md).
  */
 #include "offload/optd_wire.h"
@@ -138,10 +142,42 @@ static void check_body(const unsigned char *body, size_t len)
         }
 }
 
+/* The doorway's decoders on @p data; the server and the client feed them a
+ * growing prefix of a stream, so every prefix of an accepted message must be
+ * SHORT. */
+static void check_door(const uint8_t *data, size_t size)
+{
+    zero_optd_door_request_t rq, rq2;
+    zero_optd_door_answer_t an, an2;
+    if (zero_optd_decode_door_request(data, size, &rq) == ZERO_OPTD_PARSE_OK) {
+        CHECK(rq.kind == ZERO_OPTD_DOOR_CONTROL || rq.kind == ZERO_OPTD_DOOR_DATA);
+        CHECK(rq.address_len >= 1 && rq.address_len <= ZERO_OPTD_MAX_WORKER_ADDRESS);
+        CHECK(size == ZERO_OPTD_DOOR_REQUEST_HEAD + rq.address_len);
+        CHECK((const uint8_t *)rq.address == data + ZERO_OPTD_DOOR_REQUEST_HEAD);
+        CHECK(rq.kind == ZERO_OPTD_DOOR_DATA || rq.ticket == 0);
+        CHECK(zero_optd_encode_door_request(again, &rq) == size && memcmp(again, data, size) == 0);
+        for (size_t n = 0; n < size; n++)
+            CHECK(zero_optd_decode_door_request(data, n, &rq2) == ZERO_OPTD_PARSE_SHORT);
+    }
+    if (zero_optd_decode_door_answer(data, size, &an) == ZERO_OPTD_PARSE_OK) {
+        CHECK(size == ZERO_OPTD_DOOR_ANSWER_HEAD + an.len);
+        if (an.status == 0)
+            CHECK(an.len >= 1 && an.len <= ZERO_OPTD_MAX_WORKER_ADDRESS && an.text == NULL && an.kind != 0 &&
+                  (const uint8_t *)an.address == data + ZERO_OPTD_DOOR_ANSWER_HEAD);
+        else
+            CHECK(an.len <= ZERO_OPTD_MAX_DOOR_TEXT && an.address == NULL && an.conn_key == 0 &&
+                  (const uint8_t *)an.text == data + ZERO_OPTD_DOOR_ANSWER_HEAD);
+        CHECK(zero_optd_encode_door_answer(again, &an) == size && memcmp(again, data, size) == 0);
+        for (size_t n = 0; n < size; n++)
+            CHECK(zero_optd_decode_door_answer(data, n, &an2) == ZERO_OPTD_PARSE_SHORT);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > ZERO_OPTD_MAX_MESSAGE)
         return 0;
+    check_door(data, size);
     for (int want_reply = 0; want_reply < 2; want_reply++) {
         zero_optd_header_t h, h2;
         zero_optd_parse_t v = zero_optd_decode_header(data, size, want_reply, &h);

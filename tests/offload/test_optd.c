@@ -18,6 +18,7 @@
 #include "test_main.h"
 #include "optd_test.h"
 #include "peak_rss.h"
+#include "offload/optd_door.h"
 #include "offload/optd_server.h"
 #include "offload/optd_ucx.h"
 #include "offload/store_remote.h"
@@ -30,6 +31,7 @@
 #include <zero/zero.h>
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -716,47 +718,63 @@ static int raw_init(raw_client_t *c)
     return ucp_worker_create(c->context, &wp, &c->worker) == UCS_OK ? 0 : -1;
 }
 
-/* Fills @p p to connect to 127.0.0.1:@p port (@p sa holds the address)
- * with @p flags besides CLIENT_SERVER, in error mode @p mode; with @p c,
- * raw_err reports failures there. */
-static void raw_ep_params(ucp_ep_params_t *p, struct sockaddr_in *sa, int port, unsigned flags,
-                          ucp_err_handling_mode_t mode, raw_client_t *c)
+/* 127.0.0.1:@p port in @p sa. */
+static void loopback(struct sockaddr_in *sa, int port)
 {
     memset(sa, 0, sizeof(*sa));
     sa->sin_family = AF_INET;
     sa->sin_port = htons((uint16_t)port);
     sa->sin_addr.s_addr = htonl(0x7f000001);
-    memset(p, 0, sizeof(*p));
-    p->field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-    p->flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER | flags;
-    p->sockaddr.addr = (struct sockaddr *)sa;
-    p->sockaddr.addrlen = sizeof(*sa);
-    p->err_mode = mode;
-    if (c != NULL) {
-        p->field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
-        p->err_handler.cb = raw_err;
-        p->err_handler.arg = c;
-    }
 }
 
-/* Connects an endpoint; with @p welcome, waits for the key. */
-static int raw_connect(raw_client_t *c, int port, ucp_ep_h *ep_p, int welcome)
+/* The reason in the doorway's last refusal (raw_door). */
+static char door_text[ZERO_OPTD_MAX_DOOR_TEXT + 1];
+
+/* Asks the doorway at 127.0.0.1:@p port for a connection of @p kind with
+ * the job token and @p ticket from @p worker, and when it is accepted
+ * creates the endpoint to the server's worker address (error mode @p mode;
+ * with @p c, raw_err reports its failure there) in *@p ep_p and the key in
+ * *@p key_p. Returns 1 (accepted), 0 (refused: its reason in door_text) or
+ * -1 (no answer within 5 s, or no endpoint). */
+static int raw_door(ucp_worker_h worker, int port, uint32_t kind, uint64_t ticket, ucp_err_handling_mode_t mode,
+                    raw_client_t *c, ucp_ep_h *ep_p, uint64_t *key_p)
 {
+    static unsigned char answer[ZERO_OPTD_DOOR_ANSWER_MAX];
     struct sockaddr_in sa;
+    zero_optd_door_answer_t ans;
     ucp_ep_params_t p;
-    ucp_request_param_t rp;
-    unsigned char buf[8];
-    raw_ep_params(&p, &sa, port, 0, UCP_ERR_HANDLING_MODE_PEER, c);
-    if (ucp_ep_create(c->worker, &p, ep_p) != UCS_OK)
+    char why[128];
+    loopback(&sa, port);
+    door_text[0] = '\0';
+    if (zero_optd_door_ask((struct sockaddr *)&sa, sizeof(sa), kind, job_token, ticket, worker,
+                           zero_clock_now() + 5.0, answer, &ans, why, sizeof(why)) != 0)
         return -1;
-    if (!welcome)
+    if (ans.status != 0) {
+        snprintf(door_text, sizeof(door_text), "%.*s", (int)ans.len, ans.text);
         return 0;
-    memset(&rp, 0, sizeof(rp));
-    if (raw_wait(c, ucp_tag_recv_nbx(c->worker, buf, sizeof(buf), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp), 5.0) !=
-        UCS_OK)
+    }
+    memset(&p, 0, sizeof(p));
+    p.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    p.address = ans.address;
+    p.err_mode = mode;
+    if (c != NULL) {
+        p.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+        p.err_handler.cb = raw_err;
+        p.err_handler.arg = c;
+    }
+    if (ucp_ep_create(worker, &p, ep_p) != UCS_OK)
         return -1;
-    c->key = zero_get_le64(buf);
-    return 0;
+    *key_p = ans.conn_key;
+    return 1;
+}
+
+/* A control connection of @p c through the doorway (peer-failure mode):
+ * its endpoint in *@p ep_p, its key in c->key. */
+static int raw_connect(raw_client_t *c, int port, ucp_ep_h *ep_p)
+{
+    return raw_door(c->worker, port, ZERO_OPTD_DOOR_CONTROL, 0, UCP_ERR_HANDLING_MODE_PEER, c, ep_p, &c->key) == 1
+               ? 0
+               : -1;
 }
 
 /* The last reply raw_exchange received (its body's bytes, for HELLO's port). */
@@ -806,8 +824,8 @@ static void raw_close(raw_client_t *c)
     ucp_cleanup(c->context);
 }
 
-/* Closes @p n endpoints of @p c by force, ends their WELCOME receives, then closes @p c. */
-static void raw_close_eps(raw_client_t *c, ucp_ep_h *eps, void **welcome_reqs, int n)
+/* Closes @p n endpoints of @p c by force, then closes @p c. */
+static void raw_close_eps(raw_client_t *c, ucp_ep_h *eps, int n)
 {
     for (int i = 0; i < n; i++) {
         ucp_request_param_t rp;
@@ -816,8 +834,6 @@ static void raw_close_eps(raw_client_t *c, ucp_ep_h *eps, void **welcome_reqs, i
         rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
         (void)raw_wait(c, ucp_ep_close_nbx(eps[i], &rp), 1.0);
     }
-    for (int i = 0; i < n; i++)
-        (void)raw_wait(c, welcome_reqs[i], 1.0);
     c->ep = NULL;
     raw_close(c);
 }
@@ -893,7 +909,7 @@ static void test_garbage(void)
     CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
 
     /* garbage bytes */
-    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep), 0);
     memset(msg, 0x41, 200);
     CU_ASSERT_EQUAL(raw_exchange(&c, msg, 200, c.key, &h, text, sizeof(text)), 0);
     CU_ASSERT_EQUAL(h.status, ZERO_ERR_PROTOCOL);
@@ -902,7 +918,7 @@ static void test_garbage(void)
 
     /* a header claiming a body above the bound */
     CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep), 0);
     make_hello(msg, c.key);
     zero_put_le32(msg + 12, 0xfffffff0u);
     CU_ASSERT_EQUAL(raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, &h, text,
@@ -912,7 +928,7 @@ static void test_garbage(void)
 
     /* a message above the bound (never received in full) */
     CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep), 0);
     make_hello(msg, c.key);
     CU_ASSERT_EQUAL(raw_exchange(&c, msg, ZERO_OPTD_MAX_MESSAGE + 1, c.key, &h, text, sizeof(text)), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "byte message is outside"));
@@ -920,7 +936,7 @@ static void test_garbage(void)
 
     /* a STEP before HELLO; a truncated HELLO */
     CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep), 0);
     make_hello(msg, c.key);
     zero_put_le16(msg + 6, ZERO_OPTD_STEP);
     CU_ASSERT_EQUAL(raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, &h, text,
@@ -928,7 +944,7 @@ static void test_garbage(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "must be HELLO"));
     raw_close(&c);
     CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep), 0);
     make_hello(msg, c.key);
     CU_ASSERT_EQUAL(raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + 20, c.key, &h, text, sizeof(text)), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "shorter"));
@@ -936,7 +952,7 @@ static void test_garbage(void)
 
     /* a tag no connection has: dropped unread, no reply */
     CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &c.ep), 0);
     make_hello(msg, c.key);
     {
         ucp_request_param_t rp;
@@ -974,13 +990,26 @@ static void split_step_send(raw_client_t *c, uint64_t count, void **rreq_p)
     CU_ASSERT_EQUAL(raw_wait(c, ucp_tag_send_nbx(c->ep, msg, sizeof(msg), c->key, &rp), 5.0), UCS_OK);
 }
 
+/* Whether @p srv holds no client state or region any more (its bytes are
+ * its own buffers alone) within @p timeout_s: every connection that said
+ * HELLO is closed. A client whose connection the server closes is not told
+ * by UCX since the doorway (docs/optd.md, "The doorway": endpoints made
+ * from worker addresses get no disconnect), so tests see the close here. */
+static int server_idle_within(test_server_t *srv, double timeout_s)
+{
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < timeout_s; zero_clock_sleep(0.01))
+        if (zero_optd_server_bytes(srv->server) == ZERO_OPTD_SERVER_BUFFER_BYTES)
+            return 1;
+    return zero_optd_server_bytes(srv->server) == ZERO_OPTD_SERVER_BUFFER_BYTES;
+}
+
 /* A raw client that said HELLO (one group of 1000 elements). */
 static int split_client(raw_client_t *c, int port)
 {
     static unsigned char msg[ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY];
     zero_optd_header_t h;
     char text[600];
-    if (raw_init(c) != 0 || raw_connect(c, port, &c->ep, 1) != 0)
+    if (raw_init(c) != 0 || raw_connect(c, port, &c->ep) != 0)
         return -1;
     make_hello(msg, c->key);
     return raw_exchange(c, msg, sizeof(msg), c->key, &h, text, sizeof(text)) == 0 && h.status == 0 ? 0 : -1;
@@ -1034,9 +1063,7 @@ static void test_split_step_broken(void)
     split_step_send(&c, 8, &rreq);
     memset(&rp, 0, sizeof(rp));
     (void)raw_wait(&c, ucp_tag_send_nbx(c.ep, grad, sizeof(grad), c.key | ZERO_OPTD_TAG_DATA, &rp), 5.0);
-    for (t0 = zero_clock_now(); !c.failed && zero_clock_now() - t0 < 5.0;)
-        ucp_worker_progress(c.worker);
-    CU_ASSERT(c.failed);
+    CU_ASSERT(server_idle_within(&srv, 5.0));
     (void)raw_wait(&c, rreq, 0.0);
     raw_close(&c);
 
@@ -1046,10 +1073,7 @@ static void test_split_step_broken(void)
     split_step_send(&c, 8, &rreq);
     t0 = zero_clock_now();
     check_still_serving_within(srv.addr, 3.0);
-    while (!c.failed && zero_clock_now() - t0 < 5.0)
-        ucp_worker_progress(c.worker);
-    CU_ASSERT(c.failed);
-    CU_ASSERT(zero_clock_now() - t0 < 4.0);
+    CU_ASSERT(server_idle_within(&srv, 4.0 - (zero_clock_now() - t0)));
     (void)raw_wait(&c, rreq, 0.0);
     raw_close(&c);
 
@@ -1265,7 +1289,7 @@ static int lamb_raw(int port, int phase, const zero_optd_lamb_t *l, size_t extra
     int rc;
     if (len > sizeof(msg) || raw_init(&c) != 0)
         return -1;
-    if (raw_connect(&c, port, &c.ep, 1) != 0) {
+    if (raw_connect(&c, port, &c.ep) != 0) {
         raw_close(&c);
         return -1;
     }
@@ -1345,7 +1369,7 @@ static int mid_message_client(int port)
     zero_optd_header_t h;
     ucp_request_param_t rp;
     char text[600];
-    if (raw_init(&c) != 0 || raw_connect(&c, port, &c.ep, 1) != 0)
+    if (raw_init(&c) != 0 || raw_connect(&c, port, &c.ep) != 0)
         return 2;
     make_hello(msg, c.key);
     if (raw_exchange(&c, msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c.key, &h, text, sizeof(text)) != 0 ||
@@ -1412,7 +1436,7 @@ static void test_reply_not_read(void)
     CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
     idle_bytes = zero_optd_server_bytes(srv.server);
     CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, zero_optd_server_port(srv.server), &c.ep, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, zero_optd_server_port(srv.server), &c.ep), 0);
     memset(&hello, 0, sizeof(hello));
     memcpy(hello.token, job_token, sizeof(job_token));
     hello.num_groups = 1;
@@ -1447,10 +1471,7 @@ static void test_reply_not_read(void)
     /* the stalled client was dropped and its 4 MiB of state freed */
     for (double t1 = zero_clock_now(); zero_optd_server_bytes(srv.server) != idle_bytes && zero_clock_now() - t1 < 30;)
         zero_clock_sleep(0.05);
-    CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);
-    for (double t1 = zero_clock_now(); !c.failed && zero_clock_now() - t1 < 10;)
-        ucp_worker_progress(c.worker);
-    CU_ASSERT(c.failed);
+    CU_ASSERT_EQUAL(zero_optd_server_bytes(srv.server), idle_bytes);   /* its connection closed */
     raw_close(&c);
     server_stop(&srv);
 }
@@ -1492,12 +1513,20 @@ static void test_stalled_receives_fenced(void)
         ucp_config_release(config);
         memset(&wp, 0, sizeof(wp));
         CU_ASSERT_EQUAL_FATAL(ucp_worker_create(c[i].context, &wp, &c[i].worker), UCS_OK);
-        CU_ASSERT_EQUAL_FATAL(raw_connect(&c[i], port, &c[i].ep, 1), 0);
+        CU_ASSERT_EQUAL_FATAL(raw_connect(&c[i], port, &c[i].ep), 0);
         make_hello(msg, c[i].key);
         CU_ASSERT_EQUAL_FATAL(
             raw_exchange(&c[i], msg, ZERO_OPTD_HEADER_BYTES + ZERO_OPTD_HELLO_BODY, c[i].key, &h, text, sizeof(text)),
             0);
         CU_ASSERT_EQUAL_FATAL(h.status, 0);
+        /* An endpoint made from a worker address (the doorway) connects its
+         * rendezvous lanes at their first use, which needs progress: a 4 MiB
+         * message on a key nobody has (dropped) first, so that the stalled
+         * STEP's start leaves within the send call, as it did on a
+         * client-server endpoint */
+        memset(&rp, 0, sizeof(rp));
+        CU_ASSERT_EQUAL(raw_wait(&c[i], ucp_tag_send_nbx(c[i].ep, msg, ZERO_OPTD_MAX_MESSAGE, c[i].key ^ 0x10000, &rp),
+                                 5.0), UCS_OK);
         make_max_step(msg, c[i].key);
         memset(&rp, 0, sizeof(rp));
         sends[i] = ucp_tag_send_nbx(c[i].ep, msg, ZERO_OPTD_MAX_MESSAGE, c[i].key, &rp);
@@ -1527,31 +1556,92 @@ static void test_stalled_receives_fenced(void)
 }
 
 /* 200 connections that never say HELLO: a real client is served meanwhile, and they are closed at the deadline. */
+static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *ctx, zero_store_async_step_t *st,
+                         zero_store_t **remote_p);
+
+/* A plain TCP connection to the doorway at 127.0.0.1:@p port (-1: none). */
+static int door_socket(int port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    loopback(&sa, port);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Whether the server closed doorway connection @p fd (end of stream or a
+ * reset; whatever answer came before it is read and ignored). */
+static int door_closed(int fd)
+{
+    unsigned char buf[512];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            return 1;
+        if (n < 0)
+            return 0;
+    }
+}
+
+/* The first @p len bytes of a good control request with a 64-byte address
+ * into @p buf (the whole is ZERO_OPTD_DOOR_REQUEST_HEAD + 64 bytes). */
+static size_t door_half_request(unsigned char *buf, size_t len)
+{
+    unsigned char whole[ZERO_OPTD_DOOR_REQUEST_HEAD + 64], address[64];
+    zero_optd_door_request_t rq;
+    memset(&rq, 0, sizeof(rq));
+    memset(address, 0x5a, sizeof(address));
+    rq.kind = ZERO_OPTD_DOOR_CONTROL;
+    memcpy(rq.token, job_token, sizeof(job_token));
+    rq.address_len = sizeof(address);
+    rq.address = address;
+    zero_optd_encode_door_request(whole, &rq);
+    memcpy(buf, whole, len < sizeof(whole) ? len : sizeof(whole));
+    return len < sizeof(whole) ? len : sizeof(whole);
+}
+
+/* 200 idle TCP connections to the doorway (more than its table holds: the
+ * oldest make room), every fourth having sent half a request (its head and
+ * part of the address, or part of the head): a real client connects and
+ * steps meanwhile, and at the hello deadline (2 s here) the server has
+ * closed every one of them. */
 static void test_idle_connections(void)
 {
+    enum { N = 200 };
     test_server_t srv;
-    raw_client_t c;
-    static ucp_ep_h eps[200];
-    int port;
+    static int fds[N];
+    unsigned char half[ZERO_OPTD_DOOR_REQUEST_HEAD + 64];
+    int port, closed = 0;
     CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
     port = zero_optd_server_port(srv.server);
-    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    static unsigned char welcomes[200][8];
-    static void *welcome_reqs[200];
-    for (int i = 0; i < 200; i++) {
-        ucp_request_param_t rp;
-        CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &eps[i], 0), 0);
-        memset(&rp, 0, sizeof(rp));
-        welcome_reqs[i] = ucp_tag_recv_nbx(c.worker, welcomes[i], 8, ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
+    for (int i = 0; i < N; i++) {
+        fds[i] = door_socket(port);
+        CU_ASSERT_FATAL(fds[i] >= 0);
+        if (i % 4 == 3) {
+            size_t n = door_half_request(half, i % 8 == 3 ? 20 : ZERO_OPTD_DOOR_REQUEST_HEAD + 30);
+            CU_ASSERT_EQUAL(send(fds[i], half, n, MSG_NOSIGNAL), (ssize_t)n);
+        }
     }
-    for (int i = 0; i < 2000; i++)
-        ucp_worker_progress(c.worker);
     check_still_serving(srv.addr);
-    /* the server's hello deadline (2 s here) closes them: our endpoints fail */
-    for (double t0 = zero_clock_now(); !c.failed && zero_clock_now() - t0 < 20;)
-        ucp_worker_progress(c.worker);
-    CU_ASSERT(c.failed);
-    raw_close_eps(&c, eps, welcome_reqs, 200);
+    {
+        zero_store_t *remote = NULL;
+        zero_optim_ctx_t ctx;
+        zero_store_async_step_t st;
+        CU_ASSERT_EQUAL(stepped_store(srv.addr, 5.0, &ctx, &st, &remote), 0);
+        zero_store_destroy(remote);
+    }
+    for (double t0 = zero_clock_now(); closed < N && zero_clock_now() - t0 < 20;) {
+        closed = 0;
+        for (int i = 0; i < N; i++)
+            closed += door_closed(fds[i]);
+        zero_clock_sleep(0.05);
+    }
+    CU_ASSERT_EQUAL(closed, N);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
     check_still_serving(srv.addr);
     server_stop(&srv);
 }
@@ -1577,8 +1667,6 @@ static void test_hostile_partial_messages(void)
     ucp_worker_params_t wp;
     static ucp_ep_h eps[HOSTILE_EPS];
     static void *sends[HOSTILE_EPS];
-    static unsigned char welcomes[HOSTILE_EPS][8];
-    static void *welcome_reqs[HOSTILE_EPS];
     unsigned char *big;
     int port, partial = 0, whole = 0;
     CU_ASSERT_EQUAL_FATAL(server_start_hello(&srv, 0, 60.0), 0);
@@ -1595,21 +1683,10 @@ static void test_hostile_partial_messages(void)
     ucp_config_release(config);
     memset(&wp, 0, sizeof(wp));
     CU_ASSERT_EQUAL_FATAL(ucp_worker_create(c.context, &wp, &c.worker), UCS_OK);
-    for (int i = 0; i < HOSTILE_EPS; i++) {
-        ucp_request_param_t rp;
-        CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &eps[i], 0), 0);
-        memset(&rp, 0, sizeof(rp));
-        welcome_reqs[i] = ucp_tag_recv_nbx(c.worker, welcomes[i], 8, ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
-    }
-    /* connected: each got its WELCOME */
-    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 20.0;) {
-        int all = 1;
+    for (int i = 0; i < HOSTILE_EPS; i++)   /* each answered by the doorway: connected */
+        CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &eps[i]), 0);
+    for (int i = 0; i < 2000; i++)
         ucp_worker_progress(c.worker);
-        for (int i = 0; i < HOSTILE_EPS; i++)
-            all &= welcome_reqs[i] == NULL || ucp_request_check_status(welcome_reqs[i]) != UCS_INPROGRESS;
-        if (all)
-            break;
-    }
     for (int i = 0; i < HOSTILE_EPS; i++) {
         /* A message that went whole at once (the socket's buffers, or the
          * server's thread draining it into its drop meanwhile: 20 of 80 in
@@ -1642,7 +1719,7 @@ static void test_hostile_partial_messages(void)
             ucp_request_cancel(c.worker, sends[i]);
             ucp_request_free(sends[i]);
         }
-    raw_close_eps(&c, eps, welcome_reqs, HOSTILE_EPS);
+    raw_close_eps(&c, eps, HOSTILE_EPS);
     free(big);
     check_still_serving(srv.addr);
     server_stop(&srv);
@@ -1658,24 +1735,18 @@ static void test_hostile_silent_connections(void)
     test_server_t srv;
     raw_client_t c;
     static ucp_ep_h eps[60];
-    static unsigned char welcomes[60][8];
-    static void *welcome_reqs[60];
     int port;
     CU_ASSERT_EQUAL_FATAL(server_start_hello(&srv, 0, 1.0), 0);
     port = zero_optd_server_port(srv.server);
     CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    for (int i = 0; i < 60; i++) {
-        ucp_request_param_t rp;
-        CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &eps[i], 0), 0);
-        memset(&rp, 0, sizeof(rp));
-        welcome_reqs[i] = ucp_tag_recv_nbx(c.worker, welcomes[i], 8, ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
-    }
+    for (int i = 0; i < 60; i++)
+        CU_ASSERT_EQUAL_FATAL(raw_connect(&c, port, &eps[i]), 0);
     for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 0.5;)
         ucp_worker_progress(c.worker);
     /* the client stops here: the deadline's closes fall in these requests */
     for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 4.0;)
         check_still_serving_within(srv.addr, 3.0);
-    raw_close_eps(&c, eps, welcome_reqs, 60);
+    raw_close_eps(&c, eps, 60);
     check_still_serving(srv.addr);
     server_stop(&srv);
 }
@@ -2116,7 +2187,7 @@ static void test_region_full_shm(void)
     CU_ASSERT(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
 }
 
-/* ---------- the data listener admits only a ticket from HELLO's reply ---------- */
+/* ---------- the doorway admits a data connection only with a ticket from HELLO's reply ---------- */
 
 /* Says HELLO with the job token on a new control connection of @p c to
  * @p port and returns what the reply hands out: the data port and the
@@ -2129,7 +2200,7 @@ static int raw_hello_ticket(raw_client_t *c, int port, uint32_t *data_port, uint
     ucp_request_param_t rp;
     ucs_status_t st;
     void *rreq;
-    if (raw_connect(c, port, &c->ep, 1) != 0)
+    if (raw_connect(c, port, &c->ep) != 0)
         return -1;
     make_hello(msg, c->key);
     memset(&rp, 0, sizeof(rp));
@@ -2146,48 +2217,30 @@ static int raw_hello_ticket(raw_client_t *c, int port, uint32_t *data_port, uint
     return 0;
 }
 
-/* A data connection request in flight: its own worker of a data context
- * (whose client id the request carries), its endpoint (as a data
- * connection: no peer-failure mode; the error handler still hears of a
- * rejection) and its WELCOME receive. */
+/* A data connection: its own worker of a data context and its endpoint
+ * (as a data connection: no peer-failure mode). */
 typedef struct data_client {
-    raw_client_t c;   /* worker, ep, failed; no context of its own */
-    void *welcome_req;
-    unsigned char welcome[8];
+    raw_client_t c;   /* worker, ep, key; no context of its own */
     int efd;
 } data_client_t;
 
-/* Asks the data listener at @p port for a connection from a new worker of
- * @p context whose client id is @p id (0: the request carries none).
- * -1: the worker or endpoint could not be made (@p d is then empty). */
-static int data_open(data_client_t *d, ucp_context_h context, int port, uint64_t id)
+/* Asks the doorway at @p port for a data connection with @p ticket (0:
+ * none) from a new worker of @p context. Returns 1 (accepted: @p d holds
+ * it), 0 (refused: door_text says why) or -1 (no answer, or no worker or
+ * endpoint); @p d is empty but when accepted. */
+static int data_open(data_client_t *d, ucp_context_h context, int port, uint64_t ticket)
 {
-    struct sockaddr_in sa;
-    ucp_ep_params_t p;
-    ucp_request_param_t rp;
+    int rc;
     memset(d, 0, sizeof(*d));
-    if (zero_optd_worker_open(context, id, &d->c.worker, &d->efd, "test: a data request") != ZERO_OK)
+    if (zero_optd_worker_open(context, &d->c.worker, &d->efd, "test: a data request") != ZERO_OK)
         return -1;
-    raw_ep_params(&p, &sa, port, id != 0 ? UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID : 0, UCP_ERR_HANDLING_MODE_NONE, &d->c);
-    if (ucp_ep_create(d->c.worker, &p, &d->c.ep) != UCS_OK) {
+    rc = raw_door(d->c.worker, port, ZERO_OPTD_DOOR_DATA, ticket, UCP_ERR_HANDLING_MODE_NONE, &d->c, &d->c.ep,
+                  &d->c.key);
+    if (rc != 1) {
         ucp_worker_destroy(d->c.worker);
         d->c.worker = NULL;
-        return -1;
     }
-    memset(&rp, 0, sizeof(rp));
-    d->welcome_req =
-        ucp_tag_recv_nbx(d->c.worker, d->welcome, sizeof(d->welcome), ZERO_OPTD_TAG_WELCOME, ~(ucp_tag_t)0, &rp);
-    return 0;
-}
-
-/* Progresses @p d's worker once. 1: accepted (its WELCOME came); 0:
- * rejected; -1: neither yet. */
-static int data_state(data_client_t *d)
-{
-    ucp_worker_progress(d->c.worker);
-    if (ucp_request_check_status(d->welcome_req) == UCS_OK)
-        return 1;
-    return d->c.failed ? 0 : -1;
+    return rc;
 }
 
 /* Closes @p d's endpoint by force and destroys its worker (an empty @p d too). */
@@ -2196,7 +2249,6 @@ static void data_close(data_client_t *d)
     ucp_request_param_t rp;
     if (d->c.worker == NULL)
         return;
-    (void)raw_wait(&d->c, d->welcome_req, 0.0);
     memset(&rp, 0, sizeof(rp));
     rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     rp.flags = UCP_EP_CLOSE_FLAG_FORCE;
@@ -2205,29 +2257,12 @@ static void data_close(data_client_t *d)
     d->c.worker = NULL;
 }
 
-/* The pause after a refused request before the next one, and before a
- * request the server will refuse while others come: UCX 1.13 can abort on
- * a refusal whose socket number a request arriving at once reuses
- * (docs/optd.md, Safety, "Known hole: refused connection requests"); these
- * tests are about what zero-optd refuses, not about that. A standalone
- * UCX listener refusing a client's requests aborted 6 of 6 runs of 4 s with
- * them 8 at a time, none of 10 (1,350 refusals) with one at a time and
- * 20 ms between (lead, 5 Dec 2026). */
-#define PACE_REFUSALS_S 0.02
-
-/* data_open, then what became of the request within 5 s (data_state; -1:
- * nothing), then data_close. */
-static int data_request(ucp_context_h context, int port, uint64_t id)
+/* data_open, then data_close: what became of the request (1, 0 or -1). */
+static int data_request(ucp_context_h context, int port, uint64_t ticket)
 {
     data_client_t d;
-    int rc = -1;
-    if (data_open(&d, context, port, id) != 0)
-        return -1;
-    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 5.0 && rc < 0;)
-        rc = data_state(&d);
+    int rc = data_open(&d, context, port, ticket);
     data_close(&d);
-    if (rc == 0)
-        zero_clock_sleep(PACE_REFUSALS_S);
     return rc;
 }
 
@@ -2253,10 +2288,13 @@ static void test_data_ticket(void)
     CU_ASSERT_FATAL(data_port > 0 && ticket != 0);
     zero_optd_data_settings(settings);
     CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, settings, "test: a data context"), ZERO_OK);
-    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, 0), 0);            /* no client id */
+    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, 0), 0);            /* no ticket */
+    CU_ASSERT_PTR_NOT_NULL(strstr(door_text, "no valid ticket"));
     CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket ^ 1), 0);   /* a wrong one */
+    CU_ASSERT_PTR_NOT_NULL(strstr(door_text, "no valid ticket"));
     CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket), 1);
     CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket), 0);       /* used already */
+    CU_ASSERT_PTR_NOT_NULL(strstr(door_text, "no valid ticket"));
     zero_optd_ucx_close(&u);
     raw_close(&c);
     CU_ASSERT_EQUAL(stepped_store(srv.addr, 3.0, &ctx, &st, &remote), 0);
@@ -2447,7 +2485,7 @@ static void test_ticket_refused_while_closing(void)
     zero_optd_data_settings(settings);
     CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, settings, "test: a data context"), ZERO_OK);
     CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
-    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, zero_optd_server_port(srv.server), &c.ep, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_connect(&c, zero_optd_server_port(srv.server), &c.ep), 0);
     memset(&hello, 0, sizeof(hello));
     memcpy(hello.token, job_token, sizeof(job_token));
     hello.num_groups = 1;
@@ -2513,20 +2551,14 @@ static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, 
     zero_optd_attach_t a;
     zero_optd_attach_reply_t ar;
     char text[64];
-    int rc = -1;
     memset(d, 0, sizeof(*d));
     memset(u, 0, sizeof(*u));
     if (raw_init(c) != 0 || raw_hello_ticket(c, port, &data_port, &ticket) != 0)
         return -1;
     zero_optd_data_settings(settings);
     if (zero_optd_ucx_open(u, settings, "test: a region client") != ZERO_OK ||
-        data_open(d, u->context, (int)data_port, ticket) != 0)
+        data_open(d, u->context, (int)data_port, ticket) != 1)
         return -1;
-    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 5.0 && rc < 0;)
-        rc = data_state(d);
-    if (rc != 1)
-        return -1;
-    d->c.key = zero_get_le64(d->welcome);
     h = (zero_optd_header_t){.version = ZERO_OPTD_VERSION, .type = ZERO_OPTD_ATTACH,
                              .body_len = ZERO_OPTD_ATTACH_BODY, .conn_key = d->c.key, .seq = 1};
     zero_optd_encode_header(msg, &h);
@@ -2818,12 +2850,181 @@ static void test_region_hostile_headers(void)
     server_stop(&srv);
 }
 
-/* A process started with UCX_POSIX_SEG_SIZE=64k that asks the data listener
- * of a real zero-optd for a connection without a ticket and sends a 1 MiB
- * message on it. UCX 1.13 trusts the sender's segment size: when such a
- * request was accepted, zero-optd aborted in UCX's receive path. Now it is
- * rejected before anything of it exists, and the server serves on. Run in
- * a child, as a foreign process would be. */
+/* ---------- the flood that used to abort zero-optd ---------- */
+
+/* One flood connection to @p sa of kind @p k (0..5): a request with another
+ * job's token, a data request with a made-up ticket (the right token), 100
+ * random bytes, a request's head alone (kept open: *@p held_fd), a
+ * connection closed at once, a head announcing an address over the bound.
+ * Reads the answer of every other one. Returns 1 when an answer accepted
+ * it (never right), else 0. */
+static int flood_one(const struct sockaddr_in *sa, int k, uint32_t *rng, int *held_fd)
+{
+    unsigned char buf[ZERO_OPTD_DOOR_REQUEST_HEAD + 64], answer[ZERO_OPTD_DOOR_ANSWER_MAX], address[64];
+    zero_optd_door_request_t rq;
+    zero_optd_door_answer_t ans;
+    struct timeval tv = {.tv_sec = 1};
+    size_t len = 0;
+    ssize_t got = 0;
+    int accepted = 0, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));   /* connect and send give up after 1 s */
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0) {
+        close(fd);
+        return 0;
+    }
+    memset(&rq, 0, sizeof(rq));
+    memset(address, 0x5a, sizeof(address));
+    memcpy(rq.token, job_token, sizeof(job_token));
+    rq.kind = ZERO_OPTD_DOOR_CONTROL;
+    rq.address_len = sizeof(address);
+    rq.address = address;
+    switch (k) {
+    case 0:
+        rq.token[3] ^= 0x40;   /* another job's */
+        len = zero_optd_encode_door_request(buf, &rq);
+        break;
+    case 1:
+        rq.kind = ZERO_OPTD_DOOR_DATA;
+        *rng = *rng * 1664525u + 1013904223u;
+        rq.ticket = ((uint64_t)*rng << 32) | 1u;   /* never a ticket the server handed out */
+        len = zero_optd_encode_door_request(buf, &rq);
+        break;
+    case 2:
+        for (size_t i = 0; i < 100; i++) {
+            *rng = *rng * 1664525u + 1013904223u;
+            buf[i] = (unsigned char)(*rng >> 24);
+        }
+        len = 100;
+        break;
+    case 3:
+        len = zero_optd_encode_door_request(buf, &rq) - 30;   /* the head and part of the address */
+        break;
+    case 4:
+        close(fd);
+        return 0;
+    default:
+        zero_optd_encode_door_request(buf, &rq);
+        zero_put_le32(buf + 8, ZERO_OPTD_MAX_WORKER_ADDRESS + 1);
+        len = sizeof(buf);
+        break;
+    }
+    (void)!send(fd, buf, len, MSG_NOSIGNAL);
+    if (k == 3) {   /* left hanging: the previous one held goes */
+        if (*held_fd >= 0)
+            close(*held_fd);
+        *held_fd = fd;
+        return 0;
+    }
+    if (k % 2 == 0) {
+        size_t have = 0;
+        while (have < sizeof(answer) && (got = recv(fd, answer + have, sizeof(answer) - have, 0)) > 0)
+            have += (size_t)got;
+        accepted = zero_optd_decode_door_answer(answer, have, &ans) == ZERO_OPTD_PARSE_OK && ans.status == 0;
+    }
+    close(fd);
+    return accepted;
+}
+
+/* A flood process (exec'd by test_door_flood): connections of every kind
+ * flood_one makes, one after another as fast as it can, for @p seconds,
+ * keeping up to 16 half requests open. Prints how many it made; exits 1
+ * when any was accepted. */
+static int door_flood(const char *addr, double seconds)
+{
+    struct sockaddr_in sa;
+    int held[16], made = 0, accepted = 0;
+    uint32_t rng = (uint32_t)getpid();
+    for (int i = 0; i < 16; i++)
+        held[i] = -1;
+    loopback(&sa, atoi(strrchr(addr, ':') + 1));
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < seconds; made++)
+        accepted += flood_one(&sa, made % 6, &rng, &held[made % 16]);
+    for (int i = 0; i < 16; i++)
+        if (held[i] >= 0)
+            close(held[i]);
+    printf("%d %d\n", made, accepted);
+    return accepted == 0 ? 0 : 1;
+}
+
+/* The flood that aborted zero-optd inside UCX 1.13 while it had a UCX
+ * listener (docs/optd.md, Safety: refused connection requests racing
+ * others): FLOODERS processes flood its doorway (door_flood) for
+ * ZERO_TEST_FLOOD_S seconds (default 4) while a real client connects, steps
+ * and checks its weights and state bit for bit against the host store,
+ * again and again. zero-optd must serve on and stop cleanly, every real
+ * client succeed, no flood connection be accepted. */
+static void test_door_flood(void)
+{
+    enum { FLOODERS = 3 };
+    const char *env = getenv("ZERO_TEST_FLOOD_S");
+    double seconds = env != NULL ? atof(env) : 4.0;
+    char addr[64], secs[32];
+    pid_t pid = spawn_optd(addr, sizeof(addr)), kids[FLOODERS];
+    FILE *out[FLOODERS];
+    zero_optim_ctx_t ctx;
+    int rounds = 0, made = 0;
+    const pid_t parent = getpid();
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+    snprintf(secs, sizeof(secs), "%.3f", seconds);
+    for (int i = 0; i < FLOODERS; i++) {
+        int fds[2];
+        CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            zero_test_die_with_parent(parent);
+            dup2(fds[1], 1);
+            close(fds[0]);
+            execl("/proc/self/exe", "test_optd", "--door-flood", addr, secs, (char *)NULL);
+            _exit(127);
+        }
+        CU_ASSERT_FATAL(kids[i] > 0);
+        close(fds[1]);
+        out[i] = fdopen(fds[0], "r");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(out[i]);
+    }
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < seconds; rounds++) {
+        const char *addrs[1] = {addr};
+        zero_store_desc_t desc;
+        zero_store_remote_opts_t o;
+        zero_store_t *host = NULL, *remote = NULL;
+        desc_init(&desc, 70000, 1001, 2);
+        remote_opts(&o, addrs, 1);
+        CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
+        remote = remote_create_on(&desc, &o, rounds % 2);   /* on the data connection, and over TCP */
+        for (int g = 0; g < 2; g++) {
+            fill_store(host, g, 31u + (uint32_t)g);
+            fill_store(remote, g, 31u + (uint32_t)g);
+        }
+        run_and_compare(host, remote, &optimizer_cases[0], ZERO_FP32, ZERO_FP32, 20000, &ctx);
+        zero_store_destroy(remote);
+        zero_store_destroy(host);
+    }
+    for (int i = 0; i < FLOODERS; i++) {
+        int status = -1, n = 0, acc = -1;
+        CU_ASSERT_EQUAL(fscanf(out[i], "%d %d", &n, &acc), 2);
+        fclose(out[i]);
+        CU_ASSERT_EQUAL(waitpid(kids[i], &status, 0), kids[i]);
+        CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);   /* none accepted */
+        made += n;
+    }
+    fprintf(stderr, "flood: %d doorway connections from %d processes in %.1f s; %d real clients stepped\n", made,
+            FLOODERS, seconds, rounds);
+    CU_ASSERT(made > 100 * FLOODERS);
+    CU_ASSERT(rounds >= 2);
+    check_optd_survived(pid, addr);
+}
+
+/* A process started with UCX_POSIX_SEG_SIZE=64k that asks the doorway of a
+ * real zero-optd for a data connection without a ticket and, were it
+ * accepted, sends a 1 MiB message on it. UCX 1.13 trusts the sender's
+ * segment size: when such a request was accepted (before the tickets),
+ * zero-optd aborted in UCX's receive path. Now it is refused before
+ * anything of it exists (exit 0; 4: accepted, 3: no answer), and the server
+ * serves on. Run in a child, as a foreign process would be. */
 static void foreign_64k_client(const char *addr)
 {
     static unsigned char big[1 << 20];
@@ -2832,11 +3033,10 @@ static void foreign_64k_client(const char *addr)
     const char *settings[ZERO_OPTD_DATA_SETTINGS];
     uint32_t data_port = 0;
     uint64_t ticket = 0;
-    struct sockaddr_in sa;
-    ucp_ep_params_t p;
+    data_client_t d;
     ucp_request_param_t rp;
-    ucp_ep_h ep;
     void *sreq;
+    int rc;
     const char *foreign[ZERO_OPTD_DATA_SETTINGS + 2];
     setenv("UCX_POSIX_SEG_SIZE", "64k", 1);
     if (raw_init(&c) != 0 || raw_hello_ticket(&c, atoi(strrchr(addr, ':') + 1), &data_port, &ticket) != 0)
@@ -2852,15 +3052,15 @@ static void foreign_64k_client(const char *addr)
     if (zero_optd_ucx_open(&u, foreign, "test: a foreign data context") != ZERO_OK)
         _exit(2);
     /* no ticket; no peer-failure mode, as a data connection: shared memory */
-    raw_ep_params(&p, &sa, (int)data_port, 0, UCP_ERR_HANDLING_MODE_NONE, NULL);
-    if (ucp_ep_create(u.worker, &p, &ep) != UCS_OK)
-        _exit(3);
+    rc = data_open(&d, u.context, (int)data_port, 0);
+    if (rc != 1)
+        _exit(rc == 0 ? 0 : 3);
     memset(&rp, 0, sizeof(rp));
-    sreq = ucp_tag_send_nbx(ep, big, sizeof(big), 0x1234, &rp);
+    sreq = ucp_tag_send_nbx(d.c.ep, big, sizeof(big), 0x1234, &rp);
     for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 3.0;)
-        ucp_worker_progress(u.worker);
+        ucp_worker_progress(d.c.worker);
     (void)sreq;
-    _exit(0);   /* nothing released: a foreign process need not be tidy */
+    _exit(4);   /* nothing released: a foreign process need not be tidy */
 }
 
 static void test_data_ticket_foreign_64k(void)
@@ -2870,7 +3070,7 @@ static void test_data_ticket_foreign_64k(void)
     zero_optim_ctx_t ctx;
     zero_store_async_step_t st;
     pid_t child, pid = spawn_optd(addr, sizeof(addr));
-    int wstatus = 0;
+    int wstatus = 0, cstatus = -1;
     CU_ASSERT_FATAL(pid > 0);
     const pid_t parent = getpid();
     child = fork();
@@ -2879,7 +3079,7 @@ static void test_data_ticket_foreign_64k(void)
         foreign_64k_client(addr);
     }
     CU_ASSERT_FATAL(child > 0);
-    for (double t0 = zero_clock_now(); waitpid(child, NULL, WNOHANG) == 0;) {
+    for (double t0 = zero_clock_now(); waitpid(child, &cstatus, WNOHANG) == 0;) {
         if (zero_clock_now() - t0 > 20) {
             kill(child, SIGKILL);
             waitpid(child, NULL, 0);
@@ -2887,6 +3087,7 @@ static void test_data_ticket_foreign_64k(void)
         }
         zero_clock_sleep(0.05);
     }
+    CU_ASSERT(WIFEXITED(cstatus) && WEXITSTATUS(cstatus) == 0);   /* refused at the doorway */
     CU_ASSERT_EQUAL(waitpid(pid, &wstatus, WNOHANG), 0);   /* zero-optd lives */
     CU_ASSERT_EQUAL(stepped_store(addr, 5.0, &ctx, &st, &remote), 0);
     zero_store_destroy(remote);
@@ -2952,8 +3153,8 @@ static void env_pairs(const char *const *env, int set)
  * connection managers none of which exists here. Each case: a real
  * zero-optd and a client process, each with its environment; the client
  * must step, read and write (on its data connection, or over TCP) and exit
- * 0 having warned about its first setting, zero-optd must live and serve
- * another client. */
+ * 0 having warned about its first setting (a pinned one), zero-optd must
+ * live and serve another client. */
 static void test_transport_settings(void)
 {
     static const struct {
@@ -2974,8 +3175,10 @@ static void test_transport_settings(void)
         {{"UCX_TCP_TX_SEG_SIZE", "256k", "UCX_TCP_RX_SEG_SIZE", "256k", "UCX_RNDV_THRESH", "inf", NULL},
          {"UCX_RNDV_THRESH", "inf", NULL},
          0, 1},
-        /* no connection manager that exists here (no RDMA): zero-optd
-         * aborted in ucp_listener_create, the client died in ucp_ep_create */
+        /* no connection manager that exists here (no RDMA): until the
+         * doorway (version 8) zero-optd aborted in ucp_listener_create and
+         * the client died in ucp_ep_create unless tcp was added; now no
+         * connection manager is used, and nothing is warned of */
         {{NULL}, {"UCX_SOCKADDR_TLS_PRIORITY", "rdmacm", NULL}, 1, 0},
         {{"UCX_SOCKADDR_TLS_PRIORITY", "rdmacm", NULL}, {NULL}, 1, 0},
         /* " tcp" is no entry UCX knows (it compares entries whole): a test
@@ -3036,14 +3239,14 @@ static void test_transport_settings(void)
             fclose(f);
         }
         unlink(log);
-        if (cases[i].client_env[0] != NULL && strcmp(cases[i].client_env[0], "UCX_RNDV_THRESH") != 0) {
-            /* the pins' warning comes from util/ucx_pins.c, the connection
-             * managers' from optd_ucx.c */
-            snprintf(want, sizeof(want), "WARN %s: %s=%s ",
-                     strcmp(cases[i].client_env[0], "UCX_SOCKADDR_TLS_PRIORITY") == 0 ? "optd" : "ucx",
-                     cases[i].client_env[0], cases[i].client_env[1]);
+        if (cases[i].client_env[0] != NULL && strcmp(cases[i].client_env[0], "UCX_RNDV_THRESH") != 0 &&
+            strcmp(cases[i].client_env[0], "UCX_SOCKADDR_TLS_PRIORITY") != 0) {
+            /* the pins' warning (util/ucx_pins.c) */
+            snprintf(want, sizeof(want), "WARN ucx: %s=%s ", cases[i].client_env[0], cases[i].client_env[1]);
             CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
         }
+        /* no connection manager since the doorway: nothing to warn of */
+        CU_ASSERT_PTR_NULL(strstr(text, "SOCKADDR_TLS_PRIORITY"));
         if (kill(optd, 0) == 0)
             check_still_serving(addr);
         kill(optd, SIGKILL);
@@ -3098,15 +3301,15 @@ static int fds_back_to(int fds, double timeout_s)
 
 /* Every data connection taken, by ticket holders. A raw client says HELLO on
  * ZERO_OPTD_MAX_DATA_CONNS + 1 control connections and holds their tickets.
- * First 8 requests without a ticket, one at a time (no client id, or a ticket with one bit
- * flipped) are rejected and, once closed, leave no descriptor behind (a
+ * First 8 requests without a ticket (none, or a ticket with one bit
+ * flipped) are refused and leave no descriptor behind (a
  * data connection that was made would hold its worker's until the hello
  * deadline). Then one request per ticket, each from a worker of its own
  * that then says nothing: exactly ZERO_OPTD_MAX_DATA_CONNS are welcomed
  * (the ticketless ones took no slot), the last is refused although its
  * ticket is good. 8 of them send a 1 MiB message with a key nobody has,
  * whose dropped receive is in flight on that connection's worker when the
- * worker goes. A store made meanwhile is told of no data listener, keeps to
+ * worker goes. A store made meanwhile is offered no data connection, keeps to
  * its first connection and is served. At the hello deadline the server
  * closes them and destroys their workers: a later store gets its data
  * connection again, and once every client is gone the process holds the
@@ -3123,14 +3326,13 @@ static void test_data_connections_full(void)
     zero_store_async_step_t st;
     struct rlimit rl;
     static unsigned char big[1u << 20];
-    static data_client_t dc[N], stray[TICKETLESS];
+    static data_client_t dc[N];
     static ucp_ep_h ctl[N];
-    static void *no_reqs[N];
     static uint64_t ticket[N];
     void *sends[SENDERS];
     data_client_t *sender[SENDERS];
     uint32_t data_port = 0;
-    int fds_before, fds_ctl, fds, welcomed = 0, refused = 0, pending = N, nsend = 0, rc;
+    int fds_before, fds_ctl, fds, welcomed = 0, refused = 0, nsend = 0, rc;
     /* the server's workers and this process's: about 1500 descriptors */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192 && rl.rlim_max > rl.rlim_cur) {
         rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
@@ -3152,59 +3354,29 @@ static void test_data_connections_full(void)
         ctl[i] = c.ep;
         c.ep = NULL;
     }
-    /* no ticket: rejected before any slot, worker or endpoint exists on the
-     * server. One at a time, each after the one before was answered and a
-     * pause: refusals racing other requests can abort UCX 1.13 (the sockcm
-     * fd reuse, docs/optd.md Safety), which this test is not about. */
+    /* no ticket: refused before any slot, worker or endpoint exists on the
+     * server */
     fds_ctl = open_fds();
-    for (int i = 0; i < TICKETLESS; i++) {
-        CU_ASSERT_EQUAL_FATAL(data_open(&stray[i], u.context, (int)data_port, i % 2 ? 0 : ticket[i] ^ 1), 0);
-        for (double t0 = zero_clock_now(); data_state(&stray[i]) < 0 && zero_clock_now() - t0 < 10.0;)
-            ;
-        zero_clock_sleep(PACE_REFUSALS_S);
-    }
-    for (int i = 0; i < TICKETLESS; i++) {
-        int state = data_state(&stray[i]);
-        refused += state == 0;
-        welcomed += state == 1;
-    }
-    CU_ASSERT_EQUAL(refused, TICKETLESS);
     for (int i = 0; i < TICKETLESS; i++)
-        data_close(&stray[i]);
+        refused += data_request(u.context, (int)data_port, i % 2 ? 0 : ticket[i] ^ 1) == 0;
+    CU_ASSERT_EQUAL(refused, TICKETLESS);
     fds = fds_back_to(fds_ctl, 3.0);
     CU_ASSERT_EQUAL(fds, fds_ctl);
     if (fds != fds_ctl)
         fprintf(stderr, "descriptors: %d before the ticketless requests, %d after\n", fds_ctl, fds);
     /* one request per ticket: all slots taken by ticket holders, the last
-     * refused (sent once the others are answered, and after a pause, as
-     * above) */
+     * refused although its ticket is good */
+    refused = 0;
     for (int i = 0; i < N; i++) {
-        if (i == N - 1) {
-            for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 20.0;) {
-                pending = 0;
-                for (int k = 0; k < N - 1; k++)
-                    pending += data_state(&dc[k]) < 0;
-                if (pending == 0)
-                    break;
-            }
-            zero_clock_sleep(PACE_REFUSALS_S);
-        }
-        CU_ASSERT_EQUAL_FATAL(data_open(&dc[i], u.context, (int)data_port, ticket[i]), 0);
-    }
-    pending = N;
-    for (double t0 = zero_clock_now(); pending > 0 && zero_clock_now() - t0 < 20.0;) {
-        welcomed = refused = pending = 0;
-        for (int i = 0; i < N; i++) {
-            int state = data_state(&dc[i]);
-            welcomed += state == 1;
-            refused += state == 0;
-            pending += state < 0;
-        }
+        int state = data_open(&dc[i], u.context, (int)data_port, ticket[i]);
+        welcomed += state == 1;
+        refused += state == 0;
     }
     CU_ASSERT_EQUAL(welcomed, ZERO_OPTD_MAX_DATA_CONNS);
     CU_ASSERT_EQUAL(refused, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(door_text, "in use"));
     for (int i = 0; i < N && nsend < SENDERS; i++)
-        if (data_state(&dc[i]) == 1) {
+        if (dc[i].c.worker != NULL) {
             ucp_request_param_t rp;
             memset(&rp, 0, sizeof(rp));
             sender[nsend] = &dc[i];
@@ -3213,7 +3385,7 @@ static void test_data_connections_full(void)
     for (int k = 0; k < 200; k++)
         for (int i = 0; i < nsend; i++)
             ucp_worker_progress(sender[i]->c.worker);
-    /* all taken: HELLO names no data listener, the store keeps to its first connection and is served */
+    /* all taken: HELLO offers no data connection, the store keeps to its first connection and is served */
     CU_ASSERT_EQUAL(stepped_store(srv.addr, 5.0, &ctx, &st, &remote), 3);
     zero_store_destroy(remote);
     check_still_serving(srv.addr);
@@ -3232,7 +3404,7 @@ static void test_data_connections_full(void)
         }
     for (int i = 0; i < N; i++)
         data_close(&dc[i]);
-    raw_close_eps(&c, ctl, no_reqs, N);
+    raw_close_eps(&c, ctl, N);
     /* the server has dropped the last store's connections once its descriptors are back */
     fds = fds_back_to(fds_before, 10.0);
     CU_ASSERT_EQUAL(fds, fds_before);
@@ -3732,6 +3904,8 @@ int main(int argc, char **argv)
          test_region_hostile_headers},
         {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
          test_data_ticket_foreign_64k},
+        {"a flood of wrong tokens, made-up tickets, garbage and half requests at the doorway from 3 processes: "
+         "zero-optd serves on, real clients step bit for bit meanwhile", test_door_flood},
         {"a client or zero-optd with another UCX shared-memory FIFO geometry, other tcp segments or no usable "
          "connection manager: both serve on",
          test_transport_settings},
@@ -3767,5 +3941,7 @@ int main(int argc, char **argv)
         return store_client(argv[2], 1);
     if (argc == 3 && strcmp(argv[1], "--fifo-client") == 0)
         return fifo_client(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "--door-flood") == 0)
+        return door_flood(argv[2], atof(argv[3]));
     return zero_test_main(argc, argv, suites);
 }
