@@ -667,6 +667,97 @@ static void test_memory_limit(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* The doorway's frames (optd_wire.h): what each decoder accepts, refuses
+ * and waits for, on every prefix of a good frame. */
+static void test_door_frames(void)
+{
+    static unsigned char buf[ZERO_OPTD_DOOR_REQUEST_MAX + 8], address[ZERO_OPTD_MAX_WORKER_ADDRESS];
+    zero_optd_door_request_t rq, got;
+    zero_optd_door_answer_t an, agot;
+    size_t len;
+    for (size_t i = 0; i < sizeof(address); i++)
+        address[i] = (unsigned char)(i * 7 + 1);
+    memset(&rq, 0, sizeof(rq));
+    rq.kind = ZERO_OPTD_DOOR_DATA;
+    memcpy(rq.token, job_token, sizeof(job_token));
+    rq.ticket = 0x0123456789abcdefull;
+    rq.address_len = 100;
+    rq.address = address;
+    len = zero_optd_encode_door_request(buf, &rq);
+    CU_ASSERT_EQUAL_FATAL(len, ZERO_OPTD_DOOR_REQUEST_HEAD + 100);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, len, &got), ZERO_OPTD_PARSE_OK);
+    CU_ASSERT(got.kind == ZERO_OPTD_DOOR_DATA && got.ticket == rq.ticket && got.address_len == 100 &&
+              got.version == ZERO_OPTD_VERSION && memcmp(got.token, job_token, sizeof(job_token)) == 0 &&
+              got.address == buf + ZERO_OPTD_DOOR_REQUEST_HEAD);
+    for (size_t n = 0; n < len; n++)   /* a stream's prefix: more is needed, never a verdict */
+        CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, n, &got), ZERO_OPTD_PARSE_SHORT);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, ZERO_OPTD_DOOR_REQUEST_HEAD, &got), ZERO_OPTD_PARSE_SHORT);
+    CU_ASSERT_EQUAL(got.address_len, 100u);   /* known once the head is in */
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, len + 1, &got), ZERO_OPTD_PARSE_LENGTH);
+    /* the largest address is taken, one byte more is not */
+    rq.address_len = ZERO_OPTD_MAX_WORKER_ADDRESS;
+    len = zero_optd_encode_door_request(buf, &rq);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, len, &got), ZERO_OPTD_PARSE_OK);
+    zero_put_le32(buf + 8, ZERO_OPTD_MAX_WORKER_ADDRESS + 1);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, ZERO_OPTD_DOOR_REQUEST_HEAD, &got), ZERO_OPTD_PARSE_LENGTH);
+    zero_put_le32(buf + 8, 0);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, ZERO_OPTD_DOOR_REQUEST_HEAD, &got), ZERO_OPTD_PARSE_LENGTH);
+    rq.address_len = 100;
+    len = zero_optd_encode_door_request(buf, &rq);
+    /* magic as soon as 4 bytes are in; version with the number; kind; reserved; a control request's ticket */
+    buf[0] ^= 1;
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, 4, &got), ZERO_OPTD_PARSE_MAGIC);
+    buf[0] ^= 1;
+    zero_put_le16(buf + 4, 7);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, len, &got), ZERO_OPTD_PARSE_VERSION);
+    CU_ASSERT_EQUAL(got.version, 7u);
+    zero_put_le16(buf + 4, ZERO_OPTD_VERSION);
+    zero_put_le16(buf + 6, 3);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, len, &got), ZERO_OPTD_PARSE_TYPE);
+    zero_put_le16(buf + 6, ZERO_OPTD_DOOR_DATA);
+    zero_put_le32(buf + 12, 1);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, len, &got), ZERO_OPTD_PARSE_FIELD);
+    zero_put_le32(buf + 12, 0);
+    zero_put_le16(buf + 6, ZERO_OPTD_DOOR_CONTROL);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, len, &got), ZERO_OPTD_PARSE_FIELD);   /* with a ticket */
+    zero_put_le64(buf + 32, 0);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_request(buf, len, &got), ZERO_OPTD_PARSE_OK);
+
+    /* answers: accepted (an address), refused (a text, no key) */
+    memset(&an, 0, sizeof(an));
+    an.kind = ZERO_OPTD_DOOR_CONTROL;
+    an.conn_key = 0xfeedull << 16;
+    an.len = 64;
+    an.address = address;
+    len = zero_optd_encode_door_answer(buf, &an);
+    CU_ASSERT_EQUAL_FATAL(len, ZERO_OPTD_DOOR_ANSWER_HEAD + 64);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_answer(buf, len, &agot), ZERO_OPTD_PARSE_OK);
+    CU_ASSERT(agot.status == 0 && agot.conn_key == an.conn_key && agot.len == 64 && agot.text == NULL &&
+              memcmp(agot.address, address, 64) == 0);
+    for (size_t n = 0; n < len; n++)
+        CU_ASSERT_EQUAL(zero_optd_decode_door_answer(buf, n, &agot), ZERO_OPTD_PARSE_SHORT);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_answer(buf, len + 1, &agot), ZERO_OPTD_PARSE_LENGTH);
+    zero_put_le16(buf + 6, 0);   /* an acceptance of no kind */
+    CU_ASSERT_EQUAL(zero_optd_decode_door_answer(buf, len, &agot), ZERO_OPTD_PARSE_TYPE);
+    memset(&an, 0, sizeof(an));
+    an.status = ZERO_ERR_PROTOCOL;
+    an.text = "refused: its job token differs";
+    an.len = (uint32_t)strlen(an.text);
+    len = zero_optd_encode_door_answer(buf, &an);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_answer(buf, len, &agot), ZERO_OPTD_PARSE_OK);
+    CU_ASSERT(agot.status == ZERO_ERR_PROTOCOL && agot.address == NULL && agot.len == an.len &&
+              memcmp(agot.text, an.text, an.len) == 0);
+    zero_put_le64(buf + 16, 1);   /* a refusal with a key */
+    CU_ASSERT_EQUAL(zero_optd_decode_door_answer(buf, len, &agot), ZERO_OPTD_PARSE_FIELD);
+    zero_put_le64(buf + 16, 0);
+    zero_put_le32(buf + 12, ZERO_OPTD_MAX_DOOR_TEXT + 1);   /* a text over its bound */
+    CU_ASSERT_EQUAL(zero_optd_decode_door_answer(buf, ZERO_OPTD_DOOR_ANSWER_HEAD, &agot), ZERO_OPTD_PARSE_LENGTH);
+    zero_put_le32(buf + 8, 0);   /* accepted with no address */
+    zero_put_le16(buf + 6, ZERO_OPTD_DOOR_CONTROL);
+    zero_put_le32(buf + 12, 0);
+    CU_ASSERT_EQUAL(zero_optd_decode_door_answer(buf, ZERO_OPTD_DOOR_ANSWER_HEAD, &agot), ZERO_OPTD_PARSE_LENGTH);
+}
+
 /* ---------- raw clients: bytes the store would never send ---------- */
 
 typedef struct raw_client {
@@ -2016,6 +2107,8 @@ static void server_start_env_off(test_server_t *srv, const char *var, int off)
 /* ZERO_OPTD_SAME_HOST=0 in the server's environment: it opens no data
  * listener, so a client on its host (data connection by default) keeps to
  * its first connection; a server without it gives one. */
+static int data_request(ucp_context_h context, int port, uint64_t ticket);
+
 static void test_server_without_data_listener(void)
 {
     for (int off = 1; off >= 0; off--) {
@@ -2027,6 +2120,15 @@ static void test_server_without_data_listener(void)
         /* 3: the store has no data connection */
         CU_ASSERT_EQUAL(stepped_store(srv.addr, 5.0, &ctx, &st, &remote), off ? 3 : 0);
         zero_store_destroy(remote);
+        if (off) {   /* a data request (any ticket) is refused at the doorway, saying why */
+            const char *settings[ZERO_OPTD_DATA_SETTINGS];
+            zero_optd_ucx_t u;
+            zero_optd_data_settings(settings);
+            CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, settings, "test: a data context"), ZERO_OK);
+            CU_ASSERT_EQUAL(data_request(u.context, zero_optd_server_port(srv.server), 1), 0);
+            CU_ASSERT_PTR_NOT_NULL(strstr(door_text, "no data connections on this server"));
+            zero_optd_ucx_close(&u);
+        }
         server_stop(&srv);
     }
 }
@@ -3849,6 +3951,8 @@ int main(int argc, char **argv)
         {"remote step == host step, bitwise, two servers, same-host data connections", test_bitwise_same_host},
         {"remote step == host step, bitwise, two servers, same-host data connections, ZERO_OPTD_ONESIDED=0",
          test_bitwise_same_host_tagged},
+        {"the doorway's request and answer: encoded, decoded, bounded; every prefix asks for more",
+         test_door_frames},
         {"Lamb: remote phases == host phases, bitwise, one server", test_lamb_one_server},
         {"Lamb: remote phases == host phases, bitwise, two servers", test_lamb_two_servers},
         {"Lamb: remote phases == host phases, bitwise, two servers, same-host data connections", test_lamb_same_host},
@@ -3879,7 +3983,7 @@ int main(int argc, char **argv)
          "a real client served",
          test_data_close_ends_its_slots},
         {"client dies mid-message", test_disconnect_mid_message},
-        {"200 idle connections", test_idle_connections},
+        {"200 idle or half-sent connections to the doorway", test_idle_connections},
         {"a hostile client's 80 half-sent messages: a real client is served meanwhile", test_hostile_partial_messages},
         {"a hostile client's 60 silent connections closed at the deadline: a real client is served meanwhile",
          test_hostile_silent_connections},
@@ -3889,12 +3993,16 @@ int main(int argc, char **argv)
         {"server killed: error naming it", test_server_killed_control_only},
         {"server killed, same-host data connection: error naming it", test_server_killed},
         {"server killed mid-step, same-host data connection: error naming it", test_server_killed_mid_step},
-        {"ZERO_OPTD_SAME_HOST=0 for the server: no data listener", test_server_without_data_listener},
-        {"data listener: no ticket, a wrong one, a used one: rejected; a real client is served", test_data_ticket},
-        {"data listener: a flood of ticketless requests: the log bounded, the cause named; a real client is served",
+        {"ZERO_OPTD_SAME_HOST=0 for the server: no data connections", test_server_without_data_listener},
+        {"data connection at the doorway: no ticket, a wrong one, a used one: rejected; a real client is served",
+         test_data_ticket},
+        {"data connection at the doorway: a flood of ticketless requests: the log bounded, the cause named; a real "
+         "client is served",
          test_refusal_flood},
-        {"data listener: a ticket whose control connection closed is refused", test_ticket_expires_with_connection},
-        {"data listener: a ticket whose control connection is closing (a reply still in its slot) is refused",
+        {"data connection at the doorway: a ticket whose control connection closed is refused",
+         test_ticket_expires_with_connection},
+        {"data connection at the doorway: a ticket whose control connection is closing (a reply still in its slot) "
+         "is refused",
          test_ticket_refused_while_closing},
         {"ZERO_OPTD_ONESIDED=0 for the server: no region, STEP tagged on the data connection",
          test_server_without_regions},
@@ -3902,7 +4010,7 @@ int main(int argc, char **argv)
          "messages", test_region_full_shm},
         {"region: hostile STEP_REGION headers refused; a good one served; a real client served within 3 s",
          test_region_hostile_headers},
-        {"data listener: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
+        {"data connection at the doorway: a UCX_POSIX_SEG_SIZE=64k process without a ticket: zero-optd serves on",
          test_data_ticket_foreign_64k},
         {"a flood of wrong tokens, made-up tickets, garbage and half requests at the doorway from 3 processes: "
          "zero-optd serves on, real clients step bit for bit meanwhile", test_door_flood},

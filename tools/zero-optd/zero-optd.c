@@ -27,7 +27,8 @@ static const char help_text[] =
     "ranks assign to it (zero_optimization.offload_optimizer.device \"remote\")\n"
     "and runs their optimizer steps. See docs/optd.md.\n"
     "\n"
-    "--listen ADDR:PORT  address to listen on (UCX client-server endpoints); port 0\n"
+    "--listen ADDR:PORT  address of the doorway (a TCP socket where each client asks\n"
+    "                    for its UCX connection, showing the job token first); port 0\n"
     "                    picks a free one (see --port-file)\n"
     "--threads N         optimizer threads (default 1)\n"
     "--memory LIMIT      bytes of state and buffers at most, with an optional K, M,\n"
@@ -41,7 +42,7 @@ static const char help_text[] =
     "Environment:\n"
     "ZERO_JOB_TOKEN      the job token, when --token-file is not given\n"
     "ZERO_ALLOW_NO_TOKEN=1  serve without a token (any job)\n"
-    "ZERO_OPTD_SAME_HOST=0  open no data listener: clients on this host then send\n"
+    "ZERO_OPTD_SAME_HOST=0  offer no data connections: clients on this host then send\n"
     "                    every request on their first connection (TCP) instead of\n"
     "                    a shared-memory data connection. For a host whose other\n"
     "                    processes must not reach this one's shared memory\n"
@@ -203,10 +204,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     /* A server restarted on its port (the next job of zero-launch --optd)
-     * must not fail while the last one's connections linger in the kernel;
-     * a UCX_TCP_CM_REUSEADDR the user set wins. (UCX's config API does not
-     * take this transport key, hence the variable, set before UCX reads it.) */
-    setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
+     * does not fail while the last one's connections linger in the kernel:
+     * the doorway's socket has SO_REUSEADDR (optd_server.c). UCX listens on
+     * nothing here (until wire version 8 this set UCX_TCP_CM_REUSEADDR). */
     raise_descriptor_limit();
     if (zero_optd_server_create(&opts, &server) != ZERO_OK)
         return 1;
