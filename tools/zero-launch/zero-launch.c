@@ -785,7 +785,7 @@ typedef struct job {
     int interrupted;        /* signal number, or 0 */
 } job_t;
 
-/* What zero-optd prints once its listener is up (tools/zero-optd). */
+/* What zero-optd prints once its doorway listens (tools/zero-optd). */
 static const char optd_listening[] = "zero-optd: listening on";
 
 /* Whether @p line is zero-optd's own "listening" line: it starts the line, or
