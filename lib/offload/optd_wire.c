@@ -123,11 +123,18 @@ void zero_optd_join_split_request(unsigned char *buf)
     zero_put_le16(buf + 6, (uint16_t)(zero_get_le16(buf + 6) & ~ZERO_OPTD_SPLIT));
 }
 
-void zero_optd_encode_header(unsigned char *buf, const zero_optd_header_t *h)
+/* The first 8 bytes every frame shares (a message's header, the doorway's
+ * request and answer): magic, version, and its type or kind. */
+static void put_start(unsigned char *buf, uint32_t type)
 {
     zero_put_le32(buf, ZERO_OPTD_MAGIC);
     zero_put_le16(buf + 4, (uint16_t)ZERO_OPTD_VERSION);
-    zero_put_le16(buf + 6, (uint16_t)h->type);
+    zero_put_le16(buf + 6, (uint16_t)type);
+}
+
+void zero_optd_encode_header(unsigned char *buf, const zero_optd_header_t *h)
+{
+    put_start(buf, h->type);
     zero_put_le32(buf + 8, (uint32_t)h->status);
     zero_put_le32(buf + 12, h->body_len);
     zero_put_le64(buf + 16, h->conn_key);
@@ -512,9 +519,7 @@ zero_optd_parse_t zero_optd_decode_door_request(const unsigned char *buf, size_t
 
 size_t zero_optd_encode_door_request(unsigned char *buf, const zero_optd_door_request_t *req)
 {
-    zero_put_le32(buf, ZERO_OPTD_MAGIC);
-    zero_put_le16(buf + 4, (uint16_t)ZERO_OPTD_VERSION);
-    zero_put_le16(buf + 6, (uint16_t)req->kind);
+    put_start(buf, req->kind);
     zero_put_le32(buf + 8, req->address_len);
     zero_put_le32(buf + 12, 0);
     memcpy(buf + 16, req->token, ZERO_OPTD_TOKEN_BYTES);
@@ -558,9 +563,7 @@ zero_optd_parse_t zero_optd_decode_door_answer(const unsigned char *buf, size_t 
 
 size_t zero_optd_encode_door_answer(unsigned char *buf, const zero_optd_door_answer_t *ans)
 {
-    zero_put_le32(buf, ZERO_OPTD_MAGIC);
-    zero_put_le16(buf + 4, (uint16_t)ZERO_OPTD_VERSION);
-    zero_put_le16(buf + 6, (uint16_t)ans->kind);
+    put_start(buf, ans->kind);
     zero_put_le32(buf + 8, (uint32_t)ans->status);
     zero_put_le32(buf + 12, ans->len);
     zero_put_le64(buf + 16, ans->conn_key);
