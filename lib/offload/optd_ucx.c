@@ -151,10 +151,11 @@ void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])
     }
     settings[0] = "TLS";
     settings[1] = tls != NULL && tls[0] != '\0' ? tls : ZERO_OPTD_DATA_TLS_DEFAULT;
-    /* Every message eager, that is through the shared-memory FIFO: a
-     * rendezvous would move large ones with the context's only one-sided
-     * transport, tcp (there for the connection manager alone: optd_ucx.h),
-     * over the loopback; with RNDV_SCHEME=am UCX 1.13 still did. */
+    /* Every message eager, that is through the shared-memory FIFO: with tcp
+     * in the set (the default until version 8, and a ZERO_OPTD_DATA_TLS may
+     * name it) a rendezvous moved large ones with tcp's one-sided lane over
+     * the loopback; with RNDV_SCHEME=am UCX 1.13 still did. Kept for posix
+     * alone too: the eager path is the one measured. */
     settings[2] = "RNDV_THRESH";
     settings[3] = "inf";
     settings[4] = NULL;

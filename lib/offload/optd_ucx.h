@@ -50,15 +50,16 @@
 /* The data context's transports unless ZERO_OPTD_DATA_TLS names others (a
  * UCX_TLS value, for measuring other sets; one naming cma, or one that may
  * hold it: "sm", "shm", "all", "^...", is refused with a warning). posix
- * carries the messages, all of them eager (the sender copies
- * into the receiver's FIFO segments, the receiver copies out); tcp is there
- * only because UCX 1.13's connection manager connects a client-server
- * endpoint only from a context with a transport on the address's network
- * device ("device lo is not enabled"), and the eager threshold set with it
- * keeps the data off tcp. Since the doorway (version 8) no connection
- * manager is involved, but tcp stays: dropping it is untried and left for a
- * measured change. */
-#define ZERO_OPTD_DATA_TLS_DEFAULT "posix,tcp"
+ * carries the messages, all of them eager (the sender copies into the
+ * receiver's FIFO segments, the receiver copies out), and backs the
+ * region. Until the doorway (wire version 8) the set was "posix,tcp": UCX
+ * 1.13's connection manager connected a client-server endpoint only from a
+ * context with a transport on the address's network device ("device lo is
+ * not enabled"). Endpoints are made from worker addresses now, and posix
+ * alone connects; without tcp a data connection's worker opens no tcp
+ * listening socket, which any process that reached it could send UCX's tcp
+ * wire (docs/optd.md, "The doorway"). */
+#define ZERO_OPTD_DATA_TLS_DEFAULT "posix"
 #define ZERO_OPTD_DATA_SETTINGS 5   /* entries zero_optd_data_settings fills, the NULL included */
 
 typedef struct zero_optd_ucx {
