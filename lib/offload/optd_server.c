@@ -6,10 +6,11 @@
  * workers, the doorway and every endpoint: it progresses the workers, takes
  * doorway connections and answers their one request each (door_service:
  * refused before any UCX object exists, or accepted with an endpoint to the
- * client's worker address and an answer naming ours), closes connections whose endpoint failed or
- * that stayed silent past the hello deadline, probes for messages and
- * receives them into free slots, and sends the replies; with nothing to
- * do it sleeps on UCX's event descriptor and the worker's done_fd. The worker
+ * client's worker address and an answer naming ours), closes connections
+ * whose endpoint failed or that stayed silent past the hello deadline,
+ * probes for messages and receives them into free slots, and sends the
+ * replies; with nothing to do it sleeps on UCX's event descriptors, the
+ * doorway's sockets and the worker's done_fd. The worker
  * thread takes the received slots, oldest first but never ahead of an older
  * message of the same connection (next_work), decodes, acts (allocates a
  * client's state, runs a step, copies a range) and leaves the reply in the
@@ -65,7 +66,7 @@
 #define DROPS 64                 /* dropped messages whose receive may be in flight at once */
 /* Doorway connections held at once, each until its request is whole and
  * answered or its deadline (hello_timeout_s) passes; when a new one finds
- * the table full, the oldest is closed (door_take), so idle connections
+ * the table full, the oldest is closed (door_accept), so idle connections
  * cannot lock good clients out: a flood only makes each wait its turn. */
 #define DOOR_ENTRIES 64
 /* Doorway connections accepted per pass of the loop at most, so a flood of
@@ -172,10 +173,11 @@ typedef struct held {
 } held_t;
 
 /* Refused doorway requests, logged through refusal_log: any process that
- * reaches the port can send them, so a flood must not fill the server's log. In each window of
- * ZERO_OPTD_REFUSAL_WINDOW_S the first ZERO_OPTD_REFUSALS_IN_FULL are logged
- * as they come; the rest are counted, and one line at the window's end gives
- * their number and the last one's client and cause (optd_server.h). */
+ * reaches the port can send them, so a flood must not fill the server's
+ * log. In each window of ZERO_OPTD_REFUSAL_WINDOW_S the first
+ * ZERO_OPTD_REFUSALS_IN_FULL are logged as they come; the rest are counted,
+ * and one line at the window's end gives their number and the last one's
+ * client and cause (optd_server.h). */
 typedef struct refusal_log {
     double window_start;
     int in_window;               /* refusals since window_start */
@@ -257,7 +259,6 @@ struct zero_optd_server {
     /* the doorway: the listening socket and the connections on it */
     int listen_fd;
     door_entry_t door[DOOR_ENTRIES];
-    int ndoor;                   /* entries in use */
     ucp_address_t *ctl_address;  /* the control worker's address, in every control connection's answer */
     size_t ctl_address_len;
     unsigned char door_answer[ZERO_OPTD_DOOR_ANSWER_MAX];
@@ -861,7 +862,6 @@ static void door_drop(zero_optd_server_t *s, door_entry_t *e)
     close(e->fd);
     e->fd = -1;
     e->got = 0;
-    s->ndoor--;
 }
 
 /* Sends the answer in s->door_answer (@p len bytes) with one nonblocking
@@ -1055,7 +1055,7 @@ static void door_read(zero_optd_server_t *s, door_entry_t *e)
 
 /* Accepts what waits on the listening socket (at most DOOR_ACCEPTS_PER_PASS)
  * into doorway entries; with the table full, the oldest entry is closed to
- * make room (door_take). */
+ * make room. */
 static void door_accept(zero_optd_server_t *s)
 {
     for (int k = 0; k < DOOR_ACCEPTS_PER_PASS; k++) {
@@ -1082,7 +1082,6 @@ static void door_accept(zero_optd_server_t *s)
         e->got = 0;
         e->opened = zero_clock_now();
         describe_sockaddr(&sa, e->peer, sizeof(e->peer));
-        s->ndoor++;
     }
 }
 
