@@ -60,13 +60,15 @@
 
 #include <sys/socket.h>
 
-/* Distinct source addresses the allow list holds. The program is 7
+/* Distinct source addresses the allow list holds. The program is 15
  * instructions plus 2 per IPv4 and 9 per IPv6 address (classic BPF allows
- * 4096); the kernel charges each guarded socket the program's size against
- * net.core.optmem_max (20 KiB on kernels before 6.9), and 64 IPv6
- * addresses stay well inside that. One address per client host: a
- * zero-optd serving more hosts than this refuses the next one's address
- * (zero_optd_guard_allow: ZERO_ERR_OVERFLOW), it never opens up. */
+ * 4096), but what bounds it is the kernel's charge: each guarded socket is
+ * charged the program's converted size against net.core.optmem_max (20 KiB
+ * before Linux 6.9, Debian 12's 6.1 included; 128 KiB since). 64 IPv6
+ * addresses fit in 20 KiB (test optmem_20k); 10 KiB refused about 53. One
+ * address per client host: a zero-optd serving more hosts than this
+ * refuses the next one's address (zero_optd_guard_allow: ZERO_ERR_OVERFLOW),
+ * it never opens up. */
 #define ZERO_OPTD_GUARD_MAX_PEERS 64
 
 typedef struct zero_optd_guard zero_optd_guard_t;
