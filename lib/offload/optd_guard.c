@@ -9,6 +9,7 @@
 #include "util/log.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -26,7 +27,7 @@
 #define ACCEPT 0xffffffffu   /* keep the whole packet */
 #define DROP 0u
 /* The program's size for @p n4 IPv4 and @p n6 IPv6 addresses (build_program's layout). */
-#define PROGRAM_LEN(n4, n6) (15 + 2 * (n4) + 9 * (n6))
+#define PROGRAM_LEN(n4, n6) (16 + 2 * (n4) + 9 * (n6))
 
 typedef struct guard_peer {
     int family;              /* AF_INET (addr[0..4)) or AF_INET6 */
@@ -161,6 +162,7 @@ static int build_program(const zero_optd_guard_t *g, struct sock_filter *prog)
         prog[pc++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, ACCEPT);
     }
     prog[pc++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, DROP);
+    assert(pc == PROGRAM_LEN(n4, g->npeers - n4));
     return pc;
 }
 

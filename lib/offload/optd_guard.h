@@ -60,11 +60,12 @@
 
 #include <sys/socket.h>
 
-/* Distinct source addresses the allow list holds. The program is 15
+/* Distinct source addresses the allow list holds. The program is 16
  * instructions plus 2 per IPv4 and 9 per IPv6 address (classic BPF allows
  * 4096), but what bounds it is the kernel's charge: each guarded socket is
  * charged the program's converted size against net.core.optmem_max (20 KiB
- * before Linux 6.9, Debian 12's 6.1 included; 128 KiB since). 64 IPv6
+ * by default on older kernels, Debian 12's 6.1 among them; 128 KiB on the
+ * 6.18 kernel this was written on). 64 IPv6
  * addresses fit in 20 KiB (test optmem_20k); 10 KiB refused about 53. One
  * address per client host: a zero-optd serving more hosts than this
  * refuses the next one's address (zero_optd_guard_allow: ZERO_ERR_OVERFLOW),

@@ -346,7 +346,7 @@ static int set_optmem_max(int value)
 }
 
 /* In a network namespace of its own (root only) with net.core.optmem_max at
- * 20 KiB (the default before Linux 6.9, Debian 12's): the full list of IPv6
+ * 20 KiB (older kernels' default, Debian 12's): the full list of IPv6
  * addresses attaches. Then at 4 KiB a new address is refused and left off
  * the list. Exit status: 0, 77 (cannot make the namespace or set the
  * limit), or the step that failed. */
