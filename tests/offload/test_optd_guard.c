@@ -496,16 +496,20 @@ static int request_wait(ucp_worker_h worker, void *req, double seconds)
 static const char *const ucx_tcp_only[] = {"TLS", "tcp", NULL};
 
 /* The child: a tcp-only UCX worker on lo, guarded (allowing 127.0.0.1) or
- * not; sends its worker address and listening ports on @p out, then
- * receives one tagged message, progressing for up to 20 s, and writes 'R'
- * when it has it. */
+ * not, then a second worker of the same context (as zero-optd makes one
+ * per same-host data connection: it opens listeners of its own), after
+ * which the guard is refreshed; sends its first worker's address, the
+ * number of listeners guarded before and after the refresh and its
+ * listening ports on @p out, then receives one tagged message, progressing
+ * for up to 20 s, and writes 'R' when it has it. */
 static void ucx_server_child(int out, int guarded)
 {
     zero_optd_ucx_t u;
     zero_optd_guard_t *g = NULL;
+    ucp_worker_h second;
     ucp_address_t *addr;
     size_t addr_len;
-    int ports[16];
+    int ports[16], efd;
     uint64_t word = 0;
     struct sockaddr_storage me = make_addr("127.0.0.1", 0);
 
@@ -514,36 +518,50 @@ static void ucx_server_child(int out, int guarded)
     if (guarded && (zero_optd_guard_create(NULL, 0, &g) != ZERO_OK ||
                     zero_optd_guard_allow(g, (struct sockaddr *)&me) != ZERO_OK))
         _exit(3);
-    if (ucp_worker_get_address(u.worker, &addr, &addr_len) != UCS_OK)
+    int before = zero_optd_guard_listeners(g);
+    if (zero_optd_worker_open(u.context, 0, &second, &efd, "guard test server") != ZERO_OK ||
+        zero_optd_guard_refresh(g) != ZERO_OK)
         _exit(4);
+    int after = zero_optd_guard_listeners(g);
+    if (ucp_worker_get_address(u.worker, &addr, &addr_len) != UCS_OK)
+        _exit(5);
     int nports = listening_ports(ports, 16);
-    uint32_t hdr[2] = {(uint32_t)addr_len, (uint32_t)nports};
+    uint32_t hdr[4] = {(uint32_t)addr_len, (uint32_t)before, (uint32_t)after, (uint32_t)nports};
     if (write(out, hdr, sizeof(hdr)) != sizeof(hdr) || write(out, addr, addr_len) != (ssize_t)addr_len ||
         write(out, ports, sizeof(int) * (size_t)nports) != (ssize_t)(sizeof(int) * (size_t)nports))
-        _exit(5);
+        _exit(6);
     ucp_request_param_t rp = {.op_attr_mask = 0};
     void *req = ucp_tag_recv_nbx(u.worker, &word, sizeof(word), 7, UINT64_MAX, &rp);
+    for (int i = 0; i < 1000; i++)   /* the second worker's listeners are read too (an attack there aborts here) */
+        ucp_worker_progress(second);
     if (request_wait(u.worker, req, 20.0) != 0 || word != 0x5afe5afe)
-        _exit(6);
-    if (write(out, "R", 1) != 1)
         _exit(7);
+    for (int i = 0; i < 1000; i++)
+        ucp_worker_progress(second);
+    if (write(out, "R", 1) != 1)
+        _exit(8);
     ucp_worker_release_address(u.worker, addr);
     zero_optd_guard_destroy(g);
+    ucp_worker_destroy(second);
     zero_optd_ucx_close(&u);
     _exit(0);
 }
 
 /*
- * Starts the child, sends the 13 bytes to each of its listeners from
+ * Starts the child, sends the 13 bytes to each of its @p listeners from
  * 127.0.0.2 (*@p attacked: how many connections completed), gives it a
- * second to read them, then a UCX client here sends it a tagged message.
+ * second to read them, then a UCX client here sends it a tagged message
+ * (*@p delivered: the child got it). *@p guarded_before and
+ * *@p guarded_after: the child's guarded listeners before its second
+ * worker and after the refresh.
  * Returns the child's wait status (-1: it did not end in 30 s; killed).
  */
-static int ucx_attack(int guarded, int *attacked, int *listeners, int *delivered)
+static int ucx_attack(int guarded, int *attacked, int *listeners, int *delivered, int *guarded_before,
+                      int *guarded_after)
 {
     int pipefd[2];
     pid_t parent = getpid();
-    *attacked = *listeners = *delivered = 0;
+    *attacked = *listeners = *delivered = *guarded_before = *guarded_after = 0;
     CU_ASSERT_FATAL(pipe(pipefd) == 0);
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
@@ -553,13 +571,15 @@ static int ucx_attack(int guarded, int *attacked, int *listeners, int *delivered
         ucx_server_child(pipefd[1], guarded);
     }
     close(pipefd[1]);
-    uint32_t hdr[2];
+    uint32_t hdr[4];
     unsigned char addr[4096];
     int ports[16];
-    if (read_full(pipefd[0], hdr, sizeof(hdr), 20000) == 0 && hdr[0] <= sizeof(addr) && hdr[1] <= 16 &&
+    if (read_full(pipefd[0], hdr, sizeof(hdr), 20000) == 0 && hdr[0] <= sizeof(addr) && hdr[3] <= 16 &&
         read_full(pipefd[0], addr, hdr[0], 5000) == 0 &&
-        read_full(pipefd[0], ports, sizeof(int) * hdr[1], 5000) == 0) {
-        *listeners = (int)hdr[1];
+        read_full(pipefd[0], ports, sizeof(int) * hdr[3], 5000) == 0) {
+        *guarded_before = (int)hdr[1];
+        *guarded_after = (int)hdr[2];
+        *listeners = (int)hdr[3];
         for (int i = 0; i < *listeners; i++) {
             int fd = connect_from("127.0.0.2", "127.0.0.1", ports[i]);
             if (fd < 0)
@@ -609,9 +629,9 @@ static int ucx_attack(int guarded, int *attacked, int *listeners, int *delivered
  * nothing more than this one). */
 static void test_ucx_unguarded_dies(void)
 {
-    int attacked, listeners, delivered;
-    int ws = ucx_attack(0, &attacked, &listeners, &delivered);
-    CU_ASSERT(listeners >= 1);
+    int attacked, listeners, delivered, before, after;
+    int ws = ucx_attack(0, &attacked, &listeners, &delivered, &before, &after);
+    CU_ASSERT(listeners >= 2);   /* both workers' */
     CU_ASSERT_EQUAL(attacked, listeners);
     CU_ASSERT_FALSE(delivered);
     CU_ASSERT(ws != -1 && WIFSIGNALED(ws));
@@ -622,9 +642,11 @@ static void test_ucx_unguarded_dies(void)
 
 static void test_ucx_guarded_survives(void)
 {
-    int attacked, listeners, delivered;
-    int ws = ucx_attack(1, &attacked, &listeners, &delivered);
-    CU_ASSERT(listeners >= 1);
+    int attacked, listeners, delivered, before, after;
+    int ws = ucx_attack(1, &attacked, &listeners, &delivered, &before, &after);
+    CU_ASSERT(before >= 1);
+    CU_ASSERT(after > before);   /* the second worker's listeners, found by the refresh */
+    CU_ASSERT_EQUAL(after, listeners);
     CU_ASSERT_EQUAL(attacked, 0);
     CU_ASSERT_TRUE(delivered);
     CU_ASSERT(ws != -1 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
