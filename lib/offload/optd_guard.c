@@ -15,6 +15,7 @@
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,12 @@ struct zero_optd_guard {
     int npeers;
     int listeners;   /* guarded by the last scan */
 };
+
+/* Whether a guard exists in this process: it covers every listening socket
+ * of the process, so a second one would overwrite the first's filters with
+ * its own list (the one piece of process-wide state here, because what it
+ * guards is process-wide). */
+static atomic_int guard_exists;
 
 int zero_optd_guard_enabled(void)
 {
@@ -281,8 +288,17 @@ zero_status_t zero_optd_guard_create(const int *skip_fds, int nskip, zero_optd_g
                       "abort zero-optd (docs/optd.md, Safety)");
         return ZERO_OK;
     }
+    if (atomic_exchange(&guard_exists, 1) != 0) {
+        ZERO_LOG_ERROR("zero-optd guard: this process has one already (a guard covers every listening socket of "
+                       "its process)");
+        return ZERO_ERR_STATE;
+    }
     g = zero_calloc(1, sizeof(*g));
-    ZERO_REQUIRE_GOTO(g != NULL, ZERO_ERR_NO_MEMORY, status, fail, "zero-optd guard: out of memory");
+    if (g == NULL) {
+        atomic_store(&guard_exists, 0);
+        ZERO_LOG_ERROR("zero-optd guard: out of memory");
+        return ZERO_ERR_NO_MEMORY;
+    }
     pthread_mutex_init(&g->lock, NULL);
     if (nskip > 0) {
         g->skip = zero_calloc((size_t)nskip, sizeof(*g->skip));
@@ -422,4 +438,5 @@ void zero_optd_guard_destroy(zero_optd_guard_t *guard)
     pthread_mutex_destroy(&guard->lock);
     zero_free(guard->skip);
     zero_free(guard);
+    atomic_store(&guard_exists, 0);
 }

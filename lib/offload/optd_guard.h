@@ -47,6 +47,12 @@
  *    and before telling anyone its address.
  *  - At most ZERO_OPTD_GUARD_MAX_PEERS distinct addresses.
  *
+ * One guard per process, and only in a process whose listening sockets are
+ * all zero-optd's (the zero-optd tool): it covers every listening TCP socket
+ * of the process but those it is told to skip, so a server on a thread of a
+ * process that also holds UCX clients or other servers (the tests' servers)
+ * must run without one: their listeners would get its list.
+ *
  * Opt-out: ZERO_OPTD_GUARD=0 in the environment; zero_optd_guard_create then
  * creates no guard and says so (a warning) every time.
  *
@@ -92,7 +98,7 @@ int zero_optd_guard_enabled(void);
  * host that reaches them, sets *@p guard_p to NULL and returns ZERO_OK; every
  * other call takes that NULL as "no guard" and does nothing.
  * Errors: ZERO_ERR_INVALID_ARG (a bad argument, a skip fd that is not
- * open), the errno's status where the filter cannot be attached or memory
+ * open), ZERO_ERR_STATE (this process has a guard already), the errno's status where the filter cannot be attached or memory
  * runs out (logged, naming the socket and ZERO_OPTD_GUARD=0);
  * *@p guard_p is then NULL. Sockets it attached the filter to before the
  * failure keep it.

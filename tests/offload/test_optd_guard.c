@@ -403,6 +403,11 @@ static void test_bad_arguments(void)
     CU_ASSERT_PTR_NULL(g);
     CU_ASSERT_EQUAL(zero_optd_guard_create(NULL, 1, &g), ZERO_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL_FATAL(zero_optd_guard_create(NULL, 0, &g), ZERO_OK);
+    zero_optd_guard_t *second = NULL;
+    zero_test_first_error_begin();
+    CU_ASSERT_EQUAL(zero_optd_guard_create(NULL, 0, &second), ZERO_ERR_STATE);   /* one per process */
+    CU_ASSERT_PTR_NOT_NULL(strstr(zero_test_first_error_end(), "this process has one already"));
+    CU_ASSERT_PTR_NULL(second);
     CU_ASSERT_EQUAL(zero_optd_guard_allow(g, &unix_peer), ZERO_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(zero_optd_guard_allow(g, NULL), ZERO_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(zero_optd_guard_forget(g, &unix_peer), ZERO_ERR_INVALID_ARG);
