@@ -514,7 +514,7 @@ static void ucx_server_child(int out, int guarded)
     ucp_worker_h second;
     ucp_address_t *addr;
     size_t addr_len;
-    int ports[16], efd;
+    int ports[16];
     uint64_t word = 0;
     struct sockaddr_storage me = make_addr("127.0.0.1", 0);
 
@@ -524,8 +524,8 @@ static void ucx_server_child(int out, int guarded)
                     zero_optd_guard_allow(g, (struct sockaddr *)&me) != ZERO_OK))
         _exit(3);
     int before = zero_optd_guard_listeners(g);
-    if (zero_optd_worker_open(u.context, 0, &second, &efd, "guard test server") != ZERO_OK ||
-        zero_optd_guard_refresh(g) != ZERO_OK)
+    ucp_worker_params_t wp = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE, .thread_mode = UCS_THREAD_MODE_SINGLE};
+    if (ucp_worker_create(u.context, &wp, &second) != UCS_OK || zero_optd_guard_refresh(g) != ZERO_OK)
         _exit(4);
     int after = zero_optd_guard_listeners(g);
     if (ucp_worker_get_address(u.worker, &addr, &addr_len) != UCS_OK)
