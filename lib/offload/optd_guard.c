@@ -332,18 +332,32 @@ fail:
     return status;
 }
 
+/* Takes @p guard's lock for @p peer: *@p p is its entry as the list would
+ * hold it, @p text (INET6_ADDRSTRLEN bytes) its address, *@p index its
+ * place on the list (-1: not there). Errors (the lock not taken): those of
+ * peer_from_sockaddr. */
+static zero_status_t lock_peer(zero_optd_guard_t *guard, const struct sockaddr *peer, guard_peer_t *p, char *text,
+                               int *index)
+{
+    zero_status_t status = peer_from_sockaddr(peer, p);
+    if (status != ZERO_OK)
+        return status;
+    peer_text(p, text, INET6_ADDRSTRLEN);
+    pthread_mutex_lock(&guard->lock);
+    *index = peer_find(guard, p);
+    return ZERO_OK;
+}
+
 zero_status_t zero_optd_guard_allow(zero_optd_guard_t *guard, const struct sockaddr *peer)
 {
     zero_status_t status;
     guard_peer_t p;
     char text[INET6_ADDRSTRLEN];
+    int i;
 
     if (guard == NULL)
         return ZERO_OK;
-    ZERO_CHECK_GOTO(peer_from_sockaddr(peer, &p), status, out_unlocked);
-    peer_text(&p, text, sizeof(text));
-    pthread_mutex_lock(&guard->lock);
-    int i = peer_find(guard, &p);
+    ZERO_CHECK_GOTO(lock_peer(guard, peer, &p, text, &i), status, out_unlocked);
     if (i >= 0) {
         guard->peers[i].refs++;
         status = scan_attach(guard);   /* new listeners since the last call */
@@ -377,13 +391,11 @@ zero_status_t zero_optd_guard_forget(zero_optd_guard_t *guard, const struct sock
     zero_status_t status;
     guard_peer_t p;
     char text[INET6_ADDRSTRLEN];
+    int i;
 
     if (guard == NULL)
         return ZERO_OK;
-    ZERO_CHECK_GOTO(peer_from_sockaddr(peer, &p), status, out_unlocked);
-    peer_text(&p, text, sizeof(text));
-    pthread_mutex_lock(&guard->lock);
-    int i = peer_find(guard, &p);
+    ZERO_CHECK_GOTO(lock_peer(guard, peer, &p, text, &i), status, out_unlocked);
     if (i < 0) {
         ZERO_LOG_ERROR("zero-optd guard: forgetting %s, which is not on the allow list", text);
         status = ZERO_ERR_NOT_FOUND;
@@ -411,24 +423,26 @@ zero_status_t zero_optd_guard_refresh(zero_optd_guard_t *guard)
     return status;
 }
 
-int zero_optd_guard_listeners(zero_optd_guard_t *guard)
+/* The number of guarded listeners (@p listeners) or of addresses on the
+ * list, read under @p guard's lock; 0 for a NULL guard. */
+static int count_of(zero_optd_guard_t *guard, int listeners)
 {
     if (guard == NULL)
         return 0;
     pthread_mutex_lock(&guard->lock);
-    int n = guard->listeners;
+    int n = listeners ? guard->listeners : guard->npeers;
     pthread_mutex_unlock(&guard->lock);
     return n;
 }
 
+int zero_optd_guard_listeners(zero_optd_guard_t *guard)
+{
+    return count_of(guard, 1);
+}
+
 int zero_optd_guard_peers(zero_optd_guard_t *guard)
 {
-    if (guard == NULL)
-        return 0;
-    pthread_mutex_lock(&guard->lock);
-    int n = guard->npeers;
-    pthread_mutex_unlock(&guard->lock);
-    return n;
+    return count_of(guard, 0);
 }
 
 void zero_optd_guard_destroy(zero_optd_guard_t *guard)
