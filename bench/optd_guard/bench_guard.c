@@ -3,7 +3,9 @@
  * (lib/offload/optd_guard.c) costs a TCP stream. A connection accepted from
  * a guarded listener keeps the listener's filter and runs it on every
  * packet it receives, so zero-optd's TCP clients' data passes through it.
- * One stream of --mib MiB over 127.0.0.1 into an accepted socket, three ways
+ * One stream of --mib MiB (written --chunk bytes at a time, default 256 KiB;
+ * below that with TCP_NODELAY, so that each write is a packet of its own)
+ * over 127.0.0.1 into an accepted socket, three ways
  * alternated --reps times (the order rotating): no guard ("none"), a guard
  * allowing 127.0.0.1 alone ("one"), and one holding the list's bound, 63
  * other IPv4 addresses before 127.0.0.1, so every packet runs the longest
@@ -11,8 +13,8 @@
  *   summary: guard_one_over_none=<r> guard_full_over_none=<s>
  * (throughput ratios; 1.0 is no cost). Over loopback the kernel hands TCP
  * 64 KiB packets; a NIC without receive offload hands it MTU-sized ones,
- * about 40 times as many filter runs per byte: read the ratio with that in
- * mind.
+ * about 40 times as many filter runs per byte: --chunk 1448 gives packets
+ * of that size here.
  */
 #include "offload/optd_guard.h"
 
@@ -20,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +39,7 @@ static const char *const way_name[WAYS] = {"none", "one", "full"};
 typedef struct sender {
     int fd;
     size_t bytes;
+    size_t chunk;   /* bytes per write */
 } sender_t;
 
 static double now(void)
@@ -50,7 +54,7 @@ static void *send_all(void *arg)
     sender_t *s = arg;
     static char buf[CHUNK];
     for (size_t sent = 0; sent < s->bytes;) {
-        size_t n = s->bytes - sent < CHUNK ? s->bytes - sent : CHUNK;
+        size_t n = s->bytes - sent < s->chunk ? s->bytes - sent : s->chunk;
         ssize_t w = write(s->fd, buf, n);
         if (w <= 0)
             break;
@@ -66,9 +70,9 @@ static int allow_text(zero_optd_guard_t *g, const char *host)
     return zero_optd_guard_allow(g, (struct sockaddr *)&a) == ZERO_OK ? 0 : -1;
 }
 
-/* One stream of @p bytes into a socket accepted from a listener guarded as
- * @p way says; returns GB/s, or -1. */
-static double one_run(int way, size_t bytes)
+/* One stream of @p bytes, written @p chunk at a time, into a socket
+ * accepted from a listener guarded as @p way says; returns GB/s, or -1. */
+static double one_run(int way, size_t bytes, size_t chunk)
 {
     struct sockaddr_in a = {.sin_family = AF_INET};
     socklen_t len = sizeof(a);
@@ -76,7 +80,8 @@ static double one_run(int way, size_t bytes)
     static char buf[CHUNK];
     double gbs = -1.0;
     pthread_t thread;
-    sender_t s = {.fd = -1, .bytes = bytes};
+    sender_t s = {.fd = -1, .bytes = bytes, .chunk = chunk};
+    int one = 1;
     int rx = -1, lfd = socket(AF_INET, SOCK_STREAM, 0);
 
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
@@ -96,6 +101,8 @@ static double one_run(int way, size_t bytes)
             goto out;
     }
     s.fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (s.fd >= 0 && chunk < CHUNK)   /* each small write its own packet */
+        setsockopt(s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (s.fd < 0 || connect(s.fd, (struct sockaddr *)&a, sizeof(a)) != 0 || (rx = accept(lfd, NULL, NULL)) < 0)
         goto out;
     double t0 = now();
@@ -127,23 +134,25 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    size_t mib = 1024;
+    size_t mib = 1024, chunk = CHUNK;
     int reps = 9;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--mib") == 0)
             mib = (size_t)atol(argv[i + 1]);
         else if (strcmp(argv[i], "--reps") == 0)
             reps = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--chunk") == 0)
+            chunk = (size_t)atol(argv[i + 1]);
     }
-    if (mib == 0 || reps < 1 || reps > 100) {
-        fprintf(stderr, "usage: bench_guard [--mib M] [--reps R (1-100)]\n");
+    if (mib == 0 || reps < 1 || reps > 100 || chunk == 0 || chunk > CHUNK) {
+        fprintf(stderr, "usage: bench_guard [--mib M] [--reps R (1-100)] [--chunk BYTES (1-%d)]\n", CHUNK);
         return 2;
     }
     double runs[WAYS][100], med[WAYS];
     for (int r = 0; r < reps; r++)
         for (int k = 0; k < WAYS; k++) {
             int way = (r + k) % WAYS;
-            runs[way][r] = one_run(way, mib << 20);
+            runs[way][r] = one_run(way, mib << 20, chunk);
             if (runs[way][r] < 0) {
                 fprintf(stderr, "bench_guard: run %d (%s) failed\n", r, way_name[way]);
                 return 1;
@@ -153,8 +162,8 @@ int main(int argc, char **argv)
     for (int w = 0; w < WAYS; w++) {
         qsort(runs[w], (size_t)reps, sizeof(double), cmp_double);
         med[w] = runs[w][reps / 2];
-        printf("%s: median %.2f GB/s (%.2f-%.2f) over %d runs of %zu MiB\n", way_name[w], med[w], runs[w][0],
-               runs[w][reps - 1], reps, mib);
+        printf("%s: median %.2f GB/s (%.2f-%.2f) over %d runs of %zu MiB in writes of %zu bytes\n", way_name[w],
+               med[w], runs[w][0], runs[w][reps - 1], reps, mib, chunk);
     }
     printf("summary: guard_one_over_none=%.3f guard_full_over_none=%.3f\n", med[1] / med[0], med[2] / med[0]);
     return 0;
