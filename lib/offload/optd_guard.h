@@ -4,8 +4,9 @@
  *
  * Why: every UCX 1.13 worker with a tcp transport listens on a TCP port of
  * its own (uct/tcp's interface listener, through which address-based
- * endpoints connect), on every network device it uses, and each same-host
- * data connection's worker opens more. UCX trusts what arrives there: 13
+ * endpoints connect), on every network device it uses (and every worker
+ * made later, such as a data connection's in a context with tcp, opens
+ * more). UCX trusts what arrives there: 13
  * bytes (tcp's magic number and an active-message header longer than the
  * receive segment) abort the process (assertion in tcp_ep.c). We cannot
  * change UCX, so the guard keeps strangers from reaching those ports: it
@@ -71,9 +72,8 @@
  * 4096), but what bounds it is the kernel's charge: each guarded socket is
  * charged the program's converted size against net.core.optmem_max (20 KiB
  * by default on older kernels, Debian 12's 6.1 among them; 128 KiB on the
- * 6.18 kernel this was written on). 64 IPv6
- * addresses fit in 20 KiB (test optmem_20k); 10 KiB refused about 53. One
- * address per client host: a zero-optd serving more hosts than this
+ * 6.18 kernel this was written on). 64 IPv6 addresses fit in 20 KiB
+ * (test optmem_20k). One address per client host: a zero-optd serving more hosts than this
  * refuses the next one's address (zero_optd_guard_allow: ZERO_ERR_OVERFLOW),
  * it never opens up. */
 #define ZERO_OPTD_GUARD_MAX_PEERS 64
