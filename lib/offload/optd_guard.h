@@ -98,8 +98,9 @@ int zero_optd_guard_enabled(void);
  * host that reaches them, sets *@p guard_p to NULL and returns ZERO_OK; every
  * other call takes that NULL as "no guard" and does nothing.
  * Errors: ZERO_ERR_INVALID_ARG (a bad argument, a skip fd that is not
- * open), ZERO_ERR_STATE (this process has a guard already), the errno's status where the filter cannot be attached or memory
- * runs out (logged, naming the socket and ZERO_OPTD_GUARD=0);
+ * open), ZERO_ERR_STATE (this process has a guard already), the errno's
+ * status where the filter cannot be attached or memory runs out (logged,
+ * naming the socket and ZERO_OPTD_GUARD=0);
  * *@p guard_p is then NULL. Sockets it attached the filter to before the
  * failure keep it.
  */
