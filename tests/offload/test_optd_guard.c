@@ -1,0 +1,698 @@
+/*
+ * The allow list in front of UCX's listening sockets (lib/offload/optd_guard.c),
+ * on real sockets of this host (all of 127/8 is on lo, so 127.0.0.2 stands for
+ * another host's address):
+ *  - a guarded listener completes no handshake from an address off the list
+ *    (the SYN is dropped: a nonblocking connect is still pending after
+ *    300 ms), one from an address on it; allow and forget change that, with
+ *    references counted; connections accepted before a change keep working;
+ *  - a skipped listener stays open to everyone; a listener opened after the
+ *    last scan is guarded by the next refresh;
+ *  - IPv6 (::1) and a dual-stack IPv6 listener with IPv4 peers (skipped with
+ *    a message where the host has no ::1);
+ *  - ZERO_OPTD_GUARD_MAX_PEERS addresses (IPv6, the longest program) attach,
+ *    one more is refused and changes nothing; they attach under a 20 KiB
+ *    net.core.optmem_max too (as root, in a network namespace of its own), and
+ *    a filter the kernel refuses leaves the new address off the list;
+ *    bad arguments; the opt-out;
+ *  - UCX itself, in a child process: a tcp-only worker on lo whose listeners
+ *    get the 13 bytes that abort UCX 1.13 (tcp's magic number, an active
+ *    message header longer than the receive segment) from 127.0.0.2. Without
+ *    the guard the child dies (this shows the bytes are the right ones);
+ *    with it, allowing only 127.0.0.1, the bytes never arrive and a tagged
+ *    message from a UCX client on 127.0.0.1 still goes through.
+ */
+#include "offload/optd_guard.h"
+#include "offload/optd_ucx.h"
+#include "test_main.h"
+
+#include <zero/zero.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long a connect is given: one expected to be refused 300 ms (a
+ * handshake on lo takes microseconds, and the filter drops the retried SYNs
+ * too, so waiting longer would only make the test slower), one expected to
+ * complete 5 s (a loaded CI machine). */
+#define REFUSED_WAIT_MS 300
+#define OPEN_WAIT_MS 5000
+
+static struct sockaddr_storage make_addr(const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (strchr(host, ':') != NULL) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        CU_ASSERT_FATAL(inet_pton(AF_INET6, host, &a->sin6_addr) == 1);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        CU_ASSERT_FATAL(inet_pton(AF_INET, host, &a->sin_addr) == 1);
+    }
+    return ss;
+}
+
+static socklen_t addr_len(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+/* A socket listening on @p host (port 0: the kernel's choice, in *@p port);
+ * @p dual: an IPv6 socket that takes IPv4 peers too. -1: none. */
+static int listen_on(const char *host, int dual, int *port)
+{
+    struct sockaddr_storage ss = make_addr(host, 0);
+    socklen_t len = addr_len(&ss);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), off = 0;
+    if (fd < 0)
+        return -1;
+    if (dual)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 16) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        close(fd);
+        return -1;
+    }
+    *port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    return fd;
+}
+
+/* A connection from @p src to @p dst:@p port, or -1 when the handshake has
+ * not completed within @p wait_ms (or failed). */
+static int connect_from(const char *src, const char *dst, int port, int wait_ms)
+{
+    struct sockaddr_storage from = make_addr(src, 0), to = make_addr(dst, port);
+    int fd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), err = 0;
+    socklen_t len = sizeof(err);
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&from, addr_len(&from)) != 0 ||
+        (connect(fd, (struct sockaddr *)&to, addr_len(&to)) != 0 && errno != EINPROGRESS) ||
+        poll(&p, 1, wait_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, 0);
+    return fd;
+}
+
+/* Whether a connection from @p src completes within @p wait_ms (closed
+ * again at once): opens() where it should, refused() where it should not. */
+static int reaches(const char *src, const char *dst, int port, int wait_ms)
+{
+    int fd = connect_from(src, dst, port, wait_ms);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
+}
+
+/* The accepted end of @p client's connection to @p lfd (earlier
+ * connections still queued there are taken and closed first). -1: none. */
+static int opens(const char *src, const char *dst, int port)
+{
+    return reaches(src, dst, port, OPEN_WAIT_MS);
+}
+
+static int refused(const char *src, const char *dst, int port)
+{
+    return !reaches(src, dst, port, REFUSED_WAIT_MS);
+}
+
+static int accept_of(int lfd, int client)
+{
+    struct sockaddr_storage want, got;
+    socklen_t wl = sizeof(want);
+    if (getsockname(client, (struct sockaddr *)&want, &wl) != 0)
+        return -1;
+    for (int i = 0; i < 64; i++) {
+        socklen_t gl = sizeof(got);
+        int fd = accept(lfd, (struct sockaddr *)&got, &gl);
+        if (fd < 0)
+            return -1;
+        if (gl == wl && memcmp(&got, &want, wl) == 0)
+            return fd;
+        close(fd);
+    }
+    return -1;
+}
+
+/* Whether @p a and @p b (the two ends of a connection) carry a byte each way. */
+static int talks(int a, int b)
+{
+    char c = 'x';
+    struct pollfd p = {.fd = b, .events = POLLIN};
+    if (write(a, "x", 1) != 1 || poll(&p, 1, 2000) != 1 || read(b, &c, 1) != 1 || c != 'x')
+        return 0;
+    p.fd = a;
+    return write(b, "y", 1) == 1 && poll(&p, 1, 2000) == 1 && read(a, &c, 1) == 1 && c == 'y';
+}
+
+static zero_status_t allow(zero_optd_guard_t *g, const char *host)
+{
+    struct sockaddr_storage ss = make_addr(host, 0);
+    return zero_optd_guard_allow(g, (struct sockaddr *)&ss);
+}
+
+static zero_status_t forget(zero_optd_guard_t *g, const char *host)
+{
+    struct sockaddr_storage ss = make_addr(host, 0);
+    return zero_optd_guard_forget(g, (struct sockaddr *)&ss);
+}
+
+static void test_ipv4_allow_forget(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_optd_guard_t *g = NULL;
+    int port, lfd = listen_on("127.0.0.1", 0, &port);
+    CU_ASSERT_FATAL(lfd >= 0);
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", port));   /* unguarded: anyone */
+    CU_ASSERT_EQUAL_FATAL(zero_optd_guard_create(NULL, 0, &g), ZERO_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    CU_ASSERT_EQUAL(zero_optd_guard_listeners(g), 1);
+    CU_ASSERT_TRUE(refused("127.0.0.1", "127.0.0.1", port));   /* the empty list: no one */
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", port));
+
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.1"), ZERO_OK);
+    CU_ASSERT_TRUE(opens("127.0.0.1", "127.0.0.1", port));
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", port));
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.2"), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optd_guard_peers(g), 2);
+    int c2 = connect_from("127.0.0.2", "127.0.0.1", port, OPEN_WAIT_MS);
+    CU_ASSERT_FATAL(c2 >= 0);
+    int a2 = accept_of(lfd, c2);
+    CU_ASSERT_FATAL(a2 >= 0);
+    CU_ASSERT_TRUE(talks(c2, a2));
+
+    /* forgotten: no new connection; the accepted one keeps working, through
+     * this change and the next */
+    CU_ASSERT_EQUAL(forget(g, "127.0.0.2"), ZERO_OK);
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", port));
+    CU_ASSERT_TRUE(opens("127.0.0.1", "127.0.0.1", port));
+    CU_ASSERT_TRUE(talks(c2, a2));
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.3"), ZERO_OK);
+    CU_ASSERT_TRUE(talks(c2, a2));
+    CU_ASSERT_EQUAL(forget(g, "127.0.0.3"), ZERO_OK);
+    CU_ASSERT_EQUAL(forget(g, "127.0.0.1"), ZERO_OK);
+    CU_ASSERT_TRUE(refused("127.0.0.1", "127.0.0.1", port));
+    CU_ASSERT_TRUE(talks(c2, a2));
+    CU_ASSERT_EQUAL(zero_optd_guard_peers(g), 0);
+    close(c2);
+    close(a2);
+    zero_optd_guard_destroy(g);
+    CU_ASSERT_TRUE(refused("127.0.0.1", "127.0.0.1", port));   /* destroying opens nothing */
+    close(lfd);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_refcount(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_optd_guard_t *g = NULL;
+    int port, lfd = listen_on("127.0.0.1", 0, &port);
+    CU_ASSERT_FATAL(lfd >= 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optd_guard_create(NULL, 0, &g), ZERO_OK);
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.2"), ZERO_OK);
+    CU_ASSERT_EQUAL(allow(g, "::ffff:127.0.0.2"), ZERO_OK);   /* the same address, IPv4-mapped */
+    CU_ASSERT_EQUAL(zero_optd_guard_peers(g), 1);
+    CU_ASSERT_EQUAL(forget(g, "127.0.0.2"), ZERO_OK);
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", port));   /* one reference left */
+    CU_ASSERT_EQUAL(forget(g, "127.0.0.2"), ZERO_OK);
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", port));
+    zero_test_first_error_begin();
+    CU_ASSERT_EQUAL(forget(g, "127.0.0.2"), ZERO_ERR_NOT_FOUND);
+    CU_ASSERT_PTR_NOT_NULL(strstr(zero_test_first_error_end(), "127.0.0.2, which is not on the allow list"));
+    zero_optd_guard_destroy(g);
+    close(lfd);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* The doorway's socket stays open to everyone; a listener opened later is
+ * open until the next scan. */
+static void test_skip_and_refresh(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_optd_guard_t *g = NULL;
+    int door_port, ucx_port, late_port;
+    int door = listen_on("127.0.0.1", 0, &door_port), ucx = listen_on("127.0.0.1", 0, &ucx_port);
+    CU_ASSERT_FATAL(door >= 0 && ucx >= 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optd_guard_create(&door, 1, &g), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optd_guard_listeners(g), 1);
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", door_port));
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", ucx_port));
+    int late = listen_on("127.0.0.1", 0, &late_port);
+    CU_ASSERT_FATAL(late >= 0);
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", late_port));   /* the documented window */
+    CU_ASSERT_EQUAL(zero_optd_guard_refresh(g), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optd_guard_listeners(g), 2);
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", late_port));
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", door_port));
+    /* allow scans too: a listener opened since is guarded by it */
+    int later_port, later = listen_on("127.0.0.1", 0, &later_port);
+    CU_ASSERT_FATAL(later >= 0);
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.1"), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optd_guard_listeners(g), 3);
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", later_port));
+    CU_ASSERT_TRUE(opens("127.0.0.1", "127.0.0.1", later_port));
+    zero_optd_guard_destroy(g);
+    close(later);
+    close(late);
+    close(ucx);
+    close(door);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_ipv6(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_optd_guard_t *g = NULL;
+    int port, dual_port;
+    int lfd = listen_on("::1", 0, &port);
+    if (lfd < 0) {
+        fprintf(stderr, "(no ::1 on this host: the IPv6 cases are skipped) ");
+        return;
+    }
+    int dual = listen_on("::", 1, &dual_port);
+    CU_ASSERT_FATAL(dual >= 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optd_guard_create(NULL, 0, &g), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optd_guard_listeners(g), 2);
+    CU_ASSERT_TRUE(refused("::1", "::1", port));
+    /* addresses that differ from ::1 in one 32-bit word each, and an IPv4
+     * one equal to its last word: none of them admits ::1 */
+    static const char *const near[] = {"0:1::1", "0:0:0:1::1", "::1:0:1", "::2", "0.0.0.1"};
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_EQUAL(allow(g, near[i]), ZERO_OK);
+    CU_ASSERT_TRUE(refused("::1", "::1", port));
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_EQUAL(forget(g, near[i]), ZERO_OK);
+    CU_ASSERT_EQUAL(allow(g, "::1"), ZERO_OK);
+    CU_ASSERT_TRUE(opens("::1", "::1", port));
+    CU_ASSERT_TRUE(opens("::1", "::1", dual_port));
+    /* the dual-stack listener's IPv4 peers are IPv4 packets: IPv4 entries */
+    CU_ASSERT_TRUE(refused("127.0.0.1", "127.0.0.1", dual_port));
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.1"), ZERO_OK);
+    CU_ASSERT_TRUE(opens("127.0.0.1", "127.0.0.1", dual_port));
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", dual_port));
+    CU_ASSERT_EQUAL(allow(g, "::ffff:127.0.0.2"), ZERO_OK);
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", dual_port));
+    CU_ASSERT_EQUAL(forget(g, "::1"), ZERO_OK);
+    CU_ASSERT_TRUE(refused("::1", "::1", port));
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", dual_port));
+    zero_optd_guard_destroy(g);
+    close(dual);
+    close(lfd);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* The list's bound, filled with IPv6 addresses (the longest program, which
+ * the kernel must take), then one more. */
+static void test_full(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_optd_guard_t *g = NULL;
+    char host[64];
+    int port, lfd = listen_on("127.0.0.1", 0, &port);
+    CU_ASSERT_FATAL(lfd >= 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optd_guard_create(NULL, 0, &g), ZERO_OK);
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.2"), ZERO_OK);
+    for (int i = 1; i < ZERO_OPTD_GUARD_MAX_PEERS; i++) {
+        snprintf(host, sizeof(host), "fd00:1234::%x", i);
+        CU_ASSERT_EQUAL_FATAL(allow(g, host), ZERO_OK);
+    }
+    CU_ASSERT_EQUAL(zero_optd_guard_peers(g), ZERO_OPTD_GUARD_MAX_PEERS);
+    zero_test_first_error_begin();
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.3"), ZERO_ERR_OVERFLOW);
+    CU_ASSERT_PTR_NOT_NULL(strstr(zero_test_first_error_end(), "the allow list is full (64 addresses): 127.0.0.3"));
+    CU_ASSERT_EQUAL(zero_optd_guard_peers(g), ZERO_OPTD_GUARD_MAX_PEERS);
+    CU_ASSERT_TRUE(refused("127.0.0.3", "127.0.0.1", port));
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", port));
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.2"), ZERO_OK);   /* a known address: one more reference, no new entry */
+    zero_optd_guard_destroy(g);
+    close(lfd);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* Writes @p value to net.core.optmem_max of this network namespace. */
+static int set_optmem_max(int value)
+{
+    FILE *f = fopen("/proc/sys/net/core/optmem_max", "w");
+    if (f == NULL)
+        return -1;
+    int ok = fprintf(f, "%d\n", value) > 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* In a network namespace of its own (root only) with net.core.optmem_max at
+ * 20 KiB (older kernels' default, Debian 12's): the full list of IPv6
+ * addresses attaches. Then at 4 KiB a new address is refused and left off
+ * the list. Exit status: 0, 77 (cannot make the namespace or set the
+ * limit), or the step that failed. */
+static void optmem_child(void)
+{
+    zero_optd_guard_t *g = NULL;
+    char host[64];
+    int port;
+    if (unshare(CLONE_NEWNET) != 0 || set_optmem_max(20480) != 0)
+        _exit(77);
+    int lfd = listen_on("0.0.0.0", 0, &port);
+    if (lfd < 0 || zero_optd_guard_create(NULL, 0, &g) != ZERO_OK || zero_optd_guard_listeners(g) != 1)
+        _exit(1);
+    for (int i = 0; i < ZERO_OPTD_GUARD_MAX_PEERS; i++) {
+        snprintf(host, sizeof(host), "fd00:1234::%x", i);
+        if (allow(g, host) != ZERO_OK)
+            _exit(2);
+    }
+    if (forget(g, "fd00:1234::0") != ZERO_OK || set_optmem_max(4096) != 0)
+        _exit(3);
+    if (allow(g, "fd00:1234::ffff") != ZERO_ERR_NO_MEMORY || zero_optd_guard_peers(g) != ZERO_OPTD_GUARD_MAX_PEERS - 1)
+        _exit(4);
+    zero_optd_guard_destroy(g);
+    _exit(0);
+}
+
+static void test_optmem_20k(void)
+{
+    pid_t parent = getpid(), pid = fork();
+    int ws = 0;
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        zero_test_die_with_parent(parent);
+        optmem_child();
+    }
+    CU_ASSERT_EQUAL_FATAL(waitpid(pid, &ws, 0), pid);
+    CU_ASSERT_FATAL(WIFEXITED(ws));
+    if (WEXITSTATUS(ws) == 77) {
+        fprintf(stderr, "(no network namespace or no per-namespace optmem_max here: skipped) ");
+        return;
+    }
+    CU_ASSERT_EQUAL(WEXITSTATUS(ws), 0);
+}
+
+static void test_bad_arguments(void)
+{
+    ZERO_TEST_MEM_MARK();
+    zero_optd_guard_t *g = NULL;
+    struct sockaddr unix_peer = {.sa_family = AF_UNIX};
+    int closed_fd = -1;
+    zero_test_first_error_begin();
+    CU_ASSERT_EQUAL(zero_optd_guard_create(&closed_fd, 1, &g), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(zero_test_first_error_end(), "descriptor -1 to leave open"));
+    CU_ASSERT_PTR_NULL(g);
+    CU_ASSERT_EQUAL(zero_optd_guard_create(NULL, 1, &g), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL_FATAL(zero_optd_guard_create(NULL, 0, &g), ZERO_OK);
+    zero_optd_guard_t *second = NULL;
+    zero_test_first_error_begin();
+    CU_ASSERT_EQUAL(zero_optd_guard_create(NULL, 0, &second), ZERO_ERR_STATE);   /* one per process */
+    CU_ASSERT_PTR_NOT_NULL(strstr(zero_test_first_error_end(), "this process has one already"));
+    CU_ASSERT_PTR_NULL(second);
+    CU_ASSERT_EQUAL(zero_optd_guard_allow(g, &unix_peer), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_optd_guard_allow(g, NULL), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_optd_guard_forget(g, &unix_peer), ZERO_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(zero_optd_guard_peers(g), 0);
+    zero_optd_guard_destroy(g);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+static void test_opt_out(void)
+{
+    zero_optd_guard_t *g = (zero_optd_guard_t *)&g;
+    int port, lfd = listen_on("127.0.0.1", 0, &port);
+    CU_ASSERT_FATAL(lfd >= 0);
+    setenv("ZERO_OPTD_GUARD", "0", 1);
+    CU_ASSERT_FALSE(zero_optd_guard_enabled());
+    CU_ASSERT_EQUAL(zero_optd_guard_create(NULL, 0, &g), ZERO_OK);
+    unsetenv("ZERO_OPTD_GUARD");
+    CU_ASSERT_PTR_NULL(g);
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", port));
+    CU_ASSERT_EQUAL(allow(g, "127.0.0.1"), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optd_guard_refresh(g), ZERO_OK);
+    CU_ASSERT_EQUAL(forget(g, "127.0.0.1"), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_optd_guard_listeners(g), 0);
+    zero_optd_guard_destroy(g);
+    CU_ASSERT_TRUE(zero_optd_guard_enabled());
+    close(lfd);
+}
+
+/* ---- UCX ---- */
+
+/* UCX 1.13's tcp (tcp_ep.c): a connection starts with the 8-byte magic
+ * number, then active messages: a 1-byte id and a 4-byte length. A length
+ * above the receive segment fails an assertion that aborts the process. */
+static const unsigned char ucx_abort_bytes[13] = {0x78, 0x56, 0x34, 0x12, 0xbe, 0xba, 0xfe, 0xca,   /* magic, LE */
+                                                  0x00, 0x00, 0x00, 0x10, 0x00};   /* am 0, 1 MiB */
+
+static int listening_ports(int *ports, int max)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+    while (d != NULL && (e = readdir(d)) != NULL && n < max) {
+        int fd = atoi(e->d_name), acc = 0;
+        socklen_t l = sizeof(acc);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        if (fd <= 2 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) != 0 || !acc ||
+            getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 || ss.ss_family != AF_INET)
+            continue;
+        ports[n++] = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+    if (d != NULL)
+        closedir(d);
+    return n;
+}
+
+static int read_full(int fd, void *buf, size_t n, int timeout_ms)
+{
+    size_t got = 0;
+    while (got < n) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, timeout_ms) != 1)
+            return -1;
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static int request_wait(ucp_worker_h worker, void *req, double seconds)
+{
+    if (req == NULL)
+        return 0;
+    if (UCS_PTR_IS_ERR(req))
+        return -1;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ucs_status_t s;
+    while ((s = ucp_request_check_status(req)) == UCS_INPROGRESS) {
+        ucp_worker_progress(worker);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec + (t.tv_nsec - t0.tv_nsec) * 1e-9 > seconds)
+            break;
+    }
+    ucp_request_free(req);
+    return s == UCS_OK ? 0 : -1;
+}
+
+static const char *const ucx_tcp_only[] = {"TLS", "tcp", NULL};
+
+/* The child: a tcp-only UCX worker on lo, guarded (allowing 127.0.0.1) or
+ * not, then a second worker of the same context (as zero-optd makes one
+ * per same-host data connection: it opens listeners of its own), after
+ * which the guard is refreshed; sends its first worker's address, the
+ * number of listeners guarded before and after the refresh and its
+ * listening ports on @p out, then receives one tagged message, progressing
+ * for up to 20 s, and writes 'R' when it has it. */
+static void ucx_server_child(int out, int guarded)
+{
+    zero_optd_ucx_t u;
+    zero_optd_guard_t *g = NULL;
+    ucp_worker_h second;
+    ucp_address_t *addr;
+    size_t addr_len;
+    int ports[16];
+    uint64_t word = 0;
+    struct sockaddr_storage me = make_addr("127.0.0.1", 0);
+
+    if (zero_optd_ucx_open(&u, ucx_tcp_only, "guard test server") != ZERO_OK)
+        _exit(2);
+    if (guarded && (zero_optd_guard_create(NULL, 0, &g) != ZERO_OK ||
+                    zero_optd_guard_allow(g, (struct sockaddr *)&me) != ZERO_OK))
+        _exit(3);
+    int before = zero_optd_guard_listeners(g);
+    ucp_worker_params_t wp = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE, .thread_mode = UCS_THREAD_MODE_SINGLE};
+    if (ucp_worker_create(u.context, &wp, &second) != UCS_OK || zero_optd_guard_refresh(g) != ZERO_OK)
+        _exit(4);
+    int after = zero_optd_guard_listeners(g);
+    if (ucp_worker_get_address(u.worker, &addr, &addr_len) != UCS_OK)
+        _exit(5);
+    int nports = listening_ports(ports, 16);
+    uint32_t hdr[4] = {(uint32_t)addr_len, (uint32_t)before, (uint32_t)after, (uint32_t)nports};
+    if (write(out, hdr, sizeof(hdr)) != sizeof(hdr) || write(out, addr, addr_len) != (ssize_t)addr_len ||
+        write(out, ports, sizeof(int) * (size_t)nports) != (ssize_t)(sizeof(int) * (size_t)nports))
+        _exit(6);
+    ucp_request_param_t rp = {.op_attr_mask = 0};
+    void *req = ucp_tag_recv_nbx(u.worker, &word, sizeof(word), 7, UINT64_MAX, &rp);
+    for (int i = 0; i < 1000; i++)   /* the second worker's listeners are read too (an attack there aborts here) */
+        ucp_worker_progress(second);
+    if (request_wait(u.worker, req, 20.0) != 0 || word != 0x5afe5afe)
+        _exit(7);
+    for (int i = 0; i < 1000; i++)
+        ucp_worker_progress(second);
+    if (write(out, "R", 1) != 1)
+        _exit(8);
+    ucp_worker_release_address(u.worker, addr);
+    zero_optd_guard_destroy(g);
+    ucp_worker_destroy(second);
+    zero_optd_ucx_close(&u);
+    _exit(0);
+}
+
+/*
+ * Starts the child, sends the 13 bytes to each of its @p listeners from
+ * 127.0.0.2 (*@p attacked: how many connections completed), gives it a
+ * second to read them, then a UCX client here sends it a tagged message
+ * (*@p delivered: the child got it). *@p guarded_before and
+ * *@p guarded_after: the child's guarded listeners before its second
+ * worker and after the refresh.
+ * Returns the child's wait status (-1: it did not end in 30 s; killed).
+ */
+static int ucx_attack(int guarded, int *attacked, int *listeners, int *delivered, int *guarded_before,
+                      int *guarded_after)
+{
+    int pipefd[2];
+    pid_t parent = getpid();
+    *attacked = *listeners = *delivered = *guarded_before = *guarded_after = 0;
+    CU_ASSERT_FATAL(pipe(pipefd) == 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        zero_test_die_with_parent(parent);
+        close(pipefd[0]);
+        ucx_server_child(pipefd[1], guarded);
+    }
+    close(pipefd[1]);
+    uint32_t hdr[4];
+    unsigned char addr[4096];
+    int ports[16];
+    if (read_full(pipefd[0], hdr, sizeof(hdr), 20000) == 0 && hdr[0] <= sizeof(addr) && hdr[3] <= 16 &&
+        read_full(pipefd[0], addr, hdr[0], 5000) == 0 &&
+        read_full(pipefd[0], ports, sizeof(int) * hdr[3], 5000) == 0) {
+        *guarded_before = (int)hdr[1];
+        *guarded_after = (int)hdr[2];
+        *listeners = (int)hdr[3];
+        for (int i = 0; i < *listeners; i++) {
+            /* guarded: expected refused; unguarded (the control): expected to complete */
+            int fd = connect_from("127.0.0.2", "127.0.0.1", ports[i], guarded ? REFUSED_WAIT_MS : OPEN_WAIT_MS);
+            if (fd < 0)
+                continue;
+            (*attacked)++;
+            CU_ASSERT(write(fd, ucx_abort_bytes, sizeof(ucx_abort_bytes)) == (ssize_t)sizeof(ucx_abort_bytes));
+            close(fd);
+        }
+        usleep(1000 * 1000);   /* the child progresses meanwhile */
+        zero_optd_ucx_t u;
+        if (zero_optd_ucx_open(&u, ucx_tcp_only, "guard test client") == ZERO_OK) {
+            ucp_ep_params_t ep_params = {.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS,
+                                         .address = (const ucp_address_t *)addr};
+            ucp_ep_h ep;
+            if (ucp_ep_create(u.worker, &ep_params, &ep) == UCS_OK) {
+                uint64_t word = 0x5afe5afe;
+                ucp_request_param_t rp = {.op_attr_mask = 0};
+                request_wait(u.worker, ucp_tag_send_nbx(ep, &word, sizeof(word), 7, &rp), 10.0);
+                char r = 0;
+                for (int i = 0; i < 2000 && r == 0; i++) {   /* keep the client progressing for the reply */
+                    ucp_worker_progress(u.worker);
+                    struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
+                    if (poll(&p, 1, 5) == 1 && read(pipefd[0], &r, 1) != 1)
+                        break;
+                }
+                *delivered = r == 'R';
+                ucp_request_param_t cp = {.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS, .flags = UCP_EP_CLOSE_FLAG_FORCE};
+                request_wait(u.worker, ucp_ep_close_nbx(ep, &cp), 5.0);
+            }
+            zero_optd_ucx_close(&u);
+        }
+    }
+    close(pipefd[0]);
+    int wstatus = 0;
+    for (int i = 0; i < 3000; i++) {
+        if (waitpid(pid, &wstatus, WNOHANG) == pid)
+            return wstatus;
+        usleep(10 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &wstatus, 0);
+    return -1;
+}
+
+/* The control: without the guard the bytes reach UCX and abort the child
+ * (were UCX fixed, this would fail and the guard's test below would prove
+ * nothing more than this one). */
+static void test_ucx_unguarded_dies(void)
+{
+    int attacked, listeners, delivered, before, after;
+    int ws = ucx_attack(0, &attacked, &listeners, &delivered, &before, &after);
+    CU_ASSERT(listeners >= 2);   /* both workers' */
+    CU_ASSERT_EQUAL(attacked, listeners);
+    CU_ASSERT_FALSE(delivered);
+    CU_ASSERT(ws != -1 && WIFSIGNALED(ws));
+    if (ws != -1 && WIFSIGNALED(ws))
+        fprintf(stderr, "(unguarded: %d listeners attacked, the worker's process died of signal %d) ", attacked,
+                WTERMSIG(ws));
+}
+
+static void test_ucx_guarded_survives(void)
+{
+    int attacked, listeners, delivered, before, after;
+    int ws = ucx_attack(1, &attacked, &listeners, &delivered, &before, &after);
+    CU_ASSERT(before >= 1);
+    CU_ASSERT(after > before);   /* the second worker's listeners, found by the refresh */
+    CU_ASSERT_EQUAL(after, listeners);
+    CU_ASSERT_EQUAL(attacked, 0);
+    CU_ASSERT_TRUE(delivered);
+    CU_ASSERT(ws != -1 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    if (ws != -1 && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0))
+        fprintf(stderr, "(guarded child: status %#x) ", ws);
+}
+
+int main(int argc, char **argv)
+{
+    static CU_TestInfo tests[] = {
+        {"ipv4_allow_forget", test_ipv4_allow_forget},
+        {"refcount", test_refcount},
+        {"skip_and_refresh", test_skip_and_refresh},
+        {"ipv6", test_ipv6},
+        {"full", test_full},
+        {"optmem_20k", test_optmem_20k},
+        {"bad_arguments", test_bad_arguments},
+        {"opt_out", test_opt_out},
+        {"ucx_unguarded_dies", test_ucx_unguarded_dies},
+        {"ucx_guarded_survives", test_ucx_guarded_survives},
+        CU_TEST_INFO_NULL,
+    };
+    static CU_SuiteInfo suites[] = {{"offload-optd-guard", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
+    zero_log_set_level(ZERO_LOG_LEVEL_ERROR);
+    signal(SIGPIPE, SIG_IGN);
+    return zero_test_main(argc, argv, suites);
+}
