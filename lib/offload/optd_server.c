@@ -37,6 +37,7 @@
  */
 #define ZERO_LOG_MODULE "optd"
 #include "offload/optd_server.h"
+#include "offload/optd_guard.h"
 #include "offload/optd_ucx.h"
 #include "offload/store.h"
 #include "optim/optim.h"
@@ -106,6 +107,8 @@ typedef struct optd_conn {
     ucs_status_t failed_status;
     double opened_at;
     char peer[64];               /* "host:port" of the client */
+    struct sockaddr_storage peer_sa;   /* its doorway connection's source address ... */
+    int admitted;                /* ... on the guard's allow list for this connection (forgotten when it closes) */
     int data;                    /* a same-host data connection: no peer-failure mode (shared memory) */
     /* A data connection's own worker (of the data context) and its event
      * descriptor, made when its request is accepted and destroyed with it.
@@ -246,6 +249,7 @@ typedef struct door_entry {
     double opened;               /* accepted at: the oldest is closed first when the table is full */
     size_t got;                  /* bytes of the request in buf */
     char peer[64];
+    struct sockaddr_storage sa;  /* the client's address, admitted to UCX's ports when it is accepted */
     unsigned char buf[ZERO_OPTD_DOOR_REQUEST_MAX];
 } door_entry_t;
 
@@ -258,6 +262,9 @@ struct zero_optd_server {
     int data_ok;                 /* the data context is open: data connections are offered */
     /* the doorway: the listening socket and the connections on it */
     int listen_fd;
+    /* the allow list in front of UCX's own listening sockets (optd_guard.h;
+     * NULL: none, opts.guard 0 or ZERO_OPTD_GUARD=0) */
+    zero_optd_guard_t *guard;
     door_entry_t door[DOOR_ENTRIES];
     ucp_address_t *ctl_address;  /* the control worker's address, in every control connection's answer */
     size_t ctl_address_len;
@@ -778,6 +785,9 @@ static void conn_close(optd_conn_t *c, const char *why)
         held_add(s->closes, &s->ncloses, ZERO_OPTD_MAX_CONNS, close_req, conn_worker(c), zero_clock_now() + 1.0);
     }
     fence_sweep(s);
+    if (c->admitted)
+        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);   /* logged */
+    c->admitted = 0;
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
@@ -966,7 +976,23 @@ static void door_decide(zero_optd_server_t *s, door_entry_t *e, const zero_optd_
                     atomic_load(&s->ndata_conns), ZERO_OPTD_MAX_DATA_CONNS);
         return;
     }
+    /* The client's address on the allow list of UCX's ports before it is
+     * answered (and any listener opened since the last call guarded: it
+     * rescans; with the data context posix alone a data connection's worker
+     * opens none). */
+    if (zero_optd_guard_allow(s->guard, (const struct sockaddr *)&e->sa) != ZERO_OK) {
+        if (data)
+            data_worker_free(s, c);
+        door_refuse(s, e, rq->kind, ZERO_ERR_COMM,
+                    "refused: its address cannot be admitted to the server's UCX ports (the allow list is full or "
+                    "the kernel refused the filter: the server's log says which)");
+        return;
+    }
+    c->peer_sa = e->sa;
+    c->admitted = 1;
     if (data && ucp_worker_get_address(c->worker, &data_address, &data_address_len) != UCS_OK) {
+        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);
+        c->admitted = 0;
         data_worker_free(s, c);
         door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "data connection refused: its worker has no address");
         return;
@@ -998,6 +1024,8 @@ static void door_decide(zero_optd_server_t *s, door_entry_t *e, const zero_optd_
         if (c->worker != NULL)
             data_worker_free(s, c);
         c->data = 0;
+        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);
+        c->admitted = 0;
         door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "could not create an endpoint to its worker address: %s",
                     ucs_status_string(st));
         return;
@@ -1082,6 +1110,7 @@ static void door_accept(zero_optd_server_t *s)
         e->got = 0;
         e->opened = zero_clock_now();
         describe_sockaddr(&sa, e->peer, sizeof(e->peer));
+        e->sa = sa;
     }
 }
 
@@ -2480,6 +2509,10 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     }
     freeaddrinfo(ai);
     ai = NULL;
+    /* Every UCX listener exists now (the data connections' workers' come
+     * later: the doorway's allow rescans); the doorway is left open. */
+    if (opts->guard)
+        ZERO_CHECK_GOTO(zero_optd_guard_create(&s->listen_fd, 1, &s->guard), status, fail);
     if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
         ZERO_LOG_ERROR("zero-optd: could not start the worker thread");
         status = ZERO_ERR_NO_MEMORY;
@@ -2540,6 +2573,7 @@ void zero_optd_server_destroy(zero_optd_server_t *s)
         ucp_worker_release_address(s->ucx[CTL].worker, s->ctl_address);
     zero_optd_ucx_close(&s->ucx[DATA]);
     zero_optd_ucx_close(&s->ucx[CTL]);
+    zero_optd_guard_destroy(s->guard);
     zero_thread_pool_destroy(s->pool);
     for (int i = 0; i < SLOTS; i++) {
         zero_mem_free(s->slots[i].rx);

@@ -61,6 +61,9 @@ typedef struct zero_optd_server_opts {
     unsigned char token[ZERO_OPTD_TOKEN_BYTES];
     double hello_timeout_s;    /* a connection that has not said HELLO by then is closed (0: 10 s) */
     double io_timeout_s;       /* one message's receive or reply, at most (0: 30 s) */
+    int guard;                 /* an allow list in front of UCX's own listening sockets (optd_guard.h): only for a
+                                * process that is this server alone (the zero-optd tool); ZERO_OPTD_GUARD=0 still
+                                * turns it off, with a warning */
 } zero_optd_server_opts_t;
 
 /* Creates the UCX contexts and opens the doorway (a TCP socket on

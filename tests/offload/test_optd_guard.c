@@ -24,6 +24,7 @@
  */
 #include "offload/optd_guard.h"
 #include "offload/optd_ucx.h"
+#include "optd_test.h"
 #include "test_main.h"
 
 #include <zero/zero.h>
@@ -676,6 +677,78 @@ static void test_ucx_guarded_survives(void)
         fprintf(stderr, "(guarded child: status %#x) ", ws);
 }
 
+/* The ports process @p pid listens on over IPv4 (its descriptors' socket
+ * inodes found in /proc/PID/net/tcp in state LISTEN), into @p ports. */
+static int ports_of(pid_t pid, int *ports, int max)
+{
+    char path[64], line[512];
+    unsigned long inodes[256];
+    int ninodes = 0, n = 0;
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL && ninodes < 256) {
+        char link[sizeof(path) + 256 + 2], target[64];
+        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len > 0) {
+            target[len] = '\0';
+            if (sscanf(target, "socket:[%lu]", &inodes[ninodes]) == 1)
+                ninodes++;
+        }
+    }
+    if (d != NULL)
+        closedir(d);
+    snprintf(path, sizeof(path), "/proc/%d/net/tcp", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL && n < max) {
+        unsigned port, state;
+        unsigned long inode;
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &port, &state, &inode) != 3 ||
+            state != 0x0A)
+            continue;
+        for (int i = 0; i < ninodes; i++)
+            if (inodes[i] == inode)
+                ports[n++] = (int)port;
+    }
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
+/* The zero-optd tool (its server guarded): each of its listening ports but
+ * the doorway's refuses 127.0.0.2, the doorway takes it, zero-optd lives. */
+static void test_zero_optd_guarded(void)
+{
+    unsigned char token[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    char addr[64];
+    int ports[16], door_port, nrefused = 0;
+    pid_t pid = zero_test_optd_spawn(token, addr, sizeof(addr));
+    CU_ASSERT_FATAL(pid > 0);
+    door_port = atoi(strrchr(addr, ':') + 1);
+    int n = ports_of(pid, ports, 16);
+    CU_ASSERT(n >= 2);   /* the doorway and at least the control worker's */
+    for (int i = 0; i < n; i++) {
+        int door = ports[i] == door_port;
+        int fd = connect_from("127.0.0.2", "127.0.0.1", ports[i], door ? OPEN_WAIT_MS : REFUSED_WAIT_MS);
+        if (door) {
+            CU_ASSERT(fd >= 0);
+        } else if (fd < 0) {
+            nrefused++;
+        } else {
+            CU_FAIL("a UCX listener of zero-optd took a connection from 127.0.0.2");
+            CU_ASSERT(write(fd, ucx_abort_bytes, sizeof(ucx_abort_bytes)) == (ssize_t)sizeof(ucx_abort_bytes));
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    CU_ASSERT_EQUAL(nrefused, n - 1);
+    usleep(300 * 1000);
+    CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);   /* zero-optd lives */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
     static CU_TestInfo tests[] = {
@@ -689,6 +762,7 @@ int main(int argc, char **argv)
         {"opt_out", test_opt_out},
         {"ucx_unguarded_dies", test_ucx_unguarded_dies},
         {"ucx_guarded_survives", test_ucx_guarded_survives},
+        {"zero_optd_guarded", test_zero_optd_guarded},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {{"offload-optd-guard", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};

@@ -51,6 +51,10 @@ static const char help_text[] =
     "                    their STEP arrays then travel as tagged messages (for\n"
     "                    measuring; the clients' setting of the same name does the\n"
     "                    same from their side)\n"
+    "ZERO_OPTD_GUARD=0   no allow list in front of UCX's own listening sockets: by\n"
+    "                    default only addresses of clients that showed the job\n"
+    "                    token at the doorway reach them (docs/optd.md, Safety,\n"
+    "                    \"Only approved peers reach UCX's ports\"); a warning says so\n"
     "ZERO_LOG_LEVEL      off, error, warn (default), info, debug or trace\n";
 
 static volatile sig_atomic_t stop_flag;
@@ -138,6 +142,7 @@ int main(int argc, char **argv)
 
     memset(&opts, 0, sizeof(opts));
     opts.threads = 1;
+    opts.guard = 1;   /* this process is the server alone (optd_guard.h) */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
