@@ -46,6 +46,7 @@
 #include "util/thread_pool.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -2201,7 +2202,10 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     zero_status_t status = ZERO_OK;
     zero_optd_server_t *s;
     ucp_listener_params_t lparams;
-    const char *data_settings[ZERO_OPTD_DATA_SETTINGS];
+    /* room for NET_DEVICES after each: the caller's list ends at the first NULL */
+    const char *ctl_settings[3] = {NULL, NULL, NULL};
+    const char *data_settings[ZERO_OPTD_DATA_SETTINGS + 2] = {NULL};
+    char net_device[IF_NAMESIZE];
     ucp_listener_attr_t lattr;
     struct addrinfo hints, *ai = NULL;
     char port_text[16];
@@ -2251,8 +2255,6 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         ZERO_CHECK_GOTO(zero_thread_pool_create(opts->threads, &s->pool), status, fail);
     ZERO_CHECK_GOTO(zero_optim_ctx_init(&s->optim, ZERO_OPTIM_ISA_AUTO, s->pool), status, fail);
 
-    ZERO_CHECK_GOTO(zero_optd_ucx_open(&s->ucx[CTL], NULL, "zero-optd"), status, fail);
-
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -2264,6 +2266,15 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         status = ZERO_ERR_INVALID_ARG;
         goto fail;
     }
+    /* UCX's own tcp listeners (one per worker and network device) on the
+     * --listen address's interface only, not on every one (optd_ucx.h) */
+    zero_optd_data_settings(data_settings);
+    if (zero_optd_listen_device(ai->ai_addr, net_device, sizeof(net_device))) {
+        ctl_settings[0] = data_settings[ZERO_OPTD_DATA_SETTINGS - 1] = "NET_DEVICES";
+        ctl_settings[1] = data_settings[ZERO_OPTD_DATA_SETTINGS] = net_device;
+        ZERO_LOG_INFO("zero-optd: UCX's tcp listens on %s only (the interface of %s)", net_device, opts->host);
+    }
+    ZERO_CHECK_GOTO(zero_optd_ucx_open(&s->ucx[CTL], ctl_settings, "zero-optd"), status, fail);
     memset(&lparams, 0, sizeof(lparams));
     lparams.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
     lparams.sockaddr.addr = ai->ai_addr;
@@ -2285,7 +2296,6 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     else if (ai->ai_family == AF_INET6)
         ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = 0;
     lparams.conn_handler.cb = data_request_cb;
-    zero_optd_data_settings(data_settings);
     if (!zero_optd_same_host_enabled()) {
         /* ZERO_OPTD_SAME_HOST=0 for the server too: no data listener, so no
          * process on this host reaches its shared memory (docs/optd.md,
