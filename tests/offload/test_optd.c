@@ -3077,16 +3077,25 @@ static void test_data_tls_without_cma(void)
 }
 
 /* Descriptors this process holds. */
-static int open_fds(void)
+/* The descriptors process @p pid holds (entries of /proc/PID/fd, "." and
+ * ".." with them); -1: none readable. */
+static int proc_fds(pid_t pid)
 {
+    char path[64];
     int n = 0;
-    DIR *d = opendir("/proc/self/fd");
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
     if (d == NULL)
         return -1;
     while (readdir(d) != NULL)
         n++;
     closedir(d);
     return n;
+}
+
+static int open_fds(void)
+{
+    return proc_fds(getpid());
 }
 
 /* Waits up to @p timeout_s for this process to hold at most @p fds
@@ -3775,20 +3784,6 @@ static void sockaddr_text(const struct sockaddr_storage *sa, char *text, size_t 
                                               : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
     inet_ntop(sa->ss_family, a, ip, sizeof(ip));
     snprintf(text, n, "%s,%d", ip, sockaddr_port(sa));
-}
-
-static int proc_fds(pid_t pid)
-{
-    char path[64];
-    int n = 0;
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL)
-        return -1;
-    while (readdir(d) != NULL)
-        n++;
-    closedir(d);
-    return n;
 }
 
 /* spawn_optd with zero-optd's stdout (where UCX logs by default) and
