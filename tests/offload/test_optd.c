@@ -18,6 +18,7 @@
 #include "test_main.h"
 #include "optd_test.h"
 #include "peak_rss.h"
+#include "ucx_attack.h"
 #include "offload/optd_server.h"
 #include "offload/optd_ucx.h"
 #include "offload/store_remote.h"
@@ -3687,104 +3688,11 @@ static void test_refusal_mid_step(void)
  * (UCX 1.13 uct/tcp: the interface's listener, through which the peers'
  * tcp lanes connect), besides zero-optd's --listen port; those ports read
  * bytes before any job token (docs/optd.md, Safety: "UCX's own tcp
- * listeners"). */
+ * listeners"). What is sent to them: tests/common/ucx_attack.h. */
 #define IFACE_MAX_LISTENERS 64
 #define IFACE_ATTACK_S "3"
 #define IFACE_IDLE 200          /* connections the idle attacker holds */
 #define IFACE_HALF_HELD 50      /* half-sent connections the half attacker holds at once */
-#define IFACE_TCP_MAGIC 0xCAFEBABE12345678ull   /* UCX 1.13 tcp.h, UCT_TCP_MAGIC_NUMBER */
-#define IFACE_CM_AM_ID 32       /* UCT_AM_ID_MAX: tcp's connection packets */
-#define IFACE_KEEPALIVE_AM_ID 35
-
-/* The listening TCP sockets of process @p pid (its descriptors' socket
- * inodes, looked up in /proc/PID/net/tcp and tcp6 for state LISTEN) into
- * @p out (room for @p max). Returns how many, or -1 where /proc says
- * nothing. */
-static int listening_sockets(pid_t pid, struct sockaddr_storage *out, int max)
-{
-    static unsigned long inodes[4096];
-    int ninodes = 0, n = 0;
-    char path[64], link[64], line[512];
-    struct dirent *e;
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL && ninodes < 4096) {
-        unsigned long ino;
-        ssize_t len = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
-        if (len <= 0)
-            continue;
-        link[len] = '\0';
-        if (sscanf(link, "socket:[%lu]", &ino) == 1)
-            inodes[ninodes++] = ino;
-    }
-    closedir(d);
-    for (int v6 = 0; v6 < 2; v6++) {
-        snprintf(path, sizeof(path), "/proc/%d/net/tcp%s", (int)pid, v6 ? "6" : "");
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        while (fgets(line, sizeof(line), f) != NULL && n < max) {
-            char local[80], *colon;
-            unsigned st, port;
-            unsigned long ino;
-            int mine = 0;
-            if (sscanf(line, " %*d: %79s %*s %x %*s %*s %*s %*u %*u %lu", local, &st, &ino) != 3 || st != 0x0A)
-                continue;
-            for (int i = 0; i < ninodes && !mine; i++)
-                mine = inodes[i] == ino;
-            if (!mine || (colon = strchr(local, ':')) == NULL || sscanf(colon + 1, "%x", &port) != 1)
-                continue;
-            *colon = '\0';
-            memset(&out[n], 0, sizeof(out[n]));
-            if (!v6) {   /* the address as the kernel's u32, printed in host order */
-                struct sockaddr_in *sa = (struct sockaddr_in *)&out[n];
-                sa->sin_family = AF_INET;
-                sa->sin_addr.s_addr = (uint32_t)strtoul(local, NULL, 16);
-                sa->sin_port = htons((uint16_t)port);
-            } else {     /* four such words */
-                struct sockaddr_in6 *sa = (struct sockaddr_in6 *)&out[n];
-                sa->sin6_family = AF_INET6;
-                for (int w = 0; w < 4 && strlen(local) == 32; w++) {
-                    char word[9];
-                    uint32_t v;
-                    memcpy(word, local + 8 * w, 8);
-                    word[8] = '\0';
-                    v = (uint32_t)strtoul(word, NULL, 16);
-                    memcpy(sa->sin6_addr.s6_addr + 4 * w, &v, 4);
-                }
-                sa->sin6_port = htons((uint16_t)port);
-            }
-            n++;
-        }
-        fclose(f);
-    }
-    return n;
-}
-
-static int sockaddr_port(const struct sockaddr_storage *sa)
-{
-    return ntohs(sa->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
-                                           : ((const struct sockaddr_in *)sa)->sin_port);
-}
-
-static int sockaddr_is_loopback(const struct sockaddr_storage *sa)
-{
-    if (sa->ss_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    return sa->ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-}
-
-/* "IP,PORT" of @p sa into @p text (@p n bytes), as the attacker takes it. */
-static void sockaddr_text(const struct sockaddr_storage *sa, char *text, size_t n)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    const void *a = sa->ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                                              : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-    inet_ntop(sa->ss_family, a, ip, sizeof(ip));
-    snprintf(text, n, "%s,%d", ip, sockaddr_port(sa));
-}
 
 /* spawn_optd with zero-optd's stdout (where UCX logs by default) and
  * stderr (this library's log) going to the file @p path. */
@@ -3825,78 +3733,6 @@ static int lines_with(const char *path, const char *text)
     return n;
 }
 
-/* A connection to @p sa (blocking); -1 with errno. */
-static int attacker_connect(const struct sockaddr_storage *sa)
-{
-    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (const struct sockaddr *)sa, len) != 0) {
-        int err = errno;
-        close(fd);
-        errno = err;
-        return -1;
-    }
-    return fd;
-}
-
-/* Closes @p fd, with a reset (SO_LINGER 0) where @p reset. */
-static void attacker_close(int fd, int reset)
-{
-    if (reset) {
-        struct linger l = {.l_onoff = 1, .l_linger = 0};
-        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-    }
-    close(fd);
-}
-
-/* What one connection of the attacker @p mode sends (@p k: which one, for
- * variety), into @p b; returns the bytes. Every form here is one that UCX
- * 1.13's tcp survives: no magic, or the magic and a part or the whole of a
- * well-formed connection request, or keep-alives. The forms it does not
- * survive (a length beyond the receive segment, an unknown id, a
- * connection packet of the wrong length) are the known hole, not tested. */
-static size_t attacker_bytes(const char *mode, unsigned k, int fd, int family, unsigned char *b)
-{
-    uint64_t magic = IFACE_TCP_MAGIC, sn = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ k;
-    struct sockaddr_storage self;
-    socklen_t self_len = sizeof(self);
-    uint32_t sa_len = family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    uint32_t req_len = 4 + 1 + 8 + sa_len;   /* event, flags, conn_sn, the peer's address */
-    uint32_t event = 1;                      /* UCT_TCP_CM_CONN_REQ */
-    size_t n = 0;
-    if (strcmp(mode, "garbage") == 0) {
-        for (n = 0; n < 64; n++)
-            b[n] = (unsigned char)rand();
-        b[0] = (unsigned char)(0x78 ^ 1 ^ (b[0] & 0x0e));   /* never the magic's first byte (0x78) */
-        return n;
-    }
-    memcpy(b, &magic, 8);
-    n = 8;
-    b[n++] = IFACE_CM_AM_ID;
-    memcpy(b + n, &req_len, 4);
-    n += 4;
-    memcpy(b + n, &event, 4);
-    n += 4;
-    b[n++] = 0;
-    memcpy(b + n, &sn, 8);
-    n += 8;
-    memset(&self, 0, sizeof(self));
-    (void)getsockname(fd, (struct sockaddr *)&self, &self_len);
-    memcpy(b + n, &self, sa_len);
-    n += sa_len;
-    if (strcmp(mode, "half") == 0)   /* cut in the magic, in the header or in the request */
-        return (size_t[]){3, 8 + 3, 8 + 5 + 6}[k % 3];
-    for (int i = 0; i < 4; i++) {   /* connreq: a whole request, then keep-alives */
-        uint32_t zero = 0;
-        b[n++] = IFACE_KEEPALIVE_AM_ID;
-        memcpy(b + n, &zero, 4);
-        n += 4;
-    }
-    return n;
-}
-
 /* An attacker process (test_optd --iface-attacker MODE SECONDS IP,PORT...):
  *   idle:    IFACE_IDLE connections spread over the ports, held silent for
  *            SECONDS;
@@ -3919,25 +3755,13 @@ static int iface_attacker(int argc, char **argv)
     static int held[IFACE_IDLE];
     int nto = 0, nheld = 0, refused = 0;
     unsigned long made = 0, busy = 0;
+    zero_test_ucx_tcp_form_t form = strcmp(mode, "garbage") == 0 ? ZERO_TEST_UCX_TCP_GARBAGE
+                                    : strcmp(mode, "half") == 0  ? ZERO_TEST_UCX_TCP_HALF
+                                                                 : ZERO_TEST_UCX_TCP_CONNREQ;
     srand((unsigned)getpid());
-    for (int i = 4; i < argc && nto < IFACE_MAX_LISTENERS; i++) {
-        char ip[INET6_ADDRSTRLEN + 1], *comma = strrchr(argv[i], ',');
-        if (comma == NULL || (size_t)(comma - argv[i]) >= sizeof(ip))
+    for (int i = 4; i < argc && nto < IFACE_MAX_LISTENERS; i++)
+        if (zero_test_sockaddr_parse(argv[i], &to[nto++]) != 0)
             return 1;
-        memcpy(ip, argv[i], (size_t)(comma - argv[i]));
-        ip[comma - argv[i]] = '\0';
-        memset(&to[nto], 0, sizeof(to[nto]));
-        if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&to[nto])->sin_addr) == 1) {
-            to[nto].ss_family = AF_INET;
-            ((struct sockaddr_in *)&to[nto])->sin_port = htons((uint16_t)atoi(comma + 1));
-        } else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&to[nto])->sin6_addr) == 1) {
-            to[nto].ss_family = AF_INET6;
-            ((struct sockaddr_in6 *)&to[nto])->sin6_port = htons((uint16_t)atoi(comma + 1));
-        } else {
-            return 1;
-        }
-        nto++;
-    }
     if (nto == 0)
         return 1;
     for (unsigned k = 0; zero_clock_now() - t0 < secs && !refused; k++) {
@@ -3948,7 +3772,7 @@ static int iface_attacker(int argc, char **argv)
             zero_clock_sleep(0.05);
             continue;
         }
-        fd = attacker_connect(sa);
+        fd = zero_test_tcp_connect(sa, NULL);
         if (fd < 0) {
             refused = errno == ECONNREFUSED;
             busy++;   /* out of local ports or the backlog full: again */
@@ -3959,20 +3783,20 @@ static int iface_attacker(int argc, char **argv)
         if (strcmp(mode, "idle") == 0) {
             held[nheld++] = fd;
         } else if (strcmp(mode, "reset") == 0) {
-            attacker_close(fd, 1);
+            zero_test_tcp_close(fd, 1);
         } else {
-            size_t n = attacker_bytes(mode, k, fd, sa->ss_family, b);
+            size_t n = zero_test_ucx_tcp_bytes(form, k, fd, b);
             if (write(fd, b, n) < 0)
                 busy++;
             if (strcmp(mode, "half") == 0) {
                 if (nheld == IFACE_HALF_HELD) {
-                    attacker_close(held[0], k & 1);
+                    zero_test_tcp_close(held[0], k & 1);
                     memmove(held, held + 1, sizeof(held[0]) * (IFACE_HALF_HELD - 1));
                     nheld--;
                 }
                 held[nheld++] = fd;
             } else {
-                attacker_close(fd, k & 1);
+                zero_test_tcp_close(fd, k & 1);
             }
         }
         zero_clock_sleep(0.001);   /* about 1,000 a second: the other tests of a CI run share the cores */
@@ -3994,26 +3818,37 @@ static void test_iface_listeners_loopback(void)
     struct ifaddrs *ifs = NULL;
     char addr[64], text[96];
     int n, others = 0, outside = 0;
-    pid_t pid = spawn_optd(addr, sizeof(addr));
+    const char *devices = getenv("UCX_NET_DEVICES");
+    char saved[256] = "";
+    pid_t pid;
+    /* meson's test environment sets UCX_NET_DEVICES=lo for every test,
+     * which zero-optd would take as the user's choice (and which makes this
+     * check true whatever zero-optd does): it starts without it */
+    if (devices != NULL)
+        snprintf(saved, sizeof(saved), "%s", devices);
+    unsetenv("UCX_NET_DEVICES");
+    pid = spawn_optd(addr, sizeof(addr));
+    if (devices != NULL)
+        setenv("UCX_NET_DEVICES", saved, 1);
     CU_ASSERT_FATAL(pid > 0);
     if (getifaddrs(&ifs) == 0) {
         for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next)
             if (i->ifa_addr != NULL && (i->ifa_addr->sa_family == AF_INET || i->ifa_addr->sa_family == AF_INET6) &&
-                !sockaddr_is_loopback((const struct sockaddr_storage *)i->ifa_addr))
+                !zero_test_sockaddr_is_loopback((const struct sockaddr_storage *)i->ifa_addr))
                 outside++;
         freeifaddrs(ifs);
     }
     if (outside == 0)   /* nothing could be elsewhere: the check below cannot fail here */
         fprintf(stderr, "this host has no address outside the loopback\n");
-    n = listening_sockets(pid, ls, IFACE_MAX_LISTENERS);
+    n = zero_test_listening_sockets(pid, ls, IFACE_MAX_LISTENERS);
     CU_ASSERT(n >= 2);   /* --listen's and at least one of UCX's tcp interfaces' */
     for (int i = 0; i < n; i++) {
-        CU_ASSERT(sockaddr_is_loopback(&ls[i]));
-        if (!sockaddr_is_loopback(&ls[i])) {
-            sockaddr_text(&ls[i], text, sizeof(text));
+        CU_ASSERT(zero_test_sockaddr_is_loopback(&ls[i]));
+        if (!zero_test_sockaddr_is_loopback(&ls[i])) {
+            zero_test_sockaddr_text(&ls[i], text, sizeof(text));
             fprintf(stderr, "zero-optd on %s listens on %s\n", addr, text);
         }
-        others += sockaddr_port(&ls[i]) != atoi(strrchr(addr, ':') + 1);
+        others += zero_test_sockaddr_port(&ls[i]) != atoi(strrchr(addr, ':') + 1);
     }
     CU_ASSERT(others >= 1);
     check_optd_survived(pid, addr);
@@ -4058,7 +3893,7 @@ static void test_iface_bad_traffic(void)
     CU_ASSERT_FATAL(pid > 0);
     /* before any client: a data connection's worker has a tcp listener of
      * its own, which goes with the connection */
-    n = listening_sockets(pid, ls, IFACE_MAX_LISTENERS);
+    n = zero_test_listening_sockets(pid, ls, IFACE_MAX_LISTENERS);
     fds0 = proc_fds(pid);
     /* not UCX's connection managers' listeners (--listen's and the data
      * listener, named in HELLO's reply): UCX 1.13 aborts on floods there
@@ -4067,8 +3902,9 @@ static void test_iface_bad_traffic(void)
     CU_ASSERT_EQUAL_FATAL(raw_hello_ticket(&c, atoi(strrchr(addr, ':') + 1), &data_port, &ticket), 0);
     raw_close(&c);
     for (int i = 0; i < n; i++)
-        if (sockaddr_port(&ls[i]) != atoi(strrchr(addr, ':') + 1) && sockaddr_port(&ls[i]) != (int)data_port)
-            sockaddr_text(&ls[i], targets[nt++], sizeof(targets[0]));
+        if (zero_test_sockaddr_port(&ls[i]) != atoi(strrchr(addr, ':') + 1) &&
+            zero_test_sockaddr_port(&ls[i]) != (int)data_port)
+            zero_test_sockaddr_text(&ls[i], targets[nt++], sizeof(targets[0]));
     CU_ASSERT_FATAL(nt >= 1);
     for (int m = 0; m < NMODES; m++) {
         int a = 0;
