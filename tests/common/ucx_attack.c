@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,14 +131,32 @@ int zero_test_sockaddr_parse(const char *text, struct sockaddr_storage *sa)
     return -1;
 }
 
-int zero_test_tcp_connect(const struct sockaddr_storage *to, const struct sockaddr_storage *from)
+int zero_test_tcp_connect(const struct sockaddr_storage *to, const struct sockaddr_storage *from, double timeout_s)
 {
-    int fd = socket(to->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+    int fd = socket(to->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), err = 0;
+    socklen_t len = sizeof(err);
+    struct pollfd p;
     if (fd < 0)
         return -1;
-    if ((from == NULL || bind(fd, (const struct sockaddr *)from, sockaddr_len(from->ss_family)) == 0) &&
-        connect(fd, (const struct sockaddr *)to, sockaddr_len(to->ss_family)) == 0)
-        return fd;
+    if (from != NULL && bind(fd, (const struct sockaddr *)from, sockaddr_len(from->ss_family)) != 0)
+        goto fail;
+    if (connect(fd, (const struct sockaddr *)to, sockaddr_len(to->ss_family)) != 0) {
+        if (errno != EINPROGRESS)
+            goto fail;
+        p = (struct pollfd){.fd = fd, .events = POLLOUT};
+        if (poll(&p, 1, (int)(timeout_s * 1000)) != 1) {
+            errno = ETIMEDOUT;
+            goto fail;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+            errno = err != 0 ? err : errno;
+            goto fail;
+        }
+    }
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        goto fail;
+    return fd;
+fail:
     err = errno;
     close(fd);
     errno = err;
@@ -196,11 +216,11 @@ size_t zero_test_ucx_tcp_bytes(zero_test_ucx_tcp_form_t form, unsigned k, int fd
 }
 
 int zero_test_ucx_tcp_send(const struct sockaddr_storage *to, const struct sockaddr_storage *from,
-                           zero_test_ucx_tcp_form_t form, int reset)
+                           zero_test_ucx_tcp_form_t form, int reset, double timeout_s)
 {
     unsigned char b[128];
     size_t n;
-    int fd = zero_test_tcp_connect(to, from), rc = 0;
+    int fd = zero_test_tcp_connect(to, from, timeout_s), rc = 0;
     if (fd < 0)
         return -1;
     n = zero_test_ucx_tcp_bytes(form, (unsigned)rand(), fd, b);

@@ -43,19 +43,22 @@ int zero_test_sockaddr_is_loopback(const struct sockaddr_storage *sa);
 void zero_test_sockaddr_text(const struct sockaddr_storage *sa, char *text, size_t n);
 int zero_test_sockaddr_parse(const char *text, struct sockaddr_storage *sa);
 
-/* A blocking TCP connection to @p to, from @p from where not NULL (bound
- * first, port 0: e.g. 127.0.0.2 to come from another loopback address).
- * Returns the socket, or -1 with errno (ECONNREFUSED: nothing listens). */
-int zero_test_tcp_connect(const struct sockaddr_storage *to, const struct sockaddr_storage *from);
+/* A TCP connection to @p to, from @p from where not NULL (bound first,
+ * port 0: e.g. 127.0.0.2 to come from another loopback address), made
+ * within @p timeout_s seconds (a SYN a filter drops is retried for minutes
+ * otherwise). The socket returned is blocking. Returns it, or -1 with errno
+ * (ECONNREFUSED: nothing listens; ETIMEDOUT: no answer within the time). */
+int zero_test_tcp_connect(const struct sockaddr_storage *to, const struct sockaddr_storage *from, double timeout_s);
 /* Closes @p fd, with a reset (SO_LINGER 0) where @p reset. */
 void zero_test_tcp_close(int fd, int reset);
 
 /* Fills @p b (room for 128 bytes) with what connection number @p k of
  * @p form sends on the connected socket @p fd; returns the byte count. */
 size_t zero_test_ucx_tcp_bytes(zero_test_ucx_tcp_form_t form, unsigned k, int fd, unsigned char *b);
-/* Connects to @p to (from @p from, or any address), sends @p form's bytes
- * and closes (a reset where @p reset). Returns 0, or -1 with errno. */
+/* Connects to @p to (from @p from, or any address; within @p timeout_s),
+ * sends @p form's bytes and closes (a reset where @p reset). Returns 0, or
+ * -1 with errno. */
 int zero_test_ucx_tcp_send(const struct sockaddr_storage *to, const struct sockaddr_storage *from,
-                           zero_test_ucx_tcp_form_t form, int reset);
+                           zero_test_ucx_tcp_form_t form, int reset, double timeout_s);
 
 #endif /* ZERO_TEST_UCX_ATTACK_H */
