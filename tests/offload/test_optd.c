@@ -3693,6 +3693,7 @@ static void test_refusal_mid_step(void)
 #define IFACE_ATTACK_S "3"
 #define IFACE_IDLE 200          /* connections the idle attacker holds */
 #define IFACE_HALF_HELD 50      /* half-sent connections the half attacker holds at once */
+#define IFACE_FDS_KEPT 4        /* descriptors UCX may keep after its first connection */
 
 /* spawn_optd with zero-optd's stdout (where UCX logs by default) and
  * stderr (this library's log) going to the file @p path. */
@@ -3867,7 +3868,8 @@ static void test_iface_listeners_loopback(void)
  * would want) steps against a host store, bit for bit, until the attackers
  * are done, and a new client is made and served in the middle of it.
  * zero-optd must live, no attacker may find a listener closed, its
- * descriptors must come back to what it held before any client, it must then
+ * descriptors must come back to what it held before any client (and
+ * IFACE_FDS_KEPT), it must then
  * serve a client and exit 0 on SIGTERM, and its log must hold few lines of
  * UCX. */
 static void test_iface_bad_traffic(void)
@@ -3954,11 +3956,13 @@ static void test_iface_bad_traffic(void)
     CU_ASSERT_EQUAL(kids_ok, NMODES);
     zero_store_destroy(remote);
     zero_store_destroy(host);
-    for (double t0 = zero_clock_now(); (fds = proc_fds(pid)) > fds0 && zero_clock_now() - t0 < 10;)
+    /* a few more than before any client: UCX makes some descriptors with
+     * the first connection and keeps them (a timer's, with zero-optd's own
+     * handshake); the attack's 10,000 connections would leave thousands */
+    for (double t0 = zero_clock_now(); (fds = proc_fds(pid)) > fds0 + IFACE_FDS_KEPT && zero_clock_now() - t0 < 10;)
         zero_clock_sleep(0.1);
-    CU_ASSERT(fds <= fds0);
-    if (fds > fds0)
-        fprintf(stderr, "zero-optd holds %d descriptors after the attack, %d before\n", fds, fds0);
+    CU_ASSERT(fds <= fds0 + IFACE_FDS_KEPT);
+    fprintf(stderr, "zero-optd holds %d descriptors after the attack, %d before any client\n", fds, fds0);
     fprintf(stderr, "iface attack: %d rounds of steps begun during it, %d in all, %.2f s; a new client %s%.2f s\n",
             rounds_during, rounds, zero_clock_now() - t_start, served ? "served in " : "not tried (attack over), ",
             t_served);
