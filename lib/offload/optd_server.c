@@ -49,6 +49,7 @@
 #include "util/thread_pool.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -2390,7 +2391,10 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
 {
     zero_status_t status = ZERO_OK;
     zero_optd_server_t *s;
-    const char *data_settings[ZERO_OPTD_DATA_SETTINGS];
+    /* room for NET_DEVICES after each: the caller's list ends at the first NULL */
+    const char *ctl_settings[3] = {NULL, NULL, NULL};
+    const char *data_settings[ZERO_OPTD_DATA_SETTINGS + 2] = {NULL};
+    char net_device[IF_NAMESIZE];
     struct addrinfo hints, *ai = NULL;
     char port_text[16];
     int rc, listen_errno = EADDRNOTAVAIL;
@@ -2442,8 +2446,26 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         ZERO_CHECK_GOTO(zero_thread_pool_create(opts->threads, &s->pool), status, fail);
     ZERO_CHECK_GOTO(zero_optim_ctx_init(&s->optim, ZERO_OPTIM_ISA_AUTO, s->pool), status, fail);
 
-    ZERO_CHECK_GOTO(zero_optd_ucx_open(&s->ucx[CTL], NULL, "zero-optd"), status, fail);
-
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(port_text, sizeof(port_text), "%d", opts->port);
+    rc = getaddrinfo(opts->host, port_text, &hints, &ai);
+    if (rc != 0 || ai == NULL) {
+        ZERO_LOG_ERROR("zero-optd: cannot listen on %s:%d: %s", opts->host, opts->port, gai_strerror(rc));
+        status = ZERO_ERR_INVALID_ARG;
+        goto fail;
+    }
+    /* UCX's own tcp listeners (one per worker and network device) on the
+     * --listen address's interface only, not on every one (optd_ucx.h) */
+    zero_optd_data_settings(data_settings);
+    if (zero_optd_listen_device(ai->ai_addr, net_device, sizeof(net_device))) {
+        ctl_settings[0] = data_settings[ZERO_OPTD_DATA_SETTINGS - 1] = "NET_DEVICES";
+        ctl_settings[1] = data_settings[ZERO_OPTD_DATA_SETTINGS] = net_device;
+        ZERO_LOG_INFO("zero-optd: UCX's tcp listens on %s only (the interface of %s)", net_device, opts->host);
+    }
+    ZERO_CHECK_GOTO(zero_optd_ucx_open(&s->ucx[CTL], ctl_settings, "zero-optd"), status, fail);
     ZERO_UCS_CHECK_GOTO(ucp_worker_get_address(s->ucx[CTL].worker, &s->ctl_address, &s->ctl_address_len), status,
                         fail, "zero-optd: %s", "the control worker's address");
     if (s->ctl_address_len > ZERO_OPTD_MAX_WORKER_ADDRESS) {
@@ -2456,17 +2478,6 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
 
     /* The doorway: a plain TCP socket, the only thing zero-optd listens on
      * itself (docs/optd.md, "The doorway"); UCX has no listener here. */
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    snprintf(port_text, sizeof(port_text), "%d", opts->port);
-    rc = getaddrinfo(opts->host, port_text, &hints, &ai);
-    if (rc != 0 || ai == NULL) {
-        ZERO_LOG_ERROR("zero-optd: cannot listen on %s:%d: %s", opts->host, opts->port, gai_strerror(rc));
-        status = ZERO_ERR_INVALID_ARG;
-        goto fail;
-    }
     for (struct addrinfo *a = ai; a != NULL && s->listen_fd < 0; a = a->ai_next) {
         int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
         struct sockaddr_storage bound;
@@ -2494,7 +2505,6 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     /* The same-host data connections' context: without it (or with
      * ZERO_OPTD_SAME_HOST=0) HELLO's reply offers none and the doorway
      * refuses data requests, so clients keep to their control connection. */
-    zero_optd_data_settings(data_settings);
     if (!zero_optd_same_host_enabled()) {
         /* ZERO_OPTD_SAME_HOST=0 for the server too: no process on this host
          * reaches its shared memory (docs/optd.md, Safety) */

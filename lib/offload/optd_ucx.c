@@ -7,7 +7,10 @@
 #include "util/log.h"
 #include "util/ucx_pins.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +162,56 @@ void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS])
     settings[2] = "RNDV_THRESH";
     settings[3] = "inf";
     settings[4] = NULL;
+}
+
+/* Whether /sys/class/infiniband lists a device (RDMA, RoCE included):
+ * UCX's verbs transports name theirs in NET_DEVICES as well. */
+static int host_has_rdma(void)
+{
+    DIR *d = opendir("/sys/class/infiniband");
+    struct dirent *e;
+    int found = 0;
+    while (d != NULL && !found && (e = readdir(d)) != NULL)
+        found = e->d_name[0] != '.';
+    if (d != NULL)
+        closedir(d);
+    return found;
+}
+
+/* Whether @p a and @p b (one of them from getifaddrs) are the same IPv4 or
+ * IPv6 address, ports aside. */
+static int same_address(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return 0;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return 0;
+}
+
+int zero_optd_listen_device(const struct sockaddr *addr, char *dev, size_t n)
+{
+    struct ifaddrs *list = NULL;
+    int found = 0;
+    if (getenv("UCX_NET_DEVICES") != NULL || n == 0)
+        return 0;
+    if (addr->sa_family == AF_INET && ((const struct sockaddr_in *)addr)->sin_addr.s_addr == htonl(INADDR_ANY))
+        return 0;
+    if (addr->sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)addr)->sin6_addr))
+        return 0;
+    if (host_has_rdma() || getifaddrs(&list) != 0)
+        return 0;
+    for (struct ifaddrs *i = list; i != NULL && !found; i = i->ifa_next)
+        if (i->ifa_addr != NULL && i->ifa_name != NULL && same_address(addr, i->ifa_addr) &&
+            strlen(i->ifa_name) < n) {
+            snprintf(dev, n, "%s", i->ifa_name);
+            found = 1;
+        }
+    freeifaddrs(list);
+    return found;
 }
 
 int zero_optd_ucx_progress(zero_optd_ucx_t *u, int n)

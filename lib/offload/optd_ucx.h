@@ -45,6 +45,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <ucp/api/ucp.h>
 
 /* The data context's transports unless ZERO_OPTD_DATA_TLS names others (a
@@ -129,6 +130,24 @@ ucs_status_t zero_optd_region_map(ucp_ep_h ep, const void *rkey_buf, uint64_t ad
 /* The data context's settings for zero_optd_ucx_open: its transports
  * ($ZERO_OPTD_DATA_TLS or ZERO_OPTD_DATA_TLS_DEFAULT) and no rendezvous. */
 void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS]);
+
+/*
+ * Whether zero-optd's UCX contexts should keep their network devices to the
+ * one interface that holds @p addr (the --listen address): then 1, with
+ * that interface's name in @p dev (@p n bytes, IF_NAMESIZE is enough), for
+ * UCX's NET_DEVICES. Why: every worker of a context with tcp (the control
+ * context, the data context and each data connection's worker) opens a
+ * listening socket of UCX's own on every network device it uses (UCX 1.13
+ * uct/tcp, the interface's listener, bound to the device's address), and
+ * those ports take bytes from anyone who reaches them before any job token
+ * is read; a few wrong bytes abort the process (docs/optd.md, Safety). A
+ * server told to listen on 127.0.0.1 had them on every interface.
+ * 0 (keep UCX's choice) where UCX_NET_DEVICES is set (the user's choice),
+ * @p addr is a wildcard (0.0.0.0, ::) or on no interface, or the host has
+ * RDMA devices (/sys/class/infiniband: NET_DEVICES names them too, and one
+ * interface's name would take them away).
+ */
+int zero_optd_listen_device(const struct sockaddr *addr, char *dev, size_t n);
 
 /* Progresses every opened worker of @p u[0..n); returns whether anything happened. */
 int zero_optd_ucx_progress(zero_optd_ucx_t *u, int n);

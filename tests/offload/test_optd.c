@@ -19,6 +19,7 @@
 #include "optd_test.h"
 #include "peak_rss.h"
 #include "offload/optd_door.h"
+#include "ucx_attack.h"
 #include "offload/optd_server.h"
 #include "offload/optd_ucx.h"
 #include "offload/store_remote.h"
@@ -32,6 +33,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -3379,16 +3382,25 @@ static void test_data_tls_without_cma(void)
 }
 
 /* Descriptors this process holds. */
-static int open_fds(void)
+/* The descriptors process @p pid holds (entries of /proc/PID/fd, "." and
+ * ".." with them); -1: none readable. */
+static int proc_fds(pid_t pid)
 {
+    char path[64];
     int n = 0;
-    DIR *d = opendir("/proc/self/fd");
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
     if (d == NULL)
         return -1;
     while (readdir(d) != NULL)
         n++;
     closedir(d);
     return n;
+}
+
+static int open_fds(void)
+{
+    return proc_fds(getpid());
 }
 
 /* Waits up to @p timeout_s for this process to hold at most @p fds
@@ -3943,6 +3955,308 @@ static void test_refusal_mid_step(void)
         }
 }
 
+/* ---------- the tcp listeners UCX itself opens in zero-optd ---------- */
+
+/* Every UCX worker with tcp listens on a port of its own per network device
+ * (UCX 1.13 uct/tcp: the interface's listener, through which the peers'
+ * tcp lanes connect), besides zero-optd's --listen port; those ports read
+ * bytes before any job token (docs/optd.md, Safety: "UCX's own tcp
+ * listeners"). What is sent to them: tests/common/ucx_attack.h. */
+#define IFACE_MAX_LISTENERS 64
+#define IFACE_ATTACK_S "3"
+#define IFACE_IDLE 200          /* connections the idle attacker holds */
+#define IFACE_HALF_HELD 50      /* half-sent connections the half attacker holds at once */
+#define IFACE_FDS_KEPT 4        /* descriptors UCX may keep after its first connection */
+
+/* spawn_optd with zero-optd's stdout (where UCX logs by default) and
+ * stderr (this library's log) going to the file @p path. */
+static pid_t spawn_optd_logged(char *addr, size_t addr_len, const char *path)
+{
+    int saved_out = dup(1), saved_err = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    pid_t pid = -1;
+    if (saved_out >= 0 && saved_err >= 0 && fd >= 0) {
+        fflush(stdout);
+        fflush(stderr);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        pid = spawn_optd(addr, addr_len);
+        fflush(stdout);
+        fflush(stderr);
+        dup2(saved_out, 1);
+        dup2(saved_err, 2);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (saved_out >= 0)
+        close(saved_out);
+    if (saved_err >= 0)
+        close(saved_err);
+    return pid;
+}
+
+/* Lines of the file @p path that hold @p text. */
+static int lines_with(const char *path, const char *text)
+{
+    char line[1024];
+    int n = 0;
+    FILE *f = fopen(path, "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, text) != NULL;
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
+/* An attacker process (test_optd --iface-attacker MODE SECONDS IP,PORT...):
+ *   idle:    IFACE_IDLE connections spread over the ports, held silent for
+ *            SECONDS;
+ *   garbage: for SECONDS, connections that send 64 random bytes (no tcp
+ *            magic) and close, every other one with a reset;
+ *   half:    connections that send a part of a connection request (cut in
+ *            the magic, the header or the request) and go silent, the last
+ *            IFACE_HALF_HELD held, older ones closed;
+ *   connreq: connections that send a whole connection request and
+ *            keep-alives, then close;
+ *   reset:   connections closed with a reset right after connect;
+ * each at most about 1,000 connections a second.
+ * Exits 0 having made at least one connection and no connection refused
+ * (a refusal: UCX closed its listener), 1 otherwise. */
+static int iface_attacker(int argc, char **argv)
+{
+    const char *mode = argv[2];
+    double secs = atof(argv[3]), t0 = zero_clock_now();
+    struct sockaddr_storage to[IFACE_MAX_LISTENERS];
+    static int held[IFACE_IDLE];
+    int nto = 0, nheld = 0, refused = 0;
+    unsigned long made = 0, busy = 0;
+    zero_test_ucx_tcp_form_t form = strcmp(mode, "garbage") == 0 ? ZERO_TEST_UCX_TCP_GARBAGE
+                                    : strcmp(mode, "half") == 0  ? ZERO_TEST_UCX_TCP_HALF
+                                                                 : ZERO_TEST_UCX_TCP_CONNREQ;
+    srand((unsigned)getpid());
+    for (int i = 4; i < argc && nto < IFACE_MAX_LISTENERS; i++)
+        if (zero_test_sockaddr_parse(argv[i], &to[nto++]) != 0)
+            return 1;
+    if (nto == 0)
+        return 1;
+    for (unsigned k = 0; zero_clock_now() - t0 < secs && !refused; k++) {
+        const struct sockaddr_storage *sa = &to[k % (unsigned)nto];
+        unsigned char b[128];
+        int fd;
+        if (strcmp(mode, "idle") == 0 && nheld == IFACE_IDLE) {
+            zero_clock_sleep(0.05);
+            continue;
+        }
+        fd = zero_test_tcp_connect(sa, NULL, 2.0);
+        if (fd < 0) {
+            refused = errno == ECONNREFUSED;
+            busy++;   /* out of local ports, the backlog full or the SYN dropped: again */
+            zero_clock_sleep(0.001);
+            continue;
+        }
+        made++;
+        if (strcmp(mode, "idle") == 0) {
+            held[nheld++] = fd;
+        } else if (strcmp(mode, "reset") == 0) {
+            zero_test_tcp_close(fd, 1);
+        } else {
+            size_t n = zero_test_ucx_tcp_bytes(form, k, fd, b);
+            if (write(fd, b, n) < 0)
+                busy++;
+            if (strcmp(mode, "half") == 0) {
+                if (nheld == IFACE_HALF_HELD) {
+                    zero_test_tcp_close(held[0], k & 1);
+                    memmove(held, held + 1, sizeof(held[0]) * (IFACE_HALF_HELD - 1));
+                    nheld--;
+                }
+                held[nheld++] = fd;
+            } else {
+                zero_test_tcp_close(fd, k & 1);
+            }
+        }
+        zero_clock_sleep(0.001);   /* about 1,000 a second: the other tests of a CI run share the cores */
+    }
+    for (int i = 0; i < nheld; i++)
+        close(held[i]);
+    printf("iface-attacker %s: %lu connections, %lu failed tries%s\n", mode, made, busy,
+           refused ? ", a connection refused" : "");
+    return made > 0 && !refused && (strcmp(mode, "idle") != 0 || made == IFACE_IDLE) ? 0 : 1;
+}
+
+/* zero-optd started with --listen 127.0.0.1 has every listening socket on
+ * the loopback: UCX's own tcp listeners too (its contexts' NET_DEVICES are
+ * the --listen address's interface: optd_ucx.h, zero_optd_listen_device),
+ * which used to be on every interface of the host. It serves a client then. */
+static void test_iface_listeners_loopback(void)
+{
+    struct sockaddr_storage ls[IFACE_MAX_LISTENERS];
+    struct ifaddrs *ifs = NULL;
+    char addr[64], text[96];
+    int n, others = 0, outside = 0;
+    const char *devices = getenv("UCX_NET_DEVICES");
+    char saved[256] = "";
+    pid_t pid;
+    /* meson's test environment sets UCX_NET_DEVICES=lo for every test,
+     * which zero-optd would take as the user's choice (and which makes this
+     * check true whatever zero-optd does): it starts without it */
+    if (devices != NULL)
+        snprintf(saved, sizeof(saved), "%s", devices);
+    unsetenv("UCX_NET_DEVICES");
+    pid = spawn_optd(addr, sizeof(addr));
+    if (devices != NULL)
+        setenv("UCX_NET_DEVICES", saved, 1);
+    CU_ASSERT_FATAL(pid > 0);
+    if (getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next)
+            if (i->ifa_addr != NULL && (i->ifa_addr->sa_family == AF_INET || i->ifa_addr->sa_family == AF_INET6) &&
+                !zero_test_sockaddr_is_loopback((const struct sockaddr_storage *)i->ifa_addr))
+                outside++;
+        freeifaddrs(ifs);
+    }
+    if (outside == 0)   /* nothing could be elsewhere: the check below cannot fail here */
+        fprintf(stderr, "this host has no address outside the loopback\n");
+    n = zero_test_listening_sockets(pid, ls, IFACE_MAX_LISTENERS);
+    CU_ASSERT(n >= 2);   /* --listen's and at least one of UCX's tcp interfaces' */
+    for (int i = 0; i < n; i++) {
+        CU_ASSERT(zero_test_sockaddr_is_loopback(&ls[i]));
+        if (!zero_test_sockaddr_is_loopback(&ls[i])) {
+            zero_test_sockaddr_text(&ls[i], text, sizeof(text));
+            fprintf(stderr, "zero-optd on %s listens on %s\n", addr, text);
+        }
+        others += zero_test_sockaddr_port(&ls[i]) != atoi(strrchr(addr, ':') + 1);
+    }
+    CU_ASSERT(others >= 1);
+    check_optd_survived(pid, addr);
+}
+
+/* Bad traffic on UCX's own tcp listeners of a zero-optd started with
+ * ZERO_OPTD_SAME_HOST=0 (every listening port but --listen's: the control
+ * context's tcp interface listeners, through which every TCP client's lanes
+ * connect; with the variable there is no data listener, a connection
+ * manager's, where UCX 1.13 aborts on floods of its own: docs/optd.md,
+ * Safety), from five exec'd processes at once for IFACE_ATTACK_S seconds
+ * (iface_attacker: 200 idle connections; random bytes; half-sent connection
+ * requests held; whole connection requests with keep-alives; resets). A TCP
+ * store made before the attack (so that a job's client from this address
+ * holds a connection throughout, as an allow list of clients' addresses
+ * would want) steps against a host store, bit for bit, until the attackers
+ * are done, and a new client is made and served in the middle of it.
+ * zero-optd must live, no attacker may find a listener closed, its
+ * descriptors must come back to what it held before any client (and
+ * IFACE_FDS_KEPT), it must then
+ * serve a client and exit 0 on SIGTERM, and its log must hold few lines of
+ * UCX. */
+static void test_iface_bad_traffic(void)
+{
+    ZERO_TEST_MEM_MARK();
+    static const char *const modes[] = {"idle", "garbage", "half", "connreq", "reset"};
+    enum { NMODES = sizeof(modes) / sizeof(modes[0]) };
+    struct sockaddr_storage ls[IFACE_MAX_LISTENERS];
+    static char targets[IFACE_MAX_LISTENERS][96];
+    char *args[IFACE_MAX_LISTENERS + 5];
+    char addr[64], log_path[4096];
+    const char *addrs[1] = {addr};
+    pid_t kids[NMODES], pid;
+    int n, nt = 0, fds0, fds = -1, kids_left = NMODES, kids_ok = 0, rounds = 0, rounds_during = 0, served = 0;
+    int ucx_lines, counted_lines;
+    double t_start = 0, t_served = -1;
+    zero_optim_ctx_t ctx;
+    zero_store_desc_t desc;
+    zero_store_remote_opts_t o;
+    zero_store_t *host = NULL, *remote = NULL;
+    snprintf(log_path, sizeof(log_path), "%s/tests/offload/optd-iface-log-%d", getenv("ZERO_BUILD_DIR"),
+             (int)getpid());
+    setenv("ZERO_OPTD_SAME_HOST", "0", 1);   /* for the zero-optd started here */
+    pid = spawn_optd_logged(addr, sizeof(addr), log_path);
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    CU_ASSERT_FATAL(pid > 0);
+    n = zero_test_listening_sockets(pid, ls, IFACE_MAX_LISTENERS);
+    fds0 = proc_fds(pid);   /* before any client */
+    for (int i = 0; i < n; i++)
+        if (zero_test_sockaddr_port(&ls[i]) != atoi(strrchr(addr, ':') + 1))
+            zero_test_sockaddr_text(&ls[i], targets[nt++], sizeof(targets[0]));
+    CU_ASSERT_FATAL(nt >= 1);
+    CU_ASSERT_EQUAL_FATAL(zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL), ZERO_OK);
+    desc_init(&desc, 100000 + 17, 1001, optimizer_cases[0].states);
+    remote_opts(&o, addrs, 1);
+    o.timeout_s = 20.0;   /* stepped on two cores shared with five attackers */
+    CU_ASSERT_EQUAL_FATAL(zero_store_host_create(&desc, &host), ZERO_OK);
+    remote = remote_create_on(&desc, &o, 0);
+    for (int g = 0; g < 2; g++) {
+        fill_store(host, g, 31u + (uint32_t)g);
+        fill_store(remote, g, 31u + (uint32_t)g);
+    }
+    for (int m = 0; m < NMODES; m++) {
+        int a = 0;
+        args[a++] = "test_optd";
+        args[a++] = "--iface-attacker";
+        args[a++] = (char *)modes[m];
+        args[a++] = IFACE_ATTACK_S;
+        for (int i = 0; i < nt; i++)
+            args[a++] = targets[i];
+        args[a] = NULL;
+        const pid_t parent = getpid();
+        kids[m] = fork();
+        if (kids[m] == 0) {
+            zero_test_die_with_parent(parent);
+            execv("/proc/self/exe", args);
+            _exit(127);
+        }
+        CU_ASSERT_FATAL(kids[m] > 0);
+    }
+    t_start = zero_clock_now();
+    while (kids_left > 0 || rounds == 0) {
+        rounds_during += kids_left == NMODES;
+        run_and_compare(host, remote, &optimizer_cases[0], ZERO_FP32, ZERO_FP32, 50000, &ctx);
+        rounds++;
+        if (!served && zero_clock_now() - t_start > 1.0 && kids_left == NMODES) {
+            double t0 = zero_clock_now();
+            check_still_serving_within(addr, 20.0);   /* a new client's lanes through the flooded listeners */
+            t_served = zero_clock_now() - t0;
+            served = 1;
+        }
+        for (int m = 0; m < NMODES; m++) {
+            int status;
+            if (kids[m] > 0 && waitpid(kids[m], &status, WNOHANG) == kids[m]) {
+                kids_ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                    fprintf(stderr, "attacker %s: status %d\n", modes[m], status);
+                kids[m] = -1;
+                kids_left--;
+            }
+        }
+        CU_ASSERT_FATAL(waitpid(pid, NULL, WNOHANG) == 0);   /* zero-optd lives */
+    }
+    CU_ASSERT_EQUAL(kids_ok, NMODES);
+    zero_store_destroy(remote);
+    zero_store_destroy(host);
+    /* a few more than before any client: UCX makes some descriptors with
+     * the first connection and keeps them (a timer's, with zero-optd's own
+     * handshake); the attack's 10,000 connections would leave thousands */
+    for (double t0 = zero_clock_now(); (fds = proc_fds(pid)) > fds0 + IFACE_FDS_KEPT && zero_clock_now() - t0 < 10;)
+        zero_clock_sleep(0.1);
+    CU_ASSERT(fds <= fds0 + IFACE_FDS_KEPT);
+    fprintf(stderr, "zero-optd holds %d descriptors after the attack, %d before any client\n", fds, fds0);
+    fprintf(stderr, "iface attack: %d rounds of steps begun during it, %d in all, %.2f s; a new client %s%.2f s\n",
+            rounds_during, rounds, zero_clock_now() - t_start, served ? "served in " : "not tried (attack over), ",
+            t_served);
+    check_optd_survived(pid, addr);
+    /* UCX's lines bounded: at most ZERO_UCX_LOG_FIRST per UCX source line
+     * and 5 s window (util/ucx_log.h), the rest counted on lines of
+     * zero-optd's own; without the bound, 30,000-65,000 lines */
+    ucx_lines = lines_with(log_path, " UCX ");
+    counted_lines = lines_with(log_path, "more UCX messages from");
+    fprintf(stderr, "zero-optd's log: %d lines of UCX, %d lines counting the rest\n", ucx_lines, counted_lines);
+    CU_ASSERT(ucx_lines <= 100);
+    if (ucx_lines > 100 || lines_with(log_path, "Assertion") > 0) {
+        char cmd[4200];
+        snprintf(cmd, sizeof(cmd), "grep -v ' UCX ' %s | head -40 >&2", log_path);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(zero-optd's log: %s)\n", log_path);
+    }
+    unlink(log_path);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 int main(int argc, char **argv)
 {
     CU_TestInfo numerics[] = {
@@ -4035,6 +4349,10 @@ int main(int argc, char **argv)
         {"a refusal by one server mid-step while the other answers into the weights: they are the caller's once "
          "the failing call returned",
          test_refusal_mid_step},
+        {"zero-optd on 127.0.0.1: UCX's own tcp listeners on the loopback only", test_iface_listeners_loopback},
+        {"UCX's own tcp listeners of zero-optd: 200 idle connections, random bytes, half-sent and whole connection "
+         "requests, resets from five processes: a TCP client steps bit for bit, a new one is served; zero-optd lives",
+         test_iface_bad_traffic},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"optd-numerics", NULL, NULL, NULL, NULL, numerics},
@@ -4051,5 +4369,7 @@ int main(int argc, char **argv)
         return fifo_client(argv[2]);
     if (argc == 4 && strcmp(argv[1], "--door-flood") == 0)
         return door_flood(argv[2], atof(argv[3]));
+    if (argc >= 5 && strcmp(argv[1], "--iface-attacker") == 0)
+        return iface_attacker(argc, argv);
     return zero_test_main(argc, argv, suites);
 }

@@ -9,6 +9,7 @@
 #include "util/checks.h"
 #include "util/clock.h"
 #include "util/cpu.h"
+#include "util/ucx_log.h"
 #include "util/ucx_pins.h"
 
 #include <zero/zero.h>
@@ -21,6 +22,8 @@ __extension__ typedef _Float16 zero_f16_t;
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucs/config/global_opts.h>
+#include <ucs/debug/log_def.h>
 
 static void test_status_strings(void)
 {
@@ -596,6 +599,65 @@ static void test_ucx_list_has(void)
     CU_ASSERT_FALSE(zero_ucx_list_has("tcpx:aux", "tcp", 1));
 }
 
+/* What UCX's printer would have printed after the limit: a handler pushed
+ * before the limit is called after it (UCX calls the last pushed first). */
+static atomic_int ucx_passed;
+static ucs_log_func_rc_t count_passed(const char *file, unsigned line, const char *function, ucs_log_level_t level,
+                                      const ucs_log_component_config_t *comp_conf, const char *message, va_list ap)
+{
+    (void)file, (void)line, (void)function, (void)level, (void)comp_conf, (void)message, (void)ap;
+    atomic_fetch_add(&ucx_passed, 1);
+    return UCS_LOG_FUNC_RC_STOP;   /* nothing printed by UCX */
+}
+
+/* UCX's log lines bounded per source line (util/ucx_log.h): of 12
+ * warnings from one line, 5 reach UCX's printer and one WARN of ours
+ * counts the other 7 with the last one's text at the flush; another line
+ * has its own 5; fatal messages always pass. */
+static void test_ucx_log_limit(void)
+{
+    captured_t c = {0};
+    zero_log_level_t old = zero_log_get_level();
+    ucs_log_push_handler(count_passed);
+    zero_ucx_log_limit_install();
+    zero_ucx_log_limit_install();   /* once per process */
+    zero_log_set_callback(capture, &c);
+    zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+    for (int i = 0; i < 12; i++)
+        ucs_log_dispatch("uct/tcp/tcp_cm.c", 797, "f", UCS_LOG_LEVEL_WARN, &ucs_global_opts.log_component,
+                         "attempt %d", i);
+    CU_ASSERT_EQUAL(atomic_load(&ucx_passed), 5);
+    CU_ASSERT_EQUAL(c.count, 0);   /* counted, not logged before the window ends */
+    for (int i = 0; i < 6; i++)
+        ucs_log_dispatch("uct/tcp/tcp_cm.c", 140, "f", UCS_LOG_LEVEL_ERROR, &ucs_global_opts.log_component, "e");
+    CU_ASSERT_EQUAL(atomic_load(&ucx_passed), 10);
+    ucs_log_dispatch("uct/tcp/tcp_cm.c", 797, "f", UCS_LOG_LEVEL_FATAL, &ucs_global_opts.log_component, "fatal");
+    CU_ASSERT_EQUAL(atomic_load(&ucx_passed), 11);
+    zero_ucx_log_limit_flush();
+    CU_ASSERT_EQUAL(c.count, 2);   /* one per line with a count */
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(old);
+    /* the last one logged: tcp_cm.c:140's one counted message */
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.message, "1 more UCX messages from tcp_cm.c:140"));
+    zero_log_set_callback(capture, &c);
+    c.count = 0;
+    zero_ucx_log_limit_flush();     /* nothing left */
+    CU_ASSERT_EQUAL(c.count, 0);
+    zero_log_set_callback(NULL, NULL);
+    /* the first line's count, checked through a fresh window's flush */
+    for (int i = 0; i < 7; i++)
+        ucs_log_dispatch("uct/tcp/tcp_cm.c", 797, "f", UCS_LOG_LEVEL_WARN, &ucs_global_opts.log_component,
+                         "again %d", i);
+    zero_log_set_callback(capture, &c);
+    zero_log_set_level(ZERO_LOG_LEVEL_WARN);
+    zero_ucx_log_limit_flush();
+    CU_ASSERT_EQUAL(c.count, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.message, "2 more UCX messages from tcp_cm.c:797"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.message, "the last: again 6"));
+    zero_log_set_callback(NULL, NULL);
+    zero_log_set_level(old);
+}
+
 static void test_dtypes(void)
 {
     CU_ASSERT_EQUAL(zero_dtype_size(ZERO_FP32), 4);
@@ -633,6 +695,7 @@ static CU_TestInfo util_tests[] = {
     {"fp16/bf16 conversions", test_half_conversions},
     {"dtypes", test_dtypes},
     {"UCX list entries compared whole", test_ucx_list_has},
+    {"UCX's log lines bounded per source line", test_ucx_log_limit},
     CU_TEST_INFO_NULL,
 };
 

@@ -8,6 +8,7 @@
  */
 #include "offload/optd_server.h"
 #include "util/log.h"
+#include "util/ucx_log.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -213,6 +214,10 @@ int main(int argc, char **argv)
      * the doorway's socket has SO_REUSEADDR (optd_server.c). UCX listens on
      * nothing here (until wire version 8 this set UCX_TCP_CM_REUSEADDR). */
     raise_descriptor_limit();
+    /* UCX logs a line for each of several things any peer can do at will
+     * (util/ucx_log.h): at most 5 per UCX source line per 5 s, the rest
+     * counted */
+    zero_ucx_log_limit_install();
     if (zero_optd_server_create(&opts, &server) != ZERO_OK)
         return 1;
     if (port_file != NULL) {
@@ -232,6 +237,7 @@ int main(int argc, char **argv)
             opts.memory_limit ? "" : ": none");
     (void)zero_optd_server_run(server, &stop_flag);
     zero_optd_server_destroy(server);
+    zero_ucx_log_limit_flush();
     fprintf(stderr, "zero-optd: stopped\n");
     return 0;
 }
