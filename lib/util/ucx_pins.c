@@ -32,6 +32,7 @@ static const pin_t pins[] = {
     {"PUT_ENABLE", ZERO_UCX_TCP_PUT_ENABLE, ZERO_UCX_PIN_TCP_PUT, 1, {"UCX_TCP_PUT_ENABLE", NULL, NULL}},
     /* after ZERO_UCX_PIN_TCP's RX_SEG_SIZE: a later entry for a key wins (superseded) */
     {"RX_SEG_SIZE", ZERO_UCX_OPTD_TCP_RX_SEG_SIZE, ZERO_UCX_PIN_TCP_OPTD_RX, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
+    {"RX_MPOOL_SIZES", ZERO_UCX_OPTD_RX_MPOOL_SIZES, ZERO_UCX_PIN_TCP_OPTD_RX, 1, {"UCX_RX_MPOOL_SIZES", NULL, NULL}},
 };
 #define NPINS (sizeof(pins) / sizeof(pins[0]))
 
@@ -134,10 +135,11 @@ static void warn_overridden(size_t i)
         if (value == NULL || same_value(value, p->value) || atomic_exchange(&warned[i], 1) != 0)
             continue;
         if (p->group == ZERO_UCX_PIN_TCP_OPTD_RX)
-            ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients: they use %s=%s "
-                          "on both ends, because UCX 1.13's tcp aborts a receiver on a fragment longer than its own "
-                          "segment (docs/optd.md, Safety)",
-                          p->env[e], value, p->env[e], p->value);
+            ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients: they use %s=%s, "
+                          "with tcp's receive segment of %s on both ends (UCX 1.13's tcp aborts a receiver on a "
+                          "fragment longer than its own) and unexpected messages kept in buffers their size "
+                          "(docs/optd.md, Safety)",
+                          p->env[e], value, p->env[e], p->value, ZERO_UCX_OPTD_TCP_RX_SEG_SIZE);
         else if (p->group == ZERO_UCX_PIN_TCP_PUT)
             ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients: they use %s=%s, "
                           "because UCX 1.13's tcp can abort the process on a put's acknowledgement once its peer "

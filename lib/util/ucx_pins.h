@@ -30,7 +30,7 @@
 #define ZERO_UCX_PIN_MM 1u    /* posix and sysv: MM_SEG_SIZE, MM_FIFO_SIZE, MM_FIFO_ELEM_SIZE */
 #define ZERO_UCX_PIN_TCP 2u   /* tcp: TX_SEG_SIZE, RX_SEG_SIZE */
 #define ZERO_UCX_PIN_TCP_PUT 4u   /* tcp: PUT_ENABLE=n (zero-optd's contexts only; below) */
-#define ZERO_UCX_PIN_TCP_OPTD_RX 8u   /* tcp: RX_SEG_SIZE=ZERO_UCX_OPTD_TCP_RX_SEG_SIZE (zero-optd's contexts only) */
+#define ZERO_UCX_PIN_TCP_OPTD_RX 8u   /* tcp: RX_SEG_SIZE, and UCP's RX_MPOOL_SIZES (zero-optd's contexts only) */
 
 /* The values pinned (UCX 1.13.1's defaults). */
 #define ZERO_UCX_MM_SEG_SIZE "8256"
@@ -61,6 +61,17 @@
  * the receiver (tcp_ep.c:1404), so a client and a zero-optd must both have
  * it; the doorway refuses a peer of another wire version (ZERO_OPTD_VERSION). */
 #define ZERO_UCX_OPTD_TCP_RX_SEG_SIZE "256kb"
+/* The buffer sizes UCP keeps unexpected messages in on those contexts (a
+ * context that may open tcp). UCX's default, "64,1kb", puts every message
+ * above 1 KiB into a buffer of the largest active message an interface
+ * takes, tcp's receive segment: a 4 KiB eager message waiting for the
+ * server's loop then held 256 KiB (64 KiB before), and a job member's flood
+ * of unclaimed 4 KiB messages over TCP grew the test process by 490-525
+ * MiB instead of at most 156 (test_optd "a job member's gradients with no
+ * header", under meson, whose MALLOC_PERTURB_ touches every byte of them).
+ * Unexpected messages here are eager ones, at most tcp's eager threshold
+ * (about 20 KiB); 8 KiB and 32 KiB buffers hold them closer. */
+#define ZERO_UCX_OPTD_RX_MPOOL_SIZES "64,1kb,8kb,32kb"
 
 /*
  * Whether @p list, a UCX list setting's value (entries separated by commas,

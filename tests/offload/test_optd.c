@@ -3389,9 +3389,10 @@ static int count_lines(const char *text, const char *line)
 }
 
 /* Every context zero_optd_ucx_open makes (zero-optd's and its clients')
- * gets tcp's larger receive segment, once, over lib/comm's (UCX's 64 KiB);
- * tcp's put stays off. Both ends must agree: a fragment longer than the
- * receiver's segment aborts it (tcp_ep.c:1404). */
+ * gets tcp's larger receive segment, once, over lib/comm's (UCX's 64 KiB),
+ * and UCP's buffers for unexpected messages in sizes below it; tcp's put
+ * stays off. Both ends must agree: a fragment longer than the receiver's
+ * segment aborts it (tcp_ep.c:1404). */
 static void test_optd_tcp_segments(void)
 {
     char text[16384], line[64];
@@ -3405,12 +3406,16 @@ static void test_optd_tcp_segments(void)
     CU_ASSERT_EQUAL(count_lines(text, line), 1);
     snprintf(line, sizeof(line), "PUT_ENABLE=%s", ZERO_UCX_TCP_PUT_ENABLE);
     CU_ASSERT_EQUAL(count_lines(text, line), 1);
+    /* unexpected messages in buffers near their size, not the segment's
+     * (ucp_config_print writes UCP's own keys with the prefix, sizes as K) */
+    CU_ASSERT_EQUAL(count_lines(text, "UCX_RX_MPOOL_SIZES=64,1K,8K,32K"), 1);
     /* lib/comm's group alone keeps UCX's own segment */
     pinned_keys(ZERO_UCX_PIN_TCP, text, sizeof(text));
     snprintf(line, sizeof(line), "RX_SEG_SIZE=%s", ZERO_UCX_TCP_RX_SEG_SIZE);
     CU_ASSERT_EQUAL(count_lines(text, line), 1);
     snprintf(line, sizeof(line), "RX_SEG_SIZE=%s", ZERO_UCX_OPTD_TCP_RX_SEG_SIZE);
     CU_ASSERT_EQUAL(count_lines(text, line), 0);
+    CU_ASSERT_EQUAL(count_lines(text, "UCX_RX_MPOOL_SIZES=64,1K"), 1);
 }
 
 /* ZERO_OPTD_DATA_TLS (a measuring knob) never puts cma into the data
