@@ -15,10 +15,10 @@
  * environment can make the two ends differ.
  *
  * The pinned sizes are UCX 1.13.1's defaults (`ucx_info -c -f`), so a
- * process that sets none of these runs with UCX's own sizes; the two pins
- * that are no default, tcp's put (ZERO_UCX_PIN_TCP_PUT) and its larger
- * receive segment (ZERO_UCX_PIN_TCP_OPTD_RX), are asked only by zero-optd's
- * contexts.
+ * process that sets none of these runs with UCX's own sizes; the pins
+ * that are no default, tcp's put (ZERO_UCX_PIN_TCP_PUT), its larger
+ * receive segment and UCP's buffer sizes for unexpected messages
+ * (ZERO_UCX_PIN_TCP_OPTD_RX), are asked only by zero-optd's contexts.
  */
 #ifndef ZERO_UTIL_UCX_PINS_H
 #define ZERO_UTIL_UCX_PINS_H
@@ -55,8 +55,8 @@
  * agree), over ZERO_UCX_TCP_RX_SEG_SIZE, the other pin that is no default.
  * Without a put lane a large message's rendezvous comes as active-message
  * fragments of at most the sender's receive segment, each read into that
- * segment and copied out; 256 KiB fragments instead of 64 KiB took 1.5-2 ms
- * less of the client's CPU per step over TCP (docs/optd.md, "The
+ * segment and copied out; 256 KiB fragments instead of 64 KiB took about
+ * 2 ms less of the client's CPU per step over TCP (docs/optd.md, "The
  * doorway"). A sender's fragment larger than its receiver's segment aborts
  * the receiver (tcp_ep.c:1404), so a client and a zero-optd must both have
  * it; the doorway refuses a peer of another wire version (ZERO_OPTD_VERSION). */
