@@ -31,7 +31,7 @@ zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings
     for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
         if (strcmp(settings[i], "TLS") == 0)
             tls = settings[i + 1];
-    ZERO_CHECK_GOTO(zero_ucx_pin_sizes(config, tls, ZERO_UCX_PIN_MM | ZERO_UCX_PIN_TCP | ZERO_UCX_PIN_TCP_PUT, who),
+    ZERO_CHECK_GOTO(zero_ucx_pin_sizes(config, tls, ZERO_OPTD_UCX_PINS, who),
                     status, fail);
     /* the caller's after the pins: a test may set them otherwise */
     for (int i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)

@@ -48,6 +48,8 @@
 #include <sys/socket.h>
 #include <ucp/api/ucp.h>
 
+#include "util/ucx_pins.h"
+
 /* The data context's transports unless ZERO_OPTD_DATA_TLS names others (a
  * UCX_TLS value, for measuring other sets; one naming cma, or one that may
  * hold it: "sm", "shm", "all", "^...", is refused with a warning). posix
@@ -63,6 +65,11 @@
 #define ZERO_OPTD_DATA_TLS_DEFAULT "posix"
 #define ZERO_OPTD_DATA_SETTINGS 5   /* entries zero_optd_data_settings fills, the NULL included */
 
+/* The pin groups (util/ucx_pins.h) of every context zero_optd_ucx_open
+ * makes, zero-optd's and its clients' alike: both ends of a connection must
+ * agree on tcp's receive segment. */
+#define ZERO_OPTD_UCX_PINS (ZERO_UCX_PIN_MM | ZERO_UCX_PIN_TCP | ZERO_UCX_PIN_TCP_PUT | ZERO_UCX_PIN_TCP_OPTD_RX)
+
 typedef struct zero_optd_ucx {
     ucp_context_h context;
     ucp_worker_h worker;
@@ -76,10 +83,10 @@ typedef struct zero_optd_ucx {
  * the environment) or name/value pairs of UCX settings without the UCX_
  * prefix, ending with NULL, which win over the environment's
  * (zero_optd_data_settings for the data context). Before those, the
- * FIFO's geometry, tcp's segments and tcp's put are pinned
- * (zero_ucx_pin_sizes, all three groups, those of the context's
- * transports: UCX_TLS, or a TLS entry of @p settings). @p who prefixes
- * the error logged.
+ * FIFO's geometry, tcp's segments, tcp's put and tcp's larger receive
+ * segment are pinned (zero_ucx_pin_sizes, the groups of ZERO_OPTD_UCX_PINS,
+ * those of the context's transports: UCX_TLS, or a TLS entry of
+ * @p settings). @p who prefixes the error logged.
  * Errors: the UCX failure, translated and logged; @p u is then left empty.
  */
 zero_status_t zero_optd_ucx_open(zero_optd_ucx_t *u, const char *const *settings, const char *who);

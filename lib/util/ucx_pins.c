@@ -30,6 +30,9 @@ static const pin_t pins[] = {
     {"TX_SEG_SIZE", ZERO_UCX_TCP_TX_SEG_SIZE, ZERO_UCX_PIN_TCP, 1, {"UCX_TCP_TX_SEG_SIZE", NULL, NULL}},
     {"RX_SEG_SIZE", ZERO_UCX_TCP_RX_SEG_SIZE, ZERO_UCX_PIN_TCP, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
     {"PUT_ENABLE", ZERO_UCX_TCP_PUT_ENABLE, ZERO_UCX_PIN_TCP_PUT, 1, {"UCX_TCP_PUT_ENABLE", NULL, NULL}},
+    /* after ZERO_UCX_PIN_TCP's RX_SEG_SIZE: a later entry for a key wins (superseded) */
+    {"RX_SEG_SIZE", ZERO_UCX_OPTD_TCP_RX_SEG_SIZE, ZERO_UCX_PIN_TCP_OPTD_RX, 1, {"UCX_TCP_RX_SEG_SIZE", NULL, NULL}},
+    {"RX_MPOOL_SIZES", ZERO_UCX_OPTD_RX_MPOOL_SIZES, ZERO_UCX_PIN_TCP_OPTD_RX, 1, {"UCX_RX_MPOOL_SIZES", NULL, NULL}},
 };
 #define NPINS (sizeof(pins) / sizeof(pins[0]))
 
@@ -131,7 +134,13 @@ static void warn_overridden(size_t i)
         const char *value = getenv(p->env[e]);
         if (value == NULL || same_value(value, p->value) || atomic_exchange(&warned[i], 1) != 0)
             continue;
-        if (p->group == ZERO_UCX_PIN_TCP_PUT)
+        if (p->group == ZERO_UCX_PIN_TCP_OPTD_RX)
+            ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients: they use %s=%s, "
+                          "with tcp's receive segment of %s on both ends (UCX 1.13's tcp aborts a receiver on a "
+                          "fragment longer than its own) and unexpected messages kept in buffers their size "
+                          "(docs/optd.md, Safety)",
+                          p->env[e], value, p->env[e], p->value, ZERO_UCX_OPTD_TCP_RX_SEG_SIZE);
+        else if (p->group == ZERO_UCX_PIN_TCP_PUT)
             ZERO_LOG_WARN("%s=%s is not used for the connections between zero-optd and its clients: they use %s=%s, "
                           "because UCX 1.13's tcp can abort the process on a put's acknowledgement once its peer "
                           "closed (docs/optd.md, Safety)",
@@ -147,13 +156,23 @@ static void warn_overridden(size_t i)
     }
 }
 
+/* Whether an entry after pins[@p i] in @p groups pins the same key (then
+ * that one is set, not pins[@p i]). */
+static int superseded(size_t i, unsigned groups)
+{
+    for (size_t j = i + 1; j < NPINS; j++)
+        if ((groups & pins[j].group) && pins[j].tcp == pins[i].tcp && strcmp(pins[j].key, pins[i].key) == 0)
+            return 1;
+    return 0;
+}
+
 zero_status_t zero_ucx_pin_sizes(ucp_config_t *config, const char *tls, unsigned groups, const char *who)
 {
     zero_status_t status = ZERO_OK;
     if (tls == NULL)
         tls = getenv("UCX_TLS");
     for (size_t i = 0; i < NPINS; i++) {
-        if (!(groups & pins[i].group) || !tls_may_use(tls, pins[i].tcp))
+        if (!(groups & pins[i].group) || !tls_may_use(tls, pins[i].tcp) || superseded(i, groups))
             continue;
         warn_overridden(i);
         ZERO_UCS_CHECK_GOTO(ucp_config_modify(config, pins[i].key, pins[i].value), status, fail,

@@ -3359,6 +3359,68 @@ static void test_transport_settings(void)
     }
 }
 
+/* The UCX settings zero_ucx_pin_sizes leaves on @p groups' config for a
+ * tcp context (ucp_config_print lists them as "Cached UCT" keys), one
+ * "KEY=value" line each, in @p out. */
+static void pinned_keys(unsigned groups, char *out, size_t n)
+{
+    ucp_config_t *config = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f;
+    out[0] = '\0';
+    CU_ASSERT_FATAL(ucp_config_read(NULL, NULL, &config) == UCS_OK);
+    CU_ASSERT_EQUAL(zero_ucx_pin_sizes(config, "tcp", groups, "test"), ZERO_OK);
+    f = open_memstream(&text, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    ucp_config_print(config, f, NULL, UCS_CONFIG_PRINT_CONFIG);
+    fclose(f);
+    ucp_config_release(config);
+    snprintf(out, n, "%s", text);
+    free(text);
+}
+
+/* How often the line @p line is in @p text. */
+static int count_lines(const char *text, const char *line)
+{
+    int count = 0;
+    size_t n = strlen(line);
+    for (const char *p = text; (p = strstr(p, line)) != NULL; p += n)
+        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+            count++;
+    return count;
+}
+
+/* Every context zero_optd_ucx_open makes (zero-optd's and its clients')
+ * gets tcp's larger receive segment, once, over lib/comm's (UCX's 64 KiB),
+ * and UCP's buffers for unexpected messages in sizes below it; tcp's put
+ * stays off. Both ends must agree: a fragment longer than the receiver's
+ * segment aborts it (tcp_ep.c:1404). */
+static void test_optd_tcp_segments(void)
+{
+    char text[16384], line[64];
+    unsetenv("UCX_TCP_RX_SEG_SIZE");
+    pinned_keys(ZERO_OPTD_UCX_PINS, text, sizeof(text));
+    snprintf(line, sizeof(line), "RX_SEG_SIZE=%s", ZERO_UCX_OPTD_TCP_RX_SEG_SIZE);
+    CU_ASSERT_EQUAL(count_lines(text, line), 1);
+    snprintf(line, sizeof(line), "RX_SEG_SIZE=%s", ZERO_UCX_TCP_RX_SEG_SIZE);
+    CU_ASSERT_EQUAL(count_lines(text, line), 0);
+    snprintf(line, sizeof(line), "TX_SEG_SIZE=%s", ZERO_UCX_TCP_TX_SEG_SIZE);
+    CU_ASSERT_EQUAL(count_lines(text, line), 1);
+    snprintf(line, sizeof(line), "PUT_ENABLE=%s", ZERO_UCX_TCP_PUT_ENABLE);
+    CU_ASSERT_EQUAL(count_lines(text, line), 1);
+    /* unexpected messages in buffers near their size, not the segment's
+     * (ucp_config_print writes UCP's own keys with the prefix, sizes as K) */
+    CU_ASSERT_EQUAL(count_lines(text, "UCX_RX_MPOOL_SIZES=64,1K,8K,32K"), 1);
+    /* lib/comm's group alone keeps UCX's own segment */
+    pinned_keys(ZERO_UCX_PIN_TCP, text, sizeof(text));
+    snprintf(line, sizeof(line), "RX_SEG_SIZE=%s", ZERO_UCX_TCP_RX_SEG_SIZE);
+    CU_ASSERT_EQUAL(count_lines(text, line), 1);
+    snprintf(line, sizeof(line), "RX_SEG_SIZE=%s", ZERO_UCX_OPTD_TCP_RX_SEG_SIZE);
+    CU_ASSERT_EQUAL(count_lines(text, line), 0);
+    CU_ASSERT_EQUAL(count_lines(text, "UCX_RX_MPOOL_SIZES=64,1K"), 1);
+}
+
 /* ZERO_OPTD_DATA_TLS (a measuring knob) never puts cma into the data
  * context, also not through UCX's aliases or an exclusion list: a failed
  * CMA copy to a dead peer aborts UCX 1.13 on an endpoint without error
@@ -4331,6 +4393,8 @@ int main(int argc, char **argv)
         {"a client or zero-optd with another UCX shared-memory FIFO geometry, other tcp segments or no usable "
          "connection manager: both serve on",
          test_transport_settings},
+        {"zero-optd's contexts: tcp's receive segment pinned larger than lib/comm's, once; no tcp put",
+         test_optd_tcp_segments},
         {"ZERO_OPTD_DATA_TLS holding cma (by name, alias, \"all\" or exclusion): the default set instead",
          test_data_tls_without_cma},
         {"a same-host client killed between steps: its state freed", test_store_client_killed},
