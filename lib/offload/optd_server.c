@@ -122,7 +122,7 @@ typedef struct optd_conn {
      * stops, and it goes with the connection. */
     ucp_worker_h worker;
     int efd;
-    int data_index;              /* its place in server->data_conns */
+    int data_index;              /* its place in server->data_conns; -1: not in it (yet) */
     /* The doorway admits a data connection only if its request carries
      * the ticket of a control connection that said HELLO (its reply hands
      * the ticket out; docs/optd.md, Safety): so a process
@@ -614,17 +614,21 @@ static void region_close(zero_optd_server_t *s, optd_conn_t *c)
 
 /* Destroys data connection @p c's worker (its endpoint is closed, no slot
  * of it is in use), and with it its FIFO and anything a dead sender
- * left there. */
+ * left there; takes @p c out of server->data_conns if it is there (a
+ * request the doorway refuses after opening its worker never joined). */
 static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
 {
-    int n = atomic_load(&s->ndata_conns) - 1;
     held_reap(s->drops, &s->ndrops, 1, c->worker);
     ucp_worker_destroy(c->worker);
     c->worker = NULL;
     c->efd = -1;
-    s->data_conns[c->data_index] = s->data_conns[n];
-    s->data_conns[c->data_index]->data_index = c->data_index;
-    atomic_store(&s->ndata_conns, n);
+    if (c->data_index >= 0) {
+        int n = atomic_load(&s->ndata_conns) - 1;
+        s->data_conns[c->data_index] = s->data_conns[n];
+        s->data_conns[c->data_index]->data_index = c->data_index;
+        atomic_store(&s->ndata_conns, n);
+        c->data_index = -1;
+    }
 }
 
 /* Lets go of @p q's requests (UCX releases them when they end). */
@@ -2426,6 +2430,7 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         s->conns[i].server = s;
         s->conns[i].owner = &s->conns[i];
         s->conns[i].efd = -1;
+        s->conns[i].data_index = -1;
     }
     atomic_init(&s->bytes, ZERO_OPTD_SERVER_BUFFER_BYTES);
     if (s->opts.memory_limit != 0 && s->opts.memory_limit < ZERO_OPTD_SERVER_BUFFER_BYTES) {

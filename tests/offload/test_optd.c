@@ -2639,6 +2639,46 @@ static void test_ticket_refused_while_closing(void)
     ZERO_TEST_ASSERT_NO_LEAK();
 }
 
+/* A data request with a good ticket whose endpoint the server cannot make
+ * (its worker address names tcp alone; a data connection's worker has
+ * posix only) is refused, saying why, and costs the other data connections
+ * nothing: a same-host client connected before steps on, a new one is
+ * served. Until 5 Dec 2026 (rdoor12) that refusal freed the request's
+ * worker as if it were in the server's table of data connections
+ * (data_worker_free), which it had not joined yet: the table lost an entry
+ * (here the earlier client's, whose steps then went unanswered: it was no
+ * longer progressed) and its count went below the truth. */
+static void test_data_endpoint_refused(void)
+{
+    ZERO_TEST_MEM_MARK();
+    const char *tcp_only[] = {"TLS", "tcp", NULL};
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_ucx_t u;
+    uint32_t data_port = 0;
+    uint64_t ticket = 0;
+    zero_store_t *first = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(stepped_store(srv.addr, 3.0, &ctx, &st, &first), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_hello_ticket(&c, zero_optd_server_port(srv.server), &data_port, &ticket), 0);
+    CU_ASSERT_FATAL(data_port > 0 && ticket != 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, tcp_only, "test: a tcp-only context"), ZERO_OK);
+    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(door_text, "could not create an endpoint"));
+    zero_optd_ucx_close(&u);
+    raw_close(&c);
+    /* the first client's data connection is still served (3 s bound) */
+    CU_ASSERT_EQUAL(zero_store_step_async(first, &st), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_step_wait(first), ZERO_OK);
+    zero_store_destroy(first);
+    served_then_stop(&srv);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
 /* ---------- the data connection's region ---------- */
 
 /* A raw client with a data connection: HELLO on a control connection
@@ -4318,6 +4358,9 @@ int main(int argc, char **argv)
         {"data connection at the doorway: a ticket whose control connection is closing (a reply still in its slot) "
          "is refused",
          test_ticket_refused_while_closing},
+        {"data connection at the doorway: a ticket holder's request whose endpoint cannot be made is refused; the "
+         "other data connections are served on",
+         test_data_endpoint_refused},
         {"ZERO_OPTD_ONESIDED=0 for the server: no region, STEP tagged on the data connection",
          test_server_without_regions},
         {"region: a full /dev/shm on the server's side: no region held, the client steps bit for bit over tagged "
