@@ -20,12 +20,19 @@
  *    message header longer than the receive segment) from 127.0.0.2. Without
  *    the guard the child dies (this shows the bytes are the right ones);
  *    with it, allowing only 127.0.0.1, the bytes never arrive and a tagged
- *    message from a UCX client on 127.0.0.1 still goes through.
+ *    message from a UCX client on 127.0.0.1 still goes through;
+ *  - the zero-optd tool: its UCX ports refuse 127.0.0.2 but its doorway
+ *    takes it; an address is admitted while a connection from it through the
+ *    doorway lives (counted per connection), forgotten when the last ends,
+ *    and one beyond the list's size is refused at the doorway until room is
+ *    made.
  */
 #include "offload/optd_guard.h"
 #include "offload/optd_ucx.h"
 #include "optd_test.h"
+#include "ucx_attack.h"
 #include "test_main.h"
+#include "util/clock.h"
 
 #include <zero/zero.h>
 
@@ -749,6 +756,127 @@ static void test_zero_optd_guarded(void)
     waitpid(pid, NULL, 0);
 }
 
+/* Asks zero-optd's doorway at 127.0.0.1:@p port, from @p src, for a control
+ * connection with @p token offering the worker address @p addr
+ * (@p addr_len bytes). Returns 1 (accepted), 0 (refused: the reason in
+ * @p text, @p text_len bytes) or -1 (no answer within 5 s). */
+static int door_from(const char *src, int port, const unsigned char token[16], const void *addr, size_t addr_len,
+                     char *text, size_t text_len)
+{
+    static unsigned char req[ZERO_OPTD_DOOR_REQUEST_MAX], ans_buf[ZERO_OPTD_DOOR_ANSWER_MAX];
+    zero_optd_door_request_t rq;
+    zero_optd_door_answer_t ans;
+    struct timeval tv = {.tv_sec = 5};
+    size_t len, got = 0;
+    int fd = connect_from(src, "127.0.0.1", port, OPEN_WAIT_MS), rc = -1;
+    if (fd < 0)
+        return -1;
+    memset(&rq, 0, sizeof(rq));
+    rq.kind = ZERO_OPTD_DOOR_CONTROL;
+    memcpy(rq.token, token, ZERO_OPTD_TOKEN_BYTES);
+    rq.address_len = (uint32_t)addr_len;
+    rq.address = addr;
+    len = zero_optd_encode_door_request(req, &rq);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (send(fd, req, len, MSG_NOSIGNAL) == (ssize_t)len) {
+        for (;;) {
+            ssize_t n = recv(fd, ans_buf + got, sizeof(ans_buf) - got, 0);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+            if (zero_optd_decode_door_answer(ans_buf, got, &ans) != ZERO_OPTD_PARSE_SHORT)
+                break;
+        }
+    }
+    close(fd);
+    if (got > 0 && zero_optd_decode_door_answer(ans_buf, got, &ans) == ZERO_OPTD_PARSE_OK) {
+        rc = ans.status == 0;
+        if (ans.status != 0)
+            snprintf(text, text_len, "%.*s", (int)ans.len, ans.text);
+    }
+    return rc;
+}
+
+/* Until @p src is refused (@p want_refused) or reaches (else) 127.0.0.1:@p port, within 10 s. */
+static int becomes(const char *src, int port, int want_refused)
+{
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 10.0; zero_clock_sleep(0.05))
+        if (want_refused ? refused(src, "127.0.0.1", port) : opens(src, "127.0.0.1", port))
+            return 1;
+    return 0;
+}
+
+/* The wiring in zero-optd (optd_server.c door_decide, conn_close): an
+ * address is admitted to UCX's ports while a connection that came from it
+ * through the doorway lives, counted per connection, and forgotten once
+ * per connection when it ends; an address beyond the list's
+ * ZERO_OPTD_GUARD_MAX_PEERS is refused at the doorway, saying why, and is
+ * admitted once room is made. The clients are raw doorway requests from
+ * 127.0.0.x offering a tcp-only worker of this process that is never
+ * progressed: zero-optd's endpoints to it fail when the worker is
+ * destroyed, which ends their connections. */
+static void test_zero_optd_admits_per_connection(void)
+{
+    unsigned char token[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    char addr[64], text[ZERO_OPTD_MAX_DOOR_TEXT + 1], src[32];
+    struct sockaddr_storage socks[16];
+    zero_optd_ucx_t w1, w2, w3;
+    ucp_address_t *a1 = NULL, *a2 = NULL, *a3 = NULL;
+    size_t l1 = 0, l2 = 0, l3 = 0;
+    int door_port, ucx_port = -1, n;
+    pid_t pid = zero_test_optd_spawn(token, addr, sizeof(addr));
+    CU_ASSERT_FATAL(pid > 0);
+    door_port = atoi(strrchr(addr, ':') + 1);
+    n = zero_test_listening_sockets(pid, socks, 16);
+    for (int i = 0; i < n; i++)
+        if (zero_test_sockaddr_port(&socks[i]) != door_port && zero_test_sockaddr_is_loopback(&socks[i]))
+            ucx_port = zero_test_sockaddr_port(&socks[i]);
+    CU_ASSERT_FATAL(ucx_port > 0);   /* the control worker's tcp listener on lo */
+    CU_ASSERT_FATAL(zero_optd_ucx_open(&w1, ucx_tcp_only, "guard test client 1") == ZERO_OK);
+    CU_ASSERT_FATAL(zero_optd_ucx_open(&w2, ucx_tcp_only, "guard test client 2") == ZERO_OK);
+    CU_ASSERT_FATAL(zero_optd_ucx_open(&w3, ucx_tcp_only, "guard test client 3") == ZERO_OK);
+    CU_ASSERT_FATAL(ucp_worker_get_address(w1.worker, &a1, &l1) == UCS_OK);
+    CU_ASSERT_FATAL(ucp_worker_get_address(w2.worker, &a2, &l2) == UCS_OK);
+    CU_ASSERT_FATAL(ucp_worker_get_address(w3.worker, &a3, &l3) == UCS_OK);
+
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", ucx_port));
+    /* 127.0.0.2 twice (client 1, client 2), then 127.0.0.3 .. 127.0.0.65
+     * (client 1): the list full */
+    CU_ASSERT_EQUAL(door_from("127.0.0.2", door_port, token, a1, l1, text, sizeof(text)), 1);
+    CU_ASSERT_EQUAL(door_from("127.0.0.2", door_port, token, a2, l2, text, sizeof(text)), 1);
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", ucx_port));
+    for (int k = 3; k < 2 + ZERO_OPTD_GUARD_MAX_PEERS; k++) {
+        snprintf(src, sizeof(src), "127.0.0.%d", k);
+        CU_ASSERT_EQUAL(door_from(src, door_port, token, a1, l1, text, sizeof(text)), 1);
+    }
+    /* one address more: refused at the doorway, saying why, and not admitted */
+    snprintf(src, sizeof(src), "127.0.0.%d", 2 + ZERO_OPTD_GUARD_MAX_PEERS);
+    CU_ASSERT_EQUAL(door_from(src, door_port, token, a3, l3, text, sizeof(text)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "cannot be admitted"));
+    CU_ASSERT_TRUE(refused(src, "127.0.0.1", ucx_port));
+
+    /* client 1's connections end: their addresses are forgotten, but
+     * 127.0.0.2's count still holds client 2's connection */
+    ucp_worker_release_address(w1.worker, a1);
+    zero_optd_ucx_close(&w1);
+    CU_ASSERT_TRUE(becomes("127.0.0.3", ucx_port, 1));
+    CU_ASSERT_TRUE(becomes("127.0.0.65", ucx_port, 1));
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", ucx_port));
+    /* room again: the address refused before is admitted now */
+    CU_ASSERT_EQUAL(door_from(src, door_port, token, a3, l3, text, sizeof(text)), 1);
+    CU_ASSERT_TRUE(opens(src, "127.0.0.1", ucx_port));
+    /* client 2's connection ends: 127.0.0.2 forgotten */
+    ucp_worker_release_address(w2.worker, a2);
+    zero_optd_ucx_close(&w2);
+    CU_ASSERT_TRUE(becomes("127.0.0.2", ucx_port, 1));
+    ucp_worker_release_address(w3.worker, a3);
+    zero_optd_ucx_close(&w3);
+    CU_ASSERT_TRUE(becomes(src, ucx_port, 1));
+    CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);   /* zero-optd lives */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
     static CU_TestInfo tests[] = {
@@ -763,6 +891,7 @@ int main(int argc, char **argv)
         {"ucx_unguarded_dies", test_ucx_unguarded_dies},
         {"ucx_guarded_survives", test_ucx_guarded_survives},
         {"zero_optd_guarded", test_zero_optd_guarded},
+        {"zero_optd_admits_per_connection", test_zero_optd_admits_per_connection},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {{"offload-optd-guard", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
