@@ -2391,6 +2391,18 @@ uint64_t zero_optd_server_bytes(const zero_optd_server_t *s)
     return atomic_load(&s->bytes);
 }
 
+/* Whether the doorway @p fd is bound to one IPv6 address (not ::, not an
+ * IPv4-mapped one): its clients then all come over IPv6. */
+static int door_ipv6_only(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)&sa)->sin6_addr;
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0 || sa.ss_family != AF_INET6)
+        return 0;
+    return !IN6_IS_ADDR_UNSPECIFIED(a) && !IN6_IS_ADDR_V4MAPPED(a);
+}
+
 zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_optd_server_t **server_p)
 {
     zero_status_t status = ZERO_OK;
@@ -2528,6 +2540,22 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
      * later: the doorway's allow rescans); the doorway is left open. */
     if (opts->guard)
         ZERO_CHECK_GOTO(zero_optd_guard_create(&s->listen_fd, 1, &s->guard), status, fail);
+    /* The allow list admits a client by its doorway connection's source
+     * address, and the client's UCX connects to the addresses UCX's tcp
+     * listens on, from its own address of their family: a doorway on an
+     * IPv6 address (not ::) with UCX listening on IPv4 alone (UCX 1.13
+     * takes a device's IPv4 address first, UCX_TCP_AF_PRIO) admits IPv6
+     * addresses only, and every client's UCX connection would be dropped
+     * (tried: "Destination is unreachable" at the client, 5 Dec 2026). */
+    if (door_ipv6_only(s->listen_fd) && zero_optd_guard_listeners(s->guard) > 0 &&
+        zero_optd_guard_listeners_ipv6(s->guard) == 0) {
+        ZERO_LOG_ERROR("zero-optd: --listen %s is an IPv6 address, but UCX's tcp listens on IPv4 addresses only: "
+                       "the allow list admits each client by its doorway address (IPv6), so its UCX connection "
+                       "(IPv4) would be dropped. Listen on an IPv4 address, or run without the allow list "
+                       "(ZERO_OPTD_GUARD=0)", opts->host);
+        status = ZERO_ERR_UNSUPPORTED;
+        goto fail;
+    }
     if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
         ZERO_LOG_ERROR("zero-optd: could not start the worker thread");
         status = ZERO_ERR_NO_MEMORY;

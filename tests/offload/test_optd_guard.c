@@ -25,7 +25,8 @@
  *    takes it; an address is admitted while a connection from it through the
  *    doorway lives (counted per connection), forgotten when the last ends,
  *    and one beyond the list's size is refused at the doorway until room is
- *    made.
+ *    made; told to listen on ::1 while UCX listens on IPv4 alone, it refuses
+ *    to start unless ZERO_OPTD_GUARD=0.
  */
 #include "offload/optd_guard.h"
 #include "offload/optd_ucx.h"
@@ -877,6 +878,81 @@ static void test_zero_optd_admits_per_connection(void)
     waitpid(pid, NULL, 0);
 }
 
+/* Runs the zero-optd tool with --listen @p listen (ZERO_OPTD_GUARD=0 where
+ * not @p guard) and reads its stderr into @p out (@p n bytes) until it
+ * exits or prints "listening on" (then it is killed), within 20 s.
+ * Returns its wait status, or -1 where it was killed. */
+static int optd_start_status(const char *listen, int guard, char *out, size_t n)
+{
+    const char *build = getenv("ZERO_BUILD_DIR");
+    char exe[4096];
+    size_t got = 0;
+    int pfd[2], wstatus = -1;
+    pid_t pid, parent = getpid();
+    out[0] = '\0';
+    if (build == NULL || pipe2(pfd, O_CLOEXEC) != 0)
+        return -2;
+    snprintf(exe, sizeof(exe), "%s/tools/zero-optd/zero-optd", build);
+    pid = fork();
+    if (pid == 0) {
+        zero_test_die_with_parent(parent);
+        dup2(pfd[1], 2);
+        setenv("ZERO_JOB_TOKEN", "0102030405060708090a0b0c0d0e0f10", 1);
+        if (!guard)
+            setenv("ZERO_OPTD_GUARD", "0", 1);
+        execl(exe, exe, "--listen", listen, (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    for (double t0 = zero_clock_now(); pid > 0 && zero_clock_now() - t0 < 20.0 && strstr(out, "listening on") == NULL;) {
+        struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+        ssize_t r;
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        r = read(pfd[0], out + got, n - 1 - got);
+        if (r <= 0)
+            break;   /* it exited */
+        got += (size_t)r;
+        out[got] = '\0';
+    }
+    close(pfd[0]);
+    if (pid > 0 && waitpid(pid, &wstatus, WNOHANG) != pid) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        wstatus = -1;
+    }
+    return wstatus;
+}
+
+/* zero-optd told to listen on ::1 while UCX's tcp listens on IPv4 alone
+ * (127.0.0.1: the tests' UCX_NET_DEVICES=lo): the allow list admits a
+ * client by its doorway address, an IPv6 one, so no client's UCX connection
+ * (IPv4) could get through. With the list it refuses to start, naming the
+ * way out; without it (ZERO_OPTD_GUARD=0) it starts. Before 5 Dec 2026
+ * (rdoor12) it started, and every client failed at its endpoint
+ * ("Destination is unreachable"). Skipped where the host has no ::1. */
+static void test_zero_optd_ipv6_doorway(void)
+{
+    static char text[16384];
+    int port, lfd = listen_on("::1", 0, &port), ws;
+    if (lfd < 0) {
+        fprintf(stderr, "(no ::1 on this host: skipped) ");
+        return;
+    }
+    close(lfd);
+    ws = optd_start_status("::1:0", 1, text, sizeof(text));
+    CU_ASSERT(ws != -1 && WIFEXITED(ws) && WEXITSTATUS(ws) != 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "is an IPv6 address, but UCX's tcp listens on IPv4 addresses only"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "ZERO_OPTD_GUARD=0"));
+    ws = optd_start_status("::1:0", 0, text, sizeof(text));
+    CU_ASSERT_EQUAL(ws, -1);   /* still serving when killed */
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "listening on ::1:"));
+    /* IPv4 with the list: starts */
+    ws = optd_start_status("127.0.0.1:0", 1, text, sizeof(text));
+    CU_ASSERT_EQUAL(ws, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "listening on 127.0.0.1:"));
+}
+
 int main(int argc, char **argv)
 {
     static CU_TestInfo tests[] = {
@@ -892,6 +968,7 @@ int main(int argc, char **argv)
         {"ucx_guarded_survives", test_ucx_guarded_survives},
         {"zero_optd_guarded", test_zero_optd_guarded},
         {"zero_optd_admits_per_connection", test_zero_optd_admits_per_connection},
+        {"zero_optd_ipv6_doorway", test_zero_optd_ipv6_doorway},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {{"offload-optd-guard", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
