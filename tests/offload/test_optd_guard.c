@@ -887,7 +887,7 @@ static int optd_start_status(const char *listen, int guard, char *out, size_t n)
     const char *build = getenv("ZERO_BUILD_DIR");
     char exe[4096];
     size_t got = 0;
-    int pfd[2], wstatus = -1;
+    int pfd[2], wstatus;
     pid_t pid, parent = getpid();
     out[0] = '\0';
     if (build == NULL || pipe2(pfd, O_CLOEXEC) != 0)
@@ -916,12 +916,16 @@ static int optd_start_status(const char *listen, int guard, char *out, size_t n)
         out[got] = '\0';
     }
     close(pfd[0]);
-    if (pid > 0 && waitpid(pid, &wstatus, WNOHANG) != pid) {
+    /* stderr closes a moment before the process can be waited for */
+    for (double t0 = zero_clock_now(); pid > 0 && strstr(out, "listening on") == NULL && zero_clock_now() - t0 < 5.0;
+         zero_clock_sleep(0.01))
+        if (waitpid(pid, &wstatus, WNOHANG) == pid)
+            return wstatus;
+    if (pid > 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
-        wstatus = -1;
     }
-    return wstatus;
+    return -1;
 }
 
 /* zero-optd told to listen on ::1 while UCX's tcp listens on IPv4 alone
