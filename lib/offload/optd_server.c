@@ -811,6 +811,8 @@ static void conn_close(optd_conn_t *c, const char *why)
     memset(c->length, 0, sizeof(c->length));
 }
 
+/* "host:port" of @p sa, an IPv6 host in brackets ("[::1]:5000", as a
+ * client's server address is written). */
 static void describe_sockaddr(const struct sockaddr_storage *sa, char *out, size_t n)
 {
     char host[INET6_ADDRSTRLEN] = "?";
@@ -823,6 +825,8 @@ static void describe_sockaddr(const struct sockaddr_storage *sa, char *out, size
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
+        snprintf(out, n, "[%s]:%d", host, port);
+        return;
     }
     snprintf(out, n, "%s:%d", host, port);
 }
