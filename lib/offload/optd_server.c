@@ -78,6 +78,8 @@
  * of all of them); asleep, they are among what wakes it. */
 #define DOOR_INTERVAL_S 1e-3
 #define SLOTS ZERO_OPTD_SERVER_SLOTS
+/* This host's addresses admitted at most for its own clients (door_admit). */
+#define HOST_ADDRS 16
 
 typedef enum conn_state { CONN_FREE = 0, CONN_NEW, CONN_READY } conn_state_t;
 
@@ -110,6 +112,7 @@ typedef struct optd_conn {
     char peer[64];               /* "host:port" of the client */
     struct sockaddr_storage peer_sa;   /* its doorway connection's source address ... */
     int admitted;                /* ... on the guard's allow list for this connection (forgotten when it closes) */
+    int admitted_host;           /* a client on this host: counted in server->host_clients (door_admit) */
     int data;                    /* a same-host data connection: no peer-failure mode (shared memory) */
     /* A data connection's own worker (of the data context) and its event
      * descriptor, made when its request is accepted and destroyed with it.
@@ -312,6 +315,14 @@ struct zero_optd_server {
     held_t closes[ZERO_OPTD_MAX_CONNS];
     int ncloses;
     refusal_log_t refusals;      /* the UCX thread's (refusal_log) */
+    /* This host's own addresses, on the allow list while a client on this
+     * host is connected (host_clients of them; door_admit): such a
+     * client's UCX connects to the UCX listener of ours it picks (with
+     * --listen 0.0.0.0, the one on lo) from that listener's own address,
+     * which need not be the one its doorway connection came from. */
+    struct sockaddr_storage host_addrs[HOST_ADDRS];
+    int nhost_addrs;
+    int host_clients;
 };
 
 #define CTL 0
@@ -716,6 +727,58 @@ static void fence_closed(zero_optd_server_t *s, const optd_conn_t *c)
     }
 }
 
+/* Takes back from the allow list what door_admit put there for @p c (its
+ * failures are logged by the guard). */
+static void door_unadmit(zero_optd_server_t *s, optd_conn_t *c)
+{
+    if (c->admitted)
+        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);
+    if (c->admitted_host && --s->host_clients == 0) {
+        for (int i = 0; i < s->nhost_addrs; i++)
+            (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&s->host_addrs[i]);
+        s->nhost_addrs = 0;
+    }
+    c->admitted = c->admitted_host = 0;
+}
+
+/* Admits @p c's client to UCX's ports (nothing without a guard): its
+ * doorway connection's source address @p sa and, for a client on this host
+ * (@p sa one of its addresses), every address of the host while such a
+ * client is connected (host_addrs says why; they expose nothing more: any
+ * process of the host can connect from @p sa already, and a peer elsewhere
+ * that claims a source address of this host gets no handshake, its SYN-ACK
+ * going to this host). Returns ZERO_OK, or the guard's error with nothing
+ * admitted. */
+static zero_status_t door_admit(zero_optd_server_t *s, optd_conn_t *c, const struct sockaddr_storage *sa)
+{
+    zero_status_t status;
+    if (s->guard == NULL)
+        return ZERO_OK;
+    status = zero_optd_guard_allow(s->guard, (const struct sockaddr *)sa);
+    if (status != ZERO_OK)
+        return status;
+    c->peer_sa = *sa;
+    c->admitted = 1;
+    if (!zero_optd_is_host_address((const struct sockaddr *)sa))
+        return ZERO_OK;
+    if (s->host_clients == 0) {
+        int n = zero_optd_host_addresses(s->host_addrs, HOST_ADDRS);
+        for (int i = 0; i < n; i++) {
+            status = zero_optd_guard_allow(s->guard, (const struct sockaddr *)&s->host_addrs[i]);
+            if (status != ZERO_OK) {
+                while (i-- > 0)
+                    (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&s->host_addrs[i]);
+                door_unadmit(s, c);
+                return status;
+            }
+        }
+        s->nhost_addrs = n;
+    }
+    s->host_clients++;
+    c->admitted_host = 1;
+    return ZERO_OK;
+}
+
 /* Closes @p c now, or, while slots of it are in use, once the last one is
  * freed (advance_slots): the worker may be using its state. */
 static void conn_close(optd_conn_t *c, const char *why)
@@ -790,9 +853,7 @@ static void conn_close(optd_conn_t *c, const char *why)
         held_add(s->closes, &s->ncloses, ZERO_OPTD_MAX_CONNS, close_req, conn_worker(c), zero_clock_now() + 1.0);
     }
     fence_sweep(s);
-    if (c->admitted)
-        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);   /* logged */
-    c->admitted = 0;
+    door_unadmit(s, c);
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
@@ -989,7 +1050,7 @@ static void door_decide(zero_optd_server_t *s, door_entry_t *e, const zero_optd_
      * answered (and any listener opened since the last call guarded: it
      * rescans; with the data context posix alone a data connection's worker
      * opens none). */
-    if (zero_optd_guard_allow(s->guard, (const struct sockaddr *)&e->sa) != ZERO_OK) {
+    if (door_admit(s, c, &e->sa) != ZERO_OK) {
         if (data)
             data_worker_free(s, c);
         door_refuse(s, e, rq->kind, ZERO_ERR_COMM,
@@ -997,11 +1058,8 @@ static void door_decide(zero_optd_server_t *s, door_entry_t *e, const zero_optd_
                     "the kernel refused the filter: the server's log says which)");
         return;
     }
-    c->peer_sa = e->sa;
-    c->admitted = 1;
     if (data && ucp_worker_get_address(c->worker, &data_address, &data_address_len) != UCS_OK) {
-        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);
-        c->admitted = 0;
+        door_unadmit(s, c);
         data_worker_free(s, c);
         door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "data connection refused: its worker has no address");
         return;
@@ -1033,8 +1091,7 @@ static void door_decide(zero_optd_server_t *s, door_entry_t *e, const zero_optd_
         if (c->worker != NULL)
             data_worker_free(s, c);
         c->data = 0;
-        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);
-        c->admitted = 0;
+        door_unadmit(s, c);
         door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "could not create an endpoint to its worker address: %s",
                     ucs_status_string(st));
         return;
