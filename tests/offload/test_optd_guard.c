@@ -932,9 +932,11 @@ static int optd_start_status(const char *listen, int guard, char *out, size_t n)
  * (127.0.0.1: the tests' UCX_NET_DEVICES=lo): the allow list admits a
  * client by its doorway address, an IPv6 one, so no client's UCX connection
  * (IPv4) could get through. With the list it refuses to start, naming the
- * way out; without it (ZERO_OPTD_GUARD=0) it starts. Before 5 Dec 2026
- * (rdoor12) it started, and every client failed at its endpoint
- * ("Destination is unreachable"). Skipped where the host has no ::1. */
+ * way out; without it (ZERO_OPTD_GUARD=0) it starts, with the address bare
+ * or in brackets ([::1]:0, which it took for a host name until rdoor12).
+ * Before 5 Dec 2026 (rdoor12) it started with the list too, and every
+ * client failed at its endpoint ("Destination is unreachable"). Skipped
+ * where the host has no ::1. */
 static void test_zero_optd_ipv6_doorway(void)
 {
     static char text[16384];
@@ -950,6 +952,10 @@ static void test_zero_optd_ipv6_doorway(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "ZERO_OPTD_GUARD=0"));
     ws = optd_start_status("::1:0", 0, text, sizeof(text));
     CU_ASSERT_EQUAL(ws, -1);   /* still serving when killed */
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "listening on ::1:"));
+    /* the address in brackets, as clients write it */
+    ws = optd_start_status("[::1]:0", 0, text, sizeof(text));
+    CU_ASSERT_EQUAL(ws, -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "listening on ::1:"));
     /* IPv4 with the list: starts */
     ws = optd_start_status("127.0.0.1:0", 1, text, sizeof(text));
