@@ -48,6 +48,7 @@ struct zero_optd_guard {
     guard_peer_t peers[ZERO_OPTD_GUARD_MAX_PEERS];
     int npeers;
     int listeners;   /* guarded by the last scan */
+    int listeners6;  /* of them, IPv6 sockets */
 };
 
 /* Whether a guard exists in this process: it covers every listening socket
@@ -199,12 +200,15 @@ static int sockopt_int(int fd, int name)
     return v;
 }
 
-/* Whether @p fd is a listening TCP socket over IPv4 or IPv6. */
-static int is_tcp_listener(int fd)
+/* Whether @p fd is a listening TCP socket over IPv4 or IPv6: its family
+ * (AF_INET or AF_INET6), else 0. */
+static int tcp_listener_family(int fd)
 {
     int domain = sockopt_int(fd, SO_DOMAIN);
     return (domain == AF_INET || domain == AF_INET6) && sockopt_int(fd, SO_TYPE) == SOCK_STREAM &&
-           sockopt_int(fd, SO_PROTOCOL) == IPPROTO_TCP && sockopt_int(fd, SO_ACCEPTCONN) == 1;
+                   sockopt_int(fd, SO_PROTOCOL) == IPPROTO_TCP && sockopt_int(fd, SO_ACCEPTCONN) == 1
+               ? domain
+               : 0;
 }
 
 static int is_skipped(const zero_optd_guard_t *g, const struct stat *st)
@@ -243,7 +247,7 @@ static zero_status_t scan_attach(zero_optd_guard_t *g)
     struct sock_filter prog[PROGRAM_LEN(0, ZERO_OPTD_GUARD_MAX_PEERS)];   /* the longest: IPv6 only */
     struct sock_fprog fprog = {.len = 0, .filter = prog};
     struct dirent *e;
-    int count = 0;
+    int count = 0, count6 = 0;
 
     fprog.len = (unsigned short)build_program(g, prog);
     DIR *d = opendir("/proc/self/fd");
@@ -257,17 +261,22 @@ static zero_status_t scan_attach(zero_optd_guard_t *g)
         int fd = fcntl((int)n, F_DUPFD_CLOEXEC, 0);
         if (fd < 0)
             continue;   /* closed since readdir */
-        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && !is_skipped(g, &st) && is_tcp_listener(fd)) {
+        int family = 0;
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && !is_skipped(g, &st) &&
+            (family = tcp_listener_family(fd)) != 0) {
             zero_status_t s = attach(fd, &fprog, "the listening socket");
-            if (s == ZERO_OK)
+            if (s == ZERO_OK) {
                 count++;
-            else if (status == ZERO_OK)
+                count6 += family == AF_INET6;
+            } else if (status == ZERO_OK) {
                 status = s;
+            }
         }
         close(fd);
     }
     closedir(d);
     g->listeners = count;
+    g->listeners6 = count6;
 out:
     return status;
 }
@@ -423,14 +432,15 @@ zero_status_t zero_optd_guard_refresh(zero_optd_guard_t *guard)
     return status;
 }
 
-/* The number of guarded listeners (@p listeners) or of addresses on the
- * list, read under @p guard's lock; 0 for a NULL guard. */
-static int count_of(zero_optd_guard_t *guard, int listeners)
+/* The number of guarded listeners (@p what 1; 6: the IPv6 ones) or of
+ * addresses on the list (0), read under @p guard's lock; 0 for a NULL
+ * guard. */
+static int count_of(zero_optd_guard_t *guard, int what)
 {
     if (guard == NULL)
         return 0;
     pthread_mutex_lock(&guard->lock);
-    int n = listeners ? guard->listeners : guard->npeers;
+    int n = what == 1 ? guard->listeners : what == 6 ? guard->listeners6 : guard->npeers;
     pthread_mutex_unlock(&guard->lock);
     return n;
 }
@@ -438,6 +448,11 @@ static int count_of(zero_optd_guard_t *guard, int listeners)
 int zero_optd_guard_listeners(zero_optd_guard_t *guard)
 {
     return count_of(guard, 1);
+}
+
+int zero_optd_guard_listeners_ipv6(zero_optd_guard_t *guard)
+{
+    return count_of(guard, 6);
 }
 
 int zero_optd_guard_peers(zero_optd_guard_t *guard)

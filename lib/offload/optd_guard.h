@@ -150,6 +150,10 @@ zero_status_t zero_optd_guard_refresh(zero_optd_guard_t *guard);
 /* Listening sockets the last scan of @p guard attached the filter to (0 for
  * a NULL guard): for logs and tests. */
 int zero_optd_guard_listeners(zero_optd_guard_t *guard);
+/* Of them, the IPv6 sockets (0 for a NULL guard): a peer admitted by an
+ * IPv6 address reaches only those (zero-optd checks at start that an IPv6
+ * doorway has some: optd_server.c). */
+int zero_optd_guard_listeners_ipv6(zero_optd_guard_t *guard);
 
 /* Addresses on @p guard's allow list (0 for a NULL guard). */
 int zero_optd_guard_peers(zero_optd_guard_t *guard);

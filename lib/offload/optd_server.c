@@ -78,6 +78,8 @@
  * of all of them); asleep, they are among what wakes it. */
 #define DOOR_INTERVAL_S 1e-3
 #define SLOTS ZERO_OPTD_SERVER_SLOTS
+/* This host's addresses admitted at most for its own clients (door_admit). */
+#define HOST_ADDRS 16
 
 typedef enum conn_state { CONN_FREE = 0, CONN_NEW, CONN_READY } conn_state_t;
 
@@ -110,6 +112,7 @@ typedef struct optd_conn {
     char peer[64];               /* "host:port" of the client */
     struct sockaddr_storage peer_sa;   /* its doorway connection's source address ... */
     int admitted;                /* ... on the guard's allow list for this connection (forgotten when it closes) */
+    int admitted_host;           /* a client on this host: counted in server->host_clients (door_admit) */
     int data;                    /* a same-host data connection: no peer-failure mode (shared memory) */
     /* A data connection's own worker (of the data context) and its event
      * descriptor, made when its request is accepted and destroyed with it.
@@ -122,7 +125,7 @@ typedef struct optd_conn {
      * stops, and it goes with the connection. */
     ucp_worker_h worker;
     int efd;
-    int data_index;              /* its place in server->data_conns */
+    int data_index;              /* its place in server->data_conns; -1: not in it (yet) */
     /* The doorway admits a data connection only if its request carries
      * the ticket of a control connection that said HELLO (its reply hands
      * the ticket out; docs/optd.md, Safety): so a process
@@ -312,6 +315,14 @@ struct zero_optd_server {
     held_t closes[ZERO_OPTD_MAX_CONNS];
     int ncloses;
     refusal_log_t refusals;      /* the UCX thread's (refusal_log) */
+    /* This host's own addresses, on the allow list while a client on this
+     * host is connected (host_clients of them; door_admit): such a
+     * client's UCX connects to the UCX listener of ours it picks (with
+     * --listen 0.0.0.0, the one on lo) from that listener's own address,
+     * which need not be the one its doorway connection came from. */
+    struct sockaddr_storage host_addrs[HOST_ADDRS];
+    int nhost_addrs;
+    int host_clients;
 };
 
 #define CTL 0
@@ -614,17 +625,21 @@ static void region_close(zero_optd_server_t *s, optd_conn_t *c)
 
 /* Destroys data connection @p c's worker (its endpoint is closed, no slot
  * of it is in use), and with it its FIFO and anything a dead sender
- * left there. */
+ * left there; takes @p c out of server->data_conns if it is there (a
+ * request the doorway refuses after opening its worker never joined). */
 static void data_worker_free(zero_optd_server_t *s, optd_conn_t *c)
 {
-    int n = atomic_load(&s->ndata_conns) - 1;
     held_reap(s->drops, &s->ndrops, 1, c->worker);
     ucp_worker_destroy(c->worker);
     c->worker = NULL;
     c->efd = -1;
-    s->data_conns[c->data_index] = s->data_conns[n];
-    s->data_conns[c->data_index]->data_index = c->data_index;
-    atomic_store(&s->ndata_conns, n);
+    if (c->data_index >= 0) {
+        int n = atomic_load(&s->ndata_conns) - 1;
+        s->data_conns[c->data_index] = s->data_conns[n];
+        s->data_conns[c->data_index]->data_index = c->data_index;
+        atomic_store(&s->ndata_conns, n);
+        c->data_index = -1;
+    }
 }
 
 /* Lets go of @p q's requests (UCX releases them when they end). */
@@ -712,6 +727,58 @@ static void fence_closed(zero_optd_server_t *s, const optd_conn_t *c)
     }
 }
 
+/* Takes back from the allow list what door_admit put there for @p c (its
+ * failures are logged by the guard). */
+static void door_unadmit(zero_optd_server_t *s, optd_conn_t *c)
+{
+    if (c->admitted)
+        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);
+    if (c->admitted_host && --s->host_clients == 0) {
+        for (int i = 0; i < s->nhost_addrs; i++)
+            (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&s->host_addrs[i]);
+        s->nhost_addrs = 0;
+    }
+    c->admitted = c->admitted_host = 0;
+}
+
+/* Admits @p c's client to UCX's ports (nothing without a guard): its
+ * doorway connection's source address @p sa and, for a client on this host
+ * (@p sa one of its addresses), every address of the host while such a
+ * client is connected (host_addrs says why; they expose nothing more: any
+ * process of the host can connect from @p sa already, and a peer elsewhere
+ * that claims a source address of this host gets no handshake, its SYN-ACK
+ * going to this host). Returns ZERO_OK, or the guard's error with nothing
+ * admitted. */
+static zero_status_t door_admit(zero_optd_server_t *s, optd_conn_t *c, const struct sockaddr_storage *sa)
+{
+    zero_status_t status;
+    if (s->guard == NULL)
+        return ZERO_OK;
+    status = zero_optd_guard_allow(s->guard, (const struct sockaddr *)sa);
+    if (status != ZERO_OK)
+        return status;
+    c->peer_sa = *sa;
+    c->admitted = 1;
+    if (!zero_optd_is_host_address((const struct sockaddr *)sa))
+        return ZERO_OK;
+    if (s->host_clients == 0) {
+        int n = zero_optd_host_addresses(s->host_addrs, HOST_ADDRS);
+        for (int i = 0; i < n; i++) {
+            status = zero_optd_guard_allow(s->guard, (const struct sockaddr *)&s->host_addrs[i]);
+            if (status != ZERO_OK) {
+                while (i-- > 0)
+                    (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&s->host_addrs[i]);
+                door_unadmit(s, c);
+                return status;
+            }
+        }
+        s->nhost_addrs = n;
+    }
+    s->host_clients++;
+    c->admitted_host = 1;
+    return ZERO_OK;
+}
+
 /* Closes @p c now, or, while slots of it are in use, once the last one is
  * freed (advance_slots): the worker may be using its state. */
 static void conn_close(optd_conn_t *c, const char *why)
@@ -786,9 +853,7 @@ static void conn_close(optd_conn_t *c, const char *why)
         held_add(s->closes, &s->ncloses, ZERO_OPTD_MAX_CONNS, close_req, conn_worker(c), zero_clock_now() + 1.0);
     }
     fence_sweep(s);
-    if (c->admitted)
-        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);   /* logged */
-    c->admitted = 0;
+    door_unadmit(s, c);
     c->state = CONN_FREE;
     c->key = 0;
     c->failed = 0;
@@ -807,6 +872,8 @@ static void conn_close(optd_conn_t *c, const char *why)
     memset(c->length, 0, sizeof(c->length));
 }
 
+/* "host:port" of @p sa, an IPv6 host in brackets ("[::1]:5000", as a
+ * client's server address is written). */
 static void describe_sockaddr(const struct sockaddr_storage *sa, char *out, size_t n)
 {
     char host[INET6_ADDRSTRLEN] = "?";
@@ -819,6 +886,8 @@ static void describe_sockaddr(const struct sockaddr_storage *sa, char *out, size
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
+        snprintf(out, n, "[%s]:%d", host, port);
+        return;
     }
     snprintf(out, n, "%s:%d", host, port);
 }
@@ -981,7 +1050,7 @@ static void door_decide(zero_optd_server_t *s, door_entry_t *e, const zero_optd_
      * answered (and any listener opened since the last call guarded: it
      * rescans; with the data context posix alone a data connection's worker
      * opens none). */
-    if (zero_optd_guard_allow(s->guard, (const struct sockaddr *)&e->sa) != ZERO_OK) {
+    if (door_admit(s, c, &e->sa) != ZERO_OK) {
         if (data)
             data_worker_free(s, c);
         door_refuse(s, e, rq->kind, ZERO_ERR_COMM,
@@ -989,11 +1058,8 @@ static void door_decide(zero_optd_server_t *s, door_entry_t *e, const zero_optd_
                     "the kernel refused the filter: the server's log says which)");
         return;
     }
-    c->peer_sa = e->sa;
-    c->admitted = 1;
     if (data && ucp_worker_get_address(c->worker, &data_address, &data_address_len) != UCS_OK) {
-        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);
-        c->admitted = 0;
+        door_unadmit(s, c);
         data_worker_free(s, c);
         door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "data connection refused: its worker has no address");
         return;
@@ -1025,8 +1091,7 @@ static void door_decide(zero_optd_server_t *s, door_entry_t *e, const zero_optd_
         if (c->worker != NULL)
             data_worker_free(s, c);
         c->data = 0;
-        (void)zero_optd_guard_forget(s->guard, (const struct sockaddr *)&c->peer_sa);
-        c->admitted = 0;
+        door_unadmit(s, c);
         door_refuse(s, e, rq->kind, ZERO_ERR_COMM, "could not create an endpoint to its worker address: %s",
                     ucs_status_string(st));
         return;
@@ -2387,6 +2452,18 @@ uint64_t zero_optd_server_bytes(const zero_optd_server_t *s)
     return atomic_load(&s->bytes);
 }
 
+/* Whether the doorway @p fd is bound to one IPv6 address (not ::, not an
+ * IPv4-mapped one): its clients then all come over IPv6. */
+static int door_ipv6_only(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)&sa)->sin6_addr;
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0 || sa.ss_family != AF_INET6)
+        return 0;
+    return !IN6_IS_ADDR_UNSPECIFIED(a) && !IN6_IS_ADDR_V4MAPPED(a);
+}
+
 zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_optd_server_t **server_p)
 {
     zero_status_t status = ZERO_OK;
@@ -2426,6 +2503,7 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
         s->conns[i].server = s;
         s->conns[i].owner = &s->conns[i];
         s->conns[i].efd = -1;
+        s->conns[i].data_index = -1;
     }
     atomic_init(&s->bytes, ZERO_OPTD_SERVER_BUFFER_BYTES);
     if (s->opts.memory_limit != 0 && s->opts.memory_limit < ZERO_OPTD_SERVER_BUFFER_BYTES) {
@@ -2523,6 +2601,22 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
      * later: the doorway's allow rescans); the doorway is left open. */
     if (opts->guard)
         ZERO_CHECK_GOTO(zero_optd_guard_create(&s->listen_fd, 1, &s->guard), status, fail);
+    /* The allow list admits a client by its doorway connection's source
+     * address, and the client's UCX connects to the addresses UCX's tcp
+     * listens on, from its own address of their family: a doorway on an
+     * IPv6 address (not ::) with UCX listening on IPv4 alone (UCX 1.13
+     * takes a device's IPv4 address first, UCX_TCP_AF_PRIO) admits IPv6
+     * addresses only, and every client's UCX connection would be dropped
+     * (tried: "Destination is unreachable" at the client, 5 Dec 2026). */
+    if (door_ipv6_only(s->listen_fd) && zero_optd_guard_listeners(s->guard) > 0 &&
+        zero_optd_guard_listeners_ipv6(s->guard) == 0) {
+        ZERO_LOG_ERROR("zero-optd: --listen %s is an IPv6 address, but UCX's tcp listens on IPv4 addresses only: "
+                       "the allow list admits each client by its doorway address (IPv6), so its UCX connection "
+                       "(IPv4) would be dropped. Listen on an IPv4 address, or run without the allow list "
+                       "(ZERO_OPTD_GUARD=0)", opts->host);
+        status = ZERO_ERR_UNSUPPORTED;
+        goto fail;
+    }
     if (pthread_create(&s->thread, NULL, worker_main, s) != 0) {
         ZERO_LOG_ERROR("zero-optd: could not start the worker thread");
         status = ZERO_ERR_NO_MEMORY;

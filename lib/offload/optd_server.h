@@ -71,7 +71,9 @@ typedef struct zero_optd_server_opts {
  * first address getaddrinfo gives that binds). Errors: ZERO_ERR_INVALID_ARG
  * (bad options or an address that does not resolve, logged), ZERO_ERR_COMM
  * (no socket could listen there, logged), ZERO_ERR_UNSUPPORTED (the control
- * worker's UCX address is over ZERO_OPTD_MAX_WORKER_ADDRESS), a UCX failure,
+ * worker's UCX address is over ZERO_OPTD_MAX_WORKER_ADDRESS; with opts.guard,
+ * a doorway on an IPv6 address while UCX's tcp listens on IPv4 only: the
+ * allow list could admit no client's UCX connection), a UCX failure,
  * ZERO_ERR_NO_MEMORY. */
 zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_optd_server_t **server_p);
 /* The doorway's port (the one asked for, or the one port 0 got). */

@@ -214,6 +214,43 @@ int zero_optd_listen_device(const struct sockaddr *addr, char *dev, size_t n)
     return found;
 }
 
+int zero_optd_host_addresses(struct sockaddr_storage *out, int max)
+{
+    struct ifaddrs *list = NULL;
+    int n = 0;
+    if (getifaddrs(&list) != 0)
+        return 0;
+    for (int family = AF_INET; family != 0; family = family == AF_INET ? AF_INET6 : 0)
+        for (struct ifaddrs *i = list; i != NULL && n < max; i = i->ifa_next)
+            if (i->ifa_addr != NULL && i->ifa_addr->sa_family == family) {
+                memset(&out[n], 0, sizeof(out[n]));
+                memcpy(&out[n], i->ifa_addr,
+                       family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+                n++;
+            }
+    freeifaddrs(list);
+    return n;
+}
+
+int zero_optd_is_host_address(const struct sockaddr *sa)
+{
+    struct sockaddr_in v4;
+    struct ifaddrs *list = NULL;
+    int found = 0;
+    if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
+        memset(&v4, 0, sizeof(v4));
+        v4.sin_family = AF_INET;
+        memcpy(&v4.sin_addr, &((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12], 4);
+        sa = (const struct sockaddr *)&v4;
+    }
+    if (getifaddrs(&list) != 0)
+        return 0;
+    for (struct ifaddrs *i = list; i != NULL && !found; i = i->ifa_next)
+        found = i->ifa_addr != NULL && same_address(sa, i->ifa_addr);
+    freeifaddrs(list);
+    return found;
+}
+
 int zero_optd_ucx_progress(zero_optd_ucx_t *u, int n)
 {
     int moved = 0;

@@ -156,6 +156,18 @@ void zero_optd_data_settings(const char *settings[ZERO_OPTD_DATA_SETTINGS]);
  */
 int zero_optd_listen_device(const struct sockaddr *addr, char *dev, size_t n);
 
+/*
+ * This host's IPv4 and IPv6 interface addresses (getifaddrs: IPv4 first,
+ * ports 0), up to @p max of them into @p out; returns how many (0 where
+ * getifaddrs fails). zero-optd admits them to UCX's ports for a client on
+ * its own host (optd_server.c, door_admit), whose UCX may connect from
+ * another of them than its doorway connection came from.
+ */
+int zero_optd_host_addresses(struct sockaddr_storage *out, int max);
+/* Whether @p sa (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
+ * its IPv4 address) is one of this host's interface addresses. */
+int zero_optd_is_host_address(const struct sockaddr *sa);
+
 /* Progresses every opened worker of @p u[0..n); returns whether anything happened. */
 int zero_optd_ucx_progress(zero_optd_ucx_t *u, int n);
 /*

@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <math.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1847,7 +1848,10 @@ static void test_hostile_silent_connections(void)
 
 /* ---------- a zero-optd process that dies or stalls ---------- */
 
-static pid_t spawn_optd(char *addr, size_t addr_len)
+/* The zero-optd tool (its allow list on) listening on @p listen (HOST:0)
+ * with the job token; 127.0.0.1 and its port in @p addr. -1: it did not
+ * start within 20 s. */
+static pid_t spawn_optd_on(const char *listen, char *addr, size_t addr_len)
 {
     const char *build = getenv("ZERO_BUILD_DIR");
     char exe[4096], port_file[4096], token_file[4096];
@@ -1870,8 +1874,7 @@ static pid_t spawn_optd(char *addr, size_t addr_len)
     pid = fork();
     if (pid == 0) {
         zero_test_die_with_parent(parent);
-        execl(exe, exe, "--listen", "127.0.0.1:0", "--token-file", token_file, "--port-file", port_file,
-              (char *)NULL);
+        execl(exe, exe, "--listen", listen, "--token-file", token_file, "--port-file", port_file, (char *)NULL);
         _exit(127);
     }
     for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 20; zero_clock_sleep(0.05)) {
@@ -1892,6 +1895,12 @@ static pid_t spawn_optd(char *addr, size_t addr_len)
     }
     snprintf(addr, addr_len, "127.0.0.1:%d", port);
     return pid;
+}
+
+/* spawn_optd_on 127.0.0.1. */
+static pid_t spawn_optd(char *addr, size_t addr_len)
+{
+    return spawn_optd_on("127.0.0.1:0", addr, addr_len);
 }
 
 /* zero-optd started with a soft descriptor limit of 256 runs with its hard
@@ -2095,6 +2104,62 @@ static int stepped_store(const char *addr, double timeout_s, zero_optim_ctx_t *c
         *remote_p = NULL;
     }
     return rc;
+}
+
+/* A non-loopback IPv4 address of this host in @p out (@p n bytes): 0, or
+ * -1 where it has none. */
+static int host_ipv4(char *out, size_t n)
+{
+    struct ifaddrs *list = NULL;
+    int rc = -1;
+    if (getifaddrs(&list) != 0)
+        return -1;
+    for (struct ifaddrs *i = list; i != NULL && rc != 0; i = i->ifa_next)
+        if (i->ifa_addr != NULL && i->ifa_addr->sa_family == AF_INET && (i->ifa_flags & IFF_UP) &&
+            !(i->ifa_flags & IFF_LOOPBACK) &&
+            inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out, (socklen_t)n) != NULL)
+            rc = 0;
+    freeifaddrs(list);
+    return rc;
+}
+
+/* The zero-optd tool on every address (--listen 0.0.0.0, as docs/optd.md's
+ * example), its allow list on, reached by clients on its own host through
+ * the host's non-loopback address: their doorway connections come from
+ * that address, while their UCX connects to zero-optd's UCX listener on lo
+ * (the tests' UCX_NET_DEVICES=lo leaves no other; UCX picks it unasked
+ * too) from 127.0.0.1. A client over TCP and one with the data connection
+ * step. Until 5 Dec 2026 (rdoor12) only the doorway's address was admitted
+ * and such clients waited until their bound (without the tests' setting,
+ * too: tried). Skipped where the host has no such address. */
+static void test_guarded_optd_host_clients(void)
+{
+    char host[INET_ADDRSTRLEN], addr[64], server[96];
+    pid_t pid;
+    if (host_ipv4(host, sizeof(host)) != 0) {
+        fprintf(stderr, "(no non-loopback IPv4 address on this host: skipped) ");
+        return;
+    }
+    pid = spawn_optd_on("0.0.0.0:0", addr, sizeof(addr));
+    CU_ASSERT_FATAL(pid > 0);
+    snprintf(server, sizeof(server), "%s:%s", host, strrchr(addr, ':') + 1);
+    for (int same_host = 0; same_host <= 1; same_host++) {
+        zero_store_t *remote = NULL;
+        zero_optim_ctx_t ctx;
+        zero_store_async_step_t st;
+        zero_store_remote_stats_t stats;
+        CU_ASSERT_EQUAL(step_store_create_on(server, 5.0, &ctx, &st, &remote, &stats, same_host), 0);
+        if (remote != NULL) {
+            CU_ASSERT_EQUAL(stats.same_host_links, (uint64_t)same_host);
+            CU_ASSERT_EQUAL(zero_store_step_async(remote, &st), ZERO_OK);
+            CU_ASSERT_EQUAL(zero_store_step_wait(remote), ZERO_OK);
+            zero_store_destroy(remote);
+        }
+    }
+    unsetenv("ZERO_OPTD_SAME_HOST");
+    CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);   /* zero-optd lives */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 /* Starts @p srv with @p var=0 in the environment while it is created
@@ -2635,6 +2700,46 @@ static void test_ticket_refused_while_closing(void)
     CU_ASSERT_EQUAL(atomic_load(&cap.closed), 1);
     zero_optd_ucx_close(&u);
     raw_close(&c);
+    served_then_stop(&srv);
+    ZERO_TEST_ASSERT_NO_LEAK();
+}
+
+/* A data request with a good ticket whose endpoint the server cannot make
+ * (its worker address names tcp alone; a data connection's worker has
+ * posix only) is refused, saying why, and costs the other data connections
+ * nothing: a same-host client connected before steps on, a new one is
+ * served. Until 5 Dec 2026 (rdoor12) that refusal freed the request's
+ * worker as if it were in the server's table of data connections
+ * (data_worker_free), which it had not joined yet: the table lost an entry
+ * (here the earlier client's, whose steps then went unanswered: it was no
+ * longer progressed) and its count went below the truth. */
+static void test_data_endpoint_refused(void)
+{
+    ZERO_TEST_MEM_MARK();
+    const char *tcp_only[] = {"TLS", "tcp", NULL};
+    test_server_t srv;
+    raw_client_t c;
+    zero_optd_ucx_t u;
+    uint32_t data_port = 0;
+    uint64_t ticket = 0;
+    zero_store_t *first = NULL;
+    zero_optim_ctx_t ctx;
+    zero_store_async_step_t st;
+
+    CU_ASSERT_EQUAL_FATAL(server_start(&srv, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(stepped_store(srv.addr, 3.0, &ctx, &st, &first), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_init(&c), 0);
+    CU_ASSERT_EQUAL_FATAL(raw_hello_ticket(&c, zero_optd_server_port(srv.server), &data_port, &ticket), 0);
+    CU_ASSERT_FATAL(data_port > 0 && ticket != 0);
+    CU_ASSERT_EQUAL_FATAL(zero_optd_ucx_open(&u, tcp_only, "test: a tcp-only context"), ZERO_OK);
+    CU_ASSERT_EQUAL(data_request(u.context, (int)data_port, ticket), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(door_text, "could not create an endpoint"));
+    zero_optd_ucx_close(&u);
+    raw_close(&c);
+    /* the first client's data connection is still served (3 s bound) */
+    CU_ASSERT_EQUAL(zero_store_step_async(first, &st), ZERO_OK);
+    CU_ASSERT_EQUAL(zero_store_step_wait(first), ZERO_OK);
+    zero_store_destroy(first);
     served_then_stop(&srv);
     ZERO_TEST_ASSERT_NO_LEAK();
 }
@@ -4366,6 +4471,8 @@ int main(int argc, char **argv)
         {"a client that stops reading its replies", test_reply_not_read},
         {"stalled receives are fenced, then freed with their connection", test_stalled_receives_fenced},
         {"zero-optd raises its soft descriptor limit to the hard one", test_optd_descriptor_limit},
+        {"zero-optd on 0.0.0.0 with its allow list: clients on its host reaching it by the host's address step",
+         test_guarded_optd_host_clients},
         {"server killed: error naming it", test_server_killed_control_only},
         {"server killed, same-host data connection: error naming it", test_server_killed},
         {"server killed mid-step, same-host data connection: error naming it", test_server_killed_mid_step},
@@ -4380,6 +4487,9 @@ int main(int argc, char **argv)
         {"data connection at the doorway: a ticket whose control connection is closing (a reply still in its slot) "
          "is refused",
          test_ticket_refused_while_closing},
+        {"data connection at the doorway: a ticket holder's request whose endpoint cannot be made is refused; the "
+         "other data connections are served on",
+         test_data_endpoint_refused},
         {"ZERO_OPTD_ONESIDED=0 for the server: no region, STEP tagged on the data connection",
          test_server_without_regions},
         {"region: a full /dev/shm on the server's side: no region held, the client steps bit for bit over tagged "

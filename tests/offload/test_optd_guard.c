@@ -20,12 +20,20 @@
  *    message header longer than the receive segment) from 127.0.0.2. Without
  *    the guard the child dies (this shows the bytes are the right ones);
  *    with it, allowing only 127.0.0.1, the bytes never arrive and a tagged
- *    message from a UCX client on 127.0.0.1 still goes through.
+ *    message from a UCX client on 127.0.0.1 still goes through;
+ *  - the zero-optd tool: its UCX ports refuse 127.0.0.2 but its doorway
+ *    takes it; an address is admitted while a connection from it through the
+ *    doorway lives (counted per connection), forgotten when the last ends,
+ *    and one beyond the list's size is refused at the doorway until room is
+ *    made; told to listen on ::1 while UCX listens on IPv4 alone, it refuses
+ *    to start unless ZERO_OPTD_GUARD=0.
  */
 #include "offload/optd_guard.h"
 #include "offload/optd_ucx.h"
 #include "optd_test.h"
+#include "ucx_attack.h"
 #include "test_main.h"
+#include "util/clock.h"
 
 #include <zero/zero.h>
 
@@ -749,6 +757,212 @@ static void test_zero_optd_guarded(void)
     waitpid(pid, NULL, 0);
 }
 
+/* Asks zero-optd's doorway at 127.0.0.1:@p port, from @p src, for a control
+ * connection with @p token offering the worker address @p addr
+ * (@p addr_len bytes). Returns 1 (accepted), 0 (refused: the reason in
+ * @p text, @p text_len bytes) or -1 (no answer within 5 s). */
+static int door_from(const char *src, int port, const unsigned char token[16], const void *addr, size_t addr_len,
+                     char *text, size_t text_len)
+{
+    static unsigned char req[ZERO_OPTD_DOOR_REQUEST_MAX], ans_buf[ZERO_OPTD_DOOR_ANSWER_MAX];
+    zero_optd_door_request_t rq;
+    zero_optd_door_answer_t ans;
+    struct timeval tv = {.tv_sec = 5};
+    size_t len, got = 0;
+    int fd = connect_from(src, "127.0.0.1", port, OPEN_WAIT_MS), rc = -1;
+    if (fd < 0)
+        return -1;
+    memset(&rq, 0, sizeof(rq));
+    rq.kind = ZERO_OPTD_DOOR_CONTROL;
+    memcpy(rq.token, token, ZERO_OPTD_TOKEN_BYTES);
+    rq.address_len = (uint32_t)addr_len;
+    rq.address = addr;
+    len = zero_optd_encode_door_request(req, &rq);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (send(fd, req, len, MSG_NOSIGNAL) == (ssize_t)len) {
+        for (;;) {
+            ssize_t n = recv(fd, ans_buf + got, sizeof(ans_buf) - got, 0);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+            if (zero_optd_decode_door_answer(ans_buf, got, &ans) != ZERO_OPTD_PARSE_SHORT)
+                break;
+        }
+    }
+    close(fd);
+    if (got > 0 && zero_optd_decode_door_answer(ans_buf, got, &ans) == ZERO_OPTD_PARSE_OK) {
+        rc = ans.status == 0;
+        if (ans.status != 0)
+            snprintf(text, text_len, "%.*s", (int)ans.len, ans.text);
+    }
+    return rc;
+}
+
+/* Until @p src is refused (@p want_refused) or reaches (else) 127.0.0.1:@p port, within 10 s. */
+static int becomes(const char *src, int port, int want_refused)
+{
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 10.0; zero_clock_sleep(0.05))
+        if (want_refused ? refused(src, "127.0.0.1", port) : opens(src, "127.0.0.1", port))
+            return 1;
+    return 0;
+}
+
+/* The wiring in zero-optd (optd_server.c door_decide, conn_close): an
+ * address is admitted to UCX's ports while a connection that came from it
+ * through the doorway lives, counted per connection, and forgotten once
+ * per connection when it ends; an address beyond the list's
+ * ZERO_OPTD_GUARD_MAX_PEERS is refused at the doorway, saying why, and is
+ * admitted once room is made. The clients are raw doorway requests from
+ * 127.0.0.x offering a tcp-only worker of this process that is never
+ * progressed: zero-optd's endpoints to it fail when the worker is
+ * destroyed, which ends their connections. */
+static void test_zero_optd_admits_per_connection(void)
+{
+    unsigned char token[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    char addr[64], text[ZERO_OPTD_MAX_DOOR_TEXT + 1], src[32];
+    struct sockaddr_storage socks[16];
+    zero_optd_ucx_t w1, w2, w3;
+    ucp_address_t *a1 = NULL, *a2 = NULL, *a3 = NULL;
+    size_t l1 = 0, l2 = 0, l3 = 0;
+    int door_port, ucx_port = -1, n;
+    pid_t pid = zero_test_optd_spawn(token, addr, sizeof(addr));
+    CU_ASSERT_FATAL(pid > 0);
+    door_port = atoi(strrchr(addr, ':') + 1);
+    n = zero_test_listening_sockets(pid, socks, 16);
+    for (int i = 0; i < n; i++)
+        if (zero_test_sockaddr_port(&socks[i]) != door_port && zero_test_sockaddr_is_loopback(&socks[i]))
+            ucx_port = zero_test_sockaddr_port(&socks[i]);
+    CU_ASSERT_FATAL(ucx_port > 0);   /* the control worker's tcp listener on lo */
+    CU_ASSERT_FATAL(zero_optd_ucx_open(&w1, ucx_tcp_only, "guard test client 1") == ZERO_OK);
+    CU_ASSERT_FATAL(zero_optd_ucx_open(&w2, ucx_tcp_only, "guard test client 2") == ZERO_OK);
+    CU_ASSERT_FATAL(zero_optd_ucx_open(&w3, ucx_tcp_only, "guard test client 3") == ZERO_OK);
+    CU_ASSERT_FATAL(ucp_worker_get_address(w1.worker, &a1, &l1) == UCS_OK);
+    CU_ASSERT_FATAL(ucp_worker_get_address(w2.worker, &a2, &l2) == UCS_OK);
+    CU_ASSERT_FATAL(ucp_worker_get_address(w3.worker, &a3, &l3) == UCS_OK);
+
+    CU_ASSERT_TRUE(refused("127.0.0.2", "127.0.0.1", ucx_port));
+    /* 127.0.0.2 twice (client 1, client 2), then 127.0.0.3 .. 127.0.0.65
+     * (client 1): the list full */
+    CU_ASSERT_EQUAL(door_from("127.0.0.2", door_port, token, a1, l1, text, sizeof(text)), 1);
+    CU_ASSERT_EQUAL(door_from("127.0.0.2", door_port, token, a2, l2, text, sizeof(text)), 1);
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", ucx_port));
+    for (int k = 3; k < 2 + ZERO_OPTD_GUARD_MAX_PEERS; k++) {
+        snprintf(src, sizeof(src), "127.0.0.%d", k);
+        CU_ASSERT_EQUAL(door_from(src, door_port, token, a1, l1, text, sizeof(text)), 1);
+    }
+    /* one address more: refused at the doorway, saying why, and not admitted */
+    snprintf(src, sizeof(src), "127.0.0.%d", 2 + ZERO_OPTD_GUARD_MAX_PEERS);
+    CU_ASSERT_EQUAL(door_from(src, door_port, token, a3, l3, text, sizeof(text)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "cannot be admitted"));
+    CU_ASSERT_TRUE(refused(src, "127.0.0.1", ucx_port));
+
+    /* client 1's connections end: their addresses are forgotten, but
+     * 127.0.0.2's count still holds client 2's connection */
+    ucp_worker_release_address(w1.worker, a1);
+    zero_optd_ucx_close(&w1);
+    CU_ASSERT_TRUE(becomes("127.0.0.3", ucx_port, 1));
+    CU_ASSERT_TRUE(becomes("127.0.0.65", ucx_port, 1));
+    CU_ASSERT_TRUE(opens("127.0.0.2", "127.0.0.1", ucx_port));
+    /* room again: the address refused before is admitted now */
+    CU_ASSERT_EQUAL(door_from(src, door_port, token, a3, l3, text, sizeof(text)), 1);
+    CU_ASSERT_TRUE(opens(src, "127.0.0.1", ucx_port));
+    /* client 2's connection ends: 127.0.0.2 forgotten */
+    ucp_worker_release_address(w2.worker, a2);
+    zero_optd_ucx_close(&w2);
+    CU_ASSERT_TRUE(becomes("127.0.0.2", ucx_port, 1));
+    ucp_worker_release_address(w3.worker, a3);
+    zero_optd_ucx_close(&w3);
+    CU_ASSERT_TRUE(becomes(src, ucx_port, 1));
+    CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);   /* zero-optd lives */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Runs the zero-optd tool with --listen @p listen (ZERO_OPTD_GUARD=0 where
+ * not @p guard) and reads its stderr into @p out (@p n bytes) until it
+ * exits or prints "listening on" (then it is killed), within 20 s.
+ * Returns its wait status, or -1 where it was killed. */
+static int optd_start_status(const char *listen, int guard, char *out, size_t n)
+{
+    const char *build = getenv("ZERO_BUILD_DIR");
+    char exe[4096];
+    size_t got = 0;
+    int pfd[2], wstatus;
+    pid_t pid, parent = getpid();
+    out[0] = '\0';
+    if (build == NULL || pipe2(pfd, O_CLOEXEC) != 0)
+        return -2;
+    snprintf(exe, sizeof(exe), "%s/tools/zero-optd/zero-optd", build);
+    pid = fork();
+    if (pid == 0) {
+        zero_test_die_with_parent(parent);
+        dup2(pfd[1], 2);
+        setenv("ZERO_JOB_TOKEN", "0102030405060708090a0b0c0d0e0f10", 1);
+        if (!guard)
+            setenv("ZERO_OPTD_GUARD", "0", 1);
+        execl(exe, exe, "--listen", listen, (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    for (double t0 = zero_clock_now(); pid > 0 && zero_clock_now() - t0 < 20.0 && strstr(out, "listening on") == NULL;) {
+        struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+        ssize_t r;
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        r = read(pfd[0], out + got, n - 1 - got);
+        if (r <= 0)
+            break;   /* it exited */
+        got += (size_t)r;
+        out[got] = '\0';
+    }
+    close(pfd[0]);
+    /* stderr closes a moment before the process can be waited for */
+    for (double t0 = zero_clock_now(); pid > 0 && strstr(out, "listening on") == NULL && zero_clock_now() - t0 < 5.0;
+         zero_clock_sleep(0.01))
+        if (waitpid(pid, &wstatus, WNOHANG) == pid)
+            return wstatus;
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return -1;
+}
+
+/* zero-optd told to listen on ::1 while UCX's tcp listens on IPv4 alone
+ * (127.0.0.1: the tests' UCX_NET_DEVICES=lo): the allow list admits a
+ * client by its doorway address, an IPv6 one, so no client's UCX connection
+ * (IPv4) could get through. With the list it refuses to start, naming the
+ * way out; without it (ZERO_OPTD_GUARD=0) it starts, with the address bare
+ * or in brackets ([::1]:0, which it took for a host name until rdoor12).
+ * Before 5 Dec 2026 (rdoor12) it started with the list too, and every
+ * client failed at its endpoint ("Destination is unreachable"). Skipped
+ * where the host has no ::1. */
+static void test_zero_optd_ipv6_doorway(void)
+{
+    static char text[16384];
+    int port, lfd = listen_on("::1", 0, &port), ws;
+    if (lfd < 0) {
+        fprintf(stderr, "(no ::1 on this host: skipped) ");
+        return;
+    }
+    close(lfd);
+    ws = optd_start_status("::1:0", 1, text, sizeof(text));
+    CU_ASSERT(ws != -1 && WIFEXITED(ws) && WEXITSTATUS(ws) != 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "is an IPv6 address, but UCX's tcp listens on IPv4 addresses only"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "ZERO_OPTD_GUARD=0"));
+    ws = optd_start_status("::1:0", 0, text, sizeof(text));
+    CU_ASSERT_EQUAL(ws, -1);   /* still serving when killed */
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "listening on ::1:"));
+    /* the address in brackets, as clients write it */
+    ws = optd_start_status("[::1]:0", 0, text, sizeof(text));
+    CU_ASSERT_EQUAL(ws, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "listening on ::1:"));
+    /* IPv4 with the list: starts */
+    ws = optd_start_status("127.0.0.1:0", 1, text, sizeof(text));
+    CU_ASSERT_EQUAL(ws, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "listening on 127.0.0.1:"));
+}
+
 int main(int argc, char **argv)
 {
     static CU_TestInfo tests[] = {
@@ -763,6 +977,8 @@ int main(int argc, char **argv)
         {"ucx_unguarded_dies", test_ucx_unguarded_dies},
         {"ucx_guarded_survives", test_ucx_guarded_survives},
         {"zero_optd_guarded", test_zero_optd_guarded},
+        {"zero_optd_admits_per_connection", test_zero_optd_admits_per_connection},
+        {"zero_optd_ipv6_doorway", test_zero_optd_ipv6_doorway},
         CU_TEST_INFO_NULL,
     };
     static CU_SuiteInfo suites[] = {{"offload-optd-guard", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};

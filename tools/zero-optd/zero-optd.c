@@ -183,6 +183,12 @@ int main(int argc, char **argv)
         return bad_usage("--listen wants a port in 0..65535, not", listen);
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = '\0';
+    /* an IPv6 address in brackets, as the clients' server addresses are
+     * written ([::1]:7000): getaddrinfo wants it bare */
+    if (host[0] == '[' && colon - listen >= 2 && host[colon - listen - 1] == ']') {
+        host[colon - listen - 1] = '\0';
+        memmove(host, host + 1, (size_t)(colon - listen - 1));
+    }
     opts.host = host;
     opts.port = (int)port;
 
