@@ -664,15 +664,16 @@ static void test_ucx_guarded_survives(void)
 }
 
 /* How many of @p ports (all but @p door) complete a handshake from @p src
- * within REFUSED_WAIT_MS; a connection that does gets the 13 bytes when
- * @p attack (else it is closed at once, as a port scan would). */
-static int ucx_ports_reached(const char *src, const int *ports, int n, int door, int attack)
+ * within @p wait_ms (REFUSED_WAIT_MS where none should, OPEN_WAIT_MS where
+ * all should); a connection that does gets the 13 bytes when @p attack
+ * (else it is closed at once, as a port scan would). */
+static int ucx_ports_reached(const char *src, const int *ports, int n, int door, int attack, int wait_ms)
 {
     int reached = 0;
     for (int i = 0; i < n; i++) {
         if (ports[i] == door)
             continue;
-        int fd = connect_from(src, "127.0.0.1", ports[i], REFUSED_WAIT_MS);
+        int fd = connect_from(src, "127.0.0.1", ports[i], wait_ms);
         if (fd < 0)
             continue;
         reached++;
@@ -728,8 +729,8 @@ static void test_zero_optd_guarded(void)
     CU_ASSERT(n >= 2);   /* the doorway and at least the control worker's */
 
     /* no client yet: the list is empty */
-    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.1", ports, n, door_port, 0), 0);
-    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.2", ports, n, door_port, 1), 0);
+    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.1", ports, n, door_port, 0, REFUSED_WAIT_MS), 0);
+    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.2", ports, n, door_port, 1, REFUSED_WAIT_MS), 0);
     int fd = connect_from("127.0.0.2", "127.0.0.1", door_port, OPEN_WAIT_MS);
     CU_ASSERT(fd >= 0);   /* the doorway is left open */
     if (fd >= 0)
@@ -738,8 +739,8 @@ static void test_zero_optd_guarded(void)
     /* a client from 127.0.0.1 admits that address only */
     a = store_on(addr, token);
     CU_ASSERT_PTR_NOT_NULL(a);
-    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.1", ports, n, door_port, 0), n - 1);
-    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.2", ports, n, door_port, 1), 0);
+    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.1", ports, n, door_port, 0, OPEN_WAIT_MS), n - 1);
+    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.2", ports, n, door_port, 1, REFUSED_WAIT_MS), 0);
     usleep(300 * 1000);
     CU_ASSERT_EQUAL_FATAL(waitpid(pid, NULL, WNOHANG), 0);   /* zero-optd lives */
     b = store_on(addr, token);   /* and serves: UCX's tcp lanes through the guarded ports */
@@ -751,7 +752,7 @@ static void test_zero_optd_guarded(void)
 
     /* every admission forgotten once the connections are closed */
     for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 10.0; zero_clock_sleep(0.2))
-        if ((reached = ucx_ports_reached("127.0.0.1", ports, n, door_port, 0)) == 0)
+        if ((reached = ucx_ports_reached("127.0.0.1", ports, n, door_port, 0, REFUSED_WAIT_MS)) == 0)
             break;
     CU_ASSERT_EQUAL(reached, 0);
     CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);
