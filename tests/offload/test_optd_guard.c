@@ -505,7 +505,8 @@ static const char *const ucx_tcp_only[] = {"TLS", "tcp", NULL};
 
 /* The child: a tcp-only UCX worker on lo, guarded (allowing 127.0.0.1) or
  * not, then a second worker of the same context (as zero-optd makes one
- * per same-host data connection: it opens listeners of its own), after
+ * per same-host data connection; with tcp in that context, which
+ * ZERO_OPTD_DATA_TLS can ask for, it opens listeners of its own), after
  * which the guard is refreshed; sends its first worker's address, the
  * number of listeners guarded before and after the refresh and its
  * listening ports on @p out, then receives one tagged message, progressing
