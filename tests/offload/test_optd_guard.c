@@ -26,9 +26,9 @@
 #include "offload/optd_ucx.h"
 #include "offload/store_remote.h"
 #include "optd_test.h"
+#include "ucx_attack.h"
 #include "test_main.h"
 #include "util/clock.h"
-#include "ucx_attack.h"
 
 #include <zero/zero.h>
 
