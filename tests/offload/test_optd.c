@@ -121,8 +121,9 @@ static zero_store_t *remote_create_on(const zero_store_desc_t *desc, const zero_
     setenv("ZERO_OPTD_SAME_HOST", same_host ? "1" : "0", 1);
     if (same_host == 2)
         setenv("ZERO_OPTD_ONESIDED", "0", 1);
-    /* a short bound (0.5 s) covers the connections' WELCOME too, which a
-     * loaded 2-core machine can miss (seen at load above 7): up to 3 tries,
+    /* a short bound (0.5 s) covers the doorway's answer too (until version 8
+     * WELCOME), which a loaded 2-core machine can miss (seen at load above
+     * 7): up to 3 tries,
      * a failed create leaves nothing behind */
     for (int tries = 0; tries < 3; tries++)
         if ((status = zero_store_remote_create(desc, o, &remote)) == ZERO_OK || o->timeout_s >= 3.0)
@@ -2509,8 +2510,8 @@ static void capture_refusals(zero_log_level_t level, int rank, const char *modul
 }
 
 /* A server, a raw client that said HELLO (its control connection holds
- * *ticket, for the data listener at *data_port) and a data context for
- * requests to that listener. 0, or -1 (nothing left to release but what
+ * *ticket, for a data connection asked for at the doorway's port,
+ * *data_port) and a data context for those requests. 0, or -1 (nothing left to release but what
  * the failed step made: the test stops there anyway). */
 static int ticket_setup(test_server_t *srv, raw_client_t *c, zero_optd_ucx_t *u, uint32_t *data_port, uint64_t *ticket)
 {
@@ -2792,7 +2793,7 @@ static int region_client(raw_client_t *c, zero_optd_ucx_t *u, data_client_t *d, 
 /*
  * A job member (it said HELLO with the token) that sends gradients on its
  * own live connection's data tag with no header: over TCP (@p data 0: its
- * control connection, the server without a data listener) or on its
+ * control connection, the server offering no data connection) or on its
  * same-host data connection (1, without a region: shared memory, the
  * connection's own worker on the server). Nothing claims them, and before
  * 5 Dec 2026 they stayed in UCX's unexpected queue until the connection
@@ -4298,14 +4299,13 @@ static void test_iface_listeners_loopback(void)
 /* Bad traffic on UCX's own tcp listeners of a zero-optd started with
  * ZERO_OPTD_SAME_HOST=0 (every listening port but --listen's: the control
  * context's tcp interface listeners, through which every TCP client's lanes
- * connect; with the variable there is no data listener, a connection
- * manager's, where UCX 1.13 aborts on floods of its own: docs/optd.md,
- * Safety), from five exec'd processes at once for IFACE_ATTACK_S seconds
+ * connect; with the variable the clients here step over those lanes, not
+ * over a data connection), from five exec'd processes at once for IFACE_ATTACK_S seconds
  * (iface_attacker: 200 idle connections; random bytes; half-sent connection
  * requests held; whole connection requests with keep-alives; resets). A TCP
- * store made before the attack (so that a job's client from this address
- * holds a connection throughout, as an allow list of clients' addresses
- * would want) steps against a host store, bit for bit, until the attackers
+ * store made before the attack (zero-optd's allow list admits 127.0.0.1,
+ * the attackers' address too, only while a client from it is connected:
+ * docs/optd.md, Safety, "Only approved peers reach UCX's ports") steps against a host store, bit for bit, until the attackers
  * are done, and a new client is made and served in the middle of it.
  * zero-optd must live, no attacker may find a listener closed, its
  * descriptors must come back to what it held before any client (and

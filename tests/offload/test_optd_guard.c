@@ -30,6 +30,7 @@
  */
 #include "offload/optd_guard.h"
 #include "offload/optd_ucx.h"
+#include "offload/store_remote.h"
 #include "optd_test.h"
 #include "ucx_attack.h"
 #include "test_main.h"
@@ -38,7 +39,6 @@
 #include <zero/zero.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -104,24 +104,12 @@ static int listen_on(const char *host, int dual, int *port)
     return fd;
 }
 
-/* A connection from @p src to @p dst:@p port, or -1 when the handshake has
- * not completed within @p wait_ms (or failed). */
+/* A (blocking) connection from @p src to @p dst:@p port, or -1 when the
+ * handshake has not completed within @p wait_ms (or failed). */
 static int connect_from(const char *src, const char *dst, int port, int wait_ms)
 {
     struct sockaddr_storage from = make_addr(src, 0), to = make_addr(dst, port);
-    int fd = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), err = 0;
-    socklen_t len = sizeof(err);
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&from, addr_len(&from)) != 0 ||
-        (connect(fd, (struct sockaddr *)&to, addr_len(&to)) != 0 && errno != EINPROGRESS) ||
-        poll(&p, 1, wait_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-        close(fd);
-        return -1;
-    }
-    fcntl(fd, F_SETFL, 0);
-    return fd;
+    return zero_test_tcp_connect(&to, &from, wait_ms / 1000.0);
 }
 
 /* Whether a connection from @p src completes within @p wait_ms (closed
@@ -463,30 +451,26 @@ static void test_opt_out(void)
 
 /* ---- UCX ---- */
 
-/* UCX 1.13's tcp (tcp_ep.c): a connection starts with the 8-byte magic
- * number, then active messages: a 1-byte id and a 4-byte length. A length
- * above the receive segment fails an assertion that aborts the process. */
-static const unsigned char ucx_abort_bytes[13] = {0x78, 0x56, 0x34, 0x12, 0xbe, 0xba, 0xfe, 0xca,   /* magic, LE */
-                                                  0x00, 0x00, 0x00, 0x10, 0x00};   /* am 0, 1 MiB */
-
-static int listening_ports(int *ports, int max)
+/* Sends the 13 bytes that abort UCX 1.13 (ucx_attack.h, ZERO_TEST_UCX_TCP_FATAL:
+ * tcp's magic number, then an active message header whose length is above
+ * the receive segment) on the connected socket @p fd; 0 when written. */
+static int send_abort_bytes(int fd)
 {
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    while (d != NULL && (e = readdir(d)) != NULL && n < max) {
-        int fd = atoi(e->d_name), acc = 0;
-        socklen_t l = sizeof(acc);
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        if (fd <= 2 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) != 0 || !acc ||
-            getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 || ss.ss_family != AF_INET)
-            continue;
-        ports[n++] = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-    if (d != NULL)
-        closedir(d);
-    return n;
+    unsigned char b[128];
+    size_t n = zero_test_ucx_tcp_bytes(ZERO_TEST_UCX_TCP_FATAL, 0, fd, b);
+    return write(fd, b, n) == (ssize_t)n ? 0 : -1;
+}
+
+/* The IPv4 ports process @p pid listens on (ucx_attack.h), into @p ports;
+ * -1 where /proc says nothing of it. */
+static int ports_of(pid_t pid, int *ports, int max)
+{
+    struct sockaddr_storage ls[64];
+    int n = zero_test_listening_sockets(pid, ls, 64), k = 0;
+    for (int i = 0; i < n && k < max; i++)
+        if (ls[i].ss_family == AF_INET)
+            ports[k++] = zero_test_sockaddr_port(&ls[i]);
+    return n < 0 ? -1 : k;
 }
 
 static int read_full(int fd, void *buf, size_t n, int timeout_ms)
@@ -527,7 +511,8 @@ static const char *const ucx_tcp_only[] = {"TLS", "tcp", NULL};
 
 /* The child: a tcp-only UCX worker on lo, guarded (allowing 127.0.0.1) or
  * not, then a second worker of the same context (as zero-optd makes one
- * per same-host data connection: it opens listeners of its own), after
+ * per same-host data connection; with tcp in that context, which
+ * ZERO_OPTD_DATA_TLS can ask for, it opens listeners of its own), after
  * which the guard is refreshed; sends its first worker's address, the
  * number of listeners guarded before and after the refresh and its
  * listening ports on @p out, then receives one tagged message, progressing
@@ -555,7 +540,7 @@ static void ucx_server_child(int out, int guarded)
     int after = zero_optd_guard_listeners(g);
     if (ucp_worker_get_address(u.worker, &addr, &addr_len) != UCS_OK)
         _exit(5);
-    int nports = listening_ports(ports, 16);
+    int nports = ports_of(getpid(), ports, 16);
     uint32_t hdr[4] = {(uint32_t)addr_len, (uint32_t)before, (uint32_t)after, (uint32_t)nports};
     if (write(out, hdr, sizeof(hdr)) != sizeof(hdr) || write(out, addr, addr_len) != (ssize_t)addr_len ||
         write(out, ports, sizeof(int) * (size_t)nports) != (ssize_t)(sizeof(int) * (size_t)nports))
@@ -616,7 +601,7 @@ static int ucx_attack(int guarded, int *attacked, int *listeners, int *delivered
             if (fd < 0)
                 continue;
             (*attacked)++;
-            CU_ASSERT(write(fd, ucx_abort_bytes, sizeof(ucx_abort_bytes)) == (ssize_t)sizeof(ucx_abort_bytes));
+            CU_ASSERT(send_abort_bytes(fd) == 0);
             close(fd);
         }
         usleep(1000 * 1000);   /* the child progresses meanwhile */
@@ -685,74 +670,99 @@ static void test_ucx_guarded_survives(void)
         fprintf(stderr, "(guarded child: status %#x) ", ws);
 }
 
-/* The ports process @p pid listens on over IPv4 (its descriptors' socket
- * inodes found in /proc/PID/net/tcp in state LISTEN), into @p ports. */
-static int ports_of(pid_t pid, int *ports, int max)
+/* How many of @p ports (all but @p door) complete a handshake from @p src
+ * within @p wait_ms (REFUSED_WAIT_MS where none should, OPEN_WAIT_MS where
+ * all should); a connection that does gets the 13 bytes when @p attack
+ * (else it is closed at once, as a port scan would). */
+static int ucx_ports_reached(const char *src, const int *ports, int n, int door, int attack, int wait_ms)
 {
-    char path[64], line[512];
-    unsigned long inodes[256];
-    int ninodes = 0, n = 0;
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL && ninodes < 256) {
-        char link[sizeof(path) + 256 + 2], target[64];
-        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
-        ssize_t len = readlink(link, target, sizeof(target) - 1);
-        if (len > 0) {
-            target[len] = '\0';
-            if (sscanf(target, "socket:[%lu]", &inodes[ninodes]) == 1)
-                ninodes++;
-        }
-    }
-    if (d != NULL)
-        closedir(d);
-    snprintf(path, sizeof(path), "/proc/%d/net/tcp", (int)pid);
-    FILE *f = fopen(path, "r");
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL && n < max) {
-        unsigned port, state;
-        unsigned long inode;
-        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &port, &state, &inode) != 3 ||
-            state != 0x0A)
+    int reached = 0;
+    for (int i = 0; i < n; i++) {
+        if (ports[i] == door)
             continue;
-        for (int i = 0; i < ninodes; i++)
-            if (inodes[i] == inode)
-                ports[n++] = (int)port;
+        int fd = connect_from(src, "127.0.0.1", ports[i], wait_ms);
+        if (fd < 0)
+            continue;
+        reached++;
+        if (attack)
+            CU_ASSERT(send_abort_bytes(fd) == 0);
+        close(fd);
     }
-    if (f != NULL)
-        fclose(f);
-    return n;
+    return reached;
 }
 
-/* The zero-optd tool (its server guarded): each of its listening ports but
- * the doorway's refuses 127.0.0.2, the doorway takes it, zero-optd lives. */
+/* A remote store on the server at @p addr, from 127.0.0.1 (same-host: a
+ * control and a data connection, each admitted at the doorway). */
+static zero_store_t *store_on(const char *addr, const unsigned char token[16])
+{
+    const char *servers[1] = {addr};
+    zero_store_desc_t d;
+    zero_store_remote_opts_t o;
+    zero_store_t *st = NULL;
+    memset(&d, 0, sizeof(d));
+    d.kind = ZERO_MEM_HOST;
+    d.num_groups = 1;
+    d.length[0] = 4096;
+    d.num_states = 2;
+    memset(&o, 0, sizeof(o));
+    o.servers = servers;
+    o.num_servers = 1;
+    memcpy(o.token, token, 16);
+    o.timeout_s = 20.0;   /* a loaded CI machine */
+    return zero_store_remote_create(&d, &o, &st) == ZERO_OK ? st : NULL;
+}
+
+/*
+ * The zero-optd tool (its server guarded), end to end: before any client
+ * its UCX ports (every listening port but the doorway's) refuse everyone,
+ * 127.0.0.1 included, while the doorway takes 127.0.0.2; while a store from
+ * 127.0.0.1 is connected they take 127.0.0.1 and still refuse 127.0.0.2,
+ * whose tries carry the 13 bytes that abort UCX; zero-optd lives and serves
+ * a second store; once both stores are gone (every doorway admission
+ * forgotten when its connection closed) they refuse 127.0.0.1 again.
+ * With ZERO_OPTD_GUARD=0 in the environment it fails (everyone reached;
+ * zero-optd died of the bytes).
+ */
 static void test_zero_optd_guarded(void)
 {
     unsigned char token[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     char addr[64];
-    int ports[16], door_port, nrefused = 0;
+    int ports[16], door_port, n, reached = -1;
+    zero_store_t *a, *b;
     pid_t pid = zero_test_optd_spawn(token, addr, sizeof(addr));
     CU_ASSERT_FATAL(pid > 0);
     door_port = atoi(strrchr(addr, ':') + 1);
-    int n = ports_of(pid, ports, 16);
+    n = ports_of(pid, ports, 16);
     CU_ASSERT(n >= 2);   /* the doorway and at least the control worker's */
-    for (int i = 0; i < n; i++) {
-        int door = ports[i] == door_port;
-        int fd = connect_from("127.0.0.2", "127.0.0.1", ports[i], door ? OPEN_WAIT_MS : REFUSED_WAIT_MS);
-        if (door) {
-            CU_ASSERT(fd >= 0);
-        } else if (fd < 0) {
-            nrefused++;
-        } else {
-            CU_FAIL("a UCX listener of zero-optd took a connection from 127.0.0.2");
-            CU_ASSERT(write(fd, ucx_abort_bytes, sizeof(ucx_abort_bytes)) == (ssize_t)sizeof(ucx_abort_bytes));
-        }
-        if (fd >= 0)
-            close(fd);
-    }
-    CU_ASSERT_EQUAL(nrefused, n - 1);
+
+    /* no client yet: the list is empty */
+    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.1", ports, n, door_port, 0, REFUSED_WAIT_MS), 0);
+    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.2", ports, n, door_port, 1, REFUSED_WAIT_MS), 0);
+    int fd = connect_from("127.0.0.2", "127.0.0.1", door_port, OPEN_WAIT_MS);
+    CU_ASSERT(fd >= 0);   /* the doorway is left open */
+    if (fd >= 0)
+        close(fd);
+
+    /* a client from 127.0.0.1 admits that address only */
+    a = store_on(addr, token);
+    CU_ASSERT_PTR_NOT_NULL(a);
+    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.1", ports, n, door_port, 0, OPEN_WAIT_MS), n - 1);
+    CU_ASSERT_EQUAL(ucx_ports_reached("127.0.0.2", ports, n, door_port, 1, REFUSED_WAIT_MS), 0);
     usleep(300 * 1000);
-    CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);   /* zero-optd lives */
+    CU_ASSERT_EQUAL_FATAL(waitpid(pid, NULL, WNOHANG), 0);   /* zero-optd lives */
+    b = store_on(addr, token);   /* and serves: UCX's tcp lanes through the guarded ports */
+    CU_ASSERT_PTR_NOT_NULL(b);
+    if (b != NULL)
+        zero_store_destroy(b);
+    if (a != NULL)
+        zero_store_destroy(a);
+
+    /* every admission forgotten once the connections are closed */
+    for (double t0 = zero_clock_now(); zero_clock_now() - t0 < 10.0; zero_clock_sleep(0.2))
+        if ((reached = ucx_ports_reached("127.0.0.1", ports, n, door_port, 0, REFUSED_WAIT_MS)) == 0)
+            break;
+    CU_ASSERT_EQUAL(reached, 0);
+    CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
 }
