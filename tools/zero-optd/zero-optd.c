@@ -217,8 +217,10 @@ int main(int argc, char **argv)
 
     /* A server restarted on its port (the next job of zero-launch --optd)
      * does not fail while the last one's connections linger in the kernel:
-     * the doorway's socket has SO_REUSEADDR (optd_server.c). UCX listens on
-     * nothing here (until wire version 8 this set UCX_TCP_CM_REUSEADDR). */
+     * the doorway's socket has SO_REUSEADDR (optd_server.c). UCX opens no
+     * listener (connection manager) here, so UCX_TCP_CM_REUSEADDR, set here
+     * until wire version 8, is no longer needed; the tcp ifaces' own
+     * listening sockets take ephemeral ports. */
     raise_descriptor_limit();
     /* UCX logs a line for each of several things any peer can do at will
      * (util/ucx_log.h): at most 5 per UCX source line per 5 s, the rest
