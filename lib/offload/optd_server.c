@@ -317,9 +317,10 @@ struct zero_optd_server {
     refusal_log_t refusals;      /* the UCX thread's (refusal_log) */
     /* This host's own addresses, on the allow list while a client on this
      * host is connected (host_clients of them; door_admit): such a
-     * client's UCX connects to the UCX listener of ours it picks (with
-     * --listen 0.0.0.0, the one on lo) from that listener's own address,
-     * which need not be the one its doorway connection came from. */
+     * client's UCX connects to the tcp interface listening socket of ours
+     * it picks (with --listen 0.0.0.0, the one on lo) from that socket's
+     * own address, which need not be the one its doorway connection came
+     * from. */
     struct sockaddr_storage host_addrs[HOST_ADDRS];
     int nhost_addrs;
     int host_clients;
@@ -2597,8 +2598,9 @@ zero_status_t zero_optd_server_create(const zero_optd_server_opts_t *opts, zero_
     }
     freeaddrinfo(ai);
     ai = NULL;
-    /* Every UCX listener exists now (the data connections' workers' come
-     * later: the doorway's allow rescans); the doorway is left open. */
+    /* Every listening socket of UCX's tcp interfaces exists now (the data
+     * connections' workers' come later: the doorway's allow rescans); the
+     * doorway is left open. */
     if (opts->guard)
         ZERO_CHECK_GOTO(zero_optd_guard_create(&s->listen_fd, 1, &s->guard), status, fail);
     /* The allow list admits a client by its doorway connection's source
