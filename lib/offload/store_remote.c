@@ -1033,8 +1033,8 @@ static int map_region(remote_store_t *r, server_link_t *l, const zero_optd_attac
         /* a server checks that its region maps in its own process before
          * offering it (region_open), so: another PID namespace, or no right
          * to open its /proc/PID/fd link */
-        snprintf(why, why_len, "its region cannot be mapped here (ucp_rkey_ptr: %s; another PID namespace, or the "
-                 "server could not place it in shared memory)", ucs_status_string(st));
+        snprintf(why, why_len, "its region cannot be mapped here (ucp_rkey_ptr: %s; another PID namespace, or no "
+                 "right to open the server's /proc/PID/fd link)", ucs_status_string(st));
         return -1;
     }
     err = zero_optd_region_populate(first, bytes);
