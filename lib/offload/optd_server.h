@@ -11,14 +11,14 @@
  * Two threads serve every connection, in arrival order, as a pipeline of
  * ZERO_OPTD_SERVER_SLOTS messages: the thread that calls
  * zero_optd_server_run drives UCX and the doorway (answers requests,
- * receives the next messages, sends replies), a worker thread decodes each received message and runs its step,
- * whose kernels use a pool of --threads threads. So while the worker steps
- * one message, the next ones are being received and the previous replies
- * sent. Per
- * connection: it must show the job token at the doorway and again in its
- * first message (HELLO) within hello_timeout_s or it is closed; a message that is malformed, oversized or
- * out of its connection's bounds gets an error reply naming the problem and
- * the connection is closed; a client that disconnects (even mid-message) has
+ * receives the next messages, sends replies), a worker thread decodes each
+ * received message and runs its step, whose kernels use a pool of
+ * --threads threads. So while the worker steps one message, the next ones
+ * are being received and the previous replies sent. Per connection: it
+ * must show the job token at the doorway and again in its first message
+ * (HELLO) within hello_timeout_s or it is closed; a message that is
+ * malformed, oversized or out of its connection's bounds gets an error
+ * reply naming the problem and the connection is closed; a client that disconnects (even mid-message) has
  * its state freed. Nothing a client sends stops the server or harms another
  * client's state.
  */
