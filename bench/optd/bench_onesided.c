@@ -346,6 +346,8 @@ typedef struct client {
     unsigned char *tx[MAXW], *rx[MAXW];
     void *tx_req[MAXW], *rx_req[MAXW];
     size_t begin[MAXW], count[MAXW];
+    unsigned long pieces;   /* pieces sent on this connection: the next one's slot is pieces % window,
+                             * as the server counts them (not per step: a step of 2 pieces, window 4) */
 } client_t;
 
 #define SLOT_BYTES (CHUNK * 2 * 2)
@@ -406,9 +408,10 @@ static int start_piece(client_t *c, int k, size_t at, size_t cnt, int step, cons
 
 static int client_step(client_t *c, int step, const uint16_t *grad, uint16_t *weights)
 {
-    int p = 0, inflight = 0;
+    unsigned long p = c->pieces;
+    int inflight = 0;
     for (size_t at = 0; at < n_elems; at += CHUNK, p++) {
-        int k = p % window;
+        int k = (int)(p % (unsigned long)window);
         if (inflight == window) {
             if (finish_piece(c, k, weights) != 0)
                 return -1;
@@ -418,8 +421,9 @@ static int client_step(client_t *c, int step, const uint16_t *grad, uint16_t *we
             return -1;
         inflight++;
     }
-    for (int q = p - inflight; q < p; q++)
-        if (finish_piece(c, q % window, weights) != 0)
+    c->pieces = p;
+    for (unsigned long q = p - (unsigned long)inflight; q < p; q++)
+        if (finish_piece(c, (int)(q % (unsigned long)window), weights) != 0)
             return -1;
     return 0;
 }
