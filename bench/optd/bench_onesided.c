@@ -47,6 +47,7 @@
 #include "optim/optim.h"
 #include "util/alloc.h"
 #include "util/clock.h"
+#include "optd_bench.h"
 
 #include <poll.h>
 #include <signal.h>
@@ -345,6 +346,8 @@ typedef struct client {
     unsigned char *tx[MAXW], *rx[MAXW];
     void *tx_req[MAXW], *rx_req[MAXW];
     size_t begin[MAXW], count[MAXW];
+    unsigned long pieces;   /* pieces sent on this connection: the next one's slot is pieces % window,
+                             * as the server counts them (not per step: a step of 2 pieces, window 4) */
 } client_t;
 
 #define SLOT_BYTES (CHUNK * 2 * 2)
@@ -405,9 +408,10 @@ static int start_piece(client_t *c, int k, size_t at, size_t cnt, int step, cons
 
 static int client_step(client_t *c, int step, const uint16_t *grad, uint16_t *weights)
 {
-    int p = 0, inflight = 0;
+    unsigned long p = c->pieces;
+    int inflight = 0;
     for (size_t at = 0; at < n_elems; at += CHUNK, p++) {
-        int k = p % window;
+        int k = (int)(p % (unsigned long)window);
         if (inflight == window) {
             if (finish_piece(c, k, weights) != 0)
                 return -1;
@@ -417,16 +421,11 @@ static int client_step(client_t *c, int step, const uint16_t *grad, uint16_t *we
             return -1;
         inflight++;
     }
-    for (int q = p - inflight; q < p; q++)
-        if (finish_piece(c, q % window, weights) != 0)
+    c->pieces = p;
+    for (unsigned long q = p - (unsigned long)inflight; q < p; q++)
+        if (finish_piece(c, (int)(q % (unsigned long)window), weights) != 0)
             return -1;
     return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static double cpu_seconds(void)
@@ -529,8 +528,7 @@ static int run_mode(int mode, int reps, const uint16_t *grad, uint16_t *weights,
         }
         printf("] ");
     }
-    qsort(t, (size_t)reps, sizeof(double), cmp_double);
-    *ms = t[reps / 2] * 1e3;
+    *ms = optd_bench_median(t, reps) * 1e3;
     if (pid > 0) {
         hdr_t end;
         memset(&end, 0, sizeof(end));
@@ -601,8 +599,7 @@ int main(int argc, char **argv)
     }
     grad = zero_malloc(n_elems * 2);
     weights = zero_malloc(n_elems * 2);
-    for (size_t i = 0; i < n_elems; i++)
-        grad[i] = (uint16_t)(0x3c00u + (i & 0xffu));
+    optd_bench_fill_grad(grad, n_elems);
     memset(weights, 0, n_elems * 2);
     printf("%zu elements in pieces of %zu, window %d, %d reps per round, AdamW bf16 (medians)\n", n_elems,
            (size_t)CHUNK, window, reps);
@@ -627,8 +624,7 @@ int main(int argc, char **argv)
             if (k > 0)
                 t[k - 1] = zero_clock_now() - t0;
         }
-        qsort(t, (size_t)reps, sizeof(double), cmp_double);
-        loc[r] = t[reps / 2] * 1e3;
+        loc[r] = optd_bench_median(t, reps) * 1e3;
         zero_free(s.w);
         zero_free(s.m);
         zero_free(s.v);
@@ -647,14 +643,10 @@ int main(int argc, char **argv)
         printf("\n");
         fflush(stdout);
     }
-    qsort(loc, (size_t)rounds, sizeof(double), cmp_double);
-    printf("result: local_ms=%.3f", loc[rounds / 2]);
-    for (int m = 0; m < MODES; m++) {
-        qsort(ms[m], (size_t)rounds, sizeof(double), cmp_double);
-        qsort(cpu[m], (size_t)rounds, sizeof(double), cmp_double);
-        printf(" %s_ms=%.3f %s_client_cpu_ms=%.3f", mode_name[m], ms[m][rounds / 2], mode_name[m],
-               cpu[m][rounds / 2]);
-    }
+    printf("result: local_ms=%.3f", optd_bench_median(loc, rounds));
+    for (int m = 0; m < MODES; m++)
+        printf(" %s_ms=%.3f %s_client_cpu_ms=%.3f", mode_name[m], optd_bench_median(ms[m], rounds), mode_name[m],
+               optd_bench_median(cpu[m], rounds));
     printf("\n");
     zero_free(grad);
     zero_free(weights);

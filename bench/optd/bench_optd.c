@@ -170,16 +170,7 @@ int main(int argc, char **argv)
         server_pid = pid;
     }
 
-    memset(&desc, 0, sizeof(desc));
-    desc.kind = ZERO_MEM_HOST;
-    desc.num_groups = 1;
-    desc.length[0] = n;
-    desc.num_states = 2;
-    memset(&ro, 0, sizeof(ro));
-    ro.servers = addrs;
-    ro.num_servers = 1;
-    ro.timeout_s = 60;
-    ro.window = window;
+    optd_bench_remote_opts(&desc, &ro, addrs, n, 60, window);
     if (zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK ||
         zero_store_host_create(&desc, &host) != ZERO_OK || zero_store_remote_create(&desc, &ro, &remote) != ZERO_OK)
         goto out;
@@ -189,8 +180,7 @@ int main(int argc, char **argv)
     t_remote = zero_malloc(sizeof(double) * (size_t)reps);
     if (grad == NULL || weights == NULL || t_local == NULL || t_remote == NULL)
         goto out;
-    for (size_t i = 0; i < n; i++)
-        grad[i] = (uint16_t)(0x3c00u + (i & 0xffu));   /* bf16 values around 0.0078 .. 0.016 */
+    optd_bench_fill_grad(grad, n);
     memset(weights, 0, n * 2);
     /* warm-up: first touch of both stores and the server's arrays */
     if (one_step(host, &ctx, n, piece, 1, grad, weights) != ZERO_OK ||

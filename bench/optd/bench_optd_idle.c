@@ -17,6 +17,7 @@
 #include "offload/store_remote.h"
 #include "util/alloc.h"
 #include "util/clock.h"
+#include "optd_bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,16 +88,7 @@ int main(int argc, char **argv)
     zero_clock_sleep(1.0);
     idle0 = cpu_percent(pid, seconds);
 
-    memset(&desc, 0, sizeof(desc));
-    desc.kind = ZERO_MEM_HOST;
-    desc.num_groups = 1;
-    desc.length[0] = 1024;
-    desc.num_states = 2;
-    memset(&ro, 0, sizeof(ro));
-    ro.servers = addrs;
-    ro.num_servers = 1;
-    ro.timeout_s = 30;
-    ro.window = 2;
+    optd_bench_remote_opts(&desc, &ro, addrs, 1024, 30, 2);
     if ((stores = zero_calloc((size_t)conns, sizeof(*stores))) == NULL)
         goto out;
     for (; opened < conns; opened++) {

@@ -121,16 +121,7 @@ int main(int argc, char **argv)
     unsetenv("ZERO_JOB_TOKEN");
     unsetenv("ZERO_OPTD_SAME_HOST");
     addrs[0] = server;
-    memset(&desc, 0, sizeof(desc));
-    desc.kind = ZERO_MEM_HOST;
-    desc.num_groups = 1;
-    desc.length[0] = n;
-    desc.num_states = 2;
-    memset(&ro, 0, sizeof(ro));
-    ro.servers = addrs;
-    ro.num_servers = 1;
-    ro.timeout_s = 30;
-    ro.window = 4;
+    optd_bench_remote_opts(&desc, &ro, addrs, n, 30, 4);
     if (zero_optim_ctx_init(&ctx, ZERO_OPTIM_ISA_AUTO, NULL) != ZERO_OK)
         return 1;
     grad = zero_calloc(n, sizeof(uint16_t));
@@ -143,8 +134,7 @@ int main(int argc, char **argv)
         }
     if (no_memory)
         goto out;
-    for (size_t i = 0; i < n; i++)
-        grad[i] = (uint16_t)(0x3c00u + (i & 0xff));   /* bf16 values near 0.008 */
+    optd_bench_fill_grad(grad, n);
     for (int round = 0; round < rounds; round++)
         for (int p = 0; p < 2; p++) {   /* p 0: the region; 1: tagged (ZERO_OPTD_ONESIDED=0) */
             zero_store_t *s = NULL;

@@ -123,18 +123,22 @@ static int reaches(const char *src, const char *dst, int port, int wait_ms)
     return 1;
 }
 
-/* The accepted end of @p client's connection to @p lfd (earlier
- * connections still queued there are taken and closed first). -1: none. */
+/* Whether @p src reaches @p dst:@p port within OPEN_WAIT_MS (what an
+ * admitted peer must do). */
 static int opens(const char *src, const char *dst, int port)
 {
     return reaches(src, dst, port, OPEN_WAIT_MS);
 }
 
+/* Whether @p src's handshake to @p dst:@p port has not completed after
+ * REFUSED_WAIT_MS (a dropped SYN; a handshake on lo takes microseconds). */
 static int refused(const char *src, const char *dst, int port)
 {
     return !reaches(src, dst, port, REFUSED_WAIT_MS);
 }
 
+/* The accepted end of @p client's connection to @p lfd (earlier
+ * connections still queued there are taken and closed first). -1: none. */
 static int accept_of(int lfd, int client)
 {
     struct sockaddr_storage want, got;
